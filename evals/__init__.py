@@ -1,0 +1,5 @@
+"""ragtrim's eval harness: datasets, readers, metrics, sweeps and reports.
+
+The harness measures answer quality against tokens saved, per pipeline and budget, so a
+team can pick a budget from numbers. Entry point: ``ragtrim eval`` (see :mod:`evals.cli`).
+"""

@@ -1,0 +1,106 @@
+"""Per-example metrics, exactly as defined in DESIGN.md.
+
+Normalization is SQuAD's: lower case, drop punctuation, drop the articles a/an/the,
+collapse white space (Rajpurkar et al., *SQuAD*, EMNLP 2016).
+
+>>> normalize("The  Eiffel-Tower!")
+'eiffeltower'
+>>> answer_recall("[1] Paris\\nThe capital is Paris.", ["paris"])
+1
+>>> answer_recall("nothing here", ["yes"]) is None
+True
+>>> em("the Paris", ["Paris"]), round(f1("Paris France", ["Paris"]), 3)
+(1, 0.667)
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_PUNCT = set(string.punctuation)
+YES_NO = frozenset({"yes", "no"})
+
+
+def normalize(text: str) -> str:
+    """SQuAD normalization: lower, drop punctuation, drop articles, collapse white space."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in _PUNCT)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def counts_for_recall(answers: Sequence[str]) -> bool:
+    """Whether an example counts for answer recall: some answer that is not yes/no or empty."""
+    return any(normalize(a) and normalize(a) not in YES_NO for a in answers)
+
+
+def contains_answer(text: str, answers: Sequence[str]) -> int:
+    """1 if any normalized (non-empty) answer is a substring of the normalized text, else 0."""
+    norm = normalize(text)
+    return int(any(normalize(a) and normalize(a) in norm for a in answers))
+
+
+def answer_recall(context: str, answers: Sequence[str]) -> int | None:
+    """Answer recall of a context; None for examples left out (all answers yes/no or empty)."""
+    if not counts_for_recall(answers):
+        return None
+    return contains_answer(context, answers)
+
+
+def accuracy(prediction: str, answers: Sequence[str]) -> int | None:
+    """Reader accuracy: the substring test on the output; None for unanswerable examples.
+
+    Yes/no answers count here (the reader can say them); an example with no answers at all
+    is left out.
+    """
+    answers = [a for a in answers if normalize(a)]
+    if not answers:
+        return None
+    return contains_answer(prediction, answers)
+
+
+def em(prediction: str, answers: Sequence[str]) -> int | None:
+    """SQuAD exact match (max over answers); None when there is no answer."""
+    answers = [a for a in answers if normalize(a)]
+    if not answers:
+        return None
+    p = normalize(prediction)
+    return int(any(p == normalize(a) for a in answers))
+
+
+def _f1(prediction: str, answer: str) -> float:
+    p, g = normalize(prediction).split(), normalize(answer).split()
+    if not p or not g:
+        return float(p == g)
+    common = Counter(p) & Counter(g)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(p), same / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def f1(prediction: str, answers: Sequence[str]) -> float | None:
+    """SQuAD token F1 (max over answers); None when there is no answer."""
+    answers = [a for a in answers if normalize(a)]
+    if not answers:
+        return None
+    return max(_f1(prediction, a) for a in answers)
+
+
+def evidence_recall(kept_chunk_ids: Iterable[str], gold_chunk_ids: Iterable[str]) -> float | None:
+    """Share of gold chunks from which at least one sentence survives; None without gold.
+
+    ``kept_chunk_ids`` are the ids with any text in the rendered context (from the spans).
+
+    >>> evidence_recall(["a", "c"], ["a", "b"])
+    0.5
+    """
+    gold = set(gold_chunk_ids)
+    if not gold:
+        return None
+    return len(gold & set(kept_chunk_ids)) / len(gold)

@@ -1,0 +1,47 @@
+"""ragtrim's optimizer: rerank, deduplicate and compress retrieved chunks into a hard token budget.
+
+>>> from optimizer import Pipeline
+>>> result = Pipeline.preset("default", budget=40).run(
+...     "Who wrote Hamlet?",
+...     ["Hamlet is a tragedy written by William Shakespeare.", "Macbeth is another play."],
+... )
+>>> result.tokens <= 40 and "Shakespeare" in result.text
+True
+
+The pieces, one module each: :mod:`optimizer.records` (Chunk, Span, Result, trace),
+:mod:`optimizer.tokenizer`, :mod:`optimizer.stage` (the Stage protocol),
+:mod:`optimizer.registry`, :mod:`optimizer.pipeline`, :mod:`optimizer.packer`,
+:mod:`optimizer.render`, :mod:`optimizer.presets`, :mod:`optimizer.stages` and
+:mod:`optimizer.testing` (the conformance check for your own stages).
+"""
+
+from optimizer.budget import parse_budget, resolve_budget
+from optimizer.pipeline import Pipeline
+from optimizer.presets import list_presets
+from optimizer.records import Chunk, Drop, Result, Span, StageTrace
+from optimizer.registry import list_stages, make_stage, register_stage
+from optimizer.render import Renderer
+from optimizer.stage import Stage, StageContext, StageOutput
+from optimizer.tokenizer import get_tokenizer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Chunk",
+    "Drop",
+    "Pipeline",
+    "Renderer",
+    "Result",
+    "Span",
+    "Stage",
+    "StageContext",
+    "StageOutput",
+    "StageTrace",
+    "get_tokenizer",
+    "list_presets",
+    "list_stages",
+    "make_stage",
+    "parse_budget",
+    "register_stage",
+    "resolve_budget",
+]

@@ -1,0 +1,74 @@
+"""Budgets: a share of the full context or an absolute number of tokens.
+
+A float in (0, 1] is a share of the full rendered context of that call; an integer (or an
+integral float above 1, or a string such as ``"300"``) is a token count. ``None`` means no
+budget.
+
+>>> parse_budget(0.25), parse_budget(300), parse_budget("0.5"), parse_budget("300")
+(0.25, 300, 0.5, 300)
+>>> resolve_budget(0.25, tokens_full=1000)
+250
+>>> parse_budget(-3)
+Traceback (most recent call last):
+...
+ValueError: budget must be a share of the full context in (0, 1] (e.g. 0.25) or a positive number of tokens (e.g. 300), got -3
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Union
+
+Budget = Union[int, float]
+
+_HELP = "budget must be a share of the full context in (0, 1] (e.g. 0.25) or a positive number of tokens (e.g. 300)"
+
+
+def parse_budget(value: object) -> Budget | None:
+    """Validate a budget and return it as ``int`` (tokens) or ``float`` (share), or None."""
+    if value is None:
+        return None
+    original = value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("", "none", "full"):
+            return None
+        try:
+            value = int(text) if text.lstrip("+").isdigit() else float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+        except ValueError:
+            raise ValueError(f"{_HELP}, got {original!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:  # numpy numbers
+            value = value.item()  # type: ignore[attr-defined]
+        except AttributeError:
+            raise TypeError(f"{_HELP}, got {type(original).__name__}: {original!r}") from None
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value) or value <= 0:
+            raise ValueError(f"{_HELP}, got {original!r}")
+        if value <= 1:
+            return value
+        if value.is_integer():
+            return int(value)
+        raise ValueError(f"{_HELP}; a share must be at most 1 and a token count a whole number, got {original!r}")
+    if value <= 0:
+        raise ValueError(f"{_HELP}, got {original!r}")
+    return int(value)
+
+
+def resolve_budget(budget: Budget | None, tokens_full: int) -> int | None:
+    """Turn a budget into a token count for a call whose full context has ``tokens_full`` tokens."""
+    budget = parse_budget(budget)
+    if budget is None:
+        return None
+    if isinstance(budget, float):
+        return int(math.floor(budget * tokens_full + 1e-9))
+    return budget
+
+
+def budget_label(budget: Budget | None) -> str:
+    """Short label for reports: ``25%`` for shares, ``300 tok`` for tokens, ``full`` for None."""
+    if budget is None:
+        return "full"
+    if isinstance(budget, float):
+        return f"{budget * 100:g}%"
+    return f"{budget} tok"

@@ -1,0 +1,144 @@
+"""The budget packer: choose what fits, cut what does not, and prove the fit on the rendered text.
+
+Chunks are taken in priority order (``relevance``, else the caller's ``score``, highest
+first; ties and unscored chunks keep their list order) and rendered in list order, so an
+earlier ordering stage decides the layout. A chunk larger than what is left is cut at a
+sentence boundary, else at a token boundary; every cut and drop is recorded. The final
+rendered text is counted with the target tokenizer and shrunk until it fits: the budget is
+never exceeded, titles, markers and separators included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from optimizer.records import Chunk, Drop
+from optimizer.render import Rendered, Renderer
+from optimizer.sentences import split_sentences
+from optimizer.stage import StageContext, relevance_of
+
+# A token-boundary fragment shorter than this is not worth its header, unless nothing else fits.
+MIN_FRAGMENT_TOKENS = 12
+
+
+@dataclass(frozen=True)
+class Packed:
+    chunks: tuple[Chunk, ...]  # in rendered order
+    rendered: Rendered
+    tokens: int
+    dropped: tuple[Drop, ...]
+    cuts: int
+
+
+def priority_order(chunks: Sequence[Chunk]) -> list[int]:
+    """Indices of ``chunks`` from most to least important."""
+    if all(c.relevance is None and c.score is None for c in chunks):
+        return list(range(len(chunks)))
+    return sorted(range(len(chunks)), key=lambda i: (-relevance_of(chunks[i]), i))
+
+
+def cut_to_tokens(chunk: Chunk, max_tokens: int, context: StageContext) -> tuple[Chunk, str]:
+    """Cut ``chunk.text`` to at most ``max_tokens``: whole sentences if one fits, else a token prefix.
+
+    Returns the cut chunk and ``"sentence"`` or ``"token"`` (``"none"`` if nothing fits).
+    """
+    text = chunk.text
+    if max_tokens <= 0 or not text:
+        return chunk.keep([]), "none"
+    ends = [e for _, e in split_sentences(text)]
+    lo, hi, best = 0, len(ends) - 1, 0
+    while lo <= hi:  # largest sentence prefix that fits (counts are monotone in practice; verified below)
+        mid = (lo + hi) // 2
+        if context.count(text[: ends[mid]]) <= max_tokens:
+            best, lo = ends[mid], mid + 1
+        else:
+            hi = mid - 1
+    if best > 0:
+        return chunk.keep_text_range(0, best), "sentence"
+    k = context.tokenizer.prefix_within(text, max_tokens)
+    if k <= 0:
+        return chunk.keep([]), "none"
+    return chunk.keep_text_range(0, k), "token"
+
+
+def _removed_ranges(before: Chunk, after: Chunk) -> list[tuple[int, int]]:
+    """Original-text ranges kept in ``before`` but not in ``after``."""
+    out = []
+    kept_after = after.kept_pieces if after.text else ()
+    for s, e in before.kept_pieces:
+        pos = s
+        for a, b in kept_after:
+            if b <= pos or a >= e:
+                continue
+            if a > pos:
+                out.append((pos, a))
+            pos = max(pos, b)
+        if pos < e:
+            out.append((pos, e))
+    return [(s, e) for s, e in out if before.original_text[s:e].strip()]
+
+
+def pack(chunks: Sequence[Chunk], budget: int | None, renderer: Renderer, context: StageContext) -> Packed:
+    """Fit ``chunks`` into ``budget`` tokens of rendered context (``None``: keep all)."""
+    chunks = [c for c in chunks if c.text]
+    if budget is None:
+        rendered = renderer.render(chunks)
+        return Packed(tuple(chunks), rendered, context.count(rendered.text), (), 0)
+
+    sep_tokens = context.count(renderer.separator) if renderer.separator else 0
+    chosen: dict[int, Chunk] = {}
+    dropped: list[Drop] = []
+    cuts = 0
+    remaining = budget
+    for i in priority_order(chunks):
+        chunk = chunks[i]
+        head = context.count(renderer.header(len(chosen) + 1, chunk.title, None))
+        overhead = head + (sep_tokens if chosen else 0)
+        body = context.count(chunk.text)
+        if overhead + body <= remaining:
+            chosen[i] = chunk
+            remaining -= overhead + body
+            continue
+        room = remaining - overhead
+        cut, how = cut_to_tokens(chunk, room, context) if room > 0 else (chunk, "none")
+        if how == "token" and room < MIN_FRAGMENT_TOKENS and chosen:
+            how = "none"
+        if how == "none":
+            dropped.append(Drop(chunk.id, f"budget: no room ({max(room, 0)} tokens left after header)"))
+            continue
+        chosen[i] = cut
+        cuts += 1
+        remaining -= overhead + context.count(cut.text)
+        for s, e in _removed_ranges(chunk, cut):
+            dropped.append(Drop(chunk.id, f"budget: cut at a {how} boundary", s, e))
+
+    # Render in list order and shrink until the exact count fits (BPE is not additive).
+    order = sorted(chosen)
+    while True:
+        kept = [chosen[i] for i in order if chosen[i].text]
+        rendered = renderer.render(kept)
+        tokens = context.count(rendered.text)
+        if tokens <= budget or not kept:
+            break
+        overflow = tokens - budget
+        # shrink the least important kept chunk
+        victim = max(
+            (i for i in order if chosen[i].text), key=lambda i: (-relevance_of(chosen[i]), i)
+        ) if any(c.relevance is not None or c.score is not None for c in kept) else max(
+            i for i in order if chosen[i].text
+        )
+        before = chosen[victim]
+        target = context.count(before.text) - overflow
+        cut, how = cut_to_tokens(before, target, context) if target > 0 else (before.keep([]), "none")
+        if cut.text and len(cut.text) >= len(before.text):  # no progress: drop one more character's worth
+            cut = before.keep_text_range(0, max(0, len(before.text) - 1))
+            how = "token"
+        chosen[victim] = cut
+        if cut.text:
+            cuts += 1
+            for s, e in _removed_ranges(before, cut):
+                dropped.append(Drop(before.id, f"budget: cut at a {how} boundary (exact fit)", s, e))
+        else:
+            dropped.append(Drop(before.id, "budget: no room after exact count of the rendered context"))
+    return Packed(tuple(kept), rendered, tokens, tuple(dropped), cuts)

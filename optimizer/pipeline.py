@@ -1,0 +1,392 @@
+"""The Pipeline: a list of named steps, a budget, a tokenizer and a renderer.
+
+>>> from optimizer import Pipeline
+>>> chunks = [
+...     {"id": "a", "title": "Paris", "text": "Paris is the capital of France. It has 2.1 million people."},
+...     {"id": "b", "title": "Lyon", "text": "Lyon is a city in France. It is known for food."},
+... ]
+>>> result = Pipeline.preset("default", budget=20).run("What is the capital of France?", chunks)
+>>> result.tokens <= 20
+True
+>>> "capital of France" in result.text
+True
+>>> result.spans[0].chunk_id
+'a'
+
+Steps are ``(name, stage)`` pairs (a bare stage is named after ``stage.name``). Pipelines
+round-trip through plain dicts, YAML and TOML (:meth:`Pipeline.to_config`,
+:meth:`Pipeline.from_config`, :meth:`Pipeline.save`, :meth:`Pipeline.load`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from optimizer.budget import Budget, parse_budget, resolve_budget
+from optimizer.packer import _removed_ranges, pack
+from optimizer.records import Chunk, Drop, Result, StageTrace, as_chunks
+from optimizer.registry import make_stage
+from optimizer.render import Renderer
+from optimizer.stage import StageContext, StageOutput, stage_params
+from optimizer.tokenizer import Tokenizer, get_tokenizer
+
+
+def _step_name(stage: Any) -> str:
+    name = getattr(stage, "name", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"stage {stage!r} has no 'name'; give it a class attribute name = '...' or pass (name, stage)")
+    return name
+
+
+class Pipeline:
+    """Run stages over retrieved chunks and pack the result into a hard token budget.
+
+    Parameters
+    ----------
+    steps:
+        ``[(name, stage), ...]`` or ``[stage, ...]``, run in order before packing.
+    budget:
+        Share of the full rendered context in (0, 1], a number of tokens, or None (no cut).
+    tokenizer:
+        Name of the target tokenizer (``cl100k_base``, ``o200k_base``, ``gpt-4o``,
+        ``hf:/path``) or a :class:`~optimizer.tokenizer.Tokenizer`.
+    renderer:
+        Layout of the context (:class:`~optimizer.render.Renderer`); citation markers and
+        titles by default.
+    name:
+        A label for reports.
+    """
+
+    def __init__(
+        self,
+        steps: Sequence[Any] = (),
+        *,
+        budget: Budget | None = None,
+        tokenizer: str | Tokenizer = "cl100k_base",
+        renderer: Renderer | None = None,
+        name: str = "custom",
+    ) -> None:
+        named: list[tuple[str, Any]] = []
+        for step in steps:
+            if isinstance(step, tuple):
+                if len(step) != 2 or not isinstance(step[0], str):
+                    raise TypeError(f"a step must be a stage or a (name, stage) pair, got {step!r}")
+                named.append((step[0], step[1]))
+            else:
+                named.append((_step_name(step), step))
+            if not callable(named[-1][1]):
+                raise TypeError(f"step {named[-1][0]!r} is not callable: {named[-1][1]!r}")
+        names = [n for n, _ in named]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"step names must be unique, {dupes} repeat; pass (name, stage) pairs with distinct names")
+        self.steps = named
+        self.budget = parse_budget(budget)
+        self.tokenizer_name = tokenizer if isinstance(tokenizer, str) else tokenizer.name
+        self.tokenizer = get_tokenizer(tokenizer)
+        self.renderer = renderer if renderer is not None else Renderer()
+        self.name = name
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def preset(cls, name: str, *, budget: Budget | None = None, tokenizer: str | Tokenizer = "cl100k_base") -> Pipeline:
+        """A named preset (see :func:`optimizer.presets.list_presets`).
+
+        >>> Pipeline.preset("truncate", budget=100).name
+        'truncate'
+        """
+        from optimizer.presets import preset_config
+
+        config = preset_config(name)
+        return cls.from_config(config, budget=budget, tokenizer=tokenizer)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Mapping[str, Any] | str | Path,
+        *,
+        budget: Budget | None = None,
+        tokenizer: str | Tokenizer | None = None,
+    ) -> Pipeline:
+        """Build from a dict, or a ``.yaml``/``.yml``/``.toml``/``.json`` file.
+
+        ``budget`` and ``tokenizer`` given here override the config's.
+
+        >>> Pipeline.from_config({"steps": [{"stage": "bm25"}], "budget": 0.5}).budget
+        0.5
+        """
+        if isinstance(config, (str, Path)):
+            return cls.load(config, budget=budget, tokenizer=tokenizer)
+        if not isinstance(config, Mapping):
+            raise TypeError(f"pipeline config must be a dict or a file path, got {type(config).__name__}")
+        unknown = set(config) - {"name", "budget", "tokenizer", "renderer", "steps", "description"}
+        if unknown:
+            raise ValueError(
+                f"unknown pipeline config keys {sorted(unknown)}; allowed: name, budget, tokenizer, renderer, steps"
+            )
+        steps = []
+        for i, step in enumerate(config.get("steps") or []):
+            if isinstance(step, str):
+                step = {"stage": step}
+            if not isinstance(step, Mapping) or "stage" not in step:
+                raise ValueError(f"step #{i} must be a stage name or a mapping with 'stage', got {step!r}")
+            extra = set(step) - {"stage", "name", "params"}
+            if extra:
+                raise ValueError(f"step #{i} ({step['stage']!r}) has unknown keys {sorted(extra)}; use stage, name, params")
+            stage = make_stage(step["stage"], **dict(step.get("params") or {}))
+            steps.append((step.get("name") or _step_name(stage), stage))
+        renderer_cfg = config.get("renderer") or {}
+        if not isinstance(renderer_cfg, Mapping):
+            raise ValueError(f"renderer must be a mapping (citations, titles, separator), got {renderer_cfg!r}")
+        try:
+            renderer = Renderer(**renderer_cfg)
+        except TypeError as exc:
+            raise ValueError(f"bad renderer settings {dict(renderer_cfg)!r}: {exc}") from None
+        return cls(
+            steps,
+            budget=budget if budget is not None else config.get("budget"),
+            tokenizer=tokenizer if tokenizer is not None else config.get("tokenizer", "cl100k_base"),
+            renderer=renderer,
+            name=config.get("name", "custom"),
+        )
+
+    def to_config(self) -> dict[str, Any]:
+        """A plain dict that :meth:`from_config` turns back into an equal pipeline."""
+        steps = []
+        for name, stage in self.steps:
+            entry: dict[str, Any] = {"stage": _step_name(stage)}
+            if name != entry["stage"]:
+                entry["name"] = name
+            params = stage_params(stage)
+            if params:
+                entry["params"] = params
+            steps.append(entry)
+        out: dict[str, Any] = {"name": self.name, "tokenizer": self.tokenizer_name}
+        if self.budget is not None:
+            out["budget"] = self.budget
+        out["renderer"] = self.renderer.to_dict()
+        out["steps"] = steps
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path, *, budget: Budget | None = None, tokenizer: str | Tokenizer | None = None) -> Pipeline:
+        """Load a pipeline from a YAML, TOML or JSON file."""
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"pipeline config {str(p)!r} does not exist")
+        text = p.read_text(encoding="utf-8")
+        suffix = p.suffix.lower()
+        try:
+            if suffix in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text)
+            elif suffix == ".toml":
+                import tomllib
+
+                data = tomllib.loads(text)
+            elif suffix == ".json":
+                data = json.loads(text)
+            else:
+                raise ValueError(f"pipeline config {str(p)!r}: use a .yaml, .yml, .toml or .json file")
+        except ValueError:
+            raise
+        except Exception as exc:
+            raise ValueError(f"could not parse pipeline config {str(p)!r}: {exc}") from exc
+        if not isinstance(data, Mapping):
+            raise ValueError(f"pipeline config {str(p)!r} must hold a mapping at the top level")
+        return cls.from_config(data, budget=budget, tokenizer=tokenizer)
+
+    def save(self, path: str | Path) -> None:
+        """Write :meth:`to_config` as YAML, TOML or JSON (by the file's suffix)."""
+        p = Path(path)
+        config = self.to_config()
+        suffix = p.suffix.lower()
+        if suffix in (".yaml", ".yml"):
+            import yaml
+
+            p.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        elif suffix == ".toml":
+            p.write_text(_to_toml(config), encoding="utf-8")
+        elif suffix == ".json":
+            p.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        else:
+            raise ValueError(f"cannot save pipeline to {str(p)!r}: use a .yaml, .yml, .toml or .json file")
+
+    def warm_up(self) -> Pipeline:
+        """Load every stage's models now (first-call latency otherwise)."""
+        for _, stage in self.steps:
+            warm = getattr(stage, "warm_up", None)
+            if callable(warm):
+                warm()
+        return self
+
+    # -- running ------------------------------------------------------------------------
+    def run(self, query: str, chunks: Sequence[Any], *, budget: Budget | None = None) -> Result:
+        """Optimize ``chunks`` for ``query``; ``budget`` overrides the pipeline's.
+
+        ``chunks`` may be :class:`~optimizer.records.Chunk` objects, dicts with ``id`` and
+        ``text``, or strings. The input is never modified.
+        """
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a string, got {type(query).__name__}: {query!r:.80}")
+        items = as_chunks(chunks)
+        effective = parse_budget(budget) if budget is not None else self.budget
+        context = StageContext(
+            tokenizer=self.tokenizer,
+            render_overhead=self._overhead,
+            input_order={c.id: i for i, c in enumerate(items)},
+        )
+        full_text = self.renderer.render(items).text
+        tokens_full = context.count(full_text)
+        context.budget = resolve_budget(effective, tokens_full)
+        trace: list[StageTrace] = []
+        current: tuple[Chunk, ...] = tuple(items)
+        for step_name, stage in self.steps:
+            start = time.perf_counter()
+            output = stage(query, current, context)
+            ms = (time.perf_counter() - start) * 1000
+            reasons: Mapping[str, str] = {}
+            notes: Mapping[str, Any] = {}
+            if isinstance(output, StageOutput):
+                reasons, notes, output = output.reasons, output.notes, output.chunks
+            new = self._check_output(step_name, current, output)
+            trace.append(self._trace(step_name, current, new, ms, context, reasons, notes))
+            current = new
+        start = time.perf_counter()
+        packed = pack(current, context.budget, self.renderer, context)
+        ms = (time.perf_counter() - start) * 1000
+        trace.append(
+            StageTrace(
+                name="pack",
+                tokens_in=sum(context.count(c.text) for c in current),
+                tokens_out=packed.tokens,
+                ms=ms,
+                chunks_in=len(current),
+                chunks_out=len(packed.chunks),
+                dropped=packed.dropped,
+                notes={"budget": context.budget, "cuts": packed.cuts},
+            )
+        )
+        return Result(
+            text=packed.rendered.text,
+            tokens=packed.tokens,
+            budget=context.budget,
+            tokens_full=tokens_full,
+            chunks=packed.chunks,
+            spans=packed.rendered.spans,
+            trace=tuple(trace),
+            tokenizer=self.tokenizer.name,
+        )
+
+    __call__ = run
+
+    def _overhead(self, chunks: Sequence[Chunk]) -> int:
+        if not chunks:
+            return 0
+        heads = sum(len(self.tokenizer.encode(self.renderer.header(i + 1, c.title, None))) for i, c in enumerate(chunks))
+        return heads + (len(chunks) - 1) * self.tokenizer.count(self.renderer.separator)
+
+    @staticmethod
+    def _check_output(step: str, before: tuple[Chunk, ...], output: Any) -> tuple[Chunk, ...]:
+        if isinstance(output, (str, bytes)) or not isinstance(output, Sequence):
+            raise TypeError(f"stage {step!r} must return a list of Chunk or a StageOutput, got {type(output).__name__}")
+        known = {c.id for c in before}
+        seen: set[str] = set()
+        for c in output:
+            if not isinstance(c, Chunk):
+                raise TypeError(f"stage {step!r} returned a {type(c).__name__}, not a Chunk: {c!r:.80}")
+            if c.id not in known:
+                raise ValueError(f"stage {step!r} returned chunk id {c.id!r}, which was not in its input; stages may drop or cut chunks, not invent them")
+            if c.id in seen:
+                raise ValueError(f"stage {step!r} returned chunk id {c.id!r} twice")
+            seen.add(c.id)
+        return tuple(output)
+
+    @staticmethod
+    def _trace(
+        step: str,
+        before: tuple[Chunk, ...],
+        after: tuple[Chunk, ...],
+        ms: float,
+        context: StageContext,
+        reasons: Mapping[str, str],
+        notes: Mapping[str, Any],
+    ) -> StageTrace:
+        after_by_id = {c.id: c for c in after}
+        dropped: list[Drop] = []
+        for c in before:
+            new = after_by_id.get(c.id)
+            reason = reasons.get(c.id, f"removed by {step}")
+            if new is None or not new.text:
+                dropped.append(Drop(c.id, reason))
+            elif new.kept_pieces != c.kept_pieces:
+                for s, e in _removed_ranges(c, new):
+                    dropped.append(Drop(c.id, reason, s, e))
+        return StageTrace(
+            name=step,
+            tokens_in=sum(context.count(c.text) for c in before),
+            tokens_out=sum(context.count(c.text) for c in after),
+            ms=ms,
+            chunks_in=len(before),
+            chunks_out=len(after),
+            dropped=tuple(dropped),
+            notes=dict(notes),
+        )
+
+    def __repr__(self) -> str:
+        steps = ", ".join(f"{n}={s!r}" for n, s in self.steps)
+        return f"Pipeline(name={self.name!r}, budget={self.budget!r}, tokenizer={self.tokenizer_name!r}, steps=[{steps}])"
+
+
+def _to_toml(config: Mapping[str, Any]) -> str:
+    """Minimal TOML writer for pipeline configs (scalars, a renderer table, an array of step tables)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v, ensure_ascii=False)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, Mapping):
+            return "{ " + ", ".join(f"{json.dumps(k)} = {value(x)}" for k, x in v.items()) + " }"
+        if v is None:
+            raise ValueError("TOML has no null; drop None-valued settings or save as YAML/JSON")
+        raise TypeError(f"cannot write {v!r} to TOML")
+
+    lines = []
+    for key in ("name", "tokenizer", "budget"):
+        if key in config:
+            lines.append(f"{key} = {value(config[key])}")
+    lines.append("")
+    lines.append("[renderer]")
+    for k, v in config.get("renderer", {}).items():
+        lines.append(f"{k} = {value(v)}")
+    for step in config.get("steps", []):
+        lines.append("")
+        lines.append("[[steps]]")
+        lines.append(f"stage = {value(step['stage'])}")
+        if "name" in step:
+            lines.append(f"name = {value(step['name'])}")
+        if step.get("params"):
+            params = {k: v for k, v in step["params"].items() if v is not None}
+            lines.append(f"params = {value(params)}")
+    return "\n".join(lines) + "\n"
+
+
+def with_budget(pipeline: Pipeline, budget: Budget | None) -> Pipeline:
+    """A copy of ``pipeline`` with another budget (stages are shared, they hold no run state)."""
+    clone = Pipeline.__new__(Pipeline)
+    clone.__dict__.update(pipeline.__dict__)
+    clone.budget = parse_budget(budget)
+    return clone
+
+
+__all__ = ["Pipeline", "with_budget"]

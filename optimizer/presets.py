@@ -1,0 +1,57 @@
+"""Named pipeline presets, as plain configs (see :meth:`optimizer.Pipeline.preset`).
+
+``full`` has no stages: everything, in the caller's order (the eval runs it once, without
+a budget, as the reference; with a budget it is still cut to fit). ``truncate`` is the naive baseline. The
+other baselines (``bm25-topk``, ``dense-topk``, ``sentence-dense``) mirror what users
+already have, so the eval can compare side by side. ``default`` is the recommended one.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from typing import Any
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "full": {
+        "description": "everything, in the given order (the eval's reference: it runs once, without a budget)",
+        "steps": [],
+    },
+    "truncate": {
+        "description": "baseline: the first tokens of the context, in the given order",
+        "steps": [{"stage": "truncate"}],
+    },
+    "bm25-topk": {
+        "description": "baseline: whole chunks by BM25 until the budget is spent",
+        "steps": [{"stage": "bm25"}],
+    },
+    "default": {
+        "description": "recommended: BM25 rerank, then pack by relevance",
+        "steps": [{"stage": "bm25"}],
+    },
+}
+
+
+def list_presets() -> list[str]:
+    """Names of the presets."""
+    return list(PRESETS)
+
+
+def preset_description(name: str) -> str:
+    return str(preset_config(name).get("description", ""))
+
+
+def preset_config(name: str) -> dict[str, Any]:
+    """A deep copy of preset ``name``'s config (with ``name`` filled in)."""
+    if name not in PRESETS:
+        close = difflib.get_close_matches(name, list(PRESETS), n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"unknown preset {name!r}.{hint} Presets: {', '.join(PRESETS)}")
+    config = copy.deepcopy(PRESETS[name])
+    config["name"] = name
+    return config
+
+
+def ignores_budget(name: str) -> bool:
+    """True for the reference preset the eval runs once, without a budget (``full``)."""
+    return name == "full"

@@ -1,0 +1,376 @@
+"""The records that flow through ragtrim: :class:`Chunk`, :class:`Span`, the trace and :class:`Result`.
+
+All records are frozen dataclasses. A stage never edits a chunk; it returns a new one made
+with :func:`dataclasses.replace` or :meth:`Chunk.keep`.
+
+Provenance works through *pieces*: a chunk remembers the original text it came from
+(``source``) and which character ranges of it are still kept (``pieces``). ``text`` is
+always the kept pieces joined by a single space, so any stage can read ``chunk.text`` as
+plain text, while the renderer can map every kept character back to ``(chunk_id, start,
+end)`` in the caller's original chunk text.
+
+>>> c = Chunk(id="a", text="One. Two. Three.")
+>>> c.keep([(0, 4), (10, 16)]).text
+'One. Three.'
+>>> c.keep([(0, 4), (10, 16)]).pieces
+((0, 4), (10, 16))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+PIECE_JOINER = " "
+
+
+def _freeze_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if value is None:
+        return MappingProxyType({})
+    if isinstance(value, MappingProxyType):
+        return value
+    if not isinstance(value, Mapping):
+        raise TypeError(f"metadata must be a mapping (dict), got {type(value).__name__}: {value!r}")
+    return MappingProxyType(dict(value))
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One retrieved passage.
+
+    Parameters
+    ----------
+    id:
+        Unique within one call. Kept exactly as given.
+    text:
+        The passage text. For a chunk a stage has cut, the kept pieces joined by a space.
+    title:
+        Optional title, rendered once above the text.
+    score:
+        The caller's (retriever's) score. Stages never change it.
+    metadata:
+        Anything the caller attached; carried through untouched (stored read-only).
+    embedding:
+        Optional vector the retriever already computed; dense stages reuse it.
+    relevance:
+        The latest score a ragtrim rerank stage gave; ``None`` until one runs.
+    source:
+        The caller's original text. ``None`` means ``text`` is the original.
+    pieces:
+        Kept ``(start, end)`` character ranges of the original text, in order.
+        ``None`` means the whole original text.
+    """
+
+    id: str
+    text: str
+    title: str | None = None
+    score: float | None = None
+    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    embedding: Any = None
+    relevance: float | None = None
+    source: str | None = None
+    pieces: tuple[tuple[int, int], ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str):
+            if isinstance(self.id, int) and not isinstance(self.id, bool):
+                object.__setattr__(self, "id", str(self.id))
+            else:
+                raise TypeError(f"chunk id must be a string, got {type(self.id).__name__}: {self.id!r}")
+        if not isinstance(self.text, str):
+            raise TypeError(
+                f"chunk {self.id!r}: text must be a string, got {type(self.text).__name__}; "
+                "convert it to text first (images and tables need a text rendering)"
+            )
+        if self.title is not None and not isinstance(self.title, str):
+            raise TypeError(f"chunk {self.id!r}: title must be a string or None, got {self.title!r}")
+        for name in ("score", "relevance"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                try:
+                    value = float(value)  # numpy scalars
+                except (TypeError, ValueError):
+                    raise TypeError(f"chunk {self.id!r}: {name} must be a number or None, got {value!r}") from None
+                object.__setattr__(self, name, value)
+            if math.isnan(value):
+                raise ValueError(
+                    f"chunk {self.id!r}: {name} is NaN; pass None for 'no score' or fix the retriever's scores"
+                )
+        object.__setattr__(self, "metadata", _freeze_mapping(self.metadata))
+        if self.pieces is not None:
+            object.__setattr__(self, "pieces", tuple((int(s), int(e)) for s, e in self.pieces))
+
+    # -- provenance -------------------------------------------------------------------
+    @property
+    def original_text(self) -> str:
+        """The caller's text before any stage cut it."""
+        return self.source if self.source is not None else self.text
+
+    @property
+    def kept_pieces(self) -> tuple[tuple[int, int], ...]:
+        """Kept ranges of :attr:`original_text`; the whole text when nothing was cut."""
+        if self.pieces is not None:
+            return self.pieces
+        return ((0, len(self.text)),) if self.text else ()
+
+    @property
+    def is_cut(self) -> bool:
+        """True when a stage removed part of the original text."""
+        return self.pieces is not None and self.pieces != ((0, len(self.original_text)),)
+
+    def keep(self, ranges: Iterable[tuple[int, int]]) -> Chunk:
+        """Return a copy that keeps only ``ranges`` of the **original** text.
+
+        Ranges are clipped to what is still kept (a stage cannot bring back text an
+        earlier stage removed), sorted, stripped of surrounding white space and merged
+        when only white space separates them. Keeping nothing gives an empty text.
+
+        >>> Chunk(id="x", text="a b c").keep([(4, 5), (0, 1)]).text
+        'a c'
+        """
+        original = self.original_text
+        n = len(original)
+        current = self.kept_pieces
+        clipped: list[tuple[int, int]] = []
+        for s, e in ranges:  # never resurrect text an earlier stage removed
+            s, e = max(0, int(s)), min(n, int(e))
+            for ps, pe in current:
+                lo, hi = max(s, ps), min(e, pe)
+                if lo < hi:
+                    clipped.append((lo, hi))
+        cleaned: list[tuple[int, int]] = []
+        for start, end in sorted(clipped):
+            while start < end and original[start].isspace():
+                start += 1
+            while end > start and original[end - 1].isspace():
+                end -= 1
+            if start >= end:
+                continue
+            if cleaned and start <= cleaned[-1][1]:
+                cleaned[-1] = (cleaned[-1][0], max(cleaned[-1][1], end))
+            elif cleaned and original[cleaned[-1][1] : start].isspace():
+                cleaned[-1] = (cleaned[-1][0], end)
+            else:
+                cleaned.append((start, end))
+        text = PIECE_JOINER.join(original[s:e] for s, e in cleaned)
+        return replace(self, text=text, source=original, pieces=tuple(cleaned))
+
+    def keep_text_range(self, start: int, end: int) -> Chunk:
+        """Keep ``text[start:end]`` of the *current* text (mapped back to the original)."""
+        return self.keep(self.map_range(start, end))
+
+    def map_range(self, start: int, end: int) -> list[tuple[int, int]]:
+        """Map a range of the current ``text`` to ranges of the original text."""
+        out: list[tuple[int, int]] = []
+        offset = 0
+        for s, e in self.kept_pieces:
+            length = e - s
+            lo, hi = max(start, offset), min(end, offset + length)
+            if lo < hi:
+                out.append((s + lo - offset, s + hi - offset))
+            offset += length + len(PIECE_JOINER)
+        return out
+
+    def segments(self) -> list[tuple[int, int, str]]:
+        """Kept pieces as ``(start, end, text)`` in original coordinates."""
+        original = self.original_text
+        return [(s, e, original[s:e]) for s, e in self.kept_pieces]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (the embedding is left out)."""
+        out: dict[str, Any] = {"id": self.id, "text": self.text}
+        if self.title is not None:
+            out["title"] = self.title
+        if self.score is not None:
+            out["score"] = self.score
+        if self.relevance is not None:
+            out["relevance"] = self.relevance
+        if self.metadata:
+            out["metadata"] = dict(self.metadata)
+        if self.is_cut:
+            out["pieces"] = [list(p) for p in self.kept_pieces]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Chunk:
+        """Build a chunk from a dataset/JSONL object (``id``, ``text``, ``title``, ``score``, ``metadata``).
+
+        Unknown keys other than ``metadata`` are kept in metadata (e.g. ``gold``).
+
+        >>> Chunk.from_dict({"id": "1", "text": "hi", "gold": True}).metadata["gold"]
+        True
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"a chunk must be an object with 'id' and 'text', got {type(data).__name__}: {data!r:.80}")
+        missing = [k for k in ("id", "text") if k not in data]
+        if missing:
+            raise ValueError(f"chunk object is missing {', '.join(repr(m) for m in missing)}: {dict(data)!r:.120}")
+        known = {"id", "text", "title", "score", "metadata", "embedding"}
+        metadata = dict(data.get("metadata") or {})
+        for key, value in data.items():
+            if key not in known:
+                metadata.setdefault(key, value)
+        return cls(
+            id=data["id"],
+            text=data["text"],
+            title=data.get("title"),
+            score=data.get("score"),
+            metadata=metadata,
+            embedding=data.get("embedding"),
+        )
+
+
+@dataclass(frozen=True)
+class Span:
+    """A kept piece of text: ``original_text[start:end]`` of chunk ``chunk_id``.
+
+    ``context_start``/``context_end`` locate the same characters in the rendered context.
+    """
+
+    chunk_id: str
+    start: int
+    end: int
+    context_start: int
+    context_end: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chunk_id": self.chunk_id,
+            "start": self.start,
+            "end": self.end,
+            "context_start": self.context_start,
+            "context_end": self.context_end,
+        }
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Something a stage removed: a whole chunk (``start is None``) or a range of its original text."""
+
+    chunk_id: str
+    reason: str
+    start: int | None = None
+    end: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"chunk_id": self.chunk_id, "reason": self.reason}
+        if self.start is not None:
+            out["start"], out["end"] = self.start, self.end
+        return out
+
+
+@dataclass(frozen=True)
+class StageTrace:
+    """What one step did: tokens in and out, time, and what it dropped and why."""
+
+    name: str
+    tokens_in: int
+    tokens_out: int
+    ms: float
+    chunks_in: int
+    chunks_out: int
+    dropped: tuple[Drop, ...] = ()
+    notes: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "ms": round(self.ms, 3),
+            "chunks_in": self.chunks_in,
+            "chunks_out": self.chunks_out,
+            "dropped": [d.to_dict() for d in self.dropped],
+            "notes": dict(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome of :meth:`optimizer.Pipeline.run`.
+
+    ``text`` is the rendered context, ``tokens`` its exact length in the pipeline's
+    tokenizer (never above ``budget`` when a budget is set), ``chunks`` the kept chunks in
+    rendered order, ``spans`` the provenance of every kept character and ``trace`` one
+    :class:`StageTrace` per step (the packer and renderer included).
+    """
+
+    text: str
+    tokens: int
+    budget: int | None
+    tokens_full: int
+    chunks: tuple[Chunk, ...]
+    spans: tuple[Span, ...]
+    trace: tuple[StageTrace, ...]
+    tokenizer: str
+
+    @property
+    def ms(self) -> float:
+        """Total time of all steps in milliseconds."""
+        return sum(t.ms for t in self.trace)
+
+    @property
+    def dropped(self) -> tuple[Drop, ...]:
+        """Everything any step dropped, in step order."""
+        return tuple(d for t in self.trace for d in t.dropped)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "tokens": self.tokens,
+            "budget": self.budget,
+            "tokens_full": self.tokens_full,
+            "tokenizer": self.tokenizer,
+            "chunks": [c.to_dict() for c in self.chunks],
+            "spans": [s.to_dict() for s in self.spans],
+            "trace": [t.to_dict() for t in self.trace],
+        }
+
+    def trace_table(self) -> str:
+        """A plain-text table of the trace, one row per step."""
+        rows = [f"{'step':<22}{'tokens in':>10}{'tokens out':>11}{'chunks':>9}{'ms':>9}  dropped"]
+        for t in self.trace:
+            rows.append(
+                f"{t.name:<22}{t.tokens_in:>10}{t.tokens_out:>11}{f'{t.chunks_in}->{t.chunks_out}':>9}"
+                f"{t.ms:>9.2f}  {len(t.dropped)}"
+            )
+        return "\n".join(rows)
+
+
+def as_chunks(items: Sequence[Any]) -> list[Chunk]:
+    """Coerce a sequence of :class:`Chunk`, dicts or strings to chunks, checking ids are unique.
+
+    Strings get ids ``"0"``, ``"1"``, ...
+
+    >>> [c.id for c in as_chunks(["a", "b"])]
+    ['0', '1']
+    """
+    if isinstance(items, (str, bytes)) or not isinstance(items, Sequence) and not hasattr(items, "__iter__"):
+        raise TypeError(f"chunks must be a list of Chunk, dict or str, got {type(items).__name__}")
+    out: list[Chunk] = []
+    for i, item in enumerate(items):
+        if isinstance(item, Chunk):
+            out.append(item)
+        elif isinstance(item, Mapping):
+            out.append(Chunk.from_dict(item))
+        elif isinstance(item, str):
+            out.append(Chunk(id=str(i), text=item))
+        else:
+            raise TypeError(
+                f"chunk #{i} must be a Chunk, a dict with 'id' and 'text', or a string; "
+                f"got {type(item).__name__}: {item!r:.80}"
+            )
+    seen: dict[str, int] = {}
+    for i, c in enumerate(out):
+        if c.id in seen:
+            raise ValueError(
+                f"duplicate chunk id {c.id!r} (chunks #{seen[c.id]} and #{i}); ids must be unique within one call, "
+                "e.g. append the position or the document offset to the id"
+            )
+        seen[c.id] = i
+    return out

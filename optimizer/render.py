@@ -1,0 +1,88 @@
+"""Rendering kept chunks into the context string the LLM sees, with provenance of every piece.
+
+Each chunk becomes a block ``[n] Title\\ntext``; blocks are joined by ``separator``. A title
+equal to the previous block's title is not repeated. Kept pieces of one chunk are joined by
+a space (see :mod:`optimizer.records`).
+
+>>> from optimizer.records import Chunk
+>>> r = Renderer()
+>>> out = r.render([Chunk(id="a", text="Paris is in France.", title="Paris")])
+>>> out.text
+'[1] Paris\\nParis is in France.'
+>>> out.spans[0].start, out.spans[0].end, out.text[out.spans[0].context_start:out.spans[0].context_end]
+(0, 19, 'Paris is in France.')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from optimizer.records import PIECE_JOINER, Chunk, Span
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str
+    spans: tuple[Span, ...]
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """How chunks are laid out.
+
+    Parameters
+    ----------
+    citations: prefix each block with ``[n] `` (1-based, in rendered order).
+    titles: print the chunk's title on the block's first line.
+    separator: between blocks.
+    """
+
+    citations: bool = True
+    titles: bool = True
+    separator: str = "\n\n"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.separator, str):
+            raise TypeError(f"renderer separator must be a string, got {self.separator!r}")
+
+    def header(self, position: int, title: str | None, previous_title: str | None) -> str:
+        """The text put before a chunk's body (marker and title)."""
+        parts = []
+        if self.citations:
+            parts.append(f"[{position}] ")
+        if self.titles and title and title != previous_title:
+            parts.append(title + "\n")
+        return "".join(parts)
+
+    def render(self, chunks: Sequence[Chunk]) -> Rendered:
+        """Render chunks in the given order; empty chunks are skipped."""
+        out: list[str] = []
+        spans: list[Span] = []
+        pos = 0
+        previous_title: str | None = None
+        position = 0
+        for chunk in chunks:
+            if not chunk.text:
+                continue
+            position += 1
+            if out:
+                out.append(self.separator)
+                pos += len(self.separator)
+            head = self.header(position, chunk.title, previous_title)
+            previous_title = chunk.title
+            out.append(head)
+            pos += len(head)
+            original = chunk.original_text
+            for i, (s, e) in enumerate(chunk.kept_pieces):
+                if i:
+                    out.append(PIECE_JOINER)
+                    pos += len(PIECE_JOINER)
+                out.append(original[s:e])
+                spans.append(Span(chunk.id, s, e, pos, pos + (e - s)))
+                pos += e - s
+        return Rendered("".join(out), tuple(spans))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

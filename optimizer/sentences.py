@@ -1,0 +1,142 @@
+"""Sentence splitting that keeps character offsets.
+
+Prose goes through blingfire (fast, C, handles abbreviations and CJK full stops). Text is
+first cut at blank lines, and blocks that look like tables or code are split per line, so a
+"sentence" there is a row or a line of code.
+
+>>> text = "Dr. Smith arrived. 東京は首都です。大阪は二番目です。\\n\\n| a | b |\\n| 1 | 2 |"
+>>> [text[s:e] for s, e in split_sentences(text)]
+['Dr. Smith arrived.', '東京は首都です。', '大阪は二番目です。', '| a | b |', '| 1 | 2 |']
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+_BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n")
+_LINE = re.compile(r"[^\n]+")
+_CJK_STOP = re.compile(r"(?<=[。！？])")
+# A very long "sentence" (no punctuation) is split further so that packing stays fine-grained.
+MAX_SENTENCE_CHARS = 1200
+
+
+def _looks_structured(block: str) -> bool:
+    lines = [ln for ln in block.split("\n") if ln.strip()]
+    if len(lines) < 2:
+        return False
+    structured = sum(
+        1
+        for ln in lines
+        if ln.lstrip().startswith(("|", "-", "*", "+", "#", ">", "```"))
+        or ln.startswith(("    ", "\t"))
+        or ln.rstrip().endswith((":", "{", "}", ";", ")", ","))
+        or "\t" in ln
+    )
+    return structured * 2 >= len(lines)
+
+
+def _strip(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def _split_long(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Split an over-long range at white space into pieces of at most MAX_SENTENCE_CHARS."""
+    out = []
+    while end - start > MAX_SENTENCE_CHARS:
+        cut = text.rfind(" ", start, start + MAX_SENTENCE_CHARS)
+        if cut <= start:
+            cut = start + MAX_SENTENCE_CHARS
+        s, e = _strip(text, start, cut)
+        if s < e:
+            out.append((s, e))
+        start = cut
+    s, e = _strip(text, start, end)
+    if s < e:
+        out.append((s, e))
+    return out
+
+
+def _prose(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    import blingfire
+
+    block = text[start:end]
+    _, offsets = blingfire.text_to_sentences_and_offsets(block)
+    out: list[tuple[int, int]] = []
+    for s, e in offsets:
+        s, e = _strip(text, start + s, start + e)
+        if s >= e:
+            continue
+        # blingfire sometimes keeps CJK sentences together when no space follows the stop
+        sub_start = s
+        for m in _CJK_STOP.finditer(text, s, e):
+            if sub_start < m.start() < e:
+                out.append((sub_start, m.start()))
+                sub_start = m.start()
+        out.append((sub_start, e))
+    return out
+
+
+@functools.lru_cache(maxsize=65536)
+def split_sentences(text: str) -> tuple[tuple[int, int], ...]:
+    """Return ``(start, end)`` character ranges of the sentences of ``text``, in order.
+
+    Ranges never overlap, never include leading or trailing white space, and together cover
+    every non-space character of ``text``.
+    """
+    if not text or text.isspace():
+        return ()
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    blocks = []
+    for m in _BLANK_LINE.finditer(text):
+        blocks.append((pos, m.start()))
+        pos = m.end()
+    blocks.append((pos, len(text)))
+    for b_start, b_end in blocks:
+        b_start, b_end = _strip(text, b_start, b_end)
+        if b_start >= b_end:
+            continue
+        block = text[b_start:b_end]
+        if _looks_structured(block):
+            pieces = [(b_start + m.start(), b_start + m.end()) for m in _LINE.finditer(block)]
+        else:
+            pieces = _prose(text, b_start, b_end)
+        for s, e in pieces:
+            s, e = _strip(text, s, e)
+            if s < e:
+                spans.extend(_split_long(text, s, e) if e - s > MAX_SENTENCE_CHARS else [(s, e)])
+    return _cover(text, spans)
+
+
+def _cover(text: str, spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Make sure no non-space character is lost between sentences (blingfire may skip some)."""
+    out: list[tuple[int, int]] = []
+    pos = 0
+    for s, e in sorted(spans):
+        s = max(s, pos)
+        if s >= e:
+            continue
+        gs, ge = _strip(text, pos, s)
+        if gs < ge:  # an uncovered gap with text: give it to the previous sentence or its own
+            if out and out[-1][1] >= pos:
+                out[-1] = (out[-1][0], ge)
+            else:
+                out.append((gs, ge))
+        out.append((s, e))
+        pos = e
+    gs, ge = _strip(text, pos, len(text))
+    if gs < ge:
+        out.append((gs, ge))
+    # merge accidental overlaps
+    merged: list[tuple[int, int]] = []
+    for s, e in out:
+        if merged and s < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
+        else:
+            merged.append((s, e))
+    return tuple(merged)

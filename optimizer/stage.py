@@ -1,0 +1,133 @@
+"""The Stage protocol: one small interface every rerank, dedupe, compress or order step follows.
+
+A stage is a class whose constructor takes keyword-only, serializable settings and stores
+them unchanged (``get_params()`` returns them), and whose ``__call__`` takes the query, the
+chunks and a :class:`StageContext` and returns new chunks. It never mutates its input.
+Heavy resources load lazily (or in ``warm_up()``).
+
+>>> from optimizer import Chunk
+>>> class KeepFirst(Stage):
+...     name = "keep-first"
+...     def __init__(self, *, n: int = 1):
+...         self.n = n
+...     def __call__(self, query, chunks, context):
+...         return list(chunks[: self.n])
+>>> KeepFirst(n=1)("q", [Chunk(id="a", text="x"), Chunk(id="b", text="y")], StageContext.default())[0].id
+'a'
+>>> KeepFirst(n=2).get_params()
+{'n': 2}
+
+To say *why* something was dropped, return a :class:`StageOutput` with ``reasons``
+(chunk id -> reason). Whatever a stage removes without a reason is still recorded in the
+trace, as "removed by <stage>".
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from optimizer.records import Chunk
+from optimizer.tokenizer import Tokenizer, get_tokenizer
+
+
+@dataclass
+class StageContext:
+    """What a stage may know about the run besides query and chunks.
+
+    ``budget`` is the hard token budget (``None`` for unlimited), ``tokenizer`` the target
+    tokenizer, ``cache`` a per-run dict stages may share (e.g. embeddings computed once by a
+    reranker and reused by a deduper), ``overhead(chunks)`` the tokens the renderer adds
+    around those chunks (titles, separators, markers), ``input_order`` each chunk id's
+    position in the caller's list.
+    """
+
+    tokenizer: Tokenizer
+    budget: int | None = None
+    cache: dict[str, Any] = field(default_factory=dict)
+    render_overhead: Callable[[Sequence[Chunk]], int] | None = None
+    input_order: dict[str, int] = field(default_factory=dict)
+    _counts: dict[str, int] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def default(cls, budget: int | None = None, tokenizer: str | Tokenizer = "cl100k_base") -> StageContext:
+        return cls(tokenizer=get_tokenizer(tokenizer), budget=budget)
+
+    def count(self, text: str) -> int:
+        """Token count of ``text``, memoized for the run."""
+        n = self._counts.get(text)
+        if n is None:
+            n = self.tokenizer.count(text)
+            self._counts[text] = n
+        return n
+
+    def overhead(self, chunks: Sequence[Chunk]) -> int:
+        """Tokens the renderer adds around ``chunks`` (0 when no renderer is attached)."""
+        return self.render_overhead(chunks) if self.render_overhead is not None else 0
+
+
+@dataclass(frozen=True)
+class StageOutput:
+    """A stage's return value when it wants to explain drops or leave notes in the trace."""
+
+    chunks: Sequence[Chunk]
+    reasons: Mapping[str, str] = field(default_factory=dict)
+    notes: Mapping[str, Any] = field(default_factory=dict)
+
+    # behaves like its list of chunks, so calling a stage directly stays convenient
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.chunks)
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+        return self.chunks[index]
+
+
+class Stage:
+    """Base class for stages. Subclasses set ``name`` and implement ``__call__``.
+
+    Subclassing is optional: any object with a ``name``, ``get_params()`` and a matching
+    ``__call__`` works in a :class:`~optimizer.Pipeline`.
+    """
+
+    name: ClassVar[str] = "stage"
+
+    def __call__(
+        self, query: str, chunks: Sequence[Chunk], context: StageContext
+    ) -> Sequence[Chunk] | StageOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def warm_up(self) -> None:
+        """Load heavy resources now instead of on the first call."""
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor's keyword arguments, as stored (scikit-learn style)."""
+        params = {}
+        for pname, p in inspect.signature(type(self).__init__).parameters.items():
+            if pname == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            params[pname] = getattr(self, pname)
+        return params
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+
+def stage_params(stage: Any) -> dict[str, Any]:
+    """Settings of any stage-like object (``get_params()`` when it has one)."""
+    getter = getattr(stage, "get_params", None)
+    return dict(getter()) if callable(getter) else {}
+
+
+def relevance_of(chunk: Chunk) -> float:
+    """The score ordering uses: a rerank stage's ``relevance``, else the caller's ``score``, else 0."""
+    if chunk.relevance is not None:
+        return chunk.relevance
+    if chunk.score is not None:
+        return chunk.score
+    return 0.0

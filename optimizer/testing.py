@@ -1,0 +1,200 @@
+"""A conformance check for stages: run it against your own stage before you ship it.
+
+>>> from optimizer.testing import check_stage
+>>> from optimizer.stages.basic import TopK
+>>> check_stage(TopK(k=2))  # raises AssertionError-free StageConformanceError on failure
+[]
+
+Each check is a small function; :func:`check_stage` runs them all and raises
+:class:`StageConformanceError` listing every failure (or returns the list of skipped
+checks). The checks: empty input, one chunk, a chunk far larger than the budget, ids that
+look alike, unicode/CJK/emoji, code and tables, determinism, no mutation of the input,
+output ids a subset of input ids, settings stored unchanged (``get_params``), and the hard
+budget of a pipeline built around the stage.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from optimizer.records import Chunk
+from optimizer.stage import StageContext, StageOutput
+
+QUERY = "When was the Eiffel Tower completed and how tall is it?"
+
+CASES: dict[str, list[Chunk]] = {
+    "one chunk": [Chunk(id="only", text="The Eiffel Tower was completed in 1889. It is 330 metres tall.", title="Eiffel Tower", score=0.9)],
+    "typical": [
+        Chunk(id="c1", text="The Eiffel Tower was completed in March 1889 for the World's Fair.", title="Eiffel Tower", score=0.8),
+        Chunk(id="c2", text="Gustave Eiffel's company designed and built the tower. It is 330 metres tall.", title="Eiffel Tower", score=0.7),
+        Chunk(id="c3", text="Paris is the capital of France. It lies on the Seine.", title="Paris", score=0.2),
+        Chunk(id="c4", text="The Statue of Liberty was dedicated in 1886 in New York.", title="Statue of Liberty", score=0.1),
+    ],
+    "duplicate texts": [
+        Chunk(id="d1", text="The Eiffel Tower was completed in 1889.", score=0.5),
+        Chunk(id="d2", text="The Eiffel Tower was completed in 1889.", score=0.5),
+        Chunk(id="d1 ", text="The Eiffel Tower was completed in 1889!", score=0.4),
+    ],
+    "unicode": [
+        Chunk(id="u1", text="埃菲尔铁塔于1889年建成。它高330米。", title="埃菲尔铁塔"),
+        Chunk(id="u2", text="La tour Eiffel a été achevée en 1889 🎉. Elle mesure 330 m.", title="Tour Eiffel"),
+        Chunk(id="u3", text="Ейфелева вежа — 1889 рік. 👩‍👩‍👧‍👦 Zero\u200bwidth and combining e\u0301."),
+    ],
+    "code and tables": [
+        Chunk(id="code", text="def height():\n    return 330  # metres\n\nprint(height())"),
+        Chunk(id="table", text="| tower | year | height |\n|---|---|---|\n| Eiffel | 1889 | 330 m |\n| Tokyo | 1958 | 333 m |"),
+    ],
+    "empty texts": [Chunk(id="e1", text=""), Chunk(id="e2", text="   "), Chunk(id="e3", text="Completed in 1889.")],
+    "huge chunk": [
+        Chunk(
+            id="huge",
+            text=" ".join(f"Sentence {i} says the tower has {i} rivets and was completed in 1889." for i in range(400)),
+            score=1.0,
+        ),
+        Chunk(id="small", text="The tower is 330 metres tall.", score=0.5),
+    ],
+}
+
+
+class StageConformanceError(AssertionError):
+    """A stage failed one or more conformance checks; the message lists them."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    check: str
+    case: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"[{self.check} / {self.case}] {self.message}"
+
+
+def _chunks(out: Any) -> list[Chunk]:
+    if isinstance(out, StageOutput):
+        return list(out.chunks)
+    return list(out)
+
+
+def _run(stage: Any, chunks: Sequence[Chunk], budget: int | None) -> list[Chunk]:
+    context = StageContext.default(budget=budget)
+    context.input_order = {c.id: i for i, c in enumerate(chunks)}
+    return _chunks(stage(QUERY, tuple(chunks), context))
+
+
+def _snapshot(chunks: Sequence[Chunk]) -> list[tuple[Any, ...]]:
+    return [
+        (c.id, c.text, c.title, c.score, copy.deepcopy(dict(c.metadata)), c.relevance, c.pieces, c.source)
+        for c in chunks
+    ]
+
+
+def check_stage(stage: Any, *, budgets: Sequence[int | None] = (None, 16, 200)) -> list[str]:
+    """Run every conformance check on ``stage``; raise :class:`StageConformanceError` on failure.
+
+    Returns the names of checks that were skipped (none today).
+    """
+    failures: list[Failure] = []
+    checks: list[Callable[[Any, list[Failure]], None]] = [
+        _check_has_name_and_params,
+        _check_empty,
+        _check_cases(budgets),
+        _check_pipeline_budget,
+    ]
+    for check in checks:
+        try:
+            check(stage, failures)
+        except Exception as exc:  # a crash is a failure, reported with the check's name
+            failures.append(Failure(getattr(check, "__name__", "check"), "-", f"raised {type(exc).__name__}: {exc}"))
+    if failures:
+        raise StageConformanceError(
+            f"{type(stage).__name__} failed {len(failures)} conformance check(s):\n" + "\n".join(f"  {f}" for f in failures)
+        )
+    return []
+
+
+def _check_has_name_and_params(stage: Any, failures: list[Failure]) -> None:
+    name = getattr(stage, "name", None)
+    if not isinstance(name, str) or not name:
+        failures.append(Failure("name", "-", "stage has no non-empty string 'name'"))
+    getter = getattr(stage, "get_params", None)
+    if not callable(getter):
+        failures.append(Failure("params", "-", "stage has no get_params()"))
+        return
+    params = getter()
+    try:
+        clone = type(stage)(**params)
+    except Exception as exc:
+        failures.append(Failure("params", "-", f"type(stage)(**get_params()) failed: {exc}"))
+        return
+    if clone.get_params() != params:
+        failures.append(Failure("params", "-", "settings are not stored unchanged: rebuilding from get_params() differs"))
+
+
+def _check_empty(stage: Any, failures: list[Failure]) -> None:
+    for budget in (None, 10):
+        out = _run(stage, [], budget)
+        if out:
+            failures.append(Failure("empty input", f"budget={budget}", f"expected no chunks, got {len(out)}"))
+
+
+def _check_cases(budgets: Sequence[int | None]) -> Callable[[Any, list[Failure]], None]:
+    def _check_cases_inner(stage: Any, failures: list[Failure]) -> None:
+        for case, chunks in CASES.items():
+            for budget in budgets:
+                label = f"{case}, budget={budget}"
+                before = _snapshot(chunks)
+                try:
+                    first = _run(stage, chunks, budget)
+                except Exception as exc:
+                    failures.append(Failure("runs", label, f"raised {type(exc).__name__}: {exc}"))
+                    continue
+                if _snapshot(chunks) != before:
+                    failures.append(Failure("no mutation", label, "the input chunks changed"))
+                ids = [c.id for c in first]
+                known = {c.id for c in chunks}
+                if any(not isinstance(c, Chunk) for c in first):
+                    failures.append(Failure("output type", label, "returned something that is not a Chunk"))
+                    continue
+                if set(ids) - known:
+                    failures.append(Failure("ids", label, f"invented ids {sorted(set(ids) - known)}"))
+                if len(ids) != len(set(ids)):
+                    failures.append(Failure("ids", label, "returned an id twice"))
+                by_id = {c.id: c for c in chunks}
+                for c in first:
+                    if c.id not in by_id:
+                        continue
+                    src = by_id[c.id]
+                    if c.original_text != src.original_text:
+                        failures.append(Failure("provenance", label, f"chunk {c.id!r}: original text changed"))
+                    for s, e in c.kept_pieces:
+                        if not (0 <= s <= e <= len(c.original_text)):
+                            failures.append(Failure("provenance", label, f"chunk {c.id!r}: piece {(s, e)} out of range"))
+                    expected = " ".join(c.original_text[s:e] for s, e in c.kept_pieces)
+                    if c.text != expected:
+                        failures.append(Failure("provenance", label, f"chunk {c.id!r}: text is not its kept pieces"))
+                    if (c.score, c.title, dict(c.metadata)) != (src.score, src.title, dict(src.metadata)):
+                        failures.append(Failure("caller fields", label, f"chunk {c.id!r}: score, title or metadata changed"))
+                second = _run(stage, chunks, budget)
+                if [(c.id, c.text, c.relevance) for c in second] != [(c.id, c.text, c.relevance) for c in first]:
+                    failures.append(Failure("determinism", label, "two runs on the same input differ"))
+
+    return _check_cases_inner
+
+
+def _check_pipeline_budget(stage: Any, failures: list[Failure]) -> None:
+    from optimizer.pipeline import Pipeline
+
+    pipeline = Pipeline([("stage", stage)])
+    for case, chunks in CASES.items():
+        for budget in (1, 7, 33, 120):
+            result = pipeline.run(QUERY, chunks, budget=budget)
+            if result.tokens > budget or pipeline.tokenizer.count(result.text) != result.tokens:
+                failures.append(Failure("hard budget", f"{case}, budget={budget}", f"{result.tokens} tokens"))
+            for span in result.spans:
+                source = {c.id: c.original_text for c in chunks}[span.chunk_id]
+                if result.text[span.context_start : span.context_end] != source[span.start : span.end]:
+                    failures.append(Failure("spans", f"{case}, budget={budget}", f"span {span} does not map back"))

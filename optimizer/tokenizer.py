@@ -1,0 +1,173 @@
+"""Token counting in the target model's tokenizer, offline.
+
+``get_tokenizer("cl100k_base")`` or ``"o200k_base"`` gives a tiktoken encoding read from
+the BPE files llama-index-core ships (see :mod:`optimizer._offline`); ``"hf:PATH"`` loads a
+Hugging Face ``tokenizer.json`` from a local folder or file (``pip install ragtrim[hf]``).
+
+>>> tok = get_tokenizer("cl100k_base")
+>>> tok.count("hello world")
+2
+>>> text = "The quick brown fox jumps over the lazy dog."
+>>> cut = tok.prefix_within(text, 3)
+>>> text[:cut], tok.count(text[:cut]) <= 3
+('The quick brown', True)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from optimizer._offline import apply_offline_defaults
+from optimizer.lazy import lazy_import
+
+TIKTOKEN_ENCODINGS = ("cl100k_base", "o200k_base", "p50k_base", "r50k_base")
+# model names users often pass instead of encoding names
+MODEL_TO_ENCODING = {
+    "gpt-4o": "o200k_base",
+    "gpt-4o-mini": "o200k_base",
+    "gpt-4.1": "o200k_base",
+    "gpt-4.1-mini": "o200k_base",
+    "o1": "o200k_base",
+    "o3": "o200k_base",
+    "gpt-4": "cl100k_base",
+    "gpt-4-turbo": "cl100k_base",
+    "gpt-3.5-turbo": "cl100k_base",
+    "text-embedding-3-small": "cl100k_base",
+    "text-embedding-3-large": "cl100k_base",
+}
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """What ragtrim needs from a tokenizer."""
+
+    name: str
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def count(self, text: str) -> int: ...
+
+    def prefix_within(self, text: str, max_tokens: int) -> int:
+        """Largest ``k`` (a character index) such that ``count(text[:k]) <= max_tokens``, cut at a token boundary."""
+        ...
+
+
+def _largest_prefix(text: str, max_tokens: int, count: Callable[[str], int], guess: int) -> int:
+    """Verify a guessed character cut so that ``count(text[:k]) <= max_tokens``.
+
+    The guess comes from the tokenizer's own offsets and is almost always right; when
+    re-encoding the prefix merges differently, a binary search below the guess repairs it.
+    """
+    if max_tokens <= 0:
+        return 0
+    k = max(0, min(len(text), guess))
+    if count(text[:k]) <= max_tokens:
+        return k
+    lo, hi = 0, k - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if count(text[:mid]) <= max_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+class TiktokenTokenizer:
+    """A tiktoken encoding by name (``cl100k_base``, ``o200k_base``, ...)."""
+
+    def __init__(self, name: str = "cl100k_base") -> None:
+        apply_offline_defaults()
+        import tiktoken
+
+        self.name = name
+        try:
+            self._enc = tiktoken.get_encoding(name)
+        except ValueError as exc:
+            raise ValueError(
+                f"unknown tiktoken encoding {name!r}; use one of {', '.join(TIKTOKEN_ENCODINGS)}, "
+                "a model name such as 'gpt-4o', or 'hf:/path/to/tokenizer.json'"
+            ) from exc
+        except Exception as exc:  # network error while fetching BPE files
+            raise RuntimeError(
+                f"could not load tiktoken encoding {name!r} offline ({exc}); ragtrim reads the BPE files "
+                "that llama-index-core ships: install llama-index-core, or set TIKTOKEN_CACHE_DIR to a folder "
+                "holding the files"
+            ) from exc
+
+    def encode(self, text: str) -> list[int]:
+        return self._enc.encode(text, disallowed_special=())
+
+    def count(self, text: str) -> int:
+        if not text:
+            return 0
+        return len(self._enc.encode(text, disallowed_special=()))
+
+    def prefix_within(self, text: str, max_tokens: int) -> int:
+        if max_tokens <= 0 or not text:
+            return 0
+        tokens = self.encode(text)
+        if len(tokens) <= max_tokens:
+            return len(text)
+        # Character offset where token number max_tokens starts; tokens may split a
+        # multi-byte character, in which case the offset points at its start.
+        _, offsets = self._enc.decode_with_offsets(tokens[: max_tokens + 1])
+        guess = offsets[max_tokens] if max_tokens < len(offsets) else len(text)
+        return _largest_prefix(text, max_tokens, self.count, guess)
+
+    def __repr__(self) -> str:
+        return f"TiktokenTokenizer({self.name!r})"
+
+
+class HFTokenizer:
+    """A Hugging Face ``tokenizers`` tokenizer from a local ``tokenizer.json`` (file or folder)."""
+
+    def __init__(self, path: str | Path) -> None:
+        tokenizers = lazy_import("tokenizers", extra="hf", purpose="Hugging Face tokenizers")
+        p = Path(path)
+        if p.is_dir():
+            p = p / "tokenizer.json"
+        if not p.is_file():
+            raise ValueError(
+                f"no tokenizer.json at {str(path)!r}; pass 'hf:' followed by a local folder or file "
+                "(ragtrim never downloads tokenizers)"
+            )
+        self.name = f"hf:{path}"
+        self._tok = tokenizers.Tokenizer.from_file(str(p))
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def count(self, text: str) -> int:
+        return len(self.encode(text)) if text else 0
+
+    def prefix_within(self, text: str, max_tokens: int) -> int:
+        if max_tokens <= 0 or not text:
+            return 0
+        enc = self._tok.encode(text, add_special_tokens=False)
+        if len(enc.ids) <= max_tokens:
+            return len(text)
+        guess = enc.offsets[max_tokens][0]
+        return _largest_prefix(text, max_tokens, self.count, guess)
+
+    def __repr__(self) -> str:
+        return f"HFTokenizer({self.name!r})"
+
+
+@functools.lru_cache(maxsize=16)
+def get_tokenizer(name: str | Tokenizer = "cl100k_base") -> Tokenizer:
+    """Return a tokenizer by name; a :class:`Tokenizer` instance is returned as is.
+
+    Names: tiktoken encodings (``cl100k_base``, ``o200k_base``, ...), OpenAI model names
+    (``gpt-4o``), or ``hf:/local/path`` for a Hugging Face ``tokenizer.json``.
+    """
+    if not isinstance(name, str):
+        if isinstance(name, Tokenizer):
+            return name
+        raise TypeError(f"tokenizer must be a name or a Tokenizer, got {type(name).__name__}: {name!r}")
+    if name.startswith("hf:"):
+        return HFTokenizer(name[3:])
+    return TiktokenTokenizer(MODEL_TO_ENCODING.get(name, name))
