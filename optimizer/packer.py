@@ -76,7 +76,16 @@ def _removed_ranges(before: Chunk, after: Chunk) -> list[tuple[int, int]]:
             pos = max(pos, b)
         if pos < e:
             out.append((pos, e))
-    return [(s, e) for s, e in out if before.original_text[s:e].strip()]
+    text = before.original_text
+    stripped = []
+    for s, e in out:
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        if s < e:
+            stripped.append((s, e))
+    return stripped
 
 
 def pack(chunks: Sequence[Chunk], budget: int | None, renderer: Renderer, context: StageContext) -> Packed:

@@ -112,10 +112,11 @@ class TiktokenTokenizer:
         tokens = self.encode(text)
         if len(tokens) <= max_tokens:
             return len(text)
-        # Character offset where token number max_tokens starts; tokens may split a
-        # multi-byte character, in which case the offset points at its start.
-        _, offsets = self._enc.decode_with_offsets(tokens[: max_tokens + 1])
-        guess = offsets[max_tokens] if max_tokens < len(offsets) else len(text)
+        # The first max_tokens tokens are a byte prefix of the UTF-8 text; a token may end
+        # inside a multi-byte character, which then is left out (errors="ignore" drops only
+        # that trailing partial character, since the prefix is otherwise valid UTF-8).
+        prefix = b"".join(self._enc.decode_single_token_bytes(t) for t in tokens[:max_tokens])
+        guess = len(prefix.decode("utf-8", errors="ignore"))
         return _largest_prefix(text, max_tokens, self.count, guess)
 
     def __repr__(self) -> str:
@@ -137,6 +138,9 @@ class HFTokenizer:
             )
         self.name = f"hf:{path}"
         self._tok = tokenizers.Tokenizer.from_file(str(p))
+        # count real tokens: a tokenizer.json saved for a model often pads or truncates
+        self._tok.no_padding()
+        self._tok.no_truncation()
 
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False).ids

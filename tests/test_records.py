@@ -1,0 +1,70 @@
+from dataclasses import FrozenInstanceError
+
+import pytest
+
+from optimizer import Chunk
+from optimizer.records import as_chunks
+
+
+def test_chunk_is_frozen_and_metadata_read_only():
+    meta = {"source": "wiki"}
+    c = Chunk(id="a", text="hello", metadata=meta)
+    with pytest.raises(FrozenInstanceError):
+        c.text = "x"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        c.metadata["source"] = "other"  # type: ignore[index]
+    meta["source"] = "changed"  # the caller's dict is copied, not shared
+    assert c.metadata["source"] == "wiki"
+
+
+def test_keep_maps_pieces_back_to_original():
+    text = "First sentence. Second one here. Third and last."
+    c = Chunk(id="a", text=text)
+    kept = c.keep([(33, 48), (0, 15)])
+    assert kept.text == "First sentence. Third and last."
+    assert kept.pieces == ((0, 15), (33, 48))
+    assert kept.original_text == text
+    assert c.text == text and c.pieces is None  # original untouched
+
+
+def test_keep_merges_pieces_separated_by_whitespace_only():
+    c = Chunk(id="a", text="One.\nTwo. Three.")
+    assert c.keep([(0, 4), (5, 9)]).pieces == ((0, 9),)
+    assert c.keep([(0, 4), (5, 9)]).text == "One.\nTwo."
+
+
+def test_keep_cannot_resurrect_removed_text():
+    c = Chunk(id="a", text="aaa bbb ccc").keep([(0, 3)])
+    assert c.keep([(0, 11)]).text == "aaa"
+
+
+def test_map_range_and_keep_text_range_on_cut_chunk():
+    c = Chunk(id="a", text="alpha beta gamma delta").keep([(0, 5), (11, 16)])
+    assert c.text == "alpha gamma"
+    assert c.map_range(6, 11) == [(11, 16)]
+    assert c.keep_text_range(0, 5).text == "alpha"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"id": "a", "text": 3}, "text must be a string"),
+        ({"id": None, "text": "x"}, "id must be a string"),
+        ({"id": "a", "text": "x", "score": float("nan")}, "score is NaN"),
+        ({"id": "a", "text": "x", "score": "high"}, "score must be a number"),
+        ({"id": "a", "text": "x", "metadata": [1]}, "metadata must be a mapping"),
+    ],
+)
+def test_bad_chunks_name_the_problem(kwargs, message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        Chunk(**kwargs)
+
+
+def test_duplicate_ids_rejected_with_positions():
+    with pytest.raises(ValueError, match=r"duplicate chunk id 'x' \(chunks #0 and #2\)"):
+        as_chunks([{"id": "x", "text": "a"}, {"id": "y", "text": "b"}, {"id": "x", "text": "c"}])
+
+
+def test_from_dict_keeps_extra_fields_in_metadata():
+    c = Chunk.from_dict({"id": 7, "text": "t", "gold": True, "metadata": {"doc": "d"}})
+    assert c.id == "7" and c.metadata == {"doc": "d", "gold": True}

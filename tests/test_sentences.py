@@ -1,0 +1,51 @@
+import pytest
+
+from optimizer.sentences import MAX_SENTENCE_CHARS, split_sentences
+
+
+def texts(text):
+    return [text[s:e] for s, e in split_sentences(text)]
+
+
+def test_english_with_abbreviations():
+    assert texts("Dr. Smith went to the U.S. Army in 1917. He stayed. Did he?") == [
+        "Dr. Smith went to the U.S. Army in 1917.",
+        "He stayed.",
+        "Did he?",
+    ]
+
+
+def test_cjk_full_stops():
+    assert texts("東京は首都です。大阪は二番目です！本当？") == ["東京は首都です。", "大阪は二番目です！", "本当？"]
+
+
+def test_tables_and_code_split_per_line():
+    assert texts("| a | b |\n|---|---|\n| 1 | 2 |") == ["| a | b |", "|---|---|", "| 1 | 2 |"]
+    assert texts("def f(x):\n    return x + 1\n\nprint(f(2))") == ["def f(x):", "return x + 1", "print(f(2))"]
+
+
+def test_blank_lines_end_sentences():
+    assert texts("A heading without stop\n\nBody text here.") == ["A heading without stop", "Body text here."]
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\n"])
+def test_empty(text):
+    assert split_sentences(text) == ()
+
+
+def test_long_unpunctuated_text_is_split_and_covered():
+    text = " ".join(["word"] * 1000)
+    spans = split_sentences(text)
+    assert all(e - s <= MAX_SENTENCE_CHARS for s, e in spans)
+    assert "".join(text[s:e] for s, e in spans).replace(" ", "") == text.replace(" ", "")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Emoji 😀 test. Another 🎉! x", "mixed\tTabs. and\u200bzero width.", "e\u0301 combining. ok", "a.b.c. d"],
+)
+def test_every_non_space_character_is_covered_once(text):
+    spans = split_sentences(text)
+    covered = "".join(text[s:e] for s, e in spans)
+    assert "".join(covered.split()) == "".join(text.split())
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))

