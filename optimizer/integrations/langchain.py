@@ -1,0 +1,144 @@
+"""LangChain integration: a document compressor that fits retrieved documents to a token budget.
+
+Three lines around an existing retriever (``ContextualCompressionRetriever`` lives in the
+``langchain`` / ``langchain-classic`` package)::
+
+    from optimizer.integrations.langchain import RagtrimCompressor
+    retriever = ContextualCompressionRetriever(base_compressor=RagtrimCompressor(budget=300), base_retriever=retriever)
+    docs = retriever.invoke("...")
+
+Each kept document comes back as a new ``Document`` (the caller's are never modified) with
+the same ``id`` and metadata plus ``metadata["ragtrim_spans"]``, the kept ``[start, end]``
+character ranges of the original ``page_content``, in the order ragtrim rendered them.
+Documents with empty text are dropped (with a logged warning and a ``skip-non-text`` trace
+step). A ``score`` in metadata (``score_key``) is used as the retriever's score.
+
+Needs ``langchain-core`` (``pip install 'ragtrim[langchain]'``); importing this module works
+without it, using :class:`RagtrimCompressor` then raises an error with the install hint.
+
+>>> from langchain_core.documents import Document
+>>> docs = [Document(id="a", page_content="Paris is the capital of France.", metadata={"title": "Paris"}),
+...         Document(id="b", page_content="Lyon is known for its food. " * 30)]
+>>> compressor = RagtrimCompressor(budget=30)
+>>> out = compressor.compress_documents(docs, "What is the capital of France?")
+>>> out[0].id, out[0].metadata["ragtrim_spans"], compressor.last_result.tokens <= 30
+('a', [[0, 31]], True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Optional, Union
+
+from optimizer.integrations._common import (
+    SPANS_KEY,
+    Item,
+    as_float,
+    make_pipeline,
+    run_items,
+    title_from,
+    unique_ids,
+)
+from optimizer.lazy import lazy_import
+from optimizer.pipeline import Pipeline
+from optimizer.records import Result
+
+try:
+    from langchain_core.callbacks import Callbacks
+    from langchain_core.documents import Document
+    from langchain_core.documents.compressor import BaseDocumentCompressor
+    from pydantic import ConfigDict, Field, PrivateAttr
+except ImportError:  # pragma: no cover - exercised only without the extra
+    BaseDocumentCompressor = None  # type: ignore[assignment,misc]
+
+
+def __getattr__(name: str) -> Any:  # only reached when langchain-core is missing
+    if name == "RagtrimCompressor":
+        lazy_import("langchain_core", extra="langchain", purpose="the LangChain integration (RagtrimCompressor)")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if BaseDocumentCompressor is not None:
+
+    class RagtrimCompressor(BaseDocumentCompressor):
+        """Rerank, deduplicate and compress documents so their rendered text fits ``budget`` tokens.
+
+        Parameters
+        ----------
+        budget:
+            Tokens (``300``) or a share of the retrieved context (``0.25``); overrides the
+            pipeline's budget when ``pipeline`` is given.
+        pipeline:
+            An :class:`optimizer.Pipeline`; by default preset ``preset`` with ``budget``.
+        preset, tokenizer:
+            Used when ``pipeline`` is not given (``default``, ``cl100k_base``).
+        title_key:
+            Metadata key(s) whose first non-empty value is the document's title.
+        score_key:
+            Metadata key holding the retriever's score, if any.
+        on_result:
+            Called with each run's :class:`optimizer.Result` (also kept as :attr:`last_result`).
+        """
+
+        model_config = ConfigDict(arbitrary_types_allowed=True)
+
+        budget: Optional[Union[int, float, str]] = None
+        preset: str = "default"
+        tokenizer: str = "cl100k_base"
+        title_key: Optional[Union[str, list[str]]] = Field(default_factory=lambda: ["title"])
+        score_key: Optional[str] = "score"
+        pipeline: Optional[Any] = Field(default=None, exclude=True)
+        on_result: Optional[Callable[[Result], None]] = Field(default=None, exclude=True)
+
+        _pipeline: Any = PrivateAttr(default=None)
+        _budget_override: Any = PrivateAttr(default=None)
+        _last_result: Optional[Result] = PrivateAttr(default=None)
+
+        def model_post_init(self, __context: Any) -> None:
+            self._pipeline, self._budget_override = make_pipeline(
+                self.pipeline, preset=self.preset, budget=self.budget, tokenizer=self.tokenizer, owner="RagtrimCompressor"
+            )
+
+        @property
+        def last_result(self) -> Optional[Result]:
+            """The :class:`optimizer.Result` of the latest call; None before the first."""
+            return self._last_result
+
+        @property
+        def active_pipeline(self) -> Pipeline:
+            return self._pipeline
+
+        def compress_documents(
+            self, documents: Sequence[Document], query: str, callbacks: Optional[Callbacks] = None
+        ) -> Sequence[Document]:
+            """Return the kept documents, cut to what was kept, in rendered order."""
+            docs = list(documents)
+            for i, doc in enumerate(docs):
+                if not isinstance(doc, Document):
+                    raise TypeError(
+                        f"document #{i} must be a langchain_core Document, got {type(doc).__name__}: {doc!r:.80}"
+                    )
+            items = [
+                Item(
+                    index=i,
+                    id=cid,
+                    text=doc.page_content if isinstance(doc.page_content, str) else "",
+                    title=title_from(doc.metadata, self.title_key),
+                    score=as_float(doc.metadata.get(self.score_key)) if self.score_key is not None else None,
+                )
+                for i, (doc, cid) in enumerate(zip(docs, unique_ids([d.id for d in docs])))
+            ]
+            run = run_items(self._pipeline, query, items, budget=self._budget_override)
+            self._last_result = run.result
+            if self.on_result is not None:
+                self.on_result(run.result)
+            out = []
+            for k in run.kept:
+                original = docs[k.item.index]
+                metadata = original.model_copy(deep=True).metadata
+                metadata[SPANS_KEY] = [[s, e] for s, e in k.spans]
+                out.append(original.model_copy(update={"page_content": k.text, "metadata": metadata}))
+            return out
+
+
+__all__ = ["RagtrimCompressor"]

@@ -1,0 +1,257 @@
+"""LlamaIndex integration: a node postprocessor and a retriever wrapper that fit nodes to a token budget.
+
+Three lines around an existing index::
+
+    from optimizer.integrations.llama_index import RagtrimPostprocessor
+    engine = index.as_query_engine(node_postprocessors=[RagtrimPostprocessor(budget=300)], llm=llm)
+    engine.query("...")
+
+or wrap any retriever: ``RagtrimRetriever(index.as_retriever(similarity_top_k=20), budget=300)``.
+
+What comes back: new :class:`~llama_index.core.schema.NodeWithScore` objects (the caller's
+nodes are never modified), one per kept node, in the order ragtrim rendered them, with the
+node's ``id_``, metadata, relationships and score unchanged; the node text is what was kept,
+and ``metadata["ragtrim_spans"]`` holds the kept ``[start, end]`` character ranges of the
+original node text (left out of what LlamaIndex shows the LLM and the embedder).
+
+The budget is ragtrim's: the nodes' texts rendered as ragtrim renders them (citation
+markers, titles from ``title_key``, separators) fit in ``budget`` tokens of ``tokenizer``.
+LlamaIndex's own prompt template and the metadata it prints with each node come on top.
+
+Nodes without text (an ``ImageNode`` with no text, an empty node) are skipped with a
+logged warning and a ``skip-non-text`` step in the trace; ``non_text="keep"`` passes them
+through unchanged after the text nodes instead (they are not counted in the budget).
+
+>>> from llama_index.core.schema import NodeWithScore, TextNode
+>>> nodes = [
+...     NodeWithScore(node=TextNode(id_="a", text="Paris is the capital of France.", metadata={"title": "Paris"}), score=0.8),
+...     NodeWithScore(node=TextNode(id_="b", text="Lyon is known for its food. " * 30), score=0.5),
+... ]
+>>> post = RagtrimPostprocessor(budget=30)
+>>> out = post.postprocess_nodes(nodes, query_str="What is the capital of France?")
+>>> [(n.node.id_, n.score) for n in out][0]
+('a', 0.8)
+>>> post.last_result.tokens <= 30, nodes[1].node.text.startswith("Lyon")
+(True, True)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, List, Literal, Optional, Union
+
+from optimizer.integrations._common import (
+    SPANS_KEY,
+    Item,
+    as_embedding,
+    as_float,
+    make_pipeline,
+    run_items,
+    title_from,
+    unique_ids,
+)
+from optimizer.lazy import lazy_import
+from optimizer.pipeline import Pipeline
+from optimizer.records import Result
+
+lazy_import("llama_index.core", extra="llama-index", purpose="the LlamaIndex integration")
+
+from llama_index.core.base.base_retriever import BaseRetriever  # noqa: E402
+from llama_index.core.bridge.pydantic import Field, PrivateAttr  # noqa: E402
+from llama_index.core.callbacks import CallbackManager  # noqa: E402
+from llama_index.core.postprocessor.types import BaseNodePostprocessor  # noqa: E402
+from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TITLE_KEYS = ("title", "file_name")
+
+
+def _node_text(node: BaseNode) -> str:
+    """The node's own text (no metadata), or "" for nodes without text."""
+    try:
+        text = node.get_content(metadata_mode=MetadataMode.NONE)
+    except Exception:  # noqa: BLE001 - a media node without a text resource
+        return ""
+    return text if isinstance(text, str) else ""
+
+
+class RagtrimPostprocessor(BaseNodePostprocessor):
+    """Rerank, deduplicate and compress retrieved nodes so their rendered text fits ``budget`` tokens.
+
+    Parameters
+    ----------
+    budget:
+        Tokens (``300``) or a share of the retrieved context (``0.25``). With ``pipeline``
+        it overrides that pipeline's budget.
+    pipeline:
+        An :class:`optimizer.Pipeline`; by default preset ``preset`` with ``budget``.
+    preset, tokenizer:
+        Used when ``pipeline`` is not given (``default``, ``cl100k_base``).
+    title_key:
+        Metadata key(s) whose first non-empty value is the node's title in the rendered context.
+    reuse_embeddings:
+        Hand ``node.embedding`` to ragtrim's dense stages. Turn off when the index's embedding
+        model differs from the one your ragtrim pipeline uses.
+    non_text:
+        ``"skip"`` (default) drops nodes without text with a warning; ``"keep"`` passes them through.
+    on_result:
+        Called with each run's :class:`optimizer.Result` (also kept as :attr:`last_result`).
+    """
+
+    budget: Optional[Union[int, float, str]] = Field(default=None, description="tokens or a share of the context")
+    preset: str = Field(default="default", description="ragtrim preset used when no pipeline is given")
+    tokenizer: str = Field(default="cl100k_base", description="target tokenizer when no pipeline is given")
+    title_key: Optional[Union[str, List[str]]] = Field(default=list(DEFAULT_TITLE_KEYS))
+    reuse_embeddings: bool = Field(default=True)
+    non_text: Literal["skip", "keep"] = Field(default="skip")
+    pipeline: Optional[Any] = Field(default=None, exclude=True)
+    on_result: Optional[Callable[[Result], None]] = Field(default=None, exclude=True)
+
+    _pipeline: Any = PrivateAttr(default=None)
+    _budget_override: Any = PrivateAttr(default=None)
+    _last_result: Optional[Result] = PrivateAttr(default=None)
+
+    def model_post_init(self, __context: Any) -> None:
+        self._pipeline, self._budget_override = make_pipeline(
+            self.pipeline, preset=self.preset, budget=self.budget, tokenizer=self.tokenizer, owner="RagtrimPostprocessor"
+        )
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "RagtrimPostprocessor"
+
+    @property
+    def last_result(self) -> Optional[Result]:
+        """The :class:`optimizer.Result` of the latest call (context, tokens, spans, trace); None before the first.
+
+        Shared by concurrent calls; use ``on_result`` to collect results per query.
+        """
+        return self._last_result
+
+    @property
+    def active_pipeline(self) -> Pipeline:
+        """The pipeline this postprocessor runs."""
+        return self._pipeline
+
+    def _postprocess_nodes(
+        self, nodes: List[NodeWithScore], query_bundle: Optional[QueryBundle] = None
+    ) -> List[NodeWithScore]:
+        if query_bundle is None:
+            if not nodes:
+                return []
+            raise ValueError(
+                "RagtrimPostprocessor needs the query to rank nodes; pass query_str='...' or query_bundle=QueryBundle('...')"
+            )
+        nodes = list(nodes)
+        items = []
+        ids = []
+        for i, nws in enumerate(nodes):
+            if not isinstance(nws, NodeWithScore):
+                raise TypeError(
+                    f"node #{i} must be a llama_index NodeWithScore, got {type(nws).__name__}: {nws!r:.80}; "
+                    "wrap bare nodes as NodeWithScore(node=node, score=None)"
+                )
+            ids.append(nws.node.node_id)
+        for i, (nws, cid) in enumerate(zip(nodes, unique_ids(ids))):
+            node = nws.node
+            items.append(
+                Item(
+                    index=i,
+                    id=cid,
+                    text=_node_text(node),
+                    title=title_from(node.metadata, self.title_key),
+                    score=as_float(nws.score),
+                    embedding=as_embedding(node.embedding) if self.reuse_embeddings else None,
+                )
+            )
+        run = run_items(self._pipeline, query_bundle.query_str, items, budget=self._budget_override)
+        self._last_result = run.result
+        if self.on_result is not None:
+            self.on_result(run.result)
+        out = [_kept_node(nodes[k.item.index], k.text, k.spans) for k in run.kept]
+        if self.non_text == "keep":
+            out.extend(nodes[i].model_copy(deep=True) for i in run.skipped)
+        return out
+
+
+def _kept_node(original: NodeWithScore, text: str, spans: Sequence[tuple[int, int]]) -> NodeWithScore:
+    """A deep copy of ``original`` holding only the kept text, with the kept ranges in its metadata."""
+    copy = original.model_copy(deep=True)
+    node = copy.node
+    full = _node_text(original.node)
+    if text != full:
+        node.set_content(text)
+        start = getattr(node, "start_char_idx", None)
+        if isinstance(start, int) and spans:  # envelope of what was kept, in document coordinates
+            node.start_char_idx = start + spans[0][0]
+            node.end_char_idx = start + spans[-1][1]
+    node.metadata[SPANS_KEY] = [[s, e] for s, e in spans]
+    for keys in (node.excluded_llm_metadata_keys, node.excluded_embed_metadata_keys):
+        if SPANS_KEY not in keys:
+            keys.append(SPANS_KEY)
+    return copy
+
+
+class RagtrimRetriever(BaseRetriever):
+    """Wrap any LlamaIndex retriever so it returns budget-fitted nodes (sync and async).
+
+    >>> from llama_index.core.schema import NodeWithScore, TextNode
+    >>> class Fixed(BaseRetriever):
+    ...     def _retrieve(self, query_bundle):
+    ...         return [NodeWithScore(node=TextNode(id_=str(i), text=f"Fact number {i}. " * 20), score=1.0) for i in range(5)]
+    >>> retriever = RagtrimRetriever(Fixed(), budget=60)
+    >>> nodes = retriever.retrieve("fact 3")
+    >>> retriever.last_result.tokens <= 60 and 0 < len(nodes) < 5
+    True
+    """
+
+    def __init__(
+        self,
+        retriever: BaseRetriever,
+        *,
+        budget: Union[int, float, str, None] = None,
+        pipeline: Optional[Pipeline] = None,
+        preset: str = "default",
+        tokenizer: str = "cl100k_base",
+        title_key: Union[str, Sequence[str], None] = DEFAULT_TITLE_KEYS,
+        reuse_embeddings: bool = True,
+        non_text: Literal["skip", "keep"] = "skip",
+        on_result: Optional[Callable[[Result], None]] = None,
+        callback_manager: Optional[CallbackManager] = None,
+        verbose: bool = False,
+    ) -> None:
+        if not isinstance(retriever, BaseRetriever):
+            raise TypeError(
+                f"RagtrimRetriever wraps a llama_index BaseRetriever, got {type(retriever).__name__}: {retriever!r:.80}; "
+                "e.g. RagtrimRetriever(index.as_retriever(similarity_top_k=20), budget=300)"
+            )
+        super().__init__(callback_manager=callback_manager, verbose=verbose)
+        self.retriever = retriever
+        self.postprocessor = RagtrimPostprocessor(
+            budget=budget,
+            pipeline=pipeline,
+            preset=preset,
+            tokenizer=tokenizer,
+            title_key=title_key if isinstance(title_key, (str, type(None))) else list(title_key),
+            reuse_embeddings=reuse_embeddings,
+            non_text=non_text,
+            on_result=on_result,
+        )
+
+    @property
+    def last_result(self) -> Optional[Result]:
+        """The :class:`optimizer.Result` of the latest retrieval."""
+        return self.postprocessor.last_result
+
+    def _retrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
+        nodes = self.retriever.retrieve(query_bundle)
+        return self.postprocessor.postprocess_nodes(nodes, query_bundle=query_bundle)
+
+    async def _aretrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
+        nodes = await self.retriever.aretrieve(query_bundle)
+        return self.postprocessor.postprocess_nodes(nodes, query_bundle=query_bundle)
+
+
+__all__ = ["RagtrimPostprocessor", "RagtrimRetriever"]
