@@ -1,0 +1,170 @@
+"""Aggregate per-example rows into per-arm metrics, with paired deltas versus ``full``.
+
+Means are taken over the examples where a metric is defined (answer recall leaves out
+yes/no and unanswerable examples; reader metrics leave out failed calls), and each count
+is reported next to its mean (``n_answer_recall``, ``n_reader``...). An arm where nothing
+counts gets ``None``, never NaN. Deltas pair the same example ids in both arms and carry a
+95 % paired bootstrap interval (:func:`evals.bootstrap.paired_bootstrap`).
+
+>>> from evals.sweep import Arm, ExampleRow
+>>> def row(i, pipe, budget, tokens, recall):
+...     return ExampleRow(id=i, pipeline=pipe, budget=budget, context="", tokens=tokens, tokens_full=100,
+...                       prompt_tokens=tokens + 20, kept_ids=(), answer_recall=recall,
+...                       evidence_recall=None, latency_ms=1.0)
+>>> rows = [row("a", "full", None, 100, 1), row("b", "full", None, 100, 1),
+...         row("a", "cut", 0.5, 50, 1), row("b", "cut", 0.5, 50, 0)]
+>>> runs = aggregate(rows, [Arm("full", None), Arm("cut", 0.5)], usd_per_million=2.5)
+>>> m = runs[1]["metrics"]
+>>> m["answer_recall"], m["tokens_mean"], m["compression"], m["cost_per_1k_queries"], m["cost_saved_per_1k"]
+(0.5, 50.0, 2.0, 0.175, 0.125)
+>>> runs[1]["vs_full"]["answer_recall"]["delta"]
+-0.5
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from evals.bootstrap import paired_bootstrap
+from evals.cost import cost_per_1k_queries
+
+REFERENCE = "full"
+
+DELTA_METRICS: tuple[tuple[str, str], ...] = (
+    ("answer_recall", "answer_recall"),
+    ("evidence_recall", "evidence_recall"),
+    ("tokens_mean", "tokens"),
+    ("accuracy", "accuracy"),
+    ("em", "em"),
+    ("f1", "f1"),
+)
+"""(metric name in results.json, ExampleRow field) pairs that get a delta versus ``full``."""
+
+
+def _r(x: float | None, digits: int = 6) -> float | None:
+    return None if x is None else float(round(float(x), digits)) + 0.0
+
+
+def _mean(values: Sequence[float | None]) -> tuple[float | None, int]:
+    kept = [v for v in values if v is not None]
+    return (_r(sum(kept) / len(kept)) if kept else None), len(kept)
+
+
+def _pct(values: Sequence[float | None], q: float) -> float | None:
+    kept = [v for v in values if v is not None]
+    return _r(float(np.percentile(kept, q)), 3) if kept else None
+
+
+def _ok(row: Any) -> bool:
+    return row.reader_called and row.prediction is not None
+
+
+def arm_metrics(rows: Sequence[Any], *, usd_per_million: float) -> dict[str, Any]:
+    """Metrics of one arm's rows (see the module doc for the rules)."""
+    answer_recall, n_ar = _mean([r.answer_recall for r in rows])
+    evidence_recall, n_er = _mean([r.evidence_recall for r in rows])
+    tokens_mean, _ = _mean([r.tokens for r in rows])
+    tokens_full_mean, _ = _mean([r.tokens_full for r in rows])
+    prompt_tokens_mean, _ = _mean([r.prompt_tokens for r in rows])
+    called = [r for r in rows if r.reader_called]
+    good = [r for r in called if _ok(r)]
+    accuracy, n_acc = _mean([r.accuracy for r in good])
+    em, _ = _mean([r.em for r in good])
+    f1, _ = _mean([r.f1 for r in good])
+    cost = cost_per_1k_queries(prompt_tokens_mean, usd_per_million) if prompt_tokens_mean is not None else None
+    return {
+        "answer_recall": answer_recall,
+        "evidence_recall": evidence_recall,
+        "tokens_mean": tokens_mean,
+        "tokens_full_mean": tokens_full_mean,
+        "latency_ms_p50": _pct([r.latency_ms for r in rows], 50),
+        "latency_ms_p95": _pct([r.latency_ms for r in rows], 95),
+        "accuracy": accuracy if called else None,
+        "em": em if called else None,
+        "f1": f1 if called else None,
+        "n": len(rows),
+        "n_answer_recall": n_ar,
+        "n_evidence_recall": n_er,
+        "compression": _r(tokens_full_mean / tokens_mean) if tokens_mean else None,
+        "token_share": _r(tokens_mean / tokens_full_mean) if tokens_full_mean else None,
+        "prompt_tokens_mean": prompt_tokens_mean,
+        "cost_per_1k_queries": _r(cost),
+        "cost_saved_per_1k": None,
+        "reader_calls": len(called),
+        "n_reader": len(good),
+        "n_accuracy": n_acc,
+        "reader_failures": len(called) - len(good),
+        "reader_latency_ms_p50": _pct([r.reader_latency_ms for r in good], 50),
+        "reader_latency_ms_p95": _pct([r.reader_latency_ms for r in good], 95),
+    }
+
+
+def paired_delta(
+    base: Sequence[Any],
+    other: Sequence[Any],
+    value: Callable[[Any], float | None],
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any] | None:
+    """Baseline, value and delta (with its 95 % CI) over example ids where both have a value."""
+    by_id = {r.id: value(r) for r in base}
+    pairs = [(by_id[r.id], value(r)) for r in other if r.id in by_id]
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    if not pairs:
+        return None
+    a = [float(p[0]) for p in pairs]
+    b = [float(p[1]) for p in pairs]
+    d = paired_bootstrap(a, b, resamples=resamples, seed=seed)
+    return {
+        "baseline": _r(sum(a) / len(a)),
+        "value": _r(sum(b) / len(b)),
+        "delta": _r(d.delta),
+        "ci95": [_r(d.ci_low), _r(d.ci_high)],
+        "n": d.n,
+    }
+
+
+def _field_value(field: str) -> Callable[[Any], float | None]:
+    if field in ("accuracy", "em", "f1"):
+        return lambda r: getattr(r, field) if _ok(r) else None
+    return lambda r: getattr(r, field)
+
+
+def aggregate(
+    rows: Sequence[Any],
+    arms: Sequence[Any],
+    *,
+    usd_per_million: float,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """One ``{"pipeline", "budget", "label", "metrics", "vs_full"}`` dict per arm, in arm order.
+
+    ``vs_full`` maps each metric of :data:`DELTA_METRICS` to ``{"baseline", "value", "delta",
+    "ci95", "n"}`` (None where no example has both values); it is None for ``full`` itself.
+    """
+    grouped: dict[Any, list[Any]] = {arm: [] for arm in arms}
+    for r in rows:
+        if r.arm in grouped:
+            grouped[r.arm].append(r)
+    reference = next((a for a in arms if a.pipeline == REFERENCE and a.budget is None), None)
+    base_rows = grouped.get(reference, []) if reference is not None else []
+    base_metrics = arm_metrics(base_rows, usd_per_million=usd_per_million) if base_rows else None
+    runs = []
+    for arm in arms:
+        arm_rows = grouped[arm]
+        m = arm_metrics(arm_rows, usd_per_million=usd_per_million)
+        if base_metrics is not None and m["cost_per_1k_queries"] is not None:
+            m["cost_saved_per_1k"] = _r(base_metrics["cost_per_1k_queries"] - m["cost_per_1k_queries"])
+        vs_full = None
+        if arm != reference and base_rows:
+            vs_full = {
+                name: paired_delta(base_rows, arm_rows, _field_value(field), resamples=resamples, seed=seed)
+                for name, field in DELTA_METRICS
+            }
+        runs.append({"pipeline": arm.pipeline, "budget": arm.budget, "label": arm.label, "metrics": m, "vs_full": vs_full})
+    return runs

@@ -1,0 +1,122 @@
+"""What a context costs: a dated price table and $ per 1,000 queries.
+
+The table is ``evals/prices.toml`` (US dollars per million *input* tokens, with its date and
+source); ``--prices FILE`` adds or replaces models, ``--price-model NAME`` picks one. Output
+tokens are not counted: the context only changes the input side.
+
+>>> table = load_prices()
+>>> table.price("gpt-4o").input_per_million
+2.5
+>>> cost_per_1k_queries(1000, 2.5)  # 1,000 input tokens a query at $2.50 per million
+2.5
+>>> round(cost_per_1k_queries(400.0, 0.15), 6)
+0.06
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+BUNDLED_PRICES = Path(__file__).with_name("prices.toml")
+
+
+@dataclass(frozen=True)
+class Price:
+    """One model's input price (US dollars per million input tokens) and where it came from."""
+
+    model: str
+    input_per_million: float
+    date: str
+    source: str
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    """Named prices and the model used when none is picked."""
+
+    prices: Mapping[str, Price] = field(default_factory=lambda: MappingProxyType({}))
+    default: str | None = None
+    files: tuple[str, ...] = ()
+
+    def price(self, model: str | None = None) -> Price:
+        """The price of ``model`` (the table's default when None)."""
+        name = model if model is not None else self.default
+        if name is None:
+            raise ValueError("no price model picked and the price table names no default; pass --price-model NAME")
+        if name not in self.prices:
+            close = difflib.get_close_matches(name, list(self.prices), n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise ValueError(
+                f"unknown price model {name!r}.{hint} Known: {', '.join(sorted(self.prices))}; "
+                "add it with --prices FILE ([models.\"NAME\"] input_per_million = ...)"
+            )
+        return self.prices[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "default": self.default,
+            "files": list(self.files),
+            "models": {
+                name: {"input_per_million": p.input_per_million, "date": p.date, "source": p.source}
+                for name, p in sorted(self.prices.items())
+            },
+        }
+
+
+def _read_table(path: Path) -> tuple[dict[str, Price], str | None]:
+    if not path.is_file():
+        raise FileNotFoundError(f"price file {str(path)!r} does not exist")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"could not parse price file {str(path)!r}: {exc}") from None
+    models = data.get("models")
+    if not isinstance(models, Mapping) or not models:
+        raise ValueError(
+            f"price file {str(path)!r} needs a [models.\"NAME\"] table with input_per_million = <USD per 1M input tokens>"
+        )
+    date = str(data.get("date", "undated"))
+    source = str(data.get("source", str(path)))
+    prices = {}
+    for name, entry in models.items():
+        value = entry.get("input_per_million") if isinstance(entry, Mapping) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(
+                f"price file {str(path)!r}: model {name!r} needs input_per_million = a non-negative number "
+                f"(USD per million input tokens), got {value!r}"
+            )
+        prices[name] = Price(
+            model=name,
+            input_per_million=float(value),
+            date=str(entry.get("date", date)),
+            source=str(entry.get("source", source)),
+        )
+    default = data.get("default")
+    return prices, str(default) if default is not None else None
+
+
+def load_prices(extra: str | Path | None = None) -> PriceTable:
+    """The bundled price table, with the models of ``extra`` (a TOML file) added or replacing."""
+    prices, default = _read_table(BUNDLED_PRICES)
+    files = [BUNDLED_PRICES.name]
+    if extra is not None:
+        more, more_default = _read_table(Path(extra))
+        prices.update(more)
+        default = more_default if more_default is not None else default
+        files.append(str(extra))
+    return PriceTable(prices=MappingProxyType(prices), default=default, files=tuple(files))
+
+
+def cost_per_1k_queries(input_tokens_per_query: float, usd_per_million: float) -> float:
+    """US dollars for 1,000 queries of ``input_tokens_per_query`` input tokens each."""
+    if input_tokens_per_query < 0 or usd_per_million < 0:
+        raise ValueError(
+            f"tokens and prices must be non-negative, got {input_tokens_per_query!r} tokens at ${usd_per_million!r}/M"
+        )
+    return input_tokens_per_query * 1000 * usd_per_million / 1_000_000

@@ -1,0 +1,370 @@
+"""Run pipelines over a dataset at several budgets, then (optionally) a reader on the contexts.
+
+Per example first, aggregate separately: :func:`run_eval` makes one :class:`ExampleRow` per
+(example, pipeline, budget), then :func:`evals.aggregate.aggregate` turns the rows into
+per-arm metrics with paired deltas versus ``full``. ``full`` always runs once, without a
+budget, as the reference.
+
+>>> from types import SimpleNamespace
+>>> from optimizer import Chunk
+>>> ex = SimpleNamespace(id="q1", question="Capital of France?", answers=("Paris",),
+...     chunks=(Chunk(id="a", text="Lyon is big."), Chunk(id="b", text="Paris is the capital.")),
+...     gold_ids=("b",), meta={})
+>>> run = run_eval(SimpleNamespace(name="tiny", examples=[ex]), ["truncate"], [0.5], progress=False)
+>>> [(r.pipeline, r.budget, r.answer_recall) for r in run.rows]
+[('full', None, 1), ('truncate', 0.5, 0)]
+>>> run.run_for("truncate", 0.5)["metrics"]["answer_recall"]
+0.0
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from evals import metrics as M
+from evals.readers.prompt import DEFAULT_TEMPLATE, format_prompt
+from optimizer.budget import Budget, budget_label, parse_budget
+from optimizer.pipeline import Pipeline
+from optimizer.tokenizer import get_tokenizer
+
+REFERENCE = "full"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One (pipeline, budget) cell of a sweep; ``budget`` None only for the ``full`` reference."""
+
+    pipeline: str
+    budget: Budget | None
+
+    @property
+    def label(self) -> str:
+        """``default@25%``, or ``full``."""
+        return self.pipeline if self.budget is None else f"{self.pipeline}@{budget_label(self.budget)}"
+
+
+@dataclass(frozen=True)
+class ExampleRow:
+    """What one pipeline at one budget did on one example (and what the reader said)."""
+
+    id: str
+    pipeline: str
+    budget: Budget | None
+    context: str
+    tokens: int
+    tokens_full: int
+    prompt_tokens: int
+    kept_ids: tuple[str, ...]
+    answer_recall: int | None
+    evidence_recall: float | None
+    latency_ms: float
+    prediction: str | None = None
+    reader_called: bool = False
+    reader_error: str | None = None
+    reader_latency_ms: float | None = None
+    reader_cached: bool | None = None
+    accuracy: int | None = None
+    em: int | None = None
+    f1: float | None = None
+
+    @property
+    def arm(self) -> Arm:
+        return Arm(self.pipeline, self.budget)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["kept_ids"] = list(self.kept_ids)
+        return out
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    """A finished sweep: per-example rows, the aggregated runs, and what produced them."""
+
+    dataset: str
+    n: int
+    tokenizer: str
+    reader: str
+    reader_model: str | None
+    prompt_template: str | None
+    arms: tuple[Arm, ...]
+    rows: tuple[ExampleRow, ...]
+    runs: tuple[dict[str, Any], ...]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def run_for(self, pipeline: str, budget: Budget | None) -> dict[str, Any]:
+        """The aggregated run of one arm."""
+        for run in self.runs:
+            if run["pipeline"] == pipeline and run["budget"] == budget:
+                return run
+        raise KeyError(f"no run for pipeline {pipeline!r} at budget {budget!r}; arms: {[a.label for a in self.arms]}")
+
+    def rows_for(self, pipeline: str, budget: Budget | None) -> list[ExampleRow]:
+        return [r for r in self.rows if r.pipeline == pipeline and r.budget == budget]
+
+    def to_results(self) -> dict[str, Any]:
+        """The ``results.json`` document (DESIGN.md's contract plus extra keys)."""
+        return {
+            "dataset": self.dataset,
+            "n": self.n,
+            "tokenizer": self.tokenizer,
+            "reader": self.reader,
+            "reader_model": self.reader_model,
+            "prompt_template": self.prompt_template,
+            **self.settings,
+            "runs": [dict(r) for r in self.runs],
+        }
+
+
+def resolve_pipelines(
+    pipelines: Sequence[str | Pipeline], *, tokenizer: str
+) -> list[tuple[str, Pipeline]]:
+    """``[(label, Pipeline)]`` with ``full`` first; names checked against the presets.
+
+    >>> [name for name, _ in resolve_pipelines(["truncate", "full"], tokenizer="cl100k_base")]
+    ['full', 'truncate']
+    """
+    if isinstance(pipelines, (str, Pipeline)):
+        pipelines = [pipelines]
+    out: list[tuple[str, Pipeline]] = [(REFERENCE, Pipeline.preset(REFERENCE, tokenizer=tokenizer))]
+    for p in pipelines:
+        if isinstance(p, str):
+            name = p.strip()
+            if name == REFERENCE:
+                continue
+            pipe = Pipeline.preset(name, tokenizer=tokenizer)  # unknown names raise, listing the presets
+        elif isinstance(p, Pipeline):
+            name, pipe = p.name, p
+            if pipe.tokenizer.name != get_tokenizer(tokenizer).name:
+                raise ValueError(
+                    f"pipeline {name!r} counts tokens with {pipe.tokenizer_name!r} but the eval uses {tokenizer!r}; "
+                    "build it with the same tokenizer"
+                )
+        else:
+            raise TypeError(f"pipelines must be preset names or Pipeline objects, got {type(p).__name__}: {p!r}")
+        if name in (n for n, _ in out):
+            raise ValueError(f"pipeline name {name!r} appears twice; give custom pipelines distinct names")
+        out.append((name, pipe))
+    return out
+
+
+def make_arms(names: Sequence[str], budgets: Sequence[Any]) -> list[Arm]:
+    """``full`` once (no budget), then every other pipeline at every budget, in the given order.
+
+    >>> [a.label for a in make_arms(["full", "truncate"], [0.5, 300])]
+    ['full', 'truncate@50%', 'truncate@300 tok']
+    """
+    parsed = []
+    for b in budgets:
+        value = parse_budget(b)
+        if value is None:
+            raise ValueError(f"a sweep budget cannot be empty or 'full' ({b!r}); the full context always runs as the reference")
+        if value not in parsed:
+            parsed.append(value)
+    arms = [Arm(REFERENCE, None)]
+    for name in names:
+        if name != REFERENCE:
+            arms.extend(Arm(name, b) for b in parsed)
+    return arms
+
+
+def _kept_ids(result: Any) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for span in result.spans:
+        if span.end > span.start:
+            seen.setdefault(span.chunk_id, None)
+    return tuple(seen)
+
+
+def run_eval(
+    dataset: Any,
+    pipelines: Sequence[str | Pipeline],
+    budgets: Sequence[Any],
+    *,
+    reader: Any = None,
+    tokenizer: str = "cl100k_base",
+    sample: int | None = None,
+    reader_arms: Collection[tuple[str, Budget | None]] | None = None,
+    prices: Any = None,
+    price_model: str | None = None,
+    resamples: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+) -> EvalRun:
+    """Sweep ``pipelines`` × ``budgets`` over ``dataset`` and aggregate.
+
+    Parameters
+    ----------
+    dataset:
+        A :class:`evals.datasets.Dataset` (anything with ``name`` and ``examples`` whose items
+        have ``id``, ``question``, ``answers``, ``chunks``, ``gold_ids``).
+    pipelines:
+        Preset names and/or :class:`~optimizer.pipeline.Pipeline` objects. ``full`` runs
+        once, without a budget, whether listed or not.
+    budgets:
+        Shares in (0, 1] or token counts (see :func:`optimizer.budget.parse_budget`).
+    reader:
+        A :class:`evals.readers.Reader` or None (reader-free: recall, tokens, latency only).
+    sample:
+        Ask the reader only on the first ``sample`` examples (all arms see the same ones).
+    reader_arms:
+        ``(pipeline, budget)`` pairs the reader answers for (all arms when None; ``full`` is
+        always included so every delta has its baseline).
+    prices, price_model:
+        A :class:`evals.cost.PriceTable` (the bundled one when None) and the model priced.
+    resamples, seed:
+        Paired bootstrap settings for the deltas' 95 % intervals.
+    progress:
+        Show progress bars on stderr.
+    """
+    from evals.aggregate import aggregate
+    from evals.cost import load_prices
+
+    examples = list(dataset.examples)
+    if not examples:
+        raise ValueError(f"dataset {getattr(dataset, 'name', '?')!r} has no examples")
+    if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 1):
+        raise ValueError(f"sample must be a positive number of examples, got {sample!r}")
+    resolved = resolve_pipelines(pipelines, tokenizer=tokenizer)
+    arms = make_arms([n for n, _ in resolved], budgets)
+    by_name = dict(resolved)
+    table = prices if prices is not None else load_prices()
+    price = table.price(price_model)
+    template = reader.template if reader is not None else DEFAULT_TEMPLATE
+    count = by_name[REFERENCE].tokenizer.count
+    overhead = {ex.id: count(format_prompt(template, ex.question, "")) for ex in examples}
+
+    rows: list[ExampleRow] = []
+    with _progress(progress) as bar:
+        for name, pipe in resolved:
+            pipe.warm_up()
+            name_arms = [a for a in arms if a.pipeline == name]
+            task = bar.add(f"{name}", total=len(examples) * len(name_arms))
+            for arm in name_arms:
+                for ex in examples:
+                    rows.append(_run_one(pipe, arm, ex, overhead[ex.id]))
+                    task(1)
+        if reader is not None:
+            rows = _read(rows, examples, reader, arms, sample, reader_arms, bar)
+
+    runs = aggregate(rows, arms, usd_per_million=price.input_per_million, resamples=resamples, seed=seed)
+    return EvalRun(
+        dataset=str(getattr(dataset, "name", "dataset")),
+        n=len(examples),
+        tokenizer=tokenizer,
+        reader=reader.name if reader is not None else "none",
+        reader_model=getattr(reader, "model", None) if reader is not None else None,
+        prompt_template=template,
+        arms=tuple(arms),
+        rows=tuple(rows),
+        runs=tuple(runs),
+        settings={
+            "sample": min(sample, len(examples)) if (reader is not None and sample is not None) else (len(examples) if reader is not None else None),
+            "budgets": list(dict.fromkeys(a.budget for a in arms if a.budget is not None)),
+            "pipelines": [n for n, _ in resolved],
+            "pipeline_configs": {n: p.to_config() for n, p in resolved},
+            "price": {"model": price.model, "input_per_million": price.input_per_million, "date": price.date, "source": price.source},
+            "prices": table.to_dict(),
+            "bootstrap": {"resamples": resamples, "seed": seed, "confidence": 0.95, "paired_on": "example id"},
+            "cost_note": "input tokens per query = rendered context + reader prompt template with the question; output tokens not counted",
+        },
+    )
+
+
+def _run_one(pipe: Pipeline, arm: Arm, ex: Any, overhead: int) -> ExampleRow:
+    start = time.perf_counter()
+    result = pipe.run(ex.question, ex.chunks, budget=arm.budget)
+    ms = (time.perf_counter() - start) * 1000
+    kept = _kept_ids(result)
+    return ExampleRow(
+        id=str(ex.id),
+        pipeline=arm.pipeline,
+        budget=arm.budget,
+        context=result.text,
+        tokens=result.tokens,
+        tokens_full=result.tokens_full,
+        prompt_tokens=result.tokens + overhead,
+        kept_ids=kept,
+        answer_recall=M.answer_recall(result.text, ex.answers),
+        evidence_recall=M.evidence_recall(kept, ex.gold_ids),
+        latency_ms=round(ms, 3),
+    )
+
+
+def _read(
+    rows: list[ExampleRow],
+    examples: list[Any],
+    reader: Any,
+    arms: list[Arm],
+    sample: int | None,
+    reader_arms: Collection[tuple[str, Budget | None]] | None,
+    bar: Any,
+) -> list[ExampleRow]:
+    from dataclasses import replace
+
+    wanted = {Arm(REFERENCE, None)}
+    if reader_arms is None:
+        wanted.update(arms)
+    else:
+        for pipeline, budget in reader_arms:
+            arm = Arm(pipeline, parse_budget(budget))
+            if arm not in arms:
+                raise ValueError(f"reader arm {arm.label!r} is not in the sweep; arms: {[a.label for a in arms]}")
+            wanted.add(arm)
+    ids = {str(ex.id) for ex in examples[: sample if sample is not None else len(examples)]}
+    question = {str(ex.id): ex for ex in examples}
+    todo = [i for i, r in enumerate(rows) if r.arm in wanted and r.id in ids]
+    task = bar.add(f"reader {reader.name}", total=len(todo))
+    outputs = reader.answer_many([(question[rows[i].id].question, rows[i].context) for i in todo], progress=task)
+    out = list(rows)
+    for i, o in zip(todo, outputs):
+        answers = question[rows[i].id].answers
+        ok = bool(o.ok) and o.text is not None
+        out[i] = replace(
+            rows[i],
+            reader_called=True,
+            prediction=o.text if ok else None,
+            reader_error=None if ok else (o.error if o.error else "reader call failed"),
+            reader_latency_ms=round(float(o.latency_ms), 3),
+            reader_cached=bool(o.cached),
+            accuracy=M.accuracy(o.text, answers) if ok else None,
+            em=M.em(o.text, answers) if ok else None,
+            f1=M.f1(o.text, answers) if ok else None,
+        )
+    return out
+
+
+class _Bar:
+    """A tiny facade over rich's progress: ``add(label, total)`` returns an ``advance(n)`` callable."""
+
+    def __init__(self, progress: Any) -> None:
+        self._progress = progress
+
+    def add(self, label: str, total: int) -> Callable[[int], None]:
+        if self._progress is None:
+            return lambda n=1: None
+        task_id = self._progress.add_task(label, total=total)
+        return lambda n=1: self._progress.advance(task_id, n)
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[_Bar]:
+    if not enabled:
+        yield _Bar(None)
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+        yield _Bar(progress)
