@@ -1,0 +1,274 @@
+"""Eval sets in the common schema: the bundled ones by name, or any ``.jsonl`` / ``.jsonl.gz`` file.
+
+One JSON object per line: ``id``, ``question``, ``answers`` (a list of strings, empty for
+unanswerable), ``chunks`` (objects with ``id`` and ``text``; ``title``, ``gold`` and
+``gold_spans`` optional) and ``meta``. Other keys are allowed: unknown top-level keys land
+in :attr:`Example.meta`, unknown chunk keys in the chunk's ``metadata``. A file that breaks
+the schema raises ``ValueError`` naming the file, the line and the field.
+
+>>> list_datasets()
+['hotpotqa', '2wiki', 'squad2-pools', 'nq-multidoc']
+>>> ds = load_dataset("2wiki", limit=2)
+>>> len(ds), ds.name
+(2, '2wiki')
+>>> ex = ds.examples[0]
+>>> len(ex.chunks), len(ex.gold_ids) >= 2, ex.chunks[0].metadata["gold"] in (True, False)
+(10, True, True)
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from optimizer.jsonl import iter_jsonl, open_text
+from optimizer.records import Chunk
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "datasets"
+BUNDLED = ("hotpotqa", "2wiki", "squad2-pools", "nq-multidoc")
+_SUFFIXES = (".jsonl", ".jsonl.gz")
+_KNOWN = {"id", "question", "answers", "chunks", "meta"}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One question with its candidate chunks.
+
+    ``chunks`` are :class:`optimizer.Chunk` records; the dataset's ``gold`` and
+    ``gold_spans`` fields are in each chunk's ``metadata``.
+    """
+
+    id: str
+    question: str
+    answers: tuple[str, ...]
+    chunks: tuple[Chunk, ...]
+    meta: Mapping[str, Any]
+
+    @property
+    def gold_ids(self) -> tuple[str, ...]:
+        """Ids of the chunks marked ``gold: true``, in chunk order (empty when the source marks none)."""
+        return tuple(c.id for c in self.chunks if c.metadata.get("gold") is True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The example as a schema object (what a line of the file holds)."""
+        chunks = []
+        for c in self.chunks:
+            d: dict[str, Any] = {"id": c.id}
+            if c.title is not None:
+                d["title"] = c.title
+            d["text"] = c.text
+            if c.score is not None:
+                d["score"] = c.score
+            d.update(c.metadata)
+            chunks.append(d)
+        return {"id": self.id, "question": self.question, "answers": list(self.answers), "chunks": chunks, "meta": dict(self.meta)}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A loaded eval set: its name, the file it came from and its examples in file order."""
+
+    name: str
+    path: Path
+    examples: tuple[Example, ...]
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __iter__(self) -> Iterator[Example]:
+        return iter(self.examples)
+
+    def __repr__(self) -> str:
+        return f"Dataset(name={self.name!r}, path={str(self.path)!r}, n={len(self.examples)})"
+
+
+def list_datasets() -> list[str]:
+    """Names of the bundled eval sets (see ``datasets/README.md``)."""
+    return list(BUNDLED)
+
+
+def dataset_path(name: str) -> Path:
+    """Path of bundled set ``name``.
+
+    >>> dataset_path("hotpotqa").name
+    'hotpotqa.jsonl'
+    """
+    if name not in BUNDLED:
+        close = difflib.get_close_matches(str(name), BUNDLED, n=2, cutoff=0.5)
+        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ValueError(
+            f"unknown dataset {name!r}.{hint} Bundled sets: {', '.join(BUNDLED)}; "
+            "or pass the path of a .jsonl / .jsonl.gz file in the common schema"
+        )
+    path = DATA_DIR / f"{name}.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"bundled dataset file {str(path)!r} is missing; the bundled sets live in the repository's datasets/ "
+            "folder (install ragtrim from a checkout with `pip install -e .`), or rebuild it with "
+            f"`python datasets/build.py --only {name}`"
+        )
+    return path
+
+
+def _is_path(value: str | Path) -> bool:
+    if isinstance(value, Path):
+        return True
+    return value.endswith(_SUFFIXES) or "/" in value or "\\" in value or Path(value).is_file()
+
+
+def _name_of(path: Path) -> str:
+    name = path.name
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def load_dataset(name_or_path: str | Path, *, limit: int | None = None) -> Dataset:
+    """Load a bundled set by name, or any ``.jsonl`` / ``.jsonl.gz`` file in the common schema.
+
+    Parameters
+    ----------
+    name_or_path:
+        One of :func:`list_datasets`, or a path.
+    limit:
+        Keep only the first ``limit`` examples (the rest of the file is not read).
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive whole number of examples or None, got {limit!r}")
+    if not isinstance(name_or_path, (str, Path)):
+        raise TypeError(f"pass a dataset name or a file path, got {type(name_or_path).__name__}: {name_or_path!r:.80}")
+    if _is_path(name_or_path):
+        path, name = Path(name_or_path), _name_of(Path(name_or_path))
+    else:
+        path, name = dataset_path(str(name_or_path)), str(name_or_path)
+    examples: list[Example] = []
+    seen: dict[str, int] = {}
+    stream = open_text(path)
+    try:
+        for line, obj in iter_jsonl(stream, name=str(path)):
+            example = parse_example(obj, where=f"{path}, line {line}")
+            if example.id in seen:
+                raise ValueError(
+                    f"{path}, line {line}: field 'id': duplicate example id {example.id!r} (first on line "
+                    f"{seen[example.id]}); give every example a unique id"
+                )
+            seen[example.id] = line
+            examples.append(example)
+            if limit is not None and len(examples) >= limit:
+                break
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+    if not examples:
+        raise ValueError(f"{path}: no examples found; the file must hold one JSON object per line")
+    return Dataset(name=name, path=path, examples=tuple(examples))
+
+
+def parse_example(obj: Any, *, where: str = "example") -> Example:
+    """Check one schema object and build its :class:`Example`; ``where`` prefixes error messages.
+
+    >>> parse_example({"id": "q1", "question": "Who?", "answers": [], "chunks": [{"id": "a", "text": "x"}]}).id
+    'q1'
+    >>> parse_example({"id": "q1", "question": "Who?", "answers": "Paris", "chunks": []})
+    Traceback (most recent call last):
+    ...
+    ValueError: example (id 'q1'): field 'answers': expected a list of strings, got str 'Paris'; write "answers": ["Paris"] (or [] when unanswerable)
+    """
+    if not isinstance(obj, Mapping):
+        raise ValueError(
+            f"{where}: expected a JSON object with 'id', 'question', 'answers' and 'chunks', got {type(obj).__name__}"
+        )
+    ex_id = obj.get("id")
+    if isinstance(ex_id, int) and not isinstance(ex_id, bool):
+        ex_id = str(ex_id)
+    if not isinstance(ex_id, str) or not ex_id:
+        raise _error(where, "id", "a non-empty string", _show(obj, "id"), "give every example a unique id")
+    where = f"{where} (id {ex_id!r})"
+    question = obj.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise _error(where, "question", "a non-empty string", _show(obj, "question"), "add the question text")
+    answers = obj.get("answers")
+    if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+        fix = f'write "answers": [{json.dumps(answers)}]' if isinstance(answers, str) else 'e.g. "answers": ["Paris"]'
+        raise _error(where, "answers", "a list of strings", _show(obj, "answers"), f"{fix} (or [] when unanswerable)")
+    chunks = _parse_chunks(obj.get("chunks"), "chunks" in obj, where)
+    meta = obj.get("meta") if obj.get("meta") is not None else {}
+    if not isinstance(meta, Mapping):
+        raise _error(where, "meta", "an object", _show(obj, "meta"), "use {} or remove it")
+    meta = dict(meta)
+    for key, value in obj.items():
+        if key not in _KNOWN:
+            meta.setdefault(key, value)
+    return Example(id=ex_id, question=question, answers=tuple(answers), chunks=chunks, meta=MappingProxyType(meta))
+
+
+def _parse_chunks(raw: Any, present: bool, where: str) -> tuple[Chunk, ...]:
+    if not isinstance(raw, list):
+        got = _describe(raw) if present else "nothing (missing)"
+        raise _error(where, "chunks", "a list of objects with 'id' and 'text'", got, "use [] for no passages")
+    chunks: list[Chunk] = []
+    seen: dict[str, int] = {}
+    for k, item in enumerate(raw):
+        field = f"chunks[{k}]"
+        if not isinstance(item, Mapping):
+            raise _error(where, field, "an object with 'id' and 'text'", _describe(item))
+        cid = item.get("id")
+        if isinstance(cid, int) and not isinstance(cid, bool):
+            cid = str(cid)
+        if not isinstance(cid, str) or not cid:
+            raise _error(where, f"{field}.id", "a non-empty string", _show(item, "id"), "give every chunk an id unique in its example")
+        if not isinstance(item.get("text"), str):
+            raise _error(where, f"{field}.text", "a string", _show(item, "text"), "put the passage text in 'text'")
+        if cid in seen:
+            raise ValueError(
+                f"{where}: field '{field}.id': duplicate chunk id {cid!r} (also chunks[{seen[cid]}]); chunk ids must be "
+                "unique within an example, e.g. '<example id>-<position>'"
+            )
+        seen[cid] = k
+        if "gold" in item and not isinstance(item["gold"], bool):
+            raise _error(where, f"{field}.gold", "true or false", _show(item, "gold"))
+        if "gold_spans" in item:
+            _check_spans(item["gold_spans"], len(item["text"]), f"{where}: field '{field}.gold_spans'")
+        try:
+            chunks.append(Chunk.from_dict({**item, "id": cid}))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: field '{field}': {exc}") from None
+    return tuple(chunks)
+
+
+def _check_spans(spans: Any, length: int, where: str) -> None:
+    ok = isinstance(spans, list) and all(
+        isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in s) for s in spans
+    )
+    if not ok:
+        raise ValueError(f"{where}: expected a list of [start, end] integer pairs, got {_short(spans)}")
+    for start, end in spans:
+        if not 0 <= start <= end <= length:
+            raise ValueError(
+                f"{where}: span [{start}, {end}] is outside the chunk text (length {length}); offsets count characters of 'text'"
+            )
+
+
+def _error(where: str, field: str, expected: str, got: str, fix: str = "") -> ValueError:
+    """One message shape for every schema error: where, which field, what was expected and received, the fix."""
+    return ValueError(f"{where}: field '{field}': expected {expected}, got {got}" + (f"; {fix}" if fix else ""))
+
+
+def _show(obj: Mapping[str, Any], key: str) -> str:
+    return _describe(obj[key]) if key in obj else "nothing (missing)"
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {_short(value)}" if value is not None else "null"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
