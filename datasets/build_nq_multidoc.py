@@ -122,8 +122,8 @@ rendered with `[n]` markers and titles, `cl100k_base`.
 - **No distractor contains a gold answer**: every distractor's title and text were checked with
   `evals.metrics.contains_answer` (SQuAD-normalized substring test, the same test as answer
   recall), so answer recall is 1 only when text from the gold passage survives.
-- `meta.gold_has_answer` says whether the gold passage itself passes that test (NQ's answers
-  are sometimes phrased differently from the passage).
+- `meta.gold_has_answer` says whether the gold passage itself passes that test (true for
+  {stats['gold_has_answer']} of {stats['n']} here).
 
 ## How it was built
 
@@ -132,10 +132,10 @@ rendered with `[n]` markers and titles, `cl100k_base`.
 2. The pool of candidate passages is the gold passages of **all 2,655 questions**. BM25
    (`rank_bm25.BM25Okapi` over title + text, lower-cased word tokens without stop words, ties
    by line) ranks them against the question. Walking down that ranking, a passage is skipped
-   if it is the question's own, repeats a passage already taken (same text; several questions
-   share a gold passage), or contains a normalized gold answer; the first 19 left are the
-   distractors, kept in rank order (most similar first), as the study ordered its retrieved
-   distractors.
+   if it is the question's own, repeats a passage already taken (same text: 50 passages are
+   the gold passage of 2-4 questions each), or contains a normalized gold answer; the first
+   19 left are the distractors, kept in rank order (most similar first), as the study
+   ordered its retrieved distractors.
 3. The gold passage is inserted at the cycled position. Chunk ids `<id>-<k>`.
 
 ## How this differs from the study's files
@@ -147,7 +147,8 @@ candidates) and are chosen by **BM25**, not a dense retriever. They are topicall
 word overlap, but on average less close than Contriever's top hits, so this set is likely
 somewhat easier than the original, and absolute numbers are not comparable to the paper's.
 Gold positions are cycled over five values rather than every example being run at every
-position.
+position. As in the study, the answer check is a string match, so a distractor may still
+answer the question in other words (e.g. another question's passage on the same topic).
 
 Rebuild (byte-identical output):
 
