@@ -1,0 +1,256 @@
+"""Retrieval mode for the eval: replace each example's given chunks by the top-k retrieved from one corpus.
+
+The corpus is every passage of the dataset, deduplicated by text (HotpotQA paragraphs
+recur across questions). Each question retrieves ``top_k`` passages from the whole corpus,
+so the optimizer meets what a real retriever returns: distractors from other questions,
+and gold passages that may be missing. A retrieved passage keeps ``gold: true`` when its
+text is one of *that* question's gold passages; ``score`` is the retriever's similarity.
+
+Dense retrieval is exact inner product (``faiss.IndexFlatIP``) over L2-normalized
+embeddings (``get_embedder("minilm")`` or ``"static"``, or any object with
+``.encode(texts) -> float32 array``). Corpus embeddings of a named embedder are cached on
+disk under ``$RAGTRIM_CACHE`` or ``~/.cache/ragtrim/corpus/``, keyed by the embedder name and
+a hash of the texts, so a rerun is instant. ``retriever="bm25"`` needs no model (Robertson
+and Zaragoza, *The Probabilistic Relevance Framework: BM25 and Beyond*, 2009; ``rank_bm25``).
+
+Each new example's ``meta["retrieval"]`` records the retriever, ``top_k`` and how many of
+the question's gold passages were retrieved (``gold_retrieved`` of ``gold_total``), so
+:func:`retrieval_recall` can report recall@k. Evidence recall measured downstream is then
+relative to the gold that was retrieved.
+
+>>> from evals.datasets import Dataset, parse_example
+>>> ex = [parse_example({"id": f"q{i}", "question": q, "answers": [a], "chunks": [
+...     {"id": f"q{i}-0", "text": t, "gold": True}, {"id": f"q{i}-1", "text": "Filler text about nothing."}]})
+...     for i, (q, a, t) in enumerate([("Where is Paris?", "France", "Paris is in France."),
+...                                    ("Where is Rome?", "Italy", "Rome is in Italy.")])]
+>>> out = retrieve_dataset(Dataset("tiny", Path("tiny.jsonl"), tuple(ex)), top_k=2, retriever="bm25")
+>>> [(c.text, c.metadata["gold"]) for c in out.examples[1].chunks][0]
+('Rome is in Italy.', True)
+>>> retrieval_recall(out)
+1.0
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optimizer.lazy import lazy_import
+from optimizer.records import Chunk
+
+logger = logging.getLogger(__name__)
+
+RETRIEVERS = ("faiss", "bm25")
+_DROP_META = ("gold", "gold_spans")
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One corpus entry: a distinct text, with the chunk it was first seen as."""
+
+    id: str
+    text: str
+    title: str | None
+    metadata: dict[str, Any]
+
+
+def build_corpus(examples: Sequence[Any]) -> list[Passage]:
+    """All chunks of all examples, deduplicated by text; ids are the first occurrence's, made unique.
+
+    >>> from evals.datasets import parse_example
+    >>> exs = [parse_example({"id": "a", "question": "q?", "answers": [], "chunks": [{"id": "0", "text": "x"}, {"id": "1", "text": "y"}]}),
+    ...        parse_example({"id": "b", "question": "q?", "answers": [], "chunks": [{"id": "0", "text": "y"}, {"id": "1", "text": "z"}]})]
+    >>> [(p.id, p.text) for p in build_corpus(exs)]
+    [('0', 'x'), ('1', 'y'), ('1~2', 'z')]
+    """
+    by_text: dict[str, Passage] = {}
+    used: set[str] = set()
+    for ex in examples:
+        for c in ex.chunks:
+            text = c.original_text
+            if not text.strip() or text in by_text:
+                continue
+            pid, n = c.id, 1
+            while pid in used:
+                n += 1
+                pid = f"{c.id}~{n}"
+            used.add(pid)
+            meta = {k: v for k, v in c.metadata.items() if k not in _DROP_META}
+            by_text[text] = Passage(pid, text, c.title, meta)
+    return list(by_text.values())
+
+
+def passage_text(p: Passage) -> str:
+    """What the retriever indexes: ``"Title. text"`` when there is a title."""
+    return f"{p.title}. {p.text}" if p.title else p.text
+
+
+def retrieve_dataset(
+    dataset: Any,
+    *,
+    top_k: int,
+    retriever: str = "faiss",
+    embedder: Any = "minilm",
+    cache: bool = True,
+) -> Any:
+    """A new dataset whose examples' chunks are the ``top_k`` passages retrieved for each question.
+
+    Parameters
+    ----------
+    dataset:
+        An :class:`evals.datasets.Dataset` (or any frozen dataclass with ``examples``).
+    top_k:
+        Passages per question (clipped to the corpus size).
+    retriever:
+        ``"faiss"`` (dense, exact inner product) or ``"bm25"`` (no model).
+    embedder:
+        For ``faiss``: a name for :func:`optimizer.embeddings.get_embedder` (``"minilm"``,
+        ``"static"``) or an object with ``encode(texts) -> np.ndarray``.
+    cache:
+        Cache the corpus embeddings of a *named* embedder on disk.
+    """
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive whole number of passages per question, got {top_k!r}")
+    if retriever not in RETRIEVERS:
+        raise ValueError(f"unknown retriever {retriever!r}; use one of {', '.join(RETRIEVERS)}")
+    examples = getattr(dataset, "examples", None)
+    if examples is None:
+        raise TypeError(
+            f"dataset must be an evals.datasets.Dataset (from load_dataset), got {type(dataset).__name__}: {dataset!r:.80}"
+        )
+    corpus = build_corpus(examples)
+    if not corpus:
+        raise ValueError(f"dataset {getattr(dataset, 'name', '?')!r} has no passage text to index")
+    k = min(top_k, len(corpus))
+    questions = [ex.question for ex in examples]
+    if retriever == "bm25":
+        scores, ids = _bm25_search(corpus, questions, k)
+        label = "bm25"
+    else:
+        model = _embedder(embedder)
+        scores, ids = _faiss_search(corpus, questions, k, model, cache=cache and isinstance(embedder, str))
+        label = f"faiss:{getattr(model, 'name', type(model).__name__)}"
+    new_examples = tuple(
+        _retrieved_example(ex, corpus, ids[i], scores[i], label=label, top_k=top_k) for i, ex in enumerate(examples)
+    )
+    return replace(dataset, examples=new_examples)
+
+
+def _retrieved_example(ex: Any, corpus: list[Passage], ids: np.ndarray, scores: np.ndarray, *, label: str, top_k: int) -> Any:
+    gold_by_text = {c.original_text: c for c in ex.chunks if c.metadata.get("gold") is True}
+    chunks = []
+    for rank, (j, score) in enumerate(zip(ids, scores)):
+        if j < 0:  # faiss pads with -1 when fewer hits exist
+            continue
+        p = corpus[int(j)]
+        gold_chunk = gold_by_text.get(p.text)
+        meta = dict(p.metadata)
+        meta["gold"] = gold_chunk is not None
+        if gold_chunk is not None and "gold_spans" in gold_chunk.metadata:
+            meta["gold_spans"] = gold_chunk.metadata["gold_spans"]
+        meta["rank"] = rank
+        chunks.append(Chunk(id=p.id, text=p.text, title=p.title, score=float(score), metadata=meta))
+    gold_retrieved = sum(1 for c in chunks if c.metadata["gold"])
+    info = {"retriever": label, "top_k": top_k, "gold_total": len(gold_by_text), "gold_retrieved": gold_retrieved}
+    return replace(ex, chunks=tuple(chunks), meta={**dict(ex.meta), "retrieval": info})
+
+
+def retrieval_recall(dataset: Any) -> float | None:
+    """Mean share of each question's gold passages that were retrieved (recall@k); None without gold."""
+    values = []
+    for ex in dataset.examples:
+        info = ex.meta.get("retrieval") or {}
+        if info.get("gold_total"):
+            values.append(info["gold_retrieved"] / info["gold_total"])
+    return float(np.mean(values)) if values else None
+
+
+# -- retrievers --------------------------------------------------------------------------
+def _embedder(embedder: Any) -> Any:
+    if isinstance(embedder, str):
+        from optimizer.embeddings import get_embedder
+
+        return get_embedder(embedder)
+    if not callable(getattr(embedder, "encode", None)):
+        raise TypeError(
+            f"embedder must be a name ('minilm', 'static') or an object with encode(texts), got {type(embedder).__name__}"
+        )
+    return embedder
+
+
+def _encode(model: Any, texts: Sequence[str]) -> np.ndarray:
+    vecs = np.asarray(model.encode(list(texts)), dtype=np.float32)
+    if vecs.ndim != 2 or vecs.shape[0] != len(texts):
+        raise ValueError(f"embedder returned shape {vecs.shape} for {len(texts)} texts; expected (n, dim)")
+    norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(vecs / norms)
+
+
+def corpus_cache_path(embedder_name: str, texts: Sequence[str]) -> Path:
+    """Where the corpus embeddings of ``texts`` by ``embedder_name`` are cached."""
+    from optimizer.embeddings import cache_dir
+
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8"))
+        h.update(b"\0")
+    return cache_dir() / "corpus" / f"{embedder_name}-{len(texts)}-{h.hexdigest()[:20]}.npy"
+
+
+def corpus_embeddings(model: Any, texts: Sequence[str], *, cache: bool) -> np.ndarray:
+    """Normalized embeddings of ``texts``, from the disk cache when present."""
+    name = str(getattr(model, "name", "")) or None
+    path = corpus_cache_path(name, texts) if cache and name else None
+    if path is not None and path.is_file():
+        vecs = np.load(path)
+        if vecs.shape[0] == len(texts):
+            return vecs
+    logger.info("embedding %d corpus passages with %s", len(texts), name)
+    vecs = _encode(model, texts)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".corpus-", suffix=".npy", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, vecs)
+        os.replace(tmp, path)
+    return vecs
+
+
+def _faiss_search(
+    corpus: list[Passage], questions: Sequence[str], k: int, model: Any, *, cache: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    faiss = lazy_import("faiss", extra="embeddings", purpose="dense retrieval (--retrieve faiss)")
+    vecs = corpus_embeddings(model, [passage_text(p) for p in corpus], cache=cache)
+    index = faiss.IndexFlatIP(vecs.shape[1])
+    index.add(vecs)
+    scores, ids = index.search(_encode(model, questions), k)
+    return scores, ids
+
+
+def _bm25_search(corpus: list[Passage], questions: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+    rank_bm25 = lazy_import("rank_bm25", extra="eval", purpose="BM25 retrieval (--retrieve bm25)")
+    from optimizer.text import content_words, words
+
+    def terms(text: str) -> list[str]:
+        return content_words(text) or words(text) or [""]
+
+    bm25 = rank_bm25.BM25Okapi([terms(passage_text(p)) for p in corpus])
+    all_scores, all_ids = [], []
+    for q in questions:
+        s = np.asarray(bm25.get_scores(terms(q)), dtype=np.float32)
+        top = np.argsort(-s, kind="stable")[:k]
+        all_ids.append(top)
+        all_scores.append(s[top])
+    return np.stack(all_scores), np.stack(all_ids)
+
+
+__all__ = ["RETRIEVERS", "build_corpus", "corpus_embeddings", "retrieval_recall", "retrieve_dataset"]
