@@ -44,8 +44,8 @@ def bm25_tokens(text: str) -> list[str]:
 def bm25_rank(query: str, docs: Sequence[str]) -> list[int]:
     """Indices of ``docs`` by BM25 score for ``query`` (Robertson & Zaragoza 2009), ties by index.
 
-    >>> bm25_rank("red apple", ["green pear", "red apple pie", "blue sky", "a red car"])
-    [1, 3, 0, 2]
+    >>> bm25_rank("red apple", ["green pear", "red apple pie", "blue sky", "a red car", "yellow sun"])
+    [1, 3, 0, 2, 4]
     """
     index = BM25Okapi([bm25_tokens(d) or ["<empty>"] for d in docs])
     return bm25_rank_with(index, query, len(docs))
