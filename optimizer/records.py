@@ -21,20 +21,36 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
 from typing import Any
 
 PIECE_JOINER = " "
 
 
+class FrozenDict(dict):
+    """A read-only dict: JSON-serializable, picklable and deep-copyable, unlike MappingProxyType."""
+
+    __slots__ = ()
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            "chunk metadata is read-only; make a new chunk with "
+            "dataclasses.replace(chunk, metadata={**chunk.metadata, 'key': value})"
+        )
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _read_only  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenDict, (dict(self),))
+
+
 def _freeze_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     if value is None:
-        return MappingProxyType({})
-    if isinstance(value, MappingProxyType):
+        return FrozenDict()
+    if isinstance(value, FrozenDict):
         return value
     if not isinstance(value, Mapping):
         raise TypeError(f"metadata must be a mapping (dict), got {type(value).__name__}: {value!r}")
-    return MappingProxyType(dict(value))
+    return FrozenDict(value)
 
 
 @dataclass(frozen=True)
@@ -68,8 +84,8 @@ class Chunk:
     text: str
     title: str | None = None
     score: float | None = None
-    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    embedding: Any = None
+    metadata: Mapping[str, Any] = field(default_factory=FrozenDict, hash=False)
+    embedding: Any = field(default=None, compare=False, hash=False, repr=False)
     relevance: float | None = None
     source: str | None = None
     pieces: tuple[tuple[int, int], ...] | None = None
@@ -275,7 +291,7 @@ class StageTrace:
     chunks_in: int
     chunks_out: int
     dropped: tuple[Drop, ...] = ()
-    notes: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    notes: Mapping[str, Any] = field(default_factory=FrozenDict, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {

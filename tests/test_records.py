@@ -68,3 +68,17 @@ def test_duplicate_ids_rejected_with_positions():
 def test_from_dict_keeps_extra_fields_in_metadata():
     c = Chunk.from_dict({"id": 7, "text": "t", "gold": True, "metadata": {"doc": "d"}})
     assert c.id == "7" and c.metadata == {"doc": "d", "gold": True}
+
+
+def test_chunks_pickle_deepcopy_hash_and_compare():
+    import copy
+    import pickle
+
+    import numpy as np
+
+    c = Chunk(id="a", text="t", metadata={"tags": ["x"]}, embedding=np.ones(3))
+    for clone in (copy.deepcopy(c), pickle.loads(pickle.dumps(c))):
+        assert clone == c and clone.metadata == {"tags": ["x"]}
+        with pytest.raises(TypeError, match="read-only"):
+            clone.metadata["tags"] = []  # type: ignore[index]
+    assert len({c, copy.deepcopy(c)}) == 1  # hashable although metadata holds a list
