@@ -36,7 +36,7 @@ def iter_jsonl(stream: IO[str], *, name: str = "<stdin>") -> Iterator[tuple[int,
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line)
+            yield number, json.loads(line.rstrip("\r\n"))
         except json.JSONDecodeError as exc:
             raise ValueError(f"{name}, line {number}: not valid JSON ({exc.msg} at column {exc.colno}); each line must be one JSON object") from None
 
