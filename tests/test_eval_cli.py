@@ -1,0 +1,102 @@
+"""``ragtrim eval`` end to end with typer's CliRunner on a tiny tmp dataset."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import evals.cli  # noqa: F401  (registers eval and demo)
+from eval_fixtures import TINY, strip_timings, write_tiny
+from optimizer.cli import app
+
+runner = CliRunner()
+
+METRIC_KEYS = {"answer_recall", "evidence_recall", "tokens_mean", "tokens_full_mean", "latency_ms_p50",
+               "latency_ms_p95", "accuracy", "em", "f1"}
+
+
+@pytest.fixture
+def data(tmp_path):
+    return write_tiny(tmp_path / "tiny.jsonl")
+
+
+def _eval(*args):
+    return runner.invoke(app, ["eval", *args, "--no-progress"])
+
+
+def test_eval_writes_the_four_outputs_with_the_design_keys(data, tmp_path):
+    out = tmp_path / "out"
+    res = _eval("--data", str(data), "--pipelines", "truncate,default", "--budgets", "0.25,0.5", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    for name in ("results.json", "examples.jsonl", "report.md", "report.html"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    assert {"dataset", "n", "tokenizer", "reader", "runs"} <= set(results)
+    assert (results["dataset"], results["n"], results["tokenizer"], results["reader"]) == ("tiny", len(TINY), "cl100k_base", "none")
+    assert [(r["pipeline"], r["budget"]) for r in results["runs"]] == [
+        ("full", None), ("truncate", 0.25), ("truncate", 0.5), ("default", 0.25), ("default", 0.5)
+    ]
+    for run in results["runs"]:
+        assert METRIC_KEYS <= set(run["metrics"])
+        assert run["metrics"]["accuracy"] is None and run["metrics"]["em"] is None and run["metrics"]["f1"] is None
+    rows = [json.loads(line) for line in (out / "examples.jsonl").read_text().splitlines()]
+    assert len(rows) == len(TINY) * 5
+    assert {"id", "pipeline", "budget", "context", "tokens", "answer_recall"} <= set(rows[0])
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<table>" in html
+    md = (out / "report.md").read_text()
+    assert "→" in md and "delta vs full" in md and "$ / 1k queries" in md
+    assert "report:" in res.output and "answer recall" in res.output
+
+
+def test_eval_with_reader_twice_is_identical_and_served_from_cache(data, tmp_path):
+    out = tmp_path / "out"
+    args = ["--data", str(data), "--pipelines", "truncate", "--budgets", "0.5", "--reader", "fake", "--out", str(out)]
+    first = _eval(*args)
+    assert first.exit_code == 0, first.output
+    doc1 = json.loads((out / "results.json").read_text())
+    assert doc1["reader"] == "fake" and doc1["runs"][0]["metrics"]["accuracy"] is not None
+    assert (out / "reader-cache.sqlite").is_file()
+    second = _eval(*args)
+    assert second.exit_code == 0, second.output
+    doc2 = json.loads((out / "results.json").read_text())
+    assert strip_timings(doc1) == strip_timings(doc2)
+    assert doc2["meta"]["reader_cache"]["misses"] == 0
+    assert doc2["meta"]["reader_cache"]["hits"] == doc1["meta"]["reader_cache"]["misses"] > 0
+    rows = [json.loads(line) for line in (out / "examples.jsonl").read_text().splitlines()]
+    assert all(r["prediction"] is not None for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data", "hotpot"], "unknown dataset 'hotpot'"),
+        (["--pipelines", "truncate,nope"], "unknown pipeline(s) 'nope'; presets: full, truncate"),
+        (["--budgets", "0.25,1.5"], "bad budget '1.5'"),
+        (["--budgets", "0"], "bad budget '0'"),
+        (["--reader", "gpt"], "unknown reader 'gpt'"),
+        (["--price-model", "nope"], "unknown price model 'nope'"),
+        (["--model", "x"], "--model only apply with --reader openai or local"),
+        (["--limit", "0"], "--limit must be a positive"),
+    ],
+)
+def test_clear_errors(data, tmp_path, args, message):
+    base = {"--data": str(data), "--out": str(tmp_path / "o")}
+    for i in range(0, len(args), 2):
+        base[args[i]] = args[i + 1]
+    res = _eval(*[x for kv in base.items() for x in kv])
+    assert res.exit_code == 2
+    assert message in res.output
+    assert "Traceback" not in res.output
+
+
+def test_custom_config_pipeline(data, tmp_path):
+    cfg = tmp_path / "mine.yaml"
+    cfg.write_text("steps:\n  - stage: bm25\n")
+    out = tmp_path / "out"
+    res = _eval("--data", str(data), "--pipelines", "truncate", "--budgets", "0.5", "--config", str(cfg), "--out", str(out))
+    assert res.exit_code == 0, res.output
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [r["pipeline"] for r in runs] == ["full", "truncate", "mine"]
