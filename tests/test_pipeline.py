@@ -58,7 +58,9 @@ def test_dropped_chunks_are_in_the_trace_with_a_reason(paris_chunks):
 
 
 def test_trace_reports_tokens_and_time_per_step(paris_chunks):
-    result = Pipeline.preset("default", budget=30).run("capital", paris_chunks)
+    from optimizer.stages.rerank import BM25Rerank
+
+    result = Pipeline([BM25Rerank()], budget=30).run("capital", paris_chunks)
     names = [t.name for t in result.trace]
     assert names == ["bm25", "pack"]
     pack = result.trace[-1]
@@ -159,3 +161,19 @@ def test_config_file_errors(tmp_path):
         Pipeline.from_config({"stepz": []})
     with pytest.raises(FileNotFoundError):
         Pipeline.load(tmp_path / "missing.toml")
+
+
+def test_top_k_fit_budget_keeps_whole_chunks_only():
+    from optimizer.stages.basic import TopK
+    from optimizer.stages.rerank import BM25Rerank
+
+    chunks = [
+        Chunk(id="long", text="Paris capital France. " * 20),
+        Chunk(id="short", text="Paris is the capital."),
+        Chunk(id="other", text="Unrelated text about rivers."),
+    ]
+    result = Pipeline([BM25Rerank(), TopK(k=None, fit_budget=True)], budget=60).run("capital of France Paris", chunks)
+    kept = {s.chunk_id: (s.start, s.end) for s in result.spans}
+    assert "long" not in kept  # the best chunk does not fit whole: skipped, never cut
+    assert kept["short"] == (0, len(chunks[1].text))
+    assert all(d.start is None for d in result.dropped)

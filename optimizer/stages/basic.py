@@ -60,29 +60,51 @@ class Truncate(Stage):
 
 
 class TopK(Stage):
-    """Keep the ``k`` most relevant chunks (relevance, else the caller's score, else list order).
+    """Keep the ``k`` most relevant chunks whole (relevance, else the caller's score, else list order).
+
+    With ``fit_budget=True``, chunks are taken whole in relevance order, skipping any that
+    would not fit in what is left of the budget (the usual "top-k" retrieval baseline at a
+    token budget, never cutting a chunk; ``k=None`` means no fixed cap).
 
     >>> from optimizer import Chunk
     >>> from optimizer.stage import StageContext
     >>> chunks = [Chunk(id="a", text="x", score=0.1), Chunk(id="b", text="y", score=0.9)]
     >>> [c.id for c in TopK(k=1)("q", chunks, StageContext.default())]
     ['b']
+    >>> [c.id for c in TopK(k=None, fit_budget=True)("q", chunks, StageContext.default(budget=1))]
+    ['b']
     """
 
     name = "top-k"
 
-    def __init__(self, *, k: int = 5) -> None:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"top-k: k must be a positive integer, got {k!r}")
+    def __init__(self, *, k: int | None = 5, fit_budget: bool = False) -> None:
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise ValueError(f"top-k: k must be a positive integer or None, got {k!r}")
+        if k is None and not fit_budget:
+            raise ValueError("top-k: k=None needs fit_budget=True (otherwise nothing limits the chunks)")
         self.k = k
+        self.fit_budget = fit_budget
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
         ranked = sorted(range(len(chunks)), key=lambda i: (-relevance_of(chunks[i]), i))
-        keep = set(ranked[: self.k])
-        out = [c for i, c in enumerate(chunks) if i in keep]
-        out.sort(key=lambda c: (-relevance_of(c), chunks.index(c)))
-        reasons = {c.id: f"top-k: not among the {self.k} most relevant" for i, c in enumerate(chunks) if i not in keep}
-        return StageOutput(out, reasons=reasons)
+        if self.k is not None:
+            ranked = ranked[: self.k]
+        keep: list[int] = []
+        if self.fit_budget and context.budget is not None:
+            used = 0
+            for i in ranked:
+                chosen = [chunks[j] for j in keep]
+                cost = context.overhead(chosen + [chunks[i]]) - context.overhead(chosen) + context.count(chunks[i].text)
+                if used + cost > context.budget:
+                    continue  # skip it; a smaller, less relevant chunk may still fit whole
+                keep.append(i)
+                used += cost
+        else:
+            keep = ranked
+        kept = set(keep)
+        why = "does not fit the budget whole" if self.fit_budget else f"not among the {self.k} most relevant"
+        reasons = {c.id: f"top-k: {why}" for i, c in enumerate(chunks) if i not in kept}
+        return StageOutput([chunks[i] for i in keep], reasons=reasons)
 
 
 class ScoreThreshold(Stage):
