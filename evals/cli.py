@@ -120,8 +120,9 @@ def eval_command(
     cache: Optional[Path] = typer.Option(None, "--cache", help="Reader cache file (default OUT/reader-cache.sqlite)."),
     prices: Optional[Path] = typer.Option(None, "--prices", help="A TOML price table adding to or replacing evals/prices.toml."),
     price_model: Optional[str] = typer.Option(None, "--price-model", help="Model whose input price gives $ per 1k queries (default: the table's)."),
-    retrieve: Optional[str] = typer.Option(None, "--retrieve", help="Retrieve chunks first from a corpus of all the dataset's passages: 'faiss'."),
+    retrieve: Optional[str] = typer.Option(None, "--retrieve", help="Retrieve chunks first from a corpus of all the dataset's passages: 'faiss' (dense) or 'bm25'."),
     top_k: int = typer.Option(10, "--top-k", help="With --retrieve: chunks retrieved per question."),
+    embedder: str = typer.Option("minilm", "--embedder", help="With --retrieve faiss: 'minilm' or 'static' (model2vec distilled from MiniLM)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resampling."),
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples for the 95% intervals."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars on stderr."),
@@ -143,7 +144,7 @@ def eval_command(
 
         dataset = load_dataset(data, limit=limit)
         if retrieve is not None:
-            dataset = retrieve_chunks(dataset, retrieve, top_k)
+            dataset = retrieve_chunks(dataset, retrieve, top_k, embedder)
         chosen: list[Any] = list(names)
         if config is not None:
             from optimizer.pipeline import Pipeline
@@ -184,10 +185,10 @@ def eval_command(
     except (ValueError, TypeError, ImportError) as exc:
         fail(str(exc))
         return
-    finish(run, out, started, cache_obj, retrieval={"retriever": retrieve, "top_k": top_k} if retrieve else None)
+    finish(run, out, started, cache_obj, retrieval={"retriever": retrieve, "top_k": top_k, "embedder": embedder} if retrieve else None)
 
 
-def retrieve_chunks(dataset: Any, retriever: str, top_k: int) -> Any:
+def retrieve_chunks(dataset: Any, retriever: str, top_k: int, embedder: str = "minilm") -> Any:
     """Replace each example's chunks by the top-k retrieved from all the dataset's passages."""
     if top_k < 1:
         raise ValueError(f"--top-k must be a positive number of chunks, got {top_k}")
@@ -198,7 +199,7 @@ def retrieve_chunks(dataset: Any, retriever: str, top_k: int) -> Any:
             f"--retrieve {retriever} needs evals.retrieval.retrieve_dataset, which could not be imported ({exc}); "
             "install ragtrim[embeddings,llama-index] or run without --retrieve"
         ) from None
-    return retrieve_dataset(dataset, top_k=top_k, retriever=retriever)
+    return retrieve_dataset(dataset, top_k=top_k, retriever=retriever, embedder=embedder)
 
 
 def build_reader(

@@ -100,3 +100,21 @@ def test_custom_config_pipeline(data, tmp_path):
     assert res.exit_code == 0, res.output
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert [r["pipeline"] for r in runs] == ["full", "truncate", "mine"]
+
+
+def test_retrieve_replaces_chunks_with_top_k(data, tmp_path):
+    out = tmp_path / "out"
+    res = _eval("--data", str(data), "--pipelines", "truncate", "--budgets", "0.5", "--retrieve", "bm25", "--top-k", "2", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in (out / "examples.jsonl").read_text().splitlines()]
+    full = [r for r in rows if r["pipeline"] == "full"]
+    assert full and all(1 <= len(r["kept_ids"]) <= 2 for r in full)
+    assert json.loads((out / "results.json").read_text())["meta"]["retrieval"]["top_k"] == 2
+
+
+def test_retrieve_without_the_retrieval_module_is_a_clear_error(data, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "evals.retrieval", None)
+    res = _eval("--data", str(data), "--retrieve", "faiss", "--out", str(tmp_path / "o"))
+    assert res.exit_code == 2 and "--retrieve faiss needs evals.retrieval" in res.output
