@@ -84,6 +84,7 @@ def stages() -> None:
 def _register_optional_commands() -> None:
     try:
         import evals.cli  # noqa: F401  (adds 'eval' and 'tune' to the app)
+        import evals.tune_cli  # noqa: F401  (adds 'tune')
     except ModuleNotFoundError as exc:
         if exc.name not in ("evals", "evals.cli"):
             raise
