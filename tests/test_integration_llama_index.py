@@ -281,3 +281,33 @@ def test_missing_llama_index_gives_install_hint(monkeypatch):
     monkeypatch.delitem(sys.modules, "optimizer.integrations.llama_index")
     with pytest.raises(MissingDependency, match=r"ragtrim\[llama-index\]"):
         importlib.import_module("optimizer.integrations.llama_index")
+
+
+@pytest.mark.slow
+def test_faiss_quickstart_example_runs_offline():
+    """The FAISS example end to end on a few questions (loads MiniLM; no reader)."""
+    import os
+    import re
+    import subprocess
+    from pathlib import Path
+
+    pytest.importorskip("faiss")
+    pytest.importorskip("llama_index.vector_stores.faiss")
+    pytest.importorskip("llama_index.embeddings.huggingface")
+    script = Path(__file__).resolve().parent.parent / "examples" / "faiss_quickstart.py"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(script), "--corpus", "6", "--questions", "2", "--top-k", "8", "--budget", "150", "--reader", "none"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = re.findall(r"tokens: (\d+) retrieved \((\d+) nodes\) -> (\d+) kept \((\d+) nodes\)", proc.stdout)
+    assert len(rows) == 2, proc.stdout
+    for before, n_retrieved, after, n_kept in map(lambda r: tuple(map(int, r)), rows):
+        assert n_retrieved == 8
+        assert 0 < after <= 150 and after < before
+        assert 0 < n_kept <= n_retrieved
+    assert re.search(r"total tokens: \d+ -> \d+", proc.stdout)
