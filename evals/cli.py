@@ -51,6 +51,26 @@ def parse_budgets(text: str) -> list[Any]:
     return out
 
 
+def parse_reader_arms(text: str) -> list[tuple[str, Any]]:
+    """``"default@0.25, bm25-topk@300"`` → ``[("default", 0.25), ("bm25-topk", 300)]``.
+
+    >>> parse_reader_arms("default@0.25, bm25-topk@300")
+    [('default', 0.25), ('bm25-topk', 300)]
+    """
+    from optimizer.budget import parse_budget
+
+    out = []
+    for part in split_list(text):
+        name, sep, budget = part.rpartition("@")
+        if not sep or not name:
+            raise ValueError(f"--reader-on takes PIPELINE@BUDGET items such as default@0.25, got {part!r}")
+        try:
+            out.append((name, parse_budget(budget)))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"bad budget in --reader-on item {part!r}: {exc}") from None
+    return out
+
+
 def machine() -> str:
     """``Linux x86_64, 2 cores, Python 3.12.3`` (for the report)."""
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
@@ -112,6 +132,7 @@ def eval_command(
     reader: str = typer.Option("none", "--reader", "-r", help="none, local (packaged Gemma-3-270M), openai (any OpenAI-compatible endpoint) or fake."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Use only the first N examples."),
     sample: Optional[int] = typer.Option(None, "--sample", help="Ask the reader only on the first N examples (all arms see the same ones)."),
+    reader_on: Optional[str] = typer.Option(None, "--reader-on", help="Ask the reader only for these arms, e.g. 'default@0.25,default@0.125' (full is always included). Default: every arm."),
     tokenizer: str = typer.Option("cl100k_base", "--tokenizer", "-t", help="Tokenizer the budget and costs count with."),
     config: Optional[Path] = typer.Option(None, "--config", help="An extra custom pipeline (.yaml/.toml/.json) swept at the same budgets."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="openai reader: endpoint base URL, e.g. http://127.0.0.1:8000/v1."),
@@ -138,6 +159,7 @@ def eval_command(
             raise ValueError(f"--limit must be a positive number of examples, got {limit}")
         if sample is not None and sample < 1:
             raise ValueError(f"--sample must be a positive number of examples, got {sample}")
+        arms_for_reader = parse_reader_arms(reader_on) if reader_on is not None else None
         table = load_prices(prices)
         table.price(price_model)
         from evals.datasets import load_dataset
@@ -167,6 +189,7 @@ def eval_command(
             reader=reader_obj,
             tokenizer=tokenizer,
             sample=sample,
+            reader_arms=arms_for_reader,
             prices=table,
             price_model=price_model,
             resamples=resamples,

@@ -87,8 +87,11 @@ def summary_table(results: Mapping[str, Any]) -> Table:
             ]
         row += [fmt(m["cost_per_1k_queries"], 4), fmt(m["latency_ms_p50"], 1), fmt(m["latency_ms_p95"], 1)]
         rows.append(tuple(row))
+    ref = results["runs"][0]["metrics"] if results["runs"] else {}
     note = (
-        f"n = {results['n']} examples; answer recall over the n_answer_recall examples with a non-yes/no answer."
+        f"n = {results['n']} examples; answer recall is over the {ref.get('n_answer_recall', '?')} whose answers are "
+        f"not all yes/no or empty, evidence recall over the {ref.get('n_evidence_recall', '?')} with gold chunks. "
+        "Tokens: mean rendered context (share of the full context). Latency: the optimizer's, per question."
     )
     return Table("Summary", tuple(headers), tuple(rows), note)
 

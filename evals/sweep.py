@@ -232,6 +232,7 @@ def run_eval(
     resolved = resolve_pipelines(pipelines, tokenizer=tokenizer)
     arms = make_arms([n for n, _ in resolved], budgets)
     by_name = dict(resolved)
+    wanted = reader_arm_set(arms, reader_arms) if reader is not None else set()
     table = prices if prices is not None else load_prices()
     price = table.price(price_model)
     template = reader.template if reader is not None else DEFAULT_TEMPLATE
@@ -249,7 +250,7 @@ def run_eval(
                     rows.append(_run_one(pipe, arm, ex, overhead[ex.id]))
                     task(1)
         if reader is not None:
-            rows = _read(rows, examples, reader, arms, sample, reader_arms, bar)
+            rows = _read(rows, examples, reader, wanted, sample, bar)
 
     runs = aggregate(rows, arms, usd_per_million=price.input_per_million, resamples=resamples, seed=seed)
     return EvalRun(
@@ -295,26 +296,30 @@ def _run_one(pipe: Pipeline, arm: Arm, ex: Any, overhead: int) -> ExampleRow:
     )
 
 
+def reader_arm_set(arms: Sequence[Arm], reader_arms: Collection[tuple[str, Budget | None]] | None) -> set[Arm]:
+    """The arms the reader answers for: all, or ``full`` plus the listed ones (checked against the sweep)."""
+    wanted = {Arm(REFERENCE, None)}
+    if reader_arms is None:
+        wanted.update(arms)
+        return wanted
+    for pipeline, budget in reader_arms:
+        arm = Arm(pipeline, parse_budget(budget))
+        if arm not in arms:
+            raise ValueError(f"reader arm {arm.label!r} is not in the sweep; arms: {', '.join(a.label for a in arms)}")
+        wanted.add(arm)
+    return wanted
+
+
 def _read(
     rows: list[ExampleRow],
     examples: list[Any],
     reader: Any,
-    arms: list[Arm],
+    wanted: set[Arm],
     sample: int | None,
-    reader_arms: Collection[tuple[str, Budget | None]] | None,
     bar: Any,
 ) -> list[ExampleRow]:
     from dataclasses import replace
 
-    wanted = {Arm(REFERENCE, None)}
-    if reader_arms is None:
-        wanted.update(arms)
-    else:
-        for pipeline, budget in reader_arms:
-            arm = Arm(pipeline, parse_budget(budget))
-            if arm not in arms:
-                raise ValueError(f"reader arm {arm.label!r} is not in the sweep; arms: {[a.label for a in arms]}")
-            wanted.add(arm)
     ids = {str(ex.id) for ex in examples[: sample if sample is not None else len(examples)]}
     question = {str(ex.id): ex for ex in examples}
     todo = [i for i, r in enumerate(rows) if r.arm in wanted and r.id in ids]

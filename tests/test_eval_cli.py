@@ -118,3 +118,16 @@ def test_retrieve_without_the_retrieval_module_is_a_clear_error(data, tmp_path, 
     monkeypatch.setitem(sys.modules, "evals.retrieval", None)
     res = _eval("--data", str(data), "--retrieve", "faiss", "--out", str(tmp_path / "o"))
     assert res.exit_code == 2 and "--retrieve faiss needs evals.retrieval" in res.output
+
+
+def test_reader_on_limits_reader_arms(data, tmp_path):
+    out = tmp_path / "out"
+    res = _eval("--data", str(data), "--pipelines", "truncate,bm25-topk", "--budgets", "0.25,0.5", "--reader", "fake",
+                "--reader-on", "bm25-topk@0.25", "--sample", "3", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    runs = {(r["pipeline"], r["budget"]): r["metrics"] for r in json.loads((out / "results.json").read_text())["runs"]}
+    assert {k for k, m in runs.items() if m["reader_calls"]} == {("full", None), ("bm25-topk", 0.25)}
+    assert runs[("bm25-topk", 0.25)]["reader_calls"] == 3
+    bad = _eval("--data", str(data), "--pipelines", "truncate", "--budgets", "0.5", "--reader", "fake",
+                "--reader-on", "default@0.5", "--out", str(tmp_path / "o2"))
+    assert bad.exit_code == 2 and "reader arm 'default@50%' is not in the sweep" in bad.output
