@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from optimizer.adaptive import AdaptiveBudget
 from optimizer.budget import Budget, parse_budget, resolve_budget
 from optimizer.packer import _removed_ranges, pack
 from optimizer.records import Chunk, Drop, Result, StageTrace, as_chunks
@@ -59,6 +60,9 @@ class Pipeline:
         titles by default.
     name:
         A label for reports.
+    adaptive:
+        An :class:`~optimizer.adaptive.AdaptiveBudget`: a per-query budget from the query's
+        relevance mass, still capped by ``budget`` (``min`` of the two). None: fixed budget.
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class Pipeline:
         tokenizer: str | Tokenizer = "cl100k_base",
         renderer: Renderer | None = None,
         name: str = "custom",
+        adaptive: AdaptiveBudget | Mapping[str, Any] | None = None,
     ) -> None:
         named: list[tuple[str, Any]] = []
         for step in steps:
@@ -90,10 +95,20 @@ class Pipeline:
         self.tokenizer = get_tokenizer(tokenizer)
         self.renderer = renderer if renderer is not None else Renderer()
         self.name = name
+        if adaptive is not None and not isinstance(adaptive, AdaptiveBudget):
+            adaptive = AdaptiveBudget.from_dict(adaptive)
+        self.adaptive = adaptive
 
     # -- construction -------------------------------------------------------------------
     @classmethod
-    def preset(cls, name: str, *, budget: Budget | None = None, tokenizer: str | Tokenizer = "cl100k_base") -> Pipeline:
+    def preset(
+        cls,
+        name: str,
+        *,
+        budget: Budget | None = None,
+        tokenizer: str | Tokenizer = "cl100k_base",
+        adaptive: AdaptiveBudget | Mapping[str, Any] | None = None,
+    ) -> Pipeline:
         """A named preset (see :func:`optimizer.presets.list_presets`).
 
         >>> Pipeline.preset("truncate", budget=100).name
@@ -102,6 +117,8 @@ class Pipeline:
         from optimizer.presets import preset_config
 
         config = preset_config(name)
+        if adaptive is not None:
+            config["adaptive"] = adaptive.to_dict() if isinstance(adaptive, AdaptiveBudget) else dict(adaptive)
         return cls.from_config(config, budget=budget, tokenizer=tokenizer)
 
     @classmethod
@@ -123,10 +140,10 @@ class Pipeline:
             return cls.load(config, budget=budget, tokenizer=tokenizer)
         if not isinstance(config, Mapping):
             raise TypeError(f"pipeline config must be a dict or a file path, got {type(config).__name__}")
-        unknown = set(config) - {"name", "budget", "tokenizer", "renderer", "steps", "description"}
+        unknown = set(config) - {"name", "budget", "tokenizer", "renderer", "steps", "description", "adaptive"}
         if unknown:
             raise ValueError(
-                f"unknown pipeline config keys {sorted(unknown)}; allowed: name, budget, tokenizer, renderer, steps"
+                f"unknown pipeline config keys {sorted(unknown)}; allowed: name, budget, tokenizer, renderer, steps, adaptive"
             )
         steps = []
         for i, step in enumerate(config.get("steps") or []):
@@ -152,6 +169,7 @@ class Pipeline:
             tokenizer=tokenizer if tokenizer is not None else config.get("tokenizer", "cl100k_base"),
             renderer=renderer,
             name=config.get("name", "custom"),
+            adaptive=config.get("adaptive"),
         )
 
     def to_config(self) -> dict[str, Any]:
@@ -169,6 +187,8 @@ class Pipeline:
         if self.budget is not None:
             out["budget"] = self.budget
         out["renderer"] = self.renderer.to_dict()
+        if self.adaptive is not None:
+            out["adaptive"] = self.adaptive.to_dict()
         out["steps"] = steps
         return out
 
@@ -244,6 +264,11 @@ class Pipeline:
         full_text = self.renderer.render(items).text
         tokens_full = context.count(full_text)
         context.budget = resolve_budget(effective, tokens_full)
+        hard_budget = context.budget
+        adaptive_notes: dict[str, Any] = {}
+        if self.adaptive is not None:  # a per-query budget, never above the hard one
+            adaptive_tokens, adaptive_notes = self.adaptive.budget_for(query, items, context)
+            context.budget = adaptive_tokens if hard_budget is None else min(hard_budget, adaptive_tokens)
         trace: list[StageTrace] = []
         current: tuple[Chunk, ...] = tuple(items)
         for step_name, stage in self.steps:
@@ -269,7 +294,8 @@ class Pipeline:
                 chunks_in=len(current),
                 chunks_out=len(packed.chunks),
                 dropped=packed.dropped,
-                notes={"budget": context.budget, "cuts": packed.cuts},
+                notes={"budget": context.budget, "cuts": packed.cuts,
+                       **({"hard_budget": hard_budget, "adaptive": adaptive_notes} if self.adaptive is not None else {})},
             )
         )
         return Result(
@@ -365,6 +391,8 @@ def _to_toml(config: Mapping[str, Any]) -> str:
     for key in ("name", "tokenizer", "budget"):
         if key in config:
             lines.append(f"{key} = {value(config[key])}")
+    if config.get("adaptive"):
+        lines.append(f"adaptive = {value(config['adaptive'])}")
     lines.append("")
     lines.append("[renderer]")
     for k, v in config.get("renderer", {}).items():
