@@ -1,0 +1,298 @@
+"""A reader for any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, llama.cpp
+server, Ollama, ...), over httpx.
+
+The API key is read from the environment variable named by ``api_key_env`` at each call
+and is never stored on the object, so it cannot leak into its repr, params, errors, the
+cache or reports. Transient failures (connection errors, timeouts, HTTP 408/429/5xx) are
+retried with exponential backoff and jitter, honouring ``Retry-After``; other HTTP errors
+and answers without text fail at once with ``ok=False``.
+
+>>> r = OpenAIReader(model="gpt-4o-mini", base_url="http://127.0.0.1:8000/v1")
+>>> r.endpoint
+'http://127.0.0.1:8000/v1/chat/completions'
+>>> r.generation_params()
+{'max_tokens': 32, 'temperature': 0.0, 'stop': ['\\n']}
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from evals.readers.base import BaseReader, ReaderOutput, _counts, params_as_json
+from evals.readers.cache import ReaderCache
+from evals.readers.prompt import DEFAULT_TEMPLATE, check_template, postprocess
+from optimizer.lazy import lazy_import
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+_KEY_LIKE = re.compile(r"\b(sk|key|tok)-[A-Za-z0-9_\-*.]{6,}")
+
+
+class _Retryable(Exception):
+    """A transient failure; ``delay`` is the server's Retry-After in seconds, if it sent one."""
+
+    def __init__(self, message: str, delay: float | None = None):
+        super().__init__(message)
+        self.delay = delay
+
+
+class OpenAIReader(BaseReader):
+    """Answers through ``POST {base_url}/chat/completions``.
+
+    Parameters
+    ----------
+    model:
+        The model name the endpoint expects (goes in reports and the cache key).
+    base_url:
+        Endpoint root such as ``http://localhost:8000/v1``; ``None`` reads ``OPENAI_BASE_URL``
+        at call time, else uses the OpenAI API. Not part of the cache key, so the same model
+        behind another proxy reuses cached answers.
+    api_key_env:
+        Name of the environment variable holding the key (the key itself is never stored).
+        Unset or empty sends no ``Authorization`` header (fine for local servers).
+    max_tokens, temperature, stop, extra_body:
+        Generation settings, all in the cache key; ``extra_body`` adds request fields.
+    timeout:
+        Seconds per request.
+    max_retries, backoff_base, backoff_max:
+        Up to ``max_retries`` retries after the first try, sleeping
+        ``min(backoff_max, backoff_base * 2**attempt)`` times a random factor in [0.5, 1]
+        (or the server's ``Retry-After``).
+    max_concurrency:
+        Parallel requests in :meth:`answer_many`.
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        *,
+        model: str = "gpt-4o-mini",
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        max_tokens: int = 32,
+        temperature: float = 0.0,
+        stop: tuple[str, ...] = ("\n",),
+        extra_body: Mapping[str, Any] | None = None,
+        template: str = DEFAULT_TEMPLATE,
+        timeout: float = 60.0,
+        max_retries: int = 5,
+        backoff_base: float = 1.0,
+        backoff_max: float = 30.0,
+        max_concurrency: int = 4,
+        cache: ReaderCache | None = None,
+    ):
+        if not isinstance(model, str) or not model:
+            raise ValueError(f"model must be a non-empty string, got {model!r}")
+        if base_url is not None and not re.match(r"^https?://", str(base_url)):
+            raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
+        if not isinstance(api_key_env, str) or not api_key_env:
+            raise ValueError(f"api_key_env must name an environment variable, got {api_key_env!r}")
+        for label, value in (("max_tokens", max_tokens), ("max_concurrency", max_concurrency)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{label} must be a positive integer, got {value!r}")
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+        for label, value in (("timeout", timeout), ("backoff_base", backoff_base), ("backoff_max", backoff_max)):
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{label} must be a number >= 0 (seconds), got {value!r}")
+        self.model = model
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.stop = tuple(stop)
+        self.extra_body = dict(extra_body) if extra_body is not None else None
+        self.template = check_template(template)
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.max_concurrency = max_concurrency
+        self.cache = cache
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    # -- settings -----------------------------------------------------------------------
+    @property
+    def endpoint(self) -> str:
+        """The chat-completions URL this reader posts to."""
+        base = self.base_url if self.base_url is not None else os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        return base.rstrip("/") + "/chat/completions"
+
+    def generation_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "max_tokens": self.max_tokens,
+            "temperature": float(self.temperature),
+            "stop": self.stop,
+        }
+        if self.extra_body:
+            params["extra_body"] = dict(self.extra_body)
+        return params_as_json(params)
+
+    def _api_key(self) -> str | None:
+        key = os.environ.get(self.api_key_env)
+        return key if key else None
+
+    def _redact(self, text: str) -> str:
+        key = self._api_key()
+        if key:
+            text = text.replace(key, "***")
+        return _KEY_LIKE.sub("***", text)
+
+    # -- HTTP ---------------------------------------------------------------------------
+    def _http(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                httpx = lazy_import("httpx", extra="eval", purpose="the OpenAI-compatible reader")
+                limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
+                self._client = httpx.Client(timeout=self.timeout, limits=limits)
+            return self._client
+
+    def close(self) -> None:
+        """Close the HTTP connection pool (it reopens on next use)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _request_body(self, prompt: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": self.max_tokens,
+            "temperature": float(self.temperature),
+        }
+        if self.stop:
+            body["stop"] = list(self.stop)
+        if self.extra_body:
+            body.update(self.extra_body)
+        return body
+
+    def _generate(self, prompt: str) -> ReaderOutput:
+        body = self._request_body(prompt)
+        error = "no attempt made"
+        for attempt in range(self.max_retries + 1):
+            try:
+                return self._post_once(body)
+            except _Retryable as exc:
+                error = str(exc)
+                if attempt == self.max_retries:
+                    break
+                time.sleep(self._backoff(attempt, exc.delay))
+        tries = self.max_retries + 1
+        return ReaderOutput.failure(self._redact(f"{error} (gave up after {tries} {'try' if tries == 1 else 'tries'})"))
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), 600.0)
+        return min(self.backoff_max, self.backoff_base * 2**attempt) * random.uniform(0.5, 1.0)
+
+    def _post_once(self, body: dict[str, Any]) -> ReaderOutput:
+        httpx = lazy_import("httpx", extra="eval", purpose="the OpenAI-compatible reader")
+        url = self.endpoint
+        headers = {"Content-Type": "application/json"}
+        key = self._api_key()
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        start = time.perf_counter()
+        try:
+            response = self._http().post(url, json=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise _Retryable(f"request to {url} timed out after {self.timeout}s ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            detail = str(exc).strip().rstrip(".")
+            reason = "connection refused" if "refused" in detail.lower() else f"{type(exc).__name__}: {detail}"
+            raise _Retryable(f"could not reach {url} : {reason}; check --base-url") from None
+        latency_ms = (time.perf_counter() - start) * 1000
+        status = response.status_code
+        if status in RETRY_STATUS:
+            raise _Retryable(
+                f"HTTP {status} from {url}: {_snippet(response.text)}", _retry_after(response.headers)
+            )
+        if status >= 400:
+            hint = f"; check the API key in ${self.api_key_env}" if status in (401, 403) else ""
+            if status == 404:
+                hint = f"; check --base-url and that model {self.model!r} exists there"
+            return ReaderOutput.failure(self._redact(f"HTTP {status} from {url}: {_snippet(response.text)}{hint}"), latency_ms)
+        try:
+            payload = response.json()
+            message = payload["choices"][0]["message"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return ReaderOutput.failure(
+                self._redact(f"unexpected response from {url} (not chat-completions JSON): {_snippet(response.text)}"),
+                latency_ms,
+            )
+        text = postprocess(_content_text(message.get("content") if isinstance(message, dict) else None))
+        usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
+        prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if not text:
+            return ReaderOutput(None, False, "reader returned no text", latency_ms, False, prompt_tokens, completion_tokens)
+        return ReaderOutput(text, True, None, latency_ms, False, prompt_tokens, completion_tokens)
+
+    # -- batches ------------------------------------------------------------------------
+    def _run_unique(
+        self,
+        unique: list[str],
+        prompts: list[str],
+        progress: Callable[[int], None] | None,
+    ) -> dict[str, ReaderOutput]:
+        """Answer unique prompts with up to ``max_concurrency`` requests in flight."""
+        counts = _counts(prompts)
+        results: dict[str, ReaderOutput] = {}
+        pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="ragtrim-reader")
+        try:
+            pending: dict[Future[ReaderOutput], str] = {pool.submit(self._answer_prompt, p): p for p in unique}
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    p = pending.pop(future)
+                    results[p] = future.result()
+                    if progress is not None:
+                        progress(counts[p])
+        finally:
+            # on an interrupt: drop queued items, let running ones finish (and be cached)
+            pool.shutdown(wait=True, cancel_futures=True)
+        return results
+
+
+def _content_text(content: Any) -> str:
+    """Message content as text (a string, or a list of ``{"type": "text"}`` parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return ""
+
+
+def _snippet(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), else None.
+
+    >>> _retry_after({"retry-after": "2"}), _retry_after({})
+    (2.0, None)
+    """
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
