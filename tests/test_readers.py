@@ -248,6 +248,15 @@ def test_answer_is_parsed_and_the_request_is_well_formed(server, monkeypatch):
     assert server.auth == [f"Bearer {SECRET}"]
 
 
+def test_max_tokens_field_and_extra_body_go_in_the_request(server):
+    reader = _reader(server, max_tokens_field="max_completion_tokens", extra_body={"top_p": 1.0}, stop=())
+    assert reader.answer("Who?", "x").ok
+    body = server.requests[0]
+    assert body["max_completion_tokens"] == 32 and "max_tokens" not in body
+    assert body["top_p"] == 1.0 and "stop" not in body
+    assert reader.generation_params()["extra_body"] == {"top_p": 1.0}
+
+
 def test_no_key_sends_no_authorization(server, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     assert _reader(server).answer("Who?", "x").ok

@@ -60,6 +60,9 @@ class OpenAIReader(BaseReader):
         Unset or empty sends no ``Authorization`` header (fine for local servers).
     max_tokens, temperature, stop, extra_body:
         Generation settings, all in the cache key; ``extra_body`` adds request fields.
+    max_tokens_field:
+        The request field for ``max_tokens`` (``"max_completion_tokens"`` for OpenAI's
+        reasoning models, which reject ``max_tokens``).
     timeout:
         Seconds per request.
     max_retries, backoff_base, backoff_max:
@@ -79,6 +82,7 @@ class OpenAIReader(BaseReader):
         base_url: str | None = None,
         api_key_env: str = "OPENAI_API_KEY",
         max_tokens: int = 32,
+        max_tokens_field: str = "max_tokens",
         temperature: float = 0.0,
         stop: tuple[str, ...] = ("\n",),
         extra_body: Mapping[str, Any] | None = None,
@@ -108,6 +112,7 @@ class OpenAIReader(BaseReader):
         self.base_url = base_url
         self.api_key_env = api_key_env
         self.max_tokens = max_tokens
+        self.max_tokens_field = max_tokens_field
         self.temperature = temperature
         self.stop = tuple(stop)
         self.extra_body = dict(extra_body) if extra_body is not None else None
@@ -168,7 +173,7 @@ class OpenAIReader(BaseReader):
         body: dict[str, Any] = {
             "model": self.model,
             "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": self.max_tokens,
+            self.max_tokens_field: self.max_tokens,
             "temperature": float(self.temperature),
         }
         if self.stop:
