@@ -25,9 +25,34 @@ PRESETS: dict[str, dict[str, Any]] = {
         "description": "baseline: whole chunks by BM25 until the budget is spent",
         "steps": [{"stage": "bm25"}],
     },
+    "dense-topk": {
+        "description": "baseline: whole chunks by MiniLM cosine until the budget is spent",
+        "steps": [{"stage": "dense", "params": {"model": "minilm"}}],
+    },
+    "sentence-dense": {
+        "description": "baseline: sentences by MiniLM cosine to the query (no lexical score, no second hop)",
+        "steps": [
+            {
+                "stage": "sentences",
+                "params": {"model": "minilm", "lexical": 0.0, "dense": 1.0, "chunk_prior": 0.0, "lead": 0.0,
+                           "numeric": 0.0, "hops": 1},
+            }
+        ],
+    },
     "default": {
-        "description": "recommended: BM25 rerank, then pack by relevance",
-        "steps": [{"stage": "bm25"}],
+        "description": "recommended: drop near-duplicates, then pick sentences by BM25 + static embeddings "
+        "+ chunk prior with a second hop, to fill the budget (no LLM, no MiniLM)",
+        "steps": [
+            {"stage": "dedupe-near"},
+            {"stage": "sentences", "params": {"model": "static"}},
+        ],
+    },
+    "quality": {
+        "description": "higher quality, slower: as default, with MiniLM sentence embeddings",
+        "steps": [
+            {"stage": "dedupe-near"},
+            {"stage": "sentences", "params": {"model": "minilm"}},
+        ],
     },
 }
 

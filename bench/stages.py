@@ -1,0 +1,168 @@
+"""Quick measurement of pipelines × budgets: answer recall, evidence recall, tokens, latency.
+
+    python bench/stages.py --data hotpotqa --limit 100 --pipelines default,bm25-topk
+    python bench/stages.py --data 2wiki --pipelines default --set sentences.hops=1 --label no-hop
+    python bench/stages.py --data hotpotqa --latency 100          # p50/p95 of Pipeline.run, models warm
+
+Recall passes memoize embeddings across budgets (same numbers, less waiting); latency is
+measured separately, without that memo, on the first ``--latency`` questions at budget 0.25.
+Results are printed as a markdown table and appended as JSON lines to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from evals.datasets import load_dataset  # noqa: E402
+from evals.metrics import answer_recall, evidence_recall  # noqa: E402
+from optimizer import embeddings as E  # noqa: E402
+from optimizer.pipeline import Pipeline  # noqa: E402
+from optimizer.presets import preset_config  # noqa: E402
+
+
+class _Memo:
+    """Wrap an embedder so each text is encoded once per process (recall passes only)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.name, self.dim, self.memo = inner, inner.name, inner.dim, {}
+
+    def encode(self, texts):  # type: ignore[no-untyped-def]
+        missing = [t for t in dict.fromkeys(texts) if t not in self.memo]
+        if missing:
+            for t, v in zip(missing, self.inner.encode(missing)):
+                self.memo[t] = v
+        return np.stack([self.memo[t] for t in texts]) if texts else self.inner.encode(texts)
+
+
+def parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def build(name: str, overrides: list[str]) -> Pipeline:
+    """A preset with ``stage.param=value`` overrides (``stage`` is the step's stage name)."""
+    config = preset_config(name)
+    for item in overrides:
+        key, value = item.split("=", 1)
+        stage, param = key.split(".", 1)
+        steps = [s for s in config["steps"] if s["stage"] == stage]
+        if stage.startswith("-"):  # "-dedupe-near.x=1" removes that step
+            config["steps"] = [s for s in config["steps"] if s["stage"] != stage[1:]]
+            continue
+        if not steps:
+            config["steps"].insert(0 if stage != "sentences" else len(config["steps"]), {"stage": stage, "params": {}})
+            steps = [s for s in config["steps"] if s["stage"] == stage]
+        if param != "_":
+            steps[0].setdefault("params", {})[param] = parse_value(value)
+    return Pipeline.from_config(config)
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def measure(pipe: Pipeline, examples: list[Any], budgets: list[float], latency_n: int) -> list[dict[str, Any]]:
+    rows = []
+    for budget in budgets:
+        ar, er, toks, full = [], [], [], []
+        for ex in examples:
+            result = pipe.run(ex.question, ex.chunks, budget=budget)
+            r = answer_recall(result.text, ex.answers)
+            if r is not None:
+                ar.append(r)
+            e = evidence_recall({s.chunk_id for s in result.spans}, ex.gold_ids)
+            if e is not None:
+                er.append(e)
+            toks.append(result.tokens)
+            full.append(result.tokens_full)
+        rows.append(
+            {
+                "budget": budget,
+                "answer_recall": statistics.fmean(ar) if ar else None,
+                "n_answer": len(ar),
+                "evidence_recall": statistics.fmean(er) if er else None,
+                "tokens_mean": statistics.fmean(toks),
+                "tokens_full_mean": statistics.fmean(full),
+            }
+        )
+    return rows
+
+
+def latency(pipe: Pipeline, examples: list[Any], n: int, budget: float = 0.25) -> tuple[float, float]:
+    pipe.warm_up()
+    for ex in examples[:3]:
+        pipe.run(ex.question, ex.chunks, budget=budget)
+    times = []
+    for ex in examples[:n]:
+        t = time.perf_counter()
+        pipe.run(ex.question, ex.chunks, budget=budget)
+        times.append((time.perf_counter() - t) * 1000)
+    return pct(times, 50), pct(times, 95)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="hotpotqa")
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--offset", type=int, default=0)
+    ap.add_argument("--pipelines", default="default")
+    ap.add_argument("--budgets", default="0.125,0.25,0.5")
+    ap.add_argument("--set", action="append", default=[], help="stage.param=value override (repeatable)")
+    ap.add_argument("--label", default=None)
+    ap.add_argument("--latency", type=int, default=0, help="questions to time (0: skip)")
+    ap.add_argument("--no-recall", action="store_true")
+    ap.add_argument("--out", default=None, help="append JSON lines here")
+    args = ap.parse_args(argv)
+
+    ds = load_dataset(args.data)
+    examples = list(ds.examples)[args.offset :]
+    if args.limit is not None:
+        examples = examples[: args.limit]
+    budgets = [float(b) for b in args.budgets.split(",")]
+    out = []
+    for name in args.pipelines.split(","):
+        pipe = build(name, args.set)
+        label = args.label if args.label else name
+        record: dict[str, Any] = {"data": args.data, "n": len(examples), "pipeline": label, "overrides": args.set}
+        if args.latency:
+            E._LOADED.clear()
+            p50, p95 = latency(pipe, examples, args.latency)
+            record.update(latency_ms_p50=round(p50, 2), latency_ms_p95=round(p95, 2), latency_n=min(args.latency, len(examples)))
+        if not args.no_recall:
+            for key in list(E._LOADED):
+                E._LOADED[key] = _Memo(E._LOADED[key]) if not isinstance(E._LOADED[key], _Memo) else E._LOADED[key]
+            pipe.warm_up()
+            for key in list(E._LOADED):
+                if not isinstance(E._LOADED[key], _Memo):
+                    E._LOADED[key] = _Memo(E._LOADED[key])
+            t = time.perf_counter()
+            record["rows"] = measure(pipe, examples, budgets, args.latency)
+            record["seconds"] = round(time.perf_counter() - t, 1)
+        out.append(record)
+        cells = " | ".join(
+            f"{r['budget']:g}: AR {r['answer_recall']:.3f} ER {r['evidence_recall']:.3f} tok {r['tokens_mean']:.0f}"
+            for r in record.get("rows", [])
+        )
+        lat = f" | p50 {record['latency_ms_p50']} ms p95 {record['latency_ms_p95']} ms" if "latency_ms_p50" in record else ""
+        print(f"{args.data} n={len(examples)} {label:<28} {cells}{lat}", flush=True)
+        if args.out:
+            with open(args.out, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    main()

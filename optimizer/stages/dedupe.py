@@ -1,0 +1,296 @@
+"""Deduplication: exact copies, near-duplicates, semantic duplicates, and overlapping windows.
+
+Every deduper keeps the best-scored copy (``relevance``, else the caller's ``score``; ties
+go to the earlier chunk), keeps the survivors in their input order and says, for each
+dropped chunk, which one it duplicates and how close they were.
+
+>>> from optimizer import Chunk
+>>> from optimizer.stage import StageContext
+>>> cs = [Chunk(id="a", text="Paris is in France.", score=0.1), Chunk(id="b", text="paris is in  France", score=0.9)]
+>>> out = ExactDedupe()("q", cs, StageContext.default())
+>>> [c.id for c in out], dict(out.reasons)
+(['b'], {'a': 'exact duplicate of b'})
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from optimizer.embeddings import EMBEDDERS, chunk_vectors, get_embedder
+from optimizer.records import Chunk
+from optimizer.stage import Stage, StageContext, StageOutput, relevance_of
+from optimizer.text import jaccard, normalized, shingles
+
+
+def _best_first(chunks: Sequence[Chunk]) -> list[int]:
+    return sorted(range(len(chunks)), key=lambda i: (-relevance_of(chunks[i]), i))
+
+
+def _check_unit(stage: str, name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
+        raise ValueError(f"{stage}: {name} must be a number in (0, 1], got {value!r}")
+
+
+class ExactDedupe(Stage):
+    """Drop chunks whose normalized text (case, punctuation, spaces folded) equals a better one's.
+
+    ``use_title`` makes the title part of the key (same text under two titles is kept twice).
+    """
+
+    name = "dedupe-exact"
+
+    def __init__(self, *, use_title: bool = False) -> None:
+        self.use_title = use_title
+
+    def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
+        seen: dict[str, str] = {}
+        reasons: dict[str, str] = {}
+        for i in _best_first(chunks):
+            c = chunks[i]
+            key_text = normalized(c.text)
+            if not key_text:
+                continue
+            if self.use_title:
+                key_text = normalized(c.title or "") + "\x00" + key_text
+            key = hashlib.blake2b(key_text.encode("utf-8"), digest_size=16).hexdigest()
+            if key in seen:
+                reasons[c.id] = f"exact duplicate of {seen[key]}"
+            else:
+                seen[key] = c.id
+        return StageOutput([c for c in chunks if c.id not in reasons], reasons=reasons)
+
+
+class NearDedupe(Stage):
+    """Drop near-duplicates: word-shingle Jaccard at or above ``threshold``.
+
+    Candidates come from MinHash LSH (datasketch; Broder, *On the resemblance and
+    containment of documents*, 1997) once there are more than ``lsh_above`` chunks;
+    below that every pair is compared. The reported Jaccard is the exact one on shingles.
+    """
+
+    name = "dedupe-near"
+
+    def __init__(
+        self, *, threshold: float = 0.8, shingle: int = 3, num_perm: int = 128, lsh_above: int = 64, seed: int = 1
+    ) -> None:
+        _check_unit(self.name, "threshold", threshold)
+        if isinstance(shingle, bool) or not isinstance(shingle, int) or shingle < 1:
+            raise ValueError(f"{self.name}: shingle must be a positive integer, got {shingle!r}")
+        self.threshold = threshold
+        self.shingle = shingle
+        self.num_perm = num_perm
+        self.lsh_above = lsh_above
+        self.seed = seed
+
+    def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
+        sets = [shingles(c.text, self.shingle) for c in chunks]
+        reasons: dict[str, str] = {}
+        kept: list[int] = []
+        lsh = None
+        hashes: dict[int, object] = {}
+        if len(chunks) > self.lsh_above:
+            from datasketch import MinHash, MinHashLSH
+
+            lsh = MinHashLSH(threshold=float(self.threshold), num_perm=self.num_perm)
+            for i, s in enumerate(sets):
+                m = MinHash(num_perm=self.num_perm, seed=self.seed)
+                m.update_batch([x.encode("utf-8") for x in sorted(s)])
+                hashes[i] = m
+        for i in _best_first(chunks):
+            if not sets[i]:
+                continue
+            candidates = [int(k) for k in lsh.query(hashes[i])] if lsh is not None else kept
+            best, best_j = -1, 0.0
+            for j in sorted(candidates):
+                sim = jaccard(sets[i], sets[j])
+                if sim >= self.threshold and sim > best_j:
+                    best, best_j = j, sim
+            if best >= 0:
+                reasons[chunks[i].id] = f"near-duplicate of {chunks[best].id} (jaccard {best_j:.2f})"
+                continue
+            kept.append(i)
+            if lsh is not None:
+                lsh.insert(str(i), hashes[i])
+        return StageOutput([c for c in chunks if c.id not in reasons], reasons=reasons)
+
+
+class SemanticDedupe(Stage):
+    """Drop chunks whose embedding cosine to a better-scored kept chunk is at least ``threshold``.
+
+    Uses the static embeddings by default; above ``faiss_above`` chunks the neighbour search
+    runs on a faiss inner-product index instead of the full similarity matrix.
+    """
+
+    name = "dedupe-semantic"
+
+    def __init__(self, *, threshold: float = 0.95, model: str = "static", faiss_above: int = 512) -> None:
+        _check_unit(self.name, "threshold", threshold)
+        if model not in EMBEDDERS:
+            raise ValueError(f"{self.name}: model must be one of {', '.join(EMBEDDERS)}, got {model!r}")
+        self.threshold = threshold
+        self.model = model
+        self.faiss_above = faiss_above
+
+    def warm_up(self) -> None:
+        get_embedder(self.model)
+
+    def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
+        live = [i for i, c in enumerate(chunks) if c.text.strip()]
+        if len(live) < 2:
+            return StageOutput(list(chunks))
+        vecs = chunk_vectors(get_embedder(self.model), [chunks[i] for i in live], context, use_title=False)
+        pos = {i: p for p, i in enumerate(live)}
+        reasons: dict[str, str] = {}
+        if len(live) > self.faiss_above:
+            index, kept_rows = self._faiss(vecs), []
+        else:
+            index, kept_rows = None, []
+        for i in _best_first(chunks):
+            if i not in pos:
+                continue
+            v = vecs[pos[i]]
+            best, best_sim = -1, -1.0
+            if index is not None and kept_rows:
+                sims, rows = index.search(v.reshape(1, -1), min(8, len(kept_rows)))
+                for sim, row in zip(sims[0], rows[0]):
+                    if row >= 0 and sim > best_sim:
+                        best, best_sim = kept_rows[row], float(sim)
+            elif kept_rows:
+                sims = vecs[[pos[j] for j in kept_rows]] @ v
+                k = int(np.argmax(sims))
+                best, best_sim = kept_rows[k], float(sims[k])
+            if best >= 0 and best_sim >= self.threshold:
+                reasons[chunks[i].id] = f"semantic duplicate of {chunks[best].id} (cosine {best_sim:.3f})"
+                continue
+            kept_rows.append(i)
+            if index is not None:
+                index.add(v.reshape(1, -1))
+        return StageOutput([c for c in chunks if c.id not in reasons], reasons=reasons)
+
+    @staticmethod
+    def _faiss(vecs: np.ndarray):  # type: ignore[no-untyped-def]
+        from optimizer.lazy import lazy_import
+
+        faiss = lazy_import("faiss", extra="embeddings", purpose="semantic dedupe of large chunk sets")
+        return faiss.IndexFlatIP(vecs.shape[1])
+
+
+class MergeOverlaps(Stage):
+    """Trim the overlap between sliding-window chunks of one document from the lower-ranked one.
+
+    Overlap is found from metadata when both chunks carry the same ``doc_key`` and a
+    character offset ``start_key`` (the overlap is then checked against the texts), else
+    from the text: a suffix of one chunk equal to a prefix of the other, at least
+    ``min_overlap`` characters long. The lower-ranked chunk keeps only its new part, cut
+    with :meth:`Chunk.keep`, so provenance stays exact; a chunk wholly inside another is
+    dropped. Text detection only pairs chunks of the same title (or both untitled) unless
+    ``same_title_only`` is False.
+
+    >>> from optimizer import Chunk
+    >>> from optimizer.stage import StageContext
+    >>> a = Chunk(id="w1", text="one two three four five six", score=0.9)
+    >>> b = Chunk(id="w2", text="four five six seven eight", score=0.5)
+    >>> out = MergeOverlaps(min_overlap=10)("q", [a, b], StageContext.default())
+    >>> [c.text for c in out], out[1].pieces
+    (['one two three four five six', 'seven eight'], ((14, 25),))
+    """
+
+    name = "merge-overlaps"
+
+    def __init__(
+        self,
+        *,
+        min_overlap: int = 40,
+        doc_key: str = "doc_id",
+        start_key: str = "start",
+        same_title_only: bool = True,
+    ) -> None:
+        if isinstance(min_overlap, bool) or not isinstance(min_overlap, int) or min_overlap < 1:
+            raise ValueError(f"{self.name}: min_overlap must be a positive number of characters, got {min_overlap!r}")
+        self.min_overlap = min_overlap
+        self.doc_key = doc_key
+        self.start_key = start_key
+        self.same_title_only = same_title_only
+
+    def _meta_overlap(self, hi: Chunk, lo: Chunk) -> tuple[int, int] | None:
+        """Range of ``lo``'s original text also covered by ``hi``, from document offsets."""
+        mh, ml = hi.metadata, lo.metadata
+        if self.doc_key not in mh or self.doc_key not in ml or mh[self.doc_key] != ml[self.doc_key]:
+            return None
+        try:
+            hs, ls = int(mh[self.start_key]), int(ml[self.start_key])
+        except (KeyError, TypeError, ValueError):
+            return None
+        he, le = hs + len(hi.original_text), ls + len(lo.original_text)
+        a, b = max(hs, ls), min(he, le)
+        if b - a < 1:
+            return None
+        if hi.original_text[a - hs : b - hs] != lo.original_text[a - ls : b - ls]:
+            return None  # offsets do not describe these texts; fall back to text detection
+        return a - ls, b - ls
+
+    def _text_overlap(self, hi: Chunk, lo: Chunk) -> tuple[int, int] | None:
+        """Range of ``lo``'s original text that overlaps ``hi`` at a window boundary, or lies inside it."""
+        a, b = hi.original_text, lo.original_text
+        m = self.min_overlap
+        if len(b) < m or len(a) < m:
+            return None
+        if len(b) <= len(a) and b in a:
+            return 0, len(b)
+        best = None
+        # suffix of hi == prefix of lo -> lo's prefix is redundant
+        probe = b[:m]
+        pos = a.find(probe)
+        while pos != -1:
+            if b.startswith(a[pos:]):
+                best = (0, len(a) - pos)
+                break
+            pos = a.find(probe, pos + 1)
+        # suffix of lo == prefix of hi -> lo's suffix is redundant
+        probe = a[:m]
+        pos = b.find(probe)
+        while pos != -1:
+            if a.startswith(b[pos:]):
+                if best is None or len(b) - pos > best[1] - best[0]:
+                    best = (pos, len(b))
+                break
+            pos = b.find(probe, pos + 1)
+        return best
+
+    def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
+        order = _best_first(chunks)
+        current = {i: c for i, c in enumerate(chunks)}
+        reasons: dict[str, str] = {}
+        for rank, lo_i in enumerate(order):
+            lo = chunks[lo_i]
+            if not lo.text.strip():
+                continue
+            removed: list[tuple[int, int]] = []
+            by: list[str] = []
+            for hi_i in order[:rank]:
+                hi = chunks[hi_i]
+                span = self._meta_overlap(hi, lo)
+                if span is None and (not self.same_title_only or hi.title == lo.title):
+                    span = self._text_overlap(hi, lo)
+                if span is not None and span[1] - span[0] > 0:
+                    removed.append(span)
+                    by.append(hi.id)
+            if not removed:
+                continue
+            keep: list[tuple[int, int]] = []
+            for s, e in lo.kept_pieces:
+                pieces = [(s, e)]
+                for rs, re_ in removed:
+                    pieces = [p for ps, pe in pieces for p in ((ps, min(pe, rs)), (max(ps, re_), pe)) if p[0] < p[1]]
+                keep.extend(pieces)
+            new = lo.keep(keep)
+            current[lo_i] = new
+            if new.text:
+                reasons[lo.id] = f"overlaps {', '.join(by)}: repeated text trimmed"
+            else:
+                reasons[lo.id] = f"contained in {', '.join(by)}"
+        out = [current[i] for i in range(len(chunks)) if current[i].text or not chunks[i].text.strip()]
+        return StageOutput(out, reasons=reasons)
