@@ -100,6 +100,7 @@ def retrieve_dataset(
     retriever: str = "faiss",
     embedder: Any = "minilm",
     cache: bool = True,
+    attach_embeddings: bool = True,
 ) -> Any:
     """A new dataset whose examples' chunks are the ``top_k`` passages retrieved for each question.
 
@@ -116,6 +117,9 @@ def retrieve_dataset(
         ``"static"``) or an object with ``encode(texts) -> np.ndarray``.
     cache:
         Cache the corpus embeddings of a *named* embedder on disk.
+    attach_embeddings:
+        For ``faiss``: put each passage's vector on its chunk (``Chunk.embedding``), as a
+        vector-store retriever would, so dense stages with the same model reuse it.
     """
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive whole number of passages per question, got {top_k!r}")
@@ -131,20 +135,33 @@ def retrieve_dataset(
         raise ValueError(f"dataset {getattr(dataset, 'name', '?')!r} has no passage text to index")
     k = min(top_k, len(corpus))
     questions = [ex.question for ex in examples]
+    vectors = None
     if retriever == "bm25":
         scores, ids = _bm25_search(corpus, questions, k)
         label = "bm25"
     else:
         model = _embedder(embedder)
-        scores, ids = _faiss_search(corpus, questions, k, model, cache=cache and isinstance(embedder, str))
+        scores, ids, vectors = _faiss_search(corpus, questions, k, model, cache=cache and isinstance(embedder, str))
         label = f"faiss:{getattr(model, 'name', type(model).__name__)}"
+        if not attach_embeddings:
+            vectors = None
     new_examples = tuple(
-        _retrieved_example(ex, corpus, ids[i], scores[i], label=label, top_k=top_k) for i, ex in enumerate(examples)
+        _retrieved_example(ex, corpus, ids[i], scores[i], vectors, label=label, top_k=top_k)
+        for i, ex in enumerate(examples)
     )
     return replace(dataset, examples=new_examples)
 
 
-def _retrieved_example(ex: Any, corpus: list[Passage], ids: np.ndarray, scores: np.ndarray, *, label: str, top_k: int) -> Any:
+def _retrieved_example(
+    ex: Any,
+    corpus: list[Passage],
+    ids: np.ndarray,
+    scores: np.ndarray,
+    vectors: np.ndarray | None,
+    *,
+    label: str,
+    top_k: int,
+) -> Any:
     gold_by_text = {c.original_text: c for c in ex.chunks if c.metadata.get("gold") is True}
     chunks = []
     for rank, (j, score) in enumerate(zip(ids, scores)):
@@ -157,7 +174,8 @@ def _retrieved_example(ex: Any, corpus: list[Passage], ids: np.ndarray, scores: 
         if gold_chunk is not None and "gold_spans" in gold_chunk.metadata:
             meta["gold_spans"] = gold_chunk.metadata["gold_spans"]
         meta["rank"] = rank
-        chunks.append(Chunk(id=p.id, text=p.text, title=p.title, score=float(score), metadata=meta))
+        embedding = vectors[int(j)] if vectors is not None else None
+        chunks.append(Chunk(id=p.id, text=p.text, title=p.title, score=float(score), metadata=meta, embedding=embedding))
     gold_retrieved = sum(1 for c in chunks if c.metadata["gold"])
     info = {"retriever": label, "top_k": top_k, "gold_total": len(gold_by_text), "gold_retrieved": gold_retrieved}
     return replace(ex, chunks=tuple(chunks), meta={**dict(ex.meta), "retrieval": info})
@@ -227,13 +245,13 @@ def corpus_embeddings(model: Any, texts: Sequence[str], *, cache: bool) -> np.nd
 
 def _faiss_search(
     corpus: list[Passage], questions: Sequence[str], k: int, model: Any, *, cache: bool
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     faiss = lazy_import("faiss", extra="embeddings", purpose="dense retrieval (--retrieve faiss)")
     vecs = corpus_embeddings(model, [passage_text(p) for p in corpus], cache=cache)
     index = faiss.IndexFlatIP(vecs.shape[1])
     index.add(vecs)
     scores, ids = index.search(_encode(model, questions), k)
-    return scores, ids
+    return scores, ids, vecs
 
 
 def _bm25_search(corpus: list[Passage], questions: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:

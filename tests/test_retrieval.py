@@ -110,6 +110,10 @@ def test_faiss_scores_are_cosine_similarities():
     for c in ex.chunks:
         p = model.encode([f"{c.title}. {c.text}" if c.title else c.text])[0]
         assert c.score == pytest.approx(float(q @ p), abs=1e-5)
+        np.testing.assert_allclose(c.embedding, p, atol=1e-6)  # the passage vector rides along
+    bare = retrieve_dataset(ds, top_k=2, retriever="faiss", embedder=model, attach_embeddings=False)
+    assert all(c.embedding is None for ex in bare.examples for c in ex.chunks)
+    assert all(c.embedding is None for ex in retrieve_dataset(ds, top_k=2, retriever="bm25").examples for c in ex.chunks)
 
 
 def test_top_k_clipped_to_corpus_and_recall_below_one():
