@@ -269,6 +269,9 @@ def test_query_engine_with_mock_llm():
     dropped_whole = {d.chunk_id for d in post.last_result.dropped if d.start is None}
     kept_ids = {n.node.id_ for n in response.source_nodes}
     assert dropped_whole and not (dropped_whole & kept_ids)
+    from llama_index.core import Settings
+
+    assert Settings._llm is None and Settings._embed_model is None  # nothing fell back to a global default model
 
 
 def test_missing_llama_index_gives_install_hint(monkeypatch):
