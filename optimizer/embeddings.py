@@ -20,6 +20,7 @@ per-run cache in ``StageContext.cache`` so two stages never embed the same text 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -146,11 +147,51 @@ class StaticEmbedder:
         self.path = str(folder)
         self._model = m2v.StaticModel.from_pretrained(self.path)
         self.dim = int(self._model.dim)
+        self._pieces: dict[str, list[int]] = {}
+        self._table: np.ndarray | None = None
+        # plain mean pooling over an embedding table (no per-token weights or remapping)
+        if getattr(self._model, "weights", None) is None and getattr(self._model, "token_mapping", None) is None:
+            self._table = np.asarray(self._model.embedding, dtype=np.float32)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Mean of the token vectors of each text (model2vec's mean pooling), L2-normalized.
+
+        A static model's sentence vector only depends on its words' word pieces, so the text
+        is normalized and pre-tokenized with the model's own tokenizer, and word pieces are
+        memoized per distinct word: only unseen words reach the word-piece model.
+        """
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return _normalize(self._model.encode(list(texts), show_progress_bar=False))
+        tok = self._model.tokenizer
+        if self._table is None or type(tok.pre_tokenizer).__name__ != "BertPreTokenizer":
+            return _normalize(self._model.encode(list(texts), show_progress_bar=False))
+        pieces = self._pieces
+        if len(pieces) > 500_000:
+            pieces.clear()
+        split = [_bert_words().findall(t) for t in texts]
+        unseen = list({w for ws in split for w in ws if w not in pieces})
+        if unseen:
+            for w, enc in zip(unseen, tok.encode_batch_fast(unseen, add_special_tokens=False)):
+                pieces[w] = enc.ids
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, ws in enumerate(split):
+            ids = [t for w in ws for t in pieces[w]]
+            if ids:
+                out[i] = self._table[ids].mean(axis=0)
+        return _normalize(out)
+
+
+
+_CJK = "\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\U0002a700-\U0002ceaf\uf900-\ufaff\U0002f800-\U0002fa1f"
+_PUNCT = "\\p{P}\x21-\x2f\x3a-\x40\x5b-\x60\x7b-\x7e"
+
+
+@functools.lru_cache(maxsize=1)
+def _bert_words():  # type: ignore[no-untyped-def]
+    """BERT's pre-tokenization as a regex: punctuation and CJK characters alone, other runs split at spaces."""
+    import regex
+
+    return regex.compile(f"[{_PUNCT}]|[{_CJK}]|[^\\s{_PUNCT}{_CJK}]+")
 
 
 class HashingEmbedder:

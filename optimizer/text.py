@@ -25,8 +25,11 @@ STOPWORDS = frozenset(
 
 def words(text: str) -> list[str]:
     """Lower-cased word tokens; CJK characters become one token each."""
+    found = _WORD.findall(text.lower())
+    if not _CJK.search(text):
+        return found
     out: list[str] = []
-    for w in _WORD.findall(text.lower()):
+    for w in found:
         if _CJK.search(w):
             out.extend(ch for ch in w)
         else:
