@@ -264,7 +264,8 @@ def run_eval(
         rows=tuple(rows),
         runs=tuple(runs),
         settings={
-            "sample": min(sample, len(examples)) if (reader is not None and sample is not None) else (len(examples) if reader is not None else None),
+            "sample": (min(sample, len(examples)) if sample is not None else len(examples)) if reader is not None else None,
+            "reader_arms": [a.label for a in arms if a in wanted],
             "budgets": list(dict.fromkeys(a.budget for a in arms if a.budget is not None)),
             "pipelines": [n for n, _ in resolved],
             "pipeline_configs": {n: p.to_config() for n, p in resolved},
