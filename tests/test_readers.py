@@ -447,3 +447,21 @@ def test_gemma_answers_are_cached(gemma, tmp_path):
     outs = reader.answer_many([("What is the capital of France?", "The capital of France is Paris.")] * 2)
     again = reader.answer("What is the capital of France?", "The capital of France is Paris.")
     assert outs[0].text == outs[1].text == again.text and again.cached and cache.hits == 1
+
+
+def test_probe_command_reports_gold_all_none(tmp_path, capsys):
+    from evals.readers.probe import main
+
+    data = tmp_path / "tiny.jsonl"
+    rows = [
+        {"id": "q1", "question": "Which river flows through Paris?", "answers": ["Seine"],
+         "chunks": [{"id": "a", "text": "Lyon has a river.", "gold": False}, {"id": "b", "text": "The Seine flows through Paris.", "gold": True}]},
+        {"id": "q2", "question": "Is Lyon big?", "answers": ["yes"], "chunks": [{"id": "c", "text": "Lyon is big.", "gold": True}]},
+    ]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["--reader", "fake", "--data", str(data), "--n", "5", "--skip-yes-no", "--rows", str(tmp_path / "rows.jsonl")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("reader=fake") and "n=1" in lines[0]
+    summary = {s["setting"]: s for s in map(json.loads, lines[1:])}
+    assert summary["gold"]["accuracy"] == 1.0 and summary["none"]["accuracy"] == 0.0 and summary["none"]["failures"] == 1
+    assert len((tmp_path / "rows.jsonl").read_text().splitlines()) == 3
