@@ -157,6 +157,24 @@ def cost_table(results: Mapping[str, Any]) -> Table:
     )
 
 
+def compact_table(results: Mapping[str, Any]) -> Table:
+    """One row per arm with each quality metric's delta and CI in the cell (for BENCHMARKS-style notes)."""
+    has_reader = any(r["metrics"].get("reader_calls") for r in results["runs"])
+    metrics = ["answer_recall", "evidence_recall"] + (["accuracy", "f1"] if has_reader else [])
+    headers = ["pipeline", "budget", "tokens"] + [m.replace("_", " ") + " (Δ [95% CI])" for m in metrics]
+    headers += ["$ / 1k q", "$ saved / 1k", "p50 ms"]
+    rows = []
+    for run in results["runs"]:
+        m, vs = run["metrics"], run.get("vs_full") or {}
+        cells = [run["pipeline"], _budget(run["budget"]), fmt(m["tokens_mean"], 0)]
+        for name in metrics:
+            d = vs.get(name)
+            cells.append(fmt(m[name]) if d is None else f"{fmt(m[name])} ({fmt_delta(d, 2)})")
+        cells += [fmt(m["cost_per_1k_queries"], 3), fmt(m["cost_saved_per_1k"], 3), fmt(m["latency_ms_p50"], 1)]
+        rows.append(tuple(cells))
+    return Table(f"{results['dataset']} (n={results['n']})", tuple(headers), tuple(rows))
+
+
 def all_tables(results: Mapping[str, Any]) -> list[Table]:
     return [summary_table(results), *metric_tables(results), cost_table(results)]
 
@@ -326,6 +344,17 @@ def write_report(run: Any, out_dir: str | Path, *, meta: Mapping[str, Any] | Non
     return out / "report.html"
 
 
+def main(argv: list[str] | None = None) -> None:
+    """``python -m evals.report DIR``: print DIR/results.json as one compact markdown table."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        raise SystemExit("usage: python -m evals.report DIR (a ragtrim eval --out folder)")
+    results = json.loads((Path(args[0]) / "results.json").read_text(encoding="utf-8"))
+    print(_md_table(compact_table(results)))
+
+
 def print_summary(results: Mapping[str, Any], console: Any = None) -> None:
     """The summary as a rich table: each quality metric with its delta versus full and 95 % CI."""
     from rich.console import Console
@@ -359,3 +388,7 @@ def print_summary(results: Mapping[str, Any], console: Any = None) -> None:
         row += [fmt(m["cost_per_1k_queries"], 3), fmt(m["latency_ms_p50"], 1)]
         t.add_row(*row)
     console.print(t)
+
+
+if __name__ == "__main__":
+    main()
