@@ -222,7 +222,8 @@ class SentenceExtract(Stage):
     def _entity_links(self, sents: list[_Sentence], chunks: Sequence[Chunk], p1: np.ndarray, score: np.ndarray) -> np.ndarray:
         """How strongly the first hop's sentences mention the entity each chunk is about.
 
-        A chunk is about its title (else the first capitalized phrase of its text). For each
+        A chunk is about its title (else the first capitalized phrase of its text); a
+        mention counts inside a capitalized phrase of the sentence. For each
         sentence of the ``hop_chunks`` best chunks, the share of that name's words (weighted
         by rarity across chunks) it contains, times the sentence's first-round score scaled
         to [0, 1]; a chunk's link is the best such value from another chunk's sentence.
@@ -238,13 +239,21 @@ class SentenceExtract(Stage):
         n = len(chunks)
         idf = {w: math.log(1 + n / (1 + df[w])) for w in df}
         weight = np.array(minmax(list(score)))
-        bridges = [(i, set(self._terms(s.text))) for i, s in enumerate(sents) if s.chunk in hop]
+        # a mention of a named entity is capitalized ("comedy" in a sentence is not the chunk "Comedy");
+        # names in scripts without case (CJK, ...) match plain words
+        bridges = [
+            (i, {w for ent in entities(s.text) for w in self._terms(ent)}, set(self._terms(s.text)))
+            for i, s in enumerate(sents)
+            if s.chunk in hop
+        ]
+        cased = [any(ch.isupper() for ch in (c.title if c.title else c.text)) for c in chunks]
         link = np.zeros(n)
         for j, name in enumerate(names):
             total = sum(idf.get(w, 0.0) for w in name)
             if total <= 0:
                 continue
-            for i, words_i in bridges:
+            for i, mentioned, plain in bridges:
+                words_i = mentioned if cased[j] else plain
                 if sents[i].chunk == j:
                     continue
                 share = sum(idf.get(w, 0.0) for w in name if w in words_i) / total

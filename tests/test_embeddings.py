@@ -1,0 +1,63 @@
+"""Embedders: shapes, normalization, memo, reuse; the real models behind the slow marker."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optimizer.embeddings import HashingEmbedder, embed_texts, get_embedder
+from optimizer.stage import StageContext
+
+
+def test_get_embedder_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown embedding model 'bert'"):
+        get_embedder("bert")
+
+
+def test_embed_texts_encodes_each_distinct_text_once_per_run():
+    calls = []
+
+    class Counting(HashingEmbedder):
+        def encode(self, texts):
+            calls.append(list(texts))
+            return super().encode(texts)
+
+    emb, ctx = Counting(dim=16), StageContext.default()
+    first = embed_texts(emb, ["a b", "c", "a b"], ctx)
+    second = embed_texts(emb, ["c", "d"], ctx)
+    assert calls == [["a b", "c"], ["d"]]
+    assert np.allclose(first[0], first[2]) and np.allclose(first[1], second[0])
+    assert first.dtype == np.float32
+
+
+@pytest.fixture(scope="session")
+def static():
+    return get_embedder("static")
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    return get_embedder("minilm")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["static", "minilm"])
+def test_real_embedders_give_unit_float32_rows_and_sensible_similarity(name, request):
+    emb = request.getfixturevalue(name)
+    assert emb is get_embedder(name)  # memoized
+    v = emb.encode(["The cat sat on the mat.", "A cat is sitting on a mat.", "Stock markets fell sharply today."])
+    assert v.shape == (3, emb.dim) and v.dtype == np.float32
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert v[0] @ v[1] > v[0] @ v[2]
+    assert emb.encode([]).shape == (0, emb.dim)
+
+
+@pytest.mark.slow
+def test_static_fast_path_matches_model2vec(static):
+    texts = ["Old 8×10 is an album.", "東京は首都です。", "snake_case and e\u0301 accents", "", "👩‍👩‍👧‍👦 emoji"]
+    ours = static.encode(texts)
+    ref = static._model.encode(texts)
+    ref = ref / np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-12)
+    for a, b, t in zip(ours, ref, texts):
+        if np.linalg.norm(b) > 0:
+            assert float(a @ b) > 0.9999, t

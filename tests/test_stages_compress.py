@@ -1,0 +1,119 @@
+"""Sentence extraction: whole sentences with exact offsets, the budget, and the second hop."""
+
+from __future__ import annotations
+
+import pytest
+
+from optimizer import Chunk, Pipeline
+from optimizer.sentences import split_sentences
+from optimizer.stage import StageContext
+from optimizer.stages.compress import SentenceExtract
+
+LEXICAL = {"model": None}  # no embedding model: fast and deterministic
+
+CHUNKS = [
+    Chunk(
+        id="film",
+        title="Kiss and Tell",
+        text="Kiss and Tell is a 1945 comedy film. It starred Shirley Temple as Corliss Archer. "
+        "The film was shot in Los Angeles. It was followed by a sequel in 1949.",
+        score=0.9,
+    ),
+    Chunk(
+        id="actress",
+        title="Shirley Temple",
+        text="Shirley Temple Black was an American actress and diplomat. "
+        "As an adult, she served as Chief of Protocol of the United States. "
+        "She was known for her curly hair.",
+        score=0.5,
+    ),
+    Chunk(id="d1", title="Meet Corliss Archer", text="Meet Corliss Archer was a radio program. It ran from 1943 to 1956.", score=0.4),
+    Chunk(id="d2", title="Janet Waldo", text="Janet Waldo was a voice actress. She voiced Corliss Archer on the radio.", score=0.3),
+    Chunk(id="d3", title="Comedy", text="Comedy is a genre of fiction. It aims to make people laugh. Films and plays use it.", score=0.2),
+]
+QUESTION = "What government position was held by the woman who portrayed Corliss Archer in the film Kiss and Tell?"
+
+
+def run(stage, chunks=CHUNKS, budget=None, query=QUESTION):
+    return stage(query, chunks, StageContext.default(budget=budget))
+
+
+def test_kept_text_is_whole_sentences_that_map_back_to_the_original():
+    out = run(SentenceExtract(**LEXICAL), budget=60)
+    by_id = {c.id: c for c in CHUNKS}
+    assert out.chunks
+    for c in out:
+        original = by_id[c.id].text
+        sentences = {original[s:e] for s, e in split_sentences(original)}
+        for s, e in c.kept_pieces:
+            piece = original[s:e]
+            # every kept piece is a run of whole sentences
+            assert all(sent in sentences for sent in [original[a:b] for a, b in split_sentences(original) if s <= a and b <= e])
+            assert piece.startswith(tuple(sentences)) and piece.endswith(tuple(x[-3:] for x in sentences))
+        assert c.text == " ".join(original[s:e] for s, e in c.kept_pieces)
+
+
+@pytest.mark.parametrize("budget", [25, 40, 80])
+def test_selection_respects_the_budget_with_renderer_overhead(budget):
+    pipe = Pipeline([SentenceExtract(**LEXICAL)])
+    result = pipe.run(QUESTION, CHUNKS, budget=budget)
+    assert result.tokens <= budget
+    sentence_step = result.trace[0]
+    assert sentence_step.notes["target_tokens"] <= budget
+    # filled without the packer having to cut mid-sentence
+    assert result.trace[-1].notes["cuts"] == 0
+    assert result.tokens >= budget * 0.5
+
+
+def test_second_hop_keeps_the_answer_sentence_that_shares_no_word_with_the_question():
+    answer = "As an adult, she served as Chief of Protocol of the United States."
+    assert not set(answer.lower().split()) & set(QUESTION.lower().rstrip("?").split()) - {"the", "of", "as"}
+    two = run(SentenceExtract(**LEXICAL, hops=2), budget=85)
+    one = run(SentenceExtract(**LEXICAL, hops=1), budget=85)
+    text_two = " ".join(c.text for c in two)
+    text_one = " ".join(c.text for c in one)
+    assert "Chief of Protocol" in text_two
+    assert "Chief of Protocol" not in text_one  # the hop is what finds it
+    assert "Shirley Temple" in text_two  # the bridge sentence stays too
+
+
+def test_sentences_stay_in_document_order_inside_a_chunk_and_chunks_by_relevance():
+    out = run(SentenceExtract(**LEXICAL, lead=1.0), budget=70)
+    for c in out:
+        assert list(c.kept_pieces) == sorted(c.kept_pieces)
+    rel = [c.relevance for c in out]
+    assert rel == sorted(rel, reverse=True)
+    doc = run(SentenceExtract(**LEXICAL, order="document"), budget=70)
+    positions = [[c.id for c in CHUNKS].index(c.id) for c in doc]
+    assert positions == sorted(positions)
+
+
+def test_without_budget_keeps_about_ratio_of_the_tokens():
+    ctx = StageContext.default()
+    total = sum(ctx.count(c.text) for c in CHUNKS)
+    out = run(SentenceExtract(**LEXICAL, ratio=0.5))
+    kept = sum(ctx.count(c.text) for c in out)
+    assert 0 < kept <= total * 0.5 + 5
+
+
+def test_drop_reasons_and_numeric_cue():
+    out = run(SentenceExtract(**LEXICAL), budget=30)
+    assert any("sentences:" in r for r in out.reasons.values())
+    when = SentenceExtract(**LEXICAL, numeric=5.0, hops=1, lead=0.0, chunk_prior=0.0)
+    got = run(when, chunks=CHUNKS[:1], budget=14, query="When was the sequel of Kiss and Tell?")
+    assert "1949" in got[0].text
+
+
+def test_invalid_settings_raise_with_the_value():
+    with pytest.raises(ValueError, match="hops must be 1 or 2, got 3"):
+        SentenceExtract(hops=3)
+    with pytest.raises(ValueError, match="model"):
+        SentenceExtract(model="bert")
+    with pytest.raises(ValueError, match="fill"):
+        SentenceExtract(fill=0)
+
+
+def test_respects_pieces_cut_by_an_earlier_stage():
+    cut = CHUNKS[1].keep([(0, 58)])  # only the first sentence survives
+    out = run(SentenceExtract(**LEXICAL), chunks=[cut], budget=100)
+    assert out[0].kept_pieces == ((0, 58),)

@@ -1,0 +1,108 @@
+"""Dedupe stages drop the right copy, keep the better-scored one, and say why."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from optimizer import Chunk
+from optimizer.embeddings import HashingEmbedder
+from optimizer.stage import StageContext
+from optimizer.stages.dedupe import ExactDedupe, MergeOverlaps, NearDedupe, SemanticDedupe
+
+CTX = StageContext.default
+
+
+def test_exact_keeps_the_better_scored_copy_in_input_order():
+    chunks = [
+        Chunk(id="low", text="The Eiffel Tower is 330 m tall.", score=0.2),
+        Chunk(id="other", text="Paris is in France.", score=0.5),
+        Chunk(id="high", text="the eiffel tower is 330 m tall", score=0.9),
+    ]
+    out = ExactDedupe()("q", chunks, CTX())
+    assert [c.id for c in out] == ["other", "high"]
+    assert out.reasons == {"low": "exact duplicate of high"}
+
+
+def test_exact_with_titles_keeps_same_text_under_different_titles():
+    chunks = [Chunk(id="a", title="A", text="Same text."), Chunk(id="b", title="B", text="Same text.")]
+    assert len(ExactDedupe(use_title=True)("q", chunks, CTX())) == 2
+    assert len(ExactDedupe()("q", chunks, CTX())) == 1
+
+
+BASE = "Gustave Eiffel's company designed and built the tower for the 1889 World's Fair in Paris, France"
+
+
+def test_near_drops_the_lower_scored_near_copy_with_jaccard_in_the_reason():
+    chunks = [
+        Chunk(id="copy", text=BASE + " last year.", score=0.3),
+        Chunk(id="orig", text=BASE + ".", score=0.8),
+        Chunk(id="diff", text="The Statue of Liberty was dedicated in 1886 in New York Harbor.", score=0.1),
+    ]
+    out = NearDedupe(threshold=0.8)("q", chunks, CTX())
+    assert [c.id for c in out] == ["orig", "diff"]
+    assert out.reasons["copy"].startswith("near-duplicate of orig (jaccard 0.")
+
+
+def test_near_with_lsh_finds_the_same_duplicates():
+    chunks = [Chunk(id=f"n{i}", text=f"Filler passage number {i} about topic {i * 7} and nothing else at all.") for i in range(70)]
+    chunks.append(Chunk(id="dup", text=chunks[5].text + " ok", score=-1.0))
+    exact = NearDedupe(threshold=0.7, lsh_above=1000)("q", chunks, CTX())
+    lsh = NearDedupe(threshold=0.7, lsh_above=10)("q", chunks, CTX())
+    assert "dup" in exact.reasons and "dup" in lsh.reasons
+    assert len(lsh) == len(exact) == 70
+
+
+def test_semantic_keeps_the_better_scored_of_two_identical_embeddings(monkeypatch):
+    from optimizer import embeddings
+
+    monkeypatch.setitem(embeddings._LOADED, "static", HashingEmbedder(dim=512))
+    chunks = [
+        Chunk(id="a", text="tower built paris 1889", score=0.1),
+        Chunk(id="b", text="paris tower 1889 built", score=0.7),  # same words, other order
+        Chunk(id="c", text="new york statue liberty harbor", score=0.5),
+    ]
+    out = SemanticDedupe(threshold=0.95)("q", chunks, CTX())
+    assert [c.id for c in out] == ["b", "c"]
+    assert out.reasons["a"].startswith("semantic duplicate of b (cosine 1.000")
+
+
+def test_semantic_faiss_path_agrees_with_matrix_path(monkeypatch):
+    from optimizer import embeddings
+
+    monkeypatch.setitem(embeddings._LOADED, "static", HashingEmbedder(dim=256))
+    rng = np.random.default_rng(0)
+    vocab = [f"w{i}" for i in range(400)]
+    chunks = [Chunk(id=str(i), text=" ".join(rng.choice(vocab, 12)), score=float(rng.random())) for i in range(30)]
+    chunks.append(Chunk(id="dup", text=chunks[3].text, score=-1.0))
+    small = SemanticDedupe(threshold=0.9, faiss_above=10_000)("q", chunks, CTX())
+    big = SemanticDedupe(threshold=0.9, faiss_above=5)("q", chunks, CTX())
+    assert small.reasons.keys() == big.reasons.keys() and "dup" in small.reasons
+
+
+DOC = "".join(f"Sentence {i} of the long document says something. " for i in range(12))
+
+
+def test_merge_overlaps_trims_the_window_overlap_from_the_lower_ranked_chunk_by_text():
+    first, second = DOC[:300], DOC[200:500]
+    chunks = [Chunk(id="w2", text=second, score=0.4), Chunk(id="w1", text=first, score=0.9)]
+    out = MergeOverlaps(min_overlap=40)("q", chunks, CTX())
+    w2 = [c for c in out if c.id == "w2"][0]
+    assert w2.kept_pieces == ((100, 300),)  # second[100:] == DOC[300:500]: only the new text
+    assert w2.text == second[100:300]
+    assert first + w2.text == DOC[:500]
+    assert "overlaps w1" in out.reasons["w2"]
+
+
+def test_merge_overlaps_uses_document_offsets_and_drops_contained_windows():
+    chunks = [
+        Chunk(id="a", text=DOC[0:250], score=0.9, metadata={"doc_id": "d", "start": 0}),
+        Chunk(id="b", text=DOC[150:400], score=0.5, metadata={"doc_id": "d", "start": 150}),
+        Chunk(id="c", text=DOC[20:120], score=0.1, metadata={"doc_id": "d", "start": 20}),
+        Chunk(id="x", text=DOC[150:400], score=0.2, metadata={"doc_id": "other", "start": 150}, title="T"),
+    ]
+    out = MergeOverlaps(min_overlap=40)("q", chunks, CTX())
+    by_id = {c.id: c for c in out}
+    assert by_id["b"].text == DOC[250:400].strip()  # what "a" already covers is gone
+    assert by_id["b"].kept_pieces == ((101, 250),)  # (100 is a space, stripped by Chunk.keep)
+    assert "c" not in by_id and out.reasons["c"] == "contained in a"
+    assert by_id["x"].text == DOC[150:400].strip()  # other document and other title: untouched
