@@ -323,7 +323,14 @@ def _read(
 
     ids = {str(ex.id) for ex in examples[: sample if sample is not None else len(examples)]}
     question = {str(ex.id): ex for ex in examples}
-    todo = [i for i, r in enumerate(rows) if r.arm in wanted and r.id in ids]
+    # example-major order: if the sweep is stopped, the first examples have every arm answered,
+    # so a rerun with a smaller --limit is served entirely from the cache
+    position = {str(ex.id): k for k, ex in enumerate(examples)}
+    arm_order = {arm: k for k, arm in enumerate(dict.fromkeys(r.arm for r in rows))}
+    todo = sorted(
+        (i for i, r in enumerate(rows) if r.arm in wanted and r.id in ids),
+        key=lambda i: (position[rows[i].id], arm_order[rows[i].arm]),
+    )
     task = bar.add(f"reader {reader.name}", total=len(todo))
     outputs = reader.answer_many([(question[rows[i].id].question, rows[i].context) for i in todo], progress=task)
     out = list(rows)
