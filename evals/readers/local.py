@@ -12,6 +12,10 @@ template: wrapped in Gemma's ``<start_of_turn>`` turns, it mostly repeats the in
 (0/10 correct on HotpotQA questions with gold paragraphs, against 5/10 with the plain
 :data:`~evals.readers.prompt.DEFAULT_TEMPLATE`), so the plain template is the default.
 
+Measured with ``python -m evals.readers.probe --reader local --data hotpotqa --n 40
+--skip-yes-no --settings gold,all``: accuracy 0.375 with the two gold paragraphs (about 290
+prompt tokens) and 0.10 with all ten (about 1,620), on the first 40 non-yes/no questions.
+
 >>> r = LocalReader(n_ctx=2048)
 >>> r.model, r.n_ctx, r.generation_params()["temperature"]
 ('gemma-3-270m-q4_k_m', 2048, 0.0)
