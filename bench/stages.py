@@ -114,6 +114,23 @@ def latency(pipe: Pipeline, examples: list[Any], n: int, budget: float = 0.25) -
     return pct(times, 50), pct(times, 95)
 
 
+def table(path: str) -> str:
+    """Markdown tables (one per dataset) from the JSON lines ``--out`` wrote."""
+    records = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    out = []
+    for data in dict.fromkeys(r["data"] for r in records):
+        rows = [r for r in records if r["data"] == data and "rows" in r]
+        budgets = sorted({b["budget"] for r in rows for b in r["rows"]})
+        head = "| pipeline | " + " | ".join(f"AR / ER / tokens @ {b:g}" for b in budgets) + " | p50 / p95 ms |"
+        out += [f"**{data}** (n={rows[0]['n'] if rows else 0})", "", head, "|---" * (len(budgets) + 2) + "|"]
+        for r in rows:
+            cells = {b["budget"]: f"{b['answer_recall']:.3f} / {b['evidence_recall']:.3f} / {b['tokens_mean']:.0f}" for b in r["rows"]}
+            lat = f"{r['latency_ms_p50']:.1f} / {r['latency_ms_p95']:.1f}" if "latency_ms_p50" in r else "-"
+            out.append(f"| {r['pipeline']} | " + " | ".join(cells.get(b, "-") for b in budgets) + f" | {lat} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="hotpotqa")
@@ -126,7 +143,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--latency", type=int, default=0, help="questions to time (0: skip)")
     ap.add_argument("--no-recall", action="store_true")
     ap.add_argument("--out", default=None, help="append JSON lines here")
+    ap.add_argument("--table", default=None, help="print markdown tables from a --out file and exit")
     args = ap.parse_args(argv)
+    if args.table:
+        print(table(args.table))
+        return
 
     ds = load_dataset(args.data)
     examples = list(ds.examples)[args.offset :]
