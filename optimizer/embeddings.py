@@ -76,6 +76,24 @@ def minilm_path() -> str:
     return str(pkg.get_model_path())
 
 
+def _quietly(load):  # type: ignore[no-untyped-def]
+    """Run ``load()`` with transformers' load report (a table of ignored weights) silenced."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover
+        return load()
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        return load()
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 through sentence-transformers, on CPU (384 dimensions)."""
 
@@ -86,16 +104,26 @@ class MiniLMEmbedder:
         st = lazy_import("sentence_transformers", extra="embeddings", purpose="dense embeddings (MiniLM)")
         self.path = path if path is not None else minilm_path()
         self.batch_size = batch_size
-        self._model = st.SentenceTransformer(self.path, device="cpu")
+        self._model = _quietly(lambda: st.SentenceTransformer(self.path, device="cpu"))
         getter = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         dim = getter()
         self.dim = int(dim) if dim is not None else int(self.encode(["x"]).shape[1])
 
+    # MiniLM embeds ~68 sentences/s on 2 cores: remember recent texts so that a sweep over
+    # several budgets (or a rerun in a notebook) embeds each sentence once per process.
+    MEMO_SIZE = 100_000
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, getattr(self, "dim", 384)), dtype=np.float32)
-        out = self._model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)
-        return _normalize(out)
+        memo: dict[str, np.ndarray] = self.__dict__.setdefault("_memo", {})
+        missing = list(dict.fromkeys(t for t in texts if t not in memo))
+        if missing:
+            out = self._model.encode(missing, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)
+            if len(memo) + len(missing) > self.MEMO_SIZE:
+                memo.clear()
+            memo.update(zip(missing, _normalize(out)))
+        return np.stack([memo[t] for t in texts]).astype(np.float32, copy=False)
 
 
 def static_model_dir() -> Path:

@@ -2,8 +2,10 @@
 
 ``full`` has no stages: everything, in the caller's order (the eval runs it once, without
 a budget, as the reference; with a budget it is still cut to fit). ``truncate`` is the naive baseline. The
-other baselines (``bm25-topk``, ``dense-topk``, ``sentence-dense``) mirror what users
-already have, so the eval can compare side by side. ``default`` is the recommended one.
+other baselines (``bm25-topk``, ``dense-topk``: the most relevant whole chunks that fit;
+``sentence-dense``: MiniLM sentence extraction) mirror what users already have, so the eval
+can compare side by side; ``bm25-pack`` is BM25 ranking with ragtrim's packer, which cuts the
+chunk that crosses the budget at a sentence instead of skipping it. ``default`` is the recommended one.
 """
 
 from __future__ import annotations
@@ -22,12 +24,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "steps": [{"stage": "truncate"}],
     },
     "bm25-topk": {
-        "description": "baseline: whole chunks by BM25 until the budget is spent",
+        "description": "baseline: the most relevant whole chunks by BM25 that fit the budget (never cut)",
+        "steps": [{"stage": "bm25"}, {"stage": "whole-chunks"}],
+    },
+    "bm25-pack": {
+        "description": "BM25 chunk ranking + ragtrim's packer (the chunk that crosses the budget is cut at a sentence)",
         "steps": [{"stage": "bm25"}],
     },
     "dense-topk": {
-        "description": "baseline: whole chunks by MiniLM cosine until the budget is spent",
-        "steps": [{"stage": "dense", "params": {"model": "minilm"}}],
+        "description": "baseline: the most relevant whole chunks by MiniLM cosine that fit the budget (never cut)",
+        "steps": [{"stage": "dense", "params": {"model": "minilm"}}, {"stage": "whole-chunks"}],
     },
     "sentence-dense": {
         "description": "baseline: sentences by MiniLM cosine to the query (no lexical score, no second hop)",

@@ -24,6 +24,7 @@ ENTRY_POINT_GROUP = "ragtrim.stages"
 _BUILTIN: dict[str, str] = {
     "truncate": "optimizer.stages.basic:Truncate",
     "top-k": "optimizer.stages.basic:TopK",
+    "whole-chunks": "optimizer.stages.basic:WholeChunks",
     "score-threshold": "optimizer.stages.basic:ScoreThreshold",
     "bm25": "optimizer.stages.rerank:BM25Rerank",
     "dense": "optimizer.stages.rerank:DenseRerank",

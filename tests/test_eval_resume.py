@@ -28,7 +28,7 @@ class DyingReader(FakeReader):
 
 
 def _sweep(dataset, reader):
-    return run_eval(dataset, ["truncate", "bm25-topk"], [0.25, 0.5], reader=reader, progress=False)
+    return run_eval(dataset, ["truncate", "bm25-pack"], [0.25, 0.5], reader=reader, progress=False)
 
 
 def test_interrupted_sweep_resumes_without_repeating_calls(tmp_path):

@@ -97,13 +97,13 @@ def test_all_reader_calls_failing_gives_none_not_nan(tiny, tmp_path):
 
 def test_sample_and_reader_arms_limit_the_reader(tiny):
     reader = FakeReader()
-    run = run_eval(tiny, ["truncate", "bm25-topk"], [0.25, 0.5], reader=reader, sample=2,
-                   reader_arms=[("bm25-topk", 0.25)], progress=False)
+    run = run_eval(tiny, ["truncate", "bm25-pack"], [0.25, 0.5], reader=reader, sample=2,
+                   reader_arms=[("bm25-pack", 0.25)], progress=False)
     called = {(r.pipeline, r.budget, r.id) for r in run.rows if r.reader_called}
     ids = [ex["id"] for ex in TINY[:2]]
-    assert called == {(p, b, i) for p, b in (("full", None), ("bm25-topk", 0.25)) for i in ids}
+    assert called == {(p, b, i) for p, b in (("full", None), ("bm25-pack", 0.25)) for i in ids}
     assert run.run_for("truncate", 0.5)["metrics"]["accuracy"] is None
-    assert run.run_for("bm25-topk", 0.25)["vs_full"]["accuracy"]["n"] == 2
+    assert run.run_for("bm25-pack", 0.25)["vs_full"]["accuracy"]["n"] == 2
     with pytest.raises(ValueError, match="not in the sweep"):
         run_eval(tiny, ["truncate"], [0.5], reader=reader, reader_arms=[("default", 0.5)], progress=False)
 

@@ -163,8 +163,8 @@ def test_config_file_errors(tmp_path):
         Pipeline.load(tmp_path / "missing.toml")
 
 
-def test_top_k_fit_budget_keeps_whole_chunks_only():
-    from optimizer.stages.basic import TopK
+def test_whole_chunks_keeps_whole_chunks_only():
+    from optimizer.stages.basic import WholeChunks
     from optimizer.stages.rerank import BM25Rerank
 
     chunks = [
@@ -172,7 +172,7 @@ def test_top_k_fit_budget_keeps_whole_chunks_only():
         Chunk(id="short", text="Paris is the capital."),
         Chunk(id="other", text="Unrelated text about rivers."),
     ]
-    result = Pipeline([BM25Rerank(), TopK(k=None, fit_budget=True)], budget=60).run("capital of France Paris", chunks)
+    result = Pipeline([BM25Rerank(), WholeChunks()], budget=60).run("capital of France Paris", chunks)
     kept = {s.chunk_id: (s.start, s.end) for s in result.spans}
     assert "long" not in kept  # the best chunk does not fit whole: skipped, never cut
     assert kept["short"] == (0, len(chunks[1].text))

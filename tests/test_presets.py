@@ -21,7 +21,8 @@ def test_all_presets_exist_and_build():
 def test_baselines_are_what_their_names_say():
     assert preset_config("full")["steps"] == []
     assert [s["stage"] for s in preset_config("truncate")["steps"]] == ["truncate"]
-    assert [s["stage"] for s in preset_config("bm25-topk")["steps"]] == ["bm25"]
+    assert [s["stage"] for s in preset_config("bm25-topk")["steps"]] == ["bm25", "whole-chunks"]
+    assert [s["stage"] for s in preset_config("dense-topk")["steps"]] == ["dense", "whole-chunks"]
     assert preset_config("dense-topk")["steps"][0]["params"]["model"] == "minilm"
     sd = preset_config("sentence-dense")["steps"][0]["params"]
     assert sd["model"] == "minilm" and sd["hops"] == 1 and sd["lexical"] == 0.0

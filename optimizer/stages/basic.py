@@ -59,52 +59,66 @@ class Truncate(Stage):
         return StageOutput(out, reasons=reasons)
 
 
-class TopK(Stage):
-    """Keep the ``k`` most relevant chunks whole (relevance, else the caller's score, else list order).
+def _ranked(chunks: Sequence[Chunk]) -> list[int]:
+    return sorted(range(len(chunks)), key=lambda i: (-relevance_of(chunks[i]), i))
 
-    With ``fit_budget=True``, chunks are taken whole in relevance order, skipping any that
-    would not fit in what is left of the budget (the usual "top-k" retrieval baseline at a
-    token budget, never cutting a chunk; ``k=None`` means no fixed cap).
+
+class TopK(Stage):
+    """Keep the ``k`` most relevant chunks (relevance, else the caller's score, else list order).
 
     >>> from optimizer import Chunk
     >>> from optimizer.stage import StageContext
     >>> chunks = [Chunk(id="a", text="x", score=0.1), Chunk(id="b", text="y", score=0.9)]
     >>> [c.id for c in TopK(k=1)("q", chunks, StageContext.default())]
     ['b']
-    >>> [c.id for c in TopK(k=None, fit_budget=True)("q", chunks, StageContext.default(budget=1))]
-    ['b']
     """
 
     name = "top-k"
 
-    def __init__(self, *, k: int | None = 5, fit_budget: bool = False) -> None:
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-            raise ValueError(f"top-k: k must be a positive integer or None, got {k!r}")
-        if k is None and not fit_budget:
-            raise ValueError("top-k: k=None needs fit_budget=True (otherwise nothing limits the chunks)")
+    def __init__(self, *, k: int = 5) -> None:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"top-k: k must be a positive integer, got {k!r}")
         self.k = k
-        self.fit_budget = fit_budget
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
-        ranked = sorted(range(len(chunks)), key=lambda i: (-relevance_of(chunks[i]), i))
-        if self.k is not None:
-            ranked = ranked[: self.k]
-        keep: list[int] = []
-        if self.fit_budget and context.budget is not None:
-            used = 0
-            for i in ranked:
-                chosen = [chunks[j] for j in keep]
-                cost = context.overhead(chosen + [chunks[i]]) - context.overhead(chosen) + context.count(chunks[i].text)
-                if used + cost > context.budget:
-                    continue  # skip it; a smaller, less relevant chunk may still fit whole
-                keep.append(i)
-                used += cost
-        else:
-            keep = ranked
+        keep = _ranked(chunks)[: self.k]
         kept = set(keep)
-        why = "does not fit the budget whole" if self.fit_budget else f"not among the {self.k} most relevant"
-        reasons = {c.id: f"top-k: {why}" for i, c in enumerate(chunks) if i not in kept}
+        reasons = {c.id: f"top-k: not among the {self.k} most relevant" for i, c in enumerate(chunks) if i not in kept}
         return StageOutput([chunks[i] for i in keep], reasons=reasons)
+
+
+class WholeChunks(Stage):
+    """Keep the most relevant chunks that fit the budget **whole**; never cut one.
+
+    Chunks are taken in relevance order, skipping any that would not fit in what is left
+    (the usual "top-k" retrieval baseline at a token budget). Without a budget all chunks
+    are kept, best first.
+
+    >>> from optimizer import Chunk
+    >>> from optimizer.stage import StageContext
+    >>> chunks = [Chunk(id="big", text="word " * 50, score=0.9), Chunk(id="small", text="tiny", score=0.1)]
+    >>> [c.id for c in WholeChunks()("q", chunks, StageContext.default(budget=10))]
+    ['small']
+    """
+
+    name = "whole-chunks"
+
+    def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
+        ranked = _ranked(chunks)
+        if context.budget is None:
+            return StageOutput([chunks[i] for i in ranked])
+        keep: list[Chunk] = []
+        reasons: dict[str, str] = {}
+        used = 0
+        for i in ranked:
+            chunk = chunks[i]
+            cost = context.overhead(keep + [chunk]) - context.overhead(keep) + context.count(chunk.text)
+            if used + cost > context.budget:
+                reasons[chunk.id] = f"whole-chunks: needs {cost} tokens, {context.budget - used} left"
+                continue  # a smaller, less relevant chunk may still fit
+            keep.append(chunk)
+            used += cost
+        return StageOutput(keep, reasons=reasons)
 
 
 class ScoreThreshold(Stage):
