@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[all]'
 	# build the static embedding model once (distilled offline from the packaged MiniLM, ~20 s)
-	$(PY) -c "from optimizer.embeddings import get_embedder; get_embedder('static')"
+	TQDM_DISABLE=1 $(PY) -c "from optimizer.embeddings import get_embedder; get_embedder('static')"
 	touch $(STAMP)
 
 test: install

@@ -51,7 +51,7 @@ CASES: dict[str, list[Chunk]] = {
     "huge chunk": [
         Chunk(
             id="huge",
-            text=" ".join(f"Sentence {i} says the tower has {i} rivets and was completed in 1889." for i in range(400)),
+            text=" ".join(f"Sentence {i} says the tower has {i} rivets and was completed in 1889." for i in range(200)),
             score=1.0,
         ),
         Chunk(id="small", text="The tower is 330 metres tall.", score=0.5),

@@ -84,6 +84,9 @@ def _load(model_path: str | None, n_ctx: int) -> Any:
         return _MODELS[key]
 
 
+_SURPRISAL_MEMO: dict[tuple[str | None, int, str], tuple[np.ndarray, np.ndarray] | None] = {}
+
+
 class LMPrune(Stage):
     """Drop the least informative words of each chunk, by a small LM's self-information.
 
@@ -116,7 +119,18 @@ class LMPrune(Stage):
         _load(self.model_path, self.window + 32)
 
     def _surprisal(self, text: str) -> tuple[np.ndarray, np.ndarray] | None:
-        """Per-token self-information (nats) and each token's end offset in ``text`` (characters)."""
+        """Per-token self-information (nats) and each token's end offset in ``text`` (characters).
+
+        Memoized per process by (model, window, text): a sweep over budgets scores each text once.
+        """
+        key = (self.model_path, self.window, text)
+        if key not in _SURPRISAL_MEMO:
+            if len(_SURPRISAL_MEMO) >= 4096:
+                _SURPRISAL_MEMO.clear()
+            _SURPRISAL_MEMO[key] = self._score(text)
+        return _SURPRISAL_MEMO[key]
+
+    def _score(self, text: str) -> tuple[np.ndarray, np.ndarray] | None:
         llm = _load(self.model_path, self.window + 32)
         data = text.encode("utf-8")
         tokens = llm.tokenize(data, add_bos=False, special=False)
@@ -161,12 +175,11 @@ class LMPrune(Stage):
         if scored is None:
             return chunk
         info, token_ends = scored
-        word_info = np.zeros(len(words))
-        for k, end in enumerate(token_ends):  # a token belongs to the word it ends in
-            for i in range(len(words)):
-                if end <= words[i].end():
-                    word_info[i] += info[k]
-                    break
+        # a token belongs to the first word that ends at or after the token's end (both sorted)
+        word_ends = np.array([m.end() for m in words])
+        owner = np.searchsorted(word_ends, token_ends, side="left")
+        inside = owner < len(words)
+        word_info = np.bincount(owner[inside], weights=info[inside], minlength=len(words))
         order = sorted(candidates, key=lambda i: (word_info[i], i))
         dropped = set(order[:drop_n])
         keep_ranges: list[tuple[int, int]] = []
