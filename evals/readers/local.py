@@ -25,6 +25,8 @@ True
 
 from __future__ import annotations
 
+import atexit
+
 import os
 import threading
 import time
@@ -155,6 +157,7 @@ class LocalReader(BaseReader):
                     seed=self.seed,
                     verbose=False,
                 )
+                atexit.register(self._llm.close)  # free before interpreter teardown
             return self._llm
 
     def count_tokens(self, prompt: str) -> int:

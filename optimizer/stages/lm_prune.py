@@ -16,6 +16,7 @@ Li et al., *Compressing Context to Enhance Inference Efficiency of Large Languag
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import threading
@@ -81,6 +82,8 @@ def _load(model_path: str | None, n_ctx: int) -> Any:
             _MODELS[key] = llama_cpp.Llama(
                 model_path=path, n_ctx=n_ctx, logits_all=True, verbose=False, n_threads=max(1, os.cpu_count() or 1)
             )
+            # free it before interpreter teardown (llama.cpp's own finalizer fails late in shutdown)
+            atexit.register(_MODELS[key].close)
         return _MODELS[key]
 
 
