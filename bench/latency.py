@@ -1,0 +1,42 @@
+"""Optimizer latency per question (models loaded and warmed), p50/p95 over the first N questions.
+
+    python bench/latency.py --data hotpotqa --pipelines default,quality --budget 0.25 --n 100
+
+Each question's chunks are new to the embedders, so MiniLM pays for every sentence (no memo hits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from evals.datasets import load_dataset
+from optimizer import Pipeline
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="hotpotqa")
+    ap.add_argument("--pipelines", default="default")
+    ap.add_argument("--budget", type=float, default=0.25)
+    ap.add_argument("--n", type=int, default=100)
+    args = ap.parse_args()
+    ds = load_dataset(args.data, limit=args.n + 5)
+    warm, timed = ds.examples[:5], ds.examples[5 : 5 + args.n]
+    for name in args.pipelines.split(","):
+        pipe = Pipeline.preset(name, budget=args.budget).warm_up()
+        for ex in warm:
+            pipe.run(ex.question, ex.chunks)
+        ms = []
+        for ex in timed:
+            t = time.perf_counter()
+            pipe.run(ex.question, ex.chunks)
+            ms.append((time.perf_counter() - t) * 1000)
+        ms.sort()
+        p95 = ms[min(len(ms) - 1, int(0.95 * len(ms)))]
+        print(f"{args.data} {name} budget={args.budget:g} n={len(ms)}: p50 {statistics.median(ms):.1f} ms, p95 {p95:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
