@@ -14,6 +14,6 @@ for data in 2wiki nq-multidoc squad2-pools; do
 done
 ragtrim eval --data 2wiki --pipelines dense-topk,sentence-dense,quality --budgets $B --reader none --out "$OUT/2wiki-minilm"
 ragtrim eval --data nq-multidoc --limit 100 --pipelines all --budgets $B --reader none --out "$OUT/nq-multidoc-100-all"
-# local reader (packaged Gemma-3-270M): cached in OUT/hotpotqa-local/reader-cache.sqlite, a rerun is instant
-ragtrim eval --data hotpotqa --limit 100 --pipelines default,bm25-topk --budgets 0.125,0.25 \
-    --reader local --out "$OUT/hotpotqa-local"
+# local reader (packaged Gemma-3-270M; ~15 min on an idle machine, cached in OUT/hotpotqa-local/reader-cache.sqlite)
+ragtrim eval --data hotpotqa --limit 100 --pipelines default,bm25-pack,truncate --budgets 0.125,0.25 --reader local \
+    --reader-on default@0.125,default@0.25,bm25-pack@0.25,truncate@0.25 --out "$OUT/hotpotqa-local"
