@@ -96,4 +96,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # run the module's canonical copy, so that evals.cli registers its commands on the same app
+    from optimizer.cli import main as _main
+
+    _main()
