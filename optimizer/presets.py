@@ -14,6 +14,17 @@ import copy
 import difflib
 from typing import Any
 
+# The default sentence extraction: static embeddings, a hybrid BM25 + cosine chunk prior, query
+# coverage and, at tight budgets, a cost-scaled greedy. Chosen on HotpotQA and 2Wiki, checked on
+# squad2-pools and nq-multidoc (BENCHMARKS.md, "How default was chosen").
+SENTENCES_DEFAULT: dict[str, Any] = {
+    "model": "static",
+    "chunk_dense": 0.25,
+    "coverage": 0.5,
+    "density": 0.3,
+    "density_sentences": 4,
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {
         "description": "everything, in the given order (the eval's reference: it runs once, without a budget)",
@@ -50,7 +61,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "+ chunk prior with a second hop, to fill the budget (no LLM, no MiniLM)",
         "steps": [
             {"stage": "dedupe-near"},
-            {"stage": "sentences", "params": {"model": "static"}},
+            {"stage": "sentences", "params": SENTENCES_DEFAULT},
         ],
     },
     "quality": {

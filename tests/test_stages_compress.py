@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from optimizer import Chunk, Pipeline
@@ -117,3 +118,72 @@ def test_respects_pieces_cut_by_an_earlier_stage():
     cut = CHUNKS[1].keep([(0, 58)])  # only the first sentence survives
     out = run(SentenceExtract(**LEXICAL), chunks=[cut], budget=100)
     assert out[0].kept_pieces == ((0, 58),)
+
+
+COMPARISON = [
+    Chunk(id="a", title="Alpha Film", text="Alpha Film is a long 1951 drama film directed by Ann Lee in the city of Rome."),
+    Chunk(id="b", title="Beta Movie", text="Beta Movie is a 1931 comedy film. Beta Movie was shot in Berlin. Beta Movie won a prize."),
+    Chunk(id="c", title="Gamma", text="Gamma is a Greek letter. It is used in physics."),
+]
+COMPARISON_Q = "Which film came out first, Alpha Film or Beta Movie?"
+
+
+def test_coverage_brings_in_the_second_thing_a_question_names():
+    """Greedy order: after Beta's best sentence, Alpha's (the other film named) beats Beta's next ones."""
+    stage = SentenceExtract(**LEXICAL, redundancy=0.0, lead=0.0)
+    covering = SentenceExtract(**LEXICAL, redundancy=0.0, lead=0.0, coverage=1.0)
+    sents, _ = stage.scores(COMPARISON_Q, COMPARISON, StageContext.default(budget=100))
+    value = np.array([2.0, 2.4, 2.1, 2.1, 0.0, 0.0])  # Beta's sentences ahead of Alpha's one
+    mentions, weight = covering._query_words(COMPARISON_Q, COMPARISON, sents)
+    plain_order = list(stage._greedy(sents, value, mentions, weight))
+    covered_order = list(covering._greedy(sents, value, mentions, weight))
+    assert [sents[i].chunk for i in plain_order[:3]] == [1, 1, 1]
+    assert [sents[i].chunk for i in covered_order[:2]] == [1, 0]
+
+
+def test_coverage_weights_ignore_query_words_no_sentence_mentions():
+    stage = SentenceExtract(**LEXICAL, coverage=1.0)
+    context = StageContext.default(budget=100)
+    sents, _ = stage.scores(COMPARISON_Q, COMPARISON, context)
+    mentions, weight = stage._query_words(COMPARISON_Q + " zzzunknown", COMPARISON, sents)
+    assert weight[-1] == 0.0  # "zzzunknown" is in no sentence
+    assert weight.sum() == pytest.approx(1.0)
+    assert mentions.shape == (len(sents), len(weight))
+
+
+class _SpyEmbedder:
+    """Records what it embeds; the query and sentences naming ``favourite`` point the same way."""
+
+    name, dim = "spy", 2
+
+    def __init__(self, favourite: str) -> None:
+        self.favourite, self.seen = favourite, []
+
+    def encode(self, texts):
+        self.seen.extend(texts)
+        return np.array([[1.0, 0.0] if (i == 0 or self.favourite in t) else [0.0, 1.0] for i, t in enumerate(texts)])
+
+
+def test_rescore_embeds_only_the_top_sentences_and_reorders_them(monkeypatch):
+    from optimizer import embeddings
+
+    spy = _SpyEmbedder(favourite="Chief of Protocol")
+    monkeypatch.setitem(embeddings._LOADED, "minilm", spy)
+    plain = SentenceExtract(**LEXICAL)
+    rescored = SentenceExtract(**LEXICAL, rescore_model="minilm", rescore_top=7, rescore_weight=5.0)
+    sents, first = plain.scores(QUESTION, CHUNKS, StageContext.default(budget=50))
+    _, second = rescored.scores(QUESTION, CHUNKS, StageContext.default(budget=50))
+    assert len(spy.seen) == 1 + 7  # the query and the seven best sentences, not all of them
+    top = set(np.argsort(-first, kind="stable")[:7])
+    protocol = [i for i in top if "Chief of Protocol" in sents[i].text]
+    assert protocol, "the fixture must put the Chief of Protocol sentence among the seven best"
+    assert int(np.argmax(second)) in protocol and int(np.argmax(first)) not in protocol
+    untouched = [i for i in range(len(sents)) if i not in top]
+    assert np.allclose(first[untouched], second[untouched])
+
+
+def test_rescore_model_must_be_known():
+    with pytest.raises(ValueError, match="rescore_model"):
+        SentenceExtract(rescore_model="bert-large")
+    with pytest.raises(ValueError, match="rescore_top"):
+        SentenceExtract(rescore_top=0)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optimizer.embeddings import EMBEDDERS, embed_texts, get_embedder
+from optimizer.embeddings import EMBEDDERS, chunk_vectors, embed_texts, get_embedder
 from optimizer.records import Chunk
 from optimizer.sentences import split_sentences
 from optimizer.stage import Stage, StageContext, StageOutput
@@ -81,6 +81,10 @@ class SentenceExtract(Stage):
     lexical, dense, chunk_prior:
         Weights of sentence BM25, sentence-query cosine and the chunk-level prior (each
         scaled to [0, 1] per question before weighting).
+    chunk_dense:
+        Weight of the chunk-query cosine (same embedding model) blended into the chunk
+        prior next to the chunk's BM25 (a hybrid prior; 0 = BM25 only). Ignored when an
+        earlier stage set ``relevance``.
     lead:
         Bonus for the first kept sentence of a chunk (it usually names the entity).
     numeric:
@@ -96,7 +100,14 @@ class SentenceExtract(Stage):
     hop_weight:
         Weight of the second hop's chunk prior relative to the first's.
     density:
-        Greedy value is ``score / tokens ** density`` (0: by score; 1: per token).
+        Greedy value is ``score / tokens ** density`` (0: by score; 1: per token), the
+        cost-scaled greedy of budgeted maximization (Khuller, Moss & Naor 1999; Lin &
+        Bilmes 2010 use the same ``cost ** r``).
+    density_sentences:
+        When > 0, ``density`` applies in full only while the budget holds at most this many
+        sentences of average length; with room for ``k`` more it shrinks as
+        ``(density_sentences / k) ** 2``. Packing short sentences matters when only a few
+        fit; with room for many, the best ones fit anyway.
     neighbours:
         A sentence within this many positions of a better one inherits
         ``neighbour_weight`` times that score, when higher than its own.
@@ -106,6 +117,18 @@ class SentenceExtract(Stage):
     lead_follow:
         Once a sentence of a chunk is taken, that chunk's lead sentence gains this much
         (it usually names the entity the taken sentence talks about).
+    coverage:
+        Query coverage: a sentence gains this much times the share (rarity-weighted) of the
+        query's words it mentions, title included, that no taken sentence mentions yet. A
+        question naming two things ("X or Y?") then gets both covered before a third
+        sentence about X (diminishing returns, as in submodular summarization: Lin & Bilmes,
+        *A Class of Submodular Functions for Document Summarization*, ACL 2011).
+    rescore_model, rescore_top, rescore_weight:
+        Second-stage rerank: embed only the ``rescore_top`` best sentences (and the query)
+        with ``rescore_model`` (e.g. ``"minilm"``) and add ``rescore_weight`` times their
+        cosine, scaled to [0, 1] among them. A slow model then costs a fixed handful of
+        sentences per question instead of all of them (retrieve-then-rerank, as with
+        cross-encoders: Nogueira & Cho, *Passage Re-ranking with BERT*, 2019).
     stem:
         Truncate words to this many characters for lexical matching ("directed" and
         "director" meet at 6); 0 turns it off.
@@ -128,6 +151,7 @@ class SentenceExtract(Stage):
         lexical: float = 1.0,
         dense: float = 1.0,
         chunk_prior: float = 1.5,
+        chunk_dense: float = 0.0,
         lead: float = 0.3,
         numeric: float = 0.1,
         hops: int = 2,
@@ -137,10 +161,15 @@ class SentenceExtract(Stage):
         hop_terms: int = 0,
         hop_weight: float = 1.0,
         density: float = 0.0,
+        density_sentences: int = 0,
         neighbours: int = 0,
         neighbour_weight: float = 0.5,
         redundancy: float = 0.3,
         lead_follow: float = 0.0,
+        coverage: float = 0.0,
+        rescore_model: str | None = None,
+        rescore_top: int = 12,
+        rescore_weight: float = 1.0,
         stem: int = 0,
         ratio: float = 0.5,
         fill: float = 1.0,
@@ -149,6 +178,10 @@ class SentenceExtract(Stage):
     ) -> None:
         if model is not None and model not in EMBEDDERS:
             raise ValueError(f"sentences: model must be None or one of {', '.join(EMBEDDERS)}, got {model!r}")
+        if rescore_model is not None and rescore_model not in EMBEDDERS:
+            raise ValueError(f"sentences: rescore_model must be None or one of {', '.join(EMBEDDERS)}, got {rescore_model!r}")
+        if isinstance(rescore_top, bool) or not isinstance(rescore_top, int) or rescore_top < 1:
+            raise ValueError(f"sentences: rescore_top must be a positive integer, got {rescore_top!r}")
         if hops not in (1, 2):
             raise ValueError(f"sentences: hops must be 1 or 2, got {hops!r}")
         if order not in ("relevance", "document"):
@@ -162,6 +195,7 @@ class SentenceExtract(Stage):
         self.lexical = lexical
         self.dense = dense
         self.chunk_prior = chunk_prior
+        self.chunk_dense = chunk_dense
         self.lead = lead
         self.numeric = numeric
         self.hops = hops
@@ -171,10 +205,15 @@ class SentenceExtract(Stage):
         self.hop_terms = hop_terms
         self.hop_weight = hop_weight
         self.density = density
+        self.density_sentences = density_sentences
         self.neighbours = neighbours
         self.neighbour_weight = neighbour_weight
         self.redundancy = redundancy
         self.lead_follow = lead_follow
+        self.coverage = coverage
+        self.rescore_model = rescore_model
+        self.rescore_top = rescore_top
+        self.rescore_weight = rescore_weight
         self.stem = stem
         self.ratio = ratio
         self.fill = fill
@@ -184,6 +223,8 @@ class SentenceExtract(Stage):
     def warm_up(self) -> None:
         if self.model is not None:
             get_embedder(self.model)
+        if self.rescore_model is not None:
+            get_embedder(self.rescore_model)
 
     # -- scoring --------------------------------------------------------------------------
     def _sentences(self, chunks: Sequence[Chunk], context: StageContext) -> list[_Sentence]:
@@ -318,7 +359,13 @@ class SentenceExtract(Stage):
             base += self.lead * np.array([1.0 if s.position == 0 else 0.0 for s in sents])
         if self.numeric and _NUMERIC_QUESTION.search(query):
             base += self.numeric * np.array([1.0 if has_number(s.text) else 0.0 for s in sents])
-        p1 = np.array(prior if prior is not None else minmax(_bm25(q, chunk_terms)))
+        if prior is None:
+            prior = minmax(_bm25(q, chunk_terms))
+            if self.chunk_dense and embedder is not None and qvec is not None:
+                cvecs = chunk_vectors(embedder, chunks, context, use_title=self.use_title, reuse=False)
+                cos = minmax([float(x) for x in cvecs @ qvec])
+                prior = minmax([b + self.chunk_dense * c for b, c in zip(prior, cos)])
+        p1 = np.array(prior)
         score = base + self.chunk_prior * p1[chunk_of]
         if self.hops == 2 and self.hop_weight:
             link = np.zeros(len(chunks))
@@ -329,6 +376,11 @@ class SentenceExtract(Stage):
                 if e:
                     link = np.maximum(link, np.array(minmax(_bm25(e, chunk_terms))))
             score = base + self.chunk_prior * np.maximum(p1, self.hop_weight * link)[chunk_of]
+        if self.rescore_model is not None and self.rescore_weight:
+            top = np.argsort(-score, kind="stable")[: self.rescore_top]
+            vecs = embed_texts(get_embedder(self.rescore_model), [query, *(titled[i] for i in top)], context)
+            score = score.copy()
+            score[top] += self.rescore_weight * np.array(minmax([float(x) for x in vecs[1:] @ vecs[0]]))
         if self.neighbours:
             boosted = score.copy()
             for i, s in enumerate(sents):
@@ -339,13 +391,39 @@ class SentenceExtract(Stage):
         return sents, score
 
     # -- selection ------------------------------------------------------------------------
-    def _greedy(self, sents: list[_Sentence], value: np.ndarray):  # type: ignore[no-untyped-def]
+    def _density(self, sents: list[_Sentence], target: int) -> float:
+        """The cost exponent for this call (see ``density_sentences``)."""
+        if not self.density or not self.density_sentences:
+            return self.density
+        room = max(target, 1) / max(1.0, sum(s.tokens for s in sents) / len(sents))
+        return self.density * min(1.0, (self.density_sentences / room) ** 2)
+
+    def _query_words(self, query: str, chunks: Sequence[Chunk], sents: list[_Sentence]) -> tuple[np.ndarray, np.ndarray]:
+        """Which query words each sentence mentions (title included), and each word's weight.
+
+        A word weighs by its rarity across the chunks (IDF); words no sentence mentions
+        weigh nothing (nothing can cover them). Weights sum to 1.
+        """
+        words = list(dict.fromkeys(self._terms(query)))
+        if not words or not sents:
+            return np.zeros((len(sents), 0), dtype=bool), np.zeros(0)
+        titled = [f"{chunks[s.chunk].title}. {s.text}" if self.use_title and chunks[s.chunk].title else s.text for s in sents]
+        present = np.array([[w in ts for w in words] for ts in (set(self._terms(t)) for t in titled)], dtype=bool)
+        chunk_of = np.array([s.chunk for s in sents])
+        df = np.array([len(set(chunk_of[present[:, k]])) for k in range(len(words))])
+        weight = np.where(df > 0, np.log1p(len(chunks) / (1.0 + df)), 0.0)
+        total = weight.sum()
+        return present, (weight / total if total > 0 else weight)
+
+    def _greedy(self, sents: list[_Sentence], value: np.ndarray, mentions: np.ndarray | None = None, weight: np.ndarray | None = None):  # type: ignore[no-untyped-def]
         """Sentence indices, best first, updated as sentences are taken.
 
         Taking a sentence lowers the value of its chunk's other sentences by ``redundancy``
-        and, the first time, raises that chunk's lead sentence by ``lead_follow``.
+        and, the first time, raises that chunk's lead sentence by ``lead_follow``; with
+        ``coverage``, the query words it mentions stop earning a bonus for the others.
         """
-        if not self.redundancy and not self.lead_follow:
+        cover = self.coverage and mentions is not None and weight is not None and mentions.shape[1] > 0
+        if not self.redundancy and not self.lead_follow and not cover:
             yield from sorted(range(len(sents)), key=lambda i: (-value[i], i))
             return
         chunk_of = np.array([s.chunk for s in sents])
@@ -355,8 +433,10 @@ class SentenceExtract(Stage):
         current = value.astype(float).copy()
         left = np.ones(len(sents), dtype=bool)
         touched: set[int] = set()
+        open_words = np.ones(mentions.shape[1]) if cover else None
         while left.any():
-            i = int(np.argmax(np.where(left, current, -np.inf)))
+            total = current + self.coverage * (mentions @ (weight * open_words)) if cover else current
+            i = int(np.argmax(np.where(left, total, -np.inf)))
             left[i] = False
             yield i
             c = sents[i].chunk
@@ -364,6 +444,8 @@ class SentenceExtract(Stage):
                 current[chunk_of == c] -= self.redundancy
             if self.lead_follow and c not in touched:
                 current[lead_of[c]] += self.lead_follow
+            if cover:
+                open_words[mentions[i]] = 0.0
             touched.add(c)
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
@@ -377,13 +459,14 @@ class SentenceExtract(Stage):
             target = max(1, int(total * self.ratio))
         else:
             target = int(context.budget * self.fill)
-        value = score / np.power(np.array([max(1, s.tokens) for s in sents], dtype=float), self.density)
+        value = score / np.power(np.array([max(1, s.tokens) for s in sents], dtype=float), self._density(sents, target))
         ranked = sorted(range(len(sents)), key=lambda i: (-value[i], i))
         chosen: dict[int, list[int]] = {}
         chunk_order: list[int] = []
         used = 0
         overhead = 0
-        for i in self._greedy(sents, value):
+        mentions, weight = self._query_words(query, chunks, sents) if self.coverage else (None, None)
+        for i in self._greedy(sents, value, mentions, weight):
             s = sents[i]
             extra_head = 0
             if s.chunk not in chosen:
