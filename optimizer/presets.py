@@ -58,17 +58,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "default": {
         "description": "recommended: drop near-duplicates, then pick sentences by BM25 + static embeddings "
-        "+ chunk prior with a second hop, to fill the budget (no LLM, no MiniLM)",
+        "+ a hybrid chunk prior with a second hop, covering the query's words, to fill the budget (no LLM, no MiniLM)",
         "steps": [
             {"stage": "dedupe-near"},
             {"stage": "sentences", "params": SENTENCES_DEFAULT},
         ],
     },
     "quality": {
-        "description": "higher quality, slower: as default, with MiniLM sentence embeddings",
+        "description": "higher quality, slower: as default, with MiniLM sentence embeddings (int8 ONNX)",
         "steps": [
             {"stage": "dedupe-near"},
-            {"stage": "sentences", "params": {"model": "minilm"}},
+            {"stage": "sentences", "params": {**SENTENCES_DEFAULT, "model": "minilm-int8"}},
         ],
     },
 }

@@ -40,11 +40,16 @@ def minilm():
     return get_embedder("minilm")
 
 
+@pytest.fixture(scope="session")
+def minilm_int8():
+    return get_embedder("minilm-int8")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["static", "minilm"])
+@pytest.mark.parametrize("name", ["static", "minilm", "minilm_int8"])
 def test_real_embedders_give_unit_float32_rows_and_sensible_similarity(name, request):
     emb = request.getfixturevalue(name)
-    assert emb is get_embedder(name)  # memoized
+    assert emb is get_embedder(name.replace("_", "-"))  # memoized
     v = emb.encode(["The cat sat on the mat.", "A cat is sitting on a mat.", "Stock markets fell sharply today."])
     assert v.shape == (3, emb.dim) and v.dtype == np.float32
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
@@ -61,3 +66,42 @@ def test_static_fast_path_matches_model2vec(static):
     for a, b, t in zip(ours, ref, texts):
         if np.linalg.norm(b) > 0:
             assert float(a @ b) > 0.9999, t
+
+
+@pytest.mark.slow
+def test_int8_minilm_keeps_the_float_models_vectors_and_rankings(minilm, minilm_int8):
+    """Quantization may move vectors a little, not the order of what is closest to a query."""
+    query = "Who directed the 1951 film Payment on Demand?"
+    texts = [
+        "Payment on Demand is a 1951 drama film directed by Curtis Bernhardt.",
+        "Curtis Bernhardt was a German film director born in Worms.",
+        "The Seine flows through Paris.",
+        "Bette Davis starred in many films of the 1950s.",
+        "東京は日本の首都です。",
+        "x" * 3000,  # longer than the model's 256 tokens: truncated, as sentence-transformers does
+    ]
+    a, b = minilm_int8.encode([query, *texts]), minilm.encode([query, *texts])
+    assert np.min(np.sum(a * b, axis=1)) > 0.97
+    assert list(np.argsort(-(a[1:] @ a[0]))[:3]) == list(np.argsort(-(b[1:] @ b[0]))[:3])
+
+
+def test_int8_model_folder_without_a_model_says_how_to_build_one(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from optimizer.minilm_int8 import MiniLMInt8Embedder
+
+    with pytest.raises(ValueError, match="build_int8_model"):
+        MiniLMInt8Embedder(path=tmp_path)
+
+
+@pytest.mark.slow
+def test_int8_build_writes_a_whole_model_and_a_second_build_keeps_it(tmp_path):
+    from optimizer.minilm_int8 import MODEL_FILE, MiniLMInt8Embedder, build_int8_model
+
+    target = tmp_path / "int8"
+    assert build_int8_model(target) == target
+    first = (target / MODEL_FILE).stat().st_mtime_ns
+    build_int8_model(target)  # as if another process raced us: the existing model stays
+    assert (target / MODEL_FILE).stat().st_mtime_ns == first
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".building-")]
+    v = MiniLMInt8Embedder(path=target).encode(["hello world"])
+    assert v.shape == (1, 384)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optimizer.embeddings import EMBEDDERS, chunk_vectors, embed_texts, get_embedder
+from optimizer.embeddings import EMBEDDERS, embed_texts, get_embedder
 from optimizer.records import Chunk
 from optimizer.sentences import split_sentences
 from optimizer.stage import Stage, StageContext, StageOutput
@@ -82,9 +82,10 @@ class SentenceExtract(Stage):
         Weights of sentence BM25, sentence-query cosine and the chunk-level prior (each
         scaled to [0, 1] per question before weighting).
     chunk_dense:
-        Weight of the chunk-query cosine (same embedding model) blended into the chunk
-        prior next to the chunk's BM25 (a hybrid prior; 0 = BM25 only). Ignored when an
-        earlier stage set ``relevance``.
+        Weight of the chunk-query cosine blended into the chunk prior next to the chunk's
+        BM25 (a hybrid prior; 0 = BM25 only). The chunk's vector is the mean of its
+        sentences' vectors, so nothing more is embedded. Ignored when an earlier stage set
+        ``relevance``.
     lead:
         Bonus for the first kept sentence of a chunk (it usually names the entity).
     numeric:
@@ -123,12 +124,6 @@ class SentenceExtract(Stage):
         question naming two things ("X or Y?") then gets both covered before a third
         sentence about X (diminishing returns, as in submodular summarization: Lin & Bilmes,
         *A Class of Submodular Functions for Document Summarization*, ACL 2011).
-    rescore_model, rescore_top, rescore_weight:
-        Second-stage rerank: embed only the ``rescore_top`` best sentences (and the query)
-        with ``rescore_model`` (e.g. ``"minilm"``) and add ``rescore_weight`` times their
-        cosine, scaled to [0, 1] among them. A slow model then costs a fixed handful of
-        sentences per question instead of all of them (retrieve-then-rerank, as with
-        cross-encoders: Nogueira & Cho, *Passage Re-ranking with BERT*, 2019).
     stem:
         Truncate words to this many characters for lexical matching ("directed" and
         "director" meet at 6); 0 turns it off.
@@ -167,9 +162,6 @@ class SentenceExtract(Stage):
         redundancy: float = 0.3,
         lead_follow: float = 0.0,
         coverage: float = 0.0,
-        rescore_model: str | None = None,
-        rescore_top: int = 12,
-        rescore_weight: float = 1.0,
         stem: int = 0,
         ratio: float = 0.5,
         fill: float = 1.0,
@@ -178,10 +170,6 @@ class SentenceExtract(Stage):
     ) -> None:
         if model is not None and model not in EMBEDDERS:
             raise ValueError(f"sentences: model must be None or one of {', '.join(EMBEDDERS)}, got {model!r}")
-        if rescore_model is not None and rescore_model not in EMBEDDERS:
-            raise ValueError(f"sentences: rescore_model must be None or one of {', '.join(EMBEDDERS)}, got {rescore_model!r}")
-        if isinstance(rescore_top, bool) or not isinstance(rescore_top, int) or rescore_top < 1:
-            raise ValueError(f"sentences: rescore_top must be a positive integer, got {rescore_top!r}")
         if hops not in (1, 2):
             raise ValueError(f"sentences: hops must be 1 or 2, got {hops!r}")
         if order not in ("relevance", "document"):
@@ -211,9 +199,6 @@ class SentenceExtract(Stage):
         self.redundancy = redundancy
         self.lead_follow = lead_follow
         self.coverage = coverage
-        self.rescore_model = rescore_model
-        self.rescore_top = rescore_top
-        self.rescore_weight = rescore_weight
         self.stem = stem
         self.ratio = ratio
         self.fill = fill
@@ -223,8 +208,6 @@ class SentenceExtract(Stage):
     def warm_up(self) -> None:
         if self.model is not None:
             get_embedder(self.model)
-        if self.rescore_model is not None:
-            get_embedder(self.rescore_model)
 
     # -- scoring --------------------------------------------------------------------------
     def _sentences(self, chunks: Sequence[Chunk], context: StageContext) -> list[_Sentence]:
@@ -362,8 +345,7 @@ class SentenceExtract(Stage):
         if prior is None:
             prior = minmax(_bm25(q, chunk_terms))
             if self.chunk_dense and embedder is not None and qvec is not None:
-                cvecs = chunk_vectors(embedder, chunks, context, use_title=self.use_title, reuse=False)
-                cos = minmax([float(x) for x in cvecs @ qvec])
+                cos = minmax(_chunk_cosines(chunk_of, sent_vecs, qvec, len(chunks)))
                 prior = minmax([b + self.chunk_dense * c for b, c in zip(prior, cos)])
         p1 = np.array(prior)
         score = base + self.chunk_prior * p1[chunk_of]
@@ -376,11 +358,6 @@ class SentenceExtract(Stage):
                 if e:
                     link = np.maximum(link, np.array(minmax(_bm25(e, chunk_terms))))
             score = base + self.chunk_prior * np.maximum(p1, self.hop_weight * link)[chunk_of]
-        if self.rescore_model is not None and self.rescore_weight:
-            top = np.argsort(-score, kind="stable")[: self.rescore_top]
-            vecs = embed_texts(get_embedder(self.rescore_model), [query, *(titled[i] for i in top)], context)
-            score = score.copy()
-            score[top] += self.rescore_weight * np.array(minmax([float(x) for x in vecs[1:] @ vecs[0]]))
         if self.neighbours:
             boosted = score.copy()
             for i, s in enumerate(sents):
@@ -507,6 +484,18 @@ class SentenceExtract(Stage):
                 reasons[chunks[ci].id] = "sentences: lower-scoring sentences left out for the budget"
         notes = {"sentences_in": len(sents), "sentences_kept": sum(len(v) for v in chosen.values()), "target_tokens": target}
         return StageOutput(out, reasons=reasons, notes=notes)
+
+
+def _chunk_cosines(chunk_of: np.ndarray, sent_vecs: np.ndarray, qvec: np.ndarray, n: int) -> list[float]:
+    """Cosine of each chunk's mean sentence vector to the query (0 for a chunk without sentences)."""
+    out = [0.0] * n
+    for c in range(n):
+        rows = sent_vecs[chunk_of == c]
+        if len(rows):
+            mean = rows.mean(axis=0)
+            norm = float(np.linalg.norm(mean))
+            out[c] = float(mean @ qvec) / norm if norm > 0 else 0.0
+    return out
 
 
 def _with_relevance(chunk: Chunk, relevance: float) -> Chunk:
