@@ -14,10 +14,14 @@ Language Models*, SIGIR 2001) applied per question, in the spirit of iterative r
 for multi-hop QA (Xiong et al., *Answering Complex Open-Domain Questions with Multi-Hop
 Dense Retrieval*, ICLR 2021).
 
-Sentences are then picked greedily by score (optionally per token) until the budget
-(``context.budget`` minus the renderer's overhead) is filled; kept sentences stay in
-document order inside their chunk, and the chunk's ``relevance`` is its best sentence's
-score, so the packer keeps the best first.
+Sentences are then picked greedily until the budget (``context.budget`` minus the
+renderer's overhead) is filled. The greedy has diminishing returns: a sentence from a
+chunk already used is worth a little less (``redundancy``), and query words a taken
+sentence already mentions stop earning a bonus (``coverage``), so "X or Y?" gets both X
+and Y. When only a few sentences fit, value is scaled per token (``density``) so that two
+short sentences can beat one long one. Kept sentences stay in document order inside their
+chunk, and the chunk's ``relevance`` is its best sentence's score, so the packer keeps the
+best first.
 
 >>> from optimizer import Chunk
 >>> from optimizer.stage import StageContext
