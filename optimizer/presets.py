@@ -15,14 +15,14 @@ import difflib
 from typing import Any
 
 # The default sentence extraction: static embeddings, a hybrid BM25 + cosine chunk prior, query
-# coverage and, at tight budgets, a cost-scaled greedy. Chosen on HotpotQA and 2Wiki, checked on
+# coverage and, at tight budgets, a cost-scaled greedy that spreads over chunks. Chosen on HotpotQA and 2Wiki, checked on
 # squad2-pools and nq-multidoc (BENCHMARKS.md, "How default was chosen").
 SENTENCES_DEFAULT: dict[str, Any] = {
     "model": "static",
     "chunk_dense": 0.25,
     "coverage": 0.5,
     "density": 0.3,
-    "density_sentences": 4,
+    "tight_sentences": 4,
 }
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -19,7 +19,8 @@ renderer's overhead) is filled. The greedy has diminishing returns: a sentence f
 chunk already used is worth a little less (``redundancy``), and query words a taken
 sentence already mentions stop earning a bonus (``coverage``), so "X or Y?" gets both X
 and Y. When only a few sentences fit, value is scaled per token (``density``) so that two
-short sentences can beat one long one. Kept sentences stay in document order inside their
+short sentences can beat one long one; both that and the spreading fade as the budget
+grows (``tight_sentences``). Kept sentences stay in document order inside their
 chunk, and the chunk's ``relevance`` is its best sentence's score, so the packer keeps the
 best first.
 
@@ -108,11 +109,13 @@ class SentenceExtract(Stage):
         Greedy value is ``score / tokens ** density`` (0: by score; 1: per token), the
         cost-scaled greedy of budgeted maximization (Khuller, Moss & Naor 1999; Lin &
         Bilmes 2010 use the same ``cost ** r``).
-    density_sentences:
-        When > 0, ``density`` applies in full only while the budget holds at most this many
-        sentences of average length; with room for ``k`` more it shrinks as
-        ``(density_sentences / k) ** 2``. Packing short sentences matters when only a few
-        fit; with room for many, the best ones fit anyway.
+    tight_sentences:
+        When > 0, the budget counts as tight while it holds at most this many sentences of
+        average length, and ``density`` and ``redundancy`` apply in full only then. With room
+        for ``k`` sentences, ``density`` shrinks as ``(tight_sentences / k) ** 2`` and
+        ``redundancy`` as ``tight_sentences / k``: packing short sentences and spreading
+        over chunks matter when only a few sentences fit; with room for many, the best
+        ones fit anyway and whole passages read better than scattered sentences.
     neighbours:
         A sentence within this many positions of a better one inherits
         ``neighbour_weight`` times that score, when higher than its own.
@@ -160,7 +163,7 @@ class SentenceExtract(Stage):
         hop_terms: int = 0,
         hop_weight: float = 1.0,
         density: float = 0.0,
-        density_sentences: int = 0,
+        tight_sentences: int = 0,
         neighbours: int = 0,
         neighbour_weight: float = 0.5,
         redundancy: float = 0.3,
@@ -197,7 +200,7 @@ class SentenceExtract(Stage):
         self.hop_terms = hop_terms
         self.hop_weight = hop_weight
         self.density = density
-        self.density_sentences = density_sentences
+        self.tight_sentences = tight_sentences
         self.neighbours = neighbours
         self.neighbour_weight = neighbour_weight
         self.redundancy = redundancy
@@ -372,12 +375,15 @@ class SentenceExtract(Stage):
         return sents, score
 
     # -- selection ------------------------------------------------------------------------
-    def _density(self, sents: list[_Sentence], target: int) -> float:
-        """The cost exponent for this call (see ``density_sentences``)."""
-        if not self.density or not self.density_sentences:
-            return self.density
-        room = max(target, 1) / max(1.0, sum(s.tokens for s in sents) / len(sents))
-        return self.density * min(1.0, (self.density_sentences / room) ** 2)
+    def _room(self, sents: list[_Sentence], target: int) -> float:
+        """How many sentences of average length the budget holds."""
+        return max(target, 1) / max(1.0, sum(s.tokens for s in sents) / len(sents))
+
+    def _tight(self, sents: list[_Sentence], target: int, power: int) -> float:
+        """``(tight_sentences / room) ** power``, at most 1 (1 when ``tight_sentences`` is 0)."""
+        if not self.tight_sentences or not sents:
+            return 1.0
+        return min(1.0, (self.tight_sentences / self._room(sents, target)) ** power)
 
     def _query_words(self, query: str, chunks: Sequence[Chunk], sents: list[_Sentence]) -> tuple[np.ndarray, np.ndarray]:
         """Which query words each sentence mentions (title included), and each word's weight.
@@ -396,7 +402,14 @@ class SentenceExtract(Stage):
         total = weight.sum()
         return present, (weight / total if total > 0 else weight)
 
-    def _greedy(self, sents: list[_Sentence], value: np.ndarray, mentions: np.ndarray | None = None, weight: np.ndarray | None = None):  # type: ignore[no-untyped-def]
+    def _greedy(  # type: ignore[no-untyped-def]
+        self,
+        sents: list[_Sentence],
+        value: np.ndarray,
+        mentions: np.ndarray | None = None,
+        weight: np.ndarray | None = None,
+        redundancy: float | None = None,
+    ):
         """Sentence indices, best first, updated as sentences are taken.
 
         Taking a sentence lowers the value of its chunk's other sentences by ``redundancy``
@@ -404,7 +417,8 @@ class SentenceExtract(Stage):
         ``coverage``, the query words it mentions stop earning a bonus for the others.
         """
         cover = self.coverage and mentions is not None and weight is not None and mentions.shape[1] > 0
-        if not self.redundancy and not self.lead_follow and not cover:
+        redundancy = self.redundancy if redundancy is None else redundancy
+        if not redundancy and not self.lead_follow and not cover:
             yield from sorted(range(len(sents)), key=lambda i: (-value[i], i))
             return
         chunk_of = np.array([s.chunk for s in sents])
@@ -421,8 +435,8 @@ class SentenceExtract(Stage):
             left[i] = False
             yield i
             c = sents[i].chunk
-            if self.redundancy:
-                current[chunk_of == c] -= self.redundancy
+            if redundancy:
+                current[chunk_of == c] -= redundancy
             if self.lead_follow and c not in touched:
                 current[lead_of[c]] += self.lead_follow
             if cover:
@@ -440,14 +454,16 @@ class SentenceExtract(Stage):
             target = max(1, int(total * self.ratio))
         else:
             target = int(context.budget * self.fill)
-        value = score / np.power(np.array([max(1, s.tokens) for s in sents], dtype=float), self._density(sents, target))
+        density = self.density * self._tight(sents, target, 2)
+        value = score / np.power(np.array([max(1, s.tokens) for s in sents], dtype=float), density)
         ranked = sorted(range(len(sents)), key=lambda i: (-value[i], i))
         chosen: dict[int, list[int]] = {}
         chunk_order: list[int] = []
         used = 0
         overhead = 0
         mentions, weight = self._query_words(query, chunks, sents) if self.coverage else (None, None)
-        for i in self._greedy(sents, value, mentions, weight):
+        redundancy = self.redundancy * self._tight(sents, target, 1)
+        for i in self._greedy(sents, value, mentions, weight, redundancy):
             s = sents[i]
             extra_head = 0
             if s.chunk not in chosen:
