@@ -149,3 +149,26 @@ def test_coverage_weights_ignore_query_words_no_sentence_mentions():
     assert weight[-1] == 0.0  # "zzzunknown" is in no sentence
     assert weight.sum() == pytest.approx(1.0)
     assert mentions.shape == (len(sents), len(weight))
+
+
+def test_tight_sentences_fades_spreading_and_density_as_the_budget_grows():
+    stage = SentenceExtract(**LEXICAL, tight_sentences=4)
+    context = StageContext.default(budget=1000)
+    sents, _ = stage.scores(QUESTION, CHUNKS, context)
+    mean = sum(s.tokens for s in sents) / len(sents)
+    assert stage._tight(sents, int(4 * mean), 1) == pytest.approx(1.0)  # room for 4: tight, full strength
+    assert stage._tight(sents, int(8 * mean), 1) == pytest.approx(0.5, abs=0.05)  # room for 8: half the spreading
+    assert stage._tight(sents, int(8 * mean), 2) == pytest.approx(0.25, abs=0.05)  # and a quarter of the density
+    assert SentenceExtract(**LEXICAL)._tight(sents, 10_000, 1) == 1.0  # 0 turns the fade off
+
+
+def test_with_room_for_many_sentences_the_best_chunk_is_kept_whole():
+    """Spreading over chunks is for tight budgets; with room, the best passage stays whole."""
+    text = " ".join(f"Kiss and Tell fact number {i} is about the film." for i in range(8))
+    chunks = [Chunk(id="film", title="Kiss and Tell", text=text), *CHUNKS[2:]]
+    budget = 160
+    spread = run(SentenceExtract(**LEXICAL, redundancy=0.3), chunks, budget)
+    faded = run(SentenceExtract(**LEXICAL, redundancy=0.3, tight_sentences=2), chunks, budget)
+    kept = lambda out: next(c for c in out.chunks if c.id == "film").text  # noqa: E731
+    assert kept(faded) == text
+    assert len(kept(spread)) < len(text)
