@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the tables in BENCHMARKS.md. Usage: bash bench/run_benchmarks.sh [OUT_DIR]
-# Every preset on every bundled set, reader-free (about 35 min on 2 idle cores; the MiniLM
+# Every preset on every bundled set, reader-free (about 15 min on 2 cores; the float-MiniLM
 # baselines dense-topk and sentence-dense take most of it), then the local reader.
 set -euo pipefail
 OUT=${1:-runs/bench}
