@@ -61,8 +61,9 @@ def test_real_embedders_give_unit_float32_rows_and_sensible_similarity(name, req
 def test_static_fast_path_matches_model2vec(static):
     texts = ["Old 8×10 is an album.", "東京は首都です。", "snake_case and e\u0301 accents", "", "👩‍👩‍👧‍👦 emoji"]
     ours = static.encode(texts)
-    ref = static._model.encode(texts)
-    ref = ref / np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-12)
+    with np.errstate(all="ignore"):  # model2vec's vector for the empty text is NaN (ours is zeros): skipped below
+        ref = static._model.encode(texts)
+        ref = ref / np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-12)
     for a, b, t in zip(ours, ref, texts):
         if np.linalg.norm(b) > 0:
             assert float(a @ b) > 0.9999, t
