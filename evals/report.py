@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -312,6 +312,35 @@ def _inline_md(line: str) -> str:
             out.append(text[i])
             i += 1
     return "".join(out)
+
+
+def machine() -> str:
+    """``Linux x86_64, 2 cores, Python 3.12.3`` (for the report)."""
+    import os
+    import platform
+
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def run_meta(started: float, *, command: Sequence[str] | None = None, **extra: Any) -> dict[str, Any]:
+    """What varies between identical runs (``results.json``'s ``meta``): date, command, machine, wall time.
+
+    ``started`` is a :func:`time.perf_counter` reading; ``command`` the arguments after
+    ``ragtrim`` (this process's when None).
+    """
+    import shlex
+    import sys
+    import time
+    from datetime import datetime, timezone
+
+    args = list(command) if command is not None else sys.argv[1:]
+    return {
+        "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        "command": shlex.join(["ragtrim", *args]),
+        "machine": machine(),
+        "seconds": round(time.perf_counter() - started, 1),
+        **extra,
+    }
 
 
 def _dumps(obj: Any, **kw: Any) -> str:

@@ -7,7 +7,7 @@ hard budget still caps it (the adaptive budget is ``min(hard, adaptive)``), so t
 hard-budget contract is untouched.
 
 The rule. The context is split into units (sentences, or whole chunks); each unit gets a
-BM25+ score against the query (title-prefixed, as the ``bm25`` stage does). Scores are
+BM25+ score against the query (title-prefixed, as the ``rerank-bm25`` stage does). Scores are
 turned into a distribution ``p_i = softmax(z_i / temperature)`` over their z-scores (so the
 temperature does not depend on BM25's scale, which varies with query length). Units are
 taken best first until they hold ``mass`` of the relevance mass; the budget is their tokens

@@ -84,5 +84,19 @@ class Renderer:
                 pos += e - s
         return Rendered("".join(out), tuple(spans))
 
+    def overhead(self, chunks: Sequence[Chunk], tokenizer: Any) -> int:
+        """Tokens this layout adds around ``chunks`` (markers, titles, separators), counted by ``tokenizer``.
+
+        Titles are counted as if none repeated (an upper bound: a repeated title is printed once).
+
+        >>> from optimizer.tokenizer import get_tokenizer
+        >>> Renderer().overhead([Chunk(id="a", text="x", title="Paris")], get_tokenizer("cl100k_base"))
+        5
+        """
+        if not chunks:
+            return 0
+        heads = sum(len(tokenizer.encode(self.header(i + 1, c.title, None))) for i, c in enumerate(chunks))
+        return heads + (len(chunks) - 1) * tokenizer.count(self.separator)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

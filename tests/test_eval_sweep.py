@@ -109,7 +109,7 @@ def test_sample_and_reader_arms_limit_the_reader(tiny):
 
 
 def test_custom_pipeline_object_and_errors(tiny):
-    custom = Pipeline.from_config({"name": "mine", "steps": [{"stage": "bm25"}]})
+    custom = Pipeline.from_config({"name": "mine", "steps": [{"stage": "rerank-bm25"}]})
     run = run_eval(tiny, ["truncate", custom], [0.5], progress=False)
     assert [a.label for a in run.arms] == ["full", "truncate@50%", "mine@50%"]
     with pytest.raises(ValueError, match="unknown preset 'nope'.*truncate"):

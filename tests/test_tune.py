@@ -11,7 +11,7 @@ import evals.sweep
 from evals.datasets import load_dataset
 from evals.tune import TuneResult, evaluate_at, holds, tune_budget
 from optimizer import Pipeline, Stage, StageOutput
-from optimizer.cli import _register_optional_commands, app
+from ragtrim.cli import app
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda sigma omega".split()
 
@@ -180,7 +180,6 @@ def test_full_cannot_be_tuned(dataset):
 
 
 def test_cli_tune_json(synthetic):
-    _register_optional_commands()
     out = CliRunner().invoke(app, ["tune", "--data", str(synthetic), "--pipeline", "truncate",
                                    "--target-retention", "0.95", "--format", "json", "--resamples", "50"])
     assert out.exit_code == 0, out.output
@@ -190,7 +189,6 @@ def test_cli_tune_json(synthetic):
 
 
 def test_cli_tune_text_and_errors(synthetic):
-    _register_optional_commands()
     ok = CliRunner().invoke(app, ["tune", "--data", str(synthetic), "--pipeline", "bm25-topk", "--resamples", "50"])
     assert ok.exit_code == 0, ok.output
     assert "budget" in ok.stdout and "tokens" in ok.stdout and "per 1k queries" in ok.stdout

@@ -22,11 +22,11 @@ class Truncate(Stage):
     ['one two three four']
     """
 
-    name = "truncate"
+    name = "select-truncate"
 
     def __init__(self, *, at: str = "token") -> None:
         if at not in ("token", "sentence"):
-            raise ValueError(f"truncate: at must be 'token' or 'sentence', got {at!r}")
+            raise ValueError(f"select-truncate: at must be 'token' or 'sentence', got {at!r}")
         self.at = at
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
@@ -51,11 +51,11 @@ class Truncate(Stage):
                     cut, _ = cut_to_tokens(chunk, room, context)
                 if cut.text:
                     out.append(cut)
-                    reasons[chunk.id] = f"truncate: cut at the budget ({self.at} boundary)"
+                    reasons[chunk.id] = f"select-truncate: cut at the budget ({self.at} boundary)"
                     used = context.budget
             break
         for chunk in chunks[len(out):]:
-            reasons.setdefault(chunk.id, "truncate: after the budget")
+            reasons.setdefault(chunk.id, "select-truncate: after the budget")
         return StageOutput(out, reasons=reasons)
 
 
@@ -73,17 +73,17 @@ class TopK(Stage):
     ['b']
     """
 
-    name = "top-k"
+    name = "select-top-k"
 
     def __init__(self, *, k: int = 5) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"top-k: k must be a positive integer, got {k!r}")
+            raise ValueError(f"select-top-k: k must be a positive integer, got {k!r}")
         self.k = k
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
         keep = _ranked(chunks)[: self.k]
         kept = set(keep)
-        reasons = {c.id: f"top-k: not among the {self.k} most relevant" for i, c in enumerate(chunks) if i not in kept}
+        reasons = {c.id: f"select-top-k: not among the {self.k} most relevant" for i, c in enumerate(chunks) if i not in kept}
         return StageOutput([chunks[i] for i in keep], reasons=reasons)
 
 
@@ -101,7 +101,7 @@ class WholeChunks(Stage):
     ['small']
     """
 
-    name = "whole-chunks"
+    name = "select-whole"
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
         ranked = _ranked(chunks)
@@ -114,7 +114,7 @@ class WholeChunks(Stage):
             chunk = chunks[i]
             cost = context.overhead(keep + [chunk]) - context.overhead(keep) + context.count(chunk.text)
             if used + cost > context.budget:
-                reasons[chunk.id] = f"whole-chunks: needs {cost} tokens, {context.budget - used} left"
+                reasons[chunk.id] = f"select-whole: needs {cost} tokens, {context.budget - used} left"
                 continue  # a smaller, less relevant chunk may still fit
             keep.append(chunk)
             used += cost
@@ -131,7 +131,7 @@ class ScoreThreshold(Stage):
     ['b']
     """
 
-    name = "score-threshold"
+    name = "select-threshold"
 
     def __init__(self, *, min_score: float = 0.0, keep_at_least: int = 1) -> None:
         self.min_score = float(min_score)
@@ -142,7 +142,7 @@ class ScoreThreshold(Stage):
         keep = {i for i in ranked if relevance_of(chunks[i]) >= self.min_score}
         keep |= set(ranked[: self.keep_at_least])
         reasons = {
-            c.id: f"score-threshold: {relevance_of(c):.4g} < {self.min_score:g}"
+            c.id: f"select-threshold: {relevance_of(c):.4g} < {self.min_score:g}"
             for i, c in enumerate(chunks)
             if i not in keep
         }

@@ -144,7 +144,7 @@ class SentenceExtract(Stage):
         ``"relevance"`` (best chunk first) or ``"document"`` (input order).
     """
 
-    name = "sentences"
+    name = "compress-sentences"
 
     def __init__(
         self,

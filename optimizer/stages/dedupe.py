@@ -198,7 +198,7 @@ class MergeOverlaps(Stage):
     (['one two three four five six', 'seven eight'], ((14, 25),))
     """
 
-    name = "merge-overlaps"
+    name = "dedupe-overlaps"
 
     def __init__(
         self,

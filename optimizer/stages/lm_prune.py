@@ -95,7 +95,7 @@ class LMPrune(Stage):
         Tokens scored per llama.cpp call (longer texts go in consecutive windows).
     """
 
-    name = "lm-prune"
+    name = "compress-lm-prune"
 
     def __init__(self, *, keep_ratio: float = 0.6, min_keep: float = 0.3, model_path: str | None = None, window: int = 480) -> None:
         for pname, value in (("keep_ratio", keep_ratio), ("min_keep", min_keep)):

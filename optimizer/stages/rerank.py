@@ -96,7 +96,7 @@ class BM25Rerank(Stage):
     ['b', 'a']
     """
 
-    name = "bm25"
+    name = "rerank-bm25"
 
     def __init__(self, *, k1: float = 1.5, b: float = 0.75, use_title: bool = True) -> None:
         self.k1 = k1
@@ -119,7 +119,7 @@ class DenseRerank(Stage):
     (``reuse_embeddings``). Needs ``pip install 'ragtrim[embeddings]'``.
     """
 
-    name = "dense"
+    name = "rerank-dense"
 
     def __init__(self, *, model: str = "minilm", use_title: bool = True, reuse_embeddings: bool = True) -> None:
         _check_model(self.name, model)
@@ -145,7 +145,7 @@ class DenseRerank(Stage):
 class StaticRerank(DenseRerank):
     """:class:`DenseRerank` with the static model2vec embeddings (about 1 ms for 10 chunks)."""
 
-    name = "static"
+    name = "rerank-static"
 
     def __init__(self, *, model: str = "static", use_title: bool = True, reuse_embeddings: bool = True) -> None:
         super().__init__(model=model, use_title=use_title, reuse_embeddings=reuse_embeddings)
@@ -167,7 +167,7 @@ class HybridRerank(Stage):
     ['b', 'a']
     """
 
-    name = "hybrid"
+    name = "rerank-hybrid"
 
     def __init__(
         self,
@@ -246,7 +246,7 @@ class MMRRerank(Stage):
     order. ``lambda_`` 1.0 is pure relevance, 0.0 pure diversity.
     """
 
-    name = "mmr"
+    name = "rerank-mmr"
 
     def __init__(self, *, lambda_: float = 0.7, model: str = "static", use_title: bool = True) -> None:
         if not 0.0 <= float(lambda_) <= 1.0:
