@@ -6,7 +6,7 @@ is reported next to its mean (``n_answer_recall``, ``n_reader``...). An arm wher
 counts gets ``None``, never NaN. Deltas pair the same example ids in both arms and carry a
 95 % paired bootstrap interval (:func:`evals.bootstrap.paired_bootstrap`).
 
->>> from evals.sweep import Arm, ExampleRow
+>>> from evals.records import Arm, ExampleRow
 >>> def row(i, pipe, budget, tokens, recall):
 ...     return ExampleRow(id=i, pipeline=pipe, budget=budget, context="", tokens=tokens, tokens_full=100,
 ...                       prompt_tokens=tokens + 20, kept_ids=(), answer_recall=recall,
@@ -30,8 +30,8 @@ import numpy as np
 
 from evals.bootstrap import paired_bootstrap
 from evals.cost import cost_per_1k_queries
-
-REFERENCE = "full"
+from evals.records import REFERENCE
+from evals.records import rounded as _r
 
 DELTA_METRICS: tuple[tuple[str, str], ...] = (
     ("answer_recall", "answer_recall"),
@@ -42,10 +42,6 @@ DELTA_METRICS: tuple[tuple[str, str], ...] = (
     ("f1", "f1"),
 )
 """(metric name in results.json, ExampleRow field) pairs that get a delta versus ``full``."""
-
-
-def _r(x: float | None, digits: int = 6) -> float | None:
-    return None if x is None else float(round(float(x), digits)) + 0.0
 
 
 def _mean(values: Sequence[float | None]) -> tuple[float | None, int]:
