@@ -28,6 +28,7 @@ from types import MappingProxyType
 from typing import Any
 
 from optimizer.jsonl import iter_jsonl, open_text
+from optimizer.validate import positive_int
 from optimizer.records import Chunk
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "datasets"
@@ -140,8 +141,8 @@ def load_dataset(name_or_path: str | Path, *, limit: int | None = None) -> Datas
     limit:
         Keep only the first ``limit`` examples (the rest of the file is not read).
     """
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive whole number of examples or None, got {limit!r}")
+    if limit is not None:
+        positive_int(limit, "limit", what="examples")
     if not isinstance(name_or_path, (str, Path)):
         raise TypeError(f"pass a dataset name or a file path, got {type(name_or_path).__name__}: {name_or_path!r:.80}")
     if _is_path(name_or_path):

@@ -41,6 +41,7 @@ from typing import Any
 
 from evals.records import REFERENCE, Arm, rounded
 from optimizer.pipeline import Pipeline
+from optimizer.validate import unit_interval
 
 METRICS = ("answer_recall", "evidence_recall", "accuracy", "em", "f1")
 """Metrics a budget can be tuned for (``accuracy``, ``em`` and ``f1`` need a reader)."""
@@ -153,10 +154,8 @@ def _check_args(metric: str, target_retention: Any, reader: Any, resolution: Any
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     if metric in READER_METRICS and reader is None:
         raise ValueError(f"metric {metric!r} scores a reader's answers; pass a reader (e.g. --reader local) or use answer_recall")
-    if isinstance(target_retention, bool) or not isinstance(target_retention, (int, float)) or not 0 < target_retention <= 1:
-        raise ValueError(f"target_retention must be a share of the full-context metric in (0, 1], e.g. 0.98, got {target_retention!r}")
-    if isinstance(resolution, bool) or not isinstance(resolution, (int, float)) or not 0 < resolution < 1:
-        raise ValueError(f"resolution must be a relative step in (0, 1), e.g. 0.005 for 0.5 % of the share, got {resolution!r}")
+    unit_interval(target_retention, "target_retention (a share of the full-context metric)", example=0.98)
+    unit_interval(resolution, "resolution (a relative step of the share)", open_high=True, example="0.005 for 0.5 %")
     shares = sorted({float(s) for s in grid})
     if not shares or any(not 0 < s <= 1 for s in shares):
         raise ValueError(f"grid must hold shares of the full context in (0, 1], got {list(grid)!r}")

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 
 from optimizer.packer import cut_to_tokens
 from optimizer.records import Chunk
+from optimizer.scoring import by_relevance
 from optimizer.stage import Stage, StageContext, StageOutput, relevance_of
+from optimizer.validate import positive_int
 
 
 class Truncate(Stage):
@@ -59,10 +61,6 @@ class Truncate(Stage):
         return StageOutput(out, reasons=reasons)
 
 
-def _ranked(chunks: Sequence[Chunk]) -> list[int]:
-    return sorted(range(len(chunks)), key=lambda i: (-relevance_of(chunks[i]), i))
-
-
 class TopK(Stage):
     """Keep the ``k`` most relevant chunks (relevance, else the caller's score, else list order).
 
@@ -76,12 +74,11 @@ class TopK(Stage):
     name = "select-top-k"
 
     def __init__(self, *, k: int = 5) -> None:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"select-top-k: k must be a positive integer, got {k!r}")
+        positive_int(k, "select-top-k: k")
         self.k = k
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
-        keep = _ranked(chunks)[: self.k]
+        keep = by_relevance(chunks)[: self.k]
         kept = set(keep)
         reasons = {c.id: f"select-top-k: not among the {self.k} most relevant" for i, c in enumerate(chunks) if i not in kept}
         return StageOutput([chunks[i] for i in keep], reasons=reasons)
@@ -104,7 +101,7 @@ class WholeChunks(Stage):
     name = "select-whole"
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
-        ranked = _ranked(chunks)
+        ranked = by_relevance(chunks)
         if context.budget is None:
             return StageOutput([chunks[i] for i in ranked])
         keep: list[Chunk] = []
@@ -138,7 +135,7 @@ class ScoreThreshold(Stage):
         self.keep_at_least = int(keep_at_least)
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
-        ranked = sorted(range(len(chunks)), key=lambda i: (-relevance_of(chunks[i]), i))
+        ranked = by_relevance(chunks)
         keep = {i for i in ranked if relevance_of(chunks[i]) >= self.min_score}
         keep |= set(ranked[: self.keep_at_least])
         reasons = {

@@ -30,6 +30,7 @@ from optimizer.gguf import packaged_gguf_path
 from optimizer.lazy import lazy_import
 from optimizer.records import Chunk
 from optimizer.stage import Stage, StageContext, StageOutput
+from optimizer.validate import positive_int, unit_interval
 from optimizer.text import STOPWORDS, content_words
 
 _WORD = re.compile(r"\S+")
@@ -98,11 +99,10 @@ class LMPrune(Stage):
     name = "compress-lm-prune"
 
     def __init__(self, *, keep_ratio: float = 0.6, min_keep: float = 0.3, model_path: str | None = None, window: int = 480) -> None:
-        for pname, value in (("keep_ratio", keep_ratio), ("min_keep", min_keep)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-                raise ValueError(f"lm-prune: {pname} must be a number in (0, 1], got {value!r}")
-        if isinstance(window, bool) or not isinstance(window, int) or window < 16:
-            raise ValueError(f"lm-prune: window must be an integer of at least 16 tokens, got {window!r}")
+        unit_interval(keep_ratio, "compress-lm-prune: keep_ratio")
+        unit_interval(min_keep, "compress-lm-prune: min_keep")
+        if positive_int(window, "compress-lm-prune: window", what="tokens") < 16:
+            raise ValueError(f"compress-lm-prune: window must be at least 16 tokens, got {window!r}")
         self.keep_ratio = keep_ratio
         self.min_keep = min_keep
         self.model_path = model_path
