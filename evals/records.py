@@ -71,3 +71,83 @@ class ExampleRow:
         out = asdict(self)
         out["kept_ids"] = list(self.kept_ids)
         return out
+
+
+@dataclass(frozen=True)
+class ArmMetrics:
+    """One arm's metrics over its examples (see :mod:`evals.aggregate` for the rules).
+
+    Means are over the examples where a metric counts (``n_answer_recall``...), None where
+    none does; reader metrics are None when the reader was not asked for this arm.
+    """
+
+    answer_recall: float | None
+    evidence_recall: float | None
+    tokens_mean: float | None
+    tokens_full_mean: float | None
+    latency_ms_p50: float | None
+    latency_ms_p95: float | None
+    accuracy: float | None
+    em: float | None
+    f1: float | None
+    n: int
+    n_answer_recall: int
+    n_evidence_recall: int
+    compression: float | None
+    token_share: float | None
+    prompt_tokens_mean: float | None
+    cost_per_1k_queries: float | None
+    cost_saved_per_1k: float | None
+    reader_calls: int
+    n_reader: int
+    n_accuracy: int
+    reader_failures: int
+    reader_latency_ms_p50: float | None
+    reader_latency_ms_p95: float | None
+
+    def value(self, metric: str) -> float | None:
+        """A metric by name (``answer_recall``, ``tokens_mean``...); unknown names raise, listing the metrics."""
+        if metric not in self.__dataclass_fields__:
+            raise KeyError(f"unknown metric {metric!r}; metrics: {', '.join(self.__dataclass_fields__)}")
+        return getattr(self, metric)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Delta:
+    """An arm versus ``full`` on the same examples: both means, the paired delta and its 95 % interval."""
+
+    baseline: float | None
+    value: float | None
+    delta: float | None
+    ci95: tuple[float | None, float | None]
+    n: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"baseline": self.baseline, "value": self.value, "delta": self.delta, "ci95": list(self.ci95), "n": self.n}
+
+
+@dataclass(frozen=True)
+class ArmRun:
+    """The aggregate of one arm: its metrics and, except for ``full``, its deltas versus ``full`` by metric."""
+
+    pipeline: str
+    budget: Budget | None
+    label: str
+    metrics: ArmMetrics
+    vs_full: dict[str, Delta | None] | None
+
+    @property
+    def arm(self) -> Arm:
+        return Arm(self.pipeline, self.budget)
+
+    def delta(self, metric: str) -> Delta | None:
+        """The delta of ``metric`` versus ``full`` (None for ``full`` itself or where no example pairs)."""
+        return (self.vs_full or {}).get(metric)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run's entry in ``results.json``."""
+        vs = None if self.vs_full is None else {k: (d.to_dict() if d is not None else None) for k, d in self.vs_full.items()}
+        return {"pipeline": self.pipeline, "budget": self.budget, "label": self.label, "metrics": self.metrics.to_dict(), "vs_full": vs}

@@ -13,7 +13,7 @@ budget, as the reference.
 >>> run = run_eval(SimpleNamespace(name="tiny", examples=[ex]), ["truncate"], [0.5], progress=False)
 >>> [(r.pipeline, r.budget, r.answer_recall) for r in run.rows]
 [('full', None, 1), ('truncate', 0.5, 0)]
->>> run.run_for("truncate", 0.5)["metrics"]["answer_recall"]
+>>> run.run_for("truncate", 0.5).metrics.answer_recall
 0.0
 """
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evals import metrics as M
-from evals.records import REFERENCE, Arm, ExampleRow
+from evals.records import REFERENCE, Arm, ArmRun, ExampleRow
 from evals.readers.prompt import DEFAULT_TEMPLATE, format_prompt
 from optimizer.budget import Budget, parse_budget
 from optimizer.pipeline import Pipeline
@@ -45,13 +45,13 @@ class EvalRun:
     prompt_template: str | None
     arms: tuple[Arm, ...]
     rows: tuple[ExampleRow, ...]
-    runs: tuple[dict[str, Any], ...]
+    runs: tuple[ArmRun, ...]
     settings: dict[str, Any] = field(default_factory=dict)
 
-    def run_for(self, pipeline: str, budget: Budget | None) -> dict[str, Any]:
+    def run_for(self, pipeline: str, budget: Budget | None) -> ArmRun:
         """The aggregated run of one arm."""
         for run in self.runs:
-            if run["pipeline"] == pipeline and run["budget"] == budget:
+            if run.pipeline == pipeline and run.budget == budget:
                 return run
         raise KeyError(f"no run for pipeline {pipeline!r} at budget {budget!r}; arms: {[a.label for a in self.arms]}")
 
@@ -68,7 +68,7 @@ class EvalRun:
             "reader_model": self.reader_model,
             "prompt_template": self.prompt_template,
             **self.settings,
-            "runs": [dict(r) for r in self.runs],
+            "runs": [r.to_dict() for r in self.runs],
         }
 
 

@@ -361,8 +361,8 @@ def build_result(
     runs = aggregate(list(full_rows) + list(best_rows), [Arm(REFERENCE, None), Arm(evaluator.name, best)],
                      usd_per_million=price.input_per_million, resamples=resamples, seed=seed)
     full_run, best_run = runs
-    m = best_run["metrics"]
-    delta = (best_run["vs_full"] or {}).get(metric) or {}
+    m = best_run.metrics
+    delta = best_run.delta(metric)
     values = [v for v in (_metric_of(r, metric) for r in best_rows) if v is not None]
     best_value = sum(values) / len(values)
     median_full = evaluator.median_full_tokens()
@@ -374,13 +374,13 @@ def build_result(
         metric=rounded(best_value), full_metric=rounded(full_value),
         retention=rounded(best_value / full_value) if full_value else None,
         ci=mean_ci(values, resamples=resamples, seed=seed),
-        delta=float(delta.get("delta", best_value - full_value)),
-        delta_ci=tuple(delta.get("ci95", (best_value - full_value,) * 2)),
+        delta=float(delta.delta) if delta is not None else best_value - full_value,
+        delta_ci=tuple(delta.ci95) if delta is not None else (best_value - full_value,) * 2,
         n=len(evaluator.data.examples), n_metric=len(values),
-        tokens_mean=float(m["tokens_mean"]), tokens_full_mean=float(m["tokens_full_mean"]),
+        tokens_mean=float(m.tokens_mean), tokens_full_mean=float(m.tokens_full_mean),
         tokens_full_median=float(median_full),
-        tokens_saved_per_1k=rounded((full_run["metrics"]["prompt_tokens_mean"] - m["prompt_tokens_mean"]) * 1000),
-        cost_saved_per_1k=m["cost_saved_per_1k"], price_model=price.model, resolution=float(resolution),
+        tokens_saved_per_1k=rounded((full_run.metrics.prompt_tokens_mean - m.prompt_tokens_mean) * 1000),
+        cost_saved_per_1k=m.cost_saved_per_1k, price_model=price.model, resolution=float(resolution),
         evaluations=evaluations,
         fails_above=tuple(s for s, v in evaluations if s > best and not holds(v, full_value, target_retention)),
     )
@@ -411,7 +411,7 @@ def evaluate_at(
     name = _pipeline_name(pipeline)
     use_reader = reader if metric in READER_METRICS else None
     run = run_eval(data, [pipeline], [budget], reader=use_reader, tokenizer=tokenizer, resamples=1, progress=False)
-    return run.run_for(name, budget)["metrics"][metric], run.run_for(REFERENCE, None)["metrics"][metric]
+    return run.run_for(name, budget).metrics.value(metric), run.run_for(REFERENCE, None).metrics.value(metric)
 
 
 def _metric_of(row: Any, metric: str) -> float | None:

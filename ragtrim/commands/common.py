@@ -162,7 +162,7 @@ def finish(run: Any, out: Path, started: float, cache: Any = None, **extra: Any)
     print_summary(results)
     if cache is not None:
         typer.echo(f"reader cache {cache.path}: {cache.hits} hits, {cache.misses} new calls")
-    failures = sum(r["metrics"]["reader_failures"] for r in results["runs"])
+    failures = sum(r.metrics.reader_failures for r in run.runs)
     if failures:
         typer.secho(f"{failures} reader calls failed (see reader_error in examples.jsonl); rerun to retry them", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"report: {html} (and {out / 'report.md'}, results.json, examples.jsonl)")
