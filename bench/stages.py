@@ -30,6 +30,7 @@ from evals.metrics import answer_recall, evidence_recall  # noqa: E402
 from optimizer import embeddings as E  # noqa: E402
 from optimizer.pipeline import Pipeline  # noqa: E402
 from optimizer.presets import preset_config  # noqa: E402
+from optimizer.registry import DEPRECATED_ALIASES  # noqa: E402
 
 
 class _Memo:
@@ -59,12 +60,14 @@ def build(name: str, overrides: list[str]) -> Pipeline:
     for item in overrides:
         key, value = item.split("=", 1)
         stage, param = key.split(".", 1)
+        removed = stage.startswith("-")
+        stage = DEPRECATED_ALIASES.get(stage.lstrip("-"), stage.lstrip("-"))  # "sentences.x" still works
         steps = [s for s in config["steps"] if s["stage"] == stage]
-        if stage.startswith("-"):  # "-dedupe-near.x=1" removes that step
-            config["steps"] = [s for s in config["steps"] if s["stage"] != stage[1:]]
+        if removed:  # "-dedupe-near.x=1" removes that step
+            config["steps"] = [s for s in config["steps"] if s["stage"] != stage]
             continue
         if not steps:
-            config["steps"].insert(0 if stage != "sentences" else len(config["steps"]), {"stage": stage, "params": {}})
+            config["steps"].insert(0 if stage != "compress-sentences" else len(config["steps"]), {"stage": stage, "params": {}})
             steps = [s for s in config["steps"] if s["stage"] == stage]
         if param != "_":
             steps[0].setdefault("params", {})[param] = parse_value(value)
