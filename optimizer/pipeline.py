@@ -135,7 +135,7 @@ class Pipeline:
 
         ``budget`` and ``tokenizer`` given here override the config's.
 
-        >>> Pipeline.from_config({"steps": [{"stage": "bm25"}], "budget": 0.5}).budget
+        >>> Pipeline.from_config({"steps": [{"stage": "rerank-bm25"}], "budget": 0.5}).budget
         0.5
         """
         if isinstance(config, (str, Path)):

@@ -1,7 +1,7 @@
 """The ``ragtrim`` command line, composed from the command groups of the layers below.
 
-``optimize``, ``presets`` and ``stages`` use the library (:mod:`optimizer`) only; ``eval``,
-``demo`` and ``tune`` the eval harness (:mod:`evals`). Each group lives in its own module
+``optimize``, ``presets``, ``stages`` and ``models`` use the library (:mod:`optimizer`)
+only; ``eval``, ``demo`` and ``tune`` the eval harness (:mod:`evals`). Each group lives in its own module
 with a ``register(app)``; this module only puts them together, so adding a group is one
 line in :func:`build_app`.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import typer
 
-from ragtrim.commands import evaluate, optimize, tune
+from ragtrim.commands import evaluate, models, optimize, tune
 
 
 def build_app() -> typer.Typer:
@@ -29,9 +29,8 @@ def build_app() -> typer.Typer:
     optimize.register(app)  # optimize, presets, stages
     evaluate.register(app)  # eval, demo
     tune.register(app)  # tune
-    # Further groups register here, one line each:
-    #   models (issue 10): `ragtrim models ...`, e.g. app.add_typer(models.app, name="models")
-    #   serve: ragtrim.serve.commands.register(app)
+    models.register(app)  # models build, models list
+    # Further groups register here, one line each (serve: ragtrim.serve.commands.register(app)).
     return app
 
 

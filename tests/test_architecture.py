@@ -116,21 +116,10 @@ def test_a_lower_layer_never_imports_a_higher_one(lower, upper):
     assert not bad, f"{lower} must not import {upper}: {bad}"
 
 
-KNOWN_CYCLE = ["optimizer.embeddings", "optimizer.minilm_int8"]
-"""Being untangled with the model store (issue 10); :func:`test_known_cycle_is_still_there` fails once it is gone."""
-
-
 @pytest.mark.parametrize("package", ["optimizer", "evals", "ragtrim"])
 def test_no_import_cycle_inside_a_package(package):
     graph = {m: {d for d in deps if _layer(d) == package} for m, deps in import_graph().items() if _layer(m) == package}
-    found = [c for c in cycles(graph) if c != KNOWN_CYCLE]
-    assert not found, f"import cycles in {package}: {found}"
-
-
-@pytest.mark.xfail(strict=True, reason="embeddings and minilm_int8 import each other until the model store lands")
-def test_known_cycle_is_gone():
-    graph = {m: deps for m, deps in import_graph().items() if _layer(m) == "optimizer"}
-    assert KNOWN_CYCLE not in cycles(graph)
+    assert not cycles(graph), f"import cycles in {package}: {cycles(graph)}"
 
 
 def test_cycle_finder_finds_a_cycle():

@@ -96,3 +96,22 @@ def test_console_script_runs_offline(chunk_file):
     )
     assert proc.returncode == 0, proc.stderr
     assert "pack" in proc.stdout and "[1] Paris" in proc.stdout
+
+
+def test_the_command_line_has_every_group():
+    res = CliRunner().invoke(app, ["--help"])
+    assert res.exit_code == 0
+    for command in ("optimize", "presets", "stages", "eval", "demo", "tune", "models"):
+        assert command in res.output, command
+
+
+def test_models_list_names_the_cache_and_each_model():
+    res = CliRunner().invoke(app, ["models", "list"])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("cache: ") and "static" in res.output and "minilm-int8" in res.output
+
+
+def test_stages_lists_the_new_names_only():
+    res = CliRunner().invoke(app, ["stages"])
+    names = res.output.split()
+    assert "rerank-bm25" in names and "compress-sentences" in names and "bm25" not in names

@@ -32,11 +32,11 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 @contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn :data:`USER_ERRORS` raised inside the block into :func:`fail`."""
+def user_errors(*more: type[BaseException]) -> Iterator[None]:
+    """Turn :data:`USER_ERRORS` (and ``more``) raised inside the block into :func:`fail`."""
     try:
         yield
-    except USER_ERRORS as exc:
+    except (*USER_ERRORS, *more) as exc:
         fail(str(exc))
 
 

@@ -30,14 +30,14 @@ def optimize(
 
     if output_format not in FORMATS:
         fail(f"--format must be text, json or trace, got {output_format!r}")
-    with user_errors():
+    with user_errors(RuntimeError):  # RuntimeError: a model that could not be built or loaded
         parsed_budget = parse_budget(budget)
         items = read_chunks(chunks)
         if config is not None:
             pipeline = Pipeline.load(config, budget=parsed_budget, tokenizer=tokenizer)
         else:
             pipeline = Pipeline.preset(preset, budget=parsed_budget, tokenizer=tokenizer or "cl100k_base")
-        result = pipeline.run(query, items)
+        result = pipeline.warm_up().run(query, items)
     if output_format == "json":
         json.dump(result.to_dict(), sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
