@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from optimizer.atomic import build_file
+from optimizer.cache import build_file_atomically, cache_dir
 from optimizer.lazy import lazy_import
 from optimizer.records import Chunk
 from optimizer.scoring import titled_text
@@ -215,8 +215,6 @@ def _encode(model: Any, texts: Sequence[str]) -> np.ndarray:
 
 def corpus_cache_path(embedder_name: str, texts: Sequence[str]) -> Path:
     """Where the corpus embeddings of ``texts`` by ``embedder_name`` are cached."""
-    from optimizer.cache import cache_dir
-
     h = hashlib.sha256()
     for t in texts:
         h.update(t.encode("utf-8"))
@@ -235,7 +233,7 @@ def corpus_embeddings(model: Any, texts: Sequence[str], *, cache: bool) -> np.nd
     logger.info("embedding %d corpus passages with %s", len(texts), name)
     vecs = _encode(model, texts)
     if path is not None:
-        with build_file(path) as tmp, open(tmp, "wb") as fh:
+        with build_file_atomically(path) as tmp, open(tmp, "wb") as fh:
             np.save(fh, vecs)
     return vecs
 

@@ -13,9 +13,10 @@ The pieces, one module each: :mod:`optimizer.records` (Chunk, Span, Result, trac
 StageContext and the per-run RunCache), :mod:`optimizer.registry`, :mod:`optimizer.pipeline`,
 :mod:`optimizer.packer`, :mod:`optimizer.render`, :mod:`optimizer.presets`,
 :mod:`optimizer.stages`, :mod:`optimizer.scoring` (BM25, best-first order, titled text),
-:mod:`optimizer.validate` (checks of settings), :mod:`optimizer.atomic` (build, then rename)
-and :mod:`optimizer.testing` (the conformance check for your own stages). This package is
-the library: it never imports the eval harness (:mod:`evals`) or the app (:mod:`ragtrim`).
+:mod:`optimizer.validate` (checks of settings), :mod:`optimizer.cache` (where models are
+built, atomically) and :mod:`optimizer.testing` (the conformance check for your own
+stages). This package is the library: it never imports the eval harness (:mod:`evals`)
+or the app (:mod:`ragtrim`).
 """
 
 from optimizer.budget import parse_budget, resolve_budget

@@ -58,3 +58,29 @@ def build_atomically(target: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def build_file_atomically(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary file path next to ``target``; on success rename it over ``target``.
+
+    The file counterpart of :func:`build_atomically` (e.g. a cached array): a reader never
+    sees half a file; on an exception nothing is left behind.
+
+    >>> root = Path(tempfile.mkdtemp())
+    >>> with build_file_atomically(root / "vectors.npy") as tmp:
+    ...     _ = tmp.write_bytes(b"data")
+    >>> [p.name for p in root.iterdir()], (root / "vectors.npy").read_bytes()
+    (['vectors.npy'], b'data')
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
