@@ -181,7 +181,7 @@ class Pipeline:
             entry: dict[str, Any] = {"stage": _step_name(stage)}
             if name != entry["stage"]:
                 entry["name"] = name
-            params = _plain(stage_params(stage))
+            params = plain_settings(stage_params(stage))
             if params:
                 entry["params"] = params
             steps.append(entry)
@@ -391,12 +391,16 @@ class Pipeline:
         return f"Pipeline(name={self.name!r}, budget={self.budget!r}, tokenizer={self.tokenizer_name!r}, steps=[{steps}])"
 
 
-def _plain(value: Any) -> Any:
-    """Settings as YAML/TOML/JSON can hold them: tuples become lists, mappings plain dicts."""
+def plain_settings(value: Any) -> Any:
+    """Settings as YAML/TOML/JSON can hold them: tuples become lists, mappings plain dicts.
+
+    >>> plain_settings({"methods": ("bm25", "static"), "k": 60})
+    {'methods': ['bm25', 'static'], 'k': 60}
+    """
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_settings(v) for v in value]
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_settings(v) for k, v in value.items()}
     return value
 
 
@@ -420,4 +424,4 @@ def _to_toml(config: Mapping[str, Any]) -> str:
         raise ValueError(f"cannot write this pipeline as TOML ({exc}); save it as YAML or JSON") from None
 
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "plain_settings"]

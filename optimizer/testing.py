@@ -286,7 +286,7 @@ def _check_save_load(stage: Any, failures: list[Failure]) -> None:
     import tempfile
     from pathlib import Path
 
-    from optimizer.pipeline import Pipeline, _plain
+    from optimizer.pipeline import Pipeline, plain_settings
 
     pipeline = Pipeline([stage], budget=33)
     expected = pipeline.run(QUERY, CASES["typical"]).text
@@ -296,7 +296,7 @@ def _check_save_load(stage: Any, failures: list[Failure]) -> None:
             pipeline.save(path)
             loaded = Pipeline.load(path)
             (_, again), = loaded.steps
-            if type(again) is not type(stage) or _plain(again.get_params()) != _plain(stage.get_params()):
+            if type(again) is not type(stage) or plain_settings(again.get_params()) != plain_settings(stage.get_params()):
                 failures.append(Failure("save/load", suffix, f"loaded {again!r}, saved {stage!r}"))
             elif loaded.run(QUERY, CASES["typical"]).text != expected:
                 failures.append(Failure("save/load", suffix, "the loaded pipeline's output differs"))
