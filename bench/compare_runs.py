@@ -6,8 +6,11 @@ arm (``results.json``): every metric except the timings. Latency and ``meta`` di
 any two runs and are ignored.
 
     python bench/compare_runs.py runs/before-hotpotqa runs/after-hotpotqa [more pairs ...]
+    python bench/compare_runs.py --subset runs/before-hotpotqa runs/after-first-20   # rows only
 
-Prints one line per pair and every difference; exits 1 if any pair differs.
+``--subset``: the second folder ran on the first examples of the first (``--limit``); only
+its example rows are compared (the aggregates differ with n). Prints one line per pair and
+every difference; exits 1 if any pair differs.
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ def load_runs(folder: Path) -> dict[tuple[str, Any], dict[str, Any]]:
     return {(r["pipeline"], r["budget"]): r for r in doc["runs"]}
 
 
-def row_differences(before: Path, after: Path) -> list[str]:
+def row_differences(before: Path, after: Path, *, subset: bool = False) -> list[str]:
     a, b = load_rows(before), load_rows(after)
+    if subset:
+        a = {k: v for k, v in a.items() if k in b}
     out = [f"rows only in {before}: {sorted(set(a) - set(b))[:5]}"] if set(a) - set(b) else []
     out += [f"rows only in {after}: {sorted(set(b) - set(a))[:5]}"] if set(b) - set(a) else []
     for key in sorted(set(a) & set(b), key=str):
@@ -60,20 +65,25 @@ def run_differences(before: Path, after: Path) -> list[str]:
     return out
 
 
-def compare(before: Path, after: Path) -> tuple[int, list[str]]:
+def compare(before: Path, after: Path, *, subset: bool = False) -> tuple[int, list[str]]:
     """(number of example rows compared, differences)."""
+    if subset:
+        return len(load_rows(after)), row_differences(before, after, subset=True)
     return len(load_rows(before)), row_differences(before, after) + run_differences(before, after)
 
 
 def main(argv: list[str]) -> int:
+    subset = "--subset" in argv
+    argv = [a for a in argv if a != "--subset"]
     if len(argv) < 2 or len(argv) % 2:
         print(__doc__)
         return 2
     failed = False
     for before, after in zip(argv[::2], argv[1::2]):
-        n, diffs = compare(Path(before), Path(after))
+        n, diffs = compare(Path(before), Path(after), subset=subset)
         status = "identical" if not diffs else f"{len(diffs)} differences"
-        print(f"{before} vs {after}: {n} example rows x {len(ROW_FIELDS)} fields and every arm's metrics: {status}")
+        what = "example rows" if subset else "example rows and every arm's metrics"
+        print(f"{before} vs {after}: {n} {what} ({len(ROW_FIELDS)} fields per row): {status}")
         for d in diffs[:50]:
             print(f"  {d}")
         failed = failed or bool(diffs)
