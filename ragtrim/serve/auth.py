@@ -1,0 +1,34 @@
+"""Who is calling: ``Authorization: Bearer <key>`` (or ``X-Api-Key``) to a :class:`Principal`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from ragtrim.serve.errors import ApiError
+from ragtrim.serve.keys import Principal, authenticate
+
+
+def presented_key(headers: Any) -> str | None:
+    auth = headers.get("authorization")
+    if auth and auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return headers.get("x-api-key")
+
+
+async def require(request: Any, *, admin: bool = False, tenant: bool = False) -> Principal:
+    """The caller's principal, or a 401/403 ``ApiError``."""
+    service = request.app.state.service
+    key = presented_key(request.headers)
+    if not key:
+        raise ApiError(401, "authentication_error", "missing API key; send 'Authorization: Bearer rtk_...'",
+                       headers={"WWW-Authenticate": "Bearer"})
+    principal = await run_in_threadpool(authenticate, service.engine, service.pepper, key)
+    if principal is None:
+        raise ApiError(401, "authentication_error", "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+    if admin and not principal.admin:
+        raise ApiError(403, "permission_error", "this route needs an admin key (ragtrim keys create --admin)")
+    if tenant and principal.tenant_id is None:
+        raise ApiError(403, "permission_error", "admin keys make no model calls; use a tenant key (ragtrim keys create --tenant NAME)")
+    return principal
