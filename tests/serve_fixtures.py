@@ -42,15 +42,19 @@ def gateway_config(base_url: str, **overrides: Any) -> ServeConfig:
 
 
 @contextmanager
-def gateway(base_url: str, db_url: str = "sqlite://", **overrides: Any) -> Iterator[tuple[Any, Service]]:
-    """A TestClient on the gateway (lifespan run) and its Service."""
+def gateway(base_url: str, db_url: str | None = None, **overrides: Any) -> Iterator[tuple[Any, Service]]:
+    """A TestClient on the gateway (lifespan run) and its Service, on a fresh SQLite file unless ``db_url``."""
+    import tempfile
+
     from starlette.testclient import TestClient
 
     from ragtrim.serve.app import create_app
 
-    service = Service(gateway_config(base_url, **overrides), db_url=db_url, pepper=PEPPER)
-    with TestClient(create_app(service)) as client:
-        yield client, service
+    with tempfile.TemporaryDirectory() as tmp:
+        url = db_url if db_url is not None else f"sqlite:///{tmp}/serve.sqlite"
+        service = Service(gateway_config(base_url, **overrides), db_url=url, pepper=PEPPER)
+        with TestClient(create_app(service)) as client:
+            yield client, service
 
 
 def tenant_with_key(service: Service, name: str) -> str:

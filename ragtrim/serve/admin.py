@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ragtrim.serve.auth import require
@@ -28,20 +29,20 @@ async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         raise bad_request(str(exc)) from None
 
 
-async def tenants_create(request: Any) -> JSONResponse:
+async def tenants_create(request: Request) -> JSONResponse:
     await require(request, admin=True)
     body = await read_json(request, request.app.state.service.config.limits)
     t = await _call(create_tenant, request.app.state.service.engine, body.get("name"))
     return JSONResponse({"id": t.id, "name": t.name, "created": t.created}, status_code=201)
 
 
-async def tenants_list(request: Any) -> JSONResponse:
+async def tenants_list(request: Request) -> JSONResponse:
     await require(request, admin=True)
     ts = await _call(list_tenants, request.app.state.service.engine)
     return JSONResponse({"data": [{"id": t.id, "name": t.name, "created": t.created, "disabled": t.disabled} for t in ts]})
 
 
-async def keys_create(request: Any) -> JSONResponse:
+async def keys_create(request: Request) -> JSONResponse:
     await require(request, admin=True)
     service = request.app.state.service
     body = await read_json(request, service.config.limits)
@@ -52,12 +53,12 @@ async def keys_create(request: Any) -> JSONResponse:
                          "note": "store this key now: it is shown once and only its hash is kept"}, status_code=201)
 
 
-async def keys_list(request: Any) -> JSONResponse:
+async def keys_list(request: Request) -> JSONResponse:
     await require(request, admin=True)
     return JSONResponse({"data": await _call(list_keys, request.app.state.service.engine, request.query_params.get("tenant"))})
 
 
-async def keys_revoke(request: Any) -> JSONResponse:
+async def keys_revoke(request: Request) -> JSONResponse:
     await require(request, admin=True)
     kid = request.path_params["key_id"]
     if not await _call(revoke_key, request.app.state.service.engine, kid):
@@ -74,7 +75,7 @@ def budget_limit(unit: Any, raw: Any) -> int:
     return raw
 
 
-async def budgets_set(request: Any) -> JSONResponse:
+async def budgets_set(request: Request) -> JSONResponse:
     await require(request, admin=True)
     service = request.app.state.service
     body = await read_json(request, service.config.limits)
@@ -88,14 +89,14 @@ async def budgets_set(request: Any) -> JSONResponse:
     return JSONResponse(b.__dict__, status_code=200)
 
 
-async def budgets_list(request: Any) -> JSONResponse:
+async def budgets_list(request: Request) -> JSONResponse:
     await require(request, admin=True)
     service = request.app.state.service
     tenant = request.query_params.get("tenant")
     return JSONResponse({"data": [b.__dict__ for b in await _call(list_budgets, service.engine, tenant)]})
 
 
-async def budgets_delete(request: Any) -> JSONResponse:
+async def budgets_delete(request: Request) -> JSONResponse:
     await require(request, admin=True)
     bid = request.path_params["budget_id"]
     if not await _call(delete_budget, request.app.state.service.engine, bid):
@@ -103,7 +104,7 @@ async def budgets_delete(request: Any) -> JSONResponse:
     return JSONResponse({"id": bid, "deleted": True})
 
 
-async def usage_endpoint(request: Any) -> JSONResponse:
+async def usage_endpoint(request: Request) -> JSONResponse:
     """``GET /v1/usage?by=user,day&since=YYYY-MM-DD&until=...``; a tenant key sees only its tenant."""
     principal = await require(request)
     service = request.app.state.service

@@ -26,6 +26,7 @@ from typing import Any
 
 import anyio
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
 from optimizer.budget import Budget, budget_label
@@ -92,7 +93,7 @@ def _headers(rid: str, planned: Attempt, action: str, asked: Budget | None, step
     return h
 
 
-async def chat_endpoint(request: Any) -> Any:
+async def chat_endpoint(request: Request) -> Any:
     service = request.app.state.service
     start = time.perf_counter()
     principal = await require(request, tenant=True)

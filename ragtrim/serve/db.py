@@ -56,7 +56,7 @@ def _sqlite_engine(sa: Any, url: str) -> Any:
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, connect_args=args, pool_size=8, max_overflow=24)
-    else:  # one shared in-memory database (tests, doctests)
+    else:  # one shared in-memory connection: single-threaded use only (doctests); use a file otherwise
         engine = sa.create_engine(url, connect_args=args, poolclass=sa.pool.StaticPool)
 
     @sa.event.listens_for(engine, "connect")

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from optimizer.budget import budget_label
@@ -24,7 +25,7 @@ from ragtrim.serve.pricing import format_usd
 from ragtrim.serve.requests import check_preset, parse_optimize, read_json
 
 
-async def optimize_endpoint(request: Any) -> JSONResponse:
+async def optimize_endpoint(request: Request) -> JSONResponse:
     service = request.app.state.service
     start = time.perf_counter()
     principal = await require(request, tenant=True)

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 
 from ragtrim.serve.auth import require
@@ -143,7 +144,7 @@ td,th{{border-bottom:1px solid #eee;padding:4px 8px;text-align:left}}
 </body></html>"""
 
 
-async def page_link_endpoint(request: Any) -> JSONResponse:
+async def page_link_endpoint(request: Request) -> JSONResponse:
     """``POST /v1/usage/page-link``: a link to the usage page valid for 15 minutes."""
     principal = await require(request)
     service = request.app.state.service
@@ -153,7 +154,7 @@ async def page_link_endpoint(request: Any) -> JSONResponse:
     return JSONResponse({"url": f"/usage?token={token}", "expires": expires})
 
 
-async def page_endpoint(request: Any) -> HTMLResponse:
+async def page_endpoint(request: Request) -> HTMLResponse:
     service = request.app.state.service
     tenant = verify_page_token(service.pepper, request.query_params.get("token", ""), now=time.time())
     if tenant is None:
