@@ -155,7 +155,10 @@ def _handlers(app: Any) -> None:
 
 
 def app_from_env() -> Any:
-    """The uvicorn factory for ``ragtrim serve --workers N``: the config comes from ``RAGTRIM_SERVE_CONFIG_JSON``."""
-    raw = os.environ.get("RAGTRIM_SERVE_CONFIG_JSON")
-    config = ServeConfig.from_dict(json.loads(raw)) if raw else ServeConfig()
-    return create_app(config=config)
+    """The uvicorn factory for ``ragtrim serve --workers N``: config path and database from ``RAGTRIM_SERVE_CONFIG`` / ``RAGTRIM_SERVE_DB``."""
+    from ragtrim.serve.logs import setup_json_logging
+
+    setup_json_logging()
+    path = os.environ.get("RAGTRIM_SERVE_CONFIG") or None
+    config = ServeConfig.load(path)
+    return create_app(Service(config, db_url=os.environ.get("RAGTRIM_SERVE_DB") or None))

@@ -35,6 +35,7 @@ from ragtrim.serve.auth import require
 from ragtrim.serve.config import ModelConfig
 from ragtrim.serve.errors import ApiError, bad_request
 from ragtrim.serve.ledger import LedgerEntry
+from ragtrim.serve.logs import log_request
 from ragtrim.serve.plan import Attempt, Planned, Refused, model_chain, plan_and_reserve
 from ragtrim.serve.pricing import format_usd
 from ragtrim.serve.quota import Need
@@ -139,7 +140,9 @@ async def chat_endpoint(request: Request) -> Any:
 
 async def _finish_rejected(service: Any, base: LedgerEntry, exc: ApiError, start: float) -> None:
     ms = (time.perf_counter() - start) * 1000
-    await run_in_threadpool(service.quota.record, replace(base, action="failed", status=exc.status, error=exc.message, latency_ms=ms))
+    entry = replace(base, action="failed", status=exc.status, error=exc.message, latency_ms=ms)
+    await run_in_threadpool(service.quota.record, entry)
+    log_request(service.log, entry)
     service.metrics.observe_request(endpoint="chat", action="failed", tenant=base.tenant_id, status=exc.status,
                                     latency_s=ms / 1000, overhead_s=ms / 1000)
 
@@ -154,6 +157,7 @@ async def _refuse(service: Any, base: LedgerEntry, req: ChatRequest, outcome: Re
     entry = replace(_entry_for(base, outcome.attempt, "refused", outcome.steps), status=429, error=message, latency_ms=ms,
                     prompt_tokens=0, reserved_micro=0, reserved_tokens=0, saved_micro=0)
     await run_in_threadpool(service.quota.record, entry)
+    log_request(service.log, entry)
     service.metrics.observe_request(endpoint="chat", action="refused", tenant=base.tenant_id, status=429,
                                     latency_s=ms / 1000, overhead_s=ms / 1000)
     headers = {"Retry-After": str(retry), "X-Ragtrim-Request-Id": base.id, "X-Ragtrim-Action": "refused"}
@@ -196,6 +200,7 @@ async def _complete(service: Any, req: ChatRequest, planned: Planned, entry: Led
 
 async def _settle(service: Any, final: LedgerEntry, p: int, c: int, cost: int) -> None:
     await run_in_threadpool(service.quota.settle, final.id, Need(tokens=p + c, micro=cost), final)
+    log_request(service.log, final)
     service.metrics.observe_usage(tenant=final.tenant_id, model=final.model_used, tokens_sent=final.tokens_sent,
                                   tokens_saved=final.tokens_full - final.tokens_sent, prompt=p, completion=c, cost_micro=cost,
                                   saved_micro=final.saved_micro, upstream_s=final.upstream_ms / 1000)
@@ -207,6 +212,7 @@ async def _release(service: Any, entry: LedgerEntry, status: int, error: str, st
     ms = (time.perf_counter() - start) * 1000
     final = replace(entry, action="failed", status=status, error=error, latency_ms=ms, cost_micro=0, saved_micro=0)
     await run_in_threadpool(service.quota.release, entry.id, final)
+    log_request(service.log, final)
     service.metrics.observe_request(endpoint="chat", action="failed", tenant=entry.tenant_id, status=status,
                                     latency_s=ms / 1000, overhead_s=(ms - entry.upstream_ms) / 1000)
 

@@ -58,3 +58,13 @@ def get_logger() -> logging.Logger:
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
     """One JSON line: ``{"event": ..., **fields}``."""
     logger.log(level, event, extra={"fields": {"event": event, "t": round(time.time(), 3), **fields}})
+
+
+def log_request(logger: logging.Logger, entry: Any) -> None:
+    """One line per finished request, from its ledger entry (ids, tags, tokens, money, timing; no content, no keys)."""
+    log_event(logger, "request", level=logging.WARNING if entry.status >= 500 else logging.INFO,
+              request_id=entry.id, tenant=entry.tenant_id, user=entry.user, feature=entry.feature, endpoint=entry.endpoint,
+              model=entry.model_used, action=entry.action, status=entry.status, tokens_full=entry.tokens_full,
+              tokens_sent=entry.tokens_sent, prompt_tokens=entry.prompt_tokens, completion_tokens=entry.completion_tokens,
+              cost_micro=entry.cost_micro, saved_micro=entry.saved_micro, latency_ms=round(entry.latency_ms, 2),
+              upstream_ms=round(entry.upstream_ms, 2), degrade=entry.detail, error=entry.error[:300])

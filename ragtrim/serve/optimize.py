@@ -21,6 +21,7 @@ from optimizer.budget import budget_label
 from ragtrim.serve.auth import require
 from ragtrim.serve.errors import ApiError, bad_request
 from ragtrim.serve.ledger import LedgerEntry
+from ragtrim.serve.logs import log_request
 from ragtrim.serve.pricing import format_usd
 from ragtrim.serve.requests import check_preset, parse_optimize, read_json
 
@@ -49,7 +50,9 @@ async def optimize_endpoint(request: Request) -> JSONResponse:
             raise bad_request(str(exc)) from None
     except ApiError as exc:
         ms = (time.perf_counter() - start) * 1000
-        await run_in_threadpool(service.quota.record, replace(entry, status=exc.status, error=exc.message, latency_ms=ms))
+        failed = replace(entry, status=exc.status, error=exc.message, latency_ms=ms)
+        await run_in_threadpool(service.quota.record, failed)
+        log_request(service.log, failed)
         service.metrics.observe_request(endpoint="optimize", action="failed", tenant=entry.tenant_id, status=exc.status,
                                         latency_s=ms / 1000, overhead_s=ms / 1000)
         raise
@@ -59,6 +62,7 @@ async def optimize_endpoint(request: Request) -> JSONResponse:
     final = replace(entry, action="ok", status=200, model_used=price.model, tokens_full=result.tokens_full,
                     tokens_sent=result.tokens, saved_micro=saved, price_ref=price.ref, budget_used=result.budget, latency_ms=ms)
     await run_in_threadpool(service.quota.record, final)
+    log_request(service.log, final)
     service.metrics.observe_usage(tenant=entry.tenant_id, model="", tokens_sent=result.tokens, tokens_saved=saved_tokens,
                                   prompt=0, completion=0, cost_micro=0, saved_micro=saved, upstream_s=None)
     service.metrics.observe_request(endpoint="optimize", action="ok", tenant=entry.tenant_id, status=200, latency_s=ms / 1000,
