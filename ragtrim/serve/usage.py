@@ -64,8 +64,8 @@ def usage_summary(engine: Any, *, tenant_id: str | None, by: Sequence[str] = ("d
     if groups:
         q = q.group_by(*[GROUPS[g] for g in groups]).order_by(*[GROUPS[g] for g in groups])
     with reading(engine) as conn:
-        rows = [{k: (int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in groups else v)
-                 for k, v in r._mapping.items()} for r in conn.execute(q).all()]
+        rows = [{k: (v if k in groups else int(v or 0)) for k, v in r._mapping.items()}  # PostgreSQL sums are Decimals
+                for r in conn.execute(q).all()]
     if not groups and rows and rows[0]["requests"] == 0:
         rows = []
     totals: dict[str, int] = {}
