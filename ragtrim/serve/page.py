@@ -58,14 +58,18 @@ def verify_page_token(pepper: bytes, token: str, *, now: float) -> str | None:
     return tenant
 
 
-def daily_chart_svg(rows: Sequence[Mapping[str, Any]], *, width: int = 720, height: int = 240) -> str:
-    """Bars of spend and savings per day (dollars), as an inline SVG."""
+def daily_chart_svg(rows: Sequence[Mapping[str, Any]], *, limit_micro: int | None = None, width: int = 720, height: int = 240) -> str:
+    """Bars of spend and savings per day, the running total of spend (a line) and a dollar budget (dashed), as an inline SVG."""
     pad_l, pad_b, pad_t = 70, 40, 20
     days = [r["day"] for r in rows]
-    top = max([1] + [max(int(r["cost_micro"]), int(r["saved_micro"])) for r in rows])
+    running, total = [], 0
+    for r in rows:
+        total += int(r["cost_micro"])
+        running.append(total)
+    top = max([1, limit_micro or 0] + running + [int(r["saved_micro"]) for r in rows])
     plot_w, plot_h = width - pad_l - 10, height - pad_b - pad_t
     slot = plot_w / max(1, len(days))
-    bar = max(2.0, slot * 0.38)
+    bar = min(36.0, max(2.0, slot * 0.38))
     parts = [f'<svg id="usage-chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" role="img" aria-label="Daily spend and savings">']
     for i in range(5):
@@ -81,10 +85,24 @@ def daily_chart_svg(rows: Sequence[Mapping[str, Any]], *, width: int = 720, heig
                          f'<title>{html.escape(r["day"])} {key[:-6]} {format_usd(int(r[key]))}</title></rect>')
         if len(rows) <= 16 or i % max(1, len(rows) // 8) == 0:
             parts.append(f'<text x="{x + bar:.1f}" y="{height - pad_b + 16}" font-size="10" text-anchor="middle">{html.escape(r["day"][5:])}</text>')
+    if rows:
+        points = " ".join(f"{pad_l + i * slot + slot * 0.1 + bar:.1f},{pad_t + plot_h - plot_h * v / top:.1f}" for i, v in enumerate(running))
+        parts.append(f'<polyline id="running-spend" points="{points}" fill="none" stroke="#2c3e50" stroke-width="2"/>')
+    if limit_micro:
+        y = pad_t + plot_h - plot_h * limit_micro / top
+        parts.append(f'<line id="budget-line" x1="{pad_l}" y1="{y:.1f}" x2="{width - 10}" y2="{y:.1f}" stroke="#e67e22" stroke-dasharray="6 4"/>')
+    parts.append(f'<text x="{pad_l + 260}" y="{height - 6}" font-size="11" fill="#2c3e50">— spent so far</text>')
+    if limit_micro:
+        parts.append(f'<text x="{pad_l + 360}" y="{height - 6}" font-size="11" fill="#e67e22">- - monthly $ budget</text>')
     parts.append(f'<text x="{pad_l}" y="{height - 6}" font-size="11" fill="#c0392b">■ spent</text>')
     parts.append(f'<text x="{pad_l + 70}" y="{height - 6}" font-size="11" fill="#27ae60">■ saved by optimization</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _month_usd_limit(budgets: Sequence[Mapping[str, Any]]) -> int | None:
+    limits = [b["limit"] for b in budgets if b["unit"] == "usd" and b["period"] == "month" and b["scope"] == "tenant"]
+    return min(limits) if len(limits) == 1 else None
 
 
 def _quota_rows(budgets: Sequence[Mapping[str, Any]]) -> str:
@@ -135,8 +153,8 @@ td,th{{border-bottom:1px solid #eee;padding:4px 8px;text-align:left}}
 <div class="card">refused<b id="total-refused">{t["refused"]:,}</b></div>
 <div class="card">context tokens sent / full<b id="total-tokens">{t["tokens_sent"]:,} / {t["tokens_full"]:,}</b></div>
 </div>
-<h2>Spend and savings per day</h2>
-{daily_chart_svg(daily)}
+<h2>Spend and savings per day (this month)</h2>
+{daily_chart_svg(daily, limit_micro=_month_usd_limit(budgets))}
 <h2>Quota (current period)</h2>
 <table id="quota"><tr><th>tenant</th><th>scope</th><th>unit/period</th><th>spent</th><th>reserved</th><th>limit</th><th>used</th><th>resets</th></tr>{_quota_rows(budgets)}</table>
 <h2>By user</h2><table id="by-user">{head.format("user")}{_group_rows(by_user, "user")}</table>
@@ -161,7 +179,7 @@ async def page_endpoint(request: Request) -> HTMLResponse:
         raise ApiError(401, "authentication_error", "the usage page link is invalid or expired; get a new one with "
                        "POST /v1/usage/page-link or 'ragtrim usage --page-link'")
     scope = None if tenant == _ALL else tenant
-    since = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)).strftime("%Y-%m-%d")
+    since = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-01")  # this month: the chart's running total meets the monthly budget
     daily = await run_in_threadpool(usage_summary, service.engine, tenant_id=scope, by=["day"], since=since)
     users = await run_in_threadpool(usage_summary, service.engine, tenant_id=scope, by=["user"], since=since)
     features = await run_in_threadpool(usage_summary, service.engine, tenant_id=scope, by=["feature"], since=since)
