@@ -15,6 +15,7 @@ needed; ``postgresql://`` URLs use the psycopg (3) driver.
 from __future__ import annotations
 
 from collections.abc import Iterator
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,10 @@ def _sqlite_engine(sa: Any, url: str) -> Any:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
+    # one writer at a time inside a process: threads queue on a lock instead of sleeping in
+    # SQLite's busy handler (which backs off up to 100 ms); processes still meet at BEGIN IMMEDIATE
+    engine.info_write_lock = threading.Lock()  # type: ignore[attr-defined]
+
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         readonly = conn.get_execution_options().get("ragtrim_readonly", False)
@@ -80,7 +85,12 @@ def _sqlite_engine(sa: Any, url: str) -> Any:
 @contextmanager
 def writing(engine: Any) -> Iterator[Any]:
     """A write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success."""
-    with engine.begin() as conn:
+    lock = getattr(engine, "info_write_lock", None)
+    if lock is None:
+        with engine.begin() as conn:
+            yield conn
+        return
+    with lock, engine.begin() as conn:
         yield conn
 
 
