@@ -235,6 +235,7 @@ def check(db_url: str, results: list[dict[str, Any]], probe_id: str) -> dict[str
         "requests_sent": len(results), "answered": len(answered), "lost_connection": len(lost),
         "ledger_rows": len(rows), "answered_without_ledger_row": len(missing) + len(unlabeled),
         "rows_failed_worker_died": sum(1 for r in rows if "worker stopped" in r["error"]),
+        "rows_not_answered": _not_answered(rows, answered),
         "rows_pending": sum(1 for r in rows if r["action"] == "pending"),
         "reservations_held": len(held), "reservation_states": states,
         "status": {str(k): sum(1 for r in results if r["status"] == k) for k in sorted({r["status"] for r in results}, key=str)},
@@ -260,6 +261,16 @@ def check(db_url: str, results: list[dict[str, Any]], probe_id: str) -> dict[str
                           "client_p50": percentile(client_overhead, 0.5), "client_p99": percentile(client_overhead, 0.99),
                           "refusal_p50": percentile(refused, 0.5), "refusal_p99": percentile(refused, 0.99),
                           "upstream_p50": percentile([r["upstream_ms"] for r in chat], 0.5)}
+    return out
+
+
+def _not_answered(rows: list[dict[str, Any]], answered: list[dict[str, Any]]) -> dict[str, int]:
+    """Ledger rows of requests the client got no answer for (a killed worker's), by action."""
+    ids = {r.get("id") for r in answered}
+    out: dict[str, int] = {}
+    for r in rows:
+        if r["id"] not in ids:
+            out[r["action"]] = out.get(r["action"], 0) + 1
     return out
 
 

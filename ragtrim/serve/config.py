@@ -14,7 +14,7 @@ A complete file (``serve.toml``)::
     workers = 2
     preset = "default"          # optimizer preset when a request names none
     budget = 0.5                # context budget when a request names none (share or tokens)
-    default_model = "gpt-4o"
+    default_model = "gpt-4o"       # default: the first model under [models]
     lease_seconds = 30          # a reservation of a dead worker expires after this
     prices = "my-prices.toml"   # optional, added to evals/prices.toml
 
@@ -182,6 +182,8 @@ class ServeConfig:
             values["models"] = MappingProxyType(
                 {name: _section(ModelConfig, {**entry, "name": name}, f"models.{name}") for name, entry in data["models"].items()}
             )
+        if "models" in data and "default_model" not in data and data["models"]:
+            values["default_model"] = next(iter(data["models"]))  # the first model listed
         cfg = cls(**values)
         cfg.check()
         return cfg
