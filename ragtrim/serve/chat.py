@@ -121,6 +121,8 @@ async def chat_endpoint(request: Request) -> Any:
             )
         except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
             raise bad_request(str(exc)) from None
+        except UpstreamError as exc:
+            raise ApiError(502, "upstream_error", str(exc)) from None
     except ApiError as exc:
         await _finish_rejected(service, base, exc, start)
         raise

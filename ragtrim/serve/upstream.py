@@ -173,9 +173,11 @@ class LocalUpstream:
     """The packaged Gemma-3-270M in-process (:class:`evals.readers.local.LocalReader`).
 
     The base model has no chat template: the prompt is the reader's own template with the
-    optimized documents and the last user message (system messages are not used). Its
-    answers stop at a newline and at the reader's ``max_tokens``, which also caps what the
-    gateway reserves.
+    optimized documents and the last user message (system messages are not used). Answers
+    stop at a newline. The model runs through the reader's public ``complete(prompt,
+    max_tokens=...)`` where it has one (in a crash-isolated worker process), else through
+    ``_generate(prompt)`` with the reader's own ``max_tokens`` (which then caps what the
+    gateway reserves).
     """
 
     kind = "local"
@@ -198,20 +200,32 @@ class LocalUpstream:
         return None
 
     def max_completion_tokens(self, asked: int) -> int:
-        return min(asked, int(getattr(self._get_reader(), "max_tokens", asked)))
+        reader = self._get_reader()
+        if callable(getattr(reader, "complete", None)):  # takes max_tokens per call
+            return asked
+        return min(asked, int(getattr(reader, "max_tokens", asked)))
 
     async def count_prompt_tokens(self, messages: Sequence[Mapping[str, Any]], tokenizer: str, question: str, context: str) -> int:
         anyio = lazy_import("anyio", extra="serve", purpose="ragtrim serve")
         reader = self._get_reader()
-        return await anyio.to_thread.run_sync(reader.count_tokens, reader.prompt(question, context))
+        try:
+            return int(await anyio.to_thread.run_sync(reader.count_tokens, reader.prompt(question, context)))
+        except Exception as exc:  # the model's worker died or failed
+            raise UpstreamError(502, f"local model failed to count the prompt: {type(exc).__name__}: {exc}"[:500]) from None
+
+    def _call(self, prompt: str, max_tokens: int) -> Any:
+        reader = self._get_reader()
+        complete = getattr(reader, "complete", None)
+        if callable(complete):
+            return complete(prompt, max_tokens=max_tokens)
+        return reader._generate(prompt)
 
     async def complete(self, body: Mapping[str, Any], question: str, context: str) -> UpstreamReply:
         anyio = lazy_import("anyio", extra="serve", purpose="ragtrim serve")
         reader = self._get_reader()
         prompt = reader.prompt(question, context)
-        call = getattr(reader, "complete", None) or reader._generate
         start = time.perf_counter()
-        out = await anyio.to_thread.run_sync(call, prompt)
+        out = await anyio.to_thread.run_sync(self._call, prompt, int(body.get("max_tokens") or 64))
         ms = (time.perf_counter() - start) * 1000
         if not out.ok:
             return UpstreamReply(502, None, "", out.prompt_tokens, out.completion_tokens, ms, f"local model failed: {out.error}")
