@@ -72,14 +72,15 @@ class Metrics:
         """The text exposition and its content type (summed over workers in multiprocess mode)."""
         prom = self._prom
         if self.multiprocess:
+            multiprocess = lazy_import("prometheus_client.multiprocess", extra="serve", purpose="ragtrim serve's /metrics")
             registry = prom.CollectorRegistry()
-            prom.multiprocess.MultiProcessCollector(registry)
+            multiprocess.MultiProcessCollector(registry)
             return prom.generate_latest(registry), prom.CONTENT_TYPE_LATEST
         return prom.generate_latest(self.registry), prom.CONTENT_TYPE_LATEST
 
 
 def mark_worker_dead(pid: int) -> None:
     """Clean a dead worker's live gauges (multiprocess mode)."""
-    prom: Any = lazy_import("prometheus_client", extra="serve", purpose="ragtrim serve's /metrics")
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        prom.multiprocess.mark_process_dead(pid)
+        multiprocess: Any = lazy_import("prometheus_client.multiprocess", extra="serve", purpose="ragtrim serve's /metrics")
+        multiprocess.mark_process_dead(pid)
