@@ -202,7 +202,7 @@ async def client_run(bases: list[str], keys: dict[str, str], docs: list, n: int,
                 kill[1]()
             await one(client, i)
 
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(120, connect=30), limits=limits) as client:
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
     return results
 
@@ -233,6 +233,7 @@ def check(db_url: str, results: list[dict[str, Any]], probe_id: str) -> dict[str
     unlabeled = [r for r in answered if not r.get("id")]
     out: dict[str, Any] = {
         "requests_sent": len(results), "answered": len(answered), "lost_connection": len(lost),
+        "lost_errors": {e: sum(1 for r in lost if r.get("error") == e) for e in sorted({r.get("error") for r in lost})},
         "ledger_rows": len(rows), "answered_without_ledger_row": len(missing) + len(unlabeled),
         "rows_failed_worker_died": sum(1 for r in rows if "worker stopped" in r["error"]),
         "rows_not_answered": _not_answered(rows, answered),
