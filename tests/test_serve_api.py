@@ -232,3 +232,35 @@ def test_healthz_metrics_and_openapi(fake):
         assert "ragtrim_spend_microdollars_total" in text and "ragtrim_gateway_overhead_seconds_bucket" in text
         spec = client.get("/openapi.json").json()
         assert "/v1/chat/completions" in spec["paths"] and "/v1/optimize" in spec["paths"]
+
+
+def test_client_leaving_mid_stream_still_settles_and_writes_its_row(tmp_path):
+    import time
+
+    import httpx
+
+    from ragtrim.serve.app import create_app
+    from ragtrim.serve.service import Service
+
+    from serve_fixtures import PEPPER, gateway_config
+
+    with serve_in_thread(create_fake_upstream(latency_ms=1, answer_tokens=40, token_delay_ms=50)) as up:
+        service = Service(gateway_config(up), db_url=f"sqlite:///{tmp_path}/s.sqlite", pepper=PEPPER)
+        with serve_in_thread(create_app(service)) as base:
+            key = tenant_with_key(service, "acme")
+            budget(service, "acme", "tokens", 100_000)
+            with httpx.stream("POST", f"{base}/v1/chat/completions", json=chat_body(stream=True, max_tokens=40), headers=auth(key)) as r:
+                first = next(r.iter_raw())
+                assert first.startswith(b"data: ")
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                rows = ledger_rows(service)
+                if rows and rows[0]["action"] != "pending":
+                    break
+                time.sleep(0.1)
+    [row] = rows
+    assert row["action"] == "ok" and "client disconnected" in row["error"], {k: row[k] for k in ("completion_tokens", "error", "latency_ms", "upstream_ms", "usage_source")}
+    assert row["usage_source"] == "counted" and 0 < row["completion_tokens"] < 40  # only what was streamed before leaving
+    with service.engine.connect() as c:
+        spent, reserved = c.exec_driver_sql("SELECT spent, reserved FROM rt_budget_usage").one()
+    assert reserved == 0 and spent == row["prompt_tokens"] + row["completion_tokens"]

@@ -117,7 +117,7 @@ async def chat_endpoint(request: Request) -> Any:
                 quota=service.quota, run=run_in_threadpool, budgets=budgets, request_id=rid,
                 chain=model_chain(service.config.models, model), asked_budget=req.budget, floor=service.config.degrade.floor,
                 build=lambda m, b: _build(service, req, m, b),
-                pending=lambda a, action, steps: _entry_for(replace(base, action="pending"), a, action, steps),
+                pending=lambda a, action, steps: replace(_entry_for(base, a, action, steps), action="pending"),
             )
         except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
             raise bad_request(str(exc)) from None

@@ -47,7 +47,8 @@ def _answer(n: int) -> str:
 
 
 def create_fake_upstream(*, latency_ms: float = 20.0, jitter_ms: float = 0.0, answer_tokens: int = 20,
-                         report_usage: bool = True, tokenizer: str = "cl100k_base", seed: int = 0) -> Any:
+                         report_usage: bool = True, tokenizer: str = "cl100k_base", seed: int = 0,
+                         token_delay_ms: float = 0.0) -> Any:
     """A Starlette app serving ``POST /v1/chat/completions`` and ``GET /v1/models``."""
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -77,7 +78,7 @@ def create_fake_upstream(*, latency_ms: float = 20.0, jitter_ms: float = 0.0, an
         base = {"id": f"chatcmpl-fake-{state.calls}", "created": int(time.time()), "model": body.get("model", "fake")}
         if body.get("stream"):
             include = bool((body.get("stream_options") or {}).get("include_usage")) and report_usage
-            return StreamingResponse(_stream(base, text, usage if include else None), media_type="text/event-stream")
+            return StreamingResponse(_stream(base, text, usage if include else None, token_delay_ms), media_type="text/event-stream")
         out = {**base, "object": "chat.completion",
                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
         if report_usage:
@@ -92,13 +93,13 @@ def create_fake_upstream(*, latency_ms: float = 20.0, jitter_ms: float = 0.0, an
     return app
 
 
-async def _stream(base: dict[str, Any], text: str, usage: dict[str, Any] | None) -> Any:
+async def _stream(base: dict[str, Any], text: str, usage: dict[str, Any] | None, token_delay_ms: float = 0.0) -> Any:
     chunk = {**base, "object": "chat.completion.chunk"}
     yield sse({**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
     for i, word in enumerate(text.split(" ")):
         piece = word if i == 0 else " " + word
         yield sse({**chunk, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
-        await asyncio.sleep(0)
+        await asyncio.sleep(token_delay_ms / 1000)
     yield sse({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     if usage is not None:
         yield sse({**chunk, "choices": [], "usage": usage})
