@@ -175,7 +175,7 @@ async def client_run(bases: list[str], keys: dict[str, str], docs: list, n: int,
     results: list[dict[str, Any]] = []
     counter = iter(range(n))
     deadline = time.monotonic() + time_limit
-    limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2)
+    limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2, keepalive_expiry=10)
 
     async def one(client: Any, i: int) -> None:
         tenant = TENANTS[i % len(TENANTS)]

@@ -70,6 +70,15 @@ async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Bud
                    result=result, messages=messages, prompt_tokens=int(prompt), max_tokens=max_out)
 
 
+def _smallest(service: Any, req: ChatRequest, chain: Sequence[ModelConfig]) -> list[Need]:
+    """Per model, a lower bound of any request's worst case: ``max_tokens`` out and no prompt."""
+    out = []
+    for m in chain:
+        n = service.upstream(m).max_completion_tokens(req.max_tokens)
+        out.append(Need(tokens=n, micro=service.prices[m.name].cost_micro(prompt_tokens=0, completion_tokens=n)))
+    return out
+
+
 def _entry_for(base: LedgerEntry, attempt: Attempt, action: str, steps: tuple[str, ...]) -> LedgerEntry:
     saved_tokens = max(0, attempt.tokens_full - attempt.tokens_sent)
     need = attempt.need()
@@ -112,10 +121,11 @@ async def chat_endpoint(request: Request) -> Any:
             raise bad_request(str(exc), "model") from None
         check_preset(req.preset)
         budgets = await run_in_threadpool(service.quota.budgets_for, base.tenant_id, user=req.tags.user, feature=req.tags.feature)
+        chain = model_chain(service.config.models, model)
         try:
             outcome = await plan_and_reserve(
-                quota=service.quota, run=run_in_threadpool, budgets=budgets, request_id=rid,
-                chain=model_chain(service.config.models, model), asked_budget=req.budget, floor=service.config.degrade.floor,
+                quota=service.quota, run=run_in_threadpool, budgets=budgets, request_id=rid, smallest_needs=_smallest(service, req, chain),
+                chain=chain, asked_budget=req.budget, floor=service.config.degrade.floor,
                 build=lambda m, b: _build(service, req, m, b),
                 pending=lambda a, action, steps: replace(_entry_for(base, a, action, steps), action="pending"),
             )
@@ -156,8 +166,14 @@ async def _refuse(service: Any, base: LedgerEntry, req: ChatRequest, outcome: Re
     message = (f"quota exceeded: budget {s.budget.label()} (limit {s.budget.limit} {unit}) cannot pay for this request "
                f"even at the smallest context budget (worst case {s.needed} {unit}); it resets in {retry} s")
     ms = (time.perf_counter() - start) * 1000
-    entry = replace(_entry_for(base, outcome.attempt, "refused", outcome.steps), status=429, error=message, latency_ms=ms,
-                    prompt_tokens=0, reserved_micro=0, reserved_tokens=0, saved_micro=0)
+    if outcome.attempt is None:
+        message = (f"quota exceeded: budget {s.budget.label()} (limit {s.budget.limit} {unit}) has less left than the smallest "
+                   f"request ({s.needed} {unit} for max_tokens alone); it resets in {retry} s")
+        entry = replace(base, action="refused", detail="refused before optimizing: budget exhausted")
+    else:
+        entry = _entry_for(base, outcome.attempt, "refused", outcome.steps)
+    entry = replace(entry, action="refused", status=429, error=message, latency_ms=ms, prompt_tokens=0, reserved_micro=0,
+                    reserved_tokens=0, saved_micro=0)
     await run_in_threadpool(service.quota.record, entry)
     log_request(service.log, entry)
     service.metrics.observe_request(endpoint="chat", action="refused", tenant=base.tenant_id, status=429,

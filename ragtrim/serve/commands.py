@@ -50,6 +50,7 @@ def serve(
     host: Optional[str] = typer.Option(None, "--host", help="Address to bind (default 127.0.0.1)."),
     port: Optional[int] = typer.Option(None, "--port", help="Port (default 8080)."),
     graceful: float = typer.Option(30.0, "--graceful-timeout", help="Seconds to finish in-flight requests on SIGTERM/SIGINT."),
+    keep_alive: float = typer.Option(30.0, "--keep-alive", help="Seconds an idle client connection stays open (above the clients' own idle expiry, so a reused connection is not closed under them)."),
 ) -> None:
     """Run the gateway: optimize RAG context per request and enforce per-tenant token and $ budgets."""
     import uvicorn
@@ -68,7 +69,8 @@ def serve(
     if n < 1:
         _fail(f"--workers must be at least 1, got {n}")
     setup_json_logging()
-    common = dict(host=bind_host, port=bind_port, timeout_graceful_shutdown=graceful, access_log=False, log_level="info")
+    common = dict(host=bind_host, port=bind_port, timeout_graceful_shutdown=graceful, timeout_keep_alive=keep_alive,
+                  access_log=False, log_level="info")
     if n == 1:
         from ragtrim.serve.app import create_app
         from ragtrim.serve.service import Service

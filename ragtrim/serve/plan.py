@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from optimizer.budget import Budget, resolve_budget
-from ragtrim.serve.budgets import Budget as QuotaBudget
+from ragtrim.serve.budgets import Budget as QuotaBudget, period_reset
 from ragtrim.serve.config import ModelConfig
 from ragtrim.serve.ledger import LedgerEntry
 from ragtrim.serve.pricing import ModelPrice
@@ -68,9 +68,21 @@ class Planned:
 
 @dataclass(frozen=True)
 class Refused:
-    attempt: Attempt
+    """No attempt fits. ``attempt`` is None when a budget could not pay even for ``max_tokens``
+    out at the cheapest model (refused before optimizing anything)."""
+
+    attempt: Attempt | None
     shortfall: Shortfall
     steps: tuple[str, ...]
+
+
+def exhausted(standings: Sequence[Standing], floor_needs: Sequence[Need], reset: Callable[[QuotaBudget], float]) -> Shortfall | None:
+    """A budget whose room is below the smallest possible request (``max_tokens`` out, empty prompt) for every model."""
+    for s in standings:
+        smallest = min(n.amount(s.budget.unit) for n in floor_needs)
+        if s.available < smallest:
+            return Shortfall(budget=s.budget, needed=smallest, reset_at=reset(s.budget))
+    return None
 
 
 Build = Callable[[ModelConfig, "Budget | None"], Awaitable[Attempt]]
@@ -118,12 +130,19 @@ async def plan_and_reserve(
     floor: Budget,
     build: Build,
     pending: Pending,
+    smallest_needs: Sequence[Need] = (),
 ) -> Planned | Refused:
     """Try the attempts in degrade order; reserve the first that fits. ``run`` runs blocking calls off the event loop."""
     steps: list[str] = []
     shortfall: Shortfall | None = None
     attempt: Attempt | None = None
     expired_once = False
+    if budgets and smallest_needs:
+        now = quota.clock()
+        early = exhausted(await run(lambda: quota.standings(budgets)), smallest_needs,
+                          lambda b: period_reset(b.period, now))
+        if early is not None:
+            return Refused(None, early, ())
     for index, model in enumerate(chain):
         if index > 0:
             steps.append(f"model {chain[index - 1].name} -> {model.name}")
@@ -136,13 +155,14 @@ async def plan_and_reserve(
             if isinstance(outcome, Reservation):
                 return Planned(attempt, outcome, action, tuple(steps))
             shortfall = outcome
-            if not expired_once:  # a dead worker's reservations may be holding the room
+            standings = await run(lambda: quota.standings(budgets))
+            held = any(s.reserved > 0 and s.budget.limit - s.spent >= attempt.need().amount(s.budget.unit) for s in standings)
+            if held and not expired_once:  # only reservations block it: a dead worker's may have expired
                 expired_once = True
                 if await run(quota.expire):
                     continue
             if attempt.result is None:
                 break
-            standings = await run(lambda: quota.standings(budgets))
             fit = affordable_context(standings, attempt)
             current = attempt.tokens_sent
             target = current - 1 if fit is None or fit >= current else fit
@@ -150,7 +170,8 @@ async def plan_and_reserve(
                 break
             steps.append(f"budget {attempt.budget_tokens if attempt.budget_tokens is not None else 'full'} -> {target}")
             attempt = await build(model, target)
-    assert attempt is not None and shortfall is not None  # chain is never empty
+    if shortfall is None:
+        raise RuntimeError("plan_and_reserve needs at least one model in the chain")
     return Refused(attempt, shortfall, tuple(steps))
 
 
