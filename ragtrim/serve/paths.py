@@ -1,6 +1,6 @@
-"""Where the service keeps its files when nothing else is configured.
-
-``RAGTRIM_CACHE`` if set, else ``$XDG_CACHE_HOME/ragtrim``, else ``~/.cache/ragtrim``.
+"""Where the service keeps its files when nothing else is configured: the ragtrim cache folder
+(``RAGTRIM_CACHE`` if set, else ``$XDG_CACHE_HOME/ragtrim``, else ``~/.cache/ragtrim``;
+:func:`optimizer.cache.cache_dir`).
 
 >>> str(cache_dir({"RAGTRIM_CACHE": "/tmp/rt"}))
 '/tmp/rt'
@@ -12,21 +12,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from pathlib import Path
 
+from optimizer.cache import cache_dir
 
-def cache_dir(env: Mapping[str, str] | None = None) -> Path:
-    """The ragtrim cache directory (not created here)."""
-    env = os.environ if env is None else env
-    if env.get("RAGTRIM_CACHE"):
-        return Path(env["RAGTRIM_CACHE"]).expanduser()
-    xdg = env.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "ragtrim"
+__all__ = ["cache_dir", "default_db_url"]
 
 
 def default_db_url(env: Mapping[str, str] | None = None) -> str:
-    """The embedded default database: a SQLite file in the cache directory."""
+    """The embedded default database: a SQLite file in the cache folder."""
     return f"sqlite:///{cache_dir(env) / 'serve.sqlite'}"
