@@ -7,7 +7,8 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from ragtrim.serve.errors import ApiError
-from ragtrim.serve.keys import Principal, authenticate
+from ragtrim.serve.keys import Principal, authenticate, key_id
+from ragtrim.serve.logs import log_event
 
 
 def presented_key(headers: Any) -> str | None:
@@ -25,7 +26,9 @@ async def require(request: Any, *, admin: bool = False, tenant: bool = False) ->
         raise ApiError(401, "authentication_error", "missing API key; send 'Authorization: Bearer rtk_...'",
                        headers={"WWW-Authenticate": "Bearer"})
     principal = await run_in_threadpool(authenticate, service.engine, service.pepper, key)
-    if principal is None:
+    if principal is None:  # the key id (not secret) helps spot a revoked key still in use; the key never goes to the log
+        log_event(service.log, "auth_failed", path=request.url.path, key_id=key_id(key) or "malformed",
+                  client=request.client.host if request.client else "")
         raise ApiError(401, "authentication_error", "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
     if admin and not principal.admin:
         raise ApiError(403, "permission_error", "this route needs an admin key (ragtrim keys create --admin)")
