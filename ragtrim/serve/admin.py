@@ -18,7 +18,7 @@ from ragtrim.serve.budgets import UNITS, delete_budget, list_budgets, set_budget
 from ragtrim.serve.errors import ApiError, bad_request
 from ragtrim.serve.keys import create_key, create_tenant, list_keys, list_tenants, revoke_key
 from ragtrim.serve.pricing import parse_usd
-from ragtrim.serve.requests import read_json
+from ragtrim.serve.bodies import read_json
 from ragtrim.serve.usage import quota_status, usage_summary
 
 

@@ -39,7 +39,7 @@ from ragtrim.serve.logs import log_request
 from ragtrim.serve.plan import Attempt, Planned, Refused, model_chain, plan_and_reserve
 from ragtrim.serve.pricing import format_usd
 from ragtrim.serve.quota import Need
-from ragtrim.serve.requests import ChatRequest, check_preset, parse_chat, read_json
+from ragtrim.serve.bodies import ChatRequest, check_preset, parse_chat, read_json
 from ragtrim.serve.upstream import UpstreamError
 
 

@@ -23,7 +23,7 @@ from ragtrim.serve.errors import ApiError, bad_request
 from ragtrim.serve.ledger import LedgerEntry
 from ragtrim.serve.logs import log_request
 from ragtrim.serve.pricing import format_usd
-from ragtrim.serve.requests import check_preset, parse_optimize, read_json
+from ragtrim.serve.bodies import check_preset, parse_optimize, read_json
 
 
 async def optimize_endpoint(request: Request) -> JSONResponse:
