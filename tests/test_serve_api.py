@@ -264,3 +264,20 @@ def test_client_leaving_mid_stream_still_settles_and_writes_its_row(tmp_path):
     with service.engine.connect() as c:
         spent, reserved = c.exec_driver_sql("SELECT spent, reserved FROM rt_budget_usage").one()
     assert reserved == 0 and spent == row["prompt_tokens"] + row["completion_tokens"]
+
+
+def test_usage_above_the_reservation_is_charged_and_flagged():
+    # the gateway is told the model uses o200k, but the upstream counts with cl100k, which splits this text into more tokens
+    app = create_fake_upstream(latency_ms=1, answer_tokens=5, tokenizer="cl100k_base")
+    models = {"gpt-4o": {"upstream": "fake", "tokenizer": "o200k_base"}}
+    with serve_in_thread(app) as url, gateway(url, models=models) as (client, service):
+        key = tenant_with_key(service, "acme")
+        budget(service, "acme", "tokens", 1_000_000)
+        big = [{"id": str(i), "text": "ĉ ĝ ĥ ĵ ŝ ŭ " * 60} for i in range(3)]  # 721 cl100k tokens, 541 o200k
+        r = client.post("/v1/chat/completions", json={**chat_body(), "documents": big}, headers=auth(key))
+        assert r.status_code == 200
+        [row] = ledger_rows(service)
+        assert row["prompt_tokens"] + row["completion_tokens"] > row["reserved_tokens"]
+        assert "usage above the reservation" in row["error"]
+        st = client.get("/v1/usage", headers=auth(key)).json()["budgets"][0]
+        assert st["spent"] == row["prompt_tokens"] + row["completion_tokens"] and st["reserved"] == 0  # charged as reported

@@ -17,6 +17,7 @@ non-streaming answers add ``X-Ragtrim-Cost-Micro`` and ``X-Ragtrim-Upstream-Ms``
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 import uuid
@@ -35,7 +36,7 @@ from ragtrim.serve.auth import require
 from ragtrim.serve.config import ModelConfig
 from ragtrim.serve.errors import ApiError, bad_request
 from ragtrim.serve.ledger import LedgerEntry
-from ragtrim.serve.logs import log_request
+from ragtrim.serve.logs import log_event, log_request
 from ragtrim.serve.plan import Attempt, Planned, Refused, model_chain, plan_and_reserve
 from ragtrim.serve.pricing import format_usd
 from ragtrim.serve.quota import Need
@@ -217,6 +218,12 @@ async def _complete(service: Any, req: ChatRequest, planned: Planned, entry: Led
 
 
 async def _settle(service: Any, final: LedgerEntry, p: int, c: int, cost: int) -> None:
+    if p + c > final.reserved_tokens or cost > final.reserved_micro:
+        # the upstream counted more than the worst case (its tokenizer differs from the model's `tokenizer`
+        # setting): charged as reported, and said loudly, since it can push a budget past its limit
+        log_event(service.log, "usage_above_reservation", level=logging.WARNING, request_id=final.id, model=final.model_used,
+                  tokens=p + c, reserved_tokens=final.reserved_tokens, cost_micro=cost, reserved_micro=final.reserved_micro)
+        final = replace(final, error=(final.error + "; " if final.error else "") + "usage above the reservation (check the model's tokenizer setting)")
     await run_in_threadpool(service.quota.settle, final.id, Need(tokens=p + c, micro=cost), final)
     log_request(service.log, final)
     service.metrics.observe_usage(tenant=final.tenant_id, model=final.model_used, tokens_sent=final.tokens_sent,
