@@ -26,21 +26,32 @@ from ragtrim.serve.errors import ApiError
 from ragtrim.serve.logs import log_event
 from ragtrim.serve.service import Service
 
-_CHUNK = {"oneOf": [{"type": "string"}, {"type": "object", "required": ["id", "text"], "properties": {
-    "id": {"type": "string"}, "text": {"type": "string"}, "title": {"type": "string"}, "score": {"type": "number"},
-    "metadata": {"type": "object"}}}]}
-_BUDGET = {"oneOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 1}, {"type": "integer", "minimum": 1}, {"type": "string"}],
-           "description": "share of the full context in (0, 1] or a number of tokens"}
-OPTIMIZE_SCHEMA = {"type": "object", "required": ["query", "chunks"], "properties": {
-    "query": {"type": "string"}, "chunks": {"type": "array", "items": _CHUNK}, "budget": _BUDGET,
-    "preset": {"type": "string"}, "tokenizer": {"type": "string"}, "model": {"type": "string"},
-    "user": {"type": "string"}, "feature": {"type": "string"}}}
-CHAT_SCHEMA = {"type": "object", "required": ["messages"], "properties": {
-    "model": {"type": "string"}, "messages": {"type": "array", "items": {"type": "object"}},
-    "documents": {"type": "array", "items": _CHUNK}, "budget": _BUDGET, "preset": {"type": "string"},
-    "feature": {"type": "string"}, "user": {"type": "string"}, "max_tokens": {"type": "integer"},
-    "stream": {"type": "boolean"}, "extra_body": {"type": "object", "description": "documents, budget, preset, feature may go here"}},
-    "additionalProperties": True}
+def _chunk_schema() -> dict[str, Any]:
+    return {"oneOf": [{"type": "string"}, {"type": "object", "required": ["id", "text"], "properties": {
+        "id": {"type": "string"}, "text": {"type": "string"}, "title": {"type": "string"}, "score": {"type": "number"},
+        "metadata": {"type": "object"}}}]}
+
+
+def _budget_schema() -> dict[str, Any]:
+    return {"oneOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 1}, {"type": "integer", "minimum": 1}, {"type": "string"}],
+            "description": "share of the full context in (0, 1] or a number of tokens"}
+
+
+def optimize_schema() -> dict[str, Any]:
+    """The JSON schema of a ``POST /v1/optimize`` body (for the OpenAPI spec)."""
+    return {"type": "object", "required": ["query", "chunks"], "properties": {
+        "query": {"type": "string"}, "chunks": {"type": "array", "items": _chunk_schema()}, "budget": _budget_schema(),
+        "preset": {"type": "string"}, "tokenizer": {"type": "string"}, "model": {"type": "string"},
+        "user": {"type": "string"}, "feature": {"type": "string"}}}
+
+
+def chat_schema() -> dict[str, Any]:
+    """The JSON schema of a ``POST /v1/chat/completions`` body: OpenAI's, plus ``documents`` and friends."""
+    return {"type": "object", "required": ["messages"], "additionalProperties": True, "properties": {
+        "model": {"type": "string"}, "messages": {"type": "array", "items": {"type": "object"}},
+        "documents": {"type": "array", "items": _chunk_schema()}, "budget": _budget_schema(), "preset": {"type": "string"},
+        "feature": {"type": "string"}, "user": {"type": "string"}, "max_tokens": {"type": "integer"},
+        "stream": {"type": "boolean"}, "extra_body": {"type": "object", "description": "documents, budget, preset, feature may go here"}}}
 
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
@@ -88,9 +99,9 @@ def create_app(service: Service | None = None, *, config: ServeConfig | None = N
 
 def _routes(app: Any) -> None:
     add = app.add_api_route
-    add("/v1/optimize", optimize.optimize_endpoint, methods=["POST"], openapi_extra=_body(OPTIMIZE_SCHEMA), tags=["optimize"],
+    add("/v1/optimize", optimize.optimize_endpoint, methods=["POST"], openapi_extra=_body(optimize_schema()), tags=["optimize"],
         summary="Optimize chunks into a budget (what `ragtrim optimize --format json` prints, plus savings)")
-    add("/v1/chat/completions", chat.chat_endpoint, methods=["POST"], openapi_extra=_body(CHAT_SCHEMA), tags=["chat"],
+    add("/v1/chat/completions", chat.chat_endpoint, methods=["POST"], openapi_extra=_body(chat_schema()), tags=["chat"],
         summary="OpenAI-compatible chat with documents optimized into the prompt, within the tenant's budgets")
     add("/v1/usage", admin.usage_endpoint, methods=["GET"], tags=["usage"], summary="Usage grouped by user, feature, model, day")
     add("/v1/usage/page-link", page.page_link_endpoint, methods=["POST"], tags=["usage"], summary="A 15-minute link to the usage page")

@@ -13,6 +13,7 @@ ValueError: cannot group usage by 'colour'; use any of: user, feature, model, da
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import case, func, select
@@ -21,8 +22,8 @@ from ragtrim.serve.budgets import list_budgets, period_reset, period_start
 from ragtrim.serve.db import reading
 from ragtrim.serve.schema import budget_usage, ledger
 
-GROUPS = {"user": ledger.c.user, "feature": ledger.c.feature, "model": ledger.c.model_used, "day": ledger.c.day,
-          "tenant": ledger.c.tenant_id, "endpoint": ledger.c.endpoint}
+GROUPS = MappingProxyType({"user": ledger.c.user, "feature": ledger.c.feature, "model": ledger.c.model_used,
+                           "day": ledger.c.day, "tenant": ledger.c.tenant_id, "endpoint": ledger.c.endpoint})
 
 
 def _check_by(by: Sequence[str]) -> list[str]:
