@@ -15,6 +15,7 @@ from __future__ import annotations
 import typer
 
 from ragtrim.commands import evaluate, models, optimize, tune
+from ragtrim.serve import commands as serve
 
 
 def build_app() -> typer.Typer:
@@ -30,7 +31,8 @@ def build_app() -> typer.Typer:
     evaluate.register(app)  # eval, demo
     tune.register(app)  # tune
     models.register(app)  # models build, models list
-    # Further groups register here, one line each (serve: ragtrim.serve.commands.register(app)).
+    serve.register(app)  # serve, usage, tenants, keys, budgets
+    # Further groups register here, one line each.
     return app
 
 
