@@ -15,9 +15,10 @@ import importlib.util
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
+
+from optimizer.cache import build_file_atomically
 
 
 def packaged_tiktoken_cache() -> Path | None:
@@ -56,8 +57,6 @@ def seed_tiktoken_cache() -> Path | None:
     for bpe in source.iterdir():
         dest = target / bpe.name
         if bpe.is_file() and not dest.exists():
-            target.mkdir(parents=True, exist_ok=True)
-            tmp = target / f".{bpe.name}.{uuid.uuid4().hex}.tmp"
-            shutil.copyfile(bpe, tmp)
-            os.replace(tmp, dest)  # atomic: a reader never sees half a file
+            with build_file_atomically(dest) as tmp:  # a reader never sees half a file
+                shutil.copyfile(bpe, tmp)
     return target

@@ -40,6 +40,7 @@ from optimizer.lazy import lazy_import
 from optimizer.minilm import minilm_path, quietly
 from optimizer.minilm_int8 import MiniLMInt8Embedder, int8_model_dir
 from optimizer.models import ModelNotBuiltError, ModelStore, default_store
+from optimizer.scoring import chunk_texts
 from optimizer.text import words
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -294,18 +295,13 @@ def embed_texts(embedder: Embedder, texts: Sequence[str], context: StageContext 
     if not texts:
         return np.zeros((0, embedder.dim), dtype=np.float32)
     memo: dict[str, np.ndarray] = (
-        context.cache.setdefault(f"embeddings:{embedder.name}", {}) if context is not None else {}
+        context.cache.memo(f"embeddings:{embedder.name}") if context is not None else {}
     )
     missing = list(dict.fromkeys(t for t in texts if t not in memo))
     if missing:
         for text, vec in zip(missing, embedder.encode(missing)):
             memo[text] = vec
     return np.stack([memo[t] for t in texts]).astype(np.float32, copy=False)
-
-
-def chunk_text(chunk: Chunk, use_title: bool = True) -> str:
-    """The text a model sees for a chunk: ``"Title. text"`` when it has a title."""
-    return f"{chunk.title}. {chunk.text}" if use_title and chunk.title else chunk.text
 
 
 def chunk_vectors(
@@ -327,5 +323,5 @@ def chunk_vectors(
                 continue
         todo.append(i)
     if todo:
-        out[todo] = embed_texts(embedder, [chunk_text(chunks[i], use_title) for i in todo], context)
+        out[todo] = embed_texts(embedder, chunk_texts([chunks[i] for i in todo], use_title=use_title), context)
     return out

@@ -18,13 +18,12 @@ llama.cpp for, only for the duration of the constructor and under a lock.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from optimizer.cache import cache_dir
+from optimizer.cache import build_file_atomically, cache_dir
 from optimizer.lazy import lazy_import
 
 PACKAGED_MODEL = "gemma-3-270m-q4_k_m"
@@ -40,13 +39,8 @@ def packaged_gguf_path(purpose: str = "the packaged Gemma model") -> Path:
             return Path(pkg.assemble(target))  # verifies the sha256
         except FileExistsError:
             pass  # a damaged or half-written file: assemble anew below
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
+    with build_file_atomically(target) as tmp:
         pkg.assemble(tmp, overwrite=True)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return target
 
 
