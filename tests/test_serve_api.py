@@ -40,7 +40,7 @@ def test_optimize_matches_the_cli_json_and_reports_savings(fake, tmp_path):
         out = r.json()
         chunks = tmp_path / "c.jsonl"
         chunks.write_text("".join(json.dumps(d) + "\n" for d in DOCS))
-        cli = subprocess.run([sys.executable, "-m", "optimizer.cli", "optimize", "-q", body["query"], "-c", str(chunks),
+        cli = subprocess.run([sys.executable, "-m", "ragtrim", "optimize", "-q", body["query"], "-c", str(chunks),
                               "-b", "40", "-p", "bm25-pack", "-f", "json"], capture_output=True, text=True, check=True)
         expected = json.loads(cli.stdout)
         for k, v in expected.items():
@@ -57,7 +57,7 @@ def test_optimize_matches_the_cli_json_and_reports_savings(fake, tmp_path):
 def test_bad_budget_gives_the_cli_error_text(fake, budget_value, tmp_path):
     chunks = tmp_path / "c.jsonl"
     chunks.write_text(json.dumps(DOCS[0]) + "\n")
-    cli = subprocess.run([sys.executable, "-m", "optimizer.cli", "optimize", "-q", "x", "-c", str(chunks), "-b", str(budget_value)],
+    cli = subprocess.run([sys.executable, "-m", "ragtrim", "optimize", "-q", "x", "-c", str(chunks), "-b", str(budget_value)],
                          capture_output=True, text=True)
     assert cli.returncode == 2
     with gateway(fake[0]) as (client, service):
