@@ -14,6 +14,8 @@ from __future__ import annotations
 import functools
 import re
 
+import numpy as np
+
 _BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n")
 _LINE = re.compile(r"[^\n]+")
 _CJK_STOP = re.compile(r"(?<=[。！？])")
@@ -61,11 +63,54 @@ def _split_long(text: str, start: int, end: int) -> list[tuple[int, int]]:
     return out
 
 
-def _prose(text: str, start: int, end: int) -> list[tuple[int, int]]:
+def blingfire_sentences(block: str) -> list[tuple[int, int]]:
+    """blingfire's sentence ranges of ``block``, in characters.
+
+    The same ranges as ``blingfire.text_to_sentences_and_offsets(block)[1]``, from the same
+    C function, but its byte-to-character mapping runs in numpy instead of a Python loop
+    over every byte (that loop cost about 1 ms per passage).
+
+    >>> blingfire_sentences("Dr. Smith arrived. Então, café às 9h.")
+    [(0, 18), (19, 37)]
+    """
+    import ctypes
+
     import blingfire
 
+    data = block.encode("utf-8")
+    size = len(data) * 2
+    out = ctypes.create_string_buffer(size)
+    starts, ends = (ctypes.c_int32 * size)(), (ctypes.c_int32 * size)()
+    n = blingfire.blingfire.TextToSentencesWithOffsets(
+        ctypes.c_char_p(data), ctypes.c_int(len(data)), ctypes.byref(out), ctypes.byref(starts), ctypes.byref(ends),
+        ctypes.c_int(size),
+    )
+    if n == -1 or n > size:
+        return []
+    count = out.value.count(b"\n") + 1
+    # byte offsets wanted, in order: start of each sentence, and one past its last byte
+    wanted = np.empty(2 * count, dtype=np.int64)
+    wanted[0::2] = np.frombuffer(starts, dtype=np.int32, count=count)
+    wanted[1::2] = np.frombuffer(ends, dtype=np.int32, count=count) + 1
+    raw = np.frombuffer(data, dtype=np.uint8)
+    is_start = (raw & 0xC0) != 0x80  # first byte of a character
+    char_at = np.cumsum(is_start) - 1  # character index of each byte
+    # blingfire maps offsets in one forward pass over the characters, so it stops at the first
+    # offset that is not a character start at or after the previous one
+    inside = (wanted >= 0) & (wanted < len(data))
+    ok = inside & is_start[np.where(inside, wanted, 0)] & (wanted >= np.concatenate(([0], wanted[:-1])))
+    matched = int(np.argmin(ok)) if not ok.all() else len(wanted)
+    offsets = char_at[wanted[:matched]].tolist()
+    if len(offsets) < len(wanted):
+        offsets.append(len(block))
+    if len(offsets) != len(wanted):  # the library's own (slow) path, for its exact behaviour
+        return list(blingfire.text_to_sentences_and_offsets(block)[1])
+    return list(zip(offsets[0::2], offsets[1::2]))
+
+
+def _prose(text: str, start: int, end: int) -> list[tuple[int, int]]:
     block = text[start:end]
-    _, offsets = blingfire.text_to_sentences_and_offsets(block)
+    offsets = blingfire_sentences(block)
     out: list[tuple[int, int]] = []
     for s, e in offsets:
         s, e = _strip(text, start + s, start + e)
