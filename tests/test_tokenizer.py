@@ -51,3 +51,29 @@ def test_offline_default_does_not_override_user_setting(monkeypatch):
     monkeypatch.delenv("TIKTOKEN_CACHE_DIR")
     apply_offline_defaults()
     assert os.environ["TIKTOKEN_CACHE_DIR"] == str(packaged_tiktoken_cache())
+
+
+def test_special_token_text_counts_as_plain_text():
+    tok = get_tokenizer("cl100k_base")
+    text = "stop here <|endoftext|> and <|fim_prefix|> go on"
+    assert tok.encode(text) == tok._enc.encode(text, disallowed_special=())
+    assert tok.count(text) > tok.count("stop here and go on")
+
+
+def test_count_many_counts_each_distinct_text_once_and_fills_the_memo():
+    from optimizer.tokenizer import count_many
+
+    class Counting:
+        name = "counting"
+
+        def __init__(self):
+            self.calls = []
+
+        def count(self, text):
+            self.calls.append(text)
+            return len(text.split())
+
+    tok, memo = Counting(), {"known": 7}
+    assert count_many(tok, ["a b", "known", "a b", "c"], memo) == [2, 7, 2, 1]
+    assert tok.calls == ["a b", "c"]
+    assert memo == {"known": 7, "a b": 2, "c": 1}
