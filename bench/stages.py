@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 
 from evals.datasets import load_dataset  # noqa: E402
 from evals.metrics import answer_recall, evidence_recall  # noqa: E402
-from optimizer import embeddings as E  # noqa: E402
+from optimizer.models import ModelStore, use_store  # noqa: E402
 from optimizer.pipeline import Pipeline  # noqa: E402
 from optimizer.presets import preset_config  # noqa: E402
 
@@ -155,24 +155,25 @@ def main(argv: list[str] | None = None) -> None:
         examples = examples[: args.limit]
     budgets = [float(b) for b in args.budgets.split(",")]
     out = []
+    memo_store = ModelStore()  # embedders wrapped to remember vectors across pipelines and budgets
     for name in args.pipelines.split(","):
         pipe = build(name, args.set)
         label = args.label if args.label else name
         record: dict[str, Any] = {"data": args.data, "n": len(examples), "pipeline": label, "overrides": args.set}
         if args.latency:
-            E._LOADED.clear()
-            p50, p95 = latency(pipe, examples, args.latency)
+            with use_store(ModelStore()):  # fresh models: nothing memoized from an earlier pipeline
+                p50, p95 = latency(pipe, examples, args.latency)
             record.update(latency_ms_p50=round(p50, 2), latency_ms_p95=round(p95, 2), latency_n=min(args.latency, len(examples)))
         if not args.no_recall:
-            for key in list(E._LOADED):
-                E._LOADED[key] = _Memo(E._LOADED[key]) if not isinstance(E._LOADED[key], _Memo) else E._LOADED[key]
-            pipe.warm_up()
-            for key in list(E._LOADED):
-                if not isinstance(E._LOADED[key], _Memo):
-                    E._LOADED[key] = _Memo(E._LOADED[key])
-            t = time.perf_counter()
-            record["rows"] = measure(pipe, examples, budgets, args.latency)
-            record["seconds"] = round(time.perf_counter() - t, 1)
+            with use_store(memo_store):
+                pipe.warm_up()
+                for key in memo_store.keys():
+                    item = memo_store.get(key, lambda: None)
+                    if key[0] == "embedder" and not isinstance(item, _Memo):
+                        memo_store.put(key, _Memo(item))
+                t = time.perf_counter()
+                record["rows"] = measure(pipe, examples, budgets, args.latency)
+                record["seconds"] = round(time.perf_counter() - t, 1)
         out.append(record)
         cells = " | ".join(
             f"{r['budget']:g}: AR {r['answer_recall']:.3f} ER {r['evidence_recall']:.3f} tok {r['tokens_mean']:.0f}"

@@ -215,7 +215,7 @@ def _encode(model: Any, texts: Sequence[str]) -> np.ndarray:
 
 def corpus_cache_path(embedder_name: str, texts: Sequence[str]) -> Path:
     """Where the corpus embeddings of ``texts`` by ``embedder_name`` are cached."""
-    from optimizer.embeddings import cache_dir
+    from optimizer.cache import cache_dir
 
     h = hashlib.sha256()
     for t in texts:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from optimizer._offline import apply_offline_defaults
+from optimizer._offline import seed_tiktoken_cache
 from optimizer.lazy import lazy_import
 
 TIKTOKEN_ENCODINGS = ("cl100k_base", "o200k_base", "p50k_base", "r50k_base")
@@ -80,7 +80,7 @@ class TiktokenTokenizer:
     """A tiktoken encoding by name (``cl100k_base``, ``o200k_base``, ...)."""
 
     def __init__(self, name: str = "cl100k_base") -> None:
-        apply_offline_defaults()
+        seed_tiktoken_cache()
         import tiktoken
 
         self.name = name
@@ -94,8 +94,8 @@ class TiktokenTokenizer:
         except Exception as exc:  # network error while fetching BPE files
             raise RuntimeError(
                 f"could not load tiktoken encoding {name!r} offline ({exc}); ragtrim reads the BPE files "
-                "that llama-index-core ships: install llama-index-core, or set TIKTOKEN_CACHE_DIR to a folder "
-                "holding the files"
+                "that llama-index-core ships into tiktoken's cache folder: install llama-index-core, or put the "
+                "files in the folder TIKTOKEN_CACHE_DIR names"
             ) from exc
 
     def encode(self, text: str) -> list[int]:

@@ -52,10 +52,8 @@ def test_near_with_lsh_finds_the_same_duplicates():
     assert len(lsh) == len(exact) == 70
 
 
-def test_semantic_keeps_the_better_scored_of_two_identical_embeddings(monkeypatch):
-    from optimizer import embeddings
-
-    monkeypatch.setitem(embeddings._LOADED, "static", HashingEmbedder(dim=512))
+def test_semantic_keeps_the_better_scored_of_two_identical_embeddings(static_as_hashing):
+    static_as_hashing(512)
     chunks = [
         Chunk(id="a", text="tower built paris 1889", score=0.1),
         Chunk(id="b", text="paris tower 1889 built", score=0.7),  # same words, other order
@@ -66,10 +64,8 @@ def test_semantic_keeps_the_better_scored_of_two_identical_embeddings(monkeypatc
     assert out.reasons["a"].startswith("semantic duplicate of b (cosine 1.000")
 
 
-def test_semantic_faiss_path_agrees_with_matrix_path(monkeypatch):
-    from optimizer import embeddings
-
-    monkeypatch.setitem(embeddings._LOADED, "static", HashingEmbedder(dim=256))
+def test_semantic_faiss_path_agrees_with_matrix_path(static_as_hashing):
+    static_as_hashing(256)
     rng = np.random.default_rng(0)
     vocab = [f"w{i}" for i in range(400)]
     chunks = [Chunk(id=str(i), text=" ".join(rng.choice(vocab, 12)), score=float(rng.random())) for i in range(30)]

@@ -214,7 +214,7 @@ class SentenceExtract(Stage):
 
     def warm_up(self) -> None:
         if self.model is not None:
-            get_embedder(self.model)
+            get_embedder(self.model, build=True)
 
     # -- scoring --------------------------------------------------------------------------
     def _sentences(self, chunks: Sequence[Chunk], context: StageContext) -> list[_Sentence]:

@@ -152,7 +152,7 @@ class SemanticDedupe(Stage):
         self.faiss_above = faiss_above
 
     def warm_up(self) -> None:
-        get_embedder(self.model)
+        get_embedder(self.model, build=True)
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
         live = [i for i, c in enumerate(chunks) if c.text.strip()]

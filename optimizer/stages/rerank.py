@@ -128,7 +128,7 @@ class DenseRerank(Stage):
         self.reuse_embeddings = reuse_embeddings
 
     def warm_up(self) -> None:
-        get_embedder(self.model)
+        get_embedder(self.model, build=True)
 
     def scores(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> list[float]:
         embedder = get_embedder(self.model)
@@ -257,7 +257,7 @@ class MMRRerank(Stage):
         self.use_title = use_title
 
     def warm_up(self) -> None:
-        get_embedder(self.model)
+        get_embedder(self.model, build=True)
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> list[Chunk]:
         if not chunks:
