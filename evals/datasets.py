@@ -30,7 +30,17 @@ from typing import Any
 from optimizer.jsonl import iter_jsonl, open_text
 from optimizer.records import Chunk
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "datasets"
+_INSTALLED = Path(__file__).resolve().with_name("bundled")  # what a wheel carries (see setup.py)
+_CHECKOUT = Path(__file__).resolve().parent.parent / "datasets"  # a source checkout or editable install
+
+
+def bundled_dir() -> Path:
+    """The folder holding the bundled sets: inside the installed package, else the checkout's ``datasets/``.
+
+    >>> (bundled_dir() / "hotpotqa.jsonl").is_file()
+    True
+    """
+    return _INSTALLED if (_INSTALLED / "hotpotqa.jsonl").is_file() else _CHECKOUT
 BUNDLED = ("hotpotqa", "2wiki", "squad2-pools", "nq-multidoc")
 _SUFFIXES = (".jsonl", ".jsonl.gz")
 _KNOWN = {"id", "question", "answers", "chunks", "meta"}
@@ -106,12 +116,12 @@ def dataset_path(name: str) -> Path:
             f"unknown dataset {name!r}.{hint} Bundled sets: {', '.join(BUNDLED)}; "
             "or pass the path of a .jsonl / .jsonl.gz file in the common schema"
         )
-    path = DATA_DIR / f"{name}.jsonl"
+    path = bundled_dir() / f"{name}.jsonl"
     if not path.is_file():
         raise FileNotFoundError(
-            f"bundled dataset file {str(path)!r} is missing; the bundled sets live in the repository's datasets/ "
-            "folder (install ragtrim from a checkout with `pip install -e .`), or rebuild it with "
-            f"`python datasets/build.py --only {name}`"
+            f"bundled dataset file {str(path)!r} is missing; a wheel carries the sets inside the package and a "
+            "checkout has them in datasets/ (reinstall ragtrim, or rebuild the file with "
+            f"`python datasets/build.py --only {name}` in a checkout)"
         )
     return path
 

@@ -238,7 +238,11 @@ class Pipeline:
             raise ValueError(f"cannot save pipeline to {str(p)!r}: use a .yaml, .yml, .toml or .json file")
 
     def warm_up(self) -> Pipeline:
-        """Load every stage's models now (first-call latency otherwise)."""
+        """Load every stage's models now, building a missing static or int8 model once (offline).
+
+        ``run`` never builds a model: without ``warm_up()`` (or ``ragtrim models build``) a
+        missing one raises :class:`~optimizer.models.ModelNotBuiltError` naming the command.
+        """
         for _, stage in self.steps:
             warm = getattr(stage, "warm_up", None)
             if callable(warm):

@@ -75,23 +75,26 @@ class ModelWorker:
     params:
         JSON-able keyword arguments for the backend's constructor.
     timeout_s:
-        Seconds a call (or the start, which loads the model) may take before the child is
-        killed and the call fails.
+        Seconds a call may take before the child is killed and the call fails.
+    start_timeout_s:
+        Seconds the start (a new child building the backend, i.e. loading the model) may take.
     max_crashes:
         Deaths in a row after which the worker stops restarting.
     """
 
     def __init__(self, backend: str, params: dict[str, Any] | None = None, *, timeout_s: float = 300.0,
-                 max_crashes: int = 3) -> None:
+                 start_timeout_s: float = 600.0, max_crashes: int = 3) -> None:
         if ":" not in backend:
             raise ValueError(f"backend must be 'module:Class', got {backend!r}")
-        if not timeout_s > 0:
-            raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s!r}")
+        for label, value in (("timeout_s", timeout_s), ("start_timeout_s", start_timeout_s)):
+            if not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{label} must be > 0 seconds, got {value!r}")
         if not isinstance(max_crashes, int) or max_crashes < 1:
             raise ValueError(f"max_crashes must be a positive integer, got {max_crashes!r}")
         self.backend = backend
         self.params = dict(params or {})
         self.timeout_s = timeout_s
+        self.start_timeout_s = start_timeout_s
         self.max_crashes = max_crashes
         self.crashes = 0  # deaths in a row
         self.deaths: list[str] = []  # every death's reason, in order
@@ -115,7 +118,7 @@ class ModelWorker:
         """Run ``backend.op(**kwargs)`` in the child and return its result."""
         with self._lock:
             self._ensure_started()
-            result = self._request({"op": op, "kwargs": kwargs})
+            result = self._request({"op": op, "kwargs": kwargs}, self.timeout_s)
             self.crashes = 0  # a finished call ends a run of deaths
             return result
 
@@ -140,7 +143,7 @@ class ModelWorker:
                 "not restarting it: every further call fails"
             )
         self._spawn()
-        self._request({"op": "__init__", "kwargs": self.params})
+        self._request({"op": "__init__", "kwargs": self.params}, self.start_timeout_s)
 
     def _spawn(self) -> None:
         self._lines = queue.Queue()
@@ -154,16 +157,17 @@ class ModelWorker:
         threading.Thread(target=_pump, args=(proc.stdout, lines.put), daemon=True).start()
         threading.Thread(target=_pump, args=(proc.stderr, lambda s: s is not None and err.append(s.rstrip())), daemon=True).start()
 
-    def _request(self, message: dict[str, Any]) -> Any:
+    def _request(self, message: dict[str, Any], timeout_s: float) -> Any:
         proc = self._proc
         if proc is None or proc.stdin is None:
             raise WorkerDied("the model worker is not running")
         try:
             proc.stdin.write(json.dumps(message) + "\n")
             proc.stdin.flush()
-            line = self._lines.get(timeout=self.timeout_s)
+            line = self._lines.get(timeout=timeout_s)
         except queue.Empty:
-            self._died(f"no answer within timeout_s={self.timeout_s:g} s, so it was killed")
+            label = "timeout_s" if timeout_s == self.timeout_s else "start_timeout_s"
+            self._died(f"no answer within {label}={timeout_s:g} s, so it was killed")
         except (BrokenPipeError, OSError):
             line = None
         if line is None:
