@@ -63,3 +63,28 @@ def test_offline_seeding_honours_the_users_cache_and_sets_no_variable(monkeypatc
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
     assert out == ["2", "False"]
 
+
+def test_special_token_text_counts_as_plain_text():
+    tok = get_tokenizer("cl100k_base")
+    text = "stop here <|endoftext|> and <|fim_prefix|> go on"
+    assert tok.encode(text) == tok._enc.encode(text, disallowed_special=())
+    assert tok.count(text) > tok.count("stop here and go on")
+
+
+def test_count_many_counts_each_distinct_text_once_and_fills_the_memo():
+    from optimizer.tokenizer import count_many
+
+    class Counting:
+        name = "counting"
+
+        def __init__(self):
+            self.calls = []
+
+        def count(self, text):
+            self.calls.append(text)
+            return len(text.split())
+
+    tok, memo = Counting(), {"known": 7}
+    assert count_many(tok, ["a b", "known", "a b", "c"], memo) == [2, 7, 2, 1]
+    assert tok.calls == ["a b", "c"]
+    assert memo == {"known": 7, "a b": 2, "c": 1}
