@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -273,7 +274,9 @@ class Pipeline:
         if not isinstance(query, str):
             raise TypeError(f"query must be a string, got {type(query).__name__}: {query!r:.80}")
         items = tuple(as_chunks(chunks))
-        context = StageContext.for_chunks(items, tokenizer=self.tokenizer, render_overhead=self._overhead)
+        header_counts: dict[str, int] = {}  # a header's count is asked for again and again within a run
+        overhead = functools.partial(self.renderer.overhead, tokenizer=self.tokenizer, counts=header_counts)
+        context = StageContext.for_chunks(items, tokenizer=self.tokenizer, render_overhead=overhead)
         tokens_full = context.count(self.renderer.render(items).text)
         hard_budget = resolve_budget(parse_budget(budget) if budget is not None else self.budget, tokens_full)
         context = dataclasses.replace(context, budget=hard_budget)
@@ -339,9 +342,6 @@ class Pipeline:
         return packed, trace
 
     __call__ = run
-
-    def _overhead(self, chunks: Sequence[Chunk]) -> int:
-        return self.renderer.overhead(chunks, self.tokenizer)
 
     @staticmethod
     def _check_output(step: str, before: tuple[Chunk, ...], output: Any) -> tuple[Chunk, ...]:
