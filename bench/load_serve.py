@@ -216,6 +216,19 @@ def probe_request(base: str, key: str, doc: tuple, max_tokens: int) -> dict[str,
     return {"prompt_tokens": r.json()["usage"]["prompt_tokens"], "max_tokens": max_tokens, "id": r.headers["x-ragtrim-request-id"]}
 
 
+def busiest_worker(db_url: str, pids: list[int]) -> int:
+    """The worker pid holding the most reservations right now (requests in flight), else the first.
+
+    Keep-alive connections can all land on one worker; killing an idle one would test nothing.
+    """
+    engine = make_engine(db_url, create=False)
+    with engine.connect() as c:
+        held = c.exec_driver_sql("SELECT worker_id, COUNT(*) FROM rt_reservations WHERE state = 'held' GROUP BY worker_id").all()
+    engine.dispose()
+    counts = {int(w.split(":")[1]): n for w, n in held if w.count(":") >= 2 and w.split(":")[1].isdigit()}
+    return max(pids, key=lambda pid: counts.get(pid, 0))
+
+
 def check(db_url: str, results: list[dict[str, Any]], probe_id: str) -> dict[str, Any]:
     """The invariants, from the database (the sizing probe's row left out)."""
     engine = make_engine(db_url, create=False)
@@ -310,8 +323,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         def do_kill() -> None:
             pids = worker_pids(supervisors[0])
             if pids:
-                os.kill(pids[0], signal.SIGKILL)
-                killed.append(pids[0])
+                victim = busiest_worker(db_url, pids)
+                os.kill(victim, signal.SIGKILL)
+                killed.append(victim)
 
         kill = (int(args.requests * args.kill_at), do_kill) if args.kill_at is not None else None
         t0 = time.perf_counter()
