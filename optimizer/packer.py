@@ -125,23 +125,33 @@ def pack(chunks: Sequence[Chunk], budget: int | None, renderer: Renderer, contex
         for s, e in _removed_ranges(chunk, cut):
             dropped.append(Drop(chunk.id, f"budget: cut at a {how} boundary", s, e))
 
-    # Render in list order and shrink until the exact count fits (BPE is not additive).
+    kept, rendered, tokens, shrink_cuts = _shrink_to_fit(chosen, budget, renderer, context, dropped)
+    return Packed(tuple(kept), rendered, tokens, tuple(dropped), cuts + shrink_cuts)
+
+
+def _victim(chosen: dict[int, Chunk], order: list[int]) -> int:
+    """The kept chunk to shrink next: the least relevant one when any has a score, else the last."""
+    live = [i for i in order if chosen[i].text]
+    if any(chosen[i].relevance is not None or chosen[i].score is not None for i in live):
+        return max(live, key=lambda i: (-relevance_of(chosen[i]), i))
+    return max(live)
+
+
+def _shrink_to_fit(
+    chosen: dict[int, Chunk], budget: int, renderer: Renderer, context: StageContext, dropped: list[Drop]
+) -> tuple[list[Chunk], Rendered, int, int]:
+    """Render in list order and shrink until the exact count fits (BPE is not additive)."""
     order = sorted(chosen)
+    cuts = 0
     while True:
         kept = [chosen[i] for i in order if chosen[i].text]
         rendered = renderer.render(kept)
         tokens = context.count(rendered.text)
         if tokens <= budget or not kept:
-            break
-        overflow = tokens - budget
-        # shrink the least important kept chunk
-        victim = max(
-            (i for i in order if chosen[i].text), key=lambda i: (-relevance_of(chosen[i]), i)
-        ) if any(c.relevance is not None or c.score is not None for c in kept) else max(
-            i for i in order if chosen[i].text
-        )
+            return kept, rendered, tokens, cuts
+        victim = _victim(chosen, order)
         before = chosen[victim]
-        target = context.count(before.text) - overflow
+        target = context.count(before.text) - (tokens - budget)
         cut, how = cut_to_tokens(before, target, context) if target > 0 else (before.keep([]), "none")
         if cut.text and len(cut.text) >= len(before.text):  # no progress: drop one more character's worth
             cut = before.keep_text_range(0, max(0, len(before.text) - 1))
@@ -153,4 +163,3 @@ def pack(chunks: Sequence[Chunk], budget: int | None, renderer: Renderer, contex
                 dropped.append(Drop(before.id, f"budget: cut at a {how} boundary (exact fit)", s, e))
         else:
             dropped.append(Drop(before.id, "budget: no room after exact count of the rendered context"))
-    return Packed(tuple(kept), rendered, tokens, tuple(dropped), cuts)
