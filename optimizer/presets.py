@@ -73,6 +73,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+PRESETS["default-hand"] = {
+    "description": "the hand-weighted default before the fitted scorer (kept for comparison)",
+    "steps": copy.deepcopy(PRESETS["default"]["steps"]),
+}
+PRESETS["quality-hand"] = {
+    "description": "the hand-weighted quality before the fitted scorer (kept for comparison)",
+    "steps": copy.deepcopy(PRESETS["quality"]["steps"]),
+}
+
 
 def list_presets() -> list[str]:
     """Names of the presets."""
