@@ -30,11 +30,15 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fixed", default=None, help="selector settings as JSON (skips the grid)")
     parser.add_argument("--features", default=None, help="comma-separated feature subset (ablation)")
+    parser.add_argument("--kind", default="default", choices=["default", "quality"])
+    parser.add_argument("--retriever", action="store_true",
+                        help="the MiniLM pass with the simulated retriever signal: plain vs retriever model side by side")
+    parser.add_argument("--limit-test", type=int, default=None, help="score only the first N of the held-out set")
     parser.add_argument("--drop", default=None, help="comma-separated features to leave out (ablation)")
     args = parser.parse_args()
     pipe = Pipeline.preset("default")
-    data = load_pass("static", SETS, pipe)
-    names = tuple(args.features.split(",")) if args.features else feature_names("default", False)
+    data = load_pass("minilm" if args.retriever or args.kind == "quality" else "static", SETS, pipe)
+    names = tuple(args.features.split(",")) if args.features else feature_names(args.kind, args.retriever)
     if args.drop:
         names = tuple(n for n in names if n not in args.drop.split(","))
     for held in SETS:
@@ -42,7 +46,8 @@ def main() -> int:
         model = fit_model([p for v in train.values() for p in v], names)
         settings = json.loads(args.fixed) if args.fixed else choose_selector(train, pipe, model)[0]
         selector = SentenceSelector(**settings)
-        test = [p for p in data[held] if p.dataset == held and p.counts]
+        test = [p for p in data[held] if p.dataset == held][: args.limit_test]
+        test = [p for p in test if p.counts]
         contexts: dict = {}
         recall = [np.mean([replay(p, pipe, relative_probability(model, p), selector, b, contexts) for p in test]) for b in BUDGETS]
         coef = {n: round(float(c), 2) for n, c in zip(model.names, model.coef)}

@@ -40,7 +40,7 @@ from optimizer.packer import pack  # noqa: E402
 from optimizer.pipeline import Pipeline  # noqa: E402
 from optimizer.records import Chunk  # noqa: E402
 from optimizer.stage import StageContext, StageOutput  # noqa: E402
-from optimizer.stages.sentence_features import SentenceFeatures, sentence_features, split_chunks  # noqa: E402
+from optimizer.stages.sentence_features import BASE, SentenceFeatures, derived_columns, sentence_features, split_chunks  # noqa: E402
 from optimizer.stages.sentence_select import SentenceSelector  # noqa: E402
 from optimizer.stages.sentence_signals import Sentence  # noqa: E402
 
@@ -114,6 +114,18 @@ def prepare(dataset: str, example: Any, pipe: Pipeline, *, static: str | None, d
     return Prepared(dataset, example.id, example.question, answers, current, tuple(sents), feats, labels, budgets, counts)
 
 
+def upgraded(p: Prepared) -> Prepared:
+    """A cached example with any :data:`~optimizer.stages.sentence_features.BASE` column it lacks derived again."""
+    missing = [n for n in BASE if n not in p.features.names]
+    if not missing:
+        return p
+    cols = {n: p.features.column(n) for n in p.features.names}
+    cols.update(derived_columns(cols, np.array([s.chunk for s in p.sents], dtype=int)))
+    names = tuple(p.features.names) + tuple(missing)
+    values = np.stack([cols[n] for n in names], axis=1) if len(p.sents) else np.zeros((0, len(names)))
+    return replace(p, features=SentenceFeatures(names, values, p.features.retriever))
+
+
 def replay(p: Prepared, pipe: Pipeline, score: np.ndarray, selector: SentenceSelector, share: float,
            contexts: dict[str, StageContext] | None = None) -> int:
     """Answer recall of the rendered context at ``share`` for ``score`` and ``selector`` (pipeline-exact).
@@ -144,7 +156,7 @@ def load_prepared(dataset: str, examples: Iterable[Any], pipe: Pipeline, *, stat
     path = cache_dir / f"{dataset}-{tag}-{key}.pkl"
     if path.is_file():
         with open(path, "rb") as f:
-            return pickle.load(f)
+            return [upgraded(p) for p in pickle.load(f)]
     out = [prepare(dataset, e, pipe, static=static, dense=dense) for e in examples]
     cache_dir.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:

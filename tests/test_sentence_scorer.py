@@ -115,6 +115,34 @@ def test_scorer_round_trips_through_json(tmp_path):
     np.testing.assert_allclose(back.plain.coef, [1.0, 0.5])
 
 
+def test_shipped_scorers_load_and_cover_every_feature_they_name():
+    for name in ("default", "quality"):
+        scorer = load_scorer(name)
+        assert scorer.static == "static"
+        assert set(RETRIEVER) <= set(scorer.retriever.names)
+        assert not set(RETRIEVER) & set(scorer.plain.names)
+        assert scorer.info["fitted_on"]  # says what it was fitted on
+    assert load_scorer("quality").dense == "minilm-int8" and load_scorer("default").dense is None
+
+
+
+def test_fitted_presets_use_the_selector_settings_the_fit_chose():
+    from optimizer.presets import preset_config
+
+    for preset, weights in (("fitted", "default"), ("fitted-quality", "quality")):
+        params = next(s["params"] for s in preset_config(preset)["steps"] if s["stage"] == "sentences")
+        assert params["scorer"] == "fitted" and params["weights"] == weights
+        chosen = load_scorer(weights).info["selector"]
+        assert {k: params[k] for k in chosen} == chosen
+
+
+def test_fitted_preset_runs_within_the_budget_on_the_shipped_weights():
+    result = Pipeline.preset("fitted", budget=40).run(QUESTION, CHUNKS)
+    assert 0 < result.tokens <= 40
+    scored = Pipeline.preset("fitted", budget=40).run(QUESTION, [replace(c, score=s) for c, s in zip(CHUNKS, (0.2, 0.9, 0.1))])
+    assert 0 < scored.tokens <= 40
+
+
 # -- the fit ---------------------------------------------------------------------------------
 def _synthetic(seed):
     rng = np.random.default_rng(seed)

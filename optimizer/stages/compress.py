@@ -146,6 +146,9 @@ class SentenceExtract(Stage):
     weights:
         The fitted scorer: a shipped name (``"default"``, ``"quality"``) or a scorer JSON path
         (``bench/fit_scorer.py`` writes them).
+    coverage_mode:
+        ``"add"``: the coverage bonus is added to the score; ``"scale"``: the score is
+        multiplied by ``1 + bonus`` (what the fitted scorer's relative probabilities need).
     retriever:
         Fitted scorer only: ``"auto"`` uses ``Chunk.score`` when chunks carry one,
         ``"order"`` also reads the given order as the retriever's ranking when they do not,
@@ -185,6 +188,7 @@ class SentenceExtract(Stage):
         scorer: str = "weighted",
         weights: str = "default",
         retriever: str = "auto",
+        coverage_mode: str = "add",
     ) -> None:
         if model is not None and model not in EMBEDDERS:
             raise ValueError(f"sentences: model must be None or one of {', '.join(EMBEDDERS)}, got {model!r}")
@@ -197,6 +201,8 @@ class SentenceExtract(Stage):
                 raise ValueError(f"sentences: {pname} must be a number in (0, 1], got {value!r}")
         if scorer not in SCORERS:
             raise ValueError(f"sentences: scorer must be one of {', '.join(SCORERS)}, got {scorer!r}")
+        if coverage_mode not in ("add", "scale"):
+            raise ValueError(f"sentences: coverage_mode must be 'add' or 'scale', got {coverage_mode!r}")
         if retriever not in RETRIEVER_MODES:
             raise ValueError(f"sentences: retriever must be one of {', '.join(RETRIEVER_MODES)}, got {retriever!r}")
         if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 0:
@@ -229,6 +235,7 @@ class SentenceExtract(Stage):
         self.scorer = scorer
         self.weights = str(weights) if isinstance(weights, Path) else weights
         self.retriever = retriever
+        self.coverage_mode = coverage_mode
         self.fitted: FittedScorer | None = load_scorer(weights) if scorer == "fitted" else None
 
     def warm_up(self) -> None:
@@ -245,7 +252,7 @@ class SentenceExtract(Stage):
         return SentenceSelector(
             density=self.density, tight_sentences=self.tight_sentences, redundancy=self.redundancy,
             lead_follow=self.lead_follow, coverage=self.coverage, ratio=self.ratio, fill=self.fill,
-            order=self.order, stem=self.stem, use_title=self.use_title,
+            order=self.order, stem=self.stem, use_title=self.use_title, coverage_mode=self.coverage_mode,
         )
 
     # -- the hand-weighted scorer ---------------------------------------------------------

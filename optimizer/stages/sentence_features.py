@@ -18,6 +18,9 @@ questions:
 ``numeric``     1 when the question asks when / how many and the sentence has a digit
 ``query_share`` rarity-weighted share of the query's words the sentence (with title) mentions
 ``novelty``     share of the sentence's capitalized-phrase and number words not in the query
+``prior_hop``   ``max(chunk prior, link)``, chunk prior = scaled chunk BM25 + chunk cosine
+``chunk_best``  the best ``bm25 + cos`` of any sentence in the same chunk, scaled
+``neighbour``   the best ``(bm25 + cos) / 2`` of the sentences right before and after it in its chunk
 ``mini``        MiniLM cosine (``mini_raw`` unscaled, ``mini_chunk`` chunk mean), when asked
 ``retr_score``  the retriever's ``Chunk.score``, min-max scaled (only when present)
 ``retr_rank``   ``1 / (1 + rank)`` (rank from 1) of the chunk by that score, or by the given order
@@ -64,7 +67,7 @@ from optimizer.stages.sentence_signals import (
 from optimizer.text import entities, has_number
 
 BASE = ("bm25", "bm25_chunk", "cos", "cos_raw", "cos_chunk", "link", "lead", "position", "length", "numeric",
-        "query_share", "novelty")
+        "query_share", "novelty", "prior_hop", "chunk_best", "neighbour")
 MINILM = ("mini", "mini_raw", "mini_chunk")
 RETRIEVER = ("retr_score", "retr_rank")
 RETRIEVER_MODES = ("auto", "order", "ignore")
@@ -117,6 +120,30 @@ def _retriever(chunks: Sequence[Chunk], context: StageContext, mode: str) -> tup
         rank = np.argsort(np.argsort(position, kind="stable"), kind="stable").astype(float)
         return np.zeros(len(chunks)), 1.0 / (2.0 + rank)
     return None
+
+
+def derived_columns(columns: dict[str, np.ndarray], chunk_of: np.ndarray) -> dict[str, np.ndarray]:
+    """``prior_hop``, ``chunk_best`` and ``neighbour`` from the per-sentence columns (same chunk, adjacent rows).
+
+    >>> cols = {"bm25": np.array([1.0, 0.0, 0.5]), "cos": np.zeros(3), "bm25_chunk": np.array([1.0, 1.0, 0.0]),
+    ...         "cos_chunk": np.zeros(3), "link": np.array([0.0, 0.0, 0.8])}
+    >>> {k: v.tolist() for k, v in derived_columns(cols, np.array([0, 0, 1])).items()}
+    {'prior_hop': [1.0, 1.0, 0.8], 'chunk_best': [1.0, 1.0, 0.5], 'neighbour': [0.0, 0.5, 0.0]}
+    """
+    n = len(chunk_of)
+    if not n:
+        return {"prior_hop": np.zeros(0), "chunk_best": np.zeros(0), "neighbour": np.zeros(0)}
+    prior = np.array(minmax(list(columns["bm25_chunk"] + columns["cos_chunk"])))
+    match = columns["bm25"] + columns["cos"]
+    best = np.zeros(int(chunk_of.max()) + 1)
+    np.maximum.at(best, chunk_of, match)
+    neighbour = np.zeros(n)
+    same_prev = np.r_[False, chunk_of[1:] == chunk_of[:-1]]
+    neighbour[1:] = np.where(same_prev[1:], match[:-1] / 2, 0.0)
+    same_next = np.r_[chunk_of[:-1] == chunk_of[1:], False]
+    neighbour[:-1] = np.maximum(neighbour[:-1], np.where(same_next[:-1], match[1:] / 2, 0.0))
+    return {"prior_hop": np.maximum(prior, columns["link"]), "chunk_best": best[chunk_of] / max(float(match.max()), 1e-12),
+            "neighbour": neighbour}
 
 
 def _novelty(sents: Sequence[Sentence], query_terms: set[str], stem: int) -> np.ndarray:
@@ -177,6 +204,7 @@ def sentence_features(
         "query_share": mentions.astype(float) @ weight if mentions.shape[1] else zeros,
         "novelty": _novelty(sents, set(q), stem),
     }
+    columns.update(derived_columns(columns, chunk_of))
     if dense is not None:
         mini, mini_raw, mini_chunk = (zeros, zeros, np.zeros(len(chunks)))
         if n:

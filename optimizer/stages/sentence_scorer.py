@@ -12,6 +12,8 @@ the best sentence, so dividing by tokens (``density``) means answer probability 
 >>> m = LinearModel(names=("bm25", "lead"), mean=np.array([0.5, 0.2]), scale=np.array([0.5, 0.4]), coef=np.array([2.0, 1.0]))
 >>> m.logits(np.array([[1.0, 0.0], [0.0, 1.0]])).round(3).tolist()
 [1.5, 0.0]
+>>> load_scorer("default").plain.names[:2]
+('bm25', 'bm25_chunk')
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ diminishing returns. A sentence from a chunk already used is worth a little less
 (``coverage``, submodular coverage: Lin & Bilmes, ACL 2011), and when only a few sentences
 fit the value is scaled per token (``density``, the cost-scaled greedy of budgeted
 maximization: Khuller, Moss & Naor 1999). ``tight_sentences`` fades density and redundancy
-as the budget grows. Kept sentences stay in document order inside their chunk; each kept
+as the budget grows. ``coverage_mode="add"`` adds the coverage bonus to the value (for
+scores on a fixed scale, like the hand-weighted fusion); ``"scale"`` multiplies the value by
+``1 + bonus`` (for relative probabilities, whose scale shrinks fast down the ranking). Kept sentences stay in document order inside their chunk; each kept
 chunk's ``relevance`` is its best sentence's score.
 
 >>> import numpy as np
@@ -53,6 +55,11 @@ class SentenceSelector:
     order: str = "relevance"
     stem: int = 0
     use_title: bool = True
+    coverage_mode: str = "add"
+
+    def __post_init__(self) -> None:
+        if self.coverage_mode not in ("add", "scale"):
+            raise ValueError(f"sentences: coverage_mode must be 'add' or 'scale', got {self.coverage_mode!r}")
 
     def target(self, sents: Sequence[Sentence], context: StageContext) -> int:
         """Tokens to fill: ``fill`` of the budget, or ``ratio`` of the sentences without one."""
@@ -98,7 +105,8 @@ class SentenceSelector:
         open_words = np.ones(mentions.shape[1]) if cover and mentions is not None else None
         while left.any():
             if cover and mentions is not None and weight is not None and open_words is not None:
-                total = current + self.coverage * (mentions @ (weight * open_words))
+                bonus = self.coverage * (mentions @ (weight * open_words))
+                total = current * (1.0 + bonus) if self.coverage_mode == "scale" else current + bonus
             else:
                 total = current
             i = int(np.argmax(np.where(left, total, -np.inf)))
