@@ -27,9 +27,10 @@ import numpy as np  # noqa: E402
 
 from evals.datasets import load_dataset  # noqa: E402
 from evals.metrics import answer_recall, evidence_recall  # noqa: E402
-from optimizer import embeddings as E  # noqa: E402
+from optimizer.models import ModelStore, use_store  # noqa: E402
 from optimizer.pipeline import Pipeline  # noqa: E402
 from optimizer.presets import preset_config  # noqa: E402
+from optimizer.registry import DEPRECATED_ALIASES  # noqa: E402
 
 
 class _Memo:
@@ -59,12 +60,14 @@ def build(name: str, overrides: list[str]) -> Pipeline:
     for item in overrides:
         key, value = item.split("=", 1)
         stage, param = key.split(".", 1)
+        removed = stage.startswith("-")
+        stage = DEPRECATED_ALIASES.get(stage.lstrip("-"), stage.lstrip("-"))  # "sentences.x" still works
         steps = [s for s in config["steps"] if s["stage"] == stage]
-        if stage.startswith("-"):  # "-dedupe-near.x=1" removes that step
-            config["steps"] = [s for s in config["steps"] if s["stage"] != stage[1:]]
+        if removed:  # "-dedupe-near.x=1" removes that step
+            config["steps"] = [s for s in config["steps"] if s["stage"] != stage]
             continue
         if not steps:
-            config["steps"].insert(0 if stage != "sentences" else len(config["steps"]), {"stage": stage, "params": {}})
+            config["steps"].insert(0 if stage != "compress-sentences" else len(config["steps"]), {"stage": stage, "params": {}})
             steps = [s for s in config["steps"] if s["stage"] == stage]
         if param != "_":
             steps[0].setdefault("params", {})[param] = parse_value(value)
@@ -155,24 +158,25 @@ def main(argv: list[str] | None = None) -> None:
         examples = examples[: args.limit]
     budgets = [float(b) for b in args.budgets.split(",")]
     out = []
+    memo_store = ModelStore()  # embedders wrapped to remember vectors across pipelines and budgets
     for name in args.pipelines.split(","):
         pipe = build(name, args.set)
         label = args.label if args.label else name
         record: dict[str, Any] = {"data": args.data, "n": len(examples), "pipeline": label, "overrides": args.set}
         if args.latency:
-            E._LOADED.clear()
-            p50, p95 = latency(pipe, examples, args.latency)
+            with use_store(ModelStore()):  # fresh models: nothing memoized from an earlier pipeline
+                p50, p95 = latency(pipe, examples, args.latency)
             record.update(latency_ms_p50=round(p50, 2), latency_ms_p95=round(p95, 2), latency_n=min(args.latency, len(examples)))
         if not args.no_recall:
-            for key in list(E._LOADED):
-                E._LOADED[key] = _Memo(E._LOADED[key]) if not isinstance(E._LOADED[key], _Memo) else E._LOADED[key]
-            pipe.warm_up()
-            for key in list(E._LOADED):
-                if not isinstance(E._LOADED[key], _Memo):
-                    E._LOADED[key] = _Memo(E._LOADED[key])
-            t = time.perf_counter()
-            record["rows"] = measure(pipe, examples, budgets, args.latency)
-            record["seconds"] = round(time.perf_counter() - t, 1)
+            with use_store(memo_store):
+                pipe.warm_up()
+                for key in memo_store.keys():
+                    item = memo_store.get(key, lambda: None)
+                    if key[0] == "embedder" and not isinstance(item, _Memo):
+                        memo_store.put(key, _Memo(item))
+                t = time.perf_counter()
+                record["rows"] = measure(pipe, examples, budgets, args.latency)
+                record["seconds"] = round(time.perf_counter() - t, 1)
         out.append(record)
         cells = " | ".join(
             f"{r['budget']:g}: AR {r['answer_recall']:.3f} ER {r['evidence_recall']:.3f} tok {r['tokens_mean']:.0f}"

@@ -70,9 +70,9 @@ def adaptive_cmd(args: argparse.Namespace) -> None:
     run_fixed = run_eval(data, [args.pipeline], fixed, progress=False, resamples=1)
     run_adapt = run_eval(data, pipes[1:], [1.0], progress=False, resamples=1000)
     seconds = time.perf_counter() - start
-    curve = sorted((r["metrics"]["tokens_mean"], r["metrics"]["answer_recall"], r["budget"])
-                   for r in run_fixed.runs if r["pipeline"] == args.pipeline)
-    full = run_fixed.run_for("full", None)["metrics"]
+    curve = sorted((r.metrics.tokens_mean, r.metrics.answer_recall, r.budget)
+                   for r in run_fixed.runs if r.pipeline == args.pipeline)
+    full = run_fixed.run_for("full", None).metrics.to_dict()
     rows = []
     print(f"| arm | tokens mean | share of full | answer recall | delta vs full (95% CI) | fixed-budget recall at the same tokens | fixed-budget tokens for the same recall | token saving at equal recall |")
     print("|---|---|---|---|---|---|---|---|")
@@ -80,7 +80,7 @@ def adaptive_cmd(args: argparse.Namespace) -> None:
     for t, rec, b in curve:
         print(f"| {args.pipeline}@{b:g} (fixed) | {t:.1f} | {t / full['tokens_mean']:.3f} | {rec:.4f} | | | | |")
         rows.append({"arm": f"{args.pipeline}@{b:g}", "kind": "fixed", "budget": b, "tokens_mean": t, "answer_recall": rec})
-    for r in run_adapt.runs:
+    for r in (run_.to_dict() for run_ in run_adapt.runs):
         if r["pipeline"] == "full":
             continue
         m = r["metrics"]

@@ -51,8 +51,7 @@ def build(raw: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def card(stats: dict[str, Any], commands: str) -> str:
-    return f"""# 2wiki
+CARD_TEMPLATE = """# 2wiki
 
 Multi-hop questions (compositional, comparison, bridge-comparison, inference) over
 Wikipedia paragraphs from **2WikiMultihopQA** dev, 10 paragraphs per question.
@@ -75,12 +74,12 @@ Wikipedia text; keep the attribution to the dataset authors and to Wikipedia whe
 
 | | |
 |---|---|
-| examples | {stats['n']} (the 36 questions without passages are left out) |
-| tokens per example (cl100k, full rendered context) | mean {stats['tokens_mean']}, median {stats['tokens_median']} (min {stats['tokens_min']}, max {stats['tokens_max']}) |
-| chunks per example | mean {stats['chunks_mean']} (min {stats['chunks_min']}, max {stats['chunks_max']}) |
-| gold chunks per example | {stats['gold_mean']} |
-| examples with sentence-level gold (`gold_spans`) | {stats['with_gold_spans']} |
-| answerable | {stats['answerable']} of {stats['n']} ({stats['yes_no']} are yes/no and are left out of answer recall) |
+| examples | {stats[n]} (the 36 questions without passages are left out) |
+| tokens per example (cl100k, full rendered context) | mean {stats[tokens_mean]}, median {stats[tokens_median]} (min {stats[tokens_min]}, max {stats[tokens_max]}) |
+| chunks per example | mean {stats[chunks_mean]} (min {stats[chunks_min]}, max {stats[chunks_max]}) |
+| gold chunks per example | {stats[gold_mean]} |
+| examples with sentence-level gold (`gold_spans`) | {stats[with_gold_spans]} |
+| answerable | {stats[answerable]} of {stats[n]} ({stats[yes_no]} are yes/no and are left out of answer recall) |
 
 Tokens are those of `optimizer.Pipeline.preset("full").run(question, chunks).tokens`: all chunks
 rendered with `[n]` markers and titles, `cl100k_base`.
@@ -113,3 +112,8 @@ Rebuild (byte-identical output):
 {commands}
 ```
 """
+
+
+def card(stats: dict[str, Any], commands: str) -> str:
+    """The dataset card (README section) for ``stats`` and the rebuild ``commands``."""
+    return CARD_TEMPLATE.format(stats=stats, commands=commands)

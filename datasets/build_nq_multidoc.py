@@ -76,8 +76,7 @@ def build(raw: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def card(stats: dict[str, Any], commands: str) -> str:
-    return f"""# nq-multidoc
+CARD_TEMPLATE = """# nq-multidoc
 
 Open-domain questions from **Natural Questions (NQ-Open)**, each with 20 Wikipedia passages of
 which exactly one is the gold passage, in the manner of the *Lost in the Middle*
@@ -104,12 +103,12 @@ Wikipedia's authors.
 
 | | |
 |---|---|
-| examples | {stats['n']} |
-| tokens per example (cl100k, full rendered context) | mean {stats['tokens_mean']}, median {stats['tokens_median']} (min {stats['tokens_min']}, max {stats['tokens_max']}) |
-| chunks per example | mean {stats['chunks_mean']} (min {stats['chunks_min']}, max {stats['chunks_max']}) |
-| gold chunks per example | {stats['gold_mean']} |
-| answerable | {stats['answerable']} of {stats['n']} |
-| gold passage contains a normalized answer | {stats['gold_has_answer']} of {stats['n']} |
+| examples | {stats[n]} |
+| tokens per example (cl100k, full rendered context) | mean {stats[tokens_mean]}, median {stats[tokens_median]} (min {stats[tokens_min]}, max {stats[tokens_max]}) |
+| chunks per example | mean {stats[chunks_mean]} (min {stats[chunks_min]}, max {stats[chunks_max]}) |
+| gold chunks per example | {stats[gold_mean]} |
+| answerable | {stats[answerable]} of {stats[n]} |
+| gold passage contains a normalized answer | {stats[gold_has_answer]} of {stats[n]} |
 
 Tokens are those of `optimizer.Pipeline.preset("full").run(question, chunks).tokens`: all chunks
 rendered with `[n]` markers and titles, `cl100k_base`.
@@ -123,7 +122,7 @@ rendered with `[n]` markers and titles, `cl100k_base`.
   `evals.metrics.contains_answer` (SQuAD-normalized substring test, the same test as answer
   recall), so answer recall is 1 only when text from the gold passage survives.
 - `meta.gold_has_answer` says whether the gold passage itself passes that test (true for
-  {stats['gold_has_answer']} of {stats['n']} here).
+  {stats[gold_has_answer]} of {stats[n]} here).
 
 ## How it was built
 
@@ -156,3 +155,8 @@ Rebuild (byte-identical output):
 {commands}
 ```
 """
+
+
+def card(stats: dict[str, Any], commands: str) -> str:
+    """The dataset card (README section) for ``stats`` and the rebuild ``commands``."""
+    return CARD_TEMPLATE.format(stats=stats, commands=commands, N=N, SEED=SEED)

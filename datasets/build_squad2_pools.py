@@ -70,9 +70,7 @@ def build(raw: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def card(stats: dict[str, Any], commands: str) -> str:
-    unanswerable = stats["n"] - stats["answerable"]
-    return f"""# squad2-pools
+CARD_TEMPLATE = """# squad2-pools
 
 Single-paragraph reading-comprehension questions from **SQuAD 2.0**, turned into small
 retrieval pools of hard, same-article distractors; about half the questions are
@@ -96,11 +94,11 @@ Wikipedia's authors).
 
 | | |
 |---|---|
-| examples | {stats['n']} |
-| tokens per example (cl100k, full rendered context) | mean {stats['tokens_mean']}, median {stats['tokens_median']} (min {stats['tokens_min']}, max {stats['tokens_max']}) |
-| chunks per example | mean {stats['chunks_mean']} (min {stats['chunks_min']}, max {stats['chunks_max']}) |
-| gold chunks per example | {stats['gold_mean']} |
-| answerable | {stats['answerable']} of {stats['n']} ({stats['answerable'] / stats['n']:.1%}); {unanswerable} unanswerable with `answers: []` |
+| examples | {stats[n]} |
+| tokens per example (cl100k, full rendered context) | mean {stats[tokens_mean]}, median {stats[tokens_median]} (min {stats[tokens_min]}, max {stats[tokens_max]}) |
+| chunks per example | mean {stats[chunks_mean]} (min {stats[chunks_min]}, max {stats[chunks_max]}) |
+| gold chunks per example | {stats[gold_mean]} |
+| answerable | {stats[answerable]} of {stats[n]} ({answerable_share:.1%}); {unanswerable} unanswerable with `answers: []` |
 
 Tokens are those of `optimizer.Pipeline.preset("full").run(question, chunks).tokens`: all chunks
 rendered with `[n]` markers and titles, `cl100k_base`. All chunks of a pool share the article
@@ -121,7 +119,7 @@ title, so the renderer prints it once.
 ## How it was built
 
 1. All 6,078 questions in file order; a `random.Random({SEED})` draws a stratified sample:
-   round(500 x 3,168 / 6,078) = {unanswerable} unanswerable and {stats['answerable']} answerable questions, kept in file order.
+   round(500 x 3,168 / 6,078) = {unanswerable} unanswerable and {stats[answerable]} answerable questions, kept in file order.
 2. For each question, the other paragraphs of **its own article** are ranked with BM25
    (`rank_bm25.BM25Okapi`, lower-cased word tokens without stop words, ties by paragraph
    index) against the question; the top {DISTRACTORS} are the distractors, in rank order.
@@ -138,3 +136,9 @@ Rebuild (byte-identical output):
 {commands}
 ```
 """
+
+
+def card(stats: dict[str, Any], commands: str) -> str:
+    """The dataset card (README section) for ``stats`` and the rebuild ``commands``."""
+    unanswerable = stats["n"] - stats["answerable"]
+    return CARD_TEMPLATE.format(stats=stats, commands=commands, DISTRACTORS=DISTRACTORS, SEED=SEED, unanswerable=unanswerable, answerable_share=stats["answerable"] / stats["n"])

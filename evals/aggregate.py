@@ -6,7 +6,7 @@ is reported next to its mean (``n_answer_recall``, ``n_reader``...). An arm wher
 counts gets ``None``, never NaN. Deltas pair the same example ids in both arms and carry a
 95 % paired bootstrap interval (:func:`evals.bootstrap.paired_bootstrap`).
 
->>> from evals.sweep import Arm, ExampleRow
+>>> from evals.records import Arm, ExampleRow
 >>> def row(i, pipe, budget, tokens, recall):
 ...     return ExampleRow(id=i, pipeline=pipe, budget=budget, context="", tokens=tokens, tokens_full=100,
 ...                       prompt_tokens=tokens + 20, kept_ids=(), answer_recall=recall,
@@ -14,24 +14,25 @@ counts gets ``None``, never NaN. Deltas pair the same example ids in both arms a
 >>> rows = [row("a", "full", None, 100, 1), row("b", "full", None, 100, 1),
 ...         row("a", "cut", 0.5, 50, 1), row("b", "cut", 0.5, 50, 0)]
 >>> runs = aggregate(rows, [Arm("full", None), Arm("cut", 0.5)], usd_per_million=2.5)
->>> m = runs[1]["metrics"]
->>> m["answer_recall"], m["tokens_mean"], m["compression"], m["cost_per_1k_queries"], m["cost_saved_per_1k"]
+>>> m = runs[1].metrics
+>>> m.answer_recall, m.tokens_mean, m.compression, m.cost_per_1k_queries, m.cost_saved_per_1k
 (0.5, 50.0, 2.0, 0.175, 0.125)
->>> runs[1]["vs_full"]["answer_recall"]["delta"]
+>>> runs[1].delta("answer_recall").delta
 -0.5
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from evals.bootstrap import paired_bootstrap
 from evals.cost import cost_per_1k_queries
-
-REFERENCE = "full"
+from evals.records import REFERENCE, ArmMetrics, ArmRun, Delta
+from evals.records import rounded as _r
 
 DELTA_METRICS: tuple[tuple[str, str], ...] = (
     ("answer_recall", "answer_recall"),
@@ -42,10 +43,6 @@ DELTA_METRICS: tuple[tuple[str, str], ...] = (
     ("f1", "f1"),
 )
 """(metric name in results.json, ExampleRow field) pairs that get a delta versus ``full``."""
-
-
-def _r(x: float | None, digits: int = 6) -> float | None:
-    return None if x is None else float(round(float(x), digits)) + 0.0
 
 
 def _mean(values: Sequence[float | None]) -> tuple[float | None, int]:
@@ -62,7 +59,7 @@ def _ok(row: Any) -> bool:
     return row.reader_called and row.prediction is not None
 
 
-def arm_metrics(rows: Sequence[Any], *, usd_per_million: float) -> dict[str, Any]:
+def arm_metrics(rows: Sequence[Any], *, usd_per_million: float) -> ArmMetrics:
     """Metrics of one arm's rows (see the module doc for the rules)."""
     answer_recall, n_ar = _mean([r.answer_recall for r in rows])
     evidence_recall, n_er = _mean([r.evidence_recall for r in rows])
@@ -75,31 +72,31 @@ def arm_metrics(rows: Sequence[Any], *, usd_per_million: float) -> dict[str, Any
     em, _ = _mean([r.em for r in good])
     f1, _ = _mean([r.f1 for r in good])
     cost = cost_per_1k_queries(prompt_tokens_mean, usd_per_million) if prompt_tokens_mean is not None else None
-    return {
-        "answer_recall": answer_recall,
-        "evidence_recall": evidence_recall,
-        "tokens_mean": tokens_mean,
-        "tokens_full_mean": tokens_full_mean,
-        "latency_ms_p50": _pct([r.latency_ms for r in rows], 50),
-        "latency_ms_p95": _pct([r.latency_ms for r in rows], 95),
-        "accuracy": accuracy if called else None,
-        "em": em if called else None,
-        "f1": f1 if called else None,
-        "n": len(rows),
-        "n_answer_recall": n_ar,
-        "n_evidence_recall": n_er,
-        "compression": _r(tokens_full_mean / tokens_mean) if tokens_mean else None,
-        "token_share": _r(tokens_mean / tokens_full_mean) if tokens_full_mean else None,
-        "prompt_tokens_mean": prompt_tokens_mean,
-        "cost_per_1k_queries": _r(cost),
-        "cost_saved_per_1k": None,
-        "reader_calls": len(called),
-        "n_reader": len(good),
-        "n_accuracy": n_acc,
-        "reader_failures": len(called) - len(good),
-        "reader_latency_ms_p50": _pct([r.reader_latency_ms for r in good], 50),
-        "reader_latency_ms_p95": _pct([r.reader_latency_ms for r in good], 95),
-    }
+    return ArmMetrics(
+        answer_recall=answer_recall,
+        evidence_recall=evidence_recall,
+        tokens_mean=tokens_mean,
+        tokens_full_mean=tokens_full_mean,
+        latency_ms_p50=_pct([r.latency_ms for r in rows], 50),
+        latency_ms_p95=_pct([r.latency_ms for r in rows], 95),
+        accuracy=accuracy if called else None,
+        em=em if called else None,
+        f1=f1 if called else None,
+        n=len(rows),
+        n_answer_recall=n_ar,
+        n_evidence_recall=n_er,
+        compression=_r(tokens_full_mean / tokens_mean) if tokens_mean else None,
+        token_share=_r(tokens_mean / tokens_full_mean) if tokens_full_mean else None,
+        prompt_tokens_mean=prompt_tokens_mean,
+        cost_per_1k_queries=_r(cost),
+        cost_saved_per_1k=None,
+        reader_calls=len(called),
+        n_reader=len(good),
+        n_accuracy=n_acc,
+        reader_failures=len(called) - len(good),
+        reader_latency_ms_p50=_pct([r.reader_latency_ms for r in good], 50),
+        reader_latency_ms_p95=_pct([r.reader_latency_ms for r in good], 95),
+    )
 
 
 def paired_delta(
@@ -109,7 +106,7 @@ def paired_delta(
     *,
     resamples: int = 1000,
     seed: int = 0,
-) -> dict[str, Any] | None:
+) -> Delta | None:
     """Baseline, value and delta (with its 95 % CI) over example ids where both have a value."""
     by_id = {r.id: value(r) for r in base}
     pairs = [(by_id[r.id], value(r)) for r in other if r.id in by_id]
@@ -119,13 +116,7 @@ def paired_delta(
     a = [float(p[0]) for p in pairs]
     b = [float(p[1]) for p in pairs]
     d = paired_bootstrap(a, b, resamples=resamples, seed=seed)
-    return {
-        "baseline": _r(sum(a) / len(a)),
-        "value": _r(sum(b) / len(b)),
-        "delta": _r(d.delta),
-        "ci95": [_r(d.ci_low), _r(d.ci_high)],
-        "n": d.n,
-    }
+    return Delta(baseline=_r(sum(a) / len(a)), value=_r(sum(b) / len(b)), delta=_r(d.delta), ci95=(_r(d.ci_low), _r(d.ci_high)), n=d.n)
 
 
 def _field_value(field: str) -> Callable[[Any], float | None]:
@@ -141,11 +132,11 @@ def aggregate(
     usd_per_million: float,
     resamples: int = 1000,
     seed: int = 0,
-) -> list[dict[str, Any]]:
-    """One ``{"pipeline", "budget", "label", "metrics", "vs_full"}`` dict per arm, in arm order.
+) -> list[ArmRun]:
+    """One :class:`~evals.records.ArmRun` per arm, in arm order.
 
-    ``vs_full`` maps each metric of :data:`DELTA_METRICS` to ``{"baseline", "value", "delta",
-    "ci95", "n"}`` (None where no example has both values); it is None for ``full`` itself.
+    ``vs_full`` maps each metric of :data:`DELTA_METRICS` to a :class:`~evals.records.Delta`
+    (None where no example has both values); it is None for ``full`` itself.
     """
     grouped: dict[Any, list[Any]] = {arm: [] for arm in arms}
     for r in rows:
@@ -158,13 +149,13 @@ def aggregate(
     for arm in arms:
         arm_rows = grouped[arm]
         m = arm_metrics(arm_rows, usd_per_million=usd_per_million)
-        if base_metrics is not None and m["cost_per_1k_queries"] is not None:
-            m["cost_saved_per_1k"] = _r(base_metrics["cost_per_1k_queries"] - m["cost_per_1k_queries"])
+        if base_metrics is not None and m.cost_per_1k_queries is not None:
+            m = replace(m, cost_saved_per_1k=_r(base_metrics.cost_per_1k_queries - m.cost_per_1k_queries))
         vs_full = None
         if arm != reference and base_rows:
             vs_full = {
                 name: paired_delta(base_rows, arm_rows, _field_value(field), resamples=resamples, seed=seed)
                 for name, field in DELTA_METRICS
             }
-        runs.append({"pipeline": arm.pipeline, "budget": arm.budget, "label": arm.label, "metrics": m, "vs_full": vs_full})
+        runs.append(ArmRun(arm.pipeline, arm.budget, arm.label, m, vs_full))
     return runs

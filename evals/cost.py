@@ -2,11 +2,15 @@
 
 The table is ``evals/prices.toml`` (US dollars per million *input* tokens, with its date and
 source); ``--prices FILE`` adds or replaces models, ``--price-model NAME`` picks one. Output
-tokens are not counted: the context only changes the input side.
+tokens are not counted by the eval: the context only changes the input side. A model may also
+carry ``output_per_million`` (optional), which ``ragtrim serve`` needs to bound a request's
+worst-case cost before it calls the model.
 
 >>> table = load_prices()
 >>> table.price("gpt-4o").input_per_million
 2.5
+>>> table.price("gpt-4o").output_per_million
+10.0
 >>> cost_per_1k_queries(1000, 2.5)  # 1,000 input tokens a query at $2.50 per million
 2.5
 >>> round(cost_per_1k_queries(400.0, 0.15), 6)
@@ -28,12 +32,17 @@ BUNDLED_PRICES = Path(__file__).with_name("prices.toml")
 
 @dataclass(frozen=True)
 class Price:
-    """One model's input price (US dollars per million input tokens) and where it came from."""
+    """One model's input price (US dollars per million input tokens) and where it came from.
+
+    ``output_per_million`` (US dollars per million output tokens) is optional: None when the
+    table does not give it.
+    """
 
     model: str
     input_per_million: float
     date: str
     source: str
+    output_per_million: float | None = None
 
 
 @dataclass(frozen=True)
@@ -62,11 +71,15 @@ class PriceTable:
         return {
             "default": self.default,
             "files": list(self.files),
-            "models": {
-                name: {"input_per_million": p.input_per_million, "date": p.date, "source": p.source}
-                for name, p in sorted(self.prices.items())
-            },
+            "models": {name: _price_dict(p) for name, p in sorted(self.prices.items())},
         }
+
+
+def _price_dict(p: Price) -> dict[str, Any]:
+    out: dict[str, Any] = {"input_per_million": p.input_per_million, "date": p.date, "source": p.source}
+    if p.output_per_million is not None:
+        out["output_per_million"] = p.output_per_million
+    return out
 
 
 def _read_table(path: Path) -> tuple[dict[str, Price], str | None]:
@@ -91,11 +104,18 @@ def _read_table(path: Path) -> tuple[dict[str, Price], str | None]:
                 f"price file {str(path)!r}: model {name!r} needs input_per_million = a non-negative number "
                 f"(USD per million input tokens), got {value!r}"
             )
+        output = entry.get("output_per_million")
+        if output is not None and (isinstance(output, bool) or not isinstance(output, (int, float)) or output < 0):
+            raise ValueError(
+                f"price file {str(path)!r}: model {name!r} has output_per_million = {output!r}; give a non-negative "
+                "number (USD per million output tokens) or leave it out"
+            )
         prices[name] = Price(
             model=name,
             input_per_million=float(value),
             date=str(entry.get("date", date)),
             source=str(entry.get("source", source)),
+            output_per_million=float(output) if output is not None else None,
         )
     default = data.get("default")
     return prices, str(default) if default is not None else None

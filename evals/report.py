@@ -16,11 +16,11 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from evals.tables import Table, to_html, to_markdown, to_rich
 from optimizer.budget import budget_label
 
 METRIC_TITLES: dict[str, str] = {
@@ -31,14 +31,6 @@ METRIC_TITLES: dict[str, str] = {
     "em": "Reader exact match",
     "f1": "Reader token F1",
 }
-
-
-@dataclass(frozen=True)
-class Table:
-    title: str
-    headers: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    note: str = ""
 
 
 def fmt(x: float | int | None, digits: int = 3) -> str:
@@ -224,26 +216,6 @@ def pareto_plot(results: Mapping[str, Any], path: str | Path) -> Path:
 
 
 # -- writing ------------------------------------------------------------------------------
-def _md_table(t: Table) -> str:
-    def esc(s: str) -> str:
-        return s.replace("|", "\\|")
-
-    lines = [f"### {t.title}", ""]
-    lines.append("| " + " | ".join(map(esc, t.headers)) + " |")
-    lines.append("|" + "|".join("---" for _ in t.headers) + "|")
-    lines.extend("| " + " | ".join(map(esc, row)) + " |" for row in t.rows)
-    if t.note:
-        lines += ["", t.note]
-    return "\n".join(lines)
-
-
-def _html_table(t: Table) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in t.headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in t.rows)
-    note = f"<p class='note'>{html.escape(t.note)}</p>" if t.note else ""
-    return f"<h3>{html.escape(t.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}"
-
-
 def _header_lines(results: Mapping[str, Any]) -> list[str]:
     reader = results["reader"] if results.get("reader_model") is None else f"{results['reader']} ({results['reader_model']})"
     lines = [
@@ -266,7 +238,7 @@ def render_markdown(results: Mapping[str, Any], plot_name: str | None = "pareto.
     if plot_name:
         parts += [f"![quality vs tokens]({plot_name})", ""]
     for t in all_tables(results):
-        parts += [_md_table(t), ""]
+        parts += [to_markdown(t), ""]
     if results.get("prompt_template") and results.get("reader") != "none":
         parts += ["### Reader prompt", "", "```", results["prompt_template"], "```", ""]
     return "\n".join(parts)
@@ -279,7 +251,7 @@ def render_html(results: Mapping[str, Any], png: bytes | None) -> str:
         if png
         else ""
     )
-    tables = "".join(_html_table(t) for t in all_tables(results))
+    tables = "".join(to_html(t) for t in all_tables(results))
     prompt = ""
     if results.get("prompt_template") and results.get("reader") != "none":
         prompt = f"<h3>Reader prompt</h3><pre>{html.escape(results['prompt_template'])}</pre>"
@@ -312,6 +284,35 @@ def _inline_md(line: str) -> str:
             out.append(text[i])
             i += 1
     return "".join(out)
+
+
+def machine() -> str:
+    """``Linux x86_64, 2 cores, Python 3.12.3`` (for the report)."""
+    import os
+    import platform
+
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def run_meta(started: float, *, command: Sequence[str] | None = None, **extra: Any) -> dict[str, Any]:
+    """What varies between identical runs (``results.json``'s ``meta``): date, command, machine, wall time.
+
+    ``started`` is a :func:`time.perf_counter` reading; ``command`` the arguments after
+    ``ragtrim`` (this process's when None).
+    """
+    import shlex
+    import sys
+    import time
+    from datetime import datetime, timezone
+
+    args = list(command) if command is not None else sys.argv[1:]
+    return {
+        "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        "command": shlex.join(["ragtrim", *args]),
+        "machine": machine(),
+        "seconds": round(time.perf_counter() - started, 1),
+        **extra,
+    }
 
 
 def _dumps(obj: Any, **kw: Any) -> str:
@@ -352,33 +353,21 @@ def main(argv: list[str] | None = None) -> None:
     if len(args) != 1:
         raise SystemExit("usage: python -m evals.report DIR (a ragtrim eval --out folder)")
     results = json.loads((Path(args[0]) / "results.json").read_text(encoding="utf-8"))
-    print(_md_table(compact_table(results)))
+    print(to_markdown(compact_table(results)))
 
 
-def print_summary(results: Mapping[str, Any], console: Any = None) -> None:
-    """The summary as a rich table: each quality metric with its delta versus full and 95 % CI."""
-    from rich.console import Console
-    from rich.table import Table as RichTable
-
-    if console is None:
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=max(console.width, 150))
+def terminal_table(results: Mapping[str, Any]) -> Table:
+    """The summary printed after a run: each quality metric with its delta versus full and 95 % CI."""
     has_reader = any(r["metrics"].get("reader_calls") for r in results["runs"])
-    t = RichTable(
-        title=f"ragtrim eval: {results['dataset']} (n={results['n']}, {results['tokenizer']}, reader {results['reader']})",
-        caption="Δ = paired delta versus full on the same examples [95% bootstrap CI]",
-    )
     cols = ["pipeline", "budget", "tokens", "answer recall (Δ)", "evidence"]
     if has_reader:
         cols += ["accuracy (Δ)", "failed"]
     cols += ["$/1k q", "p50 ms"]
-    for c in cols:
-        t.add_column(c, justify="left" if c in ("pipeline", "budget") else "right")
 
     def cell(value: Any, delta: Any) -> str:
         return fmt(value) if delta is None else f"{fmt(value)}\n{fmt_delta(delta, 2)}"
 
+    rows = []
     for run in results["runs"]:
         m, vs = run["metrics"], run.get("vs_full") or {}
         row = [run["pipeline"], _budget(run["budget"]), fmt(m["tokens_mean"], 0),
@@ -386,8 +375,24 @@ def print_summary(results: Mapping[str, Any], console: Any = None) -> None:
         if has_reader:
             row += [cell(m["accuracy"], vs.get("accuracy")), str(m["reader_failures"]) if m["reader_calls"] else "–"]
         row += [fmt(m["cost_per_1k_queries"], 3), fmt(m["latency_ms_p50"], 1)]
-        t.add_row(*row)
-    console.print(t)
+        rows.append(tuple(row))
+    return Table(
+        f"ragtrim eval: {results['dataset']} (n={results['n']}, {results['tokenizer']}, reader {results['reader']})",
+        tuple(cols),
+        tuple(rows),
+        "Δ = paired delta versus full on the same examples [95% bootstrap CI]",
+    )
+
+
+def print_summary(results: Mapping[str, Any], console: Any = None) -> None:
+    """Print :func:`terminal_table` with rich (150 columns wide when not on a terminal)."""
+    from rich.console import Console
+
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=max(console.width, 150))
+    console.print(to_rich(terminal_table(results)))
 
 
 if __name__ == "__main__":

@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,8 +41,11 @@ from typing import Any
 
 import numpy as np
 
+from optimizer.cache import build_file_atomically, cache_dir
 from optimizer.lazy import lazy_import
 from optimizer.records import Chunk
+from optimizer.scoring import titled_text
+from optimizer.validate import positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def build_corpus(examples: Sequence[Any]) -> list[Passage]:
 
 def passage_text(p: Passage) -> str:
     """What the retriever indexes: ``"Title. text"`` when there is a title."""
-    return f"{p.title}. {p.text}" if p.title else p.text
+    return titled_text(p.title, p.text)
 
 
 def retrieve_dataset(
@@ -121,8 +122,7 @@ def retrieve_dataset(
         For ``faiss``: put each passage's vector on its chunk (``Chunk.embedding``), as a
         vector-store retriever would, so dense stages with the same model reuse it.
     """
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k must be a positive whole number of passages per question, got {top_k!r}")
+    positive_int(top_k, "top_k", what="passages per question")
     if retriever not in RETRIEVERS:
         raise ValueError(f"unknown retriever {retriever!r}; use one of {', '.join(RETRIEVERS)}")
     examples = getattr(dataset, "examples", None)
@@ -215,8 +215,6 @@ def _encode(model: Any, texts: Sequence[str]) -> np.ndarray:
 
 def corpus_cache_path(embedder_name: str, texts: Sequence[str]) -> Path:
     """Where the corpus embeddings of ``texts`` by ``embedder_name`` are cached."""
-    from optimizer.embeddings import cache_dir
-
     h = hashlib.sha256()
     for t in texts:
         h.update(t.encode("utf-8"))
@@ -235,11 +233,8 @@ def corpus_embeddings(model: Any, texts: Sequence[str], *, cache: bool) -> np.nd
     logger.info("embedding %d corpus passages with %s", len(texts), name)
     vecs = _encode(model, texts)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".corpus-", suffix=".npy", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
+        with build_file_atomically(path) as tmp, open(tmp, "wb") as fh:
             np.save(fh, vecs)
-        os.replace(tmp, path)
     return vecs
 
 
@@ -255,16 +250,18 @@ def _faiss_search(
 
 
 def _bm25_search(corpus: list[Passage], questions: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-    rank_bm25 = lazy_import("rank_bm25", extra="eval", purpose="BM25 retrieval (--retrieve bm25)")
+    """Okapi BM25 over the whole corpus (:class:`optimizer.scoring.BM25Index`), top ``k`` per question."""
+    lazy_import("rank_bm25", extra="eval", purpose="BM25 retrieval (--retrieve bm25)")
+    from optimizer.scoring import BM25Index
     from optimizer.text import content_words, words
 
     def terms(text: str) -> list[str]:
         return content_words(text) or words(text) or [""]
 
-    bm25 = rank_bm25.BM25Okapi([terms(passage_text(p)) for p in corpus])
+    index = BM25Index([terms(passage_text(p)) for p in corpus], variant="okapi")
     all_scores, all_ids = [], []
     for q in questions:
-        s = np.asarray(bm25.get_scores(terms(q)), dtype=np.float32)
+        s = np.asarray(index.scores(terms(q)), dtype=np.float32)
         top = np.argsort(-s, kind="stable")[:k]
         all_ids.append(top)
         all_scores.append(s[top])

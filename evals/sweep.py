@@ -13,7 +13,7 @@ budget, as the reference.
 >>> run = run_eval(SimpleNamespace(name="tiny", examples=[ex]), ["truncate"], [0.5], progress=False)
 >>> [(r.pipeline, r.budget, r.answer_recall) for r in run.rows]
 [('full', None, 1), ('truncate', 0.5, 0)]
->>> run.run_for("truncate", 0.5)["metrics"]["answer_recall"]
+>>> run.run_for("truncate", 0.5).metrics.answer_recall
 0.0
 """
 
@@ -22,64 +22,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from evals import metrics as M
+from evals.records import REFERENCE, Arm, ArmRun, ExampleRow
 from evals.readers.prompt import DEFAULT_TEMPLATE, format_prompt
-from optimizer.budget import Budget, budget_label, parse_budget
+from optimizer.budget import Budget, parse_budget
 from optimizer.pipeline import Pipeline
 from optimizer.tokenizer import get_tokenizer
-
-REFERENCE = "full"
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One (pipeline, budget) cell of a sweep; ``budget`` None only for the ``full`` reference."""
-
-    pipeline: str
-    budget: Budget | None
-
-    @property
-    def label(self) -> str:
-        """``default@25%``, or ``full``."""
-        return self.pipeline if self.budget is None else f"{self.pipeline}@{budget_label(self.budget)}"
-
-
-@dataclass(frozen=True)
-class ExampleRow:
-    """What one pipeline at one budget did on one example (and what the reader said)."""
-
-    id: str
-    pipeline: str
-    budget: Budget | None
-    context: str
-    tokens: int
-    tokens_full: int
-    prompt_tokens: int
-    kept_ids: tuple[str, ...]
-    answer_recall: int | None
-    evidence_recall: float | None
-    latency_ms: float
-    prediction: str | None = None
-    reader_called: bool = False
-    reader_error: str | None = None
-    reader_latency_ms: float | None = None
-    reader_cached: bool | None = None
-    accuracy: int | None = None
-    em: int | None = None
-    f1: float | None = None
-
-    @property
-    def arm(self) -> Arm:
-        return Arm(self.pipeline, self.budget)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["kept_ids"] = list(self.kept_ids)
-        return out
-
+from optimizer.validate import positive_int
 
 @dataclass(frozen=True)
 class EvalRun:
@@ -93,13 +45,13 @@ class EvalRun:
     prompt_template: str | None
     arms: tuple[Arm, ...]
     rows: tuple[ExampleRow, ...]
-    runs: tuple[dict[str, Any], ...]
+    runs: tuple[ArmRun, ...]
     settings: dict[str, Any] = field(default_factory=dict)
 
-    def run_for(self, pipeline: str, budget: Budget | None) -> dict[str, Any]:
+    def run_for(self, pipeline: str, budget: Budget | None) -> ArmRun:
         """The aggregated run of one arm."""
         for run in self.runs:
-            if run["pipeline"] == pipeline and run["budget"] == budget:
+            if run.pipeline == pipeline and run.budget == budget:
                 return run
         raise KeyError(f"no run for pipeline {pipeline!r} at budget {budget!r}; arms: {[a.label for a in self.arms]}")
 
@@ -116,7 +68,7 @@ class EvalRun:
             "reader_model": self.reader_model,
             "prompt_template": self.prompt_template,
             **self.settings,
-            "runs": [dict(r) for r in self.runs],
+            "runs": [r.to_dict() for r in self.runs],
         }
 
 
@@ -224,34 +176,19 @@ def run_eval(
     from evals.aggregate import aggregate
     from evals.cost import load_prices
 
-    examples = list(dataset.examples)
-    if not examples:
-        raise ValueError(f"dataset {getattr(dataset, 'name', '?')!r} has no examples")
-    if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 1):
-        raise ValueError(f"sample must be a positive number of examples, got {sample!r}")
+    examples = _examples(dataset)
+    if sample is not None:
+        positive_int(sample, "sample", what="examples")
     resolved = resolve_pipelines(pipelines, tokenizer=tokenizer)
     arms = make_arms([n for n, _ in resolved], budgets)
-    by_name = dict(resolved)
     wanted = reader_arm_set(arms, reader_arms) if reader is not None else set()
     table = prices if prices is not None else load_prices()
     price = table.price(price_model)
     template = reader.template if reader is not None else DEFAULT_TEMPLATE
-    count = by_name[REFERENCE].tokenizer.count
-    overhead = {ex.id: count(format_prompt(template, ex.question, "")) for ex in examples}
-
-    rows: list[ExampleRow] = []
     with _progress(progress) as bar:
-        for name, pipe in resolved:
-            pipe.warm_up()
-            name_arms = [a for a in arms if a.pipeline == name]
-            task = bar.add(f"{name}", total=len(examples) * len(name_arms))
-            for arm in name_arms:
-                for ex in examples:
-                    rows.append(_run_one(pipe, arm, ex, overhead[ex.id]))
-                    task(1)
+        rows = sweep_rows(examples, resolved, arms, template=template, bar=bar)
         if reader is not None:
             rows = _read(rows, examples, reader, wanted, sample, bar)
-
     runs = aggregate(rows, arms, usd_per_million=price.input_per_million, resamples=resamples, seed=seed)
     return EvalRun(
         dataset=str(getattr(dataset, "name", "dataset")),
@@ -263,18 +200,61 @@ def run_eval(
         arms=tuple(arms),
         rows=tuple(rows),
         runs=tuple(runs),
-        settings={
-            "sample": (min(sample, len(examples)) if sample is not None else len(examples)) if reader is not None else None,
-            "reader_arms": [a.label for a in arms if a in wanted],
-            "budgets": list(dict.fromkeys(a.budget for a in arms if a.budget is not None)),
-            "pipelines": [n for n, _ in resolved],
-            "pipeline_configs": {n: p.to_config() for n, p in resolved},
-            "price": {"model": price.model, "input_per_million": price.input_per_million, "date": price.date, "source": price.source},
-            "prices": table.to_dict(),
-            "bootstrap": {"resamples": resamples, "seed": seed, "confidence": 0.95, "paired_on": "example id"},
-            "cost_note": "input tokens per query = rendered context + reader prompt template with the question; output tokens not counted",
-        },
+        settings=sweep_settings(
+            resolved, arms, wanted, table, price, resamples=resamples, seed=seed,
+            sample=(min(sample, len(examples)) if sample is not None else len(examples)) if reader is not None else None,
+        ),
     )
+
+
+def _examples(dataset: Any) -> list[Any]:
+    examples = list(dataset.examples)
+    if not examples:
+        raise ValueError(f"dataset {getattr(dataset, 'name', '?')!r} has no examples")
+    return examples
+
+
+def sweep_rows(
+    examples: Sequence[Any], resolved: Sequence[tuple[str, Pipeline]], arms: Sequence[Arm], *, template: str, bar: Any
+) -> list[ExampleRow]:
+    """One :class:`ExampleRow` per (example, arm), pipeline by pipeline (each warmed up once)."""
+    count = dict(resolved)[REFERENCE].tokenizer.count
+    overhead = {ex.id: count(format_prompt(template, ex.question, "")) for ex in examples}
+    rows: list[ExampleRow] = []
+    for name, pipe in resolved:
+        pipe.warm_up()
+        name_arms = [a for a in arms if a.pipeline == name]
+        task = bar.add(f"{name}", total=len(examples) * len(name_arms))
+        for arm in name_arms:
+            for ex in examples:
+                rows.append(_run_one(pipe, arm, ex, overhead[ex.id]))
+                task(1)
+    return rows
+
+
+def sweep_settings(
+    resolved: Sequence[tuple[str, Pipeline]],
+    arms: Sequence[Arm],
+    wanted: set[Arm],
+    table: Any,
+    price: Any,
+    *,
+    resamples: int,
+    seed: int,
+    sample: int | None,
+) -> dict[str, Any]:
+    """What produced a sweep, for ``results.json`` (pipelines and their configs, prices, bootstrap)."""
+    return {
+        "sample": sample,
+        "reader_arms": [a.label for a in arms if a in wanted],
+        "budgets": list(dict.fromkeys(a.budget for a in arms if a.budget is not None)),
+        "pipelines": [n for n, _ in resolved],
+        "pipeline_configs": {n: p.to_config() for n, p in resolved},
+        "price": {"model": price.model, "input_per_million": price.input_per_million, "date": price.date, "source": price.source},
+        "prices": table.to_dict(),
+        "bootstrap": {"resamples": resamples, "seed": seed, "confidence": 0.95, "paired_on": "example id"},
+        "cost_note": "input tokens per query = rendered context + reader prompt template with the question; output tokens not counted",
+    }
 
 
 def _run_one(pipe: Pipeline, arm: Arm, ex: Any, overhead: int) -> ExampleRow:
@@ -381,3 +361,9 @@ def _progress(enabled: bool) -> Iterator[_Bar]:
     )
     with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
         yield _Bar(progress)
+
+
+__all__ = [
+    "REFERENCE", "Arm", "EvalRun", "ExampleRow", "make_arms", "reader_arm_set", "resolve_pipelines", "run_eval",
+    "sweep_rows", "sweep_settings",
+]

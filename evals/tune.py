@@ -34,12 +34,14 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from evals.records import REFERENCE, Arm, rounded
 from optimizer.pipeline import Pipeline
+from optimizer.validate import unit_interval
 
 METRICS = ("answer_recall", "evidence_recall", "accuracy", "em", "f1")
 """Metrics a budget can be tuned for (``accuracy``, ``em`` and ``f1`` need a reader)."""
@@ -152,10 +154,8 @@ def _check_args(metric: str, target_retention: Any, reader: Any, resolution: Any
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     if metric in READER_METRICS and reader is None:
         raise ValueError(f"metric {metric!r} scores a reader's answers; pass a reader (e.g. --reader local) or use answer_recall")
-    if isinstance(target_retention, bool) or not isinstance(target_retention, (int, float)) or not 0 < target_retention <= 1:
-        raise ValueError(f"target_retention must be a share of the full-context metric in (0, 1], e.g. 0.98, got {target_retention!r}")
-    if isinstance(resolution, bool) or not isinstance(resolution, (int, float)) or not 0 < resolution < 1:
-        raise ValueError(f"resolution must be a relative step in (0, 1), e.g. 0.005 for 0.5 % of the share, got {resolution!r}")
+    unit_interval(target_retention, "target_retention (a share of the full-context metric)", example=0.98)
+    unit_interval(resolution, "resolution (a relative step of the share)", open_high=True, example="0.005 for 0.5 %")
     shares = sorted({float(s) for s in grid})
     if not shares or any(not 0 < s <= 1 for s in shares):
         raise ValueError(f"grid must hold shares of the full context in (0, 1], got {list(grid)!r}")
@@ -233,102 +233,154 @@ def tune_budget(
     progress:
         Progress bars on stderr.
     """
-    from evals.aggregate import aggregate
     from evals.cost import load_prices
-    from evals.sweep import REFERENCE, Arm, run_eval
 
     shares = _check_args(metric, target_retention, reader, resolution, grid)
     data = _as_dataset(dataset, limit)
     name = _pipeline_name(pipeline)
     if name == REFERENCE:
         raise ValueError("'full' is the reference (the whole context); tune another pipeline, e.g. 'default'")
-    use_reader = reader if metric in READER_METRICS else None
     table = prices if prices is not None else load_prices()
-    price = table.price(price_model)
-    memo = memo if memo is not None else {}
-    config = json.dumps(pipeline.to_config(), sort_keys=True, default=str) if isinstance(pipeline, Pipeline) else name
-    reader_key = (getattr(use_reader, "name", None), getattr(use_reader, "model", None)) if use_reader is not None else None
-    scope = (str(getattr(data, "name", "")), len(data.examples), config, tokenizer, reader_key)
-    rows_by_share: dict[float, list[Any]] = {}
-
-    def evaluate(batch: Sequence[float]) -> None:
-        todo = [s for s in batch if (scope, s) not in memo]
-        if todo:
-            run = run_eval(
-                data, [pipeline], todo, reader=use_reader, tokenizer=tokenizer,
-                prices=table, price_model=price_model, resamples=1, seed=seed, progress=progress,
-            )
-            memo.setdefault((scope, REFERENCE), run.rows_for(REFERENCE, None))
-            for s in todo:
-                memo[(scope, s)] = run.rows_for(name, s)
-        for s in batch:
-            rows_by_share.setdefault(s, memo[(scope, s)])
-
-    def value(rows: Sequence[Any]) -> float | None:
-        got = [v for v in (_metric_of(r, metric) for r in rows) if v is not None]
-        return sum(got) / len(got) if got else None
-
-    evaluate(shares)
-    full_rows = memo[(scope, REFERENCE)]
-    full_value = value(full_rows)
+    evaluator = ShareEvaluator(
+        data, pipeline, metric=metric, reader=reader if metric in READER_METRICS else None, tokenizer=tokenizer,
+        prices=table, price_model=price_model, seed=seed, progress=progress, memo=memo,
+    )
+    evaluator.evaluate(shares)
+    full_value = evaluator.full_value()
     if full_value is None:
-        raise ValueError(f"no example of {scope[0]!r} counts for {metric!r} (e.g. all answers are yes/no or empty); pick another metric or dataset")
-    median_full = statistics.median(r.tokens_full for r in full_rows)
-    floor = 1.0 / median_full if median_full > 0 else 0.0
+        raise ValueError(f"no example of {evaluator.dataset_name!r} counts for {metric!r} (e.g. all answers are yes/no or empty); pick another metric or dataset")
 
     def ok(share: float) -> bool:
-        return holds(value(rows_by_share[share]), full_value, target_retention)
+        return holds(evaluator.value(share), full_value, target_retention)
 
     first = next((i for i, s in enumerate(shares) if ok(s)), None)
-    met = first is not None
     if first is None:
         best = 1.0
     else:
-        lo, hi = (shares[first - 1] if first > 0 else 0.0), shares[first]
-        while hi - lo > max(resolution * hi, floor):
-            mid = round((lo + hi) / 2, 9)
-            if mid <= lo or mid >= hi:
-                break
-            evaluate([mid])
-            if ok(mid):
-                hi = mid
-            else:
-                lo = mid
-        best = hi
+        lo = shares[first - 1] if first > 0 else 0.0
+        best = bisect_share(lo, shares[first], ok, resolution=resolution, floor=evaluator.one_token_share())
+    return build_result(evaluator, best, met=first is not None, target_retention=target_retention,
+                        resolution=resolution, price=table.price(price_model), resamples=resamples, seed=seed)
 
-    # The answer, with the harness's aggregation (metric, paired delta, cost) at full resamples.
-    arm = Arm(name, best)
-    runs = aggregate(list(full_rows) + list(rows_by_share[best]), [Arm(REFERENCE, None), arm],
+
+def bisect_share(lo: float, hi: float, ok: Callable[[float], bool], *, resolution: float, floor: float = 0.0) -> float:
+    """The smallest share in ``(lo, hi]`` where ``ok`` holds, given ``ok(hi)`` (bisection).
+
+    Stops when the bracket is narrower than ``resolution * hi`` or ``floor``, whichever is wider.
+
+    >>> bisect_share(0.0, 1.0, lambda s: s >= 0.3, resolution=0.01)
+    0.30078125
+    >>> bisect_share(0.2, 0.3, lambda s: True, resolution=0.5)
+    0.3
+    """
+    while hi - lo > max(resolution * hi, floor):
+        mid = round((lo + hi) / 2, 9)
+        if mid <= lo or mid >= hi:
+            break
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+class ShareEvaluator:
+    """Per-example rows of one pipeline at budget shares, each share run once (memoized in ``memo``).
+
+    ``memo`` maps ``(scope, share)`` to rows, where the scope names the data, the pipeline's
+    config, the tokenizer and the reader, so one dict can serve several searches.
+    """
+
+    def __init__(
+        self, data: Any, pipeline: str | Pipeline, *, metric: str, reader: Any, tokenizer: str,
+        prices: Any, price_model: str | None, seed: int, progress: bool, memo: MutableMapping[Any, Any] | None,
+    ) -> None:
+        self.data, self.pipeline, self.name = data, pipeline, _pipeline_name(pipeline)
+        self.metric, self.reader, self.tokenizer = metric, reader, tokenizer
+        self.prices, self.price_model, self.seed, self.progress = prices, price_model, seed, progress
+        self.memo = memo if memo is not None else {}
+        self.dataset_name = str(getattr(data, "name", ""))
+        config = json.dumps(pipeline.to_config(), sort_keys=True, default=str) if isinstance(pipeline, Pipeline) else self.name
+        reader_key = (getattr(reader, "name", None), getattr(reader, "model", None)) if reader is not None else None
+        self.scope = (self.dataset_name, len(data.examples), config, tokenizer, reader_key)
+        self.rows_by_share: dict[float, list[Any]] = {}
+
+    def evaluate(self, batch: Sequence[float]) -> None:
+        """Run the shares of ``batch`` not evaluated yet, in one sweep."""
+        from evals.sweep import run_eval
+
+        todo = [s for s in batch if (self.scope, s) not in self.memo]
+        if todo:
+            run = run_eval(
+                self.data, [self.pipeline], todo, reader=self.reader, tokenizer=self.tokenizer, prices=self.prices,
+                price_model=self.price_model, resamples=1, seed=self.seed, progress=self.progress,
+            )
+            self.memo.setdefault((self.scope, REFERENCE), run.rows_for(REFERENCE, None))
+            for s in todo:
+                self.memo[(self.scope, s)] = run.rows_for(self.name, s)
+        for s in batch:
+            self.rows_by_share.setdefault(s, self.memo[(self.scope, s)])
+
+    def rows(self, share: float) -> list[Any]:
+        self.evaluate([share])
+        return self.rows_by_share[share]
+
+    def full_rows(self) -> list[Any]:
+        return self.memo[(self.scope, REFERENCE)]
+
+    def value(self, share: float) -> float | None:
+        return metric_mean(self.rows(share), self.metric)
+
+    def full_value(self) -> float | None:
+        return metric_mean(self.full_rows(), self.metric)
+
+    def median_full_tokens(self) -> float:
+        return statistics.median(r.tokens_full for r in self.full_rows())
+
+    def one_token_share(self) -> float:
+        """The share one token is at the median full size (bisection never goes finer)."""
+        median_full = self.median_full_tokens()
+        return 1.0 / median_full if median_full > 0 else 0.0
+
+
+def metric_mean(rows: Sequence[Any], metric: str) -> float | None:
+    """Mean of ``metric`` over the rows where it counts (None when none does)."""
+    got = [v for v in (_metric_of(r, metric) for r in rows) if v is not None]
+    return sum(got) / len(got) if got else None
+
+
+def build_result(
+    evaluator: ShareEvaluator, best: float, *, met: bool, target_retention: float, resolution: float,
+    price: Any, resamples: int, seed: int,
+) -> TuneResult:
+    """The :class:`TuneResult` at share ``best``, with the harness's aggregation at full resamples."""
+    from evals.aggregate import aggregate
+
+    metric, full_rows, best_rows = evaluator.metric, evaluator.full_rows(), evaluator.rows(best)
+    full_value = metric_mean(full_rows, metric)
+    runs = aggregate(list(full_rows) + list(best_rows), [Arm(REFERENCE, None), Arm(evaluator.name, best)],
                      usd_per_million=price.input_per_million, resamples=resamples, seed=seed)
     full_run, best_run = runs
-    m = best_run["metrics"]
-    delta = (best_run["vs_full"] or {}).get(metric) or {}
-    values = [v for v in (_metric_of(r, metric) for r in rows_by_share[best]) if v is not None]
+    m = best_run.metrics
+    delta = best_run.delta(metric)
+    values = [v for v in (_metric_of(r, metric) for r in best_rows) if v is not None]
     best_value = sum(values) / len(values)
-    evaluations = tuple(sorted((s, _round(value(rows))) for s, rows in rows_by_share.items()))
+    median_full = evaluator.median_full_tokens()
+    evaluations = tuple(sorted((s, rounded(metric_mean(rows, metric))) for s, rows in evaluator.rows_by_share.items()))
     return TuneResult(
-        dataset=scope[0],
-        pipeline=name,
-        metric_name=metric,
-        target_retention=float(target_retention),
-        met=met,
-        budget=best,
+        dataset=evaluator.dataset_name, pipeline=evaluator.name, metric_name=metric,
+        target_retention=float(target_retention), met=met, budget=best,
         tokens=int(math.floor(best * median_full + 1e-9)),
-        metric=_round(best_value),
-        full_metric=_round(full_value),
-        retention=_round(best_value / full_value) if full_value else None,
+        metric=rounded(best_value), full_metric=rounded(full_value),
+        retention=rounded(best_value / full_value) if full_value else None,
         ci=mean_ci(values, resamples=resamples, seed=seed),
-        delta=float(delta.get("delta", best_value - full_value)),
-        delta_ci=tuple(delta.get("ci95", (best_value - full_value,) * 2)),
-        n=len(data.examples),
-        n_metric=len(values),
-        tokens_mean=float(m["tokens_mean"]),
-        tokens_full_mean=float(m["tokens_full_mean"]),
+        delta=float(delta.delta) if delta is not None else best_value - full_value,
+        delta_ci=tuple(delta.ci95) if delta is not None else (best_value - full_value,) * 2,
+        n=len(evaluator.data.examples), n_metric=len(values),
+        tokens_mean=float(m.tokens_mean), tokens_full_mean=float(m.tokens_full_mean),
         tokens_full_median=float(median_full),
-        tokens_saved_per_1k=_round((full_run["metrics"]["prompt_tokens_mean"] - m["prompt_tokens_mean"]) * 1000),
-        cost_saved_per_1k=m["cost_saved_per_1k"],
-        price_model=price.model,
-        resolution=float(resolution),
+        tokens_saved_per_1k=rounded((full_run.metrics.prompt_tokens_mean - m.prompt_tokens_mean) * 1000),
+        cost_saved_per_1k=m.cost_saved_per_1k, price_model=price.model, resolution=float(resolution),
         evaluations=evaluations,
         fails_above=tuple(s for s, v in evaluations if s > best and not holds(v, full_value, target_retention)),
     )
@@ -353,13 +405,13 @@ def evaluate_at(
     >>> evaluate_at(SimpleNamespace(name="t", examples=[ex]), "truncate", 0.5)
     (0.0, 1.0)
     """
-    from evals.sweep import REFERENCE, run_eval
+    from evals.sweep import run_eval
 
     data = _as_dataset(dataset, limit)
     name = _pipeline_name(pipeline)
     use_reader = reader if metric in READER_METRICS else None
     run = run_eval(data, [pipeline], [budget], reader=use_reader, tokenizer=tokenizer, resamples=1, progress=False)
-    return run.run_for(name, budget)["metrics"][metric], run.run_for(REFERENCE, None)["metrics"][metric]
+    return run.run_for(name, budget).metrics.value(metric), run.run_for(REFERENCE, None).metrics.value(metric)
 
 
 def _metric_of(row: Any, metric: str) -> float | None:
@@ -369,8 +421,7 @@ def _metric_of(row: Any, metric: str) -> float | None:
     return None if v is None else float(v)
 
 
-def _round(x: float | None) -> float | None:
-    return None if x is None else float(round(float(x), 6)) + 0.0
-
-
-__all__ = ["DEFAULT_GRID", "METRICS", "TuneResult", "evaluate_at", "holds", "mean_ci", "tune_budget"]
+__all__ = [
+    "DEFAULT_GRID", "METRICS", "ShareEvaluator", "TuneResult", "bisect_share", "build_result", "evaluate_at",
+    "holds", "mean_ci", "metric_mean", "tune_budget",
+]

@@ -9,10 +9,14 @@
 True
 
 The pieces, one module each: :mod:`optimizer.records` (Chunk, Span, Result, trace),
-:mod:`optimizer.tokenizer`, :mod:`optimizer.stage` (the Stage protocol),
-:mod:`optimizer.registry`, :mod:`optimizer.pipeline`, :mod:`optimizer.packer`,
-:mod:`optimizer.render`, :mod:`optimizer.presets`, :mod:`optimizer.stages` and
-:mod:`optimizer.testing` (the conformance check for your own stages).
+:mod:`optimizer.tokenizer`, :mod:`optimizer.stage` (the Stage protocol, the read-only
+StageContext and the per-run RunCache), :mod:`optimizer.registry`, :mod:`optimizer.pipeline`,
+:mod:`optimizer.packer`, :mod:`optimizer.render`, :mod:`optimizer.presets`,
+:mod:`optimizer.stages`, :mod:`optimizer.scoring` (BM25, best-first order, titled text),
+:mod:`optimizer.validate` (checks of settings), :mod:`optimizer.cache` (where models are
+built, atomically) and :mod:`optimizer.testing` (the conformance check for your own
+stages). This package is the library: it never imports the eval harness (:mod:`evals`)
+or the app (:mod:`ragtrim`).
 """
 
 from optimizer.budget import parse_budget, resolve_budget
@@ -21,7 +25,7 @@ from optimizer.presets import list_presets
 from optimizer.records import Chunk, Drop, Result, Span, StageTrace
 from optimizer.registry import list_stages, make_stage, register_stage
 from optimizer.render import Renderer
-from optimizer.stage import Stage, StageContext, StageOutput
+from optimizer.stage import RunCache, Stage, StageContext, StageOutput
 from optimizer.tokenizer import get_tokenizer
 
 __version__ = "0.1.0"
@@ -32,6 +36,7 @@ __all__ = [
     "Pipeline",
     "Renderer",
     "Result",
+    "RunCache",
     "Span",
     "Stage",
     "StageContext",

@@ -1,16 +1,24 @@
-"""Offline defaults, applied once when :mod:`optimizer` is imported.
+"""tiktoken offline, without touching the environment.
 
-tiktoken downloads its BPE files on first use unless ``TIKTOKEN_CACHE_DIR`` points at a
-folder that already holds them. ``llama-index-core`` ships the files for ``cl100k_base``
-and ``o200k_base``; we point tiktoken there **only when the user has not set the
-variable themselves**.
+tiktoken downloads an encoding's BPE file on first use, unless its cache folder already
+holds it (``$TIKTOKEN_CACHE_DIR``, else ``$DATA_GYM_CACHE_DIR``, else
+``<tmp>/data-gym-cache``), under the sha1 of the file's URL. ``llama-index-core`` ships
+the files for ``cl100k_base`` and ``o200k_base`` under exactly those names.
+:func:`seed_tiktoken_cache` copies them into whichever cache folder tiktoken will read, when
+missing; tiktoken then finds them and checks their sha256 itself. No environment variable
+is set, and a user's own cache setting is honoured (their folder gets the copies).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+
+from optimizer.cache import build_file_atomically
 
 
 def packaged_tiktoken_cache() -> Path | None:
@@ -25,10 +33,30 @@ def packaged_tiktoken_cache() -> Path | None:
     return None
 
 
-def apply_offline_defaults() -> None:
-    """Set ``TIKTOKEN_CACHE_DIR`` to the packaged BPE files unless already set."""
-    if os.environ.get("TIKTOKEN_CACHE_DIR"):
-        return
-    cache = packaged_tiktoken_cache()
-    if cache is not None:
-        os.environ["TIKTOKEN_CACHE_DIR"] = str(cache)
+def tiktoken_cache_dir(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The folder tiktoken reads its cache from (None when the user disabled caching with ``""``).
+
+    >>> str(tiktoken_cache_dir({"TIKTOKEN_CACHE_DIR": "/my/cache"}))
+    '/my/cache'
+    >>> tiktoken_cache_dir({"TIKTOKEN_CACHE_DIR": ""}) is None
+    True
+    """
+    env = os.environ if environ is None else environ
+    for name in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
+        if name in env:
+            return Path(env[name]) if env[name] else None
+    return Path(tempfile.gettempdir()) / "data-gym-cache"
+
+
+def seed_tiktoken_cache() -> Path | None:
+    """Copy the packaged BPE files into tiktoken's cache folder where missing; return that folder."""
+    source = packaged_tiktoken_cache()
+    target = tiktoken_cache_dir()
+    if source is None or target is None:
+        return target
+    for bpe in source.iterdir():
+        dest = target / bpe.name
+        if bpe.is_file() and not dest.exists():
+            with build_file_atomically(dest) as tmp:  # a reader never sees half a file
+                shutil.copyfile(bpe, tmp)
+    return target

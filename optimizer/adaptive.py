@@ -7,7 +7,7 @@ hard budget still caps it (the adaptive budget is ``min(hard, adaptive)``), so t
 hard-budget contract is untouched.
 
 The rule. The context is split into units (sentences, or whole chunks); each unit gets a
-BM25+ score against the query (title-prefixed, as the ``bm25`` stage does). Scores are
+BM25+ score against the query (title-prefixed, as the ``rerank-bm25`` stage does). Scores are
 turned into a distribution ``p_i = softmax(z_i / temperature)`` over their z-scores (so the
 temperature does not depend on BM25's scale, which varies with query length). Units are
 taken best first until they hold ``mass`` of the relevance mass; the budget is their tokens
@@ -39,7 +39,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from optimizer.records import Chunk
+from optimizer.scoring import best_first, bm25_scores, titled_text
 from optimizer.stage import StageContext
+from optimizer.validate import non_negative_int, one_of, positive_number, unit_interval
 
 UNITS = ("sentence", "chunk")
 RULES = ("mass", "gap")
@@ -72,16 +74,11 @@ class AdaptiveBudget:
     min_tokens: int = 32
 
     def __post_init__(self) -> None:
-        if isinstance(self.mass, bool) or not isinstance(self.mass, (int, float)) or not 0 < self.mass <= 1:
-            raise ValueError(f"adaptive mass must be a share of the relevance mass in (0, 1], e.g. 0.9, got {self.mass!r}")
-        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) or not self.temperature > 0:
-            raise ValueError(f"adaptive temperature must be a positive number, e.g. 1.0, got {self.temperature!r}")
-        if self.unit not in UNITS:
-            raise ValueError(f"adaptive unit must be one of {', '.join(UNITS)}, got {self.unit!r}")
-        if self.rule not in RULES:
-            raise ValueError(f"adaptive rule must be one of {', '.join(RULES)}, got {self.rule!r}")
-        if isinstance(self.min_tokens, bool) or not isinstance(self.min_tokens, int) or self.min_tokens < 0:
-            raise ValueError(f"adaptive min_tokens must be a whole number of tokens >= 0, got {self.min_tokens!r}")
+        unit_interval(self.mass, "adaptive mass (share of the relevance mass)", example=0.9)
+        positive_number(self.temperature, "adaptive temperature", example=1.0)
+        one_of(self.unit, "adaptive unit", UNITS)
+        one_of(self.rule, "adaptive rule", RULES)
+        non_negative_int(self.min_tokens, "adaptive min_tokens", what="tokens")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain settings for a pipeline config."""
@@ -100,14 +97,11 @@ class AdaptiveBudget:
 
     def budget_for(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> tuple[int, dict[str, Any]]:
         """The adaptive token budget for ``query`` over ``chunks`` (before any hard cap) and trace notes."""
-        from optimizer.stages.rerank import bm25_scores
-
         units = self._units(chunks)
         if not units:
             return self.min_tokens, {"units": 0, "units_kept": 0, "adaptive_tokens": self.min_tokens}
-        texts = [f"{chunks[ci].title}. {text}" if chunks[ci].title else text for ci, text in units]
-        scores = bm25_scores(query, texts)
-        order = sorted(range(len(units)), key=lambda i: (-scores[i], i))
+        scores = bm25_scores(query, [titled_text(chunks[ci].title, text) for ci, text in units])
+        order = best_first(scores)
         k = self._cut([scores[i] for i in order])
         kept = order[:k]
         body = sum(context.count(units[i][1]) for i in kept)

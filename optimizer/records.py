@@ -192,11 +192,6 @@ class Chunk:
             offset += length + len(PIECE_JOINER)
         return out
 
-    def segments(self) -> list[tuple[int, int, str]]:
-        """Kept pieces as ``(start, end, text)`` in original coordinates."""
-        original = self.original_text
-        return [(s, e, original[s:e]) for s, e in self.kept_pieces]
-
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (the embedding is left out)."""
         out: dict[str, Any] = {"id": self.id, "text": self.text}

@@ -1,19 +1,29 @@
 """The stage registry: explicit, lazy, no import-time side effects.
 
-Built-in stages are listed by import path and imported on first use. Third-party packages
-add stages through the ``ragtrim.stages`` entry-point group (``name = "pkg.module:Class"``)
-or by calling :func:`register_stage`. Registering a name twice raises.
+Built-in stages are listed by import path and imported on first use. Your own stage is
+one class and one line: ``register_stage(MyStage)`` takes the name from ``MyStage.name``
+(it also works as a class decorator). Third-party packages can instead add stages through
+the ``ragtrim.stages`` entry-point group (``name = "pkg.module:Class"``). Registering a
+name twice raises, and so does a registry name that differs from the class's ``name``
+(saving a pipeline writes ``stage.name``, loading looks that name up).
 
->>> "bm25" in list_stages()
+Stage names follow one scheme, ``<family>-<method>``: ``select-*`` (keep or cut chunks by
+position, score or budget), ``rerank-*``, ``dedupe-*``, ``compress-*`` (cut inside
+chunks) and ``order-*``. The names of ragtrim 0.1 (``bm25``, ``sentences``, ...) still
+work for this release and warn (:data:`DEPRECATED_ALIASES`).
+
+>>> "rerank-bm25" in list_stages()
 True
->>> make_stage("truncate").name
-'truncate'
+>>> make_stage("select-truncate").name
+'select-truncate'
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
+import warnings
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
@@ -22,49 +32,95 @@ ENTRY_POINT_GROUP = "ragtrim.stages"
 
 # name -> "module:attribute"; imported only when asked for.
 _BUILTIN: dict[str, str] = {
-    "truncate": "optimizer.stages.basic:Truncate",
-    "top-k": "optimizer.stages.basic:TopK",
-    "whole-chunks": "optimizer.stages.basic:WholeChunks",
-    "score-threshold": "optimizer.stages.basic:ScoreThreshold",
-    "bm25": "optimizer.stages.rerank:BM25Rerank",
-    "dense": "optimizer.stages.rerank:DenseRerank",
-    "static": "optimizer.stages.rerank:StaticRerank",
-    "hybrid": "optimizer.stages.rerank:HybridRerank",
-    "mmr": "optimizer.stages.rerank:MMRRerank",
+    "select-truncate": "optimizer.stages.basic:Truncate",
+    "select-top-k": "optimizer.stages.basic:TopK",
+    "select-whole": "optimizer.stages.basic:WholeChunks",
+    "select-threshold": "optimizer.stages.basic:ScoreThreshold",
+    "rerank-bm25": "optimizer.stages.rerank:BM25Rerank",
+    "rerank-dense": "optimizer.stages.rerank:DenseRerank",
+    "rerank-static": "optimizer.stages.rerank:StaticRerank",
+    "rerank-hybrid": "optimizer.stages.rerank:HybridRerank",
+    "rerank-mmr": "optimizer.stages.rerank:MMRRerank",
     "dedupe-exact": "optimizer.stages.dedupe:ExactDedupe",
     "dedupe-near": "optimizer.stages.dedupe:NearDedupe",
     "dedupe-semantic": "optimizer.stages.dedupe:SemanticDedupe",
-    "merge-overlaps": "optimizer.stages.dedupe:MergeOverlaps",
-    "sentences": "optimizer.stages.compress:SentenceExtract",
-    "lm-prune": "optimizer.stages.lm_prune:LMPrune",
-    "order": "optimizer.stages.order:Order",
+    "dedupe-overlaps": "optimizer.stages.dedupe:MergeOverlaps",
+    "compress-sentences": "optimizer.stages.compress:SentenceExtract",
+    "compress-lm-prune": "optimizer.stages.lm_prune:LMPrune",
+    "order-chunks": "optimizer.stages.order:Order",
 }
+
+DEPRECATED_ALIASES: dict[str, str] = {
+    "truncate": "select-truncate",
+    "top-k": "select-top-k",
+    "whole-chunks": "select-whole",
+    "score-threshold": "select-threshold",
+    "bm25": "rerank-bm25",
+    "dense": "rerank-dense",
+    "static": "rerank-static",
+    "hybrid": "rerank-hybrid",
+    "mmr": "rerank-mmr",
+    "merge-overlaps": "dedupe-overlaps",
+    "sentences": "compress-sentences",
+    "lm-prune": "compress-lm-prune",
+    "order": "order-chunks",
+}
+"""Stage names of ragtrim 0.1 and their new names; they work, with a FutureWarning, until 0.3."""
 
 _registered: dict[str, Callable[..., Any]] = {}
 _entry_points_loaded = False
 
 
-def register_stage(name: str, factory: Callable[..., Any]) -> None:
-    """Register a stage class (or factory) under ``name``. Names are unique.
+def register_stage(stage: Any, factory: Callable[..., Any] | None = None) -> Any:
+    """Register a stage class under its ``name``; returns the class (usable as a decorator).
+
+    ``register_stage("my-name", factory)`` (the 0.1 form) still works; when ``factory`` is a
+    class, its ``name`` must equal ``"my-name"``. Names are unique; built-in names and their
+    deprecated aliases are taken.
 
     >>> from optimizer.stage import Stage
     >>> class Noop(Stage):
     ...     name = "doc-noop"
     ...     def __call__(self, query, chunks, context):
     ...         return list(chunks)
-    >>> register_stage("doc-noop", Noop)
+    >>> register_stage(Noop) is Noop
+    True
     >>> make_stage("doc-noop").name
     'doc-noop'
     >>> unregister_stage("doc-noop")
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"stage name must be a non-empty string, got {name!r}")
-    if not callable(factory):
-        raise TypeError(f"stage factory for {name!r} must be callable, got {factory!r}")
+    name, factory = _name_and_factory(stage, factory)
     _load_entry_points()
-    if name in _BUILTIN or name in _registered:
+    if name in _BUILTIN or name in _registered or name in DEPRECATED_ALIASES:
         raise ValueError(f"a stage named {name!r} is already registered; pick another name")
     _registered[name] = factory
+    return stage if factory is stage else factory
+
+
+def _name_and_factory(stage: Any, factory: Callable[..., Any] | None) -> tuple[str, Callable[..., Any]]:
+    if factory is None:
+        if not isinstance(stage, type):
+            raise TypeError(f"register_stage takes a stage class (or a name and a factory), got {stage!r}")
+        name = getattr(stage, "name", None)
+        if not isinstance(name, str) or not name or name == "stage":
+            raise ValueError(f"{stage.__name__} needs its own class attribute name = '...' to be registered, got {name!r}")
+        return name, stage
+    if not isinstance(stage, str) or not stage:
+        raise ValueError(f"stage name must be a non-empty string, got {stage!r}")
+    if not callable(factory):
+        raise TypeError(f"stage factory for {stage!r} must be callable, got {factory!r}")
+    _check_class_name(stage, factory)
+    return stage, factory
+
+
+def _check_class_name(name: str, factory: Any) -> None:
+    """A class registered as ``name`` must be called ``name`` too (saved configs use ``stage.name``)."""
+    own = getattr(factory, "name", None) if isinstance(factory, type) else None
+    if own is not None and own != name:
+        raise ValueError(
+            f"stage class {factory.__name__} is named {own!r} but registered as {name!r}; "
+            f"saving a pipeline writes {own!r}, so loading it would fail. Use register_stage({factory.__name__})"
+        )
 
 
 def unregister_stage(name: str) -> None:
@@ -80,7 +136,7 @@ def _load_entry_points() -> None:
         return
     _entry_points_loaded = True
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _BUILTIN or ep.name in _registered:
+        if ep.name in _BUILTIN or ep.name in _registered or ep.name in DEPRECATED_ALIASES:
             raise ValueError(
                 f"entry point {ep.value!r} registers stage {ep.name!r}, which is already registered; "
                 "rename it in that package's entry points"
@@ -92,22 +148,48 @@ class _EntryPointFactory:
     def __init__(self, ep: Any) -> None:
         self.ep = ep
 
+    def load(self) -> Any:
+        factory = self.ep.load()
+        _check_class_name(self.ep.name, factory)
+        return factory
+
     def __call__(self, **params: Any) -> Any:
-        return self.ep.load()(**params)
+        return self.load()(**params)
 
 
 def list_stages() -> list[str]:
-    """Names of all known stages, built-in and registered."""
+    """Names of all known stages, built-in and registered (deprecated aliases not included)."""
     _load_entry_points()
     return sorted({*_BUILTIN, *_registered})
 
 
+def canonical_name(name: str) -> str:
+    """``name``, or the current name of a deprecated alias (with a FutureWarning).
+
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     canonical_name("bm25")
+    'rerank-bm25'
+    """
+    new = DEPRECATED_ALIASES.get(name)
+    if new is None or name in _registered:
+        return name
+    warnings.warn(
+        f"stage name {name!r} is deprecated and will be removed in ragtrim 0.3; use {new!r}",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return new
+
+
 def stage_factory(name: str) -> Callable[..., Any]:
-    """The class or factory registered under ``name``."""
+    """The class or factory registered under ``name`` (deprecated aliases warn)."""
     _load_entry_points()
+    name = canonical_name(name)
     if name in _registered:
         factory = _registered[name]
-        return factory.ep.load() if isinstance(factory, _EntryPointFactory) else factory
+        return factory.load() if isinstance(factory, _EntryPointFactory) else factory
     if name in _BUILTIN:
         module, attr = _BUILTIN[name].split(":")
         return getattr(importlib.import_module(module), attr)
@@ -125,8 +207,6 @@ def make_stage(name: str, **params: Any) -> Any:
     try:
         return factory(**params)
     except TypeError as exc:
-        import inspect
-
         try:
             valid = [p for p in inspect.signature(factory).parameters if p != "self"]
         except (TypeError, ValueError):

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from optimizer.records import PIECE_JOINER, Chunk, Span
+from optimizer.tokenizer import count_many
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,22 @@ class Renderer:
                 spans.append(Span(chunk.id, s, e, pos, pos + (e - s)))
                 pos += e - s
         return Rendered("".join(out), tuple(spans))
+
+    def overhead(self, chunks: Sequence[Chunk], tokenizer: Any, counts: dict[str, int] | None = None) -> int:
+        """Tokens this layout adds around ``chunks`` (markers, titles, separators), counted by ``tokenizer``.
+
+        Titles are counted as if none repeated (an upper bound: a repeated title is printed once).
+        ``counts`` (text -> tokens) memoizes header counts across calls, e.g. for one run.
+
+        >>> from optimizer.tokenizer import get_tokenizer
+        >>> Renderer().overhead([Chunk(id="a", text="x", title="Paris")], get_tokenizer("cl100k_base"))
+        5
+        """
+        if not chunks:
+            return 0
+        texts = [self.header(i + 1, c.title, None) for i, c in enumerate(chunks)] + [self.separator]
+        *heads, separator = count_many(tokenizer, texts, counts)
+        return sum(heads) + (len(chunks) - 1) * separator
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -61,11 +61,54 @@ def _split_long(text: str, start: int, end: int) -> list[tuple[int, int]]:
     return out
 
 
-def _prose(text: str, start: int, end: int) -> list[tuple[int, int]]:
+def blingfire_sentences(block: str) -> list[tuple[int, int]]:
+    """blingfire's sentence ranges of ``block``, in characters.
+
+    The same ranges as ``blingfire.text_to_sentences_and_offsets(block)[1]``, from the same
+    C function, but its byte-to-character mapping looks at the sentence boundaries only
+    instead of looping in Python over every byte of the text.
+
+    >>> blingfire_sentences("Dr. Smith arrived. Então, café às 9h.")
+    [(0, 18), (19, 37)]
+    """
+    import ctypes
+
     import blingfire
 
+    data = block.encode("utf-8")
+    size = len(data) * 2
+    out = ctypes.create_string_buffer(size)
+    starts, ends = (ctypes.c_int32 * size)(), (ctypes.c_int32 * size)()
+    n = blingfire.blingfire.TextToSentencesWithOffsets(
+        ctypes.c_char_p(data), ctypes.c_int(len(data)), ctypes.byref(out), ctypes.byref(starts), ctypes.byref(ends),
+        ctypes.c_int(size),
+    )
+    if n == -1 or n > size:
+        return []
+    count = out.value.count(b"\n") + 1
+    # blingfire maps byte offsets (a sentence's first byte, one past its last) to characters in
+    # one forward pass, so it stops at the first offset that is not a character start at or
+    # after the previous one; then the end of the text stands in for one missing offset
+    wanted = [v for k in range(count) for v in (starts[k], ends[k] + 1)]
+    ascii_only = len(data) == len(block)
+    offsets: list[int] = []
+    prev_byte = prev_char = 0
+    for b in wanted:
+        if b < prev_byte or b >= len(data) or (data[b] & 0xC0) == 0x80:
+            break
+        prev_char += (b - prev_byte) if ascii_only else len(data[prev_byte:b].decode("utf-8"))
+        prev_byte = b
+        offsets.append(prev_char)
+    if len(offsets) < len(wanted):
+        offsets.append(len(block))
+    if len(offsets) != len(wanted):  # the library's own (slow) path, for its exact behaviour
+        return list(blingfire.text_to_sentences_and_offsets(block)[1])
+    return list(zip(offsets[0::2], offsets[1::2]))
+
+
+def _prose(text: str, start: int, end: int) -> list[tuple[int, int]]:
     block = text[start:end]
-    _, offsets = blingfire.text_to_sentences_and_offsets(block)
+    offsets = blingfire_sentences(block)
     out: list[tuple[int, int]] = []
     for s, e in offsets:
         s, e = _strip(text, start + s, start + e)

@@ -27,41 +27,111 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from optimizer.records import Chunk
 from optimizer.tokenizer import Tokenizer, get_tokenizer
 
 
-@dataclass
-class StageContext:
-    """What a stage may know about the run besides query and chunks.
+class RunCache:
+    """Per-run scratch space stages share: token counts and named memos.
 
-    ``budget`` is the hard token budget (``None`` for unlimited), ``tokenizer`` the target
-    tokenizer, ``cache`` a per-run dict stages may share (e.g. embeddings computed once by a
-    reranker and reused by a deduper), ``overhead(chunks)`` the tokens the renderer adds
-    around those chunks (titles, separators, markers), ``input_order`` each chunk id's
-    position in the caller's list.
+    One is made per :meth:`~optimizer.Pipeline.run` and handed to every stage through
+    :attr:`StageContext.cache`. It is the only mutable part of a run: stages may memoize
+    in it (e.g. embeddings computed once by a reranker and reused by a deduper), never
+    change the run's settings.
+
+    >>> cache = RunCache()
+    >>> memo = cache.memo("embeddings:static")
+    >>> memo["Paris"] = 1
+    >>> cache.memo("embeddings:static")
+    {'Paris': 1}
+    """
+
+    __slots__ = ("_memos", "_counts")
+
+    def __init__(self) -> None:
+        self._memos: dict[str, dict[Any, Any]] = {}
+        self._counts: dict[str, int] = {}
+
+    def memo(self, name: str) -> dict[Any, Any]:
+        """The dict named ``name`` for this run (created empty on first use)."""
+        return self._memos.setdefault(name, {})
+
+    def setdefault(self, name: str, default: dict[Any, Any]) -> dict[Any, Any]:
+        """Dict-style access kept for stages written against ragtrim 0.1 (``cache.setdefault(key, {})``)."""
+        return self._memos.setdefault(name, default)
+
+    def count(self, tokenizer: Tokenizer, text: str) -> int:
+        """Token count of ``text`` with ``tokenizer``, memoized for the run."""
+        n = self._counts.get(text)
+        if n is None:
+            n = tokenizer.count(text)
+            self._counts[text] = n
+        return n
+
+    def __repr__(self) -> str:
+        return f"RunCache(memos={sorted(self._memos)}, counts={len(self._counts)})"
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a stage may know about the run besides query and chunks; read-only.
+
+    ``budget`` is the token budget the pipeline resolved for this call (``None`` for
+    unlimited), ``tokenizer`` the target tokenizer, ``overhead(chunks)`` the tokens the
+    renderer adds around those chunks (titles, separators, markers), ``input_order`` each
+    chunk id's position in the caller's list, and ``cache`` a :class:`RunCache` for what
+    stages share within the run. The context is frozen: a stage cannot change the budget
+    the pipeline packs with.
+
+    >>> ctx = StageContext.default(budget=100)
+    >>> ctx.budget, ctx.count("two words")
+    (100, 2)
+    >>> ctx.budget = 10_000
+    Traceback (most recent call last):
+    ...
+    dataclasses.FrozenInstanceError: cannot assign to field 'budget'
     """
 
     tokenizer: Tokenizer
     budget: int | None = None
-    cache: dict[str, Any] = field(default_factory=dict)
     render_overhead: Callable[[Sequence[Chunk]], int] | None = None
-    input_order: dict[str, int] = field(default_factory=dict)
-    _counts: dict[str, int] = field(default_factory=dict, repr=False)
+    input_order: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    cache: RunCache = field(default_factory=RunCache, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.input_order, MappingProxyType):
+            object.__setattr__(self, "input_order", MappingProxyType(dict(self.input_order)))
 
     @classmethod
     def default(cls, budget: int | None = None, tokenizer: str | Tokenizer = "cl100k_base") -> StageContext:
+        """A context without a renderer (overhead 0), e.g. to call a stage directly."""
         return cls(tokenizer=get_tokenizer(tokenizer), budget=budget)
+
+    @classmethod
+    def for_chunks(
+        cls,
+        chunks: Sequence[Chunk],
+        *,
+        tokenizer: Tokenizer,
+        budget: int | None = None,
+        render_overhead: Callable[[Sequence[Chunk]], int] | None = None,
+        cache: RunCache | None = None,
+    ) -> StageContext:
+        """A context whose ``input_order`` is the order of ``chunks``."""
+        return cls(
+            tokenizer=tokenizer,
+            budget=budget,
+            render_overhead=render_overhead,
+            input_order={c.id: i for i, c in enumerate(chunks)},
+            cache=cache if cache is not None else RunCache(),
+        )
 
     def count(self, text: str) -> int:
         """Token count of ``text``, memoized for the run."""
-        n = self._counts.get(text)
-        if n is None:
-            n = self.tokenizer.count(text)
-            self._counts[text] = n
-        return n
+        return self.cache.count(self.tokenizer, text)
 
     def overhead(self, chunks: Sequence[Chunk]) -> int:
         """Tokens the renderer adds around ``chunks`` (0 when no renderer is attached)."""

@@ -16,11 +16,11 @@ Hugging Face ``tokenizer.json`` from a local folder or file (``pip install ragtr
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from optimizer._offline import apply_offline_defaults
+from optimizer._offline import seed_tiktoken_cache
 from optimizer.lazy import lazy_import
 
 TIKTOKEN_ENCODINGS = ("cl100k_base", "o200k_base", "p50k_base", "r50k_base")
@@ -80,7 +80,7 @@ class TiktokenTokenizer:
     """A tiktoken encoding by name (``cl100k_base``, ``o200k_base``, ...)."""
 
     def __init__(self, name: str = "cl100k_base") -> None:
-        apply_offline_defaults()
+        seed_tiktoken_cache()
         import tiktoken
 
         self.name = name
@@ -94,17 +94,19 @@ class TiktokenTokenizer:
         except Exception as exc:  # network error while fetching BPE files
             raise RuntimeError(
                 f"could not load tiktoken encoding {name!r} offline ({exc}); ragtrim reads the BPE files "
-                "that llama-index-core ships: install llama-index-core, or set TIKTOKEN_CACHE_DIR to a folder "
-                "holding the files"
+                "that llama-index-core ships into tiktoken's cache folder: install llama-index-core, or put the "
+                "files in the folder TIKTOKEN_CACHE_DIR names"
             ) from exc
 
     def encode(self, text: str) -> list[int]:
-        return self._enc.encode(text, disallowed_special=())
+        # special-token text counts as plain text, as encode(text, disallowed_special=()) does,
+        # without that method's checks of the special tokens on every call
+        return self._enc.encode_ordinary(text)
 
     def count(self, text: str) -> int:
         if not text:
             return 0
-        return len(self._enc.encode(text, disallowed_special=()))
+        return len(self._enc.encode_ordinary(text))
 
     def prefix_within(self, text: str, max_tokens: int) -> int:
         if max_tokens <= 0 or not text:
@@ -159,6 +161,25 @@ class HFTokenizer:
 
     def __repr__(self) -> str:
         return f"HFTokenizer({self.name!r})"
+
+
+def count_many(tokenizer: Tokenizer, texts: Sequence[str], memo: dict[str, int] | None = None) -> list[int]:
+    """Token counts of ``texts``, encoding each distinct text once.
+
+    ``memo`` (text -> count, e.g. a run's memo) is read first and filled with what was
+    counted, so a stage can count all its sentences in one call and later lookups are free.
+
+    >>> memo = {}
+    >>> count_many(get_tokenizer("cl100k_base"), ["hello world", "hi", "hello world"], memo)
+    [2, 1, 2]
+    >>> sorted(memo.items())
+    [('hello world', 2), ('hi', 1)]
+    """
+    memo = {} if memo is None else memo
+    for text in texts:
+        if text not in memo:
+            memo[text] = tokenizer.count(text)
+    return [memo[text] for text in texts]
 
 
 @functools.lru_cache(maxsize=16)

@@ -20,3 +20,14 @@ def paris_chunks() -> list[Chunk]:
         Chunk(id="p2", title="Lyon", text="Lyon is the third-largest city of France. It is known for its cuisine.", score=0.9),
         Chunk(id="p3", title="Seine", text="The Seine flows through Paris. It is 777 km long.", score=0.1),
     ]
+
+
+@pytest.fixture
+def static_as_hashing():
+    """A fresh model store, in use for the test, whose "static" embedder is a hashing embedder of the dim you pass."""
+    from optimizer.embeddings import HashingEmbedder
+    from optimizer.models import ModelStore, use_store
+
+    store = ModelStore()
+    with use_store(store):
+        yield lambda dim: store.put(("embedder", "static"), HashingEmbedder(dim=dim))

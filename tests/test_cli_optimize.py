@@ -5,7 +5,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from optimizer.cli import app
+from ragtrim.cli import app
 from optimizer.tokenizer import get_tokenizer
 
 runner = CliRunner()
@@ -43,7 +43,7 @@ def test_optimize_text_reads_stdin(chunk_file):
 
 def test_optimize_with_config_and_tokenizer(tmp_path, chunk_file):
     config = tmp_path / "p.yaml"
-    config.write_text("steps:\n  - stage: bm25\n  - stage: order\n    params: {by: document}\nbudget: 300\n", encoding="utf-8")
+    config.write_text("steps:\n  - stage: rerank-bm25\n  - stage: order-chunks\n    params: {by: document}\nbudget: 300\n", encoding="utf-8")
     result = runner.invoke(app, ["optimize", "-c", str(chunk_file), "-q", "food", "--config", str(config), "-t", "o200k_base", "-f", "json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
@@ -91,8 +91,27 @@ def test_duplicate_ids_in_file_are_an_error(tmp_path):
 
 def test_console_script_runs_offline(chunk_file):
     proc = subprocess.run(
-        [sys.executable, "-m", "optimizer.cli", "optimize", "-c", str(chunk_file), "-q", "capital", "-b", "30", "-f", "trace"],
+        [sys.executable, "-m", "ragtrim", "optimize", "-c", str(chunk_file), "-q", "capital", "-b", "30", "-f", "trace"],
         capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert "pack" in proc.stdout and "[1] Paris" in proc.stdout
+
+
+def test_the_command_line_has_every_group():
+    res = CliRunner().invoke(app, ["--help"])
+    assert res.exit_code == 0
+    for command in ("optimize", "presets", "stages", "eval", "demo", "tune", "models"):
+        assert command in res.output, command
+
+
+def test_models_list_names_the_cache_and_each_model():
+    res = CliRunner().invoke(app, ["models", "list"])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("cache: ") and "static" in res.output and "minilm-int8" in res.output
+
+
+def test_stages_lists_the_new_names_only():
+    res = CliRunner().invoke(app, ["stages"])
+    names = res.output.split()
+    assert "rerank-bm25" in names and "compress-sentences" in names and "bm25" not in names

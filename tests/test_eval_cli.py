@@ -7,9 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import evals.cli  # noqa: F401  (registers eval and demo)
 from eval_fixtures import TINY, strip_timings, write_tiny
-from optimizer.cli import app
+from ragtrim.cli import app
 
 runner = CliRunner()
 
@@ -94,7 +93,7 @@ def test_clear_errors(data, tmp_path, args, message):
 
 def test_custom_config_pipeline(data, tmp_path):
     cfg = tmp_path / "mine.yaml"
-    cfg.write_text("steps:\n  - stage: bm25\n")
+    cfg.write_text("steps:\n  - stage: rerank-bm25\n")
     out = tmp_path / "out"
     res = _eval("--data", str(data), "--pipelines", "truncate", "--budgets", "0.5", "--config", str(cfg), "--out", str(out))
     assert res.exit_code == 0, res.output

@@ -54,10 +54,10 @@ def test_cost_saved_versus_full_by_hand():
     rows = [_row("a", "full", None, 1000, 1030), _row("b", "full", None, 1000, 1050),
             _row("a", "x", 0.25, 250, 280), _row("b", "x", 0.25, 250, 300)]
     runs = aggregate(rows, [Arm("full", None), Arm("x", 0.25)], usd_per_million=2.0)
-    full, cut = runs[0]["metrics"], runs[1]["metrics"]
+    full, cut = runs[0].metrics, runs[1].metrics
     # full: mean 1,040 input tokens -> 1.04 M per 1k queries x $2 = $2.08; cut: 290 -> $0.58
-    assert full["cost_per_1k_queries"] == pytest.approx(2.08)
-    assert cut["cost_per_1k_queries"] == pytest.approx(0.58)
-    assert cut["cost_saved_per_1k"] == pytest.approx(1.50)
-    assert full["cost_saved_per_1k"] == pytest.approx(0.0)
-    assert cut["compression"] == pytest.approx(4.0) and cut["token_share"] == pytest.approx(0.25)
+    assert full.cost_per_1k_queries == pytest.approx(2.08)
+    assert cut.cost_per_1k_queries == pytest.approx(0.58)
+    assert cut.cost_saved_per_1k == pytest.approx(1.50)
+    assert full.cost_saved_per_1k == pytest.approx(0.0)
+    assert cut.compression == pytest.approx(4.0) and cut.token_share == pytest.approx(0.25)

@@ -7,9 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import evals.cli  # noqa: F401
 import evals.demo as demo
-from optimizer.cli import app
+from ragtrim.cli import app
 
 runner = CliRunner()
 

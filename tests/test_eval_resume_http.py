@@ -107,7 +107,7 @@ def endpoint():
 
 def _cmd(data: Path, out: Path, base_url: str) -> list[str]:
     return [
-        sys.executable, "-c", "from optimizer.cli import main; main()", "eval", "--data", str(data), "--out", str(out),
+        sys.executable, "-c", "from ragtrim.cli import main; main()", "eval", "--data", str(data), "--out", str(out),
         "--pipelines", "truncate,bm25-topk", "--budgets", "0.25,0.5", "--reader", "openai",
         "--base-url", base_url, "--model", "fake-model", "--no-progress",
     ]

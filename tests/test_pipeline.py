@@ -62,7 +62,7 @@ def test_trace_reports_tokens_and_time_per_step(paris_chunks):
 
     result = Pipeline([BM25Rerank()], budget=30).run("capital", paris_chunks)
     names = [t.name for t in result.trace]
-    assert names == ["bm25", "pack"]
+    assert names == ["rerank-bm25", "pack"]
     pack = result.trace[-1]
     assert pack.tokens_out == result.tokens and pack.tokens_in >= pack.tokens_out
     assert all(t.ms >= 0 for t in result.trace)
@@ -131,8 +131,8 @@ def test_unknown_preset_and_stage_suggest_names():
         Pipeline.preset("defualt")
     with pytest.raises(ValueError, match="unknown stage 'bm52'"):
         Pipeline.from_config({"steps": [{"stage": "bm52"}]})
-    with pytest.raises(TypeError, match="stage 'bm25'.*Valid parameters"):
-        Pipeline.from_config({"steps": [{"stage": "bm25", "params": {"nope": 1}}]})
+    with pytest.raises(TypeError, match="stage 'rerank-bm25'.*Valid parameters"):
+        Pipeline.from_config({"steps": [{"stage": "rerank-bm25", "params": {"nope": 1}}]})
 
 
 def test_duplicate_step_names_rejected():

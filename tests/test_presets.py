@@ -20,9 +20,9 @@ def test_all_presets_exist_and_build():
 
 def test_baselines_are_what_their_names_say():
     assert preset_config("full")["steps"] == []
-    assert [s["stage"] for s in preset_config("truncate")["steps"]] == ["truncate"]
-    assert [s["stage"] for s in preset_config("bm25-topk")["steps"]] == ["bm25", "whole-chunks"]
-    assert [s["stage"] for s in preset_config("dense-topk")["steps"]] == ["dense", "whole-chunks"]
+    assert [s["stage"] for s in preset_config("truncate")["steps"]] == ["select-truncate"]
+    assert [s["stage"] for s in preset_config("bm25-topk")["steps"]] == ["rerank-bm25", "select-whole"]
+    assert [s["stage"] for s in preset_config("dense-topk")["steps"]] == ["rerank-dense", "select-whole"]
     assert preset_config("dense-topk")["steps"][0]["params"]["model"] == "minilm"
     sd = preset_config("sentence-dense")["steps"][0]["params"]
     assert sd["model"] == "minilm" and sd["hops"] == 1 and sd["lexical"] == 0.0
@@ -30,7 +30,7 @@ def test_baselines_are_what_their_names_say():
 
 def test_default_uses_no_llm_and_no_minilm():
     for step in preset_config("default")["steps"]:
-        assert step["stage"] not in ("lm-prune", "dense")
+        assert step["stage"] not in ("compress-lm-prune", "rerank-dense")
         assert step.get("params", {}).get("model") in (None, "static")
 
 

@@ -417,7 +417,8 @@ def test_openai_reader_validates_its_settings():
 def gemma():
     reader = LocalReader()
     reader.warm_up()
-    return reader
+    yield reader
+    reader.close()
 
 
 @pytest.mark.slow
@@ -428,6 +429,26 @@ def test_gemma_answers_from_the_context_deterministically(gemma):
     assert first.prompt_tokens > 10 and first.completion_tokens >= 1
     second = gemma.answer("What is the capital of France?", "The capital of France is Paris.")
     assert second.text == first.text
+
+
+@pytest.mark.slow
+@pytest.mark.reader
+def test_the_real_model_runs_on_this_cpu_and_a_killed_worker_is_one_failed_call(gemma):
+    """On this very machine (AMX or not) the packaged Gemma answers; a SIGKILL mid-call fails only that call."""
+    import os
+    import signal
+    import threading
+
+    from optimizer.gguf import cpu_has_amx
+
+    out = gemma.complete("Paris is the capital and largest city of France.\nQuestion: What is the capital of France?\nAnswer:")
+    assert out.ok and "Paris" in out.text, (cpu_has_amx(), out)
+    pid = gemma.worker.pid
+    threading.Timer(0.3, os.kill, (pid, signal.SIGKILL)).start()
+    lost = gemma.complete("word " * 1500 + "\nQuestion: how many words?\nAnswer:", max_tokens=32)
+    assert not lost.ok and "SIGKILL" in lost.error
+    again = gemma.answer("What is the capital of France?", "The capital of France is Paris.")
+    assert again.ok and "Paris" in again.text and gemma.worker.pid not in (None, pid)
 
 
 @pytest.mark.slow
@@ -443,7 +464,7 @@ def test_gemma_reports_a_prompt_too_long(gemma):
 def test_gemma_answers_are_cached(gemma, tmp_path):
     cache = ReaderCache(tmp_path / "c.sqlite")
     reader = LocalReader(cache=cache)
-    reader._llm = gemma._llm  # share the loaded model: same weights and settings
+    reader._worker = gemma.worker  # share the running model: same weights and settings
     outs = reader.answer_many([("What is the capital of France?", "The capital of France is Paris.")] * 2)
     again = reader.answer("What is the capital of France?", "The capital of France is Paris.")
     assert outs[0].text == outs[1].text == again.text and again.cached and cache.hits == 1

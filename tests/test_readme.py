@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from optimizer import registry
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
 
@@ -19,4 +21,5 @@ def test_readme_python_block_runs(index, tmp_path, monkeypatch):
     if "llama_index" in block or "langchain" in block or "VectorStoreIndex" in block:
         pytest.importorskip("llama_index.core" if "llama_index" in block else "langchain_core")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(registry, "_registered", dict(registry._registered))  # stages a block registers stay in it
     exec(compile(block, f"README.md block {index}", "exec"), {"__name__": "readme"})

@@ -49,3 +49,21 @@ def test_every_non_space_character_is_covered_once(text):
     covered = "".join(text[s:e] for s, e in spans)
     assert "".join(covered.split()) == "".join(text.split())
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+
+
+def test_blingfire_sentences_match_the_library_offsets_on_bundled_and_unicode_text():
+    import blingfire
+
+    from evals.datasets import load_dataset
+    from optimizer.sentences import blingfire_sentences
+
+    samples = [c.text for name in ("hotpotqa", "nq-multidoc") for ex in load_dataset(name, limit=60).examples for c in ex.chunks]
+    samples += [
+        "Dr. Smith arrived. Então, café às 9h. Größe: 3 m.",
+        "😀 Emoji first. Then 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 text! And e\u0301 combining?",
+        "東京は首都です。大阪は二番目です。",
+        "Line one\nline two. Three.",
+        "x",
+    ]
+    for text in samples:
+        assert blingfire_sentences(text) == list(blingfire.text_to_sentences_and_offsets(text)[1]), text

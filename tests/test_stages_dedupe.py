@@ -52,10 +52,8 @@ def test_near_with_lsh_finds_the_same_duplicates():
     assert len(lsh) == len(exact) == 70
 
 
-def test_semantic_keeps_the_better_scored_of_two_identical_embeddings(monkeypatch):
-    from optimizer import embeddings
-
-    monkeypatch.setitem(embeddings._LOADED, "static", HashingEmbedder(dim=512))
+def test_semantic_keeps_the_better_scored_of_two_identical_embeddings(static_as_hashing):
+    static_as_hashing(512)
     chunks = [
         Chunk(id="a", text="tower built paris 1889", score=0.1),
         Chunk(id="b", text="paris tower 1889 built", score=0.7),  # same words, other order
@@ -66,10 +64,8 @@ def test_semantic_keeps_the_better_scored_of_two_identical_embeddings(monkeypatc
     assert out.reasons["a"].startswith("semantic duplicate of b (cosine 1.000")
 
 
-def test_semantic_faiss_path_agrees_with_matrix_path(monkeypatch):
-    from optimizer import embeddings
-
-    monkeypatch.setitem(embeddings._LOADED, "static", HashingEmbedder(dim=256))
+def test_semantic_faiss_path_agrees_with_matrix_path(static_as_hashing):
+    static_as_hashing(256)
     rng = np.random.default_rng(0)
     vocab = [f"w{i}" for i in range(400)]
     chunks = [Chunk(id=str(i), text=" ".join(rng.choice(vocab, 12)), score=float(rng.random())) for i in range(30)]
@@ -106,3 +102,37 @@ def test_merge_overlaps_uses_document_offsets_and_drops_contained_windows():
     assert by_id["b"].kept_pieces == ((101, 250),)  # (100 is a space, stripped by Chunk.keep)
     assert "c" not in by_id and out.reasons["c"] == "contained in a"
     assert by_id["x"].text == DOC[150:400].strip()  # other document and other title: untouched
+
+
+def _near_copies(n: int) -> list[Chunk]:
+    base = [
+        Chunk(id=f"p{i}", text=" ".join(f"w{i}x{k}" for k in range(60)) + f" topic {i}.", score=float(i % 5))
+        for i in range(n)
+    ]
+    copies = [Chunk(id=f"c{i}", text=base[i].text + " again", score=-1.0) for i in range(0, n, 3)]
+    return base + copies
+
+
+def test_near_lsh_path_drops_exactly_what_comparing_every_pair_drops():
+    chunks = _near_copies(150)
+    every_pair = NearDedupe(threshold=0.8, lsh_above=10_000)("q", chunks, CTX())
+    lsh = NearDedupe(threshold=0.8)("q", chunks, CTX())
+    assert dict(lsh.reasons) == dict(every_pair.reasons)
+    assert len(lsh.reasons) == 50
+    assert [c.id for c in lsh] == [c.id for c in every_pair]
+
+
+def test_near_lsh_band_search_runs_once_per_setting(monkeypatch):
+    import datasketch.lsh
+
+    from optimizer.stages import dedupe
+
+    calls = []
+    search = datasketch.lsh._optimal_param
+    monkeypatch.setattr(datasketch.lsh, "_optimal_param", lambda *a: calls.append(a) or search(*a))
+    dedupe.lsh_bands.cache_clear()
+    stage = NearDedupe(threshold=0.75, num_perm=64)
+    for _ in range(3):
+        stage("q", _near_copies(80), CTX())
+    assert len(calls) == 1
+    assert dedupe.lsh_bands(0.75, 64) == (lambda m: (m.b, m.r))(datasketch.MinHashLSH(threshold=0.75, num_perm=64))

@@ -77,10 +77,8 @@ def test_mmr_picks_a_diverse_second_item_over_a_near_duplicate():
     assert mmr_order([1.0, 0.97, 0.7], sim, lambda_=1.0) == [0, 1, 2]
 
 
-def test_mmr_stage_uses_prior_relevance_and_embeddings(monkeypatch):
-    from optimizer import embeddings
-
-    monkeypatch.setitem(embeddings._LOADED, "static", HashingEmbedder(dim=512))
+def test_mmr_stage_uses_prior_relevance_and_embeddings(static_as_hashing):
+    static_as_hashing(512)
     chunks = [
         Chunk(id="a", text="Paris is the capital of France", relevance=1.0),
         Chunk(id="b", text="Paris is the capital of France indeed", relevance=0.95),

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from optimizer._offline import apply_offline_defaults, packaged_tiktoken_cache
+from optimizer._offline import packaged_tiktoken_cache, seed_tiktoken_cache
 from optimizer.tokenizer import get_tokenizer
 
 
@@ -44,10 +44,47 @@ def test_hf_tokenizer_from_local_minilm_folder():
     assert tok.count(text[:k]) <= 3 and k > 0
 
 
-def test_offline_default_does_not_override_user_setting(monkeypatch):
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "/my/own/cache")
-    apply_offline_defaults()
-    assert os.environ["TIKTOKEN_CACHE_DIR"] == "/my/own/cache"
-    monkeypatch.delenv("TIKTOKEN_CACHE_DIR")
-    apply_offline_defaults()
-    assert os.environ["TIKTOKEN_CACHE_DIR"] == str(packaged_tiktoken_cache())
+def test_offline_seeding_honours_the_users_cache_and_sets_no_variable(monkeypatch, tmp_path):
+    """The packaged BPE files land in the folder tiktoken reads; the environment is left as it was."""
+    import subprocess
+    import sys
+
+    own = tmp_path / "own-cache"
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(own))
+    before = dict(os.environ)
+    assert seed_tiktoken_cache() == own
+    assert sorted(p.name for p in own.iterdir()) == sorted(p.name for p in packaged_tiktoken_cache().iterdir())
+    assert dict(os.environ) == before
+    # a fresh process with an empty cache and no network route still gets an encoding
+    env = {k: v for k, v in os.environ.items() if k not in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR")}
+    env.update({"TMPDIR": str(tmp_path / "tmp"), "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"})
+    (tmp_path / "tmp").mkdir()
+    code = "import os; from optimizer.tokenizer import get_tokenizer; print(get_tokenizer('o200k_base').count('hello world'), 'TIKTOKEN_CACHE_DIR' in os.environ)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["2", "False"]
+
+
+def test_special_token_text_counts_as_plain_text():
+    tok = get_tokenizer("cl100k_base")
+    text = "stop here <|endoftext|> and <|fim_prefix|> go on"
+    assert tok.encode(text) == tok._enc.encode(text, disallowed_special=())
+    assert tok.count(text) > tok.count("stop here and go on")
+
+
+def test_count_many_counts_each_distinct_text_once_and_fills_the_memo():
+    from optimizer.tokenizer import count_many
+
+    class Counting:
+        name = "counting"
+
+        def __init__(self):
+            self.calls = []
+
+        def count(self, text):
+            self.calls.append(text)
+            return len(text.split())
+
+    tok, memo = Counting(), {"known": 7}
+    assert count_many(tok, ["a b", "known", "a b", "c"], memo) == [2, 7, 2, 1]
+    assert tok.calls == ["a b", "c"]
+    assert memo == {"known": 7, "a b": 2, "c": 1}

@@ -11,7 +11,7 @@ import evals.sweep
 from evals.datasets import load_dataset
 from evals.tune import TuneResult, evaluate_at, holds, tune_budget
 from optimizer import Pipeline, Stage, StageOutput
-from optimizer.cli import _register_optional_commands, app
+from ragtrim.cli import app
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda sigma omega".split()
 
@@ -60,9 +60,9 @@ def smallest_holding_share(dataset, pipeline, target, lo, hi, step=0.0025):
         s += step
     shares.append(hi)
     run = evals.sweep.run_eval(dataset, [pipeline], shares, resamples=1, progress=False)
-    full = run.run_for("full", None)["metrics"]["answer_recall"]
+    full = run.run_for("full", None).metrics.answer_recall
     for share in shares:
-        if holds(run.run_for(pipeline, share)["metrics"]["answer_recall"], full, target):
+        if holds(run.run_for(pipeline, share).metrics.answer_recall, full, target):
             return share
     return None
 
@@ -180,7 +180,6 @@ def test_full_cannot_be_tuned(dataset):
 
 
 def test_cli_tune_json(synthetic):
-    _register_optional_commands()
     out = CliRunner().invoke(app, ["tune", "--data", str(synthetic), "--pipeline", "truncate",
                                    "--target-retention", "0.95", "--format", "json", "--resamples", "50"])
     assert out.exit_code == 0, out.output
@@ -190,9 +189,44 @@ def test_cli_tune_json(synthetic):
 
 
 def test_cli_tune_text_and_errors(synthetic):
-    _register_optional_commands()
     ok = CliRunner().invoke(app, ["tune", "--data", str(synthetic), "--pipeline", "bm25-topk", "--resamples", "50"])
     assert ok.exit_code == 0, ok.output
     assert "budget" in ok.stdout and "tokens" in ok.stdout and "per 1k queries" in ok.stdout
     bad = CliRunner().invoke(app, ["tune", "--data", str(synthetic), "--pipeline", "nope"])
     assert bad.exit_code == 2 and "unknown preset" in bad.output
+
+
+def test_bisect_share_finds_the_threshold_within_the_resolution():
+    from evals.tune import bisect_share
+
+    calls = []
+
+    def ok(share):
+        calls.append(share)
+        return share >= 0.37
+
+    best = bisect_share(0.3, 0.4, ok, resolution=0.001)
+    assert 0.37 <= best <= 0.37 + 0.001 * best and all(0.3 < s < 0.4 for s in calls)
+    assert bisect_share(0.3, 0.4, ok, resolution=0.001, floor=0.2) == 0.4  # the bracket is already below the floor
+
+
+def test_share_evaluator_runs_each_share_once(dataset, monkeypatch):
+    from evals.tune import ShareEvaluator
+
+    seen = []
+    real = evals.sweep.run_eval
+
+    def counting(data, pipelines, budgets, **kw):
+        seen.append(list(budgets))
+        return real(data, pipelines, budgets, **kw)
+
+    monkeypatch.setattr(evals.sweep, "run_eval", counting)
+    memo = {}
+    ev = ShareEvaluator(dataset, "truncate", metric="answer_recall", reader=None, tokenizer="cl100k_base",
+                        prices=None, price_model=None, seed=0, progress=False, memo=memo)
+    ev.evaluate([0.2, 0.5])
+    assert ev.value(0.5) is not None and ev.value(0.2) is not None and ev.full_value() == 1.0
+    again = ShareEvaluator(dataset, "truncate", metric="answer_recall", reader=None, tokenizer="cl100k_base",
+                           prices=None, price_model=None, seed=0, progress=False, memo=memo)
+    again.evaluate([0.5, 0.3])
+    assert seen == [[0.2, 0.5], [0.3]]

@@ -81,7 +81,8 @@ class BaseReader:
     cache: ReaderCache | None = None
 
     # -- to implement -------------------------------------------------------------------
-    def _generate(self, prompt: str) -> ReaderOutput:  # pragma: no cover - abstract
+    def _generate(self, prompt: str, **overrides: Any) -> ReaderOutput:  # pragma: no cover - abstract
+        """One model call; ``overrides`` replace generation settings (e.g. ``max_tokens``) for this call."""
         raise NotImplementedError
 
     def generation_params(self) -> dict[str, Any]:  # pragma: no cover - abstract
@@ -108,15 +109,15 @@ class BaseReader:
         """Answer one question from ``context``, through the cache when there is one."""
         return self._answer_prompt(self.prompt(question, context))
 
-    def _answer_prompt(self, prompt: str) -> ReaderOutput:
-        params = self.generation_params()
+    def _answer_prompt(self, prompt: str, overrides: Mapping[str, Any] | None = None) -> ReaderOutput:
+        params = {**self.generation_params(), **(overrides or {})}
         if self.cache is not None:
             hit = self.cache.get(self.name, self.model, prompt, params)
             if hit is not None:
                 return hit
         start = time.perf_counter()
         try:
-            out = self._generate(prompt)
+            out = self._generate(prompt, **(overrides or {}))
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # a reader failure must not end a sweep: report it per item

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.readers.base import ReaderOutput, params_as_json
+from optimizer.cache import cache_dir
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -48,10 +48,8 @@ CREATE TABLE IF NOT EXISTS answers (
 
 
 def default_cache_path() -> Path:
-    """``$XDG_CACHE_HOME/ragtrim/reader-cache.sqlite`` (``~/.cache/...`` when unset)."""
-    base = os.environ.get("XDG_CACHE_HOME")
-    root = Path(base) if base else Path.home() / ".cache"
-    return root / "ragtrim" / "reader-cache.sqlite"
+    """``reader-cache.sqlite`` in ragtrim's cache folder (:func:`optimizer.cache.cache_dir`)."""
+    return cache_dir() / "reader-cache.sqlite"
 
 
 def cache_key(reader: str, model: str, prompt: str, params: Mapping[str, Any]) -> str:

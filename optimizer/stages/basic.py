@@ -6,7 +6,9 @@ from collections.abc import Sequence
 
 from optimizer.packer import cut_to_tokens
 from optimizer.records import Chunk
+from optimizer.scoring import by_relevance
 from optimizer.stage import Stage, StageContext, StageOutput, relevance_of
+from optimizer.validate import positive_int
 
 
 class Truncate(Stage):
@@ -22,11 +24,11 @@ class Truncate(Stage):
     ['one two three four']
     """
 
-    name = "truncate"
+    name = "select-truncate"
 
     def __init__(self, *, at: str = "token") -> None:
         if at not in ("token", "sentence"):
-            raise ValueError(f"truncate: at must be 'token' or 'sentence', got {at!r}")
+            raise ValueError(f"select-truncate: at must be 'token' or 'sentence', got {at!r}")
         self.at = at
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
@@ -51,16 +53,12 @@ class Truncate(Stage):
                     cut, _ = cut_to_tokens(chunk, room, context)
                 if cut.text:
                     out.append(cut)
-                    reasons[chunk.id] = f"truncate: cut at the budget ({self.at} boundary)"
+                    reasons[chunk.id] = f"select-truncate: cut at the budget ({self.at} boundary)"
                     used = context.budget
             break
         for chunk in chunks[len(out):]:
-            reasons.setdefault(chunk.id, "truncate: after the budget")
+            reasons.setdefault(chunk.id, "select-truncate: after the budget")
         return StageOutput(out, reasons=reasons)
-
-
-def _ranked(chunks: Sequence[Chunk]) -> list[int]:
-    return sorted(range(len(chunks)), key=lambda i: (-relevance_of(chunks[i]), i))
 
 
 class TopK(Stage):
@@ -73,17 +71,16 @@ class TopK(Stage):
     ['b']
     """
 
-    name = "top-k"
+    name = "select-top-k"
 
     def __init__(self, *, k: int = 5) -> None:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"top-k: k must be a positive integer, got {k!r}")
+        positive_int(k, "select-top-k: k")
         self.k = k
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
-        keep = _ranked(chunks)[: self.k]
+        keep = by_relevance(chunks)[: self.k]
         kept = set(keep)
-        reasons = {c.id: f"top-k: not among the {self.k} most relevant" for i, c in enumerate(chunks) if i not in kept}
+        reasons = {c.id: f"select-top-k: not among the {self.k} most relevant" for i, c in enumerate(chunks) if i not in kept}
         return StageOutput([chunks[i] for i in keep], reasons=reasons)
 
 
@@ -101,10 +98,10 @@ class WholeChunks(Stage):
     ['small']
     """
 
-    name = "whole-chunks"
+    name = "select-whole"
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
-        ranked = _ranked(chunks)
+        ranked = by_relevance(chunks)
         if context.budget is None:
             return StageOutput([chunks[i] for i in ranked])
         keep: list[Chunk] = []
@@ -114,7 +111,7 @@ class WholeChunks(Stage):
             chunk = chunks[i]
             cost = context.overhead(keep + [chunk]) - context.overhead(keep) + context.count(chunk.text)
             if used + cost > context.budget:
-                reasons[chunk.id] = f"whole-chunks: needs {cost} tokens, {context.budget - used} left"
+                reasons[chunk.id] = f"select-whole: needs {cost} tokens, {context.budget - used} left"
                 continue  # a smaller, less relevant chunk may still fit
             keep.append(chunk)
             used += cost
@@ -131,18 +128,18 @@ class ScoreThreshold(Stage):
     ['b']
     """
 
-    name = "score-threshold"
+    name = "select-threshold"
 
     def __init__(self, *, min_score: float = 0.0, keep_at_least: int = 1) -> None:
         self.min_score = float(min_score)
         self.keep_at_least = int(keep_at_least)
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
-        ranked = sorted(range(len(chunks)), key=lambda i: (-relevance_of(chunks[i]), i))
+        ranked = by_relevance(chunks)
         keep = {i for i in ranked if relevance_of(chunks[i]) >= self.min_score}
         keep |= set(ranked[: self.keep_at_least])
         reasons = {
-            c.id: f"score-threshold: {relevance_of(c):.4g} < {self.min_score:g}"
+            c.id: f"select-threshold: {relevance_of(c):.4g} < {self.min_score:g}"
             for i, c in enumerate(chunks)
             if i not in keep
         }

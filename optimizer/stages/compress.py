@@ -155,7 +155,7 @@ class SentenceExtract(Stage):
         ``"ignore"`` never looks.
     """
 
-    name = "sentences"
+    name = "compress-sentences"
 
     def __init__(
         self,
@@ -242,9 +242,9 @@ class SentenceExtract(Stage):
         if self.fitted is not None:
             for name in (self.fitted.static, self.fitted.dense):
                 if name is not None:
-                    get_embedder(name)
+                    get_embedder(name, build=True)
         elif self.model is not None:
-            get_embedder(self.model)
+            get_embedder(self.model, build=True)
 
     @property
     def selector(self) -> SentenceSelector:

@@ -14,6 +14,7 @@ dropped chunk, which one it duplicates and how close they were.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 
@@ -63,6 +64,23 @@ class ExactDedupe(Stage):
         return StageOutput([c for c in chunks if c.id not in reasons], reasons=reasons)
 
 
+@functools.lru_cache(maxsize=64)
+def lsh_bands(threshold: float, num_perm: int, weights: tuple[float, float] = (0.5, 0.5)) -> tuple[int, int]:
+    """datasketch's optimal ``(bands, rows)`` for a Jaccard ``threshold``, computed once per setting.
+
+    ``MinHashLSH(threshold=...)`` finds them by numerical integration over every split of
+    ``num_perm`` (tens of milliseconds); they depend on the settings only, so
+    :class:`NearDedupe` asks once and passes them as ``params=``.
+
+    >>> lsh_bands(0.8, 128)
+    (9, 13)
+    """
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=weights)
+    return lsh.b, lsh.r
+
+
 class NearDedupe(Stage):
     """Drop near-duplicates: word-shingle Jaccard at or above ``threshold``.
 
@@ -94,11 +112,10 @@ class NearDedupe(Stage):
         if len(chunks) > self.lsh_above:
             from datasketch import MinHash, MinHashLSH
 
-            lsh = MinHashLSH(threshold=float(self.threshold), num_perm=self.num_perm)
-            for i, s in enumerate(sets):
-                m = MinHash(num_perm=self.num_perm, seed=self.seed)
-                m.update_batch([x.encode("utf-8") for x in sorted(s)])
-                hashes[i] = m
+            lsh = MinHashLSH(num_perm=self.num_perm, params=lsh_bands(float(self.threshold), self.num_perm))
+            # one permutation table for all chunks (MinHash.bulk), instead of one per MinHash
+            batches = ([x.encode("utf-8") for x in s] for s in sets)
+            hashes = dict(enumerate(MinHash.bulk(batches, num_perm=self.num_perm, seed=self.seed)))
         for i in _best_first(chunks):
             if not sets[i]:
                 continue
@@ -135,7 +152,7 @@ class SemanticDedupe(Stage):
         self.faiss_above = faiss_above
 
     def warm_up(self) -> None:
-        get_embedder(self.model)
+        get_embedder(self.model, build=True)
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
         live = [i for i, c in enumerate(chunks) if c.text.strip()]
@@ -198,7 +215,7 @@ class MergeOverlaps(Stage):
     (['one two three four five six', 'seven eight'], ((14, 25),))
     """
 
-    name = "merge-overlaps"
+    name = "dedupe-overlaps"
 
     def __init__(
         self,

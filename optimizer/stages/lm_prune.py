@@ -16,29 +16,24 @@ Li et al., *Compressing Context to Enhance Inference Efficiency of Large Languag
 
 from __future__ import annotations
 
-import atexit
 import os
 import re
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from optimizer.gguf import packaged_gguf_path
-from optimizer.lazy import lazy_import
+from optimizer.gguf import load_llama, packaged_gguf_path
+from optimizer.models import default_store
 from optimizer.records import Chunk
 from optimizer.stage import Stage, StageContext, StageOutput
+from optimizer.validate import positive_int, unit_interval
 from optimizer.text import STOPWORDS, content_words
 
 _WORD = re.compile(r"\S+")
 # code or tables: pruning words would break them
 _CODE_HINT = re.compile(r"[{};]\s*$|^\s{4}\S|\t|^\s*\||```|^\s*(def|class|return|import|function)\b", re.MULTILINE)
-
-_LOCK = threading.Lock()
-_MODELS: dict[str, Any] = {}
-
 
 def _protected(word: str, query_words: set[str]) -> bool:
     core = word.strip(".,;:!?\"'()[]{}")
@@ -64,20 +59,16 @@ def packaged_gguf() -> Path:
 
 
 def _load(model_path: str | None, n_ctx: int) -> Any:
-    key = f"{model_path}:{n_ctx}"
-    with _LOCK:
-        if key not in _MODELS:
-            llama_cpp = lazy_import("llama_cpp", extra="reader", purpose="LM pruning (lm-prune)")
-            path = model_path if model_path is not None else str(packaged_gguf())
-            _MODELS[key] = llama_cpp.Llama(
-                model_path=path, n_ctx=n_ctx, logits_all=True, verbose=False, n_threads=max(1, os.cpu_count() or 1)
-            )
-            # free it before interpreter teardown (llama.cpp's own finalizer fails late in shutdown)
-            atexit.register(_MODELS[key].close)
-        return _MODELS[key]
+    """The scoring model, loaded once per model store (AMX-safe, see :func:`optimizer.gguf.load_llama`)."""
+
+    def load() -> Any:
+        path = model_path if model_path is not None else packaged_gguf()
+        return load_llama(path, purpose="LM pruning (lm-prune)", n_ctx=n_ctx, logits_all=True,
+                          n_threads=max(1, os.cpu_count() or 1))
+
+    return default_store().get(("llama", model_path, n_ctx, "logits"), load)
 
 
-_SURPRISAL_MEMO: dict[tuple[str | None, int, str], tuple[np.ndarray, np.ndarray] | None] = {}
 
 
 class LMPrune(Stage):
@@ -95,14 +86,13 @@ class LMPrune(Stage):
         Tokens scored per llama.cpp call (longer texts go in consecutive windows).
     """
 
-    name = "lm-prune"
+    name = "compress-lm-prune"
 
     def __init__(self, *, keep_ratio: float = 0.6, min_keep: float = 0.3, model_path: str | None = None, window: int = 480) -> None:
-        for pname, value in (("keep_ratio", keep_ratio), ("min_keep", min_keep)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-                raise ValueError(f"lm-prune: {pname} must be a number in (0, 1], got {value!r}")
-        if isinstance(window, bool) or not isinstance(window, int) or window < 16:
-            raise ValueError(f"lm-prune: window must be an integer of at least 16 tokens, got {window!r}")
+        unit_interval(keep_ratio, "compress-lm-prune: keep_ratio")
+        unit_interval(min_keep, "compress-lm-prune: min_keep")
+        if positive_int(window, "compress-lm-prune: window", what="tokens") < 16:
+            raise ValueError(f"compress-lm-prune: window must be at least 16 tokens, got {window!r}")
         self.keep_ratio = keep_ratio
         self.min_keep = min_keep
         self.model_path = model_path
@@ -114,14 +104,15 @@ class LMPrune(Stage):
     def _surprisal(self, text: str) -> tuple[np.ndarray, np.ndarray] | None:
         """Per-token self-information (nats) and each token's end offset in ``text`` (characters).
 
-        Memoized per process by (model, window, text): a sweep over budgets scores each text once.
+        Memoized in the model store by (model, window, text): a sweep over budgets scores each text once.
         """
         key = (self.model_path, self.window, text)
-        if key not in _SURPRISAL_MEMO:
-            if len(_SURPRISAL_MEMO) >= 4096:
-                _SURPRISAL_MEMO.clear()
-            _SURPRISAL_MEMO[key] = self._score(text)
-        return _SURPRISAL_MEMO[key]
+        memo = default_store().memo("lm-prune-surprisal")
+        if key not in memo:
+            if len(memo) >= 4096:
+                memo.clear()
+            memo[key] = self._score(text)
+        return memo[key]
 
     def _score(self, text: str) -> tuple[np.ndarray, np.ndarray] | None:
         llm = _load(self.model_path, self.window + 32)

@@ -1,6 +1,6 @@
 """Ordering: by relevance, in the caller's original order, or best at the edges.
 
-The packer renders chunks in list order, so an ``order`` step decides the layout of the
+The packer renders chunks in list order, so an ``order-chunks`` step decides the layout of the
 final context, while selection under the budget still follows relevance.
 
 "Edges" puts the most relevant chunks first and last and the least relevant in the middle,
@@ -27,7 +27,7 @@ class Order(Stage):
     ['1', '2', '0', '4', '3']
     """
 
-    name = "order"
+    name = "order-chunks"
 
     def __init__(self, *, by: str = "relevance") -> None:
         if by not in ORDERS:

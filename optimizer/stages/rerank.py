@@ -13,77 +13,14 @@ import numpy as np
 
 from optimizer.embeddings import EMBEDDERS, chunk_vectors, embed_texts, get_embedder
 from optimizer.records import Chunk
+from optimizer.scoring import best_first, bm25_scores, chunk_texts, minmax, rrf, with_relevance
 from optimizer.stage import Stage, StageContext, relevance_of
-from optimizer.text import content_words
-
-
-def bm25_scores(query: str, texts: Sequence[str], *, k1: float = 1.5, b: float = 0.75) -> list[float]:
-    """BM25+ scores of ``texts`` for ``query`` (rank-bm25's ``BM25Plus``).
-
-    BM25+ keeps the IDF positive on the small candidate sets ragtrim sees (Okapi's IDF is 0
-    or negative for a term in half the chunks or more, which breaks ranking of 2-10 chunks).
-    Lv & Zhai, *Lower-Bounding Term Frequency Normalization*, CIKM 2011; Robertson &
-    Zaragoza, *The Probabilistic Relevance Framework: BM25 and Beyond*, 2009.
-
-    >>> [round(s, 2) for s in bm25_scores("capital France", ["Paris is the capital of France.", "Lyon."])]
-    [3.99, 2.2]
-    """
-    from rank_bm25 import BM25Plus
-
-    docs = [content_words(t) or ["\u2205"] for t in texts]
-    q = content_words(query)
-    if not docs or not q:
-        return [0.0] * len(texts)
-    return [float(s) for s in BM25Plus(docs, k1=k1, b=b).get_scores(q)]
-
-
-def rrf(rankings: Sequence[Sequence[int]], *, k: int = 60, weights: Sequence[float] | None = None) -> list[float]:
-    """Reciprocal rank fusion: item ``i`` gets ``sum_r w_r / (k + rank_r(i))`` (ranks from 1).
-
-    Cormack, Clarke & Büttcher, *Reciprocal Rank Fusion outperforms Condorcet and individual
-    Rank Learning Methods*, SIGIR 2009. Each ranking lists item indices best first.
-
-    >>> [round(s, 4) for s in rrf([[0, 1, 2], [1, 0, 2]], k=1)]
-    [0.8333, 0.8333, 0.5]
-    """
-    n = 1 + max((max(r) for r in rankings if len(r)), default=-1)
-    weights = weights if weights is not None else [1.0] * len(rankings)
-    if len(weights) != len(rankings):
-        raise ValueError(f"rrf: need one weight per ranking, got {len(weights)} weights for {len(rankings)} rankings")
-    out = [0.0] * n
-    for w, ranking in zip(weights, rankings):
-        for rank, item in enumerate(ranking, start=1):
-            out[item] += w / (k + rank)
-    return out
-
-
-def minmax(values: Sequence[float]) -> list[float]:
-    """Scale to [0, 1] (all equal: all 1 if positive else 0).
-
-    >>> minmax([2.0, 4.0, 3.0])
-    [0.0, 1.0, 0.5]
-    """
-    if not len(values):
-        return []
-    lo, hi = min(values), max(values)
-    if hi - lo <= 1e-12:
-        return [1.0 if hi > 0 else 0.0 for _ in values]
-    return [(v - lo) / (hi - lo) for v in values]
+from optimizer.validate import non_negative_int, unit_interval
 
 
 def _check_model(stage: str, model: str) -> None:
     if model not in EMBEDDERS:
         raise ValueError(f"{stage}: model must be one of {', '.join(EMBEDDERS)}, got {model!r}")
-
-
-def _ranked(chunks: Sequence[Chunk], scores: Sequence[float]) -> list[Chunk]:
-    scored = [replace(c, relevance=float(s)) for c, s in zip(chunks, scores)]
-    order = sorted(range(len(scored)), key=lambda i: (-scores[i], i))
-    return [scored[i] for i in order]
-
-
-def _texts(chunks: Sequence[Chunk], use_title: bool) -> list[str]:
-    return [f"{c.title}. {c.text}" if use_title and c.title else c.text for c in chunks]
 
 
 class BM25Rerank(Stage):
@@ -96,7 +33,7 @@ class BM25Rerank(Stage):
     ['b', 'a']
     """
 
-    name = "bm25"
+    name = "rerank-bm25"
 
     def __init__(self, *, k1: float = 1.5, b: float = 0.75, use_title: bool = True) -> None:
         self.k1 = k1
@@ -104,12 +41,12 @@ class BM25Rerank(Stage):
         self.use_title = use_title
 
     def scores(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> list[float]:
-        return bm25_scores(query, _texts(chunks, self.use_title), k1=self.k1, b=self.b)
+        return bm25_scores(query, chunk_texts(chunks, use_title=self.use_title), k1=self.k1, b=self.b)
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> list[Chunk]:
         if not chunks:
             return []
-        return _ranked(chunks, self.scores(query, chunks, context))
+        return with_relevance(chunks, self.scores(query, chunks, context))
 
 
 class DenseRerank(Stage):
@@ -119,7 +56,7 @@ class DenseRerank(Stage):
     (``reuse_embeddings``). Needs ``pip install 'ragtrim[embeddings]'``.
     """
 
-    name = "dense"
+    name = "rerank-dense"
 
     def __init__(self, *, model: str = "minilm", use_title: bool = True, reuse_embeddings: bool = True) -> None:
         _check_model(self.name, model)
@@ -128,7 +65,7 @@ class DenseRerank(Stage):
         self.reuse_embeddings = reuse_embeddings
 
     def warm_up(self) -> None:
-        get_embedder(self.model)
+        get_embedder(self.model, build=True)
 
     def scores(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> list[float]:
         embedder = get_embedder(self.model)
@@ -139,13 +76,13 @@ class DenseRerank(Stage):
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> list[Chunk]:
         if not chunks:
             return []
-        return _ranked(chunks, self.scores(query, chunks, context))
+        return with_relevance(chunks, self.scores(query, chunks, context))
 
 
 class StaticRerank(DenseRerank):
     """:class:`DenseRerank` with the static model2vec embeddings (about 1 ms for 10 chunks)."""
 
-    name = "static"
+    name = "rerank-static"
 
     def __init__(self, *, model: str = "static", use_title: bool = True, reuse_embeddings: bool = True) -> None:
         super().__init__(model=model, use_title=use_title, reuse_embeddings=reuse_embeddings)
@@ -167,7 +104,7 @@ class HybridRerank(Stage):
     ['b', 'a']
     """
 
-    name = "hybrid"
+    name = "rerank-hybrid"
 
     def __init__(
         self,
@@ -184,8 +121,7 @@ class HybridRerank(Stage):
             raise ValueError(f"hybrid: fusion must be 'rrf' or 'weighted', got {fusion!r}")
         if weights is not None and len(weights) != len(methods):
             raise ValueError(f"hybrid: give one weight per method ({len(methods)}), got {weights!r}")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-            raise ValueError(f"hybrid: k must be a non-negative integer, got {k!r}")
+        non_negative_int(k, "rerank-hybrid: k")
         self.methods = methods
         self.fusion = fusion
         self.weights = weights
@@ -199,7 +135,7 @@ class HybridRerank(Stage):
         runs = [_SCORERS[m]().scores(query, chunks, context) for m in self.methods]
         weights = list(self.weights) if self.weights is not None else [1.0] * len(runs)
         if self.fusion == "rrf":
-            rankings = [sorted(range(len(chunks)), key=lambda i, s=s: (-s[i], i)) for s in runs]
+            rankings = [best_first(s) for s in runs]
             return rrf(rankings, k=self.k, weights=weights)
         fused = [0.0] * len(chunks)
         for w, s in zip(weights, runs):
@@ -210,7 +146,7 @@ class HybridRerank(Stage):
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> list[Chunk]:
         if not chunks:
             return []
-        return _ranked(chunks, self.scores(query, chunks, context))
+        return with_relevance(chunks, self.scores(query, chunks, context))
 
 
 def mmr_order(relevance: Sequence[float], similarity: np.ndarray, *, lambda_: float = 0.7) -> list[int]:
@@ -246,18 +182,17 @@ class MMRRerank(Stage):
     order. ``lambda_`` 1.0 is pure relevance, 0.0 pure diversity.
     """
 
-    name = "mmr"
+    name = "rerank-mmr"
 
     def __init__(self, *, lambda_: float = 0.7, model: str = "static", use_title: bool = True) -> None:
-        if not 0.0 <= float(lambda_) <= 1.0:
-            raise ValueError(f"mmr: lambda_ must be in [0, 1], got {lambda_!r}")
+        unit_interval(lambda_, "rerank-mmr: lambda_", closed_low=True)
         _check_model(self.name, model)
         self.lambda_ = lambda_
         self.model = model
         self.use_title = use_title
 
     def warm_up(self) -> None:
-        get_embedder(self.model)
+        get_embedder(self.model, build=True)
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> list[Chunk]:
         if not chunks:

@@ -1,4 +1,4 @@
-"""The ``ragtrim`` command line: ``optimize`` here; ``eval`` and ``tune`` come from :mod:`evals.cli`."""
+"""``ragtrim optimize``, ``ragtrim presets`` and ``ragtrim stages``: the library's commands (no eval harness)."""
 
 from __future__ import annotations
 
@@ -9,22 +9,11 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(
-    name="ragtrim",
-    help="Rerank, deduplicate and compress retrieved chunks into a hard token budget, and measure what it costs.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+from ragtrim.commands.common import fail, user_errors
+
+FORMATS = ("text", "json", "trace")
 
 
-def fail(message: str, code: int = 2) -> None:
-    """Print an error for a user and exit (no traceback)."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
-
-@app.command()
 def optimize(
     query: str = typer.Option(..., "--query", "-q", help="The user's question."),
     chunks: str = typer.Option(..., "--chunks", "-c", help="JSONL file of chunks (id, text, optional title, score, metadata); '-' reads stdin."),
@@ -39,31 +28,27 @@ def optimize(
     from optimizer.jsonl import read_chunks
     from optimizer.pipeline import Pipeline
 
-    if output_format not in ("text", "json", "trace"):
+    if output_format not in FORMATS:
         fail(f"--format must be text, json or trace, got {output_format!r}")
-    try:
+    with user_errors(RuntimeError):  # RuntimeError: a model that could not be built or loaded
         parsed_budget = parse_budget(budget)
         items = read_chunks(chunks)
         if config is not None:
             pipeline = Pipeline.load(config, budget=parsed_budget, tokenizer=tokenizer)
         else:
             pipeline = Pipeline.preset(preset, budget=parsed_budget, tokenizer=tokenizer or "cl100k_base")
-        result = pipeline.run(query, items)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
-        fail(str(exc))
-        return
+        result = pipeline.warm_up().run(query, items)
     if output_format == "json":
         json.dump(result.to_dict(), sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
-    else:
-        sys.stdout.write(result.text + "\n")
-        if output_format == "trace":
-            typer.echo("")
-            typer.echo(f"tokens {result.tokens} of {result.tokens_full} (budget {result.budget}, {result.tokenizer})", err=False)
-            typer.echo(result.trace_table())
+        return
+    sys.stdout.write(result.text + "\n")
+    if output_format == "trace":
+        typer.echo("")
+        typer.echo(f"tokens {result.tokens} of {result.tokens_full} (budget {result.budget}, {result.tokenizer})")
+        typer.echo(result.trace_table())
 
 
-@app.command()
 def presets() -> None:
     """List the pipeline presets."""
     from optimizer.presets import list_presets, preset_description
@@ -72,7 +57,6 @@ def presets() -> None:
         typer.echo(f"{name:<16} {preset_description(name)}")
 
 
-@app.command()
 def stages() -> None:
     """List the registered stages."""
     from optimizer.registry import list_stages
@@ -81,22 +65,8 @@ def stages() -> None:
         typer.echo(name)
 
 
-def _register_optional_commands() -> None:
-    try:
-        import evals.cli  # noqa: F401  (adds 'eval' and 'tune' to the app)
-        import evals.tune_cli  # noqa: F401  (adds 'tune')
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("evals", "evals.cli"):
-            raise
-
-
-def main() -> None:
-    _register_optional_commands()
-    app()
-
-
-if __name__ == "__main__":
-    # run the module's canonical copy, so that evals.cli registers its commands on the same app
-    from optimizer.cli import main as _main
-
-    _main()
+def register(app: typer.Typer) -> None:
+    """Add ``optimize``, ``presets`` and ``stages`` to ``app``."""
+    app.command()(optimize)
+    app.command()(presets)
+    app.command()(stages)

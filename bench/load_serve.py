@@ -1,0 +1,372 @@
+"""Load test of ``ragtrim serve`` on loopback: quota invariants under concurrency, and gateway overhead.
+
+Starts a fake OpenAI-compatible upstream (with latency), the gateway (``--workers`` uvicorn
+workers per replica, ``--replicas`` replicas sharing one database: SQLite in a temp dir, or a
+throwaway PostgreSQL cluster with ``--db postgres``), three tenants (no budget, a daily $
+budget and a daily token budget, both sized to run out about halfway), and ``--concurrency``
+asyncio clients that send ``--requests`` chat requests with HotpotQA documents (10 paragraphs).
+Optionally SIGKILLs one worker after ``--kill-at`` of the requests. Everything is bounded:
+a request count, a wall-clock limit, and every process it started is stopped at the end.
+
+It then checks, from the database and the client's own counts:
+
+* overspend: per budget, ``spent - limit`` (must be <= 0) in $ and tokens; and the ledger's
+  sum of charged usage equals the counters (no double charge, no lost charge);
+* ledger rows = requests answered (+ requests lost with a killed worker, which must be
+  ``failed`` rows), every answered request id has its row, no reservation left ``held``;
+* degraded and refused counts; gateway overhead p50/p99 (latency minus upstream time, from
+  the ledger and from the client's view).
+
+    python bench/load_serve.py --requests 10000 --concurrency 64 --workers 2
+    python bench/load_serve.py --db postgres --replicas 2 --workers 1 --requests 10000
+    python bench/load_serve.py --requests 10000 --kill-at 0.4
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ragtrim.serve.budgets import set_budget  # noqa: E402
+from ragtrim.serve.db import make_engine  # noqa: E402
+from ragtrim.serve.keys import create_key, create_tenant  # noqa: E402
+from ragtrim.serve.schema import budget_usage, budgets, ledger, reservations  # noqa: E402
+from ragtrim.serve.testing import free_port, temp_postgres  # noqa: E402
+
+PEPPER = "load-test-pepper-0123456789abcdef"
+TENANTS = ("steady", "capped-usd", "capped-tokens")
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def load_documents(n: int) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(question, chunks) pairs from the bundled HotpotQA set."""
+    out = []
+    with open(ROOT / "datasets" / "hotpotqa.jsonl", encoding="utf-8") as f:
+        for line in f:
+            ex = json.loads(line)
+            out.append((ex["question"], [{"id": c["id"], "title": c.get("title"), "text": c["text"]} for c in ex["chunks"]]))
+            if len(out) >= n:
+                break
+    return out
+
+
+def write_config(path: Path, upstream: str, preset: str, lease: float) -> None:
+    path.write_text(f"""
+preset = "{preset}"
+default_model = "gpt-4o"
+lease_seconds = {lease}
+budget = 0.5
+[degrade]
+floor = 0.15
+[upstreams.fake]
+kind = "openai"
+base_url = "{upstream}/v1"
+max_connections = 512
+[models."gpt-4o"]
+upstream = "fake"
+tokenizer = "cl100k_base"
+cheaper = "gpt-4o-mini"
+[models."gpt-4o-mini"]
+upstream = "fake"
+tokenizer = "cl100k_base"
+""")
+
+
+def wait_http(url: str, timeout: float = 60.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up within {timeout:g} s")
+
+
+@contextmanager
+def process(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    """Start ``cmd`` in its own process group; stop that group (SIGTERM, then SIGKILL) on exit."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(10)
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    out.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return out
+
+
+def worker_pids(supervisor: int) -> list[int]:
+    pids = []
+    for pid in children(supervisor):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"multiprocessing" in cmd and b"resource_tracker" not in cmd:
+            pids.append(pid)
+    return pids
+
+
+def setup_tenants(db_url: str, n_each: int, probe: dict[str, int]) -> dict[str, Any]:
+    """Tenants, keys and budgets sized from one probe request so the capped tenants run out about halfway."""
+    from decimal import Decimal
+
+    engine = make_engine(db_url)
+    keys = {}
+    for t in TENANTS:
+        create_tenant(engine, t)
+        keys[t] = create_key(engine, PEPPER.encode(), tenant_id=t)[1]
+    per_tokens = probe["prompt_tokens"] + probe["max_tokens"]
+    per_micro = int(Decimal(probe["prompt_tokens"]) * Decimal("2.5") + Decimal(probe["max_tokens"]) * 10)
+    limits = {"usd": per_micro * n_each // 2, "tokens": per_tokens * n_each // 2}
+    set_budget(engine, tenant_id="capped-usd", unit="usd", period="day", limit=limits["usd"])
+    set_budget(engine, tenant_id="capped-tokens", unit="tokens", period="day", limit=limits["tokens"])
+    engine.dispose()
+    return {"keys": keys, "limits": limits}
+
+
+async def client_run(bases: list[str], keys: dict[str, str], docs: list, n: int, concurrency: int, max_tokens: int,
+                     time_limit: float, kill: Any) -> list[dict[str, Any]]:
+    import httpx
+
+    results: list[dict[str, Any]] = []
+    counter = iter(range(n))
+    deadline = time.monotonic() + time_limit
+    limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2, keepalive_expiry=10)
+
+    async def one(client: Any, i: int) -> None:
+        tenant = TENANTS[i % len(TENANTS)]
+        question, chunks = docs[i % len(docs)]
+        body = {"model": "gpt-4o", "messages": [{"role": "user", "content": question}], "documents": chunks,
+                "max_tokens": max_tokens, "user": f"u{i % 7}", "feature": "qa" if i % 2 else "search"}
+        start = time.perf_counter()
+        row: dict[str, Any] = {"i": i, "tenant": tenant}
+        try:
+            r = await client.post(f"{bases[i % len(bases)]}/v1/chat/completions", json=body,
+                                  headers={"Authorization": f"Bearer {keys[tenant]}"})
+            row.update(status=r.status_code, id=r.headers.get("x-ragtrim-request-id"), action=r.headers.get("x-ragtrim-action"),
+                       model=r.headers.get("x-ragtrim-model"), upstream_ms=float(r.headers.get("x-ragtrim-upstream-ms", "nan")))
+        except httpx.HTTPError as exc:
+            row.update(status=None, error=type(exc).__name__)
+        row["ms"] = (time.perf_counter() - start) * 1000
+        results.append(row)
+
+    async def worker(client: Any) -> None:
+        for i in counter:
+            if time.monotonic() > deadline:
+                return
+            if kill is not None and i == kill[0]:
+                kill[1]()
+            await one(client, i)
+
+    async with httpx.AsyncClient(timeout=httpx.Timeout(120, connect=30), limits=limits) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    return results
+
+
+def probe_request(base: str, key: str, doc: tuple, max_tokens: int) -> dict[str, int]:
+    import httpx
+
+    r = httpx.post(f"{base}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, timeout=60,
+                   json={"model": "gpt-4o", "messages": [{"role": "user", "content": doc[0]}], "documents": doc[1], "max_tokens": max_tokens})
+    r.raise_for_status()
+    return {"prompt_tokens": r.json()["usage"]["prompt_tokens"], "max_tokens": max_tokens, "id": r.headers["x-ragtrim-request-id"]}
+
+
+def check(db_url: str, results: list[dict[str, Any]], probe_id: str) -> dict[str, Any]:
+    """The invariants, from the database (the sizing probe's row left out)."""
+    engine = make_engine(db_url, create=False)
+    with engine.connect() as c:
+        rows = [r._asdict() for r in c.execute(ledger.select().where(ledger.c.endpoint == "chat", ledger.c.id != probe_id)).all()]
+        usage = {r.budget_id: r for r in c.execute(budget_usage.select()).all()}
+        blist = c.execute(budgets.select()).all()
+        held = c.execute(reservations.select().where(reservations.c.state == "held")).all()
+        states = dict(c.exec_driver_sql("SELECT state, COUNT(*) FROM rt_reservations GROUP BY state").all())
+    engine.dispose()
+    by_id = {r["id"]: r for r in rows}
+    answered = [r for r in results if r["status"] is not None]
+    lost = [r for r in results if r["status"] is None]
+    missing = [r for r in answered if r.get("id") and r["id"] not in by_id]
+    unlabeled = [r for r in answered if not r.get("id")]
+    out: dict[str, Any] = {
+        "requests_sent": len(results), "answered": len(answered), "lost_connection": len(lost),
+        "lost_errors": {e: sum(1 for r in lost if r.get("error") == e) for e in sorted({r.get("error") for r in lost})},
+        "ledger_rows": len(rows), "answered_without_ledger_row": len(missing) + len(unlabeled),
+        "rows_failed_worker_died": sum(1 for r in rows if "worker stopped" in r["error"]),
+        "rows_not_answered": _not_answered(rows, answered),
+        "rows_pending": sum(1 for r in rows if r["action"] == "pending"),
+        "reservations_held": len(held), "reservation_states": states,
+        "status": {str(k): sum(1 for r in results if r["status"] == k) for k in sorted({r["status"] for r in results}, key=str)},
+        "degraded": sum(1 for r in rows if r["action"] == "degraded"),
+        "degraded_to_cheaper_model": sum(1 for r in rows if r["action"] == "degraded" and r["model_used"] != r["model_asked"]),
+        "refused": sum(1 for r in rows if r["action"] == "refused"),
+    }
+    budgets_out = []
+    for b in blist:
+        u = usage.get(b.id)
+        spent = int(u.spent) if u else 0
+        charged = [r for r in rows if r["tenant_id"] == b.tenant_id and r["action"] in ("ok", "degraded")]  # the probe is 'steady' (no budget)
+        ledger_sum = sum(r["cost_micro"] for r in charged) if b.unit == "usd" else sum(r["prompt_tokens"] + r["completion_tokens"] for r in charged)
+        budgets_out.append({"tenant": b.tenant_id, "unit": b.unit, "limit": int(b.limit_amount), "spent": spent,
+                            "reserved": int(u.reserved) if u else 0, "overspend": max(0, spent - int(b.limit_amount)),
+                            "ledger_sum": ledger_sum, "ledger_minus_counter": ledger_sum - spent})
+    out["budgets"] = budgets_out
+    chat = [r for r in rows if r["action"] in ("ok", "degraded")]
+    overhead = [r["latency_ms"] - r["upstream_ms"] for r in chat]
+    refused = [r["latency_ms"] for r in rows if r["action"] == "refused"]
+    client_overhead = [r["ms"] - r["upstream_ms"] for r in answered if r["status"] == 200 and r["upstream_ms"] == r["upstream_ms"]]
+    out["overhead_ms"] = {"server_p50": percentile(overhead, 0.5), "server_p99": percentile(overhead, 0.99),
+                          "client_p50": percentile(client_overhead, 0.5), "client_p99": percentile(client_overhead, 0.99),
+                          "refusal_p50": percentile(refused, 0.5), "refusal_p99": percentile(refused, 0.99),
+                          "upstream_p50": percentile([r["upstream_ms"] for r in chat], 0.5)}
+    return out
+
+
+def _not_answered(rows: list[dict[str, Any]], answered: list[dict[str, Any]]) -> dict[str, int]:
+    """Ledger rows of requests the client got no answer for (a killed worker's), by action."""
+    ids = {r.get("id") for r in answered}
+    out: dict[str, int] = {}
+    for r in rows:
+        if r["id"] not in ids:
+            out[r["action"]] = out.get(r["action"], 0) + 1
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAGTRIM_SERVE_PEPPER": PEPPER, "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    docs = load_documents(200)
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ragtrim-load-")))
+        env["RAGTRIM_CACHE"] = os.environ.get("RAGTRIM_CACHE", str(Path.home() / ".cache" / "ragtrim"))
+        db_url = stack.enter_context(temp_postgres(max_connections=400)) if args.db == "postgres" else f"sqlite:///{tmp}/serve.sqlite"
+        up_port = free_port()
+        stack.enter_context(process([sys.executable, "-m", "ragtrim.serve.fake_upstream", str(up_port), str(args.upstream_ms),
+                                     str(args.upstream_jitter_ms)], env, tmp / "upstream.log"))
+        wait_http(f"http://127.0.0.1:{up_port}/v1/models")
+        write_config(tmp / "serve.toml", f"http://127.0.0.1:{up_port}", args.preset, args.lease)
+        make_engine(db_url).dispose()
+        bases, supervisors = [], []
+        for r in range(args.replicas):
+            port = free_port()
+            if args.workers > 1:
+                (tmp / f"prom{r}").mkdir()
+            proc = stack.enter_context(process(
+                [sys.executable, "-m", "ragtrim.serve", "serve", "--config", str(tmp / "serve.toml"), "--db", db_url,
+                 "--workers", str(args.workers), "--port", str(port)], {**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp / f"prom{r}")} if args.workers > 1 else env,
+                tmp / f"gateway{r}.log"))
+            supervisors.append(proc.pid)
+            bases.append(f"http://127.0.0.1:{port}")
+        for b in bases:
+            wait_http(f"{b}/healthz", timeout=120)
+        setup = setup_tenants(db_url, args.requests // len(TENANTS), {"prompt_tokens": 0, "max_tokens": 0})
+        probe = probe_request(bases[0], setup["keys"]["steady"], docs[0], args.max_tokens)
+        sized = resize_budgets(db_url, args.requests // len(TENANTS), probe)
+        killed: list[int] = []
+
+        def do_kill() -> None:
+            pids = worker_pids(supervisors[0])
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+
+        kill = (int(args.requests * args.kill_at), do_kill) if args.kill_at is not None else None
+        t0 = time.perf_counter()
+        results = asyncio.run(client_run(bases, setup["keys"], docs, args.requests, args.concurrency, args.max_tokens,
+                                         args.time_limit, kill))
+        wall = time.perf_counter() - t0
+        if killed:  # let a live worker's lease keeper expire the dead worker's reservations
+            time.sleep(args.lease * 2 + 1)
+        metrics = __import__("httpx").get(f"{bases[0]}/metrics").text
+        report = check(db_url, results, probe["id"])
+    report.update(wall_s=wall, throughput_rps=len(results) / wall, killed_workers=killed, limits=sized, probe=probe,
+                  metrics_requests_total=sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                                             if line.startswith("ragtrim_requests_total{") and 'endpoint="chat"' in line),
+                  settings=vars(args))
+    return report
+
+
+def resize_budgets(db_url: str, n_each: int, probe: dict[str, int]) -> dict[str, int]:
+    from decimal import Decimal
+
+    per_tokens = probe["prompt_tokens"] + probe["max_tokens"]
+    per_micro = int(Decimal(probe["prompt_tokens"]) * Decimal("2.5") + Decimal(probe["max_tokens"]) * 10)
+    limits = {"usd": per_micro * n_each // 2, "tokens": per_tokens * n_each // 2}
+    engine = make_engine(db_url, create=False)
+    set_budget(engine, tenant_id="capped-usd", unit="usd", period="day", limit=limits["usd"])
+    set_budget(engine, tenant_id="capped-tokens", unit="tokens", period="day", limit=limits["tokens"])
+    engine.dispose()
+    return limits
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    p.add_argument("--requests", type=int, default=10_000)
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--replicas", type=int, default=1)
+    p.add_argument("--preset", default="default")
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--upstream-ms", type=float, default=40.0, help="fake upstream latency (plus up to --upstream-jitter-ms)")
+    p.add_argument("--upstream-jitter-ms", type=float, default=40.0)
+    p.add_argument("--lease", type=float, default=5.0, help="reservation lease seconds (a dead worker's holds expire after it)")
+    p.add_argument("--kill-at", type=float, default=None, help="SIGKILL one worker after this share of the requests")
+    p.add_argument("--time-limit", type=float, default=480.0, help="stop sending after this many seconds")
+    p.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
+    args = p.parse_args()
+    report = run(args)
+    text = json.dumps(report, indent=2, default=str)
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text + "\n")
+    bad = [b for b in report["budgets"] if b["overspend"] or b["ledger_minus_counter"] or b["reserved"]]
+    if bad or report["answered_without_ledger_row"] or report["rows_pending"] or report["reservations_held"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

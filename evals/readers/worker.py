@@ -1,0 +1,254 @@
+"""Run a model in a worker process, so a native crash is a failed call, not a dead sweep.
+
+llama.cpp is native code: on some CPUs it segfaults, and a large context can get the
+process killed for memory. In the caller's process either would end a whole eval sweep (or
+a service). :class:`ModelWorker` runs a *backend* (a class with ``__init__(**params)`` and
+methods taking JSON-able keyword arguments) in a child process and talks to it over pipes,
+one JSON line per call. When the child dies (signal, exit, out-of-memory kill) or does not
+answer within ``timeout_s``, the call raises :class:`WorkerDied` with the reason (signal
+name, exit code, the child's last stderr lines); the next call starts a fresh child. After
+``max_crashes`` deaths in a row the worker stops restarting and every call fails at once,
+so a sweep finishes quickly with every remaining call recorded as failed.
+
+Readers turn :class:`WorkerDied` into a failed :class:`~evals.readers.base.ReaderOutput`;
+finished calls are already in the reader cache, so nothing finished is lost.
+
+>>> worker = ModelWorker("evals.readers.worker:EchoBackend", {"prefix": "> "})
+>>> worker.call("generate", prompt="hello")
+{'text': '> hello'}
+>>> worker.close()
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+
+class WorkerDied(RuntimeError):
+    """The worker process died or hung during a call (the message says how)."""
+
+
+class WorkerError(RuntimeError):
+    """The backend raised an ordinary Python error in the worker (the worker lives on)."""
+
+
+def describe_exit(returncode: int | None) -> str:
+    """A person's words for a child's exit status.
+
+    >>> describe_exit(-11)
+    'killed by signal SIGSEGV (a crash in native code)'
+    >>> describe_exit(-9)
+    'killed by signal SIGKILL (out of memory, or killed from outside)'
+    >>> describe_exit(3)
+    'exited with status 3'
+    """
+    if returncode is None:
+        return "still running"
+    if returncode >= 0:
+        return f"exited with status {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    why = {"SIGSEGV": "a crash in native code", "SIGBUS": "a crash in native code", "SIGILL": "an instruction this CPU lacks",
+           "SIGABRT": "native code aborted", "SIGKILL": "out of memory, or killed from outside"}.get(name)
+    return f"killed by signal {name}" + (f" ({why})" if why else "")
+
+
+class ModelWorker:
+    """A backend ``"module:Class"`` built with ``params`` in a child process; see the module doc.
+
+    Parameters
+    ----------
+    backend:
+        ``"package.module:Class"``; the class is imported and built in the child.
+    params:
+        JSON-able keyword arguments for the backend's constructor.
+    timeout_s:
+        Seconds a call may take before the child is killed and the call fails.
+    start_timeout_s:
+        Seconds the start (a new child building the backend, i.e. loading the model) may take.
+    max_crashes:
+        Deaths in a row after which the worker stops restarting.
+    """
+
+    def __init__(self, backend: str, params: dict[str, Any] | None = None, *, timeout_s: float = 300.0,
+                 start_timeout_s: float = 600.0, max_crashes: int = 3) -> None:
+        if ":" not in backend:
+            raise ValueError(f"backend must be 'module:Class', got {backend!r}")
+        for label, value in (("timeout_s", timeout_s), ("start_timeout_s", start_timeout_s)):
+            if not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{label} must be > 0 seconds, got {value!r}")
+        if not isinstance(max_crashes, int) or max_crashes < 1:
+            raise ValueError(f"max_crashes must be a positive integer, got {max_crashes!r}")
+        self.backend = backend
+        self.params = dict(params or {})
+        self.timeout_s = timeout_s
+        self.start_timeout_s = start_timeout_s
+        self.max_crashes = max_crashes
+        self.crashes = 0  # deaths in a row
+        self.deaths: list[str] = []  # every death's reason, in order
+        self._proc: subprocess.Popen[str] | None = None
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._stderr: collections.deque[str] = collections.deque(maxlen=12)
+        self._lock = threading.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs (None before the first call or after a death)."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    def start(self) -> None:
+        """Start the child and build the backend now (what the first call would do)."""
+        with self._lock:
+            self._ensure_started()
+
+    def call(self, op: str, **kwargs: Any) -> Any:
+        """Run ``backend.op(**kwargs)`` in the child and return its result."""
+        with self._lock:
+            self._ensure_started()
+            result = self._request({"op": op, "kwargs": kwargs}, self.timeout_s)
+            self.crashes = 0  # a finished call ends a run of deaths
+            return result
+
+    def close(self) -> None:
+        """Stop the child (it also exits by itself when this process ends)."""
+        with self._lock:
+            self._stop()
+
+    def __enter__(self) -> ModelWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ----------------------------------------------------------------------
+    def _ensure_started(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        if self.crashes >= self.max_crashes:
+            raise WorkerDied(
+                f"the model worker died {self.crashes} times in a row (last: {self.deaths[-1]}); "
+                "not restarting it: every further call fails"
+            )
+        self._spawn()
+        self._request({"op": "__init__", "kwargs": self.params}, self.start_timeout_s)
+
+    def _spawn(self) -> None:
+        self._lines = queue.Queue()
+        self._stderr.clear()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "evals.readers.worker", self.backend],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, encoding="utf-8", bufsize=1,
+        )
+        proc, lines, err = self._proc, self._lines, self._stderr
+        threading.Thread(target=_pump, args=(proc.stdout, lines.put), daemon=True).start()
+        threading.Thread(target=_pump, args=(proc.stderr, lambda s: s is not None and err.append(s.rstrip())), daemon=True).start()
+
+    def _request(self, message: dict[str, Any], timeout_s: float) -> Any:
+        proc = self._proc
+        if proc is None or proc.stdin is None:
+            raise WorkerDied("the model worker is not running")
+        try:
+            proc.stdin.write(json.dumps(message) + "\n")
+            proc.stdin.flush()
+            line = self._lines.get(timeout=timeout_s)
+        except queue.Empty:
+            label = "timeout_s" if timeout_s == self.timeout_s else "start_timeout_s"
+            self._died(f"no answer within {label}={timeout_s:g} s, so it was killed")
+        except (BrokenPipeError, OSError):
+            line = None
+        if line is None:
+            self._died(None)
+        reply = json.loads(line)
+        if not reply.get("ok"):
+            raise WorkerError(reply.get("error") or "the backend failed")
+        return reply.get("result")
+
+    def _died(self, reason: str | None) -> None:
+        proc = self._proc
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                pass
+            time.sleep(0.05)  # let the stderr pump take the last lines
+        why = reason if reason is not None else describe_exit(proc.returncode if proc is not None else None)
+        tail = " | ".join(line for line in self._stderr if line.strip())[-400:]
+        self._proc = None
+        self.crashes += 1
+        self.deaths.append(why)
+        raise WorkerDied(f"the model worker died: {why}" + (f"; its last output: {tail}" if tail else ""))
+
+    def _stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            if proc.stdin is not None:
+                proc.stdin.close()  # the child exits on end of input
+            proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+
+
+def _pump(stream: Any, put: Any) -> None:
+    """Forward a child's output line by line (None at its end)."""
+    for line in stream:
+        put(line)
+    put(None)
+
+
+class EchoBackend:
+    """A backend with no model, for examples and tests: ``generate`` echoes the prompt."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+
+    def generate(self, prompt: str) -> dict[str, Any]:
+        return {"text": self.prefix + prompt}
+
+
+def _load_backend(spec: str) -> type:
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def serve(spec: str) -> int:
+    """The child's loop: build the backend, answer one JSON line per request, exit at end of input."""
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    os.dup2(2, 1)  # native code printing to stdout must not corrupt the protocol
+    backend: Any = None
+    for line in sys.stdin:
+        message = json.loads(line)
+        op, kwargs = message["op"], message.get("kwargs") or {}
+        try:
+            if op == "__init__":
+                backend = _load_backend(spec)(**kwargs)
+                result = None
+            else:
+                result = getattr(backend, op)(**kwargs)
+            reply = {"ok": True, "result": result}
+        except Exception as exc:  # a Python error is an answer; the worker lives on
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        out.write(json.dumps(reply) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(serve(sys.argv[1]))

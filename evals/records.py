@@ -1,0 +1,153 @@
+"""The eval harness's records: an arm of a sweep, one example's row, and the reference's name.
+
+Everything the harness computes per example is an :class:`ExampleRow`; aggregation
+(:mod:`evals.aggregate`) turns rows into per-arm metrics. Records are frozen; ``to_dict()``
+is called only where they become JSON.
+
+>>> Arm("default", 0.25).label, Arm(REFERENCE, None).label
+('default@25%', 'full')
+>>> rounded(1 / 3), rounded(None), rounded(-0.0)
+(0.333333, None, 0.0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from optimizer.budget import Budget, budget_label
+
+REFERENCE = "full"
+"""The reference arm: the ``full`` preset (every chunk), run once without a budget."""
+
+
+def rounded(x: float | None, digits: int = 6) -> float | None:
+    """``x`` rounded for reports and JSON (None stays None; -0.0 becomes 0.0)."""
+    return None if x is None else float(round(float(x), digits)) + 0.0
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One (pipeline, budget) cell of a sweep; ``budget`` None only for the ``full`` reference."""
+
+    pipeline: str
+    budget: Budget | None
+
+    @property
+    def label(self) -> str:
+        """``default@25%``, or ``full``."""
+        return self.pipeline if self.budget is None else f"{self.pipeline}@{budget_label(self.budget)}"
+
+
+@dataclass(frozen=True)
+class ExampleRow:
+    """What one pipeline at one budget did on one example (and what the reader said)."""
+
+    id: str
+    pipeline: str
+    budget: Budget | None
+    context: str
+    tokens: int
+    tokens_full: int
+    prompt_tokens: int
+    kept_ids: tuple[str, ...]
+    answer_recall: int | None
+    evidence_recall: float | None
+    latency_ms: float
+    prediction: str | None = None
+    reader_called: bool = False
+    reader_error: str | None = None
+    reader_latency_ms: float | None = None
+    reader_cached: bool | None = None
+    accuracy: int | None = None
+    em: int | None = None
+    f1: float | None = None
+
+    @property
+    def arm(self) -> Arm:
+        return Arm(self.pipeline, self.budget)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["kept_ids"] = list(self.kept_ids)
+        return out
+
+
+@dataclass(frozen=True)
+class ArmMetrics:
+    """One arm's metrics over its examples (see :mod:`evals.aggregate` for the rules).
+
+    Means are over the examples where a metric counts (``n_answer_recall``...), None where
+    none does; reader metrics are None when the reader was not asked for this arm.
+    """
+
+    answer_recall: float | None
+    evidence_recall: float | None
+    tokens_mean: float | None
+    tokens_full_mean: float | None
+    latency_ms_p50: float | None
+    latency_ms_p95: float | None
+    accuracy: float | None
+    em: float | None
+    f1: float | None
+    n: int
+    n_answer_recall: int
+    n_evidence_recall: int
+    compression: float | None
+    token_share: float | None
+    prompt_tokens_mean: float | None
+    cost_per_1k_queries: float | None
+    cost_saved_per_1k: float | None
+    reader_calls: int
+    n_reader: int
+    n_accuracy: int
+    reader_failures: int
+    reader_latency_ms_p50: float | None
+    reader_latency_ms_p95: float | None
+
+    def value(self, metric: str) -> float | None:
+        """A metric by name (``answer_recall``, ``tokens_mean``...); unknown names raise, listing the metrics."""
+        if metric not in self.__dataclass_fields__:
+            raise KeyError(f"unknown metric {metric!r}; metrics: {', '.join(self.__dataclass_fields__)}")
+        return getattr(self, metric)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Delta:
+    """An arm versus ``full`` on the same examples: both means, the paired delta and its 95 % interval."""
+
+    baseline: float | None
+    value: float | None
+    delta: float | None
+    ci95: tuple[float | None, float | None]
+    n: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"baseline": self.baseline, "value": self.value, "delta": self.delta, "ci95": list(self.ci95), "n": self.n}
+
+
+@dataclass(frozen=True)
+class ArmRun:
+    """The aggregate of one arm: its metrics and, except for ``full``, its deltas versus ``full`` by metric."""
+
+    pipeline: str
+    budget: Budget | None
+    label: str
+    metrics: ArmMetrics
+    vs_full: dict[str, Delta | None] | None
+
+    @property
+    def arm(self) -> Arm:
+        return Arm(self.pipeline, self.budget)
+
+    def delta(self, metric: str) -> Delta | None:
+        """The delta of ``metric`` versus ``full`` (None for ``full`` itself or where no example pairs)."""
+        return (self.vs_full or {}).get(metric)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run's entry in ``results.json``."""
+        vs = None if self.vs_full is None else {k: (d.to_dict() if d is not None else None) for k, d in self.vs_full.items()}
+        return {"pipeline": self.pipeline, "budget": self.budget, "label": self.label, "metrics": self.metrics.to_dict(), "vs_full": vs}

@@ -1,0 +1,122 @@
+"""One explicit place for loaded models: :class:`ModelStore`, with a replaceable process default.
+
+Loading a model (MiniLM, the static model, the int8 MiniLM, a llama.cpp model) is slow, so
+each is loaded once and kept in a store. Stages and readers ask
+``default_store()`` unless they are given a store; tests, notebooks and the service swap in
+their own with :func:`use_store` (scoped to the current thread or task, nothing to patch) and
+free it with :meth:`ModelStore.close`.
+
+A store never *builds* a model. Building the static and int8 models is an explicit step:
+``ragtrim models build``, :func:`optimizer.embeddings.build_models`, or ``Pipeline.warm_up()``.
+
+>>> store = ModelStore()
+>>> store.get(("demo", 1), lambda: object()) is store.get(("demo", 1), lambda: object())
+True
+>>> with use_store(ModelStore()) as scoped:
+...     default_store() is scoped
+True
+>>> default_store() is scoped
+False
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import threading
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ModelStore:
+    """Loaded models and per-model memos, keyed by anything hashable (e.g. ``("embedder", "static")``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._items: dict[Hashable, Any] = {}
+        self._building: dict[Hashable, threading.Lock] = {}
+
+    def get(self, key: Hashable, load: Callable[[], T]) -> T:
+        """The item under ``key``, loading it with ``load()`` the first time (once, even across threads)."""
+        with self._lock:
+            if key in self._items:
+                return self._items[key]
+            gate = self._building.setdefault(key, threading.Lock())
+        with gate:  # one loader per key; other keys load in parallel
+            with self._lock:
+                if key in self._items:
+                    return self._items[key]
+            item = load()
+            with self._lock:
+                self._items[key] = item
+                self._building.pop(key, None)
+            return item
+
+    def put(self, key: Hashable, item: Any) -> None:
+        """Store ``item`` under ``key`` (e.g. a small test double instead of a real model)."""
+        with self._lock:
+            self._items[key] = item
+
+    def memo(self, key: Hashable) -> dict[Any, Any]:
+        """A dict kept with the store (per-model caches such as token surprisals)."""
+        return self.get(("memo", key), dict)
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._items
+
+    def keys(self) -> list[Hashable]:
+        with self._lock:
+            return list(self._items)
+
+    def close(self) -> None:
+        """Forget every item, calling ``close()`` on those that have one (llama.cpp models do)."""
+        with self._lock:
+            items, self._items = list(self._items.values()), {}
+        for item in items:
+            close = getattr(item, "close", None)
+            if callable(close):
+                close()
+
+    def __enter__(self) -> ModelStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_PROCESS_STORE = ModelStore()
+_CURRENT: contextvars.ContextVar[ModelStore | None] = contextvars.ContextVar("ragtrim_model_store", default=None)
+
+
+def default_store() -> ModelStore:
+    """The store in use here: the one set by :func:`use_store`, else the process default."""
+    store = _CURRENT.get()
+    return store if store is not None else _PROCESS_STORE
+
+
+@contextlib.contextmanager
+def use_store(store: ModelStore) -> Iterator[ModelStore]:
+    """Use ``store`` as the default in this thread or task for the ``with`` block."""
+    if not isinstance(store, ModelStore):
+        raise TypeError(f"use_store needs a ModelStore, got {type(store).__name__}")
+    token = _CURRENT.set(store)
+    try:
+        yield store
+    finally:
+        _CURRENT.reset(token)
+
+
+class ModelNotBuiltError(RuntimeError):
+    """A model that is built once (``ragtrim models build``) is not in the cache yet."""
+
+    def __init__(self, name: str, path: object):
+        self.name = name
+        self.path = path
+        super().__init__(
+            f"the {name} model is not built (looked in {str(path)!r}); build it once with "
+            "`ragtrim models build` (or call warm_up() on the pipeline or stage, which builds it); "
+            "set RAGTRIM_CACHE to keep models elsewhere"
+        )

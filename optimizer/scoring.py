@@ -1,0 +1,144 @@
+"""Scoring helpers shared by the stages, the adaptive budget and the eval harness's retriever.
+
+One BM25 (over word lists, or over texts with :func:`optimizer.text.content_words`), one
+"best first" order, one way to put a chunk's title in front of its text.
+
+>>> best_first([0.2, 0.9, 0.2])
+[1, 0, 2]
+>>> titled_text("Paris", "It is the capital.")
+'Paris. It is the capital.'
+>>> [round(s, 2) for s in bm25_scores("capital France", ["Paris is the capital of France.", "Lyon."])]
+[3.99, 2.2]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from optimizer.records import Chunk
+from optimizer.stage import relevance_of
+from optimizer.text import content_words
+
+EMPTY_DOC = "\u2205"
+"""Stands in for a document without words, so BM25's statistics stay defined."""
+
+BM25_VARIANTS = ("plus", "okapi")
+
+
+class BM25Index:
+    """BM25 statistics of a fixed list of documents (word lists), scored against many queries.
+
+    ``variant="plus"`` is BM25+ (Lv & Zhai, *Lower-Bounding Term Frequency Normalization*,
+    CIKM 2011): its IDF stays positive on the small candidate sets a pipeline sees (Okapi's
+    is 0 or negative for a term in half the documents or more, which breaks ranking of 2-10
+    chunks). ``"okapi"`` is the classic BM25 of Robertson & Zaragoza, *The Probabilistic
+    Relevance Framework: BM25 and Beyond*, 2009, which suits a large corpus. Both come from
+    ``rank_bm25``. Empty documents count as one placeholder word (:data:`EMPTY_DOC`).
+
+    >>> index = BM25Index([["paris", "capital"], ["lyon"]])
+    >>> [round(float(s), 2) for s in index.scores(["capital"])]
+    [2.05, 1.1]
+    """
+
+    def __init__(self, docs: Sequence[Sequence[str]], *, variant: str = "plus", k1: float = 1.5, b: float = 0.75) -> None:
+        if variant not in BM25_VARIANTS:
+            raise ValueError(f"BM25 variant must be one of {', '.join(BM25_VARIANTS)}, got {variant!r}")
+        from rank_bm25 import BM25Okapi, BM25Plus
+
+        self.n = len(docs)
+        model = BM25Plus if variant == "plus" else BM25Okapi
+        self._bm25 = model([list(d) or [EMPTY_DOC] for d in docs], k1=k1, b=b) if docs else None
+
+    def scores(self, query_terms: Sequence[str]) -> Any:
+        """One score per document (a numpy array); all 0 without documents or query terms."""
+        import numpy as np
+
+        if self._bm25 is None or not query_terms:
+            return np.zeros(self.n)
+        return self._bm25.get_scores(list(query_terms))
+
+
+def bm25_term_scores(query_terms: Sequence[str], docs: Sequence[Sequence[str]], *, k1: float = 1.5, b: float = 0.75) -> list[float]:
+    """BM25+ scores of word-list ``docs`` for ``query_terms`` (see :class:`BM25Index`).
+
+    >>> [round(s, 2) for s in bm25_term_scores(["capital"], [["paris", "capital"], []])]
+    [2.05, 1.1]
+    """
+    return [float(s) for s in BM25Index(docs, k1=k1, b=b).scores(query_terms)]
+
+
+def bm25_scores(query: str, texts: Sequence[str], *, k1: float = 1.5, b: float = 0.75) -> list[float]:
+    """BM25+ scores of ``texts`` for ``query``, both split into content words (stop words out)."""
+    return bm25_term_scores(content_words(query), [content_words(t) for t in texts], k1=k1, b=b)
+
+
+def best_first(scores: Sequence[float]) -> list[int]:
+    """Indices by descending score; ties keep the given order."""
+    return sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+
+
+def by_relevance(chunks: Sequence[Chunk]) -> list[int]:
+    """Indices of ``chunks`` best first by :func:`~optimizer.stage.relevance_of` (ties: given order).
+
+    >>> by_relevance([Chunk(id="a", text="x", score=0.1), Chunk(id="b", text="y", relevance=0.5)])
+    [1, 0]
+    """
+    return best_first([relevance_of(c) for c in chunks])
+
+
+def with_relevance(chunks: Sequence[Chunk], scores: Sequence[float]) -> list[Chunk]:
+    """Copies of ``chunks`` carrying ``scores`` as ``relevance``, best first (the caller's ``score`` untouched)."""
+    scored = [replace(c, relevance=float(s)) for c, s in zip(chunks, scores)]
+    return [scored[i] for i in best_first(scores)]
+
+
+def titled_text(title: str | None, text: str, *, use_title: bool = True) -> str:
+    """``"Title. text"`` when there is a title (and ``use_title``), else ``text``: what lexical and dense scorers read."""
+    return f"{title}. {text}" if use_title and title else text
+
+
+def chunk_texts(chunks: Sequence[Chunk], *, use_title: bool = True) -> list[str]:
+    """:func:`titled_text` of each chunk."""
+    return [titled_text(c.title, c.text, use_title=use_title) for c in chunks]
+
+
+def rrf(rankings: Sequence[Sequence[int]], *, k: int = 60, weights: Sequence[float] | None = None) -> list[float]:
+    """Reciprocal rank fusion: item ``i`` gets ``sum_r w_r / (k + rank_r(i))`` (ranks from 1).
+
+    Cormack, Clarke & Büttcher, *Reciprocal Rank Fusion outperforms Condorcet and individual
+    Rank Learning Methods*, SIGIR 2009. Each ranking lists item indices best first.
+
+    >>> [round(s, 4) for s in rrf([[0, 1, 2], [1, 0, 2]], k=1)]
+    [0.8333, 0.8333, 0.5]
+    """
+    n = 1 + max((max(r) for r in rankings if len(r)), default=-1)
+    weights = weights if weights is not None else [1.0] * len(rankings)
+    if len(weights) != len(rankings):
+        raise ValueError(f"rrf: need one weight per ranking, got {len(weights)} weights for {len(rankings)} rankings")
+    out = [0.0] * n
+    for w, ranking in zip(weights, rankings):
+        for rank, item in enumerate(ranking, start=1):
+            out[item] += w / (k + rank)
+    return out
+
+
+def minmax(values: Sequence[float]) -> list[float]:
+    """Scale to [0, 1] (all equal: all 1 if positive else 0).
+
+    >>> minmax([2.0, 4.0, 3.0])
+    [0.0, 1.0, 0.5]
+    """
+    if not len(values):
+        return []
+    lo, hi = min(values), max(values)
+    if hi - lo <= 1e-12:
+        return [1.0 if hi > 0 else 0.0 for _ in values]
+    return [(v - lo) / (hi - lo) for v in values]
+
+
+__all__ = [
+    "BM25Index", "EMPTY_DOC", "best_first", "bm25_scores", "bm25_term_scores", "by_relevance", "chunk_texts",
+    "minmax", "rrf", "titled_text", "with_relevance",
+]

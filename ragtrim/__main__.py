@@ -1,0 +1,5 @@
+"""``python -m ragtrim`` runs the command line."""
+
+from ragtrim.cli import main
+
+main()

@@ -1,0 +1,169 @@
+"""What the commands share: the error exit, option types used by several commands, parsers.
+
+Options that mean the same thing in ``eval`` and ``tune`` (data, reader, prices, bootstrap,
+tokenizer) are declared once here as ``Annotated`` types.
+
+>>> split_list("default, truncate,,bm25-topk")
+['default', 'truncate', 'bm25-topk']
+>>> parse_budgets("0.125, 0.25,300")
+[0.125, 0.25, 300]
+>>> parse_reader_arms("default@0.25, bm25-topk@300")
+[('default', 0.25), ('bm25-topk', 300)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, Optional
+
+import typer
+
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, ImportError)
+"""Exceptions that are the user's to fix: printed as one line, exit code 2, no traceback."""
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print an error for a user and exit (no traceback)."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def user_errors(*more: type[BaseException]) -> Iterator[None]:
+    """Turn :data:`USER_ERRORS` (and ``more``) raised inside the block into :func:`fail`."""
+    try:
+        yield
+    except (*USER_ERRORS, *more) as exc:
+        fail(str(exc))
+
+
+# -- options shared by eval and tune ------------------------------------------------------
+Data = Annotated[str, typer.Option("--data", "-d", help="Bundled set (hotpotqa, 2wiki, squad2-pools, nq-multidoc) or a .jsonl file in the common schema.")]
+Limit = Annotated[Optional[int], typer.Option("--limit", "-n", help="Use only the first N examples.")]
+Tokenizer = Annotated[str, typer.Option("--tokenizer", "-t", help="Tokenizer the budget and costs count with.")]
+BaseUrl = Annotated[Optional[str], typer.Option("--base-url", help="openai reader: endpoint base URL, e.g. http://127.0.0.1:8000/v1.")]
+Model = Annotated[Optional[str], typer.Option("--model", help="openai reader: model name; local reader: path of a GGUF file.")]
+ApiKeyEnv = Annotated[Optional[str], typer.Option("--api-key-env", help="openai reader: name of the environment variable holding the API key.")]
+Prices = Annotated[Optional[Path], typer.Option("--prices", help="A TOML price table adding to or replacing evals/prices.toml.")]
+PriceModel = Annotated[Optional[str], typer.Option("--price-model", help="Model whose input price gives the $ figures (default: the table's).")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resampling.")]
+Resamples = Annotated[int, typer.Option("--resamples", help="Bootstrap resamples for the 95% intervals.")]
+CustomConfig = Annotated[Optional[Path], typer.Option("--config", help="A custom pipeline (.yaml/.toml/.json).")]
+
+
+@dataclass(frozen=True)
+class ReaderChoice:
+    """The reader options of one command, checked and built by :func:`evals.reader_options.build_reader`."""
+
+    name: str
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+
+    def build(self, cache_path: Path) -> tuple[Any, Any]:
+        """``(reader, cache)``; ``(None, None)`` for ``none``."""
+        from evals.reader_options import build_reader
+
+        return build_reader(self.name, cache_path=cache_path, base_url=self.base_url, model=self.model, api_key_env=self.api_key_env)
+
+
+def load_price_table(prices: Path | None, price_model: str | None) -> Any:
+    """The price table (bundled, plus ``prices``); an unknown ``price_model`` raises here, before any work."""
+    from evals.cost import load_prices
+
+    table = load_prices(prices)
+    table.price(price_model)
+    return table
+
+
+def check_positive(flag: str, value: int | None, what: str = "examples") -> None:
+    """``--limit 0`` and the like raise, naming the flag."""
+    from optimizer.validate import positive_int
+
+    if value is not None:
+        positive_int(value, flag, what=what)
+
+
+def load_custom_pipeline(config: Path, tokenizer: str) -> Any:
+    """A pipeline from ``--config``, named after the file when the config has no name."""
+    from optimizer.pipeline import Pipeline
+
+    pipeline = Pipeline.load(config, tokenizer=tokenizer)
+    return pipeline.renamed(config.stem) if pipeline.name == "custom" else pipeline
+
+
+# -- parsers ------------------------------------------------------------------------------
+def split_list(text: str) -> list[str]:
+    """``"a, b,,c"`` → ``["a", "b", "c"]``."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_budgets(text: str) -> list[Any]:
+    """Budgets from ``"0.125,0.25,300"``; a bad one raises ValueError naming it."""
+    from optimizer.budget import parse_budget
+
+    out = []
+    for part in split_list(text):
+        try:
+            value = parse_budget(part)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"bad budget {part!r} in --budgets {text!r}: {exc}") from None
+        if value is None:
+            raise ValueError(f"bad budget {part!r} in --budgets {text!r}: the full context always runs as the reference; list only cut budgets")
+        out.append(value)
+    if not out:
+        raise ValueError(f"--budgets needs at least one budget, e.g. 0.125,0.25,0.5; got {text!r}")
+    return out
+
+
+def parse_reader_arms(text: str) -> list[tuple[str, Any]]:
+    """``"default@0.25, bm25-topk@300"`` → ``[("default", 0.25), ("bm25-topk", 300)]``."""
+    from optimizer.budget import parse_budget
+
+    out = []
+    for part in split_list(text):
+        name, sep, budget = part.rpartition("@")
+        if not sep or not name:
+            raise ValueError(f"--reader-on takes PIPELINE@BUDGET items such as default@0.25, got {part!r}")
+        try:
+            out.append((name, parse_budget(budget)))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"bad budget in --reader-on item {part!r}: {exc}") from None
+    return out
+
+
+def resolve_pipeline_names(text: str) -> list[str]:
+    """Names from ``--pipelines`` (``all`` = every preset); unknown names raise, listing the presets."""
+    from optimizer.presets import list_presets
+
+    names = split_list(text)
+    if names == ["all"]:
+        return list_presets()
+    if not names:
+        raise ValueError(f"--pipelines needs at least one preset name; presets: {', '.join(list_presets())}")
+    unknown = [n for n in names if n not in list_presets()]
+    if unknown:
+        raise ValueError(f"unknown pipeline(s) {', '.join(map(repr, unknown))}; presets: {', '.join(list_presets())} (or 'all')")
+    return names
+
+
+def finish(run: Any, out: Path, started: float, cache: Any = None, **extra: Any) -> Path:
+    """Write a sweep's outputs into ``out``; print the table, the report path and the cache counts."""
+    from evals.report import print_summary, run_meta, write_report
+
+    meta = run_meta(started, **extra)
+    if cache is not None:
+        meta["reader_cache"] = {"path": str(cache.path), "hits": cache.hits, "misses": cache.misses}
+    html = write_report(run, out, meta=meta)
+    results = run.to_results()
+    print_summary(results)
+    if cache is not None:
+        typer.echo(f"reader cache {cache.path}: {cache.hits} hits, {cache.misses} new calls")
+    failures = sum(r.metrics.reader_failures for r in run.runs)
+    if failures:
+        typer.secho(f"{failures} reader calls failed (see reader_error in examples.jsonl); rerun to retry them", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"report: {html} (and {out / 'report.md'}, results.json, examples.jsonl)")
+    return html

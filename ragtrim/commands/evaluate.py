@@ -1,0 +1,171 @@
+"""``ragtrim eval`` (sweep presets x budgets over a dataset) and ``ragtrim demo``.
+
+Heavy imports (matplotlib, llama_cpp, torch) happen inside the commands, so ``ragtrim
+--help`` stays fast. The work is :func:`evals.sweep.run_eval`; this module parses options,
+builds the inputs and writes the outputs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from ragtrim.commands.common import (
+    ApiKeyEnv,
+    BaseUrl,
+    CustomConfig,
+    Data,
+    Limit,
+    Model,
+    PriceModel,
+    Prices,
+    ReaderChoice,
+    Resamples,
+    Seed,
+    Tokenizer,
+    check_positive,
+    finish,
+    load_custom_pipeline,
+    load_price_table,
+    parse_budgets,
+    parse_reader_arms,
+    resolve_pipeline_names,
+    user_errors,
+)
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """Everything ``ragtrim eval`` checked and built before the sweep starts."""
+
+    dataset: Any
+    pipelines: list[Any]
+    budgets: list[Any]
+    reader: Any
+    cache: Any
+    reader_arms: list[tuple[str, Any]] | None
+    prices: Any
+
+
+def eval_command(
+    data: Data,
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: results.json, examples.jsonl, report.md, report.html."),
+    pipelines: str = typer.Option("all", "--pipelines", "-p", help="Comma-separated presets, or 'all'. 'full' always runs once as the reference."),
+    budgets: str = typer.Option("0.125,0.25,0.5", "--budgets", "-b", help="Comma-separated budgets: shares in (0,1] of each example's full context, or token counts."),
+    reader: str = typer.Option("none", "--reader", "-r", help="none, local (packaged Gemma-3-270M), openai (any OpenAI-compatible endpoint) or fake."),
+    limit: Limit = None,
+    sample: Optional[int] = typer.Option(None, "--sample", help="Ask the reader only on the first N examples (all arms see the same ones)."),
+    reader_on: Optional[str] = typer.Option(None, "--reader-on", help="Ask the reader only for these arms, e.g. 'default@0.25,default@0.125' (full is always included). Default: every arm."),
+    tokenizer: Tokenizer = "cl100k_base",
+    config: CustomConfig = None,
+    base_url: BaseUrl = None,
+    model: Model = None,
+    api_key_env: ApiKeyEnv = None,
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Reader cache file (default OUT/reader-cache.sqlite)."),
+    prices: Prices = None,
+    price_model: PriceModel = None,
+    retrieve: Optional[str] = typer.Option(None, "--retrieve", help="Retrieve chunks first from a corpus of all the dataset's passages: 'faiss' (dense) or 'bm25'."),
+    top_k: int = typer.Option(10, "--top-k", help="With --retrieve: chunks retrieved per question."),
+    embedder: str = typer.Option("minilm", "--embedder", help="With --retrieve faiss: 'minilm' or 'static' (model2vec distilled from MiniLM)."),
+    seed: Seed = 0,
+    resamples: Resamples = 1000,
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars on stderr."),
+) -> None:
+    """Sweep pipelines x budgets over a dataset; write results.json, examples.jsonl and a report."""
+    started = time.perf_counter()
+    with user_errors():
+        check_positive("--limit", limit)
+        check_positive("--sample", sample)
+        names, parsed_budgets = _pipelines(pipelines, config, tokenizer), parse_budgets(budgets)
+        arms = parse_reader_arms(reader_on) if reader_on is not None else None
+        table = load_price_table(prices, price_model)
+        dataset = _load_data(data, limit, retrieve, top_k, embedder)
+        reader_obj, cache_obj = ReaderChoice(reader, base_url, model, api_key_env).build(_cache_path(out, cache))
+        plan = EvalPlan(dataset, names, parsed_budgets, reader_obj, cache_obj, arms, table)
+    run = _sweep(plan, tokenizer=tokenizer, sample=sample, price_model=price_model, resamples=resamples, seed=seed, progress=progress)
+    retrieval = {"retriever": retrieve, "top_k": top_k, "embedder": embedder} if retrieve else None
+    finish(run, out, started, plan.cache, retrieval=retrieval)
+
+
+def _cache_path(out: Path, cache: Path | None) -> Path:
+    from evals.reader_options import CACHE_FILE
+
+    return cache if cache is not None else out / CACHE_FILE
+
+
+def _load_data(data: str, limit: int | None, retrieve: str | None, top_k: int, embedder: str) -> Any:
+    from evals.datasets import load_dataset
+
+    dataset = load_dataset(data, limit=limit)
+    if retrieve is None:
+        return dataset
+    try:
+        from evals.retrieval import retrieve_dataset
+    except ImportError as exc:
+        raise ImportError(
+            f"--retrieve {retrieve} needs evals.retrieval.retrieve_dataset, which could not be imported ({exc}); "
+            "install ragtrim[embeddings,llama-index] or run without --retrieve"
+        ) from None
+    check_positive("--top-k", top_k, what="chunks")
+    return retrieve_dataset(dataset, top_k=top_k, retriever=retrieve, embedder=embedder)
+
+
+def _pipelines(names: str, config: Path | None, tokenizer: str) -> list[Any]:
+    chosen: list[Any] = list(resolve_pipeline_names(names))
+    if config is not None:
+        chosen.append(load_custom_pipeline(config, tokenizer))
+    return chosen
+
+
+def _sweep(plan: EvalPlan, **options: Any) -> Any:
+    """Run the sweep; Ctrl-C says where the reader's answers are kept."""
+    from evals.sweep import run_eval
+
+    try:
+        with user_errors():
+            return run_eval(plan.dataset, plan.pipelines, plan.budgets, reader=plan.reader,
+                            reader_arms=plan.reader_arms, prices=plan.prices, **options)
+    except KeyboardInterrupt:
+        if plan.cache is not None:
+            typer.secho(
+                f"interrupted: {len(plan.cache)} reader answers are saved in {plan.cache.path}; "
+                "run the same command again to resume without repeating them",
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
+        raise typer.Exit(130) from None
+
+
+def demo_command(
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Output folder."),
+    sample: int = typer.Option(30, "--sample", help="Questions the local reader answers (full vs default at 25% and 12.5%)."),
+    limit: Limit = None,
+    reader: bool = typer.Option(True, "--reader/--no-reader", help="Run the local reader on the sample (needs ragtrim[reader])."),
+) -> None:
+    """The bundled HotpotQA set: reader-free sweep of the presets, plus the local reader on a sample."""
+    from evals import demo
+
+    started = time.perf_counter()
+    with user_errors():
+        dataset = demo.load_demo_dataset(limit)
+        reader_obj = cache = None
+        if reader and not demo.reader_available():
+            typer.secho(demo.NO_READER_HINT, fg=typer.colors.YELLOW, err=True)
+        elif reader:
+            reader_obj, cache = ReaderChoice("local").build(_cache_path(out, None))
+        typer.echo(demo.demo_banner(len(dataset.examples), sample=sample, with_reader=reader_obj is not None), err=True)
+        run = demo.run_demo(dataset, reader=reader_obj, sample=sample)
+        finish(run, out, started, cache, demo=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``eval`` and ``demo`` to ``app``."""
+    app.command("eval")(eval_command)
+    app.command("demo")(demo_command)
+
+
+__all__ = ["EvalPlan", "demo_command", "eval_command", "register"]

@@ -1,0 +1,96 @@
+"""``ragtrim tune``: the smallest budget that keeps a metric within a target of the full context.
+
+The search is :func:`evals.tune.tune_budget`; this module only parses options and prints.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ragtrim.commands.common import (
+    ApiKeyEnv,
+    BaseUrl,
+    CustomConfig,
+    Data,
+    Limit,
+    Model,
+    PriceModel,
+    Prices,
+    ReaderChoice,
+    Resamples,
+    Seed,
+    Tokenizer,
+    check_positive,
+    fail,
+    load_custom_pipeline,
+    load_price_table,
+    user_errors,
+)
+
+
+def tune_command(
+    data: Data,
+    pipeline: str = typer.Option("default", "--pipeline", "-p", help="Preset to tune (see 'ragtrim presets')."),
+    config: CustomConfig = None,
+    metric: str = typer.Option("answer_recall", "--metric", "-m", help="answer_recall or evidence_recall (reader-free), or accuracy, em, f1 (need --reader)."),
+    target_retention: float = typer.Option(0.98, "--target-retention", help="Keep metric >= this share of its full-context value, in (0, 1]."),
+    reader: str = typer.Option("none", "--reader", "-r", help="none, local, openai or fake (only used for reader metrics)."),
+    limit: Limit = None,
+    tokenizer: Tokenizer = "cl100k_base",
+    resolution: float = typer.Option(0.005, "--resolution", help="Stop bisecting when the bracket is below this share of the budget (0.005 = 0.5 %)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Reader cache file; pass the one of an earlier 'ragtrim eval' to reuse its answers."),
+    base_url: BaseUrl = None,
+    model: Model = None,
+    api_key_env: ApiKeyEnv = None,
+    prices: Prices = None,
+    price_model: PriceModel = None,
+    seed: Seed = 0,
+    resamples: Resamples = 1000,
+    output_format: str = typer.Option("text", "--format", "-f", help="text (a summary) or json."),
+    progress: bool = typer.Option(False, "--progress/--no-progress", help="Progress bars on stderr."),
+) -> None:
+    """Find the smallest budget whose metric stays within --target-retention of the full context."""
+    from evals.datasets import load_dataset
+    from evals.readers import default_cache_path
+    from evals.tune import tune_budget
+
+    if output_format not in ("text", "json"):
+        fail(f"--format must be text or json, got {output_format!r}")
+    with user_errors():
+        check_positive("--limit", limit)
+        table = load_price_table(prices, price_model)
+        chosen = _pipeline(pipeline, config, tokenizer)
+        choice = ReaderChoice(reader, base_url, model, api_key_env)
+        reader_obj, _ = choice.build(cache if cache is not None else default_cache_path())
+        result = tune_budget(
+            load_dataset(data, limit=limit), chosen, metric=metric, target_retention=target_retention,
+            reader=reader_obj, tokenizer=tokenizer, resolution=resolution, prices=table, price_model=price_model,
+            resamples=resamples, seed=seed, progress=progress,
+        )
+    if output_format == "json":
+        json.dump(result.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        typer.echo(result.summary())
+    if not result.met:
+        raise typer.Exit(1)
+
+
+def _pipeline(name: str, config: Path | None, tokenizer: str) -> object:
+    """The custom pipeline of ``--config``, else the preset's name (unknown names fail here, listing the presets)."""
+    if config is not None:
+        return load_custom_pipeline(config, tokenizer)
+    from optimizer.presets import preset_config
+
+    preset_config(name)
+    return name
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``tune`` to ``app``."""
+    app.command("tune")(tune_command)

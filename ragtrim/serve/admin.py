@@ -1,0 +1,124 @@
+"""Admin routes (admin key only): tenants, keys (shown once), budgets; and ``GET /v1/usage``.
+
+A budget's ``limit`` is a number of tokens (``unit = "tokens"``) or dollars (``unit = "usd"``,
+e.g. ``"5.00"``; stored as micro-dollars).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ragtrim.serve.auth import require
+from ragtrim.serve.budgets import UNITS, delete_budget, list_budgets, set_budget
+from ragtrim.serve.errors import ApiError, bad_request
+from ragtrim.serve.keys import create_key, create_tenant, list_keys, list_tenants, revoke_key
+from ragtrim.serve.pricing import parse_usd
+from ragtrim.serve.bodies import read_json
+from ragtrim.serve.usage import quota_status, usage_summary
+
+
+async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return await run_in_threadpool(fn, *args, **kwargs)
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
+
+
+async def tenants_create(request: Request) -> JSONResponse:
+    await require(request, admin=True)
+    body = await read_json(request, request.app.state.service.config.limits)
+    t = await _call(create_tenant, request.app.state.service.engine, body.get("name"))
+    return JSONResponse({"id": t.id, "name": t.name, "created": t.created}, status_code=201)
+
+
+async def tenants_list(request: Request) -> JSONResponse:
+    await require(request, admin=True)
+    ts = await _call(list_tenants, request.app.state.service.engine)
+    return JSONResponse({"data": [{"id": t.id, "name": t.name, "created": t.created, "disabled": t.disabled} for t in ts]})
+
+
+async def keys_create(request: Request) -> JSONResponse:
+    await require(request, admin=True)
+    service = request.app.state.service
+    body = await read_json(request, service.config.limits)
+    admin = bool(body.get("admin", False))
+    kid, key = await _call(create_key, service.engine, service.pepper, tenant_id=body.get("tenant"), admin=admin,
+                           label=str(body.get("label", "")))
+    return JSONResponse({"id": kid, "key": key, "tenant": body.get("tenant"), "admin": admin,
+                         "note": "store this key now: it is shown once and only its hash is kept"}, status_code=201)
+
+
+async def keys_list(request: Request) -> JSONResponse:
+    await require(request, admin=True)
+    return JSONResponse({"data": await _call(list_keys, request.app.state.service.engine, request.query_params.get("tenant"))})
+
+
+async def keys_revoke(request: Request) -> JSONResponse:
+    await require(request, admin=True)
+    kid = request.path_params["key_id"]
+    if not await _call(revoke_key, request.app.state.service.engine, kid):
+        raise ApiError(404, "not_found_error", f"no active key {kid!r}")
+    return JSONResponse({"id": kid, "revoked": True})
+
+
+def budget_limit(unit: Any, raw: Any) -> int:
+    """A budget limit in its storage unit: tokens, or micro-dollars from a dollar amount."""
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
+    if unit == "usd":
+        return parse_usd(raw)
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+        raise ValueError(f"a tokens budget limit must be a non-negative integer, got {raw!r}")
+    return raw
+
+
+async def budgets_set(request: Request) -> JSONResponse:
+    await require(request, admin=True)
+    service = request.app.state.service
+    body = await read_json(request, service.config.limits)
+    try:
+        limit = budget_limit(body.get("unit"), body.get("limit"))
+    except ValueError as exc:
+        raise bad_request(str(exc), "limit") from None
+    b = await _call(set_budget, service.engine, tenant_id=str(body.get("tenant")), unit=body.get("unit"),
+                    period=body.get("period", "month"), limit=limit, scope=body.get("scope", "tenant"),
+                    scope_value=str(body.get("scope_value", "")))
+    return JSONResponse(b.__dict__, status_code=200)
+
+
+async def budgets_list(request: Request) -> JSONResponse:
+    await require(request, admin=True)
+    service = request.app.state.service
+    tenant = request.query_params.get("tenant")
+    return JSONResponse({"data": [b.__dict__ for b in await _call(list_budgets, service.engine, tenant)]})
+
+
+async def budgets_delete(request: Request) -> JSONResponse:
+    await require(request, admin=True)
+    bid = request.path_params["budget_id"]
+    if not await _call(delete_budget, request.app.state.service.engine, bid):
+        raise ApiError(404, "not_found_error", f"no budget {bid!r}")
+    return JSONResponse({"id": bid, "deleted": True})
+
+
+async def usage_endpoint(request: Request) -> JSONResponse:
+    """``GET /v1/usage?by=user,day&since=YYYY-MM-DD&until=...``; a tenant key sees only its tenant."""
+    principal = await require(request)
+    service = request.app.state.service
+    asked = request.query_params.get("tenant")
+    if principal.admin:
+        tenant = asked
+    else:
+        if asked is not None and asked != principal.tenant_id:
+            raise ApiError(403, "permission_error", "a tenant key sees only its own tenant's usage")
+        tenant = principal.tenant_id
+    by = [b for b in (request.query_params.get("by") or "day").split(",") if b]
+    out = await _call(usage_summary, service.engine, tenant_id=tenant, by=by, since=request.query_params.get("since"),
+                      until=request.query_params.get("until"))
+    out["budgets"] = await _call(quota_status, service.engine, tenant, time.time())
+    return JSONResponse(out)

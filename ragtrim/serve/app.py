@@ -1,0 +1,175 @@
+"""The ASGI application (FastAPI, so ``/openapi.json`` and ``/docs`` describe every route).
+
+>>> from ragtrim.serve.config import ServeConfig
+>>> app = create_app(Service(ServeConfig(), db_url="sqlite://", pepper=b"x" * 32))
+>>> sorted(r.path for r in app.routes if r.path.startswith("/v1/"))[:3]
+['/v1/admin/budgets', '/v1/admin/budgets', '/v1/admin/budgets/{budget_id}']
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from optimizer.lazy import lazy_import
+from ragtrim.serve import admin, chat, optimize, page
+from ragtrim.serve.config import ServeConfig
+from ragtrim.serve.errors import ApiError
+from ragtrim.serve.logs import log_event
+from ragtrim.serve.service import Service
+
+def _chunk_schema() -> dict[str, Any]:
+    return {"oneOf": [{"type": "string"}, {"type": "object", "required": ["id", "text"], "properties": {
+        "id": {"type": "string"}, "text": {"type": "string"}, "title": {"type": "string"}, "score": {"type": "number"},
+        "metadata": {"type": "object"}}}]}
+
+
+def _budget_schema() -> dict[str, Any]:
+    return {"oneOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 1}, {"type": "integer", "minimum": 1}, {"type": "string"}],
+            "description": "share of the full context in (0, 1] or a number of tokens"}
+
+
+def optimize_schema() -> dict[str, Any]:
+    """The JSON schema of a ``POST /v1/optimize`` body (for the OpenAPI spec)."""
+    return {"type": "object", "required": ["query", "chunks"], "properties": {
+        "query": {"type": "string"}, "chunks": {"type": "array", "items": _chunk_schema()}, "budget": _budget_schema(),
+        "preset": {"type": "string"}, "tokenizer": {"type": "string"}, "model": {"type": "string"},
+        "user": {"type": "string"}, "feature": {"type": "string"}}}
+
+
+def chat_schema() -> dict[str, Any]:
+    """The JSON schema of a ``POST /v1/chat/completions`` body: OpenAI's, plus ``documents`` and friends."""
+    return {"type": "object", "required": ["messages"], "additionalProperties": True, "properties": {
+        "model": {"type": "string"}, "messages": {"type": "array", "items": {"type": "object"}},
+        "documents": {"type": "array", "items": _chunk_schema()}, "budget": _budget_schema(), "preset": {"type": "string"},
+        "feature": {"type": "string"}, "user": {"type": "string"}, "max_tokens": {"type": "integer"},
+        "stream": {"type": "boolean"}, "extra_body": {"type": "object", "description": "documents, budget, preset, feature may go here"}}}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+async def _lease_keeper(service: Service) -> None:
+    """Renew this worker's leases and expire dead workers' reservations, until cancelled."""
+    period = max(0.5, service.config.lease_seconds / 3)
+    while True:
+        await asyncio.sleep(period)
+        try:
+            await run_in_threadpool(service.quota.renew)
+            await run_in_threadpool(service.quota.expire)
+        except Exception as exc:  # a database hiccup must not stop the keeper
+            log_event(service.log, "lease_keeper_error", error=f"{type(exc).__name__}: {exc}"[:300])
+
+
+def create_app(service: Service | None = None, *, config: ServeConfig | None = None) -> Any:
+    """The app around ``service`` (built from ``config`` when not given)."""
+    fastapi = lazy_import("fastapi", extra="serve", purpose="ragtrim serve")
+    service = service if service is not None else Service(config if config is not None else ServeConfig())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        await service.start()
+        keeper = asyncio.create_task(_lease_keeper(service))
+        log_event(service.log, "worker_started", worker=service.worker_id, pid=os.getpid(), db=service.engine.dialect.name)
+        try:
+            yield
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            await service.stop()
+            log_event(service.log, "worker_stopped", worker=service.worker_id, pid=os.getpid())
+
+    app = fastapi.FastAPI(title="ragtrim serve", version="0.1.0", lifespan=lifespan,
+                          description="Optimizes RAG context per request and enforces per-tenant token and $ budgets.")
+    app.state.service = service
+    _routes(app)
+    _handlers(app)
+    return app
+
+
+def _routes(app: Any) -> None:
+    add = app.add_api_route
+    add("/v1/optimize", optimize.optimize_endpoint, methods=["POST"], openapi_extra=_body(optimize_schema()), tags=["optimize"],
+        summary="Optimize chunks into a budget (what `ragtrim optimize --format json` prints, plus savings)")
+    add("/v1/chat/completions", chat.chat_endpoint, methods=["POST"], openapi_extra=_body(chat_schema()), tags=["chat"],
+        summary="OpenAI-compatible chat with documents optimized into the prompt, within the tenant's budgets")
+    add("/v1/usage", admin.usage_endpoint, methods=["GET"], tags=["usage"], summary="Usage grouped by user, feature, model, day")
+    add("/v1/usage/page-link", page.page_link_endpoint, methods=["POST"], tags=["usage"], summary="A 15-minute link to the usage page")
+    add("/usage", page.page_endpoint, methods=["GET"], tags=["usage"], summary="The read-only usage page (HTML)")
+    add("/v1/admin/tenants", admin.tenants_create, methods=["POST"], tags=["admin"], summary="Create a tenant")
+    add("/v1/admin/tenants", admin.tenants_list, methods=["GET"], tags=["admin"], summary="List tenants")
+    add("/v1/admin/keys", admin.keys_create, methods=["POST"], tags=["admin"], summary="Create a key (shown once)")
+    add("/v1/admin/keys", admin.keys_list, methods=["GET"], tags=["admin"], summary="List keys (ids only)")
+    add("/v1/admin/keys/{key_id}", admin.keys_revoke, methods=["DELETE"], tags=["admin"], summary="Revoke a key")
+    add("/v1/admin/budgets", admin.budgets_set, methods=["PUT"], tags=["admin"], summary="Create or change a budget")
+    add("/v1/admin/budgets", admin.budgets_list, methods=["GET"], tags=["admin"], summary="List budgets")
+    add("/v1/admin/budgets/{budget_id}", admin.budgets_delete, methods=["DELETE"], tags=["admin"], summary="Delete a budget")
+    add("/healthz", _healthz, methods=["GET"], tags=["ops"], summary="Liveness and database check")
+    add("/metrics", _metrics, methods=["GET"], tags=["ops"], summary="Prometheus metrics")
+
+
+async def _healthz(request: Request) -> JSONResponse:
+    service = request.app.state.service
+
+    def ping() -> None:
+        with service.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    try:
+        await run_in_threadpool(ping)
+    except Exception as exc:
+        return JSONResponse({"status": "error", "db": service.engine.dialect.name, "error": type(exc).__name__}, status_code=503)
+    return JSONResponse({"status": "ok", "db": service.engine.dialect.name, "pid": os.getpid(),
+                         "models": sorted(service.config.models), "default_model": service.config.default_model})
+
+
+async def _metrics(request: Request) -> Response:
+    data, content_type = request.app.state.service.metrics.exposition()
+    return Response(data, media_type=content_type)
+
+
+def _handlers(app: Any) -> None:
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return JSONResponse({"error": {"type": kind, "message": str(exc.detail), "param": None}}, status_code=exc.status_code)
+
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": {"type": "invalid_request_error", "message": json.dumps(exc.errors(), default=str)[:500],
+                                       "param": None}}, status_code=400)
+
+    async def crash(request: Request, exc: Exception) -> JSONResponse:
+        service = request.app.state.service
+        log_event(service.log, "internal_error", path=request.url.path, error=f"{type(exc).__name__}: {exc}"[:500])
+        return JSONResponse({"error": {"type": "server_error", "message": "internal error; see the server log", "param": None}},
+                            status_code=500)
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, crash)
+
+
+def app_from_env() -> Any:
+    """The uvicorn factory for ``ragtrim serve --workers N``: config path and database from ``RAGTRIM_SERVE_CONFIG`` / ``RAGTRIM_SERVE_DB``."""
+    from ragtrim.serve.logs import setup_json_logging
+
+    setup_json_logging()
+    path = os.environ.get("RAGTRIM_SERVE_CONFIG") or None
+    config = ServeConfig.load(path)
+    return create_app(Service(config, db_url=os.environ.get("RAGTRIM_SERVE_DB") or None))

@@ -1,0 +1,37 @@
+"""Who is calling: ``Authorization: Bearer <key>`` (or ``X-Api-Key``) to a :class:`Principal`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from ragtrim.serve.errors import ApiError
+from ragtrim.serve.keys import Principal, authenticate, key_id
+from ragtrim.serve.logs import log_event
+
+
+def presented_key(headers: Any) -> str | None:
+    auth = headers.get("authorization")
+    if auth and auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return headers.get("x-api-key")
+
+
+async def require(request: Any, *, admin: bool = False, tenant: bool = False) -> Principal:
+    """The caller's principal, or a 401/403 ``ApiError``."""
+    service = request.app.state.service
+    key = presented_key(request.headers)
+    if not key:
+        raise ApiError(401, "authentication_error", "missing API key; send 'Authorization: Bearer rtk_...'",
+                       headers={"WWW-Authenticate": "Bearer"})
+    principal = await run_in_threadpool(authenticate, service.engine, service.pepper, key)
+    if principal is None:  # the key id (not secret) helps spot a revoked key still in use; the key never goes to the log
+        log_event(service.log, "auth_failed", path=request.url.path, key_id=key_id(key) or "malformed",
+                  client=request.client.host if request.client else "")
+        raise ApiError(401, "authentication_error", "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+    if admin and not principal.admin:
+        raise ApiError(403, "permission_error", "this route needs an admin key (ragtrim keys create --admin)")
+    if tenant and principal.tenant_id is None:
+        raise ApiError(403, "permission_error", "admin keys make no model calls; use a tenant key (ragtrim keys create --tenant NAME)")
+    return principal

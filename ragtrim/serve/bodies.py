@@ -1,0 +1,200 @@
+"""Parse and check request bodies: the same error texts as the command line, clear 4xx otherwise.
+
+>>> from ragtrim.serve.config import Limits
+>>> parse_chunks(["Paris is in France.", {"id": "b", "text": "Lyon."}], Limits())[0]
+{'id': '0', 'text': 'Paris is in France.'}
+>>> parse_budget_param("-3")
+Traceback (most recent call last):
+...
+ragtrim.serve.errors.ApiError: budget must be a share of the full context in (0, 1] (e.g. 0.25) or a positive number of tokens (e.g. 300), got '-3'
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from optimizer.budget import Budget, parse_budget
+from ragtrim.serve.config import Limits
+from ragtrim.serve.errors import ApiError, bad_request, too_large
+from ragtrim.serve.upstream import message_text
+
+OUR_KEYS = ("documents", "budget", "preset", "feature", "extra_body", "ragtrim")
+_TAG_MAX = 200
+
+
+@dataclass(frozen=True)
+class Tags:
+    """Who and what a request is for, as the ledger records it."""
+
+    user: str = ""
+    feature: str = ""
+
+
+@dataclass(frozen=True)
+class OptimizeRequest:
+    query: str
+    chunks: tuple[Mapping[str, Any], ...]
+    budget: Budget | None
+    preset: str
+    tokenizer: str
+    model: str | None
+    tags: Tags
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    model: str | None
+    messages: tuple[Mapping[str, Any], ...]
+    question: str
+    documents: tuple[Mapping[str, Any], ...]
+    budget: Budget | None
+    preset: str
+    max_tokens: int
+    stream: bool
+    tags: Tags
+    passthrough: Mapping[str, Any] = field(default_factory=dict)
+
+
+async def read_json(request: Any, limits: Limits) -> dict[str, Any]:
+    """The request body as a JSON object, refusing more than ``limits.max_body_bytes``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise too_large(f"request body is {int(declared)} bytes; the limit is {limits.max_body_bytes} (limits.max_body_bytes)")
+    data = bytearray()
+    async for piece in request.stream():
+        data.extend(piece)
+        if len(data) > limits.max_body_bytes:
+            raise too_large(f"request body is over the limit of {limits.max_body_bytes} bytes (limits.max_body_bytes)")
+    try:
+        body = json.loads(bytes(data) or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise bad_request(f"request body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def parse_budget_param(value: Any, param: str = "budget") -> Budget | None:
+    try:
+        return parse_budget(value)
+    except (ValueError, TypeError) as exc:
+        raise bad_request(str(exc), param) from None
+
+
+def parse_chunks(raw: Any, limits: Limits, param: str = "chunks") -> list[dict[str, Any]]:
+    """Chunks as objects with ``id`` and ``text`` (a bare string gets its index as id)."""
+    if not isinstance(raw, list):
+        raise bad_request(f"{param} must be a list of chunks (objects with id and text, or strings), got {type(raw).__name__}", param)
+    if len(raw) > limits.max_chunks:
+        raise too_large(f"{param} has {len(raw)} chunks; the limit is {limits.max_chunks} (limits.max_chunks)", param)
+    out = []
+    for i, item in enumerate(raw):
+        chunk = {"id": str(i), "text": item} if isinstance(item, str) else item
+        if not isinstance(chunk, Mapping) or not isinstance(chunk.get("text"), str) or "id" not in chunk:
+            raise bad_request(f"{param}[{i}] must be a string or an object with 'id' and 'text' (a string), got {item!r:.100}", param)
+        if len(chunk["text"]) > limits.max_chunk_chars:
+            raise too_large(f"{param}[{i}] text is {len(chunk['text'])} characters; the limit is {limits.max_chunk_chars} (limits.max_chunk_chars)", param)
+        out.append(dict(chunk, id=str(chunk["id"])))
+    return out
+
+
+def _text(value: Any, param: str, limit: int, *, required: bool) -> str:
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise bad_request(f"{param} must be a non-empty string, got {value!r:.80}", param)
+    if len(value) > limit:
+        raise too_large(f"{param} is {len(value)} characters; the limit is {limit}", param)
+    return value
+
+
+def tags_of(body: Mapping[str, Any], extras: Mapping[str, Any], headers: Mapping[str, str]) -> Tags:
+    """``user`` and ``feature`` from the body (or ``metadata``), else the X-Ragtrim-User/-Feature headers."""
+    meta = body.get("metadata") if isinstance(body.get("metadata"), Mapping) else {}
+    user = body.get("user", meta.get("user", headers.get("x-ragtrim-user")))
+    feature = extras.get("feature", meta.get("feature", headers.get("x-ragtrim-feature")))
+    return Tags(user=_text(user, "user", _TAG_MAX, required=False), feature=_text(feature, "feature", _TAG_MAX, required=False))
+
+
+def parse_optimize(body: Mapping[str, Any], headers: Mapping[str, str], limits: Limits, *, default_preset: str,
+                   default_tokenizer: str, default_budget: Budget | None) -> OptimizeRequest:
+    unknown = set(body) - {"query", "chunks", "budget", "preset", "tokenizer", "user", "feature", "model", "metadata"}
+    if unknown:
+        raise bad_request(f"unknown fields {sorted(unknown)}; allowed: query, chunks, budget, preset, tokenizer, user, feature, model")
+    budget = parse_budget_param(body.get("budget")) if body.get("budget") is not None else default_budget
+    return OptimizeRequest(
+        query=_text(body.get("query"), "query", limits.max_query_chars, required=True),
+        chunks=tuple(parse_chunks(body.get("chunks"), limits)),
+        budget=budget,
+        preset=_text(body.get("preset", default_preset), "preset", 100, required=True),
+        tokenizer=_text(body.get("tokenizer", default_tokenizer), "tokenizer", 300, required=True),
+        model=_text(body.get("model"), "model", 200, required=False) or None,
+        tags=tags_of(body, body, headers),
+    )
+
+
+def _extras(body: Mapping[str, Any]) -> dict[str, Any]:
+    """ragtrim's own fields: top level, or inside ``extra_body`` / ``ragtrim`` objects."""
+    out: dict[str, Any] = {}
+    for holder in (body.get("extra_body"), body.get("ragtrim")):
+        if holder is not None and not isinstance(holder, Mapping):
+            raise bad_request(f"extra_body and ragtrim must be objects, got {holder!r:.80}")
+        out.update(holder or {})
+    out.update({k: body[k] for k in ("documents", "budget", "preset", "feature") if k in body})
+    return out
+
+
+def parse_chat(body: Mapping[str, Any], headers: Mapping[str, str], limits: Limits, *, default_preset: str,
+               default_budget: Budget | None) -> ChatRequest:
+    extras = _extras(body)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise bad_request("messages must be a non-empty list of {role, content} objects", "messages")
+    if len(messages) > limits.max_messages:
+        raise too_large(f"messages has {len(messages)} entries; the limit is {limits.max_messages}", "messages")
+    question = ""
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping) or not isinstance(m.get("role"), str):
+            raise bad_request(f"messages[{i}] must be an object with a role and content, got {m!r:.80}", "messages")
+        try:
+            text = message_text(m)
+        except ValueError as exc:
+            raise bad_request(f"messages[{i}]: {exc}", "messages") from None
+        if len(text) > limits.max_query_chars * 4:
+            raise too_large(f"messages[{i}] is {len(text)} characters; the limit is {limits.max_query_chars * 4}", "messages")
+        if m["role"] == "user":
+            question = text
+    if not question.strip():
+        raise bad_request("messages needs a user message with text (the question the documents are optimized for)", "messages")
+    if body.get("n", 1) != 1:
+        raise bad_request(f"n must be 1 (one completion per request), got {body.get('n')!r}", "n")
+    max_tokens = body.get("max_tokens", body.get("max_completion_tokens", limits.max_tokens_default))
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= limits.max_tokens_limit:
+        raise bad_request(f"max_tokens must be an integer from 1 to {limits.max_tokens_limit}, got {max_tokens!r}", "max_tokens")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise bad_request(f"stream must be true or false, got {stream!r}", "stream")
+    documents = parse_chunks(extras["documents"], limits, "documents") if extras.get("documents") is not None else []
+    budget = parse_budget_param(extras.get("budget")) if extras.get("budget") is not None else default_budget
+    passthrough = {k: v for k, v in body.items() if k not in OUR_KEYS + ("model", "messages", "max_tokens", "max_completion_tokens", "stream", "stream_options", "metadata")}
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise bad_request(f"model must be a string, got {model!r:.80}", "model")
+    return ChatRequest(
+        model=model, messages=tuple(messages), question=question[: limits.max_query_chars], documents=tuple(documents),
+        budget=budget, preset=_text(extras.get("preset", default_preset), "preset", 100, required=True),
+        max_tokens=max_tokens, stream=stream, tags=tags_of(body, extras, headers), passthrough=passthrough,
+    )
+
+
+def check_preset(name: str) -> None:
+    """A 400 with the library's own message (the CLI prints the same) for an unknown preset."""
+    from optimizer.presets import preset_config
+
+    try:
+        preset_config(name)
+    except ValueError as exc:
+        raise bad_request(str(exc), "preset") from None

@@ -1,0 +1,136 @@
+"""Budgets: per tenant, optionally per user or per feature, in tokens or micro-dollars, per day or month.
+
+Periods are UTC calendar days and months; a budget's counters start at zero each period.
+
+>>> import datetime as dt
+>>> t = dt.datetime(2025, 6, 30, 23, 0, tzinfo=dt.timezone.utc).timestamp()
+>>> period_start("day", t), period_start("month", t)
+('2025-06-30', '2025-06')
+>>> int(period_reset("day", t) - t), dt.datetime.fromtimestamp(period_reset("month", t), dt.timezone.utc).isoformat()
+(3600, '2025-07-01T00:00:00+00:00')
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, or_
+
+from ragtrim.serve.db import reading, writing
+from ragtrim.serve.keys import tenant_exists
+from ragtrim.serve.schema import budget_usage, budgets
+
+SCOPES = ("tenant", "user", "feature")
+UNITS = ("tokens", "usd")
+PERIODS = ("day", "month")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A limit: ``limit`` is tokens (unit ``tokens``) or micro-dollars (unit ``usd``)."""
+
+    id: str
+    tenant_id: str
+    scope: str
+    scope_value: str
+    unit: str
+    period: str
+    limit: int
+
+    def label(self) -> str:
+        who = self.tenant_id if self.scope == "tenant" else f"{self.tenant_id}/{self.scope}={self.scope_value}"
+        return f"{who} {self.unit}/{self.period}"
+
+
+def _utc(ts: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+
+
+def period_start(period: str, now: float) -> str:
+    """The key of the period containing ``now``: ``YYYY-MM-DD`` or ``YYYY-MM``."""
+    d = _utc(now)
+    if period == "day":
+        return d.strftime("%Y-%m-%d")
+    if period == "month":
+        return d.strftime("%Y-%m")
+    raise ValueError(f"period must be one of {PERIODS}, got {period!r}")
+
+
+def period_reset(period: str, now: float) -> float:
+    """Epoch seconds when the period containing ``now`` ends."""
+    d = _utc(now)
+    if period == "day":
+        nxt = dt.datetime(d.year, d.month, d.day, tzinfo=dt.timezone.utc) + dt.timedelta(days=1)
+    elif period == "month":
+        nxt = dt.datetime(d.year + (d.month == 12), d.month % 12 + 1, 1, tzinfo=dt.timezone.utc)
+    else:
+        raise ValueError(f"period must be one of {PERIODS}, got {period!r}")
+    return nxt.timestamp()
+
+
+def _row(r: Any) -> Budget:
+    return Budget(id=r.id, tenant_id=r.tenant_id, scope=r.scope, scope_value=r.scope_value, unit=r.unit, period=r.period, limit=int(r.limit_amount))
+
+
+def set_budget(engine: Any, *, tenant_id: str, unit: str, period: str, limit: int, scope: str = "tenant", scope_value: str = "") -> Budget:
+    """Create or change a budget (the counters of the current period are kept)."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+    if (scope == "tenant") != (scope_value == ""):
+        raise ValueError(f"a {scope} budget needs {'no' if scope == 'tenant' else 'a'} user/feature name, got {scope_value!r}")
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+    if period not in PERIODS:
+        raise ValueError(f"period must be one of {PERIODS}, got {period!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"limit must be a non-negative integer ({'tokens' if unit == 'tokens' else 'micro-dollars'}), got {limit!r}")
+    if not tenant_exists(engine, tenant_id):
+        raise ValueError(f"unknown tenant {tenant_id!r}")
+    where = and_(budgets.c.tenant_id == tenant_id, budgets.c.scope == scope, budgets.c.scope_value == scope_value,
+                 budgets.c.unit == unit, budgets.c.period == period)
+    with writing(engine) as conn:
+        row = conn.execute(budgets.select().where(where)).first()
+        if row is None:
+            bid = secrets.token_hex(8)
+            conn.execute(budgets.insert().values(id=bid, tenant_id=tenant_id, scope=scope, scope_value=scope_value, unit=unit,
+                                                 period=period, limit_amount=limit, created=time.time()))
+        else:
+            bid = row.id
+            conn.execute(budgets.update().where(budgets.c.id == bid).values(limit_amount=limit))
+    return Budget(id=bid, tenant_id=tenant_id, scope=scope, scope_value=scope_value, unit=unit, period=period, limit=limit)
+
+
+def delete_budget(engine: Any, budget_id: str, *, tenant_id: str | None = None) -> bool:
+    """Remove a budget and its counters. Held reservations against it are left to settle or expire."""
+    with writing(engine) as conn:
+        q = budgets.select().where(budgets.c.id == budget_id)
+        if tenant_id is not None:
+            q = q.where(budgets.c.tenant_id == tenant_id)
+        if conn.execute(q).first() is None:
+            return False
+        conn.execute(budget_usage.delete().where(budget_usage.c.budget_id == budget_id))
+        conn.execute(budgets.delete().where(budgets.c.id == budget_id))
+        return True
+
+
+def list_budgets(engine: Any, tenant_id: str | None = None) -> list[Budget]:
+    with reading(engine) as conn:
+        q = budgets.select().order_by(budgets.c.tenant_id, budgets.c.scope, budgets.c.scope_value, budgets.c.unit, budgets.c.period)
+        if tenant_id is not None:
+            q = q.where(budgets.c.tenant_id == tenant_id)
+        return [_row(r) for r in conn.execute(q).all()]
+
+
+def applicable_budgets(conn: Any, tenant_id: str, user: str, feature: str) -> list[Budget]:
+    """The budgets one request counts against: the tenant's, its user's and its feature's."""
+    cond = or_(
+        budgets.c.scope == "tenant",
+        and_(budgets.c.scope == "user", budgets.c.scope_value == user),
+        and_(budgets.c.scope == "feature", budgets.c.scope_value == feature),
+    )
+    rows = conn.execute(budgets.select().where(budgets.c.tenant_id == tenant_id, cond).order_by(budgets.c.id)).all()
+    return [_row(r) for r in rows]

@@ -1,0 +1,339 @@
+"""``POST /v1/chat/completions``: OpenAI-compatible, with the retrieved chunks optimized into the prompt.
+
+Send a normal chat body plus ``documents`` (top level, or inside ``extra_body`` / ``ragtrim``),
+and optionally ``budget``, ``preset``, ``feature`` there too (``user`` is OpenAI's own field).
+The documents are optimized for the last user message and inserted, with the configured
+template, as a system message after any leading system messages. The request is then fitted
+into the tenant's budgets (:mod:`ragtrim.serve.plan`), forwarded, and settled with the
+upstream's reported usage (counted with the model's tokenizer when it reports none).
+
+Response headers: ``X-Ragtrim-Request-Id``, ``X-Ragtrim-Action`` (``ok``/``degraded``),
+``X-Ragtrim-Model``, ``X-Ragtrim-Budget-Asked``, ``X-Ragtrim-Budget-Used``,
+``X-Ragtrim-Tokens-Full``, ``X-Ragtrim-Tokens-Sent``, ``X-Ragtrim-Degrade`` (what changed);
+non-streaming answers add ``X-Ragtrim-Cost-Micro`` and ``X-Ragtrim-Upstream-Ms`` and a
+``ragtrim`` object in the body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import anyio
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+
+from optimizer.budget import Budget, budget_label
+from optimizer.tokenizer import get_tokenizer
+from ragtrim.serve.auth import require
+from ragtrim.serve.config import ModelConfig
+from ragtrim.serve.errors import ApiError, bad_request
+from ragtrim.serve.ledger import LedgerEntry
+from ragtrim.serve.logs import log_event, log_request
+from ragtrim.serve.plan import Attempt, Planned, Refused, model_chain, plan_and_reserve
+from ragtrim.serve.pricing import format_usd
+from ragtrim.serve.quota import Need
+from ragtrim.serve.bodies import ChatRequest, check_preset, parse_chat, read_json
+from ragtrim.serve.upstream import UpstreamError
+
+
+def with_documents(messages: Sequence[Mapping[str, Any]], template: str, context: str) -> tuple[Mapping[str, Any], ...]:
+    """The messages with a system message holding the documents, after any leading system messages.
+
+    >>> [m["role"] for m in with_documents([{"role": "system", "content": "be brief"}, {"role": "user", "content": "q"}], "Docs: {context}", "[1] x")]
+    ['system', 'system', 'user']
+    """
+    at = 0
+    while at < len(messages) and messages[at].get("role") == "system":
+        at += 1
+    doc = {"role": "system", "content": template.replace("{context}", context)}
+    return tuple(messages[:at]) + (doc,) + tuple(messages[at:])
+
+
+async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Budget | None) -> Attempt:
+    upstream = service.upstream(model)
+    max_out = upstream.max_completion_tokens(req.max_tokens)
+    result, messages = None, tuple(req.messages)
+    if req.documents:
+        pipeline = await run_in_threadpool(service.pipeline, req.preset, model.tokenizer)
+        result = await run_in_threadpool(pipeline.run, req.question, list(req.documents), budget=budget)
+        messages = with_documents(req.messages, service.config.template, result.text)
+    context = result.text if result is not None else ""
+    prompt = await upstream.count_prompt_tokens(messages, model.tokenizer, req.question, context)
+    return Attempt(model=model, price=service.prices[model.name], budget_tokens=result.budget if result is not None else None,
+                   result=result, messages=messages, prompt_tokens=int(prompt), max_tokens=max_out)
+
+
+def _smallest(service: Any, req: ChatRequest, chain: Sequence[ModelConfig]) -> list[Need]:
+    """Per model, a lower bound of any request's worst case: ``max_tokens`` out and no prompt."""
+    out = []
+    for m in chain:
+        n = service.upstream(m).max_completion_tokens(req.max_tokens)
+        out.append(Need(tokens=n, micro=service.prices[m.name].cost_micro(prompt_tokens=0, completion_tokens=n)))
+    return out
+
+
+def _entry_for(base: LedgerEntry, attempt: Attempt, action: str, steps: tuple[str, ...]) -> LedgerEntry:
+    saved_tokens = max(0, attempt.tokens_full - attempt.tokens_sent)
+    need = attempt.need()
+    return replace(base, action=action, model_used=attempt.model.name, tokens_full=attempt.tokens_full,
+                   tokens_sent=attempt.tokens_sent, prompt_tokens=attempt.prompt_tokens, price_ref=attempt.price.ref,
+                   saved_micro=attempt.price.saved_micro(tokens_not_sent=saved_tokens), reserved_micro=need.micro,
+                   reserved_tokens=need.tokens, budget_used=attempt.budget_tokens, detail="; ".join(steps))
+
+
+def _headers(rid: str, planned: Attempt, action: str, asked: Budget | None, steps: tuple[str, ...]) -> dict[str, str]:
+    h = {
+        "X-Ragtrim-Request-Id": rid,
+        "X-Ragtrim-Action": action,
+        "X-Ragtrim-Model": planned.model.name,
+        "X-Ragtrim-Budget-Asked": budget_label(asked),
+        "X-Ragtrim-Budget-Used": str(planned.budget_tokens) if planned.budget_tokens is not None else "full",
+        "X-Ragtrim-Tokens-Full": str(planned.tokens_full),
+        "X-Ragtrim-Tokens-Sent": str(planned.tokens_sent),
+    }
+    if steps:
+        h["X-Ragtrim-Degrade"] = "; ".join(steps)
+    return h
+
+
+async def chat_endpoint(request: Request) -> Any:
+    service = request.app.state.service
+    start = time.perf_counter()
+    principal = await require(request, tenant=True)
+    rid = uuid.uuid4().hex
+    base = LedgerEntry(id=rid, ts=service.clock(), tenant_id=str(principal.tenant_id), endpoint="chat", action="failed")
+    try:
+        body = await read_json(request, service.config.limits)
+        req = parse_chat(body, request.headers, service.config.limits, default_preset=service.config.preset,
+                         default_budget=service.config.budget)
+        base = replace(base, user=req.tags.user, feature=req.tags.feature, model_asked=req.model or service.config.default_model,
+                       preset=req.preset, budget_asked=budget_label(req.budget), stream=req.stream)
+        try:
+            model = service.model(req.model)
+        except ValueError as exc:
+            raise bad_request(str(exc), "model") from None
+        check_preset(req.preset)
+        budgets = await run_in_threadpool(service.quota.budgets_for, base.tenant_id, user=req.tags.user, feature=req.tags.feature)
+        chain = model_chain(service.config.models, model)
+        try:
+            outcome = await plan_and_reserve(
+                quota=service.quota, run=run_in_threadpool, budgets=budgets, request_id=rid, smallest_needs=_smallest(service, req, chain),
+                chain=chain, asked_budget=req.budget, floor=service.config.degrade.floor,
+                build=lambda m, b: _build(service, req, m, b),
+                pending=lambda a, action, steps: replace(_entry_for(base, a, action, steps), action="pending"),
+            )
+        except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
+            raise bad_request(str(exc)) from None
+        except UpstreamError as exc:
+            raise ApiError(502, "upstream_error", str(exc)) from None
+    except ApiError as exc:
+        await _finish_rejected(service, base, exc, start)
+        raise
+    if isinstance(outcome, Refused):
+        raise await _refuse(service, base, req, outcome, start)
+    assert isinstance(outcome, Planned)
+    if outcome.steps:
+        service.metrics.observe_degrade(tenant=base.tenant_id, steps=outcome.steps)
+    entry = _entry_for(base, outcome.attempt, outcome.action, outcome.steps)
+    headers = _headers(rid, outcome.attempt, outcome.action, req.budget, outcome.steps)
+    upstream_body = {**req.passthrough, "model": outcome.attempt.model.upstream_model or outcome.attempt.model.name,
+                     "messages": list(outcome.attempt.messages), "max_tokens": outcome.attempt.max_tokens}
+    if req.stream:
+        return await _stream(service, req, outcome, entry, upstream_body, headers, start, body)
+    return await _complete(service, req, outcome, entry, upstream_body, headers, start)
+
+
+async def _finish_rejected(service: Any, base: LedgerEntry, exc: ApiError, start: float) -> None:
+    ms = (time.perf_counter() - start) * 1000
+    entry = replace(base, action="failed", status=exc.status, error=exc.message, latency_ms=ms)
+    await run_in_threadpool(service.quota.record, entry)
+    log_request(service.log, entry)
+    service.metrics.observe_request(endpoint="chat", action="failed", tenant=base.tenant_id, status=exc.status,
+                                    latency_s=ms / 1000, overhead_s=ms / 1000)
+
+
+async def _refuse(service: Any, base: LedgerEntry, req: ChatRequest, outcome: Refused, start: float) -> ApiError:
+    s = outcome.shortfall
+    retry = max(1, math.ceil(s.reset_at - service.clock()))
+    unit = "tokens" if s.budget.unit == "tokens" else "micro-dollars"
+    message = (f"quota exceeded: budget {s.budget.label()} (limit {s.budget.limit} {unit}) cannot pay for this request "
+               f"even at the smallest context budget (worst case {s.needed} {unit}); it resets in {retry} s")
+    ms = (time.perf_counter() - start) * 1000
+    if outcome.attempt is None:
+        message = (f"quota exceeded: budget {s.budget.label()} (limit {s.budget.limit} {unit}) has less left than the smallest "
+                   f"request ({s.needed} {unit} for max_tokens alone); it resets in {retry} s")
+        entry = replace(base, action="refused", detail="refused before optimizing: budget exhausted")
+    else:
+        entry = _entry_for(base, outcome.attempt, "refused", outcome.steps)
+    entry = replace(entry, action="refused", status=429, error=message, latency_ms=ms, prompt_tokens=0, reserved_micro=0,
+                    reserved_tokens=0, saved_micro=0)
+    await run_in_threadpool(service.quota.record, entry)
+    log_request(service.log, entry)
+    service.metrics.observe_request(endpoint="chat", action="refused", tenant=base.tenant_id, status=429,
+                                    latency_s=ms / 1000, overhead_s=ms / 1000)
+    headers = {"Retry-After": str(retry), "X-Ragtrim-Request-Id": base.id, "X-Ragtrim-Action": "refused"}
+    return ApiError(429, "insufficient_quota", message, param=s.budget.unit, headers=headers)
+
+
+def _settle_values(service: Any, attempt: Attempt, prompt: int | None, completion: int | None, text: str) -> tuple[int, int, str, int]:
+    source = "upstream" if prompt is not None and completion is not None else "counted"
+    p = prompt if prompt is not None else attempt.prompt_tokens
+    c = completion if completion is not None else get_tokenizer(attempt.model.tokenizer).count(text)
+    return p, c, source, attempt.price.cost_micro(prompt_tokens=p, completion_tokens=c)
+
+
+async def _complete(service: Any, req: ChatRequest, planned: Planned, entry: LedgerEntry, body: dict[str, Any],
+                    headers: dict[str, str], start: float) -> JSONResponse:
+    attempt = planned.attempt
+    upstream = service.upstream(attempt.model)
+    try:
+        reply = await upstream.complete(body, req.question, attempt.context)
+    except BaseException as exc:
+        with anyio.CancelScope(shield=True):
+            await _release(service, entry, 499 if isinstance(exc, anyio.get_cancelled_exc_class()) else 500,
+                           f"request ended before the upstream answered: {type(exc).__name__}", start)
+        raise
+    if reply.error is not None:
+        await _release(service, replace(entry, upstream_ms=reply.upstream_ms), 502, reply.error, start)
+        raise ApiError(502, "upstream_error", reply.error, headers={"X-Ragtrim-Request-Id": entry.id})
+    p, c, source, cost = _settle_values(service, attempt, reply.prompt_tokens, reply.completion_tokens, reply.text)
+    ms = (time.perf_counter() - start) * 1000
+    final = replace(entry, prompt_tokens=p, completion_tokens=c, usage_source=source, cost_micro=cost, status=200,
+                    latency_ms=ms, upstream_ms=reply.upstream_ms)
+    await _settle(service, final, p, c, cost)
+    out = dict(reply.body or {})
+    out["ragtrim"] = {"request_id": entry.id, "action": planned.action, "model": attempt.model.name, "degrade": list(planned.steps),
+                      "tokens_full": attempt.tokens_full, "tokens_sent": attempt.tokens_sent, "cost_micro": cost,
+                      "cost_usd": format_usd(cost)[1:], "saved_micro": entry.saved_micro, "price": attempt.price.ref}
+    headers = {**headers, "X-Ragtrim-Cost-Micro": str(cost), "X-Ragtrim-Upstream-Ms": f"{reply.upstream_ms:.3f}"}
+    return JSONResponse(out, headers=headers)
+
+
+async def _settle(service: Any, final: LedgerEntry, p: int, c: int, cost: int) -> None:
+    if p + c > final.reserved_tokens or cost > final.reserved_micro:
+        # the upstream counted more than the worst case (its tokenizer differs from the model's `tokenizer`
+        # setting): charged as reported, and said loudly, since it can push a budget past its limit
+        log_event(service.log, "usage_above_reservation", level=logging.WARNING, request_id=final.id, model=final.model_used,
+                  tokens=p + c, reserved_tokens=final.reserved_tokens, cost_micro=cost, reserved_micro=final.reserved_micro)
+        final = replace(final, error=(final.error + "; " if final.error else "") + "usage above the reservation (check the model's tokenizer setting)")
+    await run_in_threadpool(service.quota.settle, final.id, Need(tokens=p + c, micro=cost), final)
+    log_request(service.log, final)
+    service.metrics.observe_usage(tenant=final.tenant_id, model=final.model_used, tokens_sent=final.tokens_sent,
+                                  tokens_saved=final.tokens_full - final.tokens_sent, prompt=p, completion=c, cost_micro=cost,
+                                  saved_micro=final.saved_micro, upstream_s=final.upstream_ms / 1000)
+    service.metrics.observe_request(endpoint="chat", action=final.action, tenant=final.tenant_id, status=final.status,
+                                    latency_s=final.latency_ms / 1000, overhead_s=(final.latency_ms - final.upstream_ms) / 1000)
+
+
+async def _release(service: Any, entry: LedgerEntry, status: int, error: str, start: float) -> None:
+    ms = (time.perf_counter() - start) * 1000
+    final = replace(entry, action="failed", status=status, error=error, latency_ms=ms, cost_micro=0, saved_micro=0)
+    await run_in_threadpool(service.quota.release, entry.id, final)
+    log_request(service.log, final)
+    service.metrics.observe_request(endpoint="chat", action="failed", tenant=entry.tenant_id, status=status,
+                                    latency_s=ms / 1000, overhead_s=(ms - entry.upstream_ms) / 1000)
+
+
+class SseTally:
+    """Split an SSE byte stream into events; keep the content text and the usage it carries."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self.text: list[str] = []
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+
+    def feed(self, data: bytes) -> list[tuple[bytes, bool]]:
+        """Complete events in ``data`` as ``(raw event, is_usage_only)``."""
+        self._buf += data
+        events = []
+        while True:
+            cut = self._buf.find(b"\n\n")
+            if cut < 0:
+                break
+            raw, self._buf = self._buf[: cut + 2], self._buf[cut + 2:]
+            events.append((raw, self._inspect(raw)))
+        return events
+
+    def rest(self) -> bytes:
+        raw, self._buf = self._buf, b""
+        return raw
+
+    def _inspect(self, raw: bytes) -> bool:
+        usage_only = False
+        for line in raw.splitlines():
+            if not line.startswith(b"data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                continue
+            try:
+                obj = json.loads(payload)
+            except ValueError:
+                continue
+            if isinstance(obj.get("usage"), Mapping):
+                self.prompt_tokens = obj["usage"].get("prompt_tokens")
+                self.completion_tokens = obj["usage"].get("completion_tokens")
+                usage_only = not obj.get("choices")
+            for choice in obj.get("choices") or []:
+                delta = choice.get("delta") or {}
+                if isinstance(delta.get("content"), str):
+                    self.text.append(delta["content"])
+        return usage_only
+
+
+async def _stream(service: Any, req: ChatRequest, planned: Planned, entry: LedgerEntry, body: dict[str, Any],
+                  headers: dict[str, str], start: float, client_body: Mapping[str, Any]) -> StreamingResponse:
+    attempt = planned.attempt
+    upstream = service.upstream(attempt.model)
+    wants_usage = bool((client_body.get("stream_options") or {}).get("include_usage"))
+    body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    t_up = time.perf_counter()
+    try:
+        events = await upstream.stream(body, req.question, attempt.context)
+    except UpstreamError as exc:
+        await _release(service, entry, 502, str(exc), start)
+        raise ApiError(502, "upstream_error", str(exc), headers={"X-Ragtrim-Request-Id": entry.id}) from None
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await _release(service, entry, 499, "request ended before the upstream answered", start)
+        raise
+
+    async def relay() -> AsyncIterator[bytes]:
+        tally, error = SseTally(), ""
+        try:
+            async for piece in events:
+                for raw, usage_only in tally.feed(piece):
+                    if usage_only and not wants_usage:
+                        continue
+                    yield raw
+            tail = tally.rest()
+            if tail:
+                yield tail
+        except anyio.get_cancelled_exc_class():
+            error = "client disconnected during the stream"
+            raise
+        except GeneratorExit:
+            error = "client disconnected during the stream"
+            raise
+        except Exception as exc:  # the upstream broke mid-stream: tell the client in-band
+            error = f"upstream stream failed: {type(exc).__name__}"
+            yield b"data: " + json.dumps({"error": {"type": "upstream_error", "message": error, "param": None}}).encode() + b"\n\n"
+        finally:
+            with anyio.CancelScope(shield=True):
+                up_ms = (time.perf_counter() - t_up) * 1000
+                p, c, source, cost = _settle_values(service, attempt, tally.prompt_tokens, tally.completion_tokens, "".join(tally.text))
+                ms = (time.perf_counter() - start) * 1000
+                final = replace(entry, prompt_tokens=p, completion_tokens=c, usage_source=source, cost_micro=cost,
+                                status=200, latency_ms=ms, upstream_ms=up_ms, error=error)
+                await _settle(service, final, p, c, cost)
+
+    return StreamingResponse(relay(), media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})

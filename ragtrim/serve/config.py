@@ -1,0 +1,227 @@
+"""The service settings: a TOML file, every key optional.
+
+>>> cfg = ServeConfig.from_dict({"preset": "bm25-pack", "limits": {"max_chunks": 10}})
+>>> cfg.preset, cfg.limits.max_chunks, cfg.default_model
+('bm25-pack', 10, 'gemma-3-270m')
+>>> cfg.model("gemma-3-270m").upstream
+'local'
+
+A complete file (``serve.toml``)::
+
+    db = "postgresql://ragtrim@127.0.0.1:5432/ragtrim"   # default: a SQLite file in the cache dir
+    host = "127.0.0.1"
+    port = 8080
+    workers = 2
+    preset = "default"          # optimizer preset when a request names none
+    budget = 0.5                # context budget when a request names none (share or tokens)
+    default_model = "gpt-4o"       # default: the first model under [models]
+    lease_seconds = 30          # a reservation of a dead worker expires after this
+    prices = "my-prices.toml"   # optional, added to evals/prices.toml
+
+    [limits]
+    max_body_bytes = 1048576
+    max_chunks = 256
+    max_chunk_chars = 20000
+
+    [degrade]
+    floor = 0.1                 # smallest context budget before switching model (share or tokens)
+
+    [upstreams.openai]
+    kind = "openai"             # any OpenAI-compatible URL
+    base_url = "https://api.openai.com/v1"
+    api_key_env = "OPENAI_API_KEY"   # the key is read from the environment, never stored
+
+    [models."gpt-4o"]
+    upstream = "openai"
+    cheaper = "gpt-4o-mini"     # degrade to this model when even the floor does not fit
+
+    [models."gpt-4o-mini"]
+    upstream = "openai"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from optimizer.budget import Budget, parse_budget
+
+DEFAULT_CHAT_TEMPLATE = (
+    "Answer the user's question using the documents below. Cite documents by their number.\n\n"
+    "Documents:\n{context}"
+)
+LOCAL_MODEL = "gemma-3-270m"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request size limits; anything above them is a clear 4xx error."""
+
+    max_body_bytes: int = 1_048_576
+    max_chunks: int = 256
+    max_chunk_chars: int = 20_000
+    max_query_chars: int = 8_000
+    max_messages: int = 64
+    max_tokens_default: int = 256
+    max_tokens_limit: int = 4_096
+
+
+@dataclass(frozen=True)
+class Degrade:
+    """Degrade settings: the smallest context budget (tokens, or a share of the full context)."""
+
+    floor: Budget = 0.1
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    """An upstream: ``kind`` is ``openai`` (any compatible URL) or ``local`` (the packaged Gemma)."""
+
+    name: str
+    kind: str = "openai"
+    base_url: str | None = None
+    api_key_env: str | None = None
+    timeout: float = 60.0
+    max_connections: int = 256
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A model the gateway serves: its upstream, tokenizer, price and cheaper fallback."""
+
+    name: str
+    upstream: str = "openai"
+    upstream_model: str | None = None
+    tokenizer: str = "cl100k_base"
+    price: str | None = None
+    input_per_million: float | None = None
+    output_per_million: float | None = None
+    price_date: str | None = None
+    cheaper: str | None = None
+
+
+def _default_models() -> Mapping[str, ModelConfig]:
+    return MappingProxyType({
+        LOCAL_MODEL: ModelConfig(
+            name=LOCAL_MODEL, upstream="local", upstream_model=LOCAL_MODEL, tokenizer="cl100k_base",
+            input_per_million=0.0, output_per_million=0.0, price_date="local",
+        )
+    })
+
+
+def _default_upstreams() -> Mapping[str, UpstreamConfig]:
+    return MappingProxyType({"local": UpstreamConfig(name="local", kind="local")})
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything ``ragtrim serve`` reads; see the module docstring for the file layout."""
+
+    db: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    preset: str = "default"
+    budget: Budget | None = None
+    tokenizer: str = "cl100k_base"
+    default_model: str = LOCAL_MODEL
+    template: str = DEFAULT_CHAT_TEMPLATE
+    lease_seconds: float = 30.0
+    prices: str | None = None
+    pepper_env: str = "RAGTRIM_SERVE_PEPPER"
+    limits: Limits = field(default_factory=Limits)
+    degrade: Degrade = field(default_factory=Degrade)
+    upstreams: Mapping[str, UpstreamConfig] = field(default_factory=_default_upstreams)
+    models: Mapping[str, ModelConfig] = field(default_factory=_default_models)
+
+    def model(self, name: str | None) -> ModelConfig:
+        """The configured model ``name`` (the default model when None)."""
+        key = name if name is not None else self.default_model
+        if key not in self.models:
+            raise ValueError(f"unknown model {key!r}; this gateway serves: {', '.join(sorted(self.models))}")
+        return self.models[key]
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> ServeConfig:
+        """Read a TOML file (None: all defaults)."""
+        if path is None:
+            return cls()
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"serve config {str(p)!r} does not exist; pass --config FILE.toml")
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"could not parse serve config {str(p)!r}: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ServeConfig:
+        """Build and check a config from a plain dict (the parsed TOML)."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown serve config keys {sorted(unknown)}; allowed: {', '.join(sorted(known))}")
+        values: dict[str, Any] = {k: v for k, v in data.items() if k not in ("limits", "degrade", "upstreams", "models")}
+        values["limits"] = _section(Limits, data.get("limits"), "limits")
+        degrade = dict(data.get("degrade") or {})
+        if "floor" in degrade:
+            degrade["floor"] = parse_budget(degrade["floor"])
+        values["degrade"] = _section(Degrade, degrade, "degrade")
+        if "budget" in values:
+            values["budget"] = parse_budget(values["budget"])
+        if "upstreams" in data:
+            values["upstreams"] = MappingProxyType(
+                {name: _section(UpstreamConfig, {**entry, "name": name}, f"upstreams.{name}") for name, entry in data["upstreams"].items()}
+            )
+        if "models" in data:
+            values["models"] = MappingProxyType(
+                {name: _section(ModelConfig, {**entry, "name": name}, f"models.{name}") for name, entry in data["models"].items()}
+            )
+        if "models" in data and "default_model" not in data and data["models"]:
+            values["default_model"] = next(iter(data["models"]))  # the first model listed
+        cfg = cls(**values)
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        """Raise ValueError naming the first inconsistent setting."""
+        for label, value in (("port", self.port), ("workers", self.workers)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if label == "port" else 1):
+                raise ValueError(f"{label} must be a positive integer, got {value!r}")
+        if not (isinstance(self.lease_seconds, (int, float)) and self.lease_seconds >= 1):
+            raise ValueError(f"lease_seconds must be a number of seconds >= 1, got {self.lease_seconds!r}")
+        if "{context}" not in self.template:
+            raise ValueError(f"template must contain {{context}} where the optimized documents go, got {self.template!r}")
+        if self.default_model not in self.models:
+            raise ValueError(f"default_model {self.default_model!r} is not in [models]: {', '.join(sorted(self.models))}")
+        for m in self.models.values():
+            if m.upstream not in self.upstreams:
+                raise ValueError(f"model {m.name!r} names upstream {m.upstream!r}, not in [upstreams]: {', '.join(sorted(self.upstreams))}")
+            if m.cheaper is not None and m.cheaper not in self.models:
+                raise ValueError(f"model {m.name!r}: cheaper = {m.cheaper!r} is not a configured model")
+        for u in self.upstreams.values():
+            if u.kind not in ("openai", "local"):
+                raise ValueError(f"upstream {u.name!r}: kind must be 'openai' or 'local', got {u.kind!r}")
+            if u.kind == "openai" and not u.base_url:
+                raise ValueError(f"upstream {u.name!r} (kind openai) needs base_url, e.g. 'https://api.openai.com/v1'")
+        for f in fields(Limits):
+            value = getattr(self.limits, f.name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"limits.{f.name} must be a positive integer, got {value!r}")
+
+
+def _section(kind: type, data: Any, label: str) -> Any:
+    if data is None:
+        return kind()
+    if not isinstance(data, Mapping):
+        raise ValueError(f"[{label}] must be a table, got {data!r}")
+    allowed = {f.name for f in fields(kind)}
+    unknown = set(data) - allowed
+    if unknown:
+        raise ValueError(f"unknown keys {sorted(unknown)} in [{label}]; allowed: {', '.join(sorted(allowed - {'name'}))}")
+    return kind(**data)

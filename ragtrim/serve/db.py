@@ -1,0 +1,116 @@
+"""The database engine: SQLite (embedded default) or PostgreSQL (several replicas).
+
+SQLite runs in WAL mode; every write transaction starts with ``BEGIN IMMEDIATE`` so two
+workers never both read then upgrade to a write (the quota check and the reservation are
+one transaction). Read-only transactions (:func:`reading`) use a plain ``BEGIN``. On
+PostgreSQL the quota's conditional ``UPDATE`` takes the row lock, so no extra locking is
+needed; ``postgresql://`` URLs use the psycopg (3) driver.
+
+>>> normalize_url("postgresql://u@h/db")
+'postgresql+psycopg://u@h/db'
+>>> normalize_url("sqlite:////tmp/x.sqlite")
+'sqlite:////tmp/x.sqlite'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from optimizer.lazy import lazy_import
+
+
+def normalize_url(url: str) -> str:
+    """Accept ``postgresql://`` / ``postgres://`` and pick the psycopg 3 driver."""
+    if not isinstance(url, str) or "://" not in url:
+        raise ValueError(f"--db must be a database URL such as sqlite:////path/serve.sqlite or postgresql://user@host/db, got {url!r}")
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    if not (url.startswith("sqlite") or url.startswith("postgresql+")):
+        raise ValueError(f"--db supports sqlite:/// and postgresql:// URLs, got {url.split('://')[0]!r}://...")
+    return url
+
+
+def make_engine(url: str, *, create: bool = True) -> Any:
+    """An SQLAlchemy engine for ``url``; creates the tables when ``create``."""
+    sa = lazy_import("sqlalchemy", extra="serve", purpose="ragtrim serve")
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        engine = _sqlite_engine(sa, url)
+    else:
+        lazy_import("psycopg", extra="serve", purpose="ragtrim serve with PostgreSQL")
+        engine = sa.create_engine(url, pool_size=8, max_overflow=24, pool_pre_ping=True, pool_recycle=1800)
+    if create:
+        from ragtrim.serve.schema import metadata
+
+        metadata.create_all(engine)
+    return engine
+
+
+def _sqlite_engine(sa: Any, url: str) -> Any:
+    path = url.split(":///", 1)[1] if ":///" in url else ""
+    args = {"timeout": 60, "check_same_thread": False}
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args=args, pool_size=8, max_overflow=24)
+    else:  # one shared in-memory connection: single-threaded use only (doctests); use a file otherwise
+        engine = sa.create_engine(url, connect_args=args, poolclass=sa.pool.StaticPool)
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    # one writer at a time inside a process: threads queue on a lock instead of sleeping in
+    # SQLite's busy handler (which backs off up to 100 ms); processes still meet at BEGIN IMMEDIATE
+    engine.info_write_lock = threading.Lock()  # type: ignore[attr-defined]
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        readonly = conn.get_execution_options().get("ragtrim_readonly", False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+@contextmanager
+def writing(engine: Any) -> Iterator[Any]:
+    """A write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success."""
+    lock = getattr(engine, "info_write_lock", None)
+    if lock is None:
+        with engine.begin() as conn:
+            yield conn
+        return
+    with lock, engine.begin() as conn:
+        yield conn
+
+
+@contextmanager
+def reading(engine: Any) -> Iterator[Any]:
+    """A read-only transaction (no write lock on SQLite)."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(ragtrim_readonly=True)
+        with conn.begin():
+            yield conn
+
+
+def is_postgres(engine: Any) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+def insert_ignore(engine: Any, table: Any) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` for the engine's dialect."""
+    if is_postgres(engine):
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing()

@@ -1,0 +1,44 @@
+"""The one error shape every endpoint returns: ``{"error": {"type", "message", "param"}}``.
+
+>>> e = ApiError(400, "invalid_request_error", "budget must be ...", param="budget")
+>>> e.body()
+{'error': {'type': 'invalid_request_error', 'message': 'budget must be ...', 'param': 'budget'}}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+class ApiError(Exception):
+    """An error answered to the client with ``status``, a JSON body and optional headers."""
+
+    def __init__(
+        self,
+        status: int,
+        type: str,
+        message: str,
+        *,
+        param: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = type
+        self.message = message
+        self.param = param
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"type": self.type, "message": self.message, "param": self.param}}
+
+
+def bad_request(message: str, param: str | None = None) -> ApiError:
+    """A 400 ``invalid_request_error``."""
+    return ApiError(400, "invalid_request_error", message, param=param)
+
+
+def too_large(message: str, param: str | None = None) -> ApiError:
+    """A 413 ``request_too_large``."""
+    return ApiError(413, "request_too_large", message, param=param)

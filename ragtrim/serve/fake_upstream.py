@@ -1,0 +1,123 @@
+"""A fake OpenAI-compatible chat server for tests and load tests (loopback only).
+
+It counts prompt tokens the way OpenAI documents it (:func:`ragtrim.serve.upstream.count_chat_tokens`),
+answers with ``answer_tokens`` words (never more than the request's ``max_tokens``), waits
+``latency_ms`` (+ up to ``jitter_ms``) like a real model, streams when asked (with a final
+usage chunk when ``stream_options.include_usage``), and fails with HTTP 500 when the last user
+message contains ``FAIL_UPSTREAM``. It records the bodies it received (for assertions) and
+the Authorization headers' presence, never their values.
+
+>>> app = create_fake_upstream(latency_ms=0)
+>>> app.state.fake.calls
+0
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ragtrim.serve.upstream import count_chat_tokens, message_text, sse
+
+WORDS = ("the answer is in the documents above and it is short enough for a test of the gateway "
+         "which counts every token it sends and receives").split()
+
+
+@dataclass
+class FakeState:
+    """What the fake saw (mutable on purpose: it is a test double)."""
+
+    latency_ms: float
+    jitter_ms: float
+    answer_tokens: int
+    report_usage: bool
+    tokenizer: str
+    calls: int = 0
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    keep_bodies: int = 50
+    saw_authorization: list[str] = field(default_factory=list)
+
+
+def _answer(n: int) -> str:
+    return " ".join(WORDS[i % len(WORDS)] for i in range(max(0, n)))
+
+
+def create_fake_upstream(*, latency_ms: float = 20.0, jitter_ms: float = 0.0, answer_tokens: int = 20,
+                         report_usage: bool = True, tokenizer: str = "cl100k_base", seed: int = 0,
+                         token_delay_ms: float = 0.0) -> Any:
+    """A Starlette app serving ``POST /v1/chat/completions`` and ``GET /v1/models``."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, StreamingResponse
+    from starlette.routing import Route
+
+    state = FakeState(latency_ms, jitter_ms, answer_tokens, report_usage, tokenizer)
+    rng = random.Random(seed)
+
+    async def chat(request: Request) -> Any:
+        body = await request.json()
+        state.calls += 1
+        if len(state.bodies) < state.keep_bodies:
+            state.bodies.append(body)
+        state.saw_authorization.append("yes" if request.headers.get("authorization") else "no")
+        await asyncio.sleep((latency_ms + rng.random() * jitter_ms) / 1000)
+        messages = body.get("messages") or []
+        if messages and "FAIL_UPSTREAM" in message_text(messages[-1]):
+            return JSONResponse({"error": {"type": "server_error", "message": "fake upstream failure"}}, status_code=500)
+        prompt = count_chat_tokens(messages, tokenizer)
+        words = min(answer_tokens, int(body.get("max_tokens") or answer_tokens))
+        text = _answer(words)
+        from optimizer.tokenizer import get_tokenizer
+
+        completion = get_tokenizer(tokenizer).count(text)
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        base = {"id": f"chatcmpl-fake-{state.calls}", "created": int(time.time()), "model": body.get("model", "fake")}
+        if body.get("stream"):
+            include = bool((body.get("stream_options") or {}).get("include_usage")) and report_usage
+            return StreamingResponse(_stream(base, text, usage if include else None, token_delay_ms), media_type="text/event-stream")
+        out = {**base, "object": "chat.completion",
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
+        if report_usage:
+            out["usage"] = usage
+        return JSONResponse(out)
+
+    async def models(_: Request) -> Any:
+        return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models)])
+    app.state.fake = state
+    return app
+
+
+async def _stream(base: dict[str, Any], text: str, usage: dict[str, Any] | None, token_delay_ms: float = 0.0) -> Any:
+    chunk = {**base, "object": "chat.completion.chunk"}
+    yield sse({**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+    for i, word in enumerate(text.split(" ")):
+        piece = word if i == 0 else " " + word
+        yield sse({**chunk, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+        await asyncio.sleep(token_delay_ms / 1000)
+    yield sse({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    if usage is not None:
+        yield sse({**chunk, "choices": [], "usage": usage})
+    yield b"data: [DONE]\n\n"
+
+
+def main() -> None:
+    """``python -m ragtrim.serve.fake_upstream PORT [LATENCY_MS] [JITTER_MS]``: run it on 127.0.0.1."""
+    import sys
+
+    import uvicorn
+
+    port = int(sys.argv[1])
+    latency = float(sys.argv[2]) if len(sys.argv) > 2 else 20.0
+    jitter = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+    uvicorn.run(create_fake_upstream(latency_ms=latency, jitter_ms=jitter), host="127.0.0.1", port=port,
+                log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

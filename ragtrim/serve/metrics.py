@@ -1,0 +1,86 @@
+"""Prometheus metrics: requests, tokens sent and saved, $ spent and saved, refusals,
+degradations and latency histograms.
+
+With several uvicorn workers, ``ragtrim serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh
+directory before the workers start; every worker then writes its values there and
+``/metrics`` on any worker reports the sum over all of them (prometheus-client's multiprocess
+mode). With one worker, or in tests, each :class:`Metrics` has its own registry.
+
+>>> m = Metrics()
+>>> m.observe_request(endpoint="chat", action="ok", tenant="acme", status=200, latency_s=0.1, overhead_s=0.01)
+>>> b"ragtrim_requests_total" in m.exposition()[0]
+True
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from optimizer.lazy import lazy_import
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """The service's metric families (created per instance, never at import time)."""
+
+    def __init__(self) -> None:
+        prom = lazy_import("prometheus_client", extra="serve", purpose="ragtrim serve's /metrics")
+        self._prom = prom
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self.registry = prom.CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self.requests = prom.Counter("ragtrim_requests", "Requests answered", ["endpoint", "action", "status"], registry=reg)
+        self.tokens_sent = prom.Counter("ragtrim_context_tokens_sent", "Context tokens sent after optimization", ["tenant"], registry=reg)
+        self.tokens_saved = prom.Counter("ragtrim_context_tokens_saved", "Context tokens the optimizer removed", ["tenant"], registry=reg)
+        self.prompt_tokens = prom.Counter("ragtrim_prompt_tokens", "Prompt tokens (upstream-reported, else counted)", ["tenant", "model"], registry=reg)
+        self.completion_tokens = prom.Counter("ragtrim_completion_tokens", "Completion tokens", ["tenant", "model"], registry=reg)
+        self.spent = prom.Counter("ragtrim_spend_microdollars", "Cost charged, micro-dollars", ["tenant", "model"], registry=reg)
+        self.saved = prom.Counter("ragtrim_saved_microdollars", "Input cost avoided by optimization, micro-dollars", ["tenant"], registry=reg)
+        self.refusals = prom.Counter("ragtrim_quota_refusals", "Requests refused with 429 (quota)", ["tenant"], registry=reg)
+        self.degradations = prom.Counter("ragtrim_degradations", "Requests degraded to fit a budget", ["tenant", "kind"], registry=reg)
+        self.latency = prom.Histogram("ragtrim_request_seconds", "Request latency", ["endpoint"], buckets=_LATENCY_BUCKETS, registry=reg)
+        self.overhead = prom.Histogram("ragtrim_gateway_overhead_seconds", "Latency minus upstream time", ["endpoint"],
+                                       buckets=_LATENCY_BUCKETS, registry=reg)
+        self.upstream = prom.Histogram("ragtrim_upstream_seconds", "Upstream call time", ["model"], buckets=_LATENCY_BUCKETS, registry=reg)
+
+    def observe_request(self, *, endpoint: str, action: str, tenant: str, status: int, latency_s: float, overhead_s: float) -> None:
+        self.requests.labels(endpoint, action, str(status)).inc()
+        self.latency.labels(endpoint).observe(latency_s)
+        self.overhead.labels(endpoint).observe(max(0.0, overhead_s))
+        if action == "refused":
+            self.refusals.labels(tenant).inc()
+
+    def observe_usage(self, *, tenant: str, model: str, tokens_sent: int, tokens_saved: int, prompt: int, completion: int,
+                      cost_micro: int, saved_micro: int, upstream_s: float | None) -> None:
+        self.tokens_sent.labels(tenant).inc(tokens_sent)
+        self.tokens_saved.labels(tenant).inc(max(0, tokens_saved))
+        self.saved.labels(tenant).inc(max(0, saved_micro))
+        if model:
+            self.prompt_tokens.labels(tenant, model).inc(prompt)
+            self.completion_tokens.labels(tenant, model).inc(completion)
+            self.spent.labels(tenant, model).inc(cost_micro)
+        if upstream_s is not None and model:
+            self.upstream.labels(model).observe(upstream_s)
+
+    def observe_degrade(self, *, tenant: str, steps: tuple[str, ...]) -> None:
+        for step in steps:
+            self.degradations.labels(tenant, step.split(" ", 1)[0]).inc()
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text exposition and its content type (summed over workers in multiprocess mode)."""
+        prom = self._prom
+        if self.multiprocess:
+            multiprocess = lazy_import("prometheus_client.multiprocess", extra="serve", purpose="ragtrim serve's /metrics")
+            registry = prom.CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return prom.generate_latest(registry), prom.CONTENT_TYPE_LATEST
+        return prom.generate_latest(self.registry), prom.CONTENT_TYPE_LATEST
+
+
+def mark_worker_dead(pid: int) -> None:
+    """Clean a dead worker's live gauges (multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess: Any = lazy_import("prometheus_client.multiprocess", extra="serve", purpose="ragtrim serve's /metrics")
+        multiprocess.mark_process_dead(pid)

@@ -1,0 +1,73 @@
+"""``POST /v1/optimize``: what ``ragtrim optimize --format json`` prints, plus tokens and $ saved.
+
+Body: ``query``, ``chunks`` (objects with ``id`` and ``text``, or strings), optional
+``budget``, ``preset``, ``tokenizer``, ``model`` (whose input price values the savings),
+``user``, ``feature``. No model is called, so no quota is reserved; the request is still
+written to the ledger (cost 0, savings at the model's dated price).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from optimizer.budget import budget_label
+from ragtrim.serve.auth import require
+from ragtrim.serve.errors import ApiError, bad_request
+from ragtrim.serve.ledger import LedgerEntry
+from ragtrim.serve.logs import log_request
+from ragtrim.serve.pricing import format_usd
+from ragtrim.serve.bodies import check_preset, parse_optimize, read_json
+
+
+async def optimize_endpoint(request: Request) -> JSONResponse:
+    service = request.app.state.service
+    start = time.perf_counter()
+    principal = await require(request, tenant=True)
+    entry = LedgerEntry(id=uuid.uuid4().hex, ts=service.clock(), tenant_id=str(principal.tenant_id), endpoint="optimize",
+                        action="failed")
+    try:
+        body = await read_json(request, service.config.limits)
+        req = parse_optimize(body, request.headers, service.config.limits, default_preset=service.config.preset,
+                             default_tokenizer=service.config.tokenizer, default_budget=service.config.budget)
+        entry = replace(entry, user=req.tags.user, feature=req.tags.feature, preset=req.preset,
+                        budget_asked=budget_label(req.budget), model_asked=req.model or "")
+        check_preset(req.preset)
+        try:
+            price = service.prices[service.model(req.model).name]
+        except ValueError as exc:
+            raise bad_request(str(exc), "model") from None
+        try:
+            pipeline = await run_in_threadpool(service.pipeline, req.preset, req.tokenizer)
+            result = await run_in_threadpool(pipeline.run, req.query, list(req.chunks), budget=req.budget)
+        except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
+            raise bad_request(str(exc)) from None
+    except ApiError as exc:
+        ms = (time.perf_counter() - start) * 1000
+        failed = replace(entry, status=exc.status, error=exc.message, latency_ms=ms)
+        await run_in_threadpool(service.quota.record, failed)
+        log_request(service.log, failed)
+        service.metrics.observe_request(endpoint="optimize", action="failed", tenant=entry.tenant_id, status=exc.status,
+                                        latency_s=ms / 1000, overhead_s=ms / 1000)
+        raise
+    saved_tokens = max(0, result.tokens_full - result.tokens)
+    saved = price.saved_micro(tokens_not_sent=saved_tokens)
+    ms = (time.perf_counter() - start) * 1000
+    final = replace(entry, action="ok", status=200, model_used=price.model, tokens_full=result.tokens_full,
+                    tokens_sent=result.tokens, saved_micro=saved, price_ref=price.ref, budget_used=result.budget, latency_ms=ms)
+    await run_in_threadpool(service.quota.record, final)
+    log_request(service.log, final)
+    service.metrics.observe_usage(tenant=entry.tenant_id, model="", tokens_sent=result.tokens, tokens_saved=saved_tokens,
+                                  prompt=0, completion=0, cost_micro=0, saved_micro=saved, upstream_s=None)
+    service.metrics.observe_request(endpoint="optimize", action="ok", tenant=entry.tenant_id, status=200, latency_s=ms / 1000,
+                                    overhead_s=ms / 1000)
+    out = result.to_dict()
+    out.update(tokens_saved=saved_tokens, saved_micro=saved, saved_usd=format_usd(saved)[1:], price=price.ref, request_id=entry.id)
+    return JSONResponse(out, headers={"X-Ragtrim-Request-Id": entry.id, "X-Ragtrim-Tokens-Full": str(result.tokens_full),
+                                      "X-Ragtrim-Tokens-Sent": str(result.tokens)})

@@ -1,0 +1,183 @@
+"""Degrade before refusing: fit a chat request into what its budgets have left, then reserve it.
+
+The worst case of a request is its prompt after optimization plus ``max_tokens`` of
+completion, at the model's price. Order of attempts:
+
+1. the asked context budget with the asked model;
+2. a smaller context budget, computed from what the tightest budget has left, down to the
+   configured floor (``degrade.floor``);
+3. the model's configured ``cheaper`` model (again from the asked budget down to the floor);
+4. refuse (the caller answers 429 with ``Retry-After`` at the period's reset).
+
+Every reservation is atomic (:meth:`ragtrim.serve.quota.QuotaStore.reserve`); the snapshot
+used to pick a smaller budget may be stale, so a failed reservation is re-planned a few times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from optimizer.budget import Budget, resolve_budget
+from ragtrim.serve.budgets import Budget as QuotaBudget, period_reset
+from ragtrim.serve.config import ModelConfig
+from ragtrim.serve.ledger import LedgerEntry
+from ragtrim.serve.pricing import ModelPrice
+from ragtrim.serve.quota import Need, QuotaStore, Reservation, Shortfall, Standing
+
+MAX_REPLANS = 8
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One way to send the request: model, context budget, the optimized context and its worst case."""
+
+    model: ModelConfig
+    price: ModelPrice
+    budget_tokens: int | None
+    result: Any  # optimizer Result, or None without documents
+    messages: tuple[Mapping[str, Any], ...]
+    prompt_tokens: int
+    max_tokens: int
+
+    @property
+    def tokens_full(self) -> int:
+        return int(self.result.tokens_full) if self.result is not None else 0
+
+    @property
+    def tokens_sent(self) -> int:
+        return int(self.result.tokens) if self.result is not None else 0
+
+    @property
+    def context(self) -> str:
+        return self.result.text if self.result is not None else ""
+
+    def need(self) -> Need:
+        return Need(tokens=self.prompt_tokens + self.max_tokens,
+                    micro=self.price.cost_micro(prompt_tokens=self.prompt_tokens, completion_tokens=self.max_tokens))
+
+
+@dataclass(frozen=True)
+class Planned:
+    attempt: Attempt
+    reservation: Reservation
+    action: str  # ok | degraded
+    steps: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Refused:
+    """No attempt fits. ``attempt`` is None when a budget could not pay even for ``max_tokens``
+    out at the cheapest model (refused before optimizing anything)."""
+
+    attempt: Attempt | None
+    shortfall: Shortfall
+    steps: tuple[str, ...]
+
+
+def exhausted(standings: Sequence[Standing], floor_needs: Sequence[Need], reset: Callable[[QuotaBudget], float]) -> Shortfall | None:
+    """A budget whose room is below the smallest possible request (``max_tokens`` out, empty prompt) for every model."""
+    for s in standings:
+        smallest = min(n.amount(s.budget.unit) for n in floor_needs)
+        if s.available < smallest:
+            return Shortfall(budget=s.budget, needed=smallest, reset_at=reset(s.budget))
+    return None
+
+
+Build = Callable[[ModelConfig, "Budget | None"], Awaitable[Attempt]]
+Pending = Callable[[Attempt, str, tuple[str, ...]], LedgerEntry]
+
+
+def affordable_context(standings: Sequence[Standing], attempt: Attempt) -> int | None:
+    """The largest context (tokens) the tightest budget can still pay for (None: no budget binds)."""
+    overhead = attempt.prompt_tokens - attempt.tokens_sent
+    best: int | None = None
+    for s in standings:
+        if s.budget.unit == "tokens":
+            max_prompt: int | None = s.available - attempt.max_tokens
+        else:
+            max_prompt = attempt.price.max_prompt_tokens(s.available, attempt.max_tokens)
+        if max_prompt is None:
+            continue
+        fit = max_prompt - overhead
+        best = fit if best is None else min(best, fit)
+    return best
+
+
+def model_chain(models: Mapping[str, ModelConfig], first: ModelConfig) -> list[ModelConfig]:
+    """The asked model, then its ``cheaper`` model, and so on (no cycles).
+
+    >>> ms = {"a": ModelConfig("a", cheaper="b"), "b": ModelConfig("b", cheaper="a")}
+    >>> [m.name for m in model_chain(ms, ms["a"])]
+    ['a', 'b']
+    """
+    chain, seen = [first], {first.name}
+    while chain[-1].cheaper is not None and chain[-1].cheaper not in seen:
+        chain.append(models[chain[-1].cheaper])
+        seen.add(chain[-1].name)
+    return chain
+
+
+async def plan_and_reserve(
+    *,
+    quota: QuotaStore,
+    run: Callable[[Callable[[], Any]], Awaitable[Any]],
+    budgets: Sequence[QuotaBudget],
+    request_id: str,
+    chain: Sequence[ModelConfig],
+    asked_budget: Budget | None,
+    floor: Budget,
+    build: Build,
+    pending: Pending,
+    smallest_needs: Sequence[Need] = (),
+) -> Planned | Refused:
+    """Try the attempts in degrade order; reserve the first that fits. ``run`` runs blocking calls off the event loop."""
+    steps: list[str] = []
+    shortfall: Shortfall | None = None
+    attempt: Attempt | None = None
+    expired_once = False
+    if budgets and smallest_needs:
+        now = quota.clock()
+        early = exhausted(await run(lambda: quota.standings(budgets)), smallest_needs,
+                          lambda b: period_reset(b.period, now))
+        if early is not None:
+            return Refused(None, early, ())
+    for index, model in enumerate(chain):
+        if index > 0:
+            steps.append(f"model {chain[index - 1].name} -> {model.name}")
+        attempt = await build(model, asked_budget)
+        floor_tokens = _floor_tokens(floor, attempt)
+        for _ in range(MAX_REPLANS):
+            action = "ok" if not steps else "degraded"
+            entry = pending(attempt, action, tuple(steps))
+            outcome = await run(lambda: quota.reserve(request_id, budgets, attempt.need(), entry))  # noqa: B023
+            if isinstance(outcome, Reservation):
+                return Planned(attempt, outcome, action, tuple(steps))
+            shortfall = outcome
+            standings = await run(lambda: quota.standings(budgets))
+            held = any(s.reserved > 0 and s.budget.limit - s.spent >= attempt.need().amount(s.budget.unit) for s in standings)
+            if held and not expired_once:  # only reservations block it: a dead worker's may have expired
+                expired_once = True
+                if await run(quota.expire):
+                    continue
+            if attempt.result is None:
+                break
+            fit = affordable_context(standings, attempt)
+            current = attempt.tokens_sent
+            target = current - 1 if fit is None or fit >= current else fit
+            if target < floor_tokens or target < 0:
+                break
+            steps.append(f"budget {attempt.budget_tokens if attempt.budget_tokens is not None else 'full'} -> {target}")
+            attempt = await build(model, target)
+    if shortfall is None:
+        raise RuntimeError("plan_and_reserve needs at least one model in the chain")
+    return Refused(attempt, shortfall, tuple(steps))
+
+
+def _floor_tokens(floor: Budget, attempt: Attempt) -> int:
+    if attempt.result is None:
+        return 0
+    tokens = resolve_budget(floor, attempt.tokens_full) or 0
+    asked = attempt.budget_tokens if attempt.budget_tokens is not None else attempt.tokens_full
+    return min(tokens, asked)

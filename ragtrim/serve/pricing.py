@@ -1,0 +1,123 @@
+"""Prices in integer micro-dollars, from the dated table (``evals/prices.toml``) or the config.
+
+A price of $X per million tokens is exactly X micro-dollars per token, so a cost is
+``tokens * X`` micro-dollars; it is computed with exact decimals and rounded *up* to a whole
+micro-dollar (a request never costs less than it should). No floats touch money.
+
+>>> p = ModelPrice(model="gpt-4o", input_per_million=Decimal("2.5"), output_per_million=Decimal("10"), date="2025-06-01")
+>>> p.cost_micro(prompt_tokens=1000, completion_tokens=100)
+3500
+>>> p.cost_micro(prompt_tokens=1, completion_tokens=0)  # 2.5 micro-dollars, rounded up
+3
+>>> p.saved_micro(tokens_not_sent=1000)  # input tokens the optimizer did not send
+2500
+>>> p.ref
+'gpt-4o@2025-06-01'
+>>> format_usd(1234567)
+'$1.234567'
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+
+from ragtrim.serve.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """Input and output prices of one model, in US dollars per million tokens, as exact decimals."""
+
+    model: str
+    input_per_million: Decimal
+    output_per_million: Decimal
+    date: str
+    source: str = ""
+
+    @property
+    def ref(self) -> str:
+        """Which price a ledger row used: ``model@date``."""
+        return f"{self.model}@{self.date}"
+
+    def cost_micro(self, *, prompt_tokens: int, completion_tokens: int) -> int:
+        """Cost in micro-dollars (rounded up)."""
+        if prompt_tokens < 0 or completion_tokens < 0:
+            raise ValueError(f"token counts must be >= 0, got {prompt_tokens!r} prompt and {completion_tokens!r} completion")
+        exact = Decimal(prompt_tokens) * self.input_per_million + Decimal(completion_tokens) * self.output_per_million
+        return int(math.ceil(exact))
+
+    def saved_micro(self, *, tokens_not_sent: int) -> int:
+        """Input cost avoided by not sending ``tokens_not_sent`` tokens (rounded down)."""
+        return int(math.floor(Decimal(max(0, tokens_not_sent)) * self.input_per_million))
+
+    def max_prompt_tokens(self, micro_available: int, completion_tokens: int) -> int | None:
+        """The most prompt tokens affordable with ``micro_available`` and ``completion_tokens`` out (None: unbounded)."""
+        left = Decimal(micro_available) - Decimal(completion_tokens) * self.output_per_million
+        if left < 0:
+            return -1
+        if self.input_per_million == 0:
+            return None
+        return int(left / self.input_per_million)
+
+
+def _dec(value: float | int) -> Decimal:
+    return Decimal(repr(float(value)))
+
+
+def model_price(model: ModelConfig, table: object) -> ModelPrice:
+    """The price of a configured model: inline in the config, else from the price table.
+
+    ``table`` is an :class:`evals.cost.PriceTable`. A model without an output price cannot
+    be served: its worst case (``max_tokens`` out) would be unbounded.
+    """
+    if model.input_per_million is not None:
+        if model.output_per_million is None:
+            raise ValueError(f"model {model.name!r}: give output_per_million next to input_per_million in [models.{model.name!r}]")
+        return ModelPrice(
+            model=model.name,
+            input_per_million=_dec(model.input_per_million),
+            output_per_million=_dec(model.output_per_million),
+            date=model.price_date or "config",
+            source="serve config",
+        )
+    price = table.price(model.price if model.price is not None else model.name)  # type: ignore[attr-defined]
+    if price.output_per_million is None:
+        raise ValueError(
+            f"model {model.name!r}: the price table has no output_per_million for {price.model!r}; add it to the "
+            "--prices file or set input_per_million and output_per_million in the serve config"
+        )
+    return ModelPrice(
+        model=model.name,
+        input_per_million=_dec(price.input_per_million),
+        output_per_million=_dec(price.output_per_million),
+        date=price.date,
+        source=price.source,
+    )
+
+
+def format_usd(micro: int) -> str:
+    """Micro-dollars as a dollar string with six decimals."""
+    sign = "-" if micro < 0 else ""
+    whole, frac = divmod(abs(int(micro)), 1_000_000)
+    return f"{sign}${whole}.{frac:06d}"
+
+
+def parse_usd(text: str | int | float) -> int:
+    """A dollar amount (``"5"``, ``"0.25"``, ``"$1.50"``) as integer micro-dollars.
+
+    >>> parse_usd("$1.50"), parse_usd("0.000001"), parse_usd(2)
+    (1500000, 1, 2000000)
+    """
+    raw = str(text).strip().lstrip("$")
+    try:
+        value = Decimal(raw)
+    except Exception:
+        raise ValueError(f"a dollar amount must be a number such as 5 or 0.25, got {text!r}") from None
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"a dollar amount must be a non-negative number, got {text!r}")
+    micro = value * 1_000_000
+    if micro != micro.to_integral_value():
+        raise ValueError(f"a dollar amount has at most 6 decimals (micro-dollars), got {text!r}")
+    return int(micro)

@@ -1,0 +1,100 @@
+"""The running service's parts, built once per process from a :class:`ServeConfig`.
+
+Tests build one directly (``Service(config, db_url="sqlite://", pepper=b"...")``) and pass
+fake upstream clients; :func:`ragtrim.serve.app.create_app` wraps it in HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ragtrim.serve.config import ModelConfig, ServeConfig
+from ragtrim.serve.db import make_engine
+from ragtrim.serve.keys import load_pepper
+from ragtrim.serve.logs import get_logger
+from ragtrim.serve.metrics import Metrics
+from ragtrim.serve.paths import cache_dir, default_db_url
+from ragtrim.serve.pricing import ModelPrice, model_price
+from ragtrim.serve.quota import QuotaStore
+from ragtrim.serve.upstream import make_upstream
+
+_PIPELINES = 32
+
+
+def new_worker_id() -> str:
+    """``host:pid:random`` so reservations name the process that holds them."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Service:
+    """Config, database, quota store, prices, upstream clients, pipelines and metrics."""
+
+    def __init__(
+        self,
+        config: ServeConfig,
+        *,
+        db_url: str | None = None,
+        engine: Any = None,
+        pepper: bytes | None = None,
+        upstreams: Mapping[str, Any] | None = None,
+        worker_id: str | None = None,
+        clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
+    ):
+        self.config = config
+        url = db_url if db_url is not None else (config.db if config.db is not None else default_db_url())
+        self.db_url = url
+        self.engine = engine if engine is not None else make_engine(url)
+        self.pepper = pepper if pepper is not None else load_pepper(config.pepper_env, cache_dir())
+        self.worker_id = worker_id if worker_id is not None else new_worker_id()
+        self.clock = clock
+        self.quota = QuotaStore(self.engine, worker_id=self.worker_id, lease_seconds=config.lease_seconds, clock=clock)
+        from evals.cost import load_prices
+
+        table = load_prices(config.prices)
+        self.prices: dict[str, ModelPrice] = {name: model_price(m, table) for name, m in config.models.items()}
+        given = dict(upstreams or {})
+        self.upstreams = {name: given.get(name) or make_upstream(u) for name, u in config.upstreams.items()}
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.log = get_logger()
+        self._pipelines: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.started = time.time()
+
+    def model(self, name: str | None) -> ModelConfig:
+        return self.config.model(name)
+
+    def upstream(self, model: ModelConfig) -> Any:
+        return self.upstreams[model.upstream]
+
+    def pipeline(self, preset: str, tokenizer: str) -> Any:
+        """A cached pipeline for ``(preset, tokenizer)``; the budget is passed per run."""
+        from optimizer.pipeline import Pipeline
+
+        key = (preset, tokenizer)
+        with self._lock:
+            if key in self._pipelines:
+                self._pipelines.move_to_end(key)
+                return self._pipelines[key]
+        built = Pipeline.preset(preset, tokenizer=tokenizer)
+        with self._lock:
+            self._pipelines[key] = built
+            while len(self._pipelines) > _PIPELINES:
+                self._pipelines.popitem(last=False)
+        return built
+
+    async def start(self) -> None:
+        for client in self.upstreams.values():
+            await client.start()
+
+    async def stop(self) -> None:
+        for client in self.upstreams.values():
+            await client.aclose()
+        self.engine.dispose()

@@ -1,0 +1,264 @@
+"""Upstream model clients: any OpenAI-compatible URL (httpx), or the packaged Gemma in-process.
+
+Both give a :class:`UpstreamReply` for a non-streaming call and an async byte stream of
+server-sent events for a streaming one. The upstream API key is read from the environment
+variable the config names, at call time; it is never stored on the client, logged, written
+to the ledger or echoed (error texts are scrubbed of it).
+
+>>> count_chat_tokens([{"role": "user", "content": "hello world"}], "cl100k_base")
+9
+>>> message_text({"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]})
+'a\\nb'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from optimizer.lazy import lazy_import
+from optimizer.tokenizer import get_tokenizer
+from ragtrim.serve.config import UpstreamConfig
+
+
+@dataclass(frozen=True)
+class UpstreamReply:
+    """What a non-streaming upstream call returned (``body`` is the parsed JSON, or None)."""
+
+    status: int
+    body: Mapping[str, Any] | None
+    text: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    upstream_ms: float
+    error: str | None = None
+
+
+def message_text(message: Mapping[str, Any]) -> str:
+    """The text of a chat message (a string, or the text parts of a content list)."""
+    content = message.get("content")
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if not isinstance(part, Mapping) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise ValueError(f"only text content parts are supported, got {part!r:.80}")
+            parts.append(part["text"])
+        return "\n".join(parts)
+    raise ValueError(f"message content must be a string or a list of text parts, got {type(content).__name__}")
+
+
+def count_chat_tokens(messages: Sequence[Mapping[str, Any]], tokenizer: str) -> int:
+    """Prompt tokens of a chat, counted the way OpenAI documents it (3 per message + 3 to prime the reply)."""
+    tok = get_tokenizer(tokenizer)
+    total = 3
+    for m in messages:
+        total += 3 + tok.count(str(m.get("role", ""))) + tok.count(message_text(m))
+        if m.get("name"):
+            total += 1 + tok.count(str(m["name"]))
+    return total
+
+
+def usage_of(body: Mapping[str, Any] | None) -> tuple[int | None, int | None]:
+    """``(prompt_tokens, completion_tokens)`` from an OpenAI response or stream chunk."""
+    usage = body.get("usage") if isinstance(body, Mapping) else None
+    if not isinstance(usage, Mapping):
+        return None, None
+    p, c = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return (int(p) if isinstance(p, int) else None, int(c) if isinstance(c, int) else None)
+
+
+def reply_text(body: Mapping[str, Any] | None) -> str:
+    try:
+        return str(body["choices"][0]["message"].get("content") or "")  # type: ignore[index]
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return ""
+
+
+class OpenAIUpstream:
+    """``POST {base_url}/chat/completions`` over a pooled ``httpx.AsyncClient``."""
+
+    kind = "openai"
+
+    def __init__(self, config: UpstreamConfig, *, env: Mapping[str, str] | None = None):
+        self.config = config
+        self._env = env
+        self._client: Any = None
+
+    def _key(self) -> str | None:
+        env = os.environ if self._env is None else self._env
+        return env.get(self.config.api_key_env) if self.config.api_key_env else None
+
+    def scrub(self, text: str) -> str:
+        key = self._key()
+        return text.replace(key, "***") if key else text
+
+    async def start(self) -> None:
+        httpx = lazy_import("httpx", extra="serve", purpose="ragtrim serve's upstream client")
+        limits = httpx.Limits(max_connections=self.config.max_connections, max_keepalive_connections=self.config.max_connections)
+        self._client = httpx.AsyncClient(base_url=str(self.config.base_url).rstrip("/"), timeout=self.config.timeout, limits=limits)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def _headers(self) -> dict[str, str]:
+        key = self._key()
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def max_completion_tokens(self, asked: int) -> int:
+        return asked
+
+    async def count_prompt_tokens(self, messages: Sequence[Mapping[str, Any]], tokenizer: str, question: str, context: str) -> int:
+        return count_chat_tokens(messages, tokenizer)
+
+    async def complete(self, body: Mapping[str, Any], question: str, context: str) -> UpstreamReply:
+        httpx = lazy_import("httpx", extra="serve", purpose="ragtrim serve's upstream client")
+        start = time.perf_counter()
+        try:
+            resp = await self._client.post("/chat/completions", json=dict(body), headers=self._headers())
+        except httpx.HTTPError as exc:
+            return UpstreamReply(502, None, "", None, None, (time.perf_counter() - start) * 1000,
+                                 self.scrub(f"upstream unreachable: {type(exc).__name__}: {exc}"))
+        ms = (time.perf_counter() - start) * 1000
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        if resp.status_code >= 400 or not isinstance(data, Mapping):
+            detail = data.get("error") if isinstance(data, Mapping) else resp.text[:300]
+            return UpstreamReply(resp.status_code, None, "", None, None, ms,
+                                 self.scrub(f"upstream answered HTTP {resp.status_code}: {json.dumps(detail)[:500]}"))
+        p, c = usage_of(data)
+        return UpstreamReply(resp.status_code, data, reply_text(data), p, c, ms)
+
+    async def stream(self, body: Mapping[str, Any], question: str, context: str) -> AsyncIterator[bytes]:
+        """The upstream's SSE bytes as they arrive; raises :class:`UpstreamError` before the first byte on failure."""
+        httpx = lazy_import("httpx", extra="serve", purpose="ragtrim serve's upstream client")
+        request = self._client.build_request("POST", "/chat/completions", json=dict(body), headers=self._headers())
+        try:
+            resp = await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(502, self.scrub(f"upstream unreachable: {type(exc).__name__}: {exc}")) from None
+        if resp.status_code >= 400:
+            text = (await resp.aread())[:500].decode("utf-8", "replace")
+            await resp.aclose()
+            raise UpstreamError(resp.status_code, self.scrub(f"upstream answered HTTP {resp.status_code}: {text}"))
+        return _aiter_and_close(resp)
+
+
+async def _aiter_and_close(resp: Any) -> AsyncIterator[bytes]:
+    try:
+        async for piece in resp.aiter_raw():
+            yield piece
+    finally:
+        await resp.aclose()
+
+
+class UpstreamError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class LocalUpstream:
+    """The packaged Gemma-3-270M in-process (:class:`evals.readers.local.LocalReader`).
+
+    The base model has no chat template: the prompt is the reader's own template with the
+    optimized documents and the last user message (system messages are not used). Answers
+    stop at a newline. The model runs through the reader's public ``complete(prompt,
+    max_tokens=...)`` where it has one (in a crash-isolated worker process), else through
+    ``_generate(prompt)`` with the reader's own ``max_tokens`` (which then caps what the
+    gateway reserves).
+    """
+
+    kind = "local"
+
+    def __init__(self, config: UpstreamConfig, *, reader: Any = None):
+        self.config = config
+        self._reader = reader
+
+    def _get_reader(self) -> Any:
+        if self._reader is None:
+            from evals.readers.local import LocalReader
+
+            self._reader = LocalReader(n_ctx=4096, max_tokens=64)
+        return self._reader
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    def max_completion_tokens(self, asked: int) -> int:
+        reader = self._get_reader()
+        if callable(getattr(reader, "complete", None)):  # takes max_tokens per call
+            return asked
+        return min(asked, int(getattr(reader, "max_tokens", asked)))
+
+    async def count_prompt_tokens(self, messages: Sequence[Mapping[str, Any]], tokenizer: str, question: str, context: str) -> int:
+        anyio = lazy_import("anyio", extra="serve", purpose="ragtrim serve")
+        reader = self._get_reader()
+        try:
+            return int(await anyio.to_thread.run_sync(reader.count_tokens, reader.prompt(question, context)))
+        except Exception as exc:  # the model's worker died or failed
+            raise UpstreamError(502, f"local model failed to count the prompt: {type(exc).__name__}: {exc}"[:500]) from None
+
+    def _call(self, prompt: str, max_tokens: int) -> Any:
+        reader = self._get_reader()
+        complete = getattr(reader, "complete", None)
+        if callable(complete):
+            return complete(prompt, max_tokens=max_tokens)
+        return reader._generate(prompt)
+
+    async def complete(self, body: Mapping[str, Any], question: str, context: str) -> UpstreamReply:
+        anyio = lazy_import("anyio", extra="serve", purpose="ragtrim serve")
+        reader = self._get_reader()
+        prompt = reader.prompt(question, context)
+        start = time.perf_counter()
+        out = await anyio.to_thread.run_sync(self._call, prompt, int(body.get("max_tokens") or 64))
+        ms = (time.perf_counter() - start) * 1000
+        if not out.ok:
+            return UpstreamReply(502, None, "", out.prompt_tokens, out.completion_tokens, ms, f"local model failed: {out.error}")
+        data = {
+            "id": f"chatcmpl-local-{int(time.time() * 1000)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": str(body.get("model", reader.model)),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": out.text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens,
+                      "total_tokens": (out.prompt_tokens or 0) + (out.completion_tokens or 0)},
+        }
+        return UpstreamReply(200, data, out.text or "", out.prompt_tokens, out.completion_tokens, ms)
+
+    async def stream(self, body: Mapping[str, Any], question: str, context: str) -> AsyncIterator[bytes]:
+        reply = await self.complete(body, question, context)
+        if reply.error is not None:
+            raise UpstreamError(reply.status, reply.error)
+        return _sse_from_reply(reply, body)
+
+
+async def _sse_from_reply(reply: UpstreamReply, body: Mapping[str, Any]) -> AsyncIterator[bytes]:
+    base = {"id": reply.body["id"], "object": "chat.completion.chunk", "created": reply.body["created"], "model": reply.body["model"]}  # type: ignore[index]
+    yield sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": reply.text}, "finish_reason": None}]})
+    yield sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    yield sse({**base, "choices": [], "usage": reply.body["usage"]})  # type: ignore[index]
+    yield b"data: [DONE]\n\n"
+
+
+def sse(obj: Any) -> bytes:
+    """One server-sent event carrying ``obj`` as JSON."""
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode("utf-8") + b"\n\n"
+
+
+def make_upstream(config: UpstreamConfig) -> Any:
+    return LocalUpstream(config) if config.kind == "local" else OpenAIUpstream(config)

@@ -1,0 +1,91 @@
+"""Usage reports from the ledger: grouped by user, feature, model, day (and tenant for admins).
+
+>>> from ragtrim.serve.db import make_engine
+>>> engine = make_engine("sqlite://")
+>>> usage_summary(engine, tenant_id="acme", by=["day"])["rows"]
+[]
+>>> usage_summary(engine, tenant_id="acme", by=["colour"])
+Traceback (most recent call last):
+...
+ValueError: cannot group usage by 'colour'; use any of: user, feature, model, day, tenant, endpoint
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import MappingProxyType
+from typing import Any
+
+from sqlalchemy import case, func, select
+
+from ragtrim.serve.budgets import list_budgets, period_reset, period_start
+from ragtrim.serve.db import reading
+from ragtrim.serve.schema import budget_usage, ledger
+
+GROUPS = MappingProxyType({"user": ledger.c.user, "feature": ledger.c.feature, "model": ledger.c.model_used,
+                           "day": ledger.c.day, "tenant": ledger.c.tenant_id, "endpoint": ledger.c.endpoint})
+
+
+def _check_by(by: Sequence[str]) -> list[str]:
+    out = []
+    for name in by:
+        if name not in GROUPS:
+            raise ValueError(f"cannot group usage by {name!r}; use any of: {', '.join(GROUPS)}")
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def usage_summary(engine: Any, *, tenant_id: str | None, by: Sequence[str] = ("day",), since: str | None = None,
+                  until: str | None = None) -> dict[str, Any]:
+    """Totals per group: requests by action, tokens, cost and savings (micro-dollars). ``tenant_id`` None = all (admin)."""
+    groups = _check_by(by)
+    cols = [GROUPS[g].label(g) for g in groups]
+    metrics = [
+        func.count().label("requests"),
+        func.sum(case((ledger.c.action == "ok", 1), else_=0)).label("ok"),
+        func.sum(case((ledger.c.action == "degraded", 1), else_=0)).label("degraded"),
+        func.sum(case((ledger.c.action == "refused", 1), else_=0)).label("refused"),
+        func.sum(case((ledger.c.action == "failed", 1), else_=0)).label("failed"),
+        func.sum(case((ledger.c.action == "pending", 1), else_=0)).label("pending"),
+        func.coalesce(func.sum(ledger.c.tokens_full), 0).label("tokens_full"),
+        func.coalesce(func.sum(ledger.c.tokens_sent), 0).label("tokens_sent"),
+        func.coalesce(func.sum(ledger.c.prompt_tokens), 0).label("prompt_tokens"),
+        func.coalesce(func.sum(ledger.c.completion_tokens), 0).label("completion_tokens"),
+        func.coalesce(func.sum(ledger.c.cost_micro), 0).label("cost_micro"),
+        func.coalesce(func.sum(ledger.c.saved_micro), 0).label("saved_micro"),
+    ]
+    q = select(*cols, *metrics)
+    if tenant_id is not None:
+        q = q.where(ledger.c.tenant_id == tenant_id)
+    if since:
+        q = q.where(ledger.c.day >= since)
+    if until:
+        q = q.where(ledger.c.day <= until)
+    if groups:
+        q = q.group_by(*[GROUPS[g] for g in groups]).order_by(*[GROUPS[g] for g in groups])
+    with reading(engine) as conn:
+        rows = [{k: (v if k in groups else int(v or 0)) for k, v in r._mapping.items()}  # PostgreSQL sums are Decimals
+                for r in conn.execute(q).all()]
+    if not groups and rows and rows[0]["requests"] == 0:
+        rows = []
+    totals: dict[str, int] = {}
+    for r in rows:
+        for k, v in r.items():
+            if k not in groups:
+                totals[k] = totals.get(k, 0) + int(v or 0)
+    return {"tenant": tenant_id, "by": groups, "since": since, "until": until, "rows": rows, "totals": totals}
+
+
+def quota_status(engine: Any, tenant_id: str | None, now: float) -> list[dict[str, Any]]:
+    """Each budget with its spent, reserved and limit in the current period and when it resets."""
+    out = []
+    with reading(engine) as conn:
+        for b in list_budgets(engine, tenant_id):
+            p = period_start(b.period, now)
+            row = conn.execute(select(budget_usage.c.spent, budget_usage.c.reserved).where(
+                budget_usage.c.budget_id == b.id, budget_usage.c.period_start == p)).first()
+            out.append({"id": b.id, "tenant": b.tenant_id, "scope": b.scope, "scope_value": b.scope_value, "unit": b.unit,
+                        "period": b.period, "period_start": p, "limit": b.limit, "spent": int(row.spent) if row else 0,
+                        "reserved": int(row.reserved) if row else 0, "resets_at": period_reset(b.period, now)})
+    return out
