@@ -47,16 +47,17 @@ from optimizer.pipeline import Pipeline  # noqa: E402
 from optimizer.presets import preset_config  # noqa: E402
 
 BASELINES = ("truncate", "bm25-topk", "bm25-pack", "dense-topk", "sentence-dense")
-NEW = ("default", "quality")
+NEW = ("fitted", "fitted-quality")
+PRESET = {"default": "fitted", "quality": "fitted-quality"}  # scorer kind -> preset
 
 
 def fold_pipeline(kind: str, weights: Path, selector: dict[str, Any]) -> Pipeline:
-    """The ``kind`` preset with the fold's scorer file and selector settings."""
-    config = preset_config(kind)
+    """The fitted preset of scorer ``kind`` with the fold's scorer file and selector settings."""
+    config = preset_config(PRESET[kind])
     for step in config["steps"]:
-        if step["stage"] == "sentences":
+        if step["stage"] in ("sentences", "compress-sentences"):
             step["params"] = {"scorer": "fitted", "weights": str(weights), **selector}
-    config["name"] = kind
+    config["name"] = PRESET[kind]
     return Pipeline.from_config(config)
 
 

@@ -99,7 +99,7 @@ def prepare(dataset: str, example: Any, pipe: Pipeline, *, static: str | None, d
     context, full = _context(pipe, chunks)
     current: tuple[Chunk, ...] = chunks
     for name, stage in pipe.steps:
-        if name == "sentences":
+        if name in ("sentences", "compress-sentences"):
             break
         out = stage(example.question, current, context)
         current = tuple(out.chunks if isinstance(out, StageOutput) else out)

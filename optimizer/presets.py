@@ -99,11 +99,11 @@ PRESETS["quality-hand"] = {
 PRESETS["fitted"] = {
     "description": "experimental: near-dedupe, then sentences scored by the fitted (learned) scorer on cheap "
     "features (BM25, static embeddings, chunk prior, second hop, position; the retriever's score when given)",
-    "steps": [{"stage": "dedupe-near"}, {"stage": "sentences", "params": SENTENCES_FITTED}],
+    "steps": [{"stage": "dedupe-near"}, {"stage": "compress-sentences", "params": SENTENCES_FITTED}],
 }
 PRESETS["fitted-quality"] = {
     "description": "experimental: as fitted, with int8 MiniLM sentence features fused in by the learned weights",
-    "steps": [{"stage": "dedupe-near"}, {"stage": "sentences", "params": SENTENCES_FITTED_QUALITY}],
+    "steps": [{"stage": "dedupe-near"}, {"stage": "compress-sentences", "params": SENTENCES_FITTED_QUALITY}],
 }
 
 

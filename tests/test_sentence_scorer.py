@@ -130,7 +130,7 @@ def test_fitted_presets_use_the_selector_settings_the_fit_chose():
     from optimizer.presets import preset_config
 
     for preset, weights in (("fitted", "default"), ("fitted-quality", "quality")):
-        params = next(s["params"] for s in preset_config(preset)["steps"] if s["stage"] == "sentences")
+        params = next(s["params"] for s in preset_config(preset)["steps"] if s["stage"] == "compress-sentences")
         assert params["scorer"] == "fitted" and params["weights"] == weights
         chosen = load_scorer(weights).info["selector"]
         assert {k: params[k] for k in chosen} == chosen
