@@ -21,6 +21,8 @@ sentence vector and the question, what a dense retriever hands over.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import pickle
 import sys
@@ -84,8 +86,9 @@ def simulated_retriever(features: SentenceFeatures, chunk_of: np.ndarray) -> Sen
 
 
 def _context(pipe: Pipeline, chunks: Sequence[Chunk]) -> tuple[StageContext, int]:
-    context = StageContext(tokenizer=pipe.tokenizer, render_overhead=pipe._overhead,
-                           input_order={c.id: i for i, c in enumerate(chunks)})
+    """A context as :meth:`optimizer.Pipeline.run` makes one (no budget yet), and the full context's tokens."""
+    overhead = functools.partial(pipe.renderer.overhead, tokenizer=pipe.tokenizer, counts={})
+    context = StageContext.for_chunks(chunks, tokenizer=pipe.tokenizer, render_overhead=overhead)
     return context, context.count(pipe.renderer.render(list(chunks)).text)
 
 
@@ -138,7 +141,7 @@ def replay(p: Prepared, pipe: Pipeline, score: np.ndarray, selector: SentenceSel
         context, _ = _context(pipe, p.chunks)
         if contexts is not None:
             contexts[key] = context
-    context.budget = p.budgets[share]
+    context = dataclasses.replace(context, budget=p.budgets[share])
     if p.sents:
         out = selector(p.query, p.chunks, p.sents, score, context)
         chosen = out.chunks
