@@ -73,6 +73,39 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+# The fitted sentence scorer (optimizer/data/scorer-*.json, bench/fit_scorer.py): learned weights
+# over sentence features, the retriever's score used when chunks carry one, and the selector
+# settings the fit chose on the bundled sets (written in the scorer file's info.selector; a
+# test keeps these equal). Under leave-one-dataset-out it does not beat the hand-weighted
+# scorer on the two sets that one was not tuned on (BENCHMARKS.md), so it is opt-in.
+SENTENCES_FITTED: dict[str, Any] = {
+    "scorer": "fitted",
+    "weights": "default",
+    "density": 1.0,
+    "tight_sentences": 0,
+    "redundancy": 0.0,
+    "coverage": 0.2,
+}
+SENTENCES_FITTED_QUALITY: dict[str, Any] = {**SENTENCES_FITTED, "weights": "quality"}
+
+PRESETS["default-hand"] = {
+    "description": "the hand-weighted sentence scorer of default, by name (default is this today)",
+    "steps": copy.deepcopy(PRESETS["default"]["steps"]),
+}
+PRESETS["quality-hand"] = {
+    "description": "the hand-weighted sentence scorer of quality, by name (quality is this today)",
+    "steps": copy.deepcopy(PRESETS["quality"]["steps"]),
+}
+PRESETS["fitted"] = {
+    "description": "experimental: near-dedupe, then sentences scored by the fitted (learned) scorer on cheap "
+    "features (BM25, static embeddings, chunk prior, second hop, position; the retriever's score when given)",
+    "steps": [{"stage": "dedupe-near"}, {"stage": "compress-sentences", "params": SENTENCES_FITTED}],
+}
+PRESETS["fitted-quality"] = {
+    "description": "experimental: as fitted, with int8 MiniLM sentence features fused in by the learned weights",
+    "steps": [{"stage": "dedupe-near"}, {"stage": "compress-sentences", "params": SENTENCES_FITTED_QUALITY}],
+}
+
 
 def list_presets() -> list[str]:
     """Names of the presets."""

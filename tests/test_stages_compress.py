@@ -9,6 +9,7 @@ from optimizer import Chunk, Pipeline
 from optimizer.sentences import split_sentences
 from optimizer.stage import StageContext
 from optimizer.stages.compress import SentenceExtract
+from optimizer.stages.sentence_signals import query_mentions
 
 LEXICAL = {"model": None}  # no embedding model: fast and deterministic
 
@@ -134,9 +135,9 @@ def test_coverage_brings_in_the_second_thing_a_question_names():
     covering = SentenceExtract(**LEXICAL, redundancy=0.0, lead=0.0, coverage=1.0)
     sents, _ = stage.scores(COMPARISON_Q, COMPARISON, StageContext.default(budget=100))
     value = np.array([2.0, 2.4, 2.1, 2.1, 0.0, 0.0])  # Beta's sentences ahead of Alpha's one
-    mentions, weight = covering._query_words(COMPARISON_Q, COMPARISON, sents)
-    plain_order = list(stage._greedy(sents, value, mentions, weight))
-    covered_order = list(covering._greedy(sents, value, mentions, weight))
+    mentions, weight = query_mentions(COMPARISON_Q, COMPARISON, sents)
+    plain_order = list(stage.selector.greedy(sents, value, mentions, weight, 0.0))
+    covered_order = list(covering.selector.greedy(sents, value, mentions, weight, 0.0))
     assert [sents[i].chunk for i in plain_order[:3]] == [1, 1, 1]
     assert [sents[i].chunk for i in covered_order[:2]] == [1, 0]
 
@@ -145,7 +146,7 @@ def test_coverage_weights_ignore_query_words_no_sentence_mentions():
     stage = SentenceExtract(**LEXICAL, coverage=1.0)
     context = StageContext.default(budget=100)
     sents, _ = stage.scores(COMPARISON_Q, COMPARISON, context)
-    mentions, weight = stage._query_words(COMPARISON_Q + " zzzunknown", COMPARISON, sents)
+    mentions, weight = query_mentions(COMPARISON_Q + " zzzunknown", COMPARISON, sents)
     assert weight[-1] == 0.0  # "zzzunknown" is in no sentence
     assert weight.sum() == pytest.approx(1.0)
     assert mentions.shape == (len(sents), len(weight))
@@ -156,10 +157,11 @@ def test_tight_sentences_fades_spreading_and_density_as_the_budget_grows():
     context = StageContext.default(budget=1000)
     sents, _ = stage.scores(QUESTION, CHUNKS, context)
     mean = sum(s.tokens for s in sents) / len(sents)
-    assert stage._tight(sents, int(4 * mean), 1) == pytest.approx(1.0)  # room for 4: tight, full strength
-    assert stage._tight(sents, int(8 * mean), 1) == pytest.approx(0.5, abs=0.05)  # room for 8: half the spreading
-    assert stage._tight(sents, int(8 * mean), 2) == pytest.approx(0.25, abs=0.05)  # and a quarter of the density
-    assert SentenceExtract(**LEXICAL)._tight(sents, 10_000, 1) == 1.0  # 0 turns the fade off
+    tight = stage.selector.tight
+    assert tight(sents, int(4 * mean), 1) == pytest.approx(1.0)  # room for 4: tight, full strength
+    assert tight(sents, int(8 * mean), 1) == pytest.approx(0.5, abs=0.05)  # room for 8: half the spreading
+    assert tight(sents, int(8 * mean), 2) == pytest.approx(0.25, abs=0.05)  # and a quarter of the density
+    assert SentenceExtract(**LEXICAL).selector.tight(sents, 10_000, 1) == 1.0  # 0 turns the fade off
 
 
 def test_with_room_for_many_sentences_the_best_chunk_is_kept_whole():

@@ -1,0 +1,178 @@
+"""Fit the shipped sentence scorers (``optimizer/data/scorer-{default,quality}.json``) from the bundled data.
+
+    python bench/fit_scorer.py                     # both scorers, on all four bundled sets (+ fit-only extras)
+    python bench/fit_scorer.py --check             # refit in memory, fail if a shipped file would change
+
+Deterministic: the features are computed by the library, the fit is a convex conditional
+logit solved by Newton's method (:mod:`optimizer.stages.sentence_fit`) and the selector
+settings come from a fixed grid searched in a fixed order, so the same code and data give
+byte-identical files. What the files are fitted on, and how many questions each set gave,
+is written into their ``info``. ``bench/lodo.py`` uses the same functions with one set
+left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+from fit_extra import OUT as EXTRA_DIR  # noqa: E402
+from fit_extra import build as build_extra  # noqa: E402
+from scorer_data import BUDGETS, EXTRA, MINILM_EXAMPLES, ROOT, SETS, Prepared, balanced_weights, load_prepared, replay, stack  # noqa: E402
+
+from evals.datasets import load_dataset  # noqa: E402
+from optimizer.pipeline import Pipeline  # noqa: E402
+from optimizer.stages.sentence_features import BASE, MINILM, RETRIEVER  # noqa: E402
+from optimizer.stages.sentence_fit import fit_linear  # noqa: E402
+from optimizer.stages.sentence_scorer import FittedScorer, LinearModel  # noqa: E402
+from optimizer.stages.sentence_select import SentenceSelector  # noqa: E402
+
+KINDS = {"default": ("static", None), "quality": ("static", "minilm-int8")}
+PASSES = {"static": ("static", None), "minilm": ("static", "minilm-int8")}
+L2 = 1.0
+# The selector settings tried, in this order (the first best wins ties).
+GRID = {
+    "density": (0.0, 0.5, 1.0),
+    "tight_sentences": (0, 4),  # only tried with density > 0 (it fades density and redundancy)
+    "redundancy": (0.0, 0.1),
+    "coverage": (0.0, 0.2),
+}
+GRID_EXAMPLES = 120  # per set: the first this many that count for answer recall
+CACHE = ROOT / "runs" / "scorer-cache"
+
+
+def feature_names(kind: str, retriever: bool) -> tuple[str, ...]:
+    names = BASE + (MINILM if KINDS[kind][1] else ())
+    return names + (RETRIEVER if retriever else ())
+
+
+def fit_model(prepared: Sequence[Prepared], names: Sequence[str], l2: float = L2) -> LinearModel:
+    """One linear model on ``names``, every dataset (group) weighing the same."""
+    x, y, g, sets = stack(prepared, names)
+    return fit_linear(x, y, groups=g, names=tuple(names), weights=balanced_weights(sets), l2=l2)
+
+
+def relative_probability(model: LinearModel, p: Prepared) -> np.ndarray:
+    s = model.logits(p.features.matrix(model.names))
+    return np.exp(s - s.max()) if len(s) else s
+
+
+def grid_selectors() -> list[dict[str, float]]:
+    keys = list(GRID)
+    points = [dict(zip(keys, values)) for values in itertools.product(*(GRID[k] for k in keys))]
+    return [p for p in points if p["density"] > 0 or p["tight_sentences"] == 0]
+
+
+def mean_recall(prepared: Sequence[Prepared], pipe: Pipeline, model: LinearModel, settings: dict[str, float],
+                contexts: dict | None = None) -> float:
+    """Answer recall averaged over the examples that count and the three budgets."""
+    selector = SentenceSelector(**settings)  # type: ignore[arg-type]
+    scores = [relative_probability(model, p) for p in prepared]
+    hits = [replay(p, pipe, s, selector, b, contexts) for p, s in zip(prepared, scores) for b in BUDGETS]
+    return float(np.mean(hits)) if hits else 0.0
+
+
+def choose_selector(by_set: dict[str, Sequence[Prepared]], pipe: Pipeline, model: LinearModel) -> tuple[dict[str, float], float]:
+    """The grid point with the best recall averaged over the sets (each set weighs the same)."""
+    subsets = {k: [p for p in v if p.counts and p.dataset == k][:GRID_EXAMPLES] for k, v in by_set.items()}
+    best: tuple[float, dict[str, float]] | None = None
+    contexts: dict = {}
+    for settings in grid_selectors():
+        value = float(np.mean([mean_recall(v, pipe, model, settings, contexts) for v in subsets.values()]))
+        if best is None or value > best[0] + 1e-12:
+            best = (value, settings)
+    assert best is not None
+    return best[1], best[0]
+
+
+def load_pass(name: str, sets: Sequence[str], pipe: Pipeline, *, extra: bool = True) -> dict[str, list[Prepared]]:
+    """Prepared examples per bundled set for pass ``name``; each set's fit-only examples follow its own.
+
+    The ``static`` pass covers every example; the ``minilm`` pass the first
+    ``MINILM_EXAMPLES`` of each bundled and each fit-only set.
+    """
+    static, dense = PASSES[name]
+    limit = MINILM_EXAMPLES if dense else None
+
+    def load(dataset: str, examples: Sequence) -> list[Prepared]:  # type: ignore[type-arg]
+        return load_prepared(dataset, list(examples)[:limit], pipe, static=static, dense=dense, cache_dir=CACHE, tag=name)
+
+    out = {d: load(d, load_dataset(d).examples) for d in sets}
+    if extra:
+        if not all((EXTRA_DIR / f"{d}.jsonl").is_file() for d in EXTRA):
+            build_extra()
+        for d, group in EXTRA.items():
+            if group in out:
+                out[group] = out[group] + load(d, load_dataset(EXTRA_DIR / f"{d}.jsonl").examples)
+    return out
+
+
+def fit_sizes(by_set: dict[str, list[Prepared]]) -> dict[str, dict[str, int]]:
+    sizes: dict[str, dict[str, int]] = {}
+    for p in (p for v in by_set.values() for p in v):
+        size = sizes.setdefault(p.dataset, {"questions": 0, "with_labels": 0, "sentences": 0})
+        size["questions"] += 1
+        if p.counts and p.labels.any() and len(p.sents) > 1:
+            size["with_labels"] += 1
+            size["sentences"] += len(p.sents)
+    return sizes
+
+
+def build_scorer(kind: str, passes: dict[str, dict[str, list[Prepared]]], pipe: Pipeline, command: str) -> FittedScorer:
+    """Fit both models of ``kind`` on ``passes`` (``static`` and ``minilm``), choose the selector on them, say so in ``info``."""
+    minilm = passes["minilm"]
+    plain_data = passes["static"] if kind == "default" else minilm
+    plain = fit_model([p for v in plain_data.values() for p in v], feature_names(kind, False))
+    retr = fit_model([p for v in minilm.values() for p in v], feature_names(kind, True))
+    settings, value = choose_selector(plain_data, pipe, plain)
+    static, dense = KINDS[kind]
+    info = {
+        "fitted_on": {"plain": fit_sizes(plain_data), "retriever": fit_sizes(minilm)},
+        "labels": "sentence holds a SQuAD-normalized gold answer (evals.metrics.contains_answer)",
+        "objective": "conditional logit per question, every dataset group weighing the same, l2=%g" % L2,
+        "retriever_signal_for_fit": "simulated: cosine of the chunk's mean int8 MiniLM sentence vector and the question",
+        "selector": settings,
+        "selector_chosen_on": f"first {GRID_EXAMPLES} counting questions of each of {sorted(plain_data)}",
+        "selector_recall_on_those": round(value, 4),
+        "command": command,
+    }
+    return FittedScorer(plain=plain, retriever=retr, static=static, dense=dense, info=info)
+
+
+def dump(scorer: FittedScorer) -> str:
+    return json.dumps(scorer.to_dict(), indent=1, sort_keys=True) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kinds", default="default,quality")
+    parser.add_argument("--out", type=Path, default=ROOT / "optimizer" / "data")
+    parser.add_argument("--check", action="store_true", help="fail if a shipped file would change")
+    args = parser.parse_args(argv)
+    status = 0
+    pipe = Pipeline.preset("default")
+    passes = {name: load_pass(name, SETS, pipe) for name in PASSES}
+    for kind in args.kinds.split(","):
+        text = dump(build_scorer(kind, passes, pipe, "python bench/fit_scorer.py"))
+        path = args.out / f"scorer-{kind}.json"
+        if args.check:
+            same = path.is_file() and path.read_text(encoding="utf-8") == text
+            print(f"{path}: {'unchanged' if same else 'WOULD CHANGE'}")
+            status |= 0 if same else 1
+        else:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Package data: the fitted sentence scorers (``scorer-*.json``, written by ``bench/fit_scorer.py``)."""

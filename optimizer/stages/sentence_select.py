@@ -1,0 +1,178 @@
+"""Budgeted, coverage-aware choice of sentences from per-sentence scores.
+
+The selector does not know how the scores were made (hand weights or a fitted model): it
+takes sentences, one non-negative value each, and fills the token budget greedily with
+diminishing returns. A sentence from a chunk already used is worth a little less
+(``redundancy``), query words a taken sentence already mentions stop earning a bonus
+(``coverage``, submodular coverage: Lin & Bilmes, ACL 2011), and when only a few sentences
+fit the value is scaled per token (``density``, the cost-scaled greedy of budgeted
+maximization: Khuller, Moss & Naor 1999). ``tight_sentences`` fades density and redundancy
+as the budget grows. ``coverage_mode="add"`` adds the coverage bonus to the value (for
+scores on a fixed scale, like the hand-weighted fusion); ``"scale"`` multiplies the value by
+``1 + bonus`` (for relative probabilities, whose scale shrinks fast down the ranking). Kept sentences stay in document order inside their chunk; each kept
+chunk's ``relevance`` is its best sentence's score.
+
+>>> import numpy as np
+>>> from optimizer import Chunk
+>>> from optimizer.stage import StageContext
+>>> from optimizer.stages.sentence_signals import split_chunks
+>>> chunks = [Chunk(id="a", text="Paris is the capital of France. It has many museums.")]
+>>> ctx = StageContext.default(budget=8)
+>>> sents = split_chunks(chunks, ctx)
+>>> out = SentenceSelector()("capital of France?", chunks, sents, np.array([2.0, 0.5]), ctx)
+>>> out[0].text
+'Paris is the capital of France.'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from optimizer.records import Chunk
+from optimizer.stage import StageContext, StageOutput
+from optimizer.stages.sentence_signals import Sentence, query_mentions
+
+
+@dataclass(frozen=True)
+class SentenceSelector:
+    """Greedy, budgeted sentence selection (see the module docstring for each knob).
+
+    ``ratio`` is the share of tokens kept when the run has no budget, ``fill`` the share of
+    the budget aimed for, ``order`` ``"relevance"`` (best chunk first) or ``"document"``.
+    ``stem`` and ``use_title`` only shape the query-word matching of ``coverage``.
+    """
+
+    density: float = 0.0
+    tight_sentences: int = 0
+    redundancy: float = 0.3
+    lead_follow: float = 0.0
+    coverage: float = 0.0
+    ratio: float = 0.5
+    fill: float = 1.0
+    order: str = "relevance"
+    stem: int = 0
+    use_title: bool = True
+    coverage_mode: str = "add"
+
+    def __post_init__(self) -> None:
+        if self.coverage_mode not in ("add", "scale"):
+            raise ValueError(f"sentences: coverage_mode must be 'add' or 'scale', got {self.coverage_mode!r}")
+
+    def target(self, sents: Sequence[Sentence], context: StageContext) -> int:
+        """Tokens to fill: ``fill`` of the budget, or ``ratio`` of the sentences without one."""
+        if context.budget is None:
+            return max(1, int(sum(s.tokens for s in sents) * self.ratio))
+        return int(context.budget * self.fill)
+
+    def tight(self, sents: Sequence[Sentence], target: int, power: int) -> float:
+        """``(tight_sentences / room) ** power``, at most 1 (1 when ``tight_sentences`` is 0).
+
+        ``room`` is how many sentences of average length the budget holds.
+        """
+        if not self.tight_sentences or not sents:
+            return 1.0
+        room = max(target, 1) / max(1.0, sum(s.tokens for s in sents) / len(sents))
+        return min(1.0, (self.tight_sentences / room) ** power)
+
+    def greedy(
+        self,
+        sents: Sequence[Sentence],
+        value: np.ndarray,
+        mentions: np.ndarray | None,
+        weight: np.ndarray | None,
+        redundancy: float,
+    ) -> Iterator[int]:
+        """Sentence indices, best first, updated as sentences are taken.
+
+        Taking a sentence lowers the value of its chunk's other sentences by ``redundancy``
+        and, the first time, raises that chunk's lead sentence by ``lead_follow``; with
+        ``coverage``, the query words it mentions stop earning a bonus for the others.
+        """
+        cover = bool(self.coverage) and mentions is not None and weight is not None and mentions.shape[1] > 0
+        if not redundancy and not self.lead_follow and not cover:
+            yield from sorted(range(len(sents)), key=lambda i: (-value[i], i))
+            return
+        chunk_of = np.array([s.chunk for s in sents])
+        lead_of: dict[int, int] = {}
+        for i, s in enumerate(sents):
+            lead_of.setdefault(s.chunk, i)
+        current = value.astype(float).copy()
+        left = np.ones(len(sents), dtype=bool)
+        touched: set[int] = set()
+        open_words = np.ones(mentions.shape[1]) if cover and mentions is not None else None
+        while left.any():
+            if cover and mentions is not None and weight is not None and open_words is not None:
+                bonus = self.coverage * (mentions @ (weight * open_words))
+                total = current * (1.0 + bonus) if self.coverage_mode == "scale" else current + bonus
+            else:
+                total = current
+            i = int(np.argmax(np.where(left, total, -np.inf)))
+            left[i] = False
+            yield i
+            c = sents[i].chunk
+            if redundancy:
+                current[chunk_of == c] -= redundancy
+            if self.lead_follow and c not in touched:
+                current[lead_of[c]] += self.lead_follow
+            if open_words is not None and mentions is not None:
+                open_words[mentions[i]] = 0.0
+            touched.add(c)
+
+    def pick(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray, context: StageContext) -> tuple[dict[int, list[int]], list[int], int]:
+        """``(chosen sentence indices per chunk, chunk order of first pick, target tokens)``."""
+        target = self.target(sents, context)
+        density = self.density * self.tight(sents, target, 2)
+        value = score / np.power(np.array([max(1, s.tokens) for s in sents], dtype=float), density)
+        mentions, weight = (
+            query_mentions(query, chunks, sents, stem=self.stem, use_title=self.use_title) if self.coverage else (None, None)
+        )
+        chosen: dict[int, list[int]] = {}
+        chunk_order: list[int] = []
+        used = overhead = 0
+        for i in self.greedy(sents, value, mentions, weight, self.redundancy * self.tight(sents, target, 1)):
+            s = sents[i]
+            extra_head = 0
+            if s.chunk not in chosen:
+                extra_head = context.overhead([chunks[c] for c in chunk_order] + [chunks[s.chunk]]) - overhead
+            cost = s.tokens + (1 if s.chunk in chosen else 0) + extra_head
+            if used + cost > target:
+                continue
+            if s.chunk not in chosen:
+                chosen[s.chunk] = []
+                chunk_order.append(s.chunk)
+                overhead += extra_head
+            chosen[s.chunk].append(i)
+            used += cost
+        if not chosen:  # nothing fits whole: give the packer the best sentence to cut
+            best = min(range(len(sents)), key=lambda i: (-value[i], i))
+            chosen[sents[best].chunk] = [best]
+            chunk_order.append(sents[best].chunk)
+        return chosen, chunk_order, target
+
+    def __call__(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray, context: StageContext) -> StageOutput:
+        """Keep the chosen sentences of each chunk (offsets exact) and say why the rest went."""
+        chosen, chunk_order, target = self.pick(query, chunks, sents, score, context)
+        out: list[Chunk] = []
+        best_score: dict[int, float] = {}
+        for ci in chunk_order:
+            picks = sorted(chosen[ci], key=lambda i: sents[i].start)
+            kept = chunks[ci].keep([(sents[i].start, sents[i].end) for i in picks])
+            best_score[ci] = float(max(score[i] for i in picks))
+            out.append(replace(kept, relevance=best_score[ci]))
+        if self.order == "document":
+            order = sorted(range(len(chunk_order)), key=lambda k: chunk_order[k])
+        else:
+            order = sorted(range(len(chunk_order)), key=lambda k: (-best_score[chunk_order[k]], chunk_order[k]))
+        reasons = {
+            c.id: "sentences: no sentence among the best within the budget"
+            for ci, c in enumerate(chunks)
+            if ci not in chosen and c.text.strip()
+        }
+        for ci in chosen:
+            if len(chosen[ci]) < sum(1 for s in sents if s.chunk == ci):
+                reasons[chunks[ci].id] = "sentences: lower-scoring sentences left out for the budget"
+        notes = {"sentences_in": len(sents), "sentences_kept": sum(len(v) for v in chosen.values()), "target_tokens": target}
+        return StageOutput([out[k] for k in order], reasons=reasons, notes=notes)

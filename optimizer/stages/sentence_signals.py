@@ -1,0 +1,175 @@
+"""Per-sentence relevance signals shared by the sentence scorers (hand-weighted and fitted).
+
+Pure functions over a question's sentences: splitting chunks into sentences with offsets,
+lexical terms, BM25, the chunk-mean cosine, the second hop's entity links and which query
+words each sentence mentions. Nothing here chooses sentences; see
+:mod:`optimizer.stages.sentence_select` for that.
+
+>>> from optimizer import Chunk
+>>> from optimizer.stage import StageContext
+>>> sents = split_chunks([Chunk(id="a", text="Paris is big. It is old.")], StageContext.default())
+>>> [(s.chunk, s.start, s.end, s.position) for s in sents]
+[(0, 0, 13, 0), (0, 14, 24, 1)]
+>>> [round(x, 2) for x in bm25(["paris"], [["paris", "big"], ["old"]])]
+[2.05, 1.1]
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from optimizer.records import Chunk
+from optimizer.sentences import split_sentences
+from optimizer.stage import StageContext
+from optimizer.stages.rerank import minmax
+from optimizer.text import content_words, entities
+
+# Questions that ask for a number or a date.
+NUMERIC_QUESTION = re.compile(
+    r"^\s*(when|what year|which year|in what year|how (many|much|old|long|far|tall|big|large|high))\b"
+    r"|\b(what|which) (year|date|decade|century)\b|\bhow (many|much)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of a chunk, with offsets in the chunk's original text."""
+
+    chunk: int  # index into the chunk list
+    start: int
+    end: int
+    text: str
+    position: int  # sentence number inside the chunk's kept text
+    tokens: int
+
+
+def split_chunks(chunks: Sequence[Chunk], context: StageContext) -> list[Sentence]:
+    """Every sentence of every chunk's kept pieces, in order, with its token count."""
+    out: list[Sentence] = []
+    for ci, c in enumerate(chunks):
+        original = c.original_text
+        position = 0
+        for ps, pe in c.kept_pieces:  # split each kept piece; offsets stay in original coordinates
+            for s, e in split_sentences(original[ps:pe]):
+                text = original[ps + s : ps + e]
+                out.append(Sentence(ci, ps + s, ps + e, text, position, context.count(text)))
+                position += 1
+    return out
+
+
+def terms(text: str, stem: int = 0) -> list[str]:
+    """Content words, truncated to ``stem`` characters when set (truncation stemming).
+
+    >>> terms("The director directed", stem=6)
+    ['direct', 'direct']
+    """
+    if stem:
+        return [w[:stem] for w in content_words(text)]
+    return content_words(text)
+
+
+def titled(sents: Sequence[Sentence], chunks: Sequence[Chunk], use_title: bool) -> list[str]:
+    """Each sentence prefixed with its chunk's title (``"Title. Sentence"``) when asked and present."""
+    return [f"{chunks[s.chunk].title}. {s.text}" if use_title and chunks[s.chunk].title else s.text for s in sents]
+
+
+def chunk_texts(chunks: Sequence[Chunk], use_title: bool) -> list[str]:
+    """Each chunk's text, title-prefixed when asked and present."""
+    return [f"{c.title}. {c.text}" if use_title and c.title else c.text for c in chunks]
+
+
+def bm25(query_terms: list[str], docs: list[list[str]]) -> list[float]:
+    """BM25+ scores of term lists ``docs`` for ``query_terms`` (all 0 when either is empty)."""
+    from rank_bm25 import BM25Plus
+
+    if not docs or not query_terms:
+        return [0.0] * len(docs)
+    return [float(s) for s in BM25Plus([d or ["\u2205"] for d in docs]).get_scores(query_terms)]
+
+
+def chunk_cosines(chunk_of: np.ndarray, sent_vecs: np.ndarray, qvec: np.ndarray, n: int) -> list[float]:
+    """Cosine of each chunk's mean sentence vector to the query (0 for a chunk without sentences)."""
+    out = [0.0] * n
+    for c in range(n):
+        rows = sent_vecs[chunk_of == c]
+        if len(rows):
+            mean = rows.mean(axis=0)
+            norm = float(np.linalg.norm(mean))
+            out[c] = float(mean @ qvec) / norm if norm > 0 else 0.0
+    return out
+
+
+def entity_links(
+    sents: Sequence[Sentence],
+    chunks: Sequence[Chunk],
+    p1: np.ndarray,
+    score: np.ndarray,
+    *,
+    hop_chunks: int,
+    stem: int = 0,
+) -> np.ndarray:
+    """How strongly the first hop's sentences mention the entity each chunk is about.
+
+    A chunk is about its title (else the first capitalized phrase of its text); a mention
+    counts inside a capitalized phrase of the sentence. For each sentence of the
+    ``hop_chunks`` best chunks (by ``p1``), the share of that name's words (weighted by
+    rarity across chunks) it contains, times the sentence's first-round ``score`` scaled to
+    [0, 1]; a chunk's link is the best such value from another chunk's sentence.
+    """
+    hop = set(int(i) for i in np.argsort(-p1, kind="stable")[:hop_chunks])
+    df: Counter[str] = Counter()
+    names: list[list[str]] = []
+    for c in chunks:
+        df.update(set(terms(f"{c.title}. {c.text}" if c.title else c.text, stem)))
+        name = c.title if c.title else next(iter(entities(c.text)), "")
+        names.append(list(dict.fromkeys(terms(name, stem))))
+    n = len(chunks)
+    idf = {w: math.log(1 + n / (1 + df[w])) for w in df}
+    weight = np.array(minmax(list(score)))
+    # a mention of a named entity is capitalized ("comedy" in a sentence is not the chunk "Comedy");
+    # names in scripts without case (CJK, ...) match plain words
+    bridges = [
+        (i, {w for ent in entities(s.text) for w in terms(ent, stem)}, set(terms(s.text, stem)))
+        for i, s in enumerate(sents)
+        if s.chunk in hop
+    ]
+    cased = [any(ch.isupper() for ch in (c.title if c.title else c.text)) for c in chunks]
+    link = np.zeros(n)
+    for j, name in enumerate(names):
+        total = sum(idf.get(w, 0.0) for w in name)
+        if total <= 0:
+            continue
+        for i, mentioned, plain in bridges:
+            words_i = mentioned if cased[j] else plain
+            if sents[i].chunk == j:
+                continue
+            share = sum(idf.get(w, 0.0) for w in name if w in words_i) / total
+            link[j] = max(link[j], weight[i] * share)
+    return link
+
+
+def query_mentions(
+    query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], *, stem: int = 0, use_title: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which query words each sentence mentions (title included), and each word's weight.
+
+    A word weighs by its rarity across the chunks (IDF); words no sentence mentions
+    weigh nothing (nothing can cover them). Weights sum to 1.
+    """
+    words = list(dict.fromkeys(terms(query, stem)))
+    if not words or not sents:
+        return np.zeros((len(sents), 0), dtype=bool), np.zeros(0)
+    texts = titled(sents, chunks, use_title)
+    present = np.array([[w in ts for w in words] for ts in (set(terms(t, stem)) for t in texts)], dtype=bool)
+    chunk_of = np.array([s.chunk for s in sents])
+    df = np.array([len(set(chunk_of[present[:, k]])) for k in range(len(words))])
+    weight = np.where(df > 0, np.log1p(len(chunks) / (1.0 + df)), 0.0)
+    total = weight.sum()
+    return present, (weight / total if total > 0 else weight)
