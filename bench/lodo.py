@@ -1,6 +1,6 @@
 """Leave-one-dataset-out evaluation of the fitted sentence scorer.
 
-    bash runs/base.sh        # once: `ragtrim eval` of the baselines + default-hand per set into runs/base/<set>
+    bash runs/base.sh        # once: `ragtrim eval` of the baselines + default per set into runs/base/<set>
     python bench/lodo.py --held all --out runs/lodo
     python bench/lodo.py --held nq-multidoc --out runs/lodo --limit 100     # quick
 
@@ -10,7 +10,7 @@ extras, and the selector settings are chosen on those sets (``bench/fit_scorer.p
 so nothing about H chose anything. Then ``evals.sweep.run_eval`` runs H with ``default`` /
 ``quality`` built from that fold's weights and settings and writes the usual report
 (``results.json``, ``report.md``, ``examples.jsonl``) plus ``paired.json`` / ``paired.md``:
-each minus the best baseline at each budget (and minus ``default-hand``, the pre-fit
+each minus the best baseline at each budget (and minus ``default``, the pre-fit
 default), paired bootstrap over the same questions, from the baseline run's per-example
 rows in ``--base``.
 
@@ -92,7 +92,7 @@ def load_rows(path: Path) -> list[dict[str, Any]]:
 def paired_table(mine: dict, base: dict, arms: Sequence[str], baselines: Sequence[str], also: Sequence[str] = ()) -> dict[str, Any]:
     """Each arm minus the best baseline at each budget (best by mean recall on the same questions), paired.
 
-    ``also`` adds comparisons against named reference arms (e.g. ``default-hand``).
+    ``also`` adds comparisons against named reference arms (e.g. ``default``).
     """
     out: dict[str, Any] = {}
     for budget in BUDGETS:
@@ -146,7 +146,7 @@ def run_fold(held: str, out: Path, base: Path, *, limit: int | None, scored: Pat
     base_dir = base / (f"{held}+scores" if scored is not None else held)
     theirs = recall_rows(load_rows(base_dir / "examples.jsonl"))
     present = [b for b in baselines if (b, BUDGETS[0]) in theirs]
-    also = [a for a in ("default-hand",) if (a, BUDGETS[0]) in theirs]
+    also = [a for a in ("default",) if (a, BUDGETS[0]) in theirs]
     table = paired_table(mine, theirs, list(NEW), present, also)
     (target / "paired.json").write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")
     (target / "paired.md").write_text(paired_markdown(table), encoding="utf-8")
@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--write-scored", action="store_true",
                         help="only write each held-out set with retriever scores to --scored (for `ragtrim eval --data`)")
     parser.add_argument("--base", type=Path, default=Path("runs/base"),
-                        help="folder with one `ragtrim eval` run per set (baselines, default-hand) to pair with")
+                        help="folder with one `ragtrim eval` run per set (baselines, default) to pair with")
     args = parser.parse_args(argv)
     helds = SETS if args.held == "all" else tuple(args.held.split(","))
     for h in helds:

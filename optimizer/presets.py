@@ -88,14 +88,6 @@ SENTENCES_FITTED: dict[str, Any] = {
 }
 SENTENCES_FITTED_QUALITY: dict[str, Any] = {**SENTENCES_FITTED, "weights": "quality"}
 
-PRESETS["default-hand"] = {
-    "description": "the hand-weighted sentence scorer of default, by name (default is this today)",
-    "steps": copy.deepcopy(PRESETS["default"]["steps"]),
-}
-PRESETS["quality-hand"] = {
-    "description": "the hand-weighted sentence scorer of quality, by name (quality is this today)",
-    "steps": copy.deepcopy(PRESETS["quality"]["steps"]),
-}
 PRESETS["fitted"] = {
     "description": "experimental: near-dedupe, then sentences scored by the fitted (learned) scorer on cheap "
     "features (BM25, static embeddings, chunk prior, second hop, position; the retriever's score when given)",

@@ -71,6 +71,28 @@ from optimizer.text import content_words, entities, has_number
 SCORERS = ("weighted", "fitted")
 
 
+def _check_settings(*, model: str | None, hops: int, order: str, ratio: float, fill: float, scorer: str,
+                    coverage_mode: str, retriever: str, neighbours: int) -> None:
+    """The :class:`SentenceExtract` settings that can be wrong, checked with errors that say how."""
+    if model is not None and model not in EMBEDDERS:
+        raise ValueError(f"sentences: model must be None or one of {', '.join(EMBEDDERS)}, got {model!r}")
+    if hops not in (1, 2):
+        raise ValueError(f"sentences: hops must be 1 or 2, got {hops!r}")
+    if order not in ("relevance", "document"):
+        raise ValueError(f"sentences: order must be 'relevance' or 'document', got {order!r}")
+    for pname, value in (("ratio", ratio), ("fill", fill)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+            raise ValueError(f"sentences: {pname} must be a number in (0, 1], got {value!r}")
+    if scorer not in SCORERS:
+        raise ValueError(f"sentences: scorer must be one of {', '.join(SCORERS)}, got {scorer!r}")
+    if coverage_mode not in ("add", "scale"):
+        raise ValueError(f"sentences: coverage_mode must be 'add' or 'scale', got {coverage_mode!r}")
+    if retriever not in RETRIEVER_MODES:
+        raise ValueError(f"sentences: retriever must be one of {', '.join(RETRIEVER_MODES)}, got {retriever!r}")
+    if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 0:
+        raise ValueError(f"sentences: neighbours must be a non-negative integer, got {neighbours!r}")
+
+
 class SentenceExtract(Stage):
     """Keep the highest-scoring whole sentences until the token budget is filled.
 
@@ -190,23 +212,8 @@ class SentenceExtract(Stage):
         retriever: str = "auto",
         coverage_mode: str = "add",
     ) -> None:
-        if model is not None and model not in EMBEDDERS:
-            raise ValueError(f"sentences: model must be None or one of {', '.join(EMBEDDERS)}, got {model!r}")
-        if hops not in (1, 2):
-            raise ValueError(f"sentences: hops must be 1 or 2, got {hops!r}")
-        if order not in ("relevance", "document"):
-            raise ValueError(f"sentences: order must be 'relevance' or 'document', got {order!r}")
-        for pname, value in (("ratio", ratio), ("fill", fill)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-                raise ValueError(f"sentences: {pname} must be a number in (0, 1], got {value!r}")
-        if scorer not in SCORERS:
-            raise ValueError(f"sentences: scorer must be one of {', '.join(SCORERS)}, got {scorer!r}")
-        if coverage_mode not in ("add", "scale"):
-            raise ValueError(f"sentences: coverage_mode must be 'add' or 'scale', got {coverage_mode!r}")
-        if retriever not in RETRIEVER_MODES:
-            raise ValueError(f"sentences: retriever must be one of {', '.join(RETRIEVER_MODES)}, got {retriever!r}")
-        if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 0:
-            raise ValueError(f"sentences: neighbours must be a non-negative integer, got {neighbours!r}")
+        _check_settings(model=model, hops=hops, order=order, ratio=ratio, fill=fill, scorer=scorer,
+                        coverage_mode=coverage_mode, retriever=retriever, neighbours=neighbours)
         self.model = model
         self.lexical = lexical
         self.dense = dense
