@@ -51,16 +51,14 @@ import numpy as np
 from optimizer.embeddings import EMBEDDERS, embed_texts, get_embedder
 from optimizer.records import Chunk
 from optimizer.stage import Stage, StageContext, StageOutput
-from optimizer.stages.rerank import minmax
 from optimizer.stages.sentence_features import RETRIEVER_MODES, sentence_features
 from optimizer.stages.sentence_scorer import FittedScorer, load_scorer
 from optimizer.stages.sentence_select import SentenceSelector
+from optimizer.scoring import bm25_term_scores, chunk_texts, minmax
 from optimizer.stages.sentence_signals import (
     NUMERIC_QUESTION,
     Sentence,
-    bm25,
     chunk_cosines,
-    chunk_texts,
     entity_links,
     split_chunks,
     terms,
@@ -307,7 +305,7 @@ class SentenceExtract(Stage):
         """The hand-weighted fusion (the module docstring's recipe; the pre-fit ``default``)."""
         texts = titled(sents, chunks, self.use_title)
         sent_terms = [self._terms(t) for t in texts]
-        chunk_terms = [self._terms(t) for t in chunk_texts(chunks, self.use_title)]
+        chunk_terms = [self._terms(t) for t in chunk_texts(chunks, use_title=self.use_title)]
         prior = None
         if any(c.relevance is not None for c in chunks):
             prior = minmax([c.relevance if c.relevance is not None else 0.0 for c in chunks])
@@ -321,7 +319,7 @@ class SentenceExtract(Stage):
         chunk_of = np.array([s.chunk for s in sents])
         base = np.zeros(len(sents))
         if self.lexical:
-            base += self.lexical * np.array(minmax(bm25(q, sent_terms)))
+            base += self.lexical * np.array(minmax(bm25_term_scores(q, sent_terms)))
         if sent_vecs is not None and qvec is not None:
             base += self.dense * np.array(minmax([float(x) for x in sent_vecs @ qvec]))
         if self.lead:
@@ -329,7 +327,7 @@ class SentenceExtract(Stage):
         if self.numeric and NUMERIC_QUESTION.search(query):
             base += self.numeric * np.array([1.0 if has_number(s.text) else 0.0 for s in sents])
         if prior is None:
-            prior = minmax(bm25(q, chunk_terms))
+            prior = minmax(bm25_term_scores(q, chunk_terms))
             if self.chunk_dense and embedder is not None and qvec is not None and sent_vecs is not None:
                 cos = minmax(chunk_cosines(chunk_of, sent_vecs, qvec, len(chunks)))
                 prior = minmax([b + self.chunk_dense * c for b, c in zip(prior, cos)])
@@ -342,7 +340,7 @@ class SentenceExtract(Stage):
             if self.hop_terms:
                 e = [w[: self.stem] if self.stem else w for w in self._expansion(query, sents, score)]
                 if e:
-                    link = np.maximum(link, np.array(minmax(bm25(e, chunk_terms))))
+                    link = np.maximum(link, np.array(minmax(bm25_term_scores(e, chunk_terms))))
             score = base + self.chunk_prior * np.maximum(p1, self.hop_weight * link)[chunk_of]
         if self.neighbours:
             boosted = score.copy()

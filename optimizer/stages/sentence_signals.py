@@ -1,7 +1,7 @@
 """Per-sentence relevance signals shared by the sentence scorers (hand-weighted and fitted).
 
 Pure functions over a question's sentences: splitting chunks into sentences with offsets,
-lexical terms, BM25, the chunk-mean cosine, the second hop's entity links and which query
+lexical terms, the chunk-mean cosine, the second hop's entity links and which query
 words each sentence mentions. Nothing here chooses sentences; see
 :mod:`optimizer.stages.sentence_select` for that.
 
@@ -10,8 +10,6 @@ words each sentence mentions. Nothing here chooses sentences; see
 >>> sents = split_chunks([Chunk(id="a", text="Paris is big. It is old.")], StageContext.default())
 >>> [(s.chunk, s.start, s.end, s.position) for s in sents]
 [(0, 0, 13, 0), (0, 14, 24, 1)]
->>> [round(x, 2) for x in bm25(["paris"], [["paris", "big"], ["old"]])]
-[2.05, 1.1]
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ import numpy as np
 from optimizer.records import Chunk
 from optimizer.sentences import split_sentences
 from optimizer.stage import StageContext
-from optimizer.stages.rerank import minmax
+from optimizer.scoring import minmax
 from optimizer.text import content_words, entities
 
 # Questions that ask for a number or a date.
@@ -78,20 +76,6 @@ def terms(text: str, stem: int = 0) -> list[str]:
 def titled(sents: Sequence[Sentence], chunks: Sequence[Chunk], use_title: bool) -> list[str]:
     """Each sentence prefixed with its chunk's title (``"Title. Sentence"``) when asked and present."""
     return [f"{chunks[s.chunk].title}. {s.text}" if use_title and chunks[s.chunk].title else s.text for s in sents]
-
-
-def chunk_texts(chunks: Sequence[Chunk], use_title: bool) -> list[str]:
-    """Each chunk's text, title-prefixed when asked and present."""
-    return [f"{c.title}. {c.text}" if use_title and c.title else c.text for c in chunks]
-
-
-def bm25(query_terms: list[str], docs: list[list[str]]) -> list[float]:
-    """BM25+ scores of term lists ``docs`` for ``query_terms`` (all 0 when either is empty)."""
-    from rank_bm25 import BM25Plus
-
-    if not docs or not query_terms:
-        return [0.0] * len(docs)
-    return [float(s) for s in BM25Plus([d or ["\u2205"] for d in docs]).get_scores(query_terms)]
 
 
 def chunk_cosines(chunk_of: np.ndarray, sent_vecs: np.ndarray, qvec: np.ndarray, n: int) -> list[float]:
