@@ -28,14 +28,14 @@ assert not str(bundled_dir()).startswith(root), bundled_dir()
 print("installed package:", optimizer.__file__, "| bundled sets:", bundled_dir())
 PY
 ragtrim models build
-ragtrim eval --data hotpotqa --pipelines default,quality,bm25-pack --budgets 0.125,0.25 --limit 60 --reader none --out runs/smoke
+ragtrim eval --data hotpotqa --pipelines default,quality,bm25-pack,fitted --budgets 0.125,0.25 --limit 60 --reader none --out runs/smoke
 ragtrim demo --limit 40 --sample 4 --out runs/demo
 python - <<'PY'
 import json
 r = json.load(open("runs/smoke/results.json"))
 assert r["dataset"] == "hotpotqa" and r["n"] == 60, r["n"]
 recall = {(x["pipeline"], x["budget"]): x["metrics"]["answer_recall"] for x in r["runs"]}
-assert recall[("default", 0.25)] > 0.5, recall
+assert recall[("default", 0.25)] > 0.5 and recall[("fitted", 0.25)] > 0.5, recall
 d = json.load(open("runs/demo/results.json"))
 assert any(x["metrics"]["accuracy"] is not None for x in d["runs"]), "the local reader gave no accuracy"
 print("wheel smoke test passed:", {f"{k[0]}@{k[1]}": v for k, v in sorted(recall.items())})
