@@ -34,7 +34,7 @@ from rank_bm25 import BM25Okapi  # noqa: E402
 from evals.datasets import load_dataset  # noqa: E402
 from evals.metrics import contains_answer  # noqa: E402
 
-RAW = ROOT.parent.parent / "shared" / "datasets"
+RAW = ROOT.parent / "shared" / "datasets"  # as datasets/build.py: ../shared/datasets
 SEED = 7  # another seed than the bundled sets' builds
 N = 500
 GROUP = {"nq-extra": "nq-multidoc", "squad-extra": "squad2-pools"}

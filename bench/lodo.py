@@ -36,9 +36,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fit_scorer import KINDS, PASSES, build_scorer, dump, load_pass  # noqa: E402
+from paired import load_rows, paired_markdown, paired_table, recall_rows  # noqa: E402
 from scorer_data import BUDGETS, SETS  # noqa: E402
 
-from evals.bootstrap import paired_bootstrap  # noqa: E402
 from evals.datasets import Dataset, load_dataset  # noqa: E402
 from evals.report import write_report  # noqa: E402
 from evals.sweep import run_eval  # noqa: E402
@@ -72,53 +72,6 @@ def with_scores(dataset: Dataset) -> Dataset:
         scored.sort(key=lambda c: -(c.score or 0.0))
         examples.append(replace(ex, chunks=tuple(scored)))
     return replace(dataset, examples=tuple(examples), name=f"{dataset.name}+scores")
-
-
-def recall_rows(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, float], dict[str, int]]:
-    """``{(pipeline, budget): {example id: answer recall}}`` from per-example rows (countable examples only)."""
-    out: dict[tuple[str, float], dict[str, int]] = {}
-    for r in rows:
-        if r["budget"] is None or r["answer_recall"] is None:
-            continue
-        out.setdefault((r["pipeline"], float(r["budget"])), {})[r["id"]] = int(r["answer_recall"])
-    return out
-
-
-def load_rows(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def paired_table(mine: dict, base: dict, arms: Sequence[str], baselines: Sequence[str], also: Sequence[str] = ()) -> dict[str, Any]:
-    """Each arm minus the best baseline at each budget (best by mean recall on the same questions), paired.
-
-    ``also`` adds comparisons against named reference arms (e.g. ``default``).
-    """
-    out: dict[str, Any] = {}
-    for budget in BUDGETS:
-        for arm in arms:
-            own = mine[(arm, budget)]
-            def mean_on(ref: dict[str, int]) -> float:
-                ids = [i for i in own if i in ref]
-                return sum(ref[i] for i in ids) / max(1, len(ids))
-            best = max(baselines, key=lambda b: (mean_on(base[(b, budget)]), b))
-            for label, ref_name in (("best baseline", best), *((r, r) for r in also)):
-                ref = base[(ref_name, budget)]
-                ids = sorted(i for i in own if i in ref)
-                d = paired_bootstrap([ref[i] for i in ids], [own[i] for i in ids])
-                out[f"{arm}@{budget} vs {label}"] = {
-                    "arm": arm, "budget": budget, "recall": sum(own[i] for i in ids) / max(1, len(ids)),
-                    "versus": ref_name, "versus_recall": sum(ref[i] for i in ids) / max(1, len(ids)), **d.to_dict()}
-    return out
-
-
-def paired_markdown(table: dict[str, Any]) -> str:
-    lines = ["| arm | budget | recall | versus | its recall | Δ points [95% CI] | n |", "|---|---|---|---|---|---|---|"]
-    for v in table.values():
-        lo, hi = v["ci95"]
-        lines.append(f"| {v['arm']} | {v['budget']:.1%} | {v['recall']:.3f} | {v['versus']} | {v['versus_recall']:.3f} | "
-                     f"{100 * v['delta']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] | {v['n']} |")
-    return "\n".join(lines) + "\n"
 
 
 def run_fold(held: str, out: Path, base: Path, *, limit: int | None, scored: Path | None, baselines: Sequence[str]) -> None:

@@ -101,6 +101,17 @@ def test_custom_config_pipeline(data, tmp_path):
     assert [r["pipeline"] for r in runs] == ["full", "truncate", "mine"]
 
 
+def test_config_repeats_for_several_custom_pipelines(data, tmp_path):
+    one, two = tmp_path / "lexical.yaml", tmp_path / "sentences.json"
+    one.write_text("steps:\n  - stage: rerank-bm25\n")
+    two.write_text('{"name": "few", "steps": [{"stage": "compress-sentences", "params": {"model": null}}]}')
+    out = tmp_path / "out"
+    res = _eval("--data", str(data), "--pipelines", "truncate", "--budgets", "0.5", "--config", str(one), "--config", str(two), "--out", str(out))
+    assert res.exit_code == 0, res.output
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [r["pipeline"] for r in runs] == ["full", "truncate", "lexical", "few"]
+
+
 def test_retrieve_replaces_chunks_with_top_k(data, tmp_path):
     out = tmp_path / "out"
     res = _eval("--data", str(data), "--pipelines", "truncate", "--budgets", "0.5", "--retrieve", "bm25", "--top-k", "2", "--out", str(out))

@@ -174,3 +174,45 @@ def test_with_room_for_many_sentences_the_best_chunk_is_kept_whole():
     kept = lambda out: next(c for c in out.chunks if c.id == "film").text  # noqa: E731
     assert kept(faded) == text
     assert len(kept(spread)) < len(text)
+
+
+def test_a_sentence_left_out_for_the_budget_does_not_use_up_query_coverage():
+    from optimizer.stages.sentence_select import SentenceSelector
+    from optimizer.stages.sentence_signals import split_chunks
+
+    chunks = [Chunk(id="a", text="Alpha and beta appear in this very long sentence that goes on and on and on without end. "
+                                 "Alpha is here. Other words stand here.")]
+    query = "alpha beta"
+    probe = StageContext.default()
+    sents = split_chunks(chunks, probe)
+    long_s, alpha_s, other_s = sents
+    budget = max(alpha_s.tokens, other_s.tokens) + 1  # one short sentence fits, the long one never does
+    assert long_s.tokens > budget
+    ctx = StageContext.default(budget=budget)
+    # the long sentence is offered first and skipped; "alpha" must still earn its bonus for the next one
+    out = SentenceSelector(coverage=1.0, redundancy=0.0)(query, chunks, sents, np.array([1.0, 0.3, 0.5]), ctx)
+    assert out.chunks[0].text == "Alpha is here."
+    # without coverage the higher base score wins: the bonus is what chose it
+    plain = SentenceSelector(coverage=0.0, redundancy=0.0)(query, chunks, sents, np.array([1.0, 0.3, 0.5]), ctx)
+    assert plain.chunks[0].text == "Other words stand here."
+
+
+def test_the_retriever_score_moves_the_chunk_prior_unless_ignored():
+    paris, rome = "The capital city is Paris.", "The capital city is Rome."
+    budget = StageContext.default().count(paris) + 4  # room for one sentence
+
+    def kept(chunks, **params):
+        out = SentenceExtract(**LEXICAL, **params)("capital city", chunks, StageContext.default(budget=budget))
+        return [c.id for c in out.chunks]
+
+    plain = [Chunk(id="paris", text=paris), Chunk(id="rome", text=rome)]
+    scored = [Chunk(id="paris", text=paris, score=0.1), Chunk(id="rome", text=rome, score=0.9)]
+    assert kept(plain) == ["paris"]  # a tie: the first
+    assert kept(scored) == ["rome"]
+    assert kept(scored, retriever="ignore") == ["paris"]
+    assert kept(scored, retriever_weight=0.0) == ["paris"]
+    assert kept(list(reversed(plain)), retriever="order") == ["rome"]  # the given order read as the ranking
+    assert kept(list(reversed(plain))) == ["rome"]  # a tie again: the first given
+    lyon = Chunk(id="lyon", text="The capital city is Lyon.", score=0.2)
+    # a chunk without a score counts as the lowest given one
+    assert kept([Chunk(id="paris", text=paris), Chunk(id="rome", text=rome, score=0.5), lyon]) == ["rome"]

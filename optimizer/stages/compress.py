@@ -60,6 +60,7 @@ from optimizer.stages.sentence_signals import (
     Sentence,
     chunk_cosines,
     entity_links,
+    retriever_signal,
     split_chunks,
     terms,
     titled,
@@ -170,9 +171,12 @@ class SentenceExtract(Stage):
         ``"add"``: the coverage bonus is added to the score; ``"scale"``: the score is
         multiplied by ``1 + bonus`` (what the fitted scorer's relative probabilities need).
     retriever:
-        Fitted scorer only: ``"auto"`` uses ``Chunk.score`` when chunks carry one,
-        ``"order"`` also reads the given order as the retriever's ranking when they do not,
-        ``"ignore"`` never looks.
+        ``"auto"`` uses the retriever's ``Chunk.score`` when chunks carry one (the fitted
+        scorer's retriever model; the hand-weighted chunk prior), ``"order"`` also reads the
+        given order as the retriever's ranking when they do not, ``"ignore"`` never looks.
+    retriever_weight:
+        Hand-weighted scorer: weight of the retriever's min-max scaled score in the chunk
+        prior, next to BM25's 1 and the cosine's ``chunk_dense`` (0 turns it off).
     """
 
     name = "compress-sentences"
@@ -209,6 +213,7 @@ class SentenceExtract(Stage):
         weights: str = "default",
         retriever: str = "auto",
         coverage_mode: str = "add",
+        retriever_weight: float = 1.0,
     ) -> None:
         _check_settings(model=model, hops=hops, order=order, ratio=ratio, fill=fill, scorer=scorer,
                         coverage_mode=coverage_mode, retriever=retriever, neighbours=neighbours)
@@ -241,6 +246,7 @@ class SentenceExtract(Stage):
         self.weights = str(weights) if isinstance(weights, Path) else weights
         self.retriever = retriever
         self.coverage_mode = coverage_mode
+        self.retriever_weight = retriever_weight
         self.fitted: FittedScorer | None = load_scorer(weights) if scorer == "fitted" else None
 
     def warm_up(self) -> None:
@@ -301,6 +307,26 @@ class SentenceExtract(Stage):
             return sents, self.fitted.score(features)
         return sents, self._weighted(query, chunks, sents, context)
 
+    def _chunk_prior(
+        self, lexical: list[float], cos: list[float] | None, chunks: Sequence[Chunk], context: StageContext
+    ) -> list[float]:
+        """Each chunk's prior in [0, 1]: its BM25, plus its embedding cosine, plus the retriever's score.
+
+        Each signal is min-max scaled per question, weighted (BM25 1, cosine ``chunk_dense``,
+        retriever ``retriever_weight``), summed and scaled again. The retriever's score counts
+        when chunks carry ``Chunk.score`` and ``retriever`` is not ``"ignore"`` (a chunk
+        without one gets the lowest); with ``retriever="order"`` and no scores, the given
+        order is read as the retriever's ranking. Without a retriever signal this is the
+        hybrid prior of before, unchanged.
+        """
+        prior = minmax(lexical)
+        if cos is not None:
+            prior = minmax([b + self.chunk_dense * c for b, c in zip(prior, minmax(cos))])
+        retrieved = retriever_signal(chunks, self.retriever, context)
+        if retrieved is not None and self.retriever_weight:
+            prior = minmax([p + self.retriever_weight * r for p, r in zip(prior, minmax(retrieved))])
+        return prior
+
     def _weighted(self, query: str, chunks: Sequence[Chunk], sents: list[Sentence], context: StageContext) -> np.ndarray:
         """The hand-weighted fusion (the module docstring's recipe; the pre-fit ``default``)."""
         texts = titled(sents, chunks, self.use_title)
@@ -327,10 +353,10 @@ class SentenceExtract(Stage):
         if self.numeric and NUMERIC_QUESTION.search(query):
             base += self.numeric * np.array([1.0 if has_number(s.text) else 0.0 for s in sents])
         if prior is None:
-            prior = minmax(bm25_term_scores(q, chunk_terms))
+            cos = None
             if self.chunk_dense and embedder is not None and qvec is not None and sent_vecs is not None:
-                cos = minmax(chunk_cosines(chunk_of, sent_vecs, qvec, len(chunks)))
-                prior = minmax([b + self.chunk_dense * c for b, c in zip(prior, cos)])
+                cos = chunk_cosines(chunk_of, sent_vecs, qvec, len(chunks))
+            prior = self._chunk_prior(bm25_term_scores(q, chunk_terms), cos, chunks, context)
         p1 = np.array(prior)
         score = base + self.chunk_prior * p1[chunk_of]
         if self.hops == 2 and self.hop_weight:

@@ -26,7 +26,7 @@ chunk's ``relevance`` is its best sentence's score.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -84,16 +84,23 @@ class SentenceSelector:
         mentions: np.ndarray | None,
         weight: np.ndarray | None,
         redundancy: float,
+        accept: Callable[[int], bool] | None = None,
     ) -> Iterator[int]:
         """Sentence indices, best first, updated as sentences are taken.
 
         Taking a sentence lowers the value of its chunk's other sentences by ``redundancy``
         and, the first time, raises that chunk's lead sentence by ``lead_follow``; with
         ``coverage``, the query words it mentions stop earning a bonus for the others.
+        ``accept(i)`` says whether offered sentence ``i`` was taken (default: always); one
+        left out (say, too long for what is left of the budget) changes nothing, so the
+        query words it mentions still earn their bonus for the next ones.
         """
         cover = bool(self.coverage) and mentions is not None and weight is not None and mentions.shape[1] > 0
         if not redundancy and not self.lead_follow and not cover:
-            yield from sorted(range(len(sents)), key=lambda i: (-value[i], i))
+            for i in sorted(range(len(sents)), key=lambda i: (-value[i], i)):
+                yield i
+                if accept is not None:
+                    accept(i)
             return
         chunk_of = np.array([s.chunk for s in sents])
         lead_of: dict[int, int] = {}
@@ -112,6 +119,8 @@ class SentenceSelector:
             i = int(np.argmax(np.where(left, total, -np.inf)))
             left[i] = False
             yield i
+            if accept is not None and not accept(i):
+                continue
             c = sents[i].chunk
             if redundancy:
                 current[chunk_of == c] -= redundancy
@@ -131,21 +140,26 @@ class SentenceSelector:
         )
         chosen: dict[int, list[int]] = {}
         chunk_order: list[int] = []
-        used = overhead = 0
-        for i in self.greedy(sents, value, mentions, weight, self.redundancy * self.tight(sents, target, 1)):
+        spent = {"used": 0, "overhead": 0}
+
+        def take(i: int) -> bool:
             s = sents[i]
             extra_head = 0
             if s.chunk not in chosen:
-                extra_head = context.overhead([chunks[c] for c in chunk_order] + [chunks[s.chunk]]) - overhead
+                extra_head = context.overhead([chunks[c] for c in chunk_order] + [chunks[s.chunk]]) - spent["overhead"]
             cost = s.tokens + (1 if s.chunk in chosen else 0) + extra_head
-            if used + cost > target:
-                continue
+            if spent["used"] + cost > target:
+                return False
             if s.chunk not in chosen:
                 chosen[s.chunk] = []
                 chunk_order.append(s.chunk)
-                overhead += extra_head
+                spent["overhead"] += extra_head
             chosen[s.chunk].append(i)
-            used += cost
+            spent["used"] += cost
+            return True
+
+        for _ in self.greedy(sents, value, mentions, weight, self.redundancy * self.tight(sents, target, 1), take):
+            pass
         if not chosen:  # nothing fits whole: give the packer the best sentence to cut
             best = min(range(len(sents)), key=lambda i: (-value[i], i))
             chosen[sents[best].chunk] = [best]

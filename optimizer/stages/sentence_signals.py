@@ -157,3 +157,26 @@ def query_mentions(
     weight = np.where(df > 0, np.log1p(len(chunks) / (1.0 + df)), 0.0)
     total = weight.sum()
     return present, (weight / total if total > 0 else weight)
+
+
+def retriever_signal(chunks: Sequence[Chunk], mode: str, context: StageContext) -> list[float] | None:
+    """The retriever's score per chunk (higher is better), or ``None`` when there is none to use.
+
+    ``mode`` ``"auto"``: ``Chunk.score`` when any chunk carries one (a chunk without one gets
+    the lowest given score); ``"order"``: that, else the given order read as a ranking (the
+    first chunk highest); ``"ignore"``: never.
+
+    >>> retriever_signal([Chunk(id="a", text="x", score=0.2), Chunk(id="b", text="y")], "auto", StageContext.default())
+    [0.2, 0.2]
+    >>> retriever_signal([Chunk(id="a", text="x"), Chunk(id="b", text="y")], "order", StageContext.default())
+    [-0.0, -1.0]
+    """
+    if mode == "ignore":
+        return None
+    given = [c.score for c in chunks]
+    known = [float(s) for s in given if s is not None]
+    if known:
+        return [float(s) if s is not None else min(known) for s in given]
+    if mode == "order":
+        return [-float(context.input_order.get(c.id, i)) for i, c in enumerate(chunks)]
+    return None

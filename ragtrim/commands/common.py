@@ -52,6 +52,9 @@ PriceModel = Annotated[Optional[str], typer.Option("--price-model", help="Model 
 Seed = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resampling.")]
 Resamples = Annotated[int, typer.Option("--resamples", help="Bootstrap resamples for the 95% intervals.")]
 CustomConfig = Annotated[Optional[Path], typer.Option("--config", help="A custom pipeline (.yaml/.toml/.json).")]
+CustomConfigs = Annotated[
+    Optional[list[Path]], typer.Option("--config", help="A custom pipeline (.yaml/.toml/.json); repeat for several.")
+]
 
 
 @dataclass(frozen=True)

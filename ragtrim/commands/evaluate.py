@@ -17,7 +17,7 @@ import typer
 from ragtrim.commands.common import (
     ApiKeyEnv,
     BaseUrl,
-    CustomConfig,
+    CustomConfigs,
     Data,
     Limit,
     Model,
@@ -61,7 +61,7 @@ def eval_command(
     sample: Optional[int] = typer.Option(None, "--sample", help="Ask the reader only on the first N examples (all arms see the same ones)."),
     reader_on: Optional[str] = typer.Option(None, "--reader-on", help="Ask the reader only for these arms, e.g. 'default@0.25,default@0.125' (full is always included). Default: every arm."),
     tokenizer: Tokenizer = "cl100k_base",
-    config: CustomConfig = None,
+    config: CustomConfigs = None,
     base_url: BaseUrl = None,
     model: Model = None,
     api_key_env: ApiKeyEnv = None,
@@ -114,9 +114,9 @@ def _load_data(data: str, limit: int | None, retrieve: str | None, top_k: int, e
     return retrieve_dataset(dataset, top_k=top_k, retriever=retrieve, embedder=embedder)
 
 
-def _pipelines(names: str, config: Path | None, tokenizer: str) -> list[Any]:
+def _pipelines(names: str, configs: list[Path] | None, tokenizer: str) -> list[Any]:
     chosen: list[Any] = list(resolve_pipeline_names(names))
-    if config is not None:
+    for config in configs or []:
         chosen.append(load_custom_pipeline(config, tokenizer))
     return chosen
 
