@@ -66,7 +66,10 @@ class Chunk:
     title:
         Optional title, rendered once above the text.
     score:
-        The caller's (retriever's) score. Stages never change it.
+        The caller's (retriever's) score. Stages never change it. The sentence stage uses it
+        in its chunk prior: a similarity (higher is better), or a distance when the scores
+        rise along the order the chunks are handed in (``compress-sentences`` setting
+        ``retriever``: ``"similarity"``, ``"distance"`` or ``"ignore"`` to say so).
     metadata:
         Anything the caller attached; carried through untouched (stored read-only).
     embedding:

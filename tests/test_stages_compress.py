@@ -216,3 +216,29 @@ def test_the_retriever_score_moves_the_chunk_prior_unless_ignored():
     lyon = Chunk(id="lyon", text="The capital city is Lyon.", score=0.2)
     # a chunk without a score counts as the lowest given one
     assert kept([Chunk(id="paris", text=paris), Chunk(id="rome", text=rome, score=0.5), lyon]) == ["rome"]
+
+
+def test_distances_handed_best_first_are_read_as_distances():
+    cities = ["Paris", "Rome", "Lyon", "Oslo"]
+    texts = {c: f"The capital city is {c}." for c in cities}
+    budget = StageContext.default().count(texts["Paris"]) + 4  # room for one sentence
+
+    def kept(scores, order=cities, **params):
+        chunks = [Chunk(id=c, text=texts[c], score=scores[c]) for c in order]
+        out = SentenceExtract(**LEXICAL, **params)("capital city", chunks, StageContext.for_chunks(chunks, tokenizer=StageContext.default().tokenizer, budget=budget))
+        return [c.id for c in out.chunks]
+
+    l2 = dict(zip(cities, [0.2, 0.5, 0.5, 1.3]))  # a FAISS L2 retriever: best first, rising
+    assert kept(l2) == ["Paris"]
+    assert kept(l2, retriever="distance") == ["Paris"]
+    assert kept(l2, retriever="similarity") == ["Oslo"]
+    shuffled = ["Rome", "Oslo", "Paris", "Lyon"]  # not rising in the given order: a similarity
+    assert kept(l2, order=shuffled) == ["Oslo"]
+    assert kept(l2, order=shuffled, retriever="distance") == ["Paris"]
+    cosine = dict(zip(cities, [0.9, 0.7, 0.7, 0.1]))  # the usual: best first, falling
+    assert kept(cosine) == ["Paris"]
+
+
+def test_an_unknown_retriever_mode_names_the_choices():
+    with pytest.raises(ValueError, match="similarity, distance"):
+        SentenceExtract(retriever="l2")

@@ -171,9 +171,12 @@ class SentenceExtract(Stage):
         ``"add"``: the coverage bonus is added to the score; ``"scale"``: the score is
         multiplied by ``1 + bonus`` (what the fitted scorer's relative probabilities need).
     retriever:
-        ``"auto"`` uses the retriever's ``Chunk.score`` when chunks carry one (the fitted
-        scorer's retriever model; the hand-weighted chunk prior), ``"order"`` also reads the
-        given order as the retriever's ranking when they do not, ``"ignore"`` never looks.
+        How to read the retriever's ``Chunk.score`` (used by the fitted scorer's retriever
+        model and the hand-weighted chunk prior). ``"auto"``: when chunks carry scores, a
+        distance (lower is better) if they rise along the order the chunks were handed over,
+        else a similarity; ``"similarity"`` / ``"distance"``: say which; ``"order"``: as
+        auto, and without scores the given order is read as the retriever's ranking;
+        ``"ignore"``: never look.
     retriever_weight:
         Hand-weighted scorer: weight of the retriever's min-max scaled score in the chunk
         prior, next to BM25's 1 and the cosine's ``chunk_dense`` (0 turns it off).

@@ -58,6 +58,7 @@ from optimizer.stages.sentence_signals import (
     chunk_cosines,
     entity_links,
     query_mentions,
+    retriever_scores,
     split_chunks,
     terms,
     titled,
@@ -68,7 +69,7 @@ BASE = ("bm25", "bm25_chunk", "cos", "cos_raw", "cos_chunk", "link", "lead", "po
         "query_share", "novelty", "prior_hop", "chunk_best", "neighbour")
 MINILM = ("mini", "mini_raw", "mini_chunk")
 RETRIEVER = ("retr_score", "retr_rank")
-RETRIEVER_MODES = ("auto", "order", "ignore")
+RETRIEVER_MODES = ("auto", "similarity", "distance", "order", "ignore")
 
 __all__ = ["BASE", "MINILM", "RETRIEVER", "RETRIEVER_MODES", "SentenceFeatures", "sentence_features", "split_chunks"]
 
@@ -106,9 +107,8 @@ def _retriever(chunks: Sequence[Chunk], context: StageContext, mode: str) -> tup
         raise ValueError(f"sentences: retriever must be one of {', '.join(RETRIEVER_MODES)}, got {mode!r}")
     if mode == "ignore":
         return None
-    scores = [c.score for c in chunks]
-    if any(s is not None for s in scores):
-        filled = [float(s) if s is not None else min(float(x) for x in scores if x is not None) for s in scores]
+    filled = retriever_scores(chunks, mode, context)
+    if filled is not None:
         order = sorted(range(len(chunks)), key=lambda i: (-filled[i], i))
         rank = np.empty(len(chunks))
         rank[order] = np.arange(len(chunks))

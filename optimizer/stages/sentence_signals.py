@@ -159,20 +159,52 @@ def query_mentions(
     return present, (weight / total if total > 0 else weight)
 
 
+def retriever_scores(chunks: Sequence[Chunk], mode: str, context: StageContext) -> list[float] | None:
+    """The retriever's ``Chunk.score`` per chunk, turned so that higher is better, or ``None`` if no chunk has one.
+
+    ``mode`` ``"similarity"``: higher is better; ``"distance"``: lower is better (FAISS L2,
+    pgvector ``<->``, LangChain's FAISS ``similarity_search_with_score``); ``"auto"`` and
+    ``"order"``: a distance when the scores rise along the order the chunks were handed over
+    (at least four scored chunks, never falling, not all equal), since retrievers hand over
+    their best first; else a similarity. A chunk without a score gets the worst given one.
+
+    >>> chunks = [Chunk(id=k, text=k, score=s) for k, s in zip("abcd", [0.1, 0.3, 0.3, 0.9])]
+    >>> given_order = StageContext(tokenizer=StageContext.default().tokenizer, input_order={c.id: i for i, c in enumerate(chunks)})
+    >>> retriever_scores(chunks, "auto", given_order)
+    [-0.1, -0.3, -0.3, -0.9]
+    >>> retriever_scores(chunks, "similarity", given_order)
+    [0.1, 0.3, 0.3, 0.9]
+    """
+    if mode == "ignore" or all(c.score is None for c in chunks):
+        return None
+    given = [float(c.score) if c.score is not None else None for c in chunks]
+    sign = -1.0 if mode == "distance" or (mode in ("auto", "order") and _rises_along_order(chunks, context)) else 1.0
+    known = [sign * s for s in given if s is not None]
+    return [sign * s if s is not None else min(known) for s in given]
+
+
+def _rises_along_order(chunks: Sequence[Chunk], context: StageContext) -> bool:
+    """Whether the scores, read in the caller's order, never fall and do rise (four scored chunks at least)."""
+    seq = [s for _, s in sorted((context.input_order.get(c.id, i), float(c.score)) for i, c in enumerate(chunks) if c.score is not None)]
+    return len(seq) >= 4 and seq[-1] > seq[0] and all(a <= b for a, b in zip(seq, seq[1:]))
+
+
 def retriever_signal(chunks: Sequence[Chunk], mode: str, context: StageContext) -> list[float] | None:
     """The retriever's score per chunk (higher is better), or ``None`` when there is none to use.
 
-    ``mode`` ``"auto"``: ``Chunk.score`` when any chunk carries one (a chunk without one gets
-    the lowest given score); ``"order"``: that, else the given order read as a ranking (the
-    first chunk highest); ``"ignore"``: never.
+    ``mode`` ``"auto"``, ``"similarity"``, ``"distance"``: :func:`retriever_scores`;
+    ``"order"``: that, else the given order read as a ranking (the first chunk highest);
+    ``"ignore"``: never.
 
     >>> retriever_signal([Chunk(id="a", text="x", score=0.2), Chunk(id="b", text="y")], "auto", StageContext.default())
     [0.2, 0.2]
     >>> retriever_signal([Chunk(id="a", text="x"), Chunk(id="b", text="y")], "order", StageContext.default())
     [-0.0, -1.0]
     """
-    if mode == "ignore":
-        return None
+    scores = retriever_scores(chunks, mode, context)
+    if scores is not None or mode != "order":
+        return scores
+    return [-float(context.input_order.get(c.id, i)) for i, c in enumerate(chunks)]
     given = [c.score for c in chunks]
     known = [float(s) for s in given if s is not None]
     if known:
