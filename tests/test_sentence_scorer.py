@@ -70,7 +70,7 @@ def test_given_order_counts_as_a_ranking_only_when_asked():
 
 
 def test_unknown_retriever_mode_is_rejected_with_the_choices():
-    with pytest.raises(ValueError, match="retriever must be one of auto, order, ignore, got 'rank'"):
+    with pytest.raises(ValueError, match="retriever must be one of auto, similarity, distance, order, ignore, got 'rank'"):
         SentenceExtract(model=None, retriever="rank")
 
 
