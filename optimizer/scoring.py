@@ -69,6 +69,49 @@ def bm25_term_scores(query_terms: Sequence[str], docs: Sequence[Sequence[str]], 
     return [float(s) for s in BM25Index(docs, k1=k1, b=b).scores(query_terms)]
 
 
+def bm25_plus_scores(
+    query_terms: Sequence[str], docs: Sequence[Sequence[str]], *, k1: float = 1.5, b: float = 0.75
+) -> list[float]:
+    """:func:`bm25_term_scores`, bit for bit, computed for the query's words only.
+
+    rank_bm25 first builds a word-count dict per document and a document frequency for
+    every word, then looks each query word up in every document's dict, all in Python.
+    BM25+ needs only each document's length and the query words' counts, so this makes one
+    pass over the words (a dict lookup each) and counts with numpy, then adds each query
+    word's term with rank_bm25's own expression, in the same order and with the same types
+    (``tests/test_scoring.py`` checks the equality on random documents).
+
+    >>> [round(s, 2) for s in bm25_plus_scores(["capital"], [["paris", "capital"], []])]
+    [2.05, 1.1]
+    """
+    import math
+
+    import numpy as np
+
+    n = len(docs)
+    if not n or not query_terms:
+        return [0.0] * n
+    docs = [d if len(d) else (EMPTY_DOC,) for d in docs]  # as BM25Index does
+    lengths = [len(d) for d in docs]
+    doc_len = np.array(lengths)
+    avgdl = sum(lengths) / n
+    index = {w: k for k, w in enumerate(dict.fromkeys(query_terms))}
+    get = index.get
+    which = np.fromiter((get(w, -1) for d in docs for w in d), dtype=np.intp, count=sum(lengths))
+    doc_of = np.repeat(np.arange(n), lengths)
+    found = which >= 0
+    counts = np.zeros((len(index), n), dtype=np.int64)
+    np.add.at(counts, (which[found], doc_of[found]), 1)
+    delta = 1  # rank_bm25's BM25Plus default
+    score = np.zeros(n)
+    for q in query_terms:
+        q_freq = counts[index[q]]
+        freq = int(np.count_nonzero(q_freq))
+        idf = (math.log((n + 1) / freq) if freq else 0) or 0
+        score += idf * (delta + (q_freq * (k1 + 1)) / (k1 * (1 - b + b * doc_len / avgdl) + q_freq))
+    return [float(x) for x in score]
+
+
 def bm25_scores(query: str, texts: Sequence[str], *, k1: float = 1.5, b: float = 0.75) -> list[float]:
     """BM25+ scores of ``texts`` for ``query``, both split into content words (stop words out)."""
     return bm25_term_scores(content_words(query), [content_words(t) for t in texts], k1=k1, b=b)
@@ -139,6 +182,6 @@ def minmax(values: Sequence[float]) -> list[float]:
 
 
 __all__ = [
-    "BM25Index", "EMPTY_DOC", "best_first", "bm25_scores", "bm25_term_scores", "by_relevance", "chunk_texts",
+    "BM25Index", "EMPTY_DOC", "best_first", "bm25_plus_scores", "bm25_scores", "bm25_term_scores", "by_relevance", "chunk_texts",
     "minmax", "rrf", "titled_text", "with_relevance",
 ]

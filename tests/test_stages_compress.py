@@ -242,3 +242,61 @@ def test_distances_handed_best_first_are_read_as_distances():
 def test_an_unknown_retriever_mode_names_the_choices():
     with pytest.raises(ValueError, match="similarity, distance"):
         SentenceExtract(retriever="l2")
+
+
+def _argmax_greedy(selector, sents, value, mentions, weight, redundancy, accept):
+    """The selector's greedy as it was: one argmax over every sentence per offer."""
+    chunk_of = np.array([s.chunk for s in sents])
+    lead_of: dict[int, int] = {}
+    for i, s in enumerate(sents):
+        lead_of.setdefault(s.chunk, i)
+    current, left, touched = value.astype(float).copy(), np.ones(len(sents), dtype=bool), set()
+    open_words = np.ones(mentions.shape[1])
+    while left.any():
+        bonus = selector.coverage * (mentions @ (weight * open_words))
+        total = current * (1.0 + bonus) if selector.coverage_mode == "scale" else current + bonus
+        i = int(np.argmax(np.where(left, total, -np.inf)))
+        left[i] = False
+        yield i
+        if not accept(i):
+            continue
+        c = sents[i].chunk
+        if redundancy:
+            current[chunk_of == c] -= redundancy
+        if selector.lead_follow and c not in touched:
+            current[lead_of[c]] += selector.lead_follow
+        open_words[mentions[i]] = 0.0
+        touched.add(c)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_greedy_offers_sentences_in_the_same_order_as_one_argmax_per_offer(seed):
+    from optimizer.stages.sentence_signals import Sentence
+    from optimizer.stages.sentence_select import SentenceSelector
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 200))
+    chunk_of = np.sort(rng.integers(0, max(1, n // 4), n))
+    sents = [Sentence(int(c), 0, 1, "x", 0, int(rng.integers(1, 40))) for c in chunk_of]
+    value = rng.choice([0.0, 0.5, 1.0, 1.5], n) if seed % 3 == 0 else rng.normal(size=n)  # ties, then none
+    mentions = rng.random((n, 4)) < 0.3
+    weight = rng.dirichlet(np.ones(4))
+    selector = SentenceSelector(coverage=float(rng.choice([0.0, 0.5])), lead_follow=float(rng.choice([0.0, 0.2])),
+                                coverage_mode=str(rng.choice(["add", "scale"])))
+    redundancy = float(rng.choice([0.0, 0.3]))
+    budget = int(rng.integers(1, 300))
+
+    def taker():
+        spent = [0]
+
+        def accept(i):
+            if spent[0] + sents[i].tokens > budget:
+                return False
+            spent[0] += sents[i].tokens
+            return True
+
+        return accept
+
+    got = list(selector.greedy(sents, value, mentions, weight, redundancy, taker()))
+    expected = list(_argmax_greedy(selector, sents, value, mentions, weight, redundancy, taker()))
+    assert got == expected

@@ -136,3 +136,47 @@ def test_near_lsh_band_search_runs_once_per_setting(monkeypatch):
         stage("q", _near_copies(80), CTX())
     assert len(calls) == 1
     assert dedupe.lsh_bands(0.75, 64) == (lambda m: (m.b, m.r))(datasketch.MinHashLSH(threshold=0.75, num_perm=64))
+
+
+def _every_minhash(stage: NearDedupe, chunks: list[Chunk]) -> dict[str, str]:
+    """The LSH path as it was before the exact pre-filter: a MinHash for every chunk, all in the LSH."""
+    from datasketch import MinHash, MinHashLSH
+
+    from optimizer.stages.dedupe import _best_first, lsh_bands
+    from optimizer.text import jaccard, shingles
+
+    sets = [shingles(c.text, stage.shingle) for c in chunks]
+    lsh = MinHashLSH(num_perm=stage.num_perm, params=lsh_bands(float(stage.threshold), stage.num_perm))
+    hashes = dict(enumerate(MinHash.bulk(([x.encode() for x in s] for s in sets), num_perm=stage.num_perm, seed=stage.seed)))
+    reasons: dict[str, str] = {}
+    for i in _best_first(chunks):
+        if not sets[i]:
+            continue
+        best, best_j = -1, 0.0
+        for j in sorted(int(k) for k in lsh.query(hashes[i])):
+            sim = jaccard(sets[i], sets[j])
+            if sim >= stage.threshold and sim > best_j:
+                best, best_j = j, sim
+        if best >= 0:
+            reasons[chunks[i].id] = f"near-duplicate of {chunks[best].id} (jaccard {best_j:.2f})"
+            continue
+        lsh.insert(str(i), hashes[i])
+    return reasons
+
+
+def test_near_lsh_path_with_the_pre_filter_drops_what_minhashing_every_chunk_drops():
+    """Copies just above the threshold, which LSH finds only some of: the same ones, with the same reasons."""
+    rng = np.random.default_rng(7)
+    vocab = [f"v{k}" for k in range(400)] + ["the", "of", "in"] * 20
+    chunks = [Chunk(id=f"p{i}", text=" ".join(rng.choice(vocab, 50)), score=float(rng.integers(0, 4))) for i in range(120)]
+    for i in range(0, 120, 2):
+        words = chunks[i].text.split()
+        k = int(rng.integers(1, 4))  # change 1-3 words near the end: Jaccard about 0.8-0.95
+        chunks.append(Chunk(id=f"c{i}", text=" ".join(words[:-k - 2] + ["new"] * k + words[-2:]), score=float(rng.integers(0, 4))))
+    for stage in (NearDedupe(), NearDedupe(threshold=0.9, num_perm=64), NearDedupe(shingle=2, threshold=0.7)):
+        out = stage("q", chunks, CTX())
+        expected = _every_minhash(stage, chunks)
+        assert dict(out.reasons) == expected
+        assert [c.id for c in out] == [c.id for c in chunks if c.id not in expected]
+    every_pair = NearDedupe(lsh_above=10_000)("q", chunks, CTX())
+    assert 0 < len(_every_minhash(NearDedupe(), chunks)) < len(every_pair.reasons)  # LSH missed some: a real check

@@ -54,15 +54,17 @@ from optimizer.stage import Stage, StageContext, StageOutput
 from optimizer.stages.sentence_features import RETRIEVER_MODES, sentence_features
 from optimizer.stages.sentence_scorer import FittedScorer, load_scorer
 from optimizer.stages.sentence_select import SentenceSelector
-from optimizer.scoring import bm25_term_scores, chunk_texts, minmax
+from optimizer.scoring import bm25_plus_scores, chunk_texts, minmax
 from optimizer.stages.sentence_signals import (
     NUMERIC_QUESTION,
     Sentence,
     chunk_cosines,
     entity_links,
+    memo_terms,
     retriever_signal,
     split_chunks,
     terms,
+    terms_memo,
     titled,
 )
 from optimizer.text import content_words, entities, has_number
@@ -333,8 +335,9 @@ class SentenceExtract(Stage):
     def _weighted(self, query: str, chunks: Sequence[Chunk], sents: list[Sentence], context: StageContext) -> np.ndarray:
         """The hand-weighted fusion (the module docstring's recipe; the pre-fit ``default``)."""
         texts = titled(sents, chunks, self.use_title)
-        sent_terms = [self._terms(t) for t in texts]
-        chunk_terms = [self._terms(t) for t in chunk_texts(chunks, use_title=self.use_title)]
+        memo = terms_memo(context, self.stem)
+        sent_terms = [memo_terms(t, self.stem, memo) for t in texts]
+        chunk_terms = [memo_terms(t, self.stem, memo) for t in chunk_texts(chunks, use_title=self.use_title)]
         prior = None
         if any(c.relevance is not None for c in chunks):
             prior = minmax([c.relevance if c.relevance is not None else 0.0 for c in chunks])
@@ -348,7 +351,7 @@ class SentenceExtract(Stage):
         chunk_of = np.array([s.chunk for s in sents])
         base = np.zeros(len(sents))
         if self.lexical:
-            base += self.lexical * np.array(minmax(bm25_term_scores(q, sent_terms)))
+            base += self.lexical * np.array(minmax(bm25_plus_scores(q, sent_terms)))
         if sent_vecs is not None and qvec is not None:
             base += self.dense * np.array(minmax([float(x) for x in sent_vecs @ qvec]))
         if self.lead:
@@ -359,17 +362,17 @@ class SentenceExtract(Stage):
             cos = None
             if self.chunk_dense and embedder is not None and qvec is not None and sent_vecs is not None:
                 cos = chunk_cosines(chunk_of, sent_vecs, qvec, len(chunks))
-            prior = self._chunk_prior(bm25_term_scores(q, chunk_terms), cos, chunks, context)
+            prior = self._chunk_prior(bm25_plus_scores(q, chunk_terms), cos, chunks, context)
         p1 = np.array(prior)
         score = base + self.chunk_prior * p1[chunk_of]
         if self.hops == 2 and self.hop_weight:
             link = np.zeros(len(chunks))
             if self.hop_link:
-                link = np.maximum(link, entity_links(sents, chunks, p1, score, hop_chunks=self.hop_chunks, stem=self.stem))
+                link = np.maximum(link, entity_links(sents, chunks, p1, score, hop_chunks=self.hop_chunks, stem=self.stem, memo=memo))
             if self.hop_terms:
                 e = [w[: self.stem] if self.stem else w for w in self._expansion(query, sents, score)]
                 if e:
-                    link = np.maximum(link, np.array(minmax(bm25_term_scores(e, chunk_terms))))
+                    link = np.maximum(link, np.array(minmax(bm25_plus_scores(e, chunk_terms))))
             score = base + self.chunk_prior * np.maximum(p1, self.hop_weight * link)[chunk_of]
         if self.neighbours:
             boosted = score.copy()

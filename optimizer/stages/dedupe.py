@@ -81,6 +81,28 @@ def lsh_bands(threshold: float, num_perm: int, weights: tuple[float, float] = (0
     return lsh.b, lsh.r
 
 
+def _similar_pairs(sets: Sequence[set[str]], threshold: float) -> list[int]:
+    """Indices of the sets that have a partner with Jaccard similarity at or above ``threshold``.
+
+    Exact, and a superset of what matters: the shared-shingle counts of all pairs come from
+    one sparse product (shingles are matched by their Python hash, so a collision can only
+    add a pair, never hide one); :meth:`NearDedupe.__call__` still compares the real sets.
+    """
+    from scipy import sparse
+
+    sizes = np.array([len(s) for s in sets], dtype=np.int64)
+    keys = np.fromiter((hash(x) for s in sets for x in s), dtype=np.int64, count=int(sizes.sum()))
+    if not len(keys):
+        return []
+    _, cols = np.unique(keys, return_inverse=True)
+    rows = np.repeat(np.arange(len(sets)), sizes)
+    member = sparse.csr_matrix((np.ones(len(keys), dtype=np.int64), (rows, cols.reshape(-1))), shape=(len(sets), int(cols.max()) + 1))
+    shared = sparse.triu(member @ member.T, k=1).tocoo()
+    union = sizes[shared.row] + sizes[shared.col] - shared.data
+    close = shared.data >= threshold * union - 1e-9 * union
+    return sorted(set(shared.row[close].tolist()) | set(shared.col[close].tolist()))
+
+
 class NearDedupe(Stage):
     """Drop near-duplicates: word-shingle Jaccard at or above ``threshold``.
 
@@ -103,21 +125,36 @@ class NearDedupe(Stage):
         self.lsh_above = lsh_above
         self.seed = seed
 
+    def warm_up(self) -> None:
+        """Import datasketch and scipy's sparse matrices now (their first import takes a while)."""
+        import scipy.sparse  # noqa: F401
+
+        lsh_bands(float(self.threshold), self.num_perm)
+
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
         sets = [shingles(c.text, self.shingle) for c in chunks]
         reasons: dict[str, str] = {}
         kept: list[int] = []
         lsh = None
         hashes: dict[int, object] = {}
+        involved = None
         if len(chunks) > self.lsh_above:
+            # Only a chunk with a pair at or above the threshold can be dropped, or be what
+            # another is a near-duplicate of: MinHash and LSH see those chunks only (a
+            # MinHash depends on its own shingles alone, so theirs are the same as before)
+            involved = set(_similar_pairs(sets, self.threshold))
+        if involved:
             from datasketch import MinHash, MinHashLSH
 
             lsh = MinHashLSH(num_perm=self.num_perm, params=lsh_bands(float(self.threshold), self.num_perm))
             # one permutation table for all chunks (MinHash.bulk), instead of one per MinHash
-            batches = ([x.encode("utf-8") for x in s] for s in sets)
-            hashes = dict(enumerate(MinHash.bulk(batches, num_perm=self.num_perm, seed=self.seed)))
+            batches = ([x.encode("utf-8") for x in sets[i]] for i in sorted(involved))
+            hashes = dict(zip(sorted(involved), MinHash.bulk(batches, num_perm=self.num_perm, seed=self.seed)))
         for i in _best_first(chunks):
             if not sets[i]:
+                continue
+            if involved is not None and i not in involved:
+                kept.append(i)  # nothing is as close as the threshold to it: kept, and nothing is its copy
                 continue
             candidates = [int(k) for k in lsh.query(hashes[i])] if lsh is not None else kept
             best, best_j = -1, 0.0

@@ -51,7 +51,7 @@ import numpy as np
 from optimizer.embeddings import embed_texts, get_embedder
 from optimizer.records import Chunk
 from optimizer.stage import StageContext
-from optimizer.scoring import bm25_term_scores, chunk_texts, minmax
+from optimizer.scoring import bm25_plus_scores, chunk_texts, minmax
 from optimizer.stages.sentence_signals import (
     NUMERIC_QUESTION,
     Sentence,
@@ -177,8 +177,8 @@ def sentence_features(
     q = terms(query, stem)
     texts = titled(sents, chunks, use_title)
     chunk_of = np.array([s.chunk for s in sents], dtype=int)
-    sent_bm25 = np.array(minmax(bm25_term_scores(q, [terms(t, stem) for t in texts])))
-    chunk_bm25 = np.array(minmax(bm25_term_scores(q, [terms(t, stem) for t in chunk_texts(chunks, use_title=use_title)])))
+    sent_bm25 = np.array(minmax(bm25_plus_scores(q, [terms(t, stem) for t in texts])))
+    chunk_bm25 = np.array(minmax(bm25_plus_scores(q, [terms(t, stem) for t in chunk_texts(chunks, use_title=use_title)])))
     zeros = np.zeros(n)
     cos, cos_raw, cos_chunk = (zeros, zeros, np.zeros(len(chunks)))
     if static is not None and n:

@@ -26,6 +26,7 @@ chunk's ``relevance`` is its best sentence's score.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -33,7 +34,26 @@ import numpy as np
 
 from optimizer.records import Chunk
 from optimizer.stage import StageContext, StageOutput
-from optimizer.stages.sentence_signals import Sentence, query_mentions
+from optimizer.stages.sentence_signals import Sentence, query_mentions, terms_memo
+
+
+def _offers(total: np.ndarray, left: np.ndarray) -> Iterator[int]:
+    """The sentences still ``left``, best ``total`` first (ties: lower index), while nothing is taken.
+
+    The same order as taking ``argmax`` of ``total`` over ``left`` again and again (the caller
+    clears ``left[i]`` for each one offered): the first by ``argmax``; only when that one
+    was not taken (``total`` then stays the same) are the rest sorted once, instead of one
+    ``argmax`` over every sentence per offer. Values that are not finite go one by one.
+    """
+    masked = np.where(left, total, -np.inf)
+    first = int(np.argmax(masked))
+    yield first
+    rest = np.flatnonzero(left)
+    if not np.isfinite(total[rest]).all():
+        while left.any():
+            yield int(np.argmax(np.where(left, total, -np.inf)))
+        return
+    yield from (int(i) for i in rest[np.argsort(-total[rest], kind="stable")])
 
 
 @dataclass(frozen=True)
@@ -116,18 +136,22 @@ class SentenceSelector:
                 total = current * (1.0 + bonus) if self.coverage_mode == "scale" else current + bonus
             else:
                 total = current
-            i = int(np.argmax(np.where(left, total, -np.inf)))
-            left[i] = False
-            yield i
-            if accept is not None and not accept(i):
-                continue
-            c = sents[i].chunk
+            taken = None
+            for i in _offers(total, left):
+                left[i] = False
+                yield i
+                if accept is None or accept(i):
+                    taken = i
+                    break
+            if taken is None:
+                return
+            c = sents[taken].chunk
             if redundancy:
                 current[chunk_of == c] -= redundancy
             if self.lead_follow and c not in touched:
                 current[lead_of[c]] += self.lead_follow
             if open_words is not None and mentions is not None:
-                open_words[mentions[i]] = 0.0
+                open_words[mentions[taken]] = 0.0
             touched.add(c)
 
     def pick(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray, context: StageContext) -> tuple[dict[int, list[int]], list[int], int]:
@@ -136,17 +160,22 @@ class SentenceSelector:
         density = self.density * self.tight(sents, target, 2)
         value = score / np.power(np.array([max(1, s.tokens) for s in sents], dtype=float), density)
         mentions, weight = (
-            query_mentions(query, chunks, sents, stem=self.stem, use_title=self.use_title) if self.coverage else (None, None)
+            query_mentions(query, chunks, sents, stem=self.stem, use_title=self.use_title, memo=terms_memo(context, self.stem))
+            if self.coverage
+            else (None, None)
         )
         chosen: dict[int, list[int]] = {}
         chunk_order: list[int] = []
         spent = {"used": 0, "overhead": 0}
+        heads: dict[int, int] = {}  # a new chunk's extra overhead after chunk_order, until chunk_order grows
 
         def take(i: int) -> bool:
             s = sents[i]
             extra_head = 0
             if s.chunk not in chosen:
-                extra_head = context.overhead([chunks[c] for c in chunk_order] + [chunks[s.chunk]]) - spent["overhead"]
+                if s.chunk not in heads:
+                    heads[s.chunk] = context.overhead([chunks[c] for c in chunk_order] + [chunks[s.chunk]]) - spent["overhead"]
+                extra_head = heads[s.chunk]
             cost = s.tokens + (1 if s.chunk in chosen else 0) + extra_head
             if spent["used"] + cost > target:
                 return False
@@ -154,6 +183,7 @@ class SentenceSelector:
                 chosen[s.chunk] = []
                 chunk_order.append(s.chunk)
                 spent["overhead"] += extra_head
+                heads.clear()
             chosen[s.chunk].append(i)
             spent["used"] += cost
             return True
@@ -185,8 +215,9 @@ class SentenceSelector:
             for ci, c in enumerate(chunks)
             if ci not in chosen and c.text.strip()
         }
+        per_chunk = Counter(s.chunk for s in sents)
         for ci in chosen:
-            if len(chosen[ci]) < sum(1 for s in sents if s.chunk == ci):
+            if len(chosen[ci]) < per_chunk[ci]:
                 reasons[chunks[ci].id] = "sentences: lower-scoring sentences left out for the budget"
         notes = {"sentences_in": len(sents), "sentences_kept": sum(len(v) for v in chosen.values()), "target_tokens": target}
         return StageOutput([out[k] for k in order], reasons=reasons, notes=notes)

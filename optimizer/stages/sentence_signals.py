@@ -73,6 +73,21 @@ def terms(text: str, stem: int = 0) -> list[str]:
     return content_words(text)
 
 
+def terms_memo(context: StageContext, stem: int = 0) -> dict[str, list[str]]:
+    """This run's memo of :func:`terms` (text -> terms) for ``stem``: scorer and selector share it."""
+    return context.cache.memo(f"terms:{stem}")
+
+
+def memo_terms(text: str, stem: int, memo: dict[str, list[str]] | None) -> list[str]:
+    """:func:`terms` of ``text``, from ``memo`` when it has them (then filled); callers must not change the list."""
+    if memo is None:
+        return terms(text, stem)
+    found = memo.get(text)
+    if found is None:
+        found = memo[text] = terms(text, stem)
+    return found
+
+
 def titled(sents: Sequence[Sentence], chunks: Sequence[Chunk], use_title: bool) -> list[str]:
     """Each sentence prefixed with its chunk's title (``"Title. Sentence"``) when asked and present."""
     return [f"{chunks[s.chunk].title}. {s.text}" if use_title and chunks[s.chunk].title else s.text for s in sents]
@@ -81,8 +96,11 @@ def titled(sents: Sequence[Sentence], chunks: Sequence[Chunk], use_title: bool) 
 def chunk_cosines(chunk_of: np.ndarray, sent_vecs: np.ndarray, qvec: np.ndarray, n: int) -> list[float]:
     """Cosine of each chunk's mean sentence vector to the query (0 for a chunk without sentences)."""
     out = [0.0] * n
+    grouped = bool(np.all(chunk_of[1:] >= chunk_of[:-1]))  # split_chunks's order: each chunk's sentences together
+    bounds = np.searchsorted(chunk_of, np.arange(n + 1)) if grouped else None
     for c in range(n):
-        rows = sent_vecs[chunk_of == c]
+        # the same rows either way; a slice instead of a mask over every sentence per chunk
+        rows = sent_vecs[bounds[c] : bounds[c + 1]] if bounds is not None else sent_vecs[chunk_of == c]
         if len(rows):
             mean = rows.mean(axis=0)
             norm = float(np.linalg.norm(mean))
@@ -98,6 +116,7 @@ def entity_links(
     *,
     hop_chunks: int,
     stem: int = 0,
+    memo: dict[str, list[str]] | None = None,
 ) -> np.ndarray:
     """How strongly the first hop's sentences mention the entity each chunk is about.
 
@@ -105,22 +124,23 @@ def entity_links(
     counts inside a capitalized phrase of the sentence. For each sentence of the
     ``hop_chunks`` best chunks (by ``p1``), the share of that name's words (weighted by
     rarity across chunks) it contains, times the sentence's first-round ``score`` scaled to
-    [0, 1]; a chunk's link is the best such value from another chunk's sentence.
+    [0, 1]; a chunk's link is the best such value from another chunk's sentence. ``memo``:
+    see :func:`terms_memo`.
     """
     hop = set(int(i) for i in np.argsort(-p1, kind="stable")[:hop_chunks])
     df: Counter[str] = Counter()
     names: list[list[str]] = []
     for c in chunks:
-        df.update(set(terms(f"{c.title}. {c.text}" if c.title else c.text, stem)))
+        df.update(set(memo_terms(f"{c.title}. {c.text}" if c.title else c.text, stem, memo)))
         name = c.title if c.title else next(iter(entities(c.text)), "")
-        names.append(list(dict.fromkeys(terms(name, stem))))
+        names.append(list(dict.fromkeys(memo_terms(name, stem, memo))))
     n = len(chunks)
     idf = {w: math.log(1 + n / (1 + df[w])) for w in df}
     weight = np.array(minmax(list(score)))
     # a mention of a named entity is capitalized ("comedy" in a sentence is not the chunk "Comedy");
     # names in scripts without case (CJK, ...) match plain words
     bridges = [
-        (i, {w for ent in entities(s.text) for w in terms(ent, stem)}, set(terms(s.text, stem)))
+        (i, {w for ent in entities(s.text) for w in memo_terms(ent, stem, memo)}, set(memo_terms(s.text, stem, memo)))
         for i, s in enumerate(sents)
         if s.chunk in hop
     ]
@@ -140,18 +160,26 @@ def entity_links(
 
 
 def query_mentions(
-    query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], *, stem: int = 0, use_title: bool = True
+    query: str,
+    chunks: Sequence[Chunk],
+    sents: Sequence[Sentence],
+    *,
+    stem: int = 0,
+    use_title: bool = True,
+    memo: dict[str, list[str]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Which query words each sentence mentions (title included), and each word's weight.
 
     A word weighs by its rarity across the chunks (IDF); words no sentence mentions
-    weigh nothing (nothing can cover them). Weights sum to 1.
+    weigh nothing (nothing can cover them). Weights sum to 1. ``memo``: see :func:`terms_memo`.
     """
     words = list(dict.fromkeys(terms(query, stem)))
     if not words or not sents:
         return np.zeros((len(sents), 0), dtype=bool), np.zeros(0)
     texts = titled(sents, chunks, use_title)
-    present = np.array([[w in ts for w in words] for ts in (set(terms(t, stem)) for t in texts)], dtype=bool)
+    present = np.array(
+        [[w in ts for w in words] for ts in (set(memo_terms(t, stem, memo)) for t in texts)], dtype=bool
+    )
     chunk_of = np.array([s.chunk for s in sents])
     df = np.array([len(set(chunk_of[present[:, k]])) for k in range(len(words))])
     weight = np.where(df > 0, np.log1p(len(chunks) / (1.0 + df)), 0.0)
