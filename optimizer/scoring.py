@@ -76,10 +76,10 @@ def bm25_plus_scores(
 
     rank_bm25 first builds a word-count dict per document and a document frequency for
     every word, then looks each query word up in every document's dict, all in Python.
-    BM25+ needs only each document's length and the query words' counts, so this makes one
-    pass over the words (a dict lookup each) and counts with numpy, then adds each query
-    word's term with rank_bm25's own expression, in the same order and with the same types
-    (``tests/test_scoring.py`` checks the equality on random documents).
+    BM25+ needs only each document's length and the query words' counts in it
+    (``list.count``), then adds each query word's term with rank_bm25's own expression, in
+    the same order and with the same types (``tests/test_scoring.py`` checks the equality
+    on random documents).
 
     >>> [round(s, 2) for s in bm25_plus_scores(["capital"], [["paris", "capital"], []])]
     [2.05, 1.1]
@@ -95,17 +95,11 @@ def bm25_plus_scores(
     lengths = [len(d) for d in docs]
     doc_len = np.array(lengths)
     avgdl = sum(lengths) / n
-    index = {w: k for k, w in enumerate(dict.fromkeys(query_terms))}
-    get = index.get
-    which = np.fromiter((get(w, -1) for d in docs for w in d), dtype=np.intp, count=sum(lengths))
-    doc_of = np.repeat(np.arange(n), lengths)
-    found = which >= 0
-    counts = np.zeros((len(index), n), dtype=np.int64)
-    np.add.at(counts, (which[found], doc_of[found]), 1)
+    counts = {q: np.array([d.count(q) for d in docs]) for q in dict.fromkeys(query_terms)}  # rank_bm25's q_freq
     delta = 1  # rank_bm25's BM25Plus default
     score = np.zeros(n)
     for q in query_terms:
-        q_freq = counts[index[q]]
+        q_freq = counts[q]
         freq = int(np.count_nonzero(q_freq))
         idf = (math.log((n + 1) / freq) if freq else 0) or 0
         score += idf * (delta + (q_freq * (k1 + 1)) / (k1 * (1 - b + b * doc_len / avgdl) + q_freq))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -91,7 +92,7 @@ def _similar_pairs(sets: Sequence[set[str]], threshold: float) -> list[int]:
     from scipy import sparse
 
     sizes = np.array([len(s) for s in sets], dtype=np.int64)
-    keys = np.fromiter((hash(x) for s in sets for x in s), dtype=np.int64, count=int(sizes.sum()))
+    keys = np.fromiter(map(hash, itertools.chain.from_iterable(sets)), dtype=np.int64, count=int(sizes.sum()))
     if not len(keys):
         return []
     _, cols = np.unique(keys, return_inverse=True)

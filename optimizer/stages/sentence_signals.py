@@ -128,12 +128,15 @@ def entity_links(
     see :func:`terms_memo`.
     """
     hop = set(int(i) for i in np.argsort(-p1, kind="stable")[:hop_chunks])
+    names = [
+        list(dict.fromkeys(memo_terms(c.title if c.title else next(iter(entities(c.text)), ""), stem, memo)))
+        for c in chunks
+    ]
+    # document frequencies across chunks, needed for the words of names only
+    vocab = {w for name in names for w in name}
     df: Counter[str] = Counter()
-    names: list[list[str]] = []
     for c in chunks:
-        df.update(set(memo_terms(f"{c.title}. {c.text}" if c.title else c.text, stem, memo)))
-        name = c.title if c.title else next(iter(entities(c.text)), "")
-        names.append(list(dict.fromkeys(memo_terms(name, stem, memo))))
+        df.update(vocab.intersection(memo_terms(f"{c.title}. {c.text}" if c.title else c.text, stem, memo)))
     n = len(chunks)
     idf = {w: math.log(1 + n / (1 + df[w])) for w in df}
     weight = np.array(minmax(list(score)))
@@ -146,7 +149,10 @@ def entity_links(
     ]
     cased = [any(ch.isupper() for ch in (c.title if c.title else c.text)) for c in chunks]
     link = np.zeros(n)
+    bridged = set().union(*(m | p for _, m, p in bridges))  # a name with none of these words gets no link
     for j, name in enumerate(names):
+        if bridged.isdisjoint(name):
+            continue
         total = sum(idf.get(w, 0.0) for w in name)
         if total <= 0:
             continue
@@ -177,9 +183,7 @@ def query_mentions(
     if not words or not sents:
         return np.zeros((len(sents), 0), dtype=bool), np.zeros(0)
     texts = titled(sents, chunks, use_title)
-    present = np.array(
-        [[w in ts for w in words] for ts in (set(memo_terms(t, stem, memo)) for t in texts)], dtype=bool
-    )
+    present = np.array([[w in ts for w in words] for ts in (memo_terms(t, stem, memo) for t in texts)], dtype=bool)
     chunk_of = np.array([s.chunk for s in sents])
     df = np.array([len(set(chunk_of[present[:, k]])) for k in range(len(words))])
     weight = np.where(df > 0, np.log1p(len(chunks) / (1.0 + df)), 0.0)
