@@ -77,7 +77,7 @@ def shingles(text: str, n: int = 3) -> set[str]:
         return set()
     if len(toks) <= n:
         return {" ".join(toks)}
-    return {" ".join(toks[i : i + n]) for i in range(len(toks) - n + 1)}
+    return set(map(" ".join, zip(*(toks[i:] for i in range(n)))))  # the n-grams toks[i : i + n]
 
 
 def jaccard(a: set[str], b: set[str]) -> float:

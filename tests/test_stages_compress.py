@@ -300,3 +300,26 @@ def test_greedy_offers_sentences_in_the_same_order_as_one_argmax_per_offer(seed)
     got = list(selector.greedy(sents, value, mentions, weight, redundancy, taker()))
     expected = list(_argmax_greedy(selector, sents, value, mentions, weight, redundancy, taker()))
     assert got == expected
+
+
+def test_chunk_terms_put_together_from_sentences_equal_the_texts_own():
+    from evals.datasets import load_dataset
+    from optimizer.scoring import chunk_texts
+    from optimizer.stages.sentence_signals import chunk_terms, split_chunks, terms, titled
+
+    odd = [
+        Chunk(id="s", title="ΟΔΟΣ", text="ΣΑΣ ΟΔΟΣ. Σ is a letter.  Ἐν ἀρχῇ ἦν ὁ λόγος."),
+        Chunk(id="c", title="東京", text="東京は首都です。大阪は二番目です。 Tokyo's 2nd-largest."),
+        Chunk(id="l", title="Long", text="x" * 1500 + " tail words here."),  # cut inside a word: no space between
+        Chunk(id="e", title="Empty", text="   "),
+        Chunk(id="n", text="No title here. Just text."),
+        Chunk(id="p", title="Piece", text="One two. Three four. Five six.").keep([(0, 8), (21, 30)]),
+    ]
+    sets = [odd] + [list(ex.chunks) for ex in load_dataset("hotpotqa").examples[:40]]
+    for chunks in sets:
+        sents = split_chunks(chunks, StageContext.default())
+        for use_title in (True, False):
+            for stem in (0, 5):
+                own = [terms(t, stem) for t in titled(sents, chunks, use_title)]
+                got = chunk_terms(chunks, sents, own, use_title=use_title, stem=stem, memo={})
+                assert got == [terms(t, stem) for t in chunk_texts(chunks, use_title=use_title)]

@@ -54,11 +54,12 @@ from optimizer.stage import Stage, StageContext, StageOutput
 from optimizer.stages.sentence_features import RETRIEVER_MODES, sentence_features
 from optimizer.stages.sentence_scorer import FittedScorer, load_scorer
 from optimizer.stages.sentence_select import SentenceSelector
-from optimizer.scoring import bm25_plus_scores, chunk_texts, minmax
+from optimizer.scoring import bm25_plus_scores, minmax
 from optimizer.stages.sentence_signals import (
     NUMERIC_QUESTION,
     Sentence,
     chunk_cosines,
+    chunk_terms as chunk_term_lists,
     entity_links,
     memo_terms,
     retriever_signal,
@@ -337,7 +338,7 @@ class SentenceExtract(Stage):
         texts = titled(sents, chunks, self.use_title)
         memo = terms_memo(context, self.stem)
         sent_terms = [memo_terms(t, self.stem, memo) for t in texts]
-        chunk_terms = [memo_terms(t, self.stem, memo) for t in chunk_texts(chunks, use_title=self.use_title)]
+        chunk_terms = chunk_term_lists(chunks, sents, sent_terms, use_title=self.use_title, stem=self.stem, memo=memo)
         prior = None
         if any(c.relevance is not None for c in chunks):
             prior = minmax([c.relevance if c.relevance is not None else 0.0 for c in chunks])

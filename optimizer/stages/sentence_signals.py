@@ -25,7 +25,7 @@ import numpy as np
 from optimizer.records import Chunk
 from optimizer.sentences import split_sentences
 from optimizer.stage import StageContext
-from optimizer.scoring import minmax
+from optimizer.scoring import minmax, titled_text
 from optimizer.text import content_words, entities
 
 # Questions that ask for a number or a date.
@@ -86,6 +86,50 @@ def memo_terms(text: str, stem: int, memo: dict[str, list[str]] | None) -> list[
     if found is None:
         found = memo[text] = terms(text, stem)
     return found
+
+
+def chunk_terms(
+    chunks: Sequence[Chunk],
+    sents: Sequence[Sentence],
+    sent_terms: Sequence[list[str]],
+    *,
+    use_title: bool,
+    stem: int = 0,
+    memo: dict[str, list[str]] | None = None,
+) -> list[list[str]]:
+    """:func:`terms` of each chunk's scoring text (``chunk_texts``), reusing its sentences' terms.
+
+    ``sent_terms`` are the terms of :func:`titled` ``sents``. Words never span white space
+    or ``". "``, and lower-casing only looks across neither, so the terms of
+    ``"Title. text"`` are the title's followed by each sentence's (its titled terms without
+    the title's) whenever the chunk is uncut and white space separates its sentences and
+    is all that lies around them; otherwise the text's terms are computed as usual.
+    """
+    spans: dict[int, list[int]] = {}
+    for i, sent in enumerate(sents):
+        spans.setdefault(sent.chunk, []).append(i)
+    out: list[list[str]] = []
+    for ci, c in enumerate(chunks):
+        text = titled_text(c.title, c.text, use_title=use_title)
+        own = spans.get(ci, [])
+        edges = [0, *(x for i in own for x in (sents[i].start, sents[i].end)), len(c.text)]
+        gaps = [c.text[edges[k] : edges[k + 1]] for k in range(0, len(edges), 2)]
+        if c.pieces is not None or (memo is not None and text in memo) or not all(
+            g.isspace() for g in gaps[1:-1]
+        ) or not all(g == "" or g.isspace() for g in (gaps[0], gaps[-1])):
+            out.append(memo_terms(text, stem, memo))
+            continue
+        head = memo_terms(c.title, stem, memo) if use_title and c.title else []
+        if any(sent_terms[i][: len(head)] != head for i in own):  # cannot happen; checked anyway
+            out.append(memo_terms(text, stem, memo))
+            continue
+        found = list(head)
+        for i in own:
+            found.extend(sent_terms[i][len(head) :])
+        if memo is not None:
+            memo[text] = found
+        out.append(found)
+    return out
 
 
 def titled(sents: Sequence[Sentence], chunks: Sequence[Chunk], use_title: bool) -> list[str]:
