@@ -314,3 +314,27 @@ def test_faiss_quickstart_example_runs_offline():
         assert 0 < after <= 150 and after < before
         assert 0 < n_kept <= n_retrieved
     assert re.search(r"total tokens: \d+ -> \d+", proc.stdout)
+
+
+def test_node_scores_reach_the_chunk_prior_as_distances_or_similarities():
+    """Distances handed over best first (a FAISS L2 store) rise along the list and are read as
+    distances: the closest node wins where reading them as similarities would not. Falling
+    along the list, the same scores are read as similarities."""
+    from llama_index.core.schema import QueryBundle
+
+    from optimizer.presets import preset_config
+
+    cities = {"Paris": 0.2, "Rome": 0.5, "Lyon": 0.7, "Oslo": 1.3}
+
+    def kept(order, mode="auto"):
+        config = preset_config("default")
+        config["steps"][-1]["params"]["retriever"] = mode
+        nodes = [NodeWithScore(node=TextNode(id_=c, text=f"The capital city is {c}."), score=cities[c]) for c in order]
+        post = RagtrimPostprocessor(pipeline=Pipeline.from_config(config), budget=12)
+        return [n.node.id_ for n in post.postprocess_nodes(nodes, query_bundle=QueryBundle("Which capital city?"))]
+
+    best_first = list(cities)
+    assert kept(best_first) == kept(best_first, "distance") == ["Paris"]
+    assert kept(best_first, "similarity") != ["Paris"]
+    falling = list(reversed(cities))
+    assert kept(falling) == kept(falling, "similarity") != kept(falling, "distance")
