@@ -80,7 +80,8 @@ def paired_markdown(table: dict[str, Any]) -> str:
     lines = ["| arm | budget | recall | versus | its recall | Δ points [95% CI] | n |", "|---|---|---|---|---|---|---|"]
     for v in table.values():
         lo, hi = v["ci95"]
-        lines.append(f"| {v['arm']} | {v['budget']:.1%} | {v['recall']:.3f} | {v['versus']} | {v['versus_recall']:.3f} | "
+        budget = f"{v['budget']:.1%}" if v["budget"] <= 1 else f"{v['budget']:g} tokens"
+        lines.append(f"| {v['arm']} | {budget} | {v['recall']:.3f} | {v['versus']} | {v['versus_recall']:.3f} | "
                      f"{100 * v['delta']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] | {v['n']} |")
     return "\n".join(lines) + "\n"
 

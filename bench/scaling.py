@@ -164,10 +164,21 @@ def run(pipelines: dict[str, Pipeline], warm: list[Case], timed: list[Case]) -> 
     return wall, cpu
 
 
+def _name(spec: str) -> str:
+    return Path(spec).stem if spec.endswith((".json", ".yaml", ".yml", ".toml")) else spec
+
+
+def _pipeline(spec: str, budget: int) -> Pipeline:
+    """A preset by name, or a pipeline config file named after the file."""
+    if spec.endswith((".json", ".yaml", ".yml", ".toml")):
+        return Pipeline.load(spec, budget=budget).renamed(Path(spec).stem)
+    return Pipeline.preset(spec, budget=budget)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="20,100,400,1000", help="chunks per case, comma-separated")
-    ap.add_argument("--pipelines", default="default,quality,bm25-pack")
+    ap.add_argument("--pipelines", default="default,quality,bm25-pack", help="presets or pipeline config files (.json/.yaml/.toml)")
     ap.add_argument("--reference", default="bm25-pack", help="pipeline the ratios are taken against")
     ap.add_argument("--budget", type=int, default=500, help="token budget (tokens, not a share)")
     ap.add_argument("--n", type=int, default=5, help="timed cases per size (the bundled sets hold about 8,600 distinct passages)")
@@ -181,7 +192,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     warm, timed = build_cases(sizes, args.n, args.warm)
     # interleave sizes too, so a burst of load on the machine does not land on one size only
     timed = [c for k in range(args.n) for c in timed[k :: args.n]]
-    pipelines = {name: Pipeline.preset(name, budget=args.budget) for name in names}
+    pipelines = {_name(n): _pipeline(n, args.budget) for n in names}
+    names = list(pipelines)
     load_before = os.getloadavg()
     wall, cpu = run(pipelines, warm, timed)
     summary, summary_cpu = summarize(wall, args.reference), summarize(cpu, args.reference)

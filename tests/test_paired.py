@@ -42,3 +42,9 @@ def test_also_compares_against_a_named_arm_and_unknown_arms_fail(tmp_path):
     assert json.loads(out.read_text())["default@0.25 vs default-noretr"]["delta"] == 0.25
     with pytest.raises(SystemExit, match="no rows for"):
         paired.main([str(run), "--arms", "quality"])
+
+
+def test_token_budgets_print_as_tokens(tmp_path, capsys):
+    run = write(tmp_path / "run", {("default", 300): [1, 1, 0, 0], ("bm25-pack", 300): [1, 0, 0, 0]})
+    assert paired.main([str(run), "--arms", "default"]) == 0
+    assert "| default | 300 tokens | 0.500 | bm25-pack | 0.250 |" in capsys.readouterr().out

@@ -323,3 +323,49 @@ def test_chunk_terms_put_together_from_sentences_equal_the_texts_own():
                 own = [terms(t, stem) for t in titled(sents, chunks, use_title)]
                 got = chunk_terms(chunks, sents, own, use_title=use_title, stem=stem, memo={})
                 assert got == [terms(t, stem) for t in chunk_texts(chunks, use_title=use_title)]
+
+
+def _many(n: int) -> list[Chunk]:
+    chunks = [Chunk(id=f"c{i}", text=f"Filler passage {i} says little. It goes on a bit, line {i}.") for i in range(n)]
+    chunks[57] = Chunk(id="c57", text="The Eiffel Tower is in Paris. It was built in 1889.")
+    return chunks
+
+
+def test_candidates_score_only_the_best_chunks_and_say_why_the_rest_went():
+    chunks, ctx = _many(100), StageContext.default(budget=40)
+    query = "Where is the Eiffel Tower?"
+    out = SentenceExtract(model="static", candidates=10)(query, chunks, ctx)
+    assert "c57" in [c.id for c in out.chunks]
+    assert out.notes["candidates"] == 10 and out.notes["chunks_in"] == 100
+    assert len(out.chunks) + len(out.reasons) >= 100 and all(c.id not in out.reasons or "left out" in out.reasons[c.id] for c in out.chunks)
+    assert "not among the 10 best of 100 chunks" in out.reasons["c99"]
+    # the same as scoring the ten candidates (c57, then ties in the given order) alone
+    picked = [c for c in chunks if c.id in {"c57", *(f"c{i}" for i in range(9))}]
+    alone = SentenceExtract(model="static")(query, picked, ctx)
+    assert [(c.id, c.text) for c in out.chunks] == [(c.id, c.text) for c in alone.chunks]
+
+
+def test_candidates_off_or_not_reached_change_nothing():
+    chunks, ctx = _many(60), StageContext.default(budget=40)
+    plain = SentenceExtract(model="static")("Where is the Eiffel Tower?", chunks, ctx)
+    for n in (0, 60, 64):
+        same = SentenceExtract(model="static", candidates=n)("Where is the Eiffel Tower?", chunks, ctx)
+        assert [(c.id, c.text) for c in same.chunks] == [(c.id, c.text) for c in plain.chunks]
+        assert dict(same.reasons) == dict(plain.reasons)
+
+
+def test_the_retriever_score_brings_a_chunk_into_the_candidates():
+    chunks = [Chunk(id=f"c{i}", text=f"Filler passage {i} says little.", score=0.0) for i in range(30)]
+    chunks[20] = Chunk(id="c20", text="A filler line that says one query word.", score=5.0)
+    chunks[29] = Chunk(id="c29", text="Nothing to see here.", score=0.0)
+    ctx = StageContext.default(budget=200)
+    kept = SentenceExtract(model=None, candidates=3)("filler passage", chunks, ctx)
+    assert "c20" in [c.id for c in kept.chunks]
+    ignored = SentenceExtract(model=None, candidates=3, retriever="ignore")("filler passage", chunks, ctx)
+    assert "c20" not in [c.id for c in ignored.chunks]
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, "64"])
+def test_candidates_must_be_a_whole_number(bad):
+    with pytest.raises(ValueError, match="candidates must be a whole number"):
+        SentenceExtract(candidates=bad)

@@ -54,7 +54,7 @@ from optimizer.stage import Stage, StageContext, StageOutput
 from optimizer.stages.sentence_features import RETRIEVER_MODES, sentence_features
 from optimizer.stages.sentence_scorer import FittedScorer, load_scorer
 from optimizer.stages.sentence_select import SentenceSelector
-from optimizer.scoring import bm25_plus_scores, minmax
+from optimizer.scoring import bm25_plus_scores, chunk_texts, minmax
 from optimizer.stages.sentence_signals import (
     NUMERIC_QUESTION,
     Sentence,
@@ -183,6 +183,11 @@ class SentenceExtract(Stage):
     retriever_weight:
         Hand-weighted scorer: weight of the retriever's min-max scaled score in the chunk
         prior, next to BM25's 1 and the cosine's ``chunk_dense`` (0 turns it off).
+    candidates:
+        When more chunks than this arrive (0: never), only this many, the best by BM25 plus
+        the retriever's score (or an earlier rerank's ``relevance``), are split into sentences
+        and scored; the others are dropped with a reason in the trace. Keeps the cost of
+        long retrieved lists near one BM25 pass.
     """
 
     name = "compress-sentences"
@@ -220,6 +225,7 @@ class SentenceExtract(Stage):
         retriever: str = "auto",
         coverage_mode: str = "add",
         retriever_weight: float = 1.0,
+        candidates: int = 0,
     ) -> None:
         _check_settings(model=model, hops=hops, order=order, ratio=ratio, fill=fill, scorer=scorer,
                         coverage_mode=coverage_mode, retriever=retriever, neighbours=neighbours)
@@ -253,6 +259,9 @@ class SentenceExtract(Stage):
         self.retriever = retriever
         self.coverage_mode = coverage_mode
         self.retriever_weight = retriever_weight
+        if not isinstance(candidates, int) or candidates < 0:
+            raise ValueError(f"sentences: candidates must be a whole number >= 0 (0 = score every chunk), got {candidates!r}")
+        self.candidates = candidates
         self.fitted: FittedScorer | None = load_scorer(weights) if scorer == "fitted" else None
 
     def warm_up(self) -> None:
@@ -387,7 +396,34 @@ class SentenceExtract(Stage):
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
         if not chunks:
             return StageOutput([])
+        if self.candidates and len(chunks) > self.candidates:
+            return self._from_candidates(query, chunks, context)
         sents, score = self.scores(query, chunks, context)
         if not sents:
             return StageOutput([c for c in chunks if c.text.strip()])
         return self.selector(query, chunks, sents, score, context)
+
+    def _from_candidates(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
+        """Sentences from the ``candidates`` best chunks only; the rest dropped with a reason.
+
+        The chunks are ranked by the cheap part of the chunk prior (BM25, plus the retriever's
+        score when they carry one, or an earlier rerank stage's ``relevance``), so a long list
+        costs one BM25 pass over whole chunks instead of scoring every sentence.
+        """
+        keep = set(self._candidate_indices(query, chunks, context))
+        picked = [c for i, c in enumerate(chunks) if i in keep]
+        inner = self(query, picked, context) if picked else StageOutput([])
+        out = inner if isinstance(inner, StageOutput) else StageOutput(list(inner))
+        reason = f"sentences: not among the {self.candidates} best of {len(chunks)} chunks by BM25 and the retriever's score"
+        reasons = {**{c.id: reason for i, c in enumerate(chunks) if i not in keep}, **out.reasons}
+        return StageOutput(out.chunks, reasons=reasons, notes={**out.notes, "candidates": len(picked), "chunks_in": len(chunks)})
+
+    def _candidate_indices(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> list[int]:
+        """Indices of the ``candidates`` best chunks (ties: the earlier given)."""
+        if any(c.relevance is not None for c in chunks):
+            prior = minmax([c.relevance if c.relevance is not None else 0.0 for c in chunks])
+        else:
+            memo = terms_memo(context, self.stem)
+            texts = chunk_texts(chunks, use_title=self.use_title)
+            prior = self._chunk_prior(bm25_plus_scores(self._terms(query), [memo_terms(t, self.stem, memo) for t in texts]), None, chunks, context)
+        return [int(i) for i in np.argsort(-np.array(prior), kind="stable")[: self.candidates]]
