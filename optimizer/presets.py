@@ -16,13 +16,17 @@ from typing import Any
 
 # The default sentence extraction: static embeddings, a hybrid BM25 + cosine chunk prior, query
 # coverage and, at tight budgets, a cost-scaled greedy that spreads over chunks. Chosen on HotpotQA and 2Wiki, checked on
-# squad2-pools and nq-multidoc (BENCHMARKS.md, "How default was chosen").
+# squad2-pools and nq-multidoc (BENCHMARKS.md, "How default was chosen"). Given more than 64
+# chunks, only the 64 best by BM25 and the retriever's score are split into sentences (fixed,
+# not tuned; BENCHMARKS.md, "Issue 11, second round": recall within about a point at 100
+# retrieved chunks, 1.4-1.7x bm25-pack's cost at 1,000 instead of 4-4.8x).
 SENTENCES_DEFAULT: dict[str, Any] = {
     "model": "static",
     "chunk_dense": 0.25,
     "coverage": 0.5,
     "density": 0.3,
     "tight_sentences": 4,
+    "candidates": 64,
 }
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -65,6 +65,8 @@ PIPELINE_STEPS = {
     # the default preset's selection (coverage, budget-aware density, hybrid prior), lexical
     # only so the test loads no model; the embedding term only changes scores, not the packing
     "sentences": [NearDedupe(), SentenceExtract(**{**SENTENCES_DEFAULT, "model": None})],
+    # the same with the candidate cut reached (the preset's 64 is above these lists' length)
+    "sentences-candidates": [NearDedupe(), SentenceExtract(**{**SENTENCES_DEFAULT, "model": None, "candidates": 2})],
 }
 
 
