@@ -244,7 +244,7 @@ def test_client_leaving_mid_stream_still_settles_and_writes_its_row(tmp_path):
 
     from serve_fixtures import PEPPER, gateway_config
 
-    with serve_in_thread(create_fake_upstream(latency_ms=1, answer_tokens=40, token_delay_ms=50)) as up:
+    with serve_in_thread(create_fake_upstream(latency_ms=1, answer_tokens=40, token_delay_ms=200)) as up:
         service = Service(gateway_config(up), db_url=f"sqlite:///{tmp_path}/s.sqlite", pepper=PEPPER)
         with serve_in_thread(create_app(service)) as base:
             key = tenant_with_key(service, "acme")
@@ -252,7 +252,7 @@ def test_client_leaving_mid_stream_still_settles_and_writes_its_row(tmp_path):
             with httpx.stream("POST", f"{base}/v1/chat/completions", json=chat_body(stream=True, max_tokens=40), headers=auth(key)) as r:
                 first = next(r.iter_raw())
                 assert first.startswith(b"data: ")
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 rows = ledger_rows(service)
                 if rows and rows[0]["action"] != "pending":
