@@ -31,3 +31,13 @@ def static_as_hashing():
     store = ModelStore()
     with use_store(store):
         yield lambda dim: store.put(("embedder", "static"), HashingEmbedder(dim=dim))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_process_models():
+    """Close the models tests loaded into the process store (llama.cpp ones) before the
+    interpreter shuts down, where llama-cpp-python's own ``__del__`` fails noisily."""
+    yield
+    from optimizer.models import default_store
+
+    default_store().close()
