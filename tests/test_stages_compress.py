@@ -369,3 +369,10 @@ def test_the_retriever_score_brings_a_chunk_into_the_candidates():
 def test_candidates_must_be_a_whole_number(bad):
     with pytest.raises(ValueError, match="candidates must be a whole number"):
         SentenceExtract(candidates=bad)
+
+
+def test_candidates_follow_an_earlier_rerank_and_say_so():
+    chunks = [Chunk(id=f"c{i}", text=f"The Eiffel Tower fact number {i}.", relevance=1.0 if i == 3 else 0.0) for i in range(20)]
+    out = SentenceExtract(model=None, candidates=1)("Where is the Eiffel Tower?", chunks, StageContext.default(budget=40))
+    assert [c.id for c in out.chunks] == ["c3"]  # the rerank's pick; by BM25 alone the first given would win the tie
+    assert "by an earlier rerank's relevance" in out.reasons["c0"]

@@ -95,6 +95,13 @@ def _check_settings(*, model: str | None, hops: int, order: str, ratio: float, f
         raise ValueError(f"sentences: neighbours must be a non-negative integer, got {neighbours!r}")
 
 
+def _rerank_prior(chunks: Sequence[Chunk]) -> list[float] | None:
+    """An earlier rerank stage's ``relevance`` scaled to [0, 1] (0 where missing), or ``None`` if no chunk has one."""
+    if any(c.relevance is not None for c in chunks):
+        return minmax([c.relevance if c.relevance is not None else 0.0 for c in chunks])
+    return None
+
+
 class SentenceExtract(Stage):
     """Keep the highest-scoring whole sentences until the token budget is filled.
 
@@ -348,9 +355,7 @@ class SentenceExtract(Stage):
         memo = terms_memo(context, self.stem)
         sent_terms = [memo_terms(t, self.stem, memo) for t in texts]
         chunk_terms = chunk_term_lists(chunks, sents, sent_terms, use_title=self.use_title, stem=self.stem, memo=memo)
-        prior = None
-        if any(c.relevance is not None for c in chunks):
-            prior = minmax([c.relevance if c.relevance is not None else 0.0 for c in chunks])
+        prior = _rerank_prior(chunks)
         sent_vecs = qvec = None
         embedder = None
         if self.model is not None and self.dense:
@@ -414,15 +419,15 @@ class SentenceExtract(Stage):
         picked = [c for i, c in enumerate(chunks) if i in keep]
         inner = self(query, picked, context) if picked else StageOutput([])
         out = inner if isinstance(inner, StageOutput) else StageOutput(list(inner))
-        reason = f"sentences: not among the {self.candidates} best of {len(chunks)} chunks by BM25 and the retriever's score"
+        by = "an earlier rerank's relevance" if _rerank_prior(chunks) is not None else "BM25 and the retriever's score"
+        reason = f"sentences: not among the {self.candidates} best of {len(chunks)} chunks by {by}"
         reasons = {**{c.id: reason for i, c in enumerate(chunks) if i not in keep}, **out.reasons}
         return StageOutput(out.chunks, reasons=reasons, notes={**out.notes, "candidates": len(picked), "chunks_in": len(chunks)})
 
     def _candidate_indices(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> list[int]:
         """Indices of the ``candidates`` best chunks (ties: the earlier given)."""
-        if any(c.relevance is not None for c in chunks):
-            prior = minmax([c.relevance if c.relevance is not None else 0.0 for c in chunks])
-        else:
+        prior = _rerank_prior(chunks)
+        if prior is None:
             memo = terms_memo(context, self.stem)
             texts = chunk_texts(chunks, use_title=self.use_title)
             prior = self._chunk_prior(bm25_plus_scores(self._terms(query), [memo_terms(t, self.stem, memo) for t in texts]), None, chunks, context)
