@@ -76,3 +76,24 @@ def test_second_hop_lifts_the_bridge_chunk_sentences():
     lift = score_of(2, "Chief of Protocol") - score_of(1, "Chief of Protocol")
     assert lift > 0.5  # the answer sentence shares no word with the question; the link to "Shirley Temple" lifts it
     assert score_of(2, "Radio programs") == pytest.approx(score_of(1, "Radio programs"))  # unlinked chunk unchanged
+
+
+@pytest.mark.parametrize("preset", ["default", "quality"])
+def test_a_wrong_fact_copy_listed_first_does_not_erase_the_true_passage(preset):
+    """A near-copy that changes the answer used to win the dedupe tie (it comes first) and the truth was dropped."""
+    story = (
+        "The Harbour Bridge was opened by the premier in March 1932. It took eight years to build. "
+        "The arch spans 503 metres across the harbour. About 160,000 vehicles cross it each day. "
+        "Its granite pylons were quarried near Moruya on the south coast. The steel came from England. "
+        "Workers climbed the arch in a guided tour that started in 1998. The toll is paid electronically."
+    )
+    chunks = [
+        {"id": "wrong", "title": "Harbour Bridge", "text": story.replace("March 1932", "June 1927")},
+        {"id": "right", "title": "Harbour Bridge", "text": story},
+        {"id": "other", "title": "Opera House", "text": "The Opera House opened in 1973. Its roof is made of shells."},
+    ]
+    q = "When was the Harbour Bridge opened?"
+    out = Pipeline.preset(preset, budget=200).run(q, chunks)
+    assert "March 1932" in out.text and "June 1927" in out.text  # both versions reach the reader
+    assert out.text.count("It took eight years to build.") == 1  # what the copy repeats is still removed
+    assert chunks[0]["text"] == story.replace("March 1932", "June 1927")  # inputs untouched

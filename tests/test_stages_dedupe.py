@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from optimizer import Chunk
 from optimizer.embeddings import HashingEmbedder
@@ -38,16 +39,57 @@ def test_near_drops_the_lower_scored_near_copy_with_jaccard_in_the_reason():
         Chunk(id="orig", text=BASE + ".", score=0.8),
         Chunk(id="diff", text="The Statue of Liberty was dedicated in 1886 in New York Harbor.", score=0.1),
     ]
-    out = NearDedupe(threshold=0.8)("q", chunks, CTX())
+    out = NearDedupe(threshold=0.8, differences="drop")("q", chunks, CTX())
     assert [c.id for c in out] == ["orig", "diff"]
     assert out.reasons["copy"].startswith("near-duplicate of orig (jaccard 0.")
+
+
+STORY = (
+    "The flood closed the river road on Monday. Officials said 12 people were rescued from the valley. "
+    "Schools in the district stayed shut. The weather service expects more rain on Thursday."
+)
+
+
+def test_near_keeps_the_sentence_a_near_copy_changes_and_drops_the_rest():
+    # an updated copy of a news story listed first: dropping it whole would lose "15"
+    update = Chunk(id="update", text=STORY.replace("12 people", "15 people"), score=0.5)
+    story = Chunk(id="story", text=STORY, score=0.9)
+    before = (update.text, update.pieces)
+    out = NearDedupe(threshold=0.5)("q", [update, story], CTX())
+    assert [c.id for c in out] == ["update", "story"]
+    assert out[0].text == "Officials said 12 people were rescued from the valley.".replace("12", "15")
+    s, e = out[0].pieces[0]
+    assert update.text[s:e] == out[0].text  # provenance: the span of the original text it came from
+    assert out[1].text == STORY
+    assert out.reasons["update"].startswith("near-duplicate of story (jaccard 0.")
+    assert out.reasons["update"].endswith("kept the 1 sentence it adds")
+    assert (update.text, update.pieces) == before  # the input chunk is not changed
+
+
+def test_near_drops_a_copy_that_adds_no_sentence_and_keeps_a_shared_change_once():
+    trimmed = Chunk(id="trimmed", text=STORY.rsplit(" The weather", 1)[0], score=0.1)  # a subset: adds nothing
+    first = Chunk(id="first", text=STORY.replace("Monday", "Tuesday"), score=0.5)
+    second = Chunk(id="second", text=STORY.replace("Monday", "Tuesday") + " ", score=0.4)
+    story = Chunk(id="story", text=STORY, score=0.9)
+    out = NearDedupe(threshold=0.5)("q", [trimmed, first, second, story], CTX())
+    assert [c.id for c in out] == ["first", "story"]
+    assert out[0].text == "The flood closed the river road on Tuesday."
+    assert out.reasons["trimmed"].startswith("near-duplicate of story (jaccard")
+    assert out.reasons["second"].startswith("near-duplicate of story (jaccard")
+    assert "kept" not in out.reasons["second"]
+
+
+def test_dedupers_reject_an_unknown_differences_setting():
+    for stage in (NearDedupe, SemanticDedupe):
+        with pytest.raises(ValueError, match="differences must be 'keep'.*got 'merge'"):
+            stage(differences="merge")
 
 
 def test_near_with_lsh_finds_the_same_duplicates():
     chunks = [Chunk(id=f"n{i}", text=f"Filler passage number {i} about topic {i * 7} and nothing else at all.") for i in range(70)]
     chunks.append(Chunk(id="dup", text=chunks[5].text + " ok", score=-1.0))
-    exact = NearDedupe(threshold=0.7, lsh_above=1000)("q", chunks, CTX())
-    lsh = NearDedupe(threshold=0.7, lsh_above=10)("q", chunks, CTX())
+    exact = NearDedupe(threshold=0.7, lsh_above=1000, differences="drop")("q", chunks, CTX())
+    lsh = NearDedupe(threshold=0.7, lsh_above=10, differences="drop")("q", chunks, CTX())
     assert "dup" in exact.reasons and "dup" in lsh.reasons
     assert len(lsh) == len(exact) == 70
 
@@ -59,9 +101,23 @@ def test_semantic_keeps_the_better_scored_of_two_identical_embeddings(static_as_
         Chunk(id="b", text="paris tower 1889 built", score=0.7),  # same words, other order
         Chunk(id="c", text="new york statue liberty harbor", score=0.5),
     ]
-    out = SemanticDedupe(threshold=0.95)("q", chunks, CTX())
+    out = SemanticDedupe(threshold=0.95, differences="drop")("q", chunks, CTX())
     assert [c.id for c in out] == ["b", "c"]
     assert out.reasons["a"].startswith("semantic duplicate of b (cosine 1.000")
+
+
+def test_semantic_duplicate_keeps_the_sentence_it_adds_and_drops_a_reordered_copy(static_as_hashing):
+    static_as_hashing(512)
+    chunks = [
+        Chunk(id="shuffled", text="The arch is iron. The tower in Paris was built in 1889.", score=0.1),
+        Chunk(id="orig", text="The tower in Paris was built in 1889. The arch is iron.", score=0.9),
+        Chunk(id="changed", text="The tower in Paris was in 1889 built. The arch is iron.", score=0.5),
+    ]
+    out = SemanticDedupe(threshold=0.95)("q", chunks, CTX())
+    assert [c.id for c in out] == ["orig", "changed"]
+    assert out[1].text == "The tower in Paris was in 1889 built."
+    assert out.reasons["shuffled"] == "semantic duplicate of orig (cosine 1.000)"
+    assert out.reasons["changed"] == "semantic duplicate of orig (cosine 1.000): kept the 1 sentence it adds"
 
 
 def test_semantic_faiss_path_agrees_with_matrix_path(static_as_hashing):
@@ -173,10 +229,14 @@ def test_near_lsh_path_with_the_pre_filter_drops_what_minhashing_every_chunk_dro
         words = chunks[i].text.split()
         k = int(rng.integers(1, 4))  # change 1-3 words near the end: Jaccard about 0.8-0.95
         chunks.append(Chunk(id=f"c{i}", text=" ".join(words[:-k - 2] + ["new"] * k + words[-2:]), score=float(rng.integers(0, 4))))
-    for stage in (NearDedupe(), NearDedupe(threshold=0.9, num_perm=64), NearDedupe(shingle=2, threshold=0.7)):
+    for stage in (
+        NearDedupe(differences="drop"),
+        NearDedupe(threshold=0.9, num_perm=64, differences="drop"),
+        NearDedupe(shingle=2, threshold=0.7, differences="drop"),
+    ):
         out = stage("q", chunks, CTX())
         expected = _every_minhash(stage, chunks)
         assert dict(out.reasons) == expected
         assert [c.id for c in out] == [c.id for c in chunks if c.id not in expected]
-    every_pair = NearDedupe(lsh_above=10_000)("q", chunks, CTX())
+    every_pair = NearDedupe(lsh_above=10_000, differences="drop")("q", chunks, CTX())
     assert 0 < len(_every_minhash(NearDedupe(), chunks)) < len(every_pair.reasons)  # LSH missed some: a real check

@@ -4,6 +4,13 @@ Every deduper keeps the best-scored copy (``relevance``, else the caller's ``sco
 go to the earlier chunk), keeps the survivors in their input order and says, for each
 dropped chunk, which one it duplicates and how close they were.
 
+A near or semantic duplicate is rarely an exact copy: a syndicated news story with an
+updated figure, a corrected page, an edited passage that states a different fact. With
+``differences="keep"`` (the default) such a chunk is cut down to the sentences it adds
+(those whose normalized text is not already in the copy it duplicates, nor added by an
+earlier copy of the same one), with provenance, instead of being dropped with them; only a
+copy that adds nothing is dropped. ``differences="drop"`` drops every duplicate whole.
+
 >>> from optimizer import Chunk
 >>> from optimizer.stage import StageContext
 >>> cs = [Chunk(id="a", text="Paris is in France.", score=0.1), Chunk(id="b", text="paris is in  France", score=0.9)]
@@ -23,8 +30,71 @@ import numpy as np
 
 from optimizer.embeddings import EMBEDDERS, chunk_vectors, get_embedder
 from optimizer.records import Chunk
+from optimizer.sentences import split_sentences
 from optimizer.stage import Stage, StageContext, StageOutput, relevance_of
 from optimizer.text import jaccard, normalized, shingles
+
+DIFFERENCES = ("keep", "drop")
+
+
+def _check_differences(stage: str, value: str) -> None:
+    if value not in DIFFERENCES:
+        raise ValueError(f"{stage}: differences must be 'keep' (a duplicate keeps the sentences it adds) or 'drop', got {value!r}")
+
+
+def _sentence_keys(chunk: Chunk) -> list[tuple[str, tuple[int, int]]]:
+    """``(normalized text, span in the current text)`` of each sentence of ``chunk``."""
+    text = chunk.text
+    return [(normalized(text[s:e]), (s, e)) for s, e in split_sentences(text)]
+
+
+class _Differences:
+    """What each duplicate adds to the chunk it duplicates, sentence by sentence.
+
+    The first duplicate of a chunk is compared with that chunk's sentences; a later one also
+    with what earlier duplicates of it added, so two copies that change the same sentence
+    the same way keep it once.
+    """
+
+    def __init__(self, chunks: Sequence[Chunk]) -> None:
+        self.chunks = chunks
+        self.seen: dict[int, set[str]] = {}
+
+    def added(self, i: int, original: int) -> Chunk | None:
+        """``chunks[i]`` cut to the sentences it adds to ``chunks[original]``, or None if none."""
+        seen = self.seen.get(original)
+        if seen is None:
+            seen = self.seen[original] = {key for key, _ in _sentence_keys(self.chunks[original]) if key}
+        dup = self.chunks[i]
+        new = [(key, span) for key, span in _sentence_keys(dup) if key and key not in seen]
+        if not new:
+            return None
+        ranges = [r for _, (s, e) in new for r in dup.map_range(s, e)]
+        seen.update(key for key, _ in new)
+        return dup.keep(ranges)
+
+
+def _reduce(
+    chunks: Sequence[Chunk], dropped: dict[int, tuple[int, str]], differences: str
+) -> StageOutput:
+    """Drop each duplicate (``index -> (original, reason with {} for the original's id)``), or keep what it adds."""
+    diffs = _Differences(chunks) if differences == "keep" else None
+    out: list[Chunk] = []
+    reasons: dict[str, str] = {}
+    for i, c in enumerate(chunks):
+        if i not in dropped:
+            out.append(c)
+            continue
+        original, reason = dropped[i]
+        reduced = diffs.added(i, original) if diffs is not None else None
+        what = reason.format(chunks[original].id)
+        if reduced is None:
+            reasons[c.id] = what
+            continue
+        n = len(split_sentences(reduced.text))
+        reasons[c.id] = f"{what}: kept the {n} sentence{'s' if n != 1 else ''} it adds"
+        out.append(reduced)
+    return StageOutput(out, reasons=reasons)
 
 
 def _best_first(chunks: Sequence[Chunk]) -> list[int]:
@@ -110,14 +180,32 @@ class NearDedupe(Stage):
     Candidates come from MinHash LSH (datasketch; Broder, *On the resemblance and
     containment of documents*, 1997) once there are more than ``lsh_above`` chunks;
     below that every pair is compared. The reported Jaccard is the exact one on shingles.
+    A near-duplicate keeps the sentences it adds (``differences="keep"``, the module's
+    docstring says why), so a copy that changes one fact is cut to that sentence:
+
+    >>> from optimizer import Chunk
+    >>> from optimizer.stage import StageContext
+    >>> text = "The bridge opened in 1932. It is 503 metres long. Its arch is steel. It carries eight lanes."
+    >>> a, b = Chunk(id="a", text=text), Chunk(id="b", text=text.replace("1932", "1931"))
+    >>> out = NearDedupe(threshold=0.6)("q", [a, b], StageContext.default())
+    >>> [c.text for c in out], out.reasons["b"]
+    (['The bridge opened in 1932. It is 503 metres long. Its arch is steel. It carries eight lanes.', 'The bridge opened in 1931.'], 'near-duplicate of a (jaccard 0.68): kept the 1 sentence it adds')
     """
 
     name = "dedupe-near"
 
     def __init__(
-        self, *, threshold: float = 0.8, shingle: int = 3, num_perm: int = 128, lsh_above: int = 64, seed: int = 1
+        self,
+        *,
+        threshold: float = 0.8,
+        shingle: int = 3,
+        num_perm: int = 128,
+        lsh_above: int = 64,
+        seed: int = 1,
+        differences: str = "keep",
     ) -> None:
         _check_unit(self.name, "threshold", threshold)
+        _check_differences(self.name, differences)
         if isinstance(shingle, bool) or not isinstance(shingle, int) or shingle < 1:
             raise ValueError(f"{self.name}: shingle must be a positive integer, got {shingle!r}")
         self.threshold = threshold
@@ -125,6 +213,7 @@ class NearDedupe(Stage):
         self.num_perm = num_perm
         self.lsh_above = lsh_above
         self.seed = seed
+        self.differences = differences
 
     def warm_up(self) -> None:
         """Import datasketch and scipy's sparse matrices now (their first import takes a while)."""
@@ -134,7 +223,7 @@ class NearDedupe(Stage):
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
         sets = [shingles(c.text, self.shingle) for c in chunks]
-        reasons: dict[str, str] = {}
+        dropped: dict[int, tuple[int, str]] = {}
         kept: list[int] = []
         lsh = None
         hashes: dict[int, object] = {}
@@ -164,12 +253,12 @@ class NearDedupe(Stage):
                 if sim >= self.threshold and sim > best_j:
                     best, best_j = j, sim
             if best >= 0:
-                reasons[chunks[i].id] = f"near-duplicate of {chunks[best].id} (jaccard {best_j:.2f})"
+                dropped[i] = (best, f"near-duplicate of {{}} (jaccard {best_j:.2f})")
                 continue
             kept.append(i)
             if lsh is not None:
                 lsh.insert(str(i), hashes[i])
-        return StageOutput([c for c in chunks if c.id not in reasons], reasons=reasons)
+        return _reduce(chunks, dropped, self.differences)
 
 
 class SemanticDedupe(Stage):
@@ -181,13 +270,17 @@ class SemanticDedupe(Stage):
 
     name = "dedupe-semantic"
 
-    def __init__(self, *, threshold: float = 0.95, model: str = "static", faiss_above: int = 512) -> None:
+    def __init__(
+        self, *, threshold: float = 0.95, model: str = "static", faiss_above: int = 512, differences: str = "keep"
+    ) -> None:
         _check_unit(self.name, "threshold", threshold)
+        _check_differences(self.name, differences)
         if model not in EMBEDDERS:
             raise ValueError(f"{self.name}: model must be one of {', '.join(EMBEDDERS)}, got {model!r}")
         self.threshold = threshold
         self.model = model
         self.faiss_above = faiss_above
+        self.differences = differences
 
     def warm_up(self) -> None:
         get_embedder(self.model, build=True)
@@ -198,7 +291,7 @@ class SemanticDedupe(Stage):
             return StageOutput(list(chunks))
         vecs = chunk_vectors(get_embedder(self.model), [chunks[i] for i in live], context, use_title=False)
         pos = {i: p for p, i in enumerate(live)}
-        reasons: dict[str, str] = {}
+        dropped: dict[int, tuple[int, str]] = {}
         if len(live) > self.faiss_above:
             index, kept_rows = self._faiss(vecs), []
         else:
@@ -218,12 +311,12 @@ class SemanticDedupe(Stage):
                 k = int(np.argmax(sims))
                 best, best_sim = kept_rows[k], float(sims[k])
             if best >= 0 and best_sim >= self.threshold:
-                reasons[chunks[i].id] = f"semantic duplicate of {chunks[best].id} (cosine {best_sim:.3f})"
+                dropped[i] = (best, f"semantic duplicate of {{}} (cosine {best_sim:.3f})")
                 continue
             kept_rows.append(i)
             if index is not None:
                 index.add(v.reshape(1, -1))
-        return StageOutput([c for c in chunks if c.id not in reasons], reasons=reasons)
+        return _reduce(chunks, dropped, self.differences)
 
     @staticmethod
     def _faiss(vecs: np.ndarray):  # type: ignore[no-untyped-def]
