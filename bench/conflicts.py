@@ -83,7 +83,8 @@ def wrong_copies(rows: list[dict[str, Any]], place: str, seed: int = SEED) -> li
             text = re.sub(re.escape(a), lambda _m: wrong, text, flags=re.IGNORECASE)
         if contains_answer(text, row["answers"]):
             continue  # an alias we could not replace: the copy would not be wrong
-        fake = {**row["chunks"][i], "id": f"{row['chunks'][i]['id']}-wrong", "text": text, "gold": False}
+        fake = {k: v for k, v in row["chunks"][i].items() if k != "gold_spans"}  # not evidence: no gold spans
+        fake.update(id=f"{fake['id']}-wrong", text=text, gold=False)
         chunks = list(row["chunks"])
         chunks.insert(i if place == "before" else i + 1, fake)
         meta = {**row.get("meta", {}), "stress": f"wrong-fact copy {place} the answer's passage", "wrong_answer": wrong}

@@ -61,7 +61,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         ],
     },
     "default": {
-        "description": "recommended: drop near-duplicates, then pick sentences by BM25 + static embeddings "
+        "description": "recommended: cut near-duplicates to what they add, then pick sentences by BM25 + static embeddings "
         "+ a hybrid chunk prior with a second hop, covering the query's words, to fill the budget (no LLM, no MiniLM)",
         "steps": [
             {"stage": "dedupe-near"},
