@@ -13,3 +13,10 @@ done
 ragtrim eval --data hotpotqa --limit 100 --pipelines default,quality,fitted,bm25-pack,dense-topk,truncate --budgets 0.125,0.25 \
     --reader local --reader-on default@0.125,default@0.25,quality@0.125,quality@0.25,fitted@0.25,bm25-pack@0.25,dense-topk@0.25,truncate@0.25 \
     --out "$OUT/hotpotqa-local"
+# wrong-fact near-copies (BENCHMARKS.md, "Issue 11, third round"): built from the bundled sets, old dedupe as extra arms
+for data in squad2-pools nq-multidoc hotpotqa 2wiki; do
+    python bench/conflicts.py $data --out "$OUT/conflicts/$data-wrong-before.jsonl"
+    ragtrim eval --data "$OUT/conflicts/$data-wrong-before.jsonl" --pipelines default,quality,truncate,bm25-pack,dense-topk,sentence-dense \
+        --config bench/configs/default-dropdups.json --config bench/configs/quality-dropdups.json --budgets $B,1.0 --reader none \
+        --out "$OUT/conflicts/$data"
+done
