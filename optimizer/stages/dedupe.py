@@ -25,6 +25,7 @@ import functools
 import hashlib
 import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -53,15 +54,15 @@ class _Differences:
 
     The first duplicate of a chunk is compared with that chunk's sentences; a later one also
     with what earlier duplicates of it added, so two copies that change the same sentence
-    the same way keep it once.
+    the same way keep it once (in the better-scored copy: duplicates come best first).
     """
 
     def __init__(self, chunks: Sequence[Chunk]) -> None:
         self.chunks = chunks
         self.seen: dict[int, set[str]] = {}
 
-    def added(self, i: int, original: int) -> Chunk | None:
-        """``chunks[i]`` cut to the sentences it adds to ``chunks[original]``, or None if none."""
+    def added(self, i: int, original: int) -> tuple[Chunk, int] | None:
+        """``chunks[i]`` cut to the sentences it adds to ``chunks[original]`` and their number, or None."""
         seen = self.seen.get(original)
         if seen is None:
             seen = self.seen[original] = {key for key, _ in _sentence_keys(self.chunks[original]) if key}
@@ -69,31 +70,35 @@ class _Differences:
         new = [(key, span) for key, span in _sentence_keys(dup) if key and key not in seen]
         if not new:
             return None
-        ranges = [r for _, (s, e) in new for r in dup.map_range(s, e)]
         seen.update(key for key, _ in new)
-        return dup.keep(ranges)
+        return dup.keep([r for _, (s, e) in new for r in dup.map_range(s, e)]), len(new)
 
 
-def _reduce(
-    chunks: Sequence[Chunk], dropped: dict[int, tuple[int, str]], differences: str
-) -> StageOutput:
-    """Drop each duplicate (``index -> (original, reason with {} for the original's id)``), or keep what it adds."""
+@dataclass(frozen=True)
+class _Duplicate:
+    """A chunk found to duplicate ``original``: ``what`` it is and ``how`` close (for the reason)."""
+
+    original: int
+    what: str
+    how: str
+
+
+def _reduce(chunks: Sequence[Chunk], duplicates: dict[int, _Duplicate], differences: str) -> StageOutput:
+    """Drop each duplicate, or (``differences="keep"``) cut it to the sentences it adds."""
     diffs = _Differences(chunks) if differences == "keep" else None
-    out: list[Chunk] = []
+    reduced: dict[int, Chunk] = {}
     reasons: dict[str, str] = {}
-    for i, c in enumerate(chunks):
-        if i not in dropped:
-            out.append(c)
+    for i in _best_first(chunks):
+        if i not in duplicates:
             continue
-        original, reason = dropped[i]
-        reduced = diffs.added(i, original) if diffs is not None else None
-        what = reason.format(chunks[original].id)
-        if reduced is None:
-            reasons[c.id] = what
-            continue
-        n = len(split_sentences(reduced.text))
-        reasons[c.id] = f"{what}: kept the {n} sentence{'s' if n != 1 else ''} it adds"
-        out.append(reduced)
+        d = duplicates[i]
+        reason = f"{d.what} of {chunks[d.original].id} ({d.how})"
+        kept = diffs.added(i, d.original) if diffs is not None else None
+        if kept is not None:
+            reduced[i], n = kept
+            reason += f": kept the {n} sentence{'s' if n != 1 else ''} it adds"
+        reasons[chunks[i].id] = reason
+    out = [reduced.get(i, c) for i, c in enumerate(chunks) if i not in duplicates or i in reduced]
     return StageOutput(out, reasons=reasons)
 
 
@@ -223,7 +228,7 @@ class NearDedupe(Stage):
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
         sets = [shingles(c.text, self.shingle) for c in chunks]
-        dropped: dict[int, tuple[int, str]] = {}
+        dropped: dict[int, _Duplicate] = {}
         kept: list[int] = []
         lsh = None
         hashes: dict[int, object] = {}
@@ -253,7 +258,7 @@ class NearDedupe(Stage):
                 if sim >= self.threshold and sim > best_j:
                     best, best_j = j, sim
             if best >= 0:
-                dropped[i] = (best, f"near-duplicate of {{}} (jaccard {best_j:.2f})")
+                dropped[i] = _Duplicate(best, "near-duplicate", f"jaccard {best_j:.2f}")
                 continue
             kept.append(i)
             if lsh is not None:
@@ -291,7 +296,7 @@ class SemanticDedupe(Stage):
             return StageOutput(list(chunks))
         vecs = chunk_vectors(get_embedder(self.model), [chunks[i] for i in live], context, use_title=False)
         pos = {i: p for p, i in enumerate(live)}
-        dropped: dict[int, tuple[int, str]] = {}
+        dropped: dict[int, _Duplicate] = {}
         if len(live) > self.faiss_above:
             index, kept_rows = self._faiss(vecs), []
         else:
@@ -311,7 +316,7 @@ class SemanticDedupe(Stage):
                 k = int(np.argmax(sims))
                 best, best_sim = kept_rows[k], float(sims[k])
             if best >= 0 and best_sim >= self.threshold:
-                dropped[i] = (best, f"semantic duplicate of {{}} (cosine {best_sim:.3f})")
+                dropped[i] = _Duplicate(best, "semantic duplicate", f"cosine {best_sim:.3f}")
                 continue
             kept_rows.append(i)
             if index is not None:
