@@ -41,6 +41,7 @@ _BUILTIN: dict[str, str] = {
     "rerank-static": "optimizer.stages.rerank:StaticRerank",
     "rerank-hybrid": "optimizer.stages.rerank:HybridRerank",
     "rerank-mmr": "optimizer.stages.rerank:MMRRerank",
+    "rerank-lm": "optimizer.stages.lm_rerank:LMRerank",
     "dedupe-exact": "optimizer.stages.dedupe:ExactDedupe",
     "dedupe-near": "optimizer.stages.dedupe:NearDedupe",
     "dedupe-semantic": "optimizer.stages.dedupe:SemanticDedupe",

@@ -9,7 +9,7 @@ from optimizer.registry import DEPRECATED_ALIASES, list_stages, make_stage, regi
 from optimizer.testing import StageConformanceError, check_stage
 
 # Stages that need a model are checked in the slow suite.
-MODEL_STAGES = {"rerank-dense", "compress-lm-prune", "dedupe-semantic", "rerank-static", "rerank-mmr", "rerank-hybrid"}
+MODEL_STAGES = {"rerank-dense", "compress-lm-prune", "rerank-lm", "dedupe-semantic", "rerank-static", "rerank-mmr", "rerank-hybrid"}
 
 
 @pytest.mark.parametrize("name", [n for n in list_stages() if n not in MODEL_STAGES])

@@ -139,12 +139,12 @@ def parse_reader_arms(text: str) -> list[tuple[str, Any]]:
 
 
 def resolve_pipeline_names(text: str) -> list[str]:
-    """Names from ``--pipelines`` (``all`` = every preset); unknown names raise, listing the presets."""
+    """Names from ``--pipelines`` (``all`` = every preset but the slow ``ON_REQUEST`` ones); unknown names raise."""
     from optimizer.presets import list_presets
 
     names = split_list(text)
     if names == ["all"]:
-        return list_presets()
+        return list_presets(on_request=False)
     if not names:
         raise ValueError(f"--pipelines needs at least one preset name; presets: {', '.join(list_presets())}")
     unknown = [n for n in names if n not in list_presets()]

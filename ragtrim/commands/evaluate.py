@@ -54,7 +54,7 @@ class EvalPlan:
 def eval_command(
     data: Data,
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: results.json, examples.jsonl, report.md, report.html."),
-    pipelines: str = typer.Option("all", "--pipelines", "-p", help="Comma-separated presets, or 'all'. 'full' always runs once as the reference."),
+    pipelines: str = typer.Option("all", "--pipelines", "-p", help="Comma-separated presets, or 'all' (every preset but 'thorough', which takes seconds per question: name it to run it). 'full' always runs once as the reference."),
     budgets: str = typer.Option("0.125,0.25,0.5", "--budgets", "-b", help="Comma-separated budgets: shares in (0,1] of each example's full context, or token counts."),
     reader: str = typer.Option("none", "--reader", "-r", help="none, local (packaged Gemma-3-270M), openai (any OpenAI-compatible endpoint) or fake."),
     limit: Limit = None,
