@@ -20,3 +20,8 @@ for data in squad2-pools nq-multidoc hotpotqa 2wiki; do
         --config bench/configs/default-dropdups.json --config bench/configs/quality-dropdups.json --budgets $B,1.0 --reader none \
         --out "$OUT/conflicts/$data"
 done
+# thorough (BENCHMARKS.md, "Issue 11, fourth round"): the packaged Gemma reranks 8 candidates; seconds per question
+for data in nq-multidoc hotpotqa; do
+    ragtrim eval --data $data --limit 100 --pipelines thorough,quality,default,truncate,bm25-topk,bm25-pack,dense-topk,sentence-dense \
+        --budgets $B --reader none --out "$OUT/thorough/$data"
+done

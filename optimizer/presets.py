@@ -79,9 +79,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # `quality` with the packaged Gemma as a reranker of the 8 best chunks (query likelihood, UPR) in
 # front of the sentence stage, whose chunk prior then reads the LM's ranking. Seconds per
-# question, not milliseconds (BENCHMARKS.md, "thorough"); needs ragtrim[reader].
+# question, not milliseconds, and no better than `quality` on held-out data (BENCHMARKS.md,
+# "fourth round"); needs ragtrim[reader].
 PRESETS["thorough"] = {
-    "description": "slowest, needs ragtrim[reader]: as quality, with the 8 best chunks reranked by the packaged "
+    "description": "experimental, slowest, needs ragtrim[reader]: as quality, with the 8 best chunks reranked by the packaged "
     "Gemma's likelihood of the question given each passage (UPR; seconds per question)",
     "steps": [
         {"stage": "dedupe-near"},
