@@ -18,6 +18,7 @@ llama.cpp for, only for the duration of the constructor and under a lock.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 
 from optimizer.cache import build_file_atomically, cache_dir
 from optimizer.lazy import lazy_import
+from optimizer.models import default_store
 
 PACKAGED_MODEL = "gemma-3-270m-q4_k_m"
 _LOAD_LOCK = threading.Lock()
@@ -113,3 +115,19 @@ def load_llama(model_path: str | Path, *, extra_buffers: bool | None = None, pur
     use = extra_buffers if extra_buffers is not None else extra_buffers_safe(llama_cpp)
     with _LOAD_LOCK, _model_params(llama_cpp, use):
         return llama_cpp.Llama(model_path=str(path), verbose=False, **params)
+
+
+def stored_llama(model_path: str | None, *, n_ctx: int, purpose: str, logits_all: bool) -> Any:
+    """A :func:`load_llama` model (the packaged Gemma for ``None``), loaded once per model store.
+
+    ``logits_all`` keeps every position's logits (what per-token scoring needs); without it
+    only the last position's are computed, which is far cheaper with Gemma's 262k vocabulary.
+    All cores are used.
+    """
+
+    def load() -> Any:
+        path = model_path if model_path is not None else packaged_gguf_path(purpose=purpose)
+        return load_llama(path, purpose=purpose, n_ctx=n_ctx, n_batch=n_ctx, logits_all=logits_all,
+                          n_threads=max(1, os.cpu_count() or 1))
+
+    return default_store().get(("llama", model_path, n_ctx, logits_all), load)

@@ -16,7 +16,6 @@ Li et al., *Compressing Context to Enhance Inference Efficiency of Large Languag
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from optimizer.gguf import load_llama, packaged_gguf_path
+from optimizer.gguf import packaged_gguf_path, stored_llama
 from optimizer.models import default_store
 from optimizer.records import Chunk
 from optimizer.stage import Stage, StageContext, StageOutput
@@ -59,16 +58,8 @@ def packaged_gguf() -> Path:
 
 
 def _load(model_path: str | None, n_ctx: int) -> Any:
-    """The scoring model, loaded once per model store (AMX-safe, see :func:`optimizer.gguf.load_llama`)."""
-
-    def load() -> Any:
-        path = model_path if model_path is not None else packaged_gguf()
-        return load_llama(path, purpose="LM pruning (lm-prune)", n_ctx=n_ctx, logits_all=True,
-                          n_threads=max(1, os.cpu_count() or 1))
-
-    return default_store().get(("llama", model_path, n_ctx, "logits"), load)
-
-
+    """The scoring model, every position's logits kept (AMX-safe, see :func:`optimizer.gguf.load_llama`)."""
+    return stored_llama(model_path, n_ctx=n_ctx, purpose="LM pruning (lm-prune)", logits_all=True)
 
 
 class LMPrune(Stage):

@@ -23,20 +23,20 @@ ValueError: rerank-lm: candidates must be a positive integer, got 0
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from optimizer.embeddings import chunk_vectors, embed_texts, get_embedder
-from optimizer.gguf import load_llama, packaged_gguf_path
+from optimizer.embeddings import get_embedder
+from optimizer.gguf import stored_llama
 from optimizer.lazy import lazy_import
 from optimizer.models import default_store
 from optimizer.records import Chunk
-from optimizer.scoring import best_first, bm25_scores, chunk_texts, minmax, with_relevance
+from optimizer.scoring import best_first, chunk_texts, minmax, with_relevance
 from optimizer.stage import Stage, StageContext
+from optimizer.stages.rerank import HybridRerank
 from optimizer.stages.sentence_signals import retriever_signal
 from optimizer.validate import positive_int
 
@@ -46,14 +46,8 @@ QUESTION_TOKENS = 96  # a longer question is cut (it only needs to rank passages
 
 
 def _load(model_path: str | None, n_ctx: int) -> Any:
-    """The scoring model, loaded once per model store (AMX-safe, see :func:`optimizer.gguf.load_llama`)."""
-
-    def load() -> Any:
-        path = model_path if model_path is not None else packaged_gguf_path(purpose="LM reranking (rerank-lm)")
-        return load_llama(path, purpose="LM reranking (rerank-lm)", n_ctx=n_ctx, n_batch=n_ctx,
-                          n_threads=max(1, os.cpu_count() or 1))
-
-    return default_store().get(("llama", model_path, n_ctx, "last-logits"), load)
+    """The scoring model, last position's logits only (AMX-safe, see :func:`optimizer.gguf.load_llama`)."""
+    return stored_llama(model_path, n_ctx=n_ctx, purpose="LM reranking (rerank-lm)", logits_all=False)
 
 
 def _log_softmax_at(logits: np.ndarray, token: int) -> float:
@@ -88,11 +82,8 @@ def question_likelihood(llm: Any, passage: str, question: str, *, passage_tokens
 
 def first_ranking(query: str, chunks: Sequence[Chunk], context: StageContext, *, dense_weight: float = 0.25) -> list[float]:
     """The cheap ranking that picks the candidates: BM25 + ``dense_weight`` x static cosine (+ the retriever's score)."""
-    lexical = minmax(bm25_scores(query, chunk_texts(chunks)))
-    embedder = get_embedder("static")
-    qvec = embed_texts(embedder, [query], context)[0]
-    cos = minmax([float(v) for v in chunk_vectors(embedder, chunks, context, reuse=False) @ qvec])
-    fused = [b + dense_weight * c for b, c in zip(lexical, cos)]
+    hybrid = HybridRerank(methods=("bm25", "static"), fusion="weighted", weights=(1.0, dense_weight))
+    fused = hybrid.scores(query, chunks, context)
     retrieved = retriever_signal(chunks, "auto", context)
     if retrieved is not None:
         fused = [f + r for f, r in zip(fused, minmax(retrieved))]
