@@ -36,8 +36,8 @@ from optimizer.stages.sentence_fit import fit_linear  # noqa: E402
 from optimizer.stages.sentence_scorer import FittedScorer, LinearModel  # noqa: E402
 from optimizer.stages.sentence_select import SentenceSelector  # noqa: E402
 
-KINDS = {"default": ("static", None), "quality": ("static", "minilm-int8")}
-PASSES = {"static": ("static", None), "minilm": ("static", "minilm-int8")}
+KINDS = {"default": ("static-distilled", None), "quality": ("static-distilled", "minilm-int8")}
+PASSES = {"static": ("static-distilled", None), "minilm": ("static-distilled", "minilm-int8")}
 L2 = 1.0
 # The selector settings tried, in this order (the first best wins ties).
 GRID = {

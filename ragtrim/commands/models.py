@@ -21,7 +21,7 @@ def models_build(
 
     try:
         for built in build_models(only, force=force):
-            typer.echo(f"{built.name:<12} {built.status:<8} {built.seconds:>5.1f} s  {built.path}")
+            typer.echo(f"{built.name:<17} {built.status:<8} {built.seconds:>5.1f} s  {built.path}")
     except (ValueError, RuntimeError) as exc:
         fail(str(exc), code=1)
 
@@ -35,7 +35,7 @@ def models_list() -> None:
     typer.echo(f"cache: {cache_dir()}")
     for name, where in BUILT.items():
         path = where()
-        typer.echo(f"{name:<12} {'built' if path.is_dir() else 'missing':<8} {path}")
+        typer.echo(f"{name:<17} {'built' if path.is_dir() else 'missing':<8} {path}")
 
 
 def register(app: typer.Typer) -> None:
