@@ -25,3 +25,10 @@ for data in nq-multidoc hotpotqa; do
     ragtrim eval --data $data --limit 100 --pipelines thorough,quality,default,truncate,bm25-topk,bm25-pack,dense-topk,sentence-dense \
         --budgets $B --reader none --out "$OUT/thorough/$data"
 done
+# the trained static model (BENCHMARKS.md, "Issue 11, fifth round"): default against default with the plain distilled model
+for data in nq-multidoc squad2-pools hotpotqa 2wiki; do
+    ragtrim eval --data $data --pipelines default --config bench/configs/default-distilled.json --budgets $B --reader none \
+        --out "$OUT/static/given-$data"
+    ragtrim eval --data $data --limit 200 --retrieve faiss --top-k 20 --pipelines default,truncate \
+        --config bench/configs/default-distilled.json --budgets $B --reader none --out "$OUT/static/ret-$data"
+done
