@@ -299,7 +299,7 @@ class BuiltModel:
 
 
 def build_models(names: Sequence[str] | None = None, *, force: bool = False) -> list[BuiltModel]:
-    """Build the static and int8 MiniLM models into the cache, offline; idempotent.
+    """Build the static models (trained, distilled) and the int8 MiniLM into the cache, offline; idempotent.
 
     Each build runs in a child process (``python -m optimizer.model_build``), so torch,
     model2vec and their logging never touch the calling process. A model already in the

@@ -13,10 +13,10 @@ models_app = typer.Typer(help="The models ragtrim builds once from packaged weig
 
 @models_app.command("build")
 def models_build(
-    only: Optional[list[str]] = typer.Option(None, "--only", help="Build just this model (repeatable): static, minilm-int8."),
+    only: Optional[list[str]] = typer.Option(None, "--only", help="Build just this model (repeatable): static, static-distilled, minilm-int8."),
     force: bool = typer.Option(False, "--force", help="Rebuild even if the model is already in the cache."),
 ) -> None:
-    """Build the static and int8 MiniLM models into the cache, offline (idempotent; ~30 s the first time)."""
+    """Build the static models (trained, distilled) and the int8 MiniLM into the cache, offline (idempotent; ~30 s the first time)."""
     from optimizer.embeddings import build_models
 
     try:
