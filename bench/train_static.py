@@ -31,6 +31,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         "dim": int(table.shape[1]),
         "command": "python bench/train_static.py",
     }
-    out = args.out.with_suffix(".check.npz") if args.check else args.out
+    out = Path(tempfile.mkdtemp()) / args.out.name if args.check else args.out  # --check never writes into the package
     np.savez_compressed(out, q=q, scale=scale, tokenizer=np.array(base.tokenizer.to_str()), info=np.array(json.dumps(info)))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     if args.check:
@@ -200,8 +201,6 @@ def main(argv: list[str] | None = None) -> int:
         cos = (old * new).sum(1) / (np.linalg.norm(old, axis=1) * np.linalg.norm(new, axis=1) + 1e-12)
         print(f"rows: cosine to the shipped table min {cos.min():.4f}, median {np.median(cos):.4f}")
     if args.dev:
-        import tempfile
-
         from optimizer.embeddings import StaticEmbedder, build_static_model
 
         dev = ROOT / "runs" / "fit-extra" / "nq-extra.jsonl"
