@@ -32,3 +32,9 @@ for data in nq-multidoc squad2-pools hotpotqa 2wiki; do
     ragtrim eval --data $data --limit 200 --retrieve faiss --top-k 20 --pipelines default,truncate \
         --config bench/configs/default-distilled.json --budgets $B --reader none --out "$OUT/static/ret-$data"
 done
+[ -f runs/fit-extra/nq-extra.jsonl ] || python bench/fit_extra.py   # the fit-only dev sets
+# the chunk prior's cosine weight with the trained model, chosen leave-one-dataset-out (BENCHMARKS.md, "Issue 11, fifth round")
+for v in 0 0.25 0.5 1.0; do for data in hotpotqa 2wiki squad2-pools nq-multidoc runs/fit-extra/nq-extra.jsonl runs/fit-extra/squad-extra.jsonl; do
+    python bench/stages.py --data $data --pipelines default --set compress-sentences.chunk_dense=$v --label cd$v --out "$OUT/static/cd.jsonl"
+done; done
+python bench/lodo_setting.py "$OUT/static/cd.jsonl" --incumbent cd0.25
