@@ -195,9 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     np.savez_compressed(out, q=q, scale=scale, tokenizer=np.array(base.tokenizer.to_str()), info=np.array(json.dumps(info)))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     if args.check:
-        shipped = np.load(args.out)
-        old = shipped["q"].astype(np.float32) * shipped["scale"][:, None]
-        new = q.astype(np.float32) * scale[:, None]
+        from optimizer.embeddings import load_static_table
+
+        old, new = load_static_table(args.out)[0], load_static_table(out)[0]
         cos = (old * new).sum(1) / (np.linalg.norm(old, axis=1) * np.linalg.norm(new, axis=1) + 1e-12)
         print(f"rows: cosine to the shipped table min {cos.min():.4f}, median {np.median(cos):.4f}")
     if args.dev:

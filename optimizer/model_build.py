@@ -15,8 +15,10 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
+    from optimizer.embeddings import BUILT
+
     parser = argparse.ArgumentParser(prog="python -m optimizer.model_build")
-    parser.add_argument("name", choices=["static", "static-distilled", "minilm-int8"])
+    parser.add_argument("name", choices=list(BUILT))
     parser.add_argument("target", type=Path)
     parser.add_argument("--force", action="store_true", help="replace a model already there")
     args = parser.parse_args(argv)

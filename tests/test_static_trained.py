@@ -53,7 +53,7 @@ def test_missing_table_names_the_fix(tmp_path):
 
 def test_static_names():
     assert {"static", "static-distilled"} <= set(EMBEDDERS)
-    with pytest.raises(ValueError, match="unknown static model 'glove'"):
+    with pytest.raises(ValueError, match="unknown static model .glove.; use one of static, static-distilled"):
         StaticEmbedder(name="glove")
     assert STATIC_TABLE.name == "static-wordnet.npz"
 
