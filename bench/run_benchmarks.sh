@@ -10,8 +10,9 @@ for data in hotpotqa 2wiki nq-multidoc squad2-pools; do
     ragtrim eval --data $data --pipelines all --budgets $B --reader none --out "$OUT/$data"
 done
 # local reader (packaged Gemma-3-270M; ~20 min on an idle machine, cached in OUT/hotpotqa-local/reader-cache.sqlite)
-ragtrim eval --data hotpotqa --limit 100 --pipelines default,quality,fitted,bm25-pack,dense-topk,truncate --budgets 0.125,0.25 \
-    --reader local --reader-on default@0.125,default@0.25,quality@0.125,quality@0.25,fitted@0.25,bm25-pack@0.25,dense-topk@0.25,truncate@0.25 \
+ragtrim eval --data hotpotqa --limit 100 --pipelines default,quality,fitted,bm25-pack,dense-topk,truncate \
+    --config bench/configs/default-distilled.json --budgets 0.125,0.25 --reader local \
+    --reader-on default@0.125,default@0.25,default-distilled@0.125,default-distilled@0.25,quality@0.125,quality@0.25,fitted@0.25,bm25-pack@0.25,dense-topk@0.25,truncate@0.25 \
     --out "$OUT/hotpotqa-local"
 # wrong-fact near-copies (BENCHMARKS.md, "Issue 11, third round"): built from the bundled sets, old dedupe as extra arms
 for data in squad2-pools nq-multidoc hotpotqa 2wiki; do

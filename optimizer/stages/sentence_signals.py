@@ -281,10 +281,3 @@ def retriever_signal(chunks: Sequence[Chunk], mode: str, context: StageContext) 
     if scores is not None or mode != "order":
         return scores
     return [-float(context.input_order.get(c.id, i)) for i, c in enumerate(chunks)]
-    given = [c.score for c in chunks]
-    known = [float(s) for s in given if s is not None]
-    if known:
-        return [float(s) if s is not None else min(known) for s in given]
-    if mode == "order":
-        return [-float(context.input_order.get(c.id, i)) for i, c in enumerate(chunks)]
-    return None
