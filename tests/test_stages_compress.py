@@ -376,3 +376,41 @@ def test_candidates_follow_an_earlier_rerank_and_say_so():
     out = SentenceExtract(model=None, candidates=1)("Where is the Eiffel Tower?", chunks, StageContext.default(budget=40))
     assert [c.id for c in out.chunks] == ["c3"]  # the rerank's pick; by BM25 alone the first given would win the tie
     assert "by an earlier rerank's relevance" in out.reasons["c0"]
+
+
+# A bridge question whose answer sits in the lead of the chunk the second hop brings in.
+BRIDGE_QUESTION = "Where was the director of Moon Harbor born?"
+BRIDGE = [
+    Chunk(id="film", title="Moon Harbor", text="Moon Harbor is a 1998 drama film directed by Ana Ruiz. "
+          "The film is set in a fishing town and follows a harbor pilot. It premiered at a festival in Venice."),
+    Chunk(id="person", title="Ana Ruiz", text="Ana Ruiz (1961 - 2020) was a Chilean filmmaker from Valparaiso. "
+          "Her films often show a harbor at night. She made three features."),
+    Chunk(id="d1", title="Harbor pilot", text="A harbor pilot is a mariner who guides ships through a harbor. "
+          "Pilots board ships near the harbor entrance."),
+    Chunk(id="d2", title="Venice Film Festival", text="The Venice Film Festival is the oldest film festival. "
+          "Each film in competition is shown in Venice."),
+]
+TIGHT = {"model": None, "coverage": 0.5, "density": 0.3, "tight_sentences": 4}
+
+
+def test_link_lead_keeps_the_lead_of_the_chunk_the_second_hop_brings_in():
+    def kept(link_lead: float) -> str:
+        return " ".join(c.text for c in run(SentenceExtract(**TIGHT, link_lead=link_lead), BRIDGE, budget=50, query=BRIDGE_QUESTION))
+
+    with_gain, without = kept(1.0), kept(0.0)
+    assert "Valparaiso" in with_gain and "directed by Ana Ruiz" in with_gain  # the bridge and the entity's lead
+    assert "Valparaiso" not in without  # without the gain the lead loses to the chunk's other sentences
+
+
+def test_link_lead_skips_chunks_that_share_their_title():
+    # two passages of one document: the link cannot say which one it means, so neither lead gains
+    second = Chunk(id="person-2", title="Ana Ruiz", text="Ruiz taught film in Santiago. She retired in 2015.")
+    chunks = [*BRIDGE, second]
+    outs = [run(SentenceExtract(**TIGHT, link_lead=v), chunks, budget=50, query=BRIDGE_QUESTION) for v in (0.0, 1.0)]
+    assert [(c.id, c.text) for c in outs[0]] == [(c.id, c.text) for c in outs[1]]
+
+
+@pytest.mark.parametrize("bad", [-0.5, "1", True])
+def test_link_lead_must_be_a_non_negative_number(bad):
+    with pytest.raises(ValueError, match="link_lead"):
+        SentenceExtract(link_lead=bad)

@@ -95,6 +95,20 @@ def _check_settings(*, model: str | None, hops: int, order: str, ratio: float, f
         raise ValueError(f"sentences: neighbours must be a non-negative integer, got {neighbours!r}")
 
 
+def _linked_leads(chunks: Sequence[Chunk], sents: Sequence[Sentence], p1: np.ndarray, hop: np.ndarray) -> np.ndarray:
+    """Per sentence: the second hop's link value if it is the lead of a chunk the hop brought in, else 0.
+
+    A chunk is brought in when its link beats its own first-round prior. Only a chunk that is
+    the one chunk about its name counts (no other chunk has its title): when several chunks
+    share a title (passages of one document) the link does not say which of them it means,
+    and their later passages' first sentences do not introduce the entity.
+    """
+    shared = Counter(c.title for c in chunks if c.title)
+    named = np.array([not c.title or shared[c.title] == 1 for c in chunks])
+    gain = np.where((hop > p1) & named, hop, 0.0)
+    return np.array([gain[s.chunk] if s.position == 0 else 0.0 for s in sents])
+
+
 def _rerank_prior(chunks: Sequence[Chunk]) -> list[float] | None:
     """An earlier rerank stage's ``relevance`` scaled to [0, 1] (0 where missing), or ``None`` if no chunk has one."""
     if any(c.relevance is not None for c in chunks):
@@ -132,6 +146,11 @@ class SentenceExtract(Stage):
         ``hop_sentences`` best sentences score the chunks again (0 turns it off).
     hop_weight:
         Weight of the second hop's chunk prior relative to the first's.
+    link_lead:
+        The lead sentence of a chunk the second hop brought in (its entity link beats its own
+        first-round prior; no other chunk shares its title) gains this much times that link.
+        The lead names and defines the bridge entity, where a multi-hop answer usually sits
+        (a date, a full name, an office); 0 turns it off.
     density:
         Greedy value is ``score / tokens ** density`` (0: by score; 1: per token), the
         cost-scaled greedy of budgeted maximization (Khuller, Moss & Naor 1999; Lin &
@@ -233,6 +252,7 @@ class SentenceExtract(Stage):
         coverage_mode: str = "add",
         retriever_weight: float = 1.0,
         candidates: int = 0,
+        link_lead: float = 0.0,
     ) -> None:
         _check_settings(model=model, hops=hops, order=order, ratio=ratio, fill=fill, scorer=scorer,
                         coverage_mode=coverage_mode, retriever=retriever, neighbours=neighbours)
@@ -269,6 +289,9 @@ class SentenceExtract(Stage):
         if not isinstance(candidates, int) or candidates < 0:
             raise ValueError(f"sentences: candidates must be a whole number >= 0 (0 = score every chunk), got {candidates!r}")
         self.candidates = candidates
+        if isinstance(link_lead, bool) or not isinstance(link_lead, (int, float)) or link_lead < 0:
+            raise ValueError(f"sentences: link_lead must be a number >= 0 (0 = off), got {link_lead!r}")
+        self.link_lead = link_lead
         self.fitted: FittedScorer | None = load_scorer(weights) if scorer == "fitted" else None
 
     def warm_up(self) -> None:
@@ -388,7 +411,10 @@ class SentenceExtract(Stage):
                 e = [w[: self.stem] if self.stem else w for w in self._expansion(query, sents, score)]
                 if e:
                     link = np.maximum(link, np.array(minmax(bm25_plus_scores(e, chunk_terms))))
-            score = base + self.chunk_prior * np.maximum(p1, self.hop_weight * link)[chunk_of]
+            hop = self.hop_weight * link
+            score = base + self.chunk_prior * np.maximum(p1, hop)[chunk_of]
+            if self.link_lead:
+                score = score + self.link_lead * _linked_leads(chunks, sents, p1, hop)
         if self.neighbours:
             boosted = score.copy()
             for i, s in enumerate(sents):
