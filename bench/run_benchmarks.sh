@@ -11,8 +11,8 @@ for data in hotpotqa 2wiki nq-multidoc squad2-pools; do
 done
 # local reader (packaged Gemma-3-270M; ~20 min on an idle machine, cached in OUT/hotpotqa-local/reader-cache.sqlite)
 ragtrim eval --data hotpotqa --limit 100 --pipelines default,quality,fitted,bm25-pack,dense-topk,truncate \
-    --config bench/configs/default-distilled.json --budgets 0.125,0.25 --reader local \
-    --reader-on default@0.125,default@0.25,default-distilled@0.125,default-distilled@0.25,quality@0.125,quality@0.25,fitted@0.25,bm25-pack@0.25,dense-topk@0.25,truncate@0.25 \
+    --config bench/configs/default-no-link-lead.json --config bench/configs/default-distilled.json --budgets 0.125,0.25 --reader local \
+    --reader-on default@0.125,default@0.25,default-no-link-lead@0.125,default-no-link-lead@0.25,default-distilled@0.125,default-distilled@0.25,quality@0.125,quality@0.25,fitted@0.25,bm25-pack@0.25,dense-topk@0.25,truncate@0.25 \
     --out "$OUT/hotpotqa-local"
 # wrong-fact near-copies (BENCHMARKS.md, "Issue 11, third round"): built from the bundled sets, old dedupe as extra arms
 for data in squad2-pools nq-multidoc hotpotqa 2wiki; do
@@ -36,6 +36,25 @@ done
 [ -f runs/fit-extra/nq-extra.jsonl ] || python bench/fit_extra.py   # the fit-only dev sets
 # the chunk prior's cosine weight with the trained model, chosen leave-one-dataset-out (BENCHMARKS.md, "Issue 11, fifth round")
 for v in 0 0.25 0.5 1.0; do for data in hotpotqa 2wiki squad2-pools nq-multidoc runs/fit-extra/nq-extra.jsonl runs/fit-extra/squad-extra.jsonl; do
-    python bench/stages.py --data $data --pipelines default --set compress-sentences.chunk_dense=$v --label cd$v --out "$OUT/static/cd.jsonl"
+    python bench/stages.py --data $data --pipelines default --set compress-sentences.chunk_dense=$v \
+        --set compress-sentences.link_lead=0 --label cd$v --out "$OUT/static/cd.jsonl"   # link_lead as in the fifth round
 done; done
 python bench/lodo_setting.py "$OUT/static/cd.jsonl" --incumbent cd0.25
+# the lead of the chunk the second hop brings in (BENCHMARKS.md, "Issue 11, sixth round"): link_lead chosen
+# leave-one-dataset-out for default and quality, then both against link_lead 0, given and retrieval mode
+for v in 0 0.3 0.6 1.0 1.5 2.0 3.0; do for data in hotpotqa 2wiki squad2-pools nq-multidoc runs/fit-extra/nq-extra.jsonl runs/fit-extra/squad-extra.jsonl; do
+    python bench/stages.py --data $data --pipelines default --set compress-sentences.link_lead=$v --label llu$v --out "$OUT/linklead/llu.jsonl"
+done; done
+python bench/lodo_setting.py "$OUT/linklead/llu.jsonl" --incumbent llu0
+for v in 0 0.6 1.0; do for data in hotpotqa 2wiki squad2-pools nq-multidoc runs/fit-extra/nq-extra.jsonl runs/fit-extra/squad-extra.jsonl; do
+    python bench/stages.py --data $data --pipelines quality --set compress-sentences.link_lead=$v --label qll$v --out "$OUT/linklead/qll.jsonl"
+done; done
+python bench/lodo_setting.py "$OUT/linklead/qll.jsonl" --incumbent qll0
+for data in nq-multidoc squad2-pools hotpotqa 2wiki; do
+    ragtrim eval --data $data --pipelines default,quality --config bench/configs/default-no-link-lead.json \
+        --config bench/configs/quality-no-link-lead.json --budgets $B --reader none --out "$OUT/linklead/given-$data"
+    python bench/paired.py "$OUT/linklead/given-$data" --arms default,quality --base "$OUT/$data" \
+        --also default-no-link-lead,quality-no-link-lead
+    ragtrim eval --data $data --limit 200 --retrieve faiss --top-k 20 --pipelines default,truncate \
+        --config bench/configs/default-no-link-lead.json --budgets $B --reader none --out "$OUT/linklead/ret-$data"
+done
