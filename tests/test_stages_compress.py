@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -408,6 +410,19 @@ def test_link_lead_skips_chunks_that_share_their_title():
     chunks = [*BRIDGE, second]
     outs = [run(SentenceExtract(**TIGHT, link_lead=v), chunks, budget=50, query=BRIDGE_QUESTION) for v in (0.0, 1.0)]
     assert [(c.id, c.text) for c in outs[0]] == [(c.id, c.text) for c in outs[1]]
+
+
+def test_link_lead_names_an_untitled_chunk_by_its_first_capitalized_phrase():
+    untitled = [replace(c, title=None) for c in BRIDGE]  # "Ana Ruiz (1961 - 2020) was ..." is about Ana Ruiz
+
+    def kept(chunks, link_lead):
+        return [(c.id, c.text) for c in run(SentenceExtract(**TIGHT, link_lead=link_lead), chunks, budget=50, query=BRIDGE_QUESTION)]
+
+    assert "Valparaiso" in " ".join(text for _, text in kept(untitled, 1.0))
+    assert "Valparaiso" not in " ".join(text for _, text in kept(untitled, 0.0))
+    # a second untitled passage about the same name: neither is "the" chunk the link means
+    shared = [*untitled, Chunk(id="person-2", text="Ana Ruiz taught film in Santiago. She retired in 2015.")]
+    assert kept(shared, 1.0) == kept(shared, 0.0)
 
 
 @pytest.mark.parametrize("bad", [-0.5, "1", True])

@@ -59,6 +59,7 @@ from optimizer.stages.sentence_signals import (
     NUMERIC_QUESTION,
     Sentence,
     chunk_cosines,
+    chunk_name,
     chunk_terms as chunk_term_lists,
     entity_links,
     memo_terms,
@@ -95,16 +96,19 @@ def _check_settings(*, model: str | None, hops: int, order: str, ratio: float, f
         raise ValueError(f"sentences: neighbours must be a non-negative integer, got {neighbours!r}")
 
 
-def _linked_leads(chunks: Sequence[Chunk], sents: Sequence[Sentence], p1: np.ndarray, hop: np.ndarray) -> np.ndarray:
+def _linked_leads(chunks: Sequence[Chunk], sents: Sequence[Sentence], p1: np.ndarray, hop: np.ndarray,
+                  stem: int = 0, memo: dict[str, list[str]] | None = None) -> np.ndarray:
     """Per sentence: the second hop's link value if it is the lead of a chunk the hop brought in, else 0.
 
     A chunk is brought in when its link beats its own first-round prior. Only a chunk that is
-    the one chunk about its name counts (no other chunk has its title): when several chunks
-    share a title (passages of one document) the link does not say which of them it means,
-    and their later passages' first sentences do not introduce the entity.
+    the one chunk about its name counts (:func:`chunk_name`: its title, else the first
+    capitalized phrase of its text; no other chunk has the same): when several chunks share a
+    name (passages of one document) the link does not say which of them it means, and their
+    later passages' first sentences do not introduce the entity.
     """
-    shared = Counter(c.title for c in chunks if c.title)
-    named = np.array([not c.title or shared[c.title] == 1 for c in chunks])
+    names = [tuple(chunk_name(c, stem, memo)) for c in chunks]
+    shared = Counter(names)
+    named = np.array([shared[n] == 1 for n in names])
     gain = np.where((hop > p1) & named, hop, 0.0)
     return np.array([gain[s.chunk] if s.position == 0 else 0.0 for s in sents])
 
@@ -148,7 +152,8 @@ class SentenceExtract(Stage):
         Weight of the second hop's chunk prior relative to the first's.
     link_lead:
         The lead sentence of a chunk the second hop brought in (its entity link beats its own
-        first-round prior; no other chunk shares its title) gains this much times that link.
+        first-round prior; no other chunk has its name: its title, else the first capitalized
+        phrase of its text) gains this much times that link.
         The lead names and defines the bridge entity, where a multi-hop answer usually sits
         (a date, a full name, an office); 0 turns it off.
     density:
@@ -414,7 +419,7 @@ class SentenceExtract(Stage):
             hop = self.hop_weight * link
             score = base + self.chunk_prior * np.maximum(p1, hop)[chunk_of]
             if self.link_lead:
-                score = score + self.link_lead * _linked_leads(chunks, sents, p1, hop)
+                score = score + self.link_lead * _linked_leads(chunks, sents, p1, hop, self.stem, memo)
         if self.neighbours:
             boosted = score.copy()
             for i, s in enumerate(sents):

@@ -152,6 +152,15 @@ def chunk_cosines(chunk_of: np.ndarray, sent_vecs: np.ndarray, qvec: np.ndarray,
     return out
 
 
+def chunk_name(chunk: Chunk, stem: int = 0, memo: dict[str, list[str]] | None = None) -> list[str]:
+    """The words of the name a chunk is about: its title, else the first capitalized phrase of its text.
+
+    >>> chunk_name(Chunk(id="a", text="Ana Ruiz directed it.")), chunk_name(Chunk(id="b", title="Moon Harbor", text="x"))
+    (['ana', 'ruiz'], ['moon', 'harbor'])
+    """
+    return list(dict.fromkeys(memo_terms(chunk.title if chunk.title else next(iter(entities(chunk.text)), ""), stem, memo)))
+
+
 def entity_links(
     sents: Sequence[Sentence],
     chunks: Sequence[Chunk],
@@ -172,10 +181,7 @@ def entity_links(
     see :func:`terms_memo`.
     """
     hop = set(int(i) for i in np.argsort(-p1, kind="stable")[:hop_chunks])
-    names = [
-        list(dict.fromkeys(memo_terms(c.title if c.title else next(iter(entities(c.text)), ""), stem, memo)))
-        for c in chunks
-    ]
+    names = [chunk_name(c, stem, memo) for c in chunks]
     # document frequencies across chunks, needed for the words of names only
     vocab = {w for name in names for w in name}
     df: Counter[str] = Counter()
