@@ -266,6 +266,41 @@ def test_client_leaving_mid_stream_still_settles_and_writes_its_row(tmp_path):
     assert reserved == 0 and spent == row["prompt_tokens"] + row["completion_tokens"]
 
 
+def test_count_margin_keeps_a_budget_whole_when_the_upstream_counts_more():
+    # as above, the upstream counts ~1.33x the tokens the gateway's tokenizer counts
+    big = [{"id": str(i), "text": "ĉ ĝ ĥ ĵ ŝ ŭ " * 60} for i in range(3)]
+    app = create_fake_upstream(latency_ms=1, answer_tokens=20, tokenizer="cl100k_base")
+
+    def spend(margin: float, limit: int | None) -> tuple[dict, dict]:
+        models = {"gpt-4o": {"upstream": "fake", "tokenizer": "o200k_base", "count_margin": margin}}
+        with serve_in_thread(app) as url, gateway(url, models=models) as (client, service):
+            key = tenant_with_key(service, "acme")
+            budget(service, "acme", "tokens", limit if limit is not None else 1_000_000)
+            r = client.post("/v1/chat/completions", json={**chat_body(max_tokens=20), "documents": big}, headers=auth(key))
+            rows = ledger_rows(service)
+            return {"status": r.status_code, "row": rows[0] if rows else None}, client.get("/v1/usage", headers=auth(key)).json()["budgets"][0]
+
+    probe, _ = spend(0.0, None)
+    reserved = probe["row"]["reserved_tokens"]  # the worst case by the gateway's count: what a budget of exactly this admits
+    assert probe["row"]["prompt_tokens"] + probe["row"]["completion_tokens"] > reserved
+    without, st = spend(0.0, reserved)
+    assert without["status"] == 200 and st["spent"] > st["limit"]  # admitted, then charged past the limit
+    with_margin, st = spend(0.4, reserved)
+    assert st["spent"] <= st["limit"] and st["reserved"] == 0
+    row = with_margin["row"]  # answered with a smaller context, one whose count the margin covers
+    assert with_margin["status"] == 200 and row["action"] == "degraded"
+    assert row["prompt_tokens"] + row["completion_tokens"] <= row["reserved_tokens"] <= st["limit"]
+    assert "usage above the reservation" not in (row["error"] or "")
+
+
+def test_count_margin_outside_zero_to_one_is_refused_with_its_name():
+    from ragtrim.serve.config import ServeConfig
+
+    for bad in (-0.1, 1.5, "0.2", True):
+        with pytest.raises(ValueError, match="count_margin"):
+            ServeConfig.from_dict({"models": {"m": {"upstream": "local", "count_margin": bad}}})
+
+
 def test_usage_above_the_reservation_is_charged_and_flagged():
     # the gateway is told the model uses o200k, but the upstream counts with cl100k, which splits this text into more tokens
     app = create_fake_upstream(latency_ms=1, answer_tokens=5, tokenizer="cl100k_base")

@@ -37,7 +37,7 @@ from ragtrim.serve.config import ModelConfig
 from ragtrim.serve.errors import ApiError, bad_request
 from ragtrim.serve.ledger import LedgerEntry
 from ragtrim.serve.logs import log_event, log_request
-from ragtrim.serve.plan import Attempt, Planned, Refused, model_chain, plan_and_reserve
+from ragtrim.serve.plan import Attempt, Planned, Refused, model_chain, plan_and_reserve, with_margin
 from ragtrim.serve.pricing import format_usd
 from ragtrim.serve.quota import Need
 from ragtrim.serve.bodies import ChatRequest, check_preset, parse_chat, read_json
@@ -75,7 +75,7 @@ def _smallest(service: Any, req: ChatRequest, chain: Sequence[ModelConfig]) -> l
     """Per model, a lower bound of any request's worst case: ``max_tokens`` out and no prompt."""
     out = []
     for m in chain:
-        n = service.upstream(m).max_completion_tokens(req.max_tokens)
+        n = with_margin(service.upstream(m).max_completion_tokens(req.max_tokens), m.count_margin)
         out.append(Need(tokens=n, micro=service.prices[m.name].cost_micro(prompt_tokens=0, completion_tokens=n)))
     return out
 

@@ -37,6 +37,13 @@ A complete file (``serve.toml``)::
 
     [models."gpt-4o-mini"]
     upstream = "openai"
+
+    [models."llama-3.1-8b"]         # an OpenAI-compatible server whose tokenizer is not tiktoken's
+    upstream = "openai"
+    count_margin = 0.25             # reserve 25 % more than cl100k counts, so budgets hold when it counts more
+    input_per_million = 0.2         # not in the price table: your provider's prices, USD per million tokens
+    output_per_million = 0.2
+    price_date = "2026-12-01"
 """
 
 from __future__ import annotations
@@ -102,6 +109,9 @@ class ModelConfig:
     output_per_million: float | None = None
     price_date: str | None = None
     cheaper: str | None = None
+    # extra share of the worst case to reserve when the upstream's own token count can run above
+    # `tokenizer`'s (a model whose tokenizer is not tiktoken's); usage is charged as reported either way
+    count_margin: float = 0.0
 
 
 def _default_models() -> Mapping[str, ModelConfig]:
@@ -204,6 +214,9 @@ class ServeConfig:
                 raise ValueError(f"model {m.name!r} names upstream {m.upstream!r}, not in [upstreams]: {', '.join(sorted(self.upstreams))}")
             if m.cheaper is not None and m.cheaper not in self.models:
                 raise ValueError(f"model {m.name!r}: cheaper = {m.cheaper!r} is not a configured model")
+            margin = m.count_margin
+            if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin <= 1:
+                raise ValueError(f"model {m.name!r}: count_margin must be a share in [0, 1] (0.2 reserves 20 % more), got {margin!r}")
         for u in self.upstreams.values():
             if u.kind not in ("openai", "local"):
                 raise ValueError(f"upstream {u.name!r}: kind must be 'openai' or 'local', got {u.kind!r}")

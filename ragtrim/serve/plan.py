@@ -54,8 +54,34 @@ class Attempt:
         return self.result.text if self.result is not None else ""
 
     def need(self) -> Need:
-        return Need(tokens=self.prompt_tokens + self.max_tokens,
-                    micro=self.price.cost_micro(prompt_tokens=self.prompt_tokens, completion_tokens=self.max_tokens))
+        """The worst case to reserve: prompt and ``max_tokens`` out, each with the model's ``count_margin``."""
+        margin = self.model.count_margin
+        prompt, out = with_margin(self.prompt_tokens, margin), with_margin(self.max_tokens, margin)
+        return Need(tokens=prompt + out, micro=self.price.cost_micro(prompt_tokens=prompt, completion_tokens=out))
+
+
+def with_margin(tokens: int, margin: float) -> int:
+    """``tokens`` plus the share ``margin`` of them, rounded up (exact integer arithmetic).
+
+    >>> with_margin(100, 0.2), with_margin(101, 0.2), with_margin(7, 0.0)
+    (120, 122, 7)
+    """
+    ppm = round(margin * 1_000_000)
+    return tokens + (tokens * ppm + 999_999) // 1_000_000 if ppm and tokens > 0 else tokens
+
+
+def without_margin(reserved: int, margin: float) -> int:
+    """The most tokens whose :func:`with_margin` fits in ``reserved`` (``reserved`` itself when it is below 1).
+
+    >>> without_margin(120, 0.2), without_margin(121, 0.2), without_margin(-1, 0.2)
+    (100, 100, -1)
+    """
+    if reserved < 1 or not round(margin * 1_000_000):
+        return reserved
+    tokens = reserved * 1_000_000 // (1_000_000 + round(margin * 1_000_000))
+    while tokens > 0 and with_margin(tokens, margin) > reserved:
+        tokens -= 1
+    return tokens
 
 
 @dataclass(frozen=True)
@@ -92,14 +118,17 @@ Pending = Callable[[Attempt, str, tuple[str, ...]], LedgerEntry]
 def affordable_context(standings: Sequence[Standing], attempt: Attempt) -> int | None:
     """The largest context (tokens) the tightest budget can still pay for (None: no budget binds)."""
     overhead = attempt.prompt_tokens - attempt.tokens_sent
+    margin = attempt.model.count_margin
+    out = with_margin(attempt.max_tokens, margin)
     best: int | None = None
     for s in standings:
         if s.budget.unit == "tokens":
-            max_prompt: int | None = s.available - attempt.max_tokens
+            max_prompt: int | None = s.available - out
         else:
-            max_prompt = attempt.price.max_prompt_tokens(s.available, attempt.max_tokens)
+            max_prompt = attempt.price.max_prompt_tokens(s.available, out)
         if max_prompt is None:
             continue
+        max_prompt = without_margin(max_prompt, margin)
         fit = max_prompt - overhead
         best = fit if best is None else min(best, fit)
     return best
