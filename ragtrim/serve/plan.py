@@ -60,13 +60,18 @@ class Attempt:
         return Need(tokens=prompt + out, micro=self.price.cost_micro(prompt_tokens=prompt, completion_tokens=out))
 
 
+def _ppm(margin: float) -> int:
+    """``margin`` in parts per million, so margins are added with integers."""
+    return round(margin * 1_000_000)
+
+
 def with_margin(tokens: int, margin: float) -> int:
     """``tokens`` plus the share ``margin`` of them, rounded up (exact integer arithmetic).
 
     >>> with_margin(100, 0.2), with_margin(101, 0.2), with_margin(7, 0.0)
     (120, 122, 7)
     """
-    ppm = round(margin * 1_000_000)
+    ppm = _ppm(margin)
     return tokens + (tokens * ppm + 999_999) // 1_000_000 if ppm and tokens > 0 else tokens
 
 
@@ -76,9 +81,10 @@ def without_margin(reserved: int, margin: float) -> int:
     >>> without_margin(120, 0.2), without_margin(121, 0.2), without_margin(-1, 0.2)
     (100, 100, -1)
     """
-    if reserved < 1 or not round(margin * 1_000_000):
+    ppm = _ppm(margin)
+    if reserved < 1 or not ppm:
         return reserved
-    tokens = reserved * 1_000_000 // (1_000_000 + round(margin * 1_000_000))
+    tokens = reserved * 1_000_000 // (1_000_000 + ppm)
     while tokens > 0 and with_margin(tokens, margin) > reserved:
         tokens -= 1
     return tokens
