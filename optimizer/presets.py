@@ -19,9 +19,10 @@ from typing import Any
 # squad2-pools and nq-multidoc (BENCHMARKS.md, "How default was chosen"). Given more than 64
 # chunks, only the 64 best by BM25 and the retriever's score are split into sentences (fixed,
 # not tuned; BENCHMARKS.md, "Issue 11, second round": recall within about a point at 100
-# retrieved chunks, 1.4-1.7x bm25-pack's cost at 1,000 instead of 4-4.8x). The lead sentence of a
-# chunk the second hop brings in gains its link (link_lead 1.0, chosen leave-one-dataset-out over
-# the four bundled sets: BENCHMARKS.md, "Issue 11, sixth round").
+# retrieved chunks, 1.4-1.7x bm25-pack's cost at 1,000 instead of 4-4.8x). The lead sentence of
+# the chunk the second hop links to best gains its link (link_lead 1.0, link_chunks 1, chosen
+# leave-one-dataset-out over the four bundled sets: BENCHMARKS.md, "Issue 11, sixth round" and
+# "seventh round").
 SENTENCES_DEFAULT: dict[str, Any] = {
     "model": "static",
     "chunk_dense": 0.25,
@@ -30,6 +31,7 @@ SENTENCES_DEFAULT: dict[str, Any] = {
     "tight_sentences": 4,
     "candidates": 64,
     "link_lead": 1.0,
+    "link_chunks": 1,
 }
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -429,3 +429,26 @@ def test_link_lead_names_an_untitled_chunk_by_its_first_capitalized_phrase():
 def test_link_lead_must_be_a_non_negative_number(bad):
     with pytest.raises(ValueError, match="link_lead"):
         SentenceExtract(link_lead=bad)
+
+
+def _lead_gains(**params) -> dict[str, float]:
+    """How much each chunk's lead sentence gains from link_lead, against link_lead 0."""
+    sents, score = SentenceExtract(**TIGHT, link_lead=1.0, **params).scores(BRIDGE_QUESTION, BRIDGE, StageContext.default(budget=50))
+    _, base = SentenceExtract(**TIGHT, link_lead=0.0).scores(BRIDGE_QUESTION, BRIDGE, StageContext.default(budget=50))
+    return {BRIDGE[s.chunk].id: float(a - b) for s, a, b in zip(sents, score, base) if a != b}
+
+
+def test_link_chunks_keeps_the_gain_on_the_best_linked_chunk():
+    every = _lead_gains(link_chunks=0)
+    # the hop touches the person, "Harbor pilot" and the festival; the person's link is the strongest
+    assert set(every) == {"person", "d1", "d2"} and max(every, key=every.get) == "person"
+    assert _lead_gains(link_chunks=1) == {"person": every["person"]}
+    two = _lead_gains(link_chunks=2)
+    assert set(two) == {"person", "d1"} and two == {k: every[k] for k in two}
+    assert _lead_gains(link_chunks=3) == every  # as many as the hop brings in: all of them
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "1", True])
+def test_link_chunks_must_be_a_whole_number(bad):
+    with pytest.raises(ValueError, match="link_chunks"):
+        SentenceExtract(link_chunks=bad)

@@ -97,19 +97,23 @@ def _check_settings(*, model: str | None, hops: int, order: str, ratio: float, f
 
 
 def _linked_leads(chunks: Sequence[Chunk], sents: Sequence[Sentence], p1: np.ndarray, hop: np.ndarray,
-                  stem: int = 0, memo: dict[str, list[str]] | None = None) -> np.ndarray:
+                  stem: int = 0, memo: dict[str, list[str]] | None = None, top: int = 0) -> np.ndarray:
     """Per sentence: the second hop's link value if it is the lead of a chunk the hop brought in, else 0.
 
     A chunk is brought in when its link beats its own first-round prior. Only a chunk that is
     the one chunk about its name counts (:func:`chunk_name`: its title, else the first
     capitalized phrase of its text; no other chunk has the same): when several chunks share a
     name (passages of one document) the link does not say which of them it means, and their
-    later passages' first sentences do not introduce the entity.
+    later passages' first sentences do not introduce the entity. With ``top`` > 0 only the
+    ``top`` best-linked of those chunks count (ties: the earlier given); 0 = all of them.
     """
     names = [tuple(chunk_name(c, stem, memo)) for c in chunks]
     shared = Counter(names)
     named = np.array([shared[n] == 1 for n in names])
     gain = np.where((hop > p1) & named, hop, 0.0)
+    if top and np.count_nonzero(gain) > top:
+        best = np.argsort(-gain, kind="stable")[:top]
+        gain = np.where(np.isin(np.arange(len(gain)), best), gain, 0.0)
     return np.array([gain[s.chunk] if s.position == 0 else 0.0 for s in sents])
 
 
@@ -156,6 +160,9 @@ class SentenceExtract(Stage):
         phrase of its text) gains this much times that link.
         The lead names and defines the bridge entity, where a multi-hop answer usually sits
         (a date, a full name, an office); 0 turns it off.
+    link_chunks:
+        How many of those chunks gain: the ``link_chunks`` best-linked (0 = all of them). One
+        keeps the budget on "the" passage the hop reaches instead of every passage it touches.
     density:
         Greedy value is ``score / tokens ** density`` (0: by score; 1: per token), the
         cost-scaled greedy of budgeted maximization (Khuller, Moss & Naor 1999; Lin &
@@ -258,6 +265,7 @@ class SentenceExtract(Stage):
         retriever_weight: float = 1.0,
         candidates: int = 0,
         link_lead: float = 0.0,
+        link_chunks: int = 0,
     ) -> None:
         _check_settings(model=model, hops=hops, order=order, ratio=ratio, fill=fill, scorer=scorer,
                         coverage_mode=coverage_mode, retriever=retriever, neighbours=neighbours)
@@ -297,6 +305,9 @@ class SentenceExtract(Stage):
         if isinstance(link_lead, bool) or not isinstance(link_lead, (int, float)) or link_lead < 0:
             raise ValueError(f"sentences: link_lead must be a number >= 0 (0 = off), got {link_lead!r}")
         self.link_lead = link_lead
+        if isinstance(link_chunks, bool) or not isinstance(link_chunks, int) or link_chunks < 0:
+            raise ValueError(f"sentences: link_chunks must be a whole number >= 0 (0 = every chunk the hop brings in), got {link_chunks!r}")
+        self.link_chunks = link_chunks
         self.fitted: FittedScorer | None = load_scorer(weights) if scorer == "fitted" else None
 
     def warm_up(self) -> None:
@@ -419,7 +430,7 @@ class SentenceExtract(Stage):
             hop = self.hop_weight * link
             score = base + self.chunk_prior * np.maximum(p1, hop)[chunk_of]
             if self.link_lead:
-                score = score + self.link_lead * _linked_leads(chunks, sents, p1, hop, self.stem, memo)
+                score = score + self.link_lead * _linked_leads(chunks, sents, p1, hop, self.stem, memo, self.link_chunks)
         if self.neighbours:
             boosted = score.copy()
             for i, s in enumerate(sents):
