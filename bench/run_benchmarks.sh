@@ -11,8 +11,9 @@ for data in hotpotqa 2wiki nq-multidoc squad2-pools; do
 done
 # local reader (packaged Gemma-3-270M; ~20 min on an idle machine, cached in OUT/hotpotqa-local/reader-cache.sqlite)
 ragtrim eval --data hotpotqa --limit 100 --pipelines default,quality,fitted,bm25-pack,dense-topk,truncate \
-    --config bench/configs/default-no-link-lead.json --config bench/configs/default-distilled.json --budgets 0.125,0.25 --reader local \
-    --reader-on default@0.125,default@0.25,default-no-link-lead@0.125,default-no-link-lead@0.25,default-distilled@0.125,default-distilled@0.25,quality@0.125,quality@0.25,fitted@0.25,bm25-pack@0.25,dense-topk@0.25,truncate@0.25 \
+    --config bench/configs/default-link-every.json --config bench/configs/default-no-link-lead.json --config bench/configs/default-distilled.json \
+    --budgets 0.125,0.25 --reader local \
+    --reader-on default@0.125,default@0.25,default-link-every@0.125,default-link-every@0.25,default-no-link-lead@0.125,default-no-link-lead@0.25,default-distilled@0.125,default-distilled@0.25,quality@0.125,quality@0.25,fitted@0.25,bm25-pack@0.25,dense-topk@0.25,truncate@0.25 \
     --out "$OUT/hotpotqa-local"
 # wrong-fact near-copies (BENCHMARKS.md, "Issue 11, third round"): built from the bundled sets, old dedupe as extra arms
 for data in squad2-pools nq-multidoc hotpotqa 2wiki; do
@@ -43,18 +44,43 @@ python bench/lodo_setting.py "$OUT/static/cd.jsonl" --incumbent cd0.25
 # the lead of the chunk the second hop brings in (BENCHMARKS.md, "Issue 11, sixth round"): link_lead chosen
 # leave-one-dataset-out for default and quality, then both against link_lead 0, given and retrieval mode
 for v in 0 0.3 0.6 1.0 1.5 2.0 3.0; do for data in hotpotqa 2wiki squad2-pools nq-multidoc runs/fit-extra/nq-extra.jsonl runs/fit-extra/squad-extra.jsonl; do
-    python bench/stages.py --data $data --pipelines default --set compress-sentences.link_lead=$v --label llu$v --out "$OUT/linklead/llu.jsonl"
+    python bench/stages.py --data $data --pipelines default --set compress-sentences.link_lead=$v \
+        --set compress-sentences.link_chunks=0 --label llu$v --out "$OUT/linklead/llu.jsonl"   # link_chunks as in the sixth round
 done; done
 python bench/lodo_setting.py "$OUT/linklead/llu.jsonl" --incumbent llu0
 for v in 0 0.6 1.0; do for data in hotpotqa 2wiki squad2-pools nq-multidoc runs/fit-extra/nq-extra.jsonl runs/fit-extra/squad-extra.jsonl; do
-    python bench/stages.py --data $data --pipelines quality --set compress-sentences.link_lead=$v --label qll$v --out "$OUT/linklead/qll.jsonl"
+    python bench/stages.py --data $data --pipelines quality --set compress-sentences.link_lead=$v \
+        --set compress-sentences.link_chunks=0 --label qll$v --out "$OUT/linklead/qll.jsonl"
 done; done
 python bench/lodo_setting.py "$OUT/linklead/qll.jsonl" --incumbent qll0
+# only the best-linked chunk gains (BENCHMARKS.md, "Issue 11, seventh round"): link_chunks chosen leave-one-dataset-out
+# for default and quality, link_lead re-checked with it
+for data in hotpotqa 2wiki squad2-pools nq-multidoc runs/fit-extra/nq-extra.jsonl runs/fit-extra/squad-extra.jsonl; do
+    for v in 0 1 2; do
+        python bench/stages.py --data $data --pipelines default --set compress-sentences.link_chunks=$v --label top$v --out "$OUT/linklead/top.jsonl"
+    done
+    for v in 0 1; do
+        python bench/stages.py --data $data --pipelines quality --set compress-sentences.link_chunks=$v --label qlc$v --out "$OUT/linklead/qlc.jsonl"
+    done
+    for v in 0.6 1.0 1.5 2.0; do
+        python bench/stages.py --data $data --pipelines default --set compress-sentences.link_lead=$v --label lc1ll$v --out "$OUT/linklead/lcll.jsonl"
+    done
+done
+python bench/lodo_setting.py "$OUT/linklead/top.jsonl" --incumbent top0
+python bench/lodo_setting.py "$OUT/linklead/qlc.jsonl" --incumbent qlc0
+python bench/lodo_setting.py "$OUT/linklead/lcll.jsonl" --incumbent lc1ll1.0
+# today's presets against the sixth round's (every linked chunk gains) and against no link_lead at all:
+# given mode, the wrong-fact stress sets, retrieval mode
+ARMS="--config bench/configs/default-link-every.json --config bench/configs/quality-link-every.json --config bench/configs/default-no-link-lead.json --config bench/configs/quality-no-link-lead.json"
+ALSO=default-link-every,quality-link-every,default-no-link-lead,quality-no-link-lead
 for data in nq-multidoc squad2-pools hotpotqa 2wiki; do
-    ragtrim eval --data $data --pipelines default,quality --config bench/configs/default-no-link-lead.json \
-        --config bench/configs/quality-no-link-lead.json --budgets $B --reader none --out "$OUT/linklead/given-$data"
-    python bench/paired.py "$OUT/linklead/given-$data" --arms default,quality --base "$OUT/$data" \
-        --also default-no-link-lead,quality-no-link-lead
+    ragtrim eval --data $data --pipelines default,quality $ARMS --budgets $B --reader none --out "$OUT/linklead/given-$data"
+    python bench/paired.py "$OUT/linklead/given-$data" --arms default,quality --base "$OUT/$data" --also $ALSO
     ragtrim eval --data $data --limit 200 --retrieve faiss --top-k 20 --pipelines default,truncate \
-        --config bench/configs/default-no-link-lead.json --budgets $B --reader none --out "$OUT/linklead/ret-$data"
+        --config bench/configs/default-link-every.json --config bench/configs/default-no-link-lead.json --budgets $B --reader none --out "$OUT/linklead/ret-$data"
+done
+for data in hotpotqa 2wiki; do
+    ragtrim eval --data "$OUT/conflicts/$data-wrong-before.jsonl" --pipelines default,quality $ARMS --budgets $B --reader none \
+        --out "$OUT/linklead/stress-$data"
+    python bench/paired.py "$OUT/linklead/stress-$data" --arms default,quality --also $ALSO
 done
