@@ -13,7 +13,8 @@ It then checks, from the database and the client's own counts:
 * overspend: per budget, ``spent - limit`` (must be <= 0) in $ and tokens; and the ledger's
   sum of charged usage equals the counters (no double charge, no lost charge);
 * ledger rows = requests answered (+ requests lost with a killed worker, which must be
-  ``failed`` rows), every answered request id has its row, no reservation left ``held``;
+  ``failed`` rows), every answered request id has its row, no reservation left ``held``,
+  and no live request settled after its hold had lapsed (``rows_settled_late``);
 * degraded and refused counts; gateway overhead p50/p99 (latency minus upstream time, from
   the ledger and from the client's view).
 
@@ -249,6 +250,7 @@ def check(db_url: str, results: list[dict[str, Any]], probe_id: str) -> dict[str
         "lost_errors": {e: sum(1 for r in lost if r.get("error") == e) for e in sorted({r.get("error") for r in lost})},
         "ledger_rows": len(rows), "answered_without_ledger_row": len(missing) + len(unlabeled),
         "rows_failed_worker_died": sum(1 for r in rows if "worker stopped" in r["error"]),
+        "rows_settled_late": sum(1 for r in rows if "settled after its reservation had expired" in r["error"]),
         "rows_not_answered": _not_answered(rows, answered),
         "rows_pending": sum(1 for r in rows if r["action"] == "pending"),
         "reservations_held": len(held), "reservation_states": states,

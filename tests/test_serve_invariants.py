@@ -32,6 +32,7 @@ def _common(report: dict, sent: int, ran_out: float = 0.9) -> None:
         assert b["overspend"] == 0 and b["reserved"] == 0 and b["ledger_minus_counter"] == 0, b
         assert b["spent"] > b["limit"] * ran_out, b  # the quota really ran out
     assert report["answered_without_ledger_row"] == 0 and report["rows_pending"] == 0 and report["reservations_held"] == 0
+    assert report["rows_settled_late"] == 0  # no live request's hold lapsed (that could overspend)
     assert report["refused"] > 0 and report["degraded"] > 0
     assert report["status"].get("429", 0) == report["refused"]
 

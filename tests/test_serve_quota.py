@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import threading
 import uuid
+from dataclasses import replace
 
 import pytest
 
@@ -168,3 +169,55 @@ def test_no_overspend_across_processes(engine, tmp_path):
     for p in procs:
         p.join(60)
     assert answered == 123 and counters(engine, b.id) == (1230, 0)
+
+
+def test_a_worker_never_expires_its_own_holds(engine):
+    # its holds are in flight: expiring one would free room the request is about to be charged for
+    b = set_budget(engine, tenant_id="acme", unit="tokens", period="day", limit=1000)
+    clock = Clock()
+    slow = QuotaStore(engine, worker_id="slow", lease_seconds=10, clock=clock)
+    other = QuotaStore(engine, worker_id="other", lease_seconds=10, clock=clock)
+    budgets = slow.budgets_for("acme", user="", feature="")
+    pending = LedgerEntry(id="r-slow", ts=clock.t, tenant_id="acme", endpoint="chat", action="pending")
+    assert isinstance(slow.reserve("r-slow", budgets, Need(900, 0), pending), Reservation)
+    clock.t += 60  # its renewals were late
+    assert slow.expire() == 0
+    assert counters(engine, b.id) == (0, 900)
+    assert slow.settle("r-slow", Need(700, 0), replace(pending, action="ok", status=200)) is False  # on time, not late
+    assert counters(engine, b.id) == (700, 0)
+    # another worker's lapsed hold is expired, and its pending row failed
+    assert isinstance(other.reserve("r-other", budgets, Need(200, 0),
+                                    LedgerEntry(id="r-other", ts=clock.t, tenant_id="acme", endpoint="chat", action="pending")), Reservation)
+    clock.t += 60
+    assert other.expire() == 0 and slow.expire() == 1
+    with engine.connect() as c:
+        assert c.execute(ledger.select().where(ledger.c.id == "r-other")).first().action == "failed"
+        assert c.execute(ledger.select().where(ledger.c.id == "r-slow")).first().action == "ok"
+
+
+def test_a_lease_starts_when_the_write_lock_is_taken(engine):
+    # time spent waiting for the database's write lock must not eat into the lease
+    set_budget(engine, tenant_id="acme", unit="tokens", period="day", limit=1000)
+    clock = Clock()
+    store = QuotaStore(engine, worker_id="w", lease_seconds=10, clock=clock)
+    budgets = store.budgets_for("acme", user="", feature="")
+    out: list = []
+    with engine.info_write_lock:  # another writer holds the lock
+        t = threading.Thread(target=lambda: out.append(store.reserve("r1", budgets, Need(10, 0))))
+        t.start()
+        t.join(0.3)
+        assert t.is_alive()  # waiting for the lock
+        clock.t += 100
+    t.join(10)
+    assert isinstance(out[0], Reservation)
+    with engine.connect() as c:
+        assert c.execute(reservations.select().where(reservations.c.request_id == "r1")).first().expires == clock.t + 10
+    clock.t += 5
+    with engine.info_write_lock:
+        t = threading.Thread(target=store.renew)
+        t.start()
+        t.join(0.3)
+        clock.t += 100
+    t.join(10)
+    with engine.connect() as c:
+        assert c.execute(reservations.select().where(reservations.c.request_id == "r1")).first().expires == clock.t + 10

@@ -7,7 +7,8 @@ The pieces, one idea per module:
 * :mod:`.db` the engine (SQLite by default, PostgreSQL for several replicas), :mod:`.schema`
   the tables;
 * :mod:`.pricing` integer micro-dollar prices from the dated table in ``evals/prices.toml``;
-* :mod:`.quota` atomic reserve / settle / release / expire, :mod:`.ledger` one row per request,
+* :mod:`.quota` atomic reserve / settle / release / expire, :mod:`.lease` the thread that renews
+  a worker's holds and expires a dead worker's, :mod:`.ledger` one row per request,
   :mod:`.budgets`, :mod:`.keys` tenants, hashed API keys and budgets (library functions the
   admin routes and commands share);
 * :mod:`.upstream` OpenAI-compatible and local model (packaged Gemma) clients,

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -23,6 +22,7 @@ from optimizer.lazy import lazy_import
 from ragtrim.serve import admin, chat, optimize, page
 from ragtrim.serve.config import ServeConfig
 from ragtrim.serve.errors import ApiError
+from ragtrim.serve.lease import LeaseKeeper
 from ragtrim.serve.logs import log_event
 from ragtrim.serve.service import Service
 
@@ -58,18 +58,6 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-async def _lease_keeper(service: Service) -> None:
-    """Renew this worker's leases and expire dead workers' reservations, until cancelled."""
-    period = max(0.5, service.config.lease_seconds / 3)
-    while True:
-        await asyncio.sleep(period)
-        try:
-            await run_in_threadpool(service.quota.renew)
-            await run_in_threadpool(service.quota.expire)
-        except Exception as exc:  # a database hiccup must not stop the keeper
-            log_event(service.log, "lease_keeper_error", error=f"{type(exc).__name__}: {exc}"[:300])
-
-
 def create_app(service: Service | None = None, *, config: ServeConfig | None = None) -> Any:
     """The app around ``service`` (built from ``config`` when not given)."""
     fastapi = lazy_import("fastapi", extra="serve", purpose="ragtrim serve")
@@ -78,14 +66,13 @@ def create_app(service: Service | None = None, *, config: ServeConfig | None = N
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         await service.start()
-        keeper = asyncio.create_task(_lease_keeper(service))
+        keeper = LeaseKeeper(service.quota, log=service.log)
+        keeper.start()
         log_event(service.log, "worker_started", worker=service.worker_id, pid=os.getpid(), db=service.engine.dialect.name)
         try:
             yield
         finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            await run_in_threadpool(keeper.stop)
             await service.stop()
             log_event(service.log, "worker_stopped", worker=service.worker_id, pid=os.getpid())
 

@@ -2,7 +2,7 @@
 
 SQLite runs in WAL mode; every write transaction starts with ``BEGIN IMMEDIATE`` so two
 workers never both read then upgrade to a write (the quota check and the reservation are
-one transaction). Read-only transactions (:func:`reading`) use a plain ``BEGIN``. On
+one transaction), and writers queue on a :class:`~ragtrim.serve.writelock.WriteLock`. Read-only transactions (:func:`reading`) use a plain ``BEGIN``. On
 PostgreSQL the quota's conditional ``UPDATE`` takes the row lock, so no extra locking is
 needed; ``postgresql://`` URLs use the psycopg (3) driver.
 
@@ -15,12 +15,12 @@ needed; ``postgresql://`` URLs use the psycopg (3) driver.
 from __future__ import annotations
 
 from collections.abc import Iterator
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from optimizer.lazy import lazy_import
+from ragtrim.serve.writelock import WriteLock
 
 
 def normalize_url(url: str) -> str:
@@ -70,9 +70,8 @@ def _sqlite_engine(sa: Any, url: str) -> Any:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
-    # one writer at a time inside a process: threads queue on a lock instead of sleeping in
-    # SQLite's busy handler (which backs off up to 100 ms); processes still meet at BEGIN IMMEDIATE
-    engine.info_write_lock = threading.Lock()  # type: ignore[attr-defined]
+    # one writer at a time, queued fairly instead of sleeping in SQLite's busy handler (see writelock)
+    engine.info_write_lock = WriteLock(path.split("?", 1)[0] or None)  # type: ignore[attr-defined]
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:

@@ -9,9 +9,11 @@ locked in id order, so two requests never deadlock. Hence, per budget and period
 ``spent + reserved <= limit`` at every commit, with any number of workers and replicas.
 
 Each reservation carries its worker's id and a lease; a live worker renews its leases
-(:meth:`QuotaStore.renew`), and :meth:`QuotaStore.expire` releases the reservations of a
-worker that died and fails its pending ledger rows. Settling moves a reservation from
-``held`` to ``settled`` once (a repeated settle or a settle after release charges nothing).
+(:meth:`QuotaStore.renew`, from a :class:`ragtrim.serve.lease.LeaseKeeper` thread), and
+:meth:`QuotaStore.expire` releases the reservations of a worker that died and fails its
+pending ledger rows; a worker never expires its own. Lease times are read once the write lock
+is held. Settling moves a reservation from ``held`` to ``settled`` once (a repeated settle or
+a settle after release charges nothing).
 
 >>> from ragtrim.serve.db import make_engine
 >>> from ragtrim.serve.keys import create_tenant
@@ -126,10 +128,11 @@ class QuotaStore:
         if need.tokens < 0 or need.micro < 0:
             raise ValueError(f"a reservation must be >= 0, got {need!r}")
         now = self.clock()
-        expires = now + self.lease_seconds
         ordered = sorted(budgets, key=lambda b: b.id)
         try:
             with writing(self.engine) as conn:
+                now = self.clock()  # read after the write lock: waiting for it must not eat into the lease
+                expires = now + self.lease_seconds
                 for b in ordered:
                     self._hold(conn, b, period_start(b.period, now), need.amount(b.unit), request_id, expires, now)
                 if pending is not None:
@@ -198,8 +201,8 @@ class QuotaStore:
 
     def renew(self) -> int:
         """Extend this worker's held reservations and pending rows; returns how many reservations."""
-        expires = self.clock() + self.lease_seconds
         with writing(self.engine) as conn:
+            expires = self.clock() + self.lease_seconds
             n = conn.execute(reservations.update().where(
                 reservations.c.worker_id == self.worker_id, reservations.c.state == "held").values(expires=expires)).rowcount
             conn.execute(ledger.update().where(ledger.c.worker_id == self.worker_id, ledger.c.action == "pending")
@@ -207,13 +210,19 @@ class QuotaStore:
         return n
 
     def expire(self, limit: int = 1000) -> int:
-        """Release reservations whose lease ran out (their worker died) and fail their pending rows."""
-        now = self.clock()
+        """Release other workers' reservations whose lease ran out (their worker died) and fail their pending rows.
+
+        A worker never expires its own: it is alive, so its holds are in flight and will be settled or
+        released (expiring one would let another request take room this one is about to be charged for).
+        """
         with writing(self.engine) as conn:
-            rows = conn.execute(reservations.select().where(reservations.c.state == "held", reservations.c.expires < now)
+            now = self.clock()
+            rows = conn.execute(reservations.select().where(reservations.c.state == "held", reservations.c.expires < now,
+                                                            reservations.c.worker_id != self.worker_id)
                                 .order_by(reservations.c.budget_id).limit(limit)).all()
             freed = sum(self._free(conn, r, "expired") for r in rows)
-            conn.execute(ledger.update().where(ledger.c.action == "pending", ledger.c.lease_expires < now).values(
+            conn.execute(ledger.update().where(ledger.c.action == "pending", ledger.c.lease_expires < now,
+                                               ledger.c.worker_id != self.worker_id).values(
                 action="failed", status=0, lease_expires=None,
                 error="worker stopped before the request finished; its reservation expired (upstream usage unknown)"))
         return freed
