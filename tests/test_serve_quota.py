@@ -40,6 +40,13 @@ def counters(engine, budget_id):
     return (int(row.spent), int(row.reserved)) if row else (0, 0)
 
 
+def two_workers(engine, clock, first: str, second: str):
+    """Two workers' stores on one clock, the tenant's budgets, and a pending row for ``r-<first>``."""
+    a, b = (QuotaStore(engine, worker_id=w, lease_seconds=10, clock=clock) for w in (first, second))
+    pending = LedgerEntry(id=f"r-{first}", ts=clock.t, tenant_id="acme", endpoint="chat", action="pending")
+    return a, b, a.budgets_for("acme", user="", feature=""), pending
+
+
 def test_reserve_refuses_what_does_not_fit_and_holds_nothing(engine):
     b1 = set_budget(engine, tenant_id="acme", unit="tokens", period="day", limit=1000)
     b2 = set_budget(engine, tenant_id="acme", unit="usd", period="month", limit=50)
@@ -84,10 +91,7 @@ def test_user_and_feature_budgets_only_bind_their_requests(engine):
 def test_dead_worker_reservation_expires_and_its_pending_row_fails(engine):
     b = set_budget(engine, tenant_id="acme", unit="tokens", period="day", limit=1000)
     clock = Clock()
-    dead = QuotaStore(engine, worker_id="dead", lease_seconds=10, clock=clock)
-    alive = QuotaStore(engine, worker_id="alive", lease_seconds=10, clock=clock)
-    budgets = dead.budgets_for("acme", user="", feature="")
-    pending = LedgerEntry(id="r-dead", ts=clock.t, tenant_id="acme", endpoint="chat", action="pending")
+    dead, alive, budgets, pending = two_workers(engine, clock, "dead", "alive")
     assert isinstance(dead.reserve("r-dead", budgets, Need(900, 0), pending), Reservation)
     assert isinstance(alive.reserve("r-alive", budgets, Need(100, 0)), Reservation)
     clock.t += 8
@@ -175,10 +179,7 @@ def test_a_worker_never_expires_its_own_holds(engine):
     # its holds are in flight: expiring one would free room the request is about to be charged for
     b = set_budget(engine, tenant_id="acme", unit="tokens", period="day", limit=1000)
     clock = Clock()
-    slow = QuotaStore(engine, worker_id="slow", lease_seconds=10, clock=clock)
-    other = QuotaStore(engine, worker_id="other", lease_seconds=10, clock=clock)
-    budgets = slow.budgets_for("acme", user="", feature="")
-    pending = LedgerEntry(id="r-slow", ts=clock.t, tenant_id="acme", endpoint="chat", action="pending")
+    slow, other, budgets, pending = two_workers(engine, clock, "slow", "other")
     assert isinstance(slow.reserve("r-slow", budgets, Need(900, 0), pending), Reservation)
     clock.t += 60  # its renewals were late
     assert slow.expire() == 0

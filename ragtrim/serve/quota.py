@@ -127,7 +127,6 @@ class QuotaStore:
         """Hold ``need`` against every budget, atomically, and write the ``pending`` ledger row with it."""
         if need.tokens < 0 or need.micro < 0:
             raise ValueError(f"a reservation must be >= 0, got {need!r}")
-        now = self.clock()
         ordered = sorted(budgets, key=lambda b: b.id)
         try:
             with writing(self.engine) as conn:
