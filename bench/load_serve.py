@@ -71,11 +71,12 @@ def load_documents(n: int) -> list[tuple[str, list[dict[str, Any]]]]:
     return out
 
 
-def write_config(path: Path, upstream: str, preset: str, lease: float) -> None:
+def write_config(path: Path, upstream: str, preset: str, lease: float, connection_max_age: float = 15.0) -> None:
     path.write_text(f"""
 preset = "{preset}"
 default_model = "gpt-4o"
 lease_seconds = {lease}
+connection_max_age = {connection_max_age}
 budget = 0.5
 [degrade]
 floor = 0.15
@@ -151,6 +152,68 @@ def worker_pids(supervisor: int) -> list[int]:
     return pids
 
 
+class KillWatch:
+    """After a worker is killed: when the supervisor started its replacement, and when that one was serving.
+
+    Polls the supervisor's children and its log (uvicorn writes "Application startup complete."
+    once per worker) every 0.1 s for at most ``limit`` seconds, in a daemon thread.
+    """
+
+    def __init__(self, supervisor: int, log: Path, limit: float = 120.0) -> None:
+        self.supervisor, self.log, self.limit = supervisor, log, limit
+        self.killed_at: float | None = None  # seconds since the client run began
+        self.respawned_s: float | None = None  # kill -> replacement process exists
+        self.ready_s: float | None = None  # kill -> replacement logged startup complete
+        self.killed_wall = 0.0
+
+    def _ready_lines(self) -> int:
+        try:
+            return self.log.read_text(errors="replace").count("Application startup complete")
+        except OSError:
+            return 0
+
+    def start(self, before: list[int], at: float) -> None:
+        import threading
+
+        self.killed_at, self.killed_wall = at, time.time()
+        t0, lines = time.perf_counter(), self._ready_lines()
+
+        def poll() -> None:
+            while time.perf_counter() - t0 < self.limit and self.ready_s is None:
+                if self.respawned_s is None and set(worker_pids(self.supervisor)) - set(before):
+                    self.respawned_s = time.perf_counter() - t0
+                if self._ready_lines() > lines:
+                    self.ready_s = time.perf_counter() - t0
+                time.sleep(0.1)
+
+        threading.Thread(target=poll, daemon=True).start()
+
+    def report(self, results: list[dict[str, Any]], db_url: str) -> dict[str, Any]:
+        """The timeline; answered requests per second in the 20 s before the kill and after it; the
+        ledger rows each worker wrote in the 20 s windows after the kill (is the replacement used?)."""
+        if self.killed_at is None:
+            return {}
+        engine = make_engine(db_url, create=False)
+        with engine.connect() as c:
+            rows = c.execute(ledger.select().with_only_columns(ledger.c.ts, ledger.c.worker_id)
+                             .where(ledger.c.ts >= self.killed_wall - 20)).all()
+        engine.dispose()
+        per_worker: dict[str, dict[str, int]] = {}
+        for ts, worker in rows:
+            w = f"{int((ts - self.killed_wall) // 20) * 20:+d}s"
+            pid = worker.split(":")[1] if worker.count(":") >= 2 else worker
+            per_worker.setdefault(w, {}).setdefault(pid, 0)
+            per_worker[w][pid] += 1
+        k = self.killed_at
+        done = [r["t"] for r in results if r.get("status") is not None]
+        window = 20.0
+        before = sum(1 for t in done if k - window <= t < k) / window
+        after = [sum(1 for t in done if k + a <= t < k + a + window) / window for a in (0.0, window, 2 * window)]
+        return {"killed_at_s": round(k, 2), "replacement_started_s": self.respawned_s, "replacement_ready_s": self.ready_s,
+                "rps_20s_before": before, "rps_after_0_20_40s": after,
+                "ledger_rows_by_worker_per_20s": dict(sorted(per_worker.items(), key=lambda kv: int(kv[0][:-1])))}
+
+
 def setup_tenants(db_url: str, n_each: int, probe: dict[str, int]) -> dict[str, Any]:
     """Tenants, keys and budgets sized from one probe request so the capped tenants run out about halfway."""
     from decimal import Decimal
@@ -174,6 +237,7 @@ async def client_run(bases: list[str], keys: dict[str, str], docs: list, n: int,
     import httpx
 
     results: list[dict[str, Any]] = []
+    began = time.perf_counter()
     counter = iter(range(n))
     deadline = time.monotonic() + time_limit
     limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2, keepalive_expiry=10)
@@ -193,6 +257,7 @@ async def client_run(bases: list[str], keys: dict[str, str], docs: list, n: int,
         except httpx.HTTPError as exc:
             row.update(status=None, error=type(exc).__name__)
         row["ms"] = (time.perf_counter() - start) * 1000
+        row["t"] = time.perf_counter() - began
         results.append(row)
 
     async def worker(client: Any) -> None:
@@ -302,7 +367,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         stack.enter_context(process([sys.executable, "-m", "ragtrim.serve.fake_upstream", str(up_port), str(args.upstream_ms),
                                      str(args.upstream_jitter_ms)], env, tmp / "upstream.log"))
         wait_http(f"http://127.0.0.1:{up_port}/v1/models")
-        write_config(tmp / "serve.toml", f"http://127.0.0.1:{up_port}", args.preset, args.lease)
+        write_config(tmp / "serve.toml", f"http://127.0.0.1:{up_port}", args.preset, args.lease, args.connection_max_age)
         make_engine(db_url).dispose()
         bases, supervisors = [], []
         for r in range(args.replicas):
@@ -321,6 +386,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         probe = probe_request(bases[0], setup["keys"]["steady"], docs[0], args.max_tokens)
         sized = resize_budgets(db_url, args.requests // len(TENANTS), probe)
         killed: list[int] = []
+        watch = KillWatch(supervisors[0], tmp / "gateway0.log")
 
         def do_kill() -> None:
             pids = worker_pids(supervisors[0])
@@ -328,6 +394,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 victim = busiest_worker(db_url, pids)
                 os.kill(victim, signal.SIGKILL)
                 killed.append(victim)
+                watch.start(pids, time.perf_counter() - t0)
 
         kill = (int(args.requests * args.kill_at), do_kill) if args.kill_at is not None else None
         t0 = time.perf_counter()
@@ -338,7 +405,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(args.lease * 2 + 1)
         metrics = __import__("httpx").get(f"{bases[0]}/metrics").text
         report = check(db_url, results, probe["id"])
-    report.update(wall_s=wall, throughput_rps=len(results) / wall, killed_workers=killed, limits=sized, probe=probe,
+        timeline = watch.report(results, db_url)
+    report.update(wall_s=wall, throughput_rps=len(results) / wall, killed_workers=killed, kill_timeline=timeline,
+                  limits=sized, probe=probe,
                   metrics_requests_total=sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
                                              if line.startswith("ragtrim_requests_total{") and 'endpoint="chat"' in line),
                   settings=vars(args))
@@ -370,6 +439,8 @@ def main() -> None:
     p.add_argument("--upstream-ms", type=float, default=40.0, help="fake upstream latency (plus up to --upstream-jitter-ms)")
     p.add_argument("--upstream-jitter-ms", type=float, default=40.0)
     p.add_argument("--lease", type=float, default=5.0, help="reservation lease seconds (a dead worker's holds expire after it)")
+    p.add_argument("--connection-max-age", type=float, default=15.0,
+                   help="the gateway's connection_max_age (0: keep-alive connections are never closed by the gateway)")
     p.add_argument("--kill-at", type=float, default=None, help="SIGKILL one worker after this share of the requests")
     p.add_argument("--time-limit", type=float, default=480.0, help="stop sending after this many seconds")
     p.add_argument("--out", type=Path, default=None, help="write the report as JSON here")

@@ -24,6 +24,7 @@ from ragtrim.serve.config import ServeConfig
 from ragtrim.serve.errors import ApiError
 from ragtrim.serve.lease import LeaseKeeper
 from ragtrim.serve.logs import log_event
+from ragtrim.serve.recycle import ConnectionRecycler
 from ragtrim.serve.service import Service
 
 def _chunk_schema() -> dict[str, Any]:
@@ -79,6 +80,7 @@ def create_app(service: Service | None = None, *, config: ServeConfig | None = N
     app = fastapi.FastAPI(title="ragtrim serve", version="0.1.0", lifespan=lifespan,
                           description="Optimizes RAG context per request and enforces per-tenant token and $ budgets.")
     app.state.service = service
+    app.add_middleware(ConnectionRecycler, max_age=service.config.connection_max_age)
     _routes(app)
     _handlers(app)
     return app

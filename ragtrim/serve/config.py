@@ -16,6 +16,8 @@ A complete file (``serve.toml``)::
     budget = 0.5                # context budget when a request names none (share or tokens)
     default_model = "gpt-4o"       # default: the first model under [models]
     lease_seconds = 30          # a reservation of a dead worker expires after this
+    connection_max_age = 15     # close a keep-alive client connection after this many seconds (0: never), so load
+                                # spreads over the workers again after one restarts
     prices = "my-prices.toml"   # optional, added to evals/prices.toml
 
     [limits]
@@ -141,6 +143,7 @@ class ServeConfig:
     default_model: str = LOCAL_MODEL
     template: str = DEFAULT_CHAT_TEMPLATE
     lease_seconds: float = 30.0
+    connection_max_age: float = 15.0
     prices: str | None = None
     pepper_env: str = "RAGTRIM_SERVE_PEPPER"
     limits: Limits = field(default_factory=Limits)
@@ -205,6 +208,9 @@ class ServeConfig:
                 raise ValueError(f"{label} must be a positive integer, got {value!r}")
         if not (isinstance(self.lease_seconds, (int, float)) and self.lease_seconds >= 1):
             raise ValueError(f"lease_seconds must be a number of seconds >= 1, got {self.lease_seconds!r}")
+        age = self.connection_max_age
+        if isinstance(age, bool) or not isinstance(age, (int, float)) or age < 0:
+            raise ValueError(f"connection_max_age must be a number of seconds >= 0 (0: never close), got {age!r}")
         if "{context}" not in self.template:
             raise ValueError(f"template must contain {{context}} where the optimized documents go, got {self.template!r}")
         if self.default_model not in self.models:
