@@ -84,3 +84,61 @@ def test_two_workers_metrics_logs_and_graceful_shutdown(tmp_path):
     with engine.connect() as c:
         rows = c.execute(ledger.select()).all()
     assert len(rows) == 5 and {r.action for r in rows} == {"ok"} and len({r.worker_id for r in rows}) >= 1
+
+
+def _start_gateway(tmp_path: Path, toml: str, workers: int) -> tuple[subprocess.Popen, str]:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}", "RAGTRIM_SERVE_PEPPER": "p" * 32,
+           "RAGTRIM_CACHE": str(tmp_path), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
+    (tmp_path / "prom").mkdir(exist_ok=True)
+    (tmp_path / "serve.toml").write_text(toml)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "ragtrim.serve", "serve", "--config", str(tmp_path / "serve.toml"), "--db",
+                             f"sqlite:///{tmp_path}/s.sqlite", "--workers", str(workers), "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    wait_up(f"{base}/healthz", proc)
+    return proc, base
+
+
+def test_after_a_worker_is_killed_keep_alive_clients_reach_its_replacement(tmp_path):
+    """Clients of a killed worker reconnect to the survivor before the replacement is up; connection
+    recycling (``connection_max_age``) moves some of them to the replacement once it serves."""
+    proc, base = _start_gateway(tmp_path, 'preset = "bm25-pack"\nconnection_max_age = 1\n', workers=2)
+    try:
+        first: set[int] = set()
+        deadline = time.monotonic() + 30
+        while len(first) < 2 and time.monotonic() < deadline:  # fresh connections until both workers answered
+            first.add(httpx.get(f"{base}/healthz", timeout=10).json()["pid"])
+        assert len(first) == 2, first
+        stop = threading.Event()
+        seen: list[int] = []
+
+        def client() -> None:  # one kept-alive connection per thread, reconnecting at once on an error
+            with httpx.Client(base_url=base, timeout=10, limits=httpx.Limits(max_connections=1)) as c:
+                while not stop.is_set():
+                    try:
+                        seen.append(c.get("/healthz").json()["pid"])
+                    except httpx.HTTPError:
+                        continue
+                    time.sleep(0.02)
+
+        threads = [threading.Thread(target=client, daemon=True) for _ in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while not (set(seen) - first) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        stop.set()
+        for t in threads:
+            t.join(15)
+        assert set(seen) - first, f"no kept-alive client reached the replacement worker; pids seen {sorted(set(seen))}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
