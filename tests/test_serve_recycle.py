@@ -90,12 +90,14 @@ def test_off_without_client_and_for_other_scopes():
     for mw in (off, on):
         call(mw)
         call(mw, client=None)
+        call(mw, client=("203.0.113.9", 0))  # uvicorn's X-Forwarded-For address: not one connection
         call(mw, scope_type="websocket")
     clock.now = 10.0
     assert start_headers(call(off)) == []
     assert start_headers(call(on, client=None)) == []
+    assert start_headers(call(on, client=("203.0.113.9", 0))) == []
     assert start_headers(call(on)) == [(b"connection", b"close")]
-    assert on._first_seen == {}  # the websocket and client-less scopes were never tracked
+    assert on._first_seen == {}  # the websocket, forwarded and client-less scopes were never tracked
 
 
 def test_the_table_is_bounded_and_forgets_the_oldest_first():

@@ -15,6 +15,12 @@ client opens a new one, which any worker may accept. A connection is never cut m
 A closed connection's entry stays until its port is reused (its next connection is then
 recycled after one response) or the table is full (``max_tracked``, oldest first).
 
+Behind a proxy whose ``X-Forwarded-For`` uvicorn trusts (``--forwarded-allow-ips``, by default
+127.0.0.1), uvicorn replaces the client address with the forwarded one and port 0, so
+connections cannot be told apart: such requests are left alone, and the proxy's own limit
+(nginx ``keepalive_time``, Envoy ``max_connection_duration``) does the job. The same recycling
+also helps several replicas behind a connection-level load balancer, such as a Kubernetes Service.
+
 >>> import asyncio
 >>> async def app(scope, receive, send):
 ...     await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -62,7 +68,7 @@ class ConnectionRecycler:
 
     async def __call__(self, scope: Scope, receive: Any, send: Send) -> None:
         client = scope.get("client")
-        if scope.get("type") != "http" or not self.max_age or not client:
+        if scope.get("type") != "http" or not self.max_age or not client or not client[1]:  # port 0: a forwarded address
             await self.app(scope, receive, send)
             return
         if not self._expired(tuple(client)):
