@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -173,8 +174,6 @@ class KillWatch:
             return 0
 
     def start(self, before: list[int], at: float) -> None:
-        import threading
-
         self.killed_at, self.killed_wall = at, time.time()
         t0, lines = time.perf_counter(), self._ready_lines()
 

@@ -37,25 +37,32 @@ def wait_up(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
     raise AssertionError(f"{url} did not come up")
 
 
+def start_gateway(tmp_path: Path, toml: str, *, workers: int, env: dict[str, str] | None = None,
+                  stdout: int = subprocess.DEVNULL) -> tuple[subprocess.Popen, str]:
+    """``python -m ragtrim.serve serve`` with ``toml`` as its config, on a free port, in its own process group; waits for /healthz."""
+    full_env = {**os.environ, "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}", "RAGTRIM_SERVE_PEPPER": "p" * 32,
+                "RAGTRIM_CACHE": str(tmp_path), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), **(env or {})}
+    (tmp_path / "prom").mkdir(exist_ok=True)
+    (tmp_path / "serve.toml").write_text(toml)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "ragtrim.serve", "serve", "--config", str(tmp_path / "serve.toml"), "--db",
+                             f"sqlite:///{tmp_path}/s.sqlite", "--workers", str(workers), "--port", str(port)],
+                            env=full_env, stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    wait_up(f"{base}/healthz", proc)
+    return proc, base
+
+
 def test_two_workers_metrics_logs_and_graceful_shutdown(tmp_path):
-    db = f"sqlite:///{tmp_path}/s.sqlite"
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}", "RAGTRIM_SERVE_PEPPER": "p" * 32,
-           "RAGTRIM_CACHE": str(tmp_path), "UPSTREAM_KEY": "sk-never-logged-0123456789", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
-    (tmp_path / "prom").mkdir()
-    engine = make_engine(db)
+    engine = make_engine(f"sqlite:///{tmp_path}/s.sqlite")
     create_tenant(engine, "acme")
     key = create_key(engine, b"p" * 32, tenant_id="acme")[1]
     with serve_in_thread(create_fake_upstream(latency_ms=1500, answer_tokens=5)) as up:
-        (tmp_path / "serve.toml").write_text(
-            f'preset = "bm25-pack"\n[upstreams.fake]\nbase_url = "{up}/v1"\napi_key_env = "UPSTREAM_KEY"\n'
-            '[models."gpt-4o"]\nupstream = "fake"\ntokenizer = "cl100k_base"\n')
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        proc = subprocess.Popen([sys.executable, "-m", "ragtrim.serve", "serve", "--config", str(tmp_path / "serve.toml"), "--db", db,
-                                 "--workers", "2", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc, base = start_gateway(
+            tmp_path, f'preset = "bm25-pack"\n[upstreams.fake]\nbase_url = "{up}/v1"\napi_key_env = "UPSTREAM_KEY"\n'
+            '[models."gpt-4o"]\nupstream = "fake"\ntokenizer = "cl100k_base"\n',
+            workers=2, env={"UPSTREAM_KEY": "sk-never-logged-0123456789"}, stdout=subprocess.PIPE)
         try:
-            wait_up(f"{base}/healthz", proc)
             h = {"Authorization": f"Bearer {key}"}
             threads = [threading.Thread(target=lambda: httpx.post(f"{base}/v1/chat/completions", json=chat_body(), headers=h, timeout=30))
                        for _ in range(4)]
@@ -86,24 +93,10 @@ def test_two_workers_metrics_logs_and_graceful_shutdown(tmp_path):
     assert len(rows) == 5 and {r.action for r in rows} == {"ok"} and len({r.worker_id for r in rows}) >= 1
 
 
-def _start_gateway(tmp_path: Path, toml: str, workers: int) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}", "RAGTRIM_SERVE_PEPPER": "p" * 32,
-           "RAGTRIM_CACHE": str(tmp_path), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
-    (tmp_path / "prom").mkdir(exist_ok=True)
-    (tmp_path / "serve.toml").write_text(toml)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "ragtrim.serve", "serve", "--config", str(tmp_path / "serve.toml"), "--db",
-                             f"sqlite:///{tmp_path}/s.sqlite", "--workers", str(workers), "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    wait_up(f"{base}/healthz", proc)
-    return proc, base
-
-
 def test_after_a_worker_is_killed_keep_alive_clients_reach_its_replacement(tmp_path):
     """Clients of a killed worker reconnect to the survivor before the replacement is up; connection
     recycling (``connection_max_age``) moves some of them to the replacement once it serves."""
-    proc, base = _start_gateway(tmp_path, 'preset = "bm25-pack"\nconnection_max_age = 1\n', workers=2)
+    proc, base = start_gateway(tmp_path, 'preset = "bm25-pack"\nconnection_max_age = 1\n', workers=2)
     try:
         first: set[int] = set()
         deadline = time.monotonic() + 30

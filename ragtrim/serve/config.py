@@ -58,6 +58,7 @@ from types import MappingProxyType
 from typing import Any
 
 from optimizer.budget import Budget, parse_budget
+from ragtrim.serve.recycle import check_max_age
 
 DEFAULT_CHAT_TEMPLATE = (
     "Answer the user's question using the documents below. Cite documents by their number.\n\n"
@@ -208,9 +209,7 @@ class ServeConfig:
                 raise ValueError(f"{label} must be a positive integer, got {value!r}")
         if not (isinstance(self.lease_seconds, (int, float)) and self.lease_seconds >= 1):
             raise ValueError(f"lease_seconds must be a number of seconds >= 1, got {self.lease_seconds!r}")
-        age = self.connection_max_age
-        if isinstance(age, bool) or not isinstance(age, (int, float)) or age < 0:
-            raise ValueError(f"connection_max_age must be a number of seconds >= 0 (0: never close), got {age!r}")
+        check_max_age(self.connection_max_age)
         if "{context}" not in self.template:
             raise ValueError(f"template must contain {{context}} where the optimized documents go, got {self.template!r}")
         if self.default_model not in self.models:

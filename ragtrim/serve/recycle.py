@@ -50,6 +50,12 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Any, Send], Awaitable[None]]
 
 
+def check_max_age(value: Any) -> None:
+    """Raise ValueError unless ``value`` is a number of seconds >= 0 (the ``connection_max_age`` setting)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"connection_max_age must be a number of seconds >= 0 (0: never close), got {value!r}")
+
+
 class ConnectionRecycler:
     """ASGI middleware: ``Connection: close`` on the first response of a connection older than ``max_age`` s.
 
@@ -58,13 +64,11 @@ class ConnectionRecycler:
 
     def __init__(self, app: ASGIApp, *, max_age: float, clock: Callable[[], float] = time.monotonic,
                  max_tracked: int = 20_000) -> None:
-        if isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or max_age < 0:
-            raise ValueError(f"connection_max_age must be a number of seconds >= 0 (0: never), got {max_age!r}")
+        check_max_age(max_age)
         if isinstance(max_tracked, bool) or not isinstance(max_tracked, int) or max_tracked < 1:
             raise ValueError(f"max_tracked must be a positive integer, got {max_tracked!r}")
         self.app, self.max_age, self.clock, self.max_tracked = app, float(max_age), clock, max_tracked
         self._first_seen: dict[tuple[Any, ...], float] = {}
-        self.recycled = 0  # connections told to close so far (this worker)
 
     async def __call__(self, scope: Scope, receive: Any, send: Send) -> None:
         client = scope.get("client")
@@ -95,5 +99,4 @@ class ConnectionRecycler:
         if now - first < self.max_age:
             return False
         del self._first_seen[key]
-        self.recycled += 1
         return True
