@@ -72,12 +72,14 @@ def load_documents(n: int) -> list[tuple[str, list[dict[str, Any]]]]:
     return out
 
 
-def write_config(path: Path, upstream: str, preset: str, lease: float, connection_max_age: float = 15.0) -> None:
+def write_config(path: Path, upstream: str, preset: str, lease: float, connection_max_age: float = 15.0,
+                 optimizer_threads: int = 2) -> None:
     path.write_text(f"""
 preset = "{preset}"
 default_model = "gpt-4o"
 lease_seconds = {lease}
 connection_max_age = {connection_max_age}
+optimizer_threads = {optimizer_threads}
 budget = 0.5
 [degrade]
 floor = 0.15
@@ -336,10 +338,13 @@ def check(db_url: str, results: list[dict[str, Any]], probe_id: str) -> dict[str
     chat = [r for r in rows if r["action"] in ("ok", "degraded")]
     overhead = [r["latency_ms"] - r["upstream_ms"] for r in chat]
     refused = [r["latency_ms"] for r in rows if r["action"] == "refused"]
+    early = [r["latency_ms"] for r in rows if r["action"] == "refused" and (r["detail"] or "").startswith("refused before optimizing")]
     client_overhead = [r["ms"] - r["upstream_ms"] for r in answered if r["status"] == 200 and r["upstream_ms"] == r["upstream_ms"]]
     out["overhead_ms"] = {"server_p50": percentile(overhead, 0.5), "server_p99": percentile(overhead, 0.99),
                           "client_p50": percentile(client_overhead, 0.5), "client_p99": percentile(client_overhead, 0.99),
                           "refusal_p50": percentile(refused, 0.5), "refusal_p99": percentile(refused, 0.99),
+                          "early_refusals": len(early), "early_refusal_p50": percentile(early, 0.5),
+                          "early_refusal_p99": percentile(early, 0.99),
                           "upstream_p50": percentile([r["upstream_ms"] for r in chat], 0.5)}
     return out
 
@@ -366,7 +371,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         stack.enter_context(process([sys.executable, "-m", "ragtrim.serve.fake_upstream", str(up_port), str(args.upstream_ms),
                                      str(args.upstream_jitter_ms)], env, tmp / "upstream.log"))
         wait_http(f"http://127.0.0.1:{up_port}/v1/models")
-        write_config(tmp / "serve.toml", f"http://127.0.0.1:{up_port}", args.preset, args.lease, args.connection_max_age)
+        write_config(tmp / "serve.toml", f"http://127.0.0.1:{up_port}", args.preset, args.lease, args.connection_max_age,
+                     args.optimizer_threads)
         make_engine(db_url).dispose()
         bases, supervisors = [], []
         for r in range(args.replicas):
@@ -440,6 +446,8 @@ def main() -> None:
     p.add_argument("--lease", type=float, default=5.0, help="reservation lease seconds (a dead worker's holds expire after it)")
     p.add_argument("--connection-max-age", type=float, default=15.0,
                    help="the gateway's connection_max_age (0: keep-alive connections are never closed by the gateway)")
+    p.add_argument("--optimizer-threads", type=int, default=2,
+                   help="the gateway's optimizer_threads (optimizer runs at once per worker; 64 is about the old shared pool)")
     p.add_argument("--kill-at", type=float, default=None, help="SIGKILL one worker after this share of the requests")
     p.add_argument("--time-limit", type=float, default=480.0, help="stop sending after this many seconds")
     p.add_argument("--out", type=Path, default=None, help="write the report as JSON here")

@@ -263,6 +263,17 @@ class Pipeline:
         return self
 
     # -- running ------------------------------------------------------------------------
+    def full_tokens(self, chunks: Sequence[Any]) -> int:
+        """Tokens of every chunk rendered, as :meth:`run` counts them (its ``tokens_full``), without running a stage.
+
+        >>> p = Pipeline.preset("truncate")
+        >>> docs = ["Paris is the capital of France.", "Lyon is in France."]
+        >>> p.full_tokens(docs) == p.run("capital?", docs).tokens_full
+        True
+        """
+        items = tuple(as_chunks(chunks))
+        return self.tokenizer.count(self.renderer.render(items).text)
+
     def run(self, query: str, chunks: Sequence[Any], *, budget: Budget | None = None) -> Result:
         """Optimize ``chunks`` for ``query``; ``budget`` overrides the pipeline's.
 

@@ -37,7 +37,7 @@ from ragtrim.serve.config import ModelConfig
 from ragtrim.serve.errors import ApiError, bad_request
 from ragtrim.serve.ledger import LedgerEntry
 from ragtrim.serve.logs import log_event, log_request
-from ragtrim.serve.plan import Attempt, Planned, Refused, model_chain, plan_and_reserve, with_margin
+from ragtrim.serve.plan import JOIN_SLACK, Attempt, Planned, Refused, model_chain, plan_and_reserve, smallest_context, with_margin
 from ragtrim.serve.pricing import format_usd
 from ragtrim.serve.quota import Need
 from ragtrim.serve.bodies import ChatRequest, check_preset, parse_chat, read_json
@@ -57,13 +57,15 @@ def with_documents(messages: Sequence[Mapping[str, Any]], template: str, context
     return tuple(messages[:at]) + (doc,) + tuple(messages[at:])
 
 
-async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Budget | None) -> Attempt:
+async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Budget | None, done: dict[Any, Any]) -> Attempt:
     upstream = service.upstream(model)
     max_out = upstream.max_completion_tokens(req.max_tokens)
     result, messages = None, tuple(req.messages)
     if req.documents:
-        pipeline = await run_in_threadpool(service.pipeline, req.preset, model.tokenizer)
-        result = await run_in_threadpool(pipeline.run, req.question, list(req.documents), budget=budget)
+        key = (model.tokenizer, budget)  # a cheaper model with the same tokenizer reuses the run
+        if key not in done:
+            done[key] = await service.optimize(req.preset, model.tokenizer, req.question, req.documents, budget=budget)
+        result = done[key]
         messages = with_documents(req.messages, service.config.template, result.text)
     context = result.text if result is not None else ""
     prompt = await upstream.count_prompt_tokens(messages, model.tokenizer, req.question, context)
@@ -71,12 +73,32 @@ async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Bud
                    result=result, messages=messages, prompt_tokens=int(prompt), max_tokens=max_out)
 
 
-def _smallest(service: Any, req: ChatRequest, chain: Sequence[ModelConfig]) -> list[Need]:
-    """Per model, a lower bound of any request's worst case: ``max_tokens`` out and no prompt."""
+async def _smallest(service: Any, req: ChatRequest, chain: Sequence[ModelConfig]) -> list[Need]:
+    """Per model, what the smallest attempt reserves, so a budget with less room is refused before optimizing.
+
+    That is ``max_tokens`` out and the prompt with the least context the plan degrades to
+    (:func:`ragtrim.serve.plan.smallest_context`), each with the model's ``count_margin``. The
+    prompt is counted with no context, plus that many context tokens, less ``JOIN_SLACK``.
+    Where the upstream counts prompts with a tokenizer of its own (the local model), only the
+    prompt around the context is counted.
+    """
+    full: dict[str, int] = {}
+    bare: dict[tuple[int, str], int] = {}  # models on one upstream and tokenizer count the same prompt
+    messages = with_documents(req.messages, service.config.template, "") if req.documents else tuple(req.messages)
     out = []
     for m in chain:
-        n = with_margin(service.upstream(m).max_completion_tokens(req.max_tokens), m.count_margin)
-        out.append(Need(tokens=n, micro=service.prices[m.name].cost_micro(prompt_tokens=0, completion_tokens=n)))
+        upstream = service.upstream(m)
+        n_out = with_margin(upstream.max_completion_tokens(req.max_tokens), m.count_margin)
+        context = 0
+        if req.documents and getattr(upstream, "counts_with_model_tokenizer", False):
+            if m.tokenizer not in full:
+                full[m.tokenizer] = await run_in_threadpool(service.full_tokens, req.preset, m.tokenizer, req.documents)
+            context = smallest_context(service.config.degrade.floor, req.budget, full[m.tokenizer])
+        key = (id(upstream), m.tokenizer)
+        if key not in bare:
+            bare[key] = int(await upstream.count_prompt_tokens(messages, m.tokenizer, req.question, ""))
+        prompt = with_margin(max(0, bare[key] + context - JOIN_SLACK) if context else bare[key], m.count_margin)
+        out.append(Need(tokens=prompt + n_out, micro=service.prices[m.name].cost_micro(prompt_tokens=prompt, completion_tokens=n_out)))
     return out
 
 
@@ -123,11 +145,13 @@ async def chat_endpoint(request: Request) -> Any:
         check_preset(req.preset)
         budgets = await run_in_threadpool(service.quota.budgets_for, base.tenant_id, user=req.tags.user, feature=req.tags.feature)
         chain = model_chain(service.config.models, model)
+        done: dict[Any, Any] = {}
         try:
+            smallest = await _smallest(service, req, chain) if budgets else []
             outcome = await plan_and_reserve(
-                quota=service.quota, run=run_in_threadpool, budgets=budgets, request_id=rid, smallest_needs=_smallest(service, req, chain),
+                quota=service.quota, run=run_in_threadpool, budgets=budgets, request_id=rid, smallest_needs=smallest,
                 chain=chain, asked_budget=req.budget, floor=service.config.degrade.floor,
-                build=lambda m, b: _build(service, req, m, b),
+                build=lambda m, b: _build(service, req, m, b, done),
                 pending=lambda a, action, steps: replace(_entry_for(base, a, action, steps), action="pending"),
             )
         except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
@@ -169,7 +193,8 @@ async def _refuse(service: Any, base: LedgerEntry, req: ChatRequest, outcome: Re
     ms = (time.perf_counter() - start) * 1000
     if outcome.attempt is None:
         message = (f"quota exceeded: budget {s.budget.label()} (limit {s.budget.limit} {unit}) has less left than the smallest "
-                   f"request ({s.needed} {unit} for max_tokens alone); it resets in {retry} s")
+                   f"form of this request ({s.needed} {unit}: max_tokens and the prompt at the smallest context); "
+                   f"it resets in {retry} s")
         entry = replace(base, action="refused", detail="refused before optimizing: budget exhausted")
     else:
         entry = _entry_for(base, outcome.attempt, "refused", outcome.steps)

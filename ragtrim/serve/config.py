@@ -18,6 +18,8 @@ A complete file (``serve.toml``)::
     lease_seconds = 30          # a reservation of a dead worker expires after this
     connection_max_age = 15     # close a keep-alive client connection after this many seconds (0: never), so load
                                 # spreads over the workers again after one restarts
+    optimizer_threads = 2       # optimizer runs at once per worker; more wait their turn, while key checks, refusals
+                                # and ledger writes keep their own threads
     prices = "my-prices.toml"   # optional, added to evals/prices.toml
 
     [limits]
@@ -145,6 +147,7 @@ class ServeConfig:
     template: str = DEFAULT_CHAT_TEMPLATE
     lease_seconds: float = 30.0
     connection_max_age: float = 15.0
+    optimizer_threads: int = 2
     prices: str | None = None
     pepper_env: str = "RAGTRIM_SERVE_PEPPER"
     limits: Limits = field(default_factory=Limits)
@@ -204,7 +207,7 @@ class ServeConfig:
 
     def check(self) -> None:
         """Raise ValueError naming the first inconsistent setting."""
-        for label, value in (("port", self.port), ("workers", self.workers)):
+        for label, value in (("port", self.port), ("workers", self.workers), ("optimizer_threads", self.optimizer_threads)):
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if label == "port" else 1):
                 raise ValueError(f"{label} must be a positive integer, got {value!r}")
         if not (isinstance(self.lease_seconds, (int, float)) and self.lease_seconds >= 1):

@@ -44,8 +44,7 @@ async def optimize_endpoint(request: Request) -> JSONResponse:
         except ValueError as exc:
             raise bad_request(str(exc), "model") from None
         try:
-            pipeline = await run_in_threadpool(service.pipeline, req.preset, req.tokenizer)
-            result = await run_in_threadpool(pipeline.run, req.query, list(req.chunks), budget=req.budget)
+            result = await service.optimize(req.preset, req.tokenizer, req.query, req.chunks, budget=req.budget)
         except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
             raise bad_request(str(exc)) from None
     except ApiError as exc:

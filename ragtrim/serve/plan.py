@@ -27,6 +27,7 @@ from ragtrim.serve.pricing import ModelPrice
 from ragtrim.serve.quota import Need, QuotaStore, Reservation, Shortfall, Standing
 
 MAX_REPLANS = 8
+JOIN_SLACK = 2  # tokens a prompt's count may lose where the context joins the text around it
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,8 @@ class Planned:
 
 @dataclass(frozen=True)
 class Refused:
-    """No attempt fits. ``attempt`` is None when a budget could not pay even for ``max_tokens``
-    out at the cheapest model (refused before optimizing anything)."""
+    """No attempt fits. ``attempt`` is None when a budget could not pay, on any model of the
+    chain, for the smallest attempt (refused before optimizing anything; see :func:`exhausted`)."""
 
     attempt: Attempt | None
     shortfall: Shortfall
@@ -109,7 +110,9 @@ class Refused:
 
 
 def exhausted(standings: Sequence[Standing], floor_needs: Sequence[Need], reset: Callable[[QuotaBudget], float]) -> Shortfall | None:
-    """A budget whose room is below the smallest possible request (``max_tokens`` out, empty prompt) for every model."""
+    """A budget whose room is below every model's smallest attempt (``floor_needs``: the prompt
+    at :func:`smallest_context` and ``max_tokens`` out), so the request is refused before any
+    optimizer run, however many requests of a spent tenant arrive."""
     for s in standings:
         smallest = min(n.amount(s.budget.unit) for n in floor_needs)
         if s.available < smallest:
@@ -216,3 +219,14 @@ def _floor_tokens(floor: Budget, attempt: Attempt) -> int:
     tokens = resolve_budget(floor, attempt.tokens_full) or 0
     asked = attempt.budget_tokens if attempt.budget_tokens is not None else attempt.tokens_full
     return min(tokens, asked)
+
+
+def smallest_context(floor: Budget, asked: Budget | None, tokens_full: int) -> int:
+    """The least context (tokens) the plan degrades to: the floor, or the asked budget or every
+    document if that is smaller.
+
+    >>> smallest_context(0.1, None, 1000), smallest_context(0.1, 50, 1000), smallest_context(300, None, 120)
+    (100, 50, 120)
+    """
+    asked_tokens = resolve_budget(asked, tokens_full)
+    return min(resolve_budget(floor, tokens_full) or 0, tokens_full if asked_tokens is None else asked_tokens, tokens_full)

@@ -12,8 +12,11 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+import anyio
+import anyio.to_thread
 
 from ragtrim.serve.config import ModelConfig, ServeConfig
 from ragtrim.serve.db import make_engine
@@ -66,6 +69,7 @@ class Service:
         self.log = get_logger()
         self._pipelines: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._lock = threading.Lock()
+        self._optimizer_limiter: anyio.CapacityLimiter | None = None
         self.started = time.time()
 
     def model(self, name: str | None) -> ModelConfig:
@@ -90,7 +94,31 @@ class Service:
                 self._pipelines.popitem(last=False)
         return built
 
+    async def optimize(self, preset: str, tokenizer: str, query: str, chunks: Sequence[Any], *, budget: Any) -> Any:
+        """Run the ``(preset, tokenizer)`` pipeline on a thread of this worker's optimizer pool.
+
+        At most ``optimizer_threads`` runs at once; the others wait their turn here. The
+        blocking database calls (key checks, budgets, ledger rows) use the event loop's own
+        thread pool, so a refusal or a settle does not queue behind optimizer runs.
+        """
+        def run() -> Any:
+            return self.pipeline(preset, tokenizer).run(query, list(chunks), budget=budget)
+
+        return await anyio.to_thread.run_sync(run, limiter=self.optimizer_limiter)
+
+    def full_tokens(self, preset: str, tokenizer: str, chunks: Sequence[Any]) -> int:
+        """Tokens of every chunk rendered by the ``(preset, tokenizer)`` pipeline, without optimizing (blocking)."""
+        return int(self.pipeline(preset, tokenizer).full_tokens(chunks))
+
+    @property
+    def optimizer_limiter(self) -> anyio.CapacityLimiter:
+        """The limiter of optimizer runs (``statistics()`` tells how many run and wait)."""
+        if self._optimizer_limiter is None:
+            self._optimizer_limiter = anyio.CapacityLimiter(self.config.optimizer_threads)
+        return self._optimizer_limiter
+
     async def start(self) -> None:
+        self._optimizer_limiter = anyio.CapacityLimiter(self.config.optimizer_threads)  # bound to this event loop
         for client in self.upstreams.values():
             await client.start()
 

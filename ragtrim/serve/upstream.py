@@ -86,6 +86,7 @@ class OpenAIUpstream:
     """``POST {base_url}/chat/completions`` over a pooled ``httpx.AsyncClient``."""
 
     kind = "openai"
+    counts_with_model_tokenizer = True  # prompts are counted with the model's tiktoken tokenizer
 
     def __init__(self, config: UpstreamConfig, *, env: Mapping[str, str] | None = None):
         self.config = config
@@ -179,6 +180,8 @@ class LocalUpstream:
     ``_generate(prompt)`` with the reader's own ``max_tokens`` (which then caps what the
     gateway reserves).
     """
+
+    counts_with_model_tokenizer = False  # prompts are counted with the model's own (Gemma) tokenizer
 
     kind = "local"
 
