@@ -44,6 +44,8 @@ class Metrics:
         self.overhead = prom.Histogram("ragtrim_gateway_overhead_seconds", "Latency minus upstream time", ["endpoint"],
                                        buckets=_LATENCY_BUCKETS, registry=reg)
         self.upstream = prom.Histogram("ragtrim_upstream_seconds", "Upstream call time", ["model"], buckets=_LATENCY_BUCKETS, registry=reg)
+        self.optimizer_wait = prom.Histogram("ragtrim_optimizer_wait_seconds", "Time an optimizer run waited for one of its "
+                                             "worker's optimizer_threads", buckets=_LATENCY_BUCKETS, registry=reg)
 
     def observe_request(self, *, endpoint: str, action: str, tenant: str, status: int, latency_s: float, overhead_s: float) -> None:
         self.requests.labels(endpoint, action, str(status)).inc()
@@ -63,6 +65,9 @@ class Metrics:
             self.spent.labels(tenant, model).inc(cost_micro)
         if upstream_s is not None and model:
             self.upstream.labels(model).observe(upstream_s)
+
+    def observe_optimizer_wait(self, seconds: float) -> None:
+        self.optimizer_wait.observe(max(0.0, seconds))
 
     def observe_degrade(self, *, tenant: str, steps: tuple[str, ...]) -> None:
         for step in steps:

@@ -101,7 +101,10 @@ class Service:
         blocking database calls (key checks, budgets, ledger rows) use the event loop's own
         thread pool, so a refusal or a settle does not queue behind optimizer runs.
         """
+        queued = time.perf_counter()
+
         def run() -> Any:
+            self.metrics.observe_optimizer_wait(time.perf_counter() - queued)  # ragtrim_optimizer_wait_seconds
             return self.pipeline(preset, tokenizer).run(query, list(chunks), budget=budget)
 
         return await anyio.to_thread.run_sync(run, limiter=self.optimizer_limiter)
