@@ -216,9 +216,7 @@ async def plan_and_reserve(
 def _floor_tokens(floor: Budget, attempt: Attempt) -> int:
     if attempt.result is None:
         return 0
-    tokens = resolve_budget(floor, attempt.tokens_full) or 0
-    asked = attempt.budget_tokens if attempt.budget_tokens is not None else attempt.tokens_full
-    return min(tokens, asked)
+    return smallest_context(floor, attempt.budget_tokens, attempt.tokens_full)
 
 
 def smallest_context(floor: Budget, asked: Budget | None, tokens_full: int) -> int:
