@@ -22,9 +22,13 @@ from typing import Any
 # retrieved chunks, 1.4-1.7x bm25-pack's cost at 1,000 instead of 4-4.8x). The lead sentence of
 # the chunk the second hop links to best gains its link (link_lead 1.0, link_chunks 1, chosen
 # leave-one-dataset-out over the four bundled sets: BENCHMARKS.md, "Issue 11, sixth round" and
-# "seventh round").
+# "seventh round"). The static cosine weighs 2.0 in a question whose second hop finds no link
+# and falls toward 0.5 as the link grows (dense, dense_linked; chosen the same way: "Issue 11,
+# eleventh round"): single-passage questions lean on the embedding, bridge questions on words and links.
 SENTENCES_DEFAULT: dict[str, Any] = {
     "model": "static",
+    "dense": 2.0,
+    "dense_linked": 0.5,
     "chunk_dense": 0.25,
     "coverage": 0.5,
     "density": 0.3,
@@ -33,6 +37,10 @@ SENTENCES_DEFAULT: dict[str, Any] = {
     "link_lead": 1.0,
     "link_chunks": 1,
 }
+
+# `quality` (and `thorough`) score with int8 MiniLM, whose cosine was never put through the
+# eleventh round: they keep one cosine weight (1.0) for every question.
+SENTENCES_QUALITY: dict[str, Any] = {**SENTENCES_DEFAULT, "model": "minilm-int8", "dense": 1.0, "dense_linked": None}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {
@@ -77,7 +85,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "description": "higher quality, slower: as default, with MiniLM sentence embeddings (int8 ONNX)",
         "steps": [
             {"stage": "dedupe-near"},
-            {"stage": "compress-sentences", "params": {**SENTENCES_DEFAULT, "model": "minilm-int8"}},
+            {"stage": "compress-sentences", "params": SENTENCES_QUALITY},
         ],
     },
 }
@@ -92,7 +100,7 @@ PRESETS["thorough"] = {
     "steps": [
         {"stage": "dedupe-near"},
         {"stage": "rerank-lm", "params": {"candidates": 8, "passage_tokens": 128}},
-        {"stage": "compress-sentences", "params": {**SENTENCES_DEFAULT, "model": "minilm-int8"}},
+        {"stage": "compress-sentences", "params": SENTENCES_QUALITY},
     ],
 }
 

@@ -452,3 +452,33 @@ def test_link_chunks_keeps_the_gain_on_the_best_linked_chunk():
 def test_link_chunks_must_be_a_whole_number(bad):
     with pytest.raises(ValueError, match="link_chunks"):
         SentenceExtract(link_chunks=bad)
+
+
+def _bridge_scores(chunks=BRIDGE, **params) -> np.ndarray:
+    stage = SentenceExtract(**{**TIGHT, "model": "static"}, link_lead=1.0, **params)
+    return stage.scores(BRIDGE_QUESTION, chunks, StageContext.default(budget=50))[1]
+
+
+def test_dense_linked_moves_the_cosine_weight_by_the_link_strength(static_as_hashing):
+    static_as_hashing(64)
+    shipped = _bridge_scores()
+    assert np.array_equal(_bridge_scores(dense_linked=1.0), shipped)  # = dense: the shipped scores
+    less, more = _bridge_scores(dense_linked=0.0) - shipped, _bridge_scores(dense_linked=2.0) - shipped
+    # the hop brings "Ana Ruiz" in, so the question counts as linked: the cosine weighs less (or more)
+    assert np.all(less <= 0) and np.any(less < 0)
+    np.testing.assert_allclose(more, -less, atol=1e-12)  # linear in dense_linked around dense
+    # the shift is g * cosine with g <= 1: never more than the whole cosine term (at most 1 per sentence)
+    assert np.all(less >= -1.0 - 1e-12)
+
+
+def test_dense_linked_changes_nothing_when_the_hop_brings_no_chunk_in(static_as_hashing):
+    static_as_hashing(64)
+    # every chunk shares one title: no chunk is "the" one the link means, so g = 0
+    chunks = [replace(c, title="Moon Harbor") for c in BRIDGE]
+    assert np.array_equal(_bridge_scores(chunks, dense_linked=0.0), _bridge_scores(chunks))
+
+
+@pytest.mark.parametrize("bad", [-0.5, "1", True])
+def test_dense_linked_must_be_none_or_a_non_negative_number(bad):
+    with pytest.raises(ValueError, match="dense_linked"):
+        SentenceExtract(dense_linked=bad)

@@ -135,6 +135,12 @@ class SentenceExtract(Stage):
     lexical, dense, chunk_prior:
         Weights of sentence BM25, sentence-query cosine and the chunk-level prior (each
         scaled to [0, 1] per question before weighting).
+    dense_linked:
+        The sentence cosine's weight when the second hop's link is at full strength; ``None``
+        (the default) = ``dense`` for every question. The weight used is ``dense + (dense_linked
+        - dense) * g``, with ``g`` in [0, 1] the question's largest linked-lead gain (see
+        ``link_lead``; 0 when the hop brings no chunk in). The first round, and so the hop
+        itself, uses ``dense``.
     chunk_dense:
         Weight of the chunk-query cosine blended into the chunk prior next to the chunk's
         BM25 (a hybrid prior; 0 = BM25 only). The chunk's vector is the mean of its
@@ -266,6 +272,7 @@ class SentenceExtract(Stage):
         candidates: int = 0,
         link_lead: float = 0.0,
         link_chunks: int = 0,
+        dense_linked: float | None = None,
     ) -> None:
         _check_settings(model=model, hops=hops, order=order, ratio=ratio, fill=fill, scorer=scorer,
                         coverage_mode=coverage_mode, retriever=retriever, neighbours=neighbours)
@@ -308,6 +315,9 @@ class SentenceExtract(Stage):
         if isinstance(link_chunks, bool) or not isinstance(link_chunks, int) or link_chunks < 0:
             raise ValueError(f"sentences: link_chunks must be a whole number >= 0 (0 = every chunk the hop brings in), got {link_chunks!r}")
         self.link_chunks = link_chunks
+        if dense_linked is not None and (isinstance(dense_linked, bool) or not isinstance(dense_linked, (int, float)) or dense_linked < 0):
+            raise ValueError(f"sentences: dense_linked must be None (= dense) or a number >= 0, got {dense_linked!r}")
+        self.dense_linked = dense_linked
         self.fitted: FittedScorer | None = load_scorer(weights) if scorer == "fitted" else None
 
     def warm_up(self) -> None:
@@ -406,8 +416,10 @@ class SentenceExtract(Stage):
         base = np.zeros(len(sents))
         if self.lexical:
             base += self.lexical * np.array(minmax(bm25_plus_scores(q, sent_terms)))
+        cosine = np.zeros(len(sents))
         if sent_vecs is not None and qvec is not None:
-            base += self.dense * np.array(minmax([float(x) for x in sent_vecs @ qvec]))
+            cosine = np.array(minmax([float(x) for x in sent_vecs @ qvec]))
+            base += self.dense * cosine
         if self.lead:
             base += self.lead * np.array([1.0 if s.position == 0 else 0.0 for s in sents])
         if self.numeric and NUMERIC_QUESTION.search(query):
@@ -429,8 +441,12 @@ class SentenceExtract(Stage):
                     link = np.maximum(link, np.array(minmax(bm25_plus_scores(e, chunk_terms))))
             hop = self.hop_weight * link
             score = base + self.chunk_prior * np.maximum(p1, hop)[chunk_of]
-            if self.link_lead:
-                score = score + self.link_lead * _linked_leads(chunks, sents, p1, hop, self.stem, memo, self.link_chunks)
+            if self.link_lead or self.dense_linked is not None:
+                gain = _linked_leads(chunks, sents, p1, hop, self.stem, memo, self.link_chunks)
+                score = score + self.link_lead * gain
+                if self.dense_linked is not None and len(gain):
+                    # the question leans on a second-hop link: move the cosine's weight toward dense_linked
+                    score = score + (self.dense_linked - self.dense) * min(1.0, float(gain.max())) * cosine
         if self.neighbours:
             boosted = score.copy()
             for i, s in enumerate(sents):
