@@ -478,6 +478,12 @@ def test_dense_linked_changes_nothing_when_the_hop_brings_no_chunk_in(static_as_
     assert np.array_equal(_bridge_scores(chunks, dense_linked=0.0), _bridge_scores(chunks))
 
 
+def test_dense_linked_works_when_dense_is_zero(static_as_hashing):
+    # no cosine in unlinked questions, some in linked ones: the sentences must still be embedded
+    static_as_hashing(64)
+    assert not np.array_equal(_bridge_scores(dense=0.0, dense_linked=1.0), _bridge_scores(dense=0.0))
+
+
 @pytest.mark.parametrize("bad", [-0.5, "1", True])
 def test_dense_linked_must_be_none_or_a_non_negative_number(bad):
     with pytest.raises(ValueError, match="dense_linked"):

@@ -407,7 +407,7 @@ class SentenceExtract(Stage):
         prior = _rerank_prior(chunks)
         sent_vecs = qvec = None
         embedder = None
-        if self.model is not None and self.dense:
+        if self.model is not None and (self.dense or self.dense_linked):
             embedder = get_embedder(self.model)
             vecs = embed_texts(embedder, [query, *texts], context)
             qvec, sent_vecs = vecs[0], vecs[1:]
