@@ -74,6 +74,22 @@ def build(name: str, overrides: list[str]) -> Pipeline:
     return Pipeline.from_config(config)
 
 
+def static_from_table(table: Path) -> Any:
+    """A 'static' embedder built (once, next to the table) from a candidate table instead of the shipped one."""
+    from optimizer.embeddings import StaticEmbedder, build_static_model
+
+    folder = table.with_suffix(".model")
+    if not (folder / "model.safetensors").is_file():
+        build_static_model(folder, table=table)
+    return StaticEmbedder(folder, name="static")
+
+
+def _with_static(static: Any) -> ModelStore:
+    store = ModelStore()
+    store.put(("embedder", "static"), static)
+    return store
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -147,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-recall", action="store_true")
     ap.add_argument("--out", default=None, help="append JSON lines here")
     ap.add_argument("--table", default=None, help="print markdown tables from a --out file and exit")
+    ap.add_argument("--static-table", default=None, help="use this static table (.npz, train_static*.py) as the 'static' model")
     args = ap.parse_args(argv)
     if args.table:
         print(table(args.table))
@@ -159,12 +176,17 @@ def main(argv: list[str] | None = None) -> None:
     budgets = [float(b) for b in args.budgets.split(",")]
     out = []
     memo_store = ModelStore()  # embedders wrapped to remember vectors across pipelines and budgets
+    fresh = ModelStore
+    if args.static_table:
+        static = static_from_table(Path(args.static_table))
+        memo_store.put(("embedder", "static"), static)
+        fresh = lambda: _with_static(static)  # noqa: E731
     for name in args.pipelines.split(","):
         pipe = build(name, args.set)
         label = args.label if args.label else name
         record: dict[str, Any] = {"data": args.data, "n": len(examples), "pipeline": label, "overrides": args.set}
         if args.latency:
-            with use_store(ModelStore()):  # fresh models: nothing memoized from an earlier pipeline
+            with use_store(fresh()):  # fresh models: nothing memoized from an earlier pipeline
                 p50, p95 = latency(pipe, examples, args.latency)
             record.update(latency_ms_p50=round(p50, 2), latency_ms_p95=round(p95, 2), latency_n=min(args.latency, len(examples)))
         if not args.no_recall:
