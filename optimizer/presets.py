@@ -25,6 +25,9 @@ from typing import Any
 # "seventh round"). The static cosine weighs 2.0 in a question whose second hop finds no link
 # and falls toward 0.5 as the link grows (dense, dense_linked; chosen the same way: "Issue 11,
 # eleventh round"): single-passage questions lean on the embedding, bridge questions on words and links.
+# Chunks that share a title are read as pieces of one document (documents: no link from a piece to
+# its own document, the hop reads whole documents, a piece that opens with the title is a lead):
+# retrievers return split documents ("Issue 11, twelfth round").
 SENTENCES_DEFAULT: dict[str, Any] = {
     "model": "static",
     "dense": 2.0,
@@ -36,11 +39,14 @@ SENTENCES_DEFAULT: dict[str, Any] = {
     "candidates": 64,
     "link_lead": 1.0,
     "link_chunks": 1,
+    "documents": True,
 }
 
 # `quality` (and `thorough`) score with int8 MiniLM, whose cosine was never put through the
-# eleventh round: they keep one cosine weight (1.0) for every question.
-SENTENCES_QUALITY: dict[str, Any] = {**SENTENCES_DEFAULT, "model": "minilm-int8", "dense": 1.0, "dense_linked": None}
+# eleventh round: they keep one cosine weight (1.0) for every question, and (not measured in the
+# twelfth round) read every chunk alone.
+SENTENCES_QUALITY: dict[str, Any] = {**SENTENCES_DEFAULT, "model": "minilm-int8", "dense": 1.0, "dense_linked": None,
+                                     "documents": False}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {

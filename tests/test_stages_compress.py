@@ -488,3 +488,78 @@ def test_dense_linked_works_when_dense_is_zero(static_as_hashing):
 def test_dense_linked_must_be_none_or_a_non_negative_number(bad):
     with pytest.raises(ValueError, match="dense_linked"):
         SentenceExtract(dense_linked=bad)
+
+
+# The bridge question over a retriever's chunks of split documents: every passage cut in two, titles kept.
+def _split(chunk: Chunk) -> list[Chunk]:
+    cut = split_sentences(chunk.text)[1][0]  # where the second sentence starts
+    return [replace(chunk, id=f"{chunk.id}#0", text=chunk.text[:cut].strip()), replace(chunk, id=f"{chunk.id}#1", text=chunk.text[cut:].strip())]
+
+
+SPLIT_BRIDGE = [piece for c in BRIDGE for piece in _split(c)]
+
+
+def test_documents_keeps_the_bridge_lead_when_passages_come_in_pieces():
+    def kept(documents: bool) -> str:
+        stage = SentenceExtract(**TIGHT, link_lead=1.0, documents=documents)
+        return " ".join(c.text for c in run(stage, SPLIT_BRIDGE, budget=50, query=BRIDGE_QUESTION))
+
+    assert "Valparaiso" in kept(True)  # "Ana Ruiz#0" opens with the name: the lead of the document the hop reaches
+    assert "Valparaiso" not in kept(False)  # each name is shared by two pieces, so no lead gains
+
+
+def test_documents_gives_the_lead_gain_only_to_a_piece_that_names_its_document():
+    def gained(link_chunks: int) -> set[str]:
+        ctx = StageContext.default(budget=50)
+        stage = SentenceExtract(**TIGHT, link_lead=1.0, link_chunks=link_chunks, documents=True)
+        sents, score = stage.scores(BRIDGE_QUESTION, SPLIT_BRIDGE, ctx)
+        _, base = SentenceExtract(**TIGHT, link_lead=0.0, documents=True).scores(BRIDGE_QUESTION, SPLIT_BRIDGE, ctx)
+        return {SPLIT_BRIDGE[s.chunk].id for s, a, b in zip(sents, score, base) if a != b}
+
+    # the first pieces open with their document's name; no second piece names its document
+    # ("Her films often show ...", "Pilots board ships ...", "Each film in competition ...")
+    assert gained(0) == {"person#0", "d1#0", "d2#0"}
+    assert gained(1) == {"person#0"}  # the best-linked, as with whole passages
+
+
+def test_documents_never_links_a_piece_to_its_own_document():
+    from optimizer.stages.sentence_signals import entity_links
+
+    # the film's second piece is about "Moon Harbor" too; only its own first piece mentions that name
+    film = [c for c in SPLIT_BRIDGE if c.id.startswith("film")]
+    other = Chunk(id="x", title="Harbor pilot", text="A harbor pilot guides ships.")
+    chunks = [*film, other]
+    ctx = StageContext.default(budget=50)
+    stage = SentenceExtract(**TIGHT)
+    from optimizer.stages.sentence_signals import split_chunks
+
+    sents = split_chunks(chunks, ctx)
+    p1 = np.array([1.0, 0.0, 0.0])
+    score = np.array([1.0 if s.chunk == 0 else 0.0 for s in sents])
+    alone = entity_links(sents, chunks, p1, score, hop_chunks=3)
+    documents = entity_links(sents, chunks, p1, score, hop_chunks=3, documents=True)
+    assert alone[1] > 0  # as separate chunks, "Moon Harbor is ..." links the film's other piece
+    assert documents[1] == 0 and documents[0] == 0
+    assert stage.documents is False
+
+
+def test_documents_changes_nothing_when_every_chunk_has_its_own_name(static_as_hashing):
+    static_as_hashing(64)
+    assert np.array_equal(_bridge_scores(documents=True), _bridge_scores())
+
+
+@pytest.mark.parametrize("bad", [1, "yes", None])
+def test_documents_must_be_true_or_false(bad):
+    with pytest.raises(ValueError, match="documents must be true or false"):
+        SentenceExtract(documents=bad)
+
+
+def test_documents_leaves_untitled_chunks_alone():
+    # untitled pieces: the name is only guessed from the text, so they are not read as one document
+    person = [Chunk(id="p0", text="Ana Ruiz (1961 - 2020) was a Chilean filmmaker from Valparaiso."),
+              Chunk(id="p1", text="Ana Ruiz made three features. Her films often show a harbor at night.")]
+    untitled = [replace(c, title=None) for c in (BRIDGE[0], *person, *BRIDGE[2:])]
+    ctx = StageContext.default(budget=50)
+    on = SentenceExtract(**TIGHT, link_lead=1.0, documents=True).scores(BRIDGE_QUESTION, untitled, ctx)[1]
+    off = SentenceExtract(**TIGHT, link_lead=1.0).scores(BRIDGE_QUESTION, untitled, ctx)[1]
+    assert np.array_equal(on, off)

@@ -97,7 +97,8 @@ def _check_settings(*, model: str | None, hops: int, order: str, ratio: float, f
 
 
 def _linked_leads(chunks: Sequence[Chunk], sents: Sequence[Sentence], p1: np.ndarray, hop: np.ndarray,
-                  stem: int = 0, memo: dict[str, list[str]] | None = None, top: int = 0) -> np.ndarray:
+                  stem: int = 0, memo: dict[str, list[str]] | None = None, top: int = 0,
+                  documents: bool = False) -> np.ndarray:
     """Per sentence: the second hop's link value if it is the lead of a chunk the hop brought in, else 0.
 
     A chunk is brought in when its link beats its own first-round prior. Only a chunk that is
@@ -106,10 +107,17 @@ def _linked_leads(chunks: Sequence[Chunk], sents: Sequence[Sentence], p1: np.nda
     name (passages of one document) the link does not say which of them it means, and their
     later passages' first sentences do not introduce the entity. With ``top`` > 0 only the
     ``top`` best-linked of those chunks count (ties: the earlier given); 0 = all of them.
+    With ``documents``, a piece of a shared title counts too when its first sentence holds
+    every word of the title (it opens, or restates, the document's subject).
     """
     names = [tuple(chunk_name(c, stem, memo)) for c in chunks]
     shared = Counter(names)
     named = np.array([shared[n] == 1 for n in names])
+    if documents:
+        first = {s.chunk: s for s in sents if s.position == 0}
+        for j, n in enumerate(names):
+            if not named[j] and n and chunks[j].title and j in first:
+                named[j] = set(n) <= set(memo_terms(first[j].text, stem, memo))
     gain = np.where((hop > p1) & named, hop, 0.0)
     if top and np.count_nonzero(gain) > top:
         best = np.argsort(-gain, kind="stable")[:top]
@@ -166,6 +174,13 @@ class SentenceExtract(Stage):
         phrase of its text) gains this much times that link.
         The lead names and defines the bridge entity, where a multi-hop answer usually sits
         (a date, a full name, an office); 0 turns it off.
+    documents:
+        Read chunks that share a title as pieces of one document, as a retriever over split
+        documents returns them (an untitled chunk stands alone): a sentence
+        never links a piece of its own document; the hop reads every piece of the
+        ``hop_chunks`` best documents; and in a shared title, a piece whose first sentence
+        names the document counts as a lead for ``link_lead`` and ``dense_linked``. Off
+        (``False``), each chunk stands alone and a shared name gets no lead.
     link_chunks:
         How many of those chunks gain: the ``link_chunks`` best-linked (0 = all of them). One
         keeps the budget on "the" passage the hop reaches instead of every passage it touches.
@@ -273,6 +288,7 @@ class SentenceExtract(Stage):
         link_lead: float = 0.0,
         link_chunks: int = 0,
         dense_linked: float | None = None,
+        documents: bool = False,
     ) -> None:
         _check_settings(model=model, hops=hops, order=order, ratio=ratio, fill=fill, scorer=scorer,
                         coverage_mode=coverage_mode, retriever=retriever, neighbours=neighbours)
@@ -318,6 +334,9 @@ class SentenceExtract(Stage):
         if dense_linked is not None and (isinstance(dense_linked, bool) or not isinstance(dense_linked, (int, float)) or dense_linked < 0):
             raise ValueError(f"sentences: dense_linked must be None (= dense) or a number >= 0, got {dense_linked!r}")
         self.dense_linked = dense_linked
+        if not isinstance(documents, bool):
+            raise ValueError(f"sentences: documents must be true or false, got {documents!r}")
+        self.documents = documents
         self.fitted: FittedScorer | None = load_scorer(weights) if scorer == "fitted" else None
 
     def warm_up(self) -> None:
@@ -434,7 +453,8 @@ class SentenceExtract(Stage):
         if self.hops == 2 and self.hop_weight:
             link = np.zeros(len(chunks))
             if self.hop_link:
-                link = np.maximum(link, entity_links(sents, chunks, p1, score, hop_chunks=self.hop_chunks, stem=self.stem, memo=memo))
+                link = np.maximum(link, entity_links(sents, chunks, p1, score, hop_chunks=self.hop_chunks, stem=self.stem, memo=memo,
+                                                     documents=self.documents))
             if self.hop_terms:
                 e = [w[: self.stem] if self.stem else w for w in self._expansion(query, sents, score)]
                 if e:
@@ -442,7 +462,7 @@ class SentenceExtract(Stage):
             hop = self.hop_weight * link
             score = base + self.chunk_prior * np.maximum(p1, hop)[chunk_of]
             if self.link_lead or self.dense_linked is not None:
-                gain = _linked_leads(chunks, sents, p1, hop, self.stem, memo, self.link_chunks)
+                gain = _linked_leads(chunks, sents, p1, hop, self.stem, memo, self.link_chunks, self.documents)
                 score = score + self.link_lead * gain
                 if self.dense_linked is not None and len(gain):
                     # the question leans on a second-hop link: move the cosine's weight toward dense_linked

@@ -170,6 +170,7 @@ def entity_links(
     hop_chunks: int,
     stem: int = 0,
     memo: dict[str, list[str]] | None = None,
+    documents: bool = False,
 ) -> np.ndarray:
     """How strongly the first hop's sentences mention the entity each chunk is about.
 
@@ -178,10 +179,20 @@ def entity_links(
     ``hop_chunks`` best chunks (by ``p1``), the share of that name's words (weighted by
     rarity across chunks) it contains, times the sentence's first-round ``score`` scaled to
     [0, 1]; a chunk's link is the best such value from another chunk's sentence. ``memo``:
-    see :func:`terms_memo`.
+    see :func:`terms_memo`. With ``documents``, chunks sharing a title are pieces of one
+    document: the hop reads every piece of the ``hop_chunks`` best documents (a document
+    ranks by its best piece), and a sentence never links a piece of its own document.
     """
-    hop = set(int(i) for i in np.argsort(-p1, kind="stable")[:hop_chunks])
     names = [chunk_name(c, stem, memo) for c in chunks]
+    order = np.argsort(-p1, kind="stable")
+    if documents:
+        # a document is a title; an untitled chunk (its name only guessed from its text) stands alone
+        doc = [tuple(n) if n and c.title else ("#", j) for j, (n, c) in enumerate(zip(names, chunks))]
+        best = list(dict.fromkeys(doc[int(i)] for i in order))[:hop_chunks]
+        hop = {j for j in range(len(chunks)) if doc[j] in best}
+    else:
+        doc = list(range(len(chunks)))
+        hop = set(int(i) for i in order[:hop_chunks])
     # document frequencies across chunks, needed for the words of names only
     vocab = {w for name in names for w in name}
     df: Counter[str] = Counter()
@@ -208,7 +219,7 @@ def entity_links(
             continue
         for i, mentioned, plain in bridges:
             words_i = mentioned if cased[j] else plain
-            if sents[i].chunk == j:
+            if doc[sents[i].chunk] == doc[j]:
                 continue
             share = sum(idf.get(w, 0.0) for w in name if w in words_i) / total
             link[j] = max(link[j], weight[i] * share)
