@@ -563,3 +563,17 @@ def test_documents_leaves_untitled_chunks_alone():
     on = SentenceExtract(**TIGHT, link_lead=1.0, documents=True).scores(BRIDGE_QUESTION, untitled, ctx)[1]
     off = SentenceExtract(**TIGHT, link_lead=1.0).scores(BRIDGE_QUESTION, untitled, ctx)[1]
     assert np.array_equal(on, off)
+
+
+def test_default_preset_keeps_the_bridge_lead_of_a_split_document():
+    from optimizer.presets import preset_config
+
+    def kept(documents: bool) -> str:
+        config = preset_config("default")
+        for step in config["steps"]:
+            if step["stage"] == "compress-sentences":
+                step["params"]["documents"] = documents
+        return Pipeline.from_config(config).run(BRIDGE_QUESTION, SPLIT_BRIDGE, budget=60).text
+
+    assert "Valparaiso" in Pipeline.preset("default").run(BRIDGE_QUESTION, SPLIT_BRIDGE, budget=60).text
+    assert "Valparaiso" in kept(True) and "Valparaiso" not in kept(False)
