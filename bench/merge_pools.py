@@ -15,13 +15,15 @@ the bundled sets chose.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "datasets"))
+
+from _common import validate_rows, write_jsonl  # noqa: E402
 
 from evals.datasets import load_dataset  # noqa: E402
 from evals.metrics import contains_answer  # noqa: E402
@@ -29,7 +31,7 @@ from evals.metrics import contains_answer  # noqa: E402
 
 def merged(data: str, seed: int = 0) -> list[dict]:
     """Rows of ``data`` with another question's passages added (see the module doc)."""
-    rows = [_row(e) for e in load_dataset(data).examples]
+    rows = [e.to_dict() for e in load_dataset(data).examples]
     rng = random.Random(seed)
     partner = list(range(len(rows)))
     while any(i == p for i, p in enumerate(partner)):
@@ -38,7 +40,7 @@ def merged(data: str, seed: int = 0) -> list[dict]:
     for i, row in enumerate(rows):
         titles = {c.get("title") for c in row["chunks"]}
         extra = [
-            {**c, "id": f"{row['id']}+{c['id']}", "gold": False}
+            {**{k: v for k, v in c.items() if k != "gold_spans"}, "id": f"{row['id']}+{c['id']}", "gold": False}
             for c in rows[partner[i]]["chunks"]
             if c.get("title") not in titles and not contains_answer(f"{c.get('title') or ''}\n{c['text']}", row["answers"])
         ]
@@ -46,16 +48,6 @@ def merged(data: str, seed: int = 0) -> list[dict]:
         rng.shuffle(chunks)
         out.append({**row, "id": f"{row['id']}-m", "chunks": chunks, "meta": {**row.get("meta", {}), "merged_with": rows[partner[i]]["id"]}})
     return out
-
-
-def _row(e) -> dict:  # type: ignore[no-untyped-def]
-    return {
-        "id": e.id,
-        "question": e.question,
-        "answers": list(e.answers),
-        "chunks": [{"id": c.id, "title": c.title, "text": c.text, "gold": c.id in set(e.gold_ids)} for c in e.chunks],
-        "meta": dict(e.meta or {}),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     rows = merged(args.data, args.seed)
     out = args.out or ROOT / "runs" / "merged" / f"{Path(args.data).stem}-20.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    validate_rows(out.name, rows)
+    write_jsonl(out, rows)
     sizes = sorted(len(r["chunks"]) for r in rows)
     print(f"wrote {out}: {len(rows)} questions, {sizes[len(sizes) // 2]} passages (median)")
     return 0

@@ -14,12 +14,14 @@ A measurement aid for robustness: the questions and texts are the bundled ones.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "datasets"))
+
+from _common import validate_rows, write_jsonl  # noqa: E402
 
 from evals.datasets import load_dataset  # noqa: E402
 from optimizer.sentences import split_sentences  # noqa: E402
@@ -69,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     rows = split_rows(args.data, args.parts)
     out = args.out or ROOT / "runs" / "split" / f"{Path(args.data).stem}-split{args.parts}.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    validate_rows(out.name, rows)
+    write_jsonl(out, rows)
     n = sum(len(r["chunks"]) for r in rows) / max(len(rows), 1)
     print(f"wrote {out}: {len(rows)} questions, {n:.1f} chunks on average")
     return 0

@@ -74,19 +74,27 @@ def build(name: str, overrides: list[str]) -> Pipeline:
     return Pipeline.from_config(config)
 
 
-def static_from_table(table: Path) -> Any:
-    """A 'static' embedder built (once, next to the table) from a candidate table instead of the shipped one."""
-    from optimizer.embeddings import StaticEmbedder, build_static_model
+def static_from_table(table: Path) -> Path:
+    """The model folder of a candidate static table (``.npz``), built once into the cache; the table is never written next to."""
+    import hashlib
 
-    folder = table.with_suffix(".model")
+    from optimizer.cache import cache_dir
+    from optimizer.embeddings import build_static_model
+
+    digest = hashlib.sha256(table.read_bytes()).hexdigest()[:12]
+    folder = cache_dir() / "static-candidates" / f"{table.stem}-{digest}"
     if not (folder / "model.safetensors").is_file():
         build_static_model(folder, table=table)
-    return StaticEmbedder(folder, name="static")
+    return folder
 
 
-def _with_static(static: Any) -> ModelStore:
+def models(static: Path | None) -> ModelStore:
+    """A new store; with ``static``, its 'static' embedder is that candidate model (a new instance, nothing memoized)."""
     store = ModelStore()
-    store.put(("embedder", "static"), static)
+    if static is not None:
+        from optimizer.embeddings import StaticEmbedder
+
+        store.put(("embedder", "static"), StaticEmbedder(static, name="static"))
     return store
 
 
@@ -175,18 +183,16 @@ def main(argv: list[str] | None = None) -> None:
         examples = examples[: args.limit]
     budgets = [float(b) for b in args.budgets.split(",")]
     out = []
-    memo_store = ModelStore()  # embedders wrapped to remember vectors across pipelines and budgets
-    fresh = ModelStore
-    if args.static_table:
-        static = static_from_table(Path(args.static_table))
-        memo_store.put(("embedder", "static"), static)
-        fresh = lambda: _with_static(static)  # noqa: E731
+    static = static_from_table(Path(args.static_table)) if args.static_table else None
+    memo_store = models(static)  # embedders wrapped to remember vectors across pipelines and budgets
     for name in args.pipelines.split(","):
         pipe = build(name, args.set)
         label = args.label if args.label else name
         record: dict[str, Any] = {"data": args.data, "n": len(examples), "pipeline": label, "overrides": args.set}
+        if args.static_table:
+            record["static_table"] = args.static_table
         if args.latency:
-            with use_store(fresh()):  # fresh models: nothing memoized from an earlier pipeline
+            with use_store(models(static)):  # fresh models: nothing memoized from an earlier pipeline
                 p50, p95 = latency(pipe, examples, args.latency)
             record.update(latency_ms_p50=round(p50, 2), latency_ms_p95=round(p95, 2), latency_n=min(args.latency, len(examples)))
         if not args.no_recall:

@@ -150,18 +150,14 @@ def train(pairs: Sequence[tuple[str, str, list[str]]], table: np.ndarray, tokeni
     return bag.weight.detach().numpy().astype(np.float32)
 
 
-def gold_first(table: np.ndarray, tokenize, path: Path) -> float:  # type: ignore[no-untyped-def]
-    """Share of questions whose gold passage (titled) has the highest mean-pooled cosine."""
-    hits = n = 0
-    for ex in load_dataset(path).examples:
-        gold = set(ex.gold_ids)
-        if not gold:
-            continue
-        pieces = tokenize([ex.question] + [titled_text(c.title, c.text) for c in ex.chunks])
-        vecs = np.stack([table[p].mean(axis=0) if len(p) else np.zeros(table.shape[1]) for p in pieces])
-        vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-9)
-        hits, n = hits + (ex.chunks[int(np.argmax(vecs[1:] @ vecs[0]))].id in gold), n + 1
-    return hits / max(n, 1)
+def pooled(table: np.ndarray, tokenize):  # type: ignore[no-untyped-def]
+    """An ``embed(texts)`` for :func:`train_static.gold_first`: the normalized mean of each text's piece vectors."""
+
+    def embed(texts: Sequence[str]) -> np.ndarray:
+        vecs = np.stack([table[p].mean(axis=0) if len(p) else np.zeros(table.shape[1]) for p in tokenize(texts)])
+        return vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-9)
+
+    return embed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import tokenizers
 
-    from train_static import quantize
+    from train_static import gold_first, quantize
 
     table, tok_json, info = load_static_table(args.start)
     tok = tokenizers.Tokenizer.from_str(tok_json)
@@ -191,10 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(pairs):,} training pairs from {', '.join(sources)}", flush=True)
     dev = {n: _fit_extra(n) for n in ("nq-extra", "squad-extra")}
     if args.dev:
-        print("start: " + ", ".join(f"{n} {gold_first(table, tokenize, p):.3f}" for n, p in dev.items()), flush=True)
+        print("start: " + ", ".join(f"{n} {gold_first(pooled(table, tokenize), p):.3f}" for n, p in dev.items()), flush=True)
     trained = train(pairs, table, tokenize, epochs=args.epochs, lr=args.lr, l2=args.l2)
     if args.dev:
-        print("trained: " + ", ".join(f"{n} {gold_first(trained, tokenize, p):.3f}" for n, p in dev.items()), flush=True)
+        print("trained: " + ", ".join(f"{n} {gold_first(pooled(trained, tokenize), p):.3f}" for n, p in dev.items()), flush=True)
     q, scale = quantize(trained)
     info = {**info, "qa_training": {"sources": sources, "pairs": len(pairs), "epochs": args.epochs, "lr": args.lr,
                                     "l2": args.l2, "tau": TAU, "negatives": NEGATIVES, "batch": BATCH, "seed": SEED,
