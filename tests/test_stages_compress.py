@@ -577,3 +577,66 @@ def test_default_preset_keeps_the_bridge_lead_of_a_split_document():
 
     assert "Valparaiso" in Pipeline.preset("default").run(BRIDGE_QUESTION, SPLIT_BRIDGE, budget=60).text
     assert "Valparaiso" in kept(True) and "Valparaiso" not in kept(False)
+
+
+def test_own_links_let_a_piece_name_its_sibling_but_never_itself():
+    from optimizer.stages.sentence_signals import entity_links, split_chunks
+
+    film = [c for c in SPLIT_BRIDGE if c.id.startswith("film")]  # "Moon Harbor is ..." | "The film is set ..."
+    chunks = [*film, Chunk(id="x", title="Harbor pilot", text="A harbor pilot guides ships.")]
+    sents = split_chunks(chunks, StageContext.default(budget=50))
+    p1 = np.array([1.0, 0.0, 0.0])
+    score = np.array([1.0 if s.chunk == 0 else 0.0 for s in sents])
+    own = entity_links(sents, chunks, p1, score, hop_chunks=3, documents=True, own=True)
+    assert own[1] > 0  # the first piece names the document: its sibling is linked
+    assert own[0] == 0  # the first piece's own sentences never link it
+    assert entity_links(sents, chunks, p1, score, hop_chunks=3, documents=True)[1] == 0
+
+
+def _piece_scores(chunks, **params) -> tuple[list, np.ndarray]:
+    stage = SentenceExtract(**{**TIGHT, "link_lead": 1.0, "documents": True, **params})
+    return stage.scores(BRIDGE_QUESTION, chunks, StageContext.default(budget=50))
+
+
+def test_sibling_prior_lifts_named_pieces_but_gives_no_lead_gain():
+    sents, off = _piece_scores(SPLIT_BRIDGE)
+    _, on = _piece_scores(SPLIT_BRIDGE, sibling_prior=True)
+    lifted = {SPLIT_BRIDGE[s.chunk].id for s, a, b in zip(sents, on, off) if a != b}
+    assert np.all(on >= off - 1e-12)  # a prior only rises
+    assert lifted and all(i.endswith("#1") for i in lifted)  # second pieces, named by their first
+    # the lead gain is the same set as without: sibling links never make a second-hop lead
+    _, no_lead = _piece_scores(SPLIT_BRIDGE, sibling_prior=True, link_lead=0.0)
+    _, no_lead_off = _piece_scores(SPLIT_BRIDGE, link_lead=0.0)
+    assert np.allclose(on - no_lead, off - no_lead_off)
+
+
+def test_sibling_prior_keeps_the_answer_in_the_second_piece_of_the_best_document():
+    # the question matches the document's first piece; the answer (a place) sits in its second,
+    # which shares no word with the question; distractors share the question's words
+    doc = [Chunk(id="a#0", title="Lake Orm Dam", text="The Lake Orm Dam is a concrete arch dam built in 1931 to hold the Orm river."),
+           Chunk(id="a#1", title="Lake Orm Dam", text="Its builders came from Trondheim. Two turbines sit below it.")]
+    noise = [Chunk(id=f"n{i}", title=f"Dam {i}", text=f"Dam {i} is a concrete dam in a city. It was built in 19{40 + i} near a lake.")
+             for i in range(4)]
+    query = "Which city built the concrete Lake Orm Dam?"
+
+    def kept(sibling_prior: bool) -> str:
+        stage = SentenceExtract(**TIGHT, link_lead=1.0, documents=True, sibling_prior=sibling_prior)
+        return " ".join(c.text for c in run(stage, [*doc, *noise], budget=36, query=query))
+
+    assert "Trondheim" in kept(True)
+    assert "Trondheim" not in kept(False)  # the second piece's sentences only ever scored on their own words
+
+
+def test_sibling_prior_changes_nothing_without_shared_titles_or_documents(static_as_hashing):
+    static_as_hashing(64)
+    assert np.array_equal(_bridge_scores(documents=True, sibling_prior=True), _bridge_scores())
+    sents, off = SentenceExtract(**TIGHT, link_lead=1.0).scores(BRIDGE_QUESTION, SPLIT_BRIDGE, StageContext.default(budget=50))
+    _, on = SentenceExtract(**TIGHT, link_lead=1.0, sibling_prior=True).scores(BRIDGE_QUESTION, SPLIT_BRIDGE,
+                                                                                StageContext.default(budget=50))
+    assert np.array_equal(on, off)  # without documents there are no siblings
+
+
+@pytest.mark.parametrize("bad", [1, "yes", None])
+def test_sibling_prior_must_be_true_or_false(bad):
+    with pytest.raises(ValueError, match="sibling_prior must be true or false"):
+        SentenceExtract(sibling_prior=bad)
