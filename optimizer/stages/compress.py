@@ -181,10 +181,6 @@ class SentenceExtract(Stage):
         ``hop_chunks`` best documents; and in a shared title, a piece whose first sentence
         names the document counts as a lead for ``link_lead`` and ``dense_linked``. Off
         (``False``), each chunk stands alone and a shared name gets no lead.
-    sibling_prior:
-        With ``documents``: a piece that a sibling piece's sentence names (by the document's
-        title) takes that link into its chunk prior, as a piece of a document the question is
-        about should, but never as a second-hop lead (``link_lead``, ``dense_linked``).
     link_chunks:
         How many of those chunks gain: the ``link_chunks`` best-linked (0 = all of them). One
         keeps the budget on "the" passage the hop reaches instead of every passage it touches.
@@ -293,7 +289,6 @@ class SentenceExtract(Stage):
         link_chunks: int = 0,
         dense_linked: float | None = None,
         documents: bool = False,
-        sibling_prior: bool = False,
     ) -> None:
         _check_settings(model=model, hops=hops, order=order, ratio=ratio, fill=fill, scorer=scorer,
                         coverage_mode=coverage_mode, retriever=retriever, neighbours=neighbours)
@@ -342,9 +337,6 @@ class SentenceExtract(Stage):
         if not isinstance(documents, bool):
             raise ValueError(f"sentences: documents must be true or false, got {documents!r}")
         self.documents = documents
-        if not isinstance(sibling_prior, bool):
-            raise ValueError(f"sentences: sibling_prior must be true or false, got {sibling_prior!r}")
-        self.sibling_prior = sibling_prior
         self.fitted: FittedScorer | None = load_scorer(weights) if scorer == "fitted" else None
 
     def warm_up(self) -> None:
@@ -468,12 +460,7 @@ class SentenceExtract(Stage):
                 if e:
                     link = np.maximum(link, np.array(minmax(bm25_plus_scores(e, chunk_terms))))
             hop = self.hop_weight * link
-            lift = hop
-            if self.hop_link and self.documents and self.sibling_prior:
-                own = entity_links(sents, chunks, p1, score, hop_chunks=self.hop_chunks, stem=self.stem, memo=memo,
-                                   documents=True, own=True)
-                lift = np.maximum(hop, self.hop_weight * own)
-            score = base + self.chunk_prior * np.maximum(p1, lift)[chunk_of]
+            score = base + self.chunk_prior * np.maximum(p1, hop)[chunk_of]
             if self.link_lead or self.dense_linked is not None:
                 gain = _linked_leads(chunks, sents, p1, hop, self.stem, memo, self.link_chunks, self.documents)
                 score = score + self.link_lead * gain

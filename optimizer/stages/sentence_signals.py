@@ -171,7 +171,6 @@ def entity_links(
     stem: int = 0,
     memo: dict[str, list[str]] | None = None,
     documents: bool = False,
-    own: bool = False,
 ) -> np.ndarray:
     """How strongly the first hop's sentences mention the entity each chunk is about.
 
@@ -182,9 +181,7 @@ def entity_links(
     [0, 1]; a chunk's link is the best such value from another chunk's sentence. ``memo``:
     see :func:`terms_memo`. With ``documents``, chunks sharing a title are pieces of one
     document: the hop reads every piece of the ``hop_chunks`` best documents (a document
-    ranks by its best piece), and a sentence never links a piece of its own document, unless
-    ``own``: then only a chunk's own sentences never link it (a document's pieces that name
-    its title link their siblings).
+    ranks by its best piece), and a sentence never links a piece of its own document.
     """
     names = [chunk_name(c, stem, memo) for c in chunks]
     order = np.argsort(-p1, kind="stable")
@@ -222,7 +219,7 @@ def entity_links(
             continue
         for i, mentioned, plain in bridges:
             words_i = mentioned if cased[j] else plain
-            if sents[i].chunk == j or (not own and doc[sents[i].chunk] == doc[j]):
+            if doc[sents[i].chunk] == doc[j]:
                 continue
             share = sum(idf.get(w, 0.0) for w in name if w in words_i) / total
             link[j] = max(link[j], weight[i] * share)
