@@ -88,7 +88,8 @@ def jaccard(a: set[str], b: set[str]) -> float:
     """
     if not a and not b:
         return 0.0
-    return len(a & b) / len(a | b)
+    shared = len(a & b)
+    return shared / (len(a) + len(b) - shared)  # = len(a | b), without building the union
 
 
 def entities(text: str) -> list[str]:

@@ -240,3 +240,33 @@ def test_near_lsh_path_with_the_pre_filter_drops_what_minhashing_every_chunk_dro
         assert [c.id for c in out] == [c.id for c in chunks if c.id not in expected]
     every_pair = NearDedupe(lsh_above=10_000, differences="drop")("q", chunks, CTX())
     assert 0 < len(_every_minhash(NearDedupe(), chunks)) < len(every_pair.reasons)  # LSH missed some: a real check
+
+
+def test_near_drops_a_copy_exactly_at_the_threshold_the_size_cut_must_not_skip_it():
+    # a's 4 word 3-grams are all in b's 5: Jaccard 4 / 5 = 0.8 exactly, which counts as a copy at 0.8
+    a = Chunk(id="a", text="one two three four five six", score=1.0)
+    b = Chunk(id="b", text="one two three four five six seven", score=0.0)
+    out = NearDedupe(threshold=0.8, differences="drop")("q", [a, b], CTX())
+    assert [c.id for c in out] == ["a"] and "jaccard 0.80" in out.reasons["b"]
+    # one word longer (6 shingles): 4 / 6 < 0.8, kept without comparing the sets
+    c = Chunk(id="c", text="one two three four five six seven eight", score=0.0)
+    assert [x.id for x in NearDedupe(threshold=0.8, differences="drop")("q", [a, c], CTX())] == ["a", "c"]
+
+
+def test_jaccard_from_the_intersection_equals_the_set_formula():
+    from optimizer.text import jaccard
+
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        x = set(rng.integers(0, 30, int(rng.integers(0, 25))).tolist())
+        y = set(rng.integers(0, 30, int(rng.integers(0, 25))).tolist())
+        assert jaccard(x, y) == (len(x & y) / len(x | y) if x | y else 0.0)
+
+
+def test_the_size_cut_survives_rounding_at_the_threshold():
+    # 0.28 * 25 is 7.000000000000001 in floating point, while Jaccard 7 / 25 == 0.28: still a copy
+    words = [f"w{k}" for k in range(27)]  # 25 word 3-grams; the first 9 words hold 7 of them
+    a = Chunk(id="a", text=" ".join(words[:9]), score=1.0)
+    b = Chunk(id="b", text=" ".join(words), score=0.0)
+    out = NearDedupe(threshold=0.28, differences="drop")("q", [a, b], CTX())
+    assert [c.id for c in out] == ["a"] and "jaccard 0.28" in out.reasons["b"]

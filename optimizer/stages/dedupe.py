@@ -254,6 +254,9 @@ class NearDedupe(Stage):
             candidates = [int(k) for k in lsh.query(hashes[i])] if lsh is not None else kept
             best, best_j = -1, 0.0
             for j in sorted(candidates):
+                small, large = sorted((len(sets[i]), len(sets[j])))
+                if small < self.threshold * large * (1 - 1e-9):
+                    continue  # Jaccard <= smaller / larger: this pair cannot reach the threshold
                 sim = jaccard(sets[i], sets[j])
                 if sim >= self.threshold and sim > best_j:
                     best, best_j = j, sim
