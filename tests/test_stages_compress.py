@@ -577,3 +577,28 @@ def test_default_preset_keeps_the_bridge_lead_of_a_split_document():
 
     assert "Valparaiso" in Pipeline.preset("default").run(BRIDGE_QUESTION, SPLIT_BRIDGE, budget=60).text
     assert "Valparaiso" in kept(True) and "Valparaiso" not in kept(False)
+
+
+def test_default_preset_matches_words_by_their_first_six_letters():
+    # "directed" in the question, "director" in the answer: only truncation stemming (stem 6) connects them
+    from optimizer.presets import preset_config
+
+    question = "Who directed the film Blue Lantern?"
+    chunks = [
+        Chunk(id="a", title="Blue Lantern", text="Blue Lantern is a 1994 drama film. Its director was Mara Quill. "
+              "It was shot in Lisbon over two winters."),
+        Chunk(id="b", title="Red Lantern", text="Red Lantern is a 1996 film that was directed by Tom Ashe. It was a success in France."),
+        Chunk(id="c", title="Green Lantern", text="Green Lantern was directed by Ida Brun in 1991. The film was shot in Oslo."),
+        Chunk(id="d", title="Lantern festival", text="A lantern festival is held in many cities. "
+              "Films about it were directed by several people."),
+    ]
+
+    def kept(stem: int | None) -> str:
+        config = preset_config("default")
+        for step in config["steps"]:
+            if step["stage"] == "compress-sentences" and stem is not None:
+                step["params"]["stem"] = stem
+        return Pipeline.from_config(config).run(question, chunks, budget=40).text
+
+    assert "Mara Quill" in kept(None)  # the preset as shipped
+    assert "Mara Quill" not in kept(0)  # whole words: the literal "directed" of another film wins
