@@ -602,34 +602,3 @@ def test_default_preset_matches_words_by_their_first_six_letters():
 
     assert "Mara Quill" in kept(None)  # the preset as shipped
     assert "Mara Quill" not in kept(0)  # whole words: the literal "directed" of another film wins
-
-
-def _war_and_song() -> list[Chunk]:
-    return [
-        Chunk(id="dst", title="Daylight saving time", text="Germany began observing it during World War I in 1916. Ana Ruiz proposed it first."),
-        Chunk(id="song", title="We Are the World", text="It was recorded by many singers."),
-        Chunk(id="ana", title="Ana Ruiz", text="She was a Chilean engineer."),
-    ]
-
-
-def test_link_precision_weakens_a_name_that_is_only_part_of_a_longer_phrase():
-    from optimizer.stages.sentence_signals import entity_links, split_chunks
-
-    chunks = _war_and_song()
-    sents = split_chunks(chunks, StageContext.default(budget=50))
-    p1 = np.array([1.0, 0.0, 0.0])
-    score = np.array([1.0 if s.chunk == 0 else 0.0 for s in sents])
-    off = entity_links(sents, chunks, p1, score, hop_chunks=1)
-    on = entity_links(sents, chunks, p1, score, hop_chunks=1, precision=1.0)
-    # "World War I" holds the song's one name word "world" in a phrase of two words (world, war)
-    assert off[1] == pytest.approx(1.0) and on[1] == pytest.approx(0.5)
-    # "Ana Ruiz" is named by a phrase of exactly its words: untouched
-    assert on[2] == pytest.approx(off[2]) and off[2] > 0
-    half = entity_links(sents, chunks, p1, score, hop_chunks=1, precision=0.5)
-    assert half[1] == pytest.approx(0.5 ** 0.5)
-
-
-@pytest.mark.parametrize("bad", [-1, True, "1"])
-def test_link_precision_must_be_a_number_at_least_zero(bad):
-    with pytest.raises(ValueError, match="link_precision must be a number >= 0"):
-        SentenceExtract(link_precision=bad)

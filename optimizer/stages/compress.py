@@ -181,11 +181,6 @@ class SentenceExtract(Stage):
         ``hop_chunks`` best documents; and in a shared title, a piece whose first sentence
         names the document counts as a lead for ``link_lead`` and ``dense_linked``. Off
         (``False``), each chunk stands alone and a shared name gets no lead.
-    link_precision:
-        How much a partial mention weakens a second-hop link: a name's link is multiplied by
-        ``p ** link_precision``, with ``p`` the share of the mentioning capitalized phrase's
-        words that are the name's ("World War I" mentions a chunk titled "We Are the World"
-        with ``p`` = 1/2; "Mara Quill" mentions "Mara Quill" with 1). 0 (the default) = off.
     link_chunks:
         How many of those chunks gain: the ``link_chunks`` best-linked (0 = all of them). One
         keeps the budget on "the" passage the hop reaches instead of every passage it touches.
@@ -294,7 +289,6 @@ class SentenceExtract(Stage):
         link_chunks: int = 0,
         dense_linked: float | None = None,
         documents: bool = False,
-        link_precision: float = 0.0,
     ) -> None:
         _check_settings(model=model, hops=hops, order=order, ratio=ratio, fill=fill, scorer=scorer,
                         coverage_mode=coverage_mode, retriever=retriever, neighbours=neighbours)
@@ -343,9 +337,6 @@ class SentenceExtract(Stage):
         if not isinstance(documents, bool):
             raise ValueError(f"sentences: documents must be true or false, got {documents!r}")
         self.documents = documents
-        if isinstance(link_precision, bool) or not isinstance(link_precision, (int, float)) or link_precision < 0:
-            raise ValueError(f"sentences: link_precision must be a number >= 0 (0 = off), got {link_precision!r}")
-        self.link_precision = link_precision
         self.fitted: FittedScorer | None = load_scorer(weights) if scorer == "fitted" else None
 
     def warm_up(self) -> None:
@@ -463,7 +454,7 @@ class SentenceExtract(Stage):
             link = np.zeros(len(chunks))
             if self.hop_link:
                 link = np.maximum(link, entity_links(sents, chunks, p1, score, hop_chunks=self.hop_chunks, stem=self.stem, memo=memo,
-                                                     documents=self.documents, precision=self.link_precision))
+                                                     documents=self.documents))
             if self.hop_terms:
                 e = [w[: self.stem] if self.stem else w for w in self._expansion(query, sents, score)]
                 if e:

@@ -171,7 +171,6 @@ def entity_links(
     stem: int = 0,
     memo: dict[str, list[str]] | None = None,
     documents: bool = False,
-    precision: float = 0.0,
 ) -> np.ndarray:
     """How strongly the first hop's sentences mention the entity each chunk is about.
 
@@ -183,10 +182,6 @@ def entity_links(
     see :func:`terms_memo`. With ``documents``, chunks sharing a title are pieces of one
     document: the hop reads every piece of the ``hop_chunks`` best documents (a document
     ranks by its best piece), and a sentence never links a piece of its own document.
-    With ``precision`` a > 0, a cased name's link from a sentence is multiplied by ``p ** a``,
-    where ``p`` is the best, over the sentence's capitalized phrases that share a word with
-    the name, of the share of the phrase's words that belong to the name (:func:`mention_precision`):
-    "World War I" mentions the name "World" with ``p`` = 1/2.
     """
     names = [chunk_name(c, stem, memo) for c in chunks]
     order = np.argsort(-p1, kind="stable")
@@ -208,8 +203,11 @@ def entity_links(
     weight = np.array(minmax(list(score)))
     # a mention of a named entity is capitalized ("comedy" in a sentence is not the chunk "Comedy");
     # names in scripts without case (CJK, ...) match plain words
-    phrases = {i: [set(memo_terms(ent, stem, memo)) for ent in entities(s.text)] for i, s in enumerate(sents) if s.chunk in hop}
-    bridges = [(i, set().union(*ents), set(memo_terms(sents[i].text, stem, memo))) for i, ents in phrases.items()]
+    bridges = [
+        (i, {w for ent in entities(s.text) for w in memo_terms(ent, stem, memo)}, set(memo_terms(s.text, stem, memo)))
+        for i, s in enumerate(sents)
+        if s.chunk in hop
+    ]
     cased = [any(ch.isupper() for ch in (c.title if c.title else c.text)) for c in chunks]
     link = np.zeros(n)
     bridged = set().union(*(m | p for _, m, p in bridges))  # a name with none of these words gets no link
@@ -224,22 +222,8 @@ def entity_links(
             if doc[sents[i].chunk] == doc[j]:
                 continue
             share = sum(idf.get(w, 0.0) for w in name if w in words_i) / total
-            if precision and cased[j] and share > 0:
-                share *= mention_precision(name, phrases[i]) ** precision
             link[j] = max(link[j], weight[i] * share)
     return link
-
-
-def mention_precision(name: Sequence[str], phrases: Sequence[set[str]]) -> float:
-    """The best share, over ``phrases`` (word sets) that hold a word of ``name``, of a phrase's words in the name.
-
-    1 when some phrase is made of the name's words only; 0 when no phrase holds one.
-
-    >>> mention_precision(["world"], [{"world", "war"}]), mention_precision(["mara", "quill"], [{"quill"}, {"film"}])
-    (0.5, 1.0)
-    """
-    words = set(name)
-    return max((len(words & p) / len(p) for p in phrases if not words.isdisjoint(p)), default=0.0)
 
 
 def query_mentions(
