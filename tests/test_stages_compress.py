@@ -602,34 +602,3 @@ def test_default_preset_matches_words_by_their_first_six_letters():
 
     assert "Mara Quill" in kept(None)  # the preset as shipped
     assert "Mara Quill" not in kept(0)  # whole words: the literal "directed" of another film wins
-
-
-def test_focus_raises_the_sentence_that_answers_the_questions_ask():
-    chunks = [
-        Chunk(id="team", title="2011 Rams", text="The 2011 Rams team represented Virginia Commonwealth University in Richmond."),
-        Chunk(id="vcu", title="Virginia Commonwealth University",
-              text="Virginia Commonwealth University is a public university in Richmond, Virginia. It was founded in 1838 as a medical school."),
-    ]
-    q = "The 2011 Rams team represented Virginia Commonwealth University, which was founded in what year?"
-    ctx = StageContext.default(budget=60)
-    off = SentenceExtract(**TIGHT).scores(q, chunks, ctx)
-    on = SentenceExtract(**TIGHT, focus=0.5).scores(q, chunks, ctx)
-    sents = on[0]
-    founded = next(i for i, s in enumerate(sents) if "1838" in s.text)
-    others = [i for i in range(len(sents)) if i != founded]
-    # only the sentence with the focus words ("founded", "year") gains, and by the full weight
-    assert on[1][founded] - off[1][founded] == pytest.approx(0.5)
-    assert np.allclose(on[1][others], off[1][others])
-
-
-def test_focus_changes_nothing_without_a_wh_word():
-    chunks = [Chunk(id="a", title="Alien", text="Alien was directed by Ridley Scott. It was released in 1979.")]
-    ctx = StageContext.default(budget=20)
-    q = "Name the director of Alien."
-    assert np.array_equal(SentenceExtract(**TIGHT, focus=0.5).scores(q, chunks, ctx)[1], SentenceExtract(**TIGHT).scores(q, chunks, ctx)[1])
-
-
-@pytest.mark.parametrize("bad", [-0.5, True, "1"])
-def test_focus_must_be_a_number_at_least_zero(bad):
-    with pytest.raises(ValueError, match="focus must be a number >= 0"):
-        SentenceExtract(focus=bad)

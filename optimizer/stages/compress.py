@@ -62,7 +62,6 @@ from optimizer.stages.sentence_signals import (
     chunk_name,
     chunk_terms as chunk_term_lists,
     entity_links,
-    focus_terms,
     memo_terms,
     retriever_signal,
     split_chunks,
@@ -182,11 +181,6 @@ class SentenceExtract(Stage):
         ``hop_chunks`` best documents; and in a shared title, a piece whose first sentence
         names the document counts as a lead for ``link_lead`` and ``dense_linked``. Off
         (``False``), each chunk stands alone and a shared name gets no lead.
-    focus:
-        Weight of the question's focus words (:func:`~optimizer.stages.sentence_signals.focus_terms`:
-        the first three content words after its first wh-word, as "founded" and "year" in
-        "... which was founded in what year?") matched in the sentence's own words, title left
-        out (BM25+, scaled to [0, 1] per question). 0 (the default) = off.
     link_chunks:
         How many of those chunks gain: the ``link_chunks`` best-linked (0 = all of them). One
         keeps the budget on "the" passage the hop reaches instead of every passage it touches.
@@ -295,7 +289,6 @@ class SentenceExtract(Stage):
         link_chunks: int = 0,
         dense_linked: float | None = None,
         documents: bool = False,
-        focus: float = 0.0,
     ) -> None:
         _check_settings(model=model, hops=hops, order=order, ratio=ratio, fill=fill, scorer=scorer,
                         coverage_mode=coverage_mode, retriever=retriever, neighbours=neighbours)
@@ -344,9 +337,6 @@ class SentenceExtract(Stage):
         if not isinstance(documents, bool):
             raise ValueError(f"sentences: documents must be true or false, got {documents!r}")
         self.documents = documents
-        if isinstance(focus, bool) or not isinstance(focus, (int, float)) or focus < 0:
-            raise ValueError(f"sentences: focus must be a number >= 0 (0 = off), got {focus!r}")
-        self.focus = focus
         self.fitted: FittedScorer | None = load_scorer(weights) if scorer == "fitted" else None
 
     def warm_up(self) -> None:
@@ -449,11 +439,6 @@ class SentenceExtract(Stage):
         if sent_vecs is not None and qvec is not None:
             cosine = np.array(minmax([float(x) for x in sent_vecs @ qvec]))
             base += self.dense * cosine
-        if self.focus:
-            wanted = focus_terms(query, stem=self.stem)
-            if wanted:
-                own = [memo_terms(s.text, self.stem, memo) for s in sents]
-                base += self.focus * np.array(minmax(bm25_plus_scores(wanted, own)))
         if self.lead:
             base += self.lead * np.array([1.0 if s.position == 0 else 0.0 for s in sents])
         if self.numeric and NUMERIC_QUESTION.search(query):

@@ -62,23 +62,6 @@ def split_chunks(chunks: Sequence[Chunk], context: StageContext) -> list[Sentenc
     return out
 
 
-_WH = re.compile(r"\b(what|which|who|whom|whose|when|where|why|how)\b", re.IGNORECASE)
-
-
-def focus_terms(question: str, window: int = 3, stem: int = 0) -> list[str]:
-    """The question's focus: the first ``window`` content words after its first wh-word (none without one).
-
-    >>> focus_terms("The team represented VCU, which was founded in what year?")
-    ['founded', 'year']
-    >>> focus_terms("What government position was held by the woman who portrayed Corliss Archer?")
-    ['government', 'position', 'held']
-    >>> focus_terms("Name the director of Alien.")
-    []
-    """
-    m = _WH.search(question)
-    return terms(question[m.end() :], stem)[:window] if m else []
-
-
 def terms(text: str, stem: int = 0) -> list[str]:
     """Content words, truncated to ``stem`` characters when set (truncation stemming).
 
