@@ -602,34 +602,3 @@ def test_default_preset_matches_words_by_their_first_six_letters():
 
     assert "Mara Quill" in kept(None)  # the preset as shipped
     assert "Mara Quill" not in kept(0)  # whole words: the literal "directed" of another film wins
-
-
-def test_residual_coverage_gives_the_words_a_long_question_has_left_their_pull():
-    from optimizer.stages.sentence_select import SentenceSelector
-    from optimizer.stages.sentence_signals import split_chunks
-
-    chunks = [
-        Chunk(id="a", text="Rams team coach Smart represented Virginia University."),
-        Chunk(id="c", text="Virginia University has a large campus in Richmond today."),
-        Chunk(id="b", text="Virginia University was founded in 1838."),
-    ]
-    query = "Rams team coach Smart represented Virginia University, founded when?"
-    probe = StageContext.default(budget=1000)
-    sents = split_chunks(chunks, probe)
-    room = sents[0].tokens + max(sents[1].tokens, sents[2].tokens)
-    ctx = StageContext.default(budget=room)
-    value = np.array([2.0, 1.0, 0.9])
-
-    def kept(mode: str) -> list[str]:
-        out = SentenceSelector(coverage=0.5, redundancy=0.0, coverage_mode=mode)(query, chunks, sents, value, ctx)
-        return sorted(c.id for c in out.chunks)
-
-    # "add": "founded" is one word of eight, worth 0.5 * 0.14 after the first pick, less than the gap
-    assert kept("add") == ["a", "c"]
-    # "residual": it is all that is left of the question, worth the whole 0.5
-    assert kept("residual") == ["a", "b"]
-
-
-def test_coverage_mode_names_the_modes_it_takes():
-    with pytest.raises(ValueError, match="coverage_mode must be one of 'add', 'scale', 'residual'"):
-        SentenceExtract(coverage_mode="sum")

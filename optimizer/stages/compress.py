@@ -53,7 +53,7 @@ from optimizer.records import Chunk
 from optimizer.stage import Stage, StageContext, StageOutput
 from optimizer.stages.sentence_features import RETRIEVER_MODES, sentence_features
 from optimizer.stages.sentence_scorer import FittedScorer, load_scorer
-from optimizer.stages.sentence_select import COVERAGE_MODES, SentenceSelector
+from optimizer.stages.sentence_select import SentenceSelector
 from optimizer.scoring import bm25_plus_scores, chunk_texts, minmax
 from optimizer.stages.sentence_signals import (
     NUMERIC_QUESTION,
@@ -88,8 +88,8 @@ def _check_settings(*, model: str | None, hops: int, order: str, ratio: float, f
             raise ValueError(f"sentences: {pname} must be a number in (0, 1], got {value!r}")
     if scorer not in SCORERS:
         raise ValueError(f"sentences: scorer must be one of {', '.join(SCORERS)}, got {scorer!r}")
-    if coverage_mode not in COVERAGE_MODES:
-        raise ValueError(f"sentences: coverage_mode must be one of {', '.join(map(repr, COVERAGE_MODES))}, got {coverage_mode!r}")
+    if coverage_mode not in ("add", "scale"):
+        raise ValueError(f"sentences: coverage_mode must be 'add' or 'scale', got {coverage_mode!r}")
     if retriever not in RETRIEVER_MODES:
         raise ValueError(f"sentences: retriever must be one of {', '.join(RETRIEVER_MODES)}, got {retriever!r}")
     if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 0:
@@ -231,10 +231,7 @@ class SentenceExtract(Stage):
         (``bench/fit_scorer.py`` writes them).
     coverage_mode:
         ``"add"``: the coverage bonus is added to the score; ``"scale"``: the score is
-        multiplied by ``1 + bonus`` (what the fitted scorer's relative probabilities need);
-        ``"residual"``: added, with the query words not yet covered weighing 1 together, so
-        the words a long question has left ("founded" in "... which was founded in what
-        year?") keep their pull after its first hop is covered.
+        multiplied by ``1 + bonus`` (what the fitted scorer's relative probabilities need).
     retriever:
         How to read the retriever's ``Chunk.score`` (used by the fitted scorer's retriever
         model and the hand-weighted chunk prior). ``"auto"``: when chunks carry scores, a

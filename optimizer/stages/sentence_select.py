@@ -9,9 +9,7 @@ fit the value is scaled per token (``density``, the cost-scaled greedy of budget
 maximization: Khuller, Moss & Naor 1999). ``tight_sentences`` fades density and redundancy
 as the budget grows. ``coverage_mode="add"`` adds the coverage bonus to the value (for
 scores on a fixed scale, like the hand-weighted fusion); ``"scale"`` multiplies the value by
-``1 + bonus`` (for relative probabilities, whose scale shrinks fast down the ranking);
-``"residual"`` adds it with the open words' weights scaled to sum to 1, so what is left of
-the question weighs as much as the whole question did at the first pick. Kept sentences stay in document order inside their chunk; each kept
+``1 + bonus`` (for relative probabilities, whose scale shrinks fast down the ranking). Kept sentences stay in document order inside their chunk; each kept
 chunk's ``relevance`` is its best sentence's score.
 
 >>> import numpy as np
@@ -37,9 +35,6 @@ import numpy as np
 from optimizer.records import Chunk
 from optimizer.stage import StageContext, StageOutput
 from optimizer.stages.sentence_signals import Sentence, query_mentions, terms_memo
-
-
-COVERAGE_MODES = ("add", "scale", "residual")
 
 
 def _offers(total: np.ndarray, left: np.ndarray) -> Iterator[int]:
@@ -83,8 +78,8 @@ class SentenceSelector:
     coverage_mode: str = "add"
 
     def __post_init__(self) -> None:
-        if self.coverage_mode not in COVERAGE_MODES:
-            raise ValueError(f"sentences: coverage_mode must be one of {', '.join(map(repr, COVERAGE_MODES))}, got {self.coverage_mode!r}")
+        if self.coverage_mode not in ("add", "scale"):
+            raise ValueError(f"sentences: coverage_mode must be 'add' or 'scale', got {self.coverage_mode!r}")
 
     def target(self, sents: Sequence[Sentence], context: StageContext) -> int:
         """Tokens to fill: ``fill`` of the budget, or ``ratio`` of the sentences without one."""
@@ -137,11 +132,7 @@ class SentenceSelector:
         open_words = np.ones(mentions.shape[1]) if cover and mentions is not None else None
         while left.any():
             if cover and mentions is not None and weight is not None and open_words is not None:
-                open_weight = weight * open_words
-                if self.coverage_mode == "residual":
-                    left_weight = float(open_weight.sum())
-                    open_weight = open_weight / left_weight if left_weight > 0 else open_weight
-                bonus = self.coverage * (mentions @ open_weight)
+                bonus = self.coverage * (mentions @ (weight * open_words))
                 total = current * (1.0 + bonus) if self.coverage_mode == "scale" else current + bonus
             else:
                 total = current
