@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -44,6 +45,10 @@ def _step_name(stage: Any) -> str:
     if not isinstance(name, str) or not name:
         raise TypeError(f"stage {stage!r} has no 'name'; give it a class attribute name = '...' or pass (name, stage)")
     return name
+
+
+FULL_COUNTS = 256
+"""How many whole contexts' token counts a pipeline remembers (see ``Pipeline._count_full``)."""
 
 
 class Pipeline:
@@ -101,6 +106,7 @@ class Pipeline:
         if adaptive is not None and not isinstance(adaptive, AdaptiveBudget):
             adaptive = AdaptiveBudget.from_dict(adaptive)
         self.adaptive = adaptive
+        self._full_counts: tuple[Tokenizer | None, dict[bytes, int]] = (None, {})
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -272,7 +278,26 @@ class Pipeline:
         True
         """
         items = tuple(as_chunks(chunks))
-        return self.tokenizer.count(self.renderer.render(items).text)
+        return self._count_full(self.renderer.render(items).text)
+
+    def _count_full(self, text: str) -> int:
+        """Tokens of a whole rendered context, remembered for up to ``FULL_COUNTS`` contexts (then all forgotten).
+
+        A gateway's budget check (:meth:`full_tokens`) and its run, or an eval's budgets, count
+        the same context: the second count is a dict lookup by the text's digest instead of
+        tokenizing it again (about 1.4 ms for 20 passages). Forgotten when ``tokenizer`` changes.
+        """
+        owner, counts = getattr(self, "_full_counts", (None, {}))
+        if owner is not self.tokenizer:
+            counts = {}
+            self._full_counts = (self.tokenizer, counts)
+        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        n = counts.get(key)
+        if n is None:
+            if len(counts) >= FULL_COUNTS:
+                counts.clear()
+            n = counts[key] = self.tokenizer.count(text)
+        return n
 
     def run(self, query: str, chunks: Sequence[Any], *, budget: Budget | None = None) -> Result:
         """Optimize ``chunks`` for ``query``; ``budget`` overrides the pipeline's.
@@ -288,7 +313,9 @@ class Pipeline:
         header_counts: dict[str, int] = {}  # a header's count is asked for again and again within a run
         overhead = functools.partial(self.renderer.overhead, tokenizer=self.tokenizer, counts=header_counts)
         context = StageContext.for_chunks(items, tokenizer=self.tokenizer, render_overhead=overhead)
-        tokens_full = context.count(self.renderer.render(items).text)
+        full_text = self.renderer.render(items).text
+        tokens_full = self._count_full(full_text)
+        context.cache.remember(full_text, tokens_full)
         hard_budget = resolve_budget(parse_budget(budget) if budget is not None else self.budget, tokens_full)
         context = dataclasses.replace(context, budget=hard_budget)
         run_budget, adaptive_notes = self._run_budget(query, items, context)

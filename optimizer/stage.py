@@ -71,6 +71,10 @@ class RunCache:
             self._counts[text] = n
         return n
 
+    def remember(self, text: str, n: int) -> None:
+        """Record ``text``'s token count, known already for this run's tokenizer (no recount)."""
+        self._counts[text] = n
+
     def __repr__(self) -> str:
         return f"RunCache(memos={sorted(self._memos)}, counts={len(self._counts)})"
 

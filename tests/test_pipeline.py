@@ -4,6 +4,8 @@ import pytest
 
 from optimizer import Chunk, Pipeline, Renderer, Stage, StageOutput
 from optimizer.presets import list_presets
+from optimizer.records import as_chunks
+from optimizer.tokenizer import get_tokenizer
 
 
 def test_default_preset_keeps_the_relevant_chunk_first(paris_chunks):
@@ -177,3 +179,26 @@ def test_whole_chunks_keeps_whole_chunks_only():
     assert "long" not in kept  # the best chunk does not fit whole: skipped, never cut
     assert kept["short"] == (0, len(chunks[1].text))
     assert all(d.start is None for d in result.dropped)
+
+
+def test_a_context_counted_by_full_tokens_is_not_tokenized_again_by_run(monkeypatch):
+    p = Pipeline.preset("truncate", budget=0.5)
+    docs = ["Paris is the capital of France. " * 20, "Lyon is a city in France. " * 20]
+    whole = p.renderer.render(list(as_chunks(docs))).text
+    expected = get_tokenizer("cl100k_base").count(whole)
+    seen: list[str] = []
+    count = type(p.tokenizer).count
+    monkeypatch.setattr(type(p.tokenizer), "count", lambda self, text: seen.append(text) or count(self, text))
+    full = p.full_tokens(docs)
+    first = p.run("capital?", docs)
+    again = p.run("capital?", docs, budget=0.25)
+    assert first.tokens_full == again.tokens_full == full == expected
+    assert seen.count(whole) == 1  # once, by full_tokens; both runs and their budgets reuse it
+
+
+def test_the_whole_context_count_follows_a_new_tokenizer():
+    p = Pipeline.preset("truncate")
+    docs = ["Ünïcödé text, counted by two tokenizers that disagree: " * 10]
+    before = p.full_tokens(docs)
+    p.tokenizer = get_tokenizer("o200k_base")
+    assert p.full_tokens(docs) == p.tokenizer.count(p.renderer.render(list(as_chunks(docs))).text) != before
