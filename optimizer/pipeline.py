@@ -285,9 +285,10 @@ class Pipeline:
 
         A gateway's budget check (:meth:`full_tokens`) and its run, or an eval's budgets, count
         the same context: the second count is a dict lookup by the text's digest instead of
-        tokenizing it again (about 1.4 ms for 20 passages). Forgotten when ``tokenizer`` changes.
+        tokenizing it again (0.66 ms against 0.015 ms for 20 nq-multidoc passages). Forgotten
+        when ``tokenizer`` changes.
         """
-        owner, counts = getattr(self, "_full_counts", (None, {}))
+        owner, counts = self._full_counts
         if owner is not self.tokenizer:
             counts = {}
             self._full_counts = (self.tokenizer, counts)
