@@ -13,7 +13,7 @@ One BM25 (over word lists, or over texts with :func:`optimizer.text.content_word
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -70,8 +70,7 @@ def bm25_term_scores(query_terms: Sequence[str], docs: Sequence[Sequence[str]], 
 
 
 def bm25_plus_scores(
-    query_terms: Sequence[str], docs: Sequence[Sequence[str]], *, k1: float = 1.5, b: float = 0.75,
-    weights: Mapping[str, float] | None = None,
+    query_terms: Sequence[str], docs: Sequence[Sequence[str]], *, k1: float = 1.5, b: float = 0.75
 ) -> list[float]:
     """:func:`bm25_term_scores`, bit for bit, computed for the query's words only.
 
@@ -103,8 +102,6 @@ def bm25_plus_scores(
         q_freq = counts[q]
         freq = int(np.count_nonzero(q_freq))
         idf = (math.log((n + 1) / freq) if freq else 0) or 0
-        if weights is not None:
-            idf *= weights.get(q, 1.0)
         score += idf * (delta + (q_freq * (k1 + 1)) / (k1 * (1 - b + b * doc_len / avgdl) + q_freq))
     return [float(x) for x in score]
 

@@ -70,7 +70,6 @@ from optimizer.stages.sentence_signals import (
     titled,
 )
 from optimizer.text import content_words, entities, has_number
-from optimizer.word_freq import term_weights
 
 SCORERS = ("weighted", "fitted")
 
@@ -289,9 +288,7 @@ class SentenceExtract(Stage):
         link_lead: float = 0.0,
         link_chunks: int = 0,
         dense_linked: float | None = None,
-        chunk_dense_linked: float | None = None,
         documents: bool = False,
-        word_weight: float = 0.0,
     ) -> None:
         _check_settings(model=model, hops=hops, order=order, ratio=ratio, fill=fill, scorer=scorer,
                         coverage_mode=coverage_mode, retriever=retriever, neighbours=neighbours)
@@ -337,11 +334,9 @@ class SentenceExtract(Stage):
         if dense_linked is not None and (isinstance(dense_linked, bool) or not isinstance(dense_linked, (int, float)) or dense_linked < 0):
             raise ValueError(f"sentences: dense_linked must be None (= dense) or a number >= 0, got {dense_linked!r}")
         self.dense_linked = dense_linked
-        self.chunk_dense_linked = chunk_dense_linked
         if not isinstance(documents, bool):
             raise ValueError(f"sentences: documents must be true or false, got {documents!r}")
         self.documents = documents
-        self.word_weight = word_weight
         self.fitted: FittedScorer | None = load_scorer(weights) if scorer == "fitted" else None
 
     def warm_up(self) -> None:
@@ -403,8 +398,7 @@ class SentenceExtract(Stage):
         return sents, self._weighted(query, chunks, sents, context)
 
     def _chunk_prior(
-        self, lexical: list[float], cos: list[float] | None, chunks: Sequence[Chunk], context: StageContext,
-        chunk_dense: float | None = None,
+        self, lexical: list[float], cos: list[float] | None, chunks: Sequence[Chunk], context: StageContext
     ) -> list[float]:
         """Each chunk's prior in [0, 1]: its BM25, plus its embedding cosine, plus the retriever's score.
 
@@ -417,8 +411,7 @@ class SentenceExtract(Stage):
         """
         prior = minmax(lexical)
         if cos is not None:
-            weight = self.chunk_dense if chunk_dense is None else chunk_dense
-            prior = minmax([b + weight * c for b, c in zip(prior, minmax(cos))])
+            prior = minmax([b + self.chunk_dense * c for b, c in zip(prior, minmax(cos))])
         retrieved = retriever_signal(chunks, self.retriever, context)
         if retrieved is not None and self.retriever_weight:
             prior = minmax([p + self.retriever_weight * r for p, r in zip(prior, minmax(retrieved))])
@@ -433,16 +426,15 @@ class SentenceExtract(Stage):
         prior = _rerank_prior(chunks)
         sent_vecs = qvec = None
         embedder = None
-        if self.model is not None and (self.dense or self.dense_linked or self.chunk_dense or self.chunk_dense_linked):
+        if self.model is not None and (self.dense or self.dense_linked):
             embedder = get_embedder(self.model)
             vecs = embed_texts(embedder, [query, *texts], context)
             qvec, sent_vecs = vecs[0], vecs[1:]
         q = self._terms(query)
-        qw = term_weights(content_words(query), self.stem, self.word_weight) if self.word_weight else None
         chunk_of = np.array([s.chunk for s in sents])
         base = np.zeros(len(sents))
         if self.lexical:
-            base += self.lexical * np.array(minmax(bm25_plus_scores(q, sent_terms, weights=qw)))
+            base += self.lexical * np.array(minmax(bm25_plus_scores(q, sent_terms)))
         cosine = np.zeros(len(sents))
         if sent_vecs is not None and qvec is not None:
             cosine = np.array(minmax([float(x) for x in sent_vecs @ qvec]))
@@ -451,14 +443,11 @@ class SentenceExtract(Stage):
             base += self.lead * np.array([1.0 if s.position == 0 else 0.0 for s in sents])
         if self.numeric and NUMERIC_QUESTION.search(query):
             base += self.numeric * np.array([1.0 if has_number(s.text) else 0.0 for s in sents])
-        recompute = None
         if prior is None:
             cos = None
-            if (self.chunk_dense or self.chunk_dense_linked) and embedder is not None and qvec is not None and sent_vecs is not None:
+            if self.chunk_dense and embedder is not None and qvec is not None and sent_vecs is not None:
                 cos = chunk_cosines(chunk_of, sent_vecs, qvec, len(chunks))
-            lex = bm25_plus_scores(q, chunk_terms, weights=qw)
-            prior = self._chunk_prior(lex, cos, chunks, context)
-            recompute = (lex, cos)
+            prior = self._chunk_prior(bm25_plus_scores(q, chunk_terms), cos, chunks, context)
         p1 = np.array(prior)
         score = base + self.chunk_prior * p1[chunk_of]
         if self.hops == 2 and self.hop_weight:
@@ -478,12 +467,6 @@ class SentenceExtract(Stage):
                 if self.dense_linked is not None and len(gain):
                     # the question leans on a second-hop link: move the cosine's weight toward dense_linked
                     score = score + (self.dense_linked - self.dense) * min(1.0, float(gain.max())) * cosine
-                if self.chunk_dense_linked is not None and recompute is not None and recompute[1] is not None and len(gain):
-                    # protocol H (rejected): the chunk prior's cosine weight follows the link too
-                    g = min(1.0, float(gain.max()))
-                    weight = self.chunk_dense + (self.chunk_dense_linked - self.chunk_dense) * g
-                    p2 = np.array(self._chunk_prior(recompute[0], recompute[1], chunks, context, chunk_dense=weight))
-                    score = score + self.chunk_prior * (np.maximum(p2, hop) - np.maximum(p1, hop))[chunk_of]
         if self.neighbours:
             boosted = score.copy()
             for i, s in enumerate(sents):
@@ -525,7 +508,5 @@ class SentenceExtract(Stage):
         if prior is None:
             memo = terms_memo(context, self.stem)
             texts = chunk_texts(chunks, use_title=self.use_title)
-            qw = term_weights(content_words(query), self.stem, self.word_weight) if self.word_weight else None
-            prior = self._chunk_prior(bm25_plus_scores(self._terms(query), [memo_terms(t, self.stem, memo) for t in texts], weights=qw),
-                                      None, chunks, context)
+            prior = self._chunk_prior(bm25_plus_scores(self._terms(query), [memo_terms(t, self.stem, memo) for t in texts]), None, chunks, context)
         return [int(i) for i in np.argsort(-np.array(prior), kind="stable")[: self.candidates]]
