@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -193,7 +195,11 @@ class StaticEmbedder:
         self.path = str(folder)
         self._model = m2v.StaticModel.from_pretrained(self.path)
         self.dim = int(self._model.dim)
-        self._pieces: dict[str, list[int]] = {}
+        self._pieces: dict[str, list[int]] = {}  # BERT word -> word-piece ids
+        self._tokens: dict[str, list[int]] = {}  # white-space token -> its words' word-piece ids
+        normalizer = getattr(self._model.tokenizer, "normalizer", None)
+        self._fold_ascii = type(normalizer).__name__ == "BertNormalizer" and bool(getattr(normalizer, "lowercase", False))
+        self._reset_memos()
         self._table: np.ndarray | None = None
         # plain mean pooling over an embedding table (no per-token weights or remapping)
         if getattr(self._model, "weights", None) is None and getattr(self._model, "token_mapping", None) is None:
@@ -203,35 +209,90 @@ class StaticEmbedder:
         """Mean of the token vectors of each text (model2vec's mean pooling), L2-normalized.
 
         A static model's sentence vector only depends on its words' word pieces, so the text
-        is normalized and pre-tokenized with the model's own tokenizer, and word pieces are
-        memoized per distinct word: only unseen words reach the word-piece model.
+        is pre-tokenized the way the model's own tokenizer does it, and word pieces are
+        memoized: a text is split at white space (``str.split``), each distinct
+        white-space token's word pieces are remembered, and only unseen words reach the
+        word-piece model. The ids are the tokenizer's own, so the vector is model2vec's mean
+        up to float rounding.
         """
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         tok = self._model.tokenizer
         if self._table is None or type(tok.pre_tokenizer).__name__ != "BertPreTokenizer":
             return _normalize(self._model.encode(list(texts), show_progress_bar=False))
-        pieces = self._pieces
-        if len(pieces) > 500_000:
-            pieces.clear()
-        split = [_bert_words().findall(t) for t in texts]
-        unseen = list({w for ws in split for w in ws if w not in pieces})
-        if unseen:
-            for w, enc in zip(unseen, tok.encode_batch_fast(unseen, add_special_tokens=False)):
-                pieces[w] = enc.ids
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         add, divide, table = np.add.reduce, np.true_divide, self._table
-        for i, ws in enumerate(split):
-            ids = [t for w in ws for t in pieces[w]]
+        for i, ids in enumerate(self._word_pieces(texts)):
             if ids:  # table[ids].mean(axis=0), without its Python overhead: the same sum, divided the same way
                 total = add(table[ids], axis=0)
                 out[i] = divide(total, np.intp(len(ids)), out=total, casting="unsafe")
         return _normalize(out)
 
+    def _word_pieces(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's word-piece ids, the ones the model's tokenizer gives (no special tokens), from the memos.
+
+        Only for a model with a BERT pre-tokenizer (see :meth:`encode`).
+        """
+        if len(self._tokens) > 500_000:
+            self._reset_memos()
+        known = self._tokens
+        split = [_bert_tokens(t) for t in texts]
+        unseen = {w for ws in split for w in ws if w not in known}
+        if unseen:
+            self._learn(unseen)
+        chain, ids_of = itertools.chain.from_iterable, known.__getitem__
+        return [list(chain(map(ids_of, ws))) for ws in split]
+
+    def _reset_memos(self) -> None:
+        """Forget every memoized token, keeping the vocabulary's whole words.
+
+        With a lower-casing WordPiece tokenizer, a lower-case ASCII word that is a whole
+        vocabulary entry is that one word piece (WordPiece takes the longest match first), so
+        only other words ever need the tokenizer.
+        """
+        self._tokens.clear()
+        self._pieces.clear()
+        tok = self._model.tokenizer
+        if self._fold_ascii and type(getattr(tok, "model", None)).__name__ == "WordPiece":
+            self._pieces.update((w, [i]) for w, i in tok.get_vocab().items() if w.isascii() and w.isalnum() and w == w.lower())
+
+    def _learn(self, tokens: set[str]) -> None:
+        """Remember the word pieces of each white-space token (its BERT words' pieces, in order).
+
+        An ASCII token of letters and digits is one BERT word. With a lower-casing normalizer,
+        an ASCII word's pieces are its lower-cased form's, so "The" and "the" share one entry.
+        """
+        pieces, fold = self._pieces, self._fold_ascii
+        words_of = {t: [t] if t.isascii() and t.isalnum() else _bert_words().findall(t) for t in tokens}
+
+        def key(w: str) -> str:
+            return w.lower() if fold and w.isascii() else w
+
+        new = list({key(w) for ws in words_of.values() for w in ws} - pieces.keys())
+        if new:
+            for w, enc in zip(new, self._model.tokenizer.encode_batch_fast(new, add_special_tokens=False)):
+                pieces[w] = enc.ids
+        for t, ws in words_of.items():
+            self._tokens[t] = pieces[key(ws[0])] if len(ws) == 1 else [i for w in ws for i in pieces[key(w)]]
 
 
 _CJK = "\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\U0002a700-\U0002ceaf\uf900-\ufaff\U0002f800-\U0002fa1f"
 _PUNCT = "\\p{P}\x21-\x2f\x3a-\x40\x5b-\x60\x7b-\x7e"
+# Characters Python's str.split() splits at that are not Unicode White_Space (BERT joins them to words).
+_NOT_WHITE_SPACE = re.compile("[\x1c-\x1f]")
+
+
+def _bert_tokens(text: str) -> list[str]:
+    """``text``'s white-space tokens as BERT's pre-tokenizer sees them: each token's words are its :func:`_bert_words`.
+
+    BERT's words never cross white space, so splitting at white space first loses nothing;
+    ``str.split()`` does that in C, except that it also splits at the four separators
+    U+001C-U+001F, which are not white space to BERT: a text that has one is split by the
+    regex itself (each word its own token).
+    """
+    if _NOT_WHITE_SPACE.search(text):
+        return _bert_words().findall(text)
+    return text.split()
 
 
 @functools.lru_cache(maxsize=1)

@@ -145,3 +145,18 @@ def test_int8_build_writes_a_whole_model_and_a_second_build_keeps_it(tmp_path):
     assert not [p for p in tmp_path.iterdir() if ".building-" in p.name]
     v = MiniLMInt8Embedder(path=target).encode(["hello world"])
     assert v.shape == (1, 384)
+
+
+@pytest.mark.slow
+def test_static_word_pieces_are_the_tokenizers_own(static):
+    """The memoized white-space split gives the ids the tokenizer gives, warm or cold, for any text."""
+    tok = static._model.tokenizer
+    texts = [
+        "The THE the tHe", "naïve Café — Zürich's 1,234.5 km²", "東京は首都です。 mixed 東京 text",
+        "a\x1cb c\x1fd", "no\u00a0break\u2003em\tspace\nline", "supercalifragilisticexpialidocious antidisestablishment",
+        "x" * 150, "(parenthesized) [brackets] {braces} e.g. U.S.A.", "emoji 👩‍👩‍👧‍👦 and snake_case", "", "   ",
+        "Ünïcödé ÀÉÎÕÜ straße İstanbul", "don't won't O'Neill", "1984 2024 007 ⅷ ½",
+    ]
+    want = [tok.encode(t, add_special_tokens=False).ids for t in texts]
+    assert static._word_pieces(texts) == want  # cold for most of these words
+    assert static._word_pieces(list(reversed(texts))) == list(reversed(want))  # from the memos
