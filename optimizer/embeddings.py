@@ -262,18 +262,22 @@ class StaticEmbedder:
         An ASCII token of letters and digits is one BERT word. With a lower-casing normalizer,
         an ASCII word's pieces are its lower-cased form's, so "The" and "the" share one entry.
         """
-        pieces, fold = self._pieces, self._fold_ascii
-        words_of = {t: [t] if t.isascii() and t.isalnum() else _bert_words().findall(t) for t in tokens}
-
-        def key(w: str) -> str:
-            return w.lower() if fold and w.isascii() else w
-
-        new = list({key(w) for ws in words_of.values() for w in ws} - pieces.keys())
+        pieces, fold, known = self._pieces, self._fold_ascii, self._tokens
+        whole: dict[str, str] = {}  # token -> its one word's key
+        split: dict[str, list[str]] = {}  # token -> its words' keys
+        for t in tokens:
+            if t.isascii() and t.isalnum():
+                whole[t] = t.lower() if fold else t
+            else:
+                split[t] = [w.lower() if fold and w.isascii() else w for w in _bert_words().findall(t)]
+        new = list(({*whole.values()} | {w for ws in split.values() for w in ws}) - pieces.keys())
         if new:
             for w, enc in zip(new, self._model.tokenizer.encode_batch_fast(new, add_special_tokens=False)):
                 pieces[w] = enc.ids
-        for t, ws in words_of.items():
-            self._tokens[t] = pieces[key(ws[0])] if len(ws) == 1 else [i for w in ws for i in pieces[key(w)]]
+        for t, w in whole.items():
+            known[t] = pieces[w]
+        for t, ws in split.items():
+            known[t] = [i for w in ws for i in pieces[w]]
 
 
 _CJK = "\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\U0002a700-\U0002ceaf\uf900-\ufaff\U0002f800-\U0002fa1f"
