@@ -42,6 +42,7 @@ import numpy as np
 
 from optimizer.cache import build_atomically, cache_dir
 from optimizer.lazy import lazy_import
+from optimizer.memo import remembered
 from optimizer.minilm import minilm_path, quietly
 from optimizer.minilm_int8 import MiniLMInt8Embedder, int8_model_dir
 from optimizer.models import ModelNotBuiltError, ModelStore, default_store
@@ -93,20 +94,16 @@ class MiniLMEmbedder:
         self.dim = int(dim) if dim is not None else int(self.encode(["x"]).shape[1])
 
     # MiniLM embeds ~68 sentences/s on 2 cores: remember recent texts so that a sweep over
-    # several budgets (or a rerun in a notebook) embeds each sentence once per process.
+    # several budgets (or a rerun in a notebook) embeds each sentence once per process
+    # (optimizer.memo.remembered, safe for runs in several threads).
     MEMO_SIZE = 100_000
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, getattr(self, "dim", 384)), dtype=np.float32)
-        memo: dict[str, np.ndarray] = self.__dict__.setdefault("_memo", {})
-        missing = list(dict.fromkeys(t for t in texts if t not in memo))
-        if missing:
-            out = self._model.encode(missing, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)
-            if len(memo) + len(missing) > self.MEMO_SIZE:
-                memo.clear()
-            memo.update(zip(missing, _normalize(out)))
-        return np.stack([memo[t] for t in texts]).astype(np.float32, copy=False)
+        return remembered(self, texts, lambda missing: _normalize(
+            self._model.encode(missing, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)
+        ))
 
 
 STATIC_TABLE = Path(__file__).resolve().parent / "data" / "static-wordnet.npz"
@@ -205,6 +202,8 @@ class StaticEmbedder:
         if getattr(self._model, "weights", None) is None and getattr(self._model, "token_mapping", None) is None:
             self._table = np.asarray(self._model.embedding, dtype=np.float32)
 
+    MEMO_TOKENS = 500_000  # distinct white-space tokens remembered (then the memos start again)
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Mean of the token vectors of each text (model2vec's mean pooling), L2-normalized.
 
@@ -233,36 +232,36 @@ class StaticEmbedder:
 
         Only for a model with a BERT pre-tokenizer (see :meth:`encode`).
         """
-        if len(self._tokens) > 500_000:
+        if len(self._tokens) > self.MEMO_TOKENS:
             self._reset_memos()
-        known = self._tokens
+        known, pieces = self._tokens, self._pieces  # a reset in another thread leaves these two whole
         split = [_bert_tokens(t) for t in texts]
         unseen = {w for ws in split for w in ws if w not in known}
         if unseen:
-            self._learn(unseen)
+            self._learn(unseen, known, pieces)
         chain, ids_of = itertools.chain.from_iterable, known.__getitem__
         return [list(chain(map(ids_of, ws))) for ws in split]
 
     def _reset_memos(self) -> None:
-        """Forget every memoized token, keeping the vocabulary's whole words.
+        """Start new memos, keeping the vocabulary's whole words (a call in flight keeps the old ones).
 
         With a lower-casing WordPiece tokenizer, a lower-case ASCII word that is a whole
         vocabulary entry is that one word piece (WordPiece takes the longest match first), so
         only other words ever need the tokenizer.
         """
-        self._tokens.clear()
-        self._pieces.clear()
         tok = self._model.tokenizer
+        pieces: dict[str, list[int]] = {}
         if self._fold_ascii and type(getattr(tok, "model", None)).__name__ == "WordPiece":
-            self._pieces.update((w, [i]) for w, i in tok.get_vocab().items() if w.isascii() and w.isalnum() and w == w.lower())
+            pieces.update((w, [i]) for w, i in tok.get_vocab().items() if w.isascii() and w.isalnum() and w == w.lower())
+        self._tokens, self._pieces = {}, pieces
 
-    def _learn(self, tokens: set[str]) -> None:
-        """Remember the word pieces of each white-space token (its BERT words' pieces, in order).
+    def _learn(self, tokens: set[str], known: dict[str, list[int]], pieces: dict[str, list[int]]) -> None:
+        """Remember in ``known`` the word pieces of each white-space token (its BERT words' pieces, in order).
 
         An ASCII token of letters and digits is one BERT word. With a lower-casing normalizer,
         an ASCII word's pieces are its lower-cased form's, so "The" and "the" share one entry.
         """
-        pieces, fold, known = self._pieces, self._fold_ascii, self._tokens
+        fold = self._fold_ascii
         whole: dict[str, str] = {}  # token -> its one word's key
         split: dict[str, list[str]] = {}  # token -> its words' keys
         for t in tokens:

@@ -28,6 +28,7 @@ import numpy as np
 
 from optimizer.cache import build_atomically, cache_dir
 from optimizer.lazy import lazy_import
+from optimizer.memo import remembered
 from optimizer.minilm import minilm_path, quietly
 from optimizer.models import ModelNotBuiltError
 
@@ -133,12 +134,7 @@ class MiniLMInt8Embedder:
         """Unit-norm float32 vectors, one row per text (each distinct text is embedded once per process)."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        missing = list(dict.fromkeys(t for t in texts if t not in self._memo))
-        if missing:
-            if len(self._memo) + len(missing) > self.MEMO_SIZE:
-                self._memo.clear()
-            self._memo.update(zip(missing, self._embed(missing)))
-        return np.stack([self._memo[t] for t in texts]).astype(np.float32, copy=False)
+        return remembered(self, texts, self._embed)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         encodings = self._tokenizer.encode_batch(texts)
