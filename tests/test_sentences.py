@@ -67,3 +67,31 @@ def test_blingfire_sentences_match_the_library_offsets_on_bundled_and_unicode_te
     ]
     for text in samples:
         assert blingfire_sentences(text) == list(blingfire.text_to_sentences_and_offsets(text)[1]), text
+
+
+def test_blingfire_sentences_reuse_buffers_safely_across_sizes_and_threads(monkeypatch):
+    """A long text after a short one, a short after a long, NUL bytes, text past the scratch cap, four threads."""
+    import threading
+
+    import blingfire
+
+    from evals.datasets import load_dataset
+    from optimizer import sentences
+
+    monkeypatch.setattr(sentences, "_SCRATCH_MAX", 4000)  # texts over 2,000 bytes get buffers of their own
+    samples = [c.text for ex in load_dataset("squad2-pools", limit=40).examples for c in ex.chunks]
+    samples += ["Short. One.", "a\x00b. c d. e.", "Long one. " * 400, "x", "Then short again. Yes.", "End.\n\nNew block."]
+    want = [list(blingfire.text_to_sentences_and_offsets(t)[1]) for t in samples]
+    got: dict[int, list] = {}
+
+    def work(k: int) -> None:
+        order = samples[k:] + samples[:k]  # each thread meets the sizes in another order
+        got[k] = [sentences.blingfire_sentences(t) for t in order]
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(4):
+        assert got[k] == want[k:] + want[:k]
