@@ -131,3 +131,16 @@ def stored_llama(model_path: str | None, *, n_ctx: int, purpose: str, logits_all
                           n_threads=max(1, os.cpu_count() or 1))
 
     return default_store().get(("llama", model_path, n_ctx, logits_all), load)
+
+
+@contextlib.contextmanager
+def using_llama(model_path: str | None, *, n_ctx: int, purpose: str, logits_all: bool) -> Iterator[Any]:
+    """:func:`stored_llama`'s model, held by this thread alone until the block ends.
+
+    A llama.cpp context serves one call at a time (``reset`` and ``eval`` change its state),
+    and a pipeline may run in several threads at once (``ragtrim serve``), so every thread that
+    scores with a stored model takes its turn on that model's lock.
+    """
+    llm = stored_llama(model_path, n_ctx=n_ctx, purpose=purpose, logits_all=logits_all)
+    with default_store().get(("llama-lock", model_path, n_ctx, logits_all), threading.Lock):
+        yield llm

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from optimizer.gguf import packaged_gguf_path, stored_llama
+from optimizer.gguf import packaged_gguf_path, stored_llama, using_llama
 from optimizer.models import default_store
 from optimizer.records import Chunk
 from optimizer.stage import Stage, StageContext, StageOutput
@@ -57,9 +57,13 @@ def packaged_gguf() -> Path:
     return packaged_gguf_path(purpose="LM pruning (lm-prune)")
 
 
+_PURPOSE = "LM pruning (lm-prune)"
+_UNSCORED = object()
+
+
 def _load(model_path: str | None, n_ctx: int) -> Any:
     """The scoring model, every position's logits kept (AMX-safe, see :func:`optimizer.gguf.load_llama`)."""
-    return stored_llama(model_path, n_ctx=n_ctx, purpose="LM pruning (lm-prune)", logits_all=True)
+    return stored_llama(model_path, n_ctx=n_ctx, purpose=_PURPOSE, logits_all=True)
 
 
 class LMPrune(Stage):
@@ -99,14 +103,16 @@ class LMPrune(Stage):
         """
         key = (self.model_path, self.window, text)
         memo = default_store().memo("lm-prune-surprisal")
-        if key not in memo:
+        found = memo.get(key, _UNSCORED)
+        if found is _UNSCORED:
+            with using_llama(self.model_path, n_ctx=self.window + 32, purpose=_PURPOSE, logits_all=True) as llm:
+                found = self._score(llm, text)
             if len(memo) >= 4096:
-                memo.clear()
-            memo[key] = self._score(text)
-        return memo[key]
+                memo.clear()  # other threads only ever .get() from it
+            memo[key] = found
+        return found  # type: ignore[return-value]
 
-    def _score(self, text: str) -> tuple[np.ndarray, np.ndarray] | None:
-        llm = _load(self.model_path, self.window + 32)
+    def _score(self, llm: Any, text: str) -> tuple[np.ndarray, np.ndarray] | None:
         data = text.encode("utf-8")
         tokens = llm.tokenize(data, add_bos=False, special=False)
         if not tokens:

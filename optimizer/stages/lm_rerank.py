@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from optimizer.embeddings import get_embedder
-from optimizer.gguf import stored_llama
+from optimizer.gguf import stored_llama, using_llama
 from optimizer.lazy import lazy_import
 from optimizer.models import default_store
 from optimizer.records import Chunk
@@ -43,11 +43,12 @@ from optimizer.validate import positive_int
 PROMPT_HEAD = "Passage: "
 PROMPT_TAIL = "\nPlease write a question based on this passage.\nQuestion:"
 QUESTION_TOKENS = 96  # a longer question is cut (it only needs to rank passages)
+_PURPOSE = "LM reranking (rerank-lm)"
 
 
 def _load(model_path: str | None, n_ctx: int) -> Any:
     """The scoring model, last position's logits only (AMX-safe, see :func:`optimizer.gguf.load_llama`)."""
-    return stored_llama(model_path, n_ctx=n_ctx, purpose="LM reranking (rerank-lm)", logits_all=False)
+    return stored_llama(model_path, n_ctx=n_ctx, purpose=_PURPOSE, logits_all=False)
 
 
 def _log_softmax_at(logits: np.ndarray, token: int) -> float:
@@ -125,12 +126,14 @@ class LMRerank(Stage):
         """:func:`question_likelihood`, memoized in the model store (a sweep over budgets scores each pair once)."""
         memo = default_store().memo("rerank-lm")
         key = (self.model_path, self.passage_tokens, passage, question)
-        if key not in memo:
+        found = memo.get(key)
+        if found is None:
+            with using_llama(self.model_path, n_ctx=self._n_ctx, purpose=_PURPOSE, logits_all=False) as llm:
+                found = question_likelihood(llm, passage, question, passage_tokens=self.passage_tokens)
             if len(memo) >= 8192:
-                memo.clear()
-            memo[key] = question_likelihood(_load(self.model_path, self._n_ctx), passage, question,
-                                            passage_tokens=self.passage_tokens)
-        return memo[key]
+                memo.clear()  # other threads only ever .get() from it
+            memo[key] = found
+        return found
 
     def scores(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> list[float]:
         """The LM score of each candidate; the rest ranked below all of them, in the first ranking's order."""
