@@ -34,6 +34,8 @@ A complete file (``serve.toml``)::
     kind = "openai"             # any OpenAI-compatible URL
     base_url = "https://api.openai.com/v1"
     api_key_env = "OPENAI_API_KEY"   # the key is read from the environment, never stored
+    keepalive_expiry = 4.0      # drop an idle connection before the upstream would (default 4 s)
+    connection_retries = 2      # resend a request whose connection failed before any answer (default 2)
 
     [models."gpt-4o"]
     upstream = "openai"
@@ -99,6 +101,14 @@ class UpstreamConfig:
     api_key_env: str | None = None
     timeout: float = 60.0
     max_connections: int = 256
+    # An idle pooled connection is dropped after this many seconds: below the 5 s keep-alive of
+    # uvicorn-based servers (vLLM, LiteLLM), so a request is not sent on a connection the server
+    # is closing at that very moment (httpx's own default is 5 s, the same as theirs).
+    keepalive_expiry: float = 4.0
+    # A request whose connection failed before the upstream's response began (refused, or
+    # closed under it) is sent again on another connection, at most this many times, as the
+    # OpenAI SDK does with its requests (2 by default). Nothing that failed later is sent again.
+    connection_retries: int = 2
 
 
 @dataclass(frozen=True)
@@ -230,6 +240,12 @@ class ServeConfig:
                 raise ValueError(f"upstream {u.name!r}: kind must be 'openai' or 'local', got {u.kind!r}")
             if u.kind == "openai" and not u.base_url:
                 raise ValueError(f"upstream {u.name!r} (kind openai) needs base_url, e.g. 'https://api.openai.com/v1'")
+            retries = u.connection_retries
+            if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
+                raise ValueError(f"upstream {u.name!r}: connection_retries must be a whole number from 0 to 10 (0: never send again), got {retries!r}")
+            expiry = u.keepalive_expiry
+            if isinstance(expiry, bool) or not isinstance(expiry, (int, float)) or not 0 <= expiry <= 3600:
+                raise ValueError(f"upstream {u.name!r}: keepalive_expiry must be seconds from 0 to 3600 (below the upstream's own keep-alive), got {expiry!r}")
         for f in fields(Limits):
             value = getattr(self.limits, f.name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -13,6 +13,7 @@ to the ledger or echoed (error texts are scrubbed of it).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -92,6 +93,7 @@ class OpenAIUpstream:
         self.config = config
         self._env = env
         self._client: Any = None
+        self.retries = 0  # requests sent again after their connection failed before any answer
 
     def _key(self) -> str | None:
         env = os.environ if self._env is None else self._env
@@ -103,7 +105,8 @@ class OpenAIUpstream:
 
     async def start(self) -> None:
         httpx = lazy_import("httpx", extra="serve", purpose="ragtrim serve's upstream client")
-        limits = httpx.Limits(max_connections=self.config.max_connections, max_keepalive_connections=self.config.max_connections)
+        limits = httpx.Limits(max_connections=self.config.max_connections, max_keepalive_connections=self.config.max_connections,
+                              keepalive_expiry=self.config.keepalive_expiry)
         self._client = httpx.AsyncClient(base_url=str(self.config.base_url).rstrip("/"), timeout=self.config.timeout, limits=limits)
 
     async def aclose(self) -> None:
@@ -121,11 +124,37 @@ class OpenAIUpstream:
     async def count_prompt_tokens(self, messages: Sequence[Mapping[str, Any]], tokenizer: str, question: str, context: str) -> int:
         return count_chat_tokens(messages, tokenizer)
 
+    async def _send(self, body: Mapping[str, Any]) -> Any:
+        """POST ``body``; the response once its status and headers are in (its body not read yet).
+
+        A connection that fails before the response begins (refused, reset, or closed under
+        the request, as a server does with a keep-alive connection it times out) is replaced
+        and the request sent again, at most ``connection_retries`` times; ``self.retries``
+        counts them. A failure after the response began is never retried: the upstream may
+        have done the work.
+        """
+        httpx = lazy_import("httpx", extra="serve", purpose="ragtrim serve's upstream client")
+        dropped = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+        for attempt in range(self.config.connection_retries + 1):
+            request = self._client.build_request("POST", "/chat/completions", json=dict(body), headers=self._headers())
+            try:
+                return await self._client.send(request, stream=True)
+            except dropped:
+                if attempt == self.config.connection_retries:
+                    raise
+                self.retries += 1
+                await asyncio.sleep(0.05 * attempt)  # at once after a stale connection, then a short pause
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def complete(self, body: Mapping[str, Any], question: str, context: str) -> UpstreamReply:
         httpx = lazy_import("httpx", extra="serve", purpose="ragtrim serve's upstream client")
         start = time.perf_counter()
         try:
-            resp = await self._client.post("/chat/completions", json=dict(body), headers=self._headers())
+            resp = await self._send(body)
+            try:
+                await resp.aread()
+            finally:
+                await resp.aclose()
         except httpx.HTTPError as exc:
             return UpstreamReply(502, None, "", None, None, (time.perf_counter() - start) * 1000,
                                  self.scrub(f"upstream unreachable: {type(exc).__name__}: {exc}"))
@@ -144,9 +173,8 @@ class OpenAIUpstream:
     async def stream(self, body: Mapping[str, Any], question: str, context: str) -> AsyncIterator[bytes]:
         """The upstream's SSE bytes as they arrive; raises :class:`UpstreamError` before the first byte on failure."""
         httpx = lazy_import("httpx", extra="serve", purpose="ragtrim serve's upstream client")
-        request = self._client.build_request("POST", "/chat/completions", json=dict(body), headers=self._headers())
         try:
-            resp = await self._client.send(request, stream=True)
+            resp = await self._send(body)
         except httpx.HTTPError as exc:
             raise UpstreamError(502, self.scrub(f"upstream unreachable: {type(exc).__name__}: {exc}")) from None
         if resp.status_code >= 400:

@@ -1,0 +1,129 @@
+"""The upstream client against a server that drops connections: what is sent again and what is not.
+
+A tiny HTTP/1.1 server on loopback plays the upstream. Its script says, per request it reads,
+whether to answer, to close the connection without a word (what a server does to a keep-alive
+connection it times out just as the request arrives), or to send the status line and headers
+and then close mid-body (the upstream did the work; that must not be sent again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+pytest.importorskip("httpx")
+
+from ragtrim.serve.config import ServeConfig, UpstreamConfig  # noqa: E402
+from ragtrim.serve.upstream import OpenAIUpstream, UpstreamError  # noqa: E402
+
+ANSWER = json.dumps({"choices": [{"message": {"role": "assistant", "content": "ok"}}],
+                     "usage": {"prompt_tokens": 5, "completion_tokens": 1}}).encode()
+BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+
+
+class Script:
+    """Plays each request it reads by the next action: "answer", "drop" or "half" (headers, then close)."""
+
+    def __init__(self, actions: list[str], default: str = "answer") -> None:
+        self.actions, self.default = list(actions), default
+        self.requests = 0
+        self.connections = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), 0)
+                await reader.readexactly(length)
+                self.requests += 1
+                action = self.actions.pop(0) if self.actions else self.default
+                if action == "drop":
+                    break
+                if action == "half":
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{\"choi")
+                    await writer.drain()
+                    break
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(ANSWER) + ANSWER)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+async def _with_server(script: Script, body, **config):  # noqa: ANN001, ANN003
+    server = await asyncio.start_server(script.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    up = OpenAIUpstream(UpstreamConfig(name="u", base_url=f"http://127.0.0.1:{port}/v1", **config))
+    await up.start()
+    try:
+        return await body(up)
+    finally:
+        await up.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+def test_a_keep_alive_connection_closed_under_the_request_is_replaced_and_the_request_answered():
+    async def two_calls(up: OpenAIUpstream):
+        first = await up.complete(BODY, "hi", "")
+        second = await up.complete(BODY, "hi", "")  # the reused connection is dropped: sent again on a new one
+        return first, second, up.retries
+
+    script = Script(["answer", "drop", "answer"])
+    first, second, retries = asyncio.run(_with_server(script, two_calls))
+    assert (first.status, second.status, second.prompt_tokens, second.completion_tokens) == (200, 200, 5, 1)
+    assert retries == 1 and script.requests == 3 and script.connections == 2
+
+    # without retries the same script gives the old answer: a 502 that names the failure
+    script = Script(["answer", "drop"])
+    first, second, retries = asyncio.run(_with_server(script, two_calls, connection_retries=0))
+    assert first.status == 200 and second.status == 502 and retries == 0
+    assert "upstream unreachable" in second.error and script.requests == 2
+
+
+def test_retries_stop_at_the_limit_and_a_stream_is_retried_before_its_first_byte():
+    async def one_call(up: OpenAIUpstream):
+        return await up.complete(BODY, "hi", ""), up.retries
+
+    script = Script([], default="drop")
+    reply, retries = asyncio.run(_with_server(script, one_call, connection_retries=2))
+    assert reply.status == 502 and retries == 2 and script.requests == 3  # 1 + 2, then it gives up
+
+    async def stream(up: OpenAIUpstream):
+        pieces = [p async for p in await up.stream({**BODY, "stream": True}, "hi", "")]
+        return b"".join(pieces), up.retries
+
+    script = Script(["drop"])
+    data, retries = asyncio.run(_with_server(script, stream))
+    assert data == ANSWER and retries == 1 and script.requests == 2
+
+    with pytest.raises(UpstreamError) as err:
+        asyncio.run(_with_server(Script([], default="drop"), stream, connection_retries=1))
+    assert err.value.status == 502
+
+
+def test_a_failure_after_the_response_began_is_never_sent_again():
+    """Headers came, then the body broke: the upstream did the work, so one request, one 502."""
+
+    async def one_call(up: OpenAIUpstream):
+        return await up.complete(BODY, "hi", ""), up.retries
+
+    script = Script(["half"])
+    reply, retries = asyncio.run(_with_server(script, one_call))
+    assert reply.status == 502 and retries == 0 and script.requests == 1
+
+
+def test_retry_and_keep_alive_settings_are_checked_with_the_value_named():
+    base = {"upstreams": {"u": {"base_url": "http://127.0.0.1:1/v1"}}, "models": {"m": {"upstream": "u"}}}
+    cfg = ServeConfig.from_dict(base)
+    assert (cfg.upstreams["u"].keepalive_expiry, cfg.upstreams["u"].connection_retries) == (4.0, 2)
+    for key, value, words in (("connection_retries", -1, "0 to 10"), ("connection_retries", 1.5, "whole number"),
+                              ("keepalive_expiry", "soon", "seconds")):
+        bad = {**base, "upstreams": {"u": {**base["upstreams"]["u"], key: value}}}
+        with pytest.raises(ValueError, match=words) as err:
+            ServeConfig.from_dict(bad)
+        assert repr(value) in str(err.value)
