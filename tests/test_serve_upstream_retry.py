@@ -127,3 +127,33 @@ def test_retry_and_keep_alive_settings_are_checked_with_the_value_named():
         with pytest.raises(ValueError, match=words) as err:
             ServeConfig.from_dict(bad)
         assert repr(value) in str(err.value)
+
+
+def test_a_resend_is_counted_on_metrics_per_upstream(tmp_path):
+    """The service wires each OpenAI-compatible upstream's resends to ragtrim_upstream_retries_total."""
+    from ragtrim.serve.metrics import Metrics
+    from ragtrim.serve.service import Service
+
+    cfg = ServeConfig.from_dict({"upstreams": {"u": {"base_url": "http://127.0.0.1:1/v1"}}, "models": {"gpt-4o": {"upstream": "u"}}})
+    metrics = Metrics()
+    service = Service(cfg, db_url=f"sqlite:///{tmp_path / 'db.sqlite'}", metrics=metrics, pepper=b"p" * 32)
+    up = service.upstreams["u"]
+    script = Script(["answer", "drop", "answer"])
+
+    async def two_calls(_):  # noqa: ANN001 - the service's own client, pointed at the script's port
+        server = await asyncio.start_server(script.handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        up.config = UpstreamConfig(name="u", base_url=f"http://127.0.0.1:{port}/v1")
+        await up.start()
+        try:
+            await up.complete(BODY, "hi", "")
+            return await up.complete(BODY, "hi", "")
+        finally:
+            await up.aclose()
+            server.close()
+            await server.wait_closed()
+
+    reply = asyncio.run(two_calls(None))
+    assert reply.status == 200
+    text = metrics.exposition()[0].decode()
+    assert 'ragtrim_upstream_retries_total{upstream="u"} 1.0' in text

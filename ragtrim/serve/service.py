@@ -63,9 +63,10 @@ class Service:
 
         table = load_prices(config.prices)
         self.prices: dict[str, ModelPrice] = {name: model_price(m, table) for name, m in config.models.items()}
-        given = dict(upstreams or {})
-        self.upstreams = {name: given.get(name) or make_upstream(u) for name, u in config.upstreams.items()}
         self.metrics = metrics if metrics is not None else Metrics()
+        given = dict(upstreams or {})
+        self.upstreams = {name: given.get(name) or make_upstream(u, on_retry=self.metrics.upstream_retries.labels(name).inc)
+                          for name, u in config.upstreams.items()}
         self.log = get_logger()
         self._pipelines: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._lock = threading.Lock()

@@ -17,7 +17,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,11 +89,13 @@ class OpenAIUpstream:
     kind = "openai"
     counts_with_model_tokenizer = True  # prompts are counted with the model's tiktoken tokenizer
 
-    def __init__(self, config: UpstreamConfig, *, env: Mapping[str, str] | None = None):
+    def __init__(self, config: UpstreamConfig, *, env: Mapping[str, str] | None = None,
+                 on_retry: Callable[[], None] | None = None):
         self.config = config
         self._env = env
         self._client: Any = None
         self.retries = 0  # requests sent again after their connection failed before any answer
+        self._on_retry = on_retry
 
     def _key(self) -> str | None:
         env = os.environ if self._env is None else self._env
@@ -143,6 +145,8 @@ class OpenAIUpstream:
                 if attempt == self.config.connection_retries:
                     raise
                 self.retries += 1
+                if self._on_retry is not None:
+                    self._on_retry()
                 await asyncio.sleep(0.05 * attempt)  # at once after a stale connection, then a short pause
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -291,5 +295,6 @@ def sse(obj: Any) -> bytes:
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode("utf-8") + b"\n\n"
 
 
-def make_upstream(config: UpstreamConfig) -> Any:
-    return LocalUpstream(config) if config.kind == "local" else OpenAIUpstream(config)
+def make_upstream(config: UpstreamConfig, *, on_retry: Callable[[], None] | None = None) -> Any:
+    """The client for ``config``; ``on_retry`` is called each time a request is sent again (OpenAI-compatible only)."""
+    return LocalUpstream(config) if config.kind == "local" else OpenAIUpstream(config, on_retry=on_retry)
