@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -102,14 +104,19 @@ def build_int8_model(target: Path | None = None, source: str | None = None) -> P
 class MiniLMInt8Embedder:
     """all-MiniLM-L6-v2, int8, through ONNX Runtime (384 dimensions; built once by ``ragtrim models build``).
 
-    ``batch_size`` sentences of similar length run together (shortest first), so little
-    time goes to padding.
+    Each text runs alone, on one ONNX Runtime thread, and ``threads`` texts run at once on
+    this embedder's own threads. Alone, because the model quantizes its activations with one
+    scale for the whole batch: in a batch, a text's vector moved with its neighbours (up to
+    0.05 in a coordinate), so a sentence got another vector in another question, or after the
+    memo had seen it elsewhere. Alone, a text always gets the same vector, and this spends
+    about 30 % less CPU than batches of 16 on two ONNX Runtime threads (BENCHMARKS.md, "Issue
+    11, sixteenth round").
     """
 
     name = "minilm-int8"
     dim = 384
 
-    def __init__(self, path: str | Path | None = None, batch_size: int = 16, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, threads: int | None = None) -> None:
         ort = lazy_import("onnxruntime", extra="onnx", purpose="the int8 MiniLM embedder")
         tokenizers = lazy_import("tokenizers", extra="onnx", purpose="the int8 MiniLM embedder")
         folder = Path(path) if path is not None else int8_model_dir()
@@ -118,15 +125,18 @@ class MiniLMInt8Embedder:
                 raise ValueError(f"no {MODEL_FILE} in {str(folder)!r}; build one with build_int8_model({str(folder)!r})")
             raise ModelNotBuiltError("minilm-int8", folder)
         self.path = str(folder)
-        self.batch_size = batch_size
+        self.threads = threads if threads is not None else max(1, min(4, os.cpu_count() or 1))
         self._tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(int((folder / "max_length").read_text(encoding="utf-8")))
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads if threads is not None else max(1, min(4, os.cpu_count() or 1))
+        options.intra_op_num_threads = 1  # one text per call; calls run side by side (a session is thread-safe)
+        options.inter_op_num_threads = 1
         options.log_severity_level = 3
         self._session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
         self._memo: dict[str, np.ndarray] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     MEMO_SIZE = 100_000
 
@@ -136,21 +146,41 @@ class MiniLMInt8Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         return remembered(self, texts, self._embed)
 
+    def close(self) -> None:
+        """Stop this embedder's threads (a model store calls this when it is closed)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def _one(self, ids: list[int]) -> np.ndarray:
+        """The unit vector of one text's token ids: mean of the last hidden states, L2-normalized."""
+        x = np.asarray([ids], dtype=np.int64)
+        mask = np.ones_like(x)
+        hidden = self._session.run(None, {"input_ids": x, "attention_mask": mask, "token_type_ids": np.zeros_like(x)})[0]
+        pooled = (hidden * mask[..., None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1)
+        norm = float(np.linalg.norm(pooled))
+        return (pooled / (norm if norm else 1.0))[0]
+
     def _embed(self, texts: list[str]) -> np.ndarray:
-        encodings = self._tokenizer.encode_batch(texts)
-        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        ids = [e.ids for e in self._tokenizer.encode_batch(texts)]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for k in range(0, len(texts), self.batch_size):
-            rows = order[k : k + self.batch_size]
-            width = max(len(encodings[i].ids) for i in rows)
-            ids = np.zeros((len(rows), width), dtype=np.int64)
-            mask = np.zeros_like(ids)
-            for r, i in enumerate(rows):
-                n = len(encodings[i].ids)
-                ids[r, :n] = encodings[i].ids
-                mask[r, :n] = 1
-            hidden = self._session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})[0]
-            pooled = (hidden * mask[..., None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1)
-            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-            out[rows] = pooled / np.where(norms == 0, 1.0, norms)
+        # longest first, dealt round-robin: each thread gets about the same number of tokens
+        order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
+        shares = [order[k :: self.threads] for k in range(self.threads)]
+
+        def run(share: list[int]) -> None:
+            for i in share:
+                out[i] = self._one(ids[i])
+
+        if self.threads == 1 or len(texts) == 1:
+            run(order)
+        else:
+            list(self._executor().map(run, [s for s in shares if s]))
         return out
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="ragtrim-minilm-int8")
+            return self._pool

@@ -86,6 +86,25 @@ def test_int8_minilm_keeps_the_float_models_vectors_and_rankings(minilm, minilm_
     assert list(np.argsort(-(a[1:] @ a[0]))[:3]) == list(np.argsort(-(b[1:] @ b[0]))[:3])
 
 
+@pytest.mark.slow
+def test_int8_minilm_gives_a_text_the_same_vector_alone_among_others_and_on_any_thread_count(minilm_int8):
+    """Each text runs alone: its vector never depends on what it was embedded with (the model's
+    activation scale is per batch), nor on the order or the number of threads."""
+    from optimizer.minilm_int8 import MiniLMInt8Embedder
+
+    texts = ["Payment on Demand is a 1951 drama film.", "x", "Curtis Bernhardt was a German film director born in Worms. " * 6,
+             "東京は日本の首都です。", "Who directed it?", "The Seine flows through Paris."]
+    together = minilm_int8._embed(texts)
+    one_thread = MiniLMInt8Embedder(path=minilm_int8.path, threads=1)
+    try:
+        alone = np.stack([one_thread._embed([t])[0] for t in texts])
+        reversed_order = one_thread._embed(list(reversed(texts)))[::-1]
+    finally:
+        one_thread.close()
+    assert np.array_equal(together, alone) and np.array_equal(together, reversed_order)
+    assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+
+
 def test_int8_model_folder_without_a_model_says_how_to_build_one(tmp_path):
     pytest.importorskip("onnxruntime")
     from optimizer.minilm_int8 import MiniLMInt8Embedder
