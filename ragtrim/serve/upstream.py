@@ -129,14 +129,15 @@ class OpenAIUpstream:
     async def _send(self, body: Mapping[str, Any]) -> Any:
         """POST ``body``; the response once its status and headers are in (its body not read yet).
 
-        A connection that fails before the response begins (refused, reset, or closed under
-        the request, as a server does with a keep-alive connection it times out) is replaced
+        A connection that fails at once before the response begins (refused, reset, or closed
+        under the request, as a server does with a keep-alive connection it times out) is replaced
         and the request sent again, at most ``connection_retries`` times; ``self.retries``
         counts them. A failure after the response began is never retried: the upstream may
         have done the work.
         """
         httpx = lazy_import("httpx", extra="serve", purpose="ragtrim serve's upstream client")
-        dropped = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+        # not ConnectTimeout: each attempt could wait the whole timeout (60 s by default)
+        dropped = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
         for attempt in range(self.config.connection_retries + 1):
             request = self._client.build_request("POST", "/chat/completions", json=dict(body), headers=self._headers())
             try:
