@@ -9,7 +9,7 @@ DEMO_OUT ?= runs/demo
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install test test-fast demo bench clean datasets
+.PHONY: install test test-fast demo bench clean datasets check-scorers
 
 install: $(STAMP)
 
@@ -36,6 +36,11 @@ demo: install
 
 datasets: install
 	$(PY) datasets/build.py
+
+# The shipped fitted scorers (optimizer/data/scorer-*.json) must be what bench/fit_scorer.py
+# fits from the bundled sets and the fit-only extras (built from ../shared/datasets); ~3 min.
+check-scorers: install
+	$(PY) bench/fit_scorer.py --check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis runs

@@ -1,12 +1,16 @@
 """Fit the shipped sentence scorers (``optimizer/data/scorer-{default,quality}.json``) from the bundled data.
 
     python bench/fit_scorer.py                     # both scorers, on all four bundled sets (+ fit-only extras)
-    python bench/fit_scorer.py --check             # refit in memory, fail if a shipped file would change
+    python bench/fit_scorer.py --check             # refit in memory from scratch, fail if a shipped file would change
 
 Deterministic: the features are computed by the library, the fit is a convex conditional
 logit solved by Newton's method (:mod:`optimizer.stages.sentence_fit`) and the selector
 settings come from a fixed grid searched in a fixed order, so the same code and data give
-byte-identical files. What the files are fitted on, and how many questions each set gave,
+byte-identical files on one machine. ``--check`` ignores the feature cache (it is keyed by
+the examples, not by the code that computed them), and compares the refit with the shipped
+file exactly except for the weights, which may move by ``--atol`` (another CPU's float
+kernels, ONNX Runtime's int8 ones above all, can change the last digits); sizes and
+selector settings must match exactly. What the files are fitted on, and how many questions each set gave,
 is written into their ``info``. ``bench/lodo.py`` uses the same functions with one set
 left out.
 """
@@ -18,8 +22,10 @@ import itertools
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -94,7 +100,8 @@ def choose_selector(by_set: dict[str, Sequence[Prepared]], pipe: Pipeline, model
     return best[1], best[0]
 
 
-def load_pass(name: str, sets: Sequence[str], pipe: Pipeline, *, extra: bool = True) -> dict[str, list[Prepared]]:
+def load_pass(name: str, sets: Sequence[str], pipe: Pipeline, *, extra: bool = True,
+              cache: Path = CACHE) -> dict[str, list[Prepared]]:
     """Prepared examples per bundled set for pass ``name``; each set's fit-only examples follow its own.
 
     The ``static`` pass covers every example; the ``minilm`` pass the first
@@ -104,7 +111,7 @@ def load_pass(name: str, sets: Sequence[str], pipe: Pipeline, *, extra: bool = T
     limit = MINILM_EXAMPLES if dense else None
 
     def load(dataset: str, examples: Sequence) -> list[Prepared]:  # type: ignore[type-arg]
-        return load_prepared(dataset, list(examples)[:limit], pipe, static=static, dense=dense, cache_dir=CACHE, tag=name)
+        return load_prepared(dataset, list(examples)[:limit], pipe, static=static, dense=dense, cache_dir=cache, tag=name)
 
     out = {d: load(d, load_dataset(d).examples) for d in sets}
     if extra:
@@ -152,22 +159,55 @@ def dump(scorer: FittedScorer) -> str:
     return json.dumps(scorer.to_dict(), indent=1, sort_keys=True) + "\n"
 
 
+def differences(shipped: Any, refit: Any, atol: float, where: str = "") -> list[str]:
+    """Where ``refit`` differs from ``shipped``: floats by more than ``atol``, anything else at all."""
+    if isinstance(shipped, dict) and isinstance(refit, dict):
+        keys = sorted(set(shipped) | set(refit))
+        return [d for k in keys for d in differences(shipped.get(k), refit.get(k), atol, f"{where}.{k}")]
+    if isinstance(shipped, list) and isinstance(refit, list) and len(shipped) == len(refit):
+        return [d for i, (a, b) in enumerate(zip(shipped, refit)) for d in differences(a, b, atol, f"{where}[{i}]")]
+    if isinstance(shipped, float) and isinstance(refit, float) and not where.startswith(".info"):
+        return [] if abs(shipped - refit) <= atol else [f"{where}: {shipped!r} -> {refit!r}"]
+    return [] if shipped == refit else [f"{where}: {shipped!r} -> {refit!r}"]
+
+
+def check(path: Path, text: str, atol: float) -> bool:
+    """Print whether the shipped ``path`` matches the refit ``text``; True when it does."""
+    if not path.is_file():
+        print(f"{path}: missing (run python bench/fit_scorer.py)")
+        return False
+    shipped = path.read_text(encoding="utf-8")
+    if shipped == text:
+        print(f"{path}: unchanged")
+        return True
+    diffs = differences(json.loads(shipped), json.loads(text), atol)
+    if not diffs:
+        print(f"{path}: same within atol={atol:g} (last digits differ)")
+        return True
+    print(f"{path}: WOULD CHANGE ({len(diffs)} values; refit with python bench/fit_scorer.py)")
+    for line in diffs[:20]:
+        print("  " + line)
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kinds", default="default,quality")
     parser.add_argument("--out", type=Path, default=ROOT / "optimizer" / "data")
-    parser.add_argument("--check", action="store_true", help="fail if a shipped file would change")
+    parser.add_argument("--check", action="store_true",
+                        help="refit from scratch (no feature cache) and fail if a shipped file would change")
+    parser.add_argument("--atol", type=float, default=1e-3, help="--check: how far a weight may move (default 1e-3)")
     args = parser.parse_args(argv)
     status = 0
     pipe = Pipeline.preset("default")
-    passes = {name: load_pass(name, SETS, pipe) for name in PASSES}
+    with tempfile.TemporaryDirectory(prefix="ragtrim-fit-") as scratch:
+        cache = Path(scratch) if args.check else CACHE
+        passes = {name: load_pass(name, SETS, pipe, cache=cache) for name in PASSES}
     for kind in args.kinds.split(","):
         text = dump(build_scorer(kind, passes, pipe, "python bench/fit_scorer.py"))
         path = args.out / f"scorer-{kind}.json"
         if args.check:
-            same = path.is_file() and path.read_text(encoding="utf-8") == text
-            print(f"{path}: {'unchanged' if same else 'WOULD CHANGE'}")
-            status |= 0 if same else 1
+            status |= 0 if check(path, text, args.atol) else 1
         else:
             path.write_text(text, encoding="utf-8")
             print(f"wrote {path}")

@@ -1,0 +1,72 @@
+"""bench/fit_scorer.py --check: the shipped scorer files must be what the fit script gives.
+
+Weights may move by the tolerance (another CPU's float kernels); fit sizes and selector
+settings may not move at all.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = importlib.util.spec_from_file_location("fit_scorer", ROOT / "bench" / "fit_scorer.py")
+fit_scorer = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(fit_scorer)
+
+SHIPPED = ROOT / "optimizer" / "data" / "scorer-quality.json"
+
+
+def shipped() -> dict:
+    return json.loads(SHIPPED.read_text(encoding="utf-8"))
+
+
+def text(d: dict) -> str:
+    return json.dumps(d, indent=1, sort_keys=True) + "\n"
+
+
+def test_the_same_file_passes(capsys):
+    assert fit_scorer.check(SHIPPED, SHIPPED.read_text(encoding="utf-8"), 1e-3)
+    assert "unchanged" in capsys.readouterr().out
+
+
+def test_a_weight_moved_within_the_tolerance_passes(capsys):
+    d = shipped()
+    d["plain"]["coef"][3] += 4e-4
+    assert fit_scorer.check(SHIPPED, text(d), 1e-3)
+    assert "same within atol" in capsys.readouterr().out
+
+
+def test_a_weight_moved_beyond_the_tolerance_fails_and_names_it(capsys):
+    d = shipped()
+    old = d["retriever"]["coef"][5]
+    d["retriever"]["coef"][5] = old + 0.01
+    assert not fit_scorer.check(SHIPPED, text(d), 1e-3)
+    out = capsys.readouterr().out
+    assert "WOULD CHANGE" in out and ".retriever.coef[5]" in out
+
+
+def test_a_changed_fit_size_fails_even_by_one_sentence():
+    d = shipped()
+    d["info"]["fitted_on"]["plain"]["hotpotqa"]["sentences"] += 1
+    assert fit_scorer.differences(shipped(), d, 1e-3) == [
+        f".info.fitted_on.plain.hotpotqa.sentences: {d['info']['fitted_on']['plain']['hotpotqa']['sentences'] - 1} -> "
+        f"{d['info']['fitted_on']['plain']['hotpotqa']['sentences']}"]
+
+
+def test_selector_settings_and_info_floats_are_exact():
+    a = shipped()
+    b = copy.deepcopy(a)
+    b["info"]["selector"]["coverage"] += 1e-6
+    b["info"]["selector_recall_on_those"] += 1e-6
+    assert len(fit_scorer.differences(a, b, 1e-3)) == 2
+
+
+def test_a_missing_or_renamed_feature_fails():
+    a = shipped()
+    b = copy.deepcopy(a)
+    b["plain"]["names"] = b["plain"]["names"][:-1]
+    assert fit_scorer.differences(a, b, 1e-3)
+    assert not fit_scorer.check(SHIPPED.with_name("nowhere.json"), text(a), 1e-3)
