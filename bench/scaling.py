@@ -8,8 +8,9 @@ bundled sets hold 10-20 per question. So each timed case is one nq-multidoc ques
 own 20 passages first (a retriever ranks them highest), followed by passages pooled from the
 other bundled sets' questions until the case has ``size`` chunks. Cases are built
 deterministically from the bundled data (no randomness, no download) and no passage is used
-by two cases, so the per-process embedding memos never see a passage twice: every case pays
-for embedding all of its sentences, as a new query would.
+by two cases, and each pipeline has models of its own (a ModelStore per pipeline), so no
+embedding memo sees a passage twice, not even one another pipeline embedded for the same case:
+every case pays for embedding all of its sentences, as a new query would.
 
 Models are loaded and warmed before timing. For every case, the pipelines run one after the
 other in a rotating order, so machine noise lands on all of them alike; the ratio of each
@@ -34,6 +35,7 @@ from typing import Any
 
 from evals.datasets import load_dataset
 from optimizer import Pipeline
+from optimizer.models import ModelStore, use_store
 from optimizer.records import Chunk
 
 QUESTION_SET = "nq-multidoc"
@@ -148,19 +150,26 @@ def run(pipelines: dict[str, Pipeline], warm: list[Case], timed: list[Case]) -> 
 
     CPU time (the process's, all threads) is less disturbed by other jobs on a shared machine.
     """
-    for pipe in pipelines.values():
-        pipe.warm_up()
-        for case in warm:
-            pipe.run(case.question, case.chunks)
-    names = list(pipelines)
-    wall: dict[str, dict[int, list[float]]] = {n: {} for n in names}
-    cpu: dict[str, dict[int, list[float]]] = {n: {} for n in names}
-    for k, case in enumerate(timed):
-        for name in names[k % len(names):] + names[: k % len(names)]:
-            start, start_cpu = time.perf_counter(), time.process_time()
-            pipelines[name].run(case.question, case.chunks)
-            cpu[name].setdefault(case.size, []).append((time.process_time() - start_cpu) * 1000)
-            wall[name].setdefault(case.size, []).append((time.perf_counter() - start) * 1000)
+    stores = {name: ModelStore() for name in pipelines}  # `quality` must not read `default`'s static vectors
+    try:
+        for name, pipe in pipelines.items():
+            with use_store(stores[name]):
+                pipe.warm_up()
+                for case in warm:
+                    pipe.run(case.question, case.chunks)
+        names = list(pipelines)
+        wall: dict[str, dict[int, list[float]]] = {n: {} for n in names}
+        cpu: dict[str, dict[int, list[float]]] = {n: {} for n in names}
+        for k, case in enumerate(timed):
+            for name in names[k % len(names):] + names[: k % len(names)]:
+                with use_store(stores[name]):
+                    start, start_cpu = time.perf_counter(), time.process_time()
+                    pipelines[name].run(case.question, case.chunks)
+                    cpu[name].setdefault(case.size, []).append((time.process_time() - start_cpu) * 1000)
+                    wall[name].setdefault(case.size, []).append((time.perf_counter() - start) * 1000)
+    finally:
+        for store in stores.values():
+            store.close()
     return wall, cpu
 
 

@@ -29,6 +29,7 @@ from evals import metrics as M
 from evals.records import REFERENCE, Arm, ArmRun, ExampleRow
 from evals.readers.prompt import DEFAULT_TEMPLATE, format_prompt
 from optimizer.budget import Budget, parse_budget
+from optimizer.models import ModelStore, use_store
 from optimizer.pipeline import Pipeline
 from optimizer.tokenizer import get_tokenizer
 from optimizer.validate import positive_int
@@ -146,6 +147,7 @@ def run_eval(
     resamples: int = 1000,
     seed: int = 0,
     progress: bool = True,
+    fresh_models: bool = True,
 ) -> EvalRun:
     """Sweep ``pipelines`` × ``budgets`` over ``dataset`` and aggregate.
 
@@ -172,6 +174,14 @@ def run_eval(
         Paired bootstrap settings for the deltas' 95 % intervals.
     progress:
         Show progress bars on stderr.
+    fresh_models:
+        Run each pipeline with models of its own (a new :class:`~optimizer.models.ModelStore`,
+        closed after it), so its latency counts its own embedding work and none that an
+        earlier pipeline memoized (``quality`` after ``default`` would reuse its static
+        vectors, ``fitted-quality`` after ``quality`` its MiniLM ones). Within a pipeline
+        the first budget pays, later budgets reuse the memos, as a service asked twice
+        would. False shares the store in use (:func:`~optimizer.models.use_store`, else the
+        process's): faster sweeps, e.g. a tuner's, whose latencies then read earlier memos.
     """
     from evals.aggregate import aggregate
     from evals.cost import load_prices
@@ -186,7 +196,7 @@ def run_eval(
     price = table.price(price_model)
     template = reader.template if reader is not None else DEFAULT_TEMPLATE
     with _progress(progress) as bar:
-        rows = sweep_rows(examples, resolved, arms, template=template, bar=bar)
+        rows = sweep_rows(examples, resolved, arms, template=template, bar=bar, fresh_models=fresh_models)
         if reader is not None:
             rows = _read(rows, examples, reader, wanted, sample, bar)
     runs = aggregate(rows, arms, usd_per_million=price.input_per_million, resamples=resamples, seed=seed)
@@ -215,21 +225,34 @@ def _examples(dataset: Any) -> list[Any]:
 
 
 def sweep_rows(
-    examples: Sequence[Any], resolved: Sequence[tuple[str, Pipeline]], arms: Sequence[Arm], *, template: str, bar: Any
+    examples: Sequence[Any], resolved: Sequence[tuple[str, Pipeline]], arms: Sequence[Arm], *, template: str, bar: Any,
+    fresh_models: bool = True,
 ) -> list[ExampleRow]:
-    """One :class:`ExampleRow` per (example, arm), pipeline by pipeline (each warmed up once)."""
+    """One :class:`ExampleRow` per (example, arm), pipeline by pipeline (each warmed up once, with models of its own
+    when ``fresh_models``)."""
     count = dict(resolved)[REFERENCE].tokenizer.count
     overhead = {ex.id: count(format_prompt(template, ex.question, "")) for ex in examples}
     rows: list[ExampleRow] = []
     for name, pipe in resolved:
-        pipe.warm_up()
-        name_arms = [a for a in arms if a.pipeline == name]
-        task = bar.add(f"{name}", total=len(examples) * len(name_arms))
-        for arm in name_arms:
-            for ex in examples:
-                rows.append(_run_one(pipe, arm, ex, overhead[ex.id]))
-                task(1)
+        with _models(fresh_models):
+            pipe.warm_up()
+            name_arms = [a for a in arms if a.pipeline == name]
+            task = bar.add(f"{name}", total=len(examples) * len(name_arms))
+            for arm in name_arms:
+                for ex in examples:
+                    rows.append(_run_one(pipe, arm, ex, overhead[ex.id]))
+                    task(1)
     return rows
+
+
+@contextmanager
+def _models(fresh: bool) -> Iterator[None]:
+    """A new model store in use for a ``with`` block (closed at its end), or the store already in use."""
+    if not fresh:
+        yield
+        return
+    with ModelStore() as store, use_store(store):
+        yield
 
 
 def sweep_settings(

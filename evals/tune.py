@@ -314,6 +314,7 @@ class ShareEvaluator:
             run = run_eval(
                 self.data, [self.pipeline], todo, reader=self.reader, tokenizer=self.tokenizer, prices=self.prices,
                 price_model=self.price_model, resamples=1, seed=self.seed, progress=self.progress,
+                fresh_models=False,  # shares are evaluated batch by batch: keep the models and memos between them
             )
             self.memo.setdefault((self.scope, REFERENCE), run.rows_for(REFERENCE, None))
             for s in todo:

@@ -1,0 +1,70 @@
+"""run_eval: each pipeline runs with models of its own, so its latency is not another pipeline's memo."""
+
+from __future__ import annotations
+
+import pytest
+
+from evals.datasets import load_dataset
+from evals.sweep import run_eval
+from optimizer import Pipeline
+from optimizer.models import ModelStore, default_store, use_store
+from eval_fixtures import write_tiny
+
+
+class Closable:
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Probe:
+    """A stage that records which store it ran with and what that store had memoized before."""
+
+    def __init__(self, log: list[tuple[str, int, int]], name: str) -> None:
+        self.log, self.name = log, name
+
+    def __call__(self, query, chunks, context):
+        store = default_store()
+        memo = store.memo("probe-vectors")  # what an embedder remembers between calls
+        self.log.append((self.name, id(store), len(memo)))
+        memo[query] = True
+        self.model = store.get("probe-model", Closable)
+        return chunks
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    return load_dataset(write_tiny(tmp_path / "tiny.jsonl"))
+
+
+def probes(log):
+    a, b = Probe(log, "a"), Probe(log, "b")
+    return a, b, [Pipeline([a], name="a"), Pipeline([b], name="b")]
+
+
+def test_each_pipeline_starts_with_empty_memos_in_its_own_store_closed_after_it(tiny):
+    log: list[tuple[str, int, int]] = []
+    a, b, pipes = probes(log)
+    outer = ModelStore()
+    with use_store(outer):
+        run_eval(tiny, pipes, [0.5, 0.8], progress=False)
+    first = {name: next(seen for n, _, seen in log if n == name) for name in ("a", "b")}
+    assert first == {"a": 0, "b": 0}  # b does not read what a memoized
+    stores = {name: {s for n, s, _ in log if n == name} for name in ("a", "b")}
+    assert all(len(s) == 1 for s in stores.values()) and stores["a"] != stores["b"]
+    assert id(outer) not in stores["a"] | stores["b"] and "probe-model" not in outer
+    # within a pipeline the second budget reuses the memos of the first, as a service asked twice would
+    assert [seen for n, _, seen in log if n == "a"][len(tiny.examples)] == len(tiny.examples)
+    assert a.model.closed and b.model.closed and a.model is not b.model
+
+
+def test_fresh_models_false_shares_the_store_in_use(tiny):
+    log: list[tuple[str, int, int]] = []
+    a, b, pipes = probes(log)
+    outer = ModelStore()
+    with use_store(outer):
+        run_eval(tiny, pipes, [0.5], progress=False, fresh_models=False)
+    assert {s for _, s, _ in log} == {id(outer)}
+    assert next(seen for n, _, seen in log if n == "b") == len(tiny.examples)  # b reads a's memo
+    assert a.model is b.model and not a.model.closed
