@@ -83,7 +83,9 @@ def summary_table(results: Mapping[str, Any]) -> Table:
     note = (
         f"n = {results['n']} examples; answer recall is over the {ref.get('n_answer_recall', '?')} whose answers are "
         f"not all yes/no or empty, evidence recall over the {ref.get('n_evidence_recall', '?')} with gold chunks. "
-        "Tokens: mean rendered context (share of the full context). Latency: the optimizer's, per question."
+        "Tokens: mean rendered context (share of the full context). Latency: the optimizer's, per question, models "
+        "loaded; each pipeline has models of its own, so its first budget pays for its embeddings and later "
+        "budgets reuse them."
     )
     return Table("Summary", tuple(headers), tuple(rows), note)
 
