@@ -10,8 +10,9 @@ byte-identical files on one machine. ``--check`` ignores the feature cache (it i
 the examples, not by the code that computed them), and compares the refit with the shipped
 file exactly except for floats, which may move by ``--atol`` (another CPU's float
 kernels, ONNX Runtime's int8 ones above all, can change the last digits of the weights and,
-through a near tie, one replayed question of the selector's recall); fit sizes, feature
-names and the selector settings (grid points 0.1 apart or more) must match. What the files are fitted on, and how many questions each set gave,
+through a near tie, one replayed question of the selector's recall); fit sizes and feature
+names must match, and so must the selector settings, unless the refit's choice and the
+shipped one are a near tie (within ``NEAR_TIE`` recall, listed in ``info.selector_close``). What the files are fitted on, and how many questions each set gave,
 is written into their ``info``. ``bench/lodo.py`` uses the same functions with one set
 left out.
 """
@@ -54,6 +55,10 @@ GRID = {
     "coverage": (0.0, 0.2),
 }
 GRID_EXAMPLES = 120  # per set: the first this many that count for answer recall
+# Grid points whose recall is this close to the best are a near tie. The recall is a mean over
+# 4 groups of 3 budgets; one replayed question moves it by 1/(12 x the group's questions): 0.0007
+# with 120, 0.0011 with squad2-pools' 74 countable ones in the MiniLM pass.
+NEAR_TIE = 0.002
 CACHE = ROOT / "runs" / "scorer-cache"
 
 
@@ -88,17 +93,25 @@ def mean_recall(prepared: Sequence[Prepared], pipe: Pipeline, model: LinearModel
     return float(np.mean(hits)) if hits else 0.0
 
 
-def choose_selector(by_set: dict[str, Sequence[Prepared]], pipe: Pipeline, model: LinearModel) -> tuple[dict[str, float], float]:
-    """The grid point with the best recall averaged over the sets (each set weighs the same)."""
+def grid_recalls(by_set: dict[str, Sequence[Prepared]], pipe: Pipeline, model: LinearModel) -> list[tuple[dict[str, float], float]]:
+    """Every grid point with its recall averaged over the sets (each set weighs the same), in grid order."""
     subsets = {k: [p for p in v if p.counts and p.dataset == k][:GRID_EXAMPLES] for k, v in by_set.items()}
-    best: tuple[float, dict[str, float]] | None = None
     contexts: dict = {}
-    for settings in grid_selectors():
-        value = float(np.mean([mean_recall(v, pipe, model, settings, contexts) for v in subsets.values()]))
-        if best is None or value > best[0] + 1e-12:
-            best = (value, settings)
-    assert best is not None
-    return best[1], best[0]
+    return [(settings, float(np.mean([mean_recall(v, pipe, model, settings, contexts) for v in subsets.values()])))
+            for settings in grid_selectors()]
+
+
+def choose_selector(by_set: dict[str, Sequence[Prepared]], pipe: Pipeline, model: LinearModel) -> tuple[dict[str, float], float]:
+    """The grid point with the best recall averaged over the sets (the first best wins ties)."""
+    return best_of(grid_recalls(by_set, pipe, model))
+
+
+def best_of(recalls: Sequence[tuple[dict[str, float], float]]) -> tuple[dict[str, float], float]:
+    best = recalls[0]
+    for settings, value in recalls[1:]:
+        if value > best[1] + 1e-12:
+            best = (settings, value)
+    return best
 
 
 def load_pass(name: str, sets: Sequence[str], pipe: Pipeline, *, extra: bool = True,
@@ -141,7 +154,9 @@ def build_scorer(kind: str, passes: dict[str, dict[str, list[Prepared]]], pipe: 
     plain_data = passes["static"] if kind == "default" else minilm
     plain = fit_model([p for v in plain_data.values() for p in v], feature_names(kind, False))
     retr = fit_model([p for v in minilm.values() for p in v], feature_names(kind, True))
-    settings, value = choose_selector(plain_data, pipe, plain)
+    recalls = grid_recalls(plain_data, pipe, plain)
+    settings, value = best_of(recalls)
+    close = [{"settings": other, "recall": round(v, 4)} for other, v in recalls if other != settings and v >= value - NEAR_TIE]
     static, dense = KINDS[kind]
     info = {
         "fitted_on": {"plain": fit_sizes(plain_data), "retriever": fit_sizes(minilm)},
@@ -151,6 +166,7 @@ def build_scorer(kind: str, passes: dict[str, dict[str, list[Prepared]]], pipe: 
         "selector": settings,
         "selector_chosen_on": f"first {GRID_EXAMPLES} counting questions of each of {sorted(plain_data)}",
         "selector_recall_on_those": round(value, 4),
+        "selector_close": close,  # within NEAR_TIE of the best: another CPU's float noise may pick one of these
         "command": command,
     }
     return FittedScorer(plain=plain, retriever=retr, static=static, dense=dense, info=info)
@@ -172,6 +188,13 @@ def differences(shipped: Any, refit: Any, atol: float, where: str = "") -> list[
     return [] if shipped == refit else [f"{where}: {shipped!r} -> {refit!r}"]
 
 
+def near_tie(shipped: dict[str, Any], refit: dict[str, Any]) -> bool:
+    """The refit chose other selector settings, and the shipped ones are within its near tie."""
+    mine, theirs = shipped.get("info", {}), refit.get("info", {})
+    return mine.get("selector") != theirs.get("selector") and any(
+        c.get("settings") == mine.get("selector") for c in theirs.get("selector_close", []))
+
+
 def check(path: Path, text: str, atol: float) -> bool:
     """Print whether the shipped ``path`` matches the refit ``text``; True when it does."""
     if not path.is_file():
@@ -181,9 +204,15 @@ def check(path: Path, text: str, atol: float) -> bool:
     if shipped == text:
         print(f"{path}: unchanged")
         return True
-    diffs = differences(json.loads(shipped), json.loads(text), atol)
+    old, new = json.loads(shipped), json.loads(text)
+    tie = near_tie(old, new)
+    if tie:  # the selector and its recalls are the near tie's; everything else must still match
+        for d in (old, new):
+            d["info"] = {k: v for k, v in d["info"].items() if not k.startswith("selector")}
+    diffs = differences(old, new, atol)
     if not diffs:
-        print(f"{path}: same within atol={atol:g} (last digits differ)")
+        why = "the selector is a near tie" if tie else "last digits differ"
+        print(f"{path}: same within atol={atol:g} ({why})")
         return True
     print(f"{path}: WOULD CHANGE ({len(diffs)} values; refit with python bench/fit_scorer.py)")
     for line in diffs[:20]:
