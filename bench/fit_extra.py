@@ -98,6 +98,11 @@ def squad_extra(raw: Path, taken_ids: set[str]) -> list[dict[str, Any]]:
 
 def build(raw: Path = RAW, out: Path = OUT) -> dict[str, Path]:
     """Write both extra sets; check that no question of a bundled eval set is among them."""
+    needed = [raw / "lost_in_the_middle" / "nq-open-oracle.jsonl.gz", raw / "squad_v2" / "dev-v2.0.cs224n_half.json"]
+    missing = [str(f) for f in needed if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"the fit-only extras are built from raw data that is not here: {', '.join(missing)}; "
+                                "put the raw data in ../shared/datasets (see datasets/README.md)")
     nq_lines = {int(e.meta["line"]) for e in load_dataset("nq-multidoc").examples}
     squad_ids = {e.id for e in load_dataset("squad2-pools").examples}
     source_ids = _squad_source_ids(raw, squad_ids)
