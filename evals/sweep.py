@@ -29,7 +29,7 @@ from evals import metrics as M
 from evals.records import REFERENCE, Arm, ArmRun, ExampleRow
 from evals.readers.prompt import DEFAULT_TEMPLATE, format_prompt
 from optimizer.budget import Budget, parse_budget
-from optimizer.models import ModelStore, use_store
+from optimizer.models import default_store, use_store
 from optimizer.pipeline import Pipeline
 from optimizer.tokenizer import get_tokenizer
 from optimizer.validate import positive_int
@@ -175,8 +175,9 @@ def run_eval(
     progress:
         Show progress bars on stderr.
     fresh_models:
-        Run each pipeline with models of its own (a new :class:`~optimizer.models.ModelStore`,
-        closed after it), so its latency counts its own embedding work and none that an
+        Run each pipeline with models of its own (:meth:`~optimizer.models.ModelStore.fresh`:
+        a new store, closed after it, that keeps only the models you :meth:`~optimizer.models.ModelStore.put`
+        into the store in use), so its latency counts its own embedding work and none that an
         earlier pipeline memoized (``quality`` after ``default`` would reuse its static
         vectors, ``fitted-quality`` after ``quality`` its MiniLM ones). Within a pipeline
         the first budget pays, later budgets reuse the memos, as a service asked twice
@@ -247,11 +248,12 @@ def sweep_rows(
 
 @contextmanager
 def _models(fresh: bool) -> Iterator[None]:
-    """A new model store in use for a ``with`` block (closed at its end), or the store already in use."""
+    """A fresh model store in use for a ``with`` block (closed at its end; models put into the store in use by
+    hand are kept), or the store already in use."""
     if not fresh:
         yield
         return
-    with ModelStore() as store, use_store(store):
+    with default_store().fresh() as store, use_store(store):
         yield
 
 

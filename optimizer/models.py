@@ -37,6 +37,8 @@ class ModelStore:
         self._lock = threading.RLock()
         self._items: dict[Hashable, Any] = {}
         self._building: dict[Hashable, threading.Lock] = {}
+        self._put: set[Hashable] = set()  # keys given by hand (put), not loaded here
+        self._borrowed: set[Hashable] = set()  # keys whose items another store owns (see fresh)
 
     def get(self, key: Hashable, load: Callable[[], T]) -> T:
         """The item under ``key``, loading it with ``load()`` the first time (once, even across threads)."""
@@ -58,6 +60,27 @@ class ModelStore:
         """Store ``item`` under ``key`` (e.g. a small test double instead of a real model)."""
         with self._lock:
             self._items[key] = item
+            self._put.add(key)
+            self._borrowed.discard(key)
+
+    def fresh(self) -> ModelStore:
+        """A new store with the items :meth:`put` into this one by hand, and nothing it loaded or memoized.
+
+        For measuring one pipeline as a new process would run it, while keeping the models
+        you chose (test doubles, your own embedder). Closing the new store leaves those
+        items open: this store owns them.
+
+        >>> store = ModelStore(); store.put("mine", object()); store.get("loaded", dict)
+        {}
+        >>> sorted(store.fresh().keys())
+        ['mine']
+        """
+        store = ModelStore()
+        with self._lock:
+            store._items = {k: self._items[k] for k in self._put if k in self._items}
+        store._put = set(store._items)
+        store._borrowed = set(store._items)
+        return store
 
     def memo(self, key: Hashable) -> dict[Any, Any]:
         """A dict kept with the store (per-model caches such as token surprisals)."""
@@ -72,9 +95,11 @@ class ModelStore:
             return list(self._items)
 
     def close(self) -> None:
-        """Forget every item, calling ``close()`` on those that have one (llama.cpp models do)."""
+        """Forget every item, calling ``close()`` on those that have one (llama.cpp models do), except
+        the ones a :meth:`fresh` store borrowed from the store that owns them."""
         with self._lock:
-            items, self._items = list(self._items.values()), {}
+            items = [v for k, v in self._items.items() if k not in self._borrowed]
+            self._items, self._put, self._borrowed = {}, set(), set()
         for item in items:
             close = getattr(item, "close", None)
             if callable(close):

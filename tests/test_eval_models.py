@@ -68,3 +68,17 @@ def test_fresh_models_false_shares_the_store_in_use(tiny):
     assert {s for _, s, _ in log} == {id(outer)}
     assert next(seen for n, _, seen in log if n == "b") == len(tiny.examples)  # b reads a's memo
     assert a.model is b.model and not a.model.closed
+
+
+def test_a_model_put_into_the_store_in_use_by_hand_is_used_and_left_open(tiny):
+    log: list[tuple[str, int, int]] = []
+    a, b, pipes = probes(log)
+    outer = ModelStore()
+    mine = Closable()
+    outer.put("probe-model", mine)  # the user's own model (or a test double)
+    outer.memo("probe-vectors")["stale"] = True  # loaded state is not carried over
+    with use_store(outer):
+        run_eval(tiny, pipes, [0.5], progress=False)
+    assert a.model is mine and b.model is mine and not mine.closed
+    assert next(seen for n, _, seen in log if n == "b") == 0
+    assert outer.memo("probe-vectors") == {"stale": True}
