@@ -12,9 +12,9 @@ file exactly except for floats, which may move by ``--atol`` (another CPU's floa
 kernels, ONNX Runtime's int8 ones above all, can change the last digits of the weights and,
 through a near tie, one replayed question of the selector's recall); fit sizes and feature
 names must match, and so must the selector settings, unless the refit's choice and the
-shipped one are a near tie (within ``NEAR_TIE`` recall, listed in ``info.selector_close``). What the files are fitted on, and how many questions each set gave,
-is written into their ``info``. ``bench/lodo.py`` uses the same functions with one set
-left out.
+shipped one are a near tie (within ``NEAR_TIE`` recall, listed in ``info.selector_close``).
+What the files are fitted on, and how many questions each set gave, is written into their
+``info``. ``bench/lodo.py`` uses the same functions with one set left out.
 """
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ def choose_selector(by_set: dict[str, Sequence[Prepared]], pipe: Pipeline, model
 
 
 def best_of(recalls: Sequence[tuple[dict[str, float], float]]) -> tuple[dict[str, float], float]:
+    """The best ``(settings, recall)`` of :func:`grid_recalls`; the first in grid order wins ties."""
     best = recalls[0]
     for settings, value in recalls[1:]:
         if value > best[1] + 1e-12:
