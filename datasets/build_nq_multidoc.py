@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,8 @@ def passage_text(title: str, text: str) -> str:
     return f"{title}\n{text}"
 
 
-def build(raw: Path) -> list[dict[str, Any]]:
-    """Convert the raw file under ``raw`` into rows of the common schema."""
+def load_source(raw: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The oracle file's questions and, for each, its one gold passage."""
     with gzip.open(raw / FILES[0], "rt", encoding="utf-8") as f:
         source = [json.loads(line) for line in f]
     passages = []
@@ -41,7 +42,30 @@ def build(raw: Path) -> list[dict[str, Any]]:
         if len(gold) != 1:
             raise RuntimeError(f"expected one gold passage per question, got {len(gold)} for {ex['question']!r}")
         passages.append(gold[0])
+    return source, passages
+
+
+def bm25_ranker(passages: Sequence[Mapping[str, Any]]) -> Callable[[str], list[int]]:
+    """All passages ranked by BM25 against a question: how the bundled set mines its distractors."""
     index = BM25Okapi([bm25_tokens(passage_text(p["title"], p["text"])) or ["<empty>"] for p in passages])
+    return lambda question: bm25_rank_with(index, question, len(passages))
+
+
+def build(raw: Path) -> list[dict[str, Any]]:
+    """Convert the raw file under ``raw`` into rows of the common schema."""
+    source, passages = load_source(raw)
+    return assemble(source, passages, bm25_ranker(passages))
+
+
+def assemble(source: Sequence[Mapping[str, Any]], passages: Sequence[Mapping[str, Any]],
+             rank: Callable[[str], Iterable[int]]) -> list[dict[str, Any]]:
+    """The seeded 500 questions, each with its gold passage and the first 19 distractors ``rank`` gives.
+
+    ``rank(question)`` yields passage indices, best first; a distractor is skipped if it is the
+    question's own passage, repeats a text already taken, or contains a normalized answer.
+    ``bench/mined_variants.py`` passes other rankers to rebuild the same questions with
+    distractors mined another way.
+    """
     rng = random.Random(SEED)
     picked = sorted(rng.sample(range(len(source)), N))
     rows: list[dict[str, Any]] = []
@@ -50,7 +74,7 @@ def build(raw: Path) -> list[dict[str, Any]]:
         answers = unique(ex["answers"])
         seen = {gold["text"].strip()}
         distractors: list[int] = []
-        for j in bm25_rank_with(index, ex["question"], len(passages)):
+        for j in rank(ex["question"]):
             p = passages[j]
             key = p["text"].strip()
             if j == i or key in seen or contains_answer(passage_text(p["title"], p["text"]), answers):
