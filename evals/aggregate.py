@@ -31,6 +31,7 @@ import numpy as np
 
 from evals.bootstrap import paired_bootstrap
 from evals.cost import cost_per_1k_queries
+from evals.metrics import MISS_KINDS
 from evals.records import REFERENCE, ArmMetrics, ArmRun, Delta
 from evals.records import rounded as _r
 
@@ -96,7 +97,16 @@ def arm_metrics(rows: Sequence[Any], *, usd_per_million: float) -> ArmMetrics:
         reader_failures=len(called) - len(good),
         reader_latency_ms_p50=_pct([r.reader_latency_ms for r in good], 50),
         reader_latency_ms_p95=_pct([r.reader_latency_ms for r in good], 95),
+        **_misses(rows),
     )
+
+
+def _misses(rows: Sequence[Any]) -> dict[str, float | None]:
+    """``miss_<kind>``: share of the answer-recall examples that lost the answer that way (None if rows lack it)."""
+    counted = [r for r in rows if r.answer_recall is not None]
+    if not counted or any(not r.answer_recall and getattr(r, "miss", None) is None for r in counted):
+        return {f"miss_{k}": None for k in MISS_KINDS}
+    return {f"miss_{k}": _r(sum(r.miss == k for r in counted) / len(counted)) for k in MISS_KINDS}
 
 
 def paired_delta(

@@ -11,6 +11,8 @@ collapse white space (Rajpurkar et al., *SQuAD*, EMNLP 2016).
 True
 >>> em("the Paris", ["Paris"]), round(f1("Paris France", ["Paris"]), 3)
 (1, 0.667)
+>>> miss(0, kept_chunk_ids=["c1"], answer_chunks=["c1", "c7"])
+'cut'
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ import re
 import string
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from optimizer.records import Chunk
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCT = set(string.punctuation)
@@ -104,3 +110,43 @@ def evidence_recall(kept_chunk_ids: Iterable[str], gold_chunk_ids: Iterable[str]
     if not gold:
         return None
     return len(gold & set(kept_chunk_ids)) / len(gold)
+
+
+MISS_KINDS = ("cut", "dropped", "absent")
+"""Where a kept context lost the answer (:func:`miss`), in the order the report lists them."""
+
+
+def answer_chunk_ids(chunks: Iterable[Chunk], answers: Sequence[str]) -> tuple[str, ...] | None:
+    """Ids of the chunks whose rendered text (title and text) holds a normalized answer.
+
+    None for an example answer recall leaves out. Yes/no answers never mark a chunk.
+
+    >>> from optimizer import Chunk
+    >>> answer_chunk_ids([Chunk(id="a", text="Lyon."), Chunk(id="b", text="In 1889.", title="Paris")], ["Paris"])
+    ('b',)
+    """
+    if not counts_for_recall(answers):
+        return None
+    wanted = [a for a in answers if normalize(a) and normalize(a) not in YES_NO]
+    return tuple(c.id for c in chunks if contains_answer(f"{c.title or ''}\n{c.original_text}", wanted))
+
+
+def miss(answer_recall: int | None, *, kept_chunk_ids: Iterable[str], answer_chunks: Sequence[str] | None) -> str | None:
+    """Why a context lacks the answer: None where it has it (or answer recall does not count), else
+
+    - ``"cut"``: a chunk holding the answer kept some text, but not the answer (compression, or a
+      budget that ended inside it);
+    - ``"dropped"``: chunks hold the answer, and none of them kept any text (ranking,
+      near-duplicate removal, or the budget);
+    - ``"absent"``: no single chunk holds it (not retrieved, or split across chunks).
+
+    >>> miss(0, kept_chunk_ids=["c2"], answer_chunks=["c1"]), miss(0, kept_chunk_ids=[], answer_chunks=[])
+    ('dropped', 'absent')
+    >>> miss(1, kept_chunk_ids=["c1"], answer_chunks=["c1"]) is None
+    True
+    """
+    if answer_recall is None or answer_recall or answer_chunks is None:
+        return None
+    if not answer_chunks:
+        return "absent"
+    return "cut" if set(answer_chunks) & set(kept_chunk_ids) else "dropped"

@@ -62,6 +62,7 @@ class ExampleRow:
     accuracy: int | None = None
     em: int | None = None
     f1: float | None = None
+    miss: str | None = None  # where the answer was lost (evals.metrics.miss): "cut", "dropped", "absent"
 
     @property
     def arm(self) -> Arm:
@@ -79,6 +80,9 @@ class ArmMetrics:
 
     Means are over the examples where a metric counts (``n_answer_recall``...), None where
     none does; reader metrics are None when the reader was not asked for this arm.
+    ``miss_cut``, ``miss_dropped`` and ``miss_absent`` split the answer-recall examples that
+    lost the answer by where it was lost (:func:`evals.metrics.miss`), as shares of
+    ``n_answer_recall``: they add up to ``1 - answer_recall``.
     """
 
     answer_recall: float | None
@@ -104,6 +108,9 @@ class ArmMetrics:
     reader_failures: int
     reader_latency_ms_p50: float | None
     reader_latency_ms_p95: float | None
+    miss_cut: float | None = None
+    miss_dropped: float | None = None
+    miss_absent: float | None = None
 
     def value(self, metric: str) -> float | None:
         """A metric by name (``answer_recall``, ``tokens_mean``...); unknown names raise, listing the metrics."""

@@ -169,8 +169,32 @@ def compact_table(results: Mapping[str, Any]) -> Table:
     return Table(f"{results['dataset']} (n={results['n']})", tuple(headers), tuple(rows))
 
 
+def miss_table(results: Mapping[str, Any]) -> Table | None:
+    """Per arm, the answer-recall examples that lost the answer, split by where (None if no run has the split)."""
+    runs = [r for r in results["runs"] if r["metrics"].get("miss_cut") is not None]
+    if not runs:
+        return None
+    rows = []
+    for run in runs:
+        m = run["metrics"]
+        lost = sum(m[f"miss_{k}"] for k in ("cut", "dropped", "absent"))
+        rows.append((run["pipeline"], _budget(run["budget"]), fmt(m["answer_recall"]), fmt(lost),
+                     fmt(m["miss_cut"]), fmt(m["miss_dropped"]), fmt(m["miss_absent"])))
+    note = (
+        "Shares of the answer-recall examples. Cut: a chunk holding the answer kept some text but not the answer "
+        "(the compression chose other sentences, or the budget ended inside it). Dropped: chunks hold the answer "
+        "and none kept any text (ranking, near-duplicate removal or the budget). Not in any chunk: no single chunk "
+        "holds it (retrieval missed it, or it is split across chunks), so no selection could keep it. Many cuts "
+        "point at the compression step or a tighter budget than the data allows; many drops at the ranking."
+    )
+    return Table("Where the answer was lost",
+                 ("pipeline", "budget", "answer recall", "lost", "cut in a kept chunk", "its chunks dropped", "not in any chunk"),
+                 tuple(rows), note)
+
+
 def all_tables(results: Mapping[str, Any]) -> list[Table]:
-    return [summary_table(results), *metric_tables(results), cost_table(results)]
+    misses = miss_table(results)
+    return [summary_table(results), *([misses] if misses else []), *metric_tables(results), cost_table(results)]
 
 
 # -- plot --------------------------------------------------------------------------------

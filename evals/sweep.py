@@ -233,6 +233,7 @@ def sweep_rows(
     when ``fresh_models``)."""
     count = dict(resolved)[REFERENCE].tokenizer.count
     overhead = {ex.id: count(format_prompt(template, ex.question, "")) for ex in examples}
+    holders = {ex.id: M.answer_chunk_ids(ex.chunks, ex.answers) for ex in examples}
     rows: list[ExampleRow] = []
     for name, pipe in resolved:
         with _models(fresh_models):
@@ -241,7 +242,7 @@ def sweep_rows(
             task = bar.add(f"{name}", total=len(examples) * len(name_arms))
             for arm in name_arms:
                 for ex in examples:
-                    rows.append(_run_one(pipe, arm, ex, overhead[ex.id]))
+                    rows.append(_run_one(pipe, arm, ex, overhead[ex.id], holders[ex.id]))
                     task(1)
     return rows
 
@@ -282,11 +283,12 @@ def sweep_settings(
     }
 
 
-def _run_one(pipe: Pipeline, arm: Arm, ex: Any, overhead: int) -> ExampleRow:
+def _run_one(pipe: Pipeline, arm: Arm, ex: Any, overhead: int, answer_chunks: tuple[str, ...] | None) -> ExampleRow:
     start = time.perf_counter()
     result = pipe.run(ex.question, ex.chunks, budget=arm.budget)
     ms = (time.perf_counter() - start) * 1000
     kept = _kept_ids(result)
+    recall = M.answer_recall(result.text, ex.answers)
     return ExampleRow(
         id=str(ex.id),
         pipeline=arm.pipeline,
@@ -296,9 +298,10 @@ def _run_one(pipe: Pipeline, arm: Arm, ex: Any, overhead: int) -> ExampleRow:
         tokens_full=result.tokens_full,
         prompt_tokens=result.tokens + overhead,
         kept_ids=kept,
-        answer_recall=M.answer_recall(result.text, ex.answers),
+        answer_recall=recall,
         evidence_recall=M.evidence_recall(kept, ex.gold_ids),
         latency_ms=round(ms, 3),
+        miss=M.miss(recall, kept_chunk_ids=kept, answer_chunks=answer_chunks),
     )
 
 
