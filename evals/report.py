@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from evals.metrics import MISS_KINDS
 from evals.tables import Table, to_html, to_markdown, to_rich
 from optimizer.budget import budget_label
 
@@ -177,7 +178,7 @@ def miss_table(results: Mapping[str, Any]) -> Table | None:
     rows = []
     for run in runs:
         m = run["metrics"]
-        lost = sum(m[f"miss_{k}"] for k in ("cut", "dropped", "absent"))
+        lost = sum(m[f"miss_{k}"] for k in MISS_KINDS)
         rows.append((run["pipeline"], _budget(run["budget"]), fmt(m["answer_recall"]), fmt(lost),
                      fmt(m["miss_cut"]), fmt(m["miss_dropped"]), fmt(m["miss_absent"])))
     note = (
