@@ -55,6 +55,7 @@ from optimizer.stages.sentence_features import RETRIEVER_MODES, sentence_feature
 from optimizer.stages.sentence_scorer import FittedScorer, load_scorer
 from optimizer.stages.sentence_select import SentenceSelector
 from optimizer.scoring import bm25_plus_scores, chunk_texts, minmax
+from optimizer.stages.paragraphs import merge_views, paragraph_views
 from optimizer.stages.sentence_signals import (
     NUMERIC_QUESTION,
     Sentence,
@@ -174,6 +175,10 @@ class SentenceExtract(Stage):
         phrase of its text) gains this much times that link.
         The lead names and defines the bridge entity, where a multi-hop answer usually sits
         (a date, a full name, an office); 0 turns it off.
+    paragraphs:
+        Score each blank-line separated paragraph of a long chunk as a passage of its own (its
+        prior, its lead, its links), then keep the chunk as one (:mod:`optimizer.stages.paragraphs`).
+        Chunks of one paragraph are unaffected.
     documents:
         Read chunks that share a title as pieces of one document, as a retriever over split
         documents returns them (an untitled chunk stands alone): a sentence
@@ -289,6 +294,7 @@ class SentenceExtract(Stage):
         link_chunks: int = 0,
         dense_linked: float | None = None,
         documents: bool = False,
+        paragraphs: bool = False,
     ) -> None:
         _check_settings(model=model, hops=hops, order=order, ratio=ratio, fill=fill, scorer=scorer,
                         coverage_mode=coverage_mode, retriever=retriever, neighbours=neighbours)
@@ -337,6 +343,9 @@ class SentenceExtract(Stage):
         if not isinstance(documents, bool):
             raise ValueError(f"sentences: documents must be true or false, got {documents!r}")
         self.documents = documents
+        if not isinstance(paragraphs, bool):
+            raise ValueError(f"sentences: paragraphs must be true or false, got {paragraphs!r}")
+        self.paragraphs = paragraphs
         self.fitted: FittedScorer | None = load_scorer(weights) if scorer == "fitted" else None
 
     def warm_up(self) -> None:
@@ -479,6 +488,12 @@ class SentenceExtract(Stage):
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
         if not chunks:
             return StageOutput([])
+        views = paragraph_views(chunks) if self.paragraphs else None
+        if views is not None:
+            return merge_views(self._extract(query, views, context), chunks)
+        return self._extract(query, chunks, context)
+
+    def _extract(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
         if self.candidates and len(chunks) > self.candidates:
             return self._from_candidates(query, chunks, context)
         sents, score = self.scores(query, chunks, context)
@@ -495,7 +510,7 @@ class SentenceExtract(Stage):
         """
         keep = set(self._candidate_indices(query, chunks, context))
         picked = [c for i, c in enumerate(chunks) if i in keep]
-        inner = self(query, picked, context) if picked else StageOutput([])
+        inner = self._extract(query, picked, context) if picked else StageOutput([])
         out = inner if isinstance(inner, StageOutput) else StageOutput(list(inner))
         by = "an earlier rerank's relevance" if _rerank_prior(chunks) is not None else "BM25 and the retriever's score"
         reason = f"sentences: not among the {self.candidates} best of {len(chunks)} chunks by {by}"

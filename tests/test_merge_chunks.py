@@ -1,0 +1,35 @@
+"""bench/merge_chunks.py: long untitled chunks that keep every passage's title and text, and its gold mark."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from eval_fixtures import TINY, write_tiny
+from evals.datasets import load_dataset
+
+SPEC = importlib.util.spec_from_file_location("merge_chunks", Path(__file__).resolve().parents[1] / "bench" / "merge_chunks.py")
+merge = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(merge)
+
+
+def test_merged_chunks_hold_every_passage_in_order_and_carry_gold(tmp_path):
+    path = write_tiny(tmp_path / "tiny.jsonl")
+    rows = merge.merge_rows(str(path), per=2)
+    by_id = {r["id"]: r for r in rows}
+    paris = by_id["q-paris-x2"]
+    assert [c["id"] for c in paris["chunks"]] == ["q-paris-0+q-paris-1", "q-paris-2"]
+    assert [c["gold"] for c in paris["chunks"]] == [True, False]
+    assert all("title" not in c for c in paris["chunks"])
+    src = TINY[0]["chunks"]
+    assert paris["chunks"][0]["text"] == f"Lyon\n{src[0]['text']}\n\nFrance\n{src[1]['text']}"
+    # the merged file is a valid eval set with the same answers
+    out = tmp_path / "merged.jsonl"
+    merge.write_jsonl(out, rows)
+    ds = load_dataset(str(out))
+    assert [list(e.answers) for e in ds.examples] == [r["answers"] for r in TINY]
+
+
+def test_per_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="--per must be at least 1"):
+        merge.merge_rows(str(write_tiny(tmp_path / "tiny.jsonl")), per=0)
