@@ -22,8 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "datasets"))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from _common import validate_rows, write_jsonl  # noqa: E402
+from variants import save_variant  # noqa: E402
 
 from evals.datasets import load_dataset  # noqa: E402
 
@@ -66,10 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     rows = merge_rows(args.data, args.per)
     out = args.out or ROOT / "runs" / "long" / f"{Path(args.data).stem}-x{args.per}.jsonl"
-    validate_rows(out.name, rows)
-    write_jsonl(out, rows)
-    n = sum(len(r["chunks"]) for r in rows) / max(len(rows), 1)
-    print(f"wrote {out}: {len(rows)} questions, {n:.1f} chunks on average")
+    print(save_variant(rows, out))
     return 0
 
 

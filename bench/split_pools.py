@@ -20,8 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "datasets"))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from _common import validate_rows, write_jsonl  # noqa: E402
+from variants import save_variant  # noqa: E402
 
 from evals.datasets import load_dataset  # noqa: E402
 from optimizer.sentences import split_sentences  # noqa: E402
@@ -71,10 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     rows = split_rows(args.data, args.parts)
     out = args.out or ROOT / "runs" / "split" / f"{Path(args.data).stem}-split{args.parts}.jsonl"
-    validate_rows(out.name, rows)
-    write_jsonl(out, rows)
-    n = sum(len(r["chunks"]) for r in rows) / max(len(rows), 1)
-    print(f"wrote {out}: {len(rows)} questions, {n:.1f} chunks on average")
+    print(save_variant(rows, out))
     return 0
 
 

@@ -25,7 +25,7 @@ def test_merged_chunks_hold_every_passage_in_order_and_carry_gold(tmp_path):
     assert paris["chunks"][0]["text"] == f"Lyon\n{src[0]['text']}\n\nFrance\n{src[1]['text']}"
     # the merged file is a valid eval set with the same answers
     out = tmp_path / "merged.jsonl"
-    merge.write_jsonl(out, rows)
+    assert merge.save_variant(rows, out).startswith(f"wrote {out}: 5 questions")
     ds = load_dataset(str(out))
     assert [list(e.answers) for e in ds.examples] == [r["answers"] for r in TINY]
 
