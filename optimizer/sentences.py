@@ -143,6 +143,23 @@ def _prose(text: str, start: int, end: int) -> list[tuple[int, int]]:
     return out
 
 
+def paragraph_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """``text[start:end]`` split at blank lines: ``(start, end)`` ranges of ``text`` without surrounding
+    white space, empty ones left out.
+
+    >>> t = "One.\\n\\n  \\n Two. Three.\\n"
+    >>> [t[s:e] for s, e in paragraph_spans(t)]
+    ['One.', 'Two. Three.']
+    """
+    end = len(text) if end is None else end
+    bounds, pos = [], start
+    for m in _BLANK_LINE.finditer(text, start, end):
+        bounds.append((pos, m.start()))
+        pos = m.end()
+    bounds.append((pos, end))
+    return [(s, e) for s, e in (_strip(text, a, b) for a, b in bounds) if s < e]
+
+
 @functools.lru_cache(maxsize=65536)
 def split_sentences(text: str) -> tuple[tuple[int, int], ...]:
     """Return ``(start, end)`` character ranges of the sentences of ``text``, in order.
@@ -153,16 +170,7 @@ def split_sentences(text: str) -> tuple[tuple[int, int], ...]:
     if not text or text.isspace():
         return ()
     spans: list[tuple[int, int]] = []
-    pos = 0
-    blocks = []
-    for m in _BLANK_LINE.finditer(text):
-        blocks.append((pos, m.start()))
-        pos = m.end()
-    blocks.append((pos, len(text)))
-    for b_start, b_end in blocks:
-        b_start, b_end = _strip(text, b_start, b_end)
-        if b_start >= b_end:
-            continue
+    for b_start, b_end in paragraph_spans(text):
         block = text[b_start:b_end]
         if _looks_structured(block):
             pieces = [(b_start + m.start(), b_start + m.end()) for m in _LINE.finditer(block)]

@@ -21,37 +21,19 @@ so the renderer prints each chunk once and provenance is unchanged.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import replace
 
 from optimizer.records import Chunk
+from optimizer.sentences import paragraph_spans
 from optimizer.stage import StageOutput
-
-_BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n")
-CUT_REASON = "sentences: lower-scoring sentences left out for the budget"
+from optimizer.stages.sentence_select import CUT_REASON
 
 
 def paragraphs(chunk: Chunk) -> list[tuple[int, int]]:
     """The chunk's kept text split at blank lines: ``(start, end)`` ranges of its original text, empty ones left out."""
     original = chunk.original_text
-    out: list[tuple[int, int]] = []
-    for ps, pe in chunk.kept_pieces:
-        start = ps
-        for m in _BLANK_LINE.finditer(original, ps, pe):
-            out.extend(_stripped(original, start, m.start()))
-            start = m.end()
-        out.extend(_stripped(original, start, pe))
-    return out
-
-
-def _stripped(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """``[(start, end)]`` without surrounding white space; ``[]`` when only white space is left."""
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return [(start, end)] if start < end else []
+    return [span for ps, pe in chunk.kept_pieces for span in paragraph_spans(original, ps, pe)]
 
 
 def paragraph_views(chunks: Sequence[Chunk]) -> list[Chunk] | None:

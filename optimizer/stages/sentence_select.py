@@ -36,6 +36,9 @@ from optimizer.records import Chunk
 from optimizer.stage import StageContext, StageOutput
 from optimizer.stages.sentence_signals import Sentence, query_mentions, terms_memo
 
+CUT_REASON = "sentences: lower-scoring sentences left out for the budget"
+"""The trace's reason for a chunk the selection kept only part of."""
+
 
 def _offers(total: np.ndarray, left: np.ndarray) -> Iterator[int]:
     """The sentences still ``left``, best ``total`` first (ties: lower index), while nothing is taken.
@@ -221,7 +224,7 @@ class SentenceSelector:
         per_chunk = Counter(s.chunk for s in sents)
         for ci in chosen:
             if len(chosen[ci]) < per_chunk[ci]:
-                reasons[chunks[ci].id] = "sentences: lower-scoring sentences left out for the budget"
+                reasons[chunks[ci].id] = CUT_REASON
         notes = {"sentences_in": len(sents), "sentences_kept": sum(len(v) for v in chosen.values()), "target_tokens": target}
         return StageOutput([out[k] for k in order], reasons=reasons, notes=notes)
 
