@@ -2,6 +2,7 @@
 
     python bench/merge_chunks.py hotpotqa            # writes runs/long/hotpotqa-x4.jsonl
     python bench/merge_chunks.py nq-multidoc --per 5
+    python bench/merge_chunks.py nq-multidoc --splitter 256   # runs/long/nq-multidoc-s256.jsonl
 
 Retrievers built with a document splitter hand over chunks of 256-1,024 tokens (LlamaIndex's
 ``SentenceSplitter`` defaults to 1,024), often text that ran together in the source: a PDF page,
@@ -9,7 +10,10 @@ a web page with several sections. The bundled sets give one short titled passage
 joins each run of ``--per`` passages, in the given order, into one chunk with no title; each
 passage keeps its title as a line of the text (``Title\\ntext``, passages separated by a blank
 line), so nothing the full context held is lost. A merged chunk is gold when any of its passages
-is. A measurement aid for robustness: the questions and texts are the bundled ones, so numbers
+is. With ``--splitter N``, the question's passages are written as one such document and cut by
+LlamaIndex's ``SentenceSplitter(chunk_size=N, chunk_overlap=0)`` instead, as a LlamaIndex
+retriever's index would hold them: chunks then start and end where the splitter chose, often
+inside a passage; one is gold when it overlaps a gold passage. A measurement aid for robustness: the questions and texts are the bundled ones, so numbers
 on these files are not held out from anything the bundled sets chose.
 """
 
@@ -59,14 +63,54 @@ def merge_rows(data: str, per: int = 4) -> list[dict]:
     return out
 
 
+def passage_document(chunks) -> tuple[str, list[tuple[int, int]]]:
+    """The passages as one document (blocks joined by a blank line) and each passage's character span in it.
+
+    >>> from optimizer import Chunk
+    >>> passage_document([Chunk(id="a", text="A is.", title="A"), Chunk(id="b", text="B.")])
+    ('A\\nA is.\\n\\nB.', [(0, 7), (9, 11)])
+    """
+    spans, parts, at = [], [], 0
+    for c in chunks:
+        block = passage_block(c.title, c.text)
+        spans.append((at, at + len(block)))
+        parts.append(block)
+        at += len(block) + 2
+    return "\n\n".join(parts), spans
+
+
+def split_rows(data: str, chunk_size: int = 256) -> list[dict]:
+    """Each question's passages as one document, cut by LlamaIndex's ``SentenceSplitter`` (no overlap)."""
+    from llama_index.core import Document
+    from llama_index.core.node_parser import SentenceSplitter
+
+    splitter = SentenceSplitter(chunk_size=chunk_size, chunk_overlap=0)
+    out = []
+    for e in load_dataset(data).examples:
+        doc, spans = passage_document(e.chunks)
+        gold = [span for c, span in zip(e.chunks, spans) if c.id in set(e.gold_ids)]
+        chunks = []
+        for k, node in enumerate(splitter.get_nodes_from_documents([Document(text=doc)])):
+            start, end = node.start_char_idx, node.end_char_idx
+            if doc[start:end] != node.get_content():
+                raise ValueError(f"{e.id}: the splitter's node {k} is not the text at its offsets")
+            chunks.append({"id": f"{e.id}-s{k}", "text": node.get_content(), "gold": any(s < end and start < t for s, t in gold)})
+        out.append({"id": f"{e.id}-s{chunk_size}", "question": e.question, "answers": list(e.answers), "chunks": chunks,
+                    "meta": {**dict(e.meta or {}), "splitter_chunk_size": chunk_size}})
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("data")
     ap.add_argument("--per", type=int, default=4)
+    ap.add_argument("--splitter", type=int, default=None, metavar="N",
+                    help="cut with LlamaIndex's SentenceSplitter(chunk_size=N) instead of merging --per passages")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    rows = merge_rows(args.data, args.per)
-    out = args.out or ROOT / "runs" / "long" / f"{Path(args.data).stem}-x{args.per}.jsonl"
+    rows = split_rows(args.data, args.splitter) if args.splitter else merge_rows(args.data, args.per)
+    suffix = f"s{args.splitter}" if args.splitter else f"x{args.per}"
+    out = args.out or ROOT / "runs" / "long" / f"{Path(args.data).stem}-{suffix}.jsonl"
     print(save_variant(rows, out))
     return 0
 

@@ -33,3 +33,22 @@ def test_merged_chunks_hold_every_passage_in_order_and_carry_gold(tmp_path):
 def test_per_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="--per must be at least 1"):
         merge.merge_rows(str(write_tiny(tmp_path / "tiny.jsonl")), per=0)
+
+
+def test_splitter_chunks_are_the_document_cut_where_llamaindex_cuts(tmp_path):
+    path = write_tiny(tmp_path / "tiny.jsonl")
+    rows = merge.split_rows(str(path), chunk_size=32)
+    for row, src in zip(rows, load_dataset(str(path)).examples):
+        doc, spans = merge.passage_document(src.chunks)
+        texts = [c["text"] for c in row["chunks"]]
+        assert row["id"] == f"{src.id}-s32" and all("title" not in c for c in row["chunks"])
+        at, starts = 0, []
+        for t in texts:  # exact pieces of the document, in order, covering it apart from white space
+            found = doc.index(t, at)
+            assert not doc[at:found].strip()
+            starts.append(found)
+            at = found + len(t)
+        assert not doc[at:].strip()
+        gold = [span for c, span in zip(src.chunks, spans) if c.id in set(src.gold_ids)]
+        assert [c["gold"] for c in row["chunks"]] == [any(s < a + len(t) and a < e for s, e in gold) for a, t in zip(starts, texts)]
+    assert any(len(r["chunks"]) > 1 for r in rows)

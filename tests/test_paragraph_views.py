@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from optimizer import Chunk, Pipeline
 from optimizer.stage import StageOutput
-from optimizer.stages.paragraphs import CUT_REASON, merge_views, paragraph_views, paragraphs
+from optimizer.render import Renderer
+from optimizer.stage import StageContext
+from optimizer.stages.paragraphs import (
+    CUT_REASON,
+    heading_line,
+    merge_views,
+    paragraph_parts,
+    paragraph_views,
+    paragraphs,
+    view_context,
+)
+from optimizer.tokenizer import get_tokenizer
 
 TEXT = "Paris\nParis is the capital of France.\n\n  \nLyon\nLyon is a city on the Rhone.\n\nNice\nNice is by the sea."
 
@@ -39,7 +52,8 @@ def test_merge_puts_kept_views_back_into_their_chunk_with_the_right_reasons():
     assert [m.id for m in merged.chunks] == ["c"]
     m = merged.chunks[0]
     assert m.relevance == 2.0
-    assert [TEXT[s:e] for s, e in m.kept_pieces] == ["Paris\nParis is the capital of France.", "Lyon is a city on the Rhone."]
+    # Lyon's heading comes along; only white space then separates the two kept paragraphs
+    assert [TEXT[s:e] for s, e in m.kept_pieces] == ["Paris\nParis is the capital of France.\n\n  \nLyon\nLyon is a city on the Rhone."]
     assert merged.reasons == {"c": CUT_REASON, "d": "dropped"}
 
 
@@ -66,3 +80,76 @@ def test_a_pipeline_with_paragraphs_keeps_exact_spans_and_the_budget():
         assert r.text.count("[") == len({s.chunk_id for s in r.spans})  # one block per chunk, views merged
         assert "1889" in r.text
         assert r.trace[0].notes.get("paragraph_views", False) is on
+
+
+def test_headings_of_an_untitled_chunk_become_view_titles_and_leave_the_text():
+    text = "# Guide\n\nStep one. Step two.\n\nNotes\nKeep it dry.\n\n- not a heading\n- a list\n\nEnd."
+    c = Chunk(id="g", text=text)
+    parts = paragraph_parts(c)
+    assert [(text[slice(*p.body)], p.heading and text[slice(*p.heading)]) for p in parts] == [
+        ("Step one. Step two.", "# Guide"), ("Keep it dry.", "Notes"), ("- not a heading\n- a list", None), ("End.", None)]
+    views = paragraph_views([c])
+    assert [(v.title, v.text) for v in views] == [
+        ("Guide", "Step one. Step two."), ("Notes", "Keep it dry."), (None, "- not a heading\n- a list"), (None, "End.")]
+    # a titled chunk keeps its title on every view, and its first lines stay text
+    titled = paragraph_views([Chunk(id="t", text=TEXT, title="Cities")])
+    assert [v.title for v in titled] == ["Cities"] * 3 and titled[0].text.startswith("Paris\n")
+
+
+def test_two_heading_lines_in_a_row_the_nearer_one_heads_the_body():
+    text = "Doc\n\nSection\nBody text here.\n\nOther paragraph."
+    parts = paragraph_parts(Chunk(id="d", text=text))
+    assert [(text[slice(*p.body)], p.heading and text[slice(*p.heading)]) for p in parts] == [
+        ("Doc", None), ("Body text here.", "Section"), ("Other paragraph.", None)]
+
+
+@pytest.mark.parametrize("line, title", [("Early life", "Early life"), ("### Results", "Results"), ("It rained.", None),
+                                         ("Why?", None), ("1. Step", None), ("a " * 13, None)])
+def test_heading_line(line, title):
+    assert heading_line(line) == title
+
+
+def test_view_overhead_counts_what_the_merged_block_prints():
+    """Selector cost (sentence tokens + joiners + view overhead) bounds the rendered merged block from above, closely.
+
+    Like the renderer's own overhead, it may count a token or so per join that tiktoken merges
+    with the next word, never fewer than the block takes.
+    """
+    c = Chunk(id="c", text=TEXT)
+    views = paragraph_views([c])
+    tok = get_tokenizer("cl100k_base")
+    renderer = Renderer()
+    base = StageContext(tokenizer=tok, budget=None, render_overhead=lambda cs: renderer.overhead(cs, tok))
+    ctx = view_context(base, views, [c])
+    for taken in ([views[0]], [views[0], views[2]], views):
+        merged = merge_views(StageOutput(list(taken)), [c]).chunks
+        rendered = renderer.render(merged).text
+        body = sum(tok.count(v.text) for v in taken)
+        estimate = ctx.overhead(list(taken)) + body
+        assert 0 <= estimate - tok.count(rendered) <= len(taken) + 1, (rendered, estimate)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("budget", [30, 45, 60, 90])
+def test_default_reads_an_untitled_long_chunk_by_its_headings(budget):
+    towns = "\n\n".join(f"## Town {i}\nTown {i} lies on river {i}. It has {i} bridges and a weekly market." for i in range(6))
+    page = Chunk(id="page", text=towns + "\n\n## Eiffel Tower\nThe Eiffel Tower was opened in 1889. It stands in Paris.")
+    other = Chunk(id="other", text="Paris is the capital of France. It is large.")
+    r = Pipeline.preset("default").run("When was the Eiffel Tower opened?", [page, other], budget=budget)
+    assert r.tokens <= budget
+    for span in r.spans:
+        src = {c.id: c for c in (page, other)}[span.chunk_id].text
+        assert src[span.start:span.end] == r.text[span.context_start:span.context_end]
+    assert "## Eiffel Tower\n" in r.text and "1889" in r.text  # the heading names the paragraph; it comes along
+    bodies = {p.split("\n", 1)[0]: p.split("\n", 1)[1] for p in page.text.split("\n\n")}
+    for head, rest in re.findall(r"(## [^\n]+)\n([^\n]+)", r.text):  # each printed heading opens its own paragraph's text
+        assert bodies[head].startswith(rest.split(". ")[0].split(" ## ")[0]) or rest.split(" ## ")[0] in bodies[head]
+    pack = r.trace[-1]
+    assert pack.name == "pack" and not pack.notes["cuts"], pack.notes  # the selection's count already fit
+
+
+def test_presets_read_long_chunks_by_paragraph_and_leave_others_alone():
+    for name in ("default", "quality"):
+        params = Pipeline.preset(name).to_config()["steps"][1]["params"]
+        assert params["paragraphs"] is True
+    assert paragraph_views([Chunk(id="a", text="One line.\nAnother line.", title="T")]) is None

@@ -55,7 +55,7 @@ from optimizer.stages.sentence_features import RETRIEVER_MODES, sentence_feature
 from optimizer.stages.sentence_scorer import FittedScorer, load_scorer
 from optimizer.stages.sentence_select import SentenceSelector
 from optimizer.scoring import bm25_plus_scores, chunk_texts, minmax
-from optimizer.stages.paragraphs import merge_views, paragraph_views
+from optimizer.stages.paragraphs import merge_views, paragraph_views, view_context
 from optimizer.stages.sentence_signals import (
     NUMERIC_QUESTION,
     Sentence,
@@ -178,7 +178,9 @@ class SentenceExtract(Stage):
     paragraphs:
         Score each blank-line separated paragraph of a long chunk as a passage of its own (its
         prior, its lead, its links), then keep the chunk as one (:mod:`optimizer.stages.paragraphs`).
-        Chunks of one paragraph are unaffected.
+        In an untitled chunk, a paragraph's heading line (``History``, ``## Early life``) is that
+        passage's title and is printed with whatever of its paragraph is kept. Chunks of one
+        paragraph are unaffected. On in ``default`` and ``quality``.
     documents:
         Read chunks that share a title as pieces of one document, as a retriever over split
         documents returns them (an untitled chunk stands alone): a sentence
@@ -490,7 +492,7 @@ class SentenceExtract(Stage):
             return StageOutput([])
         views = paragraph_views(chunks) if self.paragraphs else None
         if views is not None:
-            return merge_views(self._extract(query, views, context), chunks)
+            return merge_views(self._extract(query, views, view_context(context, views, chunks)), chunks)
         return self._extract(query, chunks, context)
 
     def _extract(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:

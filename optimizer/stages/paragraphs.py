@@ -5,29 +5,66 @@ A retriever over split documents often hands over long chunks that hold several 
 stage's passage-level signals (the chunk prior, a passage's lead, the second hop's links) then
 see one big passage and lose what they are for. :func:`paragraph_views` cuts each chunk with
 two or more blank-line separated paragraphs into one *view* per paragraph: the same chunk (same
-id, title and original text) keeping only that paragraph, so every offset stays in the chunk's
-own coordinates. :func:`merge_views` turns the kept views back into one chunk per input chunk,
+id and original text) keeping only that paragraph, so every offset stays in the chunk's own
+coordinates. :func:`merge_views` turns the kept views back into one chunk per input chunk,
 so the renderer prints each chunk once and provenance is unchanged.
+
+In a chunk without a title, a paragraph's **heading** (see :func:`heading_line`: a short first
+line such as ``Paris`` or ``## History``, or a one-line paragraph of that kind right before
+another) is the view's title: scored as a title is (and read by ``documents``: views under one
+heading are one document), never kept as a sentence of its own, and printed with whatever of its
+paragraph is kept. :func:`view_context` counts those printed headings in the selector's budget.
 
 >>> from optimizer.records import Chunk
 >>> c = Chunk(id="c", text="Paris\\nParis is big.\\n\\nLyon\\nLyon is old.")
 >>> views = paragraph_views([c])
->>> [v.text for v in views]
-['Paris\\nParis is big.', 'Lyon\\nLyon is old.']
+>>> [(v.title, v.text) for v in views]
+[('Paris', 'Paris is big.'), ('Lyon', 'Lyon is old.')]
 >>> merged = merge_views(StageOutput([views[1].keep([(26, 38)])]), [c])
 >>> merged.chunks[0].id, merged.chunks[0].text
-('c', 'Lyon is old.')
+('c', 'Lyon\\nLyon is old.')
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from optimizer.records import Chunk
 from optimizer.sentences import paragraph_spans
-from optimizer.stage import StageOutput
+from optimizer.stage import StageContext, StageOutput
 from optimizer.stages.sentence_select import CUT_REASON
+
+HEADING_WORDS = 12
+"""A heading line has at most this many words."""
+
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+\u2022]\s|\d+[.)]\s)")
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    """One blank-line block of a chunk's original text: its ``body`` range and its ``heading`` line's, if any."""
+
+    body: tuple[int, int]
+    heading: tuple[int, int] | None = None
+
+
+def heading_line(line: str) -> str | None:
+    """The title a line reads as when it heads a paragraph, else ``None``.
+
+    A heading has 1 to :data:`HEADING_WORDS` words, does not end like a sentence (``.``, ``!``,
+    ``?``) and is not a list item; Markdown's ``#`` marks are left out of the title.
+
+    >>> heading_line("## Early life"), heading_line("Paris"), heading_line("It rained.")
+    ('Early life', 'Paris', None)
+    >>> heading_line("- first item") is None, heading_line(" ") is None
+    (True, True)
+    """
+    title = line.strip().lstrip("#").strip()
+    if not title or "\n" in title or title[-1] in ".!?" or _LIST_ITEM.match(line):
+        return None
+    return title if len(title.split()) <= HEADING_WORDS else None
 
 
 def paragraphs(chunk: Chunk) -> list[tuple[int, int]]:
@@ -36,28 +73,104 @@ def paragraphs(chunk: Chunk) -> list[tuple[int, int]]:
     return [span for ps, pe in chunk.kept_pieces for span in paragraph_spans(original, ps, pe)]
 
 
+def paragraph_parts(chunk: Chunk) -> list[Paragraph]:
+    """The chunk's paragraphs with their headings (none when the chunk has a title of its own).
+
+    >>> t = "# Guide\\n\\nStep one. Step two.\\n\\nNotes\\nKeep it dry."
+    >>> [(t[slice(*p.body)], p.heading and t[slice(*p.heading)]) for p in paragraph_parts(Chunk(id="g", text=t))]
+    [('Step one. Step two.', '# Guide'), ('Keep it dry.', 'Notes')]
+    """
+    spans = paragraphs(chunk)
+    if chunk.title:
+        return [Paragraph(s) for s in spans]
+    text = chunk.original_text
+    parts: list[Paragraph] = []
+    pending: tuple[int, int] | None = None
+    for k, (s, e) in enumerate(spans):
+        head, body = _split_heading(text, s, e)
+        if body is None:  # a one-line heading paragraph: it heads the next one, if that has no heading
+            if k + 1 < len(spans) and _split_heading(text, *spans[k + 1]) == (None, spans[k + 1]):
+                pending = (s, e)
+                continue
+            body = (s, e)
+        parts.append(Paragraph(body, head or pending))
+        pending = None
+    return parts
+
+
+def _split_heading(text: str, s: int, e: int) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """``(heading, body)`` of ``text[s:e]``; ``(None, None)`` when the whole block is one heading line."""
+    newline = text.find("\n", s, e)
+    if newline < 0:
+        return (None, None) if heading_line(text[s:e]) is not None else (None, (s, e))
+    if heading_line(text[s:newline]) is None:
+        return None, (s, e)
+    start = newline + 1
+    while start < e and text[start].isspace():
+        start += 1
+    return (s, newline), (start, e)
+
+
 def paragraph_views(chunks: Sequence[Chunk]) -> list[Chunk] | None:
     """One view per paragraph of every chunk that has two or more; ``None`` when no chunk has.
 
-    A chunk of one paragraph is its own (only) view. Views of a chunk share its id.
+    A chunk of one paragraph is its own (only) view. Views of a chunk share its id; a view
+    under a heading has the heading as its title and keeps only the paragraph's body.
     """
     views: list[Chunk] = []
     split = False
     for c in chunks:
-        parts = paragraphs(c)
-        if len(parts) < 2:
+        if len(paragraphs(c)) < 2:
             views.append(c)
             continue
         split = True
-        views.extend(c.keep([p]) for p in parts)
+        text = c.original_text
+        for p in paragraph_parts(c):
+            view = c.keep([p.body])
+            views.append(replace(view, title=heading_line(text[slice(*p.heading)])) if p.heading else view)
     return views if split else None
+
+
+def _headings_of(chunk: Chunk, pieces: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The heading lines of the paragraphs ``pieces`` fall in."""
+    return [p.heading for p in paragraph_parts(chunk)
+            if p.heading and any(p.body[0] <= s < p.body[1] for s, _ in pieces)]
+
+
+def view_context(context: StageContext, views: Sequence[Chunk], chunks: Sequence[Chunk]) -> StageContext:
+    """``context`` with an overhead that counts what taking ``views`` adds to the merged blocks.
+
+    Views of one chunk render as that chunk's single block: its marker and title once, a joiner
+    before each further view, and each view's heading line (with its line break).
+    """
+    given = {c.id: c for c in chunks}
+    heading = {}
+    for c in chunks:
+        text = c.original_text
+        for p in paragraph_parts(c):
+            if p.heading:
+                heading[(c.id, p.body[0])] = text[slice(*p.heading)]
+    inner = context.render_overhead
+
+    def overhead(taken: Sequence[Chunk]) -> int:
+        blocks: dict[str, Chunk] = {}
+        extra = 0
+        for v in taken:
+            extra += 1 if v.id in blocks else 0
+            blocks.setdefault(v.id, given.get(v.id, v))
+            line = heading.get((v.id, v.kept_pieces[0][0])) if v.kept_pieces else None
+            extra += context.count(line) + 1 if line else 0
+        return (inner(list(blocks.values())) if inner is not None else 0) + extra
+
+    return replace(context, render_overhead=overhead)
 
 
 def merge_views(out: StageOutput, chunks: Sequence[Chunk]) -> StageOutput:
     """The kept views of ``out`` as one chunk per input chunk (first-kept order, best view's relevance).
 
-    A chunk some of whose views were kept is not reported dropped; one that lost text gets
-    the sentence stage's reason for a partly kept chunk.
+    A kept paragraph brings its heading line along. A chunk some of whose views were kept is
+    not reported dropped; one that lost text gets the sentence stage's reason for a partly
+    kept chunk.
     """
     given = {c.id: c for c in chunks}
     pieces: dict[str, list[tuple[int, int]]] = {}
@@ -66,7 +179,7 @@ def merge_views(out: StageOutput, chunks: Sequence[Chunk]) -> StageOutput:
         pieces.setdefault(v.id, []).extend(v.kept_pieces)
         best = relevance.get(v.id)
         relevance[v.id] = v.relevance if best is None or (v.relevance is not None and v.relevance > best) else best
-    merged = [replace(given[i].keep(p), relevance=relevance[i]) for i, p in pieces.items()]
+    merged = [replace(given[i].keep([*p, *_headings_of(given[i], p)]), relevance=relevance[i]) for i, p in pieces.items()]
     reasons = {i: r for i, r in out.reasons.items() if i not in pieces}
     for m in merged:
         if m.kept_pieces != given[m.id].kept_pieces:

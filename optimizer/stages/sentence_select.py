@@ -172,16 +172,14 @@ class SentenceSelector:
         spent = {"used": 0, "overhead": 0}
         heads: dict[int, int] = {}  # a new chunk's extra overhead after chunk_order, until chunk_order grows
 
-        ids: set[str] = set()  # ids of the chunks taken from (paragraph views share their chunk's id and block)
-
         def take(i: int) -> bool:
             s = sents[i]
             extra_head = 0
             if s.chunk not in chosen:
                 if s.chunk not in heads:
-                    heads[s.chunk] = context.overhead(_distinct([chunks[c] for c in chunk_order] + [chunks[s.chunk]])) - spent["overhead"]
+                    heads[s.chunk] = context.overhead([chunks[c] for c in chunk_order] + [chunks[s.chunk]]) - spent["overhead"]
                 extra_head = heads[s.chunk]
-            cost = s.tokens + (1 if s.chunk in chosen or chunks[s.chunk].id in ids else 0) + extra_head
+            cost = s.tokens + (1 if s.chunk in chosen else 0) + extra_head
             if spent["used"] + cost > target:
                 return False
             if s.chunk not in chosen:
@@ -190,7 +188,6 @@ class SentenceSelector:
                 spent["overhead"] += extra_head
                 heads.clear()
             chosen[s.chunk].append(i)
-            ids.add(chunks[s.chunk].id)
             spent["used"] += cost
             return True
 
@@ -228,10 +225,3 @@ class SentenceSelector:
         notes = {"sentences_in": len(sents), "sentences_kept": sum(len(v) for v in chosen.values()), "target_tokens": target}
         return StageOutput([out[k] for k in order], reasons=reasons, notes=notes)
 
-
-def _distinct(chunks: list[Chunk]) -> list[Chunk]:
-    """The first chunk of each id, in order: paragraph views of one chunk render as one block."""
-    if len({c.id for c in chunks}) == len(chunks):
-        return chunks
-    seen: set[str] = set()
-    return [c for c in chunks if not (c.id in seen or seen.add(c.id))]
