@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# this checkout's code, not whichever one the environment has installed (a worktree of an old commit times its own)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scaling import build_cases  # noqa: E402
 

@@ -33,10 +33,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from evals.datasets import load_dataset
-from optimizer import Pipeline
-from optimizer.models import ModelStore, use_store
-from optimizer.records import Chunk
+# this checkout's code, not whichever one the environment has installed (a worktree of an old commit times its own)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from evals.datasets import load_dataset  # noqa: E402
+from optimizer import Pipeline  # noqa: E402
+from optimizer.models import ModelStore, use_store  # noqa: E402
+from optimizer.records import Chunk  # noqa: E402
 
 QUESTION_SET = "nq-multidoc"
 # where the extra passages come from, in this order (all bundled)

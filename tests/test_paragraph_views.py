@@ -12,12 +12,11 @@ from optimizer.render import Renderer
 from optimizer.stage import StageContext
 from optimizer.stages.paragraphs import (
     CUT_REASON,
+    ParagraphViews,
     heading_line,
-    merge_views,
     paragraph_parts,
     paragraph_views,
     paragraphs,
-    view_context,
 )
 from optimizer.tokenizer import get_tokenizer
 
@@ -48,7 +47,7 @@ def test_merge_puts_kept_views_back_into_their_chunk_with_the_right_reasons():
     paris = views[0]
     out = StageOutput([replace_relevance(lyon, 2.0), replace_relevance(paris, 1.0)],
                       reasons={"c": "sentences: no sentence among the best within the budget", "d": "dropped"})
-    merged = merge_views(out, [c, d])
+    merged = ParagraphViews([c, d]).merge(out)
     assert [m.id for m in merged.chunks] == ["c"]
     m = merged.chunks[0]
     assert m.relevance == 2.0
@@ -120,9 +119,10 @@ def test_view_overhead_counts_what_the_merged_block_prints():
     tok = get_tokenizer("cl100k_base")
     renderer = Renderer()
     base = StageContext(tokenizer=tok, budget=None, render_overhead=lambda cs: renderer.overhead(cs, tok))
-    ctx = view_context(base, views, [c])
+    split = ParagraphViews([c])
+    ctx = split.context(base)
     for taken in ([views[0]], [views[0], views[2]], views):
-        merged = merge_views(StageOutput(list(taken)), [c]).chunks
+        merged = split.merge(StageOutput(list(taken))).chunks
         rendered = renderer.render(merged).text
         body = sum(tok.count(v.text) for v in taken)
         estimate = ctx.overhead(list(taken)) + body
@@ -153,3 +153,25 @@ def test_presets_read_long_chunks_by_paragraph_and_leave_others_alone():
         params = Pipeline.preset(name).to_config()["steps"][1]["params"]
         assert params["paragraphs"] is True
     assert paragraph_views([Chunk(id="a", text="One line.\nAnother line.", title="T")]) is None
+
+
+def test_an_untitled_title_line_chunk_reads_as_a_titled_one():
+    inline = Chunk(id="d", text="Deadpool 2\nDeadpool 2 opened on May 18, 2018. A sequel is planned.")
+    (view,) = paragraph_views([inline])
+    assert (view.id, view.title, view.text) == ("d", "Deadpool 2", "Deadpool 2 opened on May 18, 2018. A sequel is planned.")
+    kept = view.keep([(inline.text.index("A sequel"), len(inline.text))])
+    merged = ParagraphViews([inline]).merge(StageOutput([kept])).chunks[0]
+    assert merged.text == "Deadpool 2 A sequel is planned."  # the title line comes with what is kept (pieces join with a space)
+    # a titled chunk, or an untitled one whose first line is a sentence, is left whole
+    assert paragraph_views([Chunk(id="t", text=inline.text, title="Deadpool 2")]) is None
+    assert paragraph_views([Chunk(id="s", text="It opened in May.\nA sequel is planned.")]) is None
+
+
+def test_a_paragraph_an_earlier_stage_cut_in_pieces_stays_one_paragraph():
+    c = Chunk(id="c", text="Paris is big. It is old. It is on the Seine.", title="Paris")
+    cut = c.keep([(0, 13), (25, 44)])  # near-dedupe left two pieces of the one paragraph
+    assert len(cut.kept_pieces) == 2 and paragraphs(cut) == [(0, 44)]
+    assert paragraph_views([cut]) is None  # nothing to split: the chunk reads as before
+    two = Chunk(id="t", text="Lyon\nLyon is old. It has bridges.\n\nNice\nNice is by the sea.")
+    views = paragraph_views([two.keep([(0, 17), (35, 59)])])
+    assert [(v.title, v.text) for v in views] == [("Lyon", "Lyon is old."), ("Nice", "Nice is by the sea.")]

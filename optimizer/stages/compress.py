@@ -55,7 +55,7 @@ from optimizer.stages.sentence_features import RETRIEVER_MODES, sentence_feature
 from optimizer.stages.sentence_scorer import FittedScorer, load_scorer
 from optimizer.stages.sentence_select import SentenceSelector
 from optimizer.scoring import bm25_plus_scores, chunk_texts, minmax
-from optimizer.stages.paragraphs import merge_views, paragraph_views, view_context
+from optimizer.stages.paragraphs import ParagraphViews
 from optimizer.stages.sentence_signals import (
     NUMERIC_QUESTION,
     Sentence,
@@ -490,9 +490,9 @@ class SentenceExtract(Stage):
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
         if not chunks:
             return StageOutput([])
-        views = paragraph_views(chunks) if self.paragraphs else None
-        if views is not None:
-            return merge_views(self._extract(query, views, view_context(context, views, chunks)), chunks)
+        split = ParagraphViews(chunks) if self.paragraphs else None
+        if split is not None and split.views is not None:
+            return split.merge(self._extract(query, split.views, split.context(context)))
         return self._extract(query, chunks, context)
 
     def _extract(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:

@@ -3,24 +3,24 @@
 A retriever over split documents often hands over long chunks that hold several paragraphs
 (a PDF page, a web page's sections, a 1,024-token ``SentenceSplitter`` node). The sentence
 stage's passage-level signals (the chunk prior, a passage's lead, the second hop's links) then
-see one big passage and lose what they are for. :func:`paragraph_views` cuts each chunk with
-two or more blank-line separated paragraphs into one *view* per paragraph: the same chunk (same
+see one big passage and lose what they are for. :class:`ParagraphViews` cuts each chunk with
+two or more blank-line separated paragraphs (or one under a heading) into one *view* per paragraph: the same chunk (same
 id and original text) keeping only that paragraph, so every offset stays in the chunk's own
-coordinates. :func:`merge_views` turns the kept views back into one chunk per input chunk,
+coordinates. :meth:`ParagraphViews.merge` turns the kept views back into one chunk per input chunk,
 so the renderer prints each chunk once and provenance is unchanged.
 
 In a chunk without a title, a paragraph's **heading** (see :func:`heading_line`: a short first
 line such as ``Paris`` or ``## History``, or a one-line paragraph of that kind right before
 another) is the view's title: scored as a title is (and read by ``documents``: views under one
 heading are one document), never kept as a sentence of its own, and printed with whatever of its
-paragraph is kept. :func:`view_context` counts those printed headings in the selector's budget.
+paragraph is kept. :meth:`ParagraphViews.context` counts those printed headings in the selector's budget.
 
 >>> from optimizer.records import Chunk
 >>> c = Chunk(id="c", text="Paris\\nParis is big.\\n\\nLyon\\nLyon is old.")
->>> views = paragraph_views([c])
->>> [(v.title, v.text) for v in views]
+>>> pv = ParagraphViews([c])
+>>> [(v.title, v.text) for v in pv.views]
 [('Paris', 'Paris is big.'), ('Lyon', 'Lyon is old.')]
->>> merged = merge_views(StageOutput([views[1].keep([(26, 38)])]), [c])
+>>> merged = pv.merge(StageOutput([pv.views[1].keep([(26, 38)])]))
 >>> merged.chunks[0].id, merged.chunks[0].text
 ('c', 'Lyon\\nLyon is old.')
 """
@@ -68,9 +68,13 @@ def heading_line(line: str) -> str | None:
 
 
 def paragraphs(chunk: Chunk) -> list[tuple[int, int]]:
-    """The chunk's kept text split at blank lines: ``(start, end)`` ranges of its original text, empty ones left out."""
-    original = chunk.original_text
-    return [span for ps, pe in chunk.kept_pieces for span in paragraph_spans(original, ps, pe)]
+    """The blank-line blocks of the chunk's original text that still have kept text: ``(start, end)`` ranges.
+
+    A block an earlier stage cut into pieces (say, near-dedupe) is still one paragraph; a view of
+    it keeps only what is left (:meth:`Chunk.keep` never brings text back).
+    """
+    kept = chunk.kept_pieces
+    return [(s, e) for s, e in paragraph_spans(chunk.original_text) if any(ps < e and s < pe for ps, pe in kept)]
 
 
 def paragraph_parts(chunk: Chunk) -> list[Paragraph]:
@@ -111,77 +115,88 @@ def _split_heading(text: str, s: int, e: int) -> tuple[tuple[int, int] | None, t
     return (s, newline), (start, e)
 
 
+class ParagraphViews:
+    """One call's views of ``chunks``, built once; the selector's overhead and the merge read them.
+
+    ``views`` is ``None`` when no chunk was split (then nothing changes): otherwise one view per
+    paragraph of every chunk that has two or more, or one under a heading, and every other chunk
+    as its own (only) view. Views of a chunk share its id; a view under a heading has the
+    heading as its title and keeps only the paragraph's body, so an untitled ``Title\ntext``
+    chunk reads as a titled one.
+    """
+
+    def __init__(self, chunks: Sequence[Chunk]) -> None:
+        self.given = {c.id: c for c in chunks}
+        self.parts: dict[str, list[Paragraph]] = {}  # the split chunks' paragraphs
+        self.headings: dict[tuple[str, int], str] = {}  # (chunk id, body start) -> its heading line
+        views: list[Chunk] = []
+        for c in chunks:
+            parts = paragraph_parts(c) if "\n" in c.original_text else []  # no line break: one paragraph, no heading
+            if len(parts) < 2 and not (parts and parts[0].heading):
+                views.append(c)
+                continue
+            self.parts[c.id] = parts
+            text = c.original_text
+            for p in parts:
+                view = c.keep([p.body])
+                if p.heading:
+                    line = text[slice(*p.heading)]
+                    self.headings[(c.id, p.body[0])] = line
+                    view = replace(view, title=heading_line(line))
+                views.append(view)
+        self.views: list[Chunk] | None = views if self.parts else None
+
+    def context(self, context: StageContext) -> StageContext:
+        """``context`` with an overhead that counts what taking views adds to the merged blocks.
+
+        Views of one chunk render as that chunk's single block: its marker and title once, a
+        joiner before each further view, and each view's heading line (with its line break).
+        """
+        inner, cost = context.render_overhead, {}
+
+        def overhead(taken: Sequence[Chunk]) -> int:
+            blocks: dict[str, Chunk] = {}
+            extra = 0
+            for v in taken:
+                if v.id in blocks:
+                    extra += 1
+                else:
+                    blocks[v.id] = self.given.get(v.id, v)
+                key = (v.id, v.kept_pieces[0][0]) if v.id in self.parts and v.kept_pieces else None
+                if key in self.headings:
+                    if key not in cost:
+                        cost[key] = context.count(self.headings[key]) + 1
+                    extra += cost[key]
+            return (inner(list(blocks.values())) if inner is not None else 0) + extra
+
+        return replace(context, render_overhead=overhead)
+
+    def merge(self, out: StageOutput) -> StageOutput:
+        """The kept views of ``out`` as one chunk per input chunk (first-kept order, best view's relevance).
+
+        A kept paragraph brings its heading line along. A chunk some of whose views were kept
+        is not reported dropped; one that lost text gets the sentence stage's reason for a
+        partly kept chunk.
+        """
+        pieces: dict[str, list[tuple[int, int]]] = {}
+        relevance: dict[str, float | None] = {}
+        for v in out.chunks:
+            pieces.setdefault(v.id, []).extend(v.kept_pieces)
+            best = relevance.get(v.id)
+            relevance[v.id] = v.relevance if best is None or (v.relevance is not None and v.relevance > best) else best
+        merged = [replace(self.given[i].keep([*p, *self._headings_of(i, p)]), relevance=relevance[i]) for i, p in pieces.items()]
+        reasons = {i: r for i, r in out.reasons.items() if i not in pieces}
+        for m in merged:
+            if m.kept_pieces != self.given[m.id].kept_pieces:
+                reasons[m.id] = CUT_REASON
+        return StageOutput(merged, reasons=reasons, notes={**out.notes, "paragraph_views": True})
+
+    def _headings_of(self, chunk_id: str, pieces: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The heading lines of the paragraphs ``pieces`` fall in."""
+        return [p.heading for p in self.parts.get(chunk_id, ())
+                if p.heading and any(p.body[0] <= s < p.body[1] for s, _ in pieces)]
+
+
 def paragraph_views(chunks: Sequence[Chunk]) -> list[Chunk] | None:
-    """One view per paragraph of every chunk that has two or more; ``None`` when no chunk has.
-
-    A chunk of one paragraph is its own (only) view. Views of a chunk share its id; a view
-    under a heading has the heading as its title and keeps only the paragraph's body.
-    """
-    views: list[Chunk] = []
-    split = False
-    for c in chunks:
-        if len(paragraphs(c)) < 2:
-            views.append(c)
-            continue
-        split = True
-        text = c.original_text
-        for p in paragraph_parts(c):
-            view = c.keep([p.body])
-            views.append(replace(view, title=heading_line(text[slice(*p.heading)])) if p.heading else view)
-    return views if split else None
-
-
-def _headings_of(chunk: Chunk, pieces: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The heading lines of the paragraphs ``pieces`` fall in."""
-    return [p.heading for p in paragraph_parts(chunk)
-            if p.heading and any(p.body[0] <= s < p.body[1] for s, _ in pieces)]
-
-
-def view_context(context: StageContext, views: Sequence[Chunk], chunks: Sequence[Chunk]) -> StageContext:
-    """``context`` with an overhead that counts what taking ``views`` adds to the merged blocks.
-
-    Views of one chunk render as that chunk's single block: its marker and title once, a joiner
-    before each further view, and each view's heading line (with its line break).
-    """
-    given = {c.id: c for c in chunks}
-    heading = {}
-    for c in chunks:
-        text = c.original_text
-        for p in paragraph_parts(c):
-            if p.heading:
-                heading[(c.id, p.body[0])] = text[slice(*p.heading)]
-    inner = context.render_overhead
-
-    def overhead(taken: Sequence[Chunk]) -> int:
-        blocks: dict[str, Chunk] = {}
-        extra = 0
-        for v in taken:
-            extra += 1 if v.id in blocks else 0
-            blocks.setdefault(v.id, given.get(v.id, v))
-            line = heading.get((v.id, v.kept_pieces[0][0])) if v.kept_pieces else None
-            extra += context.count(line) + 1 if line else 0
-        return (inner(list(blocks.values())) if inner is not None else 0) + extra
-
-    return replace(context, render_overhead=overhead)
-
-
-def merge_views(out: StageOutput, chunks: Sequence[Chunk]) -> StageOutput:
-    """The kept views of ``out`` as one chunk per input chunk (first-kept order, best view's relevance).
-
-    A kept paragraph brings its heading line along. A chunk some of whose views were kept is
-    not reported dropped; one that lost text gets the sentence stage's reason for a partly
-    kept chunk.
-    """
-    given = {c.id: c for c in chunks}
-    pieces: dict[str, list[tuple[int, int]]] = {}
-    relevance: dict[str, float | None] = {}
-    for v in out.chunks:
-        pieces.setdefault(v.id, []).extend(v.kept_pieces)
-        best = relevance.get(v.id)
-        relevance[v.id] = v.relevance if best is None or (v.relevance is not None and v.relevance > best) else best
-    merged = [replace(given[i].keep([*p, *_headings_of(given[i], p)]), relevance=relevance[i]) for i, p in pieces.items()]
-    reasons = {i: r for i, r in out.reasons.items() if i not in pieces}
-    for m in merged:
-        if m.kept_pieces != given[m.id].kept_pieces:
-            reasons[m.id] = CUT_REASON
-    return StageOutput(merged, reasons=reasons, notes={**out.notes, "paragraph_views": True})
+    """:attr:`ParagraphViews.views` of ``chunks``: their views, or ``None`` when no chunk is split."""
+    return ParagraphViews(chunks).views
