@@ -4,9 +4,9 @@
     python bench/latency.py --data runs/long/nq-multidoc-x4.jsonl --ab compress-sentences.paragraphs=false
 
 ``--ab stage.param=value`` times each preset beside itself with that override (``bench/stages.py``'s
-``--set`` syntax), question by question in one process and one model store, the order of the
-two alternating, so a noisy machine slows both alike; it prints each arm and the paired median
-difference.
+``--set`` syntax), question by question in one process (each arm with a model store of its own),
+the order of the two alternating, so a noisy machine slows both alike; it prints each arm and the
+paired median CPU difference.
 
 Each pipeline runs with models of its own (a new ModelStore), and each question's chunks are new
 to its embedders, so MiniLM pays for every sentence: no memo hits, not even from a pipeline run

@@ -179,8 +179,9 @@ class SentenceExtract(Stage):
         Score each blank-line separated paragraph of a long chunk as a passage of its own (its
         prior, its lead, its links), then keep the chunk as one (:mod:`optimizer.stages.paragraphs`).
         In an untitled chunk, a paragraph's heading line (``History``, ``## Early life``) is that
-        passage's title and is printed with whatever of its paragraph is kept. Chunks of one
-        paragraph are unaffected. On in ``default`` and ``quality``.
+        passage's title and is printed with whatever of its paragraph is kept, and so is an
+        untitled one-paragraph chunk's first line when it reads as a heading (``Title\ntext``).
+        Other chunks of one paragraph are unaffected. On in ``default`` and ``quality``.
     documents:
         Read chunks that share a title as pieces of one document, as a retriever over split
         documents returns them (an untitled chunk stands alone): a sentence
