@@ -12,10 +12,13 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# this checkout's code, not whichever one the environment has installed (a worktree of an old commit runs its own)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def tune_cmd(args: argparse.Namespace) -> None:
