@@ -175,3 +175,14 @@ def test_a_paragraph_an_earlier_stage_cut_in_pieces_stays_one_paragraph():
     two = Chunk(id="t", text="Lyon\nLyon is old. It has bridges.\n\nNice\nNice is by the sea.")
     views = paragraph_views([two.keep([(0, 17), (35, 59)])])
     assert [(v.title, v.text) for v in views] == [("Lyon", "Lyon is old."), ("Nice", "Nice is by the sea.")]
+
+
+def test_a_heading_is_counted_when_an_earlier_stage_cut_the_start_of_its_paragraph():
+    c = Chunk(id="c", text="Lyon\nLyon is old. It has bridges.\n\nNice Riviera Coast\nNice is by the sea.")
+    cut = c.keep([(0, 17), (c.text.index("by the"), len(c.text))])  # "Nice is " of the second body removed
+    split = ParagraphViews([cut])
+    tok = get_tokenizer("cl100k_base")
+    ctx = split.context(StageContext(tokenizer=tok, budget=None, render_overhead=lambda cs: 0))
+    nice = split.views[1]
+    assert nice.title == "Nice Riviera Coast" and nice.text == "by the sea."
+    assert ctx.overhead([nice]) == tok.count("Nice Riviera Coast") + 1

@@ -128,7 +128,6 @@ class ParagraphViews:
     def __init__(self, chunks: Sequence[Chunk]) -> None:
         self.given = {c.id: c for c in chunks}
         self.parts: dict[str, list[Paragraph]] = {}  # the split chunks' paragraphs
-        self.headings: dict[tuple[str, int], str] = {}  # (chunk id, body start) -> its heading line
         views: list[Chunk] = []
         for c in chunks:
             parts = paragraph_parts(c) if "\n" in c.original_text else []  # no line break: one paragraph, no heading
@@ -140,9 +139,7 @@ class ParagraphViews:
             for p in parts:
                 view = c.keep([p.body])
                 if p.heading:
-                    line = text[slice(*p.heading)]
-                    self.headings[(c.id, p.body[0])] = line
-                    view = replace(view, title=heading_line(line))
+                    view = replace(view, title=heading_line(text[slice(*p.heading)]))
                 views.append(view)
         self.views: list[Chunk] | None = views if self.parts else None
 
@@ -152,7 +149,7 @@ class ParagraphViews:
         Views of one chunk render as that chunk's single block: its marker and title once, a
         joiner before each further view, and each view's heading line (with its line break).
         """
-        inner, cost = context.render_overhead, {}
+        inner, cost = context.render_overhead, {}  # (chunk id, heading span) -> its tokens and line break
 
         def overhead(taken: Sequence[Chunk]) -> int:
             blocks: dict[str, Chunk] = {}
@@ -162,11 +159,10 @@ class ParagraphViews:
                     extra += 1
                 else:
                     blocks[v.id] = self.given.get(v.id, v)
-                key = (v.id, v.kept_pieces[0][0]) if v.id in self.parts and v.kept_pieces else None
-                if key in self.headings:
-                    if key not in cost:
-                        cost[key] = context.count(self.headings[key]) + 1
-                    extra += cost[key]
+                for span in self._headings_of(v.id, v.kept_pieces[:1]):
+                    if (v.id, span) not in cost:
+                        cost[(v.id, span)] = context.count(self.given[v.id].original_text[slice(*span)]) + 1
+                    extra += cost[(v.id, span)]
             return (inner(list(blocks.values())) if inner is not None else 0) + extra
 
         return replace(context, render_overhead=overhead)
