@@ -3,6 +3,8 @@
     python bench/merge_chunks.py hotpotqa            # writes runs/long/hotpotqa-x4.jsonl
     python bench/merge_chunks.py nq-multidoc --per 5
     python bench/merge_chunks.py nq-multidoc --splitter 256   # runs/long/nq-multidoc-s256.jsonl
+    python bench/merge_chunks.py hotpotqa --title file         # runs/long/hotpotqa-x4-file.jsonl
+    python bench/merge_chunks.py hotpotqa --per 1 --title first --sections   # titled, under "History" etc.
 
 Retrievers built with a document splitter hand over chunks of 256-1,024 tokens (LlamaIndex's
 ``SentenceSplitter`` defaults to 1,024), often text that ran together in the source: a PDF page,
@@ -13,7 +15,8 @@ line), so nothing the full context held is lost. A merged chunk is gold when any
 is. With ``--splitter N``, the question's passages are written as one such document and cut by
 LlamaIndex's ``SentenceSplitter(chunk_size=N, chunk_overlap=0)`` instead, as a LlamaIndex
 retriever's index would hold them: chunks then start and end where the splitter chose, often
-inside a passage; one is gold when it overlaps a gold passage. A measurement aid for robustness: the questions and texts are the bundled ones, so numbers
+inside a passage; one is gold when it overlaps a gold passage. ``--title`` titles the chunks (see
+:data:`TITLES`), as a loader that sets ``title`` or ``file_name`` metadata does. A measurement aid for robustness: the questions and texts are the bundled ones, so numbers
 on these files are not held out from anything the bundled sets chose.
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +48,38 @@ def passage_block(title: str | None, text: str) -> str:
     return f"{title}\n{text}" if title else text
 
 
-def merge_rows(data: str, per: int = 4) -> list[dict]:
+TITLES = ("none", "first", "file")
+"""How merged or re-cut chunks are titled: ``none`` (untitled), ``first`` (the title of the passage the chunk
+starts in, as a node of an article carries the article's title), ``file`` (a neutral file name, as
+LlamaIndex's ``SimpleDirectoryReader`` titles every node of a file)."""
+
+
+def chunk_title(mode: str, passage_title: str | None, file_name: str) -> str | None:
+    """The title a chunk gets under ``--title mode``.
+
+    >>> chunk_title("none", "Paris", "doc-q1-0.txt"), chunk_title("first", "Paris", "x"), chunk_title("file", "Paris", "doc.txt")
+    (None, 'Paris', 'doc.txt')
+    """
+    if mode not in TITLES:
+        raise ValueError(f"--title must be one of {', '.join(TITLES)}, got {mode!r}")
+    return None if mode == "none" else passage_title if mode == "first" else file_name
+
+
+SECTIONS = ("Overview", "History", "Background", "Description", "Details", "Summary")
+"""Generic section headings for ``--sections``: they say nothing about the passage."""
+
+
+def section_heading(chunk_id: str) -> str:
+    """A generic heading for a passage, fixed by its id (so a file is rebuilt byte for byte).
+
+    >>> section_heading("q1-0") in SECTIONS, section_heading("q1-0") == section_heading("q1-0")
+    (True, True)
+    """
+    return SECTIONS[zlib.crc32(chunk_id.encode()) % len(SECTIONS)]
+
+
+def merge_rows(data: str, per: int = 4, title: str = "none", sections: bool = False) -> list[dict]:
+    chunk_title(title, None, "")  # validate before reading the data
     if per < 1:
         raise ValueError(f"--per must be at least 1, got {per}")
     out = []
@@ -55,8 +90,9 @@ def merge_rows(data: str, per: int = 4) -> list[dict]:
             group = e.chunks[k : k + per]
             chunks.append({
                 "id": "+".join(c.id for c in group),
-                "text": "\n\n".join(passage_block(c.title, c.text) for c in group),
+                "text": "\n\n".join(passage_block(section_heading(c.id) if sections else c.title, c.text) for c in group),
                 "gold": any(c.id in gold for c in group),
+                **_titled(chunk_title(title, group[0].title, f"doc-{e.id}-{k // per}.txt")),
             })
         out.append({"id": f"{e.id}-x{per}", "question": e.question, "answers": list(e.answers), "chunks": chunks,
                     "meta": {**dict(e.meta or {}), "merged_per": per}})
@@ -79,8 +115,16 @@ def passage_document(chunks) -> tuple[str, list[tuple[int, int]]]:
     return "\n\n".join(parts), spans
 
 
-def split_rows(data: str, chunk_size: int = 256) -> list[dict]:
-    """Each question's passages as one document, cut by LlamaIndex's ``SentenceSplitter`` (no overlap)."""
+def _titled(title: str | None) -> dict:
+    return {"title": title} if title else {}
+
+
+def split_rows(data: str, chunk_size: int = 256, title: str = "none") -> list[dict]:
+    """Each question's passages as one document, cut by LlamaIndex's ``SentenceSplitter`` (no overlap).
+
+    With ``title="file"`` every chunk of a question gets the question's one file name.
+    """
+    chunk_title(title, None, "")
     from llama_index.core import Document
     from llama_index.core.node_parser import SentenceSplitter
 
@@ -94,7 +138,9 @@ def split_rows(data: str, chunk_size: int = 256) -> list[dict]:
             start, end = node.start_char_idx, node.end_char_idx
             if doc[start:end] != node.get_content():
                 raise ValueError(f"{e.id}: the splitter's node {k} is not the text at its offsets")
-            chunks.append({"id": f"{e.id}-s{k}", "text": node.get_content(), "gold": any(s < end and start < t for s, t in gold)})
+            first = next((c.title for c, (s, t) in zip(e.chunks, spans) if s <= start < t + 2), None)
+            chunks.append({"id": f"{e.id}-s{k}", "text": node.get_content(), "gold": any(s < end and start < t for s, t in gold),
+                           **_titled(chunk_title(title, first, f"doc-{e.id}.txt"))})
         out.append({"id": f"{e.id}-s{chunk_size}", "question": e.question, "answers": list(e.answers), "chunks": chunks,
                     "meta": {**dict(e.meta or {}), "splitter_chunk_size": chunk_size}})
     return out
@@ -106,10 +152,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per", type=int, default=4)
     ap.add_argument("--splitter", type=int, default=None, metavar="N",
                     help="cut with LlamaIndex's SentenceSplitter(chunk_size=N) instead of merging --per passages")
+    ap.add_argument("--title", choices=TITLES, default="none",
+                    help="none: untitled chunks; first: the title of the passage a chunk starts in; file: a neutral file name")
+    ap.add_argument("--sections", action="store_true",
+                    help="lead each passage with a generic section heading (Overview, History, ...) instead of its title")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    rows = split_rows(args.data, args.splitter) if args.splitter else merge_rows(args.data, args.per)
-    suffix = f"s{args.splitter}" if args.splitter else f"x{args.per}"
+    if args.sections and args.splitter:
+        ap.error("--sections goes with --per, not --splitter")
+    if args.splitter:
+        rows = split_rows(args.data, args.splitter, args.title)
+    else:
+        rows = merge_rows(args.data, args.per, args.title, args.sections)
+    suffix = (f"s{args.splitter}" if args.splitter else f"x{args.per}") + ("" if args.title == "none" else f"-{args.title}") + ("-sections" if args.sections else "")
     out = args.out or ROOT / "runs" / "long" / f"{Path(args.data).stem}-{suffix}.jsonl"
     print(save_variant(rows, out))
     return 0

@@ -340,3 +340,29 @@ def test_node_scores_reach_the_chunk_prior_as_distances_or_similarities():
     assert kept(best_first, "similarity") != ["Paris"]
     falling = list(reversed(cities))
     assert kept(falling) == kept(falling, "similarity") != kept(falling, "distance")
+
+
+@pytest.mark.parametrize("budget", [20, 30, 45])
+def test_markdown_nodes_of_a_file_keep_their_section_heading(budget):
+    """MarkdownNodeParser nodes (``## Install\n\nbody``) are titled by their file name; the heading reads as the section's title.
+
+    With headings left as text (``titled_headings="off"``), a bare ``## Budgets`` filled the 45-token budget.
+    """
+    from llama_index.core.node_parser import MarkdownNodeParser
+
+    md = ("# Ragtrim guide\n\nRagtrim trims retrieved context to a token budget.\n\n"
+          "## Install\n\nRun pip install ragtrim in a fresh environment. It needs Python 3.10 or newer.\n\n"
+          "## Budgets\n\nA budget caps the tokens sent to the model. Shares of the context work too.\n\n"
+          "## Service\n\nThe gateway accounts for every token per tenant and refuses spend over a budget.\n")
+    nodes = [NodeWithScore(node=n, score=1.0) for n in
+             MarkdownNodeParser().get_nodes_from_documents([Document(text=md, metadata={"file_name": "guide.md"})])]
+    before = dump(nodes)
+    post = RagtrimPostprocessor(budget=budget)
+    kept = post.postprocess_nodes(nodes, query_str="Which Python version is needed?")
+    assert dump(nodes) == before
+    assert post.last_result.tokens <= budget
+    texts = [n.node.get_content() for n in kept]
+    (install,) = [t for t in texts if "Python 3.10" in t]
+    assert install.startswith("## Install\n") or install.startswith("## Install "), install  # printed with its heading
+    headings = {line for line in md.splitlines() if line.startswith("#")}
+    assert not [t for t in texts if t.strip() in headings], texts  # no heading kept without its section

@@ -52,3 +52,20 @@ def test_splitter_chunks_are_the_document_cut_where_llamaindex_cuts(tmp_path):
         gold = [span for c, span in zip(src.chunks, spans) if c.id in set(src.gold_ids)]
         assert [c["gold"] for c in row["chunks"]] == [any(s < a + len(t) and a < e for s, e in gold) for a, t in zip(starts, texts)]
     assert any(len(r["chunks"]) > 1 for r in rows)
+
+
+def test_titles_and_generic_sections(tmp_path):
+    path = write_tiny(tmp_path / "tiny.jsonl")
+    src = TINY[0]["chunks"]
+    first = {r["id"]: r for r in merge.merge_rows(str(path), per=2, title="first")}["q-paris-x2"]["chunks"]
+    assert [c["title"] for c in first] == [src[0]["title"], src[2]["title"]]  # the title of the passage a chunk starts in
+    files = {r["id"]: r for r in merge.merge_rows(str(path), per=2, title="file")}["q-paris-x2"]["chunks"]
+    assert [c["title"] for c in files] == ["doc-q-paris-0.txt", "doc-q-paris-1.txt"]
+    sections = {r["id"]: r for r in merge.merge_rows(str(path), per=1, title="first", sections=True)}["q-paris-x1"]["chunks"]
+    for c, s in zip(sections, src):
+        head, body = c["text"].split("\n", 1)
+        assert c["title"] == s["title"] and head in merge.SECTIONS and body == s["text"]
+    split = merge.split_rows(str(path), chunk_size=32, title="file")
+    assert all(c["title"] == "doc-" + r["id"].removesuffix("-s32") + ".txt" for r in split for c in r["chunks"])  # one file
+    with pytest.raises(ValueError, match="--title must be one of none, first, file, got 'path'"):
+        merge.merge_rows(str(path), title="path")

@@ -37,7 +37,7 @@ def test_views_share_the_chunk_and_only_split_chunks_of_several_paragraphs():
     views = paragraph_views([one, Chunk(id="c", text=TEXT, title="Cities")])
     assert [v.id for v in views] == ["one", "c", "c", "c"]
     assert views[0] is one
-    assert all(v.title == "Cities" and v.original_text == TEXT for v in views[1:])
+    assert all(v.title.startswith("Cities: ") and v.original_text == TEXT for v in views[1:])
 
 
 def test_merge_puts_kept_views_back_into_their_chunk_with_the_right_reasons():
@@ -90,9 +90,11 @@ def test_headings_of_an_untitled_chunk_become_view_titles_and_leave_the_text():
     views = paragraph_views([c])
     assert [(v.title, v.text) for v in views] == [
         ("Guide", "Step one. Step two."), ("Notes", "Keep it dry."), (None, "- not a heading\n- a list"), (None, "End.")]
-    # a titled chunk keeps its title on every view, and its first lines stay text
+    # a titled chunk's views put the heading after the chunk's title; with "off" its first lines stay text
     titled = paragraph_views([Chunk(id="t", text=TEXT, title="Cities")])
-    assert [v.title for v in titled] == ["Cities"] * 3 and titled[0].text.startswith("Paris\n")
+    assert [(v.title, v.text) for v in titled][0] == ("Cities: Paris", "Paris is the capital of France.")
+    off = paragraph_views([Chunk(id="t", text=TEXT, title="Cities")], "off")
+    assert [v.title for v in off] == ["Cities"] * 3 and off[0].text.startswith("Paris\n")
 
 
 def test_two_heading_lines_in_a_row_the_nearer_one_heads_the_body():
@@ -162,9 +164,13 @@ def test_an_untitled_title_line_chunk_reads_as_a_titled_one():
     kept = view.keep([(inline.text.index("A sequel"), len(inline.text))])
     merged = ParagraphViews([inline]).merge(StageOutput([kept])).chunks[0]
     assert merged.text == "Deadpool 2 A sequel is planned."  # the title line comes with what is kept (pieces join with a space)
-    # a titled chunk, or an untitled one whose first line is a sentence, is left whole
-    assert paragraph_views([Chunk(id="t", text=inline.text, title="Deadpool 2")]) is None
+    # in a titled chunk the first line repeats the title: the view keeps that title, the line leaves the text
+    (titled,) = paragraph_views([Chunk(id="t", text=inline.text, title="Deadpool 2")])
+    assert (titled.title, titled.text) == ("Deadpool 2", view.text)
+    assert paragraph_views([Chunk(id="t", text=inline.text, title="Deadpool 2")], "off") is None
+    # a chunk whose first line is a sentence is left whole
     assert paragraph_views([Chunk(id="s", text="It opened in May.\nA sequel is planned.")]) is None
+    assert paragraph_views([Chunk(id="s", text="It opened in May.\nA sequel is planned.", title="T")]) is None
 
 
 def test_a_paragraph_an_earlier_stage_cut_in_pieces_stays_one_paragraph():
@@ -186,3 +192,40 @@ def test_a_heading_is_counted_when_an_earlier_stage_cut_the_start_of_its_paragra
     nice = split.views[1]
     assert nice.title == "Nice Riviera Coast" and nice.text == "by the sea."
     assert ctx.overhead([nice]) == tok.count("Nice Riviera Coast") + 1
+
+
+def test_headings_of_a_titled_chunk_title_its_views_alone_or_after_the_chunk_title():
+    c = Chunk(id="c", text=TEXT, title="Cities")
+    heading = ParagraphViews([c], "heading").views
+    assert [(v.title, v.text) for v in heading] == [
+        ("Paris", "Paris is the capital of France."), ("Lyon", "Lyon is a city on the Rhone."), ("Nice", "Nice is by the sea.")]
+    assert [v.title for v in ParagraphViews([c], "joined").views] == ["Cities: Paris", "Cities: Lyon", "Cities: Nice"]
+    assert [v.title for v in ParagraphViews([c], "off").views] == ["Cities"] * 3
+    same = Chunk(id="s", text="## Paris\n\nParis is big.", title="paris")
+    assert [v.title for v in ParagraphViews([same], "joined").views] == ["paris"]  # the heading only repeats the title
+    merged = ParagraphViews([c], "heading").merge(StageOutput([heading[1]])).chunks[0]
+    assert (merged.title, merged.text) == ("Cities", "Lyon\nLyon is a city on the Rhone.")  # the block keeps its own title
+
+
+def test_a_markdown_node_of_a_file_reads_under_its_heading():
+    """LlamaIndex's MarkdownNodeParser gives ``## Install\\n\\nbody`` nodes, titled by the wrapper with the file name."""
+    node = Chunk(id="n", text="## Install\n\nRun pip install ragtrim. It needs Python 3.10.", title="guide.md")
+    assert [(v.title, v.text) for v in ParagraphViews([node], "off").views] == [
+        ("guide.md", "## Install"), ("guide.md", "Run pip install ragtrim. It needs Python 3.10.")]  # the heading alone is a view
+    (view,) = ParagraphViews([node], "heading").views
+    assert (view.title, view.text) == ("Install", "Run pip install ragtrim. It needs Python 3.10.")
+    split = ParagraphViews([node], "heading")
+    kept = view.keep([(node.text.index("It needs"), len(node.text))])
+    out = Renderer().render(split.merge(StageOutput([kept])).chunks).text
+    assert out == "[1] guide.md\n## Install It needs Python 3.10."
+    tok = get_tokenizer("cl100k_base")
+    renderer = Renderer()
+    ctx = split.context(StageContext(tokenizer=tok, budget=None, render_overhead=lambda cs: renderer.overhead(cs, tok)))
+    assert 0 <= ctx.overhead([kept]) + tok.count(kept.text) - tok.count(out) <= 2
+
+
+def test_titled_headings_must_be_a_known_choice():
+    with pytest.raises(ValueError, match="titled_headings must be one of off, heading, joined, got 'yes'"):
+        Pipeline.from_config({"steps": [{"stage": "compress-sentences", "params": {"paragraphs": True, "titled_headings": "yes"}}]})
+    with pytest.raises(ValueError, match="titled must be one of"):
+        ParagraphViews([], "on")

@@ -55,7 +55,7 @@ from optimizer.stages.sentence_features import RETRIEVER_MODES, sentence_feature
 from optimizer.stages.sentence_scorer import FittedScorer, load_scorer
 from optimizer.stages.sentence_select import SentenceSelector
 from optimizer.scoring import bm25_plus_scores, chunk_texts, minmax
-from optimizer.stages.paragraphs import ParagraphViews
+from optimizer.stages.paragraphs import TITLED, ParagraphViews
 from optimizer.stages.sentence_signals import (
     NUMERIC_QUESTION,
     Sentence,
@@ -178,10 +178,16 @@ class SentenceExtract(Stage):
     paragraphs:
         Score each blank-line separated paragraph of a long chunk as a passage of its own (its
         prior, its lead, its links), then keep the chunk as one (:mod:`optimizer.stages.paragraphs`).
-        In an untitled chunk, a paragraph's heading line (``History``, ``## Early life``) is that
-        passage's title and is printed with whatever of its paragraph is kept, and so is an
-        untitled one-paragraph chunk's first line when it reads as a heading (``Title\ntext``).
+        A paragraph's heading line (``History``, ``## Early life``) titles that passage and is
+        printed with whatever of its paragraph is kept, and so is a one-paragraph chunk's first
+        line when it reads as a heading (``Title\ntext``, or a Markdown node ``## Install\n\nbody``).
         Other chunks of one paragraph are unaffected. On in ``default`` and ``quality``.
+    titled_headings:
+        In a chunk with a title of its own (LlamaIndex's wrapper takes ``title``, else
+        ``file_name``), what a paragraph's heading line does: ``"joined"`` (default) titles the
+        passage ``"<chunk title>: <heading>"``, so a generic section (``Early life``) keeps the
+        entity the chunk is about; ``"heading"`` titles it with the heading alone; ``"off"``
+        leaves headings as text, a sentence of their own. Untitled chunks always take the heading.
     documents:
         Read chunks that share a title as pieces of one document, as a retriever over split
         documents returns them (an untitled chunk stands alone): a sentence
@@ -298,6 +304,7 @@ class SentenceExtract(Stage):
         dense_linked: float | None = None,
         documents: bool = False,
         paragraphs: bool = False,
+        titled_headings: str = "joined",
     ) -> None:
         _check_settings(model=model, hops=hops, order=order, ratio=ratio, fill=fill, scorer=scorer,
                         coverage_mode=coverage_mode, retriever=retriever, neighbours=neighbours)
@@ -349,6 +356,9 @@ class SentenceExtract(Stage):
         if not isinstance(paragraphs, bool):
             raise ValueError(f"sentences: paragraphs must be true or false, got {paragraphs!r}")
         self.paragraphs = paragraphs
+        if titled_headings not in TITLED:
+            raise ValueError(f"sentences: titled_headings must be one of {', '.join(TITLED)}, got {titled_headings!r}")
+        self.titled_headings = titled_headings
         self.fitted: FittedScorer | None = load_scorer(weights) if scorer == "fitted" else None
 
     def warm_up(self) -> None:
@@ -491,7 +501,7 @@ class SentenceExtract(Stage):
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
         if not chunks:
             return StageOutput([])
-        split = ParagraphViews(chunks) if self.paragraphs else None
+        split = ParagraphViews(chunks, self.titled_headings) if self.paragraphs else None
         if split is not None and split.views is not None:
             return split.merge(self._extract(query, split.views, split.context(context)))
         return self._extract(query, chunks, context)

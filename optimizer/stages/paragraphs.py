@@ -9,11 +9,12 @@ id and original text) keeping only that paragraph, so every offset stays in the 
 coordinates. :meth:`ParagraphViews.merge` turns the kept views back into one chunk per input chunk,
 so the renderer prints each chunk once and provenance is unchanged.
 
-In a chunk without a title, a paragraph's **heading** (see :func:`heading_line`: a short first
-line such as ``Paris`` or ``## History``, or a one-line paragraph of that kind right before
-another) is the view's title: scored as a title is (and read by ``documents``: views under one
-heading are one document), never kept as a sentence of its own, and printed with whatever of its
-paragraph is kept. :meth:`ParagraphViews.context` counts those printed headings in the selector's budget.
+A paragraph's **heading** (see :func:`heading_line`: a short first line such as ``Paris`` or
+``## History``, or a one-line paragraph of that kind right before another) is the view's title
+(in a chunk with a title of its own, by default ``"<chunk title>: <heading>"``, see
+:func:`view_title`): scored as a title is (and read by ``documents``: views under one title are
+one document), never kept as a sentence of its own, and printed with whatever of its paragraph
+is kept. :meth:`ParagraphViews.context` counts those printed headings in the selector's budget.
 
 >>> from optimizer.records import Chunk
 >>> c = Chunk(id="c", text="Paris\\nParis is big.\\n\\nLyon\\nLyon is old.")
@@ -77,15 +78,38 @@ def paragraphs(chunk: Chunk) -> list[tuple[int, int]]:
     return [(s, e) for s, e in paragraph_spans(chunk.original_text) if any(ps < e and s < pe for ps, pe in kept)]
 
 
-def paragraph_parts(chunk: Chunk) -> list[Paragraph]:
-    """The chunk's paragraphs with their headings (none when the chunk has a title of its own).
+TITLED = ("off", "heading", "joined")
+"""What a heading does in a chunk with a title of its own: nothing (``off``: it stays text), or it
+titles its paragraph's view alone (``heading``) or after the chunk's title (``joined``, the default:
+the only one of the three that held on held-out data, "Issue 11, twentieth round" in BENCHMARKS.md)."""
+
+
+def view_title(chunk_title: str | None, heading: str, titled: str) -> str:
+    """The title of a view under ``heading`` in a chunk titled ``chunk_title``.
+
+    >>> view_title(None, "Paris", "joined"), view_title("guide.md", "Paris", "joined"), view_title("Paris", "paris", "joined")
+    ('Paris', 'guide.md: Paris', 'Paris')
+    >>> view_title("guide.md", "Paris", "heading")
+    'Paris'
+    """
+    if not chunk_title or titled == "heading":
+        return heading
+    return chunk_title if _words(heading) == _words(chunk_title) else f"{chunk_title}: {heading}"
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def paragraph_parts(chunk: Chunk, titled: str = "joined") -> list[Paragraph]:
+    """The chunk's paragraphs with their headings (none in a titled chunk when ``titled`` is ``"off"``).
 
     >>> t = "# Guide\\n\\nStep one. Step two.\\n\\nNotes\\nKeep it dry."
     >>> [(t[slice(*p.body)], p.heading and t[slice(*p.heading)]) for p in paragraph_parts(Chunk(id="g", text=t))]
     [('Step one. Step two.', '# Guide'), ('Keep it dry.', 'Notes')]
     """
     spans = paragraphs(chunk)
-    if chunk.title:
+    if chunk.title and titled == "off":
         return [Paragraph(s) for s in spans]
     text = chunk.original_text
     parts: list[Paragraph] = []
@@ -120,17 +144,19 @@ class ParagraphViews:
 
     ``views`` is ``None`` when no chunk was split (then nothing changes): otherwise one view per
     paragraph of every chunk that has two or more, or one under a heading, and every other chunk
-    as its own (only) view. Views of a chunk share its id; a view under a heading has the
-    heading as its title and keeps only the paragraph's body, so an untitled ``Title\ntext``
-    chunk reads as a titled one.
+    as its own (only) view. Views of a chunk share its id; a view under a heading is titled by
+    it (see :func:`view_title`; ``titled`` as in :data:`TITLED`) and keeps only the paragraph's
+    body, so an untitled ``Title\ntext`` chunk reads as a titled one.
     """
 
-    def __init__(self, chunks: Sequence[Chunk]) -> None:
+    def __init__(self, chunks: Sequence[Chunk], titled: str = "joined") -> None:
+        if titled not in TITLED:
+            raise ValueError(f"paragraph views: titled must be one of {', '.join(TITLED)}, got {titled!r}")
         self.given = {c.id: c for c in chunks}
         self.parts: dict[str, list[Paragraph]] = {}  # the split chunks' paragraphs
         views: list[Chunk] = []
         for c in chunks:
-            parts = paragraph_parts(c) if "\n" in c.original_text else []  # no line break: one paragraph, no heading
+            parts = paragraph_parts(c, titled) if "\n" in c.original_text else []  # no line break: one paragraph, no heading
             if len(parts) < 2 and not (parts and parts[0].heading):
                 views.append(c)
                 continue
@@ -139,7 +165,7 @@ class ParagraphViews:
             for p in parts:
                 view = c.keep([p.body])
                 if p.heading:
-                    view = replace(view, title=heading_line(text[slice(*p.heading)]))
+                    view = replace(view, title=view_title(c.title, heading_line(text[slice(*p.heading)]) or "", titled))
                 views.append(view)
         self.views: list[Chunk] | None = views if self.parts else None
 
@@ -193,6 +219,6 @@ class ParagraphViews:
                 if p.heading and any(p.body[0] <= s < p.body[1] for s, _ in pieces)]
 
 
-def paragraph_views(chunks: Sequence[Chunk]) -> list[Chunk] | None:
+def paragraph_views(chunks: Sequence[Chunk], titled: str = "joined") -> list[Chunk] | None:
     """:attr:`ParagraphViews.views` of ``chunks``: their views, or ``None`` when no chunk is split."""
-    return ParagraphViews(chunks).views
+    return ParagraphViews(chunks, titled).views
