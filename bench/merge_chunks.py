@@ -72,8 +72,8 @@ SECTIONS = ("Overview", "History", "Background", "Description", "Details", "Summ
 def section_heading(chunk_id: str) -> str:
     """A generic heading for a passage, fixed by its id (so a file is rebuilt byte for byte).
 
-    >>> section_heading("q1-0") in SECTIONS, section_heading("q1-0") == section_heading("q1-0")
-    (True, True)
+    >>> section_heading("nqx-0001-0"), section_heading("q1-0")
+    ('Background', 'Summary')
     """
     return SECTIONS[zlib.crc32(chunk_id.encode()) % len(SECTIONS)]
 

@@ -36,6 +36,7 @@ from optimizer.records import Chunk
 from optimizer.sentences import paragraph_spans
 from optimizer.stage import StageContext, StageOutput
 from optimizer.stages.sentence_select import CUT_REASON
+from optimizer.text import words
 
 HEADING_WORDS = 12
 """A heading line has at most this many words."""
@@ -94,11 +95,7 @@ def view_title(chunk_title: str | None, heading: str, titled: str) -> str:
     """
     if not chunk_title or titled == "heading":
         return heading
-    return chunk_title if _words(heading) == _words(chunk_title) else f"{chunk_title}: {heading}"
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"\w+", text.lower())
+    return chunk_title if words(heading) == words(chunk_title) else f"{chunk_title}: {heading}"
 
 
 def paragraph_parts(chunk: Chunk, titled: str = "joined") -> list[Paragraph]:
