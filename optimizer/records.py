@@ -5,7 +5,8 @@ with :func:`dataclasses.replace` or :meth:`Chunk.keep`.
 
 Provenance works through *pieces*: a chunk remembers the original text it came from
 (``source``) and which character ranges of it are still kept (``pieces``). ``text`` is
-always the kept pieces joined by a single space, so any stage can read ``chunk.text`` as
+always the kept pieces joined by a single space (a line break where a piece ends or starts a
+line, see :func:`piece_joiner`), so any stage can read ``chunk.text`` as
 plain text, while the renderer can map every kept character back to ``(chunk_id, start,
 end)`` in the caller's original chunk text.
 
@@ -24,6 +25,47 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 PIECE_JOINER = " "
+"""What joins two kept pieces of a chunk, unless one of them sits at a line's edge (see :func:`piece_joiner`)."""
+LINE_JOINER = "\n"
+"""What joins two kept pieces when the first ends its line or the second starts one in the original
+(with that line's indentation, see :func:`piece_joiner`)."""
+
+
+def piece_joiner(original: str, end: int, start: int) -> str:
+    r"""What joins the kept piece ending at ``end`` of ``original`` to the next one, starting at ``start``.
+
+    A line break when the first piece ends its line or the second starts one in the original
+    text, so a heading, a list item or a table row kept with text that did not follow it keeps
+    a line of its own; a space otherwise. When the second piece starts its line, the line's
+    indentation comes along (a line of code or a nested list item keeps its depth).
+
+    >>> t = "## Install\n\nRun it. It needs Python."
+    >>> piece_joiner(t, 10, 20), piece_joiner(t, 19, 20), piece_joiner("a b. c\nd", 1, 5)
+    ('\n', ' ', ' ')
+    >>> piece_joiner("def f():\n    x = 1\n    return x", 18, 23)
+    '\n    '
+    """
+    before = original.rfind("\n", end, start)
+    if before != -1 and not original[before + 1 : start].strip():
+        return LINE_JOINER + original[before + 1 : start]
+    after = original.find("\n", end, start)
+    if after != -1 and not original[end:after].strip():
+        return LINE_JOINER
+    return PIECE_JOINER
+
+
+def join_pieces(original: str, pieces: Sequence[tuple[int, int]]) -> str:
+    r"""The text of ``pieces`` (sorted, disjoint ranges) of ``original``, each gap joined by :func:`piece_joiner`.
+
+    >>> join_pieces("Intro\n- a\n- b\n- c", [(0, 5), (10, 13), (14, 17)])
+    'Intro\n- b\n- c'
+    """
+    out: list[str] = []
+    for i, (s, e) in enumerate(pieces):
+        if i:
+            out.append(piece_joiner(original, pieces[i - 1][1], s))
+        out.append(original[s:e])
+    return "".join(out)
 
 
 class FrozenDict(dict):
@@ -62,7 +104,7 @@ class Chunk:
     id:
         Unique within one call. Kept exactly as given.
     text:
-        The passage text. For a chunk a stage has cut, the kept pieces joined by a space.
+        The passage text. For a chunk a stage has cut, the kept pieces joined by a space (or a line break, see :func:`piece_joiner`).
     title:
         Optional title, rendered once above the text.
     score:
@@ -176,7 +218,7 @@ class Chunk:
                 cleaned[-1] = (cleaned[-1][0], end)
             else:
                 cleaned.append((start, end))
-        text = PIECE_JOINER.join(original[s:e] for s, e in cleaned)
+        text = join_pieces(original, cleaned)
         return replace(self, text=text, source=original, pieces=tuple(cleaned))
 
     def keep_text_range(self, start: int, end: int) -> Chunk:
@@ -187,12 +229,15 @@ class Chunk:
         """Map a range of the current ``text`` to ranges of the original text."""
         out: list[tuple[int, int]] = []
         offset = 0
-        for s, e in self.kept_pieces:
+        pieces = self.kept_pieces
+        for k, (s, e) in enumerate(pieces):
+            if k:
+                offset += len(piece_joiner(self.original_text, pieces[k - 1][1], s))
             length = e - s
             lo, hi = max(start, offset), min(end, offset + length)
             if lo < hi:
                 out.append((s + lo - offset, s + hi - offset))
-            offset += length + len(PIECE_JOINER)
+            offset += length
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Rendering kept chunks into the context string the LLM sees, with provenance of every piece.
 
 Each chunk becomes a block ``[n] Title\\ntext``; blocks are joined by ``separator``. A title
-equal to the previous block's title is not repeated. Kept pieces of one chunk are joined by
-a space (see :mod:`optimizer.records`).
+equal to the previous block's title is not repeated. Kept pieces of one chunk are joined as
+in ``chunk.text``: by a space, or a line break where a piece ends or starts a line (see
+:func:`optimizer.records.piece_joiner`).
 
 >>> from optimizer.records import Chunk
 >>> r = Renderer()
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from optimizer.records import PIECE_JOINER, Chunk, Span
+from optimizer.records import Chunk, Span, piece_joiner
 from optimizer.tokenizer import count_many
 
 
@@ -76,10 +77,12 @@ class Renderer:
             out.append(head)
             pos += len(head)
             original = chunk.original_text
-            for i, (s, e) in enumerate(chunk.kept_pieces):
+            pieces = chunk.kept_pieces
+            for i, (s, e) in enumerate(pieces):
                 if i:
-                    out.append(PIECE_JOINER)
-                    pos += len(PIECE_JOINER)
+                    joiner = piece_joiner(original, pieces[i - 1][1], s)
+                    out.append(joiner)
+                    pos += len(joiner)
                 out.append(original[s:e])
                 spans.append(Span(chunk.id, s, e, pos, pos + (e - s)))
                 pos += e - s

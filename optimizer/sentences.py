@@ -2,7 +2,9 @@
 
 Prose goes through blingfire (fast, C, handles abbreviations and CJK full stops). Text is
 first cut at blank lines, and blocks that look like tables or code are split per line, so a
-"sentence" there is a row or a line of code.
+"sentence" there is a row or a line of code. A Markdown fenced code block (```` ``` ```` or
+``~~~``) is one block, blank lines inside it included, and is always split per line, its fence
+lines joined to the first and last lines of code (so no sentence is a bare fence).
 
 >>> text = "Dr. Smith arrived. 東京は首都です。大阪は二番目です。\\n\\n| a | b |\\n| 1 | 2 |"
 >>> [text[s:e] for s, e in split_sentences(text)]
@@ -17,6 +19,9 @@ import re
 import threading
 
 _BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n")
+FENCE = re.compile(r"^[ \t]{0,3}(?:(`{3,})[^`\n]*|(~{3,})[^\n]*)$", re.M)
+"""A Markdown (CommonMark) code fence's opening line: three or more backticks or tildes, then an info string."""
+_FENCE_CLOSE = re.compile(r"[ \t]{0,3}(?:`{3,}|~{3,})[ \t]*")
 _LINE = re.compile(r"[^\n]+")
 _CJK_STOP = re.compile(r"(?<=[。！？])")
 # A very long "sentence" (no punctuation) is split further so that packing stays fine-grained.
@@ -143,15 +148,52 @@ def _prose(text: str, start: int, end: int) -> list[tuple[int, int]]:
     return out
 
 
+def fenced_blocks(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """The Markdown fenced code blocks of ``text[start:end]``: from an opening fence line's start to the
+    end of its closing line (a line of at least as many of the same mark), or to ``end`` when unclosed.
+
+    >>> t = "Run:\\n```bash\\nls\\n\\npwd\\n```\\nDone."
+    >>> [t[s:e] for s, e in fenced_blocks(t)]
+    ['```bash\\nls\\n\\npwd\\n```']
+    """
+    end = len(text) if end is None else end
+    out: list[tuple[int, int]] = []
+    pos = start
+    while (m := FENCE.search(text, pos, end)) is not None:
+        mark = m.group(1) or m.group(2)
+        close = re.compile(rf"^[ \t]{{0,3}}{re.escape(mark[0])}{{{len(mark)},}}[ \t]*$", re.M).search(text, m.end(), end)
+        stop = close.end() if close is not None else end
+        out.append((m.start(), stop))
+        pos = stop
+    return out
+
+
 def paragraph_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """``text[start:end]`` split at blank lines: ``(start, end)`` ranges of ``text`` without surrounding
-    white space, empty ones left out.
+    white space, empty ones left out. A fenced code block (:func:`fenced_blocks`) is a block of its
+    own, never split at the blank lines inside it.
 
     >>> t = "One.\\n\\n  \\n Two. Three.\\n"
     >>> [t[s:e] for s, e in paragraph_spans(t)]
     ['One.', 'Two. Three.']
+    >>> t = "Run this:\\n```py\\nx = 1\\n\\ny = 2\\n```\\nThen stop."
+    >>> [t[s:e] for s, e in paragraph_spans(t)]
+    ['Run this:', '```py\\nx = 1\\n\\ny = 2\\n```', 'Then stop.']
     """
     end = len(text) if end is None else end
+    fences = fenced_blocks(text, start, end) if "```" in text or "~~~" in text else []
+    if not fences:
+        return _blank_line_spans(text, start, end)
+    out: list[tuple[int, int]] = []
+    for fs, fe in fences:
+        out += _blank_line_spans(text, start, fs)
+        out += [(s, e) for s, e in [_strip(text, fs, fe)] if s < e]
+        start = fe
+    return out + _blank_line_spans(text, start, end)
+
+
+def _blank_line_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """``text[start:end]`` split at blank lines, each range stripped, empty ones left out."""
     bounds, pos = [], start
     for m in _BLANK_LINE.finditer(text, start, end):
         bounds.append((pos, m.start()))
@@ -172,7 +214,9 @@ def split_sentences(text: str) -> tuple[tuple[int, int], ...]:
     spans: list[tuple[int, int]] = []
     for b_start, b_end in paragraph_spans(text):
         block = text[b_start:b_end]
-        if _looks_structured(block):
+        if FENCE.match(block):
+            pieces = _code_lines(block, b_start)
+        elif _looks_structured(block):
             pieces = [(b_start + m.start(), b_start + m.end()) for m in _LINE.finditer(block)]
         else:
             pieces = _prose(text, b_start, b_end)
@@ -181,6 +225,23 @@ def split_sentences(text: str) -> tuple[tuple[int, int], ...]:
             if s < e:
                 spans.extend(_split_long(text, s, e) if e - s > MAX_SENTENCE_CHARS else [(s, e)])
     return _cover(text, spans)
+
+
+def _code_lines(block: str, offset: int) -> list[tuple[int, int]]:
+    """A fenced block's non-blank lines (offsets plus ``offset``), its opening fence joined to the first
+    line of code and its closing fence to the last, so no line is a bare fence unless the block is empty.
+
+    >>> b = "```sh\\nls\\n\\npwd\\n```"
+    >>> [b[s:e] for s, e in _code_lines(b, 0)]
+    ['```sh\\nls', 'pwd\\n```']
+    """
+    lines = [(offset + m.start(), offset + m.end()) for m in _LINE.finditer(block) if m.group().strip()]
+    closed = len(lines) > 1 and _FENCE_CLOSE.fullmatch(block[lines[-1][0] - offset : lines[-1][1] - offset]) is not None
+    if len(lines) > 2 - (not closed):  # a line of code besides the fences: join the opening fence to it
+        lines[:2] = [(lines[0][0], lines[1][1])]
+    if closed and len(lines) > 1:
+        lines[-2:] = [(lines[-2][0], lines[-1][1])]
+    return lines
 
 
 def _cover(text: str, spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from optimizer.records import Chunk
+from optimizer.records import Chunk, join_pieces
 from optimizer.stage import StageContext, StageOutput
 
 QUERY = "When was the Eiffel Tower completed and how tall is it?"
@@ -197,7 +197,7 @@ def _check_cases(budgets: Sequence[int | None]) -> Callable[[Any, list[Failure]]
                     for s, e in c.kept_pieces:
                         if not (0 <= s <= e <= len(c.original_text)):
                             failures.append(Failure("provenance", label, f"chunk {c.id!r}: piece {(s, e)} out of range"))
-                    expected = " ".join(c.original_text[s:e] for s, e in c.kept_pieces)
+                    expected = join_pieces(c.original_text, c.kept_pieces)
                     if c.text != expected:
                         failures.append(Failure("provenance", label, f"chunk {c.id!r}: text is not its kept pieces"))
                     if (c.score, c.title, dict(c.metadata)) != (src.score, src.title, dict(src.metadata)):

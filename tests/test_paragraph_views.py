@@ -163,7 +163,7 @@ def test_an_untitled_title_line_chunk_reads_as_a_titled_one():
     assert (view.id, view.title, view.text) == ("d", "Deadpool 2", "Deadpool 2 opened on May 18, 2018. A sequel is planned.")
     kept = view.keep([(inline.text.index("A sequel"), len(inline.text))])
     merged = ParagraphViews([inline]).merge(StageOutput([kept])).chunks[0]
-    assert merged.text == "Deadpool 2 A sequel is planned."  # the title line comes with what is kept (pieces join with a space)
+    assert merged.text == "Deadpool 2\nA sequel is planned."  # the title line comes with what is kept, on a line of its own
     # in a titled chunk the first line repeats the title: the view keeps that title, the line leaves the text
     (titled,) = paragraph_views([Chunk(id="t", text=inline.text, title="Deadpool 2")])
     assert (titled.title, titled.text) == ("Deadpool 2", view.text)
@@ -217,7 +217,7 @@ def test_a_markdown_node_of_a_file_reads_under_its_heading():
     split = ParagraphViews([node], "heading")
     kept = view.keep([(node.text.index("It needs"), len(node.text))])
     out = Renderer().render(split.merge(StageOutput([kept])).chunks).text
-    assert out == "[1] guide.md\n## Install It needs Python 3.10."
+    assert out == "[1] guide.md\n## Install\nIt needs Python 3.10."  # the heading keeps its own line (Markdown reads it as one)
     tok = get_tokenizer("cl100k_base")
     renderer = Renderer()
     ctx = split.context(StageContext(tokenizer=tok, budget=None, render_overhead=lambda cs: renderer.overhead(cs, tok)))

@@ -45,6 +45,24 @@ def test_map_range_and_keep_text_range_on_cut_chunk():
     assert c.keep_text_range(0, 5).text == "alpha"
 
 
+def test_pieces_at_a_line_edge_join_with_a_line_break():
+    doc = "## Install\n\nRun pip install ragtrim. It needs Python 3.10.\n- fast\n- offline\n- small\nThe end."
+    c = Chunk(id="g", text=doc)
+    at = doc.index
+    kept = c.keep([(0, 10), (at("It needs"), at("\n- fast")), (at("- offline"), at("- offline") + 9), (at("The end"), len(doc))])
+    assert kept.text == "## Install\nIt needs Python 3.10.\n- offline\nThe end."  # the heading and the list item keep their lines
+    mid = c.keep([(at("Run"), at("Run") + 3), (at("It needs"), at("It needs") + 8)])  # neither piece at a line's edge
+    assert mid.text == "Run It needs"
+    starts = Chunk(id="s", text="a b c\nd e").keep([(0, 1), (6, 7)])  # the second piece starts a line
+    assert starts.text == "a\nd"
+    # positions in the joined text still map back to the original, through either joiner
+    joiners = [kept.text.index("\nIt"), kept.text.index("\n- off"), kept.text.index("\nThe")]
+    for k, char in enumerate(kept.text):
+        mapped = kept.map_range(k, k + 1)
+        assert mapped == [] if k in joiners else [doc[s:e] for s, e in mapped] == [char], (k, char, mapped)
+    assert kept.keep_text_range(kept.text.index("- offline"), len(kept.text)).text == "- offline\nThe end."
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -181,6 +181,7 @@ class SentenceExtract(Stage):
         A paragraph's heading line (``History``, ``## Early life``) titles that passage and is
         printed with whatever of its paragraph is kept, and so is a one-paragraph chunk's first
         line when it reads as a heading (``Title\ntext``, or a Markdown node ``## Install\n\nbody``).
+        A fenced code block is a paragraph whose fence lines are printed with any kept line of it.
         Other chunks of one paragraph are unaffected. On in ``default`` and ``quality``.
     titled_headings:
         In a chunk with a title of its own (LlamaIndex's wrapper takes ``title``, else

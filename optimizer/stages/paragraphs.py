@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from optimizer.records import Chunk
-from optimizer.sentences import paragraph_spans
+from optimizer.sentences import FENCE, paragraph_spans
 from optimizer.stage import StageContext, StageOutput
 from optimizer.stages.sentence_select import CUT_REASON
 from optimizer.text import words
@@ -46,10 +46,20 @@ _LIST_ITEM = re.compile(r"^\s*(?:[-*+\u2022]\s|\d+[.)]\s)")
 
 @dataclass(frozen=True)
 class Paragraph:
-    """One blank-line block of a chunk's original text: its ``body`` range and its ``heading`` line's, if any."""
+    """One blank-line block of a chunk's original text: its ``body`` range and its ``heading`` line's, if any.
+
+    A fenced code block is one paragraph; ``fences`` are its opening and closing fence lines (the
+    opening one alone when it is never closed), printed whenever a line of its code is kept.
+    """
 
     body: tuple[int, int]
     heading: tuple[int, int] | None = None
+    fences: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def frame(self) -> tuple[tuple[int, int], ...]:
+        """The lines printed with whatever of the body is kept: the heading and the fences."""
+        return ((self.heading,) if self.heading else ()) + self.fences
 
 
 def heading_line(line: str) -> str | None:
@@ -64,7 +74,7 @@ def heading_line(line: str) -> str | None:
     (True, True)
     """
     title = line.strip().lstrip("#").strip()
-    if not title or "\n" in title or title[-1] in ".!?" or _LIST_ITEM.match(line):
+    if not title or FENCE.match(line) or "\n" in title or title[-1] in ".!?" or _LIST_ITEM.match(line):
         return None
     return title if len(title.split()) <= HEADING_WORDS else None
 
@@ -118,9 +128,22 @@ def paragraph_parts(chunk: Chunk, titled: str = "joined") -> list[Paragraph]:
                 pending = (s, e)
                 continue
             body = (s, e)
-        parts.append(Paragraph(body, head or pending))
+        parts.append(Paragraph(body, head or pending, _fence_lines(text, *body)))
         pending = None
     return parts
+
+
+def _fence_lines(text: str, s: int, e: int) -> tuple[tuple[int, int], ...]:
+    """The fence lines of ``text[s:e]`` when it is a fenced code block (a paragraph of its own, see
+    :func:`~optimizer.sentences.paragraph_spans`)."""
+    if not FENCE.match(text, s):
+        return ()
+    first = text.find("\n", s, e)
+    if first < 0:
+        return ((s, e),)
+    last = text.rfind("\n", s, e) + 1
+    closed = FENCE.match(text, last) is not None and not text[last:e].strip().strip("`~")
+    return ((s, first), (last, e)) if closed else ((s, first),)
 
 
 def _split_heading(text: str, s: int, e: int) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
@@ -154,7 +177,7 @@ class ParagraphViews:
         views: list[Chunk] = []
         for c in chunks:
             parts = paragraph_parts(c, titled) if "\n" in c.original_text else []  # no line break: one paragraph, no heading
-            if len(parts) < 2 and not (parts and parts[0].heading):
+            if len(parts) < 2 and not (parts and parts[0].frame):
                 views.append(c)
                 continue
             self.parts[c.id] = parts
@@ -170,7 +193,7 @@ class ParagraphViews:
         """``context`` with an overhead that counts what taking views adds to the merged blocks.
 
         Views of one chunk render as that chunk's single block: its marker and title once, a
-        joiner before each further view, and each view's heading line (with its line break).
+        joiner before each further view, and each view's heading and fence lines (each with its line break).
         """
         inner, cost = context.render_overhead, {}  # (chunk id, heading span) -> its tokens and line break
 
@@ -182,7 +205,7 @@ class ParagraphViews:
                     extra += 1
                 else:
                     blocks[v.id] = self.given.get(v.id, v)
-                for span in self._headings_of(v.id, v.kept_pieces[:1]):
+                for span in self._frames_of(v.id, v.kept_pieces[:1]):
                     if (v.id, span) not in cost:
                         cost[(v.id, span)] = context.count(self.given[v.id].original_text[slice(*span)]) + 1
                     extra += cost[(v.id, span)]
@@ -203,17 +226,17 @@ class ParagraphViews:
             pieces.setdefault(v.id, []).extend(v.kept_pieces)
             best = relevance.get(v.id)
             relevance[v.id] = v.relevance if best is None or (v.relevance is not None and v.relevance > best) else best
-        merged = [replace(self.given[i].keep([*p, *self._headings_of(i, p)]), relevance=relevance[i]) for i, p in pieces.items()]
+        merged = [replace(self.given[i].keep([*p, *self._frames_of(i, p)]), relevance=relevance[i]) for i, p in pieces.items()]
         reasons = {i: r for i, r in out.reasons.items() if i not in pieces}
         for m in merged:
             if m.kept_pieces != self.given[m.id].kept_pieces:
                 reasons[m.id] = CUT_REASON
         return StageOutput(merged, reasons=reasons, notes={**out.notes, "paragraph_views": True})
 
-    def _headings_of(self, chunk_id: str, pieces: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-        """The heading lines of the paragraphs ``pieces`` fall in."""
-        return [p.heading for p in self.parts.get(chunk_id, ())
-                if p.heading and any(p.body[0] <= s < p.body[1] for s, _ in pieces)]
+    def _frames_of(self, chunk_id: str, pieces: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The heading and fence lines (:attr:`Paragraph.frame`) of the paragraphs ``pieces`` fall in."""
+        return [span for p in self.parts.get(chunk_id, ())
+                if p.frame and any(p.body[0] <= s < p.body[1] for s, _ in pieces) for span in p.frame]
 
 
 def paragraph_views(chunks: Sequence[Chunk], titled: str = "joined") -> list[Chunk] | None:
