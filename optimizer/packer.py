@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from optimizer.records import Chunk, Drop
 from optimizer.render import Rendered, Renderer
-from optimizer.sentences import split_sentences
+from optimizer.sentences import fenced_blocks, split_sentences, strip_range
 from optimizer.stage import StageContext, relevance_of
 
 # A token-boundary fragment shorter than this is not worth its header, unless nothing else fits.
@@ -41,6 +41,8 @@ def priority_order(chunks: Sequence[Chunk]) -> list[int]:
 def cut_to_tokens(chunk: Chunk, max_tokens: int, context: StageContext, *, min_token_cut: int = 0) -> tuple[Chunk, str]:
     """Cut ``chunk.text`` to at most ``max_tokens``: whole sentences if one fits, else a token prefix.
 
+    A Markdown fenced code block is never cut inside: the cut falls before it or after it.
+
     Returns the cut chunk and ``"sentence"`` or ``"token"`` (``"none"`` if nothing fits). A token
     prefix is only made when ``max_tokens >= min_token_cut`` (else ``"none"``): the packer
     would throw a shorter fragment away, and finding the cut encodes the whole text.
@@ -48,7 +50,8 @@ def cut_to_tokens(chunk: Chunk, max_tokens: int, context: StageContext, *, min_t
     text = chunk.text
     if max_tokens <= 0 or not text:
         return chunk.keep([]), "none"
-    ends = [e for _, e in split_sentences(text)]
+    code = [strip_range(text, s, e) for s, e in fenced_blocks(text)] if "```" in text or "~~~" in text else []
+    ends = [e for _, e in split_sentences(text) if not any(s < e < ce for s, ce in code)]  # never inside a code block
     lo, hi, best = 0, len(ends) - 1, 0
     while lo <= hi:  # largest sentence prefix that fits (counts are monotone in practice; verified below)
         mid = (lo + hi) // 2
@@ -61,6 +64,7 @@ def cut_to_tokens(chunk: Chunk, max_tokens: int, context: StageContext, *, min_t
     if max_tokens < min_token_cut:
         return chunk.keep([]), "none"
     k = context.tokenizer.prefix_within(text, max_tokens)
+    k = next((s for s, ce in code if s < k < ce), k)  # a code block is kept whole or not at all
     if k <= 0:
         return chunk.keep([]), "none"
     return chunk.keep_text_range(0, k), "token"

@@ -43,7 +43,8 @@ def _looks_structured(block: str) -> bool:
     return structured * 2 >= len(lines)
 
 
-def _strip(text: str, start: int, end: int) -> tuple[int, int]:
+def strip_range(text: str, start: int, end: int) -> tuple[int, int]:
+    """``(start, end)`` moved inward past white space at either end."""
     while start < end and text[start].isspace():
         start += 1
     while end > start and text[end - 1].isspace():
@@ -58,11 +59,11 @@ def _split_long(text: str, start: int, end: int) -> list[tuple[int, int]]:
         cut = text.rfind(" ", start, start + MAX_SENTENCE_CHARS)
         if cut <= start:
             cut = start + MAX_SENTENCE_CHARS
-        s, e = _strip(text, start, cut)
+        s, e = strip_range(text, start, cut)
         if s < e:
             out.append((s, e))
         start = cut
-    s, e = _strip(text, start, end)
+    s, e = strip_range(text, start, end)
     if s < e:
         out.append((s, e))
     return out
@@ -135,7 +136,7 @@ def _prose(text: str, start: int, end: int) -> list[tuple[int, int]]:
     offsets = blingfire_sentences(block)
     out: list[tuple[int, int]] = []
     for s, e in offsets:
-        s, e = _strip(text, start + s, start + e)
+        s, e = strip_range(text, start + s, start + e)
         if s >= e:
             continue
         # blingfire sometimes keeps CJK sentences together when no space follows the stop
@@ -187,7 +188,7 @@ def paragraph_spans(text: str, start: int = 0, end: int | None = None) -> list[t
     out: list[tuple[int, int]] = []
     for fs, fe in fences:
         out += _blank_line_spans(text, start, fs)
-        out += [(s, e) for s, e in [_strip(text, fs, fe)] if s < e]
+        out += [(s, e) for s, e in [strip_range(text, fs, fe)] if s < e]
         start = fe
     return out + _blank_line_spans(text, start, end)
 
@@ -199,7 +200,7 @@ def _blank_line_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
         bounds.append((pos, m.start()))
         pos = m.end()
     bounds.append((pos, end))
-    return [(s, e) for s, e in (_strip(text, a, b) for a, b in bounds) if s < e]
+    return [(s, e) for s, e in (strip_range(text, a, b) for a, b in bounds) if s < e]
 
 
 @functools.lru_cache(maxsize=65536)
@@ -221,10 +222,37 @@ def split_sentences(text: str) -> tuple[tuple[int, int], ...]:
         else:
             pieces = _prose(text, b_start, b_end)
         for s, e in pieces:
-            s, e = _strip(text, s, e)
+            s, e = strip_range(text, s, e)
             if s < e:
                 spans.extend(_split_long(text, s, e) if e - s > MAX_SENTENCE_CHARS else [(s, e)])
     return _cover(text, spans)
+
+
+def split_range(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The sentences of ``text[start:end]`` as ranges of ``text``, read in the context of the whole
+    ``text``: a part of a fenced code block (say, its lines without their fences) is still split per
+    line. Without a fence in ``text``, the same as :func:`split_sentences` of the slice.
+
+    >>> t = "Run:\\n```sh\\nls -l here\\npwd now\\n```"
+    >>> [t[s:e] for s, e in split_range(t, t.index("ls"), t.rindex("\\n```"))]
+    ['ls -l here', 'pwd now']
+    """
+    fences = fenced_blocks(text) if "```" in text or "~~~" in text else []
+    if not any(fs < end and start < fe for fs, fe in fences):
+        return [(start + s, start + e) for s, e in split_sentences(text[start:end])]
+    out: list[tuple[int, int]] = []
+    pos = start
+    for fs, fe in fences:
+        lo, hi = max(fs, start), min(fe, end)
+        if lo >= hi:
+            continue
+        out += [(pos + s, pos + e) for s, e in split_sentences(text[pos:lo])]
+        if strip_range(text, lo, hi) == strip_range(text, fs, fe):
+            out += _code_lines(text[fs:fe], fs)
+        else:
+            out += [r for r in (strip_range(text, lo + m.start(), lo + m.end()) for m in _LINE.finditer(text[lo:hi])) if r[0] < r[1]]
+        pos = hi
+    return out + [(pos + s, pos + e) for s, e in split_sentences(text[pos:end])]
 
 
 def _code_lines(block: str, offset: int) -> list[tuple[int, int]]:
@@ -252,7 +280,7 @@ def _cover(text: str, spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ..
         s = max(s, pos)
         if s >= e:
             continue
-        gs, ge = _strip(text, pos, s)
+        gs, ge = strip_range(text, pos, s)
         if gs < ge:  # an uncovered gap with text: give it to the previous sentence or its own
             if out and out[-1][1] >= pos:
                 out[-1] = (out[-1][0], ge)
@@ -260,7 +288,7 @@ def _cover(text: str, spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ..
                 out.append((gs, ge))
         out.append((s, e))
         pos = e
-    gs, ge = _strip(text, pos, len(text))
+    gs, ge = strip_range(text, pos, len(text))
     if gs < ge:
         out.append((gs, ge))
     # merge accidental overlaps

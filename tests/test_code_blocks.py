@@ -7,7 +7,7 @@ import re
 import pytest
 
 from optimizer import Chunk, Pipeline
-from optimizer.sentences import fenced_blocks, paragraph_spans, split_sentences
+from optimizer.sentences import fenced_blocks, paragraph_spans, split_range, split_sentences
 from optimizer.stages.paragraphs import heading_line, paragraph_parts
 
 SHELL = "\n".join(f"ragtrim option{i} --flag{i}  # sets thing {i}" for i in range(25))
@@ -70,3 +70,37 @@ def test_pieces_of_one_chunk_keep_the_lines_they_sit_on():
     for k, char in enumerate(kept.text):  # every kept character maps back; joiners map to nothing
         mapped = kept.map_range(k, k + 1)
         assert all(doc[s:e] == char for s, e in mapped) and (mapped or char in " \n")
+
+
+def test_a_part_of_a_code_block_is_still_split_per_line():
+    text = "Run:\n```sh\nls -l here\npwd now\n```\nDone. Really."
+    code = (text.index("ls"), text.rindex("\n```"))
+    assert [text[s:e] for s, e in split_range(text, *code)] == ["ls -l here", "pwd now"]
+    assert split_range(text, 0, len(text)) == list(split_sentences(text))  # the whole text: as split_sentences
+    plain = "One line. Two.\nThree."
+    assert split_range(plain, 4, len(plain)) == [(4 + s, 4 + e) for s, e in split_sentences(plain[4:])]
+
+
+def test_fences_indented_in_a_list_item_are_kept_whole():
+    doc = ("## Installation\n\n- pip (recommended)\n  ```\n  pip install narwhals\n  ```\n"
+           "- conda-forge (may lag behind)\n  ```\n  conda install -c conda-forge narwhals\n  ```")
+    chunks = [Chunk(id="n", text=doc, title="narwhals/README.md"), OTHER]
+    for budget in (30, 45, 60):
+        result = Pipeline.preset("default", budget=budget).run("How do I install with conda?", chunks)
+        kept = [c.text for c in result.chunks if c.id == "n"]
+        assert kept and len(fence_lines(kept[0])) % 2 == 0, (budget, kept)
+        assert "conda install -c conda-forge narwhals" in result.text, (budget, result.text)
+
+
+@pytest.mark.parametrize("budget", [20, 35, 60, 90])
+def test_the_packer_never_cuts_inside_a_code_block(budget):
+    """A pipeline without the sentence stage leaves the cut to the packer: before a block or after it, never inside.
+    (The ``truncate`` baseline cuts by itself, as naive truncation does.)"""
+    doc = "Install it first.\n\n```bash\npip install ragtrim\nragtrim --version\nragtrim demo --fast\n```\n\nThen read the report it prints."
+    pipeline = Pipeline.from_config({"steps": [{"stage": "rerank-bm25"}]}, budget=budget)
+    result = pipeline.run("How do I install it?", [Chunk(id="a", text=doc, title="guide.md")])
+    assert result.trace[-1].notes["cuts"] == (budget < 60)  # the packer did the cutting
+    assert result.tokens <= budget
+    text = result.chunks[0].text if result.chunks else ""
+    assert len(fence_lines(text)) % 2 == 0, text
+    assert ("pip install ragtrim" in text) == ("```bash\npip install ragtrim\nragtrim --version\nragtrim demo --fast\n```" in text)

@@ -105,7 +105,11 @@ def test_two_heading_lines_in_a_row_the_nearer_one_heads_the_body():
 
 
 @pytest.mark.parametrize("line, title", [("Early life", "Early life"), ("### Results", "Results"), ("It rained.", None),
-                                         ("Why?", None), ("1. Step", None), ("a " * 13, None)])
+                                         ("Why?", None), ("1. Step", None), ("a " * 13, None),
+                                         ("Paris, Texas", "Paris, Texas"), ("When it rains,", None), ("<details open>", None),
+                                         ("[![CI](https://x/badge.svg)](https://x)", None), ("| a | b |", None),
+                                         ("> quoted", None), ("```python", None), ("See [the docs](https://x) for more", None),
+                                         ("## [API](https://x)", "[API](https://x)")])
 def test_heading_line(line, title):
     assert heading_line(line) == title
 

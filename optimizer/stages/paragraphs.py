@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from optimizer.records import Chunk
-from optimizer.sentences import FENCE, paragraph_spans
+from optimizer.sentences import FENCE, paragraph_spans, strip_range
 from optimizer.stage import StageContext, StageOutput
 from optimizer.stages.sentence_select import CUT_REASON
 from optimizer.text import words
@@ -42,14 +42,16 @@ HEADING_WORDS = 12
 """A heading line has at most this many words."""
 
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+\u2022]\s|\d+[.)]\s)")
+_MARKUP = ("<", "![", "[![", "|", ">")
 
 
 @dataclass(frozen=True)
 class Paragraph:
     """One blank-line block of a chunk's original text: its ``body`` range and its ``heading`` line's, if any.
 
-    A fenced code block is one paragraph; ``fences`` are its opening and closing fence lines (the
-    opening one alone when it is never closed), printed whenever a line of its code is kept.
+    A fenced code block is one paragraph: its ``body`` is the code, and ``fences`` are its opening
+    and closing fence lines (the opening one alone when it is never closed), printed whenever a
+    line of its code is kept and never sentences of their own.
     """
 
     body: tuple[int, int]
@@ -66,16 +68,20 @@ def heading_line(line: str) -> str | None:
     """The title a line reads as when it heads a paragraph, else ``None``.
 
     A heading has 1 to :data:`HEADING_WORDS` words, does not end like a sentence (``.``, ``!``,
-    ``?``) and is not a list item; Markdown's ``#`` marks are left out of the title.
+    ``?``) or a clause (``,``, ``;``), is not a list item, and is not markup (a code fence, an HTML
+    tag, an image or badge, a table row, a quote, or, unless it starts with ``#``, a line with a link);
+    Markdown's ``#`` marks are left out of the title.
 
     >>> heading_line("## Early life"), heading_line("Paris"), heading_line("It rained.")
     ('Early life', 'Paris', None)
-    >>> heading_line("- first item") is None, heading_line(" ") is None
-    (True, True)
+    >>> [heading_line(x) for x in ("- first item", " ", "<details open>", "[![CI](badge.svg)](ci)", "| a | b |")]
+    [None, None, None, None, None]
     """
     title = line.strip().lstrip("#").strip()
-    if not title or FENCE.match(line) or "\n" in title or title[-1] in ".!?" or _LIST_ITEM.match(line):
+    if not title or FENCE.match(line) or "\n" in title or title[-1] in ".!?,;" or _LIST_ITEM.match(line):
         return None
+    if title.startswith(_MARKUP) or ("](" in title or "://" in title) and not line.lstrip().startswith("#"):
+        return None  # markup, or a line of prose that links somewhere
     return title if len(title.split()) <= HEADING_WORDS else None
 
 
@@ -128,22 +134,26 @@ def paragraph_parts(chunk: Chunk, titled: str = "joined") -> list[Paragraph]:
                 pending = (s, e)
                 continue
             body = (s, e)
-        parts.append(Paragraph(body, head or pending, _fence_lines(text, *body)))
+        fences, code = _fenced(text, *body)
+        parts.append(Paragraph(code or body, head or pending, fences))
         pending = None
     return parts
 
 
-def _fence_lines(text: str, s: int, e: int) -> tuple[tuple[int, int], ...]:
-    """The fence lines of ``text[s:e]`` when it is a fenced code block (a paragraph of its own, see
-    :func:`~optimizer.sentences.paragraph_spans`)."""
-    if not FENCE.match(text, s):
-        return ()
+def _fenced(text: str, s: int, e: int) -> tuple[tuple[tuple[int, int], ...], tuple[int, int] | None]:
+    """``(fence lines, code between them)`` of ``text[s:e]`` when it is a fenced code block with code
+    (a paragraph of its own, see :func:`~optimizer.sentences.paragraph_spans`), else ``((), None)``."""
+    if not FENCE.match(text, text.rfind("\n", 0, s) + 1):  # the fence line may be indented (in a list item)
+        return (), None
     first = text.find("\n", s, e)
     if first < 0:
-        return ((s, e),)
+        return (), None
     last = text.rfind("\n", s, e) + 1
-    closed = FENCE.match(text, last) is not None and not text[last:e].strip().strip("`~")
-    return ((s, first), (last, e)) if closed else ((s, first),)
+    closed = last > first + 1 and FENCE.match(text, last) is not None and not text[last:e].strip().strip("`~")
+    last = strip_range(text, last, e)[0]
+    fences = ((s, first), (last, e)) if closed else ((s, first),)
+    code = strip_range(text, first + 1, last if closed else e)
+    return (fences, code) if code[0] < code[1] else ((), None)
 
 
 def _split_heading(text: str, s: int, e: int) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
@@ -206,8 +216,9 @@ class ParagraphViews:
                 else:
                     blocks[v.id] = self.given.get(v.id, v)
                 for span in self._frames_of(v.id, v.kept_pieces[:1]):
-                    if (v.id, span) not in cost:
-                        cost[(v.id, span)] = context.count(self.given[v.id].original_text[slice(*span)]) + 1
+                    if (v.id, span) not in cost:  # the line as printed: its indentation, its text, a line break
+                        text = self.given[v.id].original_text
+                        cost[(v.id, span)] = context.count(text[text.rfind("\n", 0, span[0]) + 1 : span[1]]) + 1
                     extra += cost[(v.id, span)]
             return (inner(list(blocks.values())) if inner is not None else 0) + extra
 
