@@ -363,6 +363,26 @@ def test_markdown_nodes_of_a_file_keep_their_section_heading(budget):
     assert post.last_result.tokens <= budget
     texts = [n.node.get_content() for n in kept]
     (install,) = [t for t in texts if "Python 3.10" in t]
-    assert install.startswith("## Install\n") or install.startswith("## Install "), install  # printed with its heading
+    assert install.startswith("## Install\n"), install  # printed with its heading, on a line of its own
     headings = {line for line in md.splitlines() if line.startswith("#")}
     assert not [t for t in texts if t.strip() in headings], texts  # no heading kept without its section
+
+
+@pytest.mark.parametrize("budget", [40, 70])
+def test_a_markdown_node_with_code_keeps_its_fences_and_lines(budget):
+    """A README section with a shell block, through MarkdownNodeParser and the postprocessor: the answering
+    command comes with both fences, each line on its own, as written."""
+    from llama_index.core.node_parser import MarkdownNodeParser
+
+    commands = "\n".join(f"ragtrim option{i} --flag{i}  # sets thing {i}" for i in range(20))
+    md = (f"# Ragtrim\n\nRagtrim trims context.\n\n## Flags\n\nEvery flag of the command line:\n\n```bash\n{commands}\n```\n\n"
+          "The defaults suit most users.\n\n## Service\n\nThe gateway accounts for every token per tenant.\n")
+    nodes = [NodeWithScore(node=n, score=1.0) for n in
+             MarkdownNodeParser().get_nodes_from_documents([Document(text=md, metadata={"file_name": "README.md"})])]
+    post = RagtrimPostprocessor(budget=budget)
+    kept = post.postprocess_nodes(nodes, query_str="What does option13 set?")
+    assert post.last_result.tokens <= budget
+    (flags,) = [n.node.get_content() for n in kept if "option13" in n.node.get_content()]
+    lines = flags.split("\n")
+    assert "ragtrim option13 --flag13  # sets thing 13" in lines, flags
+    assert lines.count("```bash") == 1 and lines.count("```") == 1 and lines.index("```bash") < lines.index("```"), flags
