@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from optimizer.records import Chunk, Drop
-from optimizer.render import Rendered, Renderer
+from optimizer.render import Rendered, Renderer, one_title
 from optimizer.sentences import fenced_blocks, split_sentences, strip_range
 from optimizer.stage import StageContext, relevance_of
 
@@ -104,13 +104,14 @@ def pack(chunks: Sequence[Chunk], budget: int | None, renderer: Renderer, contex
         return Packed(tuple(chunks), rendered, context.count(rendered.text), (), 0)
 
     sep_tokens = context.count(renderer.separator) if renderer.separator else 0
+    shared = one_title(chunks)  # one title for all: printed once, on the first block rendered
     chosen: dict[int, Chunk] = {}
     dropped: list[Drop] = []
     cuts = 0
     remaining = budget
     for i in priority_order(chunks):
         chunk = chunks[i]
-        head = context.count(renderer.header(len(chosen) + 1, chunk.title, None))
+        head = context.count(renderer.header(len(chosen) + 1, chunk.title, shared if chosen else None))
         overhead = head + (sep_tokens if chosen else 0)
         body = context.count(chunk.text)
         if overhead + body <= remaining:

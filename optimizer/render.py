@@ -30,6 +30,18 @@ class Rendered:
     spans: tuple[Span, ...]
 
 
+def one_title(chunks: Sequence[Chunk]) -> str | None:
+    """The title every one of ``chunks`` has, if they all have the same one, else ``None``.
+
+    >>> one_title([Chunk(id="a", text="x", title="guide.md"), Chunk(id="b", text="y", title="guide.md")])
+    'guide.md'
+    >>> one_title([Chunk(id="a", text="x", title="a.md"), Chunk(id="b", text="y", title="b.md")]) is None
+    True
+    """
+    titles = {c.title for c in chunks}
+    return titles.pop() if len(titles) == 1 else None
+
+
 @dataclass(frozen=True)
 class Renderer:
     """How chunks are laid out.
@@ -91,8 +103,9 @@ class Renderer:
     def overhead(self, chunks: Sequence[Chunk], tokenizer: Any, counts: dict[str, int] | None = None) -> int:
         """Tokens this layout adds around ``chunks`` (markers, titles, separators), counted by ``tokenizer``.
 
-        Titles are counted as if none repeated (an upper bound: a repeated title is printed once).
-        ``counts`` (text -> tokens) memoizes header counts across calls, e.g. for one run.
+        Titles are counted as if none repeated (an upper bound: a repeated title is printed once),
+        except when every chunk has the same title: then it prints once whatever the order, and is
+        counted once. ``counts`` (text -> tokens) memoizes header counts across calls, e.g. for one run.
 
         >>> from optimizer.tokenizer import get_tokenizer
         >>> Renderer().overhead([Chunk(id="a", text="x", title="Paris")], get_tokenizer("cl100k_base"))
@@ -100,7 +113,8 @@ class Renderer:
         """
         if not chunks:
             return 0
-        texts = [self.header(i + 1, c.title, None) for i, c in enumerate(chunks)] + [self.separator]
+        shared = one_title(chunks)
+        texts = [self.header(i + 1, c.title, shared if i else None) for i, c in enumerate(chunks)] + [self.separator]
         *heads, separator = count_many(tokenizer, texts, counts)
         return sum(heads) + (len(chunks) - 1) * separator
 

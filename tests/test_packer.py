@@ -40,3 +40,21 @@ def test_pack_drops_a_leftover_that_only_a_short_token_fragment_would_fit(monkey
     assert packed.dropped[0].chunk_id == "rest" and packed.dropped[0].reason.startswith("budget: no room")
     assert calls == []
     assert packed.tokens <= budget
+
+
+def test_a_title_all_chunks_share_is_counted_once():
+    """Nodes of one file share its name as title; it prints once, so the budget counts it once."""
+    ctx = StageContext.default()
+    title = "docs/reference/configuration-and-budgets.md"
+    chunks = [Chunk(id=str(i), text=f"Setting {i} caps the tokens of tenant {i}.", title=title, score=1.0 - i / 10) for i in range(4)]
+    renderer = Renderer()
+    whole = renderer.render(chunks)
+    budget = ctx.count(whole.text) + 10  # some slack: parts counted alone sum above the whole (BPE)
+    assert whole.text.count(title) == 1
+    packed = pack(chunks, budget, renderer, ctx)
+    assert [c.text for c in packed.chunks] == [c.text for c in chunks] and not packed.dropped  # all fit, none cut
+    assert packed.tokens == budget - 10
+    one, each = renderer.overhead(chunks, ctx.tokenizer), renderer.overhead(chunks[:1], ctx.tokenizer)
+    assert one == each + 3 * (ctx.count("[2] ") + ctx.count(renderer.separator))  # the title once, a marker per block
+    mixed = [chunks[0], Chunk(id="x", text="Other.", title="other.md")]
+    assert renderer.overhead(mixed, ctx.tokenizer) == sum(renderer.overhead([c], ctx.tokenizer) for c in mixed) + ctx.count(renderer.separator)
