@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from optimizer.records import Chunk, Drop
 from optimizer.render import Rendered, Renderer, one_title
-from optimizer.sentences import fenced_blocks, split_sentences, strip_range
+from optimizer.sentences import code_blocks, split_sentences, strip_range
 from optimizer.stage import StageContext, relevance_of
 
 # A token-boundary fragment shorter than this is not worth its header, unless nothing else fits.
@@ -50,7 +50,7 @@ def cut_to_tokens(chunk: Chunk, max_tokens: int, context: StageContext, *, min_t
     text = chunk.text
     if max_tokens <= 0 or not text:
         return chunk.keep([]), "none"
-    code = [strip_range(text, s, e) for s, e in fenced_blocks(text)] if "```" in text or "~~~" in text else []
+    code = [strip_range(text, s, e) for s, e in code_blocks(text)]
     ends = [e for _, e in split_sentences(text) if not any(s < e < ce for s, ce in code)]  # never inside a code block
     lo, hi, best = 0, len(ends) - 1, 0
     while lo <= hi:  # largest sentence prefix that fits (counts are monotone in practice; verified below)

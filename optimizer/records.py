@@ -31,6 +31,17 @@ LINE_JOINER = "\n"
 (with that line's indentation, see :func:`piece_joiner`)."""
 
 
+def indent_start(text: str, pos: int) -> int:
+    r"""Where the line holding ``pos`` starts when only white space precedes ``pos`` on it, else ``pos``.
+
+    >>> t = "def f():\n    return 1"
+    >>> indent_start(t, t.index("return")), indent_start(t, t.index("1"))
+    (9, 20)
+    """
+    line = text.rfind("\n", 0, pos) + 1
+    return line if not text[line:pos].strip() else pos
+
+
 def piece_joiner(original: str, end: int, start: int) -> str:
     r"""What joins the kept piece ending at ``end`` of ``original`` to the next one, starting at ``start``.
 
@@ -45,9 +56,9 @@ def piece_joiner(original: str, end: int, start: int) -> str:
     >>> piece_joiner("def f():\n    x = 1\n    return x", 18, 23)
     '\n    '
     """
-    before = original.rfind("\n", end, start)
-    if before != -1 and not original[before + 1 : start].strip():
-        return LINE_JOINER + original[before + 1 : start]
+    line = indent_start(original, start)
+    if end < line and original[line - 1] == "\n":  # the second piece starts a line after the first
+        return LINE_JOINER + original[line:start]
     after = original.find("\n", end, start)
     if after != -1 and not original[end:after].strip():
         return LINE_JOINER

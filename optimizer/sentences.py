@@ -22,6 +22,15 @@ _BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n")
 FENCE = re.compile(r"^[ \t]{0,3}(?:(`{3,})[^`\n]*|(~{3,})[^\n]*)$", re.M)
 """A Markdown (CommonMark) code fence's opening line: three or more backticks or tildes, then an info string."""
 _FENCE_CLOSE = re.compile(r"[ \t]{0,3}(?:`{3,}|~{3,})[ \t]*")
+
+
+def is_fence_close(line: str) -> bool:
+    """True when ``line`` can close a fenced code block: only backticks or tildes (three or more).
+
+    >>> is_fence_close("  ```"), is_fence_close("```py")
+    (True, False)
+    """
+    return _FENCE_CLOSE.fullmatch(line) is not None
 _LINE = re.compile(r"[^\n]+")
 _CJK_STOP = re.compile(r"(?<=[。！？])")
 # A very long "sentence" (no punctuation) is split further so that packing stays fine-grained.
@@ -169,6 +178,13 @@ def fenced_blocks(text: str, start: int = 0, end: int | None = None) -> list[tup
     return out
 
 
+@functools.lru_cache(maxsize=4096)
+def code_blocks(text: str) -> tuple[tuple[int, int], ...]:
+    """:func:`fenced_blocks` of the whole ``text``, found once per text (the splitter, the sentence
+    stage and the packer all ask); a text without three backticks or tildes in a row has none."""
+    return tuple(fenced_blocks(text)) if "```" in text or "~~~" in text else ()
+
+
 def paragraph_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """``text[start:end]`` split at blank lines: ``(start, end)`` ranges of ``text`` without surrounding
     white space, empty ones left out. A fenced code block (:func:`fenced_blocks`) is a block of its
@@ -182,7 +198,7 @@ def paragraph_spans(text: str, start: int = 0, end: int | None = None) -> list[t
     ['Run this:', '```py\\nx = 1\\n\\ny = 2\\n```', 'Then stop.']
     """
     end = len(text) if end is None else end
-    fences = fenced_blocks(text, start, end) if "```" in text or "~~~" in text else []
+    fences = code_blocks(text) if (start, end) == (0, len(text)) else tuple(fenced_blocks(text, start, end))
     if not fences:
         return _blank_line_spans(text, start, end)
     out: list[tuple[int, int]] = []
@@ -237,7 +253,7 @@ def split_range(text: str, start: int, end: int) -> list[tuple[int, int]]:
     >>> [t[s:e] for s, e in split_range(t, t.index("ls"), t.rindex("\\n```"))]
     ['ls -l here', 'pwd now']
     """
-    fences = fenced_blocks(text) if "```" in text or "~~~" in text else []
+    fences = code_blocks(text)
     if not any(fs < end and start < fe for fs, fe in fences):
         return [(start + s, start + e) for s, e in split_sentences(text[start:end])]
     out: list[tuple[int, int]] = []
@@ -264,7 +280,7 @@ def _code_lines(block: str, offset: int) -> list[tuple[int, int]]:
     ['```sh\\nls', 'pwd\\n```']
     """
     lines = [(offset + m.start(), offset + m.end()) for m in _LINE.finditer(block) if m.group().strip()]
-    closed = len(lines) > 1 and _FENCE_CLOSE.fullmatch(block[lines[-1][0] - offset : lines[-1][1] - offset]) is not None
+    closed = len(lines) > 1 and is_fence_close(block[lines[-1][0] - offset : lines[-1][1] - offset])
     if len(lines) > 2 - (not closed):  # a line of code besides the fences: join the opening fence to it
         lines[:2] = [(lines[0][0], lines[1][1])]
     if closed and len(lines) > 1:

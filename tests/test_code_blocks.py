@@ -38,7 +38,7 @@ def test_a_code_paragraph_gets_its_fence_lines_as_frame():
     c = Chunk(id="c", text=OPTIONS, title="guide.md")
     code = [p for p in paragraph_parts(c) if p.fences][0]
     assert [OPTIONS[slice(*f)] for f in code.fences] == ["```python", "```"]
-    assert OPTIONS[slice(*code.heading)] == "Every option:" if code.heading else True
+    assert OPTIONS[slice(*code.heading)] == "Every option:"  # the line before the block heads it (printed with it)
     unclosed = Chunk(id="u", text="Intro.\n\n```py\nx = 1\ny = 2")  # a splitter cut the block
     (p,) = [p for p in paragraph_parts(unclosed) if p.fences]
     assert [unclosed.text[slice(*f)] for f in p.fences] == ["```py"]

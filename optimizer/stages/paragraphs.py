@@ -31,9 +31,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 
-from optimizer.records import Chunk
-from optimizer.sentences import FENCE, paragraph_spans, strip_range
+from optimizer.records import Chunk, indent_start
+from optimizer.sentences import FENCE, is_fence_close, paragraph_spans, strip_range
 from optimizer.stage import StageContext, StageOutput
 from optimizer.stages.sentence_select import CUT_REASON
 from optimizer.text import words
@@ -58,7 +59,7 @@ class Paragraph:
     heading: tuple[int, int] | None = None
     fences: tuple[tuple[int, int], ...] = ()
 
-    @property
+    @cached_property
     def frame(self) -> tuple[tuple[int, int], ...]:
         """The lines printed with whatever of the body is kept: the heading and the fences."""
         return ((self.heading,) if self.heading else ()) + self.fences
@@ -143,13 +144,13 @@ def paragraph_parts(chunk: Chunk, titled: str = "joined") -> list[Paragraph]:
 def _fenced(text: str, s: int, e: int) -> tuple[tuple[tuple[int, int], ...], tuple[int, int] | None]:
     """``(fence lines, code between them)`` of ``text[s:e]`` when it is a fenced code block with code
     (a paragraph of its own, see :func:`~optimizer.sentences.paragraph_spans`), else ``((), None)``."""
-    if not FENCE.match(text, text.rfind("\n", 0, s) + 1):  # the fence line may be indented (in a list item)
+    if not FENCE.match(text, indent_start(text, s)):  # the fence line may be indented (in a list item)
         return (), None
     first = text.find("\n", s, e)
     if first < 0:
         return (), None
     last = text.rfind("\n", s, e) + 1
-    closed = last > first + 1 and FENCE.match(text, last) is not None and not text[last:e].strip().strip("`~")
+    closed = last > first + 1 and is_fence_close(text[last:e])
     last = strip_range(text, last, e)[0]
     fences = ((s, first), (last, e)) if closed else ((s, first),)
     code = strip_range(text, first + 1, last if closed else e)
@@ -218,7 +219,7 @@ class ParagraphViews:
                 for span in self._frames_of(v.id, v.kept_pieces[:1]):
                     if (v.id, span) not in cost:  # the line as printed: its indentation, its text, a line break
                         text = self.given[v.id].original_text
-                        cost[(v.id, span)] = context.count(text[text.rfind("\n", 0, span[0]) + 1 : span[1]]) + 1
+                        cost[(v.id, span)] = context.count(text[indent_start(text, span[0]) : span[1]]) + 1
                     extra += cost[(v.id, span)]
             return (inner(list(blocks.values())) if inner is not None else 0) + extra
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optimizer.records import Chunk
+from optimizer.records import Chunk, indent_start
 from optimizer.sentences import split_range
 from optimizer.stage import StageContext
 from optimizer.scoring import minmax, titled_text
@@ -57,16 +57,10 @@ def split_chunks(chunks: Sequence[Chunk], context: StageContext) -> list[Sentenc
         for ps, pe in c.kept_pieces:  # split each kept piece; offsets stay in original coordinates
             for s, e in split_range(original, ps, pe):  # a piece of a code block is still split per line
                 text = original[s:e]
-                out.append(Sentence(ci, s, e, text, position, context.count(original[_indent_start(original, s) : e])))
+                tokens = context.count(original[indent_start(original, s) : e])  # printed with its indentation (piece_joiner)
+                out.append(Sentence(ci, s, e, text, position, tokens))
                 position += 1
     return out
-
-
-def _indent_start(text: str, start: int) -> int:
-    """Where the indentation before ``start`` begins when ``start`` opens an indented line, else ``start``:
-    such a sentence prints with its indentation (see :func:`optimizer.records.piece_joiner`), so it is counted."""
-    line = text.rfind("\n", 0, start) + 1
-    return line if line < start and not text[line:start].strip() else start
 
 
 def terms(text: str, stem: int = 0) -> list[str]:
