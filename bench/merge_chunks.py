@@ -4,6 +4,7 @@
     python bench/merge_chunks.py nq-multidoc --per 5
     python bench/merge_chunks.py nq-multidoc --splitter 256   # runs/long/nq-multidoc-s256.jsonl
     python bench/merge_chunks.py hotpotqa --title file         # runs/long/hotpotqa-x4-file.jsonl
+    python bench/merge_chunks.py nq-multidoc --files 4 --splitter 128 --title file   # nodes of 5 files
     python bench/merge_chunks.py hotpotqa --per 1 --title first --sections   # titled, under "History" etc.
 
 Retrievers built with a document splitter hand over chunks of 256-1,024 tokens (LlamaIndex's
@@ -119,28 +120,37 @@ def _titled(title: str | None) -> dict:
     return {"title": title} if title else {}
 
 
-def split_rows(data: str, chunk_size: int = 256, title: str = "none") -> list[dict]:
+def split_rows(data: str, chunk_size: int = 256, title: str = "none", files: int | None = None) -> list[dict]:
     """Each question's passages as one document, cut by LlamaIndex's ``SentenceSplitter`` (no overlap).
 
-    With ``title="file"`` every chunk of a question gets the question's one file name.
+    With ``title="file"`` every chunk of a question gets the question's one file name. With
+    ``files=K`` the passages are written as several documents of ``K`` passages each, every one
+    cut alone, so a question's nodes come from several files (``doc-Q-0.txt``, ``doc-Q-1.txt``, ...).
     """
     chunk_title(title, None, "")
+    if files is not None and files < 1:
+        raise ValueError(f"--files must be at least 1, got {files}")
     from llama_index.core import Document
     from llama_index.core.node_parser import SentenceSplitter
 
     splitter = SentenceSplitter(chunk_size=chunk_size, chunk_overlap=0)
     out = []
     for e in load_dataset(data).examples:
-        doc, spans = passage_document(e.chunks)
-        gold = [span for c, span in zip(e.chunks, spans) if c.id in set(e.gold_ids)]
+        per_file = files or len(e.chunks) or 1
         chunks = []
-        for k, node in enumerate(splitter.get_nodes_from_documents([Document(text=doc)])):
-            start, end = node.start_char_idx, node.end_char_idx
-            if doc[start:end] != node.get_content():
-                raise ValueError(f"{e.id}: the splitter's node {k} is not the text at its offsets")
-            first = next((c.title for c, (s, t) in zip(e.chunks, spans) if s <= start < t + 2), None)
-            chunks.append({"id": f"{e.id}-s{k}", "text": node.get_content(), "gold": any(s < end and start < t for s, t in gold),
-                           **_titled(chunk_title(title, first, f"doc-{e.id}.txt"))})
+        for f, k0 in enumerate(range(0, len(e.chunks), per_file)):
+            passages = e.chunks[k0 : k0 + per_file]
+            doc, spans = passage_document(passages)
+            gold = [span for c, span in zip(passages, spans) if c.id in set(e.gold_ids)]
+            file_name = f"doc-{e.id}-{f}.txt" if files else f"doc-{e.id}.txt"
+            for node in splitter.get_nodes_from_documents([Document(text=doc)]):
+                start, end = node.start_char_idx, node.end_char_idx
+                if doc[start:end] != node.get_content():
+                    raise ValueError(f"{e.id}: the splitter's node {len(chunks)} is not the text at its offsets")
+                first = next((c.title for c, (s, t) in zip(passages, spans) if s <= start < t + 2), None)
+                chunks.append({"id": f"{e.id}-s{len(chunks)}", "text": node.get_content(),
+                               "gold": any(s < end and start < t for s, t in gold),
+                               **_titled(chunk_title(title, first, file_name))})
         out.append({"id": f"{e.id}-s{chunk_size}", "question": e.question, "answers": list(e.answers), "chunks": chunks,
                     "meta": {**dict(e.meta or {}), "splitter_chunk_size": chunk_size}})
     return out
@@ -152,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per", type=int, default=4)
     ap.add_argument("--splitter", type=int, default=None, metavar="N",
                     help="cut with LlamaIndex's SentenceSplitter(chunk_size=N) instead of merging --per passages")
+    ap.add_argument("--files", type=int, default=None, metavar="K",
+                    help="with --splitter: write the passages as files of K passages, each cut alone (nodes of several files)")
     ap.add_argument("--title", choices=TITLES, default="none",
                     help="none: untitled chunks; first: the title of the passage a chunk starts in; file: a neutral file name")
     ap.add_argument("--sections", action="store_true",
@@ -160,11 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.sections and args.splitter:
         ap.error("--sections goes with --per, not --splitter")
+    if args.files and not args.splitter:
+        ap.error("--files goes with --splitter")
     if args.splitter:
-        rows = split_rows(args.data, args.splitter, args.title)
+        rows = split_rows(args.data, args.splitter, args.title, args.files)
     else:
         rows = merge_rows(args.data, args.per, args.title, args.sections)
-    suffix = (f"s{args.splitter}" if args.splitter else f"x{args.per}") + ("" if args.title == "none" else f"-{args.title}") + ("-sections" if args.sections else "")
+    suffix = (f"f{args.files}-" if args.files else "") + (f"s{args.splitter}" if args.splitter else f"x{args.per}") + ("" if args.title == "none" else f"-{args.title}") + ("-sections" if args.sections else "")
     out = args.out or ROOT / "runs" / "long" / f"{Path(args.data).stem}-{suffix}.jsonl"
     print(save_variant(rows, out))
     return 0

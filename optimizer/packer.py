@@ -10,11 +10,12 @@ never exceeded, titles, markers and separators included.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from optimizer.records import Chunk, Drop
-from optimizer.render import Rendered, Renderer, one_title
+from optimizer.render import Rendered, Renderer
 from optimizer.sentences import code_blocks, split_sentences, strip_range
 from optimizer.stage import StageContext, relevance_of
 
@@ -96,6 +97,28 @@ def _removed_ranges(before: Chunk, after: Chunk) -> list[tuple[int, int]]:
     return stripped
 
 
+def _header_cost(chunks: Sequence[Chunk], in_order: list[int], i: int, renderer: Renderer, context: StageContext) -> int:
+    """Tokens chunk ``i``'s header adds when rendered among the chosen ``in_order`` (indices, list order).
+
+    Its title is counted only if the block before it has another title, and the block after it
+    stops printing its own title when the two share one (a title prints once per run of blocks).
+    """
+    at = bisect.bisect(in_order, i)
+    before = chunks[in_order[at - 1]].title if at else None
+    cost = context.count(renderer.header(len(in_order) + 1, chunks[i].title, before))
+    if at < len(in_order):
+        after = chunks[in_order[at]].title
+        cost += _title_cost(after, chunks[i].title, renderer, context) - _title_cost(after, before, renderer, context)
+    return cost
+
+
+def _title_cost(title: str | None, previous: str | None, renderer: Renderer, context: StageContext) -> int:
+    """Tokens a block's ``title`` adds to its header after a block titled ``previous``."""
+    if title == previous or not (renderer.titles and title):
+        return 0
+    return context.count(renderer.header(1, title, None)) - context.count(renderer.header(1, title, title))
+
+
 def pack(chunks: Sequence[Chunk], budget: int | None, renderer: Renderer, context: StageContext) -> Packed:
     """Fit ``chunks`` into ``budget`` tokens of rendered context (``None``: keep all)."""
     chunks = [c for c in chunks if c.text]
@@ -104,18 +127,18 @@ def pack(chunks: Sequence[Chunk], budget: int | None, renderer: Renderer, contex
         return Packed(tuple(chunks), rendered, context.count(rendered.text), (), 0)
 
     sep_tokens = context.count(renderer.separator) if renderer.separator else 0
-    shared = one_title(chunks)  # one title for all: printed once, on the first block rendered
     chosen: dict[int, Chunk] = {}
+    in_order: list[int] = []  # chosen indices in list (= rendered) order
     dropped: list[Drop] = []
     cuts = 0
     remaining = budget
     for i in priority_order(chunks):
         chunk = chunks[i]
-        head = context.count(renderer.header(len(chosen) + 1, chunk.title, shared if chosen else None))
-        overhead = head + (sep_tokens if chosen else 0)
+        overhead = _header_cost(chunks, in_order, i, renderer, context) + (sep_tokens if chosen else 0)
         body = context.count(chunk.text)
         if overhead + body <= remaining:
             chosen[i] = chunk
+            bisect.insort(in_order, i)
             remaining -= overhead + body
             continue
         room = remaining - overhead
@@ -125,6 +148,7 @@ def pack(chunks: Sequence[Chunk], budget: int | None, renderer: Renderer, contex
             dropped.append(Drop(chunk.id, f"budget: no room ({max(room, 0)} tokens left after header)"))
             continue
         chosen[i] = cut
+        bisect.insort(in_order, i)
         cuts += 1
         remaining -= overhead + context.count(cut.text)
         for s, e in _removed_ranges(chunk, cut):

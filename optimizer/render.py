@@ -30,16 +30,20 @@ class Rendered:
     spans: tuple[Span, ...]
 
 
-def one_title(chunks: Sequence[Chunk]) -> str | None:
-    """The title every one of ``chunks`` has, if they all have the same one, else ``None``.
+def group_by_title(chunks: Sequence[Chunk]) -> list[Chunk]:
+    """``chunks`` with those that share a title moved up to the first of them, otherwise in order.
 
-    >>> one_title([Chunk(id="a", text="x", title="guide.md"), Chunk(id="b", text="y", title="guide.md")])
-    'guide.md'
-    >>> one_title([Chunk(id="a", text="x", title="a.md"), Chunk(id="b", text="y", title="b.md")]) is None
-    True
+    The renderer prints a title once per run of blocks with that title, so in this layout each
+    title prints once.
+
+    >>> cs = [Chunk(id=i, text="x", title=t) for i, t in (("a", "A"), ("b", "B"), ("c", "A"))]
+    >>> [c.id for c in group_by_title(cs)]
+    ['a', 'c', 'b']
     """
-    titles = {c.title for c in chunks}
-    return titles.pop() if len(titles) == 1 else None
+    groups: dict[str | None, list[Chunk]] = {}
+    for c in chunks:
+        groups.setdefault(c.title, []).append(c)
+    return [c for group in groups.values() for c in group]
 
 
 @dataclass(frozen=True)
@@ -100,21 +104,29 @@ class Renderer:
                 pos += e - s
         return Rendered("".join(out), tuple(spans))
 
-    def overhead(self, chunks: Sequence[Chunk], tokenizer: Any, counts: dict[str, int] | None = None) -> int:
-        """Tokens this layout adds around ``chunks`` (markers, titles, separators), counted by ``tokenizer``.
+    def overhead(self, chunks: Sequence[Chunk], tokenizer: Any, counts: dict[str, int] | None = None, *,
+                 grouped: bool = False) -> int:
+        """Tokens this layout adds around ``chunks`` rendered in this order (markers, titles, separators).
 
-        Titles are counted as if none repeated (an upper bound: a repeated title is printed once),
-        except when every chunk has the same title: then it prints once whatever the order, and is
-        counted once. ``counts`` (text -> tokens) memoizes header counts across calls, e.g. for one run.
+        A title is counted where :meth:`render` prints it: not when the previous block has the
+        same title. So pass the chunks in the order they will be rendered, or ``grouped=True`` when
+        they will be rendered in :func:`group_by_title` order (each title once, whatever the order of
+        ``chunks``). Counted by ``tokenizer``; ``counts`` (text -> tokens) memoizes header counts
+        across calls, e.g. for one run.
 
         >>> from optimizer.tokenizer import get_tokenizer
-        >>> Renderer().overhead([Chunk(id="a", text="x", title="Paris")], get_tokenizer("cl100k_base"))
+        >>> tok = get_tokenizer("cl100k_base")
+        >>> a, b, c = (Chunk(id=i, text="x", title=t) for i, t in (("a", "Paris"), ("b", "Paris"), ("c", "Lyon")))
+        >>> Renderer().overhead([a], tok)
         5
+        >>> Renderer().overhead([a, b, c], tok), Renderer().overhead([a, c, b], tok), Renderer().overhead([a, c, b], tok, grouped=True)
+        (16, 17, 16)
         """
         if not chunks:
             return 0
-        shared = one_title(chunks)
-        texts = [self.header(i + 1, c.title, shared if i else None) for i, c in enumerate(chunks)] + [self.separator]
+        if grouped:
+            chunks = group_by_title(chunks)
+        texts = [self.header(i + 1, c.title, chunks[i - 1].title if i else None) for i, c in enumerate(chunks)] + [self.separator]
         *heads, separator = count_many(tokenizer, texts, counts)
         return sum(heads) + (len(chunks) - 1) * separator
 

@@ -137,9 +137,15 @@ class StageContext:
         """Token count of ``text``, memoized for the run."""
         return self.cache.count(self.tokenizer, text)
 
-    def overhead(self, chunks: Sequence[Chunk]) -> int:
-        """Tokens the renderer adds around ``chunks`` (0 when no renderer is attached)."""
-        return self.render_overhead(chunks) if self.render_overhead is not None else 0
+    def overhead(self, chunks: Sequence[Chunk], *, grouped: bool = False) -> int:
+        """Tokens the renderer adds around ``chunks`` in this order (0 when no renderer is attached).
+
+        ``grouped``: the chunks will be rendered with those that share a title together
+        (:func:`optimizer.render.group_by_title`), so each title is counted once.
+        """
+        if self.render_overhead is None:
+            return 0
+        return self.render_overhead(chunks, grouped=True) if grouped else self.render_overhead(chunks)
 
 
 @dataclass(frozen=True)

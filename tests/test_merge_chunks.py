@@ -69,3 +69,23 @@ def test_titles_and_generic_sections(tmp_path):
     assert all(c["title"] == "doc-" + r["id"].removesuffix("-s32") + ".txt" for r in split for c in r["chunks"])  # one file
     with pytest.raises(ValueError, match="--title must be one of none, first, file, got 'path'"):
         merge.merge_rows(str(path), title="path")
+
+
+def test_files_cut_each_group_of_passages_alone_and_title_its_nodes_by_file(tmp_path):
+    path = write_tiny(tmp_path / "tiny.jsonl")
+    rows = {r["id"]: r for r in merge.split_rows(str(path), chunk_size=32, title="file", files=2)}
+    src = {e.id: e for e in load_dataset(str(path)).examples}
+    paris = rows["q-paris-s32"]["chunks"]
+    assert sorted({c["title"] for c in paris}) == ["doc-q-paris-0.txt", "doc-q-paris-1.txt"]
+    for f, k0 in enumerate(range(0, len(src["q-paris"].chunks), 2)):  # each file's nodes are its passages' text, in order
+        doc, _ = merge.passage_document(src["q-paris"].chunks[k0 : k0 + 2])
+        texts = [c["text"] for c in paris if c["title"] == f"doc-q-paris-{f}.txt"]
+        at = 0
+        for t in texts:
+            found = doc.index(t, at)
+            assert not doc[at:found].strip()
+            at = found + len(t)
+        assert not doc[at:].strip()
+    assert len({c["id"] for c in paris}) == len(paris)
+    with pytest.raises(ValueError, match="--files must be at least 1, got 0"):
+        merge.split_rows(str(path), chunk_size=32, files=0)

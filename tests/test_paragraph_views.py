@@ -124,7 +124,7 @@ def test_view_overhead_counts_what_the_merged_block_prints():
     views = paragraph_views([c])
     tok = get_tokenizer("cl100k_base")
     renderer = Renderer()
-    base = StageContext(tokenizer=tok, budget=None, render_overhead=lambda cs: renderer.overhead(cs, tok))
+    base = StageContext(tokenizer=tok, budget=None, render_overhead=lambda cs, grouped=False: renderer.overhead(cs, tok, grouped=grouped))
     split = ParagraphViews([c])
     ctx = split.context(base)
     for taken in ([views[0]], [views[0], views[2]], views):
@@ -192,7 +192,7 @@ def test_a_heading_is_counted_when_an_earlier_stage_cut_the_start_of_its_paragra
     cut = c.keep([(0, 17), (c.text.index("by the"), len(c.text))])  # "Nice is " of the second body removed
     split = ParagraphViews([cut])
     tok = get_tokenizer("cl100k_base")
-    ctx = split.context(StageContext(tokenizer=tok, budget=None, render_overhead=lambda cs: 0))
+    ctx = split.context(StageContext(tokenizer=tok, budget=None, render_overhead=lambda cs, grouped=False: 0))
     nice = split.views[1]
     assert nice.title == "Nice Riviera Coast" and nice.text == "by the sea."
     assert ctx.overhead([nice]) == tok.count("Nice Riviera Coast") + 1
@@ -224,7 +224,7 @@ def test_a_markdown_node_of_a_file_reads_under_its_heading():
     assert out == "[1] guide.md\n## Install\nIt needs Python 3.10."  # the heading keeps its own line (Markdown reads it as one)
     tok = get_tokenizer("cl100k_base")
     renderer = Renderer()
-    ctx = split.context(StageContext(tokenizer=tok, budget=None, render_overhead=lambda cs: renderer.overhead(cs, tok)))
+    ctx = split.context(StageContext(tokenizer=tok, budget=None, render_overhead=lambda cs, grouped=False: renderer.overhead(cs, tok, grouped=grouped)))
     assert 0 <= ctx.overhead([kept]) + tok.count(kept.text) - tok.count(out) <= 2
 
 

@@ -504,7 +504,7 @@ class SentenceExtract(Stage):
             return StageOutput([])
         split = ParagraphViews(chunks, self.titled_headings) if self.paragraphs else None
         if split is not None and split.views is not None:
-            return split.merge(self._extract(query, split.views, split.context(context)))
+            return split.merge(self._extract(query, split.views, split.context(context)), grouped=self.order == "relevance")
         return self._extract(query, chunks, context)
 
     def _extract(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:

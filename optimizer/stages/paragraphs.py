@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from optimizer.records import Chunk, indent_start
+from optimizer.render import group_by_title
 from optimizer.sentences import FENCE, is_fence_close, paragraph_spans, strip_range
 from optimizer.stage import StageContext, StageOutput
 from optimizer.stages.sentence_select import CUT_REASON
@@ -208,7 +209,7 @@ class ParagraphViews:
         """
         inner, cost = context.render_overhead, {}  # (chunk id, heading span) -> its tokens and line break
 
-        def overhead(taken: Sequence[Chunk]) -> int:
+        def overhead(taken: Sequence[Chunk], grouped: bool = False) -> int:
             blocks: dict[str, Chunk] = {}
             extra = 0
             for v in taken:
@@ -221,12 +222,17 @@ class ParagraphViews:
                         text = self.given[v.id].original_text
                         cost[(v.id, span)] = context.count(text[indent_start(text, span[0]) : span[1]]) + 1
                     extra += cost[(v.id, span)]
-            return (inner(list(blocks.values())) if inner is not None else 0) + extra
+            if inner is None:
+                return extra
+            return (inner(list(blocks.values()), grouped=True) if grouped else inner(list(blocks.values()))) + extra
 
         return replace(context, render_overhead=overhead)
 
-    def merge(self, out: StageOutput) -> StageOutput:
+    def merge(self, out: StageOutput, grouped: bool = False) -> StageOutput:
         """The kept views of ``out`` as one chunk per input chunk (first-kept order, best view's relevance).
+
+        ``grouped``: then the chunks that share a title follow the first of them
+        (:func:`optimizer.render.group_by_title`), the layout the selector counted.
 
         A kept paragraph brings its heading line along. A chunk some of whose views were kept
         is not reported dropped; one that lost text gets the sentence stage's reason for a
@@ -243,7 +249,7 @@ class ParagraphViews:
         for m in merged:
             if m.kept_pieces != self.given[m.id].kept_pieces:
                 reasons[m.id] = CUT_REASON
-        return StageOutput(merged, reasons=reasons, notes={**out.notes, "paragraph_views": True})
+        return StageOutput(group_by_title(merged) if grouped else merged, reasons=reasons, notes={**out.notes, "paragraph_views": True})
 
     def _frames_of(self, chunk_id: str, pieces: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
         """The heading and fence lines (:attr:`Paragraph.frame`) of the paragraphs ``pieces`` fall in."""

@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from optimizer.records import Chunk
+from optimizer.render import group_by_title
 from optimizer.stage import StageContext, StageOutput
 from optimizer.stages.sentence_signals import Sentence, query_mentions, terms_memo
 
@@ -64,7 +65,8 @@ class SentenceSelector:
     """Greedy, budgeted sentence selection (see the module docstring for each knob).
 
     ``ratio`` is the share of tokens kept when the run has no budget, ``fill`` the share of
-    the budget aimed for, ``order`` ``"relevance"`` (best chunk first) or ``"document"``.
+    the budget aimed for, ``order`` ``"relevance"`` (best chunk first, the other kept chunks of its
+title right after it, so a title prints once) or ``"document"``.
     ``stem`` and ``use_title`` only shape the query-word matching of ``coverage``.
     """
 
@@ -177,7 +179,8 @@ class SentenceSelector:
             extra_head = 0
             if s.chunk not in chosen:
                 if s.chunk not in heads:
-                    heads[s.chunk] = context.overhead([chunks[c] for c in chunk_order] + [chunks[s.chunk]]) - spent["overhead"]
+                    layout = sorted(chunk_order + [s.chunk]) if self.order == "document" else chunk_order + [s.chunk]
+                    heads[s.chunk] = context.overhead([chunks[c] for c in layout], grouped=self.order == "relevance") - spent["overhead"]
                 extra_head = heads[s.chunk]
             cost = s.tokens + (1 if s.chunk in chosen else 0) + extra_head
             if spent["used"] + cost > target:
@@ -210,9 +213,9 @@ class SentenceSelector:
             best_score[ci] = float(max(score[i] for i in picks))
             out.append(replace(kept, relevance=best_score[ci]))
         if self.order == "document":
-            order = sorted(range(len(chunk_order)), key=lambda k: chunk_order[k])
-        else:
-            order = sorted(range(len(chunk_order)), key=lambda k: (-best_score[chunk_order[k]], chunk_order[k]))
+            layout = [out[k] for k in sorted(range(len(chunk_order)), key=lambda k: chunk_order[k])]
+        else:  # best first, the other kept chunks of its title right after it: each title prints once
+            layout = group_by_title([out[k] for k in sorted(range(len(chunk_order)), key=lambda k: (-best_score[chunk_order[k]], chunk_order[k]))])
         reasons = {
             c.id: "sentences: no sentence among the best within the budget"
             for ci, c in enumerate(chunks)
@@ -223,5 +226,5 @@ class SentenceSelector:
             if len(chosen[ci]) < per_chunk[ci]:
                 reasons[chunks[ci].id] = CUT_REASON
         notes = {"sentences_in": len(sents), "sentences_kept": sum(len(v) for v in chosen.values()), "target_tokens": target}
-        return StageOutput([out[k] for k in order], reasons=reasons, notes=notes)
+        return StageOutput(layout, reasons=reasons, notes=notes)
 
