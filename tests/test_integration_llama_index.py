@@ -386,3 +386,24 @@ def test_a_markdown_node_with_code_keeps_its_fences_and_lines(budget):
     lines = flags.split("\n")
     assert "ragtrim option13 --flag13  # sets thing 13" in lines, flags
     assert lines.count("```bash") == 1 and lines.count("```") == 1 and lines.index("```bash") < lines.index("```"), flags
+
+
+def test_nodes_of_two_files_come_back_grouped_by_file_with_each_name_printed_once():
+    """A retriever interleaves the nodes of two files; the kept ones come back file by file, each file name printed once."""
+    from llama_index.core.node_parser import SentenceSplitter
+
+    quotas = " ".join(f"Tenant plan {i} caps the monthly spend at {100 * i} dollars and refuses requests above it." for i in range(1, 9))
+    deploy = " ".join(f"Gateway worker {i} listens on port {8080 + i} and reports its health every {i} seconds." for i in range(1, 9))
+    splitter = SentenceSplitter(chunk_size=40, chunk_overlap=0)
+    by_file = [splitter.get_nodes_from_documents([Document(text=t, metadata={"file_name": f})])
+               for t, f in ((quotas, "reference/tenant-quotas.md"), (deploy, "guides/deploying-the-gateway.md"))]
+    assert min(len(n) for n in by_file) >= 3
+    interleaved = [n for pair in zip(*by_file) for n in pair]
+    nodes = [NodeWithScore(node=n, score=1.0 - k / 100) for k, n in enumerate(interleaved)]
+    post = RagtrimPostprocessor(budget=120)
+    kept = post.postprocess_nodes(nodes, query_str="Which plan caps spend at 300 dollars, and which port does worker 3 use?")
+    text = post.last_result.text
+    assert post.last_result.tokens <= 120 and "300 dollars" in text and "port 8083" in text
+    files = [n.node.metadata["file_name"] for n in kept]
+    assert len(files) >= 3 and files == sorted(files, key=files.index)  # each file's nodes together
+    assert text.count("tenant-quotas.md") == 1 and text.count("deploying-the-gateway.md") == 1

@@ -235,7 +235,8 @@ class SentenceExtract(Stage):
     use_title:
         Prefix each sentence with its chunk's title for scoring.
     order:
-        ``"relevance"`` (best chunk first) or ``"document"`` (input order).
+        ``"relevance"`` (best chunk first, the other kept chunks of its title right after it,
+        so each title prints once and the budget pays for it once) or ``"document"`` (input order).
     scorer:
         ``"weighted"``: the hand-weighted fusion above (``lexical`` ... ``neighbours``);
         ``"fitted"``: a learned conditional logit over

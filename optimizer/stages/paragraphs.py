@@ -207,7 +207,7 @@ class ParagraphViews:
         Views of one chunk render as that chunk's single block: its marker and title once, a
         joiner before each further view, and each view's heading and fence lines (each with its line break).
         """
-        inner, cost = context.render_overhead, {}  # (chunk id, heading span) -> its tokens and line break
+        cost: dict[tuple[str, tuple[int, int]], int] = {}  # (chunk id, heading span) -> its tokens and line break
 
         def overhead(taken: Sequence[Chunk], grouped: bool = False) -> int:
             blocks: dict[str, Chunk] = {}
@@ -222,9 +222,7 @@ class ParagraphViews:
                         text = self.given[v.id].original_text
                         cost[(v.id, span)] = context.count(text[indent_start(text, span[0]) : span[1]]) + 1
                     extra += cost[(v.id, span)]
-            if inner is None:
-                return extra
-            return (inner(list(blocks.values()), grouped=True) if grouped else inner(list(blocks.values()))) + extra
+            return context.overhead(list(blocks.values()), grouped=grouped) + extra
 
         return replace(context, render_overhead=overhead)
 

@@ -65,8 +65,8 @@ class SentenceSelector:
     """Greedy, budgeted sentence selection (see the module docstring for each knob).
 
     ``ratio`` is the share of tokens kept when the run has no budget, ``fill`` the share of
-    the budget aimed for, ``order`` ``"relevance"`` (best chunk first, the other kept chunks of its
-title right after it, so a title prints once) or ``"document"``.
+    the budget aimed for, ``order`` ``"relevance"`` (best chunk first, the other kept chunks of
+    its title right after it, so a title prints once) or ``"document"``.
     ``stem`` and ``use_title`` only shape the query-word matching of ``coverage``.
     """
 
