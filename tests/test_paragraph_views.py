@@ -233,3 +233,34 @@ def test_titled_headings_must_be_a_known_choice():
         Pipeline.from_config({"steps": [{"stage": "compress-sentences", "params": {"paragraphs": True, "titled_headings": "yes"}}]})
     with pytest.raises(ValueError, match="titled must be one of"):
         ParagraphViews([], "on")
+
+
+WRAPPED = ("Click is a Python package for creating beautiful command line interfaces\n"
+           "in a composable way with as little code as necessary. It is the Command\n"
+           "Line Interface Creation Kit, and it is highly configurable.")
+
+
+def test_hard_wrapped_prose_is_not_read_as_a_heading_over_its_own_sentence():
+    """A README paragraph wrapped at a fixed width: its first line starts a sentence, it heads nothing."""
+    text = f"# Click\n\n{WRAPPED}\n\n## Install\n\nRun pip install click."
+    parts = paragraph_parts(Chunk(id="r", text=text, title="README.md"), "joined")
+    (wrapped,) = [p for p in parts if text[slice(*p.body)].startswith("Click") or "composable" in text[slice(*p.body)]]
+    assert text[slice(*wrapped.heading)] == "# Click" and text[slice(*wrapped.body)] == WRAPPED  # headed by the real heading
+    (alone,) = paragraph_parts(Chunk(id="w", text=WRAPPED), "joined")
+    assert alone.heading is None and WRAPPED[slice(*alone.body)] == WRAPPED
+    views = paragraph_views([Chunk(id="r", text=text, title="README.md")])
+    assert {"README.md: Click", "README.md: Install"} <= {v.title for v in views}
+    assert not [v.title for v in views if "Click is a Python package" in (v.title or "")]
+    result = Pipeline.preset("default", budget=40).run("Is it highly configurable?", [Chunk(id="r", text=text, title="README.md")])
+    assert "highly configurable" in result.text
+    assert "Click is a Python package" not in result.text or "in a composable way" in result.text  # never half a sentence as a frame
+
+
+@pytest.mark.parametrize("text", [
+    "Human hair color\nor sandy blond color.",  # a splitter cut a passage a few words in: a title over a fragment
+    "Early life\nborn in Lyon, he moved to Paris in 1901.\nHe studied law.",  # a short title over a wrapped text
+    "## Usage\nrun it like this, with the flags it needs, and wait until\nit prints done.",  # marked: always a heading
+])
+def test_a_title_over_its_text_still_heads_it(text):
+    (part,) = paragraph_parts(Chunk(id="t", text=text), "joined")
+    assert part.heading is not None and text[slice(*part.heading)] == text.split("\n")[0]

@@ -158,12 +158,43 @@ def _fenced(text: str, s: int, e: int) -> tuple[tuple[tuple[int, int], ...], tup
     return (fences, code) if code[0] < code[1] else ((), None)
 
 
+WRAP_WIDTH = 100
+"""The longest line read as hard-wrapped prose (text wrapped at a fixed width, usually 72-100 characters)."""
+
+
+def wraps_into(first: str, following: str) -> bool:
+    """Whether ``first`` is the start of hard-wrapped prose that ``following`` continues, not a heading.
+
+    The next line goes on in lower case, is a wrapped line (at most :data:`WRAP_WIDTH` characters;
+    a ``Title\ntext`` passage's text is one long line), and ``first`` is at least half as long as it.
+    A ``#`` heading is always a heading.
+
+    >>> wraps_into("Click is a Python package for creating beautiful command line interfaces",
+    ...            "in a composable way with as little code as necessary.")
+    True
+    >>> wraps_into("Early life", "born in Lyon, he moved to Paris in 1901."), wraps_into("## Usage", "run it like this:")
+    (False, False)
+    """
+    first, following = first.strip(), following.strip()
+    if first.startswith("#") or not following[:1].islower() or len(following) > WRAP_WIDTH:
+        return False
+    return 2 * len(first) >= len(following)
+
+
+def _wrapped(text: str, s: int, newline: int, e: int) -> bool:
+    """Whether the block ``text[s:e]``, whose first line ends at ``newline``, is hard-wrapped prose of
+    three lines or more (:func:`wraps_into`). Two lines are not enough: a ``Title\ntext`` block cut
+    a few words into its text by a splitter looks the same."""
+    second_end = text.find("\n", newline + 1, e)
+    return second_end >= 0 and bool(text[second_end:e].strip()) and wraps_into(text[s:newline], text[newline + 1 : second_end])
+
+
 def _split_heading(text: str, s: int, e: int) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
     """``(heading, body)`` of ``text[s:e]``; ``(None, None)`` when the whole block is one heading line."""
     newline = text.find("\n", s, e)
     if newline < 0:
         return (None, None) if heading_line(text[s:e]) is not None else (None, (s, e))
-    if heading_line(text[s:newline]) is None:
+    if heading_line(text[s:newline]) is None or _wrapped(text, s, newline, e):
         return None, (s, e)
     start = newline + 1
     while start < e and text[start].isspace():
