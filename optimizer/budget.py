@@ -65,6 +65,24 @@ def resolve_budget(budget: Budget | None, tokens_full: int) -> int | None:
     return budget
 
 
+def smallest_share(tokens_full: int) -> float:
+    """The smallest share (rounded up to 3 significant digits) that :func:`resolve_budget` turns into at least 1 token.
+
+    >>> smallest_share(1336), resolve_budget(smallest_share(1336), 1336)
+    (0.000749, 1)
+    >>> smallest_share(3), smallest_share(1)
+    (0.334, 1.0)
+    """
+    if tokens_full <= 0:
+        raise ValueError(f"no share of an empty context gives a token (tokens_full={tokens_full})")
+    share = 1 / tokens_full
+    step = 10.0 ** (math.floor(math.log10(share)) - 2)
+    share = min(1.0, float(f"{math.ceil(share / step) * step:.3g}"))
+    while share < 1.0 and resolve_budget(share, tokens_full) < 1:
+        share = min(1.0, float(f"{share + step:.3g}"))
+    return share
+
+
 def budget_label(budget: Budget | None) -> str:
     """Short label for reports: ``25%`` for shares, ``300 tok`` for tokens, ``full`` for None."""
     if budget is None:

@@ -14,7 +14,7 @@ a pipeline run. Loaded models live in a :class:`~optimizer.models.ModelStore`. `
 returns float32 rows with unit L2 norm.
 
 Stages get vectors through :func:`embed_texts` / :func:`chunk_vectors`, which reuse
-``Chunk.embedding`` when the retriever already computed one of the right size and keep a
+``Chunk.embedding`` when the retriever already computed one with this model (its size, and a spot check of one chunk) and keep a
 per-run cache in ``StageContext.cache`` so two stages never embed the same text twice.
 
 >>> import numpy as np
@@ -33,6 +33,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -420,6 +421,12 @@ def embed_texts(embedder: Embedder, texts: Sequence[str], context: StageContext 
     return np.stack([memo[t] for t in texts]).astype(np.float32, copy=False)
 
 
+# A given vector from this embedder's model lies close to its own embedding of the chunk (0.8-1.0,
+# with the retriever's metadata or quantization in between); a vector from another model of the
+# same size (bge-small, e5-small: 384 like MiniLM) is about as close as a random one (|cos| < 0.2).
+SAME_MODEL_COSINE = 0.5
+
+
 def chunk_vectors(
     embedder: Embedder,
     chunks: Sequence[Chunk],
@@ -428,16 +435,42 @@ def chunk_vectors(
     use_title: bool = True,
     reuse: bool = True,
 ) -> np.ndarray:
-    """One unit vector per chunk; reuses ``Chunk.embedding`` of an uncut chunk when its size matches."""
+    """One unit vector per chunk; reuses ``Chunk.embedding`` of uncut chunks when they come from this model.
+
+    A given vector is reused when its size matches and a spot check agrees: the first such chunk
+    is embedded here too, and the given vectors are used only if that one lies within
+    :data:`SAME_MODEL_COSINE` of it. Vectors of another model with the same size would otherwise
+    be compared with this model's query vector; then every chunk is embedded here (with a warning).
+    """
     out = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
-    todo: list[int] = []
+    given: dict[int, np.ndarray] = {}
     for i, c in enumerate(chunks):
         if reuse and c.embedding is not None and not c.is_cut:
             vec = np.asarray(c.embedding, dtype=np.float32).reshape(-1)
-            if vec.shape[0] == embedder.dim and np.isfinite(vec).all():
-                out[i] = _normalize(vec)[0]
-                continue
-        todo.append(i)
+            if vec.shape[0] == embedder.dim and np.isfinite(vec).all() and vec.any():
+                given[i] = _normalize(vec)[0]
+    if given and not _same_model(embedder, chunks, given, context, use_title):
+        given = {}
+    for i, vec in given.items():
+        out[i] = vec
+    todo = [i for i in range(len(chunks)) if i not in given]
     if todo:
         out[todo] = embed_texts(embedder, chunk_texts([chunks[i] for i in todo], use_title=use_title), context)
     return out
+
+
+def _same_model(embedder: Embedder, chunks: Sequence[Chunk], given: dict[int, np.ndarray], context: StageContext | None,
+                use_title: bool) -> bool:
+    """Whether the given vectors come from ``embedder``'s model, by one chunk's embedding (see :func:`chunk_vectors`)."""
+    first = min(given)
+    own = embed_texts(embedder, chunk_texts([chunks[first]], use_title=use_title), context)[0]
+    cosine = float(own @ given[first])
+    if cosine >= SAME_MODEL_COSINE:
+        return True
+    warnings.warn(
+        f"the chunks' own embeddings do not match {embedder.name!r} (cosine {cosine:.2f} on chunk {chunks[first].id!r}; "
+        f"a model of the same size, {embedder.dim}?), so ragtrim embeds the chunks itself. Leave Chunk.embedding unset "
+        "(LlamaIndex wrapper: reuse_embeddings=False) to skip this check.",
+        stacklevel=3,
+    )
+    return False

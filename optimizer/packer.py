@@ -98,7 +98,7 @@ def _removed_ranges(before: Chunk, after: Chunk) -> list[tuple[int, int]]:
 
 
 def _header_cost(chunks: Sequence[Chunk], in_order: list[int], i: int, renderer: Renderer, context: StageContext) -> int:
-    """Tokens chunk ``i``'s header adds when rendered among the chosen ``in_order`` (indices, list order).
+    """Tokens chunk ``i``'s header (and frame) adds when rendered among the chosen ``in_order`` (indices, list order).
 
     Its title is counted only if the block before it has another title, and the block after it
     stops printing its own title when the two share one (a title prints once per run of blocks).
@@ -106,6 +106,7 @@ def _header_cost(chunks: Sequence[Chunk], in_order: list[int], i: int, renderer:
     at = bisect.bisect(in_order, i)
     before = chunks[in_order[at - 1]].title if at else None
     cost = context.count(renderer.header(len(in_order) + 1, chunks[i].title, before))
+    cost += sum(context.count(t) for t in renderer.frame(chunks[i]) if t)
     if at < len(in_order):
         after = chunks[in_order[at]].title
         cost += _title_cost(after, chunks[i].title, renderer, context) - _title_cost(after, before, renderer, context)
@@ -122,9 +123,9 @@ def _title_cost(title: str | None, previous: str | None, renderer: Renderer, con
 def pack(chunks: Sequence[Chunk], budget: int | None, renderer: Renderer, context: StageContext) -> Packed:
     """Fit ``chunks`` into ``budget`` tokens of rendered context (``None``: keep all)."""
     chunks = [c for c in chunks if c.text]
-    if budget is None:
-        rendered = renderer.render(chunks)
-        return Packed(tuple(chunks), rendered, context.count(rendered.text), (), 0)
+    whole = _all_if_they_fit(chunks, budget, renderer, context)
+    if whole is not None:
+        return whole
 
     sep_tokens = context.count(renderer.separator) if renderer.separator else 0
     chosen: dict[int, Chunk] = {}
@@ -156,6 +157,22 @@ def pack(chunks: Sequence[Chunk], budget: int | None, renderer: Renderer, contex
 
     kept, rendered, tokens, shrink_cuts = _shrink_to_fit(chosen, budget, renderer, context, dropped)
     return Packed(tuple(kept), rendered, tokens, tuple(dropped), cuts + shrink_cuts)
+
+
+def _all_if_they_fit(chunks: list[Chunk], budget: int | None, renderer: Renderer, context: StageContext) -> Packed | None:
+    """Every chunk, untouched, when their exact rendering fits ``budget`` (always when it is None).
+
+    The greedy pass below counts each header and separator on its own, which overstates the
+    rendered count by a token or two per block (``".\n\n"`` is one token), so without this check
+    a budget of exactly the full context would still cut. Tried only when the bodies alone fit.
+    """
+    if budget is not None and sum(context.count(c.text) for c in chunks) > budget:
+        return None
+    rendered = renderer.render(chunks)
+    tokens = context.count(rendered.text)
+    if budget is not None and tokens > budget:
+        return None
+    return Packed(tuple(chunks), rendered, tokens, (), 0)
 
 
 def _victim(chosen: dict[int, Chunk], order: list[int]) -> int:

@@ -26,18 +26,24 @@ import functools
 import hashlib
 import json
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from optimizer.adaptive import AdaptiveBudget
-from optimizer.budget import Budget, parse_budget, resolve_budget
+from optimizer.budget import Budget, parse_budget, resolve_budget, smallest_share
 from optimizer.packer import Packed, _removed_ranges, pack
-from optimizer.records import Chunk, Drop, Result, StageTrace, as_chunks
+from optimizer.records import SURROGATE_FIX, Chunk, Drop, Result, StageTrace, as_chunks, check_no_surrogate
 from optimizer.registry import make_stage
-from optimizer.render import Renderer
+from optimizer.render import Renderer, group_by_title
 from optimizer.stage import StageContext, StageOutput, stage_params
 from optimizer.tokenizer import Tokenizer, get_tokenizer
+
+
+def rendered_tokens(renderer: Renderer, context: StageContext, chunks: Sequence[Chunk], grouped: bool = False) -> int:
+    """Exact tokens of ``chunks`` as ``renderer`` renders them (``grouped``: in :func:`group_by_title` order)."""
+    return context.count(renderer.render(group_by_title(chunks) if grouped else chunks).text)
 
 
 def _step_name(stage: Any) -> str:
@@ -59,7 +65,10 @@ class Pipeline:
     steps:
         ``[(name, stage), ...]`` or ``[stage, ...]``, run in order before packing.
     budget:
-        Share of the full rendered context in (0, 1], a number of tokens, or None (no cut).
+        Share of the full rendered context in (0, 1], a number of tokens, or None: no hard
+        budget, so the packer cuts nothing; stages that select still choose (``compress-sentences``
+        keeps its ``ratio`` of the tokens, half by default, so ``default`` without a budget keeps
+        about half). Pass ``budget=1.0`` to keep everything a stage does not remove as redundant.
     tokenizer:
         Name of the target tokenizer (``cl100k_base``, ``o200k_base``, ``gpt-4o``,
         ``hf:/path``) or a :class:`~optimizer.tokenizer.Tokenizer`.
@@ -99,13 +108,11 @@ class Pipeline:
             raise ValueError(f"step names must be unique, {dupes} repeat; pass (name, stage) pairs with distinct names")
         self.steps = named
         self.budget = parse_budget(budget)
-        self.tokenizer_name = tokenizer if isinstance(tokenizer, str) else tokenizer.name
         self.tokenizer = get_tokenizer(tokenizer)
+        self.tokenizer_name = tokenizer if isinstance(tokenizer, str) else self.tokenizer.name
         self.renderer = renderer if renderer is not None else Renderer()
         self.name = name
-        if adaptive is not None and not isinstance(adaptive, AdaptiveBudget):
-            adaptive = AdaptiveBudget.from_dict(adaptive)
-        self.adaptive = adaptive
+        self.adaptive = _adaptive_budget(adaptive)
         self._full_counts: tuple[Tokenizer | None, dict[bytes, int]] = (None, {})
 
     # -- construction -------------------------------------------------------------------
@@ -127,7 +134,7 @@ class Pipeline:
 
         config = preset_config(name)
         if adaptive is not None:
-            config["adaptive"] = adaptive.to_dict() if isinstance(adaptive, AdaptiveBudget) else dict(adaptive)
+            config["adaptive"] = _adaptive_budget(adaptive).to_dict()
         return cls.from_config(config, budget=budget, tokenizer=tokenizer)
 
     @classmethod
@@ -154,17 +161,7 @@ class Pipeline:
             raise ValueError(
                 f"unknown pipeline config keys {sorted(unknown)}; allowed: name, budget, tokenizer, renderer, steps, adaptive"
             )
-        steps = []
-        for i, step in enumerate(config.get("steps") or []):
-            if isinstance(step, str):
-                step = {"stage": step}
-            if not isinstance(step, Mapping) or "stage" not in step:
-                raise ValueError(f"step #{i} must be a stage name or a mapping with 'stage', got {step!r}")
-            extra = set(step) - {"stage", "name", "params"}
-            if extra:
-                raise ValueError(f"step #{i} ({step['stage']!r}) has unknown keys {sorted(extra)}; use stage, name, params")
-            stage = make_stage(step["stage"], **dict(step.get("params") or {}))
-            steps.append((step.get("name") or _step_name(stage), stage))
+        steps = _config_steps(config.get("steps"))
         renderer_cfg = config.get("renderer") or {}
         if not isinstance(renderer_cfg, Mapping):
             raise ValueError(f"renderer must be a mapping (citations, titles, separator), got {renderer_cfg!r}")
@@ -306,18 +303,24 @@ class Pipeline:
         ``chunks`` may be :class:`~optimizer.records.Chunk` objects, dicts with ``id`` and
         ``text``, or strings. The input is never modified. Stages see a read-only
         :class:`~optimizer.stage.StageContext`; the packer fills the budget resolved here,
-        whatever a stage does.
+        whatever a stage does. A share that rounds down to 0 tokens of a non-empty context
+        warns (``UserWarning``, also in the ``pack`` trace's ``notes["warning"]``) with the
+        smallest share that gives a token.
         """
         if not isinstance(query, str):
             raise TypeError(f"query must be a string, got {type(query).__name__}: {query!r:.80}")
+        check_no_surrogate(query, "query", fix=SURROGATE_FIX.replace("text", "query", 1))
         items = tuple(as_chunks(chunks))
         header_counts: dict[str, int] = {}  # a header's count is asked for again and again within a run
         overhead = functools.partial(self.renderer.overhead, tokenizer=self.tokenizer, counts=header_counts)
         context = StageContext.for_chunks(items, tokenizer=self.tokenizer, render_overhead=overhead)
+        context = dataclasses.replace(context, render_tokens=functools.partial(rendered_tokens, self.renderer, context))
         full_text = self.renderer.render(items).text
         tokens_full = self._count_full(full_text)
         context.cache.remember(full_text, tokens_full)
-        hard_budget = resolve_budget(parse_budget(budget) if budget is not None else self.budget, tokens_full)
+        asked = parse_budget(budget) if budget is not None else self.budget
+        hard_budget = resolve_budget(asked, tokens_full)
+        empty_note = _empty_share_note(asked, hard_budget, tokens_full)
         context = dataclasses.replace(context, budget=hard_budget)
         run_budget, adaptive_notes = self._run_budget(query, items, context)
         context = dataclasses.replace(context, budget=run_budget)
@@ -325,6 +328,8 @@ class Pipeline:
         packed, pack_trace = self._pack(current, run_budget, context)
         if self.adaptive is not None:
             pack_trace = dataclasses.replace(pack_trace, notes={**pack_trace.notes, "hard_budget": hard_budget, "adaptive": adaptive_notes})
+        if empty_note:
+            pack_trace = dataclasses.replace(pack_trace, notes={**pack_trace.notes, "warning": empty_note})
         return Result(
             text=packed.rendered.text,
             tokens=packed.tokens,
@@ -432,6 +437,67 @@ class Pipeline:
     def __repr__(self) -> str:
         steps = ", ".join(f"{n}={s!r}" for n, s in self.steps)
         return f"Pipeline(name={self.name!r}, budget={self.budget!r}, tokenizer={self.tokenizer_name!r}, steps=[{steps}])"
+
+
+def _adaptive_budget(value: Any) -> AdaptiveBudget | None:
+    """``adaptive`` as given to :class:`Pipeline`: None, an :class:`AdaptiveBudget` or its settings as a mapping."""
+    if value is None or isinstance(value, AdaptiveBudget):
+        return value
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"adaptive must be None (a fixed budget), an AdaptiveBudget or a mapping of its settings such as "
+            f"{{'mass': 0.9}}, got {type(value).__name__}: {value!r:.80}"
+        )
+    return AdaptiveBudget.from_dict(value)
+
+
+def _config_steps(steps: Any) -> list[tuple[str, Any]]:
+    """The ``(name, stage)`` pairs of a config's ``steps``: a list of stage names or ``{stage, name, params}`` mappings."""
+    if steps is None:
+        return []
+    if isinstance(steps, (str, Mapping)) or not isinstance(steps, Sequence):
+        raise ValueError(
+            f"steps must be a list of stage names or {{stage, params}} mappings, got {type(steps).__name__}: {steps!r:.80}; "
+            "write e.g. steps: [rerank-bm25] (YAML: one '- rerank-bm25' line per step)"
+        )
+    return [_config_step(i, step) for i, step in enumerate(steps)]
+
+
+def _config_step(i: int, step: Any) -> tuple[str, Any]:
+    """Step ``#i`` of a config built: a stage name, or a mapping with ``stage`` and optional ``name`` and ``params``."""
+    if isinstance(step, str):
+        step = {"stage": step}
+    if not isinstance(step, Mapping) or "stage" not in step:
+        raise ValueError(f"step #{i} must be a stage name or a mapping with 'stage', got {step!r}")
+    stage_name = step["stage"]
+    if not isinstance(stage_name, str):
+        raise ValueError(f"step #{i}: stage must be a stage name such as 'rerank-bm25' ('ragtrim stages' lists them), got {stage_name!r}")
+    extra = set(step) - {"stage", "name", "params"}
+    if extra:
+        raise ValueError(f"step #{i} ({stage_name!r}) has unknown keys {sorted(extra)}; use stage, name, params")
+    params = step.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise ValueError(
+            f"step #{i} ({stage_name!r}): params must be a mapping of setting: value, got {type(params).__name__}: {params!r:.80}; "
+            "in YAML write the settings indented under params: without '- ' in front"
+        )
+    name = step.get("name")
+    if name is not None and not isinstance(name, str):
+        raise ValueError(f"step #{i} ({stage_name!r}): name must be a string, got {name!r}")
+    stage = make_stage(stage_name, **params)
+    return name or _step_name(stage), stage
+
+
+def _empty_share_note(asked: Budget | None, tokens: int | None, tokens_full: int) -> str:
+    """A warning (also issued) when a share of a non-empty context rounds down to 0 tokens, else ``""``."""
+    if not isinstance(asked, float) or tokens != 0 or tokens_full <= 0:
+        return ""
+    note = (
+        f"budget share {asked!r} of the full context's {tokens_full} tokens rounds down to 0 tokens, so the context "
+        f"is empty; use a share of at least {smallest_share(tokens_full)!r} or a number of tokens (e.g. budget=300)"
+    )
+    warnings.warn(note, UserWarning, stacklevel=3)
+    return note
 
 
 def plain_settings(value: Any) -> Any:

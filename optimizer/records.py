@@ -20,7 +20,7 @@ end)`` in the caller's original chunk text.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -96,6 +96,67 @@ class FrozenDict(dict):
         return (FrozenDict, (dict(self),))
 
 
+SURROGATE_FIX = "text.encode('utf-16', 'surrogatepass').decode('utf-16', 'replace')"
+"""How a caller repairs text holding lone UTF-16 surrogates (split pairs rejoin, a lone half becomes U+FFFD)."""
+
+
+def lone_surrogate(text: str) -> int | None:
+    r"""The position of the first lone UTF-16 surrogate in ``text``, or None.
+
+    A lone surrogate (``"\ud800"``, half of an emoji a UTF-16 chunker split) has no UTF-8
+    form, so no tokenizer or sentence splitter can read it.
+
+    >>> lone_surrogate("Paris \ud800 capital"), lone_surrogate("Paris 😀 capital")
+    (6, None)
+    """
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")  # fails on a surrogate only; faster than a regex scan
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def check_no_surrogate(text: str, what: str, fix: str = SURROGATE_FIX) -> None:
+    r"""Raise ValueError naming ``what``, the position and ``fix`` when ``text`` holds a lone surrogate.
+
+    >>> check_no_surrogate("cap \udc80", "query", fix="query.encode(...)")
+    Traceback (most recent call last):
+    ...
+    ValueError: query has a lone UTF-16 surrogate '\udc80' at character 4 (half of a pair, e.g. an emoji split by a UTF-16 chunker), which no tokenizer can read; repair it first, e.g. query.encode(...) (rejoins split pairs, turns a lone half into U+FFFD)
+    """
+    pos = lone_surrogate(text)
+    if pos is not None:
+        raise ValueError(
+            f"{what} has a lone UTF-16 surrogate {text[pos]!r} at character {pos} (half of a pair, e.g. an emoji split "
+            f"by a UTF-16 chunker), which no tokenizer can read; repair it first, e.g. {fix} "
+            "(rejoins split pairs, turns a lone half into U+FFFD)"
+        )
+
+
+def _check_score(chunk_id: str, name: str, value: Any) -> Any:
+    """``value`` if it is a finite number (a numpy scalar becomes a float), or None; bools, NaN and infinities raise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b":
+        raise TypeError(f"chunk {chunk_id!r}: {name} must be a number or None, got the bool {value!r}; pass a number such as 0.8")
+    try:
+        number = float(value)  # numpy scalars too
+    except (TypeError, ValueError, OverflowError):
+        raise TypeError(f"chunk {chunk_id!r}: {name} must be a number or None, got {value!r:.80}") from None
+    if math.isnan(number):
+        raise ValueError(f"chunk {chunk_id!r}: {name} is NaN; pass None for 'no score' or fix the retriever's scores")
+    if math.isinf(number):
+        fix = (
+            "pass None for 'no score' or fix the retriever's scores (e.g. clip them to a finite range)"
+            if name == "score"
+            else "the stage that set it must give finite scores (drop the chunk instead of scoring it -inf)"
+        )
+        raise ValueError(f"chunk {chunk_id!r}: {name} is {value!r}, scores must be finite; {fix}")
+    return value if isinstance(value, (int, float)) else number
+
+
 def _freeze_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     if value is None:
         return FrozenDict()
@@ -159,20 +220,14 @@ class Chunk:
             )
         if self.title is not None and not isinstance(self.title, str):
             raise TypeError(f"chunk {self.id!r}: title must be a string or None, got {self.title!r}")
+        check_no_surrogate(self.text, f"chunk {self.id!r}: text")
+        if self.title is not None:
+            check_no_surrogate(self.title, f"chunk {self.id!r}: title", fix=SURROGATE_FIX.replace("text", "title", 1))
         for name in ("score", "relevance"):
             value = getattr(self, name)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                try:
-                    value = float(value)  # numpy scalars
-                except (TypeError, ValueError):
-                    raise TypeError(f"chunk {self.id!r}: {name} must be a number or None, got {value!r}") from None
-                object.__setattr__(self, name, value)
-            if math.isnan(value):
-                raise ValueError(
-                    f"chunk {self.id!r}: {name} is NaN; pass None for 'no score' or fix the retriever's scores"
-                )
+            checked = _check_score(self.id, name, value)
+            if checked is not value:
+                object.__setattr__(self, name, checked)
         object.__setattr__(self, "metadata", _freeze_mapping(self.metadata))
         if self.pieces is not None:
             object.__setattr__(self, "pieces", tuple((int(s), int(e)) for s, e in self.pieces))
@@ -281,7 +336,13 @@ class Chunk:
         if missing:
             raise ValueError(f"chunk object is missing {', '.join(repr(m) for m in missing)}: {dict(data)!r:.120}")
         known = {"id", "text", "title", "score", "metadata", "embedding"}
-        metadata = dict(data.get("metadata") or {})
+        given = data.get("metadata")
+        if given is not None and not isinstance(given, Mapping):
+            raise TypeError(
+                f"chunk {data['id']!r}: metadata must be an object (dict) of key: value, got {type(given).__name__}: "
+                f"{given!r:.80}; put a plain value under a key, e.g. {{\"metadata\": {{\"note\": ...}}}}, or leave metadata out"
+            )
+        metadata = dict(given or {})
         for key, value in data.items():
             if key not in known:
                 metadata.setdefault(key, value)
@@ -412,6 +473,26 @@ class Result:
         return "\n".join(rows)
 
 
+def _check_chunk_list(items: Any) -> None:
+    """Raise TypeError unless ``items`` is an ordered collection of chunks (a list, a tuple, a generator...).
+
+    One chunk (a dict, a :class:`Chunk`, a string) or an unordered set is a mistake that iterating would hide:
+    a dict iterates over its keys, a string over its characters, a set in an arbitrary order.
+    """
+    kind = type(items).__name__
+    if isinstance(items, (Mapping, Chunk)):
+        raise TypeError(f"chunks must be a list of chunks, got one {kind}: {items!r:.80}; pass a list holding it, [chunk]")
+    if isinstance(items, (str, bytes, bytearray)):
+        raise TypeError(f"chunks must be a list of chunks, got one {kind}: {items!r:.80}; pass a list holding it, [text]")
+    if isinstance(items, Set):
+        raise TypeError(
+            f"chunks must be a list of chunks, got a {kind}, whose order is arbitrary (the order is the ranking); "
+            "pass a list in the retriever's order"
+        )
+    if not isinstance(items, Sequence) and not hasattr(items, "__iter__"):
+        raise TypeError(f"chunks must be a list of Chunk, dict or str, got {kind}: {items!r:.80}")
+
+
 def as_chunks(items: Sequence[Any]) -> list[Chunk]:
     """Coerce a sequence of :class:`Chunk`, dicts or strings to chunks, checking ids are unique.
 
@@ -420,8 +501,7 @@ def as_chunks(items: Sequence[Any]) -> list[Chunk]:
     >>> [c.id for c in as_chunks(["a", "b"])]
     ['0', '1']
     """
-    if isinstance(items, (str, bytes)) or not isinstance(items, Sequence) and not hasattr(items, "__iter__"):
-        raise TypeError(f"chunks must be a list of Chunk, dict or str, got {type(items).__name__}")
+    _check_chunk_list(items)
     out: list[Chunk] = []
     for i, item in enumerate(items):
         if isinstance(item, Chunk):

@@ -186,6 +186,8 @@ def canonical_name(name: str) -> str:
 
 def stage_factory(name: str) -> Callable[..., Any]:
     """The class or factory registered under ``name`` (deprecated aliases warn)."""
+    if not isinstance(name, str):
+        raise TypeError(f"stage name must be a string such as 'rerank-bm25' ('ragtrim stages' lists them), got {name!r}")
     _load_entry_points()
     name = canonical_name(name)
     if name in _registered:

@@ -55,15 +55,36 @@ class Renderer:
     citations: prefix each block with ``[n] `` (1-based, in rendered order).
     titles: print the chunk's title on the block's first line.
     separator: between blocks.
+    frames: a metadata key; a chunk whose metadata holds ``[head, tail]`` (two strings) under it is
+        printed as ``head + text + tail``, in every block. This is how a framework prints its own
+        metadata around each node (the LlamaIndex wrapper sets it), so the budget counts it.
+
+    >>> r = Renderer(citations=False, titles=False, frames="frame")
+    >>> r.render([Chunk(id="a", text="Paris.", metadata={"frame": ["file_path: a.txt\\n\\n", ""]})]).text
+    'file_path: a.txt\\n\\nParis.'
     """
 
     citations: bool = True
     titles: bool = True
     separator: str = "\n\n"
+    frames: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.separator, str):
             raise TypeError(f"renderer separator must be a string, got {self.separator!r}")
+        if self.frames is not None and not isinstance(self.frames, str):
+            raise TypeError(f"renderer frames must be a metadata key (a string) or None, got {self.frames!r}")
+
+    def frame(self, chunk: Chunk) -> tuple[str, str]:
+        """The ``(head, tail)`` printed around ``chunk``'s text (empty without ``frames``)."""
+        if self.frames is None:
+            return "", ""
+        value = chunk.metadata.get(self.frames)
+        if value is None:
+            return "", ""
+        if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+            raise ValueError(f"chunk {chunk.id!r}: metadata[{self.frames!r}] must be [head, tail] (two strings), got {value!r:.80}")
+        return value[0], value[1]
 
     def header(self, position: int, title: str | None, previous_title: str | None) -> str:
         """The text put before a chunk's body (marker and title)."""
@@ -88,7 +109,8 @@ class Renderer:
             if out:
                 out.append(self.separator)
                 pos += len(self.separator)
-            head = self.header(position, chunk.title, previous_title)
+            before, after = self.frame(chunk)
+            head = self.header(position, chunk.title, previous_title) + before
             previous_title = chunk.title
             out.append(head)
             pos += len(head)
@@ -102,6 +124,8 @@ class Renderer:
                 out.append(original[s:e])
                 spans.append(Span(chunk.id, s, e, pos, pos + (e - s)))
                 pos += e - s
+            out.append(after)
+            pos += len(after)
         return Rendered("".join(out), tuple(spans))
 
     def overhead(self, chunks: Sequence[Chunk], tokenizer: Any, counts: dict[str, int] | None = None, *,
@@ -126,9 +150,12 @@ class Renderer:
             return 0
         if grouped:
             chunks = group_by_title(chunks)
-        texts = [self.header(i + 1, c.title, chunks[i - 1].title if i else None) for i, c in enumerate(chunks)] + [self.separator]
-        *heads, separator = count_many(tokenizer, texts, counts)
-        return sum(heads) + (len(chunks) - 1) * separator
+        texts = [self.separator] + [self.header(i + 1, c.title, chunks[i - 1].title if i else None) for i, c in enumerate(chunks)]
+        if self.frames is not None:
+            texts += [t for c in chunks for t in self.frame(c)]
+        separator, *around = count_many(tokenizer, texts, counts)
+        return sum(around) + (len(chunks) - 1) * separator
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings, without unset ones (TOML has no null)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}

@@ -102,6 +102,7 @@ class StageContext:
     tokenizer: Tokenizer
     budget: int | None = None
     render_overhead: Callable[[Sequence[Chunk]], int] | None = None
+    render_tokens: Callable[[Sequence[Chunk]], int] | None = None
     input_order: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     cache: RunCache = field(default_factory=RunCache, repr=False, compare=False)
 
@@ -122,6 +123,7 @@ class StageContext:
         tokenizer: Tokenizer,
         budget: int | None = None,
         render_overhead: Callable[[Sequence[Chunk]], int] | None = None,
+        render_tokens: Callable[[Sequence[Chunk]], int] | None = None,
         cache: RunCache | None = None,
     ) -> StageContext:
         """A context whose ``input_order`` is the order of ``chunks``."""
@@ -129,6 +131,7 @@ class StageContext:
             tokenizer=tokenizer,
             budget=budget,
             render_overhead=render_overhead,
+            render_tokens=render_tokens,
             input_order={c.id: i for i, c in enumerate(chunks)},
             cache=cache if cache is not None else RunCache(),
         )
@@ -146,6 +149,17 @@ class StageContext:
         if self.render_overhead is None:
             return 0
         return self.render_overhead(chunks, grouped=True) if grouped else self.render_overhead(chunks)
+
+    def rendered(self, chunks: Sequence[Chunk], *, grouped: bool = False) -> int | None:
+        """Exact tokens of ``chunks`` rendered as the packer will render them (None without a renderer).
+
+        ``grouped`` as in :meth:`overhead`. :meth:`overhead` plus the texts' own counts is an upper
+        bound (a separator or marker alone is counted apart from the text it merges with); this
+        is the count of the rendered text itself, so a stage can check what it will really cost.
+        """
+        if self.render_tokens is None:
+            return None
+        return self.render_tokens(chunks, grouped=True) if grouped else self.render_tokens(chunks)
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,10 @@ from typing import Protocol, runtime_checkable
 from optimizer._offline import seed_tiktoken_cache
 from optimizer.lazy import lazy_import
 
-TIKTOKEN_ENCODINGS = ("cl100k_base", "o200k_base", "p50k_base", "r50k_base")
-# model names users often pass instead of encoding names
+TIKTOKEN_ENCODINGS = ("cl100k_base", "o200k_base")
+"""The tiktoken encodings that work offline: llama-index-core ships their BPE files (see :mod:`optimizer._offline`)."""
+# model names users often pass instead of encoding names; any other model name goes through
+# tiktoken's own table (tiktoken.model: exact names, then prefixes such as "gpt-4o-")
 MODEL_TO_ENCODING = {
     "gpt-4o": "o200k_base",
     "gpt-4o-mini": "o200k_base",
@@ -38,6 +40,32 @@ MODEL_TO_ENCODING = {
     "text-embedding-3-small": "cl100k_base",
     "text-embedding-3-large": "cl100k_base",
 }
+_NAMES_HELP = (
+    f"use {' or '.join(TIKTOKEN_ENCODINGS)} (shipped, work offline), an OpenAI model name such as 'gpt-4o' or "
+    "'gpt-4o-2024-08-06', or 'hf:/path/to/tokenizer.json' for a local Hugging Face tokenizer"
+)
+
+
+def encoding_name(name: str) -> str:
+    """The tiktoken encoding of an encoding or OpenAI model name (any case); unknown names raise ValueError.
+
+    Model names go through tiktoken's own table, dated and prefixed names included.
+
+    >>> encoding_name("gpt-4o-2024-08-06"), encoding_name("GPT-4o"), encoding_name("gpt-3.5-turbo-0125")
+    ('o200k_base', 'o200k_base', 'cl100k_base')
+    """
+    import tiktoken
+    import tiktoken.model
+
+    key = name.strip().lower()
+    if key in tiktoken.list_encoding_names():
+        return key
+    if key in MODEL_TO_ENCODING:
+        return MODEL_TO_ENCODING[key]
+    try:
+        return tiktoken.model.encoding_name_for_model(key)
+    except KeyError:
+        raise ValueError(f"unknown tiktoken encoding {name!r} (nor a model name tiktoken knows); {_NAMES_HELP}") from None
 
 
 @runtime_checkable
@@ -76,6 +104,23 @@ def _largest_prefix(text: str, max_tokens: int, count: Callable[[str], int], gue
     return lo
 
 
+def _not_offline(name: str, exc: BaseException) -> Exception:
+    """The error for an encoding whose BPE file is not in tiktoken's cache (and could not be downloaded)."""
+    if name not in TIKTOKEN_ENCODINGS:
+        return ValueError(
+            f"tiktoken encoding {name!r} is not shipped for offline use (only {' and '.join(TIKTOKEN_ENCODINGS)} are) "
+            f"and could not be downloaded ({type(exc).__name__}). To use it, put its BPE file in tiktoken's cache "
+            f"folder: run tiktoken.get_encoding({name!r}) once with network access and TIKTOKEN_CACHE_DIR set to a folder, "
+            "then set TIKTOKEN_CACHE_DIR to that folder here; or pass 'hf:/path/to/tokenizer.json' for a local "
+            f"Hugging Face tokenizer; or count with {' or '.join(TIKTOKEN_ENCODINGS)}"
+        )
+    return RuntimeError(
+        f"could not load tiktoken encoding {name!r} offline ({exc}); ragtrim reads the BPE files "
+        "that llama-index-core ships into tiktoken's cache folder: install llama-index-core, or put the "
+        "files in the folder TIKTOKEN_CACHE_DIR names"
+    )
+
+
 class TiktokenTokenizer:
     """A tiktoken encoding by name (``cl100k_base``, ``o200k_base``, ...)."""
 
@@ -87,16 +132,9 @@ class TiktokenTokenizer:
         try:
             self._enc = tiktoken.get_encoding(name)
         except ValueError as exc:
-            raise ValueError(
-                f"unknown tiktoken encoding {name!r}; use one of {', '.join(TIKTOKEN_ENCODINGS)}, "
-                "a model name such as 'gpt-4o', or 'hf:/path/to/tokenizer.json'"
-            ) from exc
+            raise ValueError(f"unknown tiktoken encoding {name!r}; {_NAMES_HELP}") from exc
         except Exception as exc:  # network error while fetching BPE files
-            raise RuntimeError(
-                f"could not load tiktoken encoding {name!r} offline ({exc}); ragtrim reads the BPE files "
-                "that llama-index-core ships into tiktoken's cache folder: install llama-index-core, or put the "
-                "files in the folder TIKTOKEN_CACHE_DIR names"
-            ) from exc
+            raise _not_offline(name, exc) from exc
 
     def encode(self, text: str) -> list[int]:
         # special-token text counts as plain text, as encode(text, disallowed_special=()) does,
@@ -182,17 +220,35 @@ def count_many(tokenizer: Tokenizer, texts: Sequence[str], memo: dict[str, int] 
     return [memo[text] for text in texts]
 
 
-@functools.lru_cache(maxsize=16)
 def get_tokenizer(name: str | Tokenizer = "cl100k_base") -> Tokenizer:
     """Return a tokenizer by name; a :class:`Tokenizer` instance is returned as is.
 
-    Names: tiktoken encodings (``cl100k_base``, ``o200k_base``, ...), OpenAI model names
-    (``gpt-4o``), or ``hf:/local/path`` for a Hugging Face ``tokenizer.json``.
+    Names: tiktoken encodings (``cl100k_base``, ``o200k_base``), OpenAI model names in any
+    case, dated ones included (``gpt-4o``, ``gpt-4o-2024-08-06``), or ``hf:/local/path`` for a
+    Hugging Face ``tokenizer.json``. A named tokenizer is built once and shared.
+
+    >>> get_tokenizer("gpt-4o-mini-2024-07-18").name
+    'o200k_base'
     """
-    if not isinstance(name, str):
-        if isinstance(name, Tokenizer):
-            return name
-        raise TypeError(f"tokenizer must be a name or a Tokenizer, got {type(name).__name__}: {name!r}")
+    if isinstance(name, str):
+        return _named_tokenizer(name)
+    if isinstance(name, Tokenizer):  # before the cache: a tokenizer object need not be hashable
+        return name
+    raise TypeError(
+        f"tokenizer must be a name ({', '.join(TIKTOKEN_ENCODINGS)}, a model name such as 'gpt-4o', or "
+        "'hf:/path/to/tokenizer.json') or an object with name, encode, count and prefix_within; "
+        f"got {type(name).__name__}: {name!r:.80}"
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _named_tokenizer(name: str) -> Tokenizer:
     if name.startswith("hf:"):
         return HFTokenizer(name[3:])
-    return TiktokenTokenizer(MODEL_TO_ENCODING.get(name, name))
+    encoding = encoding_name(name)
+    try:
+        return TiktokenTokenizer(encoding)
+    except ValueError as exc:
+        if encoding == name:
+            raise
+        raise ValueError(f"tokenizer {name!r} counts with the tiktoken encoding {encoding!r}: {exc}") from exc

@@ -96,12 +96,38 @@ def test_minmax():
     assert minmax([]) == []
 
 
-def test_chunk_vectors_reuse_retriever_embeddings_of_matching_size():
-    emb = HashingEmbedder(dim=8)
-    own = np.arange(8, dtype=np.float32) + 1
-    chunks = [Chunk(id="a", text="alpha", embedding=own), Chunk(id="b", text="beta", embedding=[1.0, 2.0])]
+class CountingEmbedder(HashingEmbedder):
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim)
+        self.encoded: list[str] = []
+
+    def encode(self, texts):
+        self.encoded += list(texts)
+        return super().encode(texts)
+
+
+TEXTS = ["Paris is the capital of France", "Lyon is known for its food", "The Nile is a river in Africa"]
+
+
+def test_chunk_vectors_reuse_retriever_embeddings_of_this_model():
+    emb = CountingEmbedder(dim=64)
+    given = HashingEmbedder(dim=64).encode(TEXTS) * 3.0  # the same model's vectors, not normalized
+    chunks = [Chunk(id=str(i), text=t, embedding=given[i]) for i, t in enumerate(TEXTS)] + [
+        Chunk(id="x", text="beta gamma", embedding=[1.0, 2.0])]
     vecs = chunk_vectors(emb, chunks)
-    assert np.allclose(vecs[0], own / np.linalg.norm(own))  # reused
-    assert np.allclose(vecs[1], emb.encode(["beta"])[0])  # wrong size: recomputed
-    cut = chunks[0].keep([(0, 3)])
-    assert np.allclose(chunk_vectors(emb, [cut])[0], emb.encode(["alp"])[0])  # cut text: recomputed
+    assert np.allclose(vecs[:3], given / np.linalg.norm(given, axis=1, keepdims=True))  # reused
+    assert np.allclose(vecs[3], HashingEmbedder(dim=64).encode(["beta gamma"])[0])  # wrong size: recomputed
+    assert emb.encoded == [TEXTS[0], "beta gamma"]  # one spot check, one text of the wrong size
+    cut = chunks[0].keep([(0, 5)])
+    assert np.allclose(chunk_vectors(emb, [cut])[0], emb.encode(["Paris"])[0])  # cut text: recomputed
+
+
+def test_chunk_vectors_ignore_another_models_embeddings_of_the_same_size():
+    """bge-small or e5-small vectors are 384 wide, like MiniLM's: compared with MiniLM's query vector they
+    ranked chunks at random (the dense-topk preset kept the Nile for 'the capital of France')."""
+    emb = HashingEmbedder(dim=64)
+    other = np.random.default_rng(0).normal(size=(3, 64))
+    chunks = [Chunk(id=str(i), text=t, embedding=other[i]) for i, t in enumerate(TEXTS)]
+    with pytest.warns(UserWarning, match="do not match 'hashing'"):
+        vecs = chunk_vectors(emb, chunks)
+    assert np.allclose(vecs, emb.encode(TEXTS))

@@ -88,3 +88,66 @@ def test_count_many_counts_each_distinct_text_once_and_fills_the_memo():
     assert count_many(tok, ["a b", "known", "a b", "c"], memo) == [2, 7, 2, 1]
     assert tok.calls == ["a b", "c"]
     assert memo == {"known": 7, "a b": 2, "c": 1}
+
+
+# -- model names through tiktoken's own table; encodings that are not shipped ---------------
+@pytest.mark.parametrize(
+    "model, base",
+    [
+        ("gpt-4o-2024-08-06", "gpt-4o"),
+        ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
+        ("gpt-3.5-turbo-0125", "gpt-3.5-turbo"),
+        ("GPT-4o", "gpt-4o"),
+        ("gpt-5", "o200k_base"),
+        ("o4-mini", "o200k_base"),
+    ],
+)
+def test_dated_and_new_model_names_count_like_their_base_and_like_tiktoken(model, base):
+    import tiktoken
+
+    tok = get_tokenizer(model)
+    assert tok.name == get_tokenizer(base).name == tiktoken.encoding_name_for_model(model.lower())
+    text = "Paris is the capital of France. 東京は日本の首都です。 👩‍👩‍👧"
+    assert tok.count(text) == len(tiktoken.get_encoding(tok.name).encode_ordinary(text)) == get_tokenizer(base).count(text)
+
+
+def test_unknown_tokenizer_lists_only_what_works_offline():
+    with pytest.raises(ValueError) as info:
+        get_tokenizer("gpt-nope")
+    message = str(info.value)
+    assert "'gpt-nope'" in message and "cl100k_base" in message and "o200k_base" in message and "hf:" in message
+    assert "p50k_base" not in message and "r50k_base" not in message
+
+
+@pytest.fixture
+def no_network(monkeypatch, tmp_path):
+    """tiktoken's cache is a fresh folder (the shipped files only) and a download fails at once."""
+    import tiktoken.load
+
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "tiktoken"))
+
+    def offline(blobpath):
+        raise ConnectionError(f"no network in this test: {blobpath}")
+
+    monkeypatch.setattr(tiktoken.load, "read_file", offline)
+
+
+@pytest.mark.parametrize("name, encoding", [("p50k_base", "p50k_base"), ("r50k_base", "r50k_base"), ("gpt2", "gpt2"), ("text-davinci-003", "p50k_base")])
+def test_an_encoding_not_shipped_offline_says_so_and_how_to_provide_it(no_network, name, encoding):
+    with pytest.raises(ValueError) as info:
+        get_tokenizer(name)
+    message = str(info.value)
+    assert f"{encoding!r} is not shipped for offline use" in message
+    assert "TIKTOKEN_CACHE_DIR" in message and "hf:" in message and "cl100k_base" in message
+    assert f"{name!r}" in message
+
+
+def test_shipped_encodings_still_load_without_network(no_network):
+    from optimizer.tokenizer import TiktokenTokenizer
+
+    assert TiktokenTokenizer("o200k_base").count("hello world") == 2
+
+
+def test_a_tokenizer_that_is_neither_a_name_nor_an_object_names_the_choices():
+    with pytest.raises(TypeError, match=r"tokenizer must be a name \(cl100k_base, o200k_base.*got int: 5"):
+        get_tokenizer(5)

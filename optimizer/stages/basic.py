@@ -11,6 +11,19 @@ from optimizer.stage import Stage, StageContext, StageOutput, relevance_of
 from optimizer.validate import positive_int
 
 
+def all_fit(chunks: Sequence[Chunk], context: StageContext) -> bool:
+    """Whether ``chunks``, rendered in this order, fit ``context.budget`` by the exact count.
+
+    The greedy passes below count each header and separator alone, an upper bound that would
+    cut even at a budget of the whole context.
+    """
+    budget = context.budget
+    if budget is None or sum(context.count(c.text) for c in chunks) > budget:
+        return budget is None
+    rendered = context.rendered(chunks)
+    return rendered is not None and rendered <= budget
+
+
 class Truncate(Stage):
     """Keep chunks in the order given until the budget is spent; cut the one that crosses it.
 
@@ -32,7 +45,7 @@ class Truncate(Stage):
         self.at = at
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
-        if context.budget is None:
+        if context.budget is None or all_fit(chunks, context):
             return StageOutput(list(chunks))
         out: list[Chunk] = []
         reasons: dict[str, str] = {}
@@ -102,7 +115,7 @@ class WholeChunks(Stage):
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
         ranked = by_relevance(chunks)
-        if context.budget is None:
+        if context.budget is None or all_fit([chunks[i] for i in ranked], context):
             return StageOutput([chunks[i] for i in ranked])
         keep: list[Chunk] = []
         reasons: dict[str, str] = {}

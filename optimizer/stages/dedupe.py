@@ -34,6 +34,7 @@ from optimizer.records import Chunk
 from optimizer.sentences import split_sentences
 from optimizer.stage import Stage, StageContext, StageOutput, relevance_of
 from optimizer.text import jaccard, normalized, shingles
+from optimizer.validate import non_negative_int
 
 DIFFERENCES = ("keep", "drop")
 
@@ -179,6 +180,23 @@ def _similar_pairs(sets: Sequence[set[str]], threshold: float) -> list[int]:
     return sorted(set(shared.row[close].tolist()) | set(shared.col[close].tolist()))
 
 
+def _check_lsh(stage: str, threshold: float, num_perm: int, lsh_above: int, seed: int) -> None:
+    """The MinHash LSH settings of :class:`NearDedupe`; a non-default ``(threshold, num_perm)`` is tried once (cached)."""
+    non_negative_int(lsh_above, f"{stage}: lsh_above", what="chunks")
+    non_negative_int(seed, f"{stage}: seed")
+    if isinstance(num_perm, bool) or not isinstance(num_perm, int) or num_perm < 2:
+        raise ValueError(f"{stage}: num_perm (MinHash permutations) must be an integer of 2 or more, e.g. 128, got {num_perm!r}")
+    if (float(threshold), num_perm) == (0.8, 128):
+        return  # the defaults: known to split into bands
+    try:
+        lsh_bands(float(threshold), num_perm)
+    except ValueError as exc:
+        raise ValueError(
+            f"{stage}: num_perm={num_perm} cannot reach threshold={threshold} with MinHash LSH (datasketch: {exc}); "
+            "raise num_perm (e.g. 128) or lower threshold (num_perm=128 reaches thresholds up to 0.98)"
+        ) from None
+
+
 class NearDedupe(Stage):
     """Drop near-duplicates: word-shingle Jaccard at or above ``threshold``.
 
@@ -213,6 +231,7 @@ class NearDedupe(Stage):
         _check_differences(self.name, differences)
         if isinstance(shingle, bool) or not isinstance(shingle, int) or shingle < 1:
             raise ValueError(f"{self.name}: shingle must be a positive integer, got {shingle!r}")
+        _check_lsh(self.name, threshold, num_perm, lsh_above, seed)
         self.threshold = threshold
         self.shingle = shingle
         self.num_perm = num_perm

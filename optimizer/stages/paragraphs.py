@@ -255,7 +255,10 @@ class ParagraphViews:
                     extra += cost[(v.id, span)]
             return context.overhead(list(blocks.values()), grouped=grouped) + extra
 
-        return replace(context, render_overhead=overhead)
+        def rendered(taken: Sequence[Chunk], grouped: bool = False) -> int:
+            return context.rendered(self._merged(taken), grouped=grouped) or 0
+
+        return replace(context, render_overhead=overhead, render_tokens=rendered if context.render_tokens else None)
 
     def merge(self, out: StageOutput, grouped: bool = False) -> StageOutput:
         """The kept views of ``out`` as one chunk per input chunk (first-kept order, best view's relevance).
@@ -267,18 +270,23 @@ class ParagraphViews:
         is not reported dropped; one that lost text gets the sentence stage's reason for a
         partly kept chunk.
         """
-        pieces: dict[str, list[tuple[int, int]]] = {}
-        relevance: dict[str, float | None] = {}
-        for v in out.chunks:
-            pieces.setdefault(v.id, []).extend(v.kept_pieces)
-            best = relevance.get(v.id)
-            relevance[v.id] = v.relevance if best is None or (v.relevance is not None and v.relevance > best) else best
-        merged = [replace(self.given[i].keep([*p, *self._frames_of(i, p)]), relevance=relevance[i]) for i, p in pieces.items()]
-        reasons = {i: r for i, r in out.reasons.items() if i not in pieces}
+        merged = self._merged(out.chunks)
+        kept = {m.id for m in merged}
+        reasons = {i: r for i, r in out.reasons.items() if i not in kept}
         for m in merged:
             if m.kept_pieces != self.given[m.id].kept_pieces:
                 reasons[m.id] = CUT_REASON
         return StageOutput(group_by_title(merged) if grouped else merged, reasons=reasons, notes={**out.notes, "paragraph_views": True})
+
+    def _merged(self, views: Sequence[Chunk]) -> list[Chunk]:
+        """Kept ``views`` as one chunk per input chunk, in first-kept order, with their frame lines and best relevance."""
+        pieces: dict[str, list[tuple[int, int]]] = {}
+        relevance: dict[str, float | None] = {}
+        for v in views:
+            pieces.setdefault(v.id, []).extend(v.kept_pieces)
+            best = relevance.get(v.id)
+            relevance[v.id] = v.relevance if best is None or (v.relevance is not None and v.relevance > best) else best
+        return [replace(self.given[i].keep([*p, *self._frames_of(i, p)]), relevance=relevance[i]) for i, p in pieces.items()]
 
     def _frames_of(self, chunk_id: str, pieces: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
         """The heading and fence lines (:attr:`Paragraph.frame`) of the paragraphs ``pieces`` fall in."""

@@ -23,6 +23,12 @@ def _check_model(stage: str, model: str) -> None:
         raise ValueError(f"{stage}: model must be one of {', '.join(EMBEDDERS)}, got {model!r}")
 
 
+def _check_k1(stage: str, k1: object) -> None:
+    """BM25's term-frequency saturation ``k1`` must be a finite number >= 0 (0: presence only)."""
+    if isinstance(k1, bool) or not isinstance(k1, (int, float)) or not 0 <= k1 < float("inf"):
+        raise ValueError(f"{stage}: k1 (term-frequency saturation) must be a number of 0 or more, e.g. 1.5, got {k1!r}")
+
+
 class BM25Rerank(Stage):
     """Score chunks with BM25 against the query (title included) and sort best first.
 
@@ -36,6 +42,8 @@ class BM25Rerank(Stage):
     name = "rerank-bm25"
 
     def __init__(self, *, k1: float = 1.5, b: float = 0.75, use_title: bool = True) -> None:
+        _check_k1(self.name, k1)
+        unit_interval(b, f"{self.name}: b (length normalization, 0 = none, 1 = full)", closed_low=True, example=0.75)
         self.k1 = k1
         self.b = b
         self.use_title = use_title
@@ -52,8 +60,8 @@ class BM25Rerank(Stage):
 class DenseRerank(Stage):
     """Cosine similarity of query and chunk embeddings (MiniLM by default), best first.
 
-    Reuses ``Chunk.embedding`` when the retriever already computed one of the model's size
-    (``reuse_embeddings``). Needs ``pip install 'ragtrim[embeddings]'``.
+    Reuses ``Chunk.embedding`` when the retriever already computed it with this model (same size,
+    and one chunk checked; see :func:`optimizer.embeddings.chunk_vectors`) (``reuse_embeddings``). Needs ``pip install 'ragtrim[embeddings]'``.
     """
 
     name = "rerank-dense"

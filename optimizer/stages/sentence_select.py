@@ -159,8 +159,15 @@ class SentenceSelector:
                 open_words[mentions[taken]] = 0.0
             touched.add(c)
 
-    def pick(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray, context: StageContext) -> tuple[dict[int, list[int]], list[int], int]:
-        """``(chosen sentence indices per chunk, chunk order of first pick, target tokens)``."""
+    def pick(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray,
+             context: StageContext) -> tuple[dict[int, list[int]], list[Chunk], int]:
+        """``(chosen sentence indices per chunk, the kept chunks as they render, target tokens)``.
+
+        The greedy pass counts each sentence, joiner and header alone, an upper bound of the
+        rendered count. When the context can count the rendering exactly and the pass overstated
+        it, the pass runs again with the difference as extra room, and its choice is kept if its
+        exact count still fits the target.
+        """
         target = self.target(sents, context)
         density = self.density * self.tight(sents, target, 2)
         value = score / np.power(np.array([max(1, s.tokens) for s in sents], dtype=float), density)
@@ -169,6 +176,30 @@ class SentenceSelector:
             if self.coverage
             else (None, None)
         )
+        redundancy = self.redundancy * self.tight(sents, target, 1)
+        grouped = self.order == "relevance"
+        if context.budget is not None and sum(s.tokens for s in sents) <= target:  # maybe all of it fits
+            every: dict[int, list[int]] = {}
+            for i, s in enumerate(sents):
+                every.setdefault(s.chunk, []).append(i)
+            whole = self.layout(chunks, sents, score, every, list(every))
+            if (context.rendered(whole, grouped=grouped) or target + 1) <= target:
+                return every, whole, target
+        chosen, chunk_order, used = self._fill(chunks, sents, value, mentions, weight, redundancy, target, context)
+        layout = self.layout(chunks, sents, score, chosen, chunk_order)
+        exact = context.rendered(layout, grouped=grouped) if context.budget is not None else None
+        if exact is None or exact >= used:
+            return chosen, layout, target
+        more, more_order, more_used = self._fill(chunks, sents, value, mentions, weight, redundancy, target + used - exact, context)
+        if more_used > used:
+            more_layout = self.layout(chunks, sents, score, more, more_order)
+            if (context.rendered(more_layout, grouped=grouped) or 0) <= target:
+                return more, more_layout, target
+        return chosen, layout, target
+
+    def _fill(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], value: np.ndarray, mentions: np.ndarray | None,
+              weight: np.ndarray | None, redundancy: float, room: int, context: StageContext) -> tuple[dict[int, list[int]], list[int], int]:
+        """One greedy pass within ``room`` estimated tokens: ``(chosen, chunk order, estimated tokens used)``."""
         chosen: dict[int, list[int]] = {}
         chunk_order: list[int] = []
         spent = {"used": 0, "overhead": 0}
@@ -183,7 +214,7 @@ class SentenceSelector:
                     heads[s.chunk] = context.overhead([chunks[c] for c in layout], grouped=self.order == "relevance") - spent["overhead"]
                 extra_head = heads[s.chunk]
             cost = s.tokens + (1 if s.chunk in chosen else 0) + extra_head
-            if spent["used"] + cost > target:
+            if spent["used"] + cost > room:
                 return False
             if s.chunk not in chosen:
                 chosen[s.chunk] = []
@@ -194,17 +225,17 @@ class SentenceSelector:
             spent["used"] += cost
             return True
 
-        for _ in self.greedy(sents, value, mentions, weight, self.redundancy * self.tight(sents, target, 1), take):
+        for _ in self.greedy(sents, value, mentions, weight, redundancy, take):
             pass
         if not chosen:  # nothing fits whole: give the packer the best sentence to cut
             best = min(range(len(sents)), key=lambda i: (-value[i], i))
             chosen[sents[best].chunk] = [best]
             chunk_order.append(sents[best].chunk)
-        return chosen, chunk_order, target
+        return chosen, chunk_order, spent["used"]
 
-    def __call__(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray, context: StageContext) -> StageOutput:
-        """Keep the chosen sentences of each chunk (offsets exact) and say why the rest went."""
-        chosen, chunk_order, target = self.pick(query, chunks, sents, score, context)
+    def layout(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray,
+               chosen: dict[int, list[int]], chunk_order: list[int]) -> list[Chunk]:
+        """The kept chunks (offsets exact, relevance their best sentence's score) in the order they render."""
         out: list[Chunk] = []
         best_score: dict[int, float] = {}
         for ci in chunk_order:
@@ -213,9 +244,13 @@ class SentenceSelector:
             best_score[ci] = float(max(score[i] for i in picks))
             out.append(replace(kept, relevance=best_score[ci]))
         if self.order == "document":
-            layout = [out[k] for k in sorted(range(len(chunk_order)), key=lambda k: chunk_order[k])]
-        else:  # best first, the other kept chunks of its title right after it: each title prints once
-            layout = group_by_title([out[k] for k in sorted(range(len(chunk_order)), key=lambda k: (-best_score[chunk_order[k]], chunk_order[k]))])
+            return [out[k] for k in sorted(range(len(chunk_order)), key=lambda k: chunk_order[k])]
+        # best first, the other kept chunks of its title right after it: each title prints once
+        return group_by_title([out[k] for k in sorted(range(len(chunk_order)), key=lambda k: (-best_score[chunk_order[k]], chunk_order[k]))])
+
+    def __call__(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray, context: StageContext) -> StageOutput:
+        """Keep the chosen sentences of each chunk (offsets exact) and say why the rest went."""
+        chosen, layout, target = self.pick(query, chunks, sents, score, context)
         reasons = {
             c.id: "sentences: no sentence among the best within the budget"
             for ci, c in enumerate(chunks)

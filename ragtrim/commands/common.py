@@ -31,6 +31,11 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def warn(message: str) -> None:
+    """Print a warning for a user as one line on stderr (no source line, unlike ``warnings``)."""
+    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+
+
 @contextmanager
 def user_errors(*more: type[BaseException]) -> Iterator[None]:
     """Turn :data:`USER_ERRORS` (and ``more``) raised inside the block into :func:`fail`."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ragtrim.commands.common import fail, user_errors
+from ragtrim.commands.common import fail, user_errors, warn
 
 FORMATS = ("text", "json", "trace")
 
@@ -17,7 +18,7 @@ FORMATS = ("text", "json", "trace")
 def optimize(
     query: str = typer.Option(..., "--query", "-q", help="The user's question."),
     chunks: str = typer.Option(..., "--chunks", "-c", help="JSONL file of chunks (id, text, optional title, score, metadata); '-' reads stdin."),
-    budget: Optional[str] = typer.Option(None, "--budget", "-b", help="Tokens (e.g. 300) or a share of the full context (e.g. 0.25). Default: the preset's or config's."),
+    budget: Optional[str] = typer.Option(None, "--budget", "-b", help="Tokens (e.g. 300) or a share of the full context (e.g. 0.25). Default: the preset's or config's; with none, the sentence stage keeps about half (its ratio)."),
     preset: str = typer.Option("default", "--preset", "-p", help="Preset name (see 'ragtrim presets')."),
     config: Optional[Path] = typer.Option(None, "--config", help="Pipeline config file (.yaml, .toml, .json); overrides --preset."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", "-t", help="cl100k_base, o200k_base, a model name such as gpt-4o, or hf:/path. Default cl100k_base."),
@@ -30,7 +31,9 @@ def optimize(
 
     if output_format not in FORMATS:
         fail(f"--format must be text, json or trace, got {output_format!r}")
-    with user_errors(RuntimeError):  # RuntimeError: a model that could not be built or loaded
+    check_utf8_argument("--query", query)
+    # RuntimeError: a model that could not be built or loaded; warnings print as one line each
+    with user_errors(RuntimeError), warnings.catch_warnings(record=True) as caught:
         parsed_budget = parse_budget(budget)
         items = read_chunks(chunks)
         if config is not None:
@@ -38,6 +41,8 @@ def optimize(
         else:
             pipeline = Pipeline.preset(preset, budget=parsed_budget, tokenizer=tokenizer or "cl100k_base")
         result = pipeline.warm_up().run(query, items)
+    for w in caught:
+        warn(str(w.message))
     if output_format == "json":
         json.dump(result.to_dict(), sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
@@ -47,6 +52,18 @@ def optimize(
         typer.echo("")
         typer.echo(f"tokens {result.tokens} of {result.tokens_full} (budget {result.budget}, {result.tokenizer})")
         typer.echo(result.trace_table())
+
+
+def check_utf8_argument(flag: str, value: str) -> None:
+    """Fail naming ``flag`` when ``value`` holds bytes that were not UTF-8 (Python keeps them as lone surrogates)."""
+    from optimizer.records import lone_surrogate
+
+    pos = lone_surrogate(value)
+    if pos is not None and 0xDC80 <= ord(value[pos]) <= 0xDCFF:
+        fail(
+            f"{flag} is not valid UTF-8: byte 0x{ord(value[pos]) - 0xDC00:02x} at character {pos}; "
+            "pass UTF-8 text (check the encoding of the terminal or of the program that calls ragtrim)"
+        )
 
 
 def presets() -> None:
