@@ -59,14 +59,41 @@ def test_compressor_keeps_ids_metadata_offsets_and_budget(budget):
 
 def test_score_key_and_title_key_used():
     docs = make_docs()
-    compressor = RagtrimCompressor(pipeline=Pipeline(budget=10_000))
+    compressor = RagtrimCompressor(pipeline=Pipeline(budget=10_000), render="pipeline")
     compressor.compress_documents(docs, QUERY)
     assert [c.score for c in compressor.last_result.chunks] == pytest.approx([1.0, 0.9, 0.8, 0.7])
     assert "[1] Paris\n" in compressor.last_result.text
-    compressor = RagtrimCompressor(pipeline=Pipeline(budget=10_000), title_key="source", score_key=None)
+    compressor = RagtrimCompressor(pipeline=Pipeline(budget=10_000), title_key="source", score_key=None, render="pipeline")
     compressor.compress_documents(docs, QUERY)
     assert "wiki/0" in compressor.last_result.text
     assert all(c.score is None for c in compressor.last_result.chunks)
+
+
+@pytest.mark.parametrize("budget", [30, 80, 0.5])
+def test_the_budget_holds_in_what_a_stuff_chain_sends(budget):
+    """create_stuff_documents_chain joins page_content with a blank line; ragtrim counts exactly that."""
+    docs = make_docs()
+    compressor = RagtrimCompressor(budget=budget)
+    out = compressor.compress_documents(docs, QUERY)
+    sent = "\n\n".join(d.page_content for d in out)
+    assert sent == compressor.last_result.text
+    assert compressor.active_pipeline.tokenizer.count(sent) == compressor.last_result.tokens <= compressor.last_result.budget
+
+
+def test_a_second_run_maps_its_ranges_back_to_the_original():
+    text = " ".join(f"Sentence {i} is about {'the Seine in Paris' if i % 3 == 0 else 'food in Lyon'}." for i in range(30))
+    docs = [Document(id="a", page_content=text), Document(id="b", page_content="Berlin is on the Spree. " * 10)]
+    first = RagtrimCompressor(budget=100).compress_documents(docs, QUERY)
+    second = RagtrimCompressor(budget=35).compress_documents(first, QUERY)
+    (a,) = [d for d in second if d.id == "a"]
+    assert " ".join(text[s:e] for s, e in a.metadata["ragtrim_spans"]) == a.page_content
+
+
+def test_changing_the_budget_after_construction_takes_effect():
+    compressor = RagtrimCompressor(budget=20)
+    compressor.budget = 200
+    compressor.compress_documents(make_docs(), QUERY)
+    assert compressor.last_result.budget == 200
 
 
 def test_documents_without_ids_or_text():

@@ -16,7 +16,7 @@ from llama_index.core import Document, VectorStoreIndex  # noqa: E402
 from llama_index.core.base.base_retriever import BaseRetriever  # noqa: E402
 from llama_index.core.embeddings import MockEmbedding  # noqa: E402
 from llama_index.core.llms import MockLLM  # noqa: E402
-from llama_index.core.schema import ImageNode, NodeRelationship, NodeWithScore, RelatedNodeInfo, TextNode  # noqa: E402
+from llama_index.core.schema import ImageNode, MetadataMode, NodeRelationship, NodeWithScore, RelatedNodeInfo, TextNode  # noqa: E402
 
 from optimizer import Chunk, Pipeline, Stage  # noqa: E402
 from optimizer.integrations.llama_index import RagtrimPostprocessor, RagtrimRetriever  # noqa: E402
@@ -54,10 +54,13 @@ def dump(nodes: list[NodeWithScore]) -> list[dict]:
 
 
 def render_tokens(post: RagtrimPostprocessor, nodes: list[NodeWithScore]) -> int:
-    """Tokens of the returned nodes' texts rendered the way the pipeline renders them."""
-    pipeline = post.active_pipeline
-    chunks = [Chunk(id=n.node.id_, text=n.node.text, title=n.node.metadata.get("title")) for n in nodes]
-    return pipeline.tokenizer.count(pipeline.renderer.render(chunks).text)
+    """Tokens of the returned nodes as LlamaIndex's synthesizers send them: each node's LLM view, a blank line between."""
+    return post.active_pipeline.tokenizer.count(sent_text(nodes))
+
+
+def sent_text(nodes: list[NodeWithScore]) -> str:
+    """What a LlamaIndex response synthesizer puts in the prompt for ``nodes`` (as ``PromptHelper.repack`` joins them)."""
+    return "\n\n".join(c.strip() for c in (n.node.get_content(metadata_mode=MetadataMode.LLM) for n in nodes) if c.strip())
 
 
 class SpyStage(Stage):
@@ -86,6 +89,7 @@ def test_budget_honoured_and_provenance_kept(budget):
     assert result.tokens <= limit
     assert render_tokens(post, out) <= limit
     assert render_tokens(post, out) == result.tokens
+    assert sent_text(out) == result.text  # ragtrim's context is what LlamaIndex will send
     assert dump(nodes) == before  # the caller's nodes are untouched
 
     by_id = {n.node.id_: n for n in nodes}
@@ -155,7 +159,7 @@ def test_title_key_configurable():
     post = RagtrimPostprocessor(budget=100)
     post.postprocess_nodes(nodes, query_str="text")
     assert "notes.md" in post.last_result.text
-    post = RagtrimPostprocessor(budget=100, title_key="heading")
+    post = RagtrimPostprocessor(budget=100, title_key="heading", render="pipeline")
     post.postprocess_nodes(nodes, query_str="text")
     assert "notes.md" not in post.last_result.text
 
@@ -357,7 +361,7 @@ def test_markdown_nodes_of_a_file_keep_their_section_heading(budget):
     nodes = [NodeWithScore(node=n, score=1.0) for n in
              MarkdownNodeParser().get_nodes_from_documents([Document(text=md, metadata={"file_name": "guide.md"})])]
     before = dump(nodes)
-    post = RagtrimPostprocessor(budget=budget)
+    post = RagtrimPostprocessor(budget=budget, render="pipeline")  # the budget of ragtrim's layout: the heading test, not the metadata
     kept = post.postprocess_nodes(nodes, query_str="Which Python version is needed?")
     assert dump(nodes) == before
     assert post.last_result.tokens <= budget
@@ -400,7 +404,7 @@ def test_nodes_of_two_files_come_back_grouped_by_file_with_each_name_printed_onc
     assert min(len(n) for n in by_file) >= 3
     interleaved = [n for pair in zip(*by_file) for n in pair]
     nodes = [NodeWithScore(node=n, score=1.0 - k / 100) for k, n in enumerate(interleaved)]
-    post = RagtrimPostprocessor(budget=120)
+    post = RagtrimPostprocessor(budget=120, render="pipeline")
     kept = post.postprocess_nodes(nodes, query_str="Which plan caps spend at 300 dollars, and which port does worker 3 use?")
     text = post.last_result.text
     assert post.last_result.tokens <= 120 and "300 dollars" in text and "port 8083" in text

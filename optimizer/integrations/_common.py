@@ -17,7 +17,9 @@ step at the head of the trace, so ``Result.dropped`` lists them too.
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -25,12 +27,15 @@ from typing import Any
 from optimizer.budget import parse_budget
 from optimizer.pipeline import Pipeline
 from optimizer.records import Chunk, Drop, Result, StageTrace
+from optimizer.render import Renderer
 
 logger = logging.getLogger("optimizer.integrations")
 
 SPANS_KEY = "ragtrim_spans"
+FRAME_KEY = "ragtrim_frame"  # chunk metadata: the [head, tail] a framework prints around the text
 SKIP_STEP = "skip-non-text"
 SKIP_REASON = "no text (non-text node or empty text); skipped"
+PASS_REASON = "no text (non-text node or empty text); passed through unchanged after the kept ones, not counted in the budget"
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class Item:
     score: float | None = None
     metadata: Mapping[str, Any] | None = None
     embedding: Any = None
+    frame: tuple[str, str] | None = None  # printed around the text by the framework (see Renderer.frames)
 
 
 @dataclass(frozen=True)
@@ -64,13 +70,43 @@ class Run:
 
 
 def make_pipeline(
-    pipeline: Pipeline | None, *, preset: str, budget: Any, tokenizer: str, owner: str
+    pipeline: Pipeline | None, *, preset: str, budget: Any, tokenizer: str, owner: str, renderer: Renderer | None = None
 ) -> tuple[Pipeline, Any]:
     """The pipeline to run and the budget override (``None`` keeps the pipeline's own).
 
     ``budget`` alone builds preset ``preset``; with ``pipeline`` it overrides that
-    pipeline's budget. One of the two is required.
+    pipeline's budget. One of the two is required. ``renderer``: run with it instead of the
+    pipeline's own (on a copy; the caller's pipeline is left alone).
     """
+    built, override = _pick_pipeline(pipeline, preset=preset, budget=budget, tokenizer=tokenizer, owner=owner)
+    if renderer is not None:
+        built = copy.copy(built)
+        built.renderer = renderer
+    return built, override
+
+
+class PipelineCache:
+    """A wrapper's pipeline for its current settings, built again when one of them has changed.
+
+    Framework objects are pydantic models whose fields a user may set after construction
+    (``post.budget = 200``, ``model_copy(update=...)``); the next call runs with the new values.
+    """
+
+    def __init__(self) -> None:
+        self._key: Any = None
+        self._built: tuple[Pipeline, Any] | None = None
+
+    def get(self, pipeline: Pipeline | None, *, preset: str, budget: Any, tokenizer: str, owner: str,
+            renderer: Renderer | None) -> tuple[Pipeline, Any]:
+        """:func:`make_pipeline` of these settings, reused while they stay the same."""
+        key = (id(pipeline), preset, repr(budget), tokenizer, renderer)
+        if self._built is None or key != self._key:
+            self._built = make_pipeline(pipeline, preset=preset, budget=budget, tokenizer=tokenizer, owner=owner, renderer=renderer)
+            self._key = key
+        return self._built
+
+
+def _pick_pipeline(pipeline: Pipeline | None, *, preset: str, budget: Any, tokenizer: str, owner: str) -> tuple[Pipeline, Any]:
     budget = parse_budget(budget)
     if pipeline is None:
         if budget is None:
@@ -123,34 +159,25 @@ def unique_ids(ids: Sequence[str | None]) -> list[str]:
     return out
 
 
-def run_items(pipeline: Pipeline, query: str, items: Sequence[Item], *, budget: Any = None) -> Run:
-    """Run ``pipeline`` on the items that have text; map the kept chunks back to items."""
+def run_items(pipeline: Pipeline, query: str, items: Sequence[Item], *, budget: Any = None, non_text: str = "skip") -> Run:
+    """Run ``pipeline`` on the items that have text; map the kept chunks back to items.
+
+    Items without text are reported in a ``skip-non-text`` trace step: dropped with a warning
+    (``non_text="skip"``) or, with ``"keep"``, noted as passed through (the caller returns them).
+    """
     if not isinstance(query, str):
         raise TypeError(f"query must be a string, got {type(query).__name__}: {query!r:.80}")
     with_text = [it for it in items if it.text and it.text.strip()]
     no_text = [it for it in items if not (it.text and it.text.strip())]
     by_id = {it.id: it for it in with_text}
     chunks = [
-        Chunk(id=it.id, text=it.text, title=it.title, score=it.score, embedding=it.embedding) for it in with_text
+        Chunk(id=it.id, text=it.text, title=it.title, score=it.score, embedding=it.embedding,
+              metadata={FRAME_KEY: list(it.frame)} if it.frame else None)
+        for it in with_text
     ]
     result = pipeline.run(query, chunks, budget=budget)
     if no_text:
-        logger.warning(
-            "ragtrim skipped %d input(s) without text (e.g. image nodes): ids %s",
-            len(no_text),
-            [it.id for it in no_text],
-        )
-        head = StageTrace(
-            name=SKIP_STEP,
-            tokens_in=0,
-            tokens_out=0,
-            ms=0.0,
-            chunks_in=len(items),
-            chunks_out=len(with_text),
-            dropped=tuple(Drop(it.id, SKIP_REASON) for it in no_text),
-            notes={"skipped": len(no_text)},
-        )
-        result = replace(result, trace=(head, *result.trace))
+        result = replace(result, trace=(_no_text_step(items, no_text, passed=non_text == "keep"), *result.trace))
     kept = tuple(
         Kept(item=by_id[c.id], text=c.text, spans=c.kept_pieces, relevance=c.relevance)
         for c in result.chunks
@@ -159,15 +186,86 @@ def run_items(pipeline: Pipeline, query: str, items: Sequence[Item], *, budget: 
     return Run(result=result, kept=kept, skipped=tuple(it.index for it in no_text))
 
 
+def _no_text_step(items: Sequence[Item], no_text: Sequence[Item], *, passed: bool) -> StageTrace:
+    """The trace step for items without text: dropped (logged), or passed through untouched."""
+    ids = [it.id for it in no_text]
+    if not passed:
+        logger.warning("ragtrim skipped %d input(s) without text (e.g. image nodes): ids %s", len(ids), ids)
+    return StageTrace(
+        name=SKIP_STEP,
+        tokens_in=0,
+        tokens_out=0,
+        ms=0.0,
+        chunks_in=len(items),
+        chunks_out=len(items) - (0 if passed else len(ids)),
+        dropped=() if passed else tuple(Drop(i, SKIP_REASON) for i in ids),
+        notes={"passed_through": ids, "reason": PASS_REASON} if passed else {"skipped": len(ids)},
+    )
+
+
+def compose_spans(text: str, previous: Any, spans: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...] | None:
+    """``spans`` of ``text`` as ranges of the text ``previous`` were kept from, or None if they do not fit it.
+
+    ``text`` is an earlier run's output: the ``previous`` ranges of an original text, joined by
+    white space. Run ragtrim on it again and the new ranges are of ``text``; this maps them back,
+    so ``ragtrim_spans`` always points into the original.
+
+    >>> original = "Paris is big. Lyon is old. Nice is sunny."
+    >>> text = "Paris is big. Nice is sunny."          # an earlier run kept (0, 13) and (27, 41)
+    >>> compose_spans(text, [[0, 13], [27, 41]], [(14, 28)])
+    ((27, 41),)
+    >>> compose_spans("edited", [[0, 13]], [(0, 6)]) is None  # the text no longer matches those ranges
+    True
+    """
+    if not isinstance(previous, (list, tuple)) or not all(
+        isinstance(r, (list, tuple)) and len(r) == 2 and all(isinstance(v, int) for v in r) and 0 <= r[0] < r[1] for r in previous
+    ):
+        return None
+    starts, at = [], 0
+    for k, (s, e) in enumerate(previous):
+        if k:
+            gap = at
+            while at < len(text) and text[at].isspace():
+                at += 1
+            if at == gap:
+                return None
+        piece = text[at : at + (e - s)]
+        if len(piece) != e - s or piece[:1].isspace() or piece[-1:].isspace():
+            return None
+        starts.append(at)
+        at += e - s
+    if at != len(text):
+        return None
+    out: list[tuple[int, int]] = []
+    for a, b in spans:
+        for (s, e), st in zip(previous, starts):
+            lo, hi = max(a, st), min(b, st + (e - s))
+            if lo < hi:
+                out.append((s + lo - st, s + hi - st))
+    return tuple(out)
+
+
+def original_spans(text: str, previous: Any, spans: Sequence[tuple[int, int]], name: str) -> tuple[tuple[int, int], ...] | None:
+    """:func:`compose_spans`, with a warning naming ``name`` when ``previous`` no longer fits ``text``."""
+    composed = compose_spans(text, previous, spans)
+    if composed is None:
+        logger.warning("%s: metadata[%r] does not match its text (edited since?); its ranges are now of the text as given",
+                       name, SPANS_KEY)
+    return composed
+
+
 def as_float(value: Any) -> float | None:
-    """A float score, or None (NaN and non-numbers become None)."""
+    """A float score, or None: NaN, infinities (a log-probability of -inf, say) and non-numbers are no score."""
     if value is None or isinstance(value, bool):
         return None
     try:
         out = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return None if out != out else out
+    if not math.isfinite(out):
+        logger.warning("ragtrim read a retriever score of %r as no score (only finite scores rank chunks)", value)
+        return None
+    return out
 
 
 def as_embedding(value: Any) -> Any:

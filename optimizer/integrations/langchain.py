@@ -13,6 +13,11 @@ character ranges of the original ``page_content``, in the order ragtrim rendered
 Documents with empty text are dropped (with a logged warning and a ``skip-non-text`` trace
 step). A ``score`` in metadata (``score_key``) is used as the retriever's score.
 
+The budget counts the documents as LangChain's stuff chains put them in the prompt by default
+(``create_stuff_documents_chain``: each ``page_content``, a blank line between), so the kept
+documents joined that way fit in ``budget`` tokens; ``render="pipeline"`` counts the pipeline's
+own layout (``[1] title``) instead, e.g. when you send ``last_result.text`` yourself.
+
 Needs ``langchain-core`` (``pip install 'ragtrim[langchain]'``); importing this module works
 without it, using :class:`RagtrimCompressor` then raises an error with the install hint.
 
@@ -28,12 +33,14 @@ without it, using :class:`RagtrimCompressor` then raises an error with the insta
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 from optimizer.integrations._common import (
     SPANS_KEY,
     Item,
+    PipelineCache,
     as_float,
+    original_spans,
     make_pipeline,
     run_items,
     title_from,
@@ -42,6 +49,10 @@ from optimizer.integrations._common import (
 from optimizer.lazy import lazy_import
 from optimizer.pipeline import Pipeline
 from optimizer.records import Result
+from optimizer.render import Renderer
+
+# What LangChain's stuff chains send by default: each document's page_content, a blank line between.
+LANGCHAIN_RENDERER = Renderer(citations=False, titles=False, separator="\n\n")
 
 try:
     from langchain_core.callbacks import Callbacks
@@ -76,6 +87,10 @@ if BaseDocumentCompressor is not None:
             Metadata key(s) whose first non-empty value is the document's title.
         score_key:
             Metadata key holding the retriever's score, if any.
+        render:
+            ``"langchain"`` (default): the budget counts the kept documents as LangChain's stuff
+            chains join them (``page_content``, a blank line between); ``"pipeline"``: as the
+            pipeline's own renderer prints them.
         on_result:
             Called with each run's :class:`optimizer.Result` (also kept as :attr:`last_result`).
         """
@@ -87,17 +102,20 @@ if BaseDocumentCompressor is not None:
         tokenizer: str = "cl100k_base"
         title_key: Optional[Union[str, list[str]]] = Field(default_factory=lambda: ["title"])
         score_key: Optional[str] = "score"
+        render: Literal["langchain", "pipeline"] = "langchain"
         pipeline: Optional[Any] = Field(default=None, exclude=True)
         on_result: Optional[Callable[[Result], None]] = Field(default=None, exclude=True)
 
-        _pipeline: Any = PrivateAttr(default=None)
-        _budget_override: Any = PrivateAttr(default=None)
+        _pipelines: PipelineCache = PrivateAttr(default_factory=PipelineCache)
         _last_result: Optional[Result] = PrivateAttr(default=None)
 
         def model_post_init(self, __context: Any) -> None:
-            self._pipeline, self._budget_override = make_pipeline(
-                self.pipeline, preset=self.preset, budget=self.budget, tokenizer=self.tokenizer, owner="RagtrimCompressor"
-            )
+            self._build()
+
+        def _build(self) -> tuple[Pipeline, Any]:
+            """The pipeline and budget override for the current settings (rebuilt when one was changed)."""
+            return self._pipelines.get(self.pipeline, preset=self.preset, budget=self.budget, tokenizer=self.tokenizer,
+                                       owner="RagtrimCompressor", renderer=LANGCHAIN_RENDERER if self.render == "langchain" else None)
 
         @property
         def last_result(self) -> Optional[Result]:
@@ -106,7 +124,8 @@ if BaseDocumentCompressor is not None:
 
         @property
         def active_pipeline(self) -> Pipeline:
-            return self._pipeline
+            """The pipeline this compressor runs (a copy of ``pipeline`` with LangChain's layout, by default)."""
+            return self._build()[0]
 
         def compress_documents(
             self, documents: Sequence[Document], query: str, callbacks: Optional[Callbacks] = None
@@ -128,7 +147,8 @@ if BaseDocumentCompressor is not None:
                 )
                 for i, (doc, cid) in enumerate(zip(docs, unique_ids([d.id for d in docs])))
             ]
-            run = run_items(self._pipeline, query, items, budget=self._budget_override)
+            pipeline, budget = self._build()
+            run = run_items(pipeline, query, items, budget=budget)
             self._last_result = run.result
             if self.on_result is not None:
                 self.on_result(run.result)
@@ -136,7 +156,10 @@ if BaseDocumentCompressor is not None:
             for k in run.kept:
                 original = docs[k.item.index]
                 metadata = original.model_copy(deep=True).metadata
-                metadata[SPANS_KEY] = [[s, e] for s, e in k.spans]
+                spans = k.spans
+                if SPANS_KEY in metadata:  # an earlier run's output: ranges of the original it was cut from
+                    spans = original_spans(k.item.text, metadata[SPANS_KEY], spans, f"document {k.item.id}") or spans
+                metadata[SPANS_KEY] = [[s, e] for s, e in spans]
                 out.append(original.model_copy(update={"page_content": k.text, "metadata": metadata}))
             return out
 

@@ -14,9 +14,13 @@ node's ``id_``, metadata, relationships and score unchanged; the node text is wh
 and ``metadata["ragtrim_spans"]`` holds the kept ``[start, end]`` character ranges of the
 original node text (left out of what LlamaIndex shows the LLM and the embedder).
 
-The budget is ragtrim's: the nodes' texts rendered as ragtrim renders them (citation
-markers, titles from ``title_key``, separators) fit in ``budget`` tokens of ``tokenizer``.
-LlamaIndex's own prompt template and the metadata it prints with each node come on top.
+The budget counts what LlamaIndex sends the LLM: each kept node as
+``node.get_content(MetadataMode.LLM)`` (the metadata the LLM may see, by the node's
+``metadata_template`` and ``text_template``, then the kept text), the nodes joined by a blank
+line as LlamaIndex's response synthesizers join them; together they fit in ``budget`` tokens
+of ``tokenizer``. Only the query engine's prompt template comes on top. Set
+``excluded_llm_metadata_keys`` on your nodes to spend less of the budget on metadata, and
+``render="pipeline"`` to count the pipeline's own layout (``[1] title``) instead.
 
 Nodes without text (an ``ImageNode`` with no text, an empty node) are skipped with a
 logged warning and a ``skip-non-text`` step in the trace; ``non_text="keep"`` passes them
@@ -42,10 +46,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, List, Literal, Optional, Union
 
 from optimizer.integrations._common import (
+    FRAME_KEY,
     SPANS_KEY,
     Item,
+    PipelineCache,
     as_embedding,
     as_float,
+    original_spans,
     make_pipeline,
     run_items,
     title_from,
@@ -54,6 +61,7 @@ from optimizer.integrations._common import (
 from optimizer.lazy import lazy_import
 from optimizer.pipeline import Pipeline
 from optimizer.records import Result
+from optimizer.render import Renderer
 
 lazy_import("llama_index.core", extra="llama-index", purpose="the LlamaIndex integration")
 
@@ -66,6 +74,32 @@ from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, Query
 logger = logging.getLogger(__name__)
 
 DEFAULT_TITLE_KEYS = ("title", "file_name")
+
+# What LlamaIndex's synthesizers send: each node as get_content(MetadataMode.LLM) (its LLM metadata,
+# then its text, by the node's text_template), the nodes joined by a blank line (PromptHelper.repack).
+LLAMA_INDEX_RENDERER = Renderer(citations=False, titles=False, separator="\n\n", frames=FRAME_KEY)
+_CONTENT = "\x00"
+
+
+def _llm_frame(node: BaseNode) -> tuple[str, str] | None:
+    """What LlamaIndex prints before and after ``node``'s text for the LLM, or None if only the text.
+
+    As ``TextNode.get_content(MetadataMode.LLM)``: the metadata the LLM may see, formatted by the
+    node's templates, around the text, the whole stripped.
+    """
+    template = getattr(node, "text_template", None)
+    try:
+        meta = node.get_metadata_str(mode=MetadataMode.LLM).strip()
+    except Exception:  # noqa: BLE001 - a node type without metadata formatting
+        return None
+    if not meta or not isinstance(template, str):
+        return None
+    try:
+        full = template.format(content=_CONTENT, metadata_str=meta).strip()
+    except (KeyError, IndexError, ValueError):
+        return None
+    head, found, tail = full.partition(_CONTENT)
+    return (head, tail) if found else None
 
 
 def _node_text(node: BaseNode) -> str:
@@ -96,6 +130,11 @@ class RagtrimPostprocessor(BaseNodePostprocessor):
         model differs from the one your ragtrim pipeline uses.
     non_text:
         ``"skip"`` (default) drops nodes without text with a warning; ``"keep"`` passes them through.
+    render:
+        ``"llama_index"`` (default): the budget counts the nodes as LlamaIndex sends them to the LLM
+        (each node's LLM metadata, by its templates, then its text; nodes joined by a blank line).
+        ``"pipeline"``: as the pipeline's own renderer prints them (``[1] title``), e.g. when you
+        send ``last_result.text`` yourself.
     on_result:
         Called with each run's :class:`optimizer.Result` (also kept as :attr:`last_result`).
     """
@@ -106,17 +145,20 @@ class RagtrimPostprocessor(BaseNodePostprocessor):
     title_key: Optional[Union[str, List[str]]] = Field(default=list(DEFAULT_TITLE_KEYS))
     reuse_embeddings: bool = Field(default=True)
     non_text: Literal["skip", "keep"] = Field(default="skip")
+    render: Literal["llama_index", "pipeline"] = Field(default="llama_index")
     pipeline: Optional[Any] = Field(default=None, exclude=True)
     on_result: Optional[Callable[[Result], None]] = Field(default=None, exclude=True)
 
-    _pipeline: Any = PrivateAttr(default=None)
-    _budget_override: Any = PrivateAttr(default=None)
+    _pipelines: PipelineCache = PrivateAttr(default_factory=PipelineCache)
     _last_result: Optional[Result] = PrivateAttr(default=None)
 
     def model_post_init(self, __context: Any) -> None:
-        self._pipeline, self._budget_override = make_pipeline(
-            self.pipeline, preset=self.preset, budget=self.budget, tokenizer=self.tokenizer, owner="RagtrimPostprocessor"
-        )
+        self._build()
+
+    def _build(self) -> tuple[Pipeline, Any]:
+        """The pipeline and budget override for the current settings (rebuilt when one was changed)."""
+        return self._pipelines.get(self.pipeline, preset=self.preset, budget=self.budget, tokenizer=self.tokenizer,
+                                   owner="RagtrimPostprocessor", renderer=LLAMA_INDEX_RENDERER if self.render == "llama_index" else None)
 
     @classmethod
     def class_name(cls) -> str:
@@ -132,8 +174,8 @@ class RagtrimPostprocessor(BaseNodePostprocessor):
 
     @property
     def active_pipeline(self) -> Pipeline:
-        """The pipeline this postprocessor runs."""
-        return self._pipeline
+        """The pipeline this postprocessor runs (a copy of ``pipeline`` with LlamaIndex's layout, by default)."""
+        return self._build()[0]
 
     def _postprocess_nodes(
         self, nodes: List[NodeWithScore], query_bundle: Optional[QueryBundle] = None
@@ -164,9 +206,11 @@ class RagtrimPostprocessor(BaseNodePostprocessor):
                     title=title_from(node.metadata, self.title_key),
                     score=as_float(nws.score),
                     embedding=as_embedding(node.embedding) if self.reuse_embeddings else None,
+                    frame=_llm_frame(node) if self.render == "llama_index" else None,
                 )
             )
-        run = run_items(self._pipeline, query_bundle.query_str, items, budget=self._budget_override)
+        pipeline, budget = self._build()
+        run = run_items(pipeline, query_bundle.query_str, items, budget=budget, non_text=self.non_text)
         self._last_result = run.result
         if self.on_result is not None:
             self.on_result(run.result)
@@ -181,9 +225,16 @@ def _kept_node(original: NodeWithScore, text: str, spans: Sequence[tuple[int, in
     copy = original.model_copy(deep=True)
     node = copy.node
     full = _node_text(original.node)
+    start = getattr(node, "start_char_idx", None)
+    previous = node.metadata.get(SPANS_KEY)
+    if previous is not None:  # this node is an earlier run's output: map the ranges back to its original
+        composed = original_spans(full, previous, spans, f"node {node.node_id}")
+        if composed:
+            if isinstance(start, int):
+                start -= previous[0][0]  # the original's start
+            spans = composed
     if text != full:
         node.set_content(text)
-        start = getattr(node, "start_char_idx", None)
         if isinstance(start, int) and spans:  # envelope of what was kept, in document coordinates
             node.start_char_idx = start + spans[0][0]
             node.end_char_idx = start + spans[-1][1]
@@ -218,6 +269,7 @@ class RagtrimRetriever(BaseRetriever):
         title_key: Union[str, Sequence[str], None] = DEFAULT_TITLE_KEYS,
         reuse_embeddings: bool = True,
         non_text: Literal["skip", "keep"] = "skip",
+        render: Literal["llama_index", "pipeline"] = "llama_index",
         on_result: Optional[Callable[[Result], None]] = None,
         callback_manager: Optional[CallbackManager] = None,
         verbose: bool = False,
@@ -237,6 +289,7 @@ class RagtrimRetriever(BaseRetriever):
             title_key=title_key if isinstance(title_key, (str, type(None))) else list(title_key),
             reuse_embeddings=reuse_embeddings,
             non_text=non_text,
+            render=render,
             on_result=on_result,
         )
 
