@@ -2,8 +2,11 @@
 
 A tiny HTTP/1.1 server on loopback plays the upstream. Its script says, per request it reads,
 whether to answer, to close the connection without a word (what a server does to a keep-alive
-connection it times out just as the request arrives), or to send the status line and headers
-and then close mid-body (the upstream did the work; that must not be sent again).
+connection it times out just as the request arrives), to close it without a word after holding
+the request a while (the upstream may have started: not sent again), or to send the status line
+and headers and then close mid-body (the upstream did the work; that must not be sent again).
+Only a failure the upstream cannot have started on is resent: no connection, or a reused
+keep-alive connection closed as the request arrived.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_toke
 
 
 class Script:
-    """Plays each request it reads by the next action: "answer", "drop" or "half" (headers, then close)."""
+    """Plays each request it reads by the next action: "answer", "slow" (answer after 0.1 s), "drop" (close at once),
+    "hold" (close after 0.6 s without a word) or "half" (headers, then close)."""
 
     def __init__(self, actions: list[str], default: str = "answer") -> None:
         self.actions, self.default = list(actions), default
@@ -40,8 +44,12 @@ class Script:
                 await reader.readexactly(length)
                 self.requests += 1
                 action = self.actions.pop(0) if self.actions else self.default
-                if action == "drop":
+                if action == "hold":
+                    await asyncio.sleep(0.6)  # longer than a keep-alive race: the upstream had the request
+                if action in ("drop", "hold"):
                     break
+                if action == "slow":
+                    await asyncio.sleep(0.1)
                 if action == "half":
                     writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{\"choi")
                     await writer.drain()
@@ -86,24 +94,70 @@ def test_a_keep_alive_connection_closed_under_the_request_is_replaced_and_the_re
 
 
 def test_retries_stop_at_the_limit_and_a_stream_is_retried_before_its_first_byte():
+    async def warm_then_call(up: OpenAIUpstream):
+        # three requests at once leave three idle keep-alive connections in the pool
+        await asyncio.gather(*(up.complete(BODY, "hi", "") for _ in range(3)))
+        return await up.complete(BODY, "hi", ""), up.retries
+
+    script = Script(["slow"] * 3, default="drop")  # then every reused connection is closed under its request
+    reply, retries = asyncio.run(_with_server(script, warm_then_call, connection_retries=2))
+    assert script.connections == 3
+    assert reply.status == 502 and retries == 2 and script.requests == 3 + 3  # 1 + 2, then it gives up
+
+    async def stream(up: OpenAIUpstream):
+        await up.complete(BODY, "hi", "")
+        pieces = [p async for p in await up.stream({**BODY, "stream": True}, "hi", "")]
+        return b"".join(pieces), up.retries
+
+    script = Script(["answer", "drop"])
+    data, retries = asyncio.run(_with_server(script, stream))
+    assert data == ANSWER and retries == 1 and script.requests == 3
+
+    async def fresh_stream(up: OpenAIUpstream):
+        return [p async for p in await up.stream({**BODY, "stream": True}, "hi", "")]
+
+    with pytest.raises(UpstreamError) as err:
+        asyncio.run(_with_server(Script([], default="drop"), fresh_stream, connection_retries=1))
+    assert err.value.status == 502
+
+
+def test_a_request_the_upstream_may_have_started_is_not_sent_again():
+    """A connection of its own closed after the request was read, or a reused one closed after holding it 0.6 s."""
+
     async def one_call(up: OpenAIUpstream):
         return await up.complete(BODY, "hi", ""), up.retries
 
     script = Script([], default="drop")
-    reply, retries = asyncio.run(_with_server(script, one_call, connection_retries=2))
-    assert reply.status == 502 and retries == 2 and script.requests == 3  # 1 + 2, then it gives up
+    reply, retries = asyncio.run(_with_server(script, one_call))
+    assert reply.status == 502 and retries == 0 and script.requests == 1
 
-    async def stream(up: OpenAIUpstream):
-        pieces = [p async for p in await up.stream({**BODY, "stream": True}, "hi", "")]
-        return b"".join(pieces), up.retries
+    async def two_calls(up: OpenAIUpstream):
+        first = await up.complete(BODY, "hi", "")
+        return first, await up.complete(BODY, "hi", ""), up.retries
 
-    script = Script(["drop"])
-    data, retries = asyncio.run(_with_server(script, stream))
-    assert data == ANSWER and retries == 1 and script.requests == 2
+    script = Script(["answer", "hold"], default="answer")
+    first, second, retries = asyncio.run(_with_server(script, two_calls))
+    assert first.status == 200 and second.status == 502 and "RemoteProtocolError" in second.error
+    assert retries == 0 and script.requests == 2  # one client request, one upstream call
 
-    with pytest.raises(UpstreamError) as err:
-        asyncio.run(_with_server(Script([], default="drop"), stream, connection_retries=1))
-    assert err.value.status == 502
+
+def test_a_refused_connection_is_sent_again():
+    """Nothing listens: the upstream never saw the request, so it is tried 1 + connection_retries times."""
+    from ragtrim.serve.testing import free_port
+
+    async def one_call(up: OpenAIUpstream):
+        return await up.complete(BODY, "hi", ""), up.retries
+
+    async def with_nobody() -> tuple:
+        up = OpenAIUpstream(UpstreamConfig(name="u", base_url=f"http://127.0.0.1:{free_port()}/v1", connection_retries=2))
+        await up.start()
+        try:
+            return await one_call(up)
+        finally:
+            await up.aclose()
+
+    reply, retries = asyncio.run(with_nobody())
+    assert reply.status == 502 and "ConnectError" in reply.error and retries == 2
 
 
 def test_a_failure_after_the_response_began_is_never_sent_again():

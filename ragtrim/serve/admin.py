@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ragtrim.serve.auth import require
-from ragtrim.serve.budgets import UNITS, delete_budget, list_budgets, set_budget
+from ragtrim.serve.budgets import UNITS, check_limit, delete_budget, list_budgets, set_budget
 from ragtrim.serve.errors import ApiError, bad_request
 from ragtrim.serve.keys import create_key, create_tenant, list_keys, list_tenants, revoke_key
 from ragtrim.serve.pricing import parse_usd
@@ -71,10 +71,13 @@ def budget_limit(unit: Any, raw: Any) -> int:
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
     if unit == "usd":
-        return parse_usd(raw)
-    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+        limit = parse_usd(raw)
+    elif isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
         raise ValueError(f"a tokens budget limit must be a non-negative integer, got {raw!r}")
-    return raw
+    else:
+        limit = raw
+    check_limit(unit, limit)
+    return limit
 
 
 async def budgets_set(request: Request) -> JSONResponse:

@@ -56,6 +56,7 @@ class ChatRequest:
     stream: bool
     tags: Tags
     passthrough: Mapping[str, Any] = field(default_factory=dict)
+    include_usage: bool = False  # stream_options.include_usage: relay the final usage chunk to the client
 
 
 async def read_json(request: Any, limits: Limits) -> dict[str, Any]:
@@ -147,6 +148,27 @@ def _extras(body: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def parse_stream_options(value: Any) -> bool:
+    """``include_usage`` from a ``stream_options`` value (an object, or null / left out).
+
+    >>> parse_stream_options({"include_usage": True}), parse_stream_options(None)
+    (True, False)
+    >>> parse_stream_options(True)
+    Traceback (most recent call last):
+    ...
+    ragtrim.serve.errors.ApiError: stream_options must be an object such as {"include_usage": true} (or left out), got True
+    """
+    if value is None:
+        return False
+    if not isinstance(value, Mapping):
+        raise bad_request(f'stream_options must be an object such as {{"include_usage": true}} (or left out), got {value!r:.80}',
+                          "stream_options")
+    include = value.get("include_usage")
+    if include is not None and not isinstance(include, bool):
+        raise bad_request(f"stream_options.include_usage must be true or false, got {include!r:.80}", "stream_options")
+    return bool(include)
+
+
 def parse_chat(body: Mapping[str, Any], headers: Mapping[str, str], limits: Limits, *, default_preset: str,
                default_budget: Budget | None) -> ChatRequest:
     extras = _extras(body)
@@ -177,6 +199,7 @@ def parse_chat(body: Mapping[str, Any], headers: Mapping[str, str], limits: Limi
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise bad_request(f"stream must be true or false, got {stream!r}", "stream")
+    include_usage = parse_stream_options(body.get("stream_options"))
     documents = parse_chunks(extras["documents"], limits, "documents") if extras.get("documents") is not None else []
     budget = parse_budget_param(extras.get("budget")) if extras.get("budget") is not None else default_budget
     passthrough = {k: v for k, v in body.items() if k not in OUR_KEYS + ("model", "messages", "max_tokens", "max_completion_tokens", "stream", "stream_options", "metadata")}
@@ -187,6 +210,7 @@ def parse_chat(body: Mapping[str, Any], headers: Mapping[str, str], limits: Limi
         model=model, messages=tuple(messages), question=question[: limits.max_query_chars], documents=tuple(documents),
         budget=budget, preset=_text(extras.get("preset", default_preset), "preset", 100, required=True),
         max_tokens=max_tokens, stream=stream, tags=tags_of(body, extras, headers), passthrough=passthrough,
+        include_usage=include_usage,
     )
 
 

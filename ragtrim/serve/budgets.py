@@ -76,6 +76,27 @@ def _row(r: Any) -> Budget:
     return Budget(id=r.id, tenant_id=r.tenant_id, scope=r.scope, scope_value=r.scope_value, unit=r.unit, period=r.period, limit=int(r.limit_amount))
 
 
+# The largest limit: a billion dollars in micro-dollars, or 10^15 tokens. Counters then stay far
+# inside the database's 64-bit integers, and exact as floats, whatever is added to them.
+MAX_LIMIT = 10**15
+
+
+def check_limit(unit: str, limit: Any) -> None:
+    """Raise ValueError unless ``limit`` is a whole number from 0 to :data:`MAX_LIMIT` (tokens or micro-dollars).
+
+    >>> check_limit("usd", 10**30)
+    Traceback (most recent call last):
+    ...
+    ValueError: limit is too large: at most 1000000000000000 micro-dollars ($1,000,000,000), got 1000000000000000000000000000000
+    """
+    what = "tokens" if unit == "tokens" else "micro-dollars"
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"limit must be a non-negative integer ({what}), got {limit!r}")
+    if limit > MAX_LIMIT:
+        most = f"{MAX_LIMIT} tokens" if unit == "tokens" else f"{MAX_LIMIT} micro-dollars (${MAX_LIMIT // 1_000_000:,})"
+        raise ValueError(f"limit is too large: at most {most}, got {limit}")
+
+
 def set_budget(engine: Any, *, tenant_id: str, unit: str, period: str, limit: int, scope: str = "tenant", scope_value: str = "") -> Budget:
     """Create or change a budget (the counters of the current period are kept)."""
     if scope not in SCOPES:
@@ -86,8 +107,7 @@ def set_budget(engine: Any, *, tenant_id: str, unit: str, period: str, limit: in
         raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
     if period not in PERIODS:
         raise ValueError(f"period must be one of {PERIODS}, got {period!r}")
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise ValueError(f"limit must be a non-negative integer ({'tokens' if unit == 'tokens' else 'micro-dollars'}), got {limit!r}")
+    check_limit(unit, limit)
     if not tenant_exists(engine, tenant_id):
         raise ValueError(f"unknown tenant {tenant_id!r}")
     where = and_(budgets.c.tenant_id == tenant_id, budgets.c.scope == scope, budgets.c.scope_value == scope_value,

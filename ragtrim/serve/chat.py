@@ -5,7 +5,9 @@ and optionally ``budget``, ``preset``, ``feature`` there too (``user`` is OpenAI
 The documents are optimized for the last user message and inserted, with the configured
 template, as a system message after any leading system messages. The request is then fitted
 into the tenant's budgets (:mod:`ragtrim.serve.plan`), forwarded, and settled with the
-upstream's reported usage (counted with the model's tokenizer when it reports none).
+upstream's reported usage (counted with the model's tokenizer when it reports none, or reports
+something that is not a count). Whatever ends a reserved request, its hold ends in one settle or
+one release (:class:`ragtrim.serve.hold.Hold`), so no room stays held by a request that is over.
 
 Response headers: ``X-Ragtrim-Request-Id``, ``X-Ragtrim-Action`` (``ok``/``degraded``),
 ``X-Ragtrim-Model``, ``X-Ragtrim-Budget-Asked``, ``X-Ragtrim-Budget-Used``,
@@ -17,11 +19,10 @@ non-streaming answers add ``X-Ragtrim-Cost-Micro`` and ``X-Ragtrim-Upstream-Ms``
 from __future__ import annotations
 
 import json
-import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -35,13 +36,14 @@ from optimizer.tokenizer import get_tokenizer
 from ragtrim.serve.auth import require
 from ragtrim.serve.config import ModelConfig
 from ragtrim.serve.errors import ApiError, bad_request
-from ragtrim.serve.ledger import LedgerEntry
-from ragtrim.serve.logs import log_event, log_request
+from ragtrim.serve.ledger import UNCHARGED, LedgerEntry
+from ragtrim.serve.hold import Hold
+from ragtrim.serve.logs import log_request
 from ragtrim.serve.plan import JOIN_SLACK, Attempt, Planned, Refused, model_chain, plan_and_reserve, smallest_context, with_margin
 from ragtrim.serve.pricing import format_usd
 from ragtrim.serve.quota import Need
 from ragtrim.serve.bodies import ChatRequest, check_preset, parse_chat, read_json
-from ragtrim.serve.upstream import UpstreamError
+from ragtrim.serve.upstream import UpstreamError, billed_fields, count_request_fields, usage_of
 
 
 def with_documents(messages: Sequence[Mapping[str, Any]], template: str, context: str) -> tuple[Mapping[str, Any], ...]:
@@ -69,11 +71,23 @@ async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Bud
         messages = with_documents(req.messages, service.config.template, result.text)
     context = result.text if result is not None else ""
     prompt = await upstream.count_prompt_tokens(messages, model.tokenizer, req.question, context)
+    prompt += await _field_tokens(upstream, req, model.tokenizer, done)
     return Attempt(model=model, price=service.prices[model.name], budget_tokens=result.budget if result is not None else None,
                    result=result, messages=messages, prompt_tokens=int(prompt), max_tokens=max_out)
 
 
-async def _smallest(service: Any, req: ChatRequest, chain: Sequence[ModelConfig]) -> list[Need]:
+async def _field_tokens(upstream: Any, req: ChatRequest, tokenizer: str, memo: dict[Any, Any]) -> int:
+    """Input tokens of the forwarded fields besides the messages (tools, response format, ...; see
+    :func:`ragtrim.serve.upstream.count_request_fields`), once per tokenizer; 0 where the upstream gets none."""
+    if not getattr(upstream, "forwards_request_fields", True) or not billed_fields(req.passthrough):
+        return 0
+    key = ("request fields", tokenizer)
+    if key not in memo:
+        memo[key] = int(await run_in_threadpool(count_request_fields, req.passthrough, tokenizer))
+    return memo[key]
+
+
+async def _smallest(service: Any, req: ChatRequest, chain: Sequence[ModelConfig], memo: dict[Any, Any]) -> list[Need]:
     """Per model, what the smallest attempt reserves, so a budget with less room is refused before optimizing.
 
     That is ``max_tokens`` out and the prompt with the least context the plan degrades to
@@ -97,6 +111,7 @@ async def _smallest(service: Any, req: ChatRequest, chain: Sequence[ModelConfig]
         key = (id(upstream), m.tokenizer)
         if key not in bare:
             bare[key] = int(await upstream.count_prompt_tokens(messages, m.tokenizer, req.question, ""))
+            bare[key] += await _field_tokens(upstream, req, m.tokenizer, memo)
         prompt = with_margin(max(0, bare[key] + context - JOIN_SLACK) if context else bare[key], m.count_margin)
         out.append(Need(tokens=prompt + n_out, micro=service.prices[m.name].cost_micro(prompt_tokens=prompt, completion_tokens=n_out)))
     return out
@@ -147,7 +162,7 @@ async def chat_endpoint(request: Request) -> Any:
         chain = model_chain(service.config.models, model)
         done: dict[Any, Any] = {}
         try:
-            smallest = await _smallest(service, req, chain) if budgets else []
+            smallest = await _smallest(service, req, chain, done) if budgets else []
             outcome = await plan_and_reserve(
                 quota=service.quota, run=run_in_threadpool, budgets=budgets, request_id=rid, smallest_needs=smallest,
                 chain=chain, asked_budget=req.budget, floor=service.config.degrade.floor,
@@ -161,18 +176,32 @@ async def chat_endpoint(request: Request) -> Any:
     except ApiError as exc:
         await _finish_rejected(service, base, exc, start)
         raise
+    except BaseException as exc:  # a bug or a cancellation: the request still gets its row (and frees any hold)
+        await Hold(service, base, start).abandon(exc, when="before it was answered")
+        raise
     if isinstance(outcome, Refused):
         raise await _refuse(service, base, req, outcome, start)
     assert isinstance(outcome, Planned)
-    if outcome.steps:
-        service.metrics.observe_degrade(tenant=base.tenant_id, steps=outcome.steps)
-    entry = _entry_for(base, outcome.attempt, outcome.action, outcome.steps)
-    headers = _headers(rid, outcome.attempt, outcome.action, req.budget, outcome.steps)
-    upstream_body = {**req.passthrough, "model": outcome.attempt.model.upstream_model or outcome.attempt.model.name,
-                     "messages": list(outcome.attempt.messages), "max_tokens": outcome.attempt.max_tokens}
+    hold = Hold(service, base, start)
+    try:
+        return await _answer(service, req, outcome, hold, start)
+    except BaseException as exc:  # whatever ends the request, the hold ends in a settle or a release
+        await hold.abandon(exc)
+        raise
+
+
+async def _answer(service: Any, req: ChatRequest, planned: Planned, hold: Hold, start: float) -> Any:
+    """Call the upstream for a reserved request; the answer, streamed or not, settles or releases ``hold``."""
+    attempt = planned.attempt
+    if planned.steps:
+        service.metrics.observe_degrade(tenant=hold.entry.tenant_id, steps=planned.steps)
+    hold.entry = _entry_for(hold.entry, attempt, planned.action, planned.steps)
+    headers = _headers(hold.entry.id, attempt, planned.action, req.budget, planned.steps)
+    upstream_body = {**req.passthrough, "model": attempt.model.upstream_model or attempt.model.name,
+                     "messages": list(attempt.messages), "max_tokens": attempt.max_tokens}
     if req.stream:
-        return await _stream(service, req, outcome, entry, upstream_body, headers, start, body)
-    return await _complete(service, req, outcome, entry, upstream_body, headers, start)
+        return await _stream(service, req, planned, hold, upstream_body, headers)
+    return await _complete(service, req, planned, hold, upstream_body, headers, start)
 
 
 async def _finish_rejected(service: Any, base: LedgerEntry, exc: ApiError, start: float) -> None:
@@ -198,8 +227,8 @@ async def _refuse(service: Any, base: LedgerEntry, req: ChatRequest, outcome: Re
         entry = replace(base, action="refused", detail="refused before optimizing: budget exhausted")
     else:
         entry = _entry_for(base, outcome.attempt, "refused", outcome.steps)
-    entry = replace(entry, action="refused", status=429, error=message, latency_ms=ms, prompt_tokens=0, reserved_micro=0,
-                    reserved_tokens=0, saved_micro=0)
+    entry = replace(entry, action="refused", status=429, error=message, latency_ms=ms, reserved_micro=0, reserved_tokens=0,
+                    **UNCHARGED)
     await run_in_threadpool(service.quota.record, entry)
     log_request(service.log, entry)
     service.metrics.observe_request(endpoint="chat", action="refused", tenant=base.tenant_id, status=429,
@@ -215,56 +244,25 @@ def _settle_values(service: Any, attempt: Attempt, prompt: int | None, completio
     return p, c, source, attempt.price.cost_micro(prompt_tokens=p, completion_tokens=c)
 
 
-async def _complete(service: Any, req: ChatRequest, planned: Planned, entry: LedgerEntry, body: dict[str, Any],
+async def _complete(service: Any, req: ChatRequest, planned: Planned, hold: Hold, body: dict[str, Any],
                     headers: dict[str, str], start: float) -> JSONResponse:
     attempt = planned.attempt
     upstream = service.upstream(attempt.model)
-    try:
-        reply = await upstream.complete(body, req.question, attempt.context)
-    except BaseException as exc:
-        with anyio.CancelScope(shield=True):
-            await _release(service, entry, 499 if isinstance(exc, anyio.get_cancelled_exc_class()) else 500,
-                           f"request ended before the upstream answered: {type(exc).__name__}", start)
-        raise
+    reply = await upstream.complete(body, req.question, attempt.context)
     if reply.error is not None:
-        await _release(service, replace(entry, upstream_ms=reply.upstream_ms), 502, reply.error, start)
-        raise ApiError(502, "upstream_error", reply.error, headers={"X-Ragtrim-Request-Id": entry.id})
+        await hold.release(502, reply.error, upstream_ms=reply.upstream_ms)
+        raise ApiError(502, "upstream_error", reply.error, headers={"X-Ragtrim-Request-Id": hold.entry.id})
     p, c, source, cost = _settle_values(service, attempt, reply.prompt_tokens, reply.completion_tokens, reply.text)
     ms = (time.perf_counter() - start) * 1000
-    final = replace(entry, prompt_tokens=p, completion_tokens=c, usage_source=source, cost_micro=cost, status=200,
+    final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, usage_source=source, cost_micro=cost, status=200,
                     latency_ms=ms, upstream_ms=reply.upstream_ms)
-    await _settle(service, final, p, c, cost)
+    await hold.settle(final, p, c, cost)
     out = dict(reply.body or {})
-    out["ragtrim"] = {"request_id": entry.id, "action": planned.action, "model": attempt.model.name, "degrade": list(planned.steps),
+    out["ragtrim"] = {"request_id": final.id, "action": planned.action, "model": attempt.model.name, "degrade": list(planned.steps),
                       "tokens_full": attempt.tokens_full, "tokens_sent": attempt.tokens_sent, "cost_micro": cost,
-                      "cost_usd": format_usd(cost)[1:], "saved_micro": entry.saved_micro, "price": attempt.price.ref}
+                      "cost_usd": format_usd(cost)[1:], "saved_micro": final.saved_micro, "price": attempt.price.ref}
     headers = {**headers, "X-Ragtrim-Cost-Micro": str(cost), "X-Ragtrim-Upstream-Ms": f"{reply.upstream_ms:.3f}"}
     return JSONResponse(out, headers=headers)
-
-
-async def _settle(service: Any, final: LedgerEntry, p: int, c: int, cost: int) -> None:
-    if p + c > final.reserved_tokens or cost > final.reserved_micro:
-        # the upstream counted more than the worst case (its tokenizer differs from the model's `tokenizer`
-        # setting): charged as reported, and said loudly, since it can push a budget past its limit
-        log_event(service.log, "usage_above_reservation", level=logging.WARNING, request_id=final.id, model=final.model_used,
-                  tokens=p + c, reserved_tokens=final.reserved_tokens, cost_micro=cost, reserved_micro=final.reserved_micro)
-        final = replace(final, error=(final.error + "; " if final.error else "") + "usage above the reservation (check the model's tokenizer setting)")
-    await run_in_threadpool(service.quota.settle, final.id, Need(tokens=p + c, micro=cost), final)
-    log_request(service.log, final)
-    service.metrics.observe_usage(tenant=final.tenant_id, model=final.model_used, tokens_sent=final.tokens_sent,
-                                  tokens_saved=final.tokens_full - final.tokens_sent, prompt=p, completion=c, cost_micro=cost,
-                                  saved_micro=final.saved_micro, upstream_s=final.upstream_ms / 1000)
-    service.metrics.observe_request(endpoint="chat", action=final.action, tenant=final.tenant_id, status=final.status,
-                                    latency_s=final.latency_ms / 1000, overhead_s=(final.latency_ms - final.upstream_ms) / 1000)
-
-
-async def _release(service: Any, entry: LedgerEntry, status: int, error: str, start: float) -> None:
-    ms = (time.perf_counter() - start) * 1000
-    final = replace(entry, action="failed", status=status, error=error, latency_ms=ms, cost_micro=0, saved_micro=0)
-    await run_in_threadpool(service.quota.release, entry.id, final)
-    log_request(service.log, final)
-    service.metrics.observe_request(endpoint="chat", action="failed", tenant=entry.tenant_id, status=status,
-                                    latency_s=ms / 1000, overhead_s=(ms - entry.upstream_ms) / 1000)
 
 
 class SseTally:
@@ -304,40 +302,74 @@ class SseTally:
                 obj = json.loads(payload)
             except ValueError:
                 continue
+            if not isinstance(obj, Mapping):  # not a chunk (e.g. `data: 1`): relayed as it came, not read
+                continue
             if isinstance(obj.get("usage"), Mapping):
-                self.prompt_tokens = obj["usage"].get("prompt_tokens")
-                self.completion_tokens = obj["usage"].get("completion_tokens")
+                self.prompt_tokens, self.completion_tokens = usage_of(obj)
                 usage_only = not obj.get("choices")
-            for choice in obj.get("choices") or []:
-                delta = choice.get("delta") or {}
-                if isinstance(delta.get("content"), str):
-                    self.text.append(delta["content"])
+            self.text.extend(_delta_texts(obj.get("choices")))
         return usage_only
 
 
-async def _stream(service: Any, req: ChatRequest, planned: Planned, entry: LedgerEntry, body: dict[str, Any],
-                  headers: dict[str, str], start: float, client_body: Mapping[str, Any]) -> StreamingResponse:
+def _delta_texts(choices: Any) -> list[str]:
+    """The content texts of a chunk's ``choices`` (anything not shaped like OpenAI's is skipped)."""
+    out = []
+    for choice in choices if isinstance(choices, list) else []:
+        delta = choice.get("delta") if isinstance(choice, Mapping) else None
+        if isinstance(delta, Mapping) and isinstance(delta.get("content"), str):
+            out.append(delta["content"])
+    return out
+
+
+class _HeldStream(StreamingResponse):
+    """A streamed answer that runs ``finish`` once it is over, however it ends (sent, the client gone, an error)."""
+
+    def __init__(self, content: AsyncIterator[bytes], finish: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._finish = finish
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._finish()
+
+
+async def _aclose(stream: Any) -> None:
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
+
+
+async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, body: dict[str, Any],
+                  headers: dict[str, str]) -> StreamingResponse:
     attempt = planned.attempt
     upstream = service.upstream(attempt.model)
-    wants_usage = bool((client_body.get("stream_options") or {}).get("include_usage"))
     body = {**body, "stream": True, "stream_options": {"include_usage": True}}
     t_up = time.perf_counter()
     try:
         events = await upstream.stream(body, req.question, attempt.context)
     except UpstreamError as exc:
-        await _release(service, entry, 502, str(exc), start)
-        raise ApiError(502, "upstream_error", str(exc), headers={"X-Ragtrim-Request-Id": entry.id}) from None
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            await _release(service, entry, 499, "request ended before the upstream answered", start)
-        raise
+        await hold.release(502, str(exc), upstream_ms=(time.perf_counter() - t_up) * 1000)
+        raise ApiError(502, "upstream_error", str(exc), headers={"X-Ragtrim-Request-Id": hold.entry.id}) from None
+    tally = SseTally()
+
+    async def settle(error: str) -> None:
+        """Charge what the stream carried (the upstream's usage, else the counted prompt and streamed text), once."""
+        if hold.done:
+            return
+        up_ms = (time.perf_counter() - t_up) * 1000
+        p, c, source, cost = _settle_values(service, attempt, tally.prompt_tokens, tally.completion_tokens, "".join(tally.text))
+        final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, usage_source=source, cost_micro=cost,
+                        status=200, latency_ms=(time.perf_counter() - hold.start) * 1000, upstream_ms=up_ms, error=error)
+        await hold.settle(final, p, c, cost)
 
     async def relay() -> AsyncIterator[bytes]:
-        tally, error = SseTally(), ""
+        error = ""
         try:
             async for piece in events:
                 for raw, usage_only in tally.feed(piece):
-                    if usage_only and not wants_usage:
+                    if usage_only and not req.include_usage:
                         continue
                     yield raw
             tail = tally.rest()
@@ -354,11 +386,18 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, entry: Ledge
             yield b"data: " + json.dumps({"error": {"type": "upstream_error", "message": error, "param": None}}).encode() + b"\n\n"
         finally:
             with anyio.CancelScope(shield=True):
-                up_ms = (time.perf_counter() - t_up) * 1000
-                p, c, source, cost = _settle_values(service, attempt, tally.prompt_tokens, tally.completion_tokens, "".join(tally.text))
-                ms = (time.perf_counter() - start) * 1000
-                final = replace(entry, prompt_tokens=p, completion_tokens=c, usage_source=source, cost_micro=cost,
-                                status=200, latency_ms=ms, upstream_ms=up_ms, error=error)
-                await _settle(service, final, p, c, cost)
+                await settle(error)
 
-    return StreamingResponse(relay(), media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})
+    relayed = relay()
+
+    async def finish() -> None:
+        """Close the relay and the upstream stream; settle if the relay never ran, release if settling failed."""
+        with anyio.CancelScope(shield=True):
+            try:
+                await relayed.aclose()
+                await _aclose(events)
+                await settle("the response ended before its stream was relayed")  # nothing when already settled
+            except Exception as exc:
+                await hold.abandon(exc)
+
+    return _HeldStream(relayed, finish, media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})

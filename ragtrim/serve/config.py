@@ -35,7 +35,8 @@ A complete file (``serve.toml``)::
     base_url = "https://api.openai.com/v1"
     api_key_env = "OPENAI_API_KEY"   # the key is read from the environment, never stored
     keepalive_expiry = 4.0      # drop an idle connection before the upstream would (default 4 s)
-    connection_retries = 2      # resend a request whose connection failed before any answer (default 2)
+    connection_retries = 2      # resend a request the upstream cannot have started on (no connection, or a
+                                # keep-alive connection closed as it arrived; default 2)
 
     [models."gpt-4o"]
     upstream = "openai"
@@ -105,9 +106,10 @@ class UpstreamConfig:
     # uvicorn-based servers (vLLM, LiteLLM), so a request is not sent on a connection the server
     # is closing at that very moment (httpx's own default is 5 s, the same as theirs).
     keepalive_expiry: float = 4.0
-    # A request whose connection failed before the upstream's response began (refused, or
-    # closed under it) is sent again on another connection, at most this many times, as the
-    # OpenAI SDK does with its requests (2 by default). Nothing that failed later is sent again.
+    # A request the upstream cannot have started on (the connection was refused, the request not
+    # fully written, or a reused keep-alive connection closed just as it arrived) is sent again,
+    # at most this many times, as the OpenAI SDK does (2 by default). A request the upstream may
+    # have started on (it held it longer, or closed a connection of its own) is never resent.
     connection_retries: int = 2
 
 

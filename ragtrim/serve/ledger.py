@@ -17,6 +17,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 ACTIONS = ("pending", "ok", "degraded", "refused", "failed")
+# A row that charged nothing (failed, refused) shows no tokens or money, so that the ledger's sums
+# equal what the budgets were charged; what it had reserved stays in reserved_tokens/reserved_micro.
+UNCHARGED = {"tokens_full": 0, "tokens_sent": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_micro": 0, "saved_micro": 0}
 
 
 @dataclass(frozen=True)

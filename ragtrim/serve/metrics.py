@@ -40,8 +40,8 @@ class Metrics:
         self.saved = prom.Counter("ragtrim_saved_microdollars", "Input cost avoided by optimization, micro-dollars", ["tenant"], registry=reg)
         self.refusals = prom.Counter("ragtrim_quota_refusals", "Requests refused with 429 (quota)", ["tenant"], registry=reg)
         self.degradations = prom.Counter("ragtrim_degradations", "Requests degraded to fit a budget", ["tenant", "kind"], registry=reg)
-        self.upstream_retries = prom.Counter("ragtrim_upstream_retries", "Requests sent to an upstream again because their "
-                                             "connection failed before the response began", ["upstream"], registry=reg)
+        self.upstream_retries = prom.Counter("ragtrim_upstream_retries", "Requests sent to an upstream again because it "
+                                             "cannot have started on them (no connection, or a keep-alive race)", ["upstream"], registry=reg)
         self.latency = prom.Histogram("ragtrim_request_seconds", "Request latency", ["endpoint"], buckets=_LATENCY_BUCKETS, registry=reg)
         self.overhead = prom.Histogram("ragtrim_gateway_overhead_seconds", "Latency minus upstream time", ["endpoint"],
                                        buckets=_LATENCY_BUCKETS, registry=reg)

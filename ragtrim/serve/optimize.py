@@ -3,7 +3,10 @@
 Body: ``query``, ``chunks`` (objects with ``id`` and ``text``, or strings), optional
 ``budget``, ``preset``, ``tokenizer``, ``model`` (whose input price values the savings),
 ``user``, ``feature``. No model is called, so no quota is reserved; the request is still
-written to the ledger (cost 0, savings at the model's dated price).
+written to the ledger (cost 0, savings at the model's dated price), also when it fails.
+
+``tokenizer`` is one the gateway knows, never a path or a download: the shipped tiktoken
+encodings, a configured model's tokenizer, or a configured model's name (its tokenizer).
 """
 
 from __future__ import annotations
@@ -18,12 +21,35 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from optimizer.budget import budget_label
+from optimizer.tokenizer import TIKTOKEN_ENCODINGS
 from ragtrim.serve.auth import require
 from ragtrim.serve.errors import ApiError, bad_request
 from ragtrim.serve.ledger import LedgerEntry
 from ragtrim.serve.logs import log_request
 from ragtrim.serve.pricing import format_usd
 from ragtrim.serve.bodies import check_preset, parse_optimize, read_json
+
+
+def allowed_tokenizers(config: Any) -> dict[str, str]:
+    """What a request may name as ``tokenizer``, each with the tokenizer it stands for.
+
+    >>> from ragtrim.serve.config import ServeConfig
+    >>> sorted(allowed_tokenizers(ServeConfig()).items())
+    [('cl100k_base', 'cl100k_base'), ('gemma-3-270m', 'cl100k_base'), ('o200k_base', 'o200k_base')]
+    """
+    names = {name: name for name in (*TIKTOKEN_ENCODINGS, config.tokenizer)}
+    names.update({m.tokenizer: m.tokenizer for m in config.models.values()})
+    names.update({m.name: m.tokenizer for m in config.models.values()})
+    return names
+
+
+def resolve_tokenizer(config: Any, asked: str) -> str:
+    """The tokenizer ``asked`` stands for, or a 400 listing the allowed values."""
+    allowed = allowed_tokenizers(config)
+    if asked not in allowed:
+        raise bad_request(f"tokenizer {asked[:100]!r} is not one this gateway serves; use one of: {', '.join(sorted(allowed))} "
+                          "(a model name means that model's tokenizer)", "tokenizer")
+    return allowed[asked]
 
 
 async def optimize_endpoint(request: Request) -> JSONResponse:
@@ -43,17 +69,16 @@ async def optimize_endpoint(request: Request) -> JSONResponse:
             price = service.prices[service.model(req.model).name]
         except ValueError as exc:
             raise bad_request(str(exc), "model") from None
+        tokenizer = resolve_tokenizer(service.config, req.tokenizer)
         try:
-            result = await service.optimize(req.preset, req.tokenizer, req.query, req.chunks, budget=req.budget)
+            result = await service.optimize(req.preset, tokenizer, req.query, req.chunks, budget=req.budget)
         except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
             raise bad_request(str(exc)) from None
     except ApiError as exc:
-        ms = (time.perf_counter() - start) * 1000
-        failed = replace(entry, status=exc.status, error=exc.message, latency_ms=ms)
-        await run_in_threadpool(service.quota.record, failed)
-        log_request(service.log, failed)
-        service.metrics.observe_request(endpoint="optimize", action="failed", tenant=entry.tenant_id, status=exc.status,
-                                        latency_s=ms / 1000, overhead_s=ms / 1000)
+        await _record_failed(service, entry, exc.status, exc.message, start)
+        raise
+    except Exception as exc:  # a bug: still one ledger row, then the generic 500
+        await _record_failed(service, entry, 500, f"internal error: {type(exc).__name__}: {exc}"[:500], start)
         raise
     saved_tokens = max(0, result.tokens_full - result.tokens)
     saved = price.saved_micro(tokens_not_sent=saved_tokens)
@@ -70,3 +95,12 @@ async def optimize_endpoint(request: Request) -> JSONResponse:
     out.update(tokens_saved=saved_tokens, saved_micro=saved, saved_usd=format_usd(saved)[1:], price=price.ref, request_id=entry.id)
     return JSONResponse(out, headers={"X-Ragtrim-Request-Id": entry.id, "X-Ragtrim-Tokens-Full": str(result.tokens_full),
                                       "X-Ragtrim-Tokens-Sent": str(result.tokens)})
+
+
+async def _record_failed(service: Any, entry: LedgerEntry, status: int, error: str, start: float) -> None:
+    ms = (time.perf_counter() - start) * 1000
+    failed = replace(entry, status=status, error=error, latency_ms=ms)
+    await run_in_threadpool(service.quota.record, failed)
+    log_request(service.log, failed)
+    service.metrics.observe_request(endpoint="optimize", action="failed", tenant=entry.tenant_id, status=status,
+                                    latency_s=ms / 1000, overhead_s=ms / 1000)

@@ -43,7 +43,7 @@ from sqlalchemy import select
 
 from ragtrim.serve.budgets import Budget, applicable_budgets, period_reset, period_start
 from ragtrim.serve.db import insert_ignore, reading, writing
-from ragtrim.serve.ledger import LedgerEntry
+from ragtrim.serve.ledger import UNCHARGED, LedgerEntry
 from ragtrim.serve.schema import budget_usage, budgets as budgets_table, ledger, reservations
 
 
@@ -222,7 +222,7 @@ class QuotaStore:
             freed = sum(self._free(conn, r, "expired") for r in rows)
             conn.execute(ledger.update().where(ledger.c.action == "pending", ledger.c.lease_expires < now,
                                                ledger.c.worker_id != self.worker_id).values(
-                action="failed", status=0, lease_expires=None,
+                action="failed", status=0, lease_expires=None, **UNCHARGED,
                 error="worker stopped before the request finished; its reservation expired (upstream usage unknown)"))
         return freed
 

@@ -56,24 +56,97 @@ def message_text(message: Mapping[str, Any]) -> str:
     raise ValueError(f"message content must be a string or a list of text parts, got {type(content).__name__}")
 
 
+_MESSAGE_TEXT_KEYS = ("role", "content", "name")
+
+# Request fields an upstream bills as prompt (input) tokens, besides the messages. OpenAI renders
+# tools and functions into the prompt in a format of its own (a TypeScript-like namespace) and a
+# json_schema response format the same way; the gateway does not know that rendering, so it counts
+# the compact JSON of each field with the model's tokenizer, which is more tokens than OpenAI's
+# rendering (JSON repeats every key and quote), plus a fixed allowance for the wrapper text.
+# ``prediction`` (predicted outputs) is counted too: its rejected tokens are billed.
+BILLED_FIELDS = ("tools", "functions", "tool_choice", "function_call", "response_format", "prediction")
+FIELD_ALLOWANCE = 16  # tokens per billed field: the text around a rendered field
+TOOL_ALLOWANCE = 8  # tokens per tool or function: the text around each one
+
+
+def compact_json(value: Any) -> str:
+    """``value`` as compact JSON (no spaces), the text its tokens are counted on."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def count_chat_tokens(messages: Sequence[Mapping[str, Any]], tokenizer: str) -> int:
-    """Prompt tokens of a chat, counted the way OpenAI documents it (3 per message + 3 to prime the reply)."""
+    """Prompt tokens of a chat, counted the way OpenAI documents it (3 per message + 3 to prime the reply).
+
+    Everything else a message carries (an assistant's ``tool_calls`` or ``function_call``, a tool
+    message's ``tool_call_id``, ...) is forwarded and billed too: it is counted as compact JSON.
+
+    >>> count_chat_tokens([{"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
+    ...     "function": {"name": "f", "arguments": "{}"}}]}], "cl100k_base") > count_chat_tokens([{"role": "assistant"}], "cl100k_base")
+    True
+    """
     tok = get_tokenizer(tokenizer)
     total = 3
     for m in messages:
         total += 3 + tok.count(str(m.get("role", ""))) + tok.count(message_text(m))
         if m.get("name"):
             total += 1 + tok.count(str(m["name"]))
+        rest = {k: v for k, v in m.items() if k not in _MESSAGE_TEXT_KEYS and v is not None}
+        if rest:
+            total += tok.count(compact_json(rest))
     return total
 
 
-def usage_of(body: Mapping[str, Any] | None) -> tuple[int | None, int | None]:
-    """``(prompt_tokens, completion_tokens)`` from an OpenAI response or stream chunk."""
+def billed_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a request body, other than its messages, that an upstream bills as input."""
+    return {k: body[k] for k in BILLED_FIELDS if body.get(k) is not None}
+
+
+def count_request_fields(body: Mapping[str, Any], tokenizer: str) -> int:
+    """Input tokens of the :data:`BILLED_FIELDS` in ``body`` (tools, response format, ...), counted conservatively.
+
+    >>> count_request_fields({"temperature": 0.2}, "cl100k_base")
+    0
+    >>> count_request_fields({"tools": [{"type": "function", "function": {"name": "f", "description": "x " * 100}}]}, "cl100k_base") > 100
+    True
+    """
+    fields = billed_fields(body)
+    if not fields:
+        return 0
+    tok = get_tokenizer(tokenizer)
+    total = 0
+    for name, value in fields.items():
+        total += FIELD_ALLOWANCE + tok.count(compact_json(value))
+        if name in ("tools", "functions") and isinstance(value, list):
+            total += TOOL_ALLOWANCE * len(value)
+    return total
+
+
+# A reported count above this is not a real one (no model takes a prompt of 100 million tokens);
+# it also keeps ledger columns within PostgreSQL's INTEGER.
+MAX_USAGE_TOKENS = 100_000_000
+
+
+def usage_count(value: Any) -> int | None:
+    """A reported token count, or None when it is not a whole number from 0 to :data:`MAX_USAGE_TOKENS`.
+
+    >>> usage_count(12), usage_count(-1000), usage_count(5.0), usage_count(True), usage_count(10**12)
+    (12, None, None, None, None)
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_USAGE_TOKENS:
+        return None
+    return value
+
+
+def usage_of(body: Any) -> tuple[int | None, int | None]:
+    """``(prompt_tokens, completion_tokens)`` from an OpenAI response or stream chunk.
+
+    A count that is missing, negative, absurd or not an integer is None: the gateway then
+    charges its own count instead of trusting it.
+    """
     usage = body.get("usage") if isinstance(body, Mapping) else None
     if not isinstance(usage, Mapping):
         return None, None
-    p, c = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    return (int(p) if isinstance(p, int) else None, int(c) if isinstance(c, int) else None)
+    return usage_count(usage.get("prompt_tokens")), usage_count(usage.get("completion_tokens"))
 
 
 def reply_text(body: Mapping[str, Any] | None) -> str:
@@ -83,11 +156,39 @@ def reply_text(body: Mapping[str, Any] | None) -> str:
         return ""
 
 
+# The keep-alive race: a server closes an idle connection just as a request is sent on it, and
+# the close arrives within about a network round trip of the request. A failure that late on a
+# reused connection is that race; one later than this may be an upstream that started working.
+KEEPALIVE_RACE_SECONDS = 0.25
+
+
+class _SendTrace:
+    """httpcore's trace of one send: was a connection opened for it, and when was the request fully written."""
+
+    def __init__(self) -> None:
+        self.new_connection = False
+        self.written_at: float | None = None
+
+    async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
+        if event.startswith("connection.connect_tcp."):
+            self.new_connection = True
+        elif event.endswith(".send_request_body.complete"):
+            self.written_at = time.monotonic()
+
+    def resendable(self, exc: BaseException, httpx: Any) -> bool:
+        """True when the upstream cannot have started on the request that failed with ``exc``."""
+        if isinstance(exc, httpx.ConnectError) or self.written_at is None:
+            return True  # no connection, or the request never fully reached it
+        quick = time.monotonic() - self.written_at <= KEEPALIVE_RACE_SECONDS
+        return quick and not self.new_connection
+
+
 class OpenAIUpstream:
     """``POST {base_url}/chat/completions`` over a pooled ``httpx.AsyncClient``."""
 
     kind = "openai"
     counts_with_model_tokenizer = True  # prompts are counted with the model's tiktoken tokenizer
+    forwards_request_fields = True  # tools, response_format, ... reach the model and are billed (BILLED_FIELDS)
 
     def __init__(self, config: UpstreamConfig, *, env: Mapping[str, str] | None = None,
                  on_retry: Callable[[], None] | None = None):
@@ -129,21 +230,24 @@ class OpenAIUpstream:
     async def _send(self, body: Mapping[str, Any]) -> Any:
         """POST ``body``; the response once its status and headers are in (its body not read yet).
 
-        A connection that fails at once before the response begins (refused, reset, or closed
-        under the request, as a server does with a keep-alive connection it times out) is replaced
-        and the request sent again, at most ``connection_retries`` times; ``self.retries``
-        counts them. A failure after the response began is never retried: the upstream may
-        have done the work.
+        A request is sent again (at most ``connection_retries`` times; ``self.retries`` counts
+        them) only when the upstream cannot have started on it (:meth:`_SendTrace.resendable`):
+        the connection could not be made, the request was not fully written, or a reused
+        keep-alive connection failed within :data:`KEEPALIVE_RACE_SECONDS` of the request being
+        written (the server closed it as the request arrived). An upstream that had the whole
+        request longer, or on a connection of its own, may be working on it: never sent twice.
         """
         httpx = lazy_import("httpx", extra="serve", purpose="ragtrim serve's upstream client")
         # not ConnectTimeout: each attempt could wait the whole timeout (60 s by default)
         dropped = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
         for attempt in range(self.config.connection_retries + 1):
-            request = self._client.build_request("POST", "/chat/completions", json=dict(body), headers=self._headers())
+            trace = _SendTrace()
+            request = self._client.build_request("POST", "/chat/completions", json=dict(body), headers=self._headers(),
+                                                 extensions={"trace": trace})
             try:
                 return await self._client.send(request, stream=True)
-            except dropped:
-                if attempt == self.config.connection_retries:
+            except dropped as exc:
+                if attempt == self.config.connection_retries or not trace.resendable(exc, httpx):
                     raise
                 self.retries += 1
                 if self._on_retry is not None:
@@ -186,15 +290,28 @@ class OpenAIUpstream:
             text = (await resp.aread())[:500].decode("utf-8", "replace")
             await resp.aclose()
             raise UpstreamError(resp.status_code, self.scrub(f"upstream answered HTTP {resp.status_code}: {text}"))
-        return _aiter_and_close(resp)
+        return _ResponseStream(resp)
 
 
-async def _aiter_and_close(resp: Any) -> AsyncIterator[bytes]:
-    try:
-        async for piece in resp.aiter_raw():
-            yield piece
-    finally:
-        await resp.aclose()
+class _ResponseStream:
+    """The raw bytes of a streamed response; closing it (even before the first read) closes the response."""
+
+    def __init__(self, resp: Any) -> None:
+        self._resp = resp
+        self._pieces = resp.aiter_raw()
+
+    def __aiter__(self) -> _ResponseStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self._pieces.__anext__()
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        await self._resp.aclose()
 
 
 class UpstreamError(Exception):
@@ -215,6 +332,7 @@ class LocalUpstream:
     """
 
     counts_with_model_tokenizer = False  # prompts are counted with the model's own (Gemma) tokenizer
+    forwards_request_fields = False  # only the question and the documents reach the model
 
     kind = "local"
 

@@ -36,6 +36,19 @@ def _check_by(by: Sequence[str]) -> list[str]:
     return out
 
 
+# Tokens and money count only what was charged: rows answered ``ok`` or ``degraded`` (and an
+# ``/v1/optimize`` run, ``ok``, which saves tokens and costs nothing). ``failed``, ``refused`` and
+# ``pending`` rows are counted by action but add no tokens or money, so the totals equal what the
+# budgets were charged and what ``/metrics`` counted.
+CHARGED_ACTIONS = ("ok", "degraded")
+CHARGED_COLUMNS = ("tokens_full", "tokens_sent", "prompt_tokens", "completion_tokens", "cost_micro", "saved_micro")
+
+
+def _charged_sum(name: str) -> Any:
+    column = ledger.c[name]
+    return func.coalesce(func.sum(case((ledger.c.action.in_(CHARGED_ACTIONS), column), else_=0)), 0).label(name)
+
+
 def usage_summary(engine: Any, *, tenant_id: str | None, by: Sequence[str] = ("day",), since: str | None = None,
                   until: str | None = None) -> dict[str, Any]:
     """Totals per group: requests by action, tokens, cost and savings (micro-dollars). ``tenant_id`` None = all (admin)."""
@@ -48,12 +61,7 @@ def usage_summary(engine: Any, *, tenant_id: str | None, by: Sequence[str] = ("d
         func.sum(case((ledger.c.action == "refused", 1), else_=0)).label("refused"),
         func.sum(case((ledger.c.action == "failed", 1), else_=0)).label("failed"),
         func.sum(case((ledger.c.action == "pending", 1), else_=0)).label("pending"),
-        func.coalesce(func.sum(ledger.c.tokens_full), 0).label("tokens_full"),
-        func.coalesce(func.sum(ledger.c.tokens_sent), 0).label("tokens_sent"),
-        func.coalesce(func.sum(ledger.c.prompt_tokens), 0).label("prompt_tokens"),
-        func.coalesce(func.sum(ledger.c.completion_tokens), 0).label("completion_tokens"),
-        func.coalesce(func.sum(ledger.c.cost_micro), 0).label("cost_micro"),
-        func.coalesce(func.sum(ledger.c.saved_micro), 0).label("saved_micro"),
+        *[_charged_sum(name) for name in CHARGED_COLUMNS],
     ]
     q = select(*cols, *metrics)
     if tenant_id is not None:
