@@ -29,7 +29,7 @@ from typing import Any
 
 from optimizer.jsonl import iter_jsonl, open_text
 from optimizer.validate import positive_int
-from optimizer.records import Chunk
+from optimizer.records import SURROGATE_FIX, Chunk, check_no_surrogate
 
 _INSTALLED = Path(__file__).resolve().with_name("bundled")  # what a wheel carries (see setup.py)
 _CHECKOUT = Path(__file__).resolve().parent.parent / "datasets"  # a source checkout or editable install
@@ -209,6 +209,9 @@ def parse_example(obj: Any, *, where: str = "example") -> Example:
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
         fix = f'write "answers": [{json.dumps(answers)}]' if isinstance(answers, str) else 'e.g. "answers": ["Paris"]'
         raise _error(where, "answers", "a list of strings", _show(obj, "answers"), f"{fix} (or [] when unanswerable)")
+    _check_text(where, "question", question)
+    for k, answer in enumerate(answers):
+        _check_text(where, f"answers[{k}]", answer)
     chunks = _parse_chunks(obj.get("chunks"), "chunks" in obj, where)
     meta = obj.get("meta") if obj.get("meta") is not None else {}
     if not isinstance(meta, Mapping):
@@ -252,6 +255,17 @@ def _parse_chunks(raw: Any, present: bool, where: str) -> tuple[Chunk, ...]:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{where}: field '{field}': {exc}") from None
     return tuple(chunks)
+
+
+def _check_text(where: str, field: str, text: str) -> None:
+    """A lone UTF-16 surrogate (no UTF-8 form) raises here, naming the line and field, not mid-sweep.
+
+    >>> _check_text("f.jsonl, line 3", "question", "Who \\ud800?")
+    Traceback (most recent call last):
+    ...
+    ValueError: f.jsonl, line 3: field 'question': the value has a lone UTF-16 surrogate '\\ud800' at character 4 (half of a pair, e.g. an emoji split by a UTF-16 chunker), which no tokenizer can read; repair it first, e.g. value.encode('utf-16', 'surrogatepass').decode('utf-16', 'replace') (rejoins split pairs, turns a lone half into U+FFFD)
+    """
+    check_no_surrogate(text, f"{where}: field '{field}': the value", fix=SURROGATE_FIX.replace("text", "value", 1))
 
 
 def _check_spans(spans: Any, length: int, where: str) -> None:

@@ -21,7 +21,7 @@ import re
 import string
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from optimizer.records import Chunk
@@ -101,7 +101,8 @@ def f1(prediction: str, answers: Sequence[str]) -> float | None:
 def evidence_recall(kept_chunk_ids: Iterable[str], gold_chunk_ids: Iterable[str]) -> float | None:
     """Share of gold chunks from which at least one sentence survives; None without gold.
 
-    ``kept_chunk_ids`` are the ids with any text in the rendered context (from the spans).
+    ``kept_chunk_ids`` are the ids of the chunks from which at least one whole sentence is in
+    the rendered context (:func:`sentence_kept_ids`); a fragment of a sentence does not count.
 
     >>> evidence_recall(["a", "c"], ["a", "b"])
     0.5
@@ -110,6 +111,39 @@ def evidence_recall(kept_chunk_ids: Iterable[str], gold_chunk_ids: Iterable[str]
     if not gold:
         return None
     return len(gold & set(kept_chunk_ids)) / len(gold)
+
+
+def sentence_kept_ids(spans: Iterable[Any], chunks: Iterable[Chunk], ids: Iterable[str] | None = None) -> tuple[str, ...]:
+    """Ids of the chunks (of ``ids``, else all) from which at least one whole sentence survives.
+
+    ``spans`` are a pipeline result's kept pieces (``chunk_id``, ``start``, ``end`` in the chunk's
+    original text); sentence bounds come from :func:`optimizer.sentences.split_sentences`.
+
+    >>> from types import SimpleNamespace as S
+    >>> from optimizer import Chunk
+    >>> c = [Chunk(id="b", text="France is in Europe. Paris is its capital.")]
+    >>> sentence_kept_ids([S(chunk_id="b", start=0, end=9)], c), sentence_kept_ids([S(chunk_id="b", start=0, end=20)], c)
+    ((), ('b',))
+    """
+    wanted = set(ids) if ids is not None else None
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    for span in spans:
+        if span.end > span.start and (wanted is None or span.chunk_id in wanted):
+            ranges.setdefault(span.chunk_id, []).append((span.start, span.end))
+    return tuple(c.id for c in chunks if c.id in ranges and _keeps_a_sentence(c.original_text, ranges[c.id]))
+
+
+def _keeps_a_sentence(text: str, kept: list[tuple[int, int]]) -> bool:
+    """Whether some sentence of ``text`` lies wholly inside the union of the ``kept`` ranges."""
+    from optimizer.sentences import split_sentences
+
+    merged: list[list[int]] = []
+    for start, end in sorted(kept):
+        if merged and not text[merged[-1][1] : start].strip():  # overlapping, or only white space between
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return any(lo <= s and e <= hi for s, e in split_sentences(text) for lo, hi in merged)
 
 
 MISS_KINDS = ("cut", "dropped", "absent")

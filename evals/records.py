@@ -26,12 +26,39 @@ def rounded(x: float | None, digits: int = 6) -> float | None:
     return None if x is None else float(round(float(x), digits)) + 0.0
 
 
-@dataclass(frozen=True)
+def budget_key(budget: Budget | None) -> tuple[str, Budget | None]:
+    """``(kind, value)`` of a budget: a share (float) and a token count (int) never compare equal.
+
+    >>> budget_key(1.0) == budget_key(1), budget_key(0.25), budget_key(None)
+    (False, ('share', 0.25), ('full', None))
+    """
+    if budget is None:
+        return ("full", None)
+    return ("share" if isinstance(budget, float) else "tokens", budget)
+
+
+@dataclass(frozen=True, eq=False)
 class Arm:
-    """One (pipeline, budget) cell of a sweep; ``budget`` None only for the ``full`` reference."""
+    """One (pipeline, budget) cell of a sweep; ``budget`` None only for the ``full`` reference.
+
+    Arms compare by pipeline and budget *kind and value*: ``1.0`` (the whole context) and ``1``
+    (one token) are different arms.
+
+    >>> Arm("x", 1.0) == Arm("x", 1), Arm("x", 300) == Arm("x", 300), len({Arm("x", 1.0), Arm("x", 1)})
+    (False, True, 2)
+    """
 
     pipeline: str
     budget: Budget | None
+
+    def _key(self) -> tuple[str, tuple[str, Budget | None]]:
+        return (self.pipeline, budget_key(self.budget))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Arm) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
     @property
     def label(self) -> str:

@@ -26,7 +26,7 @@ from optimizer.budget import budget_label
 
 METRIC_TITLES: dict[str, str] = {
     "answer_recall": "Answer recall (context holds a gold answer)",
-    "evidence_recall": "Evidence recall (share of gold chunks kept)",
+    "evidence_recall": "Evidence recall (share of gold chunks with a whole sentence kept)",
     "tokens_mean": "Context tokens",
     "accuracy": "Reader accuracy (answer in the reader's output)",
     "em": "Reader exact match",

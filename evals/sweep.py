@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evals import metrics as M
-from evals.records import REFERENCE, Arm, ArmRun, ExampleRow
+from evals.records import REFERENCE, Arm, ArmRun, ExampleRow, budget_key
 from evals.readers.prompt import DEFAULT_TEMPLATE, format_prompt
 from optimizer.budget import Budget, parse_budget
 from optimizer.models import default_store, use_store
 from optimizer.pipeline import Pipeline
 from optimizer.tokenizer import get_tokenizer
-from optimizer.validate import positive_int
+from optimizer.validate import non_negative_int, positive_int
 
 @dataclass(frozen=True)
 class EvalRun:
@@ -51,13 +51,15 @@ class EvalRun:
 
     def run_for(self, pipeline: str, budget: Budget | None) -> ArmRun:
         """The aggregated run of one arm."""
+        wanted = Arm(pipeline, budget)
         for run in self.runs:
-            if run.pipeline == pipeline and run.budget == budget:
+            if run.arm == wanted:
                 return run
         raise KeyError(f"no run for pipeline {pipeline!r} at budget {budget!r}; arms: {[a.label for a in self.arms]}")
 
     def rows_for(self, pipeline: str, budget: Budget | None) -> list[ExampleRow]:
-        return [r for r in self.rows if r.pipeline == pipeline and r.budget == budget]
+        wanted = Arm(pipeline, budget)
+        return [r for r in self.rows if r.arm == wanted]
 
     def to_results(self) -> dict[str, Any]:
         """The ``results.json`` document (DESIGN.md's contract plus extra keys)."""
@@ -100,9 +102,19 @@ def resolve_pipelines(
         else:
             raise TypeError(f"pipelines must be preset names or Pipeline objects, got {type(p).__name__}: {p!r}")
         if name in (n for n, _ in out):
-            raise ValueError(f"pipeline name {name!r} appears twice; give custom pipelines distinct names")
+            raise ValueError(_twice(name, p))
         out.append((name, pipe))
     return out
+
+
+def _twice(name: str, pipeline: str | Pipeline) -> str:
+    """What to do when two pipelines of a sweep have the same name."""
+    if isinstance(pipeline, str):
+        return f"pipeline {name!r} is listed twice; list each preset once"
+    return (
+        f"two pipelines are named {name!r} (a custom pipeline takes its name from 'name:' in its config, else its file "
+        "name); give each its own name: set 'name:' in the config, rename the file, or call Pipeline.renamed('...')"
+    )
 
 
 def make_arms(names: Sequence[str], budgets: Sequence[Any]) -> list[Arm]:
@@ -110,18 +122,19 @@ def make_arms(names: Sequence[str], budgets: Sequence[Any]) -> list[Arm]:
 
     >>> [a.label for a in make_arms(["full", "truncate"], [0.5, 300])]
     ['full', 'truncate@50%', 'truncate@300 tok']
+    >>> [a.label for a in make_arms(["truncate"], [1.0, 2, 1.0, 2.0])]  # deduped by kind and value
+    ['full', 'truncate@100%', 'truncate@2 tok']
     """
-    parsed = []
+    parsed: dict[tuple[str, Budget | None], Budget] = {}  # deduped by (kind, value): 1.0 (whole context) is not 1 (token)
     for b in budgets:
         value = parse_budget(b)
         if value is None:
             raise ValueError(f"a sweep budget cannot be empty or 'full' ({b!r}); the full context always runs as the reference")
-        if value not in parsed:
-            parsed.append(value)
+        parsed.setdefault(budget_key(value), value)
     arms = [Arm(REFERENCE, None)]
     for name in names:
         if name != REFERENCE:
-            arms.extend(Arm(name, b) for b in parsed)
+            arms.extend(Arm(name, b) for b in parsed.values())
     return arms
 
 
@@ -188,6 +201,8 @@ def run_eval(
     from evals.cost import load_prices
 
     examples = _examples(dataset)
+    positive_int(resamples, "resamples", what="bootstrap resamples")  # checked now, not after the sweep
+    non_negative_int(seed, "seed")
     if sample is not None:
         positive_int(sample, "sample", what="examples")
     resolved = resolve_pipelines(pipelines, tokenizer=tokenizer)
@@ -273,7 +288,7 @@ def sweep_settings(
     return {
         "sample": sample,
         "reader_arms": [a.label for a in arms if a in wanted],
-        "budgets": list(dict.fromkeys(a.budget for a in arms if a.budget is not None)),
+        "budgets": list({budget_key(a.budget): a.budget for a in arms if a.budget is not None}.values()),
         "pipelines": [n for n, _ in resolved],
         "pipeline_configs": {n: p.to_config() for n, p in resolved},
         "price": {"model": price.model, "input_per_million": price.input_per_million, "date": price.date, "source": price.source},
@@ -299,7 +314,7 @@ def _run_one(pipe: Pipeline, arm: Arm, ex: Any, overhead: int, answer_chunks: tu
         prompt_tokens=result.tokens + overhead,
         kept_ids=kept,
         answer_recall=recall,
-        evidence_recall=M.evidence_recall(kept, ex.gold_ids),
+        evidence_recall=M.evidence_recall(M.sentence_kept_ids(result.spans, ex.chunks, ex.gold_ids), ex.gold_ids),
         latency_ms=round(ms, 3),
         miss=M.miss(recall, kept_chunk_ids=kept, answer_chunks=answer_chunks),
     )

@@ -11,6 +11,19 @@ bootstrap and the cost come from the harness), memoized per share within a run; 
 same ``memo`` dict to several calls to share evaluations between them (e.g. two targets on
 the same pipeline), and a reader with a cache to make tuning after a sweep nearly free.
 
+**Choosing and checking on different examples.** A budget chosen on some examples and
+measured on the same ones looks better than it is (at the chosen share the metric meets the
+target by construction, often with a zero-width interval). With ``holdout`` > 0 (``ragtrim
+tune`` holds out half by default) the examples are split with ``seed``: the search runs on
+one part and the chosen budget is measured once on the held-out rest
+(:attr:`TuneResult.held_out`), which is the number to trust. With fewer than
+:data:`MIN_SPLIT` examples nothing is held out and the result says so (:attr:`TuneResult.note`);
+the search's own numbers are always labelled in-sample.
+
+A full-context metric of 0 (e.g. no chunk holds any answer) makes any budget "meet" any
+target: the tuner refuses it with an error instead of recommending an empty context. The
+search never goes below one token at the median full size.
+
 Answer recall is a mean of 0/1 values over examples, so it is a step function of the
 budget and only *nearly* monotone (a bigger budget can swap which chunk gets cut). The
 search returns the first share meeting the target after the first grid point that meets
@@ -31,17 +44,23 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import random
 import statistics
 from collections.abc import Callable, MutableMapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
+
 from evals.records import REFERENCE, Arm, rounded
+from optimizer.budget import smallest_share
 from optimizer.pipeline import Pipeline
-from optimizer.validate import unit_interval
+from optimizer.validate import non_negative_int, positive_int, unit_interval
 
 METRICS = ("answer_recall", "evidence_recall", "accuracy", "em", "f1")
 """Metrics a budget can be tuned for (``accuracy``, ``em`` and ``f1`` need a reader)."""
@@ -52,6 +71,40 @@ DEFAULT_GRID = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1
 """Shares the coarse scan evaluates before bisection."""
 
 _EPS = 1e-12
+
+MIN_SPLIT = 40
+"""Fewest examples for a held-out check; with fewer, the budget is chosen and reported in-sample (and says so)."""
+
+
+@dataclass(frozen=True)
+class HeldOutCheck:
+    """The chosen budget measured once on examples the search never saw.
+
+    ``metric`` and ``full_metric`` are means over the ``n_metric`` held-out examples where the
+    metric counts; ``ci`` is the 95 % bootstrap interval of ``metric``, ``retention_ci`` that of
+    ``metric / full_metric`` and ``delta_ci`` that of the paired delta. ``met`` says whether
+    ``metric >= target_retention * full_metric`` on these examples (False when the full
+    context scores 0 or nothing counts: nothing to check against).
+    """
+
+    n: int
+    n_metric: int
+    metric: float | None
+    full_metric: float | None
+    retention: float | None
+    retention_ci: tuple[float, float] | None
+    ci: tuple[float, float] | None
+    delta: float | None
+    delta_ci: tuple[float, float] | None
+    tokens_mean: float
+    tokens_full_mean: float
+    met: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("retention_ci", "ci", "delta_ci"):
+            out[key] = list(out[key]) if out[key] is not None else None
+        return out
 
 
 @dataclass(frozen=True)
@@ -65,6 +118,11 @@ class TuneResult:
     even the whole context (share 1.0) meets the target; ``budget`` is then 1.0.
     ``evaluations`` lists every ``(share, metric)`` evaluated, ``fails_above`` the shares
     above ``budget`` that missed the target (non-monotonicity; empty when none was seen).
+
+    ``metric``, ``ci``, ``retention`` (with ``retention_ci``), ``delta``, ``met`` and the token
+    figures are measured on the ``n_tune`` examples that chose the budget: **in-sample**,
+    optimistic. ``held_out`` is the chosen budget measured on the other ``n - n_tune``
+    examples (None when nothing was held out; ``note`` says why).
     """
 
     dataset: str
@@ -91,28 +149,50 @@ class TuneResult:
     resolution: float
     evaluations: tuple[tuple[float, float | None], ...]
     fails_above: tuple[float, ...]
+    n_tune: int = 0
+    retention_ci: tuple[float, float] | None = None
+    holdout: float = 0.0
+    held_out: HeldOutCheck | None = None
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON (what ``ragtrim tune --format json`` prints)."""
         out = asdict(self)
         out["ci"] = list(self.ci)
         out["delta_ci"] = list(self.delta_ci)
+        out["retention_ci"] = list(self.retention_ci) if self.retention_ci is not None else None
         out["evaluations"] = [{"budget": s, "metric": v} for s, v in self.evaluations]
         out["fails_above"] = list(self.fails_above)
+        out["in_sample"] = ["metric", "ci", "retention", "retention_ci", "delta", "delta_ci", "met"]
+        out["held_out"] = self.held_out.to_dict() if self.held_out is not None else None
         return out
 
+    def verdict(self) -> str:
+        """The headline: met or missed, and on which examples."""
+        if not self.met:
+            return "MISSES (even the whole context)"
+        if self.held_out is None:
+            return f"meets on the {self.n_tune} examples that chose it (in-sample only, no held-out check)"
+        word = "meets" if self.held_out.met else "MISSES"
+        return f"{word} on {self.held_out.n} held-out examples (budget chosen on the other {self.n_tune})"
+
     def summary(self) -> str:
-        """A few lines for people: the budget, the metric versus full, what it saves."""
-        verdict = "meets" if self.met else "MISSES (even the whole context)"
+        """A few lines for people: the budget, the metric versus full (chosen on / held out), what it saves."""
         lines = [
-            f"{self.pipeline} on {self.dataset} (n={self.n}, {self.metric_name} counted on {self.n_metric}): "
-            f"target {self.target_retention:g} x full {verdict}",
+            f"{self.pipeline} on {self.dataset} (n={self.n}, {self.metric_name} counted on {self.n_metric} of the "
+            f"{self.n_tune} that chose the budget): target {self.target_retention:g} x full {self.verdict()}",
             f"  budget     {self.budget:.4f} of the full context  ~ {self.tokens} tokens at the median full size "
             f"({self.tokens_full_median:g}); mean {self.tokens_mean:.1f} of {self.tokens_full_mean:.1f} tokens",
-            f"  {self.metric_name:<10} full {self.full_metric:.4f} -> {self.metric:.4f} "
-            f"(95% CI {self.ci[0]:.4f}..{self.ci[1]:.4f}); delta {self.delta:+.4f} "
-            f"(95% CI {self.delta_ci[0]:+.4f}..{self.delta_ci[1]:+.4f})"
-            + (f"; retention {self.retention:.4f}" if self.retention is not None else ""),
+            "  chosen on  " + _scores_line(self.n_tune, self.full_metric, self.metric, self.ci, self.delta, self.delta_ci,
+                                           self.retention, self.retention_ci) + " (in-sample: optimistic)",
+        ]
+        if self.held_out is not None:
+            h = self.held_out
+            lines.append("  held out   " + _scores_line(h.n, h.full_metric, h.metric, h.ci, h.delta, h.delta_ci, h.retention,
+                                                        h.retention_ci) + (" -> meets the target" if h.met else " -> MISSES the target"))
+        if self.note:
+            lines.append(f"  note       {self.note}")
+        lines += [
             f"  saves      {self.tokens_saved_per_1k:,.0f} input tokens per 1k queries"
             + (f", ${self.cost_saved_per_1k:.4f} per 1k queries at {self.price_model} prices" if self.cost_saved_per_1k is not None else ""),
             f"  searched   {len(self.evaluations)} budgets, resolution {self.resolution:.4g} of the share",
@@ -121,6 +201,21 @@ class TuneResult:
             shown = ", ".join(f"{s:.4g}" for s in self.fails_above)
             lines.append(f"  warning    not monotone: the target is missed at larger budgets too: {shown}")
         return "\n".join(lines)
+
+
+def _scores_line(n: int, full: float | None, value: float | None, ci: Any, delta: float | None, delta_ci: Any,
+                 retention: float | None, retention_ci: Any) -> str:
+    """``100 examples: full 0.95 -> 0.93 (95% CI ..); delta ..; retention .. (95% CI ..)``."""
+    if value is None or full is None:
+        return f"{n} examples: nothing counts for the metric, no check"
+    text = f"{n} examples: full {full:.4f} -> {value:.4f}"
+    if ci is not None:
+        text += f" (95% CI {ci[0]:.4f}..{ci[1]:.4f})"
+    if delta is not None:
+        text += f"; delta {delta:+.4f}" + (f" (95% CI {delta_ci[0]:+.4f}..{delta_ci[1]:+.4f})" if delta_ci is not None else "")
+    if retention is not None:
+        text += f"; retention {retention:.4f}" + (f" (95% CI {retention_ci[0]:.4f}..{retention_ci[1]:.4f})" if retention_ci else "")
+    return text
 
 
 def holds(value: float | None, full_value: float | None, target_retention: float) -> bool:
@@ -147,6 +242,57 @@ def mean_ci(values: Sequence[float], *, resamples: int = 1000, seed: int = 0) ->
 
     d = paired_bootstrap([0.0] * len(values), [float(v) for v in values], resamples=resamples, seed=seed)
     return (d.ci_low, d.ci_high)
+
+
+def retention_ci(full: Sequence[float], values: Sequence[float], *, resamples: int = 1000, seed: int = 0) -> tuple[float, float] | None:
+    """95 % paired bootstrap interval of ``mean(values) / mean(full)`` (None when the full mean is always 0).
+
+    >>> retention_ci([1, 1, 1, 1], [1, 1, 1, 1])
+    (1.0, 1.0)
+    >>> lo, hi = retention_ci([1] * 20, [1] * 15 + [0] * 5); lo < 0.75 < hi
+    True
+    """
+    a, b = np.asarray(full, dtype=float), np.asarray(values, dtype=float)
+    if not len(a) or len(a) != len(b):
+        return None
+    idx = np.random.default_rng(seed).integers(0, len(a), size=(resamples, len(a)))
+    den, num = a[idx].mean(axis=1), b[idx].mean(axis=1)
+    keep = den > 0
+    if not keep.any():
+        return None
+    low, high = np.percentile(num[keep] / den[keep], [2.5, 97.5])
+    return (rounded(float(low)), rounded(float(high)))
+
+
+def split_examples(examples: Sequence[Any], holdout: float, seed: int) -> tuple[list[Any], list[Any]]:
+    """``(tune, held_out)``: a seeded random ``holdout`` share of ``examples`` held out, each part in file order.
+
+    >>> tune, held = split_examples(list(range(10)), 0.5, seed=0)
+    >>> len(tune), len(held), sorted(tune + held) == list(range(10)), tune == sorted(tune)
+    (5, 5, True, True)
+    >>> split_examples(list(range(10)), 0.5, seed=0) == (tune, held)
+    True
+    """
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n_held = min(max(round(len(examples) * holdout), 1), len(examples) - 1)
+    held = set(order[:n_held])
+    return [e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held]
+
+
+def _parts(data: Any, holdout: float, seed: int) -> tuple[Any, Any | None, str]:
+    """The examples to choose on, those to check on (None: no check) and a note saying why when there is none."""
+    examples = list(data.examples)
+    name = str(getattr(data, "name", "dataset"))
+    if holdout <= 0:
+        return data, None, ("in-sample only: the budget is chosen and measured on the same examples (optimistic); "
+                            "hold some out to check it (ragtrim tune --holdout 0.5, tune_budget(..., holdout=0.5))")
+    if len(examples) < MIN_SPLIT:
+        return data, None, (f"only {len(examples)} examples, fewer than {MIN_SPLIT}: too few to hold some out, so the "
+                            "budget is chosen and measured on the same examples (in-sample, optimistic); use more "
+                            f"examples (e.g. --limit {max(MIN_SPLIT, 100)}) for a held-out check")
+    tune, held = split_examples(examples, holdout, seed)
+    return SimpleNamespace(name=name, examples=tune), SimpleNamespace(name=name, examples=held), ""
 
 
 def _check_args(metric: str, target_retention: Any, reader: Any, resolution: Any, grid: Sequence[Any]) -> list[float]:
@@ -201,6 +347,7 @@ def tune_budget(
     seed: int = 0,
     memo: MutableMapping[Any, Any] | None = None,
     progress: bool = False,
+    holdout: float = 0.0,
 ) -> TuneResult:
     """The smallest budget (share of the full context) whose ``metric`` stays within target.
 
@@ -227,54 +374,86 @@ def tune_budget(
     prices, price_model:
         Price table and model for the $ saved (see :mod:`evals.cost`).
     resamples, seed:
-        Bootstrap settings for the intervals at the answer.
+        Bootstrap settings for the intervals at the answer; ``seed`` also draws the held-out part.
     memo:
         A dict to memoize evaluations in; reuse it across calls on the same data.
     progress:
         Progress bars on stderr.
+    holdout:
+        Share of the examples held out of the search to check the chosen budget on (0: none,
+        the result is in-sample only and says so). Ignored, with a note, below :data:`MIN_SPLIT` examples.
     """
     from evals.cost import load_prices
 
     shares = _check_args(metric, target_retention, reader, resolution, grid)
+    unit_interval(holdout, "holdout (the share of examples held out to check the budget)", closed_low=True, open_high=True, example=0.5)
+    positive_int(resamples, "resamples", what="bootstrap resamples")
+    non_negative_int(seed, "seed")
     data = _as_dataset(dataset, limit)
     name = _pipeline_name(pipeline)
     if name == REFERENCE:
         raise ValueError("'full' is the reference (the whole context); tune another pipeline, e.g. 'default'")
     table = prices if prices is not None else load_prices()
-    evaluator = ShareEvaluator(
-        data, pipeline, metric=metric, reader=reader if metric in READER_METRICS else None, tokenizer=tokenizer,
-        prices=table, price_model=price_model, seed=seed, progress=progress, memo=memo,
-    )
-    evaluator.evaluate(shares)
+    tune_data, held_data, note = _parts(data, holdout, seed)
+    settings = dict(metric=metric, reader=reader if metric in READER_METRICS else None, tokenizer=tokenizer,
+                    prices=table, price_model=price_model, seed=seed, progress=progress, memo=memo)
+    evaluator = ShareEvaluator(tune_data, pipeline, **settings)
+    best, met = search(evaluator, shares, target_retention=target_retention, resolution=resolution)
+    price = table.price(price_model)
+    result = build_result(evaluator, best, met=met, target_retention=target_retention,
+                          resolution=resolution, price=price, resamples=resamples, seed=seed)
+    held = None
+    if held_data is not None:
+        held = check_share(ShareEvaluator(held_data, pipeline, **settings), best, target_retention=target_retention,
+                           resamples=resamples, seed=seed)
+    return replace(result, n=len(data.examples), holdout=float(holdout), held_out=held, note=note)
+
+
+def search(evaluator: ShareEvaluator, shares: Sequence[float], *, target_retention: float, resolution: float) -> tuple[float, bool]:
+    """``(share, met)``: the coarse scan over ``shares`` then bisection, never below one token at the median size.
+
+    Raises ValueError when the full context's metric is 0 (every budget would "meet" the target).
+    """
+    evaluator.evaluate([1.0])  # the full context first: its size sets the floor, its metric the target
     full_value = evaluator.full_value()
     if full_value is None:
-        raise ValueError(f"no example of {evaluator.dataset_name!r} counts for {metric!r} (e.g. all answers are yes/no or empty); pick another metric or dataset")
+        raise ValueError(f"no example of {evaluator.dataset_name!r} counts for {evaluator.metric!r} (e.g. all answers are yes/no or empty); pick another metric or dataset")
+    if full_value <= 0:
+        raise ValueError(
+            f"the full context scores {evaluator.metric} = 0 on the {len(evaluator.data.examples)} examples of "
+            f"{evaluator.dataset_name!r} the search uses, so any budget, even an empty context, keeps "
+            f"{target_retention:g} x 0 and the target is meaningless; check that the chunks hold the answers "
+            "('ragtrim eval' counts them as 'not in any chunk'), or pick another metric or dataset"
+        )
+    floor = evaluator.one_token_share()
+    grid = [s for s in shares if s >= floor]  # shares below one token give empty contexts: not budgets
+    evaluator.evaluate(grid)
 
     def ok(share: float) -> bool:
         return holds(evaluator.value(share), full_value, target_retention)
 
-    first = next((i for i, s in enumerate(shares) if ok(s)), None)
+    first = next((i for i, s in enumerate(grid) if ok(s)), None)
     if first is None:
-        best = 1.0
-    else:
-        lo = shares[first - 1] if first > 0 else 0.0
-        best = bisect_share(lo, shares[first], ok, resolution=resolution, floor=evaluator.one_token_share())
-    return build_result(evaluator, best, met=first is not None, target_retention=target_retention,
-                        resolution=resolution, price=table.price(price_model), resamples=resamples, seed=seed)
+        return 1.0, False
+    lo = grid[first - 1] if first > 0 else 0.0
+    return bisect_share(lo, grid[first], ok, resolution=resolution, floor=floor), True
 
 
 def bisect_share(lo: float, hi: float, ok: Callable[[float], bool], *, resolution: float, floor: float = 0.0) -> float:
     """The smallest share in ``(lo, hi]`` where ``ok`` holds, given ``ok(hi)`` (bisection).
 
-    Stops when the bracket is narrower than ``resolution * hi`` or ``floor``, whichever is wider.
+    Stops when the bracket is narrower than ``resolution * hi`` or ``floor``, whichever is wider,
+    and never tries (nor returns) a share below ``floor`` (one token), unless ``hi`` already is.
 
     >>> bisect_share(0.0, 1.0, lambda s: s >= 0.3, resolution=0.01)
     0.30078125
     >>> bisect_share(0.2, 0.3, lambda s: True, resolution=0.5)
     0.3
+    >>> bisect_share(0.0, 0.02, lambda s: True, resolution=0.005, floor=0.003)
+    0.003
     """
     while hi - lo > max(resolution * hi, floor):
-        mid = round((lo + hi) / 2, 9)
+        mid = max(round((lo + hi) / 2, 9), floor)
         if mid <= lo or mid >= hi:
             break
         if ok(mid):
@@ -302,7 +481,8 @@ class ShareEvaluator:
         self.dataset_name = str(getattr(data, "name", ""))
         config = json.dumps(pipeline.to_config(), sort_keys=True, default=str) if isinstance(pipeline, Pipeline) else self.name
         reader_key = (getattr(reader, "name", None), getattr(reader, "model", None)) if reader is not None else None
-        self.scope = (self.dataset_name, len(data.examples), config, tokenizer, reader_key)
+        ids = hashlib.sha256("\n".join(str(e.id) for e in data.examples).encode("utf-8", "surrogatepass")).hexdigest()
+        self.scope = (self.dataset_name, len(data.examples), ids, config, tokenizer, reader_key)
         self.rows_by_share: dict[float, list[Any]] = {}
 
     def evaluate(self, batch: Sequence[float]) -> None:
@@ -339,9 +519,9 @@ class ShareEvaluator:
         return statistics.median(r.tokens_full for r in self.full_rows())
 
     def one_token_share(self) -> float:
-        """The share one token is at the median full size (bisection never goes finer)."""
-        median_full = self.median_full_tokens()
-        return 1.0 / median_full if median_full > 0 else 0.0
+        """The smallest share that is one token at the median full size (the search never goes below it)."""
+        median_full = int(self.median_full_tokens())
+        return smallest_share(median_full) if median_full > 0 else 0.0
 
 
 def metric_mean(rows: Sequence[Any], metric: str) -> float | None:
@@ -366,6 +546,7 @@ def build_result(
     delta = best_run.delta(metric)
     values = [v for v in (_metric_of(r, metric) for r in best_rows) if v is not None]
     best_value = sum(values) / len(values)
+    base, paired = paired_values(full_rows, best_rows, metric)
     median_full = evaluator.median_full_tokens()
     evaluations = tuple(sorted((s, rounded(metric_mean(rows, metric))) for s, rows in evaluator.rows_by_share.items()))
     return TuneResult(
@@ -377,13 +558,46 @@ def build_result(
         ci=mean_ci(values, resamples=resamples, seed=seed),
         delta=float(delta.delta) if delta is not None else best_value - full_value,
         delta_ci=tuple(delta.ci95) if delta is not None else (best_value - full_value,) * 2,
-        n=len(evaluator.data.examples), n_metric=len(values),
+        n=len(evaluator.data.examples), n_metric=len(values), n_tune=len(evaluator.data.examples),
+        retention_ci=retention_ci(base, paired, resamples=resamples, seed=seed) if full_value else None,
         tokens_mean=float(m.tokens_mean), tokens_full_mean=float(m.tokens_full_mean),
         tokens_full_median=float(median_full),
         tokens_saved_per_1k=rounded((full_run.metrics.prompt_tokens_mean - m.prompt_tokens_mean) * 1000),
         cost_saved_per_1k=m.cost_saved_per_1k, price_model=price.model, resolution=float(resolution),
         evaluations=evaluations,
         fails_above=tuple(s for s, v in evaluations if s > best and not holds(v, full_value, target_retention)),
+    )
+
+
+def paired_values(full_rows: Sequence[Any], rows: Sequence[Any], metric: str) -> tuple[list[float], list[float]]:
+    """``(full, arm)`` values of ``metric`` over the example ids where both count, in the arm's order."""
+    by_id = {r.id: _metric_of(r, metric) for r in full_rows}
+    pairs = [(by_id.get(r.id), _metric_of(r, metric)) for r in rows]
+    kept = [(a, b) for a, b in pairs if a is not None and b is not None]
+    return [a for a, _ in kept], [b for _, b in kept]
+
+
+def check_share(
+    evaluator: ShareEvaluator, share: float, *, target_retention: float, resamples: int, seed: int,
+) -> HeldOutCheck:
+    """Measure ``share`` once on the evaluator's examples (the held-out part): metric, retention, intervals, verdict."""
+    from evals.aggregate import paired_delta
+
+    metric, rows, full_rows = evaluator.metric, evaluator.rows(share), evaluator.full_rows()
+    value, full_value = metric_mean(rows, metric), metric_mean(full_rows, metric)
+    values = [v for v in (_metric_of(r, metric) for r in rows) if v is not None]
+    base, paired = paired_values(full_rows, rows, metric)
+    delta = paired_delta(full_rows, rows, lambda r: _metric_of(r, metric), resamples=resamples, seed=seed)
+    return HeldOutCheck(
+        n=len(rows), n_metric=len(values), metric=rounded(value), full_metric=rounded(full_value),
+        retention=rounded(value / full_value) if value is not None and full_value else None,
+        retention_ci=retention_ci(base, paired, resamples=resamples, seed=seed) if full_value else None,
+        ci=mean_ci(values, resamples=resamples, seed=seed) if values else None,
+        delta=delta.delta if delta is not None else None,
+        delta_ci=tuple(delta.ci95) if delta is not None else None,
+        tokens_mean=rounded(statistics.fmean(r.tokens for r in rows)),
+        tokens_full_mean=rounded(statistics.fmean(r.tokens_full for r in rows)),
+        met=bool(full_value) and holds(value, full_value, target_retention),
     )
 
 
@@ -423,6 +637,7 @@ def _metric_of(row: Any, metric: str) -> float | None:
 
 
 __all__ = [
-    "DEFAULT_GRID", "METRICS", "ShareEvaluator", "TuneResult", "bisect_share", "build_result", "evaluate_at",
-    "holds", "mean_ci", "metric_mean", "tune_budget",
+    "DEFAULT_GRID", "METRICS", "MIN_SPLIT", "HeldOutCheck", "ShareEvaluator", "TuneResult", "bisect_share", "build_result",
+    "check_share", "evaluate_at", "holds", "mean_ci", "metric_mean", "paired_values", "retention_ci", "search",
+    "split_examples", "tune_budget",
 ]

@@ -19,15 +19,18 @@ from optimizer.records import Chunk
 
 
 def open_text(path: str | Path) -> IO[str]:
-    """Open ``path`` for reading text; ``-`` is stdin and ``.gz`` files are decompressed."""
+    """Open ``path`` for reading text; ``-`` is stdin and ``.gz`` files are decompressed.
+
+    A UTF-8 byte order mark at the start (as some Windows editors write) is skipped.
+    """
     if str(path) == "-":
         return sys.stdin
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no such file: {str(p)!r}")
     if p.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8")
-    return open(p, encoding="utf-8")
+        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8-sig")
+    return open(p, encoding="utf-8-sig")
 
 
 def iter_jsonl(stream: IO[str], *, name: str = "<stdin>") -> Iterator[tuple[int, Any]]:

@@ -27,7 +27,9 @@ class ReaderOutput:
     """One reader answer.
 
     ``text`` is the post-processed answer (``None`` when the call failed, and then
-    ``ok`` is False and ``error`` says why, never with an API key in it). ``latency_ms`` is
+    ``ok`` is False and ``error`` says why, never with an API key in it). An empty answer
+    (``""``) is a successful call: the model answered nothing, which scores 0, and it is
+    cached like any answer; only a crash, a timeout or an HTTP error is a failure. ``latency_ms`` is
     the time the model call took; a cache hit keeps the original call's latency and has
     ``cached=True``.
     """

@@ -164,10 +164,10 @@ class LocalReader(BaseReader):
         if out.get("error"):
             return ReaderOutput.failure(out["error"], out.get("latency_ms", 0.0))
         text = postprocess(cut_at_stop(out.get("text") or "", self.stop))
-        return ReaderOutput(
-            text=text or None,
-            ok=bool(text),
-            error=None if text else "reader returned no text",
+        return ReaderOutput(  # an empty answer is a real (wrong) answer, not a failed call
+            text=text,
+            ok=True,
+            error=None,
             latency_ms=out["latency_ms"],
             cached=False,
             prompt_tokens=out.get("prompt_tokens"),

@@ -239,8 +239,7 @@ class OpenAIReader(BaseReader):
         text = postprocess(_content_text(message.get("content") if isinstance(message, dict) else None))
         usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
         prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        if not text:
-            return ReaderOutput(None, False, "reader returned no text", latency_ms, False, prompt_tokens, completion_tokens)
+        # an empty answer ("" or no content) is a real, wrong answer: ok, scored 0, cached like any other
         return ReaderOutput(text, True, None, latency_ms, False, prompt_tokens, completion_tokens)
 
     # -- batches ------------------------------------------------------------------------

@@ -13,6 +13,8 @@ tokenizer) are declared once here as ``Annotated`` types.
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +45,68 @@ def user_errors(*more: type[BaseException]) -> Iterator[None]:
         yield
     except (*USER_ERRORS, *more) as exc:
         fail(str(exc))
+
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+@contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Python warnings raised inside the block go through :func:`warn`: one line each, no source line,
+    once per distinct message (numbers aside, so "rounds down to 0 tokens" is said once, not once per
+    example), with a count of the repeats at the end of the block."""
+    seen: dict[str, list[Any]] = {}
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        key = _NUMBER.sub("#", str(message))
+        if key in seen:
+            seen[key][1] += 1
+            return
+        seen[key] = [str(message), 0]
+        warn(str(message))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # deduplicated here instead of by Python's registry
+        warnings.showwarning = show
+        try:
+            yield
+        finally:
+            for first, repeats in seen.values():
+                if repeats:
+                    warn(f"the warning \"{first[:70]}...\" came {repeats} more time(s), for other examples or budgets")
+
+
+def check_bootstrap(resamples: int, seed: int) -> None:
+    """``--resamples`` and ``--seed`` checked before any work (numpy would say it only after the sweep).
+
+    >>> check_bootstrap(1000, 0)
+    >>> check_bootstrap(0, 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: --resamples must be a positive number of bootstrap resamples, e.g. 1000, got 0
+    >>> check_bootstrap(10, -1)
+    Traceback (most recent call last):
+    ...
+    ValueError: --seed must be an integer >= 0 (a seed of numpy's generator), e.g. 0, got -1
+    """
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
+        raise ValueError(f"--resamples must be a positive number of bootstrap resamples, e.g. 1000, got {resamples!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"--seed must be an integer >= 0 (a seed of numpy's generator), e.g. 0, got {seed!r}")
+
+
+def check_out_dir(out: Path) -> None:
+    """``--out`` is (or can become) a folder this process can write to; creates it. Raises ValueError otherwise."""
+    import os
+
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is an existing file, not a folder; pass a folder path (created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {str(out)!r}: cannot create the output folder ({exc.strerror or exc}); pass a folder you can write to") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {str(out)!r}: the folder is not writable; pass a folder you can write to")
 
 
 # -- options shared by eval and tune ------------------------------------------------------
@@ -109,19 +173,38 @@ def split_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def parse_budgets(text: str) -> list[Any]:
-    """Budgets from ``"0.125,0.25,300"``; a bad one raises ValueError naming it."""
+def _one_budget(part: str) -> Any:
+    """One budget of a command line; a bare ``1`` raises (is it the whole context or one token?).
+
+    >>> _one_budget("1")
+    Traceback (most recent call last):
+    ...
+    ValueError: budget '1' is ambiguous: write 1.0 for the whole context (a share) or a token count of at least 2
+    """
     from optimizer.budget import parse_budget
 
+    value = parse_budget(part)
+    if value == 1 and isinstance(value, int):
+        raise ValueError(f"budget {part!r} is ambiguous: write 1.0 for the whole context (a share) or a token count of at least 2")
+    return value
+
+
+def parse_budgets(text: str) -> list[Any]:
+    """Budgets from ``"0.125,0.25,300"``; a bad one raises ValueError naming it.
+
+    >>> parse_budgets("1.0,300,1.0")  # the same budget twice is run once
+    [1.0, 300]
+    """
     out = []
     for part in split_list(text):
         try:
-            value = parse_budget(part)
+            value = _one_budget(part)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"bad budget {part!r} in --budgets {text!r}: {exc}") from None
         if value is None:
             raise ValueError(f"bad budget {part!r} in --budgets {text!r}: the full context always runs as the reference; list only cut budgets")
-        out.append(value)
+        if not any(type(v) is type(value) and v == value for v in out):
+            out.append(value)
     if not out:
         raise ValueError(f"--budgets needs at least one budget, e.g. 0.125,0.25,0.5; got {text!r}")
     return out
@@ -129,33 +212,39 @@ def parse_budgets(text: str) -> list[Any]:
 
 def parse_reader_arms(text: str) -> list[tuple[str, Any]]:
     """``"default@0.25, bm25-topk@300"`` → ``[("default", 0.25), ("bm25-topk", 300)]``."""
-    from optimizer.budget import parse_budget
-
     out = []
     for part in split_list(text):
         name, sep, budget = part.rpartition("@")
         if not sep or not name:
             raise ValueError(f"--reader-on takes PIPELINE@BUDGET items such as default@0.25, got {part!r}")
         try:
-            out.append((name, parse_budget(budget)))
+            out.append((name, _one_budget(budget)))
         except (ValueError, TypeError) as exc:
             raise ValueError(f"bad budget in --reader-on item {part!r}: {exc}") from None
     return out
 
 
 def resolve_pipeline_names(text: str) -> list[str]:
-    """Names from ``--pipelines`` (``all`` = every preset but the slow ``ON_REQUEST`` ones); unknown names raise."""
+    """Names from ``--pipelines`` (``all`` = every preset but the slow ``ON_REQUEST`` ones, and may be combined with
+    named ones: ``all,thorough``); unknown or repeated names raise, saying what to write instead."""
     from optimizer.presets import list_presets
 
     names = split_list(text)
-    if names == ["all"]:
-        return list_presets(on_request=False)
     if not names:
         raise ValueError(f"--pipelines needs at least one preset name; presets: {', '.join(list_presets())}")
-    unknown = [n for n in names if n not in list_presets()]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"--pipelines lists {', '.join(map(repr, twice))} more than once; list each preset once, e.g. --pipelines {','.join(dict.fromkeys(names))}")
+    unknown = [n for n in names if n != "all" and n not in list_presets()]
     if unknown:
-        raise ValueError(f"unknown pipeline(s) {', '.join(map(repr, unknown))}; presets: {', '.join(list_presets())} (or 'all')")
-    return names
+        raise ValueError(
+            f"unknown pipeline(s) {', '.join(map(repr, unknown))}; presets: {', '.join(list_presets())}, or 'all' "
+            "(every preset but the slow ones; add a slow one by name, e.g. all,thorough)"
+        )
+    out: list[str] = []
+    for name in names:  # 'all' expands in place; a preset it already holds is not run twice
+        out.extend(list_presets(on_request=False) if name == "all" else [name])
+    return list(dict.fromkeys(out))
 
 
 def finish(run: Any, out: Path, started: float, cache: Any = None, **extra: Any) -> Path:

@@ -27,14 +27,18 @@ from ragtrim.commands.common import (
     Resamples,
     Seed,
     Tokenizer,
+    check_bootstrap,
+    check_out_dir,
     check_positive,
     finish,
     load_custom_pipeline,
     load_price_table,
+    one_line_warnings,
     parse_budgets,
     parse_reader_arms,
     resolve_pipeline_names,
     user_errors,
+    warn,
 )
 
 
@@ -49,6 +53,7 @@ class EvalPlan:
     cache: Any
     reader_arms: list[tuple[str, Any]] | None
     prices: Any
+    out: Path | None = None
 
 
 def eval_command(
@@ -80,15 +85,30 @@ def eval_command(
     with user_errors():
         check_positive("--limit", limit)
         check_positive("--sample", sample)
+        check_bootstrap(resamples, seed)
         names, parsed_budgets = _pipelines(pipelines, config, tokenizer), parse_budgets(budgets)
         arms = parse_reader_arms(reader_on) if reader_on is not None else None
+        sample, arms = _reader_only_options(reader, sample, arms)
         table = load_price_table(prices, price_model)
+        check_out_dir(out)  # last of the checks: it creates the folder
         dataset = _load_data(data, limit, retrieve, top_k, embedder)
         reader_obj, cache_obj = ReaderChoice(reader, base_url, model, api_key_env).build(_cache_path(out, cache))
-        plan = EvalPlan(dataset, names, parsed_budgets, reader_obj, cache_obj, arms, table)
+        plan = EvalPlan(dataset, names, parsed_budgets, reader_obj, cache_obj, arms, table, out)
     run = _sweep(plan, tokenizer=tokenizer, sample=sample, price_model=price_model, resamples=resamples, seed=seed, progress=progress)
     retrieval = {"retriever": retrieve, "top_k": top_k, "embedder": embedder} if retrieve else None
-    finish(run, out, started, plan.cache, retrieval=retrieval)
+    with user_errors(OSError):
+        finish(run, out, started, plan.cache, retrieval=retrieval)
+
+
+def _reader_only_options(reader: str, sample: int | None, arms: list[tuple[str, Any]] | None) -> tuple[int | None, Any]:
+    """``--sample`` and ``--reader-on`` only steer a reader: with ``--reader none`` say so and drop them."""
+    if reader != "none":
+        return sample, arms
+    given = [flag for flag, value in (("--sample", sample), ("--reader-on", arms)) if value is not None]
+    if given:
+        warn(f"{' and '.join(given)} only apply with a reader (--reader local, openai or fake); ignored with --reader none, "
+             "every example and arm gets the reader-free metrics")
+    return None, None
 
 
 def _cache_path(out: Path, cache: Path | None) -> Path:
@@ -126,18 +146,22 @@ def _sweep(plan: EvalPlan, **options: Any) -> Any:
     from evals.sweep import run_eval
 
     try:
-        with user_errors():
+        with user_errors(), one_line_warnings():
             return run_eval(plan.dataset, plan.pipelines, plan.budgets, reader=plan.reader,
                             reader_arms=plan.reader_arms, prices=plan.prices, **options)
     except KeyboardInterrupt:
-        if plan.cache is not None:
-            typer.secho(
-                f"interrupted: {len(plan.cache)} reader answers are saved in {plan.cache.path}; "
-                "run the same command again to resume without repeating them",
-                fg=typer.colors.YELLOW,
-                err=True,
-            )
+        typer.secho(_interrupted_note(plan), fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(130) from None
+
+
+def _interrupted_note(plan: EvalPlan) -> str:
+    """What an interrupted sweep kept and what it did not write."""
+    where = f" to {plan.out}" if plan.out is not None else ""
+    if plan.cache is not None:
+        return (f"interrupted: nothing was written{where} (no results, no report); {len(plan.cache)} reader answers "
+                f"are saved in {plan.cache.path}; run the same command again to resume without repeating them")
+    return (f"interrupted: nothing was written{where} (no results, no report) and nothing was kept (no reader, so no "
+            "cache); run the command again, with --limit N for a shorter sweep")
 
 
 def demo_command(
@@ -150,7 +174,8 @@ def demo_command(
     from evals import demo
 
     started = time.perf_counter()
-    with user_errors():
+    with user_errors(OSError):
+        check_out_dir(out)
         dataset = demo.load_demo_dataset(limit)
         reader_obj = cache = None
         if reader and not demo.reader_available():

@@ -1,6 +1,8 @@
 """``ragtrim tune``: the smallest budget that keeps a metric within a target of the full context.
 
-The search is :func:`evals.tune.tune_budget`; this module only parses options and prints.
+The search is :func:`evals.tune.tune_budget`; this module only parses options and prints. By
+default half of the examples (drawn with ``--seed``) are held out of the search and the chosen
+budget is checked on them (``--holdout``).
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ from ragtrim.commands.common import (
     Resamples,
     Seed,
     Tokenizer,
+    check_bootstrap,
     check_positive,
     fail,
     load_custom_pipeline,
     load_price_table,
+    one_line_warnings,
     user_errors,
+    warn,
 )
 
 
@@ -53,8 +58,17 @@ def tune_command(
     resamples: Resamples = 1000,
     output_format: str = typer.Option("text", "--format", "-f", help="text (a summary) or json."),
     progress: bool = typer.Option(False, "--progress/--no-progress", help="Progress bars on stderr."),
+    holdout: float = typer.Option(
+        0.5, "--holdout",
+        help="Share of the examples (drawn with --seed) held out of the search to check the chosen budget on; "
+        "0 = choose and report on the same examples (in-sample). Needs at least 40 examples, else in-sample (said so).",
+    ),
 ) -> None:
-    """Find the smallest budget whose metric stays within --target-retention of the full context."""
+    """Find the smallest budget whose metric stays within --target-retention of the full context.
+
+    The budget is chosen on part of the examples and checked on the held-out rest (--holdout);
+    the numbers of the part that chose it are labelled in-sample.
+    """
     from evals.datasets import load_dataset
     from evals.readers import default_cache_path
     from evals.tune import tune_budget
@@ -63,22 +77,37 @@ def tune_command(
         fail(f"--format must be text or json, got {output_format!r}")
     with user_errors():
         check_positive("--limit", limit)
+        check_bootstrap(resamples, seed)
+        _check_holdout(holdout)
         table = load_price_table(prices, price_model)
         chosen = _pipeline(pipeline, config, tokenizer)
         choice = ReaderChoice(reader, base_url, model, api_key_env)
         reader_obj, _ = choice.build(cache if cache is not None else default_cache_path())
-        result = tune_budget(
-            load_dataset(data, limit=limit), chosen, metric=metric, target_retention=target_retention,
-            reader=reader_obj, tokenizer=tokenizer, resolution=resolution, prices=table, price_model=price_model,
-            resamples=resamples, seed=seed, progress=progress,
-        )
+        with one_line_warnings():
+            result = tune_budget(
+                load_dataset(data, limit=limit), chosen, metric=metric, target_retention=target_retention,
+                reader=reader_obj, tokenizer=tokenizer, resolution=resolution, prices=table, price_model=price_model,
+                resamples=resamples, seed=seed, progress=progress, holdout=holdout,
+            )
     if output_format == "json":
         json.dump(result.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         typer.echo(result.summary())
+    if result.met and result.held_out is not None and not result.held_out.met:
+        warn(
+            f"the budget chosen on {result.n_tune} examples misses the target on the {result.held_out.n} held-out ones "
+            f"(retention {result.held_out.retention}); expect it to miss on new data too: aim higher "
+            "(--target-retention) or tune on more examples"
+        )
     if not result.met:
         raise typer.Exit(1)
+
+
+def _check_holdout(holdout: float) -> None:
+    """``--holdout`` in [0, 1): a share of the examples."""
+    if not 0 <= holdout < 1:
+        raise ValueError(f"--holdout must be a share of the examples in [0, 1), e.g. 0.5 (0 = no held-out check), got {holdout!r}")
 
 
 def _pipeline(name: str, config: Path | None, tokenizer: str) -> object:
