@@ -85,8 +85,8 @@ def summary_table(results: Mapping[str, Any]) -> Table:
         f"n = {results['n']} examples; answer recall is over the {ref.get('n_answer_recall', '?')} whose answers are "
         f"not all yes/no or empty, evidence recall over the {ref.get('n_evidence_recall', '?')} with gold chunks. "
         "Tokens: mean rendered context (share of the full context). Latency: the optimizer's, per question, models "
-        "loaded; each pipeline has models of its own, so its first budget pays for its embeddings and later "
-        "budgets reuse them."
+        "loaded; each pipeline and budget runs with models of its own and no memos from another, so every budget "
+        "pays for its own embeddings."
     )
     return Table("Summary", tuple(headers), tuple(rows), note)
 

@@ -188,14 +188,15 @@ def run_eval(
     progress:
         Show progress bars on stderr.
     fresh_models:
-        Run each pipeline with models of its own (:meth:`~optimizer.models.ModelStore.fresh`:
-        a new store, closed after it, that keeps only the models you :meth:`~optimizer.models.ModelStore.put`
-        into the store in use), so its latency counts its own embedding work and none that an
-        earlier pipeline memoized (``quality`` after ``default`` would reuse its static
-        vectors, ``fitted-quality`` after ``quality`` its MiniLM ones). Within a pipeline
-        the first budget pays, later budgets reuse the memos, as a service asked twice
-        would. False shares the store in use (:func:`~optimizer.models.use_store`, else the
-        process's): faster sweeps, e.g. a tuner's, whose latencies then read earlier memos.
+        Run each arm (pipeline and budget) with models of its own (:meth:`~optimizer.models.ModelStore.fresh`:
+        a new store, loaded by ``warm_up`` before the arm's first example and closed after it, that
+        keeps only the models you :meth:`~optimizer.models.ModelStore.put` into the store in use), so
+        its latency counts its own embedding work and none that an earlier arm memoized
+        (``quality`` after ``default`` would reuse its static vectors, ``fitted-quality`` after
+        ``quality`` its MiniLM ones, and a pipeline's second budget every vector of its first).
+        The models are loaded once per arm; results are the same either way. False shares the
+        store in use (:func:`~optimizer.models.use_store`, else the process's): faster sweeps,
+        e.g. a tuner's, whose latencies then read earlier memos.
     """
     from evals.aggregate import aggregate
     from evals.cost import load_prices
@@ -244,18 +245,22 @@ def sweep_rows(
     examples: Sequence[Any], resolved: Sequence[tuple[str, Pipeline]], arms: Sequence[Arm], *, template: str, bar: Any,
     fresh_models: bool = True,
 ) -> list[ExampleRow]:
-    """One :class:`ExampleRow` per (example, arm), pipeline by pipeline (each warmed up once, with models of its own
-    when ``fresh_models``)."""
+    """One :class:`ExampleRow` per (example, arm), pipeline by pipeline; with ``fresh_models`` each arm runs with
+    models of its own (loaded and warmed up before its first example, no memos from another arm)."""
     count = dict(resolved)[REFERENCE].tokenizer.count
     overhead = {ex.id: count(format_prompt(template, ex.question, "")) for ex in examples}
     holders = {ex.id: M.answer_chunk_ids(ex.chunks, ex.answers) for ex in examples}
     rows: list[ExampleRow] = []
     for name, pipe in resolved:
-        with _models(fresh_models):
-            pipe.warm_up()
-            name_arms = [a for a in arms if a.pipeline == name]
-            task = bar.add(f"{name}", total=len(examples) * len(name_arms))
-            for arm in name_arms:
+        name_arms = [a for a in arms if a.pipeline == name]
+        task = bar.add(f"{name}", total=len(examples) * len(name_arms))
+        for k, arm in enumerate(name_arms):
+            # fresh_models: each arm (pipeline and budget) gets a store of its own, its models loaded by warm_up
+            # (not timed) but no text embedded, so its latency is its own cold-memo cost, not a read of the
+            # memos an earlier budget (or pipeline) left; else the store in use, shared by every arm
+            with _models(fresh_models):
+                if fresh_models or k == 0:
+                    pipe.warm_up()
                 for ex in examples:
                     rows.append(_run_one(pipe, arm, ex, overhead[ex.id], holders[ex.id]))
                     task(1)

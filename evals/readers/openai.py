@@ -44,6 +44,10 @@ class _Retryable(Exception):
         self.delay = delay
 
 
+class EndpointUnreachableError(RuntimeError):
+    """The endpoint could not be reached at all (connection refused, unknown host, no route): every call would fail."""
+
+
 class OpenAIReader(BaseReader):
     """Answers through ``POST {base_url}/chat/completions``.
 
@@ -128,10 +132,51 @@ class OpenAIReader(BaseReader):
 
     # -- settings -----------------------------------------------------------------------
     @property
+    def base(self) -> str:
+        """The endpoint root in use (``base_url``, else ``$OPENAI_BASE_URL``, else the OpenAI API)."""
+        return (self.base_url if self.base_url is not None else os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+
+    @property
     def endpoint(self) -> str:
         """The chat-completions URL this reader posts to."""
-        base = self.base_url if self.base_url is not None else os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
-        return base.rstrip("/") + "/chat/completions"
+        return self.base + "/chat/completions"
+
+    def key_warning(self, *, named: bool = True) -> str | None:
+        """What to tell a user whose key variable is unset or empty, else None.
+
+        ``named``: the user chose ``api_key_env``; when not, only the OpenAI API (which needs
+        a key) is warned about, since a local server is fine without one.
+        """
+        if self._api_key() is not None or (not named and self.base != DEFAULT_BASE_URL):
+            return None
+        return (f"${self.api_key_env} (--api-key-env) is not set or empty: requests to {self.base} go without an "
+                "Authorization header (fine for a local server; an API that needs a key will answer 401 to every call)")
+
+    def check_endpoint(self, timeout: float = 10.0) -> str | None:
+        """One cheap request (``GET {base}/models``) before a sweep, so a wrong ``--base-url`` stops it at once.
+
+        Raises :class:`EndpointUnreachableError` when no connection can be made (refused, unknown
+        host, connect timeout, not HTTP). Any HTTP answer, even an error (some servers have no
+        ``/models``), counts as reachable; a 401/403 is returned as a warning to show. Nothing is cached.
+        """
+        httpx = lazy_import("httpx", extra="eval", purpose="the OpenAI-compatible reader")
+        url = self.base + "/models"
+        key = self._api_key()
+        headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+        try:
+            response = self._http().get(url, headers=headers, timeout=min(float(self.timeout), timeout) or timeout)
+        except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):
+            return None  # connected: the server is there, only slow to list its models
+        except httpx.TransportError as exc:
+            detail = str(exc).strip().rstrip(".") or type(exc).__name__
+            reason = "connection refused" if "refused" in detail.lower() else f"{type(exc).__name__}: {detail}"
+            raise EndpointUnreachableError(self._redact(
+                f"cannot reach the openai reader's endpoint {self.base} ({reason}); check --base-url "
+                "(scheme, host, port and the /v1 root) and that the server is running; nothing was run"
+            )) from None
+        if response.status_code in (401, 403):
+            return f"{url} answered HTTP {response.status_code}: check the API key in ${self.api_key_env}"
+        return None
 
     def generation_params(self) -> dict[str, Any]:
         params: dict[str, Any] = {

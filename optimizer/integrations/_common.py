@@ -190,7 +190,7 @@ def _no_text_step(items: Sequence[Item], no_text: Sequence[Item], *, passed: boo
     """The trace step for items without text: dropped (logged), or passed through untouched."""
     ids = [it.id for it in no_text]
     if not passed:
-        logger.warning("ragtrim skipped %d input(s) without text (e.g. image nodes): ids %s", len(ids), ids)
+        logger.warning("ragtrim skipped %d input(s) without text (an image node, an empty document): ids %s", len(ids), ids)
     return StageTrace(
         name=SKIP_STEP,
         tokens_in=0,

@@ -30,6 +30,7 @@ from ragtrim.commands.common import (
     check_bootstrap,
     check_out_dir,
     check_positive,
+    fail,
     finish,
     load_custom_pipeline,
     load_price_table,
@@ -91,13 +92,44 @@ def eval_command(
         sample, arms = _reader_only_options(reader, sample, arms)
         table = load_price_table(prices, price_model)
         check_out_dir(out)  # last of the checks: it creates the folder
-        dataset = _load_data(data, limit, retrieve, top_k, embedder)
         reader_obj, cache_obj = ReaderChoice(reader, base_url, model, api_key_env).build(_cache_path(out, cache))
+        _check_reader(reader_obj, key_named=api_key_env is not None)  # before loading (or retrieving) the data
+        dataset = _load_data(data, limit, retrieve, top_k, embedder)
         plan = EvalPlan(dataset, names, parsed_budgets, reader_obj, cache_obj, arms, table, out)
     run = _sweep(plan, tokenizer=tokenizer, sample=sample, price_model=price_model, resamples=resamples, seed=seed, progress=progress)
     retrieval = {"retriever": retrieve, "top_k": top_k, "embedder": embedder} if retrieve else None
     with user_errors(OSError):
         finish(run, out, started, plan.cache, retrieval=retrieval)
+    _fail_if_every_reader_call_failed(run, out)
+
+
+def _check_reader(reader: Any, *, key_named: bool) -> None:
+    """An endpoint reader (openai): warn when its key variable is unset, and stop now, naming --base-url, when one
+    cheap request cannot reach it, instead of after a sweep of calls that all fail."""
+    check = getattr(reader, "check_endpoint", None)
+    if not callable(check):
+        return
+    from evals.readers.openai import EndpointUnreachableError
+
+    key_warning = getattr(reader, "key_warning", None)
+    note = key_warning(named=key_named) if callable(key_warning) else None
+    if note:
+        warn(note)
+    with user_errors(EndpointUnreachableError):
+        note = check()
+    if note:
+        warn(note)
+
+
+def _fail_if_every_reader_call_failed(run: Any, out: Path) -> None:
+    """Exit 1 (the outputs are written) when the reader was called and no call of the run succeeded; some failures
+    are reported by :func:`finish` and leave the exit status 0."""
+    calls = sum(r.metrics.reader_calls for r in run.runs)
+    failures = sum(r.metrics.reader_failures for r in run.runs)
+    if calls and failures == calls:
+        first = next((r.reader_error for r in run.rows if r.reader_error), "no error recorded")
+        first = first if len(first) <= 200 else first[:200] + "..."
+        fail(f"all {calls} reader calls failed, so {out} has no reader metrics; the first error: {first}", code=1)
 
 
 def _reader_only_options(reader: str, sample: int | None, arms: list[tuple[str, Any]] | None) -> tuple[int | None, Any]:

@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import typer
 
-CONFIG_OPT = typer.Option(None, "--config", help="serve.toml (see 'ragtrim serve --help'); default: built-in settings.")
+CONFIG_OPT = typer.Option(None, "--config", help="serve.toml: preset, budget, [degrade], [upstreams.NAME], [models.NAME], [limits] (README, 'Run it as a service'); default: built-in settings.")
 DB_OPT = typer.Option(None, "--db", help="Database URL: sqlite:////path/serve.sqlite or postgresql://user@host/db. Default: the config's, else a SQLite file in the cache dir.")
 
 
