@@ -38,6 +38,7 @@ from optimizer.stage import StageContext, StageOutput
 from optimizer.stages.sentence_signals import Sentence, query_mentions, terms_memo
 
 CUT_REASON = "sentences: lower-scoring sentences left out for the budget"
+REPEAT_REASON = "sentences: every sentence already kept, word for word, from another chunk"
 """The trace's reason for a chunk the selection kept only part of."""
 
 
@@ -58,6 +59,30 @@ def _offers(total: np.ndarray, left: np.ndarray) -> Iterator[int]:
             yield int(np.argmax(np.where(left, total, -np.inf)))
         return
     yield from (int(i) for i in rest[np.argsort(-total[rest], kind="stable")])
+
+
+REPEAT_MIN_WORDS = 4  # shorter lines ("}", "end", "See also.") repeat by nature, not by copying
+
+
+def repeat_key(text: str) -> str | None:
+    """The words of a sentence, case-folded, by which a verbatim repeat is known; None for short ones.
+
+    >>> repeat_key("She was the first woman  to win."), repeat_key("}")
+    ('she was the first woman to win.', None)
+    """
+    words = text.split()
+    return " ".join(words).casefold() if len(words) >= REPEAT_MIN_WORDS else None
+
+
+def _once_each(sents: Sequence[Sentence], score: np.ndarray) -> list[int]:
+    """Indices of ``sents`` in order, leaving out a sentence another chunk says word for word with a higher score."""
+    best: dict[str, int] = {}
+    for i in sorted(range(len(sents)), key=lambda i: (-score[i], i)):
+        key = repeat_key(sents[i].text)
+        if key is not None:
+            best.setdefault(key, i)
+    return [i for i, s in enumerate(sents)
+            if (key := repeat_key(s.text)) is None or sents[best[key]].chunk == s.chunk]
 
 
 @dataclass(frozen=True)
@@ -180,8 +205,8 @@ class SentenceSelector:
         grouped = self.order == "relevance"
         if context.budget is not None and sum(s.tokens for s in sents) <= target:  # maybe all of it fits
             every: dict[int, list[int]] = {}
-            for i, s in enumerate(sents):
-                every.setdefault(s.chunk, []).append(i)
+            for i in _once_each(sents, score):
+                every.setdefault(sents[i].chunk, []).append(i)
             whole = self.layout(chunks, sents, score, every, list(every))
             if (context.rendered(whole, grouped=grouped) or target + 1) <= target:
                 return every, whole, target
@@ -204,9 +229,13 @@ class SentenceSelector:
         chunk_order: list[int] = []
         spent = {"used": 0, "overhead": 0}
         heads: dict[int, int] = {}  # a new chunk's extra overhead after chunk_order, until chunk_order grows
+        said: dict[str, int] = {}  # a taken sentence's words -> its chunk
 
         def take(i: int) -> bool:
             s = sents[i]
+            key = repeat_key(s.text)
+            if key is not None and said.get(key, s.chunk) != s.chunk:  # already said, word for word, by another chunk
+                return False
             extra_head = 0
             if s.chunk not in chosen:
                 if s.chunk not in heads:
@@ -223,6 +252,8 @@ class SentenceSelector:
                 heads.clear()
             chosen[s.chunk].append(i)
             spent["used"] += cost
+            if key is not None:
+                said.setdefault(key, s.chunk)
             return True
 
         for _ in self.greedy(sents, value, mentions, weight, redundancy, take):
@@ -251,8 +282,11 @@ class SentenceSelector:
     def __call__(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray, context: StageContext) -> StageOutput:
         """Keep the chosen sentences of each chunk (offsets exact) and say why the rest went."""
         chosen, layout, target = self.pick(query, chunks, sents, score, context)
+        kept_keys = {repeat_key(sents[i].text) for picks in chosen.values() for i in picks} - {None}
+        repeats = {ci for ci in range(len(chunks))
+                   if (keys := [repeat_key(x.text) for x in sents if x.chunk == ci]) and all(k in kept_keys for k in keys)}
         reasons = {
-            c.id: "sentences: no sentence among the best within the budget"
+            c.id: REPEAT_REASON if ci in repeats else "sentences: no sentence among the best within the budget"
             for ci, c in enumerate(chunks)
             if ci not in chosen and c.text.strip()
         }
