@@ -85,6 +85,18 @@ def _once_each(sents: Sequence[Sentence], score: np.ndarray) -> list[int]:
             if (key := repeat_key(s.text)) is None or sents[best[key]].chunk == s.chunk]
 
 
+def _only_repeats(sents: Sequence[Sentence], chosen: dict[int, list[int]]) -> set[int]:
+    """The chunks none of whose sentences was taken and each of which another chunk's taken sentence says."""
+    kept = {repeat_key(sents[i].text) for picks in chosen.values() for i in picks} - {None}
+    if not kept:
+        return set()
+    keys: dict[int, list[str | None]] = {}
+    for s in sents:
+        if s.chunk not in chosen:
+            keys.setdefault(s.chunk, []).append(repeat_key(s.text))
+    return {ci for ci, ks in keys.items() if all(k in kept for k in ks)}
+
+
 @dataclass(frozen=True)
 class SentenceSelector:
     """Greedy, budgeted sentence selection (see the module docstring for each knob).
@@ -282,9 +294,7 @@ class SentenceSelector:
     def __call__(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray, context: StageContext) -> StageOutput:
         """Keep the chosen sentences of each chunk (offsets exact) and say why the rest went."""
         chosen, layout, target = self.pick(query, chunks, sents, score, context)
-        kept_keys = {repeat_key(sents[i].text) for picks in chosen.values() for i in picks} - {None}
-        repeats = {ci for ci in range(len(chunks))
-                   if (keys := [repeat_key(x.text) for x in sents if x.chunk == ci]) and all(k in kept_keys for k in keys)}
+        repeats = _only_repeats(sents, chosen)
         reasons = {
             c.id: REPEAT_REASON if ci in repeats else "sentences: no sentence among the best within the budget"
             for ci, c in enumerate(chunks)
