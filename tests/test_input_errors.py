@@ -182,40 +182,29 @@ def test_adaptive_as_a_mapping_still_works():
 
 
 @pytest.mark.parametrize(
-    "params, says",
+    "stage, params, says",
     [
-        ({"k1": "x"}, "rerank-bm25: k1 (term-frequency saturation) must be a number of 0 or more, e.g. 1.5, got 'x'"),
-        ({"k1": -5}, "got -5"),
-        ({"k1": float("nan")}, "got nan"),
-        ({"b": 7}, "rerank-bm25: b (length normalization, 0 = none, 1 = full) must be in [0, 1], e.g. 0.75, got 7"),
-        ({"b": -0.1}, "got -0.1"),
+        ("rerank-bm25", {"k1": "x"}, "rerank-bm25: k1 (term-frequency saturation) must be a number of 0 or more, e.g. 1.5, got 'x'"),
+        ("rerank-bm25", {"k1": -5}, "got -5"),
+        ("rerank-bm25", {"k1": float("nan")}, "got nan"),
+        ("rerank-bm25", {"b": 7}, "rerank-bm25: b (length normalization, 0 = none, 1 = full) must be in [0, 1], e.g. 0.75, got 7"),
+        ("rerank-bm25", {"b": -0.1}, "got -0.1"),
+        ("dedupe-near", {"num_perm": 0}, "dedupe-near: num_perm (MinHash permutations) must be an integer of 2 or more, e.g. 128, got 0"),
+        ("dedupe-near", {"num_perm": 64.0}, "got 64.0"),
+        ("dedupe-near", {"num_perm": 10, "threshold": 0.9}, "dedupe-near: num_perm=10 cannot reach threshold=0.9 with MinHash LSH"),
+        ("dedupe-near", {"threshold": 0.99}, "lower threshold (num_perm=128 reaches thresholds up to 0.98)"),
+        ("dedupe-near", {"lsh_above": -1}, "dedupe-near: lsh_above must be a non-negative number of chunks"),
     ],
 )
-def test_bm25_settings_are_checked_when_the_stage_is_made(params, says):
+def test_stage_settings_are_checked_when_the_stage_is_made(stage, params, says):
     with pytest.raises(ValueError) as info:
-        make_stage("rerank-bm25", **params)
+        make_stage(stage, **params)
     assert says in str(info.value)
 
 
 def test_bm25_edge_settings_are_accepted():
     for params in ({"k1": 0}, {"k1": 2}, {"b": 0}, {"b": 1}):
         make_stage("rerank-bm25", **params)
-
-
-@pytest.mark.parametrize(
-    "params, says",
-    [
-        ({"num_perm": 0}, "dedupe-near: num_perm (MinHash permutations) must be an integer of 2 or more, e.g. 128, got 0"),
-        ({"num_perm": 64.0}, "got 64.0"),
-        ({"num_perm": 10, "threshold": 0.9}, "dedupe-near: num_perm=10 cannot reach threshold=0.9 with MinHash LSH"),
-        ({"threshold": 0.99}, "lower threshold (num_perm=128 reaches thresholds up to 0.98)"),
-        ({"lsh_above": -1}, "dedupe-near: lsh_above must be a non-negative number of chunks"),
-    ],
-)
-def test_near_dedupe_lsh_settings_are_checked_when_the_stage_is_made(params, says):
-    with pytest.raises(ValueError) as info:
-        make_stage("dedupe-near", **params)
-    assert says in str(info.value)
 
 
 def test_near_dedupe_settings_that_split_into_bands_run_above_lsh_above():
