@@ -62,6 +62,7 @@ class FakeServer:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                     step = server.script.pop(0) if server.script else None
+                counted = True
                 try:
                     prompt = body["messages"][0]["content"]
                     question = re.search(r"Question: (.*)\nAnswer:", prompt).group(1)
@@ -80,6 +81,9 @@ class FakeServer:
                     else:
                         payload = {"error": {"message": content or "boom"}}
                     data = json.dumps(payload).encode()
+                    with server.lock:  # done before the client can see the answer and send its next request
+                        server.in_flight -= 1
+                        counted = False
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
@@ -88,8 +92,9 @@ class FakeServer:
                     self.end_headers()
                     self.wfile.write(data)
                 finally:
-                    with server.lock:
-                        server.in_flight -= 1
+                    if counted:
+                        with server.lock:
+                            server.in_flight -= 1
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
