@@ -117,8 +117,9 @@ def test_an_edited_output_gets_ranges_of_its_own_text_with_a_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="optimizer.integrations"):
         again = RagtrimPostprocessor(budget=60).postprocess_nodes([edited], query_str=QUERY)
     assert "does not match its text" in caplog.text
-    text = edited.node.text
-    assert [text[s:e] for s, e in again[0].node.metadata["ragtrim_spans"]][0] in text
+    text, kept = edited.node.text, again[0].node
+    assert kept.metadata["ragtrim_spans"][0][0] == 0  # "Edited: " is kept: the ranges are of the edited text
+    assert " ".join(text[s:e] for s, e in kept.metadata["ragtrim_spans"]) == kept.text
 
 
 def test_kept_non_text_nodes_are_not_reported_dropped(caplog):

@@ -38,8 +38,9 @@ from optimizer.stage import StageContext, StageOutput
 from optimizer.stages.sentence_signals import Sentence, query_mentions, terms_memo
 
 CUT_REASON = "sentences: lower-scoring sentences left out for the budget"
-REPEAT_REASON = "sentences: every sentence already kept, word for word, from another chunk"
 """The trace's reason for a chunk the selection kept only part of."""
+REPEAT_REASON = "sentences: every sentence already kept, word for word, from another chunk"
+"""The trace's reason for a chunk none of whose sentences was kept because others already say them all."""
 
 
 def _offers(total: np.ndarray, left: np.ndarray) -> Iterator[int]:
@@ -74,27 +75,25 @@ def repeat_key(text: str) -> str | None:
     return " ".join(words).casefold() if len(words) >= REPEAT_MIN_WORDS else None
 
 
-def _once_each(sents: Sequence[Sentence], score: np.ndarray) -> list[int]:
+def _once_each(sents: Sequence[Sentence], keys: Sequence[str | None], score: np.ndarray) -> list[int]:
     """Indices of ``sents`` in order, leaving out a sentence another chunk says word for word with a higher score."""
     best: dict[str, int] = {}
     for i in sorted(range(len(sents)), key=lambda i: (-score[i], i)):
-        key = repeat_key(sents[i].text)
-        if key is not None:
-            best.setdefault(key, i)
-    return [i for i, s in enumerate(sents)
-            if (key := repeat_key(s.text)) is None or sents[best[key]].chunk == s.chunk]
+        if keys[i] is not None:
+            best.setdefault(keys[i], i)
+    return [i for i, s in enumerate(sents) if keys[i] is None or sents[best[keys[i]]].chunk == s.chunk]
 
 
-def _only_repeats(sents: Sequence[Sentence], chosen: dict[int, list[int]]) -> set[int]:
+def _only_repeats(sents: Sequence[Sentence], keys: Sequence[str | None], chosen: dict[int, list[int]]) -> set[int]:
     """The chunks none of whose sentences was taken and each of which another chunk's taken sentence says."""
-    kept = {repeat_key(sents[i].text) for picks in chosen.values() for i in picks} - {None}
+    kept = {keys[i] for picks in chosen.values() for i in picks} - {None}
     if not kept:
         return set()
-    keys: dict[int, list[str | None]] = {}
-    for s in sents:
+    left: dict[int, list[str | None]] = {}
+    for s, key in zip(sents, keys):
         if s.chunk not in chosen:
-            keys.setdefault(s.chunk, []).append(repeat_key(s.text))
-    return {ci for ci, ks in keys.items() if all(k in kept for k in ks)}
+            left.setdefault(s.chunk, []).append(key)
+    return {ci for ci, ks in left.items() if all(k in kept for k in ks)}
 
 
 @dataclass(frozen=True)
@@ -197,8 +196,10 @@ class SentenceSelector:
             touched.add(c)
 
     def pick(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray,
-             context: StageContext) -> tuple[dict[int, list[int]], list[Chunk], int]:
+             context: StageContext, keys: Sequence[str | None]) -> tuple[dict[int, list[int]], list[Chunk], int]:
         """``(chosen sentence indices per chunk, the kept chunks as they render, target tokens)``.
+
+        ``keys``: each sentence's :func:`repeat_key`; a sentence another chunk's taken one says is not taken.
 
         The greedy pass counts each sentence, joiner and header alone, an upper bound of the
         rendered count. When the context can count the rendering exactly and the pass overstated
@@ -217,25 +218,27 @@ class SentenceSelector:
         grouped = self.order == "relevance"
         if context.budget is not None and sum(s.tokens for s in sents) <= target:  # maybe all of it fits
             every: dict[int, list[int]] = {}
-            for i in _once_each(sents, score):
+            for i in _once_each(sents, keys, score):
                 every.setdefault(sents[i].chunk, []).append(i)
             whole = self.layout(chunks, sents, score, every, list(every))
-            if (context.rendered(whole, grouped=grouped) or target + 1) <= target:
+            exact_whole = context.rendered(whole, grouped=grouped)
+            if exact_whole is not None and exact_whole <= target:
                 return every, whole, target
-        chosen, chunk_order, used = self._fill(chunks, sents, value, mentions, weight, redundancy, target, context)
+        chosen, chunk_order, used = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, target, context)
         layout = self.layout(chunks, sents, score, chosen, chunk_order)
         exact = context.rendered(layout, grouped=grouped) if context.budget is not None else None
         if exact is None or exact >= used:
             return chosen, layout, target
-        more, more_order, more_used = self._fill(chunks, sents, value, mentions, weight, redundancy, target + used - exact, context)
+        more, more_order, more_used = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, target + used - exact, context)
         if more_used > used:
             more_layout = self.layout(chunks, sents, score, more, more_order)
             if (context.rendered(more_layout, grouped=grouped) or 0) <= target:
                 return more, more_layout, target
         return chosen, layout, target
 
-    def _fill(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], value: np.ndarray, mentions: np.ndarray | None,
-              weight: np.ndarray | None, redundancy: float, room: int, context: StageContext) -> tuple[dict[int, list[int]], list[int], int]:
+    def _fill(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], keys: Sequence[str | None], value: np.ndarray,
+              mentions: np.ndarray | None, weight: np.ndarray | None, redundancy: float, room: int,
+              context: StageContext) -> tuple[dict[int, list[int]], list[int], int]:
         """One greedy pass within ``room`` estimated tokens: ``(chosen, chunk order, estimated tokens used)``."""
         chosen: dict[int, list[int]] = {}
         chunk_order: list[int] = []
@@ -244,8 +247,7 @@ class SentenceSelector:
         said: dict[str, int] = {}  # a taken sentence's words -> its chunk
 
         def take(i: int) -> bool:
-            s = sents[i]
-            key = repeat_key(s.text)
+            s, key = sents[i], keys[i]
             if key is not None and said.get(key, s.chunk) != s.chunk:  # already said, word for word, by another chunk
                 return False
             extra_head = 0
@@ -293,8 +295,9 @@ class SentenceSelector:
 
     def __call__(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray, context: StageContext) -> StageOutput:
         """Keep the chosen sentences of each chunk (offsets exact) and say why the rest went."""
-        chosen, layout, target = self.pick(query, chunks, sents, score, context)
-        repeats = _only_repeats(sents, chosen)
+        keys = [repeat_key(s.text) for s in sents]
+        chosen, layout, target = self.pick(query, chunks, sents, score, context, keys)
+        repeats = _only_repeats(sents, keys, chosen)
         reasons = {
             c.id: REPEAT_REASON if ci in repeats else "sentences: no sentence among the best within the budget"
             for ci, c in enumerate(chunks)
