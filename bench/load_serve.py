@@ -50,6 +50,7 @@ from ragtrim.serve.schema import budget_usage, budgets, ledger, reservations  # 
 from ragtrim.serve.testing import free_port, temp_postgres  # noqa: E402
 
 PEPPER = "load-test-pepper-0123456789abcdef"
+METRICS_TOKEN = "load-test-metrics-token-0123456789"  # /metrics needs it (or an admin key)
 TENANTS = ("steady", "capped-usd", "capped-tokens")
 
 
@@ -360,7 +361,7 @@ def _not_answered(rows: list[dict[str, Any]], answered: list[dict[str, Any]]) ->
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAGTRIM_SERVE_PEPPER": PEPPER, "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAGTRIM_SERVE_PEPPER": PEPPER, "RAGTRIM_SERVE_METRICS_TOKEN": METRICS_TOKEN, "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     docs = load_documents(200)
     with ExitStack() as stack:
@@ -408,7 +409,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         wall = time.perf_counter() - t0
         if killed:  # let a live worker's lease keeper expire the dead worker's reservations
             time.sleep(args.lease * 2 + 1)
-        metrics = __import__("httpx").get(f"{bases[0]}/metrics").text
+        metrics = __import__("httpx").get(f"{bases[0]}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
         report = check(db_url, results, probe["id"])
         timeline = watch.report(results, db_url)
     report.update(wall_s=wall, throughput_rps=len(results) / wall, killed_workers=killed, kill_timeline=timeline,

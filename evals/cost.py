@@ -20,6 +20,7 @@ worst-case cost before it calls the model.
 from __future__ import annotations
 
 import difflib
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -82,6 +83,15 @@ def _price_dict(p: Price) -> dict[str, Any]:
     return out
 
 
+def _is_price(value: Any) -> bool:
+    """True for a price in US dollars per million tokens: a finite number, 0 or more (TOML also allows nan and inf).
+
+    >>> _is_price(2.5), _is_price(-1), _is_price(float("inf")), _is_price(True)
+    (True, False, False, False)
+    """
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+
+
 def _read_table(path: Path) -> tuple[dict[str, Price], str | None]:
     if not path.is_file():
         raise FileNotFoundError(f"price file {str(path)!r} does not exist")
@@ -99,15 +109,15 @@ def _read_table(path: Path) -> tuple[dict[str, Price], str | None]:
     prices = {}
     for name, entry in models.items():
         value = entry.get("input_per_million") if isinstance(entry, Mapping) else None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if not _is_price(value):
             raise ValueError(
-                f"price file {str(path)!r}: model {name!r} needs input_per_million = a non-negative number "
+                f"price file {str(path)!r}: model {name!r} needs input_per_million = a finite non-negative number "
                 f"(USD per million input tokens), got {value!r}"
             )
         output = entry.get("output_per_million")
-        if output is not None and (isinstance(output, bool) or not isinstance(output, (int, float)) or output < 0):
+        if output is not None and not _is_price(output):
             raise ValueError(
-                f"price file {str(path)!r}: model {name!r} has output_per_million = {output!r}; give a non-negative "
+                f"price file {str(path)!r}: model {name!r} has output_per_million = {output!r}; give a finite non-negative "
                 "number (USD per million output tokens) or leave it out"
             )
         prices[name] = Price(

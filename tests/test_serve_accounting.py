@@ -338,7 +338,7 @@ def test_usage_totals_count_only_what_was_charged_and_agree_with_budgets_and_met
         spent = counters(service)
         assert totals["prompt_tokens"] + totals["completion_tokens"] == spent["tokens"][0]
         assert totals["cost_micro"] == spent["usd"][0]
-        metrics = client.get("/metrics").text
+        metrics = client.get("/metrics", headers=auth(admin_key(service))).text
         assert totals["tokens_sent"] == _metric(metrics, "ragtrim_context_tokens_sent_total", "acme")
         assert totals["prompt_tokens"] == _metric(metrics, "ragtrim_prompt_tokens_total", "acme")
         assert totals["completion_tokens"] == _metric(metrics, "ragtrim_completion_tokens_total", "acme")

@@ -227,7 +227,7 @@ def test_healthz_metrics_and_openapi(fake):
         key = tenant_with_key(service, "acme")
         client.post("/v1/chat/completions", json=chat_body(), headers=auth(key))
         assert client.get("/healthz").json()["status"] == "ok"
-        text = client.get("/metrics").text
+        text = client.get("/metrics", headers=auth(admin_key(service))).text
         assert 'ragtrim_requests_total{action="ok",endpoint="chat",status="200"} 1.0' in text
         assert "ragtrim_spend_microdollars_total" in text and "ragtrim_gateway_overhead_seconds_bucket" in text
         spec = client.get("/openapi.json").json()

@@ -40,7 +40,7 @@ def wait_up(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
 def start_gateway(tmp_path: Path, toml: str, *, workers: int, env: dict[str, str] | None = None,
                   stdout: int = subprocess.DEVNULL) -> tuple[subprocess.Popen, str]:
     """``python -m ragtrim.serve serve`` with ``toml`` as its config, on a free port, in its own process group; waits for /healthz."""
-    full_env = {**os.environ, "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}", "RAGTRIM_SERVE_PEPPER": "p" * 32,
+    full_env = {**os.environ, "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}", "RAGTRIM_SERVE_PEPPER": "p" * 32, "RAGTRIM_SERVE_METRICS_TOKEN": "m" * 32,
                 "RAGTRIM_CACHE": str(tmp_path), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), **(env or {})}
     (tmp_path / "prom").mkdir(exist_ok=True)
     (tmp_path / "serve.toml").write_text(toml)
@@ -70,7 +70,8 @@ def test_two_workers_metrics_logs_and_graceful_shutdown(tmp_path):
                 t.start()
             for t in threads:
                 t.join()
-            metrics = "".join(httpx.get(f"{base}/metrics").text for _ in range(4))  # any worker reports the sum
+            scrape = {"Authorization": "Bearer " + "m" * 32}  # the metrics token (RAGTRIM_SERVE_METRICS_TOKEN)
+            metrics = "".join(httpx.get(f"{base}/metrics", headers=scrape).text for _ in range(4))  # any worker reports the sum
             assert metrics.count('ragtrim_requests_total{action="ok",endpoint="chat",status="200"} 4.0') == 4
             late: dict = {}
             t = threading.Thread(target=lambda: late.update(r=httpx.post(f"{base}/v1/chat/completions", json=chat_body(), headers=h, timeout=30)))

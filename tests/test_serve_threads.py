@@ -14,7 +14,7 @@ import pytest
 from ragtrim.serve.app import create_app
 from ragtrim.serve.config import ServeConfig
 from ragtrim.serve.service import Service
-from serve_fixtures import DOCS, PEPPER, budget, chat_body, gateway_config, tenant_with_key
+from serve_fixtures import DOCS, PEPPER, admin_key, budget, chat_body, gateway_config, tenant_with_key
 
 
 class Gate:
@@ -80,7 +80,7 @@ def test_waiting_optimizer_runs_do_not_hold_up_refusals_or_health_checks(tmp_pat
             gate.open.set()  # a failed check must not leave the requests waiting for the gate
             pool.shutdown()
         assert [f.result().status_code for f in futures] == [200] * waiting
-        text = client.get("/metrics").text
+        text = client.get("/metrics", headers={"Authorization": f"Bearer {admin_key(service)}"}).text
         assert f"ragtrim_optimizer_wait_seconds_count {float(waiting)}" in text  # every run's wait for a thread
         waited = [line for line in text.splitlines() if line.startswith('ragtrim_optimizer_wait_seconds_bucket{le="0.001"}')]
         assert waited and float(waited[0].split()[-1]) < waiting  # those queued behind the gate waited longer

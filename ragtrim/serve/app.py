@@ -9,9 +9,10 @@
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -20,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 
 from optimizer.lazy import lazy_import
 from ragtrim.serve import admin, chat, optimize, page
+from ragtrim.serve.auth import presented_key, require
 from ragtrim.serve.config import ServeConfig
 from ragtrim.serve.errors import ApiError
 from ragtrim.serve.lease import LeaseKeeper
@@ -123,8 +125,32 @@ async def _healthz(request: Request) -> JSONResponse:
 
 
 async def _metrics(request: Request) -> Response:
+    """Prometheus metrics: every tenant's tokens and dollars, so only for an admin key or the metrics token."""
+    await require_metrics_reader(request)
     data, content_type = request.app.state.service.metrics.exposition()
     return Response(data, media_type=content_type)
+
+
+def metrics_token(config: ServeConfig, env: Mapping[str, str] | None = None) -> str | None:
+    """The scrapers' token: the environment variable ``metrics_token_env`` names (None when unset or empty)."""
+    env = os.environ if env is None else env
+    return env.get(config.metrics_token_env) or None
+
+
+async def require_metrics_reader(request: Request) -> None:
+    """Pass ``Authorization: Bearer <metrics token>`` or an admin key; else a 401 (no key, a wrong one) or a 403 (a tenant key)."""
+    service = request.app.state.service
+    token = metrics_token(service.config)
+    presented = presented_key(request.headers)
+    if token and presented and hmac.compare_digest(presented.encode("utf-8"), token.encode("utf-8")):
+        return
+    how = (f"send 'Authorization: Bearer <the token in ${service.config.metrics_token_env}>' or an admin key"
+           if token else f"send an admin key as 'Authorization: Bearer rtk_...' (or set ${service.config.metrics_token_env} "
+           "for scrapers)")
+    try:
+        await require(request, admin=True)
+    except ApiError as exc:
+        raise ApiError(exc.status, exc.type, f"/metrics shows every tenant's usage: {how}", headers=exc.headers) from None
 
 
 def _handlers(app: Any) -> None:

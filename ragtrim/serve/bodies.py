@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optimizer.budget import Budget, parse_budget
-from ragtrim.serve.config import Limits
+from ragtrim.serve.config import Limits, check_budget_tokens
 from ragtrim.serve.errors import ApiError, bad_request, too_large
+from ragtrim.serve.ledger import column_size
 from ragtrim.serve.upstream import message_text
 
 OUR_KEYS = ("documents", "budget", "preset", "feature", "extra_body", "ragtrim")
@@ -79,10 +80,19 @@ async def read_json(request: Any, limits: Limits) -> dict[str, Any]:
 
 
 def parse_budget_param(value: Any, param: str = "budget") -> Budget | None:
+    """A request's context budget, or a 400 (a token budget above :data:`ragtrim.serve.config.MAX_BUDGET_TOKENS` too).
+
+    >>> parse_budget_param(10**17)
+    Traceback (most recent call last):
+    ...
+    ragtrim.serve.errors.ApiError: budget of 100000000000000000 tokens is above the largest the gateway takes (1000000000000000); no context is that large: send 1.0 (the whole context) instead
+    """
     try:
-        return parse_budget(value)
+        budget = parse_budget(value)
+        check_budget_tokens(budget, param)
     except (ValueError, TypeError) as exc:
         raise bad_request(str(exc), param) from None
+    return budget
 
 
 def parse_chunks(raw: Any, limits: Limits, param: str = "chunks") -> list[dict[str, Any]]:
@@ -100,6 +110,15 @@ def parse_chunks(raw: Any, limits: Limits, param: str = "chunks") -> list[dict[s
             raise too_large(f"{param}[{i}] text is {len(chunk['text'])} characters; the limit is {limits.max_chunk_chars} (limits.max_chunk_chars)", param)
         out.append(dict(chunk, id=str(chunk["id"])))
     return out
+
+
+def _name(value: Any, param: str, column: str, *, required: bool) -> str:
+    """A model or preset name, at most as long as its ledger ``column`` holds (else a 400: no such name)."""
+    text = _text(value, param, 10**6, required=required)
+    size = column_size(column)
+    if size is not None and len(text) > size:
+        raise bad_request(f"{param} is {len(text)} characters, {text[:40]!r}...; a {param} name has at most {size}", param)
+    return text
 
 
 def _text(value: Any, param: str, limit: int, *, required: bool) -> str:
@@ -130,9 +149,9 @@ def parse_optimize(body: Mapping[str, Any], headers: Mapping[str, str], limits: 
         query=_text(body.get("query"), "query", limits.max_query_chars, required=True),
         chunks=tuple(parse_chunks(body.get("chunks"), limits)),
         budget=budget,
-        preset=_text(body.get("preset", default_preset), "preset", 100, required=True),
+        preset=_name(body.get("preset", default_preset), "preset", "preset", required=True),
         tokenizer=_text(body.get("tokenizer", default_tokenizer), "tokenizer", 300, required=True),
-        model=_text(body.get("model"), "model", 200, required=False) or None,
+        model=_name(body.get("model"), "model", "model_asked", required=False) or None,
         tags=tags_of(body, body, headers),
     )
 
@@ -206,9 +225,11 @@ def parse_chat(body: Mapping[str, Any], headers: Mapping[str, str], limits: Limi
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise bad_request(f"model must be a string, got {model!r:.80}", "model")
+    if model is not None:
+        _name(model, "model", "model_asked", required=False)
     return ChatRequest(
         model=model, messages=tuple(messages), question=question[: limits.max_query_chars], documents=tuple(documents),
-        budget=budget, preset=_text(extras.get("preset", default_preset), "preset", 100, required=True),
+        budget=budget, preset=_name(extras.get("preset", default_preset), "preset", "preset", required=True),
         max_tokens=max_tokens, stream=stream, tags=tags_of(body, extras, headers), passthrough=passthrough,
         include_usage=include_usage,
     )

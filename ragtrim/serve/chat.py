@@ -36,14 +36,14 @@ from optimizer.tokenizer import get_tokenizer
 from ragtrim.serve.auth import require
 from ragtrim.serve.config import ModelConfig
 from ragtrim.serve.errors import ApiError, bad_request
-from ragtrim.serve.ledger import UNCHARGED, LedgerEntry
+from ragtrim.serve.ledger import UNCHARGED, LedgerEntry, record_rejected
 from ragtrim.serve.hold import Hold
 from ragtrim.serve.logs import log_request
 from ragtrim.serve.plan import JOIN_SLACK, Attempt, Planned, Refused, model_chain, plan_and_reserve, smallest_context, with_margin
 from ragtrim.serve.pricing import format_usd
 from ragtrim.serve.quota import Need
 from ragtrim.serve.bodies import ChatRequest, check_preset, parse_chat, read_json
-from ragtrim.serve.upstream import UpstreamError, billed_fields, count_request_fields, usage_of
+from ragtrim.serve.upstream import UpstreamError, billed_fields, count_request_fields, output_texts, usage_of
 
 
 def with_documents(messages: Sequence[Mapping[str, Any]], template: str, context: str) -> tuple[Mapping[str, Any], ...]:
@@ -207,7 +207,7 @@ async def _answer(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
 async def _finish_rejected(service: Any, base: LedgerEntry, exc: ApiError, start: float) -> None:
     ms = (time.perf_counter() - start) * 1000
     entry = replace(base, action="failed", status=exc.status, error=exc.message, latency_ms=ms)
-    await run_in_threadpool(service.quota.record, entry)
+    await record_rejected(service, entry)
     log_request(service.log, entry)
     service.metrics.observe_request(endpoint="chat", action="failed", tenant=base.tenant_id, status=exc.status,
                                     latency_s=ms / 1000, overhead_s=ms / 1000)
@@ -229,7 +229,7 @@ async def _refuse(service: Any, base: LedgerEntry, req: ChatRequest, outcome: Re
         entry = _entry_for(base, outcome.attempt, "refused", outcome.steps)
     entry = replace(entry, action="refused", status=429, error=message, latency_ms=ms, reserved_micro=0, reserved_tokens=0,
                     **UNCHARGED)
-    await run_in_threadpool(service.quota.record, entry)
+    await record_rejected(service, entry)
     log_request(service.log, entry)
     service.metrics.observe_request(endpoint="chat", action="refused", tenant=base.tenant_id, status=429,
                                     latency_s=ms / 1000, overhead_s=ms / 1000)
@@ -266,7 +266,7 @@ async def _complete(service: Any, req: ChatRequest, planned: Planned, hold: Hold
 
 
 class SseTally:
-    """Split an SSE byte stream into events; keep the content text and the usage it carries."""
+    """Split an SSE byte stream into events; keep the output text (content, tool calls) and the usage it carries."""
 
     def __init__(self) -> None:
         self._buf = b""
@@ -312,12 +312,11 @@ class SseTally:
 
 
 def _delta_texts(choices: Any) -> list[str]:
-    """The content texts of a chunk's ``choices`` (anything not shaped like OpenAI's is skipped)."""
+    """The output texts of a chunk's ``choices``: content, refusal, tool-call names and arguments
+    (:func:`ragtrim.serve.upstream.output_texts`); anything not shaped like OpenAI's is skipped."""
     out = []
     for choice in choices if isinstance(choices, list) else []:
-        delta = choice.get("delta") if isinstance(choice, Mapping) else None
-        if isinstance(delta, Mapping) and isinstance(delta.get("content"), str):
-            out.append(delta["content"])
+        out.extend(output_texts(choice.get("delta") if isinstance(choice, Mapping) else None))
     return out
 
 

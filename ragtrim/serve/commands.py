@@ -4,6 +4,11 @@ The functions are plain typer commands; :func:`register` adds them to a ``typer.
 (the ``ragtrim`` command line, or ``python -m ragtrim.serve``). Admin commands talk to the
 database directly (``--db`` or the config's ``db``, else the SQLite file in the cache dir),
 so the first admin key can be made before the server runs.
+
+The ``serve`` extra is imported only once :func:`_need` has checked it (the modules that use
+SQLAlchemy or starlette are imported after :func:`_setup`), so a missing extra is one line
+naming ``pip install 'ragtrim[serve]'``, not a traceback. So is a database or a pepper file that
+cannot be used: the line names the path and how to put it elsewhere (``--db``, ``RAGTRIM_CACHE``).
 """
 
 from __future__ import annotations
@@ -18,8 +23,17 @@ from typing import Any, Optional
 
 import typer
 
-CONFIG_OPT = typer.Option(None, "--config", help="serve.toml: preset, budget, [degrade], [upstreams.NAME], [models.NAME], [limits] (README, 'Run it as a service'); default: built-in settings.")
+from optimizer.lazy import MissingDependency, lazy_import
+
+# help texts are rich markup: a literal "[" is written "\\[" (else "[degrade]" is taken for a style and vanishes)
+CONFIG_OPT = typer.Option(None, "--config", help="serve.toml: preset, budget, \\[degrade], \\[upstreams.NAME], \\[models.NAME], \\[limits] (README, 'Run it as a service'); default: built-in settings.")
 DB_OPT = typer.Option(None, "--db", help="Database URL: sqlite:////path/serve.sqlite or postgresql://user@host/db. Default: the config's, else a SQLite file in the cache dir.")
+
+
+SERVE_MODULES = ("uvicorn", "fastapi", "sqlalchemy", "httpx", "prometheus_client")
+"""What ``ragtrim serve`` imports from the ``serve`` extra (psycopg too, for PostgreSQL only: :func:`ragtrim.serve.db.make_engine`)."""
+ADMIN = "this command (part of ragtrim serve)"
+"""Who needs a missing module, in the message of an admin or usage command."""
 
 
 def _fail(message: str) -> None:
@@ -27,19 +41,174 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _setup(config: Optional[Path], db: Optional[str]) -> tuple[Any, Any, bytes]:
-    """Config, engine and pepper for an admin command."""
-    from ragtrim.serve.config import ServeConfig
-    from ragtrim.serve.db import make_engine
-    from ragtrim.serve.keys import load_pepper
-    from ragtrim.serve.paths import cache_dir, default_db_url
+def _need(*modules: str, purpose: str = ADMIN) -> list[Any]:
+    """``modules`` of the ``serve`` extra, imported; a missing one is a clean exit 2 naming ``pip install 'ragtrim[serve]'``."""
+    try:
+        return [lazy_import(module, extra="serve", purpose=purpose) for module in modules]
+    except MissingDependency as exc:
+        _fail(str(exc))
+        raise
+
+
+def _db_url(cfg: Any, db: Optional[str]) -> str:
+    """The database a command uses: ``--db``, else the config's ``db``, else the SQLite file in the cache dir."""
+    from ragtrim.serve.paths import default_db_url
+
+    return db if db is not None else (cfg.db if cfg.db is not None else default_db_url())
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password shown as ``***``.
+
+    >>> masked_url("postgresql://ragtrim:s3cret@db:5432/ragtrim")
+    'postgresql://ragtrim:***@db:5432/ragtrim'
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
     try:
-        cfg = ServeConfig.load(config)
-        engine = make_engine(db if db is not None else (cfg.db if cfg.db is not None else default_db_url()))
-        return cfg, engine, load_pepper(cfg.pepper_env, cache_dir())
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "the --db URL"
+
+
+SQLITE_UNWRITABLE = ("unable to open database file", "readonly database")
+"""SQLite's words for a database file it cannot create, open or write (its folder is read-only or missing)."""
+
+
+def db_error(url: str, exc: BaseException) -> str:
+    """One line for a database that cannot be used (unreachable, refused, ...), naming it without its password.
+
+    For a SQLite file that cannot be created or written, the line says how to put it elsewhere.
+    """
+    from sqlalchemy.engine import make_url
+
+    if isinstance(exc, OSError):
+        text = f"cannot create its folder {exc.filename} ({exc.strerror})" if exc.filename else str(exc)
+    else:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        text = reason[0] if reason else type(exc).__name__
+    password = make_url(url).password if "://" in url else None
+    if password:
+        text = text.replace(str(password), "***")
+    path = sqlite_path(url)
+    if path is not None and (isinstance(exc, OSError) or any(words in text for words in SQLITE_UNWRITABLE)):
+        text += (f"; {path} must be a file this user can write, in a folder it can write: pass --db "
+                 "sqlite:////writable/folder/serve.sqlite (or db in the config), or set RAGTRIM_CACHE to a writable folder")
+    return f"cannot use the database {masked_url(url)}: {text}"
+
+
+def sqlite_path(url: str) -> Optional[str]:
+    """The file of a SQLite ``url``; None for another database, an in-memory one, or a URL that does not parse.
+
+    >>> sqlite_path("sqlite:////srv/serve.sqlite"), sqlite_path("sqlite://"), sqlite_path("postgresql://h/db")
+    ('/srv/serve.sqlite', None, None)
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from ragtrim.serve.db import normalize_url
+
+    try:
+        parsed = make_url(normalize_url(url))
+    except (ArgumentError, ValueError):
+        return None
+    path = parsed.database
+    return path if parsed.get_backend_name() == "sqlite" and path and path != ":memory:" else None
+
+
+def pepper_error(env_name: str, folder: Path, exc: OSError) -> str:
+    """One line for a pepper file that cannot be made or read in ``folder``, with the two ways round it."""
+    where = exc.filename or folder / "serve-pepper"
+    return (f"cannot use the server pepper file {where} ({exc.strerror or exc}): set {env_name} to a secret of 16+ "
+            f"characters (the same on every replica), or set RAGTRIM_CACHE to a folder this user can write")
+
+
+def check_db_exists(url: str) -> None:
+    """For a command that only reads (or changes what is there): a SQLite file must exist already.
+
+    Opening a SQLite path creates it, so a mistyped ``--db`` would report an empty new database.
+    """
+    path = sqlite_path(url)
+    if path is not None and not Path(path).is_file():
+        raise ValueError(f"no database at {path}; start the server first (ragtrim serve) or check the path (--db, or db in the config)")
+
+
+def _load_config(config: Optional[Path]) -> Any:
+    """The serve config at ``config`` (built-in settings when None), or a clean exit 2 with its error."""
+    from ragtrim.serve.config import ServeConfig
+
+    try:
+        return ServeConfig.load(config)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        raise
+
+
+def _open_db(url: str, *, existing: bool = False) -> Any:
+    """The engine for ``url``, its tables made; ``existing``: the database must be there already (never created).
+
+    A database that cannot be used (unreachable, or a SQLite file that cannot be created) is a clean exit 2.
+    """
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    from ragtrim.serve.db import make_engine
+
+    try:
+        if existing:
+            check_db_exists(url)
+        return make_engine(url)
+    except (ValueError, ImportError) as exc:
+        _fail(str(exc))
+        raise
+    except ArgumentError:  # not echoed: an unparsable URL may still carry a password
+        _fail(f"the database URL (--db, or db in the config) does not parse ({url.split('://')[0]}://...); "
+              "write it as sqlite:////path/serve.sqlite or postgresql://user:password@host/db")
+        raise
+    except (OSError, DBAPIError) as exc:
+        _fail(db_error(url, exc))
+        raise
+
+
+def _load_pepper(cfg: Any) -> bytes:
+    """The server pepper (``$RAGTRIM_SERVE_PEPPER``, else the file in the cache folder), or a clean exit 2."""
+    from ragtrim.serve.keys import load_pepper
+    from ragtrim.serve.paths import cache_dir
+
+    folder = cache_dir()
+    try:
+        return load_pepper(cfg.pepper_env, folder)
+    except ValueError as exc:
+        _fail(str(exc))
+        raise
+    except OSError as exc:
+        _fail(pepper_error(cfg.pepper_env, folder, exc))
+        raise
+
+
+def _setup(config: Optional[Path], db: Optional[str], *, existing: bool = False) -> tuple[Any, Any, bytes]:
+    """Config, engine and pepper for an admin command; ``existing``: the database must be there already (never created)."""
+    _need("sqlalchemy")
+    cfg = _load_config(config)
+    engine = _open_db(_db_url(cfg, db), existing=existing)
+    return cfg, engine, _load_pepper(cfg)
+
+
+def _build_service(cfg: Any, db: Optional[str]) -> Any:
+    """The service ``cfg`` describes (database reached and its tables made, every model priced), or a clean exit 2."""
+    from sqlalchemy.exc import DBAPIError
+
+    from ragtrim.serve.service import Service
+
+    url = _db_url(cfg, db)
+    engine = _open_db(url)
+    try:
+        return Service(cfg, db_url=url, engine=engine, pepper=_load_pepper(cfg))
     except (ValueError, FileNotFoundError, ImportError) as exc:
         _fail(str(exc))
+        raise
+    except DBAPIError as exc:
+        _fail(db_error(url, exc))
         raise
 
 
@@ -53,16 +222,11 @@ def serve(
     keep_alive: float = typer.Option(30.0, "--keep-alive", help="Seconds an idle client connection stays open (above the clients' own idle expiry, so a reused connection is not closed under them)."),
 ) -> None:
     """Run the gateway: optimize RAG context per request and enforce per-tenant token and $ budgets."""
-    import uvicorn
+    uvicorn = _need(*SERVE_MODULES, purpose="ragtrim serve")[0]  # all of them now, not in a worker that then dies at start
 
-    from ragtrim.serve.config import ServeConfig
     from ragtrim.serve.logs import setup_json_logging
 
-    try:
-        cfg = ServeConfig.load(config)
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
-        return
+    cfg = _load_config(config)
     n = workers if workers is not None else cfg.workers
     bind_host = host if host is not None else cfg.host
     bind_port = port if port is not None else cfg.port
@@ -73,15 +237,12 @@ def serve(
                   access_log=False, log_level="info")
     if n == 1:
         from ragtrim.serve.app import create_app
-        from ragtrim.serve.service import Service
 
-        try:
-            app = create_app(Service(cfg, db_url=db))
-        except (ValueError, FileNotFoundError, ImportError) as exc:
-            _fail(str(exc))
-            return
-        uvicorn.run(app, **common)
+        uvicorn.run(create_app(_build_service(cfg, db)), **common)
         return
+    # the workers build the same service: one that cannot be built (a model with no price, a database that cannot be
+    # reached) is a clean exit here, once, not workers that die at start and are restarted forever
+    _build_service(cfg, db).engine.dispose()
     # several workers: each process builds its own app from these variables (set here, in the command's own process,
     # so the spawned workers inherit them); metrics are summed across workers through a shared directory
     os.environ["RAGTRIM_SERVE_CONFIG"] = str(config) if config is not None else ""
@@ -102,11 +263,12 @@ def usage(
     page_link: Optional[str] = typer.Option(None, "--page-link", help="Print a 15-minute link to the usage page on this server base URL (e.g. http://127.0.0.1:8080) instead."),
 ) -> None:
     """Usage from the ledger: requests, tokens, $ spent and saved, grouped; and each budget's standing."""
+    cfg, engine, pepper = _setup(config, db, existing=page_link is None)
     from ragtrim.serve.pricing import format_usd
     from ragtrim.serve.usage import quota_status, usage_summary
 
-    cfg, engine, pepper = _setup(config, db)
     if page_link is not None:
+        _need("fastapi")  # the page module answers HTTP (starlette)
         from ragtrim.serve.page import PAGE_TTL, sign_page_token
 
         token = sign_page_token(pepper, tenant if tenant is not None else "*", expires=time.time() + PAGE_TTL)
@@ -131,9 +293,16 @@ def usage(
     _table(head, rows)
     if out["budgets"]:
         typer.echo("")
-        _table(["tenant", "scope", "unit/period", "spent", "reserved", "limit"],
-               [[b["tenant"], b["scope"] + (f"={b['scope_value']}" if b["scope_value"] else ""), f"{b['unit']}/{b['period']}",
-                 *(format_usd(b[k]) if b["unit"] == "usd" else str(b[k]) for k in ("spent", "reserved", "limit"))] for b in out["budgets"]])
+        _budget_table(out["budgets"])
+
+
+def _budget_table(budgets: list[dict[str, Any]]) -> None:
+    """The budgets' standing (``quota_status`` rows), one line each under a header."""
+    from ragtrim.serve.pricing import format_usd
+
+    _table(["tenant", "scope", "unit/period", "spent", "reserved", "limit"],
+           [[b["tenant"], b["scope"] + (f"={b['scope_value']}" if b["scope_value"] else ""), f"{b['unit']}/{b['period']}",
+             *(format_usd(b[k]) if b["unit"] == "usd" else str(b[k]) for k in ("spent", "reserved", "limit"))] for b in budgets])
 
 
 def _table(head: list[str], rows: list[list[str]]) -> None:
@@ -146,9 +315,8 @@ def _table(head: list[str], rows: list[list[str]]) -> None:
 def tenants_create(name: str = typer.Argument(..., help="Tenant name (letters, digits, . - _)."),
                    config: Optional[Path] = CONFIG_OPT, db: Optional[str] = DB_OPT) -> None:
     """Create a tenant."""
-    from ragtrim.serve.keys import create_tenant
-
     _, engine, _ = _setup(config, db)
+    from ragtrim.serve.keys import create_tenant
     try:
         create_tenant(engine, name)
     except ValueError as exc:
@@ -158,9 +326,9 @@ def tenants_create(name: str = typer.Argument(..., help="Tenant name (letters, d
 
 def tenants_list(config: Optional[Path] = CONFIG_OPT, db: Optional[str] = DB_OPT) -> None:
     """List tenants."""
+    _, engine, _ = _setup(config, db, existing=True)
     from ragtrim.serve.keys import list_tenants
 
-    _, engine, _ = _setup(config, db)
     for t in list_tenants(engine):
         typer.echo(f"{t.id}{'  (disabled)' if t.disabled else ''}")
 
@@ -170,9 +338,8 @@ def keys_create(tenant: Optional[str] = typer.Option(None, "--tenant", help="The
                 label: str = typer.Option("", "--label", help="A note to recognise the key by."),
                 config: Optional[Path] = CONFIG_OPT, db: Optional[str] = DB_OPT) -> None:
     """Create an API key. It is printed once; only its hash is stored."""
-    from ragtrim.serve.keys import create_key
-
     _, engine, pepper = _setup(config, db)
+    from ragtrim.serve.keys import create_key
     try:
         kid, key = create_key(engine, pepper, tenant_id=tenant, admin=admin, label=label)
     except ValueError as exc:
@@ -184,9 +351,9 @@ def keys_create(tenant: Optional[str] = typer.Option(None, "--tenant", help="The
 
 def keys_list(tenant: Optional[str] = typer.Option(None, "--tenant"), config: Optional[Path] = CONFIG_OPT, db: Optional[str] = DB_OPT) -> None:
     """List key ids (never the keys)."""
+    _, engine, _ = _setup(config, db, existing=True)
     from ragtrim.serve.keys import list_keys
 
-    _, engine, _ = _setup(config, db)
     for k in list_keys(engine, tenant):
         state = "revoked" if k["revoked"] else "active"
         typer.echo(f"{k['id']}  {'admin' if k['admin'] else k['tenant']}  {state}  {k['label']}")
@@ -195,9 +362,9 @@ def keys_list(tenant: Optional[str] = typer.Option(None, "--tenant"), config: Op
 def keys_revoke(key_id: str = typer.Argument(..., help="The key id (the 12 hex characters after rtk_)."),
                 config: Optional[Path] = CONFIG_OPT, db: Optional[str] = DB_OPT) -> None:
     """Revoke a key."""
+    _, engine, _ = _setup(config, db, existing=True)
     from ragtrim.serve.keys import revoke_key
 
-    _, engine, _ = _setup(config, db)
     if not revoke_key(engine, key_id):
         _fail(f"no active key {key_id!r}")
     typer.echo(f"key {key_id} revoked")
@@ -211,13 +378,14 @@ def budgets_set(tenant: str = typer.Option(..., "--tenant"),
                 feature: Optional[str] = typer.Option(None, "--feature", help="Limit one feature of the tenant instead."),
                 config: Optional[Path] = CONFIG_OPT, db: Optional[str] = DB_OPT) -> None:
     """Create or change a budget."""
+    if user is not None and feature is not None:
+        _fail("pass --user or --feature, not both (make two budgets)")
+    _, engine, _ = _setup(config, db)
+    _need("fastapi")  # budget_limit lives with the admin routes (starlette)
     from ragtrim.serve.admin import budget_limit
     from ragtrim.serve.budgets import set_budget
     from ragtrim.serve.pricing import format_usd
 
-    if user is not None and feature is not None:
-        _fail("pass --user or --feature, not both (make two budgets)")
-    _, engine, _ = _setup(config, db)
     scope, value = ("user", user) if user is not None else (("feature", feature) if feature is not None else ("tenant", ""))
     try:
         amount = budget_limit(unit, int(limit) if unit == "tokens" and limit.isdigit() else limit)
@@ -231,16 +399,22 @@ def budgets_set(tenant: str = typer.Option(..., "--tenant"),
 
 def budgets_list(tenant: Optional[str] = typer.Option(None, "--tenant"), config: Optional[Path] = CONFIG_OPT,
                  db: Optional[str] = DB_OPT) -> None:
-    """List budgets with their current standing."""
-    usage(config=config, db=db, tenant=tenant, by="tenant", since=time.strftime("%Y-%m-%d", time.gmtime()), until=None,
-          output_format="table", page_link=None)
+    """List budgets with their current standing (spent and reserved in the current day or month)."""
+    _, engine, _ = _setup(config, db, existing=True)
+    from ragtrim.serve.usage import quota_status
+
+    budgets = quota_status(engine, tenant, time.time())
+    if not budgets:
+        typer.echo(f"no budgets{' for tenant ' + repr(tenant) if tenant is not None else ''} (add one: ragtrim budgets set)", err=True)
+        return
+    _budget_table(budgets)
 
 
 def budgets_delete(budget_id: str = typer.Argument(...), config: Optional[Path] = CONFIG_OPT, db: Optional[str] = DB_OPT) -> None:
     """Delete a budget."""
+    _, engine, _ = _setup(config, db, existing=True)
     from ragtrim.serve.budgets import delete_budget
 
-    _, engine, _ = _setup(config, db)
     if not delete_budget(engine, budget_id):
         _fail(f"no budget {budget_id!r}")
     typer.echo(f"budget {budget_id} deleted")

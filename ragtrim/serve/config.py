@@ -21,6 +21,8 @@ A complete file (``serve.toml``)::
     optimizer_threads = 2       # optimizer runs at once per worker; more wait their turn, while key checks, refusals
                                 # and ledger writes keep their own threads
     prices = "my-prices.toml"   # optional, added to evals/prices.toml
+    metrics_token_env = "RAGTRIM_SERVE_METRICS_TOKEN"  # /metrics takes this variable's value as a Bearer token
+                                # (for Prometheus), or an admin key; nothing else
 
     [limits]
     max_body_bytes = 1048576
@@ -55,6 +57,7 @@ A complete file (``serve.toml``)::
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -70,6 +73,16 @@ DEFAULT_CHAT_TEMPLATE = (
     "Documents:\n{context}"
 )
 LOCAL_MODEL = "gemma-3-270m"
+# The largest context budget in tokens a request (or ``budget``) may name: far above any model's
+# context, and its label ("1000000000000000 tok") fits the ledger's budget_asked column.
+MAX_BUDGET_TOKENS = 10**15
+
+
+def check_budget_tokens(budget: Budget | None, label: str = "budget") -> None:
+    """Raise ValueError for a token budget above :data:`MAX_BUDGET_TOKENS` (a share or None is fine)."""
+    if isinstance(budget, int) and budget > MAX_BUDGET_TOKENS:
+        raise ValueError(f"{label} of {budget} tokens is above the largest the gateway takes ({MAX_BUDGET_TOKENS}); "
+                         "no context is that large: send 1.0 (the whole context) instead")
 
 
 @dataclass(frozen=True)
@@ -162,6 +175,9 @@ class ServeConfig:
     optimizer_threads: int = 2
     prices: str | None = None
     pepper_env: str = "RAGTRIM_SERVE_PEPPER"
+    # /metrics answers an admin key, or this environment variable's value as a Bearer token (for
+    # Prometheus; a secret, so it is read from the environment, never from this file)
+    metrics_token_env: str = "RAGTRIM_SERVE_METRICS_TOKEN"
     limits: Limits = field(default_factory=Limits)
     degrade: Degrade = field(default_factory=Degrade)
     upstreams: Mapping[str, UpstreamConfig] = field(default_factory=_default_upstreams)
@@ -225,15 +241,25 @@ class ServeConfig:
         if not (isinstance(self.lease_seconds, (int, float)) and self.lease_seconds >= 1):
             raise ValueError(f"lease_seconds must be a number of seconds >= 1, got {self.lease_seconds!r}")
         check_max_age(self.connection_max_age)
+        if not isinstance(self.metrics_token_env, str) or not self.metrics_token_env:
+            raise ValueError(f"metrics_token_env must name an environment variable, got {self.metrics_token_env!r}")
         if "{context}" not in self.template:
             raise ValueError(f"template must contain {{context}} where the optimized documents go, got {self.template!r}")
+        check_budget_tokens(self.budget)
         if self.default_model not in self.models:
             raise ValueError(f"default_model {self.default_model!r} is not in [models]: {', '.join(sorted(self.models))}")
+        from ragtrim.serve.ledger import column_size
+
+        longest = column_size("model_used")
         for m in self.models.values():
+            if longest is not None and len(m.name) > longest:
+                raise ValueError(f"model name {m.name[:40]!r}... is {len(m.name)} characters; the ledger holds at most {longest}: "
+                                 "use a shorter name and set upstream_model to the upstream's own")
             if m.upstream not in self.upstreams:
                 raise ValueError(f"model {m.name!r} names upstream {m.upstream!r}, not in [upstreams]: {', '.join(sorted(self.upstreams))}")
             if m.cheaper is not None and m.cheaper not in self.models:
                 raise ValueError(f"model {m.name!r}: cheaper = {m.cheaper!r} is not a configured model")
+            _check_prices(m)
             margin = m.count_margin
             if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin <= 1:
                 raise ValueError(f"model {m.name!r}: count_margin must be a share in [0, 1] (0.2 reserves 20 % more), got {margin!r}")
@@ -252,6 +278,22 @@ class ServeConfig:
             value = getattr(self.limits, f.name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"limits.{f.name} must be a positive integer, got {value!r}")
+
+
+def _check_prices(m: ModelConfig) -> None:
+    """An inline price is a finite number of US dollars per million tokens, 0 or more (a negative one would lower spend).
+
+    >>> _check_prices(ModelConfig(name="m", input_per_million=float("nan"), output_per_million=1))
+    Traceback (most recent call last):
+    ...
+    ValueError: model 'm': input_per_million must be a finite number >= 0 (US dollars per million tokens), got nan
+    """
+    for label in ("input_per_million", "output_per_million"):
+        value = getattr(m, label)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"model {m.name!r}: {label} must be a finite number >= 0 (US dollars per million tokens), got {value!r}")
 
 
 def _section(kind: type, data: Any, label: str) -> Any:

@@ -4,7 +4,9 @@ SQLite runs in WAL mode; every write transaction starts with ``BEGIN IMMEDIATE``
 workers never both read then upgrade to a write (the quota check and the reservation are
 one transaction), and writers queue on a :class:`~ragtrim.serve.writelock.WriteLock`. Read-only transactions (:func:`reading`) use a plain ``BEGIN``. On
 PostgreSQL the quota's conditional ``UPDATE`` takes the row lock, so no extra locking is
-needed; ``postgresql://`` URLs use the psycopg (3) driver.
+needed; ``postgresql://`` URLs use the psycopg (3) driver. PostgreSQL may still abort a
+transaction as a deadlock victim or a serialization failure (SQLSTATE ``40P01``, ``40001``):
+:func:`write_retrying` runs a transaction again in that case.
 
 >>> normalize_url("postgresql://u@h/db")
 'postgresql+psycopg://u@h/db'
@@ -14,10 +16,12 @@ needed; ``postgresql://`` URLs use the psycopg (3) driver.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from optimizer.lazy import lazy_import
 from ragtrim.serve.writelock import WriteLock
@@ -91,6 +95,46 @@ def writing(engine: Any) -> Iterator[Any]:
         return
     with lock, engine.begin() as conn:
         yield conn
+
+
+T = TypeVar("T")
+RETRY_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
+WRITE_ATTEMPTS = 5
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for a transaction PostgreSQL aborted as a deadlock victim or a serialization failure.
+
+    >>> is_retryable(ValueError("x"))
+    False
+    """
+    orig = getattr(exc, "orig", exc)
+    return getattr(orig, "sqlstate", None) in RETRY_SQLSTATES
+
+
+def write_retrying(engine: Any, fn: Callable[[Any], T], *, attempts: int = WRITE_ATTEMPTS) -> T:
+    """``fn(conn)`` in a :func:`writing` transaction, run again (up to ``attempts`` times in all)
+    when the database aborts it as a deadlock victim or a serialization failure.
+
+    The aborted attempt was rolled back whole, so ``fn`` must only touch the database (and read
+    what it needs inside the transaction). Other errors propagate at once.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with writing(engine) as conn:
+                return fn(conn)
+        except Exception as exc:
+            if attempt >= attempts or not is_retryable(exc):
+                raise
+            time.sleep(random.uniform(0.0, 0.005 * 2**attempt))  # de-synchronize the transactions that collided
+    raise AssertionError("unreachable")
+
+
+def db_epoch(conn: Any) -> float | None:
+    """The database server's clock (epoch seconds) on PostgreSQL; None on SQLite (same host as the caller)."""
+    if conn.dialect.name != "postgresql":
+        return None
+    return float(conn.exec_driver_sql("SELECT extract(epoch from clock_timestamp())").scalar())
 
 
 @contextmanager

@@ -7,6 +7,12 @@ the request can end must free that room: a settle (charge the real usage, ledger
 :class:`Hold` does exactly one of the two, whichever is called first; :meth:`Hold.abandon` is the
 catch-all for an exception or a cancellation that ends the request before either.
 
+A settle or release that fails on a database error is not lost: it is deferred
+(:meth:`ragtrim.serve.quota.QuotaStore.defer`) with the real usage, and the lease keeper runs it
+again. A failed settle is never turned into a release (the upstream was paid for), and it does
+not raise: the client gets the answer it paid for, so it has no reason to send (and pay for) the
+call again. A failed release does not raise either, so a 502 stays a 502.
+
 Ledger rule (the usage totals, the budget counters and ``/metrics`` agree on it): tokens and
 money count only what was charged. A ``failed`` row keeps what it had reserved
 (``reserved_tokens``, ``reserved_micro``) and its error, with every token and money column 0.
@@ -51,7 +57,11 @@ class Hold:
         return (time.perf_counter() - self.start) * 1000
 
     async def settle(self, final: LedgerEntry, p: int, c: int, cost: int) -> None:
-        """Charge ``p`` + ``c`` tokens and ``cost`` micro-dollars and finalize the row as ``final`` (once)."""
+        """Charge ``p`` + ``c`` tokens and ``cost`` micro-dollars and finalize the row as ``final`` (once).
+
+        On a database error the settle is deferred with this usage (not raised: the upstream answered,
+        and the client gets that answer).
+        """
         if self.done:
             return
         if p + c > final.reserved_tokens or cost > final.reserved_micro:
@@ -61,8 +71,8 @@ class Hold:
                       model=final.model_used, tokens=p + c, reserved_tokens=final.reserved_tokens, cost_micro=cost,
                       reserved_micro=final.reserved_micro)
             final = replace(final, error=with_note(final.error, above_reservation_note(final, p, c, cost)))
-        await run_in_threadpool(self.service.quota.settle, final.id, Need(tokens=p + c, micro=cost), final)
-        self.done = True
+        need = Need(tokens=p + c, micro=cost)
+        failure = await self._finish("settle", final, need)
         metrics = self.service.metrics
         log_request(self.service.log, final)
         metrics.observe_usage(tenant=final.tenant_id, model=final.model_used, tokens_sent=final.tokens_sent,
@@ -72,17 +82,41 @@ class Hold:
                                 latency_s=final.latency_ms / 1000, overhead_s=(final.latency_ms - final.upstream_ms) / 1000)
 
     async def release(self, status: int, error: str, *, upstream_ms: float = 0.0) -> None:
-        """Free the hold without charging; the row becomes ``failed`` with ``status`` and ``error`` (once)."""
+        """Free the hold without charging; the row becomes ``failed`` with ``status`` and ``error`` (once).
+
+        On a database error the release is deferred (not raised).
+        """
         if self.done:
             return
         ms = self._ms()
         final = replace(self.entry, action="failed", status=status, error=error, latency_ms=ms, upstream_ms=upstream_ms,
                         **UNCHARGED)
-        await run_in_threadpool(self.service.quota.release, final.id, final)
-        self.done = True
+        await self._finish("release", final, None)
         log_request(self.service.log, final)
         self.service.metrics.observe_request(endpoint="chat", action="failed", tenant=final.tenant_id, status=status,
                                              latency_s=ms / 1000, overhead_s=(ms - upstream_ms) / 1000)
+
+    async def _finish(self, kind: str, final: LedgerEntry, need: Need | None) -> Exception | None:
+        """Run the quota's settle or release (shielded: its outcome is always known) and mark the hold done.
+
+        On a database error the call is deferred for the lease keeper to run again; returns that error.
+        """
+        quota = self.service.quota
+        try:
+            with anyio.CancelScope(shield=True):
+                if kind == "settle":
+                    await run_in_threadpool(quota.settle, final.id, need, final)
+                else:
+                    await run_in_threadpool(quota.release, final.id, final)
+        except Exception as err:
+            text = f"{type(err).__name__}: {err}"[:300]
+            quota.defer(kind, final.id, need, final, error=text)
+            log_event(self.service.log, f"{kind}_deferred", level=logging.ERROR, request_id=final.id, error=text,
+                      tokens=need.tokens if need is not None else 0, cost_micro=need.micro if need is not None else 0)
+            self.done = True
+            return err
+        self.done = True
+        return None
 
     async def abandon(self, exc: BaseException, *, when: str = "after its reservation, before it was settled") -> None:
         """Release a hold that ``exc`` left open (499 when cancelled, else 500) and write the ``failed`` row.
@@ -96,6 +130,6 @@ class Hold:
         with anyio.CancelScope(shield=True):
             try:
                 await self.release(499 if cancelled else 500, f"{what} ({when})"[:500])
-            except Exception as err:  # the database is gone too: say so; the row stays pending
+            except Exception as err:  # not even deferred (a bug): say so; the row stays pending until its lease lapses
                 log_event(self.service.log, "release_failed", level=logging.ERROR, request_id=self.entry.id,
                           error=f"{type(err).__name__}: {err}"[:300])

@@ -1,5 +1,11 @@
 """The lease keeper: a worker's own thread that renews its reservations and expires dead workers'.
 
+Each tick first runs again the settles and releases that failed on a database error
+(:meth:`ragtrim.serve.quota.QuotaStore.retry_deferred`), then renews this worker's open holds,
+then expires lapsed ones. :meth:`LeaseKeeper.stop` runs the deferred ones once more, so a
+worker shutting down does not leave them behind. When the thread starts it compares the host's
+clock with the database's and warns when they differ by more than :data:`SKEW_WARN_SECONDS`.
+
 It runs on a dedicated thread, not on the event loop's thread pool, so a busy worker (every pool
 thread waiting on the database or the optimizer) still renews on time: a lease that lapses while
 its request is in flight would let another request take the room that request is then charged for.
@@ -8,8 +14,8 @@ its request is in flight would let another request take the room that request is
 >>> from ragtrim.serve.quota import QuotaStore
 >>> keeper = LeaseKeeper(QuotaStore(make_engine("sqlite://"), worker_id="w1", lease_seconds=3), period=0.05)
 >>> keeper.tick()  # what the thread does every period
->>> keeper.renewals, keeper.errors
-(1, 0)
+>>> keeper.renewals, keeper.errors, keeper.deferred_done
+(1, 0, 0)
 >>> keeper.start(); keeper.stop()
 >>> keeper.running
 False
@@ -24,9 +30,12 @@ from typing import Any
 
 from ragtrim.serve.logs import log_event
 
+SKEW_WARN_SECONDS = 3.0
+
 
 class LeaseKeeper:
-    """Every ``period`` seconds (default a third of the lease): ``quota.renew()`` then ``quota.expire()``."""
+    """Every ``period`` seconds (default a third of the lease): retry deferred settles and releases,
+    ``quota.renew()``, then ``quota.expire()``."""
 
     def __init__(self, quota: Any, *, period: float | None = None, log: logging.Logger | None = None):
         self.quota = quota
@@ -37,6 +46,8 @@ class LeaseKeeper:
         self.renewals = 0
         self.expired = 0
         self.errors = 0
+        self.deferred_done = 0
+        self.deferred_given_up = 0
         self.last_renewal: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -53,13 +64,42 @@ class LeaseKeeper:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop and join (a tick in progress finishes first)."""
+        """Stop and join (a tick in progress finishes first), then run the deferred settles and releases once more."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self.flush()
+        left = getattr(self.quota, "deferred", dict)()
+        for request_id, item in left.items():  # their holds lapse; another worker's expire fails the rows
+            self._log_deferred("deferred_lost", request_id, item)
+
+    def flush(self) -> None:
+        """Run the deferred settles and releases again; log what was done and what was given up (never raises)."""
+        retry = getattr(self.quota, "retry_deferred", None)  # a store without deferrals (a test double) has none
+        if retry is None:
+            return
+        try:
+            done, given_up = retry()
+        except Exception as exc:
+            self.errors += 1
+            log_event(self.log, "lease_keeper_error", level=logging.WARNING, error=f"{type(exc).__name__}: {exc}"[:300])
+            return
+        self.deferred_done += len(done)
+        self.deferred_given_up += len(given_up)
+        for request_id in done:
+            log_event(self.log, "deferred_done", request_id=request_id)
+        for request_id, item in given_up.items():
+            self._log_deferred("deferred_given_up", request_id, item)
+
+    def _log_deferred(self, event: str, request_id: str, item: Any) -> None:
+        """An error line for a deferred settle or release that will not be recorded (with its usage, to reconcile by hand)."""
+        log_event(self.log, event, level=logging.ERROR, request_id=request_id, kind=item.kind, attempts=item.attempts,
+                  error=item.error, tokens=item.need.tokens if item.need is not None else 0,
+                  cost_micro=item.need.micro if item.need is not None else 0)
 
     def tick(self) -> None:
-        """One renewal and one expiry pass; a database error is logged and counted, never raised."""
+        """Deferred settles and releases, then one renewal and one expiry pass; a database error is logged and counted, never raised."""
+        self.flush()
         try:
             self.quota.renew()
             self.renewals += 1
@@ -69,6 +109,21 @@ class LeaseKeeper:
             self.errors += 1
             log_event(self.log, "lease_keeper_error", level=logging.WARNING, error=f"{type(exc).__name__}: {exc}"[:300])
 
+    def check_clock(self) -> float | None:
+        """The database's clock minus this host's (None on SQLite); warns when they differ by more than
+        :data:`SKEW_WARN_SECONDS` (leases use the database's clock, but budget periods and ledger times the host's)."""
+        try:
+            skew = self.quota.clock_skew()
+        except Exception as exc:
+            log_event(self.log, "lease_keeper_error", level=logging.WARNING, error=f"clock check: {type(exc).__name__}: {exc}"[:300])
+            return None
+        if skew is not None and abs(skew) > SKEW_WARN_SECONDS:
+            log_event(self.log, "clock_skew", level=logging.WARNING, worker=self.quota.worker_id, skew_seconds=round(skew, 3),
+                      message="this host's clock and the database's differ; fix NTP (budget periods and ledger days use the host's)")
+        return skew
+
     def _loop(self) -> None:
+        if hasattr(self.quota, "clock_skew"):
+            self.check_clock()
         while not self._stop.wait(self.period):
             self.tick()

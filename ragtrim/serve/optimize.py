@@ -24,7 +24,7 @@ from optimizer.budget import budget_label
 from optimizer.tokenizer import TIKTOKEN_ENCODINGS
 from ragtrim.serve.auth import require
 from ragtrim.serve.errors import ApiError, bad_request
-from ragtrim.serve.ledger import LedgerEntry
+from ragtrim.serve.ledger import LedgerEntry, record_rejected
 from ragtrim.serve.logs import log_request
 from ragtrim.serve.pricing import format_usd
 from ragtrim.serve.bodies import check_preset, parse_optimize, read_json
@@ -100,7 +100,7 @@ async def optimize_endpoint(request: Request) -> JSONResponse:
 async def _record_failed(service: Any, entry: LedgerEntry, status: int, error: str, start: float) -> None:
     ms = (time.perf_counter() - start) * 1000
     failed = replace(entry, status=status, error=error, latency_ms=ms)
-    await run_in_threadpool(service.quota.record, failed)
+    await record_rejected(service, failed)
     log_request(service.log, failed)
     service.metrics.observe_request(endpoint="optimize", action="failed", tenant=entry.tenant_id, status=status,
                                     latency_s=ms / 1000, overhead_s=ms / 1000)

@@ -15,6 +15,7 @@ used to pick a smaller budget may be stale, so a failed reservation is re-planne
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from optimizer.budget import Budget, resolve_budget
 from ragtrim.serve.budgets import Budget as QuotaBudget, period_reset
 from ragtrim.serve.config import ModelConfig
 from ragtrim.serve.ledger import LedgerEntry
+from ragtrim.serve.logs import get_logger, log_event
 from ragtrim.serve.pricing import ModelPrice
 from ragtrim.serve.quota import Need, QuotaStore, Reservation, Shortfall, Standing
 
@@ -197,7 +199,7 @@ async def plan_and_reserve(
             held = any(s.reserved > 0 and s.budget.limit - s.spent >= attempt.need().amount(s.budget.unit) for s in standings)
             if held and not expired_once:  # only reservations block it: a dead worker's may have expired
                 expired_once = True
-                if await run(quota.expire):
+                if await _expire_quietly(quota, run):
                     continue
             if attempt.result is None:
                 break
@@ -211,6 +213,20 @@ async def plan_and_reserve(
     if shortfall is None:
         raise RuntimeError("plan_and_reserve needs at least one model in the chain")
     return Refused(attempt, shortfall, tuple(steps))
+
+
+async def _expire_quietly(quota: QuotaStore, run: Callable[[Callable[[], Any]], Awaitable[Any]]) -> int:
+    """``quota.expire()`` for a request that found only reservations in its way: how many it freed.
+
+    Opportunistic (the lease keeper expires them anyway), so a database error here is logged and
+    counts as nothing freed; it never fails the request.
+    """
+    try:
+        return int(await run(quota.expire))
+    except Exception as exc:
+        log_event(get_logger(), "expire_failed", level=logging.WARNING, worker=quota.worker_id,
+                  error=f"{type(exc).__name__}: {exc}"[:300])
+        return 0
 
 
 def _floor_tokens(floor: Budget, attempt: Attempt) -> int:

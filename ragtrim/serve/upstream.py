@@ -149,11 +149,36 @@ def usage_of(body: Any) -> tuple[int | None, int | None]:
     return usage_count(usage.get("prompt_tokens")), usage_count(usage.get("completion_tokens"))
 
 
+def output_texts(message: Any) -> list[str]:
+    """The texts a reply message (or a stream chunk's ``delta``) bills as output tokens.
+
+    That is its ``content`` and ``refusal``, and the ``name`` and ``arguments`` of each of its
+    ``tool_calls`` and of a legacy ``function_call``: a model that answers with a tool call is
+    billed for the call. Anything not shaped like OpenAI's is skipped.
+
+    >>> output_texts({"content": None, "tool_calls": [{"id": "c1", "function": {"name": "search", "arguments": '{"q":1}'}}]})
+    ['search', '{"q":1}']
+    >>> output_texts({"content": "hi", "refusal": None, "function_call": {"arguments": "{}"}})
+    ['hi', '{}']
+    """
+    if not isinstance(message, Mapping):
+        return []
+    out = [message[k] for k in ("content", "refusal") if isinstance(message.get(k), str)]
+    calls = message.get("tool_calls")
+    functions = [c.get("function") for c in calls if isinstance(c, Mapping)] if isinstance(calls, list) else []
+    for function in (*functions, message.get("function_call")):
+        if isinstance(function, Mapping):
+            out.extend(function[k] for k in ("name", "arguments") if isinstance(function.get(k), str))
+    return out
+
+
 def reply_text(body: Mapping[str, Any] | None) -> str:
+    """The output text of a whole reply (:func:`output_texts` of its first choice's message), counted when it reports no usage."""
     try:
-        return str(body["choices"][0]["message"].get("content") or "")  # type: ignore[index]
-    except (KeyError, IndexError, TypeError, AttributeError):
+        message = body["choices"][0]["message"]  # type: ignore[index]
+    except (KeyError, IndexError, TypeError):
         return ""
+    return "\n".join(output_texts(message))
 
 
 # The keep-alive race: a server closes an idle connection just as a request is sent on it, and

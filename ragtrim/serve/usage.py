@@ -12,6 +12,7 @@ ValueError: cannot group usage by 'colour'; use any of: user, feature, model, da
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from types import MappingProxyType
 from typing import Any
@@ -24,6 +25,26 @@ from ragtrim.serve.schema import budget_usage, ledger
 
 GROUPS = MappingProxyType({"user": ledger.c.user, "feature": ledger.c.feature, "model": ledger.c.model_used,
                            "day": ledger.c.day, "tenant": ledger.c.tenant_id, "endpoint": ledger.c.endpoint})
+
+
+def check_day(value: str | None, name: str) -> str | None:
+    """A ``since``/``until`` day as ``YYYY-MM-DD`` (None stays None); anything else is a ValueError.
+
+    The ledger groups by UTC day, so these compare as text: a day must be written in full.
+
+    >>> check_day("2026-12-06", "since"), check_day("20261206", "until"), check_day(None, "since")
+    ('2026-12-06', '2026-12-06', None)
+    >>> check_day("last week", "since")
+    Traceback (most recent call last):
+    ...
+    ValueError: since must be a day as YYYY-MM-DD (UTC), e.g. 2026-12-06, got 'last week'
+    """
+    if value is None or value == "":
+        return None
+    try:
+        return dt.date.fromisoformat(str(value).strip()).isoformat()
+    except ValueError:
+        raise ValueError(f"{name} must be a day as YYYY-MM-DD (UTC), e.g. 2026-12-06, got {value!r}") from None
 
 
 def _check_by(by: Sequence[str]) -> list[str]:
@@ -53,6 +74,7 @@ def usage_summary(engine: Any, *, tenant_id: str | None, by: Sequence[str] = ("d
                   until: str | None = None) -> dict[str, Any]:
     """Totals per group: requests by action, tokens, cost and savings (micro-dollars). ``tenant_id`` None = all (admin)."""
     groups = _check_by(by)
+    since, until = check_day(since, "since"), check_day(until, "until")
     cols = [GROUPS[g].label(g) for g in groups]
     metrics = [
         func.count().label("requests"),
