@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from optimizer.jsonl import iter_jsonl, open_text
+from optimizer.jsonl import format_hint, iter_jsonl, open_text
 from optimizer.validate import positive_int
 from optimizer.records import SURROGATE_FIX, Chunk, check_no_surrogate
 
@@ -127,10 +128,34 @@ def dataset_path(name: str) -> Path:
     return path
 
 
+# endings that mark a file name rather than a bundled set's name (a missing file then says "no such file")
+_FILE_ENDINGS = (*_SUFFIXES, ".json", ".json.gz", ".gz", ".csv", ".tsv", ".txt", ".parquet", ".jsonlines", ".ndjson")
+
+
 def _is_path(value: str | Path) -> bool:
+    """Whether ``value`` names a file (a path, or a name with a file ending such as ``.json``) rather than a bundled set.
+
+    >>> _is_path("hotpotqa"), _is_path("data.json"), _is_path("runs/x"), _is_path("data.csv")
+    (False, True, True, True)
+    """
     if isinstance(value, Path):
         return True
-    return value.endswith(_SUFFIXES) or "/" in value or "\\" in value or Path(value).is_file()
+    return value.lower().endswith(_FILE_ENDINGS) or "/" in value or "\\" in value or Path(value).is_file()
+
+
+def _check_file(path: Path) -> None:
+    """A missing or non-file dataset path raises FileNotFoundError saying what a dataset can be."""
+    if path.is_file() or str(path) == "-":
+        return
+    if path.is_dir():
+        raise FileNotFoundError(f"dataset {str(path)!r} is a folder; pass a .jsonl / .jsonl.gz file in the common schema")
+    stem = _name_of(path).split(".")[0]
+    close = difflib.get_close_matches(stem, BUNDLED, n=1, cutoff=0.8)
+    hint = f" (did you mean the bundled set {close[0]!r}, written without a file ending?)" if close else ""
+    raise FileNotFoundError(
+        f"no such file: {str(path)!r}{hint}; pass the path of a .jsonl / .jsonl.gz file in the common schema or a "
+        f"bundled set ({', '.join(BUNDLED)})"
+    )
 
 
 def _name_of(path: Path) -> str:
@@ -157,6 +182,7 @@ def load_dataset(name_or_path: str | Path, *, limit: int | None = None) -> Datas
         raise TypeError(f"pass a dataset name or a file path, got {type(name_or_path).__name__}: {name_or_path!r:.80}")
     if _is_path(name_or_path):
         path, name = Path(name_or_path), _name_of(Path(name_or_path))
+        _check_file(path)
     else:
         path, name = dataset_path(str(name_or_path)), str(name_or_path)
     examples: list[Example] = []
@@ -164,6 +190,9 @@ def load_dataset(name_or_path: str | Path, *, limit: int | None = None) -> Datas
     stream = open_text(path)
     try:
         for line, obj in iter_jsonl(stream, name=str(path)):
+            if not examples and isinstance(obj, list):
+                raise ValueError(f"{path}, line {line}: expected a JSON object with 'id', 'question', 'answers' and "
+                                 f"'chunks', got a list; {format_hint('[', str(path))}")
             example = parse_example(obj, where=f"{path}, line {line}")
             if example.id in seen:
                 raise ValueError(
@@ -206,6 +235,8 @@ def parse_example(obj: Any, *, where: str = "example") -> Example:
     if not isinstance(question, str) or not question.strip():
         raise _error(where, "question", "a non-empty string", _show(obj, "question"), "add the question text")
     answers = obj.get("answers")
+    if isinstance(answers, list):
+        _check_answers(where, answers)
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
         fix = f'write "answers": [{json.dumps(answers)}]' if isinstance(answers, str) else 'e.g. "answers": ["Paris"]'
         raise _error(where, "answers", "a list of strings", _show(obj, "answers"), f"{fix} (or [] when unanswerable)")
@@ -223,12 +254,47 @@ def parse_example(obj: Any, *, where: str = "example") -> Example:
     return Example(id=ex_id, question=question, answers=tuple(answers), chunks=chunks, meta=MappingProxyType(meta))
 
 
+def _check_answers(where: str, answers: list[Any]) -> None:
+    """Each answer is a string; the first that is not raises naming its position and the list to write instead.
+
+    >>> _check_answers("f.jsonl, line 2", [1990])
+    Traceback (most recent call last):
+    ...
+    ValueError: f.jsonl, line 2: field 'answers': item answers[0] is int 1990, not a string; answers are matched as text: write "answers": ["1990"]
+    """
+    for k, answer in enumerate(answers):
+        if isinstance(answer, str):
+            continue
+        fixed = _answers_as_text(answers)
+        fix = (f'answers are matched as text: write "answers": {json.dumps(fixed, ensure_ascii=False)}' if fixed is not None
+               else 'give every answer as a string, e.g. "answers": ["Paris", "City of Paris"] (or [] when unanswerable)')
+        raise ValueError(f"{where}: field 'answers': item answers[{k}] is {_describe(answer)}, not a string; {fix}")
+
+
+def _answers_as_text(answers: list[Any]) -> list[str] | None:
+    """The answers with numbers written as text and nested lists of aliases flattened (None if that is not enough)."""
+    out: list[str] = []
+    for a in answers:
+        if isinstance(a, list):
+            if not all(isinstance(x, str) for x in a):
+                return None
+            out.extend(a)
+        elif isinstance(a, str):
+            out.append(a)
+        elif isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a):
+            out.append(json.dumps(a))
+        else:
+            return None
+    return out
+
+
 def _parse_chunks(raw: Any, present: bool, where: str) -> tuple[Chunk, ...]:
     if not isinstance(raw, list):
         got = _describe(raw) if present else "nothing (missing)"
         raise _error(where, "chunks", "a list of objects with 'id' and 'text'", got, "use [] for no passages")
     chunks: list[Chunk] = []
     seen: dict[str, int] = {}
+    dims: dict[int, int] = {}  # embedding length -> first chunk with it
     for k, item in enumerate(raw):
         field = f"chunks[{k}]"
         if not isinstance(item, Mapping):
@@ -250,11 +316,39 @@ def _parse_chunks(raw: Any, present: bool, where: str) -> tuple[Chunk, ...]:
             raise _error(where, f"{field}.gold", "true or false", _show(item, "gold"))
         if "gold_spans" in item:
             _check_spans(item["gold_spans"], len(item["text"]), f"{where}: field '{field}.gold_spans'")
+        if item.get("embedding") is not None:
+            dims.setdefault(_check_embedding(item["embedding"], f"{where}: field '{field}.embedding' (chunk {cid!r})"), k)
+            if len(dims) > 1:
+                (a, first), (b, _) = list(dims.items())[:2]
+                raise ValueError(
+                    f"{where}: field '{field}.embedding' (chunk {cid!r}): {b} numbers, but chunks[{first}].embedding has "
+                    f"{a}; every chunk's vector must come from one model (the same length), or leave 'embedding' out"
+                )
         try:
             chunks.append(Chunk.from_dict({**item, "id": cid}))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{where}: field '{field}': {exc}") from None
     return tuple(chunks)
+
+
+def _check_embedding(value: Any, where: str) -> int:
+    """A chunk's ``embedding``: a non-empty list of finite numbers; returns its length, else raises naming the fix.
+
+    >>> _check_embedding([0.1, 0.2], "f.jsonl, line 1: field 'chunks[0].embedding'")
+    2
+    >>> _check_embedding("0.1,0.2", "f.jsonl, line 1: field 'chunks[0].embedding'")
+    Traceback (most recent call last):
+    ...
+    ValueError: f.jsonl, line 1: field 'chunks[0].embedding': expected null or a list of numbers (the retriever's vector), got str '0.1,0.2'; write it as a JSON list, e.g. "embedding": [0.1, 0.2], or leave it out
+    """
+    fix = 'write it as a JSON list, e.g. "embedding": [0.1, 0.2], or leave it out'
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{where}: expected null or a list of numbers (the retriever's vector), got {_describe(value)}; {fix}")
+    for i, v in enumerate(value):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{where}: item {i} is {_describe(v)}, not a finite number; every item of the vector must be "
+                             "a number (no NaN, Infinity or strings); fix the vector or leave 'embedding' out")
+    return len(value)
 
 
 def _check_text(where: str, field: str, text: str) -> None:

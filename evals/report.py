@@ -16,9 +16,10 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from evals.metrics import MISS_KINDS
 from evals.tables import Table, to_html, to_markdown, to_rich
@@ -53,6 +54,26 @@ def _budget(b: Any) -> str:
     return budget_label(b)
 
 
+IN_SAMPLE_MARK = "*"
+IN_SAMPLE_FOOTNOTE = "* settings chosen on this set (in-sample: expect less on other data)"
+
+
+def run_label(run: Mapping[str, Any]) -> str:
+    """A run's pipeline name, with a trailing ``*`` when its settings were chosen on this dataset (``in_sample``).
+
+    >>> run_label({"pipeline": "default", "in_sample": True}), run_label({"pipeline": "truncate"})
+    ('default*', 'truncate')
+    """
+    return run["pipeline"] + (IN_SAMPLE_MARK if run.get("in_sample") else "")
+
+
+def _with_footnote(note: str, runs: Sequence[Mapping[str, Any]]) -> str:
+    """``note`` plus the in-sample footnote when one of ``runs`` is marked."""
+    if not any(r.get("in_sample") for r in runs):
+        return note
+    return f"{note} {IN_SAMPLE_FOOTNOTE}." if note else f"{IN_SAMPLE_FOOTNOTE}."
+
+
 def summary_table(results: Mapping[str, Any]) -> Table:
     """One row per arm: tokens, recall, reader scores, cost, optimizer latency."""
     has_reader = any(r["metrics"].get("reader_calls") for r in results["runs"])
@@ -64,7 +85,7 @@ def summary_table(results: Mapping[str, Any]) -> Table:
     for run in results["runs"]:
         m = run["metrics"]
         row = [
-            run["pipeline"],
+            run_label(run),
             _budget(run["budget"]),
             f"{fmt(m['tokens_mean'], 1)} ({fmt(m['token_share'] * 100 if m['token_share'] is not None else None, 0)}%)",
             fmt(m["answer_recall"]),
@@ -88,7 +109,7 @@ def summary_table(results: Mapping[str, Any]) -> Table:
         "loaded; each pipeline and budget runs with models of its own and no memos from another, so every budget "
         "pays for its own embeddings."
     )
-    return Table("Summary", tuple(headers), tuple(rows), note)
+    return Table("Summary", tuple(headers), tuple(rows), _with_footnote(note, results["runs"]))
 
 
 def metric_tables(results: Mapping[str, Any]) -> list[Table]:
@@ -103,7 +124,7 @@ def metric_tables(results: Mapping[str, Any]) -> list[Table]:
             digits = 1 if metric == "tokens_mean" else 3
             rows.append(
                 (
-                    run["pipeline"],
+                    run_label(run),
                     _budget(run["budget"]),
                     f"{fmt(d['baseline'], digits)} → {fmt(d['value'], digits)}",
                     fmt_delta(d, digits),
@@ -116,6 +137,7 @@ def metric_tables(results: Mapping[str, Any]) -> list[Table]:
                     title,
                     ("pipeline", "budget", "full → value", "delta vs full [95% CI]", "n (paired)"),
                     tuple(rows),
+                    _with_footnote("", results["runs"]),
                 )
             )
     return tables
@@ -131,7 +153,7 @@ def cost_table(results: Mapping[str, Any]) -> Table:
         share = (m["cost_saved_per_1k"] / full_cost * 100) if (m["cost_saved_per_1k"] is not None and full_cost) else None
         rows.append(
             (
-                run["pipeline"],
+                run_label(run),
                 _budget(run["budget"]),
                 fmt(m["prompt_tokens_mean"], 1),
                 fmt(m["cost_per_1k_queries"], 4),
@@ -148,7 +170,7 @@ def cost_table(results: Mapping[str, Any]) -> Table:
         "Cost",
         ("pipeline", "budget", "input tokens / query", "$ / 1k queries", "$ saved / 1k vs full", "saved"),
         tuple(rows),
-        note,
+        _with_footnote(note, results["runs"]),
     )
 
 
@@ -161,13 +183,13 @@ def compact_table(results: Mapping[str, Any]) -> Table:
     rows = []
     for run in results["runs"]:
         m, vs = run["metrics"], run.get("vs_full") or {}
-        cells = [run["pipeline"], _budget(run["budget"]), fmt(m["tokens_mean"], 0)]
+        cells = [run_label(run), _budget(run["budget"]), fmt(m["tokens_mean"], 0)]
         for name in metrics:
             d = vs.get(name)
             cells.append(fmt(m[name]) if d is None else f"{fmt(m[name])} ({fmt_delta(d, 2)})")
         cells += [fmt(m["cost_per_1k_queries"], 3), fmt(m["cost_saved_per_1k"], 3), fmt(m["latency_ms_p50"], 1)]
         rows.append(tuple(cells))
-    return Table(f"{results['dataset']} (n={results['n']})", tuple(headers), tuple(rows))
+    return Table(f"{results['dataset']} (n={results['n']})", tuple(headers), tuple(rows), _with_footnote("", results["runs"]))
 
 
 def miss_table(results: Mapping[str, Any]) -> Table | None:
@@ -179,7 +201,7 @@ def miss_table(results: Mapping[str, Any]) -> Table | None:
     for run in runs:
         m = run["metrics"]
         lost = sum(m[f"miss_{k}"] for k in MISS_KINDS)
-        rows.append((run["pipeline"], _budget(run["budget"]), fmt(m["answer_recall"]), fmt(lost),
+        rows.append((run_label(run), _budget(run["budget"]), fmt(m["answer_recall"]), fmt(lost),
                      fmt(m["miss_cut"]), fmt(m["miss_dropped"]), fmt(m["miss_absent"])))
     note = (
         "Shares of the answer-recall examples. Cut: a chunk holding the answer kept some text but not the answer "
@@ -190,7 +212,7 @@ def miss_table(results: Mapping[str, Any]) -> Table | None:
     )
     return Table("Where the answer was lost",
                  ("pipeline", "budget", "answer recall", "lost", "cut in a kept chunk", "its chunks dropped", "not in any chunk"),
-                 tuple(rows), note)
+                 tuple(rows), _with_footnote(note, runs))
 
 
 def all_tables(results: Mapping[str, Any]) -> list[Table]:
@@ -199,6 +221,10 @@ def all_tables(results: Mapping[str, Any]) -> list[Table]:
 
 
 # -- plot --------------------------------------------------------------------------------
+NOTHING_MEASURED = {"answer_recall": "(every example's answers are yes/no or empty, e.g. all unanswerable)"}
+"""Why a metric can have no value in any run (said in the plot and the report)."""
+
+
 def pareto_plot(results: Mapping[str, Any], path: str | Path) -> Path:
     """Quality versus mean context tokens, one line per pipeline, ``full`` as a star; a PNG."""
     import matplotlib
@@ -212,8 +238,14 @@ def pareto_plot(results: Mapping[str, Any], path: str | Path) -> Path:
         panels.append(("accuracy", "reader accuracy"))
     fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.4), squeeze=False)
     pipelines = list(dict.fromkeys(r["pipeline"] for r in runs if r["budget"] is not None))
+    marked = {r["pipeline"] for r in runs if r.get("in_sample")}
     colors = plt.get_cmap("tab10")
     for ax, (metric, label) in zip(axes[0], panels):
+        if not any(r["metrics"].get(metric) is not None for r in runs):
+            ax.text(0.5, 0.5, f"nothing measured: no example counts for {label}\n{NOTHING_MEASURED.get(metric, '')}",
+                    ha="center", va="center", fontsize=9, transform=ax.transAxes, wrap=True)
+            ax.set_axis_off()
+            continue
         for i, name in enumerate(pipelines):
             points = sorted(
                 (r["metrics"]["tokens_mean"], r["metrics"][metric], r["budget"])
@@ -223,7 +255,8 @@ def pareto_plot(results: Mapping[str, Any], path: str | Path) -> Path:
             if not points:
                 continue
             xs, ys, bs = zip(*points)
-            ax.plot(xs, ys, marker="osD^vP<>"[i % 8], color=colors(i % 10), label=name, alpha=0.85)
+            shown = name + (IN_SAMPLE_MARK + " (tuned on this set)" if name in marked else "")
+            ax.plot(xs, ys, marker="osD^vP<>"[i % 8], color=colors(i % 10), label=shown, alpha=0.85)
             for x, y, b in points:
                 ax.annotate(_budget(b), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=colors(i % 10))
         for r in runs:
@@ -234,11 +267,15 @@ def pareto_plot(results: Mapping[str, Any], path: str | Path) -> Path:
         ax.set_title(f"{label} vs tokens ({results['dataset']}, n={results['n']})", fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.set_ylim(bottom=0)
-        ax.legend(fontsize=8, loc="lower right")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with replace_atomically(path, "wb") as f:
+            fig.savefig(f, dpi=110, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -252,7 +289,9 @@ def _header_lines(results: Mapping[str, Any]) -> list[str]:
         "Deltas are versus `full` (all chunks, no budget) on the same examples, with 95 % paired bootstrap intervals "
         f"({results.get('bootstrap', {}).get('resamples', '?')} resamples, seed {results.get('bootstrap', {}).get('seed', '?')}).",
     ]
+    lines += _in_sample_lines(results)
     meta = results.get("meta") or {}
+    lines += _retrieval_lines(meta.get("retrieval"))
     if meta.get("command"):
         lines.append(f"Command: `{meta['command']}`")
     if meta.get("created"):
@@ -260,10 +299,53 @@ def _header_lines(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def render_markdown(results: Mapping[str, Any], plot_name: str | None = "pareto.png") -> str:
+def _in_sample_lines(results: Mapping[str, Any]) -> list[str]:
+    """Which pipelines were tuned on this dataset (their runs are marked ``*``), and on what."""
+    marked = {r["pipeline"]: r for r in results["runs"] if r.get("in_sample")}
+    if not marked:
+        return []
+
+    def which(name: str, run: Mapping[str, Any]) -> str:
+        preset = run.get("tuned_preset")
+        return f"`{name}`" + (f" (the steps of `{preset}`)" if preset and preset != name else "")
+
+    listed = "; ".join(f"{which(name, run)}: {run.get('in_sample_note', '').removeprefix('settings chosen on this set: ')}"
+                       for name, run in marked.items())
+    return [f"Pipelines marked {IN_SAMPLE_MARK} are in-sample: their settings were chosen on {results['dataset']}, so their "
+            f"numbers here are optimistic; judge them on a set they were not tuned on. {listed}."]
+
+
+def _retrieval_lines(retrieval: Mapping[str, Any] | None) -> list[str]:
+    """How the chunks were retrieved and how much gold the retriever found (recall@k), when ``--retrieve`` was used."""
+    if not retrieval:
+        return []
+    how = retrieval.get("retriever", "?") + (f" ({retrieval['embedder']})" if retrieval.get("embedder") else "")
+    k = retrieval.get("top_k", "?")
+    line = f"Chunks retrieved with {how}, top {k} per question, from a corpus of every passage of the dataset."
+    recall = retrieval.get("retrieval_recall")
+    if recall is not None:
+        line += (f" Retrieval recall@{k} {fmt(recall)} (share of each question's gold passages retrieved; "
+                 f"{retrieval.get('gold_retrieved', '?')} of {retrieval.get('gold_total', '?')}, "
+                 f"{retrieval.get('questions_without_gold_retrieved', '?')} questions with none). Evidence recall counts "
+                 "unretrieved gold as lost, so no pipeline, `full` included, can exceed it.")
+    return [line]
+
+
+def _nothing_measured_lines(results: Mapping[str, Any]) -> list[str]:
+    """Say so when answer recall has no value in any run (the plot's panel is then empty)."""
+    if any(r["metrics"].get("answer_recall") is not None for r in results["runs"]):
+        return []
+    return [f"Nothing measured for answer recall: no example counts for it {NOTHING_MEASURED['answer_recall']}; "
+            "only tokens, evidence recall and cost are compared."]
+
+
+def render_markdown(results: Mapping[str, Any], plot_name: str | None = "pareto.png", *, plot_note: str | None = None) -> str:
     parts = [f"# ragtrim eval: {results['dataset']}", "", *_header_lines(results), ""]
+    parts += [line + "\n" for line in _nothing_measured_lines(results)]
     if plot_name:
         parts += [f"![quality vs tokens]({plot_name})", ""]
+    elif plot_note:
+        parts += [f"({plot_note}.)", ""]
     for t in all_tables(results):
         parts += [to_markdown(t), ""]
     if results.get("prompt_template") and results.get("reader") != "none":
@@ -271,12 +353,12 @@ def render_markdown(results: Mapping[str, Any], plot_name: str | None = "pareto.
     return "\n".join(parts)
 
 
-def render_html(results: Mapping[str, Any], png: bytes | None) -> str:
-    header = "".join(f"<p>{_inline_md(line)}</p>" for line in _header_lines(results))
+def render_html(results: Mapping[str, Any], png: bytes | None, *, plot_note: str | None = None) -> str:
+    header = "".join(f"<p>{_inline_md(line)}</p>" for line in [*_header_lines(results), *_nothing_measured_lines(results)])
     img = (
         f"<img alt='quality vs tokens' src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}'>"
         if png
-        else ""
+        else (f"<p class='note'>({html.escape(plot_note)}.)</p>" if plot_note else "")
     )
     tables = "".join(to_html(t) for t in all_tables(results))
     prompt = ""
@@ -347,29 +429,122 @@ def _dumps(obj: Any, **kw: Any) -> str:
 
 
 def write_results(run: Any, out_dir: str | Path, *, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Write ``results.json`` and ``examples.jsonl``; return the results document."""
+    """Write ``results.json`` and ``examples.jsonl`` (each whole or not at all); return the results document."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = run.to_results()
     if meta is not None:
         results["meta"] = dict(meta)
-    (out / "results.json").write_text(_dumps(results, indent=2) + "\n", encoding="utf-8")
-    with open(out / "examples.jsonl", "w", encoding="utf-8") as f:
+    with replace_atomically(out / "results.json") as f:
+        f.write(_dumps(results, indent=2) + "\n")
+    with replace_atomically(out / "examples.jsonl") as f:
         for row in run.rows:
             f.write(_dumps(row.to_dict()) + "\n")
     return results
 
 
 def write_report(run: Any, out_dir: str | Path, *, meta: Mapping[str, Any] | None = None, plot: bool = True) -> Path:
-    """Write all outputs of ``run`` into ``out_dir``; return the path of ``report.html``."""
+    """Write all outputs of ``run`` into ``out_dir``; return the path of ``report.html``.
+
+    Every file is written to a temporary sibling and renamed over the old one, so a reader never sees
+    a half-written file. Without matplotlib the report has no plot and says how to get one
+    (:func:`plot_dependency_missing`).
+    """
     out = Path(out_dir)
     results = write_results(run, out, meta=meta)
-    png = None
+    png, plot_note = None, None
     if plot:
-        png = pareto_plot(results, out / "pareto.png").read_bytes()
-    (out / "report.md").write_text(render_markdown(results, "pareto.png" if plot else None), encoding="utf-8")
-    (out / "report.html").write_text(render_html(results, png), encoding="utf-8")
+        plot_note = plot_dependency_missing()
+        if plot_note is None:
+            png = pareto_plot(results, out / PLOT_FILE).read_bytes()
+    if png is None:
+        (out / PLOT_FILE).unlink(missing_ok=True)  # an earlier run's plot would not match these results
+    with replace_atomically(out / "report.md") as f:
+        f.write(render_markdown(results, PLOT_FILE if png is not None else None, plot_note=plot_note))
+    with replace_atomically(out / "report.html") as f:
+        f.write(render_html(results, png, plot_note=plot_note))
     return out / "report.html"
+
+
+PLOT_FILE = "pareto.png"
+PLOT_EXTRA = "eval"
+
+
+def plot_dependency_missing() -> str | None:
+    """None when matplotlib can be imported, else what to say in place of the plot (with the install hint)."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is not None:
+        return None
+    return (f"no plot: matplotlib is not installed; install it with pip install 'ragtrim[{PLOT_EXTRA}]' and rerun "
+            "to get the quality-versus-tokens plot (the tables are complete without it)")
+
+
+@contextmanager
+def replace_atomically(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """A file handle whose content replaces ``path`` in one rename when the block ends (nothing changes on error).
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "x.txt"
+    >>> with replace_atomically(p) as f:
+    ...     _ = f.write("hello")
+    >>> p.read_text(), [q.name for q in p.parent.iterdir()]
+    ('hello', ['x.txt'])
+    """
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+LOCK_FILE = ".ragtrim.lock"
+
+
+class OutDirBusy(RuntimeError):
+    """Another process holds the lock of an output folder (:func:`lock_out_dir`)."""
+
+
+@contextmanager
+def lock_out_dir(out: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out/.ragtrim.lock`` for the block, so two evals never write one folder.
+
+    Non-blocking: when another process holds it, :class:`OutDirBusy` says so at once. No lock
+    where ``fcntl`` does not exist (Windows).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield
+        return
+    path = Path(out) / LOCK_FILE
+    with open(path, "a", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutDirBusy(
+                f"another ragtrim eval is writing to {str(out)!r} (it holds {path}); wait for it to finish, or pass "
+                "another --out folder"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -397,7 +572,7 @@ def terminal_table(results: Mapping[str, Any]) -> Table:
     rows = []
     for run in results["runs"]:
         m, vs = run["metrics"], run.get("vs_full") or {}
-        row = [run["pipeline"], _budget(run["budget"]), fmt(m["tokens_mean"], 0),
+        row = [run_label(run), _budget(run["budget"]), fmt(m["tokens_mean"], 0),
                cell(m["answer_recall"], vs.get("answer_recall")), fmt(m["evidence_recall"], 2)]
         if has_reader:
             row += [cell(m["accuracy"], vs.get("accuracy")), str(m["reader_failures"]) if m["reader_calls"] else "–"]
@@ -407,7 +582,8 @@ def terminal_table(results: Mapping[str, Any]) -> Table:
         f"ragtrim eval: {results['dataset']} (n={results['n']}, {results['tokenizer']}, reader {results['reader']})",
         tuple(cols),
         tuple(rows),
-        "Δ = paired delta versus full on the same examples [95% bootstrap CI]",
+        _with_footnote(" ".join(["Δ = paired delta versus full on the same examples [95% bootstrap CI]",
+                                 *_nothing_measured_lines(results)]), results["runs"]),
     )
 
 

@@ -13,10 +13,12 @@ disk under ``$RAGTRIM_CACHE`` or ``~/.cache/ragtrim/corpus/``, keyed by the embe
 a hash of the texts, so a rerun is instant. ``retriever="bm25"`` needs no model (Robertson
 and Zaragoza, *The Probabilistic Relevance Framework: BM25 and Beyond*, 2009; ``rank_bm25``).
 
-Each new example's ``meta["retrieval"]`` records the retriever, ``top_k`` and how many of
-the question's gold passages were retrieved (``gold_retrieved`` of ``gold_total``), so
-:func:`retrieval_recall` can report recall@k. Evidence recall measured downstream is then
-relative to the gold that was retrieved.
+Each new example's ``meta["retrieval"]`` records the retriever, ``top_k``, how many of the
+question's gold passages were retrieved (``gold_retrieved`` of ``gold_total``) and the ids of
+the gold chunks that were not (``gold_missed``), so :func:`retrieval_recall` can report
+recall@k and evidence recall downstream keeps every gold passage in its denominator: gold that
+was never retrieved counts as lost (:func:`all_gold_ids`), and a question none of whose gold
+was retrieved scores 0 instead of dropping out.
 
 >>> from evals.datasets import Dataset, parse_example
 >>> ex = [parse_example({"id": f"q{i}", "question": q, "answers": [a], "chunks": [
@@ -28,12 +30,16 @@ relative to the gold that was retrieved.
 ('Rome is in Italy.', True)
 >>> retrieval_recall(out)
 1.0
+>>> one = retrieve_dataset(Dataset("tiny", Path("tiny.jsonl"), tuple(ex)), top_k=1, retriever="bm25")
+>>> one.examples[0].meta["retrieval"]["gold_missed"], all_gold_ids(one.examples[0])
+([], ('q0-0',))
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -176,9 +182,44 @@ def _retrieved_example(
         meta["rank"] = rank
         embedding = vectors[int(j)] if vectors is not None else None
         chunks.append(Chunk(id=p.id, text=p.text, title=p.title, score=float(score), metadata=meta, embedding=embedding))
-    gold_retrieved = sum(1 for c in chunks if c.metadata["gold"])
-    info = {"retriever": label, "top_k": top_k, "gold_total": len(gold_by_text), "gold_retrieved": gold_retrieved}
+    found = {c.text for c in chunks if c.metadata["gold"]}
+    missed = [c.id for text, c in gold_by_text.items() if text not in found]
+    info = {"retriever": label, "top_k": top_k, "gold_total": len(gold_by_text), "gold_retrieved": len(found),
+            "gold_missed": missed}
     return replace(ex, chunks=tuple(chunks), meta={**dict(ex.meta), "retrieval": info})
+
+
+MISSED_SUFFIX = " (not retrieved)"
+"""Appended to the id of a gold chunk that was not retrieved, in :func:`all_gold_ids` (kept apart from retrieved ids)."""
+
+
+def all_gold_ids(ex: Any) -> tuple[str, ...]:
+    """The example's gold chunk ids, plus one id per gold passage its retriever missed (``meta["retrieval"]``).
+
+    Evidence recall over these counts unretrieved gold as lost: no kept span can carry a missed id.
+    Without retrieval this is ``ex.gold_ids``.
+    """
+    info = (getattr(ex, "meta", None) or {}).get("retrieval") or {}
+    return tuple(ex.gold_ids) + tuple(f"{cid}{MISSED_SUFFIX}" for cid in info.get("gold_missed") or ())
+
+
+def retrieval_summary(dataset: Any) -> dict[str, Any]:
+    """Recall@k of a retrieved dataset for ``results.json``: the mean share, the gold counts, questions with none found.
+
+    >>> from types import SimpleNamespace as S
+    >>> retrieval_summary(S(examples=[S(meta={"retrieval": {"gold_total": 2, "gold_retrieved": 1}}),
+    ...                               S(meta={"retrieval": {"gold_total": 1, "gold_retrieved": 0}})]))
+    {'retrieval_recall': 0.25, 'gold_total': 3, 'gold_retrieved': 1, 'questions_with_gold': 2, 'questions_without_gold_retrieved': 1}
+    """
+    infos = [(ex.meta or {}).get("retrieval") or {} for ex in dataset.examples]
+    with_gold = [i for i in infos if i.get("gold_total")]
+    return {
+        "retrieval_recall": retrieval_recall(dataset),
+        "gold_total": sum(i["gold_total"] for i in with_gold),
+        "gold_retrieved": sum(i.get("gold_retrieved", 0) for i in with_gold),
+        "questions_with_gold": len(with_gold),
+        "questions_without_gold_retrieved": sum(1 for i in with_gold if not i.get("gold_retrieved")),
+    }
 
 
 def retrieval_recall(dataset: Any) -> float | None:
@@ -227,15 +268,38 @@ def corpus_embeddings(model: Any, texts: Sequence[str], *, cache: bool) -> np.nd
     name = str(getattr(model, "name", "")) or None
     path = corpus_cache_path(name, texts) if cache and name else None
     if path is not None and path.is_file():
-        vecs = np.load(path)
-        if vecs.shape[0] == len(texts):
-            return vecs
+        try:
+            vecs = np.load(path)
+        except (OSError, ValueError) as exc:  # unreadable or damaged: embed again
+            _cache_warning(path, f"cannot read it ({exc})")
+        else:
+            if vecs.shape[0] == len(texts):
+                return vecs
     logger.info("embedding %d corpus passages with %s", len(texts), name)
     vecs = _encode(model, texts)
     if path is not None:
-        with build_file_atomically(path) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, vecs)
+        try:
+            with build_file_atomically(path) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, vecs)
+        except OSError as exc:  # a read-only or full cache: the vectors stay in memory for this run
+            _cache_warning(path, f"cannot write it ({exc.strerror or exc})")
     return vecs
+
+
+_CACHE_WARNED: set[Path] = set()
+
+
+def _cache_warning(path: Path, problem: str) -> None:
+    """Warn once per cache folder that the corpus vectors are not cached (the run goes on with them in memory)."""
+    if path.parent in _CACHE_WARNED:
+        return
+    _CACHE_WARNED.add(path.parent)
+    warnings.warn(
+        f"corpus embedding cache {str(path)!r}: {problem}; the vectors are kept in memory for this run only, so the "
+        "next run embeds the corpus again (set RAGTRIM_CACHE to a writable folder to cache them)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def _faiss_search(
@@ -268,4 +332,7 @@ def _bm25_search(corpus: list[Passage], questions: Sequence[str], k: int) -> tup
     return np.stack(all_scores), np.stack(all_ids)
 
 
-__all__ = ["RETRIEVERS", "build_corpus", "corpus_embeddings", "retrieval_recall", "retrieve_dataset"]
+__all__ = [
+    "RETRIEVERS", "all_gold_ids", "build_corpus", "corpus_embeddings", "retrieval_recall", "retrieval_summary",
+    "retrieve_dataset",
+]

@@ -19,8 +19,10 @@ budget, as the reference.
 
 from __future__ import annotations
 
+import functools
+import json
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +30,7 @@ from typing import Any
 from evals import metrics as M
 from evals.records import REFERENCE, Arm, ArmRun, ExampleRow, budget_key
 from evals.readers.prompt import DEFAULT_TEMPLATE, format_prompt
+from evals.retrieval import all_gold_ids
 from optimizer.budget import Budget, parse_budget
 from optimizer.models import default_store, use_store
 from optimizer.pipeline import Pipeline
@@ -62,7 +65,12 @@ class EvalRun:
         return [r for r in self.rows if r.arm == wanted]
 
     def to_results(self) -> dict[str, Any]:
-        """The ``results.json`` document (DESIGN.md's contract plus extra keys)."""
+        """The ``results.json`` document (DESIGN.md's contract plus extra keys).
+
+        Each run also says whether its settings were chosen on this dataset (``in_sample``; with
+        ``in_sample_note`` when they were, see :func:`in_sample`).
+        """
+        tuned = self.settings.get("tuned_on") or {}
         return {
             "dataset": self.dataset,
             "n": self.n,
@@ -71,8 +79,49 @@ class EvalRun:
             "reader_model": self.reader_model,
             "prompt_template": self.prompt_template,
             **self.settings,
-            "runs": [r.to_dict() for r in self.runs],
+            "runs": [{**r.to_dict(), **in_sample(self.dataset, tuned.get(r.pipeline))} for r in self.runs],
         }
+
+
+def in_sample(dataset: str, tuned: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``{"in_sample": bool}``, plus which data and how when a pipeline's settings were chosen on ``dataset``.
+
+    >>> in_sample("hotpotqa", {"sets": ["hotpotqa", "2wiki"], "how": "hand settings", "preset": "default"})
+    {'in_sample': True, 'in_sample_note': 'settings chosen on this set: hand settings', 'tuned_on': ['hotpotqa', '2wiki'], 'tuned_preset': 'default'}
+    >>> in_sample("nq-multidoc", {"sets": ["hotpotqa"], "how": "x", "preset": "default"}), in_sample("x", None)
+    ({'in_sample': False}, {'in_sample': False})
+    """
+    if not tuned or dataset not in tuned.get("sets", ()):
+        return {"in_sample": False}
+    return {"in_sample": True, "in_sample_note": f"settings chosen on this set: {tuned['how']}",
+            "tuned_on": list(tuned["sets"]), "tuned_preset": tuned["preset"]}
+
+
+@functools.lru_cache(maxsize=None)
+def _preset_steps(name: str) -> str:
+    """Preset ``name``'s steps as built (every setting filled in), as JSON to compare configs ("" if it cannot be built)."""
+    try:
+        return json.dumps(Pipeline.preset(name).to_config()["steps"], sort_keys=True, default=str)
+    except (ImportError, ValueError, TypeError):  # e.g. an optional dependency missing: nothing to compare with
+        return ""
+
+
+def tuned_on(name: str, pipe: Pipeline) -> dict[str, Any] | None:
+    """The data ``pipe``'s settings were chosen on (:func:`optimizer.presets.tuned_on`, with the ``preset``), or None.
+
+    A pipeline counts as a tuned preset when its steps are that preset's, whatever its name, budget or
+    adaptive rule (e.g. a custom config that puts an adaptive budget over ``default``'s steps).
+
+    >>> tuned_on("default", Pipeline.preset("default"))["sets"][:2], tuned_on("truncate", Pipeline.preset("truncate"))
+    (['hotpotqa', '2wiki'], None)
+    """
+    from optimizer.presets import TUNED_ON, tuned_on as preset_tuned_on
+
+    steps = json.dumps(pipe.to_config()["steps"], sort_keys=True, default=str)
+    for preset in dict.fromkeys([name, *TUNED_ON]):
+        if preset in TUNED_ON and steps == _preset_steps(preset):
+            return {**preset_tuned_on(preset), "preset": preset}
+    return None
 
 
 def resolve_pipelines(
@@ -296,6 +345,7 @@ def sweep_settings(
         "budgets": list({budget_key(a.budget): a.budget for a in arms if a.budget is not None}.values()),
         "pipelines": [n for n, _ in resolved],
         "pipeline_configs": {n: p.to_config() for n, p in resolved},
+        "tuned_on": {n: t for n, t in ((n, tuned_on(n, p)) for n, p in resolved) if t is not None},
         "price": {"model": price.model, "input_per_million": price.input_per_million, "date": price.date, "source": price.source},
         "prices": table.to_dict(),
         "bootstrap": {"resamples": resamples, "seed": seed, "confidence": 0.95, "paired_on": "example id"},
@@ -319,7 +369,8 @@ def _run_one(pipe: Pipeline, arm: Arm, ex: Any, overhead: int, answer_chunks: tu
         prompt_tokens=result.tokens + overhead,
         kept_ids=kept,
         answer_recall=recall,
-        evidence_recall=M.evidence_recall(M.sentence_kept_ids(result.spans, ex.chunks, ex.gold_ids), ex.gold_ids),
+        # every gold chunk counts, also those a retriever missed (evals.retrieval.all_gold_ids): lost, not left out
+        evidence_recall=M.evidence_recall(M.sentence_kept_ids(result.spans, ex.chunks, ex.gold_ids), all_gold_ids(ex)),
         latency_ms=round(ms, 3),
         miss=M.miss(recall, kept_chunk_ids=kept, answer_chunks=answer_chunks),
     )
@@ -413,5 +464,5 @@ def _progress(enabled: bool) -> Iterator[_Bar]:
 
 __all__ = [
     "REFERENCE", "Arm", "EvalRun", "ExampleRow", "make_arms", "reader_arm_set", "resolve_pipelines", "run_eval",
-    "sweep_rows", "sweep_settings",
+    "in_sample", "sweep_rows", "sweep_settings", "tuned_on",
 ]

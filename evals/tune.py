@@ -13,8 +13,8 @@ the same pipeline), and a reader with a cache to make tuning after a sweep nearl
 
 **Choosing and checking on different examples.** A budget chosen on some examples and
 measured on the same ones looks better than it is (at the chosen share the metric meets the
-target by construction, often with a zero-width interval). With ``holdout`` > 0 (``ragtrim
-tune`` holds out half by default) the examples are split with ``seed``: the search runs on
+target by construction, often with a zero-width interval). With ``holdout`` > 0 (half by
+default, in Python as in ``ragtrim tune``) the examples are split with ``seed``: the search runs on
 one part and the chosen budget is measured once on the held-out rest
 (:attr:`TuneResult.held_out`), which is the number to trust. With fewer than
 :data:`MIN_SPLIT` examples nothing is held out and the result says so (:attr:`TuneResult.note`);
@@ -123,6 +123,11 @@ class TuneResult:
     figures are measured on the ``n_tune`` examples that chose the budget: **in-sample**,
     optimistic. ``held_out`` is the chosen budget measured on the other ``n - n_tune``
     examples (None when nothing was held out; ``note`` says why).
+
+    ``adaptive``: the pipeline has an adaptive budget rule, which caps each context on its own, so
+    share 1.0 is "no hard cap beyond the rule", not the whole context. ``tuned_on``: the data the
+    pipeline's settings were chosen on when this dataset is one of them (:func:`evals.sweep.tuned_on`),
+    so even the held-out half is not new to it.
     """
 
     dataset: str
@@ -154,6 +159,8 @@ class TuneResult:
     holdout: float = 0.0
     held_out: HeldOutCheck | None = None
     note: str = ""
+    adaptive: bool = False
+    tuned_on: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON (what ``ragtrim tune --format json`` prints)."""
@@ -169,6 +176,10 @@ class TuneResult:
 
     def verdict(self) -> str:
         """The headline: met or missed, and on which examples."""
+        if not self.met and self.adaptive:
+            return (f"MISSES even at budget 1.0, where the pipeline's adaptive rule still caps each context "
+                    f"({self.tokens_mean:.0f} of {self.tokens_full_mean:.0f} tokens on average; the whole context was "
+                    "not tried): loosen the rule (e.g. a higher mass) or lower the target")
         if not self.met:
             return "MISSES (even the whole context)"
         if self.held_out is None:
@@ -181,8 +192,9 @@ class TuneResult:
         lines = [
             f"{self.pipeline} on {self.dataset} (n={self.n}, {self.metric_name} counted on {self.n_metric} of the "
             f"{self.n_tune} that chose the budget): target {self.target_retention:g} x full {self.verdict()}",
-            f"  budget     {self.budget:.4f} of the full context  ~ {self.tokens} tokens at the median full size "
-            f"({self.tokens_full_median:g}); mean {self.tokens_mean:.1f} of {self.tokens_full_mean:.1f} tokens",
+            f"  budget     {self.budget:.4f} of the full context{' (a hard cap over the adaptive rule)' if self.adaptive else ''}"
+            f"  ~ {self.tokens} tokens at the median full size ({self.tokens_full_median:g}); mean {self.tokens_mean:.1f} of "
+            f"{self.tokens_full_mean:.1f} tokens",
             "  chosen on  " + _scores_line(self.n_tune, self.full_metric, self.metric, self.ci, self.delta, self.delta_ci,
                                            self.retention, self.retention_ci) + " (in-sample: optimistic)",
         ]
@@ -192,15 +204,32 @@ class TuneResult:
                                                         h.retention_ci) + (" -> meets the target" if h.met else " -> MISSES the target"))
         if self.note:
             lines.append(f"  note       {self.note}")
+        if self.adaptive:
+            lines.append("  adaptive   the pipeline's adaptive rule sets each question's budget; the share searched is a hard "
+                         "cap over it (1.0 = no cap beyond the rule, not the whole context)")
+        if self.tuned_on:
+            whose = "" if self.tuned_on.get("preset") == self.pipeline else f" (those of {self.tuned_on.get('preset')})"
+            which = "even the held-out examples are" if self.held_out is not None else "these examples are"
+            lines.append(f"  in-sample  {self.pipeline}'s settings{whose} were chosen on {self.dataset} ({self.tuned_on['how']}): "
+                         f"{which} not new to it; check on another set")
         lines += [
             f"  saves      {self.tokens_saved_per_1k:,.0f} input tokens per 1k queries"
-            + (f", ${self.cost_saved_per_1k:.4f} per 1k queries at {self.price_model} prices" if self.cost_saved_per_1k is not None else ""),
+            + (f", ${self.cost_saved_per_1k:.4f} per 1k queries at {self.price_model} prices" if self.cost_saved_per_1k is not None else "")
+            + self._savings_label(),
             f"  searched   {len(self.evaluations)} budgets, resolution {self.resolution:.4g} of the share",
         ]
         if self.fails_above:
             shown = ", ".join(f"{s:.4g}" for s in self.fails_above)
             lines.append(f"  warning    not monotone: the target is missed at larger budgets too: {shown}")
         return "\n".join(lines)
+
+    def _savings_label(self) -> str:
+        """What the savings line must add when the budget it prices does not meet the target."""
+        if not self.met:
+            return " (at budget 1.0, which MISSES the target: not a saving to count on)"
+        if self.held_out is not None and not self.held_out.met:
+            return " (at a budget that MISSES the target on the held-out examples)"
+        return ""
 
 
 def _scores_line(n: int, full: float | None, value: float | None, ci: Any, delta: float | None, delta_ci: Any,
@@ -286,7 +315,7 @@ def _parts(data: Any, holdout: float, seed: int) -> tuple[Any, Any | None, str]:
     name = str(getattr(data, "name", "dataset"))
     if holdout <= 0:
         return data, None, ("in-sample only: the budget is chosen and measured on the same examples (optimistic); "
-                            "hold some out to check it (ragtrim tune --holdout 0.5, tune_budget(..., holdout=0.5))")
+                            "hold some out to check it (the default: ragtrim tune --holdout 0.5, tune_budget(..., holdout=0.5))")
     if len(examples) < MIN_SPLIT:
         return data, None, (f"only {len(examples)} examples, fewer than {MIN_SPLIT}: too few to hold some out, so the "
                             "budget is chosen and measured on the same examples (in-sample, optimistic); use more "
@@ -347,7 +376,7 @@ def tune_budget(
     seed: int = 0,
     memo: MutableMapping[Any, Any] | None = None,
     progress: bool = False,
-    holdout: float = 0.0,
+    holdout: float = 0.5,
 ) -> TuneResult:
     """The smallest budget (share of the full context) whose ``metric`` stays within target.
 
@@ -380,8 +409,9 @@ def tune_budget(
     progress:
         Progress bars on stderr.
     holdout:
-        Share of the examples held out of the search to check the chosen budget on (0: none,
-        the result is in-sample only and says so). Ignored, with a note, below :data:`MIN_SPLIT` examples.
+        Share of the examples held out of the search to check the chosen budget on (half by
+        default, as ``ragtrim tune``; 0: none, the result is in-sample only and says so). Ignored,
+        with a note, below :data:`MIN_SPLIT` examples.
     """
     from evals.cost import load_prices
 
@@ -406,7 +436,17 @@ def tune_budget(
     if held_data is not None:
         held = check_share(ShareEvaluator(held_data, pipeline, **settings), best, target_retention=target_retention,
                            resamples=resamples, seed=seed)
-    return replace(result, n=len(data.examples), holdout=float(holdout), held_out=held, note=note)
+    return replace(result, n=len(data.examples), holdout=float(holdout), held_out=held, note=note,
+                   adaptive=getattr(pipeline, "adaptive", None) is not None, tuned_on=_tuned_on(data, pipeline, tokenizer))
+
+
+def _tuned_on(data: Any, pipeline: str | Pipeline, tokenizer: str) -> dict[str, Any] | None:
+    """The data ``pipeline``'s settings were chosen on, when ``data`` is one of those sets (else None)."""
+    from evals.sweep import in_sample, resolve_pipelines, tuned_on
+
+    name, pipe = resolve_pipelines([pipeline], tokenizer=tokenizer)[-1]
+    tuned = tuned_on(name, pipe)
+    return tuned if in_sample(str(getattr(data, "name", "")), tuned)["in_sample"] else None
 
 
 def search(evaluator: ShareEvaluator, shares: Sequence[float], *, target_retention: float, resolution: float) -> tuple[float, bool]:

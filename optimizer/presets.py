@@ -149,6 +149,60 @@ PRESETS["fitted-quality"] = {
 }
 
 
+# The data each preset's settings were chosen on (or its weights fitted on): an eval of the preset on one of these
+# sets is in-sample (optimistic), and `ragtrim eval` marks it ("in_sample" in results.json, a * in the report).
+# `default` and `quality` (and `thorough`, which reuses quality's sentence settings; its LM reranker was not tuned):
+# the hand settings were chosen on HotpotQA and 2Wiki (BENCHMARKS.md, "How `default` was chosen"); the second
+# round's decisions on the fit-only dev sets nq-extra and squad-extra (bench/fit_extra.py; "Issue 11, second round").
+# Settings added later were chosen leave-one-dataset-out over the bundled sets (with their dev sets), the fold holding
+# each set out choosing the same value, so BENCHMARKS.md counts squad2-pools and nq-multidoc as out of sample. The
+# fitted scorers: weights fitted on every set in their file's info.fitted_on (the four bundled sets and the two dev
+# sets), the selector chosen on the bundled sets (info.selector_chosen_on); read from the file by `tuned_on`.
+_HAND_TUNED_SETS = ("hotpotqa", "2wiki", "nq-extra", "squad-extra")
+_HAND_TUNED_HOW = (
+    "hand settings chosen on hotpotqa and 2wiki (BENCHMARKS.md, \"How default was chosen\"), later decisions on the dev "
+    "sets nq-extra and squad-extra (\"Issue 11, second round\"); settings added after that were chosen "
+    "leave-one-dataset-out, so squad2-pools and nq-multidoc count as out of sample"
+)
+TUNED_ON: dict[str, dict[str, Any]] = {
+    "default": {"sets": _HAND_TUNED_SETS, "how": _HAND_TUNED_HOW},
+    "quality": {"sets": _HAND_TUNED_SETS, "how": _HAND_TUNED_HOW},
+    "thorough": {"sets": _HAND_TUNED_SETS, "how": "quality's sentence settings: " + _HAND_TUNED_HOW},
+    "fitted": {"scorer": "default"},
+    "fitted-quality": {"scorer": "quality"},
+}
+
+
+def tuned_on(name: str) -> dict[str, Any] | None:
+    """``{"sets": [...], "how": "..."}``: the data preset ``name``'s settings were chosen or fitted on (None: none).
+
+    >>> tuned_on("default")["sets"], tuned_on("truncate")
+    (['hotpotqa', '2wiki', 'nq-extra', 'squad-extra'], None)
+    >>> {"hotpotqa", "nq-multidoc", "squad2-pools"} <= set(tuned_on("fitted")["sets"])
+    True
+    """
+    entry = TUNED_ON.get(name)
+    if entry is None:
+        return None
+    if "scorer" not in entry:
+        return {"sets": list(entry["sets"]), "how": entry["how"]}
+    return _fitted_on(entry["scorer"])
+
+
+def _fitted_on(scorer: str) -> dict[str, Any]:
+    """The sets a shipped scorer file says its weights were fitted on (``info.fitted_on``) and how its selector was chosen."""
+    import json
+    from importlib import resources
+
+    info = json.loads(resources.files("optimizer.data").joinpath(f"scorer-{scorer}.json").read_text(encoding="utf-8")).get("info", {})
+    fitted = info.get("fitted_on") or {}
+    sets = sorted({name for part in fitted.values() if isinstance(part, dict) for name in part})
+    how = f"scorer weights fitted on these sets (optimizer/data/scorer-{scorer}.json, info.fitted_on)"
+    if info.get("selector_chosen_on"):
+        how += f"; selector settings chosen on the {info['selector_chosen_on']}"
+    return {"sets": sets, "how": how}
+
+
 # Presets that take seconds per question and need ragtrim[reader]: an eval's ``--pipelines all``
 # leaves them out, so naming them is the way to run them.
 ON_REQUEST = frozenset({"thorough"})

@@ -96,3 +96,18 @@ def test_a_sweep_with_a_crashing_reader_records_the_failure_and_loses_no_finishe
     again.close()
     assert again.cache.hits >= 4 and again.cache.misses <= 2  # only the crashed prompts are asked again
     assert [r.prediction for r in rerun.rows] == [r.prediction for r in result.rows]
+
+
+def test_the_child_gets_the_workers_env_defaults_and_the_users_own_setting_wins(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    with ModelWorker("worker_backends:EnvEcho", env={"OMP_WAIT_POLICY": "PASSIVE"}) as worker:
+        assert worker.call("env", name="OMP_WAIT_POLICY") == {"value": "PASSIVE"}
+    assert "OMP_WAIT_POLICY" not in os.environ  # this process's environment is untouched
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    with ModelWorker("worker_backends:EnvEcho", env={"OMP_WAIT_POLICY": "PASSIVE"}) as worker:
+        assert worker.call("env", name="OMP_WAIT_POLICY") == {"value": "ACTIVE"}
+
+
+def test_the_local_readers_worker_waits_passively():
+    # llama.cpp's OpenMP threads spin by default, which is several times slower on busy cores
+    assert LocalReader().worker.env == {"OMP_WAIT_POLICY": "PASSIVE"}

@@ -45,3 +45,13 @@ class SlowEcho:
 
     def fail(self):
         raise ValueError("an ordinary Python error")
+
+
+class EnvEcho:
+    """Reports one variable of the child's environment."""
+
+    def __init__(self) -> None:
+        pass
+
+    def env(self, name: str) -> dict:
+        return {"value": os.environ.get(name)}

@@ -53,6 +53,14 @@ def fits_context(n_prompt_tokens: int, max_tokens: int, n_ctx: int) -> str | Non
     )
 
 
+# llama.cpp's OpenMP threads spin while they wait for work by default. On a machine whose cores are
+# busy with anything else (a CI runner, the eval's own pipelines, another job) spinning threads
+# take turns with the ones that have work: on 2 cores at load 4, one answer took 10.4 s with
+# spinning and 1.7 s with passive waiting (BENCHMARKS.md, "Twenty-sixth round"). The worker is
+# the reader's own process, so it waits passively unless the user's environment says otherwise.
+WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
 class LocalReader(BaseReader):
     """Gemma-3-270M via llama-cpp-python, in a worker process; starts on the first call or in :meth:`warm_up`.
 
@@ -132,7 +140,7 @@ class LocalReader(BaseReader):
         if self._worker is None:
             params = {"model_path": self.model_path, "n_ctx": self.n_ctx, "n_threads": self.n_threads,
                       "seed": self.seed, "extra_buffers": self.extra_buffers}
-            self._worker = ModelWorker(self.backend, params, timeout_s=self.timeout_s)
+            self._worker = ModelWorker(self.backend, params, timeout_s=self.timeout_s, env=WORKER_ENV)
         return self._worker
 
     def warm_up(self) -> None:

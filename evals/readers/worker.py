@@ -65,6 +65,17 @@ def describe_exit(returncode: int | None) -> str:
     return f"killed by signal {name}" + (f" ({why})" if why else "")
 
 
+def child_env(defaults: dict[str, str], environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The child's environment: this process's, plus each of ``defaults`` it does not set.
+
+    >>> child_env({"OMP_WAIT_POLICY": "PASSIVE"}, {"PATH": "/bin"})
+    {'OMP_WAIT_POLICY': 'PASSIVE', 'PATH': '/bin'}
+    >>> child_env({"OMP_WAIT_POLICY": "PASSIVE"}, {"OMP_WAIT_POLICY": "ACTIVE"})
+    {'OMP_WAIT_POLICY': 'ACTIVE'}
+    """
+    return {**defaults, **(dict(os.environ) if environ is None else environ)}
+
+
 class ModelWorker:
     """A backend ``"module:Class"`` built with ``params`` in a child process; see the module doc.
 
@@ -80,10 +91,13 @@ class ModelWorker:
         Seconds the start (a new child building the backend, i.e. loading the model) may take.
     max_crashes:
         Deaths in a row after which the worker stops restarting.
+    env:
+        Environment variables for the child, each used only where this process's environment does
+        not set it (so a user's own setting wins). This process's environment is not changed.
     """
 
     def __init__(self, backend: str, params: dict[str, Any] | None = None, *, timeout_s: float = 300.0,
-                 start_timeout_s: float = 600.0, max_crashes: int = 3) -> None:
+                 start_timeout_s: float = 600.0, max_crashes: int = 3, env: dict[str, str] | None = None) -> None:
         if ":" not in backend:
             raise ValueError(f"backend must be 'module:Class', got {backend!r}")
         for label, value in (("timeout_s", timeout_s), ("start_timeout_s", start_timeout_s)):
@@ -96,6 +110,7 @@ class ModelWorker:
         self.timeout_s = timeout_s
         self.start_timeout_s = start_timeout_s
         self.max_crashes = max_crashes
+        self.env = dict(env or {})
         self.crashes = 0  # deaths in a row
         self.deaths: list[str] = []  # every death's reason, in order
         self._proc: subprocess.Popen[str] | None = None
@@ -151,7 +166,7 @@ class ModelWorker:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "evals.readers.worker", self.backend],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, encoding="utf-8", bufsize=1,
+            text=True, encoding="utf-8", bufsize=1, env=child_env(self.env),
         )
         proc, lines, err = self._proc, self._lines, self._stderr
         threading.Thread(target=_pump, args=(proc.stdout, lines.put), daemon=True).start()

@@ -8,6 +8,7 @@ builds the inputs and writes the outputs.
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -82,25 +83,48 @@ def eval_command(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars on stderr."),
 ) -> None:
     """Sweep pipelines x budgets over a dataset; write results.json, examples.jsonl and a report."""
+    from evals.report import OutDirBusy, lock_out_dir
+
     started = time.perf_counter()
-    with user_errors():
-        check_positive("--limit", limit)
-        check_positive("--sample", sample)
-        check_bootstrap(resamples, seed)
-        names, parsed_budgets = _pipelines(pipelines, config, tokenizer), parse_budgets(budgets)
-        arms = parse_reader_arms(reader_on) if reader_on is not None else None
-        sample, arms = _reader_only_options(reader, sample, arms)
-        table = load_price_table(prices, price_model)
-        check_out_dir(out)  # last of the checks: it creates the folder
-        reader_obj, cache_obj = ReaderChoice(reader, base_url, model, api_key_env).build(_cache_path(out, cache))
-        _check_reader(reader_obj, key_named=api_key_env is not None)  # before loading (or retrieving) the data
-        dataset = _load_data(data, limit, retrieve, top_k, embedder)
-        plan = EvalPlan(dataset, names, parsed_budgets, reader_obj, cache_obj, arms, table, out)
-    run = _sweep(plan, tokenizer=tokenizer, sample=sample, price_model=price_model, resamples=resamples, seed=seed, progress=progress)
-    retrieval = {"retriever": retrieve, "top_k": top_k, "embedder": embedder} if retrieve else None
-    with user_errors(OSError):
-        finish(run, out, started, plan.cache, retrieval=retrieval)
+    with ExitStack() as held:
+        with user_errors(OutDirBusy):
+            check_positive("--limit", limit)
+            check_positive("--sample", sample)
+            check_bootstrap(resamples, seed)
+            names, parsed_budgets = _pipelines(pipelines, config, tokenizer), parse_budgets(budgets)
+            arms = parse_reader_arms(reader_on) if reader_on is not None else None
+            sample, arms = _reader_only_options(reader, sample, arms)
+            table = load_price_table(prices, price_model)
+            check_out_dir(out)  # last of the checks: it creates the folder
+            held.enter_context(lock_out_dir(out))  # held until the outputs are written: one eval per folder
+            _warn_if_no_plot()
+            reader_obj, cache_obj = ReaderChoice(reader, base_url, model, api_key_env).build(_cache_path(out, cache))
+            _check_reader(reader_obj, key_named=api_key_env is not None)  # before loading (or retrieving) the data
+            dataset = _load_data(data, limit, retrieve, top_k, embedder)
+            plan = EvalPlan(dataset, names, parsed_budgets, reader_obj, cache_obj, arms, table, out)
+        run = _sweep(plan, tokenizer=tokenizer, sample=sample, price_model=price_model, resamples=resamples, seed=seed, progress=progress)
+        with user_errors(OSError):
+            finish(run, out, started, plan.cache, retrieval=_retrieval_meta(dataset, retrieve, top_k, embedder))
     _fail_if_every_reader_call_failed(run, out)
+
+
+def _retrieval_meta(dataset: Any, retrieve: str | None, top_k: int, embedder: str) -> dict[str, Any] | None:
+    """``results.json``'s ``meta.retrieval``: how chunks were retrieved (the embedder only for faiss) and recall@k."""
+    if not retrieve:
+        return None
+    from evals.retrieval import retrieval_summary
+
+    return {"retriever": retrieve, "top_k": top_k, "embedder": embedder if retrieve == "faiss" else None,
+            **retrieval_summary(dataset)}
+
+
+def _warn_if_no_plot() -> None:
+    """Say before the sweep, not after it, that the report will have no plot (matplotlib missing) and how to get one."""
+    from evals.report import plot_dependency_missing
+
+    note = plot_dependency_missing()
+    if note:
+        warn(f"the report will have {note}")
 
 
 def _check_reader(reader: Any, *, key_named: bool) -> None:
@@ -138,7 +162,8 @@ def _reader_only_options(reader: str, sample: int | None, arms: list[tuple[str, 
         return sample, arms
     given = [flag for flag, value in (("--sample", sample), ("--reader-on", arms)) if value is not None]
     if given:
-        warn(f"{' and '.join(given)} only apply with a reader (--reader local, openai or fake); ignored with --reader none, "
+        verb = "apply" if len(given) > 1 else "applies"
+        warn(f"{' and '.join(given)} only {verb} with a reader (--reader local, openai or fake); ignored with --reader none, "
              "every example and arm gets the reader-free metrics")
     return None, None
 
@@ -163,7 +188,8 @@ def _load_data(data: str, limit: int | None, retrieve: str | None, top_k: int, e
             "install ragtrim[embeddings,llama-index] or run without --retrieve"
         ) from None
     check_positive("--top-k", top_k, what="chunks")
-    return retrieve_dataset(dataset, top_k=top_k, retriever=retrieve, embedder=embedder)
+    with one_line_warnings():  # e.g. a read-only embedding cache: said once, the run goes on
+        return retrieve_dataset(dataset, top_k=top_k, retriever=retrieve, embedder=embedder)
 
 
 def _pipelines(names: str, configs: list[Path] | None, tokenizer: str) -> list[Any]:
@@ -200,14 +226,17 @@ def demo_command(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Output folder."),
     sample: int = typer.Option(30, "--sample", help="Questions the local reader answers (full vs default at 25% and 12.5%)."),
     limit: Limit = None,
-    reader: bool = typer.Option(True, "--reader/--no-reader", help="Run the local reader on the sample (needs ragtrim[reader])."),
+    reader: bool = typer.Option(True, "--reader/--no-reader", help="Run the local reader on the sample (needs ragtrim\\[reader])."),
 ) -> None:
     """The bundled HotpotQA set: reader-free sweep of the presets, plus the local reader on a sample."""
     from evals import demo
+    from evals.report import OutDirBusy, lock_out_dir
 
     started = time.perf_counter()
-    with user_errors(OSError):
+    with user_errors(OSError, OutDirBusy), ExitStack() as held:
         check_out_dir(out)
+        held.enter_context(lock_out_dir(out))
+        _warn_if_no_plot()
         dataset = demo.load_demo_dataset(limit)
         reader_obj = cache = None
         if reader and not demo.reader_available():

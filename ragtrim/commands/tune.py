@@ -79,6 +79,7 @@ def tune_command(
         check_positive("--limit", limit)
         check_bootstrap(resamples, seed)
         _check_holdout(holdout)
+        _check_target(target_retention, resolution)
         table = load_price_table(prices, price_model)
         chosen = _pipeline(pipeline, config, tokenizer)
         choice = ReaderChoice(reader, base_url, model, api_key_env)
@@ -108,6 +109,15 @@ def _check_holdout(holdout: float) -> None:
     """``--holdout`` in [0, 1): a share of the examples."""
     if not 0 <= holdout < 1:
         raise ValueError(f"--holdout must be a share of the examples in [0, 1), e.g. 0.5 (0 = no held-out check), got {holdout!r}")
+
+
+def _check_target(target_retention: float, resolution: float) -> None:
+    """``--target-retention`` in (0, 1] and ``--resolution`` in (0, 1), named as the user typed them."""
+    if not 0 < target_retention <= 1:
+        raise ValueError(f"--target-retention must be a share of the full-context metric in (0, 1], e.g. 0.98 (keep 98 % "
+                         f"of it), got {target_retention!r}")
+    if not 0 < resolution < 1:
+        raise ValueError(f"--resolution must be a relative step of the budget in (0, 1), e.g. 0.005 for 0.5 %, got {resolution!r}")
 
 
 def _pipeline(name: str, config: Path | None, tokenizer: str) -> object:
