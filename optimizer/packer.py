@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from optimizer.records import Chunk, Drop
 from optimizer.render import Rendered, Renderer
 from optimizer.sentences import code_blocks, split_sentences, strip_range
 from optimizer.stage import StageContext, relevance_of
+from optimizer.tokenizer import grapheme_floor, within_graphemes
 
 # A token-boundary fragment shorter than this is not worth its header, unless nothing else fits.
 MIN_FRAGMENT_TOKENS = 12
+
+BLANK_REASON = "blank: the chunk has no text (empty or white space only), nothing to render"
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,9 @@ def priority_order(chunks: Sequence[Chunk]) -> list[int]:
 def cut_to_tokens(chunk: Chunk, max_tokens: int, context: StageContext, *, min_token_cut: int = 0) -> tuple[Chunk, str]:
     """Cut ``chunk.text`` to at most ``max_tokens``: whole sentences if one fits, else a token prefix.
 
-    A Markdown fenced code block is never cut inside: the cut falls before it or after it.
+    A Markdown fenced code block is never cut inside: the cut falls before it or after it. Nor is
+    a grapheme cluster (an emoji sequence, a flag, a letter and its marks, an Indic syllable): a
+    token cut falls back to the boundary before it.
 
     Returns the cut chunk and ``"sentence"`` or ``"token"`` (``"none"`` if nothing fits). A token
     prefix is only made when ``max_tokens >= min_token_cut`` (else ``"none"``): the packer
@@ -60,15 +65,31 @@ def cut_to_tokens(chunk: Chunk, max_tokens: int, context: StageContext, *, min_t
             best, lo = ends[mid], mid + 1
         else:
             hi = mid - 1
+    best = within_graphemes(text, best, max_tokens, context.count)  # a sentence end inside a cluster is no end
     if best > 0:
         return chunk.keep_text_range(0, best), "sentence"
     if max_tokens < min_token_cut:
         return chunk.keep([]), "none"
-    k = context.tokenizer.prefix_within(text, max_tokens)
+    k = token_cut(text, max_tokens, context)
     k = next((s for s, ce in code if s < k < ce), k)  # a code block is kept whole or not at all
     if k <= 0:
         return chunk.keep([]), "none"
     return chunk.keep_text_range(0, k), "token"
+
+
+def token_cut(text: str, max_tokens: int, context: StageContext) -> int:
+    """The longest prefix of ``text`` (a character index) within ``max_tokens``, ending on a grapheme boundary.
+
+    The tokenizer's ``prefix_within`` cuts at a token boundary, which can fall inside a
+    cluster (a token may end inside a character, or between an emoji and its joiner).
+
+    >>> from optimizer.stage import StageContext
+    >>> text = "Flags \U0001F1EB\U0001F1F7\U0001F1E9\U0001F1EA on the wall"
+    >>> [text[: token_cut(text, n, StageContext.default())] for n in (4, 8)]  # 4 tokens reach half a flag
+    ['Flags ', 'Flags \U0001f1eb\U0001f1f7']
+    """
+    k = context.tokenizer.prefix_within(text, max_tokens)
+    return within_graphemes(text, k, max_tokens, context.count)
 
 
 def _removed_ranges(before: Chunk, after: Chunk) -> list[tuple[int, int]]:
@@ -121,11 +142,17 @@ def _title_cost(title: str | None, previous: str | None, renderer: Renderer, con
 
 
 def pack(chunks: Sequence[Chunk], budget: int | None, renderer: Renderer, context: StageContext) -> Packed:
-    """Fit ``chunks`` into ``budget`` tokens of rendered context (``None``: keep all)."""
-    chunks = [c for c in chunks if c.text]
+    """Fit ``chunks`` into ``budget`` tokens of rendered context (``None``: keep all).
+
+    Blank chunks (no text, or white space only) are skipped: they would print a header and nothing to
+    read. One blank as given, or left as white space, is recorded as dropped (:data:`BLANK_REASON`);
+    one a stage emptied was recorded by that stage.
+    """
+    blanks = tuple(Drop(c.id, BLANK_REASON) for c in chunks if not c.text.strip() and (c.text or not c.original_text.strip()))
+    chunks = [c for c in chunks if c.text.strip()]
     whole = _all_if_they_fit(chunks, budget, renderer, context)
     if whole is not None:
-        return whole
+        return replace(whole, dropped=blanks) if blanks else whole
 
     sep_tokens = context.count(renderer.separator) if renderer.separator else 0
     chosen: dict[int, Chunk] = {}
@@ -156,7 +183,7 @@ def pack(chunks: Sequence[Chunk], budget: int | None, renderer: Renderer, contex
             dropped.append(Drop(chunk.id, f"budget: cut at a {how} boundary", s, e))
 
     kept, rendered, tokens, shrink_cuts = _shrink_to_fit(chosen, budget, renderer, context, dropped)
-    return Packed(tuple(kept), rendered, tokens, tuple(dropped), cuts + shrink_cuts)
+    return Packed(tuple(kept), rendered, tokens, blanks + tuple(dropped), cuts + shrink_cuts)
 
 
 def _all_if_they_fit(chunks: list[Chunk], budget: int | None, renderer: Renderer, context: StageContext) -> Packed | None:
@@ -200,7 +227,7 @@ def _shrink_to_fit(
         target = context.count(before.text) - (tokens - budget)
         cut, how = cut_to_tokens(before, target, context) if target > 0 else (before.keep([]), "none")
         if cut.text and len(cut.text) >= len(before.text):  # no progress: drop one more character's worth
-            cut = before.keep_text_range(0, max(0, len(before.text) - 1))
+            cut = before.keep_text_range(0, grapheme_floor(before.text, len(before.text) - 1))
             how = "token"
         chosen[victim] = cut
         if cut.text:

@@ -1,7 +1,10 @@
 """Rendering kept chunks into the context string the LLM sees, with provenance of every piece.
 
 Each chunk becomes a block ``[n] Title\\ntext``; blocks are joined by ``separator``. A title
-equal to the previous block's title is not repeated. Kept pieces of one chunk are joined as
+equal to the previous block's title is not repeated. Without a title line, a block whose text opens
+with a line that is Markdown only at the start of a line (a code fence, a heading, a table row, a
+bullet item, a quote: :func:`opens_block`) gets ``[n]`` on a line of its own, so the text keeps its
+meaning (``[2] ```bash`` is no fence, and its closing fence would open one). Kept pieces of one chunk are joined as
 in ``chunk.text``: by a space, or a line break where a piece ends or starts a line (see
 :func:`optimizer.records.piece_joiner`).
 
@@ -16,12 +19,31 @@ in ``chunk.text``: by a space, or a line break where a piece ends or starts a li
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from optimizer.records import Chunk, Span, piece_joiner
+from optimizer.sentences import FENCE, line_view
 from optimizer.tokenizer import count_many
+
+# a line that means what it does only at a line's start: an ATX heading, a table row, a quote, a
+# bullet item (a numbered one is left out: prose often opens with a year, "1968) is ..."), or a fence
+_LINE_START_MARKUP = re.compile(r"[ \t]{0,3}(?:#{1,6}(?:[ \t]|$)|\||>|[-+*][ \t])", re.M)
+
+
+def opens_block(text: str) -> bool:
+    """True when ``text``'s first line is Markdown that must start a line: a code fence, an ATX heading,
+    a table row, a bullet list item or a block quote.
+
+    >>> [opens_block(t) for t in ("```bash\\nls", "## Usage", "| a | b |", "- item", "> quoted")]
+    [True, True, True, True, True]
+    >>> [opens_block(t) for t in ("Paris is big.", "#1 hit", "1968) is a film", "-3 degrees", "*bold* text", "")]
+    [False, False, False, False, False, False]
+    """
+    text = line_view(text[:200]) if "\r" in text[:200] else text
+    return _LINE_START_MARKUP.match(text) is not None or FENCE.match(text) is not None
 
 
 @dataclass(frozen=True)
@@ -86,13 +108,26 @@ class Renderer:
             raise ValueError(f"chunk {chunk.id!r}: metadata[{self.frames!r}] must be [head, tail] (two strings), got {value!r:.80}")
         return value[0], value[1]
 
-    def header(self, position: int, title: str | None, previous_title: str | None) -> str:
-        """The text put before a chunk's body (marker and title)."""
+    def lead(self, chunk: Chunk) -> str:
+        """What a block prints right after its header: the frame's head and the chunk's text."""
+        head = self.frame(chunk)[0]
+        return head + chunk.text if head else chunk.text
+
+    def header(self, position: int, title: str | None, previous_title: str | None, body: str = "") -> str:
+        """The text put before a chunk's body (marker and title).
+
+        ``body`` is what follows the header (:meth:`lead`): when no title line comes between and
+        its first line is line-start Markdown (:func:`opens_block`), the marker ends its own line.
+
+        >>> Renderer().header(2, None, None, "Paris."), Renderer().header(2, None, None, "```sh\\nls\\n```")
+        ('[2] ', '[2]\\n')
+        """
+        titled = bool(self.titles and title and title != previous_title)
         parts = []
         if self.citations:
-            parts.append(f"[{position}] ")
-        if self.titles and title and title != previous_title:
-            parts.append(title + "\n")
+            parts.append(f"[{position}]\n" if not titled and opens_block(body) else f"[{position}] ")
+        if titled:
+            parts.append(f"{title}\n")
         return "".join(parts)
 
     def render(self, chunks: Sequence[Chunk]) -> Rendered:
@@ -110,7 +145,7 @@ class Renderer:
                 out.append(self.separator)
                 pos += len(self.separator)
             before, after = self.frame(chunk)
-            head = self.header(position, chunk.title, previous_title) + before
+            head = self.header(position, chunk.title, previous_title, before + chunk.text if before else chunk.text) + before
             previous_title = chunk.title
             out.append(head)
             pos += len(head)
@@ -150,7 +185,8 @@ class Renderer:
             return 0
         if grouped:
             chunks = group_by_title(chunks)
-        texts = [self.separator] + [self.header(i + 1, c.title, chunks[i - 1].title if i else None) for i, c in enumerate(chunks)]
+        texts = [self.separator] + [self.header(i + 1, c.title, chunks[i - 1].title if i else None, self.lead(c))
+                                    for i, c in enumerate(chunks)]
         if self.frames is not None:
             texts += [t for c in chunks for t in self.frame(c)]
         separator, *around = count_many(tokenizer, texts, counts)

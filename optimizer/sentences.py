@@ -6,6 +6,12 @@ first cut at blank lines, and blocks that look like tables or code are split per
 ``~~~``) is one block, blank lines inside it included, and is always split per line, its fence
 lines joined to the first and last lines of code (so no sentence is a bare fence).
 
+Line structure is read on :func:`line_view`, where a lone ``\\r`` (an old Mac line ending) counts
+as a line break and a ``\\r\\n`` as one; offsets are those of the text itself. Besides blingfire's
+stops, a sentence ends after ``。！？`` and the other scripts' full stops (:data:`STOPS`) with any
+closing quotes or brackets after them, and at a space between two letters of Thai, Lao, Khmer or
+Myanmar, whose sentences are separated that way.
+
 >>> text = "Dr. Smith arrived. 東京は首都です。大阪は二番目です。\\n\\n| a | b |\\n| 1 | 2 |"
 >>> [text[s:e] for s, e in split_sentences(text)]
 ['Dr. Smith arrived.', '東京は首都です。', '大阪は二番目です。', '| a | b |', '| 1 | 2 |']
@@ -18,23 +24,68 @@ import functools
 import re
 import threading
 
+import regex
+
 _BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n")
 FENCE = re.compile(r"^[ \t]{0,3}(?:(`{3,})[^`\n]*|(~{3,})[^\n]*)$", re.M)
 """A Markdown (CommonMark) code fence's opening line: three or more backticks or tildes, then an info string."""
-_FENCE_CLOSE = re.compile(r"[ \t]{0,3}(?:`{3,}|~{3,})[ \t]*")
+_FENCE_CLOSE = re.compile(r"[ \t]{0,3}(?:`{3,}|~{3,})[ \t]*\r?")
+_LONE_CR = re.compile(r"\r(?!\n)")
 
 
 def is_fence_close(line: str) -> bool:
-    """True when ``line`` can close a fenced code block: only backticks or tildes (three or more).
+    """True when ``line`` can close a fenced code block: only backticks or tildes (three or more),
+    a ``\\r`` of a CRLF line ending allowed after them.
 
-    >>> is_fence_close("  ```"), is_fence_close("```py")
-    (True, False)
+    >>> is_fence_close("  ```"), is_fence_close("```\\r"), is_fence_close("```py")
+    (True, True, False)
     """
     return _FENCE_CLOSE.fullmatch(line) is not None
+
+
+def line_view(text: str) -> str:
+    """``text`` with each lone ``\\r`` (an old Mac line ending, not followed by ``\\n``) made a ``\\n``.
+
+    The same length, so an offset into the view is one into ``text``: structure (lines, blank
+    lines, fences, tables) is found on the view and the ranges are used on ``text``.
+
+    >>> line_view("a\\rb\\r\\nc") == "a\\nb\\r\\nc"
+    True
+    """
+    return _LONE_CR.sub("\n", text) if "\r" in text else text
+
+
 _LINE = re.compile(r"[^\n]+")
-_CJK_STOP = re.compile(r"(?<=[。！？])")
+STOPS = "。！？．｡।॥։።။"
+"""Full stops a sentence ends at besides blingfire's: CJK (ideographic, fullwidth, halfwidth),
+Devanagari danda and double danda, Armenian, Ethiopic and Myanmar."""
+CLOSERS = "」』）”’》〉】"
+"""Closing quotes and brackets that stay with the stop before them."""
+_SEA = "\u0e01-\u0e2e\u0e30-\u0e45\u0e47-\u0e7f\u0e80-\u0eff\u1000-\u109f\u1780-\u17ff\u19e0-\u19ff\ua9e0-\ua9ff\uaa60-\uaa7f"
+# a sentence ends after a stop and its closers (a fullwidth full stop not in a number), or at the
+# spaces between two letters of Thai, Lao, Myanmar or Khmer (Thai's ฯ and ๆ, an abbreviation and a
+# repetition mark that a space always follows, excepted)
+_STOP = re.compile(rf"(?:[{STOPS.replace('．', '')}]|．(?![0-9０-９]))+[{CLOSERS}]*|(?<=[{_SEA}])[ \t]+(?=[{_SEA}])")
+_OPENS_WITH_CLOSER = re.compile(rf"[{STOPS}{CLOSERS}]")
 # A very long "sentence" (no punctuation) is split further so that packing stays fine-grained.
 MAX_SENTENCE_CHARS = 1200
+"""The longest sentence, in characters weighted by script (see :func:`sentence_weight`)."""
+HEAVY_WEIGHT = 4
+"""What a letter, mark or digit of a script past Latin (from Greek on, U+0370) weighs against a Latin
+character's 1: such scripts take a token or more per character (Latin about a quarter)."""
+_MARK = regex.compile(r"[\p{M}\u200c\u200d]")
+_HEAVY = regex.compile(r"[[\p{L}\p{M}\p{N}]--[\x00-\u036f]]", regex.V1)
+
+
+def sentence_weight(text: str, start: int = 0, end: int | None = None) -> int:
+    """Characters of ``text[start:end]``, each letter, mark or digit of a script from Greek on
+    counting :data:`HEAVY_WEIGHT` (a rough token measure that works for CJK, Thai and Indic text).
+
+    >>> sentence_weight("Paris is big"), sentence_weight("東京は大きい"), sentence_weight("नमस्ते")
+    (12, 24, 24)
+    """
+    end = len(text) if end is None else end
+    return end - start + (HEAVY_WEIGHT - 1) * len(_HEAVY.findall(text, start, end))
 
 
 def _looks_structured(block: str) -> bool:
@@ -62,12 +113,21 @@ def strip_range(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 def _split_long(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """Split an over-long range at white space into pieces of at most MAX_SENTENCE_CHARS."""
+    """Split an over-long range into pieces of at most MAX_SENTENCE_CHARS weighted characters
+    (:func:`sentence_weight`): at the last space that fits, else after the last CJK comma, else
+    before the character that does not fit (never between a letter and its combining marks).
+
+    >>> t = "東京は大きい、" * 100
+    >>> [(e - s, sentence_weight(t, s, e)) for s, e in _split_long(t, 0, len(t))]
+    [(336, 1200), (336, 1200), (28, 100)]
+    """
     out = []
-    while end - start > MAX_SENTENCE_CHARS:
-        cut = text.rfind(" ", start, start + MAX_SENTENCE_CHARS)
+    while (limit := _fit(text, start, end)) < end:
+        cut = text.rfind(" ", start, limit)
         if cut <= start:
-            cut = start + MAX_SENTENCE_CHARS
+            cut = max(text.rfind(c, start, limit) for c in "，、；") + 1
+        if cut <= start:
+            cut = _cluster_start(text, start, limit)
         s, e = strip_range(text, start, cut)
         if s < e:
             out.append((s, e))
@@ -76,6 +136,28 @@ def _split_long(text: str, start: int, end: int) -> list[tuple[int, int]]:
     if s < e:
         out.append((s, e))
     return out
+
+
+def _fit(text: str, start: int, end: int) -> int:
+    """The furthest ``p <= end`` with ``text[start:p]`` at most MAX_SENTENCE_CHARS weighted characters."""
+    window = min(end, start + MAX_SENTENCE_CHARS)
+    if not _HEAVY.search(text, start, window):  # every character weighs 1
+        return window
+    weight = 0
+    for p in range(start, end):
+        weight += HEAVY_WEIGHT if _HEAVY.match(text, p) else 1
+        if weight > MAX_SENTENCE_CHARS:
+            return p
+    return end
+
+
+def _cluster_start(text: str, start: int, pos: int) -> int:
+    """``pos`` moved back past combining marks and joiners, so a cut there does not split a character
+    (a letter and its vowel signs); ``pos`` itself when the whole of ``text[start:pos]`` is such."""
+    p = pos
+    while p > start + 1 and (_MARK.match(text, p) or text[p - 1] in "\u200d\u200c"):
+        p -= 1
+    return p if p > start + 1 else pos
 
 
 _SCRATCH = threading.local()
@@ -141,19 +223,32 @@ def blingfire_sentences(block: str) -> list[tuple[int, int]]:
 
 
 def _prose(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    block = text[start:end]
-    offsets = blingfire_sentences(block)
-    out: list[tuple[int, int]] = []
-    for s, e in offsets:
+    """The sentences of the prose block ``text[start:end]``: blingfire's, each cut after a stop of
+    :data:`STOPS` with its closing quotes, and at a space between Thai, Lao, Khmer or Myanmar letters.
+
+    blingfire keeps CJK sentences together when no space follows the stop, and cuts a closing
+    quote or a second stop (``。」``, ``？！``) off into the next sentence; those are put back first.
+
+    >>> t = "「长城很长。」长城在中国。真的吗？！是的。"
+    >>> [t[s:e] for s, e in _prose(t, 0, len(t))]
+    ['「长城很长。」', '长城在中国。', '真的吗？！', '是的。']
+    """
+    ranges: list[tuple[int, int]] = []
+    for s, e in blingfire_sentences(text[start:end]):
         s, e = strip_range(text, start + s, start + e)
         if s >= e:
             continue
-        # blingfire sometimes keeps CJK sentences together when no space follows the stop
+        if ranges and ranges[-1][1] == s and text[s - 1] in STOPS and _OPENS_WITH_CLOSER.match(text, s):
+            ranges[-1] = (ranges[-1][0], e)  # a stop's closing quote or second stop, cut off by blingfire
+        else:
+            ranges.append((s, e))
+    out: list[tuple[int, int]] = []
+    for s, e in ranges:
         sub_start = s
-        for m in _CJK_STOP.finditer(text, s, e):
-            if sub_start < m.start() < e:
-                out.append((sub_start, m.start()))
-                sub_start = m.start()
+        for m in _STOP.finditer(text, s, e):
+            if sub_start < m.end() < e:
+                out.append(strip_range(text, sub_start, m.end()))
+                sub_start = m.end()
         out.append((sub_start, e))
     return out
 
@@ -162,16 +257,21 @@ def fenced_blocks(text: str, start: int = 0, end: int | None = None) -> list[tup
     """The Markdown fenced code blocks of ``text[start:end]``: from an opening fence line's start to the
     end of its closing line (a line of at least as many of the same mark), or to ``end`` when unclosed.
 
+    Lines end at ``\\n``, ``\\r\\n`` or a lone ``\\r`` (:func:`line_view`).
+
     >>> t = "Run:\\n```bash\\nls\\n\\npwd\\n```\\nDone."
     >>> [t[s:e] for s, e in fenced_blocks(t)]
     ['```bash\\nls\\n\\npwd\\n```']
+    >>> fenced_blocks("```sh\\r\\nls\\r\\n```\\r\\nDone."), fenced_blocks("```sh\\rls\\r```\\rDone.")
+    ([(0, 15)], [(0, 12)])
     """
+    text = line_view(text)
     end = len(text) if end is None else end
     out: list[tuple[int, int]] = []
     pos = start
     while (m := FENCE.search(text, pos, end)) is not None:
         mark = m.group(1) or m.group(2)
-        close = re.compile(rf"^[ \t]{{0,3}}{re.escape(mark[0])}{{{len(mark)},}}[ \t]*$", re.M).search(text, m.end(), end)
+        close = re.compile(rf"^[ \t]{{0,3}}{re.escape(mark[0])}{{{len(mark)},}}[ \t]*\r?$", re.M).search(text, m.end(), end)
         stop = close.end() if close is not None else end
         out.append((m.start(), stop))
         pos = stop
@@ -197,6 +297,7 @@ def paragraph_spans(text: str, start: int = 0, end: int | None = None) -> list[t
     >>> [t[s:e] for s, e in paragraph_spans(t)]
     ['Run this:', '```py\\nx = 1\\n\\ny = 2\\n```', 'Then stop.']
     """
+    text = line_view(text)
     end = len(text) if end is None else end
     fences = code_blocks(text) if (start, end) == (0, len(text)) else tuple(fenced_blocks(text, start, end))
     if not fences:
@@ -224,10 +325,15 @@ def split_sentences(text: str) -> tuple[tuple[int, int], ...]:
     """Return ``(start, end)`` character ranges of the sentences of ``text``, in order.
 
     Ranges never overlap, never include leading or trailing white space, and together cover
-    every non-space character of ``text``.
+    every non-space character of ``text``. Lines end at ``\\n``, ``\\r\\n`` or a lone ``\\r``.
+
+    >>> t = "| a | b |\\r| 1 | 2 |\\r\\rDone."
+    >>> [t[s:e] for s, e in split_sentences(t)]
+    ['| a | b |', '| 1 | 2 |', 'Done.']
     """
     if not text or text.isspace():
         return ()
+    text = line_view(text)  # the same length: its ranges are the text's
     spans: list[tuple[int, int]] = []
     for b_start, b_end in paragraph_spans(text):
         block = text[b_start:b_end]
@@ -240,7 +346,7 @@ def split_sentences(text: str) -> tuple[tuple[int, int], ...]:
         for s, e in pieces:
             s, e = strip_range(text, s, e)
             if s < e:
-                spans.extend(_split_long(text, s, e) if e - s > MAX_SENTENCE_CHARS else [(s, e)])
+                spans.extend(_split_long(text, s, e) if e - s > MAX_SENTENCE_CHARS // HEAVY_WEIGHT else [(s, e)])
     return _cover(text, spans)
 
 
@@ -253,6 +359,7 @@ def split_range(text: str, start: int, end: int) -> list[tuple[int, int]]:
     >>> [t[s:e] for s, e in split_range(t, t.index("ls"), t.rindex("\\n```"))]
     ['ls -l here', 'pwd now']
     """
+    text = line_view(text)
     fences = code_blocks(text)
     if not any(fs < end and start < fe for fs, fe in fences):
         return [(start + s, start + e) for s, e in split_sentences(text[start:end])]

@@ -1,8 +1,11 @@
 """Token counting in the target model's tokenizer, offline.
 
 ``get_tokenizer("cl100k_base")`` or ``"o200k_base"`` gives a tiktoken encoding read from
-the BPE files llama-index-core ships (see :mod:`optimizer._offline`); ``"hf:PATH"`` loads a
-Hugging Face ``tokenizer.json`` from a local folder or file (``pip install ragtrim[hf]``).
+the BPE files llama-index-core ships (see :mod:`optimizer._offline`); another tiktoken encoding
+(``p50k_base``, ...) is read from tiktoken's cache folder when its file is there, and never
+downloaded (the error says which file to put where). ``"hf:PATH"`` loads a Hugging Face
+``tokenizer.json`` from a local folder or file (``pip install ragtrim[hf]``). Any object
+following the :class:`Tokenizer` protocol works too.
 
 >>> tok = get_tokenizer("cl100k_base")
 >>> tok.count("hello world")
@@ -11,6 +14,14 @@ Hugging Face ``tokenizer.json`` from a local folder or file (``pip install ragtr
 >>> cut = tok.prefix_within(text, 3)
 >>> text[:cut], tok.count(text[:cut]) <= 3
 ('The quick brown', True)
+
+A cut never splits what a reader sees as one character (an emoji sequence, a flag, an accented
+letter written as letter plus mark, an Indic syllable): it falls back to the last boundary
+between extended grapheme clusters (:func:`grapheme_floor`).
+
+>>> family = "Family photo \U0001F468\u200d\U0001F469\u200d\U0001F467 taken"
+>>> family[: tok.prefix_within(family, 4)]
+'Family photo '
 """
 
 from __future__ import annotations
@@ -20,7 +31,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from optimizer._offline import seed_tiktoken_cache
+import regex
+
+from optimizer._offline import MissingBPEFile, cache_key, load_encoding, seed_tiktoken_cache, tiktoken_cache_dir
 from optimizer.lazy import lazy_import
 
 TIKTOKEN_ENCODINGS = ("cl100k_base", "o200k_base")
@@ -70,7 +83,34 @@ def encoding_name(name: str) -> str:
 
 @runtime_checkable
 class Tokenizer(Protocol):
-    """What ragtrim needs from a tokenizer."""
+    """What ragtrim needs from a tokenizer; any object with these four works as ``tokenizer=``.
+
+    ``name`` labels results and saved configs; ``encode`` returns token ids; ``count`` the number
+    of tokens (``len(encode(text))``, as fast as you can make it: it is called often);
+    ``prefix_within`` the longest head of a text that fits ``max_tokens`` (where the packer cuts a
+    chunk too long for what is left). Counts must be exact for the budget to hold. A pipeline
+    saved with such an object records only its ``name``: load it with ``tokenizer=`` again.
+
+    >>> class Words:
+    ...     name = "words"
+    ...     def encode(self, text):
+    ...         return [len(word) for word in text.split()]
+    ...     def count(self, text):
+    ...         return len(text.split())
+    ...     def prefix_within(self, text, max_tokens):
+    ...         if len(text.split()) <= max_tokens:
+    ...             return len(text)
+    ...         end = 0
+    ...         for word in text.split()[:max(max_tokens, 0)]:
+    ...             end = text.index(word, end) + len(word)
+    ...         return end
+    >>> isinstance(Words(), Tokenizer)
+    True
+    >>> from optimizer import Pipeline
+    >>> result = Pipeline.preset("truncate", budget=6, tokenizer=Words()).run("q", ["one two three four five six seven"])
+    >>> result.text, result.tokens, result.tokenizer
+    ('[1] one two three four five', 6, 'words')
+    """
 
     name: str
 
@@ -79,12 +119,70 @@ class Tokenizer(Protocol):
     def count(self, text: str) -> int: ...
 
     def prefix_within(self, text: str, max_tokens: int) -> int:
-        """Largest ``k`` (a character index) such that ``count(text[:k]) <= max_tokens``, cut at a token boundary."""
+        """Largest ``k`` (a character index) such that ``count(text[:k]) <= max_tokens``, cut at a token boundary.
+
+        ragtrim's tokenizers also keep the cut on a grapheme boundary (:func:`grapheme_floor`); the
+        packer moves it there when yours does not.
+        """
         ...
 
 
+_GRAPHEME = regex.compile(r"\X")
+# how far before a cut the search for grapheme boundaries starts (doubled while none is found)
+_GRAPHEME_LOOKBACK = 32
+
+
+def grapheme_floor(text: str, k: int) -> int:
+    """The last extended-grapheme-cluster boundary at or before character ``k`` of ``text``.
+
+    Only the tail near ``k`` is examined: between two ASCII characters (other than CR LF) is
+    always a boundary, else the clusters are matched from a little before ``k`` (the ``regex``
+    module's ``\\X`` sees the text before where it starts, so every match ends on a true boundary).
+
+    >>> grapheme_floor("plain text", 5)
+    5
+    >>> grapheme_floor("Flags \U0001F1EB\U0001F1F7 on", 7)  # between the two halves of a flag
+    6
+    >>> grapheme_floor("cafe\u0301!", 4), grapheme_floor("a\\r\\nb", 2)  # before a combining mark; inside CR LF
+    (3, 1)
+    """
+    if k <= 0:
+        return 0
+    if k >= len(text):
+        return len(text)
+    if text[k - 1] < "\x80" and text[k] < "\x80" and not (text[k - 1] == "\r" and text[k] == "\n"):
+        return k
+    lookback = _GRAPHEME_LOOKBACK
+    while True:
+        start = max(0, k - lookback)
+        best = 0 if start == 0 else -1
+        for match in _GRAPHEME.finditer(text, start):
+            if match.end() > k:
+                break
+            best = match.end()
+        if best >= 0:
+            return best
+        lookback *= 2  # [start, k] lies inside one long cluster: look further back
+
+
+def within_graphemes(text: str, k: int, max_tokens: int, count: Callable[[str], int]) -> int:
+    """Cut ``k`` (with ``count(text[:k]) <= max_tokens``) moved back to a grapheme boundary, still within ``max_tokens``.
+
+    A cut already on a boundary is returned as is, without counting again.
+
+    >>> within_graphemes("Flags \U0001F1EB\U0001F1F7 on", 7, 10, len)
+    6
+    """
+    j = grapheme_floor(text, k)
+    if j == k:
+        return k
+    while j > 0 and count(text[:j]) > max_tokens:  # a shorter prefix can (rarely) take more tokens
+        j = grapheme_floor(text, j - 1)
+    return j
+
+
 def _largest_prefix(text: str, max_tokens: int, count: Callable[[str], int], guess: int) -> int:
-    """Verify a guessed character cut so that ``count(text[:k]) <= max_tokens``.
+    """Verify a guessed character cut so that ``count(text[:k]) <= max_tokens``, on a grapheme boundary.
 
     The guess comes from the tokenizer's own offsets and is almost always right; when
     re-encoding the prefix merges differently, a binary search below the guess repairs it.
@@ -93,7 +191,7 @@ def _largest_prefix(text: str, max_tokens: int, count: Callable[[str], int], gue
         return 0
     k = max(0, min(len(text), guess))
     if count(text[:k]) <= max_tokens:
-        return k
+        return within_graphemes(text, k, max_tokens, count)
     lo, hi = 0, k - 1
     while lo < hi:
         mid = (lo + hi + 1) // 2
@@ -101,23 +199,29 @@ def _largest_prefix(text: str, max_tokens: int, count: Callable[[str], int], gue
             lo = mid
         else:
             hi = mid - 1
-    return lo
+    return within_graphemes(text, lo, max_tokens, count)
 
 
-def _not_offline(name: str, exc: BaseException) -> Exception:
-    """The error for an encoding whose BPE file is not in tiktoken's cache (and could not be downloaded)."""
+def _not_offline(name: str, missing: MissingBPEFile) -> Exception:
+    """The error for an encoding whose BPE file is neither packaged nor in tiktoken's cache folder (never downloaded)."""
+    if missing.path is not None:
+        where = f"save {missing.url} as {str(missing.path)!r}"
+    else:  # the user turned tiktoken's cache off with TIKTOKEN_CACHE_DIR=""
+        where = f"set TIKTOKEN_CACHE_DIR to a folder and save {missing.url} in it as {cache_key(missing.url)}"
+    fetch = (
+        f"(or run tiktoken.get_encoding({name!r}) once with network access, which saves it there; tiktoken's cache "
+        f"folder is TIKTOKEN_CACHE_DIR, else DATA_GYM_CACHE_DIR, else <tmp>/data-gym-cache: here {str(tiktoken_cache_dir())!r})"
+    )
     if name not in TIKTOKEN_ENCODINGS:
         return ValueError(
-            f"tiktoken encoding {name!r} is not shipped for offline use (only {' and '.join(TIKTOKEN_ENCODINGS)} are) "
-            f"and could not be downloaded ({type(exc).__name__}). To use it, put its BPE file in tiktoken's cache "
-            f"folder: run tiktoken.get_encoding({name!r}) once with network access and TIKTOKEN_CACHE_DIR set to a folder, "
-            "then set TIKTOKEN_CACHE_DIR to that folder here; or pass 'hf:/path/to/tokenizer.json' for a local "
-            f"Hugging Face tokenizer; or count with {' or '.join(TIKTOKEN_ENCODINGS)}"
+            f"tiktoken encoding {name!r} is not shipped for offline use (only {' and '.join(TIKTOKEN_ENCODINGS)} are), "
+            f"and ragtrim never downloads one. To use it, put its BPE file in tiktoken's cache folder: {where} {fetch}; "
+            f"or pass 'hf:/path/to/tokenizer.json' for a local Hugging Face tokenizer; "
+            f"or count with {' or '.join(TIKTOKEN_ENCODINGS)}"
         )
     return RuntimeError(
-        f"could not load tiktoken encoding {name!r} offline ({exc}); ragtrim reads the BPE files "
-        "that llama-index-core ships into tiktoken's cache folder: install llama-index-core, or put the "
-        "files in the folder TIKTOKEN_CACHE_DIR names"
+        f"could not load tiktoken encoding {name!r} offline: ragtrim reads the BPE files that llama-index-core "
+        f"ships, and found none; install llama-index-core (pip install llama-index-core), or {where} {fetch}"
     )
 
 
@@ -125,16 +229,14 @@ class TiktokenTokenizer:
     """A tiktoken encoding by name (``cl100k_base``, ``o200k_base``, ...)."""
 
     def __init__(self, name: str = "cl100k_base") -> None:
-        seed_tiktoken_cache()
-        import tiktoken
-
+        seed_tiktoken_cache()  # best effort, for code that calls tiktoken.get_encoding itself
         self.name = name
         try:
-            self._enc = tiktoken.get_encoding(name)
+            self._enc = load_encoding(name)  # local files only: never a download
+        except MissingBPEFile as exc:
+            raise _not_offline(name, exc) from None
         except ValueError as exc:
             raise ValueError(f"unknown tiktoken encoding {name!r}; {_NAMES_HELP}") from exc
-        except Exception as exc:  # network error while fetching BPE files
-            raise _not_offline(name, exc) from exc
 
     def encode(self, text: str) -> list[int]:
         # special-token text counts as plain text, as encode(text, disallowed_special=()) does,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from optimizer.packer import cut_to_tokens
+from optimizer.packer import cut_to_tokens, token_cut
 from optimizer.records import Chunk
 from optimizer.scoring import by_relevance
 from optimizer.stage import Stage, StageContext, StageOutput, relevance_of
@@ -22,6 +22,42 @@ def all_fit(chunks: Sequence[Chunk], context: StageContext) -> bool:
         return budget is None
     rendered = context.rendered(chunks)
     return rendered is not None and rendered <= budget
+
+
+# How far a chunk's estimated cost may pass the room left and still be checked on the exact rendering:
+# the estimate counts a block's marker, separator and text apart, and they merge when rendered
+# ("[1] " and " Paris", ".\n\n"), so it overstates a block by a token or two.
+BORDERLINE_TOKENS = 3
+
+
+def _rendered_or(chunks: Sequence[Chunk], bound: int, context: StageContext) -> int:
+    """Exact tokens of ``chunks`` rendered, or ``bound`` without a renderer."""
+    rendered = context.rendered(chunks)
+    return bound if rendered is None else rendered
+
+
+def _fits(chunks: Sequence[Chunk], context: StageContext) -> bool:
+    """Whether ``chunks`` rendered fit ``context.budget`` by the exact count (False without a renderer)."""
+    rendered = context.rendered(chunks)
+    return rendered is not None and rendered <= context.budget
+
+
+BLANK_REASON = "blank: the chunk has no text (empty or white space only), so nothing to keep; its header would cost tokens"
+
+
+def is_blank(chunk: Chunk) -> bool:
+    """Whether ``chunk`` has no text to show (empty or white space only): renderers print it as a header alone, if at all.
+
+    >>> is_blank(Chunk(id="a", text=" \\n")), is_blank(Chunk(id="b", text="x"))
+    (True, False)
+    """
+    return not chunk.text.strip()
+
+
+def _without_blanks(chunks: Sequence[Chunk], name: str) -> tuple[list[Chunk], dict[str, str]]:
+    """``(non-blank chunks in order, {blank chunk id: reason})``: a packing baseline skips blank chunks, saying why."""
+    kept = [c for c in chunks if not is_blank(c)]
+    return kept, {c.id: f"{name}: {BLANK_REASON}" for c in chunks if is_blank(c)}
 
 
 class Truncate(Stage):
@@ -45,10 +81,11 @@ class Truncate(Stage):
         self.at = at
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
+        # a blank chunk renders as a header alone (or not at all): charging it would end the context before any text
+        chunks, reasons = _without_blanks(chunks, self.name)
         if context.budget is None or all_fit(chunks, context):
-            return StageOutput(list(chunks))
+            return StageOutput(list(chunks), reasons=reasons)
         out: list[Chunk] = []
-        reasons: dict[str, str] = {}
         used = 0
         for chunk in chunks:
             overhead = context.overhead(out + [chunk]) - context.overhead(out)
@@ -60,8 +97,7 @@ class Truncate(Stage):
             room = context.budget - used - overhead
             if room > 0:
                 if self.at == "token":
-                    k = context.tokenizer.prefix_within(chunk.text, room)
-                    cut = chunk.keep_text_range(0, k)
+                    cut = chunk.keep_text_range(0, token_cut(chunk.text, room, context))
                 else:
                     cut, _ = cut_to_tokens(chunk, room, context)
                 if cut.text:
@@ -109,25 +145,42 @@ class WholeChunks(Stage):
     >>> chunks = [Chunk(id="big", text="word " * 50, score=0.9), Chunk(id="small", text="tiny", score=0.1)]
     >>> [c.id for c in WholeChunks()("q", chunks, StageContext.default(budget=10))]
     ['small']
+
+    A chunk's cost is estimated with its marker and text counted apart, which overstates it by
+    a token or so (``"[1] "`` and ``" Paris"`` merge when rendered); one the estimate says passes
+    the room by at most :data:`BORDERLINE_TOKENS` is checked on the exact rendering instead, so a
+    chunk that fits exactly is kept:
+
+    >>> from optimizer import Pipeline
+    >>> chunks = [{"id": "a", "text": "Paris is the capital of France."}, {"id": "b", "text": "Lyon is a city in France."}]
+    >>> Pipeline.preset("full").run("q", chunks[:1]).tokens
+    10
+    >>> Pipeline.preset("bm25-topk").run("capital of France", chunks, budget=10).text
+    '[1] Paris is the capital of France.'
     """
 
     name = "select-whole"
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
+        chunks, reasons = _without_blanks(chunks, self.name)  # a blank chunk's header would take a real chunk's room
         ranked = by_relevance(chunks)
         if context.budget is None or all_fit([chunks[i] for i in ranked], context):
-            return StageOutput([chunks[i] for i in ranked])
+            return StageOutput([chunks[i] for i in ranked], reasons=reasons)
         keep: list[Chunk] = []
-        reasons: dict[str, str] = {}
-        used = 0
+        used, exact = 0, True  # tokens of ``keep`` rendered: exact, or an upper bound
         for i in ranked:
             chunk = chunks[i]
             cost = context.overhead(keep + [chunk]) - context.overhead(keep) + context.count(chunk.text)
-            if used + cost > context.budget:
+            if used + cost > context.budget and not exact:  # tighten the bound before rejecting on it
+                used, exact = _rendered_or(keep, used, context), True
+            if used + cost <= context.budget:
+                keep.append(chunk)
+                used, exact = used + cost, False
+            elif used + cost - context.budget <= BORDERLINE_TOKENS and _fits(keep + [chunk], context):
+                keep.append(chunk)  # the estimate's header and text, counted apart, merge when rendered
+                used, exact = _rendered_or(keep, used + cost, context), True
+            else:  # a smaller, less relevant chunk may still fit
                 reasons[chunk.id] = f"select-whole: needs {cost} tokens, {context.budget - used} left"
-                continue  # a smaller, less relevant chunk may still fit
-            keep.append(chunk)
-            used += cost
         return StageOutput(keep, reasons=reasons)
 
 

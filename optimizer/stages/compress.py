@@ -262,7 +262,9 @@ class SentenceExtract(Stage):
         When more chunks than this arrive (0: never), only this many, the best by BM25 plus
         the retriever's score (or an earlier rerank's ``relevance``), are split into sentences
         and scored; the others are dropped with a reason in the trace. Keeps the cost of
-        long retrieved lists near one BM25 pass.
+        long retrieved lists near one BM25 pass. With a budget, the next best chunks join them
+        while the candidates' own tokens do not reach it (every chunk when all fit, as at
+        ``budget=1.0``), so the cut never leaves room that more chunks would fill.
     """
 
     name = "compress-sentences"
@@ -510,33 +512,49 @@ class SentenceExtract(Stage):
 
     def _extract(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
         if self.candidates and len(chunks) > self.candidates:
-            return self._from_candidates(query, chunks, context)
+            keep = set(self._candidate_indices(query, chunks, context))
+            if len(keep) < len(chunks):
+                return self._from_candidates(query, chunks, context, keep)
+        return self._select(query, chunks, context)
+
+    def _select(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
+        """Score every sentence of ``chunks`` and let the selector choose."""
         sents, score = self.scores(query, chunks, context)
         if not sents:
             return StageOutput([c for c in chunks if c.text.strip()])
         return self.selector(query, chunks, sents, score, context)
 
-    def _from_candidates(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
-        """Sentences from the ``candidates`` best chunks only; the rest dropped with a reason.
+    def _from_candidates(self, query: str, chunks: Sequence[Chunk], context: StageContext, keep: set[int]) -> StageOutput:
+        """Sentences from the chunks at indices ``keep`` only (:meth:`_candidate_indices`); the rest dropped with a reason.
 
         The chunks are ranked by the cheap part of the chunk prior (BM25, plus the retriever's
         score when they carry one, or an earlier rerank stage's ``relevance``), so a long list
         costs one BM25 pass over whole chunks instead of scoring every sentence.
         """
-        keep = set(self._candidate_indices(query, chunks, context))
         picked = [c for i, c in enumerate(chunks) if i in keep]
-        inner = self._extract(query, picked, context) if picked else StageOutput([])
+        inner = self._select(query, picked, context) if picked else StageOutput([])
         out = inner if isinstance(inner, StageOutput) else StageOutput(list(inner))
         by = "an earlier rerank's relevance" if _rerank_prior(chunks) is not None else "BM25 and the retriever's score"
-        reason = f"sentences: not among the {self.candidates} best of {len(chunks)} chunks by {by}"
+        reason = f"sentences: not among the {len(picked)} best of {len(chunks)} chunks by {by}"
         reasons = {**{c.id: reason for i, c in enumerate(chunks) if i not in keep}, **out.reasons}
         return StageOutput(out.chunks, reasons=reasons, notes={**out.notes, "candidates": len(picked), "chunks_in": len(chunks)})
 
     def _candidate_indices(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> list[int]:
-        """Indices of the ``candidates`` best chunks (ties: the earlier given)."""
+        """Indices of the ``candidates`` best chunks (ties: the earlier given), and after them the next best
+        while the chosen ones' tokens stay within the budget: with room for more text than the
+        ``candidates`` best hold, the cut would leave it empty (with room for all, every chunk comes).
+        """
         prior = _rerank_prior(chunks)
         if prior is None:
             memo = terms_memo(context, self.stem)
             texts = chunk_texts(chunks, use_title=self.use_title)
             prior = self._chunk_prior(bm25_plus_scores(self._terms(query), [memo_terms(t, self.stem, memo) for t in texts]), None, chunks, context)
-        return [int(i) for i in np.argsort(-np.array(prior), kind="stable")[: self.candidates]]
+        ranked = [int(i) for i in np.argsort(-np.array(prior), kind="stable")]
+        if context.budget is None:
+            return ranked[: self.candidates]
+        held = 0
+        for n, i in enumerate(ranked):
+            held += context.count(chunks[i].text)
+            if held > context.budget:  # the first n + 1 hold more than the budget: enough to choose from
+                return ranked[: max(self.candidates, n + 1)]
+        return ranked

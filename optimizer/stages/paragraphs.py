@@ -35,7 +35,7 @@ from functools import cached_property
 
 from optimizer.records import Chunk, indent_start
 from optimizer.render import group_by_title
-from optimizer.sentences import FENCE, is_fence_close, paragraph_spans, strip_range
+from optimizer.sentences import FENCE, is_fence_close, line_view, paragraph_spans, strip_range
 from optimizer.stage import StageContext, StageOutput
 from optimizer.stages.sentence_select import CUT_REASON
 from optimizer.text import words
@@ -126,7 +126,7 @@ def paragraph_parts(chunk: Chunk, titled: str = "joined") -> list[Paragraph]:
     spans = paragraphs(chunk)
     if chunk.title and titled == "off":
         return [Paragraph(s) for s in spans]
-    text = chunk.original_text
+    text = line_view(chunk.original_text)  # a lone \r ends a line too; offsets unchanged
     parts: list[Paragraph] = []
     pending: tuple[int, int] | None = None
     for k, (s, e) in enumerate(spans):
@@ -202,6 +202,18 @@ def _split_heading(text: str, s: int, e: int) -> tuple[tuple[int, int] | None, t
     return (s, newline), (start, e)
 
 
+def _lead(chunk: Chunk, start: int, memo: dict[tuple[str, int], Chunk]) -> Chunk:
+    """``chunk`` (its title and frame) keeping only its line from ``start`` on: a block whose first kept
+    text starts at ``start`` opens with that line, and the renderer's header looks at it."""
+    if not chunk.kept_pieces or chunk.kept_pieces[0][0] >= start:
+        return chunk  # the block opens where the chunk does
+    if (chunk.id, start) not in memo:
+        text = line_view(chunk.original_text)
+        end = text.find("\n", start)
+        memo[(chunk.id, start)] = chunk.keep([(start, len(text) if end < 0 else end)])
+    return memo[(chunk.id, start)]
+
+
 class ParagraphViews:
     """One call's views of ``chunks``, built once; the selector's overhead and the merge read them.
 
@@ -219,7 +231,8 @@ class ParagraphViews:
         self.parts: dict[str, list[Paragraph]] = {}  # the split chunks' paragraphs
         views: list[Chunk] = []
         for c in chunks:
-            parts = paragraph_parts(c, titled) if "\n" in c.original_text else []  # no line break: one paragraph, no heading
+            lines = "\n" in c.original_text or "\r" in c.original_text
+            parts = paragraph_parts(c, titled) if lines else []  # no line break: one paragraph, no heading
             if len(parts) < 2 and not (parts and parts[0].frame):
                 views.append(c)
                 continue
@@ -237,23 +250,31 @@ class ParagraphViews:
 
         Views of one chunk render as that chunk's single block: its marker and title once, a
         joiner before each further view, and each view's heading and fence lines (each with its line break).
+        The marker is counted as printed before the block's first line (the earliest of the views'
+        and their frame lines': see :meth:`optimizer.render.Renderer.header`).
         """
         cost: dict[tuple[str, tuple[int, int]], int] = {}  # (chunk id, heading span) -> its tokens and line break
+        leads: dict[tuple[str, int], Chunk] = {}  # (chunk id, first kept offset) -> the chunk keeping that line only
 
         def overhead(taken: Sequence[Chunk], grouped: bool = False) -> int:
             blocks: dict[str, Chunk] = {}
+            first: dict[str, int] = {}
             extra = 0
             for v in taken:
+                frames = self._frames_of(v.id, v.kept_pieces[:1])
+                start = min([s for s, _ in v.kept_pieces[:1]] + [s for s, _ in frames], default=0)
                 if v.id in blocks:
                     extra += 1
+                    first[v.id] = min(first[v.id], start)
                 else:
                     blocks[v.id] = self.given.get(v.id, v)
-                for span in self._frames_of(v.id, v.kept_pieces[:1]):
+                    first[v.id] = start
+                for span in frames:
                     if (v.id, span) not in cost:  # the line as printed: its indentation, its text, a line break
                         text = self.given[v.id].original_text
-                        cost[(v.id, span)] = context.count(text[indent_start(text, span[0]) : span[1]]) + 1
+                        cost[(v.id, span)] = context.count(text[indent_start(line_view(text), span[0]) : span[1]]) + 1
                     extra += cost[(v.id, span)]
-            return context.overhead(list(blocks.values()), grouped=grouped) + extra
+            return context.overhead([_lead(c, first[i], leads) for i, c in blocks.items()], grouped=grouped) + extra
 
         def rendered(taken: Sequence[Chunk], grouped: bool = False) -> int:
             return context.rendered(self._merged(taken), grouped=grouped) or 0
