@@ -9,7 +9,8 @@
 True
 
 The pieces, one module each: :mod:`optimizer.records` (Chunk, Span, Result, trace),
-:mod:`optimizer.tokenizer`, :mod:`optimizer.stage` (the Stage protocol, the read-only
+:mod:`optimizer.tokenizer` (the Tokenizer protocol: any object with ``name``, ``encode``,
+``count`` and ``prefix_within`` counts for a pipeline), :mod:`optimizer.stage` (the Stage protocol, the read-only
 StageContext and the per-run RunCache), :mod:`optimizer.registry`, :mod:`optimizer.pipeline`,
 :mod:`optimizer.packer`, :mod:`optimizer.render`, :mod:`optimizer.presets`,
 :mod:`optimizer.stages`, :mod:`optimizer.scoring` (BM25, best-first order, titled text),
@@ -26,7 +27,7 @@ from optimizer.records import Chunk, Drop, Result, Span, StageTrace
 from optimizer.registry import list_stages, make_stage, register_stage
 from optimizer.render import Renderer
 from optimizer.stage import RunCache, Stage, StageContext, StageOutput
-from optimizer.tokenizer import get_tokenizer
+from optimizer.tokenizer import Tokenizer, get_tokenizer
 
 __version__ = "0.1.0"
 
@@ -42,6 +43,7 @@ __all__ = [
     "StageContext",
     "StageOutput",
     "StageTrace",
+    "Tokenizer",
     "get_tokenizer",
     "list_presets",
     "list_stages",

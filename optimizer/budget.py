@@ -25,7 +25,15 @@ _HELP = "budget must be a share of the full context in (0, 1] (e.g. 0.25) or a p
 
 
 def parse_budget(value: object) -> Budget | None:
-    """Validate a budget and return it as ``int`` (tokens) or ``float`` (share), or None."""
+    """Validate a budget and return it as ``int`` (tokens) or ``float`` (share), or None.
+
+    >>> parse_budget(300), parse_budget(0.25), parse_budget("25%"), parse_budget(300.0), parse_budget("full")
+    (300, 0.25, 0.25, 300, None)
+    >>> parse_budget(1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: budget must be a share of the full context in (0, 1] (e.g. 0.25) or a positive number of tokens (e.g. 300); a share must be at most 1 and a token count a whole number, got 1.5
+    """
     if value is None:
         return None
     original = value
@@ -56,7 +64,13 @@ def parse_budget(value: object) -> Budget | None:
 
 
 def resolve_budget(budget: Budget | None, tokens_full: int) -> int | None:
-    """Turn a budget into a token count for a call whose full context has ``tokens_full`` tokens."""
+    """Turn a budget into a token count for a call whose full context has ``tokens_full`` tokens.
+
+    A share is rounded down; a token count is kept as is, even above ``tokens_full``.
+
+    >>> resolve_budget(0.25, 41), resolve_budget(300, 41), resolve_budget(None, 41)
+    (10, 300, None)
+    """
     budget = parse_budget(budget)
     if budget is None:
         return None

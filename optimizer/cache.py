@@ -32,13 +32,24 @@ from pathlib import Path
 
 
 def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """The cache folder: ``$RAGTRIM_CACHE``, else ``$XDG_CACHE_HOME/ragtrim``, else ``~/.cache/ragtrim``."""
+    """The cache folder: ``$RAGTRIM_CACHE``, else ``$XDG_CACHE_HOME/ragtrim``, else ``~/.cache/ragtrim``.
+
+    Always an absolute path: a relative one is taken from the current folder when the variable
+    is read, so what ``ragtrim models list`` shows, the paths in errors and a child process that
+    builds a model all name the same folder.
+
+    >>> import os
+    >>> cache_dir({"RAGTRIM_CACHE": "models"}) == Path(os.getcwd(), "models")
+    True
+    """
     env = os.environ if environ is None else environ
     if env.get("RAGTRIM_CACHE"):
-        return Path(env["RAGTRIM_CACHE"]).expanduser()
-    if env.get("XDG_CACHE_HOME"):
-        return Path(env["XDG_CACHE_HOME"]).expanduser() / "ragtrim"
-    return Path.home() / ".cache" / "ragtrim"
+        folder = Path(env["RAGTRIM_CACHE"]).expanduser()
+    elif env.get("XDG_CACHE_HOME"):
+        folder = Path(env["XDG_CACHE_HOME"]).expanduser() / "ragtrim"
+    else:
+        folder = Path.home() / ".cache" / "ragtrim"
+    return Path(os.path.abspath(folder))
 
 
 @contextlib.contextmanager

@@ -369,8 +369,9 @@ def build_models(names: Sequence[str] | None = None, *, force: bool = False) -> 
 
     Each build runs in a child process (``python -m optimizer.model_build``), so torch,
     model2vec and their logging never touch the calling process. A model already in the
-    cache is left alone unless ``force``. Fails with the child's last lines and the
-    install command when an extra is missing.
+    cache is left alone unless ``force``. A cache folder that cannot be written fails before
+    any build, naming it; a failed build gives the child's last lines, and the install command
+    only when a module is missing.
 
     >>> [m.status for m in build_models([])]
     []
@@ -394,17 +395,57 @@ def build_models(names: Sequence[str] | None = None, *, force: bool = False) -> 
     return done
 
 
+BUILD_EXTRAS = {"static": "embeddings", "static-distilled": "embeddings", "minilm-int8": "embeddings,onnx"}
+"""The extras each built model needs (to build it, and to load it)."""
+
+
 def _build_in_child(name: str, target: Path, force: bool) -> None:
+    check_writable(target.parent)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TQDM_DISABLE": "1"}
     cmd = [sys.executable, "-m", "optimizer.model_build", name, str(target)] + (["--force"] if force else [])
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
+        output = (proc.stderr or proc.stdout).strip()
+        lines = output.splitlines() or [""]
+        missing = lines[-1].partition("MissingDependency: ")[2]  # a missing extra says so in one line
+        tail = f"  {missing}" if missing else "\n".join(lines[-6:])
+        raise RuntimeError(f"building the {name} model into {str(target)!r} failed (exit {proc.returncode}):\n{tail}\n{_build_hint(name, output, target)}")
+
+
+def _build_hint(name: str, output: str, target: Path) -> str:
+    """What to do about a failed build, read from the builder's output: a missing extra, an unwritable folder, or neither."""
+    if "No module named" in output or "MissingDependency" in output:
+        return f"The {name} model needs the {BUILD_EXTRAS[name]} extra(s): pip install 'ragtrim[{BUILD_EXTRAS[name]}]', then run `ragtrim models build --only {name}`."
+    if any(sign in output for sign in ("Read-only file system", "Permission denied", "No space left on device")):
+        return (f"The cache folder {str(target.parent)!r} could not be written; set RAGTRIM_CACHE to a writable folder "
+                f"(with room for the model), then run `ragtrim models build --only {name}`.")
+    return f"The lines above are the builder's last output; run `ragtrim models build --only {name}` to try again."
+
+
+def check_writable(folder: Path) -> None:
+    """Raise RuntimeError unless ``folder`` is, or can be made, a folder this process can write a file in.
+
+    Tried for real (the folder is created, a file written and removed): a read-only mount, a
+    folder of another user or a path through a file all fail here, before any build starts.
+
+    >>> import tempfile
+    >>> check_writable(Path(tempfile.mkdtemp()) / "new" / "cache")
+    >>> not_a_folder = Path(tempfile.mkstemp()[1])
+    >>> check_writable(not_a_folder / "cache")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    RuntimeError: the cache folder '.../cache' is not writable (...); set RAGTRIM_CACHE to a writable folder
+    """
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
         raise RuntimeError(
-            f"building the {name} model into {str(target)!r} failed (exit {proc.returncode}):\n{tail}\n"
-            "It needs the embeddings and onnx extras: pip install 'ragtrim[embeddings,onnx]', "
-            "then run `ragtrim models build`."
-        )
+            f"the cache folder {str(folder)!r} is not writable ({exc.strerror or exc}); set RAGTRIM_CACHE to a writable folder"
+        ) from None
 
 
 def embed_texts(embedder: Embedder, texts: Sequence[str], context: StageContext | None = None) -> np.ndarray:

@@ -142,6 +142,7 @@ class ModelNotBuiltError(RuntimeError):
         self.path = path
         super().__init__(
             f"the {name} model is not built (looked in {str(path)!r}); build it once with "
-            "`ragtrim models build` (or call warm_up() on the pipeline or stage, which builds it); "
+            f"`ragtrim models build --only {name}` (or call warm_up() on the pipeline, stage or LlamaIndex/LangChain "
+            "wrapper, which builds it); "
             "set RAGTRIM_CACHE to keep models elsewhere"
         )

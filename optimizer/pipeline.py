@@ -37,8 +37,9 @@ from optimizer.packer import Packed, _removed_ranges, pack
 from optimizer.records import SURROGATE_FIX, Chunk, Drop, Result, StageTrace, as_chunks, check_no_surrogate
 from optimizer.registry import make_stage
 from optimizer.render import Renderer, group_by_title
+from optimizer.sentences import split_sentences
 from optimizer.stage import StageContext, StageOutput, stage_params
-from optimizer.tokenizer import Tokenizer, get_tokenizer
+from optimizer.tokenizer import HFTokenizer, TiktokenTokenizer, Tokenizer, get_tokenizer
 
 
 def rendered_tokens(renderer: Renderer, context: StageContext, chunks: Sequence[Chunk], grouped: bool = False) -> int:
@@ -172,14 +173,21 @@ class Pipeline:
         return cls(
             steps,
             budget=budget if budget is not None else config.get("budget"),
-            tokenizer=tokenizer if tokenizer is not None else config.get("tokenizer", "cl100k_base"),
+            tokenizer=tokenizer if tokenizer is not None else _config_tokenizer(config.get("tokenizer", "cl100k_base")),
             renderer=renderer,
             name=config.get("name", "custom"),
             adaptive=config.get("adaptive"),
         )
 
     def to_config(self) -> dict[str, Any]:
-        """A plain dict that :meth:`from_config` turns back into an equal pipeline."""
+        """A plain dict that :meth:`from_config` turns back into an equal pipeline.
+
+        >>> config = Pipeline([make_stage("rerank-bm25")], budget=0.5, name="mine").to_config()
+        >>> config["name"], config["budget"], config["tokenizer"], config["steps"][0]["stage"]
+        ('mine', 0.5, 'cl100k_base', 'rerank-bm25')
+        >>> Pipeline.from_config(config).to_config() == config
+        True
+        """
         steps = []
         for name, stage in self.steps:
             entry: dict[str, Any] = {"stage": _step_name(stage)}
@@ -200,7 +208,18 @@ class Pipeline:
 
     @classmethod
     def load(cls, path: str | Path, *, budget: Budget | None = None, tokenizer: str | Tokenizer | None = None) -> Pipeline:
-        """Load a pipeline from a YAML, TOML or JSON file."""
+        """Load a pipeline from a YAML, TOML or JSON file; ``budget`` and ``tokenizer`` override the file's.
+
+        A pipeline saved with a tokenizer object of your own records only its name: pass the
+        object again as ``tokenizer=``.
+
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "mine.yaml")
+        >>> Pipeline.preset("bm25-pack", budget=300).save(path)
+        >>> loaded = Pipeline.load(path, budget=0.25)
+        >>> loaded.name, loaded.budget, [name for name, _ in loaded.steps]
+        ('bm25-pack', 0.25, ['rerank-bm25'])
+        """
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"pipeline config {str(p)!r} does not exist")
@@ -228,9 +247,26 @@ class Pipeline:
         return cls.from_config(data, budget=budget, tokenizer=tokenizer)
 
     def save(self, path: str | Path) -> None:
-        """Write :meth:`to_config` as YAML, TOML or JSON (by the file's suffix)."""
+        """Write :meth:`to_config` as YAML, TOML or JSON (by the file's suffix).
+
+        A tokenizer object of your own is saved as its ``name`` only, with a warning:
+        :meth:`load` needs the object again (``tokenizer=``).
+
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "mine.toml")
+        >>> Pipeline.preset("truncate", budget=100).save(path)
+        >>> Pipeline.load(path).to_config() == Pipeline.preset("truncate", budget=100).to_config()
+        True
+        """
         p = Path(path)
         config = self.to_config()
+        if not isinstance(self.tokenizer, (TiktokenTokenizer, HFTokenizer)):
+            warnings.warn(
+                f"{str(p)!r} records only the name {self.tokenizer_name!r} of this pipeline's tokenizer, a "
+                f"{type(self.tokenizer).__name__} object; load it with Pipeline.load({str(p)!r}, tokenizer=<that object>)",
+                UserWarning,
+                stacklevel=2,
+            )
         suffix = p.suffix.lower()
         if suffix in (".yaml", ".yml"):
             import yaml
@@ -254,11 +290,17 @@ class Pipeline:
         return clone
 
     def warm_up(self) -> Pipeline:
-        """Load every stage's models now, building a missing static or int8 model once (offline).
+        """Load every stage's models (and the sentence splitter) now, building a missing static or int8 model once (offline).
 
         ``run`` never builds a model: without ``warm_up()`` (or ``ragtrim models build``) a
         missing one raises :class:`~optimizer.models.ModelNotBuiltError` naming the command.
+        Returns the pipeline, so it chains; a second call costs nothing.
+
+        >>> pipeline = Pipeline.preset("default", budget=20).warm_up()   # the static model, built once if missing
+        >>> pipeline.run("What is the capital of France?", ["Paris is the capital of France."]).tokens
+        10
         """
+        split_sentences("Warm up. The packer and the sentence stages cut here.")  # blingfire's first load: ~0.2-0.3 s
         for _, stage in self.steps:
             warm = getattr(stage, "warm_up", None)
             if callable(warm):
@@ -306,6 +348,14 @@ class Pipeline:
         whatever a stage does. A share that rounds down to 0 tokens of a non-empty context
         warns (``UserWarning``, also in the ``pack`` trace's ``notes["warning"]``) with the
         smallest share that gives a token.
+
+        >>> pipeline = Pipeline.preset("bm25-pack", budget=300)
+        >>> chunks = [{"id": "a", "text": "Paris is the capital of France."}, "Lyon is a city in France."]
+        >>> result = pipeline.run("What is the capital of France?", chunks, budget=12)
+        >>> result.text, result.tokens, result.budget, result.tokens_full
+        ('[1] Paris is the capital of France.', 10, 12, 20)
+        >>> [(c.id, c.text) for c in result.chunks]
+        [('a', 'Paris is the capital of France.')]
         """
         if not isinstance(query, str):
             raise TypeError(f"query must be a string, got {type(query).__name__}: {query!r:.80}")
@@ -437,6 +487,23 @@ class Pipeline:
     def __repr__(self) -> str:
         steps = ", ".join(f"{n}={s!r}" for n, s in self.steps)
         return f"Pipeline(name={self.name!r}, budget={self.budget!r}, tokenizer={self.tokenizer_name!r}, steps=[{steps}])"
+
+
+def _config_tokenizer(name: Any) -> Any:
+    """A config's ``tokenizer`` as a tokenizer; a name that does not load says to pass ``tokenizer=``.
+
+    A config saved from a pipeline with a tokenizer object of your own holds only that
+    object's name, which no tokenizer of ragtrim's has.
+    """
+    if not isinstance(name, str):
+        return name
+    try:
+        return get_tokenizer(name)
+    except ValueError as exc:
+        raise ValueError(
+            f"{exc}. If this pipeline was saved with a tokenizer object of your own, the file records only its name "
+            f"{name!r}: pass the object again, Pipeline.load(path, tokenizer=MyTokenizer()) (or from_config(..., tokenizer=...))"
+        ) from None
 
 
 def _adaptive_budget(value: Any) -> AdaptiveBudget | None:

@@ -195,6 +195,13 @@ class Chunk:
     pieces:
         Kept ``(start, end)`` character ranges of the original text, in order.
         ``None`` means the whole original text.
+
+    >>> chunk = Chunk(id="a", text="Paris is the capital of France. It is big.", title="Paris", score=0.8)
+    >>> cut = chunk.keep([(0, 31)])         # what a stage does: a new chunk, the original untouched
+    >>> cut.text, cut.kept_pieces, cut.is_cut, chunk.is_cut
+    ('Paris is the capital of France.', ((0, 31),), True, False)
+    >>> cut.original_text == chunk.text
+    True
     """
 
     id: str
@@ -361,6 +368,15 @@ class Span:
     """A kept piece of text: ``original_text[start:end]`` of chunk ``chunk_id``.
 
     ``context_start``/``context_end`` locate the same characters in the rendered context.
+
+    >>> from optimizer import Pipeline
+    >>> chunk = Chunk(id="a", title="Paris", text="Paris is the capital of France. It is big.")
+    >>> result = Pipeline.preset("truncate", budget=8).run("capital?", [chunk])
+    >>> span = result.spans[0]
+    >>> span
+    Span(chunk_id='a', start=0, end=12, context_start=10, context_end=22)
+    >>> chunk.text[span.start:span.end] == result.text[span.context_start:span.context_end] == "Paris is the"
+    True
     """
 
     chunk_id: str
@@ -429,6 +445,15 @@ class Result:
     tokenizer (never above ``budget`` when a budget is set), ``chunks`` the kept chunks in
     rendered order, ``spans`` the provenance of every kept character and ``trace`` one
     :class:`StageTrace` per step (the packer and renderer included).
+
+    >>> from optimizer import Pipeline
+    >>> result = Pipeline.preset("truncate", budget=8).run("capital?", ["Paris is the capital of France. It is big."])
+    >>> result.text, result.tokens, result.budget, result.tokens_full, result.tokenizer
+    ('[1] Paris is the capital', 7, 8, 14, 'cl100k_base')
+    >>> [step.name for step in result.trace], [c.id for c in result.chunks]
+    (['select-truncate', 'pack'], ['0'])
+    >>> sorted(result.to_dict())          # what ``ragtrim optimize --format json`` prints
+    ['budget', 'chunks', 'spans', 'text', 'tokenizer', 'tokens', 'tokens_full', 'trace']
     """
 
     text: str

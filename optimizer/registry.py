@@ -30,6 +30,13 @@ from typing import Any
 
 ENTRY_POINT_GROUP = "ragtrim.stages"
 
+OWN_STAGE_HINT = (
+    "A stage of your own must be registered before a config names it: register_stage(MyStage) in Python, or, for "
+    f"the command line (ragtrim optimize/eval --config), an entry point in the {ENTRY_POINT_GROUP!r} group of an "
+    "installed package, e.g. in its pyproject.toml: [project.entry-points.\"ragtrim.stages\"] my-stage = \"my_pkg.stages:MyStage\""
+)
+"""How to make a stage of your own known, by name, to a config (see the README, "Write your own stage")."""
+
 # name -> "module:attribute"; imported only when asked for.
 _BUILTIN: dict[str, str] = {
     "select-truncate": "optimizer.stages.basic:Truncate",
@@ -159,7 +166,12 @@ class _EntryPointFactory:
 
 
 def list_stages() -> list[str]:
-    """Names of all known stages, built-in and registered (deprecated aliases not included)."""
+    """Names of all known stages, built-in and registered (deprecated aliases not included).
+
+    >>> names = list_stages()
+    >>> "compress-sentences" in names, "dedupe-near" in names, names == sorted(names)
+    (True, True, True)
+    """
     _load_entry_points()
     return sorted({*_BUILTIN, *_registered})
 
@@ -197,14 +209,22 @@ def stage_factory(name: str) -> Callable[..., Any]:
         module, attr = _BUILTIN[name].split(":")
         return getattr(importlib.import_module(module), attr)
     close = difflib.get_close_matches(name, list_stages(), n=3)
-    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-    raise ValueError(f"unknown stage {name!r}{hint} Known stages: {', '.join(list_stages())}")
+    hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+    raise ValueError(f"unknown stage {name!r}{hint}. Known stages: {', '.join(list_stages())}. {OWN_STAGE_HINT}")
+
 
 
 def make_stage(name: str, **params: Any) -> Any:
     """Build the stage registered under ``name`` with ``params``.
 
     Unknown parameters raise a TypeError that names the stage and its valid parameters.
+
+    >>> make_stage("select-top-k", k=2).k
+    2
+    >>> make_stage("select-top-k", kk=2)
+    Traceback (most recent call last):
+    ...
+    TypeError: stage 'select-top-k': TopK.__init__() got an unexpected keyword argument 'kk'. Valid parameters: k
     """
     factory = stage_factory(name)
     try:

@@ -18,13 +18,16 @@ The budget counts the documents as LangChain's stuff chains put them in the prom
 documents joined that way fit in ``budget`` tokens; ``render="pipeline"`` counts the pipeline's
 own layout (``[1] title``) instead, e.g. when you send ``last_result.text`` yourself.
 
-Needs ``langchain-core`` (``pip install 'ragtrim[langchain]'``); importing this module works
-without it, using :class:`RagtrimCompressor` then raises an error with the install hint.
+Needs ``langchain-core`` (``pip install 'ragtrim[langchain]'``, which also installs model2vec for
+the ``default`` preset's static model); importing this module works without it, using
+:class:`RagtrimCompressor` then raises an error with the install hint. The static model is built
+once, offline, into ragtrim's cache: ``RagtrimCompressor(...).warm_up()`` does it (a few seconds
+the first time), or ``ragtrim models build --only static``; a call never builds it.
 
 >>> from langchain_core.documents import Document
 >>> docs = [Document(id="a", page_content="Paris is the capital of France.", metadata={"title": "Paris"}),
 ...         Document(id="b", page_content="Lyon is known for its food. " * 30)]
->>> compressor = RagtrimCompressor(budget=30)
+>>> compressor = RagtrimCompressor(budget=30).warm_up()
 >>> out = compressor.compress_documents(docs, "What is the capital of France?")
 >>> out[0].id, out[0].metadata["ragtrim_spans"], compressor.last_result.tokens <= 30
 ('a', [[0, 31]], True)
@@ -93,6 +96,17 @@ if BaseDocumentCompressor is not None:
             pipeline's own renderer prints them.
         on_result:
             Called with each run's :class:`optimizer.Result` (also kept as :attr:`last_result`).
+
+        Any pipeline, e.g. a BM25 baseline; ``budget`` here overrides the pipeline's:
+
+        >>> from langchain_core.documents import Document
+        >>> docs = [Document(page_content="Paris is the capital of France.", metadata={"score": 0.4}),
+        ...         Document(page_content="Lyon is a city in France.", metadata={"score": 0.9})]
+        >>> compressor = RagtrimCompressor(pipeline=Pipeline.preset("bm25-pack"), budget=12)
+        >>> [(d.page_content, d.metadata) for d in compressor.compress_documents(docs, "capital of France?")]
+        [('Paris is the capital of France.', {'score': 0.4, 'ragtrim_spans': [[0, 31]]})]
+        >>> compressor.last_result.text, compressor.last_result.tokens
+        ('Paris is the capital of France.', 7)
         """
 
         model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -126,6 +140,19 @@ if BaseDocumentCompressor is not None:
         def active_pipeline(self) -> Pipeline:
             """The pipeline this compressor runs (a copy of ``pipeline`` with LangChain's layout, by default)."""
             return self._build()[0]
+
+        def warm_up(self) -> RagtrimCompressor:
+            """Load the pipeline's models now, building a missing one once, offline; returns the compressor.
+
+            As :meth:`optimizer.Pipeline.warm_up`: a call never builds a model, so without this (or
+            ``ragtrim models build --only static`` once, for the ``default`` preset) the first call
+            on a fresh cache raises ``ModelNotBuiltError``.
+
+            >>> RagtrimCompressor(budget=300).warm_up().active_pipeline.name
+            'default'
+            """
+            self.active_pipeline.warm_up()
+            return self
 
         def compress_documents(
             self, documents: Sequence[Document], query: str, callbacks: Optional[Callbacks] = None

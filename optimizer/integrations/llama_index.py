@@ -8,6 +8,11 @@ Three lines around an existing index::
 
 or wrap any retriever: ``RagtrimRetriever(index.as_retriever(similarity_top_k=20), budget=300)``.
 
+``pip install 'ragtrim[llama-index]'`` installs what the ``default`` preset needs (model2vec for
+its static model). The model is built once, offline, into ragtrim's cache: call ``.warm_up()``
+on the postprocessor or retriever (a few seconds the first time), or run
+``ragtrim models build --only static``; a query never builds it.
+
 What comes back: new :class:`~llama_index.core.schema.NodeWithScore` objects (the caller's
 nodes are never modified), one per kept node, in the order ragtrim rendered them, with the
 node's ``id_``, metadata, relationships and score unchanged; the node text is what was kept,
@@ -31,7 +36,7 @@ through unchanged after the text nodes instead (they are not counted in the budg
 ...     NodeWithScore(node=TextNode(id_="a", text="Paris is the capital of France.", metadata={"title": "Paris"}), score=0.8),
 ...     NodeWithScore(node=TextNode(id_="b", text="Lyon is known for its food. " * 30), score=0.5),
 ... ]
->>> post = RagtrimPostprocessor(budget=30)
+>>> post = RagtrimPostprocessor(budget=30).warm_up()   # builds the static model once if missing
 >>> out = post.postprocess_nodes(nodes, query_str="What is the capital of France?")
 >>> [(n.node.id_, n.score) for n in out][0]
 ('a', 0.8)
@@ -137,6 +142,17 @@ class RagtrimPostprocessor(BaseNodePostprocessor):
         send ``last_result.text`` yourself.
     on_result:
         Called with each run's :class:`optimizer.Result` (also kept as :attr:`last_result`).
+
+    Any pipeline, e.g. a BM25 baseline; ``budget`` here overrides the pipeline's:
+
+    >>> from llama_index.core.schema import NodeWithScore, TextNode
+    >>> nodes = [NodeWithScore(node=TextNode(id_="a", text="Paris is the capital of France."), score=0.4),
+    ...          NodeWithScore(node=TextNode(id_="b", text="Lyon is a city in France."), score=0.9)]
+    >>> post = RagtrimPostprocessor(pipeline=Pipeline.preset("bm25-pack"), budget=12)
+    >>> [(n.node.id_, n.node.text, n.score) for n in post.postprocess_nodes(nodes, query_str="capital of France?")]
+    [('a', 'Paris is the capital of France.', 0.4)]
+    >>> post.last_result.tokens, nodes[1].node.text     # your nodes are left as they were
+    (7, 'Lyon is a city in France.')
     """
 
     budget: Optional[Union[int, float, str]] = Field(default=None, description="tokens or a share of the context")
@@ -176,6 +192,19 @@ class RagtrimPostprocessor(BaseNodePostprocessor):
     def active_pipeline(self) -> Pipeline:
         """The pipeline this postprocessor runs (a copy of ``pipeline`` with LlamaIndex's layout, by default)."""
         return self._build()[0]
+
+    def warm_up(self) -> RagtrimPostprocessor:
+        """Load the pipeline's models now, building a missing one once, offline; returns the postprocessor.
+
+        As :meth:`optimizer.Pipeline.warm_up`: a query never builds a model, so without this (or
+        ``ragtrim models build --only static`` once, for the ``default`` preset) the first query
+        on a fresh cache raises ``ModelNotBuiltError``.
+
+        >>> RagtrimPostprocessor(budget=300).warm_up().active_pipeline.name
+        'default'
+        """
+        self.active_pipeline.warm_up()
+        return self
 
     def _postprocess_nodes(
         self, nodes: List[NodeWithScore], query_bundle: Optional[QueryBundle] = None
@@ -252,7 +281,7 @@ class RagtrimRetriever(BaseRetriever):
     >>> class Fixed(BaseRetriever):
     ...     def _retrieve(self, query_bundle):
     ...         return [NodeWithScore(node=TextNode(id_=str(i), text=f"Fact number {i}. " * 20), score=1.0) for i in range(5)]
-    >>> retriever = RagtrimRetriever(Fixed(), budget=60)
+    >>> retriever = RagtrimRetriever(Fixed(), budget=60).warm_up()
     >>> nodes = retriever.retrieve("fact 3")
     >>> retriever.last_result.tokens <= 60 and 0 < len(nodes) < 5
     True
@@ -297,6 +326,11 @@ class RagtrimRetriever(BaseRetriever):
     def last_result(self) -> Optional[Result]:
         """The :class:`optimizer.Result` of the latest retrieval."""
         return self.postprocessor.last_result
+
+    def warm_up(self) -> RagtrimRetriever:
+        """Load the pipeline's models now, building a missing one once, offline (:meth:`RagtrimPostprocessor.warm_up`); returns the retriever."""
+        self.postprocessor.warm_up()
+        return self
 
     def _retrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
         nodes = self.retriever.retrieve(query_bundle)
