@@ -7,12 +7,15 @@ Deterministic: the features are computed by the library, the fit is a convex con
 logit solved by Newton's method (:mod:`optimizer.stages.sentence_fit`) and the selector
 settings come from a fixed grid searched in a fixed order, so the same code and data give
 byte-identical files on one machine. ``--check`` ignores the feature cache (it is keyed by
-the examples, not by the code that computed them), and compares the refit with the shipped
-file exactly except for floats, which may move by ``--atol`` (another CPU's float
-kernels, ONNX Runtime's int8 ones above all, can change the last digits of the weights and,
-through a near tie, one replayed question of the selector's recall); fit sizes and feature
-names must match, and so must the selector settings, unless the refit's choice and the
-shipped one are a near tie (within ``NEAR_TIE`` recall, listed in ``info.selector_close``).
+the examples, not by the code that computed them) and refits from scratch. Each file records
+``info.kernels``, a digest of the feature models' vectors for fixed text on the machine that
+fitted it (:func:`kernels_fingerprint`). Where the digest is the same, the refit must match
+the file exactly except for floats, which may move by ``--atol``, and the selector settings,
+unless the refit's choice and the shipped one are a near tie (within ``NEAR_TIE`` recall,
+listed in ``info.selector_close``). Where it differs (another CPU's int8 kernels, another
+ONNX Runtime) the refit is a close fit, not the same one: weights may move by
+``LOOSE_ATOL`` and the selector by a ``LOOSE_TIE`` near tie, the spread measured between two
+CPUs with margin. Fit sizes and feature names must match everywhere.
 What the files are fitted on, and how many questions each set gave, is written into their
 ``info``. ``bench/lodo.py`` uses the same functions with one set left out.
 """
@@ -20,6 +23,7 @@ What the files are fitted on, and how many questions each set gave, is written i
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import os
@@ -59,6 +63,14 @@ GRID_EXAMPLES = 120  # per set: the first this many that count for answer recall
 # 4 groups of 3 budgets; one replayed question moves it by 1/(12 x the group's questions): 0.0007
 # with 120, 0.0011 with squad2-pools' 74 countable ones in the MiniLM pass.
 NEAR_TIE = 0.002
+# Where the feature models compute other vectors than on the machine that fitted the files
+# (``info.kernels`` differs: another CPU's int8 kernels, another ONNX Runtime), a refit is not
+# the same fit, only a close one. Measured on a 2-core AMD EPYC (AVX2, no AVX-512) against
+# files fitted on an AMX Xeon: weights moved by up to 0.027, and fitted-quality's selector
+# near tie came out the other way by 0.0066 recall (BENCHMARKS.md, "Twenty-seventh round").
+# These bounds are about twice that; a code change that moves the fit further fails anywhere.
+LOOSE_ATOL = 0.05
+LOOSE_TIE = 0.015
 CACHE = ROOT / "runs" / "scorer-cache"
 
 
@@ -149,15 +161,36 @@ def fit_sizes(by_set: dict[str, list[Prepared]]) -> dict[str, dict[str, int]]:
     return sizes
 
 
-def build_scorer(kind: str, passes: dict[str, dict[str, list[Prepared]]], pipe: Pipeline, command: str) -> FittedScorer:
-    """Fit both models of ``kind`` on ``passes`` (``static`` and ``minilm``), choose the selector on them, say so in ``info``."""
+def kernels_fingerprint() -> str:
+    """A digest of the feature models' vectors for fixed text, as computed here.
+
+    Two machines with the same digest compute the same features, so the fit must come out
+    the same; another digest means another CPU's kernels (or another ONNX Runtime) and a
+    fit that can only be close.
+    """
+    from optimizer.embeddings import get_embedder
+
+    texts = [c.text for ex in load_dataset("hotpotqa").examples[:4] for c in ex.chunks[:4]]
+    digest = hashlib.sha256()
+    for name in sorted({m for pair in PASSES.values() for m in pair if m}):
+        digest.update(np.ascontiguousarray(get_embedder(name).encode(texts), dtype=np.float32).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def build_scorer(kind: str, passes: dict[str, dict[str, list[Prepared]]], pipe: Pipeline, command: str,
+                 *, kernels: str | None = None, tie: float = NEAR_TIE) -> FittedScorer:
+    """Fit both models of ``kind`` on ``passes`` (``static`` and ``minilm``), choose the selector on them, say so in ``info``.
+
+    ``kernels`` (:func:`kernels_fingerprint`) is written into ``info``; grid points within
+    ``tie`` recall of the best are listed as ``info.selector_close``.
+    """
     minilm = passes["minilm"]
     plain_data = passes["static"] if kind == "default" else minilm
     plain = fit_model([p for v in plain_data.values() for p in v], feature_names(kind, False))
     retr = fit_model([p for v in minilm.values() for p in v], feature_names(kind, True))
     recalls = grid_recalls(plain_data, pipe, plain)
     settings, value = best_of(recalls)
-    close = [{"settings": other, "recall": round(v, 4)} for other, v in recalls if other != settings and v >= value - NEAR_TIE]
+    close = [{"settings": other, "recall": round(v, 4)} for other, v in recalls if other != settings and v >= value - tie]
     static, dense = KINDS[kind]
     info = {
         "fitted_on": {"plain": fit_sizes(plain_data), "retriever": fit_sizes(minilm)},
@@ -170,6 +203,8 @@ def build_scorer(kind: str, passes: dict[str, dict[str, list[Prepared]]], pipe: 
         "selector_close": close,  # within NEAR_TIE of the best: another CPU's float noise may pick one of these
         "command": command,
     }
+    if kernels:
+        info["kernels"] = kernels  # kernels_fingerprint() of the machine that fitted
     return FittedScorer(plain=plain, retriever=retr, static=static, dense=dense, info=info)
 
 
@@ -196,8 +231,13 @@ def near_tie(shipped: dict[str, Any], refit: dict[str, Any]) -> bool:
         c.get("settings") == mine.get("selector") for c in theirs.get("selector_close", []))
 
 
-def check(path: Path, text: str, atol: float) -> bool:
-    """Print whether the shipped ``path`` matches the refit ``text``; True when it does."""
+def check(path: Path, text: str, atol: float, *, loose: bool = False) -> bool:
+    """Print whether the shipped ``path`` matches the refit ``text``; True when it does.
+
+    ``loose``: the refit ran on features another machine computes differently (its
+    ``info.kernels`` differs), so the fit's ``info.kernels`` and ``info.selector_close`` are
+    not compared, and the caller passes the wider ``atol`` and near tie.
+    """
     if not path.is_file():
         print(f"{path}: missing (run python bench/fit_scorer.py)")
         return False
@@ -207,18 +247,51 @@ def check(path: Path, text: str, atol: float) -> bool:
         return True
     old, new = json.loads(shipped), json.loads(text)
     tie = near_tie(old, new)
+    drop = ("kernels", "selector_close") if loose else ()
     if tie:  # the selector and its recalls are the near tie's; everything else must still match
-        for d in (old, new):
-            d["info"] = {k: v for k, v in d["info"].items() if not k.startswith("selector")}
+        drop += ("selector",)
+    for d in (old, new):
+        d["info"] = {k: v for k, v in d.get("info", {}).items() if not k.startswith(drop)} if drop else d.get("info", {})
     diffs = differences(old, new, atol)
     if not diffs:
-        why = "the selector is a near tie" if tie else "last digits differ"
-        print(f"{path}: same within atol={atol:g} ({why})")
+        why = "floats within the tolerance"
+        if tie:
+            theirs = json.loads(text)["info"]
+            mine = next(c["recall"] for c in theirs["selector_close"] if c["settings"] == json.loads(shipped)["info"]["selector"])
+            why = (f"the selector is a near tie: the shipped settings recall {mine:.4f} in the refit, "
+                   f"its choice {theirs['selector_recall_on_those']:.4f}")
+        moved = largest_move(json.loads(shipped), json.loads(text))
+        print(f"{path}: same within atol={atol:g} ({why}; largest move {moved[1]:.4g} at {moved[0] or '-'})")
         return True
     print(f"{path}: WOULD CHANGE ({len(diffs)} values; refit with python bench/fit_scorer.py)")
     for line in diffs[:20]:
         print("  " + line)
     return False
+
+
+def largest_move(shipped: Any, refit: Any, where: str = "") -> tuple[str, float]:
+    """The float that moved most between ``shipped`` and ``refit`` (outside ``info``), and by how much."""
+    if isinstance(shipped, dict) and isinstance(refit, dict):
+        pairs = [(f"{where}.{k}", shipped[k], refit[k]) for k in sorted(set(shipped) & set(refit)) if k != "info"]
+    elif isinstance(shipped, list) and isinstance(refit, list):
+        pairs = [(f"{where}[{i}]", a, b) for i, (a, b) in enumerate(zip(shipped, refit))]
+    elif isinstance(shipped, float) and isinstance(refit, float):
+        return where, abs(shipped - refit)
+    else:
+        return where, 0.0
+    return max((largest_move(a, b, w) for w, a, b in pairs), key=lambda m: m[1], default=("", 0.0))
+
+
+def compare_mode(path: Path, here: str, atol: float) -> tuple[bool, float, float]:
+    """``(loose, atol, tie)`` for checking ``path`` on a machine whose :func:`kernels_fingerprint` is ``here``."""
+    fitted = json.loads(path.read_text(encoding="utf-8")).get("info", {}).get("kernels") if path.is_file() else None
+    if fitted == here:
+        return False, atol, NEAR_TIE
+    why = (f"fitted where the feature models computed other vectors (kernels {fitted}, here {here})" if fitted
+           else f"fitted before the kernels were recorded (here {here})")
+    print(f"{path}: {why}; an exact check needs that machine or a refit here, so this one allows "
+          f"another CPU's spread: atol={max(atol, LOOSE_ATOL):g}, selector near tie {LOOSE_TIE:g}")
+    return True, max(atol, LOOSE_ATOL), LOOSE_TIE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -234,11 +307,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ragtrim-fit-") as scratch:
         cache = Path(scratch) if args.check else CACHE
         passes = {name: load_pass(name, SETS, pipe, cache=cache) for name in PASSES}
+    here = kernels_fingerprint()
     for kind in args.kinds.split(","):
-        text = dump(build_scorer(kind, passes, pipe, "python bench/fit_scorer.py"))
         path = args.out / f"scorer-{kind}.json"
+        loose, atol, tie = compare_mode(path, here, args.atol) if args.check else (False, args.atol, NEAR_TIE)
+        text = dump(build_scorer(kind, passes, pipe, "python bench/fit_scorer.py", kernels=here, tie=tie))
         if args.check:
-            status |= 0 if check(path, text, args.atol) else 1
+            status |= 0 if check(path, text, atol, loose=loose) else 1
         else:
             path.write_text(text, encoding="utf-8")
             print(f"wrote {path}")

@@ -88,3 +88,58 @@ def test_a_near_tie_selector_passes_only_if_the_refit_lists_the_shipped_one_as_c
     assert not fit_scorer.check(path, text({**b, "info": {**b["info"], "selector_close": []}}), 1e-3)
     b["plain"]["coef"][0] += 0.01  # a near tie excuses the selector, nothing else
     assert not fit_scorer.check(path, text(b), 1e-3)
+
+
+def test_another_cpus_spread_passes_only_when_the_features_differ(tmp_path, capsys):
+    """A weight moved by 0.03 (as between an AMX Xeon and an AVX2 EPYC) fails the exact check
+    and passes the loose one; a move past LOOSE_ATOL fails both."""
+    a = shipped()
+    a["info"]["kernels"] = "fitted-here"
+    path = tmp_path / "scorer-quality.json"
+    path.write_text(text(a), encoding="utf-8")
+    b = copy.deepcopy(a)
+    b["plain"]["coef"][2] += 0.03
+    assert fit_scorer.compare_mode(path, "fitted-here", 1e-3) == (False, 1e-3, fit_scorer.NEAR_TIE)
+    assert not fit_scorer.check(path, text(b), 1e-3)
+    capsys.readouterr()
+    loose, atol, tie = fit_scorer.compare_mode(path, "another-cpu", 1e-3)
+    assert (loose, atol, tie) == (True, fit_scorer.LOOSE_ATOL, fit_scorer.LOOSE_TIE)
+    assert "fitted-here" in capsys.readouterr().out
+    b["info"]["kernels"] = "another-cpu"
+    assert fit_scorer.check(path, text(b), atol, loose=True)
+    assert "largest move 0.03 at .plain.coef[2]" in capsys.readouterr().out
+    b["plain"]["coef"][2] += fit_scorer.LOOSE_ATOL
+    assert not fit_scorer.check(path, text(b), atol, loose=True)
+
+
+def test_a_file_without_kernels_is_checked_loosely(tmp_path, capsys):
+    a = shipped()
+    a["info"].pop("kernels", None)
+    path = tmp_path / "scorer-quality.json"
+    path.write_text(text(a), encoding="utf-8")
+    assert fit_scorer.compare_mode(path, "here", 1e-3)[0]
+    assert "before the kernels were recorded" in capsys.readouterr().out
+
+
+def test_a_loose_selector_tie_needs_the_shipped_settings_within_the_wider_tie(tmp_path, capsys):
+    a = shipped()
+    a["info"]["selector"] = {"coverage": 0.2, "density": 1.0, "redundancy": 0.0, "tight_sentences": 4}
+    path = tmp_path / "scorer-quality.json"
+    path.write_text(text(a), encoding="utf-8")
+    b = copy.deepcopy(a)  # the refit elsewhere: tight_sentences 0 won by 0.0057
+    b["info"]["selector"] = {**a["info"]["selector"], "tight_sentences": 0}
+    b["info"]["selector_recall_on_those"] = 0.9075
+    b["info"]["kernels"] = "another-cpu"
+    b["info"]["selector_close"] = [{"settings": a["info"]["selector"], "recall": 0.9018}]
+    assert fit_scorer.check(path, text(b), fit_scorer.LOOSE_ATOL, loose=True)
+    assert "recall 0.9018 in the refit, its choice 0.9075" in capsys.readouterr().out
+    b["info"]["selector_close"] = []  # the shipped settings are further than LOOSE_TIE behind
+    assert not fit_scorer.check(path, text(b), fit_scorer.LOOSE_ATOL, loose=True)
+    b["info"]["selector"] = a["info"]["selector"]  # same settings: selector_close is not compared when loose
+    assert fit_scorer.check(path, text(b), fit_scorer.LOOSE_ATOL, loose=True)
+
+
+def test_the_fingerprint_is_stable_and_names_the_vectors():
+    here = fit_scorer.kernels_fingerprint()
+    assert len(here) == 16 and int(here, 16) >= 0
+    assert fit_scorer.kernels_fingerprint() == here
