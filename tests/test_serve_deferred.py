@@ -24,10 +24,8 @@ from sqlalchemy.exc import OperationalError
 
 from ragtrim.serve.budgets import set_budget
 from ragtrim.serve.config import ModelConfig
-from ragtrim.serve.db import make_engine
 from ragtrim.serve.fake_upstream import create_fake_upstream
 from ragtrim.serve.hold import Hold
-from ragtrim.serve.keys import create_tenant
 from ragtrim.serve.lease import LeaseKeeper
 from ragtrim.serve.ledger import LedgerEntry
 from ragtrim.serve.metrics import Metrics
@@ -38,24 +36,9 @@ from ragtrim.serve.schema import budget_usage, ledger, reservations
 from ragtrim.serve.testing import serve_in_thread
 
 from serve_fixtures import budget, chat_body, gateway, tenant_with_key
+from quota_fixtures import Clock, engine  # noqa: F401 (engine is a fixture)
 
 LOG = logging.getLogger("ragtrim.serve.test_deferred")
-
-
-@pytest.fixture
-def engine(tmp_path):
-    e = make_engine(f"sqlite:///{tmp_path / 'q.sqlite'}")
-    create_tenant(e, "acme")
-    yield e
-    e.dispose()
-
-
-class Clock:
-    def __init__(self, t: float = 1_750_000_000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def db_error() -> OperationalError:

@@ -12,26 +12,10 @@ import pytest
 
 from ragtrim.serve.budgets import period_start, set_budget
 from ragtrim.serve.db import make_engine
-from ragtrim.serve.keys import create_tenant
 from ragtrim.serve.ledger import LedgerEntry
 from ragtrim.serve.quota import Need, QuotaStore, Reservation, Shortfall
 from ragtrim.serve.schema import budget_usage, ledger, reservations
-
-
-@pytest.fixture
-def engine(tmp_path):
-    e = make_engine(f"sqlite:///{tmp_path / 'q.sqlite'}")
-    create_tenant(e, "acme")
-    yield e
-    e.dispose()
-
-
-class Clock:
-    def __init__(self, t: float = 1_750_000_000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+from quota_fixtures import Clock, engine  # noqa: F401 (engine is a fixture)
 
 
 def counters(engine, budget_id):

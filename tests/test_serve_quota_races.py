@@ -21,13 +21,12 @@ import pytest
 from sqlalchemy import text
 
 from ragtrim.serve.budgets import set_budget
-from ragtrim.serve.db import make_engine
-from ragtrim.serve.keys import create_tenant
 from ragtrim.serve.lease import LeaseKeeper
 from ragtrim.serve.ledger import LedgerEntry
 from ragtrim.serve.quota import LATE_NOTE, Need, QuotaStore, Reservation
 from ragtrim.serve.schema import budget_usage, ledger, reservations
-from ragtrim.serve.testing import postgres_available, temp_postgres
+from ragtrim.serve.testing import postgres_available
+from quota_fixtures import pg_engine, pg_url  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.postgres
 
@@ -35,21 +34,9 @@ if not postgres_available() and os.environ.get("CI") != "true":
     pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql); CI runs these", allow_module_level=True)
 
 
-@pytest.fixture(scope="module")
-def pg_url():
-    with temp_postgres() as url:
-        yield url
-
-
 @pytest.fixture
-def engine(pg_url):
-    e = make_engine(pg_url)
-    with e.begin() as c:
-        for t in ("rt_reservations", "rt_budget_usage", "rt_ledger", "rt_budgets", "rt_api_keys", "rt_tenants"):
-            c.exec_driver_sql(f"DELETE FROM {t}")
-    create_tenant(e, "acme")
-    yield e
-    e.dispose()
+def engine(pg_engine):
+    return pg_engine
 
 
 def counters(engine) -> dict[str, tuple[int, int]]:
