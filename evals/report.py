@@ -225,8 +225,19 @@ NOTHING_MEASURED = {"answer_recall": "(every example's answers are yes/no or emp
 """Why a metric can have no value in any run (said in the plot and the report)."""
 
 
+def plot_text(text: str) -> str:
+    """``text`` for a matplotlib label, shown as written: ``$`` would start mathtext (a name like ``cap$x$``).
+
+    >>> print(plot_text("budget$_cap$"))
+    budget\\$_cap\\$
+    """
+    return text.replace("$", r"\$")
+
+
 def pareto_plot(results: Mapping[str, Any], path: str | Path) -> Path:
-    """Quality versus mean context tokens, one line per pipeline, ``full`` as a star; a PNG."""
+    """Quality versus mean context tokens, one line per pipeline, ``full`` as a star; a PNG.
+
+    Names (pipelines, dataset) are drawn as written (:func:`plot_text`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -255,16 +266,16 @@ def pareto_plot(results: Mapping[str, Any], path: str | Path) -> Path:
             if not points:
                 continue
             xs, ys, bs = zip(*points)
-            shown = name + (IN_SAMPLE_MARK + " (tuned on this set)" if name in marked else "")
+            shown = plot_text(name) + (IN_SAMPLE_MARK + " (tuned on this set)" if name in marked else "")
             ax.plot(xs, ys, marker="osD^vP<>"[i % 8], color=colors(i % 10), label=shown, alpha=0.85)
             for x, y, b in points:
-                ax.annotate(_budget(b), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=colors(i % 10))
+                ax.annotate(plot_text(_budget(b)), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=colors(i % 10))
         for r in runs:
             if r["budget"] is None and r["metrics"].get(metric) is not None:
                 ax.scatter([r["metrics"]["tokens_mean"]], [r["metrics"][metric]], marker="*", s=180, color="black", zorder=5, label="full")
         ax.set_xlabel("mean context tokens")
         ax.set_ylabel(label)
-        ax.set_title(f"{label} vs tokens ({results['dataset']}, n={results['n']})", fontsize=10)
+        ax.set_title(plot_text(f"{label} vs tokens ({results['dataset']}, n={results['n']})"), fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.set_ylim(bottom=0)
         if ax.get_legend_handles_labels()[0]:
@@ -320,8 +331,13 @@ def _retrieval_lines(retrieval: Mapping[str, Any] | None) -> list[str]:
     if not retrieval:
         return []
     how = retrieval.get("retriever", "?") + (f" ({retrieval['embedder']})" if retrieval.get("embedder") else "")
-    k = retrieval.get("top_k", "?")
-    line = f"Chunks retrieved with {how}, top {k} per question, from a corpus of every passage of the dataset."
+    asked = retrieval.get("top_k", "?")
+    k = retrieval.get("top_k_used", asked)
+    clipped = f" ({asked} asked, clipped to the corpus)" if k != asked else ""
+    size = retrieval.get("corpus_passages")
+    corpus = f"{size:,} distinct passages" if isinstance(size, int) else "every passage"
+    line = (f"Chunks retrieved with {how}, top {k} per question{clipped}, from a corpus of {corpus} of the whole "
+            "dataset (whatever --limit).")
     recall = retrieval.get("retrieval_recall")
     if recall is not None:
         line += (f" Retrieval recall@{k} {fmt(recall)} (share of each question's gold passages retrieved; "
@@ -456,7 +472,7 @@ def write_report(run: Any, out_dir: str | Path, *, meta: Mapping[str, Any] | Non
     if plot:
         plot_note = plot_dependency_missing()
         if plot_note is None:
-            png = pareto_plot(results, out / PLOT_FILE).read_bytes()
+            png, plot_note = draw_plot(results, out / PLOT_FILE)
     if png is None:
         (out / PLOT_FILE).unlink(missing_ok=True)  # an earlier run's plot would not match these results
     with replace_atomically(out / "report.md") as f:
@@ -468,6 +484,20 @@ def write_report(run: Any, out_dir: str | Path, *, meta: Mapping[str, Any] | Non
 
 PLOT_FILE = "pareto.png"
 PLOT_EXTRA = "eval"
+
+
+def draw_plot(results: Mapping[str, Any], path: Path) -> tuple[bytes | None, str | None]:
+    """``(png, None)``, or ``(None, note)`` when the plot cannot be drawn: a warning says why, and the tables and the
+    rest of the report are written without it (a broken plot never loses the run's outputs)."""
+    import warnings
+
+    try:
+        return pareto_plot(results, path).read_bytes(), None
+    except Exception as exc:  # matplotlib's errors are many and not the user's to fix: report the plot as missing
+        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else 'no message'}"
+        warnings.warn(f"the quality-versus-tokens plot could not be drawn ({reason}); the report is written without it",
+                      RuntimeWarning, stacklevel=2)
+        return None, f"no plot: drawing it failed ({reason}); the tables are complete without it"
 
 
 def plot_dependency_missing() -> str | None:
@@ -554,8 +584,33 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         raise SystemExit("usage: python -m evals.report DIR (a ragtrim eval --out folder)")
-    results = json.loads((Path(args[0]) / "results.json").read_text(encoding="utf-8"))
+    try:
+        results = read_results(Path(args[0]))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(to_markdown(compact_table(results)))
+
+
+def read_results(folder: Path) -> dict[str, Any]:
+    """``folder/results.json`` as written by ``ragtrim eval``; a one-line ValueError naming the folder otherwise."""
+    expects = "pass the --out folder of a finished 'ragtrim eval' (it holds results.json)"
+    if not folder.is_dir():
+        raise ValueError(f"{str(folder)!r} is not a folder; {expects}")
+    path = folder / "results.json"
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{str(folder)!r} has no results.json; {expects}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {str(path)!r} ({exc}); {expects}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{str(path)!r} is not valid JSON ({exc.msg}, line {exc.lineno}); {expects}, "
+                         "or rerun the eval") from None
+    missing = [key for key in ("dataset", "n", "runs") if not isinstance(results, dict) or key not in results]
+    if missing:
+        raise ValueError(f"{str(path)!r} is not a ragtrim eval results file (no {', '.join(missing)}); {expects}")
+    return results
 
 
 def terminal_table(results: Mapping[str, Any]) -> Table:

@@ -13,7 +13,12 @@ disk under ``$RAGTRIM_CACHE`` or ``~/.cache/ragtrim/corpus/``, keyed by the embe
 a hash of the texts, so a rerun is instant. ``retriever="bm25"`` needs no model (Robertson
 and Zaragoza, *The Probabilistic Relevance Framework: BM25 and Beyond*, 2009; ``rank_bm25``).
 
-Each new example's ``meta["retrieval"]`` records the retriever, ``top_k``, how many of the
+With ``limit``, only the first ``limit`` questions are retrieved for (and kept), but the corpus is
+still every passage of the whole dataset: a smaller run sees the same distractors as the full one.
+A ``top_k`` above the corpus size is clipped to it, with a warning.
+
+Each new example's ``meta["retrieval"]`` records the retriever, ``top_k`` (as asked), the k used
+(``top_k_used``, clipped to the corpus), the corpus size (``corpus_passages``), how many of the
 question's gold passages were retrieved (``gold_retrieved`` of ``gold_total``) and the ids of
 the gold chunks that were not (``gold_missed``), so :func:`retrieval_recall` can report
 recall@k and evidence recall downstream keeps every gold passage in its denominator: gold that
@@ -108,6 +113,7 @@ def retrieve_dataset(
     embedder: Any = "minilm",
     cache: bool = True,
     attach_embeddings: bool = True,
+    limit: int | None = None,
 ) -> Any:
     """A new dataset whose examples' chunks are the ``top_k`` passages retrieved for each question.
 
@@ -116,7 +122,7 @@ def retrieve_dataset(
     dataset:
         An :class:`evals.datasets.Dataset` (or any frozen dataclass with ``examples``).
     top_k:
-        Passages per question (clipped to the corpus size).
+        Passages per question (clipped to the corpus size, with a warning).
     retriever:
         ``"faiss"`` (dense, exact inner product) or ``"bm25"`` (no model).
     embedder:
@@ -127,8 +133,13 @@ def retrieve_dataset(
     attach_embeddings:
         For ``faiss``: put each passage's vector on its chunk (``Chunk.embedding``), as a
         vector-store retriever would, so dense stages with the same model reuse it.
+    limit:
+        Keep (and retrieve for) only the first ``limit`` questions; the corpus is still built from
+        every example of ``dataset``.
     """
     positive_int(top_k, "top_k", what="passages per question")
+    if limit is not None:
+        positive_int(limit, "limit", what="questions")
     if retriever not in RETRIEVERS:
         raise ValueError(f"unknown retriever {retriever!r}; use one of {', '.join(RETRIEVERS)}")
     examples = getattr(dataset, "examples", None)
@@ -139,7 +150,8 @@ def retrieve_dataset(
     corpus = build_corpus(examples)
     if not corpus:
         raise ValueError(f"dataset {getattr(dataset, 'name', '?')!r} has no passage text to index")
-    k = min(top_k, len(corpus))
+    k = _clipped_k(top_k, len(corpus))
+    examples = tuple(examples)[:limit] if limit is not None else tuple(examples)
     questions = [ex.question for ex in examples]
     vectors = None
     if retriever == "bm25":
@@ -151,11 +163,20 @@ def retrieve_dataset(
         label = f"faiss:{getattr(model, 'name', type(model).__name__)}"
         if not attach_embeddings:
             vectors = None
+    sizes = {"top_k": top_k, "top_k_used": k, "corpus_passages": len(corpus)}
     new_examples = tuple(
-        _retrieved_example(ex, corpus, ids[i], scores[i], vectors, label=label, top_k=top_k)
+        _retrieved_example(ex, corpus, ids[i], scores[i], vectors, label=label, sizes=sizes)
         for i, ex in enumerate(examples)
     )
     return replace(dataset, examples=new_examples)
+
+
+def _clipped_k(top_k: int, corpus_size: int) -> int:
+    """``top_k`` clipped to the corpus size, with a warning when it is larger."""
+    if top_k > corpus_size:
+        warnings.warn(f"top-k {top_k} is larger than the corpus ({corpus_size} distinct passages): each question gets "
+                      f"all {corpus_size}; pass a top-k of {corpus_size} or less to silence this", UserWarning, stacklevel=3)
+    return min(top_k, corpus_size)
 
 
 def _retrieved_example(
@@ -166,7 +187,7 @@ def _retrieved_example(
     vectors: np.ndarray | None,
     *,
     label: str,
-    top_k: int,
+    sizes: dict[str, int],
 ) -> Any:
     gold_by_text = {c.original_text: c for c in ex.chunks if c.metadata.get("gold") is True}
     chunks = []
@@ -184,7 +205,7 @@ def _retrieved_example(
         chunks.append(Chunk(id=p.id, text=p.text, title=p.title, score=float(score), metadata=meta, embedding=embedding))
     found = {c.text for c in chunks if c.metadata["gold"]}
     missed = [c.id for text, c in gold_by_text.items() if text not in found]
-    info = {"retriever": label, "top_k": top_k, "gold_total": len(gold_by_text), "gold_retrieved": len(found),
+    info = {"retriever": label, **sizes, "gold_total": len(gold_by_text), "gold_retrieved": len(found),
             "gold_missed": missed}
     return replace(ex, chunks=tuple(chunks), meta={**dict(ex.meta), "retrieval": info})
 
@@ -204,7 +225,8 @@ def all_gold_ids(ex: Any) -> tuple[str, ...]:
 
 
 def retrieval_summary(dataset: Any) -> dict[str, Any]:
-    """Recall@k of a retrieved dataset for ``results.json``: the mean share, the gold counts, questions with none found.
+    """Recall@k of a retrieved dataset for ``results.json``: the mean share, the gold counts, questions with none found,
+    and (when recorded) the corpus size and the k used.
 
     >>> from types import SimpleNamespace as S
     >>> retrieval_summary(S(examples=[S(meta={"retrieval": {"gold_total": 2, "gold_retrieved": 1}}),
@@ -213,12 +235,14 @@ def retrieval_summary(dataset: Any) -> dict[str, Any]:
     """
     infos = [(ex.meta or {}).get("retrieval") or {} for ex in dataset.examples]
     with_gold = [i for i in infos if i.get("gold_total")]
+    sizes = {key: infos[0][key] for key in ("corpus_passages", "top_k_used") if infos and key in infos[0]}
     return {
         "retrieval_recall": retrieval_recall(dataset),
         "gold_total": sum(i["gold_total"] for i in with_gold),
         "gold_retrieved": sum(i.get("gold_retrieved", 0) for i in with_gold),
         "questions_with_gold": len(with_gold),
         "questions_without_gold_retrieved": sum(1 for i in with_gold if not i.get("gold_retrieved")),
+        **sizes,
     }
 
 

@@ -65,14 +65,25 @@ def to_html(t: Table) -> str:
 
 
 def to_rich(t: Table) -> Any:
-    """A :class:`rich.table.Table` for the terminal (cells may hold a line break)."""
+    """A :class:`rich.table.Table` for the terminal (cells may hold a line break).
+
+    Every text is escaped: a name such as ``trunc[v2]`` or ``tr[/]unc`` is shown as written, never read as markup.
+
+    >>> import io
+    >>> from rich.console import Console
+    >>> console = Console(width=60, file=io.StringIO(), record=True)
+    >>> console.print(to_rich(Table("rag[v2]", ("pipeline",), (("tr[/]unc",),))))
+    >>> text = console.export_text(); "rag[v2]" in text and "tr[/]unc" in text
+    True
+    """
+    from rich.markup import escape
     from rich.table import Table as RichTable
 
-    out = RichTable(title=t.title, caption=t.note or None)
+    out = RichTable(title=escape(t.title), caption=escape(t.note) if t.note else None)
     for h in t.headers:
-        out.add_column(h, justify="left" if h in t.left else "right")
+        out.add_column(escape(h), justify="left" if h in t.left else "right")
     for row in t.rows:
-        out.add_row(*row)
+        out.add_row(*(escape(cell) for cell in row))
     return out
 
 

@@ -18,7 +18,16 @@ default, in Python as in ``ragtrim tune``) the examples are split with ``seed``:
 one part and the chosen budget is measured once on the held-out rest
 (:attr:`TuneResult.held_out`), which is the number to trust. With fewer than
 :data:`MIN_SPLIT` examples nothing is held out and the result says so (:attr:`TuneResult.note`);
-the search's own numbers are always labelled in-sample.
+the search's own numbers are always labelled in-sample. The split is stratified
+(:func:`split_examples`): the examples that count for the metric are spread over both parts, so
+a held-out part is never left with nothing to check while the other has it all. When the
+held-out part still has nothing to compare (e.g. every held-out reader call failed), the check
+says "not checked" (:attr:`HeldOutCheck.checked` False): not a miss.
+
+**Paired comparisons.** A share is compared with the full context on the example ids where both
+have a value of the metric (:func:`compare`), never on two different sets of examples: a reader
+call that fails for one of the two leaves that example out of both means. Failed reader calls are
+counted (:attr:`TuneResult.reader_failures`, with how many examples each comparison left out).
 
 A full-context metric of 0 (e.g. no chunk holds any answer) makes any budget "meet" any
 target: the tuner refuses it with an error instead of recommending an empty context. The
@@ -81,10 +90,15 @@ class HeldOutCheck:
     """The chosen budget measured once on examples the search never saw.
 
     ``metric`` and ``full_metric`` are means over the ``n_metric`` held-out examples where the
-    metric counts; ``ci`` is the 95 % bootstrap interval of ``metric``, ``retention_ci`` that of
-    ``metric / full_metric`` and ``delta_ci`` that of the paired delta. ``met`` says whether
-    ``metric >= target_retention * full_metric`` on these examples (False when the full
-    context scores 0 or nothing counts: nothing to check against).
+    metric counts for both the chosen budget and the full context (paired); ``ci`` is the 95 %
+    bootstrap interval of ``metric``, ``retention_ci`` that of ``metric / full_metric`` and
+    ``delta_ci`` that of the paired delta. ``met`` says whether
+    ``metric >= target_retention * full_metric`` on these examples.
+
+    ``checked`` is False when there was nothing to check against (no held-out example counts for
+    the metric, or the full context scores 0 on them): ``met`` is then False too, ``note`` says
+    why, and it is not a miss. ``reader_failures`` counts the failed reader calls of the check and
+    ``n_left_out`` the examples a failed call left out of the comparison.
     """
 
     n: int
@@ -99,6 +113,10 @@ class HeldOutCheck:
     tokens_mean: float
     tokens_full_mean: float
     met: bool
+    checked: bool = True
+    note: str = ""
+    reader_failures: int = 0
+    n_left_out: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -116,13 +134,19 @@ class TuneResult:
     metric at ``budget`` with its 95 % bootstrap interval ``ci``; ``delta`` versus the full
     context with ``delta_ci`` (paired bootstrap over examples). ``met`` is False when not
     even the whole context (share 1.0) meets the target; ``budget`` is then 1.0.
-    ``evaluations`` lists every ``(share, metric)`` evaluated, ``fails_above`` the shares
+    ``evaluations`` lists every ``(share, metric)`` evaluated (the metric over the examples where the
+    share and the full context both count, as the search compared them), ``fails_above`` the shares
     above ``budget`` that missed the target (non-monotonicity; empty when none was seen).
 
-    ``metric``, ``ci``, ``retention`` (with ``retention_ci``), ``delta``, ``met`` and the token
-    figures are measured on the ``n_tune`` examples that chose the budget: **in-sample**,
-    optimistic. ``held_out`` is the chosen budget measured on the other ``n - n_tune``
-    examples (None when nothing was held out; ``note`` says why).
+    ``metric``, ``ci``, ``retention`` (with ``retention_ci``), ``delta``, ``met``, the token
+    figures and the savings are measured on the ``n_tune`` examples that chose the budget:
+    **in-sample**, optimistic. ``metric`` and ``full_metric`` are means over the same ``n_metric``
+    examples (those where both count). ``held_out`` is the chosen budget measured on the other
+    ``n - n_tune`` examples (None when nothing was held out; ``note`` says why).
+
+    ``reader_failures``: reader calls that failed during the search (every share and the full
+    context); ``n_left_out``: examples a failed call left out of the comparison at ``budget``;
+    ``first_reader_error``: the first failure's message (None without failures).
 
     ``adaptive``: the pipeline has an adaptive budget rule, which caps each context on its own, so
     share 1.0 is "no hard cap beyond the rule", not the whole context. ``tuned_on``: the data the
@@ -140,7 +164,7 @@ class TuneResult:
     metric: float
     full_metric: float
     retention: float | None
-    ci: tuple[float, float]
+    ci: tuple[float, float] | None
     delta: float
     delta_ci: tuple[float, float]
     n: int
@@ -161,16 +185,20 @@ class TuneResult:
     note: str = ""
     adaptive: bool = False
     tuned_on: dict[str, Any] | None = None
+    reader_failures: int = 0
+    n_left_out: int = 0
+    first_reader_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON (what ``ragtrim tune --format json`` prints)."""
         out = asdict(self)
-        out["ci"] = list(self.ci)
+        out["ci"] = list(self.ci) if self.ci is not None else None  # None: no example pairs at the budget
         out["delta_ci"] = list(self.delta_ci)
         out["retention_ci"] = list(self.retention_ci) if self.retention_ci is not None else None
         out["evaluations"] = [{"budget": s, "metric": v} for s, v in self.evaluations]
         out["fails_above"] = list(self.fails_above)
-        out["in_sample"] = ["metric", "ci", "retention", "retention_ci", "delta", "delta_ci", "met"]
+        out["in_sample"] = ["metric", "ci", "retention", "retention_ci", "delta", "delta_ci", "met",
+                            "tokens_saved_per_1k", "cost_saved_per_1k"]
         out["held_out"] = self.held_out.to_dict() if self.held_out is not None else None
         return out
 
@@ -181,11 +209,23 @@ class TuneResult:
                     f"({self.tokens_mean:.0f} of {self.tokens_full_mean:.0f} tokens on average; the whole context was "
                     "not tried): loosen the rule (e.g. a higher mass) or lower the target")
         if not self.met:
-            return "MISSES (even the whole context)"
+            return self._miss_at_full_budget()
         if self.held_out is None:
             return f"meets on the {self.n_tune} examples that chose it (in-sample only, no held-out check)"
+        if not self.held_out.checked:
+            return (f"meets on the {self.n_tune} examples that chose it; NOT CHECKED on the {self.held_out.n} held-out "
+                    f"examples ({self.held_out.note})")
         word = "meets" if self.held_out.met else "MISSES"
         return f"{word} on {self.held_out.n} held-out examples (budget chosen on the other {self.n_tune})"
+
+    def _miss_at_full_budget(self) -> str:
+        """Why budget 1.0 misses: the pipeline's own selection keeps less than the whole context, or it keeps it all."""
+        if self.tokens_mean < self.tokens_full_mean - 0.5:
+            return (f"MISSES even at budget 1.0, where the pipeline keeps {self.tokens_mean:,.0f} of "
+                    f"{self.tokens_full_mean:,.0f} tokens on average: its own selection loses the answer, not the budget "
+                    "(the whole context meets the target); let its steps keep more (e.g. a larger k) or lower the target")
+        return (f"MISSES even at budget 1.0, where the pipeline keeps the whole context ({self.tokens_full_mean:,.0f} "
+                "tokens on average) in its own order and rendering; lower the target")
 
     def summary(self) -> str:
         """A few lines for people: the budget, the metric versus full (chosen on / held out), what it saves."""
@@ -199,9 +239,8 @@ class TuneResult:
                                            self.retention, self.retention_ci) + " (in-sample: optimistic)",
         ]
         if self.held_out is not None:
-            h = self.held_out
-            lines.append("  held out   " + _scores_line(h.n, h.full_metric, h.metric, h.ci, h.delta, h.delta_ci, h.retention,
-                                                        h.retention_ci) + (" -> meets the target" if h.met else " -> MISSES the target"))
+            lines.append("  held out   " + _held_out_line(self.held_out))
+        lines += self._failure_lines()
         if self.note:
             lines.append(f"  note       {self.note}")
         if self.adaptive:
@@ -215,6 +254,7 @@ class TuneResult:
         lines += [
             f"  saves      {self.tokens_saved_per_1k:,.0f} input tokens per 1k queries"
             + (f", ${self.cost_saved_per_1k:.4f} per 1k queries at {self.price_model} prices" if self.cost_saved_per_1k is not None else "")
+            + f", measured on the {self.n_tune} examples that chose the budget (in-sample)"
             + self._savings_label(),
             f"  searched   {len(self.evaluations)} budgets, resolution {self.resolution:.4g} of the share",
         ]
@@ -223,13 +263,53 @@ class TuneResult:
             lines.append(f"  warning    not monotone: the target is missed at larger budgets too: {shown}")
         return "\n".join(lines)
 
+    def _failure_lines(self) -> list[str]:
+        """Failed reader calls and the examples they left out of the comparisons (none: no line)."""
+        lines = []
+        if self.reader_failures:
+            lines.append(f"  failures   {self.reader_failures} reader calls failed during the search; at the chosen budget "
+                         f"{self.n_left_out} of the {self.n_tune} examples were left out of the comparison (budget and "
+                         f"full context compared on the same {self.n_metric}); first error: {_short(self.first_reader_error)}")
+        h = self.held_out
+        if h is not None and h.reader_failures:
+            lines.append(f"  failures   {h.reader_failures} reader calls failed on the held-out examples; {h.n_left_out} of "
+                         f"the {h.n} were left out of the check")
+        return lines
+
+    def failure_warning(self) -> str | None:
+        """One line for people when reader calls failed (None when none did): how many, what they left out, the fix."""
+        failed = self.reader_failures + (self.held_out.reader_failures if self.held_out is not None else 0)
+        if not failed:
+            return None
+        held = (f" and {self.held_out.n_left_out} of the {self.held_out.n} held-out examples"
+                if self.held_out is not None and self.held_out.n_left_out else "")
+        return (f"{failed} reader calls failed; {self.n_left_out} of the {self.n_tune} examples that chose the budget{held} "
+                f"were left out of the comparison (the full context and the budget are compared on the same examples); "
+                f"first error: {_short(self.first_reader_error)}; rerun to retry them (--cache keeps the answers that worked)")
+
     def _savings_label(self) -> str:
         """What the savings line must add when the budget it prices does not meet the target."""
         if not self.met:
             return " (at budget 1.0, which MISSES the target: not a saving to count on)"
+        if self.held_out is not None and not self.held_out.checked:
+            return " (at a budget NOT CHECKED on the held-out examples)"
         if self.held_out is not None and not self.held_out.met:
             return " (at a budget that MISSES the target on the held-out examples)"
         return ""
+
+
+def _held_out_line(h: HeldOutCheck) -> str:
+    """The held-out check's line: its scores and verdict, or why it was not checked."""
+    if not h.checked:
+        return f"{h.n} examples: NOT CHECKED ({h.note}); not a miss, but nothing confirms the budget"
+    return (_scores_line(h.n, h.full_metric, h.metric, h.ci, h.delta, h.delta_ci, h.retention, h.retention_ci)
+            + (" -> meets the target" if h.met else " -> MISSES the target"))
+
+
+def _short(text: str | None, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters (for one-line messages)."""
+    text = text or "no error recorded"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _scores_line(n: int, full: float | None, value: float | None, ci: Any, delta: float | None, delta_ci: Any,
@@ -293,23 +373,63 @@ def retention_ci(full: Sequence[float], values: Sequence[float], *, resamples: i
     return (rounded(float(low)), rounded(float(high)))
 
 
-def split_examples(examples: Sequence[Any], holdout: float, seed: int) -> tuple[list[Any], list[Any]]:
+def split_examples(
+    examples: Sequence[Any], holdout: float, seed: int, counts: Callable[[Any], bool] | None = None,
+) -> tuple[list[Any], list[Any]]:
     """``(tune, held_out)``: a seeded random ``holdout`` share of ``examples`` held out, each part in file order.
+
+    Stratified by ``counts`` (whether an example counts for the metric, see :func:`counts_for`): the
+    examples that count and those that do not are each split in the ``holdout`` share, so with two or
+    more examples that count both parts get some (a lone one stays in the part that chooses the
+    budget, which needs it). Stratifying rather than reporting an empty held-out part as "not
+    checked" keeps the check possible whenever the data allows it; :func:`check_share` still says
+    "not checked" for what is left (e.g. held-out reader calls that all failed). When every example
+    counts (or ``counts`` is None) the split is the plain seeded one.
 
     >>> tune, held = split_examples(list(range(10)), 0.5, seed=0)
     >>> len(tune), len(held), sorted(tune + held) == list(range(10)), tune == sorted(tune)
     (5, 5, True, True)
     >>> split_examples(list(range(10)), 0.5, seed=0) == (tune, held)
     True
+    >>> tune, held = split_examples(list(range(10)), 0.5, seed=0, counts=lambda i: i < 2)  # only 0 and 1 count
+    >>> sorted(set(tune + held) & {0, 1}) == [0, 1] and {0, 1} & set(tune) != set() != {0, 1} & set(held)
+    True
     """
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
     n_held = min(max(round(len(examples) * holdout), 1), len(examples) - 1)
-    held = set(order[:n_held])
+    if counts is None:
+        held = set(order[:n_held])
+    else:
+        held = _stratified_held(order, [bool(counts(e)) for e in examples], holdout, n_held)
     return [e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held]
 
 
-def _parts(data: Any, holdout: float, seed: int) -> tuple[Any, Any | None, str]:
+def _stratified_held(order: list[int], flags: list[bool], holdout: float, n_held: int) -> set[int]:
+    """The held-out indices: ``holdout`` of those that count (at least one and one left, given two) and the rest
+    from those that do not, each taken in the shuffled ``order``."""
+    counting = [i for i in order if flags[i]]
+    rest = [i for i in order if not flags[i]]
+    n_count = min(max(round(len(counting) * holdout), 1), len(counting) - 1) if len(counting) >= 2 else 0
+    n_rest = min(max(n_held - n_count, 0), len(rest))
+    if n_count + n_rest == 0:  # nothing would be held out (one example counts and nothing else can go)
+        return set()
+    return set(counting[:n_count]) | set(rest[:n_rest])
+
+
+def counts_for(metric: str) -> Callable[[Any], bool]:
+    """Whether an example can count for ``metric`` before anything is run (a reader call may still fail)."""
+    from evals.metrics import counts_for_recall, normalize
+    from evals.retrieval import all_gold_ids
+
+    if metric == "answer_recall":
+        return lambda ex: counts_for_recall(ex.answers)
+    if metric == "evidence_recall":
+        return lambda ex: bool(all_gold_ids(ex))
+    return lambda ex: any(normalize(a) for a in ex.answers)
+
+
+def _parts(data: Any, holdout: float, seed: int, metric: str) -> tuple[Any, Any | None, str]:
     """The examples to choose on, those to check on (None: no check) and a note saying why when there is none."""
     examples = list(data.examples)
     name = str(getattr(data, "name", "dataset"))
@@ -320,7 +440,10 @@ def _parts(data: Any, holdout: float, seed: int) -> tuple[Any, Any | None, str]:
         return data, None, (f"only {len(examples)} examples, fewer than {MIN_SPLIT}: too few to hold some out, so the "
                             "budget is chosen and measured on the same examples (in-sample, optimistic); use more "
                             f"examples (e.g. --limit {max(MIN_SPLIT, 100)}) for a held-out check")
-    tune, held = split_examples(examples, holdout, seed)
+    tune, held = split_examples(examples, holdout, seed, counts=counts_for(metric))
+    if not held:
+        return data, None, ("only one example counts for the metric: it must choose the budget, so nothing is held out "
+                            "(in-sample, optimistic); use more examples for a held-out check")
     return SimpleNamespace(name=name, examples=tune), SimpleNamespace(name=name, examples=held), ""
 
 
@@ -424,7 +547,7 @@ def tune_budget(
     if name == REFERENCE:
         raise ValueError("'full' is the reference (the whole context); tune another pipeline, e.g. 'default'")
     table = prices if prices is not None else load_prices()
-    tune_data, held_data, note = _parts(data, holdout, seed)
+    tune_data, held_data, note = _parts(data, holdout, seed, metric)
     settings = dict(metric=metric, reader=reader if metric in READER_METRICS else None, tokenizer=tokenizer,
                     prices=table, price_model=price_model, seed=seed, progress=progress, memo=memo)
     evaluator = ShareEvaluator(tune_data, pipeline, **settings)
@@ -432,12 +555,15 @@ def tune_budget(
     price = table.price(price_model)
     result = build_result(evaluator, best, met=met, target_retention=target_retention,
                           resolution=resolution, price=price, resamples=resamples, seed=seed)
-    held = None
+    held, first_error = None, result.first_reader_error
     if held_data is not None:
-        held = check_share(ShareEvaluator(held_data, pipeline, **settings), best, target_retention=target_retention,
-                           resamples=resamples, seed=seed)
+        held_evaluator = ShareEvaluator(held_data, pipeline, **settings)
+        held = check_share(held_evaluator, best, target_retention=target_retention, resamples=resamples, seed=seed)
+        failed = held_evaluator.failed_rows()
+        first_error = first_error or (failed[0].reader_error if failed else None)
     return replace(result, n=len(data.examples), holdout=float(holdout), held_out=held, note=note,
-                   adaptive=getattr(pipeline, "adaptive", None) is not None, tuned_on=_tuned_on(data, pipeline, tokenizer))
+                   first_reader_error=first_error, adaptive=getattr(pipeline, "adaptive", None) is not None,
+                   tuned_on=_tuned_on(data, pipeline, tokenizer))
 
 
 def _tuned_on(data: Any, pipeline: str | Pipeline, tokenizer: str) -> dict[str, Any] | None:
@@ -457,7 +583,8 @@ def search(evaluator: ShareEvaluator, shares: Sequence[float], *, target_retenti
     evaluator.evaluate([1.0])  # the full context first: its size sets the floor, its metric the target
     full_value = evaluator.full_value()
     if full_value is None:
-        raise ValueError(f"no example of {evaluator.dataset_name!r} counts for {evaluator.metric!r} (e.g. all answers are yes/no or empty); pick another metric or dataset")
+        raise ValueError(f"no example of {evaluator.dataset_name!r} counts for {evaluator.metric!r}: "
+                         f"{why_nothing_counts(evaluator.metric, evaluator.full_rows())}")
     if full_value <= 0:
         raise ValueError(
             f"the full context scores {evaluator.metric} = 0 on the {len(evaluator.data.examples)} examples of "
@@ -470,7 +597,7 @@ def search(evaluator: ShareEvaluator, shares: Sequence[float], *, target_retenti
     evaluator.evaluate(grid)
 
     def ok(share: float) -> bool:
-        return holds(evaluator.value(share), full_value, target_retention)
+        return meets(evaluator.comparison(share), target_retention)
 
     first = next((i for i, s in enumerate(grid) if ok(s)), None)
     if first is None:
@@ -549,11 +676,22 @@ class ShareEvaluator:
     def full_rows(self) -> list[Any]:
         return self.memo[(self.scope, REFERENCE)]
 
+    def comparison(self, share: float) -> Comparison:
+        """``share`` versus the full context on the examples where both count (:func:`compare`)."""
+        return compare(self.full_rows(), self.rows(share), self.metric)
+
     def value(self, share: float) -> float | None:
-        return metric_mean(self.rows(share), self.metric)
+        """The metric at ``share`` over the examples where it and the full context both count."""
+        return self.comparison(share).value
 
     def full_value(self) -> float | None:
+        """The full context's metric over every example where it counts (sets the target and the checks)."""
         return metric_mean(self.full_rows(), self.metric)
+
+    def failed_rows(self) -> list[Any]:
+        """Rows of a failed reader call, over the full context and every share evaluated (each once)."""
+        seen = [self.full_rows(), *self.rows_by_share.values()]
+        return [r for rows in seen for r in rows if _failed(r)]
 
     def median_full_tokens(self) -> float:
         return statistics.median(r.tokens_full for r in self.full_rows())
@@ -570,6 +708,64 @@ def metric_mean(rows: Sequence[Any], metric: str) -> float | None:
     return sum(got) / len(got) if got else None
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """A share versus the full context on the same examples: both means over the ``n`` ids where both count.
+
+    ``left_out``: examples where a reader call failed for one of the two (or both), so they are in neither mean.
+    """
+
+    full: float | None
+    value: float | None
+    n: int
+    left_out: int = 0
+
+
+def compare(full_rows: Sequence[Any], rows: Sequence[Any], metric: str) -> Comparison:
+    """``rows`` versus ``full_rows`` on the example ids where both have a value of ``metric`` (paired means).
+
+    >>> from types import SimpleNamespace as S
+    >>> full = [S(id=i, answer_recall=1, reader_called=False) for i in "ab"]
+    >>> compare(full, [S(id="a", answer_recall=1, reader_called=False), S(id="b", answer_recall=None, reader_called=False)],
+    ...         "answer_recall")
+    Comparison(full=1.0, value=1.0, n=1, left_out=0)
+    """
+    base, values = paired_values(full_rows, rows, metric)
+    left_out = len({r.id for r in full_rows if _failed(r)} | {r.id for r in rows if _failed(r)})
+    if not base:
+        return Comparison(None, None, 0, left_out)
+    return Comparison(sum(base) / len(base), sum(values) / len(values), len(base), left_out)
+
+
+def meets(c: Comparison, target_retention: float) -> bool:
+    """Whether a comparison meets the target (never when the paired full context has nothing to keep)."""
+    return c.full is not None and c.full > 0 and holds(c.value, c.full, target_retention)
+
+
+NOTHING_COUNTS = {
+    "answer_recall": "every example's answers are yes/no or empty; pick evidence_recall or another dataset",
+    "evidence_recall": "no chunk is marked gold (\"gold\": true in the data), so there is no evidence to recall; mark the "
+                       "gold chunks or pick answer_recall",
+    "accuracy": "no example has a non-empty answer to score the reader against; pick another dataset",
+}
+"""Why no example counts for a metric, and what to do (reader metrics share the accuracy line)."""
+
+
+def why_nothing_counts(metric: str, rows: Sequence[Any]) -> str:
+    """Why ``metric`` has no value on ``rows``: failed reader calls (quoting the first error), else the metric's reason."""
+    failed = [r for r in rows if _failed(r)]
+    if metric in READER_METRICS and failed:
+        called = sum(1 for r in rows if r.reader_called)
+        return (f"{len(failed)} of the {called} reader calls failed (the first error: {_short(failed[0].reader_error)}); "
+                "check the reader (--base-url, --model, the server) and rerun")
+    return NOTHING_COUNTS.get(metric, NOTHING_COUNTS["accuracy"])
+
+
+def _failed(row: Any) -> bool:
+    """A reader call that was made and gave no answer (an error, a timeout)."""
+    return bool(getattr(row, "reader_called", False) and getattr(row, "prediction", None) is None)
+
+
 def build_result(
     evaluator: ShareEvaluator, best: float, *, met: bool, target_retention: float, resolution: float,
     price: Any, resamples: int, seed: int,
@@ -578,34 +774,36 @@ def build_result(
     from evals.aggregate import aggregate
 
     metric, full_rows, best_rows = evaluator.metric, evaluator.full_rows(), evaluator.rows(best)
-    full_value = metric_mean(full_rows, metric)
+    c = evaluator.comparison(best)
+    full_value, best_value = c.full, c.value
     runs = aggregate(list(full_rows) + list(best_rows), [Arm(REFERENCE, None), Arm(evaluator.name, best)],
                      usd_per_million=price.input_per_million, resamples=resamples, seed=seed)
     full_run, best_run = runs
     m = best_run.metrics
     delta = best_run.delta(metric)
-    values = [v for v in (_metric_of(r, metric) for r in best_rows) if v is not None]
-    best_value = sum(values) / len(values)
     base, paired = paired_values(full_rows, best_rows, metric)
     median_full = evaluator.median_full_tokens()
-    evaluations = tuple(sorted((s, rounded(metric_mean(rows, metric))) for s, rows in evaluator.rows_by_share.items()))
+    evaluations = tuple(sorted((s, rounded(evaluator.value(s))) for s in evaluator.rows_by_share))
+    failed = evaluator.failed_rows()
+    plain_delta = best_value - full_value if best_value is not None and full_value is not None else 0.0
     return TuneResult(
         dataset=evaluator.dataset_name, pipeline=evaluator.name, metric_name=metric,
         target_retention=float(target_retention), met=met, budget=best,
         tokens=int(math.floor(best * median_full + 1e-9)),
         metric=rounded(best_value), full_metric=rounded(full_value),
-        retention=rounded(best_value / full_value) if full_value else None,
-        ci=mean_ci(values, resamples=resamples, seed=seed),
-        delta=float(delta.delta) if delta is not None else best_value - full_value,
-        delta_ci=tuple(delta.ci95) if delta is not None else (best_value - full_value,) * 2,
-        n=len(evaluator.data.examples), n_metric=len(values), n_tune=len(evaluator.data.examples),
+        retention=rounded(best_value / full_value) if full_value and best_value is not None else None,
+        ci=mean_ci(paired, resamples=resamples, seed=seed) if paired else None,
+        delta=float(delta.delta) if delta is not None else plain_delta,
+        delta_ci=tuple(delta.ci95) if delta is not None else (plain_delta,) * 2,
+        n=len(evaluator.data.examples), n_metric=c.n, n_tune=len(evaluator.data.examples),
         retention_ci=retention_ci(base, paired, resamples=resamples, seed=seed) if full_value else None,
         tokens_mean=float(m.tokens_mean), tokens_full_mean=float(m.tokens_full_mean),
         tokens_full_median=float(median_full),
         tokens_saved_per_1k=rounded((full_run.metrics.prompt_tokens_mean - m.prompt_tokens_mean) * 1000),
         cost_saved_per_1k=m.cost_saved_per_1k, price_model=price.model, resolution=float(resolution),
         evaluations=evaluations,
-        fails_above=tuple(s for s, v in evaluations if s > best and not holds(v, full_value, target_retention)),
+        fails_above=tuple(s for s, _ in evaluations if s > best and not meets(evaluator.comparison(s), target_retention)),
+        reader_failures=len(failed), n_left_out=c.left_out, first_reader_error=failed[0].reader_error if failed else None,
     )
 
 
@@ -624,21 +822,35 @@ def check_share(
     from evals.aggregate import paired_delta
 
     metric, rows, full_rows = evaluator.metric, evaluator.rows(share), evaluator.full_rows()
-    value, full_value = metric_mean(rows, metric), metric_mean(full_rows, metric)
-    values = [v for v in (_metric_of(r, metric) for r in rows) if v is not None]
+    c = compare(full_rows, rows, metric)
+    value, full_value = c.value, c.full
     base, paired = paired_values(full_rows, rows, metric)
     delta = paired_delta(full_rows, rows, lambda r: _metric_of(r, metric), resamples=resamples, seed=seed)
+    note = _not_checked_note(c, metric, [*full_rows, *rows])
     return HeldOutCheck(
-        n=len(rows), n_metric=len(values), metric=rounded(value), full_metric=rounded(full_value),
+        n=len(rows), n_metric=c.n, metric=rounded(value), full_metric=rounded(full_value),
         retention=rounded(value / full_value) if value is not None and full_value else None,
         retention_ci=retention_ci(base, paired, resamples=resamples, seed=seed) if full_value else None,
-        ci=mean_ci(values, resamples=resamples, seed=seed) if values else None,
+        ci=mean_ci(paired, resamples=resamples, seed=seed) if paired else None,
         delta=delta.delta if delta is not None else None,
         delta_ci=tuple(delta.ci95) if delta is not None else None,
         tokens_mean=rounded(statistics.fmean(r.tokens for r in rows)),
         tokens_full_mean=rounded(statistics.fmean(r.tokens_full for r in rows)),
-        met=bool(full_value) and holds(value, full_value, target_retention),
+        met=not note and meets(c, target_retention), checked=not note, note=note,
+        reader_failures=sum(1 for r in [*full_rows, *rows] if _failed(r)), n_left_out=c.left_out,
     )
+
+
+def _not_checked_note(c: Comparison, metric: str, rows: Sequence[Any]) -> str:
+    """Why a held-out comparison checks nothing ("" when it checks the budget)."""
+    if c.n == 0 and any(_failed(r) for r in rows):
+        return f"no held-out example counts for {metric}: {why_nothing_counts(metric, rows)}"
+    if c.n == 0:
+        return (f"no held-out example counts for {metric}: the few examples that do all chose the budget; use more "
+                "examples that count for it")
+    if not c.full:
+        return f"the full context scores {metric} = 0 on the held-out examples: there is nothing to keep"
+    return ""
 
 
 def evaluate_at(
@@ -677,7 +889,7 @@ def _metric_of(row: Any, metric: str) -> float | None:
 
 
 __all__ = [
-    "DEFAULT_GRID", "METRICS", "MIN_SPLIT", "HeldOutCheck", "ShareEvaluator", "TuneResult", "bisect_share", "build_result",
-    "check_share", "evaluate_at", "holds", "mean_ci", "metric_mean", "paired_values", "retention_ci", "search",
-    "split_examples", "tune_budget",
+    "DEFAULT_GRID", "METRICS", "MIN_SPLIT", "Comparison", "HeldOutCheck", "ShareEvaluator", "TuneResult", "bisect_share",
+    "build_result", "check_share", "compare", "counts_for", "evaluate_at", "holds", "mean_ci", "meets", "metric_mean",
+    "paired_values", "retention_ci", "search", "split_examples", "tune_budget", "why_nothing_counts",
 ]

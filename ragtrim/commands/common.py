@@ -142,6 +142,24 @@ class ReaderChoice:
         return build_reader(self.name, cache_path=cache_path, base_url=self.base_url, model=self.model, api_key_env=self.api_key_env)
 
 
+def check_reader(reader: Any, *, key_named: bool) -> None:
+    """An endpoint reader (openai): warn when its key variable is unset, and stop now, naming --base-url, when one
+    cheap request cannot reach it, instead of after a sweep of calls that all fail (``eval`` and ``tune``)."""
+    check = getattr(reader, "check_endpoint", None)
+    if not callable(check):
+        return
+    from evals.readers.openai import EndpointUnreachableError
+
+    key_warning = getattr(reader, "key_warning", None)
+    note = key_warning(named=key_named) if callable(key_warning) else None
+    if note:
+        warn(note)
+    with user_errors(EndpointUnreachableError):
+        note = check()
+    if note:
+        warn(note)
+
+
 def load_price_table(prices: Path | None, price_model: str | None) -> Any:
     """The price table (bundled, plus ``prices``); an unknown ``price_model`` raises here, before any work."""
     from evals.cost import load_prices
@@ -187,6 +205,24 @@ def _one_budget(part: str) -> Any:
     if value == 1 and isinstance(value, int):
         raise ValueError(f"budget {part!r} is ambiguous: write 1.0 for the whole context (a share) or a token count of at least 2")
     return value
+
+
+def parse_budget_option(flag: str, text: str | None) -> Any:
+    """One ``--budget`` value (None: the default), read as ``eval`` reads its budgets: a bare ``1`` is refused.
+
+    >>> parse_budget_option("--budget", "0.25"), parse_budget_option("--budget", "300"), parse_budget_option("--budget", None)
+    (0.25, 300, None)
+    >>> parse_budget_option("--budget", "1")
+    Traceback (most recent call last):
+    ...
+    ValueError: --budget '1': budget '1' is ambiguous: write 1.0 for the whole context (a share) or a token count of at least 2
+    """
+    if text is None:
+        return None
+    try:
+        return _one_budget(text)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{flag} {text!r}: {exc}") from None
 
 
 def parse_budgets(text: str) -> list[Any]:
@@ -254,7 +290,8 @@ def finish(run: Any, out: Path, started: float, cache: Any = None, **extra: Any)
     meta = run_meta(started, **extra)
     if cache is not None:
         meta["reader_cache"] = {"path": str(cache.path), "hits": cache.hits, "misses": cache.misses}
-    html = write_report(run, out, meta=meta)
+    with one_line_warnings():  # e.g. a plot that could not be drawn: said once, the rest of the report is written
+        html = write_report(run, out, meta=meta)
     results = run.to_results()
     print_summary(results)
     if cache is not None:

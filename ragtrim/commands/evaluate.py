@@ -31,6 +31,7 @@ from ragtrim.commands.common import (
     check_bootstrap,
     check_out_dir,
     check_positive,
+    check_reader,
     fail,
     finish,
     load_custom_pipeline,
@@ -75,8 +76,8 @@ def eval_command(
     cache: Optional[Path] = typer.Option(None, "--cache", help="Reader cache file (default OUT/reader-cache.sqlite)."),
     prices: Prices = None,
     price_model: PriceModel = None,
-    retrieve: Optional[str] = typer.Option(None, "--retrieve", help="Retrieve chunks first from a corpus of all the dataset's passages: 'faiss' (dense) or 'bm25'."),
-    top_k: int = typer.Option(10, "--top-k", help="With --retrieve: chunks retrieved per question."),
+    retrieve: Optional[str] = typer.Option(None, "--retrieve", help="Retrieve chunks first from a corpus of every passage of the whole dataset (whatever --limit): 'faiss' (dense) or 'bm25'."),
+    top_k: int = typer.Option(10, "--top-k", help="With --retrieve: chunks retrieved per question (clipped to the corpus size, with a warning)."),
     embedder: str = typer.Option("minilm", "--embedder", help="With --retrieve faiss: 'minilm' or 'static' (model2vec, from MiniLM)."),
     seed: Seed = 0,
     resamples: Resamples = 1000,
@@ -95,11 +96,12 @@ def eval_command(
             arms = parse_reader_arms(reader_on) if reader_on is not None else None
             sample, arms = _reader_only_options(reader, sample, arms)
             table = load_price_table(prices, price_model)
+            _check_retrieval_options(retrieve, top_k)
             check_out_dir(out)  # last of the checks: it creates the folder
             held.enter_context(lock_out_dir(out))  # held until the outputs are written: one eval per folder
             _warn_if_no_plot()
             reader_obj, cache_obj = ReaderChoice(reader, base_url, model, api_key_env).build(_cache_path(out, cache))
-            _check_reader(reader_obj, key_named=api_key_env is not None)  # before loading (or retrieving) the data
+            check_reader(reader_obj, key_named=api_key_env is not None)  # before loading (or retrieving) the data
             dataset = _load_data(data, limit, retrieve, top_k, embedder)
             plan = EvalPlan(dataset, names, parsed_budgets, reader_obj, cache_obj, arms, table, out)
         run = _sweep(plan, tokenizer=tokenizer, sample=sample, price_model=price_model, resamples=resamples, seed=seed, progress=progress)
@@ -108,8 +110,31 @@ def eval_command(
     _fail_if_every_reader_call_failed(run, out)
 
 
+def _check_retrieval_options(retrieve: str | None, top_k: int) -> None:
+    """``--retrieve`` and ``--top-k`` checked before ``--out`` is created (nothing is left behind on a typo)."""
+    if retrieve is None:
+        return
+    retrievers = _retrieval_module(retrieve).RETRIEVERS
+    if retrieve not in retrievers:
+        raise ValueError(f"--retrieve must be one of {', '.join(retrievers)}, got {retrieve!r}")
+    check_positive("--top-k", top_k, what="chunks")
+
+
+def _retrieval_module(retrieve: str) -> Any:
+    """:mod:`evals.retrieval`, or an ImportError saying what to install (or to run without ``--retrieve``)."""
+    try:
+        import evals.retrieval as module
+    except ImportError as exc:
+        raise ImportError(
+            f"--retrieve {retrieve} needs evals.retrieval.retrieve_dataset, which could not be imported ({exc}); "
+            "install ragtrim[embeddings,llama-index] or run without --retrieve"
+        ) from None
+    return module
+
+
 def _retrieval_meta(dataset: Any, retrieve: str | None, top_k: int, embedder: str) -> dict[str, Any] | None:
-    """``results.json``'s ``meta.retrieval``: how chunks were retrieved (the embedder only for faiss) and recall@k."""
+    """``results.json``'s ``meta.retrieval``: how chunks were retrieved (the embedder only for faiss), recall@k, the
+    corpus size (``corpus_passages``) and the k each question got (``top_k_used``: ``top_k`` clipped to the corpus)."""
     if not retrieve:
         return None
     from evals.retrieval import retrieval_summary
@@ -125,24 +150,6 @@ def _warn_if_no_plot() -> None:
     note = plot_dependency_missing()
     if note:
         warn(f"the report will have {note}")
-
-
-def _check_reader(reader: Any, *, key_named: bool) -> None:
-    """An endpoint reader (openai): warn when its key variable is unset, and stop now, naming --base-url, when one
-    cheap request cannot reach it, instead of after a sweep of calls that all fail."""
-    check = getattr(reader, "check_endpoint", None)
-    if not callable(check):
-        return
-    from evals.readers.openai import EndpointUnreachableError
-
-    key_warning = getattr(reader, "key_warning", None)
-    note = key_warning(named=key_named) if callable(key_warning) else None
-    if note:
-        warn(note)
-    with user_errors(EndpointUnreachableError):
-        note = check()
-    if note:
-        warn(note)
 
 
 def _fail_if_every_reader_call_failed(run: Any, out: Path) -> None:
@@ -175,21 +182,16 @@ def _cache_path(out: Path, cache: Path | None) -> Path:
 
 
 def _load_data(data: str, limit: int | None, retrieve: str | None, top_k: int, embedder: str) -> Any:
+    """The examples to run: the first ``limit``; with ``--retrieve``, their chunks retrieved from every passage of the
+    whole file (the corpus does not shrink with ``--limit``)."""
     from evals.datasets import load_dataset
 
-    dataset = load_dataset(data, limit=limit)
     if retrieve is None:
-        return dataset
-    try:
-        from evals.retrieval import retrieve_dataset
-    except ImportError as exc:
-        raise ImportError(
-            f"--retrieve {retrieve} needs evals.retrieval.retrieve_dataset, which could not be imported ({exc}); "
-            "install ragtrim[embeddings,llama-index] or run without --retrieve"
-        ) from None
-    check_positive("--top-k", top_k, what="chunks")
-    with one_line_warnings():  # e.g. a read-only embedding cache: said once, the run goes on
-        return retrieve_dataset(dataset, top_k=top_k, retriever=retrieve, embedder=embedder)
+        return load_dataset(data, limit=limit)
+    dataset = load_dataset(data)
+    retrieve_dataset = _retrieval_module(retrieve).retrieve_dataset
+    with one_line_warnings():  # e.g. a read-only embedding cache or a top-k above the corpus: said once, the run goes on
+        return retrieve_dataset(dataset, top_k=top_k, retriever=retrieve, embedder=embedder, limit=limit)
 
 
 def _pipelines(names: str, configs: list[Path] | None, tokenizer: str) -> list[Any]:
@@ -234,6 +236,7 @@ def demo_command(
 
     started = time.perf_counter()
     with user_errors(OSError, OutDirBusy), ExitStack() as held:
+        check_positive("--limit", limit)  # before --out is created
         check_out_dir(out)
         held.enter_context(lock_out_dir(out))
         _warn_if_no_plot()

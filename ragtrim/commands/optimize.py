@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from ragtrim.commands.common import fail, user_errors, warn
+from ragtrim.commands.common import fail, parse_budget_option, user_errors, warn
 
 FORMATS = ("text", "json", "trace")
 
@@ -18,14 +18,13 @@ FORMATS = ("text", "json", "trace")
 def optimize(
     query: str = typer.Option(..., "--query", "-q", help="The user's question."),
     chunks: str = typer.Option(..., "--chunks", "-c", help="JSONL file of chunks (id, text, optional title, score, metadata); '-' reads stdin."),
-    budget: Optional[str] = typer.Option(None, "--budget", "-b", help="Tokens (e.g. 300) or a share of the full context (e.g. 0.25). Default: the preset's or config's; with none, the sentence stage keeps about half (its ratio)."),
+    budget: Optional[str] = typer.Option(None, "--budget", "-b", help="Tokens (e.g. 300, at least 2) or a share of the full context (e.g. 0.25; 1.0 = all of it). Default: the preset's or config's; with none, the sentence stage keeps about half (its ratio)."),
     preset: str = typer.Option("default", "--preset", "-p", help="Preset name (see 'ragtrim presets')."),
     config: Optional[Path] = typer.Option(None, "--config", help="Pipeline config file (.yaml, .toml, .json); overrides --preset."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", "-t", help="cl100k_base, o200k_base, a model name such as gpt-4o, or hf:/path. Default cl100k_base."),
     output_format: str = typer.Option("text", "--format", "-f", help="text (the context), json (context, spans, trace) or trace (the context, then the trace table)."),
 ) -> None:
     """Optimize retrieved chunks for a query into a token budget."""
-    from optimizer.budget import parse_budget
     from optimizer.jsonl import read_chunks
     from optimizer.pipeline import Pipeline
 
@@ -34,7 +33,7 @@ def optimize(
     check_utf8_argument("--query", query)
     # RuntimeError: a model that could not be built or loaded; warnings print as one line each
     with user_errors(RuntimeError), warnings.catch_warnings(record=True) as caught:
-        parsed_budget = parse_budget(budget)
+        parsed_budget = parse_budget_option("--budget", budget)
         items = read_chunks(chunks)
         if config is not None:
             pipeline = Pipeline.load(config, budget=parsed_budget, tokenizer=tokenizer)
@@ -43,6 +42,7 @@ def optimize(
         result = pipeline.warm_up().run(query, items)
     for w in caught:
         warn(str(w.message))
+    _warn_if_empty(result, budget)
     if output_format == "json":
         json.dump(result.to_dict(), sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
@@ -52,6 +52,14 @@ def optimize(
         typer.echo("")
         typer.echo(f"tokens {result.tokens} of {result.tokens_full} (budget {result.budget}, {result.tokenizer})")
         typer.echo(result.trace_table())
+
+
+def _warn_if_empty(result: object, budget: str | None) -> None:
+    """Say so when the chunks had text but the budget held none of it (an empty context is rarely what was meant)."""
+    if getattr(result, "tokens", 0) == 0 and getattr(result, "tokens_full", 0) > 0:
+        given = f"--budget {budget}" if budget is not None else "the budget"
+        warn(f"{given} holds no block: the context is empty (the full context has {result.tokens_full} tokens, "
+             "and a block needs its header and some text); raise --budget, e.g. 0.25 for a quarter of the context")
 
 
 def check_utf8_argument(flag: str, value: str) -> None:

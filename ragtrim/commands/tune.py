@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -29,6 +29,7 @@ from ragtrim.commands.common import (
     Tokenizer,
     check_bootstrap,
     check_positive,
+    check_reader,
     fail,
     load_custom_pipeline,
     load_price_table,
@@ -71,7 +72,7 @@ def tune_command(
     """
     from evals.datasets import load_dataset
     from evals.readers import default_cache_path
-    from evals.tune import tune_budget
+    from evals.tune import READER_METRICS, tune_budget
 
     if output_format not in ("text", "json"):
         fail(f"--format must be text or json, got {output_format!r}")
@@ -84,6 +85,8 @@ def tune_command(
         chosen = _pipeline(pipeline, config, tokenizer)
         choice = ReaderChoice(reader, base_url, model, api_key_env)
         reader_obj, _ = choice.build(cache if cache is not None else default_cache_path())
+        if metric in READER_METRICS:  # the reader is only called for these: check its endpoint before any work
+            check_reader(reader_obj, key_named=api_key_env is not None)
         with one_line_warnings():
             result = tune_budget(
                 load_dataset(data, limit=limit), chosen, metric=metric, target_retention=target_retention,
@@ -95,14 +98,28 @@ def tune_command(
         sys.stdout.write("\n")
     else:
         typer.echo(result.summary())
-    if result.met and result.held_out is not None and not result.held_out.met:
-        warn(
-            f"the budget chosen on {result.n_tune} examples misses the target on the {result.held_out.n} held-out ones "
-            f"(retention {result.held_out.retention}); expect it to miss on new data too: aim higher "
-            "(--target-retention) or tune on more examples"
-        )
+    _warn_about(result)
     if not result.met:
         raise typer.Exit(1)
+
+
+def _warn_about(result: Any) -> None:
+    """Warnings after the output: failed reader calls, a held-out miss, a held-out check that could not be made."""
+    failures = result.failure_warning()
+    if failures:
+        warn(failures)
+    held = result.held_out
+    if not result.met or held is None:
+        return
+    if not held.checked:
+        warn(f"the budget was not checked on the {held.n} held-out examples ({held.note}); it is in-sample only "
+             "(exit status 0: not a miss)")
+    elif not held.met:
+        warn(
+            f"the budget chosen on {result.n_tune} examples misses the target on the {held.n} held-out ones "
+            f"(retention {held.retention}); expect it to miss on new data too: aim higher "
+            "(--target-retention) or tune on more examples"
+        )
 
 
 def _check_holdout(holdout: float) -> None:
