@@ -137,6 +137,7 @@ class MiniLMInt8Embedder:
         self._memo: dict[str, np.ndarray] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._closed = False
 
     MEMO_SIZE = 100_000
 
@@ -147,9 +148,13 @@ class MiniLMInt8Embedder:
         return remembered(self, texts, self._embed)
 
     def close(self) -> None:
-        """Stop this embedder's threads (a model store calls this when it is closed)."""
+        """Stop this embedder's threads (a model store calls this when it is closed); it embeds nothing new afterwards.
+
+        Texts it embedded before are still answered from its memo; a new one raises ``RuntimeError``.
+        """
         with self._pool_lock:
             pool, self._pool = self._pool, None
+            self._closed = True
         if pool is not None:
             pool.shutdown(wait=True)
 
@@ -163,6 +168,8 @@ class MiniLMInt8Embedder:
         return (pooled / (norm if norm else 1.0))[0]
 
     def _embed(self, texts: list[str]) -> np.ndarray:
+        """Vectors of ``texts`` (none of them in the memo), spread over this embedder's threads."""
+        self._check_open()
         ids = [e.ids for e in self._tokenizer.encode_batch(texts)]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         # longest first, dealt round-robin: each thread gets about the same number of tokens
@@ -179,8 +186,18 @@ class MiniLMInt8Embedder:
             list(self._executor().map(run, [s for s in shares if s]))
         return out
 
+    def _check_open(self) -> None:
+        """Refuse to embed once :meth:`close` has run."""
+        if self._closed:
+            raise RuntimeError(
+                f"this {self.name} embedder is closed (its ModelStore was closed, or close() was called); "
+                "finish the runs that use a model store before closing it, and run later ones with an open store"
+            )
+
     def _executor(self) -> ThreadPoolExecutor:
+        """This embedder's threads, started on first use; refused after :meth:`close` (no new pool to leak)."""
         with self._pool_lock:
+            self._check_open()
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="ragtrim-minilm-int8")
             return self._pool

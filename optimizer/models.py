@@ -30,8 +30,31 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+class StoreClosedError(RuntimeError):
+    """A :class:`ModelStore` was asked for a model after :meth:`ModelStore.close`."""
+
+    def __init__(self, key: Hashable) -> None:
+        self.key = key
+        super().__init__(
+            f"this ModelStore is closed (close() ran, e.g. at the end of its `with` block), so it loads nothing more "
+            f"(asked for {key!r}); finish the runs that use a store before closing it, and give later runs an open "
+            "store: `with ModelStore() as store, use_store(store): ...`"
+        )
+
+
+def _close_item(item: Any) -> None:
+    """Call ``item.close()`` if it has one (llama.cpp models and the int8 MiniLM do)."""
+    close = getattr(item, "close", None)
+    if callable(close):
+        close()
+
+
 class ModelStore:
-    """Loaded models and per-model memos, keyed by anything hashable (e.g. ``("embedder", "static")``)."""
+    """Loaded models and per-model memos, keyed by anything hashable (e.g. ``("embedder", "static")``).
+
+    After :meth:`close` the store is done: :meth:`get` and :meth:`put` raise :class:`StoreClosedError`,
+    and a model whose loading was under way when it closed is closed as soon as it is loaded.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -39,26 +62,49 @@ class ModelStore:
         self._building: dict[Hashable, threading.Lock] = {}
         self._put: set[Hashable] = set()  # keys given by hand (put), not loaded here
         self._borrowed: set[Hashable] = set()  # keys whose items another store owns (see fresh)
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has run."""
+        return self._closed
 
     def get(self, key: Hashable, load: Callable[[], T]) -> T:
-        """The item under ``key``, loading it with ``load()`` the first time (once, even across threads)."""
+        """The item under ``key``, loading it with ``load()`` the first time (once, even across threads).
+
+        Raises :class:`StoreClosedError` once the store is closed, also when it closed while ``load()`` ran
+        (the item just loaded is closed then, not kept).
+        """
         with self._lock:
+            self._check_open(key)
             if key in self._items:
                 return self._items[key]
             gate = self._building.setdefault(key, threading.Lock())
         with gate:  # one loader per key; other keys load in parallel
             with self._lock:
+                self._check_open(key)
                 if key in self._items:
                     return self._items[key]
             item = load()
             with self._lock:
-                self._items[key] = item
-                self._building.pop(key, None)
+                closed = self._closed
+                if not closed:
+                    self._items[key] = item
+                    self._building.pop(key, None)
+            if closed:
+                _close_item(item)
+                raise StoreClosedError(key)
             return item
+
+    def _check_open(self, key: Hashable) -> None:
+        """Raise :class:`StoreClosedError` if the store is closed (call with the lock held)."""
+        if self._closed:
+            raise StoreClosedError(key)
 
     def put(self, key: Hashable, item: Any) -> None:
         """Store ``item`` under ``key`` (e.g. a small test double instead of a real model)."""
         with self._lock:
+            self._check_open(key)
             self._items[key] = item
             self._put.add(key)
             self._borrowed.discard(key)
@@ -96,14 +142,15 @@ class ModelStore:
 
     def close(self) -> None:
         """Forget every item, calling ``close()`` on those that have one (llama.cpp models do), except
-        the ones a :meth:`fresh` store borrowed from the store that owns them."""
+        the ones a :meth:`fresh` store borrowed from the store that owns them. The store loads
+        nothing afterwards (:class:`StoreClosedError`); closing it again does nothing."""
         with self._lock:
             items = [v for k, v in self._items.items() if k not in self._borrowed]
             self._items, self._put, self._borrowed = {}, set(), set()
+            self._building.clear()
+            self._closed = True
         for item in items:
-            close = getattr(item, "close", None)
-            if callable(close):
-                close()
+            _close_item(item)
 
     def __enter__(self) -> ModelStore:
         return self

@@ -23,6 +23,8 @@ import ctypes
 import functools
 import re
 import threading
+from collections import OrderedDict
+from typing import NamedTuple
 
 import regex
 
@@ -320,12 +322,112 @@ def _blank_line_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
     return [(s, e) for s, e in (strip_range(text, a, b) for a, b in bounds) if s < e]
 
 
-@functools.lru_cache(maxsize=65536)
+SPLIT_CACHE_CHARS = 8_000_000
+"""The most characters of text whose sentences :func:`split_sentences` remembers (least recently used
+go first). The ranges take about as much memory again, so the cache holds some 20 MB at most."""
+SPLIT_CACHE_MAX_TEXT = 250_000
+"""A text longer than this many characters is split every time it is asked for, never remembered."""
+
+
+class SplitCacheInfo(NamedTuple):
+    """What :func:`split_sentences` remembers (:func:`split_cache_info`); the first four fields as
+    ``functools.lru_cache``'s ``cache_info()``."""
+
+    hits: int
+    misses: int
+    maxsize: None
+    """no bound on the number of texts: ``max_chars`` bounds their characters"""
+    currsize: int
+    """texts remembered"""
+    chars: int
+    """their characters, at most ``max_chars``"""
+    max_chars: int
+
+
+class _SplitCache:
+    """Sentence ranges of recently split texts, least recently used first out, bounded by the
+    total characters of the texts kept (``max_chars``); a text over ``max_text`` characters is
+    never kept. Thread-safe: every read and write holds one lock (the splitting itself does not).
+
+    >>> cache = _SplitCache(max_chars=10, max_text=8)
+    >>> for t in ("abcd", "efgh", "ijkl", "a" * 9):
+    ...     cache.put(t, ((0, len(t)),))
+    >>> cache.get("abcd"), cache.get("ijkl"), cache.info()[3:]
+    (None, ((0, 4),), (2, 8, 10))
+    """
+
+    def __init__(self, max_chars: int = SPLIT_CACHE_CHARS, max_text: int = SPLIT_CACHE_MAX_TEXT) -> None:
+        self.max_chars = max_chars
+        self.max_text = min(max_text, max_chars)
+        self._items: OrderedDict[str, tuple[tuple[int, int], ...]] = OrderedDict()
+        self._chars = self._hits = self._misses = 0
+        self._lock = threading.Lock()
+
+    def get(self, text: str) -> tuple[tuple[int, int], ...] | None:
+        """The ranges kept for ``text`` (now the most recently used), or None."""
+        with self._lock:
+            spans = self._items.get(text)
+            if spans is None:
+                self._misses += 1
+                return None
+            self._hits += 1
+            self._items.move_to_end(text)
+            return spans
+
+    def put(self, text: str, spans: tuple[tuple[int, int], ...]) -> None:
+        """Keep ``spans`` for ``text``, forgetting the least recently used texts past ``max_chars``."""
+        if len(text) > self.max_text:
+            return
+        with self._lock:
+            if text in self._items:  # another thread split it meanwhile
+                return
+            self._items[text] = spans
+            self._chars += len(text)
+            while self._chars > self.max_chars:
+                old, _ = self._items.popitem(last=False)
+                self._chars -= len(old)
+
+    def clear(self) -> None:
+        """Forget every text and reset the counts."""
+        with self._lock:
+            self._items.clear()
+            self._chars = self._hits = self._misses = 0
+
+    def info(self) -> SplitCacheInfo:
+        """Hits, misses, texts and characters kept, and the character bound."""
+        with self._lock:
+            return SplitCacheInfo(self._hits, self._misses, None, len(self._items), self._chars, self.max_chars)
+
+
+_SPLIT_CACHE = _SplitCache()
+
+
+def clear_split_cache() -> None:
+    """Forget the sentences :func:`split_sentences` remembers (at most :data:`SPLIT_CACHE_CHARS`
+    characters of text), e.g. to free that memory in a long-running process; later calls split
+    again. Also ``split_sentences.cache_clear()``.
+
+    >>> _ = split_sentences("One. Two."); clear_split_cache(); split_cache_info().currsize
+    0
+    """
+    _SPLIT_CACHE.clear()
+
+
+def split_cache_info() -> SplitCacheInfo:
+    """Hits, misses, texts and characters :func:`split_sentences` remembers, and the character bound
+    (:data:`SPLIT_CACHE_CHARS`). Also ``split_sentences.cache_info()``."""
+    return _SPLIT_CACHE.info()
+
+
 def split_sentences(text: str) -> tuple[tuple[int, int], ...]:
     """Return ``(start, end)`` character ranges of the sentences of ``text``, in order.
 
     Ranges never overlap, never include leading or trailing white space, and together cover
     every non-space character of ``text``. Lines end at ``\\n``, ``\\r\\n`` or a lone ``\\r``.
+
+    The splitter, the sentence stages and the packer ask for the same texts, so the ranges of
+    recent texts are remembered, up to :data:`SPLIT_CACHE_CHARS` characters of text in all
+    (:func:`clear_split_cache` forgets them).
 
     >>> t = "| a | b |\\r| 1 | 2 |\\r\\rDone."
     >>> [t[s:e] for s, e in split_sentences(t)]
@@ -333,6 +435,20 @@ def split_sentences(text: str) -> tuple[tuple[int, int], ...]:
     """
     if not text or text.isspace():
         return ()
+    cache = _SPLIT_CACHE
+    spans = cache.get(text)
+    if spans is None:
+        spans = _split(text)
+        cache.put(text, spans)
+    return spans
+
+
+split_sentences.cache_clear = clear_split_cache  # type: ignore[attr-defined]  # as when it was an lru_cache
+split_sentences.cache_info = split_cache_info  # type: ignore[attr-defined]
+
+
+def _split(text: str) -> tuple[tuple[int, int], ...]:
+    """:func:`split_sentences` of a text with a non-space character, not remembered."""
     text = line_view(text)  # the same length: its ranges are the text's
     spans: list[tuple[int, int]] = []
     for b_start, b_end in paragraph_spans(text):

@@ -46,6 +46,7 @@ through unchanged after the text nodes instead (they are not counted in the budg
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, List, Literal, Optional, Union
@@ -248,6 +249,17 @@ class RagtrimPostprocessor(BaseNodePostprocessor):
             out.extend(nodes[i].model_copy(deep=True) for i in run.skipped)
         return out
 
+    async def _apostprocess_nodes(
+        self, nodes: List[NodeWithScore], query_bundle: Optional[QueryBundle] = None
+    ) -> List[NodeWithScore]:
+        """:meth:`_postprocess_nodes` on a worker thread, so the event loop keeps running other tasks meanwhile.
+
+        The pipeline is CPU work (and model calls) with nothing to await; run on the loop, it would
+        stall every other task for the whole run. ``asyncio.to_thread`` copies the context, so a
+        model store set with :func:`optimizer.models.use_store` is the one used.
+        """
+        return await asyncio.to_thread(self._postprocess_nodes, nodes, query_bundle)
+
 
 def _kept_node(original: NodeWithScore, text: str, spans: Sequence[tuple[int, int]]) -> NodeWithScore:
     """A deep copy of ``original`` holding only the kept text, with the kept ranges in its metadata."""
@@ -337,8 +349,9 @@ class RagtrimRetriever(BaseRetriever):
         return self.postprocessor.postprocess_nodes(nodes, query_bundle=query_bundle)
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
+        """The wrapped retriever's nodes, fitted to the budget on a worker thread (the event loop stays free)."""
         nodes = await self.retriever.aretrieve(query_bundle)
-        return self.postprocessor.postprocess_nodes(nodes, query_bundle=query_bundle)
+        return await self.postprocessor.apostprocess_nodes(nodes, query_bundle=query_bundle)
 
 
 __all__ = ["RagtrimPostprocessor", "RagtrimRetriever"]

@@ -145,17 +145,59 @@ class ExactDedupe(Stage):
 def lsh_bands(threshold: float, num_perm: int, weights: tuple[float, float] = (0.5, 0.5)) -> tuple[int, int]:
     """datasketch's optimal ``(bands, rows)`` for a Jaccard ``threshold``, computed once per setting.
 
-    ``MinHashLSH(threshold=...)`` finds them by numerical integration over every split of
-    ``num_perm`` (tens of milliseconds); they depend on the settings only, so
-    :class:`NearDedupe` asks once and passes them as ``params=``.
+    Found by the search ``MinHashLSH(threshold=...)`` runs (datasketch's ``_optimal_param``:
+    numerical integration over every split of ``num_perm``, tens of milliseconds), called
+    directly: building a ``MinHashLSH`` would draw a storage name from the process-wide
+    :mod:`random` generator, which is the caller's. The bands depend on the settings only, so
+    :class:`NearDedupe` asks once per setting. Settings ``MinHashLSH`` refuses raise its ``ValueError``.
 
     >>> lsh_bands(0.8, 128)
     (9, 13)
     """
-    from datasketch import MinHashLSH
+    from datasketch.lsh import _optimal_param
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=weights)
-    return lsh.b, lsh.r
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError("threshold must be in [0.0, 1.0]")
+    if num_perm < 2:
+        raise ValueError("Too few permutation functions")
+    if any(w < 0.0 or w > 1.0 for w in weights) or sum(weights) != 1.0:
+        raise ValueError("Weights must be in [0.0, 1.0] and sum to 1.0")
+    bands, rows = _optimal_param(threshold, num_perm, *weights)
+    if bands < 2:
+        raise ValueError("The number of bands are too small (b < 2)")
+    return bands, rows
+
+
+class _BandIndex:
+    """MinHash LSH banding, as datasketch's ``MinHashLSH`` with in-memory storage does it.
+
+    Each MinHash's ``bands * rows`` hash values are cut into ``bands`` runs of ``rows``; two
+    MinHashes are candidates when one run is equal in both. The same bands, rows and hash
+    values as ``MinHashLSH(num_perm=..., params=(bands, rows))``, so the same candidates,
+    without its storage layer (whose constructor draws from the process-wide :mod:`random`).
+
+    >>> import numpy as np
+    >>> index = _BandIndex(2, 2)
+    >>> index.insert(0, np.array([1, 2, 3, 4], dtype=np.uint64))
+    >>> index.query(np.array([1, 2, 9, 9], dtype=np.uint64)), index.query(np.array([1, 9, 3, 9], dtype=np.uint64))
+    ({0}, set())
+    """
+
+    def __init__(self, bands: int, rows: int) -> None:
+        self.ranges = [(b * rows, (b + 1) * rows) for b in range(bands)]
+        self.tables: list[dict[bytes, list[int]]] = [{} for _ in range(bands)]
+
+    def insert(self, key: int, hashvalues: np.ndarray) -> None:
+        """Index ``key`` under each band of ``hashvalues``."""
+        for (start, end), table in zip(self.ranges, self.tables):
+            table.setdefault(hashvalues[start:end].tobytes(), []).append(key)
+
+    def query(self, hashvalues: np.ndarray) -> set[int]:
+        """The keys that share at least one band with ``hashvalues``."""
+        found: set[int] = set()
+        for (start, end), table in zip(self.ranges, self.tables):
+            found.update(table.get(hashvalues[start:end].tobytes(), ()))
+        return found
 
 
 def _similar_pairs(sets: Sequence[set[str]], threshold: float) -> list[int]:
@@ -200,8 +242,8 @@ def _check_lsh(stage: str, threshold: float, num_perm: int, lsh_above: int, seed
 class NearDedupe(Stage):
     """Drop near-duplicates: word-shingle Jaccard at or above ``threshold``.
 
-    Candidates come from MinHash LSH (datasketch; Broder, *On the resemblance and
-    containment of documents*, 1997) once there are more than ``lsh_above`` chunks;
+    Candidates come from MinHash LSH (datasketch's MinHash, banded by :class:`_BandIndex`;
+    Broder, *On the resemblance and containment of documents*, 1997) once there are more than ``lsh_above`` chunks;
     below that every pair is compared. The reported Jaccard is the exact one on shingles.
     A near-duplicate keeps the sentences it adds (``differences="keep"``, the module's
     docstring says why), so a copy that changes one fact is cut to that sentence:
@@ -241,6 +283,7 @@ class NearDedupe(Stage):
 
     def warm_up(self) -> None:
         """Import datasketch and scipy's sparse matrices now (their first import takes a while)."""
+        import datasketch  # noqa: F401
         import scipy.sparse  # noqa: F401
 
         lsh_bands(float(self.threshold), self.num_perm)
@@ -258,9 +301,9 @@ class NearDedupe(Stage):
             # MinHash depends on its own shingles alone, so theirs are the same as before)
             involved = set(_similar_pairs(sets, self.threshold))
         if involved:
-            from datasketch import MinHash, MinHashLSH
+            from datasketch import MinHash
 
-            lsh = MinHashLSH(num_perm=self.num_perm, params=lsh_bands(float(self.threshold), self.num_perm))
+            lsh = _BandIndex(*lsh_bands(float(self.threshold), self.num_perm))
             # one permutation table for all chunks (MinHash.bulk), instead of one per MinHash
             batches = ([x.encode("utf-8") for x in sets[i]] for i in sorted(involved))
             hashes = dict(zip(sorted(involved), MinHash.bulk(batches, num_perm=self.num_perm, seed=self.seed)))
@@ -270,7 +313,7 @@ class NearDedupe(Stage):
             if involved is not None and i not in involved:
                 kept.append(i)  # nothing is as close as the threshold to it: kept, and nothing is its copy
                 continue
-            candidates = [int(k) for k in lsh.query(hashes[i])] if lsh is not None else kept
+            candidates = lsh.query(hashes[i].hashvalues) if lsh is not None else kept
             best, best_j = -1, 0.0
             for j in sorted(candidates):
                 small, large = sorted((len(sets[i]), len(sets[j])))
@@ -284,7 +327,7 @@ class NearDedupe(Stage):
                 continue
             kept.append(i)
             if lsh is not None:
-                lsh.insert(str(i), hashes[i])
+                lsh.insert(i, hashes[i].hashvalues)
         return _reduce(chunks, dropped, self.differences)
 
 
