@@ -20,7 +20,6 @@ Myanmar, whose sentences are separated that way.
 from __future__ import annotations
 
 import ctypes
-import functools
 import re
 import threading
 from collections import OrderedDict
@@ -280,11 +279,18 @@ def fenced_blocks(text: str, start: int = 0, end: int | None = None) -> list[tup
     return out
 
 
-@functools.lru_cache(maxsize=4096)
 def code_blocks(text: str) -> tuple[tuple[int, int], ...]:
     """:func:`fenced_blocks` of the whole ``text``, found once per text (the splitter, the sentence
-    stage and the packer all ask); a text without three backticks or tildes in a row has none."""
-    return tuple(fenced_blocks(text)) if "```" in text or "~~~" in text else ()
+    stage and the packer all ask); a text without three backticks or tildes in a row has none.
+    Texts with a fence are remembered as :func:`split_sentences`'s are, within their own
+    :data:`SPLIT_CACHE_CHARS` characters (:func:`clear_split_cache` forgets them too)."""
+    if "```" not in text and "~~~" not in text:
+        return ()
+    blocks = _CODE_CACHE.get(text)
+    if blocks is None:
+        blocks = tuple(fenced_blocks(text))
+        _CODE_CACHE.put(text, blocks)
+    return blocks
 
 
 def paragraph_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
@@ -400,6 +406,7 @@ class _SplitCache:
 
 
 _SPLIT_CACHE = _SplitCache()
+_CODE_CACHE = _SplitCache()  # code_blocks' fences, bounded the same way
 
 
 def clear_split_cache() -> None:
@@ -411,6 +418,7 @@ def clear_split_cache() -> None:
     0
     """
     _SPLIT_CACHE.clear()
+    _CODE_CACHE.clear()
 
 
 def split_cache_info() -> SplitCacheInfo:

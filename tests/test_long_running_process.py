@@ -296,3 +296,18 @@ def test_the_int8_embedder_starts_no_threads_after_close():
     assert emb._pool is None
     assert not any(t.name.startswith("ragtrim-minilm-int8") for t in threading.enumerate())
     assert np.array_equal(emb.encode(["Paris is in France.", "Lyon is a city."]), first)  # from its memo
+
+
+def test_code_blocks_are_remembered_within_a_character_bound_and_cleared_with_the_split_cache():
+    from optimizer import sentences
+
+    text = "Run:\n```sh\nmake\n```\nDone."
+    assert sentences.code_blocks(text) == ((5, 19),) and text[5:19] == "```sh\nmake\n```"
+    assert sentences.code_blocks("no fence here") == ()
+    assert text in sentences._CODE_CACHE._items
+    for i in range(2_000):  # far more characters than a small bound
+        sentences._CODE_CACHE.put(f"```\n{i}\n```" + "x" * 5_000, ((0, 10),))
+    assert sentences._CODE_CACHE.info().chars <= sentences.SPLIT_CACHE_CHARS
+    sentences.clear_split_cache()
+    assert sentences._CODE_CACHE.info().currsize == 0
+    assert sentences.code_blocks(text) == ((5, 19),)
