@@ -9,15 +9,21 @@ The ``serve`` extra is imported only once :func:`_need` has checked it (the modu
 SQLAlchemy or starlette are imported after :func:`_setup`), so a missing extra is one line
 naming ``pip install 'ragtrim[serve]'``, not a traceback. So is a database or a pepper file that
 cannot be used: the line names the path and how to put it elsewhere (``--db``, ``RAGTRIM_CACHE``).
+
+Commands that only read (``usage``, ``tenants list``, ``keys list``, ``budgets list``) open the
+database read-only (:func:`ragtrim.serve.db.make_engine` with ``readonly``): no tables made, a SQLite
+file opened with ``mode=ro``, no pepper needed, so they work on a database this user cannot write.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
@@ -76,14 +82,17 @@ SQLITE_UNWRITABLE = ("unable to open database file", "readonly database")
 """SQLite's words for a database file it cannot create, open or write (its folder is read-only or missing)."""
 
 
-def db_error(url: str, exc: BaseException) -> str:
+def db_error(url: str, exc: BaseException, *, readonly: bool = False) -> str:
     """One line for a database that cannot be used (unreachable, refused, ...), naming it without its password.
 
-    For a SQLite file that cannot be created or written, the line says how to put it elsewhere.
+    For a SQLite file that cannot be created or written, the line says how to put it elsewhere;
+    ``readonly`` (a command that only reads): one that cannot be read says what reading it needs.
     """
     from sqlalchemy.engine import make_url
 
-    if isinstance(exc, OSError):
+    if isinstance(exc, OSError) and exc.filename and str(exc.filename).endswith("-writelock"):
+        text = f"cannot open its write lock {exc.filename} ({exc.strerror})"
+    elif isinstance(exc, OSError):
         text = f"cannot create its folder {exc.filename} ({exc.strerror})" if exc.filename else str(exc)
     else:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
@@ -92,7 +101,13 @@ def db_error(url: str, exc: BaseException) -> str:
     if password:
         text = text.replace(str(password), "***")
     path = sqlite_path(url)
-    if path is not None and (isinstance(exc, OSError) or any(words in text for words in SQLITE_UNWRITABLE)):
+    if path is not None and readonly and any(words in text for words in SQLITE_UNWRITABLE):
+        folder = Path(path).absolute().parent
+        text += f"; {path} must be a file this user can read"
+        if not os.access(folder, os.W_OK):  # a WAL database: SQLite must open (or make) its -shm and -wal there
+            text += (f", and its {path}-shm and {path}-wal too, as {folder} is read-only for this user: let this user "
+                     f"write to {folder}, or run the command as the user that runs the server")
+    elif path is not None and (isinstance(exc, OSError) or any(words in text for words in SQLITE_UNWRITABLE)):
         text += (f"; {path} must be a file this user can write, in a folder it can write: pass --db "
                  "sqlite:////writable/folder/serve.sqlite (or db in the config), or set RAGTRIM_CACHE to a writable folder")
     return f"cannot use the database {masked_url(url)}: {text}"
@@ -145,9 +160,23 @@ def _load_config(config: Optional[Path]) -> Any:
         raise
 
 
-def _open_db(url: str, *, existing: bool = False) -> Any:
+def check_tables(engine: Any, url: str) -> None:
+    """For a read-only engine: the service's tables must be there (nothing makes them), else a ValueError."""
+    from sqlalchemy import inspect
+
+    from ragtrim.serve.schema import metadata
+
+    missing = sorted(set(metadata.tables) - set(inspect(engine).get_table_names()))
+    if missing:
+        raise ValueError(f"the database {masked_url(url)} has no {', '.join(missing)} table{'s' if len(missing) > 1 else ''}: "
+                         "start the server on it once (ragtrim serve) or check the path (--db, or db in the config)")
+
+
+def _open_db(url: str, *, existing: bool = False, readonly: bool = False) -> Any:
     """The engine for ``url``, its tables made; ``existing``: the database must be there already (never created).
 
+    ``readonly`` (a command that only reads): the database must be there with its tables, and is opened
+    read-only (no tables made; SQLite ``mode=ro``, with a note on stderr when that is a snapshot).
     A database that cannot be used (unreachable, or a SQLite file that cannot be created) is a clean exit 2.
     """
     from sqlalchemy.exc import ArgumentError, DBAPIError
@@ -155,9 +184,19 @@ def _open_db(url: str, *, existing: bool = False) -> Any:
     from ragtrim.serve.db import make_engine
 
     try:
-        if existing:
+        if existing or readonly:
             check_db_exists(url)
-        return make_engine(url)
+        engine = make_engine(url, readonly=readonly)
+        engine.info_db_url = url  # for _db_errors
+        engine.info_readonly = readonly
+        if readonly:
+            check_tables(engine, url)
+            if getattr(engine, "info_snapshot", False):
+                path = Path(str(sqlite_path(url))).absolute()
+                typer.echo(f"note: {path.parent} is read-only for this user and no server has {path} open (no -shm file), "
+                           "so it is read as a snapshot (SQLite immutable=1): changes a server makes while this command "
+                           "runs are not seen", err=True)
+        return engine
     except (ValueError, ImportError) as exc:
         _fail(str(exc))
         raise
@@ -166,7 +205,19 @@ def _open_db(url: str, *, existing: bool = False) -> Any:
               "write it as sqlite:////path/serve.sqlite or postgresql://user:password@host/db")
         raise
     except (OSError, DBAPIError) as exc:
-        _fail(db_error(url, exc))
+        _fail(db_error(url, exc, readonly=readonly))
+        raise
+
+
+@contextlib.contextmanager
+def _db_errors(engine: Any) -> Iterator[None]:
+    """Around a command's use of the database: a database error (say, a write to a read-only SQLite file) is one line, exit 2."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        yield
+    except (OSError, DBAPIError) as exc:
+        _fail(db_error(engine.info_db_url, exc, readonly=engine.info_readonly))
         raise
 
 
@@ -186,12 +237,15 @@ def _load_pepper(cfg: Any) -> bytes:
         raise
 
 
-def _setup(config: Optional[Path], db: Optional[str], *, existing: bool = False) -> tuple[Any, Any, bytes]:
-    """Config, engine and pepper for an admin command; ``existing``: the database must be there already (never created)."""
+def _setup(config: Optional[Path], db: Optional[str], *, existing: bool = False, readonly: bool = False) -> tuple[Any, Any, bytes]:
+    """Config, engine and pepper for an admin command; ``existing``: the database must be there already (never created).
+
+    ``readonly``: a command that only reads (the database must be there; opened read-only; no pepper: ``b""``).
+    """
     _need("sqlalchemy")
     cfg = _load_config(config)
-    engine = _open_db(_db_url(cfg, db), existing=existing)
-    return cfg, engine, _load_pepper(cfg)
+    engine = _open_db(_db_url(cfg, db), existing=existing, readonly=readonly)
+    return cfg, engine, b"" if readonly else _load_pepper(cfg)
 
 
 def _build_service(cfg: Any, db: Optional[str]) -> Any:
@@ -263,7 +317,8 @@ def usage(
     page_link: Optional[str] = typer.Option(None, "--page-link", help="Print a 15-minute link to the usage page on this server base URL (e.g. http://127.0.0.1:8080) instead."),
 ) -> None:
     """Usage from the ledger: requests, tokens, $ spent and saved, grouped; and each budget's standing."""
-    cfg, engine, pepper = _setup(config, db, existing=page_link is None)
+    # the page link only signs a token with the pepper; a report only reads the database
+    cfg, engine, pepper = _setup(config, db) if page_link is not None else _setup(config, db, readonly=True)
     from ragtrim.serve.pricing import format_usd
     from ragtrim.serve.usage import quota_status, usage_summary
 
@@ -277,11 +332,12 @@ def usage(
     if output_format not in ("table", "json"):
         _fail(f"--format must be table or json, got {output_format!r}")
     try:
-        out = usage_summary(engine, tenant_id=tenant, by=[b.strip() for b in by.split(",") if b.strip()], since=since, until=until)
+        with _db_errors(engine):
+            out = usage_summary(engine, tenant_id=tenant, by=[b.strip() for b in by.split(",") if b.strip()], since=since, until=until)
+            out["budgets"] = quota_status(engine, tenant, time.time())
     except ValueError as exc:
         _fail(str(exc))
         return
-    out["budgets"] = quota_status(engine, tenant, time.time())
     if output_format == "json":
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -318,7 +374,8 @@ def tenants_create(name: str = typer.Argument(..., help="Tenant name (letters, d
     _, engine, _ = _setup(config, db)
     from ragtrim.serve.keys import create_tenant
     try:
-        create_tenant(engine, name)
+        with _db_errors(engine):
+            create_tenant(engine, name)
     except ValueError as exc:
         _fail(str(exc))
     typer.echo(f"tenant {name} created")
@@ -326,10 +383,12 @@ def tenants_create(name: str = typer.Argument(..., help="Tenant name (letters, d
 
 def tenants_list(config: Optional[Path] = CONFIG_OPT, db: Optional[str] = DB_OPT) -> None:
     """List tenants."""
-    _, engine, _ = _setup(config, db, existing=True)
+    _, engine, _ = _setup(config, db, readonly=True)
     from ragtrim.serve.keys import list_tenants
 
-    for t in list_tenants(engine):
+    with _db_errors(engine):
+        found = list_tenants(engine)
+    for t in found:
         typer.echo(f"{t.id}{'  (disabled)' if t.disabled else ''}")
 
 
@@ -341,7 +400,8 @@ def keys_create(tenant: Optional[str] = typer.Option(None, "--tenant", help="The
     _, engine, pepper = _setup(config, db)
     from ragtrim.serve.keys import create_key
     try:
-        kid, key = create_key(engine, pepper, tenant_id=tenant, admin=admin, label=label)
+        with _db_errors(engine):
+            kid, key = create_key(engine, pepper, tenant_id=tenant, admin=admin, label=label)
     except ValueError as exc:
         _fail(str(exc))
         return
@@ -351,10 +411,12 @@ def keys_create(tenant: Optional[str] = typer.Option(None, "--tenant", help="The
 
 def keys_list(tenant: Optional[str] = typer.Option(None, "--tenant"), config: Optional[Path] = CONFIG_OPT, db: Optional[str] = DB_OPT) -> None:
     """List key ids (never the keys)."""
-    _, engine, _ = _setup(config, db, existing=True)
+    _, engine, _ = _setup(config, db, readonly=True)
     from ragtrim.serve.keys import list_keys
 
-    for k in list_keys(engine, tenant):
+    with _db_errors(engine):
+        found = list_keys(engine, tenant)
+    for k in found:
         state = "revoked" if k["revoked"] else "active"
         typer.echo(f"{k['id']}  {'admin' if k['admin'] else k['tenant']}  {state}  {k['label']}")
 
@@ -365,7 +427,9 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key id (the 12 hex c
     _, engine, _ = _setup(config, db, existing=True)
     from ragtrim.serve.keys import revoke_key
 
-    if not revoke_key(engine, key_id):
+    with _db_errors(engine):
+        revoked = revoke_key(engine, key_id)
+    if not revoked:
         _fail(f"no active key {key_id!r}")
     typer.echo(f"key {key_id} revoked")
 
@@ -389,7 +453,8 @@ def budgets_set(tenant: str = typer.Option(..., "--tenant"),
     scope, value = ("user", user) if user is not None else (("feature", feature) if feature is not None else ("tenant", ""))
     try:
         amount = budget_limit(unit, int(limit) if unit == "tokens" and limit.isdigit() else limit)
-        b = set_budget(engine, tenant_id=tenant, unit=unit, period=period, limit=amount, scope=scope, scope_value=str(value))
+        with _db_errors(engine):
+            b = set_budget(engine, tenant_id=tenant, unit=unit, period=period, limit=amount, scope=scope, scope_value=str(value))
     except ValueError as exc:
         _fail(str(exc))
         return
@@ -400,10 +465,11 @@ def budgets_set(tenant: str = typer.Option(..., "--tenant"),
 def budgets_list(tenant: Optional[str] = typer.Option(None, "--tenant"), config: Optional[Path] = CONFIG_OPT,
                  db: Optional[str] = DB_OPT) -> None:
     """List budgets with their current standing (spent and reserved in the current day or month)."""
-    _, engine, _ = _setup(config, db, existing=True)
+    _, engine, _ = _setup(config, db, readonly=True)
     from ragtrim.serve.usage import quota_status
 
-    budgets = quota_status(engine, tenant, time.time())
+    with _db_errors(engine):
+        budgets = quota_status(engine, tenant, time.time())
     if not budgets:
         typer.echo(f"no budgets{' for tenant ' + repr(tenant) if tenant is not None else ''} (add one: ragtrim budgets set)", err=True)
         return
@@ -415,7 +481,9 @@ def budgets_delete(budget_id: str = typer.Argument(...), config: Optional[Path] 
     _, engine, _ = _setup(config, db, existing=True)
     from ragtrim.serve.budgets import delete_budget
 
-    if not delete_budget(engine, budget_id):
+    with _db_errors(engine):
+        deleted = delete_budget(engine, budget_id)
+    if not deleted:
         _fail(f"no budget {budget_id!r}")
     typer.echo(f"budget {budget_id} deleted")
 

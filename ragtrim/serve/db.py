@@ -8,6 +8,11 @@ needed; ``postgresql://`` URLs use the psycopg (3) driver. PostgreSQL may still 
 transaction as a deadlock victim or a serialization failure (SQLSTATE ``40P01``, ``40001``):
 :func:`write_retrying` runs a transaction again in that case.
 
+A command that only reads asks for ``make_engine(url, readonly=True)``: no tables are made (on
+either database), and a SQLite file is opened with SQLite's read-only URI (``mode=ro``, no
+``journal_mode`` switch), so a database in a folder (or a file) this user cannot write still
+reads; see :func:`sqlite_readonly_uri` for a WAL database in a read-only folder.
+
 >>> normalize_url("postgresql://u@h/db")
 'postgresql+psycopg://u@h/db'
 >>> normalize_url("sqlite:////tmp/x.sqlite")
@@ -16,6 +21,7 @@ transaction as a deadlock victim or a serialization failure (SQLSTATE ``40P01``,
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -39,19 +45,91 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, create: bool = True) -> Any:
-    """An SQLAlchemy engine for ``url``; creates the tables when ``create``."""
+def make_engine(url: str, *, create: bool = True, readonly: bool = False) -> Any:
+    """An SQLAlchemy engine for ``url``; creates the tables when ``create``.
+
+    ``readonly``: for a command that only reads. No tables are made (``create`` is ignored) and a
+    SQLite file is opened read-only (:func:`sqlite_readonly_uri`; the file must exist); the engine's
+    ``info_snapshot`` is True when that open is a snapshot (``immutable=1``) that does not see writers.
+    PostgreSQL engines are the same either way, only without ``create_all``.
+    """
     sa = lazy_import("sqlalchemy", extra="serve", purpose="ragtrim serve")
     url = normalize_url(url)
     if url.startswith("sqlite"):
+        path = sa.engine.make_url(url).database
+        if readonly and path and path != ":memory:":
+            return _sqlite_readonly_engine(sa, path)
         engine = _sqlite_engine(sa, url)
     else:
         lazy_import("psycopg", extra="serve", purpose="ragtrim serve with PostgreSQL")
         engine = sa.create_engine(url, pool_size=8, max_overflow=24, pool_pre_ping=True, pool_recycle=1800)
-    if create:
+    if create and not readonly:
         from ragtrim.serve.schema import metadata
 
         metadata.create_all(engine)
+    return engine
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _in_wal_mode(path: str) -> bool:
+    """True when the SQLite file at ``path`` is in WAL mode (header bytes 18-19 are 2); False if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return False
+    return len(head) == 20 and head.startswith(SQLITE_HEADER) and head[18] == 2
+
+
+def sqlite_readonly_uri(path: str) -> tuple[str, bool]:
+    """The URI that opens the SQLite file ``path`` for reading only, and whether it is a snapshot.
+
+    ``mode=ro`` writes nothing and switches no journal mode. A database in WAL mode still needs its
+    ``-shm`` file (and reads its ``-wal``): SQLite makes them when the folder is writable and uses them
+    when they are there (a server has the database open), so that is all it takes. In a read-only
+    folder with neither, no writer can be using the database and all of it is in the main file:
+    it is opened ``immutable=1`` (a snapshot: a writer that starts meanwhile is not seen). A ``-wal``
+    with content but no ``-shm`` in a read-only folder (a server that stopped uncleanly) is a
+    ValueError naming the fix: an immutable open would miss the transactions in the log.
+    """
+    path = os.path.abspath(path)
+    uri = f"{Path(path).as_uri()}?mode=ro"  # file:///..., with %, #, ? and spaces escaped
+    folder = os.path.dirname(path)
+    if os.access(folder, os.W_OK) or os.path.exists(f"{path}-shm") or not _in_wal_mode(path):
+        return uri, False
+    wal = Path(f"{path}-wal")
+    if wal.is_file() and wal.stat().st_size > 0:
+        raise ValueError(f"cannot read {path}: its write-ahead log {wal} holds changes SQLite can read only by creating "
+                         f"{path}-shm, and the folder {folder} is read-only for this user; let this user write to {folder}, "
+                         "or run the command once as the user that runs the server (that merges the log)")
+    return uri + "&immutable=1", True
+
+
+def _sqlite_readonly_engine(sa: Any, path: str) -> Any:
+    import sqlite3
+
+    uri, snapshot = sqlite_readonly_uri(path)
+
+    def connect() -> Any:
+        return sqlite3.connect(uri, uri=True, timeout=60, check_same_thread=False)
+
+    engine = sa.create_engine(f"sqlite:///{path}", creator=connect, poolclass=sa.pool.QueuePool, pool_size=8, max_overflow=24)
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA query_only=ON")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")  # never BEGIN IMMEDIATE: that takes the write lock
+
+    engine.info_snapshot = snapshot  # type: ignore[attr-defined]
     return engine
 
 
