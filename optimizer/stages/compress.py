@@ -182,7 +182,9 @@ class SentenceExtract(Stage):
         printed with whatever of its paragraph is kept, and so is a one-paragraph chunk's first
         line when it reads as a heading (``Title\ntext``, or a Markdown node ``## Install\n\nbody``).
         A fenced code block is a paragraph whose fence lines are printed with any kept line of it.
-        Other chunks of one paragraph are unaffected. On in ``default`` and ``quality``.
+        Other chunks of one paragraph are unaffected. On in ``default`` and ``quality``. Off, every
+        chunk is one passage, but a code block's fence lines are still never sentences of their
+        own: they are printed (and counted) with any kept line of its code.
     titled_headings:
         In a chunk with a title of its own (LlamaIndex's wrapper takes ``title``, else
         ``file_name``), what a paragraph's heading line does: ``"joined"`` (default) titles the
@@ -505,8 +507,8 @@ class SentenceExtract(Stage):
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
         if not chunks:
             return StageOutput([])
-        split = ParagraphViews(chunks, self.titled_headings) if self.paragraphs else None
-        if split is not None and split.views is not None:
+        split = ParagraphViews(chunks, self.titled_headings, split=self.paragraphs)  # unsplit: code blocks keep their fences
+        if split.views is not None:
             return split.merge(self._extract(query, split.views, split.context(context)), grouped=self.order == "relevance")
         return self._extract(query, chunks, context)
 

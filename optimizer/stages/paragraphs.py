@@ -35,7 +35,7 @@ from functools import cached_property
 
 from optimizer.records import Chunk, indent_start
 from optimizer.render import group_by_title
-from optimizer.sentences import FENCE, is_fence_close, line_view, paragraph_spans, strip_range
+from optimizer.sentences import FENCE, code_blocks, is_fence_close, line_view, paragraph_spans, strip_range
 from optimizer.stage import StageContext, StageOutput
 from optimizer.stages.sentence_select import CUT_REASON
 from optimizer.text import words
@@ -214,6 +214,52 @@ def _lead(chunk: Chunk, start: int, memo: dict[tuple[str, int], Chunk]) -> Chunk
     return memo[(chunk.id, start)]
 
 
+def split_parts(chunk: Chunk, titled: str = "joined") -> list[Paragraph]:
+    """:func:`paragraph_parts` of a chunk read paragraph by paragraph (two or more, or one with a heading
+    or fences), else ``[]``: the chunk stays one view."""
+    lines = "\n" in chunk.original_text or "\r" in chunk.original_text
+    parts = paragraph_parts(chunk, titled) if lines else []  # no line break: one paragraph, no heading
+    return parts if len(parts) > 1 or (parts and parts[0].frame) else []
+
+
+def fence_parts(chunk: Chunk) -> list[Paragraph]:
+    """The chunk's fenced code blocks that still have kept text, as paragraphs without a heading: the
+    code is the ``body``, the fence lines the ``fences`` (see :class:`Paragraph`). What a chunk read
+    as one passage (``paragraphs: false``) prints around whatever of its code is kept.
+
+    >>> t = "Run:\\n```sh\\nls\\npwd\\n```\\nDone."
+    >>> [(t[slice(*p.body)], [t[slice(*f)] for f in p.fences]) for p in fence_parts(Chunk(id="c", text=t))]
+    [('ls\\npwd', ['```sh', '```'])]
+    """
+    if not code_blocks(chunk.original_text):
+        return []
+    text = line_view(chunk.original_text)
+    found = [_fenced(text, s, e) for s, e in paragraphs(chunk)]
+    return [Paragraph(code, None, fences) for fences, code in found if code is not None]
+
+
+def _between(chunk: Chunk, parts: Sequence[Paragraph]) -> list[tuple[int, int]]:
+    """The ranges of ``chunk``'s original text outside the fence lines of ``parts``."""
+    out: list[tuple[int, int]] = []
+    pos = 0
+    for s, e in sorted(f for p in parts for f in p.fences):
+        out.append((pos, s))
+        pos = e
+    return out + [(pos, len(chunk.original_text))]
+
+
+def _paragraph_views(chunk: Chunk, parts: Sequence[Paragraph], titled: str) -> list[Chunk]:
+    """One view of ``chunk`` per paragraph of ``parts``: its body, titled by its heading (:func:`view_title`)."""
+    views: list[Chunk] = []
+    for p in parts:
+        view = chunk.keep([p.body])
+        if p.heading:
+            heading = heading_line(chunk.original_text[slice(*p.heading)]) or ""
+            view = replace(view, title=view_title(chunk.title, heading, titled))
+        views.append(view)
+    return views
+
+
 class ParagraphViews:
     """One call's views of ``chunks``, built once; the selector's overhead and the merge read them.
 
@@ -222,27 +268,27 @@ class ParagraphViews:
     as its own (only) view. Views of a chunk share its id; a view under a heading is titled by
     it (see :func:`view_title`; ``titled`` as in :data:`TITLED`) and keeps only the paragraph's
     body, so an untitled ``Title\ntext`` chunk reads as a titled one.
+
+    ``split=False`` reads every chunk as one passage (the sentence stage's ``paragraphs: false``): a
+    chunk with a fenced code block (:func:`fence_parts`) is then one view, without its fence lines,
+    and those are printed (and counted) with whatever of their block's code is kept, as when
+    split; ``views`` is ``None`` when no chunk has a code block.
     """
 
-    def __init__(self, chunks: Sequence[Chunk], titled: str = "joined") -> None:
+    def __init__(self, chunks: Sequence[Chunk], titled: str = "joined", split: bool = True) -> None:
         if titled not in TITLED:
             raise ValueError(f"paragraph views: titled must be one of {', '.join(TITLED)}, got {titled!r}")
         self.given = {c.id: c for c in chunks}
-        self.parts: dict[str, list[Paragraph]] = {}  # the split chunks' paragraphs
+        self.split = split
+        self.parts: dict[str, list[Paragraph]] = {}  # the split chunks' paragraphs (their code blocks only, unsplit)
         views: list[Chunk] = []
         for c in chunks:
-            lines = "\n" in c.original_text or "\r" in c.original_text
-            parts = paragraph_parts(c, titled) if lines else []  # no line break: one paragraph, no heading
-            if len(parts) < 2 and not (parts and parts[0].frame):
+            parts = split_parts(c, titled) if split else fence_parts(c)
+            if not parts:
                 views.append(c)
                 continue
             self.parts[c.id] = parts
-            text = c.original_text
-            for p in parts:
-                view = c.keep([p.body])
-                if p.heading:
-                    view = replace(view, title=view_title(c.title, heading_line(text[slice(*p.heading)]) or "", titled))
-                views.append(view)
+            views += _paragraph_views(c, parts, titled) if split else [c.keep(_between(c, parts))]
         self.views: list[Chunk] | None = views if self.parts else None
 
     def context(self, context: StageContext) -> StageContext:
@@ -251,7 +297,9 @@ class ParagraphViews:
         Views of one chunk render as that chunk's single block: its marker and title once, a
         joiner before each further view, and each view's heading and fence lines (each with its line break).
         The marker is counted as printed before the block's first line (the earliest of the views'
-        and their frame lines': see :meth:`optimizer.render.Renderer.header`).
+        and their frame lines': see :meth:`optimizer.render.Renderer.header`). A whole-chunk view
+        (``split=False``) counts the fence lines of every code block it holds, an upper bound when
+        only some of them keep code; the exact count is the merged blocks' (``render_tokens``).
         """
         cost: dict[tuple[str, tuple[int, int]], int] = {}  # (chunk id, heading span) -> its tokens and line break
         leads: dict[tuple[str, int], Chunk] = {}  # (chunk id, first kept offset) -> the chunk keeping that line only
@@ -261,7 +309,7 @@ class ParagraphViews:
             first: dict[str, int] = {}
             extra = 0
             for v in taken:
-                frames = self._frames_of(v.id, v.kept_pieces[:1])
+                frames = self._frames_of(v.id, v.kept_pieces)  # a paragraph view's pieces sit in one paragraph
                 start = min([s for s, _ in v.kept_pieces[:1]] + [s for s, _ in frames], default=0)
                 if v.id in blocks:
                     extra += 1
@@ -297,7 +345,8 @@ class ParagraphViews:
         for m in merged:
             if m.kept_pieces != self.given[m.id].kept_pieces:
                 reasons[m.id] = CUT_REASON
-        return StageOutput(group_by_title(merged) if grouped else merged, reasons=reasons, notes={**out.notes, "paragraph_views": True})
+        note = "paragraph_views" if self.split else "fence_views"
+        return StageOutput(group_by_title(merged) if grouped else merged, reasons=reasons, notes={**out.notes, note: True})
 
     def _merged(self, views: Sequence[Chunk]) -> list[Chunk]:
         """Kept ``views`` as one chunk per input chunk, in first-kept order, with their frame lines and best relevance."""
