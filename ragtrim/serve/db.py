@@ -107,6 +107,18 @@ def sqlite_readonly_uri(path: str) -> tuple[str, bool]:
     return uri + "&immutable=1", True
 
 
+def _on_connect(sa: Any, engine: Any, pragmas: tuple[str, ...]) -> None:
+    """Each new SQLite connection of ``engine``: autocommit off our way (we issue BEGIN ourselves), then ``pragmas``."""
+
+    @sa.event.listens_for(engine, "connect")
+    def connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cur = dbapi_connection.cursor()
+        for pragma in pragmas:
+            cur.execute(f"PRAGMA {pragma}")
+        cur.close()
+
+
 def _sqlite_readonly_engine(sa: Any, path: str) -> Any:
     import sqlite3
 
@@ -117,13 +129,7 @@ def _sqlite_readonly_engine(sa: Any, path: str) -> Any:
 
     engine = sa.create_engine(f"sqlite:///{path}", creator=connect, poolclass=sa.pool.QueuePool, pool_size=8, max_overflow=24)
 
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
-        cur = dbapi_connection.cursor()
-        cur.execute("PRAGMA busy_timeout=60000")
-        cur.execute("PRAGMA query_only=ON")
-        cur.close()
+    _on_connect(sa, engine, ("busy_timeout=60000", "query_only=ON"))
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
@@ -142,15 +148,7 @@ def _sqlite_engine(sa: Any, url: str) -> Any:
     else:  # one shared in-memory connection: single-threaded use only (doctests); use a file otherwise
         engine = sa.create_engine(url, connect_args=args, poolclass=sa.pool.StaticPool)
 
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
-        cur = dbapi_connection.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=60000")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
+    _on_connect(sa, engine, ("journal_mode=WAL", "busy_timeout=60000", "synchronous=NORMAL", "foreign_keys=ON"))
 
     # one writer at a time, queued fairly instead of sleeping in SQLite's busy handler (see writelock)
     engine.info_write_lock = WriteLock(path.split("?", 1)[0] or None)  # type: ignore[attr-defined]
