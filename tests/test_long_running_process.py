@@ -286,7 +286,10 @@ def test_the_int8_embedder_starts_no_threads_after_close():
         emb = MiniLMInt8Embedder(threads=2)
     except ModelNotBuiltError:
         pytest.skip("the int8 MiniLM is not built (ragtrim models build --only minilm-int8)")
+    before = set(threading.enumerate())  # other embedders (e.g. the default store's) may have threads of their own
     first = emb.encode(["Paris is in France.", "Lyon is a city."])
+    mine = [t for t in threading.enumerate() if t not in before and t.name.startswith("ragtrim-minilm-int8")]
+    assert mine  # its pool ran the two texts
     emb.close()
     assert emb._pool is None
     with pytest.raises(RuntimeError, match="closed"):
@@ -294,7 +297,11 @@ def test_the_int8_embedder_starts_no_threads_after_close():
     with pytest.raises(RuntimeError, match="closed"):
         emb._executor()
     assert emb._pool is None
-    assert not any(t.name.startswith("ragtrim-minilm-int8") for t in threading.enumerate())
+    for t in mine:
+        t.join(5)
+    alive = set(threading.enumerate())
+    assert not any(t in alive for t in mine)
+    assert not [t for t in alive - before if t.name.startswith("ragtrim-minilm-int8")]  # and no new ones
     assert np.array_equal(emb.encode(["Paris is in France.", "Lyon is a city."]), first)  # from its memo
 
 
