@@ -52,6 +52,38 @@ def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path(os.path.abspath(folder))
 
 
+def process_umask() -> int:
+    """This process's umask, read without changing it (Linux ``/proc``; elsewhere the usual 0o022)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def share_as_umask(path: Path) -> None:
+    """Give ``path`` (a file, or a folder and all below it) the modes a plain ``open``/``mkdir`` would.
+
+    :func:`tempfile.mkdtemp` and :func:`tempfile.mkstemp` make owner-only folders and files (0700,
+    0600); renamed into a shared cache as they are, other users could not read a model built there
+    (or a tiktoken file seeded into tiktoken's shared cache).
+
+    >>> root = Path(tempfile.mkdtemp()); (root / "m.bin").write_bytes(b"x") and None
+    >>> share_as_umask(root)
+    >>> oct(root.stat().st_mode & 0o777) == oct(0o777 & ~process_umask())
+    True
+    """
+    mask = process_umask()
+    paths = [path, *path.rglob("*")] if path.is_dir() else [path]
+    for p in paths:
+        if p.is_symlink():
+            continue
+        executable = p.is_dir() or bool(p.stat().st_mode & 0o111)
+        os.chmod(p, (0o777 if executable else 0o666) & ~mask)
+
+
 @contextlib.contextmanager
 def build_atomically(target: str | Path) -> Iterator[Path]:
     """Yield a temporary folder next to ``target``; on success rename it to ``target``.
@@ -65,6 +97,7 @@ def build_atomically(target: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         if not target.exists():
+            share_as_umask(tmp)
             os.replace(tmp, target)
     finally:
         if tmp.exists():
@@ -91,6 +124,7 @@ def build_file_atomically(target: str | Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        share_as_umask(tmp)
         os.replace(tmp, target)
     finally:
         if tmp.exists():
