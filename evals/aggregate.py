@@ -3,8 +3,11 @@
 Means are taken over the examples where a metric is defined (answer recall leaves out
 yes/no and unanswerable examples; reader metrics leave out failed calls), and each count
 is reported next to its mean (``n_answer_recall``, ``n_reader``...). An arm where nothing
-counts gets ``None``, never NaN. Deltas pair the same example ids in both arms and carry a
-95 % paired bootstrap interval (:func:`evals.bootstrap.paired_bootstrap`).
+counts gets ``None``, never NaN. A row whose pipeline raised (``pipeline_error``) has no
+context and no metrics: like a failed reader call it is left out of every mean (its count
+is ``pipeline_failures``; ``n`` still counts it), never scored as a success or as a miss.
+Deltas pair the same example ids in both arms and carry a 95 % paired bootstrap interval
+(:func:`evals.bootstrap.paired_bootstrap`).
 
 >>> from evals.records import Arm, ExampleRow
 >>> def row(i, pipe, budget, tokens, recall):
@@ -24,7 +27,7 @@ counts gets ``None``, never NaN. Deltas pair the same example ids in both arms a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -46,6 +49,13 @@ DELTA_METRICS: tuple[tuple[str, str], ...] = (
 """(metric name in results.json, ExampleRow field) pairs that get a delta versus ``full``."""
 
 
+@dataclass(frozen=True)
+class SweepMetrics(ArmMetrics):
+    """:class:`~evals.records.ArmMetrics` plus ``pipeline_failures``: the arm's rows whose pipeline raised."""
+
+    pipeline_failures: int = 0
+
+
 def _mean(values: Sequence[float | None]) -> tuple[float | None, int]:
     kept = [v for v in values if v is not None]
     return (_r(sum(kept) / len(kept)) if kept else None), len(kept)
@@ -60,7 +70,7 @@ def _ok(row: Any) -> bool:
     return row.reader_called and row.prediction is not None
 
 
-def arm_metrics(rows: Sequence[Any], *, usd_per_million: float) -> ArmMetrics:
+def arm_metrics(rows: Sequence[Any], *, usd_per_million: float) -> SweepMetrics:
     """Metrics of one arm's rows (see the module doc for the rules)."""
     answer_recall, n_ar = _mean([r.answer_recall for r in rows])
     evidence_recall, n_er = _mean([r.evidence_recall for r in rows])
@@ -73,7 +83,7 @@ def arm_metrics(rows: Sequence[Any], *, usd_per_million: float) -> ArmMetrics:
     em, _ = _mean([r.em for r in good])
     f1, _ = _mean([r.f1 for r in good])
     cost = cost_per_1k_queries(prompt_tokens_mean, usd_per_million) if prompt_tokens_mean is not None else None
-    return ArmMetrics(
+    return SweepMetrics(
         answer_recall=answer_recall,
         evidence_recall=evidence_recall,
         tokens_mean=tokens_mean,
@@ -98,6 +108,7 @@ def arm_metrics(rows: Sequence[Any], *, usd_per_million: float) -> ArmMetrics:
         reader_latency_ms_p50=_pct([r.reader_latency_ms for r in good], 50),
         reader_latency_ms_p95=_pct([r.reader_latency_ms for r in good], 95),
         **_misses(rows),
+        pipeline_failures=sum(1 for r in rows if getattr(r, "pipeline_error", None)),
     )
 
 

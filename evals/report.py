@@ -74,10 +74,20 @@ def _with_footnote(note: str, runs: Sequence[Mapping[str, Any]]) -> str:
     return f"{note} {IN_SAMPLE_FOOTNOTE}." if note else f"{IN_SAMPLE_FOOTNOTE}."
 
 
+def pipeline_failed(results: Mapping[str, Any]) -> bool:
+    """Whether a row of some arm failed in its pipeline (then the tables show a ``pipeline errors`` column).
+
+    >>> pipeline_failed({"runs": [{"metrics": {"pipeline_failures": 0}}, {"metrics": {}}]})
+    False
+    """
+    return any(r["metrics"].get("pipeline_failures") for r in results["runs"])
+
+
 def summary_table(results: Mapping[str, Any]) -> Table:
-    """One row per arm: tokens, recall, reader scores, cost, optimizer latency."""
+    """One row per arm: tokens, recall, reader scores, cost, optimizer latency (and pipeline errors, if any)."""
     has_reader = any(r["metrics"].get("reader_calls") for r in results["runs"])
-    headers = ["pipeline", "budget", "tokens", "answer recall", "evidence recall"]
+    errors = pipeline_failed(results)
+    headers = ["pipeline", "budget", "tokens", "answer recall", "evidence recall"] + (["pipeline errors"] if errors else [])
     if has_reader:
         headers += ["accuracy", "EM", "F1", "reader n", "failed"]
     headers += ["$ / 1k queries", "latency p50 ms", "p95 ms"]
@@ -90,7 +100,7 @@ def summary_table(results: Mapping[str, Any]) -> Table:
             f"{fmt(m['tokens_mean'], 1)} ({fmt(m['token_share'] * 100 if m['token_share'] is not None else None, 0)}%)",
             fmt(m["answer_recall"]),
             fmt(m["evidence_recall"]),
-        ]
+        ] + ([str(m.get("pipeline_failures", 0))] if errors else [])
         if has_reader:
             row += [
                 fmt(m["accuracy"]),
@@ -108,6 +118,8 @@ def summary_table(results: Mapping[str, Any]) -> Table:
         "Tokens: mean rendered context (share of the full context). Latency: the optimizer's, per question, models "
         "loaded; each pipeline and budget runs with models of its own and no memos from another, so every budget "
         "pays for its own embeddings."
+        + (" Pipeline errors: examples the pipeline raised on (pipeline_error in examples.jsonl), left out of "
+           "every mean." if errors else "")
     )
     return Table("Summary", tuple(headers), tuple(rows), _with_footnote(note, results["runs"]))
 
@@ -616,7 +628,8 @@ def read_results(folder: Path) -> dict[str, Any]:
 def terminal_table(results: Mapping[str, Any]) -> Table:
     """The summary printed after a run: each quality metric with its delta versus full and 95 % CI."""
     has_reader = any(r["metrics"].get("reader_calls") for r in results["runs"])
-    cols = ["pipeline", "budget", "tokens", "answer recall (Δ)", "evidence"]
+    errors = pipeline_failed(results)
+    cols = ["pipeline", "budget", "tokens", "answer recall (Δ)", "evidence"] + (["pipeline errors"] if errors else [])
     if has_reader:
         cols += ["accuracy (Δ)", "failed"]
     cols += ["$/1k q", "p50 ms"]
@@ -629,6 +642,7 @@ def terminal_table(results: Mapping[str, Any]) -> Table:
         m, vs = run["metrics"], run.get("vs_full") or {}
         row = [run_label(run), _budget(run["budget"]), fmt(m["tokens_mean"], 0),
                cell(m["answer_recall"], vs.get("answer_recall")), fmt(m["evidence_recall"], 2)]
+        row += [str(m.get("pipeline_failures", 0))] if errors else []
         if has_reader:
             row += [cell(m["accuracy"], vs.get("accuracy")), str(m["reader_failures"]) if m["reader_calls"] else "–"]
         row += [fmt(m["cost_per_1k_queries"], 3), fmt(m["latency_ms_p50"], 1)]

@@ -5,6 +5,11 @@ Per example first, aggregate separately: :func:`run_eval` makes one :class:`Exam
 per-arm metrics with paired deltas versus ``full``. ``full`` always runs once, without a
 budget, as the reference.
 
+A pipeline that raises on one example (a native model failing in ``thorough``, a bug in a custom
+stage) does not end the sweep: that row records the error (``pipeline_error``, no context, no
+metrics), the reader is not asked for it, and the arm counts it (``pipeline_failures``); only
+``KeyboardInterrupt`` and ``SystemExit`` stop the sweep.
+
 >>> from types import SimpleNamespace
 >>> from optimizer import Chunk
 >>> ex = SimpleNamespace(id="q1", question="Capital of France?", answers=("Paris",),
@@ -24,7 +29,7 @@ import json
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from evals import metrics as M
@@ -36,6 +41,17 @@ from optimizer.models import default_store, use_store
 from optimizer.pipeline import Pipeline
 from optimizer.tokenizer import get_tokenizer
 from optimizer.validate import non_negative_int, positive_int
+
+@dataclass(frozen=True)
+class SweepRow(ExampleRow):
+    """An :class:`ExampleRow` of a sweep, with ``pipeline_error``: what the pipeline raised on this example (None: it ran).
+
+    A failed row has no context and no metrics (``None``): it is left out of every mean and counted
+    in its arm's ``pipeline_failures``, as a failed reader call is left out of the reader metrics.
+    """
+
+    pipeline_error: str | None = None
+
 
 @dataclass(frozen=True)
 class EvalRun:
@@ -311,7 +327,7 @@ def sweep_rows(
                 if fresh_models or k == 0:
                     pipe.warm_up()
                 for ex in examples:
-                    rows.append(_run_one(pipe, arm, ex, overhead[ex.id], holders[ex.id]))
+                    rows.append(_run_or_record(pipe, arm, ex, overhead[ex.id], holders[ex.id]))
                     task(1)
     return rows
 
@@ -353,13 +369,34 @@ def sweep_settings(
     }
 
 
-def _run_one(pipe: Pipeline, arm: Arm, ex: Any, overhead: int, answer_chunks: tuple[str, ...] | None) -> ExampleRow:
+def _run_or_record(pipe: Pipeline, arm: Arm, ex: Any, overhead: int, answer_chunks: tuple[str, ...] | None) -> SweepRow:
+    """:func:`_run_one`, or a failed row holding the error when the pipeline raises on this example."""
+    try:
+        return _run_one(pipe, arm, ex, overhead, answer_chunks)
+    except Exception as exc:  # a crash is a recorded failure, never lost work (KeyboardInterrupt still stops)
+        return failed_row(arm, ex, f"{type(exc).__name__}: {exc}")
+
+
+def failed_row(arm: Arm, ex: Any, error: str) -> SweepRow:
+    """The row of an example the pipeline raised on: the error, no context and no metrics.
+
+    >>> from types import SimpleNamespace
+    >>> row = failed_row(Arm("thorough", 0.25), SimpleNamespace(id="q1"), "RuntimeError: llama_decode returned -3")
+    >>> row.pipeline_error, row.context, row.answer_recall, row.tokens
+    ('RuntimeError: llama_decode returned -3', None, None, None)
+    """
+    return SweepRow(id=str(ex.id), pipeline=arm.pipeline, budget=arm.budget, context=None, tokens=None, tokens_full=None,
+                    prompt_tokens=None, kept_ids=(), answer_recall=None, evidence_recall=None, latency_ms=None,
+                    pipeline_error=error)
+
+
+def _run_one(pipe: Pipeline, arm: Arm, ex: Any, overhead: int, answer_chunks: tuple[str, ...] | None) -> SweepRow:
     start = time.perf_counter()
     result = pipe.run(ex.question, ex.chunks, budget=arm.budget)
     ms = (time.perf_counter() - start) * 1000
     kept = _kept_ids(result)
     recall = M.answer_recall(result.text, ex.answers)
-    return ExampleRow(
+    return SweepRow(
         id=str(ex.id),
         pipeline=arm.pipeline,
         budget=arm.budget,
@@ -398,8 +435,6 @@ def _read(
     sample: int | None,
     bar: Any,
 ) -> list[ExampleRow]:
-    from dataclasses import replace
-
     ids = {str(ex.id) for ex in examples[: sample if sample is not None else len(examples)]}
     question = {str(ex.id): ex for ex in examples}
     # example-major order: if the sweep is stopped, the first examples have every arm answered,
@@ -407,7 +442,7 @@ def _read(
     position = {str(ex.id): k for k, ex in enumerate(examples)}
     arm_order = {arm: k for k, arm in enumerate(dict.fromkeys(r.arm for r in rows))}
     todo = sorted(
-        (i for i, r in enumerate(rows) if r.arm in wanted and r.id in ids),
+        (i for i, r in enumerate(rows) if r.arm in wanted and r.id in ids and not getattr(r, "pipeline_error", None)),
         key=lambda i: (position[rows[i].id], arm_order[rows[i].arm]),
     )
     task = bar.add(f"reader {reader.name}", total=len(todo))
@@ -463,6 +498,6 @@ def _progress(enabled: bool) -> Iterator[_Bar]:
 
 
 __all__ = [
-    "REFERENCE", "Arm", "EvalRun", "ExampleRow", "make_arms", "reader_arm_set", "resolve_pipelines", "run_eval",
-    "in_sample", "sweep_rows", "sweep_settings", "tuned_on",
+    "REFERENCE", "Arm", "EvalRun", "ExampleRow", "SweepRow", "failed_row", "make_arms", "reader_arm_set",
+    "resolve_pipelines", "run_eval", "in_sample", "sweep_rows", "sweep_settings", "tuned_on",
 ]

@@ -10,6 +10,12 @@ name, exit code, the child's last stderr lines); the next call starts a fresh ch
 ``max_crashes`` deaths in a row the worker stops restarting and every call fails at once,
 so a sweep finishes quickly with every remaining call recorded as failed.
 
+A call stopped in the caller (Ctrl-C, any exception while it waits) kills the child before
+the exception goes on, and every reply carries its request's id: a late answer is never
+taken for the next call's. A backend whose constructor fails (a model file that does not
+load) is not retried with the same ``params``: every call fails with that error. The
+child exits by itself when its parent process is gone, even in the middle of a call.
+
 Readers turn :class:`WorkerDied` into a failed :class:`~evals.readers.base.ReaderOutput`;
 finished calls are already in the reader cache, so nothing finished is lost.
 
@@ -31,7 +37,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 
 class WorkerDied(RuntimeError):
@@ -116,6 +122,9 @@ class ModelWorker:
         self._proc: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._stderr: collections.deque[str] = collections.deque(maxlen=12)
+        self._pumps: list[tuple[threading.Thread, Any]] = []  # (thread, the child's stream it reads)
+        self._sent = 0  # id of the last request written
+        self._start_error: tuple[dict[str, Any], str] | None = None  # (params, message) of a failed start
         self._lock = threading.Lock()
 
     @property
@@ -152,62 +161,121 @@ class ModelWorker:
     def _ensure_started(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             return
+        if self._start_error is not None and self._start_error[0] == self.params:
+            raise WorkerError(self._start_error[1])
         if self.crashes >= self.max_crashes:
             raise WorkerDied(
                 f"the model worker died {self.crashes} times in a row (last: {self.deaths[-1]}); "
                 "not restarting it: every further call fails"
             )
-        self._spawn()
-        self._request({"op": "__init__", "kwargs": self.params}, self.start_timeout_s)
+        try:
+            self._spawn()
+            self._request({"op": "__init__", "kwargs": self.params}, self.start_timeout_s)
+        except WorkerError as exc:  # the backend's constructor raised: the same params would fail again
+            self._stop()
+            message = f"the model worker could not start {self.backend} ({exc}); not retried with the same settings"
+            self._start_error = (dict(self.params), message)
+            raise WorkerError(message) from None
+        except BaseException:  # e.g. Ctrl-C during the load: never leave a half-started child behind
+            self._abandon()
+            raise
 
     def _spawn(self) -> None:
         self._lines = queue.Queue()
         self._stderr.clear()
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "evals.readers.worker", self.backend],
+            [sys.executable, "-m", "evals.readers.worker", self.backend, str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, encoding="utf-8", bufsize=1, env=child_env(self.env),
         )
         proc, lines, err = self._proc, self._lines, self._stderr
-        threading.Thread(target=_pump, args=(proc.stdout, lines.put), daemon=True).start()
-        threading.Thread(target=_pump, args=(proc.stderr, lambda s: s is not None and err.append(s.rstrip())), daemon=True).start()
+        self._pumps = []
+        for stream, put in ((proc.stdout, lines.put), (proc.stderr, lambda s: s is not None and err.append(s.rstrip()))):
+            thread = threading.Thread(target=_pump, args=(stream, put), daemon=True)
+            thread.start()
+            self._pumps.append((thread, stream))
 
     def _request(self, message: dict[str, Any], timeout_s: float) -> Any:
         proc = self._proc
         if proc is None or proc.stdin is None:
             raise WorkerDied("the model worker is not running")
+        self._sent += 1
         try:
-            proc.stdin.write(json.dumps(message) + "\n")
-            proc.stdin.flush()
-            line = self._lines.get(timeout=timeout_s)
-        except queue.Empty:
-            label = "timeout_s" if timeout_s == self.timeout_s else "start_timeout_s"
-            self._died(f"no answer within {label}={timeout_s:g} s, so it was killed")
-        except (BrokenPipeError, OSError):
-            line = None
-        if line is None:
-            self._died(None)
-        reply = json.loads(line)
+            reply = self._exchange(proc, {**message, "id": self._sent}, timeout_s)
+        except (WorkerDied, WorkerError):
+            raise
+        except BaseException:  # e.g. Ctrl-C while waiting: its late answer must never be read as the next call's
+            self._abandon()
+            raise
         if not reply.get("ok"):
             raise WorkerError(reply.get("error") or "the backend failed")
         return reply.get("result")
 
-    def _died(self, reason: str | None) -> None:
+    def _exchange(self, proc: subprocess.Popen[str], message: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """Write one request and return the reply with its id (a reply to an earlier request is dropped)."""
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(json.dumps(message) + "\n")
+            proc.stdin.flush()
+            reply = self._reply_to(message["id"], time.monotonic() + timeout_s)
+        except queue.Empty:
+            label = "timeout_s" if timeout_s == self.timeout_s else "start_timeout_s"
+            self._died(f"no answer within {label}={timeout_s:g} s, so it was killed")
+        except (BrokenPipeError, OSError):
+            reply = None
+        if reply is None:
+            self._died(None)
+        return reply
+
+    def _reply_to(self, request_id: int, deadline: float) -> dict[str, Any] | None:
+        """The reply to ``request_id`` (None when the child's output ended); raises queue.Empty at ``deadline``."""
+        while True:
+            line = self._lines.get(timeout=max(deadline - time.monotonic(), 0.0))
+            if line is None:
+                return None
+            reply = json.loads(line)
+            if reply.get("id") == request_id:
+                return reply
+
+    def _died(self, reason: str | None) -> NoReturn:
         proc = self._proc
         if proc is not None:
-            if proc.poll() is None:
-                proc.kill()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                pass
-            time.sleep(0.05)  # let the stderr pump take the last lines
+            self._end(proc)
         why = reason if reason is not None else describe_exit(proc.returncode if proc is not None else None)
         tail = " | ".join(line for line in self._stderr if line.strip())[-400:]
         self._proc = None
         self.crashes += 1
         self.deaths.append(why)
         raise WorkerDied(f"the model worker died: {why}" + (f"; its last output: {tail}" if tail else ""))
+
+    def _abandon(self) -> None:
+        """Kill the child without counting a death (a call given up on by the caller); the next call starts a new one."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            self._end(proc)
+
+    def _end(self, proc: subprocess.Popen[str]) -> None:
+        """Kill ``proc`` if it runs, reap it, and close its pipes."""
+        if proc.poll() is None:
+            proc.kill()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            pass
+        self._close_pipes(proc)
+
+    def _close_pipes(self, proc: subprocess.Popen[str]) -> None:
+        """Let the pumps read the dead child's last lines, then close its pipes (no ResourceWarning later)."""
+        if proc.stdin is not None:
+            try:
+                proc.stdin.close()
+            except OSError:  # unwritten input to a dead child
+                pass
+        for thread, stream in self._pumps:
+            thread.join(timeout=2)
+            if not thread.is_alive():  # still reading (a grandchild holds the pipe): closing would block
+                stream.close()
+        self._pumps = []
 
     def _stop(self) -> None:
         proc, self._proc = self._proc, None
@@ -220,6 +288,7 @@ class ModelWorker:
         except (OSError, subprocess.TimeoutExpired):
             proc.kill()
             proc.wait()
+        self._close_pipes(proc)
 
 
 def _pump(stream: Any, put: Any) -> None:
@@ -244,8 +313,28 @@ def _load_backend(spec: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def serve(spec: str) -> int:
-    """The child's loop: build the backend, answer one JSON line per request, exit at end of input."""
+def exit_with_parent(parent: int | None, every_s: float = 0.5) -> None:
+    """Exit this process (the child) as soon as ``parent`` is no longer its parent, even mid-call.
+
+    A thread polls :func:`os.getppid`: the parent's death reparents the child. (Linux's
+    ``PR_SET_PDEATHSIG`` would fire when the *thread* that started the child ends, e.g. a
+    server's worker thread, killing a healthy model.) When ``parent`` is not the parent from the start
+    (a launcher in between, as in a Windows venv) there is nothing to watch.
+    """
+    if parent is None or os.getppid() != parent:
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+def serve(spec: str, parent: int | None = None) -> int:
+    """The child's loop: build the backend, answer one JSON line per request (with its id), exit at end of input."""
+    exit_with_parent(parent)
     out = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)  # native code printing to stdout must not corrupt the protocol
     backend: Any = None
@@ -261,9 +350,9 @@ def serve(spec: str) -> int:
             reply = {"ok": True, "result": result}
         except Exception as exc:  # a Python error is an answer; the worker lives on
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        out.write(json.dumps(reply) + "\n")
+        out.write(json.dumps({"id": message.get("id"), **reply}) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(serve(sys.argv[1]))
+    raise SystemExit(serve(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None))

