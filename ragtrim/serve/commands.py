@@ -281,6 +281,7 @@ def serve(
     from ragtrim.serve.logs import setup_json_logging
 
     cfg = _load_config(config)
+    _prepare_preset(cfg.preset)
     n = workers if workers is not None else cfg.workers
     bind_host = host if host is not None else cfg.host
     bind_port = port if port is not None else cfg.port
@@ -304,6 +305,23 @@ def serve(
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="ragtrim-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     uvicorn.run("ragtrim.serve.app:app_from_env", factory=True, workers=n, **common)
+
+
+def _prepare_preset(preset: str) -> None:
+    """Build (offline, once) and load the models the gateway's default ``preset`` needs, before any worker starts.
+
+    A fresh install has no built static model: without this the first request that names no preset
+    got a 500. A preset that cannot run here (a missing extra, a model that cannot be built) is one
+    line and exit 2, naming what to install or build.
+    """
+    from optimizer.models import ModelNotBuiltError
+    from optimizer.pipeline import Pipeline
+
+    try:
+        Pipeline.preset(preset).warm_up()
+    except (MissingDependency, ModelNotBuiltError, RuntimeError, OSError, ValueError) as exc:
+        _fail(f"the gateway's preset {preset!r} cannot run on this install: {str(exc).splitlines()[0] if str(exc) else exc!r} "
+              "(install what it names, or set another `preset` in the config, e.g. bm25-pack, which needs no model)")
 
 
 def usage(
