@@ -227,7 +227,7 @@ def test_evidence_recall_with_no_gold_chunk_says_so():
 def test_optimize_refuses_a_bare_1_and_warns_about_an_empty_context(tmp_path):
     chunks = write(tmp_path / "c.jsonl", [{"id": "a", "title": "Paris", "text": "Paris is the capital of France."}])
     one = runner.invoke(app, ["optimize", "-q", "Where is Paris?", "-c", chunks, "--budget", "1", "--preset", "truncate"])
-    assert one.exit_code == 2 and "ambiguous" in one.output and "--budget '1'" in one.output
+    assert one.exit_code == 2 and "ambiguous" in one.output and "budget '1'" in one.output
     tiny = runner.invoke(app, ["optimize", "-q", "Where is Paris?", "-c", chunks, "--budget", "2", "--preset", "truncate"])
     assert tiny.exit_code == 0 and "warning: --budget 2 holds no block: the context is empty" in tiny.output
 

@@ -210,19 +210,23 @@ def _one_budget(part: str) -> Any:
 def parse_budget_option(flag: str, text: str | None) -> Any:
     """One ``--budget`` value (None: the default), read as ``eval`` reads its budgets: a bare ``1`` is refused.
 
+    A bad value's message is the one ``ragtrim serve``'s API gives for the same string (it names the
+    value already), so ``flag`` is named only where the message does not say "budget".
+
     >>> parse_budget_option("--budget", "0.25"), parse_budget_option("--budget", "300"), parse_budget_option("--budget", None)
     (0.25, 300, None)
     >>> parse_budget_option("--budget", "1")
     Traceback (most recent call last):
     ...
-    ValueError: --budget '1': budget '1' is ambiguous: write 1.0 for the whole context (a share) or a token count of at least 2
+    ValueError: budget '1' is ambiguous: write 1.0 for the whole context (a share) or a token count of at least 2
     """
     if text is None:
         return None
     try:
         return _one_budget(text)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"{flag} {text!r}: {exc}") from None
+        message = str(exc)
+        raise ValueError(message if "budget" in message else f"{flag} {text!r}: {message}") from None
 
 
 def parse_budgets(text: str) -> list[Any]:
