@@ -26,7 +26,9 @@ def run_load(tmp_path: Path, *args: str) -> dict:
     return report
 
 
-def _common(report: dict, sent: int, ran_out: float = 0.9) -> None:
+def _common(report: dict, sent: int, ran_out: float = 0.9, lost: int = 0) -> None:
+    """The invariants of every run; ``lost``: connections a killed worker dropped (a refusal it had
+    written to the ledger just before it died reaches the client as a lost connection, not a 429)."""
     assert report["requests_sent"] == sent
     for b in report["budgets"]:
         assert b["overspend"] == 0 and b["reserved"] == 0 and b["ledger_minus_counter"] == 0, b
@@ -34,7 +36,8 @@ def _common(report: dict, sent: int, ran_out: float = 0.9) -> None:
     assert report["answered_without_ledger_row"] == 0 and report["rows_pending"] == 0 and report["reservations_held"] == 0
     assert report["rows_settled_late"] == 0  # no live request's hold lapsed (that could overspend)
     assert report["refused"] > 0 and report["degraded"] > 0
-    assert report["status"].get("429", 0) == report["refused"]
+    seen = report["status"].get("429", 0)
+    assert seen <= report["refused"] <= seen + lost
 
 
 def test_two_workers_quota_runs_out_midway_no_overspend(tmp_path):
@@ -50,7 +53,7 @@ def test_killed_worker_loses_no_ledger_row_and_its_reservations_expire(tmp_path)
     # The killed worker's holds (up to ~16 in flight, about 5 per tenant = 10 % of a limit sized for 50
     # requests) count against the quota until their lease expires, so requests are refused while up to
     # that share of the limit is held by the dead worker; CI saw 89.7 %. The bound allows for it.
-    _common(report, 300, ran_out=0.75)
+    _common(report, 300, ran_out=0.75, lost=report["lost_connection"])
     assert len(report["killed_workers"]) == 1
     lost = report["lost_connection"]
     assert lost > 0  # requests were in flight on the killed worker
