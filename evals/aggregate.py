@@ -49,13 +49,6 @@ DELTA_METRICS: tuple[tuple[str, str], ...] = (
 """(metric name in results.json, ExampleRow field) pairs that get a delta versus ``full``."""
 
 
-@dataclass(frozen=True)
-class SweepMetrics(ArmMetrics):
-    """:class:`~evals.records.ArmMetrics` plus ``pipeline_failures``: the arm's rows whose pipeline raised."""
-
-    pipeline_failures: int = 0
-
-
 def _mean(values: Sequence[float | None]) -> tuple[float | None, int]:
     kept = [v for v in values if v is not None]
     return (_r(sum(kept) / len(kept)) if kept else None), len(kept)
@@ -70,7 +63,7 @@ def _ok(row: Any) -> bool:
     return row.reader_called and row.prediction is not None
 
 
-def arm_metrics(rows: Sequence[Any], *, usd_per_million: float) -> SweepMetrics:
+def arm_metrics(rows: Sequence[Any], *, usd_per_million: float) -> ArmMetrics:
     """Metrics of one arm's rows (see the module doc for the rules)."""
     answer_recall, n_ar = _mean([r.answer_recall for r in rows])
     evidence_recall, n_er = _mean([r.evidence_recall for r in rows])
@@ -83,7 +76,7 @@ def arm_metrics(rows: Sequence[Any], *, usd_per_million: float) -> SweepMetrics:
     em, _ = _mean([r.em for r in good])
     f1, _ = _mean([r.f1 for r in good])
     cost = cost_per_1k_queries(prompt_tokens_mean, usd_per_million) if prompt_tokens_mean is not None else None
-    return SweepMetrics(
+    return ArmMetrics(
         answer_recall=answer_recall,
         evidence_recall=evidence_recall,
         tokens_mean=tokens_mean,

@@ -68,19 +68,24 @@ class Arm:
 
 @dataclass(frozen=True)
 class ExampleRow:
-    """What one pipeline at one budget did on one example (and what the reader said)."""
+    """What one pipeline at one budget did on one example (and what the reader said).
+
+    ``pipeline_error``: what the pipeline raised on this example (None: it ran). Such a row has no
+    context and no metrics (``None``): it is left out of every mean and counted in its arm's
+    ``pipeline_failures``, as a failed reader call is left out of the reader metrics.
+    """
 
     id: str
     pipeline: str
     budget: Budget | None
-    context: str
-    tokens: int
-    tokens_full: int
-    prompt_tokens: int
+    context: str | None  # None: the pipeline raised (pipeline_error)
+    tokens: int | None
+    tokens_full: int | None
+    prompt_tokens: int | None
     kept_ids: tuple[str, ...]
     answer_recall: int | None
     evidence_recall: float | None
-    latency_ms: float
+    latency_ms: float | None
     prediction: str | None = None
     reader_called: bool = False
     reader_error: str | None = None
@@ -90,6 +95,7 @@ class ExampleRow:
     em: int | None = None
     f1: float | None = None
     miss: str | None = None  # where the answer was lost (evals.metrics.miss): "cut", "dropped", "absent"
+    pipeline_error: str | None = None
 
     @property
     def arm(self) -> Arm:
@@ -138,6 +144,7 @@ class ArmMetrics:
     miss_cut: float | None = None
     miss_dropped: float | None = None
     miss_absent: float | None = None
+    pipeline_failures: int = 0  # rows whose pipeline raised (ExampleRow.pipeline_error)
 
     def value(self, metric: str) -> float | None:
         """A metric by name (``answer_recall``, ``tokens_mean``...); unknown names raise, listing the metrics."""

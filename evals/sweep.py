@@ -43,17 +43,6 @@ from optimizer.tokenizer import get_tokenizer
 from optimizer.validate import non_negative_int, positive_int
 
 @dataclass(frozen=True)
-class SweepRow(ExampleRow):
-    """An :class:`ExampleRow` of a sweep, with ``pipeline_error``: what the pipeline raised on this example (None: it ran).
-
-    A failed row has no context and no metrics (``None``): it is left out of every mean and counted
-    in its arm's ``pipeline_failures``, as a failed reader call is left out of the reader metrics.
-    """
-
-    pipeline_error: str | None = None
-
-
-@dataclass(frozen=True)
 class EvalRun:
     """A finished sweep: per-example rows, the aggregated runs, and what produced them."""
 
@@ -369,7 +358,7 @@ def sweep_settings(
     }
 
 
-def _run_or_record(pipe: Pipeline, arm: Arm, ex: Any, overhead: int, answer_chunks: tuple[str, ...] | None) -> SweepRow:
+def _run_or_record(pipe: Pipeline, arm: Arm, ex: Any, overhead: int, answer_chunks: tuple[str, ...] | None) -> ExampleRow:
     """:func:`_run_one`, or a failed row holding the error when the pipeline raises on this example."""
     try:
         return _run_one(pipe, arm, ex, overhead, answer_chunks)
@@ -377,7 +366,7 @@ def _run_or_record(pipe: Pipeline, arm: Arm, ex: Any, overhead: int, answer_chun
         return failed_row(arm, ex, f"{type(exc).__name__}: {exc}")
 
 
-def failed_row(arm: Arm, ex: Any, error: str) -> SweepRow:
+def failed_row(arm: Arm, ex: Any, error: str) -> ExampleRow:
     """The row of an example the pipeline raised on: the error, no context and no metrics.
 
     >>> from types import SimpleNamespace
@@ -385,18 +374,18 @@ def failed_row(arm: Arm, ex: Any, error: str) -> SweepRow:
     >>> row.pipeline_error, row.context, row.answer_recall, row.tokens
     ('RuntimeError: llama_decode returned -3', None, None, None)
     """
-    return SweepRow(id=str(ex.id), pipeline=arm.pipeline, budget=arm.budget, context=None, tokens=None, tokens_full=None,
+    return ExampleRow(id=str(ex.id), pipeline=arm.pipeline, budget=arm.budget, context=None, tokens=None, tokens_full=None,
                     prompt_tokens=None, kept_ids=(), answer_recall=None, evidence_recall=None, latency_ms=None,
                     pipeline_error=error)
 
 
-def _run_one(pipe: Pipeline, arm: Arm, ex: Any, overhead: int, answer_chunks: tuple[str, ...] | None) -> SweepRow:
+def _run_one(pipe: Pipeline, arm: Arm, ex: Any, overhead: int, answer_chunks: tuple[str, ...] | None) -> ExampleRow:
     start = time.perf_counter()
     result = pipe.run(ex.question, ex.chunks, budget=arm.budget)
     ms = (time.perf_counter() - start) * 1000
     kept = _kept_ids(result)
     recall = M.answer_recall(result.text, ex.answers)
-    return SweepRow(
+    return ExampleRow(
         id=str(ex.id),
         pipeline=arm.pipeline,
         budget=arm.budget,
@@ -498,6 +487,6 @@ def _progress(enabled: bool) -> Iterator[_Bar]:
 
 
 __all__ = [
-    "REFERENCE", "Arm", "EvalRun", "ExampleRow", "SweepRow", "failed_row", "make_arms", "reader_arm_set",
+    "REFERENCE", "Arm", "EvalRun", "ExampleRow", "failed_row", "make_arms", "reader_arm_set",
     "resolve_pipelines", "run_eval", "in_sample", "sweep_rows", "sweep_settings", "tuned_on",
 ]

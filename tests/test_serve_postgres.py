@@ -19,13 +19,12 @@ from ragtrim.serve.budgets import set_budget
 from ragtrim.serve.db import make_engine
 from ragtrim.serve.quota import Need, QuotaStore, Reservation
 from ragtrim.serve.schema import budget_usage, ledger
-from ragtrim.serve.testing import postgres_available, serve_in_thread
-from quota_fixtures import pg_engine, pg_url  # noqa: F401 (fixtures)
+from ragtrim.serve.testing import serve_in_thread
+from quota_fixtures import pg_engine, pg_url, require_postgres  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.postgres
 
-if not postgres_available() and os.environ.get("CI") != "true":
-    pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql); CI runs these", allow_module_level=True)
+require_postgres()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ missing PostgreSQL is a failure, not a skip.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import uuid
@@ -25,13 +24,11 @@ from ragtrim.serve.lease import LeaseKeeper
 from ragtrim.serve.ledger import LedgerEntry
 from ragtrim.serve.quota import LATE_NOTE, Need, QuotaStore, Reservation
 from ragtrim.serve.schema import budget_usage, ledger, reservations
-from ragtrim.serve.testing import postgres_available
-from quota_fixtures import pg_engine, pg_url  # noqa: F401 (fixtures)
+from quota_fixtures import pg_engine, pg_url, require_postgres  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.postgres
 
-if not postgres_available() and os.environ.get("CI") != "true":
-    pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql); CI runs these", allow_module_level=True)
+require_postgres()
 
 
 @pytest.fixture

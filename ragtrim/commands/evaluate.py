@@ -181,7 +181,7 @@ def report_pipeline_failures(run: Any, out: Path) -> None:
     first = failed[0]
     error = first.pipeline_error if len(first.pipeline_error) <= 200 else first.pipeline_error[:200] + "..."
     where = f"{first.arm.label} on example {first.id!r}"
-    dead = [r.label for r in run.runs if r.metrics.n and getattr(r.metrics, "pipeline_failures", 0) == r.metrics.n]
+    dead = [r.label for r in run.runs if r.metrics.n and r.metrics.pipeline_failures == r.metrics.n]
     if dead:
         fail(f"the pipeline raised on every example of {', '.join(dead)}, so {out} has no numbers for "
              f"{'it' if len(dead) == 1 else 'them'}; the first error ({where}): {error}; fix the pipeline or its config "
