@@ -266,6 +266,7 @@ def run_eval(
     table = prices if prices is not None else load_prices()
     price = table.price(price_model)
     template = reader.template if reader is not None else DEFAULT_TEMPLATE
+    warm_up_all(resolved, fresh=fresh_models)
     with _progress(progress) as bar:
         rows = sweep_rows(examples, resolved, arms, template=template, bar=bar, fresh_models=fresh_models)
         if reader is not None:
@@ -319,6 +320,19 @@ def sweep_rows(
                     rows.append(_run_or_record(pipe, arm, ex, overhead[ex.id], holders[ex.id]))
                     task(1)
     return rows
+
+
+def warm_up_all(resolved: Sequence[tuple[str, Pipeline]], *, fresh: bool = True) -> None:
+    """Load (building once, offline, if missing) every pipeline's models before the first example.
+
+    A missing extra or model then stops the eval before any pipeline has run, with the
+    install line of :class:`~optimizer.lazy.MissingDependency`, instead of after minutes of
+    the pipelines listed before it, whose rows would be lost. With ``fresh`` the models are
+    loaded into a throwaway store (each arm loads its own again, so latencies stay its own).
+    """
+    with _models(fresh):
+        for _, pipe in resolved:
+            pipe.warm_up()
 
 
 @contextmanager
@@ -488,5 +502,5 @@ def _progress(enabled: bool) -> Iterator[_Bar]:
 
 __all__ = [
     "REFERENCE", "Arm", "EvalRun", "ExampleRow", "failed_row", "make_arms", "reader_arm_set",
-    "resolve_pipelines", "run_eval", "in_sample", "sweep_rows", "sweep_settings", "tuned_on",
+    "resolve_pipelines", "run_eval", "in_sample", "sweep_rows", "sweep_settings", "tuned_on", "warm_up_all",
 ]

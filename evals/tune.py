@@ -58,7 +58,7 @@ import json
 import math
 import random
 import statistics
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -97,8 +97,9 @@ class HeldOutCheck:
 
     ``checked`` is False when there was nothing to check against (no held-out example counts for
     the metric, or the full context scores 0 on them): ``met`` is then False too, ``note`` says
-    why, and it is not a miss. ``reader_failures`` counts the failed reader calls of the check and
-    ``n_left_out`` the examples a failed call left out of the comparison.
+    why, and it is not a miss. ``reader_failures`` counts the failed reader calls of the check,
+    ``pipeline_failures`` the examples the pipeline (or the full context) raised on, and
+    ``n_left_out`` the examples either left out of the comparison.
     """
 
     n: int
@@ -110,13 +111,14 @@ class HeldOutCheck:
     ci: tuple[float, float] | None
     delta: float | None
     delta_ci: tuple[float, float] | None
-    tokens_mean: float
-    tokens_full_mean: float
+    tokens_mean: float | None
+    tokens_full_mean: float | None
     met: bool
     checked: bool = True
     note: str = ""
     reader_failures: int = 0
     n_left_out: int = 0
+    pipeline_failures: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -145,8 +147,10 @@ class TuneResult:
     ``n - n_tune`` examples (None when nothing was held out; ``note`` says why).
 
     ``reader_failures``: reader calls that failed during the search (every share and the full
-    context); ``n_left_out``: examples a failed call left out of the comparison at ``budget``;
-    ``first_reader_error``: the first failure's message (None without failures).
+    context); ``n_left_out``: examples a failed call (or a pipeline run that raised) left out of the
+    comparison at ``budget``; ``first_reader_error``: the first failure's message (None without failures).
+    ``pipeline_failures``: examples the pipeline (or the full context) raised on at any budget
+    (:func:`evals.sweep.failed_row`), search and held-out check together; ``first_pipeline_error`` the first error.
 
     ``adaptive``: the pipeline has an adaptive budget rule, which caps each context on its own, so
     share 1.0 is "no hard cap beyond the rule", not the whole context. ``tuned_on``: the data the
@@ -188,6 +192,8 @@ class TuneResult:
     reader_failures: int = 0
     n_left_out: int = 0
     first_reader_error: str | None = None
+    pipeline_failures: int = 0
+    first_pipeline_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON (what ``ragtrim tune --format json`` prints)."""
@@ -274,13 +280,25 @@ class TuneResult:
         if h is not None and h.reader_failures:
             lines.append(f"  failures   {h.reader_failures} reader calls failed on the held-out examples; {h.n_left_out} of "
                          f"the {h.n} were left out of the check")
+        if self.pipeline_failures:
+            lines.append(f"  failures   the pipeline raised an error on {self.pipeline_failures} examples, left out of the "
+                         f"comparisons where it did (search and held-out check); first error: {_short(self.first_pipeline_error)}")
         return lines
 
     def failure_warning(self) -> str | None:
-        """One line for people when reader calls failed (None when none did): how many, what they left out, the fix."""
+        """One line for people when reader calls failed or pipeline runs raised (None when none did): how many, what
+        they left out, the fix."""
         failed = self.reader_failures + (self.held_out.reader_failures if self.held_out is not None else 0)
+        raised = (f"the pipeline raised an error on {self.pipeline_failures} examples, left out of the comparisons where it "
+                  f"did (the first: {_short(self.first_pipeline_error)}); fix the pipeline or its config and rerun"
+                  if self.pipeline_failures else "")
         if not failed:
-            return None
+            return raised or None
+        if raised:
+            return f"{raised}; also {self._reader_failure_warning(failed)}"
+        return self._reader_failure_warning(failed)
+
+    def _reader_failure_warning(self, failed: int) -> str:
         held = (f" and {self.held_out.n_left_out} of the {self.held_out.n} held-out examples"
                 if self.held_out is not None and self.held_out.n_left_out else "")
         return (f"{failed} reader calls failed; {self.n_left_out} of the {self.n_tune} examples that chose the budget{held} "
@@ -556,13 +574,16 @@ def tune_budget(
     result = build_result(evaluator, best, met=met, target_retention=target_retention,
                           resolution=resolution, price=price, resamples=resamples, seed=seed)
     held, first_error = None, result.first_reader_error
+    raised, first_raised = result.pipeline_failures, result.first_pipeline_error
     if held_data is not None:
         held_evaluator = ShareEvaluator(held_data, pipeline, **settings)
         held = check_share(held_evaluator, best, target_retention=target_retention, resamples=resamples, seed=seed)
         failed = held_evaluator.failed_rows()
         first_error = first_error or (failed[0].reader_error if failed else None)
+        raised += held.pipeline_failures
+        first_raised = first_raised or next((r.pipeline_error for r in held_evaluator.raised_rows()), None)
     return replace(result, n=len(data.examples), holdout=float(holdout), held_out=held, note=note,
-                   first_reader_error=first_error, adaptive=getattr(pipeline, "adaptive", None) is not None,
+                   first_reader_error=first_error, pipeline_failures=raised, first_pipeline_error=first_raised, adaptive=getattr(pipeline, "adaptive", None) is not None,
                    tuned_on=_tuned_on(data, pipeline, tokenizer))
 
 
@@ -575,12 +596,23 @@ def _tuned_on(data: Any, pipeline: str | Pipeline, tokenizer: str) -> dict[str, 
     return tuned if in_sample(str(getattr(data, "name", "")), tuned)["in_sample"] else None
 
 
+def _stop_if_every_run_raised(evaluator: ShareEvaluator) -> None:
+    """ValueError, quoting the first error, when the pipeline (or the full context) raised on every example at
+    budget 1.0: no budget could be measured, and "misses even at budget 1.0" would be the wrong reason."""
+    for label, rows in ((evaluator.name, evaluator.rows(1.0)), (REFERENCE, evaluator.full_rows())):
+        if rows and all(_raised(r) for r in rows):
+            raise ValueError(f"{label!r} raised on every one of the {len(rows)} examples at budget 1.0, so no budget can be "
+                             f"measured; the first error: {_short(rows[0].pipeline_error)}; fix the pipeline or its "
+                             "config and rerun")
+
+
 def search(evaluator: ShareEvaluator, shares: Sequence[float], *, target_retention: float, resolution: float) -> tuple[float, bool]:
     """``(share, met)``: the coarse scan over ``shares`` then bisection, never below one token at the median size.
 
     Raises ValueError when the full context's metric is 0 (every budget would "meet" the target).
     """
     evaluator.evaluate([1.0])  # the full context first: its size sets the floor, its metric the target
+    _stop_if_every_run_raised(evaluator)
     full_value = evaluator.full_value()
     if full_value is None:
         raise ValueError(f"no example of {evaluator.dataset_name!r} counts for {evaluator.metric!r}: "
@@ -690,11 +722,18 @@ class ShareEvaluator:
 
     def failed_rows(self) -> list[Any]:
         """Rows of a failed reader call, over the full context and every share evaluated (each once)."""
-        seen = [self.full_rows(), *self.rows_by_share.values()]
-        return [r for rows in seen for r in rows if _failed(r)]
+        return [r for r in self._seen_rows() if _failed(r)]
+
+    def raised_rows(self) -> list[Any]:
+        """Rows of a pipeline run that raised, over the full context and every share evaluated (each once)."""
+        return [r for r in self._seen_rows() if _raised(r)]
+
+    def _seen_rows(self) -> list[Any]:
+        return [r for rows in (self.full_rows(), *self.rows_by_share.values()) for r in rows]
 
     def median_full_tokens(self) -> float:
-        return statistics.median(r.tokens_full for r in self.full_rows())
+        sizes = [r.tokens_full for r in self.full_rows() if r.tokens_full is not None]
+        return statistics.median(sizes) if sizes else 0.0
 
     def one_token_share(self) -> float:
         """The smallest share that is one token at the median full size (the search never goes below it)."""
@@ -731,7 +770,7 @@ def compare(full_rows: Sequence[Any], rows: Sequence[Any], metric: str) -> Compa
     Comparison(full=1.0, value=1.0, n=1, left_out=0)
     """
     base, values = paired_values(full_rows, rows, metric)
-    left_out = len({r.id for r in full_rows if _failed(r)} | {r.id for r in rows if _failed(r)})
+    left_out = len({r.id for r in [*full_rows, *rows] if _failed(r) or _raised(r)})
     if not base:
         return Comparison(None, None, 0, left_out)
     return Comparison(sum(base) / len(base), sum(values) / len(values), len(base), left_out)
@@ -766,6 +805,17 @@ def _failed(row: Any) -> bool:
     return bool(getattr(row, "reader_called", False) and getattr(row, "prediction", None) is None)
 
 
+def _raised(row: Any) -> bool:
+    """A pipeline run that raised on its example (:func:`evals.sweep.failed_row`): no context, no metrics."""
+    return bool(getattr(row, "pipeline_error", None))
+
+
+def _mean_or_none(values: Iterable[float | None]) -> float | None:
+    """The mean of the values that are not None (rows whose pipeline raised have no tokens), or None."""
+    got = [v for v in values if v is not None]
+    return statistics.fmean(got) if got else None
+
+
 def build_result(
     evaluator: ShareEvaluator, best: float, *, met: bool, target_retention: float, resolution: float,
     price: Any, resamples: int, seed: int,
@@ -784,7 +834,7 @@ def build_result(
     base, paired = paired_values(full_rows, best_rows, metric)
     median_full = evaluator.median_full_tokens()
     evaluations = tuple(sorted((s, rounded(evaluator.value(s))) for s in evaluator.rows_by_share))
-    failed = evaluator.failed_rows()
+    failed, raised = evaluator.failed_rows(), evaluator.raised_rows()
     plain_delta = best_value - full_value if best_value is not None and full_value is not None else 0.0
     return TuneResult(
         dataset=evaluator.dataset_name, pipeline=evaluator.name, metric_name=metric,
@@ -804,6 +854,7 @@ def build_result(
         evaluations=evaluations,
         fails_above=tuple(s for s, _ in evaluations if s > best and not meets(evaluator.comparison(s), target_retention)),
         reader_failures=len(failed), n_left_out=c.left_out, first_reader_error=failed[0].reader_error if failed else None,
+        pipeline_failures=len({r.id for r in raised}), first_pipeline_error=raised[0].pipeline_error if raised else None,
     )
 
 
@@ -834,10 +885,11 @@ def check_share(
         ci=mean_ci(paired, resamples=resamples, seed=seed) if paired else None,
         delta=delta.delta if delta is not None else None,
         delta_ci=tuple(delta.ci95) if delta is not None else None,
-        tokens_mean=rounded(statistics.fmean(r.tokens for r in rows)),
-        tokens_full_mean=rounded(statistics.fmean(r.tokens_full for r in rows)),
+        tokens_mean=rounded(_mean_or_none(r.tokens for r in rows)),
+        tokens_full_mean=rounded(_mean_or_none(r.tokens_full for r in rows)),
         met=not note and meets(c, target_retention), checked=not note, note=note,
         reader_failures=sum(1 for r in [*full_rows, *rows] if _failed(r)), n_left_out=c.left_out,
+        pipeline_failures=len({r.id for r in [*full_rows, *rows] if _raised(r)}),
     )
 
 

@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         reader = make_reader("local")
 
     retriever = index.as_retriever(similarity_top_k=args.top_k)
-    postprocessor = RagtrimPostprocessor(budget=budget, preset=args.preset)
+    # warm_up() builds the preset's models on a fresh install (once, offline) and loads them
+    postprocessor = RagtrimPostprocessor(budget=budget, preset=args.preset).warm_up()
     total_before = total_after = 0
     for example in dataset.examples[: args.questions]:
         nodes = retriever.retrieve(example.question)

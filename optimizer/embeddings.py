@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from optimizer.cache import build_atomically, cache_dir
-from optimizer.lazy import lazy_import
+from optimizer.lazy import install_command, lazy_import
 from optimizer.memo import remembered
 from optimizer.minilm import minilm_path, quietly
 from optimizer.minilm_int8 import MiniLMInt8Embedder, int8_model_dir
@@ -158,8 +158,8 @@ def build_static_model(target: Path | None = None, table: Path = STATIC_TABLE) -
     :func:`optimizer.cache.build_atomically`.
     """
     target = target if target is not None else static_model_dir()
-    m2v = lazy_import("model2vec", extra="embeddings", purpose="static embeddings (model2vec)")
-    tokenizers = lazy_import("tokenizers", extra="embeddings", purpose="static embeddings (model2vec)")
+    m2v = lazy_import("model2vec", extra="static", purpose="static embeddings (model2vec)")
+    tokenizers = lazy_import("tokenizers", extra="static", purpose="static embeddings (model2vec)")
     vectors, tokenizer, _ = load_static_table(table)
     with build_atomically(target) as tmp:
         model = m2v.StaticModel(vectors=vectors, tokenizer=tokenizers.Tokenizer.from_str(tokenizer), normalize=True)
@@ -181,7 +181,7 @@ class StaticEmbedder:
     """A model2vec static model: the trained one (``name="static"``) or the plain distilled one, built once by :func:`build_models`."""
 
     def __init__(self, path: str | Path | None = None, *, name: str = "static") -> None:
-        m2v = lazy_import("model2vec", extra="embeddings", purpose="static embeddings (model2vec)")
+        m2v = lazy_import("model2vec", extra="static", purpose="static embeddings (model2vec)")
         if name not in STATIC_MODELS:
             raise ValueError(f"unknown static model {name!r}; use one of {', '.join(STATIC_MODELS)}")
         self.name = name
@@ -395,7 +395,7 @@ def build_models(names: Sequence[str] | None = None, *, force: bool = False) -> 
     return done
 
 
-BUILD_EXTRAS = {"static": "embeddings", "static-distilled": "embeddings", "minilm-int8": "embeddings,onnx"}
+BUILD_EXTRAS = {"static": "static", "static-distilled": "embeddings", "minilm-int8": "embeddings,onnx"}
 """The extras each built model needs (to build it, and to load it)."""
 
 
@@ -415,7 +415,8 @@ def _build_in_child(name: str, target: Path, force: bool) -> None:
 def _build_hint(name: str, output: str, target: Path) -> str:
     """What to do about a failed build, read from the builder's output: a missing extra, an unwritable folder, or neither."""
     if "No module named" in output or "MissingDependency" in output:
-        return f"The {name} model needs the {BUILD_EXTRAS[name]} extra(s): pip install 'ragtrim[{BUILD_EXTRAS[name]}]', then run `ragtrim models build --only {name}`."
+        return (f"The {name} model needs the {BUILD_EXTRAS[name]} extra(s): {install_command(BUILD_EXTRAS[name])}, "
+                f"then run `ragtrim models build --only {name}`.")
     if any(sign in output for sign in ("Read-only file system", "Permission denied", "No space left on device")):
         return (f"The cache folder {str(target.parent)!r} could not be written; set RAGTRIM_CACHE to a writable folder "
                 f"(with room for the model), then run `ragtrim models build --only {name}`.")

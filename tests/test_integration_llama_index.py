@@ -291,8 +291,8 @@ def test_missing_llama_index_gives_install_hint(monkeypatch):
 
 
 @pytest.mark.slow
-def test_faiss_quickstart_example_runs_offline():
-    """The FAISS example end to end on a few questions (loads MiniLM; no reader)."""
+def test_faiss_quickstart_example_runs_offline(tmp_path):
+    """The FAISS example end to end on a few questions (loads MiniLM; no reader), from an empty model cache."""
     import os
     import re
     import subprocess
@@ -302,7 +302,8 @@ def test_faiss_quickstart_example_runs_offline():
     pytest.importorskip("llama_index.vector_stores.faiss")
     pytest.importorskip("llama_index.embeddings.huggingface")
     script = Path(__file__).resolve().parent.parent / "examples" / "faiss_quickstart.py"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    # an empty cache, as on a fresh install: the example's warm_up() builds the static model
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "RAGTRIM_CACHE": str(tmp_path / "cache")}
     proc = subprocess.run(
         [sys.executable, str(script), "--corpus", "6", "--questions", "2", "--top-k", "8", "--budget", "150", "--reader", "none"],
         capture_output=True,

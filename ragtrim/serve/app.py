@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+import optimizer
 from optimizer.lazy import lazy_import
 from ragtrim.serve import admin, chat, optimize, page
 from ragtrim.serve.auth import presented_key, require
@@ -79,7 +80,7 @@ def create_app(service: Service | None = None, *, config: ServeConfig | None = N
             await service.stop()
             log_event(service.log, "worker_stopped", worker=service.worker_id, pid=os.getpid())
 
-    app = fastapi.FastAPI(title="ragtrim serve", version="0.1.0", lifespan=lifespan,
+    app = fastapi.FastAPI(title="ragtrim serve", version=optimizer.__version__, lifespan=lifespan,
                           description="Optimizes RAG context per request and enforces per-tenant token and $ budgets.")
     app.state.service = service
     app.add_middleware(ConnectionRecycler, max_age=service.config.connection_max_age)
