@@ -42,14 +42,52 @@ async def tenants_list(request: Request) -> JSONResponse:
     return JSONResponse({"data": [{"id": t.id, "name": t.name, "created": t.created, "disabled": t.disabled} for t in ts]})
 
 
+def bool_field(body: Any, name: str, default: bool = False) -> bool:
+    """``body[name]`` as a JSON boolean (``default`` when left out or null); anything else is a 400 naming the field.
+
+    >>> bool_field({"admin": True}, "admin"), bool_field({}, "admin")
+    (True, False)
+    >>> bool_field({"admin": "false"}, "admin")
+    Traceback (most recent call last):
+    ...
+    ragtrim.serve.errors.ApiError: admin must be true or false (a JSON boolean, not a string or number), got 'false'
+    """
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise bad_request(f"{name} must be true or false (a JSON boolean, not a string or number), got {value!r:.80}", name)
+    return value
+
+
+def str_field(body: Any, name: str, *, required: bool, what: str = "") -> str | None:
+    """``body[name]`` as a string (None when left out or null and not ``required``); a 400 naming the field
+    when it is missing but ``required``, or not a string. ``what`` says what to give.
+
+    >>> str_field({}, "tenant", required=True, what="the tenant's name, e.g. acme")
+    Traceback (most recent call last):
+    ...
+    ragtrim.serve.errors.ApiError: tenant is missing: give the tenant's name, e.g. acme
+    """
+    value = body.get(name)
+    if value is None or (required and value == ""):
+        if required:
+            raise bad_request(f"{name} is missing: give {what or 'it'}", name)
+        return None
+    if not isinstance(value, str):
+        raise bad_request(f"{name} must be a string{f' ({what})' if what else ''}, got {value!r:.80}", name)
+    return value
+
+
 async def keys_create(request: Request) -> JSONResponse:
     await require(request, admin=True)
     service = request.app.state.service
     body = await read_json(request, service.config.limits)
-    admin = bool(body.get("admin", False))
-    kid, key = await _call(create_key, service.engine, service.pepper, tenant_id=body.get("tenant"), admin=admin,
-                           label=str(body.get("label", "")))
-    return JSONResponse({"id": kid, "key": key, "tenant": body.get("tenant"), "admin": admin,
+    admin = bool_field(body, "admin")
+    tenant = str_field(body, "tenant", required=False, what="the tenant's name")
+    kid, key = await _call(create_key, service.engine, service.pepper, tenant_id=tenant, admin=admin,
+                           label=str_field(body, "label", required=False) or "")
+    return JSONResponse({"id": kid, "key": key, "tenant": tenant, "admin": admin,
                          "note": "store this key now: it is shown once and only its hash is kept"}, status_code=201)
 
 
@@ -81,16 +119,18 @@ def budget_limit(unit: Any, raw: Any) -> int:
 
 
 async def budgets_set(request: Request) -> JSONResponse:
+    """``PUT /v1/admin/budgets``: create a budget or change its limit (see :func:`ragtrim.serve.budgets.set_budget`)."""
     await require(request, admin=True)
     service = request.app.state.service
     body = await read_json(request, service.config.limits)
+    tenant = str_field(body, "tenant", required=True, what='the tenant\'s name, e.g. "acme"')
     try:
         limit = budget_limit(body.get("unit"), body.get("limit"))
     except ValueError as exc:
         raise bad_request(str(exc), "limit") from None
-    b = await _call(set_budget, service.engine, tenant_id=str(body.get("tenant")), unit=body.get("unit"),
+    b = await _call(set_budget, service.engine, tenant_id=tenant, unit=body.get("unit"),
                     period=body.get("period", "month"), limit=limit, scope=body.get("scope", "tenant"),
-                    scope_value=str(body.get("scope_value", "")))
+                    scope_value=str(body.get("scope_value", "")), now=service.clock())
     return JSONResponse(b.__dict__, status_code=200)
 
 

@@ -53,11 +53,12 @@ class ChatRequest:
     documents: tuple[Mapping[str, Any], ...]
     budget: Budget | None
     preset: str
-    max_tokens: int
+    max_tokens: int  # the completion tokens a hold reserves: the client's cap, else limits.max_tokens_default
     stream: bool
     tags: Tags
     passthrough: Mapping[str, Any] = field(default_factory=dict)
     include_usage: bool = False  # stream_options.include_usage: relay the final usage chunk to the client
+    caps: Mapping[str, int] = field(default_factory=dict)  # the client's own max_tokens / max_completion_tokens, as named
 
 
 async def read_json(request: Any, limits: Limits) -> dict[str, Any]:
@@ -121,13 +122,14 @@ def _name(value: Any, param: str, column: str, *, required: bool) -> str:
     return text
 
 
-def _text(value: Any, param: str, limit: int, *, required: bool) -> str:
+def _text(value: Any, param: str, limit: int, *, required: bool, setting: str = "") -> str:
+    """A string field; a 400 when it is missing or not a string, a 413 above ``limit`` (naming the ``setting`` that sets it)."""
     if value is None and not required:
         return ""
     if not isinstance(value, str) or (required and not value.strip()):
         raise bad_request(f"{param} must be a non-empty string, got {value!r:.80}", param)
     if len(value) > limit:
-        raise too_large(f"{param} is {len(value)} characters; the limit is {limit}", param)
+        raise too_large(f"{param} is {len(value)} characters; the limit is {limit}{f' ({setting})' if setting else ''}", param)
     return value
 
 
@@ -146,7 +148,7 @@ def parse_optimize(body: Mapping[str, Any], headers: Mapping[str, str], limits: 
         raise bad_request(f"unknown fields {sorted(unknown)}; allowed: query, chunks, budget, preset, tokenizer, user, feature, model")
     budget = parse_budget_param(body.get("budget")) if body.get("budget") is not None else default_budget
     return OptimizeRequest(
-        query=_text(body.get("query"), "query", limits.max_query_chars, required=True),
+        query=_text(body.get("query"), "query", limits.max_query_chars, required=True, setting="limits.max_query_chars"),
         chunks=tuple(parse_chunks(body.get("chunks"), limits)),
         budget=budget,
         preset=_name(body.get("preset", default_preset), "preset", "preset", required=True),
@@ -188,14 +190,71 @@ def parse_stream_options(value: Any) -> bool:
     return bool(include)
 
 
-def parse_chat(body: Mapping[str, Any], headers: Mapping[str, str], limits: Limits, *, default_preset: str,
-               default_budget: Budget | None) -> ChatRequest:
-    extras = _extras(body)
-    messages = body.get("messages")
+# The fields that cap a completion: ``max_tokens`` (OpenAI's older name, the one most OpenAI-compatible
+# servers know) and ``max_completion_tokens`` (OpenAI's current one, which counts reasoning tokens too;
+# OpenAI's reasoning models refuse ``max_tokens``). Each is forwarded under the name the client gave.
+CAP_FIELDS = ("max_tokens", "max_completion_tokens")
+# The cap the gateway adds when the client gave none and the request holds room in a budget
+# (:func:`upstream_caps`): OpenAI's current name, the bound of exactly what a hold covers.
+ADDED_CAP = "max_completion_tokens"
+
+
+def parse_caps(body: Mapping[str, Any], limits: Limits) -> dict[str, int]:
+    """The completion caps the client gave (:data:`CAP_FIELDS`; null is not given), each an integer from 1 to
+    ``limits.max_tokens_limit``, else a 400 naming the field.
+
+    >>> from ragtrim.serve.config import Limits
+    >>> parse_caps({"max_tokens": None, "max_completion_tokens": 7}, Limits())
+    {'max_completion_tokens': 7}
+    >>> parse_caps({"max_completion_tokens": "7"}, Limits())
+    Traceback (most recent call last):
+    ...
+    ragtrim.serve.errors.ApiError: max_completion_tokens must be an integer from 1 to 4096 (limits.max_tokens_limit), got '7'
+    """
+    caps = {}
+    for name in CAP_FIELDS:
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limits.max_tokens_limit:
+            raise bad_request(f"{name} must be an integer from 1 to {limits.max_tokens_limit} (limits.max_tokens_limit), "
+                              f"got {value!r:.80}", name)
+        caps[name] = value
+    return caps
+
+
+def upstream_caps(req: ChatRequest, bound: int, *, forwarded: bool, held: bool) -> dict[str, int]:
+    """The completion-cap fields of the body sent upstream; ``bound`` is the completion the hold reserved.
+
+    * ``forwarded`` False (the in-process model, which reads the body itself and knows only
+      ``max_tokens``): ``max_tokens`` = ``bound``.
+    * The client gave caps: each under its own name, as given (at most ``bound``, which is their
+      largest unless the upstream allows less).
+    * It gave none: nothing, unless the request ``held`` room in a budget. A hold reserves the
+      prompt and ``bound`` completion tokens; an uncapped upstream could write more, charged
+      above what was held and past the budget's limit. Then :data:`ADDED_CAP` = ``bound``:
+      ``max_completion_tokens`` bounds the completion tokens OpenAI bills, reasoning included
+      (its reasoning models refuse ``max_tokens``). A server that knows only ``max_tokens``
+      ignores it: a client of one sends ``max_tokens`` itself.
+
+    >>> from ragtrim.serve.config import Limits
+    >>> req = parse_chat({"messages": [{"role": "user", "content": "q"}]}, {}, Limits(), default_preset="p", default_budget=None)
+    >>> upstream_caps(req, 256, forwarded=True, held=False), upstream_caps(req, 256, forwarded=True, held=True)
+    ({}, {'max_completion_tokens': 256})
+    """
+    if not forwarded:
+        return {"max_tokens": bound}
+    if req.caps:
+        return {name: min(value, bound) for name, value in req.caps.items()}
+    return {ADDED_CAP: bound} if held else {}
+
+
+def _check_messages(messages: Any, limits: Limits) -> str:
+    """Check the chat's messages; returns the last user message's text (the question)."""
     if not isinstance(messages, list) or not messages:
         raise bad_request("messages must be a non-empty list of {role, content} objects", "messages")
     if len(messages) > limits.max_messages:
-        raise too_large(f"messages has {len(messages)} entries; the limit is {limits.max_messages}", "messages")
+        raise too_large(f"messages has {len(messages)} entries; the limit is {limits.max_messages} (limits.max_messages)", "messages")
     question = ""
     for i, m in enumerate(messages):
         if not isinstance(m, Mapping) or not isinstance(m.get("role"), str):
@@ -205,33 +264,54 @@ def parse_chat(body: Mapping[str, Any], headers: Mapping[str, str], limits: Limi
         except ValueError as exc:
             raise bad_request(f"messages[{i}]: {exc}", "messages") from None
         if len(text) > limits.max_query_chars * 4:
-            raise too_large(f"messages[{i}] is {len(text)} characters; the limit is {limits.max_query_chars * 4}", "messages")
+            raise too_large(f"messages[{i}] is {len(text)} characters; the limit is {limits.max_query_chars * 4} "
+                            f"(4 x limits.max_query_chars: raise max_query_chars under [limits] for longer messages)", "messages")
         if m["role"] == "user":
             question = text
     if not question.strip():
         raise bad_request("messages needs a user message with text (the question the documents are optimized for)", "messages")
-    if body.get("n", 1) != 1:
-        raise bad_request(f"n must be 1 (one completion per request), got {body.get('n')!r}", "n")
-    max_tokens = body.get("max_tokens", body.get("max_completion_tokens", limits.max_tokens_default))
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= limits.max_tokens_limit:
-        raise bad_request(f"max_tokens must be an integer from 1 to {limits.max_tokens_limit}, got {max_tokens!r}", "max_tokens")
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise bad_request(f"stream must be true or false, got {stream!r}", "stream")
+    return question
+
+
+def _check_n_and_stream(body: Mapping[str, Any]) -> bool:
+    """``n`` must be 1 and ``stream`` true or false (null: not given); returns ``stream``."""
+    n = body.get("n")
+    if n is not None and (isinstance(n, bool) or n != 1):
+        raise bad_request(f"n must be 1 (one completion per request), got {n!r:.80}", "n")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise bad_request(f"stream must be true or false, got {stream!r:.80}", "stream")
+    return bool(stream)
+
+
+# Fields parse_chat reads and the upstream body gets from elsewhere: the messages, model, caps and
+# stream settings (set per attempt), and ragtrim's own fields (never forwarded).
+_NOT_PASSED = OUR_KEYS + ("model", "messages", "stream", "stream_options") + CAP_FIELDS
+
+
+def parse_chat(body: Mapping[str, Any], headers: Mapping[str, str], limits: Limits, *, default_preset: str,
+               default_budget: Budget | None) -> ChatRequest:
+    """A chat body checked. A field OpenAI takes as null (``max_tokens``, ``max_completion_tokens``, ``n``,
+    ``stream``, ``stream_options``) is null as if not given; every other field the gateway does not read
+    (``metadata``, ``store``, ``temperature``, ...) is forwarded as it came (``passthrough``)."""
+    extras = _extras(body)
+    question = _check_messages(body.get("messages"), limits)
+    stream = _check_n_and_stream(body)
+    caps = parse_caps(body, limits)
     include_usage = parse_stream_options(body.get("stream_options"))
     documents = parse_chunks(extras["documents"], limits, "documents") if extras.get("documents") is not None else []
     budget = parse_budget_param(extras.get("budget")) if extras.get("budget") is not None else default_budget
-    passthrough = {k: v for k, v in body.items() if k not in OUR_KEYS + ("model", "messages", "max_tokens", "max_completion_tokens", "stream", "stream_options", "metadata")}
+    passthrough = {k: v for k, v in body.items() if k not in _NOT_PASSED and not (k == "n" and v is None)}
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise bad_request(f"model must be a string, got {model!r:.80}", "model")
     if model is not None:
         _name(model, "model", "model_asked", required=False)
     return ChatRequest(
-        model=model, messages=tuple(messages), question=question[: limits.max_query_chars], documents=tuple(documents),
+        model=model, messages=tuple(body["messages"]), question=question[: limits.max_query_chars], documents=tuple(documents),
         budget=budget, preset=_name(extras.get("preset", default_preset), "preset", "preset", required=True),
-        max_tokens=max_tokens, stream=stream, tags=tags_of(body, extras, headers), passthrough=passthrough,
-        include_usage=include_usage,
+        max_tokens=max(caps.values(), default=limits.max_tokens_default), stream=stream, tags=tags_of(body, extras, headers),
+        passthrough=passthrough, include_usage=include_usage, caps=caps,
     )
 
 

@@ -1,6 +1,8 @@
 """Budgets: per tenant, optionally per user or per feature, in tokens or micro-dollars, per day or month.
 
-Periods are UTC calendar days and months; a budget's counters start at zero each period.
+Periods are UTC calendar days and months; a budget's counters start at zero each period. A budget
+created partway through a period starts with what its scope was already charged in that period
+(:func:`spent_so_far`, from the ledger), so its ``spent`` agrees with ``/v1/usage`` from the start.
 
 >>> import datetime as dt
 >>> t = dt.datetime(2025, 6, 30, 23, 0, tzinfo=dt.timezone.utc).timestamp()
@@ -15,14 +17,14 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, case, func, or_, select
 
 from ragtrim.serve.db import reading, writing
 from ragtrim.serve.keys import tenant_exists
-from ragtrim.serve.schema import budget_usage, budgets
+from ragtrim.serve.schema import CHARGED_ACTIONS, budget_usage, budgets, ledger
 
 SCOPES = ("tenant", "user", "feature")
 UNITS = ("tokens", "usd")
@@ -58,6 +60,19 @@ def period_start(period: str, now: float) -> str:
     if period == "month":
         return d.strftime("%Y-%m")
     raise ValueError(f"period must be one of {PERIODS}, got {period!r}")
+
+
+def period_bounds(period: str, now: float) -> tuple[float, float]:
+    """Epoch seconds when the period containing ``now`` begins and ends (the end is the next one's beginning).
+
+    >>> import datetime as dt
+    >>> t = dt.datetime(2024, 2, 10, 15, tzinfo=dt.timezone.utc).timestamp()
+    >>> [dt.datetime.fromtimestamp(b, dt.timezone.utc).isoformat() for b in period_bounds("month", t)]
+    ['2024-02-01T00:00:00+00:00', '2024-03-01T00:00:00+00:00']
+    """
+    d = _utc(now)
+    first = dt.datetime(d.year, d.month, d.day if period == "day" else 1, tzinfo=dt.timezone.utc)
+    return first.timestamp(), period_reset(period, now)
 
 
 def period_reset(period: str, now: float) -> float:
@@ -97,8 +112,39 @@ def check_limit(unit: str, limit: Any) -> None:
         raise ValueError(f"limit is too large: at most {most}, got {limit}")
 
 
-def set_budget(engine: Any, *, tenant_id: str, unit: str, period: str, limit: int, scope: str = "tenant", scope_value: str = "") -> Budget:
-    """Create or change a budget (the counters of the current period are kept)."""
+def set_budget(engine: Any, *, tenant_id: str, unit: str, period: str, limit: int, scope: str = "tenant", scope_value: str = "",
+               now: float | None = None) -> Budget:
+    """Create or change a budget.
+
+    Changing an existing budget's limit keeps its counters. A new budget (also one deleted and set
+    again) starts its current period, the one containing ``now`` (default: the host's clock), with
+    what its scope was already charged in it (:func:`spent_so_far`), in the same transaction.
+    """
+    _check_budget(tenant_id, unit, period, limit, scope, scope_value)
+    if not tenant_exists(engine, tenant_id):
+        raise ValueError(f"unknown tenant {tenant_id!r}; create it first with 'ragtrim tenants create {tenant_id}'")
+    now = time.time() if now is None else now
+    where = and_(budgets.c.tenant_id == tenant_id, budgets.c.scope == scope, budgets.c.scope_value == scope_value,
+                 budgets.c.unit == unit, budgets.c.period == period)
+    with writing(engine) as conn:
+        row = conn.execute(budgets.select().where(where)).first()
+        if row is not None:
+            conn.execute(budgets.update().where(budgets.c.id == row.id).values(limit_amount=limit))
+            return replace(_row(row), limit=limit)
+        b = Budget(id=secrets.token_hex(8), tenant_id=tenant_id, scope=scope, scope_value=scope_value, unit=unit,
+                   period=period, limit=limit)
+        conn.execute(budgets.insert().values(id=b.id, tenant_id=tenant_id, scope=scope, scope_value=scope_value, unit=unit,
+                                             period=period, limit_amount=limit, created=now))
+        spent = spent_so_far(conn, b, now)
+        if spent:  # else the counters' row is made by the first reservation, as for any period
+            conn.execute(budget_usage.insert().values(budget_id=b.id, period_start=period_start(period, now), spent=spent, reserved=0))
+    return b
+
+
+def _check_budget(tenant_id: Any, unit: Any, period: Any, limit: Any, scope: Any, scope_value: Any) -> None:
+    """Raise ValueError naming the first field of a budget that is missing or not one of its allowed values."""
+    if not isinstance(tenant_id, str) or not tenant_id:
+        raise ValueError(f"a budget needs a tenant (the tenant's name), got {tenant_id!r}")
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
     if (scope == "tenant") != (scope_value == ""):
@@ -108,20 +154,23 @@ def set_budget(engine: Any, *, tenant_id: str, unit: str, period: str, limit: in
     if period not in PERIODS:
         raise ValueError(f"period must be one of {PERIODS}, got {period!r}")
     check_limit(unit, limit)
-    if not tenant_exists(engine, tenant_id):
-        raise ValueError(f"unknown tenant {tenant_id!r}")
-    where = and_(budgets.c.tenant_id == tenant_id, budgets.c.scope == scope, budgets.c.scope_value == scope_value,
-                 budgets.c.unit == unit, budgets.c.period == period)
-    with writing(engine) as conn:
-        row = conn.execute(budgets.select().where(where)).first()
-        if row is None:
-            bid = secrets.token_hex(8)
-            conn.execute(budgets.insert().values(id=bid, tenant_id=tenant_id, scope=scope, scope_value=scope_value, unit=unit,
-                                                 period=period, limit_amount=limit, created=time.time()))
-        else:
-            bid = row.id
-            conn.execute(budgets.update().where(budgets.c.id == bid).values(limit_amount=limit))
-    return Budget(id=bid, tenant_id=tenant_id, scope=scope, scope_value=scope_value, unit=unit, period=period, limit=limit)
+
+
+def spent_so_far(conn: Any, b: Budget, now: float) -> int:
+    """What ``b``'s scope was charged in the period containing ``now``, from the ledger: tokens or micro-dollars.
+
+    The same rows and columns a settle charges a budget with: rows answered ``ok`` or ``degraded``
+    (:data:`CHARGED_ACTIONS`), their ``prompt_tokens + completion_tokens`` or ``cost_micro``, of the
+    budget's tenant (and user or feature, as it is scoped), whose time is in the period (a row's
+    time is the time its budgets' period was taken at). Requests still in flight are not counted.
+    """
+    amount = ledger.c.prompt_tokens + ledger.c.completion_tokens if b.unit == "tokens" else ledger.c.cost_micro
+    begins, ends = period_bounds(b.period, now)
+    q = select(func.coalesce(func.sum(case((ledger.c.action.in_(CHARGED_ACTIONS), amount), else_=0)), 0)).where(
+        ledger.c.tenant_id == b.tenant_id, ledger.c.ts >= begins, ledger.c.ts < ends)  # the (tenant_id, ts) index
+    if b.scope != "tenant":
+        q = q.where(ledger.c[b.scope] == b.scope_value)
+    return int(conn.execute(q).scalar_one())  # a Decimal on PostgreSQL
 
 
 def delete_budget(engine: Any, budget_id: str, *, tenant_id: str | None = None) -> bool:

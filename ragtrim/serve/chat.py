@@ -43,7 +43,7 @@ from ragtrim.serve.plan import JOIN_SLACK, Attempt, Planned, Refused, model_chai
 from ragtrim.serve.pricing import format_usd
 from ragtrim.serve.quota import Need
 from ragtrim.serve.bodies import ChatRequest, check_preset, parse_chat, read_json
-from ragtrim.serve.upstream import UpstreamError, billed_fields, count_request_fields, output_texts, usage_of
+from ragtrim.serve.upstream import UpstreamError, billed_fields, count_request_fields, output_texts, sse_event_end, usage_of
 
 
 def with_documents(messages: Sequence[Mapping[str, Any]], template: str, context: str) -> tuple[Mapping[str, Any], ...]:
@@ -191,14 +191,23 @@ async def chat_endpoint(request: Request) -> Any:
 
 
 async def _answer(service: Any, req: ChatRequest, planned: Planned, hold: Hold, start: float) -> Any:
-    """Call the upstream for a reserved request; the answer, streamed or not, settles or releases ``hold``."""
+    """Call the upstream for a reserved request; the answer, streamed or not, settles or releases ``hold``.
+
+    The upstream gets the client's fields as they came, with the attempt's model and messages, and
+    the client's completion cap under the name it used; a cap the client did not give is added only
+    when the request holds room in a budget (:func:`ragtrim.serve.bodies.upstream_caps`).
+    """
+    from ragtrim.serve.bodies import upstream_caps
+
     attempt = planned.attempt
     if planned.steps:
         service.metrics.observe_degrade(tenant=hold.entry.tenant_id, steps=planned.steps)
     hold.entry = _entry_for(hold.entry, attempt, planned.action, planned.steps)
     headers = _headers(hold.entry.id, attempt, planned.action, req.budget, planned.steps)
+    caps = upstream_caps(req, attempt.max_tokens, forwarded=getattr(service.upstream(attempt.model), "forwards_request_fields", True),
+                         held=bool(planned.reservation.budget_ids))
     upstream_body = {**req.passthrough, "model": attempt.model.upstream_model or attempt.model.name,
-                     "messages": list(attempt.messages), "max_tokens": attempt.max_tokens}
+                     "messages": list(attempt.messages), **caps}
     if req.stream:
         return await _stream(service, req, planned, hold, upstream_body, headers)
     return await _complete(service, req, planned, hold, upstream_body, headers, start)
@@ -250,8 +259,9 @@ async def _complete(service: Any, req: ChatRequest, planned: Planned, hold: Hold
     upstream = service.upstream(attempt.model)
     reply = await upstream.complete(body, req.question, attempt.context)
     if reply.error is not None:
-        await hold.release(502, reply.error, upstream_ms=reply.upstream_ms)
-        raise ApiError(502, "upstream_error", reply.error, headers={"X-Ragtrim-Request-Id": hold.entry.id})
+        failure = _upstream_failure(reply.error, reply.refusal, hold.entry.id)
+        await hold.release(failure.status, reply.error, upstream_ms=reply.upstream_ms)
+        raise failure
     p, c, source, cost = _settle_values(service, attempt, reply.prompt_tokens, reply.completion_tokens, reply.text)
     ms = (time.perf_counter() - start) * 1000
     final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, usage_source=source, cost_micro=cost, status=200,
@@ -265,11 +275,28 @@ async def _complete(service: Any, req: ChatRequest, planned: Planned, hold: Hold
     return JSONResponse(out, headers=headers)
 
 
+def _upstream_failure(error: str, refusal: Any, request_id: str) -> ApiError:
+    """The client's error for a failed upstream call: the upstream's refusal of the request as it came (its 4xx,
+    error and Retry-After; :func:`ragtrim.serve.upstream.refusal_of`), else a 502 saying ``error``."""
+    headers = {"X-Ragtrim-Request-Id": request_id}
+    if refusal is None:
+        return ApiError(502, "upstream_error", error, headers=headers)
+    return ApiError(refusal.status, refusal.type, refusal.message, param=refusal.param, headers={**refusal.headers, **headers})
+
+
 class SseTally:
-    """Split an SSE byte stream into events; keep the output text (content, tool calls) and the usage it carries."""
+    """Split an SSE byte stream into events; keep the output text (content, tool calls) and the usage it carries.
+
+    An event ends at a blank line, and a line in CRLF, LF or CR (the SSE spec; OpenAI ends events in
+    "\\n\\n", sse-starlette in "\\r\\n\\r\\n"): :func:`ragtrim.serve.upstream.sse_event_end`. Events are
+    relayed as the bytes they came in. An event whose blank line is a CR that is the last byte so far
+    is cut there, not held back for the next byte: the LF of a CRLF that follows then begins the next
+    event's bytes, which changes nothing for a client reading them.
+    """
 
     def __init__(self) -> None:
         self._buf = b""
+        self._scan = 0  # no event ends before this offset of the buffer
         self.text: list[str] = []
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
@@ -278,37 +305,43 @@ class SseTally:
         """Complete events in ``data`` as ``(raw event, is_usage_only)``."""
         self._buf += data
         events = []
-        while True:
-            cut = self._buf.find(b"\n\n")
-            if cut < 0:
-                break
-            raw, self._buf = self._buf[: cut + 2], self._buf[cut + 2:]
+        while (cut := sse_event_end(self._buf, self._scan)) >= 0:
+            raw, self._buf, self._scan = self._buf[:cut], self._buf[cut:], 0
             events.append((raw, self._inspect(raw)))
+        self._scan = max(0, len(self._buf) - 3)  # an event end (at most 4 bytes) may begin in the last 3 bytes
         return events
 
     def rest(self) -> bytes:
-        raw, self._buf = self._buf, b""
+        raw, self._buf, self._scan = self._buf, b"", 0
         return raw
 
     def _inspect(self, raw: bytes) -> bool:
+        """Tally one event's chunk; True when it carries usage and no choices."""
+        obj = _event_json(raw)
+        if not isinstance(obj, Mapping):  # [DONE], a comment, or not a chunk (e.g. `data: 1`): relayed as it came, not read
+            return False
         usage_only = False
-        for line in raw.splitlines():
-            if not line.startswith(b"data:"):
-                continue
-            payload = line[5:].strip()
-            if payload == b"[DONE]":
-                continue
-            try:
-                obj = json.loads(payload)
-            except ValueError:
-                continue
-            if not isinstance(obj, Mapping):  # not a chunk (e.g. `data: 1`): relayed as it came, not read
-                continue
-            if isinstance(obj.get("usage"), Mapping):
-                self.prompt_tokens, self.completion_tokens = usage_of(obj)
-                usage_only = not obj.get("choices")
-            self.text.extend(_delta_texts(obj.get("choices")))
+        if isinstance(obj.get("usage"), Mapping):
+            self.prompt_tokens, self.completion_tokens = usage_of(obj)
+            usage_only = not obj.get("choices")
+        self.text.extend(_delta_texts(obj.get("choices")))
         return usage_only
+
+
+def _event_json(raw: bytes) -> Any:
+    """The JSON value an SSE event carries, or None (no data, ``[DONE]``, not JSON).
+
+    Its data is its ``data:`` lines (a line may end in CRLF, LF or CR), each without the one space
+    after the colon, joined by newlines: what a client's SSE parser reads.
+    """
+    values = [line[5:] for line in raw.splitlines() if line.startswith(b"data:")]
+    data = b"\n".join(v[1:] if v.startswith(b" ") else v for v in values).strip()
+    if not data or data == b"[DONE]":
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
 
 
 def _delta_texts(choices: Any) -> list[str]:
@@ -349,8 +382,9 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
     try:
         events = await upstream.stream(body, req.question, attempt.context)
     except UpstreamError as exc:
-        await hold.release(502, str(exc), upstream_ms=(time.perf_counter() - t_up) * 1000)
-        raise ApiError(502, "upstream_error", str(exc), headers={"X-Ragtrim-Request-Id": hold.entry.id}) from None
+        failure = _upstream_failure(str(exc), exc.refusal, hold.entry.id)
+        await hold.release(failure.status, str(exc), upstream_ms=(time.perf_counter() - t_up) * 1000)
+        raise failure from None
     tally = SseTally()
 
     async def settle(error: str) -> None:

@@ -1,7 +1,7 @@
 """A fake OpenAI-compatible chat server for tests and load tests (loopback only).
 
 It counts prompt tokens the way OpenAI documents it (:func:`ragtrim.serve.upstream.count_chat_tokens`),
-answers with ``answer_tokens`` words (never more than the request's ``max_tokens``), waits
+answers with ``answer_tokens`` words (never more than the request's ``max_completion_tokens`` or ``max_tokens``), waits
 ``latency_ms`` (+ up to ``jitter_ms``) like a real model, streams when asked (with a final
 usage chunk when ``stream_options.include_usage``), and fails with HTTP 500 when the last user
 message contains ``FAIL_UPSTREAM``. It records the bodies it received (for assertions) and
@@ -69,7 +69,8 @@ def create_fake_upstream(*, latency_ms: float = 20.0, jitter_ms: float = 0.0, an
         if messages and "FAIL_UPSTREAM" in message_text(messages[-1]):
             return JSONResponse({"error": {"type": "server_error", "message": "fake upstream failure"}}, status_code=500)
         prompt = count_chat_tokens(messages, tokenizer)
-        words = min(answer_tokens, int(body.get("max_tokens") or answer_tokens))
+        cap = body.get("max_completion_tokens") or body.get("max_tokens")  # OpenAI's current name first
+        words = min(answer_tokens, int(cap or answer_tokens))
         text = _answer(words)
         from optimizer.tokenizer import get_tokenizer
 

@@ -89,6 +89,10 @@ reservations = Table(
     Index("rt_reservations_worker_state", "worker_id", "state"),
 )
 
+# The ledger actions whose rows were charged to their budgets (tokens and money count only these):
+# budgets.spent_so_far and usage's totals read the same rows, so they agree.
+CHARGED_ACTIONS = ("ok", "degraded")
+
 ledger = Table(
     "rt_ledger",
     metadata,

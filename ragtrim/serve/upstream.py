@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from optimizer.lazy import lazy_import
@@ -27,8 +28,27 @@ from ragtrim.serve.config import UpstreamConfig
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """An upstream's refusal of the request itself (a bad parameter, a rate limit), told to the client as it came.
+
+    ``status`` is the upstream's (a 4xx), ``type``, ``message`` and ``param`` its error's, and
+    ``headers`` the ones that tell a client when to try again (:data:`RELAYED_HEADERS`).
+    """
+
+    status: int
+    type: str
+    message: str
+    param: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class UpstreamReply:
-    """What a non-streaming upstream call returned (``body`` is the parsed JSON, or None)."""
+    """What a non-streaming upstream call returned (``body`` is the parsed JSON, or None).
+
+    On failure ``error`` says what happened (for the ledger), and ``refusal`` is set when the
+    upstream refused the request itself (:func:`refusal_of`); without one the failure is a 502.
+    """
 
     status: int
     body: Mapping[str, Any] | None
@@ -37,6 +57,55 @@ class UpstreamReply:
     completion_tokens: int | None
     upstream_ms: float
     error: str | None = None
+    refusal: Refusal | None = None
+
+
+# An upstream's 4xx is about the request (a bad parameter, too long a prompt, a rate limit): the
+# client gets that status and the upstream's error, and does not send the same request again as it
+# would after a 502 (OpenAI's SDKs retry 502s). These 4xx are not about the request: they concern
+# the gateway's own upstream key (401, 403, 407), its URL or model mapping (404) or its connection
+# (408), which the client cannot change: a 502, like an upstream's 5xx.
+GATEWAY_FAULTS = frozenset({401, 403, 404, 407, 408})
+# Headers of a refusal passed on to the client: when to try again (OpenAI sends both on a 429).
+RELAYED_HEADERS = ("retry-after", "retry-after-ms")
+_HEADER_VALUE = re.compile(r"[0-9A-Za-z ,:.+-]{1,64}")  # seconds, milliseconds or an HTTP date
+MAX_REFUSAL_MESSAGE = 2000
+
+
+def refusal_of(status: int, data: Any, text: str, headers: Mapping[str, str], scrub: Callable[[str], str]) -> Refusal | None:
+    """The client's answer to an upstream's HTTP ``status``, when it refused the request itself; None for an upstream fault.
+
+    ``data`` is the parsed JSON body (``text`` the raw one): OpenAI's ``{"error": {...}}``, or an
+    error object at the top level (vLLM), or ``{"error": "text"}``. Texts pass through ``scrub``.
+
+    >>> r = refusal_of(400, {"error": {"message": "bad temperature", "type": "invalid_request_error", "param": "temperature"}},
+    ...                "", {}, str)
+    >>> (r.status, r.type, r.message, r.param)
+    (400, 'invalid_request_error', 'bad temperature', 'temperature')
+    >>> refusal_of(429, {}, "slow down", {"retry-after": "7"}, str)
+    Refusal(status=429, type='rate_limit_error', message='upstream answered HTTP 429: slow down', param=None, headers={'retry-after': '7'})
+    >>> refusal_of(401, {}, "", {}, str) is None, refusal_of(503, {}, "", {}, str) is None
+    (True, True)
+    >>> refusal_of(429, {"error": {"type": "insufficient_quota", "message": "You exceeded your quota"}}, "", {}, str) is None
+    True
+    """
+    if not 400 <= status < 500 or status in GATEWAY_FAULTS:
+        return None
+    error = data.get("error", data) if isinstance(data, Mapping) else None
+    error = error if isinstance(error, Mapping) else {"message": error}
+    if error.get("type") == "insufficient_quota" or error.get("code") == "insufficient_quota":
+        return None  # the operator's upstream account is out of credit, not the tenant's budget: a 502
+    message = error.get("message")
+    if not isinstance(message, str) or not message.strip():
+        message = f"upstream answered HTTP {status}: {text.strip()[:300]}"
+    kind = error.get("type")
+    if not isinstance(kind, str) or not kind.strip():
+        kind = "rate_limit_error" if status == 429 else "invalid_request_error"
+    param = error.get("param")
+    relayed = {name: headers[name] for name in RELAYED_HEADERS
+               if name in headers and _HEADER_VALUE.fullmatch(headers[name])}
+    return Refusal(status=status, type=scrub(kind)[:100], message=scrub(message)[:MAX_REFUSAL_MESSAGE],
+                   param=scrub(param)[:200] if isinstance(param, str) else None, headers=relayed)
 
 
 def message_text(message: Mapping[str, Any]) -> str:
@@ -293,6 +362,9 @@ class OpenAIUpstream:
             return UpstreamReply(502, None, "", None, None, (time.perf_counter() - start) * 1000,
                                  self.scrub(f"upstream unreachable: {type(exc).__name__}: {exc}"))
         ms = (time.perf_counter() - start) * 1000
+        undecodable = self._undecodable(resp)
+        if undecodable is not None:
+            return UpstreamReply(502, None, "", None, None, ms, undecodable)
         try:
             data = resp.json()
         except ValueError:
@@ -300,7 +372,8 @@ class OpenAIUpstream:
         if resp.status_code >= 400 or not isinstance(data, Mapping):
             detail = data.get("error") if isinstance(data, Mapping) else resp.text[:300]
             return UpstreamReply(resp.status_code, None, "", None, None, ms,
-                                 self.scrub(f"upstream answered HTTP {resp.status_code}: {json.dumps(detail)[:500]}"))
+                                 self.scrub(f"upstream answered HTTP {resp.status_code}: {json.dumps(detail)[:500]}"),
+                                 refusal=refusal_of(resp.status_code, data, resp.text, resp.headers, self.scrub))
         p, c = usage_of(data)
         return UpstreamReply(resp.status_code, data, reply_text(data), p, c, ms)
 
@@ -311,19 +384,51 @@ class OpenAIUpstream:
             resp = await self._send(body)
         except httpx.HTTPError as exc:
             raise UpstreamError(502, self.scrub(f"upstream unreachable: {type(exc).__name__}: {exc}")) from None
-        if resp.status_code >= 400:
-            text = (await resp.aread())[:500].decode("utf-8", "replace")
+        undecodable = self._undecodable(resp)
+        if undecodable is not None:
             await resp.aclose()
-            raise UpstreamError(resp.status_code, self.scrub(f"upstream answered HTTP {resp.status_code}: {text}"))
+            raise UpstreamError(502, undecodable)
+        if resp.status_code >= 400:
+            raise await self._stream_error(resp)
         return _ResponseStream(resp)
+
+    async def _stream_error(self, resp: Any) -> UpstreamError:
+        """The :class:`UpstreamError` for a stream request the upstream answered with an HTTP error (its body read, closed)."""
+        try:
+            content = await resp.aread()
+        finally:
+            await resp.aclose()
+        text = content[:4000].decode("utf-8", "replace")
+        try:
+            data = json.loads(content)
+        except ValueError:
+            data = None
+        return UpstreamError(resp.status_code, self.scrub(f"upstream answered HTTP {resp.status_code}: {text[:500]}"),
+                             refusal=refusal_of(resp.status_code, data, text, resp.headers, self.scrub))
+
+    def _undecodable(self, resp: Any) -> str | None:
+        """Why ``resp``'s body cannot be read, when it is compressed in an encoding the client does not decode; else None.
+
+        httpx decodes the encodings it asks for (its ``Accept-Encoding``); a body in any other
+        one would be read, relayed and counted as the compressed bytes it is.
+        """
+        decoded = {"identity", *(e.strip().lower() for e in self._client.headers.get("accept-encoding", "").split(","))}
+        used = [e.strip().lower() for e in resp.headers.get("content-encoding", "").split(",") if e.strip()]
+        unknown = [e for e in used if e not in decoded]
+        if not unknown:
+            return None
+        return self.scrub(f"upstream answered HTTP {resp.status_code} with Content-Encoding {', '.join(unknown)[:100]}, "
+                          f"which the gateway cannot decode (it asks for {self._client.headers.get('accept-encoding') or 'identity'})")
 
 
 class _ResponseStream:
-    """The raw bytes of a streamed response; closing it (even before the first read) closes the response."""
+    """The bytes of a streamed response as they arrive, decoded (gzip, deflate, ...: the client gets
+    them plain, without the upstream's ``Content-Encoding``); closing it (even before the first read)
+    closes the response."""
 
     def __init__(self, resp: Any) -> None:
         self._resp = resp
-        self._pieces = resp.aiter_raw()
+        self._pieces = resp.aiter_bytes()
 
     def __aiter__(self) -> _ResponseStream:
         return self
@@ -340,9 +445,13 @@ class _ResponseStream:
 
 
 class UpstreamError(Exception):
-    def __init__(self, status: int, message: str):
+    """A failed upstream call: ``status`` is the upstream's (502 when it gave none); ``refusal`` is
+    set when it refused the request itself (:func:`refusal_of`), else the client gets a 502."""
+
+    def __init__(self, status: int, message: str, *, refusal: Refusal | None = None):
         super().__init__(message)
         self.status = status
+        self.refusal = refusal
 
 
 class LocalUpstream:
@@ -437,6 +546,25 @@ async def _sse_from_reply(reply: UpstreamReply, body: Mapping[str, Any]) -> Asyn
 def sse(obj: Any) -> bytes:
     """One server-sent event carrying ``obj`` as JSON."""
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode("utf-8") + b"\n\n"
+
+
+# Where a server-sent event ends: a line end (CRLF, LF or CR, as the SSE spec allows; a CRLF is one
+# line end, never a CR and then an LF) and a second one right after it, the blank line.
+_SSE_EVENT_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r|\n)")
+
+
+def sse_event_end(buf: bytes, at: int = 0) -> int:
+    """Where the first server-sent event in ``buf`` ends (just after its blank line), searching from ``at``; -1 when none has ended.
+
+    Events may end in "\\n\\n" (OpenAI), "\\r\\n\\r\\n" (sse-starlette), "\\r\\r" or a mix.
+
+    >>> [sse_event_end(b) for b in (b"data: 1\\n\\n", b"data: 1\\r\\n\\r\\ndata: 2", b"data: 1\\r\\r", b"data: 1\\r\\n\\n")]
+    [9, 11, 9, 10]
+    >>> [sse_event_end(b) for b in (b"data: 1\\r\\n", b"data: 1\\r\\ndata: 2\\r", b"data: 1\\r")]
+    [-1, -1, -1]
+    """
+    found = _SSE_EVENT_END.search(buf, at)
+    return found.end() if found is not None else -1
 
 
 def make_upstream(config: UpstreamConfig, *, on_retry: Callable[[], None] | None = None) -> Any:

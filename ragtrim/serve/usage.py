@@ -21,7 +21,7 @@ from sqlalchemy import case, func, select
 
 from ragtrim.serve.budgets import list_budgets, period_reset, period_start
 from ragtrim.serve.db import reading
-from ragtrim.serve.schema import budget_usage, ledger
+from ragtrim.serve.schema import CHARGED_ACTIONS, budget_usage, ledger
 
 GROUPS = MappingProxyType({"user": ledger.c.user, "feature": ledger.c.feature, "model": ledger.c.model_used,
                            "day": ledger.c.day, "tenant": ledger.c.tenant_id, "endpoint": ledger.c.endpoint})
@@ -61,7 +61,6 @@ def _check_by(by: Sequence[str]) -> list[str]:
 # ``/v1/optimize`` run, ``ok``, which saves tokens and costs nothing). ``failed``, ``refused`` and
 # ``pending`` rows are counted by action but add no tokens or money, so the totals equal what the
 # budgets were charged and what ``/metrics`` counted.
-CHARGED_ACTIONS = ("ok", "degraded")
 CHARGED_COLUMNS = ("tokens_full", "tokens_sent", "prompt_tokens", "completion_tokens", "cost_micro", "saved_micro")
 
 
