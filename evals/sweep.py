@@ -38,7 +38,8 @@ from evals.readers.prompt import DEFAULT_TEMPLATE, format_prompt
 from evals.retrieval import all_gold_ids
 from optimizer.budget import Budget, parse_budget
 from optimizer.models import default_store, use_store
-from optimizer.pipeline import Pipeline
+from optimizer.pipeline import Pipeline, plain_settings
+from optimizer.stage import stage_params
 from optimizer.tokenizer import get_tokenizer
 from optimizer.validate import non_negative_int, positive_int
 
@@ -161,6 +162,53 @@ def resolve_pipelines(
     return out
 
 
+def check_configs(resolved: Sequence[tuple[str, Pipeline]]) -> None:
+    """Every pipeline's config can be built and written to ``results.json``, checked before any work.
+
+    A custom stage whose settings cannot be read back (``self._n = n``), or hold an object JSON
+    cannot (``self.pattern = re.compile(pattern)``), raises ValueError naming the pipeline, the step
+    and the setting, instead of failing after the whole sweep with no results written.
+
+    >>> check_configs(resolve_pipelines(["truncate"], tokenizer="cl100k_base"))
+    """
+    for name, pipe in resolved:
+        for i, (step, stage) in enumerate(pipe.steps):
+            _check_step_settings(f"pipeline {name!r}, step #{i} {step!r} ({_class_path(stage)})", stage)
+        try:
+            _to_json(pipe.to_config())
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"pipeline {name!r}: its config cannot be written to results.json: {type(exc).__name__}: {exc}") from exc
+
+
+def _check_step_settings(where: str, stage: Any) -> None:
+    """One stage's settings (``get_params()``) can be read and each written as JSON; raises ValueError naming ``where``."""
+    try:
+        params = plain_settings(stage_params(stage))
+    except Exception as exc:
+        fix = "" if "get_params" in str(exc) else (
+            "; keep each constructor argument in an attribute of the same name (self.n = n), or define get_params()")
+        raise ValueError(f"{where}: its settings cannot be read for results.json: {type(exc).__name__}: {exc}{fix}") from exc
+    for key, value in params.items():
+        try:
+            _to_json(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{where}: setting {key!r} holds {type(value).__name__} {value!r:.80}, which results.json cannot hold "
+                f"({exc}); keep the setting as it was given (self.{key} = {key}) and build objects from it in __call__ "
+                "or warm_up, or return plain values from get_params()"
+            ) from exc
+
+
+def _class_path(stage: Any) -> str:
+    """``module.Class`` of a stage, for messages."""
+    return f"{type(stage).__module__}.{type(stage).__qualname__}"
+
+
+def _to_json(value: Any) -> str:
+    """``value`` as ``results.json`` writes it (no NaN or infinity)."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
 def _twice(name: str, pipeline: str | Pipeline) -> str:
     """What to do when two pipelines of a sweep have the same name."""
     if isinstance(pipeline, str):
@@ -261,6 +309,7 @@ def run_eval(
     if sample is not None:
         positive_int(sample, "sample", what="examples")
     resolved = resolve_pipelines(pipelines, tokenizer=tokenizer)
+    check_configs(resolved)  # results.json holds every config: one that cannot be written stops the eval now
     arms = make_arms([n for n, _ in resolved], budgets)
     wanted = reader_arm_set(arms, reader_arms) if reader is not None else set()
     table = prices if prices is not None else load_prices()
@@ -377,7 +426,19 @@ def _run_or_record(pipe: Pipeline, arm: Arm, ex: Any, overhead: int, answer_chun
     try:
         return _run_one(pipe, arm, ex, overhead, answer_chunks)
     except Exception as exc:  # a crash is a recorded failure, never lost work (KeyboardInterrupt still stops)
-        return failed_row(arm, ex, f"{type(exc).__name__}: {exc}")
+        return failed_row(arm, ex, error_text(exc))
+
+
+def error_text(exc: BaseException) -> str:
+    """``Type: message``, then the exception's notes (e.g. which stage raised it), joined by ``"; "``.
+
+    >>> exc = ValueError("invalid literal for int() with base 10: 'a'")
+    >>> exc.add_note("in stage 'buggy' (my_stages.Buggy)")
+    >>> error_text(exc)
+    "ValueError: invalid literal for int() with base 10: 'a'; in stage 'buggy' (my_stages.Buggy)"
+    """
+    notes = [str(note) for note in getattr(exc, "__notes__", None) or ()]
+    return "; ".join([f"{type(exc).__name__}: {exc}", *notes])
 
 
 def failed_row(arm: Arm, ex: Any, error: str) -> ExampleRow:

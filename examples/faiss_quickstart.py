@@ -47,7 +47,9 @@ def build_index(corpus_questions: int):
             id_=p.id,
             text=p.text,
             metadata={"title": p.title or ""},
-            # the title is shown once by ragtrim's renderer; keep LlamaIndex from repeating it
+            # ragtrim ranks with the title, but it is not sent: the postprocessor renders nodes as LlamaIndex
+            # does (render="llama_index"), and this keeps the title's tokens for passage text; pass
+            # render="pipeline" to RagtrimPostprocessor to print each kept title once instead
             excluded_llm_metadata_keys=["title"],
         )
         for p in passages

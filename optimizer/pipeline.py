@@ -24,6 +24,7 @@ import copy
 import dataclasses
 import functools
 import hashlib
+import inspect
 import json
 import time
 import warnings
@@ -34,7 +35,7 @@ from typing import Any
 from optimizer.adaptive import AdaptiveBudget
 from optimizer.budget import Budget, parse_budget, resolve_budget, smallest_share
 from optimizer.packer import Packed, _removed_ranges, pack
-from optimizer.records import SURROGATE_FIX, Chunk, Drop, Result, StageTrace, as_chunks, check_no_surrogate
+from optimizer.records import SURROGATE_FIX, Chunk, Drop, Result, StageTrace, as_chunks, check_no_surrogate, kept_problem, with_article
 from optimizer.registry import make_stage
 from optimizer.render import Renderer, group_by_title
 from optimizer.sentences import split_sentences
@@ -53,6 +54,9 @@ def _step_name(stage: Any) -> str:
         raise TypeError(f"stage {stage!r} has no 'name'; give it a class attribute name = '...' or pass (name, stage)")
     return name
 
+
+PACK_STEP = "pack"
+"""The packer's name in the trace; no step may take it."""
 
 FULL_COUNTS = 256
 """How many whole contexts' token counts a pipeline remembers (see ``Pipeline._count_full``)."""
@@ -104,6 +108,11 @@ class Pipeline:
             if not callable(named[-1][1]):
                 raise TypeError(f"step {named[-1][0]!r} is not callable: {named[-1][1]!r}")
         names = [n for n, _ in named]
+        if PACK_STEP in names:
+            raise ValueError(
+                f"step name {PACK_STEP!r} is reserved for the packer's row of the trace; "
+                f"name the step otherwise, e.g. (\"my-{PACK_STEP}\", stage) or name: my-{PACK_STEP} in a config"
+            )
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"step names must be unique, {dupes} repeat; pass (name, stage) pairs with distinct names")
@@ -172,7 +181,7 @@ class Pipeline:
             raise ValueError(f"bad renderer settings {dict(renderer_cfg)!r}: {exc}") from None
         return cls(
             steps,
-            budget=budget if budget is not None else config.get("budget"),
+            budget=budget if budget is not None else unambiguous_budget(config.get("budget")),
             tokenizer=tokenizer if tokenizer is not None else _config_tokenizer(config.get("tokenizer", "cl100k_base")),
             renderer=renderer,
             name=config.get("name", "custom"),
@@ -193,7 +202,7 @@ class Pipeline:
             entry: dict[str, Any] = {"stage": _step_name(stage)}
             if name != entry["stage"]:
                 entry["name"] = name
-            params = plain_settings(stage_params(stage))
+            params = plain_settings(_step_params(name, stage))
             if params:
                 entry["params"] = params
             steps.append(entry)
@@ -260,6 +269,7 @@ class Pipeline:
         """
         p = Path(path)
         config = self.to_config()
+        _check_plain_steps(config["steps"])
         if not isinstance(self.tokenizer, (TiktokenTokenizer, HFTokenizer)):
             warnings.warn(
                 f"{str(p)!r} records only the name {self.tokenizer_name!r} of this pipeline's tokenizer, a "
@@ -273,7 +283,7 @@ class Pipeline:
 
             p.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
         elif suffix == ".toml":
-            p.write_text(_to_toml(config), encoding="utf-8")
+            p.write_text(_to_toml(config, self.steps), encoding="utf-8")
         elif suffix == ".json":
             p.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         else:
@@ -402,17 +412,22 @@ class Pipeline:
     def _run_stages(
         self, query: str, items: tuple[Chunk, ...], context: StageContext
     ) -> tuple[tuple[Chunk, ...], list[StageTrace]]:
-        """Run every step in order; the chunks left and one trace entry per step."""
+        """Run every step in order; the chunks left and one trace entry per step.
+
+        Each step's output is checked (:meth:`_check_output`): a step may drop chunks, cut
+        them and set their ``relevance``, nothing else. An exception a step raises goes on
+        with a note naming the step (``exc.__notes__``), its type unchanged.
+        """
         trace: list[StageTrace] = []
         current = items
         for step_name, stage in self.steps:
             start = time.perf_counter()
-            output = stage(query, current, context)
+            output = _call_step(step_name, stage, query, current, context)
             ms = (time.perf_counter() - start) * 1000
             reasons: Mapping[str, str] = {}
             notes: Mapping[str, Any] = {}
             if isinstance(output, StageOutput):
-                reasons, notes, output = output.reasons, output.notes, output.chunks
+                reasons, notes, output = output.reasons, output.notes, _output_chunks(step_name, output)
             new = self._check_output(step_name, current, output)
             trace.append(self._trace(step_name, current, new, ms, context, reasons, notes))
             current = new
@@ -424,7 +439,7 @@ class Pipeline:
         packed = pack(chunks, budget, self.renderer, context)
         ms = (time.perf_counter() - start) * 1000
         trace = StageTrace(
-            name="pack",
+            name=PACK_STEP,
             tokens_in=sum(context.count(c.text) for c in chunks),
             tokens_out=packed.tokens,
             ms=ms,
@@ -439,18 +454,28 @@ class Pipeline:
 
     @staticmethod
     def _check_output(step: str, before: tuple[Chunk, ...], output: Any) -> tuple[Chunk, ...]:
+        """``output`` as a tuple once it is a list of kept parts of ``before``'s chunks, else an error naming ``step``.
+
+        Kept parts: known ids, each once, and for each chunk what :func:`~optimizer.records.kept_problem`
+        allows (the original text, the caller's score, title and metadata unchanged; the text its
+        kept pieces of the original). A chunk returned as it came in is not checked again.
+        """
         if isinstance(output, (str, bytes)) or not isinstance(output, Sequence):
             raise TypeError(f"stage {step!r} must return a list of Chunk or a StageOutput, got {type(output).__name__}")
-        known = {c.id for c in before}
+        by_id = {c.id: c for c in before}
         seen: set[str] = set()
         for c in output:
             if not isinstance(c, Chunk):
                 raise TypeError(f"stage {step!r} returned a {type(c).__name__}, not a Chunk: {c!r:.80}")
-            if c.id not in known:
+            source = by_id.get(c.id)
+            if source is None:
                 raise ValueError(f"stage {step!r} returned chunk id {c.id!r}, which was not in its input; stages may drop or cut chunks, not invent them")
             if c.id in seen:
                 raise ValueError(f"stage {step!r} returned chunk id {c.id!r} twice")
             seen.add(c.id)
+            problem = "" if c is source else kept_problem(source, c)
+            if problem:
+                raise ValueError(f"stage {step!r} returned chunk {c.id!r} whose {problem}; {KEPT_RULE}")
         return tuple(output)
 
     @staticmethod
@@ -485,8 +510,104 @@ class Pipeline:
         )
 
     def __repr__(self) -> str:
-        steps = ", ".join(f"{n}={s!r}" for n, s in self.steps)
+        steps = ", ".join(f"{n}={_safe_repr(s)}" for n, s in self.steps)
         return f"Pipeline(name={self.name!r}, budget={self.budget!r}, tokenizer={self.tokenizer_name!r}, steps=[{steps}])"
+
+
+KEPT_RULE = (
+    "a stage may drop chunks, cut them (chunk.keep(ranges) of the original text) and set relevance "
+    "(dataclasses.replace(chunk, relevance=...)); it never rewrites text or changes the caller's score, title or metadata"
+)
+"""What :meth:`Pipeline._check_output` allows a stage to do to a chunk (said in its errors)."""
+
+
+def _qualname(stage: Any) -> str:
+    """``module.QualName`` of a stage's class (of the function itself for a plain function).
+
+    >>> from optimizer.stages.rerank import BM25Rerank
+    >>> _qualname(BM25Rerank())
+    'optimizer.stages.rerank.BM25Rerank'
+    """
+    owner = stage if inspect.isroutine(stage) else type(stage)
+    return f"{getattr(owner, '__module__', '?')}.{getattr(owner, '__qualname__', type(stage).__name__)}"
+
+
+def _call_step(step: str, stage: Any, query: str, chunks: tuple[Chunk, ...], context: StageContext) -> Any:
+    """``stage(query, chunks, context)``; an exception it raises gets a note naming ``step``, its type unchanged.
+
+    >>> class Broken:
+    ...     name = "broken"
+    ...     def __call__(self, query, chunks, context):
+    ...         return int("a")
+    >>> try:
+    ...     Pipeline([Broken()]).run("q", ["x"])
+    ... except ValueError as exc:
+    ...     print(exc.__notes__)
+    ["in stage 'broken' (optimizer.pipeline.Broken)"]
+    """
+    try:
+        return stage(query, chunks, context)
+    except Exception as exc:
+        exc.add_note(f"in stage {step!r} ({_qualname(stage)})")
+        raise
+
+
+def _output_chunks(step: str, output: StageOutput) -> Sequence[Any]:
+    """The chunks of a step's :class:`StageOutput`, once they are a list (not a generator or a set).
+
+    >>> _output_chunks("mine", StageOutput(chunks=(c for c in [])))
+    Traceback (most recent call last):
+    ...
+    TypeError: stage 'mine' returned a StageOutput whose chunks is a generator; chunks must be a list of Chunk in order, e.g. StageOutput(chunks=list(...))
+    """
+    chunks = output.chunks
+    if isinstance(chunks, (str, bytes)) or not isinstance(chunks, Sequence):
+        raise TypeError(
+            f"stage {step!r} returned a StageOutput whose chunks is {with_article(type(chunks).__name__)}; "
+            "chunks must be a list of Chunk in order, e.g. StageOutput(chunks=list(...))"
+        )
+    return chunks
+
+
+def _safe_repr(obj: Any) -> str:
+    """``repr(obj)``, or a placeholder naming the error when that raises (a repr never raises).
+
+    >>> class Bad:
+    ...     def __repr__(self):
+    ...         raise AttributeError("no n")
+    >>> _safe_repr(Bad())
+    '<Bad (repr raised AttributeError: no n)>'
+    """
+    try:
+        return repr(obj)
+    except Exception as exc:
+        return f"<{type(obj).__name__} (repr raised {type(exc).__name__}: {exc})>"
+
+
+def _step_params(name: str, stage: Any) -> dict[str, Any]:
+    """``stage``'s settings (:func:`~optimizer.stage.stage_params`); an error naming step ``name`` when they cannot be read."""
+    try:
+        return stage_params(stage)
+    except AttributeError as exc:
+        raise AttributeError(f"cannot read the settings of step {name!r}: {exc}") from exc
+
+
+def unambiguous_budget(value: Any) -> Budget | None:
+    """A config's (or a command line's) budget, :func:`~optimizer.budget.parse_budget`'d; a bare ``1`` is refused.
+
+    ``1`` could be the whole context or one token: DESIGN.md's token counts are integers > 1.
+
+    >>> unambiguous_budget(0.25), unambiguous_budget("300"), unambiguous_budget(1.0), unambiguous_budget(None)
+    (0.25, 300, 1.0, None)
+    >>> unambiguous_budget(1)
+    Traceback (most recent call last):
+    ...
+    ValueError: budget 1 is ambiguous: write 1.0 for the whole context (a share) or a token count of at least 2
+    """
+    budget = parse_budget(value)
+    if budget == 1 and isinstance(budget, int):
+        raise ValueError(f"budget {value!r} is ambiguous: write 1.0 for the whole context (a share) or a token count of at least 2")
+    return budget
 
 
 def _config_tokenizer(name: Any) -> Any:
@@ -577,27 +698,100 @@ def plain_settings(value: Any) -> Any:
         return [plain_settings(v) for v in value]
     if isinstance(value, Mapping):
         return {str(k): plain_settings(v) for k, v in value.items()}
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):  # a numpy scalar
+        return value.item()
     return value
 
 
-def _to_toml(config: Mapping[str, Any]) -> str:
-    """``config`` as TOML (``tomli-w``); None-valued step settings are left out (TOML has no null).
+PLAIN_TYPES = (str, bool, int, float, type(None))
+"""What a saved setting may be, besides lists and string-keyed dicts of these."""
+
+
+def _check_plain_steps(steps: Sequence[Mapping[str, Any]]) -> None:
+    """Raise ValueError naming the step and the setting when a :meth:`Pipeline.to_config` step's setting is not plain data.
+
+    >>> import re
+    >>> _check_plain_steps([{"stage": "drop-regex", "params": {"pattern": re.compile("Lyon")}}])
+    Traceback (most recent call last):
+    ...
+    ValueError: cannot save step 'drop-regex': its setting 'pattern' is re.compile('Lyon'), a Pattern, which YAML, TOML and JSON cannot hold; give the stage plain settings (str, number, bool, None, lists and dicts of them) and store each as given (self.pattern = pattern), keeping an object __init__ builds from it under another name (self._pattern)
+    """
+    for step in steps:
+        for key, value in (step.get("params") or {}).items():
+            bad = _not_plain(value)
+            if bad is not None:
+                raise ValueError(
+                    f"cannot save step {step.get('name', step['stage'])!r}: its setting {key!r} "
+                    f"{'is' if bad is value else 'holds'} {bad!r:.80}, {with_article(type(bad).__name__)}, which YAML, TOML "
+                    "and JSON cannot hold; give the stage plain settings (str, number, bool, None, lists and dicts of them) "
+                    f"and store each as given (self.{key} = {key}), keeping an object __init__ builds from it under another name "
+                    f"(self._{key})"
+                )
+
+
+def _not_plain(value: Any) -> Any:
+    """The first part of ``value`` that is not plain data (see :data:`PLAIN_TYPES`), or None."""
+    if isinstance(value, list):
+        return next((bad for bad in map(_not_plain, value) if bad is not None), None)
+    if isinstance(value, dict):
+        return next((bad for bad in map(_not_plain, value.values()) if bad is not None), None)
+    return None if isinstance(value, PLAIN_TYPES) else value
+
+
+def _to_toml(config: Mapping[str, Any], steps: Sequence[tuple[str, Any]]) -> str:
+    """``config`` as TOML (``tomli-w``); ``steps`` are the pipeline's ``(name, stage)`` pairs, in the config's order.
+
+    TOML has no null: a None setting is left out when the stage's default is None too (loading
+    gives None again), and refused otherwise (:func:`_toml_params`).
 
     >>> import tomllib
-    >>> tomllib.loads(_to_toml({"name": "p", "steps": [{"stage": "select-top-k", "params": {"k": 2, "x": None}}]}))
-    {'name': 'p', 'steps': [{'stage': 'select-top-k', 'params': {'k': 2}}]}
+    >>> pipeline = Pipeline([make_stage("compress-sentences", dense_linked=None)])
+    >>> tomllib.loads(_to_toml(pipeline.to_config(), pipeline.steps))["steps"][0]["params"].get("dense_linked", "left out")
+    'left out'
     """
     import tomli_w
 
     out = dict(config)
     out["steps"] = [
-        {**step, "params": {k: v for k, v in step["params"].items() if v is not None}} if step.get("params") else step
-        for step in config.get("steps", [])
+        {**entry, "params": _toml_params(name, stage, entry["params"])} if entry.get("params") else entry
+        for (name, stage), entry in zip(steps, config.get("steps", []))
     ]
     try:
         return tomli_w.dumps(out)
-    except TypeError as exc:
-        raise ValueError(f"cannot write this pipeline as TOML ({exc}); save it as YAML or JSON") from None
+    except TypeError as exc:  # plain data that TOML still cannot hold, e.g. a None inside a list
+        raise ValueError(f"cannot write this pipeline as TOML ({exc}); save it as YAML or JSON, which can hold it") from None
 
 
-__all__ = ["Pipeline", "plain_settings"]
+def _toml_params(name: str, stage: Any, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Step ``name``'s settings for TOML: a None setting left out if its default is None, else a ValueError saying what to do.
+
+    >>> _toml_params("compress", make_stage("compress-sentences"), {"hops": 2, "model": None})
+    Traceback (most recent call last):
+    ...
+    ValueError: cannot save step 'compress' as TOML: its setting 'model' is None, which TOML cannot hold, and leaving it out would load its default 'static'; save the pipeline as .yaml or .json (both keep null)
+    """
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if value is not None:
+            out[key] = value
+            continue
+        default = _setting_default(stage, key)
+        if default is not None:
+            then = "the setting has no default to fall back to" if default is inspect.Parameter.empty else f"leaving it out would load its default {default!r}"
+            raise ValueError(
+                f"cannot save step {name!r} as TOML: its setting {key!r} is None, which TOML cannot hold, and {then}; "
+                "save the pipeline as .yaml or .json (both keep null)"
+            )
+    return out
+
+
+def _setting_default(stage: Any, key: str) -> Any:
+    """The default of ``stage``'s constructor argument ``key`` (``inspect.Parameter.empty`` when there is none or no such argument)."""
+    try:
+        parameter = inspect.signature(type(stage).__init__).parameters.get(key)
+    except (TypeError, ValueError):
+        return inspect.Parameter.empty
+    return inspect.Parameter.empty if parameter is None else parameter.default
+
+
+__all__ = ["Pipeline", "plain_settings", "unambiguous_budget"]

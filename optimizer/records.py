@@ -363,6 +363,122 @@ class Chunk:
         )
 
 
+def kept_problem(source: Chunk, chunk: Chunk) -> str:
+    """What makes ``chunk`` not a kept part of ``source`` (the same chunk before a stage ran), or ``""``.
+
+    A stage may drop a chunk, cut it (:meth:`Chunk.keep`) and set its ``relevance``; the
+    original text, the kept pieces (in order, inside that text, ``text`` their join) and
+    the caller's ``score``, ``title`` and ``metadata`` must stay as they were.
+
+    >>> a = Chunk(id="a", text="Paris is big. It is old.", title="Paris")
+    >>> kept_problem(a, a.keep([(0, 13)])), kept_problem(a, replace(a, relevance=0.5))
+    ('', '')
+    >>> kept_problem(a, replace(a, text="Berlin is big."))
+    "original text changed ('Paris is big. It is old.' became 'Berlin is big.')"
+    >>> kept_problem(a, replace(a, pieces=((0, 5000),)))
+    'kept piece (0, 5000) is outside the original text of 24 characters'
+    >>> kept_problem(a, replace(a, title="X"))
+    "title changed ('Paris' became 'X')"
+    """
+    original = source.original_text
+    if chunk.original_text != original:
+        return f"original text changed ({_shown(original)} became {_shown(chunk.original_text)})"
+    for name in ("score", "title", "metadata"):
+        before, after = getattr(source, name), getattr(chunk, name)
+        if after is not before and after != before:
+            return f"{name} changed ({_shown(before)} became {_shown(after)})"
+    if chunk.text == source.text and chunk.pieces == source.pieces:
+        return ""  # as ``source`` was: nothing to join again
+    return _pieces_problem(original, chunk)
+
+
+def _pieces_problem(original: str, chunk: Chunk) -> str:
+    """What is wrong with ``chunk``'s pieces of ``original`` and its text, or ``""``."""
+    end = 0
+    for s, e in chunk.kept_pieces:
+        if not 0 <= s <= e <= len(original):
+            return f"kept piece {(s, e)} is outside the original text of {len(original)} characters"
+        if s < end:
+            return f"kept piece {(s, e)} overlaps or precedes the one before it (pieces must be sorted and disjoint)"
+        end = e
+    if chunk.text != join_pieces(original, chunk.kept_pieces):
+        return f"text {_shown(chunk.text)} is not the join of its kept pieces {_shown(chunk.kept_pieces)} of the original text"
+    return ""
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to about ``limit`` characters (a string is cut first, so its quotes stay).
+
+    >>> _shown("x" * 100, 8), _shown(tuple(range(40)), 12)
+    ("'xxxxxxxx...'", '(0, 1, 2, 3, ...')
+    """
+    if isinstance(value, str):
+        return repr(value if len(value) <= limit else value[:limit] + "...")
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def json_value(value: Any, where: str) -> Any:
+    """``value`` as plain JSON data: numpy scalars and arrays, sets and tuples converted; anything else raises.
+
+    ``where`` names the value in the error (e.g. ``"stage 'mine' note 'sizes'"``).
+
+    >>> import numpy as np
+    >>> json_value({"mean": np.float32(3.5), "ids": {"b", "a"}, "shape": (2, 3), "m": np.arange(2)}, "note")
+    {'mean': 3.5, 'ids': ['a', 'b'], 'shape': [2, 3], 'm': [0, 1]}
+    >>> json_value(object(), "stage 'mine' note 'x'")
+    Traceback (most recent call last):
+    ...
+    TypeError: stage 'mine' note 'x' is an object, which JSON cannot hold; give notes plain values (str, number, bool, None, lists and dicts of them), e.g. str(value)
+    """
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, Mapping):
+        return {_json_key(k, where): json_value(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_value(v, where) for v in value]
+    if isinstance(value, (set, frozenset)):
+        items = [json_value(v, where) for v in value]
+        try:
+            return sorted(items)
+        except TypeError:
+            return items
+    tolist = getattr(value, "tolist", None)  # numpy scalars (.item() == .tolist()) and arrays
+    if callable(tolist) and hasattr(value, "dtype"):
+        return json_value(tolist(), where)
+    raise TypeError(
+        f"{where} is {with_article(type(value).__name__)}, which JSON cannot hold; give notes plain values "
+        "(str, number, bool, None, lists and dicts of them), e.g. str(value)"
+    )
+
+
+def _json_key(key: Any, where: str) -> Any:
+    """A mapping key JSON can hold (str, number, bool, None; a numpy scalar becomes its number)."""
+    key = json_value(key, where) if hasattr(key, "dtype") else key
+    if key is None or isinstance(key, (str, bool, int, float)):
+        return key
+    raise TypeError(f"{where} has the key {key!r:.60}, a {type(key).__name__}; JSON keys must be strings (or numbers)")
+
+
+def with_article(noun: str) -> str:
+    """``noun`` with its indefinite article.
+
+    >>> with_article("object"), with_article("Pattern")
+    ('an object', 'a Pattern')
+    """
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def json_notes(notes: Mapping[str, Any], stage: str) -> dict[str, Any]:
+    """A step's trace ``notes`` as plain JSON data (see :func:`json_value`), an error naming the step and the note.
+
+    >>> import numpy as np
+    >>> json_notes({"mean_len": np.float32(3.5), "ids": {"b"}}, "mine")
+    {'mean_len': 3.5, 'ids': ['b']}
+    """
+    return {_json_key(k, f"stage {stage!r} notes"): json_value(v, f"stage {stage!r} note {k!r}") for k, v in notes.items()}
+
+
 @dataclass(frozen=True)
 class Span:
     """A kept piece of text: ``original_text[start:end]`` of chunk ``chunk_id``.
@@ -433,7 +549,7 @@ class StageTrace:
             "chunks_in": self.chunks_in,
             "chunks_out": self.chunks_out,
             "dropped": [d.to_dict() for d in self.dropped],
-            "notes": dict(self.notes),
+            "notes": json_notes(self.notes, self.name),
         }
 
 

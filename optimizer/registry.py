@@ -4,8 +4,10 @@ Built-in stages are listed by import path and imported on first use. Your own st
 one class and one line: ``register_stage(MyStage)`` takes the name from ``MyStage.name``
 (it also works as a class decorator). Third-party packages can instead add stages through
 the ``ragtrim.stages`` entry-point group (``name = "pkg.module:Class"``). Registering a
-name twice raises, and so does a registry name that differs from the class's ``name``
-(saving a pipeline writes ``stage.name``, loading looks that name up).
+name twice raises, and so does a registry name that differs from the name of the stage it
+builds (saving a pipeline writes ``stage.name``, loading looks that name up). An installed
+package's entry point whose name is taken is skipped with a warning naming the package; the
+other packages' stages are registered all the same.
 
 Stage names follow one scheme, ``<family>-<method>``: ``select-*`` (keep or cut chunks by
 position, score or budget), ``rerank-*``, ``dedupe-*``, ``compress-*`` (cut inside
@@ -23,6 +25,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import threading
 import warnings
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -77,6 +80,7 @@ DEPRECATED_ALIASES: dict[str, str] = {
 
 _registered: dict[str, Callable[..., Any]] = {}
 _entry_points_loaded = False
+_entry_points_lock = threading.RLock()
 
 
 def register_stage(stage: Any, factory: Callable[..., Any] | None = None) -> Any:
@@ -139,26 +143,84 @@ def unregister_stage(name: str) -> None:
 
 
 def _load_entry_points() -> None:
+    """Register the stages of installed packages' ``ragtrim.stages`` entry points, once per process.
+
+    An entry point whose name is taken (a built-in stage, an old name of one, or the same name in
+    another package, met first in order of package name) is skipped with a warning naming its
+    package and the clash; every other entry point is registered. Nothing is imported here.
+    """
     global _entry_points_loaded
-    if _entry_points_loaded:
-        return
-    _entry_points_loaded = True
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _BUILTIN or ep.name in _registered or ep.name in DEPRECATED_ALIASES:
-            raise ValueError(
-                f"entry point {ep.value!r} registers stage {ep.name!r}, which is already registered; "
-                "rename it in that package's entry points"
-            )
-        _registered[ep.name] = _EntryPointFactory(ep)
+    with _entry_points_lock:  # two threads' first calls must not both register (the second would see a clash)
+        if _entry_points_loaded:
+            return
+        found: dict[str, _EntryPointFactory] = {}
+        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=_entry_point_key):
+            clash = _clash(ep.name, found)
+            if clash:
+                warnings.warn(
+                    f"{_origin(ep)} is skipped: {clash}; rename it in that package's entry points (or uninstall one of them)",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                continue
+            found[ep.name] = _EntryPointFactory(ep)
+        _registered.update(found)
+        _entry_points_loaded = True
+
+
+def _entry_point_key(ep: Any) -> tuple[str, str, str]:
+    """Entry points in a fixed order (package, name, target), whatever order the file system lists packages in."""
+    return (_dist_name(ep).lower().replace("_", "-"), ep.name, ep.value)
+
+
+def _clash(name: str, found: dict[str, _EntryPointFactory]) -> str:
+    """Why an entry point cannot register stage ``name`` ("" when it can)."""
+    if name in _BUILTIN:
+        return f"{name!r} is the name of a built-in stage"
+    if name in DEPRECATED_ALIASES:
+        return f"{name!r} is the old name of the built-in stage {DEPRECATED_ALIASES[name]!r}"
+    if name in found:
+        return f"{name!r} is already registered by {_origin(found[name].ep)}"
+    if name in _registered:
+        return f"{name!r} is already registered with register_stage"
+    return ""
+
+
+def _dist_name(ep: Any) -> str:
+    """The name of the installed package (distribution) an entry point comes from ("" when unknown)."""
+    dist = getattr(ep, "dist", None)
+    return str(getattr(dist, "name", None) or "")
+
+
+def _origin(ep: Any) -> str:
+    """An entry point and its package, for messages: ``entry point 'x = pkg.mod:Cls' of package pkg 0.1``."""
+    dist = getattr(ep, "dist", None)
+    package = f"{dist.name} {dist.version}" if dist is not None else ep.module.split(".")[0]
+    return f"entry point '{ep.name} = {ep.value}' of package {package}"
 
 
 class _EntryPointFactory:
+    """A stage of an installed package, imported the first time it is asked for."""
+
     def __init__(self, ep: Any) -> None:
         self.ep = ep
 
     def load(self) -> Any:
-        factory = self.ep.load()
-        _check_class_name(self.ep.name, factory)
+        """The class or factory the entry point names; an import failure or a class of another name raises, naming
+        the stage, the entry point and its package."""
+        try:
+            factory = self.ep.load()
+        except Exception as exc:
+            raise ImportError(
+                f"stage {self.ep.name!r} could not be loaded from {_origin(self.ep)}: {type(exc).__name__}: {exc}; "
+                "reinstall that package (or uninstall it if you do not use its stages)"
+            ) from exc
+        own = getattr(factory, "name", None) if isinstance(factory, type) else None
+        if own is not None and own != self.ep.name:
+            raise ValueError(
+                f"{_origin(self.ep)} names class {factory.__name__}, which is named {own!r}; saving a pipeline writes "
+                f"{own!r}, so loading it would fail. Rename the entry point to {own!r} in that package's entry points"
+            )
         return factory
 
     def __call__(self, **params: Any) -> Any:
@@ -217,7 +279,9 @@ def stage_factory(name: str) -> Callable[..., Any]:
 def make_stage(name: str, **params: Any) -> Any:
     """Build the stage registered under ``name`` with ``params``.
 
-    Unknown parameters raise a TypeError that names the stage and its valid parameters.
+    Unknown parameters raise a TypeError that names the stage and its valid parameters. A
+    factory that builds a stage named otherwise than ``name`` raises ValueError (a saved
+    pipeline would name that other stage, and not load).
 
     >>> make_stage("select-top-k", k=2).k
     2
@@ -228,10 +292,34 @@ def make_stage(name: str, **params: Any) -> Any:
     """
     factory = stage_factory(name)
     try:
-        return factory(**params)
+        stage = factory(**params)
     except TypeError as exc:
-        try:
-            valid = [p for p in inspect.signature(factory).parameters if p != "self"]
-        except (TypeError, ValueError):
-            valid = []
-        raise TypeError(f"stage {name!r}: {exc}. Valid parameters: {', '.join(valid) or 'none'}") from exc
+        raise TypeError(f"stage {name!r}: {exc}. Valid parameters: {_valid_parameters(factory)}") from exc
+    _check_built_name(name, factory, stage)
+    return stage
+
+
+def _valid_parameters(factory: Callable[..., Any]) -> str:
+    """``factory``'s keyword parameters for an error message; a ``**kw`` it passes on is described, not listed."""
+    try:
+        parameters = list(inspect.signature(factory).parameters.values())
+    except (TypeError, ValueError):
+        return "unknown (the factory's signature cannot be read)"
+    named = [p.name for p in parameters if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        passed_on = "those of the stage class it builds (its factory passes keyword arguments on)"
+        return f"{', '.join(named)}, and {passed_on}" if named else passed_on
+    return ", ".join(named) or "none"
+
+
+def _check_built_name(name: str, factory: Callable[..., Any], stage: Any) -> None:
+    """The stage built for ``name`` must be called ``name`` (for an old name, its new name): saving writes ``stage.name``."""
+    expected = name if name in _registered else DEPRECATED_ALIASES.get(name, name)
+    built = getattr(stage, "name", None)
+    if built != expected:
+        label = getattr(factory, "__qualname__", None) or type(factory).__name__
+        raise ValueError(
+            f"stage {expected!r}: its factory {label}() built {type(stage).__name__}(), a stage named {built!r}; saving a "
+            f"pipeline writes the stage's name, so the config would not load. Set name = {expected!r} on "
+            f"{type(stage).__name__}, or register the class itself: register_stage({type(stage).__name__})"
+        )

@@ -20,6 +20,10 @@ Heavy resources load lazily (or in ``warm_up()``).
 To say *why* something was dropped, return a :class:`StageOutput` with ``reasons``
 (chunk id -> reason). Whatever a stage removes without a reason is still recorded in the
 trace, as "removed by <stage>".
+
+A stage may drop chunks, cut them (:meth:`Chunk.keep`) and set their ``relevance``; the
+pipeline checks each step's output (:func:`optimizer.records.kept_problem`) and raises
+naming the step and the chunk when a text, the caller's score, title or metadata changed.
 """
 
 from __future__ import annotations
@@ -164,7 +168,12 @@ class StageContext:
 
 @dataclass(frozen=True)
 class StageOutput:
-    """A stage's return value when it wants to explain drops or leave notes in the trace."""
+    """A stage's return value when it wants to explain drops or leave notes in the trace.
+
+    ``chunks`` is a list (not a generator); ``notes`` hold plain values: numpy numbers and
+    arrays, sets and tuples become JSON in :meth:`~optimizer.records.StageTrace.to_dict`,
+    anything else is an error there naming the step.
+    """
 
     chunks: Sequence[Chunk]
     reasons: Mapping[str, str] = field(default_factory=dict)
@@ -203,17 +212,48 @@ class Stage:
         return constructor_params(self)
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        """``Name(setting=value, ...)``; never raises (unreadable settings are said so instead).
+
+        >>> class FirstN(Stage):
+        ...     name = "first-n"
+        ...     def __init__(self, *, n: int = 1):
+        ...         self._n = n
+        >>> FirstN(n=2)
+        FirstN(<settings unreadable: AttributeError>)
+        """
+        try:
+            args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        except Exception as exc:
+            args = f"<settings unreadable: {type(exc).__name__}>"
         return f"{type(self).__name__}({args})"
 
 
 def constructor_params(obj: Any) -> dict[str, Any]:
-    """``obj``'s constructor arguments read back from attributes of the same names."""
+    """``obj``'s constructor arguments read back from attributes of the same names.
+
+    A missing attribute raises AttributeError saying how to store the setting, or to
+    override ``get_params()``.
+
+    >>> class FirstN(Stage):
+    ...     def __init__(self, *, n: int = 1):
+    ...         self._n = n
+    >>> constructor_params(FirstN(n=2))
+    Traceback (most recent call last):
+    ...
+    AttributeError: FirstN has no attribute 'n': settings are read back from attributes named like the constructor's arguments; store it as self.n = n in __init__, or override get_params() to return {'n': ...}
+    """
     params = {}
     for pname, p in inspect.signature(type(obj).__init__).parameters.items():
         if pname == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        params[pname] = getattr(obj, pname)
+        try:
+            params[pname] = getattr(obj, pname)
+        except AttributeError as exc:
+            raise AttributeError(
+                f"{type(obj).__name__} has no attribute {pname!r}: settings are read back from attributes named like "
+                f"the constructor's arguments; store it as self.{pname} = {pname} in __init__, or override get_params() "
+                f"to return {{{pname!r}: ...}}"
+            ) from exc
     return params
 
 

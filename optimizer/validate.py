@@ -20,6 +20,7 @@ ValueError: mass must be in (0, 1], e.g. 0.9, got 0
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from typing import Any
 
@@ -84,6 +85,40 @@ def unit_interval(value: Any, name: str, *, closed_low: bool = False, open_high:
     return float(value)
 
 
+def finite_number(value: Any, name: str, *, at_least: float | None = None, example: Any = None) -> float:
+    """``value`` as a float if it is a finite number (and, with ``at_least``, not below it).
+
+    A number written as text (``"1"``, a quoted value in a YAML or TOML config) is refused, with a hint.
+
+    >>> finite_number(2, "lexical", at_least=0)
+    2.0
+    >>> finite_number("1", "compress-sentences: lexical", at_least=0, example=1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: compress-sentences: lexical must be a number of 0 or more, e.g. 1.0, got '1' (text: write the number without quotes)
+    """
+    finite = _is_number(value) and (isinstance(value, int) or math.isfinite(value))
+    if not finite or (at_least is not None and value < at_least):
+        bound = "a finite number" if at_least is None else f"a number of {at_least:g} or more"
+        raise ValueError(f"{name} must be {bound}{_example(example)}, got {value!r}{_text_hint(value, 'the number')}")
+    return float(value)
+
+
+def yes_no(value: Any, name: str) -> bool:
+    """``value`` if it is ``True`` or ``False``; text such as ``"false"`` (truthy in Python) is refused.
+
+    >>> yes_no(False, "use_title")
+    False
+    >>> yes_no("false", "rerank-bm25: use_title")
+    Traceback (most recent call last):
+    ...
+    ValueError: rerank-bm25: use_title must be true or false, got 'false' (text: write true or false without quotes)
+    """
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}{_text_hint(value, 'true or false')}")
+    return value
+
+
 def one_of(value: Any, name: str, choices: Collection[Any]) -> Any:
     """``value`` if it is one of ``choices``.
 
@@ -103,4 +138,9 @@ def _example(example: Any) -> str:
     return f", e.g. {example}" if example is not None else ""
 
 
-__all__ = ["non_negative_int", "one_of", "positive_int", "positive_number", "unit_interval"]
+def _text_hint(value: Any, what: str) -> str:
+    """A hint for a value given as text where ``what`` was wanted (a quoted value in a config file)."""
+    return f" (text: write {what} without quotes)" if isinstance(value, str) else ""
+
+
+__all__ = ["finite_number", "non_negative_int", "one_of", "positive_int", "positive_number", "unit_interval", "yes_no"]

@@ -108,11 +108,23 @@ def test_registry_needs_a_class_with_its_own_name():
 
 def test_a_factory_function_registers_under_a_given_name():
     def build(**params):
-        return KeepAll()
+        stage = KeepAll()
+        stage.name = "keep-all-factory"  # saved configs name the stage: it must answer to the registered name
+        return stage
 
     register_stage("keep-all-factory", build)
     try:
-        assert isinstance(make_stage("keep-all-factory"), KeepAll)
+        stage = make_stage("keep-all-factory")
+        assert isinstance(stage, KeepAll) and stage.name == "keep-all-factory"
+    finally:
+        unregister_stage("keep-all-factory")
+
+
+def test_a_factory_whose_stage_has_another_name_is_refused_when_built():
+    register_stage("keep-all-factory", lambda **params: KeepAll())
+    try:
+        with pytest.raises(ValueError, match="a stage named 'keep-all'.*Set name = 'keep-all-factory'"):
+            make_stage("keep-all-factory")
     finally:
         unregister_stage("keep-all-factory")
 

@@ -8,7 +8,7 @@ from optimizer.packer import cut_to_tokens, token_cut
 from optimizer.records import Chunk
 from optimizer.scoring import by_relevance
 from optimizer.stage import Stage, StageContext, StageOutput, relevance_of
-from optimizer.validate import positive_int
+from optimizer.validate import finite_number, non_negative_int, positive_int
 
 
 def all_fit(chunks: Sequence[Chunk], context: StageContext) -> bool:
@@ -197,8 +197,10 @@ class ScoreThreshold(Stage):
     name = "select-threshold"
 
     def __init__(self, *, min_score: float = 0.0, keep_at_least: int = 1) -> None:
-        self.min_score = float(min_score)
-        self.keep_at_least = int(keep_at_least)
+        self.min_score = finite_number(min_score, f"{self.name}: min_score (the lowest relevance kept)", example=0.5)
+        self.keep_at_least = non_negative_int(
+            keep_at_least, f"{self.name}: keep_at_least (the best chunks kept whatever their score)", what="chunks"
+        )
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
         ranked = by_relevance(chunks)

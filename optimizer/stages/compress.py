@@ -41,10 +41,12 @@ best first.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,6 +73,7 @@ from optimizer.stages.sentence_signals import (
     titled,
 )
 from optimizer.text import content_words, entities, has_number
+from optimizer.validate import finite_number, non_negative_int, yes_no
 
 SCORERS = ("weighted", "fitted")
 
@@ -95,6 +98,33 @@ def _check_settings(*, model: str | None, hops: int, order: str, ratio: float, f
         raise ValueError(f"sentences: retriever must be one of {', '.join(RETRIEVER_MODES)}, got {retriever!r}")
     if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 0:
         raise ValueError(f"sentences: neighbours must be a non-negative integer, got {neighbours!r}")
+
+
+_WEIGHTS = ("lexical", "dense", "chunk_prior", "chunk_dense", "lead", "numeric", "hop_weight", "density",
+            "neighbour_weight", "redundancy", "lead_follow", "coverage", "retriever_weight")
+"""Settings of :class:`SentenceExtract` that are weights: numbers of 0 or more."""
+
+_COUNTS = ("hop_chunks", "hop_sentences", "hop_terms", "tight_sentences", "stem")
+"""Settings of :class:`SentenceExtract` that are counts: whole numbers of 0 or more."""
+
+_FLAGS = ("hop_link", "use_title")
+"""Settings of :class:`SentenceExtract` that are yes/no."""
+
+
+def _check_kinds(stage: Any) -> None:
+    """``stage``'s weights, counts and flags are of their kind (a quoted ``"1"`` or ``"false"`` from a config is
+    refused here, naming the setting, instead of failing every run inside numpy or silently reading as true)."""
+    for pname in _WEIGHTS:
+        finite_number(getattr(stage, pname), f"{stage.name}: {pname}", at_least=0, example=_default(pname))
+    for pname in _COUNTS:
+        non_negative_int(getattr(stage, pname), f"{stage.name}: {pname}")
+    for pname in _FLAGS:
+        yes_no(getattr(stage, pname), f"{stage.name}: {pname}")
+
+
+def _default(pname: str) -> Any:
+    """The default of :class:`SentenceExtract`'s setting ``pname`` (an example in its error)."""
+    return inspect.signature(SentenceExtract.__init__).parameters[pname].default
 
 
 def _linked_leads(chunks: Sequence[Chunk], sents: Sequence[Sentence], p1: np.ndarray, hop: np.ndarray,
@@ -365,6 +395,7 @@ class SentenceExtract(Stage):
         if titled_headings not in TITLED:
             raise ValueError(f"sentences: titled_headings must be one of {', '.join(TITLED)}, got {titled_headings!r}")
         self.titled_headings = titled_headings
+        _check_kinds(self)
         self.fitted: FittedScorer | None = load_scorer(weights) if scorer == "fitted" else None
 
     def warm_up(self) -> None:

@@ -34,7 +34,7 @@ from optimizer.records import Chunk
 from optimizer.sentences import split_sentences
 from optimizer.stage import Stage, StageContext, StageOutput, relevance_of
 from optimizer.text import jaccard, normalized, shingles
-from optimizer.validate import non_negative_int
+from optimizer.validate import non_negative_int, yes_no
 
 DIFFERENCES = ("keep", "drop")
 
@@ -121,7 +121,7 @@ class ExactDedupe(Stage):
     name = "dedupe-exact"
 
     def __init__(self, *, use_title: bool = False) -> None:
-        self.use_title = use_title
+        self.use_title = yes_no(use_title, f"{self.name}: use_title (the title is part of the duplicate key)")
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
         seen: dict[str, str] = {}
@@ -431,7 +431,7 @@ class MergeOverlaps(Stage):
         self.min_overlap = min_overlap
         self.doc_key = doc_key
         self.start_key = start_key
-        self.same_title_only = same_title_only
+        self.same_title_only = yes_no(same_title_only, f"{self.name}: same_title_only (pair chunks of one title only)")
 
     def _meta_overlap(self, hi: Chunk, lo: Chunk) -> tuple[int, int] | None:
         """Range of ``lo``'s original text also covered by ``hi``, from document offsets."""

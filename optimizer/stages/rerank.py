@@ -15,7 +15,7 @@ from optimizer.embeddings import EMBEDDERS, chunk_vectors, embed_texts, get_embe
 from optimizer.records import Chunk
 from optimizer.scoring import best_first, bm25_scores, chunk_texts, minmax, rrf, with_relevance
 from optimizer.stage import Stage, StageContext, relevance_of
-from optimizer.validate import non_negative_int, unit_interval
+from optimizer.validate import non_negative_int, unit_interval, yes_no
 
 
 def _check_model(stage: str, model: str) -> None:
@@ -46,7 +46,7 @@ class BM25Rerank(Stage):
         unit_interval(b, f"{self.name}: b (length normalization, 0 = none, 1 = full)", closed_low=True, example=0.75)
         self.k1 = k1
         self.b = b
-        self.use_title = use_title
+        self.use_title = yes_no(use_title, f"{self.name}: use_title (score the title with the text)")
 
     def scores(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> list[float]:
         return bm25_scores(query, chunk_texts(chunks, use_title=self.use_title), k1=self.k1, b=self.b)
@@ -69,8 +69,8 @@ class DenseRerank(Stage):
     def __init__(self, *, model: str = "minilm", use_title: bool = True, reuse_embeddings: bool = True) -> None:
         _check_model(self.name, model)
         self.model = model
-        self.use_title = use_title
-        self.reuse_embeddings = reuse_embeddings
+        self.use_title = yes_no(use_title, f"{self.name}: use_title (embed the title with the text)")
+        self.reuse_embeddings = yes_no(reuse_embeddings, f"{self.name}: reuse_embeddings (use the chunks' own embeddings)")
 
     def warm_up(self) -> None:
         get_embedder(self.model, build=True)
@@ -197,7 +197,7 @@ class MMRRerank(Stage):
         _check_model(self.name, model)
         self.lambda_ = lambda_
         self.model = model
-        self.use_title = use_title
+        self.use_title = yes_no(use_title, f"{self.name}: use_title (embed the title with the text)")
 
     def warm_up(self) -> None:
         get_embedder(self.model, build=True)

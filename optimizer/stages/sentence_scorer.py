@@ -59,7 +59,14 @@ class LinearModel:
         return {"names": list(self.names), "mean": _floats(self.mean), "scale": _floats(self.scale), "coef": _floats(self.coef)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LinearModel:
+    def from_dict(cls, data: dict[str, Any], part: str = "model") -> LinearModel:
+        """The model stored under ``part`` (``plain`` or ``retriever``) of a scorer file; a missing key raises ValueError."""
+        if not isinstance(data, dict):
+            raise ValueError(f"scorer: {part} must be a mapping with names, mean, scale and coef, got {type(data).__name__}")
+        missing = [key for key in ("names", "mean", "scale", "coef") if key not in data]
+        if missing:
+            raise ValueError(f"scorer: {part} lacks {', '.join(missing)} (it needs names, mean, scale and coef, one entry "
+                             "per feature); write the file with bench/fit_scorer.py")
         return cls(
             names=tuple(data["names"]),
             mean=np.asarray(data["mean"], dtype=np.float64),
@@ -105,8 +112,8 @@ class FittedScorer:
         if missing:
             raise ValueError(f"scorer file lacks {sorted(missing)}; write it with bench/fit_scorer.py")
         return cls(
-            plain=LinearModel.from_dict(data["plain"]),
-            retriever=LinearModel.from_dict(data["retriever"]),
+            plain=LinearModel.from_dict(data["plain"], "plain"),
+            retriever=LinearModel.from_dict(data["retriever"], "retriever"),
             static=data.get("static"),
             dense=data.get("dense"),
             info=dict(data.get("info", {})),
@@ -114,7 +121,10 @@ class FittedScorer:
 
 
 def load_scorer(weights: str | Path) -> FittedScorer:
-    """A shipped scorer by name (``"default"``, ``"quality"``) or a scorer JSON file by path."""
+    """A shipped scorer by name (``"default"``, ``"quality"``) or a scorer JSON file by path.
+
+    A file that is not a scorer raises ValueError naming the file and what is wrong in it.
+    """
     if isinstance(weights, str) and weights in SHIPPED:
         text = resources.files("optimizer.data").joinpath(f"scorer-{weights}.json").read_text(encoding="utf-8")
     else:
@@ -125,4 +135,15 @@ def load_scorer(weights: str | Path) -> FittedScorer:
                 "(write one with bench/fit_scorer.py)"
             )
         text = path.read_text(encoding="utf-8")
-    return FittedScorer.from_dict(json.loads(text))
+    return _parse_scorer(text, str(weights))
+
+
+def _parse_scorer(text: str, source: str) -> FittedScorer:
+    """The scorer in JSON ``text``; any error names ``source`` (the file or shipped name)."""
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"the top level must be a mapping with plain and retriever, got {type(data).__name__}")
+        return FittedScorer.from_dict(data)
+    except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"scorer file {source!r}: {exc}") from exc

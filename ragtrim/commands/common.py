@@ -44,7 +44,19 @@ def user_errors(*more: type[BaseException]) -> Iterator[None]:
     try:
         yield
     except (*USER_ERRORS, *more) as exc:
-        fail(str(exc))
+        fail(with_notes(exc))
+
+
+def with_notes(exc: BaseException) -> str:
+    """An exception's message, then its notes (e.g. which stage raised it), joined by ``"; "``.
+
+    >>> exc = ValueError("bad chunk id 'a'")
+    >>> exc.add_note("in stage 'buggy' (my_stages.Buggy)")
+    >>> with_notes(exc), with_notes(KeyError("k"))
+    ("bad chunk id 'a'; in stage 'buggy' (my_stages.Buggy)", "'k'")
+    """
+    notes = [str(note) for note in getattr(exc, "__notes__", None) or ()]
+    return "; ".join(part for part in [str(exc), *notes] if part)
 
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")

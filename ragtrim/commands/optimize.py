@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from ragtrim.commands.common import fail, parse_budget_option, user_errors, warn
+from ragtrim.commands.common import fail, one_line_warnings, parse_budget_option, user_errors, warn
 
 FORMATS = ("text", "json", "trace")
 
@@ -86,7 +86,9 @@ def stages() -> None:
     """List the registered stages."""
     from optimizer.registry import list_stages
 
-    for name in list_stages():
+    with one_line_warnings():  # a plugin skipped for a name clash: one line
+        names = list_stages()
+    for name in names:
         typer.echo(name)
 
 
