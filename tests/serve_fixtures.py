@@ -9,6 +9,7 @@ from typing import Any
 from ragtrim.serve.budgets import set_budget
 from ragtrim.serve.config import ServeConfig
 from ragtrim.serve.keys import create_key, create_tenant
+from ragtrim.serve.schema import ledger
 from ragtrim.serve.service import Service
 
 PEPPER = b"test-pepper-0123456789abcdef"
@@ -72,3 +73,14 @@ def budget(service: Service, tenant: str, unit: str, limit: int, period: str = "
 
 def chat_body(question: str = "What is the capital of France?", **extra: Any) -> dict[str, Any]:
     return {"model": "gpt-4o", "messages": [{"role": "user", "content": question}], "documents": DOCS, "max_tokens": 20, **extra}
+
+
+def auth(key: str) -> dict[str, str]:
+    """The header that presents ``key`` to the gateway."""
+    return {"Authorization": f"Bearer {key}"}
+
+
+def ledger_rows(service: Service) -> list[dict[str, Any]]:
+    """Every ledger row of ``service``'s database, oldest first, as dicts."""
+    with service.engine.connect() as c:
+        return [r._asdict() for r in c.execute(ledger.select().order_by(ledger.c.ts)).all()]

@@ -21,7 +21,7 @@ from ragtrim.serve.schema import budget_usage, ledger, reservations
 from ragtrim.serve.testing import serve_in_thread
 from ragtrim.serve.upstream import message_text, sse
 
-from serve_fixtures import DOCS, PEPPER, admin_key, budget, chat_body, gateway_config, tenant_with_key
+from serve_fixtures import admin_key, auth, budget, chat_body, DOCS, gateway_config, PEPPER, tenant_with_key
 
 LONG_TOOL = {"type": "function", "function": {
     "name": "lookup", "description": "look the city up in the atlas and report its population " * 300,
@@ -112,10 +112,6 @@ def gateway(url: str, **overrides: Any) -> Iterator[tuple[Any, Any]]:
         service = Service(gateway_config(url, **overrides), db_url=f"sqlite:///{tmp}/serve.sqlite", pepper=PEPPER)
         with TestClient(create_app(service), raise_server_exceptions=False) as client:
             yield client, service
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def rows(service: Any) -> list[dict[str, Any]]:

@@ -9,10 +9,9 @@ import sys
 import pytest
 
 from ragtrim.serve.fake_upstream import create_fake_upstream
-from ragtrim.serve.schema import ledger
 from ragtrim.serve.testing import serve_in_thread
 
-from serve_fixtures import DOCS, admin_key, budget, chat_body, gateway, tenant_with_key
+from serve_fixtures import admin_key, auth, budget, chat_body, DOCS, gateway, ledger_rows, tenant_with_key
 
 
 @pytest.fixture(scope="module")
@@ -20,15 +19,6 @@ def fake():
     app = create_fake_upstream(latency_ms=1, answer_tokens=12)
     with serve_in_thread(app) as url:
         yield url, app.state.fake
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def ledger_rows(service):
-    with service.engine.connect() as c:
-        return [r._asdict() for r in c.execute(ledger.select().order_by(ledger.c.ts)).all()]
 
 
 def test_optimize_matches_the_cli_json_and_reports_savings(fake, tmp_path):

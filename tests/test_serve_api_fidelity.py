@@ -22,11 +22,10 @@ from ragtrim.serve.fake_upstream import create_fake_upstream
 from ragtrim.serve.keys import create_key, list_keys
 from ragtrim.serve.ledger import LedgerEntry
 from ragtrim.serve.quota import QuotaStore
-from ragtrim.serve.schema import ledger
 from ragtrim.serve.testing import serve_in_thread
 
 from quota_fixtures import Clock, engine, pg_engine, pg_url, require_postgres  # noqa: F401 (fixtures)
-from serve_fixtures import admin_key, budget, gateway, tenant_with_key
+from serve_fixtures import admin_key, auth, budget, gateway, ledger_rows, tenant_with_key
 
 QUESTION = [{"role": "user", "content": "hi"}]
 
@@ -36,15 +35,6 @@ def fake():
     app = create_fake_upstream(latency_ms=0, answer_tokens=5)
     with serve_in_thread(app) as url:
         yield url, app.state.fake
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def ledger_rows(service):
-    with service.engine.connect() as c:
-        return [r._asdict() for r in c.execute(ledger.select().order_by(ledger.c.ts)).all()]
 
 
 def chat(client, key, **fields):

@@ -11,7 +11,7 @@ from ragtrim.serve.fake_upstream import create_fake_upstream
 from ragtrim.serve.schema import ledger
 from ragtrim.serve.testing import serve_in_thread
 
-from serve_fixtures import budget, chat_body, gateway, tenant_with_key
+from serve_fixtures import auth, budget, chat_body, gateway, tenant_with_key
 
 MAX_TOKENS = 20  # chat_body's
 FLOOR = 40  # gateway_config's degrade.floor, in tokens
@@ -22,10 +22,6 @@ def fake():
     app = create_fake_upstream(latency_ms=1, answer_tokens=12)
     with serve_in_thread(app) as url:
         yield url
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 class CountRuns:

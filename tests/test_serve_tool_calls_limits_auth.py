@@ -26,11 +26,7 @@ from ragtrim.serve.schema import ledger
 from ragtrim.serve.testing import postgres_available, serve_in_thread, temp_postgres
 from ragtrim.serve.upstream import output_texts, reply_text
 
-from serve_fixtures import admin_key, budget, chat_body, gateway, tenant_with_key
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
+from serve_fixtures import admin_key, auth, budget, chat_body, gateway, tenant_with_key
 
 
 def rows(service) -> list[dict]:
