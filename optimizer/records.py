@@ -410,7 +410,7 @@ def _shown(value: Any, limit: int = 60) -> str:
     """``repr(value)`` cut to about ``limit`` characters (a string is cut first, so its quotes stay).
 
     >>> _shown("x" * 100, 8), _shown(tuple(range(40)), 12)
-    ("'xxxxxxxx...'", '(0, 1, 2, 3, ...')
+    ("'xxxxxxxx...'", '(0, 1, 2, 3,...')
     """
     if isinstance(value, str):
         return repr(value if len(value) <= limit else value[:limit] + "...")
