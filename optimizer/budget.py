@@ -104,3 +104,21 @@ def budget_label(budget: Budget | None) -> str:
     if isinstance(budget, float):
         return f"{budget * 100:g}%"
     return f"{budget} tok"
+
+
+def unambiguous_budget(value: object) -> Budget | None:
+    """A config's (or a command line's) budget, :func:`parse_budget`'d; a bare ``1`` is refused.
+
+    ``1`` could be the whole context or one token: DESIGN.md's token counts are integers > 1.
+
+    >>> unambiguous_budget(0.25), unambiguous_budget("300"), unambiguous_budget(1.0), unambiguous_budget(None)
+    (0.25, 300, 1.0, None)
+    >>> unambiguous_budget(1)
+    Traceback (most recent call last):
+    ...
+    ValueError: budget 1 is ambiguous: write 1.0 for the whole context (a share) or a token count of at least 2
+    """
+    budget = parse_budget(value)
+    if budget == 1 and isinstance(budget, int):
+        raise ValueError(f"budget {value!r} is ambiguous: write 1.0 for the whole context (a share) or a token count of at least 2")
+    return budget

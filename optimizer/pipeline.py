@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from optimizer.adaptive import AdaptiveBudget
-from optimizer.budget import Budget, parse_budget, resolve_budget, smallest_share
+from optimizer.budget import Budget, parse_budget, resolve_budget, smallest_share, unambiguous_budget
 from optimizer.packer import Packed, _removed_ranges, pack
 from optimizer.records import SURROGATE_FIX, Chunk, Drop, Result, StageTrace, as_chunks, check_no_surrogate, kept_problem, with_article
 from optimizer.registry import make_stage
@@ -590,24 +590,6 @@ def _step_params(name: str, stage: Any) -> dict[str, Any]:
         return stage_params(stage)
     except AttributeError as exc:
         raise AttributeError(f"cannot read the settings of step {name!r}: {exc}") from exc
-
-
-def unambiguous_budget(value: Any) -> Budget | None:
-    """A config's (or a command line's) budget, :func:`~optimizer.budget.parse_budget`'d; a bare ``1`` is refused.
-
-    ``1`` could be the whole context or one token: DESIGN.md's token counts are integers > 1.
-
-    >>> unambiguous_budget(0.25), unambiguous_budget("300"), unambiguous_budget(1.0), unambiguous_budget(None)
-    (0.25, 300, 1.0, None)
-    >>> unambiguous_budget(1)
-    Traceback (most recent call last):
-    ...
-    ValueError: budget 1 is ambiguous: write 1.0 for the whole context (a share) or a token count of at least 2
-    """
-    budget = parse_budget(value)
-    if budget == 1 and isinstance(budget, int):
-        raise ValueError(f"budget {value!r} is ambiguous: write 1.0 for the whole context (a share) or a token count of at least 2")
-    return budget
 
 
 def _config_tokenizer(name: Any) -> Any:

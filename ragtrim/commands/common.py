@@ -227,12 +227,9 @@ def _one_budget(part: str) -> Any:
     ...
     ValueError: budget '1' is ambiguous: write 1.0 for the whole context (a share) or a token count of at least 2
     """
-    from optimizer.budget import parse_budget
+    from optimizer.budget import unambiguous_budget
 
-    value = parse_budget(part)
-    if value == 1 and isinstance(value, int):
-        raise ValueError(f"budget {part!r} is ambiguous: write 1.0 for the whole context (a share) or a token count of at least 2")
-    return value
+    return unambiguous_budget(part)
 
 
 def parse_budget_option(flag: str, text: str | None) -> Any:
