@@ -38,8 +38,7 @@ from evals.readers.prompt import DEFAULT_TEMPLATE, format_prompt
 from evals.retrieval import all_gold_ids
 from optimizer.budget import Budget, parse_budget
 from optimizer.models import default_store, use_store
-from optimizer.pipeline import Pipeline, plain_settings
-from optimizer.stage import stage_params
+from optimizer.pipeline import Pipeline, check_plain_steps
 from optimizer.tokenizer import get_tokenizer
 from optimizer.validate import non_negative_int, positive_int
 
@@ -167,41 +166,18 @@ def check_configs(resolved: Sequence[tuple[str, Pipeline]]) -> None:
 
     A custom stage whose settings cannot be read back (``self._n = n``), or hold an object JSON
     cannot (``self.pattern = re.compile(pattern)``), raises ValueError naming the pipeline, the step
-    and the setting, instead of failing after the whole sweep with no results written.
+    and the setting (the checks :meth:`~optimizer.pipeline.Pipeline.save` makes), instead of failing
+    after the whole sweep with no results written.
 
     >>> check_configs(resolve_pipelines(["truncate"], tokenizer="cl100k_base"))
     """
     for name, pipe in resolved:
-        for i, (step, stage) in enumerate(pipe.steps):
-            _check_step_settings(f"pipeline {name!r}, step #{i} {step!r} ({_class_path(stage)})", stage)
         try:
-            _to_json(pipe.to_config())
+            config = pipe.to_config()  # names the step whose settings cannot be read
+            check_plain_steps(config["steps"])  # names the step and the setting that is not plain data
+            _to_json(config)
         except (TypeError, ValueError, AttributeError) as exc:
-            raise ValueError(f"pipeline {name!r}: its config cannot be written to results.json: {type(exc).__name__}: {exc}") from exc
-
-
-def _check_step_settings(where: str, stage: Any) -> None:
-    """One stage's settings (``get_params()``) can be read and each written as JSON; raises ValueError naming ``where``."""
-    try:
-        params = plain_settings(stage_params(stage))
-    except Exception as exc:
-        fix = "" if "get_params" in str(exc) else (
-            "; keep each constructor argument in an attribute of the same name (self.n = n), or define get_params()")
-        raise ValueError(f"{where}: its settings cannot be read for results.json: {type(exc).__name__}: {exc}{fix}") from exc
-    for key, value in params.items():
-        try:
-            _to_json(value)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"{where}: setting {key!r} holds {type(value).__name__} {value!r:.80}, which results.json cannot hold "
-                f"({exc}); keep the setting as it was given (self.{key} = {key}) and build objects from it in __call__ "
-                "or warm_up, or return plain values from get_params()"
-            ) from exc
-
-
-def _class_path(stage: Any) -> str:
-    """``module.Class`` of a stage, for messages."""
-    return f"{type(stage).__module__}.{type(stage).__qualname__}"
+            raise ValueError(f"pipeline {name!r}: its config cannot be written to results.json: {exc}") from exc
 
 
 def _to_json(value: Any) -> str:

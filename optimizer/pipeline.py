@@ -269,7 +269,7 @@ class Pipeline:
         """
         p = Path(path)
         config = self.to_config()
-        _check_plain_steps(config["steps"])
+        check_plain_steps(config["steps"])
         if not isinstance(self.tokenizer, (TiktokenTokenizer, HFTokenizer)):
             warnings.warn(
                 f"{str(p)!r} records only the name {self.tokenizer_name!r} of this pipeline's tokenizer, a "
@@ -689,11 +689,11 @@ PLAIN_TYPES = (str, bool, int, float, type(None))
 """What a saved setting may be, besides lists and string-keyed dicts of these."""
 
 
-def _check_plain_steps(steps: Sequence[Mapping[str, Any]]) -> None:
+def check_plain_steps(steps: Sequence[Mapping[str, Any]]) -> None:
     """Raise ValueError naming the step and the setting when a :meth:`Pipeline.to_config` step's setting is not plain data.
 
     >>> import re
-    >>> _check_plain_steps([{"stage": "drop-regex", "params": {"pattern": re.compile("Lyon")}}])
+    >>> check_plain_steps([{"stage": "drop-regex", "params": {"pattern": re.compile("Lyon")}}])
     Traceback (most recent call last):
     ...
     ValueError: cannot save step 'drop-regex': its setting 'pattern' is re.compile('Lyon'), a Pattern, which YAML, TOML and JSON cannot hold; give the stage plain settings (str, number, bool, None, lists and dicts of them) and store each as given (self.pattern = pattern), keeping an object __init__ builds from it under another name (self._pattern)
@@ -776,4 +776,4 @@ def _setting_default(stage: Any, key: str) -> Any:
     return inspect.Parameter.empty if parameter is None else parameter.default
 
 
-__all__ = ["Pipeline", "plain_settings", "unambiguous_budget"]
+__all__ = ["Pipeline", "check_plain_steps", "plain_settings", "unambiguous_budget"]

@@ -125,14 +125,23 @@ def _name_and_factory(stage: Any, factory: Callable[..., Any] | None) -> tuple[s
     return stage, factory
 
 
-def _check_class_name(name: str, factory: Any) -> None:
-    """A class registered as ``name`` must be called ``name`` too (saved configs use ``stage.name``)."""
+def _check_class_name(name: str, factory: Any, *, where: str | None = None) -> None:
+    """A class registered as ``name`` must be called ``name`` too (saved configs use ``stage.name``).
+
+    ``where`` names an installed package's entry point, whose name is what must change.
+    """
     own = getattr(factory, "name", None) if isinstance(factory, type) else None
-    if own is not None and own != name:
+    if own is None or own == name:
+        return
+    if where is not None:
         raise ValueError(
-            f"stage class {factory.__name__} is named {own!r} but registered as {name!r}; "
-            f"saving a pipeline writes {own!r}, so loading it would fail. Use register_stage({factory.__name__})"
+            f"{where} names class {factory.__name__}, which is named {own!r}; saving a pipeline writes "
+            f"{own!r}, so loading it would fail. Rename the entry point to {own!r} in that package's entry points"
         )
+    raise ValueError(
+        f"stage class {factory.__name__} is named {own!r} but registered as {name!r}; "
+        f"saving a pipeline writes {own!r}, so loading it would fail. Use register_stage({factory.__name__})"
+    )
 
 
 def unregister_stage(name: str) -> None:
@@ -215,12 +224,7 @@ class _EntryPointFactory:
                 f"stage {self.ep.name!r} could not be loaded from {_origin(self.ep)}: {type(exc).__name__}: {exc}; "
                 "reinstall that package (or uninstall it if you do not use its stages)"
             ) from exc
-        own = getattr(factory, "name", None) if isinstance(factory, type) else None
-        if own is not None and own != self.ep.name:
-            raise ValueError(
-                f"{_origin(self.ep)} names class {factory.__name__}, which is named {own!r}; saving a pipeline writes "
-                f"{own!r}, so loading it would fail. Rename the entry point to {own!r} in that package's entry points"
-            )
+        _check_class_name(self.ep.name, factory, where=_origin(self.ep))
         return factory
 
     def __call__(self, **params: Any) -> Any:

@@ -281,8 +281,9 @@ def _dataset():
 
 @pytest.mark.parametrize(
     ("stage", "pattern"),
-    [(_Compiled, r"pipeline 'compiled', step #0 'test-drop-compiled' \(.*_Compiled\): setting 'pattern' holds Pattern"),
-     (_Private, r"pipeline 'private', step #0 'test-first-n' \(.*_Private\): its settings cannot be read.*'n'")],
+    [(_Compiled, r"pipeline 'compiled': .*results\.json: cannot save step 'test-drop-compiled': its setting 'pattern' is "
+                 r"re\.compile\('Lyon'\), a Pattern"),
+     (_Private, r"pipeline 'private': .*results\.json: cannot read the settings of step 'test-first-n': .*no attribute 'n'")],
 )
 def test_eval_refuses_a_config_it_cannot_write_before_running_any_example(stage, pattern):
     from evals.sweep import run_eval

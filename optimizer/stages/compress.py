@@ -41,6 +41,7 @@ best first.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections import Counter
@@ -114,17 +115,19 @@ _FLAGS = ("hop_link", "use_title")
 def _check_kinds(stage: Any) -> None:
     """``stage``'s weights, counts and flags are of their kind (a quoted ``"1"`` or ``"false"`` from a config is
     refused here, naming the setting, instead of failing every run inside numpy or silently reading as true)."""
+    defaults = _defaults()
     for pname in _WEIGHTS:
-        finite_number(getattr(stage, pname), f"{stage.name}: {pname}", at_least=0, example=_default(pname))
+        finite_number(getattr(stage, pname), f"{stage.name}: {pname}", at_least=0, example=defaults[pname])
     for pname in _COUNTS:
         non_negative_int(getattr(stage, pname), f"{stage.name}: {pname}")
     for pname in _FLAGS:
         yes_no(getattr(stage, pname), f"{stage.name}: {pname}")
 
 
-def _default(pname: str) -> Any:
-    """The default of :class:`SentenceExtract`'s setting ``pname`` (an example in its error)."""
-    return inspect.signature(SentenceExtract.__init__).parameters[pname].default
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    """The defaults of :class:`SentenceExtract`'s settings (examples in its errors), read once."""
+    return {name: p.default for name, p in inspect.signature(SentenceExtract.__init__).parameters.items()}
 
 
 def _linked_leads(chunks: Sequence[Chunk], sents: Sequence[Sentence], p1: np.ndarray, hop: np.ndarray,
