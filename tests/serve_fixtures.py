@@ -26,12 +26,14 @@ DOCS = [
 ]
 
 
-def gateway_config(base_url: str, **overrides: Any) -> ServeConfig:
+def gateway_config(base_url: str, upstream: dict[str, Any] | None = None, **overrides: Any) -> ServeConfig:
+    """The gateway's config: two models on the upstream at ``base_url`` (its ``[upstreams.fake]`` plus ``upstream``)."""
     data: dict[str, Any] = {
         "preset": "bm25-pack",
         "default_model": "gpt-4o",
         "lease_seconds": 30,
-        "upstreams": {"fake": {"kind": "openai", "base_url": f"{base_url}/v1", "api_key_env": "RAGTRIM_TEST_UPSTREAM_KEY"}},
+        "upstreams": {"fake": {"kind": "openai", "base_url": f"{base_url}/v1", "api_key_env": "RAGTRIM_TEST_UPSTREAM_KEY",
+                               **(upstream or {})}},
         "models": {
             "gpt-4o": {"upstream": "fake", "tokenizer": "cl100k_base", "cheaper": "gpt-4o-mini"},
             "gpt-4o-mini": {"upstream": "fake", "tokenizer": "cl100k_base"},

@@ -81,7 +81,7 @@ def test_bad_requests_are_clear_4xx(fake):
         for r, status, text in cases:
             assert r.status_code == status, (r.status_code, r.text)
             err = r.json()["error"]
-            assert set(err) == {"type", "message", "param"} and text in err["message"], err
+            assert set(err) == {"type", "message", "param", "code"} and text in err["message"], err  # OpenAI's shape
 
 
 def test_chat_non_stream_settles_upstream_usage_and_writes_the_ledger(fake, monkeypatch):

@@ -7,8 +7,9 @@
   field left out, not a 400.
 * The upstream gets the client's own fields: its completion cap under the name it used,
   ``metadata``; a cap is added (``max_completion_tokens``) only when the request holds room in a budget.
-* The admin API takes ``admin`` only as a JSON boolean, and names a missing ``tenant``.
+* The admin API takes ``admin`` only as a JSON boolean, names a missing ``tenant``, and a bad ``unit``.
 * A 413 for a long message names the setting to raise.
+* /openapi.json lists the fields the chat endpoint reads, ``max_completion_tokens`` among them.
 """
 
 from __future__ import annotations
@@ -271,6 +272,20 @@ def test_a_budget_without_a_tenant_says_the_field_is_missing(fake, tenant):
         assert err["param"] == "tenant" and "tenant is missing" in err["message"] and "None" not in err["message"]
 
 
+@pytest.mark.parametrize("unit", ["euro", None])
+def test_a_budget_with_a_bad_unit_is_a_400_naming_unit(fake, unit):
+    with gateway(fake[0]) as (client, service):
+        root = admin_key(service)
+        tenant_with_key(service, "acme")
+        r = client.put("/v1/admin/budgets", json={"tenant": "acme", "unit": unit, "period": "day", "limit": 5}, headers=auth(root))
+        assert r.status_code == 400, r.text
+        assert r.json()["error"] == {"type": "invalid_request_error", "param": "unit", "code": None,
+                                     "message": f"unit must be one of tokens, usd, got {unit!r}"}
+        body = {"tenant": "acme", "unit": "tokens", "period": "day", "limit": -5}
+        r = client.put("/v1/admin/budgets", json=body, headers=auth(root))
+        assert (r.status_code, r.json()["error"]["param"]) == (400, "limit")
+
+
 # -- 8. a long message names its setting ------------------------------------------------------------
 
 
@@ -284,3 +299,21 @@ def test_a_too_long_message_names_the_setting_to_raise(fake):
         assert message.startswith("messages[1] is 401 characters; the limit is 400") and "limits.max_query_chars" in message
         [row] = ledger_rows(service)
         assert (row["action"], row["status"]) == ("failed", 413)
+
+
+# -- 9. the OpenAPI schema says what the chat endpoint takes -------------------------------------------
+
+
+def test_the_openapi_schema_lists_max_completion_tokens_up_to_the_configured_limit(fake):
+    with gateway(fake[0], limits={"max_tokens_limit": 1000}) as (client, service):
+        r = client.get("/openapi.json")
+        assert r.status_code == 200
+        schema = r.json()["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        fields = schema["properties"]
+        for cap in ("max_tokens", "max_completion_tokens"):
+            assert "integer" in fields[cap]["type"] and (fields[cap]["minimum"], fields[cap]["maximum"]) == (1, 1000), fields[cap]
+        assert fields["n"]["enum"] == [1, None] and "include_usage" in fields["stream_options"]["properties"]
+        key = tenant_with_key(service, "acme")
+        assert chat(client, key, max_completion_tokens=1000).status_code == 200  # what the schema allows is taken
+        r = chat(client, key, max_completion_tokens=1001)
+        assert (r.status_code, r.json()["error"]["param"]) == (400, "max_completion_tokens")  # and what it refuses is refused

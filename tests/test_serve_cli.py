@@ -67,3 +67,35 @@ def test_cli_errors_name_the_value_and_the_fix(tmp_path, monkeypatch):
     for args, text in cases:
         out = run(app, args)
         assert out.exit_code == 2 and text in out.output, (args, out.output)
+
+
+def noted(exc: Exception, note: str) -> Exception:
+    exc.add_note(note)
+    return exc
+
+
+def test_cli_errors_carry_the_exceptions_notes(tmp_path, monkeypatch):
+    """An error's notes (a pipeline stage names itself in one) are printed after its message, as the rest of the CLI does."""
+    import ragtrim.serve.keys as keys
+
+    def create_tenant(engine, name):
+        raise noted(ValueError(f"tenant {name!r} is taken"), "in stage 'lookup' (plugin.Lookup)")
+
+    monkeypatch.setenv("RAGTRIM_CACHE", str(tmp_path))
+    monkeypatch.setattr(keys, "create_tenant", create_tenant)
+    out = CliRunner().invoke(cli(), ["tenants", "create", "acme", "--db", f"sqlite:///{tmp_path}/s.sqlite"])
+    assert out.exit_code == 2
+    assert "error: tenant 'acme' is taken; in stage 'lookup' (plugin.Lookup)" in out.output, out.output
+
+
+def test_models_build_errors_carry_the_exceptions_notes(monkeypatch):
+    import optimizer.embeddings as embeddings
+    from ragtrim.cli import app
+
+    def build_models(only, force=False):
+        raise noted(RuntimeError("building the static model failed (exit 1)"), "while building 'static'")
+
+    monkeypatch.setattr(embeddings, "build_models", build_models)
+    out = CliRunner().invoke(app, ["models", "build", "--only", "static"])
+    assert out.exit_code == 1
+    assert "error: building the static model failed (exit 1); while building 'static'" in out.output, out.output

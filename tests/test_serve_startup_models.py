@@ -36,7 +36,9 @@ def test_serve_warms_the_configured_preset_before_starting(monkeypatch, tmp_path
 
 def test_a_preset_that_cannot_run_is_one_line_exit_2_before_any_worker(monkeypatch, tmp_path):
     def broken(self):
-        raise RuntimeError("building the static model failed (exit 1): static embeddings (model2vec) needs 'model2vec'\nTraceback ...")
+        exc = RuntimeError("building the static model failed (exit 1): static embeddings (model2vec) needs 'model2vec'\nTraceback ...")
+        exc.add_note("in stage 'dense' (optimizer.stages.Dense)")
+        raise exc
 
     monkeypatch.setattr(Pipeline, "warm_up", broken)
     monkeypatch.setattr(commands, "_need", lambda *m, **k: [object()])  # uvicorn is never reached
@@ -44,4 +46,5 @@ def test_a_preset_that_cannot_run_is_one_line_exit_2_before_any_worker(monkeypat
     assert out.exit_code == 2
     lines = [line for line in out.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "preset 'default' cannot run" in lines[0] and "model2vec" in lines[0]
+    assert "needs 'model2vec'; in stage 'dense' (optimizer.stages.Dense) (install" in lines[0]  # the note kept
     assert "Traceback" not in out.output

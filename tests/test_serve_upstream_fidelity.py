@@ -9,8 +9,11 @@ HTTP client talks to the gateway. Each test scripts one way a real upstream answ
 2. a compressed body (gzip, as a proxy that compresses ``text/event-stream`` sends it): relayed and
    charged decoded; a body in an encoding the gateway cannot decode is a 502, never relayed;
 3. an HTTP error: a 4xx about the request (a bad parameter, a rate limit) reaches the client as that
-   4xx with the upstream's error and Retry-After (OpenAI's SDKs would send a 502 again); only an
-   upstream fault is a 502. Either way the hold is released and nothing is charged.
+   4xx with the upstream's error (its code too) and Retry-After (OpenAI's SDKs would send a 502
+   again); only an upstream fault is a 502. Either way the hold is released and nothing is charged;
+4. a stream that does not end its events as it should: a last event the stream ends without a
+   blank line is relayed and charged; an event that runs past ``max_event_bytes`` is never held
+   whole: the stream is cut there with an in-band error, and the request charged what came before.
 """
 
 from __future__ import annotations
@@ -91,8 +94,9 @@ def chat(**extra: Any) -> dict[str, Any]:
 
 
 @contextmanager
-def stack(tmp_path: Any, answer: Callable[[dict[str, Any]], Response]) -> Iterator[Stack]:
-    """An upstream answering each request with ``answer(body)``, and a gateway in front of it, both on loopback."""
+def stack(tmp_path: Any, answer: Callable[[dict[str, Any]], Response], **settings: Any) -> Iterator[Stack]:
+    """An upstream answering each request with ``answer(body)``, and a gateway in front of it, both on loopback;
+    ``settings`` go in the gateway's ``[upstreams.fake]``."""
     from ragtrim.serve.app import create_app
     from ragtrim.serve.service import Service
 
@@ -105,7 +109,7 @@ def stack(tmp_path: Any, answer: Callable[[dict[str, Any]], Response]) -> Iterat
 
     upstream = Starlette(routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"])])
     with serve_in_thread(upstream) as up:
-        service = Service(gateway_config(up), db_url=f"sqlite:///{tmp_path}/serve.sqlite", pepper=PEPPER)
+        service = Service(gateway_config(up, settings), db_url=f"sqlite:///{tmp_path}/serve.sqlite", pepper=PEPPER)
         with serve_in_thread(create_app(service)) as base:
             key = tenant_with_key(service, "acme")
             budget(service, "acme", "tokens", 100_000)
@@ -277,7 +281,8 @@ def test_an_upstream_400_reaches_the_client_as_that_400_with_the_upstreams_error
     with stack(tmp_path, lambda body: JSONResponse({"error": TEMPERATURE}, status_code=400)) as s:
         r = s.post(stream=stream, temperature=3)
         assert r.status_code == 400, r.text
-        assert r.json()["error"] == {"type": "invalid_request_error", "message": TEMPERATURE["message"], "param": "temperature"}
+        assert r.json()["error"] == {"type": "invalid_request_error", "message": TEMPERATURE["message"], "param": "temperature",
+                                     "code": "decimal_above_max_value"}
         assert len(s.calls) == 1
         row = assert_released(s, 400, "upstream answered HTTP 400")
         assert r.headers["X-Ragtrim-Request-Id"] == row["id"] and "decimal above maximum value" in row["error"]
@@ -290,7 +295,8 @@ def test_an_upstream_429_reaches_the_client_as_a_429_with_its_retry_after(tmp_pa
         r = s.post(stream=stream)
         assert r.status_code == 429, r.text
         assert (r.headers.get("retry-after"), r.headers.get("retry-after-ms")) == ("7", "7000")
-        assert r.json()["error"] == {"type": "tokens", "message": RATE_LIMIT["message"], "param": None}
+        assert r.json()["error"] == {"type": "tokens", "message": RATE_LIMIT["message"], "param": None,
+                                     "code": "rate_limit_exceeded"}
         row = assert_released(s, 429, "upstream answered HTTP 429")
         assert r.headers["X-Ragtrim-Request-Id"] == row["id"]
 
@@ -325,3 +331,112 @@ def test_only_upstream_faults_are_502s(tmp_path, stream):
         rows = final_rows(s.service)
         assert [(r["action"], r["status"]) for r in rows] == [("failed", status) for status in STATUSES.values()]
         assert len(s.calls) == len(STATUSES) and spent_and_reserved(s.service) == (0, 0)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_error_at_the_top_level_keeps_its_whole_number_code(tmp_path, stream):
+    """vLLM's error object is the body itself, and its code is the HTTP status."""
+    vllm = {"object": "error", "message": "max_tokens must be at least 1, got 0.", "type": "BadRequestError", "param": None,
+            "code": 400}
+    with stack(tmp_path, lambda body: JSONResponse(vllm, status_code=400)) as s:
+        r = s.post(stream=stream)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"] == {"type": "BadRequestError", "message": vllm["message"], "param": None, "code": 400}
+        assert_released(s, 400, "upstream answered HTTP 400")
+
+
+# 4. streams that do not end their events as they should
+
+
+def word_count(words: list[str]) -> int:
+    from optimizer.tokenizer import get_tokenizer
+
+    return get_tokenizer("cl100k_base").count("".join(words))
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+@pytest.mark.parametrize("last", ["usage", "word"])
+def test_a_last_event_the_stream_ends_without_a_blank_line_is_relayed_and_charged(tmp_path, last, include_usage):
+    """The stream ends right after its last event's data line: with the upstream's usage (charged as reported), or
+    with the last word of an answer that reports no usage (counted with the others)."""
+    sent = events(b"\n\n")[:-1]  # no [DONE]
+    if last == "word":
+        sent = [e for e in sent if b'"usage"' not in e and b'"stop"' not in e]
+    sent[-1] = sent[-1][:-2]  # no blank line after the last event
+    with stack(tmp_path, lambda body: StreamingResponse(iter(sent), media_type="text/event-stream")) as s:
+        options = {"stream_options": {"include_usage": True}} if include_usage else {}
+        with httpx.stream("POST", f"{s.url}/v1/chat/completions", json=chat(stream=True, **options), headers=s.auth(),
+                          timeout=30) as r:
+            assert r.status_code == 200
+            got = b"".join(r.iter_raw())
+        assert got == (b"".join(sent) if include_usage or last == "word" else without_usage(sent))
+        [row] = final_rows(s.service)
+        assert (row["action"], row["status"], row["error"]) == ("ok", 200, ""), row
+        if last == "usage":
+            assert (row["usage_source"], row["prompt_tokens"], row["completion_tokens"]) == ("upstream", 5, 12)
+        else:
+            assert (row["usage_source"], row["completion_tokens"]) == ("counted", word_count(WORDS))
+        assert spent_and_reserved(s.service) == (row["prompt_tokens"] + row["completion_tokens"], 0)
+
+
+def endless_event(words: list[str], gate: threading.Event, ended: list[bool], size: int,
+                  piece: int = 65536) -> Callable[..., Response]:
+    """An upstream that streams ``words`` as events, then ``size`` bytes of one event without ending it, then
+    waits (at most 5 s) for ``gate`` before it ends that event (``ended`` then holds True) and the stream."""
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for event in events(b"\n\n", words)[:-3]:  # the role chunk and the words
+            yield event
+        yield b'data: {"choices":[{"index":0,"delta":{"content":"'
+        for _ in range(size // piece):
+            yield b"x" * piece
+        await wait_for(gate, 5.0)
+        ended.append(True)
+        yield b'"}}]}\n\n' + events(b"\n\n")[-2] + b"data: [DONE]\n\n"
+
+    return lambda body: StreamingResponse(pieces(), media_type="text/event-stream")
+
+
+def read_stream(s: Stack) -> bytes:
+    with httpx.stream("POST", f"{s.url}/v1/chat/completions", json=chat(stream=True), headers=s.auth(),
+                      timeout=httpx.Timeout(30, read=10)) as r:
+        assert r.status_code == 200
+        return b"".join(r.iter_raw())
+
+
+def test_an_event_that_does_not_end_is_cut_at_one_mib_and_the_request_charged_what_came_before(tmp_path):
+    words = [" w0", " w1", " w2"]
+    gate, ended = threading.Event(), []
+    with stack(tmp_path, endless_event(words, gate, ended, size=3 << 20)) as s:
+        got = read_stream(s)
+        assert ended == [], "the client's stream ended only once the upstream had ended its 3 MiB event"
+        gate.set()
+        before = b"".join(events(b"\n\n", words)[:-3])
+        assert got.startswith(before) and b"xxxx" not in got
+        error = json.loads(got[len(before):].removeprefix(b"data: "))["error"]
+        cut = "upstream stream cut: an event longer than 1048576 bytes (max_event_bytes)"
+        assert error == {"type": "upstream_error", "message": cut, "param": None, "code": None}
+        [row] = final_rows(s.service)
+        assert (row["action"], row["status"], row["usage_source"]) == ("ok", 200, "counted"), row
+        assert row["error"].startswith(cut) and "raise max_event_bytes under [upstreams.fake]" in row["error"], row["error"]
+        assert row["completion_tokens"] == word_count(words) and row["prompt_tokens"] > 0
+        assert spent_and_reserved(s.service) == (row["prompt_tokens"] + row["completion_tokens"], 0)
+
+
+def test_max_event_bytes_sets_the_longest_event_read_ended_or_not(tmp_path):
+    from ragtrim.serve.config import ServeConfig
+
+    long_event = events(b"\n\n", [" " + "y" * 5000])[1]  # a whole event, in one piece, of about 5 KB
+
+    def answer(body: dict[str, Any]) -> Response:
+        sent = events(b"\n\n", [" w0"])[:2] + [long_event] + events(b"\n\n")[-3:]
+        return StreamingResponse(iter(sent), media_type="text/event-stream")
+
+    with stack(tmp_path, answer, max_event_bytes=4096) as s:
+        got = read_stream(s)
+        assert b"yyyy" not in got and b"[DONE]" not in got and b"4096 bytes (max_event_bytes)" in got
+        [row] = final_rows(s.service)
+        assert "an event longer than 4096 bytes" in row["error"] and row["completion_tokens"] == word_count([" w0"])
+    with pytest.raises(ValueError, match="upstream 'fake': max_event_bytes must be a whole number of bytes from 1024"):
+        gateway_config("http://127.0.0.1:1", {"max_event_bytes": 100})
+    assert ServeConfig().upstreams["local"].max_event_bytes == 1 << 20

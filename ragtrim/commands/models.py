@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ragtrim.commands.common import fail
+from ragtrim.commands.common import fail, with_notes
 
 models_app = typer.Typer(help="The models ragtrim builds once from packaged weights (static, int8 MiniLM).", no_args_is_help=True)
 
@@ -23,7 +23,7 @@ def models_build(
         for built in build_models(only, force=force):
             typer.echo(f"{built.name:<17} {built.status:<8} {built.seconds:>5.1f} s  {built.path}")
     except (ValueError, RuntimeError) as exc:
-        fail(str(exc), code=1)
+        fail(with_notes(exc), code=1)
 
 
 @models_app.command("list")

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ragtrim.serve.auth import require
-from ragtrim.serve.budgets import UNITS, check_limit, delete_budget, list_budgets, set_budget
+from ragtrim.serve.budgets import check_limit, check_unit, delete_budget, list_budgets, set_budget
 from ragtrim.serve.errors import ApiError, bad_request
 from ragtrim.serve.keys import create_key, create_tenant, list_keys, list_tenants, revoke_key
 from ragtrim.serve.pricing import parse_usd
@@ -106,8 +106,7 @@ async def keys_revoke(request: Request) -> JSONResponse:
 
 def budget_limit(unit: Any, raw: Any) -> int:
     """A budget limit in its storage unit: tokens, or micro-dollars from a dollar amount."""
-    if unit not in UNITS:
-        raise ValueError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
+    check_unit(unit)
     if unit == "usd":
         limit = parse_usd(raw)
     elif isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
@@ -118,16 +117,28 @@ def budget_limit(unit: Any, raw: Any) -> int:
     return limit
 
 
+def checked(param: str, check: Any, *args: Any) -> Any:
+    """``check(*args)``; its ValueError is a 400 naming the field ``param``.
+
+    >>> checked("unit", check_unit, "euro")
+    Traceback (most recent call last):
+    ...
+    ragtrim.serve.errors.ApiError: unit must be one of tokens, usd, got 'euro'
+    """
+    try:
+        return check(*args)
+    except ValueError as exc:
+        raise bad_request(str(exc), param) from None
+
+
 async def budgets_set(request: Request) -> JSONResponse:
     """``PUT /v1/admin/budgets``: create a budget or change its limit (see :func:`ragtrim.serve.budgets.set_budget`)."""
     await require(request, admin=True)
     service = request.app.state.service
     body = await read_json(request, service.config.limits)
     tenant = str_field(body, "tenant", required=True, what='the tenant\'s name, e.g. "acme"')
-    try:
-        limit = budget_limit(body.get("unit"), body.get("limit"))
-    except ValueError as exc:
-        raise bad_request(str(exc), "limit") from None
+    checked("unit", check_unit, body.get("unit"))
+    limit = checked("limit", budget_limit, body.get("unit"), body.get("limit"))
     b = await _call(set_budget, service.engine, tenant_id=tenant, unit=body.get("unit"),
                     period=body.get("period", "month"), limit=limit, scope=body.get("scope", "tenant"),
                     scope_value=str(body.get("scope_value", "")), now=service.clock())

@@ -23,7 +23,8 @@ import optimizer
 from optimizer.lazy import lazy_import
 from ragtrim.serve import admin, chat, optimize, page
 from ragtrim.serve.auth import presented_key, require
-from ragtrim.serve.config import ServeConfig
+from ragtrim.serve.bodies import CAP_FIELDS
+from ragtrim.serve.config import Limits, ServeConfig
 from ragtrim.serve.errors import ApiError
 from ragtrim.serve.lease import LeaseKeeper
 from ragtrim.serve.logs import log_event
@@ -49,13 +50,24 @@ def optimize_schema() -> dict[str, Any]:
         "user": {"type": "string"}, "feature": {"type": "string"}}}
 
 
-def chat_schema() -> dict[str, Any]:
-    """The JSON schema of a ``POST /v1/chat/completions`` body: OpenAI's, plus ``documents`` and friends."""
+def chat_schema(limits: Limits) -> dict[str, Any]:
+    """The JSON schema of a ``POST /v1/chat/completions`` body: OpenAI's, plus ``documents`` and friends.
+
+    It lists every field the gateway reads itself (:func:`ragtrim.serve.bodies.parse_chat`), each
+    completion cap (:data:`ragtrim.serve.bodies.CAP_FIELDS`) among them, up to ``limits.max_tokens_limit``;
+    any other field is forwarded as it came.
+    """
+    caps = {name: {"type": ["integer", "null"], "minimum": 1, "maximum": limits.max_tokens_limit,
+                   "description": "completion cap (limits.max_tokens_limit at most), forwarded under this name"}
+            for name in CAP_FIELDS}
     return {"type": "object", "required": ["messages"], "additionalProperties": True, "properties": {
         "model": {"type": "string"}, "messages": {"type": "array", "items": {"type": "object"}},
         "documents": {"type": "array", "items": _chunk_schema()}, "budget": _budget_schema(), "preset": {"type": "string"},
-        "feature": {"type": "string"}, "user": {"type": "string"}, "max_tokens": {"type": "integer"},
-        "stream": {"type": "boolean"}, "extra_body": {"type": "object", "description": "documents, budget, preset, feature may go here"}}}
+        "feature": {"type": "string"}, "user": {"type": "string"}, **caps,
+        "n": {"type": ["integer", "null"], "enum": [1, None], "description": "one completion per request"},
+        "stream": {"type": ["boolean", "null"]},
+        "stream_options": {"type": ["object", "null"], "properties": {"include_usage": {"type": "boolean"}}},
+        "extra_body": {"type": "object", "description": "documents, budget, preset, feature may go here"}}}
 
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
@@ -84,16 +96,16 @@ def create_app(service: Service | None = None, *, config: ServeConfig | None = N
                           description="Optimizes RAG context per request and enforces per-tenant token and $ budgets.")
     app.state.service = service
     app.add_middleware(ConnectionRecycler, max_age=service.config.connection_max_age)
-    _routes(app)
+    _routes(app, service.config.limits)
     _handlers(app)
     return app
 
 
-def _routes(app: Any) -> None:
+def _routes(app: Any, limits: Limits) -> None:
     add = app.add_api_route
     add("/v1/optimize", optimize.optimize_endpoint, methods=["POST"], openapi_extra=_body(optimize_schema()), tags=["optimize"],
         summary="Optimize chunks into a budget (what `ragtrim optimize --format json` prints, plus savings)")
-    add("/v1/chat/completions", chat.chat_endpoint, methods=["POST"], openapi_extra=_body(chat_schema()), tags=["chat"],
+    add("/v1/chat/completions", chat.chat_endpoint, methods=["POST"], openapi_extra=_body(chat_schema(limits)), tags=["chat"],
         summary="OpenAI-compatible chat with documents optimized into the prompt, within the tenant's budgets")
     add("/v1/usage", admin.usage_endpoint, methods=["GET"], tags=["usage"], summary="Usage grouped by user, feature, model, day")
     add("/v1/usage/page-link", page.page_link_endpoint, methods=["POST"], tags=["usage"], summary="A 15-minute link to the usage page")
@@ -163,17 +175,15 @@ def _handlers(app: Any) -> None:
 
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return JSONResponse({"error": {"type": kind, "message": str(exc.detail), "param": None}}, status_code=exc.status_code)
+        return await api_error(request, ApiError(exc.status_code, kind, str(exc.detail)))
 
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": {"type": "invalid_request_error", "message": json.dumps(exc.errors(), default=str)[:500],
-                                       "param": None}}, status_code=400)
+        return await api_error(request, ApiError(400, "invalid_request_error", json.dumps(exc.errors(), default=str)[:500]))
 
     async def crash(request: Request, exc: Exception) -> JSONResponse:
         service = request.app.state.service
         log_event(service.log, "internal_error", path=request.url.path, error=f"{type(exc).__name__}: {exc}"[:500])
-        return JSONResponse({"error": {"type": "server_error", "message": "internal error; see the server log", "param": None}},
-                            status_code=500)
+        return await api_error(request, ApiError(500, "server_error", "internal error; see the server log"))
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(HTTPException, http_error)

@@ -112,6 +112,18 @@ def check_limit(unit: str, limit: Any) -> None:
         raise ValueError(f"limit is too large: at most {most}, got {limit}")
 
 
+def check_unit(unit: Any) -> None:
+    """Raise ValueError unless ``unit`` is one of :data:`UNITS`.
+
+    >>> check_unit("euro")
+    Traceback (most recent call last):
+    ...
+    ValueError: unit must be one of tokens, usd, got 'euro'
+    """
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
+
+
 def set_budget(engine: Any, *, tenant_id: str, unit: str, period: str, limit: int, scope: str = "tenant", scope_value: str = "",
                now: float | None = None) -> Budget:
     """Create or change a budget.
@@ -149,8 +161,7 @@ def _check_budget(tenant_id: Any, unit: Any, period: Any, limit: Any, scope: Any
         raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
     if (scope == "tenant") != (scope_value == ""):
         raise ValueError(f"a {scope} budget needs {'no' if scope == 'tenant' else 'a'} user/feature name, got {scope_value!r}")
-    if unit not in UNITS:
-        raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+    check_unit(unit)
     if period not in PERIODS:
         raise ValueError(f"period must be one of {PERIODS}, got {period!r}")
     check_limit(unit, limit)

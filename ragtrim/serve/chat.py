@@ -37,13 +37,14 @@ from ragtrim.serve.auth import require
 from ragtrim.serve.config import ModelConfig
 from ragtrim.serve.errors import ApiError, bad_request
 from ragtrim.serve.ledger import UNCHARGED, LedgerEntry, record_rejected
-from ragtrim.serve.hold import Hold
+from ragtrim.serve.hold import Hold, with_note
 from ragtrim.serve.logs import log_request
 from ragtrim.serve.plan import JOIN_SLACK, Attempt, Planned, Refused, model_chain, plan_and_reserve, smallest_context, with_margin
 from ragtrim.serve.pricing import format_usd
 from ragtrim.serve.quota import Need
 from ragtrim.serve.bodies import ChatRequest, check_preset, parse_chat, read_json
-from ragtrim.serve.upstream import UpstreamError, billed_fields, count_request_fields, output_texts, sse_event_end, usage_of
+from ragtrim.serve.upstream import (UpstreamError, billed_fields, count_request_fields, output_texts, sse, sse_event_end,
+                                    usage_of)
 
 
 def with_documents(messages: Sequence[Mapping[str, Any]], template: str, context: str) -> tuple[Mapping[str, Any], ...]:
@@ -281,7 +282,8 @@ def _upstream_failure(error: str, refusal: Any, request_id: str) -> ApiError:
     headers = {"X-Ragtrim-Request-Id": request_id}
     if refusal is None:
         return ApiError(502, "upstream_error", error, headers=headers)
-    return ApiError(refusal.status, refusal.type, refusal.message, param=refusal.param, headers={**refusal.headers, **headers})
+    return ApiError(refusal.status, refusal.type, refusal.message, param=refusal.param, code=refusal.code,
+                    headers={**refusal.headers, **headers})
 
 
 class SseTally:
@@ -292,28 +294,57 @@ class SseTally:
     relayed as the bytes they came in. An event whose blank line is a CR that is the last byte so far
     is cut there, not held back for the next byte: the LF of a CRLF that follows then begins the next
     event's bytes, which changes nothing for a client reading them.
+
+    At most ``max_event_bytes`` of one event are held (the upstream's ``max_event_bytes``). An event
+    longer than that, ended or not, is a protocol error: ``error`` says so, that event is dropped (never
+    relayed), and nothing more is read. The tally keeps what the events before it carried.
+
+    >>> tally = SseTally(max_event_bytes=16)
+    >>> tally.feed(b"data: 1\\n\\ndata: " + b"x" * 20), tally.error
+    ([(b'data: 1\\n\\n', False)], 'an event longer than 16 bytes (max_event_bytes)')
+    >>> tally.feed(b"\\n\\n"), tally.rest()
+    ([], None)
     """
 
-    def __init__(self) -> None:
-        self._buf = b""
+    def __init__(self, max_event_bytes: int) -> None:
+        self.max_event_bytes = max_event_bytes
+        self._buf = bytearray()  # appended to in place: an event that comes a byte at a time is not copied per byte
         self._scan = 0  # no event ends before this offset of the buffer
         self.text: list[str] = []
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
+        self.error = ""  # the upstream broke the event stream (an event too long): nothing more is read
 
     def feed(self, data: bytes) -> list[tuple[bytes, bool]]:
-        """Complete events in ``data`` as ``(raw event, is_usage_only)``."""
+        """Complete events in ``data`` as ``(raw event, is_usage_only)``, each tallied; none once :attr:`error` is set."""
+        if self.error:
+            return []
         self._buf += data
         events = []
         while (cut := sse_event_end(self._buf, self._scan)) >= 0:
-            raw, self._buf, self._scan = self._buf[:cut], self._buf[cut:], 0
+            if cut > self.max_event_bytes:
+                return self._too_long(events)
+            raw, self._scan = bytes(self._buf[:cut]), 0
+            del self._buf[:cut]
             events.append((raw, self._inspect(raw)))
+        if len(self._buf) > self.max_event_bytes:
+            return self._too_long(events)
         self._scan = max(0, len(self._buf) - 3)  # an event end (at most 4 bytes) may begin in the last 3 bytes
         return events
 
-    def rest(self) -> bytes:
-        raw, self._buf, self._scan = self._buf, b"", 0
-        return raw
+    def rest(self) -> tuple[bytes, bool] | None:
+        """The last event of a stream that ended before its blank line, as :meth:`feed` gives one (tallied too);
+        None when the stream ended at an event's end, or on :attr:`error`."""
+        raw, self._buf, self._scan = bytes(self._buf), bytearray(), 0
+        if not raw or self.error:
+            return None
+        return raw, self._inspect(raw)
+
+    def _too_long(self, events: list[tuple[bytes, bool]]) -> list[tuple[bytes, bool]]:
+        """Set :attr:`error` and drop the event being read; ``events`` (those before it) are still relayed."""
+        self._buf, self._scan = bytearray(), 0
+        self.error = f"an event longer than {self.max_event_bytes} bytes (max_event_bytes)"
+        return events
 
     def _inspect(self, raw: bytes) -> bool:
         """Tally one event's chunk; True when it carries usage and no choices."""
@@ -353,6 +384,47 @@ def _delta_texts(choices: Any) -> list[str]:
     return out
 
 
+async def _relay(events: AsyncIterator[bytes], tally: SseTally, include_usage: bool, settle: Callable[[str], Awaitable[None]],
+                 upstream: str) -> AsyncIterator[bytes]:
+    """The upstream's events as they come, tallied (its usage-only events only when ``include_usage``), down to a
+    last one that ended with the stream; then ``settle(error)``, ``error`` saying what cut the stream short ("" if nothing).
+
+    An upstream that fails mid-stream, or breaks the event stream (:attr:`SseTally.error`), ends it with an
+    ``upstream_error`` event: the client hears why the answer stopped (the ledger's ``error``, from ``settle``,
+    also says what the operator can do about it).
+    """
+    error = ""
+    try:
+        async for piece in events:
+            for raw, usage_only in tally.feed(piece):
+                if include_usage or not usage_only:
+                    yield raw
+            if tally.error:
+                break
+        last = tally.rest()
+        if last is not None and (include_usage or not last[1]):
+            yield last[0]
+        if tally.error:
+            cut = f"upstream stream cut: {tally.error}"
+            error = (f"{cut}; the rest was not read, and the charge is for what came before (raise max_event_bytes "
+                     f"under [upstreams.{upstream}] if its events are that long)")
+            yield _error_event(cut)
+    except (anyio.get_cancelled_exc_class(), GeneratorExit):
+        error = with_note(error, "client disconnected during the stream")
+        raise
+    except Exception as exc:  # the upstream broke mid-stream: tell the client in-band
+        error = f"upstream stream failed: {type(exc).__name__}"
+        yield _error_event(error)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await settle(error)
+
+
+def _error_event(message: str) -> bytes:
+    """The SSE event that tells a streaming client the upstream failed after its answer had begun (a 502's error)."""
+    return sse(ApiError(502, "upstream_error", message).body())
+
+
 class _HeldStream(StreamingResponse):
     """A streamed answer that runs ``finish`` once it is over, however it ends (sent, the client gone, an error)."""
 
@@ -385,7 +457,7 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
         failure = _upstream_failure(str(exc), exc.refusal, hold.entry.id)
         await hold.release(failure.status, str(exc), upstream_ms=(time.perf_counter() - t_up) * 1000)
         raise failure from None
-    tally = SseTally()
+    tally = SseTally(service.config.upstreams[attempt.model.upstream].max_event_bytes)
 
     async def settle(error: str) -> None:
         """Charge what the stream carried (the upstream's usage, else the counted prompt and streamed text), once."""
@@ -397,31 +469,7 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
                         status=200, latency_ms=(time.perf_counter() - hold.start) * 1000, upstream_ms=up_ms, error=error)
         await hold.settle(final, p, c, cost)
 
-    async def relay() -> AsyncIterator[bytes]:
-        error = ""
-        try:
-            async for piece in events:
-                for raw, usage_only in tally.feed(piece):
-                    if usage_only and not req.include_usage:
-                        continue
-                    yield raw
-            tail = tally.rest()
-            if tail:
-                yield tail
-        except anyio.get_cancelled_exc_class():
-            error = "client disconnected during the stream"
-            raise
-        except GeneratorExit:
-            error = "client disconnected during the stream"
-            raise
-        except Exception as exc:  # the upstream broke mid-stream: tell the client in-band
-            error = f"upstream stream failed: {type(exc).__name__}"
-            yield b"data: " + json.dumps({"error": {"type": "upstream_error", "message": error, "param": None}}).encode() + b"\n\n"
-        finally:
-            with anyio.CancelScope(shield=True):
-                await settle(error)
-
-    relayed = relay()
+    relayed = _relay(events, tally, req.include_usage, settle, attempt.model.upstream)
 
     async def finish() -> None:
         """Close the relay and the upstream stream; settle if the relay never ran, release if settling failed."""

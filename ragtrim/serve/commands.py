@@ -30,6 +30,7 @@ from typing import Any, Optional
 import typer
 
 from optimizer.lazy import MissingDependency, lazy_import
+from ragtrim.commands.common import fail, with_notes
 
 # help texts are rich markup: a literal "[" is written "\\[" (else "[degrade]" is taken for a style and vanishes)
 CONFIG_OPT = typer.Option(None, "--config", help="serve.toml: preset, budget, \\[degrade], \\[upstreams.NAME], \\[models.NAME], \\[limits] (README, 'Run it as a service'); default: built-in settings.")
@@ -42,9 +43,17 @@ ADMIN = "this command (part of ragtrim serve)"
 """Who needs a missing module, in the message of an admin or usage command."""
 
 
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
+def one_line(exc: BaseException) -> str:
+    """:func:`with_notes` of ``exc`` (its repr when that is empty) with the message cut to its first line (a child
+    process's traceback may follow it).
+
+    >>> exc = RuntimeError("building failed (exit 1)\\nTraceback ...")
+    >>> exc.add_note("in stage 'dense'")
+    >>> one_line(exc), one_line(KeyError())
+    ("building failed (exit 1); in stage 'dense'", 'KeyError()')
+    """
+    text, message = with_notes(exc) or repr(exc), str(exc)
+    return text.replace(message, message.splitlines()[0], 1) if "\n" in message else text
 
 
 def _need(*modules: str, purpose: str = ADMIN) -> list[Any]:
@@ -52,8 +61,7 @@ def _need(*modules: str, purpose: str = ADMIN) -> list[Any]:
     try:
         return [lazy_import(module, extra="serve", purpose=purpose) for module in modules]
     except MissingDependency as exc:
-        _fail(str(exc))
-        raise
+        fail(with_notes(exc))
 
 
 def _db_url(cfg: Any, db: Optional[str]) -> str:
@@ -156,8 +164,7 @@ def _load_config(config: Optional[Path]) -> Any:
     try:
         return ServeConfig.load(config)
     except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
-        raise
+        fail(with_notes(exc))
 
 
 def check_tables(engine: Any, url: str) -> None:
@@ -198,15 +205,12 @@ def _open_db(url: str, *, existing: bool = False, readonly: bool = False) -> Any
                            "runs are not seen", err=True)
         return engine
     except (ValueError, ImportError) as exc:
-        _fail(str(exc))
-        raise
+        fail(with_notes(exc))
     except ArgumentError:  # not echoed: an unparsable URL may still carry a password
-        _fail(f"the database URL (--db, or db in the config) does not parse ({url.split('://')[0]}://...); "
-              "write it as sqlite:////path/serve.sqlite or postgresql://user:password@host/db")
-        raise
+        fail(f"the database URL (--db, or db in the config) does not parse ({url.split('://')[0]}://...); "
+             "write it as sqlite:////path/serve.sqlite or postgresql://user:password@host/db")
     except (OSError, DBAPIError) as exc:
-        _fail(db_error(url, exc, readonly=readonly))
-        raise
+        fail(db_error(url, exc, readonly=readonly))
 
 
 @contextlib.contextmanager
@@ -217,8 +221,7 @@ def _db_errors(engine: Any) -> Iterator[None]:
     try:
         yield
     except (OSError, DBAPIError) as exc:
-        _fail(db_error(engine.info_db_url, exc, readonly=engine.info_readonly))
-        raise
+        fail(db_error(engine.info_db_url, exc, readonly=engine.info_readonly))
 
 
 def _load_pepper(cfg: Any) -> bytes:
@@ -230,11 +233,9 @@ def _load_pepper(cfg: Any) -> bytes:
     try:
         return load_pepper(cfg.pepper_env, folder)
     except ValueError as exc:
-        _fail(str(exc))
-        raise
+        fail(with_notes(exc))
     except OSError as exc:
-        _fail(pepper_error(cfg.pepper_env, folder, exc))
-        raise
+        fail(pepper_error(cfg.pepper_env, folder, exc))
 
 
 def _setup(config: Optional[Path], db: Optional[str], *, existing: bool = False, readonly: bool = False) -> tuple[Any, Any, bytes]:
@@ -259,11 +260,9 @@ def _build_service(cfg: Any, db: Optional[str]) -> Any:
     try:
         return Service(cfg, db_url=url, engine=engine, pepper=_load_pepper(cfg))
     except (ValueError, FileNotFoundError, ImportError) as exc:
-        _fail(str(exc))
-        raise
+        fail(with_notes(exc))
     except DBAPIError as exc:
-        _fail(db_error(url, exc))
-        raise
+        fail(db_error(url, exc))
 
 
 def serve(
@@ -286,7 +285,7 @@ def serve(
     bind_host = host if host is not None else cfg.host
     bind_port = port if port is not None else cfg.port
     if n < 1:
-        _fail(f"--workers must be at least 1, got {n}")
+        fail(f"--workers must be at least 1, got {n}")
     setup_json_logging()
     common = dict(host=bind_host, port=bind_port, timeout_graceful_shutdown=graceful, timeout_keep_alive=keep_alive,
                   access_log=False, log_level="info")
@@ -320,8 +319,8 @@ def _prepare_preset(preset: str) -> None:
     try:
         Pipeline.preset(preset).warm_up()
     except (MissingDependency, ModelNotBuiltError, RuntimeError, OSError, ValueError) as exc:
-        _fail(f"the gateway's preset {preset!r} cannot run on this install: {str(exc).splitlines()[0] if str(exc) else exc!r} "
-              "(install what it names, or set another `preset` in the config, e.g. bm25-pack, which needs no model)")
+        fail(f"the gateway's preset {preset!r} cannot run on this install: {one_line(exc)} "
+             "(install what it names, or set another `preset` in the config, e.g. bm25-pack, which needs no model)")
 
 
 def usage(
@@ -348,14 +347,13 @@ def usage(
         typer.echo(f"{page_link.rstrip('/')}/usage?token={token}")
         return
     if output_format not in ("table", "json"):
-        _fail(f"--format must be table or json, got {output_format!r}")
+        fail(f"--format must be table or json, got {output_format!r}")
     try:
         with _db_errors(engine):
             out = usage_summary(engine, tenant_id=tenant, by=[b.strip() for b in by.split(",") if b.strip()], since=since, until=until)
             out["budgets"] = quota_status(engine, tenant, time.time())
     except ValueError as exc:
-        _fail(str(exc))
-        return
+        fail(with_notes(exc))
     if output_format == "json":
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -395,7 +393,7 @@ def tenants_create(name: str = typer.Argument(..., help="Tenant name (letters, d
         with _db_errors(engine):
             create_tenant(engine, name)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(with_notes(exc))
     typer.echo(f"tenant {name} created")
 
 
@@ -421,8 +419,7 @@ def keys_create(tenant: Optional[str] = typer.Option(None, "--tenant", help="The
         with _db_errors(engine):
             kid, key = create_key(engine, pepper, tenant_id=tenant, admin=admin, label=label)
     except ValueError as exc:
-        _fail(str(exc))
-        return
+        fail(with_notes(exc))
     typer.echo(key)
     typer.echo(f"key id {kid} ({'admin' if admin else 'tenant ' + str(tenant)}); store the key now, it is not shown again", err=True)
 
@@ -448,7 +445,7 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key id (the 12 hex c
     with _db_errors(engine):
         revoked = revoke_key(engine, key_id)
     if not revoked:
-        _fail(f"no active key {key_id!r}")
+        fail(f"no active key {key_id!r}")
     typer.echo(f"key {key_id} revoked")
 
 
@@ -461,7 +458,7 @@ def budgets_set(tenant: str = typer.Option(..., "--tenant"),
                 config: Optional[Path] = CONFIG_OPT, db: Optional[str] = DB_OPT) -> None:
     """Create or change a budget."""
     if user is not None and feature is not None:
-        _fail("pass --user or --feature, not both (make two budgets)")
+        fail("pass --user or --feature, not both (make two budgets)")
     _, engine, _ = _setup(config, db)
     _need("fastapi")  # budget_limit lives with the admin routes (starlette)
     from ragtrim.serve.admin import budget_limit
@@ -474,8 +471,7 @@ def budgets_set(tenant: str = typer.Option(..., "--tenant"),
         with _db_errors(engine):
             b = set_budget(engine, tenant_id=tenant, unit=unit, period=period, limit=amount, scope=scope, scope_value=str(value))
     except ValueError as exc:
-        _fail(str(exc))
-        return
+        fail(with_notes(exc))
     shown = format_usd(b.limit) if unit == "usd" else f"{b.limit} tokens"
     typer.echo(f"budget {b.id}: {b.label()} limit {shown}")
 
@@ -502,7 +498,7 @@ def budgets_delete(budget_id: str = typer.Argument(...), config: Optional[Path] 
     with _db_errors(engine):
         deleted = delete_budget(engine, budget_id)
     if not deleted:
-        _fail(f"no budget {budget_id!r}")
+        fail(f"no budget {budget_id!r}")
     typer.echo(f"budget {budget_id} deleted")
 
 

@@ -39,6 +39,7 @@ A complete file (``serve.toml``)::
     keepalive_expiry = 4.0      # drop an idle connection before the upstream would (default 4 s)
     connection_retries = 2      # resend a request the upstream cannot have started on (no connection, or a
                                 # keep-alive connection closed as it arrived; default 2)
+    max_event_bytes = 1048576   # the longest streamed event read from it; past that the stream is cut (default 1 MiB)
 
     [models."gpt-4o"]
     upstream = "openai"
@@ -124,6 +125,11 @@ class UpstreamConfig:
     # at most this many times, as the OpenAI SDK does (2 by default). A request the upstream may
     # have started on (it held it longer, or closed a connection of its own) is never resent.
     connection_retries: int = 2
+    # The longest server-sent event read from this upstream, its blank line included. OpenAI's chunks
+    # are a few hundred bytes; a whole answer in one event is tens of kilobytes. An upstream that
+    # sends more without ending the event is not speaking SSE (or is stuck): the stream is cut there
+    # rather than held in memory, and the request is charged what was relayed before it.
+    max_event_bytes: int = 1_048_576
 
 
 @dataclass(frozen=True)
@@ -264,20 +270,38 @@ class ServeConfig:
             if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin <= 1:
                 raise ValueError(f"model {m.name!r}: count_margin must be a share in [0, 1] (0.2 reserves 20 % more), got {margin!r}")
         for u in self.upstreams.values():
-            if u.kind not in ("openai", "local"):
-                raise ValueError(f"upstream {u.name!r}: kind must be 'openai' or 'local', got {u.kind!r}")
-            if u.kind == "openai" and not u.base_url:
-                raise ValueError(f"upstream {u.name!r} (kind openai) needs base_url, e.g. 'https://api.openai.com/v1'")
-            retries = u.connection_retries
-            if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
-                raise ValueError(f"upstream {u.name!r}: connection_retries must be a whole number from 0 to 10 (0: never send again), got {retries!r}")
-            expiry = u.keepalive_expiry
-            if isinstance(expiry, bool) or not isinstance(expiry, (int, float)) or not 0 <= expiry <= 3600:
-                raise ValueError(f"upstream {u.name!r}: keepalive_expiry must be seconds from 0 to 3600 (below the upstream's own keep-alive), got {expiry!r}")
+            _check_upstream(u)
         for f in fields(Limits):
             value = getattr(self.limits, f.name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"limits.{f.name} must be a positive integer, got {value!r}")
+
+
+MIN_EVENT_BYTES, MAX_EVENT_BYTES = 1024, 1 << 30
+
+
+def _check_upstream(u: UpstreamConfig) -> None:
+    """Raise ValueError naming the first setting of upstream ``u`` that is not one it can have.
+
+    >>> _check_upstream(UpstreamConfig(name="vllm", base_url="http://h/v1", max_event_bytes=100))
+    Traceback (most recent call last):
+    ...
+    ValueError: upstream 'vllm': max_event_bytes must be a whole number of bytes from 1024 to 1073741824 (the longest server-sent event read from it), got 100
+    """
+    if u.kind not in ("openai", "local"):
+        raise ValueError(f"upstream {u.name!r}: kind must be 'openai' or 'local', got {u.kind!r}")
+    if u.kind == "openai" and not u.base_url:
+        raise ValueError(f"upstream {u.name!r} (kind openai) needs base_url, e.g. 'https://api.openai.com/v1'")
+    retries = u.connection_retries
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
+        raise ValueError(f"upstream {u.name!r}: connection_retries must be a whole number from 0 to 10 (0: never send again), got {retries!r}")
+    expiry = u.keepalive_expiry
+    if isinstance(expiry, bool) or not isinstance(expiry, (int, float)) or not 0 <= expiry <= 3600:
+        raise ValueError(f"upstream {u.name!r}: keepalive_expiry must be seconds from 0 to 3600 (below the upstream's own keep-alive), got {expiry!r}")
+    size = u.max_event_bytes
+    if isinstance(size, bool) or not isinstance(size, int) or not MIN_EVENT_BYTES <= size <= MAX_EVENT_BYTES:
+        raise ValueError(f"upstream {u.name!r}: max_event_bytes must be a whole number of bytes from {MIN_EVENT_BYTES} to "
+                         f"{MAX_EVENT_BYTES} (the longest server-sent event read from it), got {size!r}")
 
 
 def _check_prices(m: ModelConfig) -> None:

@@ -1,8 +1,11 @@
-"""The one error shape every endpoint returns: ``{"error": {"type", "message", "param"}}``.
+"""The one error shape every endpoint returns, OpenAI's: ``{"error": {"type", "message", "param", "code"}}``.
 
 >>> e = ApiError(400, "invalid_request_error", "budget must be ...", param="budget")
 >>> e.body()
-{'error': {'type': 'invalid_request_error', 'message': 'budget must be ...', 'param': 'budget'}}
+{'error': {'type': 'invalid_request_error', 'message': 'budget must be ...', 'param': 'budget', 'code': None}}
+
+``code`` is None for the gateway's own errors; an upstream's refusal passed on to the client keeps
+the upstream's (:class:`ragtrim.serve.upstream.Refusal`), e.g. ``"rate_limit_exceeded"``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ class ApiError(Exception):
         message: str,
         *,
         param: str | None = None,
+        code: str | int | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
@@ -28,10 +32,11 @@ class ApiError(Exception):
         self.type = type
         self.message = message
         self.param = param
+        self.code = code
         self.headers = dict(headers or {})
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"type": self.type, "message": self.message, "param": self.param}}
+        return {"error": {"type": self.type, "message": self.message, "param": self.param, "code": self.code}}
 
 
 def bad_request(message: str, param: str | None = None) -> ApiError:

@@ -31,7 +31,8 @@ from ragtrim.serve.config import UpstreamConfig
 class Refusal:
     """An upstream's refusal of the request itself (a bad parameter, a rate limit), told to the client as it came.
 
-    ``status`` is the upstream's (a 4xx), ``type``, ``message`` and ``param`` its error's, and
+    ``status`` is the upstream's (a 4xx), ``type``, ``message``, ``param`` and ``code`` its error's
+    (OpenAI's codes are strings such as ``"rate_limit_exceeded"``; vLLM's the HTTP status), and
     ``headers`` the ones that tell a client when to try again (:data:`RELAYED_HEADERS`).
     """
 
@@ -39,6 +40,7 @@ class Refusal:
     type: str
     message: str
     param: str | None = None
+    code: str | int | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -78,12 +80,12 @@ def refusal_of(status: int, data: Any, text: str, headers: Mapping[str, str], sc
     ``data`` is the parsed JSON body (``text`` the raw one): OpenAI's ``{"error": {...}}``, or an
     error object at the top level (vLLM), or ``{"error": "text"}``. Texts pass through ``scrub``.
 
-    >>> r = refusal_of(400, {"error": {"message": "bad temperature", "type": "invalid_request_error", "param": "temperature"}},
-    ...                "", {}, str)
-    >>> (r.status, r.type, r.message, r.param)
-    (400, 'invalid_request_error', 'bad temperature', 'temperature')
+    >>> r = refusal_of(400, {"error": {"message": "bad temperature", "type": "invalid_request_error", "param": "temperature",
+    ...                               "code": "decimal_above_max_value"}}, "", {}, str)
+    >>> (r.status, r.type, r.message, r.param, r.code)
+    (400, 'invalid_request_error', 'bad temperature', 'temperature', 'decimal_above_max_value')
     >>> refusal_of(429, {}, "slow down", {"retry-after": "7"}, str)
-    Refusal(status=429, type='rate_limit_error', message='upstream answered HTTP 429: slow down', param=None, headers={'retry-after': '7'})
+    Refusal(status=429, type='rate_limit_error', message='upstream answered HTTP 429: slow down', param=None, code=None, headers={'retry-after': '7'})
     >>> refusal_of(401, {}, "", {}, str) is None, refusal_of(503, {}, "", {}, str) is None
     (True, True)
     >>> refusal_of(429, {"error": {"type": "insufficient_quota", "message": "You exceeded your quota"}}, "", {}, str) is None
@@ -105,7 +107,22 @@ def refusal_of(status: int, data: Any, text: str, headers: Mapping[str, str], sc
     relayed = {name: headers[name] for name in RELAYED_HEADERS
                if name in headers and _HEADER_VALUE.fullmatch(headers[name])}
     return Refusal(status=status, type=scrub(kind)[:100], message=scrub(message)[:MAX_REFUSAL_MESSAGE],
-                   param=scrub(param)[:200] if isinstance(param, str) else None, headers=relayed)
+                   param=scrub(param)[:200] if isinstance(param, str) else None, code=error_code(error.get("code"), scrub),
+                   headers=relayed)
+
+
+def error_code(code: Any, scrub: Callable[[str], str]) -> str | int | None:
+    """An upstream error's ``code`` as the client gets it: a string (through ``scrub``, cut to 200 characters) or a
+    whole number as it came; anything else (null, an object, a boolean) is None.
+
+    >>> error_code("rate_limit_exceeded", str), error_code(400, str), error_code(True, str), error_code({"a": 1}, str)
+    ('rate_limit_exceeded', 400, None, None)
+    """
+    if isinstance(code, str):
+        return scrub(code)[:200]
+    if isinstance(code, int) and not isinstance(code, bool):
+        return code
+    return None
 
 
 def message_text(message: Mapping[str, Any]) -> str:
@@ -553,7 +570,7 @@ def sse(obj: Any) -> bytes:
 _SSE_EVENT_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r|\n)")
 
 
-def sse_event_end(buf: bytes, at: int = 0) -> int:
+def sse_event_end(buf: bytes | bytearray, at: int = 0) -> int:
     """Where the first server-sent event in ``buf`` ends (just after its blank line), searching from ``at``; -1 when none has ended.
 
     Events may end in "\\n\\n" (OpenAI), "\\r\\n\\r\\n" (sse-starlette), "\\r\\r" or a mix.
