@@ -35,7 +35,19 @@ from typing import Any
 from optimizer.adaptive import AdaptiveBudget
 from optimizer.budget import Budget, parse_budget, resolve_budget, smallest_share, unambiguous_budget
 from optimizer.packer import Packed, _removed_ranges, pack
-from optimizer.records import SURROGATE_FIX, Chunk, Drop, Result, StageTrace, as_chunks, check_no_surrogate, kept_problem, with_article
+from optimizer.records import (
+    SURROGATE_FIX,
+    Chunk,
+    Drop,
+    Result,
+    StageTrace,
+    as_chunks,
+    check_no_surrogate,
+    chunk_states,
+    kept_problem,
+    state_change,
+    with_article,
+)
 from optimizer.registry import make_stage
 from optimizer.render import Renderer, group_by_title
 from optimizer.sentences import split_sentences
@@ -74,6 +86,9 @@ class Pipeline:
         budget, so the packer cuts nothing; stages that select still choose (``compress-sentences``
         keeps its ``ratio`` of the tokens, half by default, so ``default`` without a budget keeps
         about half). Pass ``budget=1.0`` to keep everything a stage does not remove as redundant.
+        A bare ``1`` is refused (:func:`~optimizer.budget.unambiguous_budget`), as in a config
+        file and on the command line: the whole context (``1.0``) or one token? So what
+        :meth:`save` writes, :meth:`load` reads. (A call's own ``run(..., budget=1)`` is one token.)
     tokenizer:
         Name of the target tokenizer (``cl100k_base``, ``o200k_base``, ``gpt-4o``,
         ``hf:/path``) or a :class:`~optimizer.tokenizer.Tokenizer`.
@@ -117,7 +132,7 @@ class Pipeline:
         if dupes:
             raise ValueError(f"step names must be unique, {dupes} repeat; pass (name, stage) pairs with distinct names")
         self.steps = named
-        self.budget = parse_budget(budget)
+        self.budget = unambiguous_budget(budget)
         self.tokenizer = get_tokenizer(tokenizer)
         self.tokenizer_name = tokenizer if isinstance(tokenizer, str) else self.tokenizer.name
         self.renderer = renderer if renderer is not None else Renderer()
@@ -181,7 +196,7 @@ class Pipeline:
             raise ValueError(f"bad renderer settings {dict(renderer_cfg)!r}: {exc}") from None
         return cls(
             steps,
-            budget=budget if budget is not None else unambiguous_budget(config.get("budget")),
+            budget=budget if budget is not None else config.get("budget"),
             tokenizer=tokenizer if tokenizer is not None else _config_tokenizer(config.get("tokenizer", "cl100k_base")),
             renderer=renderer,
             name=config.get("name", "custom"),
@@ -415,19 +430,22 @@ class Pipeline:
         """Run every step in order; the chunks left and one trace entry per step.
 
         Each step's output is checked (:meth:`_check_output`): a step may drop chunks, cut
-        them and set their ``relevance``, nothing else. An exception a step raises goes on
-        with a note naming the step (``exc.__notes__``), its type unchanged.
+        them and set their ``relevance``, nothing else; and the caller's chunks must still be
+        as they came in (:func:`_check_unchanged`). An exception a step raises goes on with a
+        note naming the step (``exc.__notes__``), its type unchanged.
         """
         trace: list[StageTrace] = []
         current = items
+        states = chunk_states(items) if self.steps else []
         for step_name, stage in self.steps:
             start = time.perf_counter()
             output = _call_step(step_name, stage, query, current, context)
             ms = (time.perf_counter() - start) * 1000
+            _check_unchanged(step_name, items, states)
             reasons: Mapping[str, str] = {}
             notes: Mapping[str, Any] = {}
             if isinstance(output, StageOutput):
-                reasons, notes, output = output.reasons, output.notes, _output_chunks(step_name, output)
+                reasons, notes, output = _output_reasons(step_name, output), output.notes, _output_chunks(step_name, output)
             new = self._check_output(step_name, current, output)
             trace.append(self._trace(step_name, current, new, ms, context, reasons, notes))
             current = new
@@ -490,12 +508,13 @@ class Pipeline:
     ) -> StageTrace:
         after_by_id = {c.id: c for c in after}
         dropped: list[Drop] = []
+        removed = f"removed by {step}"
         for c in before:
             new = after_by_id.get(c.id)
-            reason = reasons.get(c.id, f"removed by {step}")
             if new is None or not new.text:
-                dropped.append(Drop(c.id, reason))
+                dropped.append(Drop(c.id, reasons.get(c.id, removed)))
             elif new.kept_pieces != c.kept_pieces:
+                reason = reasons.get(c.id, removed)
                 for s, e in _removed_ranges(c, new):
                     dropped.append(Drop(c.id, reason, s, e))
         return StageTrace(
@@ -519,6 +538,27 @@ KEPT_RULE = (
     "(dataclasses.replace(chunk, relevance=...)); it never rewrites text or changes the caller's score, title or metadata"
 )
 """What :meth:`Pipeline._check_output` allows a stage to do to a chunk (said in its errors)."""
+
+UNCHANGED_RULE = (
+    "a stage never changes the chunks it is given, nor the lists, dicts and arrays in them: it returns new chunks "
+    "(chunk.keep(ranges), dataclasses.replace(chunk, relevance=...)), works on copies (v = chunk.embedding / norm, "
+    "not chunk.embedding /= norm) and keeps its own state in context.cache.memo(name)"
+)
+"""What :func:`_check_unchanged` asks of a stage (said in its errors)."""
+
+
+def _check_unchanged(step: str, chunks: Sequence[Chunk], states: Sequence[tuple[Any, ...]]) -> None:
+    """Raise ValueError naming ``step`` and the chunk when one of the caller's ``chunks`` changed in place.
+
+    ``states`` are the chunks' :func:`~optimizer.records.chunk_states` before the first step,
+    taken again after each step (about 0.4 µs a chunk).
+    """
+    if chunk_states(chunks) == states:
+        return
+    for c, state in zip(chunks, states):
+        change = state_change(state, c)
+        if change:
+            raise ValueError(f"stage {step!r} changed the caller's chunk {state[0]!r} in place: its {change}; {UNCHANGED_RULE}")
 
 
 def _qualname(stage: Any) -> str:
@@ -567,6 +607,30 @@ def _output_chunks(step: str, output: StageOutput) -> Sequence[Any]:
             "chunks must be a list of Chunk in order, e.g. StageOutput(chunks=list(...))"
         )
     return chunks
+
+
+def _output_reasons(step: str, output: StageOutput) -> Mapping[str, str]:
+    """The reasons of a step's :class:`StageOutput`, once they map chunk ids to strings (what the trace and its JSON hold).
+
+    >>> _output_reasons("mine", StageOutput(chunks=[], reasons={"b": 0.2}))
+    Traceback (most recent call last):
+    ...
+    TypeError: stage 'mine' gave chunk 'b' the drop reason 0.2, a float; a reason must be a string, e.g. str(value) or f"score {value:.2f} below the cut" (leave the chunk out of reasons for 'removed by mine')
+    """
+    reasons = output.reasons
+    if not isinstance(reasons, Mapping):
+        raise TypeError(
+            f"stage {step!r} returned a StageOutput whose reasons is {with_article(type(reasons).__name__)}; reasons must map "
+            "each dropped chunk's id to why (a string), e.g. StageOutput(chunks, reasons={chunk.id: 'off topic'})"
+        )
+    for chunk_id, reason in reasons.items():
+        if not isinstance(reason, str):
+            raise TypeError(
+                f"stage {step!r} gave chunk {chunk_id!r} the drop reason {_safe_repr(reason):.80}, "
+                f"{with_article(type(reason).__name__)}; a reason must be a string, e.g. str(value) or "
+                f"f\"score {{value:.2f}} below the cut\" (leave the chunk out of reasons for 'removed by {step}')"
+            )
+    return reasons
 
 
 def _safe_repr(obj: Any) -> str:

@@ -23,7 +23,9 @@ trace, as "removed by <stage>".
 
 A stage may drop chunks, cut them (:meth:`Chunk.keep`) and set their ``relevance``; the
 pipeline checks each step's output (:func:`optimizer.records.kept_problem`) and raises
-naming the step and the chunk when a text, the caller's score, title or metadata changed.
+naming the step and the chunk when a text, the caller's score, title or metadata changed,
+or when the caller's own chunk changed in place (a list in its metadata appended to, its
+embedding array normalised: :func:`optimizer.records.chunk_states`).
 """
 
 from __future__ import annotations
@@ -170,9 +172,10 @@ class StageContext:
 class StageOutput:
     """A stage's return value when it wants to explain drops or leave notes in the trace.
 
-    ``chunks`` is a list (not a generator); ``notes`` hold plain values: numpy numbers and
-    arrays, sets and tuples become JSON in :meth:`~optimizer.records.StageTrace.to_dict`,
-    anything else is an error there naming the step.
+    ``chunks`` is a list (not a generator); ``reasons`` map a dropped chunk's id to why, a
+    string (anything else is an error naming the step when the pipeline runs it); ``notes``
+    hold plain values: numpy numbers and arrays, sets and tuples become JSON in
+    :meth:`~optimizer.records.StageTrace.to_dict`, anything else is an error there naming the step.
     """
 
     chunks: Sequence[Chunk]

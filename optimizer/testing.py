@@ -17,13 +17,12 @@ around the stage (with a plain and a costly renderer), and, once the stage is re
 
 from __future__ import annotations
 
-import copy
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from optimizer.records import Chunk, kept_problem
+from optimizer.records import Chunk, chunk_states, kept_problem
 from optimizer.stage import StageContext, StageOutput
 
 QUERY = "When was the Eiffel Tower completed and how tall is it?"
@@ -31,7 +30,8 @@ QUERY = "When was the Eiffel Tower completed and how tall is it?"
 CASES: dict[str, list[Chunk]] = {
     "one chunk": [Chunk(id="only", text="The Eiffel Tower was completed in 1889. It is 330 metres tall.", title="Eiffel Tower", score=0.9)],
     "typical": [
-        Chunk(id="c1", text="The Eiffel Tower was completed in March 1889 for the World's Fair.", title="Eiffel Tower", score=0.8),
+        Chunk(id="c1", text="The Eiffel Tower was completed in March 1889 for the World's Fair.", title="Eiffel Tower", score=0.8,
+              metadata={"tags": ["landmark", "paris"]}),  # a list a stage must not append to
         Chunk(id="c2", text="Gustave Eiffel's company designed and built the tower. It is 330 metres tall.", title="Eiffel Tower", score=0.7),
         Chunk(id="c3", text="Paris is the capital of France. It lies on the Seine.", title="Paris", score=0.2),
         Chunk(id="c4", text="The Statue of Liberty was dedicated in 1886 in New York.", title="Statue of Liberty", score=0.1),
@@ -95,10 +95,8 @@ def _run(stage: Any, chunks: Sequence[Chunk], budget: int | None) -> list[Chunk]
 
 
 def _snapshot(chunks: Sequence[Chunk]) -> list[tuple[Any, ...]]:
-    return [
-        (c.id, c.text, c.title, c.score, copy.deepcopy(dict(c.metadata)), c.relevance, c.pieces, c.source)
-        for c in chunks
-    ]
+    """What :class:`~optimizer.Pipeline` compares after each step to see a stage change the caller's chunks in place."""
+    return chunk_states(chunks)
 
 
 def check_stage(stage: Any, *, budgets: Sequence[int | None] = (None, 16, 200)) -> list[str]:

@@ -112,8 +112,9 @@ def test_inputs_are_not_mutated():
     rule=st.sampled_from(["mass", "gap"]),
 )
 def test_hard_budget_caps_the_adaptive_one(texts, hard, mass, unit, rule):
-    pipe = Pipeline.preset("bm25-topk", budget=hard, adaptive=AdaptiveBudget(mass=mass, unit=unit, rule=rule, min_tokens=0))
-    result = pipe.run("a b", [Chunk(id=str(i), text=t) for i, t in enumerate(texts)])
+    pipe = Pipeline.preset("bm25-topk", adaptive=AdaptiveBudget(mass=mass, unit=unit, rule=rule, min_tokens=0))
+    # the hard budget given to the call: a pipeline refuses a bare 1 (ambiguous), a call reads it as 1 token
+    result = pipe.run("a b", [Chunk(id=str(i), text=t) for i, t in enumerate(texts)], budget=hard)
     assert result.tokens <= result.budget <= hard
     assert pipe.tokenizer.count(result.text) == result.tokens
 

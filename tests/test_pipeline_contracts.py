@@ -1,8 +1,9 @@
 """Pipeline.run enforces the stage contract after every step, and saving says what it cannot keep.
 
 DESIGN.md contracts 2 (provenance: every kept span maps back to the caller's text; ids,
-scores and metadata survive) and 3 (a trace), enforced for stages of anyone's writing, and
-the pipeline's configs (TOML nulls, settings that are not plain data, ``budget: 1``).
+scores and metadata survive; nothing the caller passed in is changed, in place either) and 3
+(a trace, whose drop reasons are strings), enforced for stages of anyone's writing, and the
+pipeline's configs (TOML nulls, settings that are not plain data, ``budget: 1``, in a file or in Python).
 """
 
 from __future__ import annotations
@@ -233,3 +234,146 @@ def test_a_config_budget_of_1_is_refused_as_the_command_line_refuses_it(tmp_path
         Pipeline.load(path)
     assert str(config.value) == str(cli.value).replace("'1'", repr(value))
     assert Pipeline.from_config({"budget": 1.0}).budget == 1.0 and Pipeline.from_config({"budget": 2}).budget == 2
+
+
+# -- 15. a stage that changes the caller's chunks in place is named -----------------------------------
+def mutating(stage_name: str, change) -> Stage:
+    """A stage that calls ``change(chunk)`` on every chunk it is given, then returns them all."""
+
+    class Mutating(Stage):
+        name = stage_name
+
+        def __call__(self, query, chunks, context):
+            for c in chunks:
+                change(c)
+            return list(chunks)
+
+    return Mutating()
+
+
+def caller_chunks() -> list[Chunk]:
+    return [
+        Chunk(id="a", text="Paris is the capital of France.", title="Paris", metadata={"tags": ["city"], "n": 1},
+              embedding=np.array([3.0, 4.0], dtype=np.float32)),
+        Chunk(id="b", text="Lyon is a city in France.", metadata={"tags": []}),
+    ]
+
+
+def _normalise_in_place(c: Chunk) -> None:
+    vector = c.embedding
+    if vector is not None:
+        vector /= np.linalg.norm(vector)  # the caller's array
+
+
+@pytest.mark.parametrize(
+    "change, what",
+    [
+        (lambda c: c.metadata["tags"].append("seen"), r"metadata \(now \{'tags': \['city', 'seen'\], 'n': 1\}\)"),
+        (lambda c: dict.__setitem__(c.metadata, "x", 1), "metadata"),  # past the read-only dict
+        (_normalise_in_place, "embedding"),
+        (lambda c: object.__setattr__(c, "title", "Lutetia"), r"title \(now 'Lutetia'\)"),  # past the frozen dataclass
+    ],
+)
+def test_a_stage_that_changes_a_callers_chunk_in_place_is_refused_naming_step_and_chunk(change, what):
+    with pytest.raises(ValueError, match=rf"stage 'in-place' changed the caller's chunk 'a' in place: its {what}.*never changes"):
+        Pipeline([("in-place", mutating("mutator", change))], budget=50).run("capital of France?", caller_chunks())
+
+
+@pytest.mark.parametrize("change, what", [(lambda c: c.metadata["tags"].append("seen"), "metadata"), (_normalise_in_place, "embedding")])
+def test_a_later_step_changing_what_its_copies_share_with_the_callers_chunk_is_named(change, what):
+    steps = [make_stage("rerank-bm25"), ("later", mutating("mutator", change))]  # it gets rerank-bm25's copies
+    with pytest.raises(ValueError, match=rf"stage 'later' changed the caller's chunk 'a' in place: its {what}"):
+        Pipeline(steps, budget=50).run("capital of France?", caller_chunks())
+
+
+def test_a_change_to_a_value_shared_with_the_callers_dict_is_refused():
+    given = [{"id": "a", "text": "Paris is the capital of France.", "metadata": {"tags": ["city"]}}]
+    with pytest.raises(ValueError, match="stage 'mutator' changed the caller's chunk 'a' in place: its metadata"):
+        Pipeline([mutating("mutator", lambda c: c.metadata["tags"].append("seen"))], budget=50).run("q", given)
+
+
+def test_metadata_marshal_cannot_hold_is_compared_by_content_too():
+    import datetime
+
+    class Note:  # an object of the caller's own: compared by identity
+        pass
+
+    def chunks():
+        metadata = {"when": datetime.date(2024, 1, 1), "note": Note(), "tags": ["city"]}
+        return [Chunk(id="a", text="Paris is the capital of France.", metadata=metadata)]
+
+    assert Pipeline([mutating("reader", lambda c: c.metadata["tags"])], budget=50).run("q", chunks()).tokens > 0
+    with pytest.raises(ValueError, match="stage 'mutator' changed the caller's chunk 'a' in place: its metadata"):
+        Pipeline([mutating("mutator", lambda c: c.metadata["tags"].append("seen"))], budget=50).run("q", chunks())
+
+
+def test_reading_and_keeping_references_is_not_a_change_and_presets_leave_the_input_alone():
+    kept = []
+    chunks = caller_chunks()
+    Pipeline([mutating("reader", lambda c: kept.append((c.metadata["tags"], c.embedding)))], budget=50).run("q", chunks)
+    for preset in ("default", "bm25-pack"):
+        Pipeline.preset(preset, budget=12).run("capital of France?", chunks)
+    assert chunks == caller_chunks()  # ids, texts, titles, scores, metadata (Chunk equality leaves embeddings out)
+    assert np.array_equal(chunks[0].embedding, caller_chunks()[0].embedding) and chunks[1].embedding is None
+
+
+def test_check_stage_reports_a_stage_that_appends_to_the_callers_metadata(monkeypatch):
+    import copy
+
+    from optimizer import testing
+
+    monkeypatch.setattr(testing, "CASES", copy.deepcopy(testing.CASES))  # the stage changes them
+    stage = mutating("appender", lambda c: c.metadata.get("tags", []).append("x"))
+    with pytest.raises(StageConformanceError, match=r"no mutation / typical.*the input chunks changed"):
+        check_stage(stage)
+
+
+# -- 16. a drop reason is a string ---------------------------------------------------------------------
+def reasoning(reasons) -> Stage:
+    class Reasoning(Stage):
+        name = "reasoning"
+
+        def __call__(self, query, chunks, context):
+            return StageOutput([c for c in chunks if c.id != "b"], reasons=reasons)
+
+    return Reasoning()
+
+
+@pytest.mark.parametrize("reason, shown", [(5, "5, an int"), (None, "None, a NoneType"), (b"off", "b'off', a bytes"),
+                                           (object(), "<object object at .*>, an object")])
+def test_a_drop_reason_that_is_not_a_string_is_refused_naming_step_and_chunk(reason, shown):
+    # before: kept in the trace as given; an int or None came out of to_dict (and `ragtrim optimize -f json`)
+    # as a number or null, an object broke json.dumps without naming the step
+    with pytest.raises(TypeError, match=rf"stage 'reasoning' gave chunk 'b' the drop reason {shown}; a reason must be a string"):
+        Pipeline([reasoning({"b": reason})], budget=50).run("q", CHUNKS)
+
+
+def test_reasons_that_are_not_a_mapping_are_refused_naming_the_step():
+    with pytest.raises(TypeError, match=r"stage 'reasoning' returned a StageOutput whose reasons is a list; reasons must map"):
+        Pipeline([reasoning(["b: off topic"])], budget=50).run("q", CHUNKS)
+    result = Pipeline([reasoning({"b": "off topic"})], budget=50).run("q", CHUNKS)
+    assert json.loads(json.dumps(result.to_dict()))["trace"][0]["dropped"] == [{"chunk_id": "b", "reason": "off topic"}]
+
+
+# -- 17. budget 1 is as ambiguous built in Python as in a file, so what save writes, load reads --------------
+def test_budget_1_is_refused_when_built_in_python_as_load_refuses_it(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("budget: 1\n", encoding="utf-8")
+    with pytest.raises(ValueError) as loaded:
+        Pipeline.load(path)
+    for build in (lambda: Pipeline(budget=1), lambda: Pipeline.preset("bm25-pack", budget=1),
+                  lambda: Pipeline.from_config({"steps": ["rerank-bm25"]}, budget=1), lambda: Pipeline.load(path, budget=1)):
+        with pytest.raises(ValueError) as built:  # before: built with a budget of one token, saved as 'budget: 1'
+            build()
+        assert str(built.value) == str(loaded.value)
+    with pytest.raises(ValueError, match=r"budget .*1\)? is ambiguous"):  # a numpy 1 too (its repr varies by version)
+        Pipeline(budget=np.int64(1))
+    assert Pipeline.preset("truncate").run("q", ["Paris is big."], budget=1).tokens <= 1  # a call's own budget: tokens
+
+
+@pytest.mark.parametrize("budget", [1.0, 0.25, 2, 300, "25%", None])
+def test_every_budget_a_pipeline_is_built_with_saves_to_a_file_load_reads(tmp_path, budget):
+    pipeline = Pipeline.preset("bm25-pack", budget=budget)
+    for suffix in (".yaml", ".toml", ".json"):
+        pipeline.save(tmp_path / f"p{suffix}")
+        assert Pipeline.load(tmp_path / f"p{suffix}").to_config() == pipeline.to_config()

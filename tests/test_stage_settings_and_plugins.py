@@ -5,7 +5,8 @@ run inside numpy, or reading "false" as true); an installed package whose entry 
 name is skipped with a warning, not the end of ragtrim; a plugin that fails to import is named; a
 factory that builds a stage of another name is refused; ``ragtrim eval`` checks that every pipeline's
 config can be written before the sweep; exception notes (which stage raised) reach both the eval's
-recorded error and the command line's one-line message; a scorer file missing a key names the file.
+recorded error and the command line's one-line message; a scorer file missing a key, or naming an embedder
+ragtrim does not have, names the file when it is loaded.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def test_validate_has_a_yes_no_and_a_finite_number_check():
             finite_number(bad, "w")
 
 
-# -- 14a. a scorer file missing a key names the file -----------------------------------------------
+# -- 14a. a scorer file missing a key, or naming an unknown embedder, names the file ---------------------
 def test_a_scorer_file_missing_a_key_names_the_file_and_the_key(tmp_path):
     data = json.loads((ROOT / "optimizer" / "data" / "scorer-default.json").read_text())
     del data["plain"]["scale"]
@@ -153,6 +154,20 @@ def test_a_scorer_file_that_is_not_json_names_the_file(tmp_path):
     with pytest.raises(ValueError, match=rf"scorer file {re.escape(repr(str(path)))}"):
         make_stage("compress-sentences", scorer="fitted", weights=str(path))
 
+
+
+@pytest.mark.parametrize("key", ["static", "dense"])
+def test_a_scorer_file_naming_an_unknown_embedder_fails_when_loaded_naming_file_value_and_known_ones(tmp_path, key):
+    data = json.loads((ROOT / "optimizer" / "data" / "scorer-default.json").read_text())
+    data[key] = "minilm-l12"
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=rf"scorer file {re.escape(repr(str(path)))}: {key} names the embedder 'minilm-l12'.*"
+                                         r"known: static, static-distilled, minilm, minilm-int8"):
+        make_stage("compress-sentences", scorer="fitted", weights=str(path))  # before: built, and failed only in run()
+    data[key] = None  # null: no such features, as the shipped default's dense
+    path.write_text(json.dumps(data))
+    assert getattr(make_stage("compress-sentences", scorer="fitted", weights=str(path)).fitted, key) is None
 
 # -- 10. a factory's stage must carry the registered name; **kw is not a parameter ------------------
 class _Inner(Stage):

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from optimizer.embeddings import EMBEDDERS
 from optimizer.stages.sentence_features import BASE, MINILM, RETRIEVER, SentenceFeatures
 
 SHIPPED = ("default", "quality")
@@ -88,6 +89,15 @@ class FittedScorer:
     static: str | None = "static"
     dense: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key in ("static", "dense"):
+            name = getattr(self, key)
+            if name is not None and name not in EMBEDDERS:
+                raise ValueError(
+                    f"{key} names the embedder {name!r:.80}, which ragtrim does not have; known: {', '.join(EMBEDDERS)} "
+                    f"(or null: no {key} features); write the file with bench/fit_scorer.py"
+                )
 
     def model_for(self, features: SentenceFeatures) -> LinearModel:
         """``retriever`` when the chunks carried a retriever signal, else ``plain``."""
