@@ -58,3 +58,12 @@ def pg_engine(pg_url):
     create_tenant(e, "acme")
     yield e
     e.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_engine(request):
+    """The test twice: on a SQLite file (:func:`engine`) and on PostgreSQL (:func:`pg_engine`; skipped where it is not
+    installed, except under ``CI=true``)."""
+    if request.param == "postgresql" and not postgres_available() and os.environ.get("CI") != "true":
+        pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql); CI runs these")
+    return request.getfixturevalue("engine" if request.param == "sqlite" else "pg_engine")

@@ -1,15 +1,21 @@
-"""Shared set-up for the service tests: a fake upstream on loopback and a gateway in-process."""
+"""Shared set-up for the service tests: a fake upstream on loopback and a gateway in-process, or a scripted
+upstream and a gateway both on loopback (:func:`stack`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import inspect
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from ragtrim.serve.budgets import set_budget
 from ragtrim.serve.config import ServeConfig
 from ragtrim.serve.keys import create_key, create_tenant
-from ragtrim.serve.schema import ledger
+from ragtrim.serve.schema import budget_usage, budgets, ledger, reservations
 from ragtrim.serve.service import Service
 
 PEPPER = b"test-pepper-0123456789abcdef"
@@ -86,3 +92,98 @@ def ledger_rows(service: Service) -> list[dict[str, Any]]:
     """Every ledger row of ``service``'s database, oldest first, as dicts."""
     with service.engine.connect() as c:
         return [r._asdict() for r in c.execute(ledger.select().order_by(ledger.c.ts)).all()]
+
+
+# A scripted upstream and the gateway, both on loopback (uvicorn), for tests that talk HTTP to both.
+
+
+@dataclass
+class Stack:
+    """The gateway's URL, its Service, a tenant key (with a token budget) and the bodies the upstream was sent."""
+
+    url: str
+    service: Any
+    key: str
+    calls: list[dict[str, Any]]
+
+    def post(self, **extra: Any) -> Any:
+        import httpx
+
+        return httpx.post(f"{self.url}/v1/chat/completions", json=chat(**extra), headers=self.auth(), timeout=30)
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+def chat(**extra: Any) -> dict[str, Any]:
+    return {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50, **extra}
+
+
+@contextmanager
+def stack(tmp_path: Any, answer: Callable[[dict[str, Any]], Any], **settings: Any) -> Iterator[Stack]:
+    """An upstream answering each request with ``answer(body)`` (a Starlette response, or a coroutine giving one), and a
+    gateway in front of it, both on loopback; ``settings`` go in the gateway's ``[upstreams.fake]``."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from ragtrim.serve.app import create_app
+    from ragtrim.serve.testing import serve_in_thread
+
+    calls: list[dict[str, Any]] = []
+
+    async def chat_completions(request: Request) -> Response:
+        body = await request.json()
+        calls.append(body)
+        out = answer(body)
+        return await out if inspect.isawaitable(out) else out
+
+    upstream = Starlette(routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"])])
+    with serve_in_thread(upstream) as up:
+        service = Service(gateway_config(up, settings), db_url=f"sqlite:///{tmp_path}/serve.sqlite", pepper=PEPPER)
+        with serve_in_thread(create_app(service)) as base:
+            key = tenant_with_key(service, "acme")
+            budget(service, "acme", "tokens", 100_000)
+            yield Stack(base, service, key, calls)
+
+
+def final_rows(service: Any, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """The ledger rows, once none is pending (a stream settles just after its last byte is sent)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with service.engine.connect() as c:
+            rows = [r._asdict() for r in c.execute(ledger.select().order_by(ledger.c.ts)).all()]
+        if all(r["action"] != "pending" for r in rows) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
+def spent_and_reserved(service: Any) -> tuple[int, int]:
+    """The tenant's token budget this period: (spent, reserved); and no reservation may still be held."""
+    with service.engine.connect() as c:
+        q = budget_usage.join(budgets, budgets.c.id == budget_usage.c.budget_id).select()
+        [usage] = c.execute(q).all()
+        assert c.execute(reservations.select().where(reservations.c.state == "held")).all() == []
+    return int(usage.spent), int(usage.reserved)
+
+
+def assert_estimated(stack: Stack, status: int, error: str) -> dict[str, Any]:
+    """One row settled at its reservation as an estimate (``ok``, with the client's ``status`` and ``error`` in its error;
+    the budget spent that much, nothing held); the row."""
+    [row] = final_rows(stack.service)
+    assert (row["action"], row["status"], row["usage_source"]) == ("ok", status, "estimated") and error in row["error"], row
+    assert "charged its reservation as an estimate" in row["error"], row
+    assert row["prompt_tokens"] + row["completion_tokens"] == row["reserved_tokens"] > 0 and row["cost_micro"] == row["reserved_micro"]
+    assert spent_and_reserved(stack.service) == (row["reserved_tokens"], 0)
+    return row
+
+
+async def wait_for(gate: threading.Event, seconds: float) -> bool:
+    """Wait (in a scripted upstream, without blocking its loop) until ``gate`` is set; False when ``seconds`` passed first."""
+    deadline = time.monotonic() + seconds
+    while not gate.is_set():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True

@@ -229,7 +229,9 @@ def test_usage_that_is_not_a_count_is_replaced_by_the_gateways_count(toll, marke
 
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("where", ["_headers", "_settle_values"])
-def test_an_unexpected_error_after_reserving_releases_the_hold_with_a_failed_row(toll, monkeypatch, where, stream):
+def test_an_unexpected_error_after_reserving_ends_the_hold_with_a_failed_row(toll, monkeypatch, where, stream):
+    """A bug before the upstream call releases the hold; one after the upstream had the request (settling its
+    answer) charges the reservation as an estimate, as any failure whose usage is unknown then."""
     from ragtrim.serve import chat
 
     def broken(*args: Any, **kwargs: Any) -> Any:
@@ -243,9 +245,15 @@ def test_an_unexpected_error_after_reserving_releases_the_hold_with_a_failed_row
         if not stream or where == "_headers":
             assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
         [row] = rows(service)
-        assert (row["action"], row["status"]) == ("failed", 500) and "RuntimeError: a bug" in row["error"]
-        assert row["reserved_tokens"] > 0 or where == "_headers"
-        assert counters(service).get("tokens", (0, 0)) == (0, 0) and held(service) == 0
+        assert (row["action"], row["status"]) == ("failed" if where == "_headers" else "ok", 500)
+        assert "RuntimeError: a bug" in row["error"] and (row["reserved_tokens"] > 0 or where == "_headers")
+        if where == "_headers":
+            assert counters(service).get("tokens", (0, 0)) == (0, 0) and row["usage_source"] == "none"
+        else:
+            assert row["usage_source"] == "estimated" and "charged its reservation as an estimate" in row["error"]
+            assert row["prompt_tokens"] + row["completion_tokens"] == row["reserved_tokens"]
+            assert counters(service)["tokens"] == (row["reserved_tokens"], 0)
+        assert held(service) == 0
 
 
 def test_a_stream_whose_client_is_gone_before_the_first_event_still_settles(toll):

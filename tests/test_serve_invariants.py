@@ -57,10 +57,12 @@ def test_killed_worker_loses_no_ledger_row_and_its_reservations_expire(tmp_path)
     assert len(report["killed_workers"]) == 1
     lost = report["lost_connection"]
     assert lost > 0  # requests were in flight on the killed worker
-    # the dead worker's in-flight requests that had reserved are in the ledger as failed (or, if it had
-    # settled one just before dying, as charged); those that had not reached the ledger held nothing
+    # the dead worker's in-flight requests that had reserved are in the ledger: the upstream had them (they were
+    # streaming or waiting for it), so they are charged their reservation as an estimate (settled rows whose error
+    # says "worker stopped after the upstream had the request"); one it had not sent yet is failed, uncharged (and
+    # one it settled just before dying is charged as usual); those that had not reached the ledger held nothing
     extra = report["rows_not_answered"]
-    assert report["rows_failed_worker_died"] == extra.get("failed", 0) > 0
+    assert 0 < report["rows_failed_worker_died"] <= sum(extra.values()) and extra.get("failed", 0) <= report["rows_failed_worker_died"]
     assert set(extra) <= {"failed", "ok", "degraded"} and sum(extra.values()) <= lost
     assert report["ledger_rows"] == report["answered"] + sum(extra.values())
     assert report["reservation_states"].get("expired", 0) >= 1 and "held" not in report["reservation_states"]

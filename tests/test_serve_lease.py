@@ -82,3 +82,18 @@ def test_keeper_rejects_a_bad_period_and_a_second_start(engine):
             keeper.start()
     finally:
         keeper.stop()
+
+
+def test_keeper_expires_a_dead_workers_lapsed_holds_as_it_starts(engine):
+    """After a crash and a restart the dead worker's lapsed holds are freed at once, not a period later."""
+    dead = QuotaStore(engine, worker_id="dead", lease_seconds=1, clock=lambda: time.time() - 60)
+    assert isinstance(dead.reserve("r-dead", dead.budgets_for("acme", user="", feature=""), Need(900, 0)), Reservation)
+    keeper = LeaseKeeper(QuotaStore(engine, worker_id="restarted", lease_seconds=1), period=3600)  # its next pass: in an hour
+    keeper.start()
+    try:
+        deadline = time.monotonic() + 10
+        while keeper.renewals == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        keeper.stop()
+    assert keeper.expired == 1 and states(engine)["r-dead"][0] == "expired"

@@ -99,8 +99,8 @@ def test_a_settle_racing_another_replicas_expire_is_charged_late(engine):
     freed, go_on = threading.Event(), threading.Event()
     real_free = other._free
 
-    def free_then_wait(conn, r, state):  # B's expire keeps its transaction open after freeing the hold
-        n = real_free(conn, r, state)
+    def free_then_wait(conn, r, state, **charge):  # B's expire keeps its transaction open after freeing the hold
+        n = real_free(conn, r, state, **charge)
         freed.set()
         assert go_on.wait(15)
         return n

@@ -7,7 +7,8 @@ HTTP client talks to the gateway. Each test scripts one way a real upstream answ
    well as LF LF: relayed event by event as they come, the usage chunk kept from a client that did
    not ask for it, and the upstream's usage charged (or, when the client leaves, what it was sent);
 2. a compressed body (gzip, as a proxy that compresses ``text/event-stream`` sends it): relayed and
-   charged decoded; a body in an encoding the gateway cannot decode is a 502, never relayed;
+   charged decoded; a body in an encoding the gateway cannot decode is a 502, never relayed (the
+   upstream answered 200, so it is charged its reservation as an estimate);
 3. an HTTP error: a 4xx about the request (a bad parameter, a rate limit) reaches the client as that
    4xx with the upstream's error (its code too) and Retry-After (OpenAI's SDKs would send a 502
    again); only an upstream fault is a 502. Either way the hold is released and nothing is charged;
@@ -22,26 +23,17 @@ import asyncio
 import gzip
 import json
 import threading
-import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 httpx = pytest.importorskip("httpx")
 
-from starlette.applications import Starlette  # noqa: E402
-from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse, Response, StreamingResponse  # noqa: E402
-from starlette.routing import Route  # noqa: E402
 
-from ragtrim.serve.schema import budget_usage, budgets, ledger, reservations  # noqa: E402
-from ragtrim.serve.testing import serve_in_thread  # noqa: E402
-
-from serve_fixtures import PEPPER, budget, gateway_config, tenant_with_key  # noqa: E402
+from serve_fixtures import Stack, assert_estimated, chat, final_rows, gateway_config, spent_and_reserved, stack, wait_for  # noqa: E402
 
 USAGE = {"prompt_tokens": 5, "completion_tokens": 12, "total_tokens": 17}
 WORDS = [f" w{i}" for i in range(12)]
@@ -71,79 +63,6 @@ def without_usage(sent: list[bytes]) -> bytes:
 def completion(content: str = "hello there") -> dict[str, Any]:
     return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o", "usage": USAGE,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]}
-
-
-@dataclass
-class Stack:
-    """The gateway's URL, its Service, a tenant key (with a token budget) and the bodies the upstream was sent."""
-
-    url: str
-    service: Any
-    key: str
-    calls: list[dict[str, Any]]
-
-    def post(self, **extra: Any) -> Any:
-        return httpx.post(f"{self.url}/v1/chat/completions", json=chat(**extra), headers=self.auth(), timeout=30)
-
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.key}"}
-
-
-def chat(**extra: Any) -> dict[str, Any]:
-    return {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50, **extra}
-
-
-@contextmanager
-def stack(tmp_path: Any, answer: Callable[[dict[str, Any]], Response], **settings: Any) -> Iterator[Stack]:
-    """An upstream answering each request with ``answer(body)``, and a gateway in front of it, both on loopback;
-    ``settings`` go in the gateway's ``[upstreams.fake]``."""
-    from ragtrim.serve.app import create_app
-    from ragtrim.serve.service import Service
-
-    calls: list[dict[str, Any]] = []
-
-    async def chat_completions(request: Request) -> Response:
-        body = await request.json()
-        calls.append(body)
-        return answer(body)
-
-    upstream = Starlette(routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"])])
-    with serve_in_thread(upstream) as up:
-        service = Service(gateway_config(up, settings), db_url=f"sqlite:///{tmp_path}/serve.sqlite", pepper=PEPPER)
-        with serve_in_thread(create_app(service)) as base:
-            key = tenant_with_key(service, "acme")
-            budget(service, "acme", "tokens", 100_000)
-            yield Stack(base, service, key, calls)
-
-
-def final_rows(service: Any, timeout: float = 30.0) -> list[dict[str, Any]]:
-    """The ledger rows, once none is pending (a stream settles just after its last byte is sent)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with service.engine.connect() as c:
-            rows = [r._asdict() for r in c.execute(ledger.select().order_by(ledger.c.ts)).all()]
-        if all(r["action"] != "pending" for r in rows) or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.05)
-
-
-def spent_and_reserved(service: Any) -> tuple[int, int]:
-    """The tenant's token budget this period: (spent, reserved); and no reservation may still be held."""
-    with service.engine.connect() as c:
-        q = budget_usage.join(budgets, budgets.c.id == budget_usage.c.budget_id).select()
-        [usage] = c.execute(q).all()
-        assert c.execute(reservations.select().where(reservations.c.state == "held")).all() == []
-    return int(usage.spent), int(usage.reserved)
-
-
-async def wait_for(gate: threading.Event, seconds: float) -> bool:
-    """Wait (without blocking the upstream's loop) until ``gate`` is set; False when ``seconds`` passed first."""
-    deadline = time.monotonic() + seconds
-    while not gate.is_set():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 def assert_released(stack: Stack, status: int, error: str) -> dict[str, Any]:
@@ -254,7 +173,9 @@ def test_a_gzipped_upstream_is_relayed_decoded_and_charged_its_usage_streamed_or
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_a_body_in_an_encoding_the_gateway_cannot_decode_is_a_502_and_never_relayed(tmp_path, stream):
+def test_a_body_in_an_encoding_the_gateway_cannot_decode_is_a_502_never_relayed_and_charged_as_estimated(tmp_path, stream):
+    """The upstream answered 200 (it did the work) in an encoding the gateway cannot read: the usage is unknown, so the
+    reservation is charged as an estimate, and the client's 502 says so."""
     def compressed(body: dict[str, Any]) -> Response:  # LZW ("compress"): no HTTP client decodes it any more
         return Response(b"\x1f\x9d\x90garbage that is not an event stream", headers={"Content-Encoding": "compress"},
                         media_type="text/event-stream" if stream else "application/json")
@@ -264,7 +185,8 @@ def test_a_body_in_an_encoding_the_gateway_cannot_decode_is_a_502_and_never_rela
         assert r.status_code == 502 and b"garbage" not in r.content
         error = r.json()["error"]
         assert error["type"] == "upstream_error" and "Content-Encoding compress" in error["message"], error
-        assert_released(s, 502, "Content-Encoding compress")
+        assert "charged its reservation as an estimate" in error["message"]
+        assert_estimated(s, 502, "Content-Encoding compress")
 
 
 # 3. the upstream's HTTP errors

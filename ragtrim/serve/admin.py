@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ragtrim.serve.auth import require
-from ragtrim.serve.budgets import check_limit, check_unit, delete_budget, list_budgets, set_budget
+from ragtrim.serve.budgets import (check_limit, check_period, check_scope, check_scope_value, check_unit, delete_budget, list_budgets,
+                                   set_budget)
 from ragtrim.serve.errors import ApiError, bad_request
 from ragtrim.serve.keys import create_key, create_tenant, list_keys, list_tenants, revoke_key
 from ragtrim.serve.pricing import parse_usd
@@ -137,11 +138,14 @@ async def budgets_set(request: Request) -> JSONResponse:
     service = request.app.state.service
     body = await read_json(request, service.config.limits)
     tenant = str_field(body, "tenant", required=True, what='the tenant\'s name, e.g. "acme"')
+    period, scope, scope_value = body.get("period", "month"), body.get("scope", "tenant"), str(body.get("scope_value", ""))
+    checked("scope", check_scope, scope)
+    checked("scope_value", check_scope_value, scope, scope_value)
     checked("unit", check_unit, body.get("unit"))
+    checked("period", check_period, period)
     limit = checked("limit", budget_limit, body.get("unit"), body.get("limit"))
-    b = await _call(set_budget, service.engine, tenant_id=tenant, unit=body.get("unit"),
-                    period=body.get("period", "month"), limit=limit, scope=body.get("scope", "tenant"),
-                    scope_value=str(body.get("scope_value", "")), now=service.clock())
+    b = await _call(set_budget, service.engine, tenant_id=tenant, unit=body.get("unit"), period=period, limit=limit, scope=scope,
+                    scope_value=scope_value, now=service.clock())
     return JSONResponse(b.__dict__, status_code=200)
 
 

@@ -82,7 +82,7 @@ def create_app(service: Service | None = None, *, config: ServeConfig | None = N
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         await service.start()
-        keeper = LeaseKeeper(service.quota, log=service.log)
+        keeper = LeaseKeeper(service.quota, log=service.log, metrics=service.metrics)
         keeper.start()
         log_event(service.log, "worker_started", worker=service.worker_id, pid=os.getpid(), db=service.engine.dialect.name)
         try:

@@ -157,14 +157,41 @@ def _check_budget(tenant_id: Any, unit: Any, period: Any, limit: Any, scope: Any
     """Raise ValueError naming the first field of a budget that is missing or not one of its allowed values."""
     if not isinstance(tenant_id, str) or not tenant_id:
         raise ValueError(f"a budget needs a tenant (the tenant's name), got {tenant_id!r}")
+    check_scope(scope)
+    check_scope_value(scope, scope_value)
+    check_unit(unit)
+    check_period(period)
+    check_limit(unit, limit)
+
+
+def check_scope(scope: Any) -> None:
+    """Raise ValueError unless ``scope`` is one of :data:`SCOPES`.
+
+    >>> check_scope("team")
+    Traceback (most recent call last):
+    ...
+    ValueError: scope must be one of ('tenant', 'user', 'feature'), got 'team'
+    """
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+
+
+def check_scope_value(scope: Any, scope_value: Any) -> None:
+    """Raise ValueError unless ``scope_value`` fits ``scope``: none for a tenant budget, the user's or feature's name else."""
     if (scope == "tenant") != (scope_value == ""):
         raise ValueError(f"a {scope} budget needs {'no' if scope == 'tenant' else 'a'} user/feature name, got {scope_value!r}")
-    check_unit(unit)
+
+
+def check_period(period: Any) -> None:
+    """Raise ValueError unless ``period`` is one of :data:`PERIODS`.
+
+    >>> check_period("week")
+    Traceback (most recent call last):
+    ...
+    ValueError: period must be one of ('day', 'month'), got 'week'
+    """
     if period not in PERIODS:
         raise ValueError(f"period must be one of {PERIODS}, got {period!r}")
-    check_limit(unit, limit)
 
 
 def spent_so_far(conn: Any, b: Budget, now: float) -> int:

@@ -5,9 +5,11 @@ and optionally ``budget``, ``preset``, ``feature`` there too (``user`` is OpenAI
 The documents are optimized for the last user message and inserted, with the configured
 template, as a system message after any leading system messages. The request is then fitted
 into the tenant's budgets (:mod:`ragtrim.serve.plan`), forwarded, and settled with the
-upstream's reported usage (counted with the model's tokenizer when it reports none, or reports
-something that is not a count). Whatever ends a reserved request, its hold ends in one settle or
-one release (:class:`ragtrim.serve.hold.Hold`), so no room stays held by a request that is over.
+upstream's reported usage (counted with the model's tokenizer when it reports none, reports
+something that is not a count, or a count far below the gateway's own: :func:`trusted_count`).
+Whatever ends a reserved request, its hold ends in one settle or one release
+(:class:`ragtrim.serve.hold.Hold`), so no room stays held by a request that is over; a failed call
+the upstream had in full is settled at its reservation, as an estimate (:func:`_failed`).
 
 Response headers: ``X-Ragtrim-Request-Id``, ``X-Ragtrim-Action`` (``ok``/``degraded``),
 ``X-Ragtrim-Model``, ``X-Ragtrim-Budget-Asked``, ``X-Ragtrim-Budget-Used``,
@@ -35,13 +37,13 @@ from optimizer.budget import Budget, budget_label
 from optimizer.tokenizer import get_tokenizer
 from ragtrim.serve.auth import require
 from ragtrim.serve.config import ModelConfig
-from ragtrim.serve.errors import ApiError, bad_request
+from ragtrim.serve.errors import ApiError, bad_request, pipeline_error
 from ragtrim.serve.ledger import UNCHARGED, LedgerEntry, record_rejected
-from ragtrim.serve.hold import Hold, with_note
+from ragtrim.serve.hold import Hold, estimate_note, with_note
 from ragtrim.serve.logs import log_request
 from ragtrim.serve.plan import JOIN_SLACK, Attempt, Planned, Refused, model_chain, plan_and_reserve, smallest_context, with_margin
 from ragtrim.serve.pricing import format_usd
-from ragtrim.serve.quota import Need
+from ragtrim.serve.quota import Need, Shortfall
 from ragtrim.serve.bodies import ChatRequest, check_preset, parse_chat, read_json
 from ragtrim.serve.upstream import (UpstreamError, billed_fields, count_request_fields, output_texts, sse, sse_event_end,
                                     usage_of)
@@ -60,14 +62,16 @@ def with_documents(messages: Sequence[Mapping[str, Any]], template: str, context
     return tuple(messages[:at]) + (doc,) + tuple(messages[at:])
 
 
-async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Budget | None, done: dict[Any, Any]) -> Attempt:
+async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Budget | None, done: dict[Any, Any],
+                 request_id: str) -> Attempt:
     upstream = service.upstream(model)
     max_out = upstream.max_completion_tokens(req.max_tokens)
     result, messages = None, tuple(req.messages)
     if req.documents:
         key = (model.tokenizer, budget)  # a cheaper model with the same tokenizer reuses the run
         if key not in done:
-            done[key] = await service.optimize(req.preset, model.tokenizer, req.question, req.documents, budget=budget)
+            done[key] = await _optimizer(service.optimize(req.preset, model.tokenizer, req.question, req.documents, budget=budget),
+                                         request_id)
         result = done[key]
         messages = with_documents(req.messages, service.config.template, result.text)
     context = result.text if result is not None else ""
@@ -75,6 +79,15 @@ async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Bud
     prompt += await _field_tokens(upstream, req, model.tokenizer, done)
     return Attempt(model=model, price=service.prices[model.name], budget_tokens=result.budget if result is not None else None,
                    result=result, messages=messages, prompt_tokens=int(prompt), max_tokens=max_out)
+
+
+async def _optimizer(run: Awaitable[Any], request_id: str) -> Any:
+    """``await run`` (an optimizer call); what it raises is the input's fault (a 400) or the optimizer's (a 500), said
+    with the stage that failed (:func:`ragtrim.serve.errors.pipeline_error`)."""
+    try:
+        return await run
+    except Exception as exc:
+        raise pipeline_error(exc, request_id) from None
 
 
 async def _field_tokens(upstream: Any, req: ChatRequest, tokenizer: str, memo: dict[Any, Any]) -> int:
@@ -88,7 +101,7 @@ async def _field_tokens(upstream: Any, req: ChatRequest, tokenizer: str, memo: d
     return memo[key]
 
 
-async def _smallest(service: Any, req: ChatRequest, chain: Sequence[ModelConfig], memo: dict[Any, Any]) -> list[Need]:
+async def _smallest(service: Any, req: ChatRequest, chain: Sequence[ModelConfig], memo: dict[Any, Any], request_id: str) -> list[Need]:
     """Per model, what the smallest attempt reserves, so a budget with less room is refused before optimizing.
 
     That is ``max_tokens`` out and the prompt with the least context the plan degrades to
@@ -107,7 +120,8 @@ async def _smallest(service: Any, req: ChatRequest, chain: Sequence[ModelConfig]
         context = 0
         if req.documents and getattr(upstream, "counts_with_model_tokenizer", False):
             if m.tokenizer not in full:
-                full[m.tokenizer] = await run_in_threadpool(service.full_tokens, req.preset, m.tokenizer, req.documents)
+                full[m.tokenizer] = await _optimizer(run_in_threadpool(service.full_tokens, req.preset, m.tokenizer, req.documents),
+                                                     request_id)
             context = smallest_context(service.config.degrade.floor, req.budget, full[m.tokenizer])
         key = (id(upstream), m.tokenizer)
         if key not in bare:
@@ -163,14 +177,14 @@ async def chat_endpoint(request: Request) -> Any:
         chain = model_chain(service.config.models, model)
         done: dict[Any, Any] = {}
         try:
-            smallest = await _smallest(service, req, chain, done) if budgets else []
+            smallest = await _smallest(service, req, chain, done, rid) if budgets else []
             outcome = await plan_and_reserve(
                 quota=service.quota, run=run_in_threadpool, budgets=budgets, request_id=rid, smallest_needs=smallest,
                 chain=chain, asked_budget=req.budget, floor=service.config.degrade.floor,
-                build=lambda m, b: _build(service, req, m, b, done),
+                build=lambda m, b: _build(service, req, m, b, done, rid),
                 pending=lambda a, action, steps: replace(_entry_for(base, a, action, steps), action="pending"),
             )
-        except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
+        except ValueError as exc:  # the request's own content (e.g. a message part the gateway cannot count)
             raise bad_request(str(exc)) from None
         except UpstreamError as exc:
             raise ApiError(502, "upstream_error", str(exc)) from None
@@ -223,17 +237,27 @@ async def _finish_rejected(service: Any, base: LedgerEntry, exc: ApiError, start
                                     latency_s=ms / 1000, overhead_s=ms / 1000)
 
 
+# Retry-After of a refusal only requests in flight cause (the budget's spend leaves room): they end in
+# seconds, as their upstream calls do, not at the end of the period.
+IN_FLIGHT_RETRY_SECONDS = 2
+
+
 async def _refuse(service: Any, base: LedgerEntry, req: ChatRequest, outcome: Refused, start: float) -> ApiError:
+    """The 429 for a request no budget can take, its ``refused`` row written.
+
+    A budget whose spend leaves room, held by requests in flight (:attr:`Shortfall.held_only`), is a
+    ``rate_limit_exceeded`` to retry in :data:`IN_FLIGHT_RETRY_SECONDS`; a spent one is OpenAI's
+    ``insufficient_quota``, with ``Retry-After`` at the end of its period.
+    """
     s = outcome.shortfall
-    retry = max(1, math.ceil(s.reset_at - service.clock()))
-    unit = "tokens" if s.budget.unit == "tokens" else "micro-dollars"
-    message = (f"quota exceeded: budget {s.budget.label()} (limit {s.budget.limit} {unit}) cannot pay for this request "
-               f"even at the smallest context budget (worst case {s.needed} {unit}); it resets in {retry} s")
+    if s.held_only:
+        retry = IN_FLIGHT_RETRY_SECONDS
+        message = _busy_message(s, await run_in_threadpool(service.quota.holds, s.budget), retry)
+    else:
+        retry = max(1, math.ceil(s.reset_at - service.clock()))
+        message = _spent_message(s, outcome.attempt is None, retry)
     ms = (time.perf_counter() - start) * 1000
     if outcome.attempt is None:
-        message = (f"quota exceeded: budget {s.budget.label()} (limit {s.budget.limit} {unit}) has less left than the smallest "
-                   f"form of this request ({s.needed} {unit}: max_tokens and the prompt at the smallest context); "
-                   f"it resets in {retry} s")
         entry = replace(base, action="refused", detail="refused before optimizing: budget exhausted")
     else:
         entry = _entry_for(base, outcome.attempt, "refused", outcome.steps)
@@ -244,29 +268,82 @@ async def _refuse(service: Any, base: LedgerEntry, req: ChatRequest, outcome: Re
     service.metrics.observe_request(endpoint="chat", action="refused", tenant=base.tenant_id, status=429,
                                     latency_s=ms / 1000, overhead_s=ms / 1000)
     headers = {"Retry-After": str(retry), "X-Ragtrim-Request-Id": base.id, "X-Ragtrim-Action": "refused"}
-    return ApiError(429, "insufficient_quota", message, param=s.budget.unit, headers=headers)
+    if s.held_only:
+        return ApiError(429, "rate_limit_error", message, code="rate_limit_exceeded", headers=headers)
+    return ApiError(429, "insufficient_quota", message, code="insufficient_quota", headers=headers)
 
 
-def _settle_values(service: Any, attempt: Attempt, prompt: int | None, completion: int | None, text: str) -> tuple[int, int, str, int]:
-    source = "upstream" if prompt is not None and completion is not None else "counted"
-    p = prompt if prompt is not None else attempt.prompt_tokens
-    c = completion if completion is not None else get_tokenizer(attempt.model.tokenizer).count(text)
-    return p, c, source, attempt.price.cost_micro(prompt_tokens=p, completion_tokens=c)
+def _unit(s: Shortfall) -> str:
+    return "tokens" if s.budget.unit == "tokens" else "micro-dollars"
+
+
+def _spent_message(s: Shortfall, before_optimizing: bool, retry: int) -> str:
+    """Why a spent budget refuses the request (the smallest form of it, when refused before optimizing)."""
+    unit = _unit(s)
+    if before_optimizing:
+        return (f"quota exceeded: budget {s.budget.label()} (limit {s.budget.limit} {unit}) has less left than the smallest "
+                f"form of this request ({s.needed} {unit}: max_tokens and the prompt at the smallest context); "
+                f"it resets in {retry} s")
+    return (f"quota exceeded: budget {s.budget.label()} (limit {s.budget.limit} {unit}) cannot pay for this request "
+            f"even at the smallest context budget (worst case {s.needed} {unit}); it resets in {retry} s")
+
+
+def _busy_message(s: Shortfall, holds: int, retry: int) -> str:
+    """Why a budget whose spend leaves room refuses the request: requests in flight hold that room."""
+    unit = _unit(s)
+    return (f"budget {s.budget.label()} (limit {s.budget.limit} {unit}) has {s.budget.limit - s.spent} {unit} left after "
+            f"what it spent ({s.spent}), enough for this request ({s.needed} {unit}), but {holds} request(s) in flight "
+            f"hold that room until they finish; retry in {retry} s")
+
+
+# A reported count below PLAUSIBLE_SHARE of the gateway's own count of the same text, less PLAUSIBLE_SLACK
+# tokens, is not a count of it (an upstream that reports 0, or a fraction): the gateway's count is charged.
+# Tokenizers differ by a few percent, and the gateway's count of tools and schemas (their compact JSON)
+# runs above OpenAI's by far less than half; the slack keeps a few tokens' difference on a short answer
+# (the reply's priming, a tool call's wrapper) from tripping it. A count above the gateway's is trusted
+# (reasoning tokens are billed but not seen).
+PLAUSIBLE_SHARE = 0.5
+PLAUSIBLE_SLACK = 8
+
+
+def trusted_count(name: str, reported: int | None, counted: int) -> tuple[int, str]:
+    """The tokens to charge for ``name``: the upstream's ``reported`` count unless it is missing or implausibly
+    below the gateway's ``counted``; and the note the row gets when the count replaced it ("" otherwise).
+
+    >>> trusted_count("completion_tokens", 0, 263)
+    (263, "upstream reported completion_tokens 0, below half the gateway's count of 263 less 8: charged the count")
+    >>> trusted_count("prompt_tokens", 180, 190), trusted_count("completion_tokens", 0, 12), trusted_count("prompt_tokens", None, 190)
+    ((180, ''), (0, ''), (190, ''))
+    """
+    if reported is None:
+        return counted, ""
+    if reported >= counted * PLAUSIBLE_SHARE - PLAUSIBLE_SLACK:
+        return reported, ""
+    return counted, (f"upstream reported {name} {reported}, below half the gateway's count of {counted} less "
+                     f"{PLAUSIBLE_SLACK}: charged the count")
+
+
+def _settle_values(attempt: Attempt, prompt: int | None, completion: int | None, text: str) -> tuple[int, int, str, int, str]:
+    """``(prompt, completion, usage_source, cost, note)`` to charge for an answer: the upstream's counts
+    (:func:`trusted_count`), else the gateway's (the counted prompt, the answer's ``text`` counted)."""
+    p, p_note = trusted_count("prompt_tokens", prompt, attempt.prompt_tokens)
+    c, c_note = trusted_count("completion_tokens", completion, get_tokenizer(attempt.model.tokenizer).count(text))
+    source = "upstream" if (p, c) == (prompt, completion) else "counted"
+    note = "; ".join(n for n in (p_note, c_note) if n)
+    return p, c, source, attempt.price.cost_micro(prompt_tokens=p, completion_tokens=c), note
 
 
 async def _complete(service: Any, req: ChatRequest, planned: Planned, hold: Hold, body: dict[str, Any],
                     headers: dict[str, str], start: float) -> JSONResponse:
     attempt = planned.attempt
     upstream = service.upstream(attempt.model)
-    reply = await upstream.complete(body, req.question, attempt.context)
+    reply = await upstream.complete(body, req.question, attempt.context, on_sent=hold.mark_sent)
     if reply.error is not None:
-        failure = _upstream_failure(reply.error, reply.refusal, hold.entry.id)
-        await hold.release(failure.status, reply.error, upstream_ms=reply.upstream_ms)
-        raise failure
-    p, c, source, cost = _settle_values(service, attempt, reply.prompt_tokens, reply.completion_tokens, reply.text)
+        raise await _failed(hold, reply.error, reply.refusal, reply.started, reply.upstream_ms)
+    p, c, source, cost, note = _settle_values(attempt, reply.prompt_tokens, reply.completion_tokens, reply.text)
     ms = (time.perf_counter() - start) * 1000
     final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, usage_source=source, cost_micro=cost, status=200,
-                    latency_ms=ms, upstream_ms=reply.upstream_ms)
+                    latency_ms=ms, upstream_ms=reply.upstream_ms, error=note)
     await hold.settle(final, p, c, cost)
     out = dict(reply.body or {})
     out["ragtrim"] = {"request_id": final.id, "action": planned.action, "model": attempt.model.name, "degrade": list(planned.steps),
@@ -274,6 +351,26 @@ async def _complete(service: Any, req: ChatRequest, planned: Planned, hold: Hold
                       "cost_usd": format_usd(cost)[1:], "saved_micro": final.saved_micro, "price": attempt.price.ref}
     headers = {**headers, "X-Ragtrim-Cost-Micro": str(cost), "X-Ragtrim-Upstream-Ms": f"{reply.upstream_ms:.3f}"}
     return JSONResponse(out, headers=headers)
+
+
+async def _failed(hold: Hold, error: str, refusal: Any, started: bool, upstream_ms: float) -> ApiError:
+    """End ``hold`` for a failed upstream call; the client's error (:func:`_upstream_failure`).
+
+    When the upstream may have done the work (``started``, and no refusal of the request) the hold is
+    charged its reservation, the error says so (:func:`ragtrim.serve.hold.estimate_note`) and carries
+    :data:`NO_RETRY`; else released.
+    """
+    started = started and refusal is None
+    failure = _upstream_failure(with_note(error, estimate_note(hold.entry)) if started else error, refusal, hold.entry.id)
+    if started:  # each call sent again would be charged again: the OpenAI SDKs read this header before retrying a 502
+        failure.headers[NO_RETRY[0]] = NO_RETRY[1]
+    await hold.fail(failure.status, error, started=started, upstream_ms=upstream_ms)
+    return failure
+
+
+NO_RETRY = ("x-should-retry", "false")
+"""The header on a 502 charged its reservation: the OpenAI SDKs do not resend a request that has it (each resend
+would be charged its reservation again); a client that wants to try again does so on purpose."""
 
 
 def _upstream_failure(error: str, refusal: Any, request_id: str) -> ApiError:
@@ -452,11 +549,9 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
     body = {**body, "stream": True, "stream_options": {"include_usage": True}}
     t_up = time.perf_counter()
     try:
-        events = await upstream.stream(body, req.question, attempt.context)
+        events = await upstream.stream(body, req.question, attempt.context, on_sent=hold.mark_sent)
     except UpstreamError as exc:
-        failure = _upstream_failure(str(exc), exc.refusal, hold.entry.id)
-        await hold.release(failure.status, str(exc), upstream_ms=(time.perf_counter() - t_up) * 1000)
-        raise failure from None
+        raise await _failed(hold, str(exc), exc.refusal, exc.started, (time.perf_counter() - t_up) * 1000) from None
     tally = SseTally(service.config.upstreams[attempt.model.upstream].max_event_bytes)
 
     async def settle(error: str) -> None:
@@ -464,9 +559,10 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
         if hold.done:
             return
         up_ms = (time.perf_counter() - t_up) * 1000
-        p, c, source, cost = _settle_values(service, attempt, tally.prompt_tokens, tally.completion_tokens, "".join(tally.text))
+        p, c, source, cost, note = _settle_values(attempt, tally.prompt_tokens, tally.completion_tokens, "".join(tally.text))
         final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, usage_source=source, cost_micro=cost,
-                        status=200, latency_ms=(time.perf_counter() - hold.start) * 1000, upstream_ms=up_ms, error=error)
+                        status=200, latency_ms=(time.perf_counter() - hold.start) * 1000, upstream_ms=up_ms,
+                        error=with_note(error, note))
         await hold.settle(final, p, c, cost)
 
     relayed = _relay(events, tally, req.include_usage, settle, attempt.model.upstream)

@@ -36,6 +36,7 @@ A complete file (``serve.toml``)::
     kind = "openai"             # any OpenAI-compatible URL
     base_url = "https://api.openai.com/v1"
     api_key_env = "OPENAI_API_KEY"   # the key is read from the environment, never stored
+    timeout = 600               # seconds to wait for an answer (default 600, as the OpenAI SDK; connecting: 5 at most)
     keepalive_expiry = 4.0      # drop an idle connection before the upstream would (default 4 s)
     connection_retries = 2      # resend a request the upstream cannot have started on (no connection, or a
                                 # keep-alive connection closed as it arrived; default 2)
@@ -114,7 +115,11 @@ class UpstreamConfig:
     kind: str = "openai"
     base_url: str | None = None
     api_key_env: str | None = None
-    timeout: float = 60.0
+    # Seconds to wait for the upstream's answer (and between two bytes of it): as the OpenAI SDK's
+    # 600 s, since a long or reasoning completion can take minutes, and a call that times out after
+    # the request was sent is charged its reservation (the upstream may have done the work). A
+    # connection is given at most upstream.CONNECT_TIMEOUT of it (a host that does not answer fails fast).
+    timeout: float = 600.0
     max_connections: int = 256
     # An idle pooled connection is dropped after this many seconds: below the 5 s keep-alive of
     # uvicorn-based servers (vLLM, LiteLLM), so a request is not sent on a connection the server
@@ -292,6 +297,10 @@ def _check_upstream(u: UpstreamConfig) -> None:
         raise ValueError(f"upstream {u.name!r}: kind must be 'openai' or 'local', got {u.kind!r}")
     if u.kind == "openai" and not u.base_url:
         raise ValueError(f"upstream {u.name!r} (kind openai) needs base_url, e.g. 'https://api.openai.com/v1'")
+    timeout = u.timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 86_400:
+        raise ValueError(f"upstream {u.name!r}: timeout must be seconds above 0, at most 86400 (600 waits as the OpenAI SDK "
+                         f"does, for long completions), got {timeout!r}")
     retries = u.connection_retries
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
         raise ValueError(f"upstream {u.name!r}: connection_retries must be a whole number from 0 to 10 (0: never send again), got {retries!r}")

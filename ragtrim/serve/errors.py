@@ -47,3 +47,32 @@ def bad_request(message: str, param: str | None = None) -> ApiError:
 def too_large(message: str, param: str | None = None) -> ApiError:
     """A 413 ``request_too_large``."""
     return ApiError(413, "request_too_large", message, param=param)
+
+
+def names_stage(exc: BaseException) -> bool:
+    """True when ``exc`` came from a pipeline stage: raised in it (the pipeline adds a note ``in stage 'name' (...)``)
+    or by the pipeline's check of what it returned (a message that begins ``stage 'name'``)."""
+    notes = [str(note) for note in getattr(exc, "__notes__", None) or ()]
+    return any(note.startswith("in stage ") for note in notes) or str(exc).startswith("stage '")
+
+
+def pipeline_error(exc: Exception, request_id: str) -> ApiError:
+    """The client's error for an optimizer run that raised ``exc``, its message with its notes (which stage).
+
+    A ValueError about the request's input, raised before any stage ran (a budget, a chunk), is the
+    client's: a 400. A stage's own failure (:func:`names_stage`), or any other exception (a TypeError,
+    a missing file), is the gateway's: a 500 naming the request id, which the ledger row and the log share.
+
+    >>> err = TypeError("unsupported operand"); err.add_note("in stage 'mine' (my.Stage)")
+    >>> e = pipeline_error(err, "r1"); e.status, e.message
+    (500, "the optimizer failed on this request (request id r1): TypeError: unsupported operand; in stage 'mine' (my.Stage)")
+    >>> pipeline_error(ValueError("budget must be > 0, got -1"), "r1").status
+    400
+    """
+    from ragtrim.commands.common import with_notes
+
+    text = with_notes(exc) or repr(exc)
+    if isinstance(exc, ValueError) and not names_stage(exc):
+        return bad_request(text)
+    return ApiError(500, "server_error", f"the optimizer failed on this request (request id {request_id}): {type(exc).__name__}: {text}",
+                    headers={"X-Ragtrim-Request-Id": request_id})

@@ -7,6 +7,14 @@ the request can end must free that room: a settle (charge the real usage, ledger
 :class:`Hold` does exactly one of the two, whichever is called first; :meth:`Hold.abandon` is the
 catch-all for an exception or a cancellation that ends the request before either.
 
+A request that fails once the upstream has it in full (:meth:`Hold.mark_sent`) with its usage
+unknown (no answer, an unreadable one, the request cancelled or a bug meanwhile) is not released:
+the upstream may have done and billed the work, so it is settled at its reservation, the most it
+can have cost when the completion cap was sent (:meth:`Hold.charge_reserved`). Its row is a settled
+one (``ok`` or ``degraded``, as planned: the rows that count as charged) with the failure's
+``status`` (the client's 502, 499 or 500) and ``usage_source`` ``estimated``, its ``error`` saying
+so. A request that never reached the upstream is released.
+
 A settle or release that fails on a database error is not lost: it is deferred
 (:meth:`ragtrim.serve.quota.QuotaStore.defer`) with the real usage, and the lease keeper runs it
 again. A failed settle is never turned into a release (the upstream was paid for), and it does
@@ -31,11 +39,16 @@ from starlette.concurrency import run_in_threadpool
 from ragtrim.serve.ledger import UNCHARGED, LedgerEntry
 from ragtrim.serve.logs import log_event, log_request
 from ragtrim.serve.quota import Need
+from ragtrim.serve.schema import USAGE_ESTIMATED
 
 
 def with_note(error: str, note: str) -> str:
-    """``note`` appended to a row's ``error`` text."""
-    return f"{error}; {note}" if error else note
+    """``note`` appended to a row's ``error`` text (either may be empty).
+
+    >>> with_note("stream cut", "charged the count"), with_note("", "charged the count"), with_note("stream cut", "")
+    ('stream cut; charged the count', 'charged the count', 'stream cut')
+    """
+    return f"{error}; {note}" if error and note else error or note
 
 
 def above_reservation_note(final: LedgerEntry, p: int, c: int, cost: int) -> str:
@@ -44,14 +57,47 @@ def above_reservation_note(final: LedgerEntry, p: int, c: int, cost: int) -> str
             f"{final.reserved_tokens} tokens / {final.reserved_micro} micro-dollars were reserved")
 
 
+def estimate_note(entry: LedgerEntry) -> str:
+    """What a row charged an estimate says (and the client's error with it): what was charged, and why.
+
+    >>> estimate_note(LedgerEntry(id="r", ts=0.0, tenant_id="t", endpoint="chat", action="pending", prompt_tokens=90,
+    ...                           reserved_tokens=290, reserved_micro=1225))
+    'the upstream had the request and may have done (and billed) the work, its usage unknown: charged its reservation as an estimate, 90 prompt + 200 completion tokens, 1225 micro-dollars'
+    """
+    p, c, cost = estimated_usage(entry)
+    return (f"the upstream had the request and may have done (and billed) the work, its usage unknown: charged its "
+            f"reservation as an estimate, {p} prompt + {c} completion tokens, {cost} micro-dollars")
+
+
+def estimated_usage(entry: LedgerEntry) -> tuple[int, int, int]:
+    """``(prompt, completion, micro-dollars)`` of a request charged its reservation: the counted prompt, and the rest of
+    the reservation (the completion cap, each with the model's ``count_margin``) as completion."""
+    return entry.prompt_tokens, max(0, entry.reserved_tokens - entry.prompt_tokens), entry.reserved_micro
+
+
 class Hold:
-    """One reserved request: :meth:`settle` or :meth:`release` it once; :meth:`abandon` if it ends otherwise."""
+    """One reserved request: :meth:`settle` or :meth:`release` it once (:meth:`fail` picks the right end of a failed
+    upstream call); :meth:`abandon` if it ends otherwise."""
 
     def __init__(self, service: Any, entry: LedgerEntry, start: float) -> None:
         self.service = service
         self.entry = entry  # the pending row's values; the final row is built from them
         self.start = start
         self.done = False
+        self.sent = False  # the upstream has the whole request (mark_sent)
+
+    def mark_sent(self) -> None:
+        """The upstream has the whole request (called as it is written): from now on a failure with its usage unknown
+        charges the reservation, and so does the expiry of the hold should this worker die (the quota store marks the
+        pending row in the background; :meth:`ragtrim.serve.quota.QuotaStore.mark_sent`). Never raises."""
+        if self.sent or self.done:
+            return
+        self.sent = True
+        try:
+            self.service.quota.mark_sent(self.entry.id)
+        except Exception as err:  # the mark only matters if the worker dies; the request goes on
+            log_event(self.service.log, "mark_sent_failed", level=logging.WARNING, request_id=self.entry.id,
+                      error=f"{type(err).__name__}: {err}"[:300])
 
     def _ms(self) -> float:
         return (time.perf_counter() - self.start) * 1000
@@ -96,6 +142,24 @@ class Hold:
         self.service.metrics.observe_request(endpoint="chat", action="failed", tenant=final.tenant_id, status=status,
                                              latency_s=ms / 1000, overhead_s=(ms - upstream_ms) / 1000)
 
+    async def charge_reserved(self, status: int, error: str, *, upstream_ms: float = 0.0) -> None:
+        """Settle a request the upstream had, its usage unknown, at its reservation (:func:`estimated_usage`), once: the row
+        keeps its action (``ok`` or ``degraded``), with ``status``, ``usage_source`` ``estimated`` and ``error`` plus
+        :func:`estimate_note`."""
+        p, c, cost = estimated_usage(self.entry)
+        final = replace(self.entry, status=status, error=with_note(error, estimate_note(self.entry)),
+                        latency_ms=self._ms(), upstream_ms=upstream_ms, usage_source=USAGE_ESTIMATED, completion_tokens=c,
+                        cost_micro=cost)
+        await self.settle(final, p, c, cost)
+
+    async def fail(self, status: int, error: str, *, started: bool, upstream_ms: float = 0.0) -> None:
+        """End a failed upstream call: :meth:`charge_reserved` when the upstream may have done the work (``started``),
+        else :meth:`release`."""
+        if started:
+            await self.charge_reserved(status, error, upstream_ms=upstream_ms)
+        else:
+            await self.release(status, error, upstream_ms=upstream_ms)
+
     async def _finish(self, kind: str, final: LedgerEntry, need: Need | None) -> Exception | None:
         """Run the quota's settle or release (shielded: its outcome is always known) and mark the hold done.
 
@@ -119,7 +183,8 @@ class Hold:
         return None
 
     async def abandon(self, exc: BaseException, *, when: str = "after its reservation, before it was settled") -> None:
-        """Release a hold that ``exc`` left open (499 when cancelled, else 500) and write the ``failed`` row.
+        """End a hold that ``exc`` left open (499 when cancelled, else 500) and write its row: released (``failed``), or
+        charged its reservation when the upstream had the request (:meth:`fail`).
 
         Shielded from cancellation. Also right when nothing was reserved yet: the release then only writes the row.
         """
@@ -129,7 +194,7 @@ class Hold:
         what = "request cancelled" if cancelled else f"internal error: {type(exc).__name__}: {exc}"
         with anyio.CancelScope(shield=True):
             try:
-                await self.release(499 if cancelled else 500, f"{what} ({when})"[:500])
+                await self.fail(499 if cancelled else 500, f"{what} ({when})"[:500], started=self.sent)
             except Exception as err:  # not even deferred (a bug): say so; the row stays pending until its lease lapses
                 log_event(self.service.log, "release_failed", level=logging.ERROR, request_id=self.entry.id,
                           error=f"{type(err).__name__}: {err}"[:300])

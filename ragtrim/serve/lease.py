@@ -2,9 +2,12 @@
 
 Each tick first runs again the settles and releases that failed on a database error
 (:meth:`ragtrim.serve.quota.QuotaStore.retry_deferred`), then renews this worker's open holds,
-then expires lapsed ones. :meth:`LeaseKeeper.stop` runs the deferred ones once more, so a
-worker shutting down does not leave them behind. When the thread starts it compares the host's
-clock with the database's and warns when they differ by more than :data:`SKEW_WARN_SECONDS`.
+then expires lapsed ones (a dead worker's request the upstream had is charged its reservation as
+an estimate; with ``metrics`` those charges are counted on ``/metrics`` too). :meth:`LeaseKeeper.stop`
+runs the deferred ones once more, so a worker shutting down does not leave them behind. When the
+thread starts it compares the host's clock with the database's and warns when they differ by more
+than :data:`SKEW_WARN_SECONDS`, then ticks at once: a worker started after a crash frees the dead
+worker's lapsed holds right away, not a period later.
 
 It runs on a dedicated thread, not on the event loop's thread pool, so a busy worker (every pool
 thread waiting on the database or the optimizer) still renews on time: a lease that lapses while
@@ -37,8 +40,9 @@ class LeaseKeeper:
     """Every ``period`` seconds (default a third of the lease): retry deferred settles and releases,
     ``quota.renew()``, then ``quota.expire()``."""
 
-    def __init__(self, quota: Any, *, period: float | None = None, log: logging.Logger | None = None):
+    def __init__(self, quota: Any, *, period: float | None = None, log: logging.Logger | None = None, metrics: Any = None):
         self.quota = quota
+        self.metrics = metrics
         self.period = float(period) if period is not None else max(0.2, quota.lease_seconds / 3)
         if self.period <= 0:
             raise ValueError(f"period must be > 0 seconds, got {period!r}")
@@ -108,6 +112,16 @@ class LeaseKeeper:
         except Exception as exc:  # a database hiccup must not stop the keeper
             self.errors += 1
             log_event(self.log, "lease_keeper_error", level=logging.WARNING, error=f"{type(exc).__name__}: {exc}"[:300])
+        self._count_estimates()
+
+    def _count_estimates(self) -> None:
+        """Log (and count on ``metrics``) each request an expiry charged its reservation as an estimate."""
+        drain = getattr(self.quota, "drain_estimates", None)  # a test double may have none
+        for request_id, usage in drain() if drain is not None else ():
+            log_event(self.log, "estimate_charged", level=logging.WARNING, request_id=request_id, tenant=usage["tenant"],
+                      tokens=usage["prompt"] + usage["completion"], cost_micro=usage["cost_micro"])
+            if self.metrics is not None:
+                self.metrics.observe_usage(**usage, upstream_s=None)
 
     def check_clock(self) -> float | None:
         """The database's clock minus this host's (None on SQLite); warns when they differ by more than
@@ -125,5 +139,6 @@ class LeaseKeeper:
     def _loop(self) -> None:
         if hasattr(self.quota, "clock_skew"):
             self.check_clock()
+        self.tick()  # at once: a dead worker's lapsed holds must not refuse requests for a period after a restart
         while not self._stop.wait(self.period):
             self.tick()

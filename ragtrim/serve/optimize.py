@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse
 from optimizer.budget import budget_label
 from optimizer.tokenizer import TIKTOKEN_ENCODINGS
 from ragtrim.serve.auth import require
-from ragtrim.serve.errors import ApiError, bad_request
+from ragtrim.serve.errors import ApiError, bad_request, pipeline_error
 from ragtrim.serve.ledger import LedgerEntry, record_rejected
 from ragtrim.serve.logs import log_request
 from ragtrim.serve.pricing import format_usd
@@ -72,8 +72,8 @@ async def optimize_endpoint(request: Request) -> JSONResponse:
         tokenizer = resolve_tokenizer(service.config, req.tokenizer)
         try:
             result = await service.optimize(req.preset, tokenizer, req.query, req.chunks, budget=req.budget)
-        except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
-            raise bad_request(str(exc)) from None
+        except Exception as exc:  # the input's fault (400) or the optimizer's (500), with the stage that failed
+            raise pipeline_error(exc, entry.id) from None
     except ApiError as exc:
         await _record_failed(service, entry, exc.status, exc.message, start)
         raise

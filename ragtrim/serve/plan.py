@@ -7,7 +7,8 @@ completion, at the model's price. Order of attempts:
 2. a smaller context budget, computed from what the tightest budget has left, down to the
    configured floor (``degrade.floor``);
 3. the model's configured ``cheaper`` model (again from the asked budget down to the floor);
-4. refuse (the caller answers 429 with ``Retry-After`` at the period's reset).
+4. refuse (the caller answers 429 with ``Retry-After``: at the period's reset when the budget is
+   spent, a few seconds when only requests in flight hold the room; :attr:`Shortfall.held_only`).
 
 Every reservation is atomic (:meth:`ragtrim.serve.quota.QuotaStore.reserve`); the snapshot
 used to pick a smaller budget may be stale, so a failed reservation is re-planned a few times.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from optimizer.budget import Budget, resolve_budget
@@ -118,8 +119,23 @@ def exhausted(standings: Sequence[Standing], floor_needs: Sequence[Need], reset:
     for s in standings:
         smallest = min(n.amount(s.budget.unit) for n in floor_needs)
         if s.available < smallest:
-            return Shortfall(budget=s.budget, needed=smallest, reset_at=reset(s.budget))
+            return Shortfall(budget=s.budget, needed=smallest, reset_at=reset(s.budget), spent=s.spent)
     return None
+
+
+async def _early_shortfall(quota: QuotaStore, run: Callable[[Callable[[], Any]], Awaitable[Any]],
+                           budgets: Sequence[QuotaBudget], needs: Sequence[Need]) -> Shortfall | None:
+    """:func:`exhausted` on the budgets as they stand. When only reservations are in the way, lapsed ones (a dead
+    worker's, after a restart) are expired first and the budgets read again, so they never refuse a request."""
+    now = quota.clock()
+
+    def check() -> Shortfall | None:
+        return exhausted(quota.standings(budgets), needs, lambda b: period_reset(b.period, now))
+
+    early = await run(check)
+    if early is not None and early.held_only and await _expire_quietly(quota, run):
+        early = await run(check)
+    return early
 
 
 Build = Callable[[ModelConfig, "Budget | None"], Awaitable[Attempt]]
@@ -177,10 +193,9 @@ async def plan_and_reserve(
     shortfall: Shortfall | None = None
     attempt: Attempt | None = None
     expired_once = False
+    standings: Sequence[Standing] = ()
     if budgets and smallest_needs:
-        now = quota.clock()
-        early = exhausted(await run(lambda: quota.standings(budgets)), smallest_needs,
-                          lambda b: period_reset(b.period, now))
+        early = await _early_shortfall(quota, run, budgets, smallest_needs)
         if early is not None:
             return Refused(None, early, ())
     for index, model in enumerate(chain):
@@ -212,7 +227,8 @@ async def plan_and_reserve(
             attempt = await build(model, target)
     if shortfall is None:
         raise RuntimeError("plan_and_reserve needs at least one model in the chain")
-    return Refused(attempt, shortfall, tuple(steps))
+    spent = next((s.spent for s in standings if s.budget.id == shortfall.budget.id), None)
+    return Refused(attempt, replace(shortfall, spent=spent), tuple(steps))
 
 
 async def _expire_quietly(quota: QuotaStore, run: Callable[[Callable[[], Any]], Awaitable[Any]]) -> int:

@@ -24,6 +24,14 @@ holds; on SQLite (one host) they are ``clock``, read once the write lock is held
 a reservation from ``held`` (or ``expired``: charged late) to ``settled`` once (a repeated settle
 or a settle after release charges nothing).
 
+A request the upstream has in full is marked so (:meth:`QuotaStore.mark_sent`, the pending row's
+``usage_source`` becomes ``sent``). The expiry of a dead worker's hold then charges its reservation
+as an estimate (the upstream may have done and billed the work; the row is settled, ``ok`` or
+``degraded`` as planned, with status 0 and ``usage_source`` ``estimated``); a hold whose request
+never reached the upstream is freed uncharged and its row ``failed``.
+A late settle of such a hold charges only the difference to the real usage, and a late release
+gives the estimate back.
+
 A settle or release that fails on a database error is deferred (:meth:`QuotaStore.defer`) and
 run again by the lease keeper (:meth:`QuotaStore.retry_deferred`), with the usage it had; its
 hold is renewed meanwhile. After about a lease of failures the store gives it up: it stops
@@ -48,24 +56,32 @@ False
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, or_, select, tuple_
+from sqlalchemy import and_, case, func, or_, select, tuple_
 
 from ragtrim.serve.budgets import Budget, applicable_budgets, period_reset, period_start
 from ragtrim.serve.db import db_epoch, insert_ignore, is_postgres, reading, write_retrying
 from ragtrim.serve.ledger import UNCHARGED, LedgerEntry
-from ragtrim.serve.schema import budget_usage, budgets as budgets_table, ledger, reservations
+from ragtrim.serve.logs import get_logger, log_event
+from ragtrim.serve.schema import USAGE_ESTIMATED, USAGE_SENT, budget_usage, budgets as budgets_table, ledger, reservations
 
 T = TypeVar("T")
 LATE_NOTE = "settled after its reservation had expired"
 DEAD_WORKER_NOTE = "worker stopped before the request finished; its reservation expired (upstream usage unknown)"
 GAVE_UP_NOTE = ("the worker could not record how this request ended (database errors) and gave up; "
                 "its reservation expired and nothing was charged")
+# The same, for a request the upstream had in full (marked sent): its reservation is charged as an estimate.
+DEAD_WORKER_SENT_NOTE = ("worker stopped after the upstream had the request, before it finished (upstream usage unknown); "
+                         "its reservation was charged as an estimate")
+GAVE_UP_SENT_NOTE = ("the worker could not record how this request ended (database errors) and gave up; the upstream "
+                     "had the request, so its reservation was charged as an estimate")
 _CHUNK = 400  # ids per IN (...) list (SQLite limits the parameters of a statement)
 
 
@@ -105,11 +121,21 @@ class Reservation:
 
 @dataclass(frozen=True)
 class Shortfall:
-    """Why a reservation failed: the first budget without room, and when its period resets."""
+    """Why a reservation failed: the first budget without room, and when its period resets.
+
+    ``spent`` is what that budget had spent when the request was planned (None when unknown): with
+    ``limit - spent >= needed`` only requests in flight hold the room this one needs.
+    """
 
     budget: Budget
     needed: int
     reset_at: float
+    spent: int | None = None
+
+    @property
+    def held_only(self) -> bool:
+        """True when the budget's spend alone leaves room for the request: reservations of requests in flight are in its way."""
+        return self.spent is not None and self.budget.limit - self.spent >= self.needed
 
 
 @dataclass(frozen=True)
@@ -133,8 +159,17 @@ class _NoRoom(Exception):
         self.budget, self.needed, self.now = budget, needed, now
 
 
-def _chunks(ids: Sequence[str]) -> list[Sequence[str]]:
+def _chunks(ids: Sequence[Any]) -> list[Sequence[Any]]:
     return [ids[i:i + _CHUNK] for i in range(0, len(ids), _CHUNK)]
+
+
+def estimated_usage(row: Any) -> dict[str, Any]:
+    """The usage a pending ledger ``row`` is charged as an estimate, its reservation, as
+    :meth:`ragtrim.serve.metrics.Metrics.observe_usage` takes it (the prompt counted, the rest as completion)."""
+    return {"tenant": row.tenant_id, "model": row.model_used, "tokens_sent": row.tokens_sent,
+            "tokens_saved": row.tokens_full - row.tokens_sent, "prompt": row.prompt_tokens,
+            "completion": max(0, row.reserved_tokens - row.prompt_tokens), "cost_micro": row.reserved_micro,
+            "saved_micro": row.saved_micro}
 
 
 class QuotaStore:
@@ -156,6 +191,10 @@ class QuotaStore:
         self._lock = threading.Lock()
         self._open: set[str] = set()  # reserved here and not yet settled or released (in flight or deferred)
         self._deferred: dict[str, Deferred] = {}
+        self._to_mark: set[str] = set()  # sent upstream, not yet marked in the ledger (mark_sent)
+        self._marker: ThreadPoolExecutor | None = None
+        self.mark_errors = 0
+        self._estimates: list[tuple[str, dict[str, Any]]] = []  # charged by expire, for the lease keeper's metrics
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -175,6 +214,13 @@ class QuotaStore:
                     budget_usage.c.budget_id == b.id, budget_usage.c.period_start == p)).first()
                 out.append(Standing(b, p, int(row.spent) if row else 0, int(row.reserved) if row else 0))
         return out
+
+    def holds(self, budget: Budget) -> int:
+        """How many requests hold room in ``budget``'s current period (in flight, or a dead worker's not yet expired)."""
+        r = reservations.c
+        with reading(self.engine) as conn:
+            return int(conn.execute(select(func.count()).select_from(reservations).where(
+                r.budget_id == budget.id, r.period_start == period_start(budget.period, self.clock()), r.state == "held")).scalar_one())
 
     def clock_skew(self) -> float | None:
         """The database's clock minus ``clock`` (seconds) on PostgreSQL; None on SQLite (same host)."""
@@ -251,13 +297,15 @@ class QuotaStore:
                 continue
             late = late or r.state == "expired"
             held = r.amount if r.state == "held" else 0  # an expired hold was freed already: only charge it
-            self._count(conn, r, reserved=-held, spent=charge)
+            estimated = (r.charged or 0) if r.state == "expired" else 0  # what its expiry charged (an estimate)
+            self._count(conn, r, reserved=-held, spent=charge - estimated)
         if entry is not None:
             self._finalize(conn, entry, late)
         return late
 
     def release(self, request_id: str, entry: LedgerEntry | None = None) -> None:
-        """Free the hold without charging (the upstream call failed before any usage)."""
+        """Free the hold without charging (the upstream call failed before any usage); an estimate its
+        expiry charged meanwhile is given back."""
         self._write(lambda conn: self._release(conn, request_id, entry))
         self._forget(request_id)
 
@@ -265,6 +313,8 @@ class QuotaStore:
         for r in self._lock_reservations(conn, request_id):
             if r.state == "held":
                 self._free(conn, r, "released")
+            elif r.state == "expired" and r.charged and self._move(conn, r, "released", 0):
+                self._count(conn, r, reserved=0, spent=-r.charged)
         if entry is not None:
             self._finalize(conn, entry, False)
 
@@ -272,6 +322,61 @@ class QuotaStore:
         """Write a final ledger row for a request that held nothing (refused, rejected, optimize-only)."""
         row = {**entry.values(), "worker_id": self.worker_id, "lease_expires": None}
         self._write(lambda conn: conn.execute(ledger.insert().values(**row)))
+
+    # -- requests the upstream has -------------------------------------------------------------------
+
+    def mark_sent(self, request_id: str) -> None:
+        """Note that the upstream has ``request_id`` in full: its pending row's ``usage_source`` becomes ``sent``.
+
+        The write runs on a thread of its own (:meth:`write_marks`, one transaction for all the marks
+        queued meanwhile), so the request does not wait for it. Should this worker die before the
+        request ends, the worker that expires its hold charges the reservation as an estimate
+        (:meth:`expire`); a request that never reached the upstream is never marked, so never charged.
+        """
+        with self._lock:
+            idle = not self._to_mark
+            self._to_mark.add(request_id)
+            if self._marker is None:
+                self._marker = ThreadPoolExecutor(1, thread_name_prefix=f"ragtrim-marks-{self.worker_id}")
+            marker = self._marker
+        if idle:  # else a write already queued takes this mark too
+            marker.submit(self.write_marks)
+
+    def write_marks(self) -> int:
+        """Write the marks :meth:`mark_sent` queued, in one transaction; how many pending rows were marked.
+
+        A database error is logged (``mark_sent_failed``) and counted in ``mark_errors``; those marks
+        are dropped (their requests, should the worker die, would be freed uncharged as before).
+        """
+        with self._lock:
+            ids, self._to_mark = sorted(self._to_mark), set()
+        if not ids:
+            return 0
+        try:
+            return self._write(lambda conn: sum(
+                conn.execute(ledger.update().where(ledger.c.id.in_(chunk), ledger.c.action == "pending",
+                                                   ledger.c.worker_id == self.worker_id).values(usage_source=USAGE_SENT)).rowcount
+                for chunk in _chunks(ids)))
+        except Exception as exc:
+            self.mark_errors += 1
+            log_event(get_logger(), "mark_sent_failed", level=logging.WARNING, worker=self.worker_id, requests=len(ids),
+                      error=f"{type(exc).__name__}: {exc}"[:300])
+            return 0
+
+    def close(self) -> None:
+        """Write the marks still queued and stop their thread (a worker that stops)."""
+        with self._lock:
+            marker, self._marker = self._marker, None
+        if marker is not None:
+            marker.shutdown(wait=True)
+        self.write_marks()
+
+    def drain_estimates(self) -> list[tuple[str, dict[str, Any]]]:
+        """The requests :meth:`expire` charged an estimate since the last call: ``(request id, usage)``, the usage as
+        :meth:`ragtrim.serve.metrics.Metrics.observe_usage` takes it (the lease keeper counts them on ``/metrics``)."""
+        with self._lock:
+            out, self._estimates = self._estimates, []
+        return out
 
     # -- deferred settles and releases -------------------------------------------------------------
 
@@ -374,29 +479,55 @@ class QuotaStore:
         requests: they are in flight and will be settled or released (expiring one would let
         another request take room this one is about to be charged for).
         """
-        return self._write(lambda conn: self._expire(conn, limit))
+        freed, charged = self._write(lambda conn: self._expire(conn, limit))
+        if charged:
+            with self._lock:
+                self._estimates.extend(charged)
+        return freed
 
-    def _expire(self, conn: Any, limit: int) -> int:
+    def _expire(self, conn: Any, limit: int) -> tuple[int, list[tuple[str, dict[str, Any]]]]:
+        """Expire the lapsed holds (a request marked sent is charged its reservation), then fail their rows."""
         now = self._lease_now(conn, self.clock())
         open_ids = sorted(self.open_requests())
         r = reservations.c
         untracked = or_(r.worker_id != self.worker_id, r.request_id.notin_(open_ids))
         rows = conn.execute(reservations.select().where(r.state == "held", r.expires < now, untracked)
                             .order_by(r.budget_id, r.request_id).limit(limit).with_for_update(skip_locked=True)).all()
-        freed = sum(self._free(conn, row, "expired") for row in rows)
-        self._fail_lapsed(conn, now, open_ids, limit)
-        return freed
+        sent = self._sent(conn, sorted({row.request_id for row in rows}))
+        freed = sum(self._free(conn, row, "expired", charge=row.amount if row.request_id in sent else 0) for row in rows)
+        return freed, self._fail_lapsed(conn, now, open_ids, limit)
 
-    def _fail_lapsed(self, conn: Any, now: float, open_ids: list[str], limit: int) -> None:
-        """Fail the pending ledger rows whose lease ran out (another worker's, or this one's untracked)."""
+    @staticmethod
+    def _sent(conn: Any, ids: Sequence[str]) -> set[str]:
+        """Which of the requests ``ids`` the upstream had (marked sent, or their row already charged an estimate)."""
+        out: set[str] = set()
+        for chunk in _chunks(ids):
+            out.update(conn.execute(select(ledger.c.id).where(ledger.c.id.in_(chunk), ledger.c.usage_source.in_(
+                (USAGE_SENT, USAGE_ESTIMATED)))).scalars().all())
+        return out
+
+    def _fail_lapsed(self, conn: Any, now: float, open_ids: list[str], limit: int) -> list[tuple[str, dict[str, Any]]]:
+        """Fail the pending ledger rows whose lease ran out (another worker's, or this one's untracked); a row marked
+        sent is settled at its reservation as an estimate instead (``ok``, or ``degraded`` when its plan degraded, as
+        its ``detail`` says). Returns those, with their usage (:meth:`drain_estimates`)."""
         lapsed = and_(ledger.c.action == "pending", ledger.c.lease_expires < now)
-        for whose, note in ((ledger.c.worker_id != self.worker_id, DEAD_WORKER_NOTE),
-                            (and_(ledger.c.worker_id == self.worker_id, ledger.c.id.notin_(open_ids)), GAVE_UP_NOTE)):
-            ids = conn.execute(select(ledger.c.id).where(lapsed, whose).order_by(ledger.c.id).limit(limit)
-                               .with_for_update(skip_locked=True)).scalars().all()
-            for chunk in _chunks(ids):
+        charged = []
+        for whose, notes in ((ledger.c.worker_id != self.worker_id, (DEAD_WORKER_NOTE, DEAD_WORKER_SENT_NOTE)),
+                             (and_(ledger.c.worker_id == self.worker_id, ledger.c.id.notin_(open_ids)), (GAVE_UP_NOTE, GAVE_UP_SENT_NOTE))):
+            rows = conn.execute(ledger.select().where(lapsed, whose).order_by(ledger.c.id).limit(limit)
+                                .with_for_update(skip_locked=True)).all()
+            sent = [row for row in rows if row.usage_source == USAGE_SENT]
+            unsent = [row.id for row in rows if row.usage_source != USAGE_SENT]
+            for chunk in _chunks(unsent):
                 conn.execute(ledger.update().where(ledger.c.id.in_(chunk), ledger.c.action == "pending").values(
-                    action="failed", status=0, lease_expires=None, error=note, **UNCHARGED))
+                    action="failed", status=0, lease_expires=None, error=notes[0], **UNCHARGED))
+            for chunk in _chunks([row.id for row in sent]):
+                conn.execute(ledger.update().where(ledger.c.id.in_(chunk), ledger.c.action == "pending").values(
+                    action=case((ledger.c.detail == "", "ok"), else_="degraded"), status=0, lease_expires=None, error=notes[1],
+                    usage_source=USAGE_ESTIMATED,
+                    completion_tokens=ledger.c.reserved_tokens - ledger.c.prompt_tokens, cost_micro=ledger.c.reserved_micro))
+            charged += [(row.id, estimated_usage(row)) for row in sent]
+        return charged
 
     def _lease_now(self, conn: Any, host_now: float) -> float:
         """The time leases are measured in: the database's clock on PostgreSQL (``db_clock``), else ``host_now``."""
@@ -428,11 +559,11 @@ class QuotaStore:
             budget_usage.c.budget_id == r.budget_id, budget_usage.c.period_start == r.period_start)
             .values(reserved=budget_usage.c.reserved + reserved, spent=budget_usage.c.spent + spent))
 
-    def _free(self, conn: Any, r: Any, state: str) -> int:
-        """A held reservation to ``state`` (released, expired), its room given back; 1 if it was held."""
-        if r.state != "held" or not self._move(conn, r, state, 0):
+    def _free(self, conn: Any, r: Any, state: str, *, charge: int = 0) -> int:
+        """A held reservation to ``state`` (released, expired), its room given back and ``charge`` spent; 1 if it was held."""
+        if r.state != "held" or not self._move(conn, r, state, charge):
             return 0
-        self._count(conn, r, reserved=-r.amount)
+        self._count(conn, r, reserved=-r.amount, spent=charge)
         return 1
 
     @staticmethod

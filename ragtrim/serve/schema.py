@@ -89,6 +89,14 @@ reservations = Table(
     Index("rt_reservations_worker_state", "worker_id", "state"),
 )
 
+# ``usage_source`` of a pending row whose request the upstream has in full (its answer not in yet):
+# should its worker die, the worker that expires the row charges its reservation as an estimate.
+USAGE_SENT = "sent"
+# ``usage_source`` of a row charged an estimate, its reservation: the upstream may have done (and billed)
+# the work, but its usage is unknown (no answer, an unreadable one, or a worker that died). Such a row
+# is settled (``ok`` or ``degraded``, as planned) with the failure's ``status``; ``completion_tokens``
+# is the reservation less the counted prompt, and ``error`` says so.
+USAGE_ESTIMATED = "estimated"
 # The ledger actions whose rows were charged to their budgets (tokens and money count only these):
 # budgets.spent_so_far and usage's totals read the same rows, so they agree.
 CHARGED_ACTIONS = ("ok", "degraded")
@@ -110,7 +118,7 @@ ledger = Table(
     Column("tokens_sent", Integer, nullable=False, default=0),
     Column("prompt_tokens", Integer, nullable=False, default=0),
     Column("completion_tokens", Integer, nullable=False, default=0),
-    Column("usage_source", String(12), nullable=False, default=""),  # upstream | counted | none
+    Column("usage_source", String(12), nullable=False, default=""),  # upstream | counted | estimated | none (| sent: pending)
     Column("cost_micro", BigInteger, nullable=False, default=0),
     Column("saved_micro", BigInteger, nullable=False, default=0),
     Column("reserved_micro", BigInteger, nullable=False, default=0),

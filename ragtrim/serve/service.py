@@ -129,4 +129,5 @@ class Service:
     async def stop(self) -> None:
         for client in self.upstreams.values():
             await client.aclose()
+        await anyio.to_thread.run_sync(self.quota.close)  # the marks of requests sent upstream still queued
         self.engine.dispose()

@@ -50,6 +50,10 @@ class UpstreamReply:
 
     On failure ``error`` says what happened (for the ledger), and ``refusal`` is set when the
     upstream refused the request itself (:func:`refusal_of`); without one the failure is a 502.
+    ``started`` is True when the upstream may have done (and billed) the work all the same: it
+    had the whole request and then did not answer, or answered 2xx with a body that cannot be
+    read (:meth:`OpenAIUpstream.complete`). The error never quotes such a body: it may be the
+    model's answer.
     """
 
     status: int
@@ -60,6 +64,7 @@ class UpstreamReply:
     upstream_ms: float
     error: str | None = None
     refusal: Refusal | None = None
+    started: bool = False
 
 
 # An upstream's 4xx is about the request (a bad parameter, too long a prompt, a rate limit): the
@@ -271,20 +276,30 @@ def reply_text(body: Mapping[str, Any] | None) -> str:
 # the close arrives within about a network round trip of the request. A failure that late on a
 # reused connection is that race; one later than this may be an upstream that started working.
 KEEPALIVE_RACE_SECONDS = 0.25
+# The most of the upstream's ``timeout`` spent connecting (the OpenAI SDK's 5 s): a host that does
+# not answer fails fast, and the request (which never reached it) is sent again.
+CONNECT_TIMEOUT = 5.0
 
 
 class _SendTrace:
-    """httpcore's trace of one send: was a connection opened for it, and when was the request fully written."""
+    """httpcore's trace of one send: was a connection opened for it, and when was the request fully written.
 
-    def __init__(self) -> None:
+    ``on_written`` (if given) is called once the request is fully written: from then on the
+    upstream may be working on it (see :class:`ragtrim.serve.hold.Hold`'s ``mark_sent``).
+    """
+
+    def __init__(self, on_written: Callable[[], None] | None = None) -> None:
         self.new_connection = False
         self.written_at: float | None = None
+        self.on_written = on_written
 
     async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
         if event.startswith("connection.connect_tcp."):
             self.new_connection = True
         elif event.endswith(".send_request_body.complete"):
             self.written_at = time.monotonic()
+            if self.on_written is not None:
+                self.on_written()
 
     def resendable(self, exc: BaseException, httpx: Any) -> bool:
         """True when the upstream cannot have started on the request that failed with ``exc``."""
@@ -321,7 +336,8 @@ class OpenAIUpstream:
         httpx = lazy_import("httpx", extra="serve", purpose="ragtrim serve's upstream client")
         limits = httpx.Limits(max_connections=self.config.max_connections, max_keepalive_connections=self.config.max_connections,
                               keepalive_expiry=self.config.keepalive_expiry)
-        self._client = httpx.AsyncClient(base_url=str(self.config.base_url).rstrip("/"), timeout=self.config.timeout, limits=limits)
+        timeout = httpx.Timeout(self.config.timeout, connect=min(self.config.timeout, CONNECT_TIMEOUT))
+        self._client = httpx.AsyncClient(base_url=str(self.config.base_url).rstrip("/"), timeout=timeout, limits=limits)
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -338,7 +354,7 @@ class OpenAIUpstream:
     async def count_prompt_tokens(self, messages: Sequence[Mapping[str, Any]], tokenizer: str, question: str, context: str) -> int:
         return count_chat_tokens(messages, tokenizer)
 
-    async def _send(self, body: Mapping[str, Any]) -> Any:
+    async def _send(self, body: Mapping[str, Any], on_sent: Callable[[], None] | None = None) -> Any:
         """POST ``body``; the response once its status and headers are in (its body not read yet).
 
         A request is sent again (at most ``connection_retries`` times; ``self.retries`` counts
@@ -347,46 +363,83 @@ class OpenAIUpstream:
         keep-alive connection failed within :data:`KEEPALIVE_RACE_SECONDS` of the request being
         written (the server closed it as the request arrived). An upstream that had the whole
         request longer, or on a connection of its own, may be working on it: never sent twice.
+        A failure is an :class:`UpstreamError` whose ``started`` says which of the two it was.
+        ``on_sent`` is called each time the request has been fully written.
         """
         httpx = lazy_import("httpx", extra="serve", purpose="ragtrim serve's upstream client")
-        # not ConnectTimeout: each attempt could wait the whole timeout (60 s by default)
+        # not ConnectTimeout: each attempt could wait the whole connect timeout (CONNECT_TIMEOUT)
         dropped = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
         for attempt in range(self.config.connection_retries + 1):
-            trace = _SendTrace()
+            trace = _SendTrace(on_sent)
             request = self._client.build_request("POST", "/chat/completions", json=dict(body), headers=self._headers(),
                                                  extensions={"trace": trace})
             try:
                 return await self._client.send(request, stream=True)
-            except dropped as exc:
-                if attempt == self.config.connection_retries or not trace.resendable(exc, httpx):
-                    raise
+            except httpx.HTTPError as exc:
+                resendable = trace.resendable(exc, httpx)
+                if attempt == self.config.connection_retries or not (resendable and isinstance(exc, dropped)):
+                    raise self._send_error(exc, started=not resendable, httpx=httpx) from None
                 self.retries += 1
                 if self._on_retry is not None:
                     self._on_retry()
                 await asyncio.sleep(0.05 * attempt)  # at once after a stale connection, then a short pause
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def complete(self, body: Mapping[str, Any], question: str, context: str) -> UpstreamReply:
-        httpx = lazy_import("httpx", extra="serve", purpose="ragtrim serve's upstream client")
+    def _send_error(self, exc: Exception, *, started: bool, httpx: Any,
+                    lead: str = "upstream failed after the request was sent") -> UpstreamError:
+        """The :class:`UpstreamError` for a call that failed with ``exc``: "unreachable" only when the upstream never had the request."""
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if not started:
+            return UpstreamError(502, self.scrub(f"upstream unreachable: {what}"))
+        return UpstreamError(502, self.scrub(f"{lead}: {what}{self._timeout_hint(exc, httpx)}"), started=True)
+
+    def _timeout_hint(self, exc: Exception, httpx: Any) -> str:
+        """For a read timeout, what the operator can do about it (else "")."""
+        if not isinstance(exc, httpx.TimeoutException):
+            return ""
+        return (f" (no answer within the upstream's timeout of {self.config.timeout:g} s; raise timeout under "
+                f"[upstreams.{self.config.name}] for longer completions)")
+
+    async def complete(self, body: Mapping[str, Any], question: str, context: str, *,
+                       on_sent: Callable[[], None] | None = None) -> UpstreamReply:
         start = time.perf_counter()
         try:
-            resp = await self._send(body)
+            resp = await self._send(body, on_sent)
+        except UpstreamError as exc:
+            return UpstreamReply(502, None, "", None, None, (time.perf_counter() - start) * 1000, str(exc), started=exc.started)
+        broken = await self._read_whole(resp)
+        ms = (time.perf_counter() - start) * 1000
+        if broken is not None:
+            return UpstreamReply(502, None, "", None, None, ms, str(broken), started=broken.started)
+        return self._reply(resp, ms)
+
+    async def _read_whole(self, resp: Any) -> UpstreamError | None:
+        """Read ``resp``'s body whole and close it; the error when it broke off (after a 2xx: the upstream did the work)."""
+        httpx = lazy_import("httpx", extra="serve", purpose="ragtrim serve's upstream client")
+        try:
             try:
                 await resp.aread()
             finally:
                 await resp.aclose()
         except httpx.HTTPError as exc:
-            return UpstreamReply(502, None, "", None, None, (time.perf_counter() - start) * 1000,
-                                 self.scrub(f"upstream unreachable: {type(exc).__name__}: {exc}"))
-        ms = (time.perf_counter() - start) * 1000
+            return self._send_error(exc, started=200 <= resp.status_code < 300, httpx=httpx,
+                                    lead=f"upstream's answer (HTTP {resp.status_code}) broke off")
+        return None
+
+    def _reply(self, resp: Any, ms: float) -> UpstreamReply:
+        """The :class:`UpstreamReply` for a response read whole: its chat completion, or why it is none."""
+        answered = 200 <= resp.status_code < 300
         undecodable = self._undecodable(resp)
         if undecodable is not None:
-            return UpstreamReply(502, None, "", None, None, ms, undecodable)
+            return UpstreamReply(502, None, "", None, None, ms, undecodable, started=answered)
         try:
             data = resp.json()
         except ValueError:
             data = None
-        if resp.status_code >= 400 or not isinstance(data, Mapping):
+        if answered and not isinstance(data, Mapping):  # never quote it: it may hold the model's answer
+            return UpstreamReply(502, None, "", None, None, ms, unreadable_answer(resp.status_code, len(resp.content), data),
+                                 started=True)
+        if not answered:
             detail = data.get("error") if isinstance(data, Mapping) else resp.text[:300]
             return UpstreamReply(resp.status_code, None, "", None, None, ms,
                                  self.scrub(f"upstream answered HTTP {resp.status_code}: {json.dumps(detail)[:500]}"),
@@ -394,20 +447,34 @@ class OpenAIUpstream:
         p, c = usage_of(data)
         return UpstreamReply(resp.status_code, data, reply_text(data), p, c, ms)
 
-    async def stream(self, body: Mapping[str, Any], question: str, context: str) -> AsyncIterator[bytes]:
-        """The upstream's SSE bytes as they arrive; raises :class:`UpstreamError` before the first byte on failure."""
-        httpx = lazy_import("httpx", extra="serve", purpose="ragtrim serve's upstream client")
-        try:
-            resp = await self._send(body)
-        except httpx.HTTPError as exc:
-            raise UpstreamError(502, self.scrub(f"upstream unreachable: {type(exc).__name__}: {exc}")) from None
+    async def stream(self, body: Mapping[str, Any], question: str, context: str, *,
+                     on_sent: Callable[[], None] | None = None) -> AsyncIterator[bytes]:
+        """The upstream's SSE bytes as they arrive; raises :class:`UpstreamError` before the first byte on failure.
+
+        An upstream that answers the stream request with a whole chat completion (JSON, ignoring
+        ``stream``) is read whole and given as the events that would have carried it
+        (:func:`completion_events`), its usage included, so the client still reads a stream.
+        """
+        resp = await self._send(body, on_sent)
         undecodable = self._undecodable(resp)
         if undecodable is not None:
             await resp.aclose()
-            raise UpstreamError(502, undecodable)
+            raise UpstreamError(502, undecodable, started=200 <= resp.status_code < 300)
         if resp.status_code >= 400:
             raise await self._stream_error(resp)
+        if _media_type(resp) in ("application/json", "text/json"):
+            return await self._json_as_stream(resp)
         return _ResponseStream(resp)
+
+    async def _json_as_stream(self, resp: Any) -> AsyncIterator[bytes]:
+        """A JSON answer to a stream request as stream events (:func:`completion_events`), read whole first."""
+        broken = await self._read_whole(resp)
+        if broken is not None:
+            raise broken
+        reply = self._reply(resp, 0.0)
+        if reply.error is not None or reply.body is None:
+            raise UpstreamError(502, f"{reply.error} (to a stream request)", started=True)
+        return _replayed(completion_events(reply.body))
 
     async def _stream_error(self, resp: Any) -> UpstreamError:
         """The :class:`UpstreamError` for a stream request the upstream answered with an HTTP error (its body read, closed)."""
@@ -463,12 +530,14 @@ class _ResponseStream:
 
 class UpstreamError(Exception):
     """A failed upstream call: ``status`` is the upstream's (502 when it gave none); ``refusal`` is
-    set when it refused the request itself (:func:`refusal_of`), else the client gets a 502."""
+    set when it refused the request itself (:func:`refusal_of`), else the client gets a 502.
+    ``started``: the upstream may have done the work all the same (see :class:`UpstreamReply`)."""
 
-    def __init__(self, status: int, message: str, *, refusal: Refusal | None = None):
+    def __init__(self, status: int, message: str, *, refusal: Refusal | None = None, started: bool = False):
         super().__init__(message)
         self.status = status
         self.refusal = refusal
+        self.started = started
 
 
 class LocalUpstream:
@@ -525,7 +594,10 @@ class LocalUpstream:
             return complete(prompt, max_tokens=max_tokens)
         return reader._generate(prompt)
 
-    async def complete(self, body: Mapping[str, Any], question: str, context: str) -> UpstreamReply:
+    async def complete(self, body: Mapping[str, Any], question: str, context: str, *,
+                       on_sent: Callable[[], None] | None = None) -> UpstreamReply:
+        """The model's answer; ``on_sent`` is not called: an in-process model bills no one, and a worker that
+        dies takes its run with it."""
         anyio = lazy_import("anyio", extra="serve", purpose="ragtrim serve")
         reader = self._get_reader()
         prompt = reader.prompt(question, context)
@@ -545,19 +617,72 @@ class LocalUpstream:
         }
         return UpstreamReply(200, data, out.text or "", out.prompt_tokens, out.completion_tokens, ms)
 
-    async def stream(self, body: Mapping[str, Any], question: str, context: str) -> AsyncIterator[bytes]:
+    async def stream(self, body: Mapping[str, Any], question: str, context: str, *,
+                     on_sent: Callable[[], None] | None = None) -> AsyncIterator[bytes]:
         reply = await self.complete(body, question, context)
-        if reply.error is not None:
-            raise UpstreamError(reply.status, reply.error)
-        return _sse_from_reply(reply, body)
+        if reply.error is not None or reply.body is None:
+            raise UpstreamError(reply.status, reply.error or "local model gave no answer")
+        return _replayed(completion_events(reply.body))
 
 
-async def _sse_from_reply(reply: UpstreamReply, body: Mapping[str, Any]) -> AsyncIterator[bytes]:
-    base = {"id": reply.body["id"], "object": "chat.completion.chunk", "created": reply.body["created"], "model": reply.body["model"]}  # type: ignore[index]
-    yield sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": reply.text}, "finish_reason": None}]})
-    yield sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-    yield sse({**base, "choices": [], "usage": reply.body["usage"]})  # type: ignore[index]
-    yield b"data: [DONE]\n\n"
+def unreadable_answer(status: int, size: int, data: Any) -> str:
+    """Why a 2xx answer is no chat completion, without quoting it (it may hold the model's answer).
+
+    >>> unreadable_answer(200, 412, None)
+    'upstream answered HTTP 200 with a body that is not a chat completion (412 bytes, not JSON: cut short or malformed)'
+    """
+    what = "not JSON: cut short or malformed" if data is None else f"JSON {type(data).__name__}, not an object"
+    return f"upstream answered HTTP {status} with a body that is not a chat completion ({size} bytes, {what})"
+
+
+def _media_type(resp: Any) -> str:
+    """``resp``'s Content-Type without its parameters, lower case ("" when it has none)."""
+    return str(resp.headers.get("content-type", "")).split(";", 1)[0].strip().lower()
+
+
+def _delta(message: Any) -> dict[str, Any]:
+    """A reply message as the ``delta`` of a single chunk: role, content, refusal, tool calls (each with its ``index``)."""
+    message = message if isinstance(message, Mapping) else {}
+    delta: dict[str, Any] = {"role": message.get("role") or "assistant"}
+    delta.update({k: message[k] for k in ("content", "refusal", "function_call") if message.get(k) is not None})
+    calls = message.get("tool_calls")
+    if isinstance(calls, list) and calls:
+        delta["tool_calls"] = [{"index": i, **call} if isinstance(call, Mapping) else call for i, call in enumerate(calls)]
+    return delta
+
+
+def completion_events(data: Mapping[str, Any]) -> list[bytes]:
+    """A whole chat completion as the stream that would have carried it: per choice one ``chat.completion.chunk``
+    with its message as the delta and one with its ``finish_reason``, then a usage chunk (when it has usage; the
+    relay drops it unless the client asked for ``stream_options.include_usage``), then ``data: [DONE]``.
+
+    >>> events = completion_events({"id": "c1", "created": 1, "model": "m", "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+    ...     "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]})
+    >>> chunks = [json.loads(e[6:]) for e in events[:-1]]
+    >>> [c["choices"][0]["finish_reason"] if c["choices"] else c["usage"] for c in chunks], events[-1]
+    ([None, 'stop', {'prompt_tokens': 3, 'completion_tokens': 1}], b'data: [DONE]\\n\\n')
+    >>> chunks[0]["object"], chunks[0]["choices"][0]["delta"]
+    ('chat.completion.chunk', {'role': 'assistant', 'content': 'hi'})
+    """
+    base = {k: data[k] for k in ("id", "created", "model", "system_fingerprint", "service_tier") if k in data}
+    base["object"] = "chat.completion.chunk"
+    choices = data.get("choices") if isinstance(data.get("choices"), list) else []
+    out = []
+    for i, choice in enumerate(c if isinstance(c, Mapping) else {} for c in choices):
+        index = choice.get("index", i)
+        out.append(sse({**base, "choices": [{"index": index, "delta": _delta(choice.get("message")), "logprobs": choice.get("logprobs"),
+                                            "finish_reason": None}]}))
+        out.append(sse({**base, "choices": [{"index": index, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"}]}))
+    if isinstance(data.get("usage"), Mapping):
+        out.append(sse({**base, "choices": [], "usage": data["usage"]}))
+    out.append(b"data: [DONE]\n\n")
+    return out
+
+
+async def _replayed(events: Sequence[bytes]) -> AsyncIterator[bytes]:
+    """``events`` as an async byte stream (what :meth:`OpenAIUpstream.stream` returns)."""
+    for event in events:
+        yield event
 
 
 def sse(obj: Any) -> bytes:
