@@ -143,6 +143,46 @@ def load_prices(extra: str | Path | None = None) -> PriceTable:
     return PriceTable(prices=MappingProxyType(prices), default=default, files=tuple(files))
 
 
+def model_encoding(model: str) -> str | None:
+    """The tiktoken encoding ``model`` counts its tokens with, or None when tiktoken does not know the model.
+
+    >>> model_encoding("gpt-4o"), model_encoding("gpt-4"), model_encoding("claude-3.5-sonnet")
+    ('o200k_base', 'cl100k_base', None)
+    """
+    from optimizer.tokenizer import encoding_name
+
+    try:
+        return encoding_name(model)
+    except (ValueError, ImportError):
+        return None
+
+
+def encoding_note(counted_with: str | None, price: Mapping[str, Any]) -> str:
+    """What the report says about the tokens the $ figures multiply: the encoding that counted them and, when the
+    priced model counts with another one (or one tiktoken does not know), that the figures are off and the flag to fix it.
+
+    >>> print(encoding_note("cl100k_base", {"model": "gpt-4o", "encoding": "o200k_base"}))  # doctest: +ELLIPSIS
+    Tokens counted with cl100k_base, but gpt-4o counts with o200k_base: ... pass --tokenizer o200k_base ...
+    >>> encoding_note("o200k_base", {"model": "gpt-4o", "encoding": "o200k_base"})
+    'Tokens counted with o200k_base, the encoding gpt-4o counts with.'
+    >>> encoding_note(None, {"model": "gpt-4o"})
+    ''
+    """
+    if not counted_with:
+        return ""
+    model, theirs = price.get("model", "?"), price.get("encoding")
+    if theirs == counted_with:
+        return f"Tokens counted with {counted_with}, the encoding {model} counts with."
+    if theirs:
+        return (f"Tokens counted with {counted_with}, but {model} counts with {theirs}: these $ figures multiply "
+                f"{counted_with} counts by {model}'s price, so they are off by the difference between the two "
+                f"encodings; pass --tokenizer {theirs} to count as {model} does (the budgets then count {theirs} "
+                f"tokens too), or --price-model a model that counts with {counted_with}.")
+    return (f"Tokens counted with {counted_with}; tiktoken does not know which encoding {model} counts with, so these "
+            f"$ figures multiply {counted_with} counts by {model}'s price (pass --tokenizer hf:/path/to/tokenizer.json "
+            "with the model's own tokenizer for its exact counts).")
+
+
 def cost_per_1k_queries(input_tokens_per_query: float, usd_per_million: float) -> float:
     """US dollars for 1,000 queries of ``input_tokens_per_query`` input tokens each."""
     if input_tokens_per_query < 0 or usd_per_million < 0:

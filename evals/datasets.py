@@ -3,8 +3,12 @@
 One JSON object per line: ``id``, ``question``, ``answers`` (a list of strings, empty for
 unanswerable), ``chunks`` (objects with ``id`` and ``text``; ``title``, ``gold`` and
 ``gold_spans`` optional) and ``meta``. Other keys are allowed: unknown top-level keys land
-in :attr:`Example.meta`, unknown chunk keys in the chunk's ``metadata``. A file that breaks
-the schema raises ``ValueError`` naming the file, the line and the field.
+in :attr:`Example.meta`, unknown chunk keys in the chunk's ``metadata``; the harness reads
+neither (a ``retrieval`` key in ``meta`` or a ``gold`` inside a chunk's ``metadata`` is the
+caller's data). A chunk's ``gold`` is true, false or null (null: not given, so not gold). A
+file that breaks the schema raises ``ValueError`` naming the file, the line and the field, and
+a key other tools use for a missing field (``answer``, ``query``, ``contexts``,
+``page_content``, ...) is named in the fix ("did you mean ...").
 
 >>> list_datasets()
 ['hotpotqa', '2wiki', 'squad2-pools', 'nq-multidoc']
@@ -23,7 +27,7 @@ import json
 import math
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -53,7 +57,11 @@ class Example:
     """One question with its candidate chunks.
 
     ``chunks`` are :class:`optimizer.Chunk` records; the dataset's ``gold`` and
-    ``gold_spans`` fields are in each chunk's ``metadata``.
+    ``gold_spans`` fields are in each chunk's ``metadata``. ``meta`` is the dataset's own
+    (its ``meta`` object and unknown top-level keys), never read by the harness; ``retrieval``
+    is the harness's record of how the chunks were retrieved (set by
+    :func:`evals.retrieval.retrieve_dataset`, None otherwise), kept apart so that no key of a
+    user's ``meta`` can stand in for it.
     """
 
     id: str
@@ -61,6 +69,7 @@ class Example:
     answers: tuple[str, ...]
     chunks: tuple[Chunk, ...]
     meta: Mapping[str, Any]
+    retrieval: Mapping[str, Any] | None = None
 
     @property
     def gold_ids(self) -> tuple[str, ...]:
@@ -233,17 +242,18 @@ def parse_example(obj: Any, *, where: str = "example") -> Example:
     where = f"{where} (id {ex_id!r})"
     question = obj.get("question")
     if not isinstance(question, str) or not question.strip():
-        raise _error(where, "question", "a non-empty string", _show(obj, "question"), "add the question text")
+        raise _error(where, "question", "a non-empty string", _show(obj, "question"),
+                     _did_you_mean(obj, "question") or "add the question text")
     answers = obj.get("answers")
     if isinstance(answers, list):
         _check_answers(where, answers)
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
-        fix = f'write "answers": [{json.dumps(answers)}]' if isinstance(answers, str) else 'e.g. "answers": ["Paris"]'
-        raise _error(where, "answers", "a list of strings", _show(obj, "answers"), f"{fix} (or [] when unanswerable)")
+        fix = _did_you_mean(obj, "answers") or f"{_answers_fix(answers)} (or [] when unanswerable)"
+        raise _error(where, "answers", "a list of strings", _show(obj, "answers"), fix)
     _check_text(where, "question", question)
     for k, answer in enumerate(answers):
         _check_text(where, f"answers[{k}]", answer)
-    chunks = _parse_chunks(obj.get("chunks"), "chunks" in obj, where)
+    chunks = _parse_chunks(obj, ex_id, where)
     meta = obj.get("meta") if obj.get("meta") is not None else {}
     if not isinstance(meta, Mapping):
         raise _error(where, "meta", "an object", _show(obj, "meta"), "use {} or remove it")
@@ -252,6 +262,20 @@ def parse_example(obj: Any, *, where: str = "example") -> Example:
         if key not in _KNOWN:
             meta.setdefault(key, value)
     return Example(id=ex_id, question=question, answers=tuple(answers), chunks=chunks, meta=MappingProxyType(meta))
+
+
+def _answers_fix(answers: Any) -> str:
+    """How to write ``answers`` as a list of strings: a lone string in a list, SQuAD's ``{"text": [...]}`` as its list.
+
+    >>> _answers_fix("Paris"), _answers_fix({"text": ["Paris"], "answer_start": [0]}), _answers_fix(3)
+    ('write "answers": ["Paris"]', 'write "answers": ["Paris"] (the "text" list of a SQuAD-style answers object)', 'e.g. "answers": ["Paris"]')
+    """
+    if isinstance(answers, str):
+        return f'write "answers": [{json.dumps(answers, ensure_ascii=False)}]'
+    texts = answers.get("text") if isinstance(answers, Mapping) else None
+    if isinstance(texts, list) and all(isinstance(t, str) for t in texts):
+        return f'write "answers": {json.dumps(texts, ensure_ascii=False)} (the "text" list of a SQuAD-style answers object)'
+    return 'e.g. "answers": ["Paris"]'
 
 
 def _check_answers(where: str, answers: list[Any]) -> None:
@@ -288,32 +312,35 @@ def _answers_as_text(answers: list[Any]) -> list[str] | None:
     return out
 
 
-def _parse_chunks(raw: Any, present: bool, where: str) -> tuple[Chunk, ...]:
+def _parse_chunks(obj: Mapping[str, Any], ex_id: str, where: str) -> tuple[Chunk, ...]:
+    raw = obj.get("chunks")
     if not isinstance(raw, list):
-        got = _describe(raw) if present else "nothing (missing)"
-        raise _error(where, "chunks", "a list of objects with 'id' and 'text'", got, "use [] for no passages")
+        raise _error(where, "chunks", "a list of objects with 'id' and 'text'", _show(obj, "chunks"),
+                     _did_you_mean(obj, "chunks") or "use [] for no passages")
     chunks: list[Chunk] = []
     seen: dict[str, int] = {}
     dims: dict[int, int] = {}  # embedding length -> first chunk with it
     for k, item in enumerate(raw):
         field = f"chunks[{k}]"
         if not isinstance(item, Mapping):
-            raise _error(where, field, "an object with 'id' and 'text'", _describe(item))
+            raise _error(where, field, "an object with 'id' and 'text'", _describe(item), _chunk_shape(item, f"{ex_id}-{k}"))
         cid = item.get("id")
         if isinstance(cid, int) and not isinstance(cid, bool):
             cid = str(cid)
         if not isinstance(cid, str) or not cid:
             raise _error(where, f"{field}.id", "a non-empty string", _show(item, "id"), "give every chunk an id unique in its example")
         if not isinstance(item.get("text"), str):
-            raise _error(where, f"{field}.text", "a string", _show(item, "text"), "put the passage text in 'text'")
+            raise _error(where, f"{field}.text", "a string", _show(item, "text"),
+                         _did_you_mean(item, "text") or "put the passage text in 'text'")
         if cid in seen:
             raise ValueError(
                 f"{where}: field '{field}.id': duplicate chunk id {cid!r} (also chunks[{seen[cid]}]); chunk ids must be "
                 "unique within an example, e.g. '<example id>-<position>'"
             )
         seen[cid] = k
-        if "gold" in item and not isinstance(item["gold"], bool):
-            raise _error(where, f"{field}.gold", "true or false", _show(item, "gold"))
+        if item.get("gold") is not None and not isinstance(item["gold"], bool):
+            raise _error(where, f"{field}.gold", "true, false or null", _show(item, "gold"),
+                         "mark evidence chunks with \"gold\": true (leave it out, false or null for the others)")
         if "gold_spans" in item:
             _check_spans(item["gold_spans"], len(item["text"]), f"{where}: field '{field}.gold_spans'")
         if item.get("embedding") is not None:
@@ -325,10 +352,33 @@ def _parse_chunks(raw: Any, present: bool, where: str) -> tuple[Chunk, ...]:
                     f"{a}; every chunk's vector must come from one model (the same length), or leave 'embedding' out"
                 )
         try:
-            chunks.append(Chunk.from_dict({**item, "id": cid}))
+            chunk = Chunk.from_dict({**item, "id": cid})
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{where}: field '{field}': {exc}") from None
+        chunks.append(_with_schema_gold(chunk, item))
     return tuple(chunks)
+
+
+def _with_schema_gold(chunk: Chunk, item: Mapping[str, Any]) -> Chunk:
+    """``chunk`` with ``metadata["gold"]`` set from the chunk's own ``gold`` field only (null: not gold).
+
+    :meth:`Chunk.from_dict` lets a ``gold`` key inside the chunk's ``metadata`` object win over the
+    chunk's ``gold`` field; the schema's ``gold`` is the field, so the field decides, and a ``gold``
+    inside ``metadata`` (the caller's own data) never marks evidence.
+
+    >>> item = {"id": "a", "text": "x", "gold": False, "metadata": {"gold": True}}
+    >>> _with_schema_gold(Chunk.from_dict(item), item).metadata["gold"]
+    False
+    >>> item = {"id": "a", "text": "x", "gold": None}
+    >>> _with_schema_gold(Chunk.from_dict(item), item).metadata["gold"]
+    False
+    """
+    if "gold" not in chunk.metadata:
+        return chunk
+    gold = item.get("gold") is True
+    if chunk.metadata["gold"] is gold:
+        return chunk
+    return replace(chunk, metadata={**chunk.metadata, "gold": gold})
 
 
 def _check_embedding(value: Any, where: str) -> int:
@@ -373,6 +423,50 @@ def _check_spans(spans: Any, length: int, where: str) -> None:
             raise ValueError(
                 f"{where}: span [{start}, {end}] is outside the chunk text (length {length}); offsets count characters of 'text'"
             )
+
+
+_NEAR_MISSES = {
+    "question": ("query", "prompt"),
+    "answers": ("answer", "gold_answers", "ground_truth", "ground_truths"),
+    "chunks": ("contexts", "context", "passages", "documents", "docs", "ctxs"),
+    "text": ("page_content", "content", "passage", "contents"),
+}
+"""Keys other tools use for a schema field (LangChain's ``page_content``, DPR's ``ctxs``, ...): named in the error."""
+
+
+def _did_you_mean(obj: Mapping[str, Any], field: str) -> str:
+    """When ``field`` is missing and ``obj`` has a key other tools use for it, the fix naming that key, else ``""``.
+
+    >>> print(_did_you_mean({"answer": "Paris"}, "answers"))
+    did you mean 'answers'? The object has 'answer': write "answers": ["Paris"]
+    >>> _did_you_mean({"page_content": "Paris is big."}, "text")
+    "did you mean 'text'? The object has 'page_content': rename it to 'text'"
+    >>> _did_you_mean({"answers": []}, "answers")
+    ''
+    """
+    if field in obj:
+        return ""
+    near = [k for k in obj if isinstance(k, str) and (k in _NEAR_MISSES.get(field, ()) or k.lower() == field)]
+    if not near:
+        return ""
+    key = near[0]
+    value = obj[key]
+    if field == "answers" and isinstance(value, str):
+        return f"did you mean 'answers'? The object has {key!r}: write \"answers\": [{json.dumps(value, ensure_ascii=False)}]"
+    if field == "answers" and isinstance(value, list):
+        return f"did you mean 'answers'? The object has {key!r}: rename it to 'answers' (a list of strings)"
+    return f"did you mean {field!r}? The object has {key!r}: rename it to {field!r}"
+
+
+def _chunk_shape(item: Any, suggested_id: str) -> str:
+    """The fix for a chunk that is not an object: the object to write instead (its text in it, when it is a string).
+
+    >>> _chunk_shape("Paris is in France.", "q1-0")
+    'write each chunk as an object, e.g. {"id": "q1-0", "text": "Paris is in France."} (with "title" and "gold" if you have them)'
+    """
+    text = item if isinstance(item, str) else "the passage text"
+    shape = json.dumps({"id": suggested_id, "text": text[:60] + ("..." if len(text) > 60 else "")}, ensure_ascii=False)
+    return f'write each chunk as an object, e.g. {shape} (with "title" and "gold" if you have them)'
 
 
 def _error(where: str, field: str, expected: str, got: str, fix: str = "") -> ValueError:

@@ -102,7 +102,8 @@ def evidence_recall(kept_chunk_ids: Iterable[str], gold_chunk_ids: Iterable[str]
     """Share of gold chunks from which at least one sentence survives; None without gold.
 
     ``kept_chunk_ids`` are the ids of the chunks from which at least one whole sentence is in
-    the rendered context (:func:`sentence_kept_ids`); a fragment of a sentence does not count.
+    the rendered context (:func:`sentence_kept_ids`: kept from the chunk, or word for word from a copy
+    of it); a fragment of a sentence does not count.
 
     >>> evidence_recall(["a", "c"], ["a", "b"])
     0.5
@@ -114,27 +115,42 @@ def evidence_recall(kept_chunk_ids: Iterable[str], gold_chunk_ids: Iterable[str]
 
 
 def sentence_kept_ids(spans: Iterable[Any], chunks: Iterable[Chunk], ids: Iterable[str] | None = None) -> tuple[str, ...]:
-    """Ids of the chunks (of ``ids``, else all) from which at least one whole sentence survives.
+    """Ids of the chunks (of ``ids``, else all) from which at least one whole sentence survives in the context.
 
     ``spans`` are a pipeline result's kept pieces (``chunk_id``, ``start``, ``end`` in the chunk's
-    original text); sentence bounds come from :func:`optimizer.sentences.split_sentences`.
+    original text); sentence bounds come from :func:`optimizer.sentences.split_sentences`. A sentence
+    survives when it is kept whole from its own chunk, or from a copy of the chunk (:func:`_is_copy`)
+    that the context keeps it from word for word (equal after :func:`normalize`): a deduplicator keeps
+    one of two copies of a passage and drops the other, whose sentences are still there to read. The
+    same sentence kept from an unrelated passage ("They have two sons." about someone else) is not
+    the chunk's evidence and does not count.
 
     >>> from types import SimpleNamespace as S
     >>> from optimizer import Chunk
     >>> c = [Chunk(id="b", text="France is in Europe. Paris is its capital.")]
     >>> sentence_kept_ids([S(chunk_id="b", start=0, end=9)], c), sentence_kept_ids([S(chunk_id="b", start=0, end=20)], c)
     ((), ('b',))
+    >>> copies = [Chunk(id="mirror", text="Paris is its capital. It is old."), Chunk(id="orig", text="Paris is its capital.")]
+    >>> sentence_kept_ids([S(chunk_id="mirror", start=0, end=21)], copies, ids=["orig"])
+    ('orig',)
     """
-    wanted = set(ids) if ids is not None else None
+    chunks = list(chunks)
+    keep = set(ids) if ids is not None else None
+    wanted = [c for c in chunks if keep is None or c.id in keep]
     ranges: dict[str, list[tuple[int, int]]] = {}
     for span in spans:
-        if span.end > span.start and (wanted is None or span.chunk_id in wanted):
+        if span.end > span.start:
             ranges.setdefault(span.chunk_id, []).append((span.start, span.end))
-    return tuple(c.id for c in chunks if c.id in ranges and _keeps_a_sentence(c.original_text, ranges[c.id]))
+    own = {c.id for c in wanted if c.id in ranges and _kept_sentences(c.original_text, ranges[c.id])}
+    if len(own) == len(wanted):
+        return tuple(c.id for c in wanted)
+    kept = {c.id: {normalize(t) for t in _kept_sentences(c.original_text, ranges[c.id])} for c in chunks if c.id in ranges}
+    survivors = [(c, kept[c.id]) for c in chunks if kept.get(c.id)]
+    return tuple(c.id for c in wanted if c.id in own or _kept_from_a_copy(c, survivors))
 
 
-def _keeps_a_sentence(text: str, kept: list[tuple[int, int]]) -> bool:
-    """Whether some sentence of ``text`` lies wholly inside the union of the ``kept`` ranges."""
+def _kept_sentences(text: str, kept: list[tuple[int, int]]) -> list[str]:
+    """The sentences of ``text`` that lie wholly inside the union of the ``kept`` ranges."""
     from optimizer.sentences import split_sentences
 
     merged: list[list[int]] = []
@@ -143,7 +159,38 @@ def _keeps_a_sentence(text: str, kept: list[tuple[int, int]]) -> bool:
             merged[-1][1] = max(merged[-1][1], end)
         else:
             merged.append([start, end])
-    return any(lo <= s and e <= hi for s, e in split_sentences(text) for lo, hi in merged)
+    return [text[s:e] for s, e in split_sentences(text) if any(lo <= s and e <= hi for lo, hi in merged)]
+
+
+def _sentence_keys(text: str) -> set[str]:
+    """The normalized sentences of ``text`` (empty ones left out)."""
+    from optimizer.sentences import split_sentences
+
+    return {key for s, e in split_sentences(text) if (key := normalize(text[s:e]))}
+
+
+def _is_copy(chunk: Chunk, other: Chunk) -> bool:
+    """Whether ``other`` is a copy of ``chunk``: more than half of ``chunk``'s sentences are sentences of ``other``.
+
+    An exact copy, a near-duplicate (one sentence changed) and a longer passage that contains ``chunk``
+    are copies; two passages that share a stock sentence are not.
+
+    >>> from optimizer import Chunk
+    >>> a = Chunk(id="a", text="Ann is a painter. She lives in Oslo. They have two sons.")
+    >>> _is_copy(a, Chunk(id="b", text="Ann is a painter. She lives in Bergen. They have two sons."))
+    True
+    >>> _is_copy(a, Chunk(id="c", text="Bob is a singer. He lives in Rome. They have two sons."))
+    False
+    """
+    mine = _sentence_keys(chunk.original_text)
+    return 2 * len(mine & _sentence_keys(other.original_text)) > len(mine)
+
+
+def _kept_from_a_copy(chunk: Chunk, survivors: Sequence[tuple[Chunk, set[str]]]) -> bool:
+    """Whether a sentence of ``chunk`` is kept whole from another chunk that is a copy of it (``survivors``: each chunk
+    that kept a whole sentence, with its kept sentences normalized)."""
+    mine = _sentence_keys(chunk.original_text)
+    return any(other.id != chunk.id and mine & kept and _is_copy(chunk, other) for other, kept in survivors)
 
 
 MISS_KINDS = ("cut", "dropped", "absent")

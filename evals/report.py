@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from evals.cost import encoding_note
 from evals.metrics import MISS_KINDS
 from evals.tables import Table, to_html, to_markdown, to_rich
 from optimizer.budget import budget_label
@@ -178,6 +179,9 @@ def cost_table(results: Mapping[str, Any]) -> Table:
         f"(list price, {price.get('date', 'undated')}; {price.get('source', '')}). "
         f"{results.get('cost_note', '')}."
     )
+    counted = encoding_note(results.get("tokenizer_encoding"), price)
+    if counted:
+        note += f" {counted}"
     return Table(
         "Cost",
         ("pipeline", "budget", "input tokens / query", "$ / 1k queries", "$ saved / 1k vs full", "saved"),
@@ -306,7 +310,7 @@ def pareto_plot(results: Mapping[str, Any], path: str | Path) -> Path:
 def _header_lines(results: Mapping[str, Any]) -> list[str]:
     reader = results["reader"] if results.get("reader_model") is None else f"{results['reader']} ({results['reader_model']})"
     lines = [
-        f"Dataset **{results['dataset']}**, n = {results['n']} examples, tokenizer `{results['tokenizer']}`, reader **{reader}**"
+        f"Dataset **{results['dataset']}**, n = {results['n']} examples, tokenizer {_tokenizer_label(results)}, reader **{reader}**"
         + (f" on the first {results['sample']} examples" if results.get("sample") else "")
         + ".",
         "Deltas are versus `full` (all chunks, no budget) on the same examples, with 95 % paired bootstrap intervals "
@@ -320,6 +324,16 @@ def _header_lines(results: Mapping[str, Any]) -> list[str]:
     if meta.get("created"):
         lines.append(f"Created {meta['created']} on {meta.get('machine', '?')}.")
     return lines
+
+
+def _tokenizer_label(results: Mapping[str, Any]) -> str:
+    """The tokenizer as given, with the encoding it resolved to when that is another name (``gpt-4o``: ``o200k_base``).
+
+    >>> _tokenizer_label({"tokenizer": "gpt-4o", "tokenizer_encoding": "o200k_base"}), _tokenizer_label({"tokenizer": "cl100k_base"})
+    ('`gpt-4o` (encoding `o200k_base`)', '`cl100k_base`')
+    """
+    given, encoding = results["tokenizer"], results.get("tokenizer_encoding")
+    return f"`{given}` (encoding `{encoding}`)" if encoding and encoding != given else f"`{given}`"
 
 
 def _in_sample_lines(results: Mapping[str, Any]) -> list[str]:

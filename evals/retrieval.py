@@ -17,7 +17,9 @@ With ``limit``, only the first ``limit`` questions are retrieved for (and kept),
 still every passage of the whole dataset: a smaller run sees the same distractors as the full one.
 A ``top_k`` above the corpus size is clipped to it, with a warning.
 
-Each new example's ``meta["retrieval"]`` records the retriever, ``top_k`` (as asked), the k used
+Each new example's ``retrieval`` attribute (:attr:`evals.datasets.Example.retrieval`, kept apart from
+``meta``, the dataset's own data, which may hold a ``retrieval`` key of its own) records the retriever,
+``top_k`` (as asked), the k used
 (``top_k_used``, clipped to the corpus), the corpus size (``corpus_passages``), how many of the
 question's gold passages were retrieved (``gold_retrieved`` of ``gold_total``) and the ids of
 the gold chunks that were not (``gold_missed``), so :func:`retrieval_recall` can report
@@ -36,7 +38,7 @@ was retrieved scores 0 instead of dropping out.
 >>> retrieval_recall(out)
 1.0
 >>> one = retrieve_dataset(Dataset("tiny", Path("tiny.jsonl"), tuple(ex)), top_k=1, retriever="bm25")
->>> one.examples[0].meta["retrieval"]["gold_missed"], all_gold_ids(one.examples[0])
+>>> one.examples[0].retrieval["gold_missed"], all_gold_ids(one.examples[0])
 ([], ('q0-0',))
 """
 
@@ -45,9 +47,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -207,21 +210,36 @@ def _retrieved_example(
     missed = [c.id for text, c in gold_by_text.items() if text not in found]
     info = {"retriever": label, **sizes, "gold_total": len(gold_by_text), "gold_retrieved": len(found),
             "gold_missed": missed}
-    return replace(ex, chunks=tuple(chunks), meta={**dict(ex.meta), "retrieval": info})
+    return replace(ex, chunks=tuple(chunks), retrieval=MappingProxyType(info))
 
 
 MISSED_SUFFIX = " (not retrieved)"
 """Appended to the id of a gold chunk that was not retrieved, in :func:`all_gold_ids` (kept apart from retrieved ids)."""
 
 
+def retrieval_info(ex: Any) -> Mapping[str, Any]:
+    """What :func:`retrieve_dataset` recorded for ``ex`` (its ``retrieval`` attribute), ``{}`` without retrieval.
+
+    Never the example's ``meta``: that is the dataset's own data, and a ``"retrieval": "bm25 top-10"`` there
+    is a note, not the harness's record.
+
+    >>> from evals.datasets import parse_example
+    >>> retrieval_info(parse_example({"id": "q", "question": "q?", "answers": [], "chunks": [],
+    ...                               "meta": {"retrieval": "bm25 top-10"}}))
+    {}
+    """
+    info = getattr(ex, "retrieval", None)
+    return info if isinstance(info, Mapping) else {}
+
+
 def all_gold_ids(ex: Any) -> tuple[str, ...]:
-    """The example's gold chunk ids, plus one id per gold passage its retriever missed (``meta["retrieval"]``).
+    """The example's gold chunk ids, plus one id per gold passage its retriever missed (:func:`retrieval_info`).
 
     Evidence recall over these counts unretrieved gold as lost: no kept span can carry a missed id.
     Without retrieval this is ``ex.gold_ids``.
     """
-    info = (getattr(ex, "meta", None) or {}).get("retrieval") or {}
-    return tuple(ex.gold_ids) + tuple(f"{cid}{MISSED_SUFFIX}" for cid in info.get("gold_missed") or ())
+    missed = retrieval_info(ex).get("gold_missed") or ()
+    return tuple(ex.gold_ids) + tuple(f"{cid}{MISSED_SUFFIX}" for cid in missed)
 
 
 def retrieval_summary(dataset: Any) -> dict[str, Any]:
@@ -229,11 +247,11 @@ def retrieval_summary(dataset: Any) -> dict[str, Any]:
     and (when recorded) the corpus size and the k used.
 
     >>> from types import SimpleNamespace as S
-    >>> retrieval_summary(S(examples=[S(meta={"retrieval": {"gold_total": 2, "gold_retrieved": 1}}),
-    ...                               S(meta={"retrieval": {"gold_total": 1, "gold_retrieved": 0}})]))
+    >>> retrieval_summary(S(examples=[S(retrieval={"gold_total": 2, "gold_retrieved": 1}),
+    ...                               S(retrieval={"gold_total": 1, "gold_retrieved": 0})]))
     {'retrieval_recall': 0.25, 'gold_total': 3, 'gold_retrieved': 1, 'questions_with_gold': 2, 'questions_without_gold_retrieved': 1}
     """
-    infos = [(ex.meta or {}).get("retrieval") or {} for ex in dataset.examples]
+    infos = [retrieval_info(ex) for ex in dataset.examples]
     with_gold = [i for i in infos if i.get("gold_total")]
     sizes = {key: infos[0][key] for key in ("corpus_passages", "top_k_used") if infos and key in infos[0]}
     return {
@@ -250,7 +268,7 @@ def retrieval_recall(dataset: Any) -> float | None:
     """Mean share of each question's gold passages that were retrieved (recall@k); None without gold."""
     values = []
     for ex in dataset.examples:
-        info = ex.meta.get("retrieval") or {}
+        info = retrieval_info(ex)
         if info.get("gold_total"):
             values.append(info["gold_retrieved"] / info["gold_total"])
     return float(np.mean(values)) if values else None
@@ -357,6 +375,6 @@ def _bm25_search(corpus: list[Passage], questions: Sequence[str], k: int) -> tup
 
 
 __all__ = [
-    "RETRIEVERS", "all_gold_ids", "build_corpus", "corpus_embeddings", "retrieval_recall", "retrieval_summary",
-    "retrieve_dataset",
+    "RETRIEVERS", "all_gold_ids", "build_corpus", "corpus_embeddings", "retrieval_info", "retrieval_recall",
+    "retrieval_summary", "retrieve_dataset",
 ]

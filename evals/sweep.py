@@ -56,6 +56,7 @@ class EvalRun:
     rows: tuple[ExampleRow, ...]
     runs: tuple[ArmRun, ...]
     settings: dict[str, Any] = field(default_factory=dict)
+    tokenizer_encoding: str | None = None
 
     def run_for(self, pipeline: str, budget: Budget | None) -> ArmRun:
         """The aggregated run of one arm."""
@@ -80,6 +81,7 @@ class EvalRun:
             "dataset": self.dataset,
             "n": self.n,
             "tokenizer": self.tokenizer,
+            "tokenizer_encoding": self.tokenizer_encoding,
             "reader": self.reader,
             "reader_model": self.reader_model,
             "prompt_template": self.prompt_template,
@@ -301,6 +303,7 @@ def run_eval(
         dataset=str(getattr(dataset, "name", "dataset")),
         n=len(examples),
         tokenizer=tokenizer,
+        tokenizer_encoding=dict(resolved)[REFERENCE].tokenizer.name,
         reader=reader.name if reader is not None else "none",
         reader_model=getattr(reader, "model", None) if reader is not None else None,
         prompt_template=template,
@@ -382,7 +385,13 @@ def sweep_settings(
     seed: int,
     sample: int | None,
 ) -> dict[str, Any]:
-    """What produced a sweep, for ``results.json`` (pipelines and their configs, prices, bootstrap)."""
+    """What produced a sweep, for ``results.json`` (pipelines and their configs, prices, bootstrap).
+
+    ``price.encoding`` is the tiktoken encoding the priced model counts with (None when tiktoken does not know
+    it): the report says when the eval's tokenizer counts differently (:func:`evals.cost.encoding_note`).
+    """
+    from evals.cost import model_encoding
+
     return {
         "sample": sample,
         "reader_arms": [a.label for a in arms if a in wanted],
@@ -390,7 +399,8 @@ def sweep_settings(
         "pipelines": [n for n, _ in resolved],
         "pipeline_configs": {n: p.to_config() for n, p in resolved},
         "tuned_on": {n: t for n, t in ((n, tuned_on(n, p)) for n, p in resolved) if t is not None},
-        "price": {"model": price.model, "input_per_million": price.input_per_million, "date": price.date, "source": price.source},
+        "price": {"model": price.model, "input_per_million": price.input_per_million, "date": price.date, "source": price.source,
+                  "encoding": model_encoding(price.model)},
         "prices": table.to_dict(),
         "bootstrap": {"resamples": resamples, "seed": seed, "confidence": 0.95, "paired_on": "example id"},
         "cost_note": "input tokens per query = rendered context + reader prompt template with the question; output tokens not counted",

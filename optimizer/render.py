@@ -52,6 +52,11 @@ class Rendered:
     spans: tuple[Span, ...]
 
 
+def visible(chunks: Sequence[Chunk]) -> list[Chunk]:
+    """The chunks :meth:`Renderer.render` prints: those with some text that is not white space."""
+    return [c for c in chunks if c.text and not c.text.isspace()]
+
+
 def group_by_title(chunks: Sequence[Chunk]) -> list[Chunk]:
     """``chunks`` with those that share a title moved up to the first of them, otherwise in order.
 
@@ -131,15 +136,20 @@ class Renderer:
         return "".join(parts)
 
     def render(self, chunks: Sequence[Chunk]) -> Rendered:
-        """Render chunks in the given order; empty chunks are skipped."""
+        """Render chunks in the given order; blank chunks (no text, or white space only) are skipped.
+
+        The packer drops blank chunks too (:data:`optimizer.packer.BLANK_REASON`), so the full context
+        (every chunk rendered: the basis of a share budget, ``tokens_full``) is what ``full`` sends.
+
+        >>> Renderer().render([Chunk(id="a", text="  \\n", title="T"), Chunk(id="b", text="Hi.")]).text
+        '[1] Hi.'
+        """
         out: list[str] = []
         spans: list[Span] = []
         pos = 0
         previous_title: str | None = None
         position = 0
-        for chunk in chunks:
-            if not chunk.text:
-                continue
+        for chunk in visible(chunks):
             position += 1
             if out:
                 out.append(self.separator)
@@ -165,7 +175,8 @@ class Renderer:
 
     def overhead(self, chunks: Sequence[Chunk], tokenizer: Any, counts: dict[str, int] | None = None, *,
                  grouped: bool = False) -> int:
-        """Tokens this layout adds around ``chunks`` rendered in this order (markers, titles, separators).
+        """Tokens this layout adds around ``chunks`` rendered in this order (markers, titles, separators; blank
+        chunks, which :meth:`render` skips, add none).
 
         A title is counted where :meth:`render` prints it: not when the previous block has the
         same title. So pass the chunks in the order they will be rendered, or ``grouped=True`` when
@@ -181,6 +192,7 @@ class Renderer:
         >>> Renderer().overhead([a, b, c], tok), Renderer().overhead([a, c, b], tok), Renderer().overhead([a, c, b], tok, grouped=True)
         (16, 17, 16)
         """
+        chunks = visible(chunks)
         if not chunks:
             return 0
         if grouped:

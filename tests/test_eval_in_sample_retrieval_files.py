@@ -97,7 +97,7 @@ def test_retrieval_counts_gold_that_was_not_retrieved_as_lost():
 
     examples = [parse_example(_two_gold(i, t)) for i, t in enumerate(["otter", "heron", "badger"])]
     retrieved = retrieve_dataset(Dataset("t", Path("t.jsonl"), tuple(examples)), top_k=1, retriever="bm25")
-    assert all(ex.meta["retrieval"]["gold_total"] == 2 for ex in retrieved.examples)
+    assert all(ex.retrieval["gold_total"] == 2 for ex in retrieved.examples)
     run = run_eval(retrieved, ["truncate"], [0.5], progress=False, resamples=20)
     full = run.rows_for("full", None)
     # one of two gold passages retrieved, and the full context keeps it: evidence recall 0.5, not 1.0
@@ -113,7 +113,7 @@ def test_a_question_whose_gold_was_never_retrieved_scores_zero_not_left_out():
                         {"id": "g", "text": "Herons wade in shallow water.", "gold": True}]}]
     ds = Dataset("t", Path("t.jsonl"), tuple(parse_example(r) for r in rows))
     retrieved = retrieve_dataset(ds, top_k=1, retriever="bm25")
-    assert retrieved.examples[0].meta["retrieval"]["gold_retrieved"] == 0
+    assert retrieved.examples[0].retrieval["gold_retrieved"] == 0
     row = run_eval(retrieved, ["truncate"], [0.5], progress=False, resamples=20).rows_for("full", None)[0]
     assert row.evidence_recall == 0.0
 

@@ -96,7 +96,7 @@ def test_retrieval_gold_flags_topk_ids_and_no_mutation(retriever):
             assert c.metadata["gold"] is (c.text == gold_text[ex.id])
         assert ex.chunks[0].metadata["gold_spans"] == [[0, 9]]
         assert ex.meta["source"] == "tiny"
-        assert ex.meta["retrieval"]["gold_retrieved"] == 1 and ex.meta["retrieval"]["gold_total"] == 1
+        assert ex.retrieval["gold_retrieved"] == 1 and ex.retrieval["gold_total"] == 1
     assert retrieval_recall(out) == 1.0
 
 

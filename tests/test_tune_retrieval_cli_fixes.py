@@ -272,5 +272,5 @@ def test_retrieve_dataset_limit_keeps_the_whole_corpus():
 
     ds = Dataset("t", Path("t.jsonl"), tuple(parse_example(r) for r in RETRIEVAL_ROWS))
     one = retrieve_dataset(ds, top_k=1, retriever="bm25", limit=1)
-    assert len(one.examples) == 1 and one.examples[0].meta["retrieval"]["corpus_passages"] == 6
+    assert len(one.examples) == 1 and one.examples[0].retrieval["corpus_passages"] == 6
     assert [c.id for c in one.examples[0].chunks] == ["q2-f"]
