@@ -194,6 +194,7 @@ class TuneResult:
     first_reader_error: str | None = None
     pipeline_failures: int = 0
     first_pipeline_error: str | None = None
+    price_note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON (what ``ragtrim tune --format json`` prints)."""
@@ -262,6 +263,7 @@ class TuneResult:
             + (f", ${self.cost_saved_per_1k:.4f} per 1k queries at {self.price_model} prices" if self.cost_saved_per_1k is not None else "")
             + f", measured on the {self.n_tune} examples that chose the budget (in-sample)"
             + self._savings_label(),
+            *([f"  prices     {self.price_note}"] if self.price_note and self.cost_saved_per_1k is not None else []),
             f"  searched   {len(self.evaluations)} budgets, resolution {self.resolution:.4g} of the share",
         ]
         if self.fails_above:
@@ -855,7 +857,23 @@ def build_result(
         fails_above=tuple(s for s, _ in evaluations if s > best and not meets(evaluator.comparison(s), target_retention)),
         reader_failures=len(failed), n_left_out=c.left_out, first_reader_error=failed[0].reader_error if failed else None,
         pipeline_failures=len({r.id for r in raised}), first_pipeline_error=raised[0].pipeline_error if raised else None,
+        price_note=price_mismatch(evaluator.tokenizer, price.model),
     )
+
+
+def price_mismatch(tokenizer: Any, price_model: str) -> str:
+    """:func:`evals.cost.encoding_note` when ``tokenizer`` counts with another encoding than ``price_model`` does, else "".
+
+    >>> print(price_mismatch("cl100k_base", "gpt-4o"))  # doctest: +ELLIPSIS
+    Tokens counted with cl100k_base, but gpt-4o counts with o200k_base: ... pass --tokenizer o200k_base ...
+    >>> price_mismatch("o200k_base", "gpt-4o"), price_mismatch("cl100k_base", "gpt-4")
+    ('', '')
+    """
+    from evals.cost import encoding_note, model_encoding
+    from optimizer.tokenizer import get_tokenizer
+
+    counted, theirs = get_tokenizer(tokenizer).name, model_encoding(price_model)
+    return encoding_note(counted, {"model": price_model, "encoding": theirs}) if counted != theirs else ""
 
 
 def paired_values(full_rows: Sequence[Any], rows: Sequence[Any], metric: str) -> tuple[list[float], list[float]]:

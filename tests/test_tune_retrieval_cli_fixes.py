@@ -274,3 +274,17 @@ def test_retrieve_dataset_limit_keeps_the_whole_corpus():
     one = retrieve_dataset(ds, top_k=1, retriever="bm25", limit=1)
     assert len(one.examples) == 1 and one.examples[0].retrieval["corpus_passages"] == 6
     assert [c.id for c in one.examples[0].chunks] == ["q2-f"]
+
+
+def test_tune_says_when_its_prices_multiply_another_encodings_counts():
+    """The default tokenizer (cl100k_base) is not the default price model's (gpt-4o counts with o200k_base): the $ line is
+    followed by the fix; counted with the model's own encoding, nothing more is said."""
+    data = SimpleNamespace(name="d", examples=[parse_example(capital(i)) for i in range(6)])
+
+    def prices_line(**kw):
+        lines = tune_budget(data, "truncate", holdout=0, resamples=20, **kw).summary().splitlines()
+        return [line for line in lines if line.strip().startswith("prices")]
+
+    [line] = prices_line()
+    assert "counted with cl100k_base, but gpt-4o counts with o200k_base" in line and "--tokenizer o200k_base" in line
+    assert prices_line(tokenizer="o200k_base") == []
