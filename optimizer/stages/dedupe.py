@@ -200,26 +200,178 @@ class _BandIndex:
         return found
 
 
+# Entries (pairs) one sparse product may hold at once in _similar_pairs: bounds its memory
+# (about 12 bytes an entry, a few copies while scipy builds and filters it).
+_BLOCK_ENTRIES = 1 << 21
+
+
+def _product(a, b):  # type: ignore[no-untyped-def]
+    """``a @ b`` for two sparse matrices (one place, so a test can see every product's size)."""
+    return a @ b
+
+
+def _gather(matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+    """The entries of ``rows`` of a CSR ``matrix``: for each, its place in ``rows``, its column, its value."""
+    lengths = np.diff(matrix.indptr)[rows]
+    ends = np.cumsum(lengths)
+    where = np.arange(int(ends[-1]) if len(ends) else 0) - np.repeat(ends - lengths, lengths) + np.repeat(matrix.indptr[rows], lengths)
+    return np.repeat(np.arange(len(rows)), lengths), matrix.indices[where].astype(np.int64), matrix.data[where]
+
+
+def _close_pairs(m, sizes: np.ndarray, a: np.ndarray, b: np.ndarray, threshold: float, out: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    """Mark in ``out`` the rows of ``m`` in a pair ``(a[k], b[k])`` with ``shared >= threshold * union``.
+
+    The test of one full product: ``shared`` is the sum over columns of the product of the two
+    rows' values, as in ``m @ m.T``. The pairs are taken in runs of at most about
+    ``_BLOCK_ENTRIES`` entries; a pair both of whose rows are already marked is skipped (it
+    can mark nothing), so a large group of near-copies is not compared pair by pair.
+    """
+    unknown = ~(out[a] & out[b])
+    a, b = a[unknown], b[unknown]
+    nnz = np.diff(m.indptr)
+    cost = np.cumsum(nnz[a] + nnz[b])
+    width = m.shape[1]
+    lo = 0
+    while lo < len(a):
+        hi = max(lo + 1, int(np.searchsorted(cost, (cost[lo - 1] if lo else 0) + _BLOCK_ENTRIES, side="right")))
+        pa, pb = a[lo:hi], b[lo:hi]
+        unknown = ~(out[pa] & out[pb])
+        pa, pb = pa[unknown], pb[unknown]
+        if not len(pa):
+            lo = hi
+            continue
+        place_a, col_a, val_a = _gather(m, pa)
+        place_b, col_b, val_b = _gather(m, pb)
+        code_a = place_a * width + col_a
+        code_b = place_b * width + col_b  # sorted: places ascend, and columns within a row
+        pos = np.minimum(np.searchsorted(code_b, code_a), max(len(code_b) - 1, 0))
+        match = code_b[pos] == code_a if len(code_b) else np.zeros(len(code_a), dtype=bool)
+        shared = np.bincount(place_a[match], weights=(val_a[match] * val_b[pos[match]]).astype(np.float64), minlength=len(pa))
+        shared = np.rint(shared).astype(np.int64)
+        union = sizes[pa] + sizes[pb] - shared
+        close = shared >= threshold * union - 1e-9 * union
+        out[pa[close]] = True
+        out[pb[close]] = True
+        lo = hi
+
+
 def _similar_pairs(sets: Sequence[set[str]], threshold: float) -> list[int]:
     """Indices of the sets that have a partner with Jaccard similarity at or above ``threshold``.
 
-    Exact, and a superset of what matters: the shared-shingle counts of all pairs come from
-    one sparse product (shingles are matched by their Python hash, so a collision can only
-    add a pair, never hide one); :meth:`NearDedupe.__call__` still compares the real sets.
+    Exact, and a superset of what matters: shingles are matched by their Python hash (a
+    collision can only add a pair, never hide one); :meth:`NearDedupe.__call__` still
+    compares the real sets. Up to :data:`_ALL_PAIRS_UP_TO` sets, the shared-shingle counts of
+    all pairs come from one sparse product (at most that many squared entries); above it,
+    :func:`_pairs_by_prefix` keeps memory bounded however many chunks share a shingle.
     """
     from scipy import sparse
 
+    n = len(sets)
     sizes = np.array([len(s) for s in sets], dtype=np.int64)
     keys = np.fromiter(map(hash, itertools.chain.from_iterable(sets)), dtype=np.int64, count=int(sizes.sum()))
     if not len(keys):
         return []
     _, cols = np.unique(keys, return_inverse=True)
-    rows = np.repeat(np.arange(len(sets)), sizes)
-    member = sparse.csr_matrix((np.ones(len(keys), dtype=np.int64), (rows, cols.reshape(-1))), shape=(len(sets), int(cols.max()) + 1))
-    shared = sparse.triu(member @ member.T, k=1).tocoo()
-    union = sizes[shared.row] + sizes[shared.col] - shared.data
-    close = shared.data >= threshold * union - 1e-9 * union
-    return sorted(set(shared.row[close].tolist()) | set(shared.col[close].tolist()))
+    cols = cols.reshape(-1)
+    rows = np.repeat(np.arange(n), sizes)
+    member = sparse.csr_matrix((np.ones(len(keys), dtype=np.int64), (rows, cols)), shape=(n, int(cols.max()) + 1))
+    if n <= _ALL_PAIRS_UP_TO:
+        shared = sparse.triu(_product(member, member.T), k=1).tocoo()
+        union = sizes[shared.row] + sizes[shared.col] - shared.data
+        close = shared.data >= threshold * union - 1e-9 * union
+        return sorted(set(shared.row[close].tolist()) | set(shared.col[close].tolist()))
+    member.sum_duplicates()  # canonical: sorted column indices, one entry per (set, hash)
+    return _pairs_by_prefix(member, sizes, threshold, collided=member.nnz < len(keys))
+
+
+_ALL_PAIRS_UP_TO = 512
+"""Up to this many chunks, :func:`_similar_pairs` takes one product of all pairs (at most 262,144 entries, a few
+MB; the fastest way at the sizes retrievers hand over); above it, the bounded :func:`_pairs_by_prefix`."""
+
+
+def _pairs_by_prefix(member, sizes: np.ndarray, threshold: float, *, collided: bool) -> list[int]:  # type: ignore[no-untyped-def]
+    """:func:`_similar_pairs` in bounded memory, over the sets' hash rows ``member`` (CSR, canonical).
+
+    * sets with the same shingles are one group (Jaccard 1: each member of a group of two
+      or more is in), and only one set of each group is compared with the others;
+    * candidate pairs share a shingle in their *prefixes* (Chaudhuri et al. 2006; Xiao et
+      al., PPJoin, 2008): with the shingles of all sets in one order, rarest first, two sets
+      with ``shared >= t * union`` share ``shared >= t * len(x)`` shingles, so one of the
+      first ``len(x) - ceil(t * len(x)) + 1`` of ``x`` is among the first of ``y`` likewise.
+      A shingle every chunk has (a source line, a footer) comes last and pairs nothing;
+    * the products run over blocks of rows of at most about ``_BLOCK_ENTRIES`` entries, and a
+      candidate's shared-shingle count is the same sum over shingles as one full product gives.
+
+    ``collided``: two hashes of one set collided, so the count of a shared key can exceed 1 and
+    the prefix bound does not hold; whole sets are compared then (still by blocks).
+    """
+    group_of, reps = _identical_groups(member, collided)
+    counts = np.bincount(group_of[group_of >= 0], minlength=len(reps))
+    m = member[reps]
+    m.sort_indices()
+    rep_in = _mark_candidates(m, _prefixes(m, sizes[reps], threshold, collided), sizes[reps], threshold)
+    chosen = (counts >= 2) | rep_in
+    return [i for i in range(len(group_of)) if group_of[i] >= 0 and chosen[group_of[i]]]
+
+
+def _identical_groups(member, collided: bool) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+    """Each row's group of identical hash rows (-1 for an empty row), and each group's first row."""
+    groups: dict[bytes, int] = {}
+    group_of = np.empty(member.shape[0], dtype=np.int64)
+    reps: list[int] = []
+    ptr, ind, dat = member.indptr, member.indices, member.data
+    for i in range(member.shape[0]):
+        if ptr[i] == ptr[i + 1]:
+            group_of[i] = -1  # empty: no shingle, no pair
+            continue
+        row_key = ind[ptr[i] : ptr[i + 1]].tobytes() + (dat[ptr[i] : ptr[i + 1]].tobytes() if collided else b"")
+        g = groups.setdefault(row_key, len(reps))
+        if g == len(reps):
+            reps.append(i)
+        group_of[i] = g
+    return group_of, np.array(reps, dtype=np.int64)
+
+
+def _prefixes(m, sizes: np.ndarray, threshold: float, collided: bool):  # type: ignore[no-untyped-def]
+    """The prefix of each row of ``m``: its rarest hashes, as many as a pair at ``threshold`` must share one of."""
+    from scipy import sparse
+
+    m_nnz = np.diff(m.indptr)
+    if collided:
+        prefix_len = m_nnz
+    else:
+        need = np.maximum(1, np.ceil((threshold - 1e-9) * sizes).astype(np.int64) - 1)  # one to spare
+        prefix_len = np.minimum(m_nnz, sizes - need + 1)
+    freq = np.bincount(m.indices, minlength=m.shape[1])
+    rank = np.empty(m.shape[1], dtype=np.int64)
+    rank[np.lexsort((np.arange(m.shape[1]), freq))] = np.arange(m.shape[1])
+    entry_row = np.repeat(np.arange(m.shape[0]), m_nnz)
+    order = np.lexsort((rank[m.indices], entry_row))
+    position = np.arange(len(order)) - m.indptr[entry_row]  # entries of each row stay together
+    take = order[position < prefix_len[entry_row]]
+    return sparse.csr_matrix((np.ones(len(take), dtype=np.int64), (entry_row[take], m.indices[take])), shape=m.shape)
+
+
+def _mark_candidates(m, prefix, sizes: np.ndarray, threshold: float) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Which rows of ``m`` have a close partner, over candidate pairs (i < j) whose prefixes share a hash, by blocks."""
+    prefix_t = prefix.T.tocsr()
+    prefix_freq = np.bincount(prefix.indices, minlength=m.shape[1])
+    bound = np.minimum(np.add.reduceat(np.append(prefix_freq[prefix.indices], 0), prefix.indptr[:-1]), m.shape[0])
+    bound[np.diff(prefix.indptr) == 0] = 0
+    found = np.zeros(m.shape[0], dtype=bool)
+    start = 0
+    while start < m.shape[0]:
+        stop, total = start + 1, int(bound[start])
+        while stop < m.shape[0] and total + int(bound[stop]) <= _BLOCK_ENTRIES:
+            total += int(bound[stop])
+            stop += 1
+        cand = _product(prefix[start:stop], prefix_t).tocoo()
+        a, b = cand.row.astype(np.int64) + start, cand.col.astype(np.int64)
+        upper = b > a
+        if upper.any():
+            _close_pairs(m, sizes, a[upper], b[upper], threshold, found)
+        start = stop
+    return found
 
 
 def _check_lsh(stage: str, threshold: float, num_perm: int, lsh_above: int, seed: int) -> None:
