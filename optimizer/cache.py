@@ -98,7 +98,13 @@ def build_atomically(target: str | Path) -> Iterator[Path]:
         yield tmp
         if not target.exists():
             share_as_umask(tmp)
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                # another builder renamed its copy in between (ENOTEMPTY/EEXIST): a rename is atomic,
+                # so what is there is whole; keep it and discard this copy (below)
+                if not target.exists():
+                    raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -204,6 +204,11 @@ class StaticEmbedder:
             self._table = np.asarray(self._model.embedding, dtype=np.float32)
 
     MEMO_TOKENS = 500_000  # distinct white-space tokens remembered (then the memos start again)
+    # How much the token memo may hold, as its tokens' characters plus the ids it holds (then the memos
+    # start again; the word memo holds at most as much again, its new words being parts of those
+    # tokens): a white-space-free blob (base64, minified code) is a few long tokens of hundreds of ids
+    # each, which the token count alone never bounds. Prose reaches MEMO_TOKENS first.
+    MEMO_SIZE = 4_000_000  # about what MEMO_TOKENS of prose hold
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Mean of the token vectors of each text (model2vec's mean pooling), L2-normalized.
@@ -233,13 +238,16 @@ class StaticEmbedder:
 
         Only for a model with a BERT pre-tokenizer (see :meth:`encode`).
         """
-        if len(self._tokens) > self.MEMO_TOKENS:
+        if len(self._tokens) > self.MEMO_TOKENS or self._memo_size[0] > self.MEMO_SIZE:
             self._reset_memos()
-        known, pieces = self._tokens, self._pieces  # a reset in another thread leaves these two whole
+        known, pieces, size = self._tokens, self._pieces, self._memo_size  # a reset in another thread leaves these whole
         split = [_bert_tokens(t) for t in texts]
         unseen = {w for ws in split for w in ws if w not in known}
         if unseen:
             self._learn(unseen, known, pieces)
+            size[0] += sum(len(t) + len(known[t]) for t in unseen)  # the words `pieces` learnt are parts of these
+            if size[0] > self.MEMO_SIZE and known is self._tokens:  # (this call reads its own `known` until it returns)
+                self._reset_memos()
         chain, ids_of = itertools.chain.from_iterable, known.__getitem__
         return [list(chain(map(ids_of, ws))) for ws in split]
 
@@ -254,7 +262,7 @@ class StaticEmbedder:
         pieces: dict[str, list[int]] = {}
         if self._fold_ascii and type(getattr(tok, "model", None)).__name__ == "WordPiece":
             pieces.update((w, [i]) for w, i in tok.get_vocab().items() if w.isascii() and w.isalnum() and w == w.lower())
-        self._tokens, self._pieces = {}, pieces
+        self._tokens, self._pieces, self._memo_size = {}, pieces, [0]
 
     def _learn(self, tokens: set[str], known: dict[str, list[int]], pieces: dict[str, list[int]]) -> None:
         """Remember in ``known`` the word pieces of each white-space token (its BERT words' pieces, in order).

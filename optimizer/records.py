@@ -39,8 +39,16 @@ def indent_start(text: str, pos: int) -> int:
     >>> indent_start(t, t.index("return")), indent_start(t, t.index("1"))
     (9, 20)
     """
-    line = text.rfind("\n", 0, pos) + 1
-    return line if not text[line:pos].strip() else pos
+    if not 0 <= pos <= len(text):  # out of range: the plain definition (rfind clamps, a negative pos counts from the end)
+        line = text.rfind("\n", 0, pos) + 1
+        return line if not text[line:pos].strip() else pos
+    # Walk back over the white space before pos only (never the whole line: once per sentence of a
+    # long line without line breaks, that was quadratic). Only "\n" ends a line; other white space,
+    # "\r" included, is indentation to str.strip() as well.
+    line = pos
+    while line and text[line - 1] != "\n" and text[line - 1].isspace():
+        line -= 1
+    return line if not line or text[line - 1] == "\n" else pos
 
 
 def piece_joiner(original: str, end: int, start: int) -> str:
@@ -158,6 +166,48 @@ def _check_score(chunk_id: str, name: str, value: Any) -> Any:
     return value if isinstance(value, (int, float)) else number
 
 
+_SCALARS = frozenset({bool, int, float, type(None)})
+
+
+def _check_metadata_surrogates(chunk_id: str, metadata: Mapping[str, Any]) -> None:
+    r"""Raise ValueError naming the key path when a string in ``metadata`` (a key or a value, at any depth) holds a lone surrogate.
+
+    Metadata is carried through to the JSON the CLI and the gateway write, which cannot encode
+    one. Only strings are read (in mappings, lists, tuples and sets; anything else is left alone).
+
+    >>> _check_metadata_surrogates("a", {"src": {"tags": ["ok", "x\udc80"]}})
+    Traceback (most recent call last):
+    ...
+    ValueError: chunk 'a': metadata['src']['tags'][1] has a lone UTF-16 surrogate '\udc80' at character 1 (half of a pair, e.g. an emoji split by a UTF-16 chunker), which no tokenizer can read; repair it first, e.g. value.encode('utf-16', 'surrogatepass').decode('utf-16', 'replace') (rejoins split pairs, turns a lone half into U+FFFD)
+    """
+    for k, v in metadata.items():  # the usual flat dict of ASCII strings and numbers, without the walk below
+        if type(k) is not str or not k.isascii() or not (type(v) in _SCALARS or type(v) is str and v.isascii()):
+            break
+    else:
+        return
+    containers = (Mapping, list, tuple, set, frozenset)
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), metadata)]
+    seen = {id(metadata)}  # a container met twice (or holding itself) is read once
+    while stack:  # one isascii() per string; only a string that is not ASCII is encoded
+        path, value = stack.pop()
+        pairs = value.items() if isinstance(value, Mapping) else enumerate(value)
+        for k, v in pairs:
+            if isinstance(k, str) and not k.isascii():
+                _check_metadata_string(chunk_id, path, k, key=True)
+            if isinstance(v, str):
+                if not v.isascii():
+                    _check_metadata_string(chunk_id, (*path, k), v)
+            elif isinstance(v, containers) and id(v) not in seen:
+                seen.add(id(v))
+                stack.append(((*path, k), v))
+
+
+def _check_metadata_string(chunk_id: str, path: tuple[Any, ...], text: str, *, key: bool = False) -> None:
+    where = "metadata" + "".join(f"[{k!r}]" for k in path)
+    fix = SURROGATE_FIX.replace("text", "key" if key else "value", 1)
+    check_no_surrogate(text, f"chunk {chunk_id!r}: " + (f"a key of {where}" if key else where), fix=fix)
+
+
 def _freeze_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     if value is None:
         return FrozenDict()
@@ -228,6 +278,7 @@ class Chunk:
             )
         if self.title is not None and not isinstance(self.title, str):
             raise TypeError(f"chunk {self.id!r}: title must be a string or None, got {self.title!r}")
+        check_no_surrogate(self.id, f"chunk id {self.id!r}", fix=SURROGATE_FIX.replace("text", "id", 1))
         check_no_surrogate(self.text, f"chunk {self.id!r}: text")
         if self.title is not None:
             check_no_surrogate(self.title, f"chunk {self.id!r}: title", fix=SURROGATE_FIX.replace("text", "title", 1))
@@ -237,6 +288,8 @@ class Chunk:
             if checked is not value:
                 object.__setattr__(self, name, checked)
         object.__setattr__(self, "metadata", _freeze_mapping(self.metadata))
+        if self.metadata:
+            _check_metadata_surrogates(self.id, self.metadata)
         if self.pieces is not None:
             object.__setattr__(self, "pieces", tuple((int(s), int(e)) for s, e in self.pieces))
 
