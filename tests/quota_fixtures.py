@@ -67,3 +67,16 @@ def db_engine(request):
     if request.param == "postgresql" and not postgres_available() and os.environ.get("CI") != "true":
         pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql); CI runs these")
     return request.getfixturevalue("engine" if request.param == "sqlite" else "pg_engine")
+
+
+def first_tick(keeper) -> None:  # type: ignore[no-untyped-def]
+    """Start a :class:`~ragtrim.serve.lease.LeaseKeeper`, wait (at most 10 s) for the pass it runs as it starts, stop it."""
+    import time
+
+    keeper.start()
+    try:
+        deadline = time.monotonic() + 10
+        while keeper.renewals == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        keeper.stop()

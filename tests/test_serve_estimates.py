@@ -10,7 +10,6 @@ estimate back. The budgets' counters, the ledger's sums (``/v1/usage``) and ``sp
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from typing import Any
 
@@ -22,7 +21,7 @@ from ragtrim.serve.metrics import Metrics
 from ragtrim.serve.quota import DEAD_WORKER_NOTE, DEAD_WORKER_SENT_NOTE, LATE_NOTE, Need, QuotaStore, Reservation
 from ragtrim.serve.schema import budget_usage, ledger, reservations
 from ragtrim.serve.usage import usage_summary
-from quota_fixtures import Clock, db_engine, engine, pg_engine, pg_url  # noqa: F401 (fixtures)
+from quota_fixtures import Clock, db_engine, engine, first_tick, pg_engine, pg_url  # noqa: F401 (fixtures)
 
 LEASE = 10
 
@@ -134,13 +133,7 @@ def test_the_lease_keeper_counts_an_estimate_on_metrics_and_expires_lapsed_holds
     restarted = QuotaStore(engine, worker_id="restarted", lease_seconds=LEASE, clock=lambda: clock.t + LEASE + 1)
     metrics = Metrics()
     keeper = LeaseKeeper(restarted, period=3600, metrics=metrics)  # its next tick is an hour away
-    keeper.start()
-    try:
-        deadline = time.monotonic() + 10
-        while keeper.renewals == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
-    finally:
-        keeper.stop()
+    first_tick(keeper)
     assert keeper.expired == 2 and row(engine, "r1")["usage_source"] == "estimated"
     text = metrics.exposition()[0].decode()
     assert 'ragtrim_completion_tokens_total{model="gpt-4o",tenant="acme"} 500.0' in text

@@ -12,6 +12,7 @@ from ragtrim.serve.keys import create_tenant
 from ragtrim.serve.lease import LeaseKeeper
 from ragtrim.serve.quota import Need, QuotaStore, Reservation
 from ragtrim.serve.schema import reservations
+from quota_fixtures import first_tick
 
 
 @pytest.fixture
@@ -89,11 +90,5 @@ def test_keeper_expires_a_dead_workers_lapsed_holds_as_it_starts(engine):
     dead = QuotaStore(engine, worker_id="dead", lease_seconds=1, clock=lambda: time.time() - 60)
     assert isinstance(dead.reserve("r-dead", dead.budgets_for("acme", user="", feature=""), Need(900, 0)), Reservation)
     keeper = LeaseKeeper(QuotaStore(engine, worker_id="restarted", lease_seconds=1), period=3600)  # its next pass: in an hour
-    keeper.start()
-    try:
-        deadline = time.monotonic() + 10
-        while keeper.renewals == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
-    finally:
-        keeper.stop()
+    first_tick(keeper)
     assert keeper.expired == 1 and states(engine)["r-dead"][0] == "expired"
