@@ -86,6 +86,8 @@ def test_a_dead_workers_request_that_was_sent_is_charged_its_reservation_one_nev
     assert counters(db_engine) == {bt.id: (800, 0), bu.id: (5000, 0)}
     assert sorted(reservation_states(db_engine).values()) == [("expired", 0), ("expired", 0), ("expired", 800), ("expired", 5000)]
     ledger_agrees(db_engine, clock, budgets)
+    totals = usage_summary(db_engine, tenant_id="acme", by=[])["totals"]  # an operator sees what was an estimate
+    assert (totals["estimated"], totals["estimated_tokens"], totals["estimated_cost_micro"], totals["failed"]) == (1, 800, 5000, 1)
     [(rid, usage)] = alive.drain_estimates()
     assert rid == "sent" and (usage["prompt"], usage["completion"], usage["cost_micro"]) == (300, 500, 5000)
     assert alive.drain_estimates() == []

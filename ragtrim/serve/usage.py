@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, select
 
 from ragtrim.serve.budgets import list_budgets, period_reset, period_start
 from ragtrim.serve.db import reading
-from ragtrim.serve.schema import CHARGED_ACTIONS, budget_usage, ledger
+from ragtrim.serve.schema import CHARGED_ACTIONS, USAGE_ESTIMATED, budget_usage, ledger
 
 GROUPS = MappingProxyType({"user": ledger.c.user, "feature": ledger.c.feature, "model": ledger.c.model_used,
                            "day": ledger.c.day, "tenant": ledger.c.tenant_id, "endpoint": ledger.c.endpoint})
@@ -69,9 +69,20 @@ def _charged_sum(name: str) -> Any:
     return func.coalesce(func.sum(case((ledger.c.action.in_(CHARGED_ACTIONS), column), else_=0)), 0).label(name)
 
 
+def _estimated_sums() -> list[Any]:
+    """Of the charged rows, those charged their reservation as an estimate (the upstream had the request and its usage
+    never came: a timeout, an unreadable answer, a dead worker): how many, and their tokens and cost, already in the totals."""
+    estimated = and_(ledger.c.action.in_(CHARGED_ACTIONS), ledger.c.usage_source == USAGE_ESTIMATED)
+    tokens = ledger.c.prompt_tokens + ledger.c.completion_tokens
+    return [func.sum(case((estimated, 1), else_=0)).label("estimated"),
+            func.coalesce(func.sum(case((estimated, tokens), else_=0)), 0).label("estimated_tokens"),
+            func.coalesce(func.sum(case((estimated, ledger.c.cost_micro), else_=0)), 0).label("estimated_cost_micro")]
+
+
 def usage_summary(engine: Any, *, tenant_id: str | None, by: Sequence[str] = ("day",), since: str | None = None,
                   until: str | None = None) -> dict[str, Any]:
-    """Totals per group: requests by action, tokens, cost and savings (micro-dollars). ``tenant_id`` None = all (admin)."""
+    """Totals per group: requests by action, tokens, cost and savings (micro-dollars), and how much of it was charged as
+    an estimate (``estimated``, ``estimated_tokens``, ``estimated_cost_micro``). ``tenant_id`` None = all (admin)."""
     groups = _check_by(by)
     since, until = check_day(since, "since"), check_day(until, "until")
     cols = [GROUPS[g].label(g) for g in groups]
@@ -83,6 +94,7 @@ def usage_summary(engine: Any, *, tenant_id: str | None, by: Sequence[str] = ("d
         func.sum(case((ledger.c.action == "failed", 1), else_=0)).label("failed"),
         func.sum(case((ledger.c.action == "pending", 1), else_=0)).label("pending"),
         *[_charged_sum(name) for name in CHARGED_COLUMNS],
+        *_estimated_sums(),
     ]
     q = select(*cols, *metrics)
     if tenant_id is not None:
