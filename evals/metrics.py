@@ -141,11 +141,12 @@ def sentence_kept_ids(spans: Iterable[Any], chunks: Iterable[Chunk], ids: Iterab
     for span in spans:
         if span.end > span.start:
             ranges.setdefault(span.chunk_id, []).append((span.start, span.end))
-    own = {c.id for c in wanted if c.id in ranges and _kept_sentences(c.original_text, ranges[c.id])}
+    kept = {c.id: _kept_sentences(c.original_text, ranges[c.id]) for c in chunks if c.id in ranges}
+    own = {c.id for c in wanted if kept.get(c.id)}
     if len(own) == len(wanted):
         return tuple(c.id for c in wanted)
-    kept = {c.id: {normalize(t) for t in _kept_sentences(c.original_text, ranges[c.id])} for c in chunks if c.id in ranges}
-    survivors = [(c, kept[c.id]) for c in chunks if kept.get(c.id)]
+    # each chunk that kept a whole sentence: its id, its kept sentences and all its sentences, normalized
+    survivors = [(c.id, {normalize(t) for t in kept[c.id]}, _sentence_keys(c.original_text)) for c in chunks if kept.get(c.id)]
     return tuple(c.id for c in wanted if c.id in own or _kept_from_a_copy(c, survivors))
 
 
@@ -169,28 +170,27 @@ def _sentence_keys(text: str) -> set[str]:
     return {key for s, e in split_sentences(text) if (key := normalize(text[s:e]))}
 
 
-def _is_copy(chunk: Chunk, other: Chunk) -> bool:
-    """Whether ``other`` is a copy of ``chunk``: more than half of ``chunk``'s sentences are sentences of ``other``.
+def _is_copy(mine: set[str], theirs: set[str]) -> bool:
+    """Whether a chunk whose sentences are ``theirs`` is a copy of one whose sentences are ``mine`` (both
+    :func:`_sentence_keys`): more than half of ``mine`` are among ``theirs``.
 
-    An exact copy, a near-duplicate (one sentence changed) and a longer passage that contains ``chunk``
+    An exact copy, a near-duplicate (one sentence changed) and a longer passage that contains the chunk
     are copies; two passages that share a stock sentence are not.
 
-    >>> from optimizer import Chunk
-    >>> a = Chunk(id="a", text="Ann is a painter. She lives in Oslo. They have two sons.")
-    >>> _is_copy(a, Chunk(id="b", text="Ann is a painter. She lives in Bergen. They have two sons."))
+    >>> a = _sentence_keys("Ann is a painter. She lives in Oslo. They have two sons.")
+    >>> _is_copy(a, _sentence_keys("Ann is a painter. She lives in Bergen. They have two sons."))
     True
-    >>> _is_copy(a, Chunk(id="c", text="Bob is a singer. He lives in Rome. They have two sons."))
+    >>> _is_copy(a, _sentence_keys("Bob is a singer. He lives in Rome. They have two sons."))
     False
     """
-    mine = _sentence_keys(chunk.original_text)
-    return 2 * len(mine & _sentence_keys(other.original_text)) > len(mine)
+    return 2 * len(mine & theirs) > len(mine)
 
 
-def _kept_from_a_copy(chunk: Chunk, survivors: Sequence[tuple[Chunk, set[str]]]) -> bool:
+def _kept_from_a_copy(chunk: Chunk, survivors: Sequence[tuple[str, set[str], set[str]]]) -> bool:
     """Whether a sentence of ``chunk`` is kept whole from another chunk that is a copy of it (``survivors``: each chunk
-    that kept a whole sentence, with its kept sentences normalized)."""
+    that kept a whole sentence, as its id, its kept sentences and all its sentences, normalized)."""
     mine = _sentence_keys(chunk.original_text)
-    return any(other.id != chunk.id and mine & kept and _is_copy(chunk, other) for other, kept in survivors)
+    return any(other != chunk.id and mine & kept and _is_copy(mine, theirs) for other, kept, theirs in survivors)
 
 
 MISS_KINDS = ("cut", "dropped", "absent")

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from optimizer.records import Chunk, Drop
-from optimizer.render import Rendered, Renderer
+from optimizer.render import Rendered, Renderer, is_blank, visible
 from optimizer.sentences import code_blocks, split_sentences, strip_range
 from optimizer.stage import StageContext, relevance_of
 from optimizer.tokenizer import grapheme_floor, within_graphemes
@@ -148,8 +148,8 @@ def pack(chunks: Sequence[Chunk], budget: int | None, renderer: Renderer, contex
     read. One blank as given, or left as white space, is recorded as dropped (:data:`BLANK_REASON`);
     one a stage emptied was recorded by that stage.
     """
-    blanks = tuple(Drop(c.id, BLANK_REASON) for c in chunks if not c.text.strip() and (c.text or not c.original_text.strip()))
-    chunks = [c for c in chunks if c.text.strip()]
+    blanks = tuple(Drop(c.id, BLANK_REASON) for c in chunks if is_blank(c) and (c.text or not c.original_text.strip()))
+    chunks = visible(chunks)
     whole = _all_if_they_fit(chunks, budget, renderer, context)
     if whole is not None:
         return replace(whole, dropped=blanks) if blanks else whole

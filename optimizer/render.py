@@ -52,9 +52,19 @@ class Rendered:
     spans: tuple[Span, ...]
 
 
+def is_blank(chunk: Chunk) -> bool:
+    """Whether ``chunk`` has no text to show (empty or white space only): the renderer skips it, the packer
+    drops it, and ``select-*`` stages say why they did.
+
+    >>> is_blank(Chunk(id="a", text=" \\n")), is_blank(Chunk(id="b", text="x"))
+    (True, False)
+    """
+    return not chunk.text or chunk.text.isspace()
+
+
 def visible(chunks: Sequence[Chunk]) -> list[Chunk]:
-    """The chunks :meth:`Renderer.render` prints: those with some text that is not white space."""
-    return [c for c in chunks if c.text and not c.text.isspace()]
+    """The chunks :meth:`Renderer.render` prints: those that are not :func:`is_blank`."""
+    return [c for c in chunks if not is_blank(c)]
 
 
 def group_by_title(chunks: Sequence[Chunk]) -> list[Chunk]:

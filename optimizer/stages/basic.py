@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from optimizer.packer import cut_to_tokens, token_cut
 from optimizer.records import Chunk
+from optimizer.render import is_blank, visible
 from optimizer.scoring import by_relevance
 from optimizer.stage import Stage, StageContext, StageOutput, relevance_of
 from optimizer.validate import finite_number, non_negative_int, positive_int
@@ -45,18 +46,9 @@ def _fits(chunks: Sequence[Chunk], context: StageContext) -> bool:
 BLANK_REASON = "blank: the chunk has no text (empty or white space only), so nothing to keep; its header would cost tokens"
 
 
-def is_blank(chunk: Chunk) -> bool:
-    """Whether ``chunk`` has no text to show (empty or white space only): renderers print it as a header alone, if at all.
-
-    >>> is_blank(Chunk(id="a", text=" \\n")), is_blank(Chunk(id="b", text="x"))
-    (True, False)
-    """
-    return not chunk.text.strip()
-
-
 def _without_blanks(chunks: Sequence[Chunk], name: str) -> tuple[list[Chunk], dict[str, str]]:
     """``(non-blank chunks in order, {blank chunk id: reason})``: a packing baseline skips blank chunks, saying why."""
-    kept = [c for c in chunks if not is_blank(c)]
+    kept = visible(chunks)
     return kept, {c.id: f"{name}: {BLANK_REASON}" for c in chunks if is_blank(c)}
 
 
