@@ -38,7 +38,7 @@ from evals.readers.prompt import DEFAULT_TEMPLATE, format_prompt
 from evals.retrieval import all_gold_ids
 from optimizer.budget import Budget, parse_budget
 from optimizer.models import default_store, use_store
-from optimizer.pipeline import Pipeline, check_plain_steps
+from optimizer.pipeline import Pipeline, check_plain_steps, with_notes
 from optimizer.tokenizer import get_tokenizer
 from optimizer.validate import non_negative_int, positive_int
 
@@ -423,8 +423,7 @@ def error_text(exc: BaseException) -> str:
     >>> error_text(exc)
     "ValueError: invalid literal for int() with base 10: 'a'; in stage 'buggy' (my_stages.Buggy)"
     """
-    notes = [str(note) for note in getattr(exc, "__notes__", None) or ()]
-    return "; ".join([f"{type(exc).__name__}: {exc}", *notes])
+    return f"{type(exc).__name__}: {with_notes(exc)}"
 
 
 def failed_row(arm: Arm, ex: Any, error: str) -> ExampleRow:

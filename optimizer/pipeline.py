@@ -572,6 +572,22 @@ def _qualname(stage: Any) -> str:
     return f"{getattr(owner, '__module__', '?')}.{getattr(owner, '__qualname__', type(stage).__name__)}"
 
 
+def notes_of(exc: BaseException) -> list[str]:
+    """An exception's notes as text (``exc.__notes__``; the pipeline adds one naming the step that raised)."""
+    return [str(note) for note in getattr(exc, "__notes__", None) or ()]
+
+
+def with_notes(exc: BaseException) -> str:
+    """An exception's message, then its notes (e.g. which stage raised it), joined by ``"; "``.
+
+    >>> exc = ValueError("bad chunk id 'a'")
+    >>> exc.add_note("in stage 'buggy' (my_stages.Buggy)")
+    >>> with_notes(exc), with_notes(KeyError("k"))
+    ("bad chunk id 'a'; in stage 'buggy' (my_stages.Buggy)", "'k'")
+    """
+    return "; ".join(part for part in [str(exc), *notes_of(exc)] if part)
+
+
 def _call_step(step: str, stage: Any, query: str, chunks: tuple[Chunk, ...], context: StageContext) -> Any:
     """``stage(query, chunks, context)``; an exception it raises gets a note naming ``step``, its type unchanged.
 

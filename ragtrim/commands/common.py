@@ -48,15 +48,10 @@ def user_errors(*more: type[BaseException]) -> Iterator[None]:
 
 
 def with_notes(exc: BaseException) -> str:
-    """An exception's message, then its notes (e.g. which stage raised it), joined by ``"; "``.
+    """:func:`optimizer.pipeline.with_notes` (imported when an error is printed, so the CLI starts without the library)."""
+    from optimizer.pipeline import with_notes as message
 
-    >>> exc = ValueError("bad chunk id 'a'")
-    >>> exc.add_note("in stage 'buggy' (my_stages.Buggy)")
-    >>> with_notes(exc), with_notes(KeyError("k"))
-    ("bad chunk id 'a'; in stage 'buggy' (my_stages.Buggy)", "'k'")
-    """
-    notes = [str(note) for note in getattr(exc, "__notes__", None) or ()]
-    return "; ".join(part for part in [str(exc), *notes] if part)
+    return message(exc)
 
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")

@@ -52,8 +52,9 @@ def too_large(message: str, param: str | None = None) -> ApiError:
 def names_stage(exc: BaseException) -> bool:
     """True when ``exc`` came from a pipeline stage: raised in it (the pipeline adds a note ``in stage 'name' (...)``)
     or by the pipeline's check of what it returned (a message that begins ``stage 'name'``)."""
-    notes = [str(note) for note in getattr(exc, "__notes__", None) or ()]
-    return any(note.startswith("in stage ") for note in notes) or str(exc).startswith("stage '")
+    from optimizer.pipeline import notes_of
+
+    return any(note.startswith("in stage ") for note in notes_of(exc)) or str(exc).startswith("stage '")
 
 
 def pipeline_error(exc: Exception, request_id: str) -> ApiError:
@@ -69,7 +70,7 @@ def pipeline_error(exc: Exception, request_id: str) -> ApiError:
     >>> pipeline_error(ValueError("budget must be > 0, got -1"), "r1").status
     400
     """
-    from ragtrim.commands.common import with_notes
+    from optimizer.pipeline import with_notes
 
     text = with_notes(exc) or repr(exc)
     if isinstance(exc, ValueError) and not names_stage(exc):
