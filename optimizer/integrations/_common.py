@@ -35,7 +35,12 @@ SPANS_KEY = "ragtrim_spans"
 FRAME_KEY = "ragtrim_frame"  # chunk metadata: the [head, tail] a framework prints around the text
 SKIP_STEP = "skip-non-text"
 SKIP_REASON = "no text (non-text node or empty text); skipped"
-PASS_REASON = "no text (non-text node or empty text); passed through unchanged after the kept ones, not counted in the budget"
+PASS_REASON = ("no text (non-text node or empty text); passed through unchanged after the kept ones, what the framework "
+               "prints for it (its metadata) counted in the budget")
+PASS_DROP_REASON = "no text, and what the framework prints for it (its metadata) does not fit the budget; dropped"
+IDS_STEP = "unique-ids"
+IDS_REASON = ("chunk ids must be unique within a call: a repeated id gets '#n', a missing one its input position; "
+              "each entry maps a chunk id of this result back to the input's id and position (index)")
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,8 @@ class Item:
     metadata: Mapping[str, Any] | None = None
     embedding: Any = None
     frame: tuple[str, str] | None = None  # printed around the text by the framework (see Renderer.frames)
+    original_id: Any = None  # the input's own id (``id`` is made unique within the call)
+    shown: str = ""  # what the framework prints for an item without text (its metadata), counted when passed through
 
 
 @dataclass(frozen=True)
@@ -159,11 +166,22 @@ def unique_ids(ids: Sequence[str | None]) -> list[str]:
     return out
 
 
-def run_items(pipeline: Pipeline, query: str, items: Sequence[Item], *, budget: Any = None, non_text: str = "skip") -> Run:
+def run_items(pipeline: Pipeline, query: str, items: Sequence[Item], *, budget: Any = None, non_text: str = "skip",
+              separator: str = "\n\n") -> Run:
     """Run ``pipeline`` on the items that have text; map the kept chunks back to items.
 
     Items without text are reported in a ``skip-non-text`` trace step: dropped with a warning
     (``non_text="skip"``) or, with ``"keep"``, noted as passed through (the caller returns them).
+    With ``"keep"``, what the framework prints for them (``Item.shown``, joined to the context by
+    ``separator``) counts in the budget: they come first, one that does not fit is dropped, and the
+    text items get the rest; ``Result.text``/``tokens`` are then the whole context.
+
+    Items whose id was made unique (a repeat, a missing id) are listed in a ``unique-ids`` step near
+    the head of the trace (after ``skip-non-text``): ``{"chunk_id", "id", "index"}`` per item, so drops map back to the input.
+
+    >>> run = run_items(Pipeline(budget=50), "q?", [Item(0, "a", "Paris.", original_id="a"), Item(1, "a#2", "Lyon.", original_id="a")])
+    >>> run.result.trace[0].name, run.result.trace[0].notes["renamed"]
+    ('unique-ids', [{'chunk_id': 'a#2', 'id': 'a', 'index': 1}])
     """
     if not isinstance(query, str):
         raise TypeError(f"query must be a string, got {type(query).__name__}: {query!r:.80}")
@@ -175,31 +193,98 @@ def run_items(pipeline: Pipeline, query: str, items: Sequence[Item], *, budget: 
               metadata={FRAME_KEY: list(it.frame)} if it.frame else None)
         for it in with_text
     ]
-    result = pipeline.run(query, chunks, budget=budget)
+    passed = non_text == "keep"
+    shown = [it for it in no_text if passed and it.shown and it.shown.strip()]
+    if shown:
+        result, fits, too_big = _run_with_shown(pipeline, query, chunks, shown, budget=budget, separator=separator)
+    else:
+        result, fits, too_big = pipeline.run(query, chunks, budget=budget), [], []
+    head: list[StageTrace] = []
     if no_text:
-        result = replace(result, trace=(_no_text_step(items, no_text, passed=non_text == "keep"), *result.trace))
+        head.append(_no_text_step(items, no_text, passed=passed, too_big=too_big,
+                                  shown_tokens=pipeline.tokenizer.count(separator.join(it.shown.strip() for it in fits)) if fits else 0))
+    renamed = [{"chunk_id": it.id, "id": it.original_id, "index": it.index} for it in items
+               if it.original_id is None or str(it.original_id) != it.id]
+    if renamed:
+        head.append(StageTrace(name=IDS_STEP, tokens_in=0, tokens_out=0, ms=0.0, chunks_in=len(items), chunks_out=len(items),
+                               notes={"renamed": renamed, "reason": IDS_REASON}))
+    if head:
+        result = replace(result, trace=(*head, *result.trace))
     kept = tuple(
         Kept(item=by_id[c.id], text=c.text, spans=c.kept_pieces, relevance=c.relevance)
         for c in result.chunks
         if c.text
     )
-    return Run(result=result, kept=kept, skipped=tuple(it.index for it in no_text))
+    out_of_budget = {it.index for it in too_big}
+    return Run(result=result, kept=kept, skipped=tuple(it.index for it in no_text if it.index not in out_of_budget))
 
 
-def _no_text_step(items: Sequence[Item], no_text: Sequence[Item], *, passed: bool) -> StageTrace:
-    """The trace step for items without text: dropped (logged), or passed through untouched."""
+def _run_with_shown(pipeline: Pipeline, query: str, chunks: list[Chunk], shown: Sequence[Item], *, budget: Any,
+                    separator: str) -> tuple[Result, list[Item], list[Item]]:
+    """Run with what the framework prints for passed-through items counted: the result (its text and tokens the
+    whole context, text items then those), the items that fit and those that did not."""
+    count = pipeline.tokenizer.count
+    asked = parse_budget(budget) if budget is not None else pipeline.budget
+    result = None
+    if not isinstance(asked, int):  # a share (of the text items' context) or none: resolved by a first run
+        result = pipeline.run(query, chunks, budget=budget)
+        asked = result.budget
+    if asked is None:  # no budget: everything is kept
+        fits, too_big = list(shown), []
+    else:
+        fits, too_big = [], []
+        for it in shown:
+            trial = separator.join(x.shown.strip() for x in [*fits, it])
+            (fits if count(trial) <= asked else too_big).append(it)
+    tail = separator.join(it.shown.strip() for it in fits)
+
+    def whole(r: Result) -> str:
+        return separator.join(t for t in (r.text, tail) if t)
+
+    if asked is not None and tail:
+        room = asked - count(separator + tail)
+        for _ in range(8):  # tokens may merge across the joint: shrink until the exact count fits
+            if room < 1:
+                result = pipeline.run(query, [], budget=1)
+                break
+            result = pipeline.run(query, chunks, budget=room)
+            over = count(whole(result)) - asked
+            if over <= 0:
+                break
+            room = min(room, result.tokens) - over
+        if count(whole(result)) > asked:  # never seen; the budget is hard all the same
+            result = pipeline.run(query, [], budget=1)
+    elif result is None:
+        result = pipeline.run(query, chunks, budget=budget)
+    text = whole(result)
+    return replace(result, text=text, tokens=count(text), budget=asked), fits, too_big
+
+
+def _no_text_step(items: Sequence[Item], no_text: Sequence[Item], *, passed: bool, too_big: Sequence[Item] = (),
+                  shown_tokens: int = 0) -> StageTrace:
+    """The trace step for items without text: dropped (logged), or passed through untouched (those whose
+    printed metadata did not fit the budget dropped)."""
     ids = [it.id for it in no_text]
     if not passed:
         logger.warning("ragtrim skipped %d input(s) without text (an image node, an empty document): ids %s", len(ids), ids)
+        dropped = tuple(Drop(i, SKIP_REASON) for i in ids)
+        notes: dict[str, Any] = {"skipped": len(ids)}
+    else:
+        out = {it.id for it in too_big}
+        if out:
+            logger.warning("ragtrim dropped %d input(s) without text whose metadata does not fit the budget: ids %s",
+                           len(out), sorted(out))
+        dropped = tuple(Drop(i, PASS_DROP_REASON) for i in ids if i in out)
+        notes = {"passed_through": [i for i in ids if i not in out], "reason": PASS_REASON, "tokens": shown_tokens}
     return StageTrace(
         name=SKIP_STEP,
         tokens_in=0,
-        tokens_out=0,
+        tokens_out=shown_tokens,
         ms=0.0,
         chunks_in=len(items),
-        chunks_out=len(items) - (0 if passed else len(ids)),
-        dropped=() if passed else tuple(Drop(i, SKIP_REASON) for i in ids),
-        notes={"passed_through": ids, "reason": PASS_REASON} if passed else {"skipped": len(ids)},
+        chunks_out=len(items) - len(dropped),
+        dropped=dropped,
+        notes=notes,
     )
 
 

@@ -171,6 +171,7 @@ if BaseDocumentCompressor is not None:
                     text=doc.page_content if isinstance(doc.page_content, str) else "",
                     title=title_from(doc.metadata, self.title_key),
                     score=as_float(doc.metadata.get(self.score_key)) if self.score_key is not None else None,
+                    original_id=doc.id,
                 )
                 for i, (doc, cid) in enumerate(zip(docs, unique_ids([d.id for d in docs])))
             ]

@@ -14,22 +14,28 @@ on the postprocessor or retriever (a few seconds the first time), or run
 ``ragtrim models build --only static``; a query never builds it.
 
 What comes back: new :class:`~llama_index.core.schema.NodeWithScore` objects (the caller's
-nodes are never modified), one per kept node, in the order ragtrim rendered them, with the
+nodes are never modified; metadata, relationships and excluded-key lists are copied, the rest,
+e.g. an ``IndexNode``'s ``obj``, is shared), one per kept node, in the order ragtrim rendered them, with the
 node's ``id_``, metadata, relationships and score unchanged; the node text is what was kept,
 and ``metadata["ragtrim_spans"]`` holds the kept ``[start, end]`` character ranges of the
 original node text (left out of what LlamaIndex shows the LLM and the embedder).
 
 The budget counts what LlamaIndex sends the LLM: each kept node as
 ``node.get_content(MetadataMode.LLM)`` (the metadata the LLM may see, by the node's
-``metadata_template`` and ``text_template``, then the kept text), the nodes joined by a blank
-line as LlamaIndex's response synthesizers join them; together they fit in ``budget`` tokens
-of ``tokenizer``. Only the query engine's prompt template comes on top. Set
+``metadata_template`` and ``text_template``, then the kept text), stripped, the nodes joined by
+a blank line as LlamaIndex's response synthesizers join them; together they fit in ``budget``
+tokens of ``tokenizer``. The query engine's prompt template comes on top, and with
+``response_mode="simple_summarize"`` a little more (LlamaIndex prints that mode's context as a
+Python list, ``['...']`` with line breaks as ``\\n``: a few tokens that grow with the line breaks). Set
 ``excluded_llm_metadata_keys`` on your nodes to spend less of the budget on metadata, and
 ``render="pipeline"`` to count the pipeline's own layout (``[1] title``) instead.
 
 Nodes without text (an ``ImageNode`` with no text, an empty node) are skipped with a
 logged warning and a ``skip-non-text`` step in the trace; ``non_text="keep"`` passes them
-through unchanged after the text nodes instead (they are not counted in the budget).
+through unchanged after the text nodes instead. What LlamaIndex prints for such a node (its LLM
+metadata, e.g. an image's ``file_path``) is counted in the budget, first; one whose metadata alone
+does not fit is dropped with a warning. A repeated node id is traced as ``id#2``; the trace's
+``unique-ids`` step maps it back to the input's id and position.
 
 >>> from llama_index.core.schema import NodeWithScore, TextNode
 >>> nodes = [
@@ -47,6 +53,8 @@ through unchanged after the text nodes instead (they are not counted in the budg
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, List, Literal, Optional, Union
@@ -66,8 +74,8 @@ from optimizer.integrations._common import (
 )
 from optimizer.lazy import lazy_import
 from optimizer.pipeline import Pipeline
-from optimizer.records import Result
-from optimizer.render import Renderer
+from optimizer.records import Chunk, Result, Span
+from optimizer.render import Rendered, Renderer, visible
 
 lazy_import("llama_index.core", extra="llama-index", purpose="the LlamaIndex integration")
 
@@ -82,30 +90,100 @@ logger = logging.getLogger(__name__)
 DEFAULT_TITLE_KEYS = ("title", "file_name")
 
 # What LlamaIndex's synthesizers send: each node as get_content(MetadataMode.LLM) (its LLM metadata,
-# then its text, by the node's text_template), the nodes joined by a blank line (PromptHelper.repack).
-LLAMA_INDEX_RENDERER = Renderer(citations=False, titles=False, separator="\n\n", frames=FRAME_KEY)
-_CONTENT = "\x00"
+# then its text, by the node's text_template), stripped, the nodes joined by a blank line (PromptHelper.repack).
+@dataclasses.dataclass(frozen=True)
+class StrippedRenderer(Renderer):
+    """A :class:`~optimizer.render.Renderer` that strips each block (frame, text) as LlamaIndex does.
+
+    ``TextNode.get_content`` and ``PromptHelper.repack`` strip each node's view before joining, so a
+    text starting with a space is sent without it (and ``" Zurich"`` is 1 token, ``"Zurich"`` 3).
+    Spans keep pointing at the same characters: a stripped piece's range shrinks with it. Blocks
+    carry no ``[n]`` marker or title (``citations`` and ``titles`` are off).
+
+    >>> from optimizer.records import Chunk
+    >>> out = StrippedRenderer(frames="f").render([Chunk(id="a", text=" Zurich. "), Chunk(id="b", text="x", metadata={"f": ["m: 1\\n\\n", ""]})])
+    >>> out.text, [(s.start, s.end, out.text[s.context_start:s.context_end]) for s in out.spans]
+    ('Zurich.\\n\\nm: 1\\n\\nx', [(1, 8, 'Zurich.'), (0, 1, 'x')])
+    """
+
+    citations: bool = False
+    titles: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.citations or self.titles:
+            raise ValueError("StrippedRenderer prints no [n] markers or titles (LlamaIndex does not); set citations=False, titles=False")
+
+    def render(self, chunks: Sequence[Chunk]) -> Rendered:
+        out: list[str] = []
+        spans: list[Span] = []
+        pos = 0
+        for chunk in visible(chunks):
+            block = super().render([chunk])
+            lo = len(block.text) - len(block.text.lstrip())
+            hi = len(block.text.rstrip())
+            if hi <= lo:
+                continue
+            if out:
+                out.append(self.separator)
+                pos += len(self.separator)
+            out.append(block.text[lo:hi])
+            for sp in block.spans:
+                cs, ce = max(sp.context_start, lo), min(sp.context_end, hi)
+                if cs < ce:
+                    spans.append(Span(sp.chunk_id, sp.start + cs - sp.context_start, sp.end - (sp.context_end - ce),
+                                      pos + cs - lo, pos + ce - lo))
+            pos += hi - lo
+        return Rendered("".join(out), tuple(spans))
+
+
+LLAMA_INDEX_RENDERER = StrippedRenderer(separator="\n\n", frames=FRAME_KEY)
+_CONTENT = "\x00ragtrim-content\x00"
 
 
 def _llm_frame(node: BaseNode) -> tuple[str, str] | None:
     """What LlamaIndex prints before and after ``node``'s text for the LLM, or None if only the text.
 
-    As ``TextNode.get_content(MetadataMode.LLM)``: the metadata the LLM may see, formatted by the
-    node's templates, around the text, the whole stripped.
+    Read from the node class's own ``get_content(MetadataMode.LLM)`` on a shallow copy holding a
+    marker as its text, so any node class (``TextNode``, ``Document``, a custom one) is printed as
+    LlamaIndex prints it: its metadata by its templates, white space and all.
     """
-    template = getattr(node, "text_template", None)
     try:
-        meta = node.get_metadata_str(mode=MetadataMode.LLM).strip()
-    except Exception:  # noqa: BLE001 - a node type without metadata formatting
+        probe = node.model_copy()
+        probe.set_content(_CONTENT)
+        full = probe.get_content(metadata_mode=MetadataMode.LLM)
+    except Exception:  # noqa: BLE001 - a node type without settable text content
         return None
-    if not meta or not isinstance(template, str):
-        return None
-    try:
-        full = template.format(content=_CONTENT, metadata_str=meta).strip()
-    except (KeyError, IndexError, ValueError):
+    if not isinstance(full, str):
         return None
     head, found, tail = full.partition(_CONTENT)
-    return (head, tail) if found else None
+    return (head, tail) if found and (head or tail) else None
+
+
+def _llm_view(node: BaseNode) -> str:
+    """What LlamaIndex prints for ``node`` (stripped), or "" when that fails."""
+    try:
+        view = node.get_content(metadata_mode=MetadataMode.LLM)
+    except Exception:  # noqa: BLE001 - a media node without a text resource
+        return ""
+    return view.strip() if isinstance(view, str) else ""
+
+
+def _copy(original: NodeWithScore) -> NodeWithScore:
+    """A copy of ``original`` to hand back: what ragtrim may change (metadata, the excluded-key lists) and what a
+    caller may edit in place (relationships, the embedding list) is copied; the rest (an ``IndexNode``'s
+    object, a text resource) is shared, as ragtrim never modifies it (a deep copy of a query engine is
+    slow, and one holding a lock cannot be copied)."""
+    node = original.node
+    update: dict[str, Any] = {
+        "metadata": copy.deepcopy(node.metadata),
+        "relationships": copy.deepcopy(node.relationships),
+        "excluded_llm_metadata_keys": list(node.excluded_llm_metadata_keys),
+        "excluded_embed_metadata_keys": list(node.excluded_embed_metadata_keys),
+    }
+    if isinstance(node.embedding, list):  # a list of floats: cheap to copy, and a caller may edit it in place
+        update["embedding"] = list(node.embedding)
+    return original.model_copy(update={"node": node.model_copy(update=update)})
 
 
 def _node_text(node: BaseNode) -> str:
@@ -135,7 +213,8 @@ class RagtrimPostprocessor(BaseNodePostprocessor):
         Hand ``node.embedding`` to ragtrim's dense stages. Turn off when the index's embedding
         model differs from the one your ragtrim pipeline uses.
     non_text:
-        ``"skip"`` (default) drops nodes without text with a warning; ``"keep"`` passes them through.
+        ``"skip"`` (default) drops nodes without text with a warning; ``"keep"`` passes them through,
+        their LLM metadata counted in the budget (with ``render="llama_index"``).
     render:
         ``"llama_index"`` (default): the budget counts the nodes as LlamaIndex sends them to the LLM
         (each node's LLM metadata, by its templates, then its text; nodes joined by a blank line).
@@ -228,15 +307,19 @@ class RagtrimPostprocessor(BaseNodePostprocessor):
             ids.append(nws.node.node_id)
         for i, (nws, cid) in enumerate(zip(nodes, unique_ids(ids))):
             node = nws.node
+            text = _node_text(node)
+            keep_view = self.non_text == "keep" and self.render == "llama_index" and not text.strip()
             items.append(
                 Item(
                     index=i,
                     id=cid,
-                    text=_node_text(node),
+                    text=text,
                     title=title_from(node.metadata, self.title_key),
                     score=as_float(nws.score),
                     embedding=as_embedding(node.embedding) if self.reuse_embeddings else None,
-                    frame=_llm_frame(node) if self.render == "llama_index" else None,
+                    frame=_llm_frame(node) if self.render == "llama_index" and text.strip() else None,
+                    original_id=ids[i],
+                    shown=_llm_view(node) if keep_view else "",
                 )
             )
         pipeline, budget = self._build()
@@ -246,7 +329,7 @@ class RagtrimPostprocessor(BaseNodePostprocessor):
             self.on_result(run.result)
         out = [_kept_node(nodes[k.item.index], k.text, k.spans) for k in run.kept]
         if self.non_text == "keep":
-            out.extend(nodes[i].model_copy(deep=True) for i in run.skipped)
+            out.extend(_copy(nodes[i]) for i in run.skipped)
         return out
 
     async def _apostprocess_nodes(
@@ -262,9 +345,9 @@ class RagtrimPostprocessor(BaseNodePostprocessor):
 
 
 def _kept_node(original: NodeWithScore, text: str, spans: Sequence[tuple[int, int]]) -> NodeWithScore:
-    """A deep copy of ``original`` holding only the kept text, with the kept ranges in its metadata."""
-    copy = original.model_copy(deep=True)
-    node = copy.node
+    """A copy of ``original`` (:func:`_copy`) holding only the kept text, with the kept ranges in its metadata."""
+    out = _copy(original)
+    node = out.node
     full = _node_text(original.node)
     start = getattr(node, "start_char_idx", None)
     previous = node.metadata.get(SPANS_KEY)
@@ -283,7 +366,7 @@ def _kept_node(original: NodeWithScore, text: str, spans: Sequence[tuple[int, in
     for keys in (node.excluded_llm_metadata_keys, node.excluded_embed_metadata_keys):
         if SPANS_KEY not in keys:
             keys.append(SPANS_KEY)
-    return copy
+    return out
 
 
 class RagtrimRetriever(BaseRetriever):
