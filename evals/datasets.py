@@ -29,12 +29,11 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from optimizer.jsonl import format_hint, iter_jsonl, open_text
 from optimizer.validate import positive_int
-from optimizer.records import SURROGATE_FIX, Chunk, check_no_surrogate
+from optimizer.records import SURROGATE_FIX, Chunk, FrozenDict, check_no_surrogate
 
 _INSTALLED = Path(__file__).resolve().with_name("bundled")  # what a wheel carries (see setup.py)
 _CHECKOUT = Path(__file__).resolve().parent.parent / "datasets"  # a source checkout or editable install
@@ -61,7 +60,13 @@ class Example:
     (its ``meta`` object and unknown top-level keys), never read by the harness; ``retrieval``
     is the harness's record of how the chunks were retrieved (set by
     :func:`evals.retrieval.retrieve_dataset`, None otherwise), kept apart so that no key of a
-    user's ``meta`` can stand in for it.
+    user's ``meta`` can stand in for it. Both are held as read-only dicts (:class:`~optimizer.records.FrozenDict`),
+    so an example pickles (a multiprocessing pool, a cache) and deep-copies, unlike a ``MappingProxyType``.
+
+    >>> import pickle
+    >>> ex = parse_example({"id": "q1", "question": "Who?", "answers": [], "chunks": [{"id": "a", "text": "x"}], "meta": {"n": 1}})
+    >>> pickle.loads(pickle.dumps(ex)) == ex
+    True
     """
 
     id: str
@@ -70,6 +75,12 @@ class Example:
     chunks: tuple[Chunk, ...]
     meta: Mapping[str, Any]
     retrieval: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("meta", "retrieval"):
+            value = getattr(self, name)
+            if isinstance(value, Mapping) and not isinstance(value, FrozenDict):
+                object.__setattr__(self, name, FrozenDict(value))
 
     @property
     def gold_ids(self) -> tuple[str, ...]:
@@ -261,7 +272,7 @@ def parse_example(obj: Any, *, where: str = "example") -> Example:
     for key, value in obj.items():
         if key not in _KNOWN:
             meta.setdefault(key, value)
-    return Example(id=ex_id, question=question, answers=tuple(answers), chunks=chunks, meta=MappingProxyType(meta))
+    return Example(id=ex_id, question=question, answers=tuple(answers), chunks=chunks, meta=FrozenDict(meta))
 
 
 def _answers_fix(answers: Any) -> str:

@@ -21,6 +21,7 @@ or the app (:mod:`ragtrim`).
 """
 
 from optimizer.budget import parse_budget, resolve_budget
+from optimizer.deadline import Deadline, OptimizerTimeout
 from optimizer.pipeline import Pipeline
 from optimizer.presets import list_presets
 from optimizer.records import Chunk, Drop, Result, Span, StageTrace
@@ -33,7 +34,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Chunk",
+    "Deadline",
     "Drop",
+    "OptimizerTimeout",
     "Pipeline",
     "Renderer",
     "Result",

@@ -203,6 +203,8 @@ class StaticEmbedder:
         if getattr(self._model, "weights", None) is None and getattr(self._model, "token_mapping", None) is None:
             self._table = np.asarray(self._model.embedding, dtype=np.float32)
 
+    # texts encoded between two checks of a run's deadline (embed_texts): each text's vector is its own words' mean
+    slice_texts = 1024
     MEMO_TOKENS = 500_000  # distinct white-space tokens remembered (then the memos start again)
     # How much the token memo may hold, as its tokens' characters plus the ids it holds (then the memos
     # start again; the word memo holds at most as much again, its new words being parts of those
@@ -319,6 +321,7 @@ class HashingEmbedder:
     """A tiny bag-of-words hashing embedder: no model, for tests and doc examples only."""
 
     name = "hashing"
+    slice_texts = 1024  # texts encoded between two checks of a run's deadline (embed_texts)
 
     def __init__(self, dim: int = 256) -> None:
         self.dim = dim
@@ -458,7 +461,14 @@ def check_writable(folder: Path) -> None:
 
 
 def embed_texts(embedder: Embedder, texts: Sequence[str], context: StageContext | None = None) -> np.ndarray:
-    """Embed ``texts``, encoding each distinct text once per run (memo in ``context.cache``)."""
+    """Embed ``texts``, encoding each distinct text once per run (memo in ``context.cache``).
+
+    In a run with a time limit (``context.deadline``), the texts are encoded in slices of the
+    embedder's ``slice_texts`` (a fraction of a second of work each), the deadline checked
+    before each: a text's vector from these embedders does not depend on the texts encoded
+    with it, so the vectors are the same. An embedder without ``slice_texts`` (MiniLM through
+    PyTorch, whose padded batches move a vector in its last bits) encodes them all at once.
+    """
     if not texts:
         return np.zeros((0, embedder.dim), dtype=np.float32)
     memo: dict[str, np.ndarray] = (
@@ -466,8 +476,14 @@ def embed_texts(embedder: Embedder, texts: Sequence[str], context: StageContext 
     )
     missing = list(dict.fromkeys(t for t in texts if t not in memo))
     if missing:
-        for text, vec in zip(missing, embedder.encode(missing)):
-            memo[text] = vec
+        step = getattr(embedder, "slice_texts", None) if context is not None and context.deadline is not None else None
+        step = step if isinstance(step, int) and step > 0 else len(missing)
+        for start in range(0, len(missing), step):
+            if context is not None:
+                context.check_deadline(f"embedding texts with {embedder.name} ({start} of {len(missing)})")
+            part = missing[start : start + step]
+            for text, vec in zip(part, embedder.encode(part)):
+                memo[text] = vec
     return np.stack([memo[t] for t in texts]).astype(np.float32, copy=False)
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from optimizer.adaptive import AdaptiveBudget
 from optimizer.budget import Budget, parse_budget, resolve_budget, smallest_share, unambiguous_budget
+from optimizer.deadline import Deadline
 from optimizer.packer import Packed, _removed_ranges, pack
 from optimizer.records import (
     SURROGATE_FIX,
@@ -364,7 +365,7 @@ class Pipeline:
             n = counts[key] = self.tokenizer.count(text)
         return n
 
-    def run(self, query: str, chunks: Sequence[Any], *, budget: Budget | None = None) -> Result:
+    def run(self, query: str, chunks: Sequence[Any], *, budget: Budget | None = None, timeout: float | None = None) -> Result:
         """Optimize ``chunks`` for ``query``; ``budget`` overrides the pipeline's.
 
         ``chunks`` may be :class:`~optimizer.records.Chunk` objects, dicts with ``id`` and
@@ -381,18 +382,33 @@ class Pipeline:
         ('[1] Paris is the capital of France.', 10, 12, 20)
         >>> [(c.id, c.text) for c in result.chunks]
         [('a', 'Paris is the capital of France.')]
+
+        ``timeout`` (seconds; None, the default, for no limit) bounds the run's time: the run
+        checks it between steps and inside the long loops (:mod:`optimizer.deadline`), and once
+        past it stops there and raises :class:`~optimizer.deadline.OptimizerTimeout` (a
+        ``TimeoutError``), within about a tenth of a second of the limit. A run that ends in
+        time returns exactly what it returns without a ``timeout``.
+
+        >>> from optimizer import OptimizerTimeout
+        >>> try:
+        ...     pipeline.run("capital?", [f"Town {i} is in France." for i in range(1000)], timeout=0)
+        ... except OptimizerTimeout as exc:
+        ...     print(exc.seconds, exc.where)
+        0.0 after counting the full context
         """
+        deadline = Deadline(timeout) if timeout is not None else None
         if not isinstance(query, str):
             raise TypeError(f"query must be a string, got {type(query).__name__}: {query!r:.80}")
         check_no_surrogate(query, "query", fix=SURROGATE_FIX.replace("text", "query", 1))
         items = tuple(as_chunks(chunks))
         header_counts: dict[str, int] = {}  # a header's count is asked for again and again within a run
         overhead = functools.partial(self.renderer.overhead, tokenizer=self.tokenizer, counts=header_counts)
-        context = StageContext.for_chunks(items, tokenizer=self.tokenizer, render_overhead=overhead)
+        context = StageContext.for_chunks(items, tokenizer=self.tokenizer, render_overhead=overhead, deadline=deadline)
         context = dataclasses.replace(context, render_tokens=functools.partial(rendered_tokens, self.renderer, context))
         full_text = self.renderer.render(items).text
         tokens_full = self._count_full(full_text)
         context.cache.remember(full_text, tokens_full)
+        context.check_deadline("after counting the full context")
         asked = parse_budget(budget) if budget is not None else self.budget
         hard_budget = resolve_budget(asked, tokens_full)
         empty_note = _empty_share_note(asked, hard_budget, tokens_full)
@@ -437,11 +453,17 @@ class Pipeline:
         trace: list[StageTrace] = []
         current = items
         states = chunk_states(items) if self.steps else []
+        caller = {id(c) for c in items}
         for step_name, stage in self.steps:
+            context.check_deadline(f"before stage {step_name!r}")
+            # an earlier step's copies, watched like the caller's chunks (object.__setattr__ gets past the frozen dataclass)
+            copies = [c for c in current if id(c) not in caller] if current is not items else []
+            copy_states = chunk_states(copies)
             start = time.perf_counter()
             output = _call_step(step_name, stage, query, current, context)
             ms = (time.perf_counter() - start) * 1000
             _check_unchanged(step_name, items, states)
+            _check_unchanged(step_name, copies, copy_states, copies=True)
             reasons: Mapping[str, str] = {}
             notes: Mapping[str, Any] = {}
             if isinstance(output, StageOutput):
@@ -453,6 +475,7 @@ class Pipeline:
 
     def _pack(self, chunks: tuple[Chunk, ...], budget: int | None, context: StageContext) -> tuple[Packed, StageTrace]:
         """Pack into ``budget`` (the pipeline's, never a stage's) and the ``pack`` trace entry."""
+        context.check_deadline(f"before {PACK_STEP!r}")
         start = time.perf_counter()
         packed = pack(chunks, budget, self.renderer, context)
         ms = (time.perf_counter() - start) * 1000
@@ -547,18 +570,20 @@ UNCHANGED_RULE = (
 """What :func:`_check_unchanged` asks of a stage (said in its errors)."""
 
 
-def _check_unchanged(step: str, chunks: Sequence[Chunk], states: Sequence[tuple[Any, ...]]) -> None:
+def _check_unchanged(step: str, chunks: Sequence[Chunk], states: Sequence[tuple[Any, ...]], *, copies: bool = False) -> None:
     """Raise ValueError naming ``step`` and the chunk when one of the caller's ``chunks`` changed in place.
 
     ``states`` are the chunks' :func:`~optimizer.records.chunk_states` before the first step,
-    taken again after each step (about 0.4 µs a chunk).
+    taken again after each step (about 0.4 µs a chunk). With ``copies``, ``chunks`` are the
+    copies an earlier step made, recorded before ``step``.
     """
     if chunk_states(chunks) == states:
         return
     for c, state in zip(chunks, states):
         change = state_change(state, c)
         if change:
-            raise ValueError(f"stage {step!r} changed the caller's chunk {state[0]!r} in place: its {change}; {UNCHANGED_RULE}")
+            what = f"chunk {state[0]!r} in place (a copy an earlier step made)" if copies else f"the caller's chunk {state[0]!r} in place"
+            raise ValueError(f"stage {step!r} changed {what}: its {change}; {UNCHANGED_RULE}")
 
 
 def _qualname(stage: Any) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import marshal
 import math
+import sys
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -208,6 +209,29 @@ def _check_metadata_string(chunk_id: str, path: tuple[Any, ...], text: str, *, k
     check_no_surrogate(text, f"chunk {chunk_id!r}: " + (f"a key of {where}" if key else where), fix=fix)
 
 
+def read_only_array(value: Any) -> Any:
+    """``value`` as a read-only view when it is a writable numpy array; anything else (a list, a read-only array) as it is.
+
+    The view shares the array's data (nothing is copied) and the caller's own array keeps its flag,
+    so an in-place write through the view (``chunk.embedding /= norm``) raises before it changes
+    anything, while the caller can still write to its array.
+
+    >>> import numpy as np
+    >>> given = np.array([3.0, 4.0])
+    >>> view = read_only_array(given)
+    >>> view.flags.writeable, given.flags.writeable, np.shares_memory(view, given), read_only_array(view) is view
+    (False, True, True, True)
+    >>> read_only_array([3.0, 4.0])
+    [3.0, 4.0]
+    """
+    np = sys.modules.get("numpy")  # no numpy loaded: the value cannot be an array
+    if np is None or not isinstance(value, np.ndarray) or not value.flags.writeable:
+        return value
+    view = value.view()
+    view.flags.writeable = False
+    return view
+
+
 def _freeze_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     if value is None:
         return FrozenDict()
@@ -238,7 +262,10 @@ class Chunk:
     metadata:
         Anything the caller attached; carried through untouched (stored read-only).
     embedding:
-        Optional vector the retriever already computed; dense stages reuse it.
+        Optional vector the retriever already computed; dense stages reuse it. A numpy array is
+        held as a read-only view of the caller's (no copy; the caller's array stays writable), so
+        ``chunk.embedding /= norm`` raises instead of changing the caller's vector. Lists and
+        other array-likes are held as given.
     relevance:
         The latest score a ragtrim rerank stage gave; ``None`` until one runs.
     source:
@@ -292,6 +319,22 @@ class Chunk:
             _check_metadata_surrogates(self.id, self.metadata)
         if self.pieces is not None:
             object.__setattr__(self, "pieces", tuple((int(s), int(e)) for s, e in self.pieces))
+        if self.embedding is not None:
+            embedding = read_only_array(self.embedding)
+            if embedding is not self.embedding:
+                object.__setattr__(self, "embedding", embedding)
+
+    def __setstate__(self, state: Any) -> None:
+        """Unpickling and :mod:`copy` (which skip ``__post_init__``): the fields as pickled, the embedding read-only again.
+
+        An unpickled or deep-copied array is a new, writable one.
+        """
+        fields, slots = state if isinstance(state, tuple) else (state, None)
+        for name, value in {**(fields or {}), **(slots or {})}.items():
+            object.__setattr__(self, name, value)
+        embedding = getattr(self, "embedding", None)
+        if embedding is not None:
+            object.__setattr__(self, "embedding", read_only_array(embedding))
 
     # -- provenance -------------------------------------------------------------------
     @property
@@ -469,10 +512,14 @@ def chunk_states(chunks: Sequence[Chunk], content: Any = marshal.dumps) -> list[
 
     The fields are immutable values (a stage changes one only past the frozen dataclass, with
     ``object.__setattr__``); the metadata (read-only, but not the lists and dicts in it) and the
-    embedding (a writable array) are recorded by content: ``marshal`` bytes (version 2: no
+    embedding are recorded by content: ``marshal`` bytes (version 2: no
     references, so the bytes depend on the value only; an array's buffer is its bytes), through
     :func:`_content` when something inside is not for marshal. About 0.4 µs a chunk. An object of
     a class of its own inside the metadata counts by identity: a change inside it is not seen.
+    A numpy embedding is a read-only view (:func:`read_only_array`), so ``embedding /= norm``
+    raises before changing anything, but it is still recorded by content, not by identity: the
+    caller's writable array behind it (``.base``), ``flags.writeable = True`` on the view and
+    ``torch.from_numpy`` all get past the flag.
 
     >>> c = Chunk(id="a", text="Paris.", metadata={"tags": ["city"]})
     >>> before = chunk_state(c)

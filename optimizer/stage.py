@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from optimizer.deadline import Deadline
 from optimizer.records import Chunk
 from optimizer.tokenizer import Tokenizer, get_tokenizer
 
@@ -92,8 +93,10 @@ class StageContext:
     ``budget`` is the token budget the pipeline resolved for this call (``None`` for
     unlimited), ``tokenizer`` the target tokenizer, ``overhead(chunks)`` the tokens the
     renderer adds around those chunks (titles, separators, markers), ``input_order`` each
-    chunk id's position in the caller's list, and ``cache`` a :class:`RunCache` for what
-    stages share within the run. The context is frozen: a stage cannot change the budget
+    chunk id's position in the caller's list, ``cache`` a :class:`RunCache` for what
+    stages share within the run, and ``deadline`` the run's time limit
+    (:class:`~optimizer.deadline.Deadline`, None without one), which a stage's long loops check
+    with :meth:`check_deadline`. The context is frozen: a stage cannot change the budget
     the pipeline packs with.
 
     >>> ctx = StageContext.default(budget=100)
@@ -111,6 +114,7 @@ class StageContext:
     render_tokens: Callable[[Sequence[Chunk]], int] | None = None
     input_order: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     cache: RunCache = field(default_factory=RunCache, repr=False, compare=False)
+    deadline: Deadline | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.input_order, MappingProxyType):
@@ -131,6 +135,7 @@ class StageContext:
         render_overhead: Callable[[Sequence[Chunk]], int] | None = None,
         render_tokens: Callable[[Sequence[Chunk]], int] | None = None,
         cache: RunCache | None = None,
+        deadline: Deadline | None = None,
     ) -> StageContext:
         """A context whose ``input_order`` is the order of ``chunks``."""
         return cls(
@@ -140,7 +145,25 @@ class StageContext:
             render_tokens=render_tokens,
             input_order={c.id: i for i, c in enumerate(chunks)},
             cache=cache if cache is not None else RunCache(),
+            deadline=deadline,
         )
+
+    def check_deadline(self, where: str) -> None:
+        """Raise :class:`~optimizer.deadline.OptimizerTimeout` when the run is past its time limit (nothing without one).
+
+        Call it between the slices of a long loop (every few milliseconds of work, not per item):
+        ``where`` says what the run was doing, e.g. ``f"scoring sentences ({i} of {n})"``.
+
+        >>> from optimizer.deadline import Deadline
+        >>> StageContext.default().check_deadline("anywhere")   # no deadline: never raises
+        >>> import dataclasses
+        >>> dataclasses.replace(StageContext.default(), deadline=Deadline(0)).check_deadline("scoring")
+        Traceback (most recent call last):
+        ...
+        optimizer.deadline.OptimizerTimeout: the optimizer stopped after 0.00 s, past its time limit of 0 s (scoring); send a smaller context, use a faster preset (bm25-pack is linear in the input), or raise the limit
+        """
+        if self.deadline is not None:
+            self.deadline.check(where)
 
     def count(self, text: str) -> int:
         """Token count of ``text``, memoized for the run."""

@@ -262,7 +262,8 @@ def caller_chunks() -> list[Chunk]:
 def _normalise_in_place(c: Chunk) -> None:
     vector = c.embedding
     if vector is not None:
-        vector /= np.linalg.norm(vector)  # the caller's array
+        vector = vector.base  # past the chunk's read-only view (`c.embedding /= n` raises): the caller's array
+        vector /= np.linalg.norm(vector)
 
 
 @pytest.mark.parametrize(

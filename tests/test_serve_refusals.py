@@ -114,7 +114,7 @@ def test_a_stage_with_a_bug_is_a_500_naming_the_stage_and_the_request_id(fake, e
 
 def test_an_input_the_optimizer_refuses_is_still_the_clients_400(fake):
     class Refusing:
-        def run(self, query, chunks, budget=None):
+        def run(self, query, chunks, budget=None, **kw):
             raise ValueError("chunk 'd2' has no text: send its text, or leave it out")
 
         def full_tokens(self, chunks):

@@ -33,13 +33,13 @@ class Gate:
     def full_tokens(self, chunks):
         return self.inner.full_tokens(chunks)
 
-    def run(self, query, chunks, budget=None):
+    def run(self, query, chunks, budget=None, **kw):
         with self.lock:
             self.running += 1
             self.most = max(self.most, self.running)
         try:
             assert self.open.wait(60), "the test never opened the gate"
-            return self.inner.run(query, chunks, budget=budget)
+            return self.inner.run(query, chunks, budget=budget, **kw)
         finally:
             with self.lock:
                 self.running -= 1

@@ -62,6 +62,7 @@ from optimizer.stages.paragraphs import TITLED, ParagraphViews
 from optimizer.stages.sentence_signals import (
     NUMERIC_QUESTION,
     Sentence,
+    checked_terms,
     chunk_cosines,
     chunk_name,
     chunk_terms as chunk_term_lists,
@@ -483,7 +484,7 @@ class SentenceExtract(Stage):
         """The hand-weighted fusion (the module docstring's recipe; the pre-fit ``default``)."""
         texts = titled(sents, chunks, self.use_title)
         memo = terms_memo(context, self.stem)
-        sent_terms = [memo_terms(t, self.stem, memo) for t in texts]
+        sent_terms = checked_terms(texts, self.stem, memo, context, "sentences")
         chunk_terms = chunk_term_lists(chunks, sents, sent_terms, use_title=self.use_title, stem=self.stem, memo=memo)
         prior = _rerank_prior(chunks)
         sent_vecs = qvec = None
@@ -512,6 +513,7 @@ class SentenceExtract(Stage):
             prior = self._chunk_prior(bm25_plus_scores(q, chunk_terms), cos, chunks, context)
         p1 = np.array(prior)
         score = base + self.chunk_prior * p1[chunk_of]
+        context.check_deadline("scoring sentences")
         if self.hops == 2 and self.hop_weight:
             link = np.zeros(len(chunks))
             if self.hop_link:
@@ -558,6 +560,7 @@ class SentenceExtract(Stage):
         sents, score = self.scores(query, chunks, context)
         if not sents:
             return StageOutput([c for c in chunks if c.text.strip()])
+        context.check_deadline("before choosing sentences")
         return self.selector(query, chunks, sents, score, context)
 
     def _from_candidates(self, query: str, chunks: Sequence[Chunk], context: StageContext, keep: set[int]) -> StageOutput:
@@ -584,7 +587,8 @@ class SentenceExtract(Stage):
         if prior is None:
             memo = terms_memo(context, self.stem)
             texts = chunk_texts(chunks, use_title=self.use_title)
-            prior = self._chunk_prior(bm25_plus_scores(self._terms(query), [memo_terms(t, self.stem, memo) for t in texts]), None, chunks, context)
+            prior = self._chunk_prior(bm25_plus_scores(self._terms(query), checked_terms(texts, self.stem, memo, context, "chunks")),
+                                      None, chunks, context)
         ranked = [int(i) for i in np.argsort(-np.array(prior), kind="stable")]
         if context.budget is None:
             return ranked[: self.candidates]

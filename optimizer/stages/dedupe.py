@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -255,7 +255,11 @@ def _close_pairs(m, sizes: np.ndarray, a: np.ndarray, b: np.ndarray, threshold: 
         lo = hi
 
 
-def _similar_pairs(sets: Sequence[set[str]], threshold: float) -> list[int]:
+def _no_check(where: str) -> None:
+    """The deadline check of a run without a time limit."""
+
+
+def _similar_pairs(sets: Sequence[set[str]], threshold: float, check: Callable[[str], None] = _no_check) -> list[int]:
     """Indices of the sets that have a partner with Jaccard similarity at or above ``threshold``.
 
     Exact, and a superset of what matters: shingles are matched by their Python hash (a
@@ -263,6 +267,7 @@ def _similar_pairs(sets: Sequence[set[str]], threshold: float) -> list[int]:
     compares the real sets. Up to :data:`_ALL_PAIRS_UP_TO` sets, the shared-shingle counts of
     all pairs come from one sparse product (at most that many squared entries); above it,
     :func:`_pairs_by_prefix` keeps memory bounded however many chunks share a shingle.
+    ``check`` is the run's deadline check (:meth:`~optimizer.stage.StageContext.check_deadline`), called between blocks.
     """
     from scipy import sparse
 
@@ -281,15 +286,19 @@ def _similar_pairs(sets: Sequence[set[str]], threshold: float) -> list[int]:
         close = shared.data >= threshold * union - 1e-9 * union
         return sorted(set(shared.row[close].tolist()) | set(shared.col[close].tolist()))
     member.sum_duplicates()  # canonical: sorted column indices, one entry per (set, hash)
-    return _pairs_by_prefix(member, sizes, threshold, collided=member.nnz < len(keys))
+    return _pairs_by_prefix(member, sizes, threshold, collided=member.nnz < len(keys), check=check)
 
+
+_CHECK_EVERY = 64
+"""Chunks shingled, hashed or compared between two checks of the run's deadline (a few ms of work at most per chunk)."""
 
 _ALL_PAIRS_UP_TO = 512
 """Up to this many chunks, :func:`_similar_pairs` takes one product of all pairs (at most 262,144 entries, a few
 MB; the fastest way at the sizes retrievers hand over); above it, the bounded :func:`_pairs_by_prefix`."""
 
 
-def _pairs_by_prefix(member, sizes: np.ndarray, threshold: float, *, collided: bool) -> list[int]:  # type: ignore[no-untyped-def]
+def _pairs_by_prefix(member, sizes: np.ndarray, threshold: float, *, collided: bool,  # type: ignore[no-untyped-def]
+                     check: Callable[[str], None] = _no_check) -> list[int]:
     """:func:`_similar_pairs` in bounded memory, over the sets' hash rows ``member`` (CSR, canonical).
 
     * sets with the same shingles are one group (Jaccard 1: each member of a group of two
@@ -309,7 +318,7 @@ def _pairs_by_prefix(member, sizes: np.ndarray, threshold: float, *, collided: b
     counts = np.bincount(group_of[group_of >= 0], minlength=len(reps))
     m = member[reps]
     m.sort_indices()
-    rep_in = _mark_candidates(m, _prefixes(m, sizes[reps], threshold, collided), sizes[reps], threshold)
+    rep_in = _mark_candidates(m, _prefixes(m, sizes[reps], threshold, collided), sizes[reps], threshold, check)
     chosen = (counts >= 2) | rep_in
     return [i for i in range(len(group_of)) if group_of[i] >= 0 and chosen[group_of[i]]]
 
@@ -352,7 +361,8 @@ def _prefixes(m, sizes: np.ndarray, threshold: float, collided: bool):  # type: 
     return sparse.csr_matrix((np.ones(len(take), dtype=np.int64), (entry_row[take], m.indices[take])), shape=m.shape)
 
 
-def _mark_candidates(m, prefix, sizes: np.ndarray, threshold: float) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _mark_candidates(m, prefix, sizes: np.ndarray, threshold: float,  # type: ignore[no-untyped-def]
+                     check: Callable[[str], None] = _no_check) -> np.ndarray:
     """Which rows of ``m`` have a close partner, over candidate pairs (i < j) whose prefixes share a hash, by blocks."""
     prefix_t = prefix.T.tocsr()
     prefix_freq = np.bincount(prefix.indices, minlength=m.shape[1])
@@ -361,6 +371,7 @@ def _mark_candidates(m, prefix, sizes: np.ndarray, threshold: float) -> np.ndarr
     found = np.zeros(m.shape[0], dtype=bool)
     start = 0
     while start < m.shape[0]:
+        check(f"comparing near-duplicate candidates (row {start} of {m.shape[0]})")
         stop, total = start + 1, int(bound[start])
         while stop < m.shape[0] and total + int(bound[stop]) <= _BLOCK_ENTRIES:
             total += int(bound[stop])
@@ -441,7 +452,11 @@ class NearDedupe(Stage):
         lsh_bands(float(self.threshold), self.num_perm)
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
-        sets = [shingles(c.text, self.shingle) for c in chunks]
+        check = context.check_deadline if context.deadline is not None else _no_check
+        sets = []
+        for start in range(0, len(chunks), _CHECK_EVERY):
+            check(f"shingling chunks ({start} of {len(chunks)})")
+            sets.extend(shingles(c.text, self.shingle) for c in chunks[start : start + _CHECK_EVERY])
         dropped: dict[int, _Duplicate] = {}
         kept: list[int] = []
         lsh = None
@@ -451,15 +466,25 @@ class NearDedupe(Stage):
             # Only a chunk with a pair at or above the threshold can be dropped, or be what
             # another is a near-duplicate of: MinHash and LSH see those chunks only (a
             # MinHash depends on its own shingles alone, so theirs are the same as before)
-            involved = set(_similar_pairs(sets, self.threshold))
+            involved = set(_similar_pairs(sets, self.threshold, check))
+            check("after finding near-duplicate pairs")
         if involved:
             from datasketch import MinHash
 
             lsh = _BandIndex(*lsh_bands(float(self.threshold), self.num_perm))
             # one permutation table for all chunks (MinHash.bulk), instead of one per MinHash
-            batches = ([x.encode("utf-8") for x in sets[i]] for i in sorted(involved))
-            hashes = dict(zip(sorted(involved), MinHash.bulk(batches, num_perm=self.num_perm, seed=self.seed)))
-        for i in _best_first(chunks):
+            order = sorted(involved)
+
+            def batches():  # type: ignore[no-untyped-def]
+                for k, i in enumerate(order):  # read by MinHash.bulk one at a time, so the deadline is checked as it hashes
+                    if k % _CHECK_EVERY == 0:
+                        check(f"hashing near-duplicate candidates ({k} of {len(order)})")
+                    yield [x.encode("utf-8") for x in sets[i]]
+
+            hashes = dict(zip(order, MinHash.bulk(batches(), num_perm=self.num_perm, seed=self.seed)))
+        for n, i in enumerate(_best_first(chunks)):
+            if n % _CHECK_EVERY == 0:
+                check(f"comparing chunks for near-duplicates ({n} of {len(chunks)})")
             if not sets[i]:
                 continue
             if involved is not None and i not in involved:

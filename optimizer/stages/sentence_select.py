@@ -146,6 +146,7 @@ class SentenceSelector:
         weight: np.ndarray | None,
         redundancy: float,
         accept: Callable[[int], bool] | None = None,
+        check: Callable[[str], None] | None = None,
     ) -> Iterator[int]:
         """Sentence indices, best first, updated as sentences are taken.
 
@@ -154,7 +155,9 @@ class SentenceSelector:
         ``coverage``, the query words it mentions stop earning a bonus for the others.
         ``accept(i)`` says whether offered sentence ``i`` was taken (default: always); one
         left out (say, too long for what is left of the budget) changes nothing, so the
-        query words it mentions still earn their bonus for the next ones.
+        query words it mentions still earn their bonus for the next ones. ``check(where)``, when
+        given, is the run's deadline check (:meth:`~optimizer.stage.StageContext.check_deadline`),
+        called every few rounds (each round re-scores every sentence left).
         """
         cover = bool(self.coverage) and mentions is not None and weight is not None and mentions.shape[1] > 0
         if not redundancy and not self.lead_follow and not cover:
@@ -171,7 +174,11 @@ class SentenceSelector:
         left = np.ones(len(sents), dtype=bool)
         touched: set[int] = set()
         open_words = np.ones(mentions.shape[1]) if cover and mentions is not None else None
+        rounds = 0
         while left.any():
+            if check is not None and rounds % 16 == 0:
+                check(f"choosing sentences ({rounds} taken of {len(sents)})")
+            rounds += 1
             if cover and mentions is not None and weight is not None and open_words is not None:
                 bonus = self.coverage * (mentions @ (weight * open_words))
                 total = current * (1.0 + bonus) if self.coverage_mode == "scale" else current + bonus
@@ -270,7 +277,8 @@ class SentenceSelector:
                 said.setdefault(key, s.chunk)
             return True
 
-        for _ in self.greedy(sents, value, mentions, weight, redundancy, take):
+        check = context.check_deadline if context.deadline is not None else None
+        for _ in self.greedy(sents, value, mentions, weight, redundancy, take, check=check):
             pass
         if not chosen:  # nothing fits whole: give the packer the best sentence to cut
             best = min(range(len(sents)), key=lambda i: (-value[i], i))

@@ -52,6 +52,7 @@ def split_chunks(chunks: Sequence[Chunk], context: StageContext) -> list[Sentenc
     """Every sentence of every chunk's kept pieces, in order, with its token count."""
     out: list[Sentence] = []
     for ci, c in enumerate(chunks):
+        context.check_deadline(f"splitting sentences (chunk {ci} of {len(chunks)})")
         original = c.original_text
         position = 0
         for ps, pe in c.kept_pieces:  # split each kept piece; offsets stay in original coordinates
@@ -87,6 +88,22 @@ def memo_terms(text: str, stem: int, memo: dict[str, list[str]] | None) -> list[
     if found is None:
         found = memo[text] = terms(text, stem)
     return found
+
+
+def checked_terms(texts: Sequence[str], stem: int, memo: dict[str, list[str]] | None, context: StageContext,
+                  what: str = "texts") -> list[list[str]]:
+    """``[memo_terms(t, stem, memo) for t in texts]``, checking the run's deadline every :data:`TERMS_PER_CHECK` texts."""
+    if context.deadline is None:
+        return [memo_terms(t, stem, memo) for t in texts]
+    out: list[list[str]] = []
+    for start in range(0, len(texts), TERMS_PER_CHECK):
+        context.check_deadline(f"reading the words of {what} ({start} of {len(texts)})")
+        out.extend(memo_terms(t, stem, memo) for t in texts[start : start + TERMS_PER_CHECK])
+    return out
+
+
+TERMS_PER_CHECK = 256
+"""Texts whose words are read between two checks of a run's deadline (:func:`checked_terms`)."""
 
 
 def chunk_terms(

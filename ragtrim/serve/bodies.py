@@ -12,11 +12,13 @@ ragtrim.serve.errors.ApiError: budget must be a share of the full context in (0,
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from optimizer.budget import Budget, parse_budget
+from optimizer.records import check_no_surrogate, lone_surrogate
 from ragtrim.serve.config import Limits, check_budget_tokens
 from ragtrim.serve.errors import ApiError, bad_request, too_large
 from ragtrim.serve.ledger import column_size
@@ -75,9 +77,39 @@ async def read_json(request: Any, limits: Limits) -> dict[str, Any]:
         body = json.loads(bytes(data) or b"null")
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:  # Python's decoder stops near 1,000 levels
+        raise bad_request(f"request body is nested too deeply to read (over {MAX_JSON_DEPTH} levels of objects and "
+                          f"lists; the limit is {MAX_JSON_DEPTH})") from None
     if not isinstance(body, dict):
         raise bad_request(f"request body must be a JSON object, got {type(body).__name__}")
+    depth = json_depth(body)
+    if depth > MAX_JSON_DEPTH:
+        raise bad_request(f"request body is nested {depth} levels deep (objects and lists); the limit is {MAX_JSON_DEPTH}: "
+                          "no chat field needs more (flatten the schema or field that nests this deep)")
     return body
+
+
+# The deepest nesting of objects and lists a request body may have. A body Python's decoder reads (up to
+# about 1,000 levels) could still overflow the stack where it is walked or encoded again (tokens counted
+# on its JSON, the body sent upstream); 64 is far above any tool schema or response format in use.
+MAX_JSON_DEPTH = 64
+
+
+def json_depth(value: Any) -> int:
+    """How deeply ``value`` nests objects and lists (a scalar is 0), found without recursion.
+
+    >>> json_depth({"a": [1, {"b": {}}]}), json_depth("x")
+    (4, 0)
+    """
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, Mapping) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children if isinstance(child, (Mapping, list)))
+    return deepest
 
 
 def parse_budget_param(value: Any, param: str = "budget") -> Budget | None:
@@ -115,7 +147,7 @@ def parse_chunks(raw: Any, limits: Limits, param: str = "chunks") -> list[dict[s
 
 def _name(value: Any, param: str, column: str, *, required: bool) -> str:
     """A model or preset name, at most as long as its ledger ``column`` holds (else a 400: no such name)."""
-    text = _text(value, param, 10**6, required=required)
+    text = _label(_text(value, param, 10**6, required=required), param)
     size = column_size(column)
     if size is not None and len(text) > size:
         raise bad_request(f"{param} is {len(text)} characters, {text[:40]!r}...; a {param} name has at most {size}", param)
@@ -133,12 +165,52 @@ def _text(value: Any, param: str, limit: int, *, required: bool, setting: str = 
     return value
 
 
+# A character a tag or a name cannot hold: a control character (NUL, which PostgreSQL refuses in text,
+# a newline, ESC, ...; C0, DEL and C1) or a lone UTF-16 surrogate (no UTF-8 form: no database, log or
+# upstream can take it). Refused with a 400 before any database call, so the request's failed row
+# (written without the value) is never lost.
+_BAD_LABEL_CHAR = re.compile("[\\x00-\\x1f\\x7f-\\x9f\\ud800-\\udfff]")
+
+
+def _label(text: str, param: str) -> str:
+    r"""``text`` (a tag or a name), or a 400 naming ``param`` when it holds a :data:`_BAD_LABEL_CHAR`.
+
+    >>> _label("alice", "user")
+    'alice'
+    >>> _label("al\x00ice", "user")
+    Traceback (most recent call last):
+    ...
+    ragtrim.serve.errors.ApiError: user holds the control character '\x00' at character 2; a user, feature, model or preset is printable text: send it without control characters (NUL, newlines, ...)
+    """
+    bad = _BAD_LABEL_CHAR.search(text)
+    if bad is None:
+        return text
+    if lone_surrogate(text) is not None:
+        try:
+            check_no_surrogate(text, param)
+        except ValueError as exc:
+            raise bad_request(str(exc), param) from None
+    raise bad_request(f"{param} holds the control character {bad.group()!r} at character {bad.start()}; a user, feature, "
+                      "model or preset is printable text: send it without control characters (NUL, newlines, ...)", param)
+
+
+def _given(*values: Any) -> Any:
+    """The first of ``values`` that is not None (a null field is one not given, as OpenAI takes it), else None."""
+    return next((v for v in values if v is not None), None)
+
+
 def tags_of(body: Mapping[str, Any], extras: Mapping[str, Any], headers: Mapping[str, str]) -> Tags:
-    """``user`` and ``feature`` from the body (or ``metadata``), else the X-Ragtrim-User/-Feature headers."""
+    """``user`` and ``feature`` from the body (or ``metadata``), else the X-Ragtrim-User/-Feature headers; a null
+    one (openai-python sends ``"user": null`` for ``user=None``) is not given, so the next source applies.
+
+    >>> tags_of({"user": None, "metadata": {"user": "alice"}}, {}, {"x-ragtrim-feature": "bot"})
+    Tags(user='alice', feature='bot')
+    """
     meta = body.get("metadata") if isinstance(body.get("metadata"), Mapping) else {}
-    user = body.get("user", meta.get("user", headers.get("x-ragtrim-user")))
-    feature = extras.get("feature", meta.get("feature", headers.get("x-ragtrim-feature")))
-    return Tags(user=_text(user, "user", _TAG_MAX, required=False), feature=_text(feature, "feature", _TAG_MAX, required=False))
+    user = _given(body.get("user"), meta.get("user"), headers.get("x-ragtrim-user"))
+    feature = _given(extras.get("feature"), meta.get("feature"), headers.get("x-ragtrim-feature"))
+    return Tags(user=_label(_text(user, "user", _TAG_MAX, required=False), "user"),
+                feature=_label(_text(feature, "feature", _TAG_MAX, required=False), "feature"))
 
 
 def parse_optimize(body: Mapping[str, Any], headers: Mapping[str, str], limits: Limits, *, default_preset: str,
@@ -289,11 +361,82 @@ def _check_n_and_stream(body: Mapping[str, Any]) -> bool:
 _NOT_PASSED = OUR_KEYS + ("model", "messages", "stream", "stream_options") + CAP_FIELDS
 
 
+def _check_surrogates(body: Mapping[str, Any]) -> None:
+    r"""A 400 naming the field (``messages[0].content``, ``tools[0].function.description``, ...) of the first lone UTF-16
+    surrogate in ``body``, the documents aside (the optimizer names the chunk): such text has no UTF-8 form, so it can
+    be neither counted nor sent upstream. Walked without recursion.
+
+    >>> _check_surrogates({"messages": [{"role": "user", "content": "hi \ud800"}]})
+    Traceback (most recent call last):
+    ...
+    ragtrim.serve.errors.ApiError: messages[0].content has a lone UTF-16 surrogate '\ud800' at character 3 (half of a pair, e.g. an emoji split by a UTF-16 chunker), which no tokenizer can read; repair it first, e.g. text.encode('utf-16', 'surrogatepass').decode('utf-16', 'replace') (rejoins split pairs, turns a lone half into U+FFFD)
+    """
+    stack: list[tuple[str, str, Any]] = [(k, k, v) for k, v in reversed(list(body.items())) if k != "documents"]
+    while stack:
+        top, path, value = stack.pop()
+        if isinstance(value, str):
+            texts = [value]
+        elif isinstance(value, Mapping):
+            texts = [k for k in value if isinstance(k, str)]
+            stack.extend((top, f"{path}.{k}", v) for k, v in reversed(list(value.items())))
+        elif isinstance(value, list):
+            texts = []
+            stack.extend((top, f"{path}[{i}]", v) for i, v in reversed(list(enumerate(value))))
+        else:
+            continue
+        for text in texts:
+            try:
+                check_no_surrogate(text, path if text is value else f"a key of {path}")
+            except ValueError as exc:
+                raise bad_request(str(exc), top) from None
+
+
+# Fields whose use the upstream bills above the model's text price, which is all the gateway knows and
+# charges: refused, with the way out, rather than charged too little. ``service_tier`` "flex" bills less
+# than the standard price (charged the standard one: a conservative overcharge), "auto" the project's
+# own tier (standard unless its owner chose otherwise).
+SERVICE_TIERS = ("auto", "default", "flex")
+
+
+def _check_priced_fields(body: Mapping[str, Any]) -> None:
+    """A 400 naming the field and the fix for a field that makes the upstream bill above the text price the gateway charges.
+
+    >>> _check_priced_fields({"service_tier": "flex", "modalities": ["text"]})
+    >>> _check_priced_fields({"service_tier": "priority"})
+    Traceback (most recent call last):
+    ...
+    ragtrim.serve.errors.ApiError: service_tier 'priority' is billed above the model's standard price, which is what this gateway charges; send service_tier "auto", "default" or "flex" (or leave it out)
+    """
+    tier = body.get("service_tier")
+    if tier is not None and tier not in SERVICE_TIERS:
+        raise bad_request(f"service_tier {tier!r:.40} is billed above the model's standard price, which is what this gateway "
+                          'charges; send service_tier "auto", "default" or "flex" (or leave it out)', "service_tier")
+    modalities = body.get("modalities")
+    if modalities is not None and (not isinstance(modalities, list) or any(m != "text" for m in modalities)):
+        raise bad_request(f"modalities {modalities!r:.80}: audio (or any output but text) is billed at audio prices this "
+                          'gateway does not charge; send modalities ["text"] (or leave it out) and no audio', "modalities")
+    for name, what in (("audio", "audio output is billed at audio prices this gateway does not charge; leave audio out "
+                                 '(and modalities at ["text"])'),
+                       ("web_search_options", "web search is billed per call, above the model's token price this gateway "
+                                              "charges; leave web_search_options out, or use a model without search")):
+        if body.get(name) is not None:
+            raise bad_request(f"{name}: {what}", name)
+    messages = body.get("messages")
+    for i, m in enumerate(messages if isinstance(messages, list) else []):
+        if isinstance(m, Mapping) and m.get("audio") is not None:
+            raise bad_request(f"messages[{i}].audio: an earlier audio answer is billed as audio input, at prices this gateway "
+                              "does not charge; send that turn's text (its transcript) as the content instead", "messages")
+
+
 def parse_chat(body: Mapping[str, Any], headers: Mapping[str, str], limits: Limits, *, default_preset: str,
                default_budget: Budget | None) -> ChatRequest:
     """A chat body checked. A field OpenAI takes as null (``max_tokens``, ``max_completion_tokens``, ``n``,
     ``stream``, ``stream_options``) is null as if not given; every other field the gateway does not read
-    (``metadata``, ``store``, ``temperature``, ...) is forwarded as it came (``passthrough``)."""
+    (``metadata``, ``store``, ``temperature``, ...) is forwarded as it came (``passthrough``), but for a
+    lone surrogate anywhere (:func:`_check_surrogates`) and the fields billed above the text price
+    (:func:`_check_priced_fields`), refused with a 400."""
+    _check_surrogates(body)
+    _check_priced_fields(body)
     extras = _extras(body)
     question = _check_messages(body.get("messages"), limits)
     stream = _check_n_and_stream(body)

@@ -6,7 +6,8 @@ The documents are optimized for the last user message and inserted, with the con
 template, as a system message after any leading system messages. The request is then fitted
 into the tenant's budgets (:mod:`ragtrim.serve.plan`), forwarded, and settled with the
 upstream's reported usage (counted with the model's tokenizer when it reports none, reports
-something that is not a count, or a count far below the gateway's own: :func:`trusted_count`).
+something that is not a count, or a count below one token per 32 bytes of its text: :func:`trusted_count`;
+a reasoning model's answer whose usage never came is charged its reservation: :func:`hidden_reasoning`).
 Whatever ends a reserved request, its hold ends in one settle or one release
 (:class:`ragtrim.serve.hold.Hold`), so no room stays held by a request that is over; a failed call
 the upstream had in full is settled at its reservation, as an estimate (:func:`_failed`).
@@ -34,19 +35,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
 from optimizer.budget import Budget, budget_label
+from optimizer.deadline import OptimizerTimeout
 from optimizer.tokenizer import get_tokenizer
 from ragtrim.serve.auth import require
 from ragtrim.serve.config import ModelConfig
-from ragtrim.serve.errors import ApiError, bad_request, pipeline_error
+from ragtrim.serve.errors import ApiError, bad_request, optimizer_timeout, pipeline_error
 from ragtrim.serve.ledger import UNCHARGED, LedgerEntry, record_rejected
-from ragtrim.serve.hold import Hold, estimate_note, with_note
+from ragtrim.serve.hold import Hold, estimate_note, estimated_usage, with_note
 from ragtrim.serve.logs import log_request
 from ragtrim.serve.plan import JOIN_SLACK, Attempt, Planned, Refused, model_chain, plan_and_reserve, smallest_context, with_margin
 from ragtrim.serve.pricing import format_usd
 from ragtrim.serve.quota import Need, Shortfall
-from ragtrim.serve.bodies import ChatRequest, check_preset, parse_chat, read_json
-from ragtrim.serve.upstream import (UpstreamError, billed_fields, count_request_fields, output_texts, sse, sse_event_end,
-                                    usage_of)
+from ragtrim.serve.bodies import CAP_FIELDS, ChatRequest, check_preset, parse_chat, read_json
+from ragtrim.serve.upstream import (UpstreamError, billed_fields, count_request_fields, output_texts, prediction_tokens,
+                                    prompt_bytes, shows_reasoning, sse, sse_event_end, usage_of)
 
 
 def with_documents(messages: Sequence[Mapping[str, Any]], template: str, context: str) -> tuple[Mapping[str, Any], ...]:
@@ -70,22 +72,29 @@ async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Bud
     if req.documents:
         key = (model.tokenizer, budget)  # a cheaper model with the same tokenizer reuses the run
         if key not in done:
-            done[key] = await _optimizer(service.optimize(req.preset, model.tokenizer, req.question, req.documents, budget=budget),
-                                         request_id)
+            if "optimizer clock" not in done:  # one allowance of [limits] optimize_seconds for all the request's runs
+                done["optimizer clock"] = service.optimizer_clock()
+            run = service.optimize(req.preset, model.tokenizer, req.question, req.documents, budget=budget,
+                                   clock=done["optimizer clock"])
+            done[key] = await _optimizer(run, request_id, req.preset)
         result = done[key]
         messages = with_documents(req.messages, service.config.template, result.text)
     context = result.text if result is not None else ""
     prompt = await upstream.count_prompt_tokens(messages, model.tokenizer, req.question, context)
     prompt += await _field_tokens(upstream, req, model.tokenizer, done)
     return Attempt(model=model, price=service.prices[model.name], budget_tokens=result.budget if result is not None else None,
-                   result=result, messages=messages, prompt_tokens=int(prompt), max_tokens=max_out)
+                   result=result, messages=messages, prompt_tokens=int(prompt), max_tokens=max_out,
+                   predicted_tokens=await _predicted_tokens(upstream, req, model.tokenizer, done))
 
 
-async def _optimizer(run: Awaitable[Any], request_id: str) -> Any:
+async def _optimizer(run: Awaitable[Any], request_id: str, preset: str) -> Any:
     """``await run`` (an optimizer call); what it raises is the input's fault (a 400) or the optimizer's (a 500), said
-    with the stage that failed (:func:`ragtrim.serve.errors.pipeline_error`)."""
+    with the stage that failed (:func:`ragtrim.serve.errors.pipeline_error`), or a run stopped at ``[limits]
+    optimize_seconds`` (a 503 ``optimizer_timeout``, before anything is reserved: :func:`ragtrim.serve.errors.optimizer_timeout`)."""
     try:
         return await run
+    except OptimizerTimeout as exc:
+        raise optimizer_timeout(exc, request_id, preset) from None
     except Exception as exc:
         raise pipeline_error(exc, request_id) from None
 
@@ -98,6 +107,17 @@ async def _field_tokens(upstream: Any, req: ChatRequest, tokenizer: str, memo: d
     key = ("request fields", tokenizer)
     if key not in memo:
         memo[key] = int(await run_in_threadpool(count_request_fields, req.passthrough, tokenizer))
+    return memo[key]
+
+
+async def _predicted_tokens(upstream: Any, req: ChatRequest, tokenizer: str, memo: dict[Any, Any]) -> int:
+    """Completion tokens a ``prediction`` can add above the cap (:func:`ragtrim.serve.upstream.prediction_tokens`), once per
+    tokenizer; 0 where the upstream gets none."""
+    if not getattr(upstream, "forwards_request_fields", True) or req.passthrough.get("prediction") is None:
+        return 0
+    key = ("prediction", tokenizer)
+    if key not in memo:
+        memo[key] = int(await run_in_threadpool(prediction_tokens, req.passthrough, tokenizer))
     return memo[key]
 
 
@@ -116,12 +136,13 @@ async def _smallest(service: Any, req: ChatRequest, chain: Sequence[ModelConfig]
     out = []
     for m in chain:
         upstream = service.upstream(m)
-        n_out = with_margin(upstream.max_completion_tokens(req.max_tokens), m.count_margin)
+        n_out = with_margin(upstream.max_completion_tokens(req.max_tokens) + await _predicted_tokens(upstream, req, m.tokenizer, memo),
+                            m.count_margin)
         context = 0
         if req.documents and getattr(upstream, "counts_with_model_tokenizer", False):
             if m.tokenizer not in full:
                 full[m.tokenizer] = await _optimizer(run_in_threadpool(service.full_tokens, req.preset, m.tokenizer, req.documents),
-                                                     request_id)
+                                                     request_id, req.preset)
             context = smallest_context(service.config.degrade.floor, req.budget, full[m.tokenizer])
         key = (id(upstream), m.tokenizer)
         if key not in bare:
@@ -230,7 +251,7 @@ async def _answer(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
 
 async def _finish_rejected(service: Any, base: LedgerEntry, exc: ApiError, start: float) -> None:
     ms = (time.perf_counter() - start) * 1000
-    entry = replace(base, action="failed", status=exc.status, error=exc.message, latency_ms=ms)
+    entry = replace(base, action="failed", status=exc.status, error=exc.message, latency_ms=ms, detail=exc.detail or base.detail)
     await record_rejected(service, entry)
     log_request(service.log, entry)
     service.metrics.observe_request(endpoint="chat", action="failed", tenant=base.tenant_id, status=exc.status,
@@ -296,41 +317,72 @@ def _busy_message(s: Shortfall, holds: int, retry: int) -> str:
             f"hold that room until they finish; retry in {retry} s")
 
 
-# A reported count below PLAUSIBLE_SHARE of the gateway's own count of the same text, less PLAUSIBLE_SLACK
-# tokens, is not a count of it (an upstream that reports 0, or a fraction): the gateway's count is charged.
-# Tokenizers differ by a few percent, and the gateway's count of tools and schemas (their compact JSON)
-# runs above OpenAI's by far less than half; the slack keeps a few tokens' difference on a short answer
-# (the reply's priming, a tool call's wrapper) from tripping it. A count above the gateway's is trusted
-# (reasoning tokens are billed but not seen).
-PLAUSIBLE_SHARE = 0.5
-PLAUSIBLE_SLACK = 8
+# A reported count is a count of the text it is for unless it is below one token per BYTES_PER_TOKEN UTF-8 bytes of
+# that text (an upstream that reports 0 tokens for a 200-word answer): then the gateway's own count is charged. The
+# floor does not depend on a tokenizer: a model whose vocabulary is not the configured one (Gemma, Llama, ... counted
+# with cl100k_base) reports far fewer tokens for Hindi or Chinese than cl100k counts, and that count is right. No
+# tokenizer in use spends more than a few bytes per token on text; 32 leaves room for long runs of spaces or symbols.
+# A count above the gateway's is trusted (reasoning tokens are billed but not seen).
+BYTES_PER_TOKEN = 32
 
 
-def trusted_count(name: str, reported: int | None, counted: int) -> tuple[int, str]:
-    """The tokens to charge for ``name``: the upstream's ``reported`` count unless it is missing or implausibly
-    below the gateway's ``counted``; and the note the row gets when the count replaced it ("" otherwise).
+def trusted_count(name: str, reported: int | None, counted: int, size: int, bound: int | None = None) -> tuple[int, str]:
+    """The tokens to charge for ``name``: the upstream's ``reported`` count unless it is missing or below one token per
+    :data:`BYTES_PER_TOKEN` of the text's ``size`` in UTF-8 bytes; else the gateway's ``counted``, at most ``bound`` (the
+    completion tokens reserved, when the upstream was sent a cap: it cannot have written more); and the note the row
+    gets when the count replaced it or was capped ("" otherwise).
 
-    >>> trusted_count("completion_tokens", 0, 263)
-    (263, "upstream reported completion_tokens 0, below half the gateway's count of 263 less 8: charged the count")
-    >>> trusted_count("prompt_tokens", 180, 190), trusted_count("completion_tokens", 0, 12), trusted_count("prompt_tokens", None, 190)
-    ((180, ''), (0, ''), (190, ''))
+    >>> trusted_count("completion_tokens", 0, 263, 1100)
+    (263, "upstream reported completion_tokens 0 for 1100 bytes of text, below 1 token per 32 bytes: charged the gateway's count, 263")
+    >>> trusted_count("completion_tokens", 381, 1741, 4500), trusted_count("prompt_tokens", None, 190, 800)
+    ((381, ''), (190, ''))
+    >>> trusted_count("completion_tokens", 3, 1741, 4500, bound=1000)[1]
+    "upstream reported completion_tokens 3 for 4500 bytes of text, below 1 token per 32 bytes: charged the gateway's count, 1000 (it counted 1741, capped at the 1000 completion tokens reserved)"
     """
-    if reported is None:
-        return counted, ""
-    if reported >= counted * PLAUSIBLE_SHARE - PLAUSIBLE_SLACK:
+    if reported is not None and reported * BYTES_PER_TOKEN >= size:
         return reported, ""
-    return counted, (f"upstream reported {name} {reported}, below half the gateway's count of {counted} less "
-                     f"{PLAUSIBLE_SLACK}: charged the count")
+    charged = counted if bound is None else min(counted, bound)
+    capped = f" (it counted {counted}, capped at the {bound} completion tokens reserved)" if charged < counted else ""
+    if reported is None:
+        return charged, (f"no {name} reported: charged the gateway's count, {charged}{capped}" if capped else "")
+    return charged, (f"upstream reported {name} {reported} for {size} bytes of text, below 1 token per {BYTES_PER_TOKEN} "
+                     f"bytes: charged the gateway's count, {charged}{capped}")
 
 
-def _settle_values(attempt: Attempt, prompt: int | None, completion: int | None, text: str) -> tuple[int, int, str, int, str]:
+def hidden_reasoning(model: ModelConfig, req: ChatRequest) -> bool:
+    """Whether the answer may hold reasoning tokens the upstream bills but never shows: the model's config says so
+    (``reasoning = true``) or the request asks for reasoning (``reasoning_effort``, ``reasoning``)."""
+    return model.reasoning or any(req.passthrough.get(k) is not None for k in ("reasoning_effort", "reasoning"))
+
+
+REASONING_UNKNOWN = ("the model reasons (its reasoning tokens are billed, and may never be shown) and its usage never came, "
+                     "so the text it carried is not what it cost")
+
+
+def _settle_values(attempt: Attempt, req: ChatRequest, prompt: int | None, completion: int | None, text: str, *,
+                   fields: Any, capped: bool) -> tuple[int, int, str, int, str]:
     """``(prompt, completion, usage_source, cost, note)`` to charge for an answer: the upstream's counts
-    (:func:`trusted_count`), else the gateway's (the counted prompt, the answer's ``text`` counted)."""
-    p, p_note = trusted_count("prompt_tokens", prompt, attempt.prompt_tokens)
-    c, c_note = trusted_count("completion_tokens", completion, get_tokenizer(attempt.model.tokenizer).count(text))
+    (:func:`trusted_count`), else the gateway's (the counted prompt, the answer's ``text`` counted, at most the
+    completion reserved when a cap was sent: ``capped``). ``fields`` are the request fields the upstream bills as input."""
+    # the prompt's size is measured (its JSON written out) only for a reported count below the gateway's own
+    size = prompt_bytes(attempt.messages, fields) if prompt is not None and prompt < attempt.prompt_tokens else 0
+    p, p_note = trusted_count("prompt_tokens", prompt, attempt.prompt_tokens, size)
+    bound = with_margin(attempt.completion_tokens, attempt.model.count_margin) if capped else None
+    c, c_note = trusted_count("completion_tokens", completion, get_tokenizer(attempt.model.tokenizer).count(text),
+                              len(text.encode("utf-8", "replace")), bound)
     source = "upstream" if (p, c) == (prompt, completion) else "counted"
     note = "; ".join(n for n in (p_note, c_note) if n)
     return p, c, source, attempt.price.cost_micro(prompt_tokens=p, completion_tokens=c), note
+
+
+def _billed_fields_of(upstream: Any, req: ChatRequest) -> Any:
+    """The request fields ``upstream`` gets besides the messages (none for the in-process model)."""
+    return req.passthrough if getattr(upstream, "forwards_request_fields", True) else {}
+
+
+def _capped(body: Mapping[str, Any]) -> bool:
+    """True when the upstream ``body`` carries a completion cap (the hold's reserved completion then bounds the answer)."""
+    return any(body.get(k) is not None for k in CAP_FIELDS)
 
 
 async def _complete(service: Any, req: ChatRequest, planned: Planned, hold: Hold, body: dict[str, Any],
@@ -340,11 +392,17 @@ async def _complete(service: Any, req: ChatRequest, planned: Planned, hold: Hold
     reply = await upstream.complete(body, req.question, attempt.context, on_sent=hold.mark_sent)
     if reply.error is not None:
         raise await _failed(hold, reply.error, reply.refusal, reply.started, reply.upstream_ms)
-    p, c, source, cost, note = _settle_values(attempt, reply.prompt_tokens, reply.completion_tokens, reply.text)
-    ms = (time.perf_counter() - start) * 1000
-    final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, usage_source=source, cost_micro=cost, status=200,
-                    latency_ms=ms, upstream_ms=reply.upstream_ms, error=note)
-    await hold.settle(final, p, c, cost)
+    if reply.completion_tokens is None and hidden_reasoning(attempt.model, req):
+        await hold.charge_reserved(200, REASONING_UNKNOWN, upstream_ms=reply.upstream_ms)
+        p, c, cost = estimated_usage(hold.entry)
+        final = replace(hold.entry, cost_micro=cost)
+    else:
+        p, c, source, cost, note = _settle_values(attempt, req, reply.prompt_tokens, reply.completion_tokens, reply.text,
+                                                  fields=_billed_fields_of(upstream, req), capped=_capped(body))
+        ms = (time.perf_counter() - start) * 1000
+        final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, usage_source=source, cost_micro=cost, status=200,
+                        latency_ms=ms, upstream_ms=reply.upstream_ms, error=note)
+        await hold.settle(final, p, c, cost)
     out = dict(reply.body or {})
     out["ragtrim"] = {"request_id": final.id, "action": planned.action, "model": attempt.model.name, "degrade": list(planned.steps),
                       "tokens_full": attempt.tokens_full, "tokens_sent": attempt.tokens_sent, "cost_micro": cost,
@@ -410,6 +468,8 @@ class SseTally:
         self.text: list[str] = []
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
+        self.reasoned = False  # a delta carried a reasoning field (reasoning_content, reasoning)
+        self.finished = False  # a choice carried its finish_reason: the answer is whole
         self.error = ""  # the upstream broke the event stream (an event too long): nothing more is read
 
     def feed(self, data: bytes) -> list[tuple[bytes, bool]]:
@@ -453,6 +513,9 @@ class SseTally:
             self.prompt_tokens, self.completion_tokens = usage_of(obj)
             usage_only = not obj.get("choices")
         self.text.extend(_delta_texts(obj.get("choices")))
+        choices = [c for c in obj.get("choices") or () if isinstance(c, Mapping)] if isinstance(obj.get("choices"), list) else []
+        self.reasoned = self.reasoned or any(shows_reasoning(c.get("delta")) for c in choices)
+        self.finished = self.finished or any(c.get("finish_reason") is not None for c in choices)
         return usage_only
 
 
@@ -559,7 +622,13 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
         if hold.done:
             return
         up_ms = (time.perf_counter() - t_up) * 1000
-        p, c, source, cost, note = _settle_values(attempt, tally.prompt_tokens, tally.completion_tokens, "".join(tally.text))
+        # a reasoning model's usage never came: its hidden reasoning (or, cut short, the reasoning it went on
+        # writing after the cut) is billed but not in the text, so the reservation is charged as an estimate
+        if tally.completion_tokens is None and (hidden_reasoning(attempt.model, req) or (tally.reasoned and not tally.finished)):
+            await hold.charge_reserved(200, with_note(error, REASONING_UNKNOWN), upstream_ms=up_ms)
+            return
+        p, c, source, cost, note = _settle_values(attempt, req, tally.prompt_tokens, tally.completion_tokens, "".join(tally.text),
+                                                  fields=_billed_fields_of(upstream, req), capped=_capped(body))
         final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, usage_source=source, cost_micro=cost,
                         status=200, latency_ms=(time.perf_counter() - hold.start) * 1000, upstream_ms=up_ms,
                         error=with_note(error, note))

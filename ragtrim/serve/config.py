@@ -28,6 +28,9 @@ A complete file (``serve.toml``)::
     max_body_bytes = 1048576
     max_chunks = 256
     max_chunk_chars = 20000
+    optimize_seconds = 20       # the most one request's optimizer runs may take (0: no limit); past it the run stops
+                                # and the request is refused with a 503 `optimizer_timeout`, uncharged, so one huge
+                                # context cannot hold an optimizer_threads slot for a minute
 
     [degrade]
     floor = 0.1                 # smallest context budget before switching model (share or tokens)
@@ -36,7 +39,9 @@ A complete file (``serve.toml``)::
     kind = "openai"             # any OpenAI-compatible URL
     base_url = "https://api.openai.com/v1"
     api_key_env = "OPENAI_API_KEY"   # the key is read from the environment, never stored
-    timeout = 600               # seconds to wait for an answer (default 600, as the OpenAI SDK; connecting: 5 at most)
+    timeout = 600               # seconds to wait for an answer (default 600, as the OpenAI SDK)
+    connect_timeout = 5         # of which at most this many to connect (default 5, as the OpenAI SDK): a host that
+                                # does not answer fails fast, uncharged, and is tried again
     keepalive_expiry = 4.0      # drop an idle connection before the upstream would (default 4 s)
     connection_retries = 2      # resend a request the upstream cannot have started on (no connection, or a
                                 # keep-alive connection closed as it arrived; default 2)
@@ -48,6 +53,14 @@ A complete file (``serve.toml``)::
 
     [models."gpt-4o-mini"]
     upstream = "openai"
+
+    [models."o4-mini"]
+    upstream = "openai"
+    tokenizer = "o200k_base"
+    reasoning = true                # it bills reasoning tokens it never shows: a stream whose usage never comes
+                                    # (the client left, the upstream dropped) is charged its reservation, as an
+                                    # estimate, not only the text it carried (also detected per request from
+                                    # reasoning_effort, or a reasoning field in the answer)
 
     [models."llama-3.1-8b"]         # an OpenAI-compatible server whose tokenizer is not tiktoken's
     upstream = "openai"
@@ -98,6 +111,26 @@ class Limits:
     max_messages: int = 64
     max_tokens_default: int = 256
     max_tokens_limit: int = 4_096
+    # Seconds one request's optimizer runs may take in all (0: no limit). The run checks it between
+    # steps and inside its long loops and stops there (optimizer.OptimizerTimeout), so the thread is
+    # free again within a fraction of a second of the limit; the request is a 503 optimizer_timeout.
+    optimize_seconds: float = 20.0
+
+
+MAX_OPTIMIZE_SECONDS = 3600
+
+
+def check_optimize_seconds(value: Any) -> None:
+    """Raise ValueError unless ``value`` is a number of seconds from 0 (no limit) to :data:`MAX_OPTIMIZE_SECONDS`.
+
+    >>> check_optimize_seconds(-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: limits.optimize_seconds must be a number of seconds from 0 to 3600 (0: no limit; 20 by default), got -1
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_OPTIMIZE_SECONDS:
+        raise ValueError(f"limits.optimize_seconds must be a number of seconds from 0 to {MAX_OPTIMIZE_SECONDS} "
+                         f"(0: no limit; 20 by default), got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -118,8 +151,12 @@ class UpstreamConfig:
     # Seconds to wait for the upstream's answer (and between two bytes of it): as the OpenAI SDK's
     # 600 s, since a long or reasoning completion can take minutes, and a call that times out after
     # the request was sent is charged its reservation (the upstream may have done the work). A
-    # connection is given at most upstream.CONNECT_TIMEOUT of it (a host that does not answer fails fast).
+    # connection is given at most connect_timeout of it.
     timeout: float = 600.0
+    # Seconds to wait for a connection (at most ``timeout``): the OpenAI SDK's 5 s, so a host that does
+    # not answer fails fast, uncharged (the request never reached it), and is tried again
+    # (connection_retries). Raise it for an upstream far away or behind a slow TLS proxy.
+    connect_timeout: float = 5.0
     max_connections: int = 256
     # An idle pooled connection is dropped after this many seconds: below the 5 s keep-alive of
     # uvicorn-based servers (vLLM, LiteLLM), so a request is not sent on a connection the server
@@ -153,6 +190,9 @@ class ModelConfig:
     # extra share of the worst case to reserve when the upstream's own token count can run above
     # `tokenizer`'s (a model whose tokenizer is not tiktoken's); usage is charged as reported either way
     count_margin: float = 0.0
+    # the model bills reasoning tokens it may never show (o-series, DeepSeek-R1, ...): an answer whose usage never
+    # came is charged its reservation as an estimate, not the text it carried (chat.py, ``_settle_values``)
+    reasoning: bool = False
 
 
 def _default_models() -> Mapping[str, ModelConfig]:
@@ -274,10 +314,16 @@ class ServeConfig:
             margin = m.count_margin
             if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin <= 1:
                 raise ValueError(f"model {m.name!r}: count_margin must be a share in [0, 1] (0.2 reserves 20 % more), got {margin!r}")
+            if not isinstance(m.reasoning, bool):
+                raise ValueError(f"model {m.name!r}: reasoning must be true or false (true: it bills reasoning tokens it "
+                                 f"may not show), got {m.reasoning!r}")
         for u in self.upstreams.values():
             _check_upstream(u)
+        check_optimize_seconds(self.limits.optimize_seconds)
         for f in fields(Limits):
             value = getattr(self.limits, f.name)
+            if f.name == "optimize_seconds":
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"limits.{f.name} must be a positive integer, got {value!r}")
 
@@ -301,6 +347,10 @@ def _check_upstream(u: UpstreamConfig) -> None:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 86_400:
         raise ValueError(f"upstream {u.name!r}: timeout must be seconds above 0, at most 86400 (600 waits as the OpenAI SDK "
                          f"does, for long completions), got {timeout!r}")
+    connect = u.connect_timeout
+    if isinstance(connect, bool) or not isinstance(connect, (int, float)) or not 0 < connect <= 600:
+        raise ValueError(f"upstream {u.name!r}: connect_timeout must be seconds above 0, at most 600 (5 fails fast as the "
+                         f"OpenAI SDK does; raise it for a far or slow-to-connect upstream), got {connect!r}")
     retries = u.connection_retries
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
         raise ValueError(f"upstream {u.name!r}: connection_retries must be a whole number from 0 to 10 (0: never send again), got {retries!r}")

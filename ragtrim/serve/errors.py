@@ -26,6 +26,7 @@ class ApiError(Exception):
         param: str | None = None,
         code: str | int | None = None,
         headers: Mapping[str, str] | None = None,
+        detail: str = "",
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -34,6 +35,7 @@ class ApiError(Exception):
         self.param = param
         self.code = code
         self.headers = dict(headers or {})
+        self.detail = detail  # for the ledger row's ``detail`` (the client gets ``message``)
 
     def body(self) -> dict[str, Any]:
         return {"error": {"type": self.type, "message": self.message, "param": self.param, "code": self.code}}
@@ -77,3 +79,34 @@ def pipeline_error(exc: Exception, request_id: str) -> ApiError:
         return bad_request(text)
     return ApiError(500, "server_error", f"the optimizer failed on this request (request id {request_id}): {type(exc).__name__}: {text}",
                     headers={"X-Ragtrim-Request-Id": request_id})
+
+
+OPTIMIZER_TIMEOUT = "optimizer_timeout"
+"""The ``code`` of the 503 for a request whose optimizer runs went past ``[limits] optimize_seconds``."""
+
+
+def optimizer_timeout(exc: Any, request_id: str, preset: str) -> ApiError:
+    """The client's 503 for an optimizer run stopped at its time limit (``exc``, an :class:`optimizer.OptimizerTimeout`).
+
+    Nothing was reserved or charged (the optimizer runs before the reservation). It names the
+    limit and the ways out, and carries ``x-should-retry: false``: the same request would run into
+    the same limit, and the OpenAI SDKs would otherwise send a 503 twice more, each holding an
+    optimizer thread for the whole limit again.
+
+    >>> from optimizer import OptimizerTimeout
+    >>> e = optimizer_timeout(OptimizerTimeout(20, 20.04, "in stage 'compress-sentences'"), "r1", "quality")
+    >>> e.status, e.code, e.headers["x-should-retry"]
+    (503, 'optimizer_timeout', 'false')
+    >>> print(e.message)
+    the optimizer (preset 'quality') stopped at this gateway's time limit of 20 s per request ([limits] optimize_seconds), after 20.04 s; nothing was charged (request id r1). Send a smaller context (fewer or shorter documents), use a faster preset (e.g. "preset": "bm25-pack", linear in the input), or ask the operator to raise [limits] optimize_seconds
+    """
+    message = (f"the optimizer (preset {preset!r}) stopped at this gateway's time limit of {exc.seconds:g} s per request "
+               f"([limits] optimize_seconds), after {exc.elapsed:.2f} s; nothing was charged (request id {request_id}). "
+               "Send a smaller context (fewer or shorter documents), use a faster preset (e.g. \"preset\": \"bm25-pack\", "
+               "linear in the input), or ask the operator to raise [limits] optimize_seconds")
+    from optimizer.pipeline import notes_of
+
+    where = "; ".join([exc.where, *notes_of(exc)])
+    detail = f"{OPTIMIZER_TIMEOUT}: preset {preset}, limit {exc.seconds:g} s, stopped after {exc.elapsed:.2f} s ({where})"
+    return ApiError(503, "server_error", message, code=OPTIMIZER_TIMEOUT, detail=detail,
+                    headers={"X-Ragtrim-Request-Id": request_id, "x-should-retry": "false"})

@@ -20,6 +20,8 @@ from typing import Any
 from optimizer.lazy import lazy_import
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# an optimizer run: milliseconds for a retriever's 20 chunks, up to [limits] optimize_seconds (20 s by default) and past it
+_RUN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0)
 
 
 class Metrics:
@@ -46,6 +48,11 @@ class Metrics:
         self.overhead = prom.Histogram("ragtrim_gateway_overhead_seconds", "Latency minus upstream time", ["endpoint"],
                                        buckets=_LATENCY_BUCKETS, registry=reg)
         self.upstream = prom.Histogram("ragtrim_upstream_seconds", "Upstream call time", ["model"], buckets=_LATENCY_BUCKETS, registry=reg)
+        self.optimizer_runs = prom.Histogram("ragtrim_optimizer_run_seconds", "Time an optimizer run took (on its thread), "
+                                             "stopped ones included", ["preset"], buckets=_RUN_BUCKETS, registry=reg)
+        self.optimizer_timeouts = prom.Counter("ragtrim_optimizer_timeouts", "Optimizer runs stopped at [limits] "
+                                               "optimize_seconds (each request refused with a 503 optimizer_timeout)",
+                                               ["preset"], registry=reg)
         self.optimizer_wait = prom.Histogram("ragtrim_optimizer_wait_seconds", "Time an optimizer run waited for one of its "
                                              "worker's optimizer_threads", buckets=_LATENCY_BUCKETS, registry=reg)
 
@@ -67,6 +74,12 @@ class Metrics:
             self.spent.labels(tenant, model).inc(cost_micro)
         if upstream_s is not None and model:
             self.upstream.labels(model).observe(upstream_s)
+
+    def observe_optimizer_run(self, preset: str, seconds: float) -> None:
+        self.optimizer_runs.labels(preset).observe(max(0.0, seconds))
+
+    def observe_optimizer_timeout(self, preset: str) -> None:
+        self.optimizer_timeouts.labels(preset).inc()
 
     def observe_optimizer_wait(self, seconds: float) -> None:
         self.optimizer_wait.observe(max(0.0, seconds))

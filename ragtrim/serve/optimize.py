@@ -3,7 +3,9 @@
 Body: ``query``, ``chunks`` (objects with ``id`` and ``text``, or strings), optional
 ``budget``, ``preset``, ``tokenizer``, ``model`` (whose input price values the savings),
 ``user``, ``feature``. No model is called, so no quota is reserved; the request is still
-written to the ledger (cost 0, savings at the model's dated price), also when it fails.
+written to the ledger (cost 0, savings at the model's dated price), also when it fails. A run
+past ``[limits] optimize_seconds`` is stopped and answered with a 503 ``optimizer_timeout``
+(:func:`ragtrim.serve.errors.optimizer_timeout`), its row ``failed`` with the limit in ``detail``.
 
 ``tokenizer`` is one the gateway knows, never a path or a download: the shipped tiktoken
 encodings, a configured model's tokenizer, or a configured model's name (its tokenizer).
@@ -21,9 +23,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from optimizer.budget import budget_label
+from optimizer.deadline import OptimizerTimeout
 from optimizer.tokenizer import TIKTOKEN_ENCODINGS
 from ragtrim.serve.auth import require
-from ragtrim.serve.errors import ApiError, bad_request, pipeline_error
+from ragtrim.serve.errors import ApiError, bad_request, optimizer_timeout, pipeline_error
 from ragtrim.serve.ledger import LedgerEntry, record_rejected
 from ragtrim.serve.logs import log_request
 from ragtrim.serve.pricing import format_usd
@@ -72,10 +75,12 @@ async def optimize_endpoint(request: Request) -> JSONResponse:
         tokenizer = resolve_tokenizer(service.config, req.tokenizer)
         try:
             result = await service.optimize(req.preset, tokenizer, req.query, req.chunks, budget=req.budget)
+        except OptimizerTimeout as exc:  # past [limits] optimize_seconds: a 503 naming the limit and the ways out
+            raise optimizer_timeout(exc, entry.id, req.preset) from None
         except Exception as exc:  # the input's fault (400) or the optimizer's (500), with the stage that failed
             raise pipeline_error(exc, entry.id) from None
     except ApiError as exc:
-        await _record_failed(service, entry, exc.status, exc.message, start)
+        await _record_failed(service, entry, exc.status, exc.message, start, detail=exc.detail)
         raise
     except Exception as exc:  # a bug: still one ledger row, then the generic 500
         await _record_failed(service, entry, 500, f"internal error: {type(exc).__name__}: {exc}"[:500], start)
@@ -97,9 +102,9 @@ async def optimize_endpoint(request: Request) -> JSONResponse:
                                       "X-Ragtrim-Tokens-Sent": str(result.tokens)})
 
 
-async def _record_failed(service: Any, entry: LedgerEntry, status: int, error: str, start: float) -> None:
+async def _record_failed(service: Any, entry: LedgerEntry, status: int, error: str, start: float, detail: str = "") -> None:
     ms = (time.perf_counter() - start) * 1000
-    failed = replace(entry, status=status, error=error, latency_ms=ms)
+    failed = replace(entry, status=status, error=error, latency_ms=ms, detail=detail or entry.detail)
     await record_rejected(service, failed)
     log_request(service.log, failed)
     service.metrics.observe_request(endpoint="optimize", action="failed", tenant=entry.tenant_id, status=status,

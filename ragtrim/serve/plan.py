@@ -43,7 +43,15 @@ class Attempt:
     result: Any  # optimizer Result, or None without documents
     messages: tuple[Mapping[str, Any], ...]
     prompt_tokens: int
-    max_tokens: int
+    max_tokens: int  # the completion cap (what the upstream is sent as its cap)
+    # completion tokens the upstream may bill above that cap: a ``prediction``'s rejected tokens
+    # (:func:`ragtrim.serve.upstream.prediction_tokens`); reserved with it, never sent as a cap
+    predicted_tokens: int = 0
+
+    @property
+    def completion_tokens(self) -> int:
+        """The most completion tokens the upstream can bill: the cap and :attr:`predicted_tokens`."""
+        return self.max_tokens + self.predicted_tokens
 
     @property
     def tokens_full(self) -> int:
@@ -60,7 +68,7 @@ class Attempt:
     def need(self) -> Need:
         """The worst case to reserve: prompt and ``max_tokens`` out, each with the model's ``count_margin``."""
         margin = self.model.count_margin
-        prompt, out = with_margin(self.prompt_tokens, margin), with_margin(self.max_tokens, margin)
+        prompt, out = with_margin(self.prompt_tokens, margin), with_margin(self.completion_tokens, margin)
         return Need(tokens=prompt + out, micro=self.price.cost_micro(prompt_tokens=prompt, completion_tokens=out))
 
 
@@ -146,7 +154,7 @@ def affordable_context(standings: Sequence[Standing], attempt: Attempt) -> int |
     """The largest context (tokens) the tightest budget can still pay for (None: no budget binds)."""
     overhead = attempt.prompt_tokens - attempt.tokens_sent
     margin = attempt.model.count_margin
-    out = with_margin(attempt.max_tokens, margin)
+    out = with_margin(attempt.completion_tokens, margin)
     best: int | None = None
     for s in standings:
         if s.budget.unit == "tokens":

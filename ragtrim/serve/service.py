@@ -36,6 +36,29 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+class OptimizerClock:
+    """One request's optimizer time: ``limit`` seconds in all (0: none), ``spent`` so far over its runs.
+
+    A chat request that degrades runs the optimizer again at a smaller budget; each run gets what
+    the earlier ones left, so ``[limits] optimize_seconds`` bounds the request, not each run.
+
+    >>> c = OptimizerClock(20); c.spent = 12.5; c.left()
+    7.5
+    >>> OptimizerClock(0).left() is None
+    True
+    """
+
+    __slots__ = ("limit", "spent")
+
+    def __init__(self, limit: float) -> None:
+        self.limit = float(limit)
+        self.spent = 0.0
+
+    def left(self) -> float | None:
+        """Seconds the next run may take (0 once spent), None without a limit."""
+        return max(0.0, self.limit - self.spent) if self.limit > 0 else None
+
+
 class Service:
     """Config, database, quota store, prices, upstream clients, pipelines and metrics."""
 
@@ -95,20 +118,45 @@ class Service:
                 self._pipelines.popitem(last=False)
         return built
 
-    async def optimize(self, preset: str, tokenizer: str, query: str, chunks: Sequence[Any], *, budget: Any) -> Any:
+    async def optimize(self, preset: str, tokenizer: str, query: str, chunks: Sequence[Any], *, budget: Any,
+                       clock: OptimizerClock | None = None) -> Any:
         """Run the ``(preset, tokenizer)`` pipeline on a thread of this worker's optimizer pool.
 
         At most ``optimizer_threads`` runs at once; the others wait their turn here. The
         blocking database calls (key checks, budgets, ledger rows) use the event loop's own
         thread pool, so a refusal or a settle does not queue behind optimizer runs.
+
+        The run gets what is left of the request's ``[limits] optimize_seconds`` (``clock``, shared
+        by a request's runs; a new one when None), counted from when it starts, not while it waits
+        for a thread. Past it, the run stops at its next check and raises
+        :class:`optimizer.OptimizerTimeout` (counted in ``ragtrim_optimizer_timeouts_total``).
         """
+        from optimizer.deadline import OptimizerTimeout
+
         queued = time.perf_counter()
+        clock = clock if clock is not None else self.optimizer_clock()
 
         def run() -> Any:
-            self.metrics.observe_optimizer_wait(time.perf_counter() - queued)  # ragtrim_optimizer_wait_seconds
-            return self.pipeline(preset, tokenizer).run(query, list(chunks), budget=budget)
+            started = time.perf_counter()
+            self.metrics.observe_optimizer_wait(started - queued)  # ragtrim_optimizer_wait_seconds
+            timeout = clock.left()
+            try:
+                if timeout == 0:  # a degraded request's earlier runs used the whole allowance: not even a render
+                    raise OptimizerTimeout(clock.limit, clock.spent, "before a further run: the request's earlier runs used the limit")
+                return self.pipeline(preset, tokenizer).run(query, list(chunks), budget=budget, timeout=timeout)
+            except OptimizerTimeout:
+                self.metrics.observe_optimizer_timeout(preset)
+                raise
+            finally:
+                took = time.perf_counter() - started
+                clock.spent += took
+                self.metrics.observe_optimizer_run(preset, took)
 
         return await anyio.to_thread.run_sync(run, limiter=self.optimizer_limiter)
+
+    def optimizer_clock(self) -> OptimizerClock:
+        """A new request's allowance of optimizer time (``[limits] optimize_seconds``)."""
+        return OptimizerClock(self.config.limits.optimize_seconds)
 
     def full_tokens(self, preset: str, tokenizer: str, chunks: Sequence[Any]) -> int:
         """Tokens of every chunk rendered by the ``(preset, tokenizer)`` pipeline, without optimizing (blocking)."""

@@ -154,8 +154,9 @@ _MESSAGE_TEXT_KEYS = ("role", "content", "name")
 # json_schema response format the same way; the gateway does not know that rendering, so it counts
 # the compact JSON of each field with the model's tokenizer, which is more tokens than OpenAI's
 # rendering (JSON repeats every key and quote), plus a fixed allowance for the wrapper text.
-# ``prediction`` (predicted outputs) is counted too: its rejected tokens are billed.
-BILLED_FIELDS = ("tools", "functions", "tool_choice", "function_call", "response_format", "prediction")
+# ``prediction`` (predicted outputs) is not input: its rejected tokens are billed as completion tokens
+# (:func:`prediction_tokens`, reserved on the completion side), so it is left out of the prompt count.
+BILLED_FIELDS = ("tools", "functions", "tool_choice", "function_call", "response_format")
 FIELD_ALLOWANCE = 16  # tokens per billed field: the text around a rendered field
 TOOL_ALLOWANCE = 8  # tokens per tool or function: the text around each one
 
@@ -212,6 +213,27 @@ def count_request_fields(body: Mapping[str, Any], tokenizer: str) -> int:
     return total
 
 
+def prediction_tokens(body: Mapping[str, Any], tokenizer: str) -> int:
+    """Completion tokens a ``prediction`` (predicted outputs) can add: OpenAI bills its rejected tokens as completion
+    tokens, above the completion cap, so the hold reserves its text's count (plus :data:`FIELD_ALLOWANCE`) there.
+
+    >>> prediction_tokens({"prediction": {"type": "content", "content": "x = 1"}}, "cl100k_base"), prediction_tokens({}, "cl100k_base")
+    (20, 0)
+    """
+    value = body.get("prediction")
+    if value is None:
+        return 0
+    content = value.get("content") if isinstance(value, Mapping) else value
+    text = content if isinstance(content, str) else compact_json(content)
+    return FIELD_ALLOWANCE + get_tokenizer(tokenizer).count(text)
+
+
+def prompt_bytes(messages: Sequence[Mapping[str, Any]], body: Mapping[str, Any]) -> int:
+    """The UTF-8 bytes of what an upstream bills as input: the messages and the :data:`BILLED_FIELDS`, as compact JSON
+    (a tokenizer-independent size, for judging whether a reported prompt count can be one of this prompt)."""
+    return len(compact_json([list(messages), billed_fields(body)]).encode("utf-8", "replace"))
+
+
 # A reported count above this is not a real one (no model takes a prompt of 100 million tokens);
 # it also keeps ledger columns within PostgreSQL's INTEGER.
 MAX_USAGE_TOKENS = 100_000_000
@@ -240,21 +262,42 @@ def usage_of(body: Any) -> tuple[int | None, int | None]:
     return usage_count(usage.get("prompt_tokens")), usage_count(usage.get("completion_tokens"))
 
 
+# The text fields of a reply message (or a stream delta) an upstream bills as output. The reasoning fields
+# are also what marks a model that reasons (:func:`shows_reasoning`).
+REASONING_KEYS = ("reasoning_content", "reasoning")
+OUTPUT_TEXT_KEYS = ("content", "refusal", *REASONING_KEYS)
+
+
+def shows_reasoning(message: Any) -> bool:
+    """True when a reply message (or a stream delta) carries a reasoning field (:data:`REASONING_KEYS`), even empty.
+
+    >>> shows_reasoning({"reasoning_content": ""}), shows_reasoning({"content": "hi"}), shows_reasoning(None)
+    (True, False, False)
+    """
+    return isinstance(message, Mapping) and any(isinstance(message.get(k), str) for k in REASONING_KEYS)
+
+
 def output_texts(message: Any) -> list[str]:
     """The texts a reply message (or a stream chunk's ``delta``) bills as output tokens.
 
-    That is its ``content`` and ``refusal``, and the ``name`` and ``arguments`` of each of its
-    ``tool_calls`` and of a legacy ``function_call``: a model that answers with a tool call is
-    billed for the call. Anything not shaped like OpenAI's is skipped.
+    That is its ``content`` and ``refusal``, the reasoning a server shows (``reasoning_content``: vLLM,
+    DeepSeek, SGLang; ``reasoning``: newer vLLM, OpenRouter), an audio answer's ``transcript``, and the
+    ``name`` and ``arguments`` of each of its ``tool_calls`` and of a legacy ``function_call``: a model
+    that answers with a tool call is billed for the call. Anything not shaped like OpenAI's is skipped.
 
     >>> output_texts({"content": None, "tool_calls": [{"id": "c1", "function": {"name": "search", "arguments": '{"q":1}'}}]})
     ['search', '{"q":1}']
     >>> output_texts({"content": "hi", "refusal": None, "function_call": {"arguments": "{}"}})
     ['hi', '{}']
+    >>> output_texts({"content": "Paris.", "reasoning_content": "Let me think.", "audio": {"transcript": "Paris."}})
+    ['Paris.', 'Let me think.', 'Paris.']
     """
     if not isinstance(message, Mapping):
         return []
-    out = [message[k] for k in ("content", "refusal") if isinstance(message.get(k), str)]
+    out = [message[k] for k in OUTPUT_TEXT_KEYS if isinstance(message.get(k), str)]
+    audio = message.get("audio")
+    if isinstance(audio, Mapping) and isinstance(audio.get("transcript"), str):
+        out.append(audio["transcript"])
     calls = message.get("tool_calls")
     functions = [c.get("function") for c in calls if isinstance(c, Mapping)] if isinstance(calls, list) else []
     for function in (*functions, message.get("function_call")):
@@ -276,8 +319,8 @@ def reply_text(body: Mapping[str, Any] | None) -> str:
 # the close arrives within about a network round trip of the request. A failure that late on a
 # reused connection is that race; one later than this may be an upstream that started working.
 KEEPALIVE_RACE_SECONDS = 0.25
-# The most of the upstream's ``timeout`` spent connecting (the OpenAI SDK's 5 s): a host that does
-# not answer fails fast, and the request (which never reached it) is sent again.
+# The default of an upstream's ``connect_timeout``, the most of its ``timeout`` spent connecting (the
+# OpenAI SDK's 5 s): a host that does not answer fails fast, and the request (which never reached it) is sent again.
 CONNECT_TIMEOUT = 5.0
 
 
@@ -336,7 +379,7 @@ class OpenAIUpstream:
         httpx = lazy_import("httpx", extra="serve", purpose="ragtrim serve's upstream client")
         limits = httpx.Limits(max_connections=self.config.max_connections, max_keepalive_connections=self.config.max_connections,
                               keepalive_expiry=self.config.keepalive_expiry)
-        timeout = httpx.Timeout(self.config.timeout, connect=min(self.config.timeout, CONNECT_TIMEOUT))
+        timeout = httpx.Timeout(self.config.timeout, connect=min(self.config.timeout, self.config.connect_timeout))
         self._client = httpx.AsyncClient(base_url=str(self.config.base_url).rstrip("/"), timeout=timeout, limits=limits)
 
     async def aclose(self) -> None:
@@ -367,7 +410,7 @@ class OpenAIUpstream:
         ``on_sent`` is called each time the request has been fully written.
         """
         httpx = lazy_import("httpx", extra="serve", purpose="ragtrim serve's upstream client")
-        # not ConnectTimeout: each attempt could wait the whole connect timeout (CONNECT_TIMEOUT)
+        # not ConnectTimeout: each attempt could wait the whole connect timeout (connect_timeout)
         dropped = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
         for attempt in range(self.config.connection_retries + 1):
             trace = _SendTrace(on_sent)
@@ -644,7 +687,7 @@ def _delta(message: Any) -> dict[str, Any]:
     """A reply message as the ``delta`` of a single chunk: role, content, refusal, tool calls (each with its ``index``)."""
     message = message if isinstance(message, Mapping) else {}
     delta: dict[str, Any] = {"role": message.get("role") or "assistant"}
-    delta.update({k: message[k] for k in ("content", "refusal", "function_call") if message.get(k) is not None})
+    delta.update({k: message[k] for k in ("content", "refusal", *REASONING_KEYS, "function_call") if message.get(k) is not None})
     calls = message.get("tool_calls")
     if isinstance(calls, list) and calls:
         delta["tool_calls"] = [{"index": i, **call} if isinstance(call, Mapping) else call for i, call in enumerate(calls)]
