@@ -27,11 +27,15 @@ def open_text(path: str | Path) -> IO[str]:
     """Open ``path`` for reading text; ``-`` is stdin and ``.gz`` files are decompressed.
 
     A UTF-8 byte order mark at the start (as some Windows editors write) is skipped; a UTF-16
-    or UTF-32 one raises ValueError with the command that converts the file.
+    or UTF-32 one raises ValueError with the command that converts the file. Stdin is read
+    the same way (its bytes, decoded as UTF-8 here, whatever the terminal's locale), so a
+    pipe gives what the file gives.
     """
     if str(path) == "-":
-        return sys.stdin
+        return _stdin_text()
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{str(p)!r} is a folder; pass one JSON Lines file, or join its files and read stdin: cat {_quote(str(p))}/*.jsonl | ... -c -")
     if not p.is_file():
         raise FileNotFoundError(f"no such file: {str(p)!r}")
     opener = (lambda: gzip.open(p, "rb")) if p.suffix == ".gz" else (lambda: open(p, "rb"))
@@ -42,14 +46,33 @@ def open_text(path: str | Path) -> IO[str]:
     return open(p, encoding="utf-8-sig")
 
 
+def _stdin_text() -> IO[str]:
+    """Stdin as UTF-8 text (a UTF-8 byte order mark skipped, a UTF-16 one refused), read whole: the chunks are held in
+    memory anyway, and closing this stream leaves stdin itself open. A stdin without bytes underneath (a test's
+    ``StringIO``) is returned as it is."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:
+        return sys.stdin
+    data = buffer.read()
+    _check_not_utf16(data[:4], "<stdin>")
+    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig")
+
+
 def _check_not_utf16(head: bytes, name: str) -> None:
     """Raise when ``head`` (a file's first bytes) is a UTF-16 or UTF-32 byte order mark, saying how to convert."""
     for bom, encoding in _OTHER_BOMS:
         if head.startswith(bom):
             raise ValueError(
                 f"{name}: the file is {encoding} (it starts with a {encoding} byte order mark); ragtrim reads UTF-8 "
-                f"JSON Lines: convert it first, e.g. iconv -f {encoding[:6]} -t UTF-8 {_quote(name)} > {_quote(_utf8_name(name))}"
+                f"JSON Lines: convert it first, e.g. {_iconv(encoding[:6], name)}"
             )
+
+
+def _iconv(encoding: str, name: str) -> str:
+    """The iconv command that converts file ``name`` (or stdin) from ``encoding`` to UTF-8."""
+    if name == "<stdin>":
+        return f"pipe it through iconv -f {encoding} -t UTF-8"
+    return f"iconv -f {encoding} -t UTF-8 {_quote(name)} > {_quote(_utf8_name(name))}"
 
 
 def iter_jsonl(stream: IO[str], *, name: str = "<stdin>") -> Iterator[tuple[int, Any]]:
@@ -114,7 +137,7 @@ def not_utf8_message(name: str, approx_line: int, exc: UnicodeDecodeError) -> st
         at = f"near line {approx_line}: byte 0x{exc.object[exc.start]:02x}"
     return (
         f"{name}, {at} is not UTF-8 ({exc.reason}); ragtrim reads UTF-8 JSON Lines. If the file is Windows-1252 "
-        f"(Latin-1) text, convert it: iconv -f cp1252 -t utf-8 {_quote(name)} > {_quote(_utf8_name(name))}"
+        f"(Latin-1) text, convert it: {_iconv('cp1252', name)}"
     )
 
 
@@ -159,6 +182,8 @@ def read_chunks(path: str | Path) -> list[Chunk]:
     chunks = []
     try:
         for number, obj in iter_jsonl(stream, name=name):
+            if not chunks:
+                _check_not_wrapped(obj, number, name)
             try:
                 chunks.append(Chunk.from_dict(obj))
             except (TypeError, ValueError) as exc:
@@ -167,3 +192,20 @@ def read_chunks(path: str | Path) -> list[Chunk]:
         if stream is not sys.stdin:
             stream.close()
     return chunks
+
+
+_WRAPPERS = ("chunks", "documents", "nodes")
+
+
+def _check_not_wrapped(obj: Any, number: int, name: str) -> None:
+    """Raise, with the jq command that converts it, when the first line holds all the chunks (a JSON array on one
+    line, or an object with a ``chunks``/``documents``/``nodes`` list) instead of one chunk."""
+    if isinstance(obj, list):
+        raise ValueError(f"{name}, line {number}: a JSON array, not one chunk object; {format_hint('[', name)}")
+    if isinstance(obj, dict) and not {"id", "text"} & obj.keys():
+        key = next((k for k in _WRAPPERS if isinstance(obj.get(k), list)), None)
+        if key is not None:
+            convert = (f"pipe it through jq -c '.{key}[]'" if name == "<stdin>"
+                       else f"jq -c '.{key}[]' {_quote(name)} > {_quote(_jsonl_name(name))}")
+            raise ValueError(f"{name}, line {number}: an object holding a {key!r} list, not one chunk object; JSON Lines "
+                             f"needs one chunk per line: {convert}")

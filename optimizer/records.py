@@ -775,11 +775,11 @@ class Result:
 
     def trace_table(self) -> str:
         """A plain-text table of the trace, one row per step."""
-        rows = [f"{'step':<22}{'tokens in':>10}{'tokens out':>11}{'chunks':>9}{'ms':>9}  dropped"]
+        rows = [f"{'step':<22}{'tokens in':>10}{'tokens out':>11} {'chunks':>11} {'ms':>10}  dropped"]
         for t in self.trace:
             rows.append(
-                f"{t.name:<22}{t.tokens_in:>10}{t.tokens_out:>11}{f'{t.chunks_in}->{t.chunks_out}':>9}"
-                f"{t.ms:>9.2f}  {len(t.dropped)}"
+                f"{t.name:<22}{t.tokens_in:>10}{t.tokens_out:>11} {f'{t.chunks_in}->{t.chunks_out}':>11}"
+                f" {t.ms:>10.2f}  {len(t.dropped)}"
             )
         return "\n".join(rows)
 

@@ -31,10 +31,15 @@ def optimize(
     if output_format not in FORMATS:
         fail(f"--format must be text, json or trace, got {output_format!r}")
     check_utf8_argument("--query", query)
+    if tokenizer is not None and not tokenizer.strip():
+        fail("--tokenizer is empty; give cl100k_base, o200k_base, a model name such as gpt-4o, or hf:/path (or leave it out for cl100k_base)")
     # RuntimeError: a model that could not be built or loaded; warnings print as one line each
     with user_errors(RuntimeError), warnings.catch_warnings(record=True) as caught:
         parsed_budget = parse_budget_option("--budget", budget)
         items = read_chunks(chunks)
+        if not items:
+            raise ValueError(f"{'<stdin>' if chunks == '-' else repr(chunks)} holds no chunks (no non-blank line); pass a JSON Lines file "
+                 "with one chunk object per line, e.g. {\"id\": \"a\", \"text\": \"...\"}")
         if config is not None:
             pipeline = Pipeline.load(config, budget=parsed_budget, tokenizer=tokenizer)
         else:
