@@ -7,7 +7,9 @@ counts gets ``None``, never NaN. A row whose pipeline raised (``pipeline_error``
 context and no metrics: like a failed reader call it is left out of every mean (its count
 is ``pipeline_failures``; ``n`` still counts it), never scored as a success or as a miss.
 Deltas pair the same example ids in both arms and carry a 95 % paired bootstrap interval
-(:func:`evals.bootstrap.paired_bootstrap`).
+(:func:`evals.bootstrap.paired_bootstrap`). ``cost_saved_per_1k`` is paired too (:func:`paired_saving`): over the
+``n_cost_saved`` examples both the arm and ``full`` have a prompt for, so an example one of them failed on
+cannot count as a saving.
 
 >>> from evals.records import Arm, ExampleRow
 >>> def row(i, pipe, budget, tokens, recall):
@@ -133,6 +135,28 @@ def paired_delta(
     return Delta(baseline=_r(sum(a) / len(a)), value=_r(sum(b) / len(b)), delta=_r(d.delta), ci95=(_r(d.ci_low), _r(d.ci_high)), n=d.n)
 
 
+def paired_saving(
+    base: Sequence[Any], other: Sequence[Any], *, usd_per_million: float
+) -> tuple[float, float | None, int] | None:
+    """``($ saved per 1k queries, share of base's cost saved, n)`` of ``other`` versus ``base``, paired by example id.
+
+    Only the examples both have a prompt for count (a row whose pipeline raised has none): subtracting each arm's mean
+    over its own rows would credit an arm with the saving of the examples it failed on. None when no example pairs.
+
+    >>> from types import SimpleNamespace as R
+    >>> base = [R(id="a", prompt_tokens=100), R(id="b", prompt_tokens=300)]
+    >>> paired_saving(base, [R(id="a", prompt_tokens=100), R(id="b", prompt_tokens=None)], usd_per_million=1.0)
+    (0.0, 0.0, 1)
+    """
+    by_id = {r.id: r.prompt_tokens for r in base if r.prompt_tokens is not None}
+    pairs = [(by_id[r.id], r.prompt_tokens) for r in other if r.prompt_tokens is not None and r.id in by_id]
+    if not pairs:
+        return None
+    base_cost = cost_per_1k_queries(sum(a for a, _ in pairs) / len(pairs), usd_per_million)
+    cost = cost_per_1k_queries(sum(b for _, b in pairs) / len(pairs), usd_per_million)
+    return _r(base_cost - cost), (_r((base_cost - cost) / base_cost) if base_cost else None), len(pairs)
+
+
 def _field_value(field: str) -> Callable[[Any], float | None]:
     if field in ("accuracy", "em", "f1"):
         return lambda r: getattr(r, field) if _ok(r) else None
@@ -164,7 +188,9 @@ def aggregate(
         arm_rows = grouped[arm]
         m = arm_metrics(arm_rows, usd_per_million=usd_per_million)
         if base_metrics is not None and m.cost_per_1k_queries is not None:
-            m = replace(m, cost_saved_per_1k=_r(base_metrics.cost_per_1k_queries - m.cost_per_1k_queries))
+            saved = paired_saving(base_rows, arm_rows, usd_per_million=usd_per_million)
+            if saved is not None:
+                m = replace(m, cost_saved_per_1k=saved[0], cost_saved_share=saved[1], n_cost_saved=saved[2])
         vs_full = None
         if arm != reference and base_rows:
             vs_full = {

@@ -186,6 +186,22 @@ def _name_of(path: Path) -> str:
     return path.stem
 
 
+def check_source(name_or_path: str | Path) -> None:
+    """Raise what :func:`load_dataset` would for a dataset that is not there (an unknown name, a missing file), reading
+    nothing: a command checks ``--data`` with it before creating its output folder.
+
+    >>> check_source("hotpotqa")
+    >>> check_source("nope.jsonl")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: no such file: 'nope.jsonl'; ...
+    """
+    if _is_path(name_or_path):
+        _check_file(Path(name_or_path))
+    else:
+        dataset_path(str(name_or_path))
+
+
 def load_dataset(name_or_path: str | Path, *, limit: int | None = None) -> Dataset:
     """Load a bundled set by name, or any ``.jsonl`` / ``.jsonl.gz`` file in the common schema.
 

@@ -96,6 +96,7 @@ class ExampleRow:
     f1: float | None = None
     miss: str | None = None  # where the answer was lost (evals.metrics.miss): "cut", "dropped", "absent"
     pipeline_error: str | None = None
+    reader_finish_reason: str | None = None  # the reader's finish_reason ("stop", "length"...), None if unknown or cached
 
     @property
     def arm(self) -> Arm:
@@ -145,6 +146,8 @@ class ArmMetrics:
     miss_dropped: float | None = None
     miss_absent: float | None = None
     pipeline_failures: int = 0  # rows whose pipeline raised (ExampleRow.pipeline_error)
+    n_cost_saved: int | None = None  # examples cost_saved_per_1k is over: those both this arm and full have a prompt for
+    cost_saved_share: float | None = None  # cost_saved_per_1k / full's cost on those same examples
 
     def value(self, metric: str) -> float | None:
         """A metric by name (``answer_recall``, ``tokens_mean``...); unknown names raise, listing the metrics."""

@@ -162,8 +162,7 @@ def cost_table(results: Mapping[str, Any]) -> Table:
     rows = []
     for run in results["runs"]:
         m = run["metrics"]
-        full_cost = (m["cost_per_1k_queries"] or 0) + (m["cost_saved_per_1k"] or 0)
-        share = (m["cost_saved_per_1k"] / full_cost * 100) if (m["cost_saved_per_1k"] is not None and full_cost) else None
+        share = _saved_share(m)
         rows.append(
             (
                 run_label(run),
@@ -182,12 +181,39 @@ def cost_table(results: Mapping[str, Any]) -> Table:
     counted = encoding_note(results.get("tokenizer_encoding"), price)
     if counted:
         note += f" {counted}"
+    partial = partial_saving_note(results)
+    if partial:
+        note += f" {partial}"
     return Table(
         "Cost",
         ("pipeline", "budget", "input tokens / query", "$ / 1k queries", "$ saved / 1k vs full", "saved"),
         tuple(rows),
         _with_footnote(note, results["runs"]),
     )
+
+
+def _saved_share(m: Mapping[str, Any]) -> float | None:
+    """Percent of full's cost saved, on the examples the saving is over (older results: from the arm's own cost)."""
+    if m.get("cost_saved_share") is not None:
+        return m["cost_saved_share"] * 100
+    full_cost = (m["cost_per_1k_queries"] or 0) + (m["cost_saved_per_1k"] or 0)
+    return (m["cost_saved_per_1k"] / full_cost * 100) if (m["cost_saved_per_1k"] is not None and full_cost) else None
+
+
+def partial_saving_note(results: Mapping[str, Any]) -> str:
+    """Which arms' $ saved is over fewer examples than the arm has (a pipeline raised there or in full), else "".
+
+    >>> partial_saving_note({"runs": [{"label": "x@50%", "metrics": {"n": 5, "n_cost_saved": 4}},
+    ...                               {"label": "full", "metrics": {"n": 5, "n_cost_saved": 5}}]})
+    '$ saved is paired: over the examples both the arm and full ran on (x@50%: 4 of 5; the pipeline raised on the others).'
+    """
+    parts = [f"{r['label']}: {r['metrics']['n_cost_saved']} of {r['metrics']['n']}"
+             for r in results["runs"]
+             if r["metrics"].get("n_cost_saved") is not None and r["metrics"]["n_cost_saved"] < r["metrics"]["n"]]
+    if not parts:
+        return ""
+    return ("$ saved is paired: over the examples both the arm and full ran on (" + ", ".join(parts)
+            + "; the pipeline raised on the others).")
 
 
 def compact_table(results: Mapping[str, Any]) -> Table:

@@ -34,7 +34,7 @@ from typing import Any
 
 from evals import metrics as M
 from evals.records import REFERENCE, Arm, ArmRun, ExampleRow, budget_key
-from evals.readers.prompt import DEFAULT_TEMPLATE, format_prompt
+from evals.readers.prompt import DEFAULT_TEMPLATE, check_template, format_prompt
 from evals.retrieval import all_gold_ids
 from optimizer.budget import Budget, parse_budget
 from optimizer.models import default_store, use_store
@@ -330,8 +330,7 @@ def sweep_rows(
 ) -> list[ExampleRow]:
     """One :class:`ExampleRow` per (example, arm), pipeline by pipeline; with ``fresh_models`` each arm runs with
     models of its own (loaded and warmed up before its first example, no memos from another arm)."""
-    count = dict(resolved)[REFERENCE].tokenizer.count
-    overhead = {ex.id: count(format_prompt(template, ex.question, "")) for ex in examples}
+    prompt_tokens = prompt_counter(template, dict(resolved)[REFERENCE].tokenizer.count)
     holders = {ex.id: M.answer_chunk_ids(ex.chunks, ex.answers) for ex in examples}
     rows: list[ExampleRow] = []
     for name, pipe in resolved:
@@ -345,9 +344,26 @@ def sweep_rows(
                 if fresh_models or k == 0:
                     pipe.warm_up()
                 for ex in examples:
-                    rows.append(_run_or_record(pipe, arm, ex, overhead[ex.id], holders[ex.id]))
+                    rows.append(_run_or_record(pipe, arm, ex, prompt_tokens, holders[ex.id]))
                     task(1)
     return rows
+
+
+def prompt_counter(template: str, count: Callable[[str], int]) -> Callable[[str, str], int]:
+    """``f(question, context)``: the tokens of the prompt the reader is sent (:func:`~evals.readers.prompt.format_prompt`,
+    what :meth:`evals.readers.base.BaseReader.prompt` builds), counted whole.
+
+    Counting the context and the template apart and adding them is not the same: tokens merge across the join (a
+    context cut mid-word or ending without a full stop merges with the template's ``"\\n\\n"``), so the sum can be
+    off by one or more per row.
+
+    >>> from optimizer.tokenizer import get_tokenizer
+    >>> f = prompt_counter(DEFAULT_TEMPLATE, get_tokenizer("cl100k_base").count)
+    >>> f("Capital?", "Paris") == get_tokenizer("cl100k_base").count(format_prompt(DEFAULT_TEMPLATE, "Capital?", "Paris"))
+    True
+    """
+    template = check_template(template)  # once; format_prompt checks it on every call
+    return lambda question, context: count(template.format(context=context, question=question))
 
 
 def warm_up_all(resolved: Sequence[tuple[str, Pipeline]], *, fresh: bool = True) -> None:
@@ -403,14 +419,16 @@ def sweep_settings(
                   "encoding": model_encoding(price.model)},
         "prices": table.to_dict(),
         "bootstrap": {"resamples": resamples, "seed": seed, "confidence": 0.95, "paired_on": "example id"},
-        "cost_note": "input tokens per query = rendered context + reader prompt template with the question; output tokens not counted",
+        "cost_note": "input tokens per query = the reader prompt as sent (template filled with the question and the rendered context, counted whole); output tokens not counted; $ saved is over the examples both this arm and full ran on",
     }
 
 
-def _run_or_record(pipe: Pipeline, arm: Arm, ex: Any, overhead: int, answer_chunks: tuple[str, ...] | None) -> ExampleRow:
+def _run_or_record(
+    pipe: Pipeline, arm: Arm, ex: Any, prompt_tokens: Callable[[str, str], int], answer_chunks: tuple[str, ...] | None,
+) -> ExampleRow:
     """:func:`_run_one`, or a failed row holding the error when the pipeline raises on this example."""
     try:
-        return _run_one(pipe, arm, ex, overhead, answer_chunks)
+        return _run_one(pipe, arm, ex, prompt_tokens, answer_chunks)
     except Exception as exc:  # a crash is a recorded failure, never lost work (KeyboardInterrupt still stops)
         return failed_row(arm, ex, error_text(exc))
 
@@ -439,7 +457,9 @@ def failed_row(arm: Arm, ex: Any, error: str) -> ExampleRow:
                     pipeline_error=error)
 
 
-def _run_one(pipe: Pipeline, arm: Arm, ex: Any, overhead: int, answer_chunks: tuple[str, ...] | None) -> ExampleRow:
+def _run_one(
+    pipe: Pipeline, arm: Arm, ex: Any, prompt_tokens: Callable[[str, str], int], answer_chunks: tuple[str, ...] | None,
+) -> ExampleRow:
     start = time.perf_counter()
     result = pipe.run(ex.question, ex.chunks, budget=arm.budget)
     ms = (time.perf_counter() - start) * 1000
@@ -452,7 +472,7 @@ def _run_one(pipe: Pipeline, arm: Arm, ex: Any, overhead: int, answer_chunks: tu
         context=result.text,
         tokens=result.tokens,
         tokens_full=result.tokens_full,
-        prompt_tokens=result.tokens + overhead,
+        prompt_tokens=prompt_tokens(ex.question, result.text),
         kept_ids=kept,
         answer_recall=recall,
         # every gold chunk counts, also those a retriever missed (evals.retrieval.all_gold_ids): lost, not left out
@@ -507,6 +527,7 @@ def _read(
             reader_error=None if ok else (o.error if o.error else "reader call failed"),
             reader_latency_ms=round(float(o.latency_ms), 3),
             reader_cached=bool(o.cached),
+            reader_finish_reason=getattr(o, "finish_reason", None),
             accuracy=M.accuracy(o.text, answers) if ok else None,
             em=M.em(o.text, answers) if ok else None,
             f1=M.f1(o.text, answers) if ok else None,
@@ -548,5 +569,5 @@ def _progress(enabled: bool) -> Iterator[_Bar]:
 
 __all__ = [
     "REFERENCE", "Arm", "EvalRun", "ExampleRow", "failed_row", "make_arms", "reader_arm_set",
-    "resolve_pipelines", "run_eval", "in_sample", "sweep_rows", "sweep_settings", "tuned_on", "warm_up_all",
+    "prompt_counter", "resolve_pipelines", "run_eval", "in_sample", "sweep_rows", "sweep_settings", "tuned_on", "warm_up_all",
 ]

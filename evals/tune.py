@@ -151,6 +151,8 @@ class TuneResult:
     comparison at ``budget``; ``first_reader_error``: the first failure's message (None without failures).
     ``pipeline_failures``: examples the pipeline (or the full context) raised on at any budget
     (:func:`evals.sweep.failed_row`), search and held-out check together; ``first_pipeline_error`` the first error.
+    ``n_saved``: the examples ``tokens_saved_per_1k`` and ``cost_saved_per_1k`` are over, those both the budget and
+    the full context ran on (paired by example id; fewer than ``n_tune`` when a pipeline raised).
 
     ``adaptive``: the pipeline has an adaptive budget rule, which caps each context on its own, so
     share 1.0 is "no hard cap beyond the rule", not the whole context. ``tuned_on``: the data the
@@ -195,6 +197,7 @@ class TuneResult:
     pipeline_failures: int = 0
     first_pipeline_error: str | None = None
     price_note: str = ""
+    n_saved: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON (what ``ragtrim tune --format json`` prints)."""
@@ -262,6 +265,8 @@ class TuneResult:
             f"  saves      {self.tokens_saved_per_1k:,.0f} input tokens per 1k queries"
             + (f", ${self.cost_saved_per_1k:.4f} per 1k queries at {self.price_model} prices" if self.cost_saved_per_1k is not None else "")
             + f", measured on the {self.n_tune} examples that chose the budget (in-sample)"
+            + (f"; over the {self.n_saved} of them both the budget and the full context ran on (paired)"
+               if self.n_saved is not None and self.n_saved < self.n_tune else "")
             + self._savings_label(),
             *([f"  prices     {self.price_note}"] if self.price_note and self.cost_saved_per_1k is not None else []),
             f"  searched   {len(self.evaluations)} budgets, resolution {self.resolution:.4g} of the share",
@@ -838,6 +843,7 @@ def build_result(
     evaluations = tuple(sorted((s, rounded(evaluator.value(s))) for s in evaluator.rows_by_share))
     failed, raised = evaluator.failed_rows(), evaluator.raised_rows()
     plain_delta = best_value - full_value if best_value is not None and full_value is not None else 0.0
+    saved_tokens, n_saved = paired_prompt_saving(full_rows, best_rows)
     return TuneResult(
         dataset=evaluator.dataset_name, pipeline=evaluator.name, metric_name=metric,
         target_retention=float(target_retention), met=met, budget=best,
@@ -851,7 +857,7 @@ def build_result(
         retention_ci=retention_ci(base, paired, resamples=resamples, seed=seed) if full_value else None,
         tokens_mean=float(m.tokens_mean), tokens_full_mean=float(m.tokens_full_mean),
         tokens_full_median=float(median_full),
-        tokens_saved_per_1k=rounded((full_run.metrics.prompt_tokens_mean - m.prompt_tokens_mean) * 1000),
+        tokens_saved_per_1k=rounded(saved_tokens * 1000), n_saved=n_saved,
         cost_saved_per_1k=m.cost_saved_per_1k, price_model=price.model, resolution=float(resolution),
         evaluations=evaluations,
         fails_above=tuple(s for s, _ in evaluations if s > best and not meets(evaluator.comparison(s), target_retention)),
@@ -859,6 +865,24 @@ def build_result(
         pipeline_failures=len({r.id for r in raised}), first_pipeline_error=raised[0].pipeline_error if raised else None,
         price_note=price_mismatch(evaluator.tokenizer, price.model),
     )
+
+
+def paired_prompt_saving(full_rows: Sequence[Any], rows: Sequence[Any]) -> tuple[float, int]:
+    """``(mean prompt tokens saved per query, n)`` over the example ids where both ``full`` and the arm have a prompt.
+
+    A row whose pipeline raised has no prompt: pairing keeps it out of both sides (subtracting each side's own mean
+    would count its full prompt as saved). ``(0.0, 0)`` when nothing pairs.
+
+    >>> from types import SimpleNamespace as R
+    >>> paired_prompt_saving([R(id="a", prompt_tokens=10), R(id="b", prompt_tokens=90)],
+    ...                      [R(id="a", prompt_tokens=10), R(id="b", prompt_tokens=None)])
+    (0.0, 1)
+    """
+    by_id = {r.id: r.prompt_tokens for r in full_rows if r.prompt_tokens is not None}
+    pairs = [(by_id[r.id], r.prompt_tokens) for r in rows if r.prompt_tokens is not None and r.id in by_id]
+    if not pairs:
+        return 0.0, 0
+    return sum(a - b for a, b in pairs) / len(pairs), len(pairs)
 
 
 def price_mismatch(tokenizer: Any, price_model: str) -> str:
@@ -960,6 +984,6 @@ def _metric_of(row: Any, metric: str) -> float | None:
 
 __all__ = [
     "DEFAULT_GRID", "METRICS", "MIN_SPLIT", "Comparison", "HeldOutCheck", "ShareEvaluator", "TuneResult", "bisect_share",
-    "build_result", "check_share", "compare", "counts_for", "evaluate_at", "holds", "mean_ci", "meets", "metric_mean",
+    "build_result", "check_share", "paired_prompt_saving", "compare", "counts_for", "evaluate_at", "holds", "mean_ci", "meets", "metric_mean",
     "paired_values", "retention_ci", "search", "split_examples", "tune_budget", "why_nothing_counts",
 ]

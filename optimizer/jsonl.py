@@ -68,11 +68,11 @@ def _check_not_utf16(head: bytes, name: str) -> None:
             )
 
 
-def _iconv(encoding: str, name: str) -> str:
-    """The iconv command that converts file ``name`` (or stdin) from ``encoding`` to UTF-8."""
+def _iconv(encoding: str, name: str, target: str = "UTF-8") -> str:
+    """The iconv command that converts file ``name`` (or stdin) from ``encoding`` to UTF-8 (spelt ``target``)."""
     if name == "<stdin>":
-        return f"pipe it through iconv -f {encoding} -t UTF-8"
-    return f"iconv -f {encoding} -t UTF-8 {_quote(name)} > {_quote(_utf8_name(name))}"
+        return f"pipe it through iconv -f {encoding} -t {target}"
+    return f"iconv -f {encoding} -t {target} {_quote(name)} > {_quote(_utf8_name(name))}"
 
 
 def iter_jsonl(stream: IO[str], *, name: str = "<stdin>") -> Iterator[tuple[int, Any]]:
@@ -137,7 +137,7 @@ def not_utf8_message(name: str, approx_line: int, exc: UnicodeDecodeError) -> st
         at = f"near line {approx_line}: byte 0x{exc.object[exc.start]:02x}"
     return (
         f"{name}, {at} is not UTF-8 ({exc.reason}); ragtrim reads UTF-8 JSON Lines. If the file is Windows-1252 "
-        f"(Latin-1) text, convert it: {_iconv('cp1252', name)}"
+        f"(Latin-1) text, convert it: {_iconv('cp1252', name, 'utf-8')}"
     )
 
 

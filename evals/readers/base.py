@@ -29,7 +29,8 @@ class ReaderOutput:
     ``text`` is the post-processed answer (``None`` when the call failed, and then
     ``ok`` is False and ``error`` says why, never with an API key in it). An empty answer
     (``""``) is a successful call: the model answered nothing, which scores 0, and it is
-    cached like any answer; only a crash, a timeout or an HTTP error is a failure. ``latency_ms`` is
+    cached like any answer; a crash, a timeout, an HTTP error or a reply with no answer in it
+    (no message, or no text because generation hit ``max_tokens`` or a content filter) is a failure. ``latency_ms`` is
     the time the model call took; a cache hit keeps the original call's latency and has
     ``cached=True``.
     """
@@ -41,6 +42,7 @@ class ReaderOutput:
     cached: bool
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    finish_reason: str | None = None  # why generation stopped, when the reader says ("stop", "length"...; None if unknown)
 
     @classmethod
     def failure(cls, error: str, latency_ms: float = 0.0) -> ReaderOutput:

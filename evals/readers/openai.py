@@ -4,8 +4,10 @@ server, Ollama, ...), over httpx.
 The API key is read from the environment variable named by ``api_key_env`` at each call
 and is never stored on the object, so it cannot leak into its repr, params, errors, the
 cache or reports. Transient failures (connection errors, timeouts, HTTP 408/429/5xx) are
-retried with exponential backoff and jitter, honouring ``Retry-After``; other HTTP errors
-and answers without text fail at once with ``ok=False``.
+retried with exponential backoff and jitter, honouring ``Retry-After``; other HTTP errors,
+malformed answers (no message object) and answers cut before any text (``finish_reason``
+``length`` or ``content_filter`` with no content, see :func:`incomplete_answer`) fail at once
+with ``ok=False``: not scored, not cached, asked again on the next run.
 
 >>> r = OpenAIReader(model="gpt-4o-mini", base_url="http://127.0.0.1:8000/v1")
 >>> r.endpoint
@@ -24,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from typing import Any
 
 from evals.readers.base import BaseReader, ReaderOutput, _counts, params_as_json
@@ -275,17 +278,29 @@ class OpenAIReader(BaseReader):
             return ReaderOutput.failure(self._redact(f"HTTP {status} from {url}: {_snippet(response.text)}{hint}"), latency_ms)
         try:
             payload = response.json()
-            message = payload["choices"][0]["message"]
+            choice = payload["choices"][0]
+            message = choice["message"]
         except (ValueError, KeyError, IndexError, TypeError):
             return ReaderOutput.failure(
                 self._redact(f"unexpected response from {url} (not chat-completions JSON): {_snippet(response.text)}"),
                 latency_ms,
             )
-        text = postprocess(_content_text(message.get("content") if isinstance(message, dict) else None))
+        finish_reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+        finish_reason = finish_reason if isinstance(finish_reason, str) else None
+        if not isinstance(message, dict):
+            # {"message": null} or a string: no answer came back, which is not the model answering nothing
+            return replace(ReaderOutput.failure(self._redact(
+                f"malformed response from {url}: choices[0].message is {'null' if message is None else type(message).__name__}, not an object "
+                f"(finish_reason {finish_reason!r}): {_snippet(response.text)}"), latency_ms), finish_reason=finish_reason)
+        raw = _content_text(message.get("content"))
+        problem = incomplete_answer(raw, finish_reason, max_tokens=self.max_tokens, field=self.max_tokens_field)
+        if problem is not None:
+            return replace(ReaderOutput.failure(self._redact(f"{problem} (from {url})"), latency_ms), finish_reason=finish_reason)
+        text = postprocess(raw)
         usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
         prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        # an empty answer ("" or no content) is a real, wrong answer: ok, scored 0, cached like any other
-        return ReaderOutput(text, True, None, latency_ms, False, prompt_tokens, completion_tokens)
+        # an empty answer the model ended itself ("stop") is a real, wrong answer: ok, scored 0, cached like any other
+        return ReaderOutput(text, True, None, latency_ms, False, prompt_tokens, completion_tokens, finish_reason)
 
     # -- batches ------------------------------------------------------------------------
     def _run_unique(
@@ -311,6 +326,30 @@ class OpenAIReader(BaseReader):
             # on an interrupt: drop queued items, let running ones finish (and be cached)
             pool.shutdown(wait=True, cancel_futures=True)
         return results
+
+
+def incomplete_answer(content: str, finish_reason: str | None, *, max_tokens: int, field: str = "max_tokens") -> str | None:
+    """Why an answer with no text is a failed call, not a wrong answer (None when it is an answer).
+
+    No text with ``finish_reason`` ``"length"`` means the model ran out of tokens before answering (a reasoning
+    model spends them thinking), and ``"content_filter"`` that the provider withheld the answer: neither is the
+    model's answer, so neither is scored or cached.
+
+    >>> incomplete_answer("", "length", max_tokens=32)  # doctest: +ELLIPSIS
+    "no answer: finish_reason 'length', the model used all max_tokens=32 before writing an answer; raise max_tokens..."
+    >>> incomplete_answer("Paris", "length", max_tokens=32) is None, incomplete_answer("", "stop", max_tokens=32) is None
+    (True, True)
+    """
+    if content.strip():
+        return None
+    if finish_reason == "length":
+        return (f"no answer: finish_reason 'length', the model used all {field}={max_tokens} before writing an answer; "
+                "raise max_tokens (OpenAIReader(max_tokens=...); a reasoning model needs hundreds or more) or use a model "
+                "that answers without reasoning first")
+    if finish_reason == "content_filter":
+        return ("no answer: finish_reason 'content_filter', the provider's content filter withheld the answer; check the "
+                "prompt or the content filter settings of the endpoint (e.g. the Azure OpenAI deployment's filter)")
+    return None
 
 
 def _content_text(content: Any) -> str:

@@ -99,6 +99,7 @@ def eval_command(
             sample, arms = _reader_only_options(reader, sample, arms)
             table = load_price_table(prices, price_model)
             _check_retrieval_options(retrieve, top_k)
+            _check_data(data)
             check_out_dir(out)  # last of the checks: it creates the folder
             held.enter_context(lock_out_dir(out))  # held until the outputs are written: one eval per folder
             _warn_if_no_plot()
@@ -113,6 +114,14 @@ def eval_command(
             finish(run, out, started, plan.cache, retrieval=_retrieval_meta(dataset, retrieve, top_k, embedder))
     report_pipeline_failures(run, out)
     _fail_if_every_reader_call_failed(run, out)
+
+
+def _check_data(data: str) -> None:
+    """``--data`` names a bundled set or an existing file, checked before ``--out`` (its lock and reader cache) is
+    created: a typo leaves nothing behind."""
+    from evals.datasets import check_source
+
+    check_source(data)
 
 
 def _check_retrieval_options(retrieve: str | None, top_k: int) -> None:
