@@ -32,8 +32,10 @@ DOCS = [
 ]
 
 
-def gateway_config(base_url: str, upstream: dict[str, Any] | None = None, **overrides: Any) -> ServeConfig:
-    """The gateway's config: two models on the upstream at ``base_url`` (its ``[upstreams.fake]`` plus ``upstream``)."""
+def gateway_config(base_url: str, upstream: dict[str, Any] | None = None, *, extra_models: dict[str, Any] | None = None,
+                   **overrides: Any) -> ServeConfig:
+    """The gateway's config: two models on the upstream at ``base_url`` (its ``[upstreams.fake]`` plus ``upstream``),
+    and ``extra_models`` beside them."""
     data: dict[str, Any] = {
         "preset": "bm25-pack",
         "default_model": "gpt-4o",
@@ -46,6 +48,7 @@ def gateway_config(base_url: str, upstream: dict[str, Any] | None = None, **over
         },
         "degrade": {"floor": 40},
     }
+    data["models"].update(extra_models or {})
     data.update(overrides)
     return ServeConfig.from_dict(data)
 
@@ -120,9 +123,11 @@ def chat(**extra: Any) -> dict[str, Any]:
 
 
 @contextmanager
-def stack(tmp_path: Any, answer: Callable[[dict[str, Any]], Any], **settings: Any) -> Iterator[Stack]:
+def stack(tmp_path: Any, answer: Callable[[dict[str, Any]], Any], *, db_url: str | None = None,
+          extra_models: dict[str, Any] | None = None, **settings: Any) -> Iterator[Stack]:
     """An upstream answering each request with ``answer(body)`` (a Starlette response, or a coroutine giving one), and a
-    gateway in front of it, both on loopback; ``settings`` go in the gateway's ``[upstreams.fake]``."""
+    gateway in front of it, both on loopback; ``settings`` go in the gateway's ``[upstreams.fake]``; the ledger on
+    ``db_url`` (default: a SQLite file in ``tmp_path``); ``extra_models`` beside gateway_config's two."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
@@ -141,7 +146,8 @@ def stack(tmp_path: Any, answer: Callable[[dict[str, Any]], Any], **settings: An
 
     upstream = Starlette(routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"])])
     with serve_in_thread(upstream) as up:
-        service = Service(gateway_config(up, settings), db_url=f"sqlite:///{tmp_path}/serve.sqlite", pepper=PEPPER)
+        config = gateway_config(up, settings, extra_models=extra_models)
+        service = Service(config, db_url=db_url or f"sqlite:///{tmp_path}/serve.sqlite", pepper=PEPPER)
         with serve_in_thread(create_app(service)) as base:
             key = tenant_with_key(service, "acme")
             budget(service, "acme", "tokens", 100_000)

@@ -17,25 +17,14 @@ import pickle
 import numpy as np
 import pytest
 
-from optimizer import Chunk, Pipeline, Stage, make_stage
+from optimizer import Chunk, Pipeline, make_stage
 from optimizer.embeddings import HashingEmbedder, chunk_vectors
+from test_pipeline_contracts import mutating
 
 PARIS = "Paris is the capital of France. It has 2.1 million people."
 LYON = "Lyon is a city in France. It is known for food."
 
 
-def mutating(stage_name: str, change) -> Stage:
-    """A stage that calls ``change(chunk)`` on every chunk it is given, then returns them all."""
-
-    class Mutating(Stage):
-        name = stage_name
-
-        def __call__(self, query, chunks, context):
-            for c in chunks:
-                change(c)
-            return list(chunks)
-
-    return Mutating()
 
 
 def _normalise_in_place(c: Chunk) -> None:

@@ -18,12 +18,9 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -33,44 +30,18 @@ from starlette.responses import JSONResponse, StreamingResponse
 from optimizer.tokenizer import get_tokenizer
 from ragtrim.serve.schema import budget_usage
 from ragtrim.serve.testing import postgres_available
-from serve_fixtures import PEPPER, Stack, budget, final_rows, gateway_config, tenant_with_key
+import serve_fixtures
+from serve_fixtures import Stack, budget, final_rows
 
 CL100K = get_tokenizer("cl100k_base")
-MODELS = {
-    "gpt-4o": {"upstream": "fake", "tokenizer": "cl100k_base", "cheaper": "gpt-4o-mini"},
-    "gpt-4o-mini": {"upstream": "fake", "tokenizer": "cl100k_base"},
-}
 REASONING_MODEL = {"o4-mini": {"upstream": "fake", "tokenizer": "cl100k_base", "price": "gpt-4o", "reasoning": True}}
 
 
-@contextmanager
 def stack(tmp_path: Any, answer: Callable[[dict[str, Any]], Any], db_url: str | None = None,
-          reasoning_model: bool = False) -> Iterator[Stack]:
+          reasoning_model: bool = False) -> Any:
     """serve_fixtures.stack, on ``db_url`` if given; ``reasoning_model``: with a third model, ``o4-mini``, configured
     ``reasoning = true`` (priced as gpt-4o)."""
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.routing import Route
-
-    from ragtrim.serve.app import create_app
-    from ragtrim.serve.service import Service
-    from ragtrim.serve.testing import serve_in_thread
-
-    calls: list[dict[str, Any]] = []
-
-    async def chat_completions(request: Request) -> Any:
-        body = await request.json()
-        calls.append(body)
-        out = answer(body)
-        return await out if inspect.isawaitable(out) else out
-
-    upstream = Starlette(routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"])])
-    with serve_in_thread(upstream) as up:
-        service = Service(gateway_config(up, models={**MODELS, **(REASONING_MODEL if reasoning_model else {})}), db_url=db_url or f"sqlite:///{tmp_path}/serve.sqlite", pepper=PEPPER)
-        with serve_in_thread(create_app(service)) as base:
-            key = tenant_with_key(service, "acme")
-            budget(service, "acme", "tokens", 100_000)
-            yield Stack(base, service, key, calls)
+    return serve_fixtures.stack(tmp_path, answer, db_url=db_url, extra_models=REASONING_MODEL if reasoning_model else None)
 
 
 def sse(obj: Any) -> bytes:
