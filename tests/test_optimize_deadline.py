@@ -102,7 +102,7 @@ def test_a_run_past_its_limit_raises_a_timeout_error_naming_the_limit_and_where_
     took = time.monotonic() - start
     exc = caught.value
     assert isinstance(exc, TimeoutError)
-    assert exc.seconds == 0.3 and 0.3 <= exc.elapsed < 0.9 and took < 0.9  # Spin checks every 5 ms
+    assert exc.seconds == 0.3 and 0.3 <= exc.elapsed < 3 and took < 3  # Spin checks every 5 ms (and would spin 30 s)
     assert exc.where == "spinning" and "in stage 'spin'" in " ".join(exc.__notes__)
     assert "time limit of 0.3 s" in str(exc) and "bm25-pack" in str(exc)
     with pytest.raises(OptimizerTimeout) as at_once:  # a spent limit stops the run before its first step
