@@ -135,26 +135,40 @@ def paired_delta(
     return Delta(baseline=_r(sum(a) / len(a)), value=_r(sum(b) / len(b)), delta=_r(d.delta), ci95=(_r(d.ci_low), _r(d.ci_high)), n=d.n)
 
 
+def paired_prompt_means(base: Sequence[Any], other: Sequence[Any]) -> tuple[float, float, int] | None:
+    """``(base's mean prompt tokens, other's, n)`` over the example ids both have a prompt for; None when none pairs.
+
+    A row whose pipeline raised has no prompt: pairing keeps it out of both sides (subtracting each side's mean over
+    its own rows would credit an arm with the prompt of an example it failed on as saved).
+
+    >>> from types import SimpleNamespace as R
+    >>> paired_prompt_means([R(id="a", prompt_tokens=10), R(id="b", prompt_tokens=90)],
+    ...                     [R(id="a", prompt_tokens=10), R(id="b", prompt_tokens=None)])
+    (10.0, 10.0, 1)
+    """
+    by_id = {r.id: r.prompt_tokens for r in base if r.prompt_tokens is not None}
+    pairs = [(by_id[r.id], r.prompt_tokens) for r in other if r.prompt_tokens is not None and r.id in by_id]
+    if not pairs:
+        return None
+    return sum(a for a, _ in pairs) / len(pairs), sum(b for _, b in pairs) / len(pairs), len(pairs)
+
+
 def paired_saving(
     base: Sequence[Any], other: Sequence[Any], *, usd_per_million: float
 ) -> tuple[float, float | None, int] | None:
-    """``($ saved per 1k queries, share of base's cost saved, n)`` of ``other`` versus ``base``, paired by example id.
-
-    Only the examples both have a prompt for count (a row whose pipeline raised has none): subtracting each arm's mean
-    over its own rows would credit an arm with the saving of the examples it failed on. None when no example pairs.
+    """``($ saved per 1k queries, share of base's cost saved, n)`` of ``other`` versus ``base``, paired by example id
+    (:func:`paired_prompt_means`); None when no example pairs.
 
     >>> from types import SimpleNamespace as R
     >>> base = [R(id="a", prompt_tokens=100), R(id="b", prompt_tokens=300)]
     >>> paired_saving(base, [R(id="a", prompt_tokens=100), R(id="b", prompt_tokens=None)], usd_per_million=1.0)
     (0.0, 0.0, 1)
     """
-    by_id = {r.id: r.prompt_tokens for r in base if r.prompt_tokens is not None}
-    pairs = [(by_id[r.id], r.prompt_tokens) for r in other if r.prompt_tokens is not None and r.id in by_id]
-    if not pairs:
+    means = paired_prompt_means(base, other)
+    if means is None:
         return None
-    base_cost = cost_per_1k_queries(sum(a for a, _ in pairs) / len(pairs), usd_per_million)
-    cost = cost_per_1k_queries(sum(b for _, b in pairs) / len(pairs), usd_per_million)
-    return _r(base_cost - cost), (_r((base_cost - cost) / base_cost) if base_cost else None), len(pairs)
+    base_cost, cost = (cost_per_1k_queries(m, usd_per_million) for m in means[:2])
+    return _r(base_cost - cost), (_r((base_cost - cost) / base_cost) if base_cost else None), means[2]
 
 
 def _field_value(field: str) -> Callable[[Any], float | None]:

@@ -828,7 +828,7 @@ def build_result(
     price: Any, resamples: int, seed: int,
 ) -> TuneResult:
     """The :class:`TuneResult` at share ``best``, with the harness's aggregation at full resamples."""
-    from evals.aggregate import aggregate
+    from evals.aggregate import aggregate, paired_prompt_means
 
     metric, full_rows, best_rows = evaluator.metric, evaluator.full_rows(), evaluator.rows(best)
     c = evaluator.comparison(best)
@@ -843,7 +843,8 @@ def build_result(
     evaluations = tuple(sorted((s, rounded(evaluator.value(s))) for s in evaluator.rows_by_share))
     failed, raised = evaluator.failed_rows(), evaluator.raised_rows()
     plain_delta = best_value - full_value if best_value is not None and full_value is not None else 0.0
-    saved_tokens, n_saved = paired_prompt_saving(full_rows, best_rows)
+    means = paired_prompt_means(full_rows, best_rows)  # over the examples both ran on
+    saved_tokens, n_saved = (means[0] - means[1], means[2]) if means is not None else (0.0, 0)
     return TuneResult(
         dataset=evaluator.dataset_name, pipeline=evaluator.name, metric_name=metric,
         target_retention=float(target_retention), met=met, budget=best,
@@ -865,24 +866,6 @@ def build_result(
         pipeline_failures=len({r.id for r in raised}), first_pipeline_error=raised[0].pipeline_error if raised else None,
         price_note=price_mismatch(evaluator.tokenizer, price.model),
     )
-
-
-def paired_prompt_saving(full_rows: Sequence[Any], rows: Sequence[Any]) -> tuple[float, int]:
-    """``(mean prompt tokens saved per query, n)`` over the example ids where both ``full`` and the arm have a prompt.
-
-    A row whose pipeline raised has no prompt: pairing keeps it out of both sides (subtracting each side's own mean
-    would count its full prompt as saved). ``(0.0, 0)`` when nothing pairs.
-
-    >>> from types import SimpleNamespace as R
-    >>> paired_prompt_saving([R(id="a", prompt_tokens=10), R(id="b", prompt_tokens=90)],
-    ...                      [R(id="a", prompt_tokens=10), R(id="b", prompt_tokens=None)])
-    (0.0, 1)
-    """
-    by_id = {r.id: r.prompt_tokens for r in full_rows if r.prompt_tokens is not None}
-    pairs = [(by_id[r.id], r.prompt_tokens) for r in rows if r.prompt_tokens is not None and r.id in by_id]
-    if not pairs:
-        return 0.0, 0
-    return sum(a - b for a, b in pairs) / len(pairs), len(pairs)
 
 
 def price_mismatch(tokenizer: Any, price_model: str) -> str:
@@ -984,6 +967,6 @@ def _metric_of(row: Any, metric: str) -> float | None:
 
 __all__ = [
     "DEFAULT_GRID", "METRICS", "MIN_SPLIT", "Comparison", "HeldOutCheck", "ShareEvaluator", "TuneResult", "bisect_share",
-    "build_result", "check_share", "paired_prompt_saving", "compare", "counts_for", "evaluate_at", "holds", "mean_ci", "meets", "metric_mean",
+    "build_result", "check_share", "compare", "counts_for", "evaluate_at", "holds", "mean_ci", "meets", "metric_mean",
     "paired_values", "retention_ci", "search", "split_examples", "tune_budget", "why_nothing_counts",
 ]

@@ -71,3 +71,15 @@ def strip_timings(obj):
     if isinstance(obj, list):
         return [strip_timings(v) for v in obj]
     return obj
+
+
+def send_json(handler, body, status: int = 200, headers=None) -> None:
+    """Answer an ``http.server`` request with ``body`` as JSON (the fake reader endpoints' replies)."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    for k, v in (headers or {}).items():
+        handler.send_header(k, v)
+    handler.end_headers()
+    handler.wfile.write(data)

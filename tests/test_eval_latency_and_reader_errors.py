@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from eval_fixtures import TINY, write_tiny
+from eval_fixtures import TINY, send_json, write_tiny
 from evals.datasets import load_dataset
 from evals.sweep import run_eval
 from optimizer import Pipeline
@@ -150,12 +150,7 @@ class Endpoint:
                 pass
 
             def _send(self, status, body):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, body, status)
 
             def do_GET(self):
                 self._send(404, {"error": "no such route"})

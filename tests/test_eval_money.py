@@ -31,6 +31,8 @@ from optimizer import Pipeline
 from optimizer.stage import Stage
 from ragtrim.cli import app
 
+from eval_fixtures import send_json
+
 USD_PER_MILLION = 2.5
 
 FIVE = [
@@ -195,12 +197,7 @@ class _Server:
                 else:
                     reply = {"choices": [{"index": 0, "message": {"role": "assistant", "content": server.ANSWERS.get(key, "dunno")},
                                           "finish_reason": "stop"}]}
-                data = json.dumps(reply).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, reply)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from eval_fixtures import strip_timings, write_tiny
+from eval_fixtures import send_json, strip_timings, write_tiny
 
 _WORD = re.compile(r"\w+")
 
@@ -64,15 +64,10 @@ class FakeEndpoint:
                 if hang:  # never answer: the client dies waiting
                     endpoint.release.wait(30)
                     return
-                data = json.dumps({
+                send_json(self, {
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": _answer(prompt)}}],
                     "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": 5},
-                }).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                })
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

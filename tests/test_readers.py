@@ -16,6 +16,8 @@ import pytest
 from evals.readers import ReaderCache, ReaderOutput, format_prompt, make_reader, postprocess
 from evals.readers.base import Reader
 from evals.readers.fake import FakeReader
+
+from eval_fixtures import send_json
 from evals.readers.local import LocalReader, cut_at_stop, fits_context
 from evals.readers.openai import OpenAIReader
 from evals.readers.prompt import DEFAULT_TEMPLATE, check_template
@@ -80,17 +82,10 @@ class FakeServer:
                         payload = {"error": {"message": f"Incorrect API key provided: {self.headers.get('Authorization')}"}}
                     else:
                         payload = {"error": {"message": content or "boom"}}
-                    data = json.dumps(payload).encode()
                     with server.lock:  # done before the client can see the answer and send its next request
                         server.in_flight -= 1
                         counted = False
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    for k, v in headers.items():
-                        self.send_header(k, v)
-                    self.end_headers()
-                    self.wfile.write(data)
+                    send_json(self, payload, status, headers)
                 finally:
                     if counted:
                         with server.lock:

@@ -277,8 +277,7 @@ class SentenceSelector:
                 said.setdefault(key, s.chunk)
             return True
 
-        check = context.check_deadline if context.deadline is not None else None
-        for _ in self.greedy(sents, value, mentions, weight, redundancy, take, check=check):
+        for _ in self.greedy(sents, value, mentions, weight, redundancy, take, check=context.check_deadline):
             pass
         if not chosen:  # nothing fits whole: give the packer the best sentence to cut
             best = min(range(len(sents)), key=lambda i: (-value[i], i))

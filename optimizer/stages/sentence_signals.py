@@ -93,8 +93,6 @@ def memo_terms(text: str, stem: int, memo: dict[str, list[str]] | None) -> list[
 def checked_terms(texts: Sequence[str], stem: int, memo: dict[str, list[str]] | None, context: StageContext,
                   what: str = "texts") -> list[list[str]]:
     """``[memo_terms(t, stem, memo) for t in texts]``, checking the run's deadline every :data:`TERMS_PER_CHECK` texts."""
-    if context.deadline is None:
-        return [memo_terms(t, stem, memo) for t in texts]
     out: list[list[str]] = []
     for start in range(0, len(texts), TERMS_PER_CHECK):
         context.check_deadline(f"reading the words of {what} ({start} of {len(texts)})")
