@@ -104,7 +104,7 @@ def refusal_of(status: int, data: Any, text: str, headers: Mapping[str, str], sc
         return None  # the operator's upstream account is out of credit, not the tenant's budget: a 502
     message = error.get("message")
     if not isinstance(message, str) or not message.strip():
-        message = f"upstream answered HTTP {status}: {text.strip()[:300]}"
+        message = f"upstream answered HTTP {status}: {scrub(text).strip()[:300]}"
     kind = error.get("type")
     if not isinstance(kind, str) or not kind.strip():
         kind = "rate_limit_error" if status == 429 else "invalid_request_error"
@@ -114,6 +114,36 @@ def refusal_of(status: int, data: Any, text: str, headers: Mapping[str, str], sc
     return Refusal(status=status, type=scrub(kind)[:100], message=scrub(message)[:MAX_REFUSAL_MESSAGE],
                    param=scrub(param)[:200] if isinstance(param, str) else None, code=error_code(error.get("code"), scrub),
                    headers=relayed)
+
+
+# The shortest start of the key masked on its own (what an upstream that cuts its quote of the key leaves):
+# a shorter one is too short to tell the rest of a key from.
+MIN_KEY_PIECE = 6
+
+
+def scrub_key(text: str, key: str | None) -> str:
+    """``text`` with every copy of ``key``, and every start of it of at least :data:`MIN_KEY_PIECE` characters, as ``***``.
+
+    A start of the key is what an upstream that quotes the request's Authorization header leaves when it
+    cuts its own message; quoted in JSON it is no longer at the text's end. Scrub a text before cutting it:
+    a key cut in two is no longer whole, and its start would reach the client.
+
+    >>> scrub_key("bad from Bearer sk-abc123xyz; and sk-abc123xyz", "sk-abc123xyz")
+    'bad from Bearer ***; and ***'
+    >>> scrub_key('{"message": "bad from Bearer sk-abc1"}', "sk-abc123xyz"), scrub_key("ends in sk-ab", "sk-abc123xyz")
+    ('{"message": "bad from Bearer ***"}', 'ends in sk-ab')
+    """
+    if not key:
+        return text
+    text = text.replace(key, "***")
+    head, out, at = key[:MIN_KEY_PIECE], [], 0
+    while (start := text.find(head, at)) >= 0:
+        end = start + len(head)
+        while end - start < len(key) and end < len(text) and text[end] == key[end - start]:
+            end += 1
+        out.extend((text[at:start], "***"))
+        at = end
+    return "".join(out) + text[at:]
 
 
 def error_code(code: Any, scrub: Callable[[str], str]) -> str | int | None:
@@ -372,8 +402,8 @@ class OpenAIUpstream:
         return env.get(self.config.api_key_env) if self.config.api_key_env else None
 
     def scrub(self, text: str) -> str:
-        key = self._key()
-        return text.replace(key, "***") if key else text
+        """``text`` without the upstream key (:func:`scrub_key`): scrub a text whole, before any cut."""
+        return scrub_key(text, self._key())
 
     async def start(self) -> None:
         httpx = lazy_import("httpx", extra="serve", purpose="ragtrim serve's upstream client")
@@ -483,9 +513,9 @@ class OpenAIUpstream:
             return UpstreamReply(502, None, "", None, None, ms, unreadable_answer(resp.status_code, len(resp.content), data),
                                  started=True)
         if not answered:
-            detail = data.get("error") if isinstance(data, Mapping) else resp.text[:300]
+            detail = data.get("error") if isinstance(data, Mapping) else self.scrub(resp.text)[:300]
             return UpstreamReply(resp.status_code, None, "", None, None, ms,
-                                 self.scrub(f"upstream answered HTTP {resp.status_code}: {json.dumps(detail)[:500]}"),
+                                 f"upstream answered HTTP {resp.status_code}: {self.scrub(json.dumps(detail))[:500]}",
                                  refusal=refusal_of(resp.status_code, data, resp.text, resp.headers, self.scrub))
         p, c = usage_of(data)
         return UpstreamReply(resp.status_code, data, reply_text(data), p, c, ms)
@@ -525,12 +555,12 @@ class OpenAIUpstream:
             content = await resp.aread()
         finally:
             await resp.aclose()
-        text = content[:4000].decode("utf-8", "replace")
+        text = self.scrub(content.decode("utf-8", "replace"))[:4000]
         try:
             data = json.loads(content)
         except ValueError:
             data = None
-        return UpstreamError(resp.status_code, self.scrub(f"upstream answered HTTP {resp.status_code}: {text[:500]}"),
+        return UpstreamError(resp.status_code, f"upstream answered HTTP {resp.status_code}: {text[:500]}",
                              refusal=refusal_of(resp.status_code, data, text, resp.headers, self.scrub))
 
     def _undecodable(self, resp: Any) -> str | None:
