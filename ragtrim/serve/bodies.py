@@ -68,13 +68,9 @@ async def read_json(request: Any, limits: Limits) -> dict[str, Any]:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
         raise too_large(f"request body is {int(declared)} bytes; the limit is {limits.max_body_bytes} (limits.max_body_bytes)")
-    data = bytearray()
-    async for piece in request.stream():
-        data.extend(piece)
-        if len(data) > limits.max_body_bytes:
-            raise too_large(f"request body is over the limit of {limits.max_body_bytes} bytes (limits.max_body_bytes)")
+    data = await _read_body(request, limits)
     try:
-        body = json.loads(bytes(data) or b"null")
+        body = json.loads(data or b"null", parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"request body is not valid JSON: {exc}") from None
     except RecursionError:  # Python's decoder stops near 1,000 levels
@@ -87,6 +83,35 @@ async def read_json(request: Any, limits: Limits) -> dict[str, Any]:
         raise bad_request(f"request body is nested {depth} levels deep (objects and lists); the limit is {MAX_JSON_DEPTH}: "
                           "no chat field needs more (flatten the schema or field that nests this deep)")
     return body
+
+
+async def _read_body(request: Any, limits: Limits) -> bytes:
+    """The request's body bytes, up to ``limits.max_body_bytes``; a 499 when the client hangs up while sending it.
+
+    Starlette raises ``ClientDisconnect`` then: the client left (as a cancelled request does), which is
+    neither the gateway's fault (a 500, an ``internal_error`` log) nor anyone's to answer.
+    """
+    from starlette.requests import ClientDisconnect
+
+    data = bytearray()
+    try:
+        async for piece in request.stream():
+            data.extend(piece)
+            if len(data) > limits.max_body_bytes:
+                raise too_large(f"request body is over the limit of {limits.max_body_bytes} bytes (limits.max_body_bytes)")
+    except ClientDisconnect:
+        raise ApiError(CLIENT_LEFT, "client_closed_request", f"the client left while sending its request body "
+                       f"({len(data)} bytes of {request.headers.get('content-length') or 'a chunked body'} read)") from None
+    return bytes(data)
+
+
+CLIENT_LEFT = 499  # the status of a request whose client left before its answer (nginx's; no client reads it)
+
+
+def _not_json(name: str) -> Any:
+    """Refuse ``NaN``, ``Infinity`` and ``-Infinity``, which Python's decoder takes but JSON has not: the body could not
+    be sent on (httpx refuses to encode them), after the request had reserved room."""
+    raise ValueError(f"{name} is not JSON (NaN, Infinity and -Infinity are not JSON numbers); send a number, or null")
 
 
 # The deepest nesting of objects and lists a request body may have. A body Python's decoder reads (up to
