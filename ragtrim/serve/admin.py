@@ -19,7 +19,7 @@ from ragtrim.serve.budgets import (check_limit, check_period, check_scope, check
 from ragtrim.serve.errors import ApiError, bad_request
 from ragtrim.serve.keys import create_key, create_tenant, list_keys, list_tenants, revoke_key
 from ragtrim.serve.pricing import parse_usd
-from ragtrim.serve.bodies import read_json
+from ragtrim.serve.bodies import read_json, url_param
 from ragtrim.serve.usage import quota_status, usage_summary
 
 
@@ -94,12 +94,12 @@ async def keys_create(request: Request) -> JSONResponse:
 
 async def keys_list(request: Request) -> JSONResponse:
     await require(request, admin=True)
-    return JSONResponse({"data": await _call(list_keys, request.app.state.service.engine, request.query_params.get("tenant"))})
+    return JSONResponse({"data": await _call(list_keys, request.app.state.service.engine, url_param(request, "tenant"))})
 
 
 async def keys_revoke(request: Request) -> JSONResponse:
     await require(request, admin=True)
-    kid = request.path_params["key_id"]
+    kid = url_param(request, "key_id", path=True)
     if not await _call(revoke_key, request.app.state.service.engine, kid):
         raise ApiError(404, "not_found_error", f"no active key {kid!r}")
     return JSONResponse({"id": kid, "revoked": True})
@@ -138,7 +138,8 @@ async def budgets_set(request: Request) -> JSONResponse:
     service = request.app.state.service
     body = await read_json(request, service.config.limits)
     tenant = str_field(body, "tenant", required=True, what='the tenant\'s name, e.g. "acme"')
-    period, scope, scope_value = body.get("period", "month"), body.get("scope", "tenant"), str(body.get("scope_value", ""))
+    period, scope = body.get("period", "month"), body.get("scope", "tenant")
+    scope_value = str_field(body, "scope_value", required=False, what="the user's or feature's name; none for a tenant budget") or ""
     checked("scope", check_scope, scope)
     checked("scope_value", check_scope_value, scope, scope_value)
     checked("unit", check_unit, body.get("unit"))
@@ -152,13 +153,13 @@ async def budgets_set(request: Request) -> JSONResponse:
 async def budgets_list(request: Request) -> JSONResponse:
     await require(request, admin=True)
     service = request.app.state.service
-    tenant = request.query_params.get("tenant")
+    tenant = url_param(request, "tenant")
     return JSONResponse({"data": [b.__dict__ for b in await _call(list_budgets, service.engine, tenant)]})
 
 
 async def budgets_delete(request: Request) -> JSONResponse:
     await require(request, admin=True)
-    bid = request.path_params["budget_id"]
+    bid = url_param(request, "budget_id", path=True)
     if not await _call(delete_budget, request.app.state.service.engine, bid):
         raise ApiError(404, "not_found_error", f"no budget {bid!r}")
     return JSONResponse({"id": bid, "deleted": True})
@@ -168,15 +169,15 @@ async def usage_endpoint(request: Request) -> JSONResponse:
     """``GET /v1/usage?by=user,day&since=YYYY-MM-DD&until=...``; a tenant key sees only its tenant."""
     principal = await require(request)
     service = request.app.state.service
-    asked = request.query_params.get("tenant")
+    asked = url_param(request, "tenant")
     if principal.admin:
         tenant = asked
     else:
         if asked is not None and asked != principal.tenant_id:
             raise ApiError(403, "permission_error", "a tenant key sees only its own tenant's usage")
         tenant = principal.tenant_id
-    by = [b for b in (request.query_params.get("by") or "day").split(",") if b]
-    out = await _call(usage_summary, service.engine, tenant_id=tenant, by=by, since=request.query_params.get("since"),
-                      until=request.query_params.get("until"))
+    by = [b for b in (url_param(request, "by") or "day").split(",") if b]
+    out = await _call(usage_summary, service.engine, tenant_id=tenant, by=by, since=url_param(request, "since"),
+                      until=url_param(request, "until"))
     out["budgets"] = await _call(quota_status, service.engine, tenant, time.time())
     return JSONResponse(out)

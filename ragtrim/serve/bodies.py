@@ -197,8 +197,8 @@ def _text(value: Any, param: str, limit: int, *, required: bool, setting: str = 
 _BAD_LABEL_CHAR = re.compile("[\\x00-\\x1f\\x7f-\\x9f\\ud800-\\udfff]")
 
 
-def _label(text: str, param: str) -> str:
-    r"""``text`` (a tag or a name), or a 400 naming ``param`` when it holds a :data:`_BAD_LABEL_CHAR`.
+def _label(text: str, param: str, what: str = "a user, feature, model or preset") -> str:
+    r"""``text`` (a tag or a name), or a 400 naming ``param`` when it holds a :data:`_BAD_LABEL_CHAR` (``what`` it is).
 
     >>> _label("alice", "user")
     'alice'
@@ -215,8 +215,15 @@ def _label(text: str, param: str) -> str:
             check_no_surrogate(text, param)
         except ValueError as exc:
             raise bad_request(str(exc), param) from None
-    raise bad_request(f"{param} holds the control character {bad.group()!r} at character {bad.start()}; a user, feature, "
-                      "model or preset is printable text: send it without control characters (NUL, newlines, ...)", param)
+    raise bad_request(f"{param} holds the control character {bad.group()!r} at character {bad.start()}; {what} is "
+                      "printable text: send it without control characters (NUL, newlines, ...)", param)
+
+
+def url_param(request: Any, name: str, *, path: bool = False) -> str | None:
+    """The query (or ``path``) parameter ``name`` of ``request`` (None when not given), or a 400 naming it when it holds
+    a control character: checked before any database call (PostgreSQL refuses NUL in text: a 500)."""
+    value = (request.path_params if path else request.query_params).get(name)
+    return None if value is None else _label(value, name, "a tenant, id, day or grouping in a URL")
 
 
 def _given(*values: Any) -> Any:
