@@ -38,15 +38,16 @@ def wait_up(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
 
 
 def start_gateway(tmp_path: Path, toml: str, *, workers: int, env: dict[str, str] | None = None,
-                  stdout: int = subprocess.DEVNULL) -> tuple[subprocess.Popen, str]:
-    """``python -m ragtrim.serve serve`` with ``toml`` as its config, on a free port, in its own process group; waits for /healthz."""
+                  stdout: int = subprocess.DEVNULL, args: tuple[str, ...] | list[str] = ()) -> tuple[subprocess.Popen, str]:
+    """``python -m ragtrim.serve serve`` with ``toml`` as its config (and ``args``), on a free port, in its own process
+    group; waits for /healthz."""
     full_env = {**os.environ, "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}", "RAGTRIM_SERVE_PEPPER": "p" * 32, "RAGTRIM_SERVE_METRICS_TOKEN": "m" * 32,
                 "RAGTRIM_CACHE": str(tmp_path), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), **(env or {})}
     (tmp_path / "prom").mkdir(exist_ok=True)
     (tmp_path / "serve.toml").write_text(toml)
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "ragtrim.serve", "serve", "--config", str(tmp_path / "serve.toml"), "--db",
-                             f"sqlite:///{tmp_path}/s.sqlite", "--workers", str(workers), "--port", str(port)],
+                             f"sqlite:///{tmp_path}/s.sqlite", "--workers", str(workers), "--port", str(port), *args],
                             env=full_env, stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     wait_up(f"{base}/healthz", proc)

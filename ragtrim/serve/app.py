@@ -12,9 +12,11 @@ import contextlib
 import hmac
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -88,6 +90,7 @@ def create_app(service: Service | None = None, *, config: ServeConfig | None = N
         try:
             yield
         finally:
+            await settle_cancelled(service.quota)
             await run_in_threadpool(keeper.stop)
             await service.stop()
             log_event(service.log, "worker_stopped", worker=service.worker_id, pid=os.getpid())
@@ -99,6 +102,22 @@ def create_app(service: Service | None = None, *, config: ServeConfig | None = N
     _routes(app, service.config.limits)
     _handlers(app)
     return app
+
+
+SHUTDOWN_SETTLE_SECONDS = 10.0
+
+
+async def settle_cancelled(quota: Any, timeout: float = SHUTDOWN_SETTLE_SECONDS) -> None:
+    """Wait (up to ``timeout`` seconds) until this worker's requests are settled or released (or deferred).
+
+    When ``--graceful-timeout`` runs out, uvicorn cancels the requests still running but does not wait
+    for them before the lifespan's shutdown, then ends the process: without this wait their shielded
+    settles (a stream charged the text it carried) never ran, leaving ``pending`` rows and held room
+    until another worker expired the lease (charging the whole reservation), or forever.
+    """
+    deadline = time.monotonic() + timeout
+    while quota.open_requests() - set(quota.deferred()) and time.monotonic() < deadline:
+        await anyio.sleep(0.05)
 
 
 def _routes(app: Any, limits: Limits) -> None:
