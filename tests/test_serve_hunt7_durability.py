@@ -3,6 +3,7 @@ that cannot be reached."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from ragtrim.serve.keys import create_key, create_tenant
 from ragtrim.serve.schema import ledger
 from ragtrim.serve.testing import serve_in_thread
 
-from serve_fixtures import chat_body, spent_and_reserved
+from serve_fixtures import PEPPER, auth, chat_body, gateway_config, spent_and_reserved, tenant_with_key
 from test_serve_process import start_gateway
 
 
@@ -68,3 +69,26 @@ def test_streams_cut_by_the_graceful_timeout_are_settled_before_the_worker_exits
     assert all(0 < r["completion_tokens"] < 20 for r in rows), rows  # charged the text each carried
     spent, reserved = spent_and_reserved(SimpleNamespace(engine=engine))
     assert reserved == 0 and spent == sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows)
+
+
+def test_a_database_that_cannot_be_opened_is_a_503_to_retry_logged_as_an_error(tmp_path, caplog):
+    """The SQLite file's folder gone: the client gets a 503 naming the database with ``x-should-retry: true``
+    (not a 500 "internal error"), and the server log has the error at ERROR."""
+    from starlette.testclient import TestClient
+
+    from ragtrim.serve.app import create_app
+    from ragtrim.serve.service import Service
+
+    (tmp_path / "db").mkdir()
+    service = Service(gateway_config("http://127.0.0.1:9"), db_url=f"sqlite:///{tmp_path}/db/s.sqlite", pepper=PEPPER)
+    key = tenant_with_key(service, "acme")
+    with TestClient(create_app(service), raise_server_exceptions=False) as client:
+        service.engine.dispose()
+        (tmp_path / "db").rename(tmp_path / "gone")
+        with caplog.at_level(logging.INFO, logger=service.log.name):
+            r = client.post("/v1/chat/completions", json=chat_body(), headers=auth(key))
+        (tmp_path / "gone").rename(tmp_path / "db")
+    assert r.status_code == 503 and r.headers["x-should-retry"] == "true", r.text
+    assert r.json()["error"]["code"] == "database_unavailable" and "sqlite" in r.json()["error"]["message"]
+    [logged] = [rec for rec in caplog.records if rec.getMessage() == "internal_error"]
+    assert logged.levelno == logging.ERROR and "unable to open" in logged.fields["error"]

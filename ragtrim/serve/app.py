@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -27,7 +28,8 @@ from ragtrim.serve import admin, chat, optimize, page
 from ragtrim.serve.auth import presented_key, require
 from ragtrim.serve.bodies import CAP_FIELDS
 from ragtrim.serve.config import Limits, ServeConfig
-from ragtrim.serve.errors import ApiError
+from ragtrim.serve.db import is_unreachable
+from ragtrim.serve.errors import ApiError, database_unavailable
 from ragtrim.serve.lease import LeaseKeeper
 from ragtrim.serve.logs import log_event
 from ragtrim.serve.recycle import ConnectionRecycler
@@ -201,7 +203,9 @@ def _handlers(app: Any) -> None:
 
     async def crash(request: Request, exc: Exception) -> JSONResponse:
         service = request.app.state.service
-        log_event(service.log, "internal_error", path=request.url.path, error=f"{type(exc).__name__}: {exc}"[:500])
+        log_event(service.log, "internal_error", level=logging.ERROR, path=request.url.path, error=f"{type(exc).__name__}: {exc}"[:500])
+        if is_unreachable(exc):
+            return await api_error(request, database_unavailable(service.engine.dialect.name))
         return await api_error(request, ApiError(500, "server_error", "internal error; see the server log"))
 
     app.add_exception_handler(ApiError, api_error)

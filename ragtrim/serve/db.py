@@ -188,6 +188,28 @@ def is_retryable(exc: BaseException) -> bool:
     return getattr(orig, "sqlstate", None) in RETRY_SQLSTATES
 
 
+# What sqlite3 says when the file cannot be opened, or another writer held it past the busy timeout.
+SQLITE_UNREACHABLE = ("unable to open", "database is locked", "disk i/o error")
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """True for a database that cannot be reached just now: a connection PostgreSQL refused or lost
+    (psycopg's ``OperationalError``), a SQLite file that cannot be opened or stayed locked past the
+    busy timeout, or no pooled connection free in time. Not the gateway's bug: the client may retry.
+
+    >>> is_unreachable(ValueError("x"))
+    False
+    """
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.TimeoutError):  # the pool had no connection free in time
+        return True
+    if not isinstance(exc, sa_exc.OperationalError):
+        return False
+    orig = exc.orig
+    return type(orig).__module__.startswith("psycopg") or any(m in str(orig).lower() for m in SQLITE_UNREACHABLE)
+
+
 def write_retrying(engine: Any, fn: Callable[[Any], T], *, attempts: int = WRITE_ATTEMPTS) -> T:
     """``fn(conn)`` in a :func:`writing` transaction, run again (up to ``attempts`` times in all)
     when the database aborts it as a deadlock victim or a serialization failure.

@@ -41,6 +41,18 @@ class ApiError(Exception):
         return {"error": {"type": self.type, "message": self.message, "param": self.param, "code": self.code}}
 
 
+def database_unavailable(dialect: str) -> ApiError:
+    """The 503 for a database that cannot be reached (:func:`ragtrim.serve.db.is_unreachable`): the
+    client may retry (``x-should-retry: true``, which the OpenAI SDKs obey); the server log has the error.
+
+    >>> e = database_unavailable("sqlite"); e.status, e.code, e.headers["x-should-retry"]
+    (503, 'database_unavailable', 'true')
+    """
+    return ApiError(503, "server_error", f"the gateway's {dialect} database cannot be reached just now; retry in a "
+                    "moment (the server log has the error)", code="database_unavailable",
+                    headers={"x-should-retry": "true", "Retry-After": "1"})
+
+
 def bad_request(message: str, param: str | None = None) -> ApiError:
     """A 400 ``invalid_request_error``."""
     return ApiError(400, "invalid_request_error", message, param=param)
