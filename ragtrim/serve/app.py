@@ -13,11 +13,9 @@ import hmac
 import json
 import logging
 import os
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -30,7 +28,7 @@ from ragtrim.serve.bodies import CAP_FIELDS
 from ragtrim.serve.config import Limits, ServeConfig
 from ragtrim.serve.db import is_unreachable
 from ragtrim.serve.errors import ApiError, database_unavailable
-from ragtrim.serve.lease import LeaseKeeper
+from ragtrim.serve.lease import LeaseKeeper, settle_cancelled
 from ragtrim.serve.logs import log_event
 from ragtrim.serve.recycle import ConnectionRecycler
 from ragtrim.serve.service import Service
@@ -104,22 +102,6 @@ def create_app(service: Service | None = None, *, config: ServeConfig | None = N
     _routes(app, service.config.limits)
     _handlers(app)
     return app
-
-
-SHUTDOWN_SETTLE_SECONDS = 10.0
-
-
-async def settle_cancelled(quota: Any, timeout: float = SHUTDOWN_SETTLE_SECONDS) -> None:
-    """Wait (up to ``timeout`` seconds) until this worker's requests are settled or released (or deferred).
-
-    When ``--graceful-timeout`` runs out, uvicorn cancels the requests still running but does not wait
-    for them before the lifespan's shutdown, then ends the process: without this wait their shielded
-    settles (a stream charged the text it carried) never ran, leaving ``pending`` rows and held room
-    until another worker expired the lease (charging the whole reservation), or forever.
-    """
-    deadline = time.monotonic() + timeout
-    while quota.open_requests() - set(quota.deferred()) and time.monotonic() < deadline:
-        await anyio.sleep(0.05)
 
 
 def _routes(app: Any, limits: Limits) -> None:

@@ -31,9 +31,26 @@ import threading
 import time
 from typing import Any
 
+import anyio
+
 from ragtrim.serve.logs import log_event
 
 SKEW_WARN_SECONDS = 3.0
+# How long a worker shutting down waits for the requests uvicorn cancelled to settle or release.
+SHUTDOWN_SETTLE_SECONDS = 10.0
+
+
+async def settle_cancelled(quota: Any, timeout: float = SHUTDOWN_SETTLE_SECONDS) -> None:
+    """Wait (up to ``timeout`` seconds) until this worker's requests are settled or released (or deferred).
+
+    When ``--graceful-timeout`` runs out, uvicorn cancels the requests still running but does not wait
+    for them before the lifespan's shutdown, then ends the process: without this wait their shielded
+    settles (a stream charged the text it carried) never ran, leaving ``pending`` rows and held room
+    until another worker expired the lease (charging the whole reservation), or forever.
+    """
+    deadline = time.monotonic() + timeout
+    while quota.open_requests() - set(quota.deferred()) and time.monotonic() < deadline:
+        await anyio.sleep(0.05)
 
 
 class LeaseKeeper:
