@@ -16,7 +16,9 @@ import httpx
 from ragtrim.serve.budgets import set_budget
 from ragtrim.serve.db import make_engine
 from ragtrim.serve.fake_upstream import create_fake_upstream
+from ragtrim.serve.hostclock import HostClock
 from ragtrim.serve.keys import create_key, create_tenant
+from ragtrim.serve.quota import Need, QuotaStore, Reservation, Shortfall
 from ragtrim.serve.schema import ledger
 from ragtrim.serve.testing import serve_in_thread
 
@@ -92,3 +94,56 @@ def test_a_database_that_cannot_be_opened_is_a_503_to_retry_logged_as_an_error(t
     assert r.json()["error"]["code"] == "database_unavailable" and "sqlite" in r.json()["error"]["message"]
     [logged] = [rec for rec in caplog.records if rec.getMessage() == "internal_error"]
     assert logged.levelno == logging.ERROR and "unable to open" in logged.fields["error"]
+
+
+class Host:
+    """One host's clocks, as a test steps them: the wall clock (``wall``) and the monotonic one (``mono``)."""
+
+    def __init__(self, wall: float) -> None:
+        self.wall, self.mono, self.boot = wall, 1000.0, "boot-1"
+
+    def lease_clock(self) -> HostClock:
+        return HostClock(boot_id=self.boot, monotonic=lambda: self.mono, wall=lambda: self.wall)
+
+    def store(self, engine, worker: str) -> QuotaStore:
+        return QuotaStore(engine, worker_id=worker, lease_seconds=30, clock=lambda: self.wall, host_clock=self.lease_clock())
+
+
+def host_and_budgets(tmp_path, name: str):
+    engine = make_engine(f"sqlite:///{tmp_path}/{name}.sqlite")
+    create_tenant(engine, "acme")
+    host = Host(time.time())
+    set_budget(engine, tenant_id="acme", unit="tokens", period="day", limit=1000, now=host.wall)
+    a = host.store(engine, "A")
+    return engine, host, a, a.budgets_for("acme", user="", feature="")
+
+
+def test_on_sqlite_a_wall_clock_stepped_back_does_not_keep_a_dead_workers_hold(tmp_path):
+    engine, host, a, budgets = host_and_budgets(tmp_path, "back")
+    assert isinstance(a.reserve("a1", budgets, Need(800, 0)), Reservation)  # then A dies
+    host.wall -= 3600  # the wall clock is stepped back an hour; a minute passes
+    host.mono += 60
+    b = host.store(engine, "B")
+    assert b.expire() == 1 and isinstance(b.reserve("b1", budgets, Need(500, 0)), Reservation)
+
+
+def test_on_sqlite_a_wall_clock_stepped_forward_does_not_expire_a_live_workers_hold(tmp_path):
+    engine, host, a, budgets = host_and_budgets(tmp_path, "forward")
+    b = host.store(engine, "B")
+    assert isinstance(a.reserve("a1", budgets, Need(800, 0)), Reservation)  # in flight on A
+    host.wall += 120  # stepped forward two minutes; a second passes
+    host.mono += 1
+    assert b.expire() == 0 and isinstance(b.reserve("b1", budgets, Need(800, 0)), Shortfall)
+    a.settle("a1", Need(700, 0))
+    assert [(s.spent, s.reserved) for s in a.standings(budgets)] == [(700, 0)]
+
+
+def test_on_sqlite_holds_from_before_a_reboot_lapse_on_time(tmp_path):
+    """The monotonic clock starts again at a reboot: the new boot's anchor (its wall clock) still puts its
+    lease times after the old boot's."""
+    engine, host, a, budgets = host_and_budgets(tmp_path, "reboot")
+    host.mono = 5_000_000.0  # the old boot had run for two months
+    assert isinstance(a.reserve("a1", budgets, Need(800, 0)), Reservation)  # then the host reboots
+    host.boot, host.mono, host.wall = "boot-2", 20.0, host.wall + 60
+    b = host.store(engine, "B")
+    assert b.expire() == 1 and isinstance(b.reserve("b1", budgets, Need(500, 0)), Reservation)

@@ -171,9 +171,10 @@ def check_tables(engine: Any, url: str) -> None:
     """For a read-only engine: the service's tables must be there (nothing makes them), else a ValueError."""
     from sqlalchemy import inspect
 
-    from ragtrim.serve.schema import metadata
+    from ragtrim.serve.schema import lease_epochs, metadata
 
-    missing = sorted(set(metadata.tables) - set(inspect(engine).get_table_names()))
+    needed = set(metadata.tables) - {lease_epochs.name}  # only the server's leases read it (an older database has none)
+    missing = sorted(needed - set(inspect(engine).get_table_names()))
     if missing:
         raise ValueError(f"the database {masked_url(url)} has no {', '.join(missing)} table{'s' if len(missing) > 1 else ''}: "
                          "start the server on it once (ragtrim serve) or check the path (--db, or db in the config)")

@@ -20,7 +20,8 @@ open requests (:meth:`QuotaStore.renew`, from a :class:`ragtrim.serve.lease.Leas
 and :meth:`QuotaStore.expire` releases the reservations of a worker that died and fails its
 pending ledger rows. A worker never expires its own open requests. On PostgreSQL lease times
 are the database's clock, so replicas whose clocks disagree do not expire each other's live
-holds; on SQLite (one host) they are ``clock``, read once the write lock is held. Settling moves
+holds; on SQLite (one host) they are the host's monotonic clock (:mod:`ragtrim.serve.hostclock`),
+read once the write lock is held, so a step of the wall clock does not move them. Settling moves
 a reservation from ``held`` (or ``expired``: charged late) to ``settled`` once (a repeated settle
 or a settle after release charges nothing).
 
@@ -68,6 +69,7 @@ from sqlalchemy import and_, case, func, or_, select, tuple_
 
 from ragtrim.serve.budgets import Budget, applicable_budgets, period_reset, period_start
 from ragtrim.serve.db import db_epoch, insert_ignore, is_postgres, reading, write_retrying
+from ragtrim.serve.hostclock import HostClock
 from ragtrim.serve.ledger import UNCHARGED, LedgerEntry
 from ragtrim.serve.logs import get_logger, log_event
 from ragtrim.serve.schema import USAGE_ESTIMATED, USAGE_SENT, budget_usage, budgets as budgets_table, ledger, reservations
@@ -176,11 +178,13 @@ class QuotaStore:
     """Reservations and counters in the service database (see the module docstring).
 
     ``clock`` gives the budget periods and the ledger rows' time; lease times come from the
-    database's clock on PostgreSQL (``db_clock``, default: on PostgreSQL) and from ``clock`` otherwise.
+    database's clock on PostgreSQL (``db_clock``, default: on PostgreSQL), else from ``host_clock``
+    (default: the host's monotonic clock, :mod:`ragtrim.serve.hostclock`, unless ``clock`` is not
+    ``time.time``: a test's clock then measures the leases too).
     """
 
     def __init__(self, engine: Any, *, worker_id: str, lease_seconds: float = 30.0, clock: Callable[[], float] = time.time,
-                 db_clock: bool | None = None):
+                 db_clock: bool | None = None, host_clock: HostClock | None = None):
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be > 0, got {lease_seconds!r}")
         self.engine = engine
@@ -188,6 +192,9 @@ class QuotaStore:
         self.lease_seconds = float(lease_seconds)
         self.clock = clock
         self.db_clock = is_postgres(engine) if db_clock is None else bool(db_clock)
+        if host_clock is None and not self.db_clock and clock is time.time:
+            host_clock = HostClock()
+        self.host_clock = None if self.db_clock else host_clock
         self._lock = threading.Lock()
         self._open: set[str] = set()  # reserved here and not yet settled or released (in flight or deferred)
         self._deferred: dict[str, Deferred] = {}
@@ -530,13 +537,18 @@ class QuotaStore:
         return charged
 
     def _lease_now(self, conn: Any, host_now: float) -> float:
-        """The time leases are measured in: the database's clock on PostgreSQL (``db_clock``), else ``host_now``."""
+        """The time leases are measured in: the database's clock on PostgreSQL (``db_clock``), else the
+        host's (``host_clock``), else ``host_now``."""
         db = db_epoch(conn) if self.db_clock else None
-        return db if db is not None else host_now
+        if db is not None:
+            return db
+        return self.host_clock.now() if self.host_clock is not None else host_now
 
     # -- rows --------------------------------------------------------------------------------------
 
     def _write(self, fn: Callable[[Any], T]) -> T:
+        if self.host_clock is not None:
+            self.host_clock.prepare(self.engine)  # before the transaction (once): it may write the boot's anchor
         return write_retrying(self.engine, fn)
 
     @staticmethod

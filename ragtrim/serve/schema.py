@@ -6,6 +6,7 @@ epoch seconds (``ts``) plus the UTC day (``day``, ``YYYY-MM-DD``) for grouping.
 * ``tenants``, ``api_keys`` (only a keyed hash of each key is stored), ``budgets``;
 * ``budget_usage``: per budget and period, ``spent`` and ``reserved`` (the quota counters);
 * ``reservations``: one row per (request, budget) with its worker and lease expiry;
+* ``lease_epochs``: on SQLite, the anchor of lease times per boot of the host;
 * ``ledger``: one row per request, never deleted; written ``pending`` with the reservation
   and finalized once (``ok``, ``degraded``, ``refused``, ``failed``).
 """
@@ -87,6 +88,14 @@ reservations = Table(
     Column("created", Float, nullable=False),
     Index("rt_reservations_state_expires", "state", "expires"),
     Index("rt_reservations_worker_state", "worker_id", "state"),
+)
+
+# On SQLite, lease times are an anchor per boot of the host plus its monotonic clock (ragtrim.serve.hostclock).
+lease_epochs = Table(
+    "rt_lease_epochs",
+    metadata,
+    Column("boot_id", String(64), primary_key=True),
+    Column("anchor", Float, nullable=False),
 )
 
 # ``usage_source`` of a pending row whose request the upstream has in full (its answer not in yet):
