@@ -164,13 +164,19 @@ def rrf(rankings: Sequence[Sequence[int]], *, k: int = 60, weights: Sequence[flo
 def minmax(values: Sequence[float]) -> list[float]:
     """Scale to [0, 1] (all equal: all 1 if positive else 0).
 
+    Values within a millionth of each other (relative to their size) count as equal: float32
+    rounding makes the cosines of identical vectors differ in the seventh digit (0.99999994 against
+    0.99999982), and stretching that noise to 0..1 would outweigh every real signal it is mixed with.
+
     >>> minmax([2.0, 4.0, 3.0])
     [0.0, 1.0, 0.5]
+    >>> minmax([0.99999994, 0.99999982])
+    [1.0, 1.0]
     """
     if not len(values):
         return []
     lo, hi = min(values), max(values)
-    if hi - lo <= 1e-12:
+    if hi - lo <= 1e-6 * max(1.0, abs(hi), abs(lo)):
         return [1.0 if hi > 0 else 0.0 for _ in values]
     return [(v - lo) / (hi - lo) for v in values]
 

@@ -9,9 +9,20 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
-_WORD = re.compile(r"\w+", re.UNICODE)
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+import regex
+
+_WORD = re.compile(r"\w+", re.UNICODE)  # ASCII text only: there Python's \w is the regex module's
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
+# letters and marks of scripts written without spaces between words (Thai, Lao, Khmer, Myanmar)
+_UNSPACED = r"[\p{L}\p{M}]&&[\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]"
+# a CJK character; a run of unspaced-script letters; any other run of word characters (the regex
+# module's \w, which unlike Python's takes in combining marks: "दिल्ली" is one word, not three)
+_TOKEN = regex.compile(rf"[{_CJK}]|(?P<unspaced>[{_UNSPACED}]+)|[\w--[{_CJK}]--[{_UNSPACED}]]+", regex.V1)
+_CLUSTER = regex.compile(r"\X")
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u2060\ufeff"))
+"""Soft hyphen, zero-width space, word joiner and byte-order mark: dropped, so a word they sit in stays whole."""
 
 # A small English stop list (function words only); lexical scoring ignores these.
 STOPWORDS = frozenset(
@@ -24,17 +35,38 @@ STOPWORDS = frozenset(
 
 
 def words(text: str) -> list[str]:
-    """Lower-cased word tokens; CJK characters become one token each."""
-    found = _WORD.findall(text.lower())
-    if not _CJK.search(text):
-        return found
+    """Lower-cased word tokens of ``text`` read as Unicode NFKC, soft hyphens and zero-width
+    characters dropped (so NFC and NFD copies, fullwidth ``２０２３`` and ``2023`` read the same).
+
+    A CJK character is one token, other runs of word characters (marks included) stay whole. A run
+    of Thai, Lao, Khmer or Myanmar letters, written without spaces between words, becomes its
+    overlapping pairs of characters (:func:`_pairs`), as a search engine indexes such text without
+    a dictionary: a word of the query shares its pairs with the same word in a sentence.
+
+    >>> words("2023年收入"), words("दिल्ली"), words("ก้านกล้วย")
+    (['2023', '年', '收', '入'], ['दिल्ली'], ['ก้า', 'าน', 'นก', 'กล้', 'ล้ว', 'วย'])
+    """
+    if text.isascii():  # the common case, and already in normal form
+        return _WORD.findall(text.lower())
+    text = unicodedata.normalize("NFKC", text.translate(_INVISIBLE)).lower()
     out: list[str] = []
-    for w in found:
-        if _CJK.search(w):
-            out.extend(ch for ch in w)
+    for m in _TOKEN.finditer(text):
+        if m.group("unspaced") is None:
+            out.append(m.group())
         else:
-            out.append(w)
+            out.extend(_pairs(m.group()))
     return out
+
+
+def _pairs(run: str) -> list[str]:
+    """Overlapping pairs of the characters of ``run``, a character being a letter with its marks
+    (a grapheme cluster), so no mark stands alone; a one-character run is its own token.
+
+    >>> _pairs("สนามบิน")
+    ['สน', 'นา', 'าม', 'มบิ', 'บิน']
+    """
+    chars = _CLUSTER.findall(run)
+    return [a + b for a, b in zip(chars, chars[1:])] or chars
 
 
 def content_words(text: str) -> list[str]:
@@ -45,22 +77,23 @@ def content_words(text: str) -> list[str]:
 _SPACE = re.compile(r"\s+", re.UNICODE)
 _NUMBER = re.compile(r"\d")
 # A run of capitalized words (allowing inner "of", "the", "de", ... and digits), e.g. "Chief of Protocol".
-_ENTITY = re.compile(
+# (the regex module's \w, which takes in combining marks: a decomposed "Zürich" is one word)
+_ENTITY = regex.compile(
     r"(?<![\w])(?:[A-Z][\w'’.-]*|\d[\w.,]*)(?:\s+(?:(?:of|the|de|la|von|van|and|du|del|der)\s+){0,2}(?:[A-Z][\w'’.-]*|\d[\w.,]*))*",
-    re.UNICODE,
 )
 
 
 def normalized(text: str) -> str:
     """Text folded for duplicate detection: NFKC, case-folded, punctuation dropped, spaces collapsed.
 
+    Combining marks stay (Devanagari's vowel signs tell "किला" from "कोला"); soft hyphens and
+    zero-width characters go, as in :func:`words`.
+
     >>> normalized("The  Eiffel Tower, completed in 1889!") == normalized("the eiffel tower completed in 1889")
     True
     """
-    import unicodedata
-
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    folded = "".join(ch if ch.isalnum() or ch.isspace() else " " for ch in folded)
+    folded = unicodedata.normalize("NFKC", text.translate(_INVISIBLE)).casefold()
+    folded = "".join(ch if ch.isalnum() or ch.isspace() or unicodedata.category(ch)[0] == "M" else " " for ch in folded)
     return _SPACE.sub(" ", folded).strip()
 
 

@@ -208,10 +208,13 @@ class SentenceSelector:
 
         ``keys``: each sentence's :func:`repeat_key`; a sentence another chunk's taken one says is not taken.
 
-        The greedy pass counts each sentence, joiner and header alone, an upper bound of the
+        The greedy pass counts each sentence, joiner and header alone, mostly an upper bound of the
         rendered count. When the context can count the rendering exactly and the pass overstated
         it, the pass runs again with the difference as extra room, and its choice is kept if its
-        exact count still fits the target.
+        exact count still fits the target. When the pass understated it (tokens can merge across a
+        joiner: the space after ``[1]`` with the first byte of a CJK character), it runs again with
+        the overshoot as less room until the choice fits, so the packer never cuts the chosen
+        sentences in text order (dropping the best) while a smaller choice of whole ones fits.
         """
         target = self.target(sents, context)
         density = self.density * self.tight(sents, target, 2)
@@ -234,7 +237,13 @@ class SentenceSelector:
         chosen, chunk_order, used = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, target, context)
         layout = self.layout(chunks, sents, score, chosen, chunk_order)
         exact = context.rendered(layout, grouped=grouped) if context.budget is not None else None
-        if exact is None or exact >= used:
+        room = target
+        while exact is not None and exact > target and used > 0:  # understated: leave the overshoot out
+            room -= exact - target
+            chosen, chunk_order, used = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, room, context)
+            layout = self.layout(chunks, sents, score, chosen, chunk_order)
+            exact = context.rendered(layout, grouped=grouped)
+        if exact is None or exact >= used or room < target:
             return chosen, layout, target
         more, more_order, more_used = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, target + used - exact, context)
         if more_used > used:
