@@ -136,7 +136,7 @@ SENTENCES_FITTED: dict[str, Any] = {
     "redundancy": 0.0,
     "coverage": 0.2,
 }
-SENTENCES_FITTED_QUALITY: dict[str, Any] = {**SENTENCES_FITTED, "weights": "quality", "tight_sentences": 4}
+SENTENCES_FITTED_QUALITY: dict[str, Any] = {**SENTENCES_FITTED, "weights": "quality"}
 
 PRESETS["fitted"] = {
     "description": "experimental: near-dedupe, then sentences scored by the fitted (learned) scorer on cheap "
