@@ -9,8 +9,8 @@ lines joined to the first and last lines of code (so no sentence is a bare fence
 Line structure is read on :func:`line_view`, where a lone ``\\r`` (an old Mac line ending) counts
 as a line break and a ``\\r\\n`` as one; offsets are those of the text itself. Besides blingfire's
 stops, a sentence ends after ``。！？`` and the other scripts' full stops (:data:`STOPS`) with any
-closing quotes or brackets after them, and at a space before a letter of Thai, Lao, Khmer or
-Myanmar (after one of theirs, a digit or a Latin letter), whose sentences are separated that way.
+closing quotes or brackets after them, and at a space between two letters of Thai, Lao, Khmer or
+Myanmar, whose sentences are separated that way.
 
 >>> text = "Dr. Smith arrived. 東京は首都です。大阪は二番目です。\\n\\n| a | b |\\n| 1 | 2 |"
 >>> [text[s:e] for s, e in split_sentences(text)]
@@ -64,10 +64,9 @@ CLOSERS = "」』）”’》〉】"
 """Closing quotes and brackets that stay with the stop before them."""
 _SEA = "\u0e01-\u0e2e\u0e30-\u0e45\u0e47-\u0e7f\u0e80-\u0eff\u1000-\u109f\u1780-\u17ff\u19e0-\u19ff\ua9e0-\ua9ff\uaa60-\uaa7f"
 # a sentence ends after a stop and its closers (a fullwidth full stop not in a number), or at the
-# spaces before a letter of Thai, Lao, Myanmar or Khmer after one of theirs, a digit or a Latin
-# letter (Thai's ฯ and ๆ, an abbreviation and a repetition mark that a space always follows,
-# excepted): these scripts put a space around numbers and foreign words too, as in "ในปี 2542 สนามบิน"
-_STOP = re.compile(rf"(?:[{STOPS.replace('．', '')}]|．(?![0-9０-９]))+[{CLOSERS}]*|(?<=[{_SEA}0-9A-Za-z])[ \t]+(?=[{_SEA}])")
+# spaces between two letters of Thai, Lao, Myanmar or Khmer (Thai's ฯ and ๆ, an abbreviation and a
+# repetition mark that a space always follows, excepted)
+_STOP = re.compile(rf"(?:[{STOPS.replace('．', '')}]|．(?![0-9０-９]))+[{CLOSERS}]*|(?<=[{_SEA}])[ \t]+(?=[{_SEA}])")
 _OPENS_WITH_CLOSER = re.compile(rf"[{STOPS}{CLOSERS}]")
 # A very long "sentence" (no punctuation) is split further so that packing stays fine-grained.
 MAX_SENTENCE_CHARS = 1200
@@ -226,8 +225,7 @@ def blingfire_sentences(block: str) -> list[tuple[int, int]]:
 
 def _prose(text: str, start: int, end: int) -> list[tuple[int, int]]:
     """The sentences of the prose block ``text[start:end]``: blingfire's, each cut after a stop of
-    :data:`STOPS` with its closing quotes, and at a space before a Thai, Lao, Khmer or Myanmar letter
-    (after one of theirs, a digit or a Latin letter).
+    :data:`STOPS` with its closing quotes, and at a space between Thai, Lao, Khmer or Myanmar letters.
 
     blingfire keeps CJK sentences together when no space follows the stop, and cuts a closing
     quote or a second stop (``。」``, ``？！``) off into the next sentence; those are put back first.

@@ -77,10 +77,9 @@ def content_words(text: str) -> list[str]:
 _SPACE = re.compile(r"\s+", re.UNICODE)
 _NUMBER = re.compile(r"\d")
 # A run of capitalized words (allowing inner "of", "the", "de", ... and digits), e.g. "Chief of Protocol".
-# (the regex module's \w, which takes in combining marks: a decomposed "Zürich" is one word)
-_ENTITY = regex.compile(
-    r"(?<![\w])(?:[A-Z][\w'’.-]*|\d[\w.,]*)(?:\s+(?:(?:of|the|de|la|von|van|and|du|del|der)\s+){0,2}(?:[A-Z][\w'’.-]*|\d[\w.,]*))*",
-)
+_ENTITY_PATTERN = r"(?<![\w])(?:[A-Z][\w'’.-]*|\d[\w.,]*)(?:\s+(?:(?:of|the|de|la|von|van|and|du|del|der)\s+){0,2}(?:[A-Z][\w'’.-]*|\d[\w.,]*))*"
+_ENTITY_ASCII = re.compile(_ENTITY_PATTERN)  # ASCII text (the common case: Python's re is twice as fast as regex here)
+_ENTITY = regex.compile(_ENTITY_PATTERN)  # other text: the regex module's \w takes in combining marks (a decomposed "Zürich" is one word)
 
 
 def normalized(text: str) -> str:
@@ -134,7 +133,7 @@ def entities(text: str) -> list[str]:
     >>> entities("She served as Chief of Protocol of the United States from 1976.")
     ['She', 'Chief of Protocol of the United States', '1976']
     """
-    return [m.group(0).rstrip(".,") for m in _ENTITY.finditer(text)]
+    return [m.group(0).rstrip(".,") for m in (_ENTITY_ASCII if text.isascii() else _ENTITY).finditer(text)]
 
 
 def has_number(text: str) -> bool:

@@ -92,13 +92,16 @@ def test_fullwidth_and_invisible_characters_fold_away():
     assert scores[1] > scores[0]
 
 
-# -- 6. Thai sentences after a number or a Latin word ------------------------------------------
+# -- 6. a Thai number keeps its unit ----------------------------------------------------------
 
-def test_thai_sentence_ends_at_a_space_after_a_number():
-    t = "รถไฟฟ้าเปิดให้บริการในปี 2542 สนามบินสุวรรณภูมิเป็นสนามบินหลัก ตลาดนัดจตุจักรเป็นตลาดขนาดใหญ่"
-    assert texts(t) == ["รถไฟฟ้าเปิดให้บริการในปี 2542", "สนามบินสุวรรณภูมิเป็นสนามบินหลัก", "ตลาดนัดจตุจักรเป็นตลาดขนาดใหญ่"]
-    assert texts("ในปี 2542 สนามบิน") == ["ในปี 2542", "สนามบิน"]
-    assert texts("Version 2542 released.") == ["Version 2542 released."]  # no Thai letter after: unchanged
+def test_a_thai_number_stays_with_its_unit():
+    # Thai puts a space around numbers and foreign words, so a space after a number does not end a
+    # sentence: splitting there read "about 10" apart from "million people" (a longer sentence is the
+    # lesser harm); a space between two Thai letters still does
+    assert texts("กรุงเทพมีประชากรประมาณ 10 ล้านคน") == ["กรุงเทพมีประชากรประมาณ 10 ล้านคน"]
+    assert texts("ราคา 500 บาทต่อคน") == ["ราคา 500 บาทต่อคน"]
+    assert texts("สนามบินสุวรรณภูมิเป็นสนามบินหลัก ตลาดนัดจตุจักรเป็นตลาดขนาดใหญ่") == [
+        "สนามบินสุวรรณภูมิเป็นสนามบินหลัก", "ตลาดนัดจตุจักรเป็นตลาดขนาดใหญ่"]
 
 
 # -- 4. the exact rendering longer than the greedy estimate -----------------------------------
