@@ -50,7 +50,7 @@ from optimizer.records import (
     with_article,
 )
 from optimizer.registry import make_stage
-from optimizer.render import Renderer, group_by_title
+from optimizer.render import Renderer, group_by_title, visible
 from optimizer.sentences import split_sentences
 from optimizer.stage import StageContext, StageOutput, stage_params
 from optimizer.tokenizer import HFTokenizer, TiktokenTokenizer, Tokenizer, get_tokenizer
@@ -414,9 +414,14 @@ class Pipeline:
         empty_note = _empty_share_note(asked, hard_budget, tokens_full)
         context = dataclasses.replace(context, budget=hard_budget)
         run_budget, adaptive_notes = self._run_budget(query, items, context)
+        whole = _is_whole_share(asked) and run_budget == hard_budget
+        if whole:  # the stages may render the chunks in another order, a token or two longer per block
+            run_budget = _whole_share_room(items, context, self.renderer.separator, tokens_full)
         context = dataclasses.replace(context, budget=run_budget)
         current, trace = self._run_stages(query, items, context)
         packed, pack_trace = self._pack(current, run_budget, context)
+        if whole:
+            run_budget, pack_trace = _whole_share_budget(pack_trace, packed.tokens, tokens_full)
         if self.adaptive is not None:
             pack_trace = dataclasses.replace(pack_trace, notes={**pack_trace.notes, "hard_budget": hard_budget, "adaptive": adaptive_notes})
         if empty_note:
@@ -466,10 +471,12 @@ class Pipeline:
             _check_unchanged(step_name, copies, copy_states, copies=True)
             reasons: Mapping[str, str] = {}
             notes: Mapping[str, Any] = {}
+            ranges: Mapping[str, Sequence[tuple[int, int, str]]] = {}
             if isinstance(output, StageOutput):
+                ranges = output.range_reasons if isinstance(output.range_reasons, Mapping) else {}
                 reasons, notes, output = _output_reasons(step_name, output), output.notes, _output_chunks(step_name, output)
             new = self._check_output(step_name, current, output)
-            trace.append(self._trace(step_name, current, new, ms, context, reasons, notes))
+            trace.append(self._trace(step_name, current, new, ms, context, reasons, notes, ranges))
             current = new
         return current, trace
 
@@ -528,6 +535,7 @@ class Pipeline:
         context: StageContext,
         reasons: Mapping[str, str],
         notes: Mapping[str, Any],
+        range_reasons: Mapping[str, Sequence[tuple[int, int, str]]] | None = None,
     ) -> StageTrace:
         after_by_id = {c.id: c for c in after}
         dropped: list[Drop] = []
@@ -538,8 +546,9 @@ class Pipeline:
                 dropped.append(Drop(c.id, reasons.get(c.id, removed)))
             elif new.kept_pieces != c.kept_pieces:
                 reason = reasons.get(c.id, removed)
+                ranges = (range_reasons or {}).get(c.id, ())
                 for s, e in _removed_ranges(c, new):
-                    dropped.append(Drop(c.id, reason, s, e))
+                    dropped.extend(Drop(c.id, why, a, b) for a, b, why in _split_by_reason(c.original_text, s, e, ranges, reason))
         return StageTrace(
             name=step,
             tokens_in=sum(context.count(c.text) for c in before),
@@ -761,6 +770,70 @@ def _config_step(i: int, step: Any) -> tuple[str, Any]:
         raise ValueError(f"step #{i} ({stage_name!r}): name must be a string, got {name!r}")
     stage = make_stage(stage_name, **params)
     return name or _step_name(stage), stage
+
+
+def _split_by_reason(text: str, start: int, end: int, ranges: Sequence[tuple[int, int, str]],
+                     default: str) -> list[tuple[int, int, str]]:
+    """``text[start:end]`` (a removed range) as ``(start, end, reason)`` pieces, each with its stage range reason or ``default``.
+
+    Adjacent removed sentences come back as one range; when one was a repeat and the next was cut
+    for the budget, each piece keeps its own reason. White space at a piece's ends is left out.
+
+    >>> _split_by_reason("Aa. Bb. Cc.", 0, 11, [(4, 7, "repeat")], "budget")
+    [(0, 3, 'budget'), (4, 7, 'repeat'), (8, 11, 'budget')]
+    """
+    cuts = sorted({start, end, *(p for a, b, _ in ranges for p in (a, b) if start < p < end)})
+    pieces: list[tuple[int, int, str]] = []
+    for a, b in zip(cuts, cuts[1:]):
+        why = next((r for s, e, r in ranges if s <= a and b <= e), default)
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        if a >= b:
+            continue
+        if pieces and pieces[-1][2] == why and not text[pieces[-1][1]:a].strip():
+            pieces[-1] = (pieces[-1][0], b, why)
+        else:
+            pieces.append((a, b, why))
+    return pieces
+
+
+def _is_whole_share(asked: Budget | None) -> bool:
+    """Whether ``asked`` is the share 1.0: the whole context, whatever order the stages render it in."""
+    return isinstance(asked, float) and asked == 1.0
+
+
+def _whole_share_room(items: Sequence[Chunk], context: StageContext, separator: str, tokens_full: int) -> int:
+    """Tokens the stages and the packer get at ``budget=1.0``: room for ``items`` rendered in any order.
+
+    The share resolves against the full context rendered in input order, but a stage that
+    reorders the chunks (a rerank) renders the same text differently: tokens merge at other
+    block joins and a title shared by neighbours may be printed twice. Against the input-order
+    count alone, the packer would cut a sentence and a select stage drop a whole chunk for one
+    or two tokens. This bound counts each block apart (its text, its header with the title, a
+    separator), as the stages' own estimates do, plus a token per block for a longer marker.
+    """
+    live = visible(items)
+    blocks = sum(context.count(c.text) + context.overhead([c]) for c in live)
+    joins = max(len(live) - 1, 0) * context.count(separator)
+    return max(tokens_full, blocks + joins + len(live))
+
+
+def _whole_share_budget(pack_trace: StageTrace, tokens: int, tokens_full: int) -> tuple[int, StageTrace]:
+    """The budget a ``budget=1.0`` run reports, and its ``pack`` trace saying so.
+
+    The full context's count, or the kept context's when the stages' order renders longer
+    than the input order (nothing is cut for the budget at a share of 1.0), with a note.
+    """
+    budget = max(tokens_full, tokens)
+    notes: dict[str, Any] = {**pack_trace.notes, "budget": budget}
+    if tokens > tokens_full:
+        notes["whole_share"] = (
+            f"budget=1.0 keeps everything the stages keep: in their order the context renders to {tokens} tokens, "
+            f"{tokens - tokens_full} more than the full context in input order ({tokens_full}), so the budget is {tokens}"
+        )
+    return budget, dataclasses.replace(pack_trace, notes=notes)
 
 
 def _empty_share_note(asked: Budget | None, tokens: int | None, tokens_full: int) -> str:

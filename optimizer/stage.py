@@ -199,11 +199,15 @@ class StageOutput:
     string (anything else is an error naming the step when the pipeline runs it); ``notes``
     hold plain values: numpy numbers and arrays, sets and tuples become JSON in
     :meth:`~optimizer.records.StageTrace.to_dict`, anything else is an error there naming the step.
+    ``range_reasons`` map a partly kept chunk's id to ``(start, end, reason)`` ranges of its
+    original text removed for another reason than its ``reasons`` entry (a repeat beside a cut
+    for the budget): the trace gives each removed range the reason of the range it lies in.
     """
 
     chunks: Sequence[Chunk]
     reasons: Mapping[str, str] = field(default_factory=dict)
     notes: Mapping[str, Any] = field(default_factory=dict)
+    range_reasons: Mapping[str, Sequence[tuple[int, int, str]]] = field(default_factory=dict)
 
     # behaves like its list of chunks, so calling a stage directly stays convenient
     def __iter__(self):  # type: ignore[no-untyped-def]

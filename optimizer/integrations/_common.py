@@ -92,25 +92,70 @@ def make_pipeline(
     return built, override
 
 
+def pipeline_settings(pipeline: Pipeline | None) -> tuple[Any, ...]:
+    """What a run of ``pipeline`` depends on, for :class:`PipelineCache` to notice a change made in place.
+
+    Objects are compared by identity (:func:`_same`) and held, so a freed one's ``id`` reused by a new
+    object cannot pass for it; the budget and name by value.
+    """
+    if pipeline is None:
+        return (None,)
+    steps = tuple(getattr(pipeline, "steps", ()))
+    fields = (getattr(pipeline, name, None) for name in ("budget", "name", "tokenizer", "renderer", "adaptive"))
+    return (pipeline, *fields, tuple(n for n, _ in steps), tuple(s for _, s in steps))
+
+
+def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Element-wise: numbers and strings equal, everything else the very same object (no ``__eq__`` of stages or arrays)."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if isinstance(x, tuple) and isinstance(y, tuple):
+            if not _same(x, y):
+                return False
+        elif isinstance(x, (str, int, float)) and isinstance(y, (str, int, float)):
+            if type(x) is not type(y) or x != y:
+                return False
+        elif x is not y:
+            return False
+    return True
+
+
 class PipelineCache:
     """A wrapper's pipeline for its current settings, built again when one of them has changed.
 
     Framework objects are pydantic models whose fields a user may set after construction
-    (``post.budget = 200``, ``model_copy(update=...)``); the next call runs with the new values.
+    (``post.budget = 200``, ``post.pipeline = Pipeline.preset(...)``, ``model_copy(update=...)``);
+    the next call runs with the new values. The key holds the pipeline object itself, not its
+    ``id``: after ``post.pipeline = None`` the old pipeline is freed and a new one may get its id,
+    which ran the wrong preset. The key also holds the pipeline's own settings, so ``p.budget = 30``
+    on the pipeline you passed reaches the copy run with the framework's layout.
     """
 
     def __init__(self) -> None:
-        self._key: Any = None
+        self._key: tuple[Any, ...] | None = None
         self._built: tuple[Pipeline, Any] | None = None
+        self._wrapper: Any = None
+
+    def own(self, wrapper: Any) -> PipelineCache:
+        """This cache if it serves ``wrapper`` (or no one yet), else a new one for it.
+
+        ``model_copy`` shares private attributes with the original (pydantic copies them
+        shallowly); the copy then takes a cache of its own on its first call.
+        """
+        if self._wrapper is None:
+            self._wrapper = wrapper
+        return self if self._wrapper is wrapper else PipelineCache().own(wrapper)
 
     def get(self, pipeline: Pipeline | None, *, preset: str, budget: Any, tokenizer: str, owner: str,
             renderer: Renderer | None) -> tuple[Pipeline, Any]:
         """:func:`make_pipeline` of these settings, reused while they stay the same."""
-        key = (id(pipeline), preset, repr(budget), tokenizer, renderer)
-        if self._built is None or key != self._key:
-            self._built = make_pipeline(pipeline, preset=preset, budget=budget, tokenizer=tokenizer, owner=owner, renderer=renderer)
-            self._key = key
-        return self._built
+        key = (*pipeline_settings(pipeline), preset, repr(budget), tokenizer, renderer)
+        known, built = self._key, self._built
+        if built is None or known is None or not _same(key, known):
+            built = make_pipeline(pipeline, preset=preset, budget=budget, tokenizer=tokenizer, owner=owner, renderer=renderer)
+            self._key, self._built = key, built
+        return built
 
 
 def _pick_pipeline(pipeline: Pipeline | None, *, preset: str, budget: Any, tokenizer: str, owner: str) -> tuple[Pipeline, Any]:

@@ -128,6 +128,7 @@ if BaseDocumentCompressor is not None:
 
         def _build(self) -> tuple[Pipeline, Any]:
             """The pipeline and budget override for the current settings (rebuilt when one was changed)."""
+            self._pipelines = self._pipelines.own(self)
             return self._pipelines.get(self.pipeline, preset=self.preset, budget=self.budget, tokenizer=self.tokenizer,
                                        owner="RagtrimCompressor", renderer=LANGCHAIN_RENDERER if self.render == "langchain" else None)
 

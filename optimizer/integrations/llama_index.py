@@ -253,6 +253,7 @@ class RagtrimPostprocessor(BaseNodePostprocessor):
 
     def _build(self) -> tuple[Pipeline, Any]:
         """The pipeline and budget override for the current settings (rebuilt when one was changed)."""
+        self._pipelines = self._pipelines.own(self)
         return self._pipelines.get(self.pipeline, preset=self.preset, budget=self.budget, tokenizer=self.tokenizer,
                                    owner="RagtrimPostprocessor", renderer=LLAMA_INDEX_RENDERER if self.render == "llama_index" else None)
 
@@ -369,8 +370,31 @@ def _kept_node(original: NodeWithScore, text: str, spans: Sequence[tuple[int, in
     return out
 
 
+def _forwarded(name: str) -> property:
+    """A :class:`RagtrimRetriever` setting kept on its postprocessor, so setting it on the retriever applies from the next call.
+
+    Before, the retriever took the settings once into its postprocessor: ``retriever.budget = 40``
+    made a plain attribute that nothing read.
+    """
+
+    def get(self: RagtrimRetriever) -> Any:
+        return getattr(self.postprocessor, name)
+
+    def assign(self: RagtrimRetriever, value: Any) -> None:
+        if name == "title_key" and not isinstance(value, (str, type(None))):
+            value = list(value)
+        setattr(self.postprocessor, name, value)
+
+    doc = f"The postprocessor's ``{name}`` (see :class:`RagtrimPostprocessor`); a new value applies from the next call."
+    return property(get, assign, doc=doc)
+
+
 class RagtrimRetriever(BaseRetriever):
     """Wrap any LlamaIndex retriever so it returns budget-fitted nodes (sync and async).
+
+    The settings (``budget``, ``pipeline``, ``preset``, ``tokenizer``, ``title_key``,
+    ``reuse_embeddings``, ``non_text``, ``render``, ``on_result``) live on :attr:`postprocessor`;
+    setting one on the retriever sets it there and applies from the next call.
 
     >>> from llama_index.core.schema import NodeWithScore, TextNode
     >>> class Fixed(BaseRetriever):
@@ -416,6 +440,16 @@ class RagtrimRetriever(BaseRetriever):
             render=render,
             on_result=on_result,
         )
+
+    budget = _forwarded("budget")
+    pipeline = _forwarded("pipeline")
+    preset = _forwarded("preset")
+    tokenizer = _forwarded("tokenizer")
+    title_key = _forwarded("title_key")
+    reuse_embeddings = _forwarded("reuse_embeddings")
+    non_text = _forwarded("non_text")
+    render = _forwarded("render")
+    on_result = _forwarded("on_result")
 
     @property
     def last_result(self) -> Optional[Result]:

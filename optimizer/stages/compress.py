@@ -576,7 +576,8 @@ class SentenceExtract(Stage):
         by = "an earlier rerank's relevance" if _rerank_prior(chunks) is not None else "BM25 and the retriever's score"
         reason = f"sentences: not among the {len(picked)} best of {len(chunks)} chunks by {by}"
         reasons = {**{c.id: reason for i, c in enumerate(chunks) if i not in keep}, **out.reasons}
-        return StageOutput(out.chunks, reasons=reasons, notes={**out.notes, "candidates": len(picked), "chunks_in": len(chunks)})
+        return StageOutput(out.chunks, reasons=reasons, notes={**out.notes, "candidates": len(picked), "chunks_in": len(chunks)},
+                           range_reasons=out.range_reasons)
 
     def _candidate_indices(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> list[int]:
         """Indices of the ``candidates`` best chunks (ties: the earlier given), and after them the next best

@@ -41,6 +41,8 @@ CUT_REASON = "sentences: lower-scoring sentences left out for the budget"
 """The trace's reason for a chunk the selection kept only part of."""
 REPEAT_REASON = "sentences: every sentence already kept, word for word, from another chunk"
 """The trace's reason for a chunk none of whose sentences was kept because others already say them all."""
+SENTENCE_REPEAT_REASON = "sentences: already kept, word for word, from another chunk"
+"""The trace's reason for a sentence range of a partly kept chunk that another chunk's kept sentence says."""
 
 
 def _offers(total: np.ndarray, left: np.ndarray) -> Iterator[int]:
@@ -320,9 +322,28 @@ class SentenceSelector:
             if ci not in chosen and c.text.strip()
         }
         per_chunk = Counter(s.chunk for s in sents)
+        ranges: dict[str, list[tuple[int, int, str]]] = {}
         for ci in chosen:
             if len(chosen[ci]) < per_chunk[ci]:
-                reasons[chunks[ci].id] = CUT_REASON
+                repeated = _repeated_elsewhere(sents, keys, chosen, ci)
+                reasons[chunks[ci].id] = CUT_REASON if _cut_for_budget(sents, chosen[ci], repeated, ci) else SENTENCE_REPEAT_REASON
+                if repeated:
+                    ranges[chunks[ci].id] = [(sents[i].start, sents[i].end, SENTENCE_REPEAT_REASON) for i in repeated]
         notes = {"sentences_in": len(sents), "sentences_kept": sum(len(v) for v in chosen.values()), "target_tokens": target}
-        return StageOutput(layout, reasons=reasons, notes=notes)
+        return StageOutput(layout, reasons=reasons, notes=notes, range_reasons=ranges)
+
+
+def _repeated_elsewhere(sents: Sequence[Sentence], keys: Sequence[str | None], chosen: dict[int, list[int]], ci: int) -> list[int]:
+    """Chunk ``ci``'s left-out sentences that a sentence kept from another chunk says word for word.
+
+    They went as repeats, not for the budget, and the trace says so per range.
+    """
+    said = {keys[i] for cj, picks in chosen.items() if cj != ci for i in picks} - {None}
+    taken = set(chosen[ci])
+    return [i for i, s in enumerate(sents) if s.chunk == ci and i not in taken and keys[i] in said]
+
+
+def _cut_for_budget(sents: Sequence[Sentence], picks: Sequence[int], repeated: Sequence[int], ci: int) -> bool:
+    """Whether chunk ``ci`` lost a sentence that was not a repeat (one left out for the budget)."""
+    return sum(1 for s in sents if s.chunk == ci) > len(picks) + len(repeated)
 
