@@ -85,6 +85,16 @@ def test_each_removed_range_gets_its_own_reason():
     assert result.tokens <= result.budget
 
 
+def test_a_repeat_in_a_paragraph_view_keeps_its_reason():
+    """A markdown chunk is selected paragraph by paragraph, then merged back; the repeats' ranges keep their reason there too."""
+    history = "# History\n\nParis is the capital of France. It is old.\n\n# Weather\n\nThe weather was mild.\n\nParis is the capital of France."
+    chunks = [REPEAT_CHUNKS[0], {"id": "b", "title": "Paris history", "text": history}]
+    result = Pipeline.preset("default", budget=500).run("Tell me about Paris", chunks)
+    assert result.trace[1].notes.get("paragraph_views") is True
+    b_drops = [(history[d.start:d.end], d.reason) for d in result.dropped if d.chunk_id == "b"]
+    assert b_drops == [(PARIS, SENTENCE_REPEAT_REASON), (PARIS, SENTENCE_REPEAT_REASON)]
+
+
 # -- the LlamaIndex retriever's settings ---------------------------------------------------------
 
 def _nodes(n: int = 5):

@@ -337,7 +337,7 @@ class ParagraphViews:
 
         A kept paragraph brings its heading line along. A chunk some of whose views were kept
         is not reported dropped; one that lost text gets the sentence stage's reason for a
-        partly kept chunk.
+        partly kept chunk, and its ranges removed as repeats keep theirs (``range_reasons``).
         """
         merged = self._merged(out.chunks)
         kept = {m.id for m in merged}
@@ -346,7 +346,8 @@ class ParagraphViews:
             if m.kept_pieces != self.given[m.id].kept_pieces:
                 reasons[m.id] = CUT_REASON
         note = "paragraph_views" if self.split else "fence_views"
-        return StageOutput(group_by_title(merged) if grouped else merged, reasons=reasons, notes={**out.notes, note: True})
+        return StageOutput(group_by_title(merged) if grouped else merged, reasons=reasons, notes={**out.notes, note: True},
+                           range_reasons={i: r for i, r in out.range_reasons.items() if r and i in kept})
 
     def _merged(self, views: Sequence[Chunk]) -> list[Chunk]:
         """Kept ``views`` as one chunk per input chunk, in first-kept order, with their frame lines and best relevance."""

@@ -323,14 +323,16 @@ class SentenceSelector:
         }
         per_chunk = Counter(s.chunk for s in sents)
         ranges: dict[str, list[tuple[int, int, str]]] = {}
-        for ci in chosen:
-            if len(chosen[ci]) < per_chunk[ci]:
+        for ci in per_chunk:  # a paragraph view left out whole still marks its repeats in the chunk it is part of
+            picks = chosen.get(ci, [])
+            if len(picks) < per_chunk[ci]:
                 repeated = _repeated_elsewhere(sents, keys, chosen, ci)
-                reasons[chunks[ci].id] = CUT_REASON if _cut_for_budget(sents, chosen[ci], repeated, ci) else SENTENCE_REPEAT_REASON
-                if repeated:
-                    ranges[chunks[ci].id] = [(sents[i].start, sents[i].end, SENTENCE_REPEAT_REASON) for i in repeated]
+                if ci in chosen:
+                    reasons[chunks[ci].id] = CUT_REASON if _cut_for_budget(sents, picks, repeated, ci) else SENTENCE_REPEAT_REASON
+                # paragraph views of one chunk share its id and offsets: their ranges add up
+                ranges.setdefault(chunks[ci].id, []).extend((sents[i].start, sents[i].end, SENTENCE_REPEAT_REASON) for i in repeated)
         notes = {"sentences_in": len(sents), "sentences_kept": sum(len(v) for v in chosen.values()), "target_tokens": target}
-        return StageOutput(layout, reasons=reasons, notes=notes, range_reasons=ranges)
+        return StageOutput(layout, reasons=reasons, notes=notes, range_reasons={i: r for i, r in ranges.items() if r})
 
 
 def _repeated_elsewhere(sents: Sequence[Sentence], keys: Sequence[str | None], chosen: dict[int, list[int]], ci: int) -> list[int]:
@@ -339,7 +341,7 @@ def _repeated_elsewhere(sents: Sequence[Sentence], keys: Sequence[str | None], c
     They went as repeats, not for the budget, and the trace says so per range.
     """
     said = {keys[i] for cj, picks in chosen.items() if cj != ci for i in picks} - {None}
-    taken = set(chosen[ci])
+    taken = set(chosen.get(ci, ()))
     return [i for i, s in enumerate(sents) if s.chunk == ci and i not in taken and keys[i] in said]
 
 
