@@ -548,7 +548,10 @@ class Pipeline:
                 reason = reasons.get(c.id, removed)
                 ranges = (range_reasons or {}).get(c.id, ())
                 for s, e in _removed_ranges(c, new):
-                    dropped.extend(Drop(c.id, why, a, b) for a, b, why in _split_by_reason(c.original_text, s, e, ranges, reason))
+                    if ranges:  # some ranges went for another reason (a repeat beside a cut for the budget)
+                        dropped.extend(Drop(c.id, why, a, b) for a, b, why in _split_by_reason(c.original_text, s, e, ranges, reason))
+                    else:
+                        dropped.append(Drop(c.id, reason, s, e))
         return StageTrace(
             name=step,
             tokens_in=sum(context.count(c.text) for c in before),

@@ -26,7 +26,6 @@ chunk's ``relevance`` is its best sentence's score.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -321,31 +320,35 @@ class SentenceSelector:
             for ci, c in enumerate(chunks)
             if ci not in chosen and c.text.strip()
         }
-        per_chunk = Counter(s.chunk for s in sents)
+        of_chunk: dict[int, list[int]] = {}
+        for i, s in enumerate(sents):
+            of_chunk.setdefault(s.chunk, []).append(i)
+        sayers = _sayers(keys, chosen)
         ranges: dict[str, list[tuple[int, int, str]]] = {}
-        for ci in per_chunk:  # a paragraph view left out whole still marks its repeats in the chunk it is part of
+        for ci, own in of_chunk.items():  # a paragraph view left out whole still marks its repeats in the chunk it is part of
             picks = chosen.get(ci, [])
-            if len(picks) < per_chunk[ci]:
-                repeated = _repeated_elsewhere(sents, keys, chosen, ci)
-                if ci in chosen:
-                    reasons[chunks[ci].id] = CUT_REASON if _cut_for_budget(sents, picks, repeated, ci) else SENTENCE_REPEAT_REASON
+            if len(picks) < len(own):
+                taken = set(picks)
+                repeated = [i for i in own if i not in taken and any(cj != ci for cj in sayers.get(keys[i], ()))]
+                if ci in chosen:  # a sentence left out that was not a repeat went for the budget
+                    reasons[chunks[ci].id] = CUT_REASON if len(own) > len(picks) + len(repeated) else SENTENCE_REPEAT_REASON
                 # paragraph views of one chunk share its id and offsets: their ranges add up
                 ranges.setdefault(chunks[ci].id, []).extend((sents[i].start, sents[i].end, SENTENCE_REPEAT_REASON) for i in repeated)
         notes = {"sentences_in": len(sents), "sentences_kept": sum(len(v) for v in chosen.values()), "target_tokens": target}
         return StageOutput(layout, reasons=reasons, notes=notes, range_reasons={i: r for i, r in ranges.items() if r})
 
 
-def _repeated_elsewhere(sents: Sequence[Sentence], keys: Sequence[str | None], chosen: dict[int, list[int]], ci: int) -> list[int]:
-    """Chunk ``ci``'s left-out sentences that a sentence kept from another chunk says word for word.
+def _sayers(keys: Sequence[str | None], chosen: dict[int, list[int]]) -> dict[str, set[int]]:
+    """For each kept sentence's :func:`repeat_key`, the chunks whose kept sentences say it.
 
-    They went as repeats, not for the budget, and the trace says so per range.
+    A chunk's left-out sentence that another chunk's kept sentence says went as a repeat, not for
+    the budget, and the trace says so per range (one pass over the kept sentences, so the trace
+    costs time linear in the sentences however many chunks there are).
     """
-    said = {keys[i] for cj, picks in chosen.items() if cj != ci for i in picks} - {None}
-    taken = set(chosen.get(ci, ()))
-    return [i for i, s in enumerate(sents) if s.chunk == ci and i not in taken and keys[i] in said]
-
-
-def _cut_for_budget(sents: Sequence[Sentence], picks: Sequence[int], repeated: Sequence[int], ci: int) -> bool:
-    """Whether chunk ``ci`` lost a sentence that was not a repeat (one left out for the budget)."""
-    return sum(1 for s in sents if s.chunk == ci) > len(picks) + len(repeated)
+    out: dict[str, set[int]] = {}
+    for cj, picks in chosen.items():
+        for i in picks:
+            if keys[i] is not None:
+                out.setdefault(keys[i], set()).add(cj)
+    return out
 
