@@ -93,9 +93,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         ],
     },
     "default": {
-        "description": "recommended: cut near-duplicates to what they add, then pick sentences by BM25 + static embeddings "
-        "+ a hybrid chunk prior with a second hop, covering the query's words, to fill the budget (no LLM, no MiniLM)",
+        "description": "recommended: trim the overlap of sliding windows, cut near-duplicates to what they add, then pick "
+        "sentences by BM25 + static embeddings + a hybrid chunk prior with a second hop, covering the query's words, "
+        "to fill the budget (no LLM, no MiniLM)",
         "steps": [
+            {"stage": "dedupe-overlaps"},
             {"stage": "dedupe-near"},
             {"stage": "compress-sentences", "params": SENTENCES_DEFAULT},
         ],
@@ -103,6 +105,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quality": {
         "description": "higher quality, slower: as default, with MiniLM sentence embeddings (int8 ONNX)",
         "steps": [
+            {"stage": "dedupe-overlaps"},
             {"stage": "dedupe-near"},
             {"stage": "compress-sentences", "params": SENTENCES_QUALITY},
         ],
@@ -117,6 +120,7 @@ PRESETS["thorough"] = {
     "description": "experimental, slowest, needs ragtrim[reader]: as quality, with the 8 best chunks reranked by the packaged "
     "Gemma's likelihood of the question given each passage (UPR; seconds per question)",
     "steps": [
+        {"stage": "dedupe-overlaps"},
         {"stage": "dedupe-near"},
         {"stage": "rerank-lm", "params": {"candidates": 8, "passage_tokens": 128}},
         {"stage": "compress-sentences", "params": SENTENCES_QUALITY},
@@ -139,13 +143,21 @@ SENTENCES_FITTED: dict[str, Any] = {
 SENTENCES_FITTED_QUALITY: dict[str, Any] = {**SENTENCES_FITTED, "weights": "quality"}
 
 PRESETS["fitted"] = {
-    "description": "experimental: near-dedupe, then sentences scored by the fitted (learned) scorer on cheap "
-    "features (BM25, static embeddings, chunk prior, second hop, position; the retriever's score when given)",
-    "steps": [{"stage": "dedupe-near"}, {"stage": "compress-sentences", "params": SENTENCES_FITTED}],
+    "description": "experimental: window-overlap trim and near-dedupe, then sentences scored by the fitted (learned) "
+    "scorer on cheap features (BM25, static embeddings, chunk prior, second hop, position; the retriever's score when given)",
+    "steps": [
+        {"stage": "dedupe-overlaps"},
+        {"stage": "dedupe-near"},
+        {"stage": "compress-sentences", "params": SENTENCES_FITTED},
+    ],
 }
 PRESETS["fitted-quality"] = {
     "description": "experimental: as fitted, with int8 MiniLM sentence features fused in by the learned weights",
-    "steps": [{"stage": "dedupe-near"}, {"stage": "compress-sentences", "params": SENTENCES_FITTED_QUALITY}],
+    "steps": [
+        {"stage": "dedupe-overlaps"},
+        {"stage": "dedupe-near"},
+        {"stage": "compress-sentences", "params": SENTENCES_FITTED_QUALITY},
+    ],
 }
 
 

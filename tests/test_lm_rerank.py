@@ -18,7 +18,7 @@ def test_settings_are_checked_with_the_value_named():
 
 def test_the_thorough_preset_puts_the_lm_between_dedupe_and_sentences():
     steps = [s["stage"] for s in Pipeline.preset("thorough").to_config()["steps"]]
-    assert steps == ["dedupe-near", "rerank-lm", "compress-sentences"]
+    assert steps == ["dedupe-overlaps", "dedupe-near", "rerank-lm", "compress-sentences"]
 
 
 @pytest.fixture(scope="session")

@@ -131,8 +131,7 @@ def test_default_on_many_chunks_leaves_random_alone_and_drops_the_same_near_dupl
     info = lsh_bands.cache_info()
     assert (info.misses, info.hits) == (1, 1)  # searched once, then cached
     for result in results:
-        near = result.trace[0]
-        assert near.name == "dedupe-near"
+        near = next(step for step in result.trace if step.name == "dedupe-near")
         assert {d.chunk_id: d.reason for d in near.dropped} == _expected_near_reasons()
     out = NearDedupe()("q", chunks, StageContext.default())
     assert dict(out.reasons) == _expected_near_reasons()

@@ -156,7 +156,7 @@ def test_default_reads_an_untitled_long_chunk_by_its_headings(budget):
 
 def test_presets_read_long_chunks_by_paragraph_and_leave_others_alone():
     for name in ("default", "quality"):
-        params = Pipeline.preset(name).to_config()["steps"][1]["params"]
+        params = Pipeline.preset(name).to_config()["steps"][-1]["params"]
         assert params["paragraphs"] is True
     assert paragraph_views([Chunk(id="a", text="One line.\nAnother line.", title="T")]) is None
 

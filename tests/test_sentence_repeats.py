@@ -33,7 +33,8 @@ def test_a_sentence_is_kept_once_whichever_chunk_says_it(preset, budget):
     assert result.tokens <= result.budget
     if budget == 1.0:  # everything else fits: only the repeat goes, and the trace says why
         assert result.text.count(FIRST) == 1 and "Radium is highly radioactive." in result.text
-        assert ("curie-2", REPEAT_REASON) in [(d.chunk_id, d.reason) for d in result.dropped]
+        reasons = [d.reason for d in result.dropped if d.chunk_id == "curie-2"]  # dedupe-overlaps finds it inside curie-1 first
+        assert reasons in ([REPEAT_REASON], ["contained in curie-1"])
 
 
 def test_a_line_a_chunk_repeats_itself_is_kept():

@@ -24,8 +24,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -582,7 +583,9 @@ class MergeOverlaps(Stage):
     ``min_overlap`` characters long. The lower-ranked chunk keeps only its new part, cut
     with :meth:`Chunk.keep`, so provenance stays exact; a chunk wholly inside another is
     dropped. Text detection only pairs chunks of the same title (or both untitled) unless
-    ``same_title_only`` is False.
+    ``same_title_only`` is False. Candidate pairs come from lookups (windows of one document
+    by offset, chunks holding another's first ``min_overlap`` characters), not from comparing
+    every pair, so a thousand windows cost milliseconds.
 
     >>> from optimizer import Chunk
     >>> from optimizer.stage import StageContext
@@ -610,14 +613,20 @@ class MergeOverlaps(Stage):
         self.start_key = start_key
         self.same_title_only = yes_no(same_title_only, f"{self.name}: same_title_only (pair chunks of one title only)")
 
+    def _start(self, chunk: Chunk) -> int | None:
+        """The chunk's character offset in its document, or None when absent or not a number."""
+        try:
+            return int(chunk.metadata[self.start_key])
+        except (KeyError, TypeError, ValueError, OverflowError):
+            return None
+
     def _meta_overlap(self, hi: Chunk, lo: Chunk) -> tuple[int, int] | None:
         """Range of ``lo``'s original text also covered by ``hi``, from document offsets."""
         mh, ml = hi.metadata, lo.metadata
         if self.doc_key not in mh or self.doc_key not in ml or mh[self.doc_key] != ml[self.doc_key]:
             return None
-        try:
-            hs, ls = int(mh[self.start_key]), int(ml[self.start_key])
-        except (KeyError, TypeError, ValueError):
+        hs, ls = self._start(hi), self._start(lo)
+        if hs is None or ls is None:
             return None
         he, le = hs + len(hi.original_text), ls + len(lo.original_text)
         a, b = max(hs, ls), min(he, le)
@@ -626,6 +635,76 @@ class MergeOverlaps(Stage):
         if hi.original_text[a - hs : b - hs] != lo.original_text[a - ls : b - ls]:
             return None  # offsets do not describe these texts; fall back to text detection
         return a - ls, b - ls
+
+    def _meta_pairs(self, chunks: Sequence[Chunk]) -> Iterator[tuple[int, int]]:
+        """Pairs of chunks whose document offsets overlap: windows of one ``doc_key`` value, swept by start.
+
+        Only these pairs can get a range from :meth:`_meta_overlap`; a value that cannot be
+        hashed is paired with every chunk that carries a ``doc_key`` (it may equal any of them).
+        """
+        docs: dict[Any, list[tuple[int, int, int]]] = {}
+        loose: list[int] = []
+        keyed: list[int] = []
+        for i, c in enumerate(chunks):
+            if self.doc_key not in c.metadata:
+                continue
+            keyed.append(i)
+            start = self._start(c)
+            if start is None:
+                continue
+            try:
+                docs.setdefault(c.metadata[self.doc_key], []).append((start, start + len(c.original_text), i))
+            except TypeError:  # unhashable
+                loose.append(i)
+        for i in loose:
+            yield from ((i, j) for j in keyed if j != i)
+        for windows in docs.values():
+            windows.sort()
+            for k, (_, end, i) in enumerate(windows):
+                after = k + 1
+                while after < len(windows) and windows[after][0] < end:  # starts inside window i
+                    yield i, windows[after][2]
+                    after += 1
+
+    def _text_pairs(self, chunks: Sequence[Chunk]) -> Iterator[tuple[int, int]]:
+        """Pairs ``(i, j)`` of one title (any, without ``same_title_only``) where chunk ``i``'s first
+        ``min_overlap`` characters occur in chunk ``j``.
+
+        Every range :meth:`_text_overlap` finds (a window edge, or one text inside the other)
+        holds one chunk's ``min_overlap``-character prefix inside the other, so only these pairs
+        are compared, found without comparing every pair (:meth:`_prefixes_in`).
+        """
+        groups: dict[str | None, list[int]] = {}
+        for i, c in enumerate(chunks):
+            if len(c.original_text) >= self.min_overlap:
+                groups.setdefault(c.title if self.same_title_only else None, []).append(i)
+        for members in groups.values():
+            if len(members) > 1:
+                yield from self._prefixes_in([chunks[i].original_text for i in members], members)
+
+    def _prefixes_in(self, texts: Sequence[str], ids: Sequence[int]) -> Iterator[tuple[int, int]]:
+        """``(ids[a], ids[b])`` for texts ``a`` whose ``min_overlap``-character prefix occurs in text ``b``.
+
+        Near-linear: each prefix is indexed by its ``k``-character pieces at offsets
+        ``0 .. step-1``, and each text's pieces are read only every ``step`` characters. An
+        occurrence at ``q`` holds the piece read at the next multiple of ``step`` (at offset
+        below ``step``, ending within the prefix), so a prefix sharing no piece with a text
+        does not occur in it; one that does is checked in full.
+        """
+        m = self.min_overlap
+        step = max(1, m // 2)
+        k = m - step + 1
+        owners: dict[str, list[int]] = {}
+        for a, t in enumerate(texts):
+            owners.setdefault(t[:m], []).append(ids[a])
+        pieces: dict[str, list[str]] = {}
+        for prefix in owners:
+            for piece in {prefix[o : o + k] for o in range(step)}:
+                pieces.setdefault(piece, []).append(prefix)
+        for b, t in enumerate(texts):
+            shared = pieces.keys() & {t[p : p + k] for p in range(0, len(t) - k + 1, step)}
+            found = {prefix for piece in shared for prefix in pieces[piece] if prefix in t}
+            yield from ((i, ids[b]) for prefix in found for i in owners[prefix] if i != ids[b])
 
     def _text_overlap(self, hi: Chunk, lo: Chunk) -> tuple[int, int] | None:
         """Range of ``lo``'s original text that overlaps ``hi`` at a window boundary, or lies inside it."""
@@ -655,17 +734,33 @@ class MergeOverlaps(Stage):
             pos = b.find(probe, pos + 1)
         return best
 
+    def _candidates(self, chunks: Sequence[Chunk], rank: Sequence[int]) -> dict[int, list[int]]:
+        """For each chunk, the better-ranked chunks it may overlap, best first (all others cannot)."""
+        above: dict[int, set[int]] = {}
+        for pairs in (self._meta_pairs(chunks), self._text_pairs(chunks)):
+            for i, j in pairs:
+                hi, lo = (i, j) if rank[i] < rank[j] else (j, i)
+                above.setdefault(lo, set()).add(hi)
+        return {lo: sorted(his, key=rank.__getitem__) for lo, his in above.items()}
+
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
         order = _best_first(chunks)
+        rank = [0] * len(chunks)
+        for r, i in enumerate(order):
+            rank[i] = r
+        candidates = self._candidates(chunks, rank)
+        check = context.check_deadline  # a no-op in a run without a time limit
         current = {i: c for i, c in enumerate(chunks)}
         reasons: dict[str, str] = {}
-        for rank, lo_i in enumerate(order):
+        for n, lo_i in enumerate(order):
+            if n % _CHECK_EVERY == 0:
+                check(f"trimming window overlaps ({n} of {len(chunks)})")
             lo = chunks[lo_i]
             if not lo.text.strip():
                 continue
             removed: list[tuple[int, int]] = []
             by: list[str] = []
-            for hi_i in order[:rank]:
+            for hi_i in candidates.get(lo_i, ()):
                 hi = chunks[hi_i]
                 span = self._meta_overlap(hi, lo)
                 if span is None and (not self.same_title_only or hi.title == lo.title):
