@@ -170,13 +170,13 @@ def minmax(values: Sequence[float]) -> list[float]:
 
     >>> minmax([2.0, 4.0, 3.0])
     [0.0, 1.0, 0.5]
-    >>> minmax([0.99999994, 0.99999982])
-    [1.0, 1.0]
+    >>> minmax([0.99999994, 0.99999982]), minmax([1e-7, 9e-7, 5e-7])
+    ([1.0, 1.0], [0.0, 1.0, 0.5])
     """
     if not len(values):
         return []
     lo, hi = min(values), max(values)
-    if hi - lo <= 1e-6 * max(1.0, abs(hi), abs(lo)):
+    if hi - lo <= 1e-6 * max(abs(hi), abs(lo)):  # relative only: a signal on a tiny scale keeps its spread
         return [1.0 if hi > 0 else 0.0 for _ in values]
     return [(v - lo) / (hi - lo) for v in values]
 

@@ -23,6 +23,12 @@ _TOKEN = regex.compile(rf"[{_CJK}]|(?P<unspaced>[{_UNSPACED}]+)|[\w--[{_CJK}]--[
 _CLUSTER = regex.compile(r"\X")
 _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u2060\ufeff"))
 """Soft hyphen, zero-width space, word joiner and byte-order mark: dropped, so a word they sit in stays whole."""
+_HAS_INVISIBLE = re.compile("[\u00ad\u200b\u2060\ufeff]")
+# what Python's \w and the regex module's part ways on (marks, joiners, connectors other than "_", numbers
+# such as Bengali fractions, letter-like symbols), or a CJK or unspaced letter: text without any is read with
+# Python's re, the same words (but for letters newer than Python's Unicode tables)
+_NEEDS_REGEX = regex.compile(rf"[{_CJK}]|[{_UNSPACED}]|\p{{M}}|[\p{{Pc}}--_]|[\u200c\u200d]|\p{{No}}"
+                             r"|[\p{Alphabetic}--\p{L}--\p{Nl}]", regex.V1)
 
 # A small English stop list (function words only); lexical scoring ignores these.
 STOPWORDS = frozenset(
@@ -48,7 +54,11 @@ def words(text: str) -> list[str]:
     """
     if text.isascii():  # the common case, and already in normal form
         return _WORD.findall(text.lower())
-    text = unicodedata.normalize("NFKC", text.translate(_INVISIBLE)).lower()
+    if _HAS_INVISIBLE.search(text):
+        text = text.translate(_INVISIBLE)
+    text = unicodedata.normalize("NFKC", text).lower()
+    if not _NEEDS_REGEX.search(text):  # most accented text: Python's \w+ reads it as the regex module would, 4x faster
+        return _WORD.findall(text)
     out: list[str] = []
     for m in _TOKEN.finditer(text):
         if m.group("unspaced") is None:
@@ -91,7 +101,7 @@ def normalized(text: str) -> str:
     >>> normalized("The  Eiffel Tower, completed in 1889!") == normalized("the eiffel tower completed in 1889")
     True
     """
-    folded = unicodedata.normalize("NFKC", text.translate(_INVISIBLE)).casefold()
+    folded = unicodedata.normalize("NFKC", text.translate(_INVISIBLE) if _HAS_INVISIBLE.search(text) else text).casefold()
     folded = "".join(ch if ch.isalnum() or ch.isspace() or unicodedata.category(ch)[0] == "M" else " " for ch in folded)
     return _SPACE.sub(" ", folded).strip()
 

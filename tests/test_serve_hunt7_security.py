@@ -115,6 +115,11 @@ NAN_BODIES = [
     '{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"max_tokens":5,"metadata":{"a":NaN}}',
 ]
 
+OVERFLOW_BODIES = [
+    '{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"max_tokens":5,"temperature":1e999}',
+    '{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"max_tokens":5,"metadata":{"a":-1e999}}',
+]
+
 
 def post_raw(s: Stack, path: str, raw: str) -> httpx.Response:
     return httpx.post(f"{s.url}{path}", content=raw, headers={**s.auth(), "Content-Type": "application/json"}, timeout=30)
@@ -127,12 +132,15 @@ def test_nan_and_infinity_in_a_body_are_a_400_naming_them_with_a_row(tmp_path):
             assert r.status_code == 400, (raw, r.text)
             message = r.json()["error"]["message"]
             assert "NaN" in message and "Infinity" in message and "not JSON" in message, message
+        for raw in OVERFLOW_BODIES:  # valid JSON numbers that overflow a float to infinity
+            r = post_raw(s, "/v1/chat/completions", raw)
+            assert r.status_code == 400 and "too large for a 64-bit float" in r.json()["error"]["message"], (raw, r.text)
         r = post_raw(s, "/v1/optimize", '{"query":"q","chunks":[{"id":"a","text":"x","score":NaN}]}')
         assert r.status_code == 400 and "not JSON" in r.json()["error"]["message"], r.text
         assert s.calls == []
         rows = final_rows(s.service)
-        assert [(x["endpoint"], x["action"], x["status"]) for x in rows] == [("chat", "failed", 400)] * len(NAN_BODIES) + [
-            ("optimize", "failed", 400)]
+        assert [(x["endpoint"], x["action"], x["status"]) for x in rows] == [("chat", "failed", 400)] * (
+            len(NAN_BODIES) + len(OVERFLOW_BODIES)) + [("optimize", "failed", 400)]
         with s.service.engine.connect() as c:
             assert c.execute(reservations.select().where(reservations.c.state == "held")).all() == []
         assert post_raw(s, "/v1/chat/completions", NAN_BODIES[0].replace("NaN", "0.5")).status_code == 200

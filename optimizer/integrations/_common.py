@@ -133,8 +133,8 @@ class PipelineCache:
     """
 
     def __init__(self) -> None:
-        self._key: tuple[Any, ...] | None = None
-        self._built: tuple[Pipeline, Any] | None = None
+        # (key, built), read and replaced as one value: two attributes let a thread read a new key with the old pipeline
+        self._entry: tuple[tuple[Any, ...], tuple[Pipeline, Any]] | None = None
         self._wrapper: Any = None
 
     def own(self, wrapper: Any) -> PipelineCache:
@@ -151,10 +151,11 @@ class PipelineCache:
             renderer: Renderer | None) -> tuple[Pipeline, Any]:
         """:func:`make_pipeline` of these settings, reused while they stay the same."""
         key = (*pipeline_settings(pipeline), preset, repr(budget), tokenizer, renderer)
-        known, built = self._key, self._built
-        if built is None or known is None or not _same(key, known):
-            built = make_pipeline(pipeline, preset=preset, budget=budget, tokenizer=tokenizer, owner=owner, renderer=renderer)
-            self._key, self._built = key, built
+        entry = self._entry
+        if entry is not None and _same(key, entry[0]):
+            return entry[1]
+        built = make_pipeline(pipeline, preset=preset, budget=budget, tokenizer=tokenizer, owner=owner, renderer=renderer)
+        self._entry = (key, built)
         return built
 
 

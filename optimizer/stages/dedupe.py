@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -666,7 +666,7 @@ class MergeOverlaps(Stage):
                     yield i, windows[after][2]
                     after += 1
 
-    def _text_pairs(self, chunks: Sequence[Chunk]) -> Iterator[tuple[int, int]]:
+    def _text_pairs(self, chunks: Sequence[Chunk], check: Callable[[str], None] = _no_check) -> Iterator[tuple[int, int]]:
         """Pairs ``(i, j)`` of one title (any, without ``same_title_only``) where chunk ``i``'s first
         ``min_overlap`` characters occur in chunk ``j``.
 
@@ -680,31 +680,65 @@ class MergeOverlaps(Stage):
                 groups.setdefault(c.title if self.same_title_only else None, []).append(i)
         for members in groups.values():
             if len(members) > 1:
-                yield from self._prefixes_in([chunks[i].original_text for i in members], members)
+                yield from self._prefixes_in([chunks[i].original_text for i in members], members, check)
 
-    def _prefixes_in(self, texts: Sequence[str], ids: Sequence[int]) -> Iterator[tuple[int, int]]:
-        """``(ids[a], ids[b])`` for texts ``a`` whose ``min_overlap``-character prefix occurs in text ``b``.
+    def _prefixes_in(self, texts: Sequence[str], ids: Sequence[int], check: Callable[[str], None] = _no_check) -> Iterator[tuple[int, int]]:
+        """``(ids[u], ids[v])`` for texts ``u``, ``v`` that :meth:`_text_overlap` may find an overlap of.
 
-        Near-linear: each prefix is indexed by its ``k``-character pieces at offsets
-        ``0 .. step-1``, and each text's pieces are read only every ``step`` characters. An
-        occurrence at ``q`` holds the piece read at the next multiple of ``step`` (at offset
-        below ``step``, ending within the prefix), so a prefix sharing no piece with a text
-        does not occur in it; one that does is checked in full.
+        With ``m`` = ``min_overlap``, every such pair has an order where ``u``'s first ``m``
+        characters occur in ``v`` and either ``u``'s last ``m`` occur in ``v`` (``u`` inside ``v``) or
+        ``v``'s last ``m`` occur in ``u`` (``v`` ends with ``u``'s start): both occurrences are found
+        by lookups (:meth:`_found_in`), and each text is paired from the smaller of the two sets,
+        so texts sharing a boilerplate opening (or ending) are not paired with each other unless
+        they share both. ``check`` (the run's deadline) is called as the texts are read.
+        """
+        m = self.min_overlap
+        heads: dict[str, list[int]] = {}
+        tails: dict[str, list[int]] = {}
+        for u, t in enumerate(texts):
+            heads.setdefault(t[:m], []).append(u)
+            tails.setdefault(t[-m:], []).append(u)
+        heads_in = self._found_in(heads, texts, check)
+        tails_in = self._found_in(tails, texts, check)
+        hosts: dict[str, list[int]] = {}  # texts a tail occurs in
+        for v, found in enumerate(tails_in):
+            for tail in found:
+                hosts.setdefault(tail, []).append(v)
+        for v, t in enumerate(texts):
+            if v % _CHECK_EVERY == 0:
+                check(f"pairing window overlaps ({v} of {len(texts)})")
+            starting = [heads[h] for h in heads_in[v]]  # texts whose start occurs in v
+            ending = [tails[e] for e in tails_in[v]] + [hosts.get(t[-m:], [])]  # texts whose end is in v, or holding v's end
+            if sum(map(len, starting)) <= sum(map(len, ending)):
+                found = (u for group in starting for u in group
+                         if texts[u][-m:] in tails_in[v] or t[-m:] in tails_in[u])
+            else:
+                found = (u for group in ending for u in group if texts[u][:m] in heads_in[v])
+            yield from ((ids[u], ids[v]) for u in found if u != v)
+
+    def _found_in(self, keys: Mapping[str, Any], texts: Sequence[str], check: Callable[[str], None]) -> list[set[str]]:
+        """For each text, which of ``keys`` (strings of ``min_overlap`` characters, or shorter texts whole) occur in it.
+
+        Near-linear: each key is indexed by its ``k``-character pieces at offsets ``0 .. step-1``,
+        and each text's pieces are read only every ``step`` characters. An occurrence at ``q``
+        holds the piece read at the next multiple of ``step`` (at offset below ``step``, ending
+        within the key), so a key sharing no piece with a text does not occur in it; one that
+        does is checked in full.
         """
         m = self.min_overlap
         step = max(1, m // 2)
         k = m - step + 1
-        owners: dict[str, list[int]] = {}
-        for a, t in enumerate(texts):
-            owners.setdefault(t[:m], []).append(ids[a])
         pieces: dict[str, list[str]] = {}
-        for prefix in owners:
-            for piece in {prefix[o : o + k] for o in range(step)}:
-                pieces.setdefault(piece, []).append(prefix)
+        for key in keys:
+            for piece in {key[o : o + k] for o in range(step)}:
+                pieces.setdefault(piece, []).append(key)
+        out: list[set[str]] = []
         for b, t in enumerate(texts):
+            if b % _CHECK_EVERY == 0:
+                check(f"finding window overlaps ({b} of {len(texts)})")
             shared = pieces.keys() & {t[p : p + k] for p in range(0, len(t) - k + 1, step)}
-            found = {prefix for piece in shared for prefix in pieces[piece] if prefix in t}
-            yield from ((i, ids[b]) for prefix in found for i in owners[prefix] if i != ids[b])
+            out.append({key for piece in shared for key in pieces[piece] if key in t})
+        return out
 
     def _text_overlap(self, hi: Chunk, lo: Chunk) -> tuple[int, int] | None:
         """Range of ``lo``'s original text that overlaps ``hi`` at a window boundary, or lies inside it."""
@@ -734,11 +768,13 @@ class MergeOverlaps(Stage):
             pos = b.find(probe, pos + 1)
         return best
 
-    def _candidates(self, chunks: Sequence[Chunk], rank: Sequence[int]) -> dict[int, list[int]]:
+    def _candidates(self, chunks: Sequence[Chunk], rank: Sequence[int], check: Callable[[str], None] = _no_check) -> dict[int, list[int]]:
         """For each chunk, the better-ranked chunks it may overlap, best first (all others cannot)."""
         above: dict[int, set[int]] = {}
-        for pairs in (self._meta_pairs(chunks), self._text_pairs(chunks)):
-            for i, j in pairs:
+        for pairs in (self._meta_pairs(chunks), self._text_pairs(chunks, check)):
+            for n, (i, j) in enumerate(pairs):
+                if n % 4096 == 4095:
+                    check("pairing window overlaps")
                 hi, lo = (i, j) if rank[i] < rank[j] else (j, i)
                 above.setdefault(lo, set()).add(hi)
         return {lo: sorted(his, key=rank.__getitem__) for lo, his in above.items()}
@@ -748,8 +784,8 @@ class MergeOverlaps(Stage):
         rank = [0] * len(chunks)
         for r, i in enumerate(order):
             rank[i] = r
-        candidates = self._candidates(chunks, rank)
         check = context.check_deadline  # a no-op in a run without a time limit
+        candidates = self._candidates(chunks, rank, check)
         current = {i: c for i, c in enumerate(chunks)}
         reasons: dict[str, str] = {}
         for n, lo_i in enumerate(order):
@@ -760,7 +796,9 @@ class MergeOverlaps(Stage):
                 continue
             removed: list[tuple[int, int]] = []
             by: list[str] = []
-            for hi_i in candidates.get(lo_i, ()):
+            for k, hi_i in enumerate(candidates.get(lo_i, ())):
+                if k % 512 == 511:  # copies of one text: every better-ranked copy is a candidate
+                    check(f"trimming window overlaps ({n} of {len(chunks)})")
                 hi = chunks[hi_i]
                 span = self._meta_overlap(hi, lo)
                 if span is None and (not self.same_title_only or hi.title == lo.title):

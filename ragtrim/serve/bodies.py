@@ -12,6 +12,7 @@ ragtrim.serve.errors.ApiError: budget must be a share of the full context in (0,
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -70,7 +71,7 @@ async def read_json(request: Any, limits: Limits) -> dict[str, Any]:
         raise too_large(f"request body is {int(declared)} bytes; the limit is {limits.max_body_bytes} (limits.max_body_bytes)")
     data = await _read_body(request, limits)
     try:
-        body = json.loads(data or b"null", parse_constant=_not_json)
+        body = json.loads(data or b"null", parse_constant=_not_json, parse_float=_finite)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"request body is not valid JSON: {exc}") from None
     except RecursionError:  # Python's decoder stops near 1,000 levels
@@ -103,6 +104,15 @@ async def _read_body(request: Any, limits: Limits) -> bytes:
         raise ApiError(CLIENT_LEFT, "client_closed_request", f"the client left while sending its request body "
                        f"({len(data)} bytes of {request.headers.get('content-length') or 'a chunked body'} read)") from None
     return bytes(data)
+
+
+def _finite(text: str) -> float:
+    """A JSON number as a float, refused when it overflows to infinity (``1e999``: valid JSON, but no float, and httpx
+    cannot send it on)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is too large for a 64-bit float; send a smaller number")
+    return value
 
 
 CLIENT_LEFT = 499  # the status of a request whose client left before its answer (nginx's; no client reads it)
