@@ -12,7 +12,10 @@ chunks with their pieces, and every trace step without its timing (tokens in and
 in and out, each dropped range with its reason, the notes). ``--near-copies`` adds, to each
 large case, near-copies of some of its passages (a word changed), so near-dedupe's MinHash
 LSH path has duplicates to find. ``diff`` compares two dumps line by line and exits 1 on
-any difference (printing the first ones).
+any difference (printing the first ones). ``changes`` says, per preset and budget, how many
+runs' text differs and the answer recall of the changed bundled-set runs before and after:
+
+    python bench/same_output.py changes a.jsonl b.jsonl
 """
 
 from __future__ import annotations
@@ -102,6 +105,34 @@ def diff(a: Path, b: Path, show: int = 5) -> int:
     return 1 if bad else 0
 
 
+def changes(a: Path, b: Path) -> None:
+    """Print, per preset and budget, how many runs' text differs between dumps ``a`` and ``b``, and the
+    answer recall (:func:`evals.metrics.answer_recall`) of the changed bundled-set runs before and after."""
+    from collections import Counter, defaultdict
+
+    from evals.metrics import answer_recall
+
+    answers: dict[str, Sequence[str]] = {}
+    rows = list(zip(map(json.loads, a.read_text(encoding="utf-8").splitlines()), map(json.loads, b.read_text(encoding="utf-8").splitlines())))
+    for name in (s for s in SETS if any(x["case"].startswith(s + "-") for x, _ in rows)):
+        answers.update({f"{name}-{ex.id}": ex.answers for ex in load_dataset(name).examples})
+    total, changed, recall = Counter(), Counter(), defaultdict(lambda: [0, 0, 0])
+    for x, y in rows:
+        key = (x["pipeline"], x["budget_arg"])
+        total[key] += 1
+        if x["text"] == y["text"]:
+            continue
+        changed[key] += 1
+        before = answer_recall(x["text"], answers[x["case"]]) if x["case"] in answers else None
+        if before is not None:
+            r = recall[key]
+            r[0], r[1], r[2] = r[0] + 1, r[1] + before, r[2] + answer_recall(y["text"], answers[x["case"]])
+    print(f"{sum(changed.values())} of {len(rows)} runs' text differs")
+    for key in sorted(changed, key=str):
+        n, before, after = recall.get(key, (0, 0, 0))
+        print(f"{key[0]} @ {key[1]}: {changed[key]} of {total[key]} changed; answer recall on the {n} that count: {before} -> {after}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -119,9 +150,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     c = sub.add_parser("diff")
     c.add_argument("a", type=Path)
     c.add_argument("b", type=Path)
+    ch = sub.add_parser("changes", help="runs whose text differs, per preset and budget, with answer recall before and after")
+    ch.add_argument("a", type=Path)
+    ch.add_argument("b", type=Path)
     args = ap.parse_args(argv)
     if args.cmd == "dump":
         dump(args)
+    elif args.cmd == "changes":
+        changes(args.a, args.b)
     else:
         raise SystemExit(diff(args.a, args.b))
 
