@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from optimizer import Chunk, Pipeline
 from optimizer.presets import preset_config
 from optimizer.stage import StageContext
-from optimizer.stages.dedupe import MergeOverlaps, _best_first
+from optimizer.stages.dedupe import MergeOverlaps, _best_first, trimmed
 
 SENTENCES = [
     "The Eiffel Tower was completed in March 1889 for the World's Fair.",
@@ -89,15 +89,7 @@ def _pairwise(stage: MergeOverlaps, chunks: Sequence[Chunk]) -> tuple[list[tuple
                 by.append(hi.id)
         if not removed:
             continue
-        keep = []
-        for s, e in lo.kept_pieces:
-            pieces = [(s, e)]
-            for rs, re_ in removed:
-                pieces = [p for ps, pe in pieces for p in ((ps, min(pe, rs)), (max(ps, re_), pe)) if p[0] < p[1]]
-            keep.extend(pieces)
-        new = lo.keep(keep)
-        current[lo_i] = new
-        reasons[lo.id] = f"overlaps {', '.join(by)}: repeated text trimmed" if new.text else f"contained in {', '.join(by)}"
+        current[lo_i], reasons[lo.id] = trimmed(lo, removed, by)  # the trim itself is shared: the candidates are what differ
     out = [current[i] for i in range(len(chunks)) if current[i].text or not chunks[i].text.strip()]
     return [(c.id, c.text, c.kept_pieces) for c in out], reasons
 

@@ -574,6 +574,18 @@ class SemanticDedupe(Stage):
         return faiss.IndexFlatIP(vecs.shape[1])
 
 
+def trimmed(lo: Chunk, removed: Sequence[tuple[int, int]], by: Sequence[str]) -> tuple[Chunk, str]:
+    """``lo`` without the ``removed`` ranges of its original text (what better-ranked chunks ``by`` already say), and the trace's reason."""
+    keep: list[tuple[int, int]] = []
+    for s, e in lo.kept_pieces:
+        pieces = [(s, e)]
+        for rs, re_ in removed:
+            pieces = [p for ps, pe in pieces for p in ((ps, min(pe, rs)), (max(ps, re_), pe)) if p[0] < p[1]]
+        keep.extend(pieces)
+    new = lo.keep(keep)
+    return new, (f"overlaps {', '.join(by)}: repeated text trimmed" if new.text else f"contained in {', '.join(by)}")
+
+
 class MergeOverlaps(Stage):
     """Trim the overlap between sliding-window chunks of one document from the lower-ranked one.
 
@@ -808,17 +820,6 @@ class MergeOverlaps(Stage):
                     by.append(hi.id)
             if not removed:
                 continue
-            keep: list[tuple[int, int]] = []
-            for s, e in lo.kept_pieces:
-                pieces = [(s, e)]
-                for rs, re_ in removed:
-                    pieces = [p for ps, pe in pieces for p in ((ps, min(pe, rs)), (max(ps, re_), pe)) if p[0] < p[1]]
-                keep.extend(pieces)
-            new = lo.keep(keep)
-            current[lo_i] = new
-            if new.text:
-                reasons[lo.id] = f"overlaps {', '.join(by)}: repeated text trimmed"
-            else:
-                reasons[lo.id] = f"contained in {', '.join(by)}"
+            current[lo_i], reasons[lo.id] = trimmed(lo, removed, by)
         out = [current[i] for i in range(len(chunks)) if current[i].text or not chunks[i].text.strip()]
         return StageOutput(out, reasons=reasons)
