@@ -74,15 +74,26 @@ def _pairwise(stage: MergeOverlaps, chunks: Sequence[Chunk]) -> tuple[list[tuple
     order = _best_first(chunks)
     current = dict(enumerate(chunks))
     reasons: dict[str, str] = {}
+
+    def copy_of(rank: int) -> int | None:  # the best-ranked chunk this one's whole text copies, of its title group
+        c = chunks[order[rank]]
+        same = [i for i in order[:rank] if chunks[i].original_text == c.original_text
+                and (not stage.same_title_only or chunks[i].title == c.title)]
+        return same[0] if same and len(c.original_text) >= stage.min_overlap else None
+
+    copies = {order[r]: copy_of(r) for r in range(len(order)) if copy_of(r) is not None}
     for rank, lo_i in enumerate(order):
         lo = chunks[lo_i]
         if not lo.text.strip():
+            continue
+        if lo_i in copies:  # a copy is trimmed whole by the best-ranked copy alone
+            current[lo_i], reasons[lo.id] = trimmed(lo, [(0, len(lo.original_text))], [chunks[copies[lo_i]].id])
             continue
         removed, by = [], []
         for hi_i in order[:rank]:
             hi = chunks[hi_i]
             span = stage._meta_overlap(hi, lo)
-            if span is None and (not stage.same_title_only or hi.title == lo.title):
+            if span is None and (not stage.same_title_only or hi.title == lo.title) and hi_i not in copies:
                 span = stage._text_overlap(hi, lo)
             if span is not None and span[1] - span[0] > 0:
                 removed.append(span)
@@ -165,4 +176,24 @@ def test_a_shared_boilerplate_opening_does_not_pair_every_chunk():
     stage = MergeOverlaps()
     assert len(set(stage._text_pairs(chunks))) == 0
     out = stage("which widget?", chunks, StageContext.default())
+    assert ([(c.id, c.text, c.kept_pieces) for c in out], dict(out.reasons)) == _pairwise(stage, chunks)
+
+
+def test_copies_of_one_passage_are_trimmed_by_the_best_copy_in_linear_steps(monkeypatch):
+    """A retriever can return one passage many times: each copy is contained in the best-ranked one,
+    the trace names that one (it named every better copy: a reason O(n) long per copy), and the
+    texts compared grow with the number of chunks, not its square (2,000 copies took 7.3 s)."""
+    text = "The quick brown fox jumps over the lazy dog near the river bank, then runs into the forest."
+    n = 400
+    chunks = [Chunk(id=f"c{i}", text=text, score=1.0 - i / (10 * n)) for i in range(n)]
+    chunks.append(Chunk(id="other", text="A different passage, about the bank's opening hours on Sundays.", score=0.01))
+    stage = MergeOverlaps()
+    compared = []
+    real = MergeOverlaps._text_overlap
+    monkeypatch.setattr(MergeOverlaps, "_text_overlap", lambda self, hi, lo: compared.append(1) or real(self, hi, lo))
+    out = stage("where does the fox run?", chunks, StageContext.default())
+    assert [c.id for c in out] == ["c0", "other"]
+    assert {out.reasons[f"c{i}"] for i in range(1, n)} == {"contained in c0"}
+    assert len(compared) <= n
+    monkeypatch.undo()
     assert ([(c.id, c.text, c.kept_pieces) for c in out], dict(out.reasons)) == _pairwise(stage, chunks)

@@ -678,9 +678,28 @@ class MergeOverlaps(Stage):
                     yield i, windows[after][2]
                     after += 1
 
-    def _text_pairs(self, chunks: Sequence[Chunk], check: Callable[[str], None] = _no_check) -> Iterator[tuple[int, int]]:
+    def _copies(self, chunks: Sequence[Chunk], order: Sequence[int]) -> dict[int, int]:
+        """Chunks whose whole text is a copy of a better-ranked chunk's, of one title (any, without
+        ``same_title_only``), each mapped to the best-ranked copy (``order``: indices best first).
+
+        A copy is contained in that chunk, so it is trimmed whole by it alone, and the other copies
+        are left out of the text lookup: n copies of one text cost n steps, not n² comparisons
+        (a retriever returning one passage many times).
+        """
+        best: dict[tuple[str | None, str], int] = {}
+        out: dict[int, int] = {}
+        for i in order:
+            c = chunks[i]
+            if len(c.original_text) >= self.min_overlap:
+                rep = best.setdefault((c.title if self.same_title_only else None, c.original_text), i)
+                if rep != i:
+                    out[i] = rep
+        return out
+
+    def _text_pairs(self, chunks: Sequence[Chunk], check: Callable[[str], None] = _no_check,
+                    copies: Mapping[int, int] | None = None) -> Iterator[tuple[int, int]]:
         """Pairs ``(i, j)`` of one title (any, without ``same_title_only``) where chunk ``i``'s first
-        ``min_overlap`` characters occur in chunk ``j``.
+        ``min_overlap`` characters occur in chunk ``j``, leaving out ``copies`` (:meth:`_copies`).
 
         Every range :meth:`_text_overlap` finds (a window edge, or one text inside the other)
         holds one chunk's ``min_overlap``-character prefix inside the other, so only these pairs
@@ -688,7 +707,7 @@ class MergeOverlaps(Stage):
         """
         groups: dict[str | None, list[int]] = {}
         for i, c in enumerate(chunks):
-            if len(c.original_text) >= self.min_overlap:
+            if len(c.original_text) >= self.min_overlap and i not in (copies or {}):
                 groups.setdefault(c.title if self.same_title_only else None, []).append(i)
         for members in groups.values():
             if len(members) > 1:
@@ -780,10 +799,11 @@ class MergeOverlaps(Stage):
             pos = b.find(probe, pos + 1)
         return best
 
-    def _candidates(self, chunks: Sequence[Chunk], rank: Sequence[int], check: Callable[[str], None] = _no_check) -> dict[int, list[int]]:
+    def _candidates(self, chunks: Sequence[Chunk], rank: Sequence[int], check: Callable[[str], None] = _no_check,
+                    copies: Mapping[int, int] | None = None) -> dict[int, list[int]]:
         """For each chunk, the better-ranked chunks it may overlap, best first (all others cannot)."""
         above: dict[int, set[int]] = {}
-        for pairs in (self._meta_pairs(chunks), self._text_pairs(chunks, check)):
+        for pairs in (self._meta_pairs(chunks), self._text_pairs(chunks, check, copies)):
             for n, (i, j) in enumerate(pairs):
                 if n % 4096 == 4095:
                     check("pairing window overlaps")
@@ -797,7 +817,8 @@ class MergeOverlaps(Stage):
         for r, i in enumerate(order):
             rank[i] = r
         check = context.check_deadline  # a no-op in a run without a time limit
-        candidates = self._candidates(chunks, rank, check)
+        copies = self._copies(chunks, order)
+        candidates = self._candidates(chunks, rank, check, copies)
         current = {i: c for i, c in enumerate(chunks)}
         reasons: dict[str, str] = {}
         for n, lo_i in enumerate(order):
@@ -806,14 +827,17 @@ class MergeOverlaps(Stage):
             lo = chunks[lo_i]
             if not lo.text.strip():
                 continue
+            if lo_i in copies:
+                current[lo_i], reasons[lo.id] = trimmed(lo, [(0, len(lo.original_text))], [chunks[copies[lo_i]].id])
+                continue
             removed: list[tuple[int, int]] = []
             by: list[str] = []
             for k, hi_i in enumerate(candidates.get(lo_i, ())):
-                if k % 512 == 511:  # copies of one text: every better-ranked copy is a candidate
+                if k % 512 == 511:  # one document's many windows all overlapping this one
                     check(f"trimming window overlaps ({n} of {len(chunks)})")
                 hi = chunks[hi_i]
                 span = self._meta_overlap(hi, lo)
-                if span is None and (not self.same_title_only or hi.title == lo.title):
+                if span is None and (not self.same_title_only or hi.title == lo.title) and hi_i not in copies:
                     span = self._text_overlap(hi, lo)
                 if span is not None and span[1] - span[0] > 0:
                     removed.append(span)
