@@ -183,7 +183,100 @@ def pack(chunks: Sequence[Chunk], budget: int | None, renderer: Renderer, contex
             dropped.append(Drop(chunk.id, f"budget: cut at a {how} boundary", s, e))
 
     kept, rendered, tokens, shrink_cuts = _shrink_to_fit(chosen, budget, renderer, context, dropped)
+    grown, refilled = _refill(chunks, chosen, budget, tokens, renderer, context)
+    if refilled is not None:
+        dropped = _redo_drops(dropped, chunks, chosen, grown)
+        kept, rendered, tokens = refilled
     return Packed(tuple(kept), rendered, tokens, blanks + tuple(dropped), cuts + shrink_cuts)
+
+
+def _refill(chunks: Sequence[Chunk], chosen: dict[int, Chunk], budget: int, tokens: int, renderer: Renderer,
+            context: StageContext) -> tuple[dict[int, str], tuple[list[Chunk], Rendered, int] | None]:
+    """Spend what the exact count left: grow cut chunks and add dropped ones, most important first.
+
+    The greedy pass counts each block's header and separator on its own, which overstates the
+    rendered count by a token or two per block (``".\n\n"`` is one token), so with hundreds of
+    small chunks it left hundreds of tokens unused. Each round plans growths the same way against
+    what is left, then keeps the longest run of them, in priority order, whose exact rendered
+    count fits (a binary search: a few renders, not one per chunk), so the budget holds and
+    nothing kept is lost.
+
+    Returns the grown chunks' indices with how each was cut (``"whole"``, ``"sentence"``,
+    ``"token"``), and the last context that fit (kept chunks, rendering, count), None when nothing
+    grew; ``chosen`` is updated in place.
+    """
+    grown: dict[int, str] = {}
+    last = None
+    for _ in range(_REFILL_ROUNDS):
+        plan = _growths(chunks, chosen, budget - tokens, renderer, context)
+        fit = _longest_fit(plan, chosen, budget, renderer, context)
+        if fit is None:
+            break
+        n, last = fit
+        for i, cut, how in plan[:n]:
+            chosen[i], grown[i] = cut, how
+        tokens = last[2]
+    return grown, last
+
+
+_REFILL_ROUNDS = 3  # each round's estimate overstates less than the one before; three leave a token or two
+
+
+def _growths(chunks: Sequence[Chunk], chosen: dict[int, Chunk], left: int, renderer: Renderer,
+             context: StageContext) -> list[tuple[int, Chunk, str]]:
+    """Growths ``(index, longer chunk, how)`` the greedy pass's estimate fits in ``left`` tokens, in priority order."""
+    sep_tokens = context.count(renderer.separator) if renderer.separator else 0
+    in_order = sorted(k for k in chosen if chosen[k].text)
+    plan: list[tuple[int, Chunk, str]] = []
+    for i in priority_order(chunks):
+        if left <= 0:
+            break
+        whole, have = chunks[i], chosen[i].text if i in chosen else ""
+        if have == whole.text:
+            continue
+        overhead = 0 if have else _header_cost(chunks, in_order, i, renderer, context) + (sep_tokens if in_order else 0)
+        room = left + context.count(have) - overhead
+        if context.count(whole.text) <= room:
+            cut, how = whole, "whole"
+        else:
+            cut, how = cut_to_tokens(whole, room, context, min_token_cut=MIN_FRAGMENT_TOKENS if in_order else 0)
+        if how == "none" or len(cut.text) <= len(have):
+            continue
+        plan.append((i, cut, how))
+        left -= overhead + context.count(cut.text) - context.count(have)
+        if not have:
+            bisect.insort(in_order, i)
+    return plan
+
+
+def _longest_fit(plan: list[tuple[int, Chunk, str]], chosen: dict[int, Chunk], budget: int, renderer: Renderer,
+                 context: StageContext) -> tuple[int, tuple[list[Chunk], Rendered, int]] | None:
+    """The most growths of ``plan`` (a prefix) whose exact rendered count fits ``budget``, with that context."""
+    def render(n: int) -> tuple[list[Chunk], Rendered, int]:
+        state = {**chosen, **{i: cut for i, cut, _ in plan[:n]}}
+        kept = [state[k] for k in sorted(state) if state[k].text]
+        rendered = renderer.render(kept)
+        return kept, rendered, context.count(rendered.text)
+
+    lo, hi, best = 1, len(plan), None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        trial = render(mid)
+        if trial[2] <= budget:
+            lo, best = mid + 1, (mid, trial)
+        else:
+            hi = mid - 1
+    return best
+
+
+def _redo_drops(dropped: list[Drop], chunks: Sequence[Chunk], chosen: dict[int, Chunk], grown: dict[int, str]) -> list[Drop]:
+    """``dropped`` with the budget's records of the ``grown`` chunks replaced by what they lose now."""
+    ids = {chunks[i].id for i in grown}
+    out = [d for d in dropped if not (d.chunk_id in ids and d.reason.startswith("budget:"))]
+    for i, how in grown.items():
+        for s, e in _removed_ranges(chunks[i], chosen[i]):
+            out.append(Drop(chunks[i].id, f"budget: cut at a {how} boundary (refill after the exact count)", s, e))
+    return out
 
 
 def _all_if_they_fit(chunks: list[Chunk], budget: int | None, renderer: Renderer, context: StageContext) -> Packed | None:
