@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from optimizer import Chunk, Pipeline
 from optimizer.presets import preset_config
 from optimizer.stage import StageContext
-from optimizer.stages.dedupe import MergeOverlaps, _best_first, trimmed
+from optimizer.stages.dedupe import MergeOverlaps, _best_first, held, trimmed
 
 SENTENCES = [
     "The Eiffel Tower was completed in March 1889 for the World's Fair.",
@@ -87,7 +87,8 @@ def _pairwise(stage: MergeOverlaps, chunks: Sequence[Chunk]) -> tuple[list[tuple
         if not lo.text.strip():
             continue
         if lo_i in copies:  # a copy is trimmed whole by the best-ranked copy alone
-            current[lo_i], reasons[lo.id] = trimmed(lo, [(0, len(lo.original_text))], [chunks[copies[lo_i]].id])
+            copy = chunks[copies[lo_i]]
+            current[lo_i], reasons[lo.id] = trimmed(lo, held((0, len(lo.original_text), 0), copy), [copy.id])
             continue
         removed, by = [], []
         for hi_i in order[:rank]:
@@ -95,8 +96,9 @@ def _pairwise(stage: MergeOverlaps, chunks: Sequence[Chunk]) -> tuple[list[tuple
             span = stage._meta_overlap(hi, lo)
             if span is None and (not stage.same_title_only or hi.title == lo.title) and hi_i not in copies:
                 span = stage._text_overlap(hi, lo)
-            if span is not None and span[1] - span[0] > 0:
-                removed.append(span)
+            ranges = held(span, hi) if span is not None else []
+            if ranges:
+                removed.extend(ranges)
                 by.append(hi.id)
         if not removed:
             continue
@@ -197,3 +199,19 @@ def test_copies_of_one_passage_are_trimmed_by_the_best_copy_in_linear_steps(monk
     assert len(compared) <= n
     monkeypatch.undo()
     assert ([(c.id, c.text, c.kept_pieces) for c in out], dict(out.reasons)) == _pairwise(stage, chunks)
+
+
+def test_a_window_an_earlier_step_cut_trims_only_what_it_still_says():
+    """A chunk cut before this stage (a second ragtrim pass over its own output, a custom step first)
+    keeps only part of its window; the other window's overlap beyond that part is printed nowhere
+    else, so it stays (it was trimmed, and 'Charlie seven eight nine. Delta ...' was lost)."""
+    doc = ("Alpha one two three. Bravo four five six. Charlie seven eight nine. Delta ten eleven twelve. "
+           "Echo thirteen fourteen. Foxtrot fifteen sixteen.")
+    a = Chunk(id="A", text=doc[:90], score=0.9).keep([(0, 41)])  # "Alpha ... Bravo four five six."
+    b = Chunk(id="B", text=doc[21:], score=0.5)  # "Bravo four five six. Charlie ..."
+    out = MergeOverlaps(min_overlap=15)("q", [a, b], StageContext.default())
+    assert [c.text for c in out] == [doc[:41], doc[42:]]  # only what A still says is trimmed from B
+    assert out.reasons["B"] == "overlaps A: repeated text trimmed"
+    copy = Chunk(id="C", text=doc[:90], score=0.1)  # a full copy of A's window: keeps what A no longer says
+    out = MergeOverlaps(min_overlap=20)("q", [a, copy], StageContext.default())
+    assert out[1].text == doc[41:90].strip() and out.reasons["C"] == "overlaps A: repeated text trimmed"

@@ -574,6 +574,21 @@ class SemanticDedupe(Stage):
         return faiss.IndexFlatIP(vecs.shape[1])
 
 
+def held(span: tuple[int, int, int], hi: Chunk) -> list[tuple[int, int]]:
+    """The part of range ``(start, end)`` of a chunk's original text that ``hi`` still keeps, where the
+    span's third number maps it into ``hi``'s original text (``hi`` position = position + shift).
+
+    A chunk an earlier step cut says only what it kept: trimming the rest of an overlap from the
+    other chunk would print it nowhere.
+
+    >>> hi = Chunk(id="a", text="one two three four").keep([(0, 7)])   # "one two"
+    >>> held((0, 13, 4), hi)   # the other chunk's 0..13 is "two three four" in hi
+    [(0, 3)]
+    """
+    start, end, shift = span
+    return [(max(start, s - shift), min(end, e - shift)) for s, e in hi.kept_pieces if max(start, s - shift) < min(end, e - shift)]
+
+
 def trimmed(lo: Chunk, removed: Sequence[tuple[int, int]], by: Sequence[str]) -> tuple[Chunk, str]:
     """``lo`` without the ``removed`` ranges of its original text (what better-ranked chunks ``by`` already say), and the trace's reason."""
     keep: list[tuple[int, int]] = []
@@ -632,8 +647,8 @@ class MergeOverlaps(Stage):
         except (KeyError, TypeError, ValueError, OverflowError):
             return None
 
-    def _meta_overlap(self, hi: Chunk, lo: Chunk) -> tuple[int, int] | None:
-        """Range of ``lo``'s original text also covered by ``hi``, from document offsets."""
+    def _meta_overlap(self, hi: Chunk, lo: Chunk) -> tuple[int, int, int] | None:
+        """Range of ``lo``'s original text also covered by ``hi``, from document offsets, and the shift into ``hi``'s (:func:`held`)."""
         mh, ml = hi.metadata, lo.metadata
         if self.doc_key not in mh or self.doc_key not in ml or mh[self.doc_key] != ml[self.doc_key]:
             return None
@@ -646,7 +661,7 @@ class MergeOverlaps(Stage):
             return None
         if hi.original_text[a - hs : b - hs] != lo.original_text[a - ls : b - ls]:
             return None  # offsets do not describe these texts; fall back to text detection
-        return a - ls, b - ls
+        return a - ls, b - ls, ls - hs
 
     def _meta_pairs(self, chunks: Sequence[Chunk]) -> Iterator[tuple[int, int]]:
         """Pairs of chunks whose document offsets overlap: windows of one ``doc_key`` value, swept by start.
@@ -771,21 +786,22 @@ class MergeOverlaps(Stage):
             out.append({key for piece in shared for key in pieces[piece] if key in t})
         return out
 
-    def _text_overlap(self, hi: Chunk, lo: Chunk) -> tuple[int, int] | None:
-        """Range of ``lo``'s original text that overlaps ``hi`` at a window boundary, or lies inside it."""
+    def _text_overlap(self, hi: Chunk, lo: Chunk) -> tuple[int, int, int] | None:
+        """Range of ``lo``'s original text that overlaps ``hi`` at a window boundary, or lies inside it,
+        and the shift into ``hi``'s original text (:func:`held`)."""
         a, b = hi.original_text, lo.original_text
         m = self.min_overlap
         if len(b) < m or len(a) < m:
             return None
         if len(b) <= len(a) and b in a:
-            return 0, len(b)
+            return 0, len(b), a.find(b)
         best = None
         # suffix of hi == prefix of lo -> lo's prefix is redundant
         probe = b[:m]
         pos = a.find(probe)
         while pos != -1:
             if b.startswith(a[pos:]):
-                best = (0, len(a) - pos)
+                best = (0, len(a) - pos, pos)
                 break
             pos = a.find(probe, pos + 1)
         # suffix of lo == prefix of hi -> lo's suffix is redundant
@@ -794,7 +810,7 @@ class MergeOverlaps(Stage):
         while pos != -1:
             if a.startswith(b[pos:]):
                 if best is None or len(b) - pos > best[1] - best[0]:
-                    best = (pos, len(b))
+                    best = (pos, len(b), -pos)
                 break
             pos = b.find(probe, pos + 1)
         return best
@@ -828,7 +844,8 @@ class MergeOverlaps(Stage):
             if not lo.text.strip():
                 continue
             if lo_i in copies:
-                current[lo_i], reasons[lo.id] = trimmed(lo, [(0, len(lo.original_text))], [chunks[copies[lo_i]].id])
+                copy = chunks[copies[lo_i]]
+                current[lo_i], reasons[lo.id] = trimmed(lo, held((0, len(lo.original_text), 0), copy), [copy.id])
                 continue
             removed: list[tuple[int, int]] = []
             by: list[str] = []
@@ -839,8 +856,9 @@ class MergeOverlaps(Stage):
                 span = self._meta_overlap(hi, lo)
                 if span is None and (not self.same_title_only or hi.title == lo.title) and hi_i not in copies:
                     span = self._text_overlap(hi, lo)
-                if span is not None and span[1] - span[0] > 0:
-                    removed.append(span)
+                ranges = held(span, hi) if span is not None else []
+                if ranges:
+                    removed.extend(ranges)
                     by.append(hi.id)
             if not removed:
                 continue
