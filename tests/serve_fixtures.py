@@ -54,8 +54,10 @@ def gateway_config(base_url: str, upstream: dict[str, Any] | None = None, *, ext
 
 
 @contextmanager
-def gateway(base_url: str, db_url: str | None = None, **overrides: Any) -> Iterator[tuple[Any, Service]]:
-    """A TestClient on the gateway (lifespan run) and its Service, on a fresh SQLite file unless ``db_url``."""
+def gateway(base_url: str, db_url: str | None = None, clock: Callable[[], float] | None = None,
+            **overrides: Any) -> Iterator[tuple[Any, Service]]:
+    """A TestClient on the gateway (lifespan run) and its Service, on a fresh SQLite file unless ``db_url``; its budget
+    periods taken at ``clock`` when given."""
     import tempfile
 
     from starlette.testclient import TestClient
@@ -64,7 +66,7 @@ def gateway(base_url: str, db_url: str | None = None, **overrides: Any) -> Itera
 
     with tempfile.TemporaryDirectory() as tmp:
         url = db_url if db_url is not None else f"sqlite:///{tmp}/serve.sqlite"
-        service = Service(gateway_config(base_url, **overrides), db_url=url, pepper=PEPPER)
+        service = Service(gateway_config(base_url, **overrides), db_url=url, pepper=PEPPER, **({"clock": clock} if clock else {}))
         with TestClient(create_app(service)) as client:
             yield client, service
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select
 
-from ragtrim.serve.db import reading, writing
+from ragtrim.serve.db import insert_ignore, reading, writing
 from ragtrim.serve.keys import tenant_exists
 from ragtrim.serve.schema import CHARGED_ACTIONS, budget_usage, budgets, ledger
 
@@ -131,6 +131,8 @@ def set_budget(engine: Any, *, tenant_id: str, unit: str, period: str, limit: in
     Changing an existing budget's limit keeps its counters. A new budget (also one deleted and set
     again) starts its current period, the one containing ``now`` (default: the host's clock), with
     what its scope was already charged in it (:func:`spent_so_far`), in the same transaction.
+    Concurrent calls for one new scope make one budget (the insert does nothing on the scope's unique
+    index, and that call changes the limit of the budget the other made): none fails.
     """
     _check_budget(tenant_id, unit, period, limit, scope, scope_value)
     if not tenant_exists(engine, tenant_id):
@@ -140,13 +142,15 @@ def set_budget(engine: Any, *, tenant_id: str, unit: str, period: str, limit: in
                  budgets.c.unit == unit, budgets.c.period == period)
     with writing(engine) as conn:
         row = conn.execute(budgets.select().where(where)).first()
+        b = Budget(id=secrets.token_hex(8), tenant_id=tenant_id, scope=scope, scope_value=scope_value, unit=unit,
+                   period=period, limit=limit)
+        if row is None and conn.execute(insert_ignore(engine, budgets).values(
+                id=b.id, tenant_id=tenant_id, scope=scope, scope_value=scope_value, unit=unit, period=period,
+                limit_amount=limit, created=now)).rowcount == 0:  # another call made it since (PostgreSQL waited for it)
+            row = conn.execute(budgets.select().where(where)).one()
         if row is not None:
             conn.execute(budgets.update().where(budgets.c.id == row.id).values(limit_amount=limit))
             return replace(_row(row), limit=limit)
-        b = Budget(id=secrets.token_hex(8), tenant_id=tenant_id, scope=scope, scope_value=scope_value, unit=unit,
-                   period=period, limit=limit)
-        conn.execute(budgets.insert().values(id=b.id, tenant_id=tenant_id, scope=scope, scope_value=scope_value, unit=unit,
-                                             period=period, limit_amount=limit, created=now))
         spent = spent_so_far(conn, b, now)
         if spent:  # else the counters' row is made by the first reservation, as for any period
             conn.execute(budget_usage.insert().values(budget_id=b.id, period_start=period_start(period, now), spent=spent, reserved=0))
@@ -212,9 +216,13 @@ def spent_so_far(conn: Any, b: Budget, now: float) -> int:
 
 
 def delete_budget(engine: Any, budget_id: str, *, tenant_id: str | None = None) -> bool:
-    """Remove a budget and its counters. Held reservations against it are left to settle or expire."""
+    """Remove a budget and its counters. Held reservations against it are left to settle or expire; a request
+    planned with it and not yet reserved skips it (:meth:`ragtrim.serve.quota.QuotaStore.reserve`).
+
+    The budget's row is locked first (``FOR UPDATE``), then its counters: the order a reservation takes them in.
+    """
     with writing(engine) as conn:
-        q = budgets.select().where(budgets.c.id == budget_id)
+        q = budgets.select().where(budgets.c.id == budget_id).with_for_update()
         if tenant_id is not None:
             q = q.where(budgets.c.tenant_id == tenant_id)
         if conn.execute(q).first() is None:

@@ -100,7 +100,11 @@ def daily_chart_svg(rows: Sequence[Mapping[str, Any]], *, limit_micro: int | Non
     return "".join(parts)
 
 
-def _month_usd_limit(budgets: Sequence[Mapping[str, Any]]) -> int | None:
+def _month_usd_limit(budgets: Sequence[Mapping[str, Any]], tenant: str | None) -> int | None:
+    """The tenant's monthly dollar budget, the chart's dashed line; None on the all-tenants page (``tenant`` None),
+    whose running total is every tenant's spend: one tenant's limit is no line for it."""
+    if tenant is None:
+        return None
     limits = [b["limit"] for b in budgets if b["unit"] == "usd" and b["period"] == "month" and b["scope"] == "tenant"]
     return min(limits) if len(limits) == 1 else None
 
@@ -154,7 +158,7 @@ td,th{{border-bottom:1px solid #eee;padding:4px 8px;text-align:left}}
 <div class="card">context tokens sent / full<b id="total-tokens">{t["tokens_sent"]:,} / {t["tokens_full"]:,}</b></div>
 </div>
 <h2>Spend and savings per day (this month)</h2>
-{daily_chart_svg(daily, limit_micro=_month_usd_limit(budgets))}
+{daily_chart_svg(daily, limit_micro=_month_usd_limit(budgets, tenant))}
 <h2>Quota (current period)</h2>
 <table id="quota"><tr><th>tenant</th><th>scope</th><th>unit/period</th><th>spent</th><th>reserved</th><th>limit</th><th>used</th><th>resets</th></tr>{_quota_rows(budgets)}</table>
 <h2>By user</h2><table id="by-user">{head.format("user")}{_group_rows(by_user, "user")}</table>

@@ -7,8 +7,9 @@ completion, at the model's price. Order of attempts:
 2. a smaller context budget, computed from what the tightest budget has left, down to the
    configured floor (``degrade.floor``);
 3. the model's configured ``cheaper`` model (again from the asked budget down to the floor);
-4. refuse (the caller answers 429 with ``Retry-After``: at the period's reset when the budget is
-   spent, a few seconds when only requests in flight hold the room; :attr:`Shortfall.held_only`).
+4. refuse (the caller answers 429 with ``Retry-After``: at the period's reset when a budget is
+   spent, the latest of them when several are; a few seconds when only requests in flight hold the
+   room of every budget short of it; :func:`ragtrim.serve.quota.blocking`).
 
 Every reservation is atomic (:meth:`ragtrim.serve.quota.QuotaStore.reserve`); the snapshot
 used to pick a smaller budget may be stale, so a failed reservation is re-planned a few times.
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from optimizer.budget import Budget, resolve_budget
@@ -27,7 +28,7 @@ from ragtrim.serve.config import ModelConfig
 from ragtrim.serve.ledger import LedgerEntry
 from ragtrim.serve.logs import get_logger, log_event
 from ragtrim.serve.pricing import ModelPrice
-from ragtrim.serve.quota import Need, QuotaStore, Reservation, Shortfall, Standing
+from ragtrim.serve.quota import Need, QuotaStore, Reservation, Shortfall, Standing, blocking
 
 MAX_REPLANS = 8
 JOIN_SLACK = 2  # tokens a prompt's count may lose where the context joins the text around it
@@ -123,12 +124,13 @@ class Refused:
 def exhausted(standings: Sequence[Standing], floor_needs: Sequence[Need], reset: Callable[[QuotaBudget], float]) -> Shortfall | None:
     """A budget whose room is below every model's smallest attempt (``floor_needs``: the prompt
     at :func:`smallest_context` and ``max_tokens`` out), so the request is refused before any
-    optimizer run, however many requests of a spent tenant arrive."""
+    optimizer run, however many requests of a spent tenant arrive. Of several, the one that blocks (:func:`blocking`)."""
+    short = []
     for s in standings:
         smallest = min(n.amount(s.budget.unit) for n in floor_needs)
         if s.available < smallest:
-            return Shortfall(budget=s.budget, needed=smallest, reset_at=reset(s.budget), spent=s.spent)
-    return None
+            short.append(Shortfall(budget=s.budget, needed=smallest, reset_at=reset(s.budget), spent=s.spent))
+    return blocking(short) if short else None
 
 
 async def _early_shortfall(quota: QuotaStore, run: Callable[[Callable[[], Any]], Awaitable[Any]],
@@ -235,8 +237,7 @@ async def plan_and_reserve(
             attempt = await build(model, target)
     if shortfall is None:
         raise RuntimeError("plan_and_reserve needs at least one model in the chain")
-    spent = next((s.spent for s in standings if s.budget.id == shortfall.budget.id), None)
-    return Refused(attempt, replace(shortfall, spent=spent), tuple(steps))
+    return Refused(attempt, shortfall, tuple(steps))  # its spend as the reservation found it
 
 
 async def _expire_quietly(quota: QuotaStore, run: Callable[[Callable[[], Any]], Awaitable[Any]]) -> int:

@@ -6,10 +6,14 @@ reserved + :need <= limit``; if any budget has no room the transaction rolls bac
 is held. On PostgreSQL the UPDATE takes the row lock and re-checks its condition after a
 concurrent writer commits; on SQLite the transaction is ``BEGIN IMMEDIATE``. Hence, per budget
 and period, ``spent + reserved <= limit`` at every commit, with any number of workers and replicas.
+A budget deleted after a request read its budgets (while it was planned) is skipped by its reservation,
+so the request is held against the budgets that exist. A reservation that does not fit names the
+budget that blocks it (:func:`blocking`).
 
 Lock order (PostgreSQL; SQLite runs one writer at a time and ignores row locks): a transaction
 locks reservation rows first (``SELECT ... FOR UPDATE``, by budget id then request id), then
-budget counters in budget id order, then ledger rows. :meth:`QuotaStore.renew` and
+budget rows (a reservation's ``FOR KEY SHARE``, a delete's ``FOR UPDATE``), then budget counters in
+budget id order, then ledger rows. :meth:`QuotaStore.renew` and
 :meth:`QuotaStore.expire` lock their candidate rows with ``SKIP LOCKED``: a row another
 transaction holds is being settled or released, so they leave it. A transaction PostgreSQL still
 aborts as a deadlock victim is run again (:func:`ragtrim.serve.db.write_retrying`); the state
@@ -123,9 +127,9 @@ class Reservation:
 
 @dataclass(frozen=True)
 class Shortfall:
-    """Why a reservation failed: the first budget without room, and when its period resets.
+    """Why a reservation failed: a budget without room (the one that blocks, :func:`blocking`), and when its period resets.
 
-    ``spent`` is what that budget had spent when the request was planned (None when unknown): with
+    ``spent`` is what that budget had spent when the request was refused (None when unknown): with
     ``limit - spent >= needed`` only requests in flight hold the room this one needs.
     """
 
@@ -156,9 +160,19 @@ class Deferred:
     error: str = ""
 
 
+def blocking(shortfalls: Sequence[Shortfall]) -> Shortfall:
+    """The shortfall a refusal names, of every budget without room: of those whose spend leaves no room, the one
+    whose period resets last (nothing fits before then, so its reset is the ``Retry-After``); only when requests in
+    flight hold the room of every one (:attr:`Shortfall.held_only`), the first, to retry in seconds. Not the first
+    in budget id order: ids are random, and a spent month must not be told as a busy day or a spent day.
+    """
+    spent = [s for s in shortfalls if not s.held_only]
+    return max(spent, key=lambda s: s.reset_at) if spent else shortfalls[0]
+
+
 class _NoRoom(Exception):
-    def __init__(self, budget: Budget, needed: int, now: float):
-        self.budget, self.needed, self.now = budget, needed, now
+    def __init__(self, shortfall: Shortfall):
+        self.shortfall = shortfall
 
 
 def _chunks(ids: Sequence[Any]) -> list[Sequence[Any]]:
@@ -251,16 +265,19 @@ class QuotaStore:
             return self._write(lambda conn: self._reserve(conn, request_id, ordered, need, pending))
         except _NoRoom as exc:
             self._forget(request_id)
-            return Shortfall(budget=exc.budget, needed=exc.needed, reset_at=period_reset(exc.budget.period, exc.now))
+            return exc.shortfall
         except BaseException:
             self._forget(request_id)  # had it committed after all, its hold lapses unrenewed and expire frees it
             raise
 
     def _reserve(self, conn: Any, request_id: str, ordered: Sequence[Budget], need: Need, pending: LedgerEntry | None) -> Reservation:
         now = self.clock()  # read inside the transaction (after the write lock on SQLite)
+        ordered = self._existing(conn, ordered)
         periods = {b.id: period_start(b.period, now) for b in ordered}
-        for b in ordered:  # counters in budget id order
-            self._take(conn, b, periods[b.id], need.amount(b.unit), now)
+        short = [s for b in ordered  # counters in budget id order; every one, so the refusal names the one that blocks
+                 if (s := self._take(conn, b, periods[b.id], need.amount(b.unit), now)) is not None]
+        if short:
+            raise _NoRoom(blocking(short))
         expires = self._lease_now(conn, now) + self.lease_seconds  # after the locks: waiting for them must not eat into the lease
         if ordered:
             conn.execute(reservations.insert(), [
@@ -273,8 +290,23 @@ class QuotaStore:
             conn.execute(ledger.insert().values(**row))
         return Reservation(request_id=request_id, need=need, budget_ids=tuple(b.id for b in ordered))
 
-    def _take(self, conn: Any, b: Budget, p: str, amount: int, now: float) -> None:
-        """Add ``amount`` to the budget's ``reserved`` if it fits under the limit, else raise :class:`_NoRoom`."""
+    @staticmethod
+    def _existing(conn: Any, ordered: Sequence[Budget]) -> list[Budget]:
+        """The budgets of ``ordered`` that still exist, their rows kept from a delete until the transaction ends
+        (``FOR KEY SHARE`` on PostgreSQL; SQLite has one writer at a time).
+
+        A budget an admin deleted after the request read it (also one deleted and set again, which has a new id)
+        has no counters to hold room in: it is skipped, and the request is held against the budgets that exist.
+        """
+        if not ordered:
+            return []
+        ids = set(conn.execute(select(budgets_table.c.id).where(budgets_table.c.id.in_([b.id for b in ordered]))
+                               .order_by(budgets_table.c.id).with_for_update(key_share=True)).scalars().all())
+        return [b for b in ordered if b.id in ids]
+
+    def _take(self, conn: Any, b: Budget, p: str, amount: int, now: float) -> Shortfall | None:
+        """Add ``amount`` to the budget's ``reserved`` if it fits under the limit; else its :class:`Shortfall` (nothing
+        added), with its limit and spend as they are now, so the caller can tell a spent budget from a busy one."""
         conn.execute(insert_ignore(self.engine, budget_usage).values(budget_id=b.id, period_start=p, spent=0, reserved=0))
         limit = select(budgets_table.c.limit_amount).where(budgets_table.c.id == b.id).scalar_subquery()
         result = conn.execute(
@@ -283,8 +315,12 @@ class QuotaStore:
                    budget_usage.c.spent + budget_usage.c.reserved + amount <= limit)
             .values(reserved=budget_usage.c.reserved + amount)
         )
-        if result.rowcount != 1:
-            raise _NoRoom(b, amount, now)
+        if result.rowcount == 1:
+            return None
+        row = conn.execute(select(budget_usage.c.spent, limit.label("limit_amount")).where(
+            budget_usage.c.budget_id == b.id, budget_usage.c.period_start == p)).one()
+        return Shortfall(budget=replace(b, limit=int(row.limit_amount)), needed=amount, reset_at=period_reset(b.period, now),
+                         spent=int(row.spent))
 
     def settle(self, request_id: str, actual: Need, entry: LedgerEntry | None = None) -> bool:
         """Charge ``actual`` and free the hold; finalize the ledger row. True if a hold had already expired (charged late)."""
