@@ -20,11 +20,12 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from optimizer.budget import parse_budget
+from optimizer.budget import parse_budget, resolve_budget, smallest_share
 from optimizer.pipeline import Pipeline
 from optimizer.records import Chunk, Drop, Result, StageTrace
 from optimizer.render import Renderer
@@ -267,43 +268,66 @@ def run_items(pipeline: Pipeline, query: str, items: Sequence[Item], *, budget: 
 
 def _run_with_shown(pipeline: Pipeline, query: str, chunks: list[Chunk], shown: Sequence[Item], *, budget: Any,
                     separator: str) -> tuple[Result, list[Item], list[Item]]:
-    """Run with what the framework prints for passed-through items counted: the result (its text and tokens the
-    whole context, text items then those), the items that fit and those that did not."""
+    """Run with what the framework prints for passed-through items counted: the result (its text, tokens and
+    tokens_full the whole context, text items then those), the items that fit and those that did not.
+
+    A share is of that whole context, not of the text items alone: the passed-through items' metadata is
+    sent too, so ``budget=1.0`` keeps every item and ``0.5`` is half of everything the caller retrieved.
+    """
     count = pipeline.tokenizer.count
     asked = parse_budget(budget) if budget is not None else pipeline.budget
-    result = None
-    if not isinstance(asked, int):  # a share (of the text items' context) or none: resolved by a first run
+    every = separator.join(it.shown.strip() for it in shown)
+    tokens_full = count(separator.join(t for t in (pipeline.renderer.render(chunks).text, every) if t))
+    if asked is None or (isinstance(asked, float) and asked == 1.0):  # everything, the text as the pipeline keeps it all
         result = pipeline.run(query, chunks, budget=budget)
-        asked = result.budget
-    if asked is None:  # no budget: everything is kept
-        fits, too_big = list(shown), []
-    else:
-        fits, too_big = [], []
-        for it in shown:
-            trial = separator.join(x.shown.strip() for x in [*fits, it])
-            (fits if count(trial) <= asked else too_big).append(it)
+        if asked is not None or result.budget is None:
+            text = separator.join(t for t in (result.text, every) if t)
+            whole = None if asked is None else max(tokens_full, count(text))
+            return replace(result, text=text, tokens=count(text), budget=whole, tokens_full=tokens_full), list(shown), []
+        asked = result.budget  # no budget of its own but an adaptive one: fit into what it chose
+    elif isinstance(asked, float):
+        asked = _share_of_whole(asked, tokens_full)
+    fits, too_big = _fitting(shown, asked, count, separator)
     tail = separator.join(it.shown.strip() for it in fits)
+    result = _run_text(pipeline, query, chunks, tail, asked, separator)
+    text = separator.join(t for t in (result.text, tail) if t)
+    return replace(result, text=text, tokens=count(text), budget=asked, tokens_full=tokens_full), fits, too_big
 
-    def whole(r: Result) -> str:
-        return separator.join(t for t in (r.text, tail) if t)
 
-    if asked is not None and tail:
-        room = asked - count(separator + tail)
-        for _ in range(8):  # tokens may merge across the joint: shrink until the exact count fits
-            if room < 1:
-                result = pipeline.run(query, [], budget=1)
-                break
-            result = pipeline.run(query, chunks, budget=room)
-            over = count(whole(result)) - asked
-            if over <= 0:
-                break
-            room = min(room, result.tokens) - over
-        if count(whole(result)) > asked:  # never seen; the budget is hard all the same
-            result = pipeline.run(query, [], budget=1)
-    elif result is None:
-        result = pipeline.run(query, chunks, budget=budget)
-    text = whole(result)
-    return replace(result, text=text, tokens=count(text), budget=asked), fits, too_big
+def _share_of_whole(share: float, tokens_full: int) -> int:
+    """``share`` of the whole context's ``tokens_full`` tokens, warning (as a pipeline run does) when that is 0 tokens."""
+    asked = resolve_budget(share, tokens_full)
+    if asked == 0 and tokens_full > 0:
+        warnings.warn(
+            f"budget share {share!r} of the whole context's {tokens_full} tokens (text and passed-through metadata) rounds "
+            f"down to 0 tokens, so nothing is kept; use a share of at least {smallest_share(tokens_full)!r} or a number "
+            "of tokens (e.g. budget=300)", UserWarning, stacklevel=2)
+    return asked
+
+
+def _fitting(shown: Sequence[Item], asked: int, count: Any, separator: str) -> tuple[list[Item], list[Item]]:
+    """The passed-through items whose printed metadata fits ``asked`` tokens, in order, and those that do not."""
+    fits: list[Item] = []
+    too_big: list[Item] = []
+    for it in shown:
+        trial = separator.join(x.shown.strip() for x in [*fits, it])
+        (fits if count(trial) <= asked else too_big).append(it)
+    return fits, too_big
+
+
+def _run_text(pipeline: Pipeline, query: str, chunks: list[Chunk], tail: str, asked: int, separator: str) -> Result:
+    """The text items run in what ``asked`` tokens leave after ``tail`` (the passed-through items' metadata) and its joint."""
+    count = pipeline.tokenizer.count
+    room = asked - (count(separator + tail) if tail else 0)
+    for _ in range(8):  # tokens may merge across the joint: shrink until the exact count fits
+        if room < 1:
+            break
+        result = pipeline.run(query, chunks, budget=room)
+        over = count(separator.join(t for t in (result.text, tail) if t)) - asked
+        if over <= 0:
+            return result
+        room = min(room, result.tokens) - over
+    return pipeline.run(query, [], budget=1)  # no room, or (never seen) no fit after 8 tries: the budget is hard
 
 
 def _no_text_step(items: Sequence[Item], no_text: Sequence[Item], *, passed: bool, too_big: Sequence[Item] = (),

@@ -34,7 +34,8 @@ Nodes without text (an ``ImageNode`` with no text, an empty node) are skipped wi
 logged warning and a ``skip-non-text`` step in the trace; ``non_text="keep"`` passes them
 through unchanged after the text nodes instead. What LlamaIndex prints for such a node (its LLM
 metadata, e.g. an image's ``file_path``) is counted in the budget, first; one whose metadata alone
-does not fit is dropped with a warning. A repeated node id is traced as ``id#2``; the trace's
+does not fit is dropped with a warning. A share is then of the whole context (text and metadata):
+``budget=1.0`` returns every node. A repeated node id is traced as ``id#2``; the trace's
 ``unique-ids`` step maps it back to the input's id and position.
 
 >>> from llama_index.core.schema import NodeWithScore, TextNode
@@ -56,7 +57,7 @@ import asyncio
 import copy
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, List, Literal, Optional, Union
 
 from optimizer.integrations._common import (
@@ -73,14 +74,15 @@ from optimizer.integrations._common import (
     unique_ids,
 )
 from optimizer.lazy import lazy_import
-from optimizer.pipeline import Pipeline
+from optimizer.pipeline import Pipeline, check_plain_steps
 from optimizer.records import Chunk, Result, Span
 from optimizer.render import Rendered, Renderer, visible
+from optimizer.tokenizer import HFTokenizer, TiktokenTokenizer
 
 lazy_import("llama_index.core", extra="llama-index", purpose="the LlamaIndex integration")
 
 from llama_index.core.base.base_retriever import BaseRetriever  # noqa: E402
-from llama_index.core.bridge.pydantic import Field, PrivateAttr  # noqa: E402
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_validator  # noqa: E402
 from llama_index.core.callbacks import CallbackManager  # noqa: E402
 from llama_index.core.postprocessor.types import BaseNodePostprocessor  # noqa: E402
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle  # noqa: E402
@@ -214,7 +216,7 @@ class RagtrimPostprocessor(BaseNodePostprocessor):
         model differs from the one your ragtrim pipeline uses.
     non_text:
         ``"skip"`` (default) drops nodes without text with a warning; ``"keep"`` passes them through,
-        their LLM metadata counted in the budget (with ``render="llama_index"``).
+        their LLM metadata counted in the budget (with ``render="llama_index"``; a share is of text and metadata).
     render:
         ``"llama_index"`` (default): the budget counts the nodes as LlamaIndex sends them to the LLM
         (each node's LLM metadata, by its templates, then its text; nodes joined by a blank line).
@@ -250,6 +252,29 @@ class RagtrimPostprocessor(BaseNodePostprocessor):
 
     def model_post_init(self, __context: Any) -> None:
         self._build()
+
+    @field_validator("pipeline", mode="before")
+    @classmethod
+    def _pipeline_from_config(cls, value: Any) -> Any:
+        """A pipeline saved by :meth:`to_dict` (its ``to_config()``) built again, so ``from_dict`` runs the same steps."""
+        return Pipeline.from_config(value) if isinstance(value, Mapping) else value
+
+    def to_dict(self, **kwargs: Any) -> dict[str, Any]:
+        """LlamaIndex's serialisation, with ``pipeline`` saved as its ``to_config()`` for ``from_dict`` to build again.
+
+        The pipeline object itself is no field value LlamaIndex can save: left out, ``from_dict`` built
+        preset ``default`` in its place (or refused, for a pipeline with its own budget). One a config cannot
+        name (a stage not registered, a tokenizer object of your own) raises a ValueError saying what to do.
+
+        >>> data = RagtrimPostprocessor(pipeline=Pipeline.preset("bm25-pack", tokenizer="o200k_base"), budget=50).to_dict()
+        >>> back = RagtrimPostprocessor.from_dict(data).active_pipeline
+        >>> back.name, back.tokenizer_name
+        ('bm25-pack', 'o200k_base')
+        """
+        data = super().to_dict(**kwargs)
+        if self.pipeline is not None and "pipeline" not in (kwargs.get("exclude") or ()):
+            data["pipeline"] = _pipeline_config(self.pipeline)
+        return data
 
     def _build(self) -> tuple[Pipeline, Any]:
         """The pipeline and budget override for the current settings (rebuilt when one was changed)."""
@@ -343,6 +368,25 @@ class RagtrimPostprocessor(BaseNodePostprocessor):
         model store set with :func:`optimizer.models.use_store` is the one used.
         """
         return await asyncio.to_thread(self._postprocess_nodes, nodes, query_bundle)
+
+
+def _pipeline_config(pipeline: Pipeline) -> dict[str, Any]:
+    """``pipeline.to_config()``, checked to build the same pipeline again; a ValueError naming the fix when it cannot."""
+    try:
+        config = pipeline.to_config()
+        check_plain_steps(config["steps"])
+        if not isinstance(pipeline.tokenizer, (TiktokenTokenizer, HFTokenizer)):
+            raise ValueError(f"its tokenizer is a {type(pipeline.tokenizer).__name__} object of your own, which a config names only")
+        rebuilt = Pipeline.from_config(config)
+        if rebuilt.to_config() != config or type(rebuilt.renderer) is not type(pipeline.renderer):
+            raise ValueError("its config builds a different pipeline (a stage or renderer class of your own?)")
+    except (ValueError, TypeError, AttributeError, OSError) as exc:
+        raise ValueError(
+            f"RagtrimPostprocessor.to_dict cannot save its pipeline {pipeline.name!r}: {exc}. Make it one a config can name "
+            "(register_stage(MyStage) for a stage of your own), or save without it, data = post.to_dict(exclude={'pipeline'}), "
+            "and pass it again on load: RagtrimPostprocessor.from_dict(data, pipeline=<your pipeline>)"
+        ) from exc
+    return config
 
 
 def _kept_node(original: NodeWithScore, text: str, spans: Sequence[tuple[int, int]]) -> NodeWithScore:
