@@ -57,9 +57,11 @@ def cut_to_tokens(chunk: Chunk, max_tokens: int, context: StageContext, *, min_t
     if max_tokens <= 0 or not text:
         return chunk.keep([]), "none"
     code = [strip_range(text, s, e) for s, e in code_blocks(text)]
-    ends = [e for _, e in split_sentences(text) if not any(s < e < ce for s, ce in code)]  # never inside a code block
+    starts = [s for s, _ in code]
+    ends = [e for _, e in split_sentences(text) if _block_around(code, starts, e) is None]  # never inside a code block
     lo, hi, best = 0, len(ends) - 1, 0
     while lo <= hi:  # largest sentence prefix that fits (counts are monotone in practice; verified below)
+        context.check_deadline(f"packing: cutting chunk {chunk.id!r} to {max_tokens} tokens")  # each probe counts a prefix
         mid = (lo + hi) // 2
         if context.count(text[: ends[mid]]) <= max_tokens:
             best, lo = ends[mid], mid + 1
@@ -71,10 +73,23 @@ def cut_to_tokens(chunk: Chunk, max_tokens: int, context: StageContext, *, min_t
     if max_tokens < min_token_cut:
         return chunk.keep([]), "none"
     k = token_cut(text, max_tokens, context)
-    k = next((s for s, ce in code if s < k < ce), k)  # a code block is kept whole or not at all
+    around = _block_around(code, starts, k)  # a code block is kept whole or not at all
+    k = k if around is None else around
     if k <= 0:
         return chunk.keep([]), "none"
     return chunk.keep_text_range(0, k), "token"
+
+
+def _block_around(code: Sequence[tuple[int, int]], starts: Sequence[int], k: int) -> int | None:
+    """The start of the block of ``code`` (sorted, disjoint ranges; ``starts`` their starts) that ``k`` falls
+    strictly inside, else None. Found by bisection: a scan of every block per sentence end made a long
+    document with thousands of code blocks quadratic.
+
+    >>> _block_around([(2, 5), (8, 9)], [2, 8], 4), _block_around([(2, 5), (8, 9)], [2, 8], 5)
+    (2, None)
+    """
+    at = bisect.bisect_left(starts, k) - 1
+    return code[at][0] if at >= 0 and k < code[at][1] else None
 
 
 def token_cut(text: str, max_tokens: int, context: StageContext) -> int:
@@ -116,6 +131,16 @@ def _removed_ranges(before: Chunk, after: Chunk) -> list[tuple[int, int]]:
         if s < e:
             stripped.append((s, e))
     return stripped
+
+
+_CHECK_EVERY = 64  # chunks between deadline checks in the packer's per-chunk loops
+
+
+def _check_every(context: StageContext, n: int, where: str) -> None:
+    """The run's deadline check (:meth:`~optimizer.stage.StageContext.check_deadline`) on every
+    :data:`_CHECK_EVERY`-th chunk, the first included: a chunk costs a count or two, a cut a few more."""
+    if n % _CHECK_EVERY == 0:
+        context.check_deadline(where)
 
 
 def _header_cost(chunks: Sequence[Chunk], in_order: list[int], i: int, renderer: Renderer, context: StageContext) -> int:
@@ -160,7 +185,8 @@ def pack(chunks: Sequence[Chunk], budget: int | None, renderer: Renderer, contex
     dropped: list[Drop] = []
     cuts = 0
     remaining = budget
-    for i in priority_order(chunks):
+    for n, i in enumerate(priority_order(chunks)):
+        _check_every(context, n, f"packing chunks ({n} of {len(chunks)})")
         chunk = chunks[i]
         overhead = _header_cost(chunks, in_order, i, renderer, context) + (sep_tokens if chosen else 0)
         body = context.count(chunk.text)
@@ -207,7 +233,8 @@ def _refill(chunks: Sequence[Chunk], chosen: dict[int, Chunk], budget: int, toke
     """
     grown: dict[int, str] = {}
     last = None
-    for _ in range(_REFILL_ROUNDS):
+    for round_ in range(_REFILL_ROUNDS):
+        context.check_deadline(f"packing: refilling after the exact count (round {round_ + 1} of {_REFILL_ROUNDS})")
         plan = _growths(chunks, chosen, budget - tokens, renderer, context)
         fit = _longest_fit(plan, chosen, budget, renderer, context)
         if fit is None:
@@ -228,9 +255,10 @@ def _growths(chunks: Sequence[Chunk], chosen: dict[int, Chunk], left: int, rende
     sep_tokens = context.count(renderer.separator) if renderer.separator else 0
     in_order = sorted(k for k in chosen if chosen[k].text)
     plan: list[tuple[int, Chunk, str]] = []
-    for i in priority_order(chunks):
+    for n, i in enumerate(priority_order(chunks)):
         if left <= 0:
             break
+        _check_every(context, n, f"packing: planning the refill ({n} of {len(chunks)} chunks)")
         whole, have = chunks[i], chosen[i].text if i in chosen else ""
         if have == whole.text:
             continue
@@ -253,6 +281,7 @@ def _longest_fit(plan: list[tuple[int, Chunk, str]], chosen: dict[int, Chunk], b
                  context: StageContext) -> tuple[int, tuple[list[Chunk], Rendered, int]] | None:
     """The most growths of ``plan`` (a prefix) whose exact rendered count fits ``budget``, with that context."""
     def render(n: int) -> tuple[list[Chunk], Rendered, int]:
+        context.check_deadline(f"packing: counting a refill of {n} growths")
         state = {**chosen, **{i: cut for i, cut, _ in plan[:n]}}
         kept = [state[k] for k in sorted(state) if state[k].text]
         rendered = renderer.render(kept)
@@ -310,6 +339,7 @@ def _shrink_to_fit(
     order = sorted(chosen)
     cuts = 0
     while True:
+        context.check_deadline(f"packing: shrinking to the exact count ({cuts} cuts so far)")
         kept = [chosen[i] for i in order if chosen[i].text]
         rendered = renderer.render(kept)
         tokens = context.count(rendered.text)

@@ -28,6 +28,7 @@ is kept. :meth:`ParagraphViews.context` counts those printed headings in the sel
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -281,6 +282,7 @@ class ParagraphViews:
         self.given = {c.id: c for c in chunks}
         self.split = split
         self.parts: dict[str, list[Paragraph]] = {}  # the split chunks' paragraphs (their code blocks only, unsplit)
+        self._starts: dict[str, list[int]] = {}  # each split chunk's paragraph body starts, in order, for bisect
         views: list[Chunk] = []
         for c in chunks:
             parts = split_parts(c, titled) if split else fence_parts(c)
@@ -288,6 +290,7 @@ class ParagraphViews:
                 views.append(c)
                 continue
             self.parts[c.id] = parts
+            self._starts[c.id] = [p.body[0] for p in parts]
             views += _paragraph_views(c, parts, titled) if split else [c.keep(_between(c, parts))]
         self.views: list[Chunk] | None = views if self.parts else None
 
@@ -303,25 +306,39 @@ class ParagraphViews:
         """
         cost: dict[tuple[str, tuple[int, int]], int] = {}  # (chunk id, heading span) -> its tokens and line break
         leads: dict[tuple[str, int], Chunk] = {}  # (chunk id, first kept offset) -> the chunk keeping that line only
+        per_view: dict[tuple[str, tuple[tuple[int, int], ...]], tuple[int, int]] = {}  # (id, kept pieces) -> (start, frame tokens)
+
+        def line_cost(chunk_id: str, span: tuple[int, int]) -> int:
+            """A frame line as printed: its indentation, its text, a line break."""
+            if (chunk_id, span) not in cost:
+                text = self.given[chunk_id].original_text
+                cost[(chunk_id, span)] = context.count(text[indent_start(line_view(text), span[0]) : span[1]]) + 1
+            return cost[(chunk_id, span)]
+
+        def of_view(v: Chunk) -> tuple[int, int]:
+            """``(where the view's block starts printing, tokens its frame lines add)``, worked out once per view:
+            the selector asks for the overhead of every chunk it tries on top of all it took, so a
+            chunk of thousands of paragraphs would otherwise be scanned again per view per try."""
+            key = (v.id, v.kept_pieces)
+            if key not in per_view:
+                frames = self._frames_of(v.id, v.kept_pieces)  # a paragraph view's pieces sit in one paragraph
+                start = min([s for s, _ in v.kept_pieces[:1]] + [s for s, _ in frames], default=0)
+                per_view[key] = (start, sum(line_cost(v.id, span) for span in frames))
+            return per_view[key]
 
         def overhead(taken: Sequence[Chunk], grouped: bool = False) -> int:
             blocks: dict[str, Chunk] = {}
             first: dict[str, int] = {}
             extra = 0
             for v in taken:
-                frames = self._frames_of(v.id, v.kept_pieces)  # a paragraph view's pieces sit in one paragraph
-                start = min([s for s, _ in v.kept_pieces[:1]] + [s for s, _ in frames], default=0)
+                start, frame_tokens = of_view(v)
                 if v.id in blocks:
                     extra += 1
                     first[v.id] = min(first[v.id], start)
                 else:
                     blocks[v.id] = self.given.get(v.id, v)
                     first[v.id] = start
-                for span in frames:
-                    if (v.id, span) not in cost:  # the line as printed: its indentation, its text, a line break
-                        text = self.given[v.id].original_text
-                        cost[(v.id, span)] = context.count(text[indent_start(line_view(text), span[0]) : span[1]]) + 1
-                    extra += cost[(v.id, span)]
+                extra += frame_tokens
             return context.overhead([_lead(c, first[i], leads) for i, c in blocks.items()], grouped=grouped) + extra
 
         def rendered(taken: Sequence[Chunk], grouped: bool = False) -> int:
@@ -360,9 +377,18 @@ class ParagraphViews:
         return [replace(self.given[i].keep([*p, *self._frames_of(i, p)]), relevance=relevance[i]) for i, p in pieces.items()]
 
     def _frames_of(self, chunk_id: str, pieces: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-        """The heading and fence lines (:attr:`Paragraph.frame`) of the paragraphs ``pieces`` fall in."""
-        return [span for p in self.parts.get(chunk_id, ())
-                if p.frame and any(p.body[0] <= s < p.body[1] for s, _ in pieces) for span in p.frame]
+        """The heading and fence lines (:attr:`Paragraph.frame`) of the paragraphs ``pieces`` fall in, in paragraph order.
+
+        The bodies are sorted and disjoint, so each piece finds its paragraph by bisection: a
+        scan of every paragraph per piece made a chunk of thousands of paragraphs quadratic.
+        """
+        parts, starts = self.parts.get(chunk_id, []), self._starts.get(chunk_id, [])
+        hit: set[int] = set()
+        for s, _ in pieces:
+            k = bisect.bisect_right(starts, s) - 1
+            if k >= 0 and s < parts[k].body[1]:
+                hit.add(k)
+        return [span for k in sorted(hit) for span in parts[k].frame]
 
 
 def paragraph_views(chunks: Sequence[Chunk], titled: str = "joined") -> list[Chunk] | None:

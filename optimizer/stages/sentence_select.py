@@ -158,7 +158,8 @@ class SentenceSelector:
         left out (say, too long for what is left of the budget) changes nothing, so the
         query words it mentions still earn their bonus for the next ones. ``check(where)``, when
         given, is the run's deadline check (:meth:`~optimizer.stage.StageContext.check_deadline`),
-        called every few rounds (each round re-scores every sentence left).
+        called every round: a round re-scores every sentence left and may try many of them (each try
+        of a new chunk counts its overhead), so one round costs far more than the check.
         """
         cover = bool(self.coverage) and mentions is not None and weight is not None and mentions.shape[1] > 0
         if not redundancy and not self.lead_follow and not cover:
@@ -177,7 +178,7 @@ class SentenceSelector:
         open_words = np.ones(mentions.shape[1]) if cover and mentions is not None else None
         rounds = 0
         while left.any():
-            if check is not None and rounds % 16 == 0:
+            if check is not None:
                 check(f"choosing sentences ({rounds} taken of {len(sents)})")
             rounds += 1
             if cover and mentions is not None and weight is not None and open_words is not None:
