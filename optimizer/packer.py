@@ -213,6 +213,7 @@ def pack(chunks: Sequence[Chunk], budget: int | None, renderer: Renderer, contex
     if refilled is not None:
         dropped = _redo_drops(dropped, chunks, chosen, grown)
         kept, rendered, tokens = refilled
+        cuts, shrink_cuts = sum(1 for i, c in chosen.items() if c.text and c.text != chunks[i].text), 0  # as printed now
     return Packed(tuple(kept), rendered, tokens, blanks + tuple(dropped), cuts + shrink_cuts)
 
 
@@ -243,10 +244,13 @@ def _refill(chunks: Sequence[Chunk], chosen: dict[int, Chunk], budget: int, toke
         for i, cut, how in plan[:n]:
             chosen[i], grown[i] = cut, how
         tokens = last[2]
+        if n < len(plan) or budget - tokens < _REFILL_AGAIN:  # the estimate overran, or too little is left to pay a count
+            break
     return grown, last
 
 
 _REFILL_ROUNDS = 3  # each round's estimate overstates less than the one before; three leave a token or two
+_REFILL_AGAIN = 8  # tokens left worth another round (another exact count of the whole context)
 
 
 def _growths(chunks: Sequence[Chunk], chosen: dict[int, Chunk], left: int, renderer: Renderer,
@@ -287,7 +291,12 @@ def _longest_fit(plan: list[tuple[int, Chunk, str]], chosen: dict[int, Chunk], b
         rendered = renderer.render(kept)
         return kept, rendered, context.count(rendered.text)
 
-    lo, hi, best = 1, len(plan), None
+    if not plan:
+        return None
+    whole = render(len(plan))  # the estimate overstates, so the whole plan usually fits: one count
+    if whole[2] <= budget:
+        return len(plan), whole
+    lo, hi, best = 1, len(plan) - 1, None
     while lo <= hi:
         mid = (lo + hi) // 2
         trial = render(mid)

@@ -98,3 +98,17 @@ def test_hundreds_of_small_chunks_fill_the_budget_and_every_character_is_account
             printed, dropped = _printed_and_dropped(result, c)
             assert {p for p, ch in enumerate(c.text) if not ch.isspace()} <= printed | dropped, (seed, c.id)
             assert not printed & dropped, (seed, c.id, "a printed range is recorded as dropped")
+
+
+def test_the_pack_trace_counts_the_chunks_printed_cut_after_a_refill():
+    """A refill can grow a cut chunk back to whole, or cut one the greedy pass had dropped: the
+    ``cuts`` note counts what is printed cut, not the greedy pass's cuts."""
+    rng = random.Random(3)
+    items = [Chunk(id=f"t{i}", text=" ".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9))).capitalize() + "."
+                                             for _ in range(rng.randint(1, 6))),
+                   title=rng.choice([None, "Doc"]), score=rng.random()) for i in range(40)]
+    by_id = {c.id: c for c in items}
+    for budget in (0.2, 0.4, 0.6):
+        result = Pipeline.preset("bm25-pack").run("river king", items, budget=budget)
+        printed_cut = [c.id for c in result.chunks if c.text != by_id[c.id].text]
+        assert result.trace[-1].notes["cuts"] == len(printed_cut), (budget, printed_cut)

@@ -69,17 +69,18 @@ def test_default_and_quality_trim_window_overlaps_first():
         assert preset_config(name)["steps"][0] == {"stage": "dedupe-overlaps"}, name
 
 
-def _pairwise(stage: MergeOverlaps, chunks: Sequence[Chunk]) -> tuple[list[tuple], dict[str, str]]:
-    """The stage's result by comparing every pair, as ``MergeOverlaps`` did before its lookup."""
+def _pairwise(stage: MergeOverlaps, chunks: Sequence[Chunk], *, copies: bool = True) -> tuple[list[tuple], dict[str, str]]:
+    """The stage's result by comparing every pair, as ``MergeOverlaps`` did before its lookup (``copies``:
+    with its rule for exact copies, which changes the reasons; without it, every better chunk is compared)."""
     order = _best_first(chunks)
     current = dict(enumerate(chunks))
     reasons: dict[str, str] = {}
 
     def copy_of(rank: int) -> int | None:  # the best-ranked chunk this one's whole text copies, of its title group
         c = chunks[order[rank]]
-        same = [i for i in order[:rank] if chunks[i].original_text == c.original_text
+        same = [i for i in order[:rank] if chunks[i].original_text == c.original_text and chunks[i].kept_pieces == c.kept_pieces
                 and (not stage.same_title_only or chunks[i].title == c.title)]
-        return same[0] if same and len(c.original_text) >= stage.min_overlap else None
+        return same[0] if same and len(c.original_text) >= stage.min_overlap and copies else None
 
     copies = {order[r]: copy_of(r) for r in range(len(order)) if copy_of(r) is not None}
     for rank, lo_i in enumerate(order):
@@ -144,6 +145,7 @@ def test_lookup_finds_exactly_what_comparing_every_pair_finds(chunks, min_overla
     expected, reasons = _pairwise(stage, chunks)
     assert [(c.id, c.text, c.kept_pieces) for c in out] == expected
     assert dict(out.reasons) == reasons
+    assert expected == _pairwise(stage, chunks, copies=False)[0]  # the copy rule keeps what comparing every pair keeps
 
 
 def test_a_thousand_untitled_windows_are_trimmed_with_exact_provenance():
@@ -215,3 +217,13 @@ def test_a_window_an_earlier_step_cut_trims_only_what_it_still_says():
     copy = Chunk(id="C", text=doc[:90], score=0.1)  # a full copy of A's window: keeps what A no longer says
     out = MergeOverlaps(min_overlap=20)("q", [a, copy], StageContext.default())
     assert out[1].text == doc[41:90].strip() and out.reasons["C"] == "overlaps A: repeated text trimmed"
+
+
+def test_copies_an_earlier_step_cut_differently_are_compared_like_any_other_chunks():
+    """Three copies of one passage, the best cut to nothing by an earlier step: the two left are
+    printed once (they were both printed, each 'trimmed' by the empty one)."""
+    text = "The quick brown fox jumps over the lazy dog near the river bank, then runs into the forest."
+    a = Chunk(id="A", text=text, score=0.9).keep([])
+    b, c = Chunk(id="B", text=text, score=0.5), Chunk(id="C", text=text, score=0.1)
+    out = MergeOverlaps()("q", [a, b, c], StageContext.default())
+    assert [x.id for x in out if x.text] == ["B"] and out.reasons["C"] == "contained in B"

@@ -694,19 +694,19 @@ class MergeOverlaps(Stage):
                     after += 1
 
     def _copies(self, chunks: Sequence[Chunk], order: Sequence[int]) -> dict[int, int]:
-        """Chunks whose whole text is a copy of a better-ranked chunk's, of one title (any, without
-        ``same_title_only``), each mapped to the best-ranked copy (``order``: indices best first).
+        """Chunks whose whole text is a copy of a better-ranked chunk's, keeping the same pieces of it, of one
+        title (any, without ``same_title_only``), each mapped to the best-ranked copy (``order``: indices best first).
 
         A copy is contained in that chunk, so it is trimmed whole by it alone, and the other copies
         are left out of the text lookup: n copies of one text cost n steps, not n² comparisons
         (a retriever returning one passage many times).
         """
-        best: dict[tuple[str | None, str], int] = {}
+        best: dict[tuple[str | None, str, tuple[tuple[int, int], ...]], int] = {}
         out: dict[int, int] = {}
         for i in order:
             c = chunks[i]
-            if len(c.original_text) >= self.min_overlap:
-                rep = best.setdefault((c.title if self.same_title_only else None, c.original_text), i)
+            if len(c.original_text) >= self.min_overlap:  # the same text and the same kept pieces: says nothing the best does not
+                rep = best.setdefault((c.title if self.same_title_only else None, c.original_text, c.kept_pieces), i)
                 if rep != i:
                     out[i] = rep
         return out
