@@ -227,3 +227,11 @@ def test_copies_an_earlier_step_cut_differently_are_compared_like_any_other_chun
     b, c = Chunk(id="B", text=text, score=0.5), Chunk(id="C", text=text, score=0.1)
     out = MergeOverlaps()("q", [a, b, c], StageContext.default())
     assert [x.id for x in out if x.text] == ["B"] and out.reasons["C"] == "contained in B"
+
+
+def test_a_cut_chunk_that_says_the_passage_twice_contains_it_where_it_still_keeps_it():
+    sentence = "The committee approved the bridge budget on Tuesday after a long debate."
+    minutes = "Minutes, item 1: " + sentence + " Item 2 was deferred. Minutes, item 3: " + sentence
+    hi = Chunk(id="H", text=minutes, score=0.9).keep([(minutes.rfind("Minutes, item 3"), len(minutes))])  # item 3 only
+    out = MergeOverlaps(min_overlap=20)("q", [hi, Chunk(id="L", text=sentence, score=0.1)], StageContext.default())
+    assert [c.id for c in out] == ["H"] and out.reasons["L"] == "contained in H"

@@ -794,7 +794,7 @@ class MergeOverlaps(Stage):
         if len(b) < m or len(a) < m:
             return None
         if len(b) <= len(a) and b in a:
-            return 0, len(b), a.find(b)
+            return 0, len(b), self._best_place(a, b, hi)
         best = None
         # suffix of hi == prefix of lo -> lo's prefix is redundant
         probe = b[:m]
@@ -814,6 +814,19 @@ class MergeOverlaps(Stage):
                 break
             pos = b.find(probe, pos + 1)
         return best
+
+    @staticmethod
+    def _best_place(a: str, b: str, hi: Chunk) -> int:
+        """Where in ``a`` (``hi``'s original text) ``b`` occurs: the first place, or, when an earlier step
+        cut ``hi``, the place of which ``hi`` still keeps the most (its text may say ``b`` twice)."""
+        first = a.find(b)
+        if hi.kept_pieces == ((0, len(a)),):
+            return first
+        places, p = [], first
+        while p != -1:
+            places.append(p)
+            p = a.find(b, p + 1)
+        return max(places, key=lambda q: (sum(e - s for s, e in held((0, len(b), q), hi)), -q))
 
     def _candidates(self, chunks: Sequence[Chunk], rank: Sequence[int], check: Callable[[str], None] = _no_check,
                     copies: Mapping[int, int] | None = None) -> dict[int, list[int]]:
