@@ -40,6 +40,7 @@ class FakeEndpoint:
 
     def __init__(self) -> None:
         self.answered: list[str] = []
+        self.received = 0  # every POST, answered or left hanging
         self.lock = threading.Lock()
         self.kill_after: int | None = None
         self.victim: subprocess.Popen | None = None
@@ -55,6 +56,7 @@ class FakeEndpoint:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 prompt = body["messages"][0]["content"]
                 with endpoint.lock:
+                    endpoint.received += 1
                     if not endpoint.dead.is_set() and endpoint.kill_after is not None and len(endpoint.answered) >= endpoint.kill_after:
                         endpoint.dead.set()
                         threading.Thread(target=endpoint._kill, daemon=True).start()

@@ -116,7 +116,7 @@ def server():
 def no_sleep(monkeypatch):
     """Record backoff sleeps instead of sleeping."""
     slept: list[float] = []
-    monkeypatch.setattr("evals.readers.openai.time.sleep", slept.append)
+    monkeypatch.setattr(OpenAIReader, "_pause", lambda self, seconds, stop: slept.append(seconds))
     return slept
 
 

@@ -22,8 +22,10 @@ import email.utils
 import os
 import random
 import re
+import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
@@ -36,6 +38,7 @@ from optimizer.lazy import lazy_import
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+_WRAP_UP_S = 5.0  # after a Ctrl-C, how long running items may take to store answers already received
 _KEY_LIKE = re.compile(r"\b(sk|key|tok)-[A-Za-z0-9_\-*.]{6,}")
 
 
@@ -132,6 +135,8 @@ class OpenAIReader(BaseReader):
         self.cache = cache
         self._client: Any = None
         self._lock = threading.Lock()
+        self._streams: weakref.WeakSet[Any] = weakref.WeakSet()  # open connections, so a Ctrl-C can cut them
+        self._batch = threading.local()  # a pool thread's batch: its stop event
 
     # -- settings -----------------------------------------------------------------------
     @property
@@ -214,8 +219,37 @@ class OpenAIReader(BaseReader):
         """Close the HTTP connection pool (it reopens on next use)."""
         with self._lock:
             client, self._client = self._client, None
+            self._streams = weakref.WeakSet()
         if client is not None:
             client.close()
+
+    def _abort(self) -> None:
+        """Cut every open connection, then close the pool: a request waiting on a stalled endpoint ends now.
+
+        Closing an httpx client alone leaves a thread blocked reading its socket until the timeout.
+        """
+        with self._lock:
+            streams = list(self._streams)
+        for stream in streams:
+            _cut(stream)
+        self.close()
+
+    def _trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpx trace hook: remember each new connection, and cut one opened after a stop at once."""
+        if event == "connection.connect_tcp.complete":
+            stream = info.get("return_value")
+            with self._lock:
+                self._streams.add(stream)
+            if self._stop().is_set():
+                _cut(stream)
+
+    def _stop(self) -> threading.Event:
+        """The stop event of the batch this thread works for (a fresh, unset one outside a batch)."""
+        return getattr(self._batch, "stop", None) or threading.Event()
+
+    def _join_batch(self, stop: threading.Event) -> None:
+        """Pool-thread initializer: this thread stops retrying when ``stop`` is set."""
+        self._batch.stop = stop
 
     def _request_body(self, prompt: str) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -233,16 +267,23 @@ class OpenAIReader(BaseReader):
     def _generate(self, prompt: str) -> ReaderOutput:
         body = self._request_body(prompt)
         error = "no attempt made"
+        stop = self._stop()
         for attempt in range(self.max_retries + 1):
+            if stop.is_set():  # the batch was interrupted: send nothing more (retries may be paid for)
+                return ReaderOutput.failure(self._redact(f"interrupted after {attempt} of {self.max_retries + 1} tries ({error})"))
             try:
                 return self._post_once(body)
             except _Retryable as exc:
                 error = str(exc)
                 if attempt == self.max_retries:
                     break
-                time.sleep(self._backoff(attempt, exc.delay))
+                self._pause(self._backoff(attempt, exc.delay), stop)
         tries = self.max_retries + 1
         return ReaderOutput.failure(self._redact(f"{error} (gave up after {tries} {'try' if tries == 1 else 'tries'})"))
+
+    def _pause(self, seconds: float, stop: threading.Event) -> None:
+        """Sleep between retries, waking as soon as the batch is interrupted."""
+        stop.wait(seconds)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -258,7 +299,7 @@ class OpenAIReader(BaseReader):
             headers["Authorization"] = f"Bearer {key}"
         start = time.perf_counter()
         try:
-            response = self._http().post(url, json=body, headers=headers)
+            response = self._http().post(url, json=body, headers=headers, extensions={"trace": self._trace})
         except httpx.TimeoutException as exc:
             raise _Retryable(f"request to {url} timed out after {self.timeout}s ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
@@ -312,9 +353,12 @@ class OpenAIReader(BaseReader):
         """Answer unique prompts with up to ``max_concurrency`` requests in flight."""
         counts = _counts(prompts)
         results: dict[str, ReaderOutput] = {}
-        pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="ragtrim-reader")
+        stop = threading.Event()
+        pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="ragtrim-reader",
+                                  initializer=self._join_batch, initargs=(stop,))
+        pending: dict[Future[ReaderOutput], str] = {}
         try:
-            pending: dict[Future[ReaderOutput], str] = {pool.submit(self._answer_prompt, p): p for p in unique}
+            pending.update({pool.submit(self._answer_prompt, p): p for p in unique})
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -322,9 +366,15 @@ class OpenAIReader(BaseReader):
                     results[p] = future.result()
                     if progress is not None:
                         progress(counts[p])
-        finally:
-            # on an interrupt: drop queued items, let running ones finish (and be cached)
-            pool.shutdown(wait=True, cancel_futures=True)
+        except BaseException:
+            # a Ctrl-C: drop queued items, stop retrying, cut requests in flight (waiting for them could
+            # take max_retries x timeout, paid retries included); answers already received are cached
+            stop.set()
+            self._abort()
+            pool.shutdown(wait=False, cancel_futures=True)
+            wait(pending, timeout=_WRAP_UP_S)  # running items now end at once, storing what they received
+            raise
+        pool.shutdown(wait=True)
         return results
 
 
@@ -350,6 +400,16 @@ def incomplete_answer(content: str, finish_reason: str | None, *, max_tokens: in
         return ("no answer: finish_reason 'content_filter', the provider's content filter withheld the answer; check the "
                 "prompt or the content filter settings of the endpoint (e.g. the Azure OpenAI deployment's filter)")
     return None
+
+
+def _cut(stream: Any) -> None:
+    """Shut an httpcore network stream's socket down, so a thread blocked reading it wakes at once."""
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # already closed
+            pass
 
 
 def _content_text(content: Any) -> str:
