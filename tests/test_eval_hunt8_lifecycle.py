@@ -3,15 +3,23 @@ the local reader's cache key, all-or-nothing output files, and the report's read
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sqlite3
 import threading
 import time
 
 import pytest
+from typer.testing import CliRunner
 
+from eval_fixtures import write_tiny
+from evals.readers.cache import ReaderCache
 from evals.readers.openai import OpenAIReader
+from ragtrim.cli import app
 from test_eval_resume_http import FakeEndpoint, endpoint  # noqa: F401  (the fixture)
+
+runner = CliRunner()
 
 ITEMS = [(f"question number {i}?", f"Document {i} says the answer is {i}.") for i in range(6)]
 
@@ -52,3 +60,45 @@ def test_one_ctrl_c_on_a_stalled_endpoint_stops_at_once_and_sends_no_retry(endpo
     outs = reader.answer_many(ITEMS[:2])
     assert [o.ok for o in outs] == [True, True]
     reader.close()
+
+
+# -- 2. a reader cache that SQLite cannot use -------------------------------------------------------
+def _eval_fake_reader(tmp_path, *more):
+    data = write_tiny(tmp_path / "tiny.jsonl")
+    out = tmp_path / "out"
+    args = ["eval", "--data", str(data), "--pipelines", "truncate", "--budgets", "0.25,0.5", "--reader", "fake",
+            "--out", str(out), "--no-progress", *more]
+    return runner.invoke(app, args), out
+
+
+def test_a_reader_cache_that_is_not_sqlite_stops_eval_with_exit_2_naming_the_file(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "reader-cache.sqlite").write_bytes(b"this is not a database, it was half copied" * 100)
+    res, _ = _eval_fake_reader(tmp_path)
+    assert res.exit_code == 2, res.output
+    assert str(out / "reader-cache.sqlite") in res.output and "delete it" in res.output
+    assert "Traceback" not in res.output and not (out / "results.json").exists()
+
+
+def test_a_cache_option_naming_a_folder_stops_eval_with_exit_2(tmp_path):
+    folder = tmp_path / "somedir"
+    folder.mkdir()
+    res, _ = _eval_fake_reader(tmp_path, "--cache", str(folder))
+    assert res.exit_code == 2, res.output
+    assert str(folder) in res.output and "--cache" in res.output
+
+
+def test_reader_cache_errors_during_a_sweep_warn_once_and_the_outputs_keep_the_answers(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(ReaderCache, "put", broken)
+    monkeypatch.setattr(ReaderCache, "get", broken)
+    res, out = _eval_fake_reader(tmp_path)
+    assert res.exit_code == 0, res.output
+    assert res.output.count("disk I/O error") == 1
+    doc = json.loads((out / "results.json").read_text())
+    assert all(run["metrics"]["accuracy"] is not None and run["metrics"]["reader_failures"] == 0 for run in doc["runs"])
+    rows = [json.loads(line) for line in (out / "examples.jsonl").read_text().splitlines()]
+    assert rows and all(r["prediction"] is not None for r in rows)

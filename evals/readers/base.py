@@ -10,7 +10,9 @@ implement one call to its model.
 
 from __future__ import annotations
 
+import sqlite3
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
@@ -115,10 +117,9 @@ class BaseReader:
 
     def _answer_prompt(self, prompt: str, overrides: Mapping[str, Any] | None = None) -> ReaderOutput:
         params = {**self.generation_params(), **(overrides or {})}
-        if self.cache is not None:
-            hit = self.cache.get(self.name, self.model, prompt, params)
-            if hit is not None:
-                return hit
+        hit = self._cache_get(prompt, params)
+        if hit is not None:
+            return hit
         start = time.perf_counter()
         try:
             out = self._generate(prompt, **(overrides or {}))
@@ -128,9 +129,38 @@ class BaseReader:
             out = ReaderOutput.failure(
                 self._redact(f"{type(exc).__name__}: {exc}"), (time.perf_counter() - start) * 1000
             )
-        if out.ok and self.cache is not None:
-            self.cache.put(self.name, self.model, prompt, params, out)
+        if out.ok:
+            self._cache_put(prompt, params, out)
         return out
+
+    def _cache_get(self, prompt: str, params: Mapping[str, Any]) -> ReaderOutput | None:
+        """The cached answer, or None; a cache SQLite cannot read (damaged, disk error) is a miss, not the sweep's end."""
+        if self.cache is None:
+            return None
+        try:
+            return self.cache.get(self.name, self.model, prompt, params)
+        except sqlite3.Error as exc:
+            self._cache_failed(exc)
+            return None
+
+    def _cache_put(self, prompt: str, params: Mapping[str, Any], out: ReaderOutput) -> None:
+        """Store an answer; when the cache cannot (disk full, damaged file) the answer still goes in this run's results."""
+        if self.cache is None:
+            return
+        try:
+            self.cache.put(self.name, self.model, prompt, params, out)
+        except sqlite3.Error as exc:
+            self._cache_failed(exc)
+
+    def _cache_failed(self, exc: sqlite3.Error) -> None:
+        """Warn once per reader: the run goes on without the cache (its answers are in the outputs, not stored)."""
+        if getattr(self, "_cache_warned", False):
+            return
+        self._cache_warned = True
+        warnings.warn(
+            f"the reader cache {getattr(self.cache, 'path', self.cache)} failed ({type(exc).__name__}: {exc}); this run goes on without it "
+            "(answers are written to the outputs but not stored, so a rerun asks them again); free disk space, or "
+            "delete the file or pass --cache with another file", RuntimeWarning, stacklevel=2)
 
     def _redact(self, text: str) -> str:
         """Remove secrets from an error text (readers with secrets override this)."""

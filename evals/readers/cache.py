@@ -85,9 +85,24 @@ class ReaderCache:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
-        conn = self._conn()
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(_SCHEMA)
+        self._open()
+
+    def _open(self) -> None:
+        """Create the table, or raise a ValueError naming the file when SQLite cannot use it (a folder, a
+        half-copied or foreign file), instead of a raw sqlite3 traceback."""
+        if self.path.is_dir():
+            raise ValueError(f"the reader cache {str(self.path)!r} is a folder; pass --cache a file path such as "
+                             f"{str(self.path / 'reader-cache.sqlite')!r}")
+        try:
+            conn = self._conn()
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(_SCHEMA)
+        except sqlite3.Error as exc:
+            self.close()
+            raise ValueError(
+                f"the reader cache {str(self.path)!r} is not a usable SQLite database ({exc}); delete it (it only holds "
+                "cached reader answers, which are asked again) or pass --cache with another file"
+            ) from None
 
     def __repr__(self) -> str:
         return f"ReaderCache({str(self.path)!r})"
