@@ -57,6 +57,7 @@ class EvalRun:
     runs: tuple[ArmRun, ...]
     settings: dict[str, Any] = field(default_factory=dict)
     tokenizer_encoding: str | None = None
+    reader_model_path: str | None = None  # the model file that answered, when the reader runs one (local)
 
     def run_for(self, pipeline: str, budget: Budget | None) -> ArmRun:
         """The aggregated run of one arm."""
@@ -84,6 +85,7 @@ class EvalRun:
             "tokenizer_encoding": self.tokenizer_encoding,
             "reader": self.reader,
             "reader_model": self.reader_model,
+            "reader_model_path": self.reader_model_path,
             "prompt_template": self.prompt_template,
             **self.settings,
             "runs": [{**r.to_dict(), **in_sample(self.dataset, tuned.get(r.pipeline))} for r in self.runs],
@@ -306,6 +308,7 @@ def run_eval(
         tokenizer_encoding=dict(resolved)[REFERENCE].tokenizer.name,
         reader=reader.name if reader is not None else "none",
         reader_model=getattr(reader, "model", None) if reader is not None else None,
+        reader_model_path=getattr(reader, "model_file", None) if reader is not None else None,
         prompt_template=template,
         arms=tuple(arms),
         rows=tuple(rows),

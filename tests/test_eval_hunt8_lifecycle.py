@@ -14,9 +14,13 @@ import pytest
 from typer.testing import CliRunner
 
 from eval_fixtures import write_tiny
+from evals.datasets import load_dataset
 from evals.readers.cache import ReaderCache
 from evals.readers.openai import OpenAIReader
+from evals.sweep import run_eval
+from optimizer.gguf import PACKAGED_MODEL
 from ragtrim.cli import app
+from test_crash_resilience import TESTS, FakeLocalReader
 from test_eval_resume_http import FakeEndpoint, endpoint  # noqa: F401  (the fixture)
 
 runner = CliRunner()
@@ -102,3 +106,31 @@ def test_reader_cache_errors_during_a_sweep_warn_once_and_the_outputs_keep_the_a
     assert all(run["metrics"]["accuracy"] is not None and run["metrics"]["reader_failures"] == 0 for run in doc["runs"])
     rows = [json.loads(line) for line in (out / "examples.jsonl").read_text().splitlines()]
     assert rows and all(r["prediction"] is not None for r in rows)
+
+
+# -- 3. the local reader's cache key names the model file, not its stem --------------------------------
+def test_two_gguf_files_with_the_same_name_never_share_cached_answers(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", TESTS)  # the worker imports worker_backends
+    data = load_dataset(write_tiny(tmp_path / "tiny.jsonl"))
+    cache = ReaderCache(tmp_path / "reader-cache.sqlite")
+    results = []
+    for folder in ("llama-3b", "qwen-0.5b"):
+        gguf = tmp_path / folder / "model.gguf"
+        gguf.parent.mkdir()
+        gguf.write_bytes(b"GGUF" + folder.encode())
+        reader = FakeLocalReader(model_path=str(gguf), cache=cache)
+        try:
+            run = run_eval(data, ["truncate"], [0.5], reader=reader, progress=False)
+        finally:
+            reader.close()
+        results.append(run.to_results())
+        assert not any(row.reader_cached for row in run.rows)  # the second model was asked, not served the first's
+        assert run.reader_model == "model"  # the readable name stays
+    assert [r["reader_model_path"] for r in results] == [str((tmp_path / f / "model.gguf").resolve()) for f in ("llama-3b", "qwen-0.5b")]
+    assert cache.hits == 0
+
+
+def test_the_packaged_model_keeps_its_cache_key_and_a_sampling_seed_joins_it():
+    assert FakeLocalReader().model_id == FakeLocalReader().model_id == PACKAGED_MODEL  # old caches stay valid
+    assert "seed" not in FakeLocalReader(seed=1).generation_params()  # greedy: the seed changes nothing
+    assert FakeLocalReader(temperature=0.7, seed=1).generation_params()["seed"] == 1

@@ -95,6 +95,11 @@ class BaseReader:
         raise NotImplementedError
 
     # -- shared -------------------------------------------------------------------------
+    @property
+    def model_id(self) -> str:
+        """The model as the cache key names it: ``model``, unless a reader knows more (the local reader's file)."""
+        return self.model
+
     def prompt(self, question: str, context: str) -> str:
         """The exact text the model sees for this question and context."""
         return format_prompt(self.template, question, context)
@@ -138,7 +143,7 @@ class BaseReader:
         if self.cache is None:
             return None
         try:
-            return self.cache.get(self.name, self.model, prompt, params)
+            return self.cache.get(self.name, self.model_id, prompt, params)
         except sqlite3.Error as exc:
             self._cache_failed(exc)
             return None
@@ -148,7 +153,7 @@ class BaseReader:
         if self.cache is None:
             return
         try:
-            self.cache.put(self.name, self.model, prompt, params, out)
+            self.cache.put(self.name, self.model_id, prompt, params, out)
         except sqlite3.Error as exc:
             self._cache_failed(exc)
 

@@ -126,13 +126,25 @@ class LocalReader(BaseReader):
         self.cache = cache
         self.extra_buffers = extra_buffers
         self.timeout_s = timeout_s
-        self.model = PACKAGED_MODEL if model_path is None else Path(model_path).stem
+        self.model = PACKAGED_MODEL if model_path is None else Path(model_path).stem  # the readable name in reports
+        self._model_id = gguf_identity(model_path)
         self._worker: ModelWorker | None = None
 
+    @property
+    def model_id(self) -> str:
+        """The cache key's model: :func:`gguf_identity` of ``model_path``, not its stem (two ``model.gguf`` differ)."""
+        return self._model_id
+
+    @property
+    def model_file(self) -> str | None:
+        """The full path of the GGUF answering (``results.json``'s ``reader_model_path``); None for the packaged one."""
+        return None if self.model_path is None else str(Path(self.model_path).resolve())
+
     def generation_params(self) -> dict[str, Any]:
-        return params_as_json(
-            {"max_tokens": self.max_tokens, "temperature": float(self.temperature), "stop": self.stop}
-        )
+        params: dict[str, Any] = {"max_tokens": self.max_tokens, "temperature": float(self.temperature), "stop": self.stop}
+        if self.temperature > 0:  # sampling: the seed changes the answer (greedy decoding ignores it)
+            params["seed"] = self.seed
+        return params_as_json(params)
 
     @property
     def worker(self) -> ModelWorker:
@@ -181,6 +193,20 @@ class LocalReader(BaseReader):
             prompt_tokens=out.get("prompt_tokens"),
             completion_tokens=out.get("completion_tokens"),
         )
+
+
+def gguf_identity(model_path: str | Path | None) -> str:
+    """The model name a cached answer is filed under: the packaged model's name, or a GGUF's resolved path with its
+    size and modification time, so two files called ``model.gguf`` (or a file replaced in place) never share answers.
+
+    >>> gguf_identity(None) == PACKAGED_MODEL
+    True
+    """
+    if model_path is None:
+        return PACKAGED_MODEL
+    path = Path(model_path).resolve()
+    stat = path.stat()
+    return f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
 class LlamaBackend:
