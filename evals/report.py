@@ -497,41 +497,69 @@ def _dumps(obj: Any, **kw: Any) -> str:
 
 
 def write_results(run: Any, out_dir: str | Path, *, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Write ``results.json`` and ``examples.jsonl`` (each whole or not at all); return the results document."""
+    """Write ``results.json`` and ``examples.jsonl`` together (both replaced, or neither); return the results document."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    results = run.to_results()
-    if meta is not None:
-        results["meta"] = dict(meta)
-    with replace_atomically(out / "results.json") as f:
-        f.write(_dumps(results, indent=2) + "\n")
-    with replace_atomically(out / "examples.jsonl") as f:
-        for row in run.rows:
-            f.write(_dumps(row.to_dict()) + "\n")
+    results = _results_document(run, meta)
+    with replace_together(out) as staged:
+        _stage_examples(staged, run)
+        _stage_results(staged, results)
     return results
 
 
 def write_report(run: Any, out_dir: str | Path, *, meta: Mapping[str, Any] | None = None, plot: bool = True) -> Path:
     """Write all outputs of ``run`` into ``out_dir``; return the path of ``report.html``.
 
-    Every file is written to a temporary sibling and renamed over the old one, so a reader never sees
-    a half-written file. Without matplotlib the report has no plot and says how to get one
-    (:func:`plot_dependency_missing`).
+    The files are replaced as one set (:func:`replace_together`): a write that fails (a full disk) leaves every
+    previous output as it was, never a new ``results.json`` next to an older run's examples or report. Without
+    matplotlib the report has no plot and says how to get one (:func:`plot_dependency_missing`).
     """
     out = Path(out_dir)
-    results = write_results(run, out, meta=meta)
-    png, plot_note = None, None
-    if plot:
-        plot_note = plot_dependency_missing()
-        if plot_note is None:
-            png, plot_note = draw_plot(results, out / PLOT_FILE)
-    if png is None:
-        (out / PLOT_FILE).unlink(missing_ok=True)  # an earlier run's plot would not match these results
-    with replace_atomically(out / "report.md") as f:
-        f.write(render_markdown(results, PLOT_FILE if png is not None else None, plot_note=plot_note))
-    with replace_atomically(out / "report.html") as f:
-        f.write(render_html(results, png, plot_note=plot_note))
+    out.mkdir(parents=True, exist_ok=True)
+    results = _results_document(run, meta)
+    png, plot_note = _plot_png(results, out) if plot else (None, None)
+    with replace_together(out) as staged:
+        _stage_examples(staged, run)
+        if png is None:
+            staged.drop(PLOT_FILE)  # an earlier run's plot would not match these results
+        else:
+            with staged.write(PLOT_FILE, "wb") as f:
+                f.write(png)
+        with staged.write("report.md") as f:
+            f.write(render_markdown(results, PLOT_FILE if png is not None else None, plot_note=plot_note))
+        with staged.write("report.html") as f:
+            f.write(render_html(results, png, plot_note=plot_note))
+        _stage_results(staged, results)  # last: a results.json names a whole set
     return out / "report.html"
+
+
+def _results_document(run: Any, meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    results = run.to_results()
+    if meta is not None:
+        results["meta"] = dict(meta)
+    return results
+
+
+def _stage_examples(staged: StagedFiles, run: Any) -> None:
+    with staged.write("examples.jsonl") as f:
+        for row in run.rows:
+            f.write(_dumps(row.to_dict()) + "\n")
+
+
+def _stage_results(staged: StagedFiles, results: Mapping[str, Any]) -> None:
+    with staged.write("results.json") as f:
+        f.write(_dumps(results, indent=2) + "\n")
+
+
+def _plot_png(results: Mapping[str, Any], out: Path) -> tuple[bytes | None, str | None]:
+    """The plot's PNG bytes (drawn in a scratch folder: the old plot stays until the set is replaced), or its note."""
+    import tempfile
+
+    note = plot_dependency_missing()
+    if note is not None:
+        return None, note
+    with tempfile.TemporaryDirectory(dir=out, prefix=".plot-") as scratch:
+        return draw_plot(results, Path(scratch) / PLOT_FILE)
 
 
 PLOT_FILE = "pareto.png"
@@ -560,6 +588,81 @@ def plot_dependency_missing() -> str | None:
         return None
     return (f"no plot: matplotlib is not installed; install it with pip install 'ragtrim[{PLOT_EXTRA}]' and rerun "
             "to get the quality-versus-tokens plot (the tables are complete without it)")
+
+
+class StagedFiles:
+    """Files of one folder replaced as a set: each :meth:`write` block fills a temporary sibling; :meth:`commit` renames
+    them over the old files in the order written (write the one that says the set is whole last) and deletes the
+    :meth:`drop`-ped ones; :meth:`discard` removes the temporaries, leaving the old files as they were."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.doing = ""  # what is under way, for the error note
+        self._staged: list[tuple[Path, Path]] = []
+        self._dropped: list[Path] = []
+
+    @contextmanager
+    def write(self, name: str, mode: str = "w") -> Iterator[IO[Any]]:
+        import os
+        import tempfile
+
+        self.doing = f"writing {name}"
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{name}.", suffix=".tmp")
+        self._staged.append((Path(tmp), self.folder / name))
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+        os.chmod(tmp, 0o666 & ~_umask())
+        self.doing = ""
+
+    def drop(self, name: str) -> None:
+        self._dropped.append(self.folder / name)
+
+    def commit(self) -> None:
+        import os
+
+        self.doing = "replacing the outputs"
+        for path in self._dropped:
+            path.unlink(missing_ok=True)
+        for tmp, path in self._staged:
+            os.replace(tmp, path)
+
+    def discard(self) -> None:
+        for tmp, _ in self._staged:
+            tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def replace_together(folder: Path) -> Iterator[StagedFiles]:
+    """A :class:`StagedFiles` committed when the block ends; on an error nothing in ``folder`` changes, and the error
+    gets a note naming the file and saying the previous outputs are intact.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> with replace_together(d) as staged, staged.write("a.txt") as f:
+    ...     _ = f.write("new")
+    >>> try:
+    ...     with replace_together(d) as staged:
+    ...         with staged.write("a.txt") as f:
+    ...             _ = f.write("newer")
+    ...         with staged.write("b.txt") as f:
+    ...             raise OSError(28, "No space left on device")
+    ... except OSError as exc:
+    ...     print(exc.__notes__[0].replace(str(d), "DIR"))
+    writing b.txt in DIR failed, so nothing there was replaced: the previous outputs are intact
+    >>> (d / "a.txt").read_text(), [p.name for p in d.iterdir()]
+    ('new', ['a.txt'])
+    """
+    staged = StagedFiles(folder)
+    try:
+        yield staged
+        staged.commit()
+    except BaseException as exc:
+        staged.discard()
+        if isinstance(exc, Exception):
+            exc.add_note(f"{staged.doing or 'writing the outputs'} in {folder} failed, so nothing there was replaced: the previous outputs are intact"
+                         if staged.doing != "replacing the outputs" else
+                         f"replacing the outputs in {folder} failed part-way; rerun to write a whole set")
+        raise
 
 
 @contextmanager

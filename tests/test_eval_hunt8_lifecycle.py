@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 from eval_fixtures import write_tiny
 from evals.datasets import load_dataset
 from evals.readers.cache import ReaderCache
+from evals.readers.fake import FakeReader
+from evals.report import write_report
 from evals.readers.openai import OpenAIReader
 from evals.sweep import run_eval
 from optimizer.gguf import PACKAGED_MODEL
@@ -134,3 +136,29 @@ def test_the_packaged_model_keeps_its_cache_key_and_a_sampling_seed_joins_it():
     assert FakeLocalReader().model_id == FakeLocalReader().model_id == PACKAGED_MODEL  # old caches stay valid
     assert "seed" not in FakeLocalReader(seed=1).generation_params()  # greedy: the seed changes nothing
     assert FakeLocalReader(temperature=0.7, seed=1).generation_params()["seed"] == 1
+
+
+# -- 4. the outputs are replaced all together or not at all --------------------------------------------
+def _files(out) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def test_a_failed_write_leaves_every_previous_output_as_it_was(tmp_path, monkeypatch):
+    data = load_dataset(write_tiny(tmp_path / "tiny.jsonl"))
+    out = tmp_path / "out"
+    first = run_eval(data, ["truncate", "bm25-topk"], [0.25, 0.5], reader=FakeReader(), progress=False, resamples=20)
+    write_report(first, out, meta={"created": "first"})
+    before = _files(out)
+    assert {"results.json", "examples.jsonl", "report.md", "report.html"} <= set(before)
+
+    second = run_eval(data, ["truncate"], [0.125], progress=False, resamples=20)
+
+    def disk_full(self):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(type(second.rows[0]), "to_dict", disk_full)  # the examples.jsonl write fails
+    with pytest.raises(OSError) as raised:
+        write_report(second, out, meta={"created": "second"})
+    assert _files(out) == before  # no new results.json next to the old examples and report, no temporary left
+    message = "; ".join([str(raised.value), *getattr(raised.value, "__notes__", [])])
+    assert "examples.jsonl" in message and "intact" in message
