@@ -90,7 +90,7 @@ def summary_table(results: Mapping[str, Any]) -> Table:
     errors = pipeline_failed(results)
     headers = ["pipeline", "budget", "tokens", "answer recall", "evidence recall"] + (["pipeline errors"] if errors else [])
     if has_reader:
-        headers += ["accuracy", "EM", "F1", "reader n", "failed"]
+        headers += ["accuracy", "EM", "F1", "scored n", "failed"]
     headers += ["$ / 1k queries", "latency p50 ms", "p95 ms"]
     rows = []
     for run in results["runs"]:
@@ -107,7 +107,7 @@ def summary_table(results: Mapping[str, Any]) -> Table:
                 fmt(m["accuracy"]),
                 fmt(m["em"]),
                 fmt(m["f1"]),
-                str(m["n_reader"]) if m["reader_calls"] else "–",
+                str(m.get("n_accuracy", m["n_reader"])) if m["reader_calls"] else "–",  # the n of the means
                 str(m["reader_failures"]) if m["reader_calls"] else "–",
             ]
         row += [fmt(m["cost_per_1k_queries"], 4), fmt(m["latency_ms_p50"], 1), fmt(m["latency_ms_p95"], 1)]
@@ -119,6 +119,8 @@ def summary_table(results: Mapping[str, Any]) -> Table:
         "Tokens: mean rendered context (share of the full context). Latency: the optimizer's, per question, models "
         "loaded; each pipeline and budget runs with models of its own and no memos from another, so every budget "
         "pays for its own embeddings."
+        + (" Scored n: the answers accuracy, EM and F1 are averaged over (calls that failed, and questions with no "
+           "gold answer, are left out)." if has_reader else "")
         + (" Pipeline errors: examples the pipeline raised on (pipeline_error in examples.jsonl), left out of "
            "every mean." if errors else "")
     )

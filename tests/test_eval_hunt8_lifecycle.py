@@ -17,7 +17,7 @@ from eval_fixtures import write_tiny
 from evals.datasets import load_dataset
 from evals.readers.cache import ReaderCache
 from evals.readers.fake import FakeReader
-from evals.report import write_report
+from evals.report import summary_table, write_report
 from evals.readers.openai import OpenAIReader
 from evals.sweep import run_eval
 from optimizer.gguf import PACKAGED_MODEL
@@ -162,3 +162,15 @@ def test_a_failed_write_leaves_every_previous_output_as_it_was(tmp_path, monkeyp
     assert _files(out) == before  # no new results.json next to the old examples and report, no temporary left
     message = "; ".join([str(raised.value), *getattr(raised.value, "__notes__", [])])
     assert "examples.jsonl" in message and "intact" in message
+
+
+# -- 5. the summary's n is the n accuracy, EM and F1 are averaged over -----------------------------------
+def test_the_summary_shows_the_n_the_reader_scores_are_averaged_over(tmp_path):
+    data = load_dataset(write_tiny(tmp_path / "tiny.jsonl"))  # q-none has no answer: answered, but not scored
+    results = run_eval(data, ["truncate"], [0.5], reader=FakeReader(), progress=False, resamples=20).to_results()
+    table = summary_table(results)
+    for run, row in zip(results["runs"], table.rows):
+        m = run["metrics"]
+        assert (m["n_reader"], m["n_accuracy"]) == (5, 4)
+        assert row[table.headers.index("scored n")] == "4"
+    assert "scored n" in table.note.lower() and "no gold answer" in table.note
