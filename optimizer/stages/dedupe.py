@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,9 +47,31 @@ def _check_differences(stage: str, value: str) -> None:
 
 
 def _sentence_keys(chunk: Chunk) -> list[tuple[str, tuple[int, int]]]:
-    """``(normalized text, span in the current text)`` of each sentence of ``chunk``."""
+    """``(key, span in the current text)`` of each sentence of ``chunk`` (:func:`sentence_key`)."""
     text = chunk.text
-    return [(normalized(text[s:e]), (s, e)) for s, e in split_sentences(text)]
+    return [(sentence_key(text[s:e]), (s, e)) for s, e in split_sentences(text)]
+
+
+_PER = frozenset("%‰‱")
+
+
+def sentence_key(text: str) -> str:
+    """A sentence as a duplicate's sentences are compared: :func:`normalized` (case, spacing and
+    punctuation do not count), plus its symbols in order, which do: a sign, a currency, a
+    comparison, a unit (``-5 °C`` is not ``5 °C``, ``€120`` is not ``$120``, ``< 40`` is not ``> 40``).
+    A hyphen counts as a minus sign only before a digit and after no letter or digit.
+
+    >>> sentence_key("It is -5 °C.") == sentence_key("It is 5 °C.")
+    False
+    >>> sentence_key("The fee is “$120”, paid yearly!") == sentence_key('the fee is "$120" paid yearly')
+    True
+    """
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    symbols = [ch for k, ch in enumerate(folded)
+               if unicodedata.category(ch)[0] == "S" or ch in _PER
+               or (ch == "-" and folded[k + 1 : k + 2].isdigit() and not folded[k - 1 : k].isalnum())]
+    base = normalized(text)
+    return f"{base}\x00{''.join(symbols)}" if symbols else base
 
 
 class _Differences:
