@@ -49,18 +49,49 @@ class Sentence:
 
 
 def split_chunks(chunks: Sequence[Chunk], context: StageContext) -> list[Sentence]:
-    """Every sentence of every chunk's kept pieces, in order, with its token count."""
+    r"""Every sentence of every chunk's kept pieces, in order, with its token count.
+
+    A question is one unit with the sentence after it (:func:`with_answers`): on a FAQ page the
+    question matches the query best and says nothing, and its answer may share no word with it.
+
+    >>> [s.text for s in split_chunks([Chunk(id="f", text="How do I reset it?\nHold the button. Then wait.")],
+    ...                                StageContext.default())]
+    ['How do I reset it?\nHold the button.', 'Then wait.']
+    """
     out: list[Sentence] = []
     for ci, c in enumerate(chunks):
         context.check_deadline(f"splitting sentences (chunk {ci} of {len(chunks)})")
         original = c.original_text
         position = 0
         for ps, pe in c.kept_pieces:  # split each kept piece; offsets stay in original coordinates
-            for s, e in split_range(original, ps, pe):  # a piece of a code block is still split per line
+            for s, e in with_answers(original, split_range(original, ps, pe)):  # a code block's piece is still split per line
                 text = original[s:e]
                 tokens = context.count(original[indent_start(original, s) : e])  # printed with its indentation (piece_joiner)
                 out.append(Sentence(ci, s, e, text, position, tokens))
                 position += 1
+    return out
+
+
+_QUESTION_END = re.compile(r"[?？؟][\s\"'”’»)\]*_]*$")
+
+
+def with_answers(text: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``spans`` (sentences of ``text``) with each question joined to the sentence after it when that
+    one is no question: a question alone carries no answer.
+
+    >>> t = "Q: Can I pay later? A: Yes, within 30 days. Why? Who knows?"
+    >>> [t[s:e] for s, e in with_answers(t, [(0, 19), (20, 43), (44, 48), (49, 59)])]
+    ['Q: Can I pay later? A: Yes, within 30 days.', 'Why?', 'Who knows?']
+    """
+    out: list[tuple[int, int]] = []
+    k = 0
+    while k < len(spans):
+        s, e = spans[k]
+        if k + 1 < len(spans) and _QUESTION_END.search(text[s:e]) and not _QUESTION_END.search(text[slice(*spans[k + 1])]):
+            e = spans[k + 1][1]
+            k += 1
+        out.append((s, e))
+        k += 1
     return out
 
 
