@@ -66,7 +66,7 @@ def test_a_pepper_that_cannot_be_written_is_one_line_with_the_fix(tmp_path, monk
     blocker.write_text("not a folder")
     monkeypatch.setenv("RAGTRIM_CACHE", str(blocker))  # the pepper file would go under a file
     monkeypatch.delenv("RAGTRIM_SERVE_PEPPER", raising=False)
-    out = CliRunner().invoke(cli(), ["tenants", "create", "acme", "--db", f"sqlite:///{tmp_path}/s.sqlite"])
+    out = CliRunner().invoke(cli(), ["keys", "create", "--admin", "--db", f"sqlite:///{tmp_path}/s.sqlite"])  # hashes a key
     assert out.exit_code == 2, out.output
     lines = out.output.strip().splitlines()
     assert len(lines) == 1 and "RAGTRIM_SERVE_PEPPER" in lines[0] and "RAGTRIM_CACHE" in lines[0], out.output

@@ -17,9 +17,9 @@ from ragtrim.serve.auth import require
 from ragtrim.serve.budgets import (check_limit, check_period, check_scope, check_scope_value, check_unit, delete_budget, list_budgets,
                                    set_budget)
 from ragtrim.serve.errors import ApiError, bad_request
-from ragtrim.serve.keys import create_key, create_tenant, list_keys, list_tenants, revoke_key
+from ragtrim.serve.keys import create_key, create_tenant, id_of, list_keys, list_tenants, revoke_key
 from ragtrim.serve.pricing import parse_usd
-from ragtrim.serve.bodies import read_json, url_param
+from ragtrim.serve.bodies import body_text, read_json, url_param
 from ragtrim.serve.usage import quota_status, usage_summary
 
 
@@ -63,7 +63,8 @@ def bool_field(body: Any, name: str, default: bool = False) -> bool:
 
 def str_field(body: Any, name: str, *, required: bool, what: str = "") -> str | None:
     """``body[name]`` as a string (None when left out or null and not ``required``); a 400 naming the field
-    when it is missing but ``required``, or not a string. ``what`` says what to give.
+    when it is missing but ``required``, not a string, or holds a control character (:func:`body_text`).
+    ``what`` says what to give.
 
     >>> str_field({}, "tenant", required=True, what="the tenant's name, e.g. acme")
     Traceback (most recent call last):
@@ -77,7 +78,7 @@ def str_field(body: Any, name: str, *, required: bool, what: str = "") -> str | 
         return None
     if not isinstance(value, str):
         raise bad_request(f"{name} must be a string{f' ({what})' if what else ''}, got {value!r:.80}", name)
-    return value
+    return body_text(value, name)
 
 
 async def keys_create(request: Request) -> JSONResponse:
@@ -98,8 +99,9 @@ async def keys_list(request: Request) -> JSONResponse:
 
 
 async def keys_revoke(request: Request) -> JSONResponse:
+    """``DELETE /v1/admin/keys/{key_id}``: the id, or the whole key pasted in its place (:func:`id_of`)."""
     await require(request, admin=True)
-    kid = url_param(request, "key_id", path=True)
+    kid = id_of(url_param(request, "key_id", path=True) or "")
     if not await _call(revoke_key, request.app.state.service.engine, kid):
         raise ApiError(404, "not_found_error", f"no active key {kid!r}")
     return JSONResponse({"id": kid, "revoked": True})

@@ -229,6 +229,13 @@ def _label(text: str, param: str, what: str = "a user, feature, model or preset"
                       "printable text: send it without control characters (NUL, newlines, ...)", param)
 
 
+def body_text(value: str, name: str, what: str = "a tenant, label or user/feature name") -> str:
+    """A string field ``name`` of an admin route's body, or a 400 naming it when it holds a control character, as
+    :func:`url_param` does for the URL: checked before any database call (PostgreSQL refuses NUL in text: a 500), and a
+    newline in a key's label would fake lines in ``ragtrim keys list``."""
+    return _label(value, name, what)
+
+
 def url_param(request: Any, name: str, *, path: bool = False) -> str | None:
     """The query (or ``path``) parameter ``name`` of ``request`` (None when not given), or a 400 naming it when it holds
     a control character: checked before any database call (PostgreSQL refuses NUL in text: a 500)."""

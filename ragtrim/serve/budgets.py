@@ -29,6 +29,7 @@ from ragtrim.serve.schema import CHARGED_ACTIONS, budget_usage, budgets, ledger
 SCOPES = ("tenant", "user", "feature")
 UNITS = ("tokens", "usd")
 PERIODS = ("day", "month")
+SCOPE_VALUE_MAX = 200  # rt_budgets.scope_value's size, and the longest user or feature tag a request may send
 
 
 @dataclass(frozen=True)
@@ -181,9 +182,14 @@ def check_scope(scope: Any) -> None:
 
 
 def check_scope_value(scope: Any, scope_value: Any) -> None:
-    """Raise ValueError unless ``scope_value`` fits ``scope``: none for a tenant budget, the user's or feature's name else."""
+    """Raise ValueError unless ``scope_value`` fits ``scope``: none for a tenant budget, the user's or feature's name else,
+    at most :data:`SCOPE_VALUE_MAX` characters (the column's size, and a request's longest user or feature tag: a longer
+    name could never match one)."""
     if (scope == "tenant") != (scope_value == ""):
         raise ValueError(f"a {scope} budget needs {'no' if scope == 'tenant' else 'a'} user/feature name, got {scope_value!r}")
+    if len(scope_value) > SCOPE_VALUE_MAX:
+        raise ValueError(f"a {scope} budget's name is at most {SCOPE_VALUE_MAX} characters (no request's {scope} tag is "
+                         f"longer), got {len(scope_value)}: {scope_value[:40]!r}...; give the tag as requests send it")
 
 
 def check_period(period: Any) -> None:

@@ -13,6 +13,7 @@ cannot be used: the line names the path and how to put it elsewhere (``--db``, `
 Commands that only read (``usage``, ``tenants list``, ``keys list``, ``budgets list``) open the
 database read-only (:func:`ragtrim.serve.db.make_engine` with ``readonly``): no tables made, a SQLite
 file opened with ``mode=ro``, no pepper needed, so they work on a database this user cannot write.
+Only ``keys create`` and ``usage --page-link`` load the pepper (they hash a key or sign a link).
 """
 
 from __future__ import annotations
@@ -239,15 +240,18 @@ def _load_pepper(cfg: Any) -> bytes:
         fail(pepper_error(cfg.pepper_env, folder, exc))
 
 
-def _setup(config: Optional[Path], db: Optional[str], *, existing: bool = False, readonly: bool = False) -> tuple[Any, Any, bytes]:
+def _setup(config: Optional[Path], db: Optional[str], *, existing: bool = False, readonly: bool = False,
+           pepper: bool = False) -> tuple[Any, Any, bytes]:
     """Config, engine and pepper for an admin command; ``existing``: the database must be there already (never created).
 
-    ``readonly``: a command that only reads (the database must be there; opened read-only; no pepper: ``b""``).
+    ``readonly``: a command that only reads (the database must be there; opened read-only). ``pepper``: a command that
+    hashes a key or signs a link loads the pepper (making its file on first use); the others get ``b""``, so a pepper
+    file that cannot be made or read does not stop them.
     """
     _need("sqlalchemy")
     cfg = _load_config(config)
     engine = _open_db(_db_url(cfg, db), existing=existing, readonly=readonly)
-    return cfg, engine, b"" if readonly else _load_pepper(cfg)
+    return cfg, engine, _load_pepper(cfg) if pepper else b""
 
 
 def _build_service(cfg: Any, db: Optional[str]) -> Any:
@@ -336,7 +340,7 @@ def usage(
 ) -> None:
     """Usage from the ledger: requests, tokens, $ spent and saved, grouped; and each budget's standing."""
     # the page link only signs a token with the pepper; a report only reads the database
-    cfg, engine, pepper = _setup(config, db) if page_link is not None else _setup(config, db, readonly=True)
+    cfg, engine, pepper = _setup(config, db, pepper=True) if page_link is not None else _setup(config, db, readonly=True)
     from ragtrim.serve.pricing import format_usd
     from ragtrim.serve.usage import quota_status, usage_summary
 
@@ -414,7 +418,7 @@ def keys_create(tenant: Optional[str] = typer.Option(None, "--tenant", help="The
                 label: str = typer.Option("", "--label", help="A note to recognise the key by."),
                 config: Optional[Path] = CONFIG_OPT, db: Optional[str] = DB_OPT) -> None:
     """Create an API key. It is printed once; only its hash is stored."""
-    _, engine, pepper = _setup(config, db)
+    _, engine, pepper = _setup(config, db, pepper=True)
     from ragtrim.serve.keys import create_key
     try:
         with _db_errors(engine):
@@ -437,12 +441,13 @@ def keys_list(tenant: Optional[str] = typer.Option(None, "--tenant"), config: Op
         typer.echo(f"{k['id']}  {'admin' if k['admin'] else k['tenant']}  {state}  {k['label']}")
 
 
-def keys_revoke(key_id: str = typer.Argument(..., help="The key id (the 12 hex characters after rtk_)."),
+def keys_revoke(key_id: str = typer.Argument(..., help="The key id (the 12 hex characters after rtk_), or the whole key."),
                 config: Optional[Path] = CONFIG_OPT, db: Optional[str] = DB_OPT) -> None:
     """Revoke a key."""
     _, engine, _ = _setup(config, db, existing=True)
-    from ragtrim.serve.keys import revoke_key
+    from ragtrim.serve.keys import id_of, revoke_key
 
+    key_id = id_of(key_id)  # a pasted whole key: its id, so the secret is never echoed
     with _db_errors(engine):
         revoked = revoke_key(engine, key_id)
     if not revoked:

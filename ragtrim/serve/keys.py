@@ -23,16 +23,17 @@ import hmac
 import os
 import re
 import secrets
-import stat
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ragtrim.serve.db import reading, writing
+from ragtrim.serve.db import insert_ignore, reading, writing
 from ragtrim.serve.schema import api_keys, tenants
 
 _KEY_RE = re.compile(r"^rtk_([0-9a-f]{12})_([A-Za-z0-9\-_]{40,})$")
+_PEPPER_MIN = 16
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 
 
@@ -64,6 +65,16 @@ def key_id(key: str) -> str | None:
     return m.group(1) if m else None
 
 
+def id_of(text: str) -> str:
+    """The key id ``text`` names: itself, or the id part of a whole key (``rtk_<id>_<secret>``) pasted in its place, so
+    revoking by the whole key works and an error about it echoes the id only, never the secret.
+
+    >>> id_of("0123456789ab"), id_of("rtk_0123456789ab_" + "s" * 43), id_of("rtk_short_secret")
+    ('0123456789ab', '0123456789ab', 'short')
+    """
+    return key_id(text) or (text.split("_", 2)[1] if text.startswith("rtk_") else text)
+
+
 def hash_key(key: str, pepper: bytes) -> str:
     """HMAC-SHA256 of the whole key under the pepper, hex."""
     return hmac.new(pepper, key.encode("utf-8"), hashlib.sha256).hexdigest()
@@ -77,29 +88,65 @@ def load_pepper(env_name: str, fallback_dir: Path, env: dict[str, str] | None = 
     env = dict(os.environ) if env is None else env
     value = env.get(env_name)
     if value:
-        if len(value) < 16:
-            raise ValueError(f"{env_name} must be at least 16 characters of secret, got {len(value)}")
+        if len(value) < _PEPPER_MIN:
+            raise ValueError(f"{env_name} must be at least {_PEPPER_MIN} characters of secret, got {len(value)}")
         return value.encode("utf-8")
     path = fallback_dir / "serve-pepper"
     if not path.exists():
-        fallback_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+        _make_pepper_file(path)
+    return _read_pepper_file(path, env_name)
+
+
+def _make_pepper_file(path: Path) -> None:
+    """Write a fresh secret to ``path`` (0600) unless a process starting at the same time made it first.
+
+    The secret is written and synced in a temporary file beside it, then linked to ``path`` (which fails if the file is
+    there): the file appears whole, so no process reads it empty, and the loser of the race keeps the winner's."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".serve-pepper.")  # 0600
+    try:
+        os.write(fd, secrets.token_hex(32).encode("ascii"))
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
         try:
-            os.write(fd, secrets.token_hex(32).encode("ascii"))
-        finally:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it: use that one
+    finally:
+        if fd >= 0:
             os.close(fd)
-    return path.read_bytes().strip()
+        os.unlink(tmp)
+
+
+def _read_pepper_file(path: Path, env_name: str, *, wait: float = 1.0) -> bytes:
+    """The secret in the pepper file ``path``; refused when shorter than 16 bytes (as ``env_name`` is), after waiting up
+    to ``wait`` seconds for a process still writing it (an older ragtrim wrote the file in place)."""
+    deadline = time.monotonic() + wait
+    while True:
+        value = path.read_bytes().strip()
+        if len(value) >= _PEPPER_MIN or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if len(value) < _PEPPER_MIN:
+        raise ValueError(f"the server pepper file {path} holds {len(value)} bytes, fewer than {_PEPPER_MIN}: set {env_name} to a "
+                         f"secret of {_PEPPER_MIN}+ characters, or replace the file with one (keys made under it then stop working)")
+    return value
 
 
 def create_tenant(engine: Any, name: str, *, now: float | None = None) -> Tenant:
-    """Add a tenant named ``name`` (letters, digits, ``.-_``); its id is the name."""
+    """Add a tenant named ``name`` (letters, digits, ``.-_``); its id is the name.
+
+    The insert does nothing on the name's key when the tenant is there, so of concurrent calls for one name one
+    makes it and the rest get "already exists" (a check before the insert let two pass it: a database error)."""
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise ValueError(f"tenant name must be 1-64 letters, digits, '.', '-' or '_' starting with a letter or digit, got {name!r}")
     t = Tenant(id=name, name=name, created=time.time() if now is None else now, disabled=False)
     with writing(engine) as conn:
-        if conn.execute(tenants.select().where(tenants.c.id == name)).first() is not None:
+        made = conn.execute(insert_ignore(engine, tenants).values(id=t.id, name=t.name, created=t.created, disabled=False)
+                            .returning(tenants.c.id)).first()  # RETURNING: psycopg's rowcount here is -1, not 0
+        if made is None:
             raise ValueError(f"tenant {name!r} already exists")
-        conn.execute(tenants.insert().values(id=t.id, name=t.name, created=t.created, disabled=False))
     return t
 
 
@@ -130,7 +177,9 @@ def create_key(engine: Any, pepper: bytes, *, tenant_id: str | None, admin: bool
 
 
 def revoke_key(engine: Any, kid: str, *, tenant_id: str | None = None) -> bool:
-    """Revoke key ``kid`` (only within ``tenant_id`` when given). True if it was active."""
+    """Revoke key ``kid`` (only within ``tenant_id`` when given). True if it was active.
+
+    Callers pass what the operator typed through :func:`id_of` first: a whole key revokes its id."""
     with writing(engine) as conn:
         q = api_keys.update().where(api_keys.c.id == kid, api_keys.c.revoked.is_(None))
         if tenant_id is not None:
@@ -149,6 +198,17 @@ def list_keys(engine: Any, tenant_id: str | None = None) -> list[dict[str, Any]]
         {"id": r.id, "tenant": r.tenant_id, "admin": bool(r.admin), "label": r.label, "created": r.created, "revoked": r.revoked}
         for r in rows
     ]
+
+
+def key_active(engine: Any, kid: str) -> bool:
+    """True while key ``kid`` is there, not revoked, and its tenant (if any) not disabled: what a usage-page link made
+    with the key needs, so revoking the key ends its links too."""
+    with reading(engine) as conn:
+        row = conn.execute(api_keys.select().where(api_keys.c.id == kid)).first()
+        if row is None or row.revoked is not None:
+            return False
+        t = None if row.tenant_id is None else conn.execute(tenants.select().where(tenants.c.id == row.tenant_id)).first()
+    return row.tenant_id is None or (t is not None and not t.disabled)
 
 
 def authenticate(engine: Any, pepper: bytes, key: str) -> Principal | None:

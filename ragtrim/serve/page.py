@@ -2,11 +2,12 @@
 
 No script, no CDN: the HTML and the chart are built here. The page is opened with a
 short-lived signed link (``POST /v1/usage/page-link`` with a tenant or admin key, or
-``ragtrim usage --page-link``), so an API key never appears in a URL.
+``ragtrim usage --page-link``), so an API key never appears in a URL. The link names the key
+that made it and ends when that key is revoked; the operator's (command line) link has none.
 
->>> tok = sign_page_token(b"pepper" * 4, "acme", expires=2_000_000_000.0)
+>>> tok = sign_page_token(b"pepper" * 4, "acme", expires=2_000_000_000.0, key_id="0123456789ab")
 >>> verify_page_token(b"pepper" * 4, tok, now=1_000_000_000.0)
-'acme'
+('acme', '0123456789ab')
 >>> verify_page_token(b"other" * 5, tok, now=1_000_000_000.0) is None
 True
 >>> svg = daily_chart_svg([{"day": "2025-06-01", "cost_micro": 2_000_000, "saved_micro": 1_000_000}])
@@ -31,31 +32,37 @@ from starlette.responses import HTMLResponse, JSONResponse
 
 from ragtrim.serve.auth import require
 from ragtrim.serve.errors import ApiError
+from ragtrim.serve.keys import key_active
 from ragtrim.serve.pricing import format_usd
 from ragtrim.serve.usage import quota_status, usage_summary
 
 PAGE_TTL = 900.0
 _ALL = "*"
+OPERATOR = "operator"  # the key id of a link made by ``ragtrim usage --page-link``: no key, valid until it expires
 
 
-def sign_page_token(pepper: bytes, tenant: str, *, expires: float) -> str:
-    """``tenant|expiry|mac``, url-safe; ``tenant`` ``*`` means all tenants (admin)."""
-    msg = f"page|{tenant}|{int(expires)}".encode()
-    mac = hmac.new(pepper, msg, hashlib.sha256).hexdigest()[:32]
-    return base64.urlsafe_b64encode(f"{tenant}|{int(expires)}|{mac}".encode()).decode().rstrip("=")
+def _page_mac(pepper: bytes, tenant: str, key_id: str, expires: int) -> str:
+    return hmac.new(pepper, f"page|{tenant}|{key_id}|{expires}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def verify_page_token(pepper: bytes, token: str, *, now: float) -> str | None:
-    """The tenant of a valid, unexpired token, else None."""
+def sign_page_token(pepper: bytes, tenant: str, *, expires: float, key_id: str = OPERATOR) -> str:
+    """``tenant|key_id|expiry|mac``, url-safe; ``tenant`` ``*`` means all tenants (admin); ``key_id`` the key that asked
+    for the link (:data:`OPERATOR` from the command line), so the page can refuse it once that key is revoked."""
+    signed = f"{tenant}|{key_id}|{int(expires)}"
+    return base64.urlsafe_b64encode(f"{signed}|{_page_mac(pepper, tenant, key_id, int(expires))}".encode()).decode().rstrip("=")
+
+
+def verify_page_token(pepper: bytes, token: str, *, now: float) -> tuple[str, str] | None:
+    """The tenant and the issuing key id of a valid, unexpired token, else None."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        tenant, expires, mac = raw.rsplit("|", 2)
-        good = hmac.new(pepper, f"page|{tenant}|{int(expires)}".encode(), hashlib.sha256).hexdigest()[:32]
+        tenant, kid, expires, mac = raw.rsplit("|", 3)
+        good = _page_mac(pepper, tenant, kid, int(expires))
     except (ValueError, UnicodeDecodeError):
         return None
     if not hmac.compare_digest(good, mac) or int(expires) < now:
         return None
-    return tenant
+    return tenant, kid
 
 
 def daily_chart_svg(rows: Sequence[Mapping[str, Any]], *, limit_micro: int | None = None, width: int = 720, height: int = 240) -> str:
@@ -167,21 +174,25 @@ td,th{{border-bottom:1px solid #eee;padding:4px 8px;text-align:left}}
 
 
 async def page_link_endpoint(request: Request) -> JSONResponse:
-    """``POST /v1/usage/page-link``: a link to the usage page valid for 15 minutes."""
+    """``POST /v1/usage/page-link``: a link to the usage page valid for 15 minutes, or until the calling key is revoked."""
     principal = await require(request)
     service = request.app.state.service
     tenant = _ALL if principal.admin else str(principal.tenant_id)
     expires = time.time() + PAGE_TTL
-    token = sign_page_token(service.pepper, tenant, expires=expires)
+    token = sign_page_token(service.pepper, tenant, expires=expires, key_id=principal.key_id)
     return JSONResponse({"url": f"/usage?token={token}", "expires": expires})
 
 
 async def page_endpoint(request: Request) -> HTMLResponse:
+    """``GET /usage?token=...``: the page, while the link is unexpired and the key that made it still active."""
     service = request.app.state.service
-    tenant = verify_page_token(service.pepper, request.query_params.get("token", ""), now=time.time())
-    if tenant is None:
-        raise ApiError(401, "authentication_error", "the usage page link is invalid or expired; get a new one with "
-                       "POST /v1/usage/page-link or 'ragtrim usage --page-link'")
+    signed = verify_page_token(service.pepper, request.query_params.get("token", ""), now=time.time())
+    if signed is not None and signed[1] != OPERATOR and not await run_in_threadpool(key_active, service.engine, signed[1]):
+        signed = None  # its key was revoked (or its tenant disabled): the link ends with it
+    if signed is None:
+        raise ApiError(401, "authentication_error", "the usage page link is invalid or expired, or its key was revoked; get a "
+                       "new one with POST /v1/usage/page-link or 'ragtrim usage --page-link'")
+    tenant = signed[0]
     scope = None if tenant == _ALL else tenant
     since = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-01")  # this month: the chart's running total meets the monthly budget
     daily = await run_in_threadpool(usage_summary, service.engine, tenant_id=scope, by=["day"], since=since)
