@@ -209,12 +209,12 @@ def test_concurrent_set_budget_for_a_new_scope_makes_one_budget_on_postgresql(pg
     for trial in range(10):  # the race is between four threads' select and insert: try it a few times
         tenant = f"t{trial}"
         create_tenant(pg_engine, tenant)
-        barrier, errors = threading.Barrier(4), []
+        barrier, errors, made = threading.Barrier(4), [], []
 
         def put(limit: int) -> None:
             barrier.wait()
             try:
-                set_budget(pg_engine, tenant_id=tenant, unit="tokens", period="day", limit=limit)  # noqa: B023
+                made.append(set_budget(pg_engine, tenant_id=tenant, unit="tokens", period="day", limit=limit))  # noqa: B023
             except Exception as exc:  # noqa: BLE001 (the test reports it)
                 errors.append(f"{type(exc).__name__}: {exc}"[:200])
 
@@ -226,6 +226,7 @@ def test_concurrent_set_budget_for_a_new_scope_makes_one_budget_on_postgresql(pg
         assert errors == []
         [b] = list_budgets(pg_engine, tenant)
         assert b.limit in {1000, 1001, 1002, 1003}
+        assert {m.id for m in made} == {b.id}  # every call answers with the budget that exists (a loser's id was made up)
 
 
 def test_set_budget_again_changes_the_limit_and_keeps_the_id_and_counters(db_engine):

@@ -147,7 +147,8 @@ def set_budget(engine: Any, *, tenant_id: str, unit: str, period: str, limit: in
                    period=period, limit=limit)
         if row is None and conn.execute(insert_ignore(engine, budgets).values(
                 id=b.id, tenant_id=tenant_id, scope=scope, scope_value=scope_value, unit=unit, period=period,
-                limit_amount=limit, created=now)).rowcount == 0:  # another call made it since (PostgreSQL waited for it)
+                limit_amount=limit, created=now).returning(budgets.c.id)).first() is None:
+            # another call made it since (PostgreSQL waited for it); RETURNING, not rowcount, which is -1 there
             row = conn.execute(budgets.select().where(where)).one()
         if row is not None:
             conn.execute(budgets.update().where(budgets.c.id == row.id).values(limit_amount=limit))
