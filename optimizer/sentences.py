@@ -1,8 +1,9 @@
 """Sentence splitting that keeps character offsets.
 
 Prose goes through blingfire (fast, C, handles abbreviations and CJK full stops). Text is
-first cut at blank lines, and blocks that look like tables or code are split per line, so a
-"sentence" there is a row or a line of code. A Markdown fenced code block (```` ``` ```` or
+first cut at blank lines, and blocks that look like tables or code, or hold one record a line
+without full stops (``Key: value`` lines, CSV rows, a schedule; not hard-wrapped prose), are split
+per line, so a "sentence" there is a row, a record or a line of code. A Markdown fenced code block (```` ``` ```` or
 ``~~~``) is one block, blank lines inside it included, and is always split per line, its fence
 lines joined to the first and last lines of code (so no sentence is a bare fence).
 
@@ -102,6 +103,51 @@ def _looks_structured(block: str) -> bool:
         or "\t" in ln
     )
     return structured * 2 >= len(lines)
+
+
+_ENDS_SENTENCE = re.compile(rf"[.!?…{STOPS}][\"'”’)\]{CLOSERS}]*$")
+_STOP_INSIDE = re.compile(rf"[.!?…{STOPS}][\"'”’)\]{CLOSERS}]*\s+\S")
+
+
+def _wraps_at(line: str, following: str, width: int) -> bool:
+    """Whether the break after ``line`` is one of hard-wrapped prose (text wrapped at a fixed width):
+    ``following`` goes on mid-sentence (it starts with neither a capital nor a digit, as a record's
+    key, number or time does) and its first word would not have fitted on ``line`` within ``width``,
+    the block's longest line but the last (reaching it counts: wrappers differ in whether the space
+    or the line break counts). A wrap breaks only there; a record ends wherever it ends.
+
+    >>> _wraps_at("Click is a Python package for creating", "beautiful command line interfaces", 40)
+    True
+    >>> _wraps_at("it loads about twice as fast", "next let's talk about pricing", 40), _wraps_at("Weight: 1.19 kg", "Price: 1299 EUR", 16)
+    (False, False)
+    """
+    word = following.split(maxsplit=1)[0]
+    return not (word[0].isupper() or word[0].isdigit()) and len(line) + 1 + len(word) >= width
+
+
+def _line_records(block: str) -> bool:
+    """Whether ``block`` holds one record a line (a spec sheet's ``Key: value`` lines, CSV rows, a
+    schedule, a changelog, unpunctuated caption lines): three lines or more, no sentence ending
+    before the last line's end, and most line breaks not those of hard-wrapped prose
+    (:func:`_wraps_at`). Prose ends its sentences inside the block, or, wrapped at a fixed width (a
+    README, an e-mail), breaks where the next word would not fit; it stays a paragraph of sentences.
+
+    blingfire does not split at a lone line break, so such a block would be one "sentence" of up to
+    hundreds of tokens, which the sentence stages can only keep or leave whole; split per line,
+    each record is a sentence of its own.
+
+    >>> _line_records("Model: Nimbus 14\\nWeight: 1.19 kg\\nPrice: 1299 EUR")
+    True
+    >>> _line_records("Click is a Python package for creating beautiful command line interfaces\\n"
+    ...               "in a composable way with as little code as necessary\\n"
+    ...               "and it is highly configurable out of the box")
+    False
+    """
+    lines = [ln.rstrip() for ln in block.split("\n") if ln.strip()]
+    if len(lines) < 3 or any(_STOP_INSIDE.search(ln) for ln in lines) or any(_ENDS_SENTENCE.search(ln) for ln in lines[:-1]):
+        return False
+    width = max(len(ln) for ln in lines[:-1])  # a wrapped paragraph's last line is what is left over
+    return 2 * sum(_wraps_at(a, b.lstrip(), width) for a, b in zip(lines, lines[1:])) < len(lines) - 1
 
 
 def strip_range(text: str, start: int, end: int) -> tuple[int, int]:
@@ -463,7 +509,7 @@ def _split(text: str) -> tuple[tuple[int, int], ...]:
         block = text[b_start:b_end]
         if FENCE.match(block):
             pieces = _code_lines(block, b_start)
-        elif _looks_structured(block):
+        elif _looks_structured(block) or ("\n" in block and _line_records(block)):
             pieces = [(b_start + m.start(), b_start + m.end()) for m in _LINE.finditer(block)]
         else:
             pieces = _prose(text, b_start, b_end)

@@ -42,6 +42,8 @@ REPEAT_REASON = "sentences: every sentence already kept, word for word, from ano
 """The trace's reason for a chunk none of whose sentences was kept because others already say them all."""
 SENTENCE_REPEAT_REASON = "sentences: already kept, word for word, from another chunk"
 """The trace's reason for a sentence range of a partly kept chunk that another chunk's kept sentence says."""
+LEFT_OUT_REASON = "sentences: no sentence among the best within the budget"
+"""The trace's reason for a chunk none of whose sentences ranked high enough to be kept in the budget."""
 
 
 def _offers(total: np.ndarray, left: np.ndarray) -> Iterator[int]:
@@ -205,8 +207,12 @@ class SentenceSelector:
             touched.add(c)
 
     def pick(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray,
-             context: StageContext, keys: Sequence[str | None]) -> tuple[dict[int, list[int]], list[Chunk], int]:
-        """``(chosen sentence indices per chunk, the kept chunks as they render, target tokens)``.
+             context: StageContext, keys: Sequence[str | None]
+             ) -> tuple[dict[int, list[int]], list[Chunk], int, dict[int, tuple[int, int]]]:
+        """``(chosen sentence indices per chunk, the kept chunks as they render, target tokens, too long)``.
+
+        ``too long``: for a chunk left out whose best sentence lost on length, not rank (a sentence
+        offered after it was taken), that sentence's tokens and the room it did not fit (:meth:`_fill`).
 
         ``keys``: each sentence's :func:`repeat_key`; a sentence another chunk's taken one says is not taken.
 
@@ -235,32 +241,36 @@ class SentenceSelector:
             whole = self.layout(chunks, sents, score, every, list(every))
             exact_whole = context.rendered(whole, grouped=grouped)
             if exact_whole is not None and exact_whole <= target:
-                return every, whole, target
-        chosen, chunk_order, used = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, target, context)
+                return every, whole, target, {}
+        chosen, chunk_order, used, too_long = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, target, context)
         layout = self.layout(chunks, sents, score, chosen, chunk_order)
         exact = context.rendered(layout, grouped=grouped) if context.budget is not None else None
         room = target
         while exact is not None and exact > target and used > 0:  # understated: leave the overshoot out
             room -= exact - target
-            chosen, chunk_order, used = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, room, context)
+            chosen, chunk_order, used, too_long = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, room, context)
             layout = self.layout(chunks, sents, score, chosen, chunk_order)
             exact = context.rendered(layout, grouped=grouped)
         if exact is None or exact >= used or room < target:
-            return chosen, layout, target
-        more, more_order, more_used = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, target + used - exact, context)
+            return chosen, layout, target, too_long
+        more_room = target + used - exact
+        more, more_order, more_used, more_too_long = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, more_room, context)
         if more_used > used:
             more_layout = self.layout(chunks, sents, score, more, more_order)
             if (context.rendered(more_layout, grouped=grouped) or 0) <= target:
-                return more, more_layout, target
-        return chosen, layout, target
+                return more, more_layout, target, more_too_long
+        return chosen, layout, target, too_long
 
     def _fill(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], keys: Sequence[str | None], value: np.ndarray,
               mentions: np.ndarray | None, weight: np.ndarray | None, redundancy: float, room: int,
-              context: StageContext) -> tuple[dict[int, list[int]], list[int], int]:
-        """One greedy pass within ``room`` estimated tokens: ``(chosen, chunk order, estimated tokens used)``."""
+              context: StageContext) -> tuple[dict[int, list[int]], list[int], int, dict[int, tuple[int, int]]]:
+        """One greedy pass within ``room`` estimated tokens: ``(chosen, chunk order, estimated tokens used,
+        too long)``, ``too long`` being, per chunk left out whose best sentence was passed over for its
+        length while a sentence offered after it still fitted, ``(its tokens, the room left for it)``."""
         chosen: dict[int, list[int]] = {}
         chunk_order: list[int] = []
-        spent = {"used": 0, "overhead": 0}
+        spent = {"used": 0, "overhead": 0, "taken": 0}
+        first_miss: dict[int, tuple[int, int, int]] = {}  # chunk -> (tokens, room left, sentences taken before)
         heads: dict[int, int] = {}  # a new chunk's extra overhead after chunk_order, until chunk_order grows
         said: dict[str, int] = {}  # a taken sentence's words -> its chunk
 
@@ -276,6 +286,8 @@ class SentenceSelector:
                 extra_head = heads[s.chunk]
             cost = s.tokens + (1 if s.chunk in chosen else 0) + extra_head
             if spent["used"] + cost > room:
+                if s.chunk not in chosen:
+                    first_miss.setdefault(s.chunk, (s.tokens, max(0, room - spent["used"] - extra_head), spent["taken"]))
                 return False
             if s.chunk not in chosen:
                 chosen[s.chunk] = []
@@ -284,6 +296,7 @@ class SentenceSelector:
                 heads.clear()
             chosen[s.chunk].append(i)
             spent["used"] += cost
+            spent["taken"] += 1
             if key is not None:
                 said.setdefault(key, s.chunk)
             return True
@@ -294,7 +307,8 @@ class SentenceSelector:
             best = min(range(len(sents)), key=lambda i: (-value[i], i))
             chosen[sents[best].chunk] = [best]
             chunk_order.append(sents[best].chunk)
-        return chosen, chunk_order, spent["used"]
+        too_long = {c: (n, left) for c, (n, left, before) in first_miss.items() if c not in chosen and spent["taken"] > before}
+        return chosen, chunk_order, spent["used"], too_long
 
     def layout(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray,
                chosen: dict[int, list[int]], chunk_order: list[int]) -> list[Chunk]:
@@ -314,10 +328,10 @@ class SentenceSelector:
     def __call__(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray, context: StageContext) -> StageOutput:
         """Keep the chosen sentences of each chunk (offsets exact) and say why the rest went."""
         keys = [repeat_key(s.text) for s in sents]
-        chosen, layout, target = self.pick(query, chunks, sents, score, context, keys)
+        chosen, layout, target, too_long = self.pick(query, chunks, sents, score, context, keys)
         repeats = _only_repeats(sents, keys, chosen)
         reasons = {
-            c.id: REPEAT_REASON if ci in repeats else "sentences: no sentence among the best within the budget"
+            c.id: REPEAT_REASON if ci in repeats else _left_out_reason(too_long.get(ci))
             for ci, c in enumerate(chunks)
             if ci not in chosen and c.text.strip()
         }
@@ -337,6 +351,15 @@ class SentenceSelector:
                 ranges.setdefault(chunks[ci].id, []).extend((sents[i].start, sents[i].end, SENTENCE_REPEAT_REASON) for i in repeated)
         notes = {"sentences_in": len(sents), "sentences_kept": sum(len(v) for v in chosen.values()), "target_tokens": target}
         return StageOutput(layout, reasons=reasons, notes=notes, range_reasons={i: r for i, r in ranges.items() if r})
+
+
+def _left_out_reason(too_long: tuple[int, int] | None) -> str:
+    """The trace's reason for a chunk none of whose sentences was kept: its best sentence was passed
+    over for its length (``(tokens, room left)``; a shorter, lower-ranked sentence was taken after it,
+    so it did not lose on rank), or none of its sentences ranked high enough to be taken in the budget."""
+    if too_long is None:
+        return LEFT_OUT_REASON
+    return f"sentences: its best sentence ({too_long[0]} tokens) is longer than the room left ({too_long[1]})"
 
 
 def _sayers(keys: Sequence[str | None], chosen: dict[int, list[int]]) -> dict[str, set[int]]:
