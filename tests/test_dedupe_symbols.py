@@ -43,3 +43,17 @@ def test_typography_alone_is_no_new_sentence():
     assert sentence_key("The fee is “$120”, paid (yearly) — see the terms!") == sentence_key('the fee is "$120" paid yearly - see the terms')
     assert sentence_key("A well-known 3-5 range.") == sentence_key("A well known 3 5 range")
     assert sentence_key("It is -5 °C.") != sentence_key("It is 5 °C.")
+
+
+def test_a_minus_is_a_minus_however_typed_and_markup_is_no_difference():
+    """The review of the first fix: a mirror with ``-7`` of a page with ``−7`` (U+2212), or without a
+    Markdown backtick, printed its sentence twice; an en dash used as a minus was no minus."""
+    assert sentence_key("It is −5 °C.") == sentence_key("It is -5 °C.") == sentence_key("It is –5 °C.") != sentence_key("It is 5 °C.")
+    assert sentence_key("Run `pip install ragtrim` first ✅") == sentence_key("Run pip install ragtrim first")
+    assert sentence_key("> Note that the API is stable.") == sentence_key("Note that the API is stable.")
+    assert sentence_key("Dose must stay < 40 mg.") != sentence_key("Dose must stay > 40 mg.")
+    wiki = Chunk(id="wiki", title="Oslo", score=0.9, text="In January the average low in Oslo is −7 °C. Snow covers the ground "
+                 "for about four months. The fjord rarely freezes over. Daylight lasts about six hours at the solstice.")
+    mirror = Chunk(id="mirror", title="Oslo", score=0.5, text=wiki.text.replace("−7", "-7"))
+    out = NearDedupe()("How cold is Oslo?", [wiki, mirror], StageContext.default())
+    assert [c.id for c in out] == ["wiki"]

@@ -52,26 +52,41 @@ def _sentence_keys(chunk: Chunk) -> list[tuple[str, tuple[int, int]]]:
     return [(sentence_key(text[s:e]), (s, e)) for s, e in split_sentences(text)]
 
 
-_PER = frozenset("%‰‱")
+_UNITS = frozenset("%‰‱°")  # with currencies: symbols that change what a sentence says wherever they are
+_SIGNS = frozenset("+±<>≤≥≠=")  # ... and these before a number (``> 40``; not a quote's ``>``, not ``Ctrl+C``)
+_MINUS = str.maketrans({"\u2212": "-", "\u2012": "-", "\u2013": "-", "\ufe63": "-"})  # NFKC keeps these apart
 
 
 def sentence_key(text: str) -> str:
     """A sentence as a duplicate's sentences are compared: :func:`normalized` (case, spacing and
-    punctuation do not count), plus its symbols in order, which do: a sign, a currency, a
-    comparison, a unit (``-5 °C`` is not ``5 °C``, ``€120`` is not ``$120``, ``< 40`` is not ``> 40``).
-    A hyphen counts as a minus sign only before a digit and after no letter or digit.
+    punctuation do not count), plus the symbols that change what it says, in order: a sign, a
+    currency, a comparison, a unit (``-5 °C`` is not ``5 °C``, ``€120`` is not ``$120``, ``< 40`` is
+    not ``> 40``). Markup and decoration (backticks, ``>``, ``|``, ``™``, emoji) do not count, and a
+    minus is a minus however it is typed (``−5``, ``–5``, ``-5``): a dash counts only before a digit
+    and after no letter or digit.
 
-    >>> sentence_key("It is -5 °C.") == sentence_key("It is 5 °C.")
-    False
+    >>> sentence_key("It is -5 °C.") == sentence_key("It is 5 °C."), sentence_key("It is −5 °C.") == sentence_key("It is -5 °C.")
+    (False, True)
     >>> sentence_key("The fee is “$120”, paid yearly!") == sentence_key('the fee is "$120" paid yearly')
     True
+    >>> sentence_key("Run `pip install ragtrim` now ✅") == sentence_key("Run pip install ragtrim now")
+    True
+    >>> sentence_key("> Dose < 40 mg.") == sentence_key("Dose > 40 mg."), sentence_key("> Press Ctrl+C.") == sentence_key("Press Ctrl C.")
+    (False, True)
     """
-    folded = unicodedata.normalize("NFKC", text).casefold()
+    folded = unicodedata.normalize("NFKC", text).translate(_MINUS).casefold()
     symbols = [ch for k, ch in enumerate(folded)
-               if unicodedata.category(ch)[0] == "S" or ch in _PER
+               if ch in _UNITS or unicodedata.category(ch) == "Sc"
+               or (ch in _SIGNS and _before_number(folded, k + 1))
                or (ch == "-" and folded[k + 1 : k + 2].isdigit() and not folded[k - 1 : k].isalnum())]
     base = normalized(text)
     return f"{base}\x00{''.join(symbols)}" if symbols else base
+
+
+def _before_number(text: str, k: int) -> bool:
+    """Whether a number (a digit, perhaps after a space, a minus or a currency) starts at ``text[k:]``."""
+    rest = text[k : k + 3].lstrip(" ")
+    return bool(rest) and (rest[0].isdigit() or (rest[0] in "-$€£¥" and rest[1:2].isdigit()))
 
 
 class _Differences:

@@ -34,7 +34,7 @@ import numpy as np
 from optimizer.records import Chunk
 from optimizer.render import group_by_title
 from optimizer.stage import StageContext, StageOutput
-from optimizer.stages.sentence_signals import Sentence, query_mentions, terms_memo
+from optimizer.stages.sentence_signals import Sentence, answer_part, query_mentions, terms_memo
 
 CUT_REASON = "sentences: lower-scoring sentences left out for the budget"
 """The trace's reason for a chunk the selection kept only part of."""
@@ -327,7 +327,7 @@ class SentenceSelector:
 
     def __call__(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray, context: StageContext) -> StageOutput:
         """Keep the chosen sentences of each chunk (offsets exact) and say why the rest went."""
-        keys = [repeat_key(s.text) for s in sents]
+        keys = [repeat_key(answer_part(s.text)) for s in sents]  # a question joined to its answer repeats what the answer does
         chosen, layout, target, too_long = self.pick(query, chunks, sents, score, context, keys)
         repeats = _only_repeats(sents, keys, chosen)
         reasons = {

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from optimizer.records import Chunk, indent_start
-from optimizer.sentences import split_range
+from optimizer.sentences import code_blocks, split_range
 from optimizer.stage import StageContext
 from optimizer.scoring import minmax, titled_text
 from optimizer.text import content_words, entities
@@ -73,26 +73,50 @@ def split_chunks(chunks: Sequence[Chunk], context: StageContext) -> list[Sentenc
 
 
 _QUESTION_END = re.compile(r"[?？؟][\s\"'”’»)\]*_]*$")
+_QUESTION_LINE = re.compile(r"[?？؟][\"'”’»)\]*_]*[ \t]*\r?\n\s*(?=\S)")  # a question ending its line, then more
 
 
 def with_answers(text: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-    """``spans`` (sentences of ``text``) with each question joined to the sentence after it when that
-    one is no question: a question alone carries no answer.
+    r"""``spans`` (sentences of ``text``) with each question that ends its line joined to the sentence
+    on the next line when that one is no question, as on a FAQ page: the question matches the query
+    best and carries no answer. A question inside a paragraph (a rhetorical one) stays a sentence of
+    its own, and so does a line of a fenced code block (``WHERE id = ?``).
 
-    >>> t = "Q: Can I pay later? A: Yes, within 30 days. Why? Who knows?"
+    >>> t = "Q: Can I pay later?\nA: Yes, within 30 days. Why? Who knows?"
     >>> [t[s:e] for s, e in with_answers(t, [(0, 19), (20, 43), (44, 48), (49, 59)])]
-    ['Q: Can I pay later? A: Yes, within 30 days.', 'Why?', 'Who knows?']
+    ['Q: Can I pay later?\nA: Yes, within 30 days.', 'Why?', 'Who knows?']
     """
     out: list[tuple[int, int]] = []
+    code = None
     k = 0
     while k < len(spans):
         s, e = spans[k]
-        if k + 1 < len(spans) and _QUESTION_END.search(text[s:e]) and not _QUESTION_END.search(text[slice(*spans[k + 1])]):
-            e = spans[k + 1][1]
-            k += 1
+        if (k + 1 < len(spans) and _QUESTION_END.search(text[s:e])
+                and _QUESTION_LINE.match(text, _last_mark(text, s, e), spans[k + 1][0] + 1)
+                and not _QUESTION_END.search(text[slice(*spans[k + 1])])):
+            code = code if code is not None else code_blocks(text)
+            if not any(cs < spans[k + 1][1] and s < ce for cs, ce in code):
+                e = spans[k + 1][1]
+                k += 1
         out.append((s, e))
         k += 1
     return out
+
+
+def _last_mark(text: str, s: int, e: int) -> int:
+    """The position of the last question mark in ``text[s:e]`` (the sentence may end in closing quotes)."""
+    return max(text.rfind(m, s, e) for m in "?？؟")
+
+
+def answer_part(text: str) -> str:
+    r"""The answer of a unit :func:`with_answers` joined (the text after its question's line), else ``text``:
+    what a word-for-word repeat in another chunk is known by.
+
+    >>> answer_part("How do I reset it?\nHold the button."), answer_part("It is 5 m.")
+    ('Hold the button.', 'It is 5 m.')
+    """
+    m = _QUESTION_LINE.search(text)
+    return text[m.end():] if m else text
 
 
 def terms(text: str, stem: int = 0) -> list[str]:
