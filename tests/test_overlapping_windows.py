@@ -79,7 +79,9 @@ def _pairwise(stage: MergeOverlaps, chunks: Sequence[Chunk], *, copies: bool = T
     def copy_of(rank: int) -> int | None:  # the best-ranked chunk this one's whole text copies, of its title group
         c = chunks[order[rank]]
         same = [i for i in order[:rank] if chunks[i].original_text == c.original_text and chunks[i].kept_pieces == c.kept_pieces
-                and (not stage.same_title_only or chunks[i].title == c.title)]
+                and (not stage.same_title_only or chunks[i].title == c.title) and stage.doc_key not in chunks[i].metadata]
+        if stage.doc_key in c.metadata:
+            return None
         return same[0] if same and len(c.original_text) >= stage.min_overlap and copies else None
 
     copies = {order[r]: copy_of(r) for r in range(len(order)) if copy_of(r) is not None}

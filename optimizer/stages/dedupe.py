@@ -735,15 +735,16 @@ class MergeOverlaps(Stage):
         """Chunks whose whole text is a copy of a better-ranked chunk's, keeping the same pieces of it, of one
         title (any, without ``same_title_only``), each mapped to the best-ranked copy (``order``: indices best first).
 
-        A copy is contained in that chunk, so it is trimmed whole by it alone, and the other copies
-        are left out of the text lookup: n copies of one text cost n steps, not n² comparisons
-        (a retriever returning one passage many times).
+        A copy keeping the same pieces says nothing that chunk does not, so it is trimmed by it alone,
+        and the other copies are left out of the text lookup: n copies of one text cost n steps, not n²
+        comparisons (a retriever returning one passage many times). Chunks with document offsets
+        (``doc_key``) are left to them: two windows of one text may sit at different places.
         """
         best: dict[tuple[str | None, str, tuple[tuple[int, int], ...]], int] = {}
         out: dict[int, int] = {}
         for i in order:
             c = chunks[i]
-            if len(c.original_text) >= self.min_overlap:  # the same text and the same kept pieces: says nothing the best does not
+            if len(c.original_text) >= self.min_overlap and self.doc_key not in c.metadata:  # offsets say where: they decide
                 rep = best.setdefault((c.title if self.same_title_only else None, c.original_text, c.kept_pieces), i)
                 if rep != i:
                     out[i] = rep
