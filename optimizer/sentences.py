@@ -125,6 +125,28 @@ def _wraps_at(line: str, following: str, width: int) -> bool:
     return not (word[0].isupper() or word[0].isdigit()) and len(line) + 1 + len(word) >= width
 
 
+_KEY = re.compile(r"\s*[^\s:：][^:：]{0,40}(?::(?:\s|$)|：)")
+_FIELD_SEPARATORS = (",", ";", "|", "\t")
+
+
+def _same_fields(lines: list[str]) -> bool:
+    """Whether every line is a record of one shape, whatever its case: ``key: value`` lines (a YAML-like
+    listing, a spec sheet in any script, ``：`` included), or rows with the same number of ``,``, ``;``,
+    ``|`` or tab separators (CSV, a pipe table without its outer bars): two a row, or one on each of four
+    rows or more. Prose wrapped at a fixed width does not start every line with a short key, nor keep
+    one count of commas on every line (three wrapped lines with a comma each do happen).
+
+    >>> _same_fields(["name: nimbus 14", "weight: 1.19 kg", "price: 1299 eur"])
+    True
+    >>> _same_fields(["s01,lyon,9-20", "s02,paris,8-22", "s03,nice,9-19"]), _same_fields(["see http://a.io", "and more", "here"])
+    (True, False)
+    """
+    if all(_KEY.match(ln) for ln in lines):
+        return True
+    fields = ({ln.count(sep) for ln in lines} for sep in _FIELD_SEPARATORS)
+    return any(len(n) == 1 and min(n) >= (1 if len(lines) > 3 else 2) for n in fields)
+
+
 def _line_records(block: str) -> bool:
     """Whether ``block`` holds one record a line (a spec sheet's ``Key: value`` lines, CSV rows, a
     schedule, a changelog, unpunctuated caption lines): three lines or more, no sentence ending
@@ -146,6 +168,8 @@ def _line_records(block: str) -> bool:
     lines = [ln.rstrip() for ln in block.split("\n") if ln.strip()]
     if len(lines) < 3 or any(_STOP_INSIDE.search(ln) for ln in lines) or any(_ENDS_SENTENCE.search(ln) for ln in lines[:-1]):
         return False
+    if _same_fields(lines):
+        return True
     width = max(len(ln) for ln in lines[:-1])  # a wrapped paragraph's last line is what is left over
     return 2 * sum(_wraps_at(a, b.lstrip(), width) for a, b in zip(lines, lines[1:])) < len(lines) - 1
 

@@ -92,3 +92,35 @@ def test_a_chunk_whose_best_sentence_is_too_long_says_so():
     assert m, reasons
     assert int(m.group(1)) > int(m.group(2))
     assert result.tokens <= 60
+
+
+LOWER_CSV = "store,city,weekday_hours,sunday_hours\ns01,lyon,9-20,closed\ns02,paris bastille,8-22,10-18\ns03,nice,9-19,closed"
+YAML = "name: nimbus 14\nprocessor: ryzen 7 7840u\nmemory: 16 gb lpddr5\nweight: 1.19 kg\nprice: 1299 eur"
+CJK = "型号：Nimbus 14\n处理器：锐龙 7 7840U\n内存：16 GB\n重量：1.19 公斤\n价格：1299 欧元"
+PIPES = "alice | 30 | paris\nbob | 25 | london\ncarol | 41 | rome"
+
+
+@pytest.mark.parametrize("text", [LOWER_CSV, YAML, CJK, PIPES], ids=["lower-csv", "yaml", "cjk", "pipes"])
+def test_records_of_one_shape_are_a_sentence_a_line_whatever_their_case(text):
+    # lower-case lines read as wrapped prose to the wrap test; one shape on every line (a key, or one
+    # count of separators) says they are records
+    assert texts(text) == text.split("\n")
+
+
+def test_three_wrapped_lines_with_a_comma_each_stay_one_sentence():
+    text = (
+        "To redirect the output, create a file-like class that will write\n"
+        "any input string to the progress bar, and supply the arguments\n"
+        "for the file object, with dynamic columns turned on."
+    )
+    assert split_sentences(text) == split_sentences(text.replace("\n", " "))
+
+
+@pytest.mark.parametrize("preset", ["default", "quality"])
+def test_the_lowercase_record_that_answers_is_kept(preset):
+    filler = "\n".join(f"note{i}: the {w} setting is documented in the admin guide" for i, w in enumerate(
+        ["cache", "proxy", "logging", "retry", "timeout", "locale", "theme", "backup"]))
+    chunks = PROSE[:2] + [{"id": "y", "title": "nimbus 14 spec", "text": YAML + "\n" + filler}] + PROSE[2:]
+    result = Pipeline.preset(preset).run("How much does the nimbus 14 weigh?", chunks, budget=60)
+    assert "weight: 1.19 kg" in result.text
+    assert result.tokens <= 60
