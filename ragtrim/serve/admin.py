@@ -1,4 +1,5 @@
-"""Admin routes (admin key only): tenants, keys (shown once), budgets; and ``GET /v1/usage``.
+"""Admin routes (admin key only): tenants (created, listed, disabled and enabled), keys (shown once), budgets; and
+``GET /v1/usage``.
 
 A budget's ``limit`` is a number of tokens (``unit = "tokens"``) or dollars (``unit = "usd"``,
 e.g. ``"5.00"``; stored as micro-dollars).
@@ -17,7 +18,8 @@ from ragtrim.serve.auth import require
 from ragtrim.serve.budgets import (check_limit, check_period, check_scope, check_scope_value, check_unit, delete_budget, list_budgets,
                                    set_budget)
 from ragtrim.serve.errors import ApiError, bad_request
-from ragtrim.serve.keys import create_key, create_tenant, id_of, list_keys, list_tenants, revoke_key
+from ragtrim.serve.keys import (UnknownTenant, create_key, create_tenant, id_of, list_keys, list_tenants, revoke_key,
+                               set_tenant_disabled)
 from ragtrim.serve.pricing import parse_usd
 from ragtrim.serve.bodies import body_text, read_json, url_param
 from ragtrim.serve.usage import quota_status, usage_summary
@@ -41,6 +43,28 @@ async def tenants_list(request: Request) -> JSONResponse:
     await require(request, admin=True)
     ts = await _call(list_tenants, request.app.state.service.engine)
     return JSONResponse({"data": [{"id": t.id, "name": t.name, "created": t.created, "disabled": t.disabled} for t in ts]})
+
+
+async def tenants_disable(request: Request) -> JSONResponse:
+    """``POST /v1/admin/tenants/{tenant}/disable``: the tenant's keys are refused until it is enabled (none is revoked)."""
+    return await _set_disabled(request, True)
+
+
+async def tenants_enable(request: Request) -> JSONResponse:
+    """``POST /v1/admin/tenants/{tenant}/enable``: the tenant's keys (those not revoked) work again."""
+    return await _set_disabled(request, False)
+
+
+async def _set_disabled(request: Request, disabled: bool) -> JSONResponse:
+    """Disable or enable the tenant in the path; idempotent (``changed`` says whether this call changed it), a 404 naming
+    an unknown tenant. A request of the tenant's already past its key check finishes and is charged."""
+    await require(request, admin=True)
+    name = url_param(request, "tenant", path=True) or ""
+    try:
+        t, changed = await run_in_threadpool(set_tenant_disabled, request.app.state.service.engine, name, disabled)
+    except UnknownTenant:
+        raise ApiError(404, "not_found_error", f"unknown tenant {name!r}; GET /v1/admin/tenants lists them") from None
+    return JSONResponse({"id": t.id, "name": t.name, "created": t.created, "disabled": t.disabled, "changed": changed})
 
 
 def bool_field(body: Any, name: str, default: bool = False) -> bool:

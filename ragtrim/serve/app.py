@@ -115,6 +115,10 @@ def _routes(app: Any, limits: Limits) -> None:
     add("/usage", page.page_endpoint, methods=["GET"], tags=["usage"], summary="The read-only usage page (HTML)")
     add("/v1/admin/tenants", admin.tenants_create, methods=["POST"], tags=["admin"], summary="Create a tenant")
     add("/v1/admin/tenants", admin.tenants_list, methods=["GET"], tags=["admin"], summary="List tenants")
+    add("/v1/admin/tenants/{tenant}/disable", admin.tenants_disable, methods=["POST"], tags=["admin"],
+        summary="Disable a tenant (its keys are refused; none is revoked)")
+    add("/v1/admin/tenants/{tenant}/enable", admin.tenants_enable, methods=["POST"], tags=["admin"],
+        summary="Enable a disabled tenant (its keys work again)")
     add("/v1/admin/keys", admin.keys_create, methods=["POST"], tags=["admin"], summary="Create a key (shown once)")
     add("/v1/admin/keys", admin.keys_list, methods=["GET"], tags=["admin"], summary="List keys (ids only)")
     add("/v1/admin/keys/{key_id}", admin.keys_revoke, methods=["DELETE"], tags=["admin"], summary="Revoke a key")

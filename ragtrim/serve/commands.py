@@ -413,6 +413,37 @@ def tenants_list(config: Optional[Path] = CONFIG_OPT, db: Optional[str] = DB_OPT
         typer.echo(f"{t.id}{'  (disabled)' if t.disabled else ''}")
 
 
+def tenants_disable(name: str = typer.Argument(..., help="The tenant to suspend."),
+                    config: Optional[Path] = CONFIG_OPT, db: Optional[str] = DB_OPT) -> None:
+    """Disable a tenant: its keys are refused (401) until it is enabled; none is revoked, and a request already running finishes."""
+    _set_disabled(name, True, config, db)
+
+
+def tenants_enable(name: str = typer.Argument(..., help="The disabled tenant."),
+                   config: Optional[Path] = CONFIG_OPT, db: Optional[str] = DB_OPT) -> None:
+    """Enable a disabled tenant: its keys (those not revoked) work again."""
+    _set_disabled(name, False, config, db)
+
+
+def _set_disabled(name: str, disabled: bool, config: Optional[Path], db: Optional[str]) -> None:
+    """Disable or enable tenant ``name``; doing what is already done says so and exits 0; an unknown tenant exits 2."""
+    _, engine, _ = _setup(config, db, existing=True)
+    from ragtrim.serve.keys import UnknownTenant, set_tenant_disabled
+
+    try:
+        with _db_errors(engine):
+            _, changed = set_tenant_disabled(engine, name, disabled)
+    except UnknownTenant:
+        fail(f"unknown tenant {name!r}; see the tenants there with 'ragtrim tenants list'")
+    state = "disabled" if disabled else "enabled"
+    if not changed:
+        typer.echo(f"tenant {name} was already {state}")
+    elif disabled:
+        typer.echo(f"tenant {name} disabled: its keys are refused until 'ragtrim tenants enable {name}'")
+    else:
+        typer.echo(f"tenant {name} enabled")
+
+
 def keys_create(tenant: Optional[str] = typer.Option(None, "--tenant", help="The tenant the key belongs to."),
                 admin: bool = typer.Option(False, "--admin", help="An admin key (no tenant; admin routes only)."),
                 label: str = typer.Option("", "--label", help="A note to recognise the key by."),
@@ -513,7 +544,8 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.command("usage")(usage)
     for name, helptext, commands in (
-        ("tenants", "Create and list tenants.", (("create", tenants_create), ("list", tenants_list))),
+        ("tenants", "Create, list, disable and enable tenants.", (("create", tenants_create), ("list", tenants_list),
+                                                                  ("disable", tenants_disable), ("enable", tenants_enable))),
         ("keys", "Create, list and revoke API keys (stored hashed, shown once).", (("create", keys_create), ("list", keys_list), ("revoke", keys_revoke))),
         ("budgets", "Token and $ budgets per tenant, user or feature, per day or month.", (("set", budgets_set), ("list", budgets_list), ("delete", budgets_delete))),
     ):

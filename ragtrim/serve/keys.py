@@ -156,6 +156,27 @@ def list_tenants(engine: Any) -> list[Tenant]:
     return [Tenant(id=r.id, name=r.name, created=r.created, disabled=bool(r.disabled)) for r in rows]
 
 
+class UnknownTenant(ValueError):
+    """A tenant name no tenant has (``name`` holds it): a 404 on the admin routes, exit 2 on the command line."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown tenant {name!r}")
+        self.name = name
+
+
+def set_tenant_disabled(engine: Any, name: str, disabled: bool) -> tuple[Tenant, bool]:
+    """Disable (or enable) tenant ``name``: while disabled its keys are refused (:func:`check_key`), and none is revoked,
+    so enabling it restores them. Returns the tenant as it now is and whether this call changed it (doing what is
+    already done is no error); :class:`UnknownTenant` for a name no tenant has."""
+    with writing(engine) as conn:
+        changed = conn.execute(tenants.update().where(tenants.c.id == name, tenants.c.disabled == (not disabled))
+                               .values(disabled=disabled)).rowcount == 1
+        r = conn.execute(tenants.select().where(tenants.c.id == name)).first()
+        if r is None:
+            raise UnknownTenant(name)
+    return Tenant(id=r.id, name=r.name, created=r.created, disabled=bool(r.disabled)), changed
+
+
 def tenant_exists(engine: Any, tenant_id: str) -> bool:
     with reading(engine) as conn:
         return conn.execute(tenants.select().where(tenants.c.id == tenant_id)).first() is not None
@@ -211,23 +232,39 @@ def key_active(engine: Any, kid: str) -> bool:
     return row.tenant_id is None or (t is not None and not t.disabled)
 
 
-def authenticate(engine: Any, pepper: bytes, key: str) -> Principal | None:
-    """The principal of a presented key, or None (unknown, malformed, revoked or disabled tenant)."""
+INVALID_KEY = "invalid"
+TENANT_DISABLED = "tenant_disabled"
+"""Why :func:`check_key` refused a key: ``INVALID_KEY`` (unknown, malformed, a wrong secret, revoked, its tenant gone)
+or ``TENANT_DISABLED`` (a key with its right secret, not revoked, whose tenant an operator disabled)."""
+
+
+def check_key(engine: Any, pepper: bytes, key: str) -> Principal | tuple[str, str | None]:
+    """The principal of a presented key, or why it is refused: ``(INVALID_KEY, None)`` or ``(TENANT_DISABLED, tenant)``.
+
+    ``TENANT_DISABLED`` is given only for a key whose secret matched and that is not revoked: only its holder learns that
+    its own tenant is disabled; a guessed or leaked key id with a wrong secret gets ``INVALID_KEY`` like any other."""
     kid = key_id(key)
     if kid is None:
-        return None
+        return INVALID_KEY, None
     with reading(engine) as conn:
         row = conn.execute(
             api_keys.select().where(api_keys.c.id == kid).with_only_columns(
                 api_keys.c.id, api_keys.c.tenant_id, api_keys.c.admin, api_keys.c.hash, api_keys.c.revoked
             )
         ).first()
-        disabled = False
+        tenant = None
         if row is not None and row.tenant_id is not None:
-            t = conn.execute(tenants.select().where(tenants.c.id == row.tenant_id)).first()
-            disabled = t is None or bool(t.disabled)
+            tenant = conn.execute(tenants.select().where(tenants.c.id == row.tenant_id)).first()
     expected = row.hash if row is not None else hash_key("rtk_000000000000_" + "x" * 43, pepper)
     ok = hmac.compare_digest(expected, hash_key(key, pepper))
-    if row is None or not ok or row.revoked is not None or disabled:
-        return None
+    if row is None or not ok or row.revoked is not None or (row.tenant_id is not None and tenant is None):
+        return INVALID_KEY, None
+    if tenant is not None and tenant.disabled:
+        return TENANT_DISABLED, row.tenant_id
     return Principal(key_id=row.id, tenant_id=row.tenant_id, admin=bool(row.admin))
+
+
+def authenticate(engine: Any, pepper: bytes, key: str) -> Principal | None:
+    """The principal of a presented key, or None (unknown, malformed, revoked or disabled tenant: :func:`check_key`)."""
+    found = check_key(engine, pepper, key)
+    return found if isinstance(found, Principal) else None

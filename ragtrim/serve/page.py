@@ -190,8 +190,8 @@ async def page_endpoint(request: Request) -> HTMLResponse:
     if signed is not None and signed[1] != OPERATOR and not await run_in_threadpool(key_active, service.engine, signed[1]):
         signed = None  # its key was revoked (or its tenant disabled): the link ends with it
     if signed is None:
-        raise ApiError(401, "authentication_error", "the usage page link is invalid or expired, or its key was revoked; get a "
-                       "new one with POST /v1/usage/page-link or 'ragtrim usage --page-link'")
+        raise ApiError(401, "authentication_error", "the usage page link is invalid or expired, or its key was revoked (or its "
+                       "tenant disabled); get a new one with POST /v1/usage/page-link or 'ragtrim usage --page-link'")
     tenant = signed[0]
     scope = None if tenant == _ALL else tenant
     since = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-01")  # this month: the chart's running total meets the monthly budget
