@@ -1,7 +1,9 @@
 """The budget packer: choose what fits, cut what does not, and prove the fit on the rendered text.
 
-Chunks are taken in priority order (``relevance``, else the caller's ``score``, highest
-first; ties and unscored chunks keep their list order) and rendered in list order, so an
+Chunks are taken in priority order (``relevance``, else the caller's ``score`` as the run reads
+it, best first: a distance, lower is better, when the scores rise along the given order
+(:mod:`optimizer.score_reading`); a chunk without a score counts as the worst given one; ties,
+and chunks when none has a score, keep their list order) and rendered in list order, so an
 earlier ordering stage decides the layout. A chunk larger than what is left is cut at a
 sentence boundary, else at a token boundary; every cut and drop is recorded. The final
 rendered text is counted with the target tokenizer and shrunk until it fits: the budget is
@@ -17,7 +19,7 @@ from dataclasses import dataclass, replace
 from optimizer.records import Chunk, Drop
 from optimizer.render import Rendered, Renderer, is_blank, visible
 from optimizer.sentences import code_blocks, split_sentences, strip_range
-from optimizer.stage import StageContext, relevance_of
+from optimizer.stage import StageContext
 from optimizer.tokenizer import grapheme_floor, within_graphemes
 
 # A token-boundary fragment shorter than this is not worth its header, unless nothing else fits.
@@ -35,11 +37,12 @@ class Packed:
     cuts: int
 
 
-def priority_order(chunks: Sequence[Chunk]) -> list[int]:
-    """Indices of ``chunks`` from most to least important."""
+def priority_order(chunks: Sequence[Chunk], context: StageContext) -> list[int]:
+    """Indices of ``chunks`` from most to least important (:meth:`StageContext.relevances`)."""
     if all(c.relevance is None and c.score is None for c in chunks):
         return list(range(len(chunks)))
-    return sorted(range(len(chunks)), key=lambda i: (-relevance_of(chunks[i]), i))
+    rel = context.relevances(chunks)
+    return sorted(range(len(chunks)), key=lambda i: (-rel[i], i))
 
 
 def cut_to_tokens(chunk: Chunk, max_tokens: int, context: StageContext, *, min_token_cut: int = 0) -> tuple[Chunk, str]:
@@ -178,6 +181,8 @@ def pack(chunks: Sequence[Chunk], budget: int | None, renderer: Renderer, contex
     whole = _all_if_they_fit(chunks, budget, renderer, context)
     if whole is not None:
         return replace(whole, dropped=blanks) if blanks else whole
+    if context.scores is None:  # packed on its own: read the scores once, from all the chunks, not from the kept few
+        context = replace(context, scores=context.score_reading(chunks))
 
     sep_tokens = context.count(renderer.separator) if renderer.separator else 0
     chosen: dict[int, Chunk] = {}
@@ -185,7 +190,7 @@ def pack(chunks: Sequence[Chunk], budget: int | None, renderer: Renderer, contex
     dropped: list[Drop] = []
     cuts = 0
     remaining = budget
-    for n, i in enumerate(priority_order(chunks)):
+    for n, i in enumerate(priority_order(chunks, context)):
         _check_every(context, n, f"packing chunks ({n} of {len(chunks)})")
         chunk = chunks[i]
         overhead = _header_cost(chunks, in_order, i, renderer, context) + (sep_tokens if chosen else 0)
@@ -259,7 +264,7 @@ def _growths(chunks: Sequence[Chunk], chosen: dict[int, Chunk], left: int, rende
     sep_tokens = context.count(renderer.separator) if renderer.separator else 0
     in_order = sorted(k for k in chosen if chosen[k].text)
     plan: list[tuple[int, Chunk, str]] = []
-    for n, i in enumerate(priority_order(chunks)):
+    for n, i in enumerate(priority_order(chunks, context)):
         if left <= 0:
             break
         _check_every(context, n, f"packing: planning the refill ({n} of {len(chunks)} chunks)")
@@ -333,11 +338,12 @@ def _all_if_they_fit(chunks: list[Chunk], budget: int | None, renderer: Renderer
     return Packed(tuple(chunks), rendered, tokens, (), 0)
 
 
-def _victim(chosen: dict[int, Chunk], order: list[int]) -> int:
+def _victim(chosen: dict[int, Chunk], order: list[int], context: StageContext) -> int:
     """The kept chunk to shrink next: the least relevant one when any has a score, else the last."""
     live = [i for i in order if chosen[i].text]
     if any(chosen[i].relevance is not None or chosen[i].score is not None for i in live):
-        return max(live, key=lambda i: (-relevance_of(chosen[i]), i))
+        rel = dict(zip(live, context.relevances([chosen[i] for i in live])))
+        return max(live, key=lambda i: (-rel[i], i))
     return max(live)
 
 
@@ -354,7 +360,7 @@ def _shrink_to_fit(
         tokens = context.count(rendered.text)
         if tokens <= budget or not kept:
             return kept, rendered, tokens, cuts
-        victim = _victim(chosen, order)
+        victim = _victim(chosen, order, context)
         before = chosen[victim]
         target = context.count(before.text) - (tokens - budget)
         cut, how = cut_to_tokens(before, target, context) if target > 0 else (before.keep([]), "none")

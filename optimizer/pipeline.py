@@ -51,6 +51,7 @@ from optimizer.records import (
 )
 from optimizer.registry import make_stage
 from optimizer.render import Renderer, group_by_title, visible
+from optimizer.score_reading import DIRECTIONS
 from optimizer.sentences import split_sentences
 from optimizer.stage import StageContext, StageOutput, stage_params
 from optimizer.tokenizer import HFTokenizer, TiktokenTokenizer, Tokenizer, get_tokenizer
@@ -66,6 +67,33 @@ def _step_name(stage: Any) -> str:
     if not isinstance(name, str) or not name:
         raise TypeError(f"stage {stage!r} has no 'name'; give it a class attribute name = '...' or pass (name, stage)")
     return name
+
+
+def score_mode(steps: Sequence[tuple[str, Any]]) -> str:
+    """How ``steps`` say to read ``Chunk.score``: a step's ``retriever`` setting when it is ``"similarity"`` or
+    ``"distance"`` (the sentence stage's), else ``"auto"`` (:func:`~optimizer.score_reading.read_scores`).
+
+    The run ranks by one reading in every step, so two steps saying otherwise are refused.
+
+    >>> from optimizer.stages.compress import SentenceExtract
+    >>> score_mode([("compress-sentences", SentenceExtract(retriever="distance"))])
+    'distance'
+    """
+    said: dict[str, str] = {}
+    for name, stage in steps:
+        try:
+            value = stage_params(stage).get("retriever")
+        except Exception:  # noqa: BLE001 - a stage whose settings cannot be read says nothing about scores
+            continue
+        if isinstance(value, str) and value in DIRECTIONS:
+            said[name] = value
+    if len(set(said.values())) > 1:
+        named = ", ".join(f"{n!r} (retriever={v!r})" for n, v in said.items())
+        raise ValueError(
+            f"steps {named} read the retriever's scores differently; every step ranks by one reading per run, "
+            "so give them the same retriever setting (\"similarity\" or \"distance\"; \"auto\" reads rising scores as distances)"
+        )
+    return next(iter(said.values()), "auto")
 
 
 PACK_STEP = "pack"
@@ -101,6 +129,11 @@ class Pipeline:
     adaptive:
         An :class:`~optimizer.adaptive.AdaptiveBudget`: a per-query budget from the query's
         relevance mass, still capped by ``budget`` (``min`` of the two). None: fixed budget.
+
+    The caller's ``Chunk.score`` is read one way per run, by every step and the packer: as a
+    distance (lower is better) when the scores rise along the order the chunks were given, else
+    as a similarity, unless a step's ``retriever`` setting (the sentence stage's) says
+    ``"similarity"`` or ``"distance"`` (:func:`score_mode`, :mod:`optimizer.score_reading`).
     """
 
     def __init__(
@@ -133,6 +166,7 @@ class Pipeline:
         if dupes:
             raise ValueError(f"step names must be unique, {dupes} repeat; pass (name, stage) pairs with distinct names")
         self.steps = named
+        score_mode(named)  # two steps reading the scores two ways fail here, not on the first run
         self.budget = unambiguous_budget(budget)
         self.tokenizer = get_tokenizer(tokenizer)
         self.tokenizer_name = tokenizer if isinstance(tokenizer, str) else self.tokenizer.name
@@ -403,7 +437,8 @@ class Pipeline:
         items = tuple(as_chunks(chunks))
         header_counts: dict[str, int] = {}  # a header's count is asked for again and again within a run
         overhead = functools.partial(self.renderer.overhead, tokenizer=self.tokenizer, counts=header_counts)
-        context = StageContext.for_chunks(items, tokenizer=self.tokenizer, render_overhead=overhead, deadline=deadline)
+        context = StageContext.for_chunks(items, tokenizer=self.tokenizer, render_overhead=overhead, deadline=deadline,
+                                          score_mode=score_mode(self.steps))
         context = dataclasses.replace(context, render_tokens=functools.partial(rendered_tokens, self.renderer, context))
         full_text = self.renderer.render(items).text
         tokens_full = self._count_full(full_text)

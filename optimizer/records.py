@@ -255,10 +255,13 @@ class Chunk:
     title:
         Optional title, rendered once above the text.
     score:
-        The caller's (retriever's) score. Stages never change it. The sentence stage uses it
-        in its chunk prior: a similarity (higher is better), or a distance when the scores
-        rise along the order the chunks are handed in (``compress-sentences`` setting
-        ``retriever``: ``"similarity"``, ``"distance"`` or ``"ignore"`` to say so).
+        The caller's (retriever's) score. Stages never change it. A run reads it one way in
+        every step (:mod:`optimizer.score_reading`): a similarity (higher is better), or a
+        distance when the scores rise along the order the chunks are handed in
+        (``compress-sentences`` setting ``retriever``: ``"similarity"`` or ``"distance"`` to say
+        so, ``"ignore"`` to leave it out of that stage's chunk prior). Dedupers keep the best
+        copy by it, the packer fills by it, the sentence stage adds it to its chunk prior; a
+        chunk without one counts as the worst given score.
     metadata:
         Anything the caller attached; carried through untouched (stored read-only).
     embedding:

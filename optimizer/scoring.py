@@ -18,7 +18,8 @@ from dataclasses import replace
 from typing import Any
 
 from optimizer.records import Chunk
-from optimizer.stage import relevance_of
+from optimizer.score_reading import read_scores
+from optimizer.stage import StageContext, relevance_of
 from optimizer.text import content_words
 
 EMPTY_DOC = "\u2205"
@@ -116,13 +117,20 @@ def best_first(scores: Sequence[float]) -> list[int]:
     return sorted(range(len(scores)), key=lambda i: (-scores[i], i))
 
 
-def by_relevance(chunks: Sequence[Chunk]) -> list[int]:
+def by_relevance(chunks: Sequence[Chunk], context: StageContext | None = None) -> list[int]:
     """Indices of ``chunks`` best first by :func:`~optimizer.stage.relevance_of` (ties: given order).
+
+    Scores are read as ``context`` reads them (:meth:`~optimizer.stage.StageContext.relevances`: the
+    run's reading, a distance being lower when better); without one, as read from ``chunks``
+    (:func:`~optimizer.score_reading.read_scores`).
 
     >>> by_relevance([Chunk(id="a", text="x", score=0.1), Chunk(id="b", text="y", relevance=0.5)])
     [1, 0]
     """
-    return best_first([relevance_of(c) for c in chunks])
+    if context is not None:
+        return best_first(context.relevances(chunks))
+    reading = read_scores(chunks)
+    return best_first([relevance_of(c, reading) for c in chunks])
 
 
 def with_relevance(chunks: Sequence[Chunk], scores: Sequence[float]) -> list[Chunk]:

@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 
 from optimizer.deadline import Deadline
 from optimizer.records import Chunk
+from optimizer.score_reading import ScoreReading, read_scores
 from optimizer.tokenizer import Tokenizer, get_tokenizer
 
 
@@ -96,8 +97,10 @@ class StageContext:
     chunk id's position in the caller's list, ``cache`` a :class:`RunCache` for what
     stages share within the run, and ``deadline`` the run's time limit
     (:class:`~optimizer.deadline.Deadline`, None without one), which a stage's long loops check
-    with :meth:`check_deadline`. The context is frozen: a stage cannot change the budget
-    the pipeline packs with.
+    with :meth:`check_deadline`. ``scores`` is how the run reads the caller's ``Chunk.score``
+    (:class:`~optimizer.score_reading.ScoreReading`: a similarity or a distance, decided once
+    on every chunk the run was given); stages rank by :meth:`relevances`, which uses it. The
+    context is frozen: a stage cannot change the budget the pipeline packs with.
 
     >>> ctx = StageContext.default(budget=100)
     >>> ctx.budget, ctx.count("two words")
@@ -115,6 +118,7 @@ class StageContext:
     input_order: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     cache: RunCache = field(default_factory=RunCache, repr=False, compare=False)
     deadline: Deadline | None = field(default=None, repr=False, compare=False)
+    scores: ScoreReading | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.input_order, MappingProxyType):
@@ -136,17 +140,40 @@ class StageContext:
         render_tokens: Callable[[Sequence[Chunk]], int] | None = None,
         cache: RunCache | None = None,
         deadline: Deadline | None = None,
+        score_mode: str = "auto",
     ) -> StageContext:
-        """A context whose ``input_order`` is the order of ``chunks``."""
+        """A context whose ``input_order`` is the order of ``chunks``, and whose ``scores`` are read from them.
+
+        ``score_mode``: ``"similarity"`` or ``"distance"`` to say how, else the scores are read as distances
+        when they rise along that order (:func:`~optimizer.score_reading.read_scores`).
+        """
+        order = {c.id: i for i, c in enumerate(chunks)}
         return cls(
             tokenizer=tokenizer,
             budget=budget,
             render_overhead=render_overhead,
             render_tokens=render_tokens,
-            input_order={c.id: i for i, c in enumerate(chunks)},
+            input_order=order,
             cache=cache if cache is not None else RunCache(),
             deadline=deadline,
+            scores=read_scores(chunks, score_mode, order),
         )
+
+    def score_reading(self, chunks: Sequence[Chunk]) -> ScoreReading:
+        """How this run reads ``Chunk.score``: the run's :attr:`scores`; for a context without them (a stage
+        called on its own with :meth:`default`), read from ``chunks`` in their :attr:`input_order`."""
+        return self.scores if self.scores is not None else read_scores(chunks, "auto", self.input_order)
+
+    def relevances(self, chunks: Sequence[Chunk]) -> list[float]:
+        """:func:`relevance_of` each chunk with this run's :meth:`score_reading`: higher is better, distances included.
+
+        >>> from optimizer import Chunk
+        >>> l2 = [Chunk(id=k, text=k, score=s) for k, s in zip("abcd", [0.2, 0.5, 0.9, 1.4])]
+        >>> StageContext.default().relevances(l2)
+        [-0.2, -0.5, -0.9, -1.4]
+        """
+        reading = self.score_reading(chunks)
+        return [relevance_of(c, reading) for c in chunks]
 
     def check_deadline(self, where: str) -> None:
         """Raise :class:`~optimizer.deadline.OptimizerTimeout` when the run is past its time limit (nothing without one).
@@ -293,10 +320,21 @@ def stage_params(stage: Any) -> dict[str, Any]:
     return dict(getter()) if callable(getter) else {}
 
 
-def relevance_of(chunk: Chunk) -> float:
-    """The score ordering uses: a rerank stage's ``relevance``, else the caller's ``score``, else 0."""
+def relevance_of(chunk: Chunk, reading: ScoreReading | None = None) -> float:
+    """The score ordering uses, higher is better: a rerank stage's ``relevance``, else the caller's ``score`` as
+    ``reading`` reads it (a distance negated; a chunk without one gets the worst given score), else 0.
+
+    Pass the run's reading (``context.score_reading(chunks)``), or use :meth:`StageContext.relevances`;
+    without one, scores are read as similarities and an unscored chunk as 0.
+
+    >>> from optimizer.score_reading import ScoreReading
+    >>> relevance_of(Chunk(id="a", text="x", score=0.3), ScoreReading("distance")), relevance_of(Chunk(id="b", text="y"))
+    (-0.3, 0.0)
+    """
     if chunk.relevance is not None:
         return chunk.relevance
-    if chunk.score is not None:
-        return chunk.score
-    return 0.0
+    value = (reading if reading is not None else _SIMILARITIES).value(chunk)
+    return 0.0 if value is None else value
+
+
+_SIMILARITIES = ScoreReading()

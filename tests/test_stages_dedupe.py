@@ -71,7 +71,10 @@ def test_near_drops_a_copy_that_adds_no_sentence_and_keeps_a_shared_change_once(
     first = Chunk(id="first", text=STORY.replace("Monday", "Tuesday"), score=0.5)
     second = Chunk(id="second", text=STORY.replace("Monday", "Tuesday") + " ", score=0.4)
     story = Chunk(id="story", text=STORY, score=0.9)
-    out = NearDedupe(threshold=0.5)("q", [trimmed, second, first, story], CTX())
+    chunks = [trimmed, second, first, story]
+    # scores that rise along the given order would read as distances: say they are similarities
+    similarities = StageContext.for_chunks(chunks, tokenizer=CTX().tokenizer, score_mode="similarity")
+    out = NearDedupe(threshold=0.5)("q", chunks, similarities)
     assert [c.id for c in out] == ["first", "story"]  # the better-scored copy keeps the shared change
     assert out[0].text == "The flood closed the river road on Tuesday."
     assert out.reasons["trimmed"].startswith("near-duplicate of story (jaccard")
@@ -205,7 +208,7 @@ def _every_minhash(stage: NearDedupe, chunks: list[Chunk]) -> dict[str, str]:
     lsh = MinHashLSH(num_perm=stage.num_perm, params=lsh_bands(float(stage.threshold), stage.num_perm))
     hashes = dict(enumerate(MinHash.bulk(([x.encode() for x in s] for s in sets), num_perm=stage.num_perm, seed=stage.seed)))
     reasons: dict[str, str] = {}
-    for i in _best_first(chunks):
+    for i in _best_first(chunks, CTX()):
         if not sets[i]:
             continue
         best, best_j = -1, 0.0

@@ -162,9 +162,7 @@ if BaseDocumentCompressor is not None:
             docs = list(documents)
             for i, doc in enumerate(docs):
                 if not isinstance(doc, Document):
-                    raise TypeError(
-                        f"document #{i} must be a langchain_core Document, got {type(doc).__name__}: {doc!r:.80}"
-                    )
+                    raise TypeError(_not_a_document(i, doc, self.score_key))
             items = [
                 Item(
                     index=i,
@@ -191,6 +189,24 @@ if BaseDocumentCompressor is not None:
                 metadata[SPANS_KEY] = [[s, e] for s, e in spans]
                 out.append(original.model_copy(update={"page_content": k.text, "metadata": metadata}))
             return out
+
+
+def _not_a_document(i: int, item: Any, score_key: Optional[str]) -> str:
+    """Why item ``i`` is refused; a ``(Document, score)`` pair (``similarity_search_with_score``) is told how to pass it.
+
+    >>> print(_not_a_document(0, (Document(page_content="x"), 0.2), "score"))
+    document #0 is a (Document, score) pair, as similarity_search_with_score returns; pass Documents with the score in doc.metadata['score'] (the compressor's score_key; L2 distances handed over best first are read as distances): [Document(page_content=d.page_content, id=d.id, metadata={**d.metadata, 'score': s}) for d, s in pairs]
+    """
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], Document):
+        key = score_key if score_key is not None else "score"
+        where = (f"in doc.metadata[{key!r}] (the compressor's score_key" if score_key is not None
+                 else f"in doc.metadata[{key!r}] and set score_key={key!r} (it is None, so no score is read")
+        return (
+            f"document #{i} is a (Document, score) pair, as similarity_search_with_score returns; pass Documents with the "
+            f"score {where}; L2 distances handed over best first are read as distances): "
+            f"[Document(page_content=d.page_content, id=d.id, metadata={{**d.metadata, {key!r}: s}}) for d, s in pairs]"
+        )
+    return f"document #{i} must be a langchain_core Document, got {type(item).__name__}: {item!r:.80}"
 
 
 __all__ = ["RagtrimCompressor"]

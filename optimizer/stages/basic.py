@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from optimizer.packer import cut_to_tokens, token_cut
 from optimizer.records import Chunk
 from optimizer.render import is_blank, visible
-from optimizer.scoring import by_relevance
+from optimizer.score_reading import ScoreReading
+from optimizer.scoring import best_first, by_relevance
 from optimizer.stage import Stage, StageContext, StageOutput, relevance_of
 from optimizer.validate import finite_number, non_negative_int, positive_int
 
@@ -119,7 +120,7 @@ class TopK(Stage):
         self.k = k
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
-        keep = by_relevance(chunks)[: self.k]
+        keep = by_relevance(chunks, context)[: self.k]
         kept = set(keep)
         reasons = {c.id: f"select-top-k: not among the {self.k} most relevant" for i, c in enumerate(chunks) if i not in kept}
         return StageOutput([chunks[i] for i in keep], reasons=reasons)
@@ -155,7 +156,7 @@ class WholeChunks(Stage):
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
         chunks, reasons = _without_blanks(chunks, self.name)  # a blank chunk's header would take a real chunk's room
-        ranked = by_relevance(chunks)
+        ranked = by_relevance(chunks, context)
         if context.budget is None or all_fit([chunks[i] for i in ranked], context):
             return StageOutput([chunks[i] for i in ranked], reasons=reasons)
         keep: list[Chunk] = []
@@ -184,23 +185,46 @@ class ScoreThreshold(Stage):
     >>> chunks = [Chunk(id="a", text="x", score=0.1), Chunk(id="b", text="y", score=0.9)]
     >>> [c.id for c in ScoreThreshold(min_score=0.5)("q", chunks, StageContext.default())]
     ['b']
+
+    The threshold is on the caller's own units. When the run reads the scores as distances
+    (lower is better: they rise along the given order, or the sentence stage's ``retriever`` says
+    ``"distance"``; :mod:`optimizer.score_reading`), ``min_score`` is the largest distance kept, so
+    give it as one (the default 0.0 then keeps distance 0 only, besides ``keep_at_least``). A
+    rerank stage's ``relevance`` is always higher-is-better. A chunk without a score counts as
+    the worst given one.
+
+    >>> l2 = [Chunk(id=k, text=k, score=s) for k, s in zip("abcd", [0.2, 0.5, 0.9, 1.4])]
+    >>> out = ScoreThreshold(min_score=0.6)("q", l2, StageContext.default())
+    >>> [c.id for c in out], out.reasons["d"]
+    (['a', 'b'], 'select-threshold: distance 1.4 > 0.6 (scores read as distances: min_score is the largest distance kept)')
     """
 
     name = "select-threshold"
 
     def __init__(self, *, min_score: float = 0.0, keep_at_least: int = 1) -> None:
-        self.min_score = finite_number(min_score, f"{self.name}: min_score (the lowest relevance kept)", example=0.5)
+        self.min_score = finite_number(
+            min_score, f"{self.name}: min_score (the lowest relevance kept; with distances, the largest distance)", example=0.5
+        )
         self.keep_at_least = non_negative_int(
             keep_at_least, f"{self.name}: keep_at_least (the best chunks kept whatever their score)", what="chunks"
         )
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
-        ranked = by_relevance(chunks)
-        keep = {i for i in ranked if relevance_of(chunks[i]) >= self.min_score}
+        reading = context.score_reading(chunks)
+        rel = [relevance_of(c, reading) for c in chunks]
+        ranked = best_first(rel)
+        keep = {i for i in ranked if rel[i] >= (-self.min_score if _distance(chunks[i], reading) else self.min_score)}
         keep |= set(ranked[: self.keep_at_least])
-        reasons = {
-            c.id: f"select-threshold: {relevance_of(c):.4g} < {self.min_score:g}"
-            for i, c in enumerate(chunks)
-            if i not in keep
-        }
+        reasons = {c.id: self._reason(rel[i], _distance(c, reading)) for i, c in enumerate(chunks) if i not in keep}
         return StageOutput([c for i, c in enumerate(chunks) if i in keep], reasons=reasons)
+
+    def _reason(self, relevance: float, distance: bool) -> str:
+        if distance:
+            return (f"select-threshold: distance {-relevance:.4g} > {self.min_score:g} "
+                    "(scores read as distances: min_score is the largest distance kept)")
+        return f"select-threshold: {relevance:.4g} < {self.min_score:g}"
+
+
+def _distance(chunk: Chunk, reading: ScoreReading) -> bool:
+    """Whether ``chunk`` is ranked by a score read as a distance (not by a rerank stage's relevance)."""
+    return chunk.relevance is None and reading.direction == "distance"

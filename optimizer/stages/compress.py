@@ -287,10 +287,12 @@ class SentenceExtract(Stage):
     retriever:
         How to read the retriever's ``Chunk.score`` (used by the fitted scorer's retriever
         model and the hand-weighted chunk prior). ``"auto"``: when chunks carry scores, a
-        distance (lower is better) if they rise along the order the chunks were handed over,
-        else a similarity; ``"similarity"`` / ``"distance"``: say which; ``"order"``: as
-        auto, and without scores the given order is read as the retriever's ranking;
-        ``"ignore"``: never look.
+        distance (lower is better) if they rise along the order the chunks were handed to the
+        run, else a similarity (decided once per run, for every step); ``"similarity"`` /
+        ``"distance"``: say which, and the pipeline's other steps and packer read the scores so
+        too; ``"order"``: as auto, and without scores the given order is read as the
+        retriever's ranking; ``"ignore"``: never look (the other steps still rank by the scores,
+        read as with ``"auto"``).
     retriever_weight:
         Hand-weighted scorer: weight of the retriever's min-max scaled score in the chunk
         prior, next to BM25's 1 and the cosine's ``chunk_dense`` (0 turns it off).

@@ -34,7 +34,7 @@ import numpy as np
 from optimizer.embeddings import EMBEDDERS, chunk_vectors, get_embedder
 from optimizer.records import Chunk
 from optimizer.sentences import split_sentences
-from optimizer.stage import Stage, StageContext, StageOutput, relevance_of
+from optimizer.stage import Stage, StageContext, StageOutput
 from optimizer.text import jaccard, normalized, shingles
 from optimizer.validate import non_negative_int, yes_no
 
@@ -123,12 +123,12 @@ class _Duplicate:
     how: str
 
 
-def _reduce(chunks: Sequence[Chunk], duplicates: dict[int, _Duplicate], differences: str) -> StageOutput:
-    """Drop each duplicate, or (``differences="keep"``) cut it to the sentences it adds."""
+def _reduce(chunks: Sequence[Chunk], duplicates: dict[int, _Duplicate], differences: str, order: Sequence[int]) -> StageOutput:
+    """Drop each duplicate, or (``differences="keep"``) cut it to the sentences it adds; ``order``: :func:`_best_first`."""
     diffs = _Differences(chunks) if differences == "keep" else None
     reduced: dict[int, Chunk] = {}
     reasons: dict[str, str] = {}
-    for i in _best_first(chunks):
+    for i in order:
         if i not in duplicates:
             continue
         d = duplicates[i]
@@ -142,8 +142,13 @@ def _reduce(chunks: Sequence[Chunk], duplicates: dict[int, _Duplicate], differen
     return StageOutput(out, reasons=reasons)
 
 
-def _best_first(chunks: Sequence[Chunk]) -> list[int]:
-    return sorted(range(len(chunks)), key=lambda i: (-relevance_of(chunks[i]), i))
+def _best_first(chunks: Sequence[Chunk], context: StageContext) -> list[int]:
+    """Indices best first by the run's reading of the scores (:meth:`StageContext.relevances`; ties: given order).
+
+    Each deduper keeps the best copy: with distances (lower is better), the smallest one.
+    """
+    rel = context.relevances(chunks)
+    return sorted(range(len(chunks)), key=lambda i: (-rel[i], i))
 
 
 def _check_unit(stage: str, name: str, value: float) -> None:
@@ -165,7 +170,7 @@ class ExactDedupe(Stage):
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
         seen: dict[str, str] = {}
         reasons: dict[str, str] = {}
-        for i in _best_first(chunks):
+        for i in _best_first(chunks, context):
             c = chunks[i]
             key_text = normalized(c.text)
             if not key_text:
@@ -521,7 +526,8 @@ class NearDedupe(Stage):
                     yield [x.encode("utf-8") for x in sets[i]]
 
             hashes = dict(zip(order, MinHash.bulk(batches(), num_perm=self.num_perm, seed=self.seed)))
-        for n, i in enumerate(_best_first(chunks)):
+        ranked = _best_first(chunks, context)
+        for n, i in enumerate(ranked):
             if n % _CHECK_EVERY == 0:
                 check(f"comparing chunks for near-duplicates ({n} of {len(chunks)})")
             if not sets[i]:
@@ -544,7 +550,7 @@ class NearDedupe(Stage):
             kept.append(i)
             if lsh is not None:
                 lsh.insert(i, hashes[i].hashvalues)
-        return _reduce(chunks, dropped, self.differences)
+        return _reduce(chunks, dropped, self.differences, ranked)
 
 
 class SemanticDedupe(Stage):
@@ -582,7 +588,8 @@ class SemanticDedupe(Stage):
             index, kept_rows = self._faiss(vecs), []
         else:
             index, kept_rows = None, []
-        for i in _best_first(chunks):
+        ranked = _best_first(chunks, context)
+        for i in ranked:
             if i not in pos:
                 continue
             v = vecs[pos[i]]
@@ -602,7 +609,7 @@ class SemanticDedupe(Stage):
             kept_rows.append(i)
             if index is not None:
                 index.add(v.reshape(1, -1))
-        return _reduce(chunks, dropped, self.differences)
+        return _reduce(chunks, dropped, self.differences, ranked)
 
     @staticmethod
     def _faiss(vecs: np.ndarray):  # type: ignore[no-untyped-def]
@@ -880,7 +887,7 @@ class MergeOverlaps(Stage):
         return {lo: sorted(his, key=rank.__getitem__) for lo, his in above.items()}
 
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
-        order = _best_first(chunks)
+        order = _best_first(chunks, context)
         rank = [0] * len(chunks)
         for r, i in enumerate(order):
             rank[i] = r

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from optimizer.records import Chunk
-from optimizer.stage import Stage, StageContext, relevance_of
+from optimizer.stage import Stage, StageContext
 
 ORDERS = ("relevance", "document", "edges")
 
@@ -38,7 +38,8 @@ class Order(Stage):
         position = {c.id: context.input_order.get(c.id, i) for i, c in enumerate(chunks)}
         if self.by == "document":
             return sorted(chunks, key=lambda c: position[c.id])
-        ranked = sorted(chunks, key=lambda c: (-relevance_of(c), position[c.id]))
+        rel = dict(zip((c.id for c in chunks), context.relevances(chunks)))  # distances: the smallest first
+        ranked = sorted(chunks, key=lambda c: (-rel[c.id], position[c.id]))
         if self.by == "relevance":
             return ranked
         front, back = [], []

@@ -14,7 +14,7 @@ import numpy as np
 from optimizer.embeddings import EMBEDDERS, chunk_vectors, embed_texts, get_embedder
 from optimizer.records import Chunk
 from optimizer.scoring import best_first, bm25_scores, chunk_texts, minmax, rrf, with_relevance
-from optimizer.stage import Stage, StageContext, relevance_of
+from optimizer.stage import Stage, StageContext
 from optimizer.validate import non_negative_int, unit_interval, yes_no
 
 
@@ -208,7 +208,7 @@ class MMRRerank(Stage):
         embedder = get_embedder(self.model)
         vecs = chunk_vectors(embedder, chunks, context, use_title=self.use_title)
         if any(c.relevance is not None for c in chunks):
-            rel = minmax([relevance_of(c) for c in chunks])
+            rel = minmax(context.relevances(chunks))
         else:
             rel = [float(x) for x in vecs @ embed_texts(embedder, [query], context)[0]]
         order = mmr_order(rel, vecs @ vecs.T, lambda_=float(self.lambda_))

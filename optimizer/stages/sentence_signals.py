@@ -24,6 +24,7 @@ import numpy as np
 
 from optimizer.records import Chunk, indent_start
 from optimizer.sentences import code_blocks, split_range
+from optimizer.score_reading import DIRECTIONS
 from optimizer.stage import StageContext
 from optimizer.scoring import minmax, titled_text
 from optimizer.text import content_words, entities
@@ -328,12 +329,13 @@ def retriever_scores(chunks: Sequence[Chunk], mode: str, context: StageContext) 
 
     ``mode`` ``"similarity"``: higher is better; ``"distance"``: lower is better (FAISS L2,
     pgvector ``<->``, LangChain's FAISS ``similarity_search_with_score``); ``"auto"`` and
-    ``"order"``: a distance when the scores rise along the order the chunks were handed over
-    (at least four scored chunks, never falling, not all equal), since retrievers hand over
-    their best first; else a similarity. A chunk without a score gets the worst given one.
+    ``"order"``: as the run reads them (:meth:`StageContext.score_reading`, decided once on every
+    chunk the run was given: a distance when the scores rise along the order they were handed
+    over, at least four scored chunks, never falling, not all equal, since retrievers hand over
+    their best first; else a similarity). A chunk without a score gets the worst given one.
 
     >>> chunks = [Chunk(id=k, text=k, score=s) for k, s in zip("abcd", [0.1, 0.3, 0.3, 0.9])]
-    >>> given_order = StageContext(tokenizer=StageContext.default().tokenizer, input_order={c.id: i for i, c in enumerate(chunks)})
+    >>> given_order = StageContext.for_chunks(chunks, tokenizer=StageContext.default().tokenizer)
     >>> retriever_scores(chunks, "auto", given_order)
     [-0.1, -0.3, -0.3, -0.9]
     >>> retriever_scores(chunks, "similarity", given_order)
@@ -342,15 +344,10 @@ def retriever_scores(chunks: Sequence[Chunk], mode: str, context: StageContext) 
     if mode == "ignore" or all(c.score is None for c in chunks):
         return None
     given = [float(c.score) if c.score is not None else None for c in chunks]
-    sign = -1.0 if mode == "distance" or (mode in ("auto", "order") and _rises_along_order(chunks, context)) else 1.0
+    direction = mode if mode in DIRECTIONS else context.score_reading(chunks).direction
+    sign = -1.0 if direction == "distance" else 1.0
     known = [sign * s for s in given if s is not None]
     return [sign * s if s is not None else min(known) for s in given]
-
-
-def _rises_along_order(chunks: Sequence[Chunk], context: StageContext) -> bool:
-    """Whether the scores, read in the caller's order, never fall and do rise (four scored chunks at least)."""
-    seq = [s for _, s in sorted((context.input_order.get(c.id, i), float(c.score)) for i, c in enumerate(chunks) if c.score is not None)]
-    return len(seq) >= 4 and seq[-1] > seq[0] and all(a <= b for a, b in zip(seq, seq[1:]))
 
 
 def retriever_signal(chunks: Sequence[Chunk], mode: str, context: StageContext) -> list[float] | None:
