@@ -72,7 +72,7 @@ def test_default_and_quality_trim_window_overlaps_first():
 def _pairwise(stage: MergeOverlaps, chunks: Sequence[Chunk], *, copies: bool = True) -> tuple[list[tuple], dict[str, str]]:
     """The stage's result by comparing every pair, as ``MergeOverlaps`` did before its lookup (``copies``:
     with its rule for exact copies, which changes the reasons; without it, every better chunk is compared)."""
-    order = _best_first(chunks)
+    order = _best_first(chunks, StageContext.default())  # the reading the stage gets from the same context
     current = dict(enumerate(chunks))
     reasons: dict[str, str] = {}
 
