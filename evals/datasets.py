@@ -26,7 +26,7 @@ import difflib
 import json
 import math
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -222,7 +222,7 @@ def load_dataset(name_or_path: str | Path, *, limit: int | None = None) -> Datas
     else:
         path, name = dataset_path(str(name_or_path)), str(name_or_path)
     examples: list[Example] = []
-    seen: dict[str, int] = {}
+    seen: dict[str, str] = {}
     stream = open_text(path)
     try:
         for line, obj in iter_jsonl(stream, name=str(path)):
@@ -230,12 +230,7 @@ def load_dataset(name_or_path: str | Path, *, limit: int | None = None) -> Datas
                 raise ValueError(f"{path}, line {line}: expected a JSON object with 'id', 'question', 'answers' and "
                                  f"'chunks', got a list; {format_hint('[', str(path))}")
             example = parse_example(obj, where=f"{path}, line {line}")
-            if example.id in seen:
-                raise ValueError(
-                    f"{path}, line {line}: field 'id': duplicate example id {example.id!r} (first on line "
-                    f"{seen[example.id]}); give every example a unique id"
-                )
-            seen[example.id] = line
+            note_id(seen, example.id, f"line {line}", where=f"{path}, line {line}")
             examples.append(example)
             if limit is not None and len(examples) >= limit:
                 break
@@ -245,6 +240,42 @@ def load_dataset(name_or_path: str | Path, *, limit: int | None = None) -> Datas
     if not examples:
         raise ValueError(f"{path}: no examples found; the file must hold one JSON object per line")
     return Dataset(name=name, path=path, examples=tuple(examples))
+
+
+def note_id(seen: dict[str, str], ex_id: Any, at: str, *, where: str) -> None:
+    """Record example id ``ex_id``, found at ``at``, in ``seen``; ValueError naming the id and both places when it is
+    there already.
+
+    Ids are compared as the eval's rows hold them (``str``), which pair an example's rows across arms by id: two
+    examples with one id would be asked each other's question and paired with each other's full context.
+
+    >>> seen = {}
+    >>> note_id(seen, "q1", "line 1", where="data.jsonl, line 1")
+    >>> note_id(seen, "q1", "line 4", where="data.jsonl, line 4")
+    Traceback (most recent call last):
+    ...
+    ValueError: data.jsonl, line 4: field 'id': duplicate example id 'q1' (first on line 1); give every example a unique id
+    """
+    key = str(ex_id)
+    if key in seen:
+        raise ValueError(f"{where}: field 'id': duplicate example id {key!r} (first on {seen[key]}); "
+                         "give every example a unique id")
+    seen[key] = at
+
+
+def check_unique_ids(examples: Iterable[Any], name: str) -> None:
+    """ValueError when two of ``examples`` (built in Python: :class:`Example` or anything with an ``id``) share an id,
+    naming it and both positions, as :func:`load_dataset` does for a file's lines.
+
+    >>> from types import SimpleNamespace as S
+    >>> check_unique_ids([S(id="a"), S(id="b"), S(id="a")], "mine")
+    Traceback (most recent call last):
+    ...
+    ValueError: dataset 'mine', examples[2]: field 'id': duplicate example id 'a' (first on examples[0]); give every example a unique id
+    """
+    seen: dict[str, str] = {}
+    for k, ex in enumerate(examples):
+        note_id(seen, ex.id, f"examples[{k}]", where=f"dataset {name!r}, examples[{k}]")
 
 
 def parse_example(obj: Any, *, where: str = "example") -> Example:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from evals import metrics as M
+from evals.datasets import check_unique_ids
 from evals.records import REFERENCE, Arm, ArmRun, ExampleRow, budget_key
 from evals.readers.prompt import DEFAULT_TEMPLATE, check_template, format_prompt
 from evals.retrieval import all_gold_ids
@@ -243,6 +244,7 @@ def run_eval(
     seed: int = 0,
     progress: bool = True,
     fresh_models: bool = True,
+    reference_rows: Sequence[ExampleRow] | None = None,
 ) -> EvalRun:
     """Sweep ``pipelines`` × ``budgets`` over ``dataset`` and aggregate.
 
@@ -279,6 +281,11 @@ def run_eval(
         The models are loaded once per arm; results are the same either way. False shares the
         store in use (:func:`~optimizer.models.use_store`, else the process's): faster sweeps,
         e.g. a tuner's, whose latencies then read earlier memos.
+    reference_rows:
+        The ``full`` rows of an earlier run on the same examples (``run.rows_for("full", None)``), with the same
+        tokenizer and, when ``reader`` is given, answered by an equal reader (same model, settings and template):
+        used as they are, so ``full`` is neither run nor read again (a tuner's later batches). Rows of other
+        examples, or that no reader answered when ``reader`` is given, are refused.
     """
     from evals.aggregate import aggregate
     from evals.cost import load_prices
@@ -288,6 +295,7 @@ def run_eval(
     non_negative_int(seed, "seed")
     if sample is not None:
         positive_int(sample, "sample", what="examples")
+    reference = check_reference_rows(reference_rows, examples, reader, sample) if reference_rows is not None else []
     resolved = resolve_pipelines(pipelines, tokenizer=tokenizer)
     check_configs(resolved)  # results.json holds every config: one that cannot be written stops the eval now
     arms = make_arms([n for n, _ in resolved], budgets)
@@ -296,10 +304,12 @@ def run_eval(
     price = table.price(price_model)
     template = reader.template if reader is not None else DEFAULT_TEMPLATE
     warm_up_all(resolved, fresh=fresh_models)
+    to_run = [a for a in arms if not (reference and a.pipeline == REFERENCE)]  # given rows are not run again
     with _progress(progress) as bar:
-        rows = sweep_rows(examples, resolved, arms, template=template, bar=bar, fresh_models=fresh_models)
+        rows = sweep_rows(examples, resolved, to_run, template=template, bar=bar, fresh_models=fresh_models)
         if reader is not None:
             rows = _read(rows, examples, reader, wanted, sample, bar)
+    rows = [*reference, *rows]
     runs = aggregate(rows, arms, usd_per_million=price.input_per_million, resamples=resamples, seed=seed)
     return EvalRun(
         dataset=str(getattr(dataset, "name", "dataset")),
@@ -321,10 +331,30 @@ def run_eval(
 
 
 def _examples(dataset: Any) -> list[Any]:
+    """The dataset's examples: at least one, each id once (rows are paired, and questions found, by id)."""
     examples = list(dataset.examples)
     if not examples:
         raise ValueError(f"dataset {getattr(dataset, 'name', '?')!r} has no examples")
+    check_unique_ids(examples, str(getattr(dataset, "name", "dataset")))
     return examples
+
+
+def check_reference_rows(
+    rows: Sequence[ExampleRow], examples: Sequence[Any], reader: Any, sample: int | None,
+) -> list[ExampleRow]:
+    """``rows`` as ``run_eval(reference_rows=...)`` takes them: the ``full`` rows of these examples, in their order, and
+    answered by a reader (or failed) on the examples the reader is asked about when ``reader`` is given."""
+    rows = list(rows)
+    ids = [str(ex.id) for ex in examples]
+    if [r.id for r in rows] != ids or any(r.arm != Arm(REFERENCE, None) for r in rows):
+        raise ValueError(f"reference rows must be the {REFERENCE!r} rows of these {len(ids)} examples in their order "
+                         f"(run.rows_for({REFERENCE!r}, None) of a run on the same dataset); got {len(rows)} rows")
+    asked = ids[: sample if sample is not None else len(ids)]
+    unread = [r.id for r in rows[: len(asked)] if not (r.reader_called or r.pipeline_error)]
+    if reader is not None and unread:
+        raise ValueError(f"reference rows: the reader did not answer for {len(unread)} examples (the first: {unread[0]!r}); "
+                         "pass the rows of a run with the same reader, or leave reference_rows out")
+    return rows
 
 
 def sweep_rows(
@@ -338,6 +368,8 @@ def sweep_rows(
     rows: list[ExampleRow] = []
     for name, pipe in resolved:
         name_arms = [a for a in arms if a.pipeline == name]
+        if not name_arms:  # full, when run_eval was given its rows
+            continue
         task = bar.add(f"{name}", total=len(examples) * len(name_arms))
         for k, arm in enumerate(name_arms):
             # fresh_models: each arm (pipeline and budget) gets a store of its own, its models loaded by warm_up
@@ -571,6 +603,6 @@ def _progress(enabled: bool) -> Iterator[_Bar]:
 
 
 __all__ = [
-    "REFERENCE", "Arm", "EvalRun", "ExampleRow", "failed_row", "make_arms", "reader_arm_set",
+    "REFERENCE", "Arm", "EvalRun", "ExampleRow", "check_reference_rows", "failed_row", "make_arms", "reader_arm_set",
     "prompt_counter", "resolve_pipelines", "run_eval", "in_sample", "sweep_rows", "sweep_settings", "tuned_on", "warm_up_all",
 ]

@@ -66,6 +66,8 @@ from typing import Any
 
 import numpy as np
 
+from evals.datasets import check_unique_ids
+from evals.readers.cache import reader_identity
 from evals.records import REFERENCE, Arm, rounded
 from optimizer.budget import smallest_share
 from optimizer.pipeline import Pipeline
@@ -568,6 +570,7 @@ def tune_budget(
     positive_int(resamples, "resamples", what="bootstrap resamples")
     non_negative_int(seed, "seed")
     data = _as_dataset(dataset, limit)
+    check_unique_ids(data.examples, str(getattr(data, "name", "dataset")))  # before the split: the user's positions
     name = _pipeline_name(pipeline)
     if name == REFERENCE:
         raise ValueError("'full' is the reference (the whole context); tune another pipeline, e.g. 'default'")
@@ -673,7 +676,8 @@ class ShareEvaluator:
     """Per-example rows of one pipeline at budget shares, each share run once (memoized in ``memo``).
 
     ``memo`` maps ``(scope, share)`` to rows, where the scope names the data, the pipeline's
-    config, the tokenizer and the reader, so one dict can serve several searches.
+    config, the tokenizer and the reader (:func:`~evals.readers.cache.reader_identity`: its model, settings and
+    template), so one dict can serve several searches.
     """
 
     def __init__(
@@ -686,7 +690,7 @@ class ShareEvaluator:
         self.memo = memo if memo is not None else {}
         self.dataset_name = str(getattr(data, "name", ""))
         config = json.dumps(pipeline.to_config(), sort_keys=True, default=str) if isinstance(pipeline, Pipeline) else self.name
-        reader_key = (getattr(reader, "name", None), getattr(reader, "model", None)) if reader is not None else None
+        reader_key = reader_identity(reader) if reader is not None else None  # another template or setting: other rows
         ids = hashlib.sha256("\n".join(str(e.id) for e in data.examples).encode("utf-8", "surrogatepass")).hexdigest()
         self.scope = (self.dataset_name, len(data.examples), ids, config, tokenizer, reader_key)
         self.rows_by_share: dict[float, list[Any]] = {}
@@ -701,6 +705,7 @@ class ShareEvaluator:
                 self.data, [self.pipeline], todo, reader=self.reader, tokenizer=self.tokenizer, prices=self.prices,
                 price_model=self.price_model, resamples=1, seed=self.seed, progress=self.progress,
                 fresh_models=False,  # shares are evaluated batch by batch: keep the models and memos between them
+                reference_rows=self.memo.get((self.scope, REFERENCE)),  # full is run and read once, in the first batch
             )
             self.memo.setdefault((self.scope, REFERENCE), run.rows_for(REFERENCE, None))
             for s in todo:

@@ -66,6 +66,21 @@ def cache_key(reader: str, model: str, prompt: str, params: Mapping[str, Any]) -
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+def reader_identity(reader: Any) -> str:
+    """What, besides the prompt's question and context, makes :func:`cache_key` differ between two readers: their
+    name, model, generation params and template (sha256 hex). Equal identities answer every question alike; as in
+    the cache, where the model is served from (``base_url``) is left out.
+
+    >>> from evals.readers.fake import FakeReader
+    >>> reader_identity(FakeReader()) == reader_identity(FakeReader())
+    True
+    >>> reader_identity(FakeReader()) == reader_identity(FakeReader(template="Q: {question}\\n{context}\\nA:"))
+    False
+    """
+    params = reader.generation_params() if hasattr(reader, "generation_params") else {}
+    return cache_key(reader.name, getattr(reader, "model_id", getattr(reader, "model", None)), reader.template, params)
+
+
 class ReaderCache:
     """SQLite cache of successful reader outputs at ``path`` (created with its folder).
 
