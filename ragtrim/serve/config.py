@@ -42,6 +42,7 @@ A complete file (``serve.toml``)::
     timeout = 600               # seconds to wait for an answer (default 600, as the OpenAI SDK)
     connect_timeout = 5         # of which at most this many to connect (default 5, as the OpenAI SDK): a host that
                                 # does not answer fails fast, uncharged, and is tried again
+    max_connections = 256       # requests sent to it at once, 1 or more (default 256); more wait for a connection
     keepalive_expiry = 4.0      # drop an idle connection before the upstream would (default 4 s)
     connection_retries = 2      # resend a request the upstream cannot have started on (no connection, or a
                                 # keep-alive connection closed as it arrived; default 2)
@@ -270,14 +271,10 @@ class ServeConfig:
         values["degrade"] = _section(Degrade, degrade, "degrade")
         if "budget" in values:
             values["budget"] = parse_budget(values["budget"])
-        if "upstreams" in data:
-            values["upstreams"] = MappingProxyType(
-                {name: _section(UpstreamConfig, {**entry, "name": name}, f"upstreams.{name}") for name, entry in data["upstreams"].items()}
-            )
-        if "models" in data:
-            values["models"] = MappingProxyType(
-                {name: _section(ModelConfig, {**entry, "name": name}, f"models.{name}") for name, entry in data["models"].items()}
-            )
+        for key, kind in (("upstreams", UpstreamConfig), ("models", ModelConfig)):
+            if key in data:
+                values[key] = MappingProxyType({name: _section(kind, _named(entry, name, f"{key}.{name}"), f"{key}.{name}")
+                                                for name, entry in _table(data[key], key).items()})
         if "models" in data and "default_model" not in data and data["models"]:
             values["default_model"] = next(iter(data["models"]))  # the first model listed
         cfg = cls(**values)
@@ -286,16 +283,21 @@ class ServeConfig:
 
     def check(self) -> None:
         """Raise ValueError naming the first inconsistent setting."""
-        for label, value in (("port", self.port), ("workers", self.workers), ("optimizer_threads", self.optimizer_threads)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if label == "port" else 1):
+        for label, (what, optional) in TOP_TEXT.items():
+            check_text(label, getattr(self, label), what, optional=optional)
+        port = self.port
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be a whole number from 0 to 65535 (0: any free port), got {port!r}")
+        for label, value in (("workers", self.workers), ("optimizer_threads", self.optimizer_threads)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{label} must be a positive integer, got {value!r}")
-        if not (isinstance(self.lease_seconds, (int, float)) and self.lease_seconds >= 1):
-            raise ValueError(f"lease_seconds must be a number of seconds >= 1, got {self.lease_seconds!r}")
+        check_lease_seconds(self.lease_seconds)
         check_max_age(self.connection_max_age)
         if not isinstance(self.metrics_token_env, str) or not self.metrics_token_env:
             raise ValueError(f"metrics_token_env must name an environment variable, got {self.metrics_token_env!r}")
-        if "{context}" not in self.template:
-            raise ValueError(f"template must contain {{context}} where the optimized documents go, got {self.template!r}")
+        if not isinstance(self.template, str) or "{context}" not in self.template:
+            raise ValueError(f"template must be a string containing {{context}} where the optimized documents go, "
+                             f"got {self.template!r}")
         check_budget_tokens(self.budget)
         if self.default_model not in self.models:
             raise ValueError(f"default_model {self.default_model!r} is not in [models]: {', '.join(sorted(self.models))}")
@@ -303,6 +305,8 @@ class ServeConfig:
 
         longest = column_size("model_used")
         for m in self.models.values():
+            for label, (what, optional) in MODEL_TEXT.items():
+                check_text(label, getattr(m, label), what, optional=optional, owner=f"model {m.name!r}")
             if longest is not None and len(m.name) > longest:
                 raise ValueError(f"model name {m.name[:40]!r}... is {len(m.name)} characters; the ledger holds at most {longest}: "
                                  "use a shorter name and set upstream_model to the upstream's own")
@@ -328,6 +332,80 @@ class ServeConfig:
                 raise ValueError(f"limits.{f.name} must be a positive integer, got {value!r}")
 
 
+TOKENIZER_WHAT = "a tokenizer name: cl100k_base, o200k_base, a model name such as 'gpt-4o', or 'hf:/path/to/tokenizer.json'"
+TOP_TEXT = {
+    "host": ("the address to bind, e.g. '127.0.0.1' or '0.0.0.0'", False),
+    "preset": ("an optimizer preset name, e.g. 'default' or 'bm25-pack'", False),
+    "tokenizer": (TOKENIZER_WHAT, False),
+    "default_model": ("the name of a model under [models]", False),
+    "pepper_env": ("the name of an environment variable", False),
+    "db": ("a database URL, e.g. 'sqlite:////srv/serve.sqlite' or 'postgresql://user@host/db'", True),
+    "prices": ("the path of a prices TOML file", True),
+}
+"""The top-level settings that are text: what each must be, and whether it may be left out (None)."""
+MODEL_TEXT = {
+    "upstream": ("the name of an upstream under [upstreams]", False),
+    "upstream_model": ("the upstream's own name for the model, e.g. 'gpt-4o-2024-08-06'", True),
+    "tokenizer": (TOKENIZER_WHAT, False),
+    "price": ("the name of a model in the price table", True),
+    "price_date": ("the date the prices were read, e.g. '2026-12-01'", True),
+    "cheaper": ("the name of another model under [models]", True),
+}
+"""The settings of a ``[models.NAME]`` table that are text."""
+
+
+def check_text(label: str, value: Any, what: str, *, optional: bool = False, owner: str = "") -> None:
+    """Raise ValueError unless ``value`` is a non-empty string (or None, when ``optional``).
+
+    >>> check_text("upstream_model", 5, "the upstream's own name for the model", optional=True, owner="model 'gpt-4o'")
+    Traceback (most recent call last):
+    ...
+    ValueError: model 'gpt-4o': upstream_model must be the upstream's own name for the model (a string), got 5
+    """
+    if (optional and value is None) or (isinstance(value, str) and value.strip()):
+        return
+    raise ValueError(f"{owner + ': ' if owner else ''}{label} must be {what} (a string), got {value!r}")
+
+
+MAX_LEASE_SECONDS = 86_400
+
+
+def check_lease_seconds(value: Any) -> None:
+    """Raise ValueError unless ``value`` is a finite number of seconds from 1 to :data:`MAX_LEASE_SECONDS`.
+
+    >>> check_lease_seconds(float("inf"))
+    Traceback (most recent call last):
+    ...
+    ValueError: lease_seconds must be a finite number of seconds from 1 to 86400 (a dead worker's reservations expire after it; 30 by default), got inf
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= MAX_LEASE_SECONDS:
+        raise ValueError(f"lease_seconds must be a finite number of seconds from 1 to {MAX_LEASE_SECONDS} (a dead worker's "
+                         f"reservations expire after it; 30 by default), got {value!r}")
+
+
+def check_tokenizers(cfg: ServeConfig) -> None:
+    """Load every tokenizer ``cfg`` names (offline, as requests will), or raise ValueError naming the first that fails.
+
+    Run when the service starts, not when the file is read: an admin command needs no tokenizer (nor the
+    ``hf`` extra a ``hf:`` one needs). A name no request could use made every chat request to its model (or
+    every ``/v1/optimize`` that names no tokenizer, for the top-level one) a 400 that blamed the client.
+
+    >>> check_tokenizers(ServeConfig.from_dict({"tokenizer": "bogus"}))
+    Traceback (most recent call last):
+    ...
+    ValueError: tokenizer = 'bogus' cannot be used: unknown tiktoken encoding 'bogus' (nor a model name tiktoken knows); use cl100k_base or o200k_base (shipped, work offline), an OpenAI model name such as 'gpt-4o' or 'gpt-4o-2024-08-06', or 'hf:/path/to/tokenizer.json' for a local Hugging Face tokenizer
+    """
+    from optimizer.tokenizer import get_tokenizer
+
+    named = [("", cfg.tokenizer)] + [(f"model {m.name!r}: ", m.tokenizer) for m in cfg.models.values()]
+    for owner, name in named:
+        try:
+            get_tokenizer(name)
+        except Exception as exc:  # ValueError, RuntimeError, a missing extra, a tokenizer.json that does not parse
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise ValueError(f"{owner}tokenizer = {name!r} cannot be used: {reason}") from None
+
+
 MIN_EVENT_BYTES, MAX_EVENT_BYTES = 1024, 1 << 30
 
 
@@ -343,6 +421,15 @@ def _check_upstream(u: UpstreamConfig) -> None:
         raise ValueError(f"upstream {u.name!r}: kind must be 'openai' or 'local', got {u.kind!r}")
     if u.kind == "openai" and not u.base_url:
         raise ValueError(f"upstream {u.name!r} (kind openai) needs base_url, e.g. 'https://api.openai.com/v1'")
+    if u.kind == "openai" and not (isinstance(u.base_url, str) and u.base_url.lower().startswith(("http://", "https://"))):
+        raise ValueError(f"upstream {u.name!r}: base_url must be an http:// or https:// URL, e.g. 'https://api.openai.com/v1' "
+                         f"or 'http://127.0.0.1:8000/v1', got {u.base_url!r}")
+    check_text("api_key_env", u.api_key_env, "the name of the environment variable that holds its key, e.g. 'OPENAI_API_KEY'",
+               optional=True, owner=f"upstream {u.name!r}")
+    pool = u.max_connections
+    if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
+        raise ValueError(f"upstream {u.name!r}: max_connections must be a whole number >= 1 (requests sent to it at once; "
+                         f"256 by default), got {pool!r}")
     timeout = u.timeout
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 86_400:
         raise ValueError(f"upstream {u.name!r}: timeout must be seconds above 0, at most 86400 (600 waits as the OpenAI SDK "
@@ -377,6 +464,18 @@ def _check_prices(m: ModelConfig) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ValueError(f"model {m.name!r}: {label} must be a finite number >= 0 (US dollars per million tokens), got {value!r}")
+
+
+def _table(data: Any, label: str) -> Mapping[str, Any]:
+    """``data`` when it is a table, else a ValueError naming ``[label]``."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"[{label}] must be a table, got {data!r:.80}")
+    return data
+
+
+def _named(entry: Any, name: str, label: str) -> dict[str, Any]:
+    """The table ``[label]`` with its ``name`` added."""
+    return {**_table(entry, label), "name": name}
 
 
 def _section(kind: type, data: Any, label: str) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from ragtrim.serve.config import ModelConfig, ServeConfig
+from ragtrim.serve.config import ModelConfig, ServeConfig, check_tokenizers
 from ragtrim.serve.db import make_engine
 from ragtrim.serve.keys import load_pepper
 from ragtrim.serve.logs import get_logger
@@ -75,6 +75,7 @@ class Service:
         metrics: Metrics | None = None,
     ):
         self.config = config
+        check_tokenizers(config)  # a name no request could use stops the start, not every request
         url = db_url if db_url is not None else (config.db if config.db is not None else default_db_url())
         self.db_url = url
         self.engine = engine if engine is not None else make_engine(url)
