@@ -84,8 +84,8 @@ def test_budgets_list_prints_the_budgets_only(tmp_path, monkeypatch):
     out = run(app, ["budgets", "list", "--db", db])
     assert out.exit_code == 0, out.output
     lines = out.stdout.strip().splitlines()
-    assert lines[0].split() == ["tenant", "scope", "unit/period", "spent", "reserved", "limit"], out.stdout
-    assert len(lines) == 2 and lines[1].split()[:3] == ["acme", "tenant", "usd/month"] and "$2.500000" in lines[1]
+    assert lines[0].split() == ["id", "tenant", "scope", "unit/period", "spent", "reserved", "limit"], out.stdout
+    assert len(lines) == 2 and lines[1].split()[1:4] == ["acme", "tenant", "usd/month"] and "$2.500000" in lines[1]
     assert "requests" not in out.stdout and "tokens_full" not in out.stdout
 
 

@@ -19,7 +19,7 @@ from ragtrim.serve.budgets import (check_limit, check_period, check_scope, check
                                    set_budget)
 from ragtrim.serve.errors import ApiError, bad_request
 from ragtrim.serve.keys import (UnknownTenant, create_key, create_tenant, id_of, list_keys, list_tenants, revoke_key,
-                               set_tenant_disabled)
+                               set_tenant_disabled, tenant_disabled)
 from ragtrim.serve.pricing import parse_usd
 from ragtrim.serve.bodies import body_text, read_json, url_param
 from ragtrim.serve.usage import quota_status, usage_summary
@@ -113,8 +113,12 @@ async def keys_create(request: Request) -> JSONResponse:
     tenant = str_field(body, "tenant", required=False, what="the tenant's name")
     kid, key = await _call(create_key, service.engine, service.pepper, tenant_id=tenant, admin=admin,
                            label=str_field(body, "label", required=False) or "")
-    return JSONResponse({"id": kid, "key": key, "tenant": tenant, "admin": admin,
-                         "note": "store this key now: it is shown once and only its hash is kept"}, status_code=201)
+    suspended = tenant is not None and await _call(tenant_disabled, service.engine, tenant)
+    note = "store this key now: it is shown once and only its hash is kept"
+    if suspended:
+        note += f"; tenant {tenant!r} is disabled: its keys, this one included, are refused until it is enabled"
+    return JSONResponse({"id": kid, "key": key, "tenant": tenant, "admin": admin, "tenant_disabled": suspended, "note": note},
+                        status_code=201)
 
 
 async def keys_list(request: Request) -> JSONResponse:

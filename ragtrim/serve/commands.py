@@ -31,11 +31,12 @@ from typing import Any, Optional
 import typer
 
 from optimizer.lazy import MissingDependency, lazy_import
-from ragtrim.commands.common import fail, with_notes
+from ragtrim.commands.common import fail, warn, with_notes
 
 # help texts are rich markup: a literal "[" is written "\\[" (else "[degrade]" is taken for a style and vanishes)
 CONFIG_OPT = typer.Option(None, "--config", help="serve.toml: preset, budget, \\[degrade], \\[upstreams.NAME], \\[models.NAME], \\[limits] (README, 'Run it as a service'); default: built-in settings.")
 DB_OPT = typer.Option(None, "--db", help="Database URL: sqlite:////path/serve.sqlite or postgresql://user@host/db. Default: the config's, else a SQLite file in the cache dir.")
+FORMAT_OPT = typer.Option("table", "--format", "-f", help="table or json.")
 
 
 SERVE_MODULES = ("uvicorn", "fastapi", "sqlalchemy", "httpx", "prometheus_client")
@@ -335,7 +336,7 @@ def usage(
     by: str = typer.Option("day", "--by", help="Comma-separated groups: user, feature, model, day, tenant, endpoint."),
     since: Optional[str] = typer.Option(None, "--since", help="First day, YYYY-MM-DD (UTC)."),
     until: Optional[str] = typer.Option(None, "--until", help="Last day, YYYY-MM-DD (UTC)."),
-    output_format: str = typer.Option("table", "--format", "-f", help="table or json."),
+    output_format: str = FORMAT_OPT,
     page_link: Optional[str] = typer.Option(None, "--page-link", help="Print a 15-minute link to the usage page on this server base URL (e.g. http://127.0.0.1:8080) instead."),
 ) -> None:
     """Usage from the ledger: requests, tokens, $ spent and saved, grouped; and each budget's standing."""
@@ -351,8 +352,7 @@ def usage(
         token = sign_page_token(pepper, tenant if tenant is not None else "*", expires=time.time() + PAGE_TTL)
         typer.echo(f"{page_link.rstrip('/')}/usage?token={token}")
         return
-    if output_format not in ("table", "json"):
-        fail(f"--format must be table or json, got {output_format!r}")
+    _check_format(output_format)
     try:
         with _db_errors(engine):
             out = usage_summary(engine, tenant_id=tenant, by=[b.strip() for b in by.split(",") if b.strip()], since=since, until=until)
@@ -360,8 +360,7 @@ def usage(
     except ValueError as exc:
         fail(with_notes(exc))
     if output_format == "json":
-        json.dump(out, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _print_json(out)
         return
     groups = out["by"]
     head = groups + ["requests", "degraded", "refused", "failed", "tokens_full", "tokens_sent", "spent", "saved"]
@@ -373,12 +372,24 @@ def usage(
         _budget_table(out["budgets"])
 
 
+def _check_format(output_format: str) -> None:
+    """``--format`` is table or json, else a clean exit 2 (before the database is read)."""
+    if output_format not in ("table", "json"):
+        fail(f"--format must be table or json, got {output_format!r}")
+
+
+def _print_json(out: Any) -> None:
+    """``out`` as indented JSON on stdout (what ``--format json`` prints)."""
+    json.dump(out, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
 def _budget_table(budgets: list[dict[str, Any]]) -> None:
-    """The budgets' standing (``quota_status`` rows), one line each under a header."""
+    """The budgets' standing (``quota_status`` rows), one line each under a header; ``id`` is what ``budgets delete`` takes."""
     from ragtrim.serve.pricing import format_usd
 
-    _table(["tenant", "scope", "unit/period", "spent", "reserved", "limit"],
-           [[b["tenant"], b["scope"] + (f"={b['scope_value']}" if b["scope_value"] else ""), f"{b['unit']}/{b['period']}",
+    _table(["id", "tenant", "scope", "unit/period", "spent", "reserved", "limit"],
+           [[b["id"], b["tenant"], b["scope"] + (f"={b['scope_value']}" if b["scope_value"] else ""), f"{b['unit']}/{b['period']}",
              *(format_usd(b[k]) if b["unit"] == "usd" else str(b[k]) for k in ("spent", "reserved", "limit"))] for b in budgets])
 
 
@@ -402,13 +413,17 @@ def tenants_create(name: str = typer.Argument(..., help="Tenant name (letters, d
     typer.echo(f"tenant {name} created")
 
 
-def tenants_list(config: Optional[Path] = CONFIG_OPT, db: Optional[str] = DB_OPT) -> None:
-    """List tenants."""
+def tenants_list(config: Optional[Path] = CONFIG_OPT, db: Optional[str] = DB_OPT, output_format: str = FORMAT_OPT) -> None:
+    """List tenants (json: as GET /v1/admin/tenants answers)."""
+    _check_format(output_format)
     _, engine, _ = _setup(config, db, readonly=True)
     from ragtrim.serve.keys import list_tenants
 
     with _db_errors(engine):
         found = list_tenants(engine)
+    if output_format == "json":
+        _print_json({"data": [{"id": t.id, "name": t.name, "created": t.created, "disabled": t.disabled} for t in found]})
+        return
     for t in found:
         typer.echo(f"{t.id}{'  (disabled)' if t.disabled else ''}")
 
@@ -450,23 +465,31 @@ def keys_create(tenant: Optional[str] = typer.Option(None, "--tenant", help="The
                 config: Optional[Path] = CONFIG_OPT, db: Optional[str] = DB_OPT) -> None:
     """Create an API key. It is printed once; only its hash is stored."""
     _, engine, pepper = _setup(config, db, pepper=True)
-    from ragtrim.serve.keys import create_key
+    from ragtrim.serve.keys import create_key, tenant_disabled
     try:
         with _db_errors(engine):
             kid, key = create_key(engine, pepper, tenant_id=tenant, admin=admin, label=label)
+            suspended = tenant is not None and tenant_disabled(engine, tenant)
     except ValueError as exc:
         fail(with_notes(exc))
     typer.echo(key)
     typer.echo(f"key id {kid} ({'admin' if admin else 'tenant ' + str(tenant)}); store the key now, it is not shown again", err=True)
+    if suspended:
+        warn(f"tenant {tenant} is disabled: its keys, this one included, are refused (401) until 'ragtrim tenants enable {tenant}'")
 
 
-def keys_list(tenant: Optional[str] = typer.Option(None, "--tenant"), config: Optional[Path] = CONFIG_OPT, db: Optional[str] = DB_OPT) -> None:
-    """List key ids (never the keys)."""
+def keys_list(tenant: Optional[str] = typer.Option(None, "--tenant"), config: Optional[Path] = CONFIG_OPT, db: Optional[str] = DB_OPT,
+              output_format: str = FORMAT_OPT) -> None:
+    """List key ids (never the keys; json: as GET /v1/admin/keys answers)."""
+    _check_format(output_format)
     _, engine, _ = _setup(config, db, readonly=True)
     from ragtrim.serve.keys import list_keys
 
     with _db_errors(engine):
         found = list_keys(engine, tenant)
+    if output_format == "json":
+        _print_json({"data": found})
+        return
     for k in found:
         state = "revoked" if k["revoked"] else "active"
         typer.echo(f"{k['id']}  {'admin' if k['admin'] else k['tenant']}  {state}  {k['label']}")
@@ -514,13 +537,18 @@ def budgets_set(tenant: str = typer.Option(..., "--tenant"),
 
 
 def budgets_list(tenant: Optional[str] = typer.Option(None, "--tenant"), config: Optional[Path] = CONFIG_OPT,
-                 db: Optional[str] = DB_OPT) -> None:
-    """List budgets with their current standing (spent and reserved in the current day or month)."""
+                 db: Optional[str] = DB_OPT, output_format: str = FORMAT_OPT) -> None:
+    """List budgets, with the id 'budgets delete' takes, and their current standing (spent and reserved in the current
+    day or month; json: the rows of 'usage --format json' under budgets)."""
+    _check_format(output_format)
     _, engine, _ = _setup(config, db, readonly=True)
     from ragtrim.serve.usage import quota_status
 
     with _db_errors(engine):
         budgets = quota_status(engine, tenant, time.time())
+    if output_format == "json":
+        _print_json({"data": budgets})
+        return
     if not budgets:
         typer.echo(f"no budgets{' for tenant ' + repr(tenant) if tenant is not None else ''} (add one: ragtrim budgets set)", err=True)
         return

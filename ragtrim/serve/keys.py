@@ -177,6 +177,13 @@ def set_tenant_disabled(engine: Any, name: str, disabled: bool) -> tuple[Tenant,
     return Tenant(id=r.id, name=r.name, created=r.created, disabled=bool(r.disabled)), changed
 
 
+def tenant_disabled(engine: Any, tenant_id: str) -> bool:
+    """True when tenant ``tenant_id`` is there and disabled (its keys are refused until it is enabled)."""
+    with reading(engine) as conn:
+        row = conn.execute(tenants.select().where(tenants.c.id == tenant_id)).first()
+    return row is not None and bool(row.disabled)
+
+
 def tenant_exists(engine: Any, tenant_id: str) -> bool:
     with reading(engine) as conn:
         return conn.execute(tenants.select().where(tenants.c.id == tenant_id)).first() is not None
