@@ -3,7 +3,8 @@
 Prose goes through blingfire (fast, C, handles abbreviations and CJK full stops). Text is
 first cut at blank lines, and blocks that look like tables or code, or hold one record a line
 without full stops (``Key: value`` lines, CSV rows, a schedule; not hard-wrapped prose), are split
-per line, so a "sentence" there is a row, a record or a line of code. A Markdown fenced code block (```` ``` ```` or
+per line, so a "sentence" there is a row, a record or a line of code. Structured text on one line
+(scraped HTML, minified JSON) is cut into its records first (:mod:`optimizer.inline_records`). A Markdown fenced code block (```` ``` ```` or
 ``~~~``) is one block, blank lines inside it included, and is always split per line, its fence
 lines joined to the first and last lines of code (so no sentence is a bare fence).
 
@@ -27,6 +28,8 @@ from collections import OrderedDict
 from typing import NamedTuple
 
 import regex
+
+from optimizer.inline_records import cut_ranges, record_cuts
 
 _BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n")
 FENCE = re.compile(r"^[ \t]{0,3}(?:(`{3,})[^`\n]*|(~{3,})[^\n]*)$", re.M)
@@ -534,14 +537,22 @@ def _split(text: str) -> tuple[tuple[int, int], ...]:
         if FENCE.match(block):
             pieces = _code_lines(block, b_start)
         elif _looks_structured(block) or ("\n" in block and _line_records(block)):
-            pieces = [(b_start + m.start(), b_start + m.end()) for m in _LINE.finditer(block)]
+            lines = (strip_range(text, b_start + m.start(), b_start + m.end()) for m in _LINE.finditer(block))
+            pieces = [r for s, e in lines if s < e for r in _records(text, s, e, whole=False)]
         else:
-            pieces = _prose(text, b_start, b_end)
+            pieces = [r for s, e in _records(text, b_start, b_end, whole=True) for r in _prose(text, s, e)]
         for s, e in pieces:
             s, e = strip_range(text, s, e)
             if s < e:
                 spans.extend(_split_long(text, s, e) if e - s > MAX_SENTENCE_CHARS // HEAVY_WEIGHT else [(s, e)])
     return _cover(text, spans)
+
+
+def _records(text: str, start: int, end: int, whole: bool) -> list[tuple[int, int]]:
+    """``text[start:end]`` (no white space at either end) cut into the records of one-line markup or
+    JSON (:func:`~optimizer.inline_records.record_cuts`; ``whole``: it is a block of its own, not a
+    line of one), or the range itself when it holds no such structure."""
+    return cut_ranges(text, record_cuts(text, start, end, whole), start, end)
 
 
 def split_range(text: str, start: int, end: int) -> list[tuple[int, int]]:
