@@ -44,6 +44,8 @@ SENTENCE_REPEAT_REASON = "sentences: already kept, word for word, from another c
 """The trace's reason for a sentence range of a partly kept chunk that another chunk's kept sentence says."""
 LEFT_OUT_REASON = "sentences: no sentence among the best within the budget"
 """The trace's reason for a chunk none of whose sentences ranked high enough to be kept in the budget."""
+PREFIX_REASON = "sentences: its best sentence cut to the room left after the others"
+"""The trace's reason for the end of a sentence left out for its length whose prefix took the room left (:meth:`SentenceSelector.prefix`)."""
 
 
 def _offers(total: np.ndarray, left: np.ndarray) -> Iterator[int]:
@@ -208,11 +210,56 @@ class SentenceSelector:
 
     def pick(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray,
              context: StageContext, keys: Sequence[str | None]
-             ) -> tuple[dict[int, list[int]], list[Chunk], int, dict[int, tuple[int, int]]]:
+             ) -> tuple[dict[int, list[int]], list[Chunk], int, dict[int, tuple[int, int, int]], tuple[int, int] | None]:
+        """``(chosen sentence indices per chunk, the kept chunks as they render, target tokens, too long, cut)``:
+        :meth:`choose`, then :meth:`prefix` (``cut``: the sentence kept as a prefix and where it ends, or None)."""
+        chosen, layout, target, too_long = self.choose(query, chunks, sents, score, context, keys)
+        chosen, layout, cut = self.prefix(chunks, sents, score, chosen, layout, target, too_long, context)
+        return chosen, layout, target, too_long, cut
+
+    def prefix(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray, chosen: dict[int, list[int]],
+               layout: list[Chunk], target: int, too_long: dict[int, tuple[int, int, int]], context: StageContext
+               ) -> tuple[dict[int, list[int]], list[Chunk], tuple[int, int] | None]:
+        """Give the room the fill left to a prefix of the first sentence left out for its length alone
+        (offered before a sentence that was taken: it ranked above it), cut at the last word that fits.
+
+        The greedy pass takes every sentence that fits, so what it leaves no whole sentence could
+        use; a sentence longer than what is left (a long clause, an unsplittable record) is otherwise
+        lost whole. The prefix is made only when the exact rendered count can hold
+        :data:`~optimizer.packer.MIN_FRAGMENT_TOKENS` of it (a shorter fragment is not worth its
+        header, as for the packer), and never takes the rendering over ``target``.
+        """
+        from optimizer.packer import MIN_FRAGMENT_TOKENS, token_cut
+
+        grouped = self.order == "relevance"
+        exact = context.rendered(layout, grouped=grouped) if context.budget is not None and too_long else None
+        if exact is None:
+            return chosen, layout, None
+        ci, (_, _, i) = next(iter(too_long.items()))
+        s = sents[i]
+        more = {**chosen, ci: [i]}
+        order = [c for c in chosen] + [ci]
+        room = target - exact - (context.overhead([chunks[c] for c in order], grouped=grouped) - context.overhead([chunks[c] for c in chosen], grouped=grouped))
+        while room >= MIN_FRAGMENT_TOKENS:
+            end = _word_end(s.text, token_cut(s.text, room, context))
+            if end <= 0:
+                break
+            shorter = [*sents[:i], replace(s, end=s.start + end), *sents[i + 1 :]]
+            grown = self.layout(chunks, shorter, score, more, order)
+            over = (context.rendered(grown, grouped=grouped) or 0) - target
+            if over <= 0:
+                return more, grown, (i, s.start + end)
+            room -= over
+        return chosen, layout, None
+
+    def choose(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray,
+               context: StageContext, keys: Sequence[str | None]
+               ) -> tuple[dict[int, list[int]], list[Chunk], int, dict[int, tuple[int, int, int]]]:
         """``(chosen sentence indices per chunk, the kept chunks as they render, target tokens, too long)``.
 
         ``too long``: for a chunk left out whose best sentence lost on length, not rank (a sentence
-        offered after it was taken), that sentence's tokens and the room it did not fit (:meth:`_fill`).
+        offered after it was taken), that sentence's tokens, the room it did not fit and its index
+        (:meth:`_fill`), in the order they were offered.
 
         ``keys``: each sentence's :func:`repeat_key`; a sentence another chunk's taken one says is not taken.
 
@@ -263,14 +310,14 @@ class SentenceSelector:
 
     def _fill(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], keys: Sequence[str | None], value: np.ndarray,
               mentions: np.ndarray | None, weight: np.ndarray | None, redundancy: float, room: int,
-              context: StageContext) -> tuple[dict[int, list[int]], list[int], int, dict[int, tuple[int, int]]]:
+              context: StageContext) -> tuple[dict[int, list[int]], list[int], int, dict[int, tuple[int, int, int]]]:
         """One greedy pass within ``room`` estimated tokens: ``(chosen, chunk order, estimated tokens used,
         too long)``, ``too long`` being, per chunk left out whose best sentence was passed over for its
-        length while a sentence offered after it still fitted, ``(its tokens, the room left for it)``."""
+        length while a sentence offered after it still fitted, ``(its tokens, the room left for it, its index)``."""
         chosen: dict[int, list[int]] = {}
         chunk_order: list[int] = []
         spent = {"used": 0, "overhead": 0, "taken": 0}
-        first_miss: dict[int, tuple[int, int, int]] = {}  # chunk -> (tokens, room left, sentences taken before)
+        first_miss: dict[int, tuple[int, int, int, int]] = {}  # chunk -> (tokens, room left, sentences taken before, index)
         heads: dict[int, int] = {}  # a new chunk's extra overhead after chunk_order, until chunk_order grows
         said: dict[str, int] = {}  # a taken sentence's words -> its chunk
 
@@ -287,7 +334,7 @@ class SentenceSelector:
             cost = s.tokens + (1 if s.chunk in chosen else 0) + extra_head
             if spent["used"] + cost > room:
                 if s.chunk not in chosen:
-                    first_miss.setdefault(s.chunk, (s.tokens, max(0, room - spent["used"] - extra_head), spent["taken"]))
+                    first_miss.setdefault(s.chunk, (s.tokens, max(0, room - spent["used"] - extra_head), spent["taken"], i))
                 return False
             if s.chunk not in chosen:
                 chosen[s.chunk] = []
@@ -307,7 +354,7 @@ class SentenceSelector:
             best = min(range(len(sents)), key=lambda i: (-value[i], i))
             chosen[sents[best].chunk] = [best]
             chunk_order.append(sents[best].chunk)
-        too_long = {c: (n, left) for c, (n, left, before) in first_miss.items() if c not in chosen and spent["taken"] > before}
+        too_long = {c: (n, left, i) for c, (n, left, before, i) in first_miss.items() if c not in chosen and spent["taken"] > before}
         return chosen, chunk_order, spent["used"], too_long
 
     def layout(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray,
@@ -328,7 +375,7 @@ class SentenceSelector:
     def __call__(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray, context: StageContext) -> StageOutput:
         """Keep the chosen sentences of each chunk (offsets exact) and say why the rest went."""
         keys = [repeat_key(answer_part(s.text)) for s in sents]  # a question joined to its answer repeats what the answer does
-        chosen, layout, target, too_long = self.pick(query, chunks, sents, score, context, keys)
+        chosen, layout, target, too_long, cut = self.pick(query, chunks, sents, score, context, keys)
         repeats = _only_repeats(sents, keys, chosen)
         reasons = {
             c.id: REPEAT_REASON if ci in repeats else _left_out_reason(too_long.get(ci))
@@ -349,11 +396,29 @@ class SentenceSelector:
                     reasons[chunks[ci].id] = CUT_REASON if len(own) > len(picks) + len(repeated) else SENTENCE_REPEAT_REASON
                 # paragraph views of one chunk share its id and offsets: their ranges add up
                 ranges.setdefault(chunks[ci].id, []).extend((sents[i].start, sents[i].end, SENTENCE_REPEAT_REASON) for i in repeated)
+        if cut is not None:  # the sentence kept as a prefix: its end went for the budget
+            i, end = cut
+            reasons[chunks[sents[i].chunk].id] = PREFIX_REASON
+            ranges.setdefault(chunks[sents[i].chunk].id, []).append((end, sents[i].end, PREFIX_REASON))
         notes = {"sentences_in": len(sents), "sentences_kept": sum(len(v) for v in chosen.values()), "target_tokens": target}
         return StageOutput(layout, reasons=reasons, notes=notes, range_reasons={i: r for i, r in ranges.items() if r})
 
 
-def _left_out_reason(too_long: tuple[int, int] | None) -> str:
+def _word_end(text: str, k: int) -> int:
+    """``k`` (a cut inside ``text``) moved back to the end of the last word before it, white space
+    stripped; ``k`` itself when no white space precedes it (a CJK sentence, a record without spaces).
+
+    >>> t = "the caps in Section 10 apply"
+    >>> t[: _word_end(t, 14)], t[: _word_end(t, len(t))], _word_end("東京は大きい", 3)
+    ('the caps in', 'the caps in Section 10 apply', 3)
+    """
+    if k >= len(text) or text[k].isspace():
+        return len(text[:k].rstrip())
+    space = max(text.rfind(" ", 0, k), text.rfind("\n", 0, k), text.rfind("\t", 0, k))
+    return len(text[:space].rstrip()) if space > 0 else k
+
+
+def _left_out_reason(too_long: tuple[int, int, int] | None) -> str:
     """The trace's reason for a chunk none of whose sentences was kept: its best sentence was passed
     over for its length (``(tokens, room left)``; a shorter, lower-ranked sentence was taken after it,
     so it did not lose on rank), or none of its sentences ranked high enough to be taken in the budget."""
