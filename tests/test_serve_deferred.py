@@ -241,7 +241,7 @@ def test_a_deadlock_victim_is_run_again_and_other_errors_are_not(engine):
         return real_units(conn, ids)
 
     store._units = units_once_a_victim
-    assert store.settle("r1", Need(300, 0)) is False
+    assert store.settle("r1", Need(300, 0)).late is False
     assert len(calls) == 2 and counters(engine) == (300, 0)
     breaks(store, "_units", times=1)  # a plain database error is not retried
     store.reserve("r2", store.budgets_for("acme", user="", feature=""), Need(100, 0))

@@ -105,7 +105,7 @@ def test_a_late_settle_corrects_the_estimate_and_a_late_release_gives_it_back(db
     assert counters(db_engine) == {bt.id: (1600, 0), bu.id: (10_000, 0)}
     final = replace(pending("settled-late", clock), action="ok", status=200, completion_tokens=20, cost_micro=1500,
                     usage_source="upstream")
-    assert slow.settle("settled-late", Need(320, 1500), final) is True  # late: charged the real usage, not twice
+    assert slow.settle("settled-late", Need(320, 1500), final).late is True  # late: charged the real usage, not twice
     assert counters(db_engine) == {bt.id: (800 + 320, 0), bu.id: (5000 + 1500, 0)}
     assert row(db_engine, "settled-late")["error"] == LATE_NOTE
     slow.release("released-late", LedgerEntry(id="released-late", ts=clock.t, tenant_id="acme", endpoint="chat",

@@ -89,8 +89,8 @@ def test_dead_worker_reservation_expires_and_its_pending_row_fails(engine):
     assert row.action == "failed" and "expired" in row.error
     assert states == {"r-dead": "expired", "r-alive": "held"}
     # a late settle of the expired hold still charges what was used, exactly once
-    assert dead.settle("r-dead", Need(300, 0)) is True
-    assert dead.settle("r-dead", Need(300, 0)) is False
+    assert dead.settle("r-dead", Need(300, 0)).late is True
+    assert dead.settle("r-dead", Need(300, 0)).late is False
     assert counters(engine, b.id) == (300, 100)
 
 
@@ -168,7 +168,7 @@ def test_a_worker_never_expires_its_own_holds(engine):
     clock.t += 60  # its renewals were late
     assert slow.expire() == 0
     assert counters(engine, b.id) == (0, 900)
-    assert slow.settle("r-slow", Need(700, 0), replace(pending, action="ok", status=200)) is False  # on time, not late
+    assert slow.settle("r-slow", Need(700, 0), replace(pending, action="ok", status=200)).late is False  # on time, not late
     assert counters(engine, b.id) == (700, 0)
     # another worker's lapsed hold is expired, and its pending row failed
     assert isinstance(other.reserve("r-other", budgets, Need(200, 0),

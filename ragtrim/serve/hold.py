@@ -24,6 +24,10 @@ call again. A failed release does not raise either, so a 502 stays a 502.
 Ledger rule (the usage totals, the budget counters and ``/metrics`` agree on it): tokens and
 money count only what was charged. A ``failed`` row keeps what it had reserved
 (``reserved_tokens``, ``reserved_micro``) and its error, with every token and money column 0.
+So ``/metrics`` counts a settle's usage once it is recorded (a deferred one when the lease keeper
+records it; one given up never: its expiry charges, and counts, the estimate), and a settle or
+release that replaced an estimate an expiry had charged and counted only by the difference
+(:meth:`ragtrim.serve.metrics.Metrics.observe_settled`).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ragtrim.serve.ledger import UNCHARGED, LedgerEntry
 from ragtrim.serve.logs import log_event, log_request
-from ragtrim.serve.quota import Need
+from ragtrim.serve.quota import Ended, Need, charged_usage
 from ragtrim.serve.schema import USAGE_ESTIMATED
 
 
@@ -73,6 +77,12 @@ def estimated_usage(entry: LedgerEntry) -> tuple[int, int, int]:
     """``(prompt, completion, micro-dollars)`` of a request charged its reservation: the counted prompt, and the rest of
     the reservation (the completion cap, each with the model's ``count_margin``) as completion."""
     return entry.prompt_tokens, max(0, entry.reserved_tokens - entry.prompt_tokens), entry.reserved_micro
+
+
+def settled_usage(final: LedgerEntry, p: int, c: int, cost: int) -> dict[str, Any]:
+    """The usage a settle charges (``p`` + ``c`` tokens, ``cost`` micro-dollars, on ``final``'s row), as
+    :meth:`ragtrim.serve.metrics.Metrics.observe_usage` takes it."""
+    return {**charged_usage(final), "prompt": p, "completion": c, "cost_micro": cost}
 
 
 class Hold:
@@ -118,12 +128,12 @@ class Hold:
                       reserved_micro=final.reserved_micro)
             final = replace(final, error=with_note(final.error, above_reservation_note(final, p, c, cost)))
         need = Need(tokens=p + c, micro=cost)
-        failure = await self._finish("settle", final, need)
+        ended = await self._finish("settle", final, need)
         metrics = self.service.metrics
         log_request(self.service.log, final)
-        metrics.observe_usage(tenant=final.tenant_id, model=final.model_used, tokens_sent=final.tokens_sent,
-                              tokens_saved=final.tokens_full - final.tokens_sent, prompt=p, completion=c, cost_micro=cost,
-                              saved_micro=final.saved_micro, upstream_s=final.upstream_ms / 1000)
+        if ended is not None:  # recorded (a deferred settle is counted by the lease keeper once it is)
+            metrics.observe_settled(settled_usage(final, p, c, cost), replaced=ended.replaced)
+        metrics.observe_upstream(final.model_used, final.upstream_ms / 1000)
         metrics.observe_request(endpoint="chat", action=final.action, tenant=final.tenant_id, status=final.status,
                                 latency_s=final.latency_ms / 1000, overhead_s=(final.latency_ms - final.upstream_ms) / 1000)
 
@@ -137,8 +147,10 @@ class Hold:
         ms = self._ms()
         final = replace(self.entry, action="failed", status=status, error=error, latency_ms=ms, upstream_ms=upstream_ms,
                         **UNCHARGED)
-        await self._finish("release", final, None)
+        ended = await self._finish("release", final, None)
         log_request(self.service.log, final)
+        if ended is not None and ended.replaced is not None:  # a late release gave an expiry's estimate back
+            self.service.metrics.observe_given_back(ended.replaced)
         self.service.metrics.observe_request(endpoint="chat", action="failed", tenant=final.tenant_id, status=status,
                                              latency_s=ms / 1000, overhead_s=(ms - upstream_ms) / 1000)
 
@@ -160,27 +172,28 @@ class Hold:
         else:
             await self.release(status, error, upstream_ms=upstream_ms)
 
-    async def _finish(self, kind: str, final: LedgerEntry, need: Need | None) -> Exception | None:
-        """Run the quota's settle or release (shielded: its outcome is always known) and mark the hold done.
+    async def _finish(self, kind: str, final: LedgerEntry, need: Need | None) -> Ended | None:
+        """Run the quota's settle or release (shielded: its outcome is always known) and mark the hold done; what
+        it found (:class:`ragtrim.serve.quota.Ended`).
 
-        On a database error the call is deferred for the lease keeper to run again; returns that error.
+        On a database error the call is deferred for the lease keeper to run again; returns None.
         """
         quota = self.service.quota
         try:
             with anyio.CancelScope(shield=True):
                 if kind == "settle":
-                    await run_in_threadpool(quota.settle, final.id, need, final)
+                    ended = await run_in_threadpool(quota.settle, final.id, need, final)
                 else:
-                    await run_in_threadpool(quota.release, final.id, final)
+                    ended = await run_in_threadpool(quota.release, final.id, final)
         except Exception as err:
             text = f"{type(err).__name__}: {err}"[:300]
             quota.defer(kind, final.id, need, final, error=text)
             log_event(self.service.log, f"{kind}_deferred", level=logging.ERROR, request_id=final.id, error=text,
                       tokens=need.tokens if need is not None else 0, cost_micro=need.micro if need is not None else 0)
             self.done = True
-            return err
+            return None
         self.done = True
-        return None
+        return ended
 
     async def abandon(self, exc: BaseException, *, when: str = "after its reservation, before it was settled") -> None:
         """End a hold that ``exc`` left open (499 when cancelled, else 500) and write its row: released (``failed``), or

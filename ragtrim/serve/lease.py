@@ -3,7 +3,8 @@
 Each tick first runs again the settles and releases that failed on a database error
 (:meth:`ragtrim.serve.quota.QuotaStore.retry_deferred`), then renews this worker's open holds,
 then expires lapsed ones (a dead worker's request the upstream had is charged its reservation as
-an estimate; with ``metrics`` those charges are counted on ``/metrics`` too). :meth:`LeaseKeeper.stop`
+an estimate; with ``metrics`` those charges are counted on ``/metrics`` too, as are the deferred
+settles once recorded, and the estimates a deferred settle or release replaced). :meth:`LeaseKeeper.stop`
 runs the deferred ones once more, so a worker shutting down does not leave them behind. When the
 thread starts it compares the host's clock with the database's and warns when they differ by more
 than :data:`SKEW_WARN_SECONDS`, then ticks at once: a worker started after a crash frees the dead
@@ -34,6 +35,7 @@ from typing import Any
 import anyio
 
 from ragtrim.serve.logs import log_event
+from ragtrim.serve.quota import charged_usage
 
 SKEW_WARN_SECONDS = 3.0
 # How long a worker shutting down waits for the requests uvicorn cancelled to settle or release.
@@ -107,10 +109,22 @@ class LeaseKeeper:
             return
         self.deferred_done += len(done)
         self.deferred_given_up += len(given_up)
-        for request_id in done:
+        for request_id, item in done.items():
             log_event(self.log, "deferred_done", request_id=request_id)
+            self._count_deferred(item)
         for request_id, item in given_up.items():
             self._log_deferred("deferred_given_up", request_id, item)
+
+    def _count_deferred(self, item: Any) -> None:
+        """Count on ``metrics`` what a deferred settle charged (less any estimate it replaced: :meth:`ragtrim.serve.metrics.Metrics.observe_settled`)
+        or the estimate a deferred release gave back; the request was counted when it ended, its usage not until now."""
+        if self.metrics is None or item.entry is None:
+            return
+        replaced = item.ended.replaced if item.ended is not None else None
+        if item.kind == "settle":  # its entry is the final row, with the usage it charges
+            self.metrics.observe_settled(charged_usage(item.entry), replaced=replaced)
+        elif replaced is not None:
+            self.metrics.observe_given_back(replaced)
 
     def _log_deferred(self, event: str, request_id: str, item: Any) -> None:
         """An error line for a deferred settle or release that will not be recorded (with its usage, to reconcile by hand)."""

@@ -1,6 +1,15 @@
 """Prometheus metrics: requests, tokens sent and saved, $ spent and saved, refusals,
 degradations and latency histograms.
 
+A request charged its reservation as an estimate by the expiry of its hold is counted then, by
+the worker that expired it. Should its own worker still settle it (late, with the real usage) or
+release it, the ledger replaces the estimate; a counter cannot go down, so what the real usage
+is below the estimate (all of it, for a release) is counted on ``ragtrim_estimate_corrections_X``,
+one for each counter ``ragtrim_X`` of tokens or money, with the same labels, and what it is above
+on ``ragtrim_X`` itself (:meth:`Metrics.observe_settled`). What was charged is ``ragtrim_X -
+ragtrim_estimate_corrections_X``: the ledger's sum. Each correction series is created (at 0) with
+its counter's, so that subtraction finds both sides.
+
 With several uvicorn workers, ``ragtrim serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh
 directory before the workers start; every worker then writes its values there and
 ``/metrics`` on any worker reports the sum over all of them (prometheus-client's multiprocess
@@ -15,6 +24,7 @@ True
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from optimizer.lazy import lazy_import
@@ -22,6 +32,11 @@ from optimizer.lazy import lazy_import
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # an optimizer run: milliseconds for a retriever's 20 chunks, up to [limits] optimize_seconds (20 s by default) and past it
 _RUN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0)
+# the amounts of a usage (as observe_usage takes it), the counter each is counted on (without ragtrim_), and whether
+# that counter is per model too (else per tenant only)
+AMOUNTS = {"tokens_sent": ("context_tokens_sent", False), "tokens_saved": ("context_tokens_saved", False),
+           "prompt": ("prompt_tokens", True), "completion": ("completion_tokens", True),
+           "cost_micro": ("spend_microdollars", True), "saved_micro": ("saved_microdollars", False)}
 
 
 class Metrics:
@@ -42,6 +57,10 @@ class Metrics:
         self.saved = prom.Counter("ragtrim_saved_microdollars", "Input cost avoided by optimization, micro-dollars", ["tenant"], registry=reg)
         self.refusals = prom.Counter("ragtrim_quota_refusals", "Requests refused with 429 (quota)", ["tenant"], registry=reg)
         self.degradations = prom.Counter("ragtrim_degradations", "Requests degraded to fit a budget", ["tenant", "kind"], registry=reg)
+        self.corrections = {amount: prom.Counter(
+            f"ragtrim_estimate_corrections_{name}", f"Charged estimates taken back by a late settle (the part above the real "
+            f"usage) or a late release (all of it): subtract from ragtrim_{name}", ["tenant", "model"] if per_model else ["tenant"],
+            registry=reg) for amount, (name, per_model) in AMOUNTS.items()}
         self.upstream_retries = prom.Counter("ragtrim_upstream_retries", "Requests sent to an upstream again because it "
                                              "cannot have started on them (no connection, or a keep-alive race)", ["upstream"], registry=reg)
         self.latency = prom.Histogram("ragtrim_request_seconds", "Request latency", ["endpoint"], buckets=_LATENCY_BUCKETS, registry=reg)
@@ -72,8 +91,49 @@ class Metrics:
             self.prompt_tokens.labels(tenant, model).inc(prompt)
             self.completion_tokens.labels(tenant, model).inc(completion)
             self.spent.labels(tenant, model).inc(cost_micro)
-        if upstream_s is not None and model:
-            self.upstream.labels(model).observe(upstream_s)
+        self._correct(tenant, model, {})  # the correction series exist from the first count, at 0
+        if upstream_s is not None:
+            self.observe_upstream(model, upstream_s)
+
+    def observe_upstream(self, model: str, seconds: float) -> None:
+        if model:
+            self.upstream.labels(model).observe(seconds)
+
+    def observe_settled(self, usage: Mapping[str, Any], *, replaced: Mapping[str, Any] | None = None,
+                        upstream_s: float | None = None) -> None:
+        """Count a settle's ``usage`` (as :meth:`observe_usage` takes it); one that replaced an estimate an expiry had
+        charged and counted (``replaced``, the same form) only by the difference: the amounts above the estimate on
+        the usual counters, those below it on ``ragtrim_estimate_corrections_*``.
+
+        >>> m = Metrics()
+        >>> est = dict(tenant="t", model="m", tokens_sent=9, tokens_saved=1, prompt=300, completion=500, cost_micro=5000, saved_micro=4)
+        >>> m.observe_usage(**est, upstream_s=None)  # the expiry's estimate
+        >>> m.observe_settled({**est, "prompt": 310, "completion": 20, "cost_micro": 1500}, replaced=est)
+        >>> m.spent.labels("t", "m")._value.get(), m.corrections["cost_micro"].labels("t", "m")._value.get()
+        (5000.0, 3500.0)
+        >>> m.prompt_tokens.labels("t", "m")._value.get(), m.corrections["prompt"].labels("t", "m")._value.get()
+        (310.0, 0.0)
+        """
+        if replaced is None or (replaced["tenant"], replaced["model"]) != (usage["tenant"], usage["model"]):
+            self.observe_usage(**usage, upstream_s=upstream_s)
+            if replaced is not None:  # another tenant or model (never, as the gateway settles): the estimate given back whole
+                self.observe_given_back(replaced)
+            return
+        above = {k: max(0, int(usage[k]) - int(replaced[k])) for k in AMOUNTS}
+        self.observe_usage(tenant=usage["tenant"], model=usage["model"], **above, upstream_s=upstream_s)
+        self._correct(usage["tenant"], usage["model"], {k: max(0, int(replaced[k]) - int(usage[k])) for k in AMOUNTS})
+
+    def observe_given_back(self, estimate: Mapping[str, Any]) -> None:
+        """Count an estimate a late release gave back (the request is charged nothing) on ``ragtrim_estimate_corrections_*``."""
+        self._correct(estimate["tenant"], estimate["model"], {k: int(estimate[k]) for k in AMOUNTS})
+
+    def _correct(self, tenant: str, model: str, amounts: Mapping[str, int]) -> None:
+        """Add ``amounts`` to the correction counters of ``tenant`` (and ``model``); 0 for an amount not given."""
+        for amount, (_, per_model) in AMOUNTS.items():
+            if per_model and not model:
+                continue
+            child = self.corrections[amount].labels(tenant, model) if per_model else self.corrections[amount].labels(tenant)
+            child.inc(max(0, amounts.get(amount, 0)))
 
     def observe_optimizer_run(self, preset: str, seconds: float) -> None:
         self.optimizer_runs.labels(preset).observe(max(0.0, seconds))

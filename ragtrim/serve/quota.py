@@ -35,7 +35,8 @@ as an estimate (the upstream may have done and billed the work; the row is settl
 ``degraded`` as planned, with status 0 and ``usage_source`` ``estimated``); a hold whose request
 never reached the upstream is freed uncharged and its row ``failed``.
 A late settle of such a hold charges only the difference to the real usage, and a late release
-gives the estimate back.
+gives the estimate back; each says which estimate it replaced (:class:`Ended`), so that
+``/metrics``, which counted the estimate when it was charged, counts only the difference too.
 
 A settle or release that fails on a database error is deferred (:meth:`QuotaStore.defer`) and
 run again by the lease keeper (:meth:`QuotaStore.retry_deferred`), with the usage it had; its
@@ -54,7 +55,7 @@ renewing that hold, and its own :meth:`QuotaStore.expire` then frees the room an
 >>> isinstance(r, Reservation), isinstance(store.reserve("req-2", budgets, Need(tokens=300, micro=0)), Shortfall)
 (True, True)
 >>> store.settle("req-1", Need(tokens=500, micro=0))
-False
+Ended(late=False, replaced=None)
 >>> [(s.spent, s.reserved) for s in store.standings(budgets)]
 [(500, 0)]
 """
@@ -145,11 +146,22 @@ class Shortfall:
 
 
 @dataclass(frozen=True)
+class Ended:
+    """What a settle or release found: ``late``, the hold had expired (a settle charged late); ``replaced``, the
+    estimate an expiry had charged the request that its ledger row no longer holds (:func:`charged_usage`; None if none).
+    """
+
+    late: bool = False
+    replaced: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class Deferred:
     """A settle or release that failed on a database error, kept to run again.
 
     ``need`` is the usage to charge (a settle; None for a release), ``entry`` the final ledger row,
-    ``since`` the store's clock at the first failure, ``error`` the last failure.
+    ``since`` the store's clock at the first failure, ``error`` the last failure; ``ended`` what the
+    retry that did it found (:meth:`QuotaStore.retry_deferred`).
     """
 
     kind: str  # settle | release
@@ -158,6 +170,7 @@ class Deferred:
     since: float
     attempts: int = 1
     error: str = ""
+    ended: Ended | None = None
 
 
 def blocking(shortfalls: Sequence[Shortfall]) -> Shortfall:
@@ -177,6 +190,26 @@ class _NoRoom(Exception):
 
 def _chunks(ids: Sequence[Any]) -> list[Sequence[Any]]:
     return [ids[i:i + _CHUNK] for i in range(0, len(ids), _CHUNK)]
+
+
+def charged_usage(row: Any) -> dict[str, Any]:
+    """What a ledger ``row`` (or :class:`LedgerEntry`) charges, as :meth:`ragtrim.serve.metrics.Metrics.observe_usage` takes it."""
+    return {"tenant": row.tenant_id, "model": row.model_used, "tokens_sent": row.tokens_sent,
+            "tokens_saved": row.tokens_full - row.tokens_sent, "prompt": row.prompt_tokens,
+            "completion": row.completion_tokens, "cost_micro": row.cost_micro, "saved_micro": row.saved_micro}
+
+
+def expiry_estimate(row: Any) -> dict[str, Any] | None:
+    """The estimate an expiry charged ``row`` (:meth:`QuotaStore.expire`: settled, status 0, ``usage_source`` ``estimated``;
+    the gateway's own rows always carry the client's status), as :func:`charged_usage` gives it; None for any other row."""
+    if row is None or row.status != 0 or row.usage_source != USAGE_ESTIMATED or row.action not in ("ok", "degraded"):
+        return None
+    return charged_usage(row)
+
+
+def expired_row(row: Any) -> bool:
+    """True when an expiry finalized ``row`` (a dead or stalled worker's request: status 0, no longer pending)."""
+    return row is not None and row.action != "pending" and row.status == 0
 
 
 def estimated_usage(row: Any) -> dict[str, Any]:
@@ -322,13 +355,15 @@ class QuotaStore:
         return Shortfall(budget=replace(b, limit=int(row.limit_amount)), needed=amount, reset_at=period_reset(b.period, now),
                          spent=int(row.spent))
 
-    def settle(self, request_id: str, actual: Need, entry: LedgerEntry | None = None) -> bool:
-        """Charge ``actual`` and free the hold; finalize the ledger row. True if a hold had already expired (charged late)."""
-        late = self._write(lambda conn: self._settle(conn, request_id, actual, entry))
+    def settle(self, request_id: str, actual: Need, entry: LedgerEntry | None = None) -> Ended:
+        """Charge ``actual`` and free the hold; finalize the ledger row as ``entry``. :attr:`Ended.late` if the hold
+        had already expired (charged late); :attr:`Ended.replaced`, the estimate its expiry had charged, which
+        ``entry`` replaces (the counters are charged only the difference)."""
+        ended = self._write(lambda conn: self._settle(conn, request_id, actual, entry))
         self._forget(request_id)
-        return late
+        return ended
 
-    def _settle(self, conn: Any, request_id: str, actual: Need, entry: LedgerEntry | None) -> bool:
+    def _settle(self, conn: Any, request_id: str, actual: Need, entry: LedgerEntry | None) -> Ended:
         rows = self._lock_reservations(conn, request_id)  # an expire in progress finishes first: its state is final here
         unit_of = self._units(conn, [r.budget_id for r in rows])
         late = False
@@ -342,24 +377,31 @@ class QuotaStore:
             held = r.amount if r.state == "held" else 0  # an expired hold was freed already: only charge it
             estimated = (r.charged or 0) if r.state == "expired" else 0  # what its expiry charged (an estimate)
             self._count(conn, r, reserved=-held, spent=charge - estimated)
-        if entry is not None:
-            self._finalize(conn, entry, late)
-        return late
+        if entry is None:
+            return Ended(late=late)
+        row = self._lock_row(conn, request_id)  # a request in no budget has no reservation: its row says if it expired
+        late = late or expired_row(row)
+        self._finalize(conn, entry, late)
+        return Ended(late=late, replaced=expiry_estimate(row))
 
-    def release(self, request_id: str, entry: LedgerEntry | None = None) -> None:
+    def release(self, request_id: str, entry: LedgerEntry | None = None) -> Ended:
         """Free the hold without charging (the upstream call failed before any usage); an estimate its
-        expiry charged meanwhile is given back."""
-        self._write(lambda conn: self._release(conn, request_id, entry))
+        expiry charged meanwhile is given back (:attr:`Ended.replaced`, when ``entry`` replaces its row)."""
+        ended = self._write(lambda conn: self._release(conn, request_id, entry))
         self._forget(request_id)
+        return ended
 
-    def _release(self, conn: Any, request_id: str, entry: LedgerEntry | None) -> None:
+    def _release(self, conn: Any, request_id: str, entry: LedgerEntry | None) -> Ended:
         for r in self._lock_reservations(conn, request_id):
             if r.state == "held":
                 self._free(conn, r, "released")
             elif r.state == "expired" and r.charged and self._move(conn, r, "released", 0):
                 self._count(conn, r, reserved=0, spent=-r.charged)
-        if entry is not None:
-            self._finalize(conn, entry, False)
+        if entry is None:
+            return Ended()
+        row = self._lock_row(conn, request_id)
+        self._finalize(conn, entry, False)
+        return Ended(replaced=expiry_estimate(row))
 
     def record(self, entry: LedgerEntry) -> None:
         """Write a final ledger row for a request that held nothing (refused, rejected, optimize-only)."""
@@ -442,22 +484,23 @@ class QuotaStore:
         with self._lock:
             return dict(self._deferred)
 
-    def retry_deferred(self) -> tuple[list[str], dict[str, Deferred]]:
-        """Run every deferred settle or release again; returns (the request ids done, the items given up).
+    def retry_deferred(self) -> tuple[dict[str, Deferred], dict[str, Deferred]]:
+        """Run every deferred settle or release again; returns (the items done, each with what it found in
+        :attr:`Deferred.ended`; the items given up), by request id.
 
         An item still failing a lease after its first failure is given up: forgotten and no longer
         renewed, so its hold lapses and :meth:`expire` frees the room and fails its row (:data:`GAVE_UP_NOTE`).
         """
-        done: list[str] = []
+        done: dict[str, Deferred] = {}
         given_up: dict[str, Deferred] = {}
         for request_id, item in self.deferred().items():
             try:
                 if item.kind == "settle":
                     assert item.need is not None
-                    self.settle(request_id, item.need, item.entry)
+                    ended = self.settle(request_id, item.need, item.entry)
                 else:
-                    self.release(request_id, item.entry)
-                done.append(request_id)
+                    ended = self.release(request_id, item.entry)
+                done[request_id] = replace(item, ended=ended)
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 if self.clock() - item.since >= self.lease_seconds:
@@ -592,6 +635,11 @@ class QuotaStore:
         """A request's reservation rows, locked (``FOR UPDATE``), in budget id order."""
         return conn.execute(reservations.select().where(reservations.c.request_id == request_id)
                             .order_by(reservations.c.budget_id).with_for_update()).all()
+
+    @staticmethod
+    def _lock_row(conn: Any, request_id: str) -> Any:
+        """A request's ledger row, locked (after its reservations: the lock order), or None."""
+        return conn.execute(ledger.select().where(ledger.c.id == request_id).with_for_update()).first()
 
     @staticmethod
     def _move(conn: Any, r: Any, state: str, charged: int) -> bool:
