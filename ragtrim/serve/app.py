@@ -26,6 +26,7 @@ from ragtrim.serve import admin, chat, optimize, page
 from ragtrim.serve.auth import presented_key, require
 from ragtrim.serve.bodies import CAP_FIELDS
 from ragtrim.serve.config import Limits, ServeConfig
+from ragtrim.serve.cutoff import CutOffAnswer
 from ragtrim.serve.db import is_unreachable
 from ragtrim.serve.errors import ApiError, database_unavailable
 from ragtrim.serve.lease import LeaseKeeper, settle_cancelled
@@ -99,6 +100,7 @@ def create_app(service: Service | None = None, *, config: ServeConfig | None = N
                           description="Optimizes RAG context per request and enforces per-tenant token and $ budgets.")
     app.state.service = service
     app.add_middleware(ConnectionRecycler, max_age=service.config.connection_max_age)
+    app.add_middleware(CutOffAnswer)  # a request the shutdown cancels gets its endpoint's JSON error, not uvicorn's 500
     _routes(app, service.config.limits)
     _handlers(app)
     return app

@@ -10,7 +10,10 @@ something that is not a count, or a count below one token per 32 bytes of its te
 a reasoning model's answer whose usage never came is charged its reservation: :func:`hidden_reasoning`).
 Whatever ends a reserved request, its hold ends in one settle or one release
 (:class:`ragtrim.serve.hold.Hold`), so no room stays held by a request that is over; a failed call
-the upstream had in full is settled at its reservation, as an estimate (:func:`_failed`).
+the upstream had in full is settled at its reservation, as an estimate (:func:`_failed`). A request
+the gateway's shutdown cuts off before its response started (``--graceful-timeout`` ran out) is
+answered a JSON 503 saying what it was charged (:func:`_shutdown_failure`, sent by
+:class:`ragtrim.serve.cutoff.CutOffAnswer`), not uvicorn's plain-text 500.
 
 Response headers: ``X-Ragtrim-Request-Id``, ``X-Ragtrim-Action`` (``ok``/``degraded``),
 ``X-Ragtrim-Model``, ``X-Ragtrim-Budget-Asked``, ``X-Ragtrim-Budget-Used``,
@@ -39,6 +42,7 @@ from optimizer.deadline import OptimizerTimeout
 from optimizer.tokenizer import get_tokenizer
 from ragtrim.serve.auth import require
 from ragtrim.serve.config import ModelConfig
+from ragtrim.serve.cutoff import leave_answer
 from ragtrim.serve.errors import ApiError, bad_request, optimizer_timeout, pipeline_error
 from ragtrim.serve.ledger import UNCHARGED, LedgerEntry, record_rejected
 from ragtrim.serve.hold import Hold, estimate_note, estimated_usage, with_note
@@ -213,7 +217,7 @@ async def chat_endpoint(request: Request) -> Any:
         await _finish_rejected(service, base, exc, start)
         raise
     except BaseException as exc:  # a bug or a cancellation: the request still gets its row (and frees any hold)
-        await Hold(service, base, start).abandon(exc, when="before it was answered")
+        await _abandon(request, Hold(service, base, start), exc, when="before it was answered")
         raise
     if isinstance(outcome, Refused):
         raise await _refuse(service, base, req, outcome, start)
@@ -222,8 +226,43 @@ async def chat_endpoint(request: Request) -> Any:
     try:
         return await _answer(service, req, outcome, hold, start)
     except BaseException as exc:  # whatever ends the request, the hold ends in a settle or a release
-        await hold.abandon(exc)
+        await _abandon(request, hold, exc)
         raise
+
+
+SHUTDOWN_CUT = "request cut off by the gateway's shutdown (its --graceful-timeout ran out)"
+
+
+async def _abandon(request: Request, hold: Hold, exc: BaseException, **when: str) -> None:
+    """End ``hold`` for ``exc`` (:meth:`ragtrim.serve.hold.Hold.abandon`).
+
+    A cancellation here is the server's shutdown cutting the request off before its response
+    started: uvicorn cancels a request for nothing else (a stream's client leaving cancels it
+    later, in :func:`_relay`). Its row gets the 503 its client is answered, and that answer
+    (:func:`_shutdown_failure`) is left for :class:`ragtrim.serve.cutoff.CutOffAnswer` to send.
+    """
+    if not isinstance(exc, anyio.get_cancelled_exc_class()):
+        await hold.abandon(exc, **when)
+        return
+    ended_before = hold.done  # the cancellation came as its settle or release was being written
+    await hold.abandon(exc, status=503, what=SHUTDOWN_CUT, **when)
+    leave_answer(request.scope, _shutdown_failure(hold, estimated=hold.charged and not ended_before))
+
+
+def _shutdown_failure(hold: Hold, *, estimated: bool) -> ApiError:
+    """The client's 503 for a request the gateway's shutdown cut off: what it was charged (its reservation as an
+    estimate when ``estimated``), and :data:`NO_RETRY` when anything was (each resend would be charged again, as for
+    a 502 charged its reservation: :func:`_failed`), else ``x-should-retry: true`` (nothing was charged)."""
+    rid = hold.entry.id
+    if not hold.charged:
+        charge, retry = "nothing was charged: send it again", "true"
+    elif estimated:
+        charge, retry = estimate_note(hold.entry), NO_RETRY[1]
+    else:
+        charge, retry = "it was answered and charged (its ledger row has the usage), but the answer was never sent", NO_RETRY[1]
+    message = f"the gateway shut down before answering this request (its --graceful-timeout ran out; request id {rid}): {charge}"
+    return ApiError(503, "server_error", message, code="gateway_shutdown",
+                    headers={"X-Ragtrim-Request-Id": rid, NO_RETRY[0]: retry})
 
 
 async def _answer(service: Any, req: ChatRequest, planned: Planned, hold: Hold, start: float) -> Any:
@@ -545,9 +584,10 @@ def _delta_texts(choices: Any) -> list[str]:
 
 
 async def _relay(events: AsyncIterator[bytes], tally: SseTally, include_usage: bool, settle: Callable[[str], Awaitable[None]],
-                 upstream: str) -> AsyncIterator[bytes]:
+                 upstream: str, departure: _Departure) -> AsyncIterator[bytes]:
     """The upstream's events as they come, tallied (its usage-only events only when ``include_usage``), down to a
-    last one that ended with the stream; then ``settle(error)``, ``error`` saying what cut the stream short ("" if nothing).
+    last one that ended with the stream; then ``settle(error)``, ``error`` saying what cut the stream short ("" if nothing:
+    a stream cut from outside was cut by its client leaving or the gateway's shutdown, as ``departure`` tells).
 
     An upstream that fails mid-stream, or breaks the event stream (:attr:`SseTally.error`), ends it with an
     ``upstream_error`` event: the client hears why the answer stopped (the ledger's ``error``, from ``settle``,
@@ -569,8 +609,8 @@ async def _relay(events: AsyncIterator[bytes], tally: SseTally, include_usage: b
             error = (f"{cut}; the rest was not read, and the charge is for what came before (raise max_event_bytes "
                      f"under [upstreams.{upstream}] if its events are that long)")
             yield _error_event(cut)
-    except (anyio.get_cancelled_exc_class(), GeneratorExit):
-        error = with_note(error, "client disconnected during the stream")
+    except (anyio.get_cancelled_exc_class(), GeneratorExit) as exc:
+        error = with_note(error, departure.why(cancelled=not isinstance(exc, GeneratorExit)))
         raise
     except Exception as exc:  # the upstream broke mid-stream: tell the client in-band
         error = f"upstream stream failed: {type(exc).__name__}"
@@ -585,16 +625,50 @@ def _error_event(message: str) -> bytes:
     return sse(ApiError(502, "upstream_error", message).body())
 
 
-class _HeldStream(StreamingResponse):
-    """A streamed answer that runs ``finish`` once it is over, however it ends (sent, the client gone, an error)."""
+CLIENT_LEFT_NOTE = "client disconnected during the stream"
+SHUTDOWN_STREAM_NOTE = "stream cut off by the gateway's shutdown (its --graceful-timeout ran out)"
 
-    def __init__(self, content: AsyncIterator[bytes], finish: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
+
+class _Departure:
+    """Whether a stream's client disconnected (:meth:`watch` its ``receive``): a stream cancelled without that was cut
+    by the server, at its shutdown (uvicorn cancels a request for nothing else).
+
+    >>> d = _Departure()
+    >>> d.why(cancelled=True), d.why(cancelled=False)
+    ("stream cut off by the gateway's shutdown (its --graceful-timeout ran out)", 'client disconnected during the stream')
+    """
+
+    def __init__(self) -> None:
+        self.client_left = False
+
+    def watch(self, receive: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+        async def watched() -> Any:
+            message = await receive()
+            if message.get("type") == "http.disconnect":
+                self.client_left = True
+            return message
+
+        return watched
+
+    def why(self, *, cancelled: bool) -> str:
+        """What cut a stream from outside: its client leaving, or (``cancelled`` with no disconnect) the shutdown. A stream
+        closed without a cancellation (its response ended, the client gone, before the relay did) is the client's."""
+        return SHUTDOWN_STREAM_NOTE if cancelled and not self.client_left else CLIENT_LEFT_NOTE
+
+
+class _HeldStream(StreamingResponse):
+    """A streamed answer that runs ``finish`` once it is over, however it ends (sent, the client gone, an error), and
+    tells ``departure`` when its client disconnects."""
+
+    def __init__(self, content: AsyncIterator[bytes], finish: Callable[[], Awaitable[None]], departure: _Departure,
+                 **kwargs: Any) -> None:
         super().__init__(content, **kwargs)
         self._finish = finish
+        self._departure = departure
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, self._departure.watch(receive), send)
         finally:
             await self._finish()
 
@@ -634,7 +708,8 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
                         error=with_note(error, note))
         await hold.settle(final, p, c, cost)
 
-    relayed = _relay(events, tally, req.include_usage, settle, attempt.model.upstream)
+    departure = _Departure()
+    relayed = _relay(events, tally, req.include_usage, settle, attempt.model.upstream, departure)
 
     async def finish() -> None:
         """Close the relay and the upstream stream; settle if the relay never ran, release if settling failed."""
@@ -646,4 +721,4 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
             except Exception as exc:
                 await hold.abandon(exc)
 
-    return _HeldStream(relayed, finish, media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})
+    return _HeldStream(relayed, finish, departure, media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})

@@ -277,7 +277,7 @@ def serve(
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker processes (default: the config's, 1)."),
     host: Optional[str] = typer.Option(None, "--host", help="Address to bind (default 127.0.0.1)."),
     port: Optional[int] = typer.Option(None, "--port", min=0, max=65535, help="Port, 0-65535 (default 8080)."),
-    graceful: float = typer.Option(30.0, "--graceful-timeout", help="Seconds to finish in-flight requests on SIGTERM/SIGINT."),
+    graceful: float = typer.Option(30.0, "--graceful-timeout", help="Seconds to finish in-flight requests on SIGTERM/SIGINT; one still running then is cut off (a 503; charged its reservation if the upstream had it). Raise it for long answers; keep the orchestrator's grace period 10 s above it."),
     keep_alive: float = typer.Option(30.0, "--keep-alive", help="Seconds an idle client connection stays open (above the clients' own idle expiry, so a reused connection is not closed under them)."),
 ) -> None:
     """Run the gateway: optimize RAG context per request and enforce per-tenant token and $ budgets."""

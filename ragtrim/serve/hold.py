@@ -12,7 +12,7 @@ unknown (no answer, an unreadable one, the request cancelled or a bug meanwhile)
 the upstream may have done and billed the work, so it is settled at its reservation, the most it
 can have cost when the completion cap was sent (:meth:`Hold.charge_reserved`). Its row is a settled
 one (``ok`` or ``degraded``, as planned: the rows that count as charged) with the failure's
-``status`` (the client's 502, 499 or 500) and ``usage_source`` ``estimated``, its ``error`` saying
+``status`` (the client's 502, 503, 499 or 500) and ``usage_source`` ``estimated``, its ``error`` saying
 so. A request that never reached the upstream is released.
 
 A settle or release that fails on a database error is not lost: it is deferred
@@ -94,6 +94,7 @@ class Hold:
         self.entry = entry  # the pending row's values; the final row is built from them
         self.start = start
         self.done = False
+        self.charged = False  # ended in a settle (deferred or not), not a release
         self.sent = False  # the upstream has the whole request (mark_sent)
 
     def mark_sent(self) -> None:
@@ -179,6 +180,7 @@ class Hold:
         On a database error the call is deferred for the lease keeper to run again; returns None.
         """
         quota = self.service.quota
+        self.charged = kind == "settle"
         try:
             with anyio.CancelScope(shield=True):
                 if kind == "settle":
@@ -195,19 +197,22 @@ class Hold:
         self.done = True
         return ended
 
-    async def abandon(self, exc: BaseException, *, when: str = "after its reservation, before it was settled") -> None:
-        """End a hold that ``exc`` left open (499 when cancelled, else 500) and write its row: released (``failed``), or
-        charged its reservation when the upstream had the request (:meth:`fail`).
+    async def abandon(self, exc: BaseException, *, when: str = "after its reservation, before it was settled",
+                      status: int | None = None, what: str = "") -> None:
+        """End a hold that ``exc`` left open (``status``; by default 499 when cancelled, else 500) and write its row:
+        released (``failed``), or charged its reservation when the upstream had the request (:meth:`fail`). Its
+        ``error`` says ``what`` ended it (by default: cancelled, or the exception) and ``when``.
 
         Shielded from cancellation. Also right when nothing was reserved yet: the release then only writes the row.
         """
         if self.done:
             return
         cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
-        what = "request cancelled" if cancelled else f"internal error: {type(exc).__name__}: {exc}"
+        what = what or ("request cancelled" if cancelled else f"internal error: {type(exc).__name__}: {exc}")
+        status = status if status is not None else 499 if cancelled else 500
         with anyio.CancelScope(shield=True):
             try:
-                await self.fail(499 if cancelled else 500, f"{what} ({when})"[:500], started=self.sent)
+                await self.fail(status, f"{what} ({when})"[:500], started=self.sent)
             except Exception as err:  # not even deferred (a bug): say so; the row stays pending until its lease lapses
                 log_event(self.service.log, "release_failed", level=logging.ERROR, request_id=self.entry.id,
                           error=f"{type(err).__name__}: {err}"[:300])
