@@ -24,17 +24,22 @@ ROW_FIELDS = ("answer_recall", "evidence_recall", "tokens", "tokens_full", "prom
 TIMING_METRICS = {"latency_ms_p50", "latency_ms_p95", "reader_latency_ms_p50", "reader_latency_ms_p95"}
 
 
+def budget_of(row: dict[str, Any]) -> Any:
+    """A row's or run's budget, the reference's as ``1.0`` whichever layout wrote it (``null`` before, ``1.0`` now)."""
+    return 1.0 if row["pipeline"] == "full" and row["budget"] is None else row["budget"]
+
+
 def load_rows(folder: Path) -> dict[tuple[str, str, Any], dict[str, Any]]:
     rows = {}
     for line in (folder / "examples.jsonl").read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
-        rows[(row["id"], row["pipeline"], row["budget"])] = row
+        rows[(row["id"], row["pipeline"], budget_of(row))] = row
     return rows
 
 
 def load_runs(folder: Path) -> dict[tuple[str, Any], dict[str, Any]]:
     doc = json.loads((folder / "results.json").read_text(encoding="utf-8"))
-    return {(r["pipeline"], r["budget"]): r for r in doc["runs"]}
+    return {(r["pipeline"], budget_of(r)): r for r in doc["runs"]}
 
 
 def row_differences(before: Path, after: Path, *, subset: bool = False) -> list[str]:

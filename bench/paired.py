@@ -23,6 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from evals.bootstrap import paired_bootstrap  # noqa: E402
+from evals.records import is_reference  # noqa: E402
 
 BASELINES = ("truncate", "bm25-topk", "bm25-pack", "dense-topk", "sentence-dense")
 
@@ -36,7 +37,7 @@ def recall_rows(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, float], dict[
     """``{(pipeline, budget): {example id: answer recall}}`` from per-example rows (countable examples only)."""
     out: dict[tuple[str, float], dict[str, int]] = {}
     for r in rows:
-        if r["budget"] is None or r["answer_recall"] is None:
+        if is_reference(r) or r["answer_recall"] is None:  # the full context: written 1.0 now, null before
             continue
         out.setdefault((r["pipeline"], float(r["budget"])), {})[r["id"]] = int(r["answer_recall"])
     return out

@@ -1,11 +1,14 @@
 """Eval sets in the common schema: the bundled ones by name, or any ``.jsonl`` / ``.jsonl.gz`` file.
 
 One JSON object per line: ``id``, ``question``, ``answers`` (a list of strings, empty for
-unanswerable), ``chunks`` (objects with ``id`` and ``text``; ``title``, ``gold`` and
-``gold_spans`` optional) and ``meta``. Other keys are allowed: unknown top-level keys land
-in :attr:`Example.meta`, unknown chunk keys in the chunk's ``metadata``; the harness reads
-neither (a ``retrieval`` key in ``meta`` or a ``gold`` inside a chunk's ``metadata`` is the
-caller's data). A chunk's ``gold`` is true, false or null (null: not given, so not gold). A
+unanswerable), ``chunks`` (objects with ``id`` and ``text``; ``title`` and ``gold``
+optional) and ``meta``. Other keys are allowed and ignored (DESIGN.md): unknown top-level keys
+land in :attr:`Example.meta`, every other chunk key (``score``, ``embedding``, ``gold_spans``,
+``metadata``, ...) in the chunk's ``metadata``, as given: never checked, never refused, never read
+as a score or a vector (a ``retrieval`` key in ``meta`` or a ``gold`` inside a chunk's ``metadata``
+is the caller's data). ``chunk_scores=True`` (``ragtrim eval --chunk-scores``) reads a chunk's
+``score`` and ``embedding`` as the retriever's, for a file that carries them on purpose. A
+chunk's ``gold`` is true, false or null (null: not given, so not gold). A
 file that breaks the schema raises ``ValueError`` naming the file, the line and the field, and
 a key other tools use for a missing field (``answer``, ``query``, ``contexts``,
 ``page_content``, ...) is named in the fix ("did you mean ...").
@@ -27,13 +30,13 @@ import json
 import math
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from optimizer.jsonl import format_hint, iter_jsonl, open_text
 from optimizer.validate import positive_int
-from optimizer.records import SURROGATE_FIX, Chunk, FrozenDict, check_no_surrogate
+from optimizer.records import SURROGATE_FIX, Chunk, FrozenDict, check_no_surrogate, lone_surrogate
 
 _INSTALLED = Path(__file__).resolve().with_name("bundled")  # what a wheel carries (see setup.py)
 _CHECKOUT = Path(__file__).resolve().parent.parent / "datasets"  # a source checkout or editable install
@@ -55,9 +58,10 @@ _KNOWN = {"id", "question", "answers", "chunks", "meta"}
 class Example:
     """One question with its candidate chunks.
 
-    ``chunks`` are :class:`optimizer.Chunk` records; the dataset's ``gold`` and
-    ``gold_spans`` fields are in each chunk's ``metadata``. ``meta`` is the dataset's own
-    (its ``meta`` object and unknown top-level keys), never read by the harness; ``retrieval``
+    ``chunks`` are :class:`optimizer.Chunk` records; the dataset's ``gold`` field and every
+    extra chunk key (e.g. the bundled sets' ``gold_spans``) are in each chunk's ``metadata``.
+    ``meta`` is the dataset's own (its ``meta`` object and unknown top-level keys), never read
+    by the harness; ``retrieval``
     is the harness's record of how the chunks were retrieved (set by
     :func:`evals.retrieval.retrieve_dataset`, None otherwise), kept apart so that no key of a
     user's ``meta`` can stand in for it. Both are held as read-only dicts (:class:`~optimizer.records.FrozenDict`),
@@ -104,11 +108,15 @@ class Example:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A loaded eval set: its name, the file it came from and its examples in file order."""
+    """A loaded eval set: its name, the file it came from and its examples in file order.
+
+    ``chunk_scores``: whether the chunks' ``score`` and ``embedding`` were read (:func:`load_dataset`).
+    """
 
     name: str
     path: Path
     examples: tuple[Example, ...]
+    chunk_scores: bool = False
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -202,7 +210,7 @@ def check_source(name_or_path: str | Path) -> None:
         dataset_path(str(name_or_path))
 
 
-def load_dataset(name_or_path: str | Path, *, limit: int | None = None) -> Dataset:
+def load_dataset(name_or_path: str | Path, *, limit: int | None = None, chunk_scores: bool = False) -> Dataset:
     """Load a bundled set by name, or any ``.jsonl`` / ``.jsonl.gz`` file in the common schema.
 
     Parameters
@@ -211,6 +219,10 @@ def load_dataset(name_or_path: str | Path, *, limit: int | None = None) -> Datas
         One of :func:`list_datasets`, or a path.
     limit:
         Keep only the first ``limit`` examples (the rest of the file is not read).
+    chunk_scores:
+        Read each chunk's ``score`` and ``embedding`` as the retriever's (checked: a malformed one raises),
+        for files that carry a retriever's output. Off by default: like every key outside the schema
+        (``id``, ``title``, ``text``, ``gold``), they are kept in the chunk's ``metadata`` and not read.
     """
     if limit is not None:
         positive_int(limit, "limit", what="examples")
@@ -229,7 +241,7 @@ def load_dataset(name_or_path: str | Path, *, limit: int | None = None) -> Datas
             if not examples and isinstance(obj, list):
                 raise ValueError(f"{path}, line {line}: expected a JSON object with 'id', 'question', 'answers' and "
                                  f"'chunks', got a list; {format_hint('[', str(path))}")
-            example = parse_example(obj, where=f"{path}, line {line}")
+            example = parse_example(obj, where=f"{path}, line {line}", chunk_scores=chunk_scores)
             note_id(seen, example.id, f"line {line}", where=f"{path}, line {line}")
             examples.append(example)
             if limit is not None and len(examples) >= limit:
@@ -239,7 +251,7 @@ def load_dataset(name_or_path: str | Path, *, limit: int | None = None) -> Datas
             stream.close()
     if not examples:
         raise ValueError(f"{path}: no examples found; the file must hold one JSON object per line")
-    return Dataset(name=name, path=path, examples=tuple(examples))
+    return Dataset(name=name, path=path, examples=tuple(examples), chunk_scores=chunk_scores)
 
 
 def note_id(seen: dict[str, str], ex_id: Any, at: str, *, where: str) -> None:
@@ -278,8 +290,10 @@ def check_unique_ids(examples: Iterable[Any], name: str) -> None:
         note_id(seen, ex.id, f"examples[{k}]", where=f"dataset {name!r}, examples[{k}]")
 
 
-def parse_example(obj: Any, *, where: str = "example") -> Example:
+def parse_example(obj: Any, *, where: str = "example", chunk_scores: bool = False) -> Example:
     """Check one schema object and build its :class:`Example`; ``where`` prefixes error messages.
+
+    ``chunk_scores``: read the chunks' ``score`` and ``embedding`` (see :func:`load_dataset`).
 
     >>> parse_example({"id": "q1", "question": "Who?", "answers": [], "chunks": [{"id": "a", "text": "x"}]}).id
     'q1'
@@ -311,7 +325,7 @@ def parse_example(obj: Any, *, where: str = "example") -> Example:
     _check_text(where, "question", question)
     for k, answer in enumerate(answers):
         _check_text(where, f"answers[{k}]", answer)
-    chunks = _parse_chunks(obj, ex_id, where)
+    chunks = _parse_chunks(obj, ex_id, where, chunk_scores=chunk_scores)
     meta = obj.get("meta") if obj.get("meta") is not None else {}
     if not isinstance(meta, Mapping):
         raise _error(where, "meta", "an object", _show(obj, "meta"), "use {} or remove it")
@@ -370,14 +384,21 @@ def _answers_as_text(answers: list[Any]) -> list[str] | None:
     return out
 
 
-def _parse_chunks(obj: Mapping[str, Any], ex_id: str, where: str) -> tuple[Chunk, ...]:
+_CHUNK_FIELDS = ("id", "title", "text", "gold")
+"""The chunk fields of the common schema the loader reads; any other key is the caller's (kept in ``metadata``)."""
+
+RETRIEVER_FIELDS = ("score", "embedding")
+"""Chunk keys read as the retriever's score and vector only when asked (``chunk_scores=True``, ``--chunk-scores``)."""
+
+
+def _parse_chunks(obj: Mapping[str, Any], ex_id: str, where: str, *, chunk_scores: bool = False) -> tuple[Chunk, ...]:
     raw = obj.get("chunks")
     if not isinstance(raw, list):
         raise _error(where, "chunks", "a list of objects with 'id' and 'text'", _show(obj, "chunks"),
                      _did_you_mean(obj, "chunks") or "use [] for no passages")
     chunks: list[Chunk] = []
     seen: dict[str, int] = {}
-    dims: dict[int, int] = {}  # embedding length -> first chunk with it
+    dims: dict[int, int] = {}  # embedding length -> first chunk with it (chunk_scores only)
     for k, item in enumerate(raw):
         field = f"chunks[{k}]"
         if not isinstance(item, Mapping):
@@ -399,44 +420,83 @@ def _parse_chunks(obj: Mapping[str, Any], ex_id: str, where: str) -> tuple[Chunk
         if item.get("gold") is not None and not isinstance(item["gold"], bool):
             raise _error(where, f"{field}.gold", "true, false or null", _show(item, "gold"),
                          "mark evidence chunks with \"gold\": true (leave it out, false or null for the others)")
-        if "gold_spans" in item:
-            _check_spans(item["gold_spans"], len(item["text"]), f"{where}: field '{field}.gold_spans'")
-        if item.get("embedding") is not None:
-            dims.setdefault(_check_embedding(item["embedding"], f"{where}: field '{field}.embedding' (chunk {cid!r})"), k)
-            if len(dims) > 1:
-                (a, first), (b, _) = list(dims.items())[:2]
-                raise ValueError(
-                    f"{where}: field '{field}.embedding' (chunk {cid!r}): {b} numbers, but chunks[{first}].embedding has "
-                    f"{a}; every chunk's vector must come from one model (the same length), or leave 'embedding' out"
-                )
+        retriever = _retriever_fields(item, where, k, cid, dims) if chunk_scores else {}
         try:
-            chunk = Chunk.from_dict({**item, "id": cid})
+            chunk = Chunk(id=cid, text=item["text"], title=item.get("title"), metadata=_chunk_metadata(item, chunk_scores),
+                          **retriever)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{where}: field '{field}': {exc}") from None
-        chunks.append(_with_schema_gold(chunk, item))
+        chunks.append(chunk)
     return tuple(chunks)
 
 
-def _with_schema_gold(chunk: Chunk, item: Mapping[str, Any]) -> Chunk:
-    """``chunk`` with ``metadata["gold"]`` set from the chunk's own ``gold`` field only (null: not gold).
+def _chunk_metadata(item: Mapping[str, Any], chunk_scores: bool) -> dict[str, Any]:
+    """A chunk's ``metadata``: every key but the schema's (and the retriever's, when read), as given, never checked.
 
-    :meth:`Chunk.from_dict` lets a ``gold`` key inside the chunk's ``metadata`` object win over the
-    chunk's ``gold`` field; the schema's ``gold`` is the field, so the field decides, and a ``gold``
-    inside ``metadata`` (the caller's own data) never marks evidence.
+    The schema says extra fields are allowed and ignored: they are kept for the caller (a stage reads
+    a metadata key only when configured to, e.g. ``dedupe-overlaps``' ``doc_id``/``start``), never
+    read as a score or a vector. A ``metadata`` object is merged in (the other keys first); any other
+    ``metadata`` value is kept under ``"metadata"``. ``gold`` is the chunk's own field only (null: not
+    gold), so a ``gold`` inside ``metadata`` never marks evidence. A lone UTF-16 surrogate in a kept
+    value (which no JSON writer can write back) becomes U+FFFD.
 
-    >>> item = {"id": "a", "text": "x", "gold": False, "metadata": {"gold": True}}
-    >>> _with_schema_gold(Chunk.from_dict(item), item).metadata["gold"]
-    False
-    >>> item = {"id": "a", "text": "x", "gold": None}
-    >>> _with_schema_gold(Chunk.from_dict(item), item).metadata["gold"]
-    False
+    >>> _chunk_metadata({"id": "a", "text": "x", "score": "high", "metadata": "crawler-7"}, False)
+    {'score': 'high', 'metadata': 'crawler-7'}
+    >>> _chunk_metadata({"id": "a", "text": "x", "gold": None, "metadata": {"gold": True, "src": "wiki"}}, False)
+    {'gold': False, 'src': 'wiki'}
     """
-    if "gold" not in chunk.metadata:
-        return chunk
-    gold = item.get("gold") is True
-    if chunk.metadata["gold"] is gold:
-        return chunk
-    return replace(chunk, metadata={**chunk.metadata, "gold": gold})
+    skip = (*_CHUNK_FIELDS, *RETRIEVER_FIELDS) if chunk_scores else _CHUNK_FIELDS
+    extra = {key: _repaired(value) for key, value in item.items() if key not in skip}
+    given = extra.get("metadata")
+    if isinstance(given, Mapping):
+        del extra["metadata"]
+        for key, value in given.items():
+            extra.setdefault(key, value)
+    if "gold" in item or "gold" in extra:
+        extra["gold"] = item.get("gold") is True
+    return extra
+
+
+def _repaired(value: Any) -> Any:
+    """``value`` with every lone UTF-16 surrogate in its strings (keys too, at any depth) replaced by U+FFFD.
+
+    >>> _repaired({"a\\ud83d": ["x\\ud83d", 1]})
+    {'a\ufffd': ['x\ufffd', 1]}
+    """
+    if isinstance(value, str):
+        if value.isascii() or lone_surrogate(value) is None:
+            return value
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, Mapping):
+        return {_repaired(k): _repaired(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_repaired(v) for v in value]
+    return value
+
+
+def _retriever_fields(item: Mapping[str, Any], where: str, k: int, cid: str, dims: dict[int, int]) -> dict[str, Any]:
+    """With ``chunk_scores``: the chunk's ``score`` and ``embedding`` as the retriever's, checked (errors name the fix)."""
+    out: dict[str, Any] = {}
+    field = f"chunks[{k}]"
+    score = item.get("score")
+    if score is not None:
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+            raise ValueError(
+                f"{where}: field '{field}.score' (chunk {cid!r}): expected null or a finite number (the retriever's score), "
+                f"got {_describe(score)}; --chunk-scores (chunk_scores=True) reads it as the retriever's score: fix it, "
+                "or run without --chunk-scores to leave it unread"
+            )
+        out["score"] = score
+    if item.get("embedding") is not None:
+        dims.setdefault(_check_embedding(item["embedding"], f"{where}: field '{field}.embedding' (chunk {cid!r})"), k)
+        if len(dims) > 1:
+            (a, first), (b, _) = list(dims.items())[:2]
+            raise ValueError(
+                f"{where}: field '{field}.embedding' (chunk {cid!r}): {b} numbers, but chunks[{first}].embedding has "
+                f"{a}; every chunk's vector must come from one model (the same length), or leave 'embedding' out"
+            )
+        out["embedding"] = item["embedding"]
+    return out
 
 
 def _check_embedding(value: Any, where: str) -> int:
@@ -468,19 +528,6 @@ def _check_text(where: str, field: str, text: str) -> None:
     ValueError: f.jsonl, line 3: field 'question': the value has a lone UTF-16 surrogate '\\ud800' at character 4 (half of a pair, e.g. an emoji split by a UTF-16 chunker), which no tokenizer can read; repair it first, e.g. value.encode('utf-16', 'surrogatepass').decode('utf-16', 'replace') (rejoins split pairs, turns a lone half into U+FFFD)
     """
     check_no_surrogate(text, f"{where}: field '{field}': the value", fix=SURROGATE_FIX.replace("text", "value", 1))
-
-
-def _check_spans(spans: Any, length: int, where: str) -> None:
-    ok = isinstance(spans, list) and all(
-        isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in s) for s in spans
-    )
-    if not ok:
-        raise ValueError(f"{where}: expected a list of [start, end] integer pairs, got {_short(spans)}")
-    for start, end in spans:
-        if not 0 <= start <= end <= length:
-            raise ValueError(
-                f"{where}: span [{start}, {end}] is outside the chunk text (length {length}); offsets count characters of 'text'"
-            )
 
 
 _NEAR_MISSES = {

@@ -20,6 +20,32 @@ from optimizer.budget import Budget, budget_label
 REFERENCE = "full"
 """The reference arm: the ``full`` preset (every chunk), run once without a budget."""
 
+REFERENCE_BUDGET = 1.0
+"""The budget ``results.json`` and ``examples.jsonl`` write for the reference: the whole context (DESIGN.md allows
+only a share in (0, 1] or a token count > 1). Files written before say ``null``; readers take either."""
+
+
+def written_budget(pipeline: str, budget: Budget | None) -> Budget | None:
+    """The budget an arm is written with: :data:`REFERENCE_BUDGET` for the reference, else its own.
+
+    >>> written_budget(REFERENCE, None), written_budget("default", 0.25)
+    (1.0, 0.25)
+    """
+    return REFERENCE_BUDGET if pipeline == REFERENCE and budget is None else budget
+
+
+def is_reference(run: Any) -> bool:
+    """Whether a ``results.json`` run (or ``examples.jsonl`` row) is the reference, in this layout or the one before.
+
+    ``full`` runs once, as the reference; a sweep never runs it at a budget (:func:`evals.sweep.make_arms`).
+
+    >>> is_reference({"pipeline": "full", "budget": 1.0}), is_reference({"pipeline": "full", "budget": None})
+    (True, True)
+    >>> is_reference({"pipeline": "default", "budget": 1.0})
+    False
+    """
+    return run["pipeline"] == REFERENCE and run.get("budget") in (None, REFERENCE_BUDGET)
+
 
 def rounded(x: float | None, digits: int = 6) -> float | None:
     """``x`` rounded for reports and JSON (None stays None; -0.0 becomes 0.0)."""
@@ -105,6 +131,7 @@ class ExampleRow:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["kept_ids"] = list(self.kept_ids)
+        out["budget"] = written_budget(self.pipeline, self.budget)
         return out
 
 
@@ -194,4 +221,5 @@ class ArmRun:
     def to_dict(self) -> dict[str, Any]:
         """The run's entry in ``results.json``."""
         vs = None if self.vs_full is None else {k: (d.to_dict() if d is not None else None) for k, d in self.vs_full.items()}
-        return {"pipeline": self.pipeline, "budget": self.budget, "label": self.label, "metrics": self.metrics.to_dict(), "vs_full": vs}
+        return {"pipeline": self.pipeline, "budget": written_budget(self.pipeline, self.budget), "label": self.label,
+                "metrics": self.metrics.to_dict(), "vs_full": vs}

@@ -23,6 +23,7 @@ from typing import IO, Any
 
 from evals.cost import encoding_note
 from evals.metrics import MISS_KINDS
+from evals.records import is_reference
 from evals.tables import Table, to_html, to_markdown, to_rich
 from optimizer.budget import budget_label
 
@@ -53,6 +54,15 @@ def fmt_delta(d: Mapping[str, Any] | None, digits: int = 3) -> str:
 
 def _budget(b: Any) -> str:
     return budget_label(b)
+
+
+def _run_budget(run: Mapping[str, Any]) -> str:
+    """A run's budget column: ``full`` for the reference (written ``1.0``, or ``null`` before), else its label.
+
+    >>> _run_budget({"pipeline": "full", "budget": 1.0}), _run_budget({"pipeline": "default", "budget": 1.0})
+    ('full', '100%')
+    """
+    return budget_label(None) if is_reference(run) else budget_label(run["budget"])
 
 
 IN_SAMPLE_MARK = "*"
@@ -97,7 +107,7 @@ def summary_table(results: Mapping[str, Any]) -> Table:
         m = run["metrics"]
         row = [
             run_label(run),
-            _budget(run["budget"]),
+            _run_budget(run),
             f"{fmt(m['tokens_mean'], 1)} ({fmt(m['token_share'] * 100 if m['token_share'] is not None else None, 0)}%)",
             fmt(m["answer_recall"]),
             fmt(m["evidence_recall"]),
@@ -140,7 +150,7 @@ def metric_tables(results: Mapping[str, Any]) -> list[Table]:
             rows.append(
                 (
                     run_label(run),
-                    _budget(run["budget"]),
+                    _run_budget(run),
                     f"{fmt(d['baseline'], digits)} → {fmt(d['value'], digits)}",
                     fmt_delta(d, digits),
                     str(d["n"]),
@@ -168,7 +178,7 @@ def cost_table(results: Mapping[str, Any]) -> Table:
         rows.append(
             (
                 run_label(run),
-                _budget(run["budget"]),
+                _run_budget(run),
                 fmt(m["prompt_tokens_mean"], 1),
                 fmt(m["cost_per_1k_queries"], 4),
                 fmt(m["cost_saved_per_1k"], 4),
@@ -227,7 +237,7 @@ def compact_table(results: Mapping[str, Any]) -> Table:
     rows = []
     for run in results["runs"]:
         m, vs = run["metrics"], run.get("vs_full") or {}
-        cells = [run_label(run), _budget(run["budget"]), fmt(m["tokens_mean"], 0)]
+        cells = [run_label(run), _run_budget(run), fmt(m["tokens_mean"], 0)]
         for name in metrics:
             d = vs.get(name)
             cells.append(fmt(m[name]) if d is None else f"{fmt(m[name])} ({fmt_delta(d, 2)})")
@@ -245,7 +255,7 @@ def miss_table(results: Mapping[str, Any]) -> Table | None:
     for run in runs:
         m = run["metrics"]
         lost = sum(m[f"miss_{k}"] for k in MISS_KINDS)
-        rows.append((run_label(run), _budget(run["budget"]), fmt(m["answer_recall"]), fmt(lost),
+        rows.append((run_label(run), _run_budget(run), fmt(m["answer_recall"]), fmt(lost),
                      fmt(m["miss_cut"]), fmt(m["miss_dropped"]), fmt(m["miss_absent"])))
     note = (
         "Shares of the answer-recall examples. Cut: a chunk holding the answer kept some text but not the answer "
@@ -292,7 +302,7 @@ def pareto_plot(results: Mapping[str, Any], path: str | Path) -> Path:
     if any(r["metrics"].get("accuracy") is not None for r in runs):
         panels.append(("accuracy", "reader accuracy"))
     fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.4), squeeze=False)
-    pipelines = list(dict.fromkeys(r["pipeline"] for r in runs if r["budget"] is not None))
+    pipelines = list(dict.fromkeys(r["pipeline"] for r in runs if not is_reference(r)))
     marked = {r["pipeline"] for r in runs if r.get("in_sample")}
     colors = plt.get_cmap("tab10")
     for ax, (metric, label) in zip(axes[0], panels):
@@ -305,7 +315,7 @@ def pareto_plot(results: Mapping[str, Any], path: str | Path) -> Path:
             points = sorted(
                 (r["metrics"]["tokens_mean"], r["metrics"][metric], r["budget"])
                 for r in runs
-                if r["pipeline"] == name and r["budget"] is not None and r["metrics"].get(metric) is not None
+                if r["pipeline"] == name and not is_reference(r) and r["metrics"].get(metric) is not None
             )
             if not points:
                 continue
@@ -315,7 +325,7 @@ def pareto_plot(results: Mapping[str, Any], path: str | Path) -> Path:
             for x, y, b in points:
                 ax.annotate(plot_text(_budget(b)), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=colors(i % 10))
         for r in runs:
-            if r["budget"] is None and r["metrics"].get(metric) is not None:
+            if is_reference(r) and r["metrics"].get(metric) is not None:
                 ax.scatter([r["metrics"]["tokens_mean"]], [r["metrics"][metric]], marker="*", s=180, color="black", zorder=5, label="full")
         ax.set_xlabel("mean context tokens")
         ax.set_ylabel(label)
@@ -357,10 +367,16 @@ def _header_lines(results: Mapping[str, Any]) -> list[str]:
 def _tokenizer_label(results: Mapping[str, Any]) -> str:
     """The tokenizer as given, with the encoding it resolved to when that is another name (``gpt-4o``: ``o200k_base``).
 
+    ``tokenizer`` is the encoding and ``tokenizer_given`` the name given; a file written before has the name given
+    in ``tokenizer`` and the encoding in ``tokenizer_encoding``.
+
+    >>> _tokenizer_label({"tokenizer": "o200k_base", "tokenizer_given": "gpt-4o", "tokenizer_encoding": "o200k_base"})
+    '`gpt-4o` (encoding `o200k_base`)'
     >>> _tokenizer_label({"tokenizer": "gpt-4o", "tokenizer_encoding": "o200k_base"}), _tokenizer_label({"tokenizer": "cl100k_base"})
     ('`gpt-4o` (encoding `o200k_base`)', '`cl100k_base`')
     """
-    given, encoding = results["tokenizer"], results.get("tokenizer_encoding")
+    given = results.get("tokenizer_given") or results["tokenizer"]
+    encoding = results.get("tokenizer_encoding") or results["tokenizer"]
     return f"`{given}` (encoding `{encoding}`)" if encoding and encoding != given else f"`{given}`"
 
 
@@ -785,7 +801,7 @@ def terminal_table(results: Mapping[str, Any]) -> Table:
     rows = []
     for run in results["runs"]:
         m, vs = run["metrics"], run.get("vs_full") or {}
-        row = [run_label(run), _budget(run["budget"]), fmt(m["tokens_mean"], 0),
+        row = [run_label(run), _run_budget(run), fmt(m["tokens_mean"], 0),
                cell(m["answer_recall"], vs.get("answer_recall")), fmt(m["evidence_recall"], 2)]
         row += [str(m.get("pipeline_failures", 0))] if errors else []
         if has_reader:

@@ -34,7 +34,7 @@ from typing import Any
 
 from evals import metrics as M
 from evals.datasets import check_unique_ids
-from evals.records import REFERENCE, Arm, ArmRun, ExampleRow, budget_key
+from evals.records import REFERENCE, Arm, ArmRun, ExampleRow, budget_key, is_reference
 from evals.readers.prompt import DEFAULT_TEMPLATE, check_template, format_prompt
 from evals.retrieval import all_gold_ids
 from optimizer.budget import Budget, parse_budget
@@ -61,15 +61,15 @@ class EvalRun:
     reader_model_path: str | None = None  # the model file that answered, when the reader runs one (local)
 
     def run_for(self, pipeline: str, budget: Budget | None) -> ArmRun:
-        """The aggregated run of one arm."""
-        wanted = Arm(pipeline, budget)
+        """The aggregated run of one arm (the reference as ``("full", None)`` or as written, ``("full", 1.0)``)."""
+        wanted = _arm(pipeline, budget)
         for run in self.runs:
             if run.arm == wanted:
                 return run
         raise KeyError(f"no run for pipeline {pipeline!r} at budget {budget!r}; arms: {[a.label for a in self.arms]}")
 
     def rows_for(self, pipeline: str, budget: Budget | None) -> list[ExampleRow]:
-        wanted = Arm(pipeline, budget)
+        wanted = _arm(pipeline, budget)
         return [r for r in self.rows if r.arm == wanted]
 
     def to_results(self) -> dict[str, Any]:
@@ -82,8 +82,11 @@ class EvalRun:
         return {
             "dataset": self.dataset,
             "n": self.n,
-            "tokenizer": self.tokenizer,
-            "tokenizer_encoding": self.tokenizer_encoding,
+            # DESIGN.md: the encoding by name (cl100k_base, o200k_base, hf:PATH); the name given (gpt-4o) apart.
+            # tokenizer_encoding repeats it for readers of the layout before, where "tokenizer" was the name given.
+            "tokenizer": self.tokenizer_encoding or self.tokenizer,
+            "tokenizer_given": self.tokenizer,
+            "tokenizer_encoding": self.tokenizer_encoding or self.tokenizer,
             "reader": self.reader,
             "reader_model": self.reader_model,
             "reader_model_path": self.reader_model_path,
@@ -91,6 +94,11 @@ class EvalRun:
             **self.settings,
             "runs": [{**r.to_dict(), **in_sample(self.dataset, tuned.get(r.pipeline))} for r in self.runs],
         }
+
+
+def _arm(pipeline: str, budget: Budget | None) -> Arm:
+    """The arm asked for; the reference also by the budget ``results.json`` writes for it (1.0)."""
+    return Arm(pipeline, None) if is_reference({"pipeline": pipeline, "budget": budget}) else Arm(pipeline, budget)
 
 
 def in_sample(dataset: str, tuned: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -323,10 +331,13 @@ def run_eval(
         arms=tuple(arms),
         rows=tuple(rows),
         runs=tuple(runs),
-        settings=sweep_settings(
-            resolved, arms, wanted, table, price, resamples=resamples, seed=seed,
-            sample=(min(sample, len(examples)) if sample is not None else len(examples)) if reader is not None else None,
-        ),
+        settings={
+            **sweep_settings(
+                resolved, arms, wanted, table, price, resamples=resamples, seed=seed,
+                sample=(min(sample, len(examples)) if sample is not None else len(examples)) if reader is not None else None,
+            ),
+            "chunk_scores": bool(getattr(dataset, "chunk_scores", False)),  # the file's chunk scores read (--chunk-scores)
+        },
     )
 
 

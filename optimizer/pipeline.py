@@ -450,13 +450,14 @@ class Pipeline:
         context = dataclasses.replace(context, budget=hard_budget)
         run_budget, adaptive_notes = self._run_budget(query, items, context)
         whole = _is_whole_share(asked) and run_budget == hard_budget
+        stage_budget = run_budget
         if whole:  # the stages may render the chunks in another order, a token or two longer per block
-            run_budget = _whole_share_room(items, context, self.renderer.separator, tokens_full)
-        context = dataclasses.replace(context, budget=run_budget)
+            stage_budget = _whole_share_room(items, context, self.renderer.separator, tokens_full)
+        context = dataclasses.replace(context, budget=stage_budget)
         current, trace = self._run_stages(query, items, context)
-        packed, pack_trace = self._pack(current, run_budget, context)
+        packed, pack_trace = self._pack(current, run_budget, context)  # the hard budget, whatever the stages had
         if whole:
-            run_budget, pack_trace = _whole_share_budget(pack_trace, packed.tokens, tokens_full)
+            pack_trace = _whole_share_note(pack_trace, tokens_full)
         if self.adaptive is not None:
             pack_trace = dataclasses.replace(pack_trace, notes={**pack_trace.notes, "hard_budget": hard_budget, "adaptive": adaptive_notes})
         if empty_note:
@@ -843,14 +844,16 @@ def _is_whole_share(asked: Budget | None) -> bool:
 
 
 def _whole_share_room(items: Sequence[Chunk], context: StageContext, separator: str, tokens_full: int) -> int:
-    """Tokens the stages and the packer get at ``budget=1.0``: room for ``items`` rendered in any order.
+    """Tokens the stages get at ``budget=1.0``: room for ``items`` rendered in any order (the packer gets ``tokens_full``).
 
     The share resolves against the full context rendered in input order, but a stage that
     reorders the chunks (a rerank) renders the same text differently: tokens merge at other
     block joins and a title shared by neighbours may be printed twice. Against the input-order
-    count alone, the packer would cut a sentence and a select stage drop a whole chunk for one
-    or two tokens. This bound counts each block apart (its text, its header with the title, a
-    separator), as the stages' own estimates do, plus a token per block for a longer marker.
+    count alone, a select stage would drop a whole chunk for one or two tokens. This bound counts
+    each block apart (its text, its header with the title, a separator), as the stages' own
+    estimates do, plus a token per block for a longer marker. The packer still fills the hard
+    budget, the full context's exact count (DESIGN.md: the budget is never exceeded), so a
+    reordered context that renders longer loses its last token or two by the packer's usual cuts.
     """
     live = visible(items)
     blocks = sum(context.count(c.text) + context.overhead([c]) for c in live)
@@ -858,20 +861,17 @@ def _whole_share_room(items: Sequence[Chunk], context: StageContext, separator: 
     return max(tokens_full, blocks + joins + len(live))
 
 
-def _whole_share_budget(pack_trace: StageTrace, tokens: int, tokens_full: int) -> tuple[int, StageTrace]:
-    """The budget a ``budget=1.0`` run reports, and its ``pack`` trace saying so.
+def _whole_share_note(pack_trace: StageTrace, tokens_full: int) -> StageTrace:
+    """The ``pack`` trace of a ``budget=1.0`` run, saying so when the packer cut for the budget.
 
-    The full context's count, or the kept context's when the stages' order renders longer
-    than the input order (nothing is cut for the budget at a share of 1.0), with a note.
+    The budget is the full context's exact count in input order; in the stages' order the kept
+    chunks may render a token or two longer, and the packer then cuts (its ``dropped`` ranges say where).
     """
-    budget = max(tokens_full, tokens)
-    notes: dict[str, Any] = {**pack_trace.notes, "budget": budget}
-    if tokens > tokens_full:
-        notes["whole_share"] = (
-            f"budget=1.0 keeps everything the stages keep: in their order the context renders to {tokens} tokens, "
-            f"{tokens - tokens_full} more than the full context in input order ({tokens_full}), so the budget is {tokens}"
-        )
-    return budget, dataclasses.replace(pack_trace, notes=notes)
+    if not any(d.reason.startswith("budget:") for d in pack_trace.dropped):
+        return pack_trace
+    note = (f"budget=1.0 is the full context's exact count in input order ({tokens_full} tokens); in the stages' order "
+            "the kept chunks render longer, so the packer cut to fit (see the budget drops)")
+    return dataclasses.replace(pack_trace, notes={**pack_trace.notes, "whole_share": note})
 
 
 def _empty_share_note(asked: Budget | None, tokens: int | None, tokens_full: int) -> str:

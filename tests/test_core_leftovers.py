@@ -145,7 +145,8 @@ def test_an_example_with_embeddings_and_a_retrieval_record_pickles():
 
     ex = parse_example({"id": "q1", "question": "capital?", "answers": ["Paris"], "meta": {"source": "x"}, "extra": 1,
                         "chunks": [{"id": "a", "text": PARIS, "gold": True, "embedding": [0.1, 0.2]},
-                                   {"id": "b", "text": LYON, "embedding": [0.3, 0.4]}]})
+                                   {"id": "b", "text": LYON, "embedding": [0.3, 0.4]}]},
+                       chunk_scores=True)  # the file's vectors read (--chunk-scores), else an extra field in metadata
     back = pickle.loads(pickle.dumps(ex))
     assert back == ex and back.meta == {"source": "x", "extra": 1} and back.chunks[0].embedding == [0.1, 0.2]
     retrieved = retrieve_dataset(Dataset(name="t", path=Path("t.jsonl"), examples=(ex,)), top_k=1, retriever="bm25").examples[0]

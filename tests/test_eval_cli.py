@@ -35,7 +35,7 @@ def test_eval_writes_the_four_outputs_with_the_design_keys(data, tmp_path):
     assert {"dataset", "n", "tokenizer", "reader", "runs"} <= set(results)
     assert (results["dataset"], results["n"], results["tokenizer"], results["reader"]) == ("tiny", len(TINY), "cl100k_base", "none")
     assert [(r["pipeline"], r["budget"]) for r in results["runs"]] == [
-        ("full", None), ("truncate", 0.25), ("truncate", 0.5), ("default", 0.25), ("default", 0.5)
+        ("full", 1.0), ("truncate", 0.25), ("truncate", 0.5), ("default", 0.25), ("default", 0.5)
     ]
     for run in results["runs"]:
         assert METRIC_KEYS <= set(run["metrics"])
@@ -136,7 +136,7 @@ def test_reader_on_limits_reader_arms(data, tmp_path):
                 "--reader-on", "bm25-topk@0.25", "--sample", "3", "--out", str(out))
     assert res.exit_code == 0, res.output
     runs = {(r["pipeline"], r["budget"]): r["metrics"] for r in json.loads((out / "results.json").read_text())["runs"]}
-    assert {k for k, m in runs.items() if m["reader_calls"]} == {("full", None), ("bm25-topk", 0.25)}
+    assert {k for k, m in runs.items() if m["reader_calls"]} == {("full", 1.0), ("bm25-topk", 0.25)}
     assert runs[("bm25-topk", 0.25)]["reader_calls"] == 3
     bad = _eval("--data", str(data), "--pipelines", "truncate", "--budgets", "0.5", "--reader", "fake",
                 "--reader-on", "default@0.5", "--out", str(tmp_path / "o2"))

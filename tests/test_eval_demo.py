@@ -21,7 +21,7 @@ def test_demo_without_llama_cpp_runs_reader_free_and_says_how_to_enable(tmp_path
     assert "pip install 'ragtrim[reader]'" in res.output
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["dataset"] == "hotpotqa" and results["n"] == 6 and results["reader"] == "none"
-    assert {r["budget"] for r in results["runs"]} == {None, 0.125, 0.25, 0.5}
+    assert {r["budget"] for r in results["runs"]} == {1.0, 0.125, 0.25, 0.5}  # the reference: 1.0 (DESIGN.md)
     assert (tmp_path / "report.html").is_file() and "report:" in res.output
 
 
@@ -33,5 +33,5 @@ def test_demo_with_the_local_reader_on_a_tiny_sample(tmp_path):
     res = runner.invoke(app, ["demo", "--out", str(tmp_path), "--limit", "4", "--sample", "2"])
     assert res.exit_code == 0, res.output
     runs = {(r["pipeline"], r["budget"]): r["metrics"] for r in json.loads((tmp_path / "results.json").read_text())["runs"]}
-    assert {k for k, m in runs.items() if m["reader_calls"]} == {("full", None), ("default", 0.25), ("default", 0.125)}
+    assert {k for k, m in runs.items() if m["reader_calls"]} == {("full", 1.0), ("default", 0.25), ("default", 0.125)}
     assert all(m["reader_calls"] == 2 for m in runs.values() if m["reader_calls"])

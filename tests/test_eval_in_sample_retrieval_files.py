@@ -270,22 +270,24 @@ def test_a_utf16_file_is_named_as_such(tmp_path):
     ([], "got list []"),
 ])
 def test_a_malformed_embedding_is_refused_at_load_naming_file_line_and_chunk(tmp_path, embedding, expected):
+    # only when the file's vectors are read (--chunk-scores): otherwise 'embedding' is an extra field, kept, never refused
     row = {"id": "q1", "question": "Q?", "answers": ["x"],
            "chunks": [{"id": "a", "text": "x y z."}, {"id": "b", "text": "other.", "embedding": embedding}]}
     path = write(tmp_path / "e.jsonl", [row])
     with pytest.raises(ValueError) as info:
-        load_dataset(path)
+        load_dataset(path, chunk_scores=True)
     msg = str(info.value)
     assert f"{path}, line 1" in msg and "chunks[1].embedding" in msg and "'b'" in msg and expected in msg
+    assert load_dataset(path).examples[0].chunks[1].metadata["embedding"] == embedding
 
 
 def test_embeddings_of_different_lengths_in_one_example_are_refused(tmp_path):
     row = {"id": "q1", "question": "Q?", "answers": ["x"],
            "chunks": [{"id": "a", "text": "x.", "embedding": [0.1, 0.2, 0.3]}, {"id": "b", "text": "y.", "embedding": [0.1, 0.2]}]}
     with pytest.raises(ValueError, match=r"chunks\[1\]\.embedding.*2 numbers, but chunks\[0\]\.embedding has 3"):
-        load_dataset(write(tmp_path / "e.jsonl", [row]))
+        load_dataset(write(tmp_path / "e.jsonl", [row]), chunk_scores=True)
     ok = {**row, "chunks": [row["chunks"][0], {"id": "b", "text": "y.", "embedding": None}]}
-    assert len(load_dataset(write(tmp_path / "ok.jsonl", [ok]))) == 1
+    assert len(load_dataset(write(tmp_path / "ok.jsonl", [ok]), chunk_scores=True)) == 1
 
 
 def test_json_pretty_json_and_csv_get_a_conversion_hint(tmp_path):

@@ -244,6 +244,7 @@ def _report(tmp_path, rows, **options):
 def test_default_tokenizer_and_price_model_differ_and_the_report_says_how_to_fix_it(tmp_path):
     results, report = _report(tmp_path, [_paris(0)])
     assert results["tokenizer"] == "cl100k_base" and results["tokenizer_encoding"] == "cl100k_base"
+    assert results["tokenizer_given"] == "cl100k_base"
     assert results["price"]["model"] == "gpt-4o" and results["price"]["encoding"] == "o200k_base"
     assert "Tokens counted with cl100k_base, but gpt-4o counts with o200k_base" in report
     assert "pass --tokenizer o200k_base" in report
@@ -251,7 +252,8 @@ def test_default_tokenizer_and_price_model_differ_and_the_report_says_how_to_fix
 
 def test_a_model_name_as_tokenizer_records_its_encoding(tmp_path):
     results, report = _report(tmp_path, [_paris(0)], tokenizer="gpt-4o")
-    assert results["tokenizer"] == "gpt-4o" and results["tokenizer_encoding"] == "o200k_base"
+    assert results["tokenizer"] == "o200k_base" and results["tokenizer_given"] == "gpt-4o"  # DESIGN.md: the encoding
+    assert results["tokenizer_encoding"] == "o200k_base"
     assert "tokenizer `gpt-4o` (encoding `o200k_base`)" in report
     assert "Tokens counted with o200k_base, the encoding gpt-4o counts with." in report
     assert "but gpt-4o counts with" not in report

@@ -119,6 +119,9 @@ def check_out_dir(out: Path) -> None:
 # -- options shared by eval and tune ------------------------------------------------------
 Data = Annotated[str, typer.Option("--data", "-d", help="Bundled set (hotpotqa, 2wiki, squad2-pools, nq-multidoc) or a .jsonl file in the common schema.")]
 Limit = Annotated[Optional[int], typer.Option("--limit", "-n", help="Use only the first N examples.")]
+ChunkScores = Annotated[bool, typer.Option(
+    "--chunk-scores", help="Read each chunk's 'score' and 'embedding' in --data as the retriever's (checked). Off by default: "
+    "keys outside the schema (id, title, text, gold) are kept but not read.")]
 Tokenizer = Annotated[str, typer.Option("--tokenizer", "-t", help="Tokenizer the budget and costs count with.")]
 BaseUrl = Annotated[Optional[str], typer.Option("--base-url", help="openai reader: endpoint base URL, e.g. http://127.0.0.1:8000/v1.")]
 Model = Annotated[Optional[str], typer.Option("--model", help="openai reader: model name; local reader: path of a GGUF file.")]

@@ -19,6 +19,7 @@ import typer
 from ragtrim.commands.common import (
     ApiKeyEnv,
     BaseUrl,
+    ChunkScores,
     CustomConfigs,
     Data,
     Limit,
@@ -68,6 +69,7 @@ def eval_command(
     budgets: str = typer.Option("0.125,0.25,0.5", "--budgets", "-b", help="Comma-separated budgets: shares in (0,1] of each example's full context, or token counts."),
     reader: str = typer.Option("none", "--reader", "-r", help="none, local (packaged Gemma-3-270M), openai (any OpenAI-compatible endpoint) or fake."),
     limit: Limit = None,
+    chunk_scores: ChunkScores = False,
     sample: Optional[int] = typer.Option(None, "--sample", help="Ask the reader only on the first N examples (all arms see the same ones)."),
     reader_on: Optional[str] = typer.Option(None, "--reader-on", help="Ask the reader only for these arms, e.g. 'default@0.25,default@0.125' (full is always included). Default: every arm."),
     tokenizer: Tokenizer = "cl100k_base",
@@ -107,7 +109,7 @@ def eval_command(
             check_reader(reader_obj, key_named=api_key_env is not None)  # before loading (or retrieving) the data
             with on_ctrl_c(out, cache_obj):
                 load_reader_model(reader_obj, model)  # a GGUF that does not load stops here, in seconds
-            dataset = _load_data(data, limit, retrieve, top_k, embedder)
+            dataset = _load_data(data, limit, retrieve, top_k, embedder, chunk_scores)
             plan = EvalPlan(dataset, names, parsed_budgets, reader_obj, cache_obj, arms, table, out)
         run = _sweep(plan, tokenizer=tokenizer, sample=sample, price_model=price_model, resamples=resamples, seed=seed, progress=progress)
         with user_errors(OSError):
@@ -213,13 +215,17 @@ def _cache_path(out: Path, cache: Path | None) -> Path:
     return cache if cache is not None else out / CACHE_FILE
 
 
-def _load_data(data: str, limit: int | None, retrieve: str | None, top_k: int, embedder: str) -> Any:
+def _load_data(data: str, limit: int | None, retrieve: str | None, top_k: int, embedder: str,
+               chunk_scores: bool = False) -> Any:
     """The examples to run: the first ``limit``; with ``--retrieve``, their chunks retrieved from every passage of the
-    whole file (the corpus does not shrink with ``--limit``)."""
+    whole file (the corpus does not shrink with ``--limit``). ``--chunk-scores`` reads the file's chunk scores and
+    vectors; with ``--retrieve`` the retriever scores the chunks, so it is ignored (with a warning)."""
     from evals.datasets import load_dataset
 
     if retrieve is None:
-        return load_dataset(data, limit=limit)
+        return load_dataset(data, limit=limit, chunk_scores=chunk_scores)
+    if chunk_scores:
+        warn(f"--chunk-scores is ignored with --retrieve {retrieve}: the retriever scores the chunks it returns")
     dataset = load_dataset(data)
     retrieve_dataset = _retrieval_module(retrieve).retrieve_dataset
     with one_line_warnings():  # e.g. a read-only embedding cache or a top-k above the corpus: said once, the run goes on

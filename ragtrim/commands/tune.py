@@ -17,6 +17,7 @@ import typer
 from ragtrim.commands.common import (
     ApiKeyEnv,
     BaseUrl,
+    ChunkScores,
     CustomConfig,
     Data,
     Limit,
@@ -48,6 +49,7 @@ def tune_command(
     target_retention: float = typer.Option(0.98, "--target-retention", help="Keep metric >= this share of its full-context value, in (0, 1]."),
     reader: str = typer.Option("none", "--reader", "-r", help="none, local, openai or fake (only used for reader metrics)."),
     limit: Limit = None,
+    chunk_scores: ChunkScores = False,
     tokenizer: Tokenizer = "cl100k_base",
     resolution: float = typer.Option(0.005, "--resolution", help="Stop bisecting when the bracket is below this share of the budget (0.005 = 0.5 %)."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Reader cache file; pass the one of an earlier 'ragtrim eval' to reuse its answers."),
@@ -91,7 +93,7 @@ def tune_command(
             load_reader_model(reader_obj, model)  # a local GGUF loads (seconds), not after the sweep's pipeline runs
         with one_line_warnings():
             result = tune_budget(
-                load_dataset(data, limit=limit), chosen, metric=metric, target_retention=target_retention,
+                load_dataset(data, limit=limit, chunk_scores=chunk_scores), chosen, metric=metric, target_retention=target_retention,
                 reader=reader_obj, tokenizer=tokenizer, resolution=resolution, prices=table, price_model=price_model,
                 resamples=resamples, seed=seed, progress=progress, holdout=holdout,
             )
