@@ -52,7 +52,8 @@ def cut_to_tokens(chunk: Chunk, max_tokens: int, context: StageContext, *, min_t
     a grapheme cluster (an emoji sequence, a flag, a letter and its marks, an Indic syllable): a
     token cut falls back to the boundary before it.
 
-    Returns the cut chunk and ``"sentence"`` or ``"token"`` (``"none"`` if nothing fits). A token
+    Returns the cut chunk and ``"sentence"`` or ``"token"`` (``"none"`` if nothing fits, white space
+    included: a token prefix starts after the text's leading white space, which a cut never keeps). A token
     prefix is only made when ``max_tokens >= min_token_cut`` (else ``"none"``): the packer
     would throw a shorter fragment away, and finding the cut encodes the whole text.
     """
@@ -75,10 +76,11 @@ def cut_to_tokens(chunk: Chunk, max_tokens: int, context: StageContext, *, min_t
         return chunk.keep_text_range(0, best), "sentence"
     if max_tokens < min_token_cut:
         return chunk.keep([]), "none"
-    k = token_cut(text, max_tokens, context)
+    lead = len(text) - len(text.lstrip())  # a cut keeps no leading white space (Chunk.keep): spend no token on it
+    k = lead + token_cut(text[lead:], max_tokens, context)
     around = _block_around(code, starts, k)  # a code block is kept whole or not at all
     k = k if around is None else around
-    if k <= 0:
+    if k <= lead:  # white space only: nothing kept is no cut
         return chunk.keep([]), "none"
     return chunk.keep_text_range(0, k), "token"
 

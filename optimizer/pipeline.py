@@ -35,7 +35,7 @@ from typing import Any
 from optimizer.adaptive import AdaptiveBudget
 from optimizer.budget import Budget, parse_budget, resolve_budget, smallest_share, unambiguous_budget
 from optimizer.deadline import Deadline
-from optimizer.packer import Packed, _removed_ranges, pack
+from optimizer.packer import BLANK_REASON, Packed, _removed_ranges, pack
 from optimizer.records import (
     SURROGATE_FIX,
     Chunk,
@@ -50,7 +50,7 @@ from optimizer.records import (
     with_article,
 )
 from optimizer.registry import make_stage
-from optimizer.render import Renderer, group_by_title, visible
+from optimizer.render import Renderer, group_by_title, is_blank, visible
 from optimizer.score_reading import DIRECTIONS
 from optimizer.sentences import split_sentences
 from optimizer.stage import StageContext, StageOutput, stage_params
@@ -455,7 +455,7 @@ class Pipeline:
             stage_budget = _whole_share_room(items, context, self.renderer.separator, tokens_full)
         context = dataclasses.replace(context, budget=stage_budget)
         current, trace = self._run_stages(query, items, context)
-        packed, pack_trace = self._pack(current, run_budget, context)  # the hard budget, whatever the stages had
+        packed, pack_trace = self._pack(current, run_budget, context, given=items, trace=trace)  # the hard budget, whatever the stages had
         if whole:
             pack_trace = _whole_share_note(pack_trace, tokens_full)
         if self.adaptive is not None:
@@ -516,8 +516,13 @@ class Pipeline:
             current = new
         return current, trace
 
-    def _pack(self, chunks: tuple[Chunk, ...], budget: int | None, context: StageContext) -> tuple[Packed, StageTrace]:
-        """Pack into ``budget`` (the pipeline's, never a stage's) and the ``pack`` trace entry."""
+    def _pack(self, chunks: tuple[Chunk, ...], budget: int | None, context: StageContext, *,
+              given: Sequence[Chunk] = (), trace: Sequence[StageTrace] = ()) -> tuple[Packed, StageTrace]:
+        """Pack into ``budget`` (the pipeline's, never a stage's) and the ``pack`` trace entry.
+
+        A chunk ``given`` blank that a step left out without a reason of its own is recorded here, as
+        the packer records the blank chunks it is handed (:func:`_unrecorded_blanks`).
+        """
         context.check_deadline(f"before {PACK_STEP!r}")
         start = time.perf_counter()
         packed = pack(chunks, budget, self.renderer, context)
@@ -529,7 +534,7 @@ class Pipeline:
             ms=ms,
             chunks_in=len(chunks),
             chunks_out=len(packed.chunks),
-            dropped=packed.dropped,
+            dropped=_unrecorded_blanks(given, trace, packed.dropped) + packed.dropped,
             notes={"budget": budget, "cuts": packed.cuts},
         )
         return packed, trace
@@ -579,6 +584,8 @@ class Pipeline:
         for c in before:
             new = after_by_id.get(c.id)
             if new is None or not new.text:
+                if is_blank(c) and c.id not in reasons:
+                    continue  # nothing to remove: the packer says it was blank (_unrecorded_blanks), once
                 dropped.append(Drop(c.id, reasons.get(c.id, removed)))
             elif new.kept_pieces != c.kept_pieces:
                 reason = reasons.get(c.id, removed)
@@ -859,6 +866,21 @@ def _whole_share_room(items: Sequence[Chunk], context: StageContext, separator: 
     blocks = sum(context.count(c.text) + context.overhead([c]) for c in live)
     joins = max(len(live) - 1, 0) * context.count(separator)
     return max(tokens_full, blocks + joins + len(live))
+
+
+def _unrecorded_blanks(given: Sequence[Chunk], trace: Sequence[StageTrace], packed: Sequence[Drop]) -> tuple[Drop, ...]:
+    """The packer's blank record (:data:`~optimizer.packer.BLANK_REASON`) for each chunk ``given`` blank that no
+    step, nor the packer, dropped whole with a reason: a step that leaves out a chunk that came in blank
+    removes nothing (:meth:`Pipeline._trace` does not report it), so it is reported once, here.
+
+    >>> _unrecorded_blanks([Chunk(id="a", text=""), Chunk(id="b", text="x")], [], [])
+    (Drop(chunk_id='a', reason='blank: the chunk has no text (empty or white space only), nothing to render', start=None, end=None),)
+    """
+    blank = [c.id for c in given if is_blank(c)]
+    if not blank:
+        return ()
+    recorded = {d.chunk_id for d in (*(d for t in trace for d in t.dropped), *packed) if d.start is None}
+    return tuple(Drop(i, BLANK_REASON) for i in blank if i not in recorded)
 
 
 def _whole_share_note(pack_trace: StageTrace, tokens_full: int) -> StageTrace:

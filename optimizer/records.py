@@ -807,8 +807,30 @@ def _check_chunk_list(items: Any) -> None:
         raise TypeError(f"chunks must be a list of Chunk, dict or str, got {kind}: {items!r:.80}")
 
 
+def check_pre_cut(chunk: Chunk) -> Chunk:
+    """``chunk`` when it is whole, or cut as :meth:`Chunk.keep` cuts (``text`` the join of its ``pieces`` of
+    ``source``), else a ValueError naming it, the mismatch and the fix: the renderer prints the pieces, so a
+    caller's chunk whose text says something else would be sent silently as text it never showed.
+
+    >>> check_pre_cut(Chunk(id="a", text="Paris is big.", source="Paris is big. Lyon is small.", pieces=((14, 28),)))
+    Traceback (most recent call last):
+    ...
+    ValueError: chunk 'a': text 'Paris is big.' is not the join of its kept pieces ((14, 28),) of the original text; the pieces of source are what is rendered: cut a chunk with chunk.keep(ranges) of its original text (it sets text, source and pieces together), or pass its text alone, without source and pieces
+    """
+    if chunk.source is None and chunk.pieces is None:
+        return chunk
+    problem = _pieces_problem(chunk.original_text, chunk)
+    if problem:
+        raise ValueError(
+            f"chunk {chunk.id!r}: {problem}; the pieces of source are what is rendered: cut a chunk with chunk.keep(ranges) "
+            "of its original text (it sets text, source and pieces together), or pass its text alone, without source and pieces"
+        )
+    return chunk
+
+
 def as_chunks(items: Sequence[Any]) -> list[Chunk]:
-    """Coerce a sequence of :class:`Chunk`, dicts or strings to chunks, checking ids are unique.
+    """Coerce a sequence of :class:`Chunk`, dicts or strings to chunks, checking ids are unique and
+    pre-cut chunks consistent (:func:`check_pre_cut`).
 
     Strings get ids ``"0"``, ``"1"``, ...
 
@@ -819,7 +841,7 @@ def as_chunks(items: Sequence[Any]) -> list[Chunk]:
     out: list[Chunk] = []
     for i, item in enumerate(items):
         if isinstance(item, Chunk):
-            out.append(item)
+            out.append(check_pre_cut(item))
         elif isinstance(item, Mapping):
             out.append(Chunk.from_dict(item))
         elif isinstance(item, str):

@@ -9,7 +9,10 @@ updated figure, a corrected page, an edited passage that states a different fact
 ``differences="keep"`` (the default) such a chunk is cut down to the sentences it adds
 (those whose normalized text is not already in the copy it duplicates, nor added by an
 earlier copy of the same one), with provenance, instead of being dropped with them; only a
-copy that adds nothing is dropped. ``differences="drop"`` drops every duplicate whole.
+copy that adds nothing is dropped. ``differences="drop"`` drops every duplicate whole. A kept
+line of a fenced code block keeps the block's fence lines, and a fence line whose code went goes
+with it (:func:`~optimizer.stages.paragraphs.with_fences`): a lone fence would make the rest of
+the context read as code.
 
 >>> from optimizer import Chunk
 >>> from optimizer.stage import StageContext
@@ -35,6 +38,7 @@ from optimizer.embeddings import EMBEDDERS, chunk_vectors, get_embedder
 from optimizer.records import Chunk
 from optimizer.sentences import split_sentences
 from optimizer.stage import Stage, StageContext, StageOutput
+from optimizer.stages.paragraphs import with_fences
 from optimizer.text import jaccard, normalized, shingles
 from optimizer.validate import non_negative_int, yes_no
 
@@ -111,7 +115,8 @@ class _Differences:
         if not new:
             return None
         seen.update(key for key, _ in new)
-        return dup.keep([r for _, (s, e) in new for r in dup.map_range(s, e)]), len(new)
+        kept = [r for _, (s, e) in new for r in dup.map_range(s, e)]
+        return dup.keep(with_fences(dup, kept)), len(new)  # a kept line of code is printed inside its block
 
 
 @dataclass(frozen=True)
@@ -642,7 +647,7 @@ def trimmed(lo: Chunk, removed: Sequence[tuple[int, int]], by: Sequence[str]) ->
         for rs, re_ in removed:
             pieces = [p for ps, pe in pieces for p in ((ps, min(pe, rs)), (max(ps, re_), pe)) if p[0] < p[1]]
         keep.extend(pieces)
-    new = lo.keep(keep)
+    new = lo.keep(with_fences(lo, keep))  # the fences of the code it keeps, none of the code it loses
     return new, (f"overlaps {', '.join(by)}: repeated text trimmed" if new.text else f"contained in {', '.join(by)}")
 
 

@@ -239,6 +239,60 @@ def fence_parts(chunk: Chunk) -> list[Paragraph]:
     return [Paragraph(code, None, fences) for fences, code in found if code is not None]
 
 
+def with_fences(chunk: Chunk, ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``ranges`` of ``chunk``'s original text (to :meth:`Chunk.keep`), with the fence lines of its code
+    blocks (:func:`fence_parts`) matched to what they keep of the code: both fence lines of a block they
+    keep code of, neither of a block they keep no code of. A stage that cuts a chunk to some of its
+    sentences or lines (a near-duplicate to the lines it adds, a window to what another does not say)
+    so never leaves a fence without its partner, which would make the rest of the context read as code.
+
+    >>> t = "```\\nx = 1\\nprint(x)\\n```\\nDone."
+    >>> c = Chunk(id="c", text=t)
+    >>> c.keep(with_fences(c, [(0, 9)])).text, c.keep(with_fences(c, [(19, 28)])).text  # the closing fence and "Done."
+    ('```\\nx = 1\\n```', 'Done.')
+    """
+    parts = fence_parts(chunk)
+    if not parts:
+        return list(ranges)
+    ranges = _merged(ranges)
+    ends = [e for _, e in ranges]  # disjoint: the ends ascend with the starts
+    add: list[tuple[int, int]] = []
+    cut: list[tuple[int, int]] = []
+    for p in parts:
+        k = bisect.bisect_right(ends, p.body[0])  # the first range ending after the code starts
+        (add if k < len(ranges) and ranges[k][0] < p.body[1] else cut).extend(p.fences)
+    return _without(ranges, sorted(cut)) + add
+
+
+def _merged(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``ranges`` sorted, overlapping ones merged."""
+    out: list[tuple[int, int]] = []
+    for s, e in sorted(ranges):
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(e, out[-1][1]))
+        elif s < e:
+            out.append((s, e))
+    return out
+
+
+def _without(ranges: Sequence[tuple[int, int]], holes: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``ranges`` (sorted) less ``holes`` (sorted, disjoint)."""
+    starts = [s for s, _ in holes]
+    out: list[tuple[int, int]] = []
+    for s, e in ranges:
+        k = max(0, bisect.bisect_right(starts, s) - 1)
+        while k < len(holes) and holes[k][0] < e:
+            hs, he = holes[k]
+            if he > s:
+                if hs > s:
+                    out.append((s, hs))
+                s = max(s, he)
+            k += 1
+        if s < e:
+            out.append((s, e))
+    return out
+
+
 def _between(chunk: Chunk, parts: Sequence[Paragraph]) -> list[tuple[int, int]]:
     """The ranges of ``chunk``'s original text outside the fence lines of ``parts``."""
     out: list[tuple[int, int]] = []
