@@ -39,12 +39,10 @@ BAD = [
     ("upstream", "max_connections", True, "max_connections must be a whole number >= 1"),
     ("upstream", "max_connections", 2.5, "max_connections must be a whole number >= 1"),
     ("upstream", "api_key_env", 5, "upstream 'fake': api_key_env must be the name of the environment variable"),
-    ("upstream", "api_key_env", "", "api_key_env must be the name of the environment variable"),
     ("upstream", "base_url", "ftp://127.0.0.1/v1", "upstream 'fake': base_url must be an http:// or https:// URL"),
     ("upstream", "base_url", "127.0.0.1:8000/v1", "base_url must be an http:// or https:// URL"),
     ("upstream", "base_url", 5, "base_url must be an http:// or https:// URL"),
     ("model", "upstream_model", 5, "model 'gpt-4o': upstream_model must be"),
-    ("model", "upstream_model", "", "upstream_model must be"),
     ("model", "tokenizer", 5, "model 'gpt-4o': tokenizer must be"),
     ("model", "upstream", ["fake"], "model 'gpt-4o': upstream must be"),
     ("model", "price", 5, "model 'gpt-4o': price must be"),
@@ -151,3 +149,27 @@ def test_serve_port_option_outside_the_range_is_a_usage_error(tmp_path, monkeypa
     out = serve(tmp_path, monkeypatch, GOOD, "--port", "70000")
     assert out.exit_code == 2 and "--port" in out.output and "65535" in out.output, out.output
     assert "Traceback" not in out.output
+
+
+def test_configs_that_worked_before_the_checks_still_load():
+    # found by the review of the checks: a keyless upstream (api_key_env = ""), an unquoted TOML date and an
+    # empty upstream_model (the model's own name is sent) were valid and must stay so
+    import tomllib
+
+    from ragtrim.serve.config import ServeConfig
+
+    text = """
+[upstreams.vllm]
+kind = "openai"
+base_url = "http://127.0.0.1:8000/v1"
+api_key_env = ""
+
+[models.m]
+upstream = "vllm"
+upstream_model = ""
+tokenizer = "cl100k_base"
+price_date = 2026-01-15
+"""
+    cfg = ServeConfig.from_dict(tomllib.loads(text))
+    assert cfg.models["m"].price_date == "2026-01-15"
+    assert cfg.upstreams["vllm"].api_key_env == ""

@@ -73,6 +73,7 @@ A complete file (``serve.toml``)::
 
 from __future__ import annotations
 
+import datetime
 import math
 import tomllib
 from collections.abc import Mapping
@@ -355,14 +356,16 @@ MODEL_TEXT = {
 
 
 def check_text(label: str, value: Any, what: str, *, optional: bool = False, owner: str = "") -> None:
-    """Raise ValueError unless ``value`` is a non-empty string (or None, when ``optional``).
+    """Raise ValueError unless ``value`` is a non-empty string (or, when ``optional``, None or ``""``: TOML has no
+    null, so ``api_key_env = ""`` is how a keyless upstream is written, and ``""`` has always meant "not set").
 
     >>> check_text("upstream_model", 5, "the upstream's own name for the model", optional=True, owner="model 'gpt-4o'")
     Traceback (most recent call last):
     ...
     ValueError: model 'gpt-4o': upstream_model must be the upstream's own name for the model (a string), got 5
+    >>> check_text("api_key_env", "", "the name of an environment variable", optional=True)
     """
-    if (optional and value is None) or (isinstance(value, str) and value.strip()):
+    if (optional and (value is None or value == "")) or (isinstance(value, str) and value.strip()):
         return
     raise ValueError(f"{owner + ': ' if owner else ''}{label} must be {what} (a string), got {value!r}")
 
@@ -474,8 +477,14 @@ def _table(data: Any, label: str) -> Mapping[str, Any]:
 
 
 def _named(entry: Any, name: str, label: str) -> dict[str, Any]:
-    """The table ``[label]`` with its ``name`` added."""
-    return {**_table(entry, label), "name": name}
+    """The table ``[label]`` with its ``name`` added, a TOML date (``price_date = 2026-01-15``, unquoted) as its text.
+
+    >>> import datetime
+    >>> _named({"price_date": datetime.date(2026, 1, 15)}, "m", "models.m")
+    {'price_date': '2026-01-15', 'name': 'm'}
+    """
+    table = {k: v.isoformat() if isinstance(v, (datetime.date, datetime.time)) else v for k, v in _table(entry, label).items()}
+    return {**table, "name": name}
 
 
 def _section(kind: type, data: Any, label: str) -> Any:
