@@ -2,6 +2,10 @@
 
     python bench/tune_bench.py tune --data hotpotqa --pipelines default,truncate --targets 0.98,0.95
     python bench/tune_bench.py adaptive --data hotpotqa --pipeline default
+    python bench/tune_bench.py confidence --data hotpotqa --limit 200 --seeds 10
+
+``confidence`` measures how often the chosen budget meets the target on the held-out half under the point
+rule and under ``--confidence`` levels (one JSON line per seed and rule in ``confidence-<data>.jsonl``).
 
 Both print markdown tables to stdout and write JSON (and, for ``adaptive``, a PNG) to --out.
 """
@@ -103,6 +107,33 @@ def adaptive_cmd(args: argparse.Namespace) -> None:
     _plot(rows, full, args.out / f"adaptive-{args.data}.png", f"{args.pipeline} on {args.data} (n={len(data.examples)})")
 
 
+def confidence_cmd(args: argparse.Namespace) -> None:
+    from evals.datasets import load_dataset
+    from evals.tune import tune_budget
+
+    data = load_dataset(args.data, limit=args.limit)
+    levels = [None] + [float(c) for c in args.levels.split(",")]
+    rows = []
+    for seed in range(args.seeds):
+        memo: dict = {}  # the rules of one seed share the tune half: each evaluates only its own bisection steps
+        for conf in levels:
+            start = time.perf_counter()
+            r = tune_budget(data, args.pipeline, metric=args.metric, target_retention=args.target, seed=seed,
+                            resamples=1000, memo=memo, confidence=conf)
+            h = r.held_out
+            row = {"data": args.data, "n": len(data.examples), "seed": seed, "confidence": conf, "budget": r.budget,
+                   "met": r.met, "in_retention": r.retention, "bound": r.retention_bound, "tokens_mean": r.tokens_mean,
+                   "tokens_full_mean": r.tokens_full_mean, "held_retention": h.retention, "held_met": h.met,
+                   "held_checked": h.checked, "held_tokens_mean": h.tokens_mean,
+                   "held_tokens_full_mean": h.tokens_full_mean, "evals": len(r.evaluations),
+                   "secs": round(time.perf_counter() - start, 1)}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    path = args.out / f"confidence-{args.data}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
 def _interp(x: float, pts: list[tuple[float, float]]) -> float | None:
     """y of the piecewise-linear curve through ``pts`` (sorted by x) at ``x``; None outside."""
     for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
@@ -176,11 +207,18 @@ def main() -> None:
     a.add_argument("--data", default="hotpotqa")
     a.add_argument("--pipeline", default="default")
     a.add_argument("--fixed", default="0.1,0.15,0.2,0.25,0.3,0.4,0.5,0.6,0.7,0.8,1.0")
-    for p in (t, a):
+    c = sub.add_parser("confidence")
+    c.add_argument("--data", default="hotpotqa")
+    c.add_argument("--pipeline", default="default")
+    c.add_argument("--metric", default="answer_recall")
+    c.add_argument("--target", type=float, default=0.95)
+    c.add_argument("--levels", default="0.8,0.9")
+    c.add_argument("--seeds", type=int, default=10)
+    for p in (t, a, c):
         p.add_argument("--limit", type=int, default=None)
         p.add_argument("--out", type=Path, default=Path("bench/results-tune"))
     args = parser.parse_args()
-    {"tune": tune_cmd, "adaptive": adaptive_cmd}[args.cmd](args)
+    {"tune": tune_cmd, "adaptive": adaptive_cmd, "confidence": confidence_cmd}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -70,9 +70,7 @@ def paired_bootstrap(
     diffs = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
     if not np.all(np.isfinite(diffs)):
         raise ValueError("paired_bootstrap got a NaN or infinite value; drop examples without a value first")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(diffs), size=(resamples, len(diffs)))
-    means = diffs[idx].mean(axis=1)
+    means = diffs[resample_indices(len(diffs), resamples=resamples, seed=seed)].mean(axis=1)
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
     return Delta(
@@ -81,6 +79,18 @@ def paired_bootstrap(
         ci_high=_clean(high),
         n=len(diffs),
     )
+
+
+def resample_indices(n: int, *, resamples: int, seed: int) -> np.ndarray:
+    """The seeded bootstrap draws: ``resamples`` rows of ``n`` example positions drawn with replacement.
+
+    Every paired statistic of the harness resamples with these (the same seed and ``n`` give the
+    same draws), so two arms, or two budgets, compared with the same seed are resampled alike.
+
+    >>> resample_indices(3, resamples=2, seed=0).shape
+    (2, 3)
+    """
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
 def _clean(x: float) -> float:

@@ -4,7 +4,9 @@
 context: a coarse scan over a grid of shares, then bisection between the last share that
 misses the target and the first that meets it, down to ``resolution`` (0.5 % of the share
 by default, never finer than one token at the data's median full size). A share ``s``
-*meets the target* when ``metric(s) >= target_retention * metric(full)``.
+*meets the target* when ``metric(s) >= target_retention * metric(full)``. With ``confidence=C``
+it must also have a one-sided ``C`` bootstrap lower bound of that retention reaching the target
+(:mod:`evals.tune_rule`): a budget picked with a margin rather than at the boundary, never smaller.
 
 Every evaluation is a :func:`evals.sweep.run_eval` call (so the metric, the paired
 bootstrap and the cost come from the harness), memoized per share within a run; pass the
@@ -69,6 +71,7 @@ import numpy as np
 from evals.datasets import check_unique_ids
 from evals.readers.cache import reader_identity
 from evals.records import REFERENCE, Arm, rounded
+from evals.tune_rule import LOWER_BOUND, ChoiceRule, check_confidence, resampled_retention
 from optimizer.budget import smallest_share
 from optimizer.pipeline import Pipeline
 from optimizer.validate import non_negative_int, positive_int, unit_interval
@@ -160,6 +163,10 @@ class TuneResult:
     share 1.0 is "no hard cap beyond the rule", not the whole context. ``tuned_on``: the data the
     pipeline's settings were chosen on when this dataset is one of them (:func:`evals.sweep.tuned_on`),
     so even the held-out half is not new to it.
+
+    ``rule``: what chose the budget, ``"point"`` (its in-sample retention reaches the target) or
+    ``"lower_bound"`` (also its one-sided ``confidence`` bootstrap lower bound, :mod:`evals.tune_rule`);
+    ``retention_bound`` is that bound at ``budget`` (in-sample; None under the point rule).
     """
 
     dataset: str
@@ -200,6 +207,9 @@ class TuneResult:
     first_pipeline_error: str | None = None
     price_note: str = ""
     n_saved: int | None = None
+    rule: str = "point"
+    confidence: float | None = None
+    retention_bound: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON (what ``ragtrim tune --format json`` prints)."""
@@ -209,7 +219,7 @@ class TuneResult:
         out["retention_ci"] = list(self.retention_ci) if self.retention_ci is not None else None
         out["evaluations"] = [{"budget": s, "metric": v} for s, v in self.evaluations]
         out["fails_above"] = list(self.fails_above)
-        out["in_sample"] = ["metric", "ci", "retention", "retention_ci", "delta", "delta_ci", "met",
+        out["in_sample"] = ["metric", "ci", "retention", "retention_ci", "retention_bound", "delta", "delta_ci", "met",
                             "tokens_saved_per_1k", "cost_saved_per_1k"]
         out["held_out"] = self.held_out.to_dict() if self.held_out is not None else None
         return out
@@ -220,6 +230,11 @@ class TuneResult:
             return (f"MISSES even at budget 1.0, where the pipeline's adaptive rule still caps each context "
                     f"({self.tokens_mean:.0f} of {self.tokens_full_mean:.0f} tokens on average; the whole context was "
                     "not tried): loosen the rule (e.g. a higher mass) or lower the target")
+        if not self.met and self._bound_misses_at_full():
+            return (f"MISSES even at budget 1.0 under the {self.confidence:g} lower bound: retention {self.retention:.4f} "
+                    f"reaches {self.target_retention:g} but its lower bound is {_fmt(self.retention_bound)} on the "
+                    f"{self.n_metric} examples that chose it, too few to be that sure; tune on more examples, lower "
+                    "--confidence, or leave it unset for the point estimate")
         if not self.met:
             return self._miss_at_full_budget()
         if self.held_out is None:
@@ -229,6 +244,10 @@ class TuneResult:
                     f"examples ({self.held_out.note})")
         word = "meets" if self.held_out.met else "MISSES"
         return f"{word} on {self.held_out.n} held-out examples (budget chosen on the other {self.n_tune})"
+
+    def _bound_misses_at_full(self) -> bool:
+        """Budget 1.0 failed only the lower bound: its point retention reaches the target."""
+        return self.confidence is not None and self.retention is not None and holds(self.retention, 1.0, self.target_retention)
 
     def _miss_at_full_budget(self) -> str:
         """Why budget 1.0 misses: the pipeline's own selection keeps less than the whole context, or it keeps it all."""
@@ -249,6 +268,7 @@ class TuneResult:
             f"{self.tokens_full_mean:.1f} tokens",
             "  chosen on  " + _scores_line(self.n_tune, self.full_metric, self.metric, self.ci, self.delta, self.delta_ci,
                                            self.retention, self.retention_ci) + " (in-sample: optimistic)",
+            "  rule       " + self._rule_line(),
         ]
         if self.held_out is not None:
             lines.append("  held out   " + _held_out_line(self.held_out))
@@ -277,6 +297,15 @@ class TuneResult:
             shown = ", ".join(f"{s:.4g}" for s in self.fails_above)
             lines.append(f"  warning    not monotone: the target is missed at larger budgets too: {shown}")
         return "\n".join(lines)
+
+    def _rule_line(self) -> str:
+        """Which rule chose the budget, and the lower bound there under the lower-bound rule."""
+        if self.rule != LOWER_BOUND:
+            return (f"point estimate: the smallest budget whose retention reaches {self.target_retention:g} on the examples "
+                    "that chose it (no margin for new examples; --confidence 0.9 adds one)")
+        return (f"lower bound: the smallest budget whose retention's one-sided {_pct(self.confidence)} bootstrap lower bound "
+                f"reaches {self.target_retention:g} on the examples that chose it; bound at the budget "
+                f"{_fmt(self.retention_bound)} (in-sample)")
 
     def _failure_lines(self) -> list[str]:
         """Failed reader calls and the examples they left out of the comparisons (none: no line)."""
@@ -316,6 +345,8 @@ class TuneResult:
 
     def _savings_label(self) -> str:
         """What the savings line must add when the budget it prices does not meet the target."""
+        if not self.met and self._bound_misses_at_full():
+            return " (at budget 1.0, whose lower bound MISSES the target: not a saving to count on)"
         if not self.met:
             return " (at budget 1.0, which MISSES the target: not a saving to count on)"
         if self.held_out is not None and not self.held_out.checked:
@@ -331,6 +362,16 @@ def _held_out_line(h: HeldOutCheck) -> str:
         return f"{h.n} examples: NOT CHECKED ({h.note}); not a miss, but nothing confirms the budget"
     return (_scores_line(h.n, h.full_metric, h.metric, h.ci, h.delta, h.delta_ci, h.retention, h.retention_ci)
             + (" -> meets the target" if h.met else " -> MISSES the target"))
+
+
+def _fmt(value: float | None) -> str:
+    """A retention for people (``n/a`` when there is none)."""
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _pct(level: float | None) -> str:
+    """``0.9`` as ``90 %``."""
+    return f"{(level or 0) * 100:g} %"
 
 
 def _short(text: str | None, limit: int = 200) -> str:
@@ -388,15 +429,10 @@ def retention_ci(full: Sequence[float], values: Sequence[float], *, resamples: i
     >>> lo, hi = retention_ci([1] * 20, [1] * 15 + [0] * 5); lo < 0.75 < hi
     True
     """
-    a, b = np.asarray(full, dtype=float), np.asarray(values, dtype=float)
-    if not len(a) or len(a) != len(b):
+    ratios = resampled_retention(full, values, resamples=resamples, seed=seed)
+    if not len(ratios):
         return None
-    idx = np.random.default_rng(seed).integers(0, len(a), size=(resamples, len(a)))
-    den, num = a[idx].mean(axis=1), b[idx].mean(axis=1)
-    keep = den > 0
-    if not keep.any():
-        return None
-    low, high = np.percentile(num[keep] / den[keep], [2.5, 97.5])
+    low, high = np.percentile(ratios, [2.5, 97.5])
     return (rounded(float(low)), rounded(float(high)))
 
 
@@ -527,6 +563,7 @@ def tune_budget(
     memo: MutableMapping[Any, Any] | None = None,
     progress: bool = False,
     holdout: float = 0.5,
+    confidence: float | None = None,
 ) -> TuneResult:
     """The smallest budget (share of the full context) whose ``metric`` stays within target.
 
@@ -562,6 +599,13 @@ def tune_budget(
         Share of the examples held out of the search to check the chosen budget on (half by
         default, as ``ragtrim tune``; 0: none, the result is in-sample only and says so). Ignored,
         with a note, below :data:`MIN_SPLIT` examples.
+    confidence:
+        None (the default): choose the smallest share whose retention reaches the target on the
+        examples that choose it (the point estimate). A level ``C`` in (0, 1), e.g. 0.9: the share
+        must also have a one-sided ``C`` bootstrap lower bound of its retention (``resamples``
+        paired resamples drawn with ``seed``) reaching the target (:mod:`evals.tune_rule`); a
+        larger budget that holds more often on new examples. The result names the rule
+        (``rule``, ``confidence``) and gives the bound at the budget (``retention_bound``).
     """
     from evals.cost import load_prices
 
@@ -569,6 +613,7 @@ def tune_budget(
     unit_interval(holdout, "holdout (the share of examples held out to check the budget)", closed_low=True, open_high=True, example=0.5)
     positive_int(resamples, "resamples", what="bootstrap resamples")
     non_negative_int(seed, "seed")
+    rule = ChoiceRule(float(target_retention), check_confidence(confidence), resamples=resamples, seed=seed)
     data = _as_dataset(dataset, limit)
     check_unique_ids(data.examples, str(getattr(data, "name", "dataset")))  # before the split: the user's positions
     name = _pipeline_name(pipeline)
@@ -579,10 +624,10 @@ def tune_budget(
     settings = dict(metric=metric, reader=reader if metric in READER_METRICS else None, tokenizer=tokenizer,
                     prices=table, price_model=price_model, seed=seed, progress=progress, memo=memo)
     evaluator = ShareEvaluator(tune_data, pipeline, **settings)
-    best, met = search(evaluator, shares, target_retention=target_retention, resolution=resolution)
+    best, met = search(evaluator, shares, target_retention=target_retention, resolution=resolution, rule=rule)
     price = table.price(price_model)
     result = build_result(evaluator, best, met=met, target_retention=target_retention,
-                          resolution=resolution, price=price, resamples=resamples, seed=seed)
+                          resolution=resolution, price=price, resamples=resamples, seed=seed, rule=rule)
     held, first_error = None, result.first_reader_error
     raised, first_raised = result.pipeline_failures, result.first_pipeline_error
     if held_data is not None:
@@ -616,11 +661,24 @@ def _stop_if_every_run_raised(evaluator: ShareEvaluator) -> None:
                              "config and rerun")
 
 
-def search(evaluator: ShareEvaluator, shares: Sequence[float], *, target_retention: float, resolution: float) -> tuple[float, bool]:
+def search(
+    evaluator: ShareEvaluator, shares: Sequence[float], *, target_retention: float, resolution: float,
+    rule: ChoiceRule | None = None,
+) -> tuple[float, bool]:
     """``(share, met)``: the coarse scan over ``shares`` then bisection, never below one token at the median size.
+
+    A share passes when ``rule`` holds for it (:class:`~evals.tune_rule.ChoiceRule`; the point rule at
+    ``target_retention`` by default). Neither the metric nor the lower bound need be monotone in the share:
+    the answer is the first share passing after the first grid point that passes, found by bisection
+    between that grid point and the one below it. Bisection only moves its upper end to a share that
+    passed, so the answer always passes (checked again before returning); a smaller share that passes
+    may exist below a failing one (those above the answer that fail are in ``fails_above``). Since a
+    share that passes the lower-bound rule passes the point rule, the lower-bound rule's answer is never
+    below the point rule's on the same examples.
 
     Raises ValueError when the full context's metric is 0 (every budget would "meet" the target).
     """
+    rule = rule if rule is not None else ChoiceRule(target_retention)
     evaluator.evaluate([1.0])  # the full context first: its size sets the floor, its metric the target
     _stop_if_every_run_raised(evaluator)
     full_value = evaluator.full_value()
@@ -639,13 +697,16 @@ def search(evaluator: ShareEvaluator, shares: Sequence[float], *, target_retenti
     evaluator.evaluate(grid)
 
     def ok(share: float) -> bool:
-        return meets(evaluator.comparison(share), target_retention)
+        return rule.ok(*evaluator.paired(share))
 
     first = next((i for i, s in enumerate(grid) if ok(s)), None)
     if first is None:
         return 1.0, False
     lo = grid[first - 1] if first > 0 else 0.0
-    return bisect_share(lo, grid[first], ok, resolution=resolution, floor=floor), True
+    best = bisect_share(lo, grid[first], ok, resolution=resolution, floor=floor)
+    if not ok(best):  # bisection keeps a share that passed as its upper end: this would be a bug, not a data case
+        raise AssertionError(f"the search chose share {best} that does not pass the {rule.name} rule")
+    return best, True
 
 
 def bisect_share(lo: float, hi: float, ok: Callable[[float], bool], *, resolution: float, floor: float = 0.0) -> float:
@@ -723,6 +784,11 @@ class ShareEvaluator:
     def comparison(self, share: float) -> Comparison:
         """``share`` versus the full context on the examples where both count (:func:`compare`)."""
         return compare(self.full_rows(), self.rows(share), self.metric)
+
+    def paired(self, share: float) -> tuple[list[float], list[float]]:
+        """``(full, share)`` values of the metric over the examples where both count (:func:`paired_values`)."""
+        rows = self.rows(share)  # runs the share (and the full context) when not evaluated yet
+        return paired_values(self.full_rows(), rows, self.metric)
 
     def value(self, share: float) -> float | None:
         """The metric at ``share`` over the examples where it and the full context both count."""
@@ -830,9 +896,13 @@ def _mean_or_none(values: Iterable[float | None]) -> float | None:
 
 def build_result(
     evaluator: ShareEvaluator, best: float, *, met: bool, target_retention: float, resolution: float,
-    price: Any, resamples: int, seed: int,
+    price: Any, resamples: int, seed: int, rule: ChoiceRule | None = None,
 ) -> TuneResult:
-    """The :class:`TuneResult` at share ``best``, with the harness's aggregation at full resamples."""
+    """The :class:`TuneResult` at share ``best``, with the harness's aggregation at full resamples.
+
+    ``rule`` is the one that chose ``best`` (the point rule at ``target_retention`` by default): it names
+    the rule, gives the lower bound at ``best`` and decides which larger shares go in ``fails_above``."""
+    rule = rule if rule is not None else ChoiceRule(target_retention, resamples=resamples, seed=seed)
     from evals.aggregate import aggregate, paired_prompt_means
 
     metric, full_rows, best_rows = evaluator.metric, evaluator.full_rows(), evaluator.rows(best)
@@ -866,7 +936,8 @@ def build_result(
         tokens_saved_per_1k=rounded(saved_tokens * 1000), n_saved=n_saved,
         cost_saved_per_1k=m.cost_saved_per_1k, price_model=price.model, resolution=float(resolution),
         evaluations=evaluations,
-        fails_above=tuple(s for s, _ in evaluations if s > best and not meets(evaluator.comparison(s), target_retention)),
+        fails_above=tuple(s for s, _ in evaluations if s > best and not rule.ok(*evaluator.paired(s))),
+        rule=rule.name, confidence=rule.confidence, retention_bound=rounded(rule.bound(base, paired)),
         reader_failures=len(failed), n_left_out=c.left_out, first_reader_error=failed[0].reader_error if failed else None,
         pipeline_failures=len({r.id for r in raised}), first_pipeline_error=raised[0].pipeline_error if raised else None,
         price_note=price_mismatch(evaluator.tokenizer, price.model),

@@ -67,6 +67,12 @@ def tune_command(
         help="Share of the examples (drawn with --seed) held out of the search to check the chosen budget on; "
         "0 = choose and report on the same examples (in-sample). Needs at least 40 examples, else in-sample (said so).",
     ),
+    confidence: Optional[float] = typer.Option(
+        None, "--confidence",
+        help="A level in (0, 1), e.g. 0.9: choose the smallest budget whose retention's one-sided bootstrap lower bound "
+        "at this level (--resamples, --seed) reaches the target on the examples that choose it, a margin that holds "
+        "more often on new examples. Unset: the point estimate alone (no margin).",
+    ),
 ) -> None:
     """Find the smallest budget whose metric stays within --target-retention of the full context.
 
@@ -76,6 +82,7 @@ def tune_command(
     from evals.datasets import load_dataset
     from evals.readers import default_cache_path
     from evals.tune import READER_METRICS, tune_budget
+    from evals.tune_rule import check_confidence
 
     if output_format not in ("text", "json"):
         fail(f"--format must be text or json, got {output_format!r}")
@@ -84,6 +91,7 @@ def tune_command(
         check_bootstrap(resamples, seed)
         _check_holdout(holdout)
         _check_target(target_retention, resolution)
+        check_confidence(confidence, "--confidence")
         table = load_price_table(prices, price_model)
         chosen = _pipeline(pipeline, config, tokenizer)
         choice = ReaderChoice(reader, base_url, model, api_key_env)
@@ -95,7 +103,7 @@ def tune_command(
             result = tune_budget(
                 load_dataset(data, limit=limit, chunk_scores=chunk_scores), chosen, metric=metric, target_retention=target_retention,
                 reader=reader_obj, tokenizer=tokenizer, resolution=resolution, prices=table, price_model=price_model,
-                resamples=resamples, seed=seed, progress=progress, holdout=holdout,
+                resamples=resamples, seed=seed, progress=progress, holdout=holdout, confidence=confidence,
             )
     if output_format == "json":
         json.dump(result.to_dict(), sys.stdout, indent=2)
@@ -122,7 +130,8 @@ def _warn_about(result: Any) -> None:
         warn(
             f"the budget chosen on {result.n_tune} examples misses the target on the {held.n} held-out ones "
             f"(retention {held.retention}); expect it to miss on new data too: aim higher "
-            "(--target-retention) or tune on more examples"
+            "(--target-retention), tune on more examples"
+            + (" or choose with a margin (--confidence 0.9)" if result.confidence is None else "")
         )
 
 
