@@ -129,24 +129,28 @@ def _wraps_at(line: str, following: str, width: int) -> bool:
 
 
 _KEY = re.compile(r"\s*[^\s:：][^:：]{0,40}(?::(?:\s|$)|：)")
-_FIELD_SEPARATORS = (",", ";", "|", "\t")
+_FIELD_SEPARATORS = (re.compile(r"[,;](?!\s|$)(?<!\d,(?=\d{3}(?:[^\d,]|$)))"), re.compile(r"\|"), re.compile(r"\t"))
+"""A row's field separators: a comma or semicolon with text right after it (prose puts a space there or ends
+the line; a number's thousands comma, as in ``110,000 to``, is no separator), a bar, a tab."""
 
 
 def _same_fields(lines: list[str]) -> bool:
     """Whether every line is a record of one shape, whatever its case: ``key: value`` lines (a YAML-like
-    listing, a spec sheet in any script, ``：`` included), or rows with the same number of ``,``, ``;``,
-    ``|`` or tab separators (CSV, a pipe table without its outer bars): two a row, or one on each of four
-    rows or more. Prose wrapped at a fixed width does not start every line with a short key, nor keep
-    one count of commas on every line (three wrapped lines with a comma each do happen).
+    listing, a spec sheet in any script, ``：`` included), or rows with the same number of separators
+    (:data:`_FIELD_SEPARATORS`: CSV, a pipe table without its outer bars): two a row, or one on each of
+    four rows or more. Prose wrapped at a fixed width does not start every line with a short key, and
+    its commas, however many a line holds, are followed by a space.
 
     >>> _same_fields(["name: nimbus 14", "weight: 1.19 kg", "price: 1299 eur"])
     True
     >>> _same_fields(["s01,lyon,9-20", "s02,paris,8-22", "s03,nice,9-19"]), _same_fields(["see http://a.io", "and more", "here"])
     (True, False)
+    >>> _same_fields(["Woodley plays Hazel, a cancer patient who", "meets Augustus, another patient", "played by Elgort, in 2014", "and so on, as before"])
+    False
     """
     if all(_KEY.match(ln) for ln in lines):
         return True
-    fields = ({ln.count(sep) for ln in lines} for sep in _FIELD_SEPARATORS)
+    fields = ({len(sep.findall(ln)) for ln in lines} for sep in _FIELD_SEPARATORS)
     return any(len(n) == 1 and min(n) >= (1 if len(lines) > 3 else 2) for n in fields)
 
 

@@ -124,3 +124,22 @@ def test_the_lowercase_record_that_answers_is_kept(preset):
     result = Pipeline.preset(preset).run("How much does the nimbus 14 weigh?", chunks, budget=60)
     assert "weight: 1.19 kg" in result.text
     assert result.tokens <= 60
+
+
+@pytest.mark.parametrize("sentence, width", [
+    ("The Supplier shall deliver the goods to the address stated in the order, and risk in the goods shall pass to "
+     "the Customer on delivery, but title shall not pass until the Customer has paid in full, and the Supplier may "
+     "recover the goods if payment is late, without prejudice to its other rights", 80),
+    ("Woodley plays Hazel Grace Lancaster, a sixteen-year-old cancer patient who is forced by her parents to attend a "
+     "support group, where she meets and subsequently falls in love with Augustus Waters, another cancer patient, "
+     "played by Elgort.", 72),
+    ('The current theme is "Where Winners Reign", with TT$110,000 to the winner, TT$20,000 to the runners-up, '
+     "semifinal winners receive TT$7,000, quaterfinal winners receive TT$5,000 and Play-off round winners receive "
+     "TT$3,000.", 80),
+])
+def test_wrapped_prose_with_one_comma_count_a_line_stays_one_sentence(sentence, width):
+    # found by the review of the one-shape rule: a comma followed by a space (or ending the line), or a number's
+    # thousands comma, is prose's, not a row's field separator
+    wrapped = textwrap.fill(sentence, width)
+    assert wrapped.count("\n") >= 2
+    assert split_sentences(wrapped) == split_sentences(wrapped.replace("\n", " "))
