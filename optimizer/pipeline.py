@@ -51,7 +51,7 @@ from optimizer.records import (
 )
 from optimizer.registry import make_stage
 from optimizer.render import Renderer, group_by_title, is_blank, visible
-from optimizer.score_reading import DIRECTIONS
+from optimizer.score_reading import DIRECTIONS, check_score_direction, reading_note
 from optimizer.sentences import split_sentences
 from optimizer.stage import StageContext, StageOutput, stage_params
 from optimizer.tokenizer import HFTokenizer, TiktokenTokenizer, Tokenizer, get_tokenizer
@@ -69,16 +69,23 @@ def _step_name(stage: Any) -> str:
     return name
 
 
-def score_mode(steps: Sequence[tuple[str, Any]]) -> str:
-    """How ``steps`` say to read ``Chunk.score``: a step's ``retriever`` setting when it is ``"similarity"`` or
-    ``"distance"`` (the sentence stage's), else ``"auto"`` (:func:`~optimizer.score_reading.read_scores`).
+def score_mode(steps: Sequence[tuple[str, Any]], given: str = "auto") -> str:
+    """How to read ``Chunk.score``: ``given`` (the pipeline's ``score_direction``) when it is ``"similarity"`` or
+    ``"distance"``, else a step's ``retriever`` setting when it is one of those (the sentence stage's), else
+    ``"auto"`` (:func:`~optimizer.score_reading.read_scores`).
 
-    The run ranks by one reading in every step, so two steps saying otherwise are refused.
+    The run ranks by one reading in every step, so two steps saying otherwise, or a step saying otherwise
+    than ``given``, are refused.
 
     >>> from optimizer.stages.compress import SentenceExtract
     >>> score_mode([("compress-sentences", SentenceExtract(retriever="distance"))])
     'distance'
+    >>> score_mode([("compress-sentences", SentenceExtract(retriever="distance"))], "similarity")
+    Traceback (most recent call last):
+    ...
+    ValueError: score_direction='similarity' disagrees with step 'compress-sentences' (retriever='distance'); every step ranks by one reading per run, so give them the same direction, or leave the step's retriever at "auto" and let score_direction decide
     """
+    check_score_direction(given)
     said: dict[str, str] = {}
     for name, stage in steps:
         try:
@@ -93,6 +100,16 @@ def score_mode(steps: Sequence[tuple[str, Any]]) -> str:
             f"steps {named} read the retriever's scores differently; every step ranks by one reading per run, "
             "so give them the same retriever setting (\"similarity\" or \"distance\"; \"auto\" reads rising scores as distances)"
         )
+    if given in DIRECTIONS:
+        other = {n: v for n, v in said.items() if v != given}
+        if other:
+            named = ", ".join(f"{n!r} (retriever={v!r})" for n, v in other.items())
+            raise ValueError(
+                f"score_direction={given!r} disagrees with step{'s' if len(other) > 1 else ''} {named}; every step ranks by "
+                "one reading per run, so give them the same direction, or leave the step's retriever at \"auto\" and let "
+                "score_direction decide"
+            )
+        return given
     return next(iter(said.values()), "auto")
 
 
@@ -130,10 +147,16 @@ class Pipeline:
         An :class:`~optimizer.adaptive.AdaptiveBudget`: a per-query budget from the query's
         relevance mass, still capped by ``budget`` (``min`` of the two). None: fixed budget.
 
-    The caller's ``Chunk.score`` is read one way per run, by every step and the packer: as a
-    distance (lower is better) when the scores rise along the order the chunks were given, else
-    as a similarity, unless a step's ``retriever`` setting (the sentence stage's) says
-    ``"similarity"`` or ``"distance"`` (:func:`score_mode`, :mod:`optimizer.score_reading`).
+    score_direction:
+        How to read the caller's ``Chunk.score``: ``"similarity"`` (higher is better),
+        ``"distance"`` (lower is better) or ``"auto"`` (default). The score is read one way per run,
+        by every step and the packer; ``"auto"`` reads it as a distance when the scores rise along the
+        order the chunks were given (four scored chunks at least, never falling), else as a
+        similarity, unless a step's ``retriever`` setting (the sentence stage's) says
+        ``"similarity"`` or ``"distance"`` (:func:`score_mode`, :mod:`optimizer.score_reading`).
+        Similarities put back into reading order may rise too: say ``"similarity"`` then. A step
+        setting that disagrees with an explicit ``score_direction`` is refused. The ``pack`` trace's
+        ``notes["scores"]`` says how a run read them.
     """
 
     def __init__(
@@ -145,6 +168,7 @@ class Pipeline:
         renderer: Renderer | None = None,
         name: str = "custom",
         adaptive: AdaptiveBudget | Mapping[str, Any] | None = None,
+        score_direction: str = "auto",
     ) -> None:
         named: list[tuple[str, Any]] = []
         for step in steps:
@@ -166,7 +190,8 @@ class Pipeline:
         if dupes:
             raise ValueError(f"step names must be unique, {dupes} repeat; pass (name, stage) pairs with distinct names")
         self.steps = named
-        score_mode(named)  # two steps reading the scores two ways fail here, not on the first run
+        self.score_direction = check_score_direction(score_direction)
+        score_mode(named, score_direction)  # steps reading the scores two ways fail here, not on the first run
         self.budget = unambiguous_budget(budget)
         self.tokenizer = get_tokenizer(tokenizer)
         self.tokenizer_name = tokenizer if isinstance(tokenizer, str) else self.tokenizer.name
@@ -184,8 +209,9 @@ class Pipeline:
         budget: Budget | None = None,
         tokenizer: str | Tokenizer = "cl100k_base",
         adaptive: AdaptiveBudget | Mapping[str, Any] | None = None,
+        score_direction: str | None = None,
     ) -> Pipeline:
-        """A named preset (see :func:`optimizer.presets.list_presets`).
+        """A named preset (see :func:`optimizer.presets.list_presets`); ``score_direction`` as in :class:`Pipeline`.
 
         >>> Pipeline.preset("truncate", budget=100).name
         'truncate'
@@ -195,7 +221,7 @@ class Pipeline:
         config = preset_config(name)
         if adaptive is not None:
             config["adaptive"] = _adaptive_budget(adaptive).to_dict()
-        return cls.from_config(config, budget=budget, tokenizer=tokenizer)
+        return cls.from_config(config, budget=budget, tokenizer=tokenizer, score_direction=score_direction)
 
     @classmethod
     def from_config(
@@ -204,22 +230,24 @@ class Pipeline:
         *,
         budget: Budget | None = None,
         tokenizer: str | Tokenizer | None = None,
+        score_direction: str | None = None,
     ) -> Pipeline:
         """Build from a dict, or a ``.yaml``/``.yml``/``.toml``/``.json`` file.
 
-        ``budget`` and ``tokenizer`` given here override the config's.
+        ``budget``, ``tokenizer`` and ``score_direction`` given here override the config's.
 
         >>> Pipeline.from_config({"steps": [{"stage": "rerank-bm25"}], "budget": 0.5}).budget
         0.5
         """
         if isinstance(config, (str, Path)):
-            return cls.load(config, budget=budget, tokenizer=tokenizer)
+            return cls.load(config, budget=budget, tokenizer=tokenizer, score_direction=score_direction)
         if not isinstance(config, Mapping):
             raise TypeError(f"pipeline config must be a dict or a file path, got {type(config).__name__}")
-        unknown = set(config) - {"name", "budget", "tokenizer", "renderer", "steps", "description", "adaptive"}
+        unknown = set(config) - {"name", "budget", "tokenizer", "renderer", "steps", "description", "adaptive", "score_direction"}
         if unknown:
             raise ValueError(
-                f"unknown pipeline config keys {sorted(unknown)}; allowed: name, budget, tokenizer, renderer, steps, adaptive"
+                f"unknown pipeline config keys {sorted(unknown)}; allowed: name, budget, tokenizer, renderer, steps, adaptive, "
+                "score_direction"
             )
         steps = _config_steps(config.get("steps"))
         renderer_cfg = config.get("renderer") or {}
@@ -236,6 +264,7 @@ class Pipeline:
             renderer=renderer,
             name=config.get("name", "custom"),
             adaptive=config.get("adaptive"),
+            score_direction=score_direction if score_direction is not None else config.get("score_direction", "auto"),
         )
 
     def to_config(self) -> dict[str, Any]:
@@ -262,12 +291,15 @@ class Pipeline:
         out["renderer"] = self.renderer.to_dict()
         if self.adaptive is not None:
             out["adaptive"] = self.adaptive.to_dict()
+        if self.score_direction != "auto":
+            out["score_direction"] = self.score_direction
         out["steps"] = steps
         return out
 
     @classmethod
-    def load(cls, path: str | Path, *, budget: Budget | None = None, tokenizer: str | Tokenizer | None = None) -> Pipeline:
-        """Load a pipeline from a YAML, TOML or JSON file; ``budget`` and ``tokenizer`` override the file's.
+    def load(cls, path: str | Path, *, budget: Budget | None = None, tokenizer: str | Tokenizer | None = None,
+             score_direction: str | None = None) -> Pipeline:
+        """Load a pipeline from a YAML, TOML or JSON file; ``budget``, ``tokenizer`` and ``score_direction`` override the file's.
 
         A pipeline saved with a tokenizer object of your own records only its name: pass the
         object again as ``tokenizer=``.
@@ -303,7 +335,7 @@ class Pipeline:
             raise ValueError(f"could not parse pipeline config {str(p)!r}: {exc}") from exc
         if not isinstance(data, Mapping):
             raise ValueError(f"pipeline config {str(p)!r} must hold a mapping at the top level")
-        return cls.from_config(data, budget=budget, tokenizer=tokenizer)
+        return cls.from_config(data, budget=budget, tokenizer=tokenizer, score_direction=score_direction)
 
     def save(self, path: str | Path) -> None:
         """Write :meth:`to_config` as YAML, TOML or JSON (by the file's suffix).
@@ -437,8 +469,9 @@ class Pipeline:
         items = tuple(as_chunks(chunks))
         header_counts: dict[str, int] = {}  # a header's count is asked for again and again within a run
         overhead = functools.partial(self.renderer.overhead, tokenizer=self.tokenizer, counts=header_counts)
+        mode = score_mode(self.steps, self.score_direction)
         context = StageContext.for_chunks(items, tokenizer=self.tokenizer, render_overhead=overhead, deadline=deadline,
-                                          score_mode=score_mode(self.steps))
+                                          score_mode=mode)
         context = dataclasses.replace(context, render_tokens=functools.partial(rendered_tokens, self.renderer, context))
         full_text = self.renderer.render(items).text
         tokens_full = self._count_full(full_text)
@@ -462,6 +495,9 @@ class Pipeline:
             pack_trace = dataclasses.replace(pack_trace, notes={**pack_trace.notes, "hard_budget": hard_budget, "adaptive": adaptive_notes})
         if empty_note:
             pack_trace = dataclasses.replace(pack_trace, notes={**pack_trace.notes, "warning": empty_note})
+        scores_note = reading_note(mode, context.scores)
+        if scores_note:
+            pack_trace = dataclasses.replace(pack_trace, notes={**pack_trace.notes, "scores": scores_note})
         return Result(
             text=packed.rendered.text,
             tokens=packed.tokens,
@@ -608,7 +644,9 @@ class Pipeline:
 
     def __repr__(self) -> str:
         steps = ", ".join(f"{n}={_safe_repr(s)}" for n, s in self.steps)
-        return f"Pipeline(name={self.name!r}, budget={self.budget!r}, tokenizer={self.tokenizer_name!r}, steps=[{steps}])"
+        direction = f", score_direction={self.score_direction!r}" if self.score_direction != "auto" else ""
+        return (f"Pipeline(name={self.name!r}, budget={self.budget!r}, tokenizer={self.tokenizer_name!r}{direction}, "
+                f"steps=[{steps}])")
 
 
 KEPT_RULE = (

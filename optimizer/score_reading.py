@@ -85,3 +85,43 @@ def read_scores(chunks: Sequence[Chunk], mode: str = "auto", input_order: Mappin
     sign = -1.0 if direction == "distance" else 1.0
     known = [sign * float(c.score) for c in chunks if c.score is not None]
     return ScoreReading(direction, min(known) if known else None)
+
+
+SCORE_DIRECTIONS = ("auto", *DIRECTIONS)
+"""What a pipeline's ``score_direction`` may be: ``"auto"`` decides per run (:func:`score_direction`)."""
+
+
+def check_score_direction(value: object, where: str = "score_direction") -> str:
+    """``value`` when it is one of :data:`SCORE_DIRECTIONS`, else a ValueError naming it and the choices.
+
+    >>> check_score_direction("cosine")
+    Traceback (most recent call last):
+    ...
+    ValueError: score_direction must be one of 'auto', 'similarity', 'distance', got 'cosine'; 'similarity' when a higher score is better (cosine, dot product), 'distance' when lower is (L2), 'auto' to read scores rising along the given order as distances
+    """
+    if not isinstance(value, str) or value not in SCORE_DIRECTIONS:
+        choices = ", ".join(repr(d) for d in SCORE_DIRECTIONS)
+        raise ValueError(
+            f"{where} must be one of {choices}, got {value!r}; 'similarity' when a higher score is better (cosine, "
+            "dot product), 'distance' when lower is (L2), 'auto' to read scores rising along the given order as distances"
+        )
+    return value
+
+
+def reading_note(mode: str, reading: ScoreReading | None) -> str | None:
+    """What a run's trace says of its reading of the scores (None when no chunk has a score).
+
+    ``mode`` is what the run was told (``"similarity"``/``"distance"``) or ``"auto"``.
+
+    >>> reading_note("auto", ScoreReading("distance", -1.4))
+    "distance (rising along the given order; pass score_direction='similarity' if they are similarities)"
+    >>> reading_note("distance", ScoreReading("distance", -1.4))
+    'given: distance'
+    """
+    if reading is None or reading.worst is None:
+        return None
+    if mode in DIRECTIONS:
+        return f"given: {reading.direction}"
+    if reading.direction == "distance":
+        return "distance (rising along the given order; pass score_direction='similarity' if they are similarities)"
+    return "similarity (pass score_direction='distance' if they are distances)"

@@ -26,7 +26,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from optimizer.budget import parse_budget, resolve_budget, smallest_share
-from optimizer.pipeline import Pipeline
+from optimizer.pipeline import Pipeline, score_mode
+from optimizer.score_reading import check_score_direction
 from optimizer.records import Chunk, Drop, Result, StageTrace
 from optimizer.render import Renderer
 
@@ -78,19 +79,40 @@ class Run:
 
 
 def make_pipeline(
-    pipeline: Pipeline | None, *, preset: str, budget: Any, tokenizer: str, owner: str, renderer: Renderer | None = None
+    pipeline: Pipeline | None, *, preset: str, budget: Any, tokenizer: str, owner: str, renderer: Renderer | None = None,
+    score_direction: str = "auto",
 ) -> tuple[Pipeline, Any]:
     """The pipeline to run and the budget override (``None`` keeps the pipeline's own).
 
     ``budget`` alone builds preset ``preset``; with ``pipeline`` it overrides that
     pipeline's budget. One of the two is required. ``renderer``: run with it instead of the
-    pipeline's own (on a copy; the caller's pipeline is left alone).
+    pipeline's own (on a copy; the caller's pipeline is left alone). ``score_direction``
+    (``Pipeline(score_direction=...)``): the preset's, or, when not ``"auto"``, the given pipeline's
+    on a copy (refused when that pipeline says the other direction).
     """
-    built, override = _pick_pipeline(pipeline, preset=preset, budget=budget, tokenizer=tokenizer, owner=owner)
+    check_score_direction(score_direction, f"{owner}: score_direction")
+    built, override = _pick_pipeline(pipeline, preset=preset, budget=budget, tokenizer=tokenizer, owner=owner,
+                                     score_direction=score_direction)
     if renderer is not None:
         built = copy.copy(built)
         built.renderer = renderer
     return built, override
+
+
+def _with_direction(pipeline: Pipeline, direction: str, owner: str) -> Pipeline:
+    """``pipeline``, or a copy of it reading the scores as ``direction`` (a ValueError when it says the other one)."""
+    own = getattr(pipeline, "score_direction", "auto")
+    if direction == "auto" or direction == own:
+        return pipeline
+    if own != "auto":
+        raise ValueError(
+            f"{owner}: score_direction={direction!r} disagrees with its pipeline's score_direction={own!r}; "
+            f"pass one of them, e.g. leave the {owner}'s score_direction at 'auto'"
+        )
+    score_mode(pipeline.steps, direction)  # a step's retriever setting that says otherwise is refused here
+    built = copy.copy(pipeline)
+    built.score_direction = direction
+    return built
 
 
 def pipeline_settings(pipeline: Pipeline | None) -> tuple[Any, ...]:
@@ -102,7 +124,7 @@ def pipeline_settings(pipeline: Pipeline | None) -> tuple[Any, ...]:
     if pipeline is None:
         return (None,)
     steps = tuple(getattr(pipeline, "steps", ()))
-    fields = (getattr(pipeline, name, None) for name in ("budget", "name", "tokenizer", "renderer", "adaptive"))
+    fields = (getattr(pipeline, name, None) for name in ("budget", "name", "tokenizer", "renderer", "adaptive", "score_direction"))
     return (pipeline, *fields, tuple(n for n, _ in steps), tuple(s for _, s in steps))
 
 
@@ -149,18 +171,20 @@ class PipelineCache:
         return self if self._wrapper is wrapper else PipelineCache().own(wrapper)
 
     def get(self, pipeline: Pipeline | None, *, preset: str, budget: Any, tokenizer: str, owner: str,
-            renderer: Renderer | None) -> tuple[Pipeline, Any]:
+            renderer: Renderer | None, score_direction: str = "auto") -> tuple[Pipeline, Any]:
         """:func:`make_pipeline` of these settings, reused while they stay the same."""
-        key = (*pipeline_settings(pipeline), preset, repr(budget), tokenizer, renderer)
+        key = (*pipeline_settings(pipeline), preset, repr(budget), tokenizer, renderer, score_direction)
         entry = self._entry
         if entry is not None and _same(key, entry[0]):
             return entry[1]
-        built = make_pipeline(pipeline, preset=preset, budget=budget, tokenizer=tokenizer, owner=owner, renderer=renderer)
+        built = make_pipeline(pipeline, preset=preset, budget=budget, tokenizer=tokenizer, owner=owner, renderer=renderer,
+                              score_direction=score_direction)
         self._entry = (key, built)
         return built
 
 
-def _pick_pipeline(pipeline: Pipeline | None, *, preset: str, budget: Any, tokenizer: str, owner: str) -> tuple[Pipeline, Any]:
+def _pick_pipeline(pipeline: Pipeline | None, *, preset: str, budget: Any, tokenizer: str, owner: str,
+                   score_direction: str = "auto") -> tuple[Pipeline, Any]:
     budget = parse_budget(budget)
     if pipeline is None:
         if budget is None:
@@ -168,13 +192,13 @@ def _pick_pipeline(pipeline: Pipeline | None, *, preset: str, budget: Any, token
                 f"{owner} needs a budget or a pipeline, got neither; pass e.g. budget=300 (tokens), "
                 "budget=0.25 (a share of the retrieved context) or pipeline=Pipeline.preset('default', budget=300)"
             )
-        return Pipeline.preset(preset, budget=budget, tokenizer=tokenizer), None
+        return Pipeline.preset(preset, budget=budget, tokenizer=tokenizer, score_direction=score_direction), None
     if not isinstance(pipeline, Pipeline):
         raise TypeError(
             f"{owner}: pipeline must be an optimizer.Pipeline, got {type(pipeline).__name__}: {pipeline!r:.80}; "
             "build one with Pipeline.preset('default', budget=300) or Pipeline([...], budget=300)"
         )
-    return pipeline, budget
+    return _with_direction(pipeline, score_direction, owner), budget
 
 
 def title_from(metadata: Mapping[str, Any] | None, keys: str | Sequence[str] | None) -> str | None:

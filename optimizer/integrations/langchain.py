@@ -90,6 +90,11 @@ if BaseDocumentCompressor is not None:
             Metadata key(s) whose first non-empty value is the document's title.
         score_key:
             Metadata key holding the retriever's score, if any.
+        score_direction:
+            How to read that score: ``"similarity"`` (higher is better), ``"distance"`` (lower is
+            better, e.g. FAISS L2) or ``"auto"`` (default: distances when they rise along the given
+            order), as :class:`optimizer.Pipeline`'s ``score_direction``; set it when documents come
+            in reading order rather than best first.
         render:
             ``"langchain"`` (default): the budget counts the kept documents as LangChain's stuff
             chains join them (``page_content``, a blank line between); ``"pipeline"``: as the
@@ -116,6 +121,7 @@ if BaseDocumentCompressor is not None:
         tokenizer: str = "cl100k_base"
         title_key: Optional[Union[str, list[str]]] = Field(default_factory=lambda: ["title"])
         score_key: Optional[str] = "score"
+        score_direction: Literal["auto", "similarity", "distance"] = "auto"
         render: Literal["langchain", "pipeline"] = "langchain"
         pipeline: Optional[Any] = Field(default=None, exclude=True)
         on_result: Optional[Callable[[Result], None]] = Field(default=None, exclude=True)
@@ -130,7 +136,8 @@ if BaseDocumentCompressor is not None:
             """The pipeline and budget override for the current settings (rebuilt when one was changed)."""
             self._pipelines = self._pipelines.own(self)
             return self._pipelines.get(self.pipeline, preset=self.preset, budget=self.budget, tokenizer=self.tokenizer,
-                                       owner="RagtrimCompressor", renderer=LANGCHAIN_RENDERER if self.render == "langchain" else None)
+                                       owner="RagtrimCompressor", renderer=LANGCHAIN_RENDERER if self.render == "langchain" else None,
+                                       score_direction=self.score_direction)
 
         @property
         def last_result(self) -> Optional[Result]:

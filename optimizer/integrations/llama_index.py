@@ -211,6 +211,11 @@ class RagtrimPostprocessor(BaseNodePostprocessor):
         Used when ``pipeline`` is not given (``default``, ``cl100k_base``).
     title_key:
         Metadata key(s) whose first non-empty value is the node's title in the rendered context.
+    score_direction:
+        How to read node scores: ``"similarity"`` (higher is better), ``"distance"`` (lower is better,
+        e.g. ``FaissVectorStore`` over ``IndexFlatL2``) or ``"auto"`` (default: distances when they rise
+        along the given order), as :class:`optimizer.Pipeline`'s ``score_direction``; set it when nodes
+        come in reading order rather than best first.
     reuse_embeddings:
         Hand ``node.embedding`` to ragtrim's dense stages. Turn off when the index's embedding
         model differs from the one your ragtrim pipeline uses.
@@ -241,6 +246,7 @@ class RagtrimPostprocessor(BaseNodePostprocessor):
     preset: str = Field(default="default", description="ragtrim preset used when no pipeline is given")
     tokenizer: str = Field(default="cl100k_base", description="target tokenizer when no pipeline is given")
     title_key: Optional[Union[str, List[str]]] = Field(default=list(DEFAULT_TITLE_KEYS))
+    score_direction: Literal["auto", "similarity", "distance"] = Field(default="auto", description="how to read node scores")
     reuse_embeddings: bool = Field(default=True)
     non_text: Literal["skip", "keep"] = Field(default="skip")
     render: Literal["llama_index", "pipeline"] = Field(default="llama_index")
@@ -280,7 +286,8 @@ class RagtrimPostprocessor(BaseNodePostprocessor):
         """The pipeline and budget override for the current settings (rebuilt when one was changed)."""
         self._pipelines = self._pipelines.own(self)
         return self._pipelines.get(self.pipeline, preset=self.preset, budget=self.budget, tokenizer=self.tokenizer,
-                                   owner="RagtrimPostprocessor", renderer=LLAMA_INDEX_RENDERER if self.render == "llama_index" else None)
+                                   owner="RagtrimPostprocessor", renderer=LLAMA_INDEX_RENDERER if self.render == "llama_index" else None,
+                                   score_direction=self.score_direction)
 
     @classmethod
     def class_name(cls) -> str:
@@ -437,7 +444,7 @@ class RagtrimRetriever(BaseRetriever):
     """Wrap any LlamaIndex retriever so it returns budget-fitted nodes (sync and async).
 
     The settings (``budget``, ``pipeline``, ``preset``, ``tokenizer``, ``title_key``,
-    ``reuse_embeddings``, ``non_text``, ``render``, ``on_result``) live on :attr:`postprocessor`;
+    ``score_direction``, ``reuse_embeddings``, ``non_text``, ``render``, ``on_result``) live on :attr:`postprocessor`;
     setting one on the retriever sets it there and applies from the next call.
 
     >>> from llama_index.core.schema import NodeWithScore, TextNode
@@ -459,6 +466,7 @@ class RagtrimRetriever(BaseRetriever):
         preset: str = "default",
         tokenizer: str = "cl100k_base",
         title_key: Union[str, Sequence[str], None] = DEFAULT_TITLE_KEYS,
+        score_direction: Literal["auto", "similarity", "distance"] = "auto",
         reuse_embeddings: bool = True,
         non_text: Literal["skip", "keep"] = "skip",
         render: Literal["llama_index", "pipeline"] = "llama_index",
@@ -479,6 +487,7 @@ class RagtrimRetriever(BaseRetriever):
             preset=preset,
             tokenizer=tokenizer,
             title_key=title_key if isinstance(title_key, (str, type(None))) else list(title_key),
+            score_direction=score_direction,
             reuse_embeddings=reuse_embeddings,
             non_text=non_text,
             render=render,
@@ -490,6 +499,7 @@ class RagtrimRetriever(BaseRetriever):
     preset = _forwarded("preset")
     tokenizer = _forwarded("tokenizer")
     title_key = _forwarded("title_key")
+    score_direction = _forwarded("score_direction")
     reuse_embeddings = _forwarded("reuse_embeddings")
     non_text = _forwarded("non_text")
     render = _forwarded("render")
