@@ -34,6 +34,7 @@ import numpy as np
 from optimizer.records import Chunk
 from optimizer.render import group_by_title
 from optimizer.stage import StageContext, StageOutput
+from optimizer.stages.prefix_end import clause_end, word_end
 from optimizer.stages.sentence_signals import Sentence, answer_part, query_mentions, terms_memo
 
 CUT_REASON = "sentences: lower-scoring sentences left out for the budget"
@@ -221,13 +222,15 @@ class SentenceSelector:
                layout: list[Chunk], target: int, too_long: dict[int, tuple[int, int, int]], context: StageContext
                ) -> tuple[dict[int, list[int]], list[Chunk], tuple[int, int] | None]:
         """Give the room the fill left to a prefix of the first sentence left out for its length alone
-        (offered before a sentence that was taken: it ranked above it), cut at the last word that fits.
+        (offered before a sentence that was taken: it ranked above it), cut at the last word that fits
+        (never inside a figure; after a clause among its last words when one ends there: :meth:`_prefix_end`).
 
         The greedy pass takes every sentence that fits, so what it leaves no whole sentence could
         use; a sentence longer than what is left (a long clause, an unsplittable record) is otherwise
         lost whole. The prefix is made only when the exact rendered count can hold
         :data:`~optimizer.packer.MIN_FRAGMENT_TOKENS` of it (a shorter fragment is not worth its
-        header, as for the packer), and never takes the rendering over ``target``.
+        header, as for the packer), counted again once the cut backed up to a word, and never takes the
+        rendering over ``target``; a question joined to its answer is never cut to the question alone.
         """
         from optimizer.packer import MIN_FRAGMENT_TOKENS, token_cut
 
@@ -240,9 +243,10 @@ class SentenceSelector:
         more = {**chosen, ci: [i]}
         order = [c for c in chosen] + [ci]
         room = target - exact - (context.overhead([chunks[c] for c in order], grouped=grouped) - context.overhead([chunks[c] for c in chosen], grouped=grouped))
+        answer = len(s.text) - len(answer_part(s.text))  # a question joined to its answer: where the answer starts
         while room >= MIN_FRAGMENT_TOKENS:
-            end = _word_end(s.text, token_cut(s.text, room, context))
-            if end <= 0:
+            end = self._prefix_end(s.text, token_cut(s.text, room, context), answer, context)
+            if end is None:
                 break
             shorter = [*sents[:i], replace(s, end=s.start + end), *sents[i + 1 :]]
             grown = self.layout(chunks, shorter, score, more, order)
@@ -251,6 +255,22 @@ class SentenceSelector:
                 return more, grown, (i, s.start + end)
             room -= over
         return chosen, layout, None
+
+    @staticmethod
+    def _prefix_end(text: str, k: int, answer: int, context: StageContext) -> int | None:
+        """Where a prefix of ``text`` cut at ``k`` ends: at a word, never inside a figure
+        (:func:`~optimizer.stages.prefix_end.word_end`), after a clause among its last words when that
+        still holds :data:`~optimizer.packer.MIN_FRAGMENT_TOKENS`; None when what is left is shorter than
+        that, or, for a question joined to its answer (``answer``: where it starts), holds none of the answer."""
+        from optimizer.packer import MIN_FRAGMENT_TOKENS
+
+        end = word_end(text, k)
+        if end <= answer or context.count(text[:end]) < MIN_FRAGMENT_TOKENS:
+            return None
+        clause = clause_end(text, end, floor=answer)
+        if clause is not None and clause < end and context.count(text[:clause]) >= MIN_FRAGMENT_TOKENS:
+            return clause
+        return end
 
     def choose(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray,
                context: StageContext, keys: Sequence[str | None]
@@ -402,20 +422,6 @@ class SentenceSelector:
             ranges.setdefault(chunks[sents[i].chunk].id, []).append((end, sents[i].end, PREFIX_REASON))
         notes = {"sentences_in": len(sents), "sentences_kept": sum(len(v) for v in chosen.values()), "target_tokens": target}
         return StageOutput(layout, reasons=reasons, notes=notes, range_reasons={i: r for i, r in ranges.items() if r})
-
-
-def _word_end(text: str, k: int) -> int:
-    """``k`` (a cut inside ``text``) moved back to the end of the last word before it, white space
-    stripped; ``k`` itself when no white space precedes it (a CJK sentence, a record without spaces).
-
-    >>> t = "the caps in Section 10 apply"
-    >>> t[: _word_end(t, 14)], t[: _word_end(t, len(t))], _word_end("東京は大きい", 3)
-    ('the caps in', 'the caps in Section 10 apply', 3)
-    """
-    if k >= len(text) or text[k].isspace():
-        return len(text[:k].rstrip())
-    space = max(text.rfind(" ", 0, k), text.rfind("\n", 0, k), text.rfind("\t", 0, k))
-    return len(text[:space].rstrip()) if space > 0 else k
 
 
 def _left_out_reason(too_long: tuple[int, int, int] | None) -> str:
