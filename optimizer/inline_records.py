@@ -7,9 +7,11 @@ block of one record a line ends its records at line breaks:
 
 - markup: after each closing tag of a block element (a row ``</tr>``, an item ``</li>``, a
   definition ``</dd>``, a paragraph ``</p>``, a ``</div>``, a heading, ...; a run of them is one
-  boundary) and after a ``<br>``. Not after a cell's ``</td>`` or ``</th>``, nor a term's ``</dt>``:
-  a cell without its row, or a definition without its term, does not say what it is the value of. Only text with an element of those opened
-  and closed in it is markup: a sentence that names a tag (``use </p> to close``) is prose.
+  boundary) followed by another tag or the end of the text (``</tr><tr>``), and after a ``<br>``.
+  Not after a cell's ``</td>`` or ``</th>``, nor a term's ``</dt>``: a cell without its row, or a
+  definition without its term, does not say what it is the value of. Only text with an element of
+  those opened and closed before another tag is markup: a sentence that names a tag (``use </p> to
+  close``, ``wrap it in <li> and close it with </li>, then``) goes on in words after it, and is prose.
 - JSON (text that starts with ``{"``, ``{}``, ``[`` and a value): after the ``,`` between the
   elements of an array that holds objects or arrays (a list of records, each record kept whole)
   and between the members of every object or array around such a list. In a block of text of its
@@ -42,6 +44,8 @@ with its definition)."""
 _ENDS = re.compile(rf"(?:\s*(?:</(?:{BLOCK_TAGS})\s*>|<br\s*/?>))+", re.I)
 _CLOSE_NAME = re.compile(r"</([a-z0-9]+)", re.I)
 _OPEN = re.compile(rf"<({BLOCK_TAGS})[\s>/]", re.I)
+_BR = re.compile(r"<br\b", re.I)
+_SPACE = re.compile(r"\s*")
 _JSON_START = re.compile(r"\{\s*[\"}]|\[\s*(?:[\[{\"\]\-0-9]|true\b|false\b|null\b)")
 
 
@@ -65,17 +69,34 @@ def cut_ranges(text: str, cuts: list[int], start: int, end: int) -> list[tuple[i
 
 
 def _markup_cuts(text: str, start: int, end: int) -> list[int]:
-    """Ends of the runs of block closing tags and ``<br>`` before ``end``, when one closes an element
-    opened before it; none otherwise (prose naming a tag)."""
-    runs = list(_ENDS.finditer(text, start, end))
+    """Ends of the runs of block closing tags followed by a tag (``</tr><tr>``), and of ``<br>``, before
+    ``end``, when such a run closes an element opened before it; none otherwise (prose naming a tag,
+    where text goes on after the closing tag: ``close it with </li>, then``)."""
+    runs = [m for m in _ENDS.finditer(text, start, end) if _BR.search(m.group()) or _next_is_tag(text, m.end(), end)]
     if not runs:
         return []
     opened: dict[str, int] = {}
     for m in _OPEN.finditer(text, start, end):
         opened.setdefault(m.group(1).lower(), m.start())
-    if not any(opened.get(name.lower(), end) < m.start() for m in runs for name in _CLOSE_NAME.findall(m.group())):
+    if not any(opened.get(name.lower(), end) < m.start() for m in runs if _next_is_tag(text, m.end(), end)
+               for name in _CLOSE_NAME.findall(m.group())):
         return []
-    return [m.end() for m in runs if text[m.end() : end].strip()]
+    last = _last_ink(text, start, end)
+    return [m.end() for m in runs if m.end() < last]
+
+
+def _next_is_tag(text: str, pos: int, end: int) -> bool:
+    """Whether the next character after ``pos`` that is not white space opens a tag, or there is none before ``end``."""
+    k = _SPACE.match(text, pos, end).end()
+    return k >= end or text[k] == "<"
+
+
+def _last_ink(text: str, start: int, end: int) -> int:
+    """The end of ``text[start:end]`` without its trailing white space: a cut before it leaves text after it."""
+    k = end
+    while k > start and text[k - 1].isspace():
+        k -= 1
+    return k
 
 
 @dataclass
@@ -119,9 +140,10 @@ def _json_cuts(text: str, start: int, end: int, whole: bool) -> list[int]:
         return []  # text after the value
     while stack:  # a truncated value: its open containers end with the text
         _close(stack, cuts)
-    cuts = [c for c in sorted(cuts) if text[c:end].strip()]
+    last = _last_ink(text, start, end)
+    cuts = [c for c in sorted(cuts) if c < last]
     if not cuts and whole and by_depth:
-        cuts = [c for c in by_depth[min(by_depth)] if text[c:end].strip()]
+        cuts = [c for c in by_depth[min(by_depth)] if c < last]
     return cuts
 
 

@@ -99,6 +99,12 @@ PROSE_AS_BEFORE = [
     "[1] Smith, J., Doe, A., and Roe, B. wrote the first survey, which is cited here.",
     "[Note: the second edition, printed in 1990, adds a chapter on trains, buses, and trams]",
     "{ this brace, that comma, and another comma do not make JSON }",
+    # prose naming an opening and a closing tag (HTML tutorials, Jinja/Vue docs): a closing tag not followed by markup
+    "To make a list, wrap each item in <li> and close it with </li>, put the items inside <ul> and end with </ul>, "
+    "and remember that <p> needs a closing </p> when it holds inline content.",
+    "The template renders <div class=\"card\">{{ title }}</div> for each product, then <p>{{ price }}</p> below it, "
+    "and finally <div class=\"footer\">{{ note }}</div> at the end of the page.",
+    "Wrap the lines in <p> and end with </p>: use <br> for a break inside it, one <br> per line, never two in a row.",
 ]
 
 
