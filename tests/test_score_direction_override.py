@@ -174,3 +174,21 @@ def test_llama_index_postprocessor_and_retriever_pass_the_direction():
     assert [n.node.node_id for n in retriever.retrieve(QUERY)] == ["c3"]
     retriever.score_direction = "auto"
     assert [n.node.node_id for n in retriever.retrieve(QUERY)] == ["c0"]
+
+
+def test_ragtrim_optimize_takes_score_direction(tmp_path):
+    from typer.testing import CliRunner
+
+    from ragtrim.cli import app
+
+    rows = [("c0", "Acme was founded in 1950 in Ohio.", 0.21), ("c1", "Acme sells anvils to coyotes.", 0.34),
+            ("c2", "Acme has offices in Ohio and Utah.", 0.47), ("c3", "Acme CEO is Jane Roe.", 0.88)]
+    path = tmp_path / "chunks.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "text": t, "score": s}) + "\n" for i, t, s in rows))
+    base = ["optimize", "-q", "Who is Acme CEO?", "-c", str(path), "-p", "full", "-b", "12"]
+    auto = CliRunner().invoke(app, base)
+    given = CliRunner().invoke(app, base + ["--score-direction", "similarity"])
+    bad = CliRunner().invoke(app, base + ["--score-direction", "bogus"])
+    assert auto.exit_code == 0 and "Jane Roe" not in auto.output  # rising similarities read as distances
+    assert given.exit_code == 0 and "Jane Roe" in given.output
+    assert bad.exit_code == 2 and "score_direction must be one of" in bad.output

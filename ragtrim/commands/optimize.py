@@ -22,6 +22,7 @@ def optimize(
     preset: str = typer.Option("default", "--preset", "-p", help="Preset name (see 'ragtrim presets')."),
     config: Optional[Path] = typer.Option(None, "--config", help="Pipeline config file (.yaml, .toml, .json); overrides --preset."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", "-t", help="cl100k_base, o200k_base, a model name such as gpt-4o, or hf:/path. Default cl100k_base."),
+    score_direction: Optional[str] = typer.Option(None, "--score-direction", help="How to read the chunks' 'score': auto (distances when they rise along the given order), similarity or distance. Default: the config's, else auto."),
     output_format: str = typer.Option("text", "--format", "-f", help="text (the context), json (context, spans, trace) or trace (the context, then the trace table)."),
 ) -> None:
     """Optimize retrieved chunks for a query into a token budget."""
@@ -41,9 +42,10 @@ def optimize(
             raise ValueError(f"{'<stdin>' if chunks == '-' else repr(chunks)} holds no chunks (no non-blank line); pass a JSON Lines file "
                  "with one chunk object per line, e.g. {\"id\": \"a\", \"text\": \"...\"}")
         if config is not None:
-            pipeline = Pipeline.load(config, budget=parsed_budget, tokenizer=tokenizer)
+            pipeline = Pipeline.load(config, budget=parsed_budget, tokenizer=tokenizer, score_direction=score_direction)
         else:
-            pipeline = Pipeline.preset(preset, budget=parsed_budget, tokenizer=tokenizer or "cl100k_base")
+            pipeline = Pipeline.preset(preset, budget=parsed_budget, tokenizer=tokenizer or "cl100k_base",
+                                       score_direction=score_direction or "auto")
         result = pipeline.warm_up().run(query, items)
     for w in caught:
         warn(str(w.message))
