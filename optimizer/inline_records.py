@@ -41,11 +41,14 @@ BLOCK_TAGS = (
 )
 """Elements whose closing tag ends a record (a cell, ``td`` or ``th``, is left in its row, and a term, ``dt``,
 with its definition)."""
-_ENDS = re.compile(rf"(?:\s*(?:</(?:{BLOCK_TAGS})\s*>|<br\s*/?>))+", re.I)
+_END_TAG = rf"</(?:{BLOCK_TAGS})\s*>|<br\s*/?>"
+_ENDS = re.compile(rf"(?:{_END_TAG})(?:\s*(?:{_END_TAG}))*", re.I)  # starts at a tag: no retry from each space of a long run
 _CLOSE_NAME = re.compile(r"</([a-z0-9]+)", re.I)
 _OPEN = re.compile(rf"<({BLOCK_TAGS})[\s>/]", re.I)
 _BR = re.compile(r"<br\b", re.I)
-_SPACE = re.compile(r"\s*")
+_TO_TAG = re.compile(r"(?:&#?\w+;|[^\w<&])*")
+"""What may sit between a closing tag and the next tag in scraped markup: white space, entities (``&nbsp;``),
+separators (`` | ``, ``•``); a word after the closing tag is prose going on."""
 _JSON_START = re.compile(r"\{\s*[\"}]|\[\s*(?:[\[{\"\]\-0-9]|true\b|false\b|null\b)")
 
 
@@ -86,8 +89,9 @@ def _markup_cuts(text: str, start: int, end: int) -> list[int]:
 
 
 def _next_is_tag(text: str, pos: int, end: int) -> bool:
-    """Whether the next character after ``pos`` that is not white space opens a tag, or there is none before ``end``."""
-    k = _SPACE.match(text, pos, end).end()
+    """Whether a tag opens after ``pos``, past only white space, entities and separators (:data:`_TO_TAG`), or
+    nothing but those is left before ``end``."""
+    k = _TO_TAG.match(text, pos, end).end()
     return k >= end or text[k] == "<"
 
 

@@ -129,9 +129,11 @@ def _wraps_at(line: str, following: str, width: int) -> bool:
 
 
 _KEY = re.compile(r"\s*[^\s:：][^:：]{0,40}(?::(?:\s|$)|：)")
-_FIELD_SEPARATORS = (re.compile(r"[,;](?!\s|$)(?<!\d,(?=\d{3}(?:[^\d,]|$)))"), re.compile(r"\|"), re.compile(r"\t"))
+_FIELD_SEPARATORS = (re.compile(r"[,;](?!\s|$)"), re.compile(r"\|"), re.compile(r"\t"))
 """A row's field separators: a comma or semicolon with text right after it (prose puts a space there or ends
-the line; a number's thousands comma, as in ``110,000 to``, is no separator), a bar, a tab."""
+the line), a bar, a tab; counted after :data:`_THOUSANDS`."""
+_THOUSANDS = re.compile(r"(?<![\d,])\d{1,3}(?:,\d{3})+(?![\d]|,\d)")
+"""A number written with thousands commas (``110,000``, ``$12,450,000``): its commas separate no fields."""
 
 
 def _same_fields(lines: list[str]) -> bool:
@@ -150,7 +152,8 @@ def _same_fields(lines: list[str]) -> bool:
     """
     if all(_KEY.match(ln) for ln in lines):
         return True
-    fields = ({len(sep.findall(ln)) for ln in lines} for sep in _FIELD_SEPARATORS)
+    plain = [_THOUSANDS.sub("0", ln) for ln in lines]
+    fields = ({len(sep.findall(ln)) for ln in plain} for sep in _FIELD_SEPARATORS)
     return any(len(n) == 1 and min(n) >= (1 if len(lines) > 3 else 2) for n in fields)
 
 

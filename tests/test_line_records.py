@@ -143,3 +143,10 @@ def test_wrapped_prose_with_one_comma_count_a_line_stays_one_sentence(sentence, 
     wrapped = textwrap.fill(sentence, width)
     assert wrapped.count("\n") >= 2
     assert split_sentences(wrapped) == split_sentences(wrapped.replace("\n", " "))
+
+
+def test_wrapped_prose_with_one_grouped_figure_a_line_stays_one_sentence():
+    # found by the second review: each comma of $12,450,000 but the last looked like a field separator
+    text = ("Net revenue for the fiscal year was $12,450,000 compared\nwith the prior year, when it reached $10,980,000 on\n"
+            "lower unit sales; operating costs rose to $8,200,000 in\nthe period, up from $7,650,000 the year before.")
+    assert split_sentences(text) == split_sentences(text.replace("\n", " "))

@@ -91,3 +91,16 @@ def test_a_question_and_answer_is_never_cut_to_its_question_alone():
             prefixes += 1
             assert FAQ.startswith(kept) and len(kept) > answer, (budget, kept)  # some of the answer, not the question alone
     assert prefixes  # the rule still gives the room left to a prefix that holds some of the answer
+
+
+@pytest.mark.parametrize("text, cut, kept", [
+    ("caps equal 1\u00a0250\u00a0000 EUR per claim", 16, "caps equal"),  # digits grouped by no-break spaces
+    ("meet at 10:30 pm sharp", 14, "meet at"),
+    ("doses of 5 mg/kg daily", 12, "doses of"),
+    ("the limit is 3 km/h here", 16, "the limit is"),
+    ("it weighs 12 kilograms now", 14, "it weighs"),
+])
+def test_a_prefix_does_not_end_a_figure_its_unit_or_group_goes_on_with(text, cut, kept):
+    from optimizer.stages.prefix_end import word_end
+
+    assert text[: word_end(text, cut)] == kept

@@ -19,12 +19,14 @@ _FIGURE = re.compile(r"[(\[]?[+\-−]?[$€£¥]?\d(?:[\d.,:/\-]*\d)?(?:%|[)\]])
 """A word that is a number, a number group (``250``), a date or time written in figures, or an amount."""
 _MONTHS = ("January|February|March|April|May|June|July|August|September|October|November|December"
            "|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec")
-_UNIT = re.compile(
-    rf"(?:{_MONTHS})\.?|[A-Z]{{3}}|[%€$£¥‰]"
+_UNIT_WORD = (
+    rf"(?:{_MONTHS})\.?|[A-Z]{{3}}|[%€$£¥‰]|[aApP]\.?[mM]\.?"
     r"|(?:percent|thousand|million|billion|trillion|bn|mn|k|m|km|cm|mm|kg|g|mg|t|l|ml|s|ms|h|min|hrs?"
     r"|[kKMGT]?B|[kMG]Hz|[kMG]?W|kWh|mph|kph|°[CF]?|euros?|dollars?|pounds?|yen|francs?"
+    r"|(?:kilo|milli|centi)?(?:grams?|metres?|meters?|litres?|liters?)|tonnes?|tons?|miles?|feet|foot|inch(?:es)?"
     r"|seconds?|minutes?|hours?|days?|weeks?|months?|years?)"
 )
+_UNIT = re.compile(rf"(?:{_UNIT_WORD})(?:/(?:{_UNIT_WORD}))*")
 """A word that belongs to the number before it: a month, a currency code or sign, a unit, a multiplier."""
 _CLAUSE_END = re.compile(r"[,;:](?=\s)")
 _NEXT_WORD = re.compile(r"\s*(\S+)")
@@ -73,8 +75,12 @@ def clause_end(text: str, end: int, floor: int = 0) -> int | None:
 
 
 def _last_space(text: str, k: int) -> int:
-    """The offset of the last white space before ``k``, -1 when none."""
-    return max(text.rfind(" ", 0, k), text.rfind("\n", 0, k), text.rfind("\t", 0, k))
+    """The offset of the last white space before ``k`` (any: a no-break space groups digits in much of
+    Europe, ``1\u00a0250\u00a0000``), -1 when none."""
+    k -= 1
+    while k >= 0 and not text[k].isspace():
+        k -= 1
+    return k
 
 
 def _word_start(text: str, end: int) -> int:
