@@ -159,6 +159,8 @@ class Pipeline:
         ``notes["scores"]`` says how a run read them.
     """
 
+    score_direction: str = "auto"  # the instance sets it; a Pipeline pickled before the setting existed reads this
+
     def __init__(
         self,
         steps: Sequence[Any] = (),

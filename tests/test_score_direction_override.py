@@ -192,3 +192,13 @@ def test_ragtrim_optimize_takes_score_direction(tmp_path):
     assert auto.exit_code == 0 and "Jane Roe" not in auto.output  # rising similarities read as distances
     assert given.exit_code == 0 and "Jane Roe" in given.output
     assert bad.exit_code == 2 and "score_direction must be one of" in bad.output
+
+
+def test_a_pipeline_pickled_before_the_setting_still_runs():
+    import pickle
+
+    p = Pipeline.preset("bm25-pack", budget=50)
+    del p.__dict__["score_direction"]  # as a Pipeline pickled by an earlier version holds it
+    q = pickle.loads(pickle.dumps(p))
+    assert q.score_direction == "auto"
+    assert q.run("who wrote it?", [{"id": "a", "text": "Ada wrote it."}]).text == "[1] Ada wrote it."
