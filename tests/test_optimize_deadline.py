@@ -26,20 +26,21 @@ DATA = Path(__file__).resolve().parent.parent / "datasets"
 
 
 def big_context(chars: int = 600_000) -> list[dict]:
-    """Distinct prose passages of the bundled nq-multidoc set, joined into chunks of about 4,000 characters."""
+    """Distinct prose passages of the bundled sets (nq-multidoc first), joined into chunks of about 4,000 characters."""
     chunks, buf, seen = [], [], set()
-    with open(DATA / "nq-multidoc.jsonl", encoding="utf-8") as f:
-        for line in f:
-            for c in json.loads(line)["chunks"]:
-                if c["text"] in seen:
-                    continue
-                seen.add(c["text"])
-                buf.append(c["text"])
-                if sum(map(len, buf)) >= 4_000:
-                    chunks.append({"id": f"c{len(chunks)}", "text": " ".join(buf)[:4_000]})
-                    buf = []
-                    if len(chunks) * 4_000 >= chars:
-                        return chunks
+    for name in ("nq-multidoc", "hotpotqa", "squad2-pools", "2wiki"):
+        with open(DATA / f"{name}.jsonl", encoding="utf-8") as f:
+            for line in f:
+                for c in json.loads(line)["chunks"]:
+                    if c["text"] in seen:
+                        continue
+                    seen.add(c["text"])
+                    buf.append(c["text"])
+                    if sum(map(len, buf)) >= 4_000:
+                        chunks.append({"id": f"c{len(chunks)}", "text": " ".join(buf)[:4_000]})
+                        buf = []
+                        if len(chunks) * 4_000 >= chars:
+                            return chunks
     return chunks
 
 
@@ -141,7 +142,8 @@ def test_runs_on_several_threads_keep_their_own_limits():
 def test_a_big_run_stops_near_its_limit_and_its_work_stops_with_it(preset):
     from optimizer.models import ModelStore, use_store
 
-    chunks = big_context(1_000_000)  # ~1 MB of distinct prose: default takes 5-10 s on 2 cores, quality over a minute
+    chunks = big_context(4_000_000)  # ~4 MB of distinct prose (all four sets): default about 2.5 s on 2 cores (2026-12), quality minutes
+    assert len(chunks) * 4_000 >= 4_000_000  # enough text that the run cannot finish inside the limit
     limit = 1.0
     with ModelStore() as store, use_store(store):  # models of its own: no embedding memo from an earlier test helps
         pipeline = Pipeline.preset(preset).warm_up()
