@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 import optimizer
 from optimizer.lazy import lazy_import
+from optimizer.score_reading import SCORE_DIRECTIONS
 from ragtrim.serve import admin, chat, optimize, page
 from ragtrim.serve.auth import presented_key, require
 from ragtrim.serve.bodies import CAP_FIELDS
@@ -50,6 +51,8 @@ def optimize_schema() -> dict[str, Any]:
     return {"type": "object", "required": ["query", "chunks"], "properties": {
         "query": {"type": "string"}, "chunks": {"type": "array", "items": _chunk_schema()}, "budget": _budget_schema(),
         "preset": {"type": "string"}, "tokenizer": {"type": "string"}, "model": {"type": "string"},
+        "score_direction": {"type": "string", "enum": list(SCORE_DIRECTIONS), "default": "auto",
+                            "description": "how to read the chunks' score; auto reads scores rising along the given order as distances"},
         "user": {"type": "string"}, "feature": {"type": "string"}}}
 
 

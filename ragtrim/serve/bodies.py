@@ -46,6 +46,7 @@ class OptimizeRequest:
     tokenizer: str
     model: str | None
     tags: Tags
+    score_direction: str = "auto"  # how to read the chunks' scores (optimizer.Pipeline's score_direction)
 
 
 @dataclass(frozen=True)
@@ -264,9 +265,10 @@ def tags_of(body: Mapping[str, Any], extras: Mapping[str, Any], headers: Mapping
 
 def parse_optimize(body: Mapping[str, Any], headers: Mapping[str, str], limits: Limits, *, default_preset: str,
                    default_tokenizer: str, default_budget: Budget | None) -> OptimizeRequest:
-    unknown = set(body) - {"query", "chunks", "budget", "preset", "tokenizer", "user", "feature", "model", "metadata"}
+    unknown = set(body) - {"query", "chunks", "budget", "preset", "tokenizer", "score_direction", "user", "feature", "model", "metadata"}
     if unknown:
-        raise bad_request(f"unknown fields {sorted(unknown)}; allowed: query, chunks, budget, preset, tokenizer, user, feature, model")
+        raise bad_request(f"unknown fields {sorted(unknown)}; allowed: query, chunks, budget, preset, tokenizer, score_direction, "
+                          "user, feature, model")
     budget = parse_budget_param(body.get("budget")) if body.get("budget") is not None else default_budget
     return OptimizeRequest(
         query=_text(body.get("query"), "query", limits.max_query_chars, required=True, setting="limits.max_query_chars"),
@@ -276,7 +278,26 @@ def parse_optimize(body: Mapping[str, Any], headers: Mapping[str, str], limits: 
         tokenizer=_text(body.get("tokenizer", default_tokenizer), "tokenizer", 300, required=True),
         model=_name(body.get("model"), "model", "model_asked", required=False) or None,
         tags=tags_of(body, body, headers),
+        score_direction=parse_score_direction(body.get("score_direction")),
     )
+
+
+def parse_score_direction(value: Any) -> str:
+    """How to read the chunks' ``score`` (null or left out: ``"auto"``), else a 400 naming the value and the choices.
+
+    >>> parse_score_direction(None), parse_score_direction("similarity")
+    ('auto', 'similarity')
+    >>> parse_score_direction("cosine")
+    Traceback (most recent call last):
+    ...
+    ragtrim.serve.errors.ApiError: score_direction must be one of 'auto', 'similarity', 'distance', got 'cosine'; 'similarity' when a higher score is better (cosine, dot product), 'distance' when lower is (L2), 'auto' to read scores rising along the given order as distances
+    """
+    from optimizer.score_reading import check_score_direction
+
+    try:
+        return check_score_direction("auto" if value is None else value)
+    except ValueError as exc:
+        raise bad_request(str(exc)[:600], "score_direction") from None
 
 
 def _extras(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """``POST /v1/optimize``: what ``ragtrim optimize --format json`` prints, plus tokens and $ saved.
 
 Body: ``query``, ``chunks`` (objects with ``id`` and ``text``, or strings), optional
-``budget``, ``preset``, ``tokenizer``, ``model`` (whose input price values the savings),
-``user``, ``feature``. No model is called, so no quota is reserved; the request is still
+``budget``, ``preset``, ``tokenizer``, ``score_direction`` (how to read the chunks' ``score``:
+``auto``, ``similarity`` or ``distance``, as ``Pipeline``'s), ``model`` (whose input price values
+the savings), ``user``, ``feature``. No model is called, so no quota is reserved; the request is still
 written to the ledger (cost 0, savings at the model's dated price), also when it fails. A run
 past ``[limits] optimize_seconds`` is stopped and answered with a 503 ``optimizer_timeout``
 (:func:`ragtrim.serve.errors.optimizer_timeout`), its row ``failed`` with the limit in ``detail``.
@@ -74,7 +75,8 @@ async def optimize_endpoint(request: Request) -> JSONResponse:
             raise bad_request(str(exc), "model") from None
         tokenizer = resolve_tokenizer(service.config, req.tokenizer)
         try:
-            result = await service.optimize(req.preset, tokenizer, req.query, req.chunks, budget=req.budget)
+            result = await service.optimize(req.preset, tokenizer, req.query, req.chunks, budget=req.budget,
+                                            score_direction=req.score_direction)
         except OptimizerTimeout as exc:  # past [limits] optimize_seconds: a 503 naming the limit and the ways out
             raise optimizer_timeout(exc, entry.id, req.preset) from None
         except Exception as exc:  # the input's fault (400) or the optimizer's (500), with the stage that failed

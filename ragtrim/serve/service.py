@@ -92,7 +92,7 @@ class Service:
         self.upstreams = {name: given.get(name) or make_upstream(u, on_retry=self.metrics.upstream_retries.labels(name).inc)
                           for name, u in config.upstreams.items()}
         self.log = get_logger()
-        self._pipelines: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._pipelines: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
         self._lock = threading.Lock()
         self._optimizer_limiter: anyio.CapacityLimiter | None = None
         self.started = time.time()
@@ -103,16 +103,16 @@ class Service:
     def upstream(self, model: ModelConfig) -> Any:
         return self.upstreams[model.upstream]
 
-    def pipeline(self, preset: str, tokenizer: str) -> Any:
-        """A cached pipeline for ``(preset, tokenizer)``; the budget is passed per run."""
+    def pipeline(self, preset: str, tokenizer: str, score_direction: str = "auto") -> Any:
+        """A cached pipeline for ``(preset, tokenizer, score_direction)``; the budget is passed per run."""
         from optimizer.pipeline import Pipeline
 
-        key = (preset, tokenizer)
+        key = (preset, tokenizer, score_direction)
         with self._lock:
             if key in self._pipelines:
                 self._pipelines.move_to_end(key)
                 return self._pipelines[key]
-        built = Pipeline.preset(preset, tokenizer=tokenizer)
+        built = Pipeline.preset(preset, tokenizer=tokenizer, score_direction=None if score_direction == "auto" else score_direction)
         with self._lock:
             self._pipelines[key] = built
             while len(self._pipelines) > _PIPELINES:
@@ -120,8 +120,8 @@ class Service:
         return built
 
     async def optimize(self, preset: str, tokenizer: str, query: str, chunks: Sequence[Any], *, budget: Any,
-                       clock: OptimizerClock | None = None) -> Any:
-        """Run the ``(preset, tokenizer)`` pipeline on a thread of this worker's optimizer pool.
+                       clock: OptimizerClock | None = None, score_direction: str = "auto") -> Any:
+        """Run the ``(preset, tokenizer, score_direction)`` pipeline on a thread of this worker's optimizer pool.
 
         At most ``optimizer_threads`` runs at once; the others wait their turn here. The
         blocking database calls (key checks, budgets, ledger rows) use the event loop's own
@@ -144,7 +144,9 @@ class Service:
             try:
                 if timeout == 0:  # a degraded request's earlier runs used the whole allowance: not even a render
                     raise OptimizerTimeout(clock.limit, clock.spent, "before a further run: the request's earlier runs used the limit")
-                return self.pipeline(preset, tokenizer).run(query, list(chunks), budget=budget, timeout=timeout)
+                # the default asks as before, (preset, tokenizer): a stand-in for ``pipeline`` may take just those
+                args = (preset, tokenizer) if score_direction == "auto" else (preset, tokenizer, score_direction)
+                return self.pipeline(*args).run(query, list(chunks), budget=budget, timeout=timeout)
             except OptimizerTimeout:
                 self.metrics.observe_optimizer_timeout(preset)
                 raise
