@@ -4,8 +4,6 @@ that cannot be reached."""
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import subprocess
 import threading
 import time
@@ -23,7 +21,7 @@ from ragtrim.serve.schema import ledger
 from ragtrim.serve.testing import serve_in_thread
 
 from serve_fixtures import PEPPER, auth, chat_body, gateway_config, spent_and_reserved, tenant_with_key
-from test_serve_process import start_gateway
+from test_serve_process import sigterm_while, start_gateway
 
 
 def test_streams_cut_by_the_graceful_timeout_are_settled_before_the_worker_exits(tmp_path):
@@ -38,33 +36,21 @@ def test_streams_cut_by_the_graceful_timeout_are_settled_before_the_worker_exits
             tmp_path, f'preset = "bm25-pack"\n[upstreams.fake]\nbase_url = "{up}/v1"\n'
             '[models."gpt-4o"]\nupstream = "fake"\ntokenizer = "cl100k_base"\n', workers=1,
             args=["--graceful-timeout", "1"])
-        try:
-            started = threading.Barrier(3)
+        started = threading.Barrier(3)
 
-            def stream() -> None:
-                try:
-                    with httpx.stream("POST", f"{base}/v1/chat/completions", json=chat_body(stream=True),
-                                      headers={"Authorization": f"Bearer {key}"}, timeout=30) as r:
-                        pieces = r.iter_bytes()
-                        next(pieces)
-                        started.wait(10)  # its first bytes are here: the request holds its reservation
-                        for _ in pieces:
-                            pass
-                except (httpx.HTTPError, threading.BrokenBarrierError):
-                    pass
+        def stream() -> None:
+            try:
+                with httpx.stream("POST", f"{base}/v1/chat/completions", json=chat_body(stream=True),
+                                  headers={"Authorization": f"Bearer {key}"}, timeout=30) as r:
+                    pieces = r.iter_bytes()
+                    next(pieces)
+                    started.wait(10)  # its first bytes are here: the request holds its reservation
+                    for _ in pieces:
+                        pass
+            except (httpx.HTTPError, threading.BrokenBarrierError):
+                pass
 
-            threads = [threading.Thread(target=stream) for _ in range(2)]
-            for t in threads:
-                t.start()
-            started.wait(30)
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(60)
-            for t in threads:
-                t.join(30)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        sigterm_while(proc, [threading.Thread(target=stream) for _ in range(2)], lambda: started.wait(30))
     with engine.connect() as c:
         rows = [r._asdict() for r in c.execute(ledger.select()).all()]
     assert len(rows) == 2 and [r["action"] for r in rows] == ["ok", "ok"], rows

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -53,6 +54,23 @@ def start_gateway(tmp_path: Path, toml: str, *, workers: int, env: dict[str, str
     wait_up(f"{base}/healthz", proc)
     return proc, base
 
+
+
+def sigterm_while(proc: subprocess.Popen, threads: list[threading.Thread], ready: Callable[[], object]) -> None:
+    """Start ``threads`` (clients of the gateway ``proc``), wait until ``ready()`` (their requests are in flight),
+    send the gateway SIGTERM and wait for it to exit and for the clients; a gateway still up then is killed."""
+    try:
+        for t in threads:
+            t.start()
+        ready()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(60)
+        for t in threads:
+            t.join(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 def test_two_workers_metrics_logs_and_graceful_shutdown(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path}/s.sqlite")

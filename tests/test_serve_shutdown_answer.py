@@ -10,8 +10,6 @@ client disconnected.
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 from typing import Any
 
@@ -25,7 +23,7 @@ from ragtrim.serve.schema import ledger
 from ragtrim.serve.testing import serve_in_thread
 
 from serve_fixtures import chat_body
-from test_serve_process import start_gateway
+from test_serve_process import sigterm_while, start_gateway
 
 
 def wait_for(condition: Any, timeout: float = 30) -> None:
@@ -70,19 +68,8 @@ def test_a_plain_request_cut_by_the_graceful_timeout_gets_a_json_error_that_says
             except httpx.HTTPError:
                 pass
 
-        threads = [threading.Thread(target=plain), threading.Thread(target=stream)]
-        try:
-            for t in threads:
-                t.start()
-            wait_for(lambda: slow.state.fake.calls == 1 and streamed.is_set())
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(60)
-            for t in threads:
-                t.join(30)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        sigterm_while(proc, [threading.Thread(target=plain), threading.Thread(target=stream)],
+                      lambda: wait_for(lambda: slow.state.fake.calls == 1 and streamed.is_set()))
     with engine.connect() as c:
         rows = {r.stream: r._asdict() for r in c.execute(ledger.select()).all()}
     r = got["plain"]

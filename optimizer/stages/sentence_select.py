@@ -214,13 +214,13 @@ class SentenceSelector:
              ) -> tuple[dict[int, list[int]], list[Chunk], int, dict[int, tuple[int, int, int]], tuple[int, int] | None]:
         """``(chosen sentence indices per chunk, the kept chunks as they render, target tokens, too long, cut)``:
         :meth:`choose`, then :meth:`prefix` (``cut``: the sentence kept as a prefix and where it ends, or None)."""
-        chosen, layout, target, too_long = self.choose(query, chunks, sents, score, context, keys)
-        chosen, layout, cut = self.prefix(chunks, sents, score, chosen, layout, target, too_long, context)
+        chosen, layout, target, too_long, exact = self.choose(query, chunks, sents, score, context, keys)
+        chosen, layout, cut = self.prefix(chunks, sents, score, chosen, layout, target, too_long, context, exact)
         return chosen, layout, target, too_long, cut
 
     def prefix(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray, chosen: dict[int, list[int]],
-               layout: list[Chunk], target: int, too_long: dict[int, tuple[int, int, int]], context: StageContext
-               ) -> tuple[dict[int, list[int]], list[Chunk], tuple[int, int] | None]:
+               layout: list[Chunk], target: int, too_long: dict[int, tuple[int, int, int]], context: StageContext,
+               exact: int | None) -> tuple[dict[int, list[int]], list[Chunk], tuple[int, int] | None]:
         """Give the room the fill left to a prefix of the first sentence left out for its length alone
         (offered before a sentence that was taken: it ranked above it), cut at the last word that fits
         (never inside a figure; after a clause among its last words when one ends there: :meth:`_prefix_end`).
@@ -231,12 +231,12 @@ class SentenceSelector:
         :data:`~optimizer.packer.MIN_FRAGMENT_TOKENS` of it (a shorter fragment is not worth its
         header, as for the packer), counted again once the cut backed up to a word, and never takes the
         rendering over ``target``; a question joined to its answer is never cut to the question alone.
+        ``exact``: the exact rendered count of ``layout`` (:meth:`choose` counted it; None without a budget).
         """
         from optimizer.packer import MIN_FRAGMENT_TOKENS, token_cut
 
         grouped = self.order == "relevance"
-        exact = context.rendered(layout, grouped=grouped) if context.budget is not None and too_long else None
-        if exact is None:
+        if exact is None or not too_long:
             return chosen, layout, None
         ci, (_, _, i) = next(iter(too_long.items()))
         s = sents[i]
@@ -274,8 +274,9 @@ class SentenceSelector:
 
     def choose(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray,
                context: StageContext, keys: Sequence[str | None]
-               ) -> tuple[dict[int, list[int]], list[Chunk], int, dict[int, tuple[int, int, int]]]:
-        """``(chosen sentence indices per chunk, the kept chunks as they render, target tokens, too long)``.
+               ) -> tuple[dict[int, list[int]], list[Chunk], int, dict[int, tuple[int, int, int]], int | None]:
+        """``(chosen sentence indices per chunk, the kept chunks as they render, target tokens, too long, their
+        exact rendered count)`` (the count None without a budget or a renderer).
 
         ``too long``: for a chunk left out whose best sentence lost on length, not rank (a sentence
         offered after it was taken), that sentence's tokens, the room it did not fit and its index
@@ -308,7 +309,7 @@ class SentenceSelector:
             whole = self.layout(chunks, sents, score, every, list(every))
             exact_whole = context.rendered(whole, grouped=grouped)
             if exact_whole is not None and exact_whole <= target:
-                return every, whole, target, {}
+                return every, whole, target, {}, exact_whole
         chosen, chunk_order, used, too_long = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, target, context)
         layout = self.layout(chunks, sents, score, chosen, chunk_order)
         exact = context.rendered(layout, grouped=grouped) if context.budget is not None else None
@@ -319,14 +320,15 @@ class SentenceSelector:
             layout = self.layout(chunks, sents, score, chosen, chunk_order)
             exact = context.rendered(layout, grouped=grouped)
         if exact is None or exact >= used or room < target:
-            return chosen, layout, target, too_long
+            return chosen, layout, target, too_long, exact
         more_room = target + used - exact
         more, more_order, more_used, more_too_long = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, more_room, context)
         if more_used > used:
             more_layout = self.layout(chunks, sents, score, more, more_order)
-            if (context.rendered(more_layout, grouped=grouped) or 0) <= target:
-                return more, more_layout, target, more_too_long
-        return chosen, layout, target, too_long
+            more_exact = context.rendered(more_layout, grouped=grouped)
+            if (more_exact or 0) <= target:
+                return more, more_layout, target, more_too_long, more_exact
+        return chosen, layout, target, too_long, exact
 
     def _fill(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], keys: Sequence[str | None], value: np.ndarray,
               mentions: np.ndarray | None, weight: np.ndarray | None, redundancy: float, room: int,

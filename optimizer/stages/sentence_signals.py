@@ -24,7 +24,7 @@ import numpy as np
 
 from optimizer.records import Chunk, indent_start
 from optimizer.sentences import code_blocks, split_range
-from optimizer.score_reading import DIRECTIONS
+from optimizer.score_reading import DIRECTIONS, read_scores
 from optimizer.stage import StageContext
 from optimizer.scoring import minmax, titled_text
 from optimizer.text import content_words, entities
@@ -343,11 +343,8 @@ def retriever_scores(chunks: Sequence[Chunk], mode: str, context: StageContext) 
     """
     if mode == "ignore" or all(c.score is None for c in chunks):
         return None
-    given = [float(c.score) if c.score is not None else None for c in chunks]
-    direction = mode if mode in DIRECTIONS else context.score_reading(chunks).direction
-    sign = -1.0 if direction == "distance" else 1.0
-    known = [sign * s for s in given if s is not None]
-    return [sign * s if s is not None else min(known) for s in given]
+    reading = read_scores(chunks, mode if mode in DIRECTIONS else context.score_reading(chunks).direction)
+    return [reading.value(c) for c in chunks]  # the worst of these chunks' scores for one without
 
 
 def retriever_signal(chunks: Sequence[Chunk], mode: str, context: StageContext) -> list[float] | None:
