@@ -48,7 +48,7 @@ from optimizer.minilm import minilm_path, quietly
 from optimizer.minilm_int8 import MiniLMInt8Embedder, int8_model_dir
 from optimizer.models import ModelNotBuiltError, ModelStore, default_store
 from optimizer.scoring import chunk_texts
-from optimizer.text import words
+from optimizer.text import dehyphenated, words
 
 if TYPE_CHECKING:  # pragma: no cover
     from optimizer.records import Chunk
@@ -468,6 +468,9 @@ def embed_texts(embedder: Embedder, texts: Sequence[str], context: StageContext 
     before each: a text's vector from these embedders does not depend on the texts encoded
     with it, so the vectors are the same. An embedder without ``slice_texts`` (MiniLM through
     PyTorch, whose padded batches move a vector in its last bits) encodes them all at once.
+
+    Every embedder reads a text as :func:`~optimizer.text.dehyphenated` gives it: a word PDF
+    extraction hyphenated at a line end ("devel-\\nopment") is the one word lexical scoring reads too.
     """
     if not texts:
         return np.zeros((0, embedder.dim), dtype=np.float32)
@@ -482,7 +485,7 @@ def embed_texts(embedder: Embedder, texts: Sequence[str], context: StageContext 
             if context is not None:
                 context.check_deadline(f"embedding texts with {embedder.name} ({start} of {len(missing)})")
             part = missing[start : start + step]
-            for text, vec in zip(part, embedder.encode(part)):
+            for text, vec in zip(part, embedder.encode([dehyphenated(t) for t in part])):
                 memo[text] = vec
     return np.stack([memo[t] for t in texts]).astype(np.float32, copy=False)
 

@@ -24,6 +24,14 @@ _CLUSTER = regex.compile(r"\X")
 _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u2060\ufeff"))
 """Soft hyphen, zero-width space, word joiner and byte-order mark: dropped, so a word they sit in stays whole."""
 _HAS_INVISIBLE = re.compile("[\u00ad\u200b\u2060\ufeff]")
+_SAME_LINE_SPACE = r"[^\S\n\r\v\f\x85\u2028\u2029]*"
+# A word hyphenated at a line end, as PDF extraction leaves it ("devel-\nopment", "devel- \r\nopment"):
+# a letter, a hyphen, spaces, one line break, spaces, a lower-case letter. Group 1 is the word before
+# the hyphen (a look-behind: it is not consumed, so in "ab-\nc-\nde" the second break finds "c"),
+# group 2 the word after the break. Upper case after the break ("Asia-\nPacific") is a name, not joined.
+_LINE_END_HYPHEN = regex.compile(
+    rf"(?<=(\w*[\p{{L}}\p{{M}}]))[-\u2010]{_SAME_LINE_SPACE}(?:\r\n|[\n\r\v\f\x85\u2028\u2029]){_SAME_LINE_SPACE}(\p{{Ll}}\w*)"
+)
 # what Python's \w and the regex module's part ways on (marks, joiners, connectors other than "_", numbers
 # such as Bengali fractions, letter-like symbols), or a CJK or unspaced letter: text without any is read with
 # Python's re, the same words (but for letters newer than Python's Unicode tables)
@@ -51,12 +59,20 @@ def words(text: str) -> list[str]:
 
     >>> words("2023年收入"), words("दिल्ली"), words("ก้านกล้วย")
     (['2023', '年', '收', '入'], ['दिल्ली'], ['ก้า', 'าน', 'นก', 'กล้', 'ล้ว', 'วย'])
+
+    A word hyphenated at a line end (:func:`dehyphenated`'s rule) is read as both its halves and
+    the joined word: "devel-\\nopment" matches "development", and a compound the line happened to
+    break at its own hyphen ("long-\\nterm", which no rule tells from "devel-\\nopment" without a
+    dictionary) still matches "long" and "term", as before.
+
+    >>> words("devel-\\nopment of long-\\nterm")
+    ['devel', 'opment', 'development', 'of', 'long', 'term', 'longterm']
     """
     if text.isascii():  # the common case, and already in normal form
-        return _WORD.findall(text.lower())
+        return _WORD.findall(_with_joined_words(text).lower())
     if _HAS_INVISIBLE.search(text):
         text = text.translate(_INVISIBLE)
-    text = unicodedata.normalize("NFKC", text).lower()
+    text = _with_joined_words(unicodedata.normalize("NFKC", text)).lower()
     if not _NEEDS_REGEX.search(text):  # most accented text: Python's \w+ reads it as the regex module would, 4x faster
         return _WORD.findall(text)
     out: list[str] = []
@@ -66,6 +82,31 @@ def words(text: str) -> list[str]:
         else:
             out.extend(_pairs(m.group()))
     return out
+
+
+def _may_hyphenate(text: str) -> bool:
+    """A quick test before :data:`_LINE_END_HYPHEN`: a hyphen and a line break are both in ``text``."""
+    return ("-" in text or "\u2010" in text) and any(ch in text for ch in "\n\r\v\f\x85\u2028\u2029")
+
+
+def _with_joined_words(text: str) -> str:
+    """``text`` with each word hyphenated at a line end written as its halves, then the joined word (for :func:`words`)."""
+    return _LINE_END_HYPHEN.sub(r" \2 \1\2", text) if _may_hyphenate(text) else text
+
+
+def dehyphenated(text: str) -> str:
+    """``text`` with each word hyphenated at a line end joined again: what the embedders read.
+
+    The rule: a letter, a hyphen (``-`` or U+2010), optional spaces, one line break (``\\n``,
+    ``\\r\\n``, ``\\r``, ...), optional spaces, then a lower-case letter. Upper case after the
+    break ("Asia-\\nPacific") is left as it is, and so is a hyphen with no letter before it or a
+    blank line after it. Only scoring reads this text: what is rendered, and the spans, are the
+    chunk's own characters.
+
+    >>> dehyphenated("We spent $812 million on re-\\nsearch and devel- \\r\\nopment in Asia-\\nPacific.")
+    'We spent $812 million on research and development in Asia-\\nPacific.'
+    """
+    return _LINE_END_HYPHEN.sub(r"\2", text) if _may_hyphenate(text) else text
 
 
 def _pairs(run: str) -> list[str]:
