@@ -25,7 +25,7 @@ from optimizer.lazy import lazy_import
 from optimizer.score_reading import SCORE_DIRECTIONS
 from ragtrim.serve import admin, chat, optimize, page
 from ragtrim.serve.auth import presented_key, require
-from ragtrim.serve.bodies import CAP_FIELDS
+from ragtrim.serve.bodies import CAP_FIELDS, RAGTRIM_FIELDS
 from ragtrim.serve.config import Limits, ServeConfig
 from ragtrim.serve.cutoff import CutOffAnswer
 from ragtrim.serve.db import is_unreachable
@@ -66,14 +66,27 @@ def chat_schema(limits: Limits) -> dict[str, Any]:
     caps = {name: {"type": ["integer", "null"], "minimum": 1, "maximum": limits.max_tokens_limit,
                    "description": "completion cap (limits.max_tokens_limit at most), forwarded under this name"}
             for name in CAP_FIELDS}
+    ours = _ragtrim_fields()
+    holder = {"type": "object", "additionalProperties": False, "properties": ours,
+              "description": f"ragtrim's own fields may go here ({', '.join(RAGTRIM_FIELDS)}); any other key is a 400"}
     return {"type": "object", "required": ["messages"], "additionalProperties": True, "properties": {
-        "model": {"type": "string"}, "messages": {"type": "array", "items": {"type": "object"}},
-        "documents": {"type": "array", "items": _chunk_schema()}, "budget": _budget_schema(), "preset": {"type": "string"},
-        "feature": {"type": "string"}, "user": {"type": "string"}, **caps,
+        "model": {"type": "string"}, "messages": {"type": "array", "items": {"type": "object"}}, **ours,
+        "user": {"type": "string"}, **caps,
         "n": {"type": ["integer", "null"], "enum": [1, None], "description": "one completion per request"},
         "stream": {"type": ["boolean", "null"]},
         "stream_options": {"type": ["object", "null"], "properties": {"include_usage": {"type": "boolean"}}},
-        "extra_body": {"type": "object", "description": "documents, budget, preset, feature may go here"}}}
+        "extra_body": holder, "ragtrim": holder}}
+
+
+def _ragtrim_fields() -> dict[str, Any]:
+    """The schemas of ragtrim's own chat fields (:data:`ragtrim.serve.bodies.RAGTRIM_FIELDS`)."""
+    fields = {
+        "documents": {"type": "array", "items": _chunk_schema()}, "budget": _budget_schema(), "preset": {"type": "string"},
+        "feature": {"type": "string"},
+        "query": {"type": "string", "description": "the question the documents are optimized for (default: the last user message)"},
+        "score_direction": {"type": "string", "enum": list(SCORE_DIRECTIONS), "default": "auto",
+                            "description": "how to read the documents' score, as on /v1/optimize"}}
+    return fields
 
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,10 @@ from ragtrim.serve.errors import ApiError, bad_request, too_large
 from ragtrim.serve.ledger import column_size
 from ragtrim.serve.upstream import message_text
 
-OUR_KEYS = ("documents", "budget", "preset", "feature", "extra_body", "ragtrim")
+# ragtrim's own fields of a chat body: top level, or inside a ``ragtrim`` or ``extra_body`` object, which hold these
+# alone (their content is never forwarded: any other key there is a 400, not a field silently dropped)
+RAGTRIM_FIELDS = ("documents", "budget", "preset", "feature", "query", "score_direction")
+OUR_KEYS = RAGTRIM_FIELDS + ("extra_body", "ragtrim")
 _TAG_MAX = 200
 
 
@@ -63,6 +66,13 @@ class ChatRequest:
     passthrough: Mapping[str, Any] = field(default_factory=dict)
     include_usage: bool = False  # stream_options.include_usage: relay the final usage chunk to the client
     caps: Mapping[str, int] = field(default_factory=dict)  # the client's own max_tokens / max_completion_tokens, as named
+    query: str = ""  # the client's own question for the documents (``query``), else the last user message is
+    score_direction: str = "auto"  # how to read the documents' scores (optimizer.Pipeline's score_direction)
+
+    @property
+    def documents_question(self) -> str:
+        """The question the documents are optimized for: ``query`` when the client gave one, else the last user message."""
+        return self.query or self.question
 
 
 async def read_json(request: Any, limits: Limits) -> dict[str, Any]:
@@ -165,7 +175,15 @@ def parse_budget_param(value: Any, param: str = "budget") -> Budget | None:
 
 
 def parse_chunks(raw: Any, limits: Limits, param: str = "chunks") -> list[dict[str, Any]]:
-    """Chunks as objects with ``id`` and ``text`` (a bare string gets its index as id)."""
+    """Chunks as objects with ``id`` and ``text`` (a bare string gets its index as id), each field of the right type
+    (:func:`_check_chunk_fields`) and no two with one id; else a 400 naming ``param[i]`` (and the field).
+
+    >>> from ragtrim.serve.config import Limits
+    >>> parse_chunks([{"id": "a", "text": "x", "title": 1889}], Limits(), "documents")
+    Traceback (most recent call last):
+    ...
+    ragtrim.serve.errors.ApiError: documents[0].title must be a string or null, got 1889
+    """
     if not isinstance(raw, list):
         raise bad_request(f"{param} must be a list of chunks (objects with id and text, or strings), got {type(raw).__name__}", param)
     if len(raw) > limits.max_chunks:
@@ -177,8 +195,53 @@ def parse_chunks(raw: Any, limits: Limits, param: str = "chunks") -> list[dict[s
             raise bad_request(f"{param}[{i}] must be a string or an object with 'id' and 'text' (a string), got {item!r:.100}", param)
         if len(chunk["text"]) > limits.max_chunk_chars:
             raise too_large(f"{param}[{i}] text is {len(chunk['text'])} characters; the limit is {limits.max_chunk_chars} (limits.max_chunk_chars)", param)
+        _check_chunk_fields(chunk, f"{param}[{i}]", param)
         out.append(dict(chunk, id=str(chunk["id"])))
+    _check_unique_ids(out, raw, param)
     return out
+
+
+def _check_chunk_fields(chunk: Mapping[str, Any], where: str, param: str) -> None:
+    """A 400 naming ``where.field`` for a ``title`` that is not a string, a ``score`` that is not a finite number (or a
+    string holding one, which the optimizer reads as that number), or ``metadata`` that is not an object; null is none.
+
+    The optimizer refuses them too, but as a TypeError of its own: the gateway's fault, a 500 the OpenAI
+    SDKs send again twice (each a failed ledger row).
+    """
+    title, score, metadata = chunk.get("title"), chunk.get("score"), chunk.get("metadata")
+    if title is not None and not isinstance(title, str):
+        raise bad_request(f"{where}.title must be a string or null, got {title!r:.80}", param)
+    if score is not None and not _finite_number(score):
+        raise bad_request(f"{where}.score must be a finite number (the retriever's score) or null, got {score!r:.80}", param)
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise bad_request(f'{where}.metadata must be an object of key: value (e.g. {{"source": "wiki"}}) or null, got '
+                          f"{metadata!r:.80}", param)
+
+
+def _finite_number(value: Any) -> bool:
+    """Whether ``value`` is a finite number (not a bool), or a string holding one.
+
+    >>> [_finite_number(v) for v in (0.5, 3, "0.83", True, "high", "inf", [1])]
+    [True, True, True, False, False, False, False]
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except (ValueError, OverflowError):
+        return False
+
+
+def _check_unique_ids(chunks: list[dict[str, Any]], raw: list[Any], param: str) -> None:
+    """A 400 naming the first two of ``chunks`` with one id (as strings: ``1`` and ``"1"`` are one id)."""
+    seen: dict[str, int] = {}
+    for i, chunk in enumerate(chunks):
+        first = seen.setdefault(chunk["id"], i)
+        if first == i:
+            continue
+        note = "; a document given as a string has its index as id" if isinstance(raw[first], str) or isinstance(raw[i], str) else ""
+        raise bad_request(f"{param}[{first}] and {param}[{i}] have the same id {chunk['id']!r:.80}; ids must be unique within "
+                          f"one request (e.g. append the position or the document offset to the id){note}", param)
 
 
 def _name(value: Any, param: str, column: str, *, required: bool) -> str:
@@ -301,14 +364,54 @@ def parse_score_direction(value: Any) -> str:
 
 
 def _extras(body: Mapping[str, Any]) -> dict[str, Any]:
-    """ragtrim's own fields: top level, or inside ``extra_body`` / ``ragtrim`` objects."""
+    """ragtrim's own fields (:data:`RAGTRIM_FIELDS`): top level, or inside ``extra_body`` / ``ragtrim`` objects.
+
+    Those objects hold ragtrim's fields alone (never forwarded), so any other key in one (``chunks``,
+    ``docs``: a misspelt ``documents``) is a 400 listing the fields, not the documents silently dropped.
+
+    >>> _extras({"ragtrim": {"docs": []}})
+    Traceback (most recent call last):
+    ...
+    ragtrim.serve.errors.ApiError: ragtrim has unknown field 'docs'; it holds ragtrim's own fields: documents, budget, preset, feature, query, score_direction (any other field goes at the top level of the body)
+    """
     out: dict[str, Any] = {}
-    for holder in (body.get("extra_body"), body.get("ragtrim")):
+    for name in ("extra_body", "ragtrim"):
+        holder = body.get(name)
         if holder is not None and not isinstance(holder, Mapping):
-            raise bad_request(f"extra_body and ragtrim must be objects, got {holder!r:.80}")
+            raise bad_request(f"{name} must be an object (of {', '.join(RAGTRIM_FIELDS)}), got {holder!r:.80}", name)
+        unknown = [k for k in holder or {} if k not in RAGTRIM_FIELDS]
+        if unknown:
+            raise bad_request(f"{name} has unknown field {unknown[0]!r:.80}; it holds ragtrim's own fields: "
+                              f"{', '.join(RAGTRIM_FIELDS)} (any other field goes at the top level of the body)", name)
         out.update(holder or {})
-    out.update({k: body[k] for k in ("documents", "budget", "preset", "feature") if k in body})
+    out.update({k: body[k] for k in RAGTRIM_FIELDS if k in body})
     return out
+
+
+# A character a question cannot hold: a control character but tab, line feed and carriage return (NUL, which
+# PostgreSQL refuses, ESC, ...; C0, DEL and C1). A question may run over several lines.
+_BAD_QUESTION_CHAR = re.compile("[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]")
+
+
+def parse_query(value: Any, limits: Limits) -> str:
+    r"""The client's ``query`` (the question to optimize the documents for; null or left out: ""), or a 400 naming it.
+
+    >>> from ragtrim.serve.config import Limits
+    >>> parse_query("Who was Einstein's wife?\n", Limits()), parse_query(None, Limits())
+    ("Who was Einstein's wife?\n", '')
+    >>> parse_query("who\x1bis", Limits())
+    Traceback (most recent call last):
+    ...
+    ragtrim.serve.errors.ApiError: query holds the control character '\x1b' at character 3; a question is text: send it without control characters (NUL, ESC, ...; tabs and line breaks are fine)
+    """
+    if value is None:
+        return ""
+    text = _text(value, "query", limits.max_query_chars, required=True, setting="limits.max_query_chars")
+    bad = _BAD_QUESTION_CHAR.search(text)
+    if bad is not None:
+        raise bad_request(f"query holds the control character {bad.group()!r} at character {bad.start()}; a question is text: "
+                          "send it without control characters (NUL, ESC, ...; tabs and line breaks are fine)", "query")
+    return text
 
 
 def parse_stream_options(value: Any) -> bool:
@@ -514,6 +617,8 @@ def parse_chat(body: Mapping[str, Any], headers: Mapping[str, str], limits: Limi
     include_usage = parse_stream_options(body.get("stream_options"))
     documents = parse_chunks(extras["documents"], limits, "documents") if extras.get("documents") is not None else []
     budget = parse_budget_param(extras.get("budget")) if extras.get("budget") is not None else default_budget
+    query = parse_query(extras.get("query"), limits)
+    score_direction = parse_score_direction(extras.get("score_direction"))
     passthrough = {k: v for k, v in body.items() if k not in _NOT_PASSED and not (k == "n" and v is None)}
     model = body.get("model")
     if model is not None and not isinstance(model, str):
@@ -524,7 +629,7 @@ def parse_chat(body: Mapping[str, Any], headers: Mapping[str, str], limits: Limi
         model=model, messages=tuple(body["messages"]), question=question[: limits.max_query_chars], documents=tuple(documents),
         budget=budget, preset=_name(extras.get("preset", default_preset), "preset", "preset", required=True),
         max_tokens=max(caps.values(), default=limits.max_tokens_default), stream=stream, tags=tags_of(body, extras, headers),
-        passthrough=passthrough, include_usage=include_usage, caps=caps,
+        passthrough=passthrough, include_usage=include_usage, caps=caps, query=query, score_direction=score_direction,
     )
 
 

@@ -1,9 +1,11 @@
 """``POST /v1/chat/completions``: OpenAI-compatible, with the retrieved chunks optimized into the prompt.
 
 Send a normal chat body plus ``documents`` (top level, or inside ``extra_body`` / ``ragtrim``),
-and optionally ``budget``, ``preset``, ``feature`` there too (``user`` is OpenAI's own field).
-The documents are optimized for the last user message and inserted, with the configured
-template, as a system message after any leading system messages. The request is then fitted
+and optionally ``budget``, ``preset``, ``feature``, ``query``, ``score_direction`` there too (``user``
+is OpenAI's own field; an ``extra_body`` or ``ragtrim`` object holds these alone:
+:func:`ragtrim.serve.bodies._extras`). The documents are optimized for ``query`` when given, else for
+the last user message, and inserted, with the configured template, as a system message after any
+leading system and developer messages. The request is then fitted
 into the tenant's budgets (:mod:`ragtrim.serve.plan`), forwarded, and settled with the
 upstream's reported usage (counted with the model's tokenizer when it reports none, reports
 something that is not a count, or a count below one token per 32 bytes of its text: :func:`trusted_count`;
@@ -19,7 +21,9 @@ Response headers: ``X-Ragtrim-Request-Id``, ``X-Ragtrim-Action`` (``ok``/``degra
 ``X-Ragtrim-Model``, ``X-Ragtrim-Budget-Asked``, ``X-Ragtrim-Budget-Used``,
 ``X-Ragtrim-Tokens-Full``, ``X-Ragtrim-Tokens-Sent``, ``X-Ragtrim-Degrade`` (what changed);
 non-streaming answers add ``X-Ragtrim-Cost-Micro`` and ``X-Ragtrim-Upstream-Ms`` and a
-``ragtrim`` object in the body.
+``ragtrim`` object in the body, whose ``documents`` map the numbers the model cites to the client's
+document ids; a streamed answer with documents says the same in ``X-Ragtrim-Documents``
+(:mod:`ragtrim.serve.citations`).
 """
 
 from __future__ import annotations
@@ -51,18 +55,23 @@ from ragtrim.serve.plan import JOIN_SLACK, Attempt, Planned, Refused, model_chai
 from ragtrim.serve.pricing import format_usd
 from ragtrim.serve.quota import Need, Shortfall
 from ragtrim.serve.bodies import CAP_FIELDS, ChatRequest, check_preset, parse_chat, read_json
+from ragtrim.serve.citations import DOCUMENTS_HEADER, cited_documents, documents_header
 from ragtrim.serve.upstream import (UpstreamError, billed_fields, count_request_fields, output_texts, prediction_tokens,
                                     prompt_bytes, shows_reasoning, sse, sse_event_end, usage_of)
 
 
-def with_documents(messages: Sequence[Mapping[str, Any]], template: str, context: str) -> tuple[Mapping[str, Any], ...]:
-    """The messages with a system message holding the documents, after any leading system messages.
+# The roles of a chat's instructions (``developer``: OpenAI's name for them since o1), which stay first
+INSTRUCTION_ROLES = ("system", "developer")
 
-    >>> [m["role"] for m in with_documents([{"role": "system", "content": "be brief"}, {"role": "user", "content": "q"}], "Docs: {context}", "[1] x")]
-    ['system', 'system', 'user']
+
+def with_documents(messages: Sequence[Mapping[str, Any]], template: str, context: str) -> tuple[Mapping[str, Any], ...]:
+    """The messages with a system message holding the documents, after any leading system and developer messages.
+
+    >>> [m["role"] for m in with_documents([{"role": "developer", "content": "be brief"}, {"role": "user", "content": "q"}], "Docs: {context}", "[1] x")]
+    ['developer', 'system', 'user']
     """
     at = 0
-    while at < len(messages) and messages[at].get("role") == "system":
+    while at < len(messages) and messages[at].get("role") in INSTRUCTION_ROLES:
         at += 1
     doc = {"role": "system", "content": template.replace("{context}", context)}
     return tuple(messages[:at]) + (doc,) + tuple(messages[at:])
@@ -78,8 +87,8 @@ async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Bud
         if key not in done:
             if "optimizer clock" not in done:  # one allowance of [limits] optimize_seconds for all the request's runs
                 done["optimizer clock"] = service.optimizer_clock()
-            run = service.optimize(req.preset, model.tokenizer, req.question, req.documents, budget=budget,
-                                   clock=done["optimizer clock"])
+            run = service.optimize(req.preset, model.tokenizer, req.documents_question, req.documents, budget=budget,
+                                   clock=done["optimizer clock"], score_direction=req.score_direction)
             done[key] = await _optimizer(run, request_id, req.preset)
         result = done[key]
         messages = with_documents(req.messages, service.config.template, result.text)
@@ -445,7 +454,8 @@ async def _complete(service: Any, req: ChatRequest, planned: Planned, hold: Hold
     out = dict(reply.body or {})
     out["ragtrim"] = {"request_id": final.id, "action": planned.action, "model": attempt.model.name, "degrade": list(planned.steps),
                       "tokens_full": attempt.tokens_full, "tokens_sent": attempt.tokens_sent, "cost_micro": cost,
-                      "cost_usd": format_usd(cost)[1:], "saved_micro": final.saved_micro, "price": attempt.price.ref}
+                      "cost_usd": format_usd(cost)[1:], "saved_micro": final.saved_micro, "price": attempt.price.ref,
+                      "documents": cited_documents(attempt.result)}
     headers = {**headers, "X-Ragtrim-Cost-Micro": str(cost), "X-Ragtrim-Upstream-Ms": f"{reply.upstream_ms:.3f}"}
     return JSONResponse(out, headers=headers)
 
@@ -721,4 +731,6 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
             except Exception as exc:
                 await hold.abandon(exc)
 
+    if req.documents:  # a stream has no body of ours: the header says which document each cited number is
+        headers = {**headers, DOCUMENTS_HEADER: documents_header(cited_documents(attempt.result))}
     return _HeldStream(relayed, finish, departure, media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})

@@ -161,20 +161,30 @@ def error_code(code: Any, scrub: Callable[[str], str]) -> str | int | None:
 
 
 def message_text(message: Mapping[str, Any]) -> str:
-    """The text of a chat message (a string, or the text parts of a content list)."""
+    """The text of a chat message (a string, or the text parts of a content list; an assistant message's
+    ``refusal`` parts, as OpenAI returns a refusal and a client sends it back in the history, are text too).
+
+    >>> message_text({"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't."}]})
+    "I can't."
+    """
     content = message.get("content")
     if content is None:
         return ""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        parts = []
-        for part in content:
-            if not isinstance(part, Mapping) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise ValueError(f"only text content parts are supported, got {part!r:.80}")
-            parts.append(part["text"])
-        return "\n".join(parts)
+        return "\n".join(_part_text(part, message.get("role")) for part in content)
     raise ValueError(f"message content must be a string or a list of text parts, got {type(content).__name__}")
+
+
+def _part_text(part: Any, role: Any) -> str:
+    """The text of one content part: a ``text`` part's, or an assistant's ``refusal`` part's; else a ValueError."""
+    if isinstance(part, Mapping):
+        kind = part.get("type")
+        key = "text" if kind == "text" else "refusal" if kind == "refusal" and role == "assistant" else None
+        if key is not None and isinstance(part.get(key), str):
+            return part[key]
+    raise ValueError(f"only text content parts are supported (and an assistant's refusal parts), got {part!r:.80}")
 
 
 _MESSAGE_TEXT_KEYS = ("role", "content", "name")
