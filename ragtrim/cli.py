@@ -27,6 +27,7 @@ import typer
 from optimizer.lazy import MissingDependency, install_command
 from ragtrim.commands import evaluate, models, optimize, tune
 from ragtrim.serve import commands as serve
+from ragtrim.serve import db_commands as serve_db
 
 
 def build_app() -> typer.Typer:
@@ -44,6 +45,7 @@ def build_app() -> typer.Typer:
     tune.register(app)  # tune
     models.register(app)  # models build, models list
     serve.register(app)  # serve, usage, tenants, keys, budgets
+    serve_db.register(app)  # db status, db upgrade
     # Further groups register here, one line each.
     return app
 

@@ -42,11 +42,13 @@ async def tenants_create(request: Request) -> JSONResponse:
 async def tenants_list(request: Request) -> JSONResponse:
     await require(request, admin=True)
     ts = await _call(list_tenants, request.app.state.service.engine)
-    return JSONResponse({"data": [{"id": t.id, "name": t.name, "created": t.created, "disabled": t.disabled} for t in ts]})
+    return JSONResponse({"data": [t.as_json() for t in ts]})
 
 
 async def tenants_disable(request: Request) -> JSONResponse:
-    """``POST /v1/admin/tenants/{tenant}/disable``: the tenant's keys are refused until it is enabled (none is revoked)."""
+    """``POST /v1/admin/tenants/{tenant}/disable``: the tenant's keys are refused until it is enabled (none is revoked).
+
+    An optional body ``{"reason": "..."}`` is kept for the operators (listed with the tenant, never told its callers)."""
     return await _set_disabled(request, True)
 
 
@@ -60,11 +62,23 @@ async def _set_disabled(request: Request, disabled: bool) -> JSONResponse:
     an unknown tenant. A request of the tenant's already past its key check finishes and is charged."""
     await require(request, admin=True)
     name = url_param(request, "tenant", path=True) or ""
+    body = await _optional_body(request)
+    reason = body.get("reason")
+    reason = "" if reason is None else body_text(reason, "reason", "a reason") if isinstance(reason, str) else reason
     try:
-        t, changed = await run_in_threadpool(set_tenant_disabled, request.app.state.service.engine, name, disabled)
+        t, changed = await run_in_threadpool(set_tenant_disabled, request.app.state.service.engine, name, disabled, reason)
     except UnknownTenant:
         raise ApiError(404, "not_found_error", f"unknown tenant {name!r}; GET /v1/admin/tenants lists them") from None
-    return JSONResponse({"id": t.id, "name": t.name, "created": t.created, "disabled": t.disabled, "changed": changed})
+    except ValueError as exc:
+        raise bad_request(str(exc), "reason") from None
+    return JSONResponse({**t.as_json(), "changed": changed})
+
+
+async def _optional_body(request: Request) -> dict[str, Any]:
+    """The JSON object of a request whose body may be left out (``{}`` then)."""
+    if request.headers.get("content-length", "0") == "0" and "transfer-encoding" not in request.headers:
+        return {}
+    return await read_json(request, request.app.state.service.config.limits)
 
 
 def bool_field(body: Any, name: str, default: bool = False) -> bool:

@@ -195,7 +195,8 @@ async def chat_endpoint(request: Request) -> Any:
     start = time.perf_counter()
     principal = await require(request, tenant=True)
     rid = uuid.uuid4().hex
-    base = LedgerEntry(id=rid, ts=service.clock(), tenant_id=str(principal.tenant_id), endpoint="chat", action="failed")
+    base = LedgerEntry(id=rid, ts=service.clock(), tenant_id=str(principal.tenant_id), endpoint="chat", action="failed",
+                       key_id=principal.key_id)
     try:
         body = await read_json(request, service.config.limits)
         req = parse_chat(body, request.headers, service.config.limits, default_preset=service.config.preset,

@@ -182,8 +182,18 @@ def check_tables(engine: Any, url: str) -> None:
                          "start the server on it once (ragtrim serve) or check the path (--db, or db in the config)")
 
 
-def _open_db(url: str, *, existing: bool = False, readonly: bool = False) -> Any:
+def check_schema(engine: Any) -> None:
+    """For a read-only engine: the database must be at this ragtrim's schema revision (a ValueError names the fix)."""
+    from ragtrim.serve.migrate import check
+
+    check(engine)
+
+
+def _open_db(url: str, *, existing: bool = False, readonly: bool = False, schema: bool = True) -> Any:
     """The engine for ``url``, its tables made; ``existing``: the database must be there already (never created).
+
+    ``schema``: the database must be at this ragtrim's schema revision (:mod:`ragtrim.serve.migrate`); False
+    for ``ragtrim db``, which reads or changes the revision itself (no tables made, nothing checked).
 
     ``readonly`` (a command that only reads): the database must be there with its tables, and is opened
     read-only (no tables made; SQLite ``mode=ro``, with a note on stderr when that is a snapshot).
@@ -196,11 +206,12 @@ def _open_db(url: str, *, existing: bool = False, readonly: bool = False) -> Any
     try:
         if existing or readonly:
             check_db_exists(url)
-        engine = make_engine(url, readonly=readonly)
+        engine = make_engine(url, readonly=readonly, create=schema)
         engine.info_db_url = url  # for _db_errors
         engine.info_readonly = readonly
-        if readonly:
+        if readonly and schema:
             check_tables(engine, url)
+            check_schema(engine)
             if getattr(engine, "info_snapshot", False):
                 path = Path(str(sqlite_path(url))).absolute()
                 typer.echo(f"note: {path.parent} is read-only for this user and no server has {path} open (no -shm file), "
@@ -333,7 +344,7 @@ def usage(
     config: Optional[Path] = CONFIG_OPT,
     db: Optional[str] = DB_OPT,
     tenant: Optional[str] = typer.Option(None, "--tenant", help="One tenant (default: all)."),
-    by: str = typer.Option("day", "--by", help="Comma-separated groups: user, feature, model, day, tenant, endpoint."),
+    by: str = typer.Option("day", "--by", help="Comma-separated groups: user, feature, model, day, tenant, endpoint, key (the API key's id)."),
     since: Optional[str] = typer.Option(None, "--since", help="First day, YYYY-MM-DD (UTC)."),
     until: Optional[str] = typer.Option(None, "--until", help="Last day, YYYY-MM-DD (UTC)."),
     output_format: str = FORMAT_OPT,
@@ -422,16 +433,17 @@ def tenants_list(config: Optional[Path] = CONFIG_OPT, db: Optional[str] = DB_OPT
     with _db_errors(engine):
         found = list_tenants(engine)
     if output_format == "json":
-        _print_json({"data": [{"id": t.id, "name": t.name, "created": t.created, "disabled": t.disabled} for t in found]})
+        _print_json({"data": [t.as_json() for t in found]})
         return
     for t in found:
-        typer.echo(f"{t.id}{'  (disabled)' if t.disabled else ''}")
+        typer.echo(f"{t.id}{'  (disabled' + (': ' + t.disabled_reason if t.disabled_reason else '') + ')' if t.disabled else ''}")
 
 
 def tenants_disable(name: str = typer.Argument(..., help="The tenant to suspend."),
+                    reason: str = typer.Option("", "--reason", help="Why (kept for operators: tenants list shows it; never told to the tenant's callers)."),
                     config: Optional[Path] = CONFIG_OPT, db: Optional[str] = DB_OPT) -> None:
     """Disable a tenant: its keys are refused (401) until it is enabled; none is revoked, and a request already running finishes."""
-    _set_disabled(name, True, config, db)
+    _set_disabled(name, True, config, db, reason)
 
 
 def tenants_enable(name: str = typer.Argument(..., help="The disabled tenant."),
@@ -440,16 +452,18 @@ def tenants_enable(name: str = typer.Argument(..., help="The disabled tenant."),
     _set_disabled(name, False, config, db)
 
 
-def _set_disabled(name: str, disabled: bool, config: Optional[Path], db: Optional[str]) -> None:
+def _set_disabled(name: str, disabled: bool, config: Optional[Path], db: Optional[str], reason: str = "") -> None:
     """Disable or enable tenant ``name``; doing what is already done says so and exits 0; an unknown tenant exits 2."""
     _, engine, _ = _setup(config, db, existing=True)
     from ragtrim.serve.keys import UnknownTenant, set_tenant_disabled
 
     try:
         with _db_errors(engine):
-            _, changed = set_tenant_disabled(engine, name, disabled)
+            _, changed = set_tenant_disabled(engine, name, disabled, reason)
     except UnknownTenant:
         fail(f"unknown tenant {name!r}; see the tenants there with 'ragtrim tenants list'")
+    except ValueError as exc:
+        fail(with_notes(exc))
     state = "disabled" if disabled else "enabled"
     if not changed:
         typer.echo(f"tenant {name} was already {state}")

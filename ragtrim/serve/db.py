@@ -46,7 +46,8 @@ def normalize_url(url: str) -> str:
 
 
 def make_engine(url: str, *, create: bool = True, readonly: bool = False) -> Any:
-    """An SQLAlchemy engine for ``url``; creates the tables when ``create``.
+    """An SQLAlchemy engine for ``url``; when ``create``, makes an empty database whole, or checks that its schema is
+    this ragtrim's (:func:`ragtrim.serve.migrate.prepare`: a :class:`~ragtrim.serve.migrate.SchemaError` names the fix).
 
     ``readonly``: for a command that only reads. No tables are made (``create`` is ignored) and a
     SQLite file is opened read-only (:func:`sqlite_readonly_uri`; the file must exist); the engine's
@@ -64,9 +65,9 @@ def make_engine(url: str, *, create: bool = True, readonly: bool = False) -> Any
         lazy_import("psycopg", extra="serve", purpose="ragtrim serve with PostgreSQL")
         engine = sa.create_engine(url, pool_size=8, max_overflow=24, pool_pre_ping=True, pool_recycle=1800)
     if create and not readonly:
-        from ragtrim.serve.schema import metadata
+        from ragtrim.serve.migrate import prepare
 
-        metadata.create_all(engine)
+        prepare(engine)
     return engine
 
 

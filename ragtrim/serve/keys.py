@@ -52,6 +52,21 @@ class Tenant:
     name: str
     created: float
     disabled: bool
+    disabled_reason: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        """As ``GET /v1/admin/tenants`` and ``ragtrim tenants list -f json`` show it."""
+        return {"id": self.id, "name": self.name, "created": self.created, "disabled": self.disabled,
+                "disabled_reason": self.disabled_reason}
+
+
+def _tenant(row: Any) -> Tenant:
+    return Tenant(id=row.id, name=row.name, created=row.created, disabled=bool(row.disabled),
+                  disabled_reason=row.disabled_reason or "")
+
+
+# The most characters ``tenants disable --reason`` keeps (the column's size).
+MAX_REASON = 500
 
 
 def new_key_text() -> str:
@@ -153,7 +168,7 @@ def create_tenant(engine: Any, name: str, *, now: float | None = None) -> Tenant
 def list_tenants(engine: Any) -> list[Tenant]:
     with reading(engine) as conn:
         rows = conn.execute(tenants.select().order_by(tenants.c.id)).all()
-    return [Tenant(id=r.id, name=r.name, created=r.created, disabled=bool(r.disabled)) for r in rows]
+    return [_tenant(r) for r in rows]
 
 
 class UnknownTenant(ValueError):
@@ -164,17 +179,26 @@ class UnknownTenant(ValueError):
         self.name = name
 
 
-def set_tenant_disabled(engine: Any, name: str, disabled: bool) -> tuple[Tenant, bool]:
+def set_tenant_disabled(engine: Any, name: str, disabled: bool, reason: str = "") -> tuple[Tenant, bool]:
     """Disable (or enable) tenant ``name``: while disabled its keys are refused (:func:`check_key`), and none is revoked,
     so enabling it restores them. Returns the tenant as it now is and whether this call changed it (doing what is
-    already done is no error); :class:`UnknownTenant` for a name no tenant has."""
+    already done is no error); :class:`UnknownTenant` for a name no tenant has.
+
+    ``reason`` (disabling only; at most :data:`MAX_REASON` characters) is kept for the operators who list tenants, and
+    replaces an earlier one when given again; enabling clears it. It is never told to the tenant's callers."""
+    if not isinstance(reason, str) or len(reason) > MAX_REASON or not reason.isprintable():
+        raise ValueError(f"a reason must be one line of printable text, at most {MAX_REASON} characters, got {reason!r:.80}")
+    if reason and not disabled:
+        raise ValueError("a reason is given only when disabling a tenant (enabling clears it)")
     with writing(engine) as conn:
         changed = conn.execute(tenants.update().where(tenants.c.id == name, tenants.c.disabled == (not disabled))
-                               .values(disabled=disabled)).rowcount == 1
+                               .values(disabled=disabled, disabled_reason=reason)).rowcount == 1
+        if disabled and reason:
+            conn.execute(tenants.update().where(tenants.c.id == name).values(disabled_reason=reason))
         r = conn.execute(tenants.select().where(tenants.c.id == name)).first()
         if r is None:
             raise UnknownTenant(name)
-    return Tenant(id=r.id, name=r.name, created=r.created, disabled=bool(r.disabled)), changed
+    return _tenant(r), changed
 
 
 def tenant_disabled(engine: Any, tenant_id: str) -> bool:

@@ -66,6 +66,8 @@ class LedgerEntry:
     error: str = ""
     worker_id: str = ""
     lease_expires: float | None = None
+    key_id: str = ""
+    cached_tokens: int = 0
 
     def values(self) -> dict[str, Any]:
         """Column values for :data:`ragtrim.serve.schema.ledger`."""

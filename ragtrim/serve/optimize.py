@@ -61,7 +61,7 @@ async def optimize_endpoint(request: Request) -> JSONResponse:
     start = time.perf_counter()
     principal = await require(request, tenant=True)
     entry = LedgerEntry(id=uuid.uuid4().hex, ts=service.clock(), tenant_id=str(principal.tenant_id), endpoint="optimize",
-                        action="failed")
+                        action="failed", key_id=principal.key_id)
     try:
         body = await read_json(request, service.config.limits)
         req = parse_optimize(body, request.headers, service.config.limits, default_preset=service.config.preset,

@@ -1,5 +1,7 @@
 """The service's tables (SQLAlchemy Core; the same schema on SQLite and PostgreSQL).
 
+A column added after 2026-12-07 comes with a migration (:mod:`ragtrim.serve.migrations`).
+
 Money columns are integer micro-dollars (``*_micro``), token columns integers. Times are
 epoch seconds (``ts``) plus the UTC day (``day``, ``YYYY-MM-DD``) for grouping.
 
@@ -37,6 +39,7 @@ tenants = Table(
     Column("name", String(200), nullable=False, unique=True),
     Column("created", Float, nullable=False),
     Column("disabled", Boolean, nullable=False, default=False),
+    Column("disabled_reason", String(500), nullable=False, default="", server_default=""),
 )
 
 api_keys = Table(
@@ -127,6 +130,8 @@ ledger = Table(
     Column("tokens_sent", Integer, nullable=False, default=0),
     Column("prompt_tokens", Integer, nullable=False, default=0),
     Column("completion_tokens", Integer, nullable=False, default=0),
+    # of prompt_tokens, those the upstream read from its prompt cache (billed at the model's cached price, if it has one)
+    Column("cached_tokens", Integer, nullable=False, default=0, server_default="0"),
     Column("usage_source", String(12), nullable=False, default=""),  # upstream | counted | estimated | none (| sent: pending)
     Column("cost_micro", BigInteger, nullable=False, default=0),
     Column("saved_micro", BigInteger, nullable=False, default=0),
@@ -144,6 +149,8 @@ ledger = Table(
     Column("error", Text, nullable=False, default=""),
     Column("worker_id", String(120), nullable=False, default=""),
     Column("lease_expires", Float, nullable=True),  # a pending row of a dead worker is failed after this
+    Column("key_id", String(32), nullable=False, default="", server_default=""),  # the API key that made the request
     Index("rt_ledger_tenant_ts", "tenant_id", "ts"),
+    Index("rt_ledger_tenant_key", "tenant_id", "key_id"),
     Index("rt_ledger_action", "action"),
 )

@@ -1,4 +1,7 @@
-"""Usage reports from the ledger: grouped by user, feature, model, day (and tenant for admins).
+"""Usage reports from the ledger: grouped by user, feature, model, day, endpoint, API key (and tenant for admins).
+
+``key`` groups by the id of the API key that made each request (``""`` for rows written before
+the ledger recorded it, schema revision 0002), so a leaked or runaway key's spend shows alone.
 
 >>> from ragtrim.serve.db import make_engine
 >>> engine = make_engine("sqlite://")
@@ -7,7 +10,7 @@
 >>> usage_summary(engine, tenant_id="acme", by=["colour"])
 Traceback (most recent call last):
 ...
-ValueError: cannot group usage by 'colour'; use any of: user, feature, model, day, tenant, endpoint
+ValueError: cannot group usage by 'colour'; use any of: user, feature, model, day, tenant, endpoint, key
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from ragtrim.serve.db import reading
 from ragtrim.serve.schema import CHARGED_ACTIONS, USAGE_ESTIMATED, budget_usage, ledger
 
 GROUPS = MappingProxyType({"user": ledger.c.user, "feature": ledger.c.feature, "model": ledger.c.model_used,
-                           "day": ledger.c.day, "tenant": ledger.c.tenant_id, "endpoint": ledger.c.endpoint})
+                           "day": ledger.c.day, "tenant": ledger.c.tenant_id, "endpoint": ledger.c.endpoint,
+                           "key": ledger.c.key_id})
 
 
 def check_day(value: str | None, name: str) -> str | None:

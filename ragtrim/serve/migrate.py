@@ -1,0 +1,192 @@
+"""The gateway database's schema revision: made whole when new, checked when opened, upgraded on request.
+
+A gateway or an admin command that opens a database calls :func:`prepare` (or, for a read-only
+command, :func:`check`):
+
+* an empty database gets every table of :mod:`ragtrim.serve.schema` and is stamped with the
+  newest revision (:func:`head`), in one transaction;
+* a database at the newest revision is used as it is;
+* a database at an older revision (one an older ragtrim made: no revision at all reads as
+  ``0001``) is refused with a :class:`SchemaError` naming ``ragtrim db upgrade``; it is never
+  changed behind the operator's back, since every gateway on it must be able to use the result
+  and a backup should come first;
+* a database at a revision this ragtrim does not know (a newer ragtrim upgraded it) is refused.
+
+:func:`upgrade` runs the migrations in ``ragtrim/serve/migrations/versions`` (Alembic) on one
+connection. On PostgreSQL the whole of :func:`prepare` or :func:`upgrade` holds a transaction-level
+advisory lock, so two gateways starting on a new database do not both make it; on SQLite the
+write transaction (``BEGIN IMMEDIATE``) does the same.
+
+>>> from ragtrim.serve.db import make_engine
+>>> engine = make_engine("sqlite://")  # new: made whole and stamped
+>>> current(engine) == head()
+True
+>>> upgrade(engine)  # nothing to do
+[]
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ragtrim.serve.db import reading, writing
+
+# What a database an older ragtrim made (before migrations) is: every table but no revision row.
+BASELINE = "0001"
+VERSION_TABLE = "alembic_version"
+# pg_advisory_xact_lock key for schema changes ("ragtrim" in ASCII, as a 64-bit integer).
+LOCK_KEY = 0x72616774726D6D
+
+
+class SchemaError(ValueError):
+    """The database's schema is not the one this ragtrim uses; the message says what to run."""
+
+
+def _config(connection: Any = None) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+@functools.cache
+def _scripts() -> Any:
+    """The migration scripts shipped in the package (read once: they are part of the installed code)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_config())
+
+
+def head() -> str:
+    """The newest schema revision this ragtrim knows."""
+    return str(_scripts().get_current_head())
+
+
+def _state(conn: Any) -> str:
+    """The connection's database revision; ``""`` for an empty database; :data:`BASELINE` for one without a revision."""
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    # the tables first: a database made meanwhile (tables and revision in one transaction) is then seen with its revision
+    if not any(t.startswith("rt_") for t in inspect(conn).get_table_names()):
+        return ""
+    revision = MigrationContext.configure(conn).get_current_revision()
+    return BASELINE if revision is None else str(revision)
+
+
+def _lock(conn: Any) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOCK_KEY})")
+
+
+@contextmanager
+def _schema_transaction(engine: Any) -> Iterator[Any]:
+    """A write transaction that holds the schema lock (see the module's docstring)."""
+    with writing(engine) as conn:
+        _lock(conn)
+        yield conn
+
+
+def current(engine: Any) -> str:
+    """The database's revision (:data:`BASELINE` for one an older ragtrim made; ``""`` when empty)."""
+    with reading(engine) as conn:
+        return _state(conn)
+
+
+def _known(scripts: Any, revision: str) -> bool:
+    from alembic.util import CommandError
+
+    try:
+        return scripts.get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def _refusal(engine: Any, revision: str) -> SchemaError | None:
+    """The error for a database at ``revision``; None when it is the newest."""
+    newest = head()
+    if revision == newest:
+        return None
+    where = _where(engine)
+    if not _known(_scripts(), revision):
+        return SchemaError(f"the database {where} has schema revision {revision!r}, which this ragtrim does not know "
+                           f"(its newest is {newest!r}): a newer ragtrim upgraded it; run that version, or restore a backup")
+    return SchemaError(f"the database {where} has schema revision {revision!r} and this ragtrim needs {newest!r}: back it up, "
+                       f"then run `ragtrim db upgrade` with the same --db or --config (`ragtrim db status` lists what it changes)")
+
+
+def _where(engine: Any) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def prepare(engine: Any) -> None:
+    """Make an empty database whole (tables and revision); refuse one that is not at :func:`head` (:class:`SchemaError`)."""
+    from alembic.runtime.migration import MigrationContext
+
+    from ragtrim.serve.schema import metadata
+
+    revision = current(engine)  # a read: a database in use is never write-locked to be checked
+    if revision == "":
+        with _schema_transaction(engine) as conn:
+            revision = _state(conn)  # again, under the lock: another process may have made it meanwhile
+            if revision == "":
+                metadata.create_all(conn)
+                MigrationContext.configure(conn).stamp(_scripts(), "head")
+                return
+    problem = _refusal(engine, revision)
+    if problem is not None:
+        raise problem
+
+
+def check(engine: Any) -> None:
+    """For a read-only open: the database must be at :func:`head` (:class:`SchemaError` otherwise); never writes."""
+    problem = _refusal(engine, current(engine) or head())
+    if problem is not None:
+        raise problem
+
+
+def _steps(engine: Any, revision: str) -> list[tuple[str, str]]:
+    """The migrations from ``revision`` to :func:`head`, oldest first: ``(revision, first line of its description)``."""
+    if revision in ("", head()):
+        return []
+    scripts = _scripts()
+    if not _known(scripts, revision):
+        raise _refusal(engine, revision) or SchemaError(revision)
+    steps = reversed(list(scripts.iterate_revisions(head(), revision)))
+    return [(str(s.revision), (s.doc or "").strip().splitlines()[0] if s.doc else "") for s in steps]
+
+
+def pending(engine: Any) -> list[tuple[str, str]]:
+    """The migrations :func:`upgrade` would run, oldest first, as ``(revision, first line of its description)``."""
+    return _steps(engine, current(engine))
+
+
+def upgrade(engine: Any) -> list[str]:
+    """Run every migration the database lacks, in one transaction under the schema lock; the revisions run, oldest first.
+
+    An empty database is made whole as :func:`prepare` makes it (nothing to run). A database an older
+    ragtrim made (no revision) is first stamped :data:`BASELINE`.
+    """
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
+    from ragtrim.serve.schema import metadata
+
+    with _schema_transaction(engine) as conn:
+        revision = _state(conn)
+        if revision == "":
+            metadata.create_all(conn)
+            MigrationContext.configure(conn).stamp(_scripts(), "head")
+            return []
+        todo = [r for r, _ in _steps(engine, revision)]
+        if todo and MigrationContext.configure(conn).get_current_revision() is None:
+            MigrationContext.configure(conn).stamp(_scripts(), BASELINE)
+        if todo:
+            command.upgrade(_config(conn), "head")
+    return todo

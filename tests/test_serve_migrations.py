@@ -1,0 +1,249 @@
+"""The gateway database's schema migrations (``ragtrim db status|upgrade``, :mod:`ragtrim.serve.migrate`).
+
+``tests/data/serve-schema-0001.sqlite`` is a database the last ragtrim before migrations made
+(commit 7a590f5, 2026-12-07): tenants ``acme`` and ``beta`` (disabled), a key each, a token budget,
+an ``ok`` ledger row charged through the quota store and a ``refused`` one. Tests copy it first.
+
+Checked: a new database is made whole and stamped; an old one is refused with the command that
+fixes it (by the gateway, the admin commands and the read-only ones), upgraded in place with its
+rows kept, and then matches a new one exactly (Alembic's own schema comparison); a database a newer
+ragtrim upgraded is refused; two gateways starting on one new PostgreSQL database make it once.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, select
+from starlette.testclient import TestClient
+from typer.testing import CliRunner
+
+from ragtrim.cli import build_app
+from ragtrim.serve import migrate
+from ragtrim.serve.app import create_app
+from ragtrim.serve.db import make_engine, normalize_url
+from ragtrim.serve.keys import create_key, create_tenant, key_id, list_tenants, set_tenant_disabled
+from ragtrim.serve.schema import ledger, metadata, tenants
+from ragtrim.serve.service import Service
+from ragtrim.serve.testing import postgres_available, temp_postgres
+from ragtrim.serve.usage import usage_summary
+
+from serve_fixtures import PEPPER, admin_key, auth, chat_body, gateway_config
+
+LEGACY = Path(__file__).parent / "data" / "serve-schema-0001.sqlite"
+
+
+def legacy_copy(tmp_path: Path) -> str:
+    path = tmp_path / "old.sqlite"
+    shutil.copyfile(LEGACY, path)
+    return f"sqlite:///{path}"
+
+
+def schema_diff(engine: Any) -> list[Any]:
+    """What differs between the database's tables and :mod:`ragtrim.serve.schema` (Alembic's autogenerate comparison)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return compare_metadata(MigrationContext.configure(conn), metadata)
+
+
+def columns(engine: Any) -> dict[str, set[str]]:
+    from sqlalchemy import inspect
+
+    found = inspect(engine)
+    return {t: {c["name"] for c in found.get_columns(t)} for t in found.get_table_names() if t.startswith("rt_")}
+
+
+def run(*args: str) -> Any:
+    return CliRunner().invoke(build_app(), list(args))
+
+
+def test_a_new_database_is_made_whole_and_stamped(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path}/new.sqlite")
+    assert migrate.current(engine) == migrate.head() == "0002"
+    assert schema_diff(engine) == []
+    make_engine(f"sqlite:///{tmp_path}/new.sqlite")  # opened again: used as it is
+    assert migrate.upgrade(engine) == []
+
+
+def test_the_fixture_is_the_schema_before_migrations():
+    """The committed database is what the old code made: no revision, and the columns 0002 adds are not there."""
+    engine = create_engine(f"sqlite:///file:{LEGACY}?mode=ro&uri=true")
+    assert migrate.current(engine) == migrate.BASELINE
+    cols = columns(engine)
+    assert "key_id" not in cols["rt_ledger"] and "cached_tokens" not in cols["rt_ledger"]
+    assert "disabled_reason" not in cols["rt_tenants"]
+    assert schema_diff(engine) != []
+
+
+def test_an_old_database_is_refused_everywhere_with_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAGTRIM_CACHE", str(tmp_path))
+    db = legacy_copy(tmp_path)
+    with pytest.raises(migrate.SchemaError, match=r"revision '0001' and this ragtrim needs '0002'.*ragtrim db upgrade"):
+        make_engine(db)
+    for args in (["tenants", "create", "zed"], ["tenants", "list"], ["usage"], ["keys", "list"]):
+        out = run(*args, "--db", db)
+        assert out.exit_code == 2, (args, out.output)
+        assert "ragtrim db upgrade" in out.output, args
+    out = run("serve", "--db", db, "--port", "0")
+    assert out.exit_code == 2 and "ragtrim db upgrade" in out.output
+    assert migrate.current(create_engine(normalize_url(db))) == "0001"  # nothing was changed behind the operator's back
+
+
+def test_upgrade_keeps_every_row_and_matches_a_new_database(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAGTRIM_CACHE", str(tmp_path))
+    db = legacy_copy(tmp_path)
+    status = run("db", "status", "--db", db)
+    assert status.exit_code == 0 and "revision 0001, this ragtrim's is 0002" in status.output and "to run: 0002" in status.output
+
+    out = run("db", "upgrade", "--db", db)
+    assert out.exit_code == 0 and "ran 0002" in out.output, out.output
+    engine = make_engine(db)  # now accepted
+    assert schema_diff(engine) == []
+    assert columns(engine) == columns(make_engine(f"sqlite:///{tmp_path}/new.sqlite"))
+    with engine.connect() as c:
+        rows = {r.id: r for r in c.execute(select(ledger)).all()}
+    assert set(rows) == {"r-ok", "r-refused"}
+    assert (rows["r-ok"].prompt_tokens, rows["r-ok"].cost_micro, rows["r-ok"].key_id, rows["r-ok"].cached_tokens) == (200, 60, "", 0)
+    assert {t.id: (t.disabled, t.disabled_reason) for t in list_tenants(engine)} == {"acme": (False, ""), "beta": (True, "")}
+    assert usage_summary(engine, tenant_id="acme", by=["key"])["rows"][0]["key"] == ""  # older rows: no key recorded
+
+    again = run("db", "upgrade", "--db", db)
+    assert again.exit_code == 0 and "nothing to do" in again.output
+    assert "up to date" in run("db", "status", "--db", db).output
+
+
+def test_a_database_a_newer_ragtrim_upgraded_is_refused(tmp_path):
+    db = f"sqlite:///{tmp_path}/newer.sqlite"
+    engine = make_engine(db)
+    with engine.begin() as c:
+        c.exec_driver_sql("UPDATE alembic_version SET version_num = '0099'")
+    with pytest.raises(migrate.SchemaError, match="'0099', which this ragtrim does not know"):
+        make_engine(db)
+    out = run("db", "upgrade", "--db", db)
+    assert out.exit_code == 2 and "does not know" in out.output
+
+
+def test_downgrade_to_the_baseline_gives_the_old_schema(tmp_path):
+    """0002's downgrade undoes exactly what its upgrade did: the columns of the database the old code made."""
+    from alembic import command
+
+    engine = make_engine(f"sqlite:///{tmp_path}/down.sqlite")
+    with engine.begin() as conn:
+        command.downgrade(migrate._config(conn), migrate.BASELINE)
+    assert columns(engine) == columns(create_engine(f"sqlite:///file:{LEGACY}?mode=ro&uri=true"))
+
+
+def test_the_ledger_records_the_key_and_usage_groups_by_it(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path}/k.sqlite")
+    create_tenant(engine, "acme")
+    service = Service(gateway_config("http://127.0.0.1:9"), db_url=str(engine.url), engine=engine, pepper=PEPPER)
+    first, second = create_key(engine, PEPPER, tenant_id="acme")[1], create_key(engine, PEPPER, tenant_id="acme")[1]
+    with TestClient(create_app(service)) as client:
+        for key, n in ((first, 2), (second, 1)):
+            for _ in range(n):
+                r = client.post("/v1/optimize", headers=auth(key), json={"query": "capital of France?",
+                                                                         "chunks": [{"id": "a", "text": "Paris is the capital of France."}]})
+                assert r.status_code == 200, r.text
+    by_key = {row["key"]: row["requests"] for row in usage_summary(engine, tenant_id="acme", by=["key"])["rows"]}
+    assert by_key == {key_id(first): 2, key_id(second): 1}
+
+
+def test_a_suspension_reason_is_kept_for_operators_and_cleared_on_enable(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path}/r.sqlite")
+    create_tenant(engine, "acme")
+    service = Service(gateway_config("http://127.0.0.1:9"), db_url=str(engine.url), engine=engine, pepper=PEPPER)
+    key = create_key(engine, PEPPER, tenant_id="acme")[1]
+    with TestClient(create_app(service)) as client:
+        admin = auth(admin_key(service))
+        r = client.post("/v1/admin/tenants/acme/disable", headers=admin, json={"reason": "invoice 42 unpaid"})
+        assert r.status_code == 200 and r.json()["disabled_reason"] == "invoice 42 unpaid"
+        listed = client.get("/v1/admin/tenants", headers=admin).json()["data"]
+        assert [(t["id"], t["disabled_reason"]) for t in listed] == [("acme", "invoice 42 unpaid")]
+        refused = client.post("/v1/chat/completions", headers=auth(key), json=chat_body())
+        assert refused.status_code == 401 and "invoice" not in refused.text  # never told to the tenant's callers
+        bad = client.post("/v1/admin/tenants/acme/disable", headers=admin, json={"reason": 42})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "reason"
+        assert client.post("/v1/admin/tenants/acme/disable", headers=admin).status_code == 200  # the body stays optional
+        assert client.post("/v1/admin/tenants/acme/enable", headers=admin).json()["disabled_reason"] == ""
+    with pytest.raises(ValueError, match="one line of printable text"):
+        set_tenant_disabled(engine, "acme", True, "two\nlines")
+
+
+# PostgreSQL
+
+needs_pg = pytest.mark.skipif(not postgres_available() and __import__("os").environ.get("CI") != "true",
+                              reason="PostgreSQL is not installed (apt-get install -y postgresql); CI runs these")
+
+
+@pytest.fixture(scope="module")
+def pg_cluster():
+    with temp_postgres() as url:
+        yield url
+
+
+def fresh_database(cluster: str, name: str) -> str:
+    admin = create_engine(normalize_url(cluster), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    return cluster.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.mark.postgres
+@needs_pg
+def test_postgres_old_database_upgraded_in_place(pg_cluster):
+    from alembic import command
+
+    url = fresh_database(pg_cluster, "old_schema")
+    engine = make_engine(url)
+    with engine.begin() as conn:  # what the code before migrations made: the baseline tables, no revision
+        command.downgrade(migrate._config(conn), migrate.BASELINE)
+        conn.exec_driver_sql("DROP TABLE alembic_version")
+        conn.exec_driver_sql("INSERT INTO rt_tenants (id, name, created, disabled) VALUES ('acme', 'acme', 0, false)")
+        conn.exec_driver_sql("INSERT INTO rt_ledger (id, ts, day, tenant_id, \"user\", feature, endpoint, model_asked, model_used, preset, "
+                             "tokens_full, tokens_sent, prompt_tokens, completion_tokens, usage_source, cost_micro, saved_micro, "
+                             "reserved_micro, reserved_tokens, price_ref, budget_asked, action, status, latency_ms, upstream_ms, "
+                             "stream, detail, error, worker_id) VALUES ('r1', 0, '1970-01-01', 'acme', '', '', 'chat', '', '', '', "
+                             "0, 0, 5, 6, 'upstream', 7, 0, 0, 0, '', '', 'ok', 200, 0, 0, false, '', '', 'w')")
+    with pytest.raises(migrate.SchemaError, match="ragtrim db upgrade"):
+        make_engine(url)
+    assert migrate.upgrade(engine) == ["0002"]
+    assert schema_diff(engine) == []
+    with engine.connect() as c:
+        row = c.execute(select(ledger.c.cost_micro, ledger.c.key_id, ledger.c.cached_tokens)).one()
+        assert tuple(row) == (7, "", 0)
+        assert c.execute(select(tenants.c.disabled_reason)).scalar_one() == ""
+    engine.dispose()
+
+
+@pytest.mark.postgres
+@needs_pg
+def test_postgres_two_gateways_starting_on_a_new_database_make_it_once(pg_cluster):
+    url = fresh_database(pg_cluster, "new_race")
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def open_it() -> None:
+        try:
+            start.wait()
+            make_engine(url).dispose()
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    engine = make_engine(url)
+    with engine.connect() as c:
+        assert [r[0] for r in c.exec_driver_sql("SELECT version_num FROM alembic_version").all()] == [migrate.head()]
+    assert schema_diff(engine) == []
+    engine.dispose()
