@@ -4,7 +4,10 @@ The table is ``evals/prices.toml`` (US dollars per million *input* tokens, with 
 source); ``--prices FILE`` adds or replaces models, ``--price-model NAME`` picks one. Output
 tokens are not counted by the eval: the context only changes the input side. A model may also
 carry ``output_per_million`` (optional), which ``ragtrim serve`` needs to bound a request's
-worst-case cost before it calls the model.
+worst-case cost before it calls the model, and ``cached_input_per_million`` (optional), the price of
+a prompt token the upstream read from its prompt cache, which ``ragtrim serve`` charges such tokens
+(without it they cost the input price). A cached price above the input price is refused: the
+gateway reserves a request's worst case as if nothing were cached, so that must stay an upper bound.
 
 >>> table = load_prices()
 >>> table.price("gpt-4o").input_per_million
@@ -35,8 +38,9 @@ BUNDLED_PRICES = Path(__file__).with_name("prices.toml")
 class Price:
     """One model's input price (US dollars per million input tokens) and where it came from.
 
-    ``output_per_million`` (US dollars per million output tokens) is optional: None when the
-    table does not give it.
+    ``output_per_million`` (US dollars per million output tokens) and ``cached_input_per_million`` (US
+    dollars per million prompt tokens read from the provider's prompt cache, at most the input price)
+    are optional: None when the table does not give them.
     """
 
     model: str
@@ -44,6 +48,7 @@ class Price:
     date: str
     source: str
     output_per_million: float | None = None
+    cached_input_per_million: float | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,8 @@ def _price_dict(p: Price) -> dict[str, Any]:
     out: dict[str, Any] = {"input_per_million": p.input_per_million, "date": p.date, "source": p.source}
     if p.output_per_million is not None:
         out["output_per_million"] = p.output_per_million
+    if p.cached_input_per_million is not None:
+        out["cached_input_per_million"] = p.cached_input_per_million
     return out
 
 
@@ -120,15 +127,43 @@ def _read_table(path: Path) -> tuple[dict[str, Price], str | None]:
                 f"price file {str(path)!r}: model {name!r} has output_per_million = {output!r}; give a finite non-negative "
                 "number (USD per million output tokens) or leave it out"
             )
+        cached = _cached_price(path, name, entry.get("cached_input_per_million"), value)
         prices[name] = Price(
             model=name,
             input_per_million=float(value),
             date=str(entry.get("date", date)),
             source=str(entry.get("source", source)),
             output_per_million=float(output) if output is not None else None,
+            cached_input_per_million=cached,
         )
     default = data.get("default")
     return prices, str(default) if default is not None else None
+
+
+def _cached_price(path: Path, name: str, cached: Any, input_price: float) -> float | None:
+    """A model's ``cached_input_per_million`` (None when left out): a price, at most its ``input_per_million``."""
+    if cached is None:
+        return None
+    if not _is_price(cached):
+        raise ValueError(
+            f"price file {str(path)!r}: model {name!r} has cached_input_per_million = {cached!r}; give a finite non-negative "
+            "number (USD per million prompt tokens read from the provider's prompt cache) or leave it out"
+        )
+    if cached > input_price:
+        raise ValueError(cached_above_input(f"price file {str(path)!r}: model {name!r}", cached, input_price))
+    return float(cached)
+
+
+def cached_above_input(owner: str, cached: float, input_price: float) -> str:
+    """The error for a cached-input price above the input price (the price table's, and the serve config's).
+
+    >>> cached_above_input("model 'm'", 3, 2.5)  # doctest: +ELLIPSIS
+    "model 'm': cached_input_per_million = 3 is above its input_per_million = 2.5; ... an upper bound ..."
+    """
+    return (f"{owner}: cached_input_per_million = {cached!r} is above its input_per_million = {input_price!r}; a cached "
+            "prompt token costs at most an uncached one, and ragtrim serve's reservation of a request's worst case "
+            "assumes nothing is cached, so it must stay an upper bound of the cost: give the provider's cached-input "
+            "price (at most the input price) or leave it out (cached tokens are then charged the input price)")
 
 
 def load_prices(extra: str | Path | None = None) -> PriceTable:

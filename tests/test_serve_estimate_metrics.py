@@ -41,6 +41,7 @@ LEASE = 10
 COUNTED = {
     "prompt_tokens": lambda r: r.prompt_tokens,
     "completion_tokens": lambda r: r.completion_tokens,
+    "cached_prompt_tokens": lambda r: r.cached_tokens,
     "spend_microdollars": lambda r: r.cost_micro,
     "context_tokens_sent": lambda r: r.tokens_sent,
     "context_tokens_saved": lambda r: r.tokens_full - r.tokens_sent,
@@ -101,9 +102,10 @@ def held(store: QuotaStore, metrics: Metrics, rid: str, clock: Clock, budgeted: 
 
 
 def real_usage(hold: Hold, prompt: int = 310, completion: int = 20, cost: int = 1500) -> tuple[LedgerEntry, int, int, int]:
-    """The upstream's answer: a prompt above the counted one, far fewer completion tokens than the cap."""
+    """The upstream's answer: a prompt above the counted one (100 of its tokens from the prompt cache), far fewer
+    completion tokens than the cap."""
     final = replace(hold.entry, action="ok", status=200, prompt_tokens=prompt, completion_tokens=completion, cost_micro=cost,
-                    usage_source="upstream")
+                    usage_source="upstream", cached_tokens=100)
     return final, prompt, completion, cost
 
 

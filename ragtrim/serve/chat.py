@@ -9,7 +9,8 @@ leading system and developer messages. The request is then fitted
 into the tenant's budgets (:mod:`ragtrim.serve.plan`), forwarded, and settled with the
 upstream's reported usage (counted with the model's tokenizer when it reports none, reports
 something that is not a count, or a count below one token per 32 bytes of its text: :func:`trusted_count`;
-a reasoning model's answer whose usage never came is charged its reservation: :func:`hidden_reasoning`).
+a reasoning model's answer whose usage never came is charged its reservation: :func:`hidden_reasoning`); the
+prompt tokens it read from its prompt cache are charged the model's cached-input price (:func:`cached_prompt`).
 Whatever ends a reserved request, its hold ends in one settle or one release
 (:class:`ragtrim.serve.hold.Hold`), so no room stays held by a request that is over; a failed call
 the upstream had in full is settled at its reservation, as an estimate (:func:`_failed`). A request
@@ -57,7 +58,7 @@ from ragtrim.serve.quota import Need, Shortfall
 from ragtrim.serve.bodies import CAP_FIELDS, ChatRequest, check_preset, parse_chat, read_json
 from ragtrim.serve.citations import DOCUMENTS_HEADER, cited_documents, documents_header
 from ragtrim.serve.upstream import (UpstreamError, billed_fields, count_request_fields, output_texts, prediction_tokens,
-                                    prompt_bytes, shows_reasoning, sse, sse_event_end, usage_of)
+                                    cached_count, prompt_bytes, shows_reasoning, sse, sse_event_end, usage_of)
 
 
 # The roles of a chat's instructions (``developer``: OpenAI's name for them since o1), which stay first
@@ -408,20 +409,38 @@ REASONING_UNKNOWN = ("the model reasons (its reasoning tokens are billed, and ma
                      "so the text it carried is not what it cost")
 
 
-def _settle_values(attempt: Attempt, req: ChatRequest, prompt: int | None, completion: int | None, text: str, *,
-                   fields: Any, capped: bool) -> tuple[int, int, str, int, str]:
-    """``(prompt, completion, usage_source, cost, note)`` to charge for an answer: the upstream's counts
+def _settle_values(attempt: Attempt, req: ChatRequest, prompt: int | None, completion: int | None, cached: int, text: str, *,
+                   fields: Any, capped: bool) -> tuple[int, int, int, str, int, str]:
+    """``(prompt, completion, cached, usage_source, cost, note)`` to charge for an answer: the upstream's counts
     (:func:`trusted_count`), else the gateway's (the counted prompt, the answer's ``text`` counted, at most the
-    completion reserved when a cap was sent: ``capped``). ``fields`` are the request fields the upstream bills as input."""
+    completion reserved when a cap was sent: ``capped``), and of the prompt, the ``cached`` tokens the upstream read
+    from its prompt cache (:func:`cached_prompt`). ``fields`` are the request fields the upstream bills as input."""
     # the prompt's size is measured (its JSON written out) only for a reported count below the gateway's own
     size = prompt_bytes(attempt.messages, fields) if prompt is not None and prompt < attempt.prompt_tokens else 0
     p, p_note = trusted_count("prompt_tokens", prompt, attempt.prompt_tokens, size)
     bound = with_margin(attempt.completion_tokens, attempt.model.count_margin) if capped else None
     c, c_note = trusted_count("completion_tokens", completion, get_tokenizer(attempt.model.tokenizer).count(text),
                               len(text.encode("utf-8", "replace")), bound)
+    k, k_note = cached_prompt(cached, p if p == prompt else None)
     source = "upstream" if (p, c) == (prompt, completion) else "counted"
-    note = "; ".join(n for n in (p_note, c_note) if n)
-    return p, c, source, attempt.price.cost_micro(prompt_tokens=p, completion_tokens=c), note
+    note = "; ".join(n for n in (p_note, c_note, k_note) if n)
+    return p, c, k, source, attempt.price.cost_micro(prompt_tokens=p, completion_tokens=c, cached_tokens=k), note
+
+
+def cached_prompt(reported: int, prompt: int | None) -> tuple[int, str]:
+    """The prompt tokens to charge at the cached-input price: the upstream's ``reported`` count (0 when it was not a
+    count: :func:`ragtrim.serve.upstream.cached_count`), at most the ``prompt`` charged; none when the prompt charged is
+    not the upstream's own count (None: it reported none, or one the gateway did not trust), whose cache count is not
+    trusted either. And the note the row gets when the count was cut to the prompt ("" otherwise).
+
+    >>> cached_prompt(1920, 2006), cached_prompt(5, None)
+    ((1920, ''), (0, ''))
+    >>> cached_prompt(3000, 2006)
+    (2006, 'upstream reported cached_tokens 3000 above its prompt_tokens 2006: charged 2006 as cached')
+    """
+    if prompt is None or reported <= prompt:
+        return (reported if prompt is not None else 0), ""
+    return prompt, f"upstream reported cached_tokens {reported} above its prompt_tokens {prompt}: charged {prompt} as cached"
 
 
 def _billed_fields_of(upstream: Any, req: ChatRequest) -> Any:
@@ -446,15 +465,17 @@ async def _complete(service: Any, req: ChatRequest, planned: Planned, hold: Hold
         p, c, cost = estimated_usage(hold.entry)
         final = replace(hold.entry, cost_micro=cost)
     else:
-        p, c, source, cost, note = _settle_values(attempt, req, reply.prompt_tokens, reply.completion_tokens, reply.text,
-                                                  fields=_billed_fields_of(upstream, req), capped=_capped(body))
+        p, c, k, source, cost, note = _settle_values(attempt, req, reply.prompt_tokens, reply.completion_tokens,
+                                                     reply.cached_tokens, reply.text, fields=_billed_fields_of(upstream, req),
+                                                     capped=_capped(body))
         ms = (time.perf_counter() - start) * 1000
-        final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, usage_source=source, cost_micro=cost, status=200,
-                        latency_ms=ms, upstream_ms=reply.upstream_ms, error=note)
+        final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, cached_tokens=k, usage_source=source, cost_micro=cost,
+                        status=200, latency_ms=ms, upstream_ms=reply.upstream_ms, error=note)
         await hold.settle(final, p, c, cost)
     out = dict(reply.body or {})
     out["ragtrim"] = {"request_id": final.id, "action": planned.action, "model": attempt.model.name, "degrade": list(planned.steps),
-                      "tokens_full": attempt.tokens_full, "tokens_sent": attempt.tokens_sent, "cost_micro": cost,
+                      "tokens_full": attempt.tokens_full, "tokens_sent": attempt.tokens_sent,
+                      "cached_tokens": final.cached_tokens, "cost_micro": cost,
                       "cost_usd": format_usd(cost)[1:], "saved_micro": final.saved_micro, "price": attempt.price.ref,
                       "documents": cited_documents(attempt.result)}
     headers = {**headers, "X-Ragtrim-Cost-Micro": str(cost), "X-Ragtrim-Upstream-Ms": f"{reply.upstream_ms:.3f}"}
@@ -518,6 +539,7 @@ class SseTally:
         self.text: list[str] = []
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
+        self.cached_tokens = 0  # of prompt_tokens, those read from the upstream's prompt cache (cached_count)
         self.reasoned = False  # a delta carried a reasoning field (reasoning_content, reasoning)
         self.finished = False  # a choice carried its finish_reason: the answer is whole
         self.error = ""  # the upstream broke the event stream (an event too long): nothing more is read
@@ -561,6 +583,7 @@ class SseTally:
         usage_only = False
         if isinstance(obj.get("usage"), Mapping):
             self.prompt_tokens, self.completion_tokens = usage_of(obj)
+            self.cached_tokens = cached_count(obj)
             usage_only = not obj.get("choices")
         self.text.extend(_delta_texts(obj.get("choices")))
         choices = [c for c in obj.get("choices") or () if isinstance(c, Mapping)] if isinstance(obj.get("choices"), list) else []
@@ -712,9 +735,10 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
         if tally.completion_tokens is None and (hidden_reasoning(attempt.model, req) or (tally.reasoned and not tally.finished)):
             await hold.charge_reserved(200, with_note(error, REASONING_UNKNOWN), upstream_ms=up_ms)
             return
-        p, c, source, cost, note = _settle_values(attempt, req, tally.prompt_tokens, tally.completion_tokens, "".join(tally.text),
-                                                  fields=_billed_fields_of(upstream, req), capped=_capped(body))
-        final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, usage_source=source, cost_micro=cost,
+        p, c, k, source, cost, note = _settle_values(attempt, req, tally.prompt_tokens, tally.completion_tokens,
+                                                     tally.cached_tokens, "".join(tally.text),
+                                                     fields=_billed_fields_of(upstream, req), capped=_capped(body))
+        final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, cached_tokens=k, usage_source=source, cost_micro=cost,
                         status=200, latency_ms=(time.perf_counter() - hold.start) * 1000, upstream_ms=up_ms,
                         error=with_note(error, note))
         await hold.settle(final, p, c, cost)

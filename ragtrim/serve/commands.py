@@ -374,9 +374,10 @@ def usage(
         _print_json(out)
         return
     groups = out["by"]
-    head = groups + ["requests", "degraded", "refused", "failed", "tokens_full", "tokens_sent", "spent", "saved"]
+    head = groups + ["requests", "degraded", "refused", "failed", "tokens_full", "tokens_sent", "cached_tokens", "spent", "saved"]
     rows = [[str(r[g]) for g in groups] + [str(r["requests"]), str(r["degraded"]), str(r["refused"]), str(r["failed"]),
-            str(r["tokens_full"]), str(r["tokens_sent"]), format_usd(r["cost_micro"]), format_usd(r["saved_micro"])] for r in out["rows"]]
+            str(r["tokens_full"]), str(r["tokens_sent"]), str(r["cached_tokens"]), format_usd(r["cost_micro"]),
+            format_usd(r["saved_micro"])] for r in out["rows"]]
     _table(head, rows)
     if out["budgets"]:
         typer.echo("")

@@ -68,6 +68,8 @@ A complete file (``serve.toml``)::
     count_margin = 0.25             # reserve 25 % more than cl100k counts, so budgets hold when it counts more
     input_per_million = 0.2         # not in the price table: your provider's prices, USD per million tokens
     output_per_million = 0.2
+    cached_input_per_million = 0.1  # optional: a prompt token read from the provider's prompt cache (at most the
+                                    # input price; without it cached tokens are charged the input price)
     price_date = "2026-12-01"
 """
 
@@ -187,6 +189,8 @@ class ModelConfig:
     price: str | None = None
     input_per_million: float | None = None
     output_per_million: float | None = None
+    # a prompt token the upstream read from its prompt cache (usage.prompt_tokens_details.cached_tokens); at most the input price
+    cached_input_per_million: float | None = None
     price_date: str | None = None
     cheaper: str | None = None
     # extra share of the worst case to reserve when the upstream's own token count can run above
@@ -460,13 +464,32 @@ def _check_prices(m: ModelConfig) -> None:
     Traceback (most recent call last):
     ...
     ValueError: model 'm': input_per_million must be a finite number >= 0 (US dollars per million tokens), got nan
+
+    A cached-input price is priced inline with the rest (an inline price replaces the table's whole price), and is at
+    most the input price: a request's reservation assumes nothing is cached, and must stay an upper bound.
+
+    >>> _check_prices(ModelConfig(name="m", cached_input_per_million=0.5))
+    Traceback (most recent call last):
+    ...
+    ValueError: model 'm': cached_input_per_million needs input_per_million (and output_per_million) next to it in [models.'m'] (an inline price replaces the price table's); for a model priced by the table, add cached_input_per_million to its entry in the --prices file
     """
-    for label in ("input_per_million", "output_per_million"):
+    for label in ("input_per_million", "output_per_million", "cached_input_per_million"):
         value = getattr(m, label)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ValueError(f"model {m.name!r}: {label} must be a finite number >= 0 (US dollars per million tokens), got {value!r}")
+    cached = m.cached_input_per_million
+    if cached is None:
+        return
+    if m.input_per_million is None:
+        raise ValueError(f"model {m.name!r}: cached_input_per_million needs input_per_million (and output_per_million) next to "
+                         f"it in [models.{m.name!r}] (an inline price replaces the price table's); for a model priced by the "
+                         "table, add cached_input_per_million to its entry in the --prices file")
+    if cached > m.input_per_million:
+        from evals.cost import cached_above_input
+
+        raise ValueError(cached_above_input(f"model {m.name!r}", cached, m.input_per_million))
 
 
 def _table(data: Any, label: str) -> Mapping[str, Any]:

@@ -4,7 +4,10 @@ It counts prompt tokens the way OpenAI documents it (:func:`ragtrim.serve.upstre
 answers with ``answer_tokens`` words (never more than the request's ``max_completion_tokens`` or ``max_tokens``), waits
 ``latency_ms`` (+ up to ``jitter_ms``) like a real model, streams when asked (with a final
 usage chunk when ``stream_options.include_usage``), and fails with HTTP 500 when the last user
-message contains ``FAIL_UPSTREAM``. It records the bodies it received (for assertions) and
+message contains ``FAIL_UPSTREAM``. Told ``cached_tokens`` (a value, or a function of the prompt's
+token count giving one; settable later on ``app.state.fake``), it reports that many of the prompt
+tokens as read from its prompt cache, as OpenAI does (``usage.prompt_tokens_details.cached_tokens``;
+any value, for tests of bogus ones). It records the bodies it received (for assertions) and
 the Authorization headers' presence, never their values.
 
 >>> app = create_fake_upstream(latency_ms=0)
@@ -40,6 +43,15 @@ class FakeState:
     bodies: list[dict[str, Any]] = field(default_factory=list)
     keep_bodies: int = 50
     saw_authorization: list[str] = field(default_factory=list)
+    cached_tokens: Any = None  # None: no prompt_tokens_details; a callable: of the prompt's token count
+
+    def usage(self, prompt: int, completion: int) -> dict[str, Any]:
+        """The usage object it reports."""
+        out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        if self.cached_tokens is not None:
+            cached = self.cached_tokens(prompt) if callable(self.cached_tokens) else self.cached_tokens
+            out["prompt_tokens_details"] = {"cached_tokens": cached}
+        return out
 
 
 def _answer(n: int) -> str:
@@ -48,14 +60,14 @@ def _answer(n: int) -> str:
 
 def create_fake_upstream(*, latency_ms: float = 20.0, jitter_ms: float = 0.0, answer_tokens: int = 20,
                          report_usage: bool = True, tokenizer: str = "cl100k_base", seed: int = 0,
-                         token_delay_ms: float = 0.0) -> Any:
+                         token_delay_ms: float = 0.0, cached_tokens: Any = None) -> Any:
     """A Starlette app serving ``POST /v1/chat/completions`` and ``GET /v1/models``."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, StreamingResponse
     from starlette.routing import Route
 
-    state = FakeState(latency_ms, jitter_ms, answer_tokens, report_usage, tokenizer)
+    state = FakeState(latency_ms, jitter_ms, answer_tokens, report_usage, tokenizer, cached_tokens=cached_tokens)
     rng = random.Random(seed)
 
     async def chat(request: Request) -> Any:
@@ -75,7 +87,7 @@ def create_fake_upstream(*, latency_ms: float = 20.0, jitter_ms: float = 0.0, an
         from optimizer.tokenizer import get_tokenizer
 
         completion = get_tokenizer(tokenizer).count(text)
-        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        usage = state.usage(prompt, completion)
         base = {"id": f"chatcmpl-fake-{state.calls}", "created": int(time.time()), "model": body.get("model", "fake")}
         if body.get("stream"):
             include = bool((body.get("stream_options") or {}).get("include_usage")) and report_usage

@@ -29,7 +29,8 @@ ACTIONS = ("pending", "ok", "degraded", "refused", "failed")
 # ``budget_used`` is an INTEGER column (32 bits on PostgreSQL). A context budget above this is
 # larger than any model's context (it keeps everything), so it is recorded as this.
 MAX_BUDGET_USED = 2**31 - 1
-UNCHARGED = {"tokens_full": 0, "tokens_sent": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_micro": 0, "saved_micro": 0}
+UNCHARGED = {"tokens_full": 0, "tokens_sent": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "cost_micro": 0,
+             "saved_micro": 0}
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class LedgerEntry:
     worker_id: str = ""
     lease_expires: float | None = None
     key_id: str = ""
+    # of prompt_tokens, those the upstream read from its prompt cache and charged at the model's cached-input price
+    # (0 when its usage did not say, or was not the upstream's: a counted or estimated row)
     cached_tokens: int = 0
 
     def values(self) -> dict[str, Any]:

@@ -36,7 +36,8 @@ _RUN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 1
 # that counter is per model too (else per tenant only)
 AMOUNTS = {"tokens_sent": ("context_tokens_sent", False), "tokens_saved": ("context_tokens_saved", False),
            "prompt": ("prompt_tokens", True), "completion": ("completion_tokens", True),
-           "cost_micro": ("spend_microdollars", True), "saved_micro": ("saved_microdollars", False)}
+           "cached": ("cached_prompt_tokens", True), "cost_micro": ("spend_microdollars", True),
+           "saved_micro": ("saved_microdollars", False)}
 
 
 class Metrics:
@@ -53,6 +54,8 @@ class Metrics:
         self.tokens_saved = prom.Counter("ragtrim_context_tokens_saved", "Context tokens the optimizer removed", ["tenant"], registry=reg)
         self.prompt_tokens = prom.Counter("ragtrim_prompt_tokens", "Prompt tokens (upstream-reported, else counted)", ["tenant", "model"], registry=reg)
         self.completion_tokens = prom.Counter("ragtrim_completion_tokens", "Completion tokens", ["tenant", "model"], registry=reg)
+        self.cached_tokens = prom.Counter("ragtrim_cached_prompt_tokens", "Of the prompt tokens, those the upstream read from "
+                                          "its prompt cache (charged the cached-input price)", ["tenant", "model"], registry=reg)
         self.spent = prom.Counter("ragtrim_spend_microdollars", "Cost charged, micro-dollars", ["tenant", "model"], registry=reg)
         self.saved = prom.Counter("ragtrim_saved_microdollars", "Input cost avoided by optimization, micro-dollars", ["tenant"], registry=reg)
         self.refusals = prom.Counter("ragtrim_quota_refusals", "Requests refused with 429 (quota)", ["tenant"], registry=reg)
@@ -83,13 +86,14 @@ class Metrics:
             self.refusals.labels(tenant).inc()
 
     def observe_usage(self, *, tenant: str, model: str, tokens_sent: int, tokens_saved: int, prompt: int, completion: int,
-                      cost_micro: int, saved_micro: int, upstream_s: float | None) -> None:
+                      cost_micro: int, saved_micro: int, upstream_s: float | None, cached: int = 0) -> None:
         self.tokens_sent.labels(tenant).inc(tokens_sent)
         self.tokens_saved.labels(tenant).inc(max(0, tokens_saved))
         self.saved.labels(tenant).inc(max(0, saved_micro))
         if model:
             self.prompt_tokens.labels(tenant, model).inc(prompt)
             self.completion_tokens.labels(tenant, model).inc(completion)
+            self.cached_tokens.labels(tenant, model).inc(cached)
             self.spent.labels(tenant, model).inc(cost_micro)
         self._correct(tenant, model, {})  # the correction series exist from the first count, at 0
         if upstream_s is not None:
@@ -119,13 +123,14 @@ class Metrics:
             if replaced is not None:  # another tenant or model (never, as the gateway settles): the estimate given back whole
                 self.observe_given_back(replaced)
             return
-        above = {k: max(0, int(usage[k]) - int(replaced[k])) for k in AMOUNTS}
+        above = {k: max(0, int(usage.get(k, 0)) - int(replaced.get(k, 0))) for k in AMOUNTS}  # "cached" may be left out
         self.observe_usage(tenant=usage["tenant"], model=usage["model"], **above, upstream_s=upstream_s)
-        self._correct(usage["tenant"], usage["model"], {k: max(0, int(replaced[k]) - int(usage[k])) for k in AMOUNTS})
+        below = {k: max(0, int(replaced.get(k, 0)) - int(usage.get(k, 0))) for k in AMOUNTS}
+        self._correct(usage["tenant"], usage["model"], below)
 
     def observe_given_back(self, estimate: Mapping[str, Any]) -> None:
         """Count an estimate a late release gave back (the request is charged nothing) on ``ragtrim_estimate_corrections_*``."""
-        self._correct(estimate["tenant"], estimate["model"], {k: int(estimate[k]) for k in AMOUNTS})
+        self._correct(estimate["tenant"], estimate["model"], {k: int(estimate.get(k, 0)) for k in AMOUNTS})
 
     def _correct(self, tenant: str, model: str, amounts: Mapping[str, int]) -> None:
         """Add ``amounts`` to the correction counters of ``tenant`` (and ``model``); 0 for an amount not given."""

@@ -141,7 +141,8 @@ def _group_rows(rows: Sequence[Mapping[str, Any]], key: str) -> str:
 def render_page(tenant: str | None, daily: Sequence[Mapping[str, Any]], totals: Mapping[str, int],
                 budgets: Sequence[Mapping[str, Any]], by_user: Sequence[Mapping[str, Any]], by_feature: Sequence[Mapping[str, Any]]) -> str:
     who = html.escape(tenant) if tenant else "all tenants"
-    t = {k: int(totals.get(k, 0)) for k in ("requests", "degraded", "refused", "tokens_full", "tokens_sent", "cost_micro", "saved_micro")}
+    t = {k: int(totals.get(k, 0)) for k in ("requests", "degraded", "refused", "tokens_full", "tokens_sent", "prompt_tokens",
+                                            "cached_tokens", "cost_micro", "saved_micro")}
     head = "<tr><th>{}</th><th>requests</th><th>degraded</th><th>refused</th><th>tokens sent</th><th>spent</th><th>saved</th></tr>"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>ragtrim usage: {who}</title>
@@ -163,6 +164,8 @@ td,th{{border-bottom:1px solid #eee;padding:4px 8px;text-align:left}}
 <div class="card">degraded<b id="total-degraded">{t["degraded"]:,}</b></div>
 <div class="card">refused<b id="total-refused">{t["refused"]:,}</b></div>
 <div class="card">context tokens sent / full<b id="total-tokens">{t["tokens_sent"]:,} / {t["tokens_full"]:,}</b></div>
+<div class="card">prompt tokens from the model's cache
+<b id="total-cached">{t["cached_tokens"]:,} / {t["prompt_tokens"]:,}</b></div>
 </div>
 <h2>Spend and savings per day (this month)</h2>
 {daily_chart_svg(daily, limit_micro=_month_usd_limit(budgets, tenant))}

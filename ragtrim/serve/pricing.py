@@ -4,11 +4,20 @@ A price of $X per million tokens is exactly X micro-dollars per token, so a cost
 ``tokens * X`` micro-dollars; it is computed with exact decimals and rounded *up* to a whole
 micro-dollar (a request never costs less than it should). No floats touch money.
 
+Prompt tokens the upstream read from its prompt cache (``cached_tokens``, OpenAI's
+``usage.prompt_tokens_details.cached_tokens``) cost ``cached_input_per_million`` when the model has
+one, else the full input price. A cached price is never above the input price (checked where prices
+are read), so the worst case a request reserves, which assumes no cache, stays an upper bound.
+
 >>> p = ModelPrice(model="gpt-4o", input_per_million=Decimal("2.5"), output_per_million=Decimal("10"), date="2025-06-01")
 >>> p.cost_micro(prompt_tokens=1000, completion_tokens=100)
 3500
 >>> p.cost_micro(prompt_tokens=1, completion_tokens=0)  # 2.5 micro-dollars, rounded up
 3
+>>> cached = ModelPrice(model="gpt-4o", input_per_million=Decimal("2.5"), output_per_million=Decimal("10"), date="2025-06-01",
+...                     cached_input_per_million=Decimal("1.25"))
+>>> cached.cost_micro(prompt_tokens=1000, completion_tokens=100, cached_tokens=600)  # 400 * 2.5 + 600 * 1.25 + 100 * 10
+2750
 >>> p.saved_micro(tokens_not_sent=1000)  # input tokens the optimizer did not send
 2500
 >>> p.ref
@@ -28,24 +37,34 @@ from ragtrim.serve.config import ModelConfig
 
 @dataclass(frozen=True)
 class ModelPrice:
-    """Input and output prices of one model, in US dollars per million tokens, as exact decimals."""
+    """Input and output prices of one model, in US dollars per million tokens, as exact decimals.
+
+    ``cached_input_per_million`` is the price of a prompt token read from the upstream's prompt cache
+    (None: the input price).
+    """
 
     model: str
     input_per_million: Decimal
     output_per_million: Decimal
     date: str
     source: str = ""
+    cached_input_per_million: Decimal | None = None
 
     @property
     def ref(self) -> str:
         """Which price a ledger row used: ``model@date``."""
         return f"{self.model}@{self.date}"
 
-    def cost_micro(self, *, prompt_tokens: int, completion_tokens: int) -> int:
-        """Cost in micro-dollars (rounded up)."""
+    def cost_micro(self, *, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> int:
+        """Cost in micro-dollars (rounded up); ``cached_tokens`` of the ``prompt_tokens`` at the cached-input price."""
         if prompt_tokens < 0 or completion_tokens < 0:
             raise ValueError(f"token counts must be >= 0, got {prompt_tokens!r} prompt and {completion_tokens!r} completion")
-        exact = Decimal(prompt_tokens) * self.input_per_million + Decimal(completion_tokens) * self.output_per_million
+        if not 0 <= cached_tokens <= prompt_tokens:
+            raise ValueError(f"cached_tokens must be from 0 to the {prompt_tokens} prompt tokens they are part of, "
+                             f"got {cached_tokens!r}")
+        cached_price = self.cached_input_per_million if self.cached_input_per_million is not None else self.input_per_million
+        exact = (Decimal(prompt_tokens - cached_tokens) * self.input_per_million + Decimal(cached_tokens) * cached_price
+                 + Decimal(completion_tokens) * self.output_per_million)
         return int(math.ceil(exact))
 
     def saved_micro(self, *, tokens_not_sent: int) -> int:
@@ -66,6 +85,10 @@ def _dec(value: float | int) -> Decimal:
     return Decimal(repr(float(value)))
 
 
+def _dec_or_none(value: float | int | None) -> Decimal | None:
+    return _dec(value) if value is not None else None
+
+
 def model_price(model: ModelConfig, table: object) -> ModelPrice:
     """The price of a configured model: inline in the config, else from the price table.
 
@@ -81,6 +104,7 @@ def model_price(model: ModelConfig, table: object) -> ModelPrice:
             output_per_million=_dec(model.output_per_million),
             date=model.price_date or "config",
             source="serve config",
+            cached_input_per_million=_dec_or_none(model.cached_input_per_million),
         )
     price = table.price(model.price if model.price is not None else model.name)  # type: ignore[attr-defined]
     if price.output_per_million is None:
@@ -94,6 +118,7 @@ def model_price(model: ModelConfig, table: object) -> ModelPrice:
         output_per_million=_dec(price.output_per_million),
         date=price.date,
         source=price.source,
+        cached_input_per_million=_dec_or_none(price.cached_input_per_million),
     )
 
 

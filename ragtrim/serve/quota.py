@@ -196,7 +196,8 @@ def charged_usage(row: Any) -> dict[str, Any]:
     """What a ledger ``row`` (or :class:`LedgerEntry`) charges, as :meth:`ragtrim.serve.metrics.Metrics.observe_usage` takes it."""
     return {"tenant": row.tenant_id, "model": row.model_used, "tokens_sent": row.tokens_sent,
             "tokens_saved": row.tokens_full - row.tokens_sent, "prompt": row.prompt_tokens,
-            "completion": row.completion_tokens, "cost_micro": row.cost_micro, "saved_micro": row.saved_micro}
+            "completion": row.completion_tokens, "cached": row.cached_tokens, "cost_micro": row.cost_micro,
+            "saved_micro": row.saved_micro}
 
 
 def expiry_estimate(row: Any) -> dict[str, Any] | None:
@@ -217,7 +218,7 @@ def estimated_usage(row: Any) -> dict[str, Any]:
     :meth:`ragtrim.serve.metrics.Metrics.observe_usage` takes it (the prompt counted, the rest as completion)."""
     return {"tenant": row.tenant_id, "model": row.model_used, "tokens_sent": row.tokens_sent,
             "tokens_saved": row.tokens_full - row.tokens_sent, "prompt": row.prompt_tokens,
-            "completion": max(0, row.reserved_tokens - row.prompt_tokens), "cost_micro": row.reserved_micro,
+            "completion": max(0, row.reserved_tokens - row.prompt_tokens), "cached": 0, "cost_micro": row.reserved_micro,
             "saved_micro": row.saved_micro}
 
 

@@ -65,6 +65,7 @@ class UpstreamReply:
     error: str | None = None
     refusal: Refusal | None = None
     started: bool = False
+    cached_tokens: int = 0  # of prompt_tokens, those read from the upstream's prompt cache (:func:`cached_count`)
 
 
 # An upstream's 4xx is about the request (a bad parameter, too long a prompt, a rate limit): the
@@ -302,6 +303,22 @@ def usage_of(body: Any) -> tuple[int | None, int | None]:
     return usage_count(usage.get("prompt_tokens")), usage_count(usage.get("completion_tokens"))
 
 
+def cached_count(body: Any) -> int:
+    """Of the prompt tokens an OpenAI response or stream chunk reports, those read from the upstream's prompt cache
+    (``usage.prompt_tokens_details.cached_tokens``, billed at a lower price); 0 when missing or not a count
+    (:func:`usage_count`): a cache that cannot be read lowers no charge. The caller bounds it by the prompt charged.
+
+    >>> cached_count({"usage": {"prompt_tokens": 2006, "prompt_tokens_details": {"cached_tokens": 1920}}})
+    1920
+    >>> cached_count({"usage": {"prompt_tokens_details": {"cached_tokens": -1}}}), cached_count({"usage": {"prompt_tokens": 9}})
+    (0, 0)
+    """
+    usage = body.get("usage") if isinstance(body, Mapping) else None
+    details = usage.get("prompt_tokens_details") if isinstance(usage, Mapping) else None
+    count = usage_count(details.get("cached_tokens")) if isinstance(details, Mapping) else None
+    return count if count is not None else 0
+
+
 # The text fields of a reply message (or a stream delta) an upstream bills as output. The reasoning fields
 # are also what marks a model that reasons (:func:`shows_reasoning`).
 REASONING_KEYS = ("reasoning_content", "reasoning")
@@ -528,7 +545,7 @@ class OpenAIUpstream:
                                  f"upstream answered HTTP {resp.status_code}: {self.scrub(json.dumps(detail))[:500]}",
                                  refusal=refusal_of(resp.status_code, data, resp.text, resp.headers, self.scrub))
         p, c = usage_of(data)
-        return UpstreamReply(resp.status_code, data, reply_text(data), p, c, ms)
+        return UpstreamReply(resp.status_code, data, reply_text(data), p, c, ms, cached_tokens=cached_count(data))
 
     async def stream(self, body: Mapping[str, Any], question: str, context: str, *,
                      on_sent: Callable[[], None] | None = None) -> AsyncIterator[bytes]:

@@ -64,8 +64,10 @@ def _check_by(by: Sequence[str]) -> list[str]:
 # Tokens and money count only what was charged: rows answered ``ok`` or ``degraded`` (and an
 # ``/v1/optimize`` run, ``ok``, which saves tokens and costs nothing). ``failed``, ``refused`` and
 # ``pending`` rows are counted by action but add no tokens or money, so the totals equal what the
-# budgets were charged and what ``/metrics`` counted.
-CHARGED_COLUMNS = ("tokens_full", "tokens_sent", "prompt_tokens", "completion_tokens", "cost_micro", "saved_micro")
+# budgets were charged and what ``/metrics`` counted. ``cached_tokens`` are part of ``prompt_tokens``: those the
+# upstream read from its prompt cache (charged the model's cached-input price).
+CHARGED_COLUMNS = ("tokens_full", "tokens_sent", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_micro",
+                   "saved_micro")
 
 
 def _charged_sum(name: str) -> Any:
