@@ -53,7 +53,8 @@ def cut_to_tokens(chunk: Chunk, max_tokens: int, context: StageContext, *, min_t
     token cut falls back to the boundary before it.
 
     Returns the cut chunk and ``"sentence"`` or ``"token"`` (``"none"`` if nothing fits, white space
-    included: a token prefix starts after the text's leading white space, which a cut never keeps). A token
+    included: a token prefix starts after the text's leading white space, which a cut never keeps, save
+    the first line's indentation when more lines follow: :func:`~optimizer.records.with_first_indent`). A token
     prefix is only made when ``max_tokens >= min_token_cut`` (else ``"none"``): the packer
     would throw a shorter fragment away, and finding the cut encodes the whole text.
     """
@@ -78,6 +79,9 @@ def cut_to_tokens(chunk: Chunk, max_tokens: int, context: StageContext, *, min_t
         return chunk.keep([]), "none"
     lead = len(text) - len(text.lstrip())  # a cut keeps no leading white space (Chunk.keep): spend no token on it
     k = lead + token_cut(text[lead:], max_tokens, context)
+    line = text.rfind("\n", 0, lead) + 1
+    if line < lead and "\n" in text[lead:k].rstrip():  # more lines kept: the first gets its indentation back
+        k = line + token_cut(text[line:], max_tokens, context)  # (Chunk.keep, with_first_indent), so count it
     around = _block_around(code, starts, k)  # a code block is kept whole or not at all
     k = k if around is None else around
     if k <= lead:  # white space only: nothing kept is no cut

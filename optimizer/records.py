@@ -75,6 +75,33 @@ def piece_joiner(original: str, end: int, start: int) -> str:
     return PIECE_JOINER
 
 
+def with_first_indent(original: str, pieces: Sequence[tuple[int, int]], text: str) -> tuple[tuple[tuple[int, int], ...], str]:
+    r"""``(pieces, text)`` with the first piece moved back to its line's start when only white space
+    (indentation) precedes it there and ``text`` (the join of ``pieces``) holds more than one line.
+
+    :func:`piece_joiner` gives each later piece that starts a line its indentation; the first one
+    has no joiner before it, so without this a chunk cut mid-function would print its first line at
+    column 0 and its next lines at theirs (``raise`` read as inside the ``if`` above it). The
+    indentation becomes part of the piece, so provenance spans cover what is printed. A single kept
+    line keeps none: its indentation is relative to no other line shown, and a prose chunk whose
+    text opens with stray spaces is cut as before.
+
+    >>> t = "    if x:\n        y()\n    z()"
+    >>> with_first_indent(t, [(4, 9), (26, 29)], "if x:\n    z()")
+    (((0, 9), (26, 29)), '    if x:\n    z()')
+    >>> with_first_indent(t, [(4, 9)], "if x:")
+    (((4, 9),), 'if x:')
+    """
+    pieces = tuple(pieces)
+    if not pieces or "\n" not in text:
+        return pieces, text
+    start, end = pieces[0]
+    line = indent_start(original, start)
+    if line == start:
+        return pieces, text
+    return ((line, end), *pieces[1:]), original[line:start] + text
+
+
 def join_pieces(original: str, pieces: Sequence[tuple[int, int]]) -> str:
     r"""The text of ``pieces`` (sorted, disjoint ranges) of ``original``, each gap joined by :func:`piece_joiner`.
 
@@ -362,7 +389,9 @@ class Chunk:
 
         Ranges are clipped to what is still kept (a stage cannot bring back text an
         earlier stage removed), sorted, stripped of surrounding white space and merged
-        when only white space separates them. Keeping nothing gives an empty text.
+        when only white space separates them; when the kept text holds more than one
+        line, the first piece keeps its line's indentation (:func:`with_first_indent`).
+        Keeping nothing gives an empty text.
 
         >>> Chunk(id="x", text="a b c").keep([(4, 5), (0, 1)]).text
         'a c'
@@ -391,8 +420,8 @@ class Chunk:
                 cleaned[-1] = (cleaned[-1][0], end)
             else:
                 cleaned.append((start, end))
-        text = join_pieces(original, cleaned)
-        return replace(self, text=text, source=original, pieces=tuple(cleaned))
+        pieces, text = with_first_indent(original, cleaned, join_pieces(original, cleaned))
+        return replace(self, text=text, source=original, pieces=pieces)
 
     def keep_text_range(self, start: int, end: int) -> Chunk:
         """Keep ``text[start:end]`` of the *current* text (mapped back to the original)."""

@@ -3,7 +3,8 @@
 Each chunk becomes a block ``[n] Title\\ntext``; blocks are joined by ``separator``. A title
 equal to the previous block's title is not repeated. Without a title line, a block whose text opens
 with a line that is Markdown only at the start of a line (a code fence, a heading, a table row, a
-bullet item, a quote: :func:`opens_block`) gets ``[n]`` on a line of its own, so the text keeps its
+bullet item, a quote: :func:`opens_block`), or with an indented line that more lines follow
+(:func:`indented_lines`: code cut mid-block), gets ``[n]`` on a line of its own, so the text keeps its
 meaning (``[2] ```bash`` is no fence, and its closing fence would open one). Kept pieces of one chunk are joined as
 in ``chunk.text``: by a space, or a line break where a piece ends or starts a line (see
 :func:`optimizer.records.piece_joiner`).
@@ -44,6 +45,20 @@ def opens_block(text: str) -> bool:
     """
     text = line_view(text[:200]) if "\r" in text[:200] else text
     return _LINE_START_MARKUP.match(text) is not None or FENCE.match(text) is not None
+
+
+_LATER_LINE = re.compile(r"\n[ \t\r\f\v]*\S")
+
+
+def indented_lines(text: str) -> bool:
+    """True when ``text``'s first line is indented and a line with text follows it: code, YAML or a diff
+    that starts mid-block (:func:`optimizer.records.with_first_indent`). Printed after ``[n] `` on the
+    marker's line, the first line would look indented by the marker's width, not by its own.
+
+    >>> [indented_lines(t) for t in ("    if x:\\n        y()", "\\ta:\\n\\tb:", "  one line", "  one line\\n", "x\\n  y")]
+    [True, True, False, False, False]
+    """
+    return text[:1] in (" ", "\t") and _LATER_LINE.search(text) is not None
 
 
 @dataclass(frozen=True)
@@ -132,15 +147,19 @@ class Renderer:
         """The text put before a chunk's body (marker and title).
 
         ``body`` is what follows the header (:meth:`lead`): when no title line comes between and
-        its first line is line-start Markdown (:func:`opens_block`), the marker ends its own line.
+        its first line is line-start Markdown (:func:`opens_block`) or indented lines (:func:`indented_lines`),
+        the marker ends its own line.
 
         >>> Renderer().header(2, None, None, "Paris."), Renderer().header(2, None, None, "```sh\\nls\\n```")
         ('[2] ', '[2]\\n')
+        >>> Renderer().header(2, None, None, "    if x:\\n        y()")
+        '[2]\\n'
         """
         titled = bool(self.titles and title and title != previous_title)
         parts = []
         if self.citations:
-            parts.append(f"[{position}]\n" if not titled and opens_block(body) else f"[{position}] ")
+            own_line = not titled and (opens_block(body) or indented_lines(body))
+            parts.append(f"[{position}]\n" if own_line else f"[{position}] ")
         if titled:
             parts.append(f"{title}\n")
         return "".join(parts)

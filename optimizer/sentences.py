@@ -3,7 +3,8 @@
 Prose goes through blingfire (fast, C, handles abbreviations and CJK full stops). Text is
 first cut at blank lines, and blocks that look like tables or code, or hold one record a line
 without full stops (``Key: value`` lines, CSV rows, a schedule; not hard-wrapped prose), are split
-per line, so a "sentence" there is a row, a record or a line of code. Structured text on one line
+per line, so a "sentence" there is a row, a record or a line of code; a log's lines (most of them
+opening with a timestamp or carrying a log level) are split per line before their sentences are. Structured text on one line
 (scraped HTML, minified JSON) is cut into its records first (:mod:`optimizer.inline_records`). A Markdown fenced code block (```` ``` ```` or
 ``~~~``) is one block, blank lines inside it included, and is always split per line, its fence
 lines joined to the first and last lines of code (so no sentence is a bare fence).
@@ -123,9 +124,15 @@ def _wraps_at(line: str, following: str, width: int) -> bool:
     True
     >>> _wraps_at("it loads about twice as fast", "next let's talk about pricing", 40), _wraps_at("Weight: 1.19 kg", "Price: 1299 EUR", 16)
     (False, False)
+
+    A ``following`` line without white space inside is no wrapped prose either (a ``requirements.txt``
+    pin, a path, an identifier): its first word is the whole line, so it would never have fitted.
+
+    >>> _wraps_at("aiohttp==3.9.1", "charset-normalizer==3.3.2", 20)
+    False
     """
-    word = following.split(maxsplit=1)[0]
-    return not (word[0].isupper() or word[0].isdigit()) and len(line) + 1 + len(word) >= width
+    word, *rest = following.split(maxsplit=1)
+    return bool(rest) and not (word[0].isupper() or word[0].isdigit()) and len(line) + 1 + len(word) >= width
 
 
 _KEY = re.compile(r"\s*[^\s:：][^:：]{0,40}(?::(?:\s|$)|：)")
@@ -204,6 +211,49 @@ def _line_records(block: str) -> bool:
     return 2 * sum(_wraps_at(a, b.lstrip(), width) for a, b in zip(lines, lines[1:])) < len(lines) - 1
 
 
+_RUN = re.compile(r"\d+|[^\W\d_]+")
+_LEVEL = re.compile(r"\b(?:TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|CRITICAL|FATAL|SEVERE)\b")
+"""A log level, as logging libraries print it."""
+
+
+def _stamp(line: str) -> str:
+    """The shape of ``line``'s first two words, each run of digits ``9`` and each run of letters ``a``
+    (``2024-03-01T12:00:05Z INFO`` and ``2024-03-01T12:02:50Z ERROR`` are both ``9-9-9a9:9:9a a``), when it
+    holds two runs of digits or more (a date, a time, an address); else ``""``. A numbered list's
+    ``1. Install`` holds one.
+
+    >>> _stamp("2024-03-01T12:00:05Z INFO api up"), _stamp("I0301 12:00:05.120 pool.go:41] slow"), _stamp("1. Install it.")
+    ('9-9-9a9:9:9a a', 'a9 9:9:9.9', '')
+    """
+    shape = _RUN.sub(lambda m: "9" if m.group()[0].isdigit() else "a", " ".join(line.split(maxsplit=2)[:2]))
+    return shape if shape.count("9") >= 2 else ""
+
+
+def _stamped_lines(block: str) -> bool:
+    """Whether ``block`` is a log (three lines or more): most lines (two in three) open with words of one
+    :func:`_stamp` shape (a timestamp), or carry a log level (:data:`_LEVEL`) in their first three words.
+
+    Such a block is one record a line even when a message ends with a full stop, which
+    :func:`_line_records` takes for prose; blingfire would join every line up to that stop into one
+    "sentence" of hundreds of characters.
+
+    >>> _stamped_lines("2024-03-01T12:00:05Z INFO up\\n2024-03-01T12:00:10Z INFO GET /a 200\\n2024-03-01T12:00:15Z ERROR db down.")
+    True
+    >>> _stamped_lines("WARN retrying.\\nINFO done\\nERROR lost."), _stamped_lines("1. Install it.\\n2. Run it.\\n3. Done.")
+    (True, False)
+    """
+    lines = [ln for ln in block.split("\n") if ln.strip()]
+    if len(lines) < 3:
+        return False
+    stamps: dict[str, int] = {}
+    for ln in lines:
+        stamp = _stamp(ln)
+        stamps[stamp] = stamps.get(stamp, 0) + 1
+    if any(stamp and 3 * n >= 2 * len(lines) for stamp, n in stamps.items()):
+        return True
+    return 3 * sum(_LEVEL.search(" ".join(ln.split(maxsplit=3)[:3])) is not None for ln in lines) >= 2 * len(lines)
+
+
 def strip_range(text: str, start: int, end: int) -> tuple[int, int]:
     """``(start, end)`` moved inward past white space at either end."""
     while start < end and text[start].isspace():
@@ -215,16 +265,20 @@ def strip_range(text: str, start: int, end: int) -> tuple[int, int]:
 
 def _split_long(text: str, start: int, end: int) -> list[tuple[int, int]]:
     """Split an over-long range into pieces of at most MAX_SENTENCE_CHARS weighted characters
-    (:func:`sentence_weight`): at the last space that fits, else after the last CJK comma, else
-    before the character that does not fit (never between a letter and its combining marks).
+    (:func:`sentence_weight`): at the last line break that fits in the second half of the piece, else
+    at the last white space that fits, else after the last CJK comma, else before the character that
+    does not fit (never between a letter and its combining marks).
 
     >>> t = "東京は大きい、" * 100
     >>> [(e - s, sentence_weight(t, s, e)) for s, e in _split_long(t, 0, len(t))]
     [(336, 1200), (336, 1200), (28, 100)]
+    >>> t = "\\n".join(["python-multipart==0.0.6"] * 60)  # lines without a space: cut between them
+    >>> {t[s:e].split("\\n")[-1] for s, e in _split_long(t, 0, len(t))}
+    {'python-multipart==0.0.6'}
     """
     out = []
     while (limit := _fit(text, start, end)) < end:
-        cut = text.rfind(" ", start, limit)
+        cut = _last_break(text, start, limit)
         if cut <= start:
             cut = max(text.rfind(c, start, limit) for c in "，、；") + 1
         if cut <= start:
@@ -237,6 +291,15 @@ def _split_long(text: str, start: int, end: int) -> list[tuple[int, int]]:
     if s < e:
         out.append((s, e))
     return out
+
+
+def _last_break(text: str, start: int, limit: int) -> int:
+    """Where :func:`_split_long` cuts ``text[start:limit]``: the last line break past its middle, else the
+    last white space (space, tab or line break), else ``-1``."""
+    line = text.rfind("\n", start, limit)
+    if line > (start + limit) // 2:
+        return line
+    return max(line, *(text.rfind(c, start, limit) for c in " \t"))
 
 
 def _fit(text: str, start: int, end: int) -> int:
@@ -566,6 +629,9 @@ def _split(text: str) -> tuple[tuple[int, int], ...]:
         elif _looks_structured(block) or ("\n" in block and _line_records(block)):
             lines = (strip_range(text, b_start + m.start(), b_start + m.end()) for m in _LINE.finditer(block))
             pieces = [r for s, e in lines if s < e for r in _records(text, s, e, whole=False)]
+        elif "\n" in block and _stamped_lines(block):  # a log: a line's sentences never run into the next line
+            lines = (strip_range(text, b_start + m.start(), b_start + m.end()) for m in _LINE.finditer(block))
+            pieces = [r for s, e in lines if s < e for a, b in _records(text, s, e, whole=False) for r in _prose(text, a, b)]
         else:
             pieces = [r for s, e in _records(text, b_start, b_end, whole=True) for r in _prose(text, s, e)]
         for s, e in pieces:

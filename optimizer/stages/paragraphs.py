@@ -459,8 +459,13 @@ class ParagraphViews:
         scan of every paragraph per piece made a chunk of thousands of paragraphs quadratic.
         """
         parts, starts = self.parts.get(chunk_id, []), self._starts.get(chunk_id, [])
+        if not parts:
+            return []
+        text = self.given[chunk_id].original_text
         hit: set[int] = set()
-        for s, _ in pieces:
+        for s, e in pieces:
+            while s < e and text[s] in " \t":  # a first piece may open with its line's indentation (with_first_indent)
+                s += 1
             k = bisect.bisect_right(starts, s) - 1
             if k >= 0 and s < parts[k].body[1]:
                 hit.add(k)
