@@ -13,7 +13,7 @@ echo "built $(basename "$wheel") ($(du -h "$wheel" | cut -f1))"
 "$PYTHON" -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet --upgrade pip
 "$work/venv/bin/pip" install --quiet torch==2.13.0   # the CPU wheel first, or a CUDA build comes in
-"$work/venv/bin/pip" install --quiet "${wheel}[embeddings,onnx,eval,reader]"
+"$work/venv/bin/pip" install --quiet "${wheel}[embeddings,onnx,eval,reader,serve]"
 
 cd "$work"   # anywhere but the checkout
 export RAGTRIM_CACHE="$work/cache" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
@@ -38,5 +38,11 @@ recall = {(x["pipeline"], x["budget"]): x["metrics"]["answer_recall"] for x in r
 assert recall[("default", 0.25)] > 0.5 and recall[("fitted", 0.25)] > 0.5, recall
 d = json.load(open("runs/demo/results.json"))
 assert any(x["metrics"]["accuracy"] is not None for x in d["runs"]), "the local reader gave no accuracy"
-print("wheel smoke test passed:", {f"{k[0]}@{k[1]}": v for k, v in sorted(recall.items())})
+print("eval and demo from the wheel passed:", {f"{k[0]}@{k[1]}": v for k, v in sorted(recall.items())})
 PY
+# the gateway's schema migrations ship in the wheel: a database the last ragtrim before them made is upgraded
+cp "$root/tests/data/serve-schema-0001.sqlite" "$work/old.sqlite"
+out=$(ragtrim db status --db "sqlite:///$work/old.sqlite"); grep -q "to run: 0001" <<<"$out"
+out=$(ragtrim db upgrade --db "sqlite:///$work/old.sqlite"); grep -q "ran 0001, 0002" <<<"$out"
+out=$(ragtrim tenants list --db "sqlite:///$work/old.sqlite"); grep -q "beta  (disabled)" <<<"$out"
+echo "wheel smoke test passed (the gateway database upgraded from revision 0001)"

@@ -160,6 +160,23 @@ def test_a_stream_maps_them_in_a_header_with_ids_escaped(gw):
     final_rows(service)
 
 
+def test_a_streams_header_stops_at_4_kb_and_says_how_many_it_lists(gw):
+    """200 documents with URL ids (18 KB escaped) would break Node's fetch (16 KB of headers): the header lists what fits."""
+    client, service, key, state = gw
+    docs = [{"id": f"https://docs.example.com/handbook/chapter-{n}/section-{n}.html#paragraph-{n}",
+             "text": f"Section {n} of the handbook says rule {n} applies to team {n}."} for n in range(200)]
+    with client.stream("POST", "/v1/chat/completions", headers=auth(key), json={
+            "model": "gpt-4o", "max_tokens": 5, "stream": True, "documents": docs, "budget": 1.0,
+            "messages": [{"role": "user", "content": "Which rule applies to team 7?"}]}) as r:
+        assert r.status_code == 200
+        value, listed = r.headers["x-ragtrim-documents"], r.headers["x-ragtrim-documents-listed"]
+        b"".join(r.iter_bytes())
+    shown, total = map(int, listed.split("/"))
+    assert len(value) <= 4096 and shown == len(value.split(",")) and shown < total == 200
+    assert [int(p.split("=", 1)[0]) for p in value.split(",")] == list(range(1, shown + 1))
+    final_rows(service)
+
+
 # -- 3. unknown keys in ragtrim's own objects; score_direction -------------------------------------------------------
 
 

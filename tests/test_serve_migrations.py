@@ -49,14 +49,15 @@ def schema_diff(engine: Any) -> list[Any]:
     from alembic.runtime.migration import MigrationContext
 
     with engine.connect() as conn:
-        return compare_metadata(MigrationContext.configure(conn), metadata)
+        return compare_metadata(MigrationContext.configure(conn, opts={"version_table": migrate.VERSION_TABLE}), metadata)
 
 
 def columns(engine: Any) -> dict[str, set[str]]:
     from sqlalchemy import inspect
 
     found = inspect(engine)
-    return {t: {c["name"] for c in found.get_columns(t)} for t in found.get_table_names() if t.startswith("rt_")}
+    return {t: {c["name"] for c in found.get_columns(t)} for t in found.get_table_names()
+            if t.startswith("rt_") and t != migrate.VERSION_TABLE}
 
 
 def run(*args: str) -> Any:
@@ -99,10 +100,11 @@ def test_upgrade_keeps_every_row_and_matches_a_new_database(tmp_path, monkeypatc
     monkeypatch.setenv("RAGTRIM_CACHE", str(tmp_path))
     db = legacy_copy(tmp_path)
     status = run("db", "status", "--db", db)
-    assert status.exit_code == 0 and "revision 0001, this ragtrim's is 0002" in status.output and "to run: 0002" in status.output
+    assert status.exit_code == 0 and "revision 0001, this ragtrim's is 0002" in status.output
+    assert "to run: 0001" in status.output and "to run: 0002" in status.output  # no revision recorded: all of them run
 
     out = run("db", "upgrade", "--db", db)
-    assert out.exit_code == 0 and "ran 0002" in out.output, out.output
+    assert out.exit_code == 0 and "ran 0001, 0002" in out.output, out.output
     engine = make_engine(db)  # now accepted
     assert schema_diff(engine) == []
     assert columns(engine) == columns(make_engine(f"sqlite:///{tmp_path}/new.sqlite"))
@@ -118,11 +120,36 @@ def test_upgrade_keeps_every_row_and_matches_a_new_database(tmp_path, monkeypatc
     assert "up to date" in run("db", "status", "--db", db).output
 
 
+def test_an_old_database_without_the_lease_table_gets_it_from_the_upgrade(tmp_path):
+    """A database older still (before rt_lease_epochs, which 0001 makes): upgraded, it is whole, and a gateway works on it."""
+    db = legacy_copy(tmp_path)
+    with create_engine(normalize_url(db)).begin() as c:
+        c.exec_driver_sql("DROP TABLE rt_lease_epochs")
+    assert migrate.upgrade(make_engine(db, create=False)) == ["0001", "0002"]
+    engine = make_engine(db)
+    assert schema_diff(engine) == [] and "rt_lease_epochs" in columns(engine)
+
+
+def test_another_alembic_apps_version_table_is_its_own(tmp_path):
+    """An app sharing the database keeps its ``alembic_version``; ragtrim reads and writes only ``rt_alembic_version``."""
+    for name, make in (("new", None), ("old", legacy_copy)):
+        db = make(tmp_path) if make else f"sqlite:///{tmp_path}/{name}.sqlite"
+        with create_engine(normalize_url(db)).begin() as c:
+            c.exec_driver_sql("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+            c.exec_driver_sql("INSERT INTO alembic_version VALUES ('3f2a9c1b7d44')")
+        if make:
+            assert migrate.upgrade(make_engine(db, create=False)) == ["0001", "0002"]
+        engine = make_engine(db)
+        assert migrate.current(engine) == migrate.head()
+        with engine.connect() as c:
+            assert c.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one() == "3f2a9c1b7d44"
+
+
 def test_a_database_a_newer_ragtrim_upgraded_is_refused(tmp_path):
     db = f"sqlite:///{tmp_path}/newer.sqlite"
     engine = make_engine(db)
     with engine.begin() as c:
-        c.exec_driver_sql("UPDATE alembic_version SET version_num = '0099'")
+        c.exec_driver_sql("UPDATE rt_alembic_version SET version_num = '0099'")
     with pytest.raises(migrate.SchemaError, match="'0099', which this ragtrim does not know"):
         make_engine(db)
     out = run("db", "upgrade", "--db", db)
@@ -204,7 +231,7 @@ def test_postgres_old_database_upgraded_in_place(pg_cluster):
     engine = make_engine(url)
     with engine.begin() as conn:  # what the code before migrations made: the baseline tables, no revision
         command.downgrade(migrate._config(conn), migrate.BASELINE)
-        conn.exec_driver_sql("DROP TABLE alembic_version")
+        conn.exec_driver_sql("DROP TABLE rt_alembic_version")
         conn.exec_driver_sql("INSERT INTO rt_tenants (id, name, created, disabled) VALUES ('acme', 'acme', 0, false)")
         conn.exec_driver_sql("INSERT INTO rt_ledger (id, ts, day, tenant_id, \"user\", feature, endpoint, model_asked, model_used, preset, "
                              "tokens_full, tokens_sent, prompt_tokens, completion_tokens, usage_source, cost_micro, saved_micro, "
@@ -213,7 +240,7 @@ def test_postgres_old_database_upgraded_in_place(pg_cluster):
                              "0, 0, 5, 6, 'upstream', 7, 0, 0, 0, '', '', 'ok', 200, 0, 0, false, '', '', 'w')")
     with pytest.raises(migrate.SchemaError, match="ragtrim db upgrade"):
         make_engine(url)
-    assert migrate.upgrade(engine) == ["0002"]
+    assert migrate.upgrade(engine) == ["0001", "0002"]
     assert schema_diff(engine) == []
     with engine.connect() as c:
         row = c.execute(select(ledger.c.cost_micro, ledger.c.key_id, ledger.c.cached_tokens)).one()
@@ -244,6 +271,17 @@ def test_postgres_two_gateways_starting_on_a_new_database_make_it_once(pg_cluste
     assert errors == []
     engine = make_engine(url)
     with engine.connect() as c:
-        assert [r[0] for r in c.exec_driver_sql("SELECT version_num FROM alembic_version").all()] == [migrate.head()]
+        assert [r[0] for r in c.exec_driver_sql("SELECT version_num FROM rt_alembic_version").all()] == [migrate.head()]
     assert schema_diff(engine) == []
     engine.dispose()
+
+
+def test_without_alembic_the_commands_name_the_extra(tmp_path, monkeypatch):
+    """An environment upgraded with ``pip install -U ragtrim`` from before the serve extra needed Alembic."""
+    monkeypatch.setenv("RAGTRIM_CACHE", str(tmp_path))
+    for name in [m for m in list(__import__("sys").modules) if m == "alembic" or m.startswith("alembic.")]:
+        monkeypatch.delitem(__import__("sys").modules, name)
+    monkeypatch.setitem(__import__("sys").modules, "alembic", None)
+    for args in (["tenants", "create", "acme"], ["db", "status"], ["usage"]):
+        out = run(*args, "--db", f"sqlite:///{tmp_path}/x.sqlite")
+        assert out.exit_code == 2 and "pip install 'ragtrim[serve]'" in out.output, (args, out.output)

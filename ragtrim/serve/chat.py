@@ -56,7 +56,7 @@ from ragtrim.serve.plan import JOIN_SLACK, Attempt, Planned, Refused, model_chai
 from ragtrim.serve.pricing import format_usd
 from ragtrim.serve.quota import Need, Shortfall
 from ragtrim.serve.bodies import CAP_FIELDS, ChatRequest, check_preset, parse_chat, read_json
-from ragtrim.serve.citations import DOCUMENTS_HEADER, cited_documents, documents_header
+from ragtrim.serve.citations import cited_documents, stream_headers
 from ragtrim.serve.upstream import (UpstreamError, billed_fields, count_request_fields, output_texts, prediction_tokens,
                                     cached_count, prompt_bytes, shows_reasoning, sse, sse_event_end, usage_of)
 
@@ -757,5 +757,5 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
                 await hold.abandon(exc)
 
     if req.documents:  # a stream has no body of ours: the header says which document each cited number is
-        headers = {**headers, DOCUMENTS_HEADER: documents_header(cited_documents(attempt.result))}
+        headers = {**headers, **stream_headers(cited_documents(attempt.result))}
     return _HeldStream(relayed, finish, departure, media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})

@@ -39,7 +39,7 @@ DB_OPT = typer.Option(None, "--db", help="Database URL: sqlite:////path/serve.sq
 FORMAT_OPT = typer.Option("table", "--format", "-f", help="table or json.")
 
 
-SERVE_MODULES = ("uvicorn", "fastapi", "sqlalchemy", "httpx", "prometheus_client")
+SERVE_MODULES = ("uvicorn", "fastapi", "sqlalchemy", "alembic", "httpx", "prometheus_client")
 """What ``ragtrim serve`` imports from the ``serve`` extra (psycopg too, for PostgreSQL only: :func:`ragtrim.serve.db.make_engine`)."""
 ADMIN = "this command (part of ragtrim serve)"
 """Who needs a missing module, in the message of an admin or usage command."""
@@ -260,7 +260,7 @@ def _setup(config: Optional[Path], db: Optional[str], *, existing: bool = False,
     hashes a key or signs a link loads the pepper (making its file on first use); the others get ``b""``, so a pepper
     file that cannot be made or read does not stop them.
     """
-    _need("sqlalchemy")
+    _need("sqlalchemy", "alembic")
     cfg = _load_config(config)
     engine = _open_db(_db_url(cfg, db), existing=existing, readonly=readonly)
     return cfg, engine, _load_pepper(cfg) if pepper else b""

@@ -33,11 +33,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from optimizer.lazy import lazy_import
 from ragtrim.serve.db import reading, writing
 
 # What a database an older ragtrim made (before migrations) is: every table but no revision row.
 BASELINE = "0001"
-VERSION_TABLE = "alembic_version"
+# ragtrim's own revision table: another Alembic app in the database (or on PostgreSQL's search_path) keeps its
+# ``alembic_version`` to itself.
+VERSION_TABLE = "rt_alembic_version"
 # pg_advisory_xact_lock key for schema changes ("ragtrim" in ASCII, as a 64-bit integer).
 LOCK_KEY = 0x72616774726D6D
 
@@ -46,7 +49,21 @@ class SchemaError(ValueError):
     """The database's schema is not the one this ragtrim uses; the message says what to run."""
 
 
+def _alembic() -> Any:
+    """Alembic, or a :class:`~optimizer.lazy.MissingDependency` naming ``pip install 'ragtrim[serve]'``."""
+    return lazy_import("alembic", extra="serve", purpose="the gateway database's schema (ragtrim serve)")
+
+
+def _context(conn: Any) -> Any:
+    """Alembic's migration context on ``conn``, reading ragtrim's revision table (:data:`VERSION_TABLE`)."""
+    _alembic()
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+
+
 def _config(connection: Any = None) -> Any:
+    _alembic()
     from alembic.config import Config
 
     cfg = Config()
@@ -58,6 +75,7 @@ def _config(connection: Any = None) -> Any:
 @functools.cache
 def _scripts() -> Any:
     """The migration scripts shipped in the package (read once: they are part of the installed code)."""
+    _alembic()
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(_config())
@@ -70,13 +88,12 @@ def head() -> str:
 
 def _state(conn: Any) -> str:
     """The connection's database revision; ``""`` for an empty database; :data:`BASELINE` for one without a revision."""
-    from alembic.runtime.migration import MigrationContext
     from sqlalchemy import inspect
 
     # the tables first: a database made meanwhile (tables and revision in one transaction) is then seen with its revision
-    if not any(t.startswith("rt_") for t in inspect(conn).get_table_names()):
+    if not any(t.startswith("rt_") and t != VERSION_TABLE for t in inspect(conn).get_table_names()):
         return ""
-    revision = MigrationContext.configure(conn).get_current_revision()
+    revision = _context(conn).get_current_revision()
     return BASELINE if revision is None else str(revision)
 
 
@@ -127,8 +144,6 @@ def _where(engine: Any) -> str:
 
 def prepare(engine: Any) -> None:
     """Make an empty database whole (tables and revision); refuse one that is not at :func:`head` (:class:`SchemaError`)."""
-    from alembic.runtime.migration import MigrationContext
-
     from ragtrim.serve.schema import metadata
 
     revision = current(engine)  # a read: a database in use is never write-locked to be checked
@@ -137,7 +152,7 @@ def prepare(engine: Any) -> None:
             revision = _state(conn)  # again, under the lock: another process may have made it meanwhile
             if revision == "":
                 metadata.create_all(conn)
-                MigrationContext.configure(conn).stamp(_scripts(), "head")
+                _context(conn).stamp(_scripts(), "head")
                 return
     problem = _refusal(engine, revision)
     if problem is not None:
@@ -151,42 +166,49 @@ def check(engine: Any) -> None:
         raise problem
 
 
-def _steps(engine: Any, revision: str) -> list[tuple[str, str]]:
-    """The migrations from ``revision`` to :func:`head`, oldest first: ``(revision, first line of its description)``."""
-    if revision in ("", head()):
+def _steps(engine: Any, revision: str, recorded: bool = True) -> list[tuple[str, str]]:
+    """The migrations from ``revision`` to :func:`head`, oldest first: ``(revision, first line of its description)``.
+
+    ``recorded`` False: the database carries no revision (an older ragtrim made it, read as :data:`BASELINE`), so
+    every migration runs from the first, whose upgrade makes what such a database may lack."""
+    if revision in ("", head()) and recorded:
         return []
     scripts = _scripts()
     if not _known(scripts, revision):
         raise _refusal(engine, revision) or SchemaError(revision)
-    steps = reversed(list(scripts.iterate_revisions(head(), revision)))
+    steps = reversed(list(scripts.iterate_revisions(head(), revision if recorded else "base")))
     return [(str(s.revision), (s.doc or "").strip().splitlines()[0] if s.doc else "") for s in steps]
+
+
+def _recorded(conn: Any) -> bool:
+    return _context(conn).get_current_revision() is not None
 
 
 def pending(engine: Any) -> list[tuple[str, str]]:
     """The migrations :func:`upgrade` would run, oldest first, as ``(revision, first line of its description)``."""
-    return _steps(engine, current(engine))
+    with reading(engine) as conn:
+        revision = _state(conn)
+        return _steps(engine, revision, revision == "" or _recorded(conn))
 
 
 def upgrade(engine: Any) -> list[str]:
     """Run every migration the database lacks, in one transaction under the schema lock; the revisions run, oldest first.
 
     An empty database is made whole as :func:`prepare` makes it (nothing to run). A database an older
-    ragtrim made (no revision) is first stamped :data:`BASELINE`.
+    ragtrim made (no revision) runs every migration from the first (:data:`BASELINE`'s makes what it may lack).
     """
-    from alembic import command
-    from alembic.runtime.migration import MigrationContext
-
     from ragtrim.serve.schema import metadata
 
     with _schema_transaction(engine) as conn:
         revision = _state(conn)
         if revision == "":
             metadata.create_all(conn)
-            MigrationContext.configure(conn).stamp(_scripts(), "head")
+            _context(conn).stamp(_scripts(), "head")
             return []
-        todo = [r for r, _ in _steps(engine, revision)]
-        if todo and MigrationContext.configure(conn).get_current_revision() is None:
-            MigrationContext.configure(conn).stamp(_scripts(), BASELINE)
+        todo = [r for r, _ in _steps(engine, revision, _recorded(conn))]
         if todo:
+            _alembic()
+            from alembic import command
+
             command.upgrade(_config(conn), "head")
     return todo

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from ragtrim.serve.migrate import VERSION_TABLE
 from ragtrim.serve.schema import metadata
 
 
@@ -15,7 +16,7 @@ def run() -> None:
     connection = context.config.attributes.get("connection")
     if connection is None:
         raise RuntimeError("run the gateway's migrations with `ragtrim db upgrade` (ragtrim.serve.migrate), not the alembic CLI")
-    context.configure(connection=connection, target_metadata=metadata)
+    context.configure(connection=connection, target_metadata=metadata, version_table=VERSION_TABLE)
     with context.begin_transaction():
         context.run_migrations()
 
