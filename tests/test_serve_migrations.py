@@ -38,6 +38,7 @@ LEGACY = Path(__file__).parent / "data" / "serve-schema-0001.sqlite"
 
 
 def legacy_copy(tmp_path: Path) -> str:
+    """A copy of the fixture (opening the committed file, even read-only, would leave -shm/-wal files beside it)."""
     path = tmp_path / "old.sqlite"
     shutil.copyfile(LEGACY, path)
     return f"sqlite:///{path}"
@@ -72,9 +73,9 @@ def test_a_new_database_is_made_whole_and_stamped(tmp_path):
     assert migrate.upgrade(engine) == []
 
 
-def test_the_fixture_is_the_schema_before_migrations():
+def test_the_fixture_is_the_schema_before_migrations(tmp_path):
     """The committed database is what the old code made: no revision, and the columns 0002 adds are not there."""
-    engine = create_engine(f"sqlite:///file:{LEGACY}?mode=ro&uri=true")
+    engine = create_engine(normalize_url(legacy_copy(tmp_path)))
     assert migrate.current(engine) == migrate.BASELINE
     cols = columns(engine)
     assert "key_id" not in cols["rt_ledger"] and "cached_tokens" not in cols["rt_ledger"]
@@ -163,7 +164,7 @@ def test_downgrade_to_the_baseline_gives_the_old_schema(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path}/down.sqlite")
     with engine.begin() as conn:
         command.downgrade(migrate._config(conn), migrate.BASELINE)
-    assert columns(engine) == columns(create_engine(f"sqlite:///file:{LEGACY}?mode=ro&uri=true"))
+    assert columns(engine) == columns(create_engine(normalize_url(legacy_copy(tmp_path))))
 
 
 def test_the_ledger_records_the_key_and_usage_groups_by_it(tmp_path):
