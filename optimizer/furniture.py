@@ -7,9 +7,8 @@ before or after (a sentence across a page break carried the footer and the next 
 and a header as a chunk's first line read as every paragraph's heading, printed with every kept block.
 
 :func:`find_furniture` finds them from the call's chunks alone, by how a line repeats: a line
-(white space collapsed; digits masked, so ``Page 7`` is ``Page 9``; at most :data:`MAX_WORDS` words and
-not ending like a sentence, since near-copies of a passage share their sentences; not a labelled number,
-``Weight: 340 g``) is furniture when it stands
+(white space collapsed; digits masked, so ``Page 7`` is ``Page 9``, unless it ends like a sentence,
+whose numbers are its news, or is a labelled number, ``Weight: 340 g``) is furniture when it stands
 in at least :data:`MIN_CHUNKS` chunks and in half of the call's distinct chunks, once in most of
 those. Half, because furniture is on every page of its source while a line some chunks truly
 share is not (the heading ``Configuration`` of four of ten chunks of a manual's section): a call
@@ -55,10 +54,6 @@ from optimizer.stage import StageOutput
 from optimizer.sentences import FENCE, code_blocks, field_counts, is_record_line, line_view, strip_range
 
 MIN_CHUNKS = 3
-MAX_WORDS = 12
-"""The most words a furniture line has (a running header, a footer, a menu item; a heading's length, as
-:func:`~optimizer.stages.paragraphs.heading_line` reads one): a longer line, or one ending like a sentence, is
-text, however many chunks repeat it (near-copies of one passage share their sentences, which dedupe handles)."""
 """The fewest chunks a furniture line stands in: a call of two chunks never has any."""
 
 REASON = "furniture: a line repeated in most of the call's chunks (a page header or footer, a site's menu) left out"
@@ -81,19 +76,19 @@ class Line:
 
 
 def line_key(line: str) -> str | None:
-    """What ``line`` repeats as (white space collapsed; digits masked), or ``None`` when it is never furniture
-    (a sentence, a line longer than :data:`MAX_WORDS` words, a heading, a question, a fence, a labelled number).
+    """What ``line`` repeats as (white space collapsed; digits masked unless it ends like a sentence), or ``None``
+    when it is never furniture.
 
     >>> line_key("  Page 7 "), line_key("HARLOW BULLETIN No. 14   -   3 -"), line_key("It rose 4 percent.")
-    ('Page 0', 'HARLOW BULLETIN No. 0 - 0 -', None)
+    ('Page 0', 'HARLOW BULLETIN No. 0 - 0 -', 'It rose 4 percent.')
     >>> [line_key(x) for x in ("## Usage", "How do I reset it?", "```python", "-----", "Weight: 340 g")]
     [None, None, None, None, None]
     """
     text = line.strip()
     if not _ALNUM.search(text) or text.startswith("#") or text.endswith(("?", "？")) or FENCE.match(line):
         return None
-    if _SENTENCE_END.search(text) or len(text.split()) > MAX_WORDS:
-        return None  # a sentence, or a line as long as one, is text: copies of a passage share them (dedupe's work)
+    if _SENTENCE_END.search(text):
+        return _SPACE.sub(" ", text)  # a sentence repeats word for word, or its numbers are its news
     if is_record_line(text) and _DIGITS.search(text):
         return None  # a labelled number ("Weight: 340 g") is a datum
     return _SPACE.sub(" ", _DIGITS.sub("0", text))
