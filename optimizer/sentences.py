@@ -159,29 +159,9 @@ def _same_fields(lines: list[str]) -> bool:
     """
     if all(_KEY.match(ln) for ln in lines):
         return True
-    counts = [field_counts(ln) for ln in lines]
-    fields = ({c[k] for c in counts} for k in range(len(_FIELD_SEPARATORS)))
+    plain = [_THOUSANDS.sub("0", ln) for ln in lines]
+    fields = ({len(sep.findall(ln)) for ln in plain} for sep in _FIELD_SEPARATORS)
     return any(len(n) == 1 and min(n) >= (1 if len(lines) > 3 else 2) for n in fields)
-
-
-def field_counts(line: str) -> tuple[int, ...]:
-    """How many of each field separator (:data:`_FIELD_SEPARATORS`: comma or semicolon, bar, tab) ``line``
-    holds, a number's thousands commas left out: two rows of one table have the same counts.
-
-    >>> field_counts("s01,lyon,9-20"), field_counts("| a | b |"), field_counts("Paris, France, 110,000 people")
-    ((2, 0, 0), (0, 3, 0), (0, 0, 0))
-    """
-    plain = _THOUSANDS.sub("0", line)
-    return tuple(len(sep.findall(plain)) for sep in _FIELD_SEPARATORS)
-
-
-def is_record_line(line: str) -> bool:
-    """Whether ``line`` reads as a ``key: value`` record (a spec sheet's, a YAML-like listing's line).
-
-    >>> is_record_line("Weight: 1.19 kg"), is_record_line("It rained all day.")
-    (True, False)
-    """
-    return _KEY.match(line) is not None
 
 
 def _line_records(block: str) -> bool:
