@@ -291,3 +291,14 @@ def test_the_openapi_schema_lists_ragtrims_fields_and_its_objects(gw):
         assert tuple(schema["properties"][name]["properties"]) == RAGTRIM_FIELDS
         assert schema["properties"][name]["additionalProperties"] is False
     assert set(RAGTRIM_FIELDS) <= set(schema["properties"])
+
+
+@pytest.mark.parametrize("bad", [None, 1.5, True, "", ["a"]])
+def test_a_document_id_that_is_no_string_or_integer_is_a_400(gw, bad):
+    """A null or 1.5 id was read back as "None" or "1.5" in the citations; an integer id is fine (read as its digits)."""
+    client, service, key, state = gw
+    r = post(client, key, {"documents": [{"id": bad, "text": "Paris is the capital."}],
+                            "messages": [{"role": "user", "content": "capital?"}]})
+    assert error_of(r)["param"] == "documents" and "documents[0].id" in error_of(r)["message"]
+    ok = post(client, key, {"documents": [{"id": 7, "text": "Paris is the capital."}], "messages": [{"role": "user", "content": "capital?"}]})
+    assert ok.status_code == 200 and ok.json()["ragtrim"]["documents"] == [{"n": 1, "id": "7"}]

@@ -202,13 +202,17 @@ def parse_chunks(raw: Any, limits: Limits, param: str = "chunks") -> list[dict[s
 
 
 def _check_chunk_fields(chunk: Mapping[str, Any], where: str, param: str) -> None:
-    """A 400 naming ``where.field`` for a ``title`` that is not a string, a ``score`` that is not a finite number (or a
+    """A 400 naming ``where.field`` for an ``id`` that is neither a non-empty string nor an integer (null, ``1.5``,
+    ``true`` read back as ``"None"``, ``"1.5"``, ``"True"``), a ``title`` that is not a string, a ``score`` that is not a finite number (or a
     string holding one, which the optimizer reads as that number), or ``metadata`` that is not an object; null is none.
 
     The optimizer refuses them too, but as a TypeError of its own: the gateway's fault, a 500 the OpenAI
     SDKs send again twice (each a failed ledger row).
     """
-    title, score, metadata = chunk.get("title"), chunk.get("score"), chunk.get("metadata")
+    title, score, metadata, cid = chunk.get("title"), chunk.get("score"), chunk.get("metadata"), chunk.get("id")
+    if isinstance(cid, bool) or not isinstance(cid, (str, int)) or cid == "":
+        raise bad_request(f"{where}.id must be a non-empty string or an integer (the id citations and the trace give back), "
+                          f"got {cid!r:.80}", param)
     if title is not None and not isinstance(title, str):
         raise bad_request(f"{where}.title must be a string or null, got {title!r:.80}", param)
     if score is not None and not _finite_number(score):
