@@ -24,12 +24,12 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from optimizer.lazy import lazy_import
+from ragtrim.serve.transactions import reading, writing  # noqa: F401 (the service's modules import them from here)
 from ragtrim.serve.writelock import WriteLock
 
 
@@ -162,18 +162,6 @@ def _sqlite_engine(sa: Any, url: str) -> Any:
     return engine
 
 
-@contextmanager
-def writing(engine: Any) -> Iterator[Any]:
-    """A write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success."""
-    lock = getattr(engine, "info_write_lock", None)
-    if lock is None:
-        with engine.begin() as conn:
-            yield conn
-        return
-    with lock, engine.begin() as conn:
-        yield conn
-
-
 T = TypeVar("T")
 RETRY_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
 WRITE_ATTEMPTS = 5
@@ -234,15 +222,6 @@ def db_epoch(conn: Any) -> float | None:
     if conn.dialect.name != "postgresql":
         return None
     return float(conn.exec_driver_sql("SELECT extract(epoch from clock_timestamp())").scalar())
-
-
-@contextmanager
-def reading(engine: Any) -> Iterator[Any]:
-    """A read-only transaction (no write lock on SQLite)."""
-    with engine.connect() as conn:
-        conn = conn.execution_options(ragtrim_readonly=True)
-        with conn.begin():
-            yield conn
 
 
 def is_postgres(engine: Any) -> bool:

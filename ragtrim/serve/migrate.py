@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from optimizer.lazy import lazy_import
-from ragtrim.serve.db import reading, writing
+from ragtrim.serve.transactions import reading, writing
 
 # What a database an older ragtrim made (before migrations) is: every table but no revision row.
 BASELINE = "0001"
