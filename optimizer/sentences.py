@@ -62,9 +62,9 @@ def line_view(text: str) -> str:
 
 
 _LINE = re.compile(r"[^\n]+")
-STOPS = "。！？．｡।॥։።။"
+STOPS = "。！？．｡।॥։።။۔"
 """Full stops a sentence ends at besides blingfire's: CJK (ideographic, fullwidth, halfwidth),
-Devanagari danda and double danda, Armenian, Ethiopic and Myanmar."""
+Devanagari danda and double danda, Armenian, Ethiopic, Myanmar and Urdu (U+06D4)."""
 CLOSERS = "」』）”’》〉】"
 """Closing quotes and brackets that stay with the stop before them."""
 _SEA = "\u0e01-\u0e2e\u0e30-\u0e45\u0e47-\u0e7f\u0e80-\u0eff\u1000-\u109f\u1780-\u17ff\u19e0-\u19ff\ua9e0-\ua9ff\uaa60-\uaa7f"
@@ -110,6 +110,16 @@ def _looks_structured(block: str) -> bool:
 
 
 _ENDS_SENTENCE = re.compile(rf"[.!?…{STOPS}][\"'”’)\]{CLOSERS}]*$")
+
+
+def ends_sentence(line: str) -> bool:
+    """Whether ``line`` (stripped) ends like a sentence: a full stop, ``!``, ``?``, an ellipsis or one of
+    :data:`STOPS`, then closing quotes or brackets.
+
+    >>> ends_sentence("It rained."), ends_sentence("यह लेक मीड को रोकता है।"), ends_sentence("ڈیم مکمل ہوا۔"), ends_sentence("Annual Report")
+    (True, True, True, False)
+    """
+    return _ENDS_SENTENCE.search(line.rstrip()) is not None
 _STOP_INSIDE = re.compile(rf"[.!?…{STOPS}][\"'”’)\]{CLOSERS}]*\s+\S")
 
 
@@ -159,9 +169,29 @@ def _same_fields(lines: list[str]) -> bool:
     """
     if all(_KEY.match(ln) for ln in lines):
         return True
-    plain = [_THOUSANDS.sub("0", ln) for ln in lines]
-    fields = ({len(sep.findall(ln)) for ln in plain} for sep in _FIELD_SEPARATORS)
+    counts = [field_counts(ln) for ln in lines]
+    fields = ({c[k] for c in counts} for k in range(len(_FIELD_SEPARATORS)))
     return any(len(n) == 1 and min(n) >= (1 if len(lines) > 3 else 2) for n in fields)
+
+
+def field_counts(line: str) -> tuple[int, ...]:
+    """How many of each field separator (:data:`_FIELD_SEPARATORS`: comma or semicolon, bar, tab) ``line``
+    holds, a number's thousands commas left out: two rows of one table have the same counts.
+
+    >>> field_counts("s01,lyon,9-20"), field_counts("| a | b |"), field_counts("Paris, France, 110,000 people")
+    ((2, 0, 0), (0, 3, 0), (0, 0, 0))
+    """
+    plain = _THOUSANDS.sub("0", line)
+    return tuple(len(sep.findall(plain)) for sep in _FIELD_SEPARATORS)
+
+
+def is_record_line(line: str) -> bool:
+    """Whether ``line`` reads as a ``key: value`` record (a spec sheet's, a YAML-like listing's line).
+
+    >>> is_record_line("Weight: 1.19 kg"), is_record_line("It rained all day.")
+    (True, False)
+    """
+    return _KEY.match(line) is not None
 
 
 def _line_records(block: str) -> bool:

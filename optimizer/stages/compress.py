@@ -31,6 +31,11 @@ grows (``tight_sentences``). Kept sentences stay in document order inside their
 chunk, and the chunk's ``relevance`` is its best sentence's score, so the packer keeps the
 best first.
 
+**Page furniture.** A PDF's running header and page-number footer, a web page's menu, repeated
+exactly at the edges of most of the call's chunks (:mod:`optimizer.furniture`), are cut out first:
+no sentence carries them, no paragraph is headed by them, none is kept (the trace names them). An
+untitled chunk's lone first-line title stays: its identifier.
+
 >>> from optimizer import Chunk
 >>> from optimizer.stage import StageContext
 >>> chunks = [Chunk(id="a", title="Paris", text="Paris is the capital of France. It has many museums. The Seine crosses it.")]
@@ -45,13 +50,14 @@ import functools
 import inspect
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from optimizer.embeddings import EMBEDDERS, embed_texts, get_embedder
+from optimizer.furniture import find_furniture, strip_furniture, with_reasons
 from optimizer.records import Chunk
 from optimizer.stage import Stage, StageContext, StageOutput
 from optimizer.stages.sentence_features import RETRIEVER_MODES, sentence_features
@@ -545,7 +551,14 @@ class SentenceExtract(Stage):
     def __call__(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:
         if not chunks:
             return StageOutput([])
-        split = ParagraphViews(chunks, self.titled_headings, split=self.paragraphs)  # unsplit: code blocks keep their fences
+        found = find_furniture(chunks, context.check_deadline)  # this call's page headers, footers and menus
+        if not found:
+            return self._paragraphs(query, chunks, context, {})
+        return with_reasons(self._paragraphs(query, strip_furniture(chunks, found), context, found), found)
+
+    def _paragraphs(self, query: str, chunks: Sequence[Chunk], context: StageContext, furniture: Mapping[str, Sequence[tuple[int, int]]]) -> StageOutput:
+        """Sentences from ``chunks`` read paragraph by paragraph (:class:`ParagraphViews`), none headed by a ``furniture`` line."""
+        split = ParagraphViews(chunks, self.titled_headings, split=self.paragraphs, skip=furniture)  # unsplit: code blocks keep their fences
         if split.views is not None:
             return split.merge(self._extract(query, split.views, split.context(context)), grouped=self.order == "relevance")
         return self._extract(query, chunks, context)

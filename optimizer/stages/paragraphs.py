@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -117,17 +117,20 @@ def view_title(chunk_title: str | None, heading: str, titled: str) -> str:
     return chunk_title if words(heading) == words(chunk_title) else f"{chunk_title}: {heading}"
 
 
-def paragraph_parts(chunk: Chunk, titled: str = "joined") -> list[Paragraph]:
+def paragraph_parts(chunk: Chunk, titled: str = "joined", skip: Sequence[tuple[int, int]] = ()) -> list[Paragraph]:
     """The chunk's paragraphs with their headings (none in a titled chunk when ``titled`` is ``"off"``).
+
+    ``skip``: lines (``(start, end)`` of the original text, say page furniture: :mod:`optimizer.furniture`)
+    a paragraph is read as starting after, so none of them is a heading; a paragraph of them alone is none.
 
     >>> t = "# Guide\\n\\nStep one. Step two.\\n\\nNotes\\nKeep it dry."
     >>> [(t[slice(*p.body)], p.heading and t[slice(*p.heading)]) for p in paragraph_parts(Chunk(id="g", text=t))]
     [('Step one. Step two.', '# Guide'), ('Keep it dry.', 'Notes')]
     """
-    spans = paragraphs(chunk)
+    text = line_view(chunk.original_text)  # a lone \r ends a line too; offsets unchanged
+    spans = _past_lines(text, paragraphs(chunk), skip)
     if chunk.title and titled == "off":
         return [Paragraph(s) for s in spans]
-    text = line_view(chunk.original_text)  # a lone \r ends a line too; offsets unchanged
     parts: list[Paragraph] = []
     pending: tuple[int, int] | None = None
     for k, (s, e) in enumerate(spans):
@@ -141,6 +144,21 @@ def paragraph_parts(chunk: Chunk, titled: str = "joined") -> list[Paragraph]:
         parts.append(Paragraph(code or body, head or pending, fences))
         pending = None
     return parts
+
+
+def _past_lines(text: str, spans: Sequence[tuple[int, int]], skip: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``spans`` (paragraphs of ``text``) each starting after the ``skip`` lines that open it; one of them alone is left out."""
+    if not skip:
+        return list(spans)
+    starts = {s for s, _ in skip}
+    out: list[tuple[int, int]] = []
+    for s, e in spans:
+        while s in starts and s < e:
+            newline = text.find("\n", s, e)
+            s = e if newline < 0 else strip_range(text, newline + 1, e)[0]
+        if s < e:
+            out.append((s, e))
+    return out
 
 
 def _fenced(text: str, s: int, e: int) -> tuple[tuple[tuple[int, int], ...], tuple[int, int] | None]:
@@ -215,11 +233,11 @@ def _lead(chunk: Chunk, start: int, memo: dict[tuple[str, int], Chunk]) -> Chunk
     return memo[(chunk.id, start)]
 
 
-def split_parts(chunk: Chunk, titled: str = "joined") -> list[Paragraph]:
+def split_parts(chunk: Chunk, titled: str = "joined", skip: Sequence[tuple[int, int]] = ()) -> list[Paragraph]:
     """:func:`paragraph_parts` of a chunk read paragraph by paragraph (two or more, or one with a heading
     or fences), else ``[]``: the chunk stays one view."""
     lines = "\n" in chunk.original_text or "\r" in chunk.original_text
-    parts = paragraph_parts(chunk, titled) if lines else []  # no line break: one paragraph, no heading
+    parts = paragraph_parts(chunk, titled, skip) if lines else []  # no line break: one paragraph, no heading
     return parts if len(parts) > 1 or (parts and parts[0].frame) else []
 
 
@@ -328,9 +346,13 @@ class ParagraphViews:
     chunk with a fenced code block (:func:`fence_parts`) is then one view, without its fence lines,
     and those are printed (and counted) with whatever of their block's code is kept, as when
     split; ``views`` is ``None`` when no chunk has a code block.
+
+    ``skip`` maps a chunk id to lines no paragraph of it is headed by (page furniture, see
+    :func:`paragraph_parts`): the next line that reads as a heading heads it, if any.
     """
 
-    def __init__(self, chunks: Sequence[Chunk], titled: str = "joined", split: bool = True) -> None:
+    def __init__(self, chunks: Sequence[Chunk], titled: str = "joined", split: bool = True,
+                 skip: Mapping[str, Sequence[tuple[int, int]]] | None = None) -> None:
         if titled not in TITLED:
             raise ValueError(f"paragraph views: titled must be one of {', '.join(TITLED)}, got {titled!r}")
         self.given = {c.id: c for c in chunks}
@@ -339,7 +361,7 @@ class ParagraphViews:
         self._starts: dict[str, list[int]] = {}  # each split chunk's paragraph body starts, in order, for bisect
         views: list[Chunk] = []
         for c in chunks:
-            parts = split_parts(c, titled) if split else fence_parts(c)
+            parts = split_parts(c, titled, (skip or {}).get(c.id, ())) if split else fence_parts(c)
             if not parts:
                 views.append(c)
                 continue
