@@ -34,6 +34,8 @@ import numpy as np
 from optimizer.records import Chunk
 from optimizer.render import group_by_title
 from optimizer.stage import StageContext, StageOutput
+from optimizer.sentences import line_view
+from optimizer.structure_frames import LineFrames, line_frames
 from optimizer.stages.prefix_end import clause_end, word_end
 from optimizer.stages.sentence_signals import Sentence, answer_part, query_mentions, terms_memo
 
@@ -210,17 +212,18 @@ class SentenceSelector:
             touched.add(c)
 
     def pick(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray,
-             context: StageContext, keys: Sequence[str | None]
+             context: StageContext, keys: Sequence[str | None], frames: LineFrames | None = None
              ) -> tuple[dict[int, list[int]], list[Chunk], int, dict[int, tuple[int, int, int]], tuple[int, int] | None]:
         """``(chosen sentence indices per chunk, the kept chunks as they render, target tokens, too long, cut)``:
-        :meth:`choose`, then :meth:`prefix` (``cut``: the sentence kept as a prefix and where it ends, or None)."""
-        chosen, layout, target, too_long, exact = self.choose(query, chunks, sents, score, context, keys)
-        chosen, layout, cut = self.prefix(chunks, sents, score, chosen, layout, target, too_long, context, exact)
+        :meth:`choose`, then :meth:`prefix` (``cut``: the sentence kept as a prefix and where it ends, or None).
+        ``frames``: the lines of nested structure kept with each line (:func:`sentence_frames`)."""
+        chosen, layout, target, too_long, exact = self.choose(query, chunks, sents, score, context, keys, frames)
+        chosen, layout, cut = self.prefix(chunks, sents, score, chosen, layout, target, too_long, context, exact, frames)
         return chosen, layout, target, too_long, cut
 
     def prefix(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray, chosen: dict[int, list[int]],
                layout: list[Chunk], target: int, too_long: dict[int, tuple[int, int, int]], context: StageContext,
-               exact: int | None) -> tuple[dict[int, list[int]], list[Chunk], tuple[int, int] | None]:
+               exact: int | None, frames: LineFrames | None = None) -> tuple[dict[int, list[int]], list[Chunk], tuple[int, int] | None]:
         """Give the room the fill left to a prefix of the first sentence left out for its length alone
         (offered before a sentence that was taken: it ranked above it), cut at the last word that fits
         (never inside a figure; after a clause among its last words when one ends there: :meth:`_prefix_end`).
@@ -240,7 +243,7 @@ class SentenceSelector:
             return chosen, layout, None
         ci, (_, _, i) = next(iter(too_long.items()))
         s = sents[i]
-        more = {**chosen, ci: [i]}
+        more = {**chosen, ci: sorted([*frames.frames[i], i]) if frames else [i]}  # its frame lines printed with it
         order = [c for c in chosen] + [ci]
         room = target - exact - (context.overhead([chunks[c] for c in order], grouped=grouped) - context.overhead([chunks[c] for c in chosen], grouped=grouped))
         answer = len(s.text) - len(answer_part(s.text))  # a question joined to its answer: where the answer starts
@@ -273,7 +276,7 @@ class SentenceSelector:
         return end
 
     def choose(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray,
-               context: StageContext, keys: Sequence[str | None]
+               context: StageContext, keys: Sequence[str | None], frames: LineFrames | None = None
                ) -> tuple[dict[int, list[int]], list[Chunk], int, dict[int, tuple[int, int, int]], int | None]:
         """``(chosen sentence indices per chunk, the kept chunks as they render, target tokens, too long, their
         exact rendered count)`` (the count None without a budget or a renderer).
@@ -306,23 +309,24 @@ class SentenceSelector:
             every: dict[int, list[int]] = {}
             for i in _once_each(sents, keys, score):
                 every.setdefault(sents[i].chunk, []).append(i)
+            every = _with_frames(every, frames)
             whole = self.layout(chunks, sents, score, every, list(every))
             exact_whole = context.rendered(whole, grouped=grouped)
             if exact_whole is not None and exact_whole <= target:
                 return every, whole, target, {}, exact_whole
-        chosen, chunk_order, used, too_long = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, target, context)
+        chosen, chunk_order, used, too_long = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, target, context, frames)
         layout = self.layout(chunks, sents, score, chosen, chunk_order)
         exact = context.rendered(layout, grouped=grouped) if context.budget is not None else None
         room = target
         while exact is not None and exact > target and used > 0:  # understated: leave the overshoot out
             room -= exact - target
-            chosen, chunk_order, used, too_long = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, room, context)
+            chosen, chunk_order, used, too_long = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, room, context, frames)
             layout = self.layout(chunks, sents, score, chosen, chunk_order)
             exact = context.rendered(layout, grouped=grouped)
         if exact is None or exact >= used or room < target:
             return chosen, layout, target, too_long, exact
         more_room = target + used - exact
-        more, more_order, more_used, more_too_long = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, more_room, context)
+        more, more_order, more_used, more_too_long = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, more_room, context, frames)
         if more_used > used:
             more_layout = self.layout(chunks, sents, score, more, more_order)
             more_exact = context.rendered(more_layout, grouped=grouped)
@@ -332,28 +336,38 @@ class SentenceSelector:
 
     def _fill(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], keys: Sequence[str | None], value: np.ndarray,
               mentions: np.ndarray | None, weight: np.ndarray | None, redundancy: float, room: int,
-              context: StageContext) -> tuple[dict[int, list[int]], list[int], int, dict[int, tuple[int, int, int]]]:
+              context: StageContext, frames: LineFrames | None = None
+              ) -> tuple[dict[int, list[int]], list[int], int, dict[int, tuple[int, int, int]]]:
         """One greedy pass within ``room`` estimated tokens: ``(chosen, chunk order, estimated tokens used,
         too long)``, ``too long`` being, per chunk left out whose best sentence was passed over for its
-        length while a sentence offered after it still fitted, ``(its tokens, the room left for it, its index)``."""
+        length while a sentence offered after it still fitted, ``(its tokens, the room left for it, its index)``.
+
+        With ``frames``, a line of nested structure is taken with its frame lines not yet taken, and
+        costs theirs too (each with its joiner); a frame-only line is never taken on its own."""
         chosen: dict[int, list[int]] = {}
         chunk_order: list[int] = []
         spent = {"used": 0, "overhead": 0, "taken": 0}
         first_miss: dict[int, tuple[int, int, int, int]] = {}  # chunk -> (tokens, room left, sentences taken before, index)
         heads: dict[int, int] = {}  # a new chunk's extra overhead after chunk_order, until chunk_order grows
         said: dict[str, int] = {}  # a taken sentence's words -> its chunk
+        taken: set[int] = set()
 
         def take(i: int) -> bool:
             s, key = sents[i], keys[i]
             if key is not None and said.get(key, s.chunk) != s.chunk:  # already said, word for word, by another chunk
                 return False
+            frame: list[int] = []
+            if frames:
+                if frames.frame_only[i] or i in taken:  # a bare key or bracket, or a line already taken as a frame
+                    return False
+                frame = [f for f in frames.frames[i] if f not in taken]
             extra_head = 0
             if s.chunk not in chosen:
                 if s.chunk not in heads:
                     layout = sorted(chunk_order + [s.chunk]) if self.order == "document" else chunk_order + [s.chunk]
                     heads[s.chunk] = context.overhead([chunks[c] for c in layout], grouped=self.order == "relevance") - spent["overhead"]
                 extra_head = heads[s.chunk]
-            cost = s.tokens + (1 if s.chunk in chosen else 0) + extra_head
+            cost = s.tokens + sum(sents[f].tokens + 1 for f in frame) + (1 if s.chunk in chosen else 0) + extra_head
             if spent["used"] + cost > room:
                 if s.chunk not in chosen:
                     first_miss.setdefault(s.chunk, (s.tokens, max(0, room - spent["used"] - extra_head), spent["taken"], i))
@@ -363,7 +377,9 @@ class SentenceSelector:
                 chunk_order.append(s.chunk)
                 spent["overhead"] += extra_head
                 heads.clear()
-            chosen[s.chunk].append(i)
+            chosen[s.chunk] += [*frame, i]
+            taken.update(frame)
+            taken.add(i)
             spent["used"] += cost
             spent["taken"] += 1
             if key is not None:
@@ -372,9 +388,9 @@ class SentenceSelector:
 
         for _ in self.greedy(sents, value, mentions, weight, redundancy, take, check=context.check_deadline):
             pass
-        if not chosen:  # nothing fits whole: give the packer the best sentence to cut
-            best = min(range(len(sents)), key=lambda i: (-value[i], i))
-            chosen[sents[best].chunk] = [best]
+        if not chosen:  # nothing fits whole: give the packer the best sentence to cut (with its frame)
+            best = min(range(len(sents)), key=lambda i: (bool(frames and frames.frame_only[i]), -value[i], i))
+            chosen[sents[best].chunk] = [*frames.frames[best], best] if frames else [best]
             chunk_order.append(sents[best].chunk)
         too_long = {c: (n, left, i) for c, (n, left, before, i) in first_miss.items() if c not in chosen and spent["taken"] > before}
         return chosen, chunk_order, spent["used"], too_long
@@ -397,7 +413,7 @@ class SentenceSelector:
     def __call__(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray, context: StageContext) -> StageOutput:
         """Keep the chosen sentences of each chunk (offsets exact) and say why the rest went."""
         keys = [repeat_key(answer_part(s.text)) for s in sents]  # a question joined to its answer repeats what the answer does
-        chosen, layout, target, too_long, cut = self.pick(query, chunks, sents, score, context, keys)
+        chosen, layout, target, too_long, cut = self.pick(query, chunks, sents, score, context, keys, sentence_frames(chunks, sents))
         repeats = _only_repeats(sents, keys, chosen)
         reasons = {
             c.id: REPEAT_REASON if ci in repeats else _left_out_reason(too_long.get(ci))
@@ -449,3 +465,34 @@ def _sayers(keys: Sequence[str | None], chosen: dict[int, list[int]]) -> dict[st
                 out.setdefault(keys[i], set()).add(cj)
     return out
 
+
+
+def sentence_frames(chunks: Sequence[Chunk], sents: Sequence[Sentence]) -> LineFrames | None:
+    """The :class:`~optimizer.structure_frames.LineFrames` of ``sents`` (indices into ``sents``), each chunk's
+    lines read on its original text; None when no sentence has a frame or is frame-only."""
+    of_chunk: dict[int, list[int]] = {}
+    for i, s in enumerate(sents):
+        of_chunk.setdefault(s.chunk, []).append(i)
+    frames: list[tuple[int, ...]] = [()] * len(sents)
+    only = [False] * len(sents)
+    viewed: dict[str, str] = {}  # a chunk's line view, made once for all its paragraph views
+    for ci, idx in of_chunk.items():
+        if len(idx) < 2:
+            continue
+        text = chunks[ci].original_text
+        if text not in viewed:  # views of one chunk share its text (the same object: found by identity)
+            viewed[text] = line_view(text)
+        view = viewed[text]
+        local = line_frames(view, [(sents[i].start, sents[i].end) for i in idx], viewed=True)
+        for k, i in enumerate(idx):
+            frames[i] = tuple(idx[f] for f in local.frames[k])
+            only[i] = local.frame_only[k]
+    found = LineFrames(frames, only)
+    return found if found else None
+
+
+def _with_frames(chosen: dict[int, list[int]], frames: LineFrames | None) -> dict[int, list[int]]:
+    """``chosen`` with the frame lines of every chosen line added (in document order: sentence indices ascend)."""
+    if not frames:
+        return chosen
+    return {ci: sorted({f for i in picks for f in frames.frames[i]} | set(picks)) for ci, picks in chosen.items()}

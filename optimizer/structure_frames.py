@@ -1,0 +1,174 @@
+"""Frames of nested structure: the less-indented lines that say what a kept line belongs to.
+
+A block split per line (:func:`~optimizer.sentences.split_sentences`: YAML, JSON, TOML, code) is
+chosen line by line, so a kept ``memory: 1Gi`` could come without the ``limits:`` and ``worker:``
+above it, which say whose limit it is, and a ``services:`` could be kept with nothing under it.
+:func:`line_frames` finds, for each line of a genuinely nested block, its chain of ancestor lines
+(each the nearest line above with less indentation, back to the block's least indentation; a TOML
+or INI ``[section]`` header for the lines under it; a table's header row for its rows, its ``|---|`` rule left out): its
+*frame*, kept and counted with it. A line
+that says nothing alone (a bare key such as ``worker:``, ``"server": {``, a ``[section]`` header, or
+only brackets such as ``{`` and ``},``) is *frame-only*: printed as a frame, never chosen alone.
+
+A block is nested structure when its lines have two indentations or more (or it has a section
+header), at most a quarter of them read as prose (:func:`_prose_line`), and it is no diff. Fenced
+code is one block across its blank lines; other blocks end at a blank line.
+
+>>> t = "worker:\\n  resources:\\n    limits:\\n      memory: 1Gi\\n  replicas: 3"
+>>> spans = [(0, 7), (10, 20), (25, 32), (39, 50), (53, 64)]
+>>> f = line_frames(t, spans)
+>>> [t[slice(*spans[k])] for k in f.frames[3]], f.frame_only
+(['worker:', 'resources:', 'limits:'], [True, True, True, False, False])
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from optimizer.sentences import FENCE, code_blocks, line_view
+
+_BLANK_BETWEEN = re.compile(r"\n[ \t\r\f\v]*\n")
+_KEY_ONLY = re.compile(r"(?:[-*+]\s+)?(?:\"[^\"]*\"|'[^']*'|[^\s:=\[\]{}()\"']+)\s*(?::|=|:?\s*[\[{(]|=\s*[\[{(])")
+_SECTION = re.compile(r"\[\[?[^\[\]\s][^\[\]]*\]\]?")
+_HUNK = re.compile(r"^@@ ", re.M)
+_TABLE_RULE = re.compile(r"\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?")
+_CELL_SEPARATORS = (",", "\t", ";")
+_NUMBER = re.compile(r"[-+$€£]?\d[\d.,:%]*")
+_PROSE_END = re.compile(r"[.!?][\"'”’)\]]*$")
+PROSE_WORDS = 6
+"""A line of this many words or more that ends like a sentence reads as prose."""
+
+
+@dataclass(frozen=True)
+class LineFrames:
+    """Per sentence: ``frames`` (indices of its ancestor lines, outermost first) and ``frame_only``."""
+
+    frames: list[tuple[int, ...]]
+    frame_only: list[bool]
+
+    def __bool__(self) -> bool:
+        return any(self.frames) or any(self.frame_only)
+
+
+def frame_only_line(line: str) -> bool:
+    """Whether a line of nested structure says nothing alone: a bare key or opener, a section header, no letter or digit
+    (a bracket, a rule line).
+
+    >>> [frame_only_line(x) for x in ("worker:", '"server": {', "[tool.ruff]", "},", "-----", "else:", "memory: 1Gi", "def f(x):", "pass")]
+    [True, True, True, True, True, True, False, False, False]
+    """
+    line = line.strip()
+    return bool(_KEY_ONLY.fullmatch(line) or not any(ch.isalnum() for ch in line) or _SECTION.fullmatch(line))
+
+
+def _prose_line(line: str) -> bool:
+    """A line of :data:`PROSE_WORDS` words or more that ends like a sentence (a quoted or wrapped passage, a comment)."""
+    return len(line.split()) >= PROSE_WORDS and bool(_PROSE_END.search(line.rstrip()))
+
+
+def _first_line(text: str, s: int, e: int) -> tuple[int, int]:
+    """``(start, end)`` of the line of ``text`` a sentence ``text[s:e]`` is read by: its first line, or the next
+    one when that is a code fence joined to it (:func:`~optimizer.sentences._code_lines`)."""
+    ls = text.rfind("\n", 0, s) + 1
+    le = text.find("\n", s)
+    le = len(text) if le < 0 else le
+    if FENCE.match(text, ls, le) and le < e:
+        ls = le + 1
+        le = text.find("\n", ls)
+        le = len(text) if le < 0 else le
+    return ls, le
+
+
+def _groups(text: str, spans: Sequence[tuple[int, int]]) -> list[list[int]]:
+    """Runs of consecutive ``spans`` with no blank line between them (inside one fenced block, blank lines too)."""
+    fences = code_blocks(text)
+    starts = [fs for fs, _ in fences]
+
+    def block_of(pos: int) -> int:
+        k = bisect.bisect_right(starts, pos) - 1
+        return k if k >= 0 and pos < fences[k][1] else -1
+
+    groups: list[list[int]] = []
+    for k, (s, _) in enumerate(spans):
+        if groups:
+            prev = spans[k - 1][1]
+            same_fence = block_of(s) >= 0 and block_of(s) == block_of(prev - 1)
+            if same_fence or (prev <= s and not _BLANK_BETWEEN.search(text, prev, s)):
+                groups[-1].append(k)
+                continue
+        groups.append([k])
+    return groups
+
+
+def line_frames(text: str, spans: Sequence[tuple[int, int]], viewed: bool = False) -> LineFrames:
+    """:class:`LineFrames` of the sentences ``spans`` (in order, ranges of ``text``, one chunk's) (see the module docstring).
+    ``viewed``: ``text`` is already its :func:`~optimizer.sentences.line_view` (the caller made it once for
+    all the views of one chunk)."""
+    frames: list[tuple[int, ...]] = [()] * len(spans)
+    only = [False] * len(spans)
+    if len(spans) < 2:
+        return LineFrames(frames, only)
+    view = text if viewed else line_view(text)
+    for group in _groups(view, spans):
+        if len(group) > 1:
+            _frame_group(view, spans, group, frames, only)
+    return LineFrames(frames, only)
+
+
+def _table_head(bodies: Sequence[str]) -> int:
+    """How many first lines of a block head a table whose header row is printed with each of its rows: 2
+    for a Markdown pipe table (the header row and its ``|---|`` rule), 1 for a CSV block whose first row names its
+    columns (every row has as many separators, the first row no number, a later one does), else 0.
+
+    >>> _table_head(["| a | b |", "|---|---|", "| 1 | 2 |"]), _table_head(["name,age", "Ann,31", "Bo,4"]), _table_head(["a,b", "c,d"])
+    (2, 1, 0)
+    """
+    if len(bodies) >= 3 and "|" in bodies[0] and _TABLE_RULE.fullmatch(bodies[1].strip()):
+        return 2
+    for sep in _CELL_SEPARATORS:
+        counts = {b.count(sep) for b in bodies}
+        if len(bodies) >= 3 and len(counts) == 1 and counts != {0}:
+            cells = [[c.strip() for c in b.split(sep)] for b in bodies]
+            if not any(_NUMBER.fullmatch(c) for c in cells[0]) and any(_NUMBER.fullmatch(c) for row in cells[1:] for c in row):
+                return 1
+    return 0
+
+
+def _frame_group(text: str, spans: Sequence[tuple[int, int]], group: list[int], frames: list[tuple[int, ...]], only: list[bool]) -> None:
+    """Fill ``frames`` and ``only`` for the sentences ``group`` of one block, when it is nested structure."""
+    lines = [_first_line(text, *spans[k]) for k in group]
+    bodies = [text[ls:le] for ls, le in lines]
+    head = _table_head(bodies)
+    if head:  # each row under the header row (a |---| rule is left out: no letter or digit, no frame)
+        for pos, k in enumerate(group[head:], start=head):
+            frames[k] = (group[0],) if lines[pos] != lines[0] else ()
+        if head == 2:
+            only[group[1]] = True
+        return
+    indents = [len(b) - len(b.lstrip(" \t")) for b in bodies]
+    sections = [bool(_SECTION.fullmatch(b.strip())) for b in bodies]
+    if _HUNK.search(text, lines[0][0], lines[-1][1]) or 4 * sum(_prose_line(b) for b in bodies) > len(bodies):
+        return
+    if len(set(indents)) < 2 and not any(sections):
+        return
+    least = min(indents)
+    stack: list[int] = []  # positions in group of the open ancestors, indentation rising
+    section: int | None = None
+    for pos, k in enumerate(group):
+        on_line_of_previous = pos > 0 and lines[pos] == lines[pos - 1]
+        if on_line_of_previous:  # a second record on one line: the same frame as the line's first
+            frames[k] = frames[group[pos - 1]]
+            continue
+        while stack and indents[stack[-1]] >= indents[pos]:
+            stack.pop()
+        chain = [group[p] for p in stack]
+        if sections[pos] and indents[pos] == least:
+            section, stack = pos, []
+        elif section is not None:  # the stack was emptied at the section: all it holds is under it
+            chain = [group[section], *chain]
+        frames[k] = tuple(chain)
+        only[k] = frame_only_line(bodies[pos])
+        stack.append(pos)

@@ -1,0 +1,172 @@
+"""A kept line of nested structure (YAML, JSON, TOML, code) comes with the less-indented lines above it
+that say what it belongs to, counted in the budget; a bare key or bracket is never kept alone; a
+table row comes with its header row (optimizer/structure_frames.py, the sentence selector)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from optimizer import Pipeline
+from optimizer.structure_frames import frame_only_line, line_frames
+from optimizer.tokenizer import get_tokenizer
+
+
+def _svc(name: str, image: str, reps: int, cpu: str, mem: str, extra: str) -> str:
+    return (f"{name}:\n  image:\n    repository: registry.acme.io/{image}\n    tag: \"2.7.1\"\n"
+            f"  replicaCount: {reps}\n  resources:\n    requests:\n      cpu: {cpu}\n      memory: 256Mi\n"
+            f"    limits:\n      cpu: \"{cpu}\"\n      memory: {mem}\n" + extra)
+
+
+HELM = [
+    {"id": "api", "title": "chart/values.yaml", "text": _svc("api", "api", 2, "500m", "512Mi", "  service:\n    type: ClusterIP\n    port: 8080\n")},
+    {"id": "worker", "title": "chart/values.yaml", "text": _svc("worker", "worker", 3, "1", "1Gi", "  autoscaling:\n    enabled: true\n    maxReplicas: 8\n")},
+    {"id": "sched", "title": "chart/values.yaml", "text": _svc("scheduler", "worker", 1, "250m", "384Mi", "  schedule:\n    timezone: UTC\n")},
+    {"id": "redis", "title": "chart/values.yaml", "text": _svc("redis", "redis", 1, "250m", "300Mi", "  persistence:\n    size: 8Gi\n")},
+]
+COMPOSE = [
+    {"id": "y0", "title": "docker-compose.yml", "text": "services:\n  api:\n    image: registry.acme.io/api:2.7.1\n    environment:\n"
+     "      DATABASE_URL: postgres://db:5432/app\n      WORKERS: \"8\"\n    deploy:\n      resources:\n        limits:\n"
+     "          memory: 512M\n          cpus: \"1.5\""},
+    {"id": "y1", "title": "docker-compose.yml", "text": "  worker:\n    image: registry.acme.io/worker:2.7.1\n    command: [\"celery\", \"-A\", "
+     "\"app\", \"worker\", \"--concurrency\", \"6\"]\n    depends_on:\n      - redis\n      - db\n    deploy:\n      replicas: 3\n"
+     "      resources:\n        limits:\n          memory: 1G"},
+    {"id": "y6", "title": "docker-compose.yml", "text": "  scheduler:\n    image: registry.acme.io/worker:2.7.1\n    command: [\"celery\", \"-A\", "
+     "\"app\", \"beat\", \"--loglevel\", \"info\"]\n    deploy:\n      replicas: 1\n      restart_policy:\n        condition: on-failure\n"
+     "        max_attempts: 7"},
+]
+JSONS = [
+    {"id": f"j{i}", "title": "config/production.json", "text": t} for i, t in enumerate([
+        '{\n  "server": {\n    "listen": {\n      "host": "0.0.0.0",\n      "port": 9443,\n      "tls": {\n        "cert": "/etc/ssl/api.pem",\n'
+        '        "min_version": "TLS1.2"\n      }\n    }\n  }\n}',
+        '{\n  "database": {\n    "primary": {\n      "url": "postgres://db-1:5432/app",\n      "pool": {\n        "min": 2,\n        "max": 20,\n'
+        '        "idle_timeout_s": 300\n      }\n    }\n  }\n}',
+        '{\n  "rate_limits": {\n    "default": {\n      "per_minute": 600,\n      "burst": 100\n    },\n    "export": {\n      "per_minute": 6,\n'
+        '      "burst": 2\n    }\n  }\n}',
+        '{\n  "features": {\n    "pdf_cache": {\n      "enabled": true,\n      "max_entries": 10000\n    },\n    "new_checkout": {\n'
+        '      "enabled": false,\n      "rollout_percent": 15\n    }\n  }\n}',
+    ])
+]
+TOML = [
+    {"id": f"t{i}", "title": "pyproject.toml", "text": t} for i, t in enumerate([
+        '[tool.poetry]\nname = "billing"\nversion = "1.4.0"\ndescription = "Billing service"',
+        '[tool.pytest.ini_options]\naddopts = "-ra -q --strict-markers"\ntestpaths = ["tests"]\nfilterwarnings = ["error"]',
+        '[tool.coverage.report]\nfail_under = 87\nshow_missing = true\nskip_covered = true',
+        '[tool.ruff]\nline-length = 110\ntarget-version = "py310"\nignore = ["E501"]',
+    ])
+]
+CASES = {
+    "helm": ("What is the memory limit of the worker?", HELM),
+    "compose": ("How many replicas of the celery worker service run?", COMPOSE),
+    "json": ("What is the maximum database pool size?", JSONS),
+    "toml": ("What coverage percentage must the tests reach (fail_under)?", TOML),
+}
+
+
+def _lines(text: str) -> list[tuple[int, int, int]]:
+    """``(start of text, end, indentation)`` of every non-blank line."""
+    out, pos = [], 0
+    for line in text.split("\n"):
+        if line.strip():
+            body = len(line) - len(line.lstrip())
+            out.append((pos + body, pos + len(line), body))
+        pos += len(line) + 1
+    return out
+
+
+def _ancestors(lines: list[tuple[int, int, int]], k: int) -> list[int]:
+    """The lines above line ``k`` with less indentation, each the nearest one less indented than the last."""
+    out, indent = [], lines[k][2]
+    for j in range(k - 1, -1, -1):
+        if lines[j][2] < indent:
+            out.append(j)
+            indent = lines[j][2]
+    return out
+
+
+def _kept_lines(result, chunk_id: str, text: str) -> set[int]:
+    lines = _lines(text)
+    return {k for k, (s, e, _) in enumerate(lines) for sp in result.spans if sp.chunk_id == chunk_id and sp.start < e and s < sp.end}
+
+
+@pytest.mark.parametrize("preset", ["default", "quality"])
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("share", [0.2, 0.3, 0.4])
+def test_kept_lines_come_with_their_frame_within_the_budget(preset: str, case: str, share: float) -> None:
+    query, chunks = CASES[case]
+    result = Pipeline.preset(preset).run(query, chunks, budget=share)
+    budget = int(result.tokens_full * share)
+    assert result.tokens <= budget
+    assert get_tokenizer().count(result.text) == result.tokens
+    for sp in result.spans:  # provenance exact
+        src = next(c["text"] for c in chunks if c["id"] == sp.chunk_id)
+        assert result.text[sp.context_start : sp.context_end] == src[sp.start : sp.end]
+    for c in chunks:
+        lines = _lines(c["text"])
+        kept = _kept_lines(result, c["id"], c["text"])
+        headers = [j for j, (s, e, _) in enumerate(lines) if re.fullmatch(r"\[[^\]]+\]", c["text"][s:e])]
+
+        def frame(j: int) -> list[int]:
+            return _ancestors(lines, j) + [h for h in headers if h < j][-1:]
+
+        for k in kept:
+            missing = [j for j in frame(k) if j not in kept]
+            assert not missing, f"{c['id']}: {c['text'][lines[k][0]:lines[k][1]]!r} kept without {[c['text'][lines[j][0]:lines[j][1]] for j in missing]}"
+            line = c["text"][lines[k][0] : lines[k][1]]
+            if frame_only_line(line):  # a bare key or bracket is kept only over a line it frames
+                assert any(k in frame(j) for j in kept), f"{c['id']}: {line!r} kept alone"
+
+
+def test_the_worker_memory_limit_comes_with_limits_and_requests_is_not_mistaken_for_it() -> None:
+    for preset in ("default", "quality"):
+        result = Pipeline.preset(preset).run("What is the memory limit of the worker?", HELM, budget=0.2)
+        block = result.text.split("\n\n")[0]
+        assert "    limits:\n      memory: 1Gi" in block
+        assert "  resources:\n    requests:" in block or "memory: 256Mi" not in block
+
+
+def test_line_frames_of_yaml_json_toml_and_lists() -> None:
+    t = '{\n  "a": {\n    "b": 1\n  },\n  "c": 2\n}'
+    spans = [(s, e) for s, e, _ in _lines(t)]
+    f = line_frames(t, spans)
+    assert [[t[slice(*spans[j])] for j in f.frames[k]] for k in range(len(spans))] == [[], ["{"], ["{", '"a": {'], ["{"], ["{"], []]
+    assert f.frame_only == [True, True, False, True, False, True]
+    t = "[tool.ruff]\nline-length = 110\nignore = [\"E501\"]"
+    spans = [(s, e) for s, e, _ in _lines(t)]
+    assert line_frames(t, spans).frames == [(), (0,), (0,)]
+    t = "- Backend:\n  - Python 3.11\n  - Postgres 16\n- Frontend:\n  - React 18"
+    spans = [(s, e) for s, e, _ in _lines(t)]
+    assert line_frames(t, spans).frames == [(), (0,), (0,), (), (3,)]
+
+
+def test_prose_with_an_indented_quote_and_diffs_get_no_frames() -> None:
+    t = ("He wrote to the board that evening:\n    We will ship the new release next week, as planned.\n"
+         "    The budget stays the same for this quarter and the next.\nNobody replied to him.")
+    spans = [(s, e) for s, e, _ in _lines(t)]
+    f = line_frames(t, spans)
+    assert not any(f.frames) and not any(f.frame_only)
+    t = "@@ -1,3 +1,3 @@ def f():\n     x = 1\n-    y = 2\n+    y = 3\n     return x"
+    spans = [(s, e) for s, e, _ in _lines(t)]
+    assert not any(line_frames(t, spans).frames)
+
+
+def test_a_kept_table_row_comes_with_its_header() -> None:
+    rows = [("Free", 1, "$0"), ("Starter", 3, "$19"), ("Team", 10, "$99"), ("Business", 25, "$249"), ("Scale", 50, "$449"),
+            ("Growth", 100, "$799"), ("Pro", 200, "$1,400"), ("Enterprise", 500, "$2,900")]
+    table = "| Plan | Seats | Monthly price |\n|------|-------|-------|\n" + "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
+    t = table
+    spans = [(s, e) for s, e, _ in _lines(t)]
+    f = line_frames(t, spans)
+    assert f.frames == [(), (), *[(0,)] * len(rows)] and f.frame_only == [False, True, *[False] * len(rows)]
+    t = "name,age,city\nAnn,31,Lyon\nBo,4,Nice"
+    spans = [(s, e) for s, e, _ in _lines(t)]
+    assert line_frames(t, spans).frames == [(), (0,), (0,)]
+    other = [{"id": f"o{i}", "title": "FAQ", "text": f"Invoices are sent on day {i} of the month. Refunds take {i + 3} days to reach the card."}
+             for i in range(6)]
+    chunks = [{"id": "plans", "title": "pricing.md", "text": table}, *other]
+    for preset in ("default", "quality"):
+        for share in (0.15, 0.3):
+            result = Pipeline.preset(preset).run("How much is Scale?", chunks, budget=share)
+            assert "| Scale | 50 | $449 |" in result.text
+            assert result.text.split("\n")[1] == "| Plan | Seats | Monthly price |"
