@@ -8,27 +8,33 @@ finds them from one call's chunks, narrowly, since a line many chunks share is u
 several near-copies). A line is furniture only when all of these hold:
 
 1. **Exact repeat.** Its text (white space collapsed) stands in at least :data:`MIN_CHUNKS` and in
-   half of the call's distinct chunks. Only a page number may differ (:func:`page_number_key`): a
-   number after a page word (``Page 7``, ``p. 7``, ``Seite 7``), ``7 of 20``, a number alone with
-   punctuation (``- 7 -``, ``[7]``), or set off by dashes at the line's end (``BULLETIN No. 14 - 3 -``).
-   No other digit is masked: ``Galaxy S21`` is not ``Galaxy S23``, ``$29.99`` not ``$45.00``.
+   half of the call's distinct chunks whose furniture holds a page number, or else in
+   :data:`NEARLY_ALL` of them (a signature's name in 4 of 6 replies is content). Only a page number
+   may differ (:func:`page_number_key`): a number after a page word (``Page 7``, ``p. 7``,
+   ``Seite 7 von 20``; ``S. 12`` only as the whole line, never ``Berliner Str. 12``), ``7 of 20`` (a
+   word: ``4/5`` is a rating), a number alone framed only by dashes, brackets or spaces (``7``,
+   ``- 7 -``, ``[7]``; never ``$30``, ``§ 3``, ``50%``), or set off by dashes at the line's end
+   (``BULLETIN No. 14 - 3 -``). No other digit is masked: ``Galaxy S21`` is not ``Galaxy S23``.
 2. **A furniture shape** (:func:`line_key`): at most :data:`MAX_WORDS` words, at least one letter or
    digit; not ending like a sentence (:func:`~optimizer.sentences.ends_sentence`, ``।`` and ``۔``
    included) or a clause (``:`` ``;`` ``,`` ``{`` ``}``); not indented, not a Markdown heading, list item,
    ``key: value`` record, fence or fenced code line; not starting in lower case or wrapping into
    the next line (hard-wrapped prose); not a table row beside a row of its shape.
-3. **At a page edge.** It is in the chunk's top run (its first lines, all such lines), its bottom
-   run, or a run of two or more in between that holds a page number or only lines of the chunk's
-   own top and bottom runs (a footer and the next page's header). A run holds each line once: the
-   sidebar's ``Configuration`` then the section's heading ``Configuration`` is a menu, then content.
+3. **At a page edge.** It is in the chunk's top run (its first lines, all such lines) or its bottom
+   run, and one of them holds a text line (a page number alone, :func:`page_only`, is a film's year,
+   a cue number, a value under its label as often: never furniture by itself); or in a run of two
+   or more in between that holds a text line seen at some chunk's edge (a running header, not a
+   ``Calories`` label) and a page number or only lines of the chunk's own top and bottom runs (a
+   footer and the next page's header). A run holds each line once: the sidebar's ``Configuration``
+   then the section's heading ``Configuration`` is a menu, then content.
 4. **Not a template.** A chunk in which such a repeated line stands alone inside the text (not in
    a run, not a copy of one) is a template (``Question``/``Answer``, ``Alice``/``Bob``,
    ``Price``/``Rating``, ``Ingredients``/``Method``): nothing is cut from it, and it does not count
    towards rule 1 (counted again over the chunks left).
 5. **Never all of a chunk.**
 
-The first line of a top run, the chunk's first, that is no page number, in a chunk without a
-title, is the document's title line (``ACME Corporation Annual Report 2023``, ``Employee Handbook``,
+The first line of a top run, the chunk's first, that is not only a page number, in a chunk without a
+title (``HARLOW BULLETIN No. 14 - 3 -`` too), is the document's title line (``ACME Corporation Annual Report 2023``, ``Employee Handbook``,
 ``Acme X200 Cordless Drill User Manual``): the chunk's only identifier, so it stays (a stage may not
 set a title, and it is the heading of the chunk's first paragraph, as before); its copies at a page
 break inside the chunk go. In a titled chunk the title identifies it, and the line goes.
@@ -61,6 +67,9 @@ from optimizer.text import words
 MIN_CHUNKS = 3
 """The fewest chunks a furniture line stands in: a call of two chunks never has any."""
 
+NEARLY_ALL = 0.75
+"""The share of the call's distinct chunks a furniture line with no page number beside it stands in."""
+
 MAX_WORDS = 12
 """The most words a furniture line has (a running header, a footer, a menu item)."""
 
@@ -71,12 +80,14 @@ _SPACE = re.compile(r"\s+")
 _LINE = re.compile(r"[^\n]+")
 _ALNUM = re.compile(r"[^\W_]")
 _NUMBER = re.compile(r"(?<![\w.,])\d+(?![\w.,]\d|\w)")
-_PAGE_WORD = r"(?:page|pages|pg\.?|pp?\.|seite|s\.|p[áa]gina|p[áa]g\.|страница|стр\.|sayfa|strona|str\.|sida|side|blad)"
-_OF = r"(?:of|/|von|de|sur|di|из|из)"
+_PAGE_WORD = r"(?:page|pages|pg\.?|pp?\.|seite|p[áa]gina|p[áa]g\.|страница|стр\.|sayfa|strona|sida|side|blad)"
+_OF = r"(?:of|von|de|sur|di|из)"
+_FRAME = r"[\s\-–—\[\]()]*"  # dashes, brackets, spaces: never $ € £ % § / : (a price, a section, a rating, a time)
 _PAGE_NUMBER = (
-    re.compile(rf"(?i)(?<!\w){_PAGE_WORD}\s*\d+(?:\s*{_OF}\s*\d+)?(?!\w|[.,]\d)"),  # Page 7, p. 7, Seite 7 von 20
-    re.compile(rf"(?i)^[^\w]*\d+\s*{_OF}\s*\d+[^\w]*$"),  # 7 of 20, 7/20
-    re.compile(r"^[^\w]*\d+[^\w]*$"),  # 7, - 7 -, [7]
+    re.compile(rf"(?i)(?<!\w){_PAGE_WORD}\s*\d+(?:\s+{_OF}\s+\d+)?(?!\w|[.,]\d)"),  # Page 7, p. 7, Seite 7 von 20
+    re.compile(rf"(?i)^{_FRAME}(?:s|str)\.\s*\d+{_FRAME}$"),  # S. 12, str. 12: the whole line (never Berliner Str. 12)
+    re.compile(rf"(?i)^{_FRAME}\d+\s+{_OF}\s+\d+{_FRAME}$"),  # 7 of 20 (a word: 4/5 is a rating)
+    re.compile(rf"^{_FRAME}\d+{_FRAME}$"),  # 7, - 7 -, [7]
     re.compile(r"(?:^|\s)[-–—]\s*\d+\s*[-–—]$"),  # ... No. 14 - 3 -
 )
 _CLAUSE_END = (":", ";", ",", "{", "}", "：", "；", "，")
@@ -88,35 +99,53 @@ def page_number_key(line: str) -> tuple[str, bool]:
 
     >>> page_number_key("Annual Report 2023 | Page 9"), page_number_key("- 8 -"), page_number_key("Galaxy S21")
     (('Annual Report 2023 | Page #', True), ('- # -', True), ('Galaxy S21', False))
-    >>> page_number_key("HARLOW BULLETIN No. 14   -   3 -")[0], page_number_key("$29.99"), page_number_key("2 eggs")
-    ('HARLOW BULLETIN No. 14 - # -', ('$29.99', False), ('2 eggs', False))
+    >>> page_number_key("HARLOW BULLETIN No. 14   -   3 -")[0], page_number_key("$29.99"), page_number_key("4/5")
+    ('HARLOW BULLETIN No. 14 - # -', ('$29.99', False), ('4/5', False))
     """
+    key, page, _ = _page_match(line)
+    return key, page
+
+
+def page_only(line: str) -> bool:
+    """Whether ``line`` is a page number and nothing else (``7``, ``- 7 -``, ``Page 7``, ``7 of 20``): no text
+    furniture of its own (a year, a cue number, a value under its label looks the same).
+
+    >>> page_only("- 8 -"), page_only("Page 8"), page_only("Annual Report 2023 | Page 9"), page_only("$30")
+    (True, True, False, False)
+    """
+    return _page_match(line)[2]
+
+
+def _page_match(line: str) -> tuple[str, bool, bool]:
+    """``(key, is_page_line, page_only)`` of ``line``: see :func:`page_number_key` and :func:`page_only`."""
     text = _SPACE.sub(" ", line.strip())
     for pattern in _PAGE_NUMBER:
         m = pattern.search(text)
         if m and not re.search(r"\d[.,]\d", m.group()):
             masked = _NUMBER.sub("#", m.group())
-            return text[: m.start()] + masked + text[m.end() :], True
-    return text, False
+            return text[: m.start()] + masked + text[m.end() :], True, m.start() == 0 and m.end() == len(text)
+    return text, False, False
 
 
 def line_key(line: str, following: str = "") -> tuple[str, bool] | None:
     """``(key, is_page_line)`` of a line that has a furniture shape (rule 2 of the module doc), else ``None``.
 
     ``following`` is the next line when it comes right after (no blank line between): prose wrapped
-    at a fixed width continues in lower case.
+    at a fixed width continues in lower case. A line that is only a page number (:func:`page_only`)
+    skips the list item and lower-case checks (``- 7 -``, ``page 7``); a page number beside text
+    is checked like any line (``See page 12.`` is a sentence).
 
-    >>> line_key("ACME Corporation | Annual Report 2023"), line_key("Page 7")
-    (('ACME Corporation | Annual Report 2023', False), ('Page #', True))
+    >>> line_key("ACME Corporation | Annual Report 2023"), line_key("Page 7"), line_key("See page 12.")
+    (('ACME Corporation | Annual Report 2023', False), ('Page #', True), None)
     >>> [line_key(x) for x in ("## Usage", "How do I reset it?", "    except ValueError:", "It rose.", "बांध 1936 में बना।", "Weight: 340 g")]
     [None, None, None, None, None, None]
     >>> line_key("The warranty covers defects in materials", "for a period of 36 months from purchase,")
     """
     text = line.strip()
-    key, page = page_number_key(text)
+    key, page, alone = _page_match(text)
     if not _ALNUM.search(text) or sum(1 for w in text.split() if _ALNUM.search(w)) > MAX_WORDS or FENCE.match(line):
         return None
-    if page:
+    if alone:
         return key, True
     if line[:1].isspace() or text.startswith("#") or _LIST_ITEM.match(text) or text[:1].islower():
         return None
@@ -124,7 +153,7 @@ def line_key(line: str, following: str = "") -> tuple[str, bool] | None:
         return None
     if following and _wraps_into(text, following.strip()):
         return None
-    return key, False
+    return key, page
 
 
 def _wraps_into(first: str, following: str) -> bool:
@@ -135,13 +164,14 @@ def _wraps_into(first: str, following: str) -> bool:
 
 @dataclass(frozen=True)
 class Line:
-    """A non-blank, wholly kept line of a chunk: its stripped ``(start, end)``, its key (``None``: never furniture)
-    and whether it holds a page number."""
+    """A non-blank, wholly kept line of a chunk: its stripped ``(start, end)``, its key (``None``: never furniture),
+    whether it holds a page number and whether it is only one (``bare``: no text furniture of its own)."""
 
     start: int
     end: int
     key: str | None
     page: bool = False
+    bare: bool = False
 
 
 def chunk_lines(chunk: Chunk) -> list[Line]:
@@ -165,7 +195,8 @@ def chunk_lines(chunk: Chunk) -> list[Line]:
         in_code = ci < len(code) and code[ci][0] <= s
         following = text[spans[n + 1][0] : spans[n + 1][1]] if n + 1 < len(spans) and spans[n + 1][0] == le + 1 else ""
         found = None if in_code else line_key(text[ls:le], following)
-        out.append(Line(s, e, found[0] if found else None, bool(found and found[1])))
+        page = bool(found and found[1])
+        out.append(Line(s, e, found[0] if found else None, page, page and page_only(text[ls:le])))
     return out
 
 
@@ -179,8 +210,9 @@ def _rows(text: str, lines: Sequence[Line]) -> list[Line]:
     return out
 
 
-def _runs(lines: Sequence[Line], keys: Mapping[str, int] | set[str]) -> tuple[list[int], list[int], list[int]]:
-    """``(top, bottom, middle)`` indices of the furniture runs of ``lines`` (rule 3 of the module doc) over ``keys``."""
+def _edge_runs(lines: Sequence[Line], keys: Mapping[str, int] | set[str]) -> tuple[list[int], list[int]]:
+    """``(top, bottom)`` indices of the runs of ``lines`` over ``keys`` at the chunk's edges: none unless one of them
+    holds a text furniture line (rule 3: a page number alone, like a film's year, is no page's frame)."""
     def run(order: Sequence[int]) -> list[int]:
         seen: set[str] = set()
         out: list[int] = []
@@ -194,7 +226,16 @@ def _runs(lines: Sequence[Line], keys: Mapping[str, int] | set[str]) -> tuple[li
 
     top = run(range(len(lines)))
     bottom = [i for i in run(range(len(lines) - 1, -1, -1)) if i >= len(top)]
-    edge_keys = {lines[i].key for i in top + bottom}
+    if all(lines[i].bare for i in top + bottom):
+        return [], []
+    return top, bottom
+
+
+def _middle_runs(lines: Sequence[Line], keys: Mapping[str, int] | set[str], top: Sequence[int], bottom: Sequence[int], edge_keys: set[str]) -> list[int]:
+    """Indices of the page breaks between ``top`` and ``bottom``: runs of two or more over ``keys`` that hold a text
+    line seen at some chunk's edge (``edge_keys``: a running header or footer, not a label beside its value) and a
+    page number or only lines of this chunk's own edge runs (rule 3)."""
+    own = {lines[i].key for i in [*top, *bottom]}
     middle: list[int] = []
     i, hi = len(top), len(lines) - len(bottom)
     while i < hi:
@@ -204,10 +245,16 @@ def _runs(lines: Sequence[Line], keys: Mapping[str, int] | set[str]) -> tuple[li
             seen.add(lines[j].key)  # type: ignore[arg-type]
             j += 1
         seg = range(i, j)
-        if len(seg) >= 2 and (any(lines[k].page for k in seg) or all(lines[k].key in edge_keys for k in seg)):
+        framed = any(not lines[k].bare and lines[k].key in edge_keys for k in seg)
+        if len(seg) >= 2 and framed and (any(lines[k].page for k in seg) or all(lines[k].key in own for k in seg)):
             middle.extend(seg)
         i = max(j, i + 1)
-    return top, bottom, middle
+    return middle
+
+
+def _text_keys(lines: Sequence[Line], cut: Sequence[int]) -> set[str]:
+    """The keys of the text furniture lines (no bare page number) among ``cut``."""
+    return {lines[i].key for i in cut if not lines[i].bare}  # type: ignore[misc]
 
 
 def _templated(lines: Sequence[Line], keys: set[str], cut: set[int]) -> bool:
@@ -245,30 +292,42 @@ def find_furniture(chunks: Sequence[Chunk], check: Callable[[str], None] | None 
     candidates = _held([{ln.key for ln in lines[c.id] if ln.key} for c in firsts], need)
     if not candidates:
         return {}
+    runs = {c.id: _edge_runs(lines[c.id], candidates) for c in firsts}
+    edge_keys = {k for i, (top, bottom) in runs.items() for k in _text_keys(lines[i], [*top, *bottom])}
     edges: dict[str, set[int]] = {}
     for c in firsts:
-        top, bottom, middle = _runs(lines[c.id], candidates)
-        cut = {*top, *bottom, *middle}
+        top, bottom = runs[c.id]
+        cut = {*top, *bottom, *_middle_runs(lines[c.id], candidates, top, bottom, edge_keys)}
         if cut and not _templated(lines[c.id], candidates, cut):
             edges[c.id] = cut
-    keys = _held([{lines[i][k].key for k in cut} for i, cut in edges.items()], need)  # type: ignore[misc]
+    keys = _repeated({i: lines[i] for i in edges}, edges, len(distinct), need)
     if not keys:
         return {}
     out: dict[str, tuple[tuple[int, int], ...]] = {}
     for c in chunks:
         if distinct[c.original_text].id not in edges:
             continue
-        found = _furniture(c, lines[c.id], keys)
+        found = _furniture(c, lines[c.id], keys, edge_keys & keys)
         if found:
             out[c.id] = found
     return out
 
 
-def _furniture(chunk: Chunk, lines: Sequence[Line], keys: set[str]) -> tuple[tuple[int, int], ...]:
+def _repeated(lines: Mapping[str, Sequence[Line]], cuts: Mapping[str, set[int]], n: int, need: int) -> set[str]:
+    """The keys of ``cuts`` repeated enough (rule 1): in ``need`` (half) of the ``n`` chunks counting only those whose
+    cut holds a page number (a page's header and footer), or else in :data:`NEARLY_ALL` of them (a menu, a site
+    footer; a support reply's signature name in 4 of 6 replies is the reply's, not the page's)."""
+    paged = _held([{lines[i][k].key for k in cut} for i, cut in cuts.items() if any(lines[i][k].page for k in cut)], need)  # type: ignore[misc]
+    nearly_all = _held([{lines[i][k].key for k in cut} for i, cut in cuts.items()], max(need, math.ceil(NEARLY_ALL * n)))  # type: ignore[misc]
+    return paged | nearly_all
+
+
+def _furniture(chunk: Chunk, lines: Sequence[Line], keys: set[str], edge_keys: set[str]) -> tuple[tuple[int, int], ...]:
     """``chunk``'s furniture line ranges over the call's furniture ``keys``: none when they would be all of it."""
-    top, bottom, middle = _runs(lines, keys)
-    if top[:1] == [0] and not lines[0].page and not chunk.title:
-        top = top[1:]  # an untitled chunk's title line: its identifier
+    top, bottom = _edge_runs(lines, keys)
+    middle = _middle_runs(lines, keys, top, bottom, edge_keys)
+    if top[:1] == [0] and not lines[0].bare and not chunk.title:
+        top = top[1:]  # an untitled chunk's title line (a page number beside it too): its identifier
     cut = sorted({*top, *bottom, *middle})
     if len(cut) == len(lines):
         return ()

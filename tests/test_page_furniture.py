@@ -142,7 +142,7 @@ def test_page_number_lines_differ_only_in_their_page_number():
     for content in ("Galaxy S21", "$29.99", "2 eggs", "4.5 out of 5", "Week 3", "Model X2"):
         assert page_number_key(content) == (content, False)
     ocr = [f"HARLOW HISTORICAL SOCIETY BULLETIN No. 14   -   {n} -\nThe mill closed in {1950 + n}." for n in range(3, 8)]
-    chunks = [Chunk(id=f"o{i}", text=t) for i, t in enumerate(ocr)]
+    chunks = [Chunk(id=f"o{i}", title="Harlow bulletin", text=t) for i, t in enumerate(ocr)]  # untitled: the line is the title
     assert all(v == [c.text.split("\n")[0]] for c in chunks for v in [cut_lines(chunks)[c.id]])
 
 
@@ -287,3 +287,110 @@ def test_the_deadline_stops_the_search():
 
     with pytest.raises(Late, match="finding page furniture"):
         find_furniture(chunks, check=check)
+
+
+# ---- the second review's repros (/tmp/hunt-review-core34b f1-f3): a number alone on an edge line is no page number
+
+
+def _answer_kept(chunks, question, answer, budget):
+    return all(answer in Pipeline.preset(p).run(question, chunks, budget=budget).text for p in ("default", "quality"))
+
+
+MOVIES = [("Inception", "A thief who steals corporate secrets through dream-sharing technology is given a final task.", "2010"),
+          ("Heat", "A group of professional bank robbers is tracked by a detective in Los Angeles.", "1995"),
+          ("Alien", "The crew of a commercial spacecraft encounters a deadly lifeform.", "1979"),
+          ("Memento", "A man with short-term memory loss hunts for his wife's killer using notes and tattoos.", "2000"),
+          ("Arrival", "A linguist works with the military to talk with alien lifeforms after twelve spacecraft land.", "2016")]
+
+
+def test_a_year_alone_on_the_last_line_is_content():  # f1 A
+    chunks = [Chunk(id=f"m{i}", text=f"{t}\n{d}\n{y}") for i, (t, d, y) in enumerate(MOVIES)]
+    assert find_furniture(chunks) == {}
+    assert _answer_kept(chunks, "What year was Memento released?", "2000", 60)
+
+
+def test_prices_sections_and_ratings_alone_on_a_line_are_content():  # f1 B, C, D
+    p = [("Acme Kettle", "Stainless steel kettle that boils 1.7 litres in three minutes.", "$30"),
+         ("Bolt Toaster", "Four slots with a defrost setting and a crumb tray.", "$45"),
+         ("Cirrus Blender", "A 1200 watt motor and a glass jug that holds 2 litres.", "$90"),
+         ("Delta Mixer", "Ten speeds, a dough hook and a splash guard.", "$120")]
+    products = [Chunk(id=f"p{i}", title=t, text=f"{t}\n{d}\n{y}") for i, (t, d, y) in enumerate(p)]
+    assert find_furniture(products) == {}
+    assert _answer_kept(products, "How much does the Cirrus Blender cost?", "$90", 60)
+    s = [("§ 1", "Geltungsbereich", "Dieses Gesetz gilt für alle Mietverträge über Wohnraum."),
+         ("§ 2", "Mietzahlung", "Die Miete ist spätestens am dritten Werktag des Monats zu zahlen."),
+         ("§ 3", "Kaution", "Die Kaution darf drei Monatsmieten nicht übersteigen."),
+         ("§ 4", "Kündigung", "Die Kündigungsfrist beträgt drei Monate.")]
+    statute = [Chunk(id=f"s{i}", text=f"{a}\n{b}\n{c}") for i, (a, b, c) in enumerate(s)]
+    assert find_furniture(statute) == {}
+    assert _answer_kept(statute, "Was regelt § 3?", "§ 3\nKaution", 40)
+    r = [("Hotel Aurora", "Quiet rooms near the station, breakfast included.", "4/5"),
+         ("Hotel Borealis", "Rooftop pool and a busy bar on weekends.", "3/5"),
+         ("Hotel Cygnus", "Family rooms, free parking and a playground.", "5/5"),
+         ("Hotel Draco", "Budget rooms, shared bathrooms on each floor.", "2/5")]
+    assert find_furniture([Chunk(id=f"h{i}", title=t, text=f"{t}\n{d}\nRated\n{y}") for i, (t, d, y) in enumerate(r)]) == {}
+    hotels = [Chunk(id=f"h{i}", title=t, text=f"{d}\n{y}") for i, (t, d, y) in enumerate(r)]
+    assert find_furniture(hotels) == {}
+    assert _answer_kept(hotels, "How is Hotel Cygnus rated?", "5/5", 40)
+
+
+def test_a_label_beside_a_number_line_is_content():  # f2 E
+    n = [("Oat Porridge", "A warm bowl of rolled oats cooked in milk.", "250", "9"),
+         ("Greek Salad", "Tomato, cucumber, olives and feta with olive oil.", "320", "11"),
+         ("Lentil Soup", "Red lentils simmered with cumin and carrots.", "280", "18"),
+         ("Chicken Wrap", "Grilled chicken, lettuce and yogurt sauce in a tortilla.", "450", "32")]
+    cards = [Chunk(id=f"n{i}", title=t, text=f"{d}\nCalories\n{c}\nProtein (g)\n{p}\nVegetarian recipe card, printable.")
+             for i, (t, d, c, p) in enumerate(n)]
+    assert find_furniture(cards) == {}
+    assert _answer_kept(cards, "How many calories does the Lentil Soup have?", "Calories\n280", 60)
+
+
+def test_a_street_address_is_no_page_number():  # f2 F
+    s = [("Filiale Mitte", "Geöffnet Montag bis Samstag, 9 bis 20 Uhr.", "Berliner Str. 12"),
+         ("Filiale Nord", "Geöffnet Montag bis Freitag, 8 bis 18 Uhr.", "Berliner Str. 140"),
+         ("Filiale Süd", "Geöffnet täglich von 10 bis 22 Uhr.", "Berliner Str. 7"),
+         ("Filiale Ost", "Geöffnet Montag bis Samstag, 7 bis 19 Uhr.", "Berliner Str. 88")]
+    shops = [Chunk(id=f"f{i}", title=t, text=f"{d}\n{a}") for i, (t, d, a) in enumerate(s)]
+    assert find_furniture(shops) == {}
+    assert _answer_kept(shops, "Wo ist die Filiale Süd?", "Berliner Str. 7", 40)
+
+
+def test_a_signature_name_on_most_but_not_nearly_all_chunks_stays():  # f3 G
+    b = [("Your refund of $45.20 was approved today and will reach your card in 5 days.", "Maria Lopez"),
+         ("We replaced the charger under warranty; the courier collects the old one on Monday.", "Maria Lopez"),
+         ("Your account was unlocked after we verified your identity by phone.", "Tom Becker"),
+         ("The upgrade to the Pro plan starts with your next invoice.", "Maria Lopez"),
+         ("We cancelled order 5512 as you asked; no charge was made.", "Tom Becker"),
+         ("Your delivery address is now 4 Elm Road, Leeds.", "Maria Lopez")]
+    tickets = [Chunk(id=f"t{i}", title=f"Ticket {1000 + i}", text=f"Hello,\n\n{x}\n\nKind regards,\n{n}\nCustomer Support Team\nAcme Electronics")
+               for i, (x, n) in enumerate(b)]
+    cut = {ln for lines in cut_lines(tickets).values() for ln in lines}
+    # the team and company lines stand in every reply (a footer); the name in 4 of 6 is the reply's, not the page's
+    assert cut <= {"Customer Support Team", "Acme Electronics"} and "Maria Lopez" not in cut
+
+
+def test_only_a_number_with_a_page_word_or_dashes_brackets_spaces_is_a_page_number():
+    for content in ("$30", "€ 45", "£12", "50%", "§ 3", "4/5", "7/20", "12:30", "Berliner Str. 12", "Abs. 3", "Rated 4 of 5 stars"):
+        assert page_number_key(content) == (content, False)
+    for page in ("7", "- 7 -", "[7]", "(7)", "— 7 —", "Page 7", "p. 7", "S. 12", "Seite 3 von 12", "7 of 20"):
+        assert page_number_key(page)[1], page
+    assert line_key("See page 12.") is None and line_key("- see page 12") is None  # a page line keeps every other shape check
+
+
+def test_a_page_number_alone_is_furniture_only_beside_a_running_header_or_footer():
+    bare = [Chunk(id=f"b{i}", title="Report", text=f"Part {i} says something new.\n- {i + 3} -") for i in range(5)]
+    assert find_furniture(bare) == {}  # a page number with no text furniture at the chunk's edges: nothing
+    framed = [Chunk(id=f"b{i}", title="Report", text=f"ACME Report\nPart {i} says something new.\n- {i + 3} -") for i in range(5)]
+    assert all(v == ["ACME Report", f"- {i + 3} -"] for i, v in enumerate(cut_lines(framed).values()))
+
+
+def test_an_untitled_chunks_first_line_stays_though_it_holds_a_page_number():
+    chunks = [Chunk(id=f"o{i}", text=f"HARLOW BULLETIN No. 14 - {n} -\nThe mill closed in {1950 + n}.\nHarlow Historical Society")
+              for i, n in enumerate(range(3, 8))]
+    assert all(v == ["Harlow Historical Society"] for v in cut_lines(chunks).values())
+    titled = [replace_title(c, "Harlow bulletin") for c in chunks]
+    assert all(v == [c.text.split("\n")[0], "Harlow Historical Society"] for c, v in zip(titled, cut_lines(titled).values()))
+
+
+def replace_title(chunk: Chunk, title: str) -> Chunk:
+    return Chunk(id=chunk.id, text=chunk.text, title=title)
