@@ -212,7 +212,8 @@ def _rows(text: str, lines: Sequence[Line]) -> list[Line]:
 
 def _edge_runs(lines: Sequence[Line], keys: Mapping[str, int] | set[str]) -> tuple[list[int], list[int]]:
     """``(top, bottom)`` indices of the runs of ``lines`` over ``keys`` at the chunk's edges: none unless one of them
-    holds a text furniture line (rule 3: a page number alone, like a film's year, is no page's frame)."""
+    holds a text furniture line (rule 3: a page number alone, like a film's year, is no page's frame); a run of
+    plain numbers only (``2010``, not ``- 7 -`` or ``Page 7``) not even then (a site's name above a film's year)."""
     def run(order: Sequence[int]) -> list[int]:
         seen: set[str] = set()
         out: list[int] = []
@@ -226,6 +227,7 @@ def _edge_runs(lines: Sequence[Line], keys: Mapping[str, int] | set[str]) -> tup
 
     top = run(range(len(lines)))
     bottom = [i for i in run(range(len(lines) - 1, -1, -1)) if i >= len(top)]
+    top, bottom = (r if any(lines[i].key != "#" for i in r) else [] for r in (top, bottom))  # a plain number: only beside text
     if all(lines[i].bare for i in top + bottom):
         return [], []
     return top, bottom

@@ -307,6 +307,8 @@ def test_a_year_alone_on_the_last_line_is_content():  # f1 A
     chunks = [Chunk(id=f"m{i}", text=f"{t}\n{d}\n{y}") for i, (t, d, y) in enumerate(MOVIES)]
     assert find_furniture(chunks) == {}
     assert _answer_kept(chunks, "What year was Memento released?", "2000", 60)
+    site = [Chunk(id=f"m{i}", title=t, text=f"Movie Database\n{d}\n{y}") for i, (t, d, y) in enumerate(MOVIES)]
+    assert all(v == ["Movie Database"] for v in cut_lines(site).values())  # a plain number only beside text in its own run
 
 
 def test_prices_sections_and_ratings_alone_on_a_line_are_content():  # f1 B, C, D
