@@ -11,7 +11,9 @@ that says nothing alone (a bare key such as ``worker:``, ``"server": {``, a ``[s
 only brackets such as ``{`` and ``},``) is *frame-only*: printed as a frame, never chosen alone.
 
 A block is nested structure when its lines have two indentations or more (or it has a section
-header), at most a quarter of them read as prose (:func:`_prose_line`), and it is no diff. Fenced
+header), at most a quarter of them read as prose (:func:`_prose_line`), no sentence runs on past its
+line (hard-wrapped prose, its paragraphs' first lines indented), outside a code fence at least half its
+lines bear a mark of structure (:data:`_MARKED`: not verse, not an address), and it is no diff. Fenced
 code is one block across its blank lines; other blocks end at a blank line.
 
 >>> t = "worker:\\n  resources:\\n    limits:\\n      memory: 1Gi\\n  replicas: 3"
@@ -38,6 +40,11 @@ _TABLE_RULE = re.compile(r"\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?")
 _CELL_SEPARATORS = (",", "\t", ";")
 _NUMBER = re.compile(r"[-+$€£]?\d[\d.,:%]*")
 _PROSE_END = re.compile(r"[.!?][\"'”’)\]]*$")
+_MARKED = re.compile(
+    r"[:=\[\]{}()<>;|]|^\s*(?:[-*+•]\s|\d+[.)]\s|#|//)"
+    r"|^\s*(?:def|class|if|elif|else|for|while|return|import|from|fn|let|const|var|func|function|try|except|catch|finally|end|fi|done|do|then)\b"
+)
+"""A mark of structure on a line: a key, a bracket, a bullet or number, a comment, a keyword (an unfenced block needs it on half its lines)."""
 PROSE_WORDS = 6
 """A line of this many words or more that ends like a sentence reads as prose."""
 
@@ -82,8 +89,9 @@ def _first_line(text: str, s: int, e: int) -> tuple[int, int]:
     return ls, le
 
 
-def _groups(text: str, spans: Sequence[tuple[int, int]]) -> list[list[int]]:
-    """Runs of consecutive ``spans`` with no blank line between them (inside one fenced block, blank lines too)."""
+def _groups(text: str, spans: Sequence[tuple[int, int]]) -> list[tuple[list[int], bool]]:
+    """Runs of consecutive ``spans`` with no blank line between them (inside one fenced block, blank lines too),
+    each with whether it lies in a fenced block."""
     fences = code_blocks(text)
     starts = [fs for fs, _ in fences]
 
@@ -100,7 +108,7 @@ def _groups(text: str, spans: Sequence[tuple[int, int]]) -> list[list[int]]:
                 groups[-1].append(k)
                 continue
         groups.append([k])
-    return groups
+    return [(g, block_of(spans[g[0]][1] - 1) >= 0) for g in groups]
 
 
 def line_frames(text: str, spans: Sequence[tuple[int, int]], viewed: bool = False) -> LineFrames:
@@ -112,16 +120,23 @@ def line_frames(text: str, spans: Sequence[tuple[int, int]], viewed: bool = Fals
     if len(spans) < 2:
         return LineFrames(frames, only)
     view = text if viewed else line_view(text)
-    for group in _groups(view, spans):
+    for group, fenced in _groups(view, spans):
         if len(group) > 1:
-            _frame_group(view, spans, group, frames, only)
+            _frame_group(view, spans, group, frames, only, fenced)
     return LineFrames(frames, only)
+
+
+def _within_line(text: str, end: int, line_end: int) -> bool:
+    """Whether a sentence ending at ``end`` ends on its line (ending at ``line_end``), or just past it
+    with a closing code fence joined to it."""
+    return end <= line_end or (text.count("\n", line_end, end) == 1 and bool(FENCE.match(text, line_end + 1, end)))
 
 
 def _table_head(bodies: Sequence[str]) -> int:
     """How many first lines of a block head a table whose header row is printed with each of its rows: 2
     for a Markdown pipe table (the header row and its ``|---|`` rule), 1 for a CSV block whose first row names its
-    columns (every row has as many separators, the first row no number, a later one does), else 0.
+    columns (every row has as many separators, the first row no number and no cell of a later row, a later
+    row a number), else 0.
 
     >>> _table_head(["| a | b |", "|---|---|", "| 1 | 2 |"]), _table_head(["name,age", "Ann,31", "Bo,4"]), _table_head(["a,b", "c,d"])
     (2, 1, 0)
@@ -132,14 +147,19 @@ def _table_head(bodies: Sequence[str]) -> int:
         counts = {b.count(sep) for b in bodies}
         if len(bodies) >= 3 and len(counts) == 1 and counts != {0}:
             cells = [[c.strip() for c in b.split(sep)] for b in bodies]
-            if not any(_NUMBER.fullmatch(c) for c in cells[0]) and any(_NUMBER.fullmatch(c) for row in cells[1:] for c in row):
+            values = {c for row in cells[1:] for c in row}
+            if (not any(_NUMBER.fullmatch(c) for c in cells[0]) and any(_NUMBER.fullmatch(c) for c in values)
+                    and not values.intersection(cells[0])):  # a first row whose cell recurs below is a row of data
                 return 1
     return 0
 
 
-def _frame_group(text: str, spans: Sequence[tuple[int, int]], group: list[int], frames: list[tuple[int, ...]], only: list[bool]) -> None:
+def _frame_group(text: str, spans: Sequence[tuple[int, int]], group: list[int], frames: list[tuple[int, ...]], only: list[bool],
+                 fenced: bool = False) -> None:
     """Fill ``frames`` and ``only`` for the sentences ``group`` of one block, when it is nested structure."""
     lines = [_first_line(text, *spans[k]) for k in group]
+    if not all(_within_line(text, spans[k][1], le) for k, (_, le) in zip(group, lines)):
+        return  # a sentence runs on over a line break: prose (hard-wrapped, its paragraphs' first lines indented)
     bodies = [text[ls:le] for ls, le in lines]
     head = _table_head(bodies)
     if head:  # each row under the header row (a |---| rule is left out: no letter or digit, no frame)
@@ -154,6 +174,8 @@ def _frame_group(text: str, spans: Sequence[tuple[int, int]], group: list[int], 
         return
     if len(set(indents)) < 2 and not any(sections):
         return
+    if not fenced and 2 * sum(bool(_MARKED.search(b)) for b in bodies) < len(bodies):
+        return  # most lines without a key, bracket, bullet or keyword: verse, an address, a quotation
     least = min(indents)
     stack: list[int] = []  # positions in group of the open ancestors, indentation rising
     section: int | None = None

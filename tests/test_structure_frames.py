@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from optimizer import Pipeline
+from optimizer import Pipeline, make_stage
 from optimizer.structure_frames import frame_only_line, line_frames
 from optimizer.tokenizer import get_tokenizer
 
@@ -170,3 +170,121 @@ def test_a_kept_table_row_comes_with_its_header() -> None:
             result = Pipeline.preset(preset).run("How much is Scale?", chunks, budget=share)
             assert "| Scale | 50 | $449 |" in result.text
             assert result.text.split("\n")[1] == "| Plan | Seats | Monthly price |"
+
+
+# A frame is a preference: what 7a590f5 (no frames) kept is never lost for a frame that does not fit.
+
+def _pipelines(budget: int) -> dict[str, Pipeline]:
+    custom = Pipeline([("s", make_stage("compress-sentences"))], budget=budget)
+    return {"default": Pipeline.preset("default", budget=budget), "quality": Pipeline.preset("quality", budget=budget), "custom": custom}
+
+
+def _assert_exact(result, chunks, budget: int) -> None:
+    assert result.tokens <= budget
+    assert get_tokenizer().count(result.text) == result.tokens
+    for sp in result.spans:  # provenance exact
+        src = next(c["text"] for c in chunks if c["id"] == sp.chunk_id)
+        assert result.text[sp.context_start : sp.context_end] == src[sp.start : sp.end]
+
+
+K8S = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: checkout-worker
+spec:
+  replicas: 3
+  template:
+    spec:
+      containers:
+        - name: worker
+          image: registry.example.com/checkout-worker:2.4.1
+          resources:
+            limits:
+              memory: 1Gi
+              cpu: 500m
+            requests:
+              memory: 512Mi
+              cpu: 250m"""
+
+
+@pytest.mark.parametrize("budget", [15, 20, 25, 30, 40, 50])
+def test_a_deep_line_whose_whole_frame_does_not_fit_comes_with_its_nearest_ancestors(budget: int) -> None:
+    chunks = [{"id": "k", "title": "deploy/checkout-worker.yaml", "text": K8S}]
+    for name, pipeline in _pipelines(budget).items():
+        result = pipeline.run("What is the memory limit of the checkout worker?", chunks)
+        _assert_exact(result, chunks, budget)
+        assert "memory: 1Gi" in result.text, (name, result.text)
+        if budget >= 20:  # room for its nearest ancestor: limits says whose memory it is
+            assert "limits:\n              memory: 1Gi" in result.text, (name, result.text)
+
+
+DEEP = [("  " * d + f"level_{d}_service_configuration_section:") for d in range(12)] + [
+    "  " * 12 + v for v in ("retries: 5", "timeout_seconds: 32", "log_level: debug", "max_connections: 800")]
+
+
+@pytest.mark.parametrize("fenced", [True, False])
+@pytest.mark.parametrize("budget", [20, 40, 60, 100, 150])
+def test_a_twelve_level_frame_that_does_not_fit_never_empties_the_context(budget: int, fenced: bool) -> None:
+    text = "```yaml\n" + "\n".join(DEEP) + "\n```" if fenced else "\n".join(DEEP)
+    chunks = [{"id": "y1", "title": "alpha.yaml", "text": text}]
+    for name, pipeline in _pipelines(budget).items():
+        result = pipeline.run("What is max_connections?", chunks)
+        _assert_exact(result, chunks, budget)
+        assert "max_connections: 800" in result.text, (name, budget, result.text)
+        if budget >= 40:  # its nearest ancestor comes with it
+            assert "level_11_service_configuration_section:\n" in result.text
+
+
+INDENTED_PROSE = """    The village lay at the foot of the hills, and in winter the
+road to the town was often closed for weeks at a time. The
+children walked to school along the river instead, a route of some
+six miles that their parents thought dangerous in the spring floods.
+    In 1923 the council built a bridge over the river. It
+cost 4,000 pounds and took two years to finish. The bridge
+still stands today.
+    The mill closed in 1961 after the flood. Most of the
+workers moved to the town."""
+POEM = """Whose woods these are I think I know
+   His house is in the village though
+He will not see me stopping here
+   To watch his woods fill up with snow"""
+
+
+def test_prose_with_first_line_indents_or_indented_verse_gets_no_frames() -> None:
+    from optimizer.sentences import split_sentences
+
+    for text in (INDENTED_PROSE, POEM):
+        f = line_frames(text, split_sentences(text))
+        assert not f, [text[slice(*sp)] for sp in split_sentences(text)]
+
+
+@pytest.mark.parametrize("budget", [30, 35, 40, 50])
+def test_the_answer_in_indented_prose_is_kept_as_without_frames(budget: int) -> None:
+    chunks = [{"id": "h", "title": "History of Ashby", "text": INDENTED_PROSE},
+              {"id": "g", "title": "Geography of Ashby", "text": "Ashby lies on the river Wend, six miles north of the market town. "
+               "The parish covers 2,300 acres of farmland."}]
+    for name, pipeline in _pipelines(budget).items():
+        result = pipeline.run("How much did the bridge cost?", chunks)
+        _assert_exact(result, chunks, budget)
+        assert "cost 4,000 pounds" in result.text, (name, result.text)
+
+
+def test_a_bare_key_that_matches_the_query_brings_its_best_line() -> None:
+    lines = []
+    for i in range(40):
+        lines += [f"service_{i}:", f"  image: repo/svc{i}:1.{i}", "  resources:", f"    memory: {i % 7 + 1}Gi"]
+    chunks = [{"id": "big", "title": "compose.yaml", "text": "```yaml\n" + "\n".join(lines) + "\n```"}]
+    for budget in (30, 60):
+        for name in ("default", "custom"):
+            result = _pipelines(budget)[name].run("What memory does service_12 get?", chunks)
+            _assert_exact(result, chunks, budget)
+            assert "service_12:\n  resources:\n    memory: 6Gi" in result.text, (name, budget, result.text)
+
+
+def test_a_csv_whose_first_row_is_data_gets_no_header() -> None:
+    t = "Monday,open,closed\nTuesday,9,17\nWednesday,9,17\nSunday,closed,closed"
+    spans = [(s, e) for s, e, _ in _lines(t)]
+    assert not line_frames(t, spans)
+    t = "day,opens,closes\nMonday,closed,closed\nTuesday,9,17"  # a real header still heads its rows
+    spans = [(s, e) for s, e, _ in _lines(t)]
+    assert line_frames(t, spans).frames == [(), (0,), (0,)]

@@ -343,7 +343,11 @@ class SentenceSelector:
         length while a sentence offered after it still fitted, ``(its tokens, the room left for it, its index)``.
 
         With ``frames``, a line of nested structure is taken with its frame lines not yet taken, and
-        costs theirs too (each with its joiner); a frame-only line is never taken on its own."""
+        costs theirs too (each with its joiner). The frame is a preference: when the line and its whole
+        frame would not fit in ``room`` even alone, the line comes with as many of its nearest ancestors as
+        fit, down to the line alone (a line whose frame could fit waits for the room, as before). A
+        frame-only line is never taken on its own: offered, it brings the best line it frames not yet
+        taken, with that line's frame (a bare ``service_12:`` that matches the query, its ``memory: 6Gi``)."""
         chosen: dict[int, list[int]] = {}
         chunk_order: list[int] = []
         spent = {"used": 0, "overhead": 0, "taken": 0}
@@ -351,14 +355,21 @@ class SentenceSelector:
         heads: dict[int, int] = {}  # a new chunk's extra overhead after chunk_order, until chunk_order grows
         said: dict[str, int] = {}  # a taken sentence's words -> its chunk
         taken: set[int] = set()
+        under = _framed_by(frames) if frames else {}
 
         def take(i: int) -> bool:
             s, key = sents[i], keys[i]
+            if frames and frames.frame_only[i]:  # a bare key or bracket: its best line not yet taken, framed by it
+                if i in taken:
+                    return False
+                best = max((j for j in under.get(i, ()) if j not in taken and not frames.frame_only[j]),
+                           key=lambda j: (value[j], -j), default=None)
+                return best is not None and take(best)
             if key is not None and said.get(key, s.chunk) != s.chunk:  # already said, word for word, by another chunk
                 return False
             frame: list[int] = []
             if frames:
-                if frames.frame_only[i] or i in taken:  # a bare key or bracket, or a line already taken as a frame
+                if i in taken:  # a line already taken as a frame
                     return False
                 frame = [f for f in frames.frames[i] if f not in taken]
             extra_head = 0
@@ -367,7 +378,11 @@ class SentenceSelector:
                     layout = sorted(chunk_order + [s.chunk]) if self.order == "document" else chunk_order + [s.chunk]
                     heads[s.chunk] = context.overhead([chunks[c] for c in layout], grouped=self.order == "relevance") - spent["overhead"]
                 extra_head = heads[s.chunk]
-            cost = s.tokens + sum(sents[f].tokens + 1 for f in frame) + (1 if s.chunk in chosen else 0) + extra_head
+            cost = s.tokens + (1 if s.chunk in chosen else 0) + extra_head
+            whole = sum(sents[f].tokens + 1 for f in frame)
+            if cost + whole > room:  # the frame never fits, whatever else is left out: its nearest lines that fit
+                frame = _innermost(frame, sents, room - spent["used"] - cost)
+            cost += sum(sents[f].tokens + 1 for f in frame)
             if spent["used"] + cost > room:
                 if s.chunk not in chosen:
                     first_miss.setdefault(s.chunk, (s.tokens, max(0, room - spent["used"] - extra_head), spent["taken"], i))
@@ -388,9 +403,10 @@ class SentenceSelector:
 
         for _ in self.greedy(sents, value, mentions, weight, redundancy, take, check=context.check_deadline):
             pass
-        if not chosen:  # nothing fits whole: give the packer the best sentence to cut (with its frame)
+        if not chosen:  # nothing fits whole: give the packer the best sentence to cut (with the nearest frame lines that fit)
             best = min(range(len(sents)), key=lambda i: (bool(frames and frames.frame_only[i]), -value[i], i))
-            chosen[sents[best].chunk] = [*frames.frames[best], best] if frames else [best]
+            left = room - sents[best].tokens - context.overhead([chunks[sents[best].chunk]], grouped=self.order == "relevance")
+            chosen[sents[best].chunk] = [*_innermost(list(frames.frames[best]), sents, left), best] if frames else [best]
             chunk_order.append(sents[best].chunk)
         too_long = {c: (n, left, i) for c, (n, left, before, i) in first_miss.items() if c not in chosen and spent["taken"] > before}
         return chosen, chunk_order, spent["used"], too_long
@@ -496,3 +512,23 @@ def _with_frames(chosen: dict[int, list[int]], frames: LineFrames | None) -> dic
     if not frames:
         return chosen
     return {ci: sorted({f for i in picks for f in frames.frames[i]} | set(picks)) for ci, picks in chosen.items()}
+
+
+def _innermost(frame: list[int], sents: Sequence[Sentence], room: int) -> list[int]:
+    """The nearest lines of ``frame`` (outermost first) that fit in ``room`` tokens, each with its joiner:
+    all of it when it fits, else its innermost ancestors, down to none."""
+    k = len(frame)
+    while k and room >= sents[frame[k - 1]].tokens + 1:
+        room -= sents[frame[k - 1]].tokens + 1
+        k -= 1
+    return frame[k:]
+
+
+def _framed_by(frames: LineFrames) -> dict[int, list[int]]:
+    """Per frame-only line, the lines whose frame holds it (the lines under a bare key, in order)."""
+    out: dict[int, list[int]] = {}
+    for j, chain in enumerate(frames.frames):
+        for f in chain:
+            if frames.frame_only[f]:
+                out.setdefault(f, []).append(j)
+    return out
