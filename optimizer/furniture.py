@@ -7,9 +7,12 @@ finds them from one call's chunks, narrowly, since a line many chunks share is u
 (a product sheet's ``Price`` label, a chat's speaker, a recipe's ``2 eggs``, a passage quoted by
 several near-copies). A line is furniture only when all of these hold:
 
-1. **Exact repeat.** Its text (white space collapsed) stands in at least :data:`MIN_CHUNKS` and in
-   half of the call's distinct chunks whose furniture holds a page number, or else in
-   :data:`NEARLY_ALL` of them (a signature's name in 4 of 6 replies is content). Only a page number
+1. **Exact repeat, beside a page number.** Its text (white space collapsed) stands in at least
+   :data:`MIN_CHUNKS` and in half of the call's distinct chunks, counting only those whose furniture
+   holds a page number. A line at most chunks' edge with no page number beside it is a per-item
+   field as often as a menu (``In stock``, ``Serves 4``, a signature, a byline ``By Jane Doe``; cutting
+   it kept the minority value, ``Out of stock``): never furniture, so a web page's menu and footer
+   stay unless a page number runs with them. Only a page number
    may differ (:func:`page_number_key`): a number after a page word (``Page 7``, ``p. 7``,
    ``Seite 7 von 20``; ``S. 12`` only as the whole line, never ``Berliner Str. 12``), ``7 of 20`` (a
    word: ``4/5`` is a rating), a number alone framed only by dashes, brackets or spaces (``7``,
@@ -67,13 +70,10 @@ from optimizer.text import words
 MIN_CHUNKS = 3
 """The fewest chunks a furniture line stands in: a call of two chunks never has any."""
 
-NEARLY_ALL = 0.75
-"""The share of the call's distinct chunks a furniture line with no page number beside it stands in."""
-
 MAX_WORDS = 12
 """The most words a furniture line has (a running header, a footer, a menu item)."""
 
-REASON = "furniture: a page header, footer or menu line repeated at the edge of most of the call's chunks, left out"
+REASON = "furniture: a page header, footer or menu line repeated beside a page number at the edge of most of the call's chunks, left out"
 """The trace's reason for a furniture line left out."""
 
 _SPACE = re.compile(r"\s+")
@@ -302,7 +302,7 @@ def find_furniture(chunks: Sequence[Chunk], check: Callable[[str], None] | None 
         cut = {*top, *bottom, *_middle_runs(lines[c.id], candidates, top, bottom, edge_keys)}
         if cut and not _templated(lines[c.id], candidates, cut):
             edges[c.id] = cut
-    keys = _repeated({i: lines[i] for i in edges}, edges, len(distinct), need)
+    keys = _repeated({i: lines[i] for i in edges}, edges, need)
     if not keys:
         return {}
     out: dict[str, tuple[tuple[int, int], ...]] = {}
@@ -315,13 +315,11 @@ def find_furniture(chunks: Sequence[Chunk], check: Callable[[str], None] | None 
     return out
 
 
-def _repeated(lines: Mapping[str, Sequence[Line]], cuts: Mapping[str, set[int]], n: int, need: int) -> set[str]:
-    """The keys of ``cuts`` repeated enough (rule 1): in ``need`` (half) of the ``n`` chunks counting only those whose
-    cut holds a page number (a page's header and footer), or else in :data:`NEARLY_ALL` of them (a menu, a site
-    footer; a support reply's signature name in 4 of 6 replies is the reply's, not the page's)."""
-    paged = _held([{lines[i][k].key for k in cut} for i, cut in cuts.items() if any(lines[i][k].page for k in cut)], need)  # type: ignore[misc]
-    nearly_all = _held([{lines[i][k].key for k in cut} for i, cut in cuts.items()], max(need, math.ceil(NEARLY_ALL * n)))  # type: ignore[misc]
-    return paged | nearly_all
+def _repeated(lines: Mapping[str, Sequence[Line]], cuts: Mapping[str, set[int]], need: int) -> set[str]:
+    """The keys of ``cuts`` repeated enough (rule 1): in ``need`` (half) of the call's chunks, counting only those whose
+    cut holds a page number (a page's header and footer). With no page number beside it, a line at most chunks' edge
+    is a field as often as a menu (``In stock``, ``Serves 4``, a signature, a byline): never furniture."""
+    return _held([{lines[i][k].key for k in cut} for i, cut in cuts.items() if any(lines[i][k].page for k in cut)], need)  # type: ignore[misc]
 
 
 def _furniture(chunk: Chunk, lines: Sequence[Line], keys: set[str], edge_keys: set[str]) -> tuple[tuple[int, int], ...]:

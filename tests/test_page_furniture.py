@@ -123,15 +123,26 @@ def test_headings_fall_back_to_the_section_line():
 
 def test_a_sidebar_menu_and_a_page_footer_go_the_sections_heading_stays():
     sidebar = "Getting started\nInstallation\nConfiguration\nDeployment\nAPI reference\nFAQ"
-    footer = "Was this page helpful? Yes No\nEdit this page on GitHub\nLast updated on March 3, 2024"
+    footer = "Was this page helpful? Yes No\nEdit this page on GitHub\nPage {n} of 5"
     docs = ["Configuration\nZephyr reads its settings from zephyr.toml.", "Configuration\nThe server listens on port 7420 by default.",
             "Deployment\nRun Zephyr behind a reverse proxy such as nginx.", "Installation\nInstall Zephyr with pip install zephyr-server.",
             "Getting started\nStart the server with zephyr serve."]
-    chunks = [Chunk(id=f"d{i}", title="Zephyr docs", text=f"{sidebar}\n{t}\n{footer}") for i, t in enumerate(docs)]
+    chunks = [Chunk(id=f"d{i}", title="Zephyr docs", text=f"{sidebar}\n{t}\n{footer.format(n=i + 1)}") for i, t in enumerate(docs)]
     found = cut_lines(chunks)
-    assert all(found[c.id] == sidebar.split("\n") + footer.split("\n") for c in chunks)
+    # the page's menu and paged footer go; the section's own heading (a copy of a menu line) stays
+    assert all(found[c.id] == sidebar.split("\n") + footer.format(n=i + 1).split("\n") for i, c in enumerate(chunks))
+    stripped = strip_furniture(chunks, find_furniture(chunks))
+    assert [c.text for c in stripped] == docs
     result = Pipeline.preset("default").run("What is the default port of the Zephyr server?", chunks, budget=0.3)
     assert "7420" in result.text and "Was this page helpful" not in result.text and "Installation\nConfiguration" not in result.text
+
+
+def test_a_menu_and_footer_with_no_page_number_are_kept():
+    # a line at most chunks' edge with no page number beside it is a field as often as a menu (In stock, Serves 4)
+    sidebar = "Getting started\nInstallation\nConfiguration"
+    chunks = [Chunk(id=f"d{i}", title="Zephyr docs", text=f"{sidebar}\n{t}\nEdit this page on GitHub")
+              for i, t in enumerate(["Zephyr reads zephyr.toml.", "The server listens on port 7420.", "Run it behind nginx."])]
+    assert find_furniture(chunks) == {}
 
 
 def test_page_number_lines_differ_only_in_their_page_number():
@@ -396,3 +407,42 @@ def test_an_untitled_chunks_first_line_stays_though_it_holds_a_page_number():
 
 def replace_title(chunk: Chunk, title: str) -> Chunk:
     return Chunk(id=chunk.id, text=chunk.text, title=title)
+
+
+# ---- review core34c b1: a per-item field line at most chunks' edge, with no page number, is content
+
+SHOP = [("Acme Kettle", "Stainless steel kettle that boils 1.7 litres.", "$30", "In stock"),
+        ("Bolt Toaster", "Four slots with a defrost setting.", "$45", "Out of stock"),
+        ("Cirrus Blender", "A 1200 watt motor and a 2 litre glass jug.", "$90", "In stock"),
+        ("Delta Mixer", "Ten speeds, a dough hook and a splash guard.", "$120", "In stock")]
+RECIPES = [("Lentil Soup", "Simmer red lentils with cumin for 25 minutes.", "Serves 4"),
+           ("Oat Porridge", "Cook rolled oats in milk for five minutes.", "Serves 2"),
+           ("Chicken Wrap", "Roll grilled chicken with lettuce and yogurt.", "Serves 4"),
+           ("Tomato Pasta", "Toss the pasta with a tomato and garlic sauce.", "Serves 4")]
+MAILS = ["Could you send the signed purchase order by Friday?", "The vendor confirmed delivery on 12 March.",
+         "The invoice total is 38,400 GBP including VAT.", "The laptops need asset tags before they go out."]
+NEWS = [("BoE holds rates", "The Bank of England kept rates at 5.25% on Thursday."), ("UK inflation falls", "UK inflation fell to 4.0% in January."),
+        ("Sterling slips", "Sterling fell after weak retail sales data."), ("Gilt yields rise", "Gilt yields rose for a third day.")]
+
+
+def field_sets():
+    """(question, chunks, answer line, a tight budget at which 7a590f5 kept it with default and quality)."""
+    shop = [Chunk(id=f"p{i}", title=t, text=f"{d}\nPrice: {p}\n{st}") for i, (t, d, p, st) in enumerate(SHOP)]
+    recipes = [Chunk(id=f"r{i}", title=t, text=f"{d}\n{s}") for i, (t, d, s) in enumerate(RECIPES)]
+    mails = [Chunk(id=f"e{i}", title=f"Re: Laptop order ({i})", text=f"Hi Tom,\n\n{e}\n\nBest,\nPriya Shah\nHead of Procurement\nNorthwind Ltd")
+             for i, e in enumerate(MAILS)]
+    news = [Chunk(id=f"n{i}", title=t, text=f"By Jane Doe\nLONDON (Reuters) - {x}\nReporting by Jane Doe; Editing by Alex Smith")
+            for i, (t, x) in enumerate(NEWS)]
+    return {"stock": ("Is the Cirrus Blender in stock?", shop, "In stock", 30),
+            "serves": ("How many people does the lentil soup serve?", recipes, "Serves 4", 25),
+            "signature": ("Who sent the laptop order emails and what is her role?", mails, "Priya Shah", 110),
+            "byline": ("Who wrote the story on the Bank of England rate decision?", news, "By Jane Doe", 30)}
+
+
+@pytest.mark.parametrize("name", ["stock", "serves", "signature", "byline"])
+def test_a_field_line_at_most_chunks_edge_is_content(name):
+    question, chunks, answer, tight = field_sets()[name]
+    assert find_furniture(chunks) == {}
+    # before: cut as furniture at any budget, while the minority value (Out of stock, Serves 2) stayed
+    assert _answer_kept(chunks, question, answer, 1000)
+    assert _answer_kept(chunks, question, answer, tight)
