@@ -102,6 +102,7 @@ def test_kept_lines_come_with_their_frame_within_the_budget(preset: str, case: s
     for sp in result.spans:  # provenance exact
         src = next(c["text"] for c in chunks if c["id"] == sp.chunk_id)
         assert result.text[sp.context_start : sp.context_end] == src[sp.start : sp.end]
+    partial: list[str] = []
     for c in chunks:
         lines = _lines(c["text"])
         kept = _kept_lines(result, c["id"], c["text"])
@@ -112,10 +113,14 @@ def test_kept_lines_come_with_their_frame_within_the_budget(preset: str, case: s
 
         for k in kept:
             missing = [j for j in frame(k) if j not in kept]
-            assert not missing, f"{c['id']}: {c['text'][lines[k][0]:lines[k][1]]!r} kept without {[c['text'][lines[j][0]:lines[j][1]] for j in missing]}"
+            # one line may lack part of its frame (its kept frame lines aside): the best line that waited for its
+            # whole frame, taken at its rank with the nearest ancestors that fit (a value is never lost for its frame)
+            if missing and not any(k in frame(j) for j in kept if j != k):
+                partial.append(f"{c['id']}: {c['text'][lines[k][0]:lines[k][1]]!r} kept without {[c['text'][lines[j][0]:lines[j][1]] for j in missing]}")
             line = c["text"][lines[k][0] : lines[k][1]]
             if frame_only_line(line):  # a bare key or bracket is kept only over a line it frames
                 assert any(k in frame(j) for j in kept), f"{c['id']}: {line!r} kept alone"
+    assert len(partial) <= 1, partial
 
 
 def test_the_worker_memory_limit_comes_with_limits_and_requests_is_not_mistaken_for_it() -> None:
@@ -288,3 +293,52 @@ def test_a_csv_whose_first_row_is_data_gets_no_header() -> None:
     t = "day,opens,closes\nMonday,closed,closed\nTuesday,9,17"  # a real header still heads its rows
     spans = [(s, e) for s, e, _ in _lines(t)]
     assert line_frames(t, spans).frames == [(), (0,), (0,)]
+
+
+# Review core34c b2: a line whose whole frame fits the budget but not the room left after a better-ranked
+# prose sentence waited and was never taken (memory: 3Gi lost at 55 and 60, kept at 50 and 70). The best
+# line that waited is now taken at its rank with the nearest ancestors that fit.
+
+WORKER_DOC = {"id": "doc", "title": "Scaling guide", "text": "Workers scale horizontally. Each worker processes one queue at a time. "
+              "The default memory limit is set per deployment in the Helm values. Raise it when jobs are killed with OOM errors."}
+WORKER_VALUES = {"id": "y", "title": "values.yaml", "text": (
+    "worker:\n  deployment:\n    template:\n      spec:\n        containers:\n          main_container_configuration:\n"
+    "            resources_configuration_block:\n              limits_for_this_container:\n                memory: 3Gi\n"
+    "                cpu: 2\n  replicas: 4")}
+CHECKOUT = {"id": "k", "title": "deploy/checkout.yaml", "text": (
+    "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: checkout-worker\n  namespace: payments-production-eu-west\n"
+    "spec:\n  replicas: 3\n  template:\n    spec:\n      containers:\n        - name: checkout-worker-container\n"
+    "          image: registry.example.com/checkout/worker:2.14.1\n          resources:\n            limits:\n"
+    "              memory: 1Gi\n              cpu: 500m")}
+ONCALL = {"id": "d", "title": "oncall notes", "text": "The checkout worker was OOM-killed twice last week during the sale. "
+          "We should consider raising its memory limit before Black Friday."}
+GATEWAY = {"id": "c", "title": "gateway.py", "text": (
+    "```python\nclass PaymentGatewayConfiguration:\n    def __init__(self):\n        self.retry_attempts_before_giving_up = 5\n"
+    "        self.connection_timeout_in_seconds = 45\n        self.currency = 'EUR'\n\n    def describe(self):\n"
+    "        return f'{self.currency} gateway'\n```")}
+PAYMENTS = {"id": "p", "title": "payments FAQ", "text": "Payments are retried automatically when the gateway does not answer. "
+            "The timeout can be raised for slow banks. Contact support for a custom currency."}
+WAITS = {  # question, chunks, value line, {pipeline: the budgets (of 15..85) at which 7a590f5 kept it}
+    "helm_values": ("What is the worker memory limit?", [WORKER_DOC, WORKER_VALUES], "memory: 3Gi",
+                    {"default": range(50, 90, 5), "quality": range(50, 90, 5), "custom": range(45, 90, 5)}),
+    "k8s": ("What is the checkout worker's memory limit?", [ONCALL, CHECKOUT], "memory: 1Gi",
+            {"default": range(55, 90, 5), "quality": [15, *range(50, 90, 5)], "custom": [15, *range(50, 90, 5)]}),
+    "py_class": ("What is the payment gateway connection timeout?", [PAYMENTS, GATEWAY], "= 45",
+                 {"default": [25, 30, 40, *range(55, 90, 5)], "quality": [35, *range(50, 90, 5)], "custom": range(55, 90, 5)}),
+}
+# k8s default at 65 and 70: the better-ranked '- name: checkout-worker-container' is taken first (at its rank, with
+# the ancestors that fit) and leaves too little room for memory: 1Gi; 7a590f5 had no frames to pay for.
+FRAME_COSTS = {("k8s", "default", 65), ("k8s", "default", 70)}
+
+
+@pytest.mark.parametrize("case", sorted(WAITS))
+def test_a_value_line_whose_frame_waits_is_kept_wherever_7a590f5_kept_it(case: str) -> None:
+    query, chunks, value, kept_at = WAITS[case]
+    lost = []
+    for name, budgets in kept_at.items():
+        for budget in budgets:
+            result = _pipelines(budget)[name].run(query, chunks)
+            _assert_exact(result, chunks, budget)
+            if value not in result.text and (case, name, budget) not in FRAME_COSTS:
+                lost.append((name, budget))
+    assert not lost, lost

@@ -345,9 +345,24 @@ class SentenceSelector:
         With ``frames``, a line of nested structure is taken with its frame lines not yet taken, and
         costs theirs too (each with its joiner). The frame is a preference: when the line and its whole
         frame would not fit in ``room`` even alone, the line comes with as many of its nearest ancestors as
-        fit, down to the line alone (a line whose frame could fit waits for the room, as before). A
+        fit, down to the line alone. A line whose whole frame fits ``room`` but not the room left when it
+        is offered waits (a lower-ranked line may take that room with its whole frame). When the best
+        line that waited is left out at the end, the pass runs again and takes that line at its rank with
+        as many of its nearest ancestors as fit the room left then, down to the line alone: what ranked
+        best is never lost at one budget and kept at a lower one for a frame it cannot have. A
         frame-only line is never taken on its own: offered, it brings the best line it frames not yet
         taken, with that line's frame (a bare ``service_12:`` that matches the query, its ``memory: 6Gi``)."""
+        chosen, order, used, too_long, waited = self._pass(chunks, sents, keys, value, mentions, weight, redundancy, room, context, frames)
+        if waited:  # the best line that waited is left out: again, that line taken at its rank
+            chosen, order, used, too_long, _ = self._pass(chunks, sents, keys, value, mentions, weight, redundancy, room, context, frames, waited[0])
+        return chosen, order, used, too_long
+
+    def _pass(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], keys: Sequence[str | None], value: np.ndarray,
+              mentions: np.ndarray | None, weight: np.ndarray | None, redundancy: float, room: int,
+              context: StageContext, frames: LineFrames | None, now: int | None = None
+              ) -> tuple[dict[int, list[int]], list[int], int, dict[int, tuple[int, int, int]], list[int]]:
+        """:meth:`_fill`'s greedy pass, line ``now`` taken at its rank with the nearest ancestors that fit the
+        room left; also the lines that waited for their whole frame and were left out, best first."""
         chosen: dict[int, list[int]] = {}
         chunk_order: list[int] = []
         spent = {"used": 0, "overhead": 0, "taken": 0}
@@ -356,6 +371,7 @@ class SentenceSelector:
         said: dict[str, int] = {}  # a taken sentence's words -> its chunk
         taken: set[int] = set()
         under = _framed_by(frames) if frames else {}
+        waited: list[int] = []  # lines whose whole frame fits the room but not the room left, best first
 
         def take(i: int) -> bool:
             s, key = sents[i], keys[i]
@@ -380,8 +396,10 @@ class SentenceSelector:
                 extra_head = heads[s.chunk]
             cost = s.tokens + (1 if s.chunk in chosen else 0) + extra_head
             whole = sum(sents[f].tokens + 1 for f in frame)
-            if cost + whole > room:  # the frame never fits, whatever else is left out: its nearest lines that fit
+            if i == now or cost + whole > room:  # the frame never fits (or the line may not wait): its nearest lines that fit
                 frame = _innermost(frame, sents, room - spent["used"] - cost)
+            elif spent["used"] + cost + whole > room and spent["used"] + cost <= room:
+                waited.append(i)  # the whole frame may not fit the room left, the line alone does: it waits
             cost += sum(sents[f].tokens + 1 for f in frame)
             if spent["used"] + cost > room:
                 if s.chunk not in chosen:
@@ -409,7 +427,7 @@ class SentenceSelector:
             chosen[sents[best].chunk] = [*_innermost(list(frames.frames[best]), sents, left), best] if frames else [best]
             chunk_order.append(sents[best].chunk)
         too_long = {c: (n, left, i) for c, (n, left, before, i) in first_miss.items() if c not in chosen and spent["taken"] > before}
-        return chosen, chunk_order, spent["used"], too_long
+        return chosen, chunk_order, spent["used"], too_long, [i for i in waited if i not in taken]
 
     def layout(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray,
                chosen: dict[int, list[int]], chunk_order: list[int]) -> list[Chunk]:
