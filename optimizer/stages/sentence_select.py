@@ -376,10 +376,7 @@ class SentenceSelector:
         def take(i: int) -> bool:
             s, key = sents[i], keys[i]
             if frames and frames.frame_only[i]:  # a bare key or bracket: its best line not yet taken, framed by it
-                if i in taken:
-                    return False
-                best = max((j for j in under.get(i, ()) if j not in taken and not frames.frame_only[j]),
-                           key=lambda j: (value[j], -j), default=None)
+                best = _best_framed(i, under, taken, frames, value)
                 return best is not None and take(best)
             if key is not None and said.get(key, s.chunk) != s.chunk:  # already said, word for word, by another chunk
                 return False
@@ -395,11 +392,9 @@ class SentenceSelector:
                     heads[s.chunk] = context.overhead([chunks[c] for c in layout], grouped=self.order == "relevance") - spent["overhead"]
                 extra_head = heads[s.chunk]
             cost = s.tokens + (1 if s.chunk in chosen else 0) + extra_head
-            whole = sum(sents[f].tokens + 1 for f in frame)
-            if i == now or cost + whole > room:  # the frame never fits (or the line may not wait): its nearest lines that fit
-                frame = _innermost(frame, sents, room - spent["used"] - cost)
-            elif spent["used"] + cost + whole > room and spent["used"] + cost <= room:
-                waited.append(i)  # the whole frame may not fit the room left, the line alone does: it waits
+            frame, waits = _fitted_frame(frame, sents, cost, room, spent["used"], force=i == now)
+            if waits:
+                waited.append(i)
             cost += sum(sents[f].tokens + 1 for f in frame)
             if spent["used"] + cost > room:
                 if s.chunk not in chosen:
@@ -422,12 +417,19 @@ class SentenceSelector:
         for _ in self.greedy(sents, value, mentions, weight, redundancy, take, check=context.check_deadline):
             pass
         if not chosen:  # nothing fits whole: give the packer the best sentence to cut (with the nearest frame lines that fit)
-            best = min(range(len(sents)), key=lambda i: (bool(frames and frames.frame_only[i]), -value[i], i))
-            left = room - sents[best].tokens - context.overhead([chunks[sents[best].chunk]], grouped=self.order == "relevance")
-            chosen[sents[best].chunk] = [*_innermost(list(frames.frames[best]), sents, left), best] if frames else [best]
+            best, picks = self._to_cut(chunks, sents, value, room, context, frames)
+            chosen[sents[best].chunk] = picks
             chunk_order.append(sents[best].chunk)
         too_long = {c: (n, left, i) for c, (n, left, before, i) in first_miss.items() if c not in chosen and spent["taken"] > before}
         return chosen, chunk_order, spent["used"], too_long, [i for i in waited if i not in taken]
+
+    def _to_cut(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], value: np.ndarray, room: int,
+                context: StageContext, frames: LineFrames | None) -> tuple[int, list[int]]:
+        """When nothing fits whole: the best sentence (a frame-only line last) for the packer to cut, and the lines to
+        keep with it (its nearest frame lines that fit ``room`` beside it, then itself)."""
+        best = min(range(len(sents)), key=lambda i: (bool(frames and frames.frame_only[i]), -value[i], i))
+        left = room - sents[best].tokens - context.overhead([chunks[sents[best].chunk]], grouped=self.order == "relevance")
+        return best, ([*_innermost(list(frames.frames[best]), sents, left), best] if frames else [best])
 
     def layout(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray,
                chosen: dict[int, list[int]], chunk_order: list[int]) -> list[Chunk]:
@@ -530,6 +532,28 @@ def _with_frames(chosen: dict[int, list[int]], frames: LineFrames | None) -> dic
     if not frames:
         return chosen
     return {ci: sorted({f for i in picks for f in frames.frames[i]} | set(picks)) for ci, picks in chosen.items()}
+
+
+def _best_framed(i: int, under: dict[int, list[int]], taken: set[int], frames: LineFrames, value: np.ndarray) -> int | None:
+    """The best line frame-only line ``i`` frames (directly or deeper) not yet taken, itself no frame-only line; None
+    when there is none or ``i`` is taken already."""
+    if i in taken:
+        return None
+    return max((j for j in under.get(i, ()) if j not in taken and not frames.frame_only[j]),
+               key=lambda j: (value[j], -j), default=None)
+
+
+def _fitted_frame(frame: list[int], sents: Sequence[Sentence], cost: int, room: int, used: int, *,
+                  force: bool) -> tuple[list[int], bool]:
+    """The frame lines to take with a line costing ``cost`` when ``used`` of ``room`` is spent, and whether the line waits.
+
+    The whole frame when it fits; when line and whole frame would not fit ``room`` even alone (or ``force``: the line
+    may not wait), its nearest lines that fit the room left (:func:`_innermost`); else the whole frame, the line
+    waiting when that does not fit the room left but the line alone would."""
+    whole = sum(sents[f].tokens + 1 for f in frame)
+    if force or cost + whole > room:
+        return _innermost(frame, sents, room - used - cost), False
+    return frame, used + cost + whole > room and used + cost <= room
 
 
 def _innermost(frame: list[int], sents: Sequence[Sentence], room: int) -> list[int]:
