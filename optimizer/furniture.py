@@ -273,6 +273,12 @@ def _held(per_chunk: Sequence[set[str]], need: int) -> set[str]:
     return {k for k, n in held.items() if n >= need}
 
 
+def _lined(chunk: Chunk) -> bool:
+    """Whether ``chunk``'s text has a line break (a line view's: a lone carriage return ends a line too)."""
+    text = chunk.original_text
+    return "\n" in text or "\r" in text
+
+
 def find_furniture(chunks: Sequence[Chunk], check: Callable[[str], None] | None = None) -> dict[str, tuple[tuple[int, int], ...]]:
     """Each chunk id with furniture (see the module doc) to its lines' ``(start, end)`` ranges of its original text.
 
@@ -282,8 +288,8 @@ def find_furniture(chunks: Sequence[Chunk], check: Callable[[str], None] | None 
     for c in chunks:
         distinct.setdefault(c.original_text, c)  # a chunk given twice counts once
     need = max(MIN_CHUNKS, math.ceil(len(distinct) / 2))
-    if len(distinct) < need:
-        return {}
+    if len(distinct) < need or not any(_lined(c) for c in distinct.values()):
+        return {}  # furniture is never all of a chunk: without a chunk of two lines or more there is none
     lines: dict[str, list[Line]] = {}
     for k, c in enumerate(chunks):
         if check is not None:

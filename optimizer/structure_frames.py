@@ -120,6 +120,8 @@ def line_frames(text: str, spans: Sequence[tuple[int, int]], viewed: bool = Fals
     if len(spans) < 2:
         return LineFrames(frames, only)
     view = text if viewed else line_view(text)
+    if "\n" not in view[spans[0][0]:spans[-1][1]]:  # one line: nothing nests (most prose chunks)
+        return LineFrames(frames, only)
     for group, fenced in _groups(view, spans):
         if len(group) > 1:
             _frame_group(view, spans, group, frames, only, fenced)
