@@ -74,7 +74,7 @@ def load_documents(n: int) -> list[tuple[str, list[dict[str, Any]]]]:
 
 
 def write_config(path: Path, upstream: str, preset: str, lease: float, connection_max_age: float = 15.0,
-                 optimizer_threads: int = 2) -> None:
+                 optimizer_threads: int = 2, tenant_optimizer_runs: int = 64) -> None:
     path.write_text(f"""
 preset = "{preset}"
 default_model = "gpt-4o"
@@ -82,6 +82,8 @@ lease_seconds = {lease}
 connection_max_age = {connection_max_age}
 optimizer_threads = {optimizer_threads}
 budget = 0.5
+[limits]
+tenant_optimizer_runs = {tenant_optimizer_runs}
 [degrade]
 floor = 0.15
 [upstreams.fake]
@@ -373,7 +375,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                      str(args.upstream_jitter_ms)], env, tmp / "upstream.log"))
         wait_http(f"http://127.0.0.1:{up_port}/v1/models")
         write_config(tmp / "serve.toml", f"http://127.0.0.1:{up_port}", args.preset, args.lease, args.connection_max_age,
-                     args.optimizer_threads)
+                     args.optimizer_threads, args.tenant_optimizer_runs)
         make_engine(db_url).dispose()
         bases, supervisors = [], []
         for r in range(args.replicas):
@@ -449,6 +451,10 @@ def main() -> None:
                    help="the gateway's connection_max_age (0: keep-alive connections are never closed by the gateway)")
     p.add_argument("--optimizer-threads", type=int, default=2,
                    help="the gateway's optimizer_threads (optimizer runs at once per worker; 64 is about the old shared pool)")
+    p.add_argument("--tenant-optimizer-runs", type=int, default=64,
+                   help="the gateway's [limits] tenant_optimizer_runs (default 64 here: a few tenants at --concurrency "
+                        "64 measure the quota's accounting; the gateway's own default, optimizer_threads, would refuse "
+                        "most of them with a 429 rate_limit_exceeded)")
     p.add_argument("--kill-at", type=float, default=None, help="SIGKILL one worker after this share of the requests")
     p.add_argument("--time-limit", type=float, default=480.0, help="stop sending after this many seconds")
     p.add_argument("--out", type=Path, default=None, help="write the report as JSON here")

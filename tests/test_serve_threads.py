@@ -55,7 +55,8 @@ def wait_for(check, seconds: float = 20.0) -> None:
 def test_waiting_optimizer_runs_do_not_hold_up_refusals_or_health_checks(tmp_path):
     from starlette.testclient import TestClient
 
-    service = Service(gateway_config("http://127.0.0.1:9", optimizer_threads=2), db_url=f"sqlite:///{tmp_path}/s.sqlite",
+    config = gateway_config("http://127.0.0.1:9", optimizer_threads=2, limits={"tenant_optimizer_runs": 64})  # one tenant queues many
+    service = Service(config, db_url=f"sqlite:///{tmp_path}/s.sqlite",
                       pepper=PEPPER)
     gate = Gate(service)
     service.pipeline = gate.pipeline

@@ -21,7 +21,7 @@ from typing import Any
 from optimizer.budget import Budget, parse_budget
 from optimizer.records import check_no_surrogate, lone_surrogate
 from ragtrim.serve.config import Limits, check_budget_tokens
-from ragtrim.serve.errors import ApiError, bad_request, too_large
+from ragtrim.serve.errors import CLIENT_LEFT, ApiError, bad_request, too_large
 from ragtrim.serve.ledger import column_size
 from ragtrim.serve.upstream import message_text
 
@@ -126,7 +126,6 @@ def _finite(text: str) -> float:
     return value
 
 
-CLIENT_LEFT = 499  # the status of a request whose client left before its answer (nginx's; no client reads it)
 
 
 def _not_json(name: str) -> Any:

@@ -34,6 +34,7 @@ import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any
 
@@ -48,13 +49,14 @@ from optimizer.tokenizer import get_tokenizer
 from ragtrim.serve.auth import require
 from ragtrim.serve.config import ModelConfig
 from ragtrim.serve.cutoff import leave_answer
-from ragtrim.serve.errors import ApiError, bad_request, optimizer_timeout, pipeline_error
+from ragtrim.serve.errors import ApiError, bad_request, client_gone, optimizer_timeout, pipeline_error
 from ragtrim.serve.ledger import UNCHARGED, LedgerEntry, record_rejected
 from ragtrim.serve.hold import Hold, estimate_note, estimated_usage, with_note
 from ragtrim.serve.logs import log_request
 from ragtrim.serve.plan import JOIN_SLACK, Attempt, Planned, Refused, model_chain, plan_and_reserve, smallest_context, with_margin
 from ragtrim.serve.pricing import format_usd
 from ragtrim.serve.quota import Need, Shortfall
+from ragtrim.serve.service import ClientLeft
 from ragtrim.serve.bodies import CAP_FIELDS, ChatRequest, check_preset, parse_chat, read_json
 from ragtrim.serve.citations import cited_documents, stream_headers
 from ragtrim.serve.upstream import (UpstreamError, billed_fields, count_request_fields, output_texts, prediction_tokens,
@@ -79,7 +81,12 @@ def with_documents(messages: Sequence[Mapping[str, Any]], template: str, context
 
 
 async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Budget | None, done: dict[Any, Any],
-                 request_id: str) -> Attempt:
+                 request_id: str, left: Callable[[], Awaitable[bool]] | None = None) -> Attempt:
+    """The attempt for ``model`` at context ``budget``: its optimizer run (once per tokenizer and budget) and counts.
+
+    A client that disconnected (``left``: the request's ``is_disconnected``) while the run waited for a thread or ran
+    stops the request there, a 499 before anything is reserved (:func:`ragtrim.serve.errors.client_gone`).
+    """
     upstream = service.upstream(model)
     max_out = upstream.max_completion_tokens(req.max_tokens)
     result, messages = None, tuple(req.messages)
@@ -89,8 +96,10 @@ async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Bud
             if "optimizer clock" not in done:  # one allowance of [limits] optimize_seconds for all the request's runs
                 done["optimizer clock"] = service.optimizer_clock()
             run = service.optimize(req.preset, model.tokenizer, req.documents_question, req.documents, budget=budget,
-                                   clock=done["optimizer clock"], score_direction=req.score_direction)
+                                   clock=done["optimizer clock"], score_direction=req.score_direction, client_left=left)
             done[key] = await _optimizer(run, request_id, req.preset)
+            if left is not None and await left():
+                raise client_gone("while its documents were optimized, so it was not sent upstream", request_id)
         result = done[key]
         messages = with_documents(req.messages, service.config.template, result.text)
     context = result.text if result is not None else ""
@@ -107,6 +116,8 @@ async def _optimizer(run: Awaitable[Any], request_id: str, preset: str) -> Any:
     optimize_seconds`` (a 503 ``optimizer_timeout``, before anything is reserved: :func:`ragtrim.serve.errors.optimizer_timeout`)."""
     try:
         return await run
+    except ClientLeft:
+        raise client_gone("while its optimizer run waited for a thread, so it was not run nor sent upstream", request_id) from None
     except OptimizerTimeout as exc:
         raise optimizer_timeout(exc, request_id, preset) from None
     except Exception as exc:
@@ -213,13 +224,15 @@ async def chat_endpoint(request: Request) -> Any:
         chain = model_chain(service.config.models, model)
         done: dict[Any, Any] = {}
         try:
-            smallest = await _smallest(service, req, chain, done, rid) if budgets else []
-            outcome = await plan_and_reserve(
-                quota=service.quota, run=run_in_threadpool, budgets=budgets, request_id=rid, smallest_needs=smallest,
-                chain=chain, asked_budget=req.budget, floor=service.config.degrade.floor,
-                build=lambda m, b: _build(service, req, m, b, done, rid),
-                pending=lambda a, action, steps: replace(_entry_for(base, a, action, steps), action="pending"),
-            )
+            # documents take one of the tenant's optimizer slots until the reservation ([limits] tenant_optimizer_runs)
+            with service.tenant_runs.slot(base.tenant_id, rid) if req.documents else nullcontext():
+                smallest = await _smallest(service, req, chain, done, rid) if budgets else []
+                outcome = await plan_and_reserve(
+                    quota=service.quota, run=run_in_threadpool, budgets=budgets, request_id=rid, smallest_needs=smallest,
+                    chain=chain, asked_budget=req.budget, floor=service.config.degrade.floor,
+                    build=lambda m, b: _build(service, req, m, b, done, rid, request.is_disconnected),
+                    pending=lambda a, action, steps: replace(_entry_for(base, a, action, steps), action="pending"),
+                )
         except ValueError as exc:  # the request's own content (e.g. a message part the gateway cannot count)
             raise bad_request(str(exc)) from None
         except UpstreamError as exc:
@@ -235,6 +248,11 @@ async def chat_endpoint(request: Request) -> Any:
     assert isinstance(outcome, Planned)
     hold = Hold(service, base, start)
     try:
+        if await request.is_disconnected():  # gone while it was planned: not sent upstream, its hold released
+            hold.entry = _entry_for(hold.entry, outcome.attempt, outcome.action, outcome.steps)
+            gone = client_gone("before it was sent upstream (it was not sent)", rid)
+            await hold.release(gone.status, gone.message)
+            raise gone
         return await _answer(service, req, outcome, hold, start)
     except BaseException as exc:  # whatever ends the request, the hold ends in a settle or a release
         await _abandon(request, hold, exc)
@@ -663,17 +681,46 @@ CLIENT_LEFT_NOTE = "client disconnected during the stream"
 SHUTDOWN_STREAM_NOTE = "stream cut off by the gateway's shutdown (its --graceful-timeout ran out)"
 
 
-class _Departure:
-    """Whether a stream's client disconnected (:meth:`watch` its ``receive``): a stream cancelled without that was cut
-    by the server, at its shutdown (uvicorn cancels a request for nothing else).
+def stalled_note(seconds: float) -> str:
+    """What a stream's row says when its client stopped reading it (:class:`ClientStalled`)."""
+    return (f"client stopped reading the stream: a write waited {seconds:g} s ([limits] stream_idle_seconds), so the "
+            "stream was cut and its upstream call closed")
 
-    >>> d = _Departure()
+
+class ClientStalled(Exception):
+    """A write to a stream's client waited past ``[limits] stream_idle_seconds`` (it stopped reading). Not an OSError,
+    which Starlette would take for a disconnect."""
+
+
+class _Departure:
+    """Whether a stream's client disconnected (:meth:`watch` its ``receive``) or stopped reading (:meth:`bound` its
+    ``send``): a stream cancelled without either was cut by the server, at its shutdown (uvicorn cancels a request for
+    nothing else).
+
+    >>> d = _Departure(60)
     >>> d.why(cancelled=True), d.why(cancelled=False)
     ("stream cut off by the gateway's shutdown (its --graceful-timeout ran out)", 'client disconnected during the stream')
     """
 
-    def __init__(self) -> None:
+    def __init__(self, idle_seconds: float) -> None:
         self.client_left = False
+        self.stalled = False
+        self.idle_seconds = idle_seconds
+
+    def bound(self, send: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+        """``send``, each call given at most ``idle_seconds``: past that the client stopped reading (a full socket
+        buffer holds the write), :class:`ClientStalled` is raised and the stream is cut (the upstream call closed
+        with it) instead of holding the upstream's connection for as long as the client keeps its socket open."""
+
+        async def bounded(message: Any) -> None:
+            try:
+                with anyio.fail_after(self.idle_seconds):
+                    await send(message)
+            except TimeoutError:
+                self.stalled = True
+                raise ClientStalled(stalled_note(self.idle_seconds)) from None
+
+        return bounded
 
     def watch(self, receive: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
         async def watched() -> Any:
@@ -685,8 +732,11 @@ class _Departure:
         return watched
 
     def why(self, *, cancelled: bool) -> str:
-        """What cut a stream from outside: its client leaving, or (``cancelled`` with no disconnect) the shutdown. A stream
-        closed without a cancellation (its response ended, the client gone, before the relay did) is the client's."""
+        """What cut a stream from outside: its client stopping reading (:meth:`bound`) or leaving, or (``cancelled`` with no
+        disconnect) the shutdown. A stream closed without a cancellation (its response ended, the client gone, before the
+        relay did) is the client's."""
+        if self.stalled:
+            return stalled_note(self.idle_seconds)
         return SHUTDOWN_STREAM_NOTE if cancelled and not self.client_left else CLIENT_LEFT_NOTE
 
 
@@ -702,7 +752,11 @@ class _HeldStream(StreamingResponse):
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
-            await super().__call__(scope, self._departure.watch(receive), send)
+            await super().__call__(scope, self._departure.watch(receive), self._departure.bound(send))
+        except Exception:
+            if not self._departure.stalled:
+                raise
+            # the client stopped reading: the answer is cut (uvicorn closes the connection) and settled in finish
         finally:
             await self._finish()
 
@@ -743,7 +797,7 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
                         error=with_note(error, note))
         await hold.settle(final, p, c, cost)
 
-    departure = _Departure()
+    departure = _Departure(service.config.limits.stream_idle_seconds)
     relayed = _relay(events, tally, req.include_usage, settle, attempt.model.upstream, departure)
 
     async def finish() -> None:

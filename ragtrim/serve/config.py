@@ -31,6 +31,10 @@ A complete file (``serve.toml``)::
     optimize_seconds = 20       # the most one request's optimizer runs may take (0: no limit); past it the run stops
                                 # and the request is refused with a 503 `optimizer_timeout`, uncharged, so one huge
                                 # context cannot hold an optimizer_threads slot for a minute
+    tenant_optimizer_runs = 2   # optimizer runs one tenant may have in flight (waiting or running) per worker
+                                # (default: optimizer_threads); one more is a 429 rate_limit_exceeded, uncharged
+    stream_idle_seconds = 60    # a stream whose client stops reading for this long (one write) is cut, the
+                                # upstream closed, and it is charged what was carried
 
     [degrade]
     floor = 0.1                 # smallest context budget before switching model (share or tokens)
@@ -119,9 +123,30 @@ class Limits:
     # steps and inside its long loops and stops there (optimizer.OptimizerTimeout), so the thread is
     # free again within a fraction of a second of the limit; the request is a 503 optimizer_timeout.
     optimize_seconds: float = 20.0
+    # Optimizer runs one tenant may have in flight (waiting for a thread or running) on one worker; one
+    # more is refused with a 429 rate_limit_exceeded, uncharged, so one tenant's big requests cannot
+    # queue every other tenant's behind them. None: optimizer_threads (ServeConfig.tenant_optimizer_runs).
+    tenant_optimizer_runs: int | None = None
+    # Seconds a streamed answer may wait to write to a client that stopped reading (each write); past
+    # it the stream is cut, the upstream's connection closed, and the request charged what was carried.
+    stream_idle_seconds: float = 60.0
 
 
 MAX_OPTIMIZE_SECONDS = 3600
+MAX_STREAM_IDLE_SECONDS = 3600
+
+
+def check_stream_idle_seconds(value: Any) -> None:
+    """Raise ValueError unless ``value`` is a number of seconds above 0, at most :data:`MAX_STREAM_IDLE_SECONDS`.
+
+    >>> check_stream_idle_seconds(0)
+    Traceback (most recent call last):
+    ...
+    ValueError: limits.stream_idle_seconds must be a number of seconds above 0, at most 3600 (60 by default), got 0
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_STREAM_IDLE_SECONDS:
+        raise ValueError(f"limits.stream_idle_seconds must be a number of seconds above 0, at most {MAX_STREAM_IDLE_SECONDS} "
+                         f"(60 by default), got {value!r}")
 
 
 def check_optimize_seconds(value: Any) -> None:
@@ -240,6 +265,17 @@ class ServeConfig:
     upstreams: Mapping[str, UpstreamConfig] = field(default_factory=_default_upstreams)
     models: Mapping[str, ModelConfig] = field(default_factory=_default_models)
 
+    @property
+    def tenant_optimizer_runs(self) -> int:
+        """Optimizer runs one tenant may have in flight on one worker: ``[limits] tenant_optimizer_runs``, by default
+        ``optimizer_threads``.
+
+        >>> ServeConfig().tenant_optimizer_runs, ServeConfig.from_dict({"limits": {"tenant_optimizer_runs": 3}}).tenant_optimizer_runs
+        (2, 3)
+        """
+        given = self.limits.tenant_optimizer_runs
+        return given if given is not None else self.optimizer_threads
+
     def model(self, name: str | None) -> ModelConfig:
         """The configured model ``name`` (the default model when None)."""
         key = name if name is not None else self.default_model
@@ -329,9 +365,10 @@ class ServeConfig:
         for u in self.upstreams.values():
             _check_upstream(u)
         check_optimize_seconds(self.limits.optimize_seconds)
+        check_stream_idle_seconds(self.limits.stream_idle_seconds)
         for f in fields(Limits):
             value = getattr(self.limits, f.name)
-            if f.name == "optimize_seconds":
+            if f.name in ("optimize_seconds", "stream_idle_seconds") or (f.name == "tenant_optimizer_runs" and value is None):
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"limits.{f.name} must be a positive integer, got {value!r}")

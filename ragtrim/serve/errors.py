@@ -53,6 +53,21 @@ def database_unavailable(dialect: str) -> ApiError:
                     headers={"x-should-retry": "true", "Retry-After": "1"})
 
 
+CLIENT_LEFT = 499  # the status of a request whose client left before its answer (nginx's; no client reads it)
+
+
+def client_gone(when: str, request_id: str) -> ApiError:
+    """The 499 of a request whose client disconnected ``when`` (no client reads it; its ledger row does).
+
+    >>> e = client_gone("while its chunks were optimized", "r1"); e.status, e.type
+    (499, 'client_closed_request')
+    >>> e.message
+    'the client disconnected while its chunks were optimized; nothing was charged (request id r1)'
+    """
+    return ApiError(CLIENT_LEFT, "client_closed_request", f"the client disconnected {when}; nothing was charged "
+                    f"(request id {request_id})", headers={"X-Ragtrim-Request-Id": request_id})
+
+
 def bad_request(message: str, param: str | None = None) -> ApiError:
     """A 400 ``invalid_request_error``."""
     return ApiError(400, "invalid_request_error", message, param=param)

@@ -27,10 +27,11 @@ from optimizer.budget import budget_label
 from optimizer.deadline import OptimizerTimeout
 from optimizer.tokenizer import TIKTOKEN_ENCODINGS
 from ragtrim.serve.auth import require
-from ragtrim.serve.errors import ApiError, bad_request, optimizer_timeout, pipeline_error
+from ragtrim.serve.errors import ApiError, bad_request, client_gone, optimizer_timeout, pipeline_error
 from ragtrim.serve.ledger import LedgerEntry, record_rejected
 from ragtrim.serve.logs import log_request
 from ragtrim.serve.pricing import format_usd
+from ragtrim.serve.service import ClientLeft
 from ragtrim.serve.bodies import check_preset, parse_optimize, read_json
 
 
@@ -74,13 +75,12 @@ async def optimize_endpoint(request: Request) -> JSONResponse:
         except ValueError as exc:
             raise bad_request(str(exc), "model") from None
         tokenizer = resolve_tokenizer(service.config, req.tokenizer)
-        try:
-            result = await service.optimize(req.preset, tokenizer, req.query, req.chunks, budget=req.budget,
-                                            score_direction=req.score_direction)
-        except OptimizerTimeout as exc:  # past [limits] optimize_seconds: a 503 naming the limit and the ways out
-            raise optimizer_timeout(exc, entry.id, req.preset) from None
-        except Exception as exc:  # the input's fault (400) or the optimizer's (500), with the stage that failed
-            raise pipeline_error(exc, entry.id) from None
+        # one of the tenant's optimizer slots ([limits] tenant_optimizer_runs); a client gone before the run has
+        # its thread gets no run, and one gone during it a 499 row (nothing is charged here either way)
+        with service.tenant_runs.slot(entry.tenant_id, entry.id):
+            result = await _run(service, request, req, tokenizer, entry.id)
+        if await request.is_disconnected():
+            raise client_gone("while its chunks were optimized", entry.id)
     except ApiError as exc:
         await _record_failed(service, entry, exc.status, exc.message, start, detail=exc.detail)
         raise
@@ -102,6 +102,19 @@ async def optimize_endpoint(request: Request) -> JSONResponse:
     out.update(tokens_saved=saved_tokens, saved_micro=saved, saved_usd=format_usd(saved)[1:], price=price.ref, request_id=entry.id)
     return JSONResponse(out, headers={"X-Ragtrim-Request-Id": entry.id, "X-Ragtrim-Tokens-Full": str(result.tokens_full),
                                       "X-Ragtrim-Tokens-Sent": str(result.tokens)})
+
+
+async def _run(service: Any, request: Request, req: Any, tokenizer: str, request_id: str) -> Any:
+    """The optimizer's result for ``req``, or the ApiError that answers its failure."""
+    try:
+        return await service.optimize(req.preset, tokenizer, req.query, req.chunks, budget=req.budget,
+                                      score_direction=req.score_direction, client_left=request.is_disconnected)
+    except ClientLeft:
+        raise client_gone("while its optimizer run waited for a thread, so it was not run", request_id) from None
+    except OptimizerTimeout as exc:  # past [limits] optimize_seconds: a 503 naming the limit and the ways out
+        raise optimizer_timeout(exc, request_id, req.preset) from None
+    except Exception as exc:  # the input's fault (400) or the optimizer's (500), with the stage that failed
+        raise pipeline_error(exc, request_id) from None
 
 
 async def _record_failed(service: Any, entry: LedgerEntry, status: int, error: str, start: float, detail: str = "") -> None:

@@ -12,10 +12,11 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
 
 from ragtrim.serve.config import ModelConfig, ServeConfig, check_tokenizers
@@ -26,6 +27,7 @@ from ragtrim.serve.metrics import Metrics
 from ragtrim.serve.paths import cache_dir, default_db_url
 from ragtrim.serve.pricing import ModelPrice, model_price
 from ragtrim.serve.quota import QuotaStore
+from ragtrim.serve.tenant_runs import TenantRuns
 from ragtrim.serve.upstream import make_upstream
 
 _PIPELINES = 32
@@ -57,6 +59,10 @@ class OptimizerClock:
     def left(self) -> float | None:
         """Seconds the next run may take (0 once spent), None without a limit."""
         return max(0.0, self.limit - self.spent) if self.limit > 0 else None
+
+
+class ClientLeft(Exception):
+    """The request's client disconnected while it waited for an optimizer thread: the run was not started."""
 
 
 class Service:
@@ -95,6 +101,7 @@ class Service:
         self._pipelines: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
         self._lock = threading.Lock()
         self._optimizer_limiter: anyio.CapacityLimiter | None = None
+        self.tenant_runs = TenantRuns(config.tenant_optimizer_runs)  # per tenant, runs in flight on this worker
         self.started = time.time()
 
     def model(self, name: str | None) -> ModelConfig:
@@ -120,7 +127,8 @@ class Service:
         return built
 
     async def optimize(self, preset: str, tokenizer: str, query: str, chunks: Sequence[Any], *, budget: Any,
-                       clock: OptimizerClock | None = None, score_direction: str = "auto") -> Any:
+                       clock: OptimizerClock | None = None, score_direction: str = "auto",
+                       client_left: Callable[[], Awaitable[bool]] | None = None) -> Any:
         """Run the ``(preset, tokenizer, score_direction)`` pipeline on a thread of this worker's optimizer pool.
 
         At most ``optimizer_threads`` runs at once; the others wait their turn here. The
@@ -131,6 +139,10 @@ class Service:
         by a request's runs; a new one when None), counted from when it starts, not while it waits
         for a thread. Past it, the run stops at its next check and raises
         :class:`optimizer.OptimizerTimeout` (counted in ``ragtrim_optimizer_timeouts_total``).
+
+        ``client_left`` (the request's ``is_disconnected``) is asked once the run has its thread: a
+        client that gave up while the run waited gets no run (:class:`ClientLeft`), so the threads go
+        to requests someone still waits for.
         """
         from optimizer.deadline import OptimizerTimeout
 
@@ -140,6 +152,8 @@ class Service:
         def run() -> Any:
             started = time.perf_counter()
             self.metrics.observe_optimizer_wait(started - queued)  # ragtrim_optimizer_wait_seconds
+            if client_left is not None and anyio.from_thread.run(client_left):
+                raise ClientLeft("the client disconnected while its optimizer run waited for a thread")
             timeout = clock.left()
             try:
                 if timeout == 0:  # a degraded request's earlier runs used the whole allowance: not even a render
