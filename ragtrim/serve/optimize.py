@@ -64,20 +64,20 @@ async def optimize_endpoint(request: Request) -> JSONResponse:
     entry = LedgerEntry(id=uuid.uuid4().hex, ts=service.clock(), tenant_id=str(principal.tenant_id), endpoint="optimize",
                         action="failed", key_id=principal.key_id)
     try:
-        body = await read_json(request, service.config.limits)
-        req = parse_optimize(body, request.headers, service.config.limits, default_preset=service.config.preset,
-                             default_tokenizer=service.config.tokenizer, default_budget=service.config.budget)
-        entry = replace(entry, user=req.tags.user, feature=req.tags.feature, preset=req.preset,
-                        budget_asked=budget_label(req.budget), model_asked=req.model or "")
-        check_preset(req.preset)
-        try:
-            price = service.prices[service.model(req.model).name]
-        except ValueError as exc:
-            raise bad_request(str(exc), "model") from None
-        tokenizer = resolve_tokenizer(service.config, req.tokenizer)
-        # one of the tenant's optimizer slots ([limits] tenant_optimizer_runs); a client gone before the run has
-        # its thread gets no run, and one gone during it a 499 row (nothing is charged here either way)
+        # one of the tenant's optimizer slots ([limits] tenant_optimizer_runs), taken before the body is read so a
+        # refusal costs no parse; a client gone before the run has its thread gets no run, one gone during it a 499 row
         with service.tenant_runs.slot(entry.tenant_id, entry.id):
+            body = await read_json(request, service.config.limits)
+            req = parse_optimize(body, request.headers, service.config.limits, default_preset=service.config.preset,
+                                 default_tokenizer=service.config.tokenizer, default_budget=service.config.budget)
+            entry = replace(entry, user=req.tags.user, feature=req.tags.feature, preset=req.preset,
+                            budget_asked=budget_label(req.budget), model_asked=req.model or "")
+            check_preset(req.preset)
+            try:
+                price = service.prices[service.model(req.model).name]
+            except ValueError as exc:
+                raise bad_request(str(exc), "model") from None
+            tokenizer = resolve_tokenizer(service.config, req.tokenizer)
             result = await _run(service, request, req, tokenizer, entry.id)
         if await request.is_disconnected():
             raise client_gone("while its chunks were optimized", entry.id)

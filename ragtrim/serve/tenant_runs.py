@@ -4,7 +4,7 @@ A worker's optimizer runs share one first-come queue (``optimizer_threads``): a 
 many large contexts at once would otherwise put every other tenant's request behind all of them
 (seconds to tens of seconds each). Each tenant may have at most ``[limits] tenant_optimizer_runs``
 requests waiting for or holding an optimizer thread on this worker (a chat request with documents
-from its first run to its reservation, a ``/v1/optimize`` request for its run); one more is
+from its first run to its reservation, a ``/v1/optimize`` request from before its body is read to the end of its run); one more is
 refused at once with a 429 ``rate_limit_exceeded`` and a short ``Retry-After``, before anything is
 reserved, so it is not charged. The count is per worker process (each worker has its own queue).
 
