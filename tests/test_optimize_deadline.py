@@ -248,7 +248,7 @@ def test_a_requests_runs_share_one_allowance(fake):
             seen = []
             for _ in range(2):
                 with pytest.raises(OptimizerTimeout) as caught:
-                    await service.optimize("default", "cl100k_base", "q", DOCS, budget=40, clock=clock)
+                    await service.optimize("default", "cl100k_base", "q", DOCS, tenant="acme", budget=40, clock=clock)
                 seen.append(caught.value.where)
             return seen
 

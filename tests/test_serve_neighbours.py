@@ -91,14 +91,14 @@ def test_a_tenant_past_its_optimizer_runs_is_refused_at_once_and_others_still_qu
     with TestClient(create_app(service)) as client, ThreadPoolExecutor(8) as pool:
         try:
             first = [pool.submit(client.post, "/v1/optimize", json=OPTIMIZE, headers=auth(busy)) for _ in range(2)]
-            wait_for(lambda: gate.running == 1 and service.optimizer_limiter.statistics().tasks_waiting == 1)
+            wait_for(lambda: gate.running == 1 and service.fair.statistics().tasks_waiting == 1)
             # the tenant's third and fourth requests: refused at once, while its two runs are in flight
             third = pool.submit(client.post, "/v1/optimize", json=OPTIMIZE, headers=auth(busy)).result(timeout=20)
             chat_refused = pool.submit(client.post, "/v1/chat/completions", json={**chat(), "documents": DOCS},
                                        headers=auth(busy)).result(timeout=20)
             # another tenant's request is not refused: it waits its turn
             theirs = pool.submit(client.post, "/v1/optimize", json=OPTIMIZE, headers=auth(other))
-            wait_for(lambda: service.optimizer_limiter.statistics().tasks_waiting == 2)
+            wait_for(lambda: service.fair.statistics().tasks_waiting == 2)
             assert not theirs.done() and service.tenant_runs.held("busy") == 2 and service.tenant_runs.held("other") == 1
         finally:
             gate.open.set()
@@ -211,7 +211,7 @@ def test_an_optimize_whose_client_left_while_it_waited_for_a_thread_is_never_run
                 holder = pool.submit(httpx.post, f"{s.url}/v1/optimize", json=OPTIMIZE, headers=auth(other), timeout=60)
                 wait_for(lambda: gate.running == 1)  # the worker's only optimizer thread (optimizer_threads 1 below)
                 sock = raw_post(s.url, "/v1/optimize", OPTIMIZE, s.key)
-                wait_for(lambda: s.service.optimizer_limiter.statistics().tasks_waiting == 1)
+                wait_for(lambda: s.service.fair.statistics().tasks_waiting == 1)
                 leave(sock)
             finally:
                 gate.open.set()

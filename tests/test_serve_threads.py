@@ -70,7 +70,7 @@ def test_waiting_optimizer_runs_do_not_hold_up_refusals_or_health_checks(tmp_pat
         try:
             futures = [pool.submit(client.post, "/v1/optimize", json=body, headers={"Authorization": f"Bearer {busy}"})
                        for _ in range(waiting)]
-            wait_for(lambda: service.optimizer_limiter.statistics().tasks_waiting == waiting - 2 and gate.running == 2)
+            wait_for(lambda: service.fair.statistics().tasks_waiting == waiting - 2 and gate.running == 2)
             refused = client.post("/v1/chat/completions", json=chat_body(), headers={"Authorization": f"Bearer {broke}"})
             health = client.get("/healthz")
             assert refused.status_code == 429, refused.text

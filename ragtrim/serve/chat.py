@@ -81,8 +81,9 @@ def with_documents(messages: Sequence[Mapping[str, Any]], template: str, context
 
 
 async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Budget | None, done: dict[Any, Any],
-                 request_id: str, left: Callable[[], Awaitable[bool]] | None = None) -> Attempt:
-    """The attempt for ``model`` at context ``budget``: its optimizer run (once per tokenizer and budget) and counts.
+                 request_id: str, tenant: str, left: Callable[[], Awaitable[bool]] | None = None) -> Attempt:
+    """The attempt for ``model`` at context ``budget``: its optimizer run (once per tokenizer and budget, in
+    ``tenant``'s turn for a thread) and counts.
 
     A client that disconnected (``left``: the request's ``is_disconnected``) while the run waited for a thread or ran
     stops the request there, a 499 before anything is reserved (:func:`ragtrim.serve.errors.client_gone`).
@@ -95,7 +96,7 @@ async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Bud
         if key not in done:
             if "optimizer clock" not in done:  # one allowance of [limits] optimize_seconds for all the request's runs
                 done["optimizer clock"] = service.optimizer_clock()
-            run = service.optimize(req.preset, model.tokenizer, req.documents_question, req.documents, budget=budget,
+            run = service.optimize(req.preset, model.tokenizer, req.documents_question, req.documents, tenant=tenant, budget=budget,
                                    clock=done["optimizer clock"], score_direction=req.score_direction, client_left=left)
             done[key] = await _optimizer(run, request_id, req.preset)
             if left is not None and await left():
@@ -230,7 +231,7 @@ async def chat_endpoint(request: Request) -> Any:
                 outcome = await plan_and_reserve(
                     quota=service.quota, run=run_in_threadpool, budgets=budgets, request_id=rid, smallest_needs=smallest,
                     chain=chain, asked_budget=req.budget, floor=service.config.degrade.floor,
-                    build=lambda m, b: _build(service, req, m, b, done, rid, request.is_disconnected),
+                    build=lambda m, b: _build(service, req, m, b, done, rid, base.tenant_id, request.is_disconnected),
                     pending=lambda a, action, steps: replace(_entry_for(base, a, action, steps), action="pending"),
                 )
         except ValueError as exc:  # the request's own content (e.g. a message part the gateway cannot count)

@@ -124,8 +124,9 @@ class Limits:
     # free again within a fraction of a second of the limit; the request is a 503 optimizer_timeout.
     optimize_seconds: float = 20.0
     # Optimizer runs one tenant may have in flight (waiting for a thread or running) on one worker; one
-    # more is refused with a 429 rate_limit_exceeded, uncharged, so one tenant's big requests cannot
-    # queue every other tenant's behind them. None: optimizer_threads (ServeConfig.tenant_optimizer_runs).
+    # more is refused with a 429 rate_limit_exceeded, uncharged. It bounds what one tenant parks on a
+    # worker; the fair queue (ragtrim.serve.fair_queue) keeps it from delaying the others.
+    # None: optimizer_threads (ServeConfig.tenant_optimizer_runs).
     tenant_optimizer_runs: int | None = None
     # Seconds a streamed answer may wait to write to a client that stopped reading (each write); past
     # it the stream is cut, the upstream's connection closed, and the request charged what was carried.

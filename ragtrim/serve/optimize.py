@@ -78,7 +78,7 @@ async def optimize_endpoint(request: Request) -> JSONResponse:
             except ValueError as exc:
                 raise bad_request(str(exc), "model") from None
             tokenizer = resolve_tokenizer(service.config, req.tokenizer)
-            result = await _run(service, request, req, tokenizer, entry.id)
+            result = await _run(service, request, req, tokenizer, entry.id, entry.tenant_id)
         if await request.is_disconnected():
             raise client_gone("while its chunks were optimized", entry.id)
     except ApiError as exc:
@@ -104,10 +104,10 @@ async def optimize_endpoint(request: Request) -> JSONResponse:
                                       "X-Ragtrim-Tokens-Sent": str(result.tokens)})
 
 
-async def _run(service: Any, request: Request, req: Any, tokenizer: str, request_id: str) -> Any:
-    """The optimizer's result for ``req``, or the ApiError that answers its failure."""
+async def _run(service: Any, request: Request, req: Any, tokenizer: str, request_id: str, tenant: str) -> Any:
+    """The optimizer's result for ``req`` (run in ``tenant``'s turn for a thread), or the ApiError that answers its failure."""
     try:
-        return await service.optimize(req.preset, tokenizer, req.query, req.chunks, budget=req.budget,
+        return await service.optimize(req.preset, tokenizer, req.query, req.chunks, tenant=tenant, budget=req.budget,
                                       score_direction=req.score_direction, client_left=request.is_disconnected)
     except ClientLeft:
         raise client_gone("while its optimizer run waited for a thread, so it was not run", request_id) from None

@@ -21,6 +21,7 @@ import anyio.to_thread
 
 from ragtrim.serve.config import ModelConfig, ServeConfig, check_tokenizers
 from ragtrim.serve.db import make_engine
+from ragtrim.serve.fair_queue import FairQueue
 from ragtrim.serve.keys import load_pepper
 from ragtrim.serve.logs import get_logger
 from ragtrim.serve.metrics import Metrics
@@ -101,6 +102,7 @@ class Service:
         self._pipelines: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
         self._lock = threading.Lock()
         self._optimizer_limiter: anyio.CapacityLimiter | None = None
+        self._fair: FairQueue | None = None
         self.tenant_runs = TenantRuns(config.tenant_optimizer_runs)  # per tenant, runs in flight on this worker
         self.started = time.time()
 
@@ -126,14 +128,17 @@ class Service:
                 self._pipelines.popitem(last=False)
         return built
 
-    async def optimize(self, preset: str, tokenizer: str, query: str, chunks: Sequence[Any], *, budget: Any,
+    async def optimize(self, preset: str, tokenizer: str, query: str, chunks: Sequence[Any], *, tenant: str, budget: Any,
                        clock: OptimizerClock | None = None, score_direction: str = "auto",
                        client_left: Callable[[], Awaitable[bool]] | None = None) -> Any:
         """Run the ``(preset, tokenizer, score_direction)`` pipeline on a thread of this worker's optimizer pool.
 
-        At most ``optimizer_threads`` runs at once; the others wait their turn here. The
-        blocking database calls (key checks, budgets, ledger rows) use the event loop's own
-        thread pool, so a refusal or a settle does not queue behind optimizer runs.
+        At most ``optimizer_threads`` runs at once; the others wait here in ``tenant``'s turn
+        (:class:`ragtrim.serve.fair_queue.FairQueue`: a freed thread goes to the waiting tenant served
+        least recently, each tenant's runs in arrival order), so one tenant's many runs do not queue
+        every other tenant's behind all of them. The blocking database calls (key checks, budgets,
+        ledger rows) use the event loop's own thread pool, so a refusal or a settle does not queue
+        behind optimizer runs.
 
         The run gets what is left of the request's ``[limits] optimize_seconds`` (``clock``, shared
         by a request's runs; a new one when None), counted from when it starts, not while it waits
@@ -169,7 +174,8 @@ class Service:
                 clock.spent += took
                 self.metrics.observe_optimizer_run(preset, took)
 
-        return await anyio.to_thread.run_sync(run, limiter=self.optimizer_limiter)
+        async with self.fair.turn(tenant):
+            return await anyio.to_thread.run_sync(run, limiter=self.optimizer_limiter)
 
     def optimizer_clock(self) -> OptimizerClock:
         """A new request's allowance of optimizer time (``[limits] optimize_seconds``)."""
@@ -180,14 +186,22 @@ class Service:
         return int(self.pipeline(preset, tokenizer).full_tokens(chunks))
 
     @property
+    def fair(self) -> FairQueue:
+        """The queue of optimizer runs, in turn across tenants (``statistics()`` tells how many run and wait, per tenant)."""
+        if self._fair is None:
+            self._fair = FairQueue(self.config.optimizer_threads)
+        return self._fair
+
+    @property
     def optimizer_limiter(self) -> anyio.CapacityLimiter:
-        """The limiter of optimizer runs (``statistics()`` tells how many run and wait)."""
+        """The optimizer's own threads (never waited for: :attr:`fair` admits at most ``optimizer_threads`` runs)."""
         if self._optimizer_limiter is None:
             self._optimizer_limiter = anyio.CapacityLimiter(self.config.optimizer_threads)
         return self._optimizer_limiter
 
     async def start(self) -> None:
         self._optimizer_limiter = anyio.CapacityLimiter(self.config.optimizer_threads)  # bound to this event loop
+        self._fair = FairQueue(self.config.optimizer_threads)  # its waits are events of this loop
         for client in self.upstreams.values():
             await client.start()
 

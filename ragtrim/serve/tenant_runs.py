@@ -1,10 +1,11 @@
-"""A per-tenant cap on optimizer runs in flight, so one tenant's big requests cannot queue every other tenant's.
+"""A per-tenant cap on optimizer runs in flight, so one tenant cannot park unbounded bodies and runs on a worker.
 
-A worker's optimizer runs share one first-come queue (``optimizer_threads``): a tenant that sends
-many large contexts at once would otherwise put every other tenant's request behind all of them
-(seconds to tens of seconds each). Each tenant may have at most ``[limits] tenant_optimizer_runs``
-requests waiting for or holding an optimizer thread on this worker (a chat request with documents
-from its first run to its reservation, a ``/v1/optimize`` request from before its body is read to the end of its run); one more is
+A worker's optimizer runs wait for its ``optimizer_threads`` in a queue that is fair across tenants
+(:mod:`ragtrim.serve.fair_queue`), which is what keeps one tenant's many large contexts from delaying
+the others; this cap bounds how many one tenant may have waiting at all. Each tenant may have at most
+``[limits] tenant_optimizer_runs`` requests waiting for or holding an optimizer thread on this worker (a
+chat request with documents from its first run to its reservation, a ``/v1/optimize`` request from before
+its body is read to the end of its run); one more is
 refused at once with a 429 ``rate_limit_exceeded`` and a short ``Retry-After``, before anything is
 reserved, so it is not charged. The count is per worker process (each worker has its own queue).
 
