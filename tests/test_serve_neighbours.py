@@ -147,8 +147,8 @@ def test_tenant_optimizer_runs_must_be_a_positive_integer(bad):
         ServeConfig.from_dict({"limits": {"tenant_optimizer_runs": bad}})
 
 
-def test_tenant_optimizer_runs_defaults_to_optimizer_threads():
-    assert ServeConfig.from_dict({"optimizer_threads": 3}).tenant_optimizer_runs == 3
+def test_tenant_optimizer_runs_defaults_to_four_per_optimizer_thread():
+    assert ServeConfig.from_dict({"optimizer_threads": 3}).tenant_optimizer_runs == 12
     assert ServeConfig.from_dict({"optimizer_threads": 3, "limits": {"tenant_optimizer_runs": 1}}).tenant_optimizer_runs == 1
 
 

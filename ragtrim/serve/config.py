@@ -31,8 +31,8 @@ A complete file (``serve.toml``)::
     optimize_seconds = 20       # the most one request's optimizer runs may take (0: no limit); past it the run stops
                                 # and the request is refused with a 503 `optimizer_timeout`, uncharged, so one huge
                                 # context cannot hold an optimizer_threads slot for a minute
-    tenant_optimizer_runs = 2   # optimizer runs one tenant may have in flight (waiting or running) per worker
-                                # (default: optimizer_threads); one more is a 429 rate_limit_exceeded, uncharged
+    tenant_optimizer_runs = 8   # optimizer runs one tenant may have in flight (waiting or running) per worker
+                                # (default: 4 x optimizer_threads); one more is a 429 rate_limit_exceeded, uncharged
     stream_idle_seconds = 60    # a stream whose client stops reading for this long (one write) is cut, the
                                 # upstream closed, and it is charged what was carried
 
@@ -107,6 +107,11 @@ def check_budget_tokens(budget: Budget | None, label: str = "budget") -> None:
         raise ValueError(f"{label} of {budget} tokens is above the largest the gateway takes ({MAX_BUDGET_TOKENS}); "
                          "no context is that large: send 1.0 (the whole context) instead")
 
+
+# ``[limits] tenant_optimizer_runs`` by default, per optimizer thread: measured with two tenants (one sending big
+# contexts at concurrency 8), the other tenant's p50 was about 1 s at 4 per thread and 3 s at 1 per thread, where
+# the busy tenant's own bursts met 429s (BENCHMARKS.md, "Thirty-fourth round").
+TENANT_RUNS_PER_THREAD = 4
 
 @dataclass(frozen=True)
 class Limits:
@@ -269,13 +274,14 @@ class ServeConfig:
     @property
     def tenant_optimizer_runs(self) -> int:
         """Optimizer runs one tenant may have in flight on one worker: ``[limits] tenant_optimizer_runs``, by default
-        ``optimizer_threads``.
+        :data:`TENANT_RUNS_PER_THREAD` per optimizer thread (the fair queue keeps them from delaying other tenants;
+        the cap bounds the bodies one tenant parks on a worker, and spares a burst of its own 429s).
 
         >>> ServeConfig().tenant_optimizer_runs, ServeConfig.from_dict({"limits": {"tenant_optimizer_runs": 3}}).tenant_optimizer_runs
-        (2, 3)
+        (8, 3)
         """
         given = self.limits.tenant_optimizer_runs
-        return given if given is not None else self.optimizer_threads
+        return given if given is not None else TENANT_RUNS_PER_THREAD * self.optimizer_threads
 
     def model(self, name: str | None) -> ModelConfig:
         """The configured model ``name`` (the default model when None)."""
