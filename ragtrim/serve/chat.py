@@ -757,7 +757,8 @@ class _HeldStream(StreamingResponse):
         except Exception:
             if not self._departure.stalled:
                 raise
-            # the client stopped reading: the answer is cut (uvicorn closes the connection) and settled in finish
+            # the client stopped reading: the answer is cut and settled in finish (the upstream call is closed; uvicorn
+            # closes the client's socket only once what is already written drains: a proxy's send timeout ends that)
         finally:
             await self._finish()
 
