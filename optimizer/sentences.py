@@ -120,6 +120,8 @@ def ends_sentence(line: str) -> bool:
     (True, True, True, False)
     """
     return _ENDS_SENTENCE.search(line.rstrip()) is not None
+
+
 _STOP_INSIDE = re.compile(rf"[.!?…{STOPS}][\"'”’)\]{CLOSERS}]*\s+\S")
 
 
