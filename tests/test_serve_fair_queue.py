@@ -16,6 +16,7 @@ import anyio
 import pytest
 
 from ragtrim.serve.fair_queue import FairQueue, FairStatistics
+from optimizer_gates import StandIn
 from serve_fixtures import DOCS, auth, chat_body, tenant_with_key
 
 # a hang guard, not a timing assert: every wait below ends at once when the queue behaves
@@ -192,21 +193,13 @@ def test_a_fair_queue_needs_a_positive_whole_number_of_slots(bad):
 # through the gateway: /v1/optimize from a busy tenant, chat with documents from another
 
 
-class StepGate:
+class StepGate(StandIn):
     """Stands in for the service's pipelines: records each run's query as it starts, and lets runs finish one ``step`` at a time."""
 
     def __init__(self, service: Any):
-        self.real = service.pipeline
+        super().__init__(service)
         self.steps = threading.Semaphore(0)
-        self.lock = threading.Lock()
         self.started: list[str] = []
-
-    def pipeline(self, preset: str, tokenizer: str) -> StepGate:
-        self.inner = self.real(preset, tokenizer)
-        return self
-
-    def full_tokens(self, chunks: Any) -> int:
-        return self.inner.full_tokens(chunks)
 
     def run(self, query: str, chunks: Any, budget: Any = None, **kw: Any) -> Any:
         with self.lock:

@@ -27,42 +27,8 @@ from ragtrim.serve.app import create_app
 from ragtrim.serve.config import ServeConfig, UpstreamConfig
 from ragtrim.serve.service import Service
 from ragtrim.serve.schema import budget_usage, reservations
+from optimizer_gates import Gate, until
 from serve_fixtures import DOCS, PEPPER, auth, budget, chat, final_rows, gateway_config, ledger_rows, stack, tenant_with_key
-
-
-class Gate:
-    """Stands in for the service's pipelines: every run waits for ``open``; counts runs begun and at once."""
-
-    def __init__(self, service: Service):
-        self.real = service.pipeline
-        self.open = threading.Event()
-        self.lock = threading.Lock()
-        self.running = self.runs = 0
-
-    def pipeline(self, preset: str, tokenizer: str) -> Gate:
-        self.inner = self.real(preset, tokenizer)
-        return self
-
-    def full_tokens(self, chunks: Any) -> int:
-        return self.inner.full_tokens(chunks)
-
-    def run(self, query: str, chunks: Any, budget: Any = None, **kw: Any) -> Any:
-        with self.lock:
-            self.running += 1
-            self.runs += 1
-        try:
-            assert self.open.wait(60), "the test never opened the gate"
-            return self.inner.run(query, chunks, budget=budget, **kw)
-        finally:
-            with self.lock:
-                self.running -= 1
-
-
-def wait_for(check: Any, seconds: float = 30.0) -> None:
-    end = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.02)
 
 
 def spent_and_reserved(service: Service) -> tuple[int, int]:
@@ -91,14 +57,14 @@ def test_a_tenant_past_its_optimizer_runs_is_refused_at_once_and_others_still_qu
     with TestClient(create_app(service)) as client, ThreadPoolExecutor(8) as pool:
         try:
             first = [pool.submit(client.post, "/v1/optimize", json=OPTIMIZE, headers=auth(busy)) for _ in range(2)]
-            wait_for(lambda: gate.running == 1 and service.fair.statistics().tasks_waiting == 1)
+            until(lambda: gate.running == 1 and service.fair.statistics().tasks_waiting == 1)
             # the tenant's third and fourth requests: refused at once, while its two runs are in flight
             third = pool.submit(client.post, "/v1/optimize", json=OPTIMIZE, headers=auth(busy)).result(timeout=20)
             chat_refused = pool.submit(client.post, "/v1/chat/completions", json={**chat(), "documents": DOCS},
                                        headers=auth(busy)).result(timeout=20)
             # another tenant's request is not refused: it waits its turn
             theirs = pool.submit(client.post, "/v1/optimize", json=OPTIMIZE, headers=auth(other))
-            wait_for(lambda: service.fair.statistics().tasks_waiting == 2)
+            until(lambda: service.fair.statistics().tasks_waiting == 2)
             assert not theirs.done() and service.tenant_runs.held("busy") == 2 and service.tenant_runs.held("other") == 1
         finally:
             gate.open.set()
@@ -185,11 +151,11 @@ def test_a_chat_whose_client_left_during_its_optimizer_run_is_not_sent_nor_charg
         s.service.pipeline = gate.pipeline
         sock = raw_post(s.url, "/v1/chat/completions", chat(documents=DOCS), s.key)
         try:
-            wait_for(lambda: gate.running == 1)
+            until(lambda: gate.running == 1)
             leave(sock)
         finally:
             gate.open.set()
-        wait_for(lambda: ledger_rows(s.service))
+        until(lambda: ledger_rows(s.service))
         [row] = final_rows(s.service)
         assert (row["action"], row["status"]) == ("failed", 499), row
         assert "client disconnected" in row["error"] and "not sent upstream" in row["error"] and "nothing was charged" in row["error"]
@@ -209,14 +175,14 @@ def test_an_optimize_whose_client_left_while_it_waited_for_a_thread_is_never_run
         with ThreadPoolExecutor(1) as pool:
             try:
                 holder = pool.submit(httpx.post, f"{s.url}/v1/optimize", json=OPTIMIZE, headers=auth(other), timeout=60)
-                wait_for(lambda: gate.running == 1)  # the worker's only optimizer thread (optimizer_threads 1 below)
+                until(lambda: gate.running == 1)  # the worker's only optimizer thread (optimizer_threads 1 below)
                 sock = raw_post(s.url, "/v1/optimize", OPTIMIZE, s.key)
-                wait_for(lambda: s.service.fair.statistics().tasks_waiting == 1)
+                until(lambda: s.service.fair.statistics().tasks_waiting == 1)
                 leave(sock)
             finally:
                 gate.open.set()
             assert holder.result().status_code == 200
-        wait_for(lambda: len(ledger_rows(s.service)) == 2)
+        until(lambda: len(ledger_rows(s.service)) == 2)
         gone = [r for r in ledger_rows(s.service) if r["tenant_id"] == "acme"]
         assert [(r["action"], r["status"]) for r in gone] == [("failed", 499)], gone
         assert "waited for a thread" in gone[0]["error"]
@@ -372,7 +338,7 @@ def test_a_stream_whose_client_stops_reading_is_cut_and_its_upstream_closed(tmp_
             assert sock.recv(12) == b"HTTP/1.1 200"  # the answer began; the client reads no more of it
             assert closed.wait(60), "the upstream's stream was never closed"
             assert live == set()
-            wait_for(lambda: ledger_rows(s.service))
+            until(lambda: ledger_rows(s.service))
             [row] = final_rows(s.service)
         finally:
             sock.close()

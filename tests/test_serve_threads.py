@@ -5,7 +5,6 @@ them, and a worker never runs more optimizer runs at once than it has cores for.
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import anyio.to_thread
@@ -14,42 +13,8 @@ import pytest
 from ragtrim.serve.app import create_app
 from ragtrim.serve.config import ServeConfig
 from ragtrim.serve.service import Service
+from optimizer_gates import Gate, until
 from serve_fixtures import DOCS, PEPPER, admin_key, budget, chat_body, gateway_config, tenant_with_key
-
-
-class Gate:
-    """Wraps the service's pipelines: every run waits for ``open``; counts runs at once."""
-
-    def __init__(self, service: Service):
-        self.real = service.pipeline
-        self.open = threading.Event()
-        self.lock = threading.Lock()
-        self.running = self.most = 0
-
-    def pipeline(self, preset: str, tokenizer: str) -> Gate:
-        self.inner = self.real(preset, tokenizer)
-        return self
-
-    def full_tokens(self, chunks):
-        return self.inner.full_tokens(chunks)
-
-    def run(self, query, chunks, budget=None, **kw):
-        with self.lock:
-            self.running += 1
-            self.most = max(self.most, self.running)
-        try:
-            assert self.open.wait(60), "the test never opened the gate"
-            return self.inner.run(query, chunks, budget=budget, **kw)
-        finally:
-            with self.lock:
-                self.running -= 1
-
-
-def wait_for(check, seconds: float = 20.0) -> None:
-    end = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.02)
 
 
 def test_waiting_optimizer_runs_do_not_hold_up_refusals_or_health_checks(tmp_path):
@@ -70,7 +35,7 @@ def test_waiting_optimizer_runs_do_not_hold_up_refusals_or_health_checks(tmp_pat
         try:
             futures = [pool.submit(client.post, "/v1/optimize", json=body, headers={"Authorization": f"Bearer {busy}"})
                        for _ in range(waiting)]
-            wait_for(lambda: service.fair.statistics().tasks_waiting == waiting - 2 and gate.running == 2)
+            until(lambda: service.fair.statistics().tasks_waiting == waiting - 2 and gate.running == 2)
             refused = client.post("/v1/chat/completions", json=chat_body(), headers={"Authorization": f"Bearer {broke}"})
             health = client.get("/healthz")
             assert refused.status_code == 429, refused.text
