@@ -27,6 +27,12 @@ def _write(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def _eval(data: Path, out: Path, budgets: str, *flags: str):
+    """``ragtrim eval`` of ``bm25-pack`` on ``data`` at ``budgets`` into ``out`` (few resamples), the CLI's result."""
+    return CliRunner().invoke(app, ["eval", "--no-progress", "--resamples", "20", "-d", str(data), "-p", "bm25-pack",
+                                    "-b", budgets, *flags, "-o", str(out)])
+
+
 def _paris(**extra) -> dict:
     return {"id": "q1", "question": "Where is Paris?", "answers": ["France"],
             "chunks": [{"id": "q1-0", "title": "Paris", "text": "Paris is in France.", "gold": True, **extra},
@@ -100,15 +106,12 @@ def test_chunk_scores_opt_in_reads_score_and_embedding_and_checks_them(tmp_path)
 
 def test_eval_cli_accepts_extra_fields_and_reads_scores_only_with_the_flag(tmp_path):
     path = _write(tmp_path / "mine.jsonl", [_paris(score="high", metadata="crawler-7")])
-    out = CliRunner().invoke(app, ["eval", "--no-progress", "--resamples", "20", "-d", str(path), "-p", "bm25-pack",
-                                   "-b", "0.5", "-o", str(tmp_path / "out")])
+    out = _eval(path, tmp_path / "out", "0.5")
     assert out.exit_code == 0, out.output
-    refused = CliRunner().invoke(app, ["eval", "--no-progress", "--resamples", "20", "-d", str(path), "-p", "bm25-pack",
-                                       "-b", "0.5", "--chunk-scores", "-o", str(tmp_path / "out2")])
+    refused = _eval(path, tmp_path / "out2", "0.5", "--chunk-scores")
     assert refused.exit_code == 2 and "score" in refused.output
     scored = _write(tmp_path / "scored.jsonl", [_paris(score=0.9)])
-    ok = CliRunner().invoke(app, ["eval", "--no-progress", "--resamples", "20", "-d", str(scored), "-p", "bm25-pack",
-                                  "-b", "0.5", "--chunk-scores", "-o", str(tmp_path / "out3")])
+    ok = _eval(scored, tmp_path / "out3", "0.5", "--chunk-scores")
     assert ok.exit_code == 0, ok.output
     assert json.loads((tmp_path / "out3" / "results.json").read_text())["chunk_scores"] is True
     assert json.loads((tmp_path / "out" / "results.json").read_text())["chunk_scores"] is False
@@ -154,8 +157,7 @@ def test_the_pack_trace_says_when_share_one_cut_the_reordered_context():
 # -- 3. results.json: the reference's budget is 1.0, the tokenizer is the encoding --------------------------------
 def test_results_json_reference_budget_and_tokenizer_follow_the_contract(tmp_path):
     path = _write(tmp_path / "mine.jsonl", TINY)
-    out = CliRunner().invoke(app, ["eval", "--no-progress", "--resamples", "20", "-d", str(path), "-p", "bm25-pack",
-                                   "-b", "0.5,1.0", "-t", "gpt-4o", "-o", str(tmp_path / "out")])
+    out = _eval(path, tmp_path / "out", "0.5,1.0", "-t", "gpt-4o")
     assert out.exit_code == 0, out.output
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     budgets = [(r["pipeline"], r["budget"]) for r in results["runs"]]
@@ -209,8 +211,7 @@ def test_the_report_reads_a_results_json_of_the_layout_before(tmp_path):
     from evals.report import render_markdown
 
     path = _write(tmp_path / "mine.jsonl", TINY)
-    out = CliRunner().invoke(app, ["eval", "--no-progress", "--resamples", "20", "-d", str(path), "-p", "bm25-pack",
-                                   "-b", "0.5", "-t", "gpt-4o", "-o", str(tmp_path / "out")])
+    out = _eval(path, tmp_path / "out", "0.5", "-t", "gpt-4o")
     assert out.exit_code == 0, out.output
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     old = {**results, "tokenizer": "gpt-4o", "runs": [{**r, "budget": None} if r["pipeline"] == "full" else r

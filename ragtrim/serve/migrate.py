@@ -142,17 +142,22 @@ def _where(engine: Any) -> str:
     return engine.url.render_as_string(hide_password=True)
 
 
-def prepare(engine: Any) -> None:
-    """Make an empty database whole (tables and revision); refuse one that is not at :func:`head` (:class:`SchemaError`)."""
+def _make_whole(conn: Any) -> None:
+    """Every table of :mod:`ragtrim.serve.schema` on an empty database, stamped :func:`head` (nothing to migrate)."""
     from ragtrim.serve.schema import metadata
 
+    metadata.create_all(conn)
+    _context(conn).stamp(_scripts(), "head")
+
+
+def prepare(engine: Any) -> None:
+    """Make an empty database whole (tables and revision); refuse one that is not at :func:`head` (:class:`SchemaError`)."""
     revision = current(engine)  # a read: a database in use is never write-locked to be checked
     if revision == "":
         with _schema_transaction(engine) as conn:
             revision = _state(conn)  # again, under the lock: another process may have made it meanwhile
             if revision == "":
-                metadata.create_all(conn)
-                _context(conn).stamp(_scripts(), "head")
+                _make_whole(conn)
                 return
     problem = _refusal(engine, revision)
     if problem is not None:
@@ -197,13 +202,10 @@ def upgrade(engine: Any) -> list[str]:
     An empty database is made whole as :func:`prepare` makes it (nothing to run). A database an older
     ragtrim made (no revision) runs every migration from the first (:data:`BASELINE`'s makes what it may lack).
     """
-    from ragtrim.serve.schema import metadata
-
     with _schema_transaction(engine) as conn:
         revision = _state(conn)
         if revision == "":
-            metadata.create_all(conn)
-            _context(conn).stamp(_scripts(), "head")
+            _make_whole(conn)
             return []
         todo = [r for r, _ in _steps(engine, revision, _recorded(conn))]
         if todo:

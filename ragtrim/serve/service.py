@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
-import anyio.from_thread
 import anyio.to_thread
 
 from ragtrim.serve.config import ModelConfig, ServeConfig, check_tokenizers
@@ -145,7 +144,7 @@ class Service:
         for a thread. Past it, the run stops at its next check and raises
         :class:`optimizer.OptimizerTimeout` (counted in ``ragtrim_optimizer_timeouts_total``).
 
-        ``client_left`` (the request's ``is_disconnected``) is asked once the run has its thread: a
+        ``client_left`` (the request's ``is_disconnected``) is asked once the run has its turn: a
         client that gave up while the run waited gets no run (:class:`ClientLeft`), so the threads go
         to requests someone still waits for.
         """
@@ -157,8 +156,6 @@ class Service:
         def run() -> Any:
             started = time.perf_counter()
             self.metrics.observe_optimizer_wait(started - queued)  # ragtrim_optimizer_wait_seconds
-            if client_left is not None and anyio.from_thread.run(client_left):
-                raise ClientLeft("the client disconnected while its optimizer run waited for a thread")
             timeout = clock.left()
             try:
                 if timeout == 0:  # a degraded request's earlier runs used the whole allowance: not even a render
@@ -174,7 +171,9 @@ class Service:
                 clock.spent += took
                 self.metrics.observe_optimizer_run(preset, took)
 
-        async with self.fair.turn(tenant):
+        async with self.fair.turn(tenant):  # its turn: a thread is free (the limiter below never queues)
+            if client_left is not None and await client_left():
+                raise ClientLeft("the client disconnected while its optimizer run waited for a thread")
             return await anyio.to_thread.run_sync(run, limiter=self.optimizer_limiter)
 
     def optimizer_clock(self) -> OptimizerClock:
