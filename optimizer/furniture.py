@@ -36,6 +36,11 @@ several near-copies). A line is furniture only when all of these hold:
    towards rule 1 (counted again over the chunks left).
 5. **Never all of a chunk.**
 
+What a page line says beside its number is said once (:func:`copies`): the first copy, in call order, of a
+footer that carries text (``All prices exclude VAT | Page 7``, ``Annual Report 2023 | Page 9``) stays in
+the text (never a paragraph's heading); its copies go, as do page numbers alone (``Page 7``, ``- 7 -``) and
+lines without one (a running header, a menu).
+
 The first line of a top run, the chunk's first, that is not only a page number, in a chunk without a
 title (``HARLOW BULLETIN No. 14 - 3 -`` too), is the document's title line (``ACME Corporation Annual Report 2023``, ``Employee Handbook``,
 ``Acme X200 Cordless Drill User Manual``): the chunk's only identifier, so it stays (a stage may not
@@ -338,6 +343,31 @@ def _furniture(chunk: Chunk, lines: Sequence[Line], keys: set[str], edge_keys: s
     if len(cut) == len(lines):
         return ()
     return tuple((lines[i].start, lines[i].end) for i in cut)
+
+
+def copies(chunks: Sequence[Chunk], found: Mapping[str, Sequence[tuple[int, int]]]) -> dict[str, tuple[tuple[int, int], ...]]:
+    """``found`` (:func:`find_furniture`) less the first copy, in ``chunks``' order, of each page line that carries
+    text: what it says stays once, and nothing else of the furniture does.
+
+    >>> pages = [Chunk(id=f"p{n}", title="ACME", text=f"Price list\\nItem {n} costs {n} euros.\\nPrices exclude VAT | Page {n}") for n in range(4)]
+    >>> found = find_furniture(pages)
+    >>> [[c.original_text[s:e] for s, e in spans] for c in pages for spans in [copies(pages, found).get(c.id, ())]]
+    [['Price list'], ['Price list', 'Prices exclude VAT | Page 1'], ['Price list', 'Prices exclude VAT | Page 2'], ['Price list', 'Prices exclude VAT | Page 3']]
+    """
+    seen: set[str] = set()
+    out: dict[str, tuple[tuple[int, int], ...]] = {}
+    for c in chunks:
+        if c.id in out or not found.get(c.id):
+            continue
+        cut = []
+        for s, e in found[c.id]:
+            key, page, alone = _page_match(c.original_text[s:e])
+            if page and not alone and key not in seen:
+                seen.add(key)
+                continue
+            cut.append((s, e))
+        out[c.id] = tuple(cut)
+    return out
 
 
 def strip_furniture(chunks: Sequence[Chunk], found: Mapping[str, Sequence[tuple[int, int]]]) -> list[Chunk]:

@@ -446,3 +446,39 @@ def test_a_field_line_at_most_chunks_edge_is_content(name):
     # before: cut as furniture at any budget, while the minority value (Out of stock, Serves 2) stayed
     assert _answer_kept(chunks, question, answer, 1000)
     assert _answer_kept(chunks, question, answer, tight)
+
+
+# ---- what a footer says beside its page number stays once
+
+PRICE_ITEMS = [
+    "The X200 cordless drill costs 129 euros and ships with two batteries.",
+    "The X300 hammer drill costs 189 euros and has a side handle.",
+    "The S10 jigsaw costs 99 euros and cuts wood up to 65 mm.",
+    "The G5 angle grinder costs 79 euros with a 125 mm disc.",
+    "The C7 circular saw costs 149 euros and has a laser guide.",
+    "The P2 planer costs 119 euros and planes up to 2 mm per pass.",
+]
+
+
+def price_pages(title: str | None = "Tool price list") -> list[dict]:
+    return [{"id": f"q{n}", "text": f"ACME Tools 2024\n{item}\nAll prices exclude VAT | Page {n + 1}", **({"title": title} if title else {})}
+            for n, item in enumerate(PRICE_ITEMS)]
+
+
+@pytest.mark.parametrize("title", ["Tool price list", None])
+def test_a_footer_that_says_something_stays_once(title):
+    chunks = chunks_of(price_pages(title))
+    found = find_furniture(chunks)
+    assert all("All prices exclude VAT | Page" in " ".join(c.original_text[s:e] for s, e in found[c.id]) for c in chunks)
+    result = Pipeline.preset("default").run("Do the prices include VAT?", price_pages(title), budget=0.5)
+    # before: every copy was cut as furniture, and the only answer went with them
+    assert result.text.count("All prices exclude VAT") == 1
+    assert all(not re.search(r"^ACME Tools 2024$", result.text[s.context_start : s.context_end], re.M) or not title for s in result.spans)
+    named = {price_pages(title)[int(d.chunk_id[1:])]["text"][d.start : d.end] for d in result.dropped if d.reason == REASON}
+    assert "All prices exclude VAT | Page 1" not in named and any(t.startswith("All prices exclude VAT | Page") for t in named)
+
+
+def test_a_bare_page_number_and_a_running_header_go_everywhere():
+    pages = annual_pages("ACME annual report")
+    result = Pipeline.preset("default").run(QUESTION, pages, budget=1.0)
+    assert HEADER not in result.text and not re.search(r"^- \d+ -$", result.text, re.M)

@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 
 from optimizer.embeddings import EMBEDDERS, embed_texts, get_embedder
-from optimizer.furniture import find_furniture, strip_furniture, with_reasons
+from optimizer.furniture import copies, find_furniture, strip_furniture, with_reasons
 from optimizer.records import Chunk
 from optimizer.stage import Stage, StageContext, StageOutput
 from optimizer.stages.sentence_features import RETRIEVER_MODES, sentence_features
@@ -554,7 +554,8 @@ class SentenceExtract(Stage):
         found = find_furniture(chunks, context.check_deadline)  # this call's page headers, footers and menus
         if not found:
             return self._paragraphs(query, chunks, context, {})
-        return with_reasons(self._paragraphs(query, strip_furniture(chunks, found), context, found), found)
+        cut = copies(chunks, found)  # a footer's text stays once, never a heading
+        return with_reasons(self._paragraphs(query, strip_furniture(chunks, cut), context, found), cut)
 
     def _paragraphs(self, query: str, chunks: Sequence[Chunk], context: StageContext, furniture: Mapping[str, Sequence[tuple[int, int]]]) -> StageOutput:
         """Sentences from ``chunks`` read paragraph by paragraph (:class:`ParagraphViews`), none headed by a ``furniture`` line."""
