@@ -6,9 +6,12 @@ above it, which say whose limit it is, and a ``services:`` could be kept with no
 :func:`line_frames` finds, for each line of a genuinely nested block, its chain of ancestor lines
 (each the nearest line above with less indentation, back to the block's least indentation; a TOML
 or INI ``[section]`` header for the lines under it; a table's header row for its rows, its ``|---|`` rule left out): its
-*frame*, kept and counted with it. A line
-that says nothing alone (a bare key such as ``worker:``, ``"server": {``, a ``[section]`` header, or
-only brackets such as ``{`` and ``},``) is *frame-only*: printed as a frame, never chosen alone.
+*frame*, kept and counted with it. An HTML table's rows are read per sentence, on lines of their own or
+cut from one scraped line (:mod:`optimizer.inline_records`): a ``<tr>`` of ``<th>`` cells heads the
+``<tr>`` rows of ``<td>`` cells under it. A line that says nothing alone (a bare key such as ``worker:``,
+``"server": {``, a ``[section]`` header, only brackets such as ``{`` and ``},``, a table's header row,
+its ``|---|`` rule, a ``<table>`` or ``<tbody>`` tag on its own) is *frame-only*: printed as a frame,
+never chosen alone (a header row offered comes with the best row under it).
 
 A block is nested structure when its lines have two indentations or more (or it has a section
 header), at most a quarter of them read as prose (:func:`_prose_line`), no sentence runs on past its
@@ -40,6 +43,13 @@ _TABLE_RULE = re.compile(r"\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?")
 _CELL_SEPARATORS = (",", "\t", ";")
 _NUMBER = re.compile(r"[-+$€£]?\d[\d.,:%]*")
 _PROSE_END = re.compile(r"[.!?][\"'”’)\]]*$")
+_TABLE_TAG = re.compile(r"</?(?:table|thead|tbody|tfoot)\b[^>]*>", re.I)
+_ROW_START = re.compile(r"<tr\b[^>]*>", re.I)
+_ROW_END = re.compile(r"</tr\s*>", re.I)
+_HTML_CELL = re.compile(r"<t([hd])\b", re.I)
+_ROW_OPEN = re.compile(r"<tr[\s>]", re.I)
+_TABLE_OPEN = re.compile(r"\s*<table\b", re.I)
+_TABLE_CLOSE = re.compile(r"</table\s*>", re.I)
 _MARKED = re.compile(
     r"[:=\[\]{}()<>;|]|^\s*(?:[-*+•]\s|\d+[.)]\s|#|//)"
     r"|^\s*(?:def|class|if|elif|else|for|while|return|import|from|fn|let|const|var|func|function|try|except|catch|finally|end|fi|done|do|then)\b"
@@ -120,7 +130,10 @@ def line_frames(text: str, spans: Sequence[tuple[int, int]], viewed: bool = Fals
     if len(spans) < 2:
         return LineFrames(frames, only)
     view = text if viewed else line_view(text)
-    if "\n" not in view[spans[0][0]:spans[-1][1]]:  # one line: nothing nests (most prose chunks)
+    first, last = spans[0][0], spans[-1][1]
+    if "\n" not in view[first:last]:  # one line: nothing nests (most prose chunks), but a scraped table's rows have a header
+        if _ROW_OPEN.search(view, first, last):
+            _frame_html_table(view, spans, list(range(len(spans))), frames, only)
         return LineFrames(frames, only)
     for group, fenced in _groups(view, spans):
         if len(group) > 1:
@@ -159,6 +172,8 @@ def _table_head(bodies: Sequence[str]) -> int:
 def _frame_group(text: str, spans: Sequence[tuple[int, int]], group: list[int], frames: list[tuple[int, ...]], only: list[bool],
                  fenced: bool = False) -> None:
     """Fill ``frames`` and ``only`` for the sentences ``group`` of one block, when it is nested structure."""
+    if _ROW_OPEN.search(text, spans[group[0]][0], spans[group[-1]][1]) and _frame_html_table(text, spans, group, frames, only):
+        return
     lines = [_first_line(text, *spans[k]) for k in group]
     if not all(_within_line(text, spans[k][1], le) for k, (_, le) in zip(group, lines)):
         return  # a sentence runs on over a line break: prose (hard-wrapped, its paragraphs' first lines indented)
@@ -167,6 +182,7 @@ def _frame_group(text: str, spans: Sequence[tuple[int, int]], group: list[int], 
     if head:  # each row under the header row (a |---| rule is left out: no letter or digit, no frame)
         for pos, k in enumerate(group[head:], start=head):
             frames[k] = (group[0],) if lines[pos] != lines[0] else ()
+        only[group[0]] = any(frames[k] for k in group[head:])  # the header row says nothing alone: it comes with a row
         if head == 2:
             only[group[1]] = True
         return
@@ -196,3 +212,56 @@ def _frame_group(text: str, spans: Sequence[tuple[int, int]], group: list[int], 
         frames[k] = tuple(chain)
         only[k] = frame_only_line(bodies[pos])
         stack.append(pos)
+
+
+def _html_row(sentence: str) -> str | None:
+    """What a sentence of an HTML table is: ``"head"`` (one ``<tr>`` of ``<th>`` cells), ``"row"`` (one ``<tr>``
+    with a ``<td>`` cell), ``"tags"`` (only ``<table>``, ``<thead>``, ``<tbody>``, ``<tfoot>`` tags, opening or
+    closing), each with those tags around it; else None.
+
+    >>> [_html_row(x) for x in ("<table><tr><th>a</th></tr>", "<tr><th>x</th><td>1</td></tr></table>", "</tbody>", "<tr>", "A <tr> row.")]
+    ['head', 'row', 'tags', None, None]
+    """
+    core = _TABLE_TAG.sub(" ", sentence).strip()
+    if not core:
+        return "tags"
+    start = _ROW_START.match(core)
+    if start is None or _ROW_OPEN.search(core, start.end()):  # not a row, or two rows
+        return None
+    end = _ROW_END.search(core, start.end())
+    if end is not None and core[end.end() :].strip():  # text after the row: prose naming a tag
+        return None
+    cells = {c.lower() for c in _HTML_CELL.findall(core, start.end(), end.start() if end else len(core))}
+    return "row" if "d" in cells else "head" if cells else None
+
+
+def _frame_html_table(text: str, spans: Sequence[tuple[int, int]], group: list[int], frames: list[tuple[int, ...]],
+                      only: list[bool]) -> bool:
+    """Frame the rows of the HTML tables among the sentences ``group`` with the header rows above them (a run of
+    ``<th>`` rows, a new run after rows of data, none past its table's end); whether a row got one. Then each header
+    row that heads a row, and each sentence of bare table tags, is frame-only; the other sentences are left as they
+    were. Each sentence is one row (on its line, or cut from one line by :mod:`optimizer.inline_records`)."""
+    heads: list[int] = []
+    tags: list[int] = []
+    under_rows = False  # a row of data came after the current header rows
+    for k in group:
+        sentence = text[slice(*spans[k])]
+        kind = _html_row(sentence)
+        if kind is None or _TABLE_OPEN.match(sentence) or (kind == "head" and under_rows):
+            heads, under_rows = [], False  # no part of a table, a new table, a new header
+        if kind == "head":
+            heads.append(k)
+        elif kind == "row" and heads:
+            frames[k] = tuple(heads)
+            for h in heads:
+                only[h] = True
+            under_rows = True
+        elif kind == "tags":
+            tags.append(k)
+        if _TABLE_CLOSE.search(sentence):
+            heads, under_rows = [], False
+    framed = any(frames[k] for k in group)
+    if framed:
+        for k in tags:
+            only[k] = True
+    return framed

@@ -163,7 +163,7 @@ def test_a_kept_table_row_comes_with_its_header() -> None:
     t = table
     spans = [(s, e) for s, e, _ in _lines(t)]
     f = line_frames(t, spans)
-    assert f.frames == [(), (), *[(0,)] * len(rows)] and f.frame_only == [False, True, *[False] * len(rows)]
+    assert f.frames == [(), (), *[(0,)] * len(rows)] and f.frame_only == [True, True, *[False] * len(rows)]
     t = "name,age,city\nAnn,31,Lyon\nBo,4,Nice"
     spans = [(s, e) for s, e, _ in _lines(t)]
     assert line_frames(t, spans).frames == [(), (0,), (0,)]
