@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import os
+import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -23,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 import optimizer
 from optimizer.lazy import lazy_import
 from optimizer.score_reading import SCORE_DIRECTIONS
-from ragtrim.serve import admin, chat, optimize, page
+from ragtrim.serve import admin, chat, model_list, optimize, page
 from ragtrim.serve.auth import presented_key, require
 from ragtrim.serve.bodies import CAP_FIELDS, RAGTRIM_FIELDS
 from ragtrim.serve.config import Limits, ServeConfig
@@ -71,10 +72,12 @@ def chat_schema(limits: Limits) -> dict[str, Any]:
               "description": f"ragtrim's own fields may go here ({', '.join(RAGTRIM_FIELDS)}); any other key is a 400"}
     return {"type": "object", "required": ["messages"], "additionalProperties": True, "properties": {
         "model": {"type": "string"}, "messages": {"type": "array", "items": {"type": "object"}}, **ours,
-        "user": {"type": "string"}, **caps,
+        "user": {"type": "string"}, "safety_identifier": {"type": "string", "description": "the user, when user is not given"},
+        **caps,
         "n": {"type": ["integer", "null"], "enum": [1, None], "description": "one completion per request"},
         "stream": {"type": ["boolean", "null"]},
-        "stream_options": {"type": ["object", "null"], "properties": {"include_usage": {"type": "boolean"}}},
+        "stream_options": {"type": ["object", "null"], "properties": {"include_usage": {"type": "boolean"}},
+                           "description": "forwarded with include_usage set (the usage chunk reaches only a client that asked)"},
         "extra_body": holder, "ragtrim": holder}}
 
 
@@ -128,6 +131,10 @@ def _routes(app: Any, limits: Limits) -> None:
         summary="Optimize chunks into a budget (what `ragtrim optimize --format json` prints, plus savings)")
     add("/v1/chat/completions", chat.chat_endpoint, methods=["POST"], openapi_extra=_body(chat_schema(limits)), tags=["chat"],
         summary="OpenAI-compatible chat with documents optimized into the prompt, within the tenant's budgets")
+    add("/v1/models", model_list.models_list, methods=["GET"], tags=["chat"],
+        summary="The models this gateway serves (OpenAI's list)")
+    add("/v1/models/{model:path}", model_list.model_get, methods=["GET"], tags=["chat"],
+        summary="One model this gateway serves (OpenAI's model object), or a 404 model_not_found")
     add("/v1/usage", admin.usage_endpoint, methods=["GET"], tags=["usage"], summary="Usage grouped by user, feature, model, day")
     add("/v1/usage/page-link", page.page_link_endpoint, methods=["POST"], tags=["usage"], summary="A 15-minute link to the usage page")
     add("/usage", page.page_endpoint, methods=["GET"], tags=["usage"], summary="The read-only usage page (HTML)")
@@ -200,7 +207,12 @@ def _handlers(app: Any) -> None:
 
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return await api_error(request, ApiError(exc.status_code, kind, str(exc.detail)))
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":  # Starlette's: no route has this path
+            message = no_route_message(request)
+        elif exc.status_code == 405 and (exc.headers or {}).get("Allow"):
+            message = f"{request.method} {request.url.path} is not served: this route takes {exc.headers['Allow']}"
+        return await api_error(request, ApiError(exc.status_code, kind, message, headers=exc.headers))
 
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return await api_error(request, ApiError(400, "invalid_request_error", json.dumps(exc.errors(), default=str)[:500]))
@@ -216,6 +228,35 @@ def _handlers(app: Any) -> None:
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, crash)
+
+
+def _served(app: Any) -> list[tuple[str, str, Any]]:
+    """``(method, path, route)`` of each API route of ``app`` (OpenAPI's own and /docs aside)."""
+    routes = [r for r in app.routes if getattr(r, "include_in_schema", False) and getattr(r, "methods", None)]
+    return [(method, re.sub(r":\w+}", "}", r.path), r) for r in routes for method in sorted(r.methods) if method != "HEAD"]
+
+
+def no_route_message(request: Request) -> str:
+    """The 404 message of a request no route takes: the routes a client calls (the admin ones are at /docs); for a path
+    that is a route under ``/v1`` (``POST /chat/completions``: a client whose base URL lacks ``/v1``), that route.
+
+    The request is not served at the ``/v1`` path it meant: a client whose base URL is wrong would else send every
+    other route wrong too.
+    """
+    from starlette.routing import Match
+
+    asked = f"{request.method} {request.url.path}"
+    served = _served(request.app)
+    if not request.url.path.startswith("/v1/"):
+        meant = {**request.scope, "path": "/v1" + request.url.path, "method": request.method}
+        for method, path, route in served:
+            if method == request.method and route.matches(meant)[0] == Match.FULL:
+                return (f"{asked} is not a route of this gateway; did you mean {method} /v1{request.url.path}? An OpenAI "
+                        "client's base_url must end in /v1, e.g. http://127.0.0.1:8080/v1")
+    listed = ", ".join(f"{method} {path}" for method, path, _ in served
+                       if path.startswith("/v1/") and not path.startswith("/v1/admin/"))
+    return (f"{asked} is not a route of this gateway; it serves {listed} (the admin routes under /v1/admin/ and all "
+            "of them at /docs)")
 
 
 def app_from_env() -> Any:

@@ -60,11 +60,12 @@ class ChatRequest:
     documents: tuple[Mapping[str, Any], ...]
     budget: Budget | None
     preset: str
-    max_tokens: int  # the completion tokens a hold reserves: the client's cap, else limits.max_tokens_default
+    max_tokens: int  # the client's largest cap, else limits.max_tokens_default (a model's own: chat.asked_completion)
     stream: bool
     tags: Tags
     passthrough: Mapping[str, Any] = field(default_factory=dict)
     include_usage: bool = False  # stream_options.include_usage: relay the final usage chunk to the client
+    stream_options: Mapping[str, Any] = field(default_factory=dict)  # the client's, sent upstream with include_usage set
     caps: Mapping[str, int] = field(default_factory=dict)  # the client's own max_tokens / max_completion_tokens, as named
     query: str = ""  # the client's own question for the documents (``query``), else the last user message is
     score_direction: str = "auto"  # how to read the documents' scores (optimizer.Pipeline's score_direction)
@@ -310,23 +311,29 @@ def url_param(request: Any, name: str, *, path: bool = False) -> str | None:
     return None if value is None else _label(value, name, "a tenant, id, day or grouping in a URL")
 
 
-def _given(*values: Any) -> Any:
-    """The first of ``values`` that is not None (a null field is one not given, as OpenAI takes it), else None."""
-    return next((v for v in values if v is not None), None)
+def _given(*sources: tuple[str, Any]) -> tuple[str, Any]:
+    """The first ``(name, value)`` of ``sources`` whose value is not None (a null field is one not given, as OpenAI
+    takes it), else the first source's name and None."""
+    return next((s for s in sources if s[1] is not None), (sources[0][0], None))
 
 
 def tags_of(body: Mapping[str, Any], extras: Mapping[str, Any], headers: Mapping[str, str]) -> Tags:
     """``user`` and ``feature`` from the body (or ``metadata``), else the X-Ragtrim-User/-Feature headers; a null
-    one (openai-python sends ``"user": null`` for ``user=None``) is not given, so the next source applies.
+    one (openai-python sends ``"user": null`` for ``user=None``) is not given, so the next source applies. The user
+    is ``user``, else ``safety_identifier`` (OpenAI's replacement of the deprecated ``user``; both are forwarded).
 
     >>> tags_of({"user": None, "metadata": {"user": "alice"}}, {}, {"x-ragtrim-feature": "bot"})
     Tags(user='alice', feature='bot')
+    >>> tags_of({"safety_identifier": "u-7f3a"}, {}, {}).user
+    'u-7f3a'
     """
     meta = body.get("metadata") if isinstance(body.get("metadata"), Mapping) else {}
-    user = _given(body.get("user"), meta.get("user"), headers.get("x-ragtrim-user"))
-    feature = _given(extras.get("feature"), meta.get("feature"), headers.get("x-ragtrim-feature"))
-    return Tags(user=_label(_text(user, "user", _TAG_MAX, required=False), "user"),
-                feature=_label(_text(feature, "feature", _TAG_MAX, required=False), "feature"))
+    user = _given(("user", body.get("user")), ("safety_identifier", body.get("safety_identifier")), ("user", meta.get("user")),
+                  ("user", headers.get("x-ragtrim-user")))
+    feature = _given(("feature", extras.get("feature")), ("feature", meta.get("feature")),
+                     ("feature", headers.get("x-ragtrim-feature")))
+    return Tags(user=_label(_text(user[1], user[0], _TAG_MAX, required=False), user[0]),
+                feature=_label(_text(feature[1], feature[0], _TAG_MAX, required=False), feature[0]))
 
 
 def parse_optimize(body: Mapping[str, Any], headers: Mapping[str, str], limits: Limits, *, default_preset: str,
@@ -498,7 +505,8 @@ def upstream_caps(req: ChatRequest, bound: int, *, forwarded: bool, held: bool) 
 
 
 def _check_messages(messages: Any, limits: Limits) -> str:
-    """Check the chat's messages; returns the last user message's text (the question)."""
+    """Check the chat's messages; returns the last user message's text (the question; "" when there is none, which
+    :func:`_question` refuses for a chat with documents)."""
     if not isinstance(messages, list) or not messages:
         raise bad_request("messages must be a non-empty list of {role, content} objects", "messages")
     if len(messages) > limits.max_messages:
@@ -516,9 +524,20 @@ def _check_messages(messages: Any, limits: Limits) -> str:
                             f"(4 x limits.max_query_chars: raise max_query_chars under [limits] for longer messages)", "messages")
         if m["role"] == "user":
             question = text
-    if not question.strip():
-        raise bad_request("messages needs a user message with text (the question the documents are optimized for)", "messages")
     return question
+
+
+def _question(asked: str, messages: list[Mapping[str, Any]], documents: list[Any], query: str) -> str:
+    """The chat's question: the last user message's text (``asked``). Documents need one, or a ``query``, to be
+    optimized for (else a 400); a chat without documents needs none (a system prompt alone, "Write a haiku about
+    Paris.", is a chat): its question is then its last message with text, which only the in-process model reads.
+    """
+    if asked.strip():
+        return asked
+    if documents and not query:
+        raise bad_request("messages needs a user message with text when documents are given (the question they are "
+                          "optimized for), or send query with that question", "messages")
+    return next((text for text in map(message_text, reversed(messages)) if text.strip()), "")
 
 
 def _check_n_and_stream(body: Mapping[str, Any]) -> bool:
@@ -614,13 +633,15 @@ def parse_chat(body: Mapping[str, Any], headers: Mapping[str, str], limits: Limi
     _check_surrogates(body)
     _check_priced_fields(body)
     extras = _extras(body)
-    question = _check_messages(body.get("messages"), limits)
+    asked = _check_messages(body.get("messages"), limits)
     stream = _check_n_and_stream(body)
     caps = parse_caps(body, limits)
     include_usage = parse_stream_options(body.get("stream_options"))
+    stream_options = dict(body.get("stream_options") or {})
     documents = parse_chunks(extras["documents"], limits, "documents") if extras.get("documents") is not None else []
     budget = parse_budget_param(extras.get("budget")) if extras.get("budget") is not None else default_budget
     query = parse_query(extras.get("query"), limits)
+    question = _question(asked, body["messages"], documents, query)
     score_direction = parse_score_direction(extras.get("score_direction"))
     passthrough = {k: v for k, v in body.items() if k not in _NOT_PASSED and not (k == "n" and v is None)}
     model = body.get("model")
@@ -632,7 +653,8 @@ def parse_chat(body: Mapping[str, Any], headers: Mapping[str, str], limits: Limi
         model=model, messages=tuple(body["messages"]), question=question[: limits.max_query_chars], documents=tuple(documents),
         budget=budget, preset=_name(extras.get("preset", default_preset), "preset", "preset", required=True),
         max_tokens=max(caps.values(), default=limits.max_tokens_default), stream=stream, tags=tags_of(body, extras, headers),
-        passthrough=passthrough, include_usage=include_usage, caps=caps, query=query, score_direction=score_direction,
+        passthrough=passthrough, include_usage=include_usage, stream_options=stream_options, caps=caps, query=query,
+        score_direction=score_direction,
     )
 
 

@@ -47,7 +47,7 @@ from optimizer.budget import Budget, budget_label
 from optimizer.deadline import OptimizerTimeout
 from optimizer.tokenizer import get_tokenizer
 from ragtrim.serve.auth import require
-from ragtrim.serve.config import ModelConfig
+from ragtrim.serve.config import Limits, ModelConfig
 from ragtrim.serve.cutoff import leave_answer
 from ragtrim.serve.errors import ApiError, bad_request, client_gone, optimizer_timeout, pipeline_error
 from ragtrim.serve.ledger import UNCHARGED, LedgerEntry, record_rejected
@@ -59,6 +59,7 @@ from ragtrim.serve.quota import Need, Shortfall
 from ragtrim.serve.service import ClientLeft
 from ragtrim.serve.bodies import CAP_FIELDS, ChatRequest, check_preset, parse_chat, read_json
 from ragtrim.serve.citations import cited_documents, stream_headers
+from ragtrim.serve.thinking import cut_before_answering, visible_answer, warn_cut_answer
 from ragtrim.serve.upstream import (UpstreamError, billed_fields, count_request_fields, output_texts, prediction_tokens,
                                     cached_count, prompt_bytes, shows_reasoning, sse, sse_event_end, usage_of)
 
@@ -89,7 +90,7 @@ async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Bud
     stops the request there, a 499 before anything is reserved (:func:`ragtrim.serve.errors.client_gone`).
     """
     upstream = service.upstream(model)
-    max_out = upstream.max_completion_tokens(req.max_tokens)
+    max_out = upstream.max_completion_tokens(asked_completion(req, model, service.config.limits))
     result, messages = None, tuple(req.messages)
     if req.documents:
         key = (model.tokenizer, budget)  # a cheaper model with the same tokenizer reuses the run
@@ -109,6 +110,18 @@ async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Bud
     return Attempt(model=model, price=service.prices[model.name], budget_tokens=result.budget if result is not None else None,
                    result=result, messages=messages, prompt_tokens=int(prompt), max_tokens=max_out,
                    predicted_tokens=await _predicted_tokens(upstream, req, model.tokenizer, done))
+
+
+def asked_completion(req: ChatRequest, model: ModelConfig, limits: Limits) -> int:
+    """The completion tokens a request asks of ``model``: the client's cap, else the model's ``max_tokens_default``
+    (``[limits] max_tokens_default`` for a model without one: :meth:`ragtrim.serve.config.ModelConfig.completion_default`).
+
+    >>> from ragtrim.serve.bodies import parse_chat
+    >>> req = parse_chat({"messages": [{"role": "user", "content": "q"}]}, {}, Limits(), default_preset="p", default_budget=None)
+    >>> [asked_completion(req, m, Limits()) for m in (ModelConfig(name="o3", max_tokens_default=4000), ModelConfig(name="m"))]
+    [4000, 256]
+    """
+    return req.max_tokens if req.caps else model.completion_default(limits)
 
 
 async def _optimizer(run: Awaitable[Any], request_id: str, preset: str) -> Any:
@@ -162,8 +175,8 @@ async def _smallest(service: Any, req: ChatRequest, chain: Sequence[ModelConfig]
     out = []
     for m in chain:
         upstream = service.upstream(m)
-        n_out = with_margin(upstream.max_completion_tokens(req.max_tokens) + await _predicted_tokens(upstream, req, m.tokenizer, memo),
-                            m.count_margin)
+        asked = upstream.max_completion_tokens(asked_completion(req, m, service.config.limits))
+        n_out = with_margin(asked + await _predicted_tokens(upstream, req, m.tokenizer, memo), m.count_margin)
         context = 0
         if req.documents and getattr(upstream, "counts_with_model_tokenizer", False):
             if m.tokenizer not in full:
@@ -491,6 +504,8 @@ async def _complete(service: Any, req: ChatRequest, planned: Planned, hold: Hold
         final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, cached_tokens=k, usage_source=source, cost_micro=cost,
                         status=200, latency_ms=ms, upstream_ms=reply.upstream_ms, error=note)
         await hold.settle(final, p, c, cost)
+    if attempt.model.reasoning and cut_before_answering(reply.body):
+        _warn_cut(service, req, attempt, final, body)
     out = dict(reply.body or {})
     out["ragtrim"] = {"request_id": final.id, "action": planned.action, "model": attempt.model.name, "degrade": list(planned.steps),
                       "tokens_full": attempt.tokens_full, "tokens_sent": attempt.tokens_sent,
@@ -499,6 +514,15 @@ async def _complete(service: Any, req: ChatRequest, planned: Planned, hold: Hold
                       "documents": cited_documents(attempt.result)}
     headers = {**headers, "X-Ragtrim-Cost-Micro": str(cost), "X-Ragtrim-Upstream-Ms": f"{reply.upstream_ms:.3f}"}
     return JSONResponse(out, headers=headers)
+
+
+def _warn_cut(service: Any, req: ChatRequest, attempt: Attempt, entry: LedgerEntry, body: Mapping[str, Any]) -> None:
+    """Log that ``attempt``'s reasoning model spent the whole cap the upstream ``body`` carried and answered nothing
+    (:mod:`ragtrim.serve.thinking`); nothing when it carried none (the upstream's own limit cut it, no setting here)."""
+    cap = max((body[k] for k in CAP_FIELDS if body.get(k) is not None), default=None)
+    if cap is not None:
+        warn_cut_answer(service.log, model=attempt.model.name, request_id=entry.id, tenant=entry.tenant_id, cap=int(cap),
+                        client_caps=req.caps, own_default=attempt.model.max_tokens_default)
 
 
 async def _failed(hold: Hold, error: str, refusal: Any, started: bool, upstream_ms: float) -> ApiError:
@@ -561,6 +585,8 @@ class SseTally:
         self.cached_tokens = 0  # of prompt_tokens, those read from the upstream's prompt cache (cached_count)
         self.reasoned = False  # a delta carried a reasoning field (reasoning_content, reasoning)
         self.finished = False  # a choice carried its finish_reason: the answer is whole
+        self.cut_at_cap = False  # a choice finished at the completion cap (finish_reason "length")
+        self.answered = False  # a delta carried an answer the client sees (text, a refusal, a tool call: visible_answer)
         self.error = ""  # the upstream broke the event stream (an event too long): nothing more is read
 
     def feed(self, data: bytes) -> list[tuple[bytes, bool]]:
@@ -608,6 +634,8 @@ class SseTally:
         choices = [c for c in obj.get("choices") or () if isinstance(c, Mapping)] if isinstance(obj.get("choices"), list) else []
         self.reasoned = self.reasoned or any(shows_reasoning(c.get("delta")) for c in choices)
         self.finished = self.finished or any(c.get("finish_reason") is not None for c in choices)
+        self.cut_at_cap = self.cut_at_cap or any(c.get("finish_reason") == "length" for c in choices)
+        self.answered = self.answered or any(visible_answer(c.get("delta")) for c in choices)
         return usage_only
 
 
@@ -773,7 +801,9 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
                   headers: dict[str, str]) -> StreamingResponse:
     attempt = planned.attempt
     upstream = service.upstream(attempt.model)
-    body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    # the client's stream_options as it sent them, with the usage the settle charges asked for (the relay hides it
+    # from a client that did not ask: req.include_usage)
+    body = {**body, "stream": True, "stream_options": {**req.stream_options, "include_usage": True}}
     t_up = time.perf_counter()
     try:
         events = await upstream.stream(body, req.question, attempt.context, on_sent=hold.mark_sent)
@@ -785,6 +815,8 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
         """Charge what the stream carried (the upstream's usage, else the counted prompt and streamed text), once."""
         if hold.done:
             return
+        if attempt.model.reasoning and tally.cut_at_cap and not tally.answered:
+            _warn_cut(service, req, attempt, hold.entry, body)
         up_ms = (time.perf_counter() - t_up) * 1000
         # a reasoning model's usage never came: its hidden reasoning (or, cut short, the reasoning it went on
         # writing after the cut) is billed but not in the text, so the reservation is charged as an estimate

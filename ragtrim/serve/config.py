@@ -66,6 +66,9 @@ A complete file (``serve.toml``)::
                                     # (the client left, the upstream dropped) is charged its reservation, as an
                                     # estimate, not only the text it carried (also detected per request from
                                     # reasoning_effort, or a reasoning field in the answer)
+    max_tokens_default = 4096       # the cap of a request that sends none (default: [limits] max_tokens_default, 256,
+                                    # which a reasoning model can spend thinking and answer nothing); at most
+                                    # [limits] max_tokens_limit
 
     [models."llama-3.1-8b"]         # an OpenAI-compatible server whose tokenizer is not tiktoken's
     upstream = "openai"
@@ -230,6 +233,13 @@ class ModelConfig:
     # the model bills reasoning tokens it may never show (o-series, DeepSeek-R1, ...): an answer whose usage never
     # came is charged its reservation as an estimate, not the text it carried (chat.py, ``_settle_values``)
     reasoning: bool = False
+    # the completion cap of a request to this model that sends none (``[limits] max_tokens_default`` when None): a
+    # reasoning model spends hundreds of tokens thinking before its first visible word, so 256 leaves it none
+    max_tokens_default: int | None = None
+
+    def completion_default(self, limits: Limits) -> int:
+        """The completion tokens a request to this model that sends no cap reserves (and is capped at upstream)."""
+        return self.max_tokens_default if self.max_tokens_default is not None else limits.max_tokens_default
 
 
 def _default_models() -> Mapping[str, ModelConfig]:
@@ -379,6 +389,8 @@ class ServeConfig:
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"limits.{f.name} must be a positive integer, got {value!r}")
+        for m in self.models.values():  # bounded by limits.max_tokens_limit, checked above
+            check_model_max_tokens_default(m, self.limits)
 
 
 TOKENIZER_WHAT = "a tokenizer name: cl100k_base, o200k_base, a model name such as 'gpt-4o', or 'hf:/path/to/tokenizer.json'"
@@ -416,6 +428,23 @@ def check_text(label: str, value: Any, what: str, *, optional: bool = False, own
     if (optional and (value is None or value == "")) or (isinstance(value, str) and value.strip()):
         return
     raise ValueError(f"{owner + ': ' if owner else ''}{label} must be {what} (a string), got {value!r}")
+
+
+def check_model_max_tokens_default(m: ModelConfig, limits: Limits) -> None:
+    """Raise ValueError unless model ``m``'s ``max_tokens_default`` is unset (None) or a whole number from 1 to
+    ``limits.max_tokens_limit``.
+
+    >>> check_model_max_tokens_default(ModelConfig(name="o3", max_tokens_default=8192), Limits())
+    Traceback (most recent call last):
+    ...
+    ValueError: model 'o3': max_tokens_default must be a whole number from 1 to 4096 (limits.max_tokens_limit; raise that too for more), got 8192
+    """
+    value = m.max_tokens_default
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limits.max_tokens_limit:
+        raise ValueError(f"model {m.name!r}: max_tokens_default must be a whole number from 1 to {limits.max_tokens_limit} "
+                         f"(limits.max_tokens_limit; raise that too for more), got {value!r}")
 
 
 MAX_LEASE_SECONDS = 86_400

@@ -292,15 +292,48 @@ def usage_count(value: Any) -> int | None:
 
 
 def usage_of(body: Any) -> tuple[int | None, int | None]:
-    """``(prompt_tokens, completion_tokens)`` from an OpenAI response or stream chunk.
+    """``(prompt_tokens, completion_tokens)`` from an OpenAI response or stream chunk, the completion with any
+    reasoning tokens reported outside it (:func:`billed_completion`).
 
     A count that is missing, negative, absurd or not an integer is None: the gateway then
     charges its own count instead of trusting it.
+
+    >>> usage_of({"usage": {"prompt_tokens": 9, "completion_tokens": 40, "total_tokens": 949}})
+    (9, 940)
     """
     usage = body.get("usage") if isinstance(body, Mapping) else None
     if not isinstance(usage, Mapping):
         return None, None
-    return usage_count(usage.get("prompt_tokens")), usage_count(usage.get("completion_tokens"))
+    prompt, completion = usage_count(usage.get("prompt_tokens")), usage_count(usage.get("completion_tokens"))
+    return prompt, billed_completion(usage, prompt, completion)
+
+
+def billed_completion(usage: Mapping[str, Any], prompt: int | None, completion: int | None) -> int | None:
+    """The completion tokens ``usage`` bills: ``completion``, or more when the upstream reports reasoning tokens beside it.
+
+    OpenAI counts the reasoning in ``completion_tokens`` (``completion_tokens_details.reasoning_tokens`` is a part
+    of it, and ``total_tokens`` is prompt + completion): charged as reported. xAI (Grok) reports the visible text
+    as ``completion_tokens``, the reasoning beside it, and a ``total_tokens`` counting both, and bills the reasoning
+    as output; some Gemini converters send ``completion_tokens: 0`` with the reasoning in the details alone. So a
+    ``total_tokens`` above prompt + completion makes the completion ``total - prompt``, and reasoning tokens above
+    the completion (impossible when the completion includes them) are added to it. A count that is not one
+    (:func:`usage_count`) is not read, and a missing completion stays missing (the gateway counts its own).
+
+    >>> billed_completion({"completion_tokens_details": {"reasoning_tokens": 60}}, 9, 0)
+    60
+    >>> billed_completion({"total_tokens": 949, "completion_tokens_details": {"reasoning_tokens": 900}}, 9, 940)
+    940
+    """
+    if completion is None:
+        return None
+    total = usage_count(usage.get("total_tokens"))
+    if prompt is not None and total is not None and total > prompt + completion:
+        completion = total - prompt
+    details = usage.get("completion_tokens_details")
+    reasoning = usage_count(details.get("reasoning_tokens")) if isinstance(details, Mapping) else None
+    if reasoning is not None and reasoning > completion:
+        completion = min(completion + reasoning, MAX_USAGE_TOKENS)
+    return completion
 
 
 def cached_count(body: Any) -> int:
