@@ -10,11 +10,14 @@ coordinates. :meth:`ParagraphViews.merge` turns the kept views back into one chu
 so the renderer prints each chunk once and provenance is unchanged.
 
 A paragraph's **heading** (see :func:`heading_line`: a short first line such as ``Paris`` or
-``## History``, or a one-line paragraph of that kind right before another) is the view's title
+``## History``, or a one-line paragraph of that kind right before another; or a one-line question
+right before its answer, as on a FAQ page, see :func:`question_line`) is the view's title
 (in a chunk with a title of its own, by default ``"<chunk title>: <heading>"``, see
 :func:`view_title`): scored as a title is (and read by ``documents``: views under one title are
 one document), never kept as a sentence of its own, and printed with whatever of its paragraph
-is kept. :meth:`ParagraphViews.context` counts those printed headings in the selector's budget.
+is kept. A one-line heading paragraph right before a paragraph with a heading of its own (``# Guide``
+before ``## Install``) goes with that paragraph too: printed with whatever of it is kept, never alone.
+:meth:`ParagraphViews.context` counts those printed headings in the selector's budget.
 
 >>> from optimizer.records import Chunk
 >>> c = Chunk(id="c", text="Paris\\nParis is big.\\n\\nLyon\\nLyon is old.")
@@ -36,13 +39,22 @@ from functools import cached_property
 
 from optimizer.records import Chunk, indent_start
 from optimizer.render import group_by_title
-from optimizer.sentences import FENCE, code_blocks, is_fence_close, line_view, paragraph_spans, strip_range
+from optimizer.sentences import FENCE, code_blocks, is_fence_close, is_record_line, line_view, paragraph_spans, strip_range
 from optimizer.stage import StageContext, StageOutput
 from optimizer.stages.sentence_select import CUT_REASON
+from optimizer.stages.sentence_signals import QUESTION_END
 from optimizer.text import words
 
 HEADING_WORDS = 12
 """A heading line has at most this many words."""
+
+ABOVE_LINES = 2
+"""At most this many one-line heading paragraphs are printed above a paragraph's heading (``# Guide``,
+``## Install``, then ``### From source`` heading the body); a longer run of one-line paragraphs is a list
+(names, an address, a table of contents), whose lines stay paragraphs of their own but the last."""
+
+QUESTION_WORDS = 2 * HEADING_WORDS
+"""A question line that heads its answer (:func:`question_line`) has at most this many words: a longer one is prose."""
 
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+\u2022]\s|\d+[.)]\s)")
 _MARKUP = ("<", "![", "[![", "|", ">")
@@ -60,11 +72,12 @@ class Paragraph:
     body: tuple[int, int]
     heading: tuple[int, int] | None = None
     fences: tuple[tuple[int, int], ...] = ()
+    above: tuple[tuple[int, int], ...] = ()  # one-line heading paragraphs before ``heading`` (``# Guide`` before ``## Install``)
 
     @cached_property
     def frame(self) -> tuple[tuple[int, int], ...]:
-        """The lines printed with whatever of the body is kept: the heading and the fences."""
-        return ((self.heading,) if self.heading else ()) + self.fences
+        """The lines printed with whatever of the body is kept: the headings above it, its heading and the fences."""
+        return self.above + ((self.heading,) if self.heading else ()) + self.fences
 
 
 def heading_line(line: str) -> str | None:
@@ -86,6 +99,33 @@ def heading_line(line: str) -> str | None:
     if title.startswith(_MARKUP) or ("](" in title or "://" in title) and not line.lstrip().startswith("#"):
         return None  # markup, or a line of prose that links somewhere
     return title if len(title.split()) <= HEADING_WORDS else None
+
+
+def question_line(line: str) -> str | None:
+    """The question ``line`` asks when it is a one-line paragraph right before its answer, else ``None``.
+
+    A FAQ page's ``### How long does a refund take?`` or ``How long does a refund take?``, a blank
+    line, then the answer: the question heads the answer's paragraph (it matches the query best and
+    says nothing; alone, a view of its own was kept without the answer). It ends with a question mark
+    (closing quotes or emphasis after it allowed), has at most :data:`QUESTION_WORDS` words, and is no
+    list item or markup (as for :func:`heading_line`); Markdown's ``#`` marks are left out.
+
+    >>> question_line("### How long does a refund take?"), question_line("**Q: Can I pay later?**")
+    ('How long does a refund take?', '**Q: Can I pay later?**')
+    >>> [question_line(x) for x in ("It rained.", "> Can we still make it?", "- Why?", "<dt>Why?</dt>")]
+    [None, None, None, None]
+    """
+    title = line.strip().lstrip("#").strip()
+    if not title or "\n" in title or not QUESTION_END.search(title) or FENCE.match(line) or _LIST_ITEM.match(line):
+        return None
+    if title.startswith(_MARKUP) or ("](" in title or "://" in title) and not line.lstrip().startswith("#"):
+        return None
+    return title if len(title.split()) <= QUESTION_WORDS else None
+
+
+def heading_title(line: str) -> str:
+    """The title a heading line gives its paragraph's view: :func:`heading_line`'s, else :func:`question_line`'s."""
+    return heading_line(line) or question_line(line) or ""
 
 
 def paragraphs(chunk: Chunk) -> list[tuple[int, int]]:
@@ -120,30 +160,49 @@ def view_title(chunk_title: str | None, heading: str, titled: str) -> str:
 def paragraph_parts(chunk: Chunk, titled: str = "joined", skip: Sequence[tuple[int, int]] = ()) -> list[Paragraph]:
     """The chunk's paragraphs with their headings (none in a titled chunk when ``titled`` is ``"off"``).
 
+    A one-line heading paragraph goes with the next paragraph: it heads it when that has no heading of its
+    own, else it is printed above that one's (:attr:`Paragraph.above`, at most :data:`ABOVE_LINES` of them);
+    it is a paragraph of its own only when nothing follows, or in a longer run of them (all but the last).
+    A one-line question (:func:`question_line`) heads the next paragraph when that is its answer: no
+    heading of its own, and no question on its first line.
+
     ``skip``: lines (``(start, end)`` of the original text, say page furniture: :mod:`optimizer.furniture`)
     a paragraph is read as starting after, so none of them is a heading; a paragraph of them alone is none.
 
-    >>> t = "# Guide\\n\\nStep one. Step two.\\n\\nNotes\\nKeep it dry."
+    >>> t = "# Guide\\n\\nStep one. Step two.\\n\\nNotes\\nKeep it dry.\\n\\nCan I?\\n\\nYes."
     >>> [(t[slice(*p.body)], p.heading and t[slice(*p.heading)]) for p in paragraph_parts(Chunk(id="g", text=t))]
-    [('Step one. Step two.', '# Guide'), ('Keep it dry.', 'Notes')]
+    [('Step one. Step two.', '# Guide'), ('Keep it dry.', 'Notes'), ('Yes.', 'Can I?')]
     """
     text = line_view(chunk.original_text)  # a lone \r ends a line too; offsets unchanged
     spans = _past_lines(text, paragraphs(chunk), skip)
     if chunk.title and titled == "off":
         return [Paragraph(s) for s in spans]
+    split = [_split_heading(text, s, e) for s, e in spans]
     parts: list[Paragraph] = []
-    pending: tuple[int, int] | None = None
-    for k, (s, e) in enumerate(spans):
-        head, body = _split_heading(text, s, e)
-        if body is None:  # a one-line heading paragraph: it heads the next one, if that has no heading
-            if k + 1 < len(spans) and _split_heading(text, *spans[k + 1]) == (None, spans[k + 1]):
-                pending = (s, e)
-                continue
-            body = (s, e)
-        fences, code = _fenced(text, *body)
-        parts.append(Paragraph(code or body, head or pending, fences))
-        pending = None
+    pending: list[tuple[int, int]] = []  # one-line heading paragraphs (or a question) before the next one
+    for k, ((s, e), (head, body)) in enumerate(zip(spans, split)):
+        if k + 1 < len(spans) and (body is None or _asked(text, (s, e), split[k + 1])):
+            pending.append((s, e))  # it goes with the next paragraph
+            continue
+        if len(pending) > ABOVE_LINES + (head is None):  # a longer run of one-line paragraphs is a list: they stay paragraphs
+            parts += [Paragraph(line) for line in pending[:-1]]
+            pending = pending[-1:]
+        if head is None and pending:
+            head = pending.pop()  # the nearest one heads a paragraph without a heading of its own
+        fences, code = _fenced(text, *(body or (s, e)))
+        parts.append(Paragraph(code or body or (s, e), head, fences, tuple(pending)))
+        pending = []
     return parts
+
+
+def _asked(text: str, span: tuple[int, int], following: tuple[tuple[int, int] | None, tuple[int, int] | None]) -> bool:
+    """Whether the paragraph ``span`` of ``text`` is a one-line question (:func:`question_line`) and the
+    next one (``following``: its :func:`_split_heading`) its answer: no heading, no question on its first line."""
+    head, body = following
+    if head is not None or body is None or "\n" in text[slice(*span)] or question_line(text[slice(*span)]) is None:
+        return False
+    newline = text.find("\n", *body)
+    return not QUESTION_END.search(text[body[0] : body[1] if newline < 0 else newline])
 
 
 def _past_lines(text: str, spans: Sequence[tuple[int, int]], skip: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -213,12 +272,32 @@ def _split_heading(text: str, s: int, e: int) -> tuple[tuple[int, int] | None, t
     newline = text.find("\n", s, e)
     if newline < 0:
         return (None, None) if heading_line(text[s:e]) is not None else (None, (s, e))
-    if heading_line(text[s:newline]) is None or _wrapped(text, s, newline, e):
+    if heading_line(text[s:newline]) is None or _wrapped(text, s, newline, e) or _records(text, s, newline, e):
         return None, (s, e)
     start = newline + 1
     while start < e and text[start].isspace():
         start += 1
     return (s, newline), (start, e)
+
+
+def _records(text: str, s: int, newline: int, e: int) -> bool:
+    """Whether the block ``text[s:e]``, whose first line ends at ``newline``, opens with two ``key: value``
+    records (:func:`_record`: a definition list, a spec sheet): its first line is one of them, not a heading
+    over the others. A ``#`` heading is always a heading.
+
+    >>> t = "Retention period: how long messages are kept\\nQuota: the mailbox size"
+    >>> _records(t, 0, t.index("\\n"), len(t)), _records("Pointers:\\n- Docs: here", 0, 9, 22)
+    (True, False)
+    """
+    second_end = text.find("\n", newline + 1, e)
+    second = text[newline + 1 : e if second_end < 0 else second_end]
+    return not text[s:newline].lstrip().startswith("#") and _record(text[s:newline]) and _record(second)
+
+
+def _record(line: str) -> bool:
+    """Whether ``line`` is a ``key: value`` record (:func:`~optimizer.sentences.is_record_line`) with a value,
+    and no list item: ``Pointers to get you started:`` introduces what follows."""
+    return is_record_line(line) and not line.rstrip().endswith((":", "：")) and not _LIST_ITEM.match(line)
 
 
 def _lead(chunk: Chunk, start: int, memo: dict[tuple[str, int], Chunk]) -> Chunk:
@@ -327,7 +406,7 @@ def _paragraph_views(chunk: Chunk, parts: Sequence[Paragraph], titled: str) -> l
     for p in parts:
         view = chunk.keep([p.body])
         if p.heading:
-            heading = heading_line(chunk.original_text[slice(*p.heading)]) or ""
+            heading = heading_title(chunk.original_text[slice(*p.heading)])
             view = replace(view, title=view_title(chunk.title, heading, titled))
         views.append(view)
     return views

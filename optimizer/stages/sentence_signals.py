@@ -73,28 +73,32 @@ def split_chunks(chunks: Sequence[Chunk], context: StageContext) -> list[Sentenc
     return out
 
 
-_QUESTION_END = re.compile(r"[?？؟][\s\"'”’»)\]*_]*$")
+QUESTION_END = re.compile(r"[?？؟][\s\"'”’»)\]*_]*$")
 _QUESTION_LINE = re.compile(r"[?？؟][\"'”’»)\]*_]*[ \t]*\r?\n\s*(?=\S)")  # a question ending its line, then more
+# a question, then an answer labelled "A:" or "Answer:" on its line
+_ANSWER_LABEL = re.compile(r"[?？؟][\"'”’»)\]*_]*[ \t]+(?=(?:A|Answer|ANSWER)[ \t]*[:：])")
 
 
 def with_answers(text: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     r"""``spans`` (sentences of ``text``) with each question that ends its line joined to the sentence
     on the next line when that one is no question, as on a FAQ page: the question matches the query
-    best and carries no answer. A question inside a paragraph (a rhetorical one) stays a sentence of
-    its own, and so does a line of a fenced code block (``WHERE id = ?``).
+    best and carries no answer. A question followed on its line by an answer labelled ``A:`` or
+    ``Answer:`` (``Q: ...? A: ...``) is joined to it too. A question inside a paragraph (a rhetorical
+    one) stays a sentence of its own, and so does a line of a fenced code block (``WHERE id = ?``).
 
     >>> t = "Q: Can I pay later?\nA: Yes, within 30 days. Why? Who knows?"
     >>> [t[s:e] for s, e in with_answers(t, [(0, 19), (20, 43), (44, 48), (49, 59)])]
     ['Q: Can I pay later?\nA: Yes, within 30 days.', 'Why?', 'Who knows?']
+    >>> t = "Q: Can I pay later? A: Yes. Is it safe? Yes."
+    >>> [t[s:e] for s, e in with_answers(t, [(0, 19), (20, 27), (28, 39), (40, 44)])]
+    ['Q: Can I pay later? A: Yes.', 'Is it safe?', 'Yes.']
     """
     out: list[tuple[int, int]] = []
     code = None
     k = 0
     while k < len(spans):
         s, e = spans[k]
-        if (k + 1 < len(spans) and _QUESTION_END.search(text[s:e])
-                and _QUESTION_LINE.match(text, _last_mark(text, s, e), spans[k + 1][0] + 1)
-                and not _QUESTION_END.search(text[slice(*spans[k + 1])])):
+        if k + 1 < len(spans) and _answered(text, (s, e), spans[k + 1]):
             code = code if code is not None else code_blocks(text)
             if not any(cs < spans[k + 1][1] and s < ce for cs, ce in code):
                 e = spans[k + 1][1]
@@ -104,20 +108,34 @@ def with_answers(text: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int,
     return out
 
 
+def _answered(text: str, question: tuple[int, int], answer: tuple[int, int]) -> bool:
+    """Whether the sentence ``answer`` of ``text`` answers the sentence ``question`` before it (see
+    :func:`with_answers`): a question ending its line then no question on the next line, or a question
+    then an ``A:`` or ``Answer:`` label on its line."""
+    s, e = question
+    if not QUESTION_END.search(text[s:e]) or QUESTION_END.search(text[slice(*answer)]):
+        return False
+    mark = _last_mark(text, s, e)
+    if _QUESTION_LINE.match(text, mark, answer[0] + 1):
+        return True
+    label = _ANSWER_LABEL.match(text, mark)
+    return label is not None and label.end() == answer[0]
+
+
 def _last_mark(text: str, s: int, e: int) -> int:
     """The position of the last question mark in ``text[s:e]`` (the sentence may end in closing quotes)."""
     return max(text.rfind(m, s, e) for m in "?？؟")
 
 
 def answer_part(text: str) -> str:
-    r"""The answer of a unit :func:`with_answers` joined (the text after its question's line), else ``text``:
-    what a word-for-word repeat in another chunk is known by.
+    r"""The answer of a unit :func:`with_answers` joined (the text after its question's line, or from the
+    ``A:`` label on it), else ``text``: what a word-for-word repeat in another chunk is known by.
 
-    >>> answer_part("How do I reset it?\nHold the button."), answer_part("It is 5 m.")
-    ('Hold the button.', 'It is 5 m.')
+    >>> answer_part("How do I reset it?\nHold the button."), answer_part("It is 5 m."), answer_part("Q: Why? A: Rain.")
+    ('Hold the button.', 'It is 5 m.', 'A: Rain.')
     """
-    m = _QUESTION_LINE.search(text)
-    return text[m.end():] if m else text
+    found = [m for m in (_QUESTION_LINE.search(text), _ANSWER_LABEL.search(text)) if m]
+    return text[min(found, key=lambda m: m.start()).end():] if found else text
 
 
 def terms(text: str, stem: int = 0) -> list[str]:
