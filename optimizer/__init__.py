@@ -21,7 +21,7 @@ or the app (:mod:`ragtrim`).
 """
 
 from optimizer.budget import parse_budget, resolve_budget
-from optimizer.deadline import Deadline, OptimizerTimeout
+from optimizer.deadline import Deadline, OptimizerStopped, OptimizerTimeout
 from optimizer.pipeline import Pipeline
 from optimizer.presets import list_presets
 from optimizer.records import Chunk, Drop, Result, Span, StageTrace
@@ -36,6 +36,7 @@ __all__ = [
     "Chunk",
     "Deadline",
     "Drop",
+    "OptimizerStopped",
     "OptimizerTimeout",
     "Pipeline",
     "Renderer",

@@ -433,7 +433,8 @@ class Pipeline:
             n = counts[key] = self.tokenizer.count(text)
         return n
 
-    def run(self, query: str, chunks: Sequence[Any], *, budget: Budget | None = None, timeout: float | None = None) -> Result:
+    def run(self, query: str, chunks: Sequence[Any], *, budget: Budget | None = None,
+            timeout: float | Deadline | None = None) -> Result:
         """Optimize ``chunks`` for ``query``; ``budget`` overrides the pipeline's.
 
         ``chunks`` may be :class:`~optimizer.records.Chunk` objects, dicts with ``id`` and
@@ -463,8 +464,24 @@ class Pipeline:
         ... except OptimizerTimeout as exc:
         ...     print(exc.seconds, exc.where)
         0.0 after counting the full context
+
+        ``timeout`` may also be a :class:`~optimizer.deadline.Deadline` of the caller's own (``Deadline(math.inf)``
+        for no limit), so another thread can stop the run early: after ``deadline.stop(why)`` the run's next
+        check raises :class:`~optimizer.deadline.OptimizerStopped` (not a ``TimeoutError``) saying ``why``. A
+        run that ends before any stop returns exactly what it returns without one.
+
+        >>> import math, threading
+        >>> from optimizer import Deadline, OptimizerStopped
+        >>> deadline = Deadline(math.inf)
+        >>> watcher = threading.Thread(target=deadline.stop, args=("the client disconnected",))  # e.g. a server's
+        >>> watcher.start(); watcher.join()
+        >>> try:
+        ...     pipeline.run("capital?", [f"Town {i} is in France." for i in range(1000)], timeout=deadline)
+        ... except OptimizerStopped as exc:
+        ...     print(exc.why)
+        the client disconnected
         """
-        deadline = Deadline(timeout) if timeout is not None else None
+        deadline = timeout if isinstance(timeout, Deadline) else Deadline(timeout) if timeout is not None else None
         if not isinstance(query, str):
             raise TypeError(f"query must be a string, got {type(query).__name__}: {query!r:.80}")
         check_no_surrogate(query, "query", fix=SURROGATE_FIX.replace("text", "query", 1))

@@ -176,7 +176,8 @@ class StageContext:
         return [relevance_of(c, reading) for c in chunks]
 
     def check_deadline(self, where: str) -> None:
-        """Raise :class:`~optimizer.deadline.OptimizerTimeout` when the run is past its time limit (nothing without one).
+        """Raise :class:`~optimizer.deadline.OptimizerTimeout` when the run is past its time limit, or
+        :class:`~optimizer.deadline.OptimizerStopped` once its deadline was stopped (nothing without one).
 
         Call it between the slices of a long loop (every few milliseconds of work, not per item):
         ``where`` says what the run was doing, e.g. ``f"scoring sentences ({i} of {n})"``.

@@ -132,7 +132,6 @@ class FakeClock:
 @pytest.mark.parametrize("where", ["pack", "cut_to_tokens", "_shrink_to_fit", "_refill"])
 def test_a_deadline_that_passes_inside_the_packer_stops_the_run(monkeypatch, where):
     clock = FakeClock()
-    monkeypatch.setattr(pipeline, "Deadline", lambda seconds: Deadline(seconds, clock=clock))
     module = pipeline if where == "pack" else packer
     real = getattr(module, where)
 
@@ -144,7 +143,7 @@ def test_a_deadline_that_passes_inside_the_packer_stops_the_run(monkeypatch, whe
     pl = Pipeline.preset("bm25-pack")
     doc = [{"id": "api", "title": "API.md", "text": apidoc(200)}]
     with pytest.raises(OptimizerTimeout) as raised:  # before: the packer ran to the end and the run returned
-        pl.run("How do I load record 17?", doc, budget=1000, timeout=1.0)
+        pl.run("How do I load record 17?", doc, budget=1000, timeout=Deadline(1.0, clock=clock))
     assert raised.value.where.startswith("packing") and raised.value.seconds == 1.0
 
 

@@ -87,7 +87,8 @@ async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Bud
     ``tenant``'s turn for a thread) and counts.
 
     A client that disconnected (``left``: the request's ``is_disconnected``) while the run waited for a thread or ran
-    stops the request there, a 499 before anything is reserved (:func:`ragtrim.serve.errors.client_gone`).
+    stops the request there (a running run at its next check: :meth:`ragtrim.serve.service.Service.optimize`), a 499
+    before anything is reserved (:func:`ragtrim.serve.errors.client_gone`).
     """
     upstream = service.upstream(model)
     max_out = upstream.max_completion_tokens(asked_completion(req, model, service.config.limits))
@@ -130,8 +131,8 @@ async def _optimizer(run: Awaitable[Any], request_id: str, preset: str) -> Any:
     optimize_seconds`` (a 503 ``optimizer_timeout``, before anything is reserved: :func:`ragtrim.serve.errors.optimizer_timeout`)."""
     try:
         return await run
-    except ClientLeft:
-        raise client_gone("while its optimizer run waited for a thread, so it was not run nor sent upstream", request_id) from None
+    except ClientLeft as exc:  # before its run had a thread (not run) or during it (stopped): never sent upstream
+        raise client_gone(f"{exc.when}, and the request was not sent upstream", request_id) from None
     except OptimizerTimeout as exc:
         raise optimizer_timeout(exc, request_id, preset) from None
     except Exception as exc:

@@ -75,6 +75,9 @@ class Metrics:
         self.optimizer_timeouts = prom.Counter("ragtrim_optimizer_timeouts", "Optimizer runs stopped at [limits] "
                                                "optimize_seconds (each request refused with a 503 optimizer_timeout)",
                                                ["preset"], registry=reg)
+        self.optimizer_stopped = prom.Counter("ragtrim_optimizer_stopped", "Optimizer runs stopped before their end "
+                                              "because their client disconnected (each request a 499, uncharged)",
+                                              ["preset"], registry=reg)
         self.optimizer_wait = prom.Histogram("ragtrim_optimizer_wait_seconds", "Time an optimizer run waited for one of its "
                                              "worker's optimizer_threads", buckets=_LATENCY_BUCKETS, registry=reg)
 
@@ -145,6 +148,9 @@ class Metrics:
 
     def observe_optimizer_timeout(self, preset: str) -> None:
         self.optimizer_timeouts.labels(preset).inc()
+
+    def observe_optimizer_stopped(self, preset: str) -> None:
+        self.optimizer_stopped.labels(preset).inc()
 
     def observe_optimizer_wait(self, seconds: float) -> None:
         self.optimizer_wait.observe(max(0.0, seconds))

@@ -65,7 +65,8 @@ async def optimize_endpoint(request: Request) -> JSONResponse:
                         action="failed", key_id=principal.key_id)
     try:
         # one of the tenant's optimizer slots ([limits] tenant_optimizer_runs), taken before the body is read so a
-        # refusal costs no parse; a client gone before the run has its thread gets no run, one gone during it a 499 row
+        # refusal costs no parse; a client gone before the run has its thread gets no run, one gone during it has its run
+        # stopped (Service.optimize); either is a 499 row
         with service.tenant_runs.slot(entry.tenant_id, entry.id):
             body = await read_json(request, service.config.limits)
             req = parse_optimize(body, request.headers, service.config.limits, default_preset=service.config.preset,
@@ -109,8 +110,8 @@ async def _run(service: Any, request: Request, req: Any, tokenizer: str, request
     try:
         return await service.optimize(req.preset, tokenizer, req.query, req.chunks, tenant=tenant, budget=req.budget,
                                       score_direction=req.score_direction, client_left=request.is_disconnected)
-    except ClientLeft:
-        raise client_gone("while its optimizer run waited for a thread, so it was not run", request_id) from None
+    except ClientLeft as exc:  # gone before its run had a thread (not run), or during it (stopped at its next check)
+        raise client_gone(exc.when, request_id) from None
     except OptimizerTimeout as exc:  # past [limits] optimize_seconds: a 503 naming the limit and the ways out
         raise optimizer_timeout(exc, request_id, req.preset) from None
     except Exception as exc:  # the input's fault (400) or the optimizer's (500), with the stage that failed

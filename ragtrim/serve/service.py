@@ -6,6 +6,7 @@ fake upstream clients; :func:`ragtrim.serve.app.create_app` wraps it in HTTP.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import threading
@@ -31,6 +32,7 @@ from ragtrim.serve.tenant_runs import TenantRuns
 from ragtrim.serve.upstream import make_upstream
 
 _PIPELINES = 32
+CLIENT_POLL_SECONDS = 0.25  # how often a running optimizer run asks whether its client is still there
 
 
 def new_worker_id() -> str:
@@ -62,7 +64,27 @@ class OptimizerClock:
 
 
 class ClientLeft(Exception):
-    """The request's client disconnected while it waited for an optimizer thread: the run was not started."""
+    """The request's client disconnected: its optimizer run was not started (``started`` False: it waited for a
+    thread) or was stopped at its next check (``started`` True). ``when`` says which, for the request's 499.
+
+    >>> ClientLeft(started=True).when
+    'during its optimizer run, so the run was stopped'
+    """
+
+    def __init__(self, *, started: bool) -> None:
+        self.started = started
+        self.when = ("during its optimizer run, so the run was stopped" if started
+                     else "while its optimizer run waited for a thread, so it was not run")
+        super().__init__(f"the client disconnected {self.when}")
+
+
+async def stop_when_client_leaves(client_left: Callable[[], Awaitable[bool]], deadline: Any,
+                                  every: float = CLIENT_POLL_SECONDS) -> None:
+    """Ask ``client_left`` every ``every`` seconds; once it says yes, stop the run's ``deadline`` (a watcher task
+    beside the run's thread, cancelled when the run ends)."""
+    while not await client_left():
+        await anyio.sleep(every)
+    deadline.stop("the client disconnected")
 
 
 class Service:
@@ -146,35 +168,54 @@ class Service:
 
         ``client_left`` (the request's ``is_disconnected``) is asked once the run has its turn: a
         client that gave up while the run waited gets no run (:class:`ClientLeft`), so the threads go
-        to requests someone still waits for.
+        to requests someone still waits for. While the run is on its thread, a watcher task asks it
+        again every ``CLIENT_POLL_SECONDS`` (0.25 s) and, once the client has gone, stops the run's
+        :class:`optimizer.Deadline`: the run stops at its next check (:class:`optimizer.OptimizerStopped`,
+        counted in ``ragtrim_optimizer_stopped_total``) and this raises :class:`ClientLeft`, so the
+        thread is free again rather than working up to the limit for no one (the OpenAI SDKs time out
+        and send a slow request again, up to three times).
         """
-        from optimizer.deadline import OptimizerTimeout
+        from optimizer.deadline import Deadline, OptimizerStopped, OptimizerTimeout
 
         queued = time.perf_counter()
         clock = clock if clock is not None else self.optimizer_clock()
 
-        def run() -> Any:
+        def run(deadline: Deadline) -> Any:
             started = time.perf_counter()
             self.metrics.observe_optimizer_wait(started - queued)  # ragtrim_optimizer_wait_seconds
-            timeout = clock.left()
             try:
-                if timeout == 0:  # a degraded request's earlier runs used the whole allowance: not even a render
+                if deadline.seconds == 0:  # a degraded request's earlier runs used the whole allowance: not even a render
                     raise OptimizerTimeout(clock.limit, clock.spent, "before a further run: the request's earlier runs used the limit")
                 # the default asks as before, (preset, tokenizer): a stand-in for ``pipeline`` may take just those
                 args = (preset, tokenizer) if score_direction == "auto" else (preset, tokenizer, score_direction)
-                return self.pipeline(*args).run(query, list(chunks), budget=budget, timeout=timeout)
+                return self.pipeline(*args).run(query, list(chunks), budget=budget, timeout=deadline)
             except OptimizerTimeout:
                 self.metrics.observe_optimizer_timeout(preset)
                 raise
+            except OptimizerStopped:
+                self.metrics.observe_optimizer_stopped(preset)
+                raise
             finally:
-                took = time.perf_counter() - started
-                clock.spent += took
-                self.metrics.observe_optimizer_run(preset, took)
+                clock.spent += deadline.elapsed()  # as the limit counts it, from the deadline made just before the thread
+                self.metrics.observe_optimizer_run(preset, time.perf_counter() - started)
 
         async with self.fair.turn(tenant):  # its turn: a thread is free (the limiter below never queues)
             if client_left is not None and await client_left():
-                raise ClientLeft("the client disconnected while its optimizer run waited for a thread")
-            return await anyio.to_thread.run_sync(run, limiter=self.optimizer_limiter)
+                raise ClientLeft(started=False)
+            left = clock.left()
+            deadline = Deadline(math.inf if left is None else left)  # counted from here: the thread starts now
+            async with anyio.create_task_group() as watch:
+                if client_left is not None:
+                    watch.start_soon(stop_when_client_leaves, client_left, deadline)
+                try:
+                    return await anyio.to_thread.run_sync(run, deadline, limiter=self.optimizer_limiter)
+                except Exception as exc:  # raised below, past the task group (which would wrap it in an ExceptionGroup)
+                    failed = exc
+                finally:
+                    watch.cancel_scope.cancel()  # the run is over: its watcher ends with it
+        if isinstance(failed, OptimizerStopped):
+            raise ClientLeft(started=True) from None
+        raise failed
 
     def optimizer_clock(self) -> OptimizerClock:
         """A new request's allowance of optimizer time (``[limits] optimize_seconds``)."""
