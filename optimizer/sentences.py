@@ -1,6 +1,8 @@
 """Sentence splitting that keeps character offsets.
 
-Prose goes through blingfire (fast, C, handles abbreviations and CJK full stops). Text is
+Prose goes through blingfire (fast, C, handles abbreviations and CJK full stops; the few it cuts
+after, a case name's ``v.``, a title opening a sentence, ``Exh. A``, ``p. 45``, are joined back by
+:mod:`optimizer.abbreviations`). Text is
 first cut at blank lines, and blocks that look like tables or code, or hold one record a line
 without full stops (``Key: value`` lines, CSV rows, a schedule; not hard-wrapped prose), are split
 per line, so a "sentence" there is a row, a record or a line of code; a log's lines (most of them
@@ -30,6 +32,7 @@ from typing import NamedTuple
 
 import regex
 
+from optimizer.abbreviations import join_abbreviations
 from optimizer.inline_records import cut_ranges, record_cuts
 
 _BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n")
@@ -403,7 +406,9 @@ def _prose(text: str, start: int, end: int) -> list[tuple[int, int]]:
     :data:`STOPS` with its closing quotes, and at a space between Thai, Lao, Khmer or Myanmar letters.
 
     blingfire keeps CJK sentences together when no space follows the stop, and cuts a closing
-    quote or a second stop (``。」``, ``？！``) off into the next sentence; those are put back first.
+    quote or a second stop (``。」``, ``？！``) off into the next sentence; those are put back first,
+    as are its cuts after a case name's ``v.``, a title, an exhibit or a page number
+    (:func:`~optimizer.abbreviations.join_abbreviations`: ``In Miranda v.`` | ``Arizona ...``).
 
     >>> t = "「长城很长。」长城在中国。真的吗？！是的。"
     >>> [t[s:e] for s, e in _prose(t, 0, len(t))]
@@ -419,7 +424,7 @@ def _prose(text: str, start: int, end: int) -> list[tuple[int, int]]:
         else:
             ranges.append((s, e))
     out: list[tuple[int, int]] = []
-    for s, e in ranges:
+    for s, e in join_abbreviations(text, ranges):
         sub_start = s
         for m in _STOP.finditer(text, s, e):
             if sub_start < m.end() < e:

@@ -1,0 +1,76 @@
+"""Sentence ends that blingfire puts after an abbreviation, taken back.
+
+blingfire knows most abbreviations, but cuts after some in some places: a case name's ``v.``
+(``In Miranda v.`` | ``Arizona the Court ruled 5-4 ...``), a title or a place's ``St.``/``Mt.`` that opens a
+sentence (``Lt.`` | ``Col.`` | ``Ray retired.``, ``St.`` | ``Mary's Hospital paid ...``), an exhibit
+(``See Exh.`` | ``A for the map.``) and a page or article number (``p.`` | ``45.``). A kept ``In Miranda v.``
+says nothing, and what the sentence said goes with its other half. :func:`joins` tells when two
+such pieces are one sentence:
+
+- ``v.`` or ``vs.`` after a capitalised word, before a capitalised word (a case name, a match);
+- a piece that is nothing but titles (``Dr.``, ``Lt. Col.``; :data:`TITLES`), before a capitalised
+  word: no sentence is a lone ``Dr.``. A title that ends a longer piece stays an end, as a street's
+  ``St.`` or a drive's ``Dr.`` can (``We drove to Main St.`` | ``It was late.``);
+- ``Exh.``/``Ex.`` before a single capital letter or a number (``Exh. A``, ``Ex. 12``);
+- ``p.``, ``pp.``, ``No.``, ``Art.``, ``Sec.``, ``Fig.`` ending a piece of more words, before a number
+  (``No.`` alone is an answer: ``Was it him?`` | ``No.``).
+
+The words are matched as written (``no.`` and ``ex.`` are words of their own).
+
+>>> t = "In Miranda v. Arizona the Court ruled 5-4."
+>>> joins(t, (0, 13), (14, len(t)))
+True
+>>> t = "We drove to Main St. It was late."
+>>> joins(t, (0, 20), (21, len(t)))
+False
+"""
+
+from __future__ import annotations
+
+import re
+
+TITLES = (
+    "Mr", "Mrs", "Ms", "Dr", "Prof", "Rev", "Fr", "Sr", "Hon", "Pres", "Sen", "Rep", "Gov",
+    "Lt", "Col", "Gen", "Maj", "Capt", "Cpt", "Sgt", "Cpl", "Pvt", "Adm", "Cmdr", "Brig",
+    "St", "Mt", "Ft",
+)
+"""Titles, ranks and the saints, mounts and forts of place names: written before a capitalised name."""
+
+_VERSUS = re.compile(r"(?<!\S)[A-Z][\w'’.&-]*\s+vs?\.$")
+_ONLY_TITLES = re.compile(rf"(?:(?:{'|'.join(TITLES)})\.\s+)*(?:{'|'.join(TITLES)})\.")
+_EXHIBIT = re.compile(r"\b(?:Exh|Ex|exh)\.$")
+_NUMBERED = re.compile(r"\S\s+(?:p|pp|No|Nos|Art|Sec|Fig)\.$")
+_NAME = re.compile(r"[A-Z]")
+_LABEL = re.compile(r"(?:[A-Z]|\d[\w.-]*)(?![\w'’])")
+_NUMBER = re.compile(r"\d")
+_TAIL = 64
+
+
+def joins(text: str, piece: tuple[int, int], following: tuple[int, int]) -> bool:
+    """Whether ``text[piece]``, cut by blingfire, goes on in ``text[following]`` (the next piece, with only
+    white space between): it ends in an abbreviation that the next piece's first word completes."""
+    (s, e), (f, _) = piece, following
+    if text[e - 1] != "." or text[e:f].strip():
+        return False
+    tail = max(s, e - _TAIL)  # the patterns end at the piece's end: look at its last words only
+    if _VERSUS.search(text, tail, e) or _ONLY_TITLES.fullmatch(text, s, e):
+        return _NAME.match(text, f) is not None
+    if _EXHIBIT.search(text, tail, e):
+        return _LABEL.match(text, f) is not None
+    return _NUMBERED.search(text, tail, e) is not None and _NUMBER.match(text, f) is not None
+
+
+def join_abbreviations(text: str, pieces: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``pieces`` (ranges of ``text`` in order) with each one that :func:`joins` the next joined to it.
+
+    >>> t = "The unit moved north. Lt. Col. Ray retired."
+    >>> [t[s:e] for s, e in join_abbreviations(t, [(0, 21), (22, 25), (26, 30), (31, 43)])]
+    ['The unit moved north.', 'Lt. Col. Ray retired.']
+    """
+    out: list[tuple[int, int]] = []
+    for s, e in pieces:
+        if out and joins(text, out[-1], (s, e)):
+            out[-1] = (out[-1][0], e)
+        else:
+            out.append((s, e))
+    return out
