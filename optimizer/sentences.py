@@ -34,6 +34,7 @@ import regex
 
 from optimizer.abbreviations import join_abbreviations
 from optimizer.inline_records import cut_ranges, record_cuts
+from optimizer.wrapped_lines import Shapes, unquoted, wrapped_groups
 
 _BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n")
 FENCE = re.compile(r"^[ \t]{0,3}(?:(`{3,})[^`\n]*|(~{3,})[^\n]*)$", re.M)
@@ -224,6 +225,9 @@ def _line_records(block: str) -> bool:
         return True
     width = max(len(ln) for ln in lines[:-1])  # a wrapped paragraph's last line is what is left over
     return 2 * sum(_wraps_at(a, b.lstrip(), width) for a, b in zip(lines, lines[1:])) < len(lines) - 1
+
+
+_SHAPES = Shapes(_wraps_at, ends_sentence, is_record_line)
 
 
 _RUN = re.compile(r"\d+|[^\W\d_]+")
@@ -645,7 +649,8 @@ def _split(text: str) -> tuple[tuple[int, int], ...]:
             pieces = _code_lines(block, b_start)
         elif _looks_structured(block) or ("\n" in block and _line_records(block)):
             lines = (strip_range(text, b_start + m.start(), b_start + m.end()) for m in _LINE.finditer(block))
-            pieces = [r for s, e in lines if s < e for r in _records(text, s, e, whole=False)]
+            groups = wrapped_groups(text, [(s, e) for s, e in lines if s < e], _SHAPES)
+            pieces = [r for group in groups for r in _group_pieces(text, group)]
         elif "\n" in block and _stamped_lines(block):  # a log: a line's sentences never run into the next line
             lines = (strip_range(text, b_start + m.start(), b_start + m.end()) for m in _LINE.finditer(block))
             pieces = [r for s, e in lines if s < e for a, b in _records(text, s, e, whole=False) for r in _prose(text, a, b)]
@@ -656,6 +661,16 @@ def _split(text: str) -> tuple[tuple[int, int], ...]:
             if s < e:
                 spans.extend(_split_long(text, s, e) if e - s > MAX_SENTENCE_CHARS // HEAVY_WEIGHT else [(s, e)])
     return _cover(text, spans)
+
+
+def _group_pieces(text: str, group: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The sentences of a structured block's line, or of lines a hard wrap joins
+    (:func:`~optimizer.wrapped_lines.wrapped_groups`), split as prose without their quote marks."""
+    if len(group) == 1:
+        return _records(text, *group[0], whole=False)
+    view, starts = unquoted(text, group)
+    base = group[0][0]
+    return [(starts.get(base + s, base + s), base + e) for s, e in _prose(view, 0, len(view))]
 
 
 def _records(text: str, start: int, end: int, whole: bool) -> list[tuple[int, int]]:

@@ -1,0 +1,115 @@
+"""Quoted e-mail text and bullet items hard-wrapped at a fixed width are split as prose, not per line.
+
+A block of ``> `` lines or ``- `` items counts as structured, so it was split per line: the kept half
+``> The auditors agreed to extend the deadline for the audit report`` went without ``> to April 30, ...``,
+and ``- The installer needs at least`` without ``8 GB of RAM``. The lines a wrap joins are split as prose
+on a view without their quote marks; a sentence is still a range of the text (it may hold the ``> `` of
+its next line). Code, YAML, logs and lists of one item a line stay per line.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from optimizer import Chunk, Pipeline
+from optimizer.sentences import split_sentences
+
+
+def texts(text):
+    return [text[s:e] for s, e in split_sentences(text)]
+
+
+QUOTED = (
+    "Thanks Raj, noted.\n\nOn Tue, Mar 4, 2025 at 10:02 AM Raj Mehta <raj@corp.com> wrote:\n> Hi Lena,\n"
+    "> The auditors agreed to extend the deadline for the audit report\n> to April 30, provided we send the bank letters by Friday.\n"
+    "> Regards,\n> Raj\n\n--\nLena Fischer | CFO\nCONFIDENTIAL: This message is intended only for the addressee."
+)
+
+
+def test_a_wrapped_quoted_sentence_is_one_sentence():
+    assert texts(QUOTED)[2:6] == [
+        "> Hi Lena,",
+        "> The auditors agreed to extend the deadline for the audit report\n> to April 30, provided we send the bank letters by Friday.",
+        "> Regards,",
+        "> Raj",
+    ]
+
+
+def test_sentences_inside_wrapped_quoted_lines_end_where_they_end():
+    t = ("> We looked at the numbers again this morning. The auditors agree to\n"
+         "> extend the deadline to April 30. The bank letters must go out by\n"
+         "> Friday, or the extension lapses.")
+    assert texts(t) == [
+        "> We looked at the numbers again this morning.",
+        "The auditors agree to\n> extend the deadline to April 30.",
+        "The bank letters must go out by\n> Friday, or the extension lapses.",
+    ]
+
+
+def test_nested_quotes_are_read_at_their_own_depth():
+    t = ">> The vendor said the patch would ship in the second\n>> week of June at the latest.\n> That is too late for us."
+    assert texts(t) == [
+        ">> The vendor said the patch would ship in the second\n>> week of June at the latest.",
+        "> That is too late for us.",
+    ]
+
+
+def test_a_wrapped_bullet_item_is_one_sentence():
+    t = "- The installer needs at least\n  8 GB of RAM and 20 GB of disk.\n- It runs on Linux only."
+    assert texts(t) == ["- The installer needs at least\n  8 GB of RAM and 20 GB of disk.", "- It runs on Linux only."]
+
+
+@pytest.mark.parametrize("text", [
+    "> Can we still make the launch on March 3?\n> The certification lab says two more weeks.\n> Let me know by Friday.",
+    "- name: web\n  image: nginx\n- name: db\n  image: postgres",
+    "- 64-bit CPU with AVX2\n- Minimum RAM: 8 GB (16 GB recommended)\n- 20 GB free disk space",
+    "- Backend:\n  - Python 3.11\n  - Postgres 16\n- Frontend:\n  - React 18",
+    ">>> import os\n>>> os.path.join('a', 'b')\n'a/b'",
+    "- Run the installer with\n      sudo ./install.sh --prefix /opt/app\n- Then reboot.",
+])
+def test_what_is_no_wrapped_prose_stays_one_line_a_sentence(text):
+    assert texts(text) == [ln.strip() for ln in text.split("\n")]
+
+
+def test_every_character_is_covered_and_no_sentence_starts_inside_a_quote_mark():
+    spans = split_sentences(QUOTED)
+    covered = "".join(QUOTED[s:e] for s, e in spans)
+    assert "".join(covered.split()) == "".join(QUOTED.split())
+    for s, _ in spans:
+        before = QUOTED[QUOTED.rfind("\n", 0, s) + 1 : s]  # the line up to the sentence
+        assert not (">" in before and before.strip(" >") == ""), QUOTED[s:s + 30]
+
+
+EMAIL = [QUOTED] + [
+    "Hi team,\n\nThe audit report is the priority this month. Please send your schedules to Raj.\n\nLena",
+    "The bank letters were sent on Thursday. Two banks have not replied.\n\nRaj",
+    "Reminder: the board meeting is on May 12. The audit report must be approved before it.",
+    "CONFIDENTIAL: This message is intended only for the addressee. If you are not the addressee, delete it.",
+    "> Can you share the draft audit report?\nAttached. It still lacks the inventory note.",
+    "The original deadline for the audit report was March 31.",
+    "Out of office: I am away until March 10 with no access to email.",
+    "The auditors will be on site from March 17 to March 21.",
+]
+
+
+def _run(preset, share):
+    chunks = [Chunk(id=f"c{i}", text=t) for i, t in enumerate(EMAIL)]
+    query = "What is the new deadline for the audit report?"
+    full = Pipeline.preset("full").run(query, chunks, budget=1.0)
+    result = Pipeline.preset(preset).run(query, chunks, budget=int(full.tokens * share))
+    by_id = {c.id: c.text for c in chunks}
+    assert result.spans
+    for span in result.spans:
+        assert result.text[span.context_start:span.context_end] == by_id[span.chunk_id][span.start:span.end]
+    return result.text
+
+
+@pytest.mark.parametrize("preset, share", [("default", 0.35), ("default", 0.5), ("quality", 0.35), ("quality", 0.5)])
+def test_the_email_thread_never_keeps_half_the_wrapped_sentence(preset, share):
+    """Before: default at 0.5 and quality at 0.35 kept '... extend the deadline for the audit report' without 'to April 30'."""
+    text = _run(preset, share)
+    assert "extend the deadline" not in text or "to April 30" in text
+
+
+def test_default_keeps_the_new_deadline():
+    assert "April 30" in _run("default", 0.5)
