@@ -24,7 +24,8 @@ import httpx
 import pytest
 from starlette.responses import JSONResponse, StreamingResponse
 
-from ragtrim.serve.bodies import tags_of
+from ragtrim.serve.bodies import parse_chat, tags_of
+from ragtrim.serve.config import Limits
 from ragtrim.serve.config import ServeConfig
 from ragtrim.serve.schema import budget_usage, budgets
 from ragtrim.serve.upstream import count_chat_tokens, sse, usage_of
@@ -375,3 +376,37 @@ def test_the_clients_other_stream_options_reach_the_upstream(tmp_path, options, 
         assert ('"usage":{' in r.text) is relayed
         [row] = final_rows(s.service)
         assert row["usage_source"] == "upstream", row
+
+
+# the review of the fixes above
+
+
+@pytest.mark.parametrize("usage, charged", [
+    # Gemini's totalTokenCount counts its tool-use prompt; converters count cache writes in the total: input, not output
+    ({"prompt_tokens": 11, "completion_tokens": 10, "total_tokens": 20021}, 10),
+    # reasoning reported: the total's excess is charged only up to the reasoning
+    ({"prompt_tokens": 11, "completion_tokens": 10, "total_tokens": 20021, "completion_tokens_details": {"reasoning_tokens": 50}}, 60),
+])
+def test_a_total_above_prompt_and_completion_is_not_output_unless_it_is_reasoning(usage, charged):
+    assert usage_of({"usage": usage}) == (11, charged)
+
+
+def test_only_known_stream_options_reach_the_upstream(tmp_path):
+    # vLLM's continuous_usage_stats would make a cut stream report a partial count, charged instead of the reservation
+    with stack(tmp_path, plain) as s:
+        r = s.post(stream=True, stream_options={"include_usage": False, "include_obfuscation": False, "continuous_usage_stats": True})
+        assert r.status_code == 200, r.text
+        assert s.calls[-1]["stream_options"] == {"include_usage": True, "include_obfuscation": False}
+
+
+def test_models_and_healthz_answer_head_as_get(tmp_path):
+    with stack(tmp_path, plain) as s:
+        for path in ("/v1/models", "/v1/models/gpt-4o", "/healthz"):
+            r = httpx.head(f"{s.url}{path}", headers=s.auth())
+            assert r.status_code == 200 and r.content == b"", (path, r.status_code)
+
+
+def test_a_chat_with_documents_and_a_query_but_no_user_message_asks_the_query():
+    body = {"model": "gpt-4o", "messages": [{"role": "system", "content": "Answer from the documents."}],
+            "ragtrim": {"documents": [{"id": "d1", "text": "Paris is the capital of France."}], "query": "capital of France?"}}
+    assert parse_chat(body, {}, Limits(), default_preset="default", default_budget=None).question == "capital of France?"

@@ -424,6 +424,12 @@ def parse_query(value: Any, limits: Limits) -> str:
     return text
 
 
+FORWARDED_STREAM_OPTIONS = ("include_obfuscation",)
+"""The client's ``stream_options`` sent upstream beside ``include_usage`` (which the gateway always asks for): no
+other, since one such as vLLM's ``continuous_usage_stats`` makes a cut stream report a partial count, which a
+reasoning model's stream would then be charged instead of its reservation."""
+
+
 def parse_stream_options(value: Any) -> bool:
     """``include_usage`` from a ``stream_options`` value (an object, or null / left out).
 
@@ -534,6 +540,8 @@ def _question(asked: str, messages: list[Mapping[str, Any]], documents: list[Any
     """
     if asked.strip():
         return asked
+    if query:
+        return query
     if documents and not query:
         raise bad_request("messages needs a user message with text when documents are given (the question they are "
                           "optimized for), or send query with that question", "messages")
@@ -637,7 +645,7 @@ def parse_chat(body: Mapping[str, Any], headers: Mapping[str, str], limits: Limi
     stream = _check_n_and_stream(body)
     caps = parse_caps(body, limits)
     include_usage = parse_stream_options(body.get("stream_options"))
-    stream_options = dict(body.get("stream_options") or {})
+    stream_options = {k: v for k, v in (body.get("stream_options") or {}).items() if k in FORWARDED_STREAM_OPTIONS}
     documents = parse_chunks(extras["documents"], limits, "documents") if extras.get("documents") is not None else []
     budget = parse_budget_param(extras.get("budget")) if extras.get("budget") is not None else default_budget
     query = parse_query(extras.get("query"), limits)

@@ -298,7 +298,7 @@ def usage_of(body: Any) -> tuple[int | None, int | None]:
     A count that is missing, negative, absurd or not an integer is None: the gateway then
     charges its own count instead of trusting it.
 
-    >>> usage_of({"usage": {"prompt_tokens": 9, "completion_tokens": 40, "total_tokens": 949}})
+    >>> usage_of({"usage": {"prompt_tokens": 9, "completion_tokens": 40, "total_tokens": 949, "completion_tokens_details": {"reasoning_tokens": 900}}})
     (9, 940)
     """
     usage = body.get("usage") if isinstance(body, Mapping) else None
@@ -309,31 +309,36 @@ def usage_of(body: Any) -> tuple[int | None, int | None]:
 
 
 def billed_completion(usage: Mapping[str, Any], prompt: int | None, completion: int | None) -> int | None:
-    """The completion tokens ``usage`` bills: ``completion``, or more when the upstream reports reasoning tokens beside it.
+    """The completion tokens ``usage`` bills: ``completion``, plus reasoning tokens an upstream reports beside it.
 
     OpenAI counts the reasoning in ``completion_tokens`` (``completion_tokens_details.reasoning_tokens`` is a part
     of it, and ``total_tokens`` is prompt + completion): charged as reported. xAI (Grok) reports the visible text
     as ``completion_tokens``, the reasoning beside it, and a ``total_tokens`` counting both, and bills the reasoning
-    as output; some Gemini converters send ``completion_tokens: 0`` with the reasoning in the details alone. So a
-    ``total_tokens`` above prompt + completion makes the completion ``total - prompt``, and reasoning tokens above
-    the completion (impossible when the completion includes them) are added to it. A count that is not one
-    (:func:`usage_count`) is not read, and a missing completion stays missing (the gateway counts its own).
+    as output; some Gemini converters send ``completion_tokens: 0`` with the reasoning in the details alone. So
+    reasoning tokens are added to the completion when the usage says they are outside it: a ``total_tokens`` above
+    prompt + completion (by at most the reasoning), or reasoning above the completion (impossible when the
+    completion includes them). A total above prompt + completion with no reasoning reported is input the
+    prompt count left out (Gemini's tool-use prompt, a converter's cache writes), never charged as output here.
+    A count that is not one (:func:`usage_count`) is not read, and a missing completion stays missing (the
+    gateway counts its own).
 
+    >>> billed_completion({"total_tokens": 949, "completion_tokens_details": {"reasoning_tokens": 900}}, 9, 40)
+    940
     >>> billed_completion({"completion_tokens_details": {"reasoning_tokens": 60}}, 9, 0)
     60
-    >>> billed_completion({"total_tokens": 949, "completion_tokens_details": {"reasoning_tokens": 900}}, 9, 940)
-    940
+    >>> billed_completion({"total_tokens": 20021}, 11, 10), billed_completion({"total_tokens": 949, "completion_tokens_details": {"reasoning_tokens": 900}}, 9, 940)
+    (10, 940)
     """
     if completion is None:
         return None
-    total = usage_count(usage.get("total_tokens"))
-    if prompt is not None and total is not None and total > prompt + completion:
-        completion = total - prompt
     details = usage.get("completion_tokens_details")
     reasoning = usage_count(details.get("reasoning_tokens")) if isinstance(details, Mapping) else None
-    if reasoning is not None and reasoning > completion:
-        completion = min(completion + reasoning, MAX_USAGE_TOKENS)
-    return completion
+    if not reasoning:
+        return completion
+    total = usage_count(usage.get("total_tokens"))
+    beside_total = min(max(0, total - prompt - completion), reasoning) if total is not None and prompt is not None else 0
+    beside_details = reasoning if reasoning > completion else 0  # more reasoning than completion: not a part of it
+    return min(completion + max(beside_total, beside_details), MAX_USAGE_TOKENS)
 
 
 def cached_count(body: Any) -> int:
