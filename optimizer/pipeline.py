@@ -35,6 +35,7 @@ from typing import Any
 from optimizer.adaptive import AdaptiveBudget
 from optimizer.budget import Budget, parse_budget, resolve_budget, smallest_share, unambiguous_budget
 from optimizer.deadline import Deadline
+from optimizer.overhead_tally import RenderOverhead
 from optimizer.packer import BLANK_REASON, Packed, _removed_ranges, pack
 from optimizer.records import (
     SURROGATE_FIX,
@@ -487,7 +488,7 @@ class Pipeline:
         check_no_surrogate(query, "query", fix=SURROGATE_FIX.replace("text", "query", 1))
         items = tuple(as_chunks(chunks))
         header_counts: dict[str, int] = {}  # a header's count is asked for again and again within a run
-        overhead = functools.partial(self.renderer.overhead, tokenizer=self.tokenizer, counts=header_counts)
+        overhead = RenderOverhead(self.renderer, self.tokenizer, header_counts)
         mode = score_mode(self.steps, self.score_direction)
         context = StageContext.for_chunks(items, tokenizer=self.tokenizer, render_overhead=overhead, deadline=deadline,
                                           score_mode=mode)

@@ -226,12 +226,19 @@ class Renderer:
             return 0
         if grouped:
             chunks = group_by_title(chunks)
-        texts = [self.separator] + [self.header(i + 1, c.title, chunks[i - 1].title if i else None, self.lead(c))
-                                    for i, c in enumerate(chunks)]
-        if self.frames is not None:
-            texts += [t for c in chunks for t in self.frame(c)]
+        texts = [self.separator] + [t for i, c in enumerate(chunks) for t in self.block_texts(i + 1, c, chunks[i - 1].title if i else None)]
         separator, *around = count_many(tokenizer, texts, counts)
         return sum(around) + (len(chunks) - 1) * separator
+
+    def block_texts(self, position: int, chunk: Chunk, previous_title: str | None) -> list[str]:
+        """What :meth:`overhead` counts for one block printed at ``position`` after a block titled
+        ``previous_title`` (None for the first): its header, and its frame's head and tail with ``frames``.
+
+        >>> Renderer().block_texts(2, Chunk(id="a", text="x", title="Paris"), "Lyon")
+        ['[2] Paris\\n']
+        """
+        header = self.header(position, chunk.title, previous_title, self.lead(chunk))
+        return [header, *self.frame(chunk)] if self.frames is not None else [header]
 
     def to_dict(self) -> dict[str, Any]:
         """The settings, without unset ones (TOML has no null)."""

@@ -37,6 +37,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from optimizer.deadline import Deadline
+from optimizer.overhead_tally import RecountTally, Tally
 from optimizer.records import Chunk
 from optimizer.score_reading import ScoreReading, read_scores
 from optimizer.tokenizer import Tokenizer, get_tokenizer
@@ -206,6 +207,23 @@ class StageContext:
         if self.render_overhead is None:
             return 0
         return self.render_overhead(chunks, grouped=True) if grouped else self.render_overhead(chunks)
+
+    def overhead_tally(self, *, grouped: bool = False) -> Tally:
+        """A :class:`~optimizer.overhead_tally.Tally` of :meth:`overhead` (``grouped`` as there) for a stage that
+        takes chunks one at a time: ``tally.added(chunk)`` is ``overhead(taken + [chunk]) - overhead(taken)``,
+        ``tally.take(chunk)`` takes it. It counts only what the new chunk changes when the run's overhead
+        can say so (``render_overhead.tally``, see :class:`~optimizer.overhead_tally.RenderOverhead`), else
+        the whole layout again: counting every chunk taken per chunk tried made a selection quadratic.
+
+        >>> from optimizer import Chunk
+        >>> tally = StageContext.default().overhead_tally()
+        >>> tally.take(Chunk(id="a", text="x")), tally.added(Chunk(id="b", text="y"))
+        (0, 0)
+        """
+        make = getattr(self.render_overhead, "tally", None)
+        if make is not None:
+            return make(grouped)
+        return RecountTally(lambda chunks: self.overhead(chunks, grouped=grouped))
 
     def rendered(self, chunks: Sequence[Chunk], *, grouped: bool = False) -> int | None:
         """Exact tokens of ``chunks`` rendered as the packer will render them (None without a renderer).

@@ -80,11 +80,13 @@ class Truncate(Stage):
             return StageOutput(list(chunks), reasons=reasons)
         out: list[Chunk] = []
         used = 0
+        tally = context.overhead_tally()  # what each chunk adds after ``out``, not every block counted again
         for chunk in chunks:
-            overhead = context.overhead(out + [chunk]) - context.overhead(out)
+            overhead = tally.added(chunk)
             cost = overhead + context.count(chunk.text)
             if used + cost <= context.budget:
                 out.append(chunk)
+                tally.take(chunk)
                 used += cost
                 continue
             room = context.budget - used - overhead
@@ -161,16 +163,19 @@ class WholeChunks(Stage):
             return StageOutput([chunks[i] for i in ranked], reasons=reasons)
         keep: list[Chunk] = []
         used, exact = 0, True  # tokens of ``keep`` rendered: exact, or an upper bound
+        tally = context.overhead_tally()  # what each chunk adds after ``keep``, not every block counted again
         for i in ranked:
             chunk = chunks[i]
-            cost = context.overhead(keep + [chunk]) - context.overhead(keep) + context.count(chunk.text)
+            cost = tally.added(chunk) + context.count(chunk.text)
             if used + cost > context.budget and not exact:  # tighten the bound before rejecting on it
                 used, exact = _rendered_or(keep, used, context), True
             if used + cost <= context.budget:
                 keep.append(chunk)
+                tally.take(chunk)
                 used, exact = used + cost, False
             elif used + cost - context.budget <= BORDERLINE_TOKENS and _fits(keep + [chunk], context):
                 keep.append(chunk)  # the estimate's header and text, counted apart, merge when rendered
+                tally.take(chunk)
                 used, exact = _rendered_or(keep, used + cost, context), True
             else:  # a smaller, less relevant chunk may still fit
                 reasons[chunk.id] = f"select-whole: needs {cost} tokens, {context.budget - used} left"

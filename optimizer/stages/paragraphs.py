@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 
+from optimizer.overhead_tally import Tallied, Tally, ViewTally
 from optimizer.records import Chunk, indent_start
 from optimizer.render import group_by_title
 from optimizer.sentences import FENCE, code_blocks, is_fence_close, is_record_line, line_view, paragraph_spans, strip_range
@@ -499,7 +500,11 @@ class ParagraphViews:
         def rendered(taken: Sequence[Chunk], grouped: bool = False) -> int:
             return context.rendered(self._merged(taken), grouped=grouped) or 0
 
-        return replace(context, render_overhead=overhead, render_tokens=rendered if context.render_tokens else None)
+        def tally(grouped: bool = False) -> Tally:  # what a view taken after the others adds, counted for it alone
+            return ViewTally(lambda: context.overhead_tally(grouped=grouped), of_view,
+                             lambda v: self.given.get(v.id, v), lambda c, start: _lead(c, start, leads))
+
+        return replace(context, render_overhead=Tallied(overhead, tally), render_tokens=rendered if context.render_tokens else None)
 
     def merge(self, out: StageOutput, grouped: bool = False) -> StageOutput:
         """The kept views of ``out`` as one chunk per input chunk (first-kept order, best view's relevance).

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from optimizer.overhead_tally import RecountTally, Tally
 from optimizer.records import Chunk
 from optimizer.render import group_by_title
 from optimizer.stage import StageContext, StageOutput
@@ -365,9 +366,10 @@ class SentenceSelector:
         room left; also the lines that waited for their whole frame and were left out, best first."""
         chosen: dict[int, list[int]] = {}
         chunk_order: list[int] = []
-        spent = {"used": 0, "overhead": 0, "taken": 0}
+        spent = {"used": 0, "taken": 0}
         first_miss: dict[int, tuple[int, int, int, int]] = {}  # chunk -> (tokens, room left, sentences taken before, index)
         heads: dict[int, int] = {}  # a new chunk's extra overhead after chunk_order, until chunk_order grows
+        tally = self._overhead_tally(chunks, context)
         said: dict[str, int] = {}  # a taken sentence's words -> its chunk
         taken: set[int] = set()
         under = _framed_by(frames) if frames else {}
@@ -388,8 +390,7 @@ class SentenceSelector:
             extra_head = 0
             if s.chunk not in chosen:
                 if s.chunk not in heads:
-                    layout = sorted(chunk_order + [s.chunk]) if self.order == "document" else chunk_order + [s.chunk]
-                    heads[s.chunk] = context.overhead([chunks[c] for c in layout], grouped=self.order == "relevance") - spent["overhead"]
+                    heads[s.chunk] = tally.added(chunks[s.chunk])
                 extra_head = heads[s.chunk]
             cost = s.tokens + (1 if s.chunk in chosen else 0) + extra_head
             frame, waits = _fitted_frame(frame, sents, cost, room, spent["used"], force=i == now)
@@ -403,7 +404,7 @@ class SentenceSelector:
             if s.chunk not in chosen:
                 chosen[s.chunk] = []
                 chunk_order.append(s.chunk)
-                spent["overhead"] += extra_head
+                tally.take(chunks[s.chunk])
                 heads.clear()
             chosen[s.chunk] += [*frame, i]
             taken.update(frame)
@@ -422,6 +423,16 @@ class SentenceSelector:
             chunk_order.append(sents[best].chunk)
         too_long = {c: (n, left, i) for c, (n, left, before, i) in first_miss.items() if c not in chosen and spent["taken"] > before}
         return chosen, chunk_order, spent["used"], too_long, [i for i in waited if i not in taken]
+
+    def _overhead_tally(self, chunks: Sequence[Chunk], context: StageContext) -> Tally:
+        """What a new chunk adds to the overhead of the chunks taken, laid out as they will render: in relevance
+        order after them, grouped by title (counted for the new chunk alone where it prints last, see
+        :meth:`~optimizer.stage.StageContext.overhead_tally`; counting every chunk taken per chunk tried made
+        the selection quadratic), in document order among them (every block counted again)."""
+        if self.order == "relevance":
+            return context.overhead_tally(grouped=True)
+        at = {id(c): i for i, c in enumerate(chunks)}  # one object given twice renders the same in either place
+        return RecountTally(lambda taken: context.overhead(sorted(taken, key=lambda c: at[id(c)]) if self.order == "document" else taken))
 
     def _to_cut(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], value: np.ndarray, room: int,
                 context: StageContext, frames: LineFrames | None) -> tuple[int, list[int]]:
