@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import marshal
 import math
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+_LINE_BREAK = re.compile(r"[\n\r]")
 
 PIECE_JOINER = " "
 """What joins two kept pieces of a chunk, unless one of them sits at a line's edge (see :func:`piece_joiner`)."""
@@ -33,23 +36,47 @@ LINE_JOINER = "\n"
 (with that line's indentation, see :func:`piece_joiner`)."""
 
 
+def ends_line(text: str, i: int) -> bool:
+    r"""Whether ``text[i]`` ends a line: a ``\n``, or a lone ``\r`` (an old Mac line end, as in
+    :func:`optimizer.sentences.line_view`); the ``\r`` of ``\r\n`` does not, its ``\n`` does.
+
+    >>> [ends_line("a\rb\r\nc", i) for i in range(6)]
+    [False, True, False, False, True, False]
+    """
+    c = text[i]
+    return c == "\n" or (c == "\r" and text[i + 1 : i + 2] != "\n")
+
+
+def is_indentation(c: str) -> bool:
+    r"""Whether character ``c`` is indentation: white space (``str.isspace``: a space, a tab, NBSP, U+3000...) that
+    is no line end. The one set :func:`indent_start` and the renderer (:func:`optimizer.render.indented_lines`) read.
+
+    >>> [is_indentation(c) for c in (" ", "\t", "\xa0", "\u3000", "\n", "\r", "x")]
+    [True, True, True, True, False, False, False]
+    """
+    return c.isspace() and c not in "\n\r"
+
+
 def indent_start(text: str, pos: int) -> int:
     r"""Where the line holding ``pos`` starts when only white space precedes ``pos`` on it, else ``pos``.
 
+    A line ends at ``\n`` or at a lone ``\r`` (:func:`ends_line`), as where the text is split.
+
     >>> t = "def f():\n    return 1"
-    >>> indent_start(t, t.index("return")), indent_start(t, t.index("1"))
-    (9, 20)
+    >>> indent_start(t, t.index("return")), indent_start(t, t.index("1")), indent_start("a:\r  b", 5)
+    (9, 20, 3)
     """
     if not 0 <= pos <= len(text):  # out of range: the plain definition (rfind clamps, a negative pos counts from the end)
-        line = text.rfind("\n", 0, pos) + 1
+        from optimizer.sentences import line_view  # (sentences imports nothing of records; rare, so imported here)
+
+        line = line_view(text).rfind("\n", 0, pos) + 1
         return line if not text[line:pos].strip() else pos
     # Walk back over the white space before pos only (never the whole line: once per sentence of a
-    # long line without line breaks, that was quadratic). Only "\n" ends a line; other white space,
-    # "\r" included, is indentation to str.strip() as well.
+    # long line without line breaks, that was quadratic).
     line = pos
-    while line and text[line - 1] != "\n" and text[line - 1].isspace():
+    while line and not ends_line(text, line - 1) and text[line - 1].isspace():
         line -= 1
-    return line if not line or text[line - 1] == "\n" else pos
+    return line if not line or ends_line(text, line - 1) else pos
 
 
 def piece_joiner(original: str, end: int, start: int) -> str:
@@ -65,12 +92,14 @@ def piece_joiner(original: str, end: int, start: int) -> str:
     ('\n', ' ', ' ')
     >>> piece_joiner("def f():\n    x = 1\n    return x", 18, 23)
     '\n    '
+
+    A lone ``\r`` ends a line here too (:func:`ends_line`): ``piece_joiner("a.\rb", 2, 3)`` is ``'\n'``.
     """
     line = indent_start(original, start)
-    if end < line and original[line - 1] == "\n":  # the second piece starts a line after the first
+    if end < line and ends_line(original, line - 1):  # the second piece starts a line after the first
         return LINE_JOINER + original[line:start]
-    after = original.find("\n", end, start)
-    if after != -1 and not original[end:after].strip():
+    after = _LINE_BREAK.search(original, end, start)  # the "\r" of a "\r\n" is white space before its "\n"
+    if after is not None and not original[end : after.start()].strip():
         return LINE_JOINER
     return PIECE_JOINER
 
@@ -93,7 +122,7 @@ def with_first_indent(original: str, pieces: Sequence[tuple[int, int]], text: st
     (((4, 9),), 'if x:')
     """
     pieces = tuple(pieces)
-    if not pieces or "\n" not in text:
+    if not pieces or ("\n" not in text and "\r" not in text):  # one line (a "\r" alone ends one too)
         return pieces, text
     start, end = pieces[0]
     line = indent_start(original, start)

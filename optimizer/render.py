@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from optimizer.records import Chunk, Span, piece_joiner
+from optimizer.records import Chunk, Span, is_indentation, piece_joiner
 from optimizer.sentences import FENCE, line_view
 from optimizer.tokenizer import count_many
 
@@ -47,18 +47,22 @@ def opens_block(text: str) -> bool:
     return _LINE_START_MARKUP.match(text) is not None or FENCE.match(text) is not None
 
 
-_LATER_LINE = re.compile(r"\n[ \t\r\f\v]*\S")
+_LATER_LINE = re.compile(r"[\n\r][^\S\n\r]*\S")  # a line end ("\n", or "\r" alone: line_view), then a line with text
 
 
 def indented_lines(text: str) -> bool:
     """True when ``text``'s first line is indented and a line with text follows it: code, YAML or a diff
     that starts mid-block (:func:`optimizer.records.with_first_indent`). Printed after ``[n] `` on the
     marker's line, the first line would look indented by the marker's width, not by its own.
+    Indentation is what :func:`optimizer.records.with_first_indent` keeps (:func:`~optimizer.records.is_indentation`:
+    NBSP and U+3000 too), and a lone ``\\r`` ends a line.
 
     >>> [indented_lines(t) for t in ("    if x:\\n        y()", "\\ta:\\n\\tb:", "  one line", "  one line\\n", "x\\n  y")]
     [True, True, False, False, False]
+    >>> indented_lines("\\xa0\\xa0a: 1\\n\\xa0\\xa0b: 2"), indented_lines("  a: 1\\r  b: 2")
+    (True, True)
     """
-    return text[:1] in (" ", "\t") and _LATER_LINE.search(text) is not None
+    return is_indentation(text[:1]) and _LATER_LINE.search(text) is not None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import pytest
 
 import optimizer.cache as cache
 from optimizer.records import Chunk, indent_start
+from optimizer.sentences import line_view
 
 # -- StaticEmbedder: the word-piece memos are bounded by what they hold, not by their token count --
 
@@ -60,7 +61,7 @@ def test_static_memo_stays_under_its_size_bound_for_blobs_without_white_space():
 
 
 def _indent_start_reference(text: str, pos: int) -> int:
-    line = text.rfind("\n", 0, pos) + 1
+    line = line_view(text).rfind("\n", 0, pos) + 1  # a lone "\r" ends a line too, as where the text is split
     return line if not text[line:pos].strip() else pos
 
 
