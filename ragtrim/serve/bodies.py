@@ -21,7 +21,7 @@ from typing import Any
 from optimizer.budget import Budget, parse_budget
 from optimizer.records import check_no_surrogate, lone_surrogate
 from ragtrim.serve.config import Limits, check_budget_tokens
-from ragtrim.serve.errors import CLIENT_LEFT, ApiError, bad_request, too_large
+from ragtrim.serve.errors import CLIENT_LEFT, ApiError, bad_request, body_timeout, too_large
 from ragtrim.serve.ledger import column_size
 from ragtrim.serve.upstream import message_text
 
@@ -99,19 +99,25 @@ async def read_json(request: Any, limits: Limits) -> dict[str, Any]:
 
 
 async def _read_body(request: Any, limits: Limits) -> bytes:
-    """The request's body bytes, up to ``limits.max_body_bytes``; a 499 when the client hangs up while sending it.
+    """The request's body bytes, up to ``limits.max_body_bytes``, within ``limits.body_seconds`` (else a 408:
+    :func:`ragtrim.serve.errors.body_timeout`, so a client that stalls mid-body holds nothing for long); a 499 when
+    the client hangs up while sending it.
 
     Starlette raises ``ClientDisconnect`` then: the client left (as a cancelled request does), which is
     neither the gateway's fault (a 500, an ``internal_error`` log) nor anyone's to answer.
     """
+    import anyio
     from starlette.requests import ClientDisconnect
 
     data = bytearray()
     try:
-        async for piece in request.stream():
-            data.extend(piece)
-            if len(data) > limits.max_body_bytes:
-                raise too_large(f"request body is over the limit of {limits.max_body_bytes} bytes (limits.max_body_bytes)")
+        with anyio.fail_after(limits.body_seconds):
+            async for piece in request.stream():
+                data.extend(piece)
+                if len(data) > limits.max_body_bytes:
+                    raise too_large(f"request body is over the limit of {limits.max_body_bytes} bytes (limits.max_body_bytes)")
+    except TimeoutError:
+        raise body_timeout(limits.body_seconds, len(data), request.headers.get("content-length")) from None
     except ClientDisconnect:
         raise ApiError(CLIENT_LEFT, "client_closed_request", f"the client left while sending its request body "
                        f"({len(data)} bytes of {request.headers.get('content-length') or 'a chunked body'} read)") from None

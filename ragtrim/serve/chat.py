@@ -48,7 +48,7 @@ from optimizer.deadline import OptimizerTimeout
 from optimizer.tokenizer import get_tokenizer
 from ragtrim.serve.auth import require
 from ragtrim.serve.config import Limits, ModelConfig
-from ragtrim.serve.cutoff import leave_answer
+from ragtrim.serve.cutoff import SHUTDOWN_CUT, leave_answer, shutdown_error
 from ragtrim.serve.errors import ApiError, bad_request, client_gone, optimizer_timeout, pipeline_error
 from ragtrim.serve.ledger import UNCHARGED, LedgerEntry, record_rejected
 from ragtrim.serve.hold import Hold, estimate_note, estimated_usage, with_note
@@ -56,7 +56,7 @@ from ragtrim.serve.logs import log_request
 from ragtrim.serve.plan import JOIN_SLACK, Attempt, Planned, Refused, model_chain, plan_and_reserve, smallest_context, with_margin
 from ragtrim.serve.pricing import format_usd
 from ragtrim.serve.quota import Need, Shortfall
-from ragtrim.serve.service import ClientLeft
+from ragtrim.serve.client_left import ClientLeft, LeftBeforeSent
 from ragtrim.serve.bodies import CAP_FIELDS, ChatRequest, check_preset, parse_chat, read_json
 from ragtrim.serve.citations import cited_documents, stream_headers
 from ragtrim.serve.thinking import cut_before_answering, visible_answer, warn_cut_answer
@@ -106,7 +106,7 @@ async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Bud
         result = done[key]
         messages = with_documents(req.messages, service.config.template, result.text)
     context = result.text if result is not None else ""
-    prompt = await upstream.count_prompt_tokens(messages, model.tokenizer, req.question, context)
+    prompt = await upstream.count_prompt_tokens(messages, model.tokenizer, req.question, context, client_left=left)
     prompt += await _field_tokens(upstream, req, model.tokenizer, done)
     return Attempt(model=model, price=service.prices[model.name], budget_tokens=result.budget if result is not None else None,
                    result=result, messages=messages, prompt_tokens=int(prompt), max_tokens=max_out,
@@ -161,7 +161,8 @@ async def _predicted_tokens(upstream: Any, req: ChatRequest, tokenizer: str, mem
     return memo[key]
 
 
-async def _smallest(service: Any, req: ChatRequest, chain: Sequence[ModelConfig], memo: dict[Any, Any], request_id: str) -> list[Need]:
+async def _smallest(service: Any, req: ChatRequest, chain: Sequence[ModelConfig], memo: dict[Any, Any], request_id: str,
+                    left: Callable[[], Awaitable[bool]] | None = None) -> list[Need]:
     """Per model, what the smallest attempt reserves, so a budget with less room is refused before optimizing.
 
     That is ``max_tokens`` out and the prompt with the least context the plan degrades to
@@ -186,7 +187,7 @@ async def _smallest(service: Any, req: ChatRequest, chain: Sequence[ModelConfig]
             context = smallest_context(service.config.degrade.floor, req.budget, full[m.tokenizer])
         key = (id(upstream), m.tokenizer)
         if key not in bare:
-            bare[key] = int(await upstream.count_prompt_tokens(messages, m.tokenizer, req.question, ""))
+            bare[key] = int(await upstream.count_prompt_tokens(messages, m.tokenizer, req.question, "", client_left=left))
             bare[key] += await _field_tokens(upstream, req, m.tokenizer, memo)
         prompt = with_margin(max(0, bare[key] + context - JOIN_SLACK) if context else bare[key], m.count_margin)
         out.append(Need(tokens=prompt + n_out, micro=service.prices[m.name].cost_micro(prompt_tokens=prompt, completion_tokens=n_out)))
@@ -241,7 +242,7 @@ async def chat_endpoint(request: Request) -> Any:
         try:
             # documents take one of the tenant's optimizer slots until the reservation ([limits] tenant_optimizer_runs)
             with service.tenant_runs.slot(base.tenant_id, rid) if req.documents else nullcontext():
-                smallest = await _smallest(service, req, chain, done, rid) if budgets else []
+                smallest = await _smallest(service, req, chain, done, rid, request.is_disconnected) if budgets else []
                 outcome = await plan_and_reserve(
                     quota=service.quota, run=run_in_threadpool, budgets=budgets, request_id=rid, smallest_needs=smallest,
                     chain=chain, asked_budget=req.budget, floor=service.config.degrade.floor,
@@ -250,6 +251,8 @@ async def chat_endpoint(request: Request) -> Any:
                 )
         except ValueError as exc:  # the request's own content (e.g. a message part the gateway cannot count)
             raise bad_request(str(exc)) from None
+        except LeftBeforeSent as exc:  # its prompt's count waited for the local model: not counted, nothing reserved
+            raise client_gone(f"{exc.when}, and the request was not sent upstream", rid) from None
         except UpstreamError as exc:
             raise ApiError(502, "upstream_error", str(exc)) from None
     except ApiError as exc:
@@ -268,13 +271,10 @@ async def chat_endpoint(request: Request) -> Any:
             gone = client_gone("before it was sent upstream (it was not sent)", rid)
             await hold.release(gone.status, gone.message)
             raise gone
-        return await _answer(service, req, outcome, hold, start)
+        return await _answer(service, req, outcome, hold, start, request.is_disconnected)
     except BaseException as exc:  # whatever ends the request, the hold ends in a settle or a release
         await _abandon(request, hold, exc)
         raise
-
-
-SHUTDOWN_CUT = "request cut off by the gateway's shutdown (its --graceful-timeout ran out)"
 
 
 async def _abandon(request: Request, hold: Hold, exc: BaseException, **when: str) -> None:
@@ -297,24 +297,23 @@ def _shutdown_failure(hold: Hold, *, estimated: bool) -> ApiError:
     """The client's 503 for a request the gateway's shutdown cut off: what it was charged (its reservation as an
     estimate when ``estimated``), and :data:`NO_RETRY` when anything was (each resend would be charged again, as for
     a 502 charged its reservation: :func:`_failed`), else ``x-should-retry: true`` (nothing was charged)."""
-    rid = hold.entry.id
     if not hold.charged:
-        charge, retry = "nothing was charged: send it again", "true"
-    elif estimated:
-        charge, retry = estimate_note(hold.entry), NO_RETRY[1]
-    else:
-        charge, retry = "it was answered and charged (its ledger row has the usage), but the answer was never sent", NO_RETRY[1]
-    message = f"the gateway shut down before answering this request (its --graceful-timeout ran out; request id {rid}): {charge}"
-    return ApiError(503, "server_error", message, code="gateway_shutdown",
-                    headers={"X-Ragtrim-Request-Id": rid, NO_RETRY[0]: retry})
+        return shutdown_error(hold.entry.id, "nothing was charged: send it again", retry=True)
+    if estimated:
+        return shutdown_error(hold.entry.id, estimate_note(hold.entry), retry=False)
+    return shutdown_error(hold.entry.id, "it was answered and charged (its ledger row has the usage), but the answer was "
+                          "never sent", retry=False)
 
 
-async def _answer(service: Any, req: ChatRequest, planned: Planned, hold: Hold, start: float) -> Any:
+async def _answer(service: Any, req: ChatRequest, planned: Planned, hold: Hold, start: float,
+                  left: Callable[[], Awaitable[bool]] | None = None) -> Any:
     """Call the upstream for a reserved request; the answer, streamed or not, settles or releases ``hold``.
 
     The upstream gets the client's fields as they came, with the attempt's model and messages, and
     the client's completion cap under the name it used; a cap the client did not give is added only
-    when the request holds room in a budget (:func:`ragtrim.serve.bodies.upstream_caps`).
+    when the request holds room in a budget (:func:`ragtrim.serve.bodies.upstream_caps`). A client
+    that disconnects (``left``) while the call still waits (for the local model, or a connection to a
+    full upstream pool), before any of it is written, is not sent: :func:`_left_unsent`.
     """
     from ragtrim.serve.bodies import upstream_caps
 
@@ -327,9 +326,19 @@ async def _answer(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
                          held=bool(planned.reservation.budget_ids))
     upstream_body = {**req.passthrough, "model": attempt.model.upstream_model or attempt.model.name,
                      "messages": list(attempt.messages), **caps}
-    if req.stream:
-        return await _stream(service, req, planned, hold, upstream_body, headers)
-    return await _complete(service, req, planned, hold, upstream_body, headers, start)
+    try:
+        if req.stream:
+            return await _stream(service, req, planned, hold, upstream_body, headers, left)
+        return await _complete(service, req, planned, hold, upstream_body, headers, start, left)
+    except LeftBeforeSent as exc:
+        raise await _left_unsent(hold, exc) from None
+
+
+async def _left_unsent(hold: Hold, exc: LeftBeforeSent) -> ApiError:
+    """Release ``hold`` of a request whose client left while its upstream call waited (it was never sent); its 499."""
+    gone = client_gone(f"{exc.when}, before it was sent upstream (it was not sent)", hold.entry.id)
+    await hold.release(gone.status, gone.message)
+    return gone
 
 
 async def _finish_rejected(service: Any, base: LedgerEntry, exc: ApiError, start: float) -> None:
@@ -487,10 +496,10 @@ def _capped(body: Mapping[str, Any]) -> bool:
 
 
 async def _complete(service: Any, req: ChatRequest, planned: Planned, hold: Hold, body: dict[str, Any],
-                    headers: dict[str, str], start: float) -> JSONResponse:
+                    headers: dict[str, str], start: float, left: Callable[[], Awaitable[bool]] | None = None) -> JSONResponse:
     attempt = planned.attempt
     upstream = service.upstream(attempt.model)
-    reply = await upstream.complete(body, req.question, attempt.context, on_sent=hold.mark_sent)
+    reply = await upstream.complete(body, req.question, attempt.context, on_sent=hold.mark_sent, client_left=left)
     if reply.error is not None:
         raise await _failed(hold, reply.error, reply.refusal, reply.started, reply.upstream_ms)
     if reply.completion_tokens is None and hidden_reasoning(attempt.model, req):
@@ -799,7 +808,7 @@ async def _aclose(stream: Any) -> None:
 
 
 async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, body: dict[str, Any],
-                  headers: dict[str, str]) -> StreamingResponse:
+                  headers: dict[str, str], left: Callable[[], Awaitable[bool]] | None = None) -> StreamingResponse:
     attempt = planned.attempt
     upstream = service.upstream(attempt.model)
     # the client's stream_options as it sent them, with the usage the settle charges asked for (the relay hides it
@@ -807,7 +816,7 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
     body = {**body, "stream": True, "stream_options": {**req.stream_options, "include_usage": True}}
     t_up = time.perf_counter()
     try:
-        events = await upstream.stream(body, req.question, attempt.context, on_sent=hold.mark_sent)
+        events = await upstream.stream(body, req.question, attempt.context, on_sent=hold.mark_sent, client_left=left)
     except UpstreamError as exc:
         raise await _failed(hold, str(exc), exc.refusal, exc.started, (time.perf_counter() - t_up) * 1000) from None
     tally = SseTally(service.config.upstreams[attempt.model.upstream].max_event_bytes)

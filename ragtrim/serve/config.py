@@ -35,6 +35,8 @@ A complete file (``serve.toml``)::
                                 # (default: 4 x optimizer_threads); one more is a 429 rate_limit_exceeded, uncharged
     stream_idle_seconds = 60    # a stream whose client stops reading for this long (one write) is cut, the
                                 # upstream closed, and it is charged what was carried
+    body_seconds = 30           # a request body not all in within this long is a 408 request_timeout, uncharged,
+                                # so a client that stalls mid-body holds nothing (a tenant's optimizer slot) for long
 
     [degrade]
     floor = 0.1                 # smallest context budget before switching model (share or tokens)
@@ -139,10 +141,16 @@ class Limits:
     # Seconds a streamed answer may wait to write to a client that stopped reading (each write); past
     # it the stream is cut, the upstream's connection closed, and the request charged what was carried.
     stream_idle_seconds: float = 60.0
+    # Seconds a request's body may take to arrive, whole; past it the request is a 408 request_timeout,
+    # uncharged, so a client that sends its headers and stalls mid-body holds nothing for long.
+    body_seconds: float = 30.0
 
 
 MAX_OPTIMIZE_SECONDS = 3600
 MAX_STREAM_IDLE_SECONDS = 3600
+MAX_BODY_SECONDS = 3600
+# The [limits] keys that are seconds, with their check (the other keys are positive integers)
+SECONDS_LIMITS = ("optimize_seconds", "stream_idle_seconds", "body_seconds")
 
 
 def check_stream_idle_seconds(value: Any) -> None:
@@ -156,6 +164,19 @@ def check_stream_idle_seconds(value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_STREAM_IDLE_SECONDS:
         raise ValueError(f"limits.stream_idle_seconds must be a number of seconds above 0, at most {MAX_STREAM_IDLE_SECONDS} "
                          f"(60 by default), got {value!r}")
+
+
+def check_body_seconds(value: Any) -> None:
+    """Raise ValueError unless ``value`` is a number of seconds above 0, at most :data:`MAX_BODY_SECONDS`.
+
+    >>> check_body_seconds("30")
+    Traceback (most recent call last):
+    ...
+    ValueError: limits.body_seconds must be a number of seconds above 0, at most 3600 (30 by default), got '30'
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_BODY_SECONDS:
+        raise ValueError(f"limits.body_seconds must be a number of seconds above 0, at most {MAX_BODY_SECONDS} "
+                         f"(30 by default), got {value!r}")
 
 
 def check_optimize_seconds(value: Any) -> None:
@@ -383,9 +404,10 @@ class ServeConfig:
             _check_upstream(u)
         check_optimize_seconds(self.limits.optimize_seconds)
         check_stream_idle_seconds(self.limits.stream_idle_seconds)
+        check_body_seconds(self.limits.body_seconds)
         for f in fields(Limits):
             value = getattr(self.limits, f.name)
-            if f.name in ("optimize_seconds", "stream_idle_seconds") or (f.name == "tenant_optimizer_runs" and value is None):
+            if f.name in SECONDS_LIMITS or (f.name == "tenant_optimizer_runs" and value is None):
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"limits.{f.name} must be a positive integer, got {value!r}")

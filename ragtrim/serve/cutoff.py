@@ -36,6 +36,22 @@ import anyio
 from ragtrim.serve.errors import ApiError
 
 SCOPE_KEY = "ragtrim.cut_off_answer"
+SHUTDOWN_CUT = "request cut off by the gateway's shutdown (its --graceful-timeout ran out)"
+
+
+def shutdown_error(request_id: str, charge: str, *, retry: bool) -> ApiError:
+    """The client's 503 for a request the gateway's shutdown cut off: ``charge`` says what it was charged, and
+    ``x-should-retry`` says whether sending it again is safe (``retry``: nothing was charged).
+
+    >>> e = shutdown_error("r1", "nothing was charged: send it again", retry=True)
+    >>> e.status, e.code, e.headers["x-should-retry"]
+    (503, 'gateway_shutdown', 'true')
+    >>> e.message
+    'the gateway shut down before answering this request (its --graceful-timeout ran out; request id r1): nothing was charged: send it again'
+    """
+    message = f"the gateway shut down before answering this request (its --graceful-timeout ran out; request id {request_id}): {charge}"
+    return ApiError(503, "server_error", message, code="gateway_shutdown",
+                    headers={"X-Ragtrim-Request-Id": request_id, "x-should-retry": "true" if retry else "false"})
 
 
 def leave_answer(scope: MutableMapping[str, Any], error: ApiError) -> None:

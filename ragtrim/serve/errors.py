@@ -68,6 +68,20 @@ def client_gone(when: str, request_id: str) -> ApiError:
                     f"(request id {request_id})", headers={"X-Ragtrim-Request-Id": request_id})
 
 
+def body_timeout(seconds: float, read: int, declared: str | None) -> ApiError:
+    """The 408 of a request whose body did not arrive whole within ``[limits] body_seconds`` (``read`` bytes of it
+    had, of ``declared``: its Content-Length, or None for a chunked body).
+
+    >>> e = body_timeout(30, 20, "310"); e.status, e.code
+    (408, 'request_timeout')
+    >>> e.message
+    'the request body did not arrive within 30 s ([limits] body_seconds): 20 bytes of 310 read; nothing was charged. Send the body at once, or ask the operator to raise [limits] body_seconds'
+    """
+    return ApiError(408, "invalid_request_error", f"the request body did not arrive within {seconds:g} s ([limits] "
+                    f"body_seconds): {read} bytes of {declared or 'a chunked body'} read; nothing was charged. Send the "
+                    "body at once, or ask the operator to raise [limits] body_seconds", code="request_timeout")
+
+
 def bad_request(message: str, param: str | None = None) -> ApiError:
     """A 400 ``invalid_request_error``."""
     return ApiError(400, "invalid_request_error", message, param=param)

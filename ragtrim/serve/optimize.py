@@ -6,7 +6,9 @@ Body: ``query``, ``chunks`` (objects with ``id`` and ``text``, or strings), opti
 the savings), ``user``, ``feature``. No model is called, so no quota is reserved; the request is still
 written to the ledger (cost 0, savings at the model's dated price), also when it fails. A run
 past ``[limits] optimize_seconds`` is stopped and answered with a 503 ``optimizer_timeout``
-(:func:`ragtrim.serve.errors.optimizer_timeout`), its row ``failed`` with the limit in ``detail``.
+(:func:`ragtrim.serve.errors.optimizer_timeout`), its row ``failed`` with the limit in ``detail``. A request the
+gateway's shutdown cuts off is answered a JSON 503 ``gateway_shutdown`` with ``x-should-retry: true`` (nothing was
+charged), its row ``failed``, status 503 (:func:`_cut_off`).
 
 ``tokenizer`` is one the gateway knows, never a path or a download: the shipped tiktoken
 encodings, a configured model's tokenizer, or a configured model's name (its tokenizer).
@@ -19,6 +21,7 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
+import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -27,11 +30,12 @@ from optimizer.budget import budget_label
 from optimizer.deadline import OptimizerTimeout
 from optimizer.tokenizer import TIKTOKEN_ENCODINGS
 from ragtrim.serve.auth import require
+from ragtrim.serve.cutoff import SHUTDOWN_CUT, leave_answer, shutdown_error
 from ragtrim.serve.errors import ApiError, bad_request, client_gone, optimizer_timeout, pipeline_error
 from ragtrim.serve.ledger import LedgerEntry, record_rejected
 from ragtrim.serve.logs import log_request
 from ragtrim.serve.pricing import format_usd
-from ragtrim.serve.service import ClientLeft
+from ragtrim.serve.client_left import ClientLeft
 from ragtrim.serve.bodies import check_preset, parse_optimize, read_json
 
 
@@ -64,11 +68,11 @@ async def optimize_endpoint(request: Request) -> JSONResponse:
     entry = LedgerEntry(id=uuid.uuid4().hex, ts=service.clock(), tenant_id=str(principal.tenant_id), endpoint="optimize",
                         action="failed", key_id=principal.key_id)
     try:
-        # one of the tenant's optimizer slots ([limits] tenant_optimizer_runs), taken before the body is read so a
-        # refusal costs no parse; a client gone before the run has its thread gets no run, one gone during it has its run
-        # stopped (Service.optimize); either is a 499 row
+        body = await read_json(request, service.config.limits)  # at most max_body_bytes, within body_seconds
+        # one of the tenant's optimizer slots ([limits] tenant_optimizer_runs), taken once the body is in (a client that
+        # stalls mid-body holds none) and before its fields are parsed (a refusal costs no parse); a client gone before
+        # the run has its thread gets no run, one gone during it has its run stopped (Service.optimize): a 499 row
         with service.tenant_runs.slot(entry.tenant_id, entry.id):
-            body = await read_json(request, service.config.limits)
             req = parse_optimize(body, request.headers, service.config.limits, default_preset=service.config.preset,
                                  default_tokenizer=service.config.tokenizer, default_budget=service.config.budget)
             entry = replace(entry, user=req.tags.user, feature=req.tags.feature, preset=req.preset,
@@ -84,6 +88,9 @@ async def optimize_endpoint(request: Request) -> JSONResponse:
             raise client_gone("while its chunks were optimized", entry.id)
     except ApiError as exc:
         await _record_failed(service, entry, exc.status, exc.message, start, detail=exc.detail)
+        raise
+    except anyio.get_cancelled_exc_class():  # the gateway's shutdown cut it off (uvicorn cancels for nothing else)
+        await _cut_off(request, service, entry, start)
         raise
     except Exception as exc:  # a bug: still one ledger row, then the generic 500
         await _record_failed(service, entry, 500, f"internal error: {type(exc).__name__}: {exc}"[:500], start)
@@ -116,6 +123,16 @@ async def _run(service: Any, request: Request, req: Any, tokenizer: str, request
         raise optimizer_timeout(exc, request_id, req.preset) from None
     except Exception as exc:  # the input's fault (400) or the optimizer's (500), with the stage that failed
         raise pipeline_error(exc, request_id) from None
+
+
+async def _cut_off(request: Request, service: Any, entry: LedgerEntry, start: float) -> None:
+    """A request the gateway's shutdown cut off (its ``--graceful-timeout`` ran out) before it was answered: its row
+    (failed, 503, written shielded from the cancellation) and the JSON 503 :class:`ragtrim.serve.cutoff.CutOffAnswer`
+    sends its client instead of uvicorn's plain-text 500 (nothing is charged for an optimize: ``x-should-retry: true``)."""
+    error = shutdown_error(entry.id, "nothing was charged: send it again", retry=True)
+    with anyio.CancelScope(shield=True):
+        await _record_failed(service, entry, error.status, f"{SHUTDOWN_CUT} (before it was answered)", start)
+    leave_answer(request.scope, error)
 
 
 async def _record_failed(service: Any, entry: LedgerEntry, status: int, error: str, start: float, detail: str = "") -> None:

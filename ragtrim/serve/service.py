@@ -14,11 +14,13 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import anyio
 import anyio.to_thread
 
+from ragtrim.serve.client_left import ClientLeft, when_client_leaves
 from ragtrim.serve.config import ModelConfig, ServeConfig, check_tokenizers
 from ragtrim.serve.db import make_engine
 from ragtrim.serve.fair_queue import FairQueue
@@ -32,7 +34,6 @@ from ragtrim.serve.tenant_runs import TenantRuns
 from ragtrim.serve.upstream import make_upstream
 
 _PIPELINES = 32
-CLIENT_POLL_SECONDS = 0.25  # how often a running optimizer run asks whether its client is still there
 
 
 def new_worker_id() -> str:
@@ -61,30 +62,6 @@ class OptimizerClock:
     def left(self) -> float | None:
         """Seconds the next run may take (0 once spent), None without a limit."""
         return max(0.0, self.limit - self.spent) if self.limit > 0 else None
-
-
-class ClientLeft(Exception):
-    """The request's client disconnected: its optimizer run was not started (``started`` False: it waited for a
-    thread) or was stopped at its next check (``started`` True). ``when`` says which, for the request's 499.
-
-    >>> ClientLeft(started=True).when
-    'during its optimizer run, so the run was stopped'
-    """
-
-    def __init__(self, *, started: bool) -> None:
-        self.started = started
-        self.when = ("during its optimizer run, so the run was stopped" if started
-                     else "while its optimizer run waited for a thread, so it was not run")
-        super().__init__(f"the client disconnected {self.when}")
-
-
-async def stop_when_client_leaves(client_left: Callable[[], Awaitable[bool]], deadline: Any,
-                                  every: float = CLIENT_POLL_SECONDS) -> None:
-    """Ask ``client_left`` every ``every`` seconds; once it says yes, stop the run's ``deadline`` (a watcher task
-    beside the run's thread, cancelled when the run ends)."""
-    while not await client_left():
-        await anyio.sleep(every)
-    deadline.stop("the client disconnected")
 
 
 class Service:
@@ -168,8 +145,9 @@ class Service:
 
         ``client_left`` (the request's ``is_disconnected``) is asked once the run has its turn: a
         client that gave up while the run waited gets no run (:class:`ClientLeft`), so the threads go
-        to requests someone still waits for. While the run is on its thread, a watcher task asks it
-        again every ``CLIENT_POLL_SECONDS`` (0.25 s) and, once the client has gone, stops the run's
+        to requests someone still waits for. While the run is on its thread, a watcher task
+        (:func:`ragtrim.serve.client_left.when_client_leaves`) asks it again every ``CLIENT_POLL_SECONDS``
+        (0.25 s) and, once the client has gone, stops the run's
         :class:`optimizer.Deadline`: the run stops at its next check (:class:`optimizer.OptimizerStopped`,
         counted in ``ragtrim_optimizer_stopped_total``) and this raises :class:`ClientLeft`, so the
         thread is free again rather than working up to the limit for no one (the OpenAI SDKs time out
@@ -206,7 +184,7 @@ class Service:
             deadline = Deadline(math.inf if left is None else left)  # counted from here: the thread starts now
             async with anyio.create_task_group() as watch:
                 if client_left is not None:
-                    watch.start_soon(stop_when_client_leaves, client_left, deadline)
+                    watch.start_soon(when_client_leaves, client_left, partial(deadline.stop, "the client disconnected"))
                 try:
                     return await anyio.to_thread.run_sync(run, deadline, limiter=self.optimizer_limiter)
                 except Exception as exc:  # raised below, past the task group (which would wrap it in an ExceptionGroup)

@@ -4,8 +4,8 @@ A worker's optimizer runs wait for its ``optimizer_threads`` in a queue that is 
 (:mod:`ragtrim.serve.fair_queue`), which is what keeps one tenant's many large contexts from delaying
 the others; this cap bounds how many one tenant may have waiting at all. Each tenant may have at most
 ``[limits] tenant_optimizer_runs`` requests waiting for or holding an optimizer thread on this worker (a
-chat request with documents from its first run to its reservation, a ``/v1/optimize`` request from before
-its body is read to the end of its run); one more is
+chat request with documents from its first run to its reservation, a ``/v1/optimize`` request from once
+its body is read, at most ``[limits] max_body_bytes`` within ``body_seconds``, to the end of its run); one more is
 refused at once with a 429 ``rate_limit_exceeded`` and a short ``Retry-After``, before anything is
 reserved, so it is not charged. The count is per worker process (each worker has its own queue).
 

@@ -24,6 +24,8 @@ from typing import Any
 
 from optimizer.lazy import lazy_import
 from optimizer.tokenizer import get_tokenizer
+from ragtrim.serve.client_left import (COUNT_WAITED_FOR_LOCAL_MODEL, WAITED_FOR_CONNECTION, WAITED_FOR_LOCAL_MODEL, LeftBeforeSent,
+                                      when_client_leaves)
 from ragtrim.serve.config import UpstreamConfig
 
 
@@ -420,7 +422,8 @@ CONNECT_TIMEOUT = 5.0
 
 
 class _SendTrace:
-    """httpcore's trace of one send: was a connection opened for it, and when was the request fully written.
+    """httpcore's trace of one send: was a connection opened for it, did its writing begin, and when was the request
+    fully written.
 
     ``on_written`` (if given) is called once the request is fully written: from then on the
     upstream may be working on it (see :class:`ragtrim.serve.hold.Hold`'s ``mark_sent``).
@@ -428,12 +431,15 @@ class _SendTrace:
 
     def __init__(self, on_written: Callable[[], None] | None = None) -> None:
         self.new_connection = False
+        self.writing = False  # a byte of the request was handed to a connection: no longer given up (_sent)
         self.written_at: float | None = None
         self.on_written = on_written
 
     async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
         if event.startswith("connection.connect_tcp."):
             self.new_connection = True
+        elif event.endswith(".send_request_headers.started"):
+            self.writing = True
         elif event.endswith(".send_request_body.complete"):
             self.written_at = time.monotonic()
             if self.on_written is not None:
@@ -489,13 +495,16 @@ class OpenAIUpstream:
     def max_completion_tokens(self, asked: int) -> int:
         return asked
 
-    async def count_prompt_tokens(self, messages: Sequence[Mapping[str, Any]], tokenizer: str, question: str, context: str) -> int:
+    async def count_prompt_tokens(self, messages: Sequence[Mapping[str, Any]], tokenizer: str, question: str, context: str, *,
+                                  client_left: Callable[[], Any] | None = None) -> int:
         """The messages' tokens, counted on a thread of the event loop's pool (about 0.15 s per MB of messages: on the
-        loop itself, every other request would wait for it)."""
+        loop itself, every other request would wait for it). ``client_left`` is not asked: the count queues behind no
+        one's (see :meth:`LocalUpstream.count_prompt_tokens`)."""
         anyio = lazy_import("anyio", extra="serve", purpose="ragtrim serve")
         return int(await anyio.to_thread.run_sync(count_chat_tokens, messages, tokenizer))
 
-    async def _send(self, body: Mapping[str, Any], on_sent: Callable[[], None] | None = None) -> Any:
+    async def _send(self, body: Mapping[str, Any], on_sent: Callable[[], None] | None = None,
+                    client_left: Callable[[], Any] | None = None) -> Any:
         """POST ``body``; the response once its status and headers are in (its body not read yet).
 
         A request is sent again (at most ``connection_retries`` times; ``self.retries`` counts
@@ -505,7 +514,9 @@ class OpenAIUpstream:
         written (the server closed it as the request arrived). An upstream that had the whole
         request longer, or on a connection of its own, may be working on it: never sent twice.
         A failure is an :class:`UpstreamError` whose ``started`` says which of the two it was.
-        ``on_sent`` is called each time the request has been fully written.
+        ``on_sent`` is called each time the request has been fully written. A client that leaves
+        (``client_left``) before any of the request is written (it waits for a connection of a full
+        pool, ``max_connections``) has its call given up: :class:`LeftBeforeSent` (:meth:`_sent`).
         """
         httpx = lazy_import("httpx", extra="serve", purpose="ragtrim serve's upstream client")
         # not ConnectTimeout: each attempt could wait the whole connect timeout (connect_timeout)
@@ -515,7 +526,7 @@ class OpenAIUpstream:
             request = self._client.build_request("POST", "/chat/completions", json=dict(body), headers=self._headers(),
                                                  extensions={"trace": trace})
             try:
-                return await self._client.send(request, stream=True)
+                return await self._sent(request, trace, client_left)
             except httpx.HTTPError as exc:
                 resendable = trace.resendable(exc, httpx)
                 if attempt == self.config.connection_retries or not (resendable and isinstance(exc, dropped)):
@@ -525,6 +536,39 @@ class OpenAIUpstream:
                     self._on_retry()
                 await asyncio.sleep(0.05 * attempt)  # at once after a stale connection, then a short pause
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _sent(self, request: Any, trace: _SendTrace, client_left: Callable[[], Any] | None) -> Any:
+        """``request`` sent (its response's status and headers in), beside a watcher of ``client_left``
+        (:func:`ragtrim.serve.client_left.when_client_leaves`): a client that leaves before a byte of the
+        request is written (``trace``) has the call cancelled, safely, since the upstream has nothing of it,
+        and :class:`LeftBeforeSent` is raised. Once the writing began the call goes on (and is charged)."""
+        if client_left is None:
+            return await self._client.send(request, stream=True)
+        anyio = lazy_import("anyio", extra="serve", purpose="ragtrim serve")
+        outcome: dict[str, Any] = {}
+
+        async def left_or_writing() -> bool:  # once the writing began there is nothing to give up: the watcher ends
+            return trace.writing or bool(await client_left())
+
+        with anyio.CancelScope() as call:
+
+            def give_up() -> None:
+                if not trace.writing:
+                    call.cancel()
+
+            async with anyio.create_task_group() as watch:
+                watch.start_soon(when_client_leaves, left_or_writing, give_up)
+                try:
+                    outcome["response"] = await self._client.send(request, stream=True)
+                except Exception as exc:  # raised below, past the task group (which would wrap it in an ExceptionGroup)
+                    outcome["failed"] = exc
+                finally:
+                    watch.cancel_scope.cancel()  # the call is over: its watcher ends with it
+        if "failed" in outcome:
+            raise outcome["failed"]
+        if "response" not in outcome:  # given up (give_up): nothing of it was written
+            raise LeftBeforeSent(WAITED_FOR_CONNECTION)
+        return outcome["response"]
 
     def _send_error(self, exc: Exception, *, started: bool, httpx: Any,
                     lead: str = "upstream failed after the request was sent") -> UpstreamError:
@@ -542,10 +586,12 @@ class OpenAIUpstream:
                 f"[upstreams.{self.config.name}] for longer completions)")
 
     async def complete(self, body: Mapping[str, Any], question: str, context: str, *,
-                       on_sent: Callable[[], None] | None = None) -> UpstreamReply:
+                       on_sent: Callable[[], None] | None = None, client_left: Callable[[], Any] | None = None) -> UpstreamReply:
+        """The upstream's answer read whole (or why there is none); :class:`LeftBeforeSent` when the client left before
+        the request was written (:meth:`_send`)."""
         start = time.perf_counter()
         try:
-            resp = await self._send(body, on_sent)
+            resp = await self._send(body, on_sent, client_left)
         except UpstreamError as exc:
             return UpstreamReply(502, None, "", None, None, (time.perf_counter() - start) * 1000, str(exc), started=exc.started)
         broken = await self._read_whole(resp)
@@ -589,14 +635,15 @@ class OpenAIUpstream:
         return UpstreamReply(resp.status_code, data, reply_text(data), p, c, ms, cached_tokens=cached_count(data))
 
     async def stream(self, body: Mapping[str, Any], question: str, context: str, *,
-                     on_sent: Callable[[], None] | None = None) -> AsyncIterator[bytes]:
-        """The upstream's SSE bytes as they arrive; raises :class:`UpstreamError` before the first byte on failure.
+                     on_sent: Callable[[], None] | None = None, client_left: Callable[[], Any] | None = None) -> AsyncIterator[bytes]:
+        """The upstream's SSE bytes as they arrive; raises :class:`UpstreamError` before the first byte on failure
+        (:class:`LeftBeforeSent` when the client left before the request was written: :meth:`_send`).
 
         An upstream that answers the stream request with a whole chat completion (JSON, ignoring
         ``stream``) is read whole and given as the events that would have carried it
         (:func:`completion_events`), its usage included, so the client still reads a stream.
         """
-        resp = await self._send(body, on_sent)
+        resp = await self._send(body, on_sent, client_left)
         undecodable = self._undecodable(resp)
         if undecodable is not None:
             await resp.aclose()
@@ -692,9 +739,10 @@ class LocalUpstream:
     gateway reserves).
 
     The model's worker runs one call at a time, so its calls (counts and answers) queue on a limiter
-    of their own (:attr:`limiter`, one thread), not on the event loop's thread pool: forty queued
-    calls would otherwise hold forty of its threads while they wait, and key checks, ledger writes
-    and ``/healthz`` would wait behind them.
+    of their own (:attr:`limiter`), and the one whose turn it is runs on a thread of its own, not of
+    the event loop's pool: forty queued calls would otherwise hold forty of its threads while they
+    wait, and key checks, ledger writes and ``/healthz`` would wait behind them. A call whose client
+    left while it queued (``client_left``, asked once it has its turn) is not run: :class:`LeftBeforeSent`.
     """
 
     counts_with_model_tokenizer = False  # prompts are counted with the model's own (Gemma) tokenizer
@@ -706,14 +754,32 @@ class LocalUpstream:
         self.config = config
         self._reader = reader
         self._limiter: Any = None
+        self._thread: Any = None
 
     @property
     def limiter(self) -> Any:
-        """The limiter of this client's model calls: one at a time (``statistics()`` tells how many wait)."""
+        """The queue of this client's model calls: one at a time (``statistics()`` tells how many wait)."""
         if self._limiter is None:
             anyio = lazy_import("anyio", extra="serve", purpose="ragtrim serve")
             self._limiter = anyio.CapacityLimiter(1)
         return self._limiter
+
+    @property
+    def thread(self) -> Any:
+        """The thread of the call whose turn it is (never waited for: :attr:`limiter` admits one call at a time)."""
+        if self._thread is None:
+            anyio = lazy_import("anyio", extra="serve", purpose="ragtrim serve")
+            self._thread = anyio.CapacityLimiter(1)
+        return self._thread
+
+    async def _in_turn(self, func: Callable[..., Any], *args: Any, client_left: Callable[[], Any] | None, when: str) -> Any:
+        """``func(*args)`` on the model's thread once it is this call's turn (:attr:`limiter`); not run when its client
+        left while it waited (``client_left``, asked as its turn comes): :class:`LeftBeforeSent` saying ``when``."""
+        anyio = lazy_import("anyio", extra="serve", purpose="ragtrim serve")
+        async with self.limiter:
+            if client_left is not None and await client_left():
+                raise LeftBeforeSent(when)
+            return await anyio.to_thread.run_sync(func, *args, limiter=self.thread)
 
     def _get_reader(self) -> Any:
         if self._reader is None:
@@ -724,7 +790,7 @@ class LocalUpstream:
 
     async def start(self) -> None:
         anyio = lazy_import("anyio", extra="serve", purpose="ragtrim serve")
-        self._limiter = anyio.CapacityLimiter(1)  # bound to this event loop
+        self._limiter, self._thread = anyio.CapacityLimiter(1), anyio.CapacityLimiter(1)  # bound to this event loop
 
     async def aclose(self) -> None:
         return None
@@ -735,11 +801,16 @@ class LocalUpstream:
             return asked
         return min(asked, int(getattr(reader, "max_tokens", asked)))
 
-    async def count_prompt_tokens(self, messages: Sequence[Mapping[str, Any]], tokenizer: str, question: str, context: str) -> int:
-        anyio = lazy_import("anyio", extra="serve", purpose="ragtrim serve")
+    async def count_prompt_tokens(self, messages: Sequence[Mapping[str, Any]], tokenizer: str, question: str, context: str, *,
+                                  client_left: Callable[[], Any] | None = None) -> int:
+        """The prompt's tokens, counted by the model's own tokenizer in its worker (in turn with its answers: not
+        counted for a client that left while the count waited, :class:`LeftBeforeSent`)."""
         reader = self._get_reader()
         try:
-            return int(await anyio.to_thread.run_sync(reader.count_tokens, reader.prompt(question, context), limiter=self.limiter))
+            return int(await self._in_turn(reader.count_tokens, reader.prompt(question, context), client_left=client_left,
+                                           when=COUNT_WAITED_FOR_LOCAL_MODEL))
+        except LeftBeforeSent:
+            raise
         except Exception as exc:  # the model's worker died or failed
             raise UpstreamError(502, f"local model failed to count the prompt: {type(exc).__name__}: {exc}"[:500]) from None
 
@@ -751,14 +822,15 @@ class LocalUpstream:
         return reader._generate(prompt)
 
     async def complete(self, body: Mapping[str, Any], question: str, context: str, *,
-                       on_sent: Callable[[], None] | None = None) -> UpstreamReply:
+                       on_sent: Callable[[], None] | None = None, client_left: Callable[[], Any] | None = None) -> UpstreamReply:
         """The model's answer; ``on_sent`` is not called: an in-process model bills no one, and a worker that
-        dies takes its run with it."""
-        anyio = lazy_import("anyio", extra="serve", purpose="ragtrim serve")
+        dies takes its run with it. Not run for a client that left while the call waited for its turn
+        (``client_left``): :class:`LeftBeforeSent`."""
         reader = self._get_reader()
         prompt = reader.prompt(question, context)
         start = time.perf_counter()
-        out = await anyio.to_thread.run_sync(self._call, prompt, int(body.get("max_tokens") or 64), limiter=self.limiter)
+        out = await self._in_turn(self._call, prompt, int(body.get("max_tokens") or 64), client_left=client_left,
+                                  when=WAITED_FOR_LOCAL_MODEL)
         ms = (time.perf_counter() - start) * 1000
         if not out.ok:
             return UpstreamReply(502, None, "", out.prompt_tokens, out.completion_tokens, ms, f"local model failed: {out.error}")
@@ -774,8 +846,8 @@ class LocalUpstream:
         return UpstreamReply(200, data, out.text or "", out.prompt_tokens, out.completion_tokens, ms)
 
     async def stream(self, body: Mapping[str, Any], question: str, context: str, *,
-                     on_sent: Callable[[], None] | None = None) -> AsyncIterator[bytes]:
-        reply = await self.complete(body, question, context)
+                     on_sent: Callable[[], None] | None = None, client_left: Callable[[], Any] | None = None) -> AsyncIterator[bytes]:
+        reply = await self.complete(body, question, context, client_left=client_left)
         if reply.error is not None or reply.body is None:
             raise UpstreamError(reply.status, reply.error or "local model gave no answer")
         return _replayed(completion_events(reply.body))
