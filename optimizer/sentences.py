@@ -227,7 +227,11 @@ def _line_records(block: str) -> bool:
     return 2 * sum(_wraps_at(a, b.lstrip(), width) for a, b in zip(lines, lines[1:])) < len(lines) - 1
 
 
-_SHAPES = Shapes(_wraps_at, ends_sentence, is_record_line)
+def _holds_end(line: str) -> bool:
+    return _STOP_INSIDE.search(line) is not None or ends_sentence(line)
+
+
+_SHAPES = Shapes(_wraps_at, ends_sentence, is_record_line, _holds_end, field_counts)
 
 
 _RUN = re.compile(r"\d+|[^\W\d_]+")

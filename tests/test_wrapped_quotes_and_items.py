@@ -113,3 +113,62 @@ def test_the_email_thread_never_keeps_half_the_wrapped_sentence(preset, share):
 
 def test_default_keeps_the_new_deadline():
     assert "April 30" in _run("default", 0.5)
+
+
+# Review of the round (review-core35): where a73d3e0 split per line and the joins misfired.
+
+CHANGELOG = (
+    "- Fixed bugs in the parser\n  The tokenizer no longer crashes on empty input files\n  The lexer handles unicode identifiers in all modes\n"
+    "  Error messages now show the line and column\n  Deeply nested lists no longer overflow the stack\n  Comments at the end of a file are kept\n"
+    "  Tabs in indentation are expanded to four spaces\n  Trailing commas are accepted in all lists\n- New features\n  Added a --watch flag"
+)
+
+
+def test_separate_facts_indented_under_an_item_stay_one_line_a_sentence():
+    """Before: the item and its seven lines were one 'sentence' (no wrap test), too big for the budget."""
+    assert texts(CHANGELOG) == [ln.strip() for ln in CHANGELOG.split("\n")]
+
+
+@pytest.mark.parametrize("text, joined", [
+    ("- Fixed bugs in the parser.\n  the tokenizer no longer crashes on empty input", False),  # the item ends a sentence
+    ("- The installer needs a 64-bit CPU and at least 8 GB\n  of RAM; 16 GB is recommended for builds.", True),  # a wrap, lower case
+    ("- The build now runs the whole test suite on every\n  Windows runner, not only on the nightly job.", True),  # a wrap at the width
+])
+def test_an_item_goes_on_only_where_its_line_wraps(text, joined):
+    assert texts(text) == ([text] if joined else [ln.strip() for ln in text.split("\n")])
+
+
+HOSTS = (
+    "> hostname web01 disk usage at ninety percent on var\n> hostname web02 disk usage at ninety one percent on\n"
+    "> hostname db01 replication lag over three hundred s\n> hostname db02 backup job failed with exit code two\n"
+    "> hostname lb01 certificate expires in four days now\n> hostname cache01 memory usage at eighty percent ok\n\n"
+    "Can you look at these before the weekend? Thanks, Ana"
+)
+
+
+@pytest.mark.parametrize("text", [
+    HOSTS.split("\n\n")[0],
+    HOSTS.split("\n\n")[0].replace("> hostname ", "> "),  # first words of one shape: web01, db02, lb01
+    "> name: web frontend for the shop\n> image: nginx serving the static pages\n> replicas: three behind the balancer",
+])
+def test_quoted_records_of_one_shape_stay_one_line_a_sentence(text):
+    """Before: six '> hostname ...' lines (lower case, one width, no full stop) were one wrapped 'sentence'."""
+    assert texts(text) == [ln.strip() for ln in text.split("\n")]
+
+
+def test_quoted_log_lines_are_kept_alone():
+    assert len(split_sentences(HOSTS)) == 8
+    docs = [HOSTS, "The certificate authority is Let's Encrypt.", "Certificates renew every 90 days automatically.",
+            "lb01 is the main load balancer in the EU region.", "Disk alerts fire at 85 percent.", "Backups run nightly at 2 am.",
+            "The on-call engineer gets paged for expiring certificates."]
+    chunks = [Chunk(id=f"c{i}", text=t) for i, t in enumerate(docs)]
+    query = "Which host has a certificate expiring?"
+    full = Pipeline.preset("full").run(query, chunks, budget=1.0).tokens
+    kept = {share: "lb01 certificate expires" in Pipeline.preset("default").run(query, chunks, budget=int(full * share)).text
+            for share in (0.25, 0.35, 0.5)}
+    assert all(kept.values()), kept  # as a73d3e0; the joined run kept it at none
+
+
+def test_a_quoted_wrapped_paragraph_without_a_full_stop_is_still_joined():
+    t = "> I think we should move the review meeting to the\n> second week of June if the large room is free\n> Raj"
+    assert texts(t) == [t.rsplit("\n", 1)[0], "> Raj"]
