@@ -238,28 +238,35 @@ def _html_row(sentence: str) -> str | None:
 def _frame_html_table(text: str, spans: Sequence[tuple[int, int]], group: list[int], frames: list[tuple[int, ...]],
                       only: list[bool]) -> bool:
     """Frame the rows of the HTML tables among the sentences ``group`` with the header rows above them (a run of
-    ``<th>`` rows, a new run after rows of data, none past its table's end); whether a row got one. Then each header
-    row that heads a row, and each sentence of bare table tags, is frame-only; the other sentences are left as they
-    were. Each sentence is one row (on its line, or cut from one line by :mod:`optimizer.inline_records`)."""
+    ``<th>`` rows, none past its table's end); whether a row got one. A run of ``<th>`` rows after rows of data (a
+    section row, ``<tr><th colspan=4>Business plans</th></tr>``) heads the rows under it together with the table's
+    first run, its column headers. Then each header row that heads a row, and each sentence of bare table tags, is
+    frame-only; the other sentences are left as they were. Each sentence is one row (on its line, or cut from one
+    line by :mod:`optimizer.inline_records`)."""
     heads: list[int] = []
+    columns: list[int] | None = None  # the table's first run of header rows, once a row of data came
     tags: list[int] = []
     under_rows = False  # a row of data came after the current header rows
     for k in group:
         sentence = text[slice(*spans[k])]
         kind = _html_row(sentence)
-        if kind is None or _TABLE_OPEN.match(sentence) or (kind == "head" and under_rows):
-            heads, under_rows = [], False  # no part of a table, a new table, a new header
+        if kind is None or _TABLE_OPEN.match(sentence):
+            heads, columns, under_rows = [], None, False  # no part of a table, a new table
+        elif kind == "head" and under_rows:  # a section of the table: under its column headers
+            heads, under_rows = list(columns or ()), False
         if kind == "head":
             heads.append(k)
-        elif kind == "row" and heads:
-            frames[k] = tuple(heads)
-            for h in heads:
-                only[h] = True
-            under_rows = True
+        elif kind == "row":
+            columns = list(heads) if columns is None else columns
+            if heads:
+                frames[k] = tuple(heads)
+                for h in heads:
+                    only[h] = True
+                under_rows = True
         elif kind == "tags":
             tags.append(k)
         if _TABLE_CLOSE.search(sentence):
-            heads, under_rows = [], False
+            heads, columns, under_rows = [], None, False
     framed = any(frames[k] for k in group)
     if framed:
         for k in tags:
