@@ -86,13 +86,19 @@ def test_the_refund_answer_is_kept_at_every_share_bm25_pack_keeps_it(layout):
 
 @pytest.mark.parametrize("text", ["### How long does a refund take?\n\nAllow 5 to 7 days. It is quick.",
                                   "How long does a refund take?\n\nAllow 5 to 7 days. It is quick.",
-                                  "FAQ\n\nHow long does a refund take?\n\nAllow 5 to 7 days. It is quick."])
+                                  "# FAQ\n\n## How long does a refund take?\n\nAllow 5 to 7 days. It is quick."])
 def test_a_question_paragraph_heads_its_answer(text):
     (part,) = paragraph_parts(Chunk(id="f", text=text))
     assert text[slice(*part.heading)].lstrip("# ") == "How long does a refund take?"
     assert text[slice(*part.body)] == "Allow 5 to 7 days. It is quick."
     (view,) = ParagraphViews([Chunk(id="f", text=text, title="Help")]).views
     assert view.title == "Help: How long does a refund take?"
+
+
+def test_a_plain_heading_before_a_question_paragraph_stays_a_paragraph():
+    text = "FAQ\n\nHow long does a refund take?\n\nAllow 5 to 7 days. It is quick."
+    assert [(text[slice(*p.body)], p.heading and text[slice(*p.heading)]) for p in paragraph_parts(Chunk(id="f", text=text))] == [
+        ("FAQ", None), ("Allow 5 to 7 days. It is quick.", "How long does a refund take?")]
 
 
 def test_a_question_before_a_question_or_a_heading_is_no_heading():
@@ -102,22 +108,26 @@ def test_a_question_before_a_question_or_a_heading_is_no_heading():
         ("Why?", None), ("Nobody knows.", "Why not?"), ("And then?", None), ("Keep it dry.", "Notes")]
 
 
-def test_a_one_line_heading_paragraph_goes_with_the_next_one():
-    """``Doc`` before a headed paragraph was a paragraph (a view) of its own, chosen and printed alone."""
-    text = "Doc\n\nSection\nBody text here.\n\nOther paragraph."
+def test_a_markdown_heading_paragraph_goes_above_a_deeper_one():
+    """``# Doc`` before a ``## Section`` paragraph was a paragraph (a view) of its own, chosen and printed alone.
+    Any other one-line paragraph before a headed one stays a paragraph of its own: it may be a section's whole text."""
+    text = "# Doc\n\n## Section\nBody text here.\n\nOther paragraph."
     parts = paragraph_parts(Chunk(id="d", text=text))
     assert [(text[slice(*p.body)], [text[slice(*f)] for f in p.frame]) for p in parts] == [
-        ("Body text here.", ["Doc", "Section"]), ("Other paragraph.", [])]
+        ("Body text here.", ["# Doc", "## Section"]), ("Other paragraph.", [])]
+    plain = "Doc\n\nSection\nBody text here."
+    assert [(plain[slice(*p.body)], [plain[slice(*f)] for f in p.frame]) for p in paragraph_parts(Chunk(id="p", text=plain))] == [
+        ("Doc", []), ("Body text here.", ["Section"])]
     run = "# Guide\n\n## Install\n\n### From source\n\nRun make."  # a heading under headings: all printed with it
     (part,) = paragraph_parts(Chunk(id="g", text=run))
     assert [run[slice(*f)] for f in part.frame] == ["# Guide", "## Install", "### From source"]
     names = "\n\n".join(["Ana Ruiz", "Bo Chen", "Cy Diaz", "Di Lee", "Ed Fox"])  # a list: its lines stay paragraphs
-    assert [len(p.frame) for p in paragraph_parts(Chunk(id="n", text=names))] == [0, 0, 0, 1]
-    headed = "A\n\nB\n\nC\n\nD\nBody text."  # three above a heading of its own: a list too
-    assert [[headed[slice(*f)] for f in p.frame] for p in paragraph_parts(Chunk(id="h", text=headed))] == [[], [], ["C", "D"]]
-    last = "Body.\n\nSee also\n\nReferences"  # nothing after them to head: the last one is the body
+    assert [len(p.frame) for p in paragraph_parts(Chunk(id="n", text=names))] == [0, 0, 0, 0, 0]
+    deep = "# A\n\n## B\n\n### C\n\n#### D\nBody text."  # at most ABOVE_LINES above a heading, the nearest ones
+    assert [[deep[slice(*f)] for f in p.frame] for p in paragraph_parts(Chunk(id="h", text=deep))] == [[], ["## B", "### C", "#### D"]]
+    last = "Body.\n\nSee also\n\nReferences"  # nothing after them to head: paragraphs of their own
     assert [([last[slice(*f)] for f in p.frame], last[slice(*p.body)]) for p in paragraph_parts(Chunk(id="e", text=last))] == [
-        ([], "Body."), (["See also"], "References")]
+        ([], "Body."), ([], "See also"), ([], "References")]
 
 
 DEFLIST = Chunk(id="c0", title="Mail settings", text=(
@@ -163,3 +173,95 @@ def test_a_question_and_an_answer_on_one_line_are_one_unit():
     assert answer_part(units[0]) == "A: Yes, within 30 days."
     prose = "Is it safe? All tests pass."  # no answer label: a rhetorical question inside a paragraph
     assert with_answers(prose, [(0, 11), (12, 27)]) == [(0, 11), (12, 27)]
+
+
+def kept_at_shares(query: str, chunks: list[Chunk], needle: str, preset: str) -> str:
+    """``K`` or ``-`` per share (0.15, 0.25, 0.35, 0.5 of the full context): whether ``preset`` printed ``needle``."""
+    full = Pipeline.preset("full").run(query, chunks, budget=1.0).tokens
+    return "".join("K" if needle in Pipeline.preset(preset).run(query, chunks, budget=int(full * s)).text else "-"
+                   for s in (0.15, 0.25, 0.35, 0.5))
+
+
+TOOLS = ["The X100 weighs 2.4 kg and ships with a 3000 mAh battery. Its warranty is one year.",
+         "Weight matters for handheld tools: lighter drills reduce fatigue on long jobs.",
+         "The X300 is our heaviest model at 3.1 kg. It is meant for masonry work.",
+         "All models charge in about two hours with the fast charger included in the box.",
+         "Shipping weight includes the case and is about 0.8 kg more than the tool itself."]
+ONE_LINE_SECTIONS = {  # a section that is one short line, before a headed one: the review's repro_1
+    "hours": ("What are the store opening hours on Saturday?", [
+        "Store hours\n\nSaturday 10am-4pm\n\nReturns\nItems can be returned within 30 days with a receipt. "
+        "Refunds go to the original card.",
+        "Our store on Main Street opened in 1998 and moved to the mall in 2010.",
+        "Holiday hours are posted on the door two weeks before each holiday.",
+        "Weekday hours are 9am to 6pm. Staff are on site from 8am.",
+        "Saturday deliveries cost extra and must be booked by Thursday."], "10am-4pm"),
+    "spec": ("How much does the X200 weigh?", [
+        "X200 specifications\n\nWeight: 1.2 kg\n\nWarranty\nTwo years from the date of purchase. Register online to claim it."]
+        + TOOLS, "1.2 kg"),
+    "spec_md": ("How much does the X200 weigh?", [
+        "# X200\n\n## Weight\n\n1.2 kg\n\n## Warranty\nTwo years from the date of purchase. Register online to claim it."]
+        + TOOLS, "1.2 kg"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ONE_LINE_SECTIONS))
+@pytest.mark.parametrize("preset", ["default", "quality"])
+def test_a_one_line_section_before_a_headed_one_is_kept_at_every_share(case, preset):
+    """``Saturday 10am-4pm`` before ``Returns`` was printed only above the returns text (never scored): lost at
+    every share (a73d3e0 and bm25-pack kept it at all four)."""
+    query, texts, needle = ONE_LINE_SECTIONS[case]
+    chunks = [Chunk(id=f"c{i}", text=t) for i, t in enumerate(texts)]
+    assert kept_at_shares(query, chunks, needle, preset) == "KKKK"
+
+
+def test_only_a_markdown_heading_over_a_deeper_one_is_printed_above_it():
+    """A one-line paragraph before a headed one is a paragraph of its own (scored, as before ``above``), unless it
+    is a ``#`` heading over a deeper ``#`` heading (``# Guide`` over ``## Install``)."""
+    text = ONE_LINE_SECTIONS["hours"][1][0]
+    assert [(text[slice(*p.body)][:9], [text[slice(*f)] for f in p.frame]) for p in paragraph_parts(Chunk(id="h", text=text))] == [
+        ("Store hou", []), ("Saturday ", []), ("Items can", ["Returns"])]
+    text = ONE_LINE_SECTIONS["spec_md"][1][0]
+    assert [(text[slice(*p.body)][:9], [text[slice(*f)] for f in p.frame]) for p in paragraph_parts(Chunk(id="m", text=text))] == [
+        ("# X200", []), ("## Weight", []), ("1.2 kg", []), ("Two years", ["## Warranty"])]
+    text = "# X200\n\n## Weight\n1.2 kg\n\n## Warranty\nTwo years."
+    assert [[text[slice(*f)] for f in p.frame] for p in paragraph_parts(Chunk(id="w", text=text))] == [
+        ["# X200", "## Weight"], ["## Warranty"]]
+    same = "## Setup\n\n## Install\nRun make."  # the same level: a section of its own
+    assert [[same[slice(*f)] for f in p.frame] for p in paragraph_parts(Chunk(id="s", text=same))] == [[], ["## Install"]]
+
+
+PROJECT = ("Why did the project fail?", [
+    "Why did the project fail?\n\nSee the appendix for the full timeline and budget tables.\n\n"
+    "The project failed because the vendor missed three deadlines and the budget ran out in May.",
+    "Projects fail for many reasons, and most are organizational.",
+    "The vendor was replaced in June after the contract was renegotiated.",
+    "A new project manager was hired in July.", "The budget was increased by 20 percent for the second phase."],
+    "vendor missed three deadlines")
+
+
+def test_a_question_heads_only_an_answer_of_one_paragraph():
+    """``Why did the project fail?`` headed ``See the appendix ...`` (not its answer): printed over it, and the
+    answer after it was lost at every share (a73d3e0 and bm25-pack kept it at 0.5)."""
+    text = PROJECT[1][0]
+    assert [p.heading for p in paragraph_parts(Chunk(id="p", text=text))] == [None, None, None]
+    faq = "How long?\n\nFive days.\n\nWhere?\n\nIn Lyon. Near the station.\n\nNotes\nKeep it."  # the FAQ shape
+    assert [(faq[slice(*p.body)], p.heading and faq[slice(*p.heading)]) for p in paragraph_parts(Chunk(id="f", text=faq))] == [
+        ("Five days.", "How long?"), ("In Lyon. Near the station.", "Where?"), ("Keep it.", "Notes")]
+    chunks = [Chunk(id=f"c{i}", text=t) for i, t in enumerate(PROJECT[1])]
+    for preset in ("default", "quality"):
+        assert kept_at_shares(PROJECT[0], chunks, PROJECT[2], preset)[-1] == "K", preset
+
+
+def test_a_one_line_faq_keeps_each_answer_with_its_question():
+    """blingfire does not end a sentence at ``A: No.`` before ``Q:``: the ``A:`` join printed ``Q: Can I pay by
+    cheque?`` with ``A: No.`` in the next unit, and at 0.25 of the full context ``default`` kept the question alone."""
+    pairs = [("Do you ship to Canada?", "Yes, within 5 business days."), ("Do you ship to Mexico?", "Yes, within 5 business days."),
+             ("Do you ship to Brazil?", "No, not yet."), ("Do you ship to Japan?", "No, not yet."), ("Can I pay by PayPal?", "Yes."),
+             ("Can I pay by cheque?", "No."), ("Can I pay in installments?", "Yes."), ("Is gift wrapping free?", "No, it costs 3 dollars.")]
+    one = " ".join(f"Q: {q} A: {a}" for q, a in pairs)
+    units = [s.text for s in split_chunks([Chunk(id="a", text=one)], StageContext.default())]
+    assert units == [f"Q: {q} A: {a}" for q, a in pairs]
+    chunks = [Chunk(id=f"c{i}", text=t) for i, t in enumerate(
+        [one, "Payment is taken when the order ships.", "We accept all major cards.", "Refunds go to the original payment method."])]
+    for preset in ("default", "quality"):
+        assert kept_at_shares("Can I pay by cheque?", chunks, "cheque? A: No", preset)[1:] == "KKK", preset

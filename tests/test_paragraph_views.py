@@ -98,11 +98,16 @@ def test_headings_of_an_untitled_chunk_become_view_titles_and_leave_the_text():
 
 
 def test_two_heading_lines_in_a_row_the_nearer_one_heads_the_body():
-    """The farther one is printed above it (it was a paragraph of its own, printed alone: tests/test_faq_layouts.py)."""
+    """The farther one is a paragraph of its own (it may be a section's whole text), unless it is a ``#`` heading
+    over a deeper one: then it is printed above it (tests/test_faq_layouts.py)."""
     text = "Doc\n\nSection\nBody text here.\n\nOther paragraph."
     parts = paragraph_parts(Chunk(id="d", text=text))
     assert [(text[slice(*p.body)], p.heading and text[slice(*p.heading)], [text[slice(*a)] for a in p.above]) for p in parts] == [
-        ("Body text here.", "Section", ["Doc"]), ("Other paragraph.", None, [])]
+        ("Doc", None, []), ("Body text here.", "Section", []), ("Other paragraph.", None, [])]
+    text = "# Doc\n\n## Section\nBody text here.\n\nOther paragraph."
+    parts = paragraph_parts(Chunk(id="m", text=text))
+    assert [(text[slice(*p.body)], p.heading and text[slice(*p.heading)], [text[slice(*a)] for a in p.above]) for p in parts] == [
+        ("Body text here.", "## Section", ["# Doc"]), ("Other paragraph.", None, [])]
 
 
 @pytest.mark.parametrize("line, title", [("Early life", "Early life"), ("### Results", "Results"), ("It rained.", None),

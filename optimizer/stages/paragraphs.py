@@ -11,12 +11,13 @@ so the renderer prints each chunk once and provenance is unchanged.
 
 A paragraph's **heading** (see :func:`heading_line`: a short first line such as ``Paris`` or
 ``## History``, or a one-line paragraph of that kind right before another; or a one-line question
-right before its answer, as on a FAQ page, see :func:`question_line`) is the view's title
+right before its whole answer, as on a FAQ page, see :func:`question_line`) is the view's title
 (in a chunk with a title of its own, by default ``"<chunk title>: <heading>"``, see
 :func:`view_title`): scored as a title is (and read by ``documents``: views under one title are
 one document), never kept as a sentence of its own, and printed with whatever of its paragraph
-is kept. A one-line heading paragraph right before a paragraph with a heading of its own (``# Guide``
-before ``## Install``) goes with that paragraph too: printed with whatever of it is kept, never alone.
+is kept. A Markdown ``#`` heading paragraph right before a deeper heading (``# Guide`` before ``## Install``)
+goes with that heading's paragraph too: printed with whatever of it is kept, never alone. Any other one-line
+paragraph before a headed one is a paragraph of its own (``Saturday 10am-4pm`` before ``Returns``).
 :meth:`ParagraphViews.context` counts those printed headings in the selector's budget.
 
 >>> from optimizer.records import Chunk
@@ -50,9 +51,8 @@ HEADING_WORDS = 12
 """A heading line has at most this many words."""
 
 ABOVE_LINES = 2
-"""At most this many one-line heading paragraphs are printed above a paragraph's heading (``# Guide``,
-``## Install``, then ``### From source`` heading the body); a longer run of one-line paragraphs is a list
-(names, an address, a table of contents), whose lines stay paragraphs of their own but the last."""
+"""At most this many Markdown ``#`` heading paragraphs are printed above a deeper heading (``# Guide``,
+``## Install``, then ``### From source`` heading the body); farther ones stay paragraphs of their own."""
 
 QUESTION_WORDS = 2 * HEADING_WORDS
 """A question line that heads its answer (:func:`question_line`) has at most this many words: a longer one is prose."""
@@ -161,11 +161,12 @@ def view_title(chunk_title: str | None, heading: str, titled: str) -> str:
 def paragraph_parts(chunk: Chunk, titled: str = "joined", skip: Sequence[tuple[int, int]] = ()) -> list[Paragraph]:
     """The chunk's paragraphs with their headings (none in a titled chunk when ``titled`` is ``"off"``).
 
-    A one-line heading paragraph goes with the next paragraph: it heads it when that has no heading of its
-    own, else it is printed above that one's (:attr:`Paragraph.above`, at most :data:`ABOVE_LINES` of them);
-    it is a paragraph of its own only when nothing follows, or in a longer run of them (all but the last).
-    A one-line question (:func:`question_line`) heads the next paragraph when that is its answer: no
-    heading of its own, and no question on its first line.
+    A one-line heading paragraph heads the next paragraph when that has no heading of its own; a Markdown
+    ``#`` heading right before a deeper one (``# Guide`` before ``## Install``, or before ``## Install``
+    heading the next paragraph) is printed above it (:attr:`Paragraph.above`, the nearest
+    :data:`ABOVE_LINES` of them). Any other is a paragraph of its own, scored as one: ``Saturday 10am-4pm``
+    before ``Returns`` is a section's whole text, not a heading of the next one's. A one-line question
+    (:func:`question_line`) heads the next paragraph when that is its whole answer (:func:`_asked`).
 
     ``skip``: lines (``(start, end)`` of the original text, say page furniture: :mod:`optimizer.furniture`)
     a paragraph is read as starting after, so none of them is a heading; a paragraph of them alone is none.
@@ -179,31 +180,76 @@ def paragraph_parts(chunk: Chunk, titled: str = "joined", skip: Sequence[tuple[i
     if chunk.title and titled == "off":
         return [Paragraph(s) for s in spans]
     split = [_split_heading(text, s, e) for s, e in spans]
+    roles = _roles(text, spans, split)
     parts: list[Paragraph] = []
-    pending: list[tuple[int, int]] = []  # one-line heading paragraphs (or a question) before the next one
-    for k, ((s, e), (head, body)) in enumerate(zip(spans, split)):
-        if k + 1 < len(spans) and (body is None or _asked(text, (s, e), split[k + 1])):
-            pending.append((s, e))  # it goes with the next paragraph
-            continue
-        if len(pending) > ABOVE_LINES + (head is None):  # a longer run of one-line paragraphs is a list: they stay paragraphs
-            parts += [Paragraph(line) for line in pending[:-1]]
-            pending = pending[-1:]
-        if head is None and pending:
-            head = pending.pop()  # the nearest one heads a paragraph without a heading of its own
-        fences, code = _fenced(text, *(body or (s, e)))
-        parts.append(Paragraph(code or body or (s, e), head, fences, tuple(pending)))
-        pending = []
+    head: tuple[int, int] | None = None  # the paragraph heading the next one
+    above: list[tuple[int, int]] = []  # the # headings printed above the next one's
+    for span, (own, body), role in zip(spans, split, roles):
+        if role == _HEADS:
+            head = span
+        elif role == _ABOVE:
+            above.append(span)
+        else:
+            parts += [Paragraph(line) for line in above[:-ABOVE_LINES]]  # farther ones stay paragraphs of their own
+            fences, code = _fenced(text, *(body or span))
+            parts.append(Paragraph(code or body or span, own or head, fences, tuple(above[-ABOVE_LINES:])))
+            head, above = None, []
     return parts
 
 
-def _asked(text: str, span: tuple[int, int], following: tuple[tuple[int, int] | None, tuple[int, int] | None]) -> bool:
-    """Whether the paragraph ``span`` of ``text`` is a one-line question (:func:`question_line`) and the
-    next one (``following``: its :func:`_split_heading`) its answer: no heading, no question on its first line."""
-    head, body = following
+_OWN, _HEADS, _ABOVE = "own", "heads", "above"
+_Split = tuple[tuple[int, int] | None, tuple[int, int] | None]  # a paragraph's (heading, body): see _split_heading
+_MARKDOWN_HEADING = re.compile(r" {0,3}(#{1,6})(?:[ \t]|$)")
+
+
+def _roles(text: str, spans: Sequence[tuple[int, int]], split: Sequence[_Split]) -> list[str]:
+    """What each paragraph ``spans[k]`` (``split[k]``: its :func:`_split_heading`) of ``text`` is: a paragraph of
+    its own (``"own"``), the heading of the next one (``"heads"``) or printed above the next one's (``"above"``).
+
+    Read from the last paragraph back: whether a ``#`` heading goes above the next one depends on what that does.
+    """
+    roles = [_OWN] * len(spans)
+    for k in range(len(spans) - 2, -1, -1):
+        if _asked(text, spans, split, k):
+            roles[k] = _HEADS
+        elif split[k][1] is not None:
+            continue
+        elif split[k + 1] == (None, spans[k + 1]) and roles[k + 1] == _OWN:
+            roles[k] = _HEADS  # a one-line heading paragraph heads a paragraph without a heading of its own
+        elif 0 < _level(text[slice(*spans[k])]) < _level(_next_heading(text, spans[k + 1], split[k + 1], roles[k + 1])):
+            roles[k] = _ABOVE  # a # heading over a deeper one
+    return roles
+
+
+def _level(line: str) -> int:
+    """The level of ``line`` as a Markdown ``#`` heading (``## Install``: 2), else 0."""
+    m = _MARKDOWN_HEADING.match(line)
+    return len(m.group(1)) if m else 0
+
+
+def _next_heading(text: str, span: tuple[int, int], split: _Split, role: str) -> str:
+    """The heading line the paragraph ``span`` (``split``: its :func:`_split_heading`, ``role``: its :func:`_roles`)
+    prints its text under: its first line, or itself when it heads the next paragraph or goes above its heading."""
+    if split[0] is not None:
+        return text[slice(*split[0])]
+    return text[slice(*span)] if role != _OWN else ""
+
+
+def _asked(text: str, spans: Sequence[tuple[int, int]], split: Sequence[_Split], k: int) -> bool:
+    """Whether the paragraph ``spans[k]`` of ``text`` is a one-line question (:func:`question_line`) and the next
+    one its whole answer, as on a FAQ page: no heading and no question on its first line, and the chunk's last
+    paragraph or followed by another one-line question or a heading. An answer followed by more text may not be
+    one (``Why did it fail?``, then ``See the appendix.``, then why)."""
+    span, (head, body) = spans[k], split[k + 1]
     if head is not None or body is None or "\n" in text[slice(*span)] or question_line(text[slice(*span)]) is None:
         return False
     newline = text.find("\n", *body)
-    return not QUESTION_END.search(text[body[0] : body[1] if newline < 0 else newline])
+    if QUESTION_END.search(text[body[0] : body[1] if newline < 0 else newline]):
+        return False
+    if k + 2 == len(spans):
+        return True
+    after = spans[k + 2]
+    return split[k + 2] != (None, after) or "\n" not in text[slice(*after)] and question_line(text[slice(*after)]) is not None
 
 
 def _past_lines(text: str, spans: Sequence[tuple[int, int]], skip: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:

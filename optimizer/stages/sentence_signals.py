@@ -75,6 +75,8 @@ def split_chunks(chunks: Sequence[Chunk], context: StageContext) -> list[Sentenc
 
 QUESTION_END = re.compile(r"[?？؟][\s\"'”’»)\]*_]*$")
 _QUESTION_LINE = re.compile(r"[?？؟][\"'”’»)\]*_]*[ \t]*\r?\n\s*(?=\S)")  # a question ending its line, then more
+# a sentence's end, then a question labelled "Q:" or "Question:" on its line
+_NEXT_ASKED = re.compile(r"[.!?。！？؟]([\"'”’»)\]*_]*)[ \t]+(?=(?:Q|Question|QUESTION)[ \t]*[:：])")
 # a question, then an answer labelled "A:" or "Answer:" on its line
 _ANSWER_LABEL = re.compile(r"[?？؟][\"'”’»)\]*_]*[ \t]+(?=(?:A|Answer|ANSWER)[ \t]*[:：])")
 
@@ -85,6 +87,7 @@ def with_answers(text: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int,
     best and carries no answer. A question followed on its line by an answer labelled ``A:`` or
     ``Answer:`` (``Q: ...? A: ...``) is joined to it too. A question inside a paragraph (a rhetorical
     one) stays a sentence of its own, and so does a line of a fenced code block (``WHERE id = ?``).
+    A sentence run on past its end into the next ``Q:`` is cut there first (:func:`_asked_apart`).
 
     >>> t = "Q: Can I pay later?\nA: Yes, within 30 days. Why? Who knows?"
     >>> [t[s:e] for s, e in with_answers(t, [(0, 19), (20, 43), (44, 48), (49, 59)])]
@@ -93,6 +96,7 @@ def with_answers(text: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int,
     >>> [t[s:e] for s, e in with_answers(t, [(0, 19), (20, 27), (28, 39), (40, 44)])]
     ['Q: Can I pay later? A: Yes.', 'Is it safe?', 'Yes.']
     """
+    spans = _asked_apart(text, spans)
     out: list[tuple[int, int]] = []
     code = None
     k = 0
@@ -105,6 +109,28 @@ def with_answers(text: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int,
                 k += 1
         out.append((s, e))
         k += 1
+    return out
+
+
+def _asked_apart(text: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    r"""``spans`` (sentences of ``text``) each cut before a question labelled ``Q:`` or ``Question:`` that
+    starts after a sentence's end on its line: blingfire reads ``No.`` as an abbreviation, and in
+    ``Q: ...? A: No. Q: ...?`` left the next question with the answer, the first question alone.
+    A line of a fenced code block is left as it is.
+
+    >>> t = "Q: Cash? A: No. Q: Cards? A: Yes."
+    >>> [t[s:e] for s, e in _asked_apart(t, [(0, 8), (9, 33)])]
+    ['Q: Cash?', 'A: No.', 'Q: Cards? A: Yes.']
+    """
+    out: list[tuple[int, int]] = []
+    code = None
+    for s, e in spans:
+        for m in _NEXT_ASKED.finditer(text, s, e):
+            code = code if code is not None else code_blocks(text)
+            if not any(cs < e and s < ce for cs, ce in code):
+                out.append((s, m.start() + 1 + len(m.group(1))))
+                s = m.end()
+        out.append((s, e))
     return out
 
 
