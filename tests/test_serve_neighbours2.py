@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from ragtrim.serve.app import create_app
+from ragtrim.serve.client_left import CLIENT_POLL_SECONDS
 from ragtrim.serve.config import ServeConfig, UpstreamConfig
 from ragtrim.serve.schema import reservations
 from ragtrim.serve.service import Service
@@ -34,6 +35,8 @@ from serve_fixtures import (DOCS, PEPPER, auth, budget, chat, final_rows, gatewa
                             stack, tenant_with_key)
 from test_serve_neighbours import OPTIMIZE, answer_ok, leave, raw_post
 from test_stop_when_client_leaves import spinning
+
+from optimizer import OptimizerStopped
 
 
 def held_reservations(service: Service) -> list[Any]:
@@ -296,6 +299,30 @@ def test_a_body_that_stalls_past_body_seconds_is_a_408_naming_the_setting(tmp_pa
         assert service.tenant_runs.held("acme") == 0
 
 
+def test_a_slow_but_steady_body_is_read_to_its_end(tmp_path):
+    # body_seconds bounds a stall (no bytes for that long), not the whole upload: before, a body sent at 280 kbit/s
+    # could never finish a 1 MiB body within the default 30 s, and the SDKs sent it again three times
+    config = gateway_config("http://127.0.0.1:9", limits={"body_seconds": 2})
+    service = Service(config, db_url=f"sqlite:///{tmp_path}/s.sqlite", pepper=PEPPER)
+    with serve_in_thread(create_app(service)) as url:
+        key = tenant_with_key(service, "acme")
+        data = json.dumps(OPTIMIZE).encode()
+        host, port = url.removeprefix("http://").split(":")
+        sock = socket.create_connection((host, int(port)))
+        try:
+            sock.sendall(f"POST /v1/optimize HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
+                         f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode())
+            pieces = [data[i : i + max(1, len(data) // 12)] for i in range(0, len(data), max(1, len(data) // 12))]
+            for piece in pieces:  # about 12 x 0.35 s: past body_seconds in all, never a stall of it
+                sock.sendall(piece)
+                threading.Event().wait(0.35)
+            sock.settimeout(30)
+            answer = sock.recv(65536)
+        finally:
+            sock.close()
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+
+
 @pytest.mark.parametrize("bad", [0, -1, True, "30", 3601])
 def test_body_seconds_must_be_a_positive_number(bad):
     with pytest.raises(ValueError, match="limits.body_seconds must be a number of seconds above 0"):
@@ -356,6 +383,9 @@ def test_optimize_requests_cut_off_by_the_shutdown_get_a_json_503_and_a_row(tmp_
             t.join(30)
         sock.settimeout(30)
         answer = sock.recv(65536)
+        # the running run stops too: before, its thread spun on for no one, up to [limits] optimize_seconds
+        until(spin.ended.is_set, 15)
+        assert isinstance(spin.stopped_by, OptimizerStopped) and "cancelled" in spin.stopped_by.why, spin.stopped_by
     finally:
         spin.release.set()
         if sock is not None:
@@ -374,3 +404,82 @@ def test_optimize_requests_cut_off_by_the_shutdown_get_a_json_503_and_a_row(tmp_
     for row in rows:
         assert (row["endpoint"], row["action"], row["status"]) == ("optimize", "failed", 503), row
         assert "cut off by the gateway's shutdown" in row["error"] and row["cost_micro"] == 0, row
+
+
+# the review of the fixes above: a retry of a request the upstream had whole is never given up
+
+
+class DroppingUpstream:
+    """An OpenAI-style upstream on a raw socket: the first ``R`` it reads whole it drops without an answer (a stale
+    keep-alive connection, resendable), and it answers ``Q`` only once ``q_release`` is set."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+        self.q_release = threading.Event()
+        self.port = free_port()
+        threading.Thread(target=lambda: anyio.run(self._serve), daemon=True).start()
+        until(self._listening)
+
+    def _listening(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    async def _serve(self) -> None:
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=self.port)
+        await listener.serve(self._connection)
+
+    async def _connection(self, stream: Any) -> None:
+        from anyio.streams.buffered import BufferedByteReceiveStream
+
+        reader = BufferedByteReceiveStream(stream)
+        try:
+            while True:
+                head = await reader.receive_until(b"\r\n\r\n", 65536)
+                size = int(next(ln.split(b":")[1] for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")))
+                body = json.loads(await reader.receive_exactly(size))
+                question = body["messages"][-1]["content"]
+                if question == "ping":  # the test's own probe of the listener
+                    continue
+                self.received.append(question)
+                if question == "R" and self.received.count("R") == 1:
+                    await anyio.sleep(0.12)
+                    await stream.aclose()  # the whole request arrived; dropped without an answer
+                    return
+                if question == "Q":
+                    await anyio.to_thread.run_sync(self.q_release.wait, 30)
+                data = json.dumps({"id": "c1", "object": "chat.completion", "model": body["model"],
+                                   "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                                   "usage": {"prompt_tokens": 30, "completion_tokens": 2, "total_tokens": 32}}).encode()
+                await stream.send(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(data), data))
+        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.ClosedResourceError, StopIteration):
+            pass
+
+
+def test_a_retry_of_a_request_the_upstream_had_whole_is_charged_when_its_client_leaves(tmp_path):
+    upstream = DroppingUpstream()
+    config = gateway_config(f"http://127.0.0.1:{upstream.port}", {"max_connections": 1})
+    service = Service(config, db_url=f"sqlite:///{tmp_path}/s.sqlite", pepper=PEPPER)
+    with serve_in_thread(create_app(service)) as url:
+        key = tenant_with_key(service, "acme")
+        budget(service, "acme", "tokens", 10**6)
+        ask = lambda q: chat(messages=[{"role": "user", "content": q}])  # noqa: E731
+        assert httpx.post(f"{url}/v1/chat/completions", json=ask("W"), headers=auth(key), timeout=30).status_code == 200
+        gone = raw_post(url, "/v1/chat/completions", ask("R"), key)  # written whole on the kept connection, then dropped
+        until(lambda: upstream.received.count("R") == 1)
+        with ThreadPoolExecutor(1) as pool:
+            q = pool.submit(httpx.post, f"{url}/v1/chat/completions", json=ask("Q"), headers=auth(key), timeout=30)
+            until(lambda: "Q" in upstream.received and service.upstreams["fake"].retries == 1)
+            until(lambda: queued_for_a_connection(service) == 1)  # R's retry waits for Q's connection
+            leave(gone)  # R's client leaves while its retry waits
+            threading.Event().wait(4 * CLIENT_POLL_SECONDS)  # the watcher asks every CLIENT_POLL_SECONDS: time to notice
+            upstream.q_release.set()
+            assert q.result().status_code == 200
+        until(lambda: len(final_rows(service)) == 3)
+        rows = final_rows(service)
+    # before: R's row was a 499 "before it was sent upstream (it was not sent); nothing was charged", for a request
+    # the upstream had whole; now its retry goes out (the upstream may have the first) and is charged, as before 499s
+    assert upstream.received == ["W", "R", "Q", "R"], upstream.received
+    assert [r["status"] for r in rows] == [200, 200, 200] and all(r["cost_micro"] > 0 for r in rows), rows

@@ -131,9 +131,9 @@ def _routes(app: Any, limits: Limits) -> None:
         summary="Optimize chunks into a budget (what `ragtrim optimize --format json` prints, plus savings)")
     add("/v1/chat/completions", chat.chat_endpoint, methods=["POST"], openapi_extra=_body(chat_schema(limits)), tags=["chat"],
         summary="OpenAI-compatible chat with documents optimized into the prompt, within the tenant's budgets")
-    add("/v1/models", model_list.models_list, methods=["GET", "HEAD"], tags=["chat"],
+    add("/v1/models", model_list.models_list, methods=["GET"], tags=["chat"],
         summary="The models this gateway serves (OpenAI's list)")
-    add("/v1/models/{model:path}", model_list.model_get, methods=["GET", "HEAD"], tags=["chat"],
+    add("/v1/models/{model:path}", model_list.model_get, methods=["GET"], tags=["chat"],
         summary="One model this gateway serves (OpenAI's model object), or a 404 model_not_found")
     add("/v1/usage", admin.usage_endpoint, methods=["GET"], tags=["usage"], summary="Usage grouped by user, feature, model, day")
     add("/v1/usage/page-link", page.page_link_endpoint, methods=["POST"], tags=["usage"], summary="A 15-minute link to the usage page")
@@ -150,7 +150,10 @@ def _routes(app: Any, limits: Limits) -> None:
     add("/v1/admin/budgets", admin.budgets_set, methods=["PUT"], tags=["admin"], summary="Create or change a budget")
     add("/v1/admin/budgets", admin.budgets_list, methods=["GET"], tags=["admin"], summary="List budgets")
     add("/v1/admin/budgets/{budget_id}", admin.budgets_delete, methods=["DELETE"], tags=["admin"], summary="Delete a budget")
-    add("/healthz", _healthz, methods=["GET", "HEAD"], tags=["ops"], summary="Liveness and database check")
+    add("/healthz", _healthz, methods=["GET"], tags=["ops"], summary="Liveness and database check")
+    for path, endpoint in (("/v1/models", model_list.models_list), ("/v1/models/{model:path}", model_list.model_get),
+                           ("/healthz", _healthz)):  # HEAD as GET (health checks, proxies), one operation each in the schema
+        add(path, endpoint, methods=["HEAD"], include_in_schema=False)
     add("/metrics", _metrics, methods=["GET"], tags=["ops"], summary="Prometheus metrics")
 
 

@@ -99,9 +99,9 @@ async def read_json(request: Any, limits: Limits) -> dict[str, Any]:
 
 
 async def _read_body(request: Any, limits: Limits) -> bytes:
-    """The request's body bytes, up to ``limits.max_body_bytes``, within ``limits.body_seconds`` (else a 408:
-    :func:`ragtrim.serve.errors.body_timeout`, so a client that stalls mid-body holds nothing for long); a 499 when
-    the client hangs up while sending it.
+    """The request's body bytes, up to ``limits.max_body_bytes``, each piece within ``limits.body_seconds`` of the one
+    before (else a 408: :func:`ragtrim.serve.errors.body_timeout`, so a client that stalls mid-body holds nothing for
+    long, while a slow but steady upload is read to its end); a 499 when the client hangs up while sending it.
 
     Starlette raises ``ClientDisconnect`` then: the client left (as a cancelled request does), which is
     neither the gateway's fault (a 500, an ``internal_error`` log) nor anyone's to answer.
@@ -110,12 +110,17 @@ async def _read_body(request: Any, limits: Limits) -> bytes:
     from starlette.requests import ClientDisconnect
 
     data = bytearray()
+    pieces = request.stream().__aiter__()
     try:
-        with anyio.fail_after(limits.body_seconds):
-            async for piece in request.stream():
-                data.extend(piece)
-                if len(data) > limits.max_body_bytes:
-                    raise too_large(f"request body is over the limit of {limits.max_body_bytes} bytes (limits.max_body_bytes)")
+        while True:
+            with anyio.fail_after(limits.body_seconds):  # the wait for the next piece: a stall, not a slow link
+                try:
+                    piece = await pieces.__anext__()
+                except StopAsyncIteration:
+                    break
+            data.extend(piece)
+            if len(data) > limits.max_body_bytes:
+                raise too_large(f"request body is over the limit of {limits.max_body_bytes} bytes (limits.max_body_bytes)")
     except TimeoutError:
         raise body_timeout(limits.body_seconds, len(data), request.headers.get("content-length")) from None
     except ClientDisconnect:

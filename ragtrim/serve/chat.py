@@ -335,7 +335,12 @@ async def _answer(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
 
 
 async def _left_unsent(hold: Hold, exc: LeftBeforeSent) -> ApiError:
-    """Release ``hold`` of a request whose client left while its upstream call waited (it was never sent); its 499."""
+    """Release ``hold`` of a request whose client left while its upstream call waited (it was never sent); its 499.
+    A hold an earlier attempt marked sent is no such request: never released unpaid (:meth:`Hold.fail`, started)."""
+    if hold.sent:
+        gone = client_gone(f"{exc.when}, after an earlier attempt had been sent upstream", hold.entry.id)
+        await hold.fail(gone.status, gone.message, started=True)
+        return gone
     gone = client_gone(f"{exc.when}, before it was sent upstream (it was not sent)", hold.entry.id)
     await hold.release(gone.status, gone.message)
     return gone

@@ -35,8 +35,9 @@ A complete file (``serve.toml``)::
                                 # (default: 4 x optimizer_threads); one more is a 429 rate_limit_exceeded, uncharged
     stream_idle_seconds = 60    # a stream whose client stops reading for this long (one write) is cut, the
                                 # upstream closed, and it is charged what was carried
-    body_seconds = 30           # a request body not all in within this long is a 408 request_timeout, uncharged,
-                                # so a client that stalls mid-body holds nothing (a tenant's optimizer slot) for long
+    body_seconds = 30           # a request body that stalls (no bytes for this long) is a 408 request_timeout,
+                                # uncharged, so a client that stalls mid-body holds nothing (a tenant's optimizer
+                                # slot) for long; a slow but steady upload is read to its end
 
     [degrade]
     floor = 0.1                 # smallest context budget before switching model (share or tokens)

@@ -69,17 +69,17 @@ def client_gone(when: str, request_id: str) -> ApiError:
 
 
 def body_timeout(seconds: float, read: int, declared: str | None) -> ApiError:
-    """The 408 of a request whose body did not arrive whole within ``[limits] body_seconds`` (``read`` bytes of it
+    """The 408 of a request whose body stalled: no bytes of it for ``[limits] body_seconds`` (``read`` bytes of it
     had, of ``declared``: its Content-Length, or None for a chunked body).
 
     >>> e = body_timeout(30, 20, "310"); e.status, e.code
     (408, 'request_timeout')
     >>> e.message
-    'the request body did not arrive within 30 s ([limits] body_seconds): 20 bytes of 310 read; nothing was charged. Send the body at once, or ask the operator to raise [limits] body_seconds'
+    'the request body stalled: no bytes of it for 30 s ([limits] body_seconds), 20 bytes of 310 read; nothing was charged. Send the body without pausing, or ask the operator to raise [limits] body_seconds'
     """
-    return ApiError(408, "invalid_request_error", f"the request body did not arrive within {seconds:g} s ([limits] "
-                    f"body_seconds): {read} bytes of {declared or 'a chunked body'} read; nothing was charged. Send the "
-                    "body at once, or ask the operator to raise [limits] body_seconds", code="request_timeout")
+    return ApiError(408, "invalid_request_error", f"the request body stalled: no bytes of it for {seconds:g} s ([limits] "
+                    f"body_seconds), {read} bytes of {declared or 'a chunked body'} read; nothing was charged. Send the "
+                    "body without pausing, or ask the operator to raise [limits] body_seconds", code="request_timeout")
 
 
 def bad_request(message: str, param: str | None = None) -> ApiError:

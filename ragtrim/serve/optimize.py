@@ -130,9 +130,9 @@ async def _cut_off(request: Request, service: Any, entry: LedgerEntry, start: fl
     (failed, 503, written shielded from the cancellation) and the JSON 503 :class:`ragtrim.serve.cutoff.CutOffAnswer`
     sends its client instead of uvicorn's plain-text 500 (nothing is charged for an optimize: ``x-should-retry: true``)."""
     error = shutdown_error(entry.id, "nothing was charged: send it again", retry=True)
+    leave_answer(request.scope, error)  # first: a run stopped late finds the shutdown further on, and its row write may be cut
     with anyio.CancelScope(shield=True):
         await _record_failed(service, entry, error.status, f"{SHUTDOWN_CUT} (before it was answered)", start)
-    leave_answer(request.scope, error)
 
 
 async def _record_failed(service: Any, entry: LedgerEntry, status: int, error: str, start: float, detail: str = "") -> None:

@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from ragtrim.serve.client_left import ClientLeft, when_client_leaves
@@ -62,6 +63,16 @@ class OptimizerClock:
     def left(self) -> float | None:
         """Seconds the next run may take (0 once spent), None without a limit."""
         return max(0.0, self.limit - self.spent) if self.limit > 0 else None
+
+
+async def _stop_when_cancelled(deadline: Any) -> None:
+    """Wait beside an optimizer run; once cancelled, stop its ``deadline``: a request the shutdown cancels
+    stops its run at the next check (its thread would otherwise work on for no one, up to the limit). Also
+    cancelled when the run is over, when stopping changes nothing."""
+    try:
+        await anyio.sleep_forever()
+    finally:
+        deadline.stop("the request was cancelled (the gateway is shutting down)")
 
 
 class Service:
@@ -183,6 +194,7 @@ class Service:
             left = clock.left()
             deadline = Deadline(math.inf if left is None else left)  # counted from here: the thread starts now
             async with anyio.create_task_group() as watch:
+                watch.start_soon(_stop_when_cancelled, deadline)  # a shutdown cancels the request: the run stops too
                 if client_left is not None:
                     watch.start_soon(when_client_leaves, client_left, partial(deadline.stop, "the client disconnected"))
                 try:
@@ -192,6 +204,7 @@ class Service:
                 finally:
                     watch.cancel_scope.cancel()  # the run is over: its watcher ends with it
         if isinstance(failed, OptimizerStopped):
+            await anyio.lowlevel.checkpoint_if_cancelled()  # stopped by a shutdown's cancellation: that goes on
             raise ClientLeft(started=True) from None
         raise failed
 

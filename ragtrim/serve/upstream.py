@@ -516,18 +516,21 @@ class OpenAIUpstream:
         A failure is an :class:`UpstreamError` whose ``started`` says which of the two it was.
         ``on_sent`` is called each time the request has been fully written. A client that leaves
         (``client_left``) before any of the request is written (it waits for a connection of a full
-        pool, ``max_connections``) has its call given up: :class:`LeftBeforeSent` (:meth:`_sent`).
+        pool, ``max_connections``) has its call given up: :class:`LeftBeforeSent` (:meth:`_sent`); never
+        on an attempt after one whose request was written whole (the upstream may have that one).
         """
         httpx = lazy_import("httpx", extra="serve", purpose="ragtrim serve's upstream client")
         # not ConnectTimeout: each attempt could wait the whole connect timeout (connect_timeout)
         dropped = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+        written = False  # an earlier attempt's request was written whole: the upstream may have it, never given up
         for attempt in range(self.config.connection_retries + 1):
             trace = _SendTrace(on_sent)
             request = self._client.build_request("POST", "/chat/completions", json=dict(body), headers=self._headers(),
                                                  extensions={"trace": trace})
             try:
-                return await self._sent(request, trace, client_left)
+                return await self._sent(request, trace, None if written else client_left)
             except httpx.HTTPError as exc:
+                written = written or trace.written_at is not None
                 resendable = trace.resendable(exc, httpx)
                 if attempt == self.config.connection_retries or not (resendable and isinstance(exc, dropped)):
                     raise self._send_error(exc, started=not resendable, httpx=httpx) from None
