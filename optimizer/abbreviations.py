@@ -11,7 +11,8 @@ such pieces are one sentence:
 - a piece that is nothing but titles (``Dr.``, ``Lt. Col.``; :data:`TITLES`), before a capitalised
   word: no sentence is a lone ``Dr.``. A title that ends a longer piece stays an end, as a street's
   ``St.`` or a drive's ``Dr.`` can (``We drove to Main St.`` | ``It was late.``);
-- ``Exh.``/``Ex.`` before a single capital letter or a number (``Exh. A``, ``Ex. 12``);
+- ``Exh.``/``exh.`` before a single capital letter or a number (``Exh. A``, ``exh. 3``), ``Ex.`` before a number
+  only (``Ex. 12``): ``my Ex.`` | ``I regret it.`` and ``my Ex.`` | ``A new job helped.`` are two sentences;
 - ``p.``, ``pp.``, ``No.``, ``Art.``, ``Sec.``, ``Fig.`` ending a piece of more words, before a number
   (``No.`` alone is an answer: ``Was it him?`` | ``No.``).
 
@@ -38,7 +39,8 @@ TITLES = (
 
 _VERSUS = re.compile(r"(?<!\S)[A-Z][\w'’.&-]*\s+vs?\.$")
 _ONLY_TITLES = re.compile(rf"(?:(?:{'|'.join(TITLES)})\.\s+)*(?:{'|'.join(TITLES)})\.")
-_EXHIBIT = re.compile(r"\b(?:Exh|Ex|exh)\.$")
+_EXHIBIT = re.compile(r"\b(?:Exh|exh)\.$")
+_EX = re.compile(r"\bEx\.$")  # also a former partner: a lone capital after it opens a sentence (``I``, ``A``)
 _NUMBERED = re.compile(r"\S\s+(?:p|pp|No|Nos|Art|Sec|Fig)\.$")
 _NAME = re.compile(r"[A-Z]")
 _LABEL = re.compile(r"(?:[A-Z]|\d[\w.-]*)(?![\w'’])")
@@ -57,6 +59,8 @@ def joins(text: str, piece: tuple[int, int], following: tuple[int, int]) -> bool
         return _NAME.match(text, f) is not None
     if _EXHIBIT.search(text, tail, e):
         return _LABEL.match(text, f) is not None
+    if _EX.search(text, tail, e):
+        return _NUMBER.match(text, f) is not None
     return _NUMBERED.search(text, tail, e) is not None and _NUMBER.match(text, f) is not None
 
 

@@ -37,6 +37,8 @@ def texts(text):
     ("See Exh. A for the map. The parcel is 4.2 acres.", ["See Exh. A for the map.", "The parcel is 4.2 acres."]),
     ("As noted in Jones et al. 2019, p. 45. The effect held.", ["As noted in Jones et al. 2019, p. 45.", "The effect held."]),
     ("See Art. 12. It applies.", ["See Art. 12.", "It applies."]),
+    ("The lease is at Ex. 12 of the filing. It runs to 2030.", ["The lease is at Ex. 12 of the filing.", "It runs to 2030."]),
+    ("Compare exh. B with the deed. It differs.", ["Compare exh. B with the deed.", "It differs."]),
     ("In Miranda v.\nArizona the Court ruled 5-4.", ["In Miranda v.\nArizona the Court ruled 5-4."]),  # hard-wrapped
 ])
 def test_an_abbreviation_does_not_end_the_sentence(text, expected):
@@ -48,6 +50,10 @@ def test_an_abbreviation_does_not_end_the_sentence(text, expected):
     ("We drove to Main Dr. It was late.", ["We drove to Main Dr.", "It was late."]),
     ("Was it him? No. Five people saw it.", ["Was it him?", "No.", "Five people saw it."]),
     ("I met my ex. A week later we spoke.", ["I met my ex.", "A week later we spoke."]),
+    # a capitalised Ex. is joined to a number only: 'I' and 'A' open the next sentence (review of the Ex. join)
+    ("I texted my Ex. I regret it now.", ["I texted my Ex.", "I regret it now."]),
+    ("We broke up last year. I still miss my Ex. A new job helped.",
+     ["We broke up last year.", "I still miss my Ex.", "A new job helped."]),
     ("He won 3 vs. 2 in the end. Then he left.", ["He won 3 vs. 2 in the end.", "Then he left."]),
 ])
 def test_a_sentence_that_ends_at_such_a_word_still_ends_there(text, expected):
