@@ -11,7 +11,8 @@ cut from one scraped line (:mod:`optimizer.inline_records`): a ``<tr>`` of ``<th
 ``<tr>`` rows of ``<td>`` cells under it. A line that says nothing alone (a bare key such as ``worker:``,
 ``"server": {``, a ``[section]`` header, only brackets such as ``{`` and ``},``, a table's header row,
 its ``|---|`` rule, a ``<table>`` or ``<tbody>`` tag on its own) is *frame-only*: printed as a frame,
-never chosen alone (a header row offered comes with the best row under it).
+never chosen alone (a header row offered comes with the best row under it), but for a table's header row
+when no row under it fits beside it: it names the columns, and ``Which columns ...?`` asks for nothing else.
 
 A block is nested structure when its lines have two indentations or more (or it has a section
 header), at most a quarter of them read as prose (:func:`_prose_line`), no sentence runs on past its
@@ -31,7 +32,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from optimizer.sentences import FENCE, code_blocks, line_view
 
@@ -61,13 +62,20 @@ PROSE_WORDS = 6
 
 @dataclass(frozen=True)
 class LineFrames:
-    """Per sentence: ``frames`` (indices of its ancestor lines, outermost first) and ``frame_only``."""
+    """Per sentence: ``frames`` (indices of its ancestor lines, outermost first), ``frame_only`` and ``header_row``
+    (a frame-only table header row, Markdown, CSV or HTML ``<th>``: kept alone when no row under it fits beside it;
+    empty: none)."""
 
     frames: list[tuple[int, ...]]
     frame_only: list[bool]
+    header_row: list[bool] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return any(self.frames) or any(self.frame_only)
+
+    def stands_alone(self, i: int) -> bool:
+        """Whether frame-only sentence ``i`` may be kept alone when the best line it frames cannot come with it."""
+        return bool(self.header_row) and self.header_row[i]
 
 
 def frame_only_line(line: str) -> bool:
@@ -127,18 +135,19 @@ def line_frames(text: str, spans: Sequence[tuple[int, int]], viewed: bool = Fals
     all the views of one chunk)."""
     frames: list[tuple[int, ...]] = [()] * len(spans)
     only = [False] * len(spans)
+    header = [False] * len(spans)
     if len(spans) < 2:
-        return LineFrames(frames, only)
+        return LineFrames(frames, only, header)
     view = text if viewed else line_view(text)
     first, last = spans[0][0], spans[-1][1]
     if "\n" not in view[first:last]:  # one line: nothing nests (most prose chunks), but a scraped table's rows have a header
         if _ROW_OPEN.search(view, first, last):
-            _frame_html_table(view, spans, list(range(len(spans))), frames, only)
-        return LineFrames(frames, only)
+            _frame_html_table(view, spans, list(range(len(spans))), frames, only, header)
+        return LineFrames(frames, only, header)
     for group, fenced in _groups(view, spans):
         if len(group) > 1:
-            _frame_group(view, spans, group, frames, only, fenced)
-    return LineFrames(frames, only)
+            _frame_group(view, spans, group, frames, only, header, fenced)
+    return LineFrames(frames, only, header)
 
 
 def _within_line(text: str, end: int, line_end: int) -> bool:
@@ -170,9 +179,10 @@ def _table_head(bodies: Sequence[str]) -> int:
 
 
 def _frame_group(text: str, spans: Sequence[tuple[int, int]], group: list[int], frames: list[tuple[int, ...]], only: list[bool],
-                 fenced: bool = False) -> None:
-    """Fill ``frames`` and ``only`` for the sentences ``group`` of one block, when it is nested structure."""
-    if _ROW_OPEN.search(text, spans[group[0]][0], spans[group[-1]][1]) and _frame_html_table(text, spans, group, frames, only):
+                 header: list[bool], fenced: bool = False) -> None:
+    """Fill ``frames``, ``only`` and ``header`` (a table's header row) for the sentences ``group`` of one block, when it
+    is nested structure."""
+    if _ROW_OPEN.search(text, spans[group[0]][0], spans[group[-1]][1]) and _frame_html_table(text, spans, group, frames, only, header):
         return
     lines = [_first_line(text, *spans[k]) for k in group]
     if not all(_within_line(text, spans[k][1], le) for k, (_, le) in zip(group, lines)):
@@ -182,7 +192,7 @@ def _frame_group(text: str, spans: Sequence[tuple[int, int]], group: list[int], 
     if head:  # each row under the header row (a |---| rule is left out: no letter or digit, no frame)
         for pos, k in enumerate(group[head:], start=head):
             frames[k] = (group[0],) if lines[pos] != lines[0] else ()
-        only[group[0]] = any(frames[k] for k in group[head:])  # the header row says nothing alone: it comes with a row
+        only[group[0]] = header[group[0]] = any(frames[k] for k in group[head:])  # the header row comes with a row
         if head == 2:
             only[group[1]] = True
         return
@@ -236,12 +246,12 @@ def _html_row(sentence: str) -> str | None:
 
 
 def _frame_html_table(text: str, spans: Sequence[tuple[int, int]], group: list[int], frames: list[tuple[int, ...]],
-                      only: list[bool]) -> bool:
+                      only: list[bool], header: list[bool]) -> bool:
     """Frame the rows of the HTML tables among the sentences ``group`` with the header rows above them (a run of
     ``<th>`` rows, none past its table's end); whether a row got one. A run of ``<th>`` rows after rows of data (a
     section row, ``<tr><th colspan=4>Business plans</th></tr>``) heads the rows under it together with the table's
-    first run, its column headers. Then each header row that heads a row, and each sentence of bare table tags, is
-    frame-only; the other sentences are left as they were. Each sentence is one row (on its line, or cut from one
+    first run, its column headers. Then each header row that heads a row (a ``header`` row), and each sentence of bare
+    table tags, is frame-only; the other sentences are left as they were. Each sentence is one row (on its line, or cut from one
     line by :mod:`optimizer.inline_records`)."""
     heads: list[int] = []
     columns: list[int] | None = None  # the table's first run of header rows, once a row of data came
@@ -261,7 +271,7 @@ def _frame_html_table(text: str, spans: Sequence[tuple[int, int]], group: list[i
             if heads:
                 frames[k] = tuple(heads)
                 for h in heads:
-                    only[h] = True
+                    only[h] = header[h] = True
                 under_rows = True
         elif kind == "tags":
             tags.append(k)

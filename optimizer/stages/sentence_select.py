@@ -352,7 +352,11 @@ class SentenceSelector:
         as many of its nearest ancestors as fit the room left then, down to the line alone: what ranked
         best is never lost at one budget and kept at a lower one for a frame it cannot have. A
         frame-only line is never taken on its own: offered, it brings the best line it frames not yet
-        taken, with that line's frame (a bare ``service_12:`` that matches the query, its ``memory: 6Gi``)."""
+        taken, with that line's frame (a bare ``service_12:`` that matches the query, its ``memory: 6Gi``). A table's
+        header row offered, whose best row does not fit beside it in the room left, is taken alone when that row
+        mentions no query word the header row does not (``Which columns does the export contain?``: the header row
+        names them, a row of numbers under it says nothing asked); else the row comes as above, down to the row
+        alone (``| Pro | $15/mo | 2 TB | 50 GB |`` for the Pro plan's upload limit)."""
         chosen, order, used, too_long, waited = self._pass(chunks, sents, keys, value, mentions, weight, redundancy, room, context, frames)
         if waited:  # the best line that waited is left out: again, that line taken at its rank
             chosen, order, used, too_long, _ = self._pass(chunks, sents, keys, value, mentions, weight, redundancy, room, context, frames, waited[0])
@@ -375,11 +379,29 @@ class SentenceSelector:
         under = _framed_by(frames) if frames else {}
         waited: list[int] = []  # lines whose whole frame fits the room but not the room left, best first
 
-        def take(i: int) -> bool:
+        def cost_of(i: int) -> tuple[int, int]:
+            """``(tokens line i costs taken now without its frame, the new chunk's overhead in them)``."""
+            s = sents[i]
+            extra_head = 0
+            if s.chunk not in chosen:
+                if s.chunk not in heads:
+                    heads[s.chunk] = tally.added(chunks[s.chunk])
+                extra_head = heads[s.chunk]
+            return s.tokens + (1 if s.chunk in chosen else 0) + extra_head, extra_head
+
+        def fits(i: int, frame: list[int]) -> bool:
+            return spent["used"] + cost_of(i)[0] + sum(sents[f].tokens + 1 for f in frame) <= room
+
+        def take(i: int, alone: bool = False) -> bool:
             s, key = sents[i], keys[i]
-            if frames and frames.frame_only[i]:  # a bare key or bracket: its best line not yet taken, framed by it
+            if frames and frames.frame_only[i] and not alone:  # a bare key or bracket: its best line not yet taken, framed by it
                 best = _best_framed(i, under, taken, frames, value)
-                return best is not None and take(best)
+                if best is None:
+                    return False
+                if (frames.stands_alone(i) and not _own_words(best, i, mentions)
+                        and not fits(best, [f for f in frames.frames[best] if f not in taken])):
+                    return take(i, alone=True)  # header row and row do not fit, the row adds no query word: the header row
+                return take(best)
             if key is not None and said.get(key, s.chunk) != s.chunk:  # already said, word for word, by another chunk
                 return False
             frame: list[int] = []
@@ -387,12 +409,7 @@ class SentenceSelector:
                 if i in taken:  # a line already taken as a frame
                     return False
                 frame = [f for f in frames.frames[i] if f not in taken]
-            extra_head = 0
-            if s.chunk not in chosen:
-                if s.chunk not in heads:
-                    heads[s.chunk] = tally.added(chunks[s.chunk])
-                extra_head = heads[s.chunk]
-            cost = s.tokens + (1 if s.chunk in chosen else 0) + extra_head
+            cost, extra_head = cost_of(i)
             frame, waits = _fitted_frame(frame, sents, cost, room, spent["used"], force=i == now)
             if waits:
                 waited.append(i)
@@ -522,6 +539,7 @@ def sentence_frames(chunks: Sequence[Chunk], sents: Sequence[Sentence]) -> LineF
         of_chunk.setdefault(s.chunk, []).append(i)
     frames: list[tuple[int, ...]] = [()] * len(sents)
     only = [False] * len(sents)
+    header = [False] * len(sents)
     viewed: dict[str, str] = {}  # a chunk's line view, made once for all its paragraph views
     for ci, idx in of_chunk.items():
         if len(idx) < 2:
@@ -534,7 +552,8 @@ def sentence_frames(chunks: Sequence[Chunk], sents: Sequence[Sentence]) -> LineF
         for k, i in enumerate(idx):
             frames[i] = tuple(idx[f] for f in local.frames[k])
             only[i] = local.frame_only[k]
-    found = LineFrames(frames, only)
+            header[i] = local.stands_alone(k)
+    found = LineFrames(frames, only, header)
     return found if found else None
 
 
@@ -552,6 +571,11 @@ def _best_framed(i: int, under: dict[int, list[int]], taken: set[int], frames: L
         return None
     return max((j for j in under.get(i, ()) if j not in taken and not frames.frame_only[j]),
                key=lambda j: (value[j], -j), default=None)
+
+
+def _own_words(row: int, header: int, mentions: np.ndarray | None) -> bool:
+    """Whether sentence ``row`` mentions a query word that sentence ``header`` does not (True when nobody counted them)."""
+    return mentions is None or bool((mentions[row] & ~mentions[header]).any())
 
 
 def _fitted_frame(frame: list[int], sents: Sequence[Sentence], cost: int, room: int, used: int, *,
