@@ -15,9 +15,11 @@ right before its whole answer, as on a FAQ page, see :func:`question_line`) is t
 (in a chunk with a title of its own, by default ``"<chunk title>: <heading>"``, see
 :func:`view_title`): scored as a title is (and read by ``documents``: views under one title are
 one document), never kept as a sentence of its own, and printed with whatever of its paragraph
-is kept. A Markdown ``#`` heading paragraph right before a deeper heading (``# Guide`` before ``## Install``)
-goes with that heading's paragraph too: printed with whatever of it is kept, never alone. Any other one-line
-paragraph before a headed one is a paragraph of its own (``Saturday 10am-4pm`` before ``Returns``).
+is kept. A Markdown ``#`` heading paragraph right before a deeper heading (``# Guide`` before ``## Install``),
+or a one-line section paragraph right before a question heading its answer (``X200 drill`` before ``How long is
+the warranty?``), goes with that heading's paragraph too: printed with whatever of it is kept, never alone, and
+part of its view's title (``X200 drill: How long is the warranty?``). Any other one-line paragraph before a
+headed one is a paragraph of its own (``Saturday 10am-4pm`` before ``Returns``).
 :meth:`ParagraphViews.context` counts those printed headings in the selector's budget.
 
 >>> from optimizer.records import Chunk
@@ -73,7 +75,7 @@ class Paragraph:
     body: tuple[int, int]
     heading: tuple[int, int] | None = None
     fences: tuple[tuple[int, int], ...] = ()
-    above: tuple[tuple[int, int], ...] = ()  # one-line heading paragraphs before ``heading`` (``# Guide`` before ``## Install``)
+    above: tuple[tuple[int, int], ...] = ()  # heading paragraphs before ``heading`` (``# Guide`` before ``## Install``), titling it too
 
     @cached_property
     def frame(self) -> tuple[tuple[int, int], ...]:
@@ -145,17 +147,22 @@ titles its paragraph's view alone (``heading``) or after the chunk's title (``jo
 the only one of the three that held on held-out data, "Issue 11, twentieth round" in BENCHMARKS.md)."""
 
 
-def view_title(chunk_title: str | None, heading: str, titled: str) -> str:
-    """The title of a view under ``heading`` in a chunk titled ``chunk_title``.
+def view_title(chunk_title: str | None, heading: str, titled: str, above: Sequence[str] = ()) -> str:
+    """The title of a view under ``heading`` in a chunk titled ``chunk_title``, after the titles of the headings
+    printed ``above`` it (:attr:`Paragraph.above`: ``X200 drill`` over ``How long is the warranty?``), joined as
+    the chunk's title is; a part reading as the one before it is left out.
 
     >>> view_title(None, "Paris", "joined"), view_title("guide.md", "Paris", "joined"), view_title("Paris", "paris", "joined")
     ('Paris', 'guide.md: Paris', 'Paris')
-    >>> view_title("guide.md", "Paris", "heading")
-    'Paris'
+    >>> view_title("guide.md", "Paris", "heading"), view_title("Tools", "Warranty?", "joined", ["tools", "X200 drill"])
+    ('Paris', 'Tools: X200 drill: Warranty?')
     """
-    if not chunk_title or titled == "heading":
-        return heading
-    return chunk_title if words(heading) == words(chunk_title) else f"{chunk_title}: {heading}"
+    parts = [*above, heading] if not chunk_title or titled == "heading" else [chunk_title, *above, heading]
+    kept: list[str] = []
+    for part in parts:
+        if part and (not kept or words(part) != words(kept[-1])):
+            kept.append(part)
+    return ": ".join(kept)
 
 
 def paragraph_parts(chunk: Chunk, titled: str = "joined", skip: Sequence[tuple[int, int]] = ()) -> list[Paragraph]:
@@ -164,9 +171,11 @@ def paragraph_parts(chunk: Chunk, titled: str = "joined", skip: Sequence[tuple[i
     A one-line heading paragraph heads the next paragraph when that has no heading of its own; a Markdown
     ``#`` heading right before a deeper one (``# Guide`` before ``## Install``, or before ``## Install``
     heading the next paragraph) is printed above it (:attr:`Paragraph.above`, the nearest
-    :data:`ABOVE_LINES` of them). Any other is a paragraph of its own, scored as one: ``Saturday 10am-4pm``
-    before ``Returns`` is a section's whole text, not a heading of the next one's. A one-line question
-    (:func:`question_line`) heads the next paragraph when that is its whole answer (:func:`_asked`).
+    :data:`ABOVE_LINES` of them), and so is a one-line heading paragraph right before a question heading its
+    answer (``X200 drill`` before ``How long is the warranty?``; not one answering a one-line question before
+    it); both are part of its view's title (:func:`view_title`). Any other is a paragraph of its own, scored as
+    one: ``Saturday 10am-4pm`` before ``Returns`` is a section's whole text, not a heading of the next one's. A
+    one-line question (:func:`question_line`) heads the next paragraph when that is its whole answer (:func:`_asked`).
 
     ``skip``: lines (``(start, end)`` of the original text, say page furniture: :mod:`optimizer.furniture`)
     a paragraph is read as starting after, so none of them is a heading; a paragraph of them alone is none.
@@ -179,11 +188,12 @@ def paragraph_parts(chunk: Chunk, titled: str = "joined", skip: Sequence[tuple[i
     spans = _past_lines(text, paragraphs(chunk), skip)
     if chunk.title and titled == "off":
         return [Paragraph(s) for s in spans]
-    split = [_split_heading(text, s, e) for s, e in spans]
+    groups = _record_groups(text, spans)
+    split = [_split_heading(text, s, e, k in groups) for k, (s, e) in enumerate(spans)]
     roles = _roles(text, spans, split)
     parts: list[Paragraph] = []
     head: tuple[int, int] | None = None  # the paragraph heading the next one
-    above: list[tuple[int, int]] = []  # the # headings printed above the next one's
+    above: list[tuple[int, int]] = []  # the headings printed above the next one's
     for span, (own, body), role in zip(spans, split, roles):
         if role == _HEADS:
             head = span
@@ -209,16 +219,25 @@ def _roles(text: str, spans: Sequence[tuple[int, int]], split: Sequence[_Split])
     Read from the last paragraph back: whether a ``#`` heading goes above the next one depends on what that does.
     """
     roles = [_OWN] * len(spans)
+    asked = [False] * len(spans)
     for k in range(len(spans) - 2, -1, -1):
-        if _asked(text, spans, split, k):
+        asked[k] = _asked(text, spans, split, k)
+        if asked[k]:
             roles[k] = _HEADS
         elif split[k][1] is not None:
             continue
         elif split[k + 1] == (None, spans[k + 1]) and roles[k + 1] == _OWN:
             roles[k] = _HEADS  # a one-line heading paragraph heads a paragraph without a heading of its own
+        elif asked[k + 1] and not (k and _one_line_question(text, spans[k - 1])):
+            roles[k] = _ABOVE  # a section's line over a question heading its answer (not an answer to the line before)
         elif 0 < _level(text[slice(*spans[k])]) < _level(_next_heading(text, spans[k + 1], split[k + 1], roles[k + 1])):
             roles[k] = _ABOVE  # a # heading over a deeper one
     return roles
+
+
+def _one_line_question(text: str, span: tuple[int, int]) -> bool:
+    """Whether the paragraph ``span`` of ``text`` is one line asking a question (:func:`question_line`)."""
+    return "\n" not in text[slice(*span)] and question_line(text[slice(*span)]) is not None
 
 
 def _level(line: str) -> int:
@@ -240,8 +259,8 @@ def _asked(text: str, spans: Sequence[tuple[int, int]], split: Sequence[_Split],
     one its whole answer, as on a FAQ page: no heading and no question on its first line, and the chunk's last
     paragraph or followed by another one-line question or a heading. An answer followed by more text may not be
     one (``Why did it fail?``, then ``See the appendix.``, then why)."""
-    span, (head, body) = spans[k], split[k + 1]
-    if head is not None or body is None or "\n" in text[slice(*span)] or question_line(text[slice(*span)]) is None:
+    head, body = split[k + 1]
+    if head is not None or body is None or not _one_line_question(text, spans[k]):
         return False
     newline = text.find("\n", *body)
     if QUESTION_END.search(text[body[0] : body[1] if newline < 0 else newline]):
@@ -249,7 +268,7 @@ def _asked(text: str, spans: Sequence[tuple[int, int]], split: Sequence[_Split],
     if k + 2 == len(spans):
         return True
     after = spans[k + 2]
-    return split[k + 2] != (None, after) or "\n" not in text[slice(*after)] and question_line(text[slice(*after)]) is not None
+    return split[k + 2] != (None, after) or _one_line_question(text, after)
 
 
 def _past_lines(text: str, spans: Sequence[tuple[int, int]], skip: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -314,12 +333,15 @@ def _wrapped(text: str, s: int, newline: int, e: int) -> bool:
     return second_end >= 0 and bool(text[second_end:e].strip()) and wraps_into(text[s:newline], text[newline + 1 : second_end])
 
 
-def _split_heading(text: str, s: int, e: int) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
-    """``(heading, body)`` of ``text[s:e]``; ``(None, None)`` when the whole block is one heading line."""
+def _split_heading(text: str, s: int, e: int, group: bool = False) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """``(heading, body)`` of ``text[s:e]``; ``(None, None)`` when the whole block is one heading line.
+
+    ``group``: the block is one of a chunk's groups of records (:func:`_record_groups`), its first line their
+    heading even when it is a ``key: value`` record too."""
     newline = text.find("\n", s, e)
     if newline < 0:
         return (None, None) if heading_line(text[s:e]) is not None else (None, (s, e))
-    if heading_line(text[s:newline]) is None or _wrapped(text, s, newline, e) or _records(text, s, newline, e):
+    if heading_line(text[s:newline]) is None or _wrapped(text, s, newline, e) or not group and _records(text, s, newline, e):
         return None, (s, e)
     start = newline + 1
     while start < e and text[start].isspace():
@@ -330,7 +352,8 @@ def _split_heading(text: str, s: int, e: int) -> tuple[tuple[int, int] | None, t
 def _records(text: str, s: int, newline: int, e: int) -> bool:
     """Whether the block ``text[s:e]``, whose first line ends at ``newline``, opens with two ``key: value``
     records (:func:`_record`: a definition list, a spec sheet): its first line is one of them, not a heading
-    over the others. A ``#`` heading is always a heading.
+    over the others, unless the block is one of a chunk's groups of records (:func:`_record_groups`). A ``#``
+    heading is always a heading.
 
     >>> t = "Retention period: how long messages are kept\\nQuota: the mailbox size"
     >>> _records(t, 0, t.index("\\n"), len(t)), _records("Pointers:\\n- Docs: here", 0, 9, 22)
@@ -339,6 +362,37 @@ def _records(text: str, s: int, newline: int, e: int) -> bool:
     second_end = text.find("\n", newline + 1, e)
     second = text[newline + 1 : e if second_end < 0 else second_end]
     return not text[s:newline].lstrip().startswith("#") and _record(text[s:newline]) and _record(second)
+
+
+def _record_groups(text: str, spans: Sequence[tuple[int, int]]) -> set[int]:
+    """The indices of the paragraphs ``spans`` of ``text`` that are groups of records under a line of their own:
+    blocks opening with two ``key: value`` lines (:func:`_records`) whose other lines' keys another such block of
+    the chunk repeats (at least two of them, or its only one), under a first line whose key is none of theirs (``Tom Lee: Head
+    of Support`` over ``Phone:``, ``Email:``, then ``Ana Ruiz: Head of Finance`` over the same keys; a plan list,
+    numbered steps). A lone block of records is a definition list (``Retention period: ...`` over ``Quota: ...``):
+    its first line is one of them. Linear in the lines: a key is counted once per block.
+
+    >>> t = "Tom Lee: Support\\nPhone: 1\\nRoom: 3\\n\\nAna Ruiz: Finance\\nPhone: 2\\nRoom: 4\\n\\nQuota: 5 GB\\nAlias: none"
+    >>> sorted(_record_groups(t, paragraph_spans(t)))
+    [0, 1]
+    """
+    keys: dict[int, tuple[str, set[str]]] = {}  # paragraph -> (its first line's key, its other lines' keys)
+    blocks: dict[str, int] = {}  # a key of other lines -> the blocks holding it
+    for k, (s, e) in enumerate(spans):
+        newline = text.find("\n", s, e)
+        if newline < 0 or not _records(text, s, newline, e):
+            continue
+        lines = text[newline + 1 : e].split("\n")
+        keys[k] = (_key(text[s:newline]), {_key(line) for line in lines if _record(line)})
+        for key in keys[k][1]:
+            blocks[key] = blocks.get(key, 0) + 1
+    return {k for k, (first, body) in keys.items()
+            if first not in body and sum(blocks[key] > 1 for key in body) >= min(2, len(body))}
+
+
+def _key(line: str) -> str:
+    """The key of a ``key: value`` record line, in lower case."""
+    return re.split(r"[:：]", line, maxsplit=1)[0].strip().lower()
 
 
 def _record(line: str) -> bool:
@@ -450,11 +504,13 @@ def _between(chunk: Chunk, parts: Sequence[Paragraph]) -> list[tuple[int, int]]:
 def _paragraph_views(chunk: Chunk, parts: Sequence[Paragraph], titled: str) -> list[Chunk]:
     """One view of ``chunk`` per paragraph of ``parts``: its body, titled by its heading (:func:`view_title`)."""
     views: list[Chunk] = []
+    text = chunk.original_text
     for p in parts:
         view = chunk.keep([p.body])
-        if p.heading:
-            heading = heading_title(chunk.original_text[slice(*p.heading)])
-            view = replace(view, title=view_title(chunk.title, heading, titled))
+        if p.heading or p.above:
+            heading = heading_title(text[slice(*p.heading)]) if p.heading else ""
+            above = [heading_title(text[slice(*a)]) for a in p.above]
+            view = replace(view, title=view_title(chunk.title, heading, titled, above))
         views.append(view)
     return views
 
