@@ -73,3 +73,16 @@ def test_no_plans_values_are_printed_under_another_plan(preset):
             body = [(s, e) for s, e in printed if p.body[0] <= s < p.body[1]]
             assert not body or any(s <= p.heading[0] < e for s, e in printed), (share, r.text)
         assert "$30 per month" in r.text, (share, r.text)  # a73d3e0 and 648b5a9: KKKK
+
+
+def test_a_lone_record_keeps_its_name_line_a_definition_list_does_not():
+    """One person's card in a chunk of its own: ``Tom Lee: Head of Support`` over ``Phone:`` heads it (a73d3e0's;
+    648b5a9 read it as a definition list: default and quality -KKK -> --KK). A definition list's first entry
+    describes as the others do (``how long ...`` over ``the maximum ...``): no heading."""
+    card = "Tom Lee: Head of Support\nPhone: 555-0199\nEmail: tom@acme.com\nRoom: 305"
+    assert headings(card) == ["Tom Lee: Head of Support"]
+    titled = "Retention period: How long messages are kept\nQuota: The mailbox size\nAlias: Another address"
+    assert headings(titled) == [None]
+    chunks = [Chunk(id=f"c{i}", text=t) for i, t in enumerate([card] + OTHERS)]
+    for preset in ("default", "quality"):
+        assert kept_at_shares("What is Tom Lee's phone number?", chunks, "555-0199", preset)[1:] == "KKK", preset

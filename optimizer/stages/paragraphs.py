@@ -341,7 +341,9 @@ def _split_heading(text: str, s: int, e: int, group: bool = False) -> tuple[tupl
     newline = text.find("\n", s, e)
     if newline < 0:
         return (None, None) if heading_line(text[s:e]) is not None else (None, (s, e))
-    if heading_line(text[s:newline]) is None or _wrapped(text, s, newline, e) or not group and _records(text, s, newline, e):
+    if heading_line(text[s:newline]) is None or _wrapped(text, s, newline, e):
+        return None, (s, e)
+    if not group and _records(text, s, newline, e) and _same_kind(text, s, newline, e):
         return None, (s, e)
     start = newline + 1
     while start < e and text[start].isspace():
@@ -388,6 +390,27 @@ def _record_groups(text: str, spans: Sequence[tuple[int, int]]) -> set[int]:
             blocks[key] = blocks.get(key, 0) + 1
     return {k for k, (first, body) in keys.items()
             if first not in body and sum(blocks[key] > 1 for key in body) >= min(2, len(body))}
+
+
+def _same_kind(text: str, s: int, newline: int, e: int) -> bool:
+    """Whether the first line of the block ``text[s:e]`` (ending at ``newline``) has a value of the kind
+    (:func:`_value_kind`) of at least half of the other lines' values: one more entry of a definition list
+    (``Retention period: how long ...`` over ``Quota: the mailbox size``), not a record's name line over its
+    fields (``Tom Lee: Head of Support`` over ``Phone: 555-0199``, ``Email: tom@acme.com``).
+
+    >>> t = "Retention period: how long messages are kept\\nQuota: the mailbox size"
+    >>> u = "Tom Lee: Head of Support\\nPhone: 555-0199\\nEmail: tom@acme.com"
+    >>> _same_kind(t, 0, t.index("\\n"), len(t)), _same_kind(u, 0, u.index("\\n"), len(u))
+    (True, False)
+    """
+    kinds = [_value_kind(line) for line in text[newline + 1 : e].split("\n") if _record(line)]
+    return 2 * kinds.count(_value_kind(text[s:newline])) >= len(kinds)
+
+
+def _value_kind(line: str) -> str:
+    """What the value of a ``key: value`` line starts with: a lower-case letter, an upper-case one, or else."""
+    value = re.split(r"[:：]", line, maxsplit=1)[-1].strip()
+    return "lower" if value[:1].islower() else "upper" if value[:1].isupper() else "other"
 
 
 def _key(line: str) -> str:
