@@ -26,6 +26,7 @@ chunk's ``relevance`` is its best sentence's score.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -395,20 +396,13 @@ class SentenceSelector:
         def take(i: int, alone: bool = False) -> bool:
             s, key = sents[i], keys[i]
             if frames and frames.frame_only[i] and not alone:  # a bare key or bracket: its best line not yet taken, framed by it
-                best = _best_framed(i, under, taken, frames, value)
-                if best is None:
-                    return False
-                if (frames.stands_alone(i) and not _own_words(best, i, mentions)
-                        and not fits(best, [f for f in frames.frames[best] if f not in taken])):
-                    return take(i, alone=True)  # header row and row do not fit, the row adds no query word: the header row
-                return take(best)
+                offered = _offered(i, under, taken, frames, value, mentions, fits)
+                return offered is not None and take(*offered)
             if key is not None and said.get(key, s.chunk) != s.chunk:  # already said, word for word, by another chunk
                 return False
-            frame: list[int] = []
-            if frames:
-                if i in taken:  # a line already taken as a frame
-                    return False
-                frame = [f for f in frames.frames[i] if f not in taken]
+            if frames and i in taken:  # a line already taken as a frame
+                return False
+            frame = [f for f in frames.frames[i] if f not in taken] if frames else []
             cost, extra_head = cost_of(i)
             frame, waits = _fitted_frame(frame, sents, cost, room, spent["used"], force=i == now)
             if waits:
@@ -424,22 +418,24 @@ class SentenceSelector:
                 tally.take(chunks[s.chunk])
                 heads.clear()
             chosen[s.chunk] += [*frame, i]
-            taken.update(frame)
-            taken.add(i)
-            spent["used"] += cost
-            spent["taken"] += 1
+            taken.update([*frame, i])
+            spent.update(used=spent["used"] + cost, taken=spent["taken"] + 1)
             if key is not None:
                 said.setdefault(key, s.chunk)
             return True
 
-        for _ in self.greedy(sents, value, mentions, weight, redundancy, take, check=context.check_deadline):
-            pass
+        deque(self.greedy(sents, value, mentions, weight, redundancy, take, check=context.check_deadline), maxlen=0)  # run it out
         if not chosen:  # nothing fits whole: give the packer the best sentence to cut (with the nearest frame lines that fit)
-            best, picks = self._to_cut(chunks, sents, value, room, context, frames)
-            chosen[sents[best].chunk] = picks
-            chunk_order.append(sents[best].chunk)
+            self._cut_one(chosen, chunk_order, chunks, sents, value, room, context, frames)
         too_long = {c: (n, left, i) for c, (n, left, before, i) in first_miss.items() if c not in chosen and spent["taken"] > before}
         return chosen, chunk_order, spent["used"], too_long, [i for i in waited if i not in taken]
+
+    def _cut_one(self, chosen: dict[int, list[int]], chunk_order: list[int], chunks: Sequence[Chunk], sents: Sequence[Sentence],
+                 value: np.ndarray, room: int, context: StageContext, frames: LineFrames | None) -> None:
+        """Into the empty ``chosen``: the best sentence for the packer to cut, with the nearest frame lines that fit."""
+        best, picks = self._to_cut(chunks, sents, value, room, context, frames)
+        chosen[sents[best].chunk] = picks
+        chunk_order.append(sents[best].chunk)
 
     def _overhead_tally(self, chunks: Sequence[Chunk], context: StageContext) -> Tally:
         """What a new chunk adds to the overhead of the chunks taken, laid out as they will render: in relevance
@@ -562,6 +558,19 @@ def _with_frames(chosen: dict[int, list[int]], frames: LineFrames | None) -> dic
     if not frames:
         return chosen
     return {ci: sorted({f for i in picks for f in frames.frames[i]} | set(picks)) for ci, picks in chosen.items()}
+
+
+def _offered(i: int, under: dict[int, list[int]], taken: set[int], frames: LineFrames, value: np.ndarray,
+             mentions: np.ndarray | None, fits: Callable[[int, list[int]], bool]) -> tuple[int, bool] | None:
+    """What taking frame-only line ``i`` takes: ``(its best framed line not yet taken, False)``; ``(i, True)``, the
+    line alone, for a table's header row whose best row does not fit beside it and adds no query word; None
+    when no line it frames is left."""
+    best = _best_framed(i, under, taken, frames, value)
+    if best is None:
+        return None
+    if frames.stands_alone(i) and not _own_words(best, i, mentions) and not fits(best, [f for f in frames.frames[best] if f not in taken]):
+        return i, True
+    return best, False
 
 
 def _best_framed(i: int, under: dict[int, list[int]], taken: set[int], frames: LineFrames, value: np.ndarray) -> int | None:
