@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -220,6 +221,7 @@ def _roles(text: str, spans: Sequence[tuple[int, int]], split: Sequence[_Split])
     """
     roles = [_OWN] * len(spans)
     asked = [False] * len(spans)
+    said = Counter(text[slice(*span)].strip().lower() for span in spans)
     for k in range(len(spans) - 2, -1, -1):
         asked[k] = _asked(text, spans, split, k)
         if asked[k]:
@@ -228,11 +230,24 @@ def _roles(text: str, spans: Sequence[tuple[int, int]], split: Sequence[_Split])
             continue
         elif split[k + 1] == (None, spans[k + 1]) and roles[k + 1] == _OWN:
             roles[k] = _HEADS  # a one-line heading paragraph heads a paragraph without a heading of its own
-        elif asked[k + 1] and not (k and _one_line_question(text, spans[k - 1])):
-            roles[k] = _ABOVE  # a section's line over a question heading its answer (not an answer to the line before)
+        elif asked[k + 1] and _section_line(text, spans, split, k, said):
+            roles[k] = _ABOVE  # a section's line over a question heading its answer
         elif 0 < _level(text[slice(*spans[k])]) < _level(_next_heading(text, spans[k + 1], split[k + 1], roles[k + 1])):
             roles[k] = _ABOVE  # a # heading over a deeper one
     return roles
+
+
+def _section_line(text: str, spans: Sequence[tuple[int, int]], split: Sequence[_Split], k: int, said: Counter[str]) -> bool:
+    """Whether the one-line paragraph ``spans[k]``, over a question that heads its answer, is that section's line
+    (``X200 drill`` over ``How long is the warranty?``): not the answer to a one-line question right before it,
+    nor the last line of an answer (``The reset link expires after one hour.`` after its question and the answer's
+    first paragraph) unless the question under it is asked again in the chunk (``said``: each paragraph's text,
+    counted), as a product FAQ asks one question per product."""
+    if k and _one_line_question(text, spans[k - 1]):
+        return False
+    if k >= 2 and _asked(text, spans, split, k - 2):
+        return said[text[slice(*spans[k + 1])].strip().lower()] >= 2
+    return True
 
 
 def _one_line_question(text: str, span: tuple[int, int]) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,10 +99,28 @@ async def read_json(request: Any, limits: Limits) -> dict[str, Any]:
     return body
 
 
+MIN_BODY_BYTES_PER_SECOND = 1024
+"""The slowest upload read to its end: past ``body_seconds`` in all, a body must come at least this fast on average
+(a client sending a byte every 29 s would otherwise hold its request open for as long as it likes)."""
+
+
+def body_deadline(limits: Limits, declared: str | None) -> float:
+    """The longest a whole body may take: ``body_seconds``, or its length (``declared``, its Content-Length; else
+    ``max_body_bytes``) at :data:`MIN_BODY_BYTES_PER_SECOND`, whichever is longer.
+
+    >>> limits = Limits()
+    >>> body_deadline(limits, "2000"), body_deadline(limits, str(2**20)), body_deadline(limits, None)
+    (30.0, 1024.0, 1024.0)
+    """
+    size = int(declared) if declared is not None and declared.isdigit() else limits.max_body_bytes
+    return max(float(limits.body_seconds), min(size, limits.max_body_bytes) / MIN_BODY_BYTES_PER_SECOND)
+
+
 async def _read_body(request: Any, limits: Limits) -> bytes:
     """The request's body bytes, up to ``limits.max_body_bytes``, each piece within ``limits.body_seconds`` of the one
-    before (else a 408: :func:`ragtrim.serve.errors.body_timeout`, so a client that stalls mid-body holds nothing for
-    long, while a slow but steady upload is read to its end); a 499 when the client hangs up while sending it.
+    before and all of it within :func:`body_deadline` (else a 408: :func:`ragtrim.serve.errors.body_timeout`, so a
+    client that stalls or trickles mid-body holds nothing for long, while a slow but steady upload is read to its
+    end); a 499 when the client hangs up while sending it.
 
     Starlette raises ``ClientDisconnect`` then: the client left (as a cancelled request does), which is
     neither the gateway's fault (a 500, an ``internal_error`` log) nor anyone's to answer.
@@ -111,18 +130,22 @@ async def _read_body(request: Any, limits: Limits) -> bytes:
 
     data = bytearray()
     pieces = request.stream().__aiter__()
+    last = time.monotonic()  # when the last piece came
     try:
-        while True:
-            with anyio.fail_after(limits.body_seconds):  # the wait for the next piece: a stall, not a slow link
-                try:
-                    piece = await pieces.__anext__()
-                except StopAsyncIteration:
-                    break
-            data.extend(piece)
-            if len(data) > limits.max_body_bytes:
-                raise too_large(f"request body is over the limit of {limits.max_body_bytes} bytes (limits.max_body_bytes)")
+        with anyio.fail_after(body_deadline(limits, request.headers.get("content-length"))):  # a trickle ends too
+            while True:
+                with anyio.fail_after(limits.body_seconds):  # the wait for the next piece: a stall, not a slow link
+                    try:
+                        piece = await pieces.__anext__()
+                    except StopAsyncIteration:
+                        break
+                data.extend(piece)
+                last = time.monotonic()
+                if len(data) > limits.max_body_bytes:
+                    raise too_large(f"request body is over the limit of {limits.max_body_bytes} bytes (limits.max_body_bytes)")
     except TimeoutError:
-        raise body_timeout(limits.body_seconds, len(data), request.headers.get("content-length")) from None
+        stalled = time.monotonic() - last >= limits.body_seconds
+        raise body_timeout(limits.body_seconds, len(data), request.headers.get("content-length"), stalled=stalled) from None
     except ClientDisconnect:
         raise ApiError(CLIENT_LEFT, "client_closed_request", f"the client left while sending its request body "
                        f"({len(data)} bytes of {request.headers.get('content-length') or 'a chunked body'} read)") from None

@@ -37,7 +37,8 @@ A complete file (``serve.toml``)::
                                 # upstream closed, and it is charged what was carried
     body_seconds = 30           # a request body that stalls (no bytes for this long) is a 408 request_timeout,
                                 # uncharged, so a client that stalls mid-body holds nothing (a tenant's optimizer
-                                # slot) for long; a slow but steady upload is read to its end
+                                # slot) for long; a slow but steady upload is read to its end (past body_seconds
+                                # in all, at 1 KiB/s on average at least)
 
     [degrade]
     floor = 0.1                 # smallest context budget before switching model (share or tokens)

@@ -68,7 +68,7 @@ def client_gone(when: str, request_id: str) -> ApiError:
                     f"(request id {request_id})", headers={"X-Ragtrim-Request-Id": request_id})
 
 
-def body_timeout(seconds: float, read: int, declared: str | None) -> ApiError:
+def body_timeout(seconds: float, read: int, declared: str | None, *, stalled: bool = True) -> ApiError:
     """The 408 of a request whose body stalled: no bytes of it for ``[limits] body_seconds`` (``read`` bytes of it
     had, of ``declared``: its Content-Length, or None for a chunked body).
 
@@ -77,9 +77,11 @@ def body_timeout(seconds: float, read: int, declared: str | None) -> ApiError:
     >>> e.message
     'the request body stalled: no bytes of it for 30 s ([limits] body_seconds), 20 bytes of 310 read; nothing was charged. Send the body without pausing, or ask the operator to raise [limits] body_seconds'
     """
-    return ApiError(408, "invalid_request_error", f"the request body stalled: no bytes of it for {seconds:g} s ([limits] "
-                    f"body_seconds), {read} bytes of {declared or 'a chunked body'} read; nothing was charged. Send the "
-                    "body without pausing, or ask the operator to raise [limits] body_seconds", code="request_timeout")
+    how = (f"stalled: no bytes of it for {seconds:g} s ([limits] body_seconds)" if stalled else
+           f"came too slowly: past {seconds:g} s ([limits] body_seconds) a body must average 1 KiB/s")
+    return ApiError(408, "invalid_request_error", f"the request body {how}, {read} bytes of {declared or 'a chunked body'} "
+                    "read; nothing was charged. Send the body without pausing, or ask the operator to raise [limits] "
+                    "body_seconds", code="request_timeout")
 
 
 def bad_request(message: str, param: str | None = None) -> ApiError:

@@ -65,11 +65,13 @@ class OptimizerClock:
         return max(0.0, self.limit - self.spent) if self.limit > 0 else None
 
 
-async def _stop_when_cancelled(deadline: Any) -> None:
+async def _stop_when_cancelled(deadline: Any, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
     """Wait beside an optimizer run; once cancelled, stop its ``deadline``: a request the shutdown cancels
     stops its run at the next check (its thread would otherwise work on for no one, up to the limit). Also
-    cancelled when the run is over, when stopping changes nothing."""
+    cancelled when the run is over, when stopping changes nothing. Started (``task_status``) once it waits, so
+    no cancellation lands before its ``finally`` is armed."""
     try:
+        task_status.started()
         await anyio.sleep_forever()
     finally:
         deadline.stop("the request was cancelled (the gateway is shutting down)")
@@ -194,7 +196,7 @@ class Service:
             left = clock.left()
             deadline = Deadline(math.inf if left is None else left)  # counted from here: the thread starts now
             async with anyio.create_task_group() as watch:
-                watch.start_soon(_stop_when_cancelled, deadline)  # a shutdown cancels the request: the run stops too
+                await watch.start(_stop_when_cancelled, deadline)  # a shutdown cancels the request: the run stops too
                 if client_left is not None:
                     watch.start_soon(when_client_leaves, client_left, partial(deadline.stop, "the client disconnected"))
                 try:
