@@ -20,11 +20,10 @@ import pytest
 
 from optimizer import Deadline, OptimizerStopped, OptimizerTimeout, Pipeline
 from optimizer.stage import Stage
-from ragtrim.serve.config import ServeConfig
 from ragtrim.serve.schema import budget_usage, reservations
 from optimizer_gates import until
 from serve_fixtures import DOCS, PEPPER, admin_key, auth, chat, final_rows, gateway_config, ledger_rows, stack
-from test_serve_neighbours import OPTIMIZE, answer_ok, leave, raw_post
+from test_serve_neighbours import OPTIMIZE, answer_ok, leave, one_optimizer_thread, raw_post  # noqa: F401 (a fixture: one optimizer thread)
 
 
 class Spin(Stage):
@@ -151,20 +150,6 @@ def test_a_deadline_past_its_limit_still_times_out():
 
 
 # -- the gateway: a real HTTP client that leaves mid-run ------------------------------------------------
-
-
-@pytest.fixture
-def one_optimizer_thread(monkeypatch):
-    """A stack's gateway runs one optimizer thread, so the next request needs the one the stopped run held."""
-    real = gateway_config
-
-    def one_thread(*args: Any, **kw: Any) -> ServeConfig:
-        kw.setdefault("optimizer_threads", 1)
-        return real(*args, **kw)
-
-    import serve_fixtures
-
-    monkeypatch.setattr(serve_fixtures, "gateway_config", one_thread)
 
 
 def spinning(service: Any) -> tuple[Spin, Any]:
