@@ -174,7 +174,7 @@ def paragraph_parts(chunk: Chunk, titled: str = "joined", skip: Sequence[tuple[i
     heading the next paragraph) is printed above it (:attr:`Paragraph.above`, the nearest
     :data:`ABOVE_LINES` of them), and so is a one-line heading paragraph right before a question heading its
     answer (``X200 drill`` before ``How long is the warranty?``; not one answering a one-line question before
-    it); both are part of its view's title (:func:`view_title`). Any other is a paragraph of its own, scored as
+    it, nor an answer's last line, :func:`_section_line`); both are part of its view's title (:func:`view_title`). Any other is a paragraph of its own, scored as
     one: ``Saturday 10am-4pm`` before ``Returns`` is a section's whole text, not a heading of the next one's. A
     one-line question (:func:`question_line`) heads the next paragraph when that is its whole answer (:func:`_asked`).
 
@@ -384,9 +384,9 @@ def _records(text: str, s: int, newline: int, e: int) -> bool:
 def _record_groups(text: str, spans: Sequence[tuple[int, int]]) -> set[int]:
     """The indices of the paragraphs ``spans`` of ``text`` that are groups of records under a line of their own:
     blocks opening with two ``key: value`` lines (:func:`_records`) whose other lines' keys another such block of
-    the chunk repeats (at least two of them, or its only one), under a first line whose key is none of theirs (``Tom Lee: Head
-    of Support`` over ``Phone:``, ``Email:``, then ``Ana Ruiz: Head of Finance`` over the same keys; a plan list,
-    numbered steps). A lone block of records is a definition list (``Retention period: ...`` over ``Quota: ...``):
+    the chunk repeats (at least two of them, or its only one), under a first line whose key is none of theirs
+    (``Tom Lee: Head of Support`` over ``Phone:``, ``Email:``, then ``Ana Ruiz: Head of Finance`` over the same
+    keys; a plan list, numbered steps). A lone block of records is a definition list (``Retention period: ...`` over ``Quota: ...``):
     its first line is one of them. Linear in the lines: a key is counted once per block.
 
     >>> t = "Tom Lee: Support\\nPhone: 1\\nRoom: 3\\n\\nAna Ruiz: Finance\\nPhone: 2\\nRoom: 4\\n\\nQuota: 5 GB\\nAlias: none"
