@@ -68,11 +68,29 @@ def words(text: str) -> list[str]:
     >>> words("devel-\\nopment of long-\\nterm")
     ['devel', 'opment', 'development', 'of', 'long', 'term', 'longterm']
     """
+    return _tokens(text, lower=True)
+
+
+def cased_words(text: str) -> list[str]:
+    """:func:`words` with their case kept: the same tokens but for lower-casing (which in rare
+    non-ASCII text can change a token, so compare each with its :func:`words` token before use).
+
+    >>> cased_words("Call getUserById, not get_user.")
+    ['Call', 'getUserById', 'not', 'get_user']
+    """
+    return _tokens(text, lower=False)
+
+
+def _tokens(text: str, *, lower: bool) -> list[str]:
+    """The tokens of :func:`words`, lower-cased when ``lower``."""
     if text.isascii():  # the common case, and already in normal form
-        return _WORD.findall(_with_joined_words(text).lower())
+        text = _with_joined_words(text)
+        return _WORD.findall(text.lower() if lower else text)
     if _HAS_INVISIBLE.search(text):
         text = text.translate(_INVISIBLE)
-    text = _with_joined_words(unicodedata.normalize("NFKC", text)).lower()
+    text = _with_joined_words(unicodedata.normalize("NFKC", text))
+    if lower:
+        text = text.lower()
     if not _NEEDS_REGEX.search(text):  # most accented text: Python's \w+ reads it as the regex module would, 4x faster
         return _WORD.findall(text)
     out: list[str] = []

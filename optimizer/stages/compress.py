@@ -79,6 +79,7 @@ from optimizer.stages.sentence_signals import (
     terms,
     terms_memo,
     titled,
+    word_terms,
 )
 from optimizer.text import content_words, entities, has_number
 from optimizer.validate import finite_number, non_negative_int, yes_no
@@ -269,7 +270,9 @@ class SentenceExtract(Stage):
         *A Class of Submodular Functions for Document Summarization*, ACL 2011).
     stem:
         Truncate words to this many characters for lexical matching ("directed" and
-        "director" meet at 6); 0 turns it off.
+        "director" meet at 6); 0 turns it off. Identifiers are not truncated: a word with a
+        digit or an underscore stays whole, a camelCase word is read as its stem and whole
+        (``invoice 40031871`` is not ``40031877``, ``getUserById`` not ``getUserSettings``).
     ratio:
         Share of tokens to keep when the run has no budget.
     fill:
@@ -435,7 +438,8 @@ class SentenceExtract(Stage):
         """Salient terms of the best "bridge" sentences that the query does not already have.
 
         Words of capitalized phrases (entities) count double; each word is weighted by its
-        rarity among this call's sentences and by its sentence's rank.
+        rarity among this call's sentences and by its sentence's rank. The ``hop_terms`` best
+        words come back as their terms (:func:`word_terms`, as the chunks' terms read them).
         """
         top = [int(i) for i in np.argsort(-bridge, kind="stable")[: self.hop_sentences]]
         qwords = set(content_words(query))
@@ -444,16 +448,19 @@ class SentenceExtract(Stage):
             df.update(set(content_words(s.text)))
         n = len(sents)
         weights: dict[str, float] = {}
+        read: dict[str, tuple[str, ...]] = {}  # each word's terms (camelCase in any sentence adds the whole word)
         for i in top:
             s = sents[i]
             entity_words = {w for ent in entities(s.text) for w in content_words(ent)}
-            for w in content_words(s.text):
+            for w, found in word_terms(s.text, self.stem):
                 if w in qwords or len(w) < 2 or w.isdigit():
                     continue
                 idf = math.log(1 + n / (1 + df[w]))
                 value = idf * (2.0 if w in entity_words else 1.0)
                 weights[w] = max(weights.get(w, 0.0), value)
-        return sorted(weights, key=lambda w: (-weights[w], w))[: self.hop_terms]
+                read[w] = max(read.get(w, ()), found, key=len)
+        best = sorted(weights, key=lambda w: (-weights[w], w))[: self.hop_terms]
+        return [t for w in best for t in read[w]]
 
     def scores(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> tuple[list[Sentence], np.ndarray]:
         """Every sentence of ``chunks`` and its score (fitted or hand-weighted, per ``scorer``)."""
@@ -528,7 +535,7 @@ class SentenceExtract(Stage):
                 link = np.maximum(link, entity_links(sents, chunks, p1, score, hop_chunks=self.hop_chunks, stem=self.stem, memo=memo,
                                                      documents=self.documents))
             if self.hop_terms:
-                e = [w[: self.stem] if self.stem else w for w in self._expansion(query, sents, score)]
+                e = self._expansion(query, sents, score)
                 if e:
                     link = np.maximum(link, np.array(minmax(bm25_plus_scores(e, chunk_terms))))
             hop = self.hop_weight * link

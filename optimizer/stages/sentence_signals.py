@@ -21,13 +21,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import regex
 
 from optimizer.records import Chunk, indent_start
 from optimizer.sentences import code_blocks, split_range
 from optimizer.score_reading import DIRECTIONS, read_scores
 from optimizer.stage import StageContext
 from optimizer.scoring import minmax, titled_text
-from optimizer.text import content_words, entities
+from optimizer.text import STOPWORDS, cased_words, content_words, entities, words
 
 # Questions that ask for a number or a date.
 NUMERIC_QUESTION = re.compile(
@@ -167,12 +168,62 @@ def answer_part(text: str) -> str:
 def terms(text: str, stem: int = 0) -> list[str]:
     """Content words, truncated to ``stem`` characters when set (truncation stemming).
 
-    >>> terms("The director directed", stem=6)
-    ['direct', 'direct']
+    An identifier is not truncated (see :func:`word_terms`): stemming would merge invoice
+    ``40031871`` with ``40031877`` and ``getUserById`` with ``getUserSettings``.
+
+    >>> terms("The director directed", stem=6), terms("getUserById of 40031871", stem=6)
+    (['direct', 'direct'], ['getuse', 'getuserbyid', '40031871'])
     """
-    if stem:
-        return [w[:stem] for w in content_words(text)]
-    return content_words(text)
+    if not stem:
+        return content_words(text)
+    if not _camel_case(text):  # most text: word_terms's rule without its camelCase case, faster
+        return [w if len(w) <= stem or _KEPT_WHOLE.search(w) else w[:stem] for w in content_words(text)]
+    return [t for _, found in word_terms(text, stem) for t in found]
+
+
+_KEPT_WHOLE = re.compile(r"[\d_]")
+"""A word with a digit or an underscore (a number, a code, a snake_case name) is never truncated."""
+_CAMEL_ASCII = re.compile(r"[a-z][A-Z]")
+# a lower-case letter, then an upper-case one, perhaps with marks, soft hyphens or zero-width characters
+# between (words() keeps marks in a word and drops the others)
+_CAMEL = regex.compile(r"\p{Ll}[\p{M}\u00ad\u200b\u2060\ufeff]*\p{Lu}")
+
+
+def _camel_case(text: str) -> bool:
+    """A lower-case letter followed by an upper-case one in ``text`` (``getUserById``, ``JavaScript``)."""
+    return (_CAMEL_ASCII if text.isascii() else _CAMEL).search(text) is not None
+
+
+def word_terms(text: str, stem: int) -> list[tuple[str, tuple[str, ...]]]:
+    """Each content word of ``text`` with its terms for ``stem`` (:func:`terms` is these terms, in order).
+
+    A word no longer than ``stem``, or with a digit or an underscore, is its own term. A camelCase
+    word (read before lower-casing) is its stem and the whole word: the whole word tells two
+    identifiers apart, the stem still meets the word written in lower case. Any other word is its
+    first ``stem`` characters. The rule reads one word at a time, so a query and a chunk read the
+    same word alike, and the terms of two texts joined are the terms of each.
+
+    >>> word_terms("The directors of getUserById and get_user", 6)
+    [('directors', ('direct',)), ('getuserbyid', ('getuse', 'getuserbyid')), ('get_user', ('get_user',))]
+
+    ``stem`` 0: each word is its own term.
+    """
+    if not stem:
+        return [(w, (w,)) for w in content_words(text)]
+    found = words(text)
+    cased = cased_words(text) if _camel_case(text) else []
+    aligned = len(cased) == len(found) and all(c.lower() == w for c, w in zip(cased, found))
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for i, w in enumerate(found):
+        if w in STOPWORDS:
+            continue
+        if len(w) <= stem or _KEPT_WHOLE.search(w):
+            out.append((w, (w,)))
+        elif aligned and _camel_case(cased[i]):
+            out.append((w, (w[:stem], w)))
+        else:
+            out.append((w, (w[:stem],)))
+    return out
 
 
 def terms_memo(context: StageContext, stem: int = 0) -> dict[str, list[str]]:
