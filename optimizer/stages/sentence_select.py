@@ -157,6 +157,7 @@ class SentenceSelector:
         redundancy: float,
         accept: Callable[[int], bool] | None = None,
         check: Callable[[str], None] | None = None,
+        instead: Callable[[int], int] | None = None,
     ) -> Iterator[int]:
         """Sentence indices, best first, updated as sentences are taken.
 
@@ -168,7 +169,9 @@ class SentenceSelector:
         query words it mentions still earn their bonus for the next ones. ``check(where)``, when
         given, is the run's deadline check (:meth:`~optimizer.stage.StageContext.check_deadline`),
         called every round: a round re-scores every sentence left and may try many of them (each try
-        of a new chunk counts its overhead), so one round costs far more than the check.
+        of a new chunk counts its overhead), so one round costs far more than the check. ``instead(i)``, when
+        given, is the sentence taking offered ``i`` took in its place (a table's header row offered brings a row
+        under it): that one's query words stop earning the bonus.
         """
         cover = bool(self.coverage) and mentions is not None and weight is not None and mentions.shape[1] > 0
         if not redundancy and not self.lead_follow and not cover:
@@ -210,7 +213,7 @@ class SentenceSelector:
             if self.lead_follow and c not in touched:
                 current[lead_of[c]] += self.lead_follow
             if open_words is not None and mentions is not None:
-                open_words[mentions[taken]] = 0.0
+                open_words[mentions[taken if instead is None else instead(taken)]] = 0.0
             touched.add(c)
 
     def pick(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray,
@@ -419,12 +422,13 @@ class SentenceSelector:
                 heads.clear()
             chosen[s.chunk] += [*frame, i]
             taken.update([*frame, i])
+            spent["line"] = i
             spent.update(used=spent["used"] + cost, taken=spent["taken"] + 1)
             if key is not None:
                 said.setdefault(key, s.chunk)
             return True
 
-        deque(self.greedy(sents, value, mentions, weight, redundancy, take, check=context.check_deadline), maxlen=0)  # run it out
+        deque(self.greedy(sents, value, mentions, weight, redundancy, take, context.check_deadline, lambda i: spent["line"]), maxlen=0)  # run it out
         if not chosen:  # nothing fits whole: give the packer the best sentence to cut (with the nearest frame lines that fit)
             self._cut_one(chosen, chunk_order, chunks, sents, value, room, context, frames)
         too_long = {c: (n, left, i) for c, (n, left, before, i) in first_miss.items() if c not in chosen and spent["taken"] > before}
@@ -565,7 +569,7 @@ def _offered(i: int, under: dict[int, list[int]], taken: set[int], frames: LineF
     """What taking frame-only line ``i`` takes: ``(its best framed line not yet taken, False)``; ``(i, True)``, the
     line alone, for a table's header row whose best row does not fit beside it and adds no query word; None
     when no line it frames is left."""
-    best = _best_framed(i, under, taken, frames, value)
+    best = _best_framed(i, under, taken, frames, value, mentions)
     if best is None:
         return None
     if frames.stands_alone(i) and not _own_words(best, i, mentions) and not fits(best, [f for f in frames.frames[best] if f not in taken]):
@@ -573,13 +577,16 @@ def _offered(i: int, under: dict[int, list[int]], taken: set[int], frames: LineF
     return best, False
 
 
-def _best_framed(i: int, under: dict[int, list[int]], taken: set[int], frames: LineFrames, value: np.ndarray) -> int | None:
+def _best_framed(i: int, under: dict[int, list[int]], taken: set[int], frames: LineFrames, value: np.ndarray,
+                 mentions: np.ndarray | None) -> int | None:
     """The best line frame-only line ``i`` frames (directly or deeper) not yet taken, itself no frame-only line; None
-    when there is none or ``i`` is taken already."""
+    when there is none or ``i`` is taken already. A line naming a query word ``i`` does not (:func:`_own_words`) goes
+    first, then the higher value: the greedy pass raised the row naming the Pro plan by its query word, which the
+    raw value does not hold (the header row, offered for 'upload', brought the Enterprise row)."""
     if i in taken:
         return None
     return max((j for j in under.get(i, ()) if j not in taken and not frames.frame_only[j]),
-               key=lambda j: (value[j], -j), default=None)
+               key=lambda j: (_own_words(j, i, mentions), value[j], -j), default=None)
 
 
 def _own_words(row: int, header: int, mentions: np.ndarray | None) -> bool:
