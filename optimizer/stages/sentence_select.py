@@ -422,8 +422,7 @@ class SentenceSelector:
                 heads.clear()
             chosen[s.chunk] += [*frame, i]
             taken.update([*frame, i])
-            spent["line"] = i
-            spent.update(used=spent["used"] + cost, taken=spent["taken"] + 1)
+            spent.update(used=spent["used"] + cost, taken=spent["taken"] + 1, line=i)  # line: greedy's instead
             if key is not None:
                 said.setdefault(key, s.chunk)
             return True
