@@ -17,9 +17,11 @@ import warnings
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def chunks(n: int) -> list[str]:
-    """``n`` four-line chunks, a running header each (as a PDF's pages have)."""
-    return [f"ACME Annual Report 2023\nPart {k} text is here and goes on.\nMore {k}.\nDone {k}" for k in range(n)]
+def chunks(n: int, titles: int = 0) -> list[dict[str, str]]:
+    """``n`` four-line chunks, a running header each (as a PDF's pages have); with ``titles``, each titled
+    ``Doc k`` for one of that many documents (many chunks from few documents: titles repeat)."""
+    texts = [f"ACME Annual Report 2023\nPart {k} text is here and goes on.\nMore {k}.\nDone {k}" for k in range(n)]
+    return [{"id": f"c{k}", "text": t, **({"title": f"Doc {(k * 7919) % titles}"} if titles else {})} for k, t in enumerate(texts)]
 
 
 def main() -> None:
@@ -28,6 +30,7 @@ def main() -> None:
     parser.add_argument("--preset", default="default")
     parser.add_argument("--share", type=float, default=0.5, help="the budget, a share of the full context's tokens")
     parser.add_argument("--repeat", type=int, default=2, help="runs per size (the best is printed)")
+    parser.add_argument("--titles", type=int, default=0, help="titles the chunks share (0: none)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     from optimizer import Pipeline
@@ -36,7 +39,7 @@ def main() -> None:
     pipeline.run("warm up", ["a b c."], budget=5)
     print(f"| chunks | kept | best of {args.repeat} (s) |\n|---|---|---|")
     for n in map(int, args.sizes.split(",")):
-        given = chunks(n)
+        given = chunks(n, args.titles)
         times = []
         for _ in range(args.repeat):
             start = time.perf_counter()

@@ -81,7 +81,11 @@ class HeaderTally:
     """The :class:`Tally` of a :class:`~optimizer.render.Renderer`'s :meth:`~optimizer.render.Renderer.overhead`
     (``grouped`` as there), each block's count kept. A chunk printed last adds its own header and
     frame (:meth:`~optimizer.render.Renderer.block_texts`) and a separator; a chunk put in place of a
-    block with its title changes that block's count alone. Anything else counts the layout again."""
+    block with its title changes that block's count alone. A chunk joining an earlier group of its title
+    (grouped) prints after that group's last block: it and every block after it are counted at their new
+    places (one count of them all, each block's header built once per previous title and its marker's
+    number put in), and ``take`` reuses what ``added`` counted for it when nothing was taken between.
+    Anything else counts the layout again."""
 
     def __init__(self, renderer: Renderer, tokenizer: Any, counts: dict[str, int], grouped: bool) -> None:
         self.renderer, self.tokenizer, self.counts, self.grouped = renderer, tokenizer, counts, grouped
@@ -92,13 +96,16 @@ class HeaderTally:
         self.titles: set[str | None] = set()
         self.total = 0
         self.separator = self._count([renderer.separator])
+        self.changes = 0  # layouts taken so far: what ``added`` counted for an insertion holds until the next
+        self.inserted: tuple[Chunk, int, tuple[int, list[int], int]] | None = None
+        self.forms: dict[tuple[int, str | None], tuple[Chunk, list[str]]] = {}  # (id of a block, previous title) -> its texts at place 0
 
     def added(self, chunk: Chunk) -> int:
         if is_blank(chunk):
             return 0
         if self._last(chunk):
             return (self.separator if self.blocks else 0) + self._head(len(self.blocks), chunk)
-        return self._full([*self.taken, chunk]) - self.total
+        return self._insertion(chunk)[2]
 
     def take(self, chunk: Chunk) -> int:
         last = not is_blank(chunk) and self._last(chunk)
@@ -106,7 +113,8 @@ class HeaderTally:
         if is_blank(chunk):
             return 0
         if not last:
-            return self._recount()
+            return self._insert(chunk)
+        self.changes += 1
         head = self._head(len(self.blocks), chunk)
         gained = (self.separator if self.blocks else 0) + head
         self._place(chunk, head)
@@ -126,6 +134,7 @@ class HeaderTally:
             return 0
         k = self._in_place(old, new)
         self.taken = _replaced(self.taken, old, new)
+        self.changes += 1
         if k is None:
             return self._recount()
         head = self._head(k, new)
@@ -164,12 +173,59 @@ class HeaderTally:
         self.heads.append(head)
         self.titles.add(chunk.title)
 
+    def _insertion(self, chunk: Chunk) -> tuple[int, list[int], int]:
+        """``(where chunk prints, joining the earlier group of its title, the counts of it and of every block
+        after it at their new places, what the layout gains)``, remembered until the layout changes."""
+        if self.inserted is not None and self.inserted[0] is chunk and self.inserted[1] == self.changes:
+            return self.inserted[2]
+        p = len(self.blocks)
+        while self.blocks[p - 1].title != chunk.title:  # the group's last block
+            p -= 1
+        heads = self._heads(p, [chunk, *self.blocks[p:]])
+        found = (p, heads, self.separator + sum(heads) - sum(self.heads[p:]))
+        self.inserted = (chunk, self.changes, found)
+        return found
+
+    def _insert(self, chunk: Chunk) -> int:
+        """Take ``chunk`` into the earlier group of its title (:meth:`_insertion`); what the layout gains."""
+        p, heads, gained = self._insertion(chunk)  # what :meth:`added` counted for it, when nothing was taken since
+        self.changes += 1
+        self.blocks.insert(p, chunk)
+        self.heads[p:] = heads
+        for k in range(p, len(self.blocks)):
+            self.at[id(self.blocks[k])] = k
+        self.total += gained
+        return gained
+
+    def _heads(self, start: int, blocks: Sequence[Chunk]) -> list[int]:
+        """The counts of ``blocks`` printed from place ``start`` (0-based) on, after the block before ``start``,
+        counted at once. A block's texts are built once per previous title (at place 0), the marker's number put in."""
+        texts: list[str] = []
+        sizes: list[int] = []
+        previous = self.blocks[start - 1].title if start else None
+        for k, c in enumerate(blocks, start + 1):
+            form = self._form(c, previous)
+            at = [f"[{k}]{form[0][3:]}", *form[1:]] if self.renderer.citations and form[0].startswith("[0]") else form
+            texts += at
+            sizes.append(len(at))
+            previous = c.title
+        counts = iter(count_many(self.tokenizer, texts, self.counts))
+        return [sum(next(counts) for _ in range(n)) for n in sizes]
+
+    def _form(self, chunk: Chunk, previous: str | None) -> list[str]:
+        """``chunk``'s texts printed at place 0 after a block titled ``previous``, built once."""
+        known = self.forms.get((id(chunk), previous))
+        if known is None or known[0] is not chunk:
+            known = self.forms[(id(chunk), previous)] = (chunk, self.renderer.block_texts(0, chunk, previous))
+        return known[1]
+
     def _recount(self) -> int:
         """Count every block again (the layout changed before its last block); the change in the total."""
         shown = visible(self.taken)
         self.blocks, self.heads, self.at, self.titles = [], [], {}, set()
         for c in group_by_title(shown) if self.grouped else shown:
-            self._place(c, self._head(len(self.blocks), c))
+            self._place(c, 0)
+        self.heads = self._heads(0, self.blocks)
         before = self.total
         self.total = sum(self.heads) + (len(self.blocks) - 1) * self.separator if self.blocks else 0
         return self.total - before

@@ -133,3 +133,50 @@ def test_selection_keeps_what_it_kept_when_counting_every_layout_again(order, mo
     monkeypatch.setattr(RenderOverhead, "tally", lambda self, grouped=False: RecountTally(lambda cs: self(cs, grouped=grouped)))
     slow = [pipeline.run("what did part 7 say", chunks, budget=b) for b in (0.1, 0.3, 0.6, 1.0)]
     assert [(r.text, r.tokens, r.spans) for r in fast] == [(r.text, r.tokens, r.spans) for r in slow]
+
+
+@pytest.mark.parametrize("preset", ["default"])
+def test_headers_built_grow_linearly_when_chunk_titles_repeat(preset, monkeypatch):
+    """Hunt of the round after a73d3e0: many chunks from few documents (titles repeat), a chunk joining an earlier
+    title group was counted with the whole layout in ``added`` and again, block by block, in ``take``: 1600 chunks
+    from 20 titles took 6.7 s (3.1 s before the tally). A counting proxy for the time: headers built per run."""
+    built = [0]
+    header = Renderer.header
+
+    def counting(self, *args, **kwargs):
+        built[0] += 1
+        return header(self, *args, **kwargs)
+
+    monkeypatch.setattr(Renderer, "header", counting)
+    pipeline = Pipeline.preset(preset)
+    per_size = {}
+    for n in (100, 400):
+        rng = random.Random(2)
+        chunks = [{"id": f"c{k}", "title": f"Doc {rng.randrange(5)}", "text": t} for k, t in enumerate(_four_line(n))]
+        built[0] = 0
+        result = pipeline.run("what did part 7 say", chunks, budget=0.5)
+        per_size[n] = built[0]
+        assert len(result.chunks) > n // 3
+    assert per_size[400] <= 6 * per_size[100], per_size  # 4x the chunks: about 4x the headers (was 15x)
+
+
+def test_a_chunk_joining_an_earlier_title_group_is_counted_once_for_added_and_take(monkeypatch):
+    """``take`` after ``added`` of the same chunk counts nothing again (the layout did not change between)."""
+    overhead = RenderOverhead(Renderer(), TOK, {})
+    tally = overhead.tally(grouped=True)
+    chunks = [Chunk(id=f"c{k}", text="Some text.", title=f"Doc {k % 3}") for k in range(31)]  # the last joins 'Doc 0'
+    for c in chunks[:-1]:
+        tally.take(c)
+    expected = overhead(chunks, grouped=True) - overhead(chunks[:-1], grouped=True)
+    built = [0]
+    block_texts = Renderer.block_texts
+
+    def counting(self, *args, **kwargs):
+        built[0] += 1
+        return block_texts(self, *args, **kwargs)
+
+    monkeypatch.setattr(Renderer, "block_texts", counting)
+    gained = tally.added(chunks[-1])
+    before_take = built[0]
+    assert tally.take(chunks[-1]) == gained == expected
+    assert built[0] == before_take, "take counted the layout again"
