@@ -146,7 +146,8 @@ def stack(tmp_path: Any, answer: Callable[[dict[str, Any]], Any], *, db_url: str
         out = answer(body)
         return await out if inspect.isawaitable(out) else out
 
-    upstream = Starlette(routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"])])
+    upstream = Starlette(routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+                                 Route("/v1/responses", chat_completions, methods=["POST"])])  # Responses: body["input"]
     with serve_in_thread(upstream) as up:
         config = gateway_config(up, settings, extra_models=extra_models)
         service = Service(config, db_url=db_url or f"sqlite:///{tmp_path}/serve.sqlite", pepper=PEPPER)

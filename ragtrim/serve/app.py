@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 import optimizer
 from optimizer.lazy import lazy_import
 from optimizer.score_reading import SCORE_DIRECTIONS
-from ragtrim.serve import admin, chat, model_list, optimize, page
+from ragtrim.serve import admin, chat, model_list, optimize, page, responses
 from ragtrim.serve.auth import presented_key, require
 from ragtrim.serve.bodies import CAP_FIELDS, RAGTRIM_FIELDS
 from ragtrim.serve.config import Limits, ServeConfig
@@ -67,9 +67,7 @@ def chat_schema(limits: Limits) -> dict[str, Any]:
     caps = {name: {"type": ["integer", "null"], "minimum": 1, "maximum": limits.max_tokens_limit,
                    "description": "completion cap (limits.max_tokens_limit at most), forwarded under this name"}
             for name in CAP_FIELDS}
-    ours = _ragtrim_fields()
-    holder = {"type": "object", "additionalProperties": False, "properties": ours,
-              "description": f"ragtrim's own fields may go here ({', '.join(RAGTRIM_FIELDS)}); any other key is a 400"}
+    ours, holder = _ragtrim_fields(), _holder()
     return {"type": "object", "required": ["messages"], "additionalProperties": True, "properties": {
         "model": {"type": "string"}, "messages": {"type": "array", "items": {"type": "object"}}, **ours,
         "user": {"type": "string"}, "safety_identifier": {"type": "string", "description": "the user, when user is not given"},
@@ -79,6 +77,27 @@ def chat_schema(limits: Limits) -> dict[str, Any]:
         "stream_options": {"type": ["object", "null"], "properties": {"include_usage": {"type": "boolean"}},
                            "description": "forwarded with include_usage set (the usage chunk reaches only a client that asked)"},
         "extra_body": holder, "ragtrim": holder}}
+
+
+def responses_schema(limits: Limits) -> dict[str, Any]:
+    """The JSON schema of a ``POST /v1/responses`` body: OpenAI's, plus ``documents`` and friends
+    (:func:`ragtrim.serve.responses.parse_responses`); any other field is forwarded as it came."""
+    ours, holder = _ragtrim_fields(), _holder()
+    return {"type": "object", "additionalProperties": True, "properties": {
+        "model": {"type": "string"}, "input": {"type": ["string", "array"], "items": {"type": "object"}},
+        "instructions": {"type": ["string", "null"]}, **ours,
+        "max_output_tokens": {"type": ["integer", "null"], "minimum": 1, "maximum": limits.max_tokens_limit,
+                              "description": "output cap, reasoning included (limits.max_tokens_limit at most)"},
+        "stream": {"type": ["boolean", "null"]}, "user": {"type": "string"}, "safety_identifier": {"type": "string"},
+        "previous_response_id": {"type": ["string", "null"],
+                                 "description": "a 400 when the request holds room in a budget (send the whole input)"},
+        "extra_body": holder, "ragtrim": holder}}
+
+
+def _holder() -> dict[str, Any]:
+    """The schema of a ``ragtrim`` or ``extra_body`` object: ragtrim's own fields alone."""
+    return {"type": "object", "additionalProperties": False, "properties": _ragtrim_fields(),
+            "description": f"ragtrim's own fields may go here ({', '.join(RAGTRIM_FIELDS)}); any other key is a 400"}
 
 
 def _ragtrim_fields() -> dict[str, Any]:
@@ -131,6 +150,8 @@ def _routes(app: Any, limits: Limits) -> None:
         summary="Optimize chunks into a budget (what `ragtrim optimize --format json` prints, plus savings)")
     add("/v1/chat/completions", chat.chat_endpoint, methods=["POST"], openapi_extra=_body(chat_schema(limits)), tags=["chat"],
         summary="OpenAI-compatible chat with documents optimized into the prompt, within the tenant's budgets")
+    add("/v1/responses", responses.responses_endpoint, methods=["POST"], openapi_extra=_body(responses_schema(limits)),
+        tags=["chat"], summary="OpenAI's Responses API with documents optimized into the input, within the tenant's budgets")
     add("/v1/models", model_list.models_list, methods=["GET"], tags=["chat"],
         summary="The models this gateway serves (OpenAI's list)")
     add("/v1/models/{model:path}", model_list.model_get, methods=["GET"], tags=["chat"],

@@ -22,6 +22,7 @@ from typing import Any
 from optimizer.budget import Budget, parse_budget
 from optimizer.records import check_no_surrogate, lone_surrogate
 from ragtrim.serve.config import Limits, check_budget_tokens
+from ragtrim.serve.dialect import CAP_FIELDS, CHAT, Dialect
 from ragtrim.serve.errors import CLIENT_LEFT, ApiError, bad_request, body_timeout, too_large
 from ragtrim.serve.ledger import column_size
 from ragtrim.serve.upstream import message_text
@@ -70,6 +71,10 @@ class ChatRequest:
     caps: Mapping[str, int] = field(default_factory=dict)  # the client's own max_tokens / max_completion_tokens, as named
     query: str = ""  # the client's own question for the documents (``query``), else the last user message is
     score_direction: str = "auto"  # how to read the documents' scores (optimizer.Pipeline's score_direction)
+    dialect: Dialect = CHAT  # the API it came in on (chat completions, or Responses: ragtrim.serve.responses)
+    # a field that makes the upstream add context the gateway never sees (Responses' previous_response_id,
+    # conversation, prompt): refused when the request holds room in a budget (chat.check_stored_context)
+    stored_context: str = ""
 
     @property
     def documents_question(self) -> str:
@@ -485,17 +490,8 @@ def parse_stream_options(value: Any) -> bool:
     return bool(include)
 
 
-# The fields that cap a completion: ``max_tokens`` (OpenAI's older name, the one most OpenAI-compatible
-# servers know) and ``max_completion_tokens`` (OpenAI's current one, which counts reasoning tokens too;
-# OpenAI's reasoning models refuse ``max_tokens``). Each is forwarded under the name the client gave.
-CAP_FIELDS = ("max_tokens", "max_completion_tokens")
-# The cap the gateway adds when the client gave none and the request holds room in a budget
-# (:func:`upstream_caps`): OpenAI's current name, the bound of exactly what a hold covers.
-ADDED_CAP = "max_completion_tokens"
-
-
-def parse_caps(body: Mapping[str, Any], limits: Limits) -> dict[str, int]:
-    """The completion caps the client gave (:data:`CAP_FIELDS`; null is not given), each an integer from 1 to
+def parse_caps(body: Mapping[str, Any], limits: Limits, names: tuple[str, ...] = CAP_FIELDS) -> dict[str, int]:
+    """The completion caps the client gave (``names``: a chat's :data:`CAP_FIELDS`; null is not given), each an integer from 1 to
     ``limits.max_tokens_limit``, else a 400 naming the field.
 
     >>> from ragtrim.serve.config import Limits
@@ -507,7 +503,7 @@ def parse_caps(body: Mapping[str, Any], limits: Limits) -> dict[str, int]:
     ragtrim.serve.errors.ApiError: max_completion_tokens must be an integer from 1 to 4096 (limits.max_tokens_limit), got '7'
     """
     caps = {}
-    for name in CAP_FIELDS:
+    for name in names:
         value = body.get(name)
         if value is None:
             continue
@@ -527,10 +523,11 @@ def upstream_caps(req: ChatRequest, bound: int, *, forwarded: bool, held: bool) 
       largest unless the upstream allows less).
     * It gave none: nothing, unless the request ``held`` room in a budget. A hold reserves the
       prompt and ``bound`` completion tokens; an uncapped upstream could write more, charged
-      above what was held and past the budget's limit. Then :data:`ADDED_CAP` = ``bound``:
+      above what was held and past the budget's limit. Then the route's ``added_cap`` (:data:`ragtrim.serve.dialect.ADDED_CAP`) = ``bound``:
       ``max_completion_tokens`` bounds the completion tokens OpenAI bills, reasoning included
       (its reasoning models refuse ``max_tokens``). A server that knows only ``max_tokens``
-      ignores it: a client of one sends ``max_tokens`` itself.
+      ignores it: a client of one sends ``max_tokens`` itself. (A Responses request: its
+      ``max_output_tokens``, the route's ``added_cap``.)
 
     >>> from ragtrim.serve.config import Limits
     >>> req = parse_chat({"messages": [{"role": "user", "content": "q"}]}, {}, Limits(), default_preset="p", default_budget=None)
@@ -541,33 +538,33 @@ def upstream_caps(req: ChatRequest, bound: int, *, forwarded: bool, held: bool) 
         return {"max_tokens": bound}
     if req.caps:
         return {name: min(value, bound) for name, value in req.caps.items()}
-    return {ADDED_CAP: bound} if held else {}
+    return {req.dialect.added_cap: bound} if held else {}
 
 
-def _check_messages(messages: Any, limits: Limits) -> str:
-    """Check the chat's messages; returns the last user message's text (the question; "" when there is none, which
-    :func:`_question` refuses for a chat with documents)."""
+def check_messages(messages: Any, limits: Limits, param: str = "messages") -> str:
+    """Check the chat's messages (``param``: the field they came in, as chat messages); returns the last user
+    message's text (the question; "" when there is none, which :func:`_question` refuses for a chat with documents)."""
     if not isinstance(messages, list) or not messages:
-        raise bad_request("messages must be a non-empty list of {role, content} objects", "messages")
+        raise bad_request(f"{param} must be a non-empty list of {{role, content}} objects", param)
     if len(messages) > limits.max_messages:
-        raise too_large(f"messages has {len(messages)} entries; the limit is {limits.max_messages} (limits.max_messages)", "messages")
+        raise too_large(f"{param} has {len(messages)} entries; the limit is {limits.max_messages} (limits.max_messages)", param)
     question = ""
     for i, m in enumerate(messages):
         if not isinstance(m, Mapping) or not isinstance(m.get("role"), str):
-            raise bad_request(f"messages[{i}] must be an object with a role and content, got {m!r:.80}", "messages")
+            raise bad_request(f"{param}[{i}] must be an object with a role and content, got {m!r:.80}", param)
         try:
             text = message_text(m)
         except ValueError as exc:
-            raise bad_request(f"messages[{i}]: {exc}", "messages") from None
+            raise bad_request(f"{param}[{i}]: {exc}", param) from None
         if len(text) > limits.max_query_chars * 4:
-            raise too_large(f"messages[{i}] is {len(text)} characters; the limit is {limits.max_query_chars * 4} "
-                            f"(4 x limits.max_query_chars: raise max_query_chars under [limits] for longer messages)", "messages")
+            raise too_large(f"{param}[{i}] is {len(text)} characters; the limit is {limits.max_query_chars * 4} "
+                            f"(4 x limits.max_query_chars: raise max_query_chars under [limits] for longer messages)", param)
         if m["role"] == "user":
             question = text
     return question
 
 
-def _question(asked: str, messages: list[Mapping[str, Any]], documents: list[Any], query: str) -> str:
+def _question(asked: str, messages: list[Mapping[str, Any]], documents: list[Any], query: str, param: str = "messages") -> str:
     """The chat's question: the last user message's text (``asked``). Documents need one, or a ``query``, to be
     optimized for (else a 400); a chat without documents needs none (a system prompt alone, "Write a haiku about
     Paris.", is a chat): its question is then its last message with text, which only the in-process model reads.
@@ -577,12 +574,12 @@ def _question(asked: str, messages: list[Mapping[str, Any]], documents: list[Any
     if query:
         return query
     if documents and not query:
-        raise bad_request("messages needs a user message with text when documents are given (the question they are "
-                          "optimized for), or send query with that question", "messages")
+        raise bad_request(f"{param} needs a user message with text when documents are given (the question they are "
+                          "optimized for), or send query with that question", param)
     return next((text for text in map(message_text, reversed(messages)) if text.strip()), "")
 
 
-def _check_n_and_stream(body: Mapping[str, Any]) -> bool:
+def check_n_and_stream(body: Mapping[str, Any]) -> bool:
     """``n`` must be 1 and ``stream`` true or false (null: not given); returns ``stream``."""
     n = body.get("n")
     if n is not None and (isinstance(n, bool) or n != 1):
@@ -598,12 +595,12 @@ def _check_n_and_stream(body: Mapping[str, Any]) -> bool:
 _NOT_PASSED = OUR_KEYS + ("model", "messages", "stream", "stream_options") + CAP_FIELDS
 
 
-def _check_surrogates(body: Mapping[str, Any]) -> None:
+def check_surrogates(body: Mapping[str, Any]) -> None:
     r"""A 400 naming the field (``messages[0].content``, ``tools[0].function.description``, ...) of the first lone UTF-16
     surrogate in ``body``, the documents aside (the optimizer names the chunk): such text has no UTF-8 form, so it can
     be neither counted nor sent upstream. Walked without recursion.
 
-    >>> _check_surrogates({"messages": [{"role": "user", "content": "hi \ud800"}]})
+    >>> check_surrogates({"messages": [{"role": "user", "content": "hi \ud800"}]})
     Traceback (most recent call last):
     ...
     ragtrim.serve.errors.ApiError: messages[0].content has a lone UTF-16 surrogate '\ud800' at character 3 (half of a pair, e.g. an emoji split by a UTF-16 chunker), which no tokenizer can read; repair it first, e.g. text.encode('utf-16', 'surrogatepass').decode('utf-16', 'replace') (rejoins split pairs, turns a lone half into U+FFFD)
@@ -635,11 +632,11 @@ def _check_surrogates(body: Mapping[str, Any]) -> None:
 SERVICE_TIERS = ("auto", "default", "flex")
 
 
-def _check_priced_fields(body: Mapping[str, Any]) -> None:
+def check_priced_fields(body: Mapping[str, Any]) -> None:
     """A 400 naming the field and the fix for a field that makes the upstream bill above the text price the gateway charges.
 
-    >>> _check_priced_fields({"service_tier": "flex", "modalities": ["text"]})
-    >>> _check_priced_fields({"service_tier": "priority"})
+    >>> check_priced_fields({"service_tier": "flex", "modalities": ["text"]})
+    >>> check_priced_fields({"service_tier": "priority"})
     Traceback (most recent call last):
     ...
     ragtrim.serve.errors.ApiError: service_tier 'priority' is billed above the model's standard price, which is what this gateway charges; send service_tier "auto", "default" or "flex" (or leave it out)
@@ -670,33 +667,45 @@ def parse_chat(body: Mapping[str, Any], headers: Mapping[str, str], limits: Limi
     """A chat body checked. A field OpenAI takes as null (``max_tokens``, ``max_completion_tokens``, ``n``,
     ``stream``, ``stream_options``) is null as if not given; every other field the gateway does not read
     (``metadata``, ``store``, ``temperature``, ...) is forwarded as it came (``passthrough``), but for a
-    lone surrogate anywhere (:func:`_check_surrogates`) and the fields billed above the text price
-    (:func:`_check_priced_fields`), refused with a 400."""
-    _check_surrogates(body)
-    _check_priced_fields(body)
-    extras = _extras(body)
-    asked = _check_messages(body.get("messages"), limits)
-    stream = _check_n_and_stream(body)
-    caps = parse_caps(body, limits)
+    lone surrogate anywhere (:func:`check_surrogates`) and the fields billed above the text price
+    (:func:`check_priced_fields`), refused with a 400."""
+    check_surrogates(body)
+    check_priced_fields(body)
+    asked = check_messages(body.get("messages"), limits)
+    stream = check_n_and_stream(body)
     include_usage = parse_stream_options(body.get("stream_options"))
     stream_options = {k: v for k, v in (body.get("stream_options") or {}).items() if k in FORWARDED_STREAM_OPTIONS}
+    return checked_request(body, headers, limits, asked=asked, items=body["messages"], view=body["messages"], stream=stream,
+                           not_passed=_NOT_PASSED, default_preset=default_preset, default_budget=default_budget,
+                           include_usage=include_usage, stream_options=stream_options)
+
+
+def checked_request(body: Mapping[str, Any], headers: Mapping[str, str], limits: Limits, *, asked: str,
+                    items: Any, view: Any, stream: bool, not_passed: tuple[str, ...], default_preset: str,
+                    default_budget: Budget | None, dialect: Dialect = CHAT, **more: Any) -> ChatRequest:
+    """The request of a checked body, for either route: ragtrim's own fields (:func:`_extras`: documents, budget,
+    query, preset, score direction), the caps (``dialect.caps``), the model and the tags read and checked; the
+    prompt's ``items`` as they came (``view``: them as chat messages, whose last text is the question when no user
+    message has one: :func:`_question`); every field but ``not_passed`` forwarded. ``more`` are
+    :class:`ChatRequest`'s other fields."""
+    extras = _extras(body)
+    caps = parse_caps(body, limits, dialect.caps)
     documents = parse_chunks(extras["documents"], limits, "documents") if extras.get("documents") is not None else []
     budget = parse_budget_param(extras.get("budget")) if extras.get("budget") is not None else default_budget
     query = parse_query(extras.get("query"), limits)
-    question = _question(asked, body["messages"], documents, query)
+    question = _question(asked, view, documents, query, dialect.items_key)
     score_direction = parse_score_direction(extras.get("score_direction"))
-    passthrough = {k: v for k, v in body.items() if k not in _NOT_PASSED and not (k == "n" and v is None)}
+    passthrough = {k: v for k, v in body.items() if k not in not_passed and not (k == "n" and v is None)}
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise bad_request(f"model must be a string, got {model!r:.80}", "model")
     if model is not None:
         _name(model, "model", "model_asked", required=False)
     return ChatRequest(
-        model=model, messages=tuple(body["messages"]), question=question[: limits.max_query_chars], documents=tuple(documents),
+        model=model, messages=tuple(items), question=question[: limits.max_query_chars], documents=tuple(documents),
         budget=budget, preset=_name(extras.get("preset", default_preset), "preset", "preset", required=True),
         max_tokens=max(caps.values(), default=limits.max_tokens_default), stream=stream, tags=tags_of(body, extras, headers),
-        passthrough=passthrough, include_usage=include_usage, stream_options=stream_options, caps=caps, query=query,
-        score_direction=score_direction,
+        passthrough=passthrough, caps=caps, query=query, score_direction=score_direction, dialect=dialect, **more,
     )
 
 

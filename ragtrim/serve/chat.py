@@ -25,6 +25,9 @@ non-streaming answers add ``X-Ragtrim-Cost-Micro`` and ``X-Ragtrim-Upstream-Ms``
 ``ragtrim`` object in the body, whose ``documents`` map the numbers the model cites to the client's
 document ids; a streamed answer with documents says the same in ``X-Ragtrim-Documents``
 (:mod:`ragtrim.serve.citations`).
+
+The flow (:func:`serve_request`) serves ``POST /v1/responses`` too (:mod:`ragtrim.serve.responses`): a
+:class:`ragtrim.serve.dialect.Dialect` names what differs between the two APIs (field names, answer shapes).
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ from ragtrim.serve.plan import JOIN_SLACK, Attempt, Planned, Refused, model_chai
 from ragtrim.serve.pricing import format_usd
 from ragtrim.serve.quota import Need, Shortfall
 from ragtrim.serve.client_left import ClientLeft, LeftBeforeSent
-from ragtrim.serve.bodies import CAP_FIELDS, ChatRequest, check_preset, parse_chat, read_json
+from ragtrim.serve.bodies import ChatRequest, check_preset, parse_chat, read_json
+from ragtrim.serve.dialect import CHAT, Dialect
 from ragtrim.serve.citations import cited_documents, stream_headers
 from ragtrim.serve.thinking import cut_before_answering, visible_answer, warn_cut_answer
 from ragtrim.serve.upstream import (UpstreamError, billed_fields, count_request_fields, output_texts, prediction_tokens,
@@ -106,7 +110,8 @@ async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Bud
         result = done[key]
         messages = with_documents(req.messages, service.config.template, result.text)
     context = result.text if result is not None else ""
-    prompt = await upstream.count_prompt_tokens(messages, model.tokenizer, req.question, context, client_left=left)
+    prompt = await upstream.count_prompt_tokens(req.dialect.count_view(messages), model.tokenizer, req.question, context,
+                                                client_left=left)
     prompt += await _field_tokens(upstream, req, model.tokenizer, done)
     return Attempt(model=model, price=service.prices[model.name], budget_tokens=result.budget if result is not None else None,
                    result=result, messages=messages, prompt_tokens=int(prompt), max_tokens=max_out,
@@ -142,11 +147,11 @@ async def _optimizer(run: Awaitable[Any], request_id: str, preset: str) -> Any:
 async def _field_tokens(upstream: Any, req: ChatRequest, tokenizer: str, memo: dict[Any, Any]) -> int:
     """Input tokens of the forwarded fields besides the messages (tools, response format, ...; see
     :func:`ragtrim.serve.upstream.count_request_fields`), once per tokenizer; 0 where the upstream gets none."""
-    if not getattr(upstream, "forwards_request_fields", True) or not billed_fields(req.passthrough):
+    if not getattr(upstream, "forwards_request_fields", True) or not billed_fields(req.passthrough, req.dialect.billed):
         return 0
     key = ("request fields", tokenizer)
     if key not in memo:
-        memo[key] = int(await run_in_threadpool(count_request_fields, req.passthrough, tokenizer))
+        memo[key] = int(await run_in_threadpool(count_request_fields, req.passthrough, tokenizer, req.dialect.billed))
     return memo[key]
 
 
@@ -187,7 +192,8 @@ async def _smallest(service: Any, req: ChatRequest, chain: Sequence[ModelConfig]
             context = smallest_context(service.config.degrade.floor, req.budget, full[m.tokenizer])
         key = (id(upstream), m.tokenizer)
         if key not in bare:
-            bare[key] = int(await upstream.count_prompt_tokens(messages, m.tokenizer, req.question, "", client_left=left))
+            bare[key] = int(await upstream.count_prompt_tokens(req.dialect.count_view(messages), m.tokenizer, req.question, "",
+                                                               client_left=left))
             bare[key] += await _field_tokens(upstream, req, m.tokenizer, memo)
         prompt = with_margin(max(0, bare[key] + context - JOIN_SLACK) if context else bare[key], m.count_margin)
         out.append(Need(tokens=prompt + n_out, micro=service.prices[m.name].cost_micro(prompt_tokens=prompt, completion_tokens=n_out)))
@@ -219,25 +225,35 @@ def _headers(rid: str, planned: Attempt, action: str, asked: Budget | None, step
 
 
 async def chat_endpoint(request: Request) -> Any:
+    """``POST /v1/chat/completions``."""
+    return await serve_request(request, CHAT, _parse_chat)
+
+
+def _parse_chat(body: Mapping[str, Any], headers: Mapping[str, str], config: Any) -> ChatRequest:
+    return parse_chat(body, headers, config.limits, default_preset=config.preset, default_budget=config.budget)
+
+
+Parse = Callable[[Mapping[str, Any], Mapping[str, str], Any], ChatRequest]
+
+
+async def serve_request(request: Request, dialect: Dialect, parse: Parse) -> Any:
+    """Serve one request of either route (``dialect``): its body read and checked (``parse(body, headers, config)``),
+    planned and reserved within the tenant's budgets, sent upstream (:func:`_answer`), and its ledger row written
+    however it ends."""
     service = request.app.state.service
     start = time.perf_counter()
     principal = await require(request, tenant=True)
     rid = uuid.uuid4().hex
-    base = LedgerEntry(id=rid, ts=service.clock(), tenant_id=str(principal.tenant_id), endpoint="chat", action="failed",
-                       key_id=principal.key_id)
+    base = LedgerEntry(id=rid, ts=service.clock(), tenant_id=str(principal.tenant_id), endpoint=dialect.endpoint,
+                       action="failed", key_id=principal.key_id)
     try:
-        body = await read_json(request, service.config.limits)
-        req = parse_chat(body, request.headers, service.config.limits, default_preset=service.config.preset,
-                         default_budget=service.config.budget)
+        req = parse(await read_json(request, service.config.limits), request.headers, service.config)
         base = replace(base, user=req.tags.user, feature=req.tags.feature, model_asked=req.model or service.config.default_model,
                        preset=req.preset, budget_asked=budget_label(req.budget), stream=req.stream)
-        try:
-            model = service.model(req.model)
-        except ValueError as exc:
-            raise bad_request(str(exc), "model") from None
+        chain = served_chain(service, req)
         check_preset(req.preset)
         budgets = await run_in_threadpool(service.quota.budgets_for, base.tenant_id, user=req.tags.user, feature=req.tags.feature)
-        chain = model_chain(service.config.models, model)
+        check_stored_context(req, budgets)
         done: dict[Any, Any] = {}
         try:
             # documents take one of the tenant's optimizer slots until the reservation ([limits] tenant_optimizer_runs)
@@ -264,17 +280,51 @@ async def chat_endpoint(request: Request) -> Any:
     if isinstance(outcome, Refused):
         raise await _refuse(service, base, req, outcome, start)
     assert isinstance(outcome, Planned)
-    hold = Hold(service, base, start)
+    return await _send_planned(request, service, req, outcome, Hold(service, base, start), start)
+
+
+async def _send_planned(request: Request, service: Any, req: ChatRequest, outcome: Planned, hold: Hold, start: float) -> Any:
+    """Answer a reserved request (:func:`_answer`); whatever ends it, its ``hold`` ends in a settle or a release."""
     try:
         if await request.is_disconnected():  # gone while it was planned: not sent upstream, its hold released
             hold.entry = _entry_for(hold.entry, outcome.attempt, outcome.action, outcome.steps)
-            gone = client_gone("before it was sent upstream (it was not sent)", rid)
+            gone = client_gone("before it was sent upstream (it was not sent)", hold.entry.id)
             await hold.release(gone.status, gone.message)
             raise gone
         return await _answer(service, req, outcome, hold, start, request.is_disconnected)
     except BaseException as exc:  # whatever ends the request, the hold ends in a settle or a release
         await _abandon(request, hold, exc)
         raise
+
+
+def served_chain(service: Any, req: ChatRequest) -> list[ModelConfig]:
+    """The asked model and its cheaper ones (:func:`ragtrim.serve.plan.model_chain`) that the request's route can send
+    to: a 400 naming the model when the route cannot send to the asked one (its ``refuses``), and the chain cut before
+    the first cheaper one it cannot."""
+    try:
+        model = service.model(req.model)
+    except ValueError as exc:
+        raise bad_request(str(exc), "model") from None
+    why = req.dialect.refuses(service.upstream(model))
+    if why:
+        raise bad_request(f"model {model.name!r} {why}", "model")
+    chain = model_chain(service.config.models, model)
+    cut = next((i for i, m in enumerate(chain) if req.dialect.refuses(service.upstream(m))), len(chain))
+    return chain[:cut]
+
+
+def check_stored_context(req: ChatRequest, budgets: Sequence[Any]) -> None:
+    """A 400 for a request whose upstream would add context the gateway never sees (``req.stored_context``: Responses'
+    ``previous_response_id``, ``conversation``, ``prompt``) while it holds room in a budget: that context is billed
+    as input, so the worst case reserved would not be one, and the budget could be overrun by any amount. Without a
+    budget it is served (and charged the usage reported)."""
+    if req.stored_context and budgets:
+        raise bad_request(
+            f"{req.stored_context} makes the upstream add stored context (earlier turns, a stored prompt) that this gateway "
+            f"cannot see or count, and this request holds room in a budget ({len(budgets)} of the tenant's budgets apply), "
+            f"whose worst case must be counted before it is sent; send the whole conversation in input instead (with "
+            f"store: false if you keep it yourself), or send it under a tenant, user or feature without a budget",
+            req.stored_context)
 
 
 async def _abandon(request: Request, hold: Hold, exc: BaseException, **when: str) -> None:
@@ -325,7 +375,7 @@ async def _answer(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
     caps = upstream_caps(req, attempt.max_tokens, forwarded=getattr(service.upstream(attempt.model), "forwards_request_fields", True),
                          held=bool(planned.reservation.budget_ids))
     upstream_body = {**req.passthrough, "model": attempt.model.upstream_model or attempt.model.name,
-                     "messages": list(attempt.messages), **caps}
+                     req.dialect.items_key: list(attempt.messages), **caps}
     try:
         if req.stream:
             return await _stream(service, req, planned, hold, upstream_body, headers, left)
@@ -351,7 +401,7 @@ async def _finish_rejected(service: Any, base: LedgerEntry, exc: ApiError, start
     entry = replace(base, action="failed", status=exc.status, error=exc.message, latency_ms=ms, detail=exc.detail or base.detail)
     await record_rejected(service, entry)
     log_request(service.log, entry)
-    service.metrics.observe_request(endpoint="chat", action="failed", tenant=base.tenant_id, status=exc.status,
+    service.metrics.observe_request(endpoint=base.endpoint, action="failed", tenant=base.tenant_id, status=exc.status,
                                     latency_s=ms / 1000, overhead_s=ms / 1000)
 
 
@@ -383,7 +433,7 @@ async def _refuse(service: Any, base: LedgerEntry, req: ChatRequest, outcome: Re
                     **UNCHARGED)
     await record_rejected(service, entry)
     log_request(service.log, entry)
-    service.metrics.observe_request(endpoint="chat", action="refused", tenant=base.tenant_id, status=429,
+    service.metrics.observe_request(endpoint=base.endpoint, action="refused", tenant=base.tenant_id, status=429,
                                     latency_s=ms / 1000, overhead_s=ms / 1000)
     headers = {"Retry-After": str(retry), "X-Ragtrim-Request-Id": base.id, "X-Ragtrim-Action": "refused"}
     if s.held_only:
@@ -463,7 +513,7 @@ def _settle_values(attempt: Attempt, req: ChatRequest, prompt: int | None, compl
     completion reserved when a cap was sent: ``capped``), and of the prompt, the ``cached`` tokens the upstream read
     from its prompt cache (:func:`cached_prompt`). ``fields`` are the request fields the upstream bills as input."""
     # the prompt's size is measured (its JSON written out) only for a reported count below the gateway's own
-    size = prompt_bytes(attempt.messages, fields) if prompt is not None and prompt < attempt.prompt_tokens else 0
+    size = prompt_bytes(attempt.messages, fields, req.dialect.billed) if prompt is not None and prompt < attempt.prompt_tokens else 0
     p, p_note = trusted_count("prompt_tokens", prompt, attempt.prompt_tokens, size)
     bound = with_margin(attempt.completion_tokens, attempt.model.count_margin) if capped else None
     c, c_note = trusted_count("completion_tokens", completion, get_tokenizer(attempt.model.tokenizer).count(text),
@@ -495,16 +545,17 @@ def _billed_fields_of(upstream: Any, req: ChatRequest) -> Any:
     return req.passthrough if getattr(upstream, "forwards_request_fields", True) else {}
 
 
-def _capped(body: Mapping[str, Any]) -> bool:
+def _capped(body: Mapping[str, Any], req: ChatRequest) -> bool:
     """True when the upstream ``body`` carries a completion cap (the hold's reserved completion then bounds the answer)."""
-    return any(body.get(k) is not None for k in CAP_FIELDS)
+    return any(body.get(k) is not None for k in req.dialect.caps)
 
 
 async def _complete(service: Any, req: ChatRequest, planned: Planned, hold: Hold, body: dict[str, Any],
                     headers: dict[str, str], start: float, left: Callable[[], Awaitable[bool]] | None = None) -> JSONResponse:
     attempt = planned.attempt
     upstream = service.upstream(attempt.model)
-    reply = await upstream.complete(body, req.question, attempt.context, on_sent=hold.mark_sent, client_left=left)
+    reply = await upstream.complete(body, req.question, attempt.context, on_sent=hold.mark_sent, client_left=left,
+                                    wire=req.dialect.wire)
     if reply.error is not None:
         raise await _failed(hold, reply.error, reply.refusal, reply.started, reply.upstream_ms)
     if reply.completion_tokens is None and hidden_reasoning(attempt.model, req):
@@ -514,7 +565,7 @@ async def _complete(service: Any, req: ChatRequest, planned: Planned, hold: Hold
     else:
         p, c, k, source, cost, note = _settle_values(attempt, req, reply.prompt_tokens, reply.completion_tokens,
                                                      reply.cached_tokens, reply.text, fields=_billed_fields_of(upstream, req),
-                                                     capped=_capped(body))
+                                                     capped=_capped(body, req))
         ms = (time.perf_counter() - start) * 1000
         final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, cached_tokens=k, usage_source=source, cost_micro=cost,
                         status=200, latency_ms=ms, upstream_ms=reply.upstream_ms, error=note)
@@ -534,7 +585,7 @@ async def _complete(service: Any, req: ChatRequest, planned: Planned, hold: Hold
 def _warn_cut(service: Any, req: ChatRequest, attempt: Attempt, entry: LedgerEntry, body: Mapping[str, Any]) -> None:
     """Log that ``attempt``'s reasoning model spent the whole cap the upstream ``body`` carried and answered nothing
     (:mod:`ragtrim.serve.thinking`); nothing when it carried none (the upstream's own limit cut it, no setting here)."""
-    cap = max((body[k] for k in CAP_FIELDS if body.get(k) is not None), default=None)
+    cap = max((body[k] for k in req.dialect.caps if body.get(k) is not None), default=None)
     if cap is not None:
         warn_cut_answer(service.log, model=attempt.model.name, request_id=entry.id, tenant=entry.tenant_id, cap=int(cap),
                         client_caps=req.caps, own_default=attempt.model.max_tokens_default)
@@ -637,7 +688,7 @@ class SseTally:
 
     def _inspect(self, raw: bytes) -> bool:
         """Tally one event's chunk; True when it carries usage and no choices."""
-        obj = _event_json(raw)
+        obj = event_json(raw)
         if not isinstance(obj, Mapping):  # [DONE], a comment, or not a chunk (e.g. `data: 1`): relayed as it came, not read
             return False
         usage_only = False
@@ -654,7 +705,7 @@ class SseTally:
         return usage_only
 
 
-def _event_json(raw: bytes) -> Any:
+def event_json(raw: bytes) -> Any:
     """The JSON value an SSE event carries, or None (no data, ``[DONE]``, not JSON).
 
     Its data is its ``data:`` lines (a line may end in CRLF, LF or CR), each without the one space
@@ -818,13 +869,16 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
     upstream = service.upstream(attempt.model)
     # the client's stream_options as it sent them, with the usage the settle charges asked for (the relay hides it
     # from a client that did not ask: req.include_usage)
-    body = {**body, "stream": True, "stream_options": {**req.stream_options, "include_usage": True}}
+    body = {**body, "stream": True}
+    if req.dialect.asks_usage:
+        body["stream_options"] = {**req.stream_options, "include_usage": True}
     t_up = time.perf_counter()
     try:
-        events = await upstream.stream(body, req.question, attempt.context, on_sent=hold.mark_sent, client_left=left)
+        events = await upstream.stream(body, req.question, attempt.context, on_sent=hold.mark_sent, client_left=left,
+                                       wire=req.dialect.wire)
     except UpstreamError as exc:
         raise await _failed(hold, str(exc), exc.refusal, exc.started, (time.perf_counter() - t_up) * 1000) from None
-    tally = SseTally(service.config.upstreams[attempt.model.upstream].max_event_bytes)
+    tally = (req.dialect.tally or SseTally)(service.config.upstreams[attempt.model.upstream].max_event_bytes)
 
     async def settle(error: str) -> None:
         """Charge what the stream carried (the upstream's usage, else the counted prompt and streamed text), once."""
@@ -840,7 +894,7 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
             return
         p, c, k, source, cost, note = _settle_values(attempt, req, tally.prompt_tokens, tally.completion_tokens,
                                                      tally.cached_tokens, "".join(tally.text),
-                                                     fields=_billed_fields_of(upstream, req), capped=_capped(body))
+                                                     fields=_billed_fields_of(upstream, req), capped=_capped(body, req))
         final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, cached_tokens=k, usage_source=source, cost_micro=cost,
                         status=200, latency_ms=(time.perf_counter() - hold.start) * 1000, upstream_ms=up_ms,
                         error=with_note(error, note))

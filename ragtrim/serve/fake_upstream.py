@@ -10,6 +10,10 @@ tokens as read from its prompt cache, as OpenAI does (``usage.prompt_tokens_deta
 any value, for tests of bogus ones). It records the bodies it received (for assertions) and
 the Authorization headers' presence, never their values.
 
+It serves OpenAI's Responses API too (``POST /v1/responses``, streamed or not: :mod:`ragtrim.serve.fake_responses`),
+whose usage adds ``reasoning_tokens`` to the output and, for a request with ``previous_response_id`` or
+``conversation``, ``stored_tokens`` of stored context to the input (what the gateway cannot see).
+
 >>> app = create_fake_upstream(latency_ms=0)
 >>> app.state.fake.calls
 0
@@ -44,6 +48,8 @@ class FakeState:
     keep_bodies: int = 50
     saw_authorization: list[str] = field(default_factory=list)
     cached_tokens: Any = None  # None: no prompt_tokens_details; a callable: of the prompt's token count
+    reasoning_tokens: int = 0  # Responses API: hidden reasoning billed in output_tokens
+    stored_tokens: int = 500  # Responses API: the stored context a previous_response_id or conversation adds
 
     def usage(self, prompt: int, completion: int) -> dict[str, Any]:
         """The usage object it reports."""
@@ -54,7 +60,7 @@ class FakeState:
         return out
 
 
-def _answer(n: int) -> str:
+def answer_text(n: int) -> str:
     return " ".join(WORDS[i % len(WORDS)] for i in range(max(0, n)))
 
 
@@ -83,7 +89,7 @@ def create_fake_upstream(*, latency_ms: float = 20.0, jitter_ms: float = 0.0, an
         prompt = count_chat_tokens(messages, tokenizer)
         cap = body.get("max_completion_tokens") or body.get("max_tokens")  # OpenAI's current name first
         words = min(answer_tokens, int(cap or answer_tokens))
-        text = _answer(words)
+        text = answer_text(words)
         from optimizer.tokenizer import get_tokenizer
 
         completion = get_tokenizer(tokenizer).count(text)
@@ -101,7 +107,10 @@ def create_fake_upstream(*, latency_ms: float = 20.0, jitter_ms: float = 0.0, an
     async def models(_: Request) -> Any:
         return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
-    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models)])
+    from ragtrim.serve.fake_responses import responses_route
+
+    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models),
+                            Route("/v1/responses", responses_route(state, rng, token_delay_ms, answer_text), methods=["POST"])])
     app.state.fake = state
     return app
 

@@ -135,7 +135,7 @@ class Hold:
         if ended is not None:  # recorded (a deferred settle is counted by the lease keeper once it is)
             metrics.observe_settled(settled_usage(final, p, c, cost), replaced=ended.replaced)
         metrics.observe_upstream(final.model_used, final.upstream_ms / 1000)
-        metrics.observe_request(endpoint="chat", action=final.action, tenant=final.tenant_id, status=final.status,
+        metrics.observe_request(endpoint=final.endpoint, action=final.action, tenant=final.tenant_id, status=final.status,
                                 latency_s=final.latency_ms / 1000, overhead_s=(final.latency_ms - final.upstream_ms) / 1000)
 
     async def release(self, status: int, error: str, *, upstream_ms: float = 0.0) -> None:
@@ -152,7 +152,7 @@ class Hold:
         log_request(self.service.log, final)
         if ended is not None and ended.replaced is not None:  # a late release gave an expiry's estimate back
             self.service.metrics.observe_given_back(ended.replaced)
-        self.service.metrics.observe_request(endpoint="chat", action="failed", tenant=final.tenant_id, status=status,
+        self.service.metrics.observe_request(endpoint=final.endpoint, action="failed", tenant=final.tenant_id, status=status,
                                              latency_s=ms / 1000, overhead_s=(ms - upstream_ms) / 1000)
 
     async def charge_reserved(self, status: int, error: str, *, upstream_ms: float = 0.0) -> None:

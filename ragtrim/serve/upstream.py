@@ -231,12 +231,13 @@ def count_chat_tokens(messages: Sequence[Mapping[str, Any]], tokenizer: str) -> 
     return total
 
 
-def billed_fields(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of a request body, other than its messages, that an upstream bills as input."""
-    return {k: body[k] for k in BILLED_FIELDS if body.get(k) is not None}
+def billed_fields(body: Mapping[str, Any], names: Sequence[str] = BILLED_FIELDS) -> dict[str, Any]:
+    """The fields of a request body, other than its messages, that an upstream bills as input (``names``: a chat's
+    :data:`BILLED_FIELDS`, or another API's)."""
+    return {k: body[k] for k in names if body.get(k) is not None}
 
 
-def count_request_fields(body: Mapping[str, Any], tokenizer: str) -> int:
+def count_request_fields(body: Mapping[str, Any], tokenizer: str, names: Sequence[str] = BILLED_FIELDS) -> int:
     """Input tokens of the :data:`BILLED_FIELDS` in ``body`` (tools, response format, ...), counted conservatively.
 
     >>> count_request_fields({"temperature": 0.2}, "cl100k_base")
@@ -244,7 +245,7 @@ def count_request_fields(body: Mapping[str, Any], tokenizer: str) -> int:
     >>> count_request_fields({"tools": [{"type": "function", "function": {"name": "f", "description": "x " * 100}}]}, "cl100k_base") > 100
     True
     """
-    fields = billed_fields(body)
+    fields = billed_fields(body, names)
     if not fields:
         return 0
     tok = get_tokenizer(tokenizer)
@@ -271,10 +272,10 @@ def prediction_tokens(body: Mapping[str, Any], tokenizer: str) -> int:
     return FIELD_ALLOWANCE + get_tokenizer(tokenizer).count(text)
 
 
-def prompt_bytes(messages: Sequence[Mapping[str, Any]], body: Mapping[str, Any]) -> int:
+def prompt_bytes(messages: Sequence[Mapping[str, Any]], body: Mapping[str, Any], names: Sequence[str] = BILLED_FIELDS) -> int:
     """The UTF-8 bytes of what an upstream bills as input: the messages and the :data:`BILLED_FIELDS`, as compact JSON
     (a tokenizer-independent size, for judging whether a reported prompt count can be one of this prompt)."""
-    return len(compact_json([list(messages), billed_fields(body)]).encode("utf-8", "replace"))
+    return len(compact_json([list(messages), billed_fields(body, names)]).encode("utf-8", "replace"))
 
 
 # A reported count above this is not a real one (no model takes a prompt of 100 million tokens);
@@ -504,8 +505,8 @@ class OpenAIUpstream:
         return int(await anyio.to_thread.run_sync(count_chat_tokens, messages, tokenizer))
 
     async def _send(self, body: Mapping[str, Any], on_sent: Callable[[], None] | None = None,
-                    client_left: Callable[[], Any] | None = None) -> Any:
-        """POST ``body``; the response once its status and headers are in (its body not read yet).
+                    client_left: Callable[[], Any] | None = None, path: str = "/chat/completions") -> Any:
+        """POST ``body`` to ``path``; the response once its status and headers are in (its body not read yet).
 
         A request is sent again (at most ``connection_retries`` times; ``self.retries`` counts
         them) only when the upstream cannot have started on it (:meth:`_SendTrace.resendable`):
@@ -525,7 +526,7 @@ class OpenAIUpstream:
         written = False  # an earlier attempt's request was written whole: the upstream may have it, never given up
         for attempt in range(self.config.connection_retries + 1):
             trace = _SendTrace(on_sent)
-            request = self._client.build_request("POST", "/chat/completions", json=dict(body), headers=self._headers(),
+            request = self._client.build_request("POST", path, json=dict(body), headers=self._headers(),
                                                  extensions={"trace": trace})
             try:
                 return await self._sent(request, trace, None if written else client_left)
@@ -589,19 +590,21 @@ class OpenAIUpstream:
                 f"[upstreams.{self.config.name}] for longer completions)")
 
     async def complete(self, body: Mapping[str, Any], question: str, context: str, *,
-                       on_sent: Callable[[], None] | None = None, client_left: Callable[[], Any] | None = None) -> UpstreamReply:
-        """The upstream's answer read whole (or why there is none); :class:`LeftBeforeSent` when the client left before
-        the request was written (:meth:`_send`)."""
+                       on_sent: Callable[[], None] | None = None, client_left: Callable[[], Any] | None = None,
+                       wire: Wire | None = None) -> UpstreamReply:
+        """The upstream's answer read whole (or why there is none) at ``wire``'s path (chat completions by default);
+        :class:`LeftBeforeSent` when the client left before the request was written (:meth:`_send`)."""
+        wire = wire or CHAT_WIRE
         start = time.perf_counter()
         try:
-            resp = await self._send(body, on_sent, client_left)
+            resp = await self._send(body, on_sent, client_left, wire.path)
         except UpstreamError as exc:
             return UpstreamReply(502, None, "", None, None, (time.perf_counter() - start) * 1000, str(exc), started=exc.started)
         broken = await self._read_whole(resp)
         ms = (time.perf_counter() - start) * 1000
         if broken is not None:
             return UpstreamReply(502, None, "", None, None, ms, str(broken), started=broken.started)
-        return self._reply(resp, ms)
+        return self._reply(resp, ms, wire)
 
     async def _read_whole(self, resp: Any) -> UpstreamError | None:
         """Read ``resp``'s body whole and close it; the error when it broke off (after a 2xx: the upstream did the work)."""
@@ -616,8 +619,9 @@ class OpenAIUpstream:
                                     lead=f"upstream's answer (HTTP {resp.status_code}) broke off")
         return None
 
-    def _reply(self, resp: Any, ms: float) -> UpstreamReply:
-        """The :class:`UpstreamReply` for a response read whole: its chat completion, or why it is none."""
+    def _reply(self, resp: Any, ms: float, wire: Wire) -> UpstreamReply:
+        """The :class:`UpstreamReply` for a response read whole: its answer (a chat completion, or what ``wire`` reads),
+        or why it is none."""
         answered = 200 <= resp.status_code < 300
         undecodable = self._undecodable(resp)
         if undecodable is not None:
@@ -634,19 +638,21 @@ class OpenAIUpstream:
             return UpstreamReply(resp.status_code, None, "", None, None, ms,
                                  f"upstream answered HTTP {resp.status_code}: {self.scrub(json.dumps(detail))[:500]}",
                                  refusal=refusal_of(resp.status_code, data, resp.text, resp.headers, self.scrub))
-        p, c = usage_of(data)
-        return UpstreamReply(resp.status_code, data, reply_text(data), p, c, ms, cached_tokens=cached_count(data))
+        text, p, c, cached = wire.read(data)
+        return UpstreamReply(resp.status_code, data, text, p, c, ms, cached_tokens=cached)
 
     async def stream(self, body: Mapping[str, Any], question: str, context: str, *,
-                     on_sent: Callable[[], None] | None = None, client_left: Callable[[], Any] | None = None) -> AsyncIterator[bytes]:
-        """The upstream's SSE bytes as they arrive; raises :class:`UpstreamError` before the first byte on failure
+                     on_sent: Callable[[], None] | None = None, client_left: Callable[[], Any] | None = None,
+                     wire: Wire | None = None) -> AsyncIterator[bytes]:
+        """The upstream's SSE bytes as they arrive (from ``wire``'s path: chat completions by default); raises :class:`UpstreamError` before the first byte on failure
         (:class:`LeftBeforeSent` when the client left before the request was written: :meth:`_send`).
 
         An upstream that answers the stream request with a whole chat completion (JSON, ignoring
         ``stream``) is read whole and given as the events that would have carried it
-        (:func:`completion_events`), its usage included, so the client still reads a stream.
+        (:func:`completion_events`, or ``wire``'s events), its usage included, so the client still reads a stream.
         """
-        resp = await self._send(body, on_sent, client_left)
+        wire = wire or CHAT_WIRE
+        resp = await self._send(body, on_sent, client_left, wire.path)
         undecodable = self._undecodable(resp)
         if undecodable is not None:
             await resp.aclose()
@@ -654,18 +660,19 @@ class OpenAIUpstream:
         if resp.status_code >= 400:
             raise await self._stream_error(resp)
         if _media_type(resp) in ("application/json", "text/json"):
-            return await self._json_as_stream(resp)
+            return await self._json_as_stream(resp, wire)
         return _ResponseStream(resp)
 
-    async def _json_as_stream(self, resp: Any) -> AsyncIterator[bytes]:
-        """A JSON answer to a stream request as stream events (:func:`completion_events`), read whole first."""
+    async def _json_as_stream(self, resp: Any, wire: Wire) -> AsyncIterator[bytes]:
+        """A JSON answer to a stream request as stream events (``wire.events``: :func:`completion_events` for a chat),
+        read whole first."""
         broken = await self._read_whole(resp)
         if broken is not None:
             raise broken
-        reply = self._reply(resp, 0.0)
+        reply = self._reply(resp, 0.0, wire)
         if reply.error is not None or reply.body is None:
             raise UpstreamError(502, f"{reply.error} (to a stream request)", started=True)
-        return _replayed(completion_events(reply.body))
+        return _replayed(wire.events(reply.body))
 
     async def _stream_error(self, resp: Any) -> UpstreamError:
         """The :class:`UpstreamError` for a stream request the upstream answered with an HTTP error (its body read, closed)."""
@@ -825,8 +832,9 @@ class LocalUpstream:
         return reader._generate(prompt)
 
     async def complete(self, body: Mapping[str, Any], question: str, context: str, *,
-                       on_sent: Callable[[], None] | None = None, client_left: Callable[[], Any] | None = None) -> UpstreamReply:
-        """The model's answer; ``on_sent`` is not called: an in-process model bills no one, and a worker that
+                       on_sent: Callable[[], None] | None = None, client_left: Callable[[], Any] | None = None,
+                       wire: Wire | None = None) -> UpstreamReply:
+        """The model's answer, as a chat completion (``wire`` aside: only the chat route sends to this model); ``on_sent`` is not called: an in-process model bills no one, and a worker that
         dies takes its run with it. Not run for a client that left while the call waited for its turn
         (``client_left``): :class:`LeftBeforeSent`."""
         reader = self._get_reader()
@@ -849,7 +857,8 @@ class LocalUpstream:
         return UpstreamReply(200, data, out.text or "", out.prompt_tokens, out.completion_tokens, ms)
 
     async def stream(self, body: Mapping[str, Any], question: str, context: str, *,
-                     on_sent: Callable[[], None] | None = None, client_left: Callable[[], Any] | None = None) -> AsyncIterator[bytes]:
+                     on_sent: Callable[[], None] | None = None, client_left: Callable[[], Any] | None = None,
+                     wire: Wire | None = None) -> AsyncIterator[bytes]:
         reply = await self.complete(body, question, context, client_left=client_left)
         if reply.error is not None or reply.body is None:
             raise UpstreamError(reply.status, reply.error or "local model gave no answer")
@@ -908,6 +917,25 @@ def completion_events(data: Mapping[str, Any]) -> list[bytes]:
         out.append(sse({**base, "choices": [], "usage": data["usage"]}))
     out.append(b"data: [DONE]\n\n")
     return out
+
+
+def chat_reading(data: Mapping[str, Any]) -> tuple[str, int | None, int | None, int]:
+    """``(output text, prompt tokens, completion tokens, cached prompt tokens)`` of a whole chat completion."""
+    p, c = usage_of(data)
+    return reply_text(data), p, c, cached_count(data)
+
+
+@dataclass(frozen=True)
+class Wire:
+    """One OpenAI API an upstream serves: the ``path`` posted to, how a whole answer is ``read`` (its output text and
+    usage: :func:`chat_reading`) and the stream ``events`` that would have carried it (:func:`completion_events`)."""
+
+    path: str
+    read: Callable[[Mapping[str, Any]], tuple[str, int | None, int | None, int]]
+    events: Callable[[Mapping[str, Any]], list[bytes]]
+
+
+CHAT_WIRE = Wire("/chat/completions", chat_reading, completion_events)
 
 
 async def _replayed(events: Sequence[bytes]) -> AsyncIterator[bytes]:

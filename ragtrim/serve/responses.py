@@ -1,0 +1,161 @@
+"""``POST /v1/responses``: OpenAI's Responses API, with the documents optimized into the input and budgets that hold.
+
+The same flow as the chat route (:func:`ragtrim.serve.chat.serve_request`), with the Responses names
+(:data:`RESPONSES`): ``input`` (a string, or a list of items: messages with ``input_text`` /
+``output_text`` / ``refusal`` parts, ``function_call``, ``function_call_output``, ``reasoning``, ...),
+``instructions``, ``max_output_tokens``, ``tools``, ``reasoning``, ``text``, ``metadata``, ``store``,
+``user`` / ``safety_identifier``, plus ragtrim's own fields as chat takes them. The documents are
+inserted as a system message item after the leading system and developer items. The worst case
+reserved is the input items, ``instructions``, ``tools``, ``tool_choice`` and ``text`` counted with the
+model's tokenizer, plus ``max_output_tokens`` (else the model's completion default, then sent as
+``max_output_tokens`` when the request holds room in a budget); it is settled with the response's
+``usage`` (``input_tokens``; ``output_tokens``, reasoning included; ``input_tokens_details.cached_tokens``
+at the cached price). A stream is relayed event by event and settled from its ``response.completed``
+(or ``.incomplete`` / ``.failed``) usage.
+
+Refused with a 400 naming the fix: a request that makes the upstream add context the gateway cannot
+see (``previous_response_id``, ``conversation``, a stored ``prompt``, an ``item_reference`` input item)
+while it holds room in a budget (:func:`ragtrim.serve.chat.check_stored_context`; served and charged
+the usage reported when no budget applies); image, file and audio parts; built-in tools
+(web search, file search, ...: billed per call) and ``background`` responses (settled later, out of
+the gateway's sight); and a model that runs in-process (the packaged Gemma): it answers chat
+completions only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.requests import Request
+
+from ragtrim.serve.bodies import (OUR_KEYS, ChatRequest, check_messages, check_n_and_stream, check_priced_fields,
+                                  check_surrogates, checked_request)
+from ragtrim.serve.chat import SseTally, event_json, serve_request
+from ragtrim.serve.dialect import Dialect
+from ragtrim.serve.errors import bad_request, too_large
+from ragtrim.serve.responses_api import RESPONSES_BILLED, RESPONSES_WIRE, input_view, responses_reading
+
+CAP = "max_output_tokens"
+# Fields the route reads and the upstream body gets from elsewhere (the input and cap per attempt), or never
+_NOT_PASSED = OUR_KEYS + ("model", "input", "stream", CAP)
+# Fields that make the upstream add context the gateway never sees: earlier turns it stored, a stored prompt
+STORED_CONTEXT_FIELDS = ("previous_response_id", "conversation", "prompt")
+# Tools the model calls through the client (their definitions are counted as input): any other is run by the
+# upstream and billed per call or by tokens the gateway never sees
+CLIENT_TOOLS = ("function", "custom")
+
+
+def _in_process(upstream: Any) -> str:
+    """Why the route cannot send to ``upstream`` ("": it can): the in-process model answers chat completions only."""
+    if getattr(upstream, "kind", "") == "local":
+        return ("runs in-process (the packaged model), which this gateway serves on POST /v1/chat/completions only: send "
+                "this request there (as messages), or name a model on an OpenAI-compatible upstream")
+    return ""
+
+
+def input_items(value: Any, limits: Any, stored: str) -> list[Any]:
+    """``input`` as a list of items: a string is one user message; left out, none (only with stored context)."""
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    if value is None and stored:
+        return []
+    if not isinstance(value, list) or not value:
+        raise bad_request(f"input must be a string or a non-empty list of items (messages with role and content, "
+                          f"function_call_output, ...), got {value!r:.80}", "input")
+    if len(value) > limits.max_messages:
+        raise too_large(f"input has {len(value)} items; the limit is {limits.max_messages} (limits.max_messages)", "input")
+    return value
+
+
+def check_tools_and_background(body: Mapping[str, Any]) -> None:
+    """A 400 naming the field for a built-in tool (run and billed by the upstream, per call or by tokens the gateway
+    never sees) and for ``background`` (answered later: its usage never reaches the gateway)."""
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise bad_request(f"tools must be a list of tools, got {tools!r:.80}", "tools")
+    for i, tool in enumerate(tools or []):
+        kind = tool.get("type") if isinstance(tool, Mapping) else None
+        if kind not in CLIENT_TOOLS:
+            raise bad_request(f"tools[{i}] has type {kind!r:.40}: only function and custom tools are served (their "
+                              "definitions are counted as input); a built-in tool (web_search, file_search, mcp, ...) is "
+                              "run and billed by the upstream per call or by tokens this gateway cannot count; run it "
+                              "yourself and pass its results as documents or as a function tool's output", "tools")
+    if body.get("background"):
+        raise bad_request("background: a background response is answered later, so its usage never reaches this gateway "
+                          "and no budget could be settled; send background: false (or leave it out) and stream: true "
+                          "for a long answer", "background")
+
+
+def stored_context_of(body: Mapping[str, Any], items: list[Any]) -> str:
+    """The field that makes the upstream add context the gateway never sees ("" when none)."""
+    field = next((k for k in STORED_CONTEXT_FIELDS if body.get(k) is not None), "")
+    if not field and any(isinstance(it, Mapping) and it.get("type") == "item_reference" for it in items):
+        return "input (an item_reference item)"
+    return field
+
+
+def parse_responses(body: Mapping[str, Any], headers: Mapping[str, str], config: Any) -> ChatRequest:
+    """A Responses body checked, as the chat route checks its own (:func:`ragtrim.serve.bodies.checked_request`)."""
+    limits = config.limits
+    check_surrogates(body)
+    check_priced_fields(body)
+    check_tools_and_background(body)
+    if body.get("instructions") is not None and not isinstance(body.get("instructions"), str):
+        raise bad_request(f"instructions must be a string, got {body.get('instructions')!r:.80}", "instructions")
+    stored = stored_context_of(body, body.get("input") if isinstance(body.get("input"), list) else [])
+    items = input_items(body.get("input"), limits, stored)
+    try:
+        view = input_view(items)
+    except ValueError as exc:
+        raise bad_request(str(exc), "input") from None
+    asked = check_messages(view, limits, "input") if view else ""
+    return checked_request(body, headers, limits, asked=asked, items=items, view=view, stream=check_n_and_stream(body),
+                           not_passed=_NOT_PASSED, default_preset=config.preset, default_budget=config.budget,
+                           dialect=RESPONSES, include_usage=True, stored_context=stored)
+
+
+# Stream events whose ``delta`` is output the upstream bills: (answered: the client sees an answer, reasoned)
+TEXT_DELTAS = {"response.output_text.delta": (True, False), "response.refusal.delta": (True, False),
+               "response.function_call_arguments.delta": (True, False), "response.custom_tool_call_input.delta": (True, False),
+               "response.reasoning_summary_text.delta": (False, True), "response.reasoning_text.delta": (False, True)}
+ENDING_EVENTS = ("response.completed", "response.incomplete", "response.failed")
+
+
+class ResponsesTally(SseTally):
+    """:class:`ragtrim.serve.chat.SseTally` for a Responses stream: the text of its deltas, and the usage of the
+    response its last event (``response.completed``, ``.incomplete``, ``.failed``) carries."""
+
+    def _inspect(self, raw: bytes) -> bool:
+        obj = event_json(raw)
+        kind = obj.get("type") if isinstance(obj, Mapping) else None
+        if kind in TEXT_DELTAS and isinstance(obj.get("delta"), str):
+            answered, reasoned = TEXT_DELTAS[kind]
+            self.text.append(obj["delta"])
+            self.answered, self.reasoned = self.answered or answered, self.reasoned or reasoned
+        elif kind == "response.output_item.added" and isinstance(obj.get("item"), Mapping):
+            name = obj["item"].get("name")
+            self.text.extend([name] if isinstance(name, str) else [])
+            self.reasoned = self.reasoned or obj["item"].get("type") == "reasoning"
+        elif kind in ENDING_EVENTS:
+            self._ended(kind, obj.get("response"))
+        return False  # every event is relayed: the usage is in the last one
+
+    def _ended(self, kind: str, response: Any) -> None:
+        """Read the usage of the response a stream's last event carries."""
+        response = response if isinstance(response, Mapping) else {}
+        _, p, c, cached = responses_reading(response)
+        if isinstance(response.get("usage"), Mapping):
+            self.prompt_tokens, self.completion_tokens, self.cached_tokens = p, c, cached
+        details = response.get("incomplete_details")
+        self.finished = True
+        self.cut_at_cap = self.cut_at_cap or (isinstance(details, Mapping) and details.get("reason") == "max_output_tokens")
+
+
+RESPONSES = Dialect("responses", RESPONSES_WIRE, "input", (CAP,), CAP, RESPONSES_BILLED, input_view, asks_usage=False,
+                    tally=ResponsesTally, refuses=_in_process)
+
+
+async def responses_endpoint(request: Request) -> Any:
+    """``POST /v1/responses``."""
+    return await serve_request(request, RESPONSES, parse_responses)
