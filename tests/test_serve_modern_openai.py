@@ -268,14 +268,15 @@ def test_the_openai_sdk_lists_and_retrieves_models(tmp_path):
             client.models.retrieve("gpt-5")
 
 
-@pytest.mark.parametrize("method, path", [("POST", "/v1/embeddings"), ("GET", "/nowhere")])
+@pytest.mark.parametrize("method, path", [("POST", "/v1/completions"), ("POST", "/v1/audio/speech"), ("GET", "/nowhere")])
 def test_an_unknown_routes_404_names_the_routes_served(tmp_path, method, path):
     with stack(tmp_path, plain) as s:
         r = httpx.request(method, f"{s.url}{path}", json={"model": "gpt-4o", "input": "hi"}, headers=s.auth())
         assert r.status_code == 404, r.text
         error = r.json()["error"]
         assert error["type"] == "not_found_error" and f"{method} {path}" in error["message"], error
-        for route in ("POST /v1/chat/completions", "POST /v1/responses", "GET /v1/models", "POST /v1/optimize", "GET /v1/usage"):
+        for route in ("POST /v1/chat/completions", "POST /v1/responses", "POST /v1/embeddings", "GET /v1/models",
+                      "POST /v1/optimize", "GET /v1/usage"):
             assert route in error["message"], error
         assert s.calls == []
 

@@ -24,10 +24,11 @@ from starlette.responses import JSONResponse, Response
 import optimizer
 from optimizer.lazy import lazy_import
 from optimizer.score_reading import SCORE_DIRECTIONS
-from ragtrim.serve import admin, chat, model_list, optimize, page, responses
+from ragtrim.serve import admin, chat, embeddings, model_list, optimize, page, responses
 from ragtrim.serve.auth import presented_key, require
 from ragtrim.serve.bodies import CAP_FIELDS, RAGTRIM_FIELDS
 from ragtrim.serve.config import Limits, ServeConfig
+from ragtrim.serve.embedding_inputs import embeddings_schema
 from ragtrim.serve.cutoff import CutOffAnswer
 from ragtrim.serve.db import is_unreachable
 from ragtrim.serve.errors import ApiError, database_unavailable
@@ -152,6 +153,8 @@ def _routes(app: Any, limits: Limits) -> None:
         summary="OpenAI-compatible chat with documents optimized into the prompt, within the tenant's budgets")
     add("/v1/responses", responses.responses_endpoint, methods=["POST"], openapi_extra=_body(responses_schema(limits)),
         tags=["chat"], summary="OpenAI's Responses API with documents optimized into the input, within the tenant's budgets")
+    add("/v1/embeddings", embeddings.embeddings_endpoint, methods=["POST"], openapi_extra=_body(embeddings_schema()),
+        tags=["embeddings"], summary="OpenAI-compatible embeddings, every input token accounted within the tenant's budgets")
     add("/v1/models", model_list.models_list, methods=["GET"], tags=["chat"],
         summary="The models this gateway serves (OpenAI's list)")
     add("/v1/models/{model:path}", model_list.model_get, methods=["GET"], tags=["chat"],

@@ -13,9 +13,9 @@ a reasoning model's answer whose usage never came is charged its reservation: :f
 prompt tokens it read from its prompt cache are charged the model's cached-input price (:func:`cached_prompt`).
 Whatever ends a reserved request, its hold ends in one settle or one release
 (:class:`ragtrim.serve.hold.Hold`), so no room stays held by a request that is over; a failed call
-the upstream had in full is settled at its reservation, as an estimate (:func:`_failed`). A request
+the upstream had in full is settled at its reservation, as an estimate (:func:`ragtrim.serve.endings.failed`). A request
 the gateway's shutdown cuts off before its response started (``--graceful-timeout`` ran out) is
-answered a JSON 503 saying what it was charged (:func:`_shutdown_failure`, sent by
+answered a JSON 503 saying what it was charged (:func:`ragtrim.serve.endings.shutdown_failure`, sent by
 :class:`ragtrim.serve.cutoff.CutOffAnswer`), not uvicorn's plain-text 500.
 
 Response headers: ``X-Ragtrim-Request-Id``, ``X-Ragtrim-Action`` (``ok``/``degraded``),
@@ -33,7 +33,6 @@ The flow (:func:`serve_request`) serves ``POST /v1/responses`` too (:mod:`ragtri
 from __future__ import annotations
 
 import json
-import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -51,15 +50,16 @@ from optimizer.deadline import OptimizerTimeout
 from optimizer.tokenizer import get_tokenizer
 from ragtrim.serve.auth import require
 from ragtrim.serve.config import Limits, ModelConfig
-from ragtrim.serve.cutoff import SHUTDOWN_CUT, leave_answer, shutdown_error
 from ragtrim.serve.errors import ApiError, bad_request, client_gone, optimizer_timeout, pipeline_error
-from ragtrim.serve.ledger import UNCHARGED, LedgerEntry, record_rejected
-from ragtrim.serve.hold import Hold, estimate_note, estimated_usage, with_note
-from ragtrim.serve.logs import log_request
+from ragtrim.serve.ledger import LedgerEntry
+from ragtrim.serve.hold import Hold, estimated_usage, with_note
 from ragtrim.serve.plan import JOIN_SLACK, Attempt, Planned, Refused, model_chain, plan_and_reserve, smallest_context, with_margin
 from ragtrim.serve.pricing import format_usd
 from ragtrim.serve.quota import Need, Shortfall
 from ragtrim.serve.client_left import ClientLeft, LeftBeforeSent
+from ragtrim.serve.endings import IN_FLIGHT_RETRY_SECONDS, refuse  # noqa: F401 (IN_FLIGHT_RETRY_SECONDS: imported from here)
+from ragtrim.serve.endings import abandon as _abandon, failed as _failed, finish_rejected as _finish_rejected
+from ragtrim.serve.endings import left_unsent as _left_unsent, unit_name as _unit
 from ragtrim.serve.bodies import ChatRequest, check_preset, parse_chat, read_json
 from ragtrim.serve.dialect import CHAT, Dialect
 from ragtrim.serve.citations import cited_documents, stream_headers
@@ -299,10 +299,10 @@ async def _send_planned(request: Request, service: Any, req: ChatRequest, outcom
 
 def served_chain(service: Any, req: ChatRequest) -> list[ModelConfig]:
     """The asked model and its cheaper ones (:func:`ragtrim.serve.plan.model_chain`) that the request's route can send
-    to: a 400 naming the model when the route cannot send to the asked one (its ``refuses``), and the chain cut before
-    the first cheaper one it cannot."""
+    to: a 400 naming the model when the route cannot send to the asked one (an embedding model, or its ``refuses``),
+    and the chain cut before the first cheaper one it cannot."""
     try:
-        model = service.model(req.model)
+        model = service.model(req.model, route=req.dialect.route)
     except ValueError as exc:
         raise bad_request(str(exc), "model") from None
     why = req.dialect.refuses(service.upstream(model))
@@ -325,34 +325,6 @@ def check_stored_context(req: ChatRequest, budgets: Sequence[Any]) -> None:
             f"whose worst case must be counted before it is sent; send the whole conversation in input instead (with "
             f"store: false if you keep it yourself), or send it under a tenant, user or feature without a budget",
             req.stored_context)
-
-
-async def _abandon(request: Request, hold: Hold, exc: BaseException, **when: str) -> None:
-    """End ``hold`` for ``exc`` (:meth:`ragtrim.serve.hold.Hold.abandon`).
-
-    A cancellation here is the server's shutdown cutting the request off before its response
-    started: uvicorn cancels a request for nothing else (a stream's client leaving cancels it
-    later, in :func:`_relay`). Its row gets the 503 its client is answered, and that answer
-    (:func:`_shutdown_failure`) is left for :class:`ragtrim.serve.cutoff.CutOffAnswer` to send.
-    """
-    if not isinstance(exc, anyio.get_cancelled_exc_class()):
-        await hold.abandon(exc, **when)
-        return
-    ended_before = hold.done  # the cancellation came as its settle or release was being written
-    await hold.abandon(exc, status=503, what=SHUTDOWN_CUT, **when)
-    leave_answer(request.scope, _shutdown_failure(hold, estimated=hold.charged and not ended_before))
-
-
-def _shutdown_failure(hold: Hold, *, estimated: bool) -> ApiError:
-    """The client's 503 for a request the gateway's shutdown cut off: what it was charged (its reservation as an
-    estimate when ``estimated``), and :data:`NO_RETRY` when anything was (each resend would be charged again, as for
-    a 502 charged its reservation: :func:`_failed`), else ``x-should-retry: true`` (nothing was charged)."""
-    if not hold.charged:
-        return shutdown_error(hold.entry.id, "nothing was charged: send it again", retry=True)
-    if estimated:
-        return shutdown_error(hold.entry.id, estimate_note(hold.entry), retry=False)
-    return shutdown_error(hold.entry.id, "it was answered and charged (its ledger row has the usage), but the answer was "
-                          "never sent", retry=False)
 
 
 async def _answer(service: Any, req: ChatRequest, planned: Planned, hold: Hold, start: float,
@@ -384,65 +356,14 @@ async def _answer(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
         raise await _left_unsent(hold, exc) from None
 
 
-async def _left_unsent(hold: Hold, exc: LeftBeforeSent) -> ApiError:
-    """Release ``hold`` of a request whose client left while its upstream call waited (it was never sent); its 499.
-    A hold an earlier attempt marked sent is no such request: never released unpaid (:meth:`Hold.fail`, started)."""
-    if hold.sent:
-        gone = client_gone(f"{exc.when}, after an earlier attempt had been sent upstream", hold.entry.id)
-        await hold.fail(gone.status, gone.message, started=True)
-        return gone
-    gone = client_gone(f"{exc.when}, before it was sent upstream (it was not sent)", hold.entry.id)
-    await hold.release(gone.status, gone.message)
-    return gone
-
-
-async def _finish_rejected(service: Any, base: LedgerEntry, exc: ApiError, start: float) -> None:
-    ms = (time.perf_counter() - start) * 1000
-    entry = replace(base, action="failed", status=exc.status, error=exc.message, latency_ms=ms, detail=exc.detail or base.detail)
-    await record_rejected(service, entry)
-    log_request(service.log, entry)
-    service.metrics.observe_request(endpoint=base.endpoint, action="failed", tenant=base.tenant_id, status=exc.status,
-                                    latency_s=ms / 1000, overhead_s=ms / 1000)
-
-
-# Retry-After of a refusal only requests in flight cause (the budget's spend leaves room): they end in
-# seconds, as their upstream calls do, not at the end of the period.
-IN_FLIGHT_RETRY_SECONDS = 2
-
-
 async def _refuse(service: Any, base: LedgerEntry, req: ChatRequest, outcome: Refused, start: float) -> ApiError:
-    """The 429 for a request no budget can take, its ``refused`` row written.
-
-    A budget whose spend leaves room, held by requests in flight (:attr:`Shortfall.held_only`), is a
-    ``rate_limit_exceeded`` to retry in :data:`IN_FLIGHT_RETRY_SECONDS`; a spent one is OpenAI's
-    ``insufficient_quota``, with ``Retry-After`` at the end of its period.
-    """
-    s = outcome.shortfall
-    if s.held_only:
-        retry = IN_FLIGHT_RETRY_SECONDS
-        message = _busy_message(s, await run_in_threadpool(service.quota.holds, s.budget), retry)
-    else:
-        retry = max(1, math.ceil(s.reset_at - service.clock()))
-        message = _spent_message(s, outcome.attempt is None, retry)
-    ms = (time.perf_counter() - start) * 1000
+    """The 429 for a request no budget can take, its ``refused`` row written (:func:`ragtrim.serve.endings.refuse`)."""
     if outcome.attempt is None:
-        entry = replace(base, action="refused", detail="refused before optimizing: budget exhausted")
+        entry = replace(base, detail="refused before optimizing: budget exhausted")
     else:
         entry = _entry_for(base, outcome.attempt, "refused", outcome.steps)
-    entry = replace(entry, action="refused", status=429, error=message, latency_ms=ms, reserved_micro=0, reserved_tokens=0,
-                    **UNCHARGED)
-    await record_rejected(service, entry)
-    log_request(service.log, entry)
-    service.metrics.observe_request(endpoint=base.endpoint, action="refused", tenant=base.tenant_id, status=429,
-                                    latency_s=ms / 1000, overhead_s=ms / 1000)
-    headers = {"Retry-After": str(retry), "X-Ragtrim-Request-Id": base.id, "X-Ragtrim-Action": "refused"}
-    if s.held_only:
-        return ApiError(429, "rate_limit_error", message, code="rate_limit_exceeded", headers=headers)
-    return ApiError(429, "insufficient_quota", message, code="insufficient_quota", headers=headers)
-
-
-def _unit(s: Shortfall) -> str:
-    return "tokens" if s.budget.unit == "tokens" else "micro-dollars"
+    return await refuse(service, entry, outcome.shortfall, start,
+                        lambda s, retry: _spent_message(s, outcome.attempt is None, retry))
 
 
 def _spent_message(s: Shortfall, before_optimizing: bool, retry: int) -> str:
@@ -454,14 +375,6 @@ def _spent_message(s: Shortfall, before_optimizing: bool, retry: int) -> str:
                 f"it resets in {retry} s")
     return (f"quota exceeded: budget {s.budget.label()} (limit {s.budget.limit} {unit}) cannot pay for this request "
             f"even at the smallest context budget (worst case {s.needed} {unit}); it resets in {retry} s")
-
-
-def _busy_message(s: Shortfall, holds: int, retry: int) -> str:
-    """Why a budget whose spend leaves room refuses the request: requests in flight hold that room."""
-    unit = _unit(s)
-    return (f"budget {s.budget.label()} (limit {s.budget.limit} {unit}) has {s.budget.limit - s.spent} {unit} left after "
-            f"what it spent ({s.spent}), enough for this request ({s.needed} {unit}), but {holds} request(s) in flight "
-            f"hold that room until they finish; retry in {retry} s")
 
 
 # A reported count is a count of the text it is for unless it is below one token per BYTES_PER_TOKEN UTF-8 bytes of
@@ -589,36 +502,6 @@ def _warn_cut(service: Any, req: ChatRequest, attempt: Attempt, entry: LedgerEnt
     if cap is not None:
         warn_cut_answer(service.log, model=attempt.model.name, request_id=entry.id, tenant=entry.tenant_id, cap=int(cap),
                         client_caps=req.caps, own_default=attempt.model.max_tokens_default)
-
-
-async def _failed(hold: Hold, error: str, refusal: Any, started: bool, upstream_ms: float) -> ApiError:
-    """End ``hold`` for a failed upstream call; the client's error (:func:`_upstream_failure`).
-
-    When the upstream may have done the work (``started``, and no refusal of the request) the hold is
-    charged its reservation, the error says so (:func:`ragtrim.serve.hold.estimate_note`) and carries
-    :data:`NO_RETRY`; else released.
-    """
-    started = started and refusal is None
-    failure = _upstream_failure(with_note(error, estimate_note(hold.entry)) if started else error, refusal, hold.entry.id)
-    if started:  # each call sent again would be charged again: the OpenAI SDKs read this header before retrying a 502
-        failure.headers[NO_RETRY[0]] = NO_RETRY[1]
-    await hold.fail(failure.status, error, started=started, upstream_ms=upstream_ms)
-    return failure
-
-
-NO_RETRY = ("x-should-retry", "false")
-"""The header on a 502 charged its reservation: the OpenAI SDKs do not resend a request that has it (each resend
-would be charged its reservation again); a client that wants to try again does so on purpose."""
-
-
-def _upstream_failure(error: str, refusal: Any, request_id: str) -> ApiError:
-    """The client's error for a failed upstream call: the upstream's refusal of the request as it came (its 4xx,
-    error and Retry-After; :func:`ragtrim.serve.upstream.refusal_of`), else a 502 saying ``error``."""
-    headers = {"X-Ragtrim-Request-Id": request_id}
-    if refusal is None:
-        return ApiError(502, "upstream_error", error, headers=headers)
-    return ApiError(refusal.status, refusal.type, refusal.message, param=refusal.param, code=refusal.code,
-                    headers={**refusal.headers, **headers})
 
 
 class SseTally:

@@ -82,6 +82,13 @@ A complete file (``serve.toml``)::
     cached_input_per_million = 0.1  # optional: a prompt token read from the provider's prompt cache (at most the
                                     # input price; without it cached tokens are charged the input price)
     price_date = "2026-12-01"
+
+    [models."text-embedding-3-small"]   # served on POST /v1/embeddings only (ragtrim.serve.embeddings)
+    upstream = "openai"                 # an OpenAI-compatible one: the local upstream serves chat only
+    kind = "embedding"                  # "chat" by default; a chat model is never served on /v1/embeddings, nor this one on
+                                        # /v1/chat/completions or /v1/responses
+    input_per_million = 0.02            # no output price: an embedding is priced by its input
+    max_input_tokens = 8192             # the longest input (default 8192, OpenAI's); a longer one is a 400
 """
 
 from __future__ import annotations
@@ -259,10 +266,56 @@ class ModelConfig:
     # the completion cap of a request to this model that sends none (``[limits] max_tokens_default`` when None): a
     # reasoning model spends hundreds of tokens thinking before its first visible word, so 256 leaves it none
     max_tokens_default: int | None = None
+    # what the model does: "chat" (served on /v1/chat/completions and /v1/responses) or "embedding" (on /v1/embeddings;
+    # priced by its input alone, so it needs no output price)
+    kind: str = "chat"
+    # an embedding model's longest input in tokens (None: DEFAULT_MAX_INPUT_TOKENS, OpenAI's 8192); a longer input is a 400
+    max_input_tokens: int | None = None
 
     def completion_default(self, limits: Limits) -> int:
         """The completion tokens a request to this model that sends no cap reserves (and is capped at upstream)."""
         return self.max_tokens_default if self.max_tokens_default is not None else limits.max_tokens_default
+
+    @property
+    def input_limit(self) -> int:
+        """An embedding model's longest input, in tokens (:data:`DEFAULT_MAX_INPUT_TOKENS` unless set)."""
+        return self.max_input_tokens if self.max_input_tokens is not None else DEFAULT_MAX_INPUT_TOKENS
+
+
+MODEL_KINDS = ("chat", "embedding")
+# The routes that serve each kind of model (what a 400 for a model of the wrong kind names), the first its default
+KIND_ROUTES = {"chat": ("/v1/chat/completions", "/v1/responses"), "embedding": ("/v1/embeddings",)}
+DEFAULT_MAX_INPUT_TOKENS = 8192  # OpenAI's text-embedding-3-* and ada-002
+
+
+def kind_named(kind: str) -> str:
+    """``kind`` with its article: "a chat", "an embedding"."""
+    return f"{'an' if kind[:1] in tuple('aeiou') else 'a'} {kind}"
+
+
+def kind_routes(kind: str) -> str:
+    """The routes that serve a ``kind`` of model, as a message names them.
+
+    >>> kind_routes("chat")
+    'POST /v1/chat/completions and POST /v1/responses'
+    """
+    return " and ".join(f"POST {route}" for route in KIND_ROUTES[kind])
+
+
+def kind_error(cfg: ServeConfig, model: ModelConfig, kind: str, route: str | None = None) -> str:
+    """Why ``model`` cannot serve the ``kind`` route ``route`` (None: the kind's first), naming the models that can.
+
+    >>> cfg = ServeConfig.from_dict({"upstreams": {"o": {"base_url": "http://h/v1"}}, "models": {
+    ...     "gpt-4o": {"upstream": "o"}, "te3": {"upstream": "o", "kind": "embedding", "input_per_million": 0.02}}})
+    >>> kind_error(cfg, cfg.models["te3"], "chat", "/v1/responses")
+    "model 'te3' is an embedding model, served on POST /v1/embeddings; POST /v1/responses serves: gpt-4o"
+    >>> kind_error(cfg, cfg.models["gpt-4o"], "embedding")
+    "model 'gpt-4o' is a chat model, served on POST /v1/chat/completions and POST /v1/responses; POST /v1/embeddings serves: te3"
+    """
+    served = [name for name, m in cfg.models.items() if m.kind == kind]
+    serves = ", ".join(served) or f"no model (configure one with kind = {kind!r})"
+    return (f"model {model.name!r} is {kind_named(model.kind)} model, served on {kind_routes(model.kind)}; "
+            f"POST {route or KIND_ROUTES[kind][0]} serves: {serves}")
 
 
 def _default_models() -> Mapping[str, ModelConfig]:
@@ -316,11 +369,16 @@ class ServeConfig:
         given = self.limits.tenant_optimizer_runs
         return given if given is not None else TENANT_RUNS_PER_THREAD * self.optimizer_threads
 
-    def model(self, name: str | None) -> ModelConfig:
-        """The configured model ``name`` (the default model when None)."""
+    def model(self, name: str | None, kind: str | None = "chat", route: str | None = None) -> ModelConfig:
+        """The configured model ``name`` (the default model when None), which must be of ``kind`` (any when None): a
+        ValueError naming the models of that kind, as served on ``route`` (None: the kind's first), otherwise."""
         key = name if name is not None else self.default_model
         if key not in self.models:
-            raise ValueError(f"unknown model {key!r}; this gateway serves: {', '.join(sorted(self.models))}")
+            served = sorted(n for n, m in self.models.items() if kind is None or m.kind == kind)
+            on = f" on POST {route or KIND_ROUTES[kind][0]}" if kind else ""
+            raise ValueError(f"unknown model {key!r}; this gateway serves{on}: {', '.join(served) or 'no model'}")
+        if kind is not None and self.models[key].kind != kind:
+            raise ValueError(kind_error(self, self.models[key], kind, route))
         return self.models[key]
 
     @classmethod
@@ -357,7 +415,7 @@ class ServeConfig:
                 values[key] = MappingProxyType({name: _section(kind, _named(entry, name, f"{key}.{name}"), f"{key}.{name}")
                                                 for name, entry in _table(data[key], key).items()})
         if "models" in data and "default_model" not in data and data["models"]:
-            values["default_model"] = next(iter(data["models"]))  # the first model listed
+            values["default_model"] = _first_chat_model(data["models"])
         cfg = cls(**values)
         cfg.check()
         return cfg
@@ -382,6 +440,9 @@ class ServeConfig:
         check_budget_tokens(self.budget)
         if self.default_model not in self.models:
             raise ValueError(f"default_model {self.default_model!r} is not in [models]: {', '.join(sorted(self.models))}")
+        if self.models[self.default_model].kind != "chat" and any(m.kind == "chat" for m in self.models.values()):
+            raise ValueError(f"default_model {self.default_model!r} is an embedding model; chat requests that name no model "
+                             "use default_model: name a chat model")
         from ragtrim.serve.ledger import column_size
 
         longest = column_size("model_used")
@@ -395,6 +456,7 @@ class ServeConfig:
                 raise ValueError(f"model {m.name!r} names upstream {m.upstream!r}, not in [upstreams]: {', '.join(sorted(self.upstreams))}")
             if m.cheaper is not None and m.cheaper not in self.models:
                 raise ValueError(f"model {m.name!r}: cheaper = {m.cheaper!r} is not a configured model")
+            _check_kind(self, m)
             _check_prices(m)
             margin = m.count_margin
             if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin <= 1:
@@ -587,6 +649,48 @@ def _check_prices(m: ModelConfig) -> None:
         from evals.cost import cached_above_input
 
         raise ValueError(cached_above_input(f"model {m.name!r}", cached, m.input_per_million))
+
+
+def _first_chat_model(models: Any) -> str:
+    """The default model of a config that names none: the first chat model listed (the first model when none is one).
+
+    >>> _first_chat_model({"te3": {"kind": "embedding"}, "gpt-4o": {}})
+    'gpt-4o'
+    """
+    chat = [name for name, entry in _table(models, "models").items() if not isinstance(entry, Mapping) or entry.get("kind", "chat") == "chat"]
+    return chat[0] if chat else next(iter(models))
+
+
+def _check_kind(cfg: ServeConfig, m: ModelConfig) -> None:
+    """Raise ValueError for a model ``kind`` other than :data:`MODEL_KINDS`, or a setting its kind cannot have.
+
+    An embedding model has no ``cheaper`` fallback (another model embeds in another vector space: its vectors would
+    not match the index), no completion settings, and an OpenAI-compatible upstream (the local one runs Gemma, for chat).
+    """
+    if m.kind not in MODEL_KINDS:
+        raise ValueError(f"model {m.name!r}: kind must be one of {', '.join(map(repr, MODEL_KINDS))} (chat by default), got {m.kind!r}")
+    if m.cheaper is not None and cfg.models[m.cheaper].kind != m.kind:
+        raise ValueError(f"model {m.name!r}: cheaper = {m.cheaper!r} is {kind_named(cfg.models[m.cheaper].kind)} model, not "
+                         f"{kind_named(m.kind)} one")
+    if m.kind == "chat":
+        if m.max_input_tokens is not None:
+            raise ValueError(f"model {m.name!r}: max_input_tokens is an embedding model's setting (kind = 'embedding')")
+        return
+    if m.cheaper is not None:
+        raise ValueError(f"model {m.name!r}: an embedding model has no cheaper fallback (another model's vectors are in "
+                         f"another space, useless against an index built with this one); remove cheaper = {m.cheaper!r}")
+    if m.reasoning or m.max_tokens_default is not None:
+        raise ValueError(f"model {m.name!r}: an embedding model writes no completion; remove reasoning and max_tokens_default")
+    if cfg.upstreams[m.upstream].kind != "openai":
+        raise ValueError(f"model {m.name!r}: an embedding model needs an OpenAI-compatible upstream (kind = 'openai'); the "
+                         f"local upstream {m.upstream!r} runs the packaged Gemma for chat only")
+    limit = m.max_input_tokens
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_INPUT_TOKENS_SETTING):
+        raise ValueError(f"model {m.name!r}: max_input_tokens must be a whole number from 1 to {MAX_INPUT_TOKENS_SETTING} (the longest "
+                         f"input in tokens; {DEFAULT_MAX_INPUT_TOKENS} by default, OpenAI's), got {limit!r}")
+
+
+MAX_INPUT_TOKENS_SETTING = 10_000_000
 
 
 def _table(data: Any, label: str) -> Mapping[str, Any]:

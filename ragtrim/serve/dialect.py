@@ -41,7 +41,9 @@ class Dialect:
     ``count_view`` the items as chat messages, for :func:`ragtrim.serve.upstream.count_chat_tokens`;
     ``asks_usage``: a stream is asked its usage (``stream_options.include_usage``; a Responses stream
     always ends with it); ``tally`` the class that reads a stream's events (None: the chat's
-    ``SseTally``); ``refuses`` why the route cannot send to an upstream client ("" when it can).
+    ``SseTally``); ``refuses`` why the route cannot send to an upstream client ("" when it can); ``route`` its
+    path, which a 400 for a model it does not serve (an embedding model: :meth:`ragtrim.serve.config.ServeConfig.model`)
+    names.
     """
 
     endpoint: str
@@ -54,6 +56,7 @@ class Dialect:
     asks_usage: bool = True
     tally: Any = None
     refuses: Callable[[Any], str] = serves_any
+    route: str = "/v1/chat/completions"
 
 
 CHAT = Dialect("chat", CHAT_WIRE, "messages", CAP_FIELDS, ADDED_CAP, BILLED_FIELDS, tuple)

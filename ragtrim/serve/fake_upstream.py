@@ -1,4 +1,4 @@
-"""A fake OpenAI-compatible chat server for tests and load tests (loopback only).
+"""A fake OpenAI-compatible chat (and Responses, and embeddings) server for tests and load tests (loopback only).
 
 It counts prompt tokens the way OpenAI documents it (:func:`ragtrim.serve.upstream.count_chat_tokens`),
 answers with ``answer_tokens`` words (never more than the request's ``max_completion_tokens`` or ``max_tokens``), waits
@@ -22,8 +22,12 @@ whose usage adds ``reasoning_tokens`` to the output and, for a request with ``pr
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
+import math
 import random
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +54,7 @@ class FakeState:
     cached_tokens: Any = None  # None: no prompt_tokens_details; a callable: of the prompt's token count
     reasoning_tokens: int = 0  # Responses API: hidden reasoning billed in output_tokens
     stored_tokens: int = 500  # Responses API: the stored context a previous_response_id or conversation adds
+    reported_prompt: Any = None  # embeddings: None reports the counted input tokens; a callable of that count, what to report
 
     def usage(self, prompt: int, completion: int) -> dict[str, Any]:
         """The usage object it reports."""
@@ -67,7 +72,8 @@ def answer_text(n: int) -> str:
 def create_fake_upstream(*, latency_ms: float = 20.0, jitter_ms: float = 0.0, answer_tokens: int = 20,
                          report_usage: bool = True, tokenizer: str = "cl100k_base", seed: int = 0,
                          token_delay_ms: float = 0.0, cached_tokens: Any = None) -> Any:
-    """A Starlette app serving ``POST /v1/chat/completions`` and ``GET /v1/models``."""
+    """A Starlette app serving ``POST /v1/chat/completions``, ``POST /v1/responses``, ``POST /v1/embeddings`` and
+    ``GET /v1/models``."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, StreamingResponse
@@ -110,9 +116,61 @@ def create_fake_upstream(*, latency_ms: float = 20.0, jitter_ms: float = 0.0, an
     from ragtrim.serve.fake_responses import responses_route
 
     app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models),
-                            Route("/v1/responses", responses_route(state, rng, token_delay_ms, answer_text), methods=["POST"])])
+                            Route("/v1/responses", responses_route(state, rng, token_delay_ms, answer_text), methods=["POST"]),
+                            Route("/v1/embeddings", _embeddings(state, rng), methods=["POST"])])
     app.state.fake = state
     return app
+
+
+EMBEDDING_DIMENSIONS = 8  # the fake's vectors, unless the request asks for ``dimensions``
+
+
+def fake_vector(item: Any, dimensions: int) -> list[float]:
+    """A deterministic unit vector for one input (a text or token ids): the same input always gets the same vector.
+
+    >>> v = fake_vector("hi", 4); len(v), v == fake_vector("hi", 4), round(sum(x * x for x in v), 6)
+    (4, True, 1.0)
+    """
+    seed = hashlib.sha256(json.dumps(item).encode("utf-8")).digest()
+    raw = [(seed[i % len(seed)] + 1) * (1 if (seed[(i + 7) % len(seed)] & 1) else -1) * (i + 1) for i in range(dimensions)]
+    norm = math.sqrt(sum(x * x for x in raw))
+    return [x / norm for x in raw]
+
+
+def _embeddings(state: FakeState, rng: random.Random) -> Any:
+    """``POST /v1/embeddings``: one :func:`fake_vector` per input (``encoding_format`` float, or base64 of little-endian
+    float32 as OpenAI sends), ``usage.prompt_tokens`` the inputs' tokens (token ids by their number) unless told otherwise
+    (``reported_prompt``); HTTP 500 when a text input holds ``FAIL_UPSTREAM``."""
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+
+    from optimizer.tokenizer import get_tokenizer
+
+    async def embeddings(request: Request) -> Any:
+        body = await request.json()
+        state.calls += 1
+        if len(state.bodies) < state.keep_bodies:
+            state.bodies.append(body)
+        state.saw_authorization.append("yes" if request.headers.get("authorization") else "no")
+        await asyncio.sleep((state.latency_ms + rng.random() * state.jitter_ms) / 1000)
+        raw = body.get("input")
+        inputs = [raw] if isinstance(raw, str) or (raw and isinstance(raw[0], int)) else list(raw or [])
+        if any(isinstance(i, str) and "FAIL_UPSTREAM" in i for i in inputs):
+            return JSONResponse({"error": {"type": "server_error", "message": "fake upstream failure"}}, status_code=500)
+        tok = get_tokenizer(state.tokenizer)
+        counted = sum(tok.count(i) if isinstance(i, str) else len(i) for i in inputs)
+        dims = int(body.get("dimensions") or EMBEDDING_DIMENSIONS)
+        vectors = [fake_vector(i, dims) for i in inputs]
+        if body.get("encoding_format") == "base64":
+            vectors = [base64.b64encode(struct.pack(f"<{dims}f", *v)).decode("ascii") for v in vectors]  # type: ignore[misc]
+        out: dict[str, Any] = {"object": "list", "model": body.get("model", "fake"),
+                               "data": [{"object": "embedding", "index": n, "embedding": v} for n, v in enumerate(vectors)]}
+        if state.report_usage:
+            prompt = state.reported_prompt(counted) if callable(state.reported_prompt) else counted
+            out["usage"] = {"prompt_tokens": prompt, "total_tokens": prompt}
+        return JSONResponse(out)
+
+    return embeddings
 
 
 async def _stream(base: dict[str, Any], text: str, usage: dict[str, Any] | None, token_delay_ms: float = 0.0) -> Any:

@@ -92,22 +92,28 @@ def _dec_or_none(value: float | int | None) -> Decimal | None:
 def model_price(model: ModelConfig, table: object) -> ModelPrice:
     """The price of a configured model: inline in the config, else from the price table.
 
-    ``table`` is an :class:`evals.cost.PriceTable`. A model without an output price cannot
-    be served: its worst case (``max_tokens`` out) would be unbounded.
+    ``table`` is an :class:`evals.cost.PriceTable`. A chat model without an output price cannot
+    be served: its worst case (``max_tokens`` out) would be unbounded. An embedding model
+    (``kind = "embedding"``) writes no output: its output price is 0 unless given.
+
+    >>> from ragtrim.serve.config import ModelConfig
+    >>> model_price(ModelConfig("te3", kind="embedding", input_per_million=0.02), None).cost_micro(prompt_tokens=1000, completion_tokens=0)
+    20
     """
+    embeds = model.kind == "embedding"
     if model.input_per_million is not None:
-        if model.output_per_million is None:
+        if model.output_per_million is None and not embeds:
             raise ValueError(f"model {model.name!r}: give output_per_million next to input_per_million in [models.{model.name!r}]")
         return ModelPrice(
             model=model.name,
             input_per_million=_dec(model.input_per_million),
-            output_per_million=_dec(model.output_per_million),
+            output_per_million=_dec(model.output_per_million if model.output_per_million is not None else 0),
             date=model.price_date or "config",
             source="serve config",
             cached_input_per_million=_dec_or_none(model.cached_input_per_million),
         )
     price = table.price(model.price if model.price is not None else model.name)  # type: ignore[attr-defined]
-    if price.output_per_million is None:
+    if price.output_per_million is None and not embeds:
         raise ValueError(
             f"model {model.name!r}: the price table has no output_per_million for {price.model!r}; add it to the "
             "--prices file or set input_per_million and output_per_million in the serve config"
@@ -115,7 +121,7 @@ def model_price(model: ModelConfig, table: object) -> ModelPrice:
     return ModelPrice(
         model=model.name,
         input_per_million=_dec(price.input_per_million),
-        output_per_million=_dec(price.output_per_million),
+        output_per_million=_dec(price.output_per_million if price.output_per_million is not None else 0),
         date=price.date,
         source=price.source,
         cached_input_per_million=_dec_or_none(price.cached_input_per_million),

@@ -153,7 +153,7 @@ class ResponsesTally(SseTally):
 
 
 RESPONSES = Dialect("responses", RESPONSES_WIRE, "input", (CAP,), CAP, RESPONSES_BILLED, input_view, asks_usage=False,
-                    tally=ResponsesTally, refuses=_in_process)
+                    tally=ResponsesTally, refuses=_in_process, route="/v1/responses")
 
 
 async def responses_endpoint(request: Request) -> Any:

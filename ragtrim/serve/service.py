@@ -117,8 +117,9 @@ class Service:
         self.tenant_runs = TenantRuns(config.tenant_optimizer_runs)  # per tenant, runs in flight on this worker
         self.started = time.time()
 
-    def model(self, name: str | None) -> ModelConfig:
-        return self.config.model(name)
+    def model(self, name: str | None, kind: str | None = "chat", route: str | None = None) -> ModelConfig:
+        """The configured model ``name`` of ``kind``, asked on ``route`` (:meth:`ragtrim.serve.config.ServeConfig.model`)."""
+        return self.config.model(name, kind, route)
 
     def upstream(self, model: ModelConfig) -> Any:
         return self.upstreams[model.upstream]

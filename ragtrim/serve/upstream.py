@@ -68,6 +68,7 @@ class UpstreamReply:
     refusal: Refusal | None = None
     started: bool = False
     cached_tokens: int = 0  # of prompt_tokens, those read from the upstream's prompt cache (:func:`cached_count`)
+    raw: bytes = b""  # the answer's body as it came (decoded), relayed unchanged where the gateway adds nothing to it
 
 
 # An upstream's 4xx is about the request (a bad parameter, too long a prompt, a rate limit): the
@@ -455,7 +456,8 @@ class _SendTrace:
 
 
 class OpenAIUpstream:
-    """``POST {base_url}/chat/completions`` over a pooled ``httpx.AsyncClient``."""
+    """``POST {base_url}/chat/completions`` (or another API's path: a :class:`Wire`, e.g. ``/responses``, ``/embeddings``)
+    over a pooled ``httpx.AsyncClient``."""
 
     kind = "openai"
     counts_with_model_tokenizer = True  # prompts are counted with the model's tiktoken tokenizer
@@ -639,7 +641,7 @@ class OpenAIUpstream:
                                  f"upstream answered HTTP {resp.status_code}: {self.scrub(json.dumps(detail))[:500]}",
                                  refusal=refusal_of(resp.status_code, data, resp.text, resp.headers, self.scrub))
         text, p, c, cached = wire.read(data)
-        return UpstreamReply(resp.status_code, data, text, p, c, ms, cached_tokens=cached)
+        return UpstreamReply(resp.status_code, data, text, p, c, ms, cached_tokens=cached, raw=resp.content)
 
     async def stream(self, body: Mapping[str, Any], question: str, context: str, *,
                      on_sent: Callable[[], None] | None = None, client_left: Callable[[], Any] | None = None,
@@ -652,6 +654,8 @@ class OpenAIUpstream:
         (:func:`completion_events`, or ``wire``'s events), its usage included, so the client still reads a stream.
         """
         wire = wire or CHAT_WIRE
+        if wire.events is None:
+            raise ValueError(f"answers of {wire.path} are never streamed")
         resp = await self._send(body, on_sent, client_left, wire.path)
         undecodable = self._undecodable(resp)
         if undecodable is not None:
@@ -672,7 +676,7 @@ class OpenAIUpstream:
         reply = self._reply(resp, 0.0, wire)
         if reply.error is not None or reply.body is None:
             raise UpstreamError(502, f"{reply.error} (to a stream request)", started=True)
-        return _replayed(wire.events(reply.body))
+        return _replayed(wire.events(reply.body))  # type: ignore[misc]  # never None: stream() refuses such a wire
 
     async def _stream_error(self, resp: Any) -> UpstreamError:
         """The :class:`UpstreamError` for a stream request the upstream answered with an HTTP error (its body read, closed)."""
@@ -928,11 +932,12 @@ def chat_reading(data: Mapping[str, Any]) -> tuple[str, int | None, int | None, 
 @dataclass(frozen=True)
 class Wire:
     """One OpenAI API an upstream serves: the ``path`` posted to, how a whole answer is ``read`` (its output text and
-    usage: :func:`chat_reading`) and the stream ``events`` that would have carried it (:func:`completion_events`)."""
+    usage: :func:`chat_reading`) and the stream ``events`` that would have carried it (:func:`completion_events`;
+    None for an API that never streams: ``/embeddings``)."""
 
     path: str
     read: Callable[[Mapping[str, Any]], tuple[str, int | None, int | None, int]]
-    events: Callable[[Mapping[str, Any]], list[bytes]]
+    events: Callable[[Mapping[str, Any]], list[bytes]] | None = None
 
 
 CHAT_WIRE = Wire("/chat/completions", chat_reading, completion_events)
