@@ -265,6 +265,15 @@ def test_stored_context_without_a_budget_is_served_and_charged_the_usage_reporte
      "input needs a user message with text"),
     ({"input": "q", "instructions": ["x"]}, "instructions", "instructions must be a string"),
     ({"input": "q", "service_tier": "priority"}, "service_tier", "billed above"),
+    # an image or a file in a tool's output is billed by the upstream as one in a message is: refused the same way
+    ({"input": [{"role": "user", "content": "q"}, {"type": "function_call_output", "call_id": "c", "output": [
+        {"type": "input_text", "text": "the chart:"}, {"type": "input_image", "image_url": "http://x/y.png"}]}]}, "input",
+     "input[1].output[1] is an input_image part"),
+    ({"input": [{"role": "user", "content": "q"}, {"type": "custom_tool_call_output", "call_id": "c", "output": [
+        {"type": "input_file", "file_url": "http://x/report.pdf"}]}]}, "input", "input[1].output[0] is an input_file part"),
+    # a list of parts on an item the counter does not know is refused, not counted as its JSON
+    ({"input": [{"role": "user", "content": "q"}, {"type": "shell_call_output", "call_id": "c", "output": [
+        {"type": "input_image", "image_url": "http://x/y.png"}]}]}, "input", "input[1].output is a list of parts"),
 ])
 def test_bad_bodies_are_400s_naming_the_field_and_the_fix(tmp_path, body, param, words):
     with live(tmp_path) as s:
@@ -312,6 +321,60 @@ def test_function_items_are_counted_and_forwarded(tmp_path):
         sent = s.fake.bodies[-1]
     assert sent["input"] == items and sent["tools"] == tools
     assert row["prompt_tokens"] == reply.usage.input_tokens > count_chat_tokens(input_view(items), "cl100k_base")
+
+
+def test_text_parts_in_a_tool_output_are_counted_as_text():
+    text = "the quarterly revenue grew by twelve percent in Europe " * 20
+    as_parts = input_view([{"type": "function_call_output", "call_id": "c1", "output": [{"type": "input_text", "text": text}]}])
+    as_string = input_view([{"type": "function_call_output", "call_id": "c1", "output": text}])
+    assert as_parts == as_string == [{"role": "function_call_output", "call_id": "c1", "output": text}]
+
+
+def test_a_reasoning_item_sent_back_with_its_reasoning_text_is_counted_and_forwarded(tmp_path):
+    thought = "The user asks for the weather; call the weather tool for Paris. " * 10
+    items = [{"role": "user", "content": "weather in Paris?"},
+             {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Calling the tool."}],
+              "content": [{"type": "reasoning_text", "text": thought}]},
+             {"type": "function_call", "call_id": "c1", "name": "weather", "arguments": '{"city":"Paris"}'},
+             {"type": "function_call_output", "call_id": "c1", "output": '{"temp": 21}'}]
+    view = input_view(items)
+    assert view[1]["content"] == thought and view[1]["summary"] == "Calling the tool."
+    with live(tmp_path) as s:
+        budget(s.service, "acme", "tokens", 100_000)
+        r = s.post({"model": "gpt-4o", "input": items})
+        [row] = final_rows(s.service)
+        sent = s.fake.bodies[-1]
+    assert r.status_code == 200, r.text
+    assert sent["input"] == items and row["reserved_tokens"] >= row["prompt_tokens"] > len(thought) // 8
+
+
+@pytest.mark.parametrize("with_budget", [True, False])
+def test_a_reasoning_item_sent_by_its_id_only_is_stored_context(tmp_path, with_budget):
+    items = [{"role": "user", "content": "weather in Paris?"}, {"type": "reasoning", "id": "rs_1", "summary": []},
+             {"type": "function_call", "call_id": "c1", "name": "weather", "arguments": "{}"},
+             {"type": "function_call_output", "call_id": "c1", "output": "21"}]
+    with live(tmp_path) as s:
+        if with_budget:
+            budget(s.service, "acme", "tokens", 100_000)
+        r = s.post({"model": "gpt-4o", "input": items})
+        calls = s.fake.calls
+    if not with_budget:  # served, and charged the usage reported
+        assert r.status_code == 200 and calls == 1
+        return
+    error = r.json()["error"]
+    assert r.status_code == 400 and calls == 0 and "input[1]" in error["param"] and "reasoning" in error["param"]
+    assert "encrypted_content" in error["message"] and "without a budget" in error["message"]
+
+
+def test_a_reasoning_item_with_its_encrypted_content_is_not_stored_context(tmp_path):
+    items = [{"role": "user", "content": "weather in Paris?"},
+             {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAAB" + "x" * 400},
+             {"type": "function_call", "call_id": "c1", "name": "weather", "arguments": "{}"},
+             {"type": "function_call_output", "call_id": "c1", "output": "21"}]
+    with live(tmp_path) as s:
+        budget(s.service, "acme", "tokens", 100_000)
+        r = s.post({"model": "gpt-4o", "input": items, "store": False, "include": ["reasoning.encrypted_content"]})
+    assert r.status_code == 200, r.text
 
 
 def test_an_upstream_failure_is_a_502_and_the_hold_ends(tmp_path):

@@ -315,15 +315,17 @@ def served_chain(service: Any, req: ChatRequest) -> list[ModelConfig]:
 
 def check_stored_context(req: ChatRequest, budgets: Sequence[Any]) -> None:
     """A 400 for a request whose upstream would add context the gateway never sees (``req.stored_context``: Responses'
-    ``previous_response_id``, ``conversation``, ``prompt``) while it holds room in a budget: that context is billed
+    ``previous_response_id``, ``conversation``, ``prompt``, an ``item_reference`` or id-only ``reasoning`` item) while it holds room in a budget: that context is billed
     as input, so the worst case reserved would not be one, and the budget could be overrun by any amount. Without a
     budget it is served (and charged the usage reported)."""
     if req.stored_context and budgets:
         raise bad_request(
-            f"{req.stored_context} makes the upstream add stored context (earlier turns, a stored prompt) that this gateway "
-            f"cannot see or count, and this request holds room in a budget ({len(budgets)} of the tenant's budgets apply), "
-            f"whose worst case must be counted before it is sent; send the whole conversation in input instead (with "
-            f"store: false if you keep it yourself), or send it under a tenant, user or feature without a budget",
+            f"{req.stored_context} makes the upstream add stored context (earlier turns, a stored prompt or reasoning) that "
+            f"this gateway cannot see or count, and this request holds room in a budget ({len(budgets)} of the tenant's "
+            f"budgets apply), whose worst case must be counted before it is sent; send the whole conversation in input "
+            f"instead (with store: false if you keep it yourself; a reasoning item with its encrypted_content, which "
+            f"include: [\"reasoning.encrypted_content\"] with store: false returns), or send it under a tenant, user or "
+            f"feature without a budget",
             req.stored_context)
 
 

@@ -14,7 +14,8 @@ at the cached price). A stream is relayed event by event and settled from its ``
 (or ``.incomplete`` / ``.failed``) usage.
 
 Refused with a 400 naming the fix: a request that makes the upstream add context the gateway cannot
-see (``previous_response_id``, ``conversation``, a stored ``prompt``, an ``item_reference`` input item)
+see (``previous_response_id``, ``conversation``, a stored ``prompt``, an ``item_reference`` input item, a
+``reasoning`` item sent by its id only)
 while it holds room in a budget (:func:`ragtrim.serve.chat.check_stored_context`; served and charged
 the usage reported when no budget applies); image, file and audio parts; built-in tools
 (web search, file search, ...: billed per call) and ``background`` responses (settled later, out of
@@ -87,12 +88,23 @@ def check_tools_and_background(body: Mapping[str, Any]) -> None:
                           "for a long answer", "background")
 
 
+def stored_item(item: Any, where: str) -> str:
+    """Which stored context an input item makes the upstream add ("" when none): an ``item_reference``, or a
+    ``reasoning`` item sent by its id only (with neither its ``encrypted_content`` nor its ``content``), which the
+    upstream may fill in from what it stored and bill as input."""
+    if not isinstance(item, Mapping):
+        return ""
+    if item.get("type") == "item_reference":
+        return "input (an item_reference item)"
+    if item.get("type") == "reasoning" and item.get("id") and not item.get("encrypted_content") and not item.get("content"):
+        return f"{where} (a reasoning item sent by its id only)"
+    return ""
+
+
 def stored_context_of(body: Mapping[str, Any], items: list[Any]) -> str:
     """The field that makes the upstream add context the gateway never sees ("" when none)."""
     field = next((k for k in STORED_CONTEXT_FIELDS if body.get(k) is not None), "")
-    if not field and any(isinstance(it, Mapping) and it.get("type") == "item_reference" for it in items):
-        return "input (an item_reference item)"
-    return field
+    return field or next((s for s in (stored_item(it, f"input[{i}]") for i, it in enumerate(items)) if s), "")
 
 
 def parse_responses(body: Mapping[str, Any], headers: Mapping[str, str], config: Any) -> ChatRequest:

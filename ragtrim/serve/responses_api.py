@@ -25,6 +25,13 @@ PART_TEXT = {"input_text": "text", "output_text": "text", "text": "text", "refus
              "reasoning_text": "text"}
 # Fields of an input item that are not billed (ids and states the API gives back), left out of its count
 UNBILLED_KEYS = ("type", "id", "status")
+# The fields of an item other than a message that may hold a list of content parts, by the item's type: read as a
+# message's content is (text parts as text; an image, a file or audio refused). A list of parts anywhere else is
+# refused: counting it as JSON would count an image by the length of its URL
+PART_FIELDS = {"function_call_output": ("output",), "custom_tool_call_output": ("output",),
+               "reasoning": ("content", "summary")}
+# Parts billed by tokens the gateway cannot count
+MEDIA_PARTS = ("input_image", "input_file", "input_audio", "computer_screenshot")
 # Fields of a Responses body the upstream bills as input tokens besides ``input``: counted as compact JSON
 # (:func:`ragtrim.serve.upstream.count_request_fields`), more than OpenAI's own rendering of them
 RESPONSES_BILLED = ("instructions", "tools", "tool_choice", "text")
@@ -36,28 +43,55 @@ def _part_text(part: Any, where: str) -> str:
         key = PART_TEXT.get(str(part.get("type")))
         if key is not None and isinstance(part.get(key), str):
             return str(part[key])
-        if part.get("type") in ("input_image", "input_file", "input_audio"):
+        if part.get("type") in MEDIA_PARTS:
             raise ValueError(f"{where} is an {part['type']} part: only text parts are counted (an image, a file or audio is "
                              "billed by tokens the gateway cannot count, so no budget could hold); send its text as an "
                              "input_text part, or send the request to the upstream directly")
     raise ValueError(f"{where} must be a content part with its text (input_text, output_text, refusal), got {part!r:.80}")
 
 
+def parts_text(parts: list[Any], where: str) -> str:
+    """The text of a list of content parts (:func:`_part_text`), one line each."""
+    return "\n".join(_part_text(part, f"{where}[{j}]") for j, part in enumerate(parts))
+
+
+def _holds_parts(value: Any) -> bool:
+    """Whether ``value`` is content parts (a list holding an object with a ``type``) or an image, file or audio part."""
+    if isinstance(value, Mapping):
+        return value.get("type") in MEDIA_PARTS
+    return isinstance(value, list) and any(isinstance(v, Mapping) and "type" in v for v in value)
+
+
+def _field_view(kind: str, key: str, value: Any, where: str) -> Any:
+    """One billed field of an item other than a message, as counted: a list of parts read as text where the item's
+    type holds parts (:data:`PART_FIELDS`), else as it came (counted as JSON); parts anywhere else are a ValueError."""
+    if isinstance(value, list) and key in PART_FIELDS.get(kind, ()):
+        return parts_text(value, where)
+    if _holds_parts(value):
+        raise ValueError(f"{where} is a list of parts on a {kind!r:.40} item, whose parts this gateway does not read (one "
+                         "may be an image or a file, billed by tokens it cannot count, so no budget could hold); send its "
+                         "text as a string, or send the request to the upstream directly")
+    return value
+
+
 def item_view(item: Any, where: str) -> dict[str, Any]:
     """One input item as a chat message: a message (a ``role``) with its text; any other item (``function_call``,
-    ``function_call_output``, ``reasoning``, ...) under its type as role, its billed fields counted as JSON."""
+    ``function_call_output``, ``reasoning``, ...) under its type as role, its billed fields counted as JSON, but
+    its parts as text (:func:`_field_view`: a tool's output parts, a reasoning item's content and summary)."""
     if not isinstance(item, Mapping):
         raise ValueError(f"{where} must be an object (a message with role and content, or an item with a type), got {item!r:.80}")
     if isinstance(item.get("role"), str):
         content = item.get("content")
         if isinstance(content, list):
-            content = "\n".join(_part_text(part, f"{where}.content[{j}]") for j, part in enumerate(content))
+            content = parts_text(content, f"{where}.content")
         elif content is not None and not isinstance(content, str):
             raise ValueError(f"{where}.content must be a string or a list of content parts, got {content!r:.80}")
         return {"role": item["role"], "content": content or ""}
-    if not isinstance(item.get("type"), str):
+    kind = item.get("type")
+    if not isinstance(kind, str):
         raise ValueError(f"{where} must be a message (with a role) or an item with a type, got {item!r:.80}")
-    return {"role": item["type"], **{k: v for k, v in item.items() if k not in UNBILLED_KEYS and v is not None}}
+    return {"role": kind, **{k: _field_view(kind, k, v, f"{where}.{k}") for k, v in item.items()
+                             if k not in UNBILLED_KEYS and v is not None}}
 
 
 def input_view(items: Sequence[Any]) -> list[dict[str, Any]]:
