@@ -151,18 +151,51 @@ _ENTITY_ASCII = re.compile(_ENTITY_PATTERN)  # ASCII text (the common case: Pyth
 _ENTITY = regex.compile(_ENTITY_PATTERN)  # other text: the regex module's \w takes in combining marks (a decomposed "Zürich" is one word)
 
 
-def normalized(text: str) -> str:
+def normalized(text: str, *, joined: bool = False) -> str:
     """Text folded for duplicate detection: NFKC, case-folded, punctuation dropped, spaces collapsed.
 
     Combining marks stay (Devanagari's vowel signs tell "किला" from "कोला"); soft hyphens and
-    zero-width characters go, as in :func:`words`.
+    zero-width characters go, as in :func:`words`. With ``joined``, punctuation that makes two
+    words one name or number stays (:data:`_JOINED`: ``server.port``, ``max_upload_size``, ``3.9``,
+    ``10:00``, ``C++``, ``C#``); a hyphen between words (``well-known``) still goes.
 
     >>> normalized("The  Eiffel Tower, completed in 1889!") == normalized("the eiffel tower completed in 1889")
     True
+    >>> normalized("Set server.port in C++."), normalized("Set server.port in C++.", joined=True)
+    ('set server port in c', 'set server.port in c++')
     """
     folded = unicodedata.normalize("NFKC", text.translate(_INVISIBLE) if _HAS_INVISIBLE.search(text) else text).casefold()
-    folded = "".join(ch if ch.isalnum() or ch.isspace() or unicodedata.category(ch)[0] == "M" else " " for ch in folded)
+    kept = {k for m in _JOINED.finditer(folded) for k in range(*m.span())} if joined else ()
+    folded = "".join(ch if ch.isalnum() or ch.isspace() or unicodedata.category(ch)[0] == "M" or k in kept else " "
+                     for k, ch in enumerate(folded))
     return _SPACE.sub(" ", folded).strip()
+
+
+_JOINED = re.compile(r"(?<=[^\W_])[_./:@\\](?=[^\W_])|(?<=[^\W_])[+#]+(?![^\W_])")
+"""Punctuation :func:`normalized` keeps with ``joined``: an ``_ . / : @ \\`` between two letters or digits
+(``server.port``, ``max_upload_size``, ``Gb/s``, ``3.9``), a run of ``+`` or ``#`` ending a word (``C++``, ``C#``;
+not ``Ctrl+C``)."""
+
+_AFTER_FIGURE = re.compile(r"\d[ \u00a0]?([^\W\d_]+)")
+
+
+def case_marks(text: str) -> str:
+    """The words of ``text`` whose case changes what they say, as written: a unit or word right after a figure
+    with a capital past its first letter (``5 mW`` is not ``5 MW``, ``10 GB/s`` not ``10 Gb/s``) and a word
+    with a capital after a small letter (``mW``, ``iOS``); ``""`` when there is none.
+
+    Case as style does not count: a capital starting a word (``The``, ``Title Case``), and a text written
+    all in capitals (``THE SPAN IS 103 METRES``) has no marks. Duplicate keys fold case, and add these.
+
+    >>> case_marks("Output 5 mW at 3 GHz on iOS."), case_marks("THE FEE IS 120 EUR."), case_marks("It is 5 mw, 3 Times")
+    ('mW GHz iOS', '', '')
+    """
+    nfkc = unicodedata.normalize("NFKC", text)
+    if not any(ch.islower() for ch in nfkc):
+        return ""
+    found = [w for w in (m.group(1) for m in _AFTER_FIGURE.finditer(nfkc)) if any(ch.isupper() for ch in w[1:])]
+    found += [w for w in _WORD.findall(nfkc) if any(a.islower() and b.isupper() for a, b in zip(w, w[1:]))]
+    return " ".join(dict.fromkeys(found))
 
 
 def shingles(text: str, n: int = 3) -> set[str]:

@@ -9,7 +9,10 @@ updated figure, a corrected page, an edited passage that states a different fact
 ``differences="keep"`` (the default) such a chunk is cut down to the sentences it adds
 (those whose normalized text is not already in the copy it duplicates, nor added by an
 earlier copy of the same one), with provenance, instead of being dropped with them; only a
-copy that adds nothing is dropped. ``differences="drop"`` drops every duplicate whole. A kept
+copy that adds nothing is dropped. ``differences="drop"`` drops every duplicate whole. Chunks of two
+subjects (:func:`_other_subject`: two titles, or a copy opening with a heading line that names another
+subject) are never duplicates of each other: a page built from a sibling's template (another model's
+spec sheet, another city's store page) says the shared sentences about something else. A kept
 line of a fenced code block keeps the block's fence lines, and a fence line whose code went goes
 with it (:func:`~optimizer.stages.paragraphs.with_fences`): a lone fence would make the rest of
 the context read as code.
@@ -35,11 +38,12 @@ from typing import Any
 import numpy as np
 
 from optimizer.embeddings import EMBEDDERS, chunk_vectors, get_embedder
+from optimizer.headings import subject
 from optimizer.records import Chunk
 from optimizer.sentences import split_sentences
 from optimizer.stage import Stage, StageContext, StageOutput
 from optimizer.stages.paragraphs import with_fences
-from optimizer.text import jaccard, normalized, shingles
+from optimizer.text import case_marks, jaccard, normalized, shingles
 from optimizer.validate import non_negative_int, yes_no
 
 DIFFERENCES = ("keep", "drop")
@@ -57,17 +61,19 @@ def _sentence_keys(chunk: Chunk) -> list[tuple[str, tuple[int, int]]]:
 
 
 _UNITS = frozenset("%‰‱°")  # with currencies: symbols that change what a sentence says wherever they are
-_SIGNS = frozenset("+±<>≤≥≠=")  # ... and these before a number (``> 40``; not a quote's ``>``, not ``Ctrl+C``)
+_SIGNS = frozenset("+±<>≤≥≠=")  # ... and these before a number (``> 40``, ``>= 3.9``; not a quote's ``>``, not ``Ctrl+C``)
 _MINUS = str.maketrans({"\u2212": "-", "\u2012": "-", "\u2013": "-", "\ufe63": "-"})  # NFKC keeps these apart
 
 
 def sentence_key(text: str) -> str:
     """A sentence as a duplicate's sentences are compared: :func:`normalized` (case, spacing and
-    punctuation do not count), plus the symbols that change what it says, in order: a sign, a
-    currency, a comparison, a unit (``-5 °C`` is not ``5 °C``, ``€120`` is not ``$120``, ``< 40`` is
-    not ``> 40``). Markup and decoration (backticks, ``>``, ``|``, ``™``, emoji) do not count, and a
-    minus is a minus however it is typed (``−5``, ``–5``, ``-5``): a dash counts only before a digit
-    and after no letter or digit.
+    punctuation do not count; with ``joined``, so ``server.port``, ``max_upload_size``, ``3.9`` and ``C++``
+    stay whole), plus the symbols that change what it says, in order: a sign, a currency, a comparison,
+    a unit (``-5 °C`` is not ``5 °C``, ``€120`` is not ``$120``, ``<= 3.9`` is not ``>= 3.9``, ``!= 5`` is not
+    ``== 5``), plus the words whose case changes what they say (:func:`case_marks`: ``5 mW`` is not ``5 MW``).
+    Markup and decoration (backticks, ``>``, ``|``, ``™``, emoji) do not count, a hyphen between words does
+    not (``well-known``), and a minus is a minus however it is typed (``−5``, ``–5``, ``-5``): a dash counts
+    only before a digit and after no letter or digit.
 
     >>> sentence_key("It is -5 °C.") == sentence_key("It is 5 °C."), sentence_key("It is −5 °C.") == sentence_key("It is -5 °C.")
     (False, True)
@@ -77,14 +83,27 @@ def sentence_key(text: str) -> str:
     True
     >>> sentence_key("> Dose < 40 mg.") == sentence_key("Dose > 40 mg."), sentence_key("> Press Ctrl+C.") == sentence_key("Press Ctrl C.")
     (False, True)
+    >>> sentence_key("Use --max-upload-size.") == sentence_key("Use --max_upload_size."), sentence_key("5 mW") == sentence_key("5 MW")
+    (False, False)
     """
     folded = unicodedata.normalize("NFKC", text).translate(_MINUS).casefold()
     symbols = [ch for k, ch in enumerate(folded)
                if ch in _UNITS or unicodedata.category(ch) == "Sc"
-               or (ch in _SIGNS and _before_number(folded, k + 1))
+               or (ch in _SIGNS and _before_number(folded, _past_equals(folded, k + 1)))
+               or (ch == "!" and folded[k + 1 : k + 2] == "=" and _before_number(folded, _past_equals(folded, k + 1)))
                or (ch == "-" and folded[k + 1 : k + 2].isdigit() and not folded[k - 1 : k].isalnum())]
-    base = normalized(text)
+    base = normalized(text, joined=True)
+    marks = case_marks(text)
+    if marks:
+        symbols.append("\x00" + marks)
     return f"{base}\x00{''.join(symbols)}" if symbols else base
+
+
+def _past_equals(text: str, k: int) -> int:
+    """Where ``text[k:]`` goes on after the ``=`` it starts with, if any (``>=``, ``!=``, ``==``: the number comes after)."""
+    while text[k : k + 1] == "=":
+        k += 1
+    return k
 
 
 def _before_number(text: str, k: int) -> bool:
@@ -126,6 +145,19 @@ class _Duplicate:
     original: int
     what: str
     how: str
+
+
+def _other_subject(copy: tuple[str, str], original: tuple[str, str]) -> bool:
+    """Whether a chunk of subject ``copy`` cannot duplicate one of subject ``original`` (:func:`~optimizer.headings.subject`).
+
+    Both are titled and the titles differ (the Marseille store's page under its own title, word for word
+    Paris's), or the copy opens with a heading line naming neither the original's heading nor its title
+    (``X300 cordless drill``, then X200's sheet line for line): a page built from a sibling's template says
+    its sentences about another subject, and cutting it to the sentences it adds (its name) would lose them.
+    A mirror, an untitled copy, a chunk given twice are of one subject.
+    """
+    (copy_title, copy_heading), (title, heading) = copy, original
+    return bool(copy_title and title and copy_title != title) or bool(copy_heading and copy_heading not in (heading, title))
 
 
 def _reduce(chunks: Sequence[Chunk], duplicates: dict[int, _Duplicate], differences: str, order: Sequence[int]) -> StageOutput:
@@ -452,7 +484,7 @@ def _check_lsh(stage: str, threshold: float, num_perm: int, lsh_above: int, seed
 
 
 class NearDedupe(Stage):
-    """Drop near-duplicates: word-shingle Jaccard at or above ``threshold``.
+    """Drop near-duplicates: word-shingle Jaccard at or above ``threshold``, between chunks of one subject (:func:`_other_subject`).
 
     Candidates come from MinHash LSH (datasketch's MinHash, banded by :class:`_BandIndex`;
     Broder, *On the resemblance and containment of documents*, 1997) once there are more than ``lsh_above`` chunks;
@@ -532,6 +564,7 @@ class NearDedupe(Stage):
 
             hashes = dict(zip(order, MinHash.bulk(batches(), num_perm=self.num_perm, seed=self.seed)))
         ranked = _best_first(chunks, context)
+        subjects = [subject(c) for c in chunks]
         for n, i in enumerate(ranked):
             if n % _CHECK_EVERY == 0:
                 check(f"comparing chunks for near-duplicates ({n} of {len(chunks)})")
@@ -543,6 +576,8 @@ class NearDedupe(Stage):
             candidates = lsh.query(hashes[i].hashvalues) if lsh is not None else kept
             best, best_j = -1, 0.0
             for j in sorted(candidates):
+                if _other_subject(subjects[i], subjects[j]):
+                    continue  # a sibling page of another title or heading: its shared sentences are about something else
                 small, large = sorted((len(sets[i]), len(sets[j])))
                 if small < self.threshold * large * (1 - 1e-9):
                     continue  # Jaccard <= smaller / larger: this pair cannot reach the threshold
@@ -594,20 +629,13 @@ class SemanticDedupe(Stage):
         else:
             index, kept_rows = None, []
         ranked = _best_first(chunks, context)
+        subjects = [subject(c) for c in chunks]
         for i in ranked:
             if i not in pos:
                 continue
             v = vecs[pos[i]]
-            best, best_sim = -1, -1.0
-            if index is not None and kept_rows:
-                sims, rows = index.search(v.reshape(1, -1), min(8, len(kept_rows)))
-                for sim, row in zip(sims[0], rows[0]):
-                    if row >= 0 and sim > best_sim:
-                        best, best_sim = kept_rows[row], float(sim)
-            elif kept_rows:
-                sims = vecs[[pos[j] for j in kept_rows]] @ v
-                k = int(np.argmax(sims))
-                best, best_sim = kept_rows[k], float(sims[k])
+            mates = [j for j in kept_rows if not _other_subject(subjects[i], subjects[j])]
+            best, best_sim = self._nearest(v, vecs, pos, kept_rows, mates, index)
             if best >= 0 and best_sim >= self.threshold:
                 dropped[i] = _Duplicate(best, "semantic duplicate", f"cosine {best_sim:.3f}")
                 continue
@@ -615,6 +643,25 @@ class SemanticDedupe(Stage):
             if index is not None:
                 index.add(v.reshape(1, -1))
         return _reduce(chunks, dropped, self.differences, ranked)
+
+    @staticmethod
+    def _nearest(v: np.ndarray, vecs: np.ndarray, pos: Mapping[int, int], kept_rows: Sequence[int], mates: Sequence[int],
+                 index: Any) -> tuple[int, float]:
+        """The kept chunk among ``mates`` (those of ``v``'s subject: :func:`_other_subject`) nearest to ``v`` and its cosine,
+        ``(-1, -1.0)`` for none; with a faiss ``index`` (of ``kept_rows``, in order), among its 8 nearest."""
+        if not mates:
+            return -1, -1.0
+        if index is None:
+            sims = vecs[[pos[j] for j in mates]] @ v
+            k = int(np.argmax(sims))
+            return mates[k], float(sims[k])
+        allowed = set(mates)
+        best, best_sim = -1, -1.0
+        sims, rows = index.search(v.reshape(1, -1), min(8, len(kept_rows)))
+        for sim, row in zip(sims[0], rows[0]):
+            if row >= 0 and kept_rows[row] in allowed and sim > best_sim:
+                best, best_sim = kept_rows[row], float(sim)
+        return best, best_sim
 
     @staticmethod
     def _faiss(vecs: np.ndarray):  # type: ignore[no-untyped-def]

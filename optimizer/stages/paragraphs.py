@@ -9,7 +9,7 @@ id and original text) keeping only that paragraph, so every offset stays in the 
 coordinates. :meth:`ParagraphViews.merge` turns the kept views back into one chunk per input chunk,
 so the renderer prints each chunk once and provenance is unchanged.
 
-A paragraph's **heading** (see :func:`heading_line`: a short first line such as ``Paris`` or
+A paragraph's **heading** (see :func:`~optimizer.headings.heading_line`: a short first line such as ``Paris`` or
 ``## History``, or a one-line paragraph of that kind right before another; or a one-line question
 right before its whole answer, as on a FAQ page, see :func:`question_line`) is the view's title
 (in a chunk with a title of its own, by default ``"<chunk title>: <heading>"``, see
@@ -41,6 +41,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 
+from optimizer.headings import HEADING_WORDS, heading_line
+from optimizer.headings import LIST_ITEM as _LIST_ITEM
+from optimizer.headings import MARKUP as _MARKUP
 from optimizer.overhead_tally import Tallied, Tally, ViewTally
 from optimizer.records import Chunk, indent_start
 from optimizer.render import group_by_title
@@ -50,18 +53,12 @@ from optimizer.stages.sentence_select import CUT_REASON
 from optimizer.stages.sentence_signals import QUESTION_END
 from optimizer.text import words
 
-HEADING_WORDS = 12
-"""A heading line has at most this many words."""
-
 ABOVE_LINES = 2
 """At most this many Markdown ``#`` heading paragraphs are printed above a deeper heading (``# Guide``,
 ``## Install``, then ``### From source`` heading the body); farther ones stay paragraphs of their own."""
 
 QUESTION_WORDS = 2 * HEADING_WORDS
 """A question line that heads its answer (:func:`question_line`) has at most this many words: a longer one is prose."""
-
-_LIST_ITEM = re.compile(r"^\s*(?:[-*+\u2022]\s|\d+[.)]\s)")
-_MARKUP = ("<", "![", "[![", "|", ">")
 
 
 @dataclass(frozen=True)
@@ -82,27 +79,6 @@ class Paragraph:
     def frame(self) -> tuple[tuple[int, int], ...]:
         """The lines printed with whatever of the body is kept: the headings above it, its heading and the fences."""
         return self.above + ((self.heading,) if self.heading else ()) + self.fences
-
-
-def heading_line(line: str) -> str | None:
-    """The title a line reads as when it heads a paragraph, else ``None``.
-
-    A heading has 1 to :data:`HEADING_WORDS` words, does not end like a sentence (``.``, ``!``,
-    ``?``) or a clause (``,``, ``;``), is not a list item, and is not markup (a code fence, an HTML
-    tag, an image or badge, a table row, a quote, or, unless it starts with ``#``, a line with a link);
-    Markdown's ``#`` marks are left out of the title.
-
-    >>> heading_line("## Early life"), heading_line("Paris"), heading_line("It rained.")
-    ('Early life', 'Paris', None)
-    >>> [heading_line(x) for x in ("- first item", " ", "<details open>", "[![CI](badge.svg)](ci)", "| a | b |")]
-    [None, None, None, None, None]
-    """
-    title = line.strip().lstrip("#").strip()
-    if not title or FENCE.match(line) or "\n" in title or title[-1] in ".!?,;" or _LIST_ITEM.match(line):
-        return None
-    if title.startswith(_MARKUP) or ("](" in title or "://" in title) and not line.lstrip().startswith("#"):
-        return None  # markup, or a line of prose that links somewhere
-    return title if len(title.split()) <= HEADING_WORDS else None
 
 
 def question_line(line: str) -> str | None:

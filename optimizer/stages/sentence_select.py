@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from optimizer.headings import subject
 from optimizer.overhead_tally import RecountTally, Tally
 from optimizer.records import Chunk
 from optimizer.render import group_by_title
@@ -40,6 +41,7 @@ from optimizer.sentences import line_view
 from optimizer.structure_frames import LineFrames, line_frames
 from optimizer.stages.prefix_end import clause_end, word_end
 from optimizer.stages.sentence_signals import Sentence, answer_part, query_mentions, terms_memo
+from optimizer.text import case_marks
 
 CUT_REASON = "sentences: lower-scoring sentences left out for the budget"
 """The trace's reason for a chunk the selection kept only part of."""
@@ -78,11 +80,26 @@ REPEAT_MIN_WORDS = 4  # shorter lines ("}", "end", "See also.") repeat by nature
 def repeat_key(text: str) -> str | None:
     """The words of a sentence, case-folded, by which a verbatim repeat is known; None for short ones.
 
-    >>> repeat_key("She was the first woman  to win."), repeat_key("}")
-    ('she was the first woman to win.', None)
+    The words whose case changes what they say stay as written (:func:`~optimizer.text.case_marks`:
+    ``5 mW`` does not repeat ``5 MW``).
+
+    >>> repeat_key("She was the first woman  to win."), repeat_key("}"), repeat_key("It is 5 mW.") == repeat_key("It is 5 MW.")
+    ('she was the first woman to win.', None, False)
     """
     words = text.split()
-    return " ".join(words).casefold() if len(words) >= REPEAT_MIN_WORDS else None
+    if len(words) < REPEAT_MIN_WORDS:
+        return None
+    marks = case_marks(text)
+    return " ".join(words).casefold() + (f"\x00{marks}" if marks else "")
+
+
+def subject_keys(chunks: Sequence[Chunk], sents: Sequence[Sentence]) -> list[str | None]:
+    """Each sentence's :func:`repeat_key` within its chunk's subject (:func:`~optimizer.headings.subject`: its title
+    and heading line), so a sentence repeats only another of one subject: a sibling page built from one template
+    (another model's spec sheet, another city's store page) says the same words about something else."""
+    subjects = ["\x00".join(subject(c)) for c in chunks]
+    keys = [repeat_key(answer_part(s.text)) for s in sents]  # a question joined to its answer repeats what the answer does
+    return [None if key is None else f"{subjects[s.chunk]}\x01{key}" for s, key in zip(sents, keys)]
 
 
 def _once_each(sents: Sequence[Sentence], keys: Sequence[str | None], score: np.ndarray) -> list[int]:
@@ -290,7 +307,7 @@ class SentenceSelector:
         offered after it was taken), that sentence's tokens, the room it did not fit and its index
         (:meth:`_fill`), in the order they were offered.
 
-        ``keys``: each sentence's :func:`repeat_key`; a sentence another chunk's taken one says is not taken.
+        ``keys``: each sentence's :func:`subject_keys`; a sentence another chunk's taken one says is not taken.
 
         The greedy pass counts each sentence, joiner and header alone, mostly an upper bound of the
         rendered count. When the context can count the rendering exactly and the pass overstated
@@ -475,7 +492,7 @@ class SentenceSelector:
 
     def __call__(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray, context: StageContext) -> StageOutput:
         """Keep the chosen sentences of each chunk (offsets exact) and say why the rest went."""
-        keys = [repeat_key(answer_part(s.text)) for s in sents]  # a question joined to its answer repeats what the answer does
+        keys = subject_keys(chunks, sents)
         chosen, layout, target, too_long, cut = self.pick(query, chunks, sents, score, context, keys, sentence_frames(chunks, sents))
         repeats = _only_repeats(sents, keys, chosen)
         reasons = {

@@ -1,0 +1,145 @@
+"""Pages built from one template keep what each copy says about its own subject.
+
+A product variant's spec sheet, a city's store page or a version's reference page repeats its
+sibling's text with another name. Near-dedupe cut such a copy to "the sentences it adds" (its name
+line, or nothing when the name was only in the title) and the sentence stage dropped every line a
+sibling said word for word, so the copy's facts were lost even at ``budget=1.0``: the shared
+sentences are about another subject. A copy with another title, or one whose heading line names a
+subject its original does not, is no duplicate; a word-for-word repeat goes only between chunks
+of one title and heading. True duplicates (a chunk given twice, a mirror of one article) still go.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from optimizer import Chunk, Pipeline
+from optimizer.stage import StageContext
+from optimizer.stages.dedupe import NearDedupe, SemanticDedupe
+from optimizer.stages.sentence_select import REPEAT_REASON
+
+SHEET = """{m} cordless drill - technical specifications
+Motor: brushless, 18 V
+Max torque: {t} Nm
+No-load speed: 0-2000 rpm
+Chuck: 13 mm keyless
+Battery: 5.0 Ah Li-ion
+Battery life: {b}
+Weight: {w} kg
+Warranty: 3 years
+"""
+DRILLS = [{"id": m, "text": SHEET.format(m=m, t=t, b=b, w=w)} for m, t, b, w in
+          [("X100", 50, "about 4 hours", 1.5), ("X200", 60, "about 5 hours", 1.6), ("X300", 60, "about 5 hours", 1.6)]]
+STORE = ("Our store is open {h}. Customers can collect online orders at the service desk on the ground floor. "
+         "Returns are accepted within 30 days with a receipt. Parking is free for the first two hours with a purchase.")
+HOURS = [("Paris", "Monday to Saturday from 9:00 to 20:00"), ("Marseille", "Monday to Saturday from 9:00 to 20:00"),
+         ("Lyon", "Monday to Saturday from 10:00 to 19:00")]
+PRESETS = ["default", "quality"]
+
+
+def block(text: str, name: str) -> str:
+    """The rendered chunk (``[n] ...``) of ``text`` that names ``name``."""
+    found = [b for b in text.split("\n\n[") if name in b]
+    assert len(found) == 1, (name, text)
+    return found[0]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_a_variant_named_only_in_its_heading_line_keeps_its_sheet(preset):
+    """X300's sheet equals X200's but for the model line: it was cut to that line, then dropped."""
+    out = Pipeline.preset(preset).run("What is the max torque of the X300 drill?", DRILLS, budget=1.0)
+    assert "Max torque: 60 Nm" in block(out.text, "X300 cordless drill")
+    assert not [d for d in out.dropped if d.chunk_id in ("X200", "X300")]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_a_sibling_sheet_keeps_the_lines_it_shares_with_another_sheet(preset):
+    """X200's Motor, speed, chuck and battery lines were dropped because X100's sheet says them too."""
+    out = Pipeline.preset(preset).run("Which motor does the X200 drill have?", DRILLS, budget=1.0)
+    assert out.text.count("Motor: brushless, 18 V") == 3
+    assert out.text.count("Chuck: 13 mm keyless") == 3
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_a_comparison_keeps_both_variants_whichever_ranks_first(preset):
+    scored = [dict(c, score=s) for c, s in zip(DRILLS, [0.70, 0.80, 0.90])]
+    out = Pipeline.preset(preset).run("Compare the battery life of the X200 and X300 drills.", scored, budget=1.0)
+    for model in ("X200", "X300"):
+        assert "Battery life: about 5 hours" in block(out.text, f"{model} cordless drill")
+    assert out.text.count("Battery life: about 5 hours") == 2
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_a_city_named_only_in_the_title_keeps_its_page(preset):
+    """Marseille's page has Paris's text word for word under its own title: it was dropped whole (jaccard 1.00)."""
+    stores = [{"id": c, "title": f"{c} store", "text": STORE.format(h=h)} for c, h in HOURS]
+    out = Pipeline.preset(preset).run("What are the opening hours of the Marseille store?", stores, budget=1.0)
+    for city, hours in HOURS:
+        assert STORE.format(h=hours) in block(out.text, f"{city} store")
+    assert not out.dropped
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_a_city_named_in_a_heading_line_keeps_its_hours(preset):
+    stores = [{"id": c, "text": f"{c} store\n" + STORE.format(h=h)} for c, h in HOURS]
+    out = Pipeline.preset(preset).run("What are the opening hours of the Marseille store?", stores, budget=1.0)
+    for city, hours in HOURS:  # each page whole under its city's name (before: Marseille's cut to its first line)
+        assert STORE.format(h=hours) in block(out.text, f"{city} store")
+
+
+def test_near_dedupe_pairs_no_chunks_of_two_titles_nor_a_copy_naming_another_subject():
+    text = STORE.format(h="daily")
+    ctx = StageContext.default()
+    titled = [Chunk(id="p", title="Paris store", text=text), Chunk(id="m", title="Marseille store", text=text)]
+    assert [c.text for c in NearDedupe()("q", titled, ctx)] == [text, text]
+    headed = [Chunk(id="p", text="Paris store\n" + text), Chunk(id="m", text="Marseille store\n" + text)]
+    assert len(NearDedupe()("q", headed, ctx)) == 2
+    plain = [Chunk(id="p", text=text, score=0.9), Chunk(id="m", text="Marseille store\n" + text, score=0.1)]
+    out = NearDedupe()("q", plain, ctx)  # the copy names a subject its original does not: kept whole
+    assert [c.text for c in out] == [plain[0].text, plain[1].text] and not out.reasons
+
+
+def test_semantic_dedupe_pairs_no_chunks_of_two_titles():
+    text = STORE.format(h="daily")
+    titled = [Chunk(id="p", title="Paris store", text=text), Chunk(id="m", title="Marseille store", text=text)]
+    assert len(SemanticDedupe()("q", titled, StageContext.default())) == 2
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_true_duplicates_still_go(preset):
+    """A chunk a retriever hands over twice, a mirror under the same title, an untitled mirror, a sheet given twice."""
+    article = ("The Harbour Bridge was opened in March 1932. It took eight years to build. The arch spans 503 metres "
+               "across the harbour. About 160,000 vehicles cross it each day. The toll is paid electronically.")
+    cases = [
+        [{"id": "a", "title": "Harbour Bridge", "text": article}, {"id": "b", "title": "Harbour Bridge", "text": article}],
+        [{"id": "a", "title": "Harbour Bridge", "text": article},
+         {"id": "b", "title": "harbour bridge", "text": article.replace("March 1932", "March  1932") + " "}],
+        [{"id": "a", "text": article}, {"id": "b", "text": article.replace(". ", ".  ")}],
+        [{"id": "a", "text": DRILLS[1]["text"]}, {"id": "b", "text": DRILLS[1]["text"]}],
+        [{"id": "a", "title": "Bridges", "text": article}, {"id": "b", "text": article}],  # the copy names no subject
+    ]
+    for chunks in cases:
+        out = Pipeline.preset(preset).run("When was the bridge opened?", chunks, budget=1.0)
+        assert [d.chunk_id for d in out.dropped] == ["b"], chunks
+        assert out.text.count("eight years") + out.text.count("Motor: brushless") == 1
+
+
+def test_a_repeated_line_goes_only_within_one_subject():
+    """The sentence stage's word-for-word repeat: between two chunks of one title it goes, across titles it stays."""
+    line = "Returns are accepted within 30 days with a receipt."
+    same = [Chunk(id="a", title="Paris store", text=f"Open daily. {line}"),
+            Chunk(id="b", title="Paris store", text=f"Parking is free. {line}")]
+    out = Pipeline.preset("default").run("Are returns accepted?", same, budget=1.0)
+    assert out.text.count(line) == 1
+    other = [same[0], Chunk(id="b", title="Lyon store", text=f"Parking is free. {line}")]
+    out = Pipeline.preset("default").run("Are returns accepted?", other, budget=1.0)
+    assert out.text.count(line) == 2 and REPEAT_REASON not in {d.reason for d in out.dropped}
+
+
+def test_subject_is_the_title_and_the_heading_line():
+    from optimizer.headings import heading_of, subject
+
+    assert heading_of("X300 drill\nMotor: 18 V") == "X300 drill"
+    assert heading_of("One line only") is None and heading_of("It rained.\nThen it stopped.") is None
+    assert subject(Chunk(id="a", title="Paris  Store", text="Open daily.")) == subject(Chunk(id="b", title="paris store", text="x"))
+    assert subject(Chunk(id="a", text="X100\nMotor")) != subject(Chunk(id="b", text="X200\nMotor"))
