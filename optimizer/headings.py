@@ -3,8 +3,11 @@
 A heading line (:func:`heading_line`) titles the paragraph under it (:mod:`optimizer.stages.paragraphs`).
 A chunk's **subject** (:func:`subject`) is what the dedupers and the sentence stage read as "the same
 page": pages built from one template (a product variant's spec sheet, a city's store page) repeat
-their sibling's sentences word for word, but those sentences are about another model or city, so
-they repeat nothing. Chunks of one subject can copy each other; chunks of two cannot.
+their sibling's sentences word for word about another model or city. Whether such a page is a copy
+depends on the question (:func:`named_words`): when the query names its subject and not its original's
+(``X300``, ``Marseille``), it says what was asked about and is kept whole; when it names neither, or
+names the original's only, the page is a copy like any other (a mirror under another file name,
+``report (1).pdf``, is one).
 
 >>> subject(Chunk(id="a", title="Paris store", text="Open daily.")) == subject(Chunk(id="b", title="Lyon store", text="Open daily."))
 False
@@ -15,16 +18,23 @@ False
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from optimizer.records import Chunk
 from optimizer.sentences import FENCE
-from optimizer.text import words
+from optimizer.text import content_words, words
 
 HEADING_WORDS = 12
 """A heading line has at most this many words."""
 
 LIST_ITEM = re.compile(r"^\s*(?:[-*+\u2022]\s|\d+[.)]\s)")
 MARKUP = ("<", "![", "[![", "|", ">")
+SUBJECT_PREFIX = 4
+"""A query word names a subject word it begins, or that begins it, when the shorter has at least this many
+letters (``drills`` names ``drill``, ``stores`` names ``store``); a word with a digit or an underscore
+(``X300``, ``max_size``) names only itself, as the sentence stage's stemming keeps it whole."""
+
+_WHOLE = re.compile(r"[\d_]")
 _TEXT_START = re.compile(r"\s*")
 _ANY_TEXT = re.compile(r"\S")
 
@@ -67,3 +77,49 @@ def subject(chunk: Chunk) -> tuple[str, str]:
     (:func:`heading_of`), each read as its words (case and punctuation do not count), ``""`` for none."""
     heading = heading_of(chunk.original_text)
     return " ".join(words(chunk.title or "")), " ".join(words(heading or ""))
+
+
+def subject_words(chunk: Chunk) -> frozenset[str]:
+    """The words of ``chunk``'s :func:`subject` (its title and heading line)."""
+    return frozenset(" ".join(subject(chunk)).split())
+
+
+def named_words(query_words: Sequence[str], subject: frozenset[str]) -> frozenset[str]:
+    """The ``query_words`` (content words, :func:`~optimizer.text.content_words`) that name a word of ``subject``:
+    the same word, or for words of letters one that begins the other, the shorter of :data:`SUBJECT_PREFIX`
+    letters or more (a plural, an ``-ing``). A word with a digit or an underscore names only itself.
+
+    >>> sorted(named_words(["drills", "x300", "car"], frozenset({"drill", "x3000", "cargo"})))
+    ['drills']
+    """
+    found = {q for q in query_words if q in subject}
+    for q in query_words:
+        if q in found or _WHOLE.search(q):
+            continue
+        if any(_begins(q, s) for s in subject if not _WHOLE.search(s)):
+            found.add(q)
+    return frozenset(found)
+
+
+def _begins(a: str, b: str) -> bool:
+    """Whether the shorter of ``a``, ``b`` begins the other and has at least :data:`SUBJECT_PREFIX` letters."""
+    short, long = sorted((a, b), key=len)
+    return len(short) >= SUBJECT_PREFIX and long.startswith(short)
+
+
+def named_subjects(query: str, chunks: Sequence[Chunk]) -> list[frozenset[str]]:
+    """For each chunk, the query's words that name its subject (:func:`named_words`; empty when none do).
+
+    A copy is kept apart from its original when the query names its subject and not the original's
+    (:func:`asked_apart`).
+    """
+    query_words = list(dict.fromkeys(content_words(query)))
+    if not query_words:
+        return [frozenset()] * len(chunks)
+    return [named_words(query_words, subject_words(c)) for c in chunks]
+
+
+def asked_apart(copy: frozenset[str], original: frozenset[str]) -> frozenset[str]:
+    """The query words naming the copy's subject and not its original's (``copy``, ``original``: their
+    :func:`named_subjects`); any one makes the copy what the query asks about, no duplicate of the original."""
+    return copy - original

@@ -61,9 +61,9 @@ def test_a_share_below_one_is_still_a_share_of_the_input_order_count():
 
 PARIS = "Paris is the capital of France."
 REPEAT_CHUNKS = [
-    {"id": "a", "text": f"{PARIS} It has 2.1 million inhabitants."},
-    {"id": "b", "text": f"{PARIS} It was founded by the Parisii tribe."},
-]  # untitled: a repeat goes only between chunks of one subject (one title and heading: tests/test_template_variants.py)
+    {"id": "a", "title": "Paris", "text": f"{PARIS} It has 2.1 million inhabitants."},
+    {"id": "b", "title": "Paris history", "text": f"{PARIS} It was founded by the Parisii tribe."},
+]
 SENTENCE_REPEAT_REASON = "sentences: already kept, word for word, from another chunk"  # the trace's text, pinned
 
 
@@ -80,7 +80,7 @@ def test_each_removed_range_gets_its_own_reason():
     from optimizer.stages.sentence_select import CUT_REASON
 
     filler = "The weather in the valley was mild that spring, with light rain."
-    chunks = [REPEAT_CHUNKS[0], {"id": "b", "text": f"{PARIS} {filler} It was founded by the Parisii tribe."}]
+    chunks = [REPEAT_CHUNKS[0], {"id": "b", "title": "Paris history", "text": f"{PARIS} {filler} It was founded by the Parisii tribe."}]
     result = Pipeline.preset("default", budget=40).run("Who founded Paris, the capital?", chunks)
     b_drops = [(d.start, d.end, d.reason) for d in result.dropped if d.chunk_id == "b"]
     end = len(PARIS) + 1 + len(filler)
@@ -90,8 +90,8 @@ def test_each_removed_range_gets_its_own_reason():
 
 def test_a_repeat_in_a_paragraph_view_keeps_its_reason():
     """A markdown chunk is selected paragraph by paragraph, then merged back; the repeats' ranges keep their reason there too."""
-    history = "Paris is the capital of France. It is old.\n\nThe weather was mild.\n\nParis is the capital of France."
-    chunks = [REPEAT_CHUNKS[0], {"id": "b", "text": history}]  # views of one subject (no title or heading of their own)
+    history = "# History\n\nParis is the capital of France. It is old.\n\n# Weather\n\nThe weather was mild.\n\nParis is the capital of France."
+    chunks = [REPEAT_CHUNKS[0], {"id": "b", "title": "Paris history", "text": history}]
     result = Pipeline.preset("default", budget=500).run("Tell me about Paris", chunks)
     compress = next(t for t in result.trace if t.name == "compress-sentences")
     assert compress.notes.get("paragraph_views") is True

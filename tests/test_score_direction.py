@@ -200,7 +200,7 @@ def test_llama_index_l2_node_scores_keep_the_best_match():
         ("canonical", P, "which river flows through paris.txt", 0.772),
         ("berlin", "Berlin is the capital of Germany; the Spree flows through it.", "b.txt", 1.179),
         ("rome", "Rome is the capital of Italy and the Tiber flows through it.", "r.txt", 1.2),
-        ("mirror", P, "which river flows through paris.txt", 1.255),  # the file indexed twice (another name: another subject, kept)
+        ("mirror", P, "misc backup copy 2019.txt", 1.255),
         ("lyon", "Lyon is a city in France known for its cuisine and silk.", "l.txt", 1.283)]]
     post = RagtrimPostprocessor(budget=300, reuse_embeddings=False)
     out = post.postprocess_nodes(nodes, query_str=QUERY)

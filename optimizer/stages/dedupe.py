@@ -9,10 +9,13 @@ updated figure, a corrected page, an edited passage that states a different fact
 ``differences="keep"`` (the default) such a chunk is cut down to the sentences it adds
 (those whose normalized text is not already in the copy it duplicates, nor added by an
 earlier copy of the same one), with provenance, instead of being dropped with them; only a
-copy that adds nothing is dropped. ``differences="drop"`` drops every duplicate whole. Chunks of two
-subjects (:func:`_other_subject`: two titles, or a copy opening with a heading line that names another
-subject) are never duplicates of each other: a page built from a sibling's template (another model's
-spec sheet, another city's store page) says the shared sentences about something else. A kept
+copy that adds nothing is dropped. ``differences="drop"`` drops every duplicate whole. A copy whose
+subject (its title and heading line) the query names where its original's does not
+(:func:`~optimizer.headings.asked_apart`: ``X300`` or ``Marseille`` in the question, a sibling page built
+from X200's or Paris's template) is no duplicate: it says the shared sentences about what was asked, and
+is kept whole (the trace's ``kept_whole`` note says so). A copy the query does not tell apart is a
+duplicate whatever its title (a mirror under another file name, a sibling of a question naming
+neither), and its reason says when its subject differed. A kept
 line of a fenced code block keeps the block's fence lines, and a fence line whose code went goes
 with it (:func:`~optimizer.stages.paragraphs.with_fences`): a lone fence would make the rest of
 the context read as code.
@@ -38,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from optimizer.embeddings import EMBEDDERS, chunk_vectors, get_embedder
-from optimizer.headings import subject
+from optimizer.headings import asked_apart, named_subjects, subject
 from optimizer.records import Chunk
 from optimizer.sentences import split_sentences
 from optimizer.stage import Stage, StageContext, StageOutput
@@ -148,20 +151,51 @@ class _Duplicate:
 
 
 def _other_subject(copy: tuple[str, str], original: tuple[str, str]) -> bool:
-    """Whether a chunk of subject ``copy`` cannot duplicate one of subject ``original`` (:func:`~optimizer.headings.subject`).
+    """Whether a chunk of subject ``copy`` is about another subject than one of ``original`` (:func:`~optimizer.headings.subject`).
 
     Both are titled and the titles differ (the Marseille store's page under its own title, word for word
-    Paris's), or the copy opens with a heading line naming neither the original's heading nor its title
-    (``X300 cordless drill``, then X200's sheet line for line): a page built from a sibling's template says
-    its sentences about another subject, and cutting it to the sentences it adds (its name) would lose them.
-    A mirror, an untitled copy, a chunk given twice are of one subject.
+    Paris's; a mirror under another file name), or the copy opens with a heading line naming neither the
+    original's heading nor its title (``X300 cordless drill``, then X200's sheet line for line). Such a copy
+    is still a duplicate unless the query names its subject (:func:`~optimizer.headings.asked_apart`); the
+    reason then says its subject differed.
     """
     (copy_title, copy_heading), (title, heading) = copy, original
     return bool(copy_title and title and copy_title != title) or bool(copy_heading and copy_heading not in (heading, title))
 
 
-def _reduce(chunks: Sequence[Chunk], duplicates: dict[int, _Duplicate], differences: str, order: Sequence[int]) -> StageOutput:
-    """Drop each duplicate, or (``differences="keep"``) cut it to the sentences it adds; ``order``: :func:`_best_first`."""
+class _Subjects:
+    """What each chunk is about (:func:`~optimizer.headings.subject`) and which of the query's words name it, for the
+    dedupers: whether a copy is asked apart from an original, and what the trace says of a copy kept or dropped."""
+
+    def __init__(self, query: str, chunks: Sequence[Chunk]) -> None:
+        self.chunks = chunks
+        self.named = named_subjects(query, chunks)
+        self.kept_whole: dict[str, str] = {}
+
+    def apart(self, copy: int, original: int) -> bool:
+        """Whether the query names ``copy``'s subject and not ``original``'s: then it is no duplicate of it."""
+        return bool(asked_apart(self.named[copy], self.named[original]))
+
+    def duplicate(self, copy: int, original: int, what: str, how: str) -> _Duplicate:
+        """The :class:`_Duplicate` found, its ``how`` saying when the copy's subject differed but the query named none of it."""
+        if _other_subject(subject(self.chunks[copy]), subject(self.chunks[original])):
+            how += "; another subject, but the query names no subject of its own"
+        return _Duplicate(original, what, how)
+
+    def keep_whole(self, copy: int, original: int, what: str, how: str) -> None:
+        """Say in the trace why ``copy``, a ``what`` of ``original`` by ``how``, was kept whole."""
+        names = ", ".join(sorted(asked_apart(self.named[copy], self.named[original])))
+        other = self.chunks[original].id
+        self.kept_whole[self.chunks[copy].id] = f"{what} of {other} ({how}) kept whole: the query names its subject ({names}), {other}'s does not"
+
+    def notes(self) -> dict[str, dict[str, str]]:
+        return {"kept_whole": self.kept_whole} if self.kept_whole else {}
+
+
+def _reduce(chunks: Sequence[Chunk], duplicates: dict[int, _Duplicate], differences: str, order: Sequence[int],
+            notes: Mapping[str, Any] | None = None) -> StageOutput:
+    """Drop each duplicate, or (``differences="keep"``) cut it to the sentences it adds; ``order``: :func:`_best_first`;
+    ``notes`` for the trace."""
     diffs = _Differences(chunks) if differences == "keep" else None
     reduced: dict[int, Chunk] = {}
     reasons: dict[str, str] = {}
@@ -176,7 +210,7 @@ def _reduce(chunks: Sequence[Chunk], duplicates: dict[int, _Duplicate], differen
             reason += f": kept the {n} sentence{'s' if n != 1 else ''} it adds"
         reasons[chunks[i].id] = reason
     out = [reduced.get(i, c) for i, c in enumerate(chunks) if i not in duplicates or i in reduced]
-    return StageOutput(out, reasons=reasons)
+    return StageOutput(out, reasons=reasons, notes=dict(notes or {}))
 
 
 def _best_first(chunks: Sequence[Chunk], context: StageContext) -> list[int]:
@@ -484,7 +518,8 @@ def _check_lsh(stage: str, threshold: float, num_perm: int, lsh_above: int, seed
 
 
 class NearDedupe(Stage):
-    """Drop near-duplicates: word-shingle Jaccard at or above ``threshold``, between chunks of one subject (:func:`_other_subject`).
+    """Drop near-duplicates: word-shingle Jaccard at or above ``threshold``, but for a copy whose subject the query names
+    and its original's does not (:class:`_Subjects`; the module's docstring says why).
 
     Candidates come from MinHash LSH (datasketch's MinHash, banded by :class:`_BandIndex`;
     Broder, *On the resemblance and containment of documents*, 1997) once there are more than ``lsh_above`` chunks;
@@ -564,7 +599,7 @@ class NearDedupe(Stage):
 
             hashes = dict(zip(order, MinHash.bulk(batches(), num_perm=self.num_perm, seed=self.seed)))
         ranked = _best_first(chunks, context)
-        subjects = [subject(c) for c in chunks]
+        subjects = _Subjects(query, chunks)
         for n, i in enumerate(ranked):
             if n % _CHECK_EVERY == 0:
                 check(f"comparing chunks for near-duplicates ({n} of {len(chunks)})")
@@ -574,23 +609,34 @@ class NearDedupe(Stage):
                 kept.append(i)  # nothing is as close as the threshold to it: kept, and nothing is its copy
                 continue
             candidates = lsh.query(hashes[i].hashvalues) if lsh is not None else kept
-            best, best_j = -1, 0.0
-            for j in sorted(candidates):
-                if _other_subject(subjects[i], subjects[j]):
-                    continue  # a sibling page of another title or heading: its shared sentences are about something else
-                small, large = sorted((len(sets[i]), len(sets[j])))
-                if small < self.threshold * large * (1 - 1e-9):
-                    continue  # Jaccard <= smaller / larger: this pair cannot reach the threshold
-                sim = jaccard(sets[i], sets[j])
-                if sim >= self.threshold and sim > best_j:
-                    best, best_j = j, sim
+            (best, best_j), (apart, apart_j) = self._originals(i, sorted(candidates), sets, subjects)
             if best >= 0:
-                dropped[i] = _Duplicate(best, "near-duplicate", f"jaccard {best_j:.2f}")
+                dropped[i] = subjects.duplicate(i, best, "near-duplicate", f"jaccard {best_j:.2f}")
                 continue
+            if apart >= 0:
+                subjects.keep_whole(i, apart, "near-duplicate", f"jaccard {apart_j:.2f}")
             kept.append(i)
             if lsh is not None:
                 lsh.insert(i, hashes[i].hashvalues)
-        return _reduce(chunks, dropped, self.differences, ranked)
+        return _reduce(chunks, dropped, self.differences, ranked, subjects.notes())
+
+    def _originals(self, i: int, candidates: Sequence[int], sets: Sequence[set[str]], subjects: _Subjects
+                   ) -> tuple[tuple[int, float], tuple[int, float]]:
+        """The candidate chunk ``i`` is nearest to at or above the threshold and its Jaccard, and the nearest the query
+        asks it apart from (:meth:`_Subjects.apart`: no original of it); ``(-1, 0.0)`` for none."""
+        best, apart = (-1, 0.0), (-1, 0.0)
+        for j in candidates:
+            small, large = sorted((len(sets[i]), len(sets[j])))
+            if small < self.threshold * large * (1 - 1e-9):
+                continue  # Jaccard <= smaller / larger: this pair cannot reach the threshold
+            sim = jaccard(sets[i], sets[j])
+            if sim < self.threshold:
+                continue
+            if subjects.apart(i, j):
+                apart = max(apart, (j, sim), key=lambda x: x[1])
+            elif sim > best[1]:
+                best = (j, sim)
+        return best, apart
 
 
 class SemanticDedupe(Stage):
@@ -629,25 +675,30 @@ class SemanticDedupe(Stage):
         else:
             index, kept_rows = None, []
         ranked = _best_first(chunks, context)
-        subjects = [subject(c) for c in chunks]
+        subjects = _Subjects(query, chunks)
         for i in ranked:
             if i not in pos:
                 continue
             v = vecs[pos[i]]
-            mates = [j for j in kept_rows if not _other_subject(subjects[i], subjects[j])]
+            mates = [j for j in kept_rows if not subjects.apart(i, j)]
             best, best_sim = self._nearest(v, vecs, pos, kept_rows, mates, index)
             if best >= 0 and best_sim >= self.threshold:
-                dropped[i] = _Duplicate(best, "semantic duplicate", f"cosine {best_sim:.3f}")
+                dropped[i] = subjects.duplicate(i, best, "semantic duplicate", f"cosine {best_sim:.3f}")
                 continue
+            if len(mates) < len(kept_rows):  # some kept chunk the query asks it apart from: the trace says if it was that near
+                apart = [j for j in kept_rows if subjects.apart(i, j)]
+                near, near_sim = self._nearest(v, vecs, pos, kept_rows, apart, index)
+                if near >= 0 and near_sim >= self.threshold:
+                    subjects.keep_whole(i, near, "semantic duplicate", f"cosine {near_sim:.3f}")
             kept_rows.append(i)
             if index is not None:
                 index.add(v.reshape(1, -1))
-        return _reduce(chunks, dropped, self.differences, ranked)
+        return _reduce(chunks, dropped, self.differences, ranked, subjects.notes())
 
     @staticmethod
     def _nearest(v: np.ndarray, vecs: np.ndarray, pos: Mapping[int, int], kept_rows: Sequence[int], mates: Sequence[int],
                  index: Any) -> tuple[int, float]:
-        """The kept chunk among ``mates`` (those of ``v``'s subject: :func:`_other_subject`) nearest to ``v`` and its cosine,
+        """The kept chunk among ``mates`` (those it may duplicate: :meth:`_Subjects.apart`) nearest to ``v`` and its cosine,
         ``(-1, -1.0)`` for none; with a faiss ``index`` (of ``kept_rows``, in order), among its 8 nearest."""
         if not mates:
             return -1, -1.0

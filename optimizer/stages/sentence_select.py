@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from optimizer.headings import subject
+from optimizer.headings import asked_apart, named_subjects
 from optimizer.overhead_tally import RecountTally, Tally
 from optimizer.records import Chunk
 from optimizer.render import group_by_title
@@ -93,34 +93,63 @@ def repeat_key(text: str) -> str | None:
     return " ".join(words).casefold() + (f"\x00{marks}" if marks else "")
 
 
-def subject_keys(chunks: Sequence[Chunk], sents: Sequence[Sentence]) -> list[str | None]:
-    """Each sentence's :func:`repeat_key` within its chunk's subject (:func:`~optimizer.headings.subject`: its title
-    and heading line), so a sentence repeats only another of one subject: a sibling page built from one template
-    (another model's spec sheet, another city's store page) says the same words about something else."""
-    subjects = ["\x00".join(subject(c)) for c in chunks]
-    keys = [repeat_key(answer_part(s.text)) for s in sents]  # a question joined to its answer repeats what the answer does
-    return [None if key is None else f"{subjects[s.chunk]}\x01{key}" for s, key in zip(sents, keys)]
+class SubjectKeys(Sequence):  # type: ignore[type-arg]
+    """Each sentence's :func:`repeat_key` (``keys[i]``), and whether a chunk's sentence repeats another chunk's
+    (:meth:`repeats`): the same words, unless the query names the repeating chunk's subject (its title and heading
+    line) where the other's does not (:func:`~optimizer.headings.asked_apart`). A sibling page built from one template
+    (X300's spec sheet, the Marseille store's page) then says the same words about what was asked; a sibling the query
+    does not ask for, or a mirror under another file name, repeats them."""
+
+    def __init__(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence]) -> None:
+        self.keys = [repeat_key(answer_part(s.text)) for s in sents]  # a question joined to its answer repeats what the answer does
+        self.named = named_subjects(query, chunks)
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def]
+        return self.keys[i]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def repeats(self, chunk: int, other: int) -> bool:
+        """Whether a sentence of ``chunk`` repeats the same words in ``other`` (another chunk the query does not ask it apart from)."""
+        return chunk != other and not asked_apart(self.named[chunk], self.named[other])
+
+    def said(self, chunk: int, sayers: Sequence[int] | set[int]) -> bool:
+        """Whether one of ``sayers`` (chunks that say a sentence's words) already says it for ``chunk`` (:meth:`repeats`)."""
+        return any(self.repeats(chunk, other) for other in sayers)
 
 
-def _once_each(sents: Sequence[Sentence], keys: Sequence[str | None], score: np.ndarray) -> list[int]:
-    """Indices of ``sents`` in order, leaving out a sentence another chunk says word for word with a higher score."""
-    best: dict[str, int] = {}
+def subject_keys(query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence]) -> SubjectKeys:
+    """The :class:`SubjectKeys` of ``sents`` for ``query``."""
+    return SubjectKeys(query, chunks, sents)
+
+
+def _once_each(sents: Sequence[Sentence], keys: SubjectKeys, score: np.ndarray) -> list[int]:
+    """Indices of ``sents`` in order, leaving out a sentence another chunk says word for word with a higher score
+    (:meth:`SubjectKeys.repeats`)."""
+    sayers: dict[str, list[int]] = {}
+    out = set()
     for i in sorted(range(len(sents)), key=lambda i: (-score[i], i)):
-        if keys[i] is not None:
-            best.setdefault(keys[i], i)
-    return [i for i, s in enumerate(sents) if keys[i] is None or sents[best[keys[i]]].chunk == s.chunk]
+        key, chunk = keys[i], sents[i].chunk
+        if key is None:
+            out.add(i)
+        elif not keys.said(chunk, sayers.get(key, ())):
+            out.add(i)
+            if chunk not in sayers.setdefault(key, []):
+                sayers[key].append(chunk)
+    return sorted(out)
 
 
-def _only_repeats(sents: Sequence[Sentence], keys: Sequence[str | None], chosen: dict[int, list[int]]) -> set[int]:
+def _only_repeats(sents: Sequence[Sentence], keys: SubjectKeys, chosen: dict[int, list[int]]) -> set[int]:
     """The chunks none of whose sentences was taken and each of which another chunk's taken sentence says."""
-    kept = {keys[i] for picks in chosen.values() for i in picks} - {None}
-    if not kept:
+    sayers = _sayers(keys, chosen)
+    if not sayers:
         return set()
     left: dict[int, list[str | None]] = {}
     for s, key in zip(sents, keys):
         if s.chunk not in chosen:
             left.setdefault(s.chunk, []).append(key)
-    return {ci for ci, ks in left.items() if all(k in kept for k in ks)}
+    return {ci for ci, ks in left.items() if all(k is not None and keys.said(ci, sayers.get(k, ())) for k in ks)}
 
 
 @dataclass(frozen=True)
@@ -234,7 +263,7 @@ class SentenceSelector:
             touched.add(c)
 
     def pick(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray,
-             context: StageContext, keys: Sequence[str | None], frames: LineFrames | None = None
+             context: StageContext, keys: SubjectKeys, frames: LineFrames | None = None
              ) -> tuple[dict[int, list[int]], list[Chunk], int, dict[int, tuple[int, int, int]], tuple[int, int] | None]:
         """``(chosen sentence indices per chunk, the kept chunks as they render, target tokens, too long, cut)``:
         :meth:`choose`, then :meth:`prefix` (``cut``: the sentence kept as a prefix and where it ends, or None).
@@ -298,7 +327,7 @@ class SentenceSelector:
         return end
 
     def choose(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray,
-               context: StageContext, keys: Sequence[str | None], frames: LineFrames | None = None
+               context: StageContext, keys: SubjectKeys, frames: LineFrames | None = None
                ) -> tuple[dict[int, list[int]], list[Chunk], int, dict[int, tuple[int, int, int]], int | None]:
         """``(chosen sentence indices per chunk, the kept chunks as they render, target tokens, too long, their
         exact rendered count)`` (the count None without a budget or a renderer).
@@ -307,7 +336,7 @@ class SentenceSelector:
         offered after it was taken), that sentence's tokens, the room it did not fit and its index
         (:meth:`_fill`), in the order they were offered.
 
-        ``keys``: each sentence's :func:`subject_keys`; a sentence another chunk's taken one says is not taken.
+        ``keys``: the sentences' :class:`SubjectKeys`; a sentence another chunk's taken one says is not taken.
 
         The greedy pass counts each sentence, joiner and header alone, mostly an upper bound of the
         rendered count. When the context can count the rendering exactly and the pass overstated
@@ -356,7 +385,7 @@ class SentenceSelector:
                 return more, more_layout, target, more_too_long, more_exact
         return chosen, layout, target, too_long, exact
 
-    def _fill(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], keys: Sequence[str | None], value: np.ndarray,
+    def _fill(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], keys: SubjectKeys, value: np.ndarray,
               mentions: np.ndarray | None, weight: np.ndarray | None, redundancy: float, room: int,
               context: StageContext, frames: LineFrames | None = None
               ) -> tuple[dict[int, list[int]], list[int], int, dict[int, tuple[int, int, int]]]:
@@ -383,7 +412,7 @@ class SentenceSelector:
             chosen, order, used, too_long, _ = self._pass(chunks, sents, keys, value, mentions, weight, redundancy, room, context, frames, waited[0])
         return chosen, order, used, too_long
 
-    def _pass(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], keys: Sequence[str | None], value: np.ndarray,
+    def _pass(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], keys: SubjectKeys, value: np.ndarray,
               mentions: np.ndarray | None, weight: np.ndarray | None, redundancy: float, room: int,
               context: StageContext, frames: LineFrames | None, now: int | None = None
               ) -> tuple[dict[int, list[int]], list[int], int, dict[int, tuple[int, int, int]], list[int]]:
@@ -395,7 +424,7 @@ class SentenceSelector:
         first_miss: dict[int, tuple[int, int, int, int]] = {}  # chunk -> (tokens, room left, sentences taken before, index)
         heads: dict[int, int] = {}  # a new chunk's extra overhead after chunk_order, until chunk_order grows
         tally = self._overhead_tally(chunks, context)
-        said: dict[str, int] = {}  # a taken sentence's words -> its chunk
+        said: dict[str, list[int]] = {}  # a taken sentence's words -> the chunks that took it
         taken: set[int] = set()
         under = _framed_by(frames) if frames else {}
         waited: list[int] = []  # lines whose whole frame fits the room but not the room left, best first
@@ -418,7 +447,7 @@ class SentenceSelector:
             if frames and frames.frame_only[i] and not alone:  # a bare key or bracket: its best line not yet taken, framed by it
                 offered = _offered(i, under, taken, frames, value, mentions, fits)
                 return offered is not None and take(*offered)
-            if key is not None and said.get(key, s.chunk) != s.chunk:  # already said, word for word, by another chunk
+            if key is not None and keys.said(s.chunk, said.get(key, ())):  # already said, word for word, by another chunk
                 return False
             if frames and i in taken:  # a line already taken as a frame
                 return False
@@ -440,8 +469,8 @@ class SentenceSelector:
             chosen[s.chunk] += [*frame, i]
             taken.update([*frame, i])
             spent.update(used=spent["used"] + cost, taken=spent["taken"] + 1, line=i)  # line: greedy's instead
-            if key is not None:
-                said.setdefault(key, s.chunk)
+            if key is not None and s.chunk not in said.setdefault(key, []):
+                said[key].append(s.chunk)
             return True
 
         deque(self.greedy(sents, value, mentions, weight, redundancy, take, context.check_deadline, lambda i: spent["line"]), maxlen=0)  # run it out
@@ -492,7 +521,7 @@ class SentenceSelector:
 
     def __call__(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray, context: StageContext) -> StageOutput:
         """Keep the chosen sentences of each chunk (offsets exact) and say why the rest went."""
-        keys = subject_keys(chunks, sents)
+        keys = subject_keys(query, chunks, sents)
         chosen, layout, target, too_long, cut = self.pick(query, chunks, sents, score, context, keys, sentence_frames(chunks, sents))
         repeats = _only_repeats(sents, keys, chosen)
         reasons = {
@@ -509,7 +538,7 @@ class SentenceSelector:
             picks = chosen.get(ci, [])
             if len(picks) < len(own):
                 taken = set(picks)
-                repeated = [i for i in own if i not in taken and any(cj != ci for cj in sayers.get(keys[i], ()))]
+                repeated = [i for i in own if i not in taken and keys.said(ci, sayers.get(keys[i], ()))]
                 if ci in chosen:  # a sentence left out that was not a repeat went for the budget
                     reasons[chunks[ci].id] = CUT_REASON if len(own) > len(picks) + len(repeated) else SENTENCE_REPEAT_REASON
                 # paragraph views of one chunk share its id and offsets: their ranges add up
@@ -519,6 +548,9 @@ class SentenceSelector:
             reasons[chunks[sents[i].chunk].id] = PREFIX_REASON
             ranges.setdefault(chunks[sents[i].chunk].id, []).append((end, sents[i].end, PREFIX_REASON))
         notes = {"sentences_in": len(sents), "sentences_kept": sum(len(v) for v in chosen.values()), "target_tokens": target}
+        named = _named_repeats(chunks, keys, chosen, sayers)
+        if named:
+            notes["named_repeats"] = named
         return StageOutput(layout, reasons=reasons, notes=notes, range_reasons={i: r for i, r in ranges.items() if r})
 
 
@@ -529,6 +561,19 @@ def _left_out_reason(too_long: tuple[int, int, int] | None) -> str:
     if too_long is None:
         return LEFT_OUT_REASON
     return f"sentences: its best sentence ({too_long[0]} tokens) is longer than the room left ({too_long[1]})"
+
+
+def _named_repeats(chunks: Sequence[Chunk], keys: SubjectKeys, chosen: dict[int, list[int]], sayers: dict[str, set[int]]) -> dict[str, str]:
+    """For the trace: each kept chunk that kept a sentence another kept chunk says word for word, and why (the query
+    names its subject, :meth:`SubjectKeys.repeats`)."""
+    out: dict[str, str] = {}
+    for ci, picks in chosen.items():
+        apart = {w for i in picks if keys[i] is not None for cj in sayers[keys[i]] if cj != ci
+                 for w in asked_apart(keys.named[ci], keys.named[cj])}
+        if apart:
+            names = ", ".join(sorted(apart))
+            out[chunks[ci].id] = f"kept its sentences another chunk says word for word: the query names its subject ({names})"
+    return out
 
 
 def _sayers(keys: Sequence[str | None], chosen: dict[int, list[int]]) -> dict[str, set[int]]:
