@@ -2,8 +2,9 @@
 
 Truncating every word to six letters merged invoice numbers (``40031871`` and ``40031877`` both
 ``400318``), code names (``getUserById`` and ``getUserSettings`` both ``getuse``) and snake_case
-names, so the presets could not tell which chunk a question names. A word with a digit or an
-underscore is now kept whole; a camelCase word is read as its stem and as the whole word (the stem
+names, so the presets could not tell which chunk a question names. A word with a digit is now
+kept whole (``service_12`` too), a snake_case word without one is itself and its parts (each read as a
+word); a camelCase word is read as its stem and as the whole word (the stem
 still meets the word written in lower case). Ordinary words keep their six-letter stem.
 """
 
@@ -22,10 +23,20 @@ def test_ordinary_words_keep_their_stem():
     assert terms("The director directed") == ["director", "directed"]
 
 
-def test_numbers_and_snake_case_stay_whole():
+def test_numbers_stay_whole_and_snake_case_is_itself_and_its_parts():
     assert terms("invoice 40031871 and 40031877", stem=6) == ["invoic", "40031871", "40031877"]
-    assert terms("call get_user_by_id or get_user_settings", stem=6) == ["call", "get_user_by_id", "get_user_settings"]
+    assert terms("call get_user_by_id or get_user_settings", stem=6) == [
+        "call", "get_user_by_id", "get", "user", "id", "get_user_settings", "get", "user", "settin"]
     assert terms("SKU AB-1234567X", stem=6) == ["sku", "ab", "1234567x"]
+
+
+def test_a_snake_case_name_still_meets_the_words_of_a_question():
+    """``connection_timeout_in_seconds`` kept whole alone met nothing a question says (before, cut to six letters,
+    ``connec`` met "connection"): the value line under a waiting frame was lost (tests/test_structure_frames.py)."""
+    line = set(terms("self.connection_timeout_in_seconds = 45", stem=6))
+    assert {"connec", "timeou"} <= line
+    assert set(terms("What is the connection timeout?", stem=6)) <= line
+    assert "connection_timeout_in_seconds" in line and "connection_timeout_in_minutes" not in line
 
 
 def test_camel_case_is_its_stem_and_the_whole_word():
@@ -38,7 +49,7 @@ def test_camel_case_is_its_stem_and_the_whole_word():
 
 
 def test_the_query_and_a_chunk_read_a_word_alike():
-    text = "Invoice 40031871 names getUserById, get_user_roles and the directors."
+    text = "Invoice 40031871 names getUserById, get_user_roles, sku_4003187 and the directors."
     assert terms(f"Title. {text}", stem=6) == terms("Title", stem=6) + terms(text, stem=6)
     for t in (text, "Invoice 40031871 for the directors", "Les réalisateurs de ２０２３年, x²factorial and getÜbersicht"):
         assert [w for _, ts in word_terms(t, 6) for w in ts] == terms(t, stem=6)

@@ -176,13 +176,29 @@ def terms(text: str, stem: int = 0) -> list[str]:
     """
     if not stem:
         return content_words(text)
-    if not _camel_case(text):  # most text: word_terms's rule without its camelCase case, faster
+    if not _camel_case(text) and "_" not in text:  # most text: word_terms's rule for plain words and numbers, faster
         return [w if len(w) <= stem or _KEPT_WHOLE.search(w) else w[:stem] for w in content_words(text)]
     return [t for _, found in word_terms(text, stem) for t in found]
 
 
 _KEPT_WHOLE = re.compile(r"[\d_]")
 """A word with a digit or an underscore (a number, a code, a snake_case name) is never truncated."""
+
+
+_DIGIT = re.compile(r"\d")
+
+
+def _snake_terms(word: str, stem: int) -> tuple[str, ...]:
+    """A snake_case ``word``'s terms (one without a digit: ``service_12``, ``sku_4003187`` are codes, kept whole): the
+    whole word (it tells ``get_user`` from ``get_users_by_id``), then each of its parts read as a word
+    (``connection_timeout_in_seconds`` also meets "connection timeout" in a question).
+
+    >>> _snake_terms("connection_timeout_in_seconds", 6), _snake_terms("__init__", 6)
+    (('connection_timeout_in_seconds', 'connec', 'timeou', 'second'), ('__init__', 'init'))
+    """
+    parts = [p for p in word.split("_") if p and p not in STOPWORDS]
+    found = [p if len(p) <= stem else p[:stem] for p in parts]
+    return tuple(dict.fromkeys([word, *found]))
 _CAMEL_ASCII = re.compile(r"[a-z][A-Z]")
 # a lower-case letter, then an upper-case one, perhaps with marks, soft hyphens or zero-width characters
 # between (words() keeps marks in a word and drops the others)
@@ -197,14 +213,15 @@ def _camel_case(text: str) -> bool:
 def word_terms(text: str, stem: int) -> list[tuple[str, tuple[str, ...]]]:
     """Each content word of ``text`` with its terms for ``stem`` (:func:`terms` is these terms, in order).
 
-    A word no longer than ``stem``, or with a digit or an underscore, is its own term. A camelCase
+    A word no longer than ``stem``, or with a digit, is its own term; a snake_case word without one is
+    itself and its parts, each read so (:func:`_snake_terms`). A camelCase
     word (read before lower-casing) is its stem and the whole word: the whole word tells two
     identifiers apart, the stem still meets the word written in lower case. Any other word is its
     first ``stem`` characters. The rule reads one word at a time, so a query and a chunk read the
     same word alike, and the terms of two texts joined are the terms of each.
 
     >>> word_terms("The directors of getUserById and get_user", 6)
-    [('directors', ('direct',)), ('getuserbyid', ('getuse', 'getuserbyid')), ('get_user', ('get_user',))]
+    [('directors', ('direct',)), ('getuserbyid', ('getuse', 'getuserbyid')), ('get_user', ('get_user', 'get', 'user'))]
 
     ``stem`` 0: each word is its own term.
     """
@@ -217,7 +234,9 @@ def word_terms(text: str, stem: int) -> list[tuple[str, tuple[str, ...]]]:
     for i, w in enumerate(found):
         if w in STOPWORDS:
             continue
-        if len(w) <= stem or _KEPT_WHOLE.search(w):
+        if "_" in w and not _DIGIT.search(w):
+            out.append((w, _snake_terms(w, stem)))
+        elif len(w) <= stem or _KEPT_WHOLE.search(w):
             out.append((w, (w,)))
         elif aligned and _camel_case(cased[i]):
             out.append((w, (w[:stem], w)))
