@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from optimizer.records import Chunk, Drop
 from optimizer.render import Rendered, Renderer, is_blank, visible
-from optimizer.sentences import code_blocks, split_sentences, strip_range
+from optimizer.sentences import code_blocks, sentences_and_wrapped_lines, strip_range
 from optimizer.stage import StageContext
 from optimizer.tokenizer import grapheme_floor, within_graphemes
 
@@ -46,7 +46,9 @@ def priority_order(chunks: Sequence[Chunk], context: StageContext) -> list[int]:
 
 
 def cut_to_tokens(chunk: Chunk, max_tokens: int, context: StageContext, *, min_token_cut: int = 0) -> tuple[Chunk, str]:
-    """Cut ``chunk.text`` to at most ``max_tokens``: whole sentences if one fits, else a token prefix.
+    """Cut ``chunk.text`` to at most ``max_tokens``: whole sentences if one fits, else a token prefix. A
+    sentence made of hard-wrapped quoted or bullet lines may end at one of its line ends
+    (:func:`~optimizer.sentences.wrapped_lines`), as when each such line was a sentence of its own.
 
     A Markdown fenced code block is never cut inside: the cut falls before it or after it. Nor is
     a grapheme cluster (an emoji sequence, a flag, a letter and its marks, an Indic syllable): a
@@ -63,7 +65,8 @@ def cut_to_tokens(chunk: Chunk, max_tokens: int, context: StageContext, *, min_t
         return chunk.keep([]), "none"
     code = [strip_range(text, s, e) for s, e in code_blocks(text)]
     starts = [s for s, _ in code]
-    ends = [e for _, e in split_sentences(text) if _block_around(code, starts, e) is None]  # never inside a code block
+    spans, wrapped = sentences_and_wrapped_lines(text)
+    ends = sorted({e for _, e in (*spans, *wrapped) if _block_around(code, starts, e) is None})  # never inside a code block
     lo, hi, best = 0, len(ends) - 1, 0
     while lo <= hi:  # largest sentence prefix that fits (counts are monotone in practice; verified below)
         context.check_deadline(f"packing: cutting chunk {chunk.id!r} to {max_tokens} tokens")  # each probe counts a prefix

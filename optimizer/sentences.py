@@ -595,6 +595,7 @@ class _SplitCache:
 
 _SPLIT_CACHE = _SplitCache()
 _CODE_CACHE = _SplitCache()  # code_blocks' fences, bounded the same way
+_WRAP_CACHE = _SplitCache()  # wrapped_lines' lines, bounded the same way
 
 
 def clear_split_cache() -> None:
@@ -607,6 +608,7 @@ def clear_split_cache() -> None:
     """
     _SPLIT_CACHE.clear()
     _CODE_CACHE.clear()
+    _WRAP_CACHE.clear()
 
 
 def split_cache_info() -> SplitCacheInfo:
@@ -631,12 +633,41 @@ def split_sentences(text: str) -> tuple[tuple[int, int], ...]:
     """
     if not text or text.isspace():
         return ()
-    cache = _SPLIT_CACHE
-    spans = cache.get(text)
+    spans = _SPLIT_CACHE.get(text)
     if spans is None:
-        spans = _split(text)
-        cache.put(text, spans)
+        spans, wrapped = _split_and_wraps(text)
+        _SPLIT_CACHE.put(text, spans)
+        _WRAP_CACHE.put(text, wrapped)
     return spans
+
+
+def wrapped_lines(text: str) -> tuple[tuple[int, int], ...]:
+    """The lines (ranges of ``text``, stripped, in order) of the groups of hard-wrapped quoted or bullet
+    lines that :func:`split_sentences` reads as prose (:func:`~optimizer.wrapped_lines.wrapped_groups`):
+    a sentence made of them may still be cut at their line ends when it does not fit whole (the selector's
+    line runs, the packer's cut). Remembered with the text's sentences.
+
+    >>> t = "> We agreed to extend the deadline for the report\\n> to April 30 if the bank agrees.\\n> Raj"
+    >>> [t[s:e] for s, e in wrapped_lines(t)]
+    ['> We agreed to extend the deadline for the report', '> to April 30 if the bank agrees.']
+    """
+    if ("\n" not in text and "\r" not in text) or text.isspace():
+        return ()
+    lines = _WRAP_CACHE.get(text)
+    return sentences_and_wrapped_lines(text)[1] if lines is None else lines
+
+
+def sentences_and_wrapped_lines(text: str) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]:
+    """:func:`split_sentences` and :func:`wrapped_lines` of ``text``, split once when neither is remembered
+    (a text past :data:`SPLIT_CACHE_MAX_TEXT` characters never is)."""
+    if not text or text.isspace():
+        return (), ()
+    spans, lines = _SPLIT_CACHE.get(text), _WRAP_CACHE.get(text)
+    if spans is None or lines is None:
+        spans, lines = _split_and_wraps(text)
+        _SPLIT_CACHE.put(text, spans)
+        _WRAP_CACHE.put(text, lines)
+    return spans, lines
 
 
 split_sentences.cache_clear = clear_split_cache  # type: ignore[attr-defined]  # as when it was an lru_cache
@@ -645,8 +676,14 @@ split_sentences.cache_info = split_cache_info  # type: ignore[attr-defined]
 
 def _split(text: str) -> tuple[tuple[int, int], ...]:
     """:func:`split_sentences` of a text with a non-space character, not remembered."""
+    return _split_and_wraps(text)[0]
+
+
+def _split_and_wraps(text: str) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]:
+    """:func:`split_sentences` of a text with a non-space character, not remembered, and its :func:`wrapped_lines`."""
     text = line_view(text)  # the same length: its ranges are the text's
     spans: list[tuple[int, int]] = []
+    wrapped: list[tuple[int, int]] = []
     for b_start, b_end in paragraph_spans(text):
         block = text[b_start:b_end]
         if FENCE.match(block):
@@ -654,6 +691,7 @@ def _split(text: str) -> tuple[tuple[int, int], ...]:
         elif _looks_structured(block) or ("\n" in block and _line_records(block)):
             lines = (strip_range(text, b_start + m.start(), b_start + m.end()) for m in _LINE.finditer(block))
             groups = wrapped_groups(text, [(s, e) for s, e in lines if s < e], _SHAPES)
+            wrapped += [line for group in groups if len(group) > 1 for line in group]
             pieces = [r for group in groups for r in _group_pieces(text, group)]
         elif "\n" in block and _stamped_lines(block):  # a log: a line's sentences never run into the next line
             lines = (strip_range(text, b_start + m.start(), b_start + m.end()) for m in _LINE.finditer(block))
@@ -664,7 +702,7 @@ def _split(text: str) -> tuple[tuple[int, int], ...]:
             s, e = strip_range(text, s, e)
             if s < e:
                 spans.extend(_split_long(text, s, e) if e - s > MAX_SENTENCE_CHARS // HEAVY_WEIGHT else [(s, e)])
-    return _cover(text, spans)
+    return _cover(text, spans), tuple(wrapped)
 
 
 def _group_pieces(text: str, group: list[tuple[int, int]]) -> list[tuple[int, int]]:

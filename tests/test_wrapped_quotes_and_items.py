@@ -172,3 +172,73 @@ def test_quoted_log_lines_are_kept_alone():
 def test_a_quoted_wrapped_paragraph_without_a_full_stop_is_still_joined():
     t = "> I think we should move the review meeting to the\n> second week of June if the large room is free\n> Raj"
     assert texts(t) == [t.rsplit("\n", 1)[0], "> Raj"]
+
+
+# A joined wrap group keeps its line ends as fallback cut points (hunt-newcode36 repro_email): the three
+# quoted lines after "Thanks." were one 42-token unit that fit no share up to 0.35, and every preset lost
+# "April 30" (a73d3e0, split per line, kept it with default and quality at every share).
+
+MAIL_DOCS = [
+    "Our support team answers e-mail within one business day. Phone support is available to Business customers.",
+    "The mobile app is available for iOS and Android. It syncs with the web app every five minutes.",
+    "Invoices are sent on the first day of each month. You can download past invoices from the Billing page.",
+]
+MAIL_LINES = ["Thanks.", "", "> Hi team, we agreed with the auditors to extend the",
+              "> deadline for the audit report to April 30, provided", "> the draft reaches them by April 15."]
+MAIL_QUERY = "When is the deadline for the audit report?"
+
+
+def _mail(newline):
+    text = newline.join(MAIL_LINES)
+    return [Chunk(id="x", title="Help", text=text)] + [Chunk(id=f"d{i}", text=d) for i, d in enumerate(MAIL_DOCS)]
+
+
+def _exact(result, chunks):
+    by_id = {c.id: c.text for c in chunks}
+    for span in result.spans:
+        assert result.text[span.context_start:span.context_end] == by_id[span.chunk_id][span.start:span.end]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+@pytest.mark.parametrize("preset", ["default", "quality"])
+@pytest.mark.parametrize("share", [0.15, 0.25, 0.35, 0.5])
+def test_a_wrapped_quote_too_long_for_the_room_keeps_the_line_with_the_answer(preset, share, newline):
+    chunks = _mail(newline)
+    result = Pipeline.preset(preset).run(MAIL_QUERY, chunks, budget=share)
+    assert "April 30" in result.text
+    _exact(result, chunks)
+    for line in result.text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        if "April 30" in line:  # the kept line keeps its quote mark
+            assert line.startswith("> deadline for the audit report"), line
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+@pytest.mark.parametrize("share", [0.35, 0.5])
+def test_the_packer_cuts_a_wrapped_quote_at_a_line_end(share, newline):
+    """bm25-pack, which cuts the chunk crossing the budget at a sentence end: --KK in a73d3e0, ---K after the join."""
+    chunks = _mail(newline)
+    result = Pipeline.preset("bm25-pack").run(MAIL_QUERY, chunks, budget=share)
+    assert "April 30" in result.text
+    _exact(result, chunks)
+
+
+def test_cut_to_tokens_falls_back_to_the_line_ends_of_a_wrapped_quote():
+    from optimizer.packer import cut_to_tokens
+    from optimizer.stage import StageContext
+
+    ctx = StageContext.default()
+    text = "\n".join(MAIL_LINES)
+    two_lines = text[: text.index(", provided") + len(", provided")]
+    cut, how = cut_to_tokens(Chunk(id="x", text=text), ctx.count(two_lines), ctx)
+    assert (cut.text, how) == (two_lines, "sentence")
+
+
+@pytest.mark.parametrize("share", [0.25, 0.35])
+def test_a_wrapped_line_run_taken_for_the_room_names_the_lines_left_out(share):
+    from optimizer.stages.wrap_cuts import LINES_REASON
+
+    chunks = _mail("\n")
+    result = Pipeline.preset("default").run(MAIL_QUERY, chunks, budget=share)
+    left = {chunks[0].text[d.start:d.end] for d in result.dropped if d.chunk_id == "x" and d.reason == LINES_REASON}
+    quoted = MAIL_LINES[2:]
+    assert left and all((line in left) != (line in result.text) for line in quoted), (left, result.text)

@@ -42,6 +42,7 @@ from optimizer.structure_frames import LineFrames, line_frames
 from optimizer.stages.prefix_end import clause_end, word_end
 from optimizer.stages.sentence_signals import Sentence, answer_part, query_mentions, terms_memo
 from optimizer.text import case_marks
+from optimizer.stages.wrap_cuts import LINES_REASON, LineCuts, Part, left_out, with_parts
 
 CUT_REASON = "sentences: lower-scoring sentences left out for the budget"
 """The trace's reason for a chunk the selection kept only part of."""
@@ -264,13 +265,13 @@ class SentenceSelector:
 
     def pick(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray,
              context: StageContext, keys: SubjectKeys, frames: LineFrames | None = None
-             ) -> tuple[dict[int, list[int]], list[Chunk], int, dict[int, tuple[int, int, int]], tuple[int, int] | None]:
-        """``(chosen sentence indices per chunk, the kept chunks as they render, target tokens, too long, cut)``:
-        :meth:`choose`, then :meth:`prefix` (``cut``: the sentence kept as a prefix and where it ends, or None).
-        ``frames``: the lines of nested structure kept with each line (:func:`sentence_frames`)."""
-        chosen, layout, target, too_long, exact = self.choose(query, chunks, sents, score, context, keys, frames)
-        chosen, layout, cut = self.prefix(chunks, sents, score, chosen, layout, target, too_long, context, exact, frames)
-        return chosen, layout, target, too_long, cut
+             ) -> tuple[dict[int, list[int]], list[Chunk], int, dict[int, tuple[int, int, int]], tuple[int, int] | None, list[Sentence]]:
+        """``(chosen sentence indices per chunk, the kept chunks as they render, target tokens, too long, cut, the
+        sentences as taken)``: :meth:`choose`, then :meth:`prefix` (``cut``: the sentence kept as a prefix and where
+        it ends, or None). ``frames``: the lines of nested structure kept with each line (:func:`sentence_frames`)."""
+        chosen, layout, target, too_long, exact, kept = self.choose(query, chunks, sents, score, context, keys, frames)
+        chosen, layout, cut = self.prefix(chunks, kept, score, chosen, layout, target, too_long, context, exact, frames)
+        return chosen, layout, target, too_long, cut, kept
 
     def prefix(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray, chosen: dict[int, list[int]],
                layout: list[Chunk], target: int, too_long: dict[int, tuple[int, int, int]], context: StageContext,
@@ -328,9 +329,11 @@ class SentenceSelector:
 
     def choose(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray,
                context: StageContext, keys: SubjectKeys, frames: LineFrames | None = None
-               ) -> tuple[dict[int, list[int]], list[Chunk], int, dict[int, tuple[int, int, int]], int | None]:
+               ) -> tuple[dict[int, list[int]], list[Chunk], int, dict[int, tuple[int, int, int]], int | None, list[Sentence]]:
         """``(chosen sentence indices per chunk, the kept chunks as they render, target tokens, too long, their
-        exact rendered count)`` (the count None without a budget or a renderer).
+        exact rendered count, the sentences as taken)`` (the count None without a budget or a renderer; the
+        sentences as taken: ``sents``, a sentence of hard-wrapped lines too long for the room left narrowed to
+        the run of its lines taken, :mod:`~optimizer.stages.wrap_cuts`).
 
         ``too long``: for a chunk left out whose best sentence lost on length, not rank (a sentence
         offered after it was taken), that sentence's tokens, the room it did not fit and its index
@@ -364,34 +367,37 @@ class SentenceSelector:
             whole = self.layout(chunks, sents, score, every, list(every))
             exact_whole = context.rendered(whole, grouped=grouped)
             if exact_whole is not None and exact_whole <= target:
-                return every, whole, target, {}, exact_whole
-        chosen, chunk_order, used, too_long = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, target, context, frames)
-        layout = self.layout(chunks, sents, score, chosen, chunk_order)
+                return every, whole, target, {}, exact_whole, list(sents)
+        cuts = LineCuts(chunks, sents, query, context, self.stem)
+        chosen, chunk_order, used, too_long, parts = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, target, context, frames, cuts)
+        layout = self.layout(chunks, with_parts(sents, parts), score, chosen, chunk_order)
         exact = context.rendered(layout, grouped=grouped) if context.budget is not None else None
         room = target
         while exact is not None and exact > target and used > 0:  # understated: leave the overshoot out
             room -= exact - target
-            chosen, chunk_order, used, too_long = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, room, context, frames)
-            layout = self.layout(chunks, sents, score, chosen, chunk_order)
+            chosen, chunk_order, used, too_long, parts = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, room, context, frames, cuts)
+            layout = self.layout(chunks, with_parts(sents, parts), score, chosen, chunk_order)
             exact = context.rendered(layout, grouped=grouped)
         if exact is None or exact >= used or room < target:
-            return chosen, layout, target, too_long, exact
+            return chosen, layout, target, too_long, exact, with_parts(sents, parts)
         more_room = target + used - exact
-        more, more_order, more_used, more_too_long = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, more_room, context, frames)
+        more, more_order, more_used, more_too_long, more_parts = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, more_room, context, frames, cuts)
         if more_used > used:
-            more_layout = self.layout(chunks, sents, score, more, more_order)
+            more_layout = self.layout(chunks, with_parts(sents, more_parts), score, more, more_order)
             more_exact = context.rendered(more_layout, grouped=grouped)
             if (more_exact or 0) <= target:
-                return more, more_layout, target, more_too_long, more_exact
-        return chosen, layout, target, too_long, exact
+                return more, more_layout, target, more_too_long, more_exact, with_parts(sents, more_parts)
+        return chosen, layout, target, too_long, exact, with_parts(sents, parts)
 
     def _fill(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], keys: SubjectKeys, value: np.ndarray,
               mentions: np.ndarray | None, weight: np.ndarray | None, redundancy: float, room: int,
-              context: StageContext, frames: LineFrames | None = None
-              ) -> tuple[dict[int, list[int]], list[int], int, dict[int, tuple[int, int, int]]]:
+              context: StageContext, frames: LineFrames | None = None, cuts: LineCuts | None = None
+              ) -> tuple[dict[int, list[int]], list[int], int, dict[int, tuple[int, int, int]], dict[int, Part]]:
         """One greedy pass within ``room`` estimated tokens: ``(chosen, chunk order, estimated tokens used,
-        too long)``, ``too long`` being, per chunk left out whose best sentence was passed over for its
+        too long, parts)``, ``too long`` being, per chunk left out whose best sentence was passed over for its
         length while a sentence offered after it still fitted, ``(its tokens, the room left for it, its index)``.
+        ``parts``: with ``cuts``, the sentences of hard-wrapped lines too long for the room left that were taken
+        as the run of their lines that fits (:meth:`~optimizer.stages.wrap_cuts.LineCuts.take`).
 
         With ``frames``, a line of nested structure is taken with its frame lines not yet taken, and
         costs theirs too (each with its joiner). The frame is a preference: when the line and its whole
@@ -407,17 +413,18 @@ class SentenceSelector:
         mentions no query word the header row does not (``Which columns does the export contain?``: the header row
         names them, a row of numbers under it says nothing asked); else the row comes as above, down to the row
         alone (``| Pro | $15/mo | 2 TB | 50 GB |`` for the Pro plan's upload limit)."""
-        chosen, order, used, too_long, waited = self._pass(chunks, sents, keys, value, mentions, weight, redundancy, room, context, frames)
+        chosen, order, used, too_long, waited, parts = self._pass(chunks, sents, keys, value, mentions, weight, redundancy, room, context, frames, cuts=cuts)
         if waited:  # the best line that waited is left out: again, that line taken at its rank
-            chosen, order, used, too_long, _ = self._pass(chunks, sents, keys, value, mentions, weight, redundancy, room, context, frames, waited[0])
-        return chosen, order, used, too_long
+            chosen, order, used, too_long, _, parts = self._pass(chunks, sents, keys, value, mentions, weight, redundancy, room, context, frames, waited[0], cuts)
+        return chosen, order, used, too_long, parts
 
     def _pass(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], keys: SubjectKeys, value: np.ndarray,
               mentions: np.ndarray | None, weight: np.ndarray | None, redundancy: float, room: int,
-              context: StageContext, frames: LineFrames | None, now: int | None = None
-              ) -> tuple[dict[int, list[int]], list[int], int, dict[int, tuple[int, int, int]], list[int]]:
+              context: StageContext, frames: LineFrames | None, now: int | None = None, cuts: LineCuts | None = None
+              ) -> tuple[dict[int, list[int]], list[int], int, dict[int, tuple[int, int, int]], list[int], dict[int, Part]]:
         """:meth:`_fill`'s greedy pass, line ``now`` taken at its rank with the nearest ancestors that fit the
-        room left; also the lines that waited for their whole frame and were left out, best first."""
+        room left; also the lines that waited for their whole frame and were left out, best first, and the
+        sentences taken as a run of their wrapped lines (``cuts``, :mod:`~optimizer.stages.wrap_cuts`)."""
         chosen: dict[int, list[int]] = {}
         chunk_order: list[int] = []
         spent = {"used": 0, "taken": 0}
@@ -428,15 +435,14 @@ class SentenceSelector:
         taken: set[int] = set()
         under = _framed_by(frames) if frames else {}
         waited: list[int] = []  # lines whose whole frame fits the room but not the room left, best first
+        parts: dict[int, Part] = {}  # sentences taken as a run of their wrapped lines (cuts: LineCuts)
 
         def cost_of(i: int) -> tuple[int, int]:
             """``(tokens line i costs taken now without its frame, the new chunk's overhead in them)``."""
             s = sents[i]
-            extra_head = 0
-            if s.chunk not in chosen:
-                if s.chunk not in heads:
-                    heads[s.chunk] = tally.added(chunks[s.chunk])
-                extra_head = heads[s.chunk]
+            if s.chunk not in chosen and s.chunk not in heads:
+                heads[s.chunk] = tally.added(chunks[s.chunk])
+            extra_head = 0 if s.chunk in chosen else heads[s.chunk]
             return s.tokens + (1 if s.chunk in chosen else 0) + extra_head, extra_head
 
         def fits(i: int, frame: list[int]) -> bool:
@@ -457,10 +463,11 @@ class SentenceSelector:
             if waits:
                 waited.append(i)
             cost += sum(sents[f].tokens + 1 for f in frame)
-            if spent["used"] + cost > room:
+            if spent["used"] + cost > room and not (cuts and cuts.take(i, room - spent["used"] - cost + s.tokens, parts)):
                 if s.chunk not in chosen:
                     first_miss.setdefault(s.chunk, (s.tokens, max(0, room - spent["used"] - extra_head), spent["taken"], i))
                 return False
+            cost += parts[i][2] - s.tokens if i in parts else 0  # a wrapped sentence too long: a run of its lines
             if s.chunk not in chosen:
                 chosen[s.chunk] = []
                 chunk_order.append(s.chunk)
@@ -469,7 +476,7 @@ class SentenceSelector:
             chosen[s.chunk] += [*frame, i]
             taken.update([*frame, i])
             spent.update(used=spent["used"] + cost, taken=spent["taken"] + 1, line=i)  # line: greedy's instead
-            if key is not None and s.chunk not in said.setdefault(key, []):
+            if key is not None and i not in parts and s.chunk not in said.setdefault(key, []):
                 said[key].append(s.chunk)
             return True
 
@@ -477,7 +484,7 @@ class SentenceSelector:
         if not chosen:  # nothing fits whole: give the packer the best sentence to cut (with the nearest frame lines that fit)
             self._cut_one(chosen, chunk_order, chunks, sents, value, room, context, frames)
         too_long = {c: (n, left, i) for c, (n, left, before, i) in first_miss.items() if c not in chosen and spent["taken"] > before}
-        return chosen, chunk_order, spent["used"], too_long, [i for i in waited if i not in taken]
+        return chosen, chunk_order, spent["used"], too_long, [i for i in waited if i not in taken], parts
 
     def _cut_one(self, chosen: dict[int, list[int]], chunk_order: list[int], chunks: Sequence[Chunk], sents: Sequence[Sentence],
                  value: np.ndarray, room: int, context: StageContext, frames: LineFrames | None) -> None:
@@ -522,7 +529,7 @@ class SentenceSelector:
     def __call__(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray, context: StageContext) -> StageOutput:
         """Keep the chosen sentences of each chunk (offsets exact) and say why the rest went."""
         keys = subject_keys(query, chunks, sents)
-        chosen, layout, target, too_long, cut = self.pick(query, chunks, sents, score, context, keys, sentence_frames(chunks, sents))
+        chosen, layout, target, too_long, cut, kept = self.pick(query, chunks, sents, score, context, keys, sentence_frames(chunks, sents))
         repeats = _only_repeats(sents, keys, chosen)
         reasons = {
             c.id: REPEAT_REASON if ci in repeats else _left_out_reason(too_long.get(ci))
@@ -543,6 +550,9 @@ class SentenceSelector:
                     reasons[chunks[ci].id] = CUT_REASON if len(own) > len(picks) + len(repeated) else SENTENCE_REPEAT_REASON
                 # paragraph views of one chunk share its id and offsets: their ranges add up
                 ranges.setdefault(chunks[ci].id, []).extend((sents[i].start, sents[i].end, SENTENCE_REPEAT_REASON) for i in repeated)
+        for ci, lines in left_out(sents, kept).items():  # a wrapped sentence kept as a run of its lines: the others went for the room
+            reasons.setdefault(chunks[ci].id, LINES_REASON)  # (whole sentences left out too: CUT_REASON stays the chunk's)
+            ranges.setdefault(chunks[ci].id, []).extend((s, e, LINES_REASON) for s, e in lines)
         if cut is not None:  # the sentence kept as a prefix: its end went for the budget
             i, end = cut
             reasons[chunks[sents[i].chunk].id] = PREFIX_REASON
