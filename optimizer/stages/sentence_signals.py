@@ -210,12 +210,24 @@ def _camel_case(text: str) -> bool:
     return (_CAMEL_ASCII if text.isascii() else _CAMEL).search(text) is not None
 
 
+def _code_name(word: str) -> bool:
+    """A camelCase identifier: lower camel (``getUserById``) or two humps or more (``PaymentGatewayConfig``), not a
+    name with one inner capital (``McDonald``, ``YouTube``, ``LaValle``), which reads as a word (one term, not two:
+    a question naming it would count it twice).
+
+    >>> [_code_name(w) for w in ("getUserById", "PaymentGatewayConfig", "McDonald", "YouTube", "iPhone")]
+    [True, True, False, False, True]
+    """
+    humps = len((_CAMEL_ASCII if word.isascii() else _CAMEL).findall(word))
+    return humps >= 2 or (humps == 1 and word[:1].islower())
+
+
 def word_terms(text: str, stem: int) -> list[tuple[str, tuple[str, ...]]]:
     """Each content word of ``text`` with its terms for ``stem`` (:func:`terms` is these terms, in order).
 
     A word no longer than ``stem``, or with a digit, is its own term; a snake_case word without one is
     itself and its parts, each read so (:func:`_snake_terms`). A camelCase
-    word (read before lower-casing) is its stem and the whole word: the whole word tells two
+    identifier (read before lower-casing; :func:`_code_name`, not a name like ``McDonald``) is its stem and the whole word: the whole word tells two
     identifiers apart, the stem still meets the word written in lower case. Any other word is its
     first ``stem`` characters. The rule reads one word at a time, so a query and a chunk read the
     same word alike, and the terms of two texts joined are the terms of each.
@@ -238,7 +250,7 @@ def word_terms(text: str, stem: int) -> list[tuple[str, tuple[str, ...]]]:
             out.append((w, _snake_terms(w, stem)))
         elif len(w) <= stem or _KEPT_WHOLE.search(w):
             out.append((w, (w,)))
-        elif aligned and _camel_case(cased[i]):
+        elif aligned and _code_name(cased[i]):
             out.append((w, (w[:stem], w)))
         else:
             out.append((w, (w[:stem],)))
