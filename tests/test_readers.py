@@ -38,6 +38,7 @@ class FakeServer:
     def __init__(self, delay_for=None, die_after=None):
         self.die_after = die_after  # after this many answers, drop every connection unanswered
         self.answered = 0
+        self.usage_extra: dict = {}  # more usage fields in every answer (reasoning tokens, totals)
         self.script: list[tuple[int, str | None, dict[str, str]]] = []
         self.requests: list[dict] = []
         self.auth: list[str | None] = []
@@ -76,7 +77,7 @@ class FakeServer:
                     if status == 200:
                         payload = {
                             "choices": [{"message": {"role": "assistant", "content": content}}],
-                            "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": 3},
+                            "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": 3, **server.usage_extra},
                         }
                     elif content == "ECHO_AUTH":
                         payload = {"error": {"message": f"Incorrect API key provided: {self.headers.get('Authorization')}"}}
@@ -223,6 +224,19 @@ def test_failed_answers_are_not_cached_and_retried(tmp_path):
     second = again.answer_many(items)
     assert again.calls == 2 and all(o.ok for o in second)
     assert [o.cached for o in second] == [True, False, True, False]
+
+
+def test_reasoning_tokens_reported_beside_the_completion_are_counted_as_output(server, monkeypatch):
+    """xAI reports the visible text as completion_tokens and the reasoning beside it (total_tokens counts both), and
+    bills the reasoning as output: the eval's money numbers counted 3 tokens for a 903-token answer."""
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    out = _reader(server).answer("Who?", "Doc says Ann.")
+    server.usage_extra = {"total_tokens": out.prompt_tokens + 903, "completion_tokens_details": {"reasoning_tokens": 900}}
+    beside = _reader(server).answer("Who else?", "Doc says Bob.")
+    assert (out.completion_tokens, beside.completion_tokens) == (3, 903)
+    server.usage_extra = {"total_tokens": beside.prompt_tokens + 3, "completion_tokens_details": {"reasoning_tokens": 2}}
+    within = _reader(server).answer("Who now?", "Doc says Cy.")  # OpenAI: the reasoning is a part of the completion
+    assert within.completion_tokens == 3
 
 
 def test_exceptions_in_a_reader_become_failures():

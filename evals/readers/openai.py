@@ -31,6 +31,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Any
 
+from evals.readers.openai_usage import billed_completion, usage_count
 from evals.readers.base import BaseReader, ReaderOutput, _counts, params_as_json
 from evals.readers.cache import ReaderCache
 from evals.readers.prompt import DEFAULT_TEMPLATE, check_template, postprocess
@@ -339,7 +340,9 @@ class OpenAIReader(BaseReader):
             return replace(ReaderOutput.failure(self._redact(f"{problem} (from {url})"), latency_ms), finish_reason=finish_reason)
         text = postprocess(raw)
         usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
-        prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        # reasoning tokens an upstream reports beside completion_tokens (xAI) are billed as output too (openai_usage)
+        prompt_tokens = usage_count(usage.get("prompt_tokens"))
+        completion_tokens = billed_completion(usage, prompt_tokens, usage_count(usage.get("completion_tokens")))
         # an empty answer the model ended itself ("stop") is a real, wrong answer: ok, scored 0, cached like any other
         return ReaderOutput(text, True, None, latency_ms, False, prompt_tokens, completion_tokens, finish_reason)
 
