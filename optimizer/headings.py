@@ -123,3 +123,37 @@ def asked_apart(copy: frozenset[str], original: frozenset[str]) -> frozenset[str
     """The query words naming the copy's subject and not its original's (``copy``, ``original``: their
     :func:`named_subjects`); any one makes the copy what the query asks about, no duplicate of the original."""
     return copy - original
+
+
+class Subjects:
+    """Which of a query's words name each chunk's subject (:func:`named_subjects`, ``named[i]``), and how two copies
+    of one text stand to the query.
+
+    A word names chunk ``c`` apart from ``o`` (:meth:`apart`) when it names ``c``'s subject and neither ``o``'s subject
+    nor a word of ``o``'s text (``third quarter`` in a title, said by both articles, tells no copy apart). Then ``c``
+    is what was asked about: :meth:`outranks` (``o`` is the copy, deduped against ``c``) unless ``o`` is named apart
+    from ``c`` as well (:meth:`both`: a comparison, each kept).
+    """
+
+    def __init__(self, query: str, chunks: Sequence[Chunk]) -> None:
+        self.chunks = chunks
+        self.named = named_subjects(query, chunks)
+        self._said: dict[int, frozenset[str]] = {}
+
+    def apart(self, c: int, o: int) -> frozenset[str]:
+        """The query words naming ``c``'s subject apart from ``o`` (not ``o``'s subject, not in ``o``'s text)."""
+        words_ = asked_apart(self.named[c], self.named[o])
+        if not words_:
+            return words_
+        said = self._said.get(o)
+        if said is None:
+            said = self._said[o] = frozenset(words(self.chunks[o].original_text))
+        return words_ - named_words(list(words_), said)
+
+    def both(self, c: int, o: int) -> bool:
+        """Whether the query names each of ``c`` and ``o`` apart from the other (a comparison)."""
+        return c != o and bool(self.apart(c, o)) and bool(self.apart(o, c))
+
+    def outranks(self, c: int, o: int) -> bool:
+        """Whether ``c`` is what the query asks about and ``o`` is not: ``o`` is the copy of the two."""
+        return c != o and bool(self.apart(c, o)) and not self.apart(o, c)

@@ -165,36 +165,42 @@ def normalized(text: str, *, joined: bool = False) -> str:
     ('set server port in c', 'set server.port in c++')
     """
     folded = unicodedata.normalize("NFKC", text.translate(_INVISIBLE) if _HAS_INVISIBLE.search(text) else text).casefold()
+    if joined and "/" in folded:
+        folded = _DIGIT_SLASH.sub("/", folded)  # 10 / 11 is 10/11
     kept = {k for m in _JOINED.finditer(folded) for k in range(*m.span())} if joined else ()
     folded = "".join(ch if ch.isalnum() or ch.isspace() or unicodedata.category(ch)[0] == "M" or k in kept else " "
                      for k, ch in enumerate(folded))
     return _SPACE.sub(" ", folded).strip()
 
 
+_DIGIT_SLASH = re.compile(r"(?<=\d)\s*/\s*(?=\d)")
 _JOINED = re.compile(r"(?<=[^\W_])[_./:@\\](?=[^\W_])|(?<=[^\W_])[+#]+(?![^\W_])")
 """Punctuation :func:`normalized` keeps with ``joined``: an ``_ . / : @ \\`` between two letters or digits
 (``server.port``, ``max_upload_size``, ``Gb/s``, ``3.9``), a run of ``+`` or ``#`` ending a word (``C++``, ``C#``;
 not ``Ctrl+C``)."""
 
-_AFTER_FIGURE = re.compile(r"\d[ \u00a0]?([^\W\d_]+)")
+_CASE_UNIT = re.compile(r"\d[ \u00a0]?(m(?:Wh|W|Ah|A|VA|V|Hz|J|Pa|\u03a9)|[kKMGTP]b(?:/s|ps)?)(?![^\W_])")
+"""A unit after a figure whose case changes what it says: ``m`` (milli) where ``M`` is mega (``5 mW``, ``20 mA``), a
+small ``b`` (bit) where ``B`` is byte (``10 Gb/s``, ``100 Mbps``, ``4 kb``)."""
+_DIGIT_LETTER = re.compile(r"\d[ \u00a0]?[kKmMGTP]")
 
 
 def case_marks(text: str) -> str:
-    """The words of ``text`` whose case changes what they say, as written: a unit or word right after a figure
-    with a capital past its first letter (``5 mW`` is not ``5 MW``, ``10 GB/s`` not ``10 Gb/s``) and a word
-    with a capital after a small letter (``mW``, ``iOS``); ``""`` when there is none.
+    """The units of ``text`` whose case changes what they say, as written (:data:`_CASE_UNIT`: ``5 mW`` is not ``5 MW``,
+    ``10 Gb/s`` not ``10 GB/s``); ``""`` when there is none, or when ``text`` is written all in capitals.
 
-    Case as style does not count: a capital starting a word (``The``, ``Title Case``), and a text written
-    all in capitals (``THE SPAN IS 103 METRES``) has no marks. Duplicate keys fold case, and add these.
+    Case as style does not count: ``9 AM`` / ``9 am``, ``100 MPH``, ``5 KG``, ``PhD`` / ``PHD``, ``iPhone``, ``McAllen``,
+    a word in capitals. Duplicate keys fold case, and add these.
 
-    >>> case_marks("Output 5 mW at 3 GHz on iOS."), case_marks("THE FEE IS 120 EUR."), case_marks("It is 5 mw, 3 Times")
-    ('mW GHz iOS', '', '')
+    >>> case_marks("Output 5 mW at 3 GHz on iOS, 10 Gb/s."), case_marks("THE FEE IS 5 MW."), case_marks("It is 5 MW, 9 AM")
+    ('mW Gb/s', '', '')
     """
-    nfkc = unicodedata.normalize("NFKC", text)
-    if not any(ch.islower() for ch in nfkc):
+    if not _DIGIT_LETTER.search(text) and text.isascii():
+        return ""  # the common case, without NFKC: no figure followed by a prefix letter
+    nfkc = text if text.isascii() else unicodedata.normalize("NFKC", text)
+    found = [m.group(1) for m in _CASE_UNIT.finditer(nfkc)]
+    if not found or not any(ch.islower() for ch in nfkc):
         return ""
-    found = [w for w in (m.group(1) for m in _AFTER_FIGURE.finditer(nfkc)) if any(ch.isupper() for ch in w[1:])]
-    found += [w for w in _WORD.findall(nfkc) if any(a.islower() and b.isupper() for a, b in zip(w, w[1:]))]
     return " ".join(dict.fromkeys(found))
 
 

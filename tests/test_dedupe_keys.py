@@ -22,7 +22,11 @@ DIFFERENT = [
     ("Link speed 10 Gb/s.", "Link speed 10 GB/s."),
     ("Output 5 mW.", "Output 5 MW."),
     ("Written in C++.", "Written in C#."),
-    ("The power is given in mW.", "The power is given in MW."),
+    ("It draws 20 mA at most.", "It draws 20 MA at most."),
+    ("The file is 20 MB in size.", "The file is 20 Mb in size."),
+    ("A 100 Mbps link.", "A 100 MBps link."),
+    ("It stores 4 kB of state.", "It stores 4 kb of state."),
+    ("A 2 mHz tone.", "A 2 MHz tone."),
 ]
 SAME = [
     ("The Fee is “$120”, paid yearly!", 'the fee is "$120" paid yearly'),
@@ -34,6 +38,18 @@ SAME = [
     ("Written in C++.", "written in c++"),
     ("THE SPAN IS 103 METRES LONG.", "The span is 103 metres long."),  # a copy in capitals (tests/test_long_running_process.py)
     ("It Opened In 1903 After 6 Years.", "It opened in 1903 after 6 years."),
+    # case that is style, not meaning: only an m/M prefix (milli, mega) or b/B (bit, byte) after a figure counts
+    ("The store opens at 9 AM on weekdays.", "The store opens at 9 am on weekdays."),
+    ("Kickoff is at 8 PM ET.", "Kickoff is at 8 pm ET."),
+    ("Top speed is 100 MPH on the track.", "Top speed is 100 mph on the track."),
+    ("It weighs 5 KG when full.", "It weighs 5 kg when full."),
+    ("Revenue rose to $4.2bn in 2023.", "Revenue rose to $4.2BN in 2023."),
+    ("He scored 3 TDs in the game.", "He scored 3 tds in the game."),
+    ("The PhD program lasts 5 years.", "The PHD program lasts 5 years."),
+    ("He was born in 1946 in McAllen, Texas.", "He was born in 1946 in Mcallen, Texas."),
+    ("The iPhone 15 Pro costs $999.", "The IPhone 15 Pro costs $999."),
+    ("The power is given in mW.", "The power is given in MW."),  # no figure: the case is the writer's
+    ("Windows 10/11 are supported.", "Windows 10 / 11 are supported."),
 ]
 
 
@@ -45,6 +61,31 @@ def test_a_character_that_changes_the_meaning_changes_the_key(a, b):
 @pytest.mark.parametrize(("a", "b"), SAME)
 def test_typography_still_does_not(a, b):
     assert sentence_key(a) == sentence_key(b)
+
+
+@pytest.mark.parametrize(("a", "b"), [pair for pair in SAME if "/" not in pair[0]])
+def test_a_repeat_reads_case_as_the_key_does(a, b):
+    """The sentence stage's word-for-word repeat: ``9 AM`` repeats ``9 am`` (spacing and punctuation still count there)."""
+    from optimizer.stages.sentence_select import repeat_key
+
+    if a.isupper() or b.isupper() or a.lower() != b.lower():
+        pytest.skip("the repeat key reads words as written, case folded")
+    assert repeat_key(a) == repeat_key(b)
+
+
+@pytest.mark.parametrize(("a", "b"), DIFFERENT)
+def test_a_repeat_reads_the_case_that_changes_the_meaning(a, b):
+    from optimizer.stages.sentence_select import repeat_key
+
+    if a.lower() == b.lower() and repeat_key(a) is not None:  # a line of 4 words or more
+        assert repeat_key(a) != repeat_key(b)
+
+
+def test_case_marks_are_a_prefix_or_a_bit_after_a_figure():
+    from optimizer.text import case_marks
+
+    assert case_marks("Output 5 mW at 3 GHz on iOS, 9 AM, 100 MPH, 10 Gb/s, 4 kB.") == "mW Gb/s"
+    assert case_marks("No figure here: mW, iPhone, McAllen.") == ""
 
 
 BODY = ("The sensor module draws its power over USB and reports readings every second. It stores up to 30 days of data "

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from optimizer.embeddings import EMBEDDERS, chunk_vectors, get_embedder
-from optimizer.headings import asked_apart, named_subjects, subject
+from optimizer.headings import Subjects, subject
 from optimizer.records import Chunk
 from optimizer.sentences import split_sentences
 from optimizer.stage import Stage, StageContext, StageOutput
@@ -163,30 +163,36 @@ def _other_subject(copy: tuple[str, str], original: tuple[str, str]) -> bool:
     return bool(copy_title and title and copy_title != title) or bool(copy_heading and copy_heading not in (heading, title))
 
 
-class _Subjects:
-    """What each chunk is about (:func:`~optimizer.headings.subject`) and which of the query's words name it, for the
-    dedupers: whether a copy is asked apart from an original, and what the trace says of a copy kept or dropped."""
+class _Subjects(Subjects):
+    """:class:`~optimizer.headings.Subjects` for the dedupers: how a copy stands to an original (:meth:`relation`), and
+    what the trace says of a copy kept or dropped."""
 
     def __init__(self, query: str, chunks: Sequence[Chunk]) -> None:
-        self.chunks = chunks
-        self.named = named_subjects(query, chunks)
+        super().__init__(query, chunks)
         self.kept_whole: dict[str, str] = {}
 
-    def apart(self, copy: int, original: int) -> bool:
-        """Whether the query names ``copy``'s subject and not ``original``'s: then it is no duplicate of it."""
-        return bool(asked_apart(self.named[copy], self.named[original]))
+    def relation(self, copy: int, original: int) -> str:
+        """``"both"``: a comparison, each kept whole; ``"swap"``: the query asks about ``copy`` and not ``original``, which
+        is the copy of the two; ``"copy"``: ``copy`` may duplicate ``original`` as before."""
+        if self.both(copy, original):
+            return "both"
+        return "swap" if self.outranks(copy, original) else "copy"
 
     def duplicate(self, copy: int, original: int, what: str, how: str) -> _Duplicate:
-        """The :class:`_Duplicate` found, its ``how`` saying when the copy's subject differed but the query named none of it."""
-        if _other_subject(subject(self.chunks[copy]), subject(self.chunks[original])):
+        """The :class:`_Duplicate` found, its ``how`` saying why a copy of another subject is one."""
+        named = self.apart(original, copy)
+        if named:
+            how += f"; the query names {self.chunks[original].id}'s subject ({', '.join(sorted(named))}), not its own"
+        elif _other_subject(subject(self.chunks[copy]), subject(self.chunks[original])):
             how += "; another subject, but the query names no subject of its own"
         return _Duplicate(original, what, how)
 
     def keep_whole(self, copy: int, original: int, what: str, how: str) -> None:
-        """Say in the trace why ``copy``, a ``what`` of ``original`` by ``how``, was kept whole."""
-        names = ", ".join(sorted(asked_apart(self.named[copy], self.named[original])))
+        """Say in the trace why ``copy``, a ``what`` of ``original`` by ``how``, was kept whole (a comparison)."""
+        names, others = (", ".join(sorted(self.apart(a, b))) for a, b in ((copy, original), (original, copy)))
         other = self.chunks[original].id
-        self.kept_whole[self.chunks[copy].id] = f"{what} of {other} ({how}) kept whole: the query names its subject ({names}), {other}'s does not"
+        self.kept_whole[self.chunks[copy].id] = (f"{what} of {other} ({how}) kept whole: the query names its subject ({names}) "
+                                                 f"and {other}'s ({others})")
 
     def notes(self) -> dict[str, dict[str, str]]:
         return {"kept_whole": self.kept_whole} if self.kept_whole else {}
@@ -609,34 +615,36 @@ class NearDedupe(Stage):
                 kept.append(i)  # nothing is as close as the threshold to it: kept, and nothing is its copy
                 continue
             candidates = lsh.query(hashes[i].hashvalues) if lsh is not None else kept
-            (best, best_j), (apart, apart_j) = self._originals(i, sorted(candidates), sets, subjects)
-            if best >= 0:
+            near = self._originals(i, sorted(c for c in candidates if c not in dropped), sets, subjects)
+            if near["copy"]:
+                best, best_j = near["copy"][0]
                 dropped[i] = subjects.duplicate(i, best, "near-duplicate", f"jaccard {best_j:.2f}")
                 continue
-            if apart >= 0:
-                subjects.keep_whole(i, apart, "near-duplicate", f"jaccard {apart_j:.2f}")
+            for j, sim in near["swap"]:  # the query asks about i, not j: j is the copy
+                dropped[j] = subjects.duplicate(j, i, "near-duplicate", f"jaccard {sim:.2f}")
+            if near["both"]:
+                (j, sim), *_ = near["both"]
+                subjects.keep_whole(i, j, "near-duplicate", f"jaccard {sim:.2f}")
             kept.append(i)
             if lsh is not None:
                 lsh.insert(i, hashes[i].hashvalues)
         return _reduce(chunks, dropped, self.differences, ranked, subjects.notes())
 
     def _originals(self, i: int, candidates: Sequence[int], sets: Sequence[set[str]], subjects: _Subjects
-                   ) -> tuple[tuple[int, float], tuple[int, float]]:
-        """The candidate chunk ``i`` is nearest to at or above the threshold and its Jaccard, and the nearest the query
-        asks it apart from (:meth:`_Subjects.apart`: no original of it); ``(-1, 0.0)`` for none."""
-        best, apart = (-1, 0.0), (-1, 0.0)
+                   ) -> dict[str, list[tuple[int, float]]]:
+        """The candidates chunk ``i`` is near at or above the threshold, nearest first, with their Jaccard, by their
+        :meth:`_Subjects.relation` to ``i``: ``copy`` (i's originals), ``swap`` (i's copies), ``both`` (a comparison)."""
+        out: dict[str, list[tuple[int, float]]] = {"copy": [], "swap": [], "both": []}
         for j in candidates:
             small, large = sorted((len(sets[i]), len(sets[j])))
             if small < self.threshold * large * (1 - 1e-9):
                 continue  # Jaccard <= smaller / larger: this pair cannot reach the threshold
             sim = jaccard(sets[i], sets[j])
-            if sim < self.threshold:
-                continue
-            if subjects.apart(i, j):
-                apart = max(apart, (j, sim), key=lambda x: x[1])
-            elif sim > best[1]:
-                best = (j, sim)
-        return best, apart
+            if sim >= self.threshold:
+                out[subjects.relation(i, j)].append((j, sim))
+        for found in out.values():
+            found.sort(key=lambda x: -x[1])  # stable: the earlier candidate first on a tie
+        return out
 
 
 class SemanticDedupe(Stage):
@@ -680,13 +688,18 @@ class SemanticDedupe(Stage):
             if i not in pos:
                 continue
             v = vecs[pos[i]]
-            mates = [j for j in kept_rows if not subjects.apart(i, j)]
+            live_rows = [j for j in kept_rows if j not in dropped]
+            relation = {j: subjects.relation(i, j) for j in live_rows} if subjects.named[i] else dict.fromkeys(live_rows, "copy")
+            mates = [j for j in live_rows if relation[j] == "copy"]
             best, best_sim = self._nearest(v, vecs, pos, kept_rows, mates, index)
             if best >= 0 and best_sim >= self.threshold:
                 dropped[i] = subjects.duplicate(i, best, "semantic duplicate", f"cosine {best_sim:.3f}")
                 continue
-            if len(mates) < len(kept_rows):  # some kept chunk the query asks it apart from: the trace says if it was that near
-                apart = [j for j in kept_rows if subjects.apart(i, j)]
+            for j in live_rows:  # the query asks about i, not j: j is the copy when it is that near
+                if relation[j] == "swap" and float(vecs[pos[j]] @ v) >= self.threshold:
+                    dropped[j] = subjects.duplicate(j, i, "semantic duplicate", f"cosine {float(vecs[pos[j]] @ v):.3f}")
+            if len(mates) + sum(1 for r in relation.values() if r == "swap") < len(live_rows):  # a comparison: say if that near
+                apart = [j for j in live_rows if relation[j] == "both"]
                 near, near_sim = self._nearest(v, vecs, pos, kept_rows, apart, index)
                 if near >= 0 and near_sim >= self.threshold:
                     subjects.keep_whole(i, near, "semantic duplicate", f"cosine {near_sim:.3f}")

@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from optimizer.headings import asked_apart, named_subjects
+from optimizer.headings import Subjects
 from optimizer.overhead_tally import RecountTally, Tally
 from optimizer.records import Chunk
 from optimizer.render import group_by_title
@@ -96,14 +96,25 @@ def repeat_key(text: str) -> str | None:
 
 class SubjectKeys(Sequence):  # type: ignore[type-arg]
     """Each sentence's :func:`repeat_key` (``keys[i]``), and whether a chunk's sentence repeats another chunk's
-    (:meth:`repeats`): the same words, unless the query names the repeating chunk's subject (its title and heading
-    line) where the other's does not (:func:`~optimizer.headings.asked_apart`). A sibling page built from one template
-    (X300's spec sheet, the Marseille store's page) then says the same words about what was asked; a sibling the query
-    does not ask for, or a mirror under another file name, repeats them."""
+    (:meth:`repeats`): the same words, unless the query names each chunk's subject apart from the other's
+    (:class:`~optimizer.headings.Subjects`: a comparison of two sibling pages, X200's and X300's sheets). When it names
+    one only (the Marseille store's page, word for word Paris's), that chunk says the line and the other drops it
+    (:meth:`yields`); a sibling the query does not ask for, or a mirror under another file name, repeats it."""
 
     def __init__(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence]) -> None:
         self.keys = [repeat_key(answer_part(s.text)) for s in sents]  # a question joined to its answer repeats what the answer does
-        self.named = named_subjects(query, chunks)
+        self.subjects = Subjects(query, chunks)
+        self.named = self.subjects.named
+        self._yields = self._yielding(sents) if any(self.named) else set()
+
+    def _yielding(self, sents: Sequence[Sentence]) -> set[int]:
+        """The sentences whose words a chunk the query asks about instead (:meth:`Subjects.outranks`) also says."""
+        by_key: dict[str, set[int]] = {}
+        for s, key in zip(sents, self.keys):
+            if key is not None:
+                by_key.setdefault(key, set()).add(s.chunk)
+        return {i for i, (s, key) in enumerate(zip(sents, self.keys)) if key is not None and len(by_key[key]) > 1
+                and any(self.subjects.outranks(o, s.chunk) for o in by_key[key])}
 
     def __getitem__(self, i):  # type: ignore[no-untyped-def]
         return self.keys[i]
@@ -111,9 +122,13 @@ class SubjectKeys(Sequence):  # type: ignore[type-arg]
     def __len__(self) -> int:
         return len(self.keys)
 
+    def yields(self, i: int) -> bool:
+        """Whether sentence ``i`` is left to a chunk the query asks about instead of its own (which says it word for word)."""
+        return i in self._yields
+
     def repeats(self, chunk: int, other: int) -> bool:
-        """Whether a sentence of ``chunk`` repeats the same words in ``other`` (another chunk the query does not ask it apart from)."""
-        return chunk != other and not asked_apart(self.named[chunk], self.named[other])
+        """Whether a sentence of ``chunk`` repeats the same words in ``other`` (another chunk, not compared with it)."""
+        return chunk != other and not self.subjects.both(chunk, other)
 
     def said(self, chunk: int, sayers: Sequence[int] | set[int]) -> bool:
         """Whether one of ``sayers`` (chunks that say a sentence's words) already says it for ``chunk`` (:meth:`repeats`)."""
@@ -134,7 +149,7 @@ def _once_each(sents: Sequence[Sentence], keys: SubjectKeys, score: np.ndarray) 
         key, chunk = keys[i], sents[i].chunk
         if key is None:
             out.add(i)
-        elif not keys.said(chunk, sayers.get(key, ())):
+        elif not keys.yields(i) and not keys.said(chunk, sayers.get(key, ())):
             out.add(i)
             if chunk not in sayers.setdefault(key, []):
                 sayers[key].append(chunk)
@@ -453,7 +468,7 @@ class SentenceSelector:
             if frames and frames.frame_only[i] and not alone:  # a bare key or bracket: its best line not yet taken, framed by it
                 offered = _offered(i, under, taken, frames, value, mentions, fits)
                 return offered is not None and take(*offered)
-            if key is not None and keys.said(s.chunk, said.get(key, ())):  # already said, word for word, by another chunk
+            if key is not None and (keys.yields(i) or keys.said(s.chunk, said.get(key, ()))):  # said, word for word, by another chunk
                 return False
             if frames and i in taken:  # a line already taken as a frame
                 return False
@@ -578,8 +593,8 @@ def _named_repeats(chunks: Sequence[Chunk], keys: SubjectKeys, chosen: dict[int,
     names its subject, :meth:`SubjectKeys.repeats`)."""
     out: dict[str, str] = {}
     for ci, picks in chosen.items():
-        apart = {w for i in picks if keys[i] is not None for cj in sayers[keys[i]] if cj != ci
-                 for w in asked_apart(keys.named[ci], keys.named[cj])}
+        apart = {w for i in picks if keys[i] is not None for cj in sayers[keys[i]] if keys.subjects.both(ci, cj)
+                 for w in keys.subjects.apart(ci, cj)}
         if apart:
             names = ", ".join(sorted(apart))
             out[chunks[ci].id] = f"kept its sentences another chunk says word for word: the query names its subject ({names})"
