@@ -11,9 +11,10 @@ updated figure, a corrected page, an edited passage that states a different fact
 earlier copy of the same one), with provenance, instead of being dropped with them; only a
 copy that adds nothing is dropped. ``differences="drop"`` drops every duplicate whole. A copy whose
 subject (its title and heading line) the query names where its original's does not
-(:func:`~optimizer.headings.asked_apart`: ``X300`` or ``Marseille`` in the question, a sibling page built
-from X200's or Paris's template) is no duplicate: it says the shared sentences about what was asked, and
-is kept whole (the trace's ``kept_whole`` note says so). A copy the query does not tell apart is a
+(:class:`~optimizer.headings.Subjects`: ``X300`` or ``Marseille`` in the question, a sibling page built
+from X200's or Paris's template) is the original: it says the shared sentences about what was asked, and
+its original is deduped against it (the reason says so); both are kept whole only when the query names
+each apart (a comparison; the trace's ``kept_whole`` note says so). A copy the query does not tell apart is a
 duplicate whatever its title (a mirror under another file name, a sibling of a question naming
 neither), and its reason says when its subject differed. A kept
 line of a fenced code block keeps the block's fence lines, and a fence line whose code went goes
