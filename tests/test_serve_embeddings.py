@@ -12,7 +12,7 @@ import math
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -23,6 +23,7 @@ from ragtrim.serve.app import create_app
 from ragtrim.serve.config import ServeConfig
 from ragtrim.serve.schema import budget_usage, reservations
 from ragtrim.serve.fake_upstream import create_fake_upstream, fake_vector
+from ragtrim.serve.plan import with_margin
 from ragtrim.serve.service import Service
 from ragtrim.serve.testing import serve_in_thread
 
@@ -49,11 +50,13 @@ class Gateway:
 
 
 @contextmanager
-def gateway(tmp_path: Any, *, tokens: int | None = 1_000_000, latency_ms: float = 0.0, **upstream: Any) -> Iterator[Gateway]:
-    """The fake upstream and the gateway on loopback; tenant ``acme`` with a key and (unless None) a token budget."""
+def gateway(tmp_path: Any, *, tokens: int | None = 1_000_000, latency_ms: float = 0.0, models: dict[str, Any] = MODELS,
+            **upstream: Any) -> Iterator[Gateway]:
+    """The fake upstream and the gateway on loopback (serving ``models`` besides the chat ones); tenant ``acme`` with a
+    key and (unless None) a token budget."""
     fake = create_fake_upstream(latency_ms=latency_ms)
     with serve_in_thread(fake) as up:
-        service = Service(gateway_config(up, upstream, extra_models=MODELS), db_url=f"sqlite:///{tmp_path}/serve.sqlite",
+        service = Service(gateway_config(up, upstream, extra_models=models), db_url=f"sqlite:///{tmp_path}/serve.sqlite",
                           pepper=PEPPER)
         with serve_in_thread(create_app(service)) as base:
             key = tenant_with_key(service, "acme")
@@ -224,6 +227,36 @@ def test_a_bad_request_is_a_400_naming_the_value_and_the_fix(tmp_path, body, par
         assert g.fake.calls == 0 and nothing_spent(g.service)
 
 
+@pytest.mark.parametrize("raw, param, words", [
+    ('"input":"abc \\ud800 def"', "input", "input has a lone UTF-16 surrogate '\\ud800' at character 4"),
+    ('"input":["ok","\\udc00"]', "input", "input[1] has a lone UTF-16 surrogate"),
+    ('"input":"x","extra":{"k":"\\ud800"}', "extra", "extra.k has a lone UTF-16 surrogate"),
+    ('"input":"x","documents":"\\ud800"', "documents", "documents has a lone UTF-16 surrogate"),
+])
+def test_a_lone_surrogate_anywhere_in_the_body_is_a_400_naming_it(tmp_path, raw, param, words):
+    with gateway(tmp_path) as g:
+        content = ('{"model":"%s",%s}' % (EMBED, raw)).encode()
+        r = httpx.post(f"{g.url}/v1/embeddings", content=content, timeout=30,
+                       headers=g.auth(**{"Content-Type": "application/json"}))
+        assert r.status_code == 400, r.text
+        error = r.json()["error"]
+        assert error["param"] == param and words in error["message"], error
+        [row] = final_rows(g.service)
+        assert (row["action"], row["status"], row["reserved_tokens"]) == ("failed", 400, 0), row
+        assert g.fake.calls == 0 and nothing_spent(g.service)
+
+
+def test_an_embedding_model_on_optimize_is_a_400_naming_the_models_optimize_serves(tmp_path):
+    body = {"query": "capital of France", "chunks": ["Paris is the capital of France."], "budget": 50}
+    with gateway(tmp_path) as g:
+        for model, words in ((EMBED, f"'{EMBED}' is an embedding model, served on POST /v1/embeddings; "
+                                     "POST /v1/optimize serves: gpt-4o, gpt-4o-mini"),
+                             ("nope", "unknown model 'nope'; this gateway serves on POST /v1/optimize: gpt-4o, gpt-4o-mini")):
+            r = httpx.post(f"{g.url}/v1/optimize", json={**body, "model": model}, headers=g.auth(), timeout=30)
+            assert r.status_code == 400 and r.json()["error"]["param"] == "model", r.text
+            assert words in r.json()["error"]["message"], r.text
+
+
 @pytest.mark.parametrize("route, endpoint, body", [
     ("/v1/chat/completions", "chat", {"messages": [{"role": "user", "content": "hi"}]}),
     ("/v1/responses", "responses", {"input": "hi"}),
@@ -260,7 +293,7 @@ def test_an_upstream_that_dies_after_the_request_is_charged_its_reservation(tmp_
         assert spent_and_reserved(g.service) == (3, 0)
 
 
-@pytest.mark.parametrize("reported, charged, source", [(0, None, "counted"), (None, None, "counted"), (50, 50, "upstream")])
+@pytest.mark.parametrize("reported, charged, source", [(0, None, "counted"), (None, None, "counted"), (5, 5, "upstream")])
 def test_the_reported_count_is_trusted_as_chat_trusts_one(tmp_path, reported, charged, source):
     text = "a text the upstream may count wrongly, as some servers do"
     with gateway(tmp_path) as g:
@@ -269,6 +302,81 @@ def test_the_reported_count_is_trusted_as_chat_trusts_one(tmp_path, reported, ch
         [row] = final_rows(g.service)
         assert (row["prompt_tokens"], row["usage_source"]) == (charged or count(text), source), row
         assert spent_and_reserved(g.service)[0] == (charged or count(text))
+
+
+@pytest.mark.parametrize("given, counted", [([1, 2, 3], 3), ("one two three four five six seven eight", 8)])
+@pytest.mark.parametrize("margin", [0.0, 0.25])
+def test_an_over_reported_count_is_charged_at_most_the_reservation(tmp_path, given, counted, margin):
+    """An embedding has no output: the upstream cannot have read more than the inputs the gateway counted (token ids
+    exactly, a text with the model's tokenizer, within its count_margin), so the reservation is the worst case."""
+    with gateway(tmp_path, tokens=100, models={EMBED: {**MODELS[EMBED], "count_margin": margin}}) as g:
+        g.fake.reported_prompt = lambda n: n * 10_000
+        r = g.post({"model": EMBED, "input": given})
+        assert r.status_code == 200, r.text
+        [row] = final_rows(g.service)
+        reserved = with_margin(counted, margin)
+        assert (row["prompt_tokens"], row["reserved_tokens"], row["usage_source"]) == (reserved, reserved, "counted"), row
+        assert row["cost_micro"] == row["reserved_micro"] == int(r.headers["X-Ragtrim-Cost-Micro"]), row
+        assert f"upstream reported prompt_tokens {counted * 10_000}" in row["error"], row
+        assert spent_and_reserved(g.service) == (reserved, 0)
+
+
+def test_a_count_within_the_margin_is_charged_as_reported(tmp_path):
+    with gateway(tmp_path, models={EMBED: {**MODELS[EMBED], "count_margin": 0.25}}) as g:
+        g.fake.reported_prompt = lambda n: n + 2  # 8 counted, 10 reserved
+        assert g.post({"model": EMBED, "input": "one two three four five six seven eight"}).status_code == 200
+        [row] = final_rows(g.service)
+        assert (row["prompt_tokens"], row["reserved_tokens"], row["usage_source"], row["error"]) == (10, 10, "upstream", ""), row
+
+
+def test_an_embedding_charged_its_reservation_books_it_all_as_input(tmp_path):
+    with gateway(tmp_path, timeout=0.5, latency_ms=3000, models={EMBED: {**MODELS[EMBED], "count_margin": 0.25}}) as g:
+        assert g.post({"model": EMBED, "input": "one two three four five six seven eight"}).status_code == 502
+        [row] = final_rows(g.service)
+        assert (row["action"], row["usage_source"], row["prompt_tokens"], row["completion_tokens"], row["reserved_tokens"]) == (
+            "ok", "estimated", 10, 0, 10), row
+        assert "charged its reservation as an estimate, 10 prompt + 0 completion tokens" in row["error"], row
+        usage = httpx.get(f"{g.url}/v1/usage", params={"by": "endpoint"}, headers=g.auth()).json()["rows"][0]
+        assert (usage["prompt_tokens"], usage["completion_tokens"], usage["estimated_tokens"]) == (10, 0, 10), usage
+        assert spent_and_reserved(g.service) == (10, 0)
+
+
+@pytest.mark.parametrize("usage_last", [True, False])
+def test_the_answer_is_never_parsed_whole_on_the_event_loop_nor_kept_parsed(tmp_path, monkeypatch, usage_last):
+    """A batch of vectors can be tens of MB of JSON, whose parse holds the GIL (a thread alone would not help): its
+    usage is read from its end; an answer that does not end with it is parsed whole on a thread. Either way the body
+    is relayed as it came and no parsed copy is kept."""
+    import ragtrim.serve.embeddings as emb
+
+    parses: list[str] = []
+    whole = httpx.Response.json
+
+    def json_(self: Any, **kwargs: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            parses.append("event loop")
+        except RuntimeError:
+            parses.append("thread")
+        return whole(self, **kwargs)
+
+    monkeypatch.setattr(httpx.Response, "json", json_)
+    if not usage_last:  # as an answer that does not end with its usage is read
+        monkeypatch.setattr(emb, "EMBEDDINGS_WIRE", replace(emb.EMBEDDINGS_WIRE, peek=lambda raw: None))
+    with gateway(tmp_path) as g:
+        upstream, replies = g.service.upstreams["fake"], []
+        complete = upstream.complete
+
+        async def recording(*args: Any, **kwargs: Any) -> Any:
+            replies.append(await complete(*args, **kwargs))
+            return replies[-1]
+
+        monkeypatch.setattr(upstream, "complete", recording)
+        r = g.post({"model": EMBED, "input": ["a", "b"]})
+        assert parses == ([] if usage_last else ["thread"])  # the gateway's parses (before this test reads the body)
+        assert r.status_code == 200 and len(r.json()["data"]) == 2, r.text
+        [reply] = replies
+        assert reply.body is None and reply.raw == r.content and reply.prompt_tokens == 2
+        assert final_rows(g.service)[0]["usage_source"] == "upstream"
 
 
 def test_a_client_that_leaves_while_the_call_waits_is_not_sent(tmp_path):

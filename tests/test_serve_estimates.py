@@ -93,6 +93,23 @@ def test_a_dead_workers_request_that_was_sent_is_charged_its_reservation_one_nev
     assert alive.drain_estimates() == []
 
 
+def test_a_dead_workers_embeddings_request_is_charged_its_reservation_all_as_input(db_engine):
+    """An embedding has no output: its reservation (the counted input with the model's count_margin) is all input."""
+    clock, dead, alive, budgets, applicable = setup(db_engine)
+    entry = replace(pending("emb", clock, prompt=80, reserved=100, micro=2), endpoint="embeddings", model_used="te3")
+    assert isinstance(dead.reserve("emb", applicable, Need(100, 2), entry), Reservation)
+    dead.mark_sent("emb")
+    dead.close()
+    clock.t += LEASE + 1
+    assert alive.expire() == 2
+    charged = row(db_engine, "emb")
+    assert (charged["action"], charged["usage_source"], charged["prompt_tokens"], charged["completion_tokens"],
+            charged["cost_micro"]) == ("ok", "estimated", 100, 0, 2)
+    ledger_agrees(db_engine, clock, budgets)
+    [(rid, usage)] = alive.drain_estimates()
+    assert rid == "emb" and (usage["prompt"], usage["completion"], usage["cost_micro"]) == (100, 0, 2)
+
+
 def test_a_late_settle_corrects_the_estimate_and_a_late_release_gives_it_back(db_engine):
     clock, slow, other, budgets, applicable = setup(db_engine)
     bt, bu = budgets

@@ -595,17 +595,17 @@ def check_n_and_stream(body: Mapping[str, Any]) -> bool:
 _NOT_PASSED = OUR_KEYS + ("model", "messages", "stream", "stream_options") + CAP_FIELDS
 
 
-def check_surrogates(body: Mapping[str, Any]) -> None:
+def check_surrogates(body: Mapping[str, Any], *, aside: tuple[str, ...] = ("documents",)) -> None:
     r"""A 400 naming the field (``messages[0].content``, ``tools[0].function.description``, ...) of the first lone UTF-16
-    surrogate in ``body``, the documents aside (the optimizer names the chunk): such text has no UTF-8 form, so it can
-    be neither counted nor sent upstream. Walked without recursion.
+    surrogate in ``body``, the fields ``aside`` left out (chat's documents: the optimizer names the chunk): such text has
+    no UTF-8 form, so it can be neither counted nor sent upstream. Walked without recursion.
 
     >>> check_surrogates({"messages": [{"role": "user", "content": "hi \ud800"}]})
     Traceback (most recent call last):
     ...
     ragtrim.serve.errors.ApiError: messages[0].content has a lone UTF-16 surrogate '\ud800' at character 3 (half of a pair, e.g. an emoji split by a UTF-16 chunker), which no tokenizer can read; repair it first, e.g. text.encode('utf-16', 'surrogatepass').decode('utf-16', 'replace') (rejoins split pairs, turns a lone half into U+FFFD)
     """
-    stack: list[tuple[str, str, Any]] = [(k, k, v) for k, v in reversed(list(body.items())) if k != "documents"]
+    stack: list[tuple[str, str, Any]] = [(k, k, v) for k, v in reversed(list(body.items())) if k not in aside]
     while stack:
         top, path, value = stack.pop()
         if isinstance(value, str):

@@ -2,9 +2,10 @@
 
 ``input`` is a string, a list of strings, a list of token ids, or a list of token-id lists (OpenAI's four forms), at
 most :data:`MAX_INPUTS` inputs, none empty; ``encoding_format`` is ``"float"`` or ``"base64"``; ``dimensions`` a whole
-number from 1. Anything else is a 400 naming the value and the fix. The body goes upstream as it came (``model`` set to
-the upstream's name), less ragtrim's own ``feature`` tag; who and what a request is for are ``user`` (OpenAI's field,
-forwarded) and ``feature``, else the ``X-Ragtrim-User`` / ``X-Ragtrim-Feature`` headers (:func:`ragtrim.serve.bodies.tags_of`).
+number from 1; no text anywhere holds a lone UTF-16 surrogate. Anything else is a 400 naming the value and the fix.
+The body goes upstream as it came (``model`` set to the upstream's name), less ragtrim's own ``feature`` tag; who and
+what a request is for are ``user`` (OpenAI's field, forwarded) and ``feature``, else the ``X-Ragtrim-User`` /
+``X-Ragtrim-Feature`` headers (:func:`ragtrim.serve.bodies.tags_of`).
 
 >>> req = parse_embeddings({"model": "te3", "input": ["a", "b"], "user": "alice"}, {"x-ragtrim-feature": "indexer"})
 >>> req.inputs, req.tags, req.forwarded
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from optimizer.tokenizer import get_tokenizer
-from ragtrim.serve.bodies import Tags, _name, tags_of
+from ragtrim.serve.bodies import Tags, _name, check_surrogates, tags_of
 from ragtrim.serve.errors import bad_request
 
 MAX_INPUTS = 2048  # OpenAI's limit of inputs per request
@@ -47,6 +48,7 @@ class EmbeddingRequest:
 
 def parse_embeddings(body: Mapping[str, Any], headers: Mapping[str, str]) -> EmbeddingRequest:
     """The request ``body`` (with its ``headers``' tags) checked, or a 400 naming the field, the value and the fix."""
+    check_surrogates(body, aside=())  # a lone surrogate anywhere (it is all forwarded): a 400 naming the field
     if body.get("model") is None:
         raise bad_request("model is required: name the embedding model to use (GET /v1/models lists them)", "model")
     model = _name(body.get("model"), "model", "model_asked", required=True)

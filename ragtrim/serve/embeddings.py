@@ -4,8 +4,8 @@ A RAG app's embedding spend (its retriever's query embeddings, its indexing jobs
 chat spend: the body is checked (:mod:`ragtrim.serve.embedding_inputs`), its input tokens counted exactly with the
 model's tokenizer (token ids by their number), that count (with the model's ``count_margin``) reserved in every budget
 the tenant, user and feature count against (:func:`ragtrim.serve.plan.plan_and_reserve`), the upstream's
-``/embeddings`` called (:data:`EMBEDDINGS_WIRE`, on the upstream's pool as chat is), and the hold settled with its ``usage.prompt_tokens`` (trusted as chat trusts a count:
-:func:`ragtrim.serve.chat.trusted_count`), one ledger row ``endpoint="embeddings"`` per request.
+``/embeddings`` called (:data:`EMBEDDINGS_WIRE`, on the upstream's pool as chat is), and the hold settled with its ``usage.prompt_tokens`` (trusted as chat trusts a count, at most the reservation:
+:func:`charged_prompt`), one ledger row ``endpoint="embeddings"`` per request.
 
 A request no budget can hold is refused with chat's 429s (:func:`ragtrim.serve.endings.refuse`): an embedding cannot
 be degraded (there are no documents to trim), and a cheaper model is no fallback (its vectors live in another space and
@@ -21,6 +21,8 @@ headers ``X-Ragtrim-Request-Id``, ``X-Ragtrim-Action``, ``X-Ragtrim-Model``, ``X
 
 from __future__ import annotations
 
+import json
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -58,9 +60,42 @@ def embedding_reading(data: Mapping[str, Any]) -> tuple[str, int | None, int | N
     return "", usage_of(data)[0], None, 0
 
 
+_KEY = b'"usage"'
+_TAIL = 4096  # bytes searched for the usage member at the body's end
+_BEFORE_KEY = re.compile(rb"[{,]\s*\Z")  # what comes before a member's key
+_COLON = re.compile(r"\s*:\s*")
+
+
+def usage_at_end(raw: bytes) -> dict[str, Any] | None:
+    r"""``{"usage": ...}`` of a JSON object whose last member is ``usage`` (as OpenAI and its look-alikes write an
+    embeddings answer), read from the body's last bytes alone; None when it does not end so (it is then parsed whole).
+    A ``"usage"`` key found this way, after ``{`` or ``,`` and with nothing but the closing ``}`` after its value, is the
+    top-level one (inside a string its quote would be escaped; inside a nested object more would follow).
+
+    >>> usage_at_end(b'{"data": [{"embedding": [0.1]}], "usage": {"prompt_tokens": 3, "total_tokens": 3}}\n')
+    {'usage': {'prompt_tokens': 3, 'total_tokens': 3}}
+    >>> usage_at_end(b'{"data": [{"usage": {"prompt_tokens": 9}}]}'), usage_at_end(b'{"usage": {"prompt_tokens": 3}, "data": []}')
+    (None, None)
+    """
+    if not re.match(rb"\s*\{", raw[:64]):
+        return None
+    at = raw.rfind(_KEY, max(0, len(raw) - _TAIL))
+    if at < 0 or not _BEFORE_KEY.search(raw[max(0, at - 64):at]):
+        return None
+    try:
+        tail = raw[at + len(_KEY):].decode("utf-8")
+        colon = _COLON.match(tail)
+        if colon is None:
+            return None
+        value, end = json.JSONDecoder().raw_decode(tail, colon.end())
+    except ValueError:  # UnicodeDecodeError too
+        return None
+    return {"usage": value} if tail[end:].strip() == "}" else None
+
+
 # ``POST /embeddings`` on an OpenAI-compatible upstream (:meth:`ragtrim.serve.upstream.OpenAIUpstream.complete`):
-# never streamed, read whole
-EMBEDDINGS_WIRE = Wire("/embeddings", embedding_reading)
+# never streamed, read whole, relayed as it came (its usage read from its end, not the whole body parsed)
+EMBEDDINGS_WIRE = Wire("/embeddings", embedding_reading, peek=usage_at_end)
 
 
 async def embeddings_endpoint(request: Request) -> Response:
@@ -125,6 +160,19 @@ def row(base: LedgerEntry, attempt: Attempt, action: str) -> LedgerEntry:
                    price_ref=attempt.price.ref, reserved_tokens=need.tokens, reserved_micro=need.micro)
 
 
+def charged_prompt(reported: int | None, attempt: Attempt, req: EmbeddingRequest) -> tuple[int, str]:
+    """The input tokens to charge and the row's note: the upstream's ``reported`` count as chat trusts one
+    (:func:`ragtrim.serve.chat.trusted_count`), at most the reservation. An embedding has no output: the upstream read
+    the inputs the gateway counted (token ids exactly, texts with the model's tokenizer, within its ``count_margin``), so
+    the reservation is the worst case, and a count above it is an upstream's error, not the tenant's spend."""
+    bound = attempt.need().tokens
+    if reported is not None and reported > bound:
+        return bound, (f"upstream reported prompt_tokens {reported}, above the {bound} reserved for the "
+                       f"{attempt.prompt_tokens} input tokens counted (an embedding reads its inputs alone): charged {bound}")
+    size = input_bytes(req.inputs, BYTES_PER_TOKEN) if reported is not None and reported < attempt.prompt_tokens else 0
+    return trusted_count("prompt_tokens", reported, attempt.prompt_tokens, size, bound)
+
+
 def spent_message(s: Shortfall, retry: int, tokens: int) -> str:
     """Why a spent budget refuses an embeddings request of ``tokens`` input tokens.
 
@@ -152,8 +200,7 @@ async def _answer(service: Any, req: EmbeddingRequest, attempt: Attempt, hold: H
     if reply.error is not None:
         raise await failed(hold, reply.error, reply.refusal, reply.started, reply.upstream_ms)
     reported = reply.prompt_tokens
-    size = input_bytes(req.inputs, BYTES_PER_TOKEN) if reported is not None and reported < attempt.prompt_tokens else 0
-    p, note = trusted_count("prompt_tokens", reported, attempt.prompt_tokens, size)
+    p, note = charged_prompt(reported, attempt, req)
     cost = attempt.price.cost_micro(prompt_tokens=p, completion_tokens=0)
     final = replace(hold.entry, prompt_tokens=p, completion_tokens=0, usage_source="upstream" if p == reported else "counted",
                     cost_micro=cost, status=200, latency_ms=(time.perf_counter() - hold.start) * 1000,

@@ -40,7 +40,7 @@ from typing import Any
 import anyio
 from starlette.concurrency import run_in_threadpool
 
-from ragtrim.serve.ledger import UNCHARGED, LedgerEntry
+from ragtrim.serve.ledger import UNCHARGED, LedgerEntry, estimated_tokens
 from ragtrim.serve.logs import log_event, log_request
 from ragtrim.serve.quota import Ended, Need, charged_usage
 from ragtrim.serve.schema import USAGE_ESTIMATED
@@ -74,9 +74,9 @@ def estimate_note(entry: LedgerEntry) -> str:
 
 
 def estimated_usage(entry: LedgerEntry) -> tuple[int, int, int]:
-    """``(prompt, completion, micro-dollars)`` of a request charged its reservation: the counted prompt, and the rest of
-    the reservation (the completion cap, each with the model's ``count_margin``) as completion."""
-    return entry.prompt_tokens, max(0, entry.reserved_tokens - entry.prompt_tokens), entry.reserved_micro
+    """``(prompt, completion, micro-dollars)`` of a request charged its reservation (:func:`ragtrim.serve.ledger.estimated_tokens`)."""
+    p, c = estimated_tokens(entry.endpoint, entry.prompt_tokens, entry.reserved_tokens)
+    return p, c, entry.reserved_micro
 
 
 def settled_usage(final: LedgerEntry, p: int, c: int, cost: int) -> dict[str, Any]:
@@ -161,7 +161,8 @@ class Hold:
         :func:`estimate_note`."""
         p, c, cost = estimated_usage(self.entry)
         final = replace(self.entry, status=status, error=with_note(error, estimate_note(self.entry)),
-                        latency_ms=self._ms(), upstream_ms=upstream_ms, usage_source=USAGE_ESTIMATED, completion_tokens=c,
+                        latency_ms=self._ms(), upstream_ms=upstream_ms, usage_source=USAGE_ESTIMATED, prompt_tokens=p,
+                        completion_tokens=c,
                         cost_micro=cost)
         await self.settle(final, p, c, cost)
 

@@ -31,6 +31,21 @@ ACTIONS = ("pending", "ok", "degraded", "refused", "failed")
 MAX_BUDGET_USED = 2**31 - 1
 UNCHARGED = {"tokens_full": 0, "tokens_sent": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "cost_micro": 0,
              "saved_micro": 0}
+# Endpoints whose requests have no output (an embedding): their reservation is all input tokens.
+INPUT_ONLY_ENDPOINTS = ("embeddings",)
+
+
+def estimated_tokens(endpoint: str, prompt: int, reserved: int) -> tuple[int, int]:
+    """``(prompt, completion)`` tokens of a request charged its ``reserved`` tokens as an estimate (its usage unknown): the
+    counted ``prompt`` and the rest (the completion cap, each with the model's ``count_margin``) as completion; all
+    input for an :data:`INPUT_ONLY_ENDPOINTS` request, whose margin is on its input alone.
+
+    >>> estimated_tokens("chat", 90, 290), estimated_tokens("embeddings", 8, 10)
+    ((90, 200), (10, 0))
+    """
+    if endpoint in INPUT_ONLY_ENDPOINTS:
+        return reserved, 0
+    return prompt, max(0, reserved - prompt)
 
 
 @dataclass(frozen=True)

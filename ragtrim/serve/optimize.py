@@ -79,7 +79,7 @@ async def optimize_endpoint(request: Request) -> JSONResponse:
                             budget_asked=budget_label(req.budget), model_asked=req.model or "")
             check_preset(req.preset)
             try:
-                price = service.prices[service.model(req.model).name]
+                price = service.prices[service.model(req.model, route="/v1/optimize").name]
             except ValueError as exc:
                 raise bad_request(str(exc), "model") from None
             tokenizer = resolve_tokenizer(service.config, req.tokenizer)

@@ -75,7 +75,7 @@ from sqlalchemy import and_, case, func, or_, select, tuple_
 from ragtrim.serve.budgets import Budget, applicable_budgets, period_reset, period_start
 from ragtrim.serve.db import db_epoch, insert_ignore, is_postgres, reading, write_retrying
 from ragtrim.serve.hostclock import HostClock
-from ragtrim.serve.ledger import UNCHARGED, LedgerEntry
+from ragtrim.serve.ledger import INPUT_ONLY_ENDPOINTS, UNCHARGED, LedgerEntry, estimated_tokens
 from ragtrim.serve.logs import get_logger, log_event
 from ragtrim.serve.schema import USAGE_ESTIMATED, USAGE_SENT, budget_usage, budgets as budgets_table, ledger, reservations
 
@@ -215,11 +215,20 @@ def expired_row(row: Any) -> bool:
 
 def estimated_usage(row: Any) -> dict[str, Any]:
     """The usage a pending ledger ``row`` is charged as an estimate, its reservation, as
-    :meth:`ragtrim.serve.metrics.Metrics.observe_usage` takes it (the prompt counted, the rest as completion)."""
+    :meth:`ragtrim.serve.metrics.Metrics.observe_usage` takes it (:func:`ragtrim.serve.ledger.estimated_tokens`)."""
+    prompt, completion = estimated_tokens(row.endpoint, row.prompt_tokens, row.reserved_tokens)
     return {"tenant": row.tenant_id, "model": row.model_used, "tokens_sent": row.tokens_sent,
-            "tokens_saved": row.tokens_full - row.tokens_sent, "prompt": row.prompt_tokens,
-            "completion": max(0, row.reserved_tokens - row.prompt_tokens), "cached": 0, "cost_micro": row.reserved_micro,
-            "saved_micro": row.saved_micro}
+            "tokens_saved": row.tokens_full - row.tokens_sent, "prompt": prompt, "completion": completion, "cached": 0,
+            "cost_micro": row.reserved_micro, "saved_micro": row.saved_micro}
+
+
+def _estimated_columns() -> dict[str, Any]:
+    """The ledger's token columns of a row charged its reservation as an estimate, in SQL (as
+    :func:`ragtrim.serve.ledger.estimated_tokens` gives them): the counted prompt and the rest as completion, or all input
+    for an input-only endpoint."""
+    input_only = ledger.c.endpoint.in_(INPUT_ONLY_ENDPOINTS)
+    return {"prompt_tokens": case((input_only, ledger.c.reserved_tokens), else_=ledger.c.prompt_tokens),
+            "completion_tokens": case((input_only, 0), else_=ledger.c.reserved_tokens - ledger.c.prompt_tokens)}
 
 
 class QuotaStore:
@@ -611,8 +620,7 @@ class QuotaStore:
             for chunk in _chunks([row.id for row in sent]):
                 conn.execute(ledger.update().where(ledger.c.id.in_(chunk), ledger.c.action == "pending").values(
                     action=case((ledger.c.detail == "", "ok"), else_="degraded"), status=0, lease_expires=None, error=notes[1],
-                    usage_source=USAGE_ESTIMATED,
-                    completion_tokens=ledger.c.reserved_tokens - ledger.c.prompt_tokens, cost_micro=ledger.c.reserved_micro))
+                    usage_source=USAGE_ESTIMATED, **_estimated_columns(), cost_micro=ledger.c.reserved_micro))
             charged += [(row.id, estimated_usage(row)) for row in sent]
         return charged
 

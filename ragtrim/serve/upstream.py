@@ -558,6 +558,13 @@ class OpenAIUpstream:
         ms = (time.perf_counter() - start) * 1000
         if broken is not None:
             return UpstreamReply(502, None, "", None, None, ms, str(broken), started=broken.started)
+        if wire.peek is not None and 200 <= resp.status_code < 300 and self._undecodable(resp) is None:
+            peeked = wire.peek(resp.content)
+            if peeked is not None:
+                text, p, c, cached = wire.read(peeked)
+                return UpstreamReply(resp.status_code, None, text, p, c, ms, cached_tokens=cached, raw=resp.content)
+            anyio = lazy_import("anyio", extra="serve", purpose="ragtrim serve")
+            return await anyio.to_thread.run_sync(self._reply, resp, ms, wire)
         return self._reply(resp, ms, wire)
 
     async def _read_whole(self, resp: Any) -> UpstreamError | None:
@@ -593,7 +600,8 @@ class OpenAIUpstream:
                                  f"upstream answered HTTP {resp.status_code}: {self.scrub(json.dumps(detail))[:500]}",
                                  refusal=refusal_of(resp.status_code, data, resp.text, resp.headers, self.scrub))
         text, p, c, cached = wire.read(data)
-        return UpstreamReply(resp.status_code, data, text, p, c, ms, cached_tokens=cached, raw=resp.content)
+        return UpstreamReply(resp.status_code, None if wire.peek is not None else data, text, p, c, ms, cached_tokens=cached,
+                             raw=resp.content)
 
     async def stream(self, body: Mapping[str, Any], question: str, context: str, *,
                      on_sent: Callable[[], None] | None = None, client_left: Callable[[], Any] | None = None,
@@ -885,11 +893,16 @@ def chat_reading(data: Mapping[str, Any]) -> tuple[str, int | None, int | None, 
 class Wire:
     """One OpenAI API an upstream serves: the ``path`` posted to, how a whole answer is ``read`` (its output text and
     usage: :func:`chat_reading`) and the stream ``events`` that would have carried it (:func:`completion_events`;
-    None for an API that never streams: ``/embeddings``)."""
+    None for an API that never streams: ``/embeddings``). An answer with a ``peek`` goes to the client as it came
+    (:attr:`UpstreamReply.raw`; no parsed copy is kept, ``body`` None) and is not parsed whole (a batch of vectors can be
+    tens of MB of JSON, whose parse holds the GIL: every request on the worker would stall): ``peek`` gives what
+    ``read`` needs from the raw body (:func:`ragtrim.serve.embeddings.usage_at_end`), else (None) it is parsed whole
+    on a thread."""
 
     path: str
     read: Callable[[Mapping[str, Any]], tuple[str, int | None, int | None, int]]
     events: Callable[[Mapping[str, Any]], list[bytes]] | None = None
+    peek: Callable[[bytes], Mapping[str, Any] | None] | None = None
 
 
 CHAT_WIRE = Wire("/chat/completions", chat_reading, completion_events)
