@@ -458,3 +458,56 @@ def test_the_readme_embeddings_example_runs(tmp_path):
         assert len(scope["vectors"].data) == 2
         [row] = final_rows(g.service)
         assert (row["endpoint"], row["user"], row["feature"]) == ("embeddings", "alice", "indexer")
+
+
+def test_the_usage_table_and_page_show_the_billed_tokens_the_budget_counts(tmp_path, monkeypatch):
+    """An embeddings call sends no optimized context (tokens_full/tokens_sent 0): the CLI table and the usage page show
+    its billed prompt and completion tokens, whose sum is what the token budget was charged."""
+    import re
+
+    from typer.testing import CliRunner
+
+    import typer
+    from ragtrim.serve.commands import register
+
+    text = "word " * 500
+    with gateway(tmp_path) as g:
+        assert g.post({"model": EMBED, "input": [text] * 4, "user": "ann"}).status_code == 200
+        link = httpx.post(f"{g.url}/v1/usage/page-link", headers=g.auth()).json()["url"]
+        page = httpx.get(f"{g.url}{link}").text
+        spent, _ = spent_and_reserved(g.service)
+    tokens = 4 * count(text)
+    assert spent == tokens
+    assert re.search(rf'id="total-billed">{tokens:,} / 0<', page), page
+    assert re.search(rf"<td>ann</td><td>1</td><td>0</td><td>0</td><td>0</td><td>{tokens:,}</td><td>0</td>", page), page
+    monkeypatch.setenv("RAGTRIM_CACHE", str(tmp_path))
+    app = typer.Typer()
+    register(app)
+    table = CliRunner().invoke(app, ["usage", "--by", "endpoint", "--db", f"sqlite:///{tmp_path}/serve.sqlite"]).stdout
+    head, row = table.splitlines()[:2]
+    columns = dict(zip(head.split(), row.split()))
+    assert (columns["endpoint"], columns["prompt_tokens"], columns["completion_tokens"], columns["tokens_sent"]) == (
+        "embeddings", str(tokens), "0", "0"), table
+
+
+def test_an_embedding_only_gateway_optimizes_unpriced_and_refuses_an_embedding_model(tmp_path):
+    """With no chat model to price the savings, /v1/optimize still runs: tokens saved, no dollars (price null)."""
+    from starlette.testclient import TestClient
+
+    cfg = ServeConfig.from_dict({"preset": "bm25-pack", "upstreams": {"up": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1",
+                                                                              "api_key_env": "X"}},
+                                 "models": {EMBED: {"upstream": "up", "kind": "embedding", "input_per_million": PRICE}}})
+    service = Service(cfg, db_url=f"sqlite:///{tmp_path}/s.sqlite", pepper=PEPPER)
+    chunks = [{"id": "a", "text": "Paris is the capital of France."}, {"id": "b", "text": "Bananas are yellow. " * 40}]
+    body = {"query": "capital of France", "chunks": chunks, "budget": 30}
+    with TestClient(create_app(service)) as client:
+        h = {"Authorization": f"Bearer {tenant_with_key(service, 'acme')}"}
+        r = client.post("/v1/optimize", json=body, headers=h)
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert out["tokens_saved"] > 0 and (out["saved_micro"], out["saved_usd"], out["price"]) == (0, "0.000000", None), out
+        named = client.post("/v1/optimize", json={**body, "model": EMBED}, headers=h)
+        assert named.status_code == 400 and f"'{EMBED}' is an embedding model" in named.json()["error"]["message"], named.text
+    ok, failed = sorted(final_rows(service), key=lambda row: row["status"])
+    assert (ok["action"], ok["model_used"], ok["price_ref"], ok["saved_micro"]) == ("ok", "", "", 0), ok
+    assert (failed["action"], failed["status"], failed["model_asked"]) == ("failed", 400, EMBED), failed

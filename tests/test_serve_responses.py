@@ -417,3 +417,32 @@ def test_the_readme_responses_example_runs(tmp_path):
     reply = scope["reply"]
     assert reply.output_text and reply.model_extra["ragtrim"]["documents"] and row["feature"] == "support-bot"
     assert s.fake.bodies[-1]["max_output_tokens"] == 200 and row["endpoint"] == "responses"
+
+
+@pytest.mark.parametrize("instructions, answer_tokens", [("Answer briefly. " * 400, 8), (None, 3000)])
+def test_a_stream_whose_last_events_repeat_a_long_request_or_answer_is_not_cut(tmp_path, instructions, answer_tokens):
+    """response.completed repeats the instructions, the tools and the whole output (output_item.done the output too): an
+    event past max_event_bytes by that much is read whole and its usage charged, not cut with the usage lost."""
+    tools = [{"type": "function", "name": "lookup", "description": "Look a city up. " * 60, "parameters": {"type": "object"}}]
+    with live(tmp_path, answer_tokens=answer_tokens, upstream={"max_event_bytes": 4096}) as s:
+        budget(s.service, "acme", "tokens", 100_000)
+        extra = {"instructions": instructions} if instructions else {}
+        with s.client().responses.stream(model="gpt-4o", input=QUESTION, tools=tools, max_output_tokens=answer_tokens,
+                                         **extra) as stream:
+            kinds = [e.type for e in stream]
+            final = stream.get_final_response()
+        [row] = final_rows(s.service)
+    assert kinds[-1] == "response.completed" and final.usage is not None
+    assert (row["error"], row["usage_source"], row["prompt_tokens"], row["completion_tokens"]) == (
+        "", "upstream", final.usage.input_tokens, final.usage.output_tokens), row
+    assert spent_and_reserved(s.service) == (final.usage.input_tokens + final.usage.output_tokens, 0)
+
+
+def test_a_responses_event_past_the_cap_and_the_request_it_repeats_is_still_cut():
+    """The allowance is the cap plus what the event may repeat (the request's echoed fields, the stream so far): an event
+    longer than that is still cut."""
+    from ragtrim.serve.responses import ResponsesTally
+
+    tally = ResponsesTally(1024, {"instructions": "x" * 2000, "input": "y" * 50_000})
+    assert tally.feed(event({"type": "response.created", "pad": "z" * 2500}))[0][1] is False and not tally.error
+    assert tally.feed(event({"type": "response.completed", "pad": "z" * 9000})) == [] and "longer than" in tally.error

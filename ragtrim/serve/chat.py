@@ -526,8 +526,10 @@ class SseTally:
     ([], None)
     """
 
-    def __init__(self, max_event_bytes: int) -> None:
+    def __init__(self, max_event_bytes: int, body: Mapping[str, Any] | None = None) -> None:
+        """``body``: the request sent upstream (unused here; a dialect whose events repeat it sizes them by it)."""
         self.max_event_bytes = max_event_bytes
+        self.read_bytes = 0  # of the events read whole so far
         self._buf = bytearray()  # appended to in place: an event that comes a byte at a time is not copied per byte
         self._scan = 0  # no event ends before this offset of the buffer
         self.text: list[str] = []
@@ -547,12 +549,13 @@ class SseTally:
         self._buf += data
         events = []
         while (cut := sse_event_end(self._buf, self._scan)) >= 0:
-            if cut > self.max_event_bytes:
+            if cut > self.event_cap():
                 return self._too_long(events)
             raw, self._scan = bytes(self._buf[:cut]), 0
             del self._buf[:cut]
+            self.read_bytes += cut
             events.append((raw, self._inspect(raw)))
-        if len(self._buf) > self.max_event_bytes:
+        if len(self._buf) > self.event_cap():
             return self._too_long(events)
         self._scan = max(0, len(self._buf) - 3)  # an event end (at most 4 bytes) may begin in the last 3 bytes
         return events
@@ -565,11 +568,18 @@ class SseTally:
             return None
         return raw, self._inspect(raw)
 
+    def event_cap(self) -> int:
+        """The longest event held whole: ``max_event_bytes``."""
+        return self.max_event_bytes
+
     def _too_long(self, events: list[tuple[bytes, bool]]) -> list[tuple[bytes, bool]]:
         """Set :attr:`error` and drop the event being read; ``events`` (those before it) are still relayed."""
         self._buf, self._scan = bytearray(), 0
-        self.error = f"an event longer than {self.max_event_bytes} bytes (max_event_bytes)"
+        self.error = f"an event longer than {self.event_cap()} bytes ({self._cap_name()})"
         return events
+
+    def _cap_name(self) -> str:
+        return "max_event_bytes"
 
     def _inspect(self, raw: bytes) -> bool:
         """Tally one event's chunk; True when it carries usage and no choices."""
@@ -763,7 +773,7 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
                                        wire=req.dialect.wire)
     except UpstreamError as exc:
         raise await _failed(hold, str(exc), exc.refusal, exc.started, (time.perf_counter() - t_up) * 1000) from None
-    tally = (req.dialect.tally or SseTally)(service.config.upstreams[attempt.model.upstream].max_event_bytes)
+    tally = (req.dialect.tally or SseTally)(service.config.upstreams[attempt.model.upstream].max_event_bytes, body)
 
     async def settle(error: str) -> None:
         """Charge what the stream carried (the upstream's usage, else the counted prompt and streamed text), once."""

@@ -374,10 +374,13 @@ def usage(
         _print_json(out)
         return
     groups = out["by"]
-    head = groups + ["requests", "degraded", "refused", "failed", "tokens_full", "tokens_sent", "cached_tokens", "spent", "saved"]
-    rows = [[str(r[g]) for g in groups] + [str(r["requests"]), str(r["degraded"]), str(r["refused"]), str(r["failed"]),
-            str(r["tokens_full"]), str(r["tokens_sent"]), str(r["cached_tokens"]), format_usd(r["cost_micro"]),
-            format_usd(r["saved_micro"])] for r in out["rows"]]
+    # tokens_full/tokens_sent are the optimized context's; prompt_tokens + completion_tokens are what was billed (what a
+    # token budget counts: an embeddings call or a chat without documents has billed tokens and no context)
+    counts = ("requests", "degraded", "refused", "failed", "tokens_full", "tokens_sent", "prompt_tokens", "completion_tokens",
+              "cached_tokens")
+    head = groups + [*counts, "spent", "saved"]
+    rows = [[str(r[g]) for g in groups] + [str(r[k]) for k in counts] + [format_usd(r["cost_micro"]), format_usd(r["saved_micro"])]
+            for r in out["rows"]]
     _table(head, rows)
     if out["budgets"]:
         typer.echo("")

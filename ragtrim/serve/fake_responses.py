@@ -52,12 +52,13 @@ def usage(state: Any, prompt: int, output: int) -> dict[str, Any]:
 
 
 def response_object(n: int, body: dict[str, Any], text: str, used: dict[str, Any] | None) -> dict[str, Any]:
-    """The whole response: one assistant message with ``text``."""
+    """The whole response: one assistant message with ``text``; as OpenAI's, it repeats the request's ``instructions``
+    and ``tools`` (so a stream's last events are as long as a long request and answer make them)."""
     message = {"id": f"msg_fake_{n}", "type": "message", "role": "assistant", "status": "completed",
                "content": [{"type": "output_text", "text": text, "annotations": []}]}
     return {"id": f"resp_fake_{n}", "object": "response", "created_at": int(time.time()), "status": "completed",
             "model": body.get("model", "fake"), "output": [message], "parallel_tool_calls": True, "tool_choice": "auto",
-            "tools": [], "usage": used, "error": None, "incomplete_details": None}
+            "instructions": body.get("instructions"), "tools": body.get("tools") or [], "usage": used, "error": None, "incomplete_details": None}
 
 
 async def stream_events(data: dict[str, Any], text: str, token_delay_ms: float) -> Any:

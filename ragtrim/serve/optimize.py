@@ -3,7 +3,8 @@
 Body: ``query``, ``chunks`` (objects with ``id`` and ``text``, or strings), optional
 ``budget``, ``preset``, ``tokenizer``, ``score_direction`` (how to read the chunks' ``score``:
 ``auto``, ``similarity`` or ``distance``, as ``Pipeline``'s), ``model`` (whose input price values
-the savings), ``user``, ``feature``. No model is called, so no quota is reserved; the request is still
+the savings; a gateway with embedding models only and no ``model`` asked answers unpriced: ``saved_micro`` 0 and
+``price`` null), ``user``, ``feature``. No model is called, so no quota is reserved; the request is still
 written to the ledger (cost 0, savings at the model's dated price), also when it fails. A run
 past ``[limits] optimize_seconds`` is stopped and answered with a 503 ``optimizer_timeout``
 (:func:`ragtrim.serve.errors.optimizer_timeout`), its row ``failed`` with the limit in ``detail``. A request the
@@ -78,10 +79,7 @@ async def optimize_endpoint(request: Request) -> JSONResponse:
             entry = replace(entry, user=req.tags.user, feature=req.tags.feature, preset=req.preset,
                             budget_asked=budget_label(req.budget), model_asked=req.model or "")
             check_preset(req.preset)
-            try:
-                price = service.prices[service.model(req.model, route="/v1/optimize").name]
-            except ValueError as exc:
-                raise bad_request(str(exc), "model") from None
+            price = _price(service, req.model)
             tokenizer = resolve_tokenizer(service.config, req.tokenizer)
             result = await _run(service, request, req, tokenizer, entry.id, entry.tenant_id)
         if await request.is_disconnected():
@@ -96,10 +94,11 @@ async def optimize_endpoint(request: Request) -> JSONResponse:
         await _record_failed(service, entry, 500, f"internal error: {type(exc).__name__}: {exc}"[:500], start)
         raise
     saved_tokens = max(0, result.tokens_full - result.tokens)
-    saved = price.saved_micro(tokens_not_sent=saved_tokens)
+    saved = price.saved_micro(tokens_not_sent=saved_tokens) if price is not None else 0
     ms = (time.perf_counter() - start) * 1000
-    final = replace(entry, action="ok", status=200, model_used=price.model, tokens_full=result.tokens_full,
-                    tokens_sent=result.tokens, saved_micro=saved, price_ref=price.ref, budget_used=result.budget, latency_ms=ms)
+    final = replace(entry, action="ok", status=200, model_used=price.model if price else "", tokens_full=result.tokens_full,
+                    tokens_sent=result.tokens, saved_micro=saved, price_ref=price.ref if price else "", budget_used=result.budget,
+                    latency_ms=ms)
     await run_in_threadpool(service.quota.record, final)
     log_request(service.log, final)
     service.metrics.observe_usage(tenant=entry.tenant_id, model="", tokens_sent=result.tokens, tokens_saved=saved_tokens,
@@ -107,9 +106,22 @@ async def optimize_endpoint(request: Request) -> JSONResponse:
     service.metrics.observe_request(endpoint="optimize", action="ok", tenant=entry.tenant_id, status=200, latency_s=ms / 1000,
                                     overhead_s=ms / 1000)
     out = result.to_dict()
-    out.update(tokens_saved=saved_tokens, saved_micro=saved, saved_usd=format_usd(saved)[1:], price=price.ref, request_id=entry.id)
+    out.update(tokens_saved=saved_tokens, saved_micro=saved, saved_usd=format_usd(saved)[1:], price=price.ref if price else None,
+               request_id=entry.id)
     return JSONResponse(out, headers={"X-Ragtrim-Request-Id": entry.id, "X-Ragtrim-Tokens-Full": str(result.tokens_full),
                                       "X-Ragtrim-Tokens-Sent": str(result.tokens)})
+
+
+def _price(service: Any, asked: str | None) -> Any:
+    """The price that values the savings: the model ``asked`` (a chat model, else a 400 naming those /v1/optimize
+    serves), or the default model's; None when none was asked and the gateway has no chat model (embedding models
+    only): the run is then answered unpriced (``saved_micro`` 0, ``price`` null; the row's model and price empty)."""
+    if asked is None and not any(m.kind == "chat" for m in service.config.models.values()):
+        return None
+    try:
+        return service.prices[service.model(asked, route="/v1/optimize").name]
+    except ValueError as exc:
+        raise bad_request(str(exc), "model") from None
 
 
 async def _run(service: Any, request: Request, req: Any, tokenizer: str, request_id: str, tenant: str) -> Any:

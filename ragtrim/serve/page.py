@@ -134,16 +134,17 @@ def _quota_rows(budgets: Sequence[Mapping[str, Any]]) -> str:
 def _group_rows(rows: Sequence[Mapping[str, Any]], key: str) -> str:
     return "".join(
         f'<tr><td>{html.escape(str(r[key]) or "(none)")}</td><td>{r["requests"]:,}</td><td>{r["degraded"]:,}</td><td>{r["refused"]:,}</td>'
-        f'<td>{r["tokens_sent"]:,}</td><td>{format_usd(r["cost_micro"])}</td><td>{format_usd(r["saved_micro"])}</td></tr>'
-        for r in rows) or '<tr><td colspan="7">no requests yet</td></tr>'
+        f'<td>{r["tokens_sent"]:,}</td><td>{r["prompt_tokens"]:,}</td><td>{r["completion_tokens"]:,}</td>'
+        f'<td>{format_usd(r["cost_micro"])}</td><td>{format_usd(r["saved_micro"])}</td></tr>'
+        for r in rows) or '<tr><td colspan="9">no requests yet</td></tr>'
 
 
 def render_page(tenant: str | None, daily: Sequence[Mapping[str, Any]], totals: Mapping[str, int],
                 budgets: Sequence[Mapping[str, Any]], by_user: Sequence[Mapping[str, Any]], by_feature: Sequence[Mapping[str, Any]]) -> str:
     who = html.escape(tenant) if tenant else "all tenants"
     t = {k: int(totals.get(k, 0)) for k in ("requests", "degraded", "refused", "tokens_full", "tokens_sent", "prompt_tokens",
-                                            "cached_tokens", "cost_micro", "saved_micro")}
-    head = "<tr><th>{}</th><th>requests</th><th>degraded</th><th>refused</th><th>tokens sent</th><th>spent</th><th>saved</th></tr>"
+                                            "completion_tokens", "cached_tokens", "cost_micro", "saved_micro")}
+    head = "<tr><th>{}</th><th>requests</th><th>degraded</th><th>refused</th><th>context tokens sent</th><th>prompt tokens</th><th>completion tokens</th><th>spent</th><th>saved</th></tr>"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>ragtrim usage: {who}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -163,6 +164,7 @@ td,th{{border-bottom:1px solid #eee;padding:4px 8px;text-align:left}}
 <div class="card">requests<b id="total-requests">{t["requests"]:,}</b></div>
 <div class="card">degraded<b id="total-degraded">{t["degraded"]:,}</b></div>
 <div class="card">refused<b id="total-refused">{t["refused"]:,}</b></div>
+<div class="card">billed tokens, prompt / completion<b id="total-billed">{t["prompt_tokens"]:,} / {t["completion_tokens"]:,}</b></div>
 <div class="card">context tokens sent / full<b id="total-tokens">{t["tokens_sent"]:,} / {t["tokens_full"]:,}</b></div>
 <div class="card">prompt tokens from the model's cache
 <b id="total-cached">{t["cached_tokens"]:,} / {t["prompt_tokens"]:,}</b></div>

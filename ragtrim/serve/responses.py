@@ -25,6 +25,7 @@ completions only.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -136,7 +137,30 @@ ENDING_EVENTS = ("response.completed", "response.incomplete", "response.failed")
 
 class ResponsesTally(SseTally):
     """:class:`ragtrim.serve.chat.SseTally` for a Responses stream: the text of its deltas, and the usage of the
-    response its last event (``response.completed``, ``.incomplete``, ``.failed``) carries."""
+    response its last event (``response.completed``, ``.incomplete``, ``.failed``) carries.
+
+    That last event repeats the whole response: the request's fields but its input (``instructions``, ``tools``...)
+    and all of its output, which ``response.output_item.done`` repeats too. So an event here may be
+    ``max_event_bytes`` plus what it can repeat: the request's fields but ``input``, as JSON, and the events read so
+    far (which carried the output); a long request and a long answer never cut off the usage.
+
+    >>> tally = ResponsesTally(1024, {"input": "x" * 9000, "instructions": "y" * 3000})
+    >>> tally.event_cap()
+    4044
+    >>> _ = tally.feed(b"data: " + b"z" * 2000 + b"\\n\\n"); tally.event_cap(), tally.error
+    (6052, '')
+    """
+
+    def __init__(self, max_event_bytes: int, body: Mapping[str, Any] | None = None) -> None:
+        super().__init__(max_event_bytes, body)
+        echoed = {k: v for k, v in (body or {}).items() if k != "input"}
+        self.echo_bytes = len(json.dumps(echoed))  # ASCII escapes and spaced separators: at their longest
+
+    def event_cap(self) -> int:
+        return self.max_event_bytes + self.echo_bytes + self.read_bytes
+
+    def _cap_name(self) -> str:
+        return "max_event_bytes plus the request's fields and the stream so far, which a Responses event may repeat"
 
     def _inspect(self, raw: bytes) -> bool:
         obj = event_json(raw)
