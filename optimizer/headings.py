@@ -113,16 +113,32 @@ def named_subjects(query: str, chunks: Sequence[Chunk]) -> list[frozenset[str]]:
     A copy is kept apart from its original when the query names its subject and not the original's
     (:func:`asked_apart`).
     """
-    query_words = list(dict.fromkeys(content_words(query)))
-    if not query_words:
-        return [frozenset()] * len(chunks)
-    return [named_words(query_words, subject_words(c)) for c in chunks]
+    return list(_Named(query, chunks))
 
 
 def asked_apart(copy: frozenset[str], original: frozenset[str]) -> frozenset[str]:
     """The query words naming the copy's subject and not its original's (``copy``, ``original``: their
     :func:`named_subjects`); any one makes the copy what the query asks about, no duplicate of the original."""
     return copy - original
+
+
+class _Named(Sequence):  # type: ignore[type-arg]
+    """:func:`named_subjects`, each chunk's read when first asked for (most runs ask for none or a few: a chunk's
+    subject is read only when it has a near-copy, or a sentence another chunk says word for word)."""
+
+    def __init__(self, query: str, chunks: Sequence[Chunk]) -> None:
+        self.chunks = chunks
+        self.query_words = list(dict.fromkeys(content_words(query)))
+        self._memo: dict[int, frozenset[str]] = {}
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def]
+        found = self._memo.get(i)
+        if found is None:
+            found = self._memo[i] = named_words(self.query_words, subject_words(self.chunks[i])) if self.query_words else frozenset()
+        return found
+
+    def __len__(self) -> int:
+        return len(self.chunks)
 
 
 class Subjects:
@@ -137,7 +153,7 @@ class Subjects:
 
     def __init__(self, query: str, chunks: Sequence[Chunk]) -> None:
         self.chunks = chunks
-        self.named = named_subjects(query, chunks)
+        self.named = _Named(query, chunks)
         self._said: dict[int, frozenset[str]] = {}
 
     def apart(self, c: int, o: int) -> frozenset[str]:

@@ -105,14 +105,17 @@ class SubjectKeys(Sequence):  # type: ignore[type-arg]
         self.keys = [repeat_key(answer_part(s.text)) for s in sents]  # a question joined to its answer repeats what the answer does
         self.subjects = Subjects(query, chunks)
         self.named = self.subjects.named
-        self._yields = self._yielding(sents) if any(self.named) else set()
+        self._yields = self._yielding(sents)
 
     def _yielding(self, sents: Sequence[Sentence]) -> set[int]:
-        """The sentences whose words a chunk the query asks about instead (:meth:`Subjects.outranks`) also says."""
+        """The sentences whose words a chunk the query asks about instead (:meth:`Subjects.outranks`) also says (the
+        subjects read only of chunks that share a sentence's words)."""
         by_key: dict[str, set[int]] = {}
         for s, key in zip(sents, self.keys):
             if key is not None:
                 by_key.setdefault(key, set()).add(s.chunk)
+        if all(len(found) < 2 for found in by_key.values()):
+            return set()
         return {i for i, (s, key) in enumerate(zip(sents, self.keys)) if key is not None and len(by_key[key]) > 1
                 and any(self.subjects.outranks(o, s.chunk) for o in by_key[key])}
 

@@ -176,7 +176,9 @@ def terms(text: str, stem: int = 0) -> list[str]:
     """
     if not stem:
         return content_words(text)
-    if not _camel_case(text) and "_" not in text:  # most text: word_terms's rule for plain words and numbers, faster
+    if "_" not in text and not _camel_case(text):  # most text: word_terms's rule for plain words and numbers, faster
+        if not _DIGIT.search(text):
+            return [w[:stem] for w in content_words(text)]
         return [w if len(w) <= stem or _KEPT_WHOLE.search(w) else w[:stem] for w in content_words(text)]
     return [t for _, found in word_terms(text, stem) for t in found]
 
