@@ -4,7 +4,10 @@ Starts a fake OpenAI-compatible upstream (with latency), the gateway (``--worker
 workers per replica, ``--replicas`` replicas sharing one database: SQLite in a temp dir, or a
 throwaway PostgreSQL cluster with ``--db postgres``), three tenants (no budget, a daily $
 budget and a daily token budget, both sized to run out about halfway), and ``--concurrency``
-asyncio clients that send ``--requests`` chat requests with HotpotQA documents (10 paragraphs).
+asyncio clients that send ``--requests`` requests with HotpotQA documents (10 paragraphs): chat completions, or
+with ``--mix chat,responses,embeddings`` spread over those routes by request index (round robin): a Responses
+request (the same question and documents), an embeddings request (the 10 paragraphs as inputs, an indexing job, on
+an embedding model the config then serves).
 Optionally SIGKILLs one worker after ``--kill-at`` of the requests. Everything is bounded:
 a request count, a wall-clock limit, and every process it started is stopped at the end.
 
@@ -15,12 +18,15 @@ It then checks, from the database and the client's own counts:
 * ledger rows = requests answered (+ requests lost with a killed worker, which must be
   ``failed`` rows), every answered request id has its row, no reservation left ``held``,
   and no live request settled after its hold had lapsed (``rows_settled_late``);
+* ``GET /v1/usage?by=endpoint`` (each tenant's key) equals the ledger, per endpoint (requests, actions, tokens,
+  cost), and each budget's counter (``usage_mismatch``, ``usage_minus_counter``);
 * degraded and refused counts; gateway overhead p50/p99 (latency minus upstream time, from
-  the ledger and from the client's view).
+  the ledger and from the client's view); and all of it per route (``routes``).
 
     python bench/load_serve.py --requests 10000 --concurrency 64 --workers 2
     python bench/load_serve.py --db postgres --replicas 2 --workers 1 --requests 10000
     python bench/load_serve.py --requests 10000 --kill-at 0.4
+    python bench/load_serve.py --requests 3000 --concurrency 32 --mix chat,responses,embeddings
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import tempfile
 import threading
 import time
 from contextlib import ExitStack, contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -52,6 +59,45 @@ from ragtrim.serve.testing import free_port, temp_postgres  # noqa: E402
 PEPPER = "load-test-pepper-0123456789abcdef"
 METRICS_TOKEN = "load-test-metrics-token-0123456789"  # /metrics needs it (or an admin key)
 TENANTS = ("steady", "capped-usd", "capped-tokens")
+EMBEDDING_MODEL = "text-embedding-3-small"
+# route: (path, ledger endpoint, model, USD per million input tokens, per million output tokens); gpt-4o's are the
+# gateway's price table's, the embedding model's the config's
+ROUTES = {"chat": ("/v1/chat/completions", "chat", "gpt-4o", Decimal("2.5"), Decimal(10)),
+          "responses": ("/v1/responses", "responses", "gpt-4o", Decimal("2.5"), Decimal(10)),
+          "embeddings": ("/v1/embeddings", "embeddings", EMBEDDING_MODEL, Decimal("0.02"), Decimal(0))}
+USAGE_FIELDS = ("requests", "ok", "degraded", "refused", "failed", "pending", "prompt_tokens", "completion_tokens", "cost_micro")
+
+
+def parse_mix(text: str) -> tuple[str, ...]:
+    """``--mix``: route names, comma-separated, each once.
+
+    >>> parse_mix("chat,embeddings")
+    ('chat', 'embeddings')
+    >>> parse_mix("chat,images")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: --mix takes routes among chat, responses, embeddings (comma-separated), got 'images'
+    """
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    for n in names:
+        if n not in ROUTES:
+            raise argparse.ArgumentTypeError(f"--mix takes routes among {', '.join(ROUTES)} (comma-separated), got {n!r}")
+    if not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"--mix takes each route once, at least one, e.g. chat,responses,embeddings; got {text!r}")
+    return names
+
+
+def request_body(route: str, question: str, chunks: list[dict[str, Any]], max_tokens: int, i: int) -> dict[str, Any]:
+    """Request ``i``'s body on ``route``: the question and its documents (chat, Responses), or the documents' texts
+    as inputs (embeddings, an indexing job); tagged with one of 7 users and 2 features."""
+    tags = {"user": f"u{i % 7}", "feature": "qa" if i % 2 else "search"}
+    if route == "embeddings":
+        return {"model": EMBEDDING_MODEL, "input": [c["text"] for c in chunks], **tags}
+    if route == "responses":
+        return {"model": "gpt-4o", "instructions": "Answer from the documents.", "input": question, "documents": chunks,
+                "max_output_tokens": max_tokens, **tags}
+    return {"model": "gpt-4o", "messages": [{"role": "user", "content": question}], "documents": chunks,
+            "max_tokens": max_tokens, **tags}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -74,7 +120,15 @@ def load_documents(n: int) -> list[tuple[str, list[dict[str, Any]]]]:
 
 
 def write_config(path: Path, upstream: str, preset: str, lease: float, connection_max_age: float = 15.0,
-                 optimizer_threads: int = 2, tenant_optimizer_runs: int = 64) -> None:
+                 optimizer_threads: int = 2, tenant_optimizer_runs: int = 64, embeddings: bool = False) -> None:
+    """The gateway's config: two chat models on the fake upstream, and an embedding model when ``embeddings``."""
+    embedding = f"""[models."{EMBEDDING_MODEL}"]
+upstream = "fake"
+kind = "embedding"
+tokenizer = "cl100k_base"
+input_per_million = {ROUTES["embeddings"][3]}
+price_date = "2026-12-01"
+""" if embeddings else ""
     path.write_text(f"""
 preset = "{preset}"
 default_model = "gpt-4o"
@@ -97,7 +151,7 @@ cheaper = "gpt-4o-mini"
 [models."gpt-4o-mini"]
 upstream = "fake"
 tokenizer = "cl100k_base"
-""")
+{embedding}""")
 
 
 def wait_http(url: str, timeout: float = 60.0) -> None:
@@ -218,26 +272,19 @@ class KillWatch:
                 "ledger_rows_by_worker_per_20s": dict(sorted(per_worker.items(), key=lambda kv: int(kv[0][:-1])))}
 
 
-def setup_tenants(db_url: str, n_each: int, probe: dict[str, int]) -> dict[str, Any]:
-    """Tenants, keys and budgets sized from one probe request so the capped tenants run out about halfway."""
-    from decimal import Decimal
-
+def setup_tenants(db_url: str) -> dict[str, str]:
+    """The tenants and a key of each (their budgets come after the probes: :func:`resize_budgets`)."""
     engine = make_engine(db_url)
     keys = {}
     for t in TENANTS:
         create_tenant(engine, t)
         keys[t] = create_key(engine, PEPPER.encode(), tenant_id=t)[1]
-    per_tokens = probe["prompt_tokens"] + probe["max_tokens"]
-    per_micro = int(Decimal(probe["prompt_tokens"]) * Decimal("2.5") + Decimal(probe["max_tokens"]) * 10)
-    limits = {"usd": per_micro * n_each // 2, "tokens": per_tokens * n_each // 2}
-    set_budget(engine, tenant_id="capped-usd", unit="usd", period="day", limit=limits["usd"])
-    set_budget(engine, tenant_id="capped-tokens", unit="tokens", period="day", limit=limits["tokens"])
     engine.dispose()
-    return {"keys": keys, "limits": limits}
+    return keys
 
 
 async def client_run(bases: list[str], keys: dict[str, str], docs: list, n: int, concurrency: int, max_tokens: int,
-                     time_limit: float, kill: Any) -> list[dict[str, Any]]:
+                     time_limit: float, kill: Any, mix: tuple[str, ...] = ("chat",)) -> list[dict[str, Any]]:
     import httpx
 
     results: list[dict[str, Any]] = []
@@ -247,14 +294,14 @@ async def client_run(bases: list[str], keys: dict[str, str], docs: list, n: int,
     limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2, keepalive_expiry=10)
 
     async def one(client: Any, i: int) -> None:
-        tenant = TENANTS[i % len(TENANTS)]
+        route = mix[i % len(mix)]
+        tenant = TENANTS[(i // len(mix)) % len(TENANTS)]  # every tenant gets every route (as i % 3 for chat alone)
         question, chunks = docs[i % len(docs)]
-        body = {"model": "gpt-4o", "messages": [{"role": "user", "content": question}], "documents": chunks,
-                "max_tokens": max_tokens, "user": f"u{i % 7}", "feature": "qa" if i % 2 else "search"}
+        body = request_body(route, question, chunks, max_tokens, i)
         start = time.perf_counter()
-        row: dict[str, Any] = {"i": i, "tenant": tenant}
+        row: dict[str, Any] = {"i": i, "tenant": tenant, "route": route}
         try:
-            r = await client.post(f"{bases[i % len(bases)]}/v1/chat/completions", json=body,
+            r = await client.post(f"{bases[i % len(bases)]}{ROUTES[route][0]}", json=body,
                                   headers={"Authorization": f"Bearer {keys[tenant]}"})
             row.update(status=r.status_code, id=r.headers.get("x-ragtrim-request-id"), action=r.headers.get("x-ragtrim-action"),
                        model=r.headers.get("x-ragtrim-model"), upstream_ms=float(r.headers.get("x-ragtrim-upstream-ms", "nan")))
@@ -277,13 +324,17 @@ async def client_run(bases: list[str], keys: dict[str, str], docs: list, n: int,
     return results
 
 
-def probe_request(base: str, key: str, doc: tuple, max_tokens: int) -> dict[str, int]:
+def probe_request(base: str, key: str, doc: tuple, max_tokens: int, route: str = "chat") -> dict[str, Any]:
+    """One request on ``route`` (the ``steady`` tenant's): its prompt tokens size the budgets."""
     import httpx
 
-    r = httpx.post(f"{base}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, timeout=60,
-                   json={"model": "gpt-4o", "messages": [{"role": "user", "content": doc[0]}], "documents": doc[1], "max_tokens": max_tokens})
+    body = {k: v for k, v in request_body(route, doc[0], doc[1], max_tokens, 0).items() if k not in ("user", "feature")}
+    r = httpx.post(f"{base}{ROUTES[route][0]}", headers={"Authorization": f"Bearer {key}"}, timeout=60, json=body)
     r.raise_for_status()
-    return {"prompt_tokens": r.json()["usage"]["prompt_tokens"], "max_tokens": max_tokens, "id": r.headers["x-ragtrim-request-id"]}
+    usage = r.json()["usage"]
+    prompt = usage["input_tokens"] if route == "responses" else usage["prompt_tokens"]
+    return {"route": route, "prompt_tokens": prompt, "max_tokens": 0 if route == "embeddings" else max_tokens,
+            "id": r.headers["x-ragtrim-request-id"]}
 
 
 def busiest_worker(db_url: str, pids: list[int]) -> int:
@@ -299,22 +350,54 @@ def busiest_worker(db_url: str, pids: list[int]) -> int:
     return max(pids, key=lambda pid: counts.get(pid, 0))
 
 
-def check(db_url: str, results: list[dict[str, Any]], probe_id: str) -> dict[str, Any]:
-    """The invariants, from the database (the sizing probe's row left out)."""
+def read_db(db_url: str, endpoints: set[str], probe_ids: set[str]) -> dict[str, Any]:
+    """The ledger (``every`` row; ``rows``: the run's, on the mix's endpoints, the sizing probes left out), the budgets,
+    their counters and the reservations."""
     engine = make_engine(db_url, create=False)
     with engine.connect() as c:
-        rows = [r._asdict() for r in c.execute(ledger.select().where(ledger.c.endpoint == "chat", ledger.c.id != probe_id)).all()]
+        every = [r._asdict() for r in c.execute(ledger.select()).all()]
         usage = {r.budget_id: r for r in c.execute(budget_usage.select()).all()}
         blist = c.execute(budgets.select()).all()
         held = c.execute(reservations.select().where(reservations.c.state == "held")).all()
         states = dict(c.exec_driver_sql("SELECT state, COUNT(*) FROM rt_reservations GROUP BY state").all())
     engine.dispose()
-    by_id = {r["id"]: r for r in rows}
+    rows = [r for r in every if r["endpoint"] in endpoints and r["id"] not in probe_ids]
+    return {"every": every, "rows": rows, "usage": usage, "budgets": blist, "held": held, "states": states}
+
+
+def charged_sum(rows: list[dict[str, Any]], unit: str) -> int:
+    """What ``rows`` charged a budget of ``unit``: micro-dollars, or prompt plus completion tokens (of ok and degraded rows)."""
+    charged = [r for r in rows if r["action"] in ("ok", "degraded")]
+    if unit == "usd":
+        return sum(r["cost_micro"] for r in charged)
+    return sum(r["prompt_tokens"] + r["completion_tokens"] for r in charged)
+
+
+def check(db_url: str, results: list[dict[str, Any]], probe_ids: str | set[str], usage_reports: dict[str, Any] | None = None,
+          mix: tuple[str, ...] = ("chat",)) -> dict[str, Any]:
+    """The invariants, from the database (the sizing probes' rows left out) and, given ``usage_reports`` (each tenant's
+    ``GET /v1/usage?by=endpoint``), that the usage the API reports is the ledger's."""
+    ids = {probe_ids} if isinstance(probe_ids, str) else set(probe_ids)
+    db = read_db(db_url, {ROUTES[r][1] for r in mix}, ids)
+    rows = db["rows"]
     answered = [r for r in results if r["status"] is not None]
+    out = counts(rows, results, answered)
+    out.update(reservations_held=len(db["held"]), reservation_states=db["states"])
+    out["budgets"] = budget_report(db, rows, usage_reports)
+    out["overhead_ms"] = overhead(rows, answered)
+    out["routes"] = {route: route_report(route, rows, results) for route in mix}
+    if usage_reports is not None:
+        out["usage_mismatch"] = usage_mismatch(db["every"], usage_reports)
+    return out
+
+
+def counts(rows: list[dict[str, Any]], results: list[dict[str, Any]], answered: list[dict[str, Any]]) -> dict[str, Any]:
+    """Requests sent, answered and lost; ledger rows, and those missing, late, pending or of no answer; statuses and actions."""
+    by_id = {r["id"]: r for r in rows}
     lost = [r for r in results if r["status"] is None]
     missing = [r for r in answered if r.get("id") and r["id"] not in by_id]
     unlabeled = [r for r in answered if not r.get("id")]
-    out: dict[str, Any] = {
+    return {
         "requests_sent": len(results), "answered": len(answered), "lost_connection": len(lost),
         "lost_errors": {e: sum(1 for r in lost if r.get("error") == e) for e in sorted({r.get("error") for r in lost})},
         "ledger_rows": len(rows), "answered_without_ledger_row": len(missing) + len(unlabeled),
@@ -322,33 +405,89 @@ def check(db_url: str, results: list[dict[str, Any]], probe_id: str) -> dict[str
         "rows_settled_late": sum(1 for r in rows if "settled after its reservation had expired" in r["error"]),
         "rows_not_answered": _not_answered(rows, answered),
         "rows_pending": sum(1 for r in rows if r["action"] == "pending"),
-        "reservations_held": len(held), "reservation_states": states,
-        "status": {str(k): sum(1 for r in results if r["status"] == k) for k in sorted({r["status"] for r in results}, key=str)},
+        "status": status_counts(results),
         "degraded": sum(1 for r in rows if r["action"] == "degraded"),
         "degraded_to_cheaper_model": sum(1 for r in rows if r["action"] == "degraded" and r["model_used"] != r["model_asked"]),
         "refused": sum(1 for r in rows if r["action"] == "refused"),
     }
-    budgets_out = []
-    for b in blist:
-        u = usage.get(b.id)
+
+
+def status_counts(results: list[dict[str, Any]]) -> dict[str, int]:
+    return {str(k): sum(1 for r in results if r["status"] == k) for k in sorted({r["status"] for r in results}, key=str)}
+
+
+def budget_report(db: dict[str, Any], rows: list[dict[str, Any]], usage_reports: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Per budget: limit, spent, reserved, overspend; the ledger's sum and, given the reports, ``/v1/usage``'s, each
+    minus the counter (the probes are ``steady``'s, which has no budget)."""
+    out = []
+    for b in db["budgets"]:
+        u = db["usage"].get(b.id)
         spent = int(u.spent) if u else 0
-        charged = [r for r in rows if r["tenant_id"] == b.tenant_id and r["action"] in ("ok", "degraded")]  # the probe is 'steady' (no budget)
-        ledger_sum = sum(r["cost_micro"] for r in charged) if b.unit == "usd" else sum(r["prompt_tokens"] + r["completion_tokens"] for r in charged)
-        budgets_out.append({"tenant": b.tenant_id, "unit": b.unit, "limit": int(b.limit_amount), "spent": spent,
-                            "reserved": int(u.reserved) if u else 0, "overspend": max(0, spent - int(b.limit_amount)),
-                            "ledger_sum": ledger_sum, "ledger_minus_counter": ledger_sum - spent})
-    out["budgets"] = budgets_out
-    chat = [r for r in rows if r["action"] in ("ok", "degraded")]
-    overhead = [r["latency_ms"] - r["upstream_ms"] for r in chat]
+        ledger_sum = charged_sum([r for r in rows if r["tenant_id"] == b.tenant_id], b.unit)
+        item = {"tenant": b.tenant_id, "unit": b.unit, "limit": int(b.limit_amount), "spent": spent,
+                "reserved": int(u.reserved) if u else 0, "overspend": max(0, spent - int(b.limit_amount)),
+                "ledger_sum": ledger_sum, "ledger_minus_counter": ledger_sum - spent}
+        if usage_reports is not None:
+            totals = usage_reports[b.tenant_id]["totals"]
+            usage_sum = totals.get("cost_micro", 0) if b.unit == "usd" else totals.get("prompt_tokens", 0) + totals.get("completion_tokens", 0)
+            item.update(usage_sum=usage_sum, usage_minus_counter=usage_sum - spent)
+        out.append(item)
+    return out
+
+
+def overhead(rows: list[dict[str, Any]], answered: list[dict[str, Any]]) -> dict[str, Any]:
+    """Gateway overhead (latency minus upstream time) p50/p99 from the ledger and the client; refusals' latency."""
+    served = [r for r in rows if r["action"] in ("ok", "degraded")]
+    server = [r["latency_ms"] - r["upstream_ms"] for r in served]
     refused = [r["latency_ms"] for r in rows if r["action"] == "refused"]
     early = [r["latency_ms"] for r in rows if r["action"] == "refused" and (r["detail"] or "").startswith("refused before optimizing")]
-    client_overhead = [r["ms"] - r["upstream_ms"] for r in answered if r["status"] == 200 and r["upstream_ms"] == r["upstream_ms"]]
-    out["overhead_ms"] = {"server_p50": percentile(overhead, 0.5), "server_p99": percentile(overhead, 0.99),
-                          "client_p50": percentile(client_overhead, 0.5), "client_p99": percentile(client_overhead, 0.99),
-                          "refusal_p50": percentile(refused, 0.5), "refusal_p99": percentile(refused, 0.99),
-                          "early_refusals": len(early), "early_refusal_p50": percentile(early, 0.5),
-                          "early_refusal_p99": percentile(early, 0.99),
-                          "upstream_p50": percentile([r["upstream_ms"] for r in chat], 0.5)}
+    client = [r["ms"] - r["upstream_ms"] for r in answered if r["status"] == 200 and r["upstream_ms"] == r["upstream_ms"]]
+    return {"server_p50": percentile(server, 0.5), "server_p99": percentile(server, 0.99),
+            "client_p50": percentile(client, 0.5), "client_p99": percentile(client, 0.99),
+            "refusal_p50": percentile(refused, 0.5), "refusal_p99": percentile(refused, 0.99),
+            "early_refusals": len(early), "early_refusal_p50": percentile(early, 0.5),
+            "early_refusal_p99": percentile(early, 0.99),
+            "upstream_p50": percentile([r["upstream_ms"] for r in served], 0.5)}
+
+
+def route_report(route: str, rows: list[dict[str, Any]], results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One route's share: requests sent and their statuses, its ledger rows by action, what they charged, its overhead."""
+    mine = [r for r in rows if r["endpoint"] == ROUTES[route][1]]
+    sent = [r for r in results if r.get("route", "chat") == route]
+    served = [r for r in mine if r["action"] in ("ok", "degraded")]
+    server = [r["latency_ms"] - r["upstream_ms"] for r in served]
+    return {"sent": len(sent), "status": status_counts(sent), "ledger_rows": len(mine),
+            **{a: sum(1 for r in mine if r["action"] == a) for a in ("ok", "degraded", "refused", "failed", "pending")},
+            "prompt_tokens": sum(r["prompt_tokens"] for r in served), "completion_tokens": sum(r["completion_tokens"] for r in served),
+            "cost_micro": sum(r["cost_micro"] for r in served),
+            "server_overhead_p50_ms": percentile(server, 0.5), "server_overhead_p99_ms": percentile(server, 0.99),
+            "upstream_p50_ms": percentile([r["upstream_ms"] for r in served], 0.5)}
+
+
+def ledger_by_endpoint(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """What ``GET /v1/usage?by=endpoint`` should say of ``rows``: requests, by action, and the charged rows' sums."""
+    out: dict[str, dict[str, int]] = {}
+    for r in rows:
+        e = out.setdefault(r["endpoint"], dict.fromkeys(USAGE_FIELDS, 0))
+        e["requests"] += 1
+        e[r["action"]] = e.get(r["action"], 0) + 1
+        if r["action"] in ("ok", "degraded"):
+            for f in ("prompt_tokens", "completion_tokens", "cost_micro"):
+                e[f] += r[f]
+    return out
+
+
+def usage_mismatch(every: list[dict[str, Any]], usage_reports: dict[str, Any]) -> list[str]:
+    """Where a tenant's ``/v1/usage?by=endpoint`` differs from its ledger rows (the probes' too): ``[]`` when it agrees."""
+    out = []
+    for tenant, report in usage_reports.items():
+        want = ledger_by_endpoint([r for r in every if r["tenant_id"] == tenant])
+        got = {row["endpoint"]: row for row in report["rows"]}
+        for endpoint in sorted(set(want) | set(got)):
+            for f in USAGE_FIELDS:
+                w, g = want.get(endpoint, {}).get(f, 0), got.get(endpoint, {}).get(f, 0)
+                if w != g:
+                    out.append(f"{tenant} {endpoint} {f}: ledger {w}, /v1/usage {g}")
     return out
 
 
@@ -361,6 +500,54 @@ def _not_answered(rows: list[dict[str, Any]], answered: list[dict[str, Any]]) ->
             out[r["action"]] = out.get(r["action"], 0) + 1
     return out
 
+def start_gateways(stack: ExitStack, args: argparse.Namespace, env: dict[str, str], tmp: Path) -> tuple[str, list[str], list[int]]:
+    """The database, the fake upstream, the config and ``--replicas`` gateways of ``--workers`` workers, all stopped
+    when ``stack`` closes: ``(db_url, base URLs, supervisor pids)``."""
+    db_url = stack.enter_context(temp_postgres(max_connections=400)) if args.db == "postgres" else f"sqlite:///{tmp}/serve.sqlite"
+    up_port = free_port()
+    stack.enter_context(process([sys.executable, "-m", "ragtrim.serve.fake_upstream", str(up_port), str(args.upstream_ms),
+                                 str(args.upstream_jitter_ms)], env, tmp / "upstream.log"))
+    wait_http(f"http://127.0.0.1:{up_port}/v1/models")
+    write_config(tmp / "serve.toml", f"http://127.0.0.1:{up_port}", args.preset, args.lease, args.connection_max_age,
+                 args.optimizer_threads, args.tenant_optimizer_runs, embeddings="embeddings" in args.mix)
+    make_engine(db_url).dispose()
+    bases, supervisors = [], []
+    for r in range(args.replicas):
+        port = free_port()
+        if args.workers > 1:
+            (tmp / f"prom{r}").mkdir()
+        proc = stack.enter_context(process(
+            [sys.executable, "-m", "ragtrim.serve", "serve", "--config", str(tmp / "serve.toml"), "--db", db_url,
+             "--workers", str(args.workers), "--port", str(port)], {**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp / f"prom{r}")} if args.workers > 1 else env,
+            tmp / f"gateway{r}.log"))
+        supervisors.append(proc.pid)
+        bases.append(f"http://127.0.0.1:{port}")
+    for b in bases:
+        wait_http(f"{b}/healthz", timeout=120)
+    return db_url, bases, supervisors
+
+
+def usage_reports(base: str, keys: dict[str, str]) -> dict[str, Any]:
+    """Each tenant's ``GET /v1/usage?by=endpoint``, with its own key."""
+    import httpx
+
+    out = {}
+    for tenant, key in keys.items():
+        r = httpx.get(f"{base}/v1/usage", params={"by": "endpoint"}, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+        r.raise_for_status()
+        out[tenant] = r.json()
+    return out
+
+
+def metrics_by_endpoint(base: str, mix: tuple[str, ...]) -> dict[str, float]:
+    """``ragtrim_requests_total`` per endpoint of the mix, from ``/metrics`` (the first replica's workers)."""
+    import httpx
+
+    text = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
+    lines = [line for line in text.splitlines() if line.startswith("ragtrim_requests_total{")]
+    return {ROUTES[r][1]: sum(float(line.rsplit(" ", 1)[1]) for line in lines if f'endpoint="{ROUTES[r][1]}"' in line)
+            for r in mix}
+
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAGTRIM_SERVE_PEPPER": PEPPER, "RAGTRIM_SERVE_METRICS_TOKEN": METRICS_TOKEN, "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"}
@@ -369,30 +556,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ragtrim-load-")))
         env["RAGTRIM_CACHE"] = os.environ.get("RAGTRIM_CACHE", str(Path.home() / ".cache" / "ragtrim"))
-        db_url = stack.enter_context(temp_postgres(max_connections=400)) if args.db == "postgres" else f"sqlite:///{tmp}/serve.sqlite"
-        up_port = free_port()
-        stack.enter_context(process([sys.executable, "-m", "ragtrim.serve.fake_upstream", str(up_port), str(args.upstream_ms),
-                                     str(args.upstream_jitter_ms)], env, tmp / "upstream.log"))
-        wait_http(f"http://127.0.0.1:{up_port}/v1/models")
-        write_config(tmp / "serve.toml", f"http://127.0.0.1:{up_port}", args.preset, args.lease, args.connection_max_age,
-                     args.optimizer_threads, args.tenant_optimizer_runs)
-        make_engine(db_url).dispose()
-        bases, supervisors = [], []
-        for r in range(args.replicas):
-            port = free_port()
-            if args.workers > 1:
-                (tmp / f"prom{r}").mkdir()
-            proc = stack.enter_context(process(
-                [sys.executable, "-m", "ragtrim.serve", "serve", "--config", str(tmp / "serve.toml"), "--db", db_url,
-                 "--workers", str(args.workers), "--port", str(port)], {**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp / f"prom{r}")} if args.workers > 1 else env,
-                tmp / f"gateway{r}.log"))
-            supervisors.append(proc.pid)
-            bases.append(f"http://127.0.0.1:{port}")
-        for b in bases:
-            wait_http(f"{b}/healthz", timeout=120)
-        setup = setup_tenants(db_url, args.requests // len(TENANTS), {"prompt_tokens": 0, "max_tokens": 0})
-        probe = probe_request(bases[0], setup["keys"]["steady"], docs[0], args.max_tokens)
-        sized = resize_budgets(db_url, args.requests // len(TENANTS), probe)
+        db_url, bases, supervisors = start_gateways(stack, args, env, tmp)
+        keys = setup_tenants(db_url)
+        probes = [probe_request(bases[0], keys["steady"], docs[0], args.max_tokens, route) for route in args.mix]
+        sized = resize_budgets(db_url, args.requests // len(TENANTS), probes)
         killed: list[int] = []
         watch = KillWatch(supervisors[0], tmp / "gateway0.log")
 
@@ -406,28 +573,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         kill = (int(args.requests * args.kill_at), do_kill) if args.kill_at is not None else None
         t0 = time.perf_counter()
-        results = asyncio.run(client_run(bases, setup["keys"], docs, args.requests, args.concurrency, args.max_tokens,
-                                         args.time_limit, kill))
+        results = asyncio.run(client_run(bases, keys, docs, args.requests, args.concurrency, args.max_tokens,
+                                         args.time_limit, kill, args.mix))
         wall = time.perf_counter() - t0
         if killed:  # let a live worker's lease keeper expire the dead worker's reservations
             time.sleep(args.lease * 2 + 1)
-        metrics = __import__("httpx").get(f"{bases[0]}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
-        report = check(db_url, results, probe["id"])
+        metrics = metrics_by_endpoint(bases[0], args.mix)
+        report = check(db_url, results, {p["id"] for p in probes}, usage_reports(bases[0], keys), args.mix)
         timeline = watch.report(results, db_url)
     report.update(wall_s=wall, throughput_rps=len(results) / wall, killed_workers=killed, kill_timeline=timeline,
-                  limits=sized, probe=probe,
-                  metrics_requests_total=sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-                                             if line.startswith("ragtrim_requests_total{") and 'endpoint="chat"' in line),
-                  settings=vars(args))
+                  limits=sized, probe=probes[0] if len(probes) == 1 else probes,
+                  metrics_requests_total=sum(metrics.values()), metrics_requests_by_endpoint=metrics,
+                  settings={k: (",".join(v) if k == "mix" else v) for k, v in vars(args).items()})
     return report
 
 
-def resize_budgets(db_url: str, n_each: int, probe: dict[str, int]) -> dict[str, int]:
-    from decimal import Decimal
-
-    per_tokens = probe["prompt_tokens"] + probe["max_tokens"]
-    per_micro = int(Decimal(probe["prompt_tokens"]) * Decimal("2.5") + Decimal(probe["max_tokens"]) * 10)
-    limits = {"usd": per_micro * n_each // 2, "tokens": per_tokens * n_each // 2}
+def resize_budgets(db_url: str, n_each: int, probes: list[dict[str, Any]]) -> dict[str, int]:
+    """The capped tenants' budgets, sized from the probes (one per route of the mix, each sent to a tenant's share of
+    requests alike) so that they run out about halfway: a request's worst case (prompt plus cap) in tokens and in $."""
+    per_tokens = sum(p["prompt_tokens"] + p["max_tokens"] for p in probes)
+    per_micro = sum(int(Decimal(p["prompt_tokens"]) * ROUTES[p["route"]][3] + Decimal(p["max_tokens"]) * ROUTES[p["route"]][4])
+                    for p in probes)
+    share = 2 * len(probes)
+    limits = {"usd": per_micro * n_each // share, "tokens": per_tokens * n_each // share}
     engine = make_engine(db_url, create=False)
     set_budget(engine, tenant_id="capped-usd", unit="usd", period="day", limit=limits["usd"])
     set_budget(engine, tenant_id="capped-tokens", unit="tokens", period="day", limit=limits["tokens"])
@@ -455,6 +623,9 @@ def main() -> None:
                    help="the gateway's [limits] tenant_optimizer_runs (default 64 here: a few tenants at --concurrency "
                         "64 measure the quota's accounting; the gateway's own default, optimizer_threads, would refuse "
                         "most of them with a 429 rate_limit_exceeded)")
+    p.add_argument("--mix", type=parse_mix, default=("chat",),
+                   help="routes the requests go to, round robin by request index: chat, responses, embeddings "
+                        "(comma-separated; default chat)")
     p.add_argument("--kill-at", type=float, default=None, help="SIGKILL one worker after this share of the requests")
     p.add_argument("--time-limit", type=float, default=480.0, help="stop sending after this many seconds")
     p.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
@@ -464,8 +635,9 @@ def main() -> None:
     print(text)
     if args.out is not None:
         args.out.write_text(text + "\n")
-    bad = [b for b in report["budgets"] if b["overspend"] or b["ledger_minus_counter"] or b["reserved"]]
-    if bad or report["answered_without_ledger_row"] or report["rows_pending"] or report["reservations_held"]:
+    bad = [b for b in report["budgets"] if b["overspend"] or b["ledger_minus_counter"] or b["reserved"] or b.get("usage_minus_counter")]
+    if (bad or report["answered_without_ledger_row"] or report["rows_pending"] or report["reservations_held"]
+            or report.get("usage_mismatch")):
         sys.exit(1)
 
 

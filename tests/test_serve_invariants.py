@@ -35,6 +35,8 @@ def _common(report: dict, sent: int, ran_out: float = 0.9, lost: int = 0) -> Non
         assert b["spent"] > b["limit"] * ran_out, b  # the quota really ran out
     assert report["answered_without_ledger_row"] == 0 and report["rows_pending"] == 0 and report["reservations_held"] == 0
     assert report["rows_settled_late"] == 0  # no live request's hold lapsed (that could overspend)
+    assert report["usage_mismatch"] == []  # GET /v1/usage?by=endpoint is the ledger, tenant by tenant
+    assert all(b["usage_minus_counter"] == 0 for b in report["budgets"]), report["budgets"]
     assert report["refused"] > 0 and report["degraded"] > 0
     seen = report["status"].get("429", 0)
     assert seen <= report["refused"] <= seen + lost
@@ -45,6 +47,22 @@ def test_two_workers_quota_runs_out_midway_no_overspend(tmp_path):
                       "--upstream-jitter-ms", "5")
     _common(report, 300)
     assert report["answered"] == 300 and report["ledger_rows"] == 300 and report["lost_connection"] == 0
+
+
+def test_mixed_routes_quota_runs_out_no_overspend_usage_is_the_ledger(tmp_path):
+    """Chat, Responses and embeddings requests in turn, every tenant on every route, against the same budgets."""
+    report = run_load(tmp_path, "--requests", "150", "--concurrency", "16", "--workers", "2", "--upstream-ms", "5",
+                      "--upstream-jitter-ms", "5", "--mix", "chat,responses,embeddings")
+    _common(report, 150)
+    assert report["answered"] == 150 and report["ledger_rows"] == 150 and report["lost_connection"] == 0
+    routes = report["routes"]
+    assert set(routes) == {"chat", "responses", "embeddings"}
+    for name, r in routes.items():
+        assert r["sent"] == 50 and r["ledger_rows"] == 50 and r["ok"] > 0 and r["failed"] == 0, (name, r)
+        assert r["status"].get("200", 0) == r["ok"] + r["degraded"] and r["status"].get("429", 0) == r["refused"], (name, r)
+    assert routes["embeddings"]["degraded"] == 0 and routes["embeddings"]["completion_tokens"] == 0  # never trimmed
+    assert sum(r["refused"] for r in routes.values()) == report["refused"]
+    assert report["metrics_requests_by_endpoint"]["embeddings"] >= 50  # the first replica counts its own (+ the probe)
 
 
 def test_killed_worker_loses_no_ledger_row_and_its_reservations_expire(tmp_path):
