@@ -96,9 +96,8 @@ def test_view_tally_gives_the_paragraph_views_recount(grouped):
             taken.append(v)
 
 
-@pytest.mark.parametrize("preset", ["default", "bm25-topk", "truncate"])
-def test_headers_built_grow_linearly_with_the_chunks_kept(preset, monkeypatch):
-    """A counting proxy for the time: headers built per run at 100 and 400 chunks (each try used to rebuild all)."""
+def _count_headers(monkeypatch) -> list[int]:
+    """A counter of the headers :class:`Renderer` builds from now on (``[n]``): a counting proxy for the time."""
     built = [0]
     header = Renderer.header
 
@@ -107,6 +106,13 @@ def test_headers_built_grow_linearly_with_the_chunks_kept(preset, monkeypatch):
         return header(self, *args, **kwargs)
 
     monkeypatch.setattr(Renderer, "header", counting)
+    return built
+
+
+@pytest.mark.parametrize("preset", ["default", "bm25-topk", "truncate"])
+def test_headers_built_grow_linearly_with_the_chunks_kept(preset, monkeypatch):
+    """A counting proxy for the time: headers built per run at 100 and 400 chunks (each try used to rebuild all)."""
+    built = _count_headers(monkeypatch)
     pipeline = Pipeline.preset(preset)
     per_size = {}
     for n in (100, 400):
@@ -140,14 +146,7 @@ def test_headers_built_grow_linearly_when_chunk_titles_repeat(preset, monkeypatc
     """Hunt of the round after a73d3e0: many chunks from few documents (titles repeat), a chunk joining an earlier
     title group was counted with the whole layout in ``added`` and again, block by block, in ``take``: 1600 chunks
     from 20 titles took 6.7 s (3.1 s before the tally). A counting proxy for the time: headers built per run."""
-    built = [0]
-    header = Renderer.header
-
-    def counting(self, *args, **kwargs):
-        built[0] += 1
-        return header(self, *args, **kwargs)
-
-    monkeypatch.setattr(Renderer, "header", counting)
+    built = _count_headers(monkeypatch)
     pipeline = Pipeline.preset(preset)
     per_size = {}
     for n in (100, 400):

@@ -21,12 +21,7 @@ def responses_route(state: Any, rng: Any, token_delay_ms: float, answer_text: An
     from ragtrim.serve.responses_api import RESPONSES_BILLED
 
     async def responses(request: Request) -> Any:
-        body = await request.json()
-        state.calls += 1
-        if len(state.bodies) < state.keep_bodies:
-            state.bodies.append(body)
-        state.saw_authorization.append("yes" if request.headers.get("authorization") else "no")
-        await asyncio.sleep((state.latency_ms + rng.random() * state.jitter_ms) / 1000)
+        body = await state.received(request, rng)
         items = body.get("input") if isinstance(body.get("input"), list) else [{"role": "user", "content": body.get("input") or ""}]
         view = input_view(items)
         if view and "FAIL_UPSTREAM" in message_text(view[-1]):

@@ -56,6 +56,17 @@ class FakeState:
     stored_tokens: int = 500  # Responses API: the stored context a previous_response_id or conversation adds
     reported_prompt: Any = None  # embeddings: None reports the counted input tokens; a callable of that count, what to report
 
+    async def received(self, request: Any, rng: random.Random) -> Any:
+        """A request's JSON body, after noting the call (its body kept, whether it carried a key) and waiting
+        ``latency_ms`` plus up to ``jitter_ms``: what every route does first."""
+        body = await request.json()
+        self.calls += 1
+        if len(self.bodies) < self.keep_bodies:
+            self.bodies.append(body)
+        self.saw_authorization.append("yes" if request.headers.get("authorization") else "no")
+        await asyncio.sleep((self.latency_ms + rng.random() * self.jitter_ms) / 1000)
+        return body
+
     def usage(self, prompt: int, completion: int) -> dict[str, Any]:
         """The usage object it reports."""
         out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
@@ -83,12 +94,7 @@ def create_fake_upstream(*, latency_ms: float = 20.0, jitter_ms: float = 0.0, an
     rng = random.Random(seed)
 
     async def chat(request: Request) -> Any:
-        body = await request.json()
-        state.calls += 1
-        if len(state.bodies) < state.keep_bodies:
-            state.bodies.append(body)
-        state.saw_authorization.append("yes" if request.headers.get("authorization") else "no")
-        await asyncio.sleep((latency_ms + rng.random() * jitter_ms) / 1000)
+        body = await state.received(request, rng)
         messages = body.get("messages") or []
         if messages and "FAIL_UPSTREAM" in message_text(messages[-1]):
             return JSONResponse({"error": {"type": "server_error", "message": "fake upstream failure"}}, status_code=500)
@@ -147,12 +153,7 @@ def _embeddings(state: FakeState, rng: random.Random) -> Any:
     from optimizer.tokenizer import get_tokenizer
 
     async def embeddings(request: Request) -> Any:
-        body = await request.json()
-        state.calls += 1
-        if len(state.bodies) < state.keep_bodies:
-            state.bodies.append(body)
-        state.saw_authorization.append("yes" if request.headers.get("authorization") else "no")
-        await asyncio.sleep((state.latency_ms + rng.random() * state.jitter_ms) / 1000)
+        body = await state.received(request, rng)
         raw = body.get("input")
         inputs = [raw] if isinstance(raw, str) or (raw and isinstance(raw[0], int)) else list(raw or [])
         if any(isinstance(i, str) and "FAIL_UPSTREAM" in i for i in inputs):
