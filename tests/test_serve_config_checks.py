@@ -78,6 +78,18 @@ def test_max_connections_of_one_or_more_is_fine(value):
     assert ServeConfig.from_dict(config(upstream={"max_connections": value})).upstreams["fake"].max_connections == value
 
 
+@pytest.mark.parametrize("value", [0, -1, True, 2.5, "4MiB"])
+def test_embeddings_body_bytes_is_a_positive_integer(value):
+    with pytest.raises(ValueError) as err:
+        ServeConfig.from_dict(config({"limits": {"embeddings_body_bytes": value}}))
+    assert f"limits.embeddings_body_bytes must be a positive integer, got {value!r}" in str(err.value)
+
+
+def test_embeddings_body_bytes_is_4_mib_unless_set():
+    assert ServeConfig.from_dict(config()).limits.embeddings_body_bytes == 4 * 2**20
+    assert ServeConfig.from_dict(config({"limits": {"embeddings_body_bytes": 10**7}})).limits.embeddings_body_bytes == 10**7
+
+
 @pytest.mark.parametrize("text", ['[upstreams]\nfake = 5\n', 'upstreams = 5\n', '[models]\n"gpt-4o" = "fake"\n', 'models = 5\n'])
 def test_a_section_that_is_not_a_table_is_an_error_not_a_traceback(tmp_path, text):
     path = tmp_path / "serve.toml"

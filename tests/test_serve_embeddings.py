@@ -51,13 +51,13 @@ class Gateway:
 
 @contextmanager
 def gateway(tmp_path: Any, *, tokens: int | None = 1_000_000, latency_ms: float = 0.0, models: dict[str, Any] = MODELS,
-            **upstream: Any) -> Iterator[Gateway]:
-    """The fake upstream and the gateway on loopback (serving ``models`` besides the chat ones); tenant ``acme`` with a
-    key and (unless None) a token budget."""
+            limits: dict[str, Any] | None = None, **upstream: Any) -> Iterator[Gateway]:
+    """The fake upstream and the gateway on loopback (serving ``models`` besides the chat ones, with ``[limits]``
+    ``limits``); tenant ``acme`` with a key and (unless None) a token budget."""
     fake = create_fake_upstream(latency_ms=latency_ms)
     with serve_in_thread(fake) as up:
-        service = Service(gateway_config(up, upstream, extra_models=models), db_url=f"sqlite:///{tmp_path}/serve.sqlite",
-                          pepper=PEPPER)
+        config = gateway_config(up, upstream, extra_models=models, **({"limits": limits} if limits else {}))
+        service = Service(config, db_url=f"sqlite:///{tmp_path}/serve.sqlite", pepper=PEPPER)
         with serve_in_thread(create_app(service)) as base:
             key = tenant_with_key(service, "acme")
             if tokens is not None:
@@ -225,6 +225,46 @@ def test_a_bad_request_is_a_400_naming_the_value_and_the_fix(tmp_path, body, par
         [row] = final_rows(g.service)
         assert (row["endpoint"], row["action"], row["status"], row["cost_micro"]) == ("embeddings", "failed", 400, 0)
         assert g.fake.calls == 0 and nothing_spent(g.service)
+
+
+def test_a_batch_openai_takes_is_not_refused_for_its_size(tmp_path):
+    """LangChain's OpenAIEmbeddings sends token ids, packed up to OpenAI's 300,000 tokens per request: a body of about
+    1.8 MB, above the chat routes' ``max_body_bytes`` (1 MiB); the embeddings route reads up to its own
+    ``embeddings_body_bytes`` (4 MiB by default)."""
+    inputs = [[10_000 + (i * 7 + j) % 90_000 for j in range(7_500)] for i in range(40)]  # 300,000 five-digit ids
+    body = {"model": EMBED, "input": inputs}
+    with gateway(tmp_path) as g:
+        assert len(httpx.Request("POST", "/", json=body).content) > 1.5 * 2**20
+        r = g.post(body)
+        assert r.status_code == 200, r.text[:300]
+        assert len(r.json()["data"]) == 40 and r.json()["usage"]["prompt_tokens"] == 300_000
+        [row] = final_rows(g.service)
+        assert (row["action"], row["prompt_tokens"]) == ("ok", 300_000)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_over_embeddings_body_bytes_is_a_413_saying_how_to_send_fewer_inputs(tmp_path, chunked):
+    body = {"model": EMBED, "input": ["Paris is in France."] * 200}  # about 4.5 KB
+    with gateway(tmp_path, limits={"embeddings_body_bytes": 2_000, "max_body_bytes": 100_000}) as g:
+        content = httpx.Request("POST", "/", json=body).content
+        sent = iter([content[:1000], content[1000:]]) if chunked else content  # chunked: no Content-Length
+        r = httpx.post(f"{g.url}/v1/embeddings", content=sent, timeout=30, headers=g.auth(**{"Content-Type": "application/json"}))
+        assert r.status_code == 413, r.text
+        message = r.json()["error"]["message"]
+        for words in ("2000", "limits.embeddings_body_bytes", "fewer inputs per request", "OpenAIEmbeddings(chunk_size=",
+                      "embed_batch_size"):
+            assert words in message, message
+        assert g.fake.calls == 0 and nothing_spent(g.service)
+
+
+def test_the_embeddings_body_limit_is_its_own(tmp_path):
+    """A body over max_body_bytes but within embeddings_body_bytes is read on /v1/embeddings, and still refused on chat."""
+    body = {"model": EMBED, "input": ["Paris is in France."] * 200}
+    with gateway(tmp_path, limits={"max_body_bytes": 2_000}) as g:
+        assert g.post(body).status_code == 200
+        chat = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x" * 3000}]}
+        r = httpx.post(f"{g.url}/v1/chat/completions", json=chat, headers=g.auth(), timeout=30)
+        assert r.status_code == 413 and "limits.max_body_bytes" in r.json()["error"]["message"], r.text
 
 
 @pytest.mark.parametrize("raw, param, words", [

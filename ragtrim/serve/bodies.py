@@ -82,12 +82,39 @@ class ChatRequest:
         return self.query or self.question
 
 
-async def read_json(request: Any, limits: Limits) -> dict[str, Any]:
-    """The request body as a JSON object, refusing more than ``limits.max_body_bytes``."""
+@dataclass(frozen=True)
+class BodyLimit:
+    """The largest body a route reads: the ``[limits]`` key that sets it, and what its 413 advises besides raising it.
+
+    >>> BodyLimit().size(Limits()), EMBEDDINGS_BODY.size(Limits())
+    (1048576, 4194304)
+    """
+
+    key: str = "max_body_bytes"
+    advice: str = ""
+
+    def size(self, limits: Limits) -> int:
+        return int(getattr(limits, self.key))
+
+    def refusal(self, limits: Limits, declared: int | None = None) -> ApiError:
+        """The 413 for a body over this limit (of ``declared`` bytes, its Content-Length; None: a chunked body)."""
+        fix = f": {self.advice}, or raise limits.{self.key}" if self.advice else ""
+        size = f"is {declared} bytes; the limit is" if declared is not None else "is over the limit of"
+        return too_large(f"request body {size} {self.size(limits)} bytes (limits.{self.key}){fix}")
+
+
+CHAT_BODY = BodyLimit()
+# /v1/embeddings: a batch is read up to its own limit, and its 413 says how the frameworks that batch send fewer inputs
+EMBEDDINGS_BODY = BodyLimit("embeddings_body_bytes", "send fewer inputs per request (LangChain: "
+                            "OpenAIEmbeddings(chunk_size=...); LlamaIndex: embed_batch_size=...)")
+
+
+async def read_json(request: Any, limits: Limits, body_limit: BodyLimit = CHAT_BODY) -> dict[str, Any]:
+    """The request body as a JSON object, refusing more than ``body_limit`` (``limits.max_body_bytes`` by default)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
-        raise too_large(f"request body is {int(declared)} bytes; the limit is {limits.max_body_bytes} (limits.max_body_bytes)")
-    data = await _read_body(request, limits)
+    if declared is not None and declared.isdigit() and int(declared) > body_limit.size(limits):
+        raise body_limit.refusal(limits, int(declared))
+    data = await _read_body(request, limits, body_limit)
     try:
         body = json.loads(data or b"null", parse_constant=_not_json, parse_float=_finite)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -109,20 +136,23 @@ MIN_BODY_BYTES_PER_SECOND = 1024
 (a client sending a byte every 29 s would otherwise hold its request open for as long as it likes)."""
 
 
-def body_deadline(limits: Limits, declared: str | None) -> float:
-    """The longest a whole body may take: ``body_seconds``, or its length (``declared``, its Content-Length; else
-    ``max_body_bytes``) at :data:`MIN_BODY_BYTES_PER_SECOND`, whichever is longer.
+def body_deadline(limits: Limits, declared: str | None, body_limit: BodyLimit = CHAT_BODY) -> float:
+    """The longest a whole body may take: ``body_seconds``, or its length (``declared``, its Content-Length; else the
+    route's largest, ``body_limit``) at :data:`MIN_BODY_BYTES_PER_SECOND`, whichever is longer.
 
     >>> limits = Limits()
     >>> body_deadline(limits, "2000"), body_deadline(limits, str(2**20)), body_deadline(limits, None)
     (30.0, 1024.0, 1024.0)
+    >>> body_deadline(limits, str(2 * 2**20), EMBEDDINGS_BODY), body_deadline(limits, None, EMBEDDINGS_BODY)
+    (2048.0, 4096.0)
     """
-    size = int(declared) if declared is not None and declared.isdigit() else limits.max_body_bytes
-    return max(float(limits.body_seconds), min(size, limits.max_body_bytes) / MIN_BODY_BYTES_PER_SECOND)
+    most = body_limit.size(limits)
+    size = int(declared) if declared is not None and declared.isdigit() else most
+    return max(float(limits.body_seconds), min(size, most) / MIN_BODY_BYTES_PER_SECOND)
 
 
-async def _read_body(request: Any, limits: Limits) -> bytes:
-    """The request's body bytes, up to ``limits.max_body_bytes``, each piece within ``limits.body_seconds`` of the one
+async def _read_body(request: Any, limits: Limits, body_limit: BodyLimit) -> bytes:
+    """The request's body bytes, up to ``body_limit`` (a ``[limits]`` key), each piece within ``limits.body_seconds`` of the one
     before and all of it within :func:`body_deadline` (else a 408: :func:`ragtrim.serve.errors.body_timeout`, so a
     client that stalls or trickles mid-body holds nothing for long, while a slow but steady upload is read to its
     end); a 499 when the client hangs up while sending it.
@@ -133,11 +163,11 @@ async def _read_body(request: Any, limits: Limits) -> bytes:
     import anyio
     from starlette.requests import ClientDisconnect
 
-    data = bytearray()
+    data, most = bytearray(), body_limit.size(limits)
     pieces = request.stream().__aiter__()
     last = time.monotonic()  # when the last piece came
     try:
-        with anyio.fail_after(body_deadline(limits, request.headers.get("content-length"))):  # a trickle ends too
+        with anyio.fail_after(body_deadline(limits, request.headers.get("content-length"), body_limit)):  # a trickle ends too
             while True:
                 with anyio.fail_after(limits.body_seconds):  # the wait for the next piece: a stall, not a slow link
                     try:
@@ -146,8 +176,8 @@ async def _read_body(request: Any, limits: Limits) -> bytes:
                         break
                 data.extend(piece)
                 last = time.monotonic()
-                if len(data) > limits.max_body_bytes:
-                    raise too_large(f"request body is over the limit of {limits.max_body_bytes} bytes (limits.max_body_bytes)")
+                if len(data) > most:
+                    raise body_limit.refusal(limits)
     except TimeoutError:
         stalled = time.monotonic() - last >= limits.body_seconds
         raise body_timeout(limits.body_seconds, len(data), request.headers.get("content-length"), stalled=stalled) from None

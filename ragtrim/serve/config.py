@@ -25,7 +25,9 @@ A complete file (``serve.toml``)::
                                 # (for Prometheus), or an admin key; nothing else
 
     [limits]
-    max_body_bytes = 1048576
+    max_body_bytes = 1048576    # the largest request body (413 past it) on every route but /v1/embeddings
+    embeddings_body_bytes = 4194304  # the largest /v1/embeddings body (default 4 MiB): LangChain's OpenAIEmbeddings
+                                # sends token ids packed to OpenAI's 300,000 tokens per request, about 1.8 MB
     max_chunks = 256
     max_chunk_chars = 20000
     optimize_seconds = 20       # the most one request's optimizer runs may take (0: no limit); past it the run stops
@@ -132,6 +134,10 @@ class Limits:
     """Request size limits; anything above them is a clear 4xx error."""
 
     max_body_bytes: int = 1_048_576
+    # The largest body of ``POST /v1/embeddings``: a batch is bigger than a chat request. OpenAI takes up to 300,000
+    # tokens per request, and LangChain's OpenAIEmbeddings packs its batches to that, sent as token ids (5 to 7 bytes
+    # each in JSON: about 1.8 MB); 4 MiB holds that with room to spare.
+    embeddings_body_bytes: int = 4 * 1_048_576
     max_chunks: int = 256
     max_chunk_chars: int = 20_000
     max_query_chars: int = 8_000

@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ragtrim.serve.auth import require
-from ragtrim.serve.bodies import read_json
+from ragtrim.serve.bodies import EMBEDDINGS_BODY, read_json
 from ragtrim.serve.chat import BYTES_PER_TOKEN, trusted_count
 from ragtrim.serve.client_left import LeftBeforeSent
 from ragtrim.serve.config import ModelConfig
@@ -106,7 +106,7 @@ async def embeddings_endpoint(request: Request) -> Response:
     base = LedgerEntry(id=uuid.uuid4().hex, ts=service.clock(), tenant_id=str(principal.tenant_id), endpoint=ENDPOINT,
                        action="failed", key_id=principal.key_id)
     try:
-        req = parse_embeddings(await read_json(request, service.config.limits), request.headers)
+        req = parse_embeddings(await read_json(request, service.config.limits, EMBEDDINGS_BODY), request.headers)
         base = replace(base, user=req.tags.user, feature=req.tags.feature, model_asked=req.model)
         attempt = await _attempt(service, req)
         budgets = await run_in_threadpool(service.quota.budgets_for, base.tenant_id, user=req.tags.user, feature=req.tags.feature)
