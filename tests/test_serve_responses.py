@@ -216,6 +216,26 @@ def test_a_tight_budget_degrades_the_context_as_chat_does(tmp_path):
     assert row["action"] == "degraded" and row["reserved_tokens"] <= 150 and spent_and_reserved(s.service)[0] <= 150
 
 
+@pytest.mark.parametrize("route, body, words", [
+    ("/v1/responses", {"input": QUESTION, "max_output_tokens": 2000}, "max_output_tokens 2000 and the prompt"),
+    ("/v1/responses", {"input": QUESTION}, "max_output_tokens 256 (the model's default: the request sent none) and the prompt"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": QUESTION}], "max_completion_tokens": 2000},
+     "max_completion_tokens 2000 and the prompt"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": QUESTION}], "max_tokens": 1500},
+     "max_tokens 1500 and the prompt"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": QUESTION}]},
+     "max_completion_tokens 256 (the model's default: the request sent none) and the prompt"),
+])
+def test_a_spent_budget_names_the_cap_field_the_request_sent_and_its_value(tmp_path, route, body, words):
+    with live(tmp_path) as s:
+        budget(s.service, "acme", "tokens", 100)
+        r = httpx.post(f"{s.url}{route}", json={"model": "gpt-4o", **body}, headers={"Authorization": f"Bearer {s.key}"},
+                       timeout=30)
+    assert r.status_code == 429, r.text
+    message = r.json()["error"]["message"]
+    assert words in message, message
+
+
 # 5. previous_response_id / conversation: the upstream adds context the gateway cannot see
 
 

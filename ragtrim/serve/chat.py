@@ -364,16 +364,37 @@ async def _refuse(service: Any, base: LedgerEntry, req: ChatRequest, outcome: Re
         entry = replace(base, detail="refused before optimizing: budget exhausted")
     else:
         entry = _entry_for(base, outcome.attempt, "refused", outcome.steps)
+    cap = cap_named(req, service.model(req.model, route=req.dialect.route), service.config.limits)
     return await refuse(service, entry, outcome.shortfall, start,
-                        lambda s, retry: _spent_message(s, outcome.attempt is None, retry))
+                        lambda s, retry: _spent_message(s, cap if outcome.attempt is None else "", retry))
 
 
-def _spent_message(s: Shortfall, before_optimizing: bool, retry: int) -> str:
-    """Why a spent budget refuses the request (the smallest form of it, when refused before optimizing)."""
+def cap_named(req: ChatRequest, model: ModelConfig, limits: Limits) -> str:
+    """The completion cap a request reserves, under the name the client sent it (its largest, when it sent two), else the
+    dialect's name with ``model``'s default (:func:`asked_completion`).
+
+    >>> from ragtrim.serve.bodies import parse_chat
+    >>> def ask(**caps):
+    ...     body = {"messages": [{"role": "user", "content": "q"}], **caps}
+    ...     return parse_chat(body, {}, Limits(), default_preset="p", default_budget=None)
+    >>> cap_named(ask(max_tokens=90, max_completion_tokens=120), ModelConfig(name="m"), Limits())
+    'max_completion_tokens 120'
+    >>> cap_named(ask(), ModelConfig(name="o3", max_tokens_default=4000), Limits())
+    "max_completion_tokens 4000 (the model's default: the request sent none)"
+    """
+    if req.caps:
+        name = max(req.caps, key=lambda k: req.caps[k])
+        return f"{name} {req.caps[name]}"
+    return f"{req.dialect.added_cap} {model.completion_default(limits)} (the model's default: the request sent none)"
+
+
+def _spent_message(s: Shortfall, cap: str, retry: int) -> str:
+    """Why a spent budget refuses the request: the smallest form of it (``cap``, the completion cap it holds, and the
+    prompt at the smallest context) when refused before optimizing, else ("" for ``cap``) its worst case."""
     unit = _unit(s)
-    if before_optimizing:
+    if cap:
         return (f"quota exceeded: budget {s.budget.label()} (limit {s.budget.limit} {unit}) has less left than the smallest "
-                f"form of this request ({s.needed} {unit}: max_tokens and the prompt at the smallest context); "
+                f"form of this request ({s.needed} {unit}: {cap} and the prompt at the smallest context); "
                 f"it resets in {retry} s")
     return (f"quota exceeded: budget {s.budget.label()} (limit {s.budget.limit} {unit}) cannot pay for this request "
             f"even at the smallest context budget (worst case {s.needed} {unit}); it resets in {retry} s")
