@@ -459,10 +459,27 @@ def test_a_stream_whose_last_events_repeat_a_long_request_or_answer_is_not_cut(t
 
 
 def test_a_responses_event_past_the_cap_and_the_request_it_repeats_is_still_cut():
-    """The allowance is the cap plus what the event may repeat (the request's echoed fields, the stream so far): an event
+    """The allowance is the cap plus what the event may repeat (the request's echoed fields, the output so far): an event
     longer than that is still cut."""
     from ragtrim.serve.responses import ResponsesTally
 
     tally = ResponsesTally(1024, {"instructions": "x" * 2000, "input": "y" * 50_000})
     assert tally.feed(event({"type": "response.created", "pad": "z" * 2500}))[0][1] is False and not tally.error
     assert tally.feed(event({"type": "response.completed", "pad": "z" * 9000})) == [] and "longer than" in tally.error
+
+
+def test_what_a_responses_event_may_hold_grows_with_the_output_only_and_is_bounded():
+    """Review of 57cd3e2: the allowance grew with every byte streamed (padding included), so after 40 MB of small
+    events one 26 MB event was held whole and parsed on the loop (2.2 s). It grows with the deltas' output only, at
+    most REPEATED_OUTPUT_EVENTS times the cap."""
+    from ragtrim.serve.responses import REPEATED_OUTPUT_EVENTS, ResponsesTally
+
+    tally = ResponsesTally(1024, {"input": "q"})
+    base = tally.event_cap()
+    for _ in range(100):  # 50 KB of events that carry no output
+        tally.feed(event({"type": "response.in_progress", "pad": "z" * 500}))
+    assert tally.event_cap() == base and not tally.error
+    for _ in range(40):  # 20 KB of output: the allowance follows it, to its bound
+        tally.feed(event({"type": "response.output_text.delta", "delta": "w" * 500}))
+    assert tally.event_cap() == base + REPEATED_OUTPUT_EVENTS * 1024 and not tally.error
+    assert tally.feed(event({"type": "response.completed", "pad": "z" * (base + 9 * 1024)})) == [] and "longer than" in tally.error

@@ -643,9 +643,10 @@ def check_surrogates(body: Mapping[str, Any], *, aside: tuple[str, ...] = ("docu
         elif isinstance(value, Mapping):
             texts = [k for k in value if isinstance(k, str)]
             stack.extend((top, f"{path}.{k}", v) for k, v in reversed(list(value.items())))
-        elif isinstance(value, list):
+        elif isinstance(value, list):  # only what may hold text: a batch of token ids is not walked id by id
             texts = []
-            stack.extend((top, f"{path}[{i}]", v) for i, v in reversed(list(enumerate(value))))
+            held = [(i, v) for i, v in enumerate(value) if isinstance(v, (str, Mapping, list))]
+            stack.extend((top, f"{path}[{i}]", v) for i, v in reversed(held))
         else:
             continue
         for text in texts:

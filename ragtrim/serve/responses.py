@@ -133,6 +133,9 @@ TEXT_DELTAS = {"response.output_text.delta": (True, False), "response.refusal.de
                "response.function_call_arguments.delta": (True, False), "response.custom_tool_call_input.delta": (True, False),
                "response.reasoning_summary_text.delta": (False, True), "response.reasoning_text.delta": (False, True)}
 ENDING_EVENTS = ("response.completed", "response.incomplete", "response.failed")
+# The most output, in units of max_event_bytes, a Responses event may repeat (8 MiB at the default: about two
+# million tokens, past any model's output cap); the bound of what one event holds in memory
+REPEATED_OUTPUT_EVENTS = 8
 
 
 class ResponsesTally(SseTally):
@@ -141,26 +144,30 @@ class ResponsesTally(SseTally):
 
     That last event repeats the whole response: the request's fields but its input (``instructions``, ``tools``...)
     and all of its output, which ``response.output_item.done`` repeats too. So an event here may be
-    ``max_event_bytes`` plus what it can repeat: the request's fields but ``input``, as JSON, and the events read so
-    far (which carried the output); a long request and a long answer never cut off the usage.
+    ``max_event_bytes`` plus what it can repeat: the request's fields but ``input``, as JSON, and the output the
+    deltas carried so far (as JSON strings), that at most :data:`REPEATED_OUTPUT_EVENTS` times ``max_event_bytes``; a
+    long request and a long answer never cut off the usage, and no event is held past a bound (padding or other
+    events do not raise it).
 
     >>> tally = ResponsesTally(1024, {"input": "x" * 9000, "instructions": "y" * 3000})
     >>> tally.event_cap()
     4044
-    >>> _ = tally.feed(b"data: " + b"z" * 2000 + b"\\n\\n"); tally.event_cap(), tally.error
-    (6052, '')
+    >>> delta = b'data: {"type": "response.output_text.delta", "delta": "' + b"z" * 2000 + b'"}\\n\\n'
+    >>> _ = tally.feed(b"data: " + b"z" * 2000 + b"\\n\\n" + delta); tally.event_cap(), tally.error
+    (6046, '')
     """
 
     def __init__(self, max_event_bytes: int, body: Mapping[str, Any] | None = None) -> None:
         super().__init__(max_event_bytes, body)
         echoed = {k: v for k, v in (body or {}).items() if k != "input"}
         self.echo_bytes = len(json.dumps(echoed))  # ASCII escapes and spaced separators: at their longest
+        self.output_bytes = 0  # the deltas' output so far, as JSON strings (what the last events repeat)
 
     def event_cap(self) -> int:
-        return self.max_event_bytes + self.echo_bytes + self.read_bytes
+        return self.max_event_bytes + self.echo_bytes + min(self.output_bytes, REPEATED_OUTPUT_EVENTS * self.max_event_bytes)
 
     def _cap_name(self) -> str:
-        return "max_event_bytes plus the request's fields and the stream so far, which a Responses event may repeat"
+        return "max_event_bytes plus the request's fields and the output so far, which a Responses event may repeat"
 
     def _inspect(self, raw: bytes) -> bool:
         obj = event_json(raw)
@@ -168,6 +175,7 @@ class ResponsesTally(SseTally):
         if kind in TEXT_DELTAS and isinstance(obj.get("delta"), str):
             answered, reasoned = TEXT_DELTAS[kind]
             self.text.append(obj["delta"])
+            self.output_bytes += len(json.dumps(obj["delta"]))
             self.answered, self.reasoned = self.answered or answered, self.reasoned or reasoned
         elif kind == "response.output_item.added" and isinstance(obj.get("item"), Mapping):
             name = obj["item"].get("name")
