@@ -5,9 +5,9 @@ A chunk's **subject** (:func:`subject`) is what the dedupers and the sentence st
 page": pages built from one template (a product variant's spec sheet, a city's store page) repeat
 their sibling's sentences word for word about another model or city. Whether such a page is a copy
 depends on the question (:func:`named_words`): when the query names its subject and not its original's
-(``X300``, ``Marseille``), it says what was asked about and is kept whole; when it names neither, or
-names the original's only, the page is a copy like any other (a mirror under another file name,
-``report (1).pdf``, is one).
+(``X300``, ``Marseille``), it is what was asked about: it stays, and the other page is deduped against it
+(:class:`Subjects`; both stay whole only when the query names each apart, a comparison); when it names
+neither, the pages are copies like any others (a mirror under another file name, ``report (1).pdf``, is one).
 
 >>> subject(Chunk(id="a", title="Paris store", text="Open daily.")) == subject(Chunk(id="b", title="Lyon store", text="Open daily."))
 False
