@@ -96,23 +96,23 @@ def test_view_tally_gives_the_paragraph_views_recount(grouped):
             taken.append(v)
 
 
-def _count_headers(monkeypatch) -> list[int]:
-    """A counter of the headers :class:`Renderer` builds from now on (``[n]``): a counting proxy for the time."""
+def _count_calls(monkeypatch, name: str = "header") -> list[int]:
+    """A counter of the calls to :class:`Renderer`'s ``name`` from now on (``[n]``): a counting proxy for the time."""
     built = [0]
-    header = Renderer.header
+    method = getattr(Renderer, name)
 
     def counting(self, *args, **kwargs):
         built[0] += 1
-        return header(self, *args, **kwargs)
+        return method(self, *args, **kwargs)
 
-    monkeypatch.setattr(Renderer, "header", counting)
+    monkeypatch.setattr(Renderer, name, counting)
     return built
 
 
 @pytest.mark.parametrize("preset", ["default", "bm25-topk", "truncate"])
 def test_headers_built_grow_linearly_with_the_chunks_kept(preset, monkeypatch):
     """A counting proxy for the time: headers built per run at 100 and 400 chunks (each try used to rebuild all)."""
-    built = _count_headers(monkeypatch)
+    built = _count_calls(monkeypatch)
     pipeline = Pipeline.preset(preset)
     per_size = {}
     for n in (100, 400):
@@ -146,7 +146,7 @@ def test_headers_built_grow_linearly_when_chunk_titles_repeat(preset, monkeypatc
     """Hunt of the round after a73d3e0: many chunks from few documents (titles repeat), a chunk joining an earlier
     title group was counted with the whole layout in ``added`` and again, block by block, in ``take``: 1600 chunks
     from 20 titles took 6.7 s (3.1 s before the tally). A counting proxy for the time: headers built per run."""
-    built = _count_headers(monkeypatch)
+    built = _count_calls(monkeypatch)
     pipeline = Pipeline.preset(preset)
     per_size = {}
     for n in (100, 400):
@@ -167,14 +167,7 @@ def test_a_chunk_joining_an_earlier_title_group_is_counted_once_for_added_and_ta
     for c in chunks[:-1]:
         tally.take(c)
     expected = overhead(chunks, grouped=True) - overhead(chunks[:-1], grouped=True)
-    built = [0]
-    block_texts = Renderer.block_texts
-
-    def counting(self, *args, **kwargs):
-        built[0] += 1
-        return block_texts(self, *args, **kwargs)
-
-    monkeypatch.setattr(Renderer, "block_texts", counting)
+    built = _count_calls(monkeypatch, "block_texts")
     gained = tally.added(chunks[-1])
     before_take = built[0]
     assert tally.take(chunks[-1]) == gained == expected
