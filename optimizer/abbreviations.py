@@ -14,7 +14,9 @@ such pieces are one sentence:
 - ``Exh.``/``exh.`` before a single capital letter or a number (``Exh. A``, ``exh. 3``), ``Ex.`` before a number
   only (``Ex. 12``): ``my Ex.`` | ``I regret it.`` and ``my Ex.`` | ``A new job helped.`` are two sentences;
 - ``p.``, ``pp.``, ``No.``, ``Art.``, ``Sec.``, ``Fig.`` ending a piece of more words, before a number
-  (``No.`` alone is an answer: ``Was it him?`` | ``No.``).
+  (``No.`` alone is an answer: ``Was it him?`` | ``No.``);
+- a day's ordinal (``1.`` to ``31.``, as German, Dutch, Nordic, Polish or Czech dates write it) before a
+  month's name, full or short (:data:`MONTHS`): ``endet am 15.`` | ``Mai 2024.`` is one date.
 
 The words are matched as written (``no.`` and ``ex.`` are words of their own).
 
@@ -37,11 +39,34 @@ TITLES = (
 )
 """Titles, ranks and the saints, mounts and forts of place names: written before a capitalised name."""
 
+MONTHS = (
+    "Januar", "Jänner", "Februar", "Feber", "März", "April", "Mai", "Juni", "Juli", "August", "September", "Oktober",
+    "November", "Dezember",  # German
+    "janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre",
+    "décembre",  # French
+    "enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre", "setiembre", "octubre",
+    "noviembre", "diciembre",  # Spanish
+    "gennaio", "febbraio", "aprile", "maggio", "giugno", "luglio", "settembre", "ottobre", "dicembre",  # Italian
+    "januari", "februari", "maart", "mei", "augustus",  # Dutch
+    "januar", "februar", "marts", "mars", "juni", "juli", "augusti", "desember", "december", "maj",  # Nordic
+    "stycznia", "lutego", "marca", "kwietnia", "maja", "czerwca", "lipca", "sierpnia", "września", "października",
+    "listopada", "grudnia",  # Polish (genitive, as dates write them)
+    "ledna", "února", "března", "dubna", "května", "června", "července", "srpna", "září", "října", "listopadu",
+    "prosince",  # Czech (genitive)
+    "Jan", "Feb", "Mär", "Mrz", "Apr", "Jun", "Jul", "Aug", "Sep", "Sept", "Okt", "Oct", "Nov", "Dez", "Dec",
+    "janv", "févr", "avr", "juil", "déc", "mrt", "okt",
+)
+"""Month names, full and short, of languages that write a day as an ordinal with a full stop (``15. Mai``),
+or whose dates a text in such a language quotes; matched whatever their case. Short forms that are words too
+(French ``des``, Italian ``gen``, ``mag``) are left out."""
+
 _VERSUS = re.compile(r"(?<!\S)[A-Z][\w'’.&-]*\s+vs?\.$")
 _ONLY_TITLES = re.compile(rf"(?:(?:{'|'.join(TITLES)})\.\s+)*(?:{'|'.join(TITLES)})\.")
 _EXHIBIT = re.compile(r"\b(?:Exh|exh)\.$")
 _EX = re.compile(r"\bEx\.$")  # also a former partner: a lone capital after it opens a sentence (``I``, ``A``)
 _NUMBERED = re.compile(r"\S\s+(?:p|pp|No|Nos|Art|Sec|Fig)\.$")
+_DAY = re.compile(r"(?<![\d.,])(?:0?[1-9]|[12]\d|3[01])\.$")
+_MONTH = re.compile(rf"(?:{'|'.join(sorted(set(MONTHS), key=len, reverse=True))})(?![^\W\d_])", re.I)
 _NAME = re.compile(r"[A-Z]")
 _LABEL = re.compile(r"(?:[A-Z]|\d[\w.-]*)(?![\w'’])")
 _NUMBER = re.compile(r"\d")
@@ -61,6 +86,8 @@ def joins(text: str, piece: tuple[int, int], following: tuple[int, int]) -> bool
         return _LABEL.match(text, f) is not None
     if _EX.search(text, tail, e):
         return _NUMBER.match(text, f) is not None
+    if _DAY.search(text, tail, e) and _MONTH.match(text, f):
+        return True
     return _NUMBERED.search(text, tail, e) is not None and _NUMBER.match(text, f) is not None
 
 

@@ -127,6 +127,22 @@ def ends_sentence(line: str) -> bool:
 
 
 _STOP_INSIDE = re.compile(rf"[.!?…{STOPS}][\"'”’)\]{CLOSERS}]*\s+\S")
+_ORDINAL = r"(?:\d{1,3}|[A-Za-z]|[ivx]{2,5}|[IVX]{2,5})"
+_MARKER = rf"{_ORDINAL}[.)]|\({_ORDINAL}\)"
+"""A list item's marker: a number, a letter or a small Roman numeral, then ``.`` or ``)``, or in brackets."""
+LIST_MARKER = re.compile(rf"[ \t]*(?:{_MARKER})[ \t]+(?=\S)")
+"""A line's leading list marker (``1. ``, ``2) ``, ``a. ``, ``(b) ``, ``iv. ``) and the white space around it."""
+
+
+def item_words(line: str) -> str:
+    """``line`` without its leading list marker (:data:`LIST_MARKER`): the ``.`` of ``1. Open the lid`` ends no
+    sentence.
+
+    >>> item_words("1. Open the lid"), item_words("(b) Rinse it"), item_words("It cost 12. Then more")
+    ('Open the lid', 'Rinse it', 'It cost 12. Then more')
+    """
+    m = LIST_MARKER.match(line)
+    return line[m.end() :] if m else line
 
 
 def _wraps_at(line: str, following: str, width: int) -> bool:
@@ -202,10 +218,11 @@ def is_record_line(line: str) -> bool:
 
 def _line_records(block: str) -> bool:
     """Whether ``block`` holds one record a line (a spec sheet's ``Key: value`` lines, CSV rows, a
-    schedule, a changelog, unpunctuated caption lines): three lines or more, no sentence ending
-    before the last line's end, and most line breaks not those of hard-wrapped prose
-    (:func:`_wraps_at`). Prose ends its sentences inside the block, or, wrapped at a fixed width (a
-    README, an e-mail), breaks where the next word would not fit; it stays a paragraph of sentences.
+    schedule, a changelog, unpunctuated caption lines, a numbered list's steps): three lines or more, no
+    sentence ending before the last line's end (a list marker's ``1.`` ends none: :func:`item_words`), and
+    most line breaks not those of hard-wrapped prose (:func:`_wraps_at`). Prose ends its sentences inside
+    the block, or, wrapped at a fixed width (a README, an e-mail), breaks where the next word would not
+    fit; it stays a paragraph of sentences.
 
     blingfire does not split at a lone line break, so such a block would be one "sentence" of up to
     hundreds of tokens, which the sentence stages can only keep or leave whole; split per line,
@@ -218,7 +235,7 @@ def _line_records(block: str) -> bool:
     ...               "and it is highly configurable out of the box")
     False
     """
-    lines = [ln.rstrip() for ln in block.split("\n") if ln.strip()]
+    lines = [item_words(ln.rstrip()) for ln in block.split("\n") if ln.strip()]
     if len(lines) < 3 or any(_STOP_INSIDE.search(ln) for ln in lines) or any(_ENDS_SENTENCE.search(ln) for ln in lines[:-1]):
         return False
     if _same_fields(lines):
@@ -409,6 +426,61 @@ def blingfire_sentences(block: str) -> list[tuple[int, int]]:
     return list(zip(offsets[0::2], offsets[1::2]))
 
 
+_FOOTMARK = (r"\[\d{1,4}(?:[ \t]*[,–-][ \t]*\d{1,4})*\]|\[[a-z]\]|\[\^[^\]\s]{1,24}\]"  # [4], [12, 13], [a], [^1]
+             r"|<sup>[^<>\n]{1,16}</sup>|[⁰¹²³⁴-⁹]+|[†‡]")
+_FOOTMARKS = re.compile(rf"(?:(?<=[.!?])|(?<=[.!?][\"'”’)]))(?:{_FOOTMARK})+(?=\s|$)")
+"""Footnote and citation marks right after a sentence's stop, before white space: ``[4][5]``, ``[12, 13]``, ``[a]``,
+``[^1]``, ``<sup>2</sup>``, ``¹²``, ``†``."""
+
+
+def footmarks(block: str) -> tuple[str, dict[int, int]]:
+    """``block`` with the marks after its sentence ends (:data:`_FOOTMARKS`) blanked (the same length, so an
+    offset into it is one into ``block``), and where each run of marks starts mapped to where it ends.
+
+    blingfire ends a sentence at ``.[3]`` but not at ``.[4][5]``, ``.¹`` or ``.[^1]``: it splits the blanked
+    text, and a sentence that ends where marks start takes them.
+
+    >>> footmarks("It fell.[4][5] It rose.¹")
+    ('It fell.       It rose. ', {8: 14, 23: 24})
+    """
+    marks = {m.start(): m.end() for m in _FOOTMARKS.finditer(block)}
+    if not marks:
+        return block, marks
+    return _FOOTMARKS.sub(lambda m: " " * len(m.group()), block), marks
+
+
+_BARE_MARKER = re.compile(_MARKER)
+_LAST_LINE_MARKER = re.compile(rf"\n[ \t]*(?:{_MARKER})$")
+
+
+def _items_open(text: str, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``ranges`` (blingfire's sentences, in order) with each list marker given to the item it opens: a range
+    that is nothing but a marker opening a line (``2.``) is joined to the next (inside a line it may be a
+    number that ends a sentence: ``See Art.`` | ``12.`` | ``It applies.``), and one whose last line is a marker
+    (``Open the lid\\n2.``, blingfire cuts after each ``N.``) leaves it to the next. The last range keeps its own.
+
+    >>> t = "Steps:\\n1. Open it.\\n2. Rinse it."
+    >>> [t[s:e] for s, e in _items_open(t, [(0, 9), (10, 18), (19, 21), (22, 31)])]
+    ['Steps:', '1. Open it.', '2. Rinse it.']
+    """
+    out: list[tuple[int, int]] = []
+    opened = None  # where a marker cut off the range before starts
+    for k, (s, e) in enumerate(ranges):
+        s = s if opened is None else opened
+        opened = None
+        if k + 1 < len(ranges):
+            if _BARE_MARKER.fullmatch(text, s, e) and not text[text.rfind("\n", 0, s) + 1 : s].strip():
+                opened = s
+                continue
+            m = _LAST_LINE_MARKER.search(text, max(s, e - 24), e)
+            if m is not None:
+                out.append(strip_range(text, s, m.start()))
+                opened = strip_range(text, m.start(), e)[0]
+                continue
+        out.append((s, e))
+    return out
+
+
 def _prose(text: str, start: int, end: int) -> list[tuple[int, int]]:
     """The sentences of the prose block ``text[start:end]``: blingfire's, each cut after a stop of
     :data:`STOPS` with its closing quotes, and at a space between Thai, Lao, Khmer or Myanmar letters.
@@ -416,23 +488,27 @@ def _prose(text: str, start: int, end: int) -> list[tuple[int, int]]:
     blingfire keeps CJK sentences together when no space follows the stop, and cuts a closing
     quote or a second stop (``。」``, ``？！``) off into the next sentence; those are put back first,
     as are its cuts after a case name's ``v.``, a title, an exhibit or a page number
-    (:func:`~optimizer.abbreviations.join_abbreviations`: ``In Miranda v.`` | ``Arizona ...``).
+    (:func:`~optimizer.abbreviations.join_abbreviations`: ``In Miranda v.`` | ``Arizona ...``). A list
+    marker starts the item it opens (:func:`_items_open`), and footnote marks after a stop end the sentence
+    with it (:func:`footmarks`).
 
     >>> t = "「长城很长。」长城在中国。真的吗？！是的。"
     >>> [t[s:e] for s, e in _prose(t, 0, len(t))]
     ['「长城很长。」', '长城在中国。', '真的吗？！', '是的。']
     """
     ranges: list[tuple[int, int]] = []
-    for s, e in blingfire_sentences(text[start:end]):
+    block, marks = footmarks(text[start:end])
+    for s, e in blingfire_sentences(block):
         s, e = strip_range(text, start + s, start + e)
         if s >= e:
             continue
+        e = start + marks.get(e - start, e - start)  # a sentence's end takes the footnote marks after it
         if ranges and ranges[-1][1] == s and text[s - 1] in STOPS and _OPENS_WITH_CLOSER.match(text, s):
             ranges[-1] = (ranges[-1][0], e)  # a stop's closing quote or second stop, cut off by blingfire
         else:
             ranges.append((s, e))
     out: list[tuple[int, int]] = []
-    for s, e in join_abbreviations(text, ranges):
+    for s, e in join_abbreviations(text, _items_open(text, ranges)):
         sub_start = s
         for m in _STOP.finditer(text, s, e):
             if sub_start < m.end() < e:

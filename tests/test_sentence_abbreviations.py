@@ -97,3 +97,37 @@ def test_the_case_law_set_keeps_the_vote_and_no_unit_ends_in_v(preset, share):
     by_id = {c.id: c.text for c in chunks}
     for span in result.spans:
         assert result.text[span.context_start:span.context_end] == by_id[span.chunk_id][span.start:span.end]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Die Frist endet am 15. Mai 2024. Der Widerruf ist schriftlich zu richten.",
+     ["Die Frist endet am 15. Mai 2024.", "Der Widerruf ist schriftlich zu richten."]),
+    ("Die Versammlung findet am 3. Oktober statt. Anträge sind bis zum 1. September einzureichen.",
+     ["Die Versammlung findet am 3. Oktober statt.", "Anträge sind bis zum 1. September einzureichen."]),
+    ("Am 1. Jan. 2024 trat es in Kraft. Es gilt.", ["Am 1. Jan. 2024 trat es in Kraft.", "Es gilt."]),
+    ("Het feest is op 5. Mei in Utrecht. Kom ook.", ["Het feest is op 5. Mei in Utrecht.", "Kom ook."]),
+    ("Den 17. Mai feirer vi. Det er fint.", ["Den 17. Mai feirer vi.", "Det er fint."]),
+])
+def test_a_day_before_its_month_does_not_end_the_sentence(text, expected):
+    assert texts(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("The score was 40. Mai was the top scorer.", ["The score was 40.", "Mai was the top scorer."]),
+    ("Version 2.15. March is next.", ["Version 2.15.", "March is next."]),
+    ("We counted 12. Maybe more.", ["We counted 12.", "Maybe more."]),
+])
+def test_a_number_that_is_no_day_still_ends_the_sentence(text, expected):
+    assert texts(text) == expected
+
+
+def test_the_german_date_keeps_its_month_in_the_pipeline():
+    text = ("Die Widerrufsfrist beträgt 14 Tage und endet am 15. Mai 2024. Der Widerruf ist schriftlich an die "
+            "Geschäftsstelle zu richten. Die Kosten der Rücksendung trägt der Käufer. Erstattungen erfolgen innerhalb von 30 Tagen.")
+    chunks = [Chunk(id="agb", text=text, title="AGB"),
+              Chunk(id="v", text="Die Mitgliederversammlung findet am 3. Oktober im Rathaus statt. Anträge sind bis zum 1. "
+                    "September einzureichen.", title="Verein"),
+              Chunk(id="x", text="Die Lieferzeit beträgt in der Regel drei bis fünf Werktage. Der Versand ist ab 50 Euro kostenlos.", title="FAQ")]
+    for preset in ("default", "quality"):
+        out = Pipeline.preset(preset, budget=0.3).run("Wann endet die Widerrufsfrist?", chunks).text
+        assert "am 15. Mai 2024" in out, (preset, out)
