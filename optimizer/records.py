@@ -27,7 +27,10 @@ from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from optimizer.subtitles import starts_cue
+
 _LINE_BREAK = re.compile(r"[\n\r]")
+_BLANK_GAP = re.compile(r"\n[ \t\r\f\v]*\n")
 
 PIECE_JOINER = " "
 """What joins two kept pieces of a chunk, unless one of them sits at a line's edge (see :func:`piece_joiner`)."""
@@ -94,9 +97,18 @@ def piece_joiner(original: str, end: int, start: int) -> str:
     '\n    '
 
     A lone ``\r`` ends a line here too (:func:`ends_line`): ``piece_joiner("a.\rb", 2, 3)`` is ``'\n'``.
+
+    A subtitle cue (:func:`optimizer.subtitles.starts_cue`) after a blank line is set off by one, as in the file:
+    a reader of the context sees where one cue ends and the next begins.
+
+    >>> t = "1\n00:01.000 --> 00:02.000\nHi.\n\n2\n00:03.000 --> 00:04.000\nBye."
+    >>> piece_joiner(t, 29, 31)
+    '\n\n'
     """
     line = indent_start(original, start)
     if end < line and ends_line(original, line - 1):  # the second piece starts a line after the first
+        if _BLANK_GAP.search(original, end, line) and starts_cue(original, line):
+            return LINE_JOINER + LINE_JOINER + original[line:start]
         return LINE_JOINER + original[line:start]
     after = _LINE_BREAK.search(original, end, start)  # the "\r" of a "\r\n" is white space before its "\n"
     if after is not None and not original[end : after.start()].strip():

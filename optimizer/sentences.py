@@ -34,6 +34,7 @@ import regex
 
 from optimizer.abbreviations import join_abbreviations
 from optimizer.inline_records import cut_ranges, record_cuts
+from optimizer.subtitles import cue_units, join_tracks, track_cues
 from optimizer.wrapped_lines import Shapes, unquoted, wrapped_groups
 
 _BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n")
@@ -573,13 +574,13 @@ def paragraph_spans(text: str, start: int = 0, end: int | None = None) -> list[t
     end = len(text) if end is None else end
     fences = code_blocks(text) if (start, end) == (0, len(text)) else tuple(fenced_blocks(text, start, end))
     if not fences:
-        return _blank_line_spans(text, start, end)
+        return join_tracks(text, _blank_line_spans(text, start, end))
     out: list[tuple[int, int]] = []
     for fs, fe in fences:
-        out += _blank_line_spans(text, start, fs)
+        out += join_tracks(text, _blank_line_spans(text, start, fs))
         out += [(s, e) for s, e in [strip_range(text, fs, fe)] if s < e]
         start = fe
-    return out + _blank_line_spans(text, start, end)
+    return out + join_tracks(text, _blank_line_spans(text, start, end))
 
 
 def _blank_line_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -764,6 +765,8 @@ def _split_and_wraps(text: str) -> tuple[tuple[tuple[int, int], ...], tuple[tupl
         block = text[b_start:b_end]
         if FENCE.match(block):
             pieces = _code_lines(block, b_start)
+        elif cues := track_cues(text, b_start, b_end):  # subtitles: a sentence runs over cues, printed with their timings
+            pieces = cue_units(text, cues, ends_sentence, MAX_SENTENCE_CHARS, sentence_weight)
         elif _looks_structured(block) or ("\n" in block and _line_records(block)):
             lines = (strip_range(text, b_start + m.start(), b_start + m.end()) for m in _LINE.finditer(block))
             groups = wrapped_groups(text, [(s, e) for s, e in lines if s < e], _SHAPES)

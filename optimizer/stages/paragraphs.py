@@ -51,6 +51,7 @@ from optimizer.sentences import FENCE, code_blocks, is_fence_close, is_record_li
 from optimizer.stage import StageContext, StageOutput
 from optimizer.stages.sentence_select import CUT_REASON
 from optimizer.stages.sentence_signals import QUESTION_END
+from optimizer.subtitles import track_cues
 from optimizer.text import words
 
 ABOVE_LINES = 2
@@ -328,7 +329,9 @@ def _split_heading(text: str, s: int, e: int, group: bool = False) -> tuple[tupl
     """``(heading, body)`` of ``text[s:e]``; ``(None, None)`` when the whole block is one heading line.
 
     ``group``: the block is one of a chunk's groups of records (:func:`_record_groups`), its first line their
-    heading even when it is a ``key: value`` record too."""
+    heading even when it is a ``key: value`` record too. A subtitle track's first line (``WEBVTT``, a cue's index) heads nothing."""
+    if track_cues(text, s, e):
+        return None, (s, e)
     newline = text.find("\n", s, e)
     if newline < 0:
         return (None, None) if heading_line(text[s:e]) is not None else (None, (s, e))

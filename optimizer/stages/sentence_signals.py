@@ -27,6 +27,7 @@ from optimizer.records import Chunk, indent_start
 from optimizer.sentences import code_blocks, split_range
 from optimizer.score_reading import DIRECTIONS, read_scores
 from optimizer.stage import StageContext
+from optimizer.subtitles import spoken
 from optimizer.scoring import minmax, titled_text
 from optimizer.text import STOPWORDS, cased_words, content_words, entities, words
 
@@ -67,7 +68,7 @@ def split_chunks(chunks: Sequence[Chunk], context: StageContext) -> list[Sentenc
         position = 0
         for ps, pe in c.kept_pieces:  # split each kept piece; offsets stay in original coordinates
             for s, e in with_answers(original, split_range(original, ps, pe)):  # a code block's piece is still split per line
-                text = original[s:e]
+                text = spoken(original, s, e)  # a subtitle cue's index and timing lines blanked: scored on what is said
                 tokens = context.count(original[indent_start(original, s) : e])  # printed with its indentation (piece_joiner)
                 out.append(Sentence(ci, s, e, text, position, tokens))
                 position += 1
