@@ -168,6 +168,33 @@ def final_rows(service: Any, timeout: float = 30.0) -> list[dict[str, Any]]:
         time.sleep(0.05)
 
 
+def readme_service_block(after: str) -> str:
+    """The first Python block of the README's "Run it as a service" section after the text ``after``."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Run it as a service", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section.split(after, 1)[1], flags=re.S)[0]
+
+
+def run_readme_block(block: str, client: Any, service: Any, name: str) -> tuple[Any, dict[str, Any]]:
+    """Run a README ``block`` with ``client`` and the documents (``chunks``); its ``reply`` and the one ledger row."""
+    scope = {"client": client, "chunks": DOCS, "print": lambda *a: None}
+    exec(compile(block, f"README.md ({name} example)", "exec"), scope)
+    [row] = final_rows(service)
+    return scope["reply"], row
+
+
+def endpoints_seen(url: str, key: str, admin: str) -> tuple[list[str], str]:
+    """The endpoints ``GET /v1/usage?by=endpoint`` groups a tenant's usage by, and the ``/metrics`` text."""
+    import httpx
+
+    usage = httpx.get(f"{url}/v1/usage?by=endpoint", headers={"Authorization": f"Bearer {key}"}).json()
+    metrics = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {admin}"}).text
+    return [g["endpoint"] for g in usage["rows"]], metrics
+
+
 def spent_and_reserved(service: Any) -> tuple[int, int]:
     """The tenant's token budget this period: (spent, reserved); and no reservation may still be held."""
     with service.engine.connect() as c:

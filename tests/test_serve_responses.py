@@ -26,7 +26,8 @@ from ragtrim.serve.service import Service
 from ragtrim.serve.testing import serve_in_thread
 from ragtrim.serve.upstream import count_chat_tokens
 
-from serve_fixtures import DOCS, PEPPER, admin_key, budget, final_rows, gateway_config, spent_and_reserved, stack, tenant_with_key
+from serve_fixtures import (DOCS, PEPPER, admin_key, budget, endpoints_seen, final_rows, gateway_config, readme_service_block,
+                            run_readme_block, spent_and_reserved, stack, tenant_with_key)
 
 openai = pytest.importorskip("openai")
 QUESTION = "What is the capital of France?"
@@ -413,28 +414,18 @@ def test_an_upstream_failure_is_a_502_and_the_hold_ends(tmp_path):
 def test_usage_and_metrics_name_the_responses_endpoint(tmp_path):
     with live(tmp_path) as s:
         s.client().responses.create(model="gpt-4o", input="q")
-        usage = httpx.get(f"{s.url}/v1/usage?by=endpoint", headers={"Authorization": f"Bearer {s.key}"}).json()
-        metrics = httpx.get(f"{s.url}/metrics", headers={"Authorization": f"Bearer {admin_key(s.service)}"}).text
-    assert [g["endpoint"] for g in usage["rows"]] == ["responses"]
-    assert 'endpoint="responses"' in metrics
+        endpoints, metrics = endpoints_seen(s.url, s.key, admin_key(s.service))
+    assert endpoints == ["responses"] and 'endpoint="responses"' in metrics
 
 
 # 8. the README's example runs
 
 
 def test_the_readme_responses_example_runs(tmp_path):
-    import re
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Run it as a service", 1)[1].split("\n## ", 1)[0]
-    [block] = re.findall(r"```python\n(.*?)```", section.split("OpenAI's Responses API (`POST /v1/responses`", 1)[1], flags=re.S)[:1]
+    block = readme_service_block("OpenAI's Responses API (`POST /v1/responses`")
     with live(tmp_path) as s:
         budget(s.service, "acme", "usd", 1_000_000)
-        scope = {"client": s.client(), "chunks": DOCS, "print": lambda *a: None}
-        exec(compile(block, "README.md (responses example)", "exec"), scope)
-        [row] = final_rows(s.service)
-    reply = scope["reply"]
+        reply, row = run_readme_block(block, s.client(), s.service, "responses")
     assert reply.output_text and reply.model_extra["ragtrim"]["documents"] and row["feature"] == "support-bot"
     assert s.fake.bodies[-1]["max_output_tokens"] == 200 and row["endpoint"] == "responses"
 

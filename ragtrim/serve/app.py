@@ -24,14 +24,14 @@ from starlette.responses import JSONResponse, Response
 import optimizer
 from optimizer.lazy import lazy_import
 from optimizer.score_reading import SCORE_DIRECTIONS
-from ragtrim.serve import admin, chat, embeddings, model_list, optimize, page, responses
+from ragtrim.serve import admin, chat, embeddings, messages, model_list, optimize, page, responses
 from ragtrim.serve.auth import presented_key, require
 from ragtrim.serve.bodies import CAP_FIELDS, RAGTRIM_FIELDS
 from ragtrim.serve.config import Limits, ServeConfig
 from ragtrim.serve.embedding_inputs import embeddings_schema
 from ragtrim.serve.cutoff import CutOffAnswer
 from ragtrim.serve.db import is_unreachable
-from ragtrim.serve.errors import ApiError, database_unavailable
+from ragtrim.serve.errors import ApiError, body_for, database_unavailable
 from ragtrim.serve.lease import LeaseKeeper, settle_cancelled
 from ragtrim.serve.logs import log_event
 from ragtrim.serve.recycle import ConnectionRecycler
@@ -95,6 +95,18 @@ def responses_schema(limits: Limits) -> dict[str, Any]:
         "extra_body": holder, "ragtrim": holder}}
 
 
+def messages_schema(limits: Limits) -> dict[str, Any]:
+    """The JSON schema of a ``POST /v1/messages`` body: Anthropic's, plus ``documents`` and friends
+    (:func:`ragtrim.serve.messages.parse_messages`); any other field is forwarded as it came."""
+    ours, holder = _ragtrim_fields(), _holder()
+    return {"type": "object", "required": ["model", "max_tokens", "messages"], "additionalProperties": True, "properties": {
+        "model": {"type": "string"}, "messages": {"type": "array", "items": {"type": "object"}},
+        "system": {"type": ["string", "array"]}, **ours,
+        "max_tokens": {"type": "integer", "minimum": 1, "maximum": limits.max_tokens_limit,
+                       "description": "output cap, thinking included (limits.max_tokens_limit at most)"},
+        "stream": {"type": ["boolean", "null"]}, "extra_body": holder, "ragtrim": holder}}
+
+
 def _holder() -> dict[str, Any]:
     """The schema of a ``ragtrim`` or ``extra_body`` object: ragtrim's own fields alone."""
     return {"type": "object", "additionalProperties": False, "properties": _ragtrim_fields(),
@@ -153,6 +165,8 @@ def _routes(app: Any, limits: Limits) -> None:
         summary="OpenAI-compatible chat with documents optimized into the prompt, within the tenant's budgets")
     add("/v1/responses", responses.responses_endpoint, methods=["POST"], openapi_extra=_body(responses_schema(limits)),
         tags=["chat"], summary="OpenAI's Responses API with documents optimized into the input, within the tenant's budgets")
+    add("/v1/messages", messages.messages_endpoint, methods=["POST"], openapi_extra=_body(messages_schema(limits)),
+        tags=["chat"], summary="Anthropic's Messages API with documents optimized into the system prompt, within the tenant's budgets")
     add("/v1/embeddings", embeddings.embeddings_endpoint, methods=["POST"], openapi_extra=_body(embeddings_schema()),
         tags=["embeddings"], summary="OpenAI-compatible embeddings, every input token accounted within the tenant's budgets")
     add("/v1/models", model_list.models_list, methods=["GET"], tags=["chat"],
@@ -230,7 +244,7 @@ def _handlers(app: Any) -> None:
     from starlette.exceptions import HTTPException
 
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+        return JSONResponse(body_for(exc, request.url.path), status_code=exc.status, headers=exc.headers)
 
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"

@@ -23,8 +23,8 @@ async def require(request: Any, *, admin: bool = False, tenant: bool = False) ->
     service = request.app.state.service
     key = presented_key(request.headers)
     if not key:
-        raise ApiError(401, "authentication_error", "missing API key; send 'Authorization: Bearer rtk_...'",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(401, "authentication_error", "missing API key; send 'Authorization: Bearer rtk_...' (or 'x-api-key: "
+                       "rtk_...', as the anthropic SDK does)", headers={"WWW-Authenticate": "Bearer"})
     principal = await run_in_threadpool(check_key, service.engine, service.pepper, key)
     if not isinstance(principal, Principal):  # the key id (not secret) helps spot a revoked key still in use; the key never goes to the log
         why, tenant_id = principal

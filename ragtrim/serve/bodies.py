@@ -75,6 +75,10 @@ class ChatRequest:
     # a field that makes the upstream add context the gateway never sees (Responses' previous_response_id,
     # conversation, prompt): refused when the request holds room in a budget (chat.check_stored_context)
     stored_context: str = ""
+    # a block the gateway cannot count (a Messages image or PDF): refused when the request holds room in a budget
+    uncounted: str = ""
+    # headers sent upstream besides the upstream's own (a Messages client's anthropic-beta)
+    upstream_headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def documents_question(self) -> str:

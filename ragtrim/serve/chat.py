@@ -26,8 +26,9 @@ non-streaming answers add ``X-Ragtrim-Cost-Micro`` and ``X-Ragtrim-Upstream-Ms``
 document ids; a streamed answer with documents says the same in ``X-Ragtrim-Documents``
 (:mod:`ragtrim.serve.citations`).
 
-The flow (:func:`serve_request`) serves ``POST /v1/responses`` too (:mod:`ragtrim.serve.responses`): a
-:class:`ragtrim.serve.dialect.Dialect` names what differs between the two APIs (field names, answer shapes).
+The flow (:func:`serve_request`) serves ``POST /v1/responses`` (:mod:`ragtrim.serve.responses`) and Anthropic's
+``POST /v1/messages`` (:mod:`ragtrim.serve.messages`) too: a :class:`ragtrim.serve.dialect.Dialect` names what differs
+between the APIs (field names, answer shapes, where the prompt items go in the upstream body, the stream's error event).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ from ragtrim.serve.dialect import CHAT, Dialect
 from ragtrim.serve.citations import cited_documents, stream_headers
 from ragtrim.serve.thinking import cut_before_answering, visible_answer, warn_cut_answer
 from ragtrim.serve.upstream import (UpstreamError, billed_fields, count_request_fields, output_texts, prediction_tokens,
-                                    cached_count, prompt_bytes, shows_reasoning, sse, sse_event_end, usage_of)
+                                    cached_count, prompt_bytes, shows_reasoning, sse_event_end, usage_of)
 
 
 # The roles of a chat's instructions (``developer``: OpenAI's name for them since o1), which stay first
@@ -196,7 +197,7 @@ async def _smallest(service: Any, req: ChatRequest, chain: Sequence[ModelConfig]
                                                                client_left=left))
             bare[key] += await _field_tokens(upstream, req, m.tokenizer, memo)
         prompt = with_margin(max(0, bare[key] + context - JOIN_SLACK) if context else bare[key], m.count_margin)
-        out.append(Need(tokens=prompt + n_out, micro=service.prices[m.name].cost_micro(prompt_tokens=prompt, completion_tokens=n_out)))
+        out.append(Need(tokens=prompt + n_out, micro=service.prices[m.name].worst_micro(prompt_tokens=prompt, completion_tokens=n_out)))
     return out
 
 
@@ -318,6 +319,12 @@ def check_stored_context(req: ChatRequest, budgets: Sequence[Any]) -> None:
     ``previous_response_id``, ``conversation``, ``prompt``, an ``item_reference`` or id-only ``reasoning`` item) while it holds room in a budget: that context is billed
     as input, so the worst case reserved would not be one, and the budget could be overrun by any amount. Without a
     budget it is served (and charged the usage reported)."""
+    if req.uncounted and budgets:
+        raise bad_request(
+            f"{req.uncounted} is billed by tokens this gateway cannot count, and this request holds room in a budget "
+            f"({len(budgets)} of the tenant's budgets apply), whose worst case must be counted before it is sent; send its "
+            f"text instead (a document's text as a text block, or as documents), or send it under a tenant, user or "
+            f"feature without a budget", req.dialect.items_key)
     if req.stored_context and budgets:
         raise bad_request(
             f"{req.stored_context} makes the upstream add stored context (earlier turns, a stored prompt or reasoning) that "
@@ -349,7 +356,7 @@ async def _answer(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
     caps = upstream_caps(req, attempt.max_tokens, forwarded=getattr(service.upstream(attempt.model), "forwards_request_fields", True),
                          held=bool(planned.reservation.budget_ids))
     upstream_body = {**req.passthrough, "model": attempt.model.upstream_model or attempt.model.name,
-                     req.dialect.items_key: list(attempt.messages), **caps}
+                     **req.dialect.items_body(attempt.messages), **caps}
     try:
         if req.stream:
             return await _stream(service, req, planned, hold, upstream_body, headers, left)
@@ -434,8 +441,11 @@ def trusted_count(name: str, reported: int | None, counted: int, size: int, boun
 
 def hidden_reasoning(model: ModelConfig, req: ChatRequest) -> bool:
     """Whether the answer may hold reasoning tokens the upstream bills but never shows: the model's config says so
-    (``reasoning = true``) or the request asks for reasoning (``reasoning_effort``, ``reasoning``)."""
-    return model.reasoning or any(req.passthrough.get(k) is not None for k in ("reasoning_effort", "reasoning"))
+    (``reasoning = true``) or the request asks for reasoning (``reasoning_effort``, ``reasoning``; Anthropic's
+    ``thinking`` enabled, which Claude 4 models bill in full and show summarized)."""
+    thinking = req.passthrough.get("thinking")
+    return (model.reasoning or any(req.passthrough.get(k) is not None for k in ("reasoning_effort", "reasoning"))
+            or (isinstance(thinking, Mapping) and thinking.get("type") not in (None, "disabled")))
 
 
 REASONING_UNKNOWN = ("the model reasons (its reasoning tokens are billed, and may never be shown) and its usage never came, "
@@ -443,11 +453,13 @@ REASONING_UNKNOWN = ("the model reasons (its reasoning tokens are billed, and ma
 
 
 def _settle_values(attempt: Attempt, req: ChatRequest, prompt: int | None, completion: int | None, cached: int, text: str, *,
-                   fields: Any, capped: bool) -> tuple[int, int, int, str, int, str]:
+                   fields: Any, capped: bool, written: int = 0) -> tuple[int, int, int, str, int, str]:
     """``(prompt, completion, cached, usage_source, cost, note)`` to charge for an answer: the upstream's counts
     (:func:`trusted_count`), else the gateway's (the counted prompt, the answer's ``text`` counted, at most the
     completion reserved when a cap was sent: ``capped``), and of the prompt, the ``cached`` tokens the upstream read
-    from its prompt cache (:func:`cached_prompt`). ``fields`` are the request fields the upstream bills as input."""
+    from its prompt cache (:func:`cached_prompt`) and the ``written`` ones it wrote to it (charged the cache-write price,
+    at most the rest of the prompt; none when the prompt charged is not the upstream's count). ``fields`` are the request
+    fields the upstream bills as input."""
     # the prompt's size is measured (its JSON written out) only for a reported count below the gateway's own
     size = prompt_bytes(attempt.messages, fields, req.dialect.billed) if prompt is not None and prompt < attempt.prompt_tokens else 0
     p, p_note = trusted_count("prompt_tokens", prompt, attempt.prompt_tokens, size)
@@ -455,9 +467,10 @@ def _settle_values(attempt: Attempt, req: ChatRequest, prompt: int | None, compl
     c, c_note = trusted_count("completion_tokens", completion, get_tokenizer(attempt.model.tokenizer).count(text),
                               len(text.encode("utf-8", "replace")), bound)
     k, k_note = cached_prompt(cached, p if p == prompt else None)
+    w = min(written, p - k) if p == prompt else 0
     source = "upstream" if (p, c) == (prompt, completion) else "counted"
     note = "; ".join(n for n in (p_note, c_note, k_note) if n)
-    return p, c, k, source, attempt.price.cost_micro(prompt_tokens=p, completion_tokens=c, cached_tokens=k), note
+    return p, c, k, source, attempt.price.cost_micro(prompt_tokens=p, completion_tokens=c, cached_tokens=k, cache_write_tokens=w), note
 
 
 def cached_prompt(reported: int, prompt: int | None) -> tuple[int, str]:
@@ -476,6 +489,11 @@ def cached_prompt(reported: int, prompt: int | None) -> tuple[int, str]:
     return prompt, f"upstream reported cached_tokens {reported} above its prompt_tokens {prompt}: charged {prompt} as cached"
 
 
+def wire_of(req: ChatRequest) -> Any:
+    """The request's :class:`ragtrim.serve.upstream.Wire`: its dialect's, with the headers the client sends upstream."""
+    return replace(req.dialect.wire, headers=req.upstream_headers) if req.upstream_headers else req.dialect.wire
+
+
 def _billed_fields_of(upstream: Any, req: ChatRequest) -> Any:
     """The request fields ``upstream`` gets besides the messages (none for the in-process model)."""
     return req.passthrough if getattr(upstream, "forwards_request_fields", True) else {}
@@ -491,7 +509,7 @@ async def _complete(service: Any, req: ChatRequest, planned: Planned, hold: Hold
     attempt = planned.attempt
     upstream = service.upstream(attempt.model)
     reply = await upstream.complete(body, req.question, attempt.context, on_sent=hold.mark_sent, client_left=left,
-                                    wire=req.dialect.wire)
+                                    wire=wire_of(req))
     if reply.error is not None:
         raise await _failed(hold, reply.error, reply.refusal, reply.started, reply.upstream_ms)
     if reply.completion_tokens is None and hidden_reasoning(attempt.model, req):
@@ -501,7 +519,7 @@ async def _complete(service: Any, req: ChatRequest, planned: Planned, hold: Hold
     else:
         p, c, k, source, cost, note = _settle_values(attempt, req, reply.prompt_tokens, reply.completion_tokens,
                                                      reply.cached_tokens, reply.text, fields=_billed_fields_of(upstream, req),
-                                                     capped=_capped(body, req))
+                                                     capped=_capped(body, req), written=reply.cache_write_tokens)
         ms = (time.perf_counter() - start) * 1000
         final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, cached_tokens=k, usage_source=source, cost_micro=cost,
                         status=200, latency_ms=ms, upstream_ms=reply.upstream_ms, error=note)
@@ -557,6 +575,7 @@ class SseTally:
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
         self.cached_tokens = 0  # of prompt_tokens, those read from the upstream's prompt cache (cached_count)
+        self.cache_write_tokens = 0  # of prompt_tokens, those written to it (Anthropic's cache_creation_input_tokens)
         self.reasoned = False  # a delta carried a reasoning field (reasoning_content, reasoning)
         self.finished = False  # a choice carried its finish_reason: the answer is whole
         self.cut_at_cap = False  # a choice finished at the completion cap (finish_reason "length")
@@ -647,7 +666,7 @@ def _delta_texts(choices: Any) -> list[str]:
 
 
 async def _relay(events: AsyncIterator[bytes], tally: SseTally, include_usage: bool, settle: Callable[[str], Awaitable[None]],
-                 upstream: str, departure: _Departure) -> AsyncIterator[bytes]:
+                 upstream: str, departure: _Departure, error_event: Callable[[str], bytes]) -> AsyncIterator[bytes]:
     """The upstream's events as they come, tallied (its usage-only events only when ``include_usage``), down to a
     last one that ended with the stream; then ``settle(error)``, ``error`` saying what cut the stream short ("" if nothing:
     a stream cut from outside was cut by its client leaving or the gateway's shutdown, as ``departure`` tells).
@@ -671,21 +690,16 @@ async def _relay(events: AsyncIterator[bytes], tally: SseTally, include_usage: b
             cut = f"upstream stream cut: {tally.error}"
             error = (f"{cut}; the rest was not read, and the charge is for what came before (raise max_event_bytes "
                      f"under [upstreams.{upstream}] if its events are that long)")
-            yield _error_event(cut)
+            yield error_event(cut)
     except (anyio.get_cancelled_exc_class(), GeneratorExit) as exc:
         error = with_note(error, departure.why(cancelled=not isinstance(exc, GeneratorExit)))
         raise
     except Exception as exc:  # the upstream broke mid-stream: tell the client in-band
         error = f"upstream stream failed: {type(exc).__name__}"
-        yield _error_event(error)
+        yield error_event(error)
     finally:
         with anyio.CancelScope(shield=True):
             await settle(error)
-
-
-def _error_event(message: str) -> bytes:
-    """The SSE event that tells a streaming client the upstream failed after its answer had begun (a 502's error)."""
-    return sse(ApiError(502, "upstream_error", message).body())
 
 
 CLIENT_LEFT_NOTE = "client disconnected during the stream"
@@ -791,7 +805,7 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
     t_up = time.perf_counter()
     try:
         events = await upstream.stream(body, req.question, attempt.context, on_sent=hold.mark_sent, client_left=left,
-                                       wire=req.dialect.wire)
+                                       wire=wire_of(req))
     except UpstreamError as exc:
         raise await _failed(hold, str(exc), exc.refusal, exc.started, (time.perf_counter() - t_up) * 1000) from None
     tally = (req.dialect.tally or SseTally)(service.config.upstreams[attempt.model.upstream].max_event_bytes, body)
@@ -810,14 +824,15 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
             return
         p, c, k, source, cost, note = _settle_values(attempt, req, tally.prompt_tokens, tally.completion_tokens,
                                                      tally.cached_tokens, "".join(tally.text),
-                                                     fields=_billed_fields_of(upstream, req), capped=_capped(body, req))
+                                                     fields=_billed_fields_of(upstream, req), capped=_capped(body, req),
+                                                     written=tally.cache_write_tokens)
         final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, cached_tokens=k, usage_source=source, cost_micro=cost,
                         status=200, latency_ms=(time.perf_counter() - hold.start) * 1000, upstream_ms=up_ms,
                         error=with_note(error, note))
         await hold.settle(final, p, c, cost)
 
     departure = _Departure(service.config.limits.stream_idle_seconds)
-    relayed = _relay(events, tally, req.include_usage, settle, attempt.model.upstream, departure)
+    relayed = _relay(events, tally, req.include_usage, settle, attempt.model.upstream, departure, req.dialect.error_event)
 
     async def finish() -> None:
         """Close the relay and the upstream stream; settle if the relay never ran, release if settling failed."""

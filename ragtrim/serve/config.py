@@ -58,6 +58,11 @@ A complete file (``serve.toml``)::
                                 # keep-alive connection closed as it arrived; default 2)
     max_event_bytes = 1048576   # the longest streamed event read from it; past that the stream is cut (default 1 MiB)
 
+    [upstreams.anthropic]       # Anthropic's Messages API, served on POST /v1/messages (ragtrim.serve.messages)
+    kind = "anthropic"
+    base_url = "https://api.anthropic.com"   # the default; it is posted {base_url}/v1/messages
+    api_key_env = "ANTHROPIC_API_KEY"        # sent as x-api-key, with anthropic-version: 2023-06-01
+
     [models."gpt-4o"]
     upstream = "openai"
     cheaper = "gpt-4o-mini"     # degrade to this model when even the floor does not fit
@@ -84,6 +89,15 @@ A complete file (``serve.toml``)::
     cached_input_per_million = 0.1  # optional: a prompt token read from the provider's prompt cache (at most the
                                     # input price; without it cached tokens are charged the input price)
     price_date = "2026-12-01"
+
+    [models."claude-sonnet-4-5"]    # on an anthropic upstream: served on POST /v1/messages only
+    upstream = "anthropic"
+    input_per_million = 3.0
+    output_per_million = 15.0
+    cached_input_per_million = 0.3  # cache reads (usage.cache_read_input_tokens)
+    cache_write_per_million = 3.75  # cache writes (usage.cache_creation_input_tokens): Anthropic bills 1.25x the
+                                    # input price (2x for a 1-hour cache); default: the input price
+                                    # count_margin defaults to 0.4 here (ANTHROPIC_COUNT_MARGIN)
 
     [models."text-embedding-3-small"]   # served on POST /v1/embeddings only (ragtrim.serve.embeddings)
     upstream = "openai"                 # an OpenAI-compatible one: the local upstream serves chat only
@@ -112,6 +126,15 @@ DEFAULT_CHAT_TEMPLATE = (
     "Documents:\n{context}"
 )
 LOCAL_MODEL = "gemma-3-270m"
+ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+# The count_margin of a model on an anthropic upstream that sets none. No Claude tokenizer is available offline, so
+# its prompts are counted with the model's tiktoken tokenizer (cl100k_base by default) and the worst case reserved
+# with this margin on top. Claude's tokenizer counts more than cl100k_base on most text: about 10-30 % more on
+# English prose, more on code, digits and non-Latin scripts (and Anthropic's newer models' tokenizer up to ~35 % more
+# than its older one). 0.4 covers that; the settle charges Anthropic's own usage either way. An operator who has
+# measured their traffic (POST /v1/messages/count_tokens at Anthropic) may set count_margin lower.
+ANTHROPIC_COUNT_MARGIN = 0.4
+UPSTREAM_KINDS = ("openai", "local", "anthropic")
 # The largest context budget in tokens a request (or ``budget``) may name: far above any model's
 # context, and its label ("1000000000000000 tok") fits the ledger's budget_asked column.
 MAX_BUDGET_TOKENS = 10**15
@@ -216,7 +239,8 @@ class Degrade:
 
 @dataclass(frozen=True)
 class UpstreamConfig:
-    """An upstream: ``kind`` is ``openai`` (any compatible URL) or ``local`` (the packaged Gemma)."""
+    """An upstream: ``kind`` is ``openai`` (any compatible URL), ``local`` (the packaged Gemma) or ``anthropic``
+    (Anthropic's Messages API, ``base_url`` by default :data:`ANTHROPIC_BASE_URL`)."""
 
     name: str
     kind: str = "openai"
@@ -261,6 +285,9 @@ class ModelConfig:
     output_per_million: float | None = None
     # a prompt token the upstream read from its prompt cache (usage.prompt_tokens_details.cached_tokens); at most the input price
     cached_input_per_million: float | None = None
+    # a prompt token written to the upstream's prompt cache (Anthropic's usage.cache_creation_input_tokens, billed
+    # 1.25x the input price for the 5-minute cache, 2x for the 1-hour one); None: the input price
+    cache_write_per_million: float | None = None
     price_date: str | None = None
     cheaper: str | None = None
     # extra share of the worst case to reserve when the upstream's own token count can run above
@@ -416,6 +443,7 @@ class ServeConfig:
         values["degrade"] = _section(Degrade, degrade, "degrade")
         if "budget" in values:
             values["budget"] = parse_budget(values["budget"])
+        data = anthropic_defaults(data)
         for key, kind in (("upstreams", UpstreamConfig), ("models", ModelConfig)):
             if key in data:
                 values[key] = MappingProxyType({name: _section(kind, _named(entry, name, f"{key}.{name}"), f"{key}.{name}")
@@ -589,11 +617,11 @@ def _check_upstream(u: UpstreamConfig) -> None:
     ...
     ValueError: upstream 'vllm': max_event_bytes must be a whole number of bytes from 1024 to 1073741824 (the longest server-sent event read from it), got 100
     """
-    if u.kind not in ("openai", "local"):
-        raise ValueError(f"upstream {u.name!r}: kind must be 'openai' or 'local', got {u.kind!r}")
+    if u.kind not in UPSTREAM_KINDS:
+        raise ValueError(f"upstream {u.name!r}: kind must be 'openai', 'local' or 'anthropic', got {u.kind!r}")
     if u.kind == "openai" and not u.base_url:
         raise ValueError(f"upstream {u.name!r} (kind openai) needs base_url, e.g. 'https://api.openai.com/v1'")
-    if u.kind == "openai" and not (isinstance(u.base_url, str) and u.base_url.lower().startswith(("http://", "https://"))):
+    if u.kind != "local" and not (isinstance(u.base_url, str) and u.base_url.lower().startswith(("http://", "https://"))):
         raise ValueError(f"upstream {u.name!r}: base_url must be an http:// or https:// URL, e.g. 'https://api.openai.com/v1' "
                          f"or 'http://127.0.0.1:8000/v1', got {u.base_url!r}")
     check_text("api_key_env", u.api_key_env, "the name of the environment variable that holds its key, e.g. 'OPENAI_API_KEY'",
@@ -622,6 +650,34 @@ def _check_upstream(u: UpstreamConfig) -> None:
                          f"{MAX_EVENT_BYTES} (the longest server-sent event read from it), got {size!r}")
 
 
+def anthropic_side(cfg: ServeConfig, m: ModelConfig) -> bool:
+    """Whether ``m`` is on an anthropic upstream (served on POST /v1/messages only)."""
+    upstream = cfg.upstreams.get(m.upstream)
+    return upstream is not None and upstream.kind == "anthropic"
+
+
+def anthropic_defaults(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``data`` (a parsed config) with an anthropic upstream's ``base_url`` (:data:`ANTHROPIC_BASE_URL`) and its models'
+    ``count_margin`` (:data:`ANTHROPIC_COUNT_MARGIN`) filled in where left out.
+
+    >>> out = anthropic_defaults({"upstreams": {"a": {"kind": "anthropic"}}, "models": {"claude": {"upstream": "a"}}})
+    >>> out["upstreams"]["a"]["base_url"], out["models"]["claude"]["count_margin"]
+    ('https://api.anthropic.com', 0.4)
+    """
+    ups = data.get("upstreams")
+    if not isinstance(ups, Mapping):
+        return data
+    kinds = {n: u.get("kind") for n, u in ups.items() if isinstance(u, Mapping)}
+    upstreams = {n: ({"base_url": ANTHROPIC_BASE_URL, **u} if kinds.get(n) == "anthropic" else u) for n, u in ups.items()}
+    models = data.get("models")
+    if isinstance(models, Mapping):
+        models = {n: ({"count_margin": ANTHROPIC_COUNT_MARGIN, **m}
+                      if isinstance(m, Mapping) and kinds.get(str(m.get("upstream", "openai"))) == "anthropic" else m)
+                  for n, m in models.items()}
+        return {**data, "upstreams": upstreams, "models": models}
+    return {**data, "upstreams": upstreams}
+
+
 def _check_prices(m: ModelConfig) -> None:
     """An inline price is a finite number of US dollars per million tokens, 0 or more (a negative one would lower spend).
 
@@ -638,12 +694,15 @@ def _check_prices(m: ModelConfig) -> None:
     ...
     ValueError: model 'm': cached_input_per_million needs input_per_million (and output_per_million) next to it in [models.'m'] (an inline price replaces the price table's); for a model priced by the table, add cached_input_per_million to its entry in the --prices file
     """
-    for label in ("input_per_million", "output_per_million", "cached_input_per_million"):
+    for label in ("input_per_million", "output_per_million", "cached_input_per_million", "cache_write_per_million"):
         value = getattr(m, label)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ValueError(f"model {m.name!r}: {label} must be a finite number >= 0 (US dollars per million tokens), got {value!r}")
+    if m.cache_write_per_million is not None and m.input_per_million is None:
+        raise ValueError(f"model {m.name!r}: cache_write_per_million needs input_per_million (and output_per_million) next to "
+                         f"it in [models.{m.name!r}] (an inline price replaces the price table's)")
     cached = m.cached_input_per_million
     if cached is None:
         return
@@ -675,6 +734,10 @@ def _check_kind(cfg: ServeConfig, m: ModelConfig) -> None:
     """
     if m.kind not in MODEL_KINDS:
         raise ValueError(f"model {m.name!r}: kind must be one of {', '.join(map(repr, MODEL_KINDS))} (chat by default), got {m.kind!r}")
+    if m.cheaper is not None and anthropic_side(cfg, m) != anthropic_side(cfg, cfg.models[m.cheaper]):
+        raise ValueError(f"model {m.name!r}: cheaper = {m.cheaper!r} is on an upstream of another API (one on an anthropic "
+                         "upstream is served on POST /v1/messages, the others on the OpenAI routes), so no request could "
+                         "fall back to it; name a cheaper model on the same kind of upstream")
     if m.cheaper is not None and cfg.models[m.cheaper].kind != m.kind:
         raise ValueError(f"model {m.name!r}: cheaper = {m.cheaper!r} is {kind_named(cfg.models[m.cheaper].kind)} model, not "
                          f"{kind_named(m.kind)} one")

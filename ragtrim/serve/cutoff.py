@@ -33,7 +33,7 @@ from typing import Any
 
 import anyio
 
-from ragtrim.serve.errors import ApiError
+from ragtrim.serve.errors import ApiError, body_for
 
 SCOPE_KEY = "ragtrim.cut_off_answer"
 SHUTDOWN_CUT = "request cut off by the gateway's shutdown (its --graceful-timeout ran out)"
@@ -82,14 +82,14 @@ class CutOffAnswer:
             error = scope.get(SCOPE_KEY)
             if error is not None and not started:
                 with anyio.CancelScope(shield=True):
-                    await _send_error(error, send)
+                    await _send_error(error, send, str(scope.get("path", "")))
             raise
 
 
-async def _send_error(error: ApiError, send: Any) -> None:
-    """``error`` as the JSON response every endpoint answers errors with (:mod:`ragtrim.serve.errors`)."""
+async def _send_error(error: ApiError, send: Any, path: str = "") -> None:
+    """``error`` as the JSON response the endpoint at ``path`` answers errors with (:func:`ragtrim.serve.errors.body_for`)."""
     from starlette.responses import JSONResponse
 
-    response = JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+    response = JSONResponse(body_for(error, path), status_code=error.status, headers=error.headers)
     await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
     await send({"type": "http.response.body", "body": response.body, "more_body": False})

@@ -41,6 +41,30 @@ class ApiError(Exception):
         return {"error": {"type": self.type, "message": self.message, "param": self.param, "code": self.code}}
 
 
+# Anthropic's error types, by the HTTP status (its API's own pairs; 529 is its "overloaded")
+ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                   404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}
+ANTHROPIC_ROUTE = "/v1/messages"  # the route (and what is under it) that answers errors in Anthropic's shape
+
+
+def anthropic_body(exc: ApiError) -> dict[str, Any]:
+    """``exc`` in Anthropic's error shape, its type by the status (:data:`ANTHROPIC_TYPES`; any other 4xx an
+    ``invalid_request_error``, a 5xx an ``api_error``), with the message the OpenAI routes give.
+
+    >>> anthropic_body(ApiError(429, "insufficient_quota", "quota exceeded"))
+    {'type': 'error', 'error': {'type': 'rate_limit_error', 'message': 'quota exceeded'}}
+    >>> anthropic_body(ApiError(502, "upstream_error", "upstream failed"))["error"]["type"]
+    'api_error'
+    """
+    kind = ANTHROPIC_TYPES.get(exc.status, "api_error" if exc.status >= 500 else "invalid_request_error")
+    return {"type": "error", "error": {"type": kind, "message": exc.message}}
+
+
+def body_for(exc: ApiError, path: str) -> dict[str, Any]:
+    """The error body a request to ``path`` is answered: Anthropic's shape on :data:`ANTHROPIC_ROUTE`, else OpenAI's."""
+    return anthropic_body(exc) if path == ANTHROPIC_ROUTE or path.startswith(ANTHROPIC_ROUTE + "/") else exc.body()
+
+
 def database_unavailable(dialect: str) -> ApiError:
     """The 503 for a database that cannot be reached (:func:`ragtrim.serve.db.is_unreachable`): the
     client may retry (``x-should-retry: true``, which the OpenAI SDKs obey); the server log has the error.

@@ -10,7 +10,7 @@ tokens as read from its prompt cache, as OpenAI does (``usage.prompt_tokens_deta
 any value, for tests of bogus ones). It records the bodies it received (for assertions) and
 the Authorization headers' presence, never their values.
 
-It serves OpenAI's Responses API too (``POST /v1/responses``, streamed or not: :mod:`ragtrim.serve.fake_responses`),
+It serves Anthropic's Messages API too (``POST /v1/messages``: :mod:`ragtrim.serve.fake_messages`), and OpenAI's Responses API (``POST /v1/responses``, streamed or not: :mod:`ragtrim.serve.fake_responses`),
 whose usage adds ``reasoning_tokens`` to the output and, for a request with ``previous_response_id`` or
 ``conversation``, ``stored_tokens`` of stored context to the input (what the gateway cannot see).
 
@@ -55,6 +55,10 @@ class FakeState:
     reasoning_tokens: int = 0  # Responses API: hidden reasoning billed in output_tokens
     stored_tokens: int = 500  # Responses API: the stored context a previous_response_id or conversation adds
     reported_prompt: Any = None  # embeddings: None reports the counted input tokens; a callable of that count, what to report
+    claude_ratio: float = 1.0  # Messages API: its counts are the fake's tokenizer's times this (a Claude tokenizer counts more)
+    cache_read: Any = 0  # Messages API: of the prompt, read from its cache (a value, or a callable of the prompt's count)
+    cache_write: Any = 0  # Messages API: of the prompt, written to its cache
+    anthropic_headers: list[dict[str, str]] = field(default_factory=list)  # Messages API: each request's anthropic-* headers
 
     async def received(self, request: Any, rng: random.Random) -> Any:
         """A request's JSON body, after noting the call (its body kept, whether it carried a key) and waiting
@@ -63,7 +67,7 @@ class FakeState:
         self.calls += 1
         if len(self.bodies) < self.keep_bodies:
             self.bodies.append(body)
-        self.saw_authorization.append("yes" if request.headers.get("authorization") else "no")
+        self.saw_authorization.append("yes" if request.headers.get("authorization") or request.headers.get("x-api-key") else "no")
         await asyncio.sleep((self.latency_ms + rng.random() * self.jitter_ms) / 1000)
         return body
 
@@ -83,8 +87,8 @@ def answer_text(n: int) -> str:
 def create_fake_upstream(*, latency_ms: float = 20.0, jitter_ms: float = 0.0, answer_tokens: int = 20,
                          report_usage: bool = True, tokenizer: str = "cl100k_base", seed: int = 0,
                          token_delay_ms: float = 0.0, cached_tokens: Any = None) -> Any:
-    """A Starlette app serving ``POST /v1/chat/completions``, ``POST /v1/responses``, ``POST /v1/embeddings`` and
-    ``GET /v1/models``."""
+    """A Starlette app serving ``POST /v1/chat/completions``, ``POST /v1/responses``, ``POST /v1/messages``,
+    ``POST /v1/embeddings`` and ``GET /v1/models``."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, StreamingResponse
@@ -119,10 +123,12 @@ def create_fake_upstream(*, latency_ms: float = 20.0, jitter_ms: float = 0.0, an
     async def models(_: Request) -> Any:
         return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
+    from ragtrim.serve.fake_messages import messages_route
     from ragtrim.serve.fake_responses import responses_route
 
     app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models),
                             Route("/v1/responses", responses_route(state, rng, token_delay_ms, answer_text), methods=["POST"]),
+                            Route("/v1/messages", messages_route(state, rng, token_delay_ms, answer_text), methods=["POST"]),
                             Route("/v1/embeddings", _embeddings(state, rng), methods=["POST"])])
     app.state.fake = state
     return app

@@ -70,7 +70,7 @@ class Attempt:
         """The worst case to reserve: prompt and ``max_tokens`` out, each with the model's ``count_margin``."""
         margin = self.model.count_margin
         prompt, out = with_margin(self.prompt_tokens, margin), with_margin(self.completion_tokens, margin)
-        return Need(tokens=prompt + out, micro=self.price.cost_micro(prompt_tokens=prompt, completion_tokens=out))
+        return Need(tokens=prompt + out, micro=self.price.worst_micro(prompt_tokens=prompt, completion_tokens=out))
 
 
 def _ppm(margin: float) -> int:

@@ -9,6 +9,18 @@ Prompt tokens the upstream read from its prompt cache (``cached_tokens``, OpenAI
 one, else the full input price. A cached price is never above the input price (checked where prices
 are read), so the worst case a request reserves, which assumes no cache, stays an upper bound.
 
+Prompt tokens the upstream wrote to its prompt cache (``cache_write_tokens``, Anthropic's
+``usage.cache_creation_input_tokens``) cost ``cache_write_per_million`` when the model has one (Anthropic
+bills 1.25x the input price), else the input price. That price may be above the input price, so a
+reservation prices its whole prompt at the higher of the two (:meth:`ModelPrice.worst_micro`).
+
+>>> claude = ModelPrice(model="claude", input_per_million=Decimal("3"), output_per_million=Decimal("15"), date="d",
+...                     cached_input_per_million=Decimal("0.3"), cache_write_per_million=Decimal("3.75"))
+>>> claude.cost_micro(prompt_tokens=1000, completion_tokens=10, cached_tokens=600, cache_write_tokens=300)  # 100*3 + 600*0.3 + 300*3.75 + 150
+1755
+>>> claude.worst_micro(prompt_tokens=1000, completion_tokens=10)
+3900
+
 >>> p = ModelPrice(model="gpt-4o", input_per_million=Decimal("2.5"), output_per_million=Decimal("10"), date="2025-06-01")
 >>> p.cost_micro(prompt_tokens=1000, completion_tokens=100)
 3500
@@ -49,23 +61,38 @@ class ModelPrice:
     date: str
     source: str = ""
     cached_input_per_million: Decimal | None = None
+    cache_write_per_million: Decimal | None = None
+
+    @property
+    def top_input_per_million(self) -> Decimal:
+        """The most a prompt token can cost: the input price, or the cache-write price when that is higher."""
+        write = self.cache_write_per_million
+        return max(self.input_per_million, write) if write is not None else self.input_per_million
 
     @property
     def ref(self) -> str:
         """Which price a ledger row used: ``model@date``."""
         return f"{self.model}@{self.date}"
 
-    def cost_micro(self, *, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> int:
-        """Cost in micro-dollars (rounded up); ``cached_tokens`` of the ``prompt_tokens`` at the cached-input price."""
+    def cost_micro(self, *, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0, cache_write_tokens: int = 0) -> int:
+        """Cost in micro-dollars (rounded up); ``cached_tokens`` of the ``prompt_tokens`` at the cached-input price,
+        ``cache_write_tokens`` of them at the cache-write price."""
         if prompt_tokens < 0 or completion_tokens < 0:
             raise ValueError(f"token counts must be >= 0, got {prompt_tokens!r} prompt and {completion_tokens!r} completion")
-        if not 0 <= cached_tokens <= prompt_tokens:
-            raise ValueError(f"cached_tokens must be from 0 to the {prompt_tokens} prompt tokens they are part of, "
-                             f"got {cached_tokens!r}")
+        if not 0 <= cached_tokens <= prompt_tokens or not 0 <= cache_write_tokens <= prompt_tokens - cached_tokens:
+            raise ValueError(f"cached_tokens and cache_write_tokens must be from 0 to the {prompt_tokens} prompt tokens they "
+                             f"are part of, got {cached_tokens!r} and {cache_write_tokens!r}")
         cached_price = self.cached_input_per_million if self.cached_input_per_million is not None else self.input_per_million
-        exact = (Decimal(prompt_tokens - cached_tokens) * self.input_per_million + Decimal(cached_tokens) * cached_price
-                 + Decimal(completion_tokens) * self.output_per_million)
+        write_price = self.cache_write_per_million if self.cache_write_per_million is not None else self.input_per_million
+        plain = prompt_tokens - cached_tokens - cache_write_tokens
+        exact = (Decimal(plain) * self.input_per_million + Decimal(cached_tokens) * cached_price
+                 + Decimal(cache_write_tokens) * write_price + Decimal(completion_tokens) * self.output_per_million)
         return int(math.ceil(exact))
+
+    def worst_micro(self, *, prompt_tokens: int, completion_tokens: int) -> int:
+        """The most ``prompt_tokens`` and ``completion_tokens`` can cost: every prompt token at
+        :attr:`top_input_per_million` (all of it written to the cache, when that costs more)."""
+        return int(math.ceil(Decimal(prompt_tokens) * self.top_input_per_million + Decimal(completion_tokens) * self.output_per_million))
 
     def saved_micro(self, *, tokens_not_sent: int) -> int:
         """Input cost avoided by not sending ``tokens_not_sent`` tokens (rounded down)."""
@@ -76,9 +103,9 @@ class ModelPrice:
         left = Decimal(micro_available) - Decimal(completion_tokens) * self.output_per_million
         if left < 0:
             return -1
-        if self.input_per_million == 0:
+        if self.top_input_per_million == 0:
             return None
-        return int(left / self.input_per_million)
+        return int(left / self.top_input_per_million)
 
 
 def _dec(value: float | int) -> Decimal:
@@ -111,6 +138,7 @@ def model_price(model: ModelConfig, table: object) -> ModelPrice:
             date=model.price_date or "config",
             source="serve config",
             cached_input_per_million=_dec_or_none(model.cached_input_per_million),
+            cache_write_per_million=_dec_or_none(model.cache_write_per_million),
         )
     price = table.price(model.price if model.price is not None else model.name)  # type: ignore[attr-defined]
     if price.output_per_million is None and not embeds:

@@ -34,7 +34,7 @@ from starlette.requests import Request
 from ragtrim.serve.bodies import (OUR_KEYS, ChatRequest, check_messages, check_n_and_stream, check_priced_fields,
                                   check_surrogates, checked_request)
 from ragtrim.serve.chat import SseTally, event_json, serve_request
-from ragtrim.serve.dialect import Dialect
+from ragtrim.serve.dialect import Dialect, on_anthropic
 from ragtrim.serve.errors import bad_request, too_large
 from ragtrim.serve.responses_api import RESPONSES_BILLED, RESPONSES_WIRE, input_view, responses_reading
 
@@ -49,11 +49,12 @@ CLIENT_TOOLS = ("function", "custom")
 
 
 def _in_process(upstream: Any) -> str:
-    """Why the route cannot send to ``upstream`` ("": it can): the in-process model answers chat completions only."""
+    """Why the route cannot send to ``upstream`` ("": it can): the in-process model answers chat completions only, an
+    anthropic upstream the Messages API (:func:`ragtrim.serve.dialect.on_anthropic`)."""
     if getattr(upstream, "kind", "") == "local":
         return ("runs in-process (the packaged model), which this gateway serves on POST /v1/chat/completions only: send "
                 "this request there (as messages), or name a model on an OpenAI-compatible upstream")
-    return ""
+    return on_anthropic(upstream)
 
 
 def input_items(value: Any, limits: Any, stored: str) -> list[Any]:

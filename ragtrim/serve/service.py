@@ -32,9 +32,18 @@ from ragtrim.serve.paths import cache_dir, default_db_url
 from ragtrim.serve.pricing import ModelPrice, model_price
 from ragtrim.serve.quota import QuotaStore
 from ragtrim.serve.tenant_runs import TenantRuns
-from ragtrim.serve.upstream import make_upstream
+from ragtrim.serve.anthropic_upstream import AnthropicUpstream
+from ragtrim.serve.upstream import LocalUpstream, OpenAIUpstream
 
 _PIPELINES = 32
+
+
+def make_upstream(config: Any, *, on_retry: Callable[[], None] | None = None) -> Any:
+    """The client for an upstream's ``config`` (:class:`ragtrim.serve.config.UpstreamConfig`); ``on_retry`` is called each
+    time a request is sent again (HTTP upstreams only)."""
+    if config.kind == "anthropic":
+        return AnthropicUpstream(config, on_retry=on_retry)
+    return LocalUpstream(config) if config.kind == "local" else OpenAIUpstream(config, on_retry=on_retry)
 
 
 def new_worker_id() -> str:

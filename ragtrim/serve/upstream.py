@@ -69,6 +69,7 @@ class UpstreamReply:
     refusal: Refusal | None = None
     started: bool = False
     cached_tokens: int = 0  # of prompt_tokens, those read from the upstream's prompt cache (:func:`cached_count`)
+    cache_write_tokens: int = 0  # of prompt_tokens, those written to its prompt cache (:attr:`Wire.writes`)
     raw: bytes = b""  # the answer's body as it came (decoded), relayed unchanged where the gateway adds nothing to it
 
 
@@ -459,7 +460,8 @@ class OpenAIUpstream:
         return int(await anyio.to_thread.run_sync(count_chat_tokens, messages, tokenizer))
 
     async def _send(self, body: Mapping[str, Any], on_sent: Callable[[], None] | None = None,
-                    client_left: Callable[[], Any] | None = None, path: str = "/chat/completions") -> Any:
+                    client_left: Callable[[], Any] | None = None, path: str = "/chat/completions",
+                    headers: Sequence[tuple[str, str]] = ()) -> Any:
         """POST ``body`` to ``path``; the response once its status and headers are in (its body not read yet).
 
         A request is sent again (at most ``connection_retries`` times; ``self.retries`` counts
@@ -480,7 +482,7 @@ class OpenAIUpstream:
         written = False  # an earlier attempt's request was written whole: the upstream may have it, never given up
         for attempt in range(self.config.connection_retries + 1):
             trace = _SendTrace(on_sent)
-            request = self._client.build_request("POST", path, json=dict(body), headers=self._headers(),
+            request = self._client.build_request("POST", path, json=dict(body), headers={**dict(headers), **self._headers()},
                                                  extensions={"trace": trace})
             try:
                 return await self._sent(request, trace, None if written else client_left)
@@ -551,7 +553,7 @@ class OpenAIUpstream:
         wire = wire or CHAT_WIRE
         start = time.perf_counter()
         try:
-            resp = await self._send(body, on_sent, client_left, wire.path)
+            resp = await self._send(body, on_sent, client_left, wire.path, wire.headers)
         except UpstreamError as exc:
             return UpstreamReply(502, None, "", None, None, (time.perf_counter() - start) * 1000, str(exc), started=exc.started)
         broken = await self._read_whole(resp)
@@ -601,7 +603,7 @@ class OpenAIUpstream:
                                  refusal=refusal_of(resp.status_code, data, resp.text, resp.headers, self.scrub))
         text, p, c, cached = wire.read(data)
         return UpstreamReply(resp.status_code, None if wire.peek is not None else data, text, p, c, ms, cached_tokens=cached,
-                             raw=resp.content)
+                             cache_write_tokens=wire.writes(data) if wire.writes is not None else 0, raw=resp.content)
 
     async def stream(self, body: Mapping[str, Any], question: str, context: str, *,
                      on_sent: Callable[[], None] | None = None, client_left: Callable[[], Any] | None = None,
@@ -616,7 +618,7 @@ class OpenAIUpstream:
         wire = wire or CHAT_WIRE
         if wire.events is None:
             raise ValueError(f"answers of {wire.path} are never streamed")
-        resp = await self._send(body, on_sent, client_left, wire.path)
+        resp = await self._send(body, on_sent, client_left, wire.path, wire.headers)
         undecodable = self._undecodable(resp)
         if undecodable is not None:
             await resp.aclose()
@@ -897,12 +899,16 @@ class Wire:
     (:attr:`UpstreamReply.raw`; no parsed copy is kept, ``body`` None) and is not parsed whole (a batch of vectors can be
     tens of MB of JSON, whose parse holds the GIL: every request on the worker would stall): ``peek`` gives what
     ``read`` needs from the raw body (:func:`ragtrim.serve.embeddings.usage_at_end`), else (None) it is parsed whole
-    on a thread."""
+    on a thread. ``writes`` gives the prompt tokens a whole answer wrote to the upstream's prompt cache (Anthropic's,
+    billed at the cache-write price; None: the API reports none); ``headers`` are sent with the request besides the
+    upstream's own (a client's ``anthropic-beta``)."""
 
     path: str
     read: Callable[[Mapping[str, Any]], tuple[str, int | None, int | None, int]]
     events: Callable[[Mapping[str, Any]], list[bytes]] | None = None
     peek: Callable[[bytes], Mapping[str, Any] | None] | None = None
+    writes: Callable[[Mapping[str, Any]], int] | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 CHAT_WIRE = Wire("/chat/completions", chat_reading, completion_events)
@@ -936,8 +942,3 @@ def sse_event_end(buf: bytes | bytearray, at: int = 0) -> int:
     """
     found = _SSE_EVENT_END.search(buf, at)
     return found.end() if found is not None else -1
-
-
-def make_upstream(config: UpstreamConfig, *, on_retry: Callable[[], None] | None = None) -> Any:
-    """The client for ``config``; ``on_retry`` is called each time a request is sent again (OpenAI-compatible only)."""
-    return LocalUpstream(config) if config.kind == "local" else OpenAIUpstream(config, on_retry=on_retry)

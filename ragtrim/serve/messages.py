@@ -1,0 +1,184 @@
+"""``POST /v1/messages``: Anthropic's Messages API, with the documents optimized into the system prompt and budgets that hold.
+
+The same flow as the chat route (:func:`ragtrim.serve.chat.serve_request`), with the Messages names (:data:`MESSAGES`):
+``model``, ``max_tokens`` (required, as Anthropic requires it), ``messages`` (role user or assistant; content a
+string or blocks: text, image, document, tool_use, tool_result, thinking, redacted_thinking), ``system`` (a string or
+text blocks), ``stop_sequences``, ``stream``, ``temperature``, ``tools``, ``tool_choice``, ``thinking``,
+``metadata``, plus ragtrim's own fields as chat takes them (the anthropic SDK sends them with ``extra_body``). It serves
+only models on an ``anthropic`` upstream (:mod:`ragtrim.serve.anthropic_upstream`), which the OpenAI routes refuse.
+
+The documents are optimized for ``query``, else the last user message's text, and appended to ``system`` as a text
+block after the client's. The worst case reserved is ``system``, the messages, ``tools``, ``tool_choice`` and
+``thinking`` counted with the model's tiktoken tokenizer (no Claude tokenizer is available offline), plus
+``max_tokens`` (which holds the thinking tokens too), each with the model's ``count_margin`` (by default 0.4 on an
+anthropic upstream: :data:`ragtrim.serve.config.ANTHROPIC_COUNT_MARGIN`). It is settled from Anthropic's usage: the
+prompt is ``input_tokens`` + ``cache_creation_input_tokens`` (at ``cache_write_per_million``) +
+``cache_read_input_tokens`` (at ``cached_input_per_million``), the completion ``output_tokens``. A stream is relayed
+event by event (its ``event:`` lines as they came) and settled from ``message_start``'s input usage and the last
+``message_delta``'s output tokens.
+
+Refused with a 400 naming the fix: no ``max_tokens``; an image or document block while the request holds room in a
+budget (billed by tokens the gateway cannot count; served, and charged the usage reported, without one); a tool
+that is not the client's own (``web_search_*``, ``bash_*``, ...: run or rendered by the upstream, billed per call
+or by tokens the gateway cannot count). Errors come in Anthropic's shape (:func:`ragtrim.serve.errors.anthropic_body`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.requests import Request
+
+from ragtrim.serve.bodies import OUR_KEYS, ChatRequest, check_messages, check_surrogates, checked_request
+from ragtrim.serve.chat import SseTally, event_json, serve_request
+from ragtrim.serve.dialect import Dialect
+from ragtrim.serve.endings import NO_RETRY
+from ragtrim.serve.errors import ApiError, bad_request, too_large
+from ragtrim.serve.messages_api import MESSAGES_BILLED, MESSAGES_WIRE, event, media_block, messages_view, split_system, usage_counts
+
+CAP = "max_tokens"
+# Fields the route reads and the upstream body gets from elsewhere (the system, messages and cap per attempt), or never
+_NOT_PASSED = OUR_KEYS + ("model", "messages", "system", "stream", CAP)
+# The request headers a client sends the upstream through the gateway
+FORWARDED_HEADERS = ("anthropic-beta",)
+
+
+def _anthropic_only(upstream: Any) -> str:
+    """Why the route cannot send to ``upstream`` ("": it can): only an anthropic upstream speaks the Messages API."""
+    if getattr(upstream, "kind", "") != "anthropic":
+        return ("is not on an anthropic upstream; it is served on POST /v1/chat/completions and POST /v1/responses: send "
+                "this request there (with the openai SDK), or name a model on an upstream with kind = \"anthropic\"")
+    return ""
+
+
+def _check_max_tokens(body: Mapping[str, Any]) -> None:
+    if body.get(CAP) is None:
+        raise bad_request("max_tokens is required (as Anthropic requires it): the most tokens the answer may have, thinking "
+                          "included, e.g. \"max_tokens\": 1024", CAP)
+
+
+def check_tools(tools: Any) -> None:
+    """A 400 naming the tool that is not the client's own: a server tool or a versioned one (``bash_20250124``, ...),
+    run or rendered by the upstream, billed per call or by tokens the gateway cannot count."""
+    if tools is not None and not isinstance(tools, list):
+        raise bad_request(f"tools must be a list of tools, got {tools!r:.80}", "tools")
+    for i, tool in enumerate(tools or []):
+        kind = tool.get("type") if isinstance(tool, Mapping) else "not an object"
+        if kind not in (None, "custom"):
+            raise bad_request(f"tools[{i}] has type {kind!r:.40}: only the client's own tools (name, description, "
+                              "input_schema) are served, counted as input; a server or built-in tool is run or rendered by "
+                              "the upstream and billed by tokens or per call this gateway cannot count; define it as your "
+                              "own tool, or pass its results as documents", "tools")
+
+
+def prompt_items(body: Mapping[str, Any], limits: Any) -> list[Any]:
+    """The request's prompt items: its ``system`` as a leading system item (when given), then its messages."""
+    messages, system = body.get("messages"), body.get("system")
+    if not isinstance(messages, list) or not messages:
+        raise bad_request(f"messages must be a non-empty list of {{role, content}} objects, got {messages!r:.80}", "messages")
+    if len(messages) > limits.max_messages:
+        raise too_large(f"messages has {len(messages)} entries; the limit is {limits.max_messages} (limits.max_messages)", "messages")
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping) or m.get("role") not in ("user", "assistant"):
+            raise bad_request(f"messages[{i}] must be an object with role user or assistant and content, got {m!r:.80}", "messages")
+    if system is not None and not isinstance(system, (str, list)):
+        raise bad_request(f"system must be a string or a list of text blocks, got {system!r:.80}", "system")
+    return ([{"role": "system", "content": system}] if system else []) + messages
+
+
+def parse_messages(body: Mapping[str, Any], headers: Mapping[str, str], config: Any) -> ChatRequest:
+    """A Messages body checked, as the chat route checks its own (:func:`ragtrim.serve.bodies.checked_request`)."""
+    limits = config.limits
+    check_surrogates(body)
+    _check_max_tokens(body)
+    check_tools(body.get("tools"))
+    items = prompt_items(body, limits)
+    try:
+        view = messages_view(items)
+    except ValueError as exc:
+        raise bad_request(str(exc), "system" if str(exc).startswith("system") else "messages") from None
+    check_messages(view, limits, "messages")
+    asked = next((m["content"] for m in reversed(view) if m["role"] == "user" and m["content"].strip()), "")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise bad_request(f"stream must be true or false, got {stream!r:.80}", "stream")
+    forwarded = tuple((k, str(headers[k])) for k in FORWARDED_HEADERS if headers.get(k))
+    return checked_request(body, headers, limits, asked=asked, items=items, view=view, stream=bool(stream),
+                           not_passed=_NOT_PASSED, default_preset=config.preset, default_budget=config.budget,
+                           dialect=MESSAGES, include_usage=True, uncounted=media_block(body.get("messages") or []),
+                           upstream_headers=forwarded)
+
+
+# What each content block delta bills as output: (its text key, answered: the client sees an answer, reasoned)
+DELTAS = {"text_delta": ("text", True, False), "input_json_delta": ("partial_json", True, False),
+          "thinking_delta": ("thinking", False, True)}
+
+
+class MessagesTally(SseTally):
+    """:class:`ragtrim.serve.chat.SseTally` for a Messages stream: the text of its deltas, the input usage of its
+    ``message_start`` (the prompt, cache reads and writes) and the output tokens of its last ``message_delta`` (a
+    cumulative count). Its events are short (none repeats the request or the answer), so ``max_event_bytes`` never
+    cuts the usage off. Every event is relayed as it came, its ``event:`` line kept."""
+
+    def _inspect(self, raw: bytes) -> bool:
+        obj = event_json(raw)
+        kind = obj.get("type") if isinstance(obj, Mapping) else None
+        if kind == "message_start" and isinstance(obj.get("message"), Mapping):
+            self._usage(obj["message"].get("usage"), output=False)
+        elif kind == "message_delta":
+            self._usage(obj.get("usage"), output=True)
+            reason = obj.get("delta", {}).get("stop_reason") if isinstance(obj.get("delta"), Mapping) else None
+            self.finished = self.finished or reason is not None
+            self.cut_at_cap = self.cut_at_cap or reason == "max_tokens"
+        elif kind == "content_block_start" and isinstance(obj.get("content_block"), Mapping):
+            block = obj["content_block"]
+            self.text.extend(str(block[k]) for k in ("text", "name", "thinking") if isinstance(block.get(k), str) and block[k])
+            self.answered = self.answered or block.get("type") == "tool_use" or bool(block.get("text"))
+            self.reasoned = self.reasoned or block.get("type") in ("thinking", "redacted_thinking")
+        elif kind == "content_block_delta" and isinstance(obj.get("delta"), Mapping):
+            self._delta(obj["delta"])
+        elif kind == "message_stop":
+            self.finished = True
+        return False  # every event is relayed: the usage is in message_start and message_delta
+
+    def _delta(self, delta: Mapping[str, Any]) -> None:
+        key, answered, reasoned = DELTAS.get(str(delta.get("type")), (None, False, False))
+        if key is not None and isinstance(delta.get(key), str):
+            self.text.append(delta[key])
+            self.answered, self.reasoned = self.answered or answered, self.reasoned or reasoned
+
+    def _usage(self, usage: Any, *, output: bool) -> None:
+        """Read a ``usage``: the prompt (and its cache reads and writes) where it has ``input_tokens``, the output tokens
+        from a ``message_delta`` (``output``; message_start's are a count so far, not the answer's)."""
+        if not isinstance(usage, Mapping):
+            return
+        p, c, reads, writes = usage_counts(usage)
+        if p is not None:
+            self.prompt_tokens, self.cached_tokens, self.cache_write_tokens = p, reads, writes
+        if output and c is not None:
+            self.completion_tokens = c
+
+
+def stream_error_event(message: str) -> bytes:
+    """The ``error`` event that tells a Messages client its stream broke (Anthropic's shape, as its API sends one)."""
+    return event("error", {"error": {"type": "api_error", "message": message}})
+
+
+MESSAGES = Dialect("messages", MESSAGES_WIRE, "messages", (CAP,), CAP, MESSAGES_BILLED, messages_view, asks_usage=False,
+                   tally=MessagesTally, refuses=_anthropic_only, route="/v1/messages", body=split_system,
+                   error_event=stream_error_event)
+
+
+async def messages_endpoint(request: Request) -> Any:
+    """``POST /v1/messages``. A spent budget's 429 (``insufficient_quota``: it resets at its period's end, often hours
+    away) carries ``x-should-retry: false``: the anthropic SDK retries a 429 otherwise (twice, after at most 60 s
+    whatever ``Retry-After`` says), each retry one more refused row; a 429 for room that requests in flight hold
+    (``rate_limit_exceeded``, ``Retry-After: 2``) is left for it to retry."""
+    try:
+        return await serve_request(request, MESSAGES, parse_messages)
+    except ApiError as exc:
+        if exc.status == 429 and exc.code == "insufficient_quota":
+            exc.headers[NO_RETRY[0]] = NO_RETRY[1]
+        raise
+

@@ -1,0 +1,205 @@
+"""Anthropic's Messages API on the wire: its messages (and ``system``) as chat messages (to count them), its usage and
+output text (to settle), a whole message as the stream events that carry it, and the body an upstream is posted.
+
+Only what the gateway must read is read; every block and field is forwarded as it came. The route's prompt items
+are the client's ``system`` (when it sent one) as a leading ``{"role": "system"}`` item, then its messages: the
+documents go in as one more system item after it (:func:`ragtrim.serve.chat.with_documents`), and :func:`split_system`
+turns the leading system items back into ``system`` text blocks for the upstream.
+
+>>> messages_view([{"role": "system", "content": "Be brief."},
+...                {"role": "user", "content": [{"type": "text", "text": "Hi"},
+...                                             {"type": "tool_result", "tool_use_id": "t1", "content": "42"}]}])
+[{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Hi', 'blocks': [{'content': '42'}]}]
+>>> messages_reading({"content": [{"type": "text", "text": "Paris."}], "usage": {"input_tokens": 30,
+...     "cache_creation_input_tokens": 100, "cache_read_input_tokens": 2000, "output_tokens": 12}})
+('Paris.', 2130, 12, 2000)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ragtrim.serve.upstream import Wire, compact_json, usage_count
+
+# Blocks billed by tokens the gateway cannot count (an image, a PDF): a request holding one is refused while it holds
+# room in a budget (:func:`media_block`), and forwarded uncounted without one
+MEDIA_BLOCKS = ("image", "document")
+# What each other block bills as input, counted as compact JSON (a block type not listed is counted whole)
+BLOCK_FIELDS = {"tool_use": ("name", "input"), "thinking": ("thinking", "signature"), "redacted_thinking": ("data",),
+                "server_tool_use": ("name", "input")}
+# Fields of a Messages body the upstream bills as input besides the messages and system: counted as compact JSON
+# (:func:`ragtrim.serve.upstream.count_request_fields`), more than Anthropic's own rendering of them
+MESSAGES_BILLED = ("tools", "tool_choice", "thinking")
+
+
+def _blocks(content: Any, where: str) -> list[Any]:
+    """``content`` as a list of blocks: a string is one text block; anything but a string or a list is a ValueError."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if not isinstance(content, list):
+        raise ValueError(f"{where} must be a string or a list of content blocks, got {content!r:.80}")
+    return content
+
+
+def _tool_result_text(content: Any, where: str) -> str:
+    """The text of a ``tool_result`` block's content (a string, or text blocks; an image in it is media)."""
+    if content is None:
+        return ""
+    return "\n".join(_text_of(b, f"{where}[{j}]") for j, b in enumerate(_blocks(content, where)))
+
+
+def _text_of(block: Any, where: str) -> str:
+    """The text of a text block, "" for a media block (counted nowhere: refused under a budget), else a ValueError."""
+    if isinstance(block, Mapping) and block.get("type") == "text" and isinstance(block.get("text"), str):
+        return str(block["text"])
+    if isinstance(block, Mapping) and block.get("type") in MEDIA_BLOCKS:
+        return ""
+    raise ValueError(f"{where} must be a content block with a type (text, image, ...), got {block!r:.80}")
+
+
+def block_view(block: Any, where: str) -> tuple[str, Any]:
+    """One content block as ``(text, billed fields)``: a text block's text; a tool result's content as text; a tool
+    use, thinking or other block's billed fields (counted as JSON); a media block nothing (None)."""
+    if not isinstance(block, Mapping) or not isinstance(block.get("type"), str):
+        raise ValueError(f"{where} must be a content block with a type (text, image, tool_use, tool_result, ...), "
+                         f"got {block!r:.80}")
+    kind = block["type"]
+    if kind in ("text", *MEDIA_BLOCKS):
+        return _text_of(block, where), None
+    if kind == "tool_result":
+        return "", {"content": _tool_result_text(block.get("content"), f"{where}.content")}
+    keys = BLOCK_FIELDS.get(kind)
+    return "", {k: v for k, v in block.items() if (k in keys if keys else k != "type") and v is not None}
+
+
+def item_view(item: Any, where: str) -> dict[str, Any]:
+    """One message (or the system item) as a chat message: its text blocks' text, its other blocks' billed fields."""
+    if not isinstance(item, Mapping) or item.get("role") not in ("user", "assistant", "system"):
+        raise ValueError(f"{where} must be an object with role user or assistant and content, got {item!r:.80}")
+    texts, blocks = [], []
+    for j, block in enumerate(_blocks(item.get("content"), f"{where}.content")):
+        text, billed = block_view(block, f"{where}.content[{j}]")
+        texts.extend([text] if text else [])
+        blocks.extend([billed] if billed else [])
+    view: dict[str, Any] = {"role": item["role"], "content": "\n".join(texts)}
+    return {**view, "blocks": blocks} if blocks else view
+
+
+def messages_view(items: Sequence[Any]) -> list[dict[str, Any]]:
+    """The prompt items as chat messages (:func:`item_view`), which :func:`ragtrim.serve.upstream.count_chat_tokens`
+    counts; a ValueError naming ``messages[i]`` (``system`` for the system item) for one it cannot read."""
+    offset = 1 if items and isinstance(items[0], Mapping) and items[0].get("role") == "system" else 0
+    return [item_view(item, "system" if i < offset else f"messages[{i - offset}]") for i, item in enumerate(items)]
+
+
+def media_block(items: Sequence[Any]) -> str:
+    """Where the first image or document block is, tool results' content included ("" when none)."""
+    for i, item in enumerate(items):
+        content = item.get("content") if isinstance(item, Mapping) else None
+        for j, block in enumerate(content if isinstance(content, list) else []):
+            inner = block.get("content") if isinstance(block, Mapping) and block.get("type") == "tool_result" else None
+            for b in [block, *(inner if isinstance(inner, list) else [])]:
+                if isinstance(b, Mapping) and b.get("type") in MEDIA_BLOCKS:
+                    return f"messages[{i}].content[{j}] (an {b['type']} block)"
+    return ""
+
+
+def split_system(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The upstream body's ``system`` and ``messages`` of the prompt items: the leading system items as ``system`` (the
+    client's own string as it came when it is the only one; else text blocks, the client's first, then the documents').
+
+    >>> split_system([{"role": "system", "content": "Be brief."}, {"role": "system", "content": "Docs"},
+    ...               {"role": "user", "content": "q"}])["system"]
+    [{'type': 'text', 'text': 'Be brief.'}, {'type': 'text', 'text': 'Docs'}]
+    """
+    at = 0
+    while at < len(items) and items[at].get("role") == "system":
+        at += 1
+    out: dict[str, Any] = {"messages": [dict(m) for m in items[at:]]}
+    if at == 1 and isinstance(items[0].get("content"), str):
+        out["system"] = items[0]["content"]
+    elif at:
+        out["system"] = [b for item in items[:at] for b in _blocks(item.get("content"), "system")]
+    return out
+
+
+def output_texts(content: Any) -> list[str]:
+    """The texts a message's ``content`` bills as output: text, a tool use's name and input, thinking."""
+    out: list[str] = []
+    for block in content if isinstance(content, list) else []:
+        if not isinstance(block, Mapping):
+            continue
+        out.extend(str(block[k]) for k in ("text", "name", "thinking") if isinstance(block.get(k), str))
+        if block.get("input") is not None:
+            out.append(compact_json(block["input"]))
+    return out
+
+
+def usage_counts(usage: Any) -> tuple[int | None, int | None, int, int]:
+    """``(prompt, output, cache reads, cache writes)`` of an Anthropic ``usage``: the prompt is its ``input_tokens``
+    (the uncached part) plus the cache writes (``cache_creation_input_tokens``) and reads (``cache_read_input_tokens``);
+    None where the count is missing or not one (:func:`ragtrim.serve.upstream.usage_count`), a cache count 0."""
+    usage = usage if isinstance(usage, Mapping) else {}
+    plain, output = usage_count(usage.get("input_tokens")), usage_count(usage.get("output_tokens"))
+    reads = usage_count(usage.get("cache_read_input_tokens")) or 0
+    writes = usage_count(usage.get("cache_creation_input_tokens")) or 0
+    return (None if plain is None else plain + reads + writes), output, reads, writes
+
+
+def messages_reading(data: Any) -> tuple[str, int | None, int | None, int]:
+    """``(output text, prompt tokens, output tokens, cache reads)`` of a whole message (None: not reported)."""
+    if not isinstance(data, Mapping):
+        return "", None, None, 0
+    p, c, reads, _ = usage_counts(data.get("usage"))
+    return "\n".join(output_texts(data.get("content"))), p, c, reads if p is not None else 0
+
+
+def cache_writes(data: Mapping[str, Any]) -> int:
+    """The prompt tokens a whole message wrote to the prompt cache (0 with no prompt count: the cache is not trusted)."""
+    p, _, _, writes = usage_counts(data.get("usage"))
+    return writes if p is not None else 0
+
+
+def event(kind: str, obj: Mapping[str, Any]) -> bytes:
+    """One Messages stream event: its ``event:`` line and its JSON."""
+    return f"event: {kind}\ndata: ".encode() + json.dumps({"type": kind, **obj}, separators=(",", ":")).encode("utf-8") + b"\n\n"
+
+
+def _block_events(i: int, block: Mapping[str, Any]) -> list[bytes]:
+    """One content block as its start, one delta carrying it whole, and its stop."""
+    kind = block.get("type")
+    if kind == "text":
+        start, delta = {**block, "text": ""}, {"type": "text_delta", "text": block.get("text", "")}
+    elif kind in ("tool_use", "server_tool_use"):
+        start, delta = {**block, "input": {}}, {"type": "input_json_delta", "partial_json": compact_json(block.get("input", {}))}
+    elif kind == "thinking":
+        start, delta = {**block, "thinking": "", "signature": ""}, {"type": "thinking_delta", "thinking": block.get("thinking", "")}
+    else:
+        return [event("content_block_start", {"index": i, "content_block": dict(block)}), event("content_block_stop", {"index": i})]
+    out = [event("content_block_start", {"index": i, "content_block": start}), event("content_block_delta", {"index": i, "delta": delta})]
+    if kind == "thinking" and block.get("signature"):
+        out.append(event("content_block_delta", {"index": i, "delta": {"type": "signature_delta", "signature": block["signature"]}}))
+    return out + [event("content_block_stop", {"index": i})]
+
+
+def message_events(data: Mapping[str, Any]) -> list[bytes]:
+    """A whole message as the stream that would have carried it: ``message_start`` (its input usage), each block,
+    ``message_delta`` (its stop reason and output usage) and ``message_stop``.
+
+    >>> [e.split(b"\\n", 1)[0] for e in message_events({"id": "m1", "content": [{"type": "text", "text": "hi"}],
+    ...     "stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 1}})][::2]
+    [b'event: message_start', b'event: content_block_delta', b'event: message_delta']
+    """
+    usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
+    start = {**data, "content": [], "stop_reason": None, "stop_sequence": None, "usage": {**usage, "output_tokens": 0}}
+    out = [event("message_start", {"message": start})]
+    for i, block in enumerate(b for b in data.get("content") or [] if isinstance(b, Mapping)):
+        out += _block_events(i, block)
+    delta = {"stop_reason": data.get("stop_reason"), "stop_sequence": data.get("stop_sequence")}
+    out.append(event("message_delta", {"delta": delta, "usage": {"output_tokens": usage.get("output_tokens", 0)}}))
+    return out + [event("message_stop", {})]
+
+
+MESSAGES_WIRE = Wire("/v1/messages", messages_reading, message_events, writes=cache_writes)
