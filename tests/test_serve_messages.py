@@ -249,6 +249,8 @@ def test_errors_come_in_anthropics_shape_and_the_sdk_raises_its_own_classes(tmp_
         wrong_route = s.post({"model": "gpt-4o", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
         chat_on_claude = httpx.post(f"{s.url}/v1/chat/completions", headers={"Authorization": f"Bearer {s.key}"}, timeout=30,
                                     json={"model": CLAUDE, "messages": [{"role": "user", "content": "hi"}]})
+        responses_on_claude = httpx.post(f"{s.url}/v1/responses", headers={"Authorization": f"Bearer {s.key}"}, timeout=30,
+                                         json={"model": CLAUDE, "input": "hi"})
         missing = s.post({"model": CLAUDE, "messages": [{"role": "user", "content": "hi"}]})
     assert bad.value.status_code == 400 and "max_tokens must be an integer from 1 to 4096" in bad.value.body["error"]["message"]
     assert admin.value.body["error"] == {"type": "permission_error", "message": admin.value.body["error"]["message"]}
@@ -257,6 +259,7 @@ def test_errors_come_in_anthropics_shape_and_the_sdk_raises_its_own_classes(tmp_
     assert wrong_route.status_code == 400 and "served on POST /v1/chat/completions" in wrong_route.json()["error"]["message"]
     assert chat_on_claude.status_code == 400 and "send this request to POST /v1/messages" in chat_on_claude.json()["error"]["message"]
     assert chat_on_claude.json()["error"]["param"] == "model"  # the chat route keeps OpenAI's shape
+    assert responses_on_claude.status_code == 400 and "POST /v1/messages" in responses_on_claude.json()["error"]["message"]
 
 
 def test_a_spent_budget_is_a_rate_limit_error_the_sdk_does_not_retry(tmp_path):
@@ -378,3 +381,44 @@ def test_the_readme_messages_example_runs(tmp_path):
         reply, row = run_readme_block(block, s.client(), s.service, "messages")
     assert reply.content[0].text and reply.model_extra["ragtrim"]["documents"] and row["feature"] == "support-bot"
     assert s.fake.bodies[-1]["max_tokens"] == 200 and row["endpoint"] == "messages"
+
+
+# 10. the anthropic upstream: its refusals passed on in Anthropic's shape, its key scrubbed; a JSON answer to a stream
+
+
+def answering(status: int, body: dict[str, Any]) -> Any:
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def messages(request: Any) -> Any:
+        await request.json()
+        return JSONResponse(body, status_code=status)
+
+    return Starlette(routes=[Route("/v1/messages", messages, methods=["POST"])])
+
+
+def test_an_upstream_refusal_is_passed_on_in_anthropics_shape_without_the_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAGTRIM_TEST_ANTHROPIC_KEY", "sk-ant-secret-0123456789")
+    refusal = {"type": "error", "error": {"type": "invalid_request_error",
+                                          "message": "temperature: bad value (key sk-ant-secret-0123456789)"}}
+    with gateway_before(answering(400, refusal), tmp_path) as s:
+        budget(s.service, "acme", "tokens", 100_000)
+        with pytest.raises(anthropic.BadRequestError) as bad:
+            s.client().messages.create(model=CLAUDE, max_tokens=5, messages=[{"role": "user", "content": "hi"}], extra_body={"temperature": 9})
+        [row] = final_rows(s.service)
+        _, reserved = spent_and_reserved(s.service)
+    error = bad.value.body["error"]
+    assert error["type"] == "invalid_request_error" and error["message"].startswith("temperature: bad value")
+    assert "sk-ant-secret" not in error["message"] and "sk-ant-secret" not in (row["error"] or "") and reserved == 0
+
+
+def test_a_whole_message_answered_to_a_stream_request_is_relayed_as_its_stream(tmp_path):
+    whole = {"id": "msg_1", "type": "message", "role": "assistant", "model": CLAUDE, "stop_reason": "end_turn",
+             "content": [{"type": "text", "text": "Paris."}], "usage": {"input_tokens": 12, "output_tokens": 3}}
+    with gateway_before(answering(200, whole), tmp_path) as s:
+        with s.client().messages.stream(model=CLAUDE, max_tokens=5, messages=[{"role": "user", "content": "hi"}]) as stream:
+            final = stream.get_final_message()
+        [row] = final_rows(s.service)
+    assert final.content[0].text == "Paris." and final.stop_reason == "end_turn"
+    assert (row["prompt_tokens"], row["completion_tokens"], row["usage_source"]) == (12, 3, "upstream")
