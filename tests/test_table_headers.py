@@ -212,13 +212,13 @@ def test_the_row_a_header_row_brings_closes_its_query_words_for_the_coverage_bon
     seen: list[tuple[int, int]] = []
     greedy = SentenceSelector.greedy
 
-    def spy(self, sents, value, mentions, weight, redundancy, accept=None, check=None, instead=None):
+    def spy(self, sents, value, mentions, weight, redundancy, accept=None, check=None, instead=None, later=None):
         def accept_and_see(i):
             ok = accept(i)
             if ok and instead is not None:
                 seen.append((i, instead(i)))
             return ok
-        return greedy(self, sents, value, mentions, weight, redundancy, accept_and_see, check, instead)
+        return greedy(self, sents, value, mentions, weight, redundancy, accept_and_see, check, instead, later=later)
 
     monkeypatch.setattr(SentenceSelector, "greedy", spy)
     chunks = [{"id": "t", "title": "Plans", "text": PLANS_MD}] + [{"id": f"d{i}", "text": d} for i, d in enumerate(ROW_NOTES)]

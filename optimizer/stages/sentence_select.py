@@ -56,6 +56,44 @@ PREFIX_REASON = "sentences: its best sentence cut to the room left after the oth
 """The trace's reason for the end of a sentence left out for its length whose prefix took the room left (:meth:`SentenceSelector.prefix`)."""
 
 
+class _Waits:
+    """The sentences :meth:`SentenceSelector.greedy` holds back until the other sentences of their chunk have been
+    offered (``later``), and how many sentences of each chunk are still to be offered."""
+
+    def __init__(self, chunk_of: np.ndarray, later: Callable[[int], bool] | None) -> None:
+        self.chunk_of = chunk_of
+        self.later = later
+        self.to_offer: dict[int, int] = {}
+        if later is not None:
+            for c in chunk_of.tolist():
+                self.to_offer[c] = self.to_offer.get(c, 0) + 1
+        self.held: dict[int, list[int]] = {}
+        self.again: set[int] = set()
+
+    def wait(self, i: int) -> bool:
+        """Whether offered ``i`` waits (other sentences of its chunk are still to be offered); counts it offered."""
+        if self.later is None:
+            return False
+        c = int(self.chunk_of[i])
+        self.to_offer[c] -= 1
+        if i in self.again or not self.to_offer[c] or not self.later(i):
+            return False
+        self.held.setdefault(c, []).append(i)
+        return True
+
+    def release(self, i: int, left: np.ndarray) -> bool:
+        """After ``i`` was offered: when none of its chunk's sentences is left but those that waited, put them back
+        in ``left`` (each offered once more, without waiting) and say so."""
+        c = int(self.chunk_of[i])
+        if self.later is None or self.to_offer[c] or c not in self.held:
+            return False
+        back = self.held.pop(c)
+        left[back] = True
+        self.again.update(back)
+        self.to_offer[c] += len(back)
+        return True
+
+
 def _offers(total: np.ndarray, left: np.ndarray) -> Iterator[int]:
     """The sentences still ``left``, best ``total`` first (ties: lower index), while nothing is taken.
 
@@ -97,27 +135,37 @@ def repeat_key(text: str) -> str | None:
 class SubjectKeys(Sequence):  # type: ignore[type-arg]
     """Each sentence's :func:`repeat_key` (``keys[i]``), and whether a chunk's sentence repeats another chunk's
     (:meth:`repeats`): the same words, unless the query names each chunk's subject apart from the other's
-    (:class:`~optimizer.headings.Subjects`: a comparison of two sibling pages, X200's and X300's sheets). When it names
+    (:class:`~optimizer.headings.Subjects`: a comparison of two sibling pages, X200's and X300's sheets; the second copy
+    then waits for its chunk's own sentences, :meth:`echoes`). When it names
     one only (the Marseille store's page, word for word Paris's), that chunk says the line and the other drops it
     (:meth:`yields`); a sibling the query does not ask for, or a mirror under another file name, repeats it."""
 
     def __init__(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence]) -> None:
-        self.keys = [repeat_key(answer_part(s.text)) for s in sents]  # a question joined to its answer repeats what the answer does
+        self.keys = _unit_keys(sents)
         self.subjects = Subjects(query, chunks)
         self.named = self.subjects.named
-        self._yields = self._yielding(sents)
+        self._yields, self._compared = self._shared(sents)
 
-    def _yielding(self, sents: Sequence[Sentence]) -> set[int]:
-        """The sentences whose words a chunk the query asks about instead (:meth:`Subjects.outranks`) also says (the
-        subjects read only of chunks that share a sentence's words)."""
+    def _shared(self, sents: Sequence[Sentence]) -> tuple[set[int], set[int]]:
+        """``(yielding, compared)``: the sentences whose words a chunk the query asks about instead
+        (:meth:`Subjects.outranks`) also says, and those whose words a chunk compared with theirs also says
+        (:meth:`Subjects.both`); the subjects read only of chunks that share a sentence's words."""
         by_key: dict[str, set[int]] = {}
         for s, key in zip(sents, self.keys):
             if key is not None:
                 by_key.setdefault(key, set()).add(s.chunk)
         if all(len(found) < 2 for found in by_key.values()):
-            return set()
-        return {i for i, (s, key) in enumerate(zip(sents, self.keys)) if key is not None and len(by_key[key]) > 1
-                and any(self.subjects.outranks(o, s.chunk) for o in by_key[key])}
+            return set(), set()
+        yielding: set[int] = set()
+        compared: set[int] = set()
+        for i, (s, key) in enumerate(zip(sents, self.keys)):
+            if key is None or len(by_key[key]) < 2:
+                continue
+            if any(self.subjects.outranks(o, s.chunk) for o in by_key[key]):
+                yielding.add(i)
+            elif any(self.subjects.both(s.chunk, o) for o in by_key[key]):
+                compared.add(i)
+        return yielding, compared
 
     def __getitem__(self, i):  # type: ignore[no-untyped-def]
         return self.keys[i]
@@ -136,6 +184,47 @@ class SubjectKeys(Sequence):  # type: ignore[type-arg]
     def said(self, chunk: int, sayers: Sequence[int] | set[int]) -> bool:
         """Whether one of ``sayers`` (chunks that say a sentence's words) already says it for ``chunk`` (:meth:`repeats`)."""
         return any(self.repeats(chunk, other) for other in sayers)
+
+    def echoes(self, i: int, chunk: int, sayers: Sequence[int] | set[int]) -> bool:
+        """Whether sentence ``i`` of ``chunk`` says again what one of ``sayers`` (chunks that took its words) says, a
+        chunk the query compares with ``chunk`` (:meth:`Subjects.both`): not a repeat, but nothing new either, so the
+        greedy pass offers it after its chunk's own sentences (:meth:`SentenceSelector.greedy`'s ``later``)."""
+        return i in self._compared and any(self.subjects.both(chunk, other) for other in sayers)
+
+    @property
+    def compares(self) -> bool:
+        """Whether any sentence's words are said by two chunks the query compares (:meth:`echoes` can hold)."""
+        return bool(self._compared)
+
+
+def _unit_keys(sents: Sequence[Sentence]) -> list[str | None]:
+    """Each sentence's :func:`repeat_key`: a question joined to its answer repeats what its answer does (an answer
+    given alone, or under the same question), unless another unit gives that answer under another question (``Does
+    the X300 include a battery?`` and ``Does the X310 ...``, each ``Yes, ...``): then each unit is known by its whole
+    text, and is a repeat only of a unit with the same question and answer."""
+    answers = [answer_part(s.text) for s in sents]
+    keys = [repeat_key(a) for a in answers]
+    asked: dict[str, set[str | None]] = {}  # an answer's key -> the whole texts of the units that give it
+    for s, a, key in zip(sents, answers, keys):
+        if key is not None and len(a) < len(s.text):
+            asked.setdefault(key, set()).add(repeat_key(s.text))
+    if all(len(wholes) < 2 for wholes in asked.values()):
+        return keys
+    return [repeat_key(s.text) if key is not None and len(a) < len(s.text) and len(asked[key]) > 1 else key
+            for s, a, key in zip(sents, answers, keys)]
+
+
+def _echoes(keys: SubjectKeys, sents: Sequence[Sentence], said: dict[str, list[int]]) -> Callable[[int], bool] | None:
+    """The greedy pass's ``later`` (:meth:`SentenceSelector.greedy`): whether sentence ``i`` is the second copy of a
+    line two compared pages share, ``said`` holding the chunks that took each line (None when the query compares none)."""
+    if not keys.compares:
+        return None
+
+    def later(i: int) -> bool:
+        key = keys[i]
+        return key is not None and keys.echoes(i, sents[i].chunk, said.get(key, ()))
+
+    return later
 
 
 def subject_keys(query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence]) -> SubjectKeys:
@@ -223,6 +312,7 @@ class SentenceSelector:
         accept: Callable[[int], bool] | None = None,
         check: Callable[[str], None] | None = None,
         instead: Callable[[int], int] | None = None,
+        later: Callable[[int], bool] | None = None,
     ) -> Iterator[int]:
         """Sentence indices, best first, updated as sentences are taken.
 
@@ -236,10 +326,13 @@ class SentenceSelector:
         called every round: a round re-scores every sentence left and may try many of them (each try
         of a new chunk counts its overhead), so one round costs far more than the check. ``instead(i)``, when
         given, is the sentence taking offered ``i`` took in its place (a table's header row offered brings a row
-        under it): that one's query words stop earning the bonus.
+        under it): that one's query words stop earning the bonus. ``later(i)``, when given, says whether offered ``i``
+        waits until every other sentence of its chunk has been offered (the second copy of a line two compared pages
+        share, :meth:`SubjectKeys.echoes`): it is offered again then, once, at its value, so the lines that tell the
+        pages apart come first and the shared one takes what room they leave.
         """
         cover = bool(self.coverage) and mentions is not None and weight is not None and mentions.shape[1] > 0
-        if not redundancy and not self.lead_follow and not cover:
+        if not redundancy and not self.lead_follow and not cover and later is None:
             for i in sorted(range(len(sents)), key=lambda i: (-value[i], i)):
                 yield i
                 if accept is not None:
@@ -253,6 +346,7 @@ class SentenceSelector:
         left = np.ones(len(sents), dtype=bool)
         touched: set[int] = set()
         open_words = np.ones(mentions.shape[1]) if cover and mentions is not None else None
+        waits = _Waits(chunk_of, later)
         rounds = 0
         while left.any():
             if check is not None:
@@ -264,13 +358,21 @@ class SentenceSelector:
             else:
                 total = current
             taken = None
+            released = False
             for i in _offers(total, left):
                 left[i] = False
+                if waits.wait(i):
+                    continue
                 yield i
                 if accept is None or accept(i):
                     taken = i
+                if waits.release(i, left):  # the lines that waited for its chunk: offered again, at their value
+                    released = True
+                if taken is not None or released:
                     break
             if taken is None:
+                if released:
+                    continue
                 return
             c = sents[taken].chunk
             if redundancy:
@@ -498,7 +600,7 @@ class SentenceSelector:
                 said[key].append(s.chunk)
             return True
 
-        deque(self.greedy(sents, value, mentions, weight, redundancy, take, context.check_deadline, lambda i: spent["line"]), maxlen=0)  # run it out
+        deque(self.greedy(sents, value, mentions, weight, redundancy, take, context.check_deadline, lambda i: spent["line"], later=_echoes(keys, sents, said)), maxlen=0)
         if not chosen:  # nothing fits whole: give the packer the best sentence to cut (with the nearest frame lines that fit)
             self._cut_one(chosen, chunk_order, chunks, sents, value, room, context, frames)
         too_long = {c: (n, left, i) for c, (n, left, before, i) in first_miss.items() if c not in chosen and spent["taken"] > before}
