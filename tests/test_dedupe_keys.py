@@ -27,6 +27,11 @@ DIFFERENT = [
     ("A 100 Mbps link.", "A 100 MBps link."),
     ("It stores 4 kB of state.", "It stores 4 kb of state."),
     ("A 2 mHz tone.", "A 2 MHz tone."),
+    # a comparison standing alone between two words (not only before a number)
+    ("A request is rejected when used >= quota.", "A request is rejected when used > quota."),
+    ("Keep x <= y.", "Keep x >= y."),
+    ("Fail when a == b.", "Fail when a != b."),
+    ("Retry while tries < limit.", "Retry while tries limit."),
 ]
 SAME = [
     ("The Fee is “$120”, paid yearly!", 'the fee is "$120" paid yearly'),
@@ -50,6 +55,10 @@ SAME = [
     ("The iPhone 15 Pro costs $999.", "The IPhone 15 Pro costs $999."),
     ("The power is given in mW.", "The power is given in MW."),  # no figure: the case is the writer's
     ("Windows 10/11 are supported.", "Windows 10 / 11 are supported."),
+    ("> Keep the quota.", "Keep the quota."),  # a quote's leading '>'
+    ("Press Ctrl + C to stop.", "press ctrl c to stop"),
+    ("Open File -> Save as.", "Open File Save as."),  # an arrow is no comparison
+    ("Use a => b here.", "Use a b here."),
 ]
 
 
@@ -107,3 +116,17 @@ def test_a_corrected_copy_keeps_its_changed_sentence(old, new, preset):
     assert [c.text for c in out] == [chunks[0].text, new]
     result = Pipeline.preset(preset).run("What is the figure?", chunks, budget=1.0)
     assert old in result.text and new in result.text and result.text.count("reports readings every second") == 1
+
+
+RATE = ("Rate limits ({v})\nEach token has a quota per minute. A request is rejected when used {op} quota. "
+        "Rejected requests get a 429 with Retry-After. Quotas reset every minute.")
+
+
+@pytest.mark.parametrize("preset", ["default", "quality"])
+def test_a_version_that_flips_a_comparison_between_words_keeps_it(preset):
+    """v2 changed ``used >= quota`` to ``used > quota``: near-dedupe read it as v1's sentence and dropped it at 1.0."""
+    chunks = [{"id": "v1", "title": "Rate limits", "text": RATE.format(v="v1", op=">=")},
+              {"id": "v2", "title": "Rate limits", "text": RATE.format(v="v2", op=">")}]
+    out = Pipeline.preset(preset).run("When is a request rejected for rate limits?", chunks, budget=1.0)
+    assert "used >= quota" in out.text and "used > quota" in out.text
+    assert out.text.count("Quotas reset every minute.") == 1

@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import re
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -66,15 +67,19 @@ def _sentence_keys(chunk: Chunk) -> list[tuple[str, tuple[int, int]]]:
 
 _UNITS = frozenset("%‰‱°")  # with currencies: symbols that change what a sentence says wherever they are
 _SIGNS = frozenset("+±<>≤≥≠=")  # ... and these before a number (``> 40``, ``>= 3.9``; not a quote's ``>``, not ``Ctrl+C``)
+_BETWEEN_WORDS = re.compile(r"(?<=\w )(?:[<>!=]=|[<>])(?= \w)")
+"""A comparison standing alone between two words (``used >= quota``, ``x != y``): not a quote's leading ``>``, an
+arrow (``->``, ``=>``) or ``Ctrl+C``."""
 _MINUS = str.maketrans({"\u2212": "-", "\u2012": "-", "\u2013": "-", "\ufe63": "-"})  # NFKC keeps these apart
 
 
 def sentence_key(text: str) -> str:
     """A sentence as a duplicate's sentences are compared: :func:`normalized` (case, spacing and
     punctuation do not count; with ``joined``, so ``server.port``, ``max_upload_size``, ``3.9`` and ``C++``
-    stay whole), plus the symbols that change what it says, in order: a sign, a currency, a comparison,
-    a unit (``-5 °C`` is not ``5 °C``, ``€120`` is not ``$120``, ``<= 3.9`` is not ``>= 3.9``, ``!= 5`` is not
-    ``== 5``), plus the words whose case changes what they say (:func:`case_marks`: ``5 mW`` is not ``5 MW``).
+    stay whole), plus the symbols that change what it says, in order: a sign, a currency, a comparison (before a
+    number or standing alone between two words), a unit (``-5 °C`` is not ``5 °C``, ``€120`` is not ``$120``,
+    ``<= 3.9`` is not ``>= 3.9``, ``!= 5`` is not ``== 5``, ``used > quota`` is not ``used >= quota``), plus the
+    words whose case changes what they say (:func:`case_marks`: ``5 mW`` is not ``5 MW``).
     Markup and decoration (backticks, ``>``, ``|``, ``™``, emoji) do not count, a hyphen between words does
     not (``well-known``), and a minus is a minus however it is typed (``−5``, ``–5``, ``-5``): a dash counts
     only before a digit and after no letter or digit.
@@ -91,8 +96,9 @@ def sentence_key(text: str) -> str:
     (False, False)
     """
     folded = unicodedata.normalize("NFKC", text).translate(_MINUS).casefold()
+    between = {k for m in _BETWEEN_WORDS.finditer(folded) for k in range(m.start(), m.end())}
     symbols = [ch for k, ch in enumerate(folded)
-               if ch in _UNITS or unicodedata.category(ch) == "Sc"
+               if k in between or ch in _UNITS or unicodedata.category(ch) == "Sc"
                or (ch in _SIGNS and _before_number(folded, _past_equals(folded, k + 1)))
                or (ch == "!" and folded[k + 1 : k + 2] == "=" and _before_number(folded, _past_equals(folded, k + 1)))
                or (ch == "-" and folded[k + 1 : k + 2].isdigit() and not folded[k - 1 : k].isalnum())]
