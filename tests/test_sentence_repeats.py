@@ -47,3 +47,38 @@ def test_a_line_a_chunk_repeats_itself_is_kept():
 def test_short_lines_are_not_repeats():
     assert repeat_key("}") is None and repeat_key("See also.") is None
     assert repeat_key("She  was the First woman.") == repeat_key("she was the first woman.")
+
+
+def test_a_csv_row_or_a_cjk_sentence_is_long_enough_to_be_a_copy():
+    """A CSV row and a CJK sentence have one "word" between spaces: each was never a repeat (hunt 37)."""
+    assert repeat_key("ORD-5004,Customer4,Austin,248.50,shipped") is not None
+    assert repeat_key("访客车辆最多可停放24小时。") is not None
+    assert repeat_key("お問い合わせはこちら。") is not None
+    assert repeat_key("1,2") is None and repeat_key("谢谢。") is None and repeat_key("});") is None
+    assert repeat_key("return x + y;") is not None  # four tokens between spaces still make a code line long enough
+
+
+HEADER = "order_id,customer,ship_city,amount_usd,status"
+ROWS = [f"ORD-50{i:02d},Customer{i},Austin,{100 + i * 37}.50,{'pending' if i % 2 else 'shipped'}" for i in range(16)]
+WINDOWS = [Chunk(id=f"w{k}", title="orders.csv", text=HEADER + "\n" + "\n".join(ROWS[s:s + 6])) for k, s in enumerate([0, 4, 8])]
+PARKING = [Chunk(id="z1", title="物业规定", text="小区停车场共有120个车位。访客车辆最多可停放24小时。每月物业费为每平方米3.5元。"),
+           Chunk(id="z2", title="业主手册", text="访客车辆最多可停放24小时。垃圾每天早上七点收集。"),
+           Chunk(id="z3", title="FAQ", text="访客车辆最多可停放24小时。宠物须拴绳。")]
+
+
+@pytest.mark.parametrize("preset", ["default", "quality"])
+@pytest.mark.parametrize("query, chunks, lines", [
+    ("What is the status of ORD-5005?", WINDOWS, ROWS),
+    ("访客车辆可以停放多久？", PARKING, ["访客车辆最多可停放24小时。"]),
+])
+def test_overlapping_csv_windows_and_cjk_copies_print_each_line_once(preset, query, chunks, lines):
+    """Before, rows of overlapping CSV windows (ORD-5004, ORD-5005) were printed in both blocks, and ``quality``
+    printed the parking sentence three times."""
+    result = Pipeline.preset(preset, budget=0.6).run(query, chunks)
+    assert result.tokens <= result.budget
+    printed = result.text.split("\n")
+    assert any(line in printed or line in result.text for line in lines)
+    assert all(result.text.count(line) <= 1 for line in lines), result.text
+    source = {c.id: c.text for c in chunks}
+    for span in result.spans:
+        assert source[span.chunk_id][span.start:span.end] == result.text[span.context_start:span.context_end]

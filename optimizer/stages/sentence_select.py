@@ -41,7 +41,7 @@ from optimizer.sentences import line_view
 from optimizer.structure_frames import LineFrames, line_frames
 from optimizer.stages.prefix_end import clause_end, word_end
 from optimizer.stages.sentence_signals import Sentence, answer_part, query_mentions, terms_memo
-from optimizer.text import case_marks
+from optimizer.text import case_marks, word_count
 from optimizer.stages.wrap_cuts import LINES_REASON, LineCuts, Part, left_out, with_parts
 
 CUT_REASON = "sentences: lower-scoring sentences left out for the budget"
@@ -119,14 +119,19 @@ REPEAT_MIN_WORDS = 4  # shorter lines ("}", "end", "See also.") repeat by nature
 def repeat_key(text: str) -> str | None:
     """The words of a sentence, case-folded, by which a verbatim repeat is known; None for short ones.
 
-    The words whose case changes what they say stay as written (:func:`~optimizer.text.case_marks`:
-    ``5 mW`` does not repeat ``5 MW``).
+    Short is fewer than :data:`REPEAT_MIN_WORDS` words both between white space (a code line's tokens:
+    ``return x + y;``) and as :func:`~optimizer.text.word_count` reads them, whatever the script (a CSV row
+    ``ORD-5004,Customer4,Austin,248.50``, a Chinese sentence: one "word" between spaces, each long enough to
+    be a copy). The words whose case changes what they say stay as written
+    (:func:`~optimizer.text.case_marks`: ``5 mW`` does not repeat ``5 MW``).
 
     >>> repeat_key("She was the first woman  to win."), repeat_key("}"), repeat_key("It is 5 mW.") == repeat_key("It is 5 MW.")
     ('she was the first woman to win.', None, False)
+    >>> repeat_key("ORD-5004,Customer4,Austin,248.50"), repeat_key("访客车辆最多可停放24小时。")
+    ('ord-5004,customer4,austin,248.50', '访客车辆最多可停放24小时。')
     """
     words = text.split()
-    if len(words) < REPEAT_MIN_WORDS:
+    if len(words) < REPEAT_MIN_WORDS and word_count(text) < REPEAT_MIN_WORDS:
         return None
     marks = case_marks(text)
     return " ".join(words).casefold() + (f"\x00{marks}" if marks else "")
