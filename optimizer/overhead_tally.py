@@ -257,16 +257,28 @@ class Tallied:
         return self.overhead(chunks, grouped=grouped)
 
 
+FrameLines = tuple[tuple[tuple[int, int], int], ...]
+"""A view's frame lines (:class:`ViewTally`): each line's ``(start, end)`` in its chunk and its tokens."""
+
+
+def new_lines(printed: set[tuple[int, int]], lines: FrameLines, mark: bool = False) -> int:
+    """The tokens of the frame ``lines`` (distinct) not ``printed`` in their block yet; ``mark``: they then are."""
+    gained = sum(tokens for line, tokens in lines if line not in printed)
+    if mark:
+        printed.update(line for line, _ in lines)
+    return gained
+
+
 class ViewTally:
     """The :class:`Tally` of paragraph views merged into one block per chunk
     (:meth:`~optimizer.stages.paragraphs.ParagraphViews.context`): a view of a new chunk adds its frame
     lines and its block (``blocks()`` makes the tally of the blocks); a further view of a chunk adds a
-    joiner and its frame lines, and when it starts before the block's first line, the block opens with
-    it (``lead(block, start)`` in place of the block's lead). ``cost(view)``: where the view starts
-    printing and the tokens of its frame lines; ``block(view)``: the chunk it is a view of. A view put
-    in place of another (no caller does) takes every view again."""
+    joiner and the frame lines its block does not print yet (a heading two views are under prints once), and
+    when it starts before the block's first line, the block opens with it (``lead(block, start)`` in place of
+    the block's lead). ``cost(view)``: where the view starts printing and its frame lines (:data:`FrameLines`);
+    ``block(view)``: the chunk it is a view of. A view put in place of another (no caller does) takes every view again."""
 
-    def __init__(self, blocks: Callable[[], Tally], cost: Callable[[Chunk], tuple[int, int]], block: Callable[[Chunk], Chunk],
+    def __init__(self, blocks: Callable[[], Tally], cost: Callable[[Chunk], tuple[int, FrameLines]], block: Callable[[Chunk], Chunk],
                  lead: Callable[[Chunk, int], Chunk]) -> None:
         self.blocks, self.cost, self.block, self.lead = blocks, cost, block, lead
         self._start()
@@ -275,10 +287,12 @@ class ViewTally:
         self.base = self.blocks()
         self.views: list[Chunk] = []
         self.first: dict[str, tuple[Chunk, int, Chunk]] = {}  # chunk id -> (its block, where it starts, its lead)
+        self.printed: dict[str, set[tuple[int, int]]] = {}  # chunk id -> the frame lines its block prints
         self.total = 0
 
     def added(self, view: Chunk) -> int:
-        start, frame_tokens = self.cost(view)
+        start, lines = self.cost(view)
+        frame_tokens = new_lines(self.printed.get(view.id, set()), lines)
         if view.id not in self.first:
             return frame_tokens + self.base.added(self.lead(self.block(view), start))
         block, first, lead = self.first[view.id]
@@ -291,7 +305,8 @@ class ViewTally:
         return gained
 
     def _take(self, view: Chunk) -> int:
-        start, frame_tokens = self.cost(view)
+        start, lines = self.cost(view)
+        frame_tokens = new_lines(self.printed.setdefault(view.id, set()), lines, mark=True)
         if view.id not in self.first:
             block = self.block(view)
             lead = self.lead(block, start)

@@ -76,7 +76,7 @@ def test_frames_of_by_bisection_finds_what_a_scan_of_every_paragraph_finds():
 
     def scanned(pieces):  # the former lookup: every paragraph, every piece (from past its indentation: with_first_indent)
         starts = [s + len(text[s:e]) - len(text[s:e].lstrip(" \t")) for s, e in pieces]
-        return [span for p in parts if p.frame and any(p.body[0] <= s < p.body[1] for s in starts) for span in p.frame]
+        return list(dict.fromkeys(span for p in parts if p.frame and any(p.body[0] <= s < p.body[1] for s in starts) for span in p.frame))  # a shared heading once
 
     probes = [(s, min(s + 3, len(text))) for s in range(len(text))]
     for k in range(len(probes)):

@@ -19,7 +19,10 @@ is kept. A Markdown ``#`` heading paragraph right before a deeper heading (``# G
 or a one-line section paragraph right before a question heading its answer (``X200 drill`` before ``How long is
 the warranty?``), goes with that heading's paragraph too: printed with whatever of it is kept, never alone, and
 part of its view's title (``X200 drill: How long is the warranty?``). Any other one-line paragraph before a
-headed one is a paragraph of its own (``Saturday 10am-4pm`` before ``Returns``).
+headed one is a paragraph of its own (``Saturday 10am-4pm`` before ``Returns``). A paragraph under a ``#``
+heading is printed under its whole outline too: the nearest ``#`` heading before it at each shallower level,
+though sibling sections come between (``## [2.3.1] - 2024-05-01`` over ``### Fixed``, past ``### Added`` and
+its list; :attr:`Paragraph.outline`, printed and counted, not part of the view's title).
 :meth:`ParagraphViews.context` counts those printed headings in the selector's budget.
 
 >>> from optimizer.records import Chunk
@@ -44,7 +47,7 @@ from functools import cached_property
 from optimizer.headings import HEADING_WORDS, heading_line
 from optimizer.headings import LIST_ITEM as _LIST_ITEM
 from optimizer.headings import MARKUP as _MARKUP
-from optimizer.overhead_tally import Tallied, Tally, ViewTally
+from optimizer.overhead_tally import FrameLines, Tallied, Tally, ViewTally, new_lines
 from optimizer.records import Chunk, indent_start
 from optimizer.render import group_by_title
 from optimizer.sentences import FENCE, code_blocks, is_fence_close, is_record_line, line_view, paragraph_spans, strip_range
@@ -53,10 +56,6 @@ from optimizer.stages.sentence_select import CUT_REASON
 from optimizer.stages.sentence_signals import QUESTION_END
 from optimizer.subtitles import track_cues
 from optimizer.text import words
-
-ABOVE_LINES = 2
-"""At most this many Markdown ``#`` heading paragraphs are printed above a deeper heading (``# Guide``,
-``## Install``, then ``### From source`` heading the body); farther ones stay paragraphs of their own."""
 
 QUESTION_WORDS = 2 * HEADING_WORDS
 """A question line that heads its answer (:func:`question_line`) has at most this many words: a longer one is prose."""
@@ -74,12 +73,13 @@ class Paragraph:
     body: tuple[int, int]
     heading: tuple[int, int] | None = None
     fences: tuple[tuple[int, int], ...] = ()
-    above: tuple[tuple[int, int], ...] = ()  # heading paragraphs before ``heading`` (``# Guide`` before ``## Install``), titling it too
+    above: tuple[tuple[int, int], ...] = ()  # heading paragraphs right before ``heading`` (``# Guide`` before ``## Install``), titling it too
+    outline: tuple[tuple[int, int], ...] = ()  # the # headings farther up it is under (``## [2.3.1]`` past ``### Added``), printed only
 
     @cached_property
     def frame(self) -> tuple[tuple[int, int], ...]:
-        """The lines printed with whatever of the body is kept: the headings above it, its heading and the fences."""
-        return self.above + ((self.heading,) if self.heading else ()) + self.fences
+        """The lines printed with whatever of the body is kept: its outline, the headings above it, its heading and the fences."""
+        return self.outline + self.above + ((self.heading,) if self.heading else ()) + self.fences
 
 
 def question_line(line: str) -> str | None:
@@ -148,12 +148,15 @@ def paragraph_parts(chunk: Chunk, titled: str = "joined", skip: Sequence[tuple[i
 
     A one-line heading paragraph heads the next paragraph when that has no heading of its own; a Markdown
     ``#`` heading right before a deeper one (``# Guide`` before ``## Install``, or before ``## Install``
-    heading the next paragraph) is printed above it (:attr:`Paragraph.above`, the nearest
-    :data:`ABOVE_LINES` of them), and so is a one-line heading paragraph right before a question heading its
+    heading the next paragraph) is printed above it (:attr:`Paragraph.above`), and so is a one-line heading paragraph right before a question heading its
     answer (``X200 drill`` before ``How long is the warranty?``; not one answering a one-line question before
     it, nor an answer's last line, :func:`_section_line`); both are part of its view's title (:func:`view_title`). Any other is a paragraph of its own, scored as
     one: ``Saturday 10am-4pm`` before ``Returns`` is a section's whole text, not a heading of the next one's. A
     one-line question (:func:`question_line`) heads the next paragraph when that is its whole answer (:func:`_asked`).
+
+    A paragraph under a ``#`` heading is also printed under its outline (:func:`_outlined`): the nearest ``#``
+    heading before it at each level above its own, though other sections come between (``## [2.3.1] - 2024-05-01``
+    over ``### Fixed`` with ``### Added`` and its list between them, as in a Keep-a-Changelog file).
 
     ``skip``: lines (``(start, end)`` of the original text, say page furniture: :mod:`optimizer.furniture`)
     a paragraph is read as starting after, so none of them is a heading; a paragraph of them alone is none.
@@ -178,11 +181,37 @@ def paragraph_parts(chunk: Chunk, titled: str = "joined", skip: Sequence[tuple[i
         elif role == _ABOVE:
             above.append(span)
         else:
-            parts += [Paragraph(line) for line in above[:-ABOVE_LINES]]  # farther ones stay paragraphs of their own
             fences, code = _fenced(text, *(body or span))
-            parts.append(Paragraph(code or body or span, own or head, fences, tuple(above[-ABOVE_LINES:])))
+            parts.append(Paragraph(code or body or span, own or head, fences, tuple(above)))
             head, above = None, []
-    return parts
+    return _outlined(text, parts)
+
+
+def _outlined(text: str, parts: Sequence[Paragraph]) -> list[Paragraph]:
+    """``parts`` (paragraphs of ``text``, in order), each one under a ``#`` heading also under its outline: the nearest
+    ``#`` heading before it at each level above its headings' (:attr:`Paragraph.outline`, printed with it), though
+    other sections come between. At most one line per level: five.
+
+    >>> t = "## [2.3.1]\\n\\n### Added\\n- A label.\\n\\n### Fixed\\n- A race.\\n\\nA note."
+    >>> [[t[slice(*f)] for f in p.frame] for p in paragraph_parts(Chunk(id="c", text=t))]
+    [['## [2.3.1]', '### Added'], ['## [2.3.1]', '### Fixed'], []]
+    """
+    open_: list[tuple[int, tuple[int, int]]] = []  # the # headings in force, levels rising: (level, line)
+    out: list[Paragraph] = []
+    for p in parts:
+        line = text[slice(*p.body)]
+        alone = not p.frame and "\n" not in line and heading_line(line) is not None  # a heading line as a paragraph
+        chain = [p.body] if alone else [*p.above, p.heading] if p.heading else list(p.above)
+        levels = [_level(text[slice(*h)]) for h in chain]
+        top = min((lv for lv in levels if lv), default=0)
+        outline = tuple(h for lv, h in open_ if lv < top) if top and not alone else ()
+        out.append(replace(p, outline=outline) if outline else p)
+        for lv, h in zip(levels, chain):
+            if lv:
+                while open_ and open_[-1][0] >= lv:
+                    open_.pop()
+                open_.append((lv, h))
+    return out
 
 
 _OWN, _HEADS, _ABOVE = "own", "heads", "above"
@@ -573,7 +602,8 @@ class ParagraphViews:
         """``context`` with an overhead that counts what taking views adds to the merged blocks.
 
         Views of one chunk render as that chunk's single block: its marker and title once, a
-        joiner before each further view, and each view's heading and fence lines (each with its line break).
+        joiner before each further view, and each view's heading and fence lines (each with its line break;
+        a heading two views are under, ``## [2.3.1]`` over ``### Added`` and ``### Fixed``, once).
         The marker is counted as printed before the block's first line (the earliest of the views'
         and their frame lines': see :meth:`optimizer.render.Renderer.header`). A whole-chunk view
         (``split=False``) counts the fence lines of every code block it holds, an upper bound when
@@ -581,7 +611,7 @@ class ParagraphViews:
         """
         cost: dict[tuple[str, tuple[int, int]], int] = {}  # (chunk id, heading span) -> its tokens and line break
         leads: dict[tuple[str, int], Chunk] = {}  # (chunk id, first kept offset) -> the chunk keeping that line only
-        per_view: dict[tuple[str, tuple[tuple[int, int], ...]], tuple[int, int]] = {}  # (id, kept pieces) -> (start, frame tokens)
+        per_view: dict[tuple[str, tuple[tuple[int, int], ...]], tuple[int, FrameLines]] = {}  # (id, kept pieces) -> (start, frame lines)
 
         def line_cost(chunk_id: str, span: tuple[int, int]) -> int:
             """A frame line as printed: its indentation, its text, a line break."""
@@ -590,30 +620,31 @@ class ParagraphViews:
                 cost[(chunk_id, span)] = context.count(text[indent_start(line_view(text), span[0]) : span[1]]) + 1
             return cost[(chunk_id, span)]
 
-        def of_view(v: Chunk) -> tuple[int, int]:
-            """``(where the view's block starts printing, tokens its frame lines add)``, worked out once per view:
+        def of_view(v: Chunk) -> tuple[int, FrameLines]:
+            """``(where the view's block starts printing, its frame lines with their tokens)``, worked out once per view:
             the selector asks for the overhead of every chunk it tries on top of all it took, so a
             chunk of thousands of paragraphs would otherwise be scanned again per view per try."""
             key = (v.id, v.kept_pieces)
             if key not in per_view:
                 frames = self._frames_of(v.id, v.kept_pieces)  # a paragraph view's pieces sit in one paragraph
                 start = min([s for s, _ in v.kept_pieces[:1]] + [s for s, _ in frames], default=0)
-                per_view[key] = (start, sum(line_cost(v.id, span) for span in frames))
+                per_view[key] = (start, tuple((span, line_cost(v.id, span)) for span in frames))
             return per_view[key]
 
         def overhead(taken: Sequence[Chunk], grouped: bool = False) -> int:
             blocks: dict[str, Chunk] = {}
             first: dict[str, int] = {}
+            printed: dict[str, set[tuple[int, int]]] = {}  # each block's frame lines counted so far
             extra = 0
             for v in taken:
-                start, frame_tokens = of_view(v)
+                start, lines = of_view(v)
                 if v.id in blocks:
                     extra += 1
                     first[v.id] = min(first[v.id], start)
                 else:
                     blocks[v.id] = self.given.get(v.id, v)
                     first[v.id] = start
-                extra += frame_tokens
+                extra += new_lines(printed.setdefault(v.id, set()), lines, mark=True)
             return context.overhead([_lead(c, first[i], leads) for i, c in blocks.items()], grouped=grouped) + extra
 
         def rendered(taken: Sequence[Chunk], grouped: bool = False) -> int:
@@ -672,7 +703,7 @@ class ParagraphViews:
             k = bisect.bisect_right(starts, s) - 1
             if k >= 0 and s < parts[k].body[1]:
                 hit.add(k)
-        return [span for k in sorted(hit) for span in parts[k].frame]
+        return list(dict.fromkeys(span for k in sorted(hit) for span in parts[k].frame))  # a heading two paragraphs are under, once
 
 
 def paragraph_views(chunks: Sequence[Chunk], titled: str = "joined") -> list[Chunk] | None:
