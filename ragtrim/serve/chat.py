@@ -62,7 +62,7 @@ from ragtrim.serve.endings import IN_FLIGHT_RETRY_SECONDS, refuse  # noqa: F401 
 from ragtrim.serve.endings import abandon as _abandon, failed as _failed, finish_rejected as _finish_rejected
 from ragtrim.serve.endings import left_unsent as _left_unsent, unit_name as _unit
 from ragtrim.serve.bodies import ChatRequest, check_preset, parse_chat, read_json
-from ragtrim.serve.dialect import CHAT, Dialect
+from ragtrim.serve.dialect import CHAT, Dialect, openai_error_event
 from ragtrim.serve.citations import cited_documents, stream_headers
 from ragtrim.serve.thinking import cut_before_answering, visible_answer, warn_cut_answer
 from ragtrim.serve.upstream import (UpstreamError, billed_fields, count_request_fields, output_texts, prediction_tokens,
@@ -621,6 +621,10 @@ class SseTally:
     def _cap_name(self) -> str:
         return "max_event_bytes"
 
+    def error_event(self, message: str) -> bytes:
+        """The event that ends a stream the upstream broke after the answer had begun: a chat completion's, a 502's error."""
+        return openai_error_event(message)
+
     def _inspect(self, raw: bytes) -> bool:
         """Tally one event's chunk; True when it carries usage and no choices."""
         obj = event_json(raw)
@@ -666,14 +670,14 @@ def _delta_texts(choices: Any) -> list[str]:
 
 
 async def _relay(events: AsyncIterator[bytes], tally: SseTally, include_usage: bool, settle: Callable[[str], Awaitable[None]],
-                 upstream: str, departure: _Departure, error_event: Callable[[str], bytes]) -> AsyncIterator[bytes]:
+                 upstream: str, departure: _Departure) -> AsyncIterator[bytes]:
     """The upstream's events as they come, tallied (its usage-only events only when ``include_usage``), down to a
     last one that ended with the stream; then ``settle(error)``, ``error`` saying what cut the stream short ("" if nothing:
     a stream cut from outside was cut by its client leaving or the gateway's shutdown, as ``departure`` tells).
 
     An upstream that fails mid-stream, or breaks the event stream (:attr:`SseTally.error`), ends it with an
-    ``upstream_error`` event: the client hears why the answer stopped (the ledger's ``error``, from ``settle``,
-    also says what the operator can do about it).
+    ``upstream_error`` event in the route's shape (:meth:`SseTally.error_event`): the client hears why the answer
+    stopped (the ledger's ``error``, from ``settle``, also says what the operator can do about it).
     """
     error = ""
     try:
@@ -690,13 +694,13 @@ async def _relay(events: AsyncIterator[bytes], tally: SseTally, include_usage: b
             cut = f"upstream stream cut: {tally.error}"
             error = (f"{cut}; the rest was not read, and the charge is for what came before (raise max_event_bytes "
                      f"under [upstreams.{upstream}] if its events are that long)")
-            yield error_event(cut)
+            yield tally.error_event(cut)
     except (anyio.get_cancelled_exc_class(), GeneratorExit) as exc:
         error = with_note(error, departure.why(cancelled=not isinstance(exc, GeneratorExit)))
         raise
     except Exception as exc:  # the upstream broke mid-stream: tell the client in-band
         error = f"upstream stream failed: {type(exc).__name__}"
-        yield error_event(error)
+        yield tally.error_event(error)
     finally:
         with anyio.CancelScope(shield=True):
             await settle(error)
@@ -832,7 +836,7 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
         await hold.settle(final, p, c, cost)
 
     departure = _Departure(service.config.limits.stream_idle_seconds)
-    relayed = _relay(events, tally, req.include_usage, settle, attempt.model.upstream, departure, req.dialect.error_event)
+    relayed = _relay(events, tally, req.include_usage, settle, attempt.model.upstream, departure)
 
     async def finish() -> None:
         """Close the relay and the upstream stream; settle if the relay never ran, release if settling failed."""

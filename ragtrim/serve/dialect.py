@@ -53,8 +53,7 @@ class Dialect:
     always ends with it); ``tally`` the class that reads a stream's events (None: the chat's
     ``SseTally``); ``refuses`` why the route cannot send to an upstream client ("" when it can); ``route`` its
     path, which a 400 for a model it does not serve (an embedding model: :meth:`ragtrim.serve.config.ServeConfig.model`)
-    names; ``body`` the upstream body's fields that carry the prompt items (None: all of them in ``items_key``);
-    ``error_event`` the stream event that tells a client its stream broke (a message to its bytes).
+    names; ``body`` the upstream body's fields that carry the prompt items (None: all of them in ``items_key``).
     """
 
     endpoint: str
@@ -69,7 +68,6 @@ class Dialect:
     refuses: Callable[[Any], str] = on_anthropic
     route: str = "/v1/chat/completions"
     body: Callable[[Sequence[Mapping[str, Any]]], dict[str, Any]] | None = None
-    error_event: Callable[[str], bytes] = openai_error_event
 
     def items_body(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """The fields of the upstream body that carry the prompt ``items``."""

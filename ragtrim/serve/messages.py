@@ -115,6 +115,11 @@ DELTAS = {"text_delta": ("text", True, False), "input_json_delta": ("partial_jso
           "thinking_delta": ("thinking", False, True)}
 
 
+def stream_error_event(message: str) -> bytes:
+    """The ``error`` event that tells a Messages client its stream broke (Anthropic's shape, as its API sends one)."""
+    return event("error", {"error": {"type": "api_error", "message": message}})
+
+
 class MessagesTally(SseTally):
     """:class:`ragtrim.serve.chat.SseTally` for a Messages stream: the text of its deltas, the input usage of its
     ``message_start`` (the prompt, cache reads and writes) and the output tokens of its last ``message_delta`` (a
@@ -148,6 +153,9 @@ class MessagesTally(SseTally):
             self.text.append(delta[key])
             self.answered, self.reasoned = self.answered or answered, self.reasoned or reasoned
 
+    def error_event(self, message: str) -> bytes:
+        return stream_error_event(message)
+
     def _usage(self, usage: Any, *, output: bool) -> None:
         """Read a ``usage``: the prompt (and its cache reads and writes) where it has ``input_tokens``, the output tokens
         from a ``message_delta`` (``output``; message_start's are a count so far, not the answer's)."""
@@ -160,14 +168,8 @@ class MessagesTally(SseTally):
             self.completion_tokens = c
 
 
-def stream_error_event(message: str) -> bytes:
-    """The ``error`` event that tells a Messages client its stream broke (Anthropic's shape, as its API sends one)."""
-    return event("error", {"error": {"type": "api_error", "message": message}})
-
-
 MESSAGES = Dialect("messages", MESSAGES_WIRE, "messages", (CAP,), CAP, MESSAGES_BILLED, messages_view, asks_usage=False,
-                   tally=MessagesTally, refuses=_anthropic_only, route="/v1/messages", body=split_system,
-                   error_event=stream_error_event)
+                   tally=MessagesTally, refuses=_anthropic_only, route="/v1/messages", body=split_system)
 
 
 async def messages_endpoint(request: Request) -> Any:

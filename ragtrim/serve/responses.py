@@ -36,7 +36,7 @@ from ragtrim.serve.bodies import (OUR_KEYS, ChatRequest, check_messages, check_n
 from ragtrim.serve.chat import SseTally, event_json, serve_request
 from ragtrim.serve.dialect import Dialect, on_anthropic
 from ragtrim.serve.errors import bad_request, too_large
-from ragtrim.serve.responses_api import RESPONSES_BILLED, RESPONSES_WIRE, input_view, responses_reading
+from ragtrim.serve.responses_api import RESPONSES_BILLED, RESPONSES_WIRE, event, input_view, responses_reading
 
 CAP = "max_output_tokens"
 # Fields the route reads and the upstream body gets from elsewhere (the input and cap per attempt), or never
@@ -163,6 +163,8 @@ class ResponsesTally(SseTally):
         echoed = {k: v for k, v in (body or {}).items() if k != "input"}
         self.echo_bytes = len(json.dumps(echoed))  # ASCII escapes and spaced separators: at their longest
         self.output_bytes = 0  # the deltas' output so far, as JSON strings (what the last events repeat)
+        self.sequence = -1  # the last event's sequence_number
+        self.snapshot: Mapping[str, Any] | None = None  # the response as its response.created (or .in_progress) had it
 
     def event_cap(self) -> int:
         return self.max_event_bytes + self.echo_bytes + min(self.output_bytes, REPEATED_OUTPUT_EVENTS * self.max_event_bytes)
@@ -170,9 +172,26 @@ class ResponsesTally(SseTally):
     def _cap_name(self) -> str:
         return "max_event_bytes plus the request's fields and the output so far, which a Responses event may repeat"
 
+    def error_event(self, message: str) -> bytes:
+        """The events that end a stream the upstream broke: the Responses ``error`` event, its ``code``, ``message`` and
+        ``param`` both on it (as OpenAI's reference documents) and in an ``error`` object (as the live API sends, which
+        the openai SDK raises as an ``APIError``); then, for a response that had begun and not ended,
+        ``response.failed`` with its ``error`` (what a client waiting for the response's last event reads)."""
+        n = self.sequence + 1
+        error = {"type": "upstream_error", "code": "upstream_error", "message": message, "param": None}
+        out = event({"type": "error", "sequence_number": n, **{k: error[k] for k in ("code", "message", "param")}, "error": error})
+        if self.snapshot is not None and not self.finished:
+            failed = {**self.snapshot, "status": "failed", "error": {"code": "server_error", "message": message}}
+            out += event({"type": "response.failed", "sequence_number": n + 1, "response": failed})
+        return out
+
     def _inspect(self, raw: bytes) -> bool:
         obj = event_json(raw)
         kind = obj.get("type") if isinstance(obj, Mapping) else None
+        if kind is not None and isinstance(obj.get("sequence_number"), int):
+            self.sequence = obj["sequence_number"]
+        if kind in ("response.created", "response.in_progress") and isinstance(obj.get("response"), Mapping):
+            self.snapshot = obj["response"]
         if kind in TEXT_DELTAS and isinstance(obj.get("delta"), str):
             answered, reasoned = TEXT_DELTAS[kind]
             self.text.append(obj["delta"])
