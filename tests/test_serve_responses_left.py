@@ -103,3 +103,42 @@ def test_a_chat_stream_the_upstream_breaks_keeps_chats_error_event(tmp_path):
         final_rows(s.service)
     name, last = sse_events(r.text)[-1]
     assert name is None and set(last) == {"error"} and last["error"]["type"] == "upstream_error"
+
+
+# 2. a reasoning model that spent its whole cap reasoning: chat's warning, streamed or not
+
+
+def thinks_first(body: dict[str, Any]) -> Any:
+    """A reasoning model that thinks for 1,000 tokens first: under a smaller cap it answers nothing, incomplete."""
+    from ragtrim.serve.responses_api import response_events
+
+    cap = body.get("max_output_tokens") or 10**6
+    data = {**response_object(1, body, "Paris.", None), "status": "completed"}
+    reasoning = {"id": "rs_1", "type": "reasoning", "summary": []}
+    if cap <= 1000:
+        data.update(status="incomplete", incomplete_details={"reason": "max_output_tokens"}, output=[reasoning],
+                    usage={"input_tokens": 1, "output_tokens": cap, "output_tokens_details": {"reasoning_tokens": cap}})
+    else:
+        data.update(output=[reasoning, *data["output"]], usage={"input_tokens": 1, "output_tokens": 1002})
+    if body.get("stream"):
+        return StreamingResponse(iter(response_events(data)), media_type="text/event-stream")
+    return JSONResponse(data)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_reasoning_models_answer_spent_on_reasoning_logs_chats_warning(tmp_path, caplog, stream):
+    with stack(tmp_path, thinks_first, extra_models={"o3": {**PRICED, "reasoning": True}}) as s:
+        with caplog.at_level(logging.INFO, logger=s.service.log.name):
+            for extra in ({}, {"max_output_tokens": 500}, {"max_output_tokens": 4000}):  # no cap, a small one, room
+                r = httpx.post(f"{s.url}/v1/responses", headers=s.auth(), timeout=30,
+                               json={"model": "o3", "input": "q", "stream": stream, **extra})
+                assert r.status_code == 200, r.text
+            rows = final_rows(s.service)
+    assert [row["completion_tokens"] for row in rows] == [256, 500, 1002]  # charged as billed: the warning changes nothing else
+    warned = [rec for rec in caplog.records if rec.getMessage() == "reasoning_answer_cut"]
+    assert len(warned) == 2 and {w.levelno for w in warned} == {logging.WARNING}, [rec.getMessage() for rec in caplog.records]
+    first, second = warned[0].fields, warned[1].fields
+    assert (first["model"], first["request_id"], first["cap"], second["cap"]) == ("o3", rows[0]["id"], 256, 500)
+    assert "incomplete_details.reason max_output_tokens" in first["message"] and "finish_reason" not in first["message"]
+    assert 'set max_tokens_default under [models."o3"]' in first["message"]
+    assert "the client sent max_output_tokens 500" in second["message"]

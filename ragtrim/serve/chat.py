@@ -539,10 +539,10 @@ async def _complete(service: Any, req: ChatRequest, planned: Planned, hold: Hold
 def _warn_cut(service: Any, req: ChatRequest, attempt: Attempt, entry: LedgerEntry, body: Mapping[str, Any]) -> None:
     """Log that ``attempt``'s reasoning model spent the whole cap the upstream ``body`` carried and answered nothing
     (:mod:`ragtrim.serve.thinking`); nothing when it carried none (the upstream's own limit cut it, no setting here)."""
-    cap = max((body[k] for k in req.dialect.caps if body.get(k) is not None), default=None)
-    if cap is not None:
-        warn_cut_answer(service.log, model=attempt.model.name, request_id=entry.id, tenant=entry.tenant_id, cap=int(cap),
-                        client_caps=req.caps, own_default=attempt.model.max_tokens_default)
+    name = max((k for k in req.dialect.caps if body.get(k) is not None), key=lambda k: body[k], default=None)
+    if name is not None:
+        warn_cut_answer(service.log, model=attempt.model.name, request_id=entry.id, tenant=entry.tenant_id, cap=int(body[name]),
+                        client_caps=req.caps, own_default=attempt.model.max_tokens_default, cap_name=name)
 
 
 class SseTally:
