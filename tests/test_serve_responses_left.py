@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from ragtrim.serve.fake_responses import response_object
 from ragtrim.serve.responses_api import event
 
-from serve_fixtures import final_rows, spent_and_reserved, stack
+from serve_fixtures import budget, final_rows, spent_and_reserved, stack
 
 openai = pytest.importorskip("openai")
 PRICED = {"upstream": "fake", "tokenizer": "cl100k_base", "input_per_million": 2.0, "output_per_million": 8.0,
@@ -142,3 +142,114 @@ def test_a_reasoning_models_answer_spent_on_reasoning_logs_chats_warning(tmp_pat
     assert "incomplete_details.reason max_output_tokens" in first["message"] and "finish_reason" not in first["message"]
     assert 'set max_tokens_default under [models."o3"]' in first["message"]
     assert "the client sent max_output_tokens 500" in second["message"]
+
+
+# 3. an agent's long transcript: read up to [limits] responses_body_bytes, not the chat routes' 1 MiB
+
+
+def answers(body: dict[str, Any]) -> Any:
+    """A Responses answer of one word, with usage counted the gateway's way (so the row is the upstream's count)."""
+    from ragtrim.serve.responses_api import input_view
+    from ragtrim.serve.upstream import count_chat_tokens
+
+    prompt = count_chat_tokens(input_view(body["input"]), "cl100k_base")
+    return JSONResponse({**response_object(1, body, "Done.", None), "usage": {"input_tokens": prompt, "output_tokens": 2}})
+
+
+def transcript(items: int, chars: int) -> list[dict[str, Any]]:
+    """An agent's transcript: a task, then ``items`` tool calls and their outputs (each output ``chars`` long)."""
+    out: list[dict[str, Any]] = [{"role": "user", "content": "Refactor the billing module and run the tests."}]
+    for i in range(items // 2):
+        out += [{"type": "function_call", "call_id": f"c{i}", "name": "read_file", "arguments": json.dumps({"path": f"f{i}.py"})},
+                {"type": "function_call_output", "call_id": f"c{i}", "output": (f"def f{i}(x):\n    return x + {i}\n" * 999)[:chars]}]
+    return out
+
+
+def test_a_long_agent_transcript_is_read_past_the_chat_routes_limit(tmp_path):
+    """An agent's transcript of 400 items, tool outputs of 9,000 to 60,000 characters: above max_body_bytes (1 MiB),
+    max_messages (64) and 4 x max_query_chars per message (32,000 characters), all of which are the chat's; the
+    Responses route is bounded by responses_body_bytes (8 MiB)."""
+    body = {"model": "gpt-4o", "input": transcript(398, 9_000) + transcript(2, 60_000), "max_output_tokens": 50}
+    with stack(tmp_path, answers) as s:
+        budget(s.service, "acme", "tokens", 10**7)
+        size = len(httpx.Request("POST", "/", json=body).content)
+        assert size > 1.5 * 2**20  # above max_body_bytes (1 MiB), within responses_body_bytes (8 MiB)
+        r = httpx.post(f"{s.url}/v1/responses", headers=s.auth(), json=body, timeout=60)
+        assert r.status_code == 200, r.text[:300]
+        [row] = final_rows(s.service)
+    assert (row["action"], row["prompt_tokens"]) == ("ok", r.json()["usage"]["input_tokens"]) and row["prompt_tokens"] > 300_000
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_over_responses_body_bytes_is_a_413_naming_the_setting(tmp_path, chunked):
+    body = {"model": "gpt-4o", "input": transcript(10, 500)}  # about 5 KB
+    with stack(tmp_path, answers) as s:
+        s.service.config = replace_limits(s.service.config, responses_body_bytes=2_000, max_body_bytes=100_000)
+        content = httpx.Request("POST", "/", json=body).content
+        sent = iter([content[:1000], content[1000:]]) if chunked else content  # chunked: no Content-Length
+        r = httpx.post(f"{s.url}/v1/responses", content=sent, timeout=30, headers={**s.auth(), "Content-Type": "application/json"})
+        assert r.status_code == 413, r.text
+        message = r.json()["error"]["message"]
+        for words in ("2000", "limits.responses_body_bytes", "older turns"):
+            assert words in message, message
+        assert s.calls == [] and [(row["action"], row["status"]) for row in final_rows(s.service)] == [("failed", 413)]
+        # the chat route keeps its own limit
+        s.service.config = replace_limits(s.service.config, max_body_bytes=2_000, responses_body_bytes=100_000)
+        assert httpx.post(f"{s.url}/v1/responses", headers=s.auth(), json=body, timeout=30).status_code == 200
+        chat = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x" * 3000}]}
+        r = httpx.post(f"{s.url}/v1/chat/completions", json=chat, headers=s.auth(), timeout=30)
+        assert r.status_code == 413 and "limits.max_body_bytes" in r.json()["error"]["message"], r.text
+
+
+def replace_limits(config: Any, **limits: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(config, limits=replace(config.limits, **limits))
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 2.5, "8MiB"])
+def test_responses_body_bytes_is_a_positive_integer_8_mib_unless_set(value):
+    from ragtrim.serve.config import ServeConfig
+
+    assert ServeConfig.from_dict({}).limits.responses_body_bytes == 8 * 2**20
+    assert ServeConfig.from_dict({"limits": {"responses_body_bytes": 10**7}}).limits.responses_body_bytes == 10**7
+    with pytest.raises(ValueError, match=f"limits.responses_body_bytes must be a positive integer, got {value!r}"):
+        ServeConfig.from_dict({"limits": {"responses_body_bytes": value}})
+
+
+def on_loop() -> str:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return "thread"
+    return "event loop"
+
+
+def test_a_long_transcript_is_parsed_checked_and_sent_without_one_long_step_on_the_event_loop(tmp_path, monkeypatch):
+    """What 8 MiB costs is never one step on the event loop (each would stall every other request of the worker, tens of
+    ms): the body is parsed (json.loads, with a Python call per object so its thread lets the loop run) and checked on a
+    thread, and the upstream's body is written a member and an item at a time. A chat body stays on the loop."""
+    import ragtrim.serve.bodies as bodies
+    import ragtrim.serve.json_pieces as json_pieces
+    import ragtrim.serve.responses as responses
+
+    where: dict[str, list[str]] = {"parse": [], "check": []}
+    written: list[int] = []
+    parsed, checked, dumps = bodies._parsed, responses.parse_responses, json_pieces.httpx_dumps
+    monkeypatch.setattr(bodies, "_parsed", lambda *a: where["parse"].append(on_loop()) or parsed(*a))
+    monkeypatch.setattr(responses, "parse_responses", lambda *a: where["check"].append(on_loop()) or checked(*a))
+    monkeypatch.setattr(json_pieces, "httpx_dumps", lambda v: written.append(len(text := dumps(v))) or text)
+    body = {"model": "gpt-4o", "input": transcript(398, 9_000), "max_output_tokens": 50}
+    with stack(tmp_path, answers) as s:
+        budget(s.service, "acme", "tokens", 10**7)
+        r = httpx.post(f"{s.url}/v1/responses", headers=s.auth(), json=body, timeout=60)
+        assert r.status_code == 200, r.text[:300]
+        assert s.calls[-1]["input"] == body["input"]  # the pieces make the same JSON
+        size = len(httpx.Request("POST", "/", json=body).content)
+        assert size > 1.5 * 2**20 and where == {"parse": ["thread"], "check": ["thread"]}
+        assert max(written) < 10_000 < size / 100  # the longest piece is one item
+        where["parse"].clear()
+        s.post()  # a chat body (the scripted upstream answers Responses only: a 502 here)
+        assert where["parse"] == ["event loop"]  # parsed on the loop, as before

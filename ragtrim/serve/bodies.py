@@ -90,8 +90,8 @@ class ChatRequest:
 class BodyLimit:
     """The largest body a route reads: the ``[limits]`` key that sets it, and what its 413 advises besides raising it.
 
-    >>> BodyLimit().size(Limits()), EMBEDDINGS_BODY.size(Limits())
-    (1048576, 4194304)
+    >>> BodyLimit().size(Limits()), EMBEDDINGS_BODY.size(Limits()), RESPONSES_BODY.size(Limits())
+    (1048576, 4194304, 8388608)
     """
 
     key: str = "max_body_bytes"
@@ -111,6 +111,9 @@ CHAT_BODY = BodyLimit()
 # /v1/embeddings: a batch is read up to its own limit, and its 413 says how the frameworks that batch send fewer inputs
 EMBEDDINGS_BODY = BodyLimit("embeddings_body_bytes", "send fewer inputs per request (LangChain: "
                             "OpenAIEmbeddings(chunk_size=...); LlamaIndex: embed_batch_size=...)")
+# /v1/responses: an agent's whole transcript, read up to its own limit; its 413 says how an agent sends less
+RESPONSES_BODY = BodyLimit("responses_body_bytes", "send less input (an agent: drop or summarize older turns, or "
+                           "truncate long tool outputs)")
 
 
 async def read_json(request: Any, limits: Limits, body_limit: BodyLimit = CHAT_BODY) -> dict[str, Any]:
@@ -119,8 +122,27 @@ async def read_json(request: Any, limits: Limits, body_limit: BodyLimit = CHAT_B
     if declared is not None and declared.isdigit() and int(declared) > body_limit.size(limits):
         raise body_limit.refusal(limits, int(declared))
     data = await _read_body(request, limits, body_limit)
+    if len(data) <= PARSE_ON_LOOP_BYTES:
+        return _parsed(data)
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(_parsed, data, _each_object)
+
+
+# The largest body parsed on the event loop (the chat routes' largest, about 5 ms); a larger one (an agent's transcript,
+# an embeddings batch) is parsed on a thread, with a Python call per object so that the thread lets the loop run
+# between two (one json.loads of 8 MiB holds the GIL about 40 ms: on a thread alone it would stall the loop as long)
+PARSE_ON_LOOP_BYTES = 1_048_576
+
+
+def _each_object(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj
+
+
+def _parsed(data: bytes, object_hook: Any = None) -> dict[str, Any]:
+    """The body's bytes as a JSON object (:func:`read_json`), or a 400 saying why not."""
     try:
-        body = json.loads(data or b"null", parse_constant=_not_json, parse_float=_finite)
+        body = json.loads(data or b"null", parse_constant=_not_json, parse_float=_finite, object_hook=object_hook)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"request body is not valid JSON: {exc}") from None
     except RecursionError:  # Python's decoder stops near 1,000 levels
@@ -575,12 +597,14 @@ def upstream_caps(req: ChatRequest, bound: int, *, forwarded: bool, held: bool) 
     return {req.dialect.added_cap: bound} if held else {}
 
 
-def check_messages(messages: Any, limits: Limits, param: str = "messages") -> str:
+def check_messages(messages: Any, limits: Limits, param: str = "messages", *, per_message: bool = True) -> str:
     """Check the chat's messages (``param``: the field they came in, as chat messages); returns the last user
-    message's text (the question; "" when there is none, which :func:`_question` refuses for a chat with documents)."""
+    message's text (the question; "" when there is none, which :func:`_question` refuses for a chat with documents).
+    ``per_message``: at most ``max_messages``, each at most 4 x ``max_query_chars`` (False: the route's body limit
+    alone bounds them, as an agent's transcript on ``/v1/responses``)."""
     if not isinstance(messages, list) or not messages:
         raise bad_request(f"{param} must be a non-empty list of {{role, content}} objects", param)
-    if len(messages) > limits.max_messages:
+    if per_message and len(messages) > limits.max_messages:
         raise too_large(f"{param} has {len(messages)} entries; the limit is {limits.max_messages} (limits.max_messages)", param)
     question = ""
     for i, m in enumerate(messages):
@@ -590,7 +614,7 @@ def check_messages(messages: Any, limits: Limits, param: str = "messages") -> st
             text = message_text(m)
         except ValueError as exc:
             raise bad_request(f"{param}[{i}]: {exc}", param) from None
-        if len(text) > limits.max_query_chars * 4:
+        if per_message and len(text) > limits.max_query_chars * 4:
             raise too_large(f"{param}[{i}] is {len(text)} characters; the limit is {limits.max_query_chars * 4} "
                             f"(4 x limits.max_query_chars: raise max_query_chars under [limits] for longer messages)", param)
         if m["role"] == "user":

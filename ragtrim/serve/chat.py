@@ -61,7 +61,7 @@ from ragtrim.serve.client_left import ClientLeft, LeftBeforeSent
 from ragtrim.serve.endings import IN_FLIGHT_RETRY_SECONDS, refuse  # noqa: F401 (IN_FLIGHT_RETRY_SECONDS: imported from here)
 from ragtrim.serve.endings import abandon as _abandon, failed as _failed, finish_rejected as _finish_rejected
 from ragtrim.serve.endings import left_unsent as _left_unsent, unit_name as _unit
-from ragtrim.serve.bodies import ChatRequest, check_preset, parse_chat, read_json
+from ragtrim.serve.bodies import CHAT_BODY, ChatRequest, check_preset, parse_chat, read_json
 from ragtrim.serve.dialect import CHAT, Dialect, openai_error_event
 from ragtrim.serve.citations import cited_documents, stream_headers
 from ragtrim.serve.thinking import cut_before_answering, visible_answer, warn_cut_answer
@@ -248,7 +248,10 @@ async def serve_request(request: Request, dialect: Dialect, parse: Parse) -> Any
     base = LedgerEntry(id=rid, ts=service.clock(), tenant_id=str(principal.tenant_id), endpoint=dialect.endpoint,
                        action="failed", key_id=principal.key_id)
     try:
-        req = parse(await read_json(request, service.config.limits), request.headers, service.config)
+        body = await read_json(request, service.config.limits, dialect.body_limit or CHAT_BODY)
+        # a route that reads more than the chat's 1 MiB checks its body on a thread: a walk of 8 MiB would stall the loop
+        req = await run_in_threadpool(parse, body, request.headers, service.config) if dialect.body_limit else \
+            parse(body, request.headers, service.config)
         base = replace(base, user=req.tags.user, feature=req.tags.feature, model_asked=req.model or service.config.default_model,
                        preset=req.preset, budget_asked=budget_label(req.budget), stream=req.stream)
         chain = served_chain(service, req)
@@ -517,9 +520,10 @@ async def _complete(service: Any, req: ChatRequest, planned: Planned, hold: Hold
         p, c, cost = estimated_usage(hold.entry)
         final = replace(hold.entry, cost_micro=cost)
     else:
-        p, c, k, source, cost, note = _settle_values(attempt, req, reply.prompt_tokens, reply.completion_tokens,
-                                                     reply.cached_tokens, reply.text, fields=_billed_fields_of(upstream, req),
-                                                     capped=_capped(body, req), written=reply.cache_write_tokens)
+        p, c, k, source, cost, note = await run_in_threadpool(  # off the loop: it may measure a long prompt
+            _settle_values, attempt, req, reply.prompt_tokens, reply.completion_tokens, reply.cached_tokens, reply.text,
+            fields=_billed_fields_of(upstream, req), capped=_capped(body, req),
+            written=reply.cache_write_tokens)
         ms = (time.perf_counter() - start) * 1000
         final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, cached_tokens=k, usage_source=source, cost_micro=cost,
                         status=200, latency_ms=ms, upstream_ms=reply.upstream_ms, error=note)
@@ -826,10 +830,10 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
         if tally.completion_tokens is None and (hidden_reasoning(attempt.model, req) or (tally.reasoned and not tally.finished)):
             await hold.charge_reserved(200, with_note(error, REASONING_UNKNOWN), upstream_ms=up_ms)
             return
-        p, c, k, source, cost, note = _settle_values(attempt, req, tally.prompt_tokens, tally.completion_tokens,
-                                                     tally.cached_tokens, "".join(tally.text),
-                                                     fields=_billed_fields_of(upstream, req), capped=_capped(body, req),
-                                                     written=tally.cache_write_tokens)
+        p, c, k, source, cost, note = await run_in_threadpool(  # off the loop: it may measure a long prompt
+            _settle_values, attempt, req, tally.prompt_tokens, tally.completion_tokens, tally.cached_tokens,
+            "".join(tally.text), fields=_billed_fields_of(upstream, req), capped=_capped(body, req),
+            written=tally.cache_write_tokens)
         final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, cached_tokens=k, usage_source=source, cost_micro=cost,
                         status=200, latency_ms=(time.perf_counter() - hold.start) * 1000, upstream_ms=up_ms,
                         error=with_note(error, note))

@@ -25,9 +25,11 @@ A complete file (``serve.toml``)::
                                 # (for Prometheus), or an admin key; nothing else
 
     [limits]
-    max_body_bytes = 1048576    # the largest request body (413 past it) on every route but /v1/embeddings
+    max_body_bytes = 1048576    # the largest request body (413 past it) on every route but the two below
     embeddings_body_bytes = 4194304  # the largest /v1/embeddings body (default 4 MiB): LangChain's OpenAIEmbeddings
                                 # sends token ids packed to OpenAI's 300,000 tokens per request, about 1.8 MB
+    responses_body_bytes = 8388608  # the largest /v1/responses body (default 8 MiB): an agent resends its whole
+                                # transcript (tool calls and their outputs) each turn, past 1 MiB at about 250k tokens
     max_chunks = 256
     max_chunk_chars = 20000
     optimize_seconds = 20       # the most one request's optimizer runs may take (0: no limit); past it the run stops
@@ -161,6 +163,10 @@ class Limits:
     # tokens per request, and LangChain's OpenAIEmbeddings packs its batches to that, sent as token ids (5 to 7 bytes
     # each in JSON: about 1.8 MB); 4 MiB holds that with room to spare.
     embeddings_body_bytes: int = 4 * 1_048_576
+    # The largest body of ``POST /v1/responses``: an agent (the Agents SDK, Codex) sends its whole transcript every turn,
+    # its tool calls and their outputs as input items, and a long run passes 1 MiB at about 250k tokens; 8 MiB holds
+    # a transcript past any model's context window (its read deadline scales with it: :func:`ragtrim.serve.bodies.body_deadline`).
+    responses_body_bytes: int = 8 * 1_048_576
     max_chunks: int = 256
     max_chunk_chars: int = 20_000
     max_query_chars: int = 8_000

@@ -53,7 +53,9 @@ class Dialect:
     always ends with it); ``tally`` the class that reads a stream's events (None: the chat's
     ``SseTally``); ``refuses`` why the route cannot send to an upstream client ("" when it can); ``route`` its
     path, which a 400 for a model it does not serve (an embedding model: :meth:`ragtrim.serve.config.ServeConfig.model`)
-    names; ``body`` the upstream body's fields that carry the prompt items (None: all of them in ``items_key``).
+    names; ``body`` the upstream body's fields that carry the prompt items (None: all of them in ``items_key``);
+    ``body_limit`` the largest body it reads (a :class:`ragtrim.serve.bodies.BodyLimit`; None: ``[limits]
+    max_body_bytes``).
     """
 
     endpoint: str
@@ -68,6 +70,8 @@ class Dialect:
     refuses: Callable[[Any], str] = on_anthropic
     route: str = "/v1/chat/completions"
     body: Callable[[Sequence[Mapping[str, Any]]], dict[str, Any]] | None = None
+
+    body_limit: Any = None
 
     def items_body(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """The fields of the upstream body that carry the prompt ``items``."""

@@ -31,7 +31,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from ragtrim.serve.bodies import (OUR_KEYS, ChatRequest, check_messages, check_n_and_stream, check_priced_fields,
+from ragtrim.serve.bodies import (OUR_KEYS, RESPONSES_BODY, ChatRequest, check_messages, check_n_and_stream, check_priced_fields,
                                   check_surrogates, checked_request)
 from ragtrim.serve.chat import SseTally, event_json, serve_request
 from ragtrim.serve.dialect import Dialect, on_anthropic
@@ -57,8 +57,10 @@ def _in_process(upstream: Any) -> str:
     return on_anthropic(upstream)
 
 
-def input_items(value: Any, limits: Any, stored: str) -> list[Any]:
-    """``input`` as a list of items: a string is one user message; left out, none (only with stored context)."""
+def input_items(value: Any, stored: str) -> list[Any]:
+    """``input`` as a list of items: a string is one user message; left out, none (only with stored context). How many
+    and how long is bounded by ``[limits] responses_body_bytes`` alone (an agent's transcript: hundreds of tool calls, a
+    tool's output a whole file), not by the chat's ``max_messages`` and 4 x ``max_query_chars`` per message."""
     if isinstance(value, str):
         return [{"role": "user", "content": value}]
     if value is None and stored:
@@ -66,8 +68,6 @@ def input_items(value: Any, limits: Any, stored: str) -> list[Any]:
     if not isinstance(value, list) or not value:
         raise bad_request(f"input must be a string or a non-empty list of items (messages with role and content, "
                           f"function_call_output, ...), got {value!r:.80}", "input")
-    if len(value) > limits.max_messages:
-        raise too_large(f"input has {len(value)} items; the limit is {limits.max_messages} (limits.max_messages)", "input")
     return value
 
 
@@ -118,12 +118,12 @@ def parse_responses(body: Mapping[str, Any], headers: Mapping[str, str], config:
     if body.get("instructions") is not None and not isinstance(body.get("instructions"), str):
         raise bad_request(f"instructions must be a string, got {body.get('instructions')!r:.80}", "instructions")
     stored = stored_context_of(body, body.get("input") if isinstance(body.get("input"), list) else [])
-    items = input_items(body.get("input"), limits, stored)
+    items = input_items(body.get("input"), stored)
     try:
         view = input_view(items)
     except ValueError as exc:
         raise bad_request(str(exc), "input") from None
-    asked = check_messages(view, limits, "input") if view else ""
+    asked = check_messages(view, limits, "input", per_message=False) if view else ""
     return checked_request(body, headers, limits, asked=asked, items=items, view=view, stream=check_n_and_stream(body),
                            not_passed=_NOT_PASSED, default_preset=config.preset, default_budget=config.budget,
                            dialect=RESPONSES, include_usage=True, stored_context=stored)
@@ -217,7 +217,7 @@ class ResponsesTally(SseTally):
 
 
 RESPONSES = Dialect("responses", RESPONSES_WIRE, "input", (CAP,), CAP, RESPONSES_BILLED, input_view, asks_usage=False,
-                    tally=ResponsesTally, refuses=_in_process, route="/v1/responses")
+                    tally=ResponsesTally, refuses=_in_process, route="/v1/responses", body_limit=RESPONSES_BODY)
 
 
 async def responses_endpoint(request: Request) -> Any:

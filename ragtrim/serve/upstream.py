@@ -28,6 +28,7 @@ from evals.readers.openai_usage import MAX_USAGE_TOKENS, billed_completion, usag
 from ragtrim.serve.client_left import (COUNT_WAITED_FOR_LOCAL_MODEL, WAITED_FOR_CONNECTION, WAITED_FOR_LOCAL_MODEL, LeftBeforeSent,
                                       when_client_leaves)
 from ragtrim.serve.config import UpstreamConfig
+from ragtrim.serve.json_pieces import json_body, json_size
 
 
 @dataclass(frozen=True)
@@ -277,8 +278,9 @@ def prediction_tokens(body: Mapping[str, Any], tokenizer: str) -> int:
 
 def prompt_bytes(messages: Sequence[Mapping[str, Any]], body: Mapping[str, Any], names: Sequence[str] = BILLED_FIELDS) -> int:
     """The UTF-8 bytes of what an upstream bills as input: the messages and the :data:`BILLED_FIELDS`, as compact JSON
-    (a tokenizer-independent size, for judging whether a reported prompt count can be one of this prompt)."""
-    return len(compact_json([list(messages), billed_fields(body, names)]).encode("utf-8", "replace"))
+    (a tokenizer-independent size, for judging whether a reported prompt count can be one of this prompt), measured a
+    message at a time (:func:`ragtrim.serve.json_pieces.json_size`)."""
+    return json_size([list(messages), billed_fields(body, names)], compact_json)
 
 
 def usage_of(body: Any) -> tuple[int | None, int | None]:
@@ -480,10 +482,12 @@ class OpenAIUpstream:
         # not ConnectTimeout: each attempt could wait the whole connect timeout (connect_timeout)
         dropped = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
         written = False  # an earlier attempt's request was written whole: the upstream may have it, never given up
+        content = await json_body(body)  # a piece at a time: an 8 MiB transcript does not stall the loop
         for attempt in range(self.config.connection_retries + 1):
             trace = _SendTrace(on_sent)
-            request = self._client.build_request("POST", path, json=dict(body), headers={**dict(headers), **self._headers()},
-                                                 extensions={"trace": trace})
+            request = self._client.build_request("POST", path, content=content, extensions={"trace": trace},
+                                                 headers={**dict(headers), **self._headers(),
+                                                          "Content-Type": "application/json"})
             try:
                 return await self._sent(request, trace, None if written else client_left)
             except httpx.HTTPError as exc:
