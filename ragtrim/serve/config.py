@@ -102,11 +102,18 @@ A complete file (``serve.toml``)::
                                     # count_margin defaults to 0.4 here (ANTHROPIC_COUNT_MARGIN)
 
     [models."text-embedding-3-small"]   # served on POST /v1/embeddings only (ragtrim.serve.embeddings)
-    upstream = "openai"                 # an OpenAI-compatible one: the local upstream serves chat only
+    upstream = "openai"                 # an OpenAI-compatible one (the local upstream embeds with all-minilm-l6-v2 only)
     kind = "embedding"                  # "chat" by default; a chat model is never served on /v1/embeddings, nor this one on
                                         # /v1/chat/completions or /v1/responses
     input_per_million = 0.02            # no output price: an embedding is priced by its input
     max_input_tokens = 8192             # the longest input (default 8192, OpenAI's); a longer one is a 400
+
+    [upstreams.local]
+    kind = "local"                      # in-process: the packaged Gemma (chat) and all-MiniLM-L6-v2 (embeddings)
+
+    [models."all-minilm-l6-v2"]         # embedded in-process, offline (ragtrim.serve.local_embeddings; the embeddings
+    upstream = "local"                  # extra): 384 dimensions, inputs of at most 254 tokens (what it reads), counted
+    kind = "embedding"                  # with its own tokenizer; free unless priced (input_per_million)
 """
 
 from __future__ import annotations
@@ -245,8 +252,9 @@ class Degrade:
 
 @dataclass(frozen=True)
 class UpstreamConfig:
-    """An upstream: ``kind`` is ``openai`` (any compatible URL), ``local`` (the packaged Gemma) or ``anthropic``
-    (Anthropic's Messages API, ``base_url`` by default :data:`ANTHROPIC_BASE_URL`)."""
+    """An upstream: ``kind`` is ``openai`` (any compatible URL), ``local`` (in-process: the packaged Gemma for chat,
+    all-MiniLM-L6-v2 for embeddings) or ``anthropic`` (Anthropic's Messages API, ``base_url`` by default
+    :data:`ANTHROPIC_BASE_URL`)."""
 
     name: str
     kind: str = "openai"
@@ -325,6 +333,8 @@ MODEL_KINDS = ("chat", "embedding")
 # The routes that serve each kind of model (what a 400 for a model of the wrong kind names), the first its default
 KIND_ROUTES = {"chat": ("/v1/chat/completions", "/v1/responses"), "embedding": ("/v1/embeddings",)}
 DEFAULT_MAX_INPUT_TOKENS = 8192  # OpenAI's text-embedding-3-* and ada-002
+# The embedding models the local upstream runs in-process (ragtrim.serve.local_embeddings)
+LOCAL_EMBEDDING_MODELS = ("all-minilm-l6-v2",)
 
 
 def kind_named(kind: str) -> str:
@@ -736,7 +746,8 @@ def _check_kind(cfg: ServeConfig, m: ModelConfig) -> None:
     """Raise ValueError for a model ``kind`` other than :data:`MODEL_KINDS`, or a setting its kind cannot have.
 
     An embedding model has no ``cheaper`` fallback (another model embeds in another vector space: its vectors would
-    not match the index), no completion settings, and an OpenAI-compatible upstream (the local one runs Gemma, for chat).
+    not match the index), no completion settings, and an OpenAI-compatible upstream, or the local one for the packaged
+    MiniLM (:data:`LOCAL_EMBEDDING_MODELS`, embedded in-process: :mod:`ragtrim.serve.local_embeddings`).
     """
     if m.kind not in MODEL_KINDS:
         raise ValueError(f"model {m.name!r}: kind must be one of {', '.join(map(repr, MODEL_KINDS))} (chat by default), got {m.kind!r}")
@@ -756,9 +767,10 @@ def _check_kind(cfg: ServeConfig, m: ModelConfig) -> None:
                          f"another space, useless against an index built with this one); remove cheaper = {m.cheaper!r}")
     if m.reasoning or m.max_tokens_default is not None:
         raise ValueError(f"model {m.name!r}: an embedding model writes no completion; remove reasoning and max_tokens_default")
-    if cfg.upstreams[m.upstream].kind != "openai":
-        raise ValueError(f"model {m.name!r}: an embedding model needs an OpenAI-compatible upstream (kind = 'openai'); the "
-                         f"local upstream {m.upstream!r} runs the packaged Gemma for chat only")
+    if cfg.upstreams[m.upstream].kind != "openai" and (m.upstream_model or m.name) not in LOCAL_EMBEDDING_MODELS:
+        raise ValueError(f"model {m.name!r}: the local upstream {m.upstream!r} embeds with the packaged "
+                         f"{' or '.join(LOCAL_EMBEDDING_MODELS)} only (name the model so, or set upstream_model to it); "
+                         "any other embedding model needs an OpenAI-compatible upstream (kind = 'openai')")
     limit = m.max_input_tokens
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_INPUT_TOKENS_SETTING):
         raise ValueError(f"model {m.name!r}: max_input_tokens must be a whole number from 1 to {MAX_INPUT_TOKENS_SETTING} (the longest "

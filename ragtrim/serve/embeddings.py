@@ -14,7 +14,8 @@ its reservation when the upstream may have done the work: :func:`ragtrim.serve.e
 before the call is sent is not sent (a 499, released).
 
 The model must say it embeds (``kind = "embedding"`` under ``[models.NAME]``); a chat model here is a 400 naming the
-embedding models. The answer is the upstream's body as it came (``encoding_format`` ``float`` or ``base64``), with the
+embedding models. One on the ``local`` upstream (the packaged all-MiniLM-L6-v2) is embedded in-process, the same way
+accounted: :mod:`ragtrim.serve.local_embeddings`. The answer is the upstream's body as it came (``encoding_format`` ``float`` or ``base64``), with the
 headers ``X-Ragtrim-Request-Id``, ``X-Ragtrim-Action``, ``X-Ragtrim-Model``, ``X-Ragtrim-Cost-Micro`` and
 ``X-Ragtrim-Upstream-Ms``.
 """
@@ -43,6 +44,8 @@ from ragtrim.serve.endings import abandon, failed, finish_rejected, left_unsent,
 from ragtrim.serve.errors import ApiError, bad_request, client_gone
 from ragtrim.serve.hold import Hold
 from ragtrim.serve.ledger import LedgerEntry
+from ragtrim.serve.local_embeddings import check_local_request, embed_locally, embeds_locally, local_tokenizer
+from ragtrim.serve.local_embeddings import input_limit as local_input_limit
 from ragtrim.serve.plan import Attempt, Planned, Refused, plan_and_reserve
 from ragtrim.serve.quota import Shortfall
 from ragtrim.serve.upstream import Wire, usage_of
@@ -143,7 +146,11 @@ async def _attempt(service: Any, req: EmbeddingRequest) -> Attempt:
         model: ModelConfig = service.model(req.model, kind="embedding")
     except ValueError as exc:
         raise bad_request(str(exc), "model") from None
-    counts = await run_in_threadpool(count_inputs, req.inputs, model.tokenizer, limit=model.input_limit, model=model.name)
+    tokenizer, limit = model.tokenizer, model.input_limit
+    if embeds_locally(service, model):  # the packaged MiniLM: counted with its own tokenizer, up to what it reads
+        check_local_request(req, model)
+        tokenizer, limit = await run_in_threadpool(local_tokenizer), local_input_limit(model)
+    counts = await run_in_threadpool(count_inputs, req.inputs, tokenizer, limit=limit, model=model.name)
     return Attempt(model=model, price=service.prices[model.name], budget_tokens=None, result=None, messages=(),
                    prompt_tokens=sum(counts), max_tokens=0)
 
@@ -193,8 +200,11 @@ async def _answer(service: Any, req: EmbeddingRequest, attempt: Attempt, hold: H
     model = attempt.model
     body = {**req.forwarded, "model": model.upstream_model or model.name}
     try:
-        reply = await service.upstream(model).complete(body, "", "", on_sent=hold.mark_sent, client_left=left,
-                                                       wire=EMBEDDINGS_WIRE)
+        if embeds_locally(service, model):
+            reply = await embed_locally(service.upstream(model), model, req, attempt.prompt_tokens, left)
+        else:
+            reply = await service.upstream(model).complete(body, "", "", on_sent=hold.mark_sent, client_left=left,
+                                                           wire=EMBEDDINGS_WIRE)
     except LeftBeforeSent as exc:
         raise await left_unsent(hold, exc) from None
     if reply.error is not None:

@@ -116,8 +116,9 @@ def _dec_or_none(value: float | int | None) -> Decimal | None:
     return _dec(value) if value is not None else None
 
 
-def model_price(model: ModelConfig, table: object) -> ModelPrice:
-    """The price of a configured model: inline in the config, else from the price table.
+def model_price(model: ModelConfig, table: object, *, local: bool = False) -> ModelPrice:
+    """The price of a configured model: inline in the config, else (for a model that runs in-process, ``local``: free)
+    from the price table.
 
     ``table`` is an :class:`evals.cost.PriceTable`. A chat model without an output price cannot
     be served: its worst case (``max_tokens`` out) would be unbounded. An embedding model
@@ -140,6 +141,9 @@ def model_price(model: ModelConfig, table: object) -> ModelPrice:
             cached_input_per_million=_dec_or_none(model.cached_input_per_million),
             cache_write_per_million=_dec_or_none(model.cache_write_per_million),
         )
+    if local and model.price is None:  # in-process: it bills no one
+        return ModelPrice(model=model.name, input_per_million=_dec(0), output_per_million=_dec(0), date="local",
+                          source="in-process", cached_input_per_million=None)
     price = table.price(model.price if model.price is not None else model.name)  # type: ignore[attr-defined]
     if price.output_per_million is None and not embeds:
         raise ValueError(

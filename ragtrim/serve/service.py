@@ -113,7 +113,8 @@ class Service:
         from evals.cost import load_prices
 
         table = load_prices(config.prices)
-        self.prices: dict[str, ModelPrice] = {name: model_price(m, table) for name, m in config.models.items()}
+        self.prices: dict[str, ModelPrice] = {name: model_price(m, table, local=config.upstreams[m.upstream].kind == "local")
+                                              for name, m in config.models.items()}
         self.metrics = metrics if metrics is not None else Metrics()
         given = dict(upstreams or {})
         self.upstreams = {name: given.get(name) or make_upstream(u, on_retry=self.metrics.upstream_retries.labels(name).inc)

@@ -761,6 +761,8 @@ class LocalUpstream:
                 raise LeftBeforeSent(when)
             return await anyio.to_thread.run_sync(func, *args, limiter=self.thread)
 
+    in_turn = _in_turn  # the local embedding model's batches take their turns too (ragtrim.serve.local_embeddings)
+
     def _get_reader(self) -> Any:
         if self._reader is None:
             from evals.readers.local import LocalReader
