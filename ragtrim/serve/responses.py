@@ -35,7 +35,7 @@ from ragtrim.serve.bodies import (OUR_KEYS, RESPONSES_BODY, ChatRequest, check_m
                                   check_surrogates, checked_request)
 from ragtrim.serve.chat import SseTally, event_json, serve_request
 from ragtrim.serve.dialect import Dialect, on_anthropic
-from ragtrim.serve.errors import bad_request, too_large
+from ragtrim.serve.errors import bad_request
 from ragtrim.serve.responses_api import RESPONSES_BILLED, RESPONSES_WIRE, event, input_view, responses_reading
 
 CAP = "max_output_tokens"
