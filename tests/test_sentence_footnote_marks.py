@@ -7,6 +7,11 @@ paragraph of five sentences was one unit, kept or left whole, and its answer was
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from optimizer import Pipeline
@@ -46,6 +51,27 @@ def test_the_ranges_cover_the_text_exactly():
     text = "A fell.[1][2] B rose.¹² C held.<sup>3</sup>\n\nD ended.[^4]"
     spans = split_sentences(text)
     assert "".join(text[s:e] for s, e in spans).replace(" ", "") == text.replace(" ", "").replace("\n", "")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("text", [
+    "It fell." + "¹" * 40 + "x and more words follow here.",
+    "The value was 5." + "⁰" * 40 + "th of the series. More text here.",
+])
+def test_a_long_run_of_superscripts_that_no_space_follows_is_read_in_one_pass(text):
+    """Review: ``[⁰¹²³⁴-⁹]+`` inside ``(?:...)+`` tried every split of a run of superscripts before a letter: 28 marks
+    took 18.7 s and each one more doubled it, so 40 would take hours (a pipeline's timeout does not stop a regex). In a
+    subprocess, so a regression fails at the generous timeout instead of hanging the suite."""
+    code = ("import sys\nfrom optimizer.sentences import footmarks, split_sentences\n"
+            "t = sys.argv[1]\nassert footmarks(t) == (t, {}), footmarks(t)\nprint(len(split_sentences(t)))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, text], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"footmarks/split_sentences did not finish in 60 s on {len(text)} characters: the marks regex backtracks")
+    assert proc.returncode == 0, proc.stderr
 
 
 BASE = ("Recall accuracy was tested with the Rey Auditory Verbal Learning Test the following morning.{a} "
