@@ -456,11 +456,24 @@ _BARE_MARKER = re.compile(_MARKER)
 _LAST_LINE_MARKER = re.compile(rf"\n[ \t]*(?:{_MARKER})$")
 
 
+def _opens_item(text: str, newline: int) -> bool:
+    """Whether a marker on the line after ``text[newline]`` opens a list item: the line before it is blank, closes a
+    sentence or a lead-in (``.:!?;``) or is an item itself. Otherwise it is a hard-wrapped sentence's last number or
+    letter (``The recommended dose for adults is`` / ``2. Children ...``), which stays with that sentence.
+
+    >>> _opens_item("Steps:\\n2. Rinse", 6), _opens_item("1. Open the lid\\n2. Rinse", 15), _opens_item("for adults is\\n2. Children", 13)
+    (True, True, False)
+    """
+    prev = text[text.rfind("\n", 0, newline) + 1 : newline].rstrip()  # the whole line: an item may hold a stop
+    return not prev or prev[-1] in ":;" or ends_sentence(prev) or LIST_MARKER.match(prev) is not None
+
+
 def _items_open(text: str, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """``ranges`` (blingfire's sentences, in order) with each list marker given to the item it opens: a range
     that is nothing but a marker opening a line (``2.``) is joined to the next (inside a line it may be a
     number that ends a sentence: ``See Art.`` | ``12.`` | ``It applies.``), and one whose last line is a marker
-    (``Open the lid\\n2.``, blingfire cuts after each ``N.``) leaves it to the next. The last range keeps its own.
+    (``Open the lid\\n2.``, blingfire cuts after each ``N.``) leaves it to the next when the line before
+    :func:`_opens_item`. The last range keeps its own.
 
     >>> t = "Steps:\\n1. Open it.\\n2. Rinse it."
     >>> [t[s:e] for s, e in _items_open(t, [(0, 9), (10, 18), (19, 21), (22, 31)])]
@@ -476,7 +489,7 @@ def _items_open(text: str, ranges: list[tuple[int, int]]) -> list[tuple[int, int
                 opened = s
                 continue
             m = _LAST_LINE_MARKER.search(text, max(s, e - 24), e)
-            if m is not None:
+            if m is not None and _opens_item(text, m.start()):
                 out.append(strip_range(text, s, m.start()))
                 opened = strip_range(text, m.start(), e)[0]
                 continue

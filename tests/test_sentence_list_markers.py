@@ -47,6 +47,49 @@ def test_other_text_is_split_as_before(text, expected):
     assert texts(text) == expected
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("The recommended dose for adults is\n2. Children should take half of that amount.",
+     ["The recommended dose for adults is\n2.", "Children should take half of that amount."]),
+    ("The maximum load of the bridge is about\n40. Trucks above it must detour.",
+     ["The maximum load of the bridge is about\n40.", "Trucks above it must detour."]),
+    ("The population in the last census was about\n120. Most of them were farmers.",
+     ["The population in the last census was about\n120.", "Most of them were farmers."]),
+    ("In the final the home team scored\n3 goals. The visitors scored\n2. It was a close game.",
+     ["In the final the home team scored\n3 goals.", "The visitors scored\n2.", "It was a close game."]),
+    ("The answer to the quiz question was option\nC. Most people got it wrong though.",
+     ["The answer to the quiz question was option\nC.", "Most people got it wrong though."]),
+    ("Results of the survey were mixed\nii. The second group disagreed strongly with the plan.",
+     ["Results of the survey were mixed\nii.", "The second group disagreed strongly with the plan."]),
+])
+def test_a_hard_wrapped_sentence_keeps_the_number_that_ends_it(text, expected):
+    """Review: any line that was nothing but ``2.`` before a sentence read as the next item's marker, so a wrapped
+    ``... adults is`` | ``2. Children ...`` lost its answer. A marker opens an item only after a line that ends a
+    sentence, a lead-in's colon or another item."""
+    assert texts(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Send letters to:\n12. Main Street\nSpringfield. They will arrive in a week.",
+     ["Send letters to:", "12. Main Street\nSpringfield.", "They will arrive in a week."]),
+    ("Options:\na. Red\nb. Blue.\nc. Green.", ["Options:", "a. Red\nb. Blue.\nc. Green."]),
+    ("We checked it twice.\n2. Then we sent it out.", ["We checked it twice.", "2. Then we sent it out."]),
+])
+def test_a_marker_after_a_lead_in_a_stop_or_an_item_still_opens_its_item(text, expected):
+    assert texts(text) == expected
+
+
+def test_the_wrapped_dose_reaches_the_reader_at_a_small_budget():
+    fill = ("The clinic reopened in March after the renovation of the east wing. Staff were retrained on the new "
+            "booking system, and the pharmacy moved to the ground floor next to the main entrance. Parking remains "
+            "limited on weekdays, so visitors are asked to use the public garage on Station Road. ")
+    dose = ("Paracetamol is widely used for mild pain and fever. The recommended dose for adults is\n2. "
+            "Children should take half of that amount. Do not combine it with other products containing the same "
+            "ingredient. Consult a doctor if the fever lasts more than three days.")
+    chunks = [{"id": "a", "text": dose}, {"id": "b", "text": fill * 2}, {"id": "c", "text": fill.replace("March", "May") * 2}]
+    out = Pipeline.preset("default").run("What is the recommended dose of paracetamol for adults?", chunks, budget=0.15)
+    assert "adults is\n2." in out.text, out.text
+
+
 def test_no_sentence_ends_on_a_marker_of_the_next_item():
     text = ("To factory-reset the router:\n1. Unplug the power cable\n2. Hold the reset button for 30 seconds\n"
             "3. Plug the power cable back in\n4. Wait for the LED to turn green\n5. Log in with the default password")
