@@ -16,7 +16,10 @@ such pieces are one sentence:
 - ``p.``, ``pp.``, ``No.``, ``Art.``, ``Sec.``, ``Fig.`` ending a piece of more words, before a number
   (``No.`` alone is an answer: ``Was it him?`` | ``No.``);
 - a day's ordinal (``1.`` to ``31.``, as German, Dutch, Nordic, Polish or Czech dates write it) before a
-  month's name, full or short (:data:`MONTHS`): ``endet am 15.`` | ``Mai 2024.`` is one date.
+  month's name, full or short (:data:`MONTHS`): ``endet am 15.`` | ``Mai 2024.`` is one date. A capitalised
+  name that is an English word too (:data:`ENGLISH_WORDS`) makes a date only with a year or a stop right after
+  it or a German date's word before the day (``am``, ``zum``, ``bis``...): ``He scored 12.`` | ``April was ...``
+  and ``they finished 4.`` | ``August brought ...`` are two sentences, ``am 1.`` | ``August nach Hause`` is one.
 
 The words are matched as written (``no.`` and ``ex.`` are words of their own).
 
@@ -60,6 +63,13 @@ MONTHS = (
 or whose dates a text in such a language quotes; matched whatever their case. Short forms that are words too
 (French ``des``, Italian ``gen``, ``mag``) are left out."""
 
+ENGLISH_WORDS = frozenset({
+    "april", "august", "september", "november", "december", "jan", "feb", "apr", "jun", "jul", "aug", "sep", "sept",
+    "oct", "nov", "dec", "mars", "maj",
+})
+"""The forms of :data:`MONTHS` that, capitalised, are English words too (a month, its short form, the planet, a
+major's ``Maj``): after an English sentence's last number they open the next sentence."""
+
 _VERSUS = re.compile(r"(?<!\S)[A-Z][\w'’.&-]*\s+vs?\.$")
 _ONLY_TITLES = re.compile(rf"(?:(?:{'|'.join(TITLES)})\.\s+)*(?:{'|'.join(TITLES)})\.")
 _EXHIBIT = re.compile(r"\b(?:Exh|exh)\.$")
@@ -67,6 +77,8 @@ _EX = re.compile(r"\bEx\.$")  # also a former partner: a lone capital after it o
 _NUMBERED = re.compile(r"\S\s+(?:p|pp|No|Nos|Art|Sec|Fig)\.$")
 _DAY = re.compile(r"(?<![\d.,])(?:0?[1-9]|[12]\d|3[01])\.$")
 _MONTH = re.compile(rf"(?:{'|'.join(sorted(set(MONTHS), key=len, reverse=True))})(?![^\W\d_])", re.I)
+_YEAR_OR_STOP = re.compile(r"\.?\s+\d{4}(?!\d)|[.!?]")  # after the month: ``15. April 2024``, ``1. Jan. 2024``, ``am 15. April.``
+_DATE_WORD = re.compile(r"(?<![^\W\d_])(?:am|zum|vom|bis|ab|seit|dem|den)\s+\d{1,2}\.$", re.I)  # ``am 1.``, ``bis zum 3.``
 _NAME = re.compile(r"[A-Z]")
 _LABEL = re.compile(r"(?:[A-Z]|\d[\w.-]*)(?![\w'’])")
 _NUMBER = re.compile(r"\d")
@@ -86,9 +98,26 @@ def joins(text: str, piece: tuple[int, int], following: tuple[int, int]) -> bool
         return _LABEL.match(text, f) is not None
     if _EX.search(text, tail, e):
         return _NUMBER.match(text, f) is not None
-    if _DAY.search(text, tail, e) and _MONTH.match(text, f):
+    if _DAY.search(text, tail, e) and _dated(text, (tail, e), _MONTH.match(text, f)):
         return True
     return _NUMBERED.search(text, tail, e) is not None and _NUMBER.match(text, f) is not None
+
+
+def _dated(text: str, day: tuple[int, int], month: re.Match[str] | None) -> bool:
+    """Whether ``month`` (a match of a month's name right after the piece ``text[day]`` that ends in a day's ordinal)
+    goes with that day: always, unless it is capitalised and an English word too (:data:`ENGLISH_WORDS`); then only
+    with a year or a stop right after it, or a German date's word before the day.
+
+    >>> a, b, c = "He scored 12. April was good.", "Sie endet am 15. April.", "Er kam am 1. August nach Hause."
+    >>> _dated(a, (0, 13), _MONTH.match(a, 14)), _dated(b, (0, 16), _MONTH.match(b, 17)), _dated(c, (0, 12), _MONTH.match(c, 13))
+    (False, True, True)
+    """
+    if month is None:
+        return False
+    word = month.group()
+    if not word[0].isupper() or word.casefold() not in ENGLISH_WORDS:
+        return True
+    return _YEAR_OR_STOP.match(text, month.end()) is not None or _DATE_WORD.search(text, *day) is not None
 
 
 def join_abbreviations(text: str, pieces: list[tuple[int, int]]) -> list[tuple[int, int]]:
