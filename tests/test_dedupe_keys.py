@@ -32,6 +32,8 @@ DIFFERENT = [
     ("Keep x <= y.", "Keep x >= y."),
     ("Fail when a == b.", "Fail when a != b."),
     ("Retry while tries < limit.", "Retry while tries limit."),
+    ("Retry while x < n_max.", "Retry while x > n_max."),
+    ("Stop when Used >= Quota.", "Stop when Used > Quota."),
 ]
 SAME = [
     ("The Fee is “$120”, paid yearly!", 'the fee is "$120" paid yearly'),
@@ -59,6 +61,11 @@ SAME = [
     ("Press Ctrl + C to stop.", "press ctrl c to stop"),
     ("Open File -> Save as.", "Open File Save as."),  # an arrow is no comparison
     ("Use a => b here.", "Use a b here."),
+    # a menu path's '>' between capitalised words is no comparison (review: the copies with '›' or '→' were kept)
+    ("Go to Settings > Privacy to turn it off.", "Go to Settings → Privacy to turn it off."),
+    ("Go to Settings > Privacy to turn it off.", "Go to Settings › Privacy to turn it off."),
+    ("Click File > Save As.", "Click File / Save As."),
+    ("Open Settings > Account > Export now.", "Open Settings Account Export now."),
 ]
 
 
@@ -130,3 +137,19 @@ def test_a_version_that_flips_a_comparison_between_words_keeps_it(preset):
     out = Pipeline.preset(preset).run("When is a request rejected for rate limits?", chunks, budget=1.0)
     assert "used >= quota" in out.text and "used > quota" in out.text
     assert out.text.count("Quotas reset every minute.") == 1
+
+
+HELP = ("To stop sharing your location, open Settings > Privacy > Location Services and turn the switch off. "
+        "The change applies to every app at once. To export your data, open Settings > Account > Export and choose a "
+        "format. Exports are ready within 24 hours and stay available for seven days.")
+
+
+@pytest.mark.parametrize("arrow", [" › ", " → "])
+def test_a_help_page_mirrored_with_another_menu_arrow_is_a_copy(arrow):
+    """Review: ``Settings > Privacy`` counted as a comparison, so the mirror with ``›`` was kept whole (default at
+    1.0 rendered 185 tokens, not 147)."""
+    chunks = [Chunk(id="h1", text=HELP, score=0.9), Chunk(id="h2", text=HELP.replace(" > ", arrow), score=0.8)]
+    out = NearDedupe()("q", chunks, StageContext.default())
+    assert [c.id for c in out] == ["h1"]
+    result = Pipeline.preset("default").run("How long are data exports available?", chunks, budget=1.0)
+    assert result.text.count("seven days") == 1, result.text

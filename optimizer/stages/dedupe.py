@@ -69,7 +69,9 @@ _UNITS = frozenset("%‰‱°")  # with currencies: symbols that change what a s
 _SIGNS = frozenset("+±<>≤≥≠=")  # ... and these before a number (``> 40``, ``>= 3.9``; not a quote's ``>``, not ``Ctrl+C``)
 _BETWEEN_WORDS = re.compile(r"(?<=\w )(?:[<>!=]=|[<>])(?= \w)")
 """A comparison standing alone between two words (``used >= quota``, ``x != y``): not a quote's leading ``>``, an
-arrow (``->``, ``=>``) or ``Ctrl+C``."""
+arrow (``->``, ``=>``) or ``Ctrl+C``; a lone ``<`` or ``>`` only as :func:`_compares` reads it."""
+_WORD_BEFORE = re.compile(r"\w+ $")
+_WORD_AFTER = re.compile(r" (\w+)")
 _MINUS = str.maketrans({"\u2212": "-", "\u2012": "-", "\u2013": "-", "\ufe63": "-"})  # NFKC keeps these apart
 
 
@@ -95,18 +97,39 @@ def sentence_key(text: str) -> str:
     >>> sentence_key("Use --max-upload-size.") == sentence_key("Use --max_upload_size."), sentence_key("5 mW") == sentence_key("5 MW")
     (False, False)
     """
-    folded = unicodedata.normalize("NFKC", text).translate(_MINUS).casefold()
-    between = {k for m in _BETWEEN_WORDS.finditer(folded) for k in range(m.start(), m.end())}
-    symbols = [ch for k, ch in enumerate(folded)
+    plain = unicodedata.normalize("NFKC", text).translate(_MINUS)  # in its case: a menu path's words are capitalised
+    between = {k for m in _BETWEEN_WORDS.finditer(plain) if _compares(plain, m) for k in range(m.start(), m.end())}
+    symbols = [ch for k, ch in enumerate(plain)
                if k in between or ch in _UNITS or unicodedata.category(ch) == "Sc"
-               or (ch in _SIGNS and _before_number(folded, _past_equals(folded, k + 1)))
-               or (ch == "!" and folded[k + 1 : k + 2] == "=" and _before_number(folded, _past_equals(folded, k + 1)))
-               or (ch == "-" and folded[k + 1 : k + 2].isdigit() and not folded[k - 1 : k].isalnum())]
+               or (ch in _SIGNS and _before_number(plain, _past_equals(plain, k + 1)))
+               or (ch == "!" and plain[k + 1 : k + 2] == "=" and _before_number(plain, _past_equals(plain, k + 1)))
+               or (ch == "-" and plain[k + 1 : k + 2].isdigit() and not plain[k - 1 : k].isalnum())]
     base = normalized(text, joined=True)
     marks = case_marks(text)
     if marks:
         symbols.append("\x00" + marks)
     return f"{base}\x00{''.join(symbols)}" if symbols else base
+
+
+def _compares(text: str, m: re.Match[str]) -> bool:
+    """Whether ``m``, a match of :data:`_BETWEEN_WORDS` in ``text``, compares the words beside it: ``>=``, ``<=``,
+    ``!=`` and ``==`` do, a lone ``<`` or ``>`` unless a word beside it is capitalised (a menu path, ``Settings >
+    Privacy``, ``File > Save As``, which a copy writes with ``›`` or ``→``; ``tries < limit``, ``x > n_max`` compare).
+
+    >>> [_compares(t, _BETWEEN_WORDS.search(t)) for t in ("Open Settings > Privacy", "while tries < limit", "Stop if Used >= Quota")]
+    [False, True, True]
+    """
+    if len(m.group()) == 2:
+        return True
+    before = _WORD_BEFORE.search(text, max(0, m.start() - 64), m.start())
+    after = _WORD_AFTER.match(text, m.end())
+    return not any(w is not None and _capitalised(w.group().strip()) for w in (before, after))
+
+
+def _capitalised(word: str) -> bool:
+    """Whether ``word`` is written as a name or a menu's entry is: a capital, then a small letter (``Settings``, not
+    ``x``, ``N`` or ``MAX_SIZE``)."""
+    return word[:1].isupper() and word[1:2].islower()
 
 
 def _past_equals(text: str, k: int) -> int:
