@@ -422,3 +422,155 @@ def test_a_whole_message_answered_to_a_stream_request_is_relayed_as_its_stream(t
         [row] = final_rows(s.service)
     assert final.content[0].text == "Paris." and final.stop_reason == "end_turn"
     assert (row["prompt_tokens"], row["completion_tokens"], row["usage_source"]) == (12, 3, "upstream")
+
+
+# 11. Anthropic's hidden tool-use system prompt: reserved with the model's tool_prompt_tokens
+
+
+TINY_TOOL = [{"name": "t", "input_schema": {"type": "object"}}]
+
+
+def test_a_tool_burst_never_overruns_a_budget_when_the_upstream_bills_its_tool_prompt(tmp_path):
+    # the fake bills 346 tokens of tool-use system prompt on top of what it counts, as Anthropic does on Claude 4.x
+    limit = 3000
+    with live(tmp_path, tool_prompt=346) as s:
+        budget(s.service, "acme", "tokens", limit)
+        codes: list[int] = []
+
+        def one() -> None:
+            codes.append(s.post({"model": CLAUDE, "max_tokens": 20, "tools": TINY_TOOL,
+                                 "messages": [{"role": "user", "content": "hi"}]}).status_code)
+
+        threads = [threading.Thread(target=one) for _ in range(14)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        rows = [r for r in final_rows(s.service) if r["action"] != "refused"]
+        spent, reserved = spent_and_reserved(s.service)
+    assert all(r["prompt_tokens"] > 346 for r in rows)  # the hidden prompt was billed
+    assert all(r["prompt_tokens"] + r["completion_tokens"] <= r["reserved_tokens"] for r in rows)
+    assert spent == sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows) <= limit and reserved == 0
+    assert 200 in codes and 429 in codes and len(codes) == 14
+
+
+def test_tool_prompt_tokens_defaults_on_an_anthropic_model_and_is_added_only_with_tools(tmp_path):
+    from ragtrim.serve.config import ANTHROPIC_TOOL_PROMPT_TOKENS
+
+    cfg = config("http://127.0.0.1:9", **{"claude-set": {"upstream": "claude", "tool_prompt_tokens": 700, **PRICES}})
+    assert (cfg.models[CLAUDE].tool_prompt_tokens, cfg.models["claude-set"].tool_prompt_tokens,
+            cfg.models["gpt-4o"].tool_prompt_tokens) == (ANTHROPIC_TOOL_PROMPT_TOKENS, 700, 0)
+    with pytest.raises(ValueError, match="tool_prompt_tokens must be"):
+        config("http://127.0.0.1:9", **{"claude-x": {"upstream": "claude", "tool_prompt_tokens": -1, **PRICES}})
+    with live(tmp_path) as s:
+        s.post({"model": CLAUDE, "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]})
+        s.post({"model": CLAUDE, "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}], "tools": []})
+        s.post({"model": CLAUDE, "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}], "tools": TINY_TOOL})
+        bare, empty, tooled = [r["reserved_tokens"] for r in final_rows(s.service)]
+    # an empty tools list adds no tool prompt (only its own few JSON tokens); a tool adds the allowance, with the margin
+    assert empty - bare < 50 and tooled - empty >= with_margin(ANTHROPIC_TOOL_PROMPT_TOKENS, ANTHROPIC_COUNT_MARGIN)
+
+
+# 12. fields and beta headers Anthropic bills above the price, or by tokens the gateway cannot count
+
+
+MSG = {"model": CLAUDE, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_fields_billed_above_the_price_are_refused_naming_them(tmp_path):
+    with live(tmp_path) as s:
+        refused = {k: s.post({**MSG, k: v}) for k, v in (("speed", "fast"), ("inference_geo", "us"), ("service_tier", "priority"))}
+        beta = s.post(MSG, **{"anthropic-beta": "prompt-caching-2024-07-31, context-1m-2025-08-07"})
+        fast_beta = s.post(MSG, **{"anthropic-beta": "fast-mode-2026-02-01"})
+        served = [s.post({**MSG, "speed": "standard", "inference_geo": "global", "service_tier": "standard_only"}).status_code,
+                  s.post({**MSG, "service_tier": "auto"}).status_code]
+        calls = s.fake.calls
+    for name, r in refused.items():
+        assert r.status_code == 400 and r.json()["error"]["message"].startswith(f"{name} ") and "price" in r.json()["error"]["message"]
+    assert beta.status_code == 400 and "anthropic-beta 'context-1m-2025-08-07'" in beta.json()["error"]["message"]
+    assert fast_beta.status_code == 400 and "'fast-mode-2026-02-01'" in fast_beta.json()["error"]["message"]
+    assert served == [200, 200] and calls == 2
+
+
+def test_uncountable_fields_and_betas_are_refused_under_a_budget_and_served_without_one(tmp_path):
+    mcp = {"mcp_servers": [{"type": "url", "url": "https://mcp.example.com/sse", "name": "big"}]}
+    container = {"container": {"skills": [{"type": "anthropic", "skill_id": "xlsx", "version": "latest"}]}}
+    with live(tmp_path) as s:
+        free = [s.post({**MSG, **mcp}), s.post({**MSG, **container}), s.post(MSG, **{"anthropic-beta": "mcp-client-2025-04-04"})]
+        forwarded = (s.fake.bodies[0]["mcp_servers"], s.fake.bodies[1]["container"], s.fake.anthropic_headers[2]["anthropic-beta"])
+        budget(s.service, "acme", "tokens", 100_000)
+        held = [s.post({**MSG, **mcp}), s.post({**MSG, **container}), s.post(MSG, **{"anthropic-beta": "mcp-client-2025-04-04"})]
+        allowed = s.post(MSG, **{"anthropic-beta": "prompt-caching-2024-07-31,token-efficient-tools-2025-02-19,"
+                                                   "interleaved-thinking-2025-05-14, fine-grained-tool-streaming-2025-05-14"})
+        sent = s.fake.anthropic_headers[-1]["anthropic-beta"]
+    assert [r.status_code for r in free] == [200, 200, 200]
+    assert forwarded == (mcp["mcp_servers"], container["container"], "mcp-client-2025-04-04")
+    assert [r.status_code for r in held] == [400, 400, 400]
+    messages = [r.json()["error"]["message"] for r in held]
+    assert messages[0].startswith("mcp_servers") and messages[1].startswith("container")
+    assert messages[2].startswith("anthropic-beta 'mcp-client-2025-04-04'")
+    assert all("cannot count" in m and "holds room in a budget" in m for m in messages)
+    assert allowed.status_code == 200 and "interleaved-thinking-2025-05-14" in sent
+
+
+# 13. a stream's usage merged field by field; an error event noted on the row
+
+
+def _cache_stream(delta_usage: dict[str, Any]) -> list[bytes]:
+    start = event("message_start", {"message": {"id": "m", "type": "message", "role": "assistant", "content": [], "model": CLAUDE,
+                  "usage": {"input_tokens": 300, "cache_creation_input_tokens": 2200, "cache_read_input_tokens": 0, "output_tokens": 1}}})
+    delta = event("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": delta_usage})
+    return [start, *WORDS, event("content_block_stop", {"index": 0}), delta, event("message_stop", {})]
+
+
+@pytest.mark.parametrize("delta_usage", [{"input_tokens": 300, "output_tokens": 3},
+                                         {"input_tokens": 300, "cache_creation_input_tokens": None,
+                                          "cache_read_input_tokens": None, "output_tokens": 3}])
+def test_a_message_delta_repeating_input_tokens_keeps_the_cache_counts_of_message_start(tmp_path, delta_usage):
+    with gateway_before(scripted(_cache_stream(delta_usage)), tmp_path) as s:
+        budget(s.service, "acme", "usd", 1_000_000)
+        with s.client().messages.stream(model=CLAUDE, max_tokens=50, messages=[{"role": "user", "content": "hi"}]) as stream:
+            usage = stream.get_final_message().usage
+        [row] = final_rows(s.service)
+    assert (usage.input_tokens, usage.cache_creation_input_tokens) == (300, 2200)  # what the SDK reads
+    assert (row["prompt_tokens"], row["cached_tokens"], row["completion_tokens"]) == (2500, 0, 3)
+    assert row["cost_micro"] == math.ceil(300 * 3.0 + 2200 * 3.75 + 3 * 15.0) == 9195
+
+
+def test_an_error_event_mid_stream_is_noted_on_the_row_and_charged_as_a_cut_stream(tmp_path):
+    err = event("error", {"error": {"type": "overloaded_error", "message": "Overloaded"}})
+    with gateway_before(scripted([START, *WORDS, err]), tmp_path) as s:
+        budget(s.service, "acme", "tokens", 100_000)
+        with pytest.raises(anthropic.APIStatusError):
+            with s.client().messages.stream(model=CLAUDE, max_tokens=50, messages=[{"role": "user", "content": "hi"}]) as stream:
+                "".join(stream.text_stream)
+        [row] = final_rows(s.service)
+    assert (row["prompt_tokens"], row["completion_tokens"], row["usage_source"]) == (25, 7, "counted")
+    assert "overloaded_error" in row["error"] and "Overloaded" in row["error"]
+    assert spent_and_reserved(s.service) == (32, 0)
+
+
+# 14. text-bearing blocks in a tool result (a search result, a plain-text document) are counted
+
+
+def test_search_results_and_text_documents_are_counted_and_a_pdf_still_refused_under_a_budget(tmp_path):
+    search = {"type": "search_result", "source": "https://example.com/paris", "title": "Paris",
+              "content": [{"type": "text", "text": "Paris is the capital of France. " * 40}]}
+    text_doc = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "Lyon is in France. " * 40}}
+    pdf = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0x"}}
+
+    def body(*blocks: Any) -> dict[str, Any]:
+        return {**MSG, "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": list(blocks)}]}]}
+
+    with live(tmp_path) as s:
+        budget(s.service, "acme", "tokens", 100_000)
+        short = s.post(body({"type": "text", "text": "x"}))
+        searched, documented = s.post(body(search)), s.post(body(text_doc))
+        top_level = s.post({**MSG, "messages": [{"role": "user", "content": [text_doc, {"type": "text", "text": "Where is Lyon?"}]}]})
+        refused = s.post(body(pdf))
+        rows = final_rows(s.service)
+    assert [r.status_code for r in (short, searched, documented, top_level)] == [200, 200, 200, 200]
+    counted = [r["reserved_tokens"] for r in rows]
+    assert counted[1] > counted[0] + 200 and counted[2] > counted[0] + 100 and counted[3] > counted[0] + 100
+    assert all(r["prompt_tokens"] + r["completion_tokens"] <= r["reserved_tokens"] for r in rows)
+    assert refused.status_code == 400 and "(an document block)" not in refused.text and "cannot count" in refused.text

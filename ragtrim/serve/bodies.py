@@ -691,6 +691,22 @@ def check_surrogates(body: Mapping[str, Any], *, aside: tuple[str, ...] = ("docu
 SERVICE_TIERS = ("auto", "default", "flex")
 
 
+def check_priced_value(body: Mapping[str, Any], name: str, allowed: tuple[str, ...], why: str = "") -> None:
+    """A 400 naming the field ``name`` when ``body`` gives it a value but ``allowed`` (the upstream bills it above the
+    model's standard price: ``why`` says how), and the values to send instead.
+
+    >>> check_priced_value({"speed": "fast"}, "speed", ("standard",), " (fast mode's premium price)")
+    Traceback (most recent call last):
+    ...
+    ragtrim.serve.errors.ApiError: speed 'fast' is billed above the model's standard price (fast mode's premium price), which is what this gateway charges; send speed "standard" (or leave it out)
+    """
+    value = body.get(name)
+    if value is not None and value not in allowed:
+        options = ", ".join(f'"{a}"' for a in allowed[:-1]) + (" or " if len(allowed) > 1 else "") + f'"{allowed[-1]}"'
+        raise bad_request(f"{name} {value!r:.40} is billed above the model's standard price{why}, which is what this gateway "
+                          f"charges; send {name} {options} (or leave it out)", name)
+
+
 def check_priced_fields(body: Mapping[str, Any]) -> None:
     """A 400 naming the field and the fix for a field that makes the upstream bill above the text price the gateway charges.
 
@@ -700,10 +716,7 @@ def check_priced_fields(body: Mapping[str, Any]) -> None:
     ...
     ragtrim.serve.errors.ApiError: service_tier 'priority' is billed above the model's standard price, which is what this gateway charges; send service_tier "auto", "default" or "flex" (or leave it out)
     """
-    tier = body.get("service_tier")
-    if tier is not None and tier not in SERVICE_TIERS:
-        raise bad_request(f"service_tier {tier!r:.40} is billed above the model's standard price, which is what this gateway "
-                          'charges; send service_tier "auto", "default" or "flex" (or leave it out)', "service_tier")
+    check_priced_value(body, "service_tier", SERVICE_TIERS)
     modalities = body.get("modalities")
     if modalities is not None and (not isinstance(modalities, list) or any(m != "text" for m in modalities)):
         raise bad_request(f"modalities {modalities!r:.80}: audio (or any output but text) is billed at audio prices this "

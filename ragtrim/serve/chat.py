@@ -113,7 +113,7 @@ async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Bud
     context = result.text if result is not None else ""
     prompt = await upstream.count_prompt_tokens(req.dialect.count_view(messages), model.tokenizer, req.question, context,
                                                 client_left=left)
-    prompt += await _field_tokens(upstream, req, model.tokenizer, done)
+    prompt += await _field_tokens(upstream, req, model.tokenizer, done) + tool_prompt(req, model)
     return Attempt(model=model, price=service.prices[model.name], budget_tokens=result.budget if result is not None else None,
                    result=result, messages=messages, prompt_tokens=int(prompt), max_tokens=max_out,
                    predicted_tokens=await _predicted_tokens(upstream, req, model.tokenizer, done))
@@ -156,6 +156,12 @@ async def _field_tokens(upstream: Any, req: ChatRequest, tokenizer: str, memo: d
     return memo[key]
 
 
+def tool_prompt(req: ChatRequest, model: ModelConfig) -> int:
+    """The input the upstream adds to a request with a non-empty ``tools`` (the model's ``tool_prompt_tokens``:
+    Anthropic's tool-use system prompt), 0 without tools."""
+    return model.tool_prompt_tokens if req.passthrough.get("tools") else 0
+
+
 async def _predicted_tokens(upstream: Any, req: ChatRequest, tokenizer: str, memo: dict[Any, Any]) -> int:
     """Completion tokens a ``prediction`` can add above the cap (:func:`ragtrim.serve.upstream.prediction_tokens`), once per
     tokenizer; 0 where the upstream gets none."""
@@ -196,7 +202,8 @@ async def _smallest(service: Any, req: ChatRequest, chain: Sequence[ModelConfig]
             bare[key] = int(await upstream.count_prompt_tokens(req.dialect.count_view(messages), m.tokenizer, req.question, "",
                                                                client_left=left))
             bare[key] += await _field_tokens(upstream, req, m.tokenizer, memo)
-        prompt = with_margin(max(0, bare[key] + context - JOIN_SLACK) if context else bare[key], m.count_margin)
+        counted = (max(0, bare[key] + context - JOIN_SLACK) if context else bare[key]) + tool_prompt(req, m)
+        prompt = with_margin(counted, m.count_margin)
         out.append(Need(tokens=prompt + n_out, micro=service.prices[m.name].worst_micro(prompt_tokens=prompt, completion_tokens=n_out)))
     return out
 
@@ -326,8 +333,8 @@ def check_stored_context(req: ChatRequest, budgets: Sequence[Any]) -> None:
         raise bad_request(
             f"{req.uncounted} is billed by tokens this gateway cannot count, and this request holds room in a budget "
             f"({len(budgets)} of the tenant's budgets apply), whose worst case must be counted before it is sent; send its "
-            f"text instead (a document's text as a text block, or as documents), or send it under a tenant, user or "
-            f"feature without a budget", req.dialect.items_key)
+            f"text instead (a document's text as a text block, or as documents) or leave it out, or send it under a "
+            f"tenant, user or feature without a budget", req.dialect.items_key)
     if req.stored_context and budgets:
         raise bad_request(
             f"{req.stored_context} makes the upstream add stored context (earlier turns, a stored prompt or reasoning) that "
@@ -585,6 +592,7 @@ class SseTally:
         self.cut_at_cap = False  # a choice finished at the completion cap (finish_reason "length")
         self.answered = False  # a delta carried an answer the client sees (text, a refusal, a tool call: visible_answer)
         self.error = ""  # the upstream broke the event stream (an event too long): nothing more is read
+        self.upstream_error = ""  # an error the upstream reported in the stream (relayed as it came), for the row's error
 
     def feed(self, data: bytes) -> list[tuple[bytes, bool]]:
         """Complete events in ``data`` as ``(raw event, is_usage_only)``, each tallied; none once :attr:`error` is set."""
@@ -822,6 +830,7 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
         """Charge what the stream carried (the upstream's usage, else the counted prompt and streamed text), once."""
         if hold.done:
             return
+        error = with_note(getattr(upstream, "scrub", str)(tally.upstream_error)[:400], error)  # scrubbed whole, then cut
         if attempt.model.reasoning and tally.cut_at_cap and not tally.answered:
             _warn_cut(service, req, attempt, hold.entry, body)
         up_ms = (time.perf_counter() - t_up) * 1000

@@ -99,7 +99,9 @@ A complete file (``serve.toml``)::
     cached_input_per_million = 0.3  # cache reads (usage.cache_read_input_tokens)
     cache_write_per_million = 3.75  # cache writes (usage.cache_creation_input_tokens): Anthropic bills 1.25x the
                                     # input price (2x for a 1-hour cache); default: the input price
-                                    # count_margin defaults to 0.4 here (ANTHROPIC_COUNT_MARGIN)
+                                    # count_margin defaults to 0.4 here (ANTHROPIC_COUNT_MARGIN), and
+                                    # tool_prompt_tokens to 500 (ANTHROPIC_TOOL_PROMPT_TOKENS): Anthropic's
+                                    # tool-use system prompt, added to a request with tools (313-346 on Claude 4.x)
 
     [models."text-embedding-3-small"]   # served on POST /v1/embeddings only (ragtrim.serve.embeddings)
     upstream = "openai"                 # an OpenAI-compatible one (the local upstream embeds with all-minilm-l6-v2 only)
@@ -143,6 +145,12 @@ ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 # than its older one). 0.4 covers that; the settle charges Anthropic's own usage either way. An operator who has
 # measured their traffic (POST /v1/messages/count_tokens at Anthropic) may set count_margin lower.
 ANTHROPIC_COUNT_MARGIN = 0.4
+# The tool_prompt_tokens of a model on an anthropic upstream that sets none. Anthropic adds a tool-use system prompt of
+# its own to every request with tools and bills it as input, unseen by the gateway: its tool-use docs list 313-346
+# tokens for the Claude 4.x models (tool_choice auto or none 346, any or tool 313; up to 530 on older Claude 3 models).
+# 500 is that figure with headroom, counted with the prompt (count_margin on top); a model whose figure is higher
+# (or an operator who measured it: POST /v1/messages/count_tokens with and without tools) sets its own.
+ANTHROPIC_TOOL_PROMPT_TOKENS = 500
 UPSTREAM_KINDS = ("openai", "local", "anthropic")
 # The largest context budget in tokens a request (or ``budget``) may name: far above any model's
 # context, and its label ("1000000000000000 tok") fits the ledger's budget_asked column.
@@ -307,6 +315,9 @@ class ModelConfig:
     # extra share of the worst case to reserve when the upstream's own token count can run above
     # `tokenizer`'s (a model whose tokenizer is not tiktoken's); usage is charged as reported either way
     count_margin: float = 0.0
+    # input tokens the upstream adds (and bills) to a request with a non-empty ``tools``, beyond the tools' own JSON the
+    # gateway counts: Anthropic's tool-use system prompt (ANTHROPIC_TOOL_PROMPT_TOKENS on an anthropic upstream)
+    tool_prompt_tokens: int = 0
     # the model bills reasoning tokens it may never show (o-series, DeepSeek-R1, ...): an answer whose usage never
     # came is charged its reservation as an estimate, not the text it carried (chat.py, ``_settle_values``)
     reasoning: bool = False
@@ -511,6 +522,10 @@ class ServeConfig:
             margin = m.count_margin
             if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin <= 1:
                 raise ValueError(f"model {m.name!r}: count_margin must be a share in [0, 1] (0.2 reserves 20 % more), got {margin!r}")
+            tool = m.tool_prompt_tokens
+            if isinstance(tool, bool) or not isinstance(tool, int) or tool < 0:
+                raise ValueError(f"model {m.name!r}: tool_prompt_tokens must be a whole number of tokens, 0 or more (the input "
+                                 f"the upstream adds to a request with tools), got {tool!r}")
             if not isinstance(m.reasoning, bool):
                 raise ValueError(f"model {m.name!r}: reasoning must be true or false (true: it bills reasoning tokens it "
                                  f"may not show), got {m.reasoning!r}")
@@ -674,11 +689,12 @@ def anthropic_side(cfg: ServeConfig, m: ModelConfig) -> bool:
 
 def anthropic_defaults(data: Mapping[str, Any]) -> Mapping[str, Any]:
     """``data`` (a parsed config) with an anthropic upstream's ``base_url`` (:data:`ANTHROPIC_BASE_URL`) and its models'
-    ``count_margin`` (:data:`ANTHROPIC_COUNT_MARGIN`) filled in where left out.
+    ``count_margin`` (:data:`ANTHROPIC_COUNT_MARGIN`) and ``tool_prompt_tokens`` (:data:`ANTHROPIC_TOOL_PROMPT_TOKENS`)
+    filled in where left out.
 
     >>> out = anthropic_defaults({"upstreams": {"a": {"kind": "anthropic"}}, "models": {"claude": {"upstream": "a"}}})
-    >>> out["upstreams"]["a"]["base_url"], out["models"]["claude"]["count_margin"]
-    ('https://api.anthropic.com', 0.4)
+    >>> out["upstreams"]["a"]["base_url"], out["models"]["claude"]["count_margin"], out["models"]["claude"]["tool_prompt_tokens"]
+    ('https://api.anthropic.com', 0.4, 500)
     """
     ups = data.get("upstreams")
     if not isinstance(ups, Mapping):
@@ -687,7 +703,7 @@ def anthropic_defaults(data: Mapping[str, Any]) -> Mapping[str, Any]:
     upstreams = {n: ({"base_url": ANTHROPIC_BASE_URL, **u} if kinds.get(n) == "anthropic" else u) for n, u in ups.items()}
     models = data.get("models")
     if isinstance(models, Mapping):
-        models = {n: ({"count_margin": ANTHROPIC_COUNT_MARGIN, **m}
+        models = {n: ({"count_margin": ANTHROPIC_COUNT_MARGIN, "tool_prompt_tokens": ANTHROPIC_TOOL_PROMPT_TOKENS, **m}
                       if isinstance(m, Mapping) and kinds.get(str(m.get("upstream", "openai"))) == "anthropic" else m)
                   for n, m in models.items()}
         return {**data, "upstreams": upstreams, "models": models}

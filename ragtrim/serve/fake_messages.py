@@ -3,7 +3,8 @@ not, with its usage (``input_tokens``, ``cache_creation_input_tokens``, ``cache_
 
 It counts the prompt as the gateway does (``system``, messages, ``tools``, ``tool_choice``, ``thinking`` with the
 fake's tokenizer), times ``claude_ratio`` (a Claude tokenizer counts more than cl100k_base: what the gateway's
-``count_margin`` must cover), and reports ``cache_read`` and ``cache_write`` of it (values, or functions of the
+``count_margin`` must cover), with ``tool_prompt`` tokens more when ``tools`` is non-empty (the tool-use system prompt
+Anthropic adds and bills: what the model's ``tool_prompt_tokens`` must cover), and reports ``cache_read`` and ``cache_write`` of it (values, or functions of the
 prompt's count, settable later on ``app.state.fake``) as read from and written to its prompt cache. A request with
 ``tools`` whose last message holds no ``tool_result`` is answered a ``tool_use`` of its first tool; else text. A last
 message holding ``FAIL_UPSTREAM`` is an HTTP 500 in Anthropic's error shape.
@@ -57,6 +58,7 @@ def messages_route(state: Any, rng: Any, token_delay_ms: float, answer_text: Any
         if "FAIL_UPSTREAM" in view[-1]["content"]:
             return JSONResponse({"type": "error", "error": {"type": "api_error", "message": "fake upstream failure"}}, status_code=500)
         counted = count_chat_tokens(view, state.tokenizer) + count_request_fields(body, state.tokenizer, MESSAGES_BILLED)
+        counted += state.tool_prompt if body.get("tools") else 0
         content, stop = _content(body, answer_text(min(state.answer_tokens, int(body.get("max_tokens") or state.answer_tokens))))
         tok = get_tokenizer(state.tokenizer)
         output = sum(tok.count(b["text"]) if b["type"] == "text" else tok.count(b["name"] + compact_json(b["input"])) for b in content)

@@ -11,16 +11,22 @@ The documents are optimized for ``query``, else the last user message's text, an
 block after the client's. The worst case reserved is ``system``, the messages, ``tools``, ``tool_choice`` and
 ``thinking`` counted with the model's tiktoken tokenizer (no Claude tokenizer is available offline), plus
 ``max_tokens`` (which holds the thinking tokens too), each with the model's ``count_margin`` (by default 0.4 on an
-anthropic upstream: :data:`ragtrim.serve.config.ANTHROPIC_COUNT_MARGIN`). It is settled from Anthropic's usage: the
-prompt is ``input_tokens`` + ``cache_creation_input_tokens`` (at ``cache_write_per_million``) +
+anthropic upstream: :data:`ragtrim.serve.config.ANTHROPIC_COUNT_MARGIN`); a request with ``tools`` adds the model's
+``tool_prompt_tokens`` to the prompt (Anthropic's own tool-use system prompt, billed as input: by default 500 on an
+anthropic upstream, :data:`ragtrim.serve.config.ANTHROPIC_TOOL_PROMPT_TOKENS`). It is settled from Anthropic's usage:
+the prompt is ``input_tokens`` + ``cache_creation_input_tokens`` (at ``cache_write_per_million``) +
 ``cache_read_input_tokens`` (at ``cached_input_per_million``), the completion ``output_tokens``. A stream is relayed
-event by event (its ``event:`` lines as they came) and settled from ``message_start``'s input usage and the last
-``message_delta``'s output tokens.
+event by event (its ``event:`` lines as they came) and settled from its usage merged field by field (``message_start``'s,
+then each ``message_delta``'s: a field absent keeps its last value), the output tokens the last ``message_delta``'s; an
+``error`` event the upstream sends mid-stream is relayed, noted on the row, and charged as a stream cut short is.
 
-Refused with a 400 naming the fix: no ``max_tokens``; an image or document block while the request holds room in a
-budget (billed by tokens the gateway cannot count; served, and charged the usage reported, without one); a tool
-that is not the client's own (``web_search_*``, ``bash_*``, ...: run or rendered by the upstream, billed per call
-or by tokens the gateway cannot count). Errors come in Anthropic's shape (:func:`ragtrim.serve.errors.anthropic_body`).
+Refused with a 400 naming the fix: no ``max_tokens``; a field or ``anthropic-beta`` value billed above the model's
+standard price (``speed`` "fast", ``inference_geo`` but "global", ``service_tier`` but "auto" or "standard_only",
+``context-1m-*``, ``fast-mode-*``: :func:`check_priced`), budget or not; while the request holds room in a budget, an
+image or PDF block, ``mcp_servers``, ``container`` or an ``anthropic-beta`` value not in :data:`BETAS_COUNTED` (billed
+by tokens or charges the gateway cannot count; served, and charged the usage reported, without one); a tool that is
+not the client's own (``web_search_*``, ``bash_*``, ...: run or rendered by the upstream, billed per call or by tokens
+the gateway cannot count). Errors come in Anthropic's shape (:func:`ragtrim.serve.errors.anthropic_body`).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from ragtrim.serve.bodies import OUR_KEYS, ChatRequest, check_messages, check_surrogates, checked_request
+from ragtrim.serve.bodies import OUR_KEYS, ChatRequest, check_messages, check_priced_value, check_surrogates, checked_request
 from ragtrim.serve.chat import SseTally, event_json, serve_request
 from ragtrim.serve.dialect import Dialect
 from ragtrim.serve.endings import NO_RETRY
@@ -40,8 +46,25 @@ from ragtrim.serve.messages_api import MESSAGES_BILLED, MESSAGES_WIRE, event, me
 CAP = "max_tokens"
 # Fields the route reads and the upstream body gets from elsewhere (the system, messages and cap per attempt), or never
 _NOT_PASSED = OUR_KEYS + ("model", "messages", "system", "stream", CAP)
-# The request headers a client sends the upstream through the gateway
-FORWARDED_HEADERS = ("anthropic-beta",)
+# The request header a client sends the upstream through the gateway (its values checked: :func:`check_priced`,
+# :func:`uncounted_of`)
+BETA = "anthropic-beta"
+# Fields Anthropic bills above the model's standard price (all this gateway charges) at any value but these: refused,
+# with or without a budget, as chat's are (:func:`ragtrim.serve.bodies.check_priced_fields`); (allowed, how billed)
+PRICED_VALUES = {"speed": (("standard",), " (fast mode is billed at a premium)"),
+                 "inference_geo": (("global",), " (inference in one region is billed at a multiple of it)"),
+                 "service_tier": (("auto", "standard_only"), "")}
+# Fields that make the upstream bill input or charges the gateway cannot count: refused while the request holds room
+# in a budget (:func:`ragtrim.serve.chat.check_stored_context`), served (charged the usage reported) without one
+UNCOUNTED_FIELDS = {"mcp_servers": "the MCP servers' tool definitions and results, which the upstream adds to the prompt",
+                    "container": "a code execution container: its skills' instructions and files as input, its hours billed"}
+# anthropic-beta values (by prefix: a beta's name, then its date) that change neither the price nor what is counted
+# (prompt caching is priced by cache_write_per_million, cached_input_per_million): passed on, budget or not
+BETAS_COUNTED = ("prompt-caching-", "token-efficient-tools-", "interleaved-thinking-", "fine-grained-tool-streaming-",
+                 "output-128k-")
+# anthropic-beta values billed above the model's standard price: refused, budget or not
+BETAS_PRICED = {"context-1m-": "a prompt above 200k tokens is billed 2x the input price and 1.5x the output price",
+                "fast-mode-": "fast mode is billed at a premium"}
 
 
 def _anthropic_only(upstream: Any) -> str:
@@ -72,6 +95,35 @@ def check_tools(tools: Any) -> None:
                               "own tool, or pass its results as documents", "tools")
 
 
+def check_priced(body: Mapping[str, Any], betas: list[str]) -> None:
+    """A 400 naming a field (:data:`PRICED_VALUES`) or ``anthropic-beta`` value (:data:`BETAS_PRICED`) the upstream bills
+    above the model's standard price, which is all this gateway charges: refused rather than charged too little."""
+    for name, (allowed, why) in PRICED_VALUES.items():
+        check_priced_value(body, name, allowed, why)
+    for beta in betas:
+        why = next((w for prefix, w in BETAS_PRICED.items() if beta.startswith(prefix)), "")
+        if why:
+            raise bad_request(f"{BETA} {beta!r:.60} is billed above the model's standard price ({why}), which is what this "
+                              f"gateway charges; send the request without it", BETA)
+
+
+def uncounted_of(body: Mapping[str, Any], betas: list[str]) -> str:
+    """The field (:data:`UNCOUNTED_FIELDS`) or ``anthropic-beta`` value not in :data:`BETAS_COUNTED` that makes the upstream
+    bill what the gateway cannot count ("" when none): refused under a budget (as an image block is)."""
+    field = next((k for k in UNCOUNTED_FIELDS if body.get(k) is not None), "")
+    if field:
+        return f"{field} ({UNCOUNTED_FIELDS[field]})"
+    beta = next((b for b in betas if not b.startswith(BETAS_COUNTED)), "")
+    return (f"{BETA} {beta!r:.60} (a beta that may add input or charges; passed under a budget: "
+            f"{', '.join(p + '*' for p in BETAS_COUNTED)})") if beta else ""
+
+
+def betas_of(headers: Mapping[str, str]) -> list[str]:
+    """The ``anthropic-beta`` values a client sent (comma-separated, in one header or several)."""
+    values = headers.getlist(BETA) if hasattr(headers, "getlist") else [headers.get(BETA) or ""]
+    return [b.strip() for v in values for b in str(v).split(",") if b.strip()]
+
+
 def prompt_items(body: Mapping[str, Any], limits: Any) -> list[Any]:
     """The request's prompt items: its ``system`` as a leading system item (when given), then its messages."""
     messages, system = body.get("messages"), body.get("system")
@@ -91,6 +143,8 @@ def parse_messages(body: Mapping[str, Any], headers: Mapping[str, str], config: 
     """A Messages body checked, as the chat route checks its own (:func:`ragtrim.serve.bodies.checked_request`)."""
     limits = config.limits
     check_surrogates(body)
+    betas = betas_of(headers)
+    check_priced(body, betas)
     _check_max_tokens(body)
     check_tools(body.get("tools"))
     items = prompt_items(body, limits)
@@ -103,11 +157,11 @@ def parse_messages(body: Mapping[str, Any], headers: Mapping[str, str], config: 
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise bad_request(f"stream must be true or false, got {stream!r:.80}", "stream")
-    forwarded = tuple((k, str(headers[k])) for k in FORWARDED_HEADERS if headers.get(k))
+    forwarded = ((BETA, ",".join(betas)),) if betas else ()
     return checked_request(body, headers, limits, asked=asked, items=items, view=view, stream=bool(stream),
                            not_passed=_NOT_PASSED, default_preset=config.preset, default_budget=config.budget,
-                           dialect=MESSAGES, include_usage=True, uncounted=media_block(body.get("messages") or []),
-                           upstream_headers=forwarded)
+                           dialect=MESSAGES, include_usage=True, upstream_headers=forwarded,
+                           uncounted=media_block(body.get("messages") or []) or uncounted_of(body, betas))
 
 
 # What each content block delta bills as output: (its text key, answered: the client sees an answer, reasoned)
@@ -120,11 +174,27 @@ def stream_error_event(message: str) -> bytes:
     return event("error", {"error": {"type": "api_error", "message": message}})
 
 
+def stream_error_note(error: Any) -> str:
+    """What a ledger row says of an ``error`` event the upstream sent mid-stream (relayed to the client as it came): its
+    type and message; the stream is charged as one cut short is.
+
+    >>> stream_error_note({"type": "overloaded_error", "message": "Overloaded"})
+    'upstream error event mid-stream: overloaded_error: Overloaded'
+    """
+    error = error if isinstance(error, Mapping) else {}
+    kind, message = str(error.get("type") or "error"), str(error.get("message") or "")  # cut once scrubbed (chat's settle)
+    return f"upstream error event mid-stream: {kind}" + (f": {message}" if message else "")
+
+
 class MessagesTally(SseTally):
-    """:class:`ragtrim.serve.chat.SseTally` for a Messages stream: the text of its deltas, the input usage of its
-    ``message_start`` (the prompt, cache reads and writes) and the output tokens of its last ``message_delta`` (a
-    cumulative count). Its events are short (none repeats the request or the answer), so ``max_event_bytes`` never
+    """:class:`ragtrim.serve.chat.SseTally` for a Messages stream: the text of its deltas, its usage merged field by field
+    (the prompt, cache reads and writes), the output tokens of its last ``message_delta`` (a cumulative count), and an
+    ``error`` event's type and message (:attr:`upstream_error`). Its events are short (none repeats the request or the answer), so ``max_event_bytes`` never
     cuts the usage off. Every event is relayed as it came, its ``event:`` line kept."""
+
+    def __init__(self, max_event_bytes: int, body: Mapping[str, Any] | None = None) -> None:
+        super().__init__(max_event_bytes, body)
+        self.usage: dict[str, Any] = {}  # the stream's usage so far, merged field by field (:meth:`_usage`)
 
     def _inspect(self, raw: bytes) -> bool:
         obj = event_json(raw)
@@ -145,6 +215,8 @@ class MessagesTally(SseTally):
             self._delta(obj["delta"])
         elif kind == "message_stop":
             self.finished = True
+        elif kind == "error":
+            self.upstream_error = stream_error_note(obj.get("error"))
         return False  # every event is relayed: the usage is in message_start and message_delta
 
     def _delta(self, delta: Mapping[str, Any]) -> None:
@@ -157,11 +229,15 @@ class MessagesTally(SseTally):
         return stream_error_event(message)
 
     def _usage(self, usage: Any, *, output: bool) -> None:
-        """Read a ``usage``: the prompt (and its cache reads and writes) where it has ``input_tokens``, the output tokens
-        from a ``message_delta`` (``output``; message_start's are a count so far, not the answer's)."""
+        """Merge a ``usage`` into the stream's, field by field (a field absent or null keeps its last value: a
+        ``message_delta`` that repeats ``input_tokens`` without the cache fields keeps ``message_start``'s, as the
+        anthropic SDK does); the prompt (and its cache reads and writes) read from the merged fields once they have
+        ``input_tokens``, the output tokens from a ``message_delta`` (``output``; message_start's are a count so far)."""
         if not isinstance(usage, Mapping):
             return
-        p, c, reads, writes = usage_counts(usage)
+        self.usage.update((k, v) for k, v in usage.items() if v is not None)
+        p, _, reads, writes = usage_counts(self.usage)
+        c = usage_counts(usage)[1]
         if p is not None:
             self.prompt_tokens, self.cached_tokens, self.cache_write_tokens = p, reads, writes
         if output and c is not None:

@@ -23,9 +23,14 @@ from typing import Any
 
 from ragtrim.serve.upstream import Wire, compact_json, usage_count
 
-# Blocks billed by tokens the gateway cannot count (an image, a PDF): a request holding one is refused while it holds
-# room in a budget (:func:`media_block`), and forwarded uncounted without one
+# Blocks billed by tokens the gateway cannot count (an image, a PDF: a document but one with a text or content source,
+# whose text is counted): a request holding one is refused while it holds room in a budget (:func:`media_block`), and
+# forwarded uncounted without one
 MEDIA_BLOCKS = ("image", "document")
+# Blocks read as text (:func:`_text_of`): a text block; a search result (its source, title and text blocks); a document
+# with a text source (its data) or a content source (its text blocks), with its title and context; an image or a PDF is
+# "" (media, :func:`is_media`)
+TEXT_BLOCKS = ("text", "search_result", *MEDIA_BLOCKS)
 # What each other block bills as input, counted as compact JSON (a block type not listed is counted whole)
 BLOCK_FIELDS = {"tool_use": ("name", "input"), "thinking": ("thinking", "signature"), "redacted_thinking": ("data",),
                 "server_tool_use": ("name", "input")}
@@ -44,19 +49,61 @@ def _blocks(content: Any, where: str) -> list[Any]:
 
 
 def _tool_result_text(content: Any, where: str) -> str:
-    """The text of a ``tool_result`` block's content (a string, or text blocks; an image in it is media)."""
+    """The text of a ``tool_result`` block's content (a string, or text-bearing blocks; an image or PDF in it is media)."""
     if content is None:
         return ""
     return "\n".join(_text_of(b, f"{where}[{j}]") for j, b in enumerate(_blocks(content, where)))
 
 
+def _labels(block: Mapping[str, Any], keys: tuple[str, ...]) -> list[str]:
+    return [str(block[k]) for k in keys if isinstance(block.get(k), str) and block[k]]
+
+
+def _texts(blocks: Any, where: str) -> list[str] | None:
+    """The texts of a list of text blocks (a string is one); None when one is not a text block."""
+    if isinstance(blocks, str):
+        return [blocks]
+    if not isinstance(blocks, list):
+        return None
+    ok = all(isinstance(b, Mapping) and b.get("type") == "text" and isinstance(b.get("text"), str) for b in blocks)
+    return [str(b["text"]) for b in blocks] if ok else None
+
+
+def document_text(block: Mapping[str, Any]) -> str | None:
+    """The text a document block bills: its title, context and text source's ``data`` or content source's text
+    blocks; None for a PDF (a base64, url or file source) or a content source holding an image (media).
+
+    >>> document_text({"type": "document", "title": "T", "source": {"type": "text", "media_type": "text/plain", "data": "Hi"}})
+    'T\\nHi'
+    >>> document_text({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"}})
+    """
+    source = block.get("source") if isinstance(block.get("source"), Mapping) else {}
+    kind = source.get("type")
+    texts = [source["data"]] if kind == "text" and isinstance(source.get("data"), str) else (
+        _texts(source.get("content"), "source") if kind == "content" else None)
+    return None if texts is None else "\n".join(_labels(block, ("title", "context")) + texts)
+
+
+def is_media(block: Any) -> bool:
+    """Whether ``block`` is billed by tokens the gateway cannot count: an image, or a document but a text one."""
+    kind = block.get("type") if isinstance(block, Mapping) else None
+    return kind == "image" or (kind == "document" and document_text(block) is None)
+
+
 def _text_of(block: Any, where: str) -> str:
-    """The text of a text block, "" for a media block (counted nowhere: refused under a budget), else a ValueError."""
-    if isinstance(block, Mapping) and block.get("type") == "text" and isinstance(block.get("text"), str):
+    """The text of a text-bearing block (:data:`TEXT_BLOCKS`), "" for a media block (counted nowhere: refused under a
+    budget), else a ValueError."""
+    kind = block.get("type") if isinstance(block, Mapping) else None
+    if kind == "text" and isinstance(block.get("text"), str):
         return str(block["text"])
-    if isinstance(block, Mapping) and block.get("type") in MEDIA_BLOCKS:
+    if kind == "search_result" and (texts := _texts(block.get("content"), where)) is not None:
+        return "\n".join(_labels(block, ("source", "title")) + texts)
+    if kind == "document" and not is_media(block):
+        return str(document_text(block))
+    if kind in MEDIA_BLOCKS:
         return ""
-    raise ValueError(f"{where} must be a content block with a type (text, image, ...), got {block!r:.80}")
+    raise ValueError(f"{where} must be a content block with a type (text, image, search_result, document, ...; a "
+                     f"search result's content text blocks), got {block!r:.80}")
 
 
 def block_view(block: Any, where: str) -> tuple[str, Any]:
@@ -66,7 +113,7 @@ def block_view(block: Any, where: str) -> tuple[str, Any]:
         raise ValueError(f"{where} must be a content block with a type (text, image, tool_use, tool_result, ...), "
                          f"got {block!r:.80}")
     kind = block["type"]
-    if kind in ("text", *MEDIA_BLOCKS):
+    if kind in TEXT_BLOCKS:
         return _text_of(block, where), None
     if kind == "tool_result":
         return "", {"content": _tool_result_text(block.get("content"), f"{where}.content")}
@@ -95,14 +142,14 @@ def messages_view(items: Sequence[Any]) -> list[dict[str, Any]]:
 
 
 def media_block(items: Sequence[Any]) -> str:
-    """Where the first image or document block is, tool results' content included ("" when none)."""
+    """Where the first media block (:func:`is_media`: an image, a PDF) is, tool results' content included ("" when none)."""
     for i, item in enumerate(items):
         content = item.get("content") if isinstance(item, Mapping) else None
         for j, block in enumerate(content if isinstance(content, list) else []):
             inner = block.get("content") if isinstance(block, Mapping) and block.get("type") == "tool_result" else None
             for b in [block, *(inner if isinstance(inner, list) else [])]:
-                if isinstance(b, Mapping) and b.get("type") in MEDIA_BLOCKS:
-                    return f"messages[{i}].content[{j}] (an {b['type']} block)"
+                if is_media(b):
+                    return f"messages[{i}].content[{j}] ({'an image' if b['type'] == 'image' else 'a PDF document'} block)"
     return ""
 
 
