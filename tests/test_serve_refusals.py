@@ -139,3 +139,22 @@ def test_a_budget_with_a_bad_period_or_scope_is_a_400_naming_it(fake, field, val
         r = client.put("/v1/admin/budgets", json=body, headers=auth(root))
         assert r.status_code == 400, r.text
         assert r.json()["error"] == {"type": "invalid_request_error", "param": field, "code": None, "message": words}
+
+
+def test_the_openai_sdk_does_not_retry_a_spent_budget(tmp_path):
+    """A spent budget resets at its period's end, often hours away: its 429 says ``x-should-retry: false``, so the
+    SDK's two retries do not each write one more refused row (they did: three rows for one call)."""
+    openai = pytest.importorskip("openai")
+    from serve_fixtures import stack
+    from starlette.responses import JSONResponse
+
+    answer = {"id": "c", "object": "chat.completion", "model": "gpt-4o", "usage": {"prompt_tokens": 9, "completion_tokens": 1},
+              "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris"}, "finish_reason": "stop"}]}
+    with stack(tmp_path, lambda body: JSONResponse(answer)) as s:
+        budget(s.service, "acme", "tokens", 5)
+        client = openai.OpenAI(base_url=f"{s.url}/v1", api_key=s.key, max_retries=2)
+        with pytest.raises(openai.RateLimitError) as spent:
+            client.chat.completions.create(model="gpt-4o", max_tokens=50, messages=[{"role": "user", "content": "hi"}])
+        rows = ledger_rows(s.service)
+    assert spent.value.response.headers["x-should-retry"] == "false" and spent.value.code == "insufficient_quota"
+    assert [r["action"] for r in rows] == ["refused"]  # one try, not three

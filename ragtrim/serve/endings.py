@@ -97,7 +97,9 @@ async def refuse(service: Any, entry: LedgerEntry, s: Shortfall, start: float,
 
     A budget whose spend leaves room, held by requests in flight (:attr:`Shortfall.held_only`), is a
     ``rate_limit_exceeded`` to retry in :data:`IN_FLIGHT_RETRY_SECONDS` (:func:`busy_message`); a spent one is OpenAI's
-    ``insufficient_quota``, with ``Retry-After`` at the end of its period, saying ``spent_message(s, seconds to reset)``.
+    ``insufficient_quota``, with ``Retry-After`` at the end of its period, saying ``spent_message(s, seconds to reset)``,
+    and ``x-should-retry: false``: the OpenAI and Anthropic SDKs otherwise retry a 429 (twice, after at most 60 s
+    whatever ``Retry-After`` says), each retry one more refused row; the in-flight 429 is left for them to retry.
     """
     if s.held_only:
         retry = IN_FLIGHT_RETRY_SECONDS
@@ -115,7 +117,7 @@ async def refuse(service: Any, entry: LedgerEntry, s: Shortfall, start: float,
     headers = {"Retry-After": str(retry), "X-Ragtrim-Request-Id": entry.id, "X-Ragtrim-Action": "refused"}
     if s.held_only:
         return ApiError(429, "rate_limit_error", message, code="rate_limit_exceeded", headers=headers)
-    return ApiError(429, "insufficient_quota", message, code="insufficient_quota", headers=headers)
+    return ApiError(429, "insufficient_quota", message, code="insufficient_quota", headers={**headers, NO_RETRY[0]: NO_RETRY[1]})
 
 
 def unit_name(s: Shortfall) -> str:

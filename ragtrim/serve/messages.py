@@ -39,7 +39,6 @@ from starlette.requests import Request
 from ragtrim.serve.bodies import OUR_KEYS, ChatRequest, check_messages, check_priced_value, check_surrogates, checked_request
 from ragtrim.serve.chat import SseTally, event_json, serve_request
 from ragtrim.serve.dialect import Dialect
-from ragtrim.serve.endings import NO_RETRY
 from ragtrim.serve.errors import ApiError, bad_request, too_large
 from ragtrim.serve.messages_api import MESSAGES_BILLED, MESSAGES_WIRE, event, media_block, messages_view, split_system, usage_counts
 
@@ -249,14 +248,7 @@ MESSAGES = Dialect("messages", MESSAGES_WIRE, "messages", (CAP,), CAP, MESSAGES_
 
 
 async def messages_endpoint(request: Request) -> Any:
-    """``POST /v1/messages``. A spent budget's 429 (``insufficient_quota``: it resets at its period's end, often hours
-    away) carries ``x-should-retry: false``: the anthropic SDK retries a 429 otherwise (twice, after at most 60 s
-    whatever ``Retry-After`` says), each retry one more refused row; a 429 for room that requests in flight hold
-    (``rate_limit_exceeded``, ``Retry-After: 2``) is left for it to retry."""
-    try:
-        return await serve_request(request, MESSAGES, parse_messages)
-    except ApiError as exc:
-        if exc.status == 429 and exc.code == "insufficient_quota":
-            exc.headers[NO_RETRY[0]] = NO_RETRY[1]
-        raise
+    """``POST /v1/messages`` (a spent budget's 429 carries ``x-should-retry: false``, as on every route:
+    :func:`ragtrim.serve.endings.refuse`)."""
+    return await serve_request(request, MESSAGES, parse_messages)
 
