@@ -125,8 +125,9 @@ def test_a_markdown_heading_paragraph_goes_above_a_deeper_one():
     assert [run[slice(*f)] for f in part.frame] == ["# Guide", "## Install", "### From source"]
     names = "\n\n".join(["Ana Ruiz", "Bo Chen", "Cy Diaz", "Di Lee", "Ed Fox"])  # a list: its lines stay paragraphs
     assert [len(p.frame) for p in paragraph_parts(Chunk(id="n", text=names))] == [0, 0, 0, 0, 0]
-    deep = "# A\n\n## B\n\n### C\n\n#### D\nBody text."  # the whole outline (before: the nearest two above a heading)
-    assert [[deep[slice(*f)] for f in p.frame] for p in paragraph_parts(Chunk(id="h", text=deep))] == [["# A", "## B", "### C", "#### D"]]
+    deep = "# A\n\n## B\n\n### C\n\n#### D\nBody text."  # at most ABOVE_LINES above a heading, the nearest ones
+    assert [[deep[slice(*f)] for f in p.frame] for p in paragraph_parts(Chunk(id="h", text=deep))] == [[], ["## B", "### C", "#### D"]]
+    assert [[deep[slice(*f)] for f in p.outline] for p in paragraph_parts(Chunk(id="h", text=deep))] == [[], ["# A"]]  # printed if room
     last = "Body.\n\nSee also\n\nReferences"  # nothing after them to head: paragraphs of their own
     assert [([last[slice(*f)] for f in p.frame], last[slice(*p.body)]) for p in paragraph_parts(Chunk(id="e", text=last))] == [
         ([], "Body."), ([], "See also"), ([], "References")]
@@ -224,10 +225,11 @@ def test_only_a_markdown_heading_over_a_deeper_one_is_printed_above_it():
         ("Store hou", []), ("Saturday ", []), ("Items can", ["Returns"])]
     text = ONE_LINE_SECTIONS["spec_md"][1][0]
     assert [(text[slice(*p.body)][:9], [text[slice(*f)] for f in p.frame]) for p in paragraph_parts(Chunk(id="m", text=text))] == [
-        ("# X200", []), ("## Weight", []), ("1.2 kg", []), ("Two years", ["# X200", "## Warranty"])]  # its outline too
+        ("# X200", []), ("## Weight", []), ("1.2 kg", []), ("Two years", ["## Warranty"])]  # its outline: printed if room
     text = "# X200\n\n## Weight\n1.2 kg\n\n## Warranty\nTwo years."
     assert [[text[slice(*f)] for f in p.frame] for p in paragraph_parts(Chunk(id="w", text=text))] == [
-        ["# X200", "## Weight"], ["# X200", "## Warranty"]]
+        ["# X200", "## Weight"], ["## Warranty"]]
+    assert [[text[slice(*f)] for f in p.outline] for p in paragraph_parts(Chunk(id="w", text=text))] == [[], ["# X200"]]
     same = "## Setup\n\n## Install\nRun make."  # the same level: a section of its own
     assert [[same[slice(*f)] for f in p.frame] for p in paragraph_parts(Chunk(id="s", text=same))] == [[], ["## Install"]]
 

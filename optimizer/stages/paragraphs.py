@@ -19,11 +19,13 @@ is kept. A Markdown ``#`` heading paragraph right before a deeper heading (``# G
 or a one-line section paragraph right before a question heading its answer (``X200 drill`` before ``How long is
 the warranty?``), goes with that heading's paragraph too: printed with whatever of it is kept, never alone, and
 part of its view's title (``X200 drill: How long is the warranty?``). Any other one-line paragraph before a
-headed one is a paragraph of its own (``Saturday 10am-4pm`` before ``Returns``). A paragraph under a ``#``
-heading is printed under its whole outline too: the nearest ``#`` heading before it at each shallower level,
-though sibling sections come between (``## [2.3.1] - 2024-05-01`` over ``### Fixed``, past ``### Added`` and
-its list; :attr:`Paragraph.outline`, printed and counted, not part of the view's title).
-:meth:`ParagraphViews.context` counts those printed headings in the selector's budget.
+headed one is a paragraph of its own (``Saturday 10am-4pm`` before ``Returns``).
+:meth:`ParagraphViews.context` counts those printed headings in the selector's budget. A paragraph under a ``#``
+heading has an outline too: the nearest ``#`` heading before it at each shallower level, though sibling sections
+come between (``## [2.3.1] - 2024-05-01`` over ``### Fixed``, past ``### Added`` and its list;
+:attr:`Paragraph.outline`, not part of the view's title). The selector does not count it: once the views are
+chosen, :meth:`ParagraphViews.merge` prints each kept paragraph's outline lines, nearest first, as far as the
+budget's leftover holds them (a long ``#`` title never takes an answer's place).
 
 >>> from optimizer.records import Chunk
 >>> c = Chunk(id="c", text="Paris\\nParis is big.\\n\\nLyon\\nLyon is old.")
@@ -57,6 +59,11 @@ from optimizer.stages.sentence_signals import QUESTION_END
 from optimizer.subtitles import track_cues
 from optimizer.text import words
 
+ABOVE_LINES = 2
+"""At most this many Markdown ``#`` heading paragraphs are printed above a deeper heading (``# Guide``,
+``## Install``, then ``### From source`` heading the body), counted in the view's cost; farther ones stay
+paragraphs of their own (and are the paragraph's outline, :attr:`Paragraph.outline`)."""
+
 QUESTION_WORDS = 2 * HEADING_WORDS
 """A question line that heads its answer (:func:`question_line`) has at most this many words: a longer one is prose."""
 
@@ -74,12 +81,12 @@ class Paragraph:
     heading: tuple[int, int] | None = None
     fences: tuple[tuple[int, int], ...] = ()
     above: tuple[tuple[int, int], ...] = ()  # heading paragraphs right before ``heading`` (``# Guide`` before ``## Install``), titling it too
-    outline: tuple[tuple[int, int], ...] = ()  # the # headings farther up it is under (``## [2.3.1]`` past ``### Added``), printed only
+    outline: tuple[tuple[int, int], ...] = ()  # the # headings farther up it is under (``## [2.3.1]`` past ``### Added``), shallowest first: printed if room is left
 
     @cached_property
     def frame(self) -> tuple[tuple[int, int], ...]:
-        """The lines printed with whatever of the body is kept: its outline, the headings above it, its heading and the fences."""
-        return self.outline + self.above + ((self.heading,) if self.heading else ()) + self.fences
+        """The lines printed (and counted) with whatever of the body is kept: the headings above it, its heading and the fences."""
+        return self.above + ((self.heading,) if self.heading else ()) + self.fences
 
 
 def question_line(line: str) -> str | None:
@@ -148,14 +155,15 @@ def paragraph_parts(chunk: Chunk, titled: str = "joined", skip: Sequence[tuple[i
 
     A one-line heading paragraph heads the next paragraph when that has no heading of its own; a Markdown
     ``#`` heading right before a deeper one (``# Guide`` before ``## Install``, or before ``## Install``
-    heading the next paragraph) is printed above it (:attr:`Paragraph.above`), and so is a one-line heading paragraph right before a question heading its
+    heading the next paragraph) is printed above it (:attr:`Paragraph.above`, the nearest
+    :data:`ABOVE_LINES` of them), and so is a one-line heading paragraph right before a question heading its
     answer (``X200 drill`` before ``How long is the warranty?``; not one answering a one-line question before
     it, nor an answer's last line, :func:`_section_line`); both are part of its view's title (:func:`view_title`). Any other is a paragraph of its own, scored as
     one: ``Saturday 10am-4pm`` before ``Returns`` is a section's whole text, not a heading of the next one's. A
     one-line question (:func:`question_line`) heads the next paragraph when that is its whole answer (:func:`_asked`).
 
-    A paragraph under a ``#`` heading is also printed under its outline (:func:`_outlined`): the nearest ``#``
-    heading before it at each level above its own, though other sections come between (``## [2.3.1] - 2024-05-01``
+    A paragraph under a ``#`` heading also has an outline (:func:`_outlined`): the nearest ``#`` heading before it
+    at each level above its own not in its frame, though other sections come between (``## [2.3.1] - 2024-05-01``
     over ``### Fixed`` with ``### Added`` and its list between them, as in a Keep-a-Changelog file).
 
     ``skip``: lines (``(start, end)`` of the original text, say page furniture: :mod:`optimizer.furniture`)
@@ -181,20 +189,21 @@ def paragraph_parts(chunk: Chunk, titled: str = "joined", skip: Sequence[tuple[i
         elif role == _ABOVE:
             above.append(span)
         else:
+            parts += [Paragraph(line) for line in above[:-ABOVE_LINES]]  # farther ones stay paragraphs of their own
             fences, code = _fenced(text, *(body or span))
-            parts.append(Paragraph(code or body or span, own or head, fences, tuple(above)))
+            parts.append(Paragraph(code or body or span, own or head, fences, tuple(above[-ABOVE_LINES:])))
             head, above = None, []
     return _outlined(text, parts)
 
 
 def _outlined(text: str, parts: Sequence[Paragraph]) -> list[Paragraph]:
     """``parts`` (paragraphs of ``text``, in order), each one under a ``#`` heading also under its outline: the nearest
-    ``#`` heading before it at each level above its headings' (:attr:`Paragraph.outline`, printed with it), though
+    ``#`` heading before it at each level above its headings' (:attr:`Paragraph.outline`, shallowest first), though
     other sections come between. At most one line per level: five.
 
     >>> t = "## [2.3.1]\\n\\n### Added\\n- A label.\\n\\n### Fixed\\n- A race.\\n\\nA note."
-    >>> [[t[slice(*f)] for f in p.frame] for p in paragraph_parts(Chunk(id="c", text=t))]
-    [['## [2.3.1]', '### Added'], ['## [2.3.1]', '### Fixed'], []]
+    >>> [([t[slice(*f)] for f in p.outline], [t[slice(*f)] for f in p.frame]) for p in paragraph_parts(Chunk(id="c", text=t))]
+    [([], ['## [2.3.1]', '### Added']), (['## [2.3.1]'], ['### Fixed']), ([], [])]
     """
     open_: list[tuple[int, tuple[int, int]]] = []  # the # headings in force, levels rising: (level, line)
     out: list[Paragraph] = []
@@ -656,17 +665,22 @@ class ParagraphViews:
 
         return replace(context, render_overhead=Tallied(overhead, tally), render_tokens=rendered if context.render_tokens else None)
 
-    def merge(self, out: StageOutput, grouped: bool = False) -> StageOutput:
+    def merge(self, out: StageOutput, grouped: bool = False, context: StageContext | None = None) -> StageOutput:
         """The kept views of ``out`` as one chunk per input chunk (first-kept order, best view's relevance).
 
         ``grouped``: then the chunks that share a title follow the first of them
         (:func:`optimizer.render.group_by_title`), the layout the selector counted.
+
+        ``context`` (the run's, not :meth:`context`'s): the kept paragraphs' outline lines (:attr:`Paragraph.outline`)
+        are printed as far as its budget holds them, counted as rendered (:meth:`_with_outlines`); without it, none.
 
         A kept paragraph brings its heading line along. A chunk some of whose views were kept
         is not reported dropped; one that lost text gets the sentence stage's reason for a
         partly kept chunk, and its ranges removed as repeats keep theirs (``range_reasons``).
         """
         merged = self._merged(out.chunks)
+        if context is not None:
+            merged = self._with_outlines(merged, context, grouped)
         kept = {m.id for m in merged}
         reasons = {i: r for i, r in out.reasons.items() if i not in kept}
         for m in merged:
@@ -686,8 +700,43 @@ class ParagraphViews:
             relevance[v.id] = v.relevance if best is None or (v.relevance is not None and v.relevance > best) else best
         return [replace(self.given[i].keep([*p, *self._frames_of(i, p)]), relevance=relevance[i]) for i, p in pieces.items()]
 
-    def _frames_of(self, chunk_id: str, pieces: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-        """The heading and fence lines (:attr:`Paragraph.frame`) of the paragraphs ``pieces`` fall in, in paragraph order.
+    def _with_outlines(self, merged: list[Chunk], context: StageContext, grouped: bool) -> list[Chunk]:
+        """``merged`` (the kept blocks) with their kept paragraphs' outline lines, the nearest level first (every
+        paragraph's nearest, then every one's next): each one printed when the blocks with it still render within
+        ``context.budget`` (all of them without a budget), a paragraph's farther ones only after its nearer ones.
+        A line two paragraphs are under, or already kept, is printed once."""
+        chains = {m.id: self._outlines_of(m.id, m.kept_pieces) for m in merged}
+        if not any(chains.values()):
+            return merged
+        blocks = {m.id: m for m in merged}
+        added: dict[str, list[tuple[int, int]]] = {}
+        stopped: set[tuple[str, int]] = set()  # (chunk id, paragraph) whose nearer line did not fit
+        for depth in range(max(len(c) for ps in chains.values() for c in ps)):
+            for chunk_id, paragraphs in chains.items():
+                for k, chain in enumerate(paragraphs):
+                    if depth >= len(chain) or (chunk_id, k) in stopped:
+                        continue
+                    context.check_deadline("printing the kept paragraphs' outlines")
+                    trial = self._keeping(blocks[chunk_id], chain[depth], added.get(chunk_id, []))
+                    if trial is None:  # kept already (or removed by an earlier stage): nothing to print
+                        continue
+                    if _fits([trial if m.id == chunk_id else blocks[m.id] for m in merged], context, grouped):
+                        blocks[chunk_id] = trial
+                        added.setdefault(chunk_id, []).append(chain[depth])
+                    else:
+                        stopped.add((chunk_id, k))
+        return [blocks[m.id] for m in merged]
+
+    def _keeping(self, block: Chunk, line: tuple[int, int], added: Sequence[tuple[int, int]]) -> Chunk | None:
+        """``block`` (a merged chunk) keeping ``line`` of its original text too, or None when that adds nothing."""
+        if any(s <= line[0] and line[1] <= e for s, e in block.kept_pieces):
+            return None
+        given = self.given[block.id]
+        trial = replace(given.keep([*block.kept_pieces, *added, line]), relevance=block.relevance)
+        return None if trial.kept_pieces == block.kept_pieces else trial
+
+    def _hit(self, chunk_id: str, pieces: Sequence[tuple[int, int]]) -> list[int]:
+        """The indices (in order) of the paragraphs of ``chunk_id`` that ``pieces`` fall in.
 
         The bodies are sorted and disjoint, so each piece finds its paragraph by bisection: a
         scan of every paragraph per piece made a chunk of thousands of paragraphs quadratic.
@@ -703,7 +752,30 @@ class ParagraphViews:
             k = bisect.bisect_right(starts, s) - 1
             if k >= 0 and s < parts[k].body[1]:
                 hit.add(k)
-        return list(dict.fromkeys(span for k in sorted(hit) for span in parts[k].frame))  # a heading two paragraphs are under, once
+        return sorted(hit)
+
+    def _frames_of(self, chunk_id: str, pieces: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The heading and fence lines (:attr:`Paragraph.frame`) of the paragraphs ``pieces`` fall in, in paragraph order."""
+        parts = self.parts.get(chunk_id, [])
+        return list(dict.fromkeys(span for k in self._hit(chunk_id, pieces) for span in parts[k].frame))  # a line two paragraphs share, once
+
+    def _outlines_of(self, chunk_id: str, pieces: Sequence[tuple[int, int]]) -> list[tuple[tuple[int, int], ...]]:
+        """The outlines (:attr:`Paragraph.outline`, nearest level first) of the paragraphs ``pieces`` fall in that have one."""
+        parts = self.parts.get(chunk_id, [])
+        return [parts[k].outline[::-1] for k in self._hit(chunk_id, pieces) if parts[k].outline]
+
+
+def _fits(blocks: Sequence[Chunk], context: StageContext, grouped: bool) -> bool:
+    """Whether ``blocks`` (in the order the packer renders them when ``grouped``, see :meth:`ParagraphViews.merge`)
+    render within ``context.budget``: counted as rendered, or as the overhead plus each text's count (an upper
+    bound) without a renderer; always without a budget."""
+    if context.budget is None:
+        return True
+    layout = group_by_title(list(blocks)) if grouped else list(blocks)
+    exact = context.rendered(layout, grouped=grouped)
+    if exact is None:
+        exact = context.overhead(layout, grouped=grouped) + sum(context.count(c.text) for c in layout)
+    return exact <= context.budget
 
 
 def paragraph_views(chunks: Sequence[Chunk], titled: str = "joined") -> list[Chunk] | None:
