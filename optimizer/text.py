@@ -16,6 +16,7 @@ import regex
 _WORD = re.compile(r"\w+", re.UNICODE)  # ASCII text only: there Python's \w is the regex module's
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
 # letters and marks of scripts written without spaces between words (Thai, Lao, Khmer, Myanmar)
+_CJK_CHAR = re.compile(f"[{_CJK}]")
 _UNSPACED = r"[\p{L}\p{M}]&&[\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]"
 # a CJK character; a run of unspaced-script letters; any other run of word characters (the regex
 # module's \w, which unlike Python's takes in combining marks: "दिल्ली" is one word, not three)
@@ -82,6 +83,19 @@ def word_count(text: str) -> int:
     if text.isascii():
         return len(_WORD.findall(text))
     return sum(1 for _ in _TOKEN.finditer(text))
+
+
+def mostly_cjk(text: str) -> bool:
+    """Whether at least half of ``text``'s characters but white space are CJK, kana or hangul (a sentence
+    written without spaces between its words).
+
+    >>> mostly_cjk("访客车辆最多可停放24小时。"), mostly_cjk("resp = self._session.get(url)"), mostly_cjk("")
+    (True, False, False)
+    """
+    if text.isascii():
+        return False
+    shown = len(text) - sum(ch.isspace() for ch in text)
+    return shown > 0 and 2 * len(_CJK_CHAR.findall(text)) >= shown
 
 
 def cased_words(text: str) -> list[str]:

@@ -82,3 +82,25 @@ def test_overlapping_csv_windows_and_cjk_copies_print_each_line_once(preset, que
     source = {c.id: c.text for c in chunks}
     for span in result.spans:
         assert source[span.chunk_id][span.start:span.end] == result.text[span.context_start:span.context_end]
+
+
+FETCH = "    resp = self._session.get(url)"
+CLIENTS = [Chunk(id=name, title=f"api/{name}.py", text=f'```python\ndef get_{name[:-1]}(self, {name[:-1]}_id):\n'
+                 f'    url = f"{{self.base}}/{name}/{{{name[:-1]}_id}}"\n{FETCH}\n    resp.raise_for_status()\n    return resp.json()\n```')
+           for name in ("users", "orders")]
+
+
+@pytest.mark.parametrize("preset", ["default", "quality"])
+def test_a_code_line_two_fenced_functions_share_is_printed_in_each(preset):
+    """Before, ``resp = self._session.get(url)`` (three words between spaces, five word_count words) was dropped from the
+    second function as a repeat of the first's, which then printed ``resp.raise_for_status()`` with ``resp`` never assigned."""
+    result = Pipeline.preset(preset, budget=1000).run("How is the HTTP response fetched?", CLIENTS)
+    assert result.text.count(FETCH) == 2, result.text
+    assert not [d for d in result.dropped if d.reason == REPEAT_REASON]
+
+
+def test_word_count_words_key_only_cjk_text_and_delimited_rows():
+    """A line of prose or code with fewer than four words between spaces is no repeat, however many word runs it has."""
+    assert repeat_key("resp = self._session.get(url)") is None
+    assert repeat_key("x.y.z = a.b.c(d)") is None
+    assert repeat_key("ORD-5004\tCustomer4\tAustin\t248.50") is not None

@@ -37,11 +37,11 @@ from optimizer.overhead_tally import RecountTally, Tally
 from optimizer.records import Chunk
 from optimizer.render import group_by_title
 from optimizer.stage import StageContext, StageOutput
-from optimizer.sentences import line_view
+from optimizer.sentences import code_blocks, field_counts, line_view
 from optimizer.structure_frames import LineFrames, line_frames
 from optimizer.stages.prefix_end import clause_end, word_end
 from optimizer.stages.sentence_signals import Sentence, answer_part, query_mentions, terms_memo
-from optimizer.text import case_marks, word_count
+from optimizer.text import case_marks, mostly_cjk, word_count
 from optimizer.stages.wrap_cuts import LINES_REASON, LineCuts, Part, left_out, with_parts
 
 CUT_REASON = "sentences: lower-scoring sentences left out for the budget"
@@ -119,22 +119,32 @@ REPEAT_MIN_WORDS = 4  # shorter lines ("}", "end", "See also.") repeat by nature
 def repeat_key(text: str) -> str | None:
     """The words of a sentence, case-folded, by which a verbatim repeat is known; None for short ones.
 
-    Short is fewer than :data:`REPEAT_MIN_WORDS` words both between white space (a code line's tokens:
-    ``return x + y;``) and as :func:`~optimizer.text.word_count` reads them, whatever the script (a CSV row
-    ``ORD-5004,Customer4,Austin,248.50``, a Chinese sentence: one "word" between spaces, each long enough to
-    be a copy). The words whose case changes what they say stay as written
+    Short is fewer than :data:`REPEAT_MIN_WORDS` words between white space (``return x;``), but for text
+    written without them: a sentence mostly CJK, kana or hangul (:func:`~optimizer.text.mostly_cjk`) or a delimited
+    row (``ORD-5004,Customer4,Austin,248.50``: commas, semicolons, bars or tabs) counts
+    :func:`~optimizer.text.word_count`'s words, one "word" between spaces each long enough to be a copy.
+    ``resp = self._session.get(url)`` is three words (a line of code by its word runs would be a repeat of
+    any other function's). The words whose case changes what they say stay as written
     (:func:`~optimizer.text.case_marks`: ``5 mW`` does not repeat ``5 MW``).
 
     >>> repeat_key("She was the first woman  to win."), repeat_key("}"), repeat_key("It is 5 mW.") == repeat_key("It is 5 MW.")
     ('she was the first woman to win.', None, False)
     >>> repeat_key("ORD-5004,Customer4,Austin,248.50"), repeat_key("访客车辆最多可停放24小时。")
     ('ord-5004,customer4,austin,248.50', '访客车辆最多可停放24小时。')
+    >>> repeat_key("resp = self._session.get(url)") is None
+    True
     """
     words = text.split()
-    if len(words) < REPEAT_MIN_WORDS and word_count(text) < REPEAT_MIN_WORDS:
+    if len(words) < REPEAT_MIN_WORDS and not (_unspaced(text) and word_count(text) >= REPEAT_MIN_WORDS):
         return None
     marks = case_marks(text)
     return " ".join(words).casefold() + (f"\x00{marks}" if marks else "")
+
+
+def _unspaced(text: str) -> bool:
+    """Whether ``text`` is written without spaces between its words: mostly CJK, kana or hangul, or a delimited row
+    (at least ``REPEAT_MIN_WORDS - 1`` of one field separator, :func:`~optimizer.sentences.field_counts`)."""
+    return mostly_cjk(text) or max(field_counts(text)) >= REPEAT_MIN_WORDS - 1
 
 
 class SubjectKeys(Sequence):  # type: ignore[type-arg]
@@ -146,7 +156,7 @@ class SubjectKeys(Sequence):  # type: ignore[type-arg]
     (:meth:`yields`); a sibling the query does not ask for, or a mirror under another file name, repeats it."""
 
     def __init__(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence]) -> None:
-        self.keys = _unit_keys(sents)
+        self.keys = _unit_keys(sents, chunks)
         self.subjects = Subjects(query, chunks)
         self.named = self.subjects.named
         self._yields, self._compared = self._shared(sents)
@@ -202,13 +212,16 @@ class SubjectKeys(Sequence):  # type: ignore[type-arg]
         return bool(self._compared)
 
 
-def _unit_keys(sents: Sequence[Sentence]) -> list[str | None]:
+def _unit_keys(sents: Sequence[Sentence], chunks: Sequence[Chunk] = ()) -> list[str | None]:
     """Each sentence's :func:`repeat_key`: a question joined to its answer repeats what its answer does (an answer
     given alone, or under the same question), unless another unit gives that answer under another question (``Does
     the X300 include a battery?`` and ``Does the X310 ...``, each ``Yes, ...``): then each unit is known by its whole
-    text, and is a repeat only of a unit with the same question and answer."""
+    text, and is a repeat only of a unit with the same question and answer. A line of a fenced code block of
+    ``chunks`` (``sents``' chunks) has none (:func:`_in_code`): two functions share lines (``resp = self._session.get(url)``)
+    that each needs, so one is no copy of the other."""
     answers = [answer_part(s.text) for s in sents]
-    keys = [repeat_key(a) for a in answers]
+    code = _in_code(sents, chunks)
+    keys = [None if k in code else repeat_key(a) for k, a in enumerate(answers)]
     asked: dict[str, set[str | None]] = {}  # an answer's key -> the whole texts of the units that give it
     for s, a, key in zip(sents, answers, keys):
         if key is not None and len(a) < len(s.text):
@@ -217,6 +230,20 @@ def _unit_keys(sents: Sequence[Sentence]) -> list[str | None]:
         return keys
     return [repeat_key(s.text) if key is not None and len(a) < len(s.text) and len(asked[key]) > 1 else key
             for s, a, key in zip(sents, answers, keys)]
+
+
+def _in_code(sents: Sequence[Sentence], chunks: Sequence[Chunk]) -> set[int]:
+    """The indices of ``sents`` that overlap a fenced code block (:func:`~optimizer.sentences.code_blocks`) of their chunk."""
+    out: set[int] = set()
+    fences: dict[int, tuple[tuple[int, int], ...]] = {}
+    for k, s in enumerate(sents):
+        if s.chunk >= len(chunks):
+            continue
+        if s.chunk not in fences:
+            fences[s.chunk] = code_blocks(chunks[s.chunk].original_text)
+        if any(fs < s.end and s.start < fe for fs, fe in fences[s.chunk]):
+            out.add(k)
+    return out
 
 
 def _echoes(keys: SubjectKeys, sents: Sequence[Sentence], said: dict[str, list[int]]) -> Callable[[int], bool] | None:
