@@ -196,6 +196,16 @@ def test_cache_reads_and_writes_are_charged_at_their_prices(tmp_path):
     assert row["reserved_micro"] >= math.ceil(row["prompt_tokens"] * 3.75 + 16 * 15.0)
 
 
+def burst(service: Any, one: Any, n: int) -> list[dict[str, Any]]:
+    """Run ``one`` on ``n`` threads at once; the ledger rows of the requests served (the refused ones left out)."""
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [r for r in final_rows(service) if r["action"] != "refused"]
+
+
 # 5. the margin holds: Claude counts 30 % more than tiktoken, a burst never overruns the budget
 
 
@@ -213,12 +223,7 @@ def test_a_burst_never_overruns_a_budget_when_claude_counts_more_than_tiktoken(t
             except anthropic.RateLimitError:
                 outcomes.append("refused")
 
-        threads = [threading.Thread(target=one) for _ in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        rows = [r for r in final_rows(s.service) if r["action"] != "refused"]
+        rows = burst(s.service, one, 16)
         spent, reserved = spent_and_reserved(s.service)
     assert "ok" in outcomes and "refused" in outcomes and len(outcomes) == 16
     # the upstream reported more than the gateway counted, and the reservation (with the margin) still covered it
@@ -441,12 +446,7 @@ def test_a_tool_burst_never_overruns_a_budget_when_the_upstream_bills_its_tool_p
             codes.append(s.post({"model": CLAUDE, "max_tokens": 20, "tools": TINY_TOOL,
                                  "messages": [{"role": "user", "content": "hi"}]}).status_code)
 
-        threads = [threading.Thread(target=one) for _ in range(14)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        rows = [r for r in final_rows(s.service) if r["action"] != "refused"]
+        rows = burst(s.service, one, 14)
         spent, reserved = spent_and_reserved(s.service)
     assert all(r["prompt_tokens"] > 346 for r in rows)  # the hidden prompt was billed
     assert all(r["prompt_tokens"] + r["completion_tokens"] <= r["reserved_tokens"] for r in rows)
