@@ -102,9 +102,15 @@ class MiniLMEmbedder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, getattr(self, "dim", 384)), dtype=np.float32)
-        return remembered(self, texts, lambda missing: _normalize(
-            self._model.encode(missing, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)
-        ))
+        return remembered(self, texts, self.encode_once)
+
+    def encode_once(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors of ``texts``, kept in no memo: for texts seen once (a gateway's embedding inputs), which the
+        memo (bounded in texts, not in size) would hold for nothing."""
+        if not texts:
+            return np.zeros((0, getattr(self, "dim", 384)), dtype=np.float32)
+        return _normalize(self._model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
+                                             show_progress_bar=False))
 
 
 STATIC_TABLE = Path(__file__).resolve().parent / "data" / "static-wordnet.npz"

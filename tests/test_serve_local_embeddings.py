@@ -5,6 +5,7 @@ vectors (float and base64), counted with the model's tokenizer, reserved and cha
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -171,3 +172,80 @@ def test_a_local_embedding_model_must_be_the_packaged_one():
         "gemma-3-270m": {"upstream": "local", "input_per_million": 0.0, "output_per_million": 0.0},
         "embed": {"upstream": "local", "kind": "embedding", "upstream_model": MODEL}}})
     assert named.models["embed"].kind == "embedding"
+
+
+# the gateway's inputs are no optimizer texts: embedded as the model reads them, and kept in no memo
+
+
+def test_gateway_inputs_stay_out_of_the_embedders_memo_and_are_cut_to_what_the_model_reads(tmp_path, monkeypatch):
+    """A 200,000-character word is one [UNK] (1 token): it was kept whole in the shared memo (100,000 texts of any size),
+    so such requests grew the gateway's memory by their size each. A long text (``max_input_tokens`` above what the
+    model reads) reaches the model cut to its first 254 WordPieces: the vector sentence-transformers makes anyway."""
+    from optimizer.embeddings import get_embedder
+
+    embedder = get_embedder("minilm")
+    model_calls: list[list[str]] = []
+    real = embedder._model.encode
+
+    def spy(texts: Any, **kw: Any) -> Any:
+        model_calls.append(list(texts))
+        return real(texts, **kw)
+
+    monkeypatch.setattr(embedder._model, "encode", spy)
+    huge = "q" + "x" * 200_000
+    long = " ".join(f"passage{i} talks about rivers and towns" for i in range(120))  # ~1,000 WordPieces
+    inputs = ["Gateway memo probe: the Loire is long.", huge, long]
+    with live(tmp_path, max_input_tokens=2_000) as s:
+        r = s.post({"model": MODEL, "input": inputs, "encoding_format": "float"})
+        [row] = final_rows(s.service)
+    assert r.status_code == 200, r.text
+    memo = embedder.__dict__.get("_memo", {})
+    assert not any(text in memo for text in inputs), "the gateway's inputs were kept in the optimizer's memo"
+    assert sum(map(len, (t for batch in model_calls for t in batch))) < len(inputs[0]) + len(huge) + len(long) // 3
+    assert row["prompt_tokens"] == sum(minilm_count(t) for t in inputs) and minilm_count(huge) == 1
+    monkeypatch.undo()
+    expected = direct(inputs).tolist()  # the optimizer's own call on the whole texts
+    assert all(cosine(d["embedding"], e) > 0.99999 for d, e in zip(r.json()["data"], expected))
+
+
+def test_a_client_that_leaves_mid_way_stops_the_batches_and_its_row_says_so(tmp_path, monkeypatch):
+    """Before: only the first batch asked whether the client was there, so every remaining batch was embedded on the
+    thread the local model shares, for no one, and the row settled ok/200. Now each batch asks; the row is a 499 that
+    charges the inputs embedded before the client left."""
+    import socket
+    import threading
+    import time
+    from urllib.parse import urlsplit
+
+    import ragtrim.serve.local_embeddings as local
+    from ragtrim.serve.local_embeddings import BATCH
+
+    started, closed, batches = threading.Event(), threading.Event(), []
+    real = local._batch_json
+
+    def spy(texts: Any, *args: Any) -> Any:
+        batches.append(len(texts))
+        started.set()
+        if len(batches) == 1:  # the client leaves while the first batch is embedded
+            closed.wait(30)
+            time.sleep(0.5)  # for the server's event loop to read the closed socket (not a timed assertion)
+        return real(texts, *args)
+
+    monkeypatch.setattr(local, "_batch_json", spy)
+    texts = [f"doc {i}: the river number {i} runs past town {i % 13}." for i in range(BATCH * 6)]
+    with live(tmp_path) as s:
+        budget(s.service, "acme", "tokens", 100_000)
+        body = json.dumps({"model": MODEL, "input": texts}).encode()
+        url = urlsplit(s.url)
+        sock = socket.create_connection((url.hostname, url.port))
+        sock.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"Authorization: Bearer {s.key}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        assert started.wait(60)
+        sock.close()
+        closed.set()
+        [row] = final_rows(s.service, timeout=120)
+    assert len(batches) <= 2, f"{len(batches)} batches of {len(texts) // BATCH} embedded for a client that left"
+    embedded = sum(minilm_count(t) for t in texts[:BATCH * len(batches)])
+    assert row["status"] == 499 and "client disconnected" in row["error"], row
+    assert f"{BATCH * len(batches)} of {len(texts)} inputs" in row["error"], row["error"]
+    assert (row["action"], row["prompt_tokens"]) == ("ok", embedded) and row["prompt_tokens"] < row["reserved_tokens"]

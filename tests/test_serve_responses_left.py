@@ -253,3 +253,32 @@ def test_a_long_transcript_is_parsed_checked_and_sent_without_one_long_step_on_t
         where["parse"].clear()
         s.post()  # a chat body (the scripted upstream answers Responses only: a 502 here)
         assert where["parse"] == ["event loop"]  # parsed on the loop, as before
+
+
+# 4. a request without documents: its prompt counted once (an 8 MiB transcript took 11 s per count, counted twice)
+
+
+def test_a_prompt_without_documents_is_counted_once(tmp_path, monkeypatch):
+    """The smallest reservation and the attempt count the same messages when there are no documents: one count."""
+    import ragtrim.serve.upstream as upstream
+
+    from ragtrim.serve.fake_responses import response_object
+
+    real, counted = upstream.count_chat_tokens, []
+
+    def counting(messages: Any, tokenizer: str) -> int:
+        counted.append(sum(len(str(m.get("content", ""))) for m in messages))
+        return real(messages, tokenizer)
+
+    monkeypatch.setattr(upstream, "count_chat_tokens", counting)
+    big = "a transcript line. " * 20_000
+
+    def answer(body: dict[str, Any]) -> Any:
+        return JSONResponse({**response_object(1, body, "Done.", None), "usage": {"input_tokens": 5, "output_tokens": 2}})
+
+    with stack(tmp_path, answer) as s:
+        r = httpx.post(f"{s.url}/v1/responses", headers=s.auth(), timeout=60,
+                       json={"model": "gpt-4o", "input": [{"role": "user", "content": big}], "max_output_tokens": 20})
+        [row] = final_rows(s.service)
+    assert r.status_code == 200 and row["action"] == "ok", r.text
+    assert len([n for n in counted if n >= len(big)]) == 1, f"the {len(big)}-character prompt was counted {len(counted)} times"

@@ -111,8 +111,7 @@ async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Bud
         result = done[key]
         messages = with_documents(req.messages, service.config.template, result.text)
     context = result.text if result is not None else ""
-    prompt = await upstream.count_prompt_tokens(req.dialect.count_view(messages), model.tokenizer, req.question, context,
-                                                client_left=left)
+    prompt = await _prompt_tokens(upstream, req, messages, model.tokenizer, context, done, left)
     prompt += await _field_tokens(upstream, req, model.tokenizer, done) + tool_prompt(req, model)
     return Attempt(model=model, price=service.prices[model.name], budget_tokens=result.budget if result is not None else None,
                    result=result, messages=messages, prompt_tokens=int(prompt), max_tokens=max_out,
@@ -154,6 +153,21 @@ async def _field_tokens(upstream: Any, req: ChatRequest, tokenizer: str, memo: d
     if key not in memo:
         memo[key] = int(await run_in_threadpool(count_request_fields, req.passthrough, tokenizer, req.dialect.billed))
     return memo[key]
+
+
+async def _prompt_tokens(upstream: Any, req: ChatRequest, messages: Sequence[Any], tokenizer: str, context: str,
+                         memo: dict[Any, Any], left: Callable[[], Awaitable[bool]] | None) -> int:
+    """The prompt's tokens as ``upstream`` counts them (``messages``, with ``context`` for a model that counts its own
+    prompt). Without documents the smallest reservation (:func:`_smallest`) and every attempt (:func:`_build`) count the
+    request's own messages: counted once per upstream and tokenizer (an 8 MiB transcript takes seconds to count)."""
+    key = ("prompt", id(upstream), tokenizer) if not req.documents else None
+    if key is not None and key in memo:
+        return int(memo[key])
+    n = int(await upstream.count_prompt_tokens(req.dialect.count_view(messages), tokenizer, req.question, context,
+                                               client_left=left))
+    if key is not None:
+        memo[key] = n
+    return n
 
 
 def tool_prompt(req: ChatRequest, model: ModelConfig) -> int:
@@ -199,8 +213,7 @@ async def _smallest(service: Any, req: ChatRequest, chain: Sequence[ModelConfig]
             context = smallest_context(service.config.degrade.floor, req.budget, full[m.tokenizer])
         key = (id(upstream), m.tokenizer)
         if key not in bare:
-            bare[key] = int(await upstream.count_prompt_tokens(req.dialect.count_view(messages), m.tokenizer, req.question, "",
-                                                               client_left=left))
+            bare[key] = await _prompt_tokens(upstream, req, messages, m.tokenizer, "", memo, left)
             bare[key] += await _field_tokens(upstream, req, m.tokenizer, memo)
         counted = (max(0, bare[key] + context - JOIN_SLACK) if context else bare[key]) + tool_prompt(req, m)
         prompt = with_margin(counted, m.count_margin)

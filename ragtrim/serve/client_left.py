@@ -65,6 +65,20 @@ class LeftBeforeSent(Exception):
         super().__init__(f"the client disconnected {when}")
 
 
+class LeftMidway(Exception):
+    """The request's client disconnected after ``done`` of its ``total`` inputs were embedded in-process: the rest were
+    not (the work stops at its next turn), and what was done is charged.
+
+    >>> LeftMidway(64, 640).when
+    'after 64 of 640 inputs were embedded, so the other 576 were not'
+    """
+
+    def __init__(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+        self.when = f"after {done} of {total} inputs were embedded, so the other {total - done} were not"
+        super().__init__(f"the client disconnected {self.when}")
+
+
 WAITED_FOR_CONNECTION = "while its call waited for a connection to the upstream (max_connections)"
 WAITED_FOR_LOCAL_MODEL = "while its call waited for the local model (it answers one call at a time)"
 COUNT_WAITED_FOR_LOCAL_MODEL = "while its prompt count waited for the local model (it answers one call at a time)"

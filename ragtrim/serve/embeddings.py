@@ -37,11 +37,11 @@ from starlette.responses import Response
 from ragtrim.serve.auth import require
 from ragtrim.serve.bodies import EMBEDDINGS_BODY, read_json
 from ragtrim.serve.chat import BYTES_PER_TOKEN, trusted_count
-from ragtrim.serve.client_left import LeftBeforeSent
+from ragtrim.serve.client_left import LeftBeforeSent, LeftMidway
 from ragtrim.serve.config import ModelConfig
 from ragtrim.serve.embedding_inputs import EmbeddingRequest, count_inputs, input_bytes, parse_embeddings
 from ragtrim.serve.endings import abandon, failed, finish_rejected, left_unsent, refuse, unit_name
-from ragtrim.serve.errors import ApiError, bad_request, client_gone
+from ragtrim.serve.errors import CLIENT_LEFT, ApiError, bad_request, client_gone
 from ragtrim.serve.hold import Hold
 from ragtrim.serve.ledger import LedgerEntry
 from ragtrim.serve.local_embeddings import check_local_request, embed_locally, embeds_locally, local_tokenizer
@@ -207,6 +207,8 @@ async def _answer(service: Any, req: EmbeddingRequest, attempt: Attempt, hold: H
                                                            wire=EMBEDDINGS_WIRE)
     except LeftBeforeSent as exc:
         raise await left_unsent(hold, exc) from None
+    except LeftMidway as exc:
+        raise await _left_midway(req, attempt, hold, exc) from None
     if reply.error is not None:
         raise await failed(hold, reply.error, reply.refusal, reply.started, reply.upstream_ms)
     reported = reply.prompt_tokens
@@ -219,3 +221,18 @@ async def _answer(service: Any, req: EmbeddingRequest, attempt: Attempt, hold: H
     headers = {"X-Ragtrim-Request-Id": final.id, "X-Ragtrim-Action": "ok", "X-Ragtrim-Model": model.name,
                "X-Ragtrim-Cost-Micro": str(cost), "X-Ragtrim-Upstream-Ms": f"{reply.upstream_ms:.3f}"}
     return Response(reply.raw, media_type="application/json", headers=headers)
+
+
+async def _left_midway(req: EmbeddingRequest, attempt: Attempt, hold: Hold, exc: LeftMidway) -> ApiError:
+    """Settle a locally embedded request whose client left part-way (``exc``): charged the tokens of the inputs embedded
+    before it left (counted as the plan counted them), its row a 499 saying so; the 499 (no client reads it)."""
+    model = attempt.model
+    done = req.inputs[:exc.done]
+    p = sum(await run_in_threadpool(count_inputs, done, await run_in_threadpool(local_tokenizer),
+                                    limit=local_input_limit(model), model=model.name))
+    cost = attempt.price.cost_micro(prompt_tokens=p, completion_tokens=0)
+    message = f"the client disconnected {exc.when}: charged the {p} input tokens embedded"
+    final = replace(hold.entry, prompt_tokens=p, completion_tokens=0, usage_source="counted", cost_micro=cost,
+                    status=CLIENT_LEFT, latency_ms=(time.perf_counter() - hold.start) * 1000, error=message)
+    await hold.settle(final, p, 0, cost)
+    return ApiError(CLIENT_LEFT, "client_closed_request", f"{message} (request id {hold.entry.id})")

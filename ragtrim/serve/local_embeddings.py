@@ -83,19 +83,36 @@ def encoded(vectors: Any, fmt: str) -> list[Any]:
     return [row.tolist() for row in rows]
 
 
-def _batch_json(texts: Sequence[str], name: str, fmt: str, start: int) -> list[bytes]:
-    """One batch embedded (``name``: the optimizer's embedder), as the JSON of its ``data`` items from index ``start``."""
-    from optimizer.embeddings import get_embedder
+def read_part(text: str, tokenizer: Any) -> str:
+    """The part of ``text`` the model reads: its first :data:`MAX_WORDPIECES` WordPieces, mapped back to characters
+    (sentence-transformers cuts there too, so the vector is the same). A text of at most that many characters is whole
+    (a WordPiece is at least one character); a one-word text of any length is one [UNK], and whole."""
+    if len(text) <= MAX_WORDPIECES:
+        return text
+    return text[:tokenizer.prefix_within(text, MAX_WORDPIECES)]
 
-    vectors = get_embedder(name).encode(list(texts))
+
+def _batch_json(texts: Sequence[str], name: str, fmt: str, start: int) -> list[bytes]:
+    """One batch embedded (``name``: the optimizer's embedder), as the JSON of its ``data`` items from index ``start``.
+    Each text is cut to what the model reads (:func:`read_part`) and kept in no memo (the embedder's ``encode_once``):
+    a gateway's inputs are seen once, and the optimizer's memo, bounded in texts and not in size, would hold them all."""
+    from optimizer.embeddings import get_embedder
+    from optimizer.minilm import minilm_path
+    from optimizer.tokenizer import get_tokenizer
+
+    tokenizer = get_tokenizer(f"hf:{minilm_path()}")
+    vectors = get_embedder(name).encode_once([read_part(t, tokenizer) for t in texts])
     return [json.dumps({"object": "embedding", "index": start + i, "embedding": v}, separators=(",", ":")).encode()
             for i, v in enumerate(encoded(vectors, fmt))]
 
 
 async def embed_locally(upstream: Any, model: ModelConfig, req: Any, tokens: int, client_left: Any = None) -> UpstreamReply:
     """The answer to a reserved request (its inputs ``tokens`` counted): every input embedded, :data:`BATCH` at a time in
-    turn on the local model's thread (:meth:`ragtrim.serve.upstream.LocalUpstream.in_turn`); a client that left while the first waited is not served; a 502 reply if it fails."""
-    from ragtrim.serve.client_left import WAITED_FOR_LOCAL_MODEL, LeftBeforeSent
+    turn on the local model's thread (:meth:`ragtrim.serve.upstream.LocalUpstream.in_turn`); a 502 reply if it fails.
+    Each batch asks ``client_left`` as its turn comes: a client gone before the first is not served
+    (:class:`~ragtrim.serve.client_left.LeftBeforeSent`), one gone later stops the rest
+    (:class:`~ragtrim.serve.client_left.LeftMidway`, with the inputs embedded so far)."""
+    from ragtrim.serve.client_left import WAITED_FOR_LOCAL_MODEL, LeftBeforeSent, LeftMidway
 
     name = LOCAL_EMBEDDERS[model.upstream_model or model.name]
     fmt = req.forwarded.get("encoding_format") or "float"
@@ -103,8 +120,10 @@ async def embed_locally(upstream: Any, model: ModelConfig, req: Any, tokens: int
     try:
         for at in range(0, len(req.inputs), BATCH):
             items += await upstream.in_turn(_batch_json, req.inputs[at:at + BATCH], name, fmt, at,
-                                            client_left=client_left if at == 0 else None, when=WAITED_FOR_LOCAL_MODEL)
-    except LeftBeforeSent:  # gone while the first batch waited its turn: nothing was embedded
+                                            client_left=client_left, when=WAITED_FOR_LOCAL_MODEL)
+    except LeftBeforeSent:  # gone as a batch's turn came: nothing more is embedded
+        if items:
+            raise LeftMidway(len(items), len(req.inputs)) from None
         raise
     except Exception as exc:  # the model failed: nothing the client can fix, and nothing billed (a 502, released)
         ms = (time.perf_counter() - start) * 1000
