@@ -5,9 +5,10 @@ workers per replica, ``--replicas`` replicas sharing one database: SQLite in a t
 throwaway PostgreSQL cluster with ``--db postgres``), three tenants (no budget, a daily $
 budget and a daily token budget, both sized to run out about halfway), and ``--concurrency``
 asyncio clients that send ``--requests`` requests with HotpotQA documents (10 paragraphs): chat completions, or
-with ``--mix chat,responses,embeddings`` spread over those routes by request index (round robin): a Responses
+with ``--mix chat,responses,embeddings,messages`` spread over those routes by request index (round robin): a Responses
 request (the same question and documents), an embeddings request (the 10 paragraphs as inputs, an indexing job, on
-an embedding model the config then serves).
+an embedding model the config then serves), an Anthropic Messages request (the same question and documents, on a
+Claude model of an ``anthropic`` upstream the config then points at the fake's ``/v1/messages``).
 Optionally SIGKILLs one worker after ``--kill-at`` of the requests. Everything is bounded:
 a request count, a wall-clock limit, and every process it started is stopped at the end.
 
@@ -26,7 +27,7 @@ It then checks, from the database and the client's own counts:
     python bench/load_serve.py --requests 10000 --concurrency 64 --workers 2
     python bench/load_serve.py --db postgres --replicas 2 --workers 1 --requests 10000
     python bench/load_serve.py --requests 10000 --kill-at 0.4
-    python bench/load_serve.py --requests 3000 --concurrency 32 --mix chat,responses,embeddings
+    python bench/load_serve.py --requests 3000 --concurrency 32 --mix chat,responses,embeddings,messages
 """
 
 from __future__ import annotations
@@ -60,11 +61,13 @@ PEPPER = "load-test-pepper-0123456789abcdef"
 METRICS_TOKEN = "load-test-metrics-token-0123456789"  # /metrics needs it (or an admin key)
 TENANTS = ("steady", "capped-usd", "capped-tokens")
 EMBEDDING_MODEL = "text-embedding-3-small"
+CLAUDE_MODEL = "claude-sonnet-4-5"
 # route: (path, ledger endpoint, model, USD per million input tokens, per million output tokens); gpt-4o's are the
-# gateway's price table's, the embedding model's the config's
+# gateway's price table's, the embedding and Claude models' the config's
 ROUTES = {"chat": ("/v1/chat/completions", "chat", "gpt-4o", Decimal("2.5"), Decimal(10)),
           "responses": ("/v1/responses", "responses", "gpt-4o", Decimal("2.5"), Decimal(10)),
-          "embeddings": ("/v1/embeddings", "embeddings", EMBEDDING_MODEL, Decimal("0.02"), Decimal(0))}
+          "embeddings": ("/v1/embeddings", "embeddings", EMBEDDING_MODEL, Decimal("0.02"), Decimal(0)),
+          "messages": ("/v1/messages", "messages", CLAUDE_MODEL, Decimal(3), Decimal(15))}
 USAGE_FIELDS = ("requests", "ok", "degraded", "refused", "failed", "pending", "prompt_tokens", "completion_tokens", "cost_micro")
 
 
@@ -73,24 +76,35 @@ def parse_mix(text: str) -> tuple[str, ...]:
 
     >>> parse_mix("chat,embeddings")
     ('chat', 'embeddings')
+    >>> parse_mix("chat, responses,embeddings,messages")
+    ('chat', 'responses', 'embeddings', 'messages')
     >>> parse_mix("chat,images")
     Traceback (most recent call last):
     ...
-    argparse.ArgumentTypeError: --mix takes routes among chat, responses, embeddings (comma-separated), got 'images'
+    argparse.ArgumentTypeError: --mix takes routes among chat, responses, embeddings, messages (comma-separated), got 'images'
+    >>> parse_mix("messages,messages")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: --mix takes each route once, at least one, e.g. chat,responses,embeddings,messages; got 'messages,messages'
     """
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     for n in names:
         if n not in ROUTES:
             raise argparse.ArgumentTypeError(f"--mix takes routes among {', '.join(ROUTES)} (comma-separated), got {n!r}")
     if not names or len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(f"--mix takes each route once, at least one, e.g. chat,responses,embeddings; got {text!r}")
+        raise argparse.ArgumentTypeError(f"--mix takes each route once, at least one, e.g. chat,responses,embeddings,messages; got {text!r}")
     return names
 
 
 def request_body(route: str, question: str, chunks: list[dict[str, Any]], max_tokens: int, i: int) -> dict[str, Any]:
-    """Request ``i``'s body on ``route``: the question and its documents (chat, Responses), or the documents' texts
-    as inputs (embeddings, an indexing job); tagged with one of 7 users and 2 features."""
+    """Request ``i``'s body on ``route``: the question and its documents (chat, Responses, Messages), or the documents'
+    texts as inputs (embeddings, an indexing job); tagged with one of 7 users and 2 features (a Messages request's
+    user as Anthropic's ``metadata.user_id``)."""
     tags = {"user": f"u{i % 7}", "feature": "qa" if i % 2 else "search"}
+    if route == "messages":
+        return {"model": CLAUDE_MODEL, "max_tokens": max_tokens, "system": "Answer from the documents.",
+                "messages": [{"role": "user", "content": question}], "documents": chunks,
+                "metadata": {"user_id": tags["user"]}, "feature": tags["feature"]}
     if route == "embeddings":
         return {"model": EMBEDDING_MODEL, "input": [c["text"] for c in chunks], **tags}
     if route == "responses":
@@ -98,6 +112,41 @@ def request_body(route: str, question: str, chunks: list[dict[str, Any]], max_to
                 "max_output_tokens": max_tokens, **tags}
     return {"model": "gpt-4o", "messages": [{"role": "user", "content": question}], "documents": chunks,
             "max_tokens": max_tokens, **tags}
+
+
+def request_headers(route: str, key: str) -> dict[str, str]:
+    """The tenant key as the route's SDK sends it: ``x-api-key`` (the anthropic SDK) on Messages, else a bearer token.
+
+    >>> request_headers("messages", "rtk_1"), request_headers("chat", "rtk_1")
+    ({'x-api-key': 'rtk_1'}, {'Authorization': 'Bearer rtk_1'})
+    """
+    return {"x-api-key": key} if route == "messages" else {"Authorization": f"Bearer {key}"}
+
+
+def prompt_tokens_of(route: str, usage: dict[str, Any]) -> int:
+    """The prompt tokens of a ``route`` answer's ``usage``: Responses' ``input_tokens``; Anthropic's ``input_tokens``
+    plus its cache writes and reads (each billed, each part of the prompt); else ``prompt_tokens``.
+
+    >>> prompt_tokens_of("messages", {"input_tokens": 90, "cache_creation_input_tokens": 7, "cache_read_input_tokens": None,
+    ...                               "output_tokens": 12})
+    97
+    >>> prompt_tokens_of("responses", {"input_tokens": 90, "output_tokens": 12})
+    90
+    """
+    if route == "messages":
+        return sum(usage.get(k) or 0 for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
+    return usage["input_tokens"] if route == "responses" else usage["prompt_tokens"]
+
+
+def completion_tokens_of(route: str, usage: dict[str, Any]) -> int:
+    """The completion tokens of a ``route`` answer's ``usage`` (0 for embeddings).
+
+    >>> completion_tokens_of("messages", {"input_tokens": 90, "output_tokens": 12})
+    12
+    """
+    if route == "embeddings":
+        return 0
+    return usage["output_tokens"] if route in ("messages", "responses") else usage["completion_tokens"]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -120,8 +169,10 @@ def load_documents(n: int) -> list[tuple[str, list[dict[str, Any]]]]:
 
 
 def write_config(path: Path, upstream: str, preset: str, lease: float, connection_max_age: float = 15.0,
-                 optimizer_threads: int = 2, tenant_optimizer_runs: int = 64, embeddings: bool = False) -> None:
-    """The gateway's config: two chat models on the fake upstream, and an embedding model when ``embeddings``."""
+                 optimizer_threads: int = 2, tenant_optimizer_runs: int = 64, embeddings: bool = False,
+                 messages: bool = False) -> None:
+    """The gateway's config: two chat models on the fake upstream, an embedding model when ``embeddings``, and two
+    Claude models on an anthropic upstream (the fake's ``/v1/messages``) when ``messages``."""
     embedding = f"""[models."{EMBEDDING_MODEL}"]
 upstream = "fake"
 kind = "embedding"
@@ -129,6 +180,26 @@ tokenizer = "cl100k_base"
 input_per_million = {ROUTES["embeddings"][3]}
 price_date = "2026-12-01"
 """ if embeddings else ""
+    claude = f"""[upstreams.claude]
+kind = "anthropic"
+base_url = "{upstream}"
+max_connections = 512
+[models."{CLAUDE_MODEL}"]
+upstream = "claude"
+tokenizer = "cl100k_base"
+cheaper = "claude-haiku"
+input_per_million = {ROUTES["messages"][3]}
+output_per_million = {ROUTES["messages"][4]}
+cached_input_per_million = 0.3
+cache_write_per_million = 3.75
+price_date = "2026-12-01"
+[models."claude-haiku"]
+upstream = "claude"
+tokenizer = "cl100k_base"
+input_per_million = 1.0
+output_per_million = 5.0
+price_date = "2026-12-01"
+""" if messages else ""
     path.write_text(f"""
 preset = "{preset}"
 default_model = "gpt-4o"
@@ -151,7 +222,7 @@ cheaper = "gpt-4o-mini"
 [models."gpt-4o-mini"]
 upstream = "fake"
 tokenizer = "cl100k_base"
-{embedding}""")
+{embedding}{claude}""")
 
 
 def wait_http(url: str, timeout: float = 60.0) -> None:
@@ -302,7 +373,7 @@ async def client_run(bases: list[str], keys: dict[str, str], docs: list, n: int,
         row: dict[str, Any] = {"i": i, "tenant": tenant, "route": route}
         try:
             r = await client.post(f"{bases[i % len(bases)]}{ROUTES[route][0]}", json=body,
-                                  headers={"Authorization": f"Bearer {keys[tenant]}"})
+                                  headers=request_headers(route, keys[tenant]))
             row.update(status=r.status_code, id=r.headers.get("x-ragtrim-request-id"), action=r.headers.get("x-ragtrim-action"),
                        model=r.headers.get("x-ragtrim-model"), upstream_ms=float(r.headers.get("x-ragtrim-upstream-ms", "nan")))
         except httpx.HTTPError as exc:
@@ -328,13 +399,13 @@ def probe_request(base: str, key: str, doc: tuple, max_tokens: int, route: str =
     """One request on ``route`` (the ``steady`` tenant's): its prompt tokens size the budgets."""
     import httpx
 
-    body = {k: v for k, v in request_body(route, doc[0], doc[1], max_tokens, 0).items() if k not in ("user", "feature")}
-    r = httpx.post(f"{base}{ROUTES[route][0]}", headers={"Authorization": f"Bearer {key}"}, timeout=60, json=body)
+    body = {k: v for k, v in request_body(route, doc[0], doc[1], max_tokens, 0).items()
+            if k not in ("user", "feature", "metadata")}
+    r = httpx.post(f"{base}{ROUTES[route][0]}", headers=request_headers(route, key), timeout=60, json=body)
     r.raise_for_status()
     usage = r.json()["usage"]
-    prompt = usage["input_tokens"] if route == "responses" else usage["prompt_tokens"]
-    return {"route": route, "prompt_tokens": prompt, "max_tokens": 0 if route == "embeddings" else max_tokens,
-            "id": r.headers["x-ragtrim-request-id"]}
+    return {"route": route, "prompt_tokens": prompt_tokens_of(route, usage), "completion_tokens": completion_tokens_of(route, usage),
+            "max_tokens": 0 if route == "embeddings" else max_tokens, "id": r.headers["x-ragtrim-request-id"]}
 
 
 def busiest_worker(db_url: str, pids: list[int]) -> int:
@@ -509,7 +580,7 @@ def start_gateways(stack: ExitStack, args: argparse.Namespace, env: dict[str, st
                                  str(args.upstream_jitter_ms)], env, tmp / "upstream.log"))
     wait_http(f"http://127.0.0.1:{up_port}/v1/models")
     write_config(tmp / "serve.toml", f"http://127.0.0.1:{up_port}", args.preset, args.lease, args.connection_max_age,
-                 args.optimizer_threads, args.tenant_optimizer_runs, embeddings="embeddings" in args.mix)
+                 args.optimizer_threads, args.tenant_optimizer_runs, embeddings="embeddings" in args.mix, messages="messages" in args.mix)
     make_engine(db_url).dispose()
     bases, supervisors = [], []
     for r in range(args.replicas):
@@ -624,7 +695,7 @@ def main() -> None:
                         "64 measure the quota's accounting; the gateway's own default, optimizer_threads, would refuse "
                         "most of them with a 429 rate_limit_exceeded)")
     p.add_argument("--mix", type=parse_mix, default=("chat",),
-                   help="routes the requests go to, round robin by request index: chat, responses, embeddings "
+                   help="routes the requests go to, round robin by request index: chat, responses, embeddings, messages "
                         "(comma-separated; default chat)")
     p.add_argument("--kill-at", type=float, default=None, help="SIGKILL one worker after this share of the requests")
     p.add_argument("--time-limit", type=float, default=480.0, help="stop sending after this many seconds")

@@ -50,19 +50,22 @@ def test_two_workers_quota_runs_out_midway_no_overspend(tmp_path):
 
 
 def test_mixed_routes_quota_runs_out_no_overspend_usage_is_the_ledger(tmp_path):
-    """Chat, Responses and embeddings requests in turn, every tenant on every route, against the same budgets."""
-    report = run_load(tmp_path, "--requests", "150", "--concurrency", "16", "--workers", "2", "--upstream-ms", "5",
-                      "--upstream-jitter-ms", "5", "--mix", "chat,responses,embeddings")
-    _common(report, 150)
-    assert report["answered"] == 150 and report["ledger_rows"] == 150 and report["lost_connection"] == 0
+    """Chat, Responses, embeddings and Anthropic Messages requests in turn, every tenant on every route, against the
+    same budgets."""
+    report = run_load(tmp_path, "--requests", "200", "--concurrency", "16", "--workers", "2", "--upstream-ms", "5",
+                      "--upstream-jitter-ms", "5", "--mix", "chat,responses,embeddings,messages")
+    _common(report, 200)
+    assert report["answered"] == 200 and report["ledger_rows"] == 200 and report["lost_connection"] == 0
     routes = report["routes"]
-    assert set(routes) == {"chat", "responses", "embeddings"}
+    assert set(routes) == {"chat", "responses", "embeddings", "messages"}
     for name, r in routes.items():
         assert r["sent"] == 50 and r["ledger_rows"] == 50 and r["ok"] > 0 and r["failed"] == 0, (name, r)
         assert r["status"].get("200", 0) == r["ok"] + r["degraded"] and r["status"].get("429", 0) == r["refused"], (name, r)
     assert routes["embeddings"]["degraded"] == 0 and routes["embeddings"]["completion_tokens"] == 0  # never trimmed
     assert sum(r["refused"] for r in routes.values()) == report["refused"]
-    assert report["metrics_requests_by_endpoint"]["embeddings"] >= 50  # the first replica counts its own (+ the probe)
+    assert all(n >= 50 for n in report["metrics_requests_by_endpoint"].values())  # the first replica counts its own (+ probes)
+    claude = next(p for p in report["probe"] if p["route"] == "messages")  # Anthropic's usage read: input (+ cache) and output
+    assert claude["prompt_tokens"] > 0 and claude["completion_tokens"] > 0 and routes["messages"]["cost_micro"] > 0
 
 
 def test_killed_worker_loses_no_ledger_row_and_its_reservations_expire(tmp_path):
