@@ -574,3 +574,17 @@ def test_search_results_and_text_documents_are_counted_and_a_pdf_still_refused_u
     assert counted[1] > counted[0] + 200 and counted[2] > counted[0] + 100 and counted[3] > counted[0] + 100
     assert all(r["prompt_tokens"] + r["completion_tokens"] <= r["reserved_tokens"] for r in rows)
     assert refused.status_code == 400 and "(an document block)" not in refused.text and "cannot count" in refused.text
+
+
+def test_a_user_budget_holds_for_the_user_anthropic_names_in_metadata(tmp_path):
+    """Anthropic's end user is ``metadata.user_id``: a user's budget applies to it (the row was untagged, the budget
+    never consulted)."""
+    with live(tmp_path) as s:
+        budget(s.service, "acme", "tokens", 10, scope="user", scope_value="alice")
+        alice = s.post({"model": CLAUDE, "max_tokens": 20, "metadata": {"user_id": "alice"},
+                        "messages": [{"role": "user", "content": "hi"}]})
+        bob = s.post({"model": CLAUDE, "max_tokens": 20, "metadata": {"user_id": "bob"},
+                      "messages": [{"role": "user", "content": "hi"}]})
+        rows = final_rows(s.service)
+    assert alice.status_code == 429 and bob.status_code == 200, (alice.text, bob.text)
+    assert sorted(r["user"] for r in rows) == ["alice", "bob"]

@@ -415,16 +415,19 @@ def _given(*sources: tuple[str, Any]) -> tuple[str, Any]:
 def tags_of(body: Mapping[str, Any], extras: Mapping[str, Any], headers: Mapping[str, str]) -> Tags:
     """``user`` and ``feature`` from the body (or ``metadata``), else the X-Ragtrim-User/-Feature headers; a null
     one (openai-python sends ``"user": null`` for ``user=None``) is not given, so the next source applies. The user
-    is ``user``, else ``safety_identifier`` (OpenAI's replacement of the deprecated ``user``; both are forwarded).
+    is ``user``, else ``safety_identifier`` (OpenAI's replacement of the deprecated ``user``; both are forwarded), else
+    ``metadata.user``, else ``metadata.user_id`` (the field Anthropic's Messages API names its end user with).
 
     >>> tags_of({"user": None, "metadata": {"user": "alice"}}, {}, {"x-ragtrim-feature": "bot"})
     Tags(user='alice', feature='bot')
     >>> tags_of({"safety_identifier": "u-7f3a"}, {}, {}).user
     'u-7f3a'
+    >>> tags_of({"metadata": {"user_id": "u-9"}}, {}, {}).user
+    'u-9'
     """
     meta = body.get("metadata") if isinstance(body.get("metadata"), Mapping) else {}
     user = _given(("user", body.get("user")), ("safety_identifier", body.get("safety_identifier")), ("user", meta.get("user")),
-                  ("user", headers.get("x-ragtrim-user")))
+                  ("metadata.user_id", meta.get("user_id")), ("user", headers.get("x-ragtrim-user")))
     feature = _given(("feature", extras.get("feature")), ("feature", meta.get("feature")),
                      ("feature", headers.get("x-ragtrim-feature")))
     return Tags(user=_label(_text(user[1], user[0], _TAG_MAX, required=False), user[0]),
