@@ -38,7 +38,11 @@ from typing import Any
 # bundled sets' output is unchanged). In a chunk with a title of its own, a paragraph's heading titles
 # it after the chunk's title (titled_headings "joined", the stage's default; "Issue 11, twentieth
 # round": the heading alone won where chunks were built but lost 10 points on generic section
-# headings, and "joined" passed the rule written before the runs, in both presets).
+# headings, and "joined" passed the rule written before the runs, in both presets). The hop follows
+# links on from the chunks it brings in, up to 3 link steps (link_steps: a chain of 4 passages, the
+# unseen target's longest, fixed from that, not tuned; `quality` too), and in a chunk it brought in the
+# static cosine's move toward dense_linked shrinks by that chunk's link ("Issue 11, hops 3-4": synthetic
+# 3- and 4-hop chains, then the bundled sets).
 SENTENCES_DEFAULT: dict[str, Any] = {
     "model": "static",
     "dense": 2.0,
@@ -50,6 +54,7 @@ SENTENCES_DEFAULT: dict[str, Any] = {
     "candidates": 64,
     "link_lead": 1.0,
     "link_chunks": 1,
+    "link_steps": 3,
     "documents": True,
     "stem": 6,
     "paragraphs": True,

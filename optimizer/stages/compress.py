@@ -72,7 +72,7 @@ from optimizer.stages.sentence_signals import (
     chunk_cosines,
     chunk_name,
     chunk_terms as chunk_term_lists,
-    entity_links,
+    chained_links,
     memo_terms,
     retriever_signal,
     split_chunks,
@@ -189,7 +189,9 @@ class SentenceExtract(Stage):
         The sentence cosine's weight when the second hop's link is at full strength; ``None``
         (the default) = ``dense`` for every question. The weight used is ``dense + (dense_linked
         - dense) * g``, with ``g`` in [0, 1] the question's largest linked-lead gain (see
-        ``link_lead``; 0 when the hop brings no chunk in). The first round, and so the hop
+        ``link_lead``; 0 when the hop brings no chunk in), except in a chunk the hop brought in
+        (its link beats its own prior), where the move is ``(1 - link)`` as large: the question
+        names that chunk by a relation, not in its words. The first round, and so the hop
         itself, uses ``dense``.
     chunk_dense:
         Weight of the chunk-query cosine blended into the chunk prior next to the chunk's
@@ -205,6 +207,12 @@ class SentenceExtract(Stage):
     hop_chunks, hop_link:
         Entity links: a chunk gains a prior when sentences of the ``hop_chunks`` best
         chunks mention the entity it is about (its title, else its first capitalized phrase).
+    link_steps:
+        How many link steps the hop follows: 1 = the links from the ``hop_chunks`` best chunks
+        only; each further step follows the links of the chunks the last one brought in (a
+        chain of 4 passages takes 3 steps), its strength the reaching chunk's link times the
+        name share, stopping when a step brings no new chunk in
+        (:func:`~optimizer.stages.sentence_signals.chained_links`).
     hop_sentences, hop_terms:
         Term expansion (pseudo-relevance feedback): the ``hop_terms`` rarest words of the
         ``hop_sentences`` best sentences score the chunks again (0 turns it off).
@@ -329,6 +337,7 @@ class SentenceExtract(Stage):
         hops: int = 2,
         hop_chunks: int = 3,
         hop_link: bool = True,
+        link_steps: int = 1,
         hop_sentences: int = 2,
         hop_terms: int = 0,
         hop_weight: float = 1.0,
@@ -369,6 +378,9 @@ class SentenceExtract(Stage):
         self.hops = hops
         self.hop_chunks = hop_chunks
         self.hop_link = hop_link
+        if isinstance(link_steps, bool) or not isinstance(link_steps, int) or link_steps < 1:
+            raise ValueError(f"sentences: link_steps must be a whole number >= 1 (1 = the second hop's links only), got {link_steps!r}")
+        self.link_steps = link_steps
         self.hop_sentences = hop_sentences
         self.hop_terms = hop_terms
         self.hop_weight = hop_weight
@@ -532,8 +544,8 @@ class SentenceExtract(Stage):
         if self.hops == 2 and self.hop_weight:
             link = np.zeros(len(chunks))
             if self.hop_link:
-                link = np.maximum(link, entity_links(sents, chunks, p1, score, hop_chunks=self.hop_chunks, stem=self.stem, memo=memo,
-                                                     documents=self.documents))
+                link = np.maximum(link, chained_links(sents, chunks, p1, score, hop_chunks=self.hop_chunks, steps=self.link_steps,
+                                                      scale=self.hop_weight, stem=self.stem, memo=memo, documents=self.documents))
             if self.hop_terms:
                 e = self._expansion(query, sents, score)
                 if e:
@@ -544,8 +556,11 @@ class SentenceExtract(Stage):
                 gain = _linked_leads(chunks, sents, p1, hop, self.stem, memo, self.link_chunks, self.documents)
                 score = score + self.link_lead * gain
                 if self.dense_linked is not None and len(gain):
-                    # the question leans on a second-hop link: move the cosine's weight toward dense_linked
-                    score = score + (self.dense_linked - self.dense) * min(1.0, float(gain.max())) * cosine
+                    # the question leans on a second-hop link: move the cosine's weight toward dense_linked, less so in a
+                    # chunk the hop brought in, which the question names by a relation, not in its words: there the
+                    # move shrinks by the chunk's own link (none at full strength)
+                    moved = np.where(hop > p1, 1.0 - np.minimum(1.0, hop), 1.0)[chunk_of]
+                    score = score + (self.dense_linked - self.dense) * min(1.0, float(gain.max())) * cosine * moved
         if self.neighbours:
             boosted = score.copy()
             for i, s in enumerate(sents):

@@ -19,6 +19,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import regex
@@ -385,29 +386,98 @@ def entity_links(
     ranks by its best piece), and a sentence never links a piece of its own document.
     """
     names = [chunk_name(c, stem, memo) for c in chunks]
+    doc, hop = _hop_read(names, chunks, p1, hop_chunks, documents)
+    weight = np.array(minmax(list(score)))
+    readers = {i: float(weight[i]) for i, s in enumerate(sents) if s.chunk in hop}
+    return _name_links(sents, chunks, names, doc, readers, stem, memo)
+
+
+def chained_links(
+    sents: Sequence[Sentence],
+    chunks: Sequence[Chunk],
+    p1: np.ndarray,
+    score: np.ndarray,
+    *,
+    hop_chunks: int,
+    steps: int,
+    scale: float = 1.0,
+    stem: int = 0,
+    memo: dict[str, list[str]] | None = None,
+    documents: bool = False,
+) -> np.ndarray:
+    """:func:`entity_links`, then the links followed on from the chunks they bring in, up to ``steps`` link steps.
+
+    A chunk is brought in when ``scale`` times its link beats its own prior ``p1`` (as
+    ``link_lead`` reads it). Each further step reads the sentences of the chunks the last
+    step brought in, each weighing its chunk's link (the link's strength where the first
+    step has the sentence's scaled score), so a chain's link is a product of name shares:
+    a partial name (a first name alone) weakens each later step further. It stops early
+    when a step brings no new chunk in. ``steps`` 1 is :func:`entity_links` itself.
+
+    >>> from optimizer.stage import StageContext
+    >>> chunks = [Chunk(id="a", title="Ana Ruiz", text="Ana Ruiz scored The Red Road."),
+    ...           Chunk(id="b", title="The Red Road", text="The Red Road is a film by Tom Vale."),
+    ...           Chunk(id="c", title="Tom Vale", text="Tom Vale married Eve Sol.")]
+    >>> sents = split_chunks(chunks, StageContext.default())
+    >>> p1, score = np.array([1.0, 0.0, 0.0]), np.array([1.0, 0.0, 0.0])
+    >>> [round(float(x), 2) for x in chained_links(sents, chunks, p1, score, hop_chunks=1, steps=1)]
+    [0.0, 1.0, 0.0]
+    >>> [round(float(x), 2) for x in chained_links(sents, chunks, p1, score, hop_chunks=1, steps=3)]
+    [0.0, 1.0, 1.0]
+    """
+    names = [chunk_name(c, stem, memo) for c in chunks]
+    doc, read = _hop_read(names, chunks, p1, hop_chunks, documents)
+    weight = np.array(minmax(list(score)))
+    link = _name_links(sents, chunks, names, doc, {i: float(weight[i]) for i, s in enumerate(sents) if s.chunk in read},
+                       stem, memo)
+    for _ in range(steps - 1):
+        reached = {j for j in range(len(chunks)) if scale * link[j] > p1[j] and j not in read}
+        if not reached:
+            break
+        read |= reached
+        readers = {i: float(link[s.chunk]) for i, s in enumerate(sents) if s.chunk in reached}
+        link = np.maximum(link, _name_links(sents, chunks, names, doc, readers, stem, memo))
+    return link
+
+
+def _hop_read(names: Sequence[list[str]], chunks: Sequence[Chunk], p1: np.ndarray, hop_chunks: int,
+              documents: bool) -> tuple[list[Any], set[int]]:
+    """Each chunk's document key and the chunks the hop reads: the ``hop_chunks`` best by ``p1`` (see :func:`entity_links`)."""
     order = np.argsort(-p1, kind="stable")
     if documents:
         # a document is a title; an untitled chunk (its name only guessed from its text) stands alone
-        doc = [tuple(n) if n and c.title else ("#", j) for j, (n, c) in enumerate(zip(names, chunks))]
+        doc: list[Any] = [tuple(n) if n and c.title else ("#", j) for j, (n, c) in enumerate(zip(names, chunks))]
         best = list(dict.fromkeys(doc[int(i)] for i in order))[:hop_chunks]
-        hop = {j for j in range(len(chunks)) if doc[j] in best}
-    else:
-        doc = list(range(len(chunks)))
-        hop = set(int(i) for i in order[:hop_chunks])
+        return doc, {j for j in range(len(chunks)) if doc[j] in best}
+    return list(range(len(chunks))), set(int(i) for i in order[:hop_chunks])
+
+
+def _name_links(
+    sents: Sequence[Sentence],
+    chunks: Sequence[Chunk],
+    names: Sequence[list[str]],
+    doc: Sequence[Any],
+    readers: dict[int, float],
+    stem: int,
+    memo: dict[str, list[str]] | None,
+) -> np.ndarray:
+    """Each chunk's link from the ``readers`` sentences (index: weight).
+
+    The link is the best ``weight`` times the share of the chunk's name words (rarity-weighted)
+    a reader sentence mentions; a sentence never links a chunk of its own document.
+    """
+    n = len(chunks)
     # document frequencies across chunks, needed for the words of names only
     vocab = {w for name in names for w in name}
     df: Counter[str] = Counter()
     for c in chunks:
         df.update(vocab.intersection(memo_terms(f"{c.title}. {c.text}" if c.title else c.text, stem, memo)))
-    n = len(chunks)
     idf = {w: math.log(1 + n / (1 + df[w])) for w in df}
-    weight = np.array(minmax(list(score)))
     # a mention of a named entity is capitalized ("comedy" in a sentence is not the chunk "Comedy");
     # names in scripts without case (CJK, ...) match plain words
     bridges = [
-        (i, {w for ent in entities(s.text) for w in memo_terms(ent, stem, memo)}, set(memo_terms(s.text, stem, memo)))
-        for i, s in enumerate(sents)
-        if s.chunk in hop
+        (i, {w for ent in entities(sents[i].text) for w in memo_terms(ent, stem, memo)}, set(memo_terms(sents[i].text, stem, memo)))
+        for i in sorted(readers)
     ]
     cased = [any(ch.isupper() for ch in (c.title if c.title else c.text)) for c in chunks]
     link = np.zeros(n)
@@ -423,7 +493,7 @@ def entity_links(
             if doc[sents[i].chunk] == doc[j]:
                 continue
             share = sum(idf.get(w, 0.0) for w in name if w in words_i) / total
-            link[j] = max(link[j], weight[i] * share)
+            link[j] = max(link[j], readers[i] * share)
     return link
 
 
