@@ -105,3 +105,25 @@ def test_the_cosine_keeps_its_weight_in_a_chunk_the_hop_brought_in_at_full_stren
     reached = np.array([chunks[s.chunk].id in ("film", "director") for s in sents])
     assert np.all(moved[reached] == 0.0)  # the question names these by a relation, not in their own words
     assert np.all(moved[~reached] <= 0.0) and np.any(moved[~reached] < 0.0)
+
+
+def test_a_chunk_a_weak_path_reaches_first_is_read_again_at_the_strong_paths_strength():
+    """The composer names the director by surname alone (a weak link) and the film fully: the film's full link to
+    the director must carry on to the spouse. Before, the director was read once, at the surname's strength, so an
+    extra mention (more evidence) weakened the spouse's link from 1.0 to 0.45."""
+    film = Chunk(id="film", title="The Pale Harbor", text="The Pale Harbor is a 1994 drama film. It was directed by Oren Valdis.")
+    director = Chunk(id="director", title="Oren Valdis", text="Oren Valdis is a film director. Oren Valdis married Lina Sorrow in 1980.")
+    spouse = Chunk(id="spouse", title="Lina Sorrow", text="Lina Sorrow was born in Ghent in 1955.")
+    other = Chunk(id="x", title="Ivo Brask", text="Ivo Brask is a painter from Oslo.")
+
+    def spouse_link(composer_text: str) -> float:
+        chunks = [Chunk(id="composer", title="Mira Kestrel", text=composer_text), film, director, spouse, other]
+        sents = split_chunks(chunks, StageContext.default())
+        score = np.array([1.0 if s.chunk == 0 else 0.0 for s in sents])
+        link = chained_links(sents, chunks, np.array([1.0, 0, 0, 0, 0]), score, hop_chunks=1, steps=3)
+        assert link[4] == 0.0  # the painter is named by nobody
+        return float(link[3])
+
+    film_only = spouse_link("Mira Kestrel wrote the soundtrack of The Pale Harbor.")
+    with_surname = spouse_link("Mira Kestrel wrote the soundtrack of The Pale Harbor. She once met Valdis.")
+    assert film_only == pytest.approx(1.0) and with_surname == pytest.approx(film_only)

@@ -412,7 +412,8 @@ def chained_links(
     step brought in, each weighing its chunk's link (the link's strength where the first
     step has the sentence's scaled score), so a chain's link is a product of name shares:
     a partial name (a first name alone) weakens each later step further. It stops early
-    when a step brings no new chunk in. ``steps`` 1 is :func:`entity_links` itself.
+    when a step brings no chunk in that was not read at its link's strength already (a chunk a weak path
+    reached first is read again when a stronger one reaches it). ``steps`` 1 is :func:`entity_links` itself.
 
     >>> from optimizer.stage import StageContext
     >>> chunks = [Chunk(id="a", title="Ana Ruiz", text="Ana Ruiz scored The Red Road."),
@@ -430,11 +431,14 @@ def chained_links(
     weight = np.array(minmax(list(score)))
     link = _name_links(sents, chunks, names, doc, {i: float(weight[i]) for i, s in enumerate(sents) if s.chunk in read},
                        stem, memo)
+    read_at = {j: math.inf for j in read}  # the strength each chunk's sentences were read at (the first hop's: always)
     for _ in range(steps - 1):
-        reached = {j for j in range(len(chunks)) if scale * link[j] > p1[j] and j not in read}
+        # brought in, and never read at this strength: a chunk a weak path reached first is read again when a
+        # stronger one reaches it, so its links follow the strongest path, not the first
+        reached = {j for j in range(len(chunks)) if scale * link[j] > p1[j] and link[j] > read_at.get(j, -1.0)}
         if not reached:
             break
-        read |= reached
+        read_at.update((j, float(link[j])) for j in reached)
         readers = {i: float(link[s.chunk]) for i, s in enumerate(sents) if s.chunk in reached}
         link = np.maximum(link, _name_links(sents, chunks, names, doc, readers, stem, memo))
     return link
