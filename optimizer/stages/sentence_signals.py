@@ -429,8 +429,9 @@ def chained_links(
     names = [chunk_name(c, stem, memo) for c in chunks]
     doc, read = _hop_read(names, chunks, p1, hop_chunks, documents)
     weight = np.array(minmax(list(score)))
+    idf = _name_idf(chunks, names, stem, memo)
     link = _name_links(sents, chunks, names, doc, {i: float(weight[i]) for i, s in enumerate(sents) if s.chunk in read},
-                       stem, memo)
+                       stem, memo, idf)
     read_at = {j: math.inf for j in read}  # the strength each chunk's sentences were read at (the first hop's: always)
     for _ in range(steps - 1):
         # brought in, and never read at this strength: a chunk a weak path reached first is read again when a
@@ -440,7 +441,7 @@ def chained_links(
             break
         read_at.update((j, float(link[j])) for j in reached)
         readers = {i: float(link[s.chunk]) for i, s in enumerate(sents) if s.chunk in reached}
-        link = np.maximum(link, _name_links(sents, chunks, names, doc, readers, stem, memo))
+        link = np.maximum(link, _name_links(sents, chunks, names, doc, readers, stem, memo, idf))
     return link
 
 
@@ -456,6 +457,15 @@ def _hop_read(names: Sequence[list[str]], chunks: Sequence[Chunk], p1: np.ndarra
     return list(range(len(chunks))), set(int(i) for i in order[:hop_chunks])
 
 
+def _name_idf(chunks: Sequence[Chunk], names: Sequence[list[str]], stem: int, memo: dict[str, list[str]] | None) -> dict[str, float]:
+    """The rarity (IDF across ``chunks``, title included) of each word of the chunks' ``names``."""
+    vocab = {w for name in names for w in name}
+    df: Counter[str] = Counter()
+    for c in chunks:
+        df.update(vocab.intersection(memo_terms(f"{c.title}. {c.text}" if c.title else c.text, stem, memo)))
+    return {w: math.log(1 + len(chunks) / (1 + df[w])) for w in df}
+
+
 def _name_links(
     sents: Sequence[Sentence],
     chunks: Sequence[Chunk],
@@ -464,19 +474,16 @@ def _name_links(
     readers: dict[int, float],
     stem: int,
     memo: dict[str, list[str]] | None,
+    idf: dict[str, float] | None = None,
 ) -> np.ndarray:
     """Each chunk's link from the ``readers`` sentences (index: weight).
 
     The link is the best ``weight`` times the share of the chunk's name words (rarity-weighted)
-    a reader sentence mentions; a sentence never links a chunk of its own document.
+    a reader sentence mentions; a sentence never links a chunk of its own document. ``idf``:
+    :func:`_name_idf` (None: computed here; a caller linking step after step computes it once).
     """
     n = len(chunks)
-    # document frequencies across chunks, needed for the words of names only
-    vocab = {w for name in names for w in name}
-    df: Counter[str] = Counter()
-    for c in chunks:
-        df.update(vocab.intersection(memo_terms(f"{c.title}. {c.text}" if c.title else c.text, stem, memo)))
-    idf = {w: math.log(1 + n / (1 + df[w])) for w in df}
+    idf = _name_idf(chunks, names, stem, memo) if idf is None else idf
     # a mention of a named entity is capitalized ("comedy" in a sentence is not the chunk "Comedy");
     # names in scripts without case (CJK, ...) match plain words
     bridges = [
