@@ -89,24 +89,6 @@ def test_link_steps_must_be_a_whole_number_of_one_or_more(bad):
         SentenceExtract(link_steps=bad)
 
 
-def test_the_cosine_keeps_its_weight_in_a_chunk_the_hop_brought_in_at_full_strength(static_as_hashing):
-    static_as_hashing(64)
-    ctx = StageContext.default(budget=100)
-    # one sentence, the question's best, names the film: the film's link is 1, and so the director's
-    composer = Chunk(id="composer", title="Mira Kestrel", text="Mira Kestrel composed the soundtrack of The Pale Harbor.")
-    chunks = [composer, FILM, DIRECTOR, *OTHERS]
-
-    def scores(dense_linked: float) -> np.ndarray:
-        stage = SentenceExtract(model="static", dense=2.0, dense_linked=dense_linked, link_lead=1.0, link_chunks=1, link_steps=3)
-        return stage.scores(QUESTION, chunks, ctx)[1]
-
-    sents = split_chunks(chunks, ctx)
-    moved = scores(0.5) - scores(2.0)  # dense_linked = dense: the cosine's weight never moves
-    reached = np.array([chunks[s.chunk].id in ("film", "director") for s in sents])
-    assert np.all(moved[reached] == 0.0)  # the question names these by a relation, not in their own words
-    assert np.all(moved[~reached] <= 0.0) and np.any(moved[~reached] < 0.0)
-
-
 def test_a_chunk_a_weak_path_reaches_first_is_read_again_at_the_strong_paths_strength():
     """The composer names the director by surname alone (a weak link) and the film fully: the film's full link to
     the director must carry on to the spouse. Before, the director was read once, at the surname's strength, so an

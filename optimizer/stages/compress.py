@@ -189,9 +189,7 @@ class SentenceExtract(Stage):
         The sentence cosine's weight when the second hop's link is at full strength; ``None``
         (the default) = ``dense`` for every question. The weight used is ``dense + (dense_linked
         - dense) * g``, with ``g`` in [0, 1] the question's largest linked-lead gain (see
-        ``link_lead``; 0 when the hop brings no chunk in), except in a chunk the hop brought in
-        (its link beats its own prior), where the move is ``(1 - link)`` as large: the question
-        names that chunk by a relation, not in its words. The first round, and so the hop
+        ``link_lead``; 0 when the hop brings no chunk in). The first round, and so the hop
         itself, uses ``dense``.
     chunk_dense:
         Weight of the chunk-query cosine blended into the chunk prior next to the chunk's
@@ -556,11 +554,8 @@ class SentenceExtract(Stage):
                 gain = _linked_leads(chunks, sents, p1, hop, self.stem, memo, self.link_chunks, self.documents)
                 score = score + self.link_lead * gain
                 if self.dense_linked is not None and len(gain):
-                    # the question leans on a second-hop link: move the cosine's weight toward dense_linked, less so in a
-                    # chunk the hop brought in, which the question names by a relation, not in its words: there the
-                    # move shrinks by the chunk's own link (none at full strength)
-                    moved = np.where(hop > p1, 1.0 - np.minimum(1.0, hop), 1.0)[chunk_of]
-                    score = score + (self.dense_linked - self.dense) * min(1.0, float(gain.max())) * cosine * moved
+                    # the question leans on a second-hop link: move the cosine's weight toward dense_linked
+                    score = score + (self.dense_linked - self.dense) * min(1.0, float(gain.max())) * cosine
         if self.neighbours:
             boosted = score.copy()
             for i, s in enumerate(sents):
