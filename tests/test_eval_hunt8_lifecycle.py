@@ -54,9 +54,15 @@ def test_one_ctrl_c_on_a_stalled_endpoint_stops_at_once_and_sends_no_retry(endpo
     reader = OpenAIReader(model="fake", base_url=endpoint.base_url, timeout=2, max_retries=3,
                           backoff_base=0.01, max_concurrency=2)
     seen: list[int] = []
-    _ctrl_c_once(endpoint, 2, seen)
-    with pytest.raises(KeyboardInterrupt):
-        reader.answer_many(ITEMS)
+    # Python's own Ctrl-C handler for this test: a process started in the background inherits SIGINT ignored (and
+    # an earlier test may have left another handler), where the signal would never become a KeyboardInterrupt
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _ctrl_c_once(endpoint, 2, seen)
+        with pytest.raises(KeyboardInterrupt):
+            reader.answer_many(ITEMS)
+    finally:
+        signal.signal(signal.SIGINT, before)
     for thread in _reader_threads():
         thread.join(10)  # generous: each was stuck for 4 tries x 2 s, and the process waited for them at exit
     assert not _reader_threads()
