@@ -67,18 +67,18 @@ def run(*args: str) -> Any:
 
 def test_a_new_database_is_made_whole_and_stamped(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path}/new.sqlite")
-    assert migrate.current(engine) == migrate.head() == "0002"
+    assert migrate.current(engine) == migrate.head() == "0003"
     assert schema_diff(engine) == []
     make_engine(f"sqlite:///{tmp_path}/new.sqlite")  # opened again: used as it is
     assert migrate.upgrade(engine) == []
 
 
 def test_the_fixture_is_the_schema_before_migrations(tmp_path):
-    """The committed database is what the old code made: no revision, and the columns 0002 adds are not there."""
+    """The committed database is what the old code made: no revision, and the columns 0002 and 0003 add are not there."""
     engine = create_engine(normalize_url(legacy_copy(tmp_path)))
     assert migrate.current(engine) == migrate.BASELINE
     cols = columns(engine)
-    assert "key_id" not in cols["rt_ledger"] and "cached_tokens" not in cols["rt_ledger"]
+    assert "key_id" not in cols["rt_ledger"] and "cached_tokens" not in cols["rt_ledger"] and "cache_write_tokens" not in cols["rt_ledger"]
     assert "disabled_reason" not in cols["rt_tenants"]
     assert schema_diff(engine) != []
 
@@ -86,7 +86,7 @@ def test_the_fixture_is_the_schema_before_migrations(tmp_path):
 def test_an_old_database_is_refused_everywhere_with_the_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("RAGTRIM_CACHE", str(tmp_path))
     db = legacy_copy(tmp_path)
-    with pytest.raises(migrate.SchemaError, match=r"revision '0001' and this ragtrim needs '0002'.*ragtrim db upgrade"):
+    with pytest.raises(migrate.SchemaError, match=r"revision '0001' and this ragtrim needs '0003'.*ragtrim db upgrade"):
         make_engine(db)
     for args in (["tenants", "create", "zed"], ["tenants", "list"], ["usage"], ["keys", "list"]):
         out = run(*args, "--db", db)
@@ -101,18 +101,19 @@ def test_upgrade_keeps_every_row_and_matches_a_new_database(tmp_path, monkeypatc
     monkeypatch.setenv("RAGTRIM_CACHE", str(tmp_path))
     db = legacy_copy(tmp_path)
     status = run("db", "status", "--db", db)
-    assert status.exit_code == 0 and "revision 0001, this ragtrim's is 0002" in status.output
-    assert "to run: 0001" in status.output and "to run: 0002" in status.output  # no revision recorded: all of them run
+    assert status.exit_code == 0 and "revision 0001, this ragtrim's is 0003" in status.output
+    assert all(f"to run: {r}" in status.output for r in ("0001", "0002", "0003"))  # no revision recorded: all of them run
 
     out = run("db", "upgrade", "--db", db)
-    assert out.exit_code == 0 and "ran 0001, 0002" in out.output, out.output
+    assert out.exit_code == 0 and "ran 0001, 0002, 0003" in out.output, out.output
     engine = make_engine(db)  # now accepted
     assert schema_diff(engine) == []
     assert columns(engine) == columns(make_engine(f"sqlite:///{tmp_path}/new.sqlite"))
     with engine.connect() as c:
         rows = {r.id: r for r in c.execute(select(ledger)).all()}
     assert set(rows) == {"r-ok", "r-refused"}
-    assert (rows["r-ok"].prompt_tokens, rows["r-ok"].cost_micro, rows["r-ok"].key_id, rows["r-ok"].cached_tokens) == (200, 60, "", 0)
+    assert (rows["r-ok"].prompt_tokens, rows["r-ok"].cost_micro, rows["r-ok"].key_id, rows["r-ok"].cached_tokens,
+            rows["r-ok"].cache_write_tokens) == (200, 60, "", 0, 0)
     assert {t.id: (t.disabled, t.disabled_reason) for t in list_tenants(engine)} == {"acme": (False, ""), "beta": (True, "")}
     assert usage_summary(engine, tenant_id="acme", by=["key"])["rows"][0]["key"] == ""  # older rows: no key recorded
 
@@ -126,7 +127,7 @@ def test_an_old_database_without_the_lease_table_gets_it_from_the_upgrade(tmp_pa
     db = legacy_copy(tmp_path)
     with create_engine(normalize_url(db)).begin() as c:
         c.exec_driver_sql("DROP TABLE rt_lease_epochs")
-    assert migrate.upgrade(make_engine(db, create=False)) == ["0001", "0002"]
+    assert migrate.upgrade(make_engine(db, create=False)) == ["0001", "0002", "0003"]
     engine = make_engine(db)
     assert schema_diff(engine) == [] and "rt_lease_epochs" in columns(engine)
 
@@ -139,7 +140,7 @@ def test_another_alembic_apps_version_table_is_its_own(tmp_path):
             c.exec_driver_sql("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
             c.exec_driver_sql("INSERT INTO alembic_version VALUES ('3f2a9c1b7d44')")
         if make:
-            assert migrate.upgrade(make_engine(db, create=False)) == ["0001", "0002"]
+            assert migrate.upgrade(make_engine(db, create=False)) == ["0001", "0002", "0003"]
         engine = make_engine(db)
         assert migrate.current(engine) == migrate.head()
         with engine.connect() as c:
@@ -158,13 +159,45 @@ def test_a_database_a_newer_ragtrim_upgraded_is_refused(tmp_path):
 
 
 def test_downgrade_to_the_baseline_gives_the_old_schema(tmp_path):
-    """0002's downgrade undoes exactly what its upgrade did: the columns of the database the old code made."""
+    """0003's and 0002's downgrades undo exactly what their upgrades did: the columns of the database the old code made."""
     from alembic import command
 
     engine = make_engine(f"sqlite:///{tmp_path}/down.sqlite")
     with engine.begin() as conn:
         command.downgrade(migrate._config(conn), migrate.BASELINE)
     assert columns(engine) == columns(create_engine(normalize_url(legacy_copy(tmp_path))))
+
+
+def test_a_0002_database_upgraded_keeps_its_rows_and_gets_the_cache_write_column(tmp_path, monkeypatch):
+    """A database the previous ragtrim made (revision 0002, a row with cache reads) is refused until upgraded, then keeps
+    its rows, their cache writes 0, and matches a new database."""
+    from alembic import command
+
+    monkeypatch.setenv("RAGTRIM_CACHE", str(tmp_path))
+    db = f"sqlite:///{tmp_path}/at2.sqlite"
+    engine = make_engine(db)
+    with engine.begin() as conn:
+        command.downgrade(migrate._config(conn), "0002")
+    assert "cache_write_tokens" not in columns(engine)["rt_ledger"]
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO rt_tenants (id, name, created, disabled) VALUES ('acme', 'acme', 0, 0)")
+        conn.exec_driver_sql("INSERT INTO rt_ledger (id, ts, day, tenant_id, user, feature, endpoint, model_asked, model_used, preset, "
+                             "tokens_full, tokens_sent, prompt_tokens, completion_tokens, cached_tokens, usage_source, cost_micro, "
+                             "saved_micro, reserved_micro, reserved_tokens, price_ref, budget_asked, action, status, latency_ms, "
+                             "upstream_ms, stream, detail, error, worker_id, key_id) VALUES ('r2', 0, '1970-01-01', 'acme', '', '', "
+                             "'messages', '', '', '', 0, 0, 500, 6, 120, 'upstream', 9, 0, 0, 0, '', '', 'ok', 200, 0, 0, 0, '', '', "
+                             "'w', 'k1')")
+    with pytest.raises(migrate.SchemaError, match=r"revision '0002' and this ragtrim needs '0003'.*ragtrim db upgrade"):
+        make_engine(db)
+    out = run("db", "upgrade", "--db", db)
+    assert out.exit_code == 0 and "ran 0003" in out.output and "0002," not in out.output, out.output
+    engine = make_engine(db)
+    assert schema_diff(engine) == []
+    with engine.connect() as c:
+        row = c.execute(select(ledger)).one()
+    assert (row.id, row.prompt_tokens, row.cached_tokens, row.cache_write_tokens, row.cost_micro, row.key_id) == (
+        "r2", 500, 120, 0, 9, "k1")
+    assert usage_summary(engine, tenant_id="acme", by=[])["totals"]["cache_write_tokens"] == 0
 
 
 def test_the_ledger_records_the_key_and_usage_groups_by_it(tmp_path):
@@ -241,11 +274,11 @@ def test_postgres_old_database_upgraded_in_place(pg_cluster):
                              "0, 0, 5, 6, 'upstream', 7, 0, 0, 0, '', '', 'ok', 200, 0, 0, false, '', '', 'w')")
     with pytest.raises(migrate.SchemaError, match="ragtrim db upgrade"):
         make_engine(url)
-    assert migrate.upgrade(engine) == ["0001", "0002"]
+    assert migrate.upgrade(engine) == ["0001", "0002", "0003"]
     assert schema_diff(engine) == []
     with engine.connect() as c:
-        row = c.execute(select(ledger.c.cost_micro, ledger.c.key_id, ledger.c.cached_tokens)).one()
-        assert tuple(row) == (7, "", 0)
+        row = c.execute(select(ledger.c.cost_micro, ledger.c.key_id, ledger.c.cached_tokens, ledger.c.cache_write_tokens)).one()
+        assert tuple(row) == (7, "", 0, 0)
         assert c.execute(select(tenants.c.disabled_reason)).scalar_one() == ""
     engine.dispose()
 

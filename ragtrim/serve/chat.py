@@ -476,8 +476,8 @@ REASONING_UNKNOWN = ("the model reasons (its reasoning tokens are billed, and ma
 
 
 def _settle_values(attempt: Attempt, req: ChatRequest, prompt: int | None, completion: int | None, cached: int, text: str, *,
-                   fields: Any, capped: bool, written: int = 0) -> tuple[int, int, int, str, int, str]:
-    """``(prompt, completion, cached, usage_source, cost, note)`` to charge for an answer: the upstream's counts
+                   fields: Any, capped: bool, written: int = 0) -> tuple[int, int, int, int, str, int, str]:
+    """``(prompt, completion, cached, written, usage_source, cost, note)`` to charge for an answer: the upstream's counts
     (:func:`trusted_count`), else the gateway's (the counted prompt, the answer's ``text`` counted, at most the
     completion reserved when a cap was sent: ``capped``), and of the prompt, the ``cached`` tokens the upstream read
     from its prompt cache (:func:`cached_prompt`) and the ``written`` ones it wrote to it (charged the cache-write price,
@@ -493,7 +493,7 @@ def _settle_values(attempt: Attempt, req: ChatRequest, prompt: int | None, compl
     w = min(written, p - k) if p == prompt else 0
     source = "upstream" if (p, c) == (prompt, completion) else "counted"
     note = "; ".join(n for n in (p_note, c_note, k_note) if n)
-    return p, c, k, source, attempt.price.cost_micro(prompt_tokens=p, completion_tokens=c, cached_tokens=k, cache_write_tokens=w), note
+    return p, c, k, w, source, attempt.price.cost_micro(prompt_tokens=p, completion_tokens=c, cached_tokens=k, cache_write_tokens=w), note
 
 
 def cached_prompt(reported: int, prompt: int | None) -> tuple[int, str]:
@@ -540,13 +540,13 @@ async def _complete(service: Any, req: ChatRequest, planned: Planned, hold: Hold
         p, c, cost = estimated_usage(hold.entry)
         final = replace(hold.entry, cost_micro=cost)
     else:
-        p, c, k, source, cost, note = await run_in_threadpool(  # off the loop: it may measure a long prompt
+        p, c, k, w, source, cost, note = await run_in_threadpool(  # off the loop: it may measure a long prompt
             _settle_values, attempt, req, reply.prompt_tokens, reply.completion_tokens, reply.cached_tokens, reply.text,
             fields=_billed_fields_of(upstream, req), capped=_capped(body, req),
             written=reply.cache_write_tokens)
         ms = (time.perf_counter() - start) * 1000
-        final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, cached_tokens=k, usage_source=source, cost_micro=cost,
-                        status=200, latency_ms=ms, upstream_ms=reply.upstream_ms, error=note)
+        final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, cached_tokens=k, cache_write_tokens=w, usage_source=source,
+                        cost_micro=cost, status=200, latency_ms=ms, upstream_ms=reply.upstream_ms, error=note)
         await hold.settle(final, p, c, cost)
     if attempt.model.reasoning and cut_before_answering(reply.body):
         _warn_cut(service, req, attempt, final, body)
@@ -852,12 +852,12 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
         if tally.completion_tokens is None and (hidden_reasoning(attempt.model, req) or (tally.reasoned and not tally.finished)):
             await hold.charge_reserved(200, with_note(error, REASONING_UNKNOWN), upstream_ms=up_ms)
             return
-        p, c, k, source, cost, note = await run_in_threadpool(  # off the loop: it may measure a long prompt
+        p, c, k, w, source, cost, note = await run_in_threadpool(  # off the loop: it may measure a long prompt
             _settle_values, attempt, req, tally.prompt_tokens, tally.completion_tokens, tally.cached_tokens,
             "".join(tally.text), fields=_billed_fields_of(upstream, req), capped=_capped(body, req),
             written=tally.cache_write_tokens)
-        final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, cached_tokens=k, usage_source=source, cost_micro=cost,
-                        status=200, latency_ms=(time.perf_counter() - hold.start) * 1000, upstream_ms=up_ms,
+        final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, cached_tokens=k, cache_write_tokens=w, usage_source=source,
+                        cost_micro=cost, status=200, latency_ms=(time.perf_counter() - hold.start) * 1000, upstream_ms=up_ms,
                         error=with_note(error, note))
         await hold.settle(final, p, c, cost)
 

@@ -377,7 +377,7 @@ def usage(
     # tokens_full/tokens_sent are the optimized context's; prompt_tokens + completion_tokens are what was billed (what a
     # token budget counts: an embeddings call or a chat without documents has billed tokens and no context)
     counts = ("requests", "degraded", "refused", "failed", "tokens_full", "tokens_sent", "prompt_tokens", "completion_tokens",
-              "cached_tokens")
+              "cached_tokens", "cache_write_tokens")
     head = groups + [*counts, "spent", "saved"]
     rows = [[str(r[g]) for g in groups] + [str(r[k]) for k in counts] + [format_usd(r["cost_micro"]), format_usd(r["saved_micro"])]
             for r in out["rows"]]

@@ -29,8 +29,8 @@ ACTIONS = ("pending", "ok", "degraded", "refused", "failed")
 # ``budget_used`` is an INTEGER column (32 bits on PostgreSQL). A context budget above this is
 # larger than any model's context (it keeps everything), so it is recorded as this.
 MAX_BUDGET_USED = 2**31 - 1
-UNCHARGED = {"tokens_full": 0, "tokens_sent": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "cost_micro": 0,
-             "saved_micro": 0}
+UNCHARGED = {"tokens_full": 0, "tokens_sent": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0,
+             "cache_write_tokens": 0, "cost_micro": 0, "saved_micro": 0}
 # Endpoints whose requests have no output (an embedding): their reservation is all input tokens.
 INPUT_ONLY_ENDPOINTS = ("embeddings",)
 
@@ -86,6 +86,9 @@ class LedgerEntry:
     # of prompt_tokens, those the upstream read from its prompt cache and charged at the model's cached-input price
     # (0 when its usage did not say, or was not the upstream's: a counted or estimated row)
     cached_tokens: int = 0
+    # of prompt_tokens, those the upstream wrote to its prompt cache and charged at the model's cache-write price
+    # (Anthropic's cache_creation_input_tokens; 0 likewise)
+    cache_write_tokens: int = 0
 
     def values(self) -> dict[str, Any]:
         """Column values for :data:`ragtrim.serve.schema.ledger`."""

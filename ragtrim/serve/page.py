@@ -143,7 +143,7 @@ def render_page(tenant: str | None, daily: Sequence[Mapping[str, Any]], totals: 
                 budgets: Sequence[Mapping[str, Any]], by_user: Sequence[Mapping[str, Any]], by_feature: Sequence[Mapping[str, Any]]) -> str:
     who = html.escape(tenant) if tenant else "all tenants"
     t = {k: int(totals.get(k, 0)) for k in ("requests", "degraded", "refused", "tokens_full", "tokens_sent", "prompt_tokens",
-                                            "completion_tokens", "cached_tokens", "cost_micro", "saved_micro")}
+                                            "completion_tokens", "cached_tokens", "cache_write_tokens", "cost_micro", "saved_micro")}
     head = "<tr><th>{}</th><th>requests</th><th>degraded</th><th>refused</th><th>context tokens sent</th><th>prompt tokens</th><th>completion tokens</th><th>spent</th><th>saved</th></tr>"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>ragtrim usage: {who}</title>
@@ -168,6 +168,8 @@ td,th{{border-bottom:1px solid #eee;padding:4px 8px;text-align:left}}
 <div class="card">context tokens sent / full<b id="total-tokens">{t["tokens_sent"]:,} / {t["tokens_full"]:,}</b></div>
 <div class="card">prompt tokens from the model's cache
 <b id="total-cached">{t["cached_tokens"]:,} / {t["prompt_tokens"]:,}</b></div>
+<div class="card">prompt tokens written to the model's cache
+<b id="total-cache-written">{t["cache_write_tokens"]:,} / {t["prompt_tokens"]:,}</b></div>
 </div>
 <h2>Spend and savings per day (this month)</h2>
 {daily_chart_svg(daily, limit_micro=_month_usd_limit(budgets, tenant))}

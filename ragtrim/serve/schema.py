@@ -132,6 +132,9 @@ ledger = Table(
     Column("completion_tokens", Integer, nullable=False, default=0),
     # of prompt_tokens, those the upstream read from its prompt cache (billed at the model's cached price, if it has one)
     Column("cached_tokens", Integer, nullable=False, default=0, server_default="0"),
+    # of prompt_tokens, those the upstream wrote to its prompt cache (Anthropic's cache_creation_input_tokens, billed at
+    # the model's cache_write_per_million)
+    Column("cache_write_tokens", Integer, nullable=False, default=0, server_default="0"),
     Column("usage_source", String(12), nullable=False, default=""),  # upstream | counted | estimated | none (| sent: pending)
     Column("cost_micro", BigInteger, nullable=False, default=0),
     Column("saved_micro", BigInteger, nullable=False, default=0),

@@ -65,9 +65,10 @@ def _check_by(by: Sequence[str]) -> list[str]:
 # ``/v1/optimize`` run, ``ok``, which saves tokens and costs nothing). ``failed``, ``refused`` and
 # ``pending`` rows are counted by action but add no tokens or money, so the totals equal what the
 # budgets were charged and what ``/metrics`` counted. ``cached_tokens`` are part of ``prompt_tokens``: those the
-# upstream read from its prompt cache (charged the model's cached-input price).
-CHARGED_COLUMNS = ("tokens_full", "tokens_sent", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_micro",
-                   "saved_micro")
+# upstream read from its prompt cache (charged the model's cached-input price); ``cache_write_tokens`` too: those it
+# wrote to its prompt cache (Anthropic's cache_creation_input_tokens, charged the model's cache-write price).
+CHARGED_COLUMNS = ("tokens_full", "tokens_sent", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
+                   "cost_micro", "saved_micro")
 
 
 def _charged_sum(name: str) -> Any:
