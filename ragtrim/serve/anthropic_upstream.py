@@ -5,7 +5,10 @@ request the upstream cannot have started on, the key scrubbed from every error, 
 request is written not sent) with Anthropic's headers: the key as ``x-api-key`` and ``anthropic-version``. A client's
 ``anthropic-beta`` header reaches it through the route (:data:`ragtrim.serve.messages_api.MESSAGES_WIRE`'s headers).
 Anthropic's errors (``{"type": "error", "error": {"type", "message"}}``) are read as OpenAI's are
-(:func:`ragtrim.serve.upstream.refusal_of` reads the inner ``error``).
+(:func:`ragtrim.serve.upstream.refusal_of` reads the inner ``error``); its 500, 503 and 529 (``overloaded_error``) are
+passed on with their status, error type and ``retry-after`` as its 4xx are (:data:`RELAYED_SERVER_ERRORS`), so the
+anthropic SDK and Claude Code retry them as they would Anthropic's own (a 529 is not a 502 to them); nothing was
+charged for them (the hold is released, the row ``failed`` with the upstream's status).
 
 >>> from ragtrim.serve.config import UpstreamConfig
 >>> up = AnthropicUpstream(UpstreamConfig(name="a", kind="anthropic", api_key_env="K"), env={"K": "sk-ant-1"})
@@ -22,12 +25,15 @@ from ragtrim.serve.config import ANTHROPIC_BASE_URL, UpstreamConfig
 from ragtrim.serve.upstream import OpenAIUpstream
 
 ANTHROPIC_VERSION = "2023-06-01"
+# Anthropic's server errors its clients retry on their own (529: overloaded): passed on with their status
+RELAYED_SERVER_ERRORS = frozenset({500, 503, 529})
 
 
 class AnthropicUpstream(OpenAIUpstream):
     """``POST {base_url}/v1/messages`` with ``x-api-key`` and ``anthropic-version`` (see the module docstring)."""
 
     kind = "anthropic"
+    relayed_server_errors = RELAYED_SERVER_ERRORS
 
     def __init__(self, config: UpstreamConfig, *, env: Mapping[str, str] | None = None,
                  on_retry: Callable[[], None] | None = None):

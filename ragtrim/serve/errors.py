@@ -44,19 +44,23 @@ class ApiError(Exception):
 # Anthropic's error types, by the HTTP status (its API's own pairs; 529 is its "overloaded")
 ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}
+# An error type an Anthropic client knows: an upstream's refusal of one of these keeps it (a 503 overloaded_error)
+ANTHROPIC_KINDS = frozenset({*ANTHROPIC_TYPES.values(), "api_error", "billing_error", "timeout_error"})
 ANTHROPIC_ROUTE = "/v1/messages"  # the route (and what is under it) that answers errors in Anthropic's shape
 
 
 def anthropic_body(exc: ApiError) -> dict[str, Any]:
-    """``exc`` in Anthropic's error shape, its type by the status (:data:`ANTHROPIC_TYPES`; any other 4xx an
-    ``invalid_request_error``, a 5xx an ``api_error``), with the message the OpenAI routes give.
+    """``exc`` in Anthropic's error shape, with the message the OpenAI routes give: its type when it is one of
+    Anthropic's (:data:`ANTHROPIC_KINDS`: an upstream's refusal passed on), else by the status (:data:`ANTHROPIC_TYPES`;
+    any other 4xx an ``invalid_request_error``, a 5xx an ``api_error``).
 
     >>> anthropic_body(ApiError(429, "insufficient_quota", "quota exceeded"))
     {'type': 'error', 'error': {'type': 'rate_limit_error', 'message': 'quota exceeded'}}
     >>> anthropic_body(ApiError(502, "upstream_error", "upstream failed"))["error"]["type"]
     'api_error'
     """
-    kind = ANTHROPIC_TYPES.get(exc.status, "api_error" if exc.status >= 500 else "invalid_request_error")
+    kind = exc.type if exc.type in ANTHROPIC_KINDS else \
+        ANTHROPIC_TYPES.get(exc.status, "api_error" if exc.status >= 500 else "invalid_request_error")
     return {"type": "error", "error": {"type": kind, "message": exc.message}}
 
 

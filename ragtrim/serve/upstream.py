@@ -86,8 +86,11 @@ _HEADER_VALUE = re.compile(r"[0-9A-Za-z ,:.+-]{1,64}")  # seconds, milliseconds 
 MAX_REFUSAL_MESSAGE = 2000
 
 
-def refusal_of(status: int, data: Any, text: str, headers: Mapping[str, str], scrub: Callable[[str], str]) -> Refusal | None:
+def refusal_of(status: int, data: Any, text: str, headers: Mapping[str, str], scrub: Callable[[str], str],
+               server_errors: frozenset[int] = frozenset()) -> Refusal | None:
     """The client's answer to an upstream's HTTP ``status``, when it refused the request itself; None for an upstream fault.
+    A status in ``server_errors`` (an upstream's own 5xx its clients retry on: :attr:`OpenAIUpstream.relayed_server_errors`)
+    is passed on too, with its status, error and Retry-After.
 
     ``data`` is the parsed JSON body (``text`` the raw one): OpenAI's ``{"error": {...}}``, or an
     error object at the top level (vLLM), or ``{"error": "text"}``. Texts pass through ``scrub``.
@@ -102,8 +105,10 @@ def refusal_of(status: int, data: Any, text: str, headers: Mapping[str, str], sc
     (True, True)
     >>> refusal_of(429, {"error": {"type": "insufficient_quota", "message": "You exceeded your quota"}}, "", {}, str) is None
     True
+    >>> refusal_of(529, {}, "Overloaded", {"retry-after": "3"}, str, frozenset({529})).type
+    'overloaded_error'
     """
-    if not 400 <= status < 500 or status in GATEWAY_FAULTS:
+    if status not in server_errors and (not 400 <= status < 500 or status in GATEWAY_FAULTS):
         return None
     error = data.get("error", data) if isinstance(data, Mapping) else None
     error = error if isinstance(error, Mapping) else {"message": error}
@@ -114,7 +119,7 @@ def refusal_of(status: int, data: Any, text: str, headers: Mapping[str, str], sc
         message = f"upstream answered HTTP {status}: {scrub(text).strip()[:300]}"
     kind = error.get("type")
     if not isinstance(kind, str) or not kind.strip():
-        kind = "rate_limit_error" if status == 429 else "invalid_request_error"
+        kind = {429: "rate_limit_error", 529: "overloaded_error"}.get(status, "api_error" if status >= 500 else "invalid_request_error")
     param = error.get("param")
     relayed = {name: headers[name] for name in RELAYED_HEADERS
                if name in headers and _HEADER_VALUE.fullmatch(headers[name])}
@@ -417,6 +422,9 @@ class OpenAIUpstream:
     kind = "openai"
     counts_with_model_tokenizer = True  # prompts are counted with the model's tiktoken tokenizer
     forwards_request_fields = True  # tools, response_format, ... reach the model and are billed (BILLED_FIELDS)
+    # the upstream's 5xx passed on to the client with their status (:func:`refusal_of`): none; an OpenAI upstream's 5xx
+    # is the gateway's 502 (the OpenAI SDKs retry both alike)
+    relayed_server_errors: frozenset[int] = frozenset()
 
     def __init__(self, config: UpstreamConfig, *, env: Mapping[str, str] | None = None,
                  on_retry: Callable[[], None] | None = None):
@@ -604,7 +612,8 @@ class OpenAIUpstream:
             detail = data.get("error") if isinstance(data, Mapping) else self.scrub(resp.text)[:300]
             return UpstreamReply(resp.status_code, None, "", None, None, ms,
                                  f"upstream answered HTTP {resp.status_code}: {self.scrub(json.dumps(detail))[:500]}",
-                                 refusal=refusal_of(resp.status_code, data, resp.text, resp.headers, self.scrub))
+                                 refusal=refusal_of(resp.status_code, data, resp.text, resp.headers, self.scrub,
+                                                    self.relayed_server_errors))
         text, p, c, cached = wire.read(data)
         return UpstreamReply(resp.status_code, None if wire.peek is not None else data, text, p, c, ms, cached_tokens=cached,
                              cache_write_tokens=wire.writes(data) if wire.writes is not None else 0, raw=resp.content)
@@ -656,7 +665,8 @@ class OpenAIUpstream:
         except ValueError:
             data = None
         return UpstreamError(resp.status_code, f"upstream answered HTTP {resp.status_code}: {text[:500]}",
-                             refusal=refusal_of(resp.status_code, data, text, resp.headers, self.scrub))
+                             refusal=refusal_of(resp.status_code, data, text, resp.headers, self.scrub,
+                                                self.relayed_server_errors))
 
     def _undecodable(self, resp: Any) -> str | None:
         """Why ``resp``'s body cannot be read, when it is compressed in an encoding the client does not decode; else None.
