@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 import optimizer
 from optimizer.lazy import lazy_import
 from optimizer.score_reading import SCORE_DIRECTIONS
-from ragtrim.serve import admin, chat, embeddings, messages, model_list, optimize, page, responses
+from ragtrim.serve import admin, chat, count_tokens, embeddings, messages, model_list, optimize, page, responses
 from ragtrim.serve.auth import presented_key, require
 from ragtrim.serve.bodies import CAP_FIELDS, RAGTRIM_FIELDS
 from ragtrim.serve.config import Limits, ServeConfig
@@ -107,6 +107,14 @@ def messages_schema(limits: Limits) -> dict[str, Any]:
         "stream": {"type": ["boolean", "null"]}, "extra_body": holder, "ragtrim": holder}}
 
 
+def count_tokens_schema(limits: Limits) -> dict[str, Any]:
+    """The JSON schema of a ``POST /v1/messages/count_tokens`` body: a Messages body without ``max_tokens``
+    (:func:`ragtrim.serve.count_tokens.parse_count`)."""
+    schema = messages_schema(limits)
+    props = {k: v for k, v in schema["properties"].items() if k not in ("max_tokens", "stream")}
+    return {**schema, "required": ["model", "messages"], "properties": props}
+
+
 def _holder() -> dict[str, Any]:
     """The schema of a ``ragtrim`` or ``extra_body`` object: ragtrim's own fields alone."""
     return {"type": "object", "additionalProperties": False, "properties": _ragtrim_fields(),
@@ -167,6 +175,9 @@ def _routes(app: Any, limits: Limits) -> None:
         tags=["chat"], summary="OpenAI's Responses API with documents optimized into the input, within the tenant's budgets")
     add("/v1/messages", messages.messages_endpoint, methods=["POST"], openapi_extra=_body(messages_schema(limits)),
         tags=["chat"], summary="Anthropic's Messages API with documents optimized into the system prompt, within the tenant's budgets")
+    add("/v1/messages/count_tokens", count_tokens.count_tokens_endpoint, methods=["POST"],
+        openapi_extra=_body(count_tokens_schema(limits)), tags=["chat"],
+        summary="Anthropic's token count of a Messages request as /v1/messages would send it (never charged)")
     add("/v1/embeddings", embeddings.embeddings_endpoint, methods=["POST"], openapi_extra=_body(embeddings_schema()),
         tags=["embeddings"], summary="OpenAI-compatible embeddings, every input token accounted within the tenant's budgets")
     add("/v1/models", model_list.models_list, methods=["GET"], tags=["chat"],

@@ -8,6 +8,10 @@ Anthropic adds and bills: what the model's ``tool_prompt_tokens`` must cover), a
 prompt's count, settable later on ``app.state.fake``) as read from and written to its prompt cache. A request with
 ``tools`` whose last message holds no ``tool_result`` is answered a ``tool_use`` of its first tool; else text. A last
 message holding ``FAIL_UPSTREAM`` is an HTTP 500 in Anthropic's error shape.
+
+``POST /v1/messages/count_tokens`` (:func:`count_tokens_route`) answers ``{"input_tokens": N}``, N the prompt the
+Messages route would report for the same body (``input_tokens`` + cache reads and writes); told ``count_tokens_status``
+(an HTTP status above 299), it answers that status in Anthropic's error shape instead.
 """
 
 from __future__ import annotations
@@ -24,9 +28,17 @@ def _of(value: Any, prompt: int) -> int:
     return int(value(prompt) if callable(value) else value or 0)
 
 
-def messages_usage(state: Any, counted: int, output: int) -> dict[str, Any]:
-    """Anthropic's usage of a prompt the fake counted ``counted`` (times ``claude_ratio``), ``output`` tokens out."""
-    prompt = math.ceil(counted * state.claude_ratio)
+def prompt_count(state: Any, body: dict[str, Any]) -> int:
+    """The prompt of a Messages ``body`` as the fake bills it: ``system``, the messages and the billed fields counted with
+    its tokenizer, plus ``tool_prompt`` with tools, times ``claude_ratio``."""
+    items = ([{"role": "system", "content": body["system"]}] if body.get("system") else []) + list(body.get("messages") or [])
+    counted = count_chat_tokens(messages_view(items), state.tokenizer) + count_request_fields(body, state.tokenizer, MESSAGES_BILLED)
+    counted += state.tool_prompt if body.get("tools") else 0
+    return math.ceil(counted * state.claude_ratio)
+
+
+def messages_usage(state: Any, prompt: int, output: int) -> dict[str, Any]:
+    """Anthropic's usage of a ``prompt`` the fake counted (:func:`prompt_count`), ``output`` tokens out (times ``claude_ratio``)."""
     reads, writes = _of(state.cache_read, prompt), _of(state.cache_write, prompt)
     return {"input_tokens": max(0, prompt - reads - writes), "cache_creation_input_tokens": writes,
             "cache_read_input_tokens": reads, "output_tokens": math.ceil(output * state.claude_ratio)}
@@ -57,19 +69,34 @@ def messages_route(state: Any, rng: Any, token_delay_ms: float, answer_text: Any
         view = messages_view(items)
         if "FAIL_UPSTREAM" in view[-1]["content"]:
             return JSONResponse({"type": "error", "error": {"type": "api_error", "message": "fake upstream failure"}}, status_code=500)
-        counted = count_chat_tokens(view, state.tokenizer) + count_request_fields(body, state.tokenizer, MESSAGES_BILLED)
-        counted += state.tool_prompt if body.get("tools") else 0
         content, stop = _content(body, answer_text(min(state.answer_tokens, int(body.get("max_tokens") or state.answer_tokens))))
         tok = get_tokenizer(state.tokenizer)
         output = sum(tok.count(b["text"]) if b["type"] == "text" else tok.count(b["name"] + compact_json(b["input"])) for b in content)
         data = {"id": f"msg_fake_{state.calls}", "type": "message", "role": "assistant", "model": body.get("model", "fake"),
                 "content": content, "stop_reason": stop, "stop_sequence": None,
-                "usage": messages_usage(state, counted, output) if state.report_usage else None}
+                "usage": messages_usage(state, prompt_count(state, body), output) if state.report_usage else None}
         if body.get("stream"):
             return StreamingResponse(stream_events(data, token_delay_ms), media_type="text/event-stream")
         return JSONResponse(data if state.report_usage else {k: v for k, v in data.items() if k != "usage"})
 
     return messages
+
+
+def count_tokens_route(state: Any, rng: Any) -> Any:
+    """``POST /v1/messages/count_tokens`` over the fake's ``state``: ``{"input_tokens": N}`` (:func:`prompt_count`), or
+    ``state.count_tokens_status`` in Anthropic's error shape when it is set."""
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+
+    async def count_tokens(request: Request) -> Any:
+        body = await state.received(request, rng)
+        state.anthropic_headers.append({k: v for k, v in request.headers.items() if k.startswith("anthropic-")})
+        if state.count_tokens_status:
+            return JSONResponse({"type": "error", "error": {"type": "overloaded_error", "message": "fake count failure"}},
+                                status_code=state.count_tokens_status)
+        return JSONResponse({"input_tokens": prompt_count(state, body)})
+
+    return count_tokens
 
 
 async def stream_events(data: dict[str, Any], token_delay_ms: float) -> Any:

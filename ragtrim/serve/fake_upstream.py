@@ -10,7 +10,8 @@ tokens as read from its prompt cache, as OpenAI does (``usage.prompt_tokens_deta
 any value, for tests of bogus ones). It records the bodies it received (for assertions) and
 the Authorization headers' presence, never their values.
 
-It serves Anthropic's Messages API too (``POST /v1/messages``: :mod:`ragtrim.serve.fake_messages`), and OpenAI's Responses API (``POST /v1/responses``, streamed or not: :mod:`ragtrim.serve.fake_responses`),
+It serves Anthropic's Messages API too (``POST /v1/messages`` and ``POST /v1/messages/count_tokens``:
+:mod:`ragtrim.serve.fake_messages`), and OpenAI's Responses API (``POST /v1/responses``, streamed or not: :mod:`ragtrim.serve.fake_responses`),
 whose usage adds ``reasoning_tokens`` to the output and, for a request with ``previous_response_id`` or
 ``conversation``, ``stored_tokens`` of stored context to the input (what the gateway cannot see).
 
@@ -62,6 +63,7 @@ class FakeState:
     # Claude 4.x with tool_choice auto or none, per its tool-use docs; added to the prompt before claude_ratio
     tool_prompt: int = 346
     anthropic_headers: list[dict[str, str]] = field(default_factory=list)  # Messages API: each request's anthropic-* headers
+    count_tokens_status: int = 0  # Messages API: count_tokens answers this HTTP error status when set (0: it counts)
 
     async def received(self, request: Any, rng: random.Random) -> Any:
         """A request's JSON body, after noting the call (its body kept, whether it carried a key) and waiting
@@ -126,12 +128,13 @@ def create_fake_upstream(*, latency_ms: float = 20.0, jitter_ms: float = 0.0, an
     async def models(_: Request) -> Any:
         return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
-    from ragtrim.serve.fake_messages import messages_route
+    from ragtrim.serve.fake_messages import count_tokens_route, messages_route
     from ragtrim.serve.fake_responses import responses_route
 
     app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models),
                             Route("/v1/responses", responses_route(state, rng, token_delay_ms, answer_text), methods=["POST"]),
                             Route("/v1/messages", messages_route(state, rng, token_delay_ms, answer_text), methods=["POST"]),
+                            Route("/v1/messages/count_tokens", count_tokens_route(state, rng), methods=["POST"]),
                             Route("/v1/embeddings", _embeddings(state, rng), methods=["POST"])])
     app.state.fake = state
     return app
