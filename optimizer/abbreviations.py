@@ -16,10 +16,13 @@ such pieces are one sentence:
 - ``p.``, ``pp.``, ``No.``, ``Art.``, ``Sec.``, ``Fig.`` ending a piece of more words, before a number
   (``No.`` alone is an answer: ``Was it him?`` | ``No.``);
 - a day's ordinal (``1.`` to ``31.``, as German, Dutch, Nordic, Polish or Czech dates write it) before a
-  month's name, full or short (:data:`MONTHS`): ``endet am 15.`` | ``Mai 2024.`` is one date. A capitalised
-  name that is an English word too (:data:`ENGLISH_WORDS`) makes a date only with a year or a stop right after
-  it or a German date's word before the day (``am``, ``zum``, ``bis``...): ``He scored 12.`` | ``April was ...``
-  and ``they finished 4.`` | ``August brought ...`` are two sentences, ``am 1.`` | ``August nach Hause`` is one.
+  month's name, full or short (:data:`MONTHS`): ``endet am 15.`` | ``Mai 2024.`` is one date. A lowercase name
+  always makes one (``le 1.`` | ``mars à Lyon``); a capitalised one, which may be a name or an English word
+  (``Augustus``, ``Mayo``, ``Julio``, ``Mei``, ``April``), only with a year or a stop right after it, a date's word
+  before the day (``am``, ``zum``, ``bis``, ``den``, ``op``...), or, for a German month (:data:`GERMAN_MONTHS`), a
+  German word around it: ``He scored 12.`` | ``April was ...``, ``in AD 14.`` | ``Augustus was succeeded ...`` and
+  ``The class had 25.`` | ``Mei Ling was ...`` are two sentences, ``am 1.`` | ``August nach Hause`` and
+  ``ist der 15.`` | ``Mai für alle`` are one.
 
 The words are matched as written (``no.`` and ``ex.`` are words of their own).
 
@@ -63,12 +66,11 @@ MONTHS = (
 or whose dates a text in such a language quotes; matched whatever their case. Short forms that are words too
 (French ``des``, Italian ``gen``, ``mag``) are left out."""
 
-ENGLISH_WORDS = frozenset({
-    "april", "august", "september", "november", "december", "jan", "feb", "apr", "jun", "jul", "aug", "sep", "sept",
-    "oct", "nov", "dec", "mars", "maj",
+GERMAN_MONTHS = frozenset({
+    "januar", "jänner", "februar", "feber", "märz", "mai", "juni", "juli", "oktober", "dezember", "mär", "mrz", "okt", "dez",
 })
-"""The forms of :data:`MONTHS` that, capitalised, are English words too (a month, its short form, the planet, a
-major's ``Maj``): after an English sentence's last number they open the next sentence."""
+"""The German forms of :data:`MONTHS` that are no English words: German capitalises them, so capitalised they make a
+date in German text (:data:`_GERMAN`) without a year, a stop or a date's word (``ist der 15. Mai für alle``)."""
 
 _VERSUS = re.compile(r"(?<!\S)[A-Z][\w'’.&-]*\s+vs?\.$")
 _ONLY_TITLES = re.compile(rf"(?:(?:{'|'.join(TITLES)})\.\s+)*(?:{'|'.join(TITLES)})\.")
@@ -78,7 +80,14 @@ _NUMBERED = re.compile(r"\S\s+(?:p|pp|No|Nos|Art|Sec|Fig)\.$")
 _DAY = re.compile(r"(?<![\d.,])(?:0?[1-9]|[12]\d|3[01])\.$")
 _MONTH = re.compile(rf"(?:{'|'.join(sorted(set(MONTHS), key=len, reverse=True))})(?![^\W\d_])", re.I)
 _YEAR_OR_STOP = re.compile(r"\.?\s+\d{4}(?!\d)|[.!?]")  # after the month: ``15. April 2024``, ``1. Jan. 2024``, ``am 15. April.``
-_DATE_WORD = re.compile(r"(?<![^\W\d_])(?:am|zum|vom|bis|ab|seit|dem|den)\s+\d{1,2}\.$", re.I)  # ``am 1.``, ``bis zum 3.``
+# a date's word before the day: ``am 1.``, ``bis zum 3.``, Norwegian ``den 17.``, Dutch ``op 5.``
+_DATE_WORD = re.compile(r"(?<![^\W\d_])(?:am|zum|vom|bis|ab|seit|dem|den|op)\s+\d{1,2}\.$", re.I)
+_GERMAN = re.compile(
+    r"(?<![^\W\d_])(?:[Dd]er|[Dd]ie|[Dd]as|und|ist|sind|nicht|ein|eine|einen|mit|für|wird|wurde"
+    r"|zum|zur|vom|im|auf|bei|nach|sich|bis|ab)"
+    r"(?![^\W\d_])"
+)
+"""Words of German text, none an English word: around a German month, they tell a German date from a name."""
 _NAME = re.compile(r"[A-Z]")
 _LABEL = re.compile(r"(?:[A-Z]|\d[\w.-]*)(?![\w'’])")
 _NUMBER = re.compile(r"\d")
@@ -105,19 +114,26 @@ def joins(text: str, piece: tuple[int, int], following: tuple[int, int]) -> bool
 
 def _dated(text: str, day: tuple[int, int], month: re.Match[str] | None) -> bool:
     """Whether ``month`` (a match of a month's name right after the piece ``text[day]`` that ends in a day's ordinal)
-    goes with that day: always, unless it is capitalised and an English word too (:data:`ENGLISH_WORDS`); then only
-    with a year or a stop right after it, or a German date's word before the day.
+    goes with that day: always when it is lowercase; capitalised (a name, an English word or a German month), only
+    with a year or a stop right after it, a date's word before the day, or a German month with German words before
+    the day or after the month (:data:`_GERMAN`).
 
     >>> a, b, c = "He scored 12. April was good.", "Sie endet am 15. April.", "Er kam am 1. August nach Hause."
     >>> _dated(a, (0, 13), _MONTH.match(a, 14)), _dated(b, (0, 16), _MONTH.match(b, 17)), _dated(c, (0, 12), _MONTH.match(c, 13))
     (False, True, True)
+    >>> a, b = "The class had 25. Mei Ling won.", "Stichtag ist der 15. Mai für alle."
+    >>> _dated(a, (0, 17), _MONTH.match(a, 18)), _dated(b, (0, 20), _MONTH.match(b, 21))
+    (False, True)
     """
     if month is None:
         return False
-    word = month.group()
-    if not word[0].isupper() or word.casefold() not in ENGLISH_WORDS:
+    if not month.group()[0].isupper():
         return True
-    return _YEAR_OR_STOP.match(text, month.end()) is not None or _DATE_WORD.search(text, *day) is not None
+    if _YEAR_OR_STOP.match(text, month.end()) is not None or _DATE_WORD.search(text, *day) is not None:
+        return True
+    return month.group().casefold() in GERMAN_MONTHS and (
+        _GERMAN.search(text, *day) is not None or _GERMAN.search(text, month.end(), month.end() + _TAIL) is not None
+    )
 
 
 def join_abbreviations(text: str, pieces: list[tuple[int, int]]) -> list[tuple[int, int]]:
