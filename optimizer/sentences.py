@@ -454,6 +454,8 @@ def footmarks(block: str) -> tuple[str, dict[int, int]]:
 
 _BARE_MARKER = re.compile(_MARKER)
 _LAST_LINE_MARKER = re.compile(rf"\n[ \t]*(?:{_MARKER})$")
+_LONE_MARKER = re.compile(rf"^[ \t]*({_MARKER})[ \t]*$", re.M)
+_ROMAN = {"i": 1, "v": 5, "x": 10}
 
 
 def _opens_item(text: str, newline: int) -> bool:
@@ -468,6 +470,37 @@ def _opens_item(text: str, newline: int) -> bool:
     return not prev or prev[-1] in ":;" or ends_sentence(prev) or LIST_MARKER.match(prev) is not None
 
 
+def _ordinals(marker: str) -> set[tuple[str, int]]:
+    """What ``marker`` counts as, each ``(kind, value)``: its style (``9.``, ``(a)``, ``I)``...) and its number, letter
+    or Roman numeral's value; a lone ``i``, ``v`` or ``x`` is both a letter and a numeral.
+
+    >>> sorted(_ordinals("12.")), sorted(_ordinals("(b)")), sorted(_ordinals("iv."))
+    ([('9.', 12)], [('(a)', 98)], [('i.', 4)])
+    """
+    body = marker.strip("().")
+    style = marker.replace(body, "9" if body.isdigit() else "a" if body.islower() else "A")
+    if body.isdigit():
+        return {(style, int(body))}
+    out = {(style, ord(body))} if len(body) == 1 else set()
+    values = [_ROMAN.get(c.lower(), 0) for c in body]
+    if all(values) and (len(body) > 1 or body.lower() in _ROMAN):
+        total = sum(-v if v < w else v for v, w in zip(values, [*values[1:], 0]))
+        out.add((style.replace("a", "i").replace("A", "I"), total))
+    return out
+
+
+def _lone_markers(text: str, start: int, end: int) -> set[tuple[str, int]]:
+    """The :func:`_ordinals` of the markers that are lines of their own in ``text[start:end]``."""
+    return {o for m in _LONE_MARKER.finditer(text, start, end) for o in _ordinals(m.group(1))}
+
+
+def _in_sequence(marker: str, lone: set[tuple[str, int]]) -> bool:
+    """Whether ``marker``, a line of its own, has a neighbour (the one before or after it: ``1.`` / ``2.``, ``a.`` /
+    ``b.``) among the block's other lone markers ``lone``: a list with each marker on a line of its own (a PDF's),
+    not a value on its own line (``Number of employees:`` / ``250.``, ``Correct answer:`` / ``B.``)."""
+    return any((kind, n + step) in lone for kind, n in _ordinals(marker) for step in (-1, 1))
+
+
 def _items_open(text: str, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """``ranges`` (blingfire's sentences, in order) with each list marker given to the item it opens: a range
     that is nothing but a marker opening a line (``2.``) is joined to the next (inside a line it may be a
@@ -475,23 +508,40 @@ def _items_open(text: str, ranges: list[tuple[int, int]]) -> list[tuple[int, int
     (``Open the lid\\n2.``, blingfire cuts after each ``N.``) leaves it to the next when the line before
     :func:`_opens_item`. The last range keeps its own.
 
+    A marker opens an item when the item's text follows it on its line. One alone on its line is a value
+    (``Number of employees:`` / ``250.``, ``How many moons?`` / ``2.``) and stays where it is, unless the block
+    holds its neighbour alone on a line too (:func:`_in_sequence`: ``1.`` / ``Open it.`` / ``2.`` / ``Close it.``).
+
     >>> t = "Steps:\\n1. Open it.\\n2. Rinse it."
     >>> [t[s:e] for s, e in _items_open(t, [(0, 9), (10, 18), (19, 21), (22, 31)])]
     ['Steps:', '1. Open it.', '2. Rinse it.']
+    >>> t = "Version:\\n3.\\nIt shipped."
+    >>> [t[s:e] for s, e in _items_open(t, [(0, 11), (12, 23)])]
+    ['Version:\\n3.', 'It shipped.']
     """
     out: list[tuple[int, int]] = []
+    lone: set[tuple[str, int]] | None = None  # the block's lone markers, found when first needed
     opened = None  # where a marker cut off the range before starts
     for k, (s, e) in enumerate(ranges):
         s = s if opened is None else opened
         opened = None
         if k + 1 < len(ranges):
-            if _BARE_MARKER.fullmatch(text, s, e) and not text[text.rfind("\n", 0, s) + 1 : s].strip():
-                opened = s
+            bare = _BARE_MARKER.fullmatch(text, s, e) is not None and not text[text.rfind("\n", 0, s) + 1 : s].strip()
+            m = None if bare else _LAST_LINE_MARKER.search(text, max(s, e - 24), e)
+            if not bare and m is None:
+                out.append((s, e))
                 continue
-            m = _LAST_LINE_MARKER.search(text, max(s, e - 24), e)
-            if m is not None and _opens_item(text, m.start()):
-                out.append(strip_range(text, s, m.start()))
-                opened = strip_range(text, m.start(), e)[0]
+            marker = text[s:e] if bare else m.group().strip()  # type: ignore[union-attr]
+            if "\n" in text[e : ranges[k + 1][0]]:  # alone on its line: an item's marker only in a run of them
+                if lone is None:
+                    lone = _lone_markers(text, ranges[0][0], ranges[-1][1])
+                opens = _in_sequence(marker, lone)
+            else:
+                opens = bare or _opens_item(text, m.start())  # type: ignore[union-attr]
+            if opens:
+                if not bare:
+                    out.append(strip_range(text, s, m.start()))  # type: ignore[union-attr]
+                opened = s if bare else strip_range(text, m.start(), e)[0]  # type: ignore[union-attr]
                 continue
         out.append((s, e))
     return out

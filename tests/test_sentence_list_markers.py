@@ -116,3 +116,45 @@ def test_a_kept_step_carries_its_own_number(share):
     steps = re.findall(r"^\d+\..*$", out, re.M)
     assert steps, out
     assert all(step in source for step in steps), out  # each kept step as written, never a bare "5."
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Number of employees:\n250.\nThe company was founded in 1990 in Lyon.",
+     ["Number of employees:\n250.", "The company was founded in 1990 in Lyon."]),
+    ("Version:\n3.\nReleased in March.", ["Version:\n3.", "Released in March."]),
+    ("Correct answer:\nB.\nThe others are wrong.", ["Correct answer:\nB.", "The others are wrong."]),
+    ("Room capacity;\n40.\nFire code applies.", ["Room capacity;\n40.", "Fire code applies."]),
+    ("How many moons does Mars have?\n2.\nPhobos is the larger one.",
+     ["How many moons does Mars have?", "2.", "Phobos is the larger one."]),
+    ("Step 3 of the recipe.\n4.\nServe warm.", ["Step 3 of the recipe.", "4.", "Serve warm."]),
+])
+def test_a_value_alone_on_its_line_stays_with_what_it_answers(text, expected):
+    """Review: a line that is only ``250.`` or ``B.`` after ``key:``, ``?`` or ``;`` was read as the next item's marker and
+    moved into the next sentence, so the answer went with a sentence about something else. A marker opens an item when
+    the item's text follows it on its line, or when it is alone on its line in a run of such lines (n-1 or n+1)."""
+    assert texts(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("1.\nOpen the lid.\n2.\nClose it.", ["1.\nOpen the lid.", "2.\nClose it."]),
+    ("Steps:\n1.\nOpen the lid.\n2.\nClose it.\n3.\nRinse it.", ["Steps:", "1.\nOpen the lid.", "2.\nClose it.", "3.\nRinse it."]),
+    ("It has three steps.\n1.\nOpen the lid.\n2.\nRemove the filter.\n3.\nRinse it.",
+     ["It has three steps.", "1.\nOpen the lid.", "2.\nRemove the filter.", "3.\nRinse it."]),
+])
+def test_a_list_with_each_marker_on_a_line_of_its_own_keeps_them_with_their_items(text, expected):
+    """A PDF's list (the marker on a line, the item's text on the next): the markers are a sequence, so they open items."""
+    assert texts(text) == expected
+
+
+def test_the_value_on_its_own_line_reaches_the_reader_at_a_small_budget():
+    doc = ("Acme Robotics company profile.\n\n"
+           "Acme Robotics builds warehouse robots for grocery chains in France and Spain. Its robots pick crates from shelves "
+           "and carry them to the loading docks at night.\nHeadquarters:\nLyon.\nNumber of employees:\n250.\n"
+           "The company was founded in 1990 by two engineers from Grenoble. It sold its first robot in 1994 to a dairy.\n"
+           "Its main rival is Zeta Systems, which makes drones for inventory counts. Acme plans to open an office in Madrid.")
+    other = ["Zeta Systems makes inventory drones and employs 1,200 people in Germany and Poland. It was founded in 2005.",
+             "Grocery chains in Spain are automating their warehouses quickly; labour costs rose 12 percent last year."]
+    for preset in ("default", "quality"):
+        for budget in (30, 50, 80):
+            out = Pipeline.preset(preset).run("How many employees does Acme Robotics have?", [doc, *other], budget=budget).text
+            assert "employees:\n250." in out, (preset, budget, out)
