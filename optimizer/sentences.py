@@ -427,10 +427,12 @@ def blingfire_sentences(block: str) -> list[tuple[int, int]]:
     return list(zip(offsets[0::2], offsets[1::2]))
 
 
-_FOOTMARK = (r"\[\d{1,4}(?:[ \t]*[,–-][ \t]*\d{1,4})*\]|\[[a-z]\]|\[\^[^\]\s]{1,24}\]"  # [4], [12, 13], [a], [^1]
+_FOOTMARK = (r"\[\d{1,4}(?:[ \t]*[,–-][ \t]*\d{1,4})*\]|\[[a-z]\]|\[\^[^\]\[\s]{1,24}\]"  # [4], [12, 13], [a], [^1]
              r"|<sup>[^<>\n]{1,16}</sup>|[⁰¹²³⁴-⁹]|[†‡]")
 """One mark. Each alternative reads one way, so a run of them splits one way only: a ``+`` on one (``[¹²³]+``) would
-try every split of ``¹¹¹...`` that no space follows, doubling the time with each mark."""
+try every split of ``¹¹¹...`` that no space follows, doubling the time with each mark. No mark's body holds the
+start of another (a ``[^...]`` no ``[``, a ``<sup>`` no ``<``): else a run of ``[^x.[1]`` would be read again from
+each ``[^``, in time quadratic in its length."""
 _FOOTMARKS = re.compile(rf"(?:(?<=[.!?])|(?<=[.!?][\"'”’)]))(?:{_FOOTMARK})+(?=\s|$)")
 """Footnote and citation marks right after a sentence's stop, before white space: ``[4][5]``, ``[12, 13]``, ``[a]``,
 ``[^1]``, ``<sup>2</sup>``, ``¹²``, ``†``."""
