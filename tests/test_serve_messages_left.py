@@ -234,3 +234,51 @@ def test_cache_writes_are_recorded_and_reported_beside_the_reads(tmp_path, monke
     assert head.split()[-4:-2] == ["cached_tokens", "cache_write_tokens"] and line.split()[-4:-2] == ["240", "60"]
     assert json.loads(as_json.output)["totals"]["cache_write_tokens"] == 60
 
+
+
+def test_a_count_cut_off_by_the_gateways_shutdown_gets_a_row_and_a_json_503_that_says_send_it_again(tmp_path, monkeypatch):
+    import threading
+
+    import uvicorn
+
+    from ragtrim.serve.app import create_app
+    from ragtrim.serve.cutoff import SHUTDOWN_CUT
+    from ragtrim.serve.fake_upstream import create_fake_upstream
+    from ragtrim.serve.service import Service
+    from ragtrim.serve.testing import free_port, serve_in_thread
+
+    from serve_fixtures import tenant_with_key
+    from test_serve_messages import PEPPER, config
+
+    monkeypatch.setenv("RAGTRIM_TEST_ANTHROPIC_KEY", "sk-ant-x")
+    slow = create_fake_upstream(latency_ms=6000, answer_tokens=8)  # answers after the gateway has stopped
+    with serve_in_thread(slow) as up:
+        service = Service(config(up), db_url=f"sqlite:///{tmp_path}/s.sqlite", pepper=PEPPER)
+        key = tenant_with_key(service, "acme")
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning",
+                                               access_log=False, lifespan="on", timeout_graceful_shutdown=1))
+        runner = threading.Thread(target=server.run, daemon=True)
+        runner.start()
+        waited = threading.Event()
+        while not server.started:
+            waited.wait(0.02)
+        got: dict[str, Any] = {}
+
+        def count() -> None:
+            got["r"] = httpx.post(f"http://127.0.0.1:{port}/v1/messages/count_tokens", headers={"x-api-key": key}, timeout=30,
+                                  json={"model": CLAUDE, "messages": [{"role": "user", "content": QUESTION}]})
+
+        client = threading.Thread(target=count)
+        client.start()
+        while slow.state.fake.calls < 1:
+            waited.wait(0.05)
+        server.should_exit = True
+        client.join(30)
+        runner.join(30)
+        [row] = count_rows(service)
+    r = got["r"]
+    assert r.status_code == 503 and r.headers["x-should-retry"] == "true"
+    assert r.json()["type"] == "error" and r.json()["error"]["type"] == "api_error"  # Anthropic's shape
+    assert r.headers["X-Ragtrim-Request-Id"] == row["id"]
+    assert (row["action"], row["status"], row["cost_micro"]) == ("failed", 503, 0) and SHUTDOWN_CUT in row["detail"]

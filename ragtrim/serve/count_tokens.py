@@ -18,7 +18,8 @@ Anthropic does not bill a count, and neither does the gateway: nothing is reserv
 it. It is authenticated like ``/v1/messages`` (a tenant key, as ``x-api-key`` or a Bearer token) and recorded like
 ``/v1/optimize``: a ledger row per request (``endpoint`` ``count_tokens``, no tokens or cost; the count and its
 source in ``detail``), and documents take one of the tenant's optimizer slots while they are optimized (``[limits]
-tenant_optimizer_runs``: a 429 beyond them).
+tenant_optimizer_runs``: a 429 beyond them). A count the gateway's shutdown cuts off gets a failed row and a JSON 503
+that says to send it again.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any
 
+import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -40,6 +42,7 @@ from ragtrim.serve.auth import require
 from ragtrim.serve.bodies import CHAT_BODY, ChatRequest, check_preset, read_json
 from ragtrim.serve.chat import _build
 from ragtrim.serve.client_left import LeftBeforeSent
+from ragtrim.serve.cutoff import SHUTDOWN_CUT, leave_answer, shutdown_error
 from ragtrim.serve.endings import finish_rejected, upstream_failure
 from ragtrim.serve.errors import ApiError, bad_request, client_gone
 from ragtrim.serve.ledger import LedgerEntry
@@ -129,6 +132,9 @@ async def count_tokens_endpoint(request: Request) -> JSONResponse:
         gone = client_gone(f"{exc.when}, and its count was not asked", rid)
         await finish_rejected(service, entry, gone, start)
         raise gone from None
+    except anyio.get_cancelled_exc_class():  # the gateway's shutdown cut it off (uvicorn cancels for nothing else)
+        await _cut_off(request, service, entry, start)
+        raise
     except Exception as exc:  # a bug: still one ledger row, then the generic 500
         await finish_rejected(service, entry, ApiError(500, "server_error", f"internal error: {type(exc).__name__}: {exc}"[:500]),
                               start)
@@ -144,6 +150,16 @@ async def count_tokens_endpoint(request: Request) -> JSONResponse:
     service.metrics.observe_request(endpoint=ENDPOINT, action="ok", tenant=entry.tenant_id, status=200, latency_s=ms / 1000,
                                     overhead_s=max(0.0, ms - up_ms) / 1000)
     return JSONResponse(out, headers=_headers(rid, attempt, source, estimate))
+
+
+async def _cut_off(request: Request, service: Any, entry: LedgerEntry, start: float) -> None:
+    """A count the gateway's shutdown cut off (its ``--graceful-timeout`` ran out): its row (failed, 503, written
+    shielded from the cancellation) and the JSON 503 :class:`ragtrim.serve.cutoff.CutOffAnswer` sends in Anthropic's
+    shape instead of uvicorn's plain-text 500 (a count is never charged: ``x-should-retry: true``)."""
+    error = shutdown_error(entry.id, "nothing was charged: send it again", retry=True)
+    leave_answer(request.scope, error)  # first: the row's write may be cut
+    with anyio.CancelScope(shield=True):
+        await finish_rejected(service, replace(entry, detail=SHUTDOWN_CUT), error, start)
 
 
 async def _attempt(service: Any, req: ChatRequest, model: Any, rid: str, tenant: str,
