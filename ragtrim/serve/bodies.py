@@ -79,6 +79,9 @@ class ChatRequest:
     uncounted: str = ""
     # headers sent upstream besides the upstream's own (a Messages client's anthropic-beta)
     upstream_headers: tuple[tuple[str, str], ...] = ()
+    # the request asks for a 1-hour prompt cache (a Messages cache_control with "ttl": "1h"): its worst case prices the
+    # prompt at the model's 1-hour cache-write price (chat.price_of)
+    cache_1h: bool = False
 
     @property
     def documents_question(self) -> str:

@@ -55,7 +55,7 @@ from ragtrim.serve.errors import ApiError, bad_request, client_gone, optimizer_t
 from ragtrim.serve.ledger import LedgerEntry
 from ragtrim.serve.hold import Hold, estimated_usage, with_note
 from ragtrim.serve.plan import JOIN_SLACK, Attempt, Planned, Refused, model_chain, plan_and_reserve, smallest_context, with_margin
-from ragtrim.serve.pricing import format_usd
+from ragtrim.serve.pricing import ModelPrice, format_usd
 from ragtrim.serve.quota import Need, Shortfall
 from ragtrim.serve.client_left import ClientLeft, LeftBeforeSent
 from ragtrim.serve.endings import IN_FLIGHT_RETRY_SECONDS, refuse  # noqa: F401 (IN_FLIGHT_RETRY_SECONDS: imported from here)
@@ -113,9 +113,16 @@ async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Bud
     context = result.text if result is not None else ""
     prompt = await _prompt_tokens(upstream, req, messages, model.tokenizer, context, done, left)
     prompt += await _field_tokens(upstream, req, model.tokenizer, done) + tool_prompt(req, model)
-    return Attempt(model=model, price=service.prices[model.name], budget_tokens=result.budget if result is not None else None,
+    return Attempt(model=model, price=price_of(service, model, req), budget_tokens=result.budget if result is not None else None,
                    result=result, messages=messages, prompt_tokens=int(prompt), max_tokens=max_out,
                    predicted_tokens=await _predicted_tokens(upstream, req, model.tokenizer, done))
+
+
+def price_of(service: Any, model: ModelConfig, req: ChatRequest) -> ModelPrice:
+    """The model's price for ``req``: one whose worst case prices a prompt token at the 1-hour cache-write price when the
+    request asks for a 1-hour cache (:attr:`ChatRequest.cache_1h`)."""
+    price = service.prices[model.name]
+    return price.with_1h_writes() if req.cache_1h else price
 
 
 def asked_completion(req: ChatRequest, model: ModelConfig, limits: Limits) -> int:
@@ -217,7 +224,7 @@ async def _smallest(service: Any, req: ChatRequest, chain: Sequence[ModelConfig]
             bare[key] += await _field_tokens(upstream, req, m.tokenizer, memo)
         counted = (max(0, bare[key] + context - JOIN_SLACK) if context else bare[key]) + tool_prompt(req, m)
         prompt = with_margin(counted, m.count_margin)
-        out.append(Need(tokens=prompt + n_out, micro=service.prices[m.name].worst_micro(prompt_tokens=prompt, completion_tokens=n_out)))
+        out.append(Need(tokens=prompt + n_out, micro=price_of(service, m, req).worst_micro(prompt_tokens=prompt, completion_tokens=n_out)))
     return out
 
 
@@ -475,13 +482,27 @@ REASONING_UNKNOWN = ("the model reasons (its reasoning tokens are billed, and ma
                      "so the text it carried is not what it cost")
 
 
+def split_writes(written: int, written_1h: int | None, asked_1h: bool) -> int:
+    """Of the ``written`` cache writes charged, those to charge the 1-hour write price: the upstream's ``written_1h``
+    (at most ``written``); with no split reported (None), all of them when the request asked for a 1-hour cache
+    (``asked_1h``: the most they can cost), else none.
+
+    >>> split_writes(100, 70, False), split_writes(100, 170, False), split_writes(100, None, True), split_writes(100, None, False)
+    (70, 100, 100, 0)
+    """
+    if written_1h is None:
+        return written if asked_1h else 0
+    return min(written_1h, written)
+
+
 def _settle_values(attempt: Attempt, req: ChatRequest, prompt: int | None, completion: int | None, cached: int, text: str, *,
-                   fields: Any, capped: bool, written: int = 0) -> tuple[int, int, int, int, str, int, str]:
+                   fields: Any, capped: bool, written: int = 0, written_1h: int | None = 0) -> tuple[int, int, int, int, str, int, str]:
     """``(prompt, completion, cached, written, usage_source, cost, note)`` to charge for an answer: the upstream's counts
     (:func:`trusted_count`), else the gateway's (the counted prompt, the answer's ``text`` counted, at most the
     completion reserved when a cap was sent: ``capped``), and of the prompt, the ``cached`` tokens the upstream read
     from its prompt cache (:func:`cached_prompt`) and the ``written`` ones it wrote to it (charged the cache-write price,
-    at most the rest of the prompt; none when the prompt charged is not the upstream's count). ``fields`` are the request
+    at most the rest of the prompt; none when the prompt charged is not the upstream's count), ``written_1h`` of them to
+    its 1-hour cache (:func:`split_writes`). ``fields`` are the request
     fields the upstream bills as input."""
     # the prompt's size is measured (its JSON written out) only for a reported count below the gateway's own
     size = prompt_bytes(attempt.messages, fields, req.dialect.billed) if prompt is not None and prompt < attempt.prompt_tokens else 0
@@ -491,9 +512,11 @@ def _settle_values(attempt: Attempt, req: ChatRequest, prompt: int | None, compl
                               len(text.encode("utf-8", "replace")), bound)
     k, k_note = cached_prompt(cached, p if p == prompt else None)
     w = min(written, p - k) if p == prompt else 0
+    w1 = split_writes(w, written_1h, req.cache_1h)
     source = "upstream" if (p, c) == (prompt, completion) else "counted"
     note = "; ".join(n for n in (p_note, c_note, k_note) if n)
-    return p, c, k, w, source, attempt.price.cost_micro(prompt_tokens=p, completion_tokens=c, cached_tokens=k, cache_write_tokens=w), note
+    cost = attempt.price.cost_micro(prompt_tokens=p, completion_tokens=c, cached_tokens=k, cache_write_tokens=w, cache_write_1h_tokens=w1)
+    return p, c, k, w, source, cost, note
 
 
 def cached_prompt(reported: int, prompt: int | None) -> tuple[int, str]:
@@ -543,7 +566,7 @@ async def _complete(service: Any, req: ChatRequest, planned: Planned, hold: Hold
         p, c, k, w, source, cost, note = await run_in_threadpool(  # off the loop: it may measure a long prompt
             _settle_values, attempt, req, reply.prompt_tokens, reply.completion_tokens, reply.cached_tokens, reply.text,
             fields=_billed_fields_of(upstream, req), capped=_capped(body, req),
-            written=reply.cache_write_tokens)
+            written=reply.cache_write_tokens, written_1h=reply.cache_write_1h_tokens)
         ms = (time.perf_counter() - start) * 1000
         final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, cached_tokens=k, cache_write_tokens=w, usage_source=source,
                         cost_micro=cost, status=200, latency_ms=ms, upstream_ms=reply.upstream_ms, error=note)
@@ -600,6 +623,7 @@ class SseTally:
         self.completion_tokens: int | None = None
         self.cached_tokens = 0  # of prompt_tokens, those read from the upstream's prompt cache (cached_count)
         self.cache_write_tokens = 0  # of prompt_tokens, those written to it (Anthropic's cache_creation_input_tokens)
+        self.cache_write_1h_tokens: int | None = None  # of those, written to its 1-hour cache (None: no split reported)
         self.reasoned = False  # a delta carried a reasoning field (reasoning_content, reasoning)
         self.finished = False  # a choice carried its finish_reason: the answer is whole
         self.cut_at_cap = False  # a choice finished at the completion cap (finish_reason "length")
@@ -855,7 +879,7 @@ async def _stream(service: Any, req: ChatRequest, planned: Planned, hold: Hold, 
         p, c, k, w, source, cost, note = await run_in_threadpool(  # off the loop: it may measure a long prompt
             _settle_values, attempt, req, tally.prompt_tokens, tally.completion_tokens, tally.cached_tokens,
             "".join(tally.text), fields=_billed_fields_of(upstream, req), capped=_capped(body, req),
-            written=tally.cache_write_tokens)
+            written=tally.cache_write_tokens, written_1h=tally.cache_write_1h_tokens)
         final = replace(hold.entry, prompt_tokens=p, completion_tokens=c, cached_tokens=k, cache_write_tokens=w, usage_source=source,
                         cost_micro=cost, status=200, latency_ms=(time.perf_counter() - hold.start) * 1000, upstream_ms=up_ms,
                         error=with_note(error, note))

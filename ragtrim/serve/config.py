@@ -98,7 +98,10 @@ A complete file (``serve.toml``)::
     output_per_million = 15.0
     cached_input_per_million = 0.3  # cache reads (usage.cache_read_input_tokens)
     cache_write_per_million = 3.75  # cache writes (usage.cache_creation_input_tokens): Anthropic bills 1.25x the
-                                    # input price (2x for a 1-hour cache); default: the input price
+                                    # input price for the 5-minute cache; default: the input price
+    cache_write_1h_per_million = 6.0  # writes to the 1-hour cache ("ttl": "1h"; usage.cache_creation's
+                                    # ephemeral_1h_input_tokens): 2x; default: 2x input_per_million when
+                                    # cache_write_per_million is set, else the input price
                                     # count_margin defaults to 0.4 here (ANTHROPIC_COUNT_MARGIN), and
                                     # tool_prompt_tokens to 500 (ANTHROPIC_TOOL_PROMPT_TOKENS): Anthropic's
                                     # tool-use system prompt, added to a request with tools (313-346 on Claude 4.x)
@@ -310,6 +313,9 @@ class ModelConfig:
     # a prompt token written to the upstream's prompt cache (Anthropic's usage.cache_creation_input_tokens, billed
     # 1.25x the input price for the 5-minute cache, 2x for the 1-hour one); None: the input price
     cache_write_per_million: float | None = None
+    # of those, one written to the 1-hour cache (usage.cache_creation.ephemeral_1h_input_tokens; a cache_control with
+    # "ttl": "1h"); None: twice input_per_million when cache_write_per_million is set (Anthropic's 2x), else the input price
+    cache_write_1h_per_million: float | None = None
     price_date: str | None = None
     cheaper: str | None = None
     # extra share of the worst case to reserve when the upstream's own token count can run above
@@ -726,15 +732,17 @@ def _check_prices(m: ModelConfig) -> None:
     ...
     ValueError: model 'm': cached_input_per_million needs input_per_million (and output_per_million) next to it in [models.'m'] (an inline price replaces the price table's); for a model priced by the table, add cached_input_per_million to its entry in the --prices file
     """
-    for label in ("input_per_million", "output_per_million", "cached_input_per_million", "cache_write_per_million"):
+    for label in ("input_per_million", "output_per_million", "cached_input_per_million", "cache_write_per_million",
+                  "cache_write_1h_per_million"):
         value = getattr(m, label)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ValueError(f"model {m.name!r}: {label} must be a finite number >= 0 (US dollars per million tokens), got {value!r}")
-    if m.cache_write_per_million is not None and m.input_per_million is None:
-        raise ValueError(f"model {m.name!r}: cache_write_per_million needs input_per_million (and output_per_million) next to "
-                         f"it in [models.{m.name!r}] (an inline price replaces the price table's)")
+    for label in ("cache_write_per_million", "cache_write_1h_per_million"):
+        if getattr(m, label) is not None and m.input_per_million is None:
+            raise ValueError(f"model {m.name!r}: {label} needs input_per_million (and output_per_million) next to "
+                             f"it in [models.{m.name!r}] (an inline price replaces the price table's)")
     cached = m.cached_input_per_million
     if cached is None:
         return

@@ -1,5 +1,6 @@
 """The fake upstream's ``POST /v1/messages`` (:mod:`ragtrim.serve.fake_upstream`): Anthropic's Messages API, streamed or
-not, with its usage (``input_tokens``, ``cache_creation_input_tokens``, ``cache_read_input_tokens``, ``output_tokens``).
+not, with its usage (``input_tokens``, ``cache_creation_input_tokens`` and its ``cache_creation`` split between the
+5-minute and the ``cache_write_1h`` cache, ``cache_read_input_tokens``, ``output_tokens``).
 
 It counts the prompt as the gateway does (``system``, messages, ``tools``, ``tool_choice``, ``thinking`` with the
 fake's tokenizer), times ``claude_ratio`` (a Claude tokenizer counts more than cl100k_base: what the gateway's
@@ -40,8 +41,10 @@ def prompt_count(state: Any, body: dict[str, Any]) -> int:
 def messages_usage(state: Any, prompt: int, output: int) -> dict[str, Any]:
     """Anthropic's usage of a ``prompt`` the fake counted (:func:`prompt_count`), ``output`` tokens out (times ``claude_ratio``)."""
     reads, writes = _of(state.cache_read, prompt), _of(state.cache_write, prompt)
+    long = min(writes, _of(state.cache_write_1h, prompt))
     return {"input_tokens": max(0, prompt - reads - writes), "cache_creation_input_tokens": writes,
-            "cache_read_input_tokens": reads, "output_tokens": math.ceil(output * state.claude_ratio)}
+            "cache_read_input_tokens": reads, "output_tokens": math.ceil(output * state.claude_ratio),
+            "cache_creation": {"ephemeral_5m_input_tokens": writes - long, "ephemeral_1h_input_tokens": long}}
 
 
 def _content(body: dict[str, Any], text: str) -> tuple[list[dict[str, Any]], str]:

@@ -59,6 +59,7 @@ class FakeState:
     claude_ratio: float = 1.0  # Messages API: its counts are the fake's tokenizer's times this (a Claude tokenizer counts more)
     cache_read: Any = 0  # Messages API: of the prompt, read from its cache (a value, or a callable of the prompt's count)
     cache_write: Any = 0  # Messages API: of the prompt, written to its cache
+    cache_write_1h: Any = 0  # Messages API: of those writes, to its 1-hour cache (usage.cache_creation's split)
     # Messages API: the tool-use system prompt Anthropic adds (and bills as input) to a request with tools: 346 tokens on
     # Claude 4.x with tool_choice auto or none, per its tool-use docs; added to the prompt before claude_ratio
     tool_prompt: int = 346

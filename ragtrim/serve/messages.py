@@ -14,8 +14,11 @@ block after the client's. The worst case reserved is ``system``, the messages, `
 anthropic upstream: :data:`ragtrim.serve.config.ANTHROPIC_COUNT_MARGIN`); a request with ``tools`` adds the model's
 ``tool_prompt_tokens`` to the prompt (Anthropic's own tool-use system prompt, billed as input: by default 500 on an
 anthropic upstream, :data:`ragtrim.serve.config.ANTHROPIC_TOOL_PROMPT_TOKENS`). It is settled from Anthropic's usage:
-the prompt is ``input_tokens`` + ``cache_creation_input_tokens`` (at ``cache_write_per_million``) +
-``cache_read_input_tokens`` (at ``cached_input_per_million``), the completion ``output_tokens``. A stream is relayed
+the prompt is ``input_tokens`` + ``cache_creation_input_tokens`` (at ``cache_write_per_million``; those of them
+``cache_creation.ephemeral_1h_input_tokens`` reports at ``cache_write_1h_per_million``, and all of them when the request
+asks for a 1-hour cache and the usage has no split) + ``cache_read_input_tokens`` (at ``cached_input_per_million``), the
+completion ``output_tokens``. A request with a ``cache_control`` whose ``ttl`` is "1h" anywhere reserves its prompt at
+the 1-hour write price (:func:`ragtrim.serve.messages_api.asks_1h_cache`). A stream is relayed
 event by event (its ``event:`` lines as they came) and settled from its usage merged field by field (``message_start``'s,
 then each ``message_delta``'s: a field absent keeps its last value), the output tokens the last ``message_delta``'s; an
 ``error`` event the upstream sends mid-stream is relayed, noted on the row, and charged as a stream cut short is.
@@ -40,7 +43,8 @@ from ragtrim.serve.bodies import OUR_KEYS, ChatRequest, check_messages, check_pr
 from ragtrim.serve.chat import SseTally, event_json, serve_request
 from ragtrim.serve.dialect import Dialect
 from ragtrim.serve.errors import ApiError, bad_request, too_large
-from ragtrim.serve.messages_api import MESSAGES_BILLED, MESSAGES_WIRE, event, media_block, messages_view, split_system, usage_counts
+from ragtrim.serve.messages_api import (MESSAGES_BILLED, MESSAGES_WIRE, asks_1h_cache, event, media_block, messages_view, split_system,
+                                        usage_counts, writes_1h)
 
 CAP = "max_tokens"
 # Fields the route reads and the upstream body gets from elsewhere (the system, messages and cap per attempt), or never
@@ -58,9 +62,10 @@ PRICED_VALUES = {"speed": (("standard",), " (fast mode is billed at a premium)")
 UNCOUNTED_FIELDS = {"mcp_servers": "the MCP servers' tool definitions and results, which the upstream adds to the prompt",
                     "container": "a code execution container: its skills' instructions and files as input, its hours billed"}
 # anthropic-beta values (by prefix: a beta's name, then its date) that change neither the price nor what is counted
-# (prompt caching is priced by cache_write_per_million, cached_input_per_million): passed on, budget or not
-BETAS_COUNTED = ("prompt-caching-", "token-efficient-tools-", "interleaved-thinking-", "fine-grained-tool-streaming-",
-                 "output-128k-")
+# (prompt caching is priced by cache_write_per_million, cache_write_1h_per_million, cached_input_per_million): passed on,
+# budget or not
+BETAS_COUNTED = ("prompt-caching-", "extended-cache-ttl-", "token-efficient-tools-", "interleaved-thinking-",
+                 "fine-grained-tool-streaming-", "output-128k-")
 # anthropic-beta values billed above the model's standard price: refused, budget or not
 BETAS_PRICED = {"context-1m-": "a prompt above 200k tokens is billed 2x the input price and 1.5x the output price",
                 "fast-mode-": "fast mode is billed at a premium"}
@@ -159,7 +164,7 @@ def parse_messages(body: Mapping[str, Any], headers: Mapping[str, str], config: 
     forwarded = ((BETA, ",".join(betas)),) if betas else ()
     return checked_request(body, headers, limits, asked=asked, items=items, view=view, stream=bool(stream),
                            not_passed=_NOT_PASSED, default_preset=config.preset, default_budget=config.budget,
-                           dialect=MESSAGES, include_usage=True, upstream_headers=forwarded,
+                           dialect=MESSAGES, include_usage=True, upstream_headers=forwarded, cache_1h=asks_1h_cache(body),
                            uncounted=media_block(body.get("messages") or []) or uncounted_of(body, betas))
 
 
@@ -183,6 +188,22 @@ def stream_error_note(error: Any) -> str:
     error = error if isinstance(error, Mapping) else {}
     kind, message = str(error.get("type") or "error"), str(error.get("message") or "")  # cut once scrubbed (chat's settle)
     return f"upstream error event mid-stream: {kind}" + (f": {message}" if message else "")
+
+
+def _merge(into: dict[str, Any], usage: Mapping[str, Any]) -> None:
+    """``usage`` merged into ``into`` field by field: a field absent or null keeps its value; a nested object
+    (``cache_creation``) merged the same way.
+
+    >>> u = {"input_tokens": 5, "cache_creation": {"ephemeral_5m_input_tokens": 1, "ephemeral_1h_input_tokens": 2}}
+    >>> _merge(u, {"input_tokens": None, "cache_creation": {"ephemeral_5m_input_tokens": 3}}); u
+    {'input_tokens': 5, 'cache_creation': {'ephemeral_5m_input_tokens': 3, 'ephemeral_1h_input_tokens': 2}}
+    """
+    for k, v in usage.items():
+        old = into.get(k)
+        if isinstance(v, Mapping) and isinstance(old, Mapping):
+            _merge(old, v)
+        elif v is not None:
+            into[k] = dict(v) if isinstance(v, Mapping) else v
 
 
 class MessagesTally(SseTally):
@@ -234,11 +255,12 @@ class MessagesTally(SseTally):
         ``input_tokens``, the output tokens from a ``message_delta`` (``output``; message_start's are a count so far)."""
         if not isinstance(usage, Mapping):
             return
-        self.usage.update((k, v) for k, v in usage.items() if v is not None)
+        _merge(self.usage, usage)
         p, _, reads, writes = usage_counts(self.usage)
         c = usage_counts(usage)[1]
         if p is not None:
             self.prompt_tokens, self.cached_tokens, self.cache_write_tokens = p, reads, writes
+            self.cache_write_1h_tokens = writes_1h(self.usage, writes)
         if output and c is not None:
             self.completion_tokens = c
 

@@ -195,6 +195,48 @@ def usage_counts(usage: Any) -> tuple[int | None, int | None, int, int]:
     return (None if plain is None else plain + reads + writes), output, reads, writes
 
 
+def writes_1h(usage: Any, writes: int) -> int | None:
+    """Of the ``writes`` an Anthropic ``usage`` reports, those to the 1-hour cache (``cache_creation``'s
+    ``ephemeral_1h_input_tokens``; else the writes less its ``ephemeral_5m_input_tokens``), at most ``writes``; None when
+    it reports no split (the request's own ``ttl`` then decides: :func:`ragtrim.serve.chat.split_writes`).
+
+    >>> writes_1h({"cache_creation": {"ephemeral_5m_input_tokens": 30, "ephemeral_1h_input_tokens": 70}}, 100)
+    70
+    >>> writes_1h({"cache_creation": {"ephemeral_5m_input_tokens": 30}}, 100), writes_1h({}, 100)
+    (70, None)
+    """
+    split = usage.get("cache_creation") if isinstance(usage, Mapping) else None
+    if not isinstance(split, Mapping):
+        return None
+    long, short = usage_count(split.get("ephemeral_1h_input_tokens")), usage_count(split.get("ephemeral_5m_input_tokens"))
+    if long is not None:
+        return min(long, writes)
+    return max(0, writes - short) if short is not None else None
+
+
+def asks_1h_cache(body: Mapping[str, Any]) -> bool:
+    """Whether a Messages ``body`` asks for a 1-hour prompt cache anywhere (``system``, a message's block, a tool, a tool
+    result's block): a ``cache_control`` whose ``ttl`` is not the default "5m" (Anthropic bills its writes 2x the input
+    price, the 5-minute cache's 1.25x). Walked without recursion (a body nests as deep as its JSON).
+
+    >>> asks_1h_cache({"system": [{"type": "text", "text": "p", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]})
+    True
+    >>> asks_1h_cache({"messages": [{"role": "user", "content": [{"type": "text", "text": "q", "cache_control": {"type": "ephemeral"}}]}]})
+    False
+    """
+    todo: list[Any] = [body]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, Mapping):
+            control = node.get("cache_control")
+            if isinstance(control, Mapping) and control.get("ttl") not in (None, "5m"):
+                return True
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    return False
+
+
 def messages_reading(data: Any) -> tuple[str, int | None, int | None, int]:
     """``(output text, prompt tokens, output tokens, cache reads)`` of a whole message (None: not reported)."""
     if not isinstance(data, Mapping):
@@ -203,10 +245,12 @@ def messages_reading(data: Any) -> tuple[str, int | None, int | None, int]:
     return "\n".join(output_texts(data.get("content"))), p, c, reads if p is not None else 0
 
 
-def cache_writes(data: Mapping[str, Any]) -> int:
-    """The prompt tokens a whole message wrote to the prompt cache (0 with no prompt count: the cache is not trusted)."""
-    p, _, _, writes = usage_counts(data.get("usage"))
-    return writes if p is not None else 0
+def cache_writes(data: Mapping[str, Any]) -> tuple[int, int | None]:
+    """The prompt tokens a whole message wrote to the prompt cache, and of them those to the 1-hour cache (None: no split
+    reported: :func:`writes_1h`); ``(0, 0)`` with no prompt count: the cache is not trusted."""
+    usage = data.get("usage")
+    p, _, _, writes = usage_counts(usage)
+    return (writes, writes_1h(usage, writes)) if p is not None else (0, 0)
 
 
 def event(kind: str, obj: Mapping[str, Any]) -> bytes:

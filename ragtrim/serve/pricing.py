@@ -11,15 +11,23 @@ are read), so the worst case a request reserves, which assumes no cache, stays a
 
 Prompt tokens the upstream wrote to its prompt cache (``cache_write_tokens``, Anthropic's
 ``usage.cache_creation_input_tokens``) cost ``cache_write_per_million`` when the model has one (Anthropic
-bills 1.25x the input price), else the input price. That price may be above the input price, so a
-reservation prices its whole prompt at the higher of the two (:meth:`ModelPrice.worst_micro`).
+bills 1.25x the input price), else the input price. Of them, those written to the 1-hour cache
+(``cache_write_1h_tokens``, Anthropic's ``usage.cache_creation.ephemeral_1h_input_tokens``) cost
+``cache_write_1h_per_million`` (Anthropic bills 2x the input price; :func:`model_price` gives that default when a model
+prices its cache writes), else the 5-minute write price. These prices may be above the input price, so a reservation
+prices its whole prompt at the highest of them (:meth:`ModelPrice.worst_micro`); the 1-hour one only for a request
+that asks for a 1-hour cache (:meth:`ModelPrice.with_1h_writes`).
 
 >>> claude = ModelPrice(model="claude", input_per_million=Decimal("3"), output_per_million=Decimal("15"), date="d",
-...                     cached_input_per_million=Decimal("0.3"), cache_write_per_million=Decimal("3.75"))
+...                     cached_input_per_million=Decimal("0.3"), cache_write_per_million=Decimal("3.75"),
+...                     cache_write_1h_per_million=Decimal("6"))
 >>> claude.cost_micro(prompt_tokens=1000, completion_tokens=10, cached_tokens=600, cache_write_tokens=300)  # 100*3 + 600*0.3 + 300*3.75 + 150
 1755
->>> claude.worst_micro(prompt_tokens=1000, completion_tokens=10)
-3900
+>>> claude.cost_micro(prompt_tokens=1000, completion_tokens=10, cached_tokens=600, cache_write_tokens=300,
+...                   cache_write_1h_tokens=100)  # 100*3 + 600*0.3 + 200*3.75 + 100*6 + 150
+1980
+>>> claude.worst_micro(prompt_tokens=1000, completion_tokens=10), claude.with_1h_writes().worst_micro(prompt_tokens=1000, completion_tokens=10)
+(3900, 6150)
 
 >>> p = ModelPrice(model="gpt-4o", input_per_million=Decimal("2.5"), output_per_million=Decimal("10"), date="2025-06-01")
 >>> p.cost_micro(prompt_tokens=1000, completion_tokens=100)
@@ -41,7 +49,7 @@ reservation prices its whole prompt at the higher of the two (:meth:`ModelPrice.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from ragtrim.serve.config import ModelConfig
@@ -52,7 +60,9 @@ class ModelPrice:
     """Input and output prices of one model, in US dollars per million tokens, as exact decimals.
 
     ``cached_input_per_million`` is the price of a prompt token read from the upstream's prompt cache
-    (None: the input price).
+    (None: the input price); ``cache_write_per_million`` of one written to it (None: the input price), and
+    ``cache_write_1h_per_million`` of one written to its 1-hour cache (None: the 5-minute write price).
+    ``writes_1h``: the request this price reserves for asks for a 1-hour cache (:meth:`with_1h_writes`).
     """
 
     model: str
@@ -62,31 +72,52 @@ class ModelPrice:
     source: str = ""
     cached_input_per_million: Decimal | None = None
     cache_write_per_million: Decimal | None = None
+    cache_write_1h_per_million: Decimal | None = None
+    writes_1h: bool = False
+
+    @property
+    def write_price(self) -> Decimal:
+        """The price of a prompt token written to the 5-minute cache."""
+        return self.cache_write_per_million if self.cache_write_per_million is not None else self.input_per_million
+
+    @property
+    def write_1h_price(self) -> Decimal:
+        """The price of a prompt token written to the 1-hour cache."""
+        return self.cache_write_1h_per_million if self.cache_write_1h_per_million is not None else self.write_price
 
     @property
     def top_input_per_million(self) -> Decimal:
-        """The most a prompt token can cost: the input price, or the cache-write price when that is higher."""
-        write = self.cache_write_per_million
-        return max(self.input_per_million, write) if write is not None else self.input_per_million
+        """The most a prompt token can cost: the input price, or a cache-write price when that is higher (the 1-hour
+        one only when :attr:`writes_1h`)."""
+        return max(self.input_per_million, self.write_price, *([self.write_1h_price] if self.writes_1h else []))
+
+    def with_1h_writes(self) -> ModelPrice:
+        """This price for a request that asks for a 1-hour cache: its worst case prices a prompt token at the 1-hour write
+        price too (charged the same)."""
+        return replace(self, writes_1h=True)
 
     @property
     def ref(self) -> str:
         """Which price a ledger row used: ``model@date``."""
         return f"{self.model}@{self.date}"
 
-    def cost_micro(self, *, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0, cache_write_tokens: int = 0) -> int:
+    def cost_micro(self, *, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0, cache_write_tokens: int = 0,
+                   cache_write_1h_tokens: int = 0) -> int:
         """Cost in micro-dollars (rounded up); ``cached_tokens`` of the ``prompt_tokens`` at the cached-input price,
-        ``cache_write_tokens`` of them at the cache-write price."""
+        ``cache_write_tokens`` of them at the cache-write price, of which ``cache_write_1h_tokens`` at the 1-hour one."""
         if prompt_tokens < 0 or completion_tokens < 0:
             raise ValueError(f"token counts must be >= 0, got {prompt_tokens!r} prompt and {completion_tokens!r} completion")
         if not 0 <= cached_tokens <= prompt_tokens or not 0 <= cache_write_tokens <= prompt_tokens - cached_tokens:
             raise ValueError(f"cached_tokens and cache_write_tokens must be from 0 to the {prompt_tokens} prompt tokens they "
                              f"are part of, got {cached_tokens!r} and {cache_write_tokens!r}")
+        if not 0 <= cache_write_1h_tokens <= cache_write_tokens:
+            raise ValueError(f"cache_write_1h_tokens must be from 0 to the {cache_write_tokens} cache_write_tokens they are part "
+                             f"of, got {cache_write_1h_tokens!r}")
         cached_price = self.cached_input_per_million if self.cached_input_per_million is not None else self.input_per_million
-        write_price = self.cache_write_per_million if self.cache_write_per_million is not None else self.input_per_million
         plain = prompt_tokens - cached_tokens - cache_write_tokens
         exact = (Decimal(plain) * self.input_per_million + Decimal(cached_tokens) * cached_price
-                 + Decimal(cache_write_tokens) * write_price + Decimal(completion_tokens) * self.output_per_million)
+                 + Decimal(cache_write_tokens - cache_write_1h_tokens) * self.write_price
+                 + Decimal(cache_write_1h_tokens) * self.write_1h_price + Decimal(completion_tokens) * self.output_per_million)
         return int(math.ceil(exact))
 
     def worst_micro(self, *, prompt_tokens: int, completion_tokens: int) -> int:
@@ -116,6 +147,24 @@ def _dec_or_none(value: float | int | None) -> Decimal | None:
     return _dec(value) if value is not None else None
 
 
+def _write_1h_price(model: ModelConfig) -> Decimal | None:
+    """An inline model's 1-hour cache-write price: its ``cache_write_1h_per_million``; else, when it prices cache writes
+    (``cache_write_per_million``), twice its input price (what Anthropic bills); else None (the 5-minute write price,
+    the input price when it has none either).
+
+    >>> from ragtrim.serve.config import ModelConfig
+    >>> _write_1h_price(ModelConfig("c", input_per_million=3.0, output_per_million=15.0, cache_write_per_million=3.75))
+    Decimal('6.0')
+    >>> _write_1h_price(ModelConfig("c", input_per_million=3.0, output_per_million=15.0)) is None
+    True
+    """
+    if model.cache_write_1h_per_million is not None:
+        return _dec(model.cache_write_1h_per_million)
+    if model.cache_write_per_million is not None and model.input_per_million is not None:
+        return 2 * _dec(model.input_per_million)
+    return None
+
+
 def model_price(model: ModelConfig, table: object, *, local: bool = False) -> ModelPrice:
     """The price of a configured model: inline in the config, else (for a model that runs in-process, ``local``: free)
     from the price table.
@@ -140,6 +189,7 @@ def model_price(model: ModelConfig, table: object, *, local: bool = False) -> Mo
             source="serve config",
             cached_input_per_million=_dec_or_none(model.cached_input_per_million),
             cache_write_per_million=_dec_or_none(model.cache_write_per_million),
+            cache_write_1h_per_million=_write_1h_price(model),
         )
     if local and model.price is None:  # in-process: it bills no one
         return ModelPrice(model=model.name, input_per_million=_dec(0), output_per_million=_dec(0), date="local",

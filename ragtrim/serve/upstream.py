@@ -71,6 +71,7 @@ class UpstreamReply:
     started: bool = False
     cached_tokens: int = 0  # of prompt_tokens, those read from the upstream's prompt cache (:func:`cached_count`)
     cache_write_tokens: int = 0  # of prompt_tokens, those written to its prompt cache (:attr:`Wire.writes`)
+    cache_write_1h_tokens: int | None = None  # of those, written to its 1-hour cache (None: no split reported)
     raw: bytes = b""  # the answer's body as it came (decoded), relayed unchanged where the gateway adds nothing to it
 
 
@@ -615,8 +616,9 @@ class OpenAIUpstream:
                                  refusal=refusal_of(resp.status_code, data, resp.text, resp.headers, self.scrub,
                                                     self.relayed_server_errors))
         text, p, c, cached = wire.read(data)
+        written, written_1h = wire.writes(data) if wire.writes is not None else (0, 0)
         return UpstreamReply(resp.status_code, None if wire.peek is not None else data, text, p, c, ms, cached_tokens=cached,
-                             cache_write_tokens=wire.writes(data) if wire.writes is not None else 0, raw=resp.content)
+                             cache_write_tokens=written, cache_write_1h_tokens=written_1h, raw=resp.content)
 
     async def stream(self, body: Mapping[str, Any], question: str, context: str, *,
                      on_sent: Callable[[], None] | None = None, client_left: Callable[[], Any] | None = None,
@@ -916,14 +918,14 @@ class Wire:
     tens of MB of JSON, whose parse holds the GIL: every request on the worker would stall): ``peek`` gives what
     ``read`` needs from the raw body (:func:`ragtrim.serve.embeddings.usage_at_end`), else (None) it is parsed whole
     on a thread. ``writes`` gives the prompt tokens a whole answer wrote to the upstream's prompt cache (Anthropic's,
-    billed at the cache-write price; None: the API reports none); ``headers`` are sent with the request besides the
+    billed at the cache-write price; None: the API reports none) and of them those to its 1-hour cache (None: not split); ``headers`` are sent with the request besides the
     upstream's own (a client's ``anthropic-beta``)."""
 
     path: str
     read: Callable[[Mapping[str, Any]], tuple[str, int | None, int | None, int]]
     events: Callable[[Mapping[str, Any]], list[bytes]] | None = None
     peek: Callable[[bytes], Mapping[str, Any] | None] | None = None
-    writes: Callable[[Mapping[str, Any]], int] | None = None
+    writes: Callable[[Mapping[str, Any]], tuple[int, int | None]] | None = None
     headers: tuple[tuple[str, str], ...] = ()
 
 
