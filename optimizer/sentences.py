@@ -245,6 +245,46 @@ def _line_records(block: str) -> bool:
     return 2 * sum(_wraps_at(a, b.lstrip(), width) for a, b in zip(lines, lines[1:])) < len(lines) - 1
 
 
+def _field_lines(block: str) -> bool:
+    """Whether ``block`` is a record's fields, one a line (a support ticket's ``Customer:``, ``Issue:``,
+    ``Resolution:`` lines, a contact card): three lines or more, two in three of them ``key: value`` lines
+    (:func:`is_record_line`; a first line such as ``Ticket #9001`` need not be one), none going on in the next
+    as hard-wrapped prose does (:func:`_wraps_at`). Such a block is one field a line even when its values are
+    sentences ending with a full stop, which :func:`_line_records` takes for prose; blingfire would join every
+    line up to the first stop into one "sentence" (``Ticket ...`` with ``Customer: ...`` and ``Issue: ...``).
+
+    >>> _field_lines("Ticket #9001\\nSubject: VPN drops.\\nRoot cause: Idle timeout.\\nFix: Raised it.")
+    True
+    >>> _field_lines("Note: the cache is cleared nightly, so the\\nfirst request of the day is slow. We plan\\nto warm it up.")
+    False
+    """
+    lines = [ln.rstrip() for ln in block.split("\n") if ln.strip()]
+    if len(lines) < 3 or 3 * sum(is_record_line(ln) for ln in lines) < 2 * len(lines):
+        return False
+    width = max(len(ln) for ln in lines[:-1])
+    return not any(_wraps_at(a, b.lstrip(), width) for a, b in zip(lines, lines[1:]))
+
+
+_BAR = re.compile(r"[ \t]+\|[ \t]+")
+
+
+def _bar_fields(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The line ``text[start:end]`` of a record's fields (:func:`_field_lines`) cut at each `` | `` when every part
+    after the first is a ``key: value`` field (``Ticket #48213 | Status: Open | Priority: P1``: the ticket's id, its
+    status, its priority), each part then cut into its records (:func:`_records`); else only the latter.
+
+    >>> t = "Ticket #48213 | Status: Open | Priority: P1"
+    >>> [t[s:e] for s, e in _bar_fields(t, 0, len(t))], len(_bar_fields("Note: a | b is an or", 0, 20))
+    (['Ticket #48213', 'Status: Open', 'Priority: P1'], 1)
+    """
+    bars = list(_BAR.finditer(text, start, end))
+    ends = [m.end() for m in bars]
+    if not bars or not all(is_record_line(text[a : b.start() if b else end]) for a, b in zip(ends, [*bars[1:], None])):
+        return _records(text, start, end, whole=False)
+    bounds = [start, *(x for m in bars for x in (m.start(), m.end())), end]
+    return [r for a, b in zip(bounds[::2], bounds[1::2]) for r in _records(text, a, b, whole=False)]
+
+
 def _holds_end(line: str) -> bool:
     return _STOP_INSIDE.search(line) is not None or ends_sentence(line)
 
@@ -839,6 +879,9 @@ def _split_and_wraps(text: str) -> tuple[tuple[tuple[int, int], ...], tuple[tupl
             groups = wrapped_groups(text, [(s, e) for s, e in lines if s < e], _SHAPES)
             wrapped += [line for group in groups if len(group) > 1 for line in group]
             pieces = [r for group in groups for r in _group_pieces(text, group)]
+        elif "\n" in block and _field_lines(block):  # a record's fields: one a line, a head line's fields cut at their bars
+            lines = (strip_range(text, b_start + m.start(), b_start + m.end()) for m in _LINE.finditer(block))
+            pieces = [r for s, e in lines if s < e for a, b in _bar_fields(text, s, e) for r in _prose(text, a, b)]
         elif "\n" in block and _stamped_lines(block):  # a log: a line's sentences never run into the next line
             lines = (strip_range(text, b_start + m.start(), b_start + m.end()) for m in _LINE.finditer(block))
             pieces = [r for s, e in lines if s < e for a, b in _records(text, s, e, whole=False) for r in _prose(text, a, b)]

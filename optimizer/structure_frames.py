@@ -13,6 +13,8 @@ cut from one scraped line (:mod:`optimizer.inline_records`): a ``<tr>`` of ``<th
 its ``|---|`` rule, a ``<table>`` or ``<tbody>`` tag on its own) is *frame-only*: printed as a frame,
 never chosen alone (a header row offered comes with the best row under it), but for a table's header row
 when no row under it fits beside it: it names the columns, and ``Which columns ...?`` asks for nothing else.
+A flat block of one record's ``key: value`` fields (a support ticket) frames each field line by the record's first
+line when that line names it (``Ticket #48231``; :func:`_frame_fields`).
 
 A block is nested structure when its lines have two indentations or more (or it has a section
 header), at most a quarter of them read as prose (:func:`_prose_line`), no sentence runs on past its
@@ -34,7 +36,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from optimizer.sentences import FENCE, code_blocks, line_view
+from optimizer.sentences import FENCE, code_blocks, is_record_line, line_view
 
 _BLANK_BETWEEN = re.compile(r"\n[ \t\r\f\v]*\n")
 _KEY_ONLY = re.compile(r"(?:[-*+]\s+)?(?:\"[^\"]*\"|'[^']*'|[^\s:=\[\]{}()\"']+)\s*(?::|=|:?\s*[\[{(]|=\s*[\[{(])")
@@ -198,6 +200,8 @@ def _frame_group(text: str, spans: Sequence[tuple[int, int]], group: list[int], 
         return
     indents = [len(b) - len(b.lstrip(" \t")) for b in bodies]
     sections = [bool(_SECTION.fullmatch(b.strip())) for b in bodies]
+    if not fenced and len(set(indents)) == 1 and _frame_fields(text, group, lines, bodies, frames):
+        return
     if _HUNK.search(text, lines[0][0], lines[-1][1]) or 4 * sum(_prose_line(b) for b in bodies) > len(bodies):
         return
     if len(set(indents)) < 2 and not any(sections):
@@ -222,6 +226,49 @@ def _frame_group(text: str, spans: Sequence[tuple[int, int]], group: list[int], 
         frames[k] = tuple(chain)
         only[k] = frame_only_line(bodies[pos])
         stack.append(pos)
+
+
+def _frame_fields(text: str, group: list[int], lines: Sequence[tuple[int, int]], bodies: Sequence[str],
+                  frames: list[tuple[int, ...]]) -> bool:
+    """Frame the field lines of one record by its first line, when the sentences ``group`` (on ``lines``, reading
+    ``bodies``, all at one indentation) are one: its block's first line is among them (no heading took it), and heads three lines or more,
+    two in three of them ``key: value`` fields (:func:`~optimizer.sentences.is_record_line`) with no key twice (no
+    transcript, no run of records), under a line that names the record: no field itself (``Ticket #9001``), or one
+    whose key holds a number (:data:`_NUMBERED`: ``Ticket #48213 | Status: Open``, ``Order 1234: shipped``; not
+    ``level_0_section:``). Whether it framed them.
+
+    A support ticket's ``Resolution: Customer added our DKIM record.`` kept alone says nothing of whose ticket it is
+    nor which issue it resolves; its first line, printed with it when the budget holds both, says which ticket.
+
+    >>> t = "Ticket #48177 | Status: Resolved\\nCustomer: Delta Co\\nIssue: Spam.\\nResolution: DKIM added."
+    >>> spans = [(0, 32), (33, 51), (52, 64), (65, 87)]
+    >>> line_frames(t, spans).frames
+    [(), (0,), (0,), (0,)]
+    """
+    head = bodies[0].strip()
+    above = text.rfind("\n", 0, max(lines[0][0] - 1, 0)) + 1
+    if lines[0][0] > 0 and text[above : lines[0][0]].strip():
+        return False  # the block's first line is no sentence here: a heading printed with the view, or left out
+    distinct = [b.strip() for pos, b in enumerate(bodies) if pos == 0 or lines[pos] != lines[pos - 1]]
+    fields = [b for b in distinct[1:] if is_record_line(b)]
+    keys = [_field_key(b) for b in fields]
+    if len(distinct) < 3 or 3 * (len(fields) + is_record_line(head)) < 2 * len(distinct) or len(set(keys)) < len(keys):
+        return False
+    if is_record_line(head) and not _NUMBERED.search(_field_key(head)):
+        return False  # a definition list's or a listing's first entry (``Retention period: ...``, ``name: app``)
+    for pos, k in enumerate(group):
+        if lines[pos] != lines[0]:
+            frames[k] = (group[0],)
+    return any(frames[k] for k in group)
+
+
+_NUMBERED = re.compile(r"(?:^|[\s#])\d")
+"""A number in a record's key, on its own or after ``#``: the record's id."""
+
+
+def _field_key(line: str) -> str:
+    """The key of a ``key: value`` line, case folded."""
+    return re.split(r"[:：]", line, maxsplit=1)[0].strip().casefold()
 
 
 def _html_row(sentence: str) -> str | None:
