@@ -235,3 +235,30 @@ def test_the_extended_cache_ttl_beta_is_passed_under_a_budget(tmp_path):
         sent = s.fake.anthropic_headers[-1]["anthropic-beta"]
     assert r.status_code == 200, r.text
     assert sent == "extended-cache-ttl-2025-04-11"
+
+
+def test_a_claude_model_priced_without_cache_prices_is_charged_anthropics_cache_multiples(tmp_path):
+    # claude-haiku in T.config gives only its input (1.0) and output (5.0) prices: on an anthropic upstream its writes
+    # cost 1.25x the input price, its reads 0.1x, as Anthropic bills them (they were charged the input price)
+    with T.live(tmp_path, cache_read=120, cache_write=30) as s:
+        budget(s.service, "acme", "usd", 1_000_000)
+        reply = s.client().messages.create(model="claude-haiku", max_tokens=16,
+                                           messages=[{"role": "user", "content": T.QUESTION * 30}])
+        [row] = final_rows(s.service)
+        price = s.service.prices["claude-haiku"]
+    u = reply.usage
+    assert (price.cache_write_per_million, price.cache_write_1h_per_million, price.cached_input_per_million) == (
+        Decimal("1.250"), Decimal("2.0"), Decimal("0.10"))
+    exact = u.input_tokens * 1.0 + 120 * 0.1 + 30 * 1.25 + u.output_tokens * 5.0  # micro-dollars per token
+    assert row["cost_micro"] == math.ceil(exact)
+    assert row["reserved_micro"] >= math.ceil(row["prompt_tokens"] * 1.25 + 16 * 5.0)
+
+
+def test_an_openai_model_keeps_the_input_price_for_cache_writes():
+    from ragtrim.serve.config import ModelConfig
+    from ragtrim.serve.pricing import model_price
+
+    m = ModelConfig("gpt-4o", input_per_million=2.5, output_per_million=10.0)
+    p = model_price(m, None)
+    assert (p.cache_write_per_million, p.cached_input_per_million) == (None, None)
+    assert model_price(m, None, anthropic=True).cache_write_per_million == Decimal("3.125")

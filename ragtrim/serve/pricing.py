@@ -165,9 +165,29 @@ def _write_1h_price(model: ModelConfig) -> Decimal | None:
     return None
 
 
-def model_price(model: ModelConfig, table: object, *, local: bool = False) -> ModelPrice:
+# Anthropic's prompt-cache prices, as multiples of a model's input price (its pricing page): a write to the 5-minute
+# cache 1.25x, to the 1-hour cache 2x, a read 0.1x. On an anthropic upstream a model priced without them gets them.
+ANTHROPIC_CACHE_MULTIPLES = {"cache_write_per_million": Decimal("1.25"), "cache_write_1h_per_million": Decimal("2"),
+                             "cached_input_per_million": Decimal("0.1")}
+
+
+def anthropic_cache_prices(price: ModelPrice) -> ModelPrice:
+    """``price`` with the prompt-cache prices it leaves out set as Anthropic bills them (:data:`ANTHROPIC_CACHE_MULTIPLES`
+    of its input price): else its cache writes would be charged the input price, below Anthropic's bill.
+
+    >>> p = anthropic_cache_prices(ModelPrice(model="c", input_per_million=Decimal("3"), output_per_million=Decimal("15"), date="d"))
+    >>> p.cache_write_per_million, p.cache_write_1h_per_million, p.cached_input_per_million
+    (Decimal('3.75'), Decimal('6'), Decimal('0.3'))
+    """
+    given = {name: getattr(price, name) for name in ANTHROPIC_CACHE_MULTIPLES}
+    return replace(price, **{name: value if value is not None else price.input_per_million * ANTHROPIC_CACHE_MULTIPLES[name]
+                             for name, value in given.items()})
+
+
+def model_price(model: ModelConfig, table: object, *, local: bool = False, anthropic: bool = False) -> ModelPrice:
     """The price of a configured model: inline in the config, else (for a model that runs in-process, ``local``: free)
-    from the price table.
+    from the price table; on an ``anthropic`` upstream, the prompt-cache prices it leaves out as Anthropic bills them
+    (:func:`anthropic_cache_prices`).
 
     ``table`` is an :class:`evals.cost.PriceTable`. A chat model without an output price cannot
     be served: its worst case (``max_tokens`` out) would be unbounded. An embedding model
@@ -181,7 +201,7 @@ def model_price(model: ModelConfig, table: object, *, local: bool = False) -> Mo
     if model.input_per_million is not None:
         if model.output_per_million is None and not embeds:
             raise ValueError(f"model {model.name!r}: give output_per_million next to input_per_million in [models.{model.name!r}]")
-        return ModelPrice(
+        price = ModelPrice(
             model=model.name,
             input_per_million=_dec(model.input_per_million),
             output_per_million=_dec(model.output_per_million if model.output_per_million is not None else 0),
@@ -191,6 +211,7 @@ def model_price(model: ModelConfig, table: object, *, local: bool = False) -> Mo
             cache_write_per_million=_dec_or_none(model.cache_write_per_million),
             cache_write_1h_per_million=_write_1h_price(model),
         )
+        return anthropic_cache_prices(price) if anthropic else price
     if local and model.price is None:  # in-process: it bills no one
         return ModelPrice(model=model.name, input_per_million=_dec(0), output_per_million=_dec(0), date="local",
                           source="in-process", cached_input_per_million=None)
@@ -200,7 +221,7 @@ def model_price(model: ModelConfig, table: object, *, local: bool = False) -> Mo
             f"model {model.name!r}: the price table has no output_per_million for {price.model!r}; add it to the "
             "--prices file or set input_per_million and output_per_million in the serve config"
         )
-    return ModelPrice(
+    listed = ModelPrice(
         model=model.name,
         input_per_million=_dec(price.input_per_million),
         output_per_million=_dec(price.output_per_million if price.output_per_million is not None else 0),
@@ -208,6 +229,7 @@ def model_price(model: ModelConfig, table: object, *, local: bool = False) -> Mo
         source=price.source,
         cached_input_per_million=_dec_or_none(price.cached_input_per_million),
     )
+    return anthropic_cache_prices(listed) if anthropic else listed
 
 
 def format_usd(micro: int) -> str:

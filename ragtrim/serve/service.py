@@ -113,7 +113,8 @@ class Service:
         from evals.cost import load_prices
 
         table = load_prices(config.prices)
-        self.prices: dict[str, ModelPrice] = {name: model_price(m, table, local=config.upstreams[m.upstream].kind == "local")
+        self.prices: dict[str, ModelPrice] = {name: model_price(m, table, local=config.upstreams[m.upstream].kind == "local",
+                                                                anthropic=config.upstreams[m.upstream].kind == "anthropic")
                                               for name, m in config.models.items()}
         self.metrics = metrics if metrics is not None else Metrics()
         given = dict(upstreams or {})
