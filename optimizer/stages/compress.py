@@ -209,7 +209,8 @@ class SentenceExtract(Stage):
         How many link steps the hop follows: 1 = the links from the ``hop_chunks`` best chunks
         only; each further step follows the links of the chunks the last one brought in (a
         chain of 4 passages takes 3 steps), its strength the reaching chunk's link times the
-        name share, stopping when a step brings no new chunk in
+        name share (a surname alone names a chunk's person in full when no other chunk's name
+        has it: :mod:`~optimizer.stages.surnames`), stopping when a step brings no new chunk in
         (:func:`~optimizer.stages.sentence_signals.chained_links`).
     hop_sentences, hop_terms:
         Term expansion (pseudo-relevance feedback): the ``hop_terms`` rarest words of the

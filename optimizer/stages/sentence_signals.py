@@ -29,6 +29,7 @@ from optimizer.sentences import code_blocks, split_range
 from optimizer.score_reading import DIRECTIONS, read_scores
 from optimizer.stage import StageContext
 from optimizer.subtitles import spoken
+from optimizer.stages.surnames import lone_surnames, surname_chunks
 from optimizer.scoring import minmax, titled_text
 from optimizer.text import STOPWORDS, cased_words, content_words, entities, words
 
@@ -411,9 +412,12 @@ def chained_links(
     ``link_lead`` reads it). Each further step reads the sentences of the chunks the last
     step brought in, each weighing its chunk's link (the link's strength where the first
     step has the sentence's scaled score), so a chain's link is a product of name shares:
-    a partial name (a first name alone) weakens each later step further. It stops early
+    a partial name (a first name alone) weakens each later step further. A surname alone names
+    its person in full where no other chunk's name has it (:mod:`optimizer.stages.surnames`:
+    "directed by Valdis" and the chunk "Oren Valdis"). It stops early
     when a step brings no chunk in that was not read at its link's strength already (a chunk a weak path
-    reached first is read again when a stronger one reaches it). ``steps`` 1 is :func:`entity_links` itself.
+    reached first is read again when a stronger one reaches it). ``steps`` 1 is :func:`entity_links`
+    with that surname rule (:func:`entity_links` itself, a fitted scorer's feature, reads names word by word).
 
     >>> from optimizer.stage import StageContext
     >>> chunks = [Chunk(id="a", title="Ana Ruiz", text="Ana Ruiz scored The Red Road."),
@@ -430,8 +434,9 @@ def chained_links(
     doc, read = _hop_read(names, chunks, p1, hop_chunks, documents)
     weight = np.array(minmax(list(score)))
     idf = _name_idf(chunks, names, stem, memo)
+    surnames = _surnames(sents, chunks)
     link = _name_links(sents, chunks, names, doc, {i: float(weight[i]) for i, s in enumerate(sents) if s.chunk in read},
-                       stem, memo, idf)
+                       stem, memo, idf, surnames)
     read_at = {j: math.inf for j in read}  # the strength each chunk's sentences were read at (the first hop's: always)
     for _ in range(steps - 1):
         # brought in, and never read at this strength: a chunk a weak path reached first is read again when a
@@ -441,8 +446,17 @@ def chained_links(
             break
         read_at.update((j, float(link[j])) for j in reached)
         readers = {i: float(link[s.chunk]) for i, s in enumerate(sents) if s.chunk in reached}
-        link = np.maximum(link, _name_links(sents, chunks, names, doc, readers, stem, memo, idf))
+        link = np.maximum(link, _name_links(sents, chunks, names, doc, readers, stem, memo, idf, surnames))
     return link
+
+
+def _surnames(sents: Sequence[Sentence], chunks: Sequence[Chunk]) -> dict[str, int]:
+    """The chunks a surname alone names (:func:`~optimizer.stages.surnames.surname_chunks`)."""
+    leads = [""] * len(chunks)
+    for s in sents:
+        if s.position == 0:
+            leads[s.chunk] = s.text
+    return surname_chunks(chunks, [c.title if c.title else next(iter(entities(c.text)), "") for c in chunks], leads)
 
 
 def _hop_read(names: Sequence[list[str]], chunks: Sequence[Chunk], p1: np.ndarray, hop_chunks: int,
@@ -475,12 +489,15 @@ def _name_links(
     stem: int,
     memo: dict[str, list[str]] | None,
     idf: dict[str, float] | None = None,
+    surnames: dict[str, int] | None = None,
 ) -> np.ndarray:
     """Each chunk's link from the ``readers`` sentences (index: weight).
 
     The link is the best ``weight`` times the share of the chunk's name words (rarity-weighted)
     a reader sentence mentions; a sentence never links a chunk of its own document. ``idf``:
     :func:`_name_idf` (None: computed here; a caller linking step after step computes it once).
+    ``surnames``: :func:`_surnames`; a sentence that names one of those chunks by its surname alone
+    mentions its whole name (None: names are read word by word only).
     """
     n = len(chunks)
     idf = _name_idf(chunks, names, stem, memo) if idf is None else idf
@@ -490,6 +507,9 @@ def _name_links(
         (i, {w for ent in entities(sents[i].text) for w in memo_terms(ent, stem, memo)}, set(memo_terms(sents[i].text, stem, memo)))
         for i in sorted(readers)
     ]
+    alone: dict[int, set[int]] = {}  # reader sentence -> the chunks it names by their surname alone
+    for i, _, _ in bridges if surnames else ():
+        alone[i] = {surnames[w] for w in lone_surnames(sents[i].text, surnames)}
     cased = [any(ch.isupper() for ch in (c.title if c.title else c.text)) for c in chunks]
     link = np.zeros(n)
     bridged = set().union(*(m | p for _, m, p in bridges))  # a name with none of these words gets no link
@@ -503,7 +523,7 @@ def _name_links(
             words_i = mentioned if cased[j] else plain
             if doc[sents[i].chunk] == doc[j]:
                 continue
-            share = sum(idf.get(w, 0.0) for w in name if w in words_i) / total
+            share = 1.0 if j in alone.get(i, ()) else sum(idf.get(w, 0.0) for w in name if w in words_i) / total
             link[j] = max(link[j], readers[i] * share)
     return link
 
