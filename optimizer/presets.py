@@ -40,9 +40,9 @@ from typing import Any
 # round": the heading alone won where chunks were built but lost 10 points on generic section
 # headings, and "joined" passed the rule written before the runs, in both presets). The hop follows
 # links on from the chunks it brings in, up to 3 link steps (link_steps: a chain of 4 passages, the
-# unseen target's longest, fixed from that, not tuned; `quality` too), and in a chunk it brought in the
-# static cosine's move toward dense_linked shrinks by that chunk's link ("Issue 11, hops 3-4": synthetic
-# 3- and 4-hop chains, then the bundled sets).
+# unseen target's longest, fixed from that, not tuned; `quality` too; "Thirty-seventh round": synthetic
+# 3- and 4-hop chains, then the bundled sets), and a surname alone names the person a chunk is titled
+# after ("Thirty-eighth round"; a rule, no setting).
 SENTENCES_DEFAULT: dict[str, Any] = {
     "model": "static",
     "dense": 2.0,
