@@ -286,7 +286,9 @@ class StaticEmbedder:
                 whole[t] = t.lower() if fold else t
             else:
                 split[t] = [w.lower() if fold and w.isascii() else w for w in _bert_words().findall(t)]
-        new = list(({*whole.values()} | {w for ws in split.values() for w in ws}) - pieces.keys())
+        # not ``set - pieces.keys()``: a set minus a dict view walks every key of the view (the whole
+        # vocabulary, 30,000 words and more), where this looks up only this call's words
+        new = [w for w in {*whole.values(), *(w for ws in split.values() for w in ws)} if w not in pieces]
         if new:
             for w, enc in zip(new, self._model.tokenizer.encode_batch_fast(new, add_special_tokens=False)):
                 pieces[w] = enc.ids
