@@ -92,6 +92,9 @@ _NAME = re.compile(r"[A-Z]")
 _LABEL = re.compile(r"(?:[A-Z]|\d[\w.-]*)(?![\w'’])")
 _NUMBER = re.compile(r"\d")
 _TAIL = 64
+_LAST_WORDS = ("v", "vs", *TITLES, "Exh", "exh", "Ex", "p", "pp", "No", "Nos", "Art", "Sec", "Fig")
+"""What every pattern above but a day's number has right before the piece's final full stop (:func:`joins`
+reads the patterns only after one of these, or a digit, there)."""
 
 
 def joins(text: str, piece: tuple[int, int], following: tuple[int, int]) -> bool:
@@ -99,6 +102,9 @@ def joins(text: str, piece: tuple[int, int], following: tuple[int, int]) -> bool
     white space between): it ends in an abbreviation that the next piece's first word completes."""
     (s, e), (f, _) = piece, following
     if text[e - 1] != "." or text[e:f].strip():
+        return False
+    before = text[max(s, e - 5) : e - 1]  # a cheap test first: no pattern can end here (most sentences)
+    if not (before.endswith(_LAST_WORDS) or before[-1:].isdigit()):
         return False
     tail = max(s, e - _TAIL)  # the patterns end at the piece's end: look at its last words only
     if _VERSUS.search(text, tail, e) or _ONLY_TITLES.fullmatch(text, s, e):

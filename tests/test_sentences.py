@@ -95,3 +95,18 @@ def test_blingfire_sentences_reuse_buffers_safely_across_sizes_and_threads(monke
         t.join()
     for k in range(4):
         assert got[k] == want[k:] + want[:k]
+
+
+def test_joins_cheap_test_first_says_what_the_patterns_say(monkeypatch):
+    """joins reads its patterns only when the piece ends in one of their words or a digit before its full stop;
+    on every piece built from those words, digits of any script and plain words, it answers as with every pattern read."""
+    from optimizer import abbreviations
+
+    prefixes = ["", "In Miranda ", "See ", "on ", "Sie endet am ", "x", "abc", "1", "Lt. ", "the report,\n", "№"]
+    ends = [*abbreviations._LAST_WORDS, "15", "3", "31", "0", "١٥", "٣", "²", "word", "Kiev", "group", "stop", "Mrs", "NO", "Fig3", ""]
+    nexts = [" Arizona", " 45", " A", " Mai 2024.", " August nach Hause.", " it", " ١٢"]
+    cases = [(p + w + ".", n) for p in prefixes for w in ends for n in nexts]
+    fast = [abbreviations.joins(a + b, (0, len(a)), (len(a) + 1, len(a + b))) for a, b in cases]
+    monkeypatch.setattr(abbreviations, "_LAST_WORDS", ("",))  # every piece passes the cheap test: the patterns alone
+    slow = [abbreviations.joins(a + b, (0, len(a)), (len(a) + 1, len(a + b))) for a, b in cases]
+    assert fast == slow and sum(slow) > 50  # and many of them join
