@@ -341,3 +341,49 @@ def test_the_command_lines_one_line_error_carries_the_notes(capsys):
             raise exc
     err = capsys.readouterr().err
     assert "error: invalid literal for int() with base 10: 'a'; in stage 'buggy' (my_stages.Buggy)" in err
+
+
+def test_settings_are_read_by_the_names_inspect_signature_gives():
+    """init_arg_names reads a plain __init__'s names from its code: the same as inspect.signature, for every
+    built-in stage and for constructors it cannot read that way (decorated, a __signature__, *args/**kwargs)."""
+    import functools
+    import inspect
+
+    from optimizer.registry import list_stages
+    from optimizer.stage import init_arg_names
+
+    def by_inspect(init):
+        return [n for n, p in inspect.signature(init).parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+    def logged(f):
+        @functools.wraps(f)
+        def inner(*a, **k):
+            return f(*a, **k)
+        return inner
+
+    class Wrapped(Stage):
+        name = "wrapped"
+
+        @logged
+        def __init__(self, *, n=1):
+            self.n = n
+
+    class Signed(Stage):
+        name = "signed"
+
+        def __init__(self, *args, **kwargs):
+            self.m = kwargs.get("m", 2)
+    Signed.__init__.__signature__ = inspect.Signature(
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), inspect.Parameter("m", inspect.Parameter.KEYWORD_ONLY)])
+
+    class Mixed(Stage):
+        name = "mixed"
+
+        def __init__(self, a, /, b=0, *rest, c=1, **more):
+            self.a, self.b, self.c = a, b, c
+
+    inits = [type(make_stage(n)).__init__ for n in list_stages()] + [Wrapped.__init__, Signed.__init__, Mixed.__init__, object.__init__]
+    for init in inits:
+        assert init_arg_names(init) == by_inspect(init), init
+    assert Wrapped(n=3).get_params() == {"n": 3} and Signed(m=5).get_params() == {"m": 5}
+    assert Mixed(1, 2, c=4).get_params() == {"a": 1, "b": 2, "c": 4}
