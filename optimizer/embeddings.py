@@ -217,6 +217,7 @@ class StaticEmbedder:
     # tokens): a white-space-free blob (base64, minified code) is a few long tokens of hundreds of ids
     # each, which the token count alone never bounds. Prose reaches MEMO_TOKENS first.
     MEMO_SIZE = 4_000_000  # about what MEMO_TOKENS of prose hold
+    BATCH_WORDS = 256  # more new words than this in one call go to the tokenizer as one batch (its thread pool)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Mean of the token vectors of each text (model2vec's mean pooling), L2-normalized.
@@ -290,7 +291,12 @@ class StaticEmbedder:
         # vocabulary, 30,000 words and more), where this looks up only this call's words
         new = [w for w in {*whole.values(), *(w for ws in split.values() for w in ws)} if w not in pieces]
         if new:
-            for w, enc in zip(new, self._model.tokenizer.encode_batch_fast(new, add_special_tokens=False)):
+            tok = self._model.tokenizer
+            # a question's few dozen new words one by one: the batch call hands them to a thread pool, which
+            # costs more CPU time than it saves at that size (the same ids either way)
+            encoded = (tok.encode_batch_fast(new, add_special_tokens=False) if len(new) > self.BATCH_WORDS
+                       else [tok.encode(w, add_special_tokens=False) for w in new])
+            for w, enc in zip(new, encoded):
                 pieces[w] = enc.ids
         for t, w in whole.items():
             known[t] = pieces[w]

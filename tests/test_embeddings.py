@@ -177,5 +177,12 @@ def test_static_word_pieces_are_the_tokenizers_own(static):
         "Ünïcödé ÀÉÎÕÜ straße İstanbul", "don't won't O'Neill", "1984 2024 007 ⅷ ½",
     ]
     want = [tok.encode(t, add_special_tokens=False).ids for t in texts]
-    assert static._word_pieces(texts) == want  # cold for most of these words
-    assert static._word_pieces(list(reversed(texts))) == list(reversed(want))  # from the memos
+    for batch in (0, 10_000):  # new words as one batch (the tokenizer's thread pool), then one by one
+        static.BATCH_WORDS = batch  # an instance attribute
+        static._reset_memos()
+        try:
+            assert static._word_pieces(texts) == want  # cold for most of these words
+            assert static._word_pieces(list(reversed(texts))) == list(reversed(want))  # from the memos
+        finally:
+            del static.BATCH_WORDS
+            static._reset_memos()
