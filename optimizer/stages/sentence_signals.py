@@ -164,6 +164,8 @@ def answer_part(text: str) -> str:
     >>> answer_part("How do I reset it?\nHold the button."), answer_part("It is 5 m."), answer_part("Q: Why? A: Rain.")
     ('Hold the button.', 'It is 5 m.', 'A: Rain.')
     """
+    if "?" not in text and "？" not in text and "؟" not in text:  # both patterns open with a question mark
+        return text
     found = [m for m in (_QUESTION_LINE.search(text), _ANSWER_LABEL.search(text)) if m]
     return text[min(found, key=lambda m: m.start()).end():] if found else text
 
