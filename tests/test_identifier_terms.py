@@ -125,3 +125,30 @@ def test_the_second_hops_expansion_reads_words_as_the_chunks_do():
     assert set(expansion) <= set(terms(chunks[0].text, stem=6))
     unstemmed = SentenceExtract(model=None, hops=2, hop_terms=10)._expansion("Which handler?", sents, np.ones(1))
     assert sorted(unstemmed) == ["calls", "directories", "getusersettings", "order"]  # stem 0: words as they were
+
+
+def test_an_ascii_titled_sentences_terms_are_its_titles_then_its_own():
+    """titled_terms reads "Title. sentence" as the title's terms then the sentence's (ASCII only): the same lists
+    checked_terms gives for the joined texts, whatever the words (hyphenated at a line end, camelCase, snake_case,
+    figures, stop words), and the sentence's own terms are left in the memo for the second hop."""
+    import itertools
+
+    from optimizer import Chunk
+    from optimizer.stage import StageContext
+    from optimizer.stages.sentence_signals import checked_terms, split_chunks, terms, titled, titled_terms
+
+    titles = ["Ana Ruiz", "getUserById", "max_upload_size", "Route 66", "The", "long-\nterm", "Apollo 11 (film)", "São Paulo", ""]
+    bodies = ["She directed the film.", "Call getUserById or get_user_by_id in 2023.", "It was devel-\nopment of the",
+              "iPhone and McDonald went to JavaScript.", "naïve café in Zürich", "the of and", "X-\nray shows 5 mW.", "A"]
+    ctx = StageContext.default()
+    for stem in (0, 6):
+        for t, b in itertools.product(titles, bodies):
+            if (t + b).isascii():
+                assert terms(f"{t}. {b}", stem) == (terms(t, stem) if t else []) + terms(b, stem), (t, b)
+        chunks = [Chunk(id=str(k), title=t or None, text=" ".join(bodies[k % len(bodies):] + bodies[: k % len(bodies)]))
+                  for k, t in enumerate(titles)]
+        sents = split_chunks(chunks, ctx)
+        texts = titled(sents, chunks, True)
+        memo: dict[str, list[str]] = {}
+        assert titled_terms(sents, chunks, texts, stem, memo, ctx) == checked_terms(texts, stem, {}, ctx)
+        assert all(memo[s.text] == terms(s.text, stem) for s, t in zip(sents, texts) if t.isascii() and t != s.text)

@@ -79,6 +79,7 @@ from optimizer.stages.sentence_signals import (
     terms,
     terms_memo,
     titled,
+    titled_terms,
     word_terms,
 )
 from optimizer.text import content_words, entities, has_number
@@ -510,7 +511,7 @@ class SentenceExtract(Stage):
         """The hand-weighted fusion (the module docstring's recipe; the pre-fit ``default``)."""
         texts = titled(sents, chunks, self.use_title)
         memo = terms_memo(context, self.stem)
-        sent_terms = checked_terms(texts, self.stem, memo, context, "sentences")
+        sent_terms = titled_terms(sents, chunks, texts, self.stem, memo, context)
         chunk_terms = chunk_term_lists(chunks, sents, sent_terms, use_title=self.use_title, stem=self.stem, memo=memo)
         prior = _rerank_prior(chunks)
         sent_vecs = qvec = None

@@ -289,6 +289,32 @@ def checked_terms(texts: Sequence[str], stem: int, memo: dict[str, list[str]] | 
     return out
 
 
+def titled_terms(sents: Sequence[Sentence], chunks: Sequence[Chunk], texts: Sequence[str], stem: int,
+                 memo: dict[str, list[str]] | None, context: StageContext) -> list[list[str]]:
+    """``checked_terms(texts, ...)`` for ``texts``, the :func:`titled` ``sents``: an ASCII ``"Title. sentence"``'s
+    terms are read as the title's then the sentence's own (each from ``memo``, and the sentence's left in it).
+
+    For ASCII text the two are the same list: a word (``\\w+``) never spans ``". "``, lower-casing is per
+    character, a word hyphenated at a line end is joined within its own half (the rule needs a letter,
+    hyphen, line break and letter, never a full stop), no camelCase spans it, and each word's terms
+    depend on that word alone (:func:`word_terms`; :func:`terms` takes its shortcuts only where they give
+    each word's terms). The sentence alone is what the second hop reads (:func:`_name_links`), so it is
+    read once. Other text is read whole, as before.
+    """
+    out: list[list[str]] = []
+    for start in range(0, len(texts), TERMS_PER_CHECK):
+        context.check_deadline(f"reading the words of sentences ({start} of {len(texts)})")
+        for k in range(start, min(len(texts), start + TERMS_PER_CHECK)):
+            text, s = texts[k], sents[k]
+            title = chunks[s.chunk].title
+            if memo is None or text in memo or not (title and text.isascii() and text == f"{title}. {s.text}"):
+                out.append(memo_terms(text, stem, memo))
+                continue
+            found = memo[text] = [*memo_terms(title, stem, memo), *memo_terms(s.text, stem, memo)]
+            out.append(found)
+    return out
+
+
 TERMS_PER_CHECK = 256
 """Texts whose words are read between two checks of a run's deadline (:func:`checked_terms`)."""
 
