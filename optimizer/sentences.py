@@ -531,14 +531,25 @@ def _ordinals(marker: str) -> set[tuple[str, int]]:
     return out
 
 
+_AROUND = 2000
+"""How far around a paragraph (in characters, to whole lines) its lone markers' neighbours are looked for."""
+
+
 def _lone_markers(text: str, start: int, end: int) -> set[tuple[str, int]]:
-    """The :func:`_ordinals` of the markers that are lines of their own in ``text[start:end]``."""
-    return {o for m in _LONE_MARKER.finditer(text, start, end) for o in _ordinals(m.group(1))}
+    """The :func:`_ordinals` of the markers that are lines of their own in ``text[start:end]`` and the text around it
+    (:data:`_AROUND`): a PDF's list may hold a blank line between its items, each item a paragraph of its own.
+
+    >>> sorted(_lone_markers("1.\\nOpen it.\\n\\n2.\\nClose it.", 0, 11))
+    [('9.', 1), ('9.', 2)]
+    """
+    lo = text.rfind("\n", 0, max(start - _AROUND, 0)) + 1
+    hi = text.find("\n", min(end + _AROUND, len(text)))
+    return {o for m in _LONE_MARKER.finditer(text, lo, len(text) if hi < 0 else hi) for o in _ordinals(m.group(1))}
 
 
 def _in_sequence(marker: str, lone: set[tuple[str, int]]) -> bool:
     """Whether ``marker``, a line of its own, has a neighbour (the one before or after it: ``1.`` / ``2.``, ``a.`` /
-    ``b.``) among the block's other lone markers ``lone``: a list with each marker on a line of its own (a PDF's),
+    ``b.``) among the other lone markers ``lone`` in and around its block: a list with each marker on a line of its own (a PDF's),
     not a value on its own line (``Number of employees:`` / ``250.``, ``Correct answer:`` / ``B.``)."""
     return any((kind, n + step) in lone for kind, n in _ordinals(marker) for step in (-1, 1))
 
@@ -551,8 +562,8 @@ def _items_open(text: str, ranges: list[tuple[int, int]]) -> list[tuple[int, int
     :func:`_opens_item`. The last range keeps its own.
 
     A marker opens an item when the item's text follows it on its line. One alone on its line is a value
-    (``Number of employees:`` / ``250.``, ``How many moons?`` / ``2.``) and stays where it is, unless the block
-    holds its neighbour alone on a line too (:func:`_in_sequence`: ``1.`` / ``Open it.`` / ``2.`` / ``Close it.``).
+    (``Number of employees:`` / ``250.``, ``How many moons?`` / ``2.``) and stays where it is, unless the block or
+    the text around it (:func:`_lone_markers`) holds its neighbour alone on a line too (:func:`_in_sequence`: ``1.`` / ``Open it.`` / ``2.`` / ``Close it.``).
 
     >>> t = "Steps:\\n1. Open it.\\n2. Rinse it."
     >>> [t[s:e] for s, e in _items_open(t, [(0, 9), (10, 18), (19, 21), (22, 31)])]
@@ -562,7 +573,7 @@ def _items_open(text: str, ranges: list[tuple[int, int]]) -> list[tuple[int, int
     ['Version:\\n3.', 'It shipped.']
     """
     out: list[tuple[int, int]] = []
-    lone: set[tuple[str, int]] | None = None  # the block's lone markers, found when first needed
+    lone: set[tuple[str, int]] | None = None  # the lone markers in and around the block, found when first needed
     opened = None  # where a marker cut off the range before starts
     for k, (s, e) in enumerate(ranges):
         s = s if opened is None else opened

@@ -158,3 +158,19 @@ def test_the_value_on_its_own_line_reaches_the_reader_at_a_small_budget():
         for budget in (30, 50, 80):
             out = Pipeline.preset(preset).run("How many employees does Acme Robotics have?", [doc, *other], budget=budget).text
             assert "employees:\n250." in out, (preset, budget, out)
+
+
+def test_a_list_with_blank_lines_between_its_items_keeps_each_marker_with_its_item():
+    """Review of d9ad91b: the lone markers were gathered per paragraph, so a PDF list with a blank line between its items
+    (``1.`` / ``Switch off ...`` / blank / ``2.`` / ``Rinse ...``) found no neighbour and cut each marker off alone."""
+    text = ("Cleaning the machine\n\n1.\nSwitch off the machine and unplug it.\n\n2.\nRinse the filter under warm water.\n\n"
+            "3.\nOpen the lid and remove the drip tray.")
+    assert texts(text) == ["Cleaning the machine", "1.\nSwitch off the machine and unplug it.",
+                           "2.\nRinse the filter under warm water.", "3.\nOpen the lid and remove the drip tray."]
+
+
+def test_values_alone_on_their_lines_in_other_paragraphs_stay_values():
+    text = ("Acme profile.\n\nNumber of employees:\n250.\nThe company was founded in 1990 in Lyon.\n\n"
+            "Version:\n3.\nReleased in March.")
+    assert texts(text) == ["Acme profile.", "Number of employees:\n250.", "The company was founded in 1990 in Lyon.",
+                           "Version:\n3.", "Released in March."]
