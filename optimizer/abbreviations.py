@@ -18,11 +18,13 @@ such pieces are one sentence:
 - a day's ordinal (``1.`` to ``31.``, as German, Dutch, Nordic, Polish or Czech dates write it) before a
   month's name, full or short (:data:`MONTHS`): ``endet am 15.`` | ``Mai 2024.`` is one date. A lowercase name
   always makes one (``le 1.`` | ``mars à Lyon``); a capitalised one, which may be a name or an English word
-  (``Augustus``, ``Mayo``, ``Julio``, ``Mei``, ``April``), only with a year or a stop right after it, a date's word
-  before the day (``am``, ``zum``, ``bis``, ``den``, ``op``...), or, for a German month (:data:`GERMAN_MONTHS`), a
-  German word around it: ``He scored 12.`` | ``April was ...``, ``in AD 14.`` | ``Augustus was succeeded ...`` and
-  ``The class had 25.`` | ``Mei Ling was ...`` are two sentences, ``am 1.`` | ``August nach Hause`` and
-  ``ist der 15.`` | ``Mai für alle`` are one.
+  (``Augustus``, ``Mayo``, ``Julio``, ``Mei``, ``April``), only with a year or a stop right after it or a date's word
+  before the day (``am``, ``zum``, ``bis``, ``den``, ``op``...): ``He scored 12.`` | ``April was ...``, ``in AD 14.`` |
+  ``Augustus was succeeded ...`` and ``The class had 25.`` | ``Mei Ling was ...`` are two sentences, ``am 1.`` |
+  ``August nach Hause`` is one. A German month (:data:`GERMAN_MONTHS`), no English word, makes one too, in German
+  text or quoted in English (``ist der 15.`` | ``Mai für alle``, ``reopens on 7.`` | ``Januar after the break``,
+  ``Termin: 3.`` | ``Dezember, 14 Uhr``), unless it reads as a name or an English clause's subject: a capitalised
+  word or an English verb right after it (``21.`` | ``Mai Tai drinks ...``, ``12.`` | ``Juni was ...``).
 
 The words are matched as written (``no.`` and ``ex.`` are words of their own).
 
@@ -88,6 +90,12 @@ _GERMAN = re.compile(
     r"(?![^\W\d_])"
 )
 """Words of German text, none an English word: around a German month, they tell a German date from a name."""
+_NAME_OR_VERB = re.compile(
+    r"[ \t]+(?:[A-ZÄÖÜ]|(?:was|is|are|were|has|have|had|will|would|can|could|shall|should|may|might|must|does|did|do)"
+    r"(?![^\W\d_]))"
+)
+"""After a German month, what makes it a name or an English clause's subject rather than a date: a capitalised word
+(``Mai Tai``) or an English verb (``Juni was``, ``Mai will``)."""
 _NAME = re.compile(r"[A-Z]")
 _LABEL = re.compile(r"(?:[A-Z]|\d[\w.-]*)(?![\w'’])")
 _NUMBER = re.compile(r"\d")
@@ -120,9 +128,10 @@ def joins(text: str, piece: tuple[int, int], following: tuple[int, int]) -> bool
 
 def _dated(text: str, day: tuple[int, int], month: re.Match[str] | None) -> bool:
     """Whether ``month`` (a match of a month's name right after the piece ``text[day]`` that ends in a day's ordinal)
-    goes with that day: always when it is lowercase; capitalised (a name, an English word or a German month), only
-    with a year or a stop right after it, a date's word before the day, or a German month with German words before
-    the day or after the month (:data:`_GERMAN`).
+    goes with that day: always when it is lowercase; capitalised (a name or an English word), only with a year or a
+    stop right after it or a date's word before the day. A capitalised German month (:data:`GERMAN_MONTHS`) goes with
+    it with German words before the day or after the month (:data:`_GERMAN`), else unless a capitalised word or an
+    English verb follows it (:data:`_NAME_OR_VERB`: ``21. Mai Tai``, ``12. Juni was``).
 
     >>> a, b, c = "He scored 12. April was good.", "Sie endet am 15. April.", "Er kam am 1. August nach Hause."
     >>> _dated(a, (0, 13), _MONTH.match(a, 14)), _dated(b, (0, 16), _MONTH.match(b, 17)), _dated(c, (0, 12), _MONTH.match(c, 13))
@@ -130,6 +139,9 @@ def _dated(text: str, day: tuple[int, int], month: re.Match[str] | None) -> bool
     >>> a, b = "The class had 25. Mei Ling won.", "Stichtag ist der 15. Mai für alle."
     >>> _dated(a, (0, 17), _MONTH.match(a, 18)), _dated(b, (0, 20), _MONTH.match(b, 21))
     (False, True)
+    >>> a, b = "It reopens on 7. Januar after the break.", "The final score was 21. Mai Tai drinks followed."
+    >>> _dated(a, (0, 16), _MONTH.match(a, 17)), _dated(b, (0, 23), _MONTH.match(b, 24))
+    (True, False)
     """
     if month is None:
         return False
@@ -137,9 +149,11 @@ def _dated(text: str, day: tuple[int, int], month: re.Match[str] | None) -> bool
         return True
     if _YEAR_OR_STOP.match(text, month.end()) is not None or _DATE_WORD.search(text, *day) is not None:
         return True
-    return month.group().casefold() in GERMAN_MONTHS and (
-        _GERMAN.search(text, *day) is not None or _GERMAN.search(text, month.end(), month.end() + _TAIL) is not None
-    )
+    if month.group().casefold() not in GERMAN_MONTHS:
+        return False
+    if _GERMAN.search(text, *day) is not None or _GERMAN.search(text, month.end(), month.end() + _TAIL) is not None:
+        return True
+    return _NAME_OR_VERB.match(text, month.end()) is None
 
 
 def join_abbreviations(text: str, pieces: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -200,3 +200,44 @@ def test_the_german_date_keeps_its_month_in_the_pipeline():
     for preset in ("default", "quality"):
         out = Pipeline.preset(preset, budget=0.3).run("Wann endet die Widerrufsfrist?", chunks).text
         assert "am 15. Mai 2024" in out, (preset, out)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("The Berlin office reopens on 7. Januar after the break. Phone support runs as usual.",
+     ["The Berlin office reopens on 7. Januar after the break.", "Phone support runs as usual."]),
+    ("Wir sehen uns 12. Oktober in Berlin. Bis dann.", ["Wir sehen uns 12. Oktober in Berlin.", "Bis dann."]),
+    ("Termin: 3. Dezember, 14 Uhr. Ort: Rathaus.", ["Termin: 3. Dezember, 14 Uhr.", "Ort: Rathaus."]),
+    ("Fristen: 30. Juni (Antrag), 31. Juli (Nachweise).", ["Fristen: 30. Juni (Antrag), 31. Juli (Nachweise)."]),
+    ("Registration closes 31. März at midnight. The fee is 20 euros.",
+     ["Registration closes 31. März at midnight.", "The fee is 20 euros."]),
+])
+def test_a_german_month_keeps_its_day_without_german_words_around_it(text, expected):
+    """Review of b242d07: a German month (``Januar``, ``Oktober``, ``März``) joined its day only with German words
+    around it, so an English sentence quoting a German date, or a terse German line, was cut after the day. A German
+    month is no English word: it makes a date unless it reads as a name (a capitalised word after it: ``Mai Tai``) or
+    opens an English clause (``12. Juni was ...``)."""
+    assert texts(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("The team scored 12. Juni has joined the club since.", ["The team scored 12.", "Juni has joined the club since."]),
+    ("They sold 30. Mai will open the new store.", ["They sold 30.", "Mai will open the new store."]),
+    ("The band played 21. Mai Tai cocktails were served.", ["The band played 21.", "Mai Tai cocktails were served."]),
+])
+def test_a_german_month_that_opens_an_english_clause_or_a_name_still_splits(text, expected):
+    assert texts(text) == expected
+
+
+def test_the_german_date_reaches_the_reader_at_a_small_budget():
+    doc = ("Our offices close over the holidays. The Berlin office reopens on 7. Januar after the break. "
+           "The Munich office stays closed a week longer. Phone support runs as usual.")
+    other = [Chunk(id="b", text="The city council met on Tuesday to discuss the new budget. Several members raised concerns about "
+                                "road maintenance. The mayor promised a report by next month. Local businesses welcomed the "
+                                "proposal for a new market square."),
+             Chunk(id="c", text="Photosynthesis converts light energy into chemical energy. Plants use chlorophyll to absorb "
+                                "sunlight. Oxygen is released as a by-product of the process. The Calvin cycle fixes carbon "
+                                "dioxide into sugars.")]
+    for preset in ("default", "quality"):
+        for budget in (37, 49):
+            out = Pipeline.preset(preset).run("When does the Berlin office reopen?", [Chunk(id="a", text=doc), *other], budget=budget).text
+            assert "7. Januar" in out, (preset, budget, out)
