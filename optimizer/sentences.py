@@ -265,6 +265,25 @@ def _field_lines(block: str) -> bool:
     return not any(_wraps_at(a, b.lstrip(), width) for a, b in zip(lines, lines[1:]))
 
 
+def _field_rows(text: str, lines: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The fields of a record's ``lines`` (:func:`_field_lines`; ranges of ``text``, in order): a line that is neither
+    a ``key: value`` field nor a list item goes on with the line before it when that one ends no sentence (a value
+    wrapped onto the next line: ``Issue: VPN drops for users in`` / ``Berlin and Munich.``).
+
+    >>> t = "Ticket #1\\nIssue: VPN drops for users in\\nBerlin and Munich.\\nFix: Raised it."
+    >>> [t[s:e] for s, e in _field_rows(t, [(0, 9), (10, 39), (40, 58), (59, 74)])]
+    ['Ticket #1', 'Issue: VPN drops for users in\\nBerlin and Munich.', 'Fix: Raised it.']
+    """
+    out: list[tuple[int, int]] = []
+    for s, e in lines:
+        line = text[s:e]
+        if out and not is_record_line(line) and not LIST_MARKER.match(line) and not ends_sentence(text[slice(*out[-1])]):
+            out[-1] = (out[-1][0], e)
+        else:
+            out.append((s, e))
+    return out
+
+
 _BAR = re.compile(r"[ \t]+\|[ \t]+")
 
 
@@ -892,7 +911,8 @@ def _split_and_wraps(text: str) -> tuple[tuple[tuple[int, int], ...], tuple[tupl
             pieces = [r for group in groups for r in _group_pieces(text, group)]
         elif "\n" in block and _field_lines(block):  # a record's fields: one a line, a head line's fields cut at their bars
             lines = (strip_range(text, b_start + m.start(), b_start + m.end()) for m in _LINE.finditer(block))
-            pieces = [r for s, e in lines if s < e for a, b in _bar_fields(text, s, e) for r in _prose(text, a, b)]
+            rows = _field_rows(text, [(s, e) for s, e in lines if s < e])
+            pieces = [r for s, e in rows for a, b in _bar_fields(text, s, e) for r in _prose(text, a, b)]
         elif "\n" in block and _stamped_lines(block):  # a log: a line's sentences never run into the next line
             lines = (strip_range(text, b_start + m.start(), b_start + m.end()) for m in _LINE.finditer(block))
             pieces = [r for s, e in lines if s < e for a, b in _records(text, s, e, whole=False) for r in _prose(text, a, b)]

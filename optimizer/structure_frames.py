@@ -187,9 +187,12 @@ def _frame_group(text: str, spans: Sequence[tuple[int, int]], group: list[int], 
     if _ROW_OPEN.search(text, spans[group[0]][0], spans[group[-1]][1]) and _frame_html_table(text, spans, group, frames, only, header):
         return
     lines = [_first_line(text, *spans[k]) for k in group]
-    if not all(_within_line(text, spans[k][1], le) for k, (_, le) in zip(group, lines)):
-        return  # a sentence runs on over a line break: prose (hard-wrapped, its paragraphs' first lines indented)
     bodies = [text[ls:le] for ls, le in lines]
+    runs_on = [not _within_line(text, spans[k][1], le) for k, (_, le) in zip(group, lines)]
+    if any(runs_on):  # prose (hard-wrapped, its paragraphs' first lines indented), or a record's field wrapped on
+        if not fenced and all(is_record_line(b) for b, on in zip(bodies, runs_on) if on) and len({_indent(b) for b in bodies}) == 1:
+            _frame_fields(text, group, lines, bodies, frames)
+        return
     head = _table_head(bodies)
     if head:  # each row under the header row (a |---| rule is left out: no letter or digit, no frame)
         for pos, k in enumerate(group[head:], start=head):
@@ -198,7 +201,7 @@ def _frame_group(text: str, spans: Sequence[tuple[int, int]], group: list[int], 
         if head == 2:
             only[group[1]] = True
         return
-    indents = [len(b) - len(b.lstrip(" \t")) for b in bodies]
+    indents = [_indent(b) for b in bodies]
     sections = [bool(_SECTION.fullmatch(b.strip())) for b in bodies]
     if not fenced and len(set(indents)) == 1 and _frame_fields(text, group, lines, bodies, frames):
         return
@@ -226,6 +229,10 @@ def _frame_group(text: str, spans: Sequence[tuple[int, int]], group: list[int], 
         frames[k] = tuple(chain)
         only[k] = frame_only_line(bodies[pos])
         stack.append(pos)
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
 
 
 def _frame_fields(text: str, group: list[int], lines: Sequence[tuple[int, int]], bodies: Sequence[str],
@@ -256,6 +263,8 @@ def _frame_fields(text: str, group: list[int], lines: Sequence[tuple[int, int]],
         return False
     if is_record_line(head) and not _NUMBERED.search(_field_key(head)):
         return False  # a definition list's or a listing's first entry (``Retention period: ...``, ``name: app``)
+    if _sequence(_field_key(head) if is_record_line(head) else "", keys):
+        return False  # ``Step 1:`` ... ``Step 5:``, ``Day 1:``, ``Q1:``: the first of a sequence names no record
     for pos, k in enumerate(group):
         if lines[pos] != lines[0]:
             frames[k] = (group[0],)
@@ -264,6 +273,23 @@ def _frame_fields(text: str, group: list[int], lines: Sequence[tuple[int, int]],
 
 _NUMBERED = re.compile(r"(?:^|[\s#])\d")
 """A number in a record's key, on its own or after ``#``: the record's id."""
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+def _sequence(head: str, keys: Sequence[str]) -> bool:
+    """Whether the field keys ``keys`` under the first line's key ``head`` (``""`` when it is no field) number a
+    sequence: ``head`` without its number is the stem of another key without its number (``step 1``, ``step 2``...),
+    or most keys hold a number (``day 2``, ``q3``).
+
+    >>> _sequence("step 1", ["step 2", "step 3"]), _sequence("", ["q1", "q2", "notes"]), _sequence("ticket #48213", ["customer", "issue"])
+    (True, True, False)
+    """
+    stems = {_DIGITS.sub("", k).strip(" #") for k in keys}
+    if head and _DIGITS.search(head) and _DIGITS.sub("", head).strip(" #") in stems:
+        return True
+    return 2 * sum(_DIGITS.search(k) is not None for k in keys) > len(keys)
 
 
 def _field_key(line: str) -> str:

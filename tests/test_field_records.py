@@ -99,3 +99,62 @@ def test_a_kept_issue_line_comes_with_its_ticket_id(preset):
     # before: -KKKK for both presets (the glued head did not fit 0.1 of the full context)
     got = kept("Which ticket is about blank dashboard charts?", "48231", preset, (0.1, 0.2, 0.3, 0.4, 0.5))
     assert got == "KKKKK", got
+
+
+@pytest.mark.parametrize("text", [
+    "Step 1: Preheat the oven to 180 C and grease a round baking tin with butter.\nStep 2: Beat the butter and sugar until "
+    "pale and fluffy.\nStep 3: Add the eggs one at a time.\nStep 4: Fold in the flour and the baking powder.\nStep 5: Bake for 35 minutes.",
+    "Day 1: Arrive in Lisbon and check in.\nDay 2: Walk through Alfama.\nDay 3: Train to Sintra.\nDay 4: Fly home.",
+    "Q1: Revenue rose 4 percent.\nQ2: Revenue fell 2 percent.\nQ3: Revenue was flat.\nQ4: Revenue rose 9 percent.",
+    "Speaker 1: Welcome everyone.\nSpeaker 2: Thanks for having me.\nSpeaker 3: Glad to be here.",
+])
+def test_a_numbered_sequence_of_fields_gets_no_frame(text):
+    """Review of 4cc6fe5: ``Step 1:`` named no record, it is the sequence's first member; framing ``Step 4: ...`` by it
+    spent the budget on a step nobody asked for."""
+    assert not any(line_frames(text, split_sentences(text)).frames)
+
+
+def _three(first: str) -> list[dict[str, str]]:
+    return [{"id": "a", "text": first},
+            {"id": "b", "text": "The city council met on Tuesday to discuss the new budget. Several members raised concerns about road "
+                                "maintenance. The mayor promised a report by next month. Local businesses welcomed the proposal for "
+                                "a new market square."},
+            {"id": "c", "text": "Photosynthesis converts light energy into chemical energy. Plants use chlorophyll to absorb sunlight. "
+                                "Oxygen is released as a by-product of the process. The Calvin cycle fixes carbon dioxide into sugars."}]
+
+
+def test_the_asked_steps_reach_the_reader_without_the_first_step():
+    steps = ("Step 1: Preheat the oven to 180 C and grease a round baking tin with butter.\nStep 2: Beat the butter and sugar "
+             "until pale and fluffy.\nStep 3: Add the eggs one at a time.\nStep 4: Fold in the flour and the baking powder.\n"
+             "Step 5: Bake for 35 minutes.")
+    for preset, budget in (("default", 47), ("quality", 39)):
+        out = Pipeline.preset(preset, budget=budget).run("How are the eggs added and when is the flour folded in?", _three(steps)).text
+        assert "one at a time" in out, (preset, budget, out)
+
+
+WRAPPED = ("Ticket #48213 | Status: Resolved | Priority: P1 | Assignee: maria.gonzalez@example.com\nCustomer: Acme Corp.\n"
+           "Issue: VPN tunnel drops every hour for users in\nBerlin and Munich.\nResolution: Raised the idle timeout.")
+
+
+def test_a_field_value_wrapped_onto_the_next_line_stays_one_field():
+    """Review of 4cc6fe5: a value going on on the next line (``... for users in`` / ``Berlin and Munich.``) was cut in two:
+    a wrap is told by a lowercase start, and the head line, the longest, set the width."""
+    assert [t.rstrip(" |") for t in texts(WRAPPED)] == [
+        "Ticket #48213", "Status: Resolved", "Priority: P1", "Assignee: maria.gonzalez@example.com", "Customer: Acme Corp.",
+        "Issue: VPN tunnel drops every hour for users in\nBerlin and Munich.", "Resolution: Raised the idle timeout."]
+
+
+def test_the_wrapped_value_reaches_the_reader_whole():
+    out = Pipeline.preset("default", budget=70).run("Which customer reported VPN drops and what was the resolution?", _three(WRAPPED)).text
+    assert "Berlin and Munich" in out, out
+
+
+def test_a_wrapped_field_keeps_its_tickets_frame():
+    spans = split_sentences(WRAPPED)
+    frames = line_frames(WRAPPED, spans).frames
+    assert [[WRAPPED[slice(*spans[f])].rstrip(" |") for f in frames[k]] for k in range(len(spans))][-3:] == [["Ticket #48213"]] * 3
+
+
+def test_hard_wrapped_prose_whose_first_sentence_opens_with_a_key_gets_no_frame():
+    text = "Note: the cache is cleared every night at two, so the\nfirst request of the day is slow. Tip: warm it up.\nIt helps."
+    assert not any(line_frames(text, split_sentences(text)).frames)
