@@ -262,3 +262,14 @@ def test_an_openai_model_keeps_the_input_price_for_cache_writes():
     p = model_price(m, None)
     assert (p.cache_write_per_million, p.cached_input_per_million) == (None, None)
     assert model_price(m, None, anthropic=True).cache_write_per_million == Decimal("3.125")
+
+
+def test_a_1h_write_price_below_the_5m_one_is_refused_naming_the_fix():
+    with pytest.raises(ValueError, match=r"cache_write_1h_per_million = 0.6 is below its cache_write_per_million = 3.75.*leave it out"):
+        ServeConfig.from_dict({"upstreams": {"a": {"kind": "anthropic", "base_url": "http://127.0.0.1:9/"}},
+                               "models": {"c": {"upstream": "a", "input_per_million": 3.0, "output_per_million": 15.0,
+                                                "cache_write_per_million": 3.75, "cache_write_1h_per_million": 0.6}}})
+    with pytest.raises(ValueError, match=r"is below its input_per_million = 3.0"):
+        ServeConfig.from_dict({"upstreams": {"a": {"kind": "anthropic", "base_url": "http://127.0.0.1:9/"}},
+                               "models": {"c": {"upstream": "a", "input_per_million": 3.0, "output_per_million": 15.0,
+                                                "cache_write_1h_per_million": 2.0}}})

@@ -98,10 +98,10 @@ A complete file (``serve.toml``)::
     output_per_million = 15.0
     cached_input_per_million = 0.3  # cache reads (usage.cache_read_input_tokens)
     cache_write_per_million = 3.75  # cache writes (usage.cache_creation_input_tokens): Anthropic bills 1.25x the
-                                    # input price for the 5-minute cache; default: the input price
+                                    # input price for the 5-minute cache (the default on an anthropic upstream)
     cache_write_1h_per_million = 6.0  # writes to the 1-hour cache ("ttl": "1h"; usage.cache_creation's
-                                    # ephemeral_1h_input_tokens): 2x; default: 2x input_per_million when
-                                    # cache_write_per_million is set, else the input price
+                                    # ephemeral_1h_input_tokens): 2x (the default on an anthropic upstream);
+                                    # at least cache_write_per_million
                                     # count_margin defaults to 0.4 here (ANTHROPIC_COUNT_MARGIN), and
                                     # tool_prompt_tokens to 500 (ANTHROPIC_TOOL_PROMPT_TOKENS): Anthropic's
                                     # tool-use system prompt, added to a request with tools (313-346 on Claude 4.x)
@@ -308,13 +308,16 @@ class ModelConfig:
     price: str | None = None
     input_per_million: float | None = None
     output_per_million: float | None = None
-    # a prompt token the upstream read from its prompt cache (usage.prompt_tokens_details.cached_tokens); at most the input price
+    # a prompt token the upstream read from its prompt cache (usage.prompt_tokens_details.cached_tokens); at most the input
+    # price; None: 0.1x the input price on an anthropic upstream (Anthropic's bill), else the input price
     cached_input_per_million: float | None = None
     # a prompt token written to the upstream's prompt cache (Anthropic's usage.cache_creation_input_tokens, billed
-    # 1.25x the input price for the 5-minute cache, 2x for the 1-hour one); None: the input price
+    # 1.25x the input price for the 5-minute cache, 2x for the 1-hour one); None: 1.25x the input price on an anthropic
+    # upstream, else the input price
     cache_write_per_million: float | None = None
     # of those, one written to the 1-hour cache (usage.cache_creation.ephemeral_1h_input_tokens; a cache_control with
-    # "ttl": "1h"); None: twice input_per_million when cache_write_per_million is set (Anthropic's 2x), else the input price
+    # "ttl": "1h"), at least cache_write_per_million; None: twice input_per_million when cache_write_per_million is set or
+    # on an anthropic upstream (Anthropic's 2x), else the input price
     cache_write_1h_per_million: float | None = None
     price_date: str | None = None
     cheaper: str | None = None
@@ -743,6 +746,13 @@ def _check_prices(m: ModelConfig) -> None:
         if getattr(m, label) is not None and m.input_per_million is None:
             raise ValueError(f"model {m.name!r}: {label} needs input_per_million (and output_per_million) next to "
                              f"it in [models.{m.name!r}] (an inline price replaces the price table's)")
+    write, write_1h = m.cache_write_per_million, m.cache_write_1h_per_million
+    if write_1h is not None and write_1h < (write if write is not None else m.input_per_million):
+        floor = "cache_write_per_million" if write is not None else "input_per_million"
+        raise ValueError(f"model {m.name!r}: cache_write_1h_per_million = {write_1h!r} is below its {floor} = "
+                         f"{write if write is not None else m.input_per_million!r}; a write to the 1-hour cache costs at least "
+                         "one to the 5-minute cache (Anthropic bills 2x the input price against 1.25x): give the provider's "
+                         "1-hour price, or leave it out (2x input_per_million)")
     cached = m.cached_input_per_million
     if cached is None:
         return
