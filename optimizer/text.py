@@ -268,7 +268,16 @@ def entities(text: str) -> list[str]:
     >>> entities("She served as Chief of Protocol of the United States from 1976.")
     ['She', 'Chief of Protocol of the United States', '1976']
     """
-    return [m.group(0).rstrip(".,") for m in (_ENTITY_ASCII if text.isascii() else _ENTITY).finditer(text)]
+    return [m.group(0).rstrip(".,") for m in entity_matches(text)]
+
+
+def entity_matches(text: str) -> list[re.Match[str]]:
+    """The matches :func:`entities` reads its phrases from (each phrase's place in ``text``; a trailing "." included).
+
+    >>> [(m.start(), m.group(0)) for m in entity_matches("It was shot in Riga, Latvia.")]
+    [(0, 'It'), (15, 'Riga'), (21, 'Latvia.')]
+    """
+    return list((_ENTITY_ASCII if text.isascii() else _ENTITY).finditer(text))
 
 
 def has_number(text: str) -> bool:
