@@ -17,6 +17,8 @@ from optimizer.packer import cut_to_tokens
 from optimizer.sentences import split_sentences
 from optimizer.stage import StageContext
 
+from kept_answers import lost_runs
+
 
 def texts(text):
     return [text[s:e] for s, e in split_sentences(text)]
@@ -171,10 +173,7 @@ def test_the_successor_reaches_the_reader_at_a_small_budget():
            "The Senate deified him a month later.")
     other = [Chunk(id="n", text="Nero was the last emperor of the Julio-Claudian dynasty. He ruled from AD 54 to 68 and died by suicide."),
              Chunk(id="c", text="Caligula succeeded Tiberius in AD 37 and was murdered by the Praetorian Guard four years later.")]
-    for preset in ("default", "quality"):
-        for budget in (25, 40, 60):
-            out = Pipeline.preset(preset).run("Who succeeded Augustus as emperor?", [Chunk(id="a", text=doc), *other], budget=budget).text
-            assert "stepson Tiberius" in out, (preset, budget, out)
+    assert not lost_runs("Who succeeded Augustus as emperor?", [Chunk(id="a", text=doc), *other], "stepson Tiberius", (25, 40, 60))
 
 
 def test_the_english_ranking_keeps_its_place_in_the_pipeline():
@@ -237,7 +236,4 @@ def test_the_german_date_reaches_the_reader_at_a_small_budget():
              Chunk(id="c", text="Photosynthesis converts light energy into chemical energy. Plants use chlorophyll to absorb "
                                 "sunlight. Oxygen is released as a by-product of the process. The Calvin cycle fixes carbon "
                                 "dioxide into sugars.")]
-    for preset in ("default", "quality"):
-        for budget in (37, 49):
-            out = Pipeline.preset(preset).run("When does the Berlin office reopen?", [Chunk(id="a", text=doc), *other], budget=budget).text
-            assert "7. Januar" in out, (preset, budget, out)
+    assert not lost_runs("When does the Berlin office reopen?", [Chunk(id="a", text=doc), *other], "7. Januar", (37, 49))

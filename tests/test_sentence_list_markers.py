@@ -16,6 +16,8 @@ import pytest
 from optimizer import Pipeline
 from optimizer.sentences import split_sentences
 
+from kept_answers import lost_runs
+
 
 def texts(text):
     return [text[s:e] for s, e in split_sentences(text)]
@@ -154,10 +156,7 @@ def test_the_value_on_its_own_line_reaches_the_reader_at_a_small_budget():
            "Its main rival is Zeta Systems, which makes drones for inventory counts. Acme plans to open an office in Madrid.")
     other = ["Zeta Systems makes inventory drones and employs 1,200 people in Germany and Poland. It was founded in 2005.",
              "Grocery chains in Spain are automating their warehouses quickly; labour costs rose 12 percent last year."]
-    for preset in ("default", "quality"):
-        for budget in (30, 50, 80):
-            out = Pipeline.preset(preset).run("How many employees does Acme Robotics have?", [doc, *other], budget=budget).text
-            assert "employees:\n250." in out, (preset, budget, out)
+    assert not lost_runs("How many employees does Acme Robotics have?", [doc, *other], "employees:\n250.", (30, 50, 80))
 
 
 def test_a_list_with_blank_lines_between_its_items_keeps_each_marker_with_its_item():
