@@ -248,15 +248,10 @@ class RenderOverhead:
 
 class Tallied:
     """An overhead function (``overhead(chunks, grouped=...)``) with the :class:`Tally` that counts it as
-    chunks are taken (``tally(grouped)``): how a stage that wraps the run's overhead keeps it incremental.
-    ``unheaded(chunk, text)``, when given: ``chunk`` printed without the heading lines the overhead counts for it, for
-    ``text`` of it taken alone; None when it has none or ``text`` needs them (:meth:`~optimizer.stage.StageContext.unheaded`)."""
+    chunks are taken (``tally(grouped)``): how a stage that wraps the run's overhead keeps it incremental."""
 
-    def __init__(self, overhead: Callable[..., int], tally: Callable[[bool], Tally],
-                 unheaded: Callable[[Chunk, str], Chunk | None] | None = None) -> None:
+    def __init__(self, overhead: Callable[..., int], tally: Callable[[bool], Tally]) -> None:
         self.overhead, self.tally = overhead, tally
-        if unheaded is not None:
-            self.unheaded = unheaded
 
     def __call__(self, chunks: Sequence[Chunk], grouped: bool = False) -> int:
         return self.overhead(chunks, grouped=grouped)

@@ -225,19 +225,6 @@ class StageContext:
             return make(grouped)
         return RecountTally(lambda chunks: self.overhead(chunks, grouped=grouped))
 
-    def unheaded(self, chunk: Chunk, text: str) -> Chunk | None:
-        """``chunk`` printed without the heading lines its overhead counts, for a stage to take ``text`` of it (a sentence)
-        when that fits the budget alone but not under them (a paragraph view's ``## heading``: preferred, not required,
-        see :meth:`~optimizer.stages.paragraphs.ParagraphViews.context`); None when the run's overhead has no such lines
-        (``render_overhead.unheaded``), ``chunk`` has none, or ``text`` needs them (it does not name what they name).
-
-        >>> from optimizer import Chunk
-        >>> StageContext.default().unheaded(Chunk(id="a", text="x"), "x") is None
-        True
-        """
-        make = getattr(self.render_overhead, "unheaded", None)
-        return make(chunk, text) if make is not None else None
-
     def rendered(self, chunks: Sequence[Chunk], *, grouped: bool = False) -> int | None:
         """Exact tokens of ``chunks`` rendered as the packer will render them (None without a renderer).
 

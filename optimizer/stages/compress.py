@@ -580,7 +580,7 @@ class SentenceExtract(Stage):
         """Sentences from ``chunks`` read paragraph by paragraph (:class:`ParagraphViews`), none headed by a ``furniture`` line."""
         split = ParagraphViews(chunks, self.titled_headings, split=self.paragraphs, skip=furniture)  # unsplit: code blocks keep their fences
         if split.views is not None:
-            return split.merge(self._extract(query, split.views, split.context(context, query)), grouped=self.order == "relevance", context=context)
+            return split.merge(self._extract(query, split.views, split.context(context)), grouped=self.order == "relevance", context=context)
         return self._extract(query, chunks, context)
 
     def _extract(self, query: str, chunks: Sequence[Chunk], context: StageContext) -> StageOutput:

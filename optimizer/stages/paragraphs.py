@@ -57,19 +57,12 @@ from optimizer.stage import StageContext, StageOutput
 from optimizer.stages.sentence_select import CUT_REASON
 from optimizer.stages.sentence_signals import QUESTION_END
 from optimizer.subtitles import track_cues
-from optimizer.stages.unheaded import HeadingNames
 from optimizer.text import words
 
 ABOVE_LINES = 2
 """At most this many Markdown ``#`` heading paragraphs are printed above a deeper heading (``# Guide``,
 ``## Install``, then ``### From source`` heading the body), counted in the view's cost; farther ones stay
 paragraphs of their own (and are the paragraph's outline, :attr:`Paragraph.outline`)."""
-
-UNHEADED = "_ragtrim_unheaded"
-"""The metadata key of a paragraph view taken without its heading lines (:meth:`ParagraphViews.context`'s ``unheaded``,
-:meth:`~optimizer.stage.StageContext.unheaded`): its sentence fitted the room alone but not under them. A view of this
-call only (:meth:`ParagraphViews.merge` builds the output from the given chunks): its frame is its fences alone, and
-merge prints its heading lines, nearest first, as far as the budget's leftover holds them (as outlines)."""
 
 QUESTION_WORDS = 2 * HEADING_WORDS
 """A question line that heads its answer (:func:`question_line`) has at most this many words: a longer one is prose."""
@@ -93,12 +86,7 @@ class Paragraph:
     @cached_property
     def frame(self) -> tuple[tuple[int, int], ...]:
         """The lines printed (and counted) with whatever of the body is kept: the headings above it, its heading and the fences."""
-        return self.headings + self.fences
-
-    @cached_property
-    def headings(self) -> tuple[tuple[int, int], ...]:
-        """The frame's heading lines (the headings above it, then its heading): preferred, not required (:data:`UNHEADED`)."""
-        return self.above + ((self.heading,) if self.heading else ())
+        return self.above + ((self.heading,) if self.heading else ()) + self.fences
 
 
 def question_line(line: str) -> str | None:
@@ -619,15 +607,8 @@ class ParagraphViews:
             views += _paragraph_views(c, parts, titled) if split else [c.keep(_between(c, parts))]
         self.views: list[Chunk] | None = views if self.parts else None
 
-    @cached_property
-    def heading_names(self) -> HeadingNames:
-        """Every heading line of the split chunks (:attr:`Paragraph.headings`), read for what tells each from the others."""
-        return HeadingNames(self.given[i].original_text[slice(*span)] for i, parts in self.parts.items() for p in parts for span in p.headings)
-
-    def context(self, context: StageContext, query: str | None = None) -> StageContext:
-        """``context`` with an overhead that counts what taking views adds to the merged blocks; given the ``query``,
-        also the views without their heading lines for a line that names what they name
-        (:meth:`~optimizer.stage.StageContext.unheaded`, :mod:`~optimizer.stages.unheaded`).
+    def context(self, context: StageContext) -> StageContext:
+        """``context`` with an overhead that counts what taking views adds to the merged blocks.
 
         Views of one chunk render as that chunk's single block: its marker and title once, a
         joiner before each further view, and each view's heading and fence lines (each with its line break;
@@ -639,9 +620,7 @@ class ParagraphViews:
         """
         cost: dict[tuple[str, tuple[int, int]], int] = {}  # (chunk id, heading span) -> its tokens and line break
         leads: dict[tuple[str, int], Chunk] = {}  # (chunk id, first kept offset) -> the chunk keeping that line only
-        per_view: dict[tuple[str, tuple[tuple[int, int], ...], bool], tuple[int, FrameLines]] = {}  # (id, kept pieces, unheaded) -> (start, frame lines)
-        twins: dict[int, tuple[Chunk, list[str]]] = {}  # id() of a view -> (it, its heading lines)
-        bare: dict[tuple[str, tuple[tuple[int, int], ...]], Chunk] = {}  # (id, kept pieces) -> the view's unheaded twin
+        per_view: dict[tuple[str, tuple[tuple[int, int], ...]], tuple[int, FrameLines]] = {}  # (id, kept pieces) -> (start, frame lines)
 
         def line_cost(chunk_id: str, span: tuple[int, int]) -> int:
             """A frame line as printed: its indentation, its text, a line break."""
@@ -654,9 +633,9 @@ class ParagraphViews:
             """``(where the view's block starts printing, its frame lines with their tokens)``, worked out once per view:
             the selector asks for the overhead of every chunk it tries on top of all it took, so a
             chunk of thousands of paragraphs would otherwise be scanned again per view per try."""
-            key = (v.id, v.kept_pieces, _is_unheaded(v))
+            key = (v.id, v.kept_pieces)
             if key not in per_view:
-                frames = self._frames_of(v.id, v.kept_pieces, headed=not key[2])  # a paragraph view's pieces sit in one paragraph
+                frames = self._frames_of(v.id, v.kept_pieces)  # a paragraph view's pieces sit in one paragraph
                 start = min([s for s, _ in v.kept_pieces[:1]] + [s for s, _ in frames], default=0)
                 per_view[key] = (start, tuple((span, line_cost(v.id, span)) for span in frames))
             return per_view[key]
@@ -684,26 +663,7 @@ class ParagraphViews:
             return ViewTally(lambda: context.overhead_tally(grouped=grouped), of_view,
                              lambda v: self.given.get(v.id, v), lambda c, start: _lead(c, start, leads))
 
-        def headings_of(v: Chunk) -> list[str]:
-            """The heading lines of the view's paragraph (:attr:`Paragraph.headings`), read once per view."""
-            known = twins.get(id(v))
-            if known is None or known[0] is not v:
-                text = self.given[v.id].original_text
-                lines = [span for k in self._hit(v.id, v.kept_pieces) for span in self.parts[v.id][k].headings]
-                known = twins[id(v)] = (v, [text[slice(*span)] for span in lines])
-            return known[1]
-
-        def unheaded(v: Chunk, text: str) -> Chunk | None:
-            """The view printed without its heading lines (:data:`UNHEADED`) for ``text`` of it taken alone: None when it
-            has none, or ``text`` does not name what each of them names (:meth:`~optimizer.stages.unheaded.HeadingNames.restated`)."""
-            lines = headings_of(v) if v.id in self.parts and not _is_unheaded(v) else []
-            if not lines or not self.heading_names.restated(text, lines, query or ""):
-                return None
-            if (v.id, v.kept_pieces) not in bare:
-                bare[(v.id, v.kept_pieces)] = replace(v, metadata={**v.metadata, UNHEADED: True})
-            return bare[(v.id, v.kept_pieces)]
-
-        return replace(context, render_overhead=Tallied(overhead, tally, unheaded if query is not None else None), render_tokens=rendered if context.render_tokens else None)
+        return replace(context, render_overhead=Tallied(overhead, tally), render_tokens=rendered if context.render_tokens else None)
 
     def merge(self, out: StageOutput, grouped: bool = False, context: StageContext | None = None) -> StageOutput:
         """The kept views of ``out`` as one chunk per input chunk (first-kept order, best view's relevance).
@@ -720,7 +680,7 @@ class ParagraphViews:
         """
         merged = self._merged(out.chunks)
         if context is not None:
-            merged = self._with_outlines(merged, context, grouped, self._headed(out.chunks)[1])
+            merged = self._with_outlines(merged, context, grouped)
         kept = {m.id for m in merged}
         reasons = {i: r for i, r in out.reasons.items() if i not in kept}
         for m in merged:
@@ -731,52 +691,21 @@ class ParagraphViews:
                            range_reasons={i: r for i, r in out.range_reasons.items() if r and i in kept})
 
     def _merged(self, views: Sequence[Chunk]) -> list[Chunk]:
-        """Kept ``views`` as one chunk per input chunk, in first-kept order, with their frame lines (a bare view's
-        fences only, :meth:`_headed`) and best relevance."""
+        """Kept ``views`` as one chunk per input chunk, in first-kept order, with their frame lines and best relevance."""
         pieces: dict[str, list[tuple[int, int]]] = {}
         relevance: dict[str, float | None] = {}
         for v in views:
             pieces.setdefault(v.id, []).extend(v.kept_pieces)
             best = relevance.get(v.id)
             relevance[v.id] = v.relevance if best is None or (v.relevance is not None and v.relevance > best) else best
-        headed, _ = self._headed(views)
-        return [replace(self.given[i].keep([*p, *self._frames_of(i, headed.get(i, ())), *self._fences_of(i, p, headed.get(i, ()))]),
-                        relevance=relevance[i]) for i, p in pieces.items()]
+        return [replace(self.given[i].keep([*p, *self._frames_of(i, p)]), relevance=relevance[i]) for i, p in pieces.items()]
 
-    def _fences_of(self, chunk_id: str, pieces: Sequence[tuple[int, int]], headed: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-        """The fence lines of the paragraphs ``pieces`` fall in when some of them are not ``headed`` (bare views':
-        :meth:`_headed`; the others' come with their frames, :meth:`_frames_of`)."""
-        return self._frames_of(chunk_id, pieces, headed=False) if len(headed) < len(pieces) else []
-
-    def _headed(self, views: Sequence[Chunk]) -> tuple[dict[str, list[tuple[int, int]]], dict[str, set[int]]]:
-        """``(per chunk id, the pieces of views printed with their heading lines; the paragraphs printed without them)``.
-
-        A view taken without its heading lines (:data:`UNHEADED`) is printed so only as the first paragraph kept of its
-        chunk: after another kept paragraph it would read as under that one's heading (MySQL's idle timeout on the
-        line under PostgreSQL's), so it is printed with its own (the selector takes no such view:
-        :meth:`~optimizer.stages.sentence_select.SentenceSelector._fill`, and counts the merge exactly, ``rendered``)."""
-        first: dict[str, int] = {}
-        hits = [(v, self._hit(v.id, v.kept_pieces)) for v in views]
-        for v, hit in hits:
-            if hit:
-                first[v.id] = min(first.get(v.id, hit[0]), hit[0])
-        headed: dict[str, list[tuple[int, int]]] = {}
-        bare: dict[str, set[int]] = {}
-        for v, hit in hits:
-            if _is_unheaded(v) and hit == [first.get(v.id)]:
-                bare.setdefault(v.id, set()).update(hit)
-            else:
-                headed.setdefault(v.id, []).extend(v.kept_pieces)
-        return headed, {i: ks - set(self._hit(i, headed.get(i, ()))) for i, ks in bare.items()}
-
-    def _with_outlines(self, merged: list[Chunk], context: StageContext, grouped: bool,
-                       unheaded: Mapping[str, set[int]] | None = None) -> list[Chunk]:
+    def _with_outlines(self, merged: list[Chunk], context: StageContext, grouped: bool) -> list[Chunk]:
         """``merged`` (the kept blocks) with their kept paragraphs' outline lines, the nearest level first (every
         paragraph's nearest, then every one's next): each one printed when the blocks with it still render within
         ``context.budget`` (all of them without a budget), a paragraph's farther ones only after its nearer ones.
-        A line two paragraphs are under, or already kept, is printed once. The paragraphs ``unheaded`` (per chunk id,
-        taken without their heading lines: :data:`UNHEADED`) have those lines first, nearest first, then the outline."""
-        chains = {m.id: self._outlines_of(m.id, m.kept_pieces, (unheaded or {}).get(m.id, set())) for m in merged}
+        A line two paragraphs are under, or already kept, is printed once."""
+        chains = {m.id: self._outlines_of(m.id, m.kept_pieces) for m in merged}
         if not any(chains.values()):
             return merged
         blocks = {m.id: m for m in merged}
@@ -825,25 +754,15 @@ class ParagraphViews:
                 hit.add(k)
         return sorted(hit)
 
-    def _frames_of(self, chunk_id: str, pieces: Sequence[tuple[int, int]], headed: bool = True) -> list[tuple[int, int]]:
-        """The heading and fence lines (:attr:`Paragraph.frame`; the fences alone when not ``headed``) of the paragraphs
-        ``pieces`` fall in, in paragraph order."""
+    def _frames_of(self, chunk_id: str, pieces: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The heading and fence lines (:attr:`Paragraph.frame`) of the paragraphs ``pieces`` fall in, in paragraph order."""
         parts = self.parts.get(chunk_id, [])
-        return list(dict.fromkeys(span for k in self._hit(chunk_id, pieces)
-                                  for span in (parts[k].frame if headed else parts[k].fences)))  # a line two paragraphs share, once
+        return list(dict.fromkeys(span for k in self._hit(chunk_id, pieces) for span in parts[k].frame))  # a line two paragraphs share, once
 
-    def _outlines_of(self, chunk_id: str, pieces: Sequence[tuple[int, int]], unheaded: set[int] = frozenset()  # type: ignore[assignment]
-                     ) -> list[tuple[tuple[int, int], ...]]:
-        """The outlines (:attr:`Paragraph.outline`, nearest level first) of the paragraphs ``pieces`` fall in that have one,
-        those ``unheaded`` (not printing their :attr:`Paragraph.headings`) after their heading lines, nearest first."""
+    def _outlines_of(self, chunk_id: str, pieces: Sequence[tuple[int, int]]) -> list[tuple[tuple[int, int], ...]]:
+        """The outlines (:attr:`Paragraph.outline`, nearest level first) of the paragraphs ``pieces`` fall in that have one."""
         parts = self.parts.get(chunk_id, [])
-        chains = [(parts[k].headings[::-1] if k in unheaded else ()) + parts[k].outline[::-1] for k in self._hit(chunk_id, pieces)]
-        return [chain for chain in chains if chain]
-
-
-def _is_unheaded(view: Chunk) -> bool:
-    """Whether ``view`` was taken without its heading lines (:data:`UNHEADED`)."""
-    return bool(view.metadata.get(UNHEADED))
+        return [parts[k].outline[::-1] for k in self._hit(chunk_id, pieces) if parts[k].outline]
 
 
 def _fits(blocks: Sequence[Chunk], context: StageContext, grouped: bool) -> bool:

@@ -27,7 +27,7 @@ chunk's ``relevance`` is its best sentence's score.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -421,18 +421,14 @@ class SentenceSelector:
         """``(chosen sentence indices per chunk, the kept chunks as they render, target tokens, too long, cut, the
         sentences as taken)``: :meth:`choose`, then :meth:`prefix` (``cut``: the sentence kept as a prefix and where
         it ends, or None). ``frames``: the lines of nested structure kept with each line (:func:`sentence_frames`)."""
-        chosen, layout, target, too_long, exact, kept, shown = self.choose(query, chunks, sents, score, context, keys, frames)
-        bare = [c for c, given in zip(shown, chunks) if c is not given]  # views taken without their heading lines
-        chosen, layout, cut = self.prefix(shown, kept, score, chosen, layout, target, too_long, context, exact, frames, bare)
+        chosen, layout, target, too_long, exact, kept = self.choose(query, chunks, sents, score, context, keys, frames)
+        chosen, layout, cut = self.prefix(chunks, kept, score, chosen, layout, target, too_long, context, exact, frames)
         return chosen, layout, target, too_long, cut, kept
 
     def prefix(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray, chosen: dict[int, list[int]],
                layout: list[Chunk], target: int, too_long: dict[int, tuple[int, int, int]], context: StageContext,
-               exact: int | None, frames: LineFrames | None = None, bare: Sequence[Chunk] = ()
-               ) -> tuple[dict[int, list[int]], list[Chunk], tuple[int, int] | None]:
-        """Give the room the fill left to a prefix of the first sentence left out for its length alone (``chunks``: as
-        :meth:`choose` took them, a view taken without its heading lines in its place, :meth:`_pass`; ``bare``: those
-        views, above which no view of their chunk is added)
+               exact: int | None, frames: LineFrames | None = None) -> tuple[dict[int, list[int]], list[Chunk], tuple[int, int] | None]:
+        """Give the room the fill left to a prefix of the first sentence left out for its length alone
         (offered before a sentence that was taken: it ranked above it), cut at the last word that fits
         (never inside a figure; after a clause among its last words when one ends there: :meth:`_prefix_end`).
 
@@ -450,8 +446,6 @@ class SentenceSelector:
         if exact is None or not too_long:
             return chosen, layout, None
         ci, (_, _, i) = next(iter(too_long.items()))
-        if _above_bare(chunks[ci], bare):
-            return chosen, layout, None
         s = sents[i]
         more = {**chosen, ci: sorted([*frames.frames[i], i]) if frames else [i]}  # its frame lines printed with it
         order = [c for c in chosen] + [ci]
@@ -487,12 +481,11 @@ class SentenceSelector:
 
     def choose(self, query: str, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray,
                context: StageContext, keys: SubjectKeys, frames: LineFrames | None = None
-               ) -> tuple[dict[int, list[int]], list[Chunk], int, dict[int, tuple[int, int, int]], int | None, list[Sentence], Sequence[Chunk]]:
+               ) -> tuple[dict[int, list[int]], list[Chunk], int, dict[int, tuple[int, int, int]], int | None, list[Sentence]]:
         """``(chosen sentence indices per chunk, the kept chunks as they render, target tokens, too long, their
-        exact rendered count, the sentences as taken, the chunks as taken)`` (the count None without a budget or a
-        renderer; the sentences as taken: ``sents``, a sentence of hard-wrapped lines too long for the room left
-        narrowed to the run of its lines taken, :mod:`~optimizer.stages.wrap_cuts`; the chunks as taken: ``chunks``, one
-        taken without its heading lines in its place, :meth:`_pass`).
+        exact rendered count, the sentences as taken)`` (the count None without a budget or a renderer; the
+        sentences as taken: ``sents``, a sentence of hard-wrapped lines too long for the room left narrowed to
+        the run of its lines taken, :mod:`~optimizer.stages.wrap_cuts`).
 
         ``too long``: for a chunk left out whose best sentence lost on length, not rank (a sentence
         offered after it was taken), that sentence's tokens, the room it did not fit and its index
@@ -526,34 +519,34 @@ class SentenceSelector:
             whole = self.layout(chunks, sents, score, every, list(every))
             exact_whole = context.rendered(whole, grouped=grouped)
             if exact_whole is not None and exact_whole <= target:
-                return every, whole, target, {}, exact_whole, list(sents), chunks
+                return every, whole, target, {}, exact_whole, list(sents)
         cuts = LineCuts(chunks, sents, query, context, self.stem)
-        chosen, chunk_order, used, too_long, parts, shown = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, target, context, frames, cuts)
-        layout = self.layout(shown, with_parts(sents, parts), score, chosen, chunk_order)
+        chosen, chunk_order, used, too_long, parts = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, target, context, frames, cuts)
+        layout = self.layout(chunks, with_parts(sents, parts), score, chosen, chunk_order)
         exact = context.rendered(layout, grouped=grouped) if context.budget is not None else None
         room = target
         while exact is not None and exact > target and used > 0:  # understated: leave the overshoot out
             room -= exact - target
-            chosen, chunk_order, used, too_long, parts, shown = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, room, context, frames, cuts)
-            layout = self.layout(shown, with_parts(sents, parts), score, chosen, chunk_order)
+            chosen, chunk_order, used, too_long, parts = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, room, context, frames, cuts)
+            layout = self.layout(chunks, with_parts(sents, parts), score, chosen, chunk_order)
             exact = context.rendered(layout, grouped=grouped)
         if exact is None or exact >= used or room < target:
-            return chosen, layout, target, too_long, exact, with_parts(sents, parts), shown
+            return chosen, layout, target, too_long, exact, with_parts(sents, parts)
         more_room = target + used - exact
-        more, more_order, more_used, more_too_long, more_parts, more_shown = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, more_room, context, frames, cuts)
+        more, more_order, more_used, more_too_long, more_parts = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, more_room, context, frames, cuts)
         if more_used > used:
-            more_layout = self.layout(more_shown, with_parts(sents, more_parts), score, more, more_order)
+            more_layout = self.layout(chunks, with_parts(sents, more_parts), score, more, more_order)
             more_exact = context.rendered(more_layout, grouped=grouped)
             if (more_exact or 0) <= target:
-                return more, more_layout, target, more_too_long, more_exact, with_parts(sents, more_parts), more_shown
-        return chosen, layout, target, too_long, exact, with_parts(sents, parts), shown
+                return more, more_layout, target, more_too_long, more_exact, with_parts(sents, more_parts)
+        return chosen, layout, target, too_long, exact, with_parts(sents, parts)
 
     def _fill(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], keys: SubjectKeys, value: np.ndarray,
               mentions: np.ndarray | None, weight: np.ndarray | None, redundancy: float, room: int,
               context: StageContext, frames: LineFrames | None = None, cuts: LineCuts | None = None
-              ) -> tuple[dict[int, list[int]], list[int], int, dict[int, tuple[int, int, int]], dict[int, Part], Sequence[Chunk]]:
+              ) -> tuple[dict[int, list[int]], list[int], int, dict[int, tuple[int, int, int]], dict[int, Part]]:
         """One greedy pass within ``room`` estimated tokens: ``(chosen, chunk order, estimated tokens used,
-        too long, parts, the chunks as taken)``, ``too long`` being, per chunk left out whose best sentence was passed over for its
+        too long, parts)``, ``too long`` being, per chunk left out whose best sentence was passed over for its
         length while a sentence offered after it still fitted, ``(its tokens, the room left for it, its index)``.
         ``parts``: with ``cuts``, the sentences of hard-wrapped lines too long for the room left that were taken
         as the run of their lines that fits (:meth:`~optimizer.stages.wrap_cuts.LineCuts.take`).
@@ -571,38 +564,25 @@ class SentenceSelector:
         header row offered, whose best row does not fit beside it in the room left, is taken alone when that row
         mentions no query word the header row does not (``Which columns does the export contain?``: the header row
         names them, a row of numbers under it says nothing asked); else the row comes as above, down to the row
-        alone (``| Pro | $15/mo | 2 TB | 50 GB |`` for the Pro plan's upload limit).
-
-        A paragraph view's heading lines (:meth:`~optimizer.stage.StageContext.unheaded`: counted in its overhead) are
-        a preference for the pass's best line only (the first one offered): when it would not fit ``room`` under them even
-        alone but fits without them, and names what they name (``v3``, ``PostgreSQL``: see
-        :mod:`~optimizer.stages.unheaded`), it is taken without them; any later line comes with its headings as before.
-        No view of the same chunk before it is taken then (its text and heading would print above the bare line, as if
-        over it: :meth:`~optimizer.stages.paragraphs.ParagraphViews.merge` prints a bare view only as its chunk's first
-        paragraph). The chunks as taken hold that view's unheaded twin in its place; its headings are printed when the
-        budget's leftover holds them: the retry sentence under a long ``## Configuring the retry policy ...`` heading."""
-        chosen, order, used, too_long, waited, parts, shown = self._pass(chunks, sents, keys, value, mentions, weight, redundancy, room, context, frames, cuts=cuts)
+        alone (``| Pro | $15/mo | 2 TB | 50 GB |`` for the Pro plan's upload limit)."""
+        chosen, order, used, too_long, waited, parts = self._pass(chunks, sents, keys, value, mentions, weight, redundancy, room, context, frames, cuts=cuts)
         if waited:  # the best line that waited is left out: again, that line taken at its rank
-            chosen, order, used, too_long, _, parts, shown = self._pass(chunks, sents, keys, value, mentions, weight, redundancy, room, context, frames, waited[0], cuts)
-        return chosen, order, used, too_long, parts, shown
+            chosen, order, used, too_long, _, parts = self._pass(chunks, sents, keys, value, mentions, weight, redundancy, room, context, frames, waited[0], cuts)
+        return chosen, order, used, too_long, parts
 
     def _pass(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], keys: SubjectKeys, value: np.ndarray,
               mentions: np.ndarray | None, weight: np.ndarray | None, redundancy: float, room: int,
               context: StageContext, frames: LineFrames | None, now: int | None = None, cuts: LineCuts | None = None
-              ) -> tuple[dict[int, list[int]], list[int], int, dict[int, tuple[int, int, int]], list[int], dict[int, Part], Sequence[Chunk]]:
+              ) -> tuple[dict[int, list[int]], list[int], int, dict[int, tuple[int, int, int]], list[int], dict[int, Part]]:
         """:meth:`_fill`'s greedy pass, line ``now`` taken at its rank with the nearest ancestors that fit the
-        room left; also the lines that waited for their whole frame and were left out, best first, the sentences
-        taken as a run of their wrapped lines (``cuts``, :mod:`~optimizer.stages.wrap_cuts`) and the chunks as taken
-        (the best line's view taken without its heading lines replaced by that unheaded twin, see :meth:`_fill`)."""
+        room left; also the lines that waited for their whole frame and were left out, best first, and the
+        sentences taken as a run of their wrapped lines (``cuts``, :mod:`~optimizer.stages.wrap_cuts`)."""
         chosen: dict[int, list[int]] = {}
         chunk_order: list[int] = []
-        spent = {"used": 0, "taken": 0, "offered": 0}
+        spent = {"used": 0, "taken": 0}
         first_miss: dict[int, tuple[int, int, int, int]] = {}  # chunk -> (tokens, room left, sentences taken before, index)
         heads: dict[int, int] = {}  # a new chunk's extra overhead after chunk_order, until chunk_order grows
-        bare_heads: dict[int, int] = {}  # the same for its unheaded twin
-        unheaded: dict[int, Chunk] = {}  # the chunks taken as their unheaded twin
-        at: dict[int, int] = {}  # id() of an unheaded twin -> its chunk's index (the tally's document order)
-        tally = self._overhead_tally(chunks, context, at)
+        tally = self._overhead_tally(chunks, context)
         said: dict[str, list[int]] = {}  # a taken sentence's words -> the chunks that took it
         taken: set[int] = set()
         under = _framed_by(frames) if frames else {}
@@ -617,33 +597,10 @@ class SentenceSelector:
             extra_head = 0 if s.chunk in chosen else heads[s.chunk]
             return s.tokens + (1 if s.chunk in chosen else 0) + extra_head, extra_head
 
-        def twin_of(i: int) -> Chunk | None:
-            """Line ``i``'s chunk printed without its heading lines, when line ``i`` is the first offered and can go without them."""
-            c = sents[i].chunk
-            if spent["offered"] or chosen:
-                return None
-            twin = context.unheaded(chunks[c], sents[i].text)
-            if twin is not None:
-                at[id(twin)] = c
-            return twin
-
-        def bare_cost(i: int, twin: Chunk) -> int:
-            """The tokens line ``i`` costs taken now as its chunk's unheaded ``twin``, without its frame."""
-            c = sents[i].chunk
-            if c not in bare_heads:
-                bare_heads[c] = tally.added(twin)
-            return sents[i].tokens + bare_heads[c]
-
         def fits(i: int, frame: list[int]) -> bool:
             return spent["used"] + cost_of(i)[0] + sum(sents[f].tokens + 1 for f in frame) <= room
 
         def take(i: int, alone: bool = False) -> bool:
-            try:
-                return take_line(i, alone)
-            finally:
-                spent["offered"] += 1  # a line offered (a frame-only line's after the line it brought)
-
-        def take_line(i: int, alone: bool = False) -> bool:
             s, key = sents[i], keys[i]
             if frames and frames.frame_only[i] and not alone:  # a bare key or bracket: its best line not yet taken, framed by it
                 offered = _offered(i, under, taken, frames, value, mentions, fits)
@@ -652,25 +609,12 @@ class SentenceSelector:
                 return False
             if frames and i in taken:  # a line already taken as a frame
                 return False
-            if s.chunk not in chosen and _above_bare(chunks[s.chunk], unheaded.values()):  # it would print over the bare line
-                return False
-            lines = [f for f in frames.frames[i] if f not in taken] if frames else []
+            frame = [f for f in frames.frames[i] if f not in taken] if frames else []
             cost, extra_head = cost_of(i)
-            frame, waits = _fitted_frame(lines, sents, cost, room, spent["used"], force=i == now)
-            twin = twin_of(i) if cost > room else None  # the best line, which never fits under its view's headings
-            cost += sum(sents[f].tokens + 1 for f in frame)
-            if twin is not None:
-                bare = bare_cost(i, twin)
-                bare_frame, bare_waits = _fitted_frame(lines, sents, bare, room, spent["used"], force=i == now)
-                alone_cost = bare + sum(sents[f].tokens + 1 for f in bare_frame)
-                if alone_cost > room and not bare_frame:  # the estimate overstates a lone line: its exact count
-                    alone_cost = context.rendered([twin.keep([(s.start, s.end)])], grouped=self.order == "relevance") or alone_cost
-                if alone_cost <= room:  # taken without them
-                    frame, waits, cost = bare_frame, bare_waits, alone_cost
-                else:
-                    twin = None
+            frame, waits = _fitted_frame(frame, sents, cost, room, spent["used"], force=i == now)
             if waits:
                 waited.append(i)
+            cost += sum(sents[f].tokens + 1 for f in frame)
             if spent["used"] + cost > room and not (cuts and cuts.take(i, room - spent["used"] - cost + s.tokens, parts)):
                 if s.chunk not in chosen:
                     first_miss.setdefault(s.chunk, (s.tokens, max(0, room - spent["used"] - extra_head), spent["taken"], i))
@@ -679,11 +623,8 @@ class SentenceSelector:
             if s.chunk not in chosen:
                 chosen[s.chunk] = []
                 chunk_order.append(s.chunk)
-                tally.take(chunks[s.chunk] if twin is None else twin)
-                if twin is not None:
-                    unheaded[s.chunk] = twin
+                tally.take(chunks[s.chunk])
                 heads.clear()
-                bare_heads.clear()
             chosen[s.chunk] += [*frame, i]
             taken.update([*frame, i])
             spent.update(used=spent["used"] + cost, taken=spent["taken"] + 1, line=i)  # line: greedy's instead
@@ -693,50 +634,34 @@ class SentenceSelector:
 
         deque(self.greedy(sents, value, mentions, weight, redundancy, take, context.check_deadline, lambda i: spent["line"], later=_echoes(keys, sents, said)), maxlen=0)
         if not chosen:  # nothing fits whole: give the packer the best sentence to cut (with the nearest frame lines that fit)
-            self._cut_one(chosen, chunk_order, chunks, sents, value, room, context, frames, unheaded)
+            self._cut_one(chosen, chunk_order, chunks, sents, value, room, context, frames)
         too_long = {c: (n, left, i) for c, (n, left, before, i) in first_miss.items() if c not in chosen and spent["taken"] > before}
-        shown = [unheaded.get(k, c) for k, c in enumerate(chunks)] if unheaded else chunks
-        return chosen, chunk_order, spent["used"], too_long, [i for i in waited if i not in taken], parts, shown
+        return chosen, chunk_order, spent["used"], too_long, [i for i in waited if i not in taken], parts
 
     def _cut_one(self, chosen: dict[int, list[int]], chunk_order: list[int], chunks: Sequence[Chunk], sents: Sequence[Sentence],
-                 value: np.ndarray, room: int, context: StageContext, frames: LineFrames | None, unheaded: dict[int, Chunk]) -> None:
-        """Into the empty ``chosen``: the best sentence for the packer to cut, with the nearest frame lines that fit;
-        its view without its heading lines (into ``unheaded``, :meth:`~optimizer.stage.StageContext.unheaded`): the
-        packer then cuts the sentence short, not to nothing under a heading printed alone."""
-        best, picks, twin = self._to_cut(chunks, sents, value, room, context, frames)
+                 value: np.ndarray, room: int, context: StageContext, frames: LineFrames | None) -> None:
+        """Into the empty ``chosen``: the best sentence for the packer to cut, with the nearest frame lines that fit."""
+        best, picks = self._to_cut(chunks, sents, value, room, context, frames)
         chosen[sents[best].chunk] = picks
         chunk_order.append(sents[best].chunk)
-        if twin is not None:
-            unheaded[sents[best].chunk] = twin
 
-    def _overhead_tally(self, chunks: Sequence[Chunk], context: StageContext, at: dict[int, int] | None = None) -> Tally:
+    def _overhead_tally(self, chunks: Sequence[Chunk], context: StageContext) -> Tally:
         """What a new chunk adds to the overhead of the chunks taken, laid out as they will render: in relevance
         order after them, grouped by title (counted for the new chunk alone where it prints last, see
         :meth:`~optimizer.stage.StageContext.overhead_tally`; counting every chunk taken per chunk tried made
-        the selection quadratic), in document order among them (every block counted again; ``at``: id() of a chunk
-        taken in place of one of ``chunks``, an unheaded view, -> that one's index, the others' put in)."""
+        the selection quadratic), in document order among them (every block counted again)."""
         if self.order == "relevance":
             return context.overhead_tally(grouped=True)
-        at = {} if at is None else at
-        at.update((id(c), i) for i, c in enumerate(chunks))  # one object given twice renders the same in either place
+        at = {id(c): i for i, c in enumerate(chunks)}  # one object given twice renders the same in either place
         return RecountTally(lambda taken: context.overhead(sorted(taken, key=lambda c: at[id(c)]) if self.order == "document" else taken))
 
     def _to_cut(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], value: np.ndarray, room: int,
-                context: StageContext, frames: LineFrames | None) -> tuple[int, list[int], Chunk | None]:
-        """When nothing fits whole: the best sentence (a frame-only line last) for the packer to cut, the lines to
-        keep with it (its nearest frame lines that fit ``room`` beside it, then itself) and its chunk without its
-        heading lines (:meth:`~optimizer.stage.StageContext.unheaded`; None when it has none, or when what the packer
-        keeps of the sentence without them, not the whole sentence, does not name what they name)."""
-        from optimizer.packer import token_cut
-
+                context: StageContext, frames: LineFrames | None) -> tuple[int, list[int]]:
+        """When nothing fits whole: the best sentence (a frame-only line last) for the packer to cut, and the lines to
+        keep with it (its nearest frame lines that fit ``room`` beside it, then itself)."""
         best = min(range(len(sents)), key=lambda i: (bool(frames and frames.frame_only[i]), -value[i], i))
-        grouped, text = self.order == "relevance", sents[best].text
-        twin = context.unheaded(chunks[sents[best].chunk], text)
-        if twin is not None:
-            shown = text[: token_cut(text, max(0, room - context.overhead([twin], grouped=grouped)), context)]
-            twin = context.unheaded(chunks[sents[best].chunk], shown)
-        left = room - sents[best].tokens - context.overhead([twin or chunks[sents[best].chunk]], grouped=grouped)
-        return best, ([*_innermost(list(frames.frames[best]), sents, left), best] if frames else [best]), twin
+        left = room - sents[best].tokens - context.overhead([chunks[sents[best].chunk]], grouped=self.order == "relevance")
+        return best, ([*_innermost(list(frames.frames[best]), sents, left), best] if frames else [best])
 
     def layout(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], score: np.ndarray,
                chosen: dict[int, list[int]], chunk_order: list[int]) -> list[Chunk]:
@@ -890,19 +815,6 @@ def _best_framed(i: int, under: dict[int, list[int]], taken: set[int], frames: L
 def _own_words(row: int, header: int, mentions: np.ndarray | None) -> bool:
     """Whether sentence ``row`` mentions a query word that sentence ``header`` does not (True when nobody counted them)."""
     return mentions is None or bool((mentions[row] & ~mentions[header]).any())
-
-
-def _above_bare(view: Chunk, bare: Iterable[Chunk]) -> bool:
-    """Whether ``view`` starts before a view of its chunk taken without its heading lines (``bare``,
-    :meth:`~optimizer.stage.StageContext.unheaded`): kept too, it would print above that one's text, whose heading
-    is left out, as if it were over it.
-
-    >>> a, b = Chunk(id="d", text="x. y."), Chunk(id="e", text="x. y.")
-    >>> _above_bare(a.keep([(0, 2)]), [a.keep([(3, 5)])]), _above_bare(a.keep([(3, 5)]), [a.keep([(0, 2)])]), _above_bare(b, [a.keep([(3, 5)])])
-    (True, False, False)
-    """
-    start = view.kept_pieces[0][0] if view.kept_pieces else 0
-    return any(t.id == view.id and t.kept_pieces and start < t.kept_pieces[0][0] for t in bare)
 
 
 def _fitted_frame(frame: list[int], sents: Sequence[Sentence], cost: int, room: int, used: int, *,
