@@ -196,10 +196,9 @@ def test_a_1h_cache_control_anywhere_reserves_the_prompt_at_the_1h_price(tmp_pat
         body = {**body, "system": "p", "tools": [{**tool, "cache_control": ONE_HOUR}]}
         plain_cost = _reserved(tmp_path / "d", {**body, "tools": [{**tool, "cache_control": {"type": "ephemeral"}}]})
     one_hour = _reserved(tmp_path / "b", body)
-    # the prompt part of the worst case moves to 6 a token from 3.75 (a 5-minute cache_control) or from the input price,
-    # 3 (none: no write can happen); the output part (16 * 1.4 * 15) stays
+    # the prompt part of the worst case moves from 3.75 to 6 a token; the output part (16 * 1.4 * 15) stays
     out = math.ceil(with_margin(16) * 15.0)
-    assert (one_hour - out) / (plain_cost - out) == pytest.approx(6 / (3.75 if where == "tool" else 3.0), rel=0.02)
+    assert (one_hour - out) / (plain_cost - out) == pytest.approx(6 / 3.75, rel=0.02)
 
 
 def with_margin(n: int) -> int:

@@ -82,12 +82,6 @@ class ChatRequest:
     # the request asks for a 1-hour prompt cache (a Messages cache_control with "ttl": "1h"): its worst case prices the
     # prompt at the model's 1-hour cache-write price (chat.price_of)
     cache_1h: bool = False
-    # the upstream may write its prompt cache: None (unknown: the route cannot tell), or whether a Messages request has a
-    # cache_control anywhere (without one, Anthropic writes none: its worst case prices the prompt at the input price)
-    cache_writes: bool | None = None
-    # input tokens the upstream bills that the prompt's count leaves out: a Messages request's images and PDFs, estimated
-    # (:func:`ragtrim.serve.media_tokens.media_tokens`)
-    media_tokens: int = 0
 
     @property
     def documents_question(self) -> str:

@@ -112,7 +112,7 @@ async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Bud
         messages = with_documents(req.messages, service.config.template, result.text)
     context = result.text if result is not None else ""
     prompt = await _prompt_tokens(upstream, req, messages, model.tokenizer, context, done, left)
-    prompt += await _field_tokens(upstream, req, model.tokenizer, done) + tool_prompt(req, model) + req.media_tokens
+    prompt += await _field_tokens(upstream, req, model.tokenizer, done) + tool_prompt(req, model)
     return Attempt(model=model, price=price_of(service, model, req), budget_tokens=result.budget if result is not None else None,
                    result=result, messages=messages, prompt_tokens=int(prompt), max_tokens=max_out,
                    predicted_tokens=await _predicted_tokens(upstream, req, model.tokenizer, done))
@@ -120,12 +120,9 @@ async def _build(service: Any, req: ChatRequest, model: ModelConfig, budget: Bud
 
 def price_of(service: Any, model: ModelConfig, req: ChatRequest) -> ModelPrice:
     """The model's price for ``req``: one whose worst case prices a prompt token at the 1-hour cache-write price when the
-    request asks for a 1-hour cache (:attr:`ChatRequest.cache_1h`), at the input price when it asks for no cache
-    (:attr:`ChatRequest.cache_writes` False: no write can happen), else at the highest of the two."""
+    request asks for a 1-hour cache (:attr:`ChatRequest.cache_1h`)."""
     price = service.prices[model.name]
-    if req.cache_1h:
-        return price.with_1h_writes()
-    return price.without_writes() if req.cache_writes is False else price
+    return price.with_1h_writes() if req.cache_1h else price
 
 
 def asked_completion(req: ChatRequest, model: ModelConfig, limits: Limits) -> int:
@@ -225,7 +222,7 @@ async def _smallest(service: Any, req: ChatRequest, chain: Sequence[ModelConfig]
         if key not in bare:
             bare[key] = await _prompt_tokens(upstream, req, messages, m.tokenizer, "", memo, left)
             bare[key] += await _field_tokens(upstream, req, m.tokenizer, memo)
-        counted = (max(0, bare[key] + context - JOIN_SLACK) if context else bare[key]) + tool_prompt(req, m) + req.media_tokens
+        counted = (max(0, bare[key] + context - JOIN_SLACK) if context else bare[key]) + tool_prompt(req, m)
         prompt = with_margin(counted, m.count_margin)
         out.append(Need(tokens=prompt + n_out, micro=price_of(service, m, req).worst_micro(prompt_tokens=prompt, completion_tokens=n_out)))
     return out
@@ -505,12 +502,10 @@ def _settle_values(attempt: Attempt, req: ChatRequest, prompt: int | None, compl
     completion reserved when a cap was sent: ``capped``), and of the prompt, the ``cached`` tokens the upstream read
     from its prompt cache (:func:`cached_prompt`) and the ``written`` ones it wrote to it (charged the cache-write price,
     at most the rest of the prompt; none when the prompt charged is not the upstream's count), ``written_1h`` of them to
-    its 1-hour cache (:func:`split_writes`); a prompt charged at the gateway's count, of a request that asks for a
-    prompt cache, is charged as written to it (:func:`unreported_writes`). ``fields`` are the request
+    its 1-hour cache (:func:`split_writes`). ``fields`` are the request
     fields the upstream bills as input."""
     # the prompt's size is measured (its JSON written out) only for a reported count below the gateway's own
-    size = prompt_bytes(req.dialect.sized(attempt.messages), fields, req.dialect.billed) \
-        if prompt is not None and prompt < attempt.prompt_tokens else 0
+    size = prompt_bytes(attempt.messages, fields, req.dialect.billed) if prompt is not None and prompt < attempt.prompt_tokens else 0
     p, p_note = trusted_count("prompt_tokens", prompt, attempt.prompt_tokens, size)
     bound = with_margin(attempt.completion_tokens, attempt.model.count_margin) if capped else None
     c, c_note = trusted_count("completion_tokens", completion, get_tokenizer(attempt.model.tokenizer).count(text),
@@ -519,29 +514,9 @@ def _settle_values(attempt: Attempt, req: ChatRequest, prompt: int | None, compl
     w = min(written, p - k) if p == prompt else 0
     w1 = split_writes(w, written_1h, req.cache_1h)
     source = "upstream" if (p, c) == (prompt, completion) else "counted"
-    charged_w, charged_w1, w_note = unreported_writes(req, p) if p != prompt else (w, w1, "")
-    note = "; ".join(n for n in (p_note, c_note, k_note, w_note) if n)
-    cost = attempt.price.cost_micro(prompt_tokens=p, completion_tokens=c, cached_tokens=k, cache_write_tokens=charged_w,
-                                    cache_write_1h_tokens=charged_w1)
+    note = "; ".join(n for n in (p_note, c_note, k_note) if n)
+    cost = attempt.price.cost_micro(prompt_tokens=p, completion_tokens=c, cached_tokens=k, cache_write_tokens=w, cache_write_1h_tokens=w1)
     return p, c, k, w, source, cost, note
-
-
-def unreported_writes(req: ChatRequest, prompt: int) -> tuple[int, int, str]:
-    """The cache writes (and of them the 1-hour ones) to charge for a ``prompt`` charged at the gateway's count (the
-    upstream reported none, or one not trusted: its cache writes are unknown), and the row's note: when the request
-    asks for a prompt cache (:attr:`ChatRequest.cache_writes`), all of it, at the 1-hour price when it asks for that one
-    (the most the upstream can bill, as the reservation priced it); else none.
-
-    >>> from ragtrim.serve.bodies import parse_chat
-    >>> req = parse_chat({"messages": [{"role": "user", "content": "q"}]}, {}, Limits(), default_preset="p", default_budget=None)
-    >>> unreported_writes(req, 100), unreported_writes(replace(req, cache_writes=True, cache_1h=True), 100)[:2]
-    ((0, 0, ''), (100, 100))
-    """
-    if not req.cache_writes:
-        return 0, 0, ""
-    ttl = "1-hour" if req.cache_1h else "5-minute"
-    return prompt, prompt if req.cache_1h else 0, (f"no cache writes reported for a request that asks for a prompt cache: its "
-                                                   f"{prompt} prompt tokens charged as written to the {ttl} cache")
 
 
 def cached_prompt(reported: int, prompt: int | None) -> tuple[int, str]:

@@ -6,12 +6,11 @@ without ``max_tokens`` (checked as :func:`ragtrim.serve.messages.parse_messages`
 the asked budget and appended to ``system``, so the count is of what that call would send (and be billed for). The
 model is resolved as there (the default when none is named; an unknown or embedding model is a 400).
 
-On a model of an ``anthropic`` upstream the count is the upstream's own (``POST {base_url}/v1/messages/count_tokens``
-with the fields it takes, :data:`COUNT_FIELDS`; its answer relayed); the upstream's refusal of the request (a 4xx but 429) is passed on in Anthropic's shape. When
+On a model of an ``anthropic`` upstream the count is the upstream's own (``POST {base_url}/v1/messages/count_tokens``,
+its answer relayed); the upstream's refusal of the request (a 4xx but 429) is passed on in Anthropic's shape. When
 the upstream fails (unreachable, a 429, a 5xx, an answer without ``input_tokens``) or the model is not on an anthropic
 upstream, the answer is the gateway's own estimate: the count the budget check reserves for the prompt (tiktoken,
-the tool prompt with tools, images and PDFs estimated (:mod:`ragtrim.serve.media_tokens`), with the model's
-``count_margin``: :meth:`ragtrim.serve.plan.Attempt.need`). Header
+the tool prompt with tools, with the model's ``count_margin``: :meth:`ragtrim.serve.plan.Attempt.need`). Header
 ``X-Ragtrim-Token-Count`` says which (``upstream``, or ``estimated: <why>``); ``X-Ragtrim-Estimate-Tokens`` is the
 estimate in both cases.
 
@@ -63,18 +62,6 @@ def count_reading(data: Mapping[str, Any]) -> tuple[str, int | None, int | None,
 
 COUNT_WIRE = Wire("/v1/messages/count_tokens", count_reading)
 """Anthropic's ``POST /v1/messages/count_tokens`` (with the client's ``anthropic-beta`` header, as ``/v1/messages``)."""
-# The fields Anthropic's count endpoint takes besides ``model``, ``messages`` and ``system`` (its API reference, the
-# beta's included); it refuses any other ("Extra inputs are not permitted"), so a Messages body's generation fields
-# (``temperature``, ``top_p``, ``top_k``, ``stop_sequences``, ``metadata``, ``service_tier``, ...) are not passed on
-COUNT_FIELDS = ("tools", "tool_choice", "thinking", "cache_control", "output_config", "output_format", "mcp_servers",
-                "context_management", "speed")
-
-
-def count_body(req: ChatRequest, attempt: Attempt) -> dict[str, Any]:
-    """The body of the upstream's count: the model, the attempt's system and messages, and of the client's fields those
-    the count endpoint takes (:data:`COUNT_FIELDS`)."""
-    return {**{k: v for k, v in req.passthrough.items() if k in COUNT_FIELDS},
-            "model": attempt.model.upstream_model or attempt.model.name, **req.dialect.items_body(attempt.messages)}
 
 
 def parse_count(body: Mapping[str, Any], headers: Mapping[str, str], config: Any) -> ChatRequest:
@@ -105,8 +92,10 @@ async def upstream_count(service: Any, req: ChatRequest, attempt: Attempt, rid: 
     upstream = service.upstream(attempt.model)
     if getattr(upstream, "kind", "") != "anthropic":
         return None, f"model {attempt.model.name!r} is not on an anthropic upstream"
+    body = {**req.passthrough, "model": attempt.model.upstream_model or attempt.model.name,
+            **req.dialect.items_body(attempt.messages)}
     wire = replace(COUNT_WIRE, headers=req.upstream_headers)
-    reply = await upstream.complete(count_body(req, attempt), req.question, attempt.context, client_left=left, wire=wire)
+    reply = await upstream.complete(body, req.question, attempt.context, client_left=left, wire=wire)
     refusal = reply.refusal
     if refusal is not None and refusal.status < 500 and refusal.status != 429:
         raise upstream_failure(str(reply.error), refusal, rid)

@@ -72,13 +72,6 @@ class Dialect:
     body: Callable[[Sequence[Mapping[str, Any]]], dict[str, Any]] | None = None
 
     body_limit: Any = None
-    # the items as a reported prompt count's floor sizes them (:func:`ragtrim.serve.chat.trusted_count`; None: as they
-    # are): a Messages request's image or PDF bytes are not text the upstream bills by the byte
-    size_view: Callable[[Sequence[Mapping[str, Any]]], Sequence[Mapping[str, Any]]] | None = None
-
-    def sized(self, items: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
-        """``items`` as a prompt count's floor sizes them (:attr:`size_view`)."""
-        return self.size_view(items) if self.size_view is not None else items
 
     def items_body(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """The fields of the upstream body that carry the prompt ``items``."""

@@ -12,8 +12,7 @@ message holding ``FAIL_UPSTREAM`` is an HTTP 500 in Anthropic's error shape.
 
 ``POST /v1/messages/count_tokens`` (:func:`count_tokens_route`) answers ``{"input_tokens": N}``, N the prompt the
 Messages route would report for the same body (``input_tokens`` + cache reads and writes); told ``count_tokens_status``
-(an HTTP status above 299), it answers that status in Anthropic's error shape instead; a field the real endpoint does not
-take (:data:`COUNT_ACCEPTS`: ``temperature``, ``max_tokens``, ...) is a 400, as there.
+(an HTTP status above 299), it answers that status in Anthropic's error shape instead.
 """
 
 from __future__ import annotations
@@ -24,11 +23,6 @@ from typing import Any
 
 from ragtrim.serve.messages_api import MESSAGES_BILLED, event, messages_view
 from ragtrim.serve.upstream import compact_json, count_chat_tokens, count_request_fields
-
-
-# The fields Anthropic's count endpoint takes (its API reference): any other is a 400
-COUNT_ACCEPTS = frozenset({"model", "messages", "system", "tools", "tool_choice", "thinking", "cache_control", "output_config",
-                           "output_format", "mcp_servers", "context_management", "speed"})
 
 
 def _of(value: Any, prompt: int) -> int:
@@ -103,10 +97,6 @@ def count_tokens_route(state: Any, rng: Any) -> Any:
         if state.count_tokens_status:
             return JSONResponse({"type": "error", "error": {"type": "overloaded_error", "message": "fake count failure"}},
                                 status_code=state.count_tokens_status)
-        extra = sorted(set(body) - COUNT_ACCEPTS)
-        if extra:  # as Anthropic's count refuses a Messages field it does not take
-            return JSONResponse({"type": "error", "error": {"type": "invalid_request_error",
-                                                            "message": f"{extra[0]}: Extra inputs are not permitted"}}, status_code=400)
         return JSONResponse({"input_tokens": prompt_count(state, body)})
 
     return count_tokens

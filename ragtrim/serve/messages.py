@@ -18,10 +18,7 @@ the prompt is ``input_tokens`` + ``cache_creation_input_tokens`` (at ``cache_wri
 ``cache_creation.ephemeral_1h_input_tokens`` reports at ``cache_write_1h_per_million``, and all of them when the request
 asks for a 1-hour cache and the usage has no split) + ``cache_read_input_tokens`` (at ``cached_input_per_million``), the
 completion ``output_tokens``. A request with a ``cache_control`` whose ``ttl`` is "1h" anywhere reserves its prompt at
-the 1-hour write price (:func:`ragtrim.serve.messages_api.asks_1h_cache`), one with no ``cache_control`` anywhere (none
-top-level either) at the input price (Anthropic writes no cache for it), else at the 5-minute write price; a prompt
-charged at the gateway's count (no usage came), of a request that asks for a cache, is charged as written to it. Images
-and PDFs are estimated into the counted prompt (:mod:`ragtrim.serve.media_tokens`). A stream is relayed
+the 1-hour write price (:func:`ragtrim.serve.messages_api.asks_1h_cache`). A stream is relayed
 event by event (its ``event:`` lines as they came) and settled from its usage merged field by field (``message_start``'s,
 then each ``message_delta``'s: a field absent keeps its last value), the output tokens the last ``message_delta``'s; an
 ``error`` event the upstream sends mid-stream is relayed, noted on the row, and charged as a stream cut short is.
@@ -45,10 +42,9 @@ from starlette.requests import Request
 from ragtrim.serve.bodies import OUR_KEYS, ChatRequest, check_messages, check_priced_value, check_surrogates, checked_request
 from ragtrim.serve.chat import SseTally, event_json, serve_request
 from ragtrim.serve.dialect import Dialect
-from ragtrim.serve.errors import bad_request, too_large
-from ragtrim.serve.media_tokens import media_tokens
-from ragtrim.serve.messages_api import (MESSAGES_BILLED, MESSAGES_WIRE, asks_1h_cache, asks_cache, event, media_block, messages_view,
-                                        split_system, usage_counts, writes_1h)
+from ragtrim.serve.errors import ApiError, bad_request, too_large
+from ragtrim.serve.messages_api import (MESSAGES_BILLED, MESSAGES_WIRE, asks_1h_cache, event, media_block, messages_view, split_system,
+                                        usage_counts, writes_1h)
 
 CAP = "max_tokens"
 # Fields the route reads and the upstream body gets from elsewhere (the system, messages and cap per attempt), or never
@@ -169,7 +165,6 @@ def parse_messages(body: Mapping[str, Any], headers: Mapping[str, str], config: 
     return checked_request(body, headers, limits, asked=asked, items=items, view=view, stream=bool(stream),
                            not_passed=_NOT_PASSED, default_preset=config.preset, default_budget=config.budget,
                            dialect=MESSAGES, include_usage=True, upstream_headers=forwarded, cache_1h=asks_1h_cache(body),
-                           cache_writes=asks_cache(body), media_tokens=media_tokens(body.get("messages") or []),
                            uncounted=media_block(body.get("messages") or []) or uncounted_of(body, betas))
 
 
@@ -271,7 +266,7 @@ class MessagesTally(SseTally):
 
 
 MESSAGES = Dialect("messages", MESSAGES_WIRE, "messages", (CAP,), CAP, MESSAGES_BILLED, messages_view, asks_usage=False,
-                   tally=MessagesTally, refuses=_anthropic_only, route="/v1/messages", body=split_system, size_view=messages_view)
+                   tally=MessagesTally, refuses=_anthropic_only, route="/v1/messages", body=split_system)
 
 
 async def messages_endpoint(request: Request) -> Any:

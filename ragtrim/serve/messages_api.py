@@ -18,7 +18,7 @@ turns the leading system items back into ``system`` text blocks for the upstream
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ragtrim.serve.upstream import Wire, compact_json, usage_count
@@ -214,42 +214,27 @@ def writes_1h(usage: Any, writes: int) -> int | None:
     return max(0, writes - short) if short is not None else None
 
 
-def cache_controls(body: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    """The ``cache_control`` objects of a Messages ``body``: its top-level one (Anthropic's automatic caching: the last
-    cacheable block marked), ``system``'s, a message's block's, a tool's, a tool result's block's. Walked without
-    recursion (a body nests as deep as its JSON)."""
-    todo: list[Any] = [body]
-    while todo:
-        node = todo.pop()
-        if isinstance(node, Mapping):
-            control = node.get("cache_control")
-            if isinstance(control, Mapping):
-                yield control
-            todo.extend(node.values())
-        elif isinstance(node, list):
-            todo.extend(node)
-
-
-def asks_cache(body: Mapping[str, Any]) -> bool:
-    """Whether a Messages ``body`` asks for a prompt cache anywhere (:func:`cache_controls`): without one Anthropic
-    writes none, so no prompt token can cost a cache-write price.
-
-    >>> asks_cache({"cache_control": {"type": "ephemeral"}, "messages": []}), asks_cache({"system": "p", "messages": []})
-    (True, False)
-    """
-    return next(cache_controls(body), None) is not None
-
-
 def asks_1h_cache(body: Mapping[str, Any]) -> bool:
-    """Whether a Messages ``body`` asks for a 1-hour prompt cache anywhere (:func:`cache_controls`): a ``cache_control``
-    whose ``ttl`` is not the default "5m" (Anthropic bills its writes 2x the input price, the 5-minute cache's 1.25x).
+    """Whether a Messages ``body`` asks for a 1-hour prompt cache anywhere (``system``, a message's block, a tool, a tool
+    result's block): a ``cache_control`` whose ``ttl`` is not the default "5m" (Anthropic bills its writes 2x the input
+    price, the 5-minute cache's 1.25x). Walked without recursion (a body nests as deep as its JSON).
 
     >>> asks_1h_cache({"system": [{"type": "text", "text": "p", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]})
     True
     >>> asks_1h_cache({"messages": [{"role": "user", "content": [{"type": "text", "text": "q", "cache_control": {"type": "ephemeral"}}]}]})
     False
     """
-    return any(control.get("ttl") not in (None, "5m") for control in cache_controls(body))
+    todo: list[Any] = [body]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, Mapping):
+            control = node.get("cache_control")
+            if isinstance(control, Mapping) and control.get("ttl") not in (None, "5m"):
+                return True
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    return False
 
 
 def messages_reading(data: Any) -> tuple[str, int | None, int | None, int]:

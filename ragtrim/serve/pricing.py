@@ -16,8 +16,7 @@ bills 1.25x the input price), else the input price. Of them, those written to th
 ``cache_write_1h_per_million`` (Anthropic bills 2x the input price; :func:`model_price` gives that default when a model
 prices its cache writes), else the 5-minute write price. These prices may be above the input price, so a reservation
 prices its whole prompt at the highest of them (:meth:`ModelPrice.worst_micro`); the 1-hour one only for a request
-that asks for a 1-hour cache (:meth:`ModelPrice.with_1h_writes`), none for a request that asks for no cache (a Messages
-request without a ``cache_control``: Anthropic writes none; :meth:`ModelPrice.without_writes`).
+that asks for a 1-hour cache (:meth:`ModelPrice.with_1h_writes`).
 
 >>> claude = ModelPrice(model="claude", input_per_million=Decimal("3"), output_per_million=Decimal("15"), date="d",
 ...                     cached_input_per_million=Decimal("0.3"), cache_write_per_million=Decimal("3.75"),
@@ -29,8 +28,6 @@ request without a ``cache_control``: Anthropic writes none; :meth:`ModelPrice.wi
 1980
 >>> claude.worst_micro(prompt_tokens=1000, completion_tokens=10), claude.with_1h_writes().worst_micro(prompt_tokens=1000, completion_tokens=10)
 (3900, 6150)
->>> claude.without_writes().worst_micro(prompt_tokens=1000, completion_tokens=10)  # no cache asked: the input price
-3150
 
 >>> p = ModelPrice(model="gpt-4o", input_per_million=Decimal("2.5"), output_per_million=Decimal("10"), date="2025-06-01")
 >>> p.cost_micro(prompt_tokens=1000, completion_tokens=100)
@@ -65,8 +62,7 @@ class ModelPrice:
     ``cached_input_per_million`` is the price of a prompt token read from the upstream's prompt cache
     (None: the input price); ``cache_write_per_million`` of one written to it (None: the input price), and
     ``cache_write_1h_per_million`` of one written to its 1-hour cache (None: the 5-minute write price).
-    ``writes_1h``: the request this price reserves for asks for a 1-hour cache (:meth:`with_1h_writes`); ``no_writes``:
-    it asks for no cache (:meth:`without_writes`).
+    ``writes_1h``: the request this price reserves for asks for a 1-hour cache (:meth:`with_1h_writes`).
     """
 
     model: str
@@ -78,7 +74,6 @@ class ModelPrice:
     cache_write_per_million: Decimal | None = None
     cache_write_1h_per_million: Decimal | None = None
     writes_1h: bool = False
-    no_writes: bool = False
 
     @property
     def write_price(self) -> Decimal:
@@ -93,20 +88,13 @@ class ModelPrice:
     @property
     def top_input_per_million(self) -> Decimal:
         """The most a prompt token can cost: the input price, or a cache-write price when that is higher (the 1-hour
-        one only when :attr:`writes_1h`; neither when :attr:`no_writes`)."""
-        if self.no_writes:
-            return self.input_per_million
+        one only when :attr:`writes_1h`)."""
         return max(self.input_per_million, self.write_price, *([self.write_1h_price] if self.writes_1h else []))
 
     def with_1h_writes(self) -> ModelPrice:
         """This price for a request that asks for a 1-hour cache: its worst case prices a prompt token at the 1-hour write
         price too (charged the same)."""
         return replace(self, writes_1h=True)
-
-    def without_writes(self) -> ModelPrice:
-        """This price for a request that asks for no prompt cache (no write can happen): its worst case prices a prompt
-        token at the input price (charged the same)."""
-        return replace(self, no_writes=True)
 
     @property
     def ref(self) -> str:
