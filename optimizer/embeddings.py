@@ -203,6 +203,7 @@ class StaticEmbedder:
         self._tokens: dict[str, list[int]] = {}  # white-space token -> its words' word-piece ids
         normalizer = getattr(self._model.tokenizer, "normalizer", None)
         self._fold_ascii = type(normalizer).__name__ == "BertNormalizer" and bool(getattr(normalizer, "lowercase", False))
+        self._plain_words = self._fold_ascii and _direct_words(self._model.tokenizer)
         self._reset_memos()
         self._table: np.ndarray | None = None
         # plain mean pooling over an embedding table (no per-token weights or remapping)
@@ -290,6 +291,12 @@ class StaticEmbedder:
         # not ``set - pieces.keys()``: a set minus a dict view walks every key of the view (the whole
         # vocabulary, 30,000 words and more), where this looks up only this call's words
         new = [w for w in {*whole.values(), *(w for ws in split.values() for w in ws)} if w not in pieces]
+        if new and self._plain_words:  # a plain ASCII word straight to the word-piece model (see _direct_words)
+            wordpiece = self._model.tokenizer.model
+            for w in new:
+                if w.isascii() and w.isalnum() and w == w.lower():
+                    pieces[w] = [t.id for t in wordpiece.tokenize(w)]
+            new = [w for w in new if w not in pieces]
         if new:
             tok = self._model.tokenizer
             # a question's few dozen new words one by one: the batch call hands them to a thread pool, which
@@ -302,6 +309,22 @@ class StaticEmbedder:
             known[t] = pieces[w]
         for t, ws in split.items():
             known[t] = [i for w in ws for i in pieces[w]]
+
+
+def _direct_words(tok: Any) -> bool:
+    """Whether a lower-case ASCII word of letters and digits gets the same ids from ``tok``'s word-piece model
+    alone as from ``tok.encode(word, add_special_tokens=False)`` (a fifteenth of the time: 2 µs against 30).
+
+    So for a lower-casing BERT normalizer (the caller checks; it leaves such a word as it is), a BERT
+    pre-tokenizer (one word: no white space, no punctuation), a WordPiece model, and no added token
+    of letters and digits only (an added token is matched before the model; ``[CLS]`` is not such a word).
+    A word longer than the model's ``max_input_chars_per_word`` is its unknown token either way, and
+    one word's pieces never reach the tokenizer's truncation (512).
+    """
+    if type(getattr(tok, "model", None)).__name__ != "WordPiece" or type(tok.pre_tokenizer).__name__ != "BertPreTokenizer":
+        return False
+    added = tok.get_added_tokens_decoder().values()
+    return not any(a.content.isascii() and a.content.isalnum() for a in added)
 
 
 _CJK = "\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\U0002a700-\U0002ceaf\uf900-\ufaff\U0002f800-\U0002fa1f"

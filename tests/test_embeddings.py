@@ -186,3 +186,21 @@ def test_static_word_pieces_are_the_tokenizers_own(static):
         finally:
             del static.BATCH_WORDS
             static._reset_memos()
+
+
+@pytest.mark.slow
+def test_static_plain_ascii_words_skip_the_tokenizer_pipeline_with_the_same_ids(static):
+    """A lower-case ASCII word of letters and digits goes to the word-piece model alone (``_direct_words``): the
+    ids are ``tok.encode``'s for every word of a real context, in any case, and for the edge cases of the model."""
+    from evals.datasets import load_dataset
+
+    tok = static._model.tokenizer
+    assert static._plain_words  # the shipped model takes the short way, so this test exercises it
+    words = {w for ex in load_dataset("nq-multidoc", limit=3).examples for c in ex.chunks for w in c.text.split()}
+    words |= {"x" * 100, "y" * 101, "abc123def", "007", "ⅷ", "²", "Word", "WORD", "unk", "cls", "pad", "Ⅻ"}
+    texts = sorted(words)
+    static._reset_memos()
+    try:
+        assert static._word_pieces(texts) == [tok.encode(t, add_special_tokens=False).ids for t in texts]
+    finally:
+        static._reset_memos()
