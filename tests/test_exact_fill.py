@@ -112,3 +112,40 @@ def test_the_pack_trace_counts_the_chunks_printed_cut_after_a_refill():
         result = Pipeline.preset("bm25-pack").run("river king", items, budget=budget)
         printed_cut = [c.id for c in result.chunks if c.text != by_id[c.id].text]
         assert result.trace[-1].notes["cuts"] == len(printed_cut), (budget, printed_cut)
+
+
+def test_the_second_pass_is_skipped_only_where_it_would_choose_alike(monkeypatch):
+    """``choose`` leaves out the overstated case's second greedy pass when the first pass's slack (``_left_out``) says
+    no choice could change in the extra room: the result, trace included, is the one the second pass gives, and
+    the skip happens (fewer passes) on real questions and budgets."""
+    from evals.datasets import load_dataset
+    from optimizer.stages import sentence_select as select
+
+    examples = load_dataset("hotpotqa", limit=12).examples
+
+    def runs() -> tuple[list, int]:
+        passes = 0
+        fill = select.SentenceSelector._fill
+
+        def counted(self, *args, **kwargs):
+            nonlocal passes
+            passes += 1
+            return fill(self, *args, **kwargs)
+
+        monkeypatch.setattr(select.SentenceSelector, "_fill", counted)
+        out = []
+        for budget in (0.125, 0.25, 60):
+            pipeline = Pipeline.preset("default", budget=budget)
+            for ex in examples:
+                r = pipeline.run(ex.question, ex.chunks)
+                out.append((r.text, r.spans, [{k: v for k, v in t.to_dict().items() if k != "ms"} for t in r.trace]))
+        monkeypatch.setattr(select.SentenceSelector, "_fill", fill)
+        return out, passes
+
+    skipping, fewer = runs()
+    fresh = select._fresh_spending
+    monkeypatch.setattr(select, "_fresh_spending", lambda spent, frames: {**fresh(spent, frames), "slack": 0} if spent is None
+                        else fresh(spent, frames).update(slack=0) or spent)  # every pass's slack 0: the second pass always runs
+    always, more = runs()
+    assert skipping == always
+    assert fewer < more, (fewer, more)

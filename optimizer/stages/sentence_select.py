@@ -26,9 +26,11 @@ chunk's ``relevance`` is its best sentence's score.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -499,7 +501,9 @@ class SentenceSelector:
         exact count still fits the target. When the pass understated it (tokens can merge across a
         joiner: the space after ``[1]`` with the first byte of a CJK character), it runs again with
         the overshoot as less room until the choice fits, so the packer never cuts the chosen
-        sentences in text order (dropping the best) while a smaller choice of whole ones fits.
+        sentences in text order (dropping the best) while a smaller choice of whole ones fits. The overstated
+        case's second pass is not run when no choice of the first could change in that much more room (its
+        ``slack``, :func:`_left_out`): it would choose alike, and the first pass's choice is kept then anyway.
         """
         target = self.target(sents, context)
         density = self.density * self.tight(sents, target, 2)
@@ -521,7 +525,8 @@ class SentenceSelector:
             if exact_whole is not None and exact_whole <= target:
                 return every, whole, target, {}, exact_whole, list(sents)
         cuts = LineCuts(chunks, sents, query, context, self.stem)
-        chosen, chunk_order, used, too_long, parts = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, target, context, frames, cuts)
+        first: dict[str, Any] = {}  # the first pass's spending, with its slack (_left_out)
+        chosen, chunk_order, used, too_long, parts = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, target, context, frames, cuts, first)
         layout = self.layout(chunks, with_parts(sents, parts), score, chosen, chunk_order)
         exact = context.rendered(layout, grouped=grouped) if context.budget is not None else None
         room = target
@@ -533,6 +538,8 @@ class SentenceSelector:
         if exact is None or exact >= used or room < target:
             return chosen, layout, target, too_long, exact, with_parts(sents, parts)
         more_room = target + used - exact
+        if more_room - target < first["slack"]:  # each choice of the first pass stands in that much more room: the same pass
+            return chosen, layout, target, too_long, exact, with_parts(sents, parts)
         more, more_order, more_used, more_too_long, more_parts = self._fill(chunks, sents, keys, value, mentions, weight, redundancy, more_room, context, frames, cuts)
         if more_used > used:
             more_layout = self.layout(chunks, with_parts(sents, more_parts), score, more, more_order)
@@ -543,8 +550,8 @@ class SentenceSelector:
 
     def _fill(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], keys: SubjectKeys, value: np.ndarray,
               mentions: np.ndarray | None, weight: np.ndarray | None, redundancy: float, room: int,
-              context: StageContext, frames: LineFrames | None = None, cuts: LineCuts | None = None
-              ) -> tuple[dict[int, list[int]], list[int], int, dict[int, tuple[int, int, int]], dict[int, Part]]:
+              context: StageContext, frames: LineFrames | None = None, cuts: LineCuts | None = None,
+              spent: dict[str, Any] | None = None) -> tuple[dict[int, list[int]], list[int], int, dict[int, tuple[int, int, int]], dict[int, Part]]:
         """One greedy pass within ``room`` estimated tokens: ``(chosen, chunk order, estimated tokens used,
         too long, parts)``, ``too long`` being, per chunk left out whose best sentence was passed over for its
         length while a sentence offered after it still fitted, ``(its tokens, the room left for it, its index)``.
@@ -565,21 +572,22 @@ class SentenceSelector:
         mentions no query word the header row does not (``Which columns does the export contain?``: the header row
         names them, a row of numbers under it says nothing asked); else the row comes as above, down to the row
         alone (``| Pro | $15/mo | 2 TB | 50 GB |`` for the Pro plan's upload limit)."""
-        chosen, order, used, too_long, waited, parts = self._pass(chunks, sents, keys, value, mentions, weight, redundancy, room, context, frames, cuts=cuts)
+        chosen, order, used, too_long, waited, parts = self._pass(chunks, sents, keys, value, mentions, weight, redundancy, room, context, frames, cuts=cuts, spent=spent)
         if waited:  # the best line that waited is left out: again, that line taken at its rank
-            chosen, order, used, too_long, _, parts = self._pass(chunks, sents, keys, value, mentions, weight, redundancy, room, context, frames, waited[0], cuts)
+            chosen, order, used, too_long, _, parts = self._pass(chunks, sents, keys, value, mentions, weight, redundancy, room, context, frames, waited[0], cuts, spent)
         return chosen, order, used, too_long, parts
 
     def _pass(self, chunks: Sequence[Chunk], sents: Sequence[Sentence], keys: SubjectKeys, value: np.ndarray,
               mentions: np.ndarray | None, weight: np.ndarray | None, redundancy: float, room: int,
-              context: StageContext, frames: LineFrames | None, now: int | None = None, cuts: LineCuts | None = None
+              context: StageContext, frames: LineFrames | None, now: int | None = None, cuts: LineCuts | None = None,
+              spent: dict[str, Any] | None = None
               ) -> tuple[dict[int, list[int]], list[int], int, dict[int, tuple[int, int, int]], list[int], dict[int, Part]]:
         """:meth:`_fill`'s greedy pass, line ``now`` taken at its rank with the nearest ancestors that fit the
         room left; also the lines that waited for their whole frame and were left out, best first, and the
         sentences taken as a run of their wrapped lines (``cuts``, :mod:`~optimizer.stages.wrap_cuts`)."""
         chosen: dict[int, list[int]] = {}
         chunk_order: list[int] = []
-        spent = {"used": 0, "taken": 0}
+        spent = _fresh_spending(spent, frames)
         first_miss: dict[int, tuple[int, int, int, int]] = {}  # chunk -> (tokens, room left, sentences taken before, index)
         heads: dict[int, int] = {}  # a new chunk's extra overhead after chunk_order, until chunk_order grows
         tally = self._overhead_tally(chunks, context)
@@ -615,7 +623,7 @@ class SentenceSelector:
             if waits:
                 waited.append(i)
             cost += sum(sents[f].tokens + 1 for f in frame)
-            if spent["used"] + cost > room and not (cuts and cuts.take(i, room - spent["used"] - cost + s.tokens, parts)):
+            if _left_out(i, cost, s.tokens, room, spent, cuts, parts):
                 if s.chunk not in chosen:
                     first_miss.setdefault(s.chunk, (s.tokens, max(0, room - spent["used"] - extra_head), spent["taken"], i))
                 return False
@@ -815,6 +823,35 @@ def _best_framed(i: int, under: dict[int, list[int]], taken: set[int], frames: L
 def _own_words(row: int, header: int, mentions: np.ndarray | None) -> bool:
     """Whether sentence ``row`` mentions a query word that sentence ``header`` does not (True when nobody counted them)."""
     return mentions is None or bool((mentions[row] & ~mentions[header]).any())
+
+
+def _fresh_spending(spent: dict[str, Any] | None, frames: LineFrames | None) -> dict[str, Any]:
+    """``spent`` (a new dict when None) emptied for a greedy pass (:meth:`SentenceSelector._pass`): tokens ``used``,
+    sentences ``taken``, and ``slack``, the least extra room that could change a choice of the pass (:func:`_left_out`),
+    0 from the start with ``frames``, whose fitting reads the room at every line (:func:`_fitted_frame`)."""
+    spent = {} if spent is None else spent
+    spent.clear()
+    spent.update(used=0, taken=0, slack=0 if frames else math.inf)
+    return spent
+
+
+def _left_out(i: int, cost: int, tokens: int, room: int, spent: dict[str, Any], cuts: LineCuts | None,
+              parts: dict[int, Part]) -> bool:
+    """Whether line ``i`` (``tokens`` alone, ``cost`` taken now) is left out for the room: it costs more than is left of
+    ``room`` and no run of its wrapped lines fits instead (``cuts``: taken into ``parts``).
+
+    Lowers ``spent["slack"]`` to the least extra room that could take it: its overshoot, 0 for a sentence of wrapped
+    lines (a longer run fits in more room). A pass whose slack is above what a second pass adds to the room makes
+    every choice alike in that one (a choice reads the room only here, without frames), so it need not run
+    (:meth:`SentenceSelector.choose`)."""
+    over = spent["used"] + cost - room
+    if over <= 0:
+        return False
+    if cuts is not None and cuts.lines(i):
+        spent["slack"] = 0
+        return not cuts.take(i, room - spent["used"] - cost + tokens, parts)
+    spent["slack"] = min(spent["slack"], over)
+    return True
 
 
 def _fitted_frame(frame: list[int], sents: Sequence[Sentence], cost: int, room: int, used: int, *,
