@@ -33,6 +33,7 @@ from typing import NamedTuple
 import regex
 
 from optimizer.abbreviations import join_abbreviations
+from optimizer.clauses import LEVELS, clauses_open, levels
 from optimizer.inline_records import cut_ranges, record_cuts
 from optimizer.subtitles import cue_units, join_tracks, track_cues
 from optimizer.wrapped_lines import Shapes, unquoted, wrapped_groups
@@ -129,10 +130,11 @@ def ends_sentence(line: str) -> bool:
 
 _STOP_INSIDE = re.compile(rf"[.!?…{STOPS}][\"'”’)\]{CLOSERS}]*\s+\S")
 _ORDINAL = r"(?:\d{1,3}|[A-Za-z]|[ivx]{2,5}|[IVX]{2,5})"
-_MARKER = rf"{_ORDINAL}[.)]|\({_ORDINAL}\)"
-"""A list item's marker: a number, a letter or a small Roman numeral, then ``.`` or ``)``, or in brackets."""
+_MARKER = rf"{_ORDINAL}[.)]|{LEVELS}\.|\({_ORDINAL}\)"
+"""A list item's marker: a number, a letter or a small Roman numeral, then ``.`` or ``)``, or in brackets; or a
+clause's number of several levels, then ``.`` (``3.2.1.``, :mod:`optimizer.clauses`)."""
 LIST_MARKER = re.compile(rf"[ \t]*(?:{_MARKER})[ \t]+(?=\S)")
-"""A line's leading list marker (``1. ``, ``2) ``, ``a. ``, ``(b) ``, ``iv. ``) and the white space around it."""
+"""A line's leading list marker (``1. ``, ``2) ``, ``a. ``, ``(b) ``, ``iv. ``, ``3.2. ``) and the white space around it."""
 
 
 def item_words(line: str) -> str:
@@ -528,7 +530,12 @@ def _opens_item(text: str, newline: int) -> bool:
     (True, True, False)
     """
     prev = text[text.rfind("\n", 0, newline) + 1 : newline].rstrip()  # the whole line: an item may hold a stop
-    return not prev or prev[-1] in ":;" or ends_sentence(prev) or LIST_MARKER.match(prev) is not None
+    return not prev or _ends_lead(prev) or LIST_MARKER.match(prev) is not None
+
+
+def _ends_lead(line: str) -> bool:
+    """Whether ``line`` (stripped) ends a sentence or a lead-in (``:``, ``;``): what may come before a new item."""
+    return line[-1:] in (":", ";") or ends_sentence(line)
 
 
 def _ordinals(marker: str) -> set[tuple[str, int]]:
@@ -539,6 +546,9 @@ def _ordinals(marker: str) -> set[tuple[str, int]]:
     ([('9.', 12)], [('(a)', 98)], [('i.', 4)])
     """
     body = marker.strip("().")
+    if "." in body:  # a clause's number (``3.2.1.``): its parent's number is part of its style
+        *parent, last = levels(body)
+        return {(".".join(map(str, parent)) + ".9.", last)}
     style = marker.replace(body, "9" if body.isdigit() else "a" if body.islower() else "A")
     if body.isdigit():
         return {(style, int(body))}
@@ -646,7 +656,7 @@ def _prose(text: str, start: int, end: int) -> list[tuple[int, int]]:
         else:
             ranges.append((s, e))
     out: list[tuple[int, int]] = []
-    for s, e in join_abbreviations(text, _items_open(text, ranges)):
+    for s, e in clauses_open(text, join_abbreviations(text, _items_open(text, ranges)), _ends_lead):
         sub_start = s
         for m in _STOP.finditer(text, s, e):
             if sub_start < m.end() < e:
