@@ -6,9 +6,9 @@ with :func:`dataclasses.replace` or :meth:`Chunk.keep`.
 Provenance works through *pieces*: a chunk remembers the original text it came from
 (``source``) and which character ranges of it are still kept (``pieces``). ``text`` is
 always the kept pieces joined by a single space (a line break where a piece ends or starts a
-line, see :func:`piece_joiner`), so any stage can read ``chunk.text`` as
-plain text, while the renderer can map every kept character back to ``(chunk_id, start,
-end)`` in the caller's original chunk text.
+line, or where a blank line or a change of quote depth lies between, see :func:`piece_joiner`),
+so any stage can read ``chunk.text`` as plain text, while the renderer can map every kept
+character back to ``(chunk_id, start, end)`` in the caller's original chunk text.
 
 >>> c = Chunk(id="a", text="One. Two. Three.")
 >>> c.keep([(0, 4), (10, 16)]).text
@@ -28,9 +28,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from optimizer.subtitles import starts_cue
+from optimizer.wrapped_lines import quote_marks
 
 _LINE_BREAK = re.compile(r"[\n\r]")
+_LINE_END = re.compile(r"\r\n|\n|\r")
 _BLANK_GAP = re.compile(r"\n[ \t\r\f\v]*\n")
+_QUOTED_BLANK_GAP = re.compile(r"(?:\r?\n|\r(?!\n))[ \t\f\v]*(?:>[ \t\f\v]*)*[\r\n]")
+"""A blank line, or one of nothing but quote marks (a blank line inside a quoted message); a lone ``\r`` ends a line too."""
 
 PIECE_JOINER = " "
 """What joins two kept pieces of a chunk, unless one of them sits at a line's edge (see :func:`piece_joiner`)."""
@@ -87,14 +91,21 @@ def piece_joiner(original: str, end: int, start: int) -> str:
 
     A line break when the first piece ends its line or the second starts one in the original
     text, so a heading, a list item or a table row kept with text that did not follow it keeps
-    a line of its own; a space otherwise. When the second piece starts its line, the line's
-    indentation comes along (a line of code or a nested list item keeps its depth).
+    a line of its own, and when a blank line or a change of quote depth (``>``) lies between them;
+    a space otherwise (two parts of one paragraph, wrapped or not). When the second piece starts
+    its line, the line's indentation comes along (a line of code or a nested list item keeps its
+    depth); when it starts inside a quoted line after a line break, that line's quote marks do
+    (a sentence of a quoted message is never printed as the reply's).
 
     >>> t = "## Install\n\nRun it. It needs Python."
     >>> piece_joiner(t, 10, 20), piece_joiner(t, 19, 20), piece_joiner("a b. c\nd", 1, 5)
     ('\n', ' ', ' ')
     >>> piece_joiner("def f():\n    x = 1\n    return x", 18, 23)
     '\n    '
+
+    >>> t = "Yes, approved. We ship Friday.\n\n> On Mon Ann wrote:\n> Stock is low. Can we cancel?"
+    >>> piece_joiner(t, 14, t.index("Can")), piece_joiner("A. B.\n\nC. D.", 2, 10)
+    ('\n> ', '\n')
 
     A lone ``\r`` ends a line here too (:func:`ends_line`): ``piece_joiner("a.\rb", 2, 3)`` is ``'\n'``.
 
@@ -111,9 +122,32 @@ def piece_joiner(original: str, end: int, start: int) -> str:
             return LINE_JOINER + LINE_JOINER + original[line:start]
         return LINE_JOINER + original[line:start]
     after = _LINE_BREAK.search(original, end, start)  # the "\r" of a "\r\n" is white space before its "\n"
-    if after is not None and not original[end : after.start()].strip():
-        return LINE_JOINER
-    return PIECE_JOINER
+    if after is None or (original[end : after.start()].strip() and not _sets_apart(original, end, start)):
+        return PIECE_JOINER
+    return LINE_JOINER + _quote_marks_before(original, start)
+
+
+def _line_start(text: str, pos: int) -> int:
+    """Where the line holding ``pos`` starts (after a ``\n`` or a lone ``\r``)."""
+    return max(text.rfind("\n", 0, pos), text.rfind("\r", 0, pos)) + 1
+
+
+def _sets_apart(original: str, end: int, start: int) -> bool:
+    """Whether a blank line (a quoted one too) or a change of quote depth (:func:`~optimizer.wrapped_lines.quote_marks`)
+    lies between the piece ending at ``end`` and the one starting at ``start``: they are parts of two paragraphs or
+    two messages, not of one wrapped paragraph."""
+    if _QUOTED_BLANK_GAP.search(original, end, start):
+        return True
+    depth = quote_marks(original, _line_start(original, end))[0]
+    return any(quote_marks(original, m.end())[0] != depth for m in _LINE_END.finditer(original, end, start))
+
+
+def _quote_marks_before(original: str, start: int) -> str:
+    """The quote marks (with any indentation before them) of the line ``start`` is in, up to ``start``; ``""`` when
+    it is no quoted line."""
+    line = _line_start(original, start)
+    depth, marks_end = quote_marks(original, line)
+    return original[line : min(marks_end, start)] if depth else ""
 
 
 def with_first_indent(original: str, pieces: Sequence[tuple[int, int]], text: str) -> tuple[tuple[tuple[int, int], ...], str]:

@@ -6,8 +6,8 @@ with a line that is Markdown only at the start of a line (a code fence, a headin
 bullet item, a quote: :func:`opens_block`), or with an indented line that more lines follow
 (:func:`indented_lines`: code cut mid-block), gets ``[n]`` on a line of its own, so the text keeps its
 meaning (``[2] ```bash`` is no fence, and its closing fence would open one). Kept pieces of one chunk are joined as
-in ``chunk.text``: by a space, or a line break where a piece ends or starts a line (see
-:func:`optimizer.records.piece_joiner`).
+in ``chunk.text``: by a space, or a line break where a piece ends or starts a line or a blank line or a
+change of quote depth lies between (see :func:`optimizer.records.piece_joiner`).
 
 >>> from optimizer.records import Chunk
 >>> r = Renderer()

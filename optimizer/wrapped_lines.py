@@ -59,6 +59,22 @@ def _quote(text: str, line: Line) -> tuple[int, int]:
     return m.group().count(">"), m.end()
 
 
+_INDENTED_QUOTE = re.compile(r"[ \t]*((?:>[ \t]?)+)")
+
+
+def quote_marks(text: str, line_start: int) -> tuple[int, int]:
+    """The quote depth of the line of ``text`` starting at ``line_start`` (its ``>`` marks, after any indentation;
+    0 when none or a ``>>>`` prompt) and where its marks end (``line_start`` when it has none).
+
+    >>> quote_marks("> > Hi.", 0), quote_marks("  >Hi.", 0), quote_marks(">>> x = 1", 0), quote_marks("a > b", 0)
+    ((2, 4), (1, 3), (0, 0), (0, 0))
+    """
+    m = _INDENTED_QUOTE.match(text, line_start)
+    if m is None or m.group(1).rstrip() == ">>>":
+        return 0, line_start
+    return m.group(1).count(">"), m.end()
+
+
 def _opens_join(words: str) -> bool:
     """Whether a line reading ``words`` can go on in the next one: three words or more, not ending like code."""
     return len(words.split()) >= 3 and not words.rstrip().endswith(_CODE_END)
