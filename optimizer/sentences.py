@@ -33,6 +33,7 @@ from typing import NamedTuple
 import regex
 
 from optimizer.abbreviations import join_abbreviations
+from optimizer.atx_headings import heading_cuts
 from optimizer.clauses import LEVELS, clauses_open, levels
 from optimizer.inline_records import cut_ranges, record_cuts
 from optimizer.subtitles import cue_units, join_tracks, track_cues
@@ -708,7 +709,9 @@ def code_blocks(text: str) -> tuple[tuple[int, int], ...]:
 def paragraph_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """``text[start:end]`` split at blank lines: ``(start, end)`` ranges of ``text`` without surrounding
     white space, empty ones left out. A fenced code block (:func:`fenced_blocks`) is a block of its
-    own, never split at the blank lines inside it.
+    own, never split at the blank lines inside it. A Markdown ``#`` heading line ends the paragraph
+    before it as a blank line would, as CommonMark reads it (:mod:`optimizer.atx_headings`: not a
+    comment of code).
 
     >>> t = "One.\\n\\n  \\n Two. Three.\\n"
     >>> [t[s:e] for s, e in paragraph_spans(t)]
@@ -731,12 +734,23 @@ def paragraph_spans(text: str, start: int = 0, end: int | None = None) -> list[t
 
 
 def _blank_line_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """``text[start:end]`` split at blank lines, each range stripped, empty ones left out."""
+    """``text[start:end]`` split at blank lines and before a Markdown ``#`` heading line
+    (:func:`~optimizer.atx_headings.heading_cuts`), each range stripped, empty ones left out."""
     bounds, pos = [], start
     for m in _BLANK_LINE.finditer(text, start, end):
         bounds.append((pos, m.start()))
         pos = m.end()
     bounds.append((pos, end))
+    blocks = [(s, e) for s, e in (strip_range(text, a, b) for a, b in bounds) if s < e]
+    return [part for s, e in blocks for part in _at_headings(text, s, e)]
+
+
+def _at_headings(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The block ``text[start:end]`` cut before each of its ``#`` heading lines, each part stripped."""
+    cuts = heading_cuts(text, start, end)
+    if not cuts:
+        return [(start, end)]
+    bounds = zip([start, *cuts], [*cuts, end])
     return [(s, e) for s, e in (strip_range(text, a, b) for a, b in bounds) if s < e]
 
 
